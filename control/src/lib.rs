@@ -1,0 +1,2 @@
+//! The xdpgw control plane.
+#![forbid(unsafe_code)]

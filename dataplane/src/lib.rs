@@ -1,0 +1,6 @@
+//! The xdpgw dataplane: the typed rule set, and (as the project grows) wire
+//! views, the classifier, connection tracking, NAT, the pipeline, ports and
+//! workers. It does not depend on the control plane.
+#![deny(unsafe_code)]
+
+pub mod rule;

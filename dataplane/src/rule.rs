@@ -1,0 +1,742 @@
+//! The typed rule set: what the control plane's parser produces and what the
+//! classifier compiles. Everything here is validated data: no strings are
+//! re-parsed on the packet path (chain and interface names are resolved once,
+//! when a rule set is compiled).
+
+use std::net::Ipv4Addr;
+
+/// A netfilter table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    Raw,
+    Mangle,
+    Nat,
+    Filter,
+}
+
+impl Table {
+    pub const ALL: [Table; 4] = [Table::Raw, Table::Mangle, Table::Nat, Table::Filter];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Raw => "raw",
+            Table::Mangle => "mangle",
+            Table::Nat => "nat",
+            Table::Filter => "filter",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// The built-in chains of this table, in the order iptables-save prints them.
+    pub fn hooks(self) -> &'static [Hook] {
+        use Hook::*;
+        match self {
+            Table::Raw => &[Prerouting, Output],
+            Table::Mangle => &[Prerouting, Input, Forward, Output, Postrouting],
+            Table::Nat => &[Prerouting, Input, Output, Postrouting],
+            Table::Filter => &[Input, Forward, Output],
+        }
+    }
+}
+
+/// A netfilter hook, i.e. a built-in chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Hook {
+    Prerouting,
+    Input,
+    Forward,
+    Output,
+    Postrouting,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 5] = [
+        Hook::Prerouting,
+        Hook::Input,
+        Hook::Forward,
+        Hook::Output,
+        Hook::Postrouting,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Prerouting => "PREROUTING",
+            Hook::Input => "INPUT",
+            Hook::Forward => "FORWARD",
+            Hook::Output => "OUTPUT",
+            Hook::Postrouting => "POSTROUTING",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Hook> {
+        Hook::ALL.into_iter().find(|h| h.name() == name)
+    }
+
+    pub fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// A set of hooks, as a bit mask of [`Hook::bit`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HookSet(pub u8);
+
+impl HookSet {
+    pub fn of(hooks: &[Hook]) -> HookSet {
+        HookSet(hooks.iter().fold(0, |m, h| m | h.bit()))
+    }
+    pub fn contains(self, hook: Hook) -> bool {
+        self.0 & hook.bit() != 0
+    }
+    pub fn is_subset_of(self, other: HookSet) -> bool {
+        self.0 & !other.0 == 0
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    pub fn iter(self) -> impl Iterator<Item = Hook> {
+        Hook::ALL.into_iter().filter(move |h| self.contains(*h))
+    }
+}
+
+/// A built-in chain's policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Policy {
+    Accept,
+    Drop,
+}
+
+impl Policy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Accept => "ACCEPT",
+            Policy::Drop => "DROP",
+        }
+    }
+}
+
+/// Packet and byte counters as carried by iptables-save files.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Counters {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// A value with iptables' `!` negation flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Inv<T> {
+    pub value: T,
+    pub invert: bool,
+}
+
+impl<T> Inv<T> {
+    pub fn new(value: T, invert: bool) -> Inv<T> {
+        Inv { value, invert }
+    }
+    pub fn plain(value: T) -> Inv<T> {
+        Inv {
+            value,
+            invert: false,
+        }
+    }
+}
+
+/// An IPv4 address and mask; the address is stored already masked, as the
+/// kernel keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ipv4Net {
+    addr: Ipv4Addr,
+    mask: Ipv4Addr,
+}
+
+impl Ipv4Net {
+    pub fn new(addr: Ipv4Addr, mask: Ipv4Addr) -> Ipv4Net {
+        Ipv4Net {
+            addr: Ipv4Addr::from(u32::from(addr) & u32::from(mask)),
+            mask,
+        }
+    }
+    pub fn with_prefix(addr: Ipv4Addr, prefix: u8) -> Option<Ipv4Net> {
+        Some(Ipv4Net::new(addr, prefix_to_mask(prefix)?))
+    }
+    pub fn addr(self) -> Ipv4Addr {
+        self.addr
+    }
+    pub fn mask(self) -> Ipv4Addr {
+        self.mask
+    }
+    /// The prefix length, if the mask is contiguous.
+    pub fn prefix_len(self) -> Option<u8> {
+        let m = u32::from(self.mask);
+        let ones = m.leading_ones();
+        (m.checked_shl(ones).unwrap_or(0) == 0).then_some(ones as u8)
+    }
+    pub fn contains(self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & u32::from(self.mask) == u32::from(self.addr)
+    }
+}
+
+/// The mask of a prefix length, `None` above 32.
+pub fn prefix_to_mask(prefix: u8) -> Option<Ipv4Addr> {
+    match prefix {
+        0 => Some(Ipv4Addr::UNSPECIFIED),
+        1..=32 => Some(Ipv4Addr::from(u32::MAX << (32 - u32::from(prefix)))),
+        _ => None,
+    }
+}
+
+/// An interface name as `-i`/`-o` take it; a trailing `+` matches any name
+/// that starts with the part before it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct IfaceMatch {
+    pub name: String,
+}
+
+impl IfaceMatch {
+    pub const MAX_LEN: usize = 15;
+
+    pub fn is_wildcard(&self) -> bool {
+        self.name.ends_with('+')
+    }
+    pub fn matches(&self, iface: &str) -> bool {
+        match self.name.strip_suffix('+') {
+            Some(prefix) => iface.starts_with(prefix),
+            None => iface == self.name,
+        }
+    }
+}
+
+/// An inclusive port range; a single port has `lo == hi`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl PortRange {
+    pub const ALL: PortRange = PortRange { lo: 0, hi: 65535 };
+    pub fn single(port: u16) -> PortRange {
+        PortRange { lo: port, hi: port }
+    }
+    pub fn contains(self, port: u16) -> bool {
+        self.lo <= port && port <= self.hi
+    }
+}
+
+/// An inclusive IPv4 address range (`-m iprange`, NAT targets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AddrRange {
+    pub lo: Ipv4Addr,
+    pub hi: Ipv4Addr,
+}
+
+impl AddrRange {
+    pub fn contains(self, ip: Ipv4Addr) -> bool {
+        self.lo <= ip && ip <= self.hi
+    }
+}
+
+/// TCP flag bits as `--tcp-flags` names them.
+pub mod tcp_flag {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+    pub const URG: u8 = 0x20;
+    pub const ALL: u8 = 0x3f;
+    /// The names in the order iptables prints them.
+    pub const NAMES: [(&str, u8); 6] = [
+        ("FIN", FIN),
+        ("SYN", SYN),
+        ("RST", RST),
+        ("PSH", PSH),
+        ("ACK", ACK),
+        ("URG", URG),
+    ];
+}
+
+/// `--tcp-flags MASK COMP`: the flags in `mask` must equal `comp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TcpFlags {
+    pub mask: u8,
+    pub comp: u8,
+}
+
+impl TcpFlags {
+    /// What `--syn` stands for.
+    pub const SYN: TcpFlags = TcpFlags {
+        mask: tcp_flag::FIN | tcp_flag::SYN | tcp_flag::RST | tcp_flag::ACK,
+        comp: tcp_flag::SYN,
+    };
+}
+
+/// `-m tcp` / `-m udp` port matches (and `--tcp-flags` for TCP).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PortMatch {
+    pub sport: Option<Inv<PortRange>>,
+    pub dport: Option<Inv<PortRange>>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TcpMatch {
+    pub ports: PortMatch,
+    pub flags: Option<Inv<TcpFlags>>,
+}
+
+/// `--icmp-type`: a type with a code range, or any ICMP packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IcmpType {
+    Any,
+    Type { ty: u8, code_lo: u8, code_hi: u8 },
+}
+
+/// Which ports `-m multiport` looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MultiportDir {
+    Source,
+    Destination,
+    Either,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Multiport {
+    pub dir: MultiportDir,
+    pub ports: Vec<PortRange>,
+    pub invert: bool,
+}
+
+impl Multiport {
+    /// The kernel's limit: a range takes two of these slots.
+    pub const MAX_SLOTS: usize = 15;
+}
+
+/// Connection tracking states, as `--ctstate`/`--state` name them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtStates(pub u8);
+
+impl CtStates {
+    pub const INVALID: u8 = 1 << 0;
+    pub const NEW: u8 = 1 << 1;
+    pub const RELATED: u8 = 1 << 2;
+    pub const ESTABLISHED: u8 = 1 << 3;
+    pub const UNTRACKED: u8 = 1 << 4;
+    pub const SNAT: u8 = 1 << 5;
+    pub const DNAT: u8 = 1 << 6;
+    /// The names in the order iptables prints them.
+    pub const NAMES: [(&str, u8); 7] = [
+        ("INVALID", Self::INVALID),
+        ("NEW", Self::NEW),
+        ("RELATED", Self::RELATED),
+        ("ESTABLISHED", Self::ESTABLISHED),
+        ("UNTRACKED", Self::UNTRACKED),
+        ("SNAT", Self::SNAT),
+        ("DNAT", Self::DNAT),
+    ];
+    pub fn contains(self, bits: u8) -> bool {
+        self.0 & bits != 0
+    }
+}
+
+/// `-m mark --mark value[/mask]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MarkMatch {
+    pub value: u32,
+    pub mask: u32,
+}
+
+/// `-m limit`: a token bucket, with the average period in units of
+/// 1/10000 s as the kernel's `xt_rateinfo` keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Limit {
+    pub avg: u32,
+    pub burst: u32,
+}
+
+impl Limit {
+    pub const SCALE: u32 = 10_000;
+    pub const DEFAULT: Limit = Limit {
+        avg: Limit::SCALE * 3600 / 3,
+        burst: 5,
+    };
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct IpRange {
+    pub src: Option<Inv<AddrRange>>,
+    pub dst: Option<Inv<AddrRange>>,
+}
+
+/// A match extension (`-m NAME ...`), in the order the rule loads them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Match {
+    Tcp(TcpMatch),
+    Udp(PortMatch),
+    Icmp(Inv<IcmpType>),
+    Multiport(Multiport),
+    Conntrack(Inv<CtStates>),
+    State(Inv<CtStates>),
+    Comment(String),
+    Dscp(Inv<u8>),
+    Mark(Inv<MarkMatch>),
+    Limit(Limit),
+    IpRange(IpRange),
+}
+
+impl Match {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Match::Tcp(_) => "tcp",
+            Match::Udp(_) => "udp",
+            Match::Icmp(_) => "icmp",
+            Match::Multiport(_) => "multiport",
+            Match::Conntrack(_) => "conntrack",
+            Match::State(_) => "state",
+            Match::Comment(_) => "comment",
+            Match::Dscp(_) => "dscp",
+            Match::Mark(_) => "mark",
+            Match::Limit(_) => "limit",
+            Match::IpRange(_) => "iprange",
+        }
+    }
+}
+
+/// `--reject-with`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RejectWith {
+    IcmpNetUnreachable,
+    IcmpHostUnreachable,
+    IcmpPortUnreachable,
+    IcmpProtoUnreachable,
+    IcmpNetProhibited,
+    IcmpHostProhibited,
+    TcpReset,
+    IcmpAdminProhibited,
+}
+
+impl RejectWith {
+    /// Each kind with its iptables name and alias.
+    pub const NAMES: [(RejectWith, &str, &str); 8] = [
+        (
+            RejectWith::IcmpNetUnreachable,
+            "icmp-net-unreachable",
+            "net-unreach",
+        ),
+        (
+            RejectWith::IcmpHostUnreachable,
+            "icmp-host-unreachable",
+            "host-unreach",
+        ),
+        (
+            RejectWith::IcmpProtoUnreachable,
+            "icmp-proto-unreachable",
+            "prot-unreach",
+        ),
+        (
+            RejectWith::IcmpPortUnreachable,
+            "icmp-port-unreachable",
+            "port-unreach",
+        ),
+        (
+            RejectWith::IcmpNetProhibited,
+            "icmp-net-prohibited",
+            "net-prohib",
+        ),
+        (
+            RejectWith::IcmpHostProhibited,
+            "icmp-host-prohibited",
+            "host-prohib",
+        ),
+        (RejectWith::TcpReset, "tcp-reset", "tcp-rst"),
+        (
+            RejectWith::IcmpAdminProhibited,
+            "icmp-admin-prohibited",
+            "admin-prohib",
+        ),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(k, _, _)| *k == self)
+            .map_or("icmp-port-unreachable", |(_, n, _)| n)
+    }
+
+    /// The ICMP destination-unreachable code sent, `None` for a TCP reset.
+    pub fn icmp_code(self) -> Option<u8> {
+        match self {
+            RejectWith::IcmpNetUnreachable => Some(0),
+            RejectWith::IcmpHostUnreachable => Some(1),
+            RejectWith::IcmpProtoUnreachable => Some(2),
+            RejectWith::IcmpPortUnreachable => Some(3),
+            RejectWith::IcmpNetProhibited => Some(9),
+            RejectWith::IcmpHostProhibited => Some(10),
+            RejectWith::IcmpAdminProhibited => Some(13),
+            RejectWith::TcpReset => None,
+        }
+    }
+}
+
+/// `-j LOG`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Log {
+    pub level: u8,
+    pub prefix: String,
+}
+
+impl Log {
+    pub const DEFAULT_LEVEL: u8 = 4;
+    pub const MAX_PREFIX: usize = 29;
+}
+
+/// The address/port range of SNAT and DNAT (`--to-source`, `--to-destination`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NatRange {
+    pub addrs: Option<AddrRange>,
+    pub ports: Option<PortRange>,
+}
+
+/// MASQUERADE and REDIRECT options.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PortNat {
+    pub ports: Option<PortRange>,
+    pub random: bool,
+    pub random_fully: bool,
+}
+
+/// What a rule does when it matches.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// No `-j`: the rule only counts.
+    None,
+    Accept,
+    Drop,
+    Return,
+    Jump(String),
+    Goto(String),
+    Reject(RejectWith),
+    Log(Log),
+    Masquerade(PortNat),
+    Snat(NatRange),
+    Dnat(NatRange),
+    Redirect(PortNat),
+    Dscp(u8),
+    Notrack,
+    CtNotrack,
+    /// `--set-xmark value/mask`: mark = (mark & !mask) ^ value.
+    Mark {
+        value: u32,
+        mask: u32,
+    },
+}
+
+impl Target {
+    /// Whether netfilter lets this target stand in `table` on a chain reached
+    /// from `hooks` (the kernel's `table`/`hooks` checks of each target).
+    pub fn allowed(&self, table: Table, hooks: HookSet) -> Result<(), TargetPlacement> {
+        use Hook::*;
+        let (want_table, want_hooks) = match self {
+            Target::Reject(_) => (Some(Table::Filter), HookSet::of(&[Input, Forward, Output])),
+            Target::Masquerade(_) => (Some(Table::Nat), HookSet::of(&[Postrouting])),
+            Target::Snat(_) => (Some(Table::Nat), HookSet::of(&[Postrouting, Input])),
+            Target::Dnat(_) | Target::Redirect(_) => {
+                (Some(Table::Nat), HookSet::of(&[Prerouting, Output]))
+            }
+            Target::Dscp(_) => (Some(Table::Mangle), HookSet(0x1f)),
+            Target::Notrack | Target::CtNotrack => (Some(Table::Raw), HookSet(0x1f)),
+            _ => (None, HookSet(0x1f)),
+        };
+        if let Some(t) = want_table {
+            if t != table {
+                return Err(TargetPlacement::Table(t));
+            }
+        }
+        if hooks.is_subset_of(want_hooks) {
+            Ok(())
+        } else {
+            Err(TargetPlacement::Hooks(want_hooks))
+        }
+    }
+
+    /// The user chain this target passes control to, if any.
+    pub fn chain(&self) -> Option<&str> {
+        match self {
+            Target::Jump(c) | Target::Goto(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// Why a target may not stand where it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetPlacement {
+    /// Only valid in this table.
+    Table(Table),
+    /// Only valid in chains reached from these hooks.
+    Hooks(HookSet),
+}
+
+/// One rule: the generic IPv4 matches, the match extensions in order, and the
+/// target.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Rule {
+    pub src: Option<Inv<Ipv4Net>>,
+    pub dst: Option<Inv<Ipv4Net>>,
+    pub in_iface: Option<Inv<IfaceMatch>>,
+    pub out_iface: Option<Inv<IfaceMatch>>,
+    /// IP protocol number; `None` is `-p all`.
+    pub protocol: Option<Inv<u8>>,
+    pub matches: Vec<Match>,
+    pub target: Target,
+    pub counters: Counters,
+}
+
+impl Rule {
+    pub fn new(target: Target) -> Rule {
+        Rule {
+            src: None,
+            dst: None,
+            in_iface: None,
+            out_iface: None,
+            protocol: None,
+            matches: Vec::new(),
+            target,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Equality as `iptables -D chain rulespec` compares rules: counters aside.
+    pub fn same_spec(&self, other: &Rule) -> bool {
+        Rule {
+            counters: Counters::default(),
+            ..self.clone()
+        } == Rule {
+            counters: Counters::default(),
+            ..other.clone()
+        }
+    }
+}
+
+/// A chain: built-in (with a hook and policy) or user-defined.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Chain {
+    pub name: String,
+    pub hook: Option<Hook>,
+    pub policy: Option<Policy>,
+    pub counters: Counters,
+    pub rules: Vec<Rule>,
+}
+
+/// One table's chains: built-ins first in hook order, then user chains
+/// sorted by name (the order iptables-save prints them in).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TableRules {
+    pub table: Table,
+    pub chains: Vec<Chain>,
+}
+
+impl TableRules {
+    /// A table as the kernel creates it: its built-in chains, empty, ACCEPT.
+    pub fn empty(table: Table) -> TableRules {
+        TableRules {
+            table,
+            chains: table
+                .hooks()
+                .iter()
+                .map(|h| Chain {
+                    name: h.name().to_string(),
+                    hook: Some(*h),
+                    policy: Some(Policy::Accept),
+                    counters: Counters::default(),
+                    rules: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn chain(&self, name: &str) -> Option<&Chain> {
+        self.chains.iter().find(|c| c.name == name)
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.chains.iter().map(|c| c.rules.len()).sum()
+    }
+}
+
+/// A whole validated rule set: the tables it defines, in the order they were
+/// first defined.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RuleSet {
+    pub tables: Vec<TableRules>,
+}
+
+impl RuleSet {
+    pub fn table(&self, table: Table) -> Option<&TableRules> {
+        self.tables.iter().find(|t| t.table == table)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn net_masks_and_prefixes() {
+        let n = Ipv4Net::new(
+            Ipv4Addr::new(10, 1, 2, 3),
+            Ipv4Addr::new(255, 0, 255, 0),
+        );
+        assert_eq!(n.addr(), Ipv4Addr::new(10, 0, 2, 0));
+        assert_eq!(n.prefix_len(), None);
+        let n = Ipv4Net::with_prefix(Ipv4Addr::new(192, 168, 10, 10), 24).expect("prefix");
+        assert_eq!(n.prefix_len(), Some(24));
+        assert!(n.contains(Ipv4Addr::new(192, 168, 10, 200)));
+        assert!(!n.contains(Ipv4Addr::new(192, 168, 11, 1)));
+        assert_eq!(
+            Ipv4Net::with_prefix(Ipv4Addr::new(1, 2, 3, 4), 0).and_then(|n| n.prefix_len()),
+            Some(0)
+        );
+        assert_eq!(
+            Ipv4Net::with_prefix(Ipv4Addr::new(1, 2, 3, 4), 32).and_then(|n| n.prefix_len()),
+            Some(32)
+        );
+        assert!(prefix_to_mask(33).is_none());
+    }
+
+    #[test]
+    fn iface_wildcard() {
+        let m = IfaceMatch {
+            name: "eth+".into(),
+        };
+        assert!(m.matches("eth0") && m.matches("eth") && !m.matches("lan0"));
+        let m = IfaceMatch {
+            name: "eth0".into(),
+        };
+        assert!(m.matches("eth0") && !m.matches("eth01"));
+    }
+
+    #[test]
+    fn target_placement_follows_the_kernel() {
+        let post = HookSet::of(&[Hook::Postrouting]);
+        let m = Target::Masquerade(PortNat::default());
+        assert!(m.allowed(Table::Nat, post).is_ok());
+        assert_eq!(
+            m.allowed(Table::Nat, HookSet::of(&[Hook::Prerouting])),
+            Err(TargetPlacement::Hooks(post))
+        );
+        assert_eq!(
+            Target::Reject(RejectWith::TcpReset).allowed(Table::Nat, post),
+            Err(TargetPlacement::Table(Table::Filter))
+        );
+        // A chain reached from nowhere may hold anything its table allows.
+        assert!(Target::Reject(RejectWith::TcpReset)
+            .allowed(Table::Filter, HookSet(0))
+            .is_ok());
+        assert!(Target::Mark { value: 1, mask: 1 }
+            .allowed(Table::Filter, HookSet::of(&[Hook::Input]))
+            .is_ok());
+    }
+}

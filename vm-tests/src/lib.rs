@@ -1,0 +1,1 @@
+//! Namespace labs for end-to-end tests.
