@@ -1,0 +1,928 @@
+//! Loading rule files: iptables-restore files and scripts of `iptables`
+//! command lines, both applied as commands to one rule-set state, then
+//! validated as a whole (jumps, loops, where targets may stand).
+
+pub mod lex;
+pub mod rule;
+pub mod value;
+
+use std::collections::HashMap;
+
+use xdpgw_dataplane::rule::{
+    Chain, Counters, HookSet, Policy, RuleSet, Table, TableRules, TargetPlacement,
+};
+
+use crate::error::{RuleError, RuleErrorKind, RuleErrors};
+use lex::Token;
+use rule::{check_chain_name, parse_rule, ParsedRule, SUPPORTED_TARGETS};
+
+/// The two forms operators bring rules in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// iptables-save / iptables-restore: `*table`, `:CHAIN`, `-A`, `COMMIT`.
+    Restore,
+    /// One `iptables ...` command line per line.
+    Script,
+}
+
+/// Tells the form of a rule file from its first line that is not blank or a
+/// comment.
+pub fn detect_format(text: &str) -> Format {
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'));
+    match first {
+        Some(l) if is_iptables_word(l.split_whitespace().next().unwrap_or("")) => Format::Script,
+        Some(l) if l.starts_with("sudo ") => Format::Script,
+        _ => Format::Restore,
+    }
+}
+
+fn is_iptables_word(w: &str) -> bool {
+    let base = w.rsplit('/').next().unwrap_or(w);
+    matches!(
+        base,
+        "iptables" | "iptables-nft" | "iptables-legacy" | "ip6tables"
+    )
+}
+
+/// Parses a rule file's text into a validated rule set, or every error in it.
+pub fn load_str(text: &str) -> Result<RuleSet, RuleErrors> {
+    let mut st = State::default();
+    match detect_format(text) {
+        Format::Restore => st.restore(text),
+        Format::Script => st.script(text),
+    }
+    st.validate();
+    if st.errors.is_empty() {
+        Ok(st.into_ruleset())
+    } else {
+        st.errors.sort_by_key(|e| (e.line, e.column));
+        Err(RuleErrors(st.errors))
+    }
+}
+
+struct ChainState {
+    name: String,
+    hook: Option<xdpgw_dataplane::rule::Hook>,
+    policy: Option<Policy>,
+    counters: Counters,
+    rules: Vec<ParsedRule>,
+}
+
+struct TableState {
+    table: Table,
+    chains: Vec<ChainState>,
+}
+
+impl TableState {
+    fn new(table: Table) -> TableState {
+        let empty = TableRules::empty(table);
+        TableState {
+            table,
+            chains: empty
+                .chains
+                .into_iter()
+                .map(|c| ChainState {
+                    name: c.name,
+                    hook: c.hook,
+                    policy: c.policy,
+                    counters: c.counters,
+                    rules: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    fn chain_index(&self, name: &str) -> Option<usize> {
+        self.chains.iter().position(|c| c.name == name)
+    }
+
+    /// The first rule that passes control to `chain`, with its chain name.
+    fn reference_to(&self, chain: &str) -> Option<(&str, &ParsedRule)> {
+        self.chains.iter().find_map(|c| {
+            c.rules
+                .iter()
+                .find(|r| r.rule.target.chain() == Some(chain))
+                .map(|r| (c.name.as_str(), r))
+        })
+    }
+}
+
+/// A command, as `-A`, `-I` and friends say it.
+enum Command {
+    Append(String),
+    Insert(String, Option<(usize, (u32, u32))>),
+    Delete(String, Option<(usize, (u32, u32))>),
+    Replace(String, (usize, (u32, u32))),
+    NewChain(String),
+    DeleteChain(Option<String>),
+    Policy(String, Token),
+    Flush(Option<String>),
+    Zero,
+}
+
+#[derive(Default)]
+struct State {
+    tables: Vec<TableState>,
+    errors: Vec<RuleError>,
+}
+
+fn at(t: &Token) -> (u32, u32) {
+    (t.line, t.col)
+}
+
+fn semantic(pos: (u32, u32), msg: impl Into<String>) -> RuleError {
+    RuleError::at(pos.0, pos.1, RuleErrorKind::Semantic(msg.into()))
+}
+
+fn syntax(pos: (u32, u32), msg: impl Into<String>) -> RuleError {
+    RuleError::at(pos.0, pos.1, RuleErrorKind::Syntax(msg.into()))
+}
+
+impl State {
+    fn table_mut(&mut self, table: Table) -> &mut TableState {
+        let i = match self.tables.iter().position(|t| t.table == table) {
+            Some(i) => i,
+            None => {
+                self.tables.push(TableState::new(table));
+                self.tables.len() - 1
+            }
+        };
+        &mut self.tables[i]
+    }
+
+    fn restore(&mut self, text: &str) {
+        let mut current: Option<(Table, (u32, u32))> = None;
+        let mut last_line = 0;
+        for (i, raw) in text.lines().enumerate() {
+            let line_no = i as u32 + 1;
+            last_line = line_no;
+            let indent = (raw.len() - raw.trim_start().len()) as u32;
+            let line = raw.trim();
+            let pos = (line_no, indent + 1);
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if let Some(name) = line.strip_prefix('*') {
+                if let Some((t, _)) = current {
+                    self.errors.push(syntax(
+                        pos,
+                        format!("table '{}' is not closed by COMMIT before this line", t.name()),
+                    ));
+                }
+                match Table::from_name(name.trim()) {
+                    Some(t) => {
+                        // iptables-restore replaces the whole table.
+                        *self.table_mut(t) = TableState::new(t);
+                        current = Some((t, pos));
+                    }
+                    None => {
+                        self.errors.push(syntax(
+                            (line_no, indent + 2),
+                            format!("unknown table '{name}'; supported: raw, mangle, nat, filter"),
+                        ));
+                        current = None;
+                    }
+                }
+                continue;
+            }
+            if line == "COMMIT" {
+                if current.take().is_none() {
+                    self.errors
+                        .push(syntax(pos, "COMMIT without a table ('*filter' and so on) to commit"));
+                }
+                continue;
+            }
+            let toks = match lex::restore_words(raw, line_no) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.errors.push(e);
+                    continue;
+                }
+            };
+            let Some((table, _)) = current else {
+                self.errors.push(syntax(
+                    pos,
+                    "expected a table line such as '*filter' before this line",
+                ));
+                continue;
+            };
+            if line.starts_with(':') {
+                self.chain_line(table, &toks);
+            } else {
+                self.restore_command(table, &toks);
+            }
+        }
+        if let Some((t, _)) = current {
+            self.errors.push(syntax(
+                (last_line.max(1), 1),
+                format!("table '{}' is not closed by COMMIT at the end of the file", t.name()),
+            ));
+        }
+    }
+
+    /// `:CHAIN POLICY [packets:bytes]`
+    fn chain_line(&mut self, table: Table, toks: &[Token]) {
+        let first = &toks[0];
+        let name = first.text.trim_start_matches(':').to_string();
+        let name_at = (first.line, first.col + 1);
+        let Some(policy) = toks.get(1) else {
+            self.errors.push(syntax(
+                name_at,
+                "a chain line needs a policy: ':CHAIN ACCEPT|DROP [0:0]' or ':USERCHAIN - [0:0]'",
+            ));
+            return;
+        };
+        let counters = match toks.get(2) {
+            None => Counters::default(),
+            Some(c) => match parse_counters(&c.text) {
+                Some(c) => c,
+                None => {
+                    self.errors
+                        .push(syntax(at(c), "counters must look like [packets:bytes]"));
+                    return;
+                }
+            },
+        };
+        if let Some(extra) = toks.get(3) {
+            self.errors
+                .push(syntax(at(extra), format!("unexpected '{}' after the counters", extra.text)));
+            return;
+        }
+        let ts = self.table_mut(table);
+        match ts.chain_index(&name) {
+            Some(i) if ts.chains[i].hook.is_some() => {
+                match policy.text.as_str() {
+                    "ACCEPT" => ts.chains[i].policy = Some(Policy::Accept),
+                    "DROP" => ts.chains[i].policy = Some(Policy::Drop),
+                    _ => {
+                        self.errors.push(syntax(
+                            at(policy),
+                            format!(
+                                "bad policy '{}' for built-in chain {name}: ACCEPT or DROP",
+                                policy.text
+                            ),
+                        ));
+                        return;
+                    }
+                }
+                ts.chains[i].counters = counters;
+            }
+            Some(_) => self.errors.push(semantic(
+                name_at,
+                format!("chain '{name}' is declared twice"),
+            )),
+            None => {
+                if table.hooks().iter().all(|h| h.name() != name)
+                    && xdpgw_dataplane::rule::Hook::from_name(&name).is_some()
+                {
+                    self.errors.push(semantic(
+                        name_at,
+                        format!("table {} has no built-in chain {name}", table.name()),
+                    ));
+                    return;
+                }
+                if policy.text != "-" {
+                    self.errors.push(syntax(
+                        at(policy),
+                        format!(
+                            "a user chain has no policy: write ':{name} - [0:0]' (or is '{name}' a misspelt built-in chain?)"
+                        ),
+                    ));
+                    return;
+                }
+                if let Err(e) = self.new_chain(table, &name, name_at) {
+                    self.errors.push(e);
+                }
+            }
+        }
+    }
+
+    fn restore_command(&mut self, table: Table, toks: &[Token]) {
+        let (counters, toks) = match toks.first() {
+            Some(t) if t.text.starts_with('[') => match parse_counters(&t.text) {
+                Some(c) => (Some(c), &toks[1..]),
+                None => {
+                    self.errors
+                        .push(syntax(at(t), "counters must look like [packets:bytes]"));
+                    return;
+                }
+            },
+            _ => (None, toks),
+        };
+        if let Some(t) = toks.iter().find(|t| t.is("-t") || t.is("--table")) {
+            self.errors.push(syntax(
+                at(t),
+                "-t cannot be used in an iptables-restore file: the '*table' line chooses the table",
+            ));
+            return;
+        }
+        match parse_command(toks) {
+            Ok((cmd, cmd_at, spec)) => self.apply(table, cmd, cmd_at, spec, counters),
+            Err(e) => self.errors.push(e),
+        }
+    }
+
+    fn script(&mut self, text: &str) {
+        let mut words: Vec<Token> = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line_no = i as u32 + 1;
+            match lex::shell_words(raw, line_no) {
+                Ok(l) => {
+                    words.extend(l.words);
+                    if l.continued {
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    self.errors.push(e);
+                    words.clear();
+                    continue;
+                }
+            }
+            let line = std::mem::take(&mut words);
+            if !line.is_empty() {
+                self.script_command(&line);
+            }
+        }
+        if !words.is_empty() {
+            self.script_command(&words);
+        }
+    }
+
+    fn script_command(&mut self, line: &[Token]) {
+        let line = match line.first() {
+            Some(t) if t.is("sudo") => &line[1..],
+            _ => line,
+        };
+        let Some(first) = line.first() else {
+            return;
+        };
+        if !is_iptables_word(&first.text) || first.text.ends_with("ip6tables") {
+            self.errors.push(syntax(
+                at(first),
+                format!(
+                    "expected an 'iptables ...' command line, found '{}' (IPv4 iptables commands only)",
+                    first.text
+                ),
+            ));
+            return;
+        }
+        let mut table = Table::Filter;
+        let mut rest: Vec<Token> = Vec::new();
+        let mut i = 1;
+        while i < line.len() {
+            let t = &line[i];
+            let prev_takes_text = i > 1
+                && matches!(
+                    line[i - 1].text.as_str(),
+                    "--comment" | "--log-prefix"
+                );
+            if (t.is("-t") || t.is("--table")) && !prev_takes_text {
+                let Some(v) = line.get(i + 1) else {
+                    self.errors.push(RuleError::at(
+                        t.line,
+                        t.col,
+                        RuleErrorKind::MissingValue {
+                            option: t.text.clone(),
+                        },
+                    ));
+                    return;
+                };
+                match Table::from_name(&v.text) {
+                    Some(tb) => table = tb,
+                    None => {
+                        self.errors.push(RuleError::at(
+                            v.line,
+                            v.col,
+                            RuleErrorKind::BadValue {
+                                option: "-t".into(),
+                                value: v.text.clone(),
+                                expected: "raw, mangle, nat or filter".into(),
+                            },
+                        ));
+                        return;
+                    }
+                }
+                i += 2;
+                continue;
+            }
+            if matches!(t.text.as_str(), "-w" | "--wait" | "-W" | "--wait-interval") {
+                i += 1;
+                if line.get(i).is_some_and(|v| v.text.parse::<f64>().is_ok()) {
+                    i += 1;
+                }
+                continue;
+            }
+            rest.push(t.clone());
+            i += 1;
+        }
+        if rest.is_empty() {
+            self.errors.push(syntax(
+                at(first),
+                "an iptables command needs a command such as -A CHAIN",
+            ));
+            return;
+        }
+        match parse_command(&rest) {
+            Ok((cmd, cmd_at, spec)) => self.apply(table, cmd, cmd_at, spec, None),
+            Err(e) => self.errors.push(e),
+        }
+    }
+
+    fn new_chain(&mut self, table: Table, name: &str, pos: (u32, u32)) -> Result<(), RuleError> {
+        let tok = Token {
+            text: name.to_string(),
+            line: pos.0,
+            col: pos.1,
+        };
+        check_chain_name(&tok, name)?;
+        if SUPPORTED_TARGETS.contains(&name)
+            || xdpgw_dataplane::rule::Hook::from_name(name).is_some()
+        {
+            return Err(semantic(
+                pos,
+                format!("'{name}' cannot name a user chain: it is a target or built-in chain name"),
+            ));
+        }
+        let ts = self.table_mut(table);
+        if ts.chain_index(name).is_some() {
+            return Err(semantic(pos, format!("chain '{name}' already exists")));
+        }
+        ts.chains.push(ChainState {
+            name: name.to_string(),
+            hook: None,
+            policy: None,
+            counters: Counters::default(),
+            rules: Vec::new(),
+        });
+        Ok(())
+    }
+
+    fn apply(
+        &mut self,
+        table: Table,
+        cmd: Command,
+        cmd_at: (u32, u32),
+        spec: &[Token],
+        counters: Option<Counters>,
+    ) {
+        if let Err(e) = self.try_apply(table, cmd, cmd_at, spec, counters) {
+            self.errors.push(e);
+        }
+    }
+
+    fn chain_of(&mut self, table: Table, name: &str, pos: (u32, u32)) -> Result<usize, RuleError> {
+        self.table_mut(table).chain_index(name).ok_or_else(|| {
+            semantic(
+                pos,
+                format!("no chain '{name}' in table {}", table.name()),
+            )
+        })
+    }
+
+    fn parse_spec(
+        &mut self,
+        table: Table,
+        chain: &str,
+        cmd_at: (u32, u32),
+        spec: &[Token],
+        counters: Option<Counters>,
+    ) -> Result<ParsedRule, RuleError> {
+        let mut p = parse_rule(spec, cmd_at, table, chain)?;
+        if let Some(c) = counters {
+            p.rule.counters = c;
+        }
+        if let Some(target) = p.rule.target.chain() {
+            let ts = self.table_mut(table);
+            match ts.chain_index(target) {
+                None => {
+                    return Err(semantic(
+                        p.target_at,
+                        format!(
+                            "no chain or target named '{target}' in table {}{}",
+                            table.name(),
+                            did_you_mean(target)
+                        ),
+                    ))
+                }
+                Some(i) if ts.chains[i].hook.is_some() => {
+                    return Err(semantic(
+                        p.target_at,
+                        format!("cannot jump to the built-in chain {target}"),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(p)
+    }
+
+    fn try_apply(
+        &mut self,
+        table: Table,
+        cmd: Command,
+        cmd_at: (u32, u32),
+        spec: &[Token],
+        counters: Option<Counters>,
+    ) -> Result<(), RuleError> {
+        let needs_no_spec = |spec: &[Token]| match spec.first() {
+            Some(t) => Err(syntax(
+                at(t),
+                format!("unexpected '{}': this command takes no rule", t.text),
+            )),
+            None => Ok(()),
+        };
+        match cmd {
+            Command::Append(chain) => {
+                let ci = self.chain_of(table, &chain, cmd_at)?;
+                let p = self.parse_spec(table, &chain, cmd_at, spec, counters)?;
+                self.table_mut(table).chains[ci].rules.push(p);
+            }
+            Command::Insert(chain, num) => {
+                let ci = self.chain_of(table, &chain, cmd_at)?;
+                let p = self.parse_spec(table, &chain, cmd_at, spec, counters)?;
+                let rules = &mut self.table_mut(table).chains[ci].rules;
+                let (n, pos) = num.unwrap_or((1, cmd_at));
+                if n == 0 || n > rules.len() + 1 {
+                    return Err(semantic(
+                        pos,
+                        format!(
+                            "index of insertion too big: chain {chain} has {} rules",
+                            rules.len()
+                        ),
+                    ));
+                }
+                rules.insert(n - 1, p);
+            }
+            Command::Replace(chain, (n, pos)) => {
+                let ci = self.chain_of(table, &chain, cmd_at)?;
+                let p = self.parse_spec(table, &chain, cmd_at, spec, counters)?;
+                let rules = &mut self.table_mut(table).chains[ci].rules;
+                if n == 0 || n > rules.len() {
+                    return Err(semantic(
+                        pos,
+                        format!(
+                            "index of replacement too big: chain {chain} has {} rules",
+                            rules.len()
+                        ),
+                    ));
+                }
+                rules[n - 1] = p;
+            }
+            Command::Delete(chain, num) => {
+                let ci = self.chain_of(table, &chain, cmd_at)?;
+                let idx = match num {
+                    Some((n, pos)) => {
+                        needs_no_spec(spec)?;
+                        let len = self.table_mut(table).chains[ci].rules.len();
+                        if n == 0 || n > len {
+                            return Err(semantic(
+                                pos,
+                                format!("no rule {n} in chain {chain}: it has {len} rules"),
+                            ));
+                        }
+                        n - 1
+                    }
+                    None => {
+                        let p = self.parse_spec(table, &chain, cmd_at, spec, None)?;
+                        self.table_mut(table).chains[ci]
+                            .rules
+                            .iter()
+                            .position(|r| r.rule.same_spec(&p.rule))
+                            .ok_or_else(|| {
+                                semantic(
+                                    cmd_at,
+                                    format!("no rule in chain {chain} matches this rule, so none can be deleted"),
+                                )
+                            })?
+                    }
+                };
+                self.table_mut(table).chains[ci].rules.remove(idx);
+            }
+            Command::NewChain(name) => {
+                needs_no_spec(spec)?;
+                self.new_chain(table, &name, cmd_at)?;
+            }
+            Command::DeleteChain(name) => {
+                needs_no_spec(spec)?;
+                let ts = self.table_mut(table);
+                let names: Vec<String> = match name {
+                    Some(n) => {
+                        let Some(i) = ts.chain_index(&n) else {
+                            return Err(semantic(
+                                cmd_at,
+                                format!("no chain '{n}' in table {}", table.name()),
+                            ));
+                        };
+                        if ts.chains[i].hook.is_some() {
+                            return Err(semantic(
+                                cmd_at,
+                                format!("the built-in chain {n} cannot be deleted"),
+                            ));
+                        }
+                        vec![n]
+                    }
+                    None => ts
+                        .chains
+                        .iter()
+                        .filter(|c| c.hook.is_none())
+                        .map(|c| c.name.clone())
+                        .collect(),
+                };
+                for n in &names {
+                    if let Some((from, r)) = ts.reference_to(n) {
+                        if !(names.contains(&from.to_string())) {
+                            return Err(semantic(
+                                cmd_at,
+                                format!(
+                                    "chain '{n}' is still referenced (by a rule in {from} from line {})",
+                                    r.target_at.0
+                                ),
+                            ));
+                        }
+                    }
+                    if let Some(c) = ts.chains.iter().find(|c| &c.name == n) {
+                        if !c.rules.is_empty() {
+                            return Err(semantic(
+                                cmd_at,
+                                format!("chain '{n}' is not empty: flush it (-F {n}) first"),
+                            ));
+                        }
+                    }
+                }
+                ts.chains.retain(|c| !names.contains(&c.name));
+            }
+            Command::Policy(chain, target) => {
+                needs_no_spec(spec)?;
+                let ci = self.chain_of(table, &chain, cmd_at)?;
+                let c = &mut self.table_mut(table).chains[ci];
+                if c.hook.is_none() {
+                    return Err(semantic(
+                        cmd_at,
+                        format!("only built-in chains have a policy; {chain} is a user chain"),
+                    ));
+                }
+                c.policy = Some(match target.text.as_str() {
+                    "ACCEPT" => Policy::Accept,
+                    "DROP" => Policy::Drop,
+                    _ => {
+                        return Err(RuleError::at(
+                            target.line,
+                            target.col,
+                            RuleErrorKind::BadValue {
+                                option: "-P".into(),
+                                value: target.text.clone(),
+                                expected: "ACCEPT or DROP".into(),
+                            },
+                        ))
+                    }
+                });
+            }
+            Command::Flush(chain) => {
+                needs_no_spec(spec)?;
+                match chain {
+                    Some(c) => {
+                        let ci = self.chain_of(table, &c, cmd_at)?;
+                        self.table_mut(table).chains[ci].rules.clear();
+                    }
+                    None => {
+                        for c in &mut self.table_mut(table).chains {
+                            c.rules.clear();
+                        }
+                    }
+                }
+            }
+            Command::Zero => {
+                self.table_mut(table);
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks that need whole tables: jumps resolve, no loops between
+    /// user chains, and every target stands only where netfilter allows it.
+    fn validate(&mut self) {
+        for ts in &self.tables {
+            let index: HashMap<&str, usize> = ts
+                .chains
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.name.as_str(), i))
+                .collect();
+            // Hooks that reach each chain, and loops, by walking from the built-ins.
+            let mut hooks = vec![HookSet(0); ts.chains.len()];
+            let mut looped = vec![false; ts.chains.len()];
+            for (i, c) in ts.chains.iter().enumerate() {
+                if let Some(h) = c.hook {
+                    let mut path = vec![i];
+                    walk(ts, &index, i, HookSet::of(&[h]), &mut hooks, &mut path, &mut looped, &mut self.errors);
+                }
+            }
+            // Chains no built-in reaches can still loop among themselves.
+            for i in 0..ts.chains.len() {
+                if ts.chains[i].hook.is_none() && hooks[i].is_empty() {
+                    let mut path = vec![i];
+                    walk(ts, &index, i, HookSet(0), &mut hooks, &mut path, &mut looped, &mut self.errors);
+                }
+            }
+            for (i, c) in ts.chains.iter().enumerate() {
+                for r in &c.rules {
+                    if let Err(TargetPlacement::Hooks(want)) = r.rule.target.allowed(ts.table, hooks[i]) {
+                        let want: Vec<_> = want.iter().map(|h| h.name()).collect();
+                        let have: Vec<_> = hooks[i].iter().map(|h| h.name()).collect();
+                        self.errors.push(semantic(
+                            r.target_at,
+                            format!(
+                                "this target is only valid in {} (or user chains reached only from there); chain {} is reached from {}",
+                                want.join("/"),
+                                c.name,
+                                have.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    fn into_ruleset(self) -> RuleSet {
+        RuleSet {
+            tables: self
+                .tables
+                .into_iter()
+                .map(|ts| {
+                    let mut chains: Vec<Chain> = ts
+                        .chains
+                        .into_iter()
+                        .map(|c| Chain {
+                            name: c.name,
+                            hook: c.hook,
+                            policy: c.policy,
+                            counters: c.counters,
+                            rules: c.rules.into_iter().map(|p| p.rule).collect(),
+                        })
+                        .collect();
+                    // Built-ins keep hook order; user chains sort by name, as iptables-save prints them.
+                    chains.sort_by(|a, b| match (a.hook, b.hook) {
+                        (Some(x), Some(y)) => x.cmp(&y),
+                        (Some(_), None) => std::cmp::Ordering::Less,
+                        (None, Some(_)) => std::cmp::Ordering::Greater,
+                        (None, None) => a.name.as_bytes().cmp(b.name.as_bytes()),
+                    });
+                    TableRules {
+                        table: ts.table,
+                        chains,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Depth-first walk from chain `i`, adding `from` to the hooks of every
+/// chain reached and reporting a loop where a jump comes back to a chain on
+/// the current path.
+#[allow(clippy::too_many_arguments)]
+fn walk(
+    ts: &TableState,
+    index: &HashMap<&str, usize>,
+    i: usize,
+    from: HookSet,
+    hooks: &mut [HookSet],
+    path: &mut Vec<usize>,
+    looped: &mut [bool],
+    errors: &mut Vec<RuleError>,
+) {
+    hooks[i] = HookSet(hooks[i].0 | from.0);
+    for r in &ts.chains[i].rules {
+        let Some(target) = r.rule.target.chain() else {
+            continue;
+        };
+        let Some(&j) = index.get(target) else {
+            errors.push(semantic(
+                r.target_at,
+                format!("no chain '{target}' in table {}", ts.table.name()),
+            ));
+            continue;
+        };
+        if let Some(k) = path.iter().position(|&p| p == j) {
+            if !looped[j] {
+                looped[j] = true;
+                let mut names: Vec<&str> = path[k..].iter().map(|&p| ts.chains[p].name.as_str()).collect();
+                names.push(target);
+                errors.push(semantic(
+                    r.target_at,
+                    format!("this jump makes a loop: {}", names.join(" -> ")),
+                ));
+            }
+            continue;
+        }
+        if hooks[j].0 | from.0 == hooks[j].0 && !from.is_empty() {
+            continue;
+        }
+        if from.is_empty() && !hooks[j].is_empty() {
+            continue;
+        }
+        path.push(j);
+        walk(ts, index, j, from, hooks, path, looped, errors);
+        path.pop();
+    }
+}
+
+fn did_you_mean(name: &str) -> String {
+    SUPPORTED_TARGETS
+        .iter()
+        .find(|t| t.eq_ignore_ascii_case(name))
+        .map(|t| format!(" (did you mean the target {t}?)"))
+        .unwrap_or_default()
+}
+
+fn parse_counters(s: &str) -> Option<Counters> {
+    let inner = s.strip_prefix('[')?.strip_suffix(']')?;
+    let (p, b) = inner.split_once(':')?;
+    Some(Counters {
+        packets: p.parse().ok()?,
+        bytes: b.parse().ok()?,
+    })
+}
+
+/// Splits a command line (without `iptables` and `-t`) into the command, its
+/// position, and the rule specification that follows it.
+fn parse_command(toks: &[Token]) -> Result<(Command, (u32, u32), &[Token]), RuleError> {
+    let Some(c) = toks.first() else {
+        return Err(syntax((1, 1), "empty command"));
+    };
+    let pos = at(c);
+    let arg = |i: usize, what: &str| -> Result<&Token, RuleError> {
+        toks.get(i)
+            .filter(|t| !t.text.starts_with('-') || t.text == "-")
+            .ok_or_else(|| syntax(pos, format!("{} needs {what}", c.text)))
+    };
+    let optional = |i: usize| toks.get(i).filter(|t| !t.text.starts_with('-') && !t.is("!"));
+    let number = |t: &Token| -> Result<(usize, (u32, u32)), RuleError> {
+        t.text
+            .parse::<usize>()
+            .map(|n| (n, at(t)))
+            .map_err(|_| syntax(at(t), format!("expected a rule number, found '{}'", t.text)))
+    };
+    let is_num = |t: &&Token| t.text.bytes().all(|b| b.is_ascii_digit()) && !t.text.is_empty();
+    let (cmd, used) = match c.text.as_str() {
+        "-A" | "--append" => (Command::Append(arg(1, "a chain")?.text.clone()), 2),
+        "-I" | "--insert" => {
+            let chain = arg(1, "a chain")?.text.clone();
+            match toks.get(2).filter(is_num) {
+                Some(n) => (Command::Insert(chain, Some(number(n)?)), 3),
+                None => (Command::Insert(chain, None), 2),
+            }
+        }
+        "-D" | "--delete" => {
+            let chain = arg(1, "a chain")?.text.clone();
+            match toks.get(2).filter(is_num) {
+                Some(n) => (Command::Delete(chain, Some(number(n)?)), 3),
+                None => (Command::Delete(chain, None), 2),
+            }
+        }
+        "-R" | "--replace" => {
+            let chain = arg(1, "a chain")?.text.clone();
+            let n = number(arg(2, "a chain and a rule number")?)?;
+            (Command::Replace(chain, n), 3)
+        }
+        "-N" | "--new-chain" | "--new" => (Command::NewChain(arg(1, "a chain name")?.text.clone()), 2),
+        "-X" | "--delete-chain" => match optional(1) {
+            Some(n) => (Command::DeleteChain(Some(n.text.clone())), 2),
+            None => (Command::DeleteChain(None), 1),
+        },
+        "-P" | "--policy" => {
+            let chain = arg(1, "a chain and a policy")?.text.clone();
+            let target = arg(2, "a chain and a policy")?.clone();
+            (Command::Policy(chain, target), 3)
+        }
+        "-F" | "--flush" => match optional(1) {
+            Some(n) => (Command::Flush(Some(n.text.clone())), 2),
+            None => (Command::Flush(None), 1),
+        },
+        "-Z" | "--zero" => (Command::Zero, if optional(1).is_some() { 2 } else { 1 }),
+        "-L" | "--list" | "-S" | "--list-rules" | "-C" | "--check" => {
+            return Err(syntax(
+                pos,
+                format!("{} does not change rules: use 'xdpgw list' or 'xdpgw save' to see them", c.text),
+            ))
+        }
+        "-E" | "--rename-chain" => {
+            return Err(syntax(pos, "-E (rename chain) is not supported yet"))
+        }
+        _ => {
+            return Err(syntax(
+                pos,
+                format!(
+                    "expected a command (-A, -I, -D, -R, -N, -X, -P, -F, -Z), found '{}'",
+                    c.text
+                ),
+            ))
+        }
+    };
+    Ok((cmd, pos, &toks[used.min(toks.len())..]))
+}

@@ -1,0 +1,991 @@
+//! The rule specification: the options after `-A CHAIN`, parsed the way
+//! iptables parses them (implicit protocol matches, `!` before the option it
+//! inverts, options belonging to the matches and target loaded before them).
+
+use xdpgw_dataplane::rule::{
+    CtStates, IcmpType, IfaceMatch, Inv, IpRange, Limit, Log, MarkMatch, Match, Multiport,
+    MultiportDir, NatRange, PortMatch, PortNat, RejectWith, Rule, Table, TcpFlags, TcpMatch,
+    Target,
+};
+
+use super::lex::Token;
+use super::value;
+use crate::error::{RuleError, RuleErrorKind};
+use crate::netdb;
+
+pub const SUPPORTED_MATCHES: [&str; 11] = [
+    "tcp",
+    "udp",
+    "icmp",
+    "multiport",
+    "conntrack",
+    "state",
+    "comment",
+    "dscp",
+    "mark",
+    "limit",
+    "iprange",
+];
+
+pub const SUPPORTED_TARGETS: [&str; 13] = [
+    "ACCEPT",
+    "DROP",
+    "RETURN",
+    "REJECT",
+    "LOG",
+    "MASQUERADE",
+    "SNAT",
+    "DNAT",
+    "REDIRECT",
+    "DSCP",
+    "NOTRACK",
+    "CT",
+    "MARK",
+];
+
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+
+/// A parsed rule and where its parts stand, for the checks that need the
+/// whole rule set (jumps, loops, where targets may stand).
+#[derive(Clone, Debug)]
+pub struct ParsedRule {
+    pub rule: Rule,
+    /// Where the target is named (or the rule starts, when it has none).
+    pub target_at: (u32, u32),
+}
+
+/// A match being filled in, with the options it has seen.
+struct Loaded {
+    m: Match,
+    seen: u32,
+    at: (u32, u32),
+}
+
+struct LoadedTarget {
+    t: Target,
+    seen: u32,
+    name: String,
+    at: (u32, u32),
+}
+
+struct Parser<'a> {
+    toks: &'a [Token],
+    pos: usize,
+    chain: &'a str,
+    rule: Rule,
+    seen_generic: u32,
+    matches: Vec<Loaded>,
+    target: Option<LoadedTarget>,
+    start: (u32, u32),
+}
+
+fn err(t: &Token, kind: RuleErrorKind) -> RuleError {
+    RuleError::at(t.line, t.col, kind)
+}
+
+fn bad(t: &Token, option: &str, expected: String) -> RuleError {
+    err(
+        t,
+        RuleErrorKind::BadValue {
+            option: option.to_string(),
+            value: t.text.clone(),
+            expected,
+        },
+    )
+}
+
+fn semantic(at: (u32, u32), msg: impl Into<String>) -> RuleError {
+    RuleError::at(at.0, at.1, RuleErrorKind::Semantic(msg.into()))
+}
+
+/// Parses a rule specification. `start` is where the command stands (for
+/// errors about the rule as a whole); `table` and `chain` are where the rule
+/// goes (for the checks iptables makes against them).
+pub fn parse_rule(
+    toks: &[Token],
+    start: (u32, u32),
+    table: Table,
+    chain: &str,
+) -> Result<ParsedRule, RuleError> {
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        chain,
+        rule: Rule::new(Target::None),
+        seen_generic: 0,
+        matches: Vec::new(),
+        target: None,
+        start,
+    };
+    p.run()?;
+    p.finish(table)
+}
+
+impl<'a> Parser<'a> {
+    fn next(&mut self) -> Option<&'a Token> {
+        let t = self.toks.get(self.pos)?;
+        self.pos += 1;
+        Some(t)
+    }
+
+    fn value(&mut self, opt: &Token) -> Result<&'a Token, RuleError> {
+        self.next().ok_or_else(|| {
+            err(
+                opt,
+                RuleErrorKind::MissingValue {
+                    option: opt.text.clone(),
+                },
+            )
+        })
+    }
+
+    fn run(&mut self) -> Result<(), RuleError> {
+        let mut invert: Option<&Token> = None;
+        while let Some(t) = self.next() {
+            if t.is("!") {
+                if invert.is_some() {
+                    return Err(err(
+                        t,
+                        RuleErrorKind::Syntax("multiple '!' flags not allowed".into()),
+                    ));
+                }
+                invert = Some(t);
+                continue;
+            }
+            if !t.text.starts_with('-') || t.text == "-" {
+                return Err(err(
+                    t,
+                    RuleErrorKind::Syntax(format!(
+                        "unexpected argument '{}': expected an option",
+                        t.text
+                    )),
+                ));
+            }
+            let inv = invert.take().is_some();
+            self.option(t, inv)?;
+        }
+        if let Some(t) = invert {
+            return Err(err(
+                t,
+                RuleErrorKind::Syntax("'!' at the end of the rule, before no option".into()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn generic_once(&mut self, t: &Token, bit: u32, name: &str) -> Result<(), RuleError> {
+        if self.seen_generic & bit != 0 {
+            return Err(err(
+                t,
+                RuleErrorKind::Syntax(format!("multiple {name} flags not allowed")),
+            ));
+        }
+        self.seen_generic |= bit;
+        Ok(())
+    }
+
+    fn no_invert(t: &Token, inv: bool) -> Result<(), RuleError> {
+        if inv {
+            return Err(err(
+                t,
+                RuleErrorKind::CannotInvert {
+                    option: t.text.clone(),
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    fn option(&mut self, t: &'a Token, inv: bool) -> Result<(), RuleError> {
+        match t.text.as_str() {
+            "-s" | "--source" | "--src" | "-d" | "--destination" | "--dst" => {
+                let is_src = matches!(t.text.as_str(), "-s" | "--source" | "--src");
+                let (bit, name) = if is_src { (1, "-s") } else { (2, "-d") };
+                self.generic_once(t, bit, name)?;
+                let v = self.value(t)?;
+                let net = value::ipv4_net(&v.text).map_err(|e| bad(v, name, e))?;
+                if inv && net.prefix_len() == Some(0) {
+                    return Err(bad(
+                        v,
+                        name,
+                        "a network other than 0.0.0.0/0 after '!' (it would never match)".into(),
+                    ));
+                }
+                let slot = if is_src {
+                    &mut self.rule.src
+                } else {
+                    &mut self.rule.dst
+                };
+                *slot = (net.prefix_len() != Some(0)).then_some(Inv::new(net, inv));
+            }
+            "-p" | "--protocol" => {
+                self.generic_once(t, 4, "-p")?;
+                let v = self.value(t)?;
+                let num = netdb::protocol_by_name(&v.text).ok_or_else(|| {
+                    bad(
+                        v,
+                        "-p",
+                        "a protocol: tcp, udp, icmp, all, a number 0-255 or a name from /etc/protocols"
+                            .into(),
+                    )
+                })?;
+                if num == 0 && inv {
+                    return Err(bad(v, "-p", "a protocol other than 'all' after '!'".into()));
+                }
+                self.rule.protocol = (num != 0).then_some(Inv::new(num, inv));
+            }
+            "-i" | "--in-interface" | "-o" | "--out-interface" => {
+                let is_in = matches!(t.text.as_str(), "-i" | "--in-interface");
+                let (bit, name) = if is_in { (8, "-i") } else { (16, "-o") };
+                self.generic_once(t, bit, name)?;
+                let banned = if is_in {
+                    ["OUTPUT", "POSTROUTING"]
+                } else {
+                    ["INPUT", "PREROUTING"]
+                };
+                if banned.contains(&self.chain) {
+                    return Err(err(
+                        t,
+                        RuleErrorKind::Semantic(format!(
+                            "can't use {name} with {}: {} packets have no {} interface",
+                            self.chain,
+                            self.chain,
+                            if is_in { "input" } else { "output" }
+                        )),
+                    ));
+                }
+                let v = self.value(t)?;
+                if v.text.is_empty()
+                    || v.text.len() > IfaceMatch::MAX_LEN
+                    || v.text.contains(['/', ' '])
+                {
+                    return Err(bad(
+                        v,
+                        name,
+                        "an interface name of 1-15 characters, '+' at the end for a prefix".into(),
+                    ));
+                }
+                let m = Some(Inv::new(
+                    IfaceMatch {
+                        name: v.text.clone(),
+                    },
+                    inv,
+                ));
+                if is_in {
+                    self.rule.in_iface = m;
+                } else {
+                    self.rule.out_iface = m;
+                }
+            }
+            "-m" | "--match" => {
+                Self::no_invert(t, inv)?;
+                let v = self.value(t)?;
+                self.load_match(v)?;
+            }
+            "-j" | "--jump" | "-g" | "--goto" => {
+                Self::no_invert(t, inv)?;
+                self.generic_once(t, 32, "-j")?;
+                let v = self.value(t)?;
+                let goto = matches!(t.text.as_str(), "-g" | "--goto");
+                self.load_target(t, v, goto)?;
+            }
+            "-c" | "--set-counters" => {
+                Self::no_invert(t, inv)?;
+                let p = self.value(t)?;
+                let b = self.value(t)?;
+                self.rule.counters.packets = p
+                    .text
+                    .parse()
+                    .map_err(|_| bad(p, "-c", "a packet count".into()))?;
+                self.rule.counters.bytes = b
+                    .text
+                    .parse()
+                    .map_err(|_| bad(b, "-c", "a byte count".into()))?;
+            }
+            "-f" | "--fragment" => {
+                return Err(err(
+                    t,
+                    RuleErrorKind::Semantic("-f (fragment) matches are not supported yet".into()),
+                ))
+            }
+            "-4" | "--ipv4" => {}
+            "-6" | "--ipv6" => {
+                return Err(err(
+                    t,
+                    RuleErrorKind::Semantic("IPv6 rules are not supported yet".into()),
+                ))
+            }
+            _ => self.extension_option(t, inv)?,
+        }
+        Ok(())
+    }
+
+    fn load_match(&mut self, v: &Token) -> Result<(), RuleError> {
+        let m = match v.text.as_str() {
+            "tcp" => Match::Tcp(TcpMatch::default()),
+            "udp" => Match::Udp(PortMatch::default()),
+            "icmp" => Match::Icmp(Inv::plain(IcmpType::Any)),
+            "multiport" => Match::Multiport(Multiport {
+                dir: MultiportDir::Either,
+                ports: Vec::new(),
+                invert: false,
+            }),
+            "conntrack" => Match::Conntrack(Inv::plain(CtStates(0))),
+            "state" => Match::State(Inv::plain(CtStates(0))),
+            "comment" => Match::Comment(String::new()),
+            "dscp" => Match::Dscp(Inv::plain(0)),
+            "mark" => Match::Mark(Inv::plain(MarkMatch {
+                value: 0,
+                mask: u32::MAX,
+            })),
+            "limit" => Match::Limit(Limit::DEFAULT),
+            "iprange" => Match::IpRange(IpRange::default()),
+            _ => {
+                return Err(err(
+                    v,
+                    RuleErrorKind::UnknownMatch {
+                        name: v.text.clone(),
+                    },
+                ))
+            }
+        };
+        if matches!(m, Match::Tcp(_) | Match::Udp(_) | Match::Icmp(_))
+            && self.matches.iter().any(|l| l.m.name() == m.name())
+        {
+            return Err(err(
+                v,
+                RuleErrorKind::Semantic(format!(
+                    "match '{}' loaded twice: put all its options after one -m {}",
+                    v.text, v.text
+                )),
+            ));
+        }
+        self.matches.push(Loaded {
+            m,
+            seen: 0,
+            at: (v.line, v.col),
+        });
+        Ok(())
+    }
+
+    fn load_target(&mut self, opt: &Token, v: &Token, goto: bool) -> Result<(), RuleError> {
+        let at = (v.line, v.col);
+        let name = v.text.clone();
+        let t = if goto {
+            Target::Goto(name.clone())
+        } else {
+            match name.as_str() {
+                "ACCEPT" => Target::Accept,
+                "DROP" => Target::Drop,
+                "RETURN" => Target::Return,
+                "REJECT" => Target::Reject(RejectWith::IcmpPortUnreachable),
+                "LOG" => Target::Log(Log {
+                    level: Log::DEFAULT_LEVEL,
+                    prefix: String::new(),
+                }),
+                "MASQUERADE" => Target::Masquerade(PortNat::default()),
+                "SNAT" => Target::Snat(NatRange {
+                    addrs: None,
+                    ports: None,
+                }),
+                "DNAT" => Target::Dnat(NatRange {
+                    addrs: None,
+                    ports: None,
+                }),
+                "REDIRECT" => Target::Redirect(PortNat::default()),
+                "DSCP" => Target::Dscp(0),
+                "NOTRACK" => Target::Notrack,
+                "CT" => Target::CtNotrack,
+                "MARK" => Target::Mark { value: 0, mask: 0 },
+                "QUEUE" | "NFQUEUE" | "TRACE" | "TOS" | "TTL" | "TPROXY" | "NETMAP" | "TCPMSS"
+                | "CONNMARK" | "CLASSIFY" | "SET" | "AUDIT" | "NFLOG" | "ULOG" => {
+                    return Err(err(
+                        v,
+                        RuleErrorKind::UnknownTarget {
+                            name: format!("{name}' (not supported yet)"),
+                        },
+                    ))
+                }
+                _ => Target::Jump(name.clone()),
+            }
+        };
+        if let Target::Jump(c) | Target::Goto(c) = &t {
+            check_chain_name(v, c)?;
+            if goto && SUPPORTED_TARGETS.contains(&c.as_str()) {
+                return Err(err(
+                    opt,
+                    RuleErrorKind::Semantic(format!("-g needs a user chain, not the target {c}")),
+                ));
+            }
+        }
+        self.target = Some(LoadedTarget {
+            t,
+            seen: 0,
+            name,
+            at,
+        });
+        Ok(())
+    }
+
+    /// An option that belongs to a match or the target: the most recently
+    /// loaded match that knows it, else the target, else the match of the
+    /// rule's protocol, loaded implicitly as iptables does.
+    fn extension_option(&mut self, t: &'a Token, inv: bool) -> Result<(), RuleError> {
+        for i in (0..self.matches.len()).rev() {
+            if self.match_option(i, t, inv)? {
+                return Ok(());
+            }
+        }
+        if self.target.is_some() && self.target_option(t, inv)? {
+            return Ok(());
+        }
+        let implicit = match self.rule.protocol.map(|p| p.value) {
+            Some(IPPROTO_TCP) => Some(Match::Tcp(TcpMatch::default())),
+            Some(IPPROTO_UDP) => Some(Match::Udp(PortMatch::default())),
+            Some(IPPROTO_ICMP) => Some(Match::Icmp(Inv::plain(IcmpType::Any))),
+            _ => None,
+        };
+        if let Some(m) = implicit {
+            if !self.matches.iter().any(|l| l.m.name() == m.name()) {
+                self.matches.push(Loaded {
+                    m,
+                    seen: 0,
+                    at: (t.line, t.col),
+                });
+                let i = self.matches.len() - 1;
+                if self.match_option(i, t, inv)? {
+                    return Ok(());
+                }
+                self.matches.pop();
+            }
+        }
+        Err(err(
+            t,
+            RuleErrorKind::UnknownOption {
+                option: t.text.clone(),
+                hint: option_hint(&t.text),
+            },
+        ))
+    }
+
+    fn once(l: &mut Loaded, t: &Token, bit: u32) -> Result<(), RuleError> {
+        if l.seen & bit != 0 {
+            return Err(err(
+                t,
+                RuleErrorKind::Duplicate {
+                    option: t.text.clone(),
+                },
+            ));
+        }
+        l.seen |= bit;
+        Ok(())
+    }
+
+    /// Offers option `t` to loaded match `i`; false if it is not the match's.
+    fn match_option(&mut self, i: usize, t: &'a Token, inv: bool) -> Result<bool, RuleError> {
+        let opt = t.text.as_str();
+        let proto_name = match self.rule.protocol.map(|p| p.value) {
+            Some(IPPROTO_UDP) => "udp",
+            _ => "tcp",
+        };
+        // Which option of which match, and the bit that marks it seen.
+        let bit = match (&self.matches[i].m, opt) {
+            (Match::Tcp(_) | Match::Udp(_), "--sport" | "--source-port") => 1,
+            (Match::Tcp(_) | Match::Udp(_), "--dport" | "--destination-port") => 2,
+            (Match::Tcp(_), "--tcp-flags" | "--syn") => 4,
+            (Match::Icmp(_), "--icmp-type") => 1,
+            (Match::Multiport(_), "--sports" | "--source-ports") => 1,
+            (Match::Multiport(_), "--dports" | "--destination-ports") => 1,
+            (Match::Multiport(_), "--ports") => 1,
+            (Match::Conntrack(_), "--ctstate") => 1,
+            (Match::State(_), "--state") => 1,
+            (Match::Comment(_), "--comment") => 1,
+            (Match::Dscp(_), "--dscp" | "--dscp-class") => 1,
+            (Match::Mark(_), "--mark") => 1,
+            (Match::Limit(_), "--limit") => 1,
+            (Match::Limit(_), "--limit-burst") => 2,
+            (Match::IpRange(_), "--src-range") => 1,
+            (Match::IpRange(_), "--dst-range") => 2,
+            (
+                Match::Conntrack(_),
+                "--ctproto" | "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst"
+                | "--ctorigsrcport" | "--ctorigdstport" | "--ctreplsrcport" | "--ctrepldstport"
+                | "--ctstatus" | "--ctexpire" | "--ctdir",
+            )
+            | (Match::Tcp(_), "--tcp-option")
+            | (Match::Mark(_), "--set-mark") => {
+                return Err(err(
+                    t,
+                    RuleErrorKind::Semantic(format!("{opt} is not supported yet")),
+                ))
+            }
+            _ => return Ok(false),
+        };
+        let l = &mut self.matches[i];
+        Self::once(l, t, bit)?;
+        let no_inv = |inv: bool| Self::no_invert(t, inv);
+        // Values are taken from the token stream after the option.
+        let toks = self.toks;
+        let mut pos = self.pos;
+        let mut take = || -> Result<&'a Token, RuleError> {
+            let v = toks.get(pos).ok_or_else(|| {
+                err(
+                    t,
+                    RuleErrorKind::MissingValue {
+                        option: opt.to_string(),
+                    },
+                )
+            })?;
+            pos += 1;
+            Ok(v)
+        };
+        match &mut l.m {
+            Match::Tcp(TcpMatch { ports, flags }) => {
+                if bit == 4 {
+                    *flags = Some(Inv::new(
+                        if opt == "--syn" {
+                            TcpFlags::SYN
+                        } else {
+                            let mv = take()?;
+                            let cv = take()?;
+                            TcpFlags {
+                                mask: value::tcp_flags(&mv.text).map_err(|e| bad(mv, opt, e))?,
+                                comp: value::tcp_flags(&cv.text).map_err(|e| bad(cv, opt, e))?,
+                            }
+                        },
+                        inv,
+                    ));
+                } else {
+                    set_ports(ports, bit, "tcp", take()?, opt, inv)?;
+                }
+            }
+            Match::Udp(ports) => set_ports(ports, bit, "udp", take()?, opt, inv)?,
+            Match::Icmp(m) => {
+                let v = take()?;
+                *m = Inv::new(value::icmp_type(&v.text).map_err(|e| bad(v, opt, e))?, inv);
+            }
+            Match::Multiport(m) => {
+                let v = take()?;
+                m.dir = match opt {
+                    "--sports" | "--source-ports" => MultiportDir::Source,
+                    "--dports" | "--destination-ports" => MultiportDir::Destination,
+                    _ => MultiportDir::Either,
+                };
+                m.ports = value::port_list(&v.text, proto_name).map_err(|e| bad(v, opt, e))?;
+                m.invert = inv;
+            }
+            Match::Conntrack(m) | Match::State(m) => {
+                let allowed = if opt == "--state" { 0x1f } else { 0x7f };
+                let v = take()?;
+                *m = Inv::new(
+                    value::ct_states(&v.text, allowed).map_err(|e| bad(v, opt, e))?,
+                    inv,
+                );
+            }
+            Match::Comment(c) => {
+                no_inv(inv)?;
+                let v = take()?;
+                if v.text.len() > 255 {
+                    return Err(bad(v, opt, "a comment of at most 255 characters".into()));
+                }
+                *c = v.text.clone();
+            }
+            Match::Dscp(d) => {
+                let v = take()?;
+                let val = if opt == "--dscp" {
+                    value::dscp(&v.text)
+                } else {
+                    value::dscp_class(&v.text)
+                };
+                *d = Inv::new(val.map_err(|e| bad(v, opt, e))?, inv);
+            }
+            Match::Mark(m) => {
+                let v = take()?;
+                let (value, mask) = value::mark(&v.text).map_err(|e| bad(v, opt, e))?;
+                *m = Inv::new(
+                    MarkMatch {
+                        value,
+                        mask: mask.unwrap_or(u32::MAX),
+                    },
+                    inv,
+                );
+            }
+            Match::Limit(lim) => {
+                no_inv(inv)?;
+                let v = take()?;
+                if bit == 1 {
+                    lim.avg = value::limit_rate(&v.text).map_err(|e| bad(v, opt, e))?;
+                } else {
+                    lim.burst = v
+                        .text
+                        .parse()
+                        .ok()
+                        .filter(|b| *b <= 10_000)
+                        .ok_or_else(|| bad(v, opt, "a burst 0-10000".into()))?;
+                }
+            }
+            Match::IpRange(r) => {
+                let v = take()?;
+                let range = Inv::new(value::addr_range(&v.text).map_err(|e| bad(v, opt, e))?, inv);
+                if bit == 1 {
+                    r.src = Some(range);
+                } else {
+                    r.dst = Some(range);
+                }
+            }
+        }
+        self.pos = pos;
+        Ok(true)
+    }
+
+    /// Offers option `t` to the loaded target; false if it is not the target's.
+    fn target_option(&mut self, t: &'a Token, inv: bool) -> Result<bool, RuleError> {
+        let opt = t.text.as_str();
+        let Some(lt) = self.target.as_mut() else {
+            return Ok(false);
+        };
+        let bit = match (&lt.t, opt) {
+            (Target::Reject(_), "--reject-with") => 1,
+            (Target::Log(_), "--log-prefix") => 1,
+            (Target::Log(_), "--log-level") => 2,
+            (Target::Masquerade(_) | Target::Redirect(_), "--to-ports") => 1,
+            (Target::Masquerade(_) | Target::Redirect(_), "--random") => 2,
+            (Target::Masquerade(_), "--random-fully") => 4,
+            (Target::Snat(_), "--to-source") => 1,
+            (Target::Dnat(_), "--to-destination") => 1,
+            (Target::Dscp(_), "--set-dscp" | "--set-dscp-class") => 1,
+            (Target::CtNotrack, "--notrack") => 1,
+            (Target::Mark { .. }, "--set-mark" | "--set-xmark")
+            | (Target::Mark { .. }, "--and-mark" | "--or-mark" | "--xor-mark") => 1,
+            (
+                Target::Log(_),
+                "--log-tcp-sequence" | "--log-tcp-options" | "--log-ip-options" | "--log-uid"
+                | "--log-macdecode",
+            )
+            | (Target::Snat(_) | Target::Dnat(_), "--random" | "--random-fully" | "--persistent")
+            | (
+                Target::CtNotrack,
+                "--helper" | "--ctevents" | "--expevents" | "--zone" | "--zone-orig"
+                | "--zone-reply" | "--timeout" | "--notrack-",
+            ) => {
+                return Err(err(
+                    t,
+                    RuleErrorKind::Semantic(format!(
+                        "{opt} of -j {} is not supported yet",
+                        lt.name
+                    )),
+                ))
+            }
+            _ => return Ok(false),
+        };
+        Self::no_invert(t, inv)?;
+        if lt.seen & bit != 0 {
+            return Err(err(
+                t,
+                RuleErrorKind::Duplicate {
+                    option: opt.to_string(),
+                },
+            ));
+        }
+        lt.seen |= bit;
+        let needs_value = !matches!(opt, "--random" | "--random-fully" | "--notrack");
+        let v = if needs_value {
+            let v = self.toks.get(self.pos).ok_or_else(|| {
+                err(
+                    t,
+                    RuleErrorKind::MissingValue {
+                        option: opt.to_string(),
+                    },
+                )
+            })?;
+            self.pos += 1;
+            Some(v)
+        } else {
+            None
+        };
+        let text = v.map_or("", |v| v.text.as_str());
+        let bad_v = |e: String| match v {
+            Some(v) => bad(v, opt, e),
+            None => bad(t, opt, e),
+        };
+        match &mut lt.t {
+            Target::Reject(w) => {
+                *w = RejectWith::NAMES
+                    .iter()
+                    .find(|(_, n, a)| *n == text || *a == text)
+                    .map(|(k, _, _)| *k)
+                    .ok_or_else(|| {
+                        bad_v(format!(
+                            "one of {}",
+                            RejectWith::NAMES.map(|n| n.1).join(", ")
+                        ))
+                    })?;
+            }
+            Target::Log(l) if bit == 1 => {
+                if text.len() > Log::MAX_PREFIX {
+                    return Err(bad_v("a prefix of at most 29 characters".into()));
+                }
+                if text.contains('\n') {
+                    return Err(bad_v("a prefix without newlines".into()));
+                }
+                l.prefix = text.to_string();
+            }
+            Target::Log(l) => l.level = value::log_level(text).map_err(bad_v)?,
+            Target::Masquerade(n) | Target::Redirect(n) => match opt {
+                "--to-ports" => n.ports = Some(value::nat_ports(text).map_err(bad_v)?),
+                "--random" => n.random = true,
+                _ => n.random_fully = true,
+            },
+            Target::Snat(r) | Target::Dnat(r) => *r = value::nat_range(text).map_err(bad_v)?,
+            Target::Dscp(d) => {
+                *d = if opt == "--set-dscp" {
+                    value::dscp(text)
+                } else {
+                    value::dscp_class(text)
+                }
+                .map_err(bad_v)?
+            }
+            Target::Mark { value: mv, mask } => {
+                let (v, m) = value::mark(text).map_err(bad_v)?;
+                (*mv, *mask) = match opt {
+                    "--set-xmark" => (v, m.unwrap_or(u32::MAX)),
+                    "--set-mark" => (v, v | m.unwrap_or(u32::MAX)),
+                    "--and-mark" => (0, !v),
+                    "--or-mark" => (v, v),
+                    _ => (v, 0),
+                };
+            }
+            _ => {}
+        }
+        Ok(true)
+    }
+
+    fn finish(self, table: Table) -> Result<ParsedRule, RuleError> {
+        let proto = self.rule.protocol;
+        let is_proto = |p: u8| proto.is_some_and(|x| x.value == p && !x.invert);
+        let mut rule = self.rule;
+        for l in self.matches {
+            let needs = |what: &str| semantic(l.at, format!("-m {} needs {what}", l.m.name()));
+            match &l.m {
+                Match::Tcp(_) if !is_proto(IPPROTO_TCP) => {
+                    return Err(semantic(l.at, "the tcp match requires '-p tcp'"))
+                }
+                Match::Udp(_) if !is_proto(IPPROTO_UDP) => {
+                    return Err(semantic(l.at, "the udp match requires '-p udp'"))
+                }
+                Match::Icmp(_) if !is_proto(IPPROTO_ICMP) => {
+                    return Err(semantic(l.at, "the icmp match requires '-p icmp'"))
+                }
+                Match::Icmp(_) if l.seen == 0 => return Err(needs("--icmp-type")),
+                Match::Multiport(_) if !is_proto(IPPROTO_TCP) && !is_proto(IPPROTO_UDP) => {
+                    return Err(semantic(l.at, "multiport needs '-p tcp' or '-p udp'"))
+                }
+                Match::Multiport(_) => {
+                    if l.seen == 0 {
+                        return Err(needs("--sports, --dports or --ports"));
+                    }
+                }
+                Match::Conntrack(_) if l.seen == 0 => return Err(needs("--ctstate")),
+                Match::State(_) if l.seen == 0 => return Err(needs("--state")),
+                Match::Comment(_) if l.seen == 0 => return Err(needs("--comment")),
+                Match::Dscp(_) if l.seen == 0 => return Err(needs("--dscp or --dscp-class")),
+                Match::Mark(_) if l.seen == 0 => return Err(needs("--mark")),
+                Match::IpRange(_) if l.seen == 0 => return Err(needs("--src-range or --dst-range")),
+                _ => {}
+            }
+            rule.matches.push(l.m);
+        }
+        let target_at = match self.target {
+            None => self.start,
+            Some(lt) => {
+                let need = |what: &str| semantic(lt.at, format!("-j {} needs {what}", lt.name));
+                let ports_need_proto = || {
+                    semantic(
+                        lt.at,
+                        format!(
+                            "-j {} with ports needs '-p tcp' or '-p udp'",
+                            lt.name
+                        ),
+                    )
+                };
+                let l4 = is_proto(IPPROTO_TCP) || is_proto(IPPROTO_UDP);
+                match &lt.t {
+                    Target::Reject(RejectWith::TcpReset) if !is_proto(IPPROTO_TCP) => {
+                        return Err(semantic(
+                            lt.at,
+                            "--reject-with tcp-reset needs '-p tcp'",
+                        ))
+                    }
+                    Target::Masquerade(n) | Target::Redirect(n) if n.ports.is_some() && !l4 => {
+                        return Err(ports_need_proto())
+                    }
+                    Target::Snat(r) | Target::Dnat(r) if r.ports.is_some() && !l4 => {
+                        return Err(ports_need_proto())
+                    }
+                    Target::Snat(_) if lt.seen == 0 => return Err(need("--to-source")),
+                    Target::Dnat(_) if lt.seen == 0 => return Err(need("--to-destination")),
+                    Target::Dscp(_) if lt.seen == 0 => {
+                        return Err(need("--set-dscp or --set-dscp-class"))
+                    }
+                    Target::CtNotrack if lt.seen == 0 => {
+                        return Err(need("--notrack (the only CT option supported)"))
+                    }
+                    Target::Mark { .. } if lt.seen == 0 => {
+                        return Err(need("--set-mark or --set-xmark"))
+                    }
+                    t => {
+                        if let Err(xdpgw_dataplane::rule::TargetPlacement::Table(want)) =
+                            t.allowed(table, xdpgw_dataplane::rule::HookSet(0))
+                        {
+                            return Err(semantic(
+                                lt.at,
+                                format!(
+                                    "-j {} is only valid in the {} table, not in {}",
+                                    lt.name,
+                                    want.name(),
+                                    table.name()
+                                ),
+                            ));
+                        }
+                    }
+                }
+                rule.target = lt.t;
+                lt.at
+            }
+        };
+        Ok(ParsedRule { rule, target_at })
+    }
+}
+
+fn set_ports(
+    ports: &mut PortMatch,
+    bit: u32,
+    proto: &str,
+    v: &Token,
+    opt: &str,
+    inv: bool,
+) -> Result<(), RuleError> {
+    let r = value::port_range(&v.text, proto).map_err(|e| bad(v, opt, e))?;
+    let slot = if bit == 1 {
+        &mut ports.sport
+    } else {
+        &mut ports.dport
+    };
+    *slot = Some(Inv::new(r, inv));
+    Ok(())
+}
+
+/// Checks a user chain name as iptables does.
+pub fn check_chain_name(t: &Token, name: &str) -> Result<(), RuleError> {
+    let problem = if name.is_empty() {
+        Some("a chain name must not be empty")
+    } else if name.len() > 28 {
+        Some("a chain name is at most 28 characters")
+    } else if name.starts_with(['-', '!']) {
+        Some("a chain name must not start with '-' or '!'")
+    } else if name.contains(char::is_whitespace) {
+        Some("a chain name must not contain white space")
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(err(t, RuleErrorKind::Semantic(p.into()))),
+        None => Ok(()),
+    }
+}
+
+/// Where an unknown option would have been valid.
+fn option_hint(opt: &str) -> String {
+    let owner = match opt {
+        "--sport" | "--dport" | "--source-port" | "--destination-port" => {
+            "it needs '-p tcp' or '-p udp' before it"
+        }
+        "--tcp-flags" | "--syn" => "it needs '-p tcp' before it",
+        "--icmp-type" => "it needs '-p icmp' before it",
+        "--sports" | "--dports" | "--ports" => "it belongs to -m multiport",
+        "--ctstate" => "it belongs to -m conntrack",
+        "--state" => "it belongs to -m state",
+        "--comment" => "it belongs to -m comment",
+        "--dscp" | "--dscp-class" => "it belongs to -m dscp",
+        "--mark" => "it belongs to -m mark",
+        "--limit" | "--limit-burst" => "it belongs to -m limit",
+        "--src-range" | "--dst-range" => "it belongs to -m iprange",
+        "--reject-with" => "it belongs to -j REJECT, after it",
+        "--log-prefix" | "--log-level" => "it belongs to -j LOG, after it",
+        "--to-ports" => "it belongs to -j MASQUERADE or -j REDIRECT, after it",
+        "--random" | "--random-fully" => "it belongs to -j MASQUERADE, after it",
+        "--to-source" => "it belongs to -j SNAT, after it",
+        "--to-destination" => "it belongs to -j DNAT, after it",
+        "--set-dscp" | "--set-dscp-class" => "it belongs to -j DSCP, after it",
+        "--notrack" => "it belongs to -j CT, after it",
+        "--set-mark" | "--set-xmark" | "--and-mark" | "--or-mark" | "--xor-mark" => {
+            "it belongs to -j MARK, after it"
+        }
+        _ => "",
+    };
+    if owner.is_empty() {
+        String::new()
+    } else {
+        format!("; {owner}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::lex::restore_words;
+
+    fn parse(s: &str, table: Table, chain: &str) -> Result<Rule, RuleError> {
+        let toks = restore_words(s, 1).expect("lex");
+        parse_rule(&toks, (1, 1), table, chain).map(|p| p.rule)
+    }
+
+    #[test]
+    fn implicit_protocol_match_goes_where_its_first_option_stands() {
+        let r = parse(
+            "-m comment --comment x -p tcp --dport 5 -m mark --mark 1 -j ACCEPT",
+            Table::Filter,
+            "INPUT",
+        )
+        .expect("parse");
+        let names: Vec<_> = r.matches.iter().map(|m| m.name()).collect();
+        assert_eq!(names, ["comment", "tcp", "mark"]);
+    }
+
+    #[test]
+    fn errors_name_the_column() {
+        let e = parse("-p tcp --dport 99999 -j ACCEPT", Table::Filter, "INPUT").expect_err("bad");
+        assert_eq!(e.column, 16);
+        assert!(e.kind.to_string().contains("0-65535"), "{}", e.kind);
+        let e = parse("-m foo -j ACCEPT", Table::Filter, "INPUT").expect_err("bad");
+        assert_eq!(e.column, 4);
+        assert!(e.kind.to_string().contains("supported: tcp, udp"));
+        let e = parse("--dport 80 -j ACCEPT", Table::Filter, "INPUT").expect_err("bad");
+        assert!(e.kind.to_string().contains("-p tcp"), "{}", e.kind);
+        let e = parse("-o eth0 -j ACCEPT", Table::Filter, "INPUT").expect_err("bad");
+        assert!(e.kind.to_string().contains("can't use -o with INPUT"));
+        let e = parse("-j MASQUERADE", Table::Filter, "FORWARD").expect_err("bad");
+        assert!(e.kind.to_string().contains("only valid in the nat table"));
+        let e = parse("! -m tcp", Table::Filter, "INPUT").expect_err("bad");
+        assert!(matches!(e.kind, RuleErrorKind::CannotInvert { .. }));
+        let e = parse("-j ACCEPT -j DROP", Table::Filter, "INPUT").expect_err("bad");
+        assert!(e.kind.to_string().contains("multiple -j"));
+    }
+
+    #[test]
+    fn mark_forms_become_xmark() {
+        for (s, v, m) in [
+            ("--set-mark 5", 5, u32::MAX),
+            ("--set-mark 0x5/0xf0", 5, 0xf5),
+            ("--set-xmark 0x5/0xff", 5, 0xff),
+            ("--and-mark 0xf", 0, !0xf),
+            ("--or-mark 0x3", 3, 3),
+            ("--xor-mark 0x3", 3, 0),
+        ] {
+            let r = parse(&format!("-j MARK {s}"), Table::Mangle, "PREROUTING").expect(s);
+            assert_eq!(r.target, Target::Mark { value: v, mask: m }, "{s}");
+        }
+    }
+}

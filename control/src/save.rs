@@ -1,0 +1,502 @@
+//! Printing a rule set in canonical iptables-save form: what Linux's
+//! `iptables-save` prints after `iptables-restore` of the same rules (without
+//! its `#` header and footer lines).
+
+use std::fmt::Write;
+
+use xdpgw_dataplane::rule::{
+    tcp_flag, AddrRange, Chain, IcmpType, Inv, Ipv4Net, Match, MultiportDir, NatRange,
+    PortRange, Rule, RuleSet, TableRules, Target,
+};
+
+use crate::netdb;
+use crate::parse::value::limit_rate_text;
+
+/// The whole rule set, table after table.
+pub fn render(set: &RuleSet) -> String {
+    render_with(set, false)
+}
+
+/// As [`render`], with each chain's and rule's counters (`iptables-save -c`).
+pub fn render_with(set: &RuleSet, counters: bool) -> String {
+    let mut out = String::new();
+    for t in &set.tables {
+        render_table(&mut out, t, counters);
+    }
+    out
+}
+
+/// One table, from `*table` to `COMMIT`.
+pub fn render_table(out: &mut String, t: &TableRules, counters: bool) {
+    let _ = writeln!(out, "*{}", t.table.name());
+    for c in &t.chains {
+        let policy = c.policy.map_or("-", |p| p.name());
+        let (p, b) = if counters {
+            (c.counters.packets, c.counters.bytes)
+        } else {
+            (0, 0)
+        };
+        let _ = writeln!(out, ":{} {policy} [{p}:{b}]", c.name);
+    }
+    for c in &t.chains {
+        for r in &c.rules {
+            render_rule(out, c, r, counters);
+            out.push('\n');
+        }
+    }
+    out.push_str("COMMIT\n");
+}
+
+/// One rule as `-A CHAIN ...` (no newline).
+pub fn render_rule(out: &mut String, chain: &Chain, r: &Rule, counters: bool) {
+    if counters {
+        let _ = write!(out, "[{}:{}] ", r.counters.packets, r.counters.bytes);
+    }
+    let _ = write!(out, "-A {}", chain.name);
+    rule_spec(out, r);
+}
+
+/// The rule's options after the chain name, each with a leading space.
+pub fn rule_spec(out: &mut String, r: &Rule) {
+    if let Some(s) = r.src {
+        net(out, "-s", s);
+    }
+    if let Some(d) = r.dst {
+        net(out, "-d", d);
+    }
+    if let Some(i) = &r.in_iface {
+        inv(out, i.invert);
+        let _ = write!(out, " -i {}", i.value.name);
+    }
+    if let Some(o) = &r.out_iface {
+        inv(out, o.invert);
+        let _ = write!(out, " -o {}", o.value.name);
+    }
+    if let Some(p) = r.protocol {
+        inv(out, p.invert);
+        let _ = write!(out, " -p {}", netdb::protocol_name(p.value));
+    }
+    for m in &r.matches {
+        let _ = write!(out, " -m {}", m.name());
+        match_spec(out, m);
+    }
+    target(out, &r.target);
+}
+
+fn inv(out: &mut String, invert: bool) {
+    if invert {
+        out.push_str(" !");
+    }
+}
+
+fn net(out: &mut String, opt: &str, n: Inv<Ipv4Net>) {
+    inv(out, n.invert);
+    let _ = match n.value.prefix_len() {
+        Some(p) => write!(out, " {opt} {}/{p}", n.value.addr()),
+        None => write!(out, " {opt} {}/{}", n.value.addr(), n.value.mask()),
+    };
+}
+
+fn ports(out: &mut String, opt: &str, p: Option<Inv<PortRange>>) {
+    let Some(p) = p else { return };
+    if p.value == PortRange::ALL && !p.invert {
+        return;
+    }
+    inv(out, p.invert);
+    let _ = if p.value.lo == p.value.hi {
+        write!(out, " {opt} {}", p.value.lo)
+    } else {
+        write!(out, " {opt} {}:{}", p.value.lo, p.value.hi)
+    };
+}
+
+fn tcp_flags(out: &mut String, flags: u8) {
+    if flags == 0 {
+        out.push_str("NONE");
+        return;
+    }
+    let mut first = true;
+    for (name, bit) in tcp_flag::NAMES {
+        if flags & bit != 0 {
+            if !first {
+                out.push(',');
+            }
+            out.push_str(name);
+            first = false;
+        }
+    }
+}
+
+/// A string as xtables_save_string prints it: bare when it is only letters,
+/// digits, `_` and `-`; otherwise in double quotes with `"`, `\` and `'`
+/// escaped.
+pub fn save_string(out: &mut String, s: &str) {
+    let bare = !s.is_empty()
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    out.push(' ');
+    if bare {
+        out.push_str(s);
+        return;
+    }
+    out.push('"');
+    for c in s.chars() {
+        if matches!(c, '"' | '\\' | '\'') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+fn states(out: &mut String, opt: &str, s: Inv<xdpgw_dataplane::rule::CtStates>) {
+    inv(out, s.invert);
+    let _ = write!(out, " {opt} ");
+    let names: Vec<&str> = xdpgw_dataplane::rule::CtStates::NAMES
+        .iter()
+        .filter(|(_, b)| s.value.contains(*b))
+        .map(|(n, _)| *n)
+        .collect();
+    out.push_str(&names.join(","));
+}
+
+fn addr_range(out: &mut String, opt: &str, r: Option<Inv<AddrRange>>) {
+    if let Some(r) = r {
+        inv(out, r.invert);
+        let _ = write!(out, " {opt} {}-{}", r.value.lo, r.value.hi);
+    }
+}
+
+fn match_spec(out: &mut String, m: &Match) {
+    match m {
+        Match::Tcp(t) => {
+            ports(out, "--sport", t.ports.sport);
+            ports(out, "--dport", t.ports.dport);
+            if let Some(f) = t.flags {
+                inv(out, f.invert);
+                out.push_str(" --tcp-flags ");
+                tcp_flags(out, f.value.mask);
+                out.push(' ');
+                tcp_flags(out, f.value.comp);
+            }
+        }
+        Match::Udp(u) => {
+            ports(out, "--sport", u.sport);
+            ports(out, "--dport", u.dport);
+        }
+        Match::Icmp(i) => {
+            inv(out, i.invert);
+            let _ = match i.value {
+                IcmpType::Any => write!(out, " --icmp-type any"),
+                IcmpType::Type {
+                    ty,
+                    code_lo,
+                    code_hi,
+                } => {
+                    if code_lo != 0 || code_hi != 0xff {
+                        write!(out, " --icmp-type {ty}/{code_lo}")
+                    } else {
+                        write!(out, " --icmp-type {ty}")
+                    }
+                }
+            };
+        }
+        Match::Multiport(mp) => {
+            inv(out, mp.invert);
+            out.push_str(match mp.dir {
+                MultiportDir::Source => " --sports ",
+                MultiportDir::Destination => " --dports ",
+                MultiportDir::Either => " --ports ",
+            });
+            for (i, p) in mp.ports.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = if p.lo == p.hi {
+                    write!(out, "{}", p.lo)
+                } else {
+                    write!(out, "{}:{}", p.lo, p.hi)
+                };
+            }
+        }
+        Match::Conntrack(s) => states(out, "--ctstate", *s),
+        Match::State(s) => states(out, "--state", *s),
+        Match::Comment(c) => {
+            out.push_str(" --comment");
+            save_string(out, c);
+        }
+        Match::Dscp(d) => {
+            inv(out, d.invert);
+            let _ = write!(out, " --dscp 0x{:02x}", d.value);
+        }
+        Match::Mark(m) => {
+            inv(out, m.invert);
+            let _ = if m.value.mask == u32::MAX {
+                write!(out, " --mark 0x{:x}", m.value.value)
+            } else {
+                write!(out, " --mark 0x{:x}/0x{:x}", m.value.value, m.value.mask)
+            };
+        }
+        Match::Limit(l) => {
+            let _ = write!(out, " --limit {}", limit_rate_text(l.avg));
+            if l.burst != 5 {
+                let _ = write!(out, " --limit-burst {}", l.burst);
+            }
+        }
+        Match::IpRange(r) => {
+            addr_range(out, "--src-range", r.src);
+            addr_range(out, "--dst-range", r.dst);
+        }
+    }
+}
+
+fn nat_range(out: &mut String, opt: &str, r: &NatRange) {
+    let _ = write!(out, " {opt} ");
+    if let Some(a) = r.addrs {
+        let _ = write!(out, "{}", a.lo);
+        if a.hi != a.lo {
+            let _ = write!(out, "-{}", a.hi);
+        }
+    }
+    if let Some(p) = r.ports {
+        let _ = write!(out, ":{}", p.lo);
+        if p.hi != p.lo {
+            let _ = write!(out, "-{}", p.hi);
+        }
+    }
+}
+
+fn to_ports(out: &mut String, p: Option<PortRange>) {
+    if let Some(p) = p {
+        let _ = write!(out, " --to-ports {}", p.lo);
+        if p.hi != p.lo {
+            let _ = write!(out, "-{}", p.hi);
+        }
+    }
+}
+
+fn target(out: &mut String, t: &Target) {
+    let _ = match t {
+        Target::None => Ok(()),
+        Target::Accept => write!(out, " -j ACCEPT"),
+        Target::Drop => write!(out, " -j DROP"),
+        Target::Return => write!(out, " -j RETURN"),
+        Target::Jump(c) => write!(out, " -j {c}"),
+        Target::Goto(c) => write!(out, " -g {c}"),
+        Target::Reject(w) => write!(out, " -j REJECT --reject-with {}", w.name()),
+        Target::Log(l) => {
+            out.push_str(" -j LOG");
+            if !l.prefix.is_empty() {
+                out.push_str(" --log-prefix");
+                save_string(out, &l.prefix);
+            }
+            if l.level != xdpgw_dataplane::rule::Log::DEFAULT_LEVEL {
+                let _ = write!(out, " --log-level {}", l.level);
+            }
+            Ok(())
+        }
+        Target::Masquerade(n) | Target::Redirect(n) => {
+            out.push_str(if matches!(t, Target::Masquerade(_)) {
+                " -j MASQUERADE"
+            } else {
+                " -j REDIRECT"
+            });
+            to_ports(out, n.ports);
+            if n.random {
+                out.push_str(" --random");
+            }
+            if n.random_fully {
+                out.push_str(" --random-fully");
+            }
+            Ok(())
+        }
+        Target::Snat(r) => {
+            out.push_str(" -j SNAT");
+            nat_range(out, "--to-source", r);
+            Ok(())
+        }
+        Target::Dnat(r) => {
+            out.push_str(" -j DNAT");
+            nat_range(out, "--to-destination", r);
+            Ok(())
+        }
+        Target::Dscp(d) => write!(out, " -j DSCP --set-dscp 0x{d:02x}"),
+        Target::Notrack => write!(out, " -j NOTRACK"),
+        Target::CtNotrack => write!(out, " -j CT --notrack"),
+        Target::Mark { value, mask } => write!(out, " -j MARK --set-xmark 0x{value:x}/0x{mask:x}"),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::load_str;
+
+    /// Rules and what Linux's iptables-save (1.8.9) printed for them.
+    const CASES: &[(&str, &str)] = &[
+        (
+            "-A INPUT -p tcp -s 198.51.100.7 --dport 80 -j DROP",
+            "-A INPUT -s 198.51.100.7/32 -p tcp -m tcp --dport 80 -j DROP",
+        ),
+        (
+            "-A INPUT -s 10.0.0.0/255.0.0.0 -d 10.1.2.3/255.0.255.0 -j ACCEPT",
+            "-A INPUT -s 10.0.0.0/8 -d 10.0.2.0/255.0.255.0 -j ACCEPT",
+        ),
+        (
+            "-A INPUT ! -s 10.0.0.0/8 ! -d 1.2.3.4 ! -i eth+ -p udp ! --sport 53 --dport 1000:2000 -j ACCEPT",
+            "-A INPUT ! -s 10.0.0.0/8 ! -d 1.2.3.4/32 ! -i eth+ -p udp -m udp ! --sport 53 --dport 1000:2000 -j ACCEPT",
+        ),
+        (
+            "-A INPUT -p tcp ! --syn -j ACCEPT",
+            "-A INPUT -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -j ACCEPT",
+        ),
+        (
+            "-A INPUT -p tcp ! --tcp-flags ALL FIN,URG,PSH -j ACCEPT",
+            "-A INPUT -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,PSH,ACK,URG FIN,PSH,URG -j ACCEPT",
+        ),
+        (
+            "-A INPUT -p tcp --tcp-flags ALL NONE -j ACCEPT",
+            "-A INPUT -p tcp -m tcp --tcp-flags FIN,SYN,RST,PSH,ACK,URG NONE -j ACCEPT",
+        ),
+        (
+            "-A INPUT -p icmp --icmp-type port-unreachable -j ACCEPT",
+            "-A INPUT -p icmp -m icmp --icmp-type 3/3 -j ACCEPT",
+        ),
+        (
+            "-A INPUT -p icmp ! --icmp-type any -j ACCEPT",
+            "-A INPUT -p icmp -m icmp ! --icmp-type any -j ACCEPT",
+        ),
+        (
+            "-A INPUT -p tcp -m multiport --dports 80 --syn -j ACCEPT",
+            "-A INPUT -p tcp -m multiport --dports 80 -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j ACCEPT",
+        ),
+        (
+            "-A INPUT -m conntrack --ctstate DNAT,SNAT,UNTRACKED,INVALID,ESTABLISHED,RELATED,NEW -j ACCEPT",
+            "-A INPUT -m conntrack --ctstate INVALID,NEW,RELATED,ESTABLISHED,UNTRACKED,SNAT,DNAT -j ACCEPT",
+        ),
+        (
+            "-A INPUT -m state ! --state NEW,INVALID,UNTRACKED -j ACCEPT",
+            "-A INPUT -m state ! --state INVALID,NEW,UNTRACKED -j ACCEPT",
+        ),
+        (
+            "-A INPUT -m comment --comment \"allow ssh\" -j ACCEPT",
+            "-A INPUT -m comment --comment \"allow ssh\" -j ACCEPT",
+        ),
+        (
+            "-A INPUT -m comment --comment ''",
+            "-A INPUT -m comment --comment \"\\'\\'\"",
+        ),
+        (
+            "-A INPUT -m dscp ! --dscp-class EF -m mark ! --mark 0x10/0xf0 -j ACCEPT",
+            "-A INPUT -m dscp ! --dscp 0x2e -m mark ! --mark 0x10/0xf0 -j ACCEPT",
+        ),
+        (
+            "-A INPUT -m limit -j ACCEPT",
+            "-A INPUT -m limit --limit 3/hour -j ACCEPT",
+        ),
+        (
+            "-A INPUT -m limit --limit 5/min --limit-burst 10 -j ACCEPT",
+            "-A INPUT -m limit --limit 5/min --limit-burst 10 -j ACCEPT",
+        ),
+        (
+            "-A INPUT -m iprange --src-range 10.0.0.1-10.0.0.9 ! --dst-range 10.0.1.1-10.0.1.5 -j ACCEPT",
+            "-A INPUT -m iprange --src-range 10.0.0.1-10.0.0.9 ! --dst-range 10.0.1.1-10.0.1.5 -j ACCEPT",
+        ),
+        ("-A INPUT -p 47 -j ACCEPT", "-A INPUT -p gre -j ACCEPT"),
+        ("-A INPUT -p all -s 0/0 -j ACCEPT", "-A INPUT -j ACCEPT"),
+        (
+            "-A INPUT -j REJECT",
+            "-A INPUT -j REJECT --reject-with icmp-port-unreachable",
+        ),
+        (
+            "-A INPUT -j LOG --log-level debug --log-prefix x",
+            "-A INPUT -j LOG --log-prefix x --log-level 7",
+        ),
+        (
+            "-A INPUT -j LOG --log-prefix \"fw: \" --log-level warning",
+            "-A INPUT -j LOG --log-prefix \"fw: \"",
+        ),
+        (
+            "-A INPUT -j MARK --set-mark 5",
+            "-A INPUT -j MARK --set-xmark 0x5/0xffffffff",
+        ),
+        ("-A INPUT", "-A INPUT"),
+        (
+            "-A INPUT -p tcp --dport :100 --sport 100: -j ACCEPT",
+            "-A INPUT -p tcp -m tcp --sport 100:65535 --dport 0:100 -j ACCEPT",
+        ),
+        (
+            "-A INPUT -p tcp --sport 0:65535 -j ACCEPT",
+            "-A INPUT -p tcp -m tcp -j ACCEPT",
+        ),
+    ];
+
+    #[test]
+    fn rules_print_as_iptables_save_prints_them() {
+        for (input, want) in CASES {
+            let text = format!("*filter\n:INPUT ACCEPT [0:0]\n{input}\nCOMMIT\n");
+            let set = load_str(&text).unwrap_or_else(|e| panic!("{input}: {e}"));
+            let got = render(&set);
+            let rule = got.lines().find(|l| l.starts_with("-A")).unwrap_or("");
+            assert_eq!(rule, *want, "for {input}");
+        }
+    }
+
+    #[test]
+    fn nat_mangle_raw_targets() {
+        let text = "\
+*nat
+:PREROUTING ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -d 192.168.10.10 -p tcp --dport 25 -j REDIRECT
+-A PREROUTING -p tcp -j REDIRECT --to-ports 2525-2530 --random
+-A PREROUTING -p tcp -j DNAT --to-destination 10.0.0.1-10.0.0.5:80-90
+-A POSTROUTING -o eth0 -s 192.168.10.10 -j MASQUERADE
+-A POSTROUTING -p tcp -j MASQUERADE --to-ports 1024-2000 --random
+-A POSTROUTING -j MASQUERADE --random-fully
+-A POSTROUTING -j SNAT --to-source 1.2.3.4
+COMMIT
+*mangle
+-A OUTPUT -p tcp --sport 443 -j DSCP --set-dscp 46
+-A OUTPUT -j DSCP --set-dscp-class AF41
+COMMIT
+*raw
+-A PREROUTING -p tcp --dport 22 -j NOTRACK
+-A PREROUTING -p tcp --dport 23 -j CT --notrack
+COMMIT
+";
+        let set = load_str(text).unwrap_or_else(|e| panic!("{e}"));
+        let want = "\
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -d 192.168.10.10/32 -p tcp -m tcp --dport 25 -j REDIRECT
+-A PREROUTING -p tcp -j REDIRECT --to-ports 2525-2530 --random
+-A PREROUTING -p tcp -j DNAT --to-destination 10.0.0.1-10.0.0.5:80-90
+-A POSTROUTING -s 192.168.10.10/32 -o eth0 -j MASQUERADE
+-A POSTROUTING -p tcp -j MASQUERADE --to-ports 1024-2000 --random
+-A POSTROUTING -j MASQUERADE --random-fully
+-A POSTROUTING -j SNAT --to-source 1.2.3.4
+COMMIT
+*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A OUTPUT -p tcp -m tcp --sport 443 -j DSCP --set-dscp 0x2e
+-A OUTPUT -j DSCP --set-dscp 0x22
+COMMIT
+*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A PREROUTING -p tcp -m tcp --dport 22 -j NOTRACK
+-A PREROUTING -p tcp -m tcp --dport 23 -j CT --notrack
+COMMIT
+";
+        assert_eq!(render(&set), want);
+    }
+}
