@@ -67,13 +67,14 @@ fn check(files: &[PathBuf]) -> ExitCode {
                 for t in &set.tables {
                     let user = t.chains.iter().filter(|c| c.hook.is_none()).count();
                     println!(
-                        "{}: table {}: {} chains ({} built-in, {} user), {} rules",
+                        "{}: table {}: {} chains ({} built-in, {} user), {} rule{}",
                         f.display(),
                         t.table.name(),
                         t.chains.len(),
                         t.chains.len() - user,
                         user,
-                        t.rule_count()
+                        t.rule_count(),
+                        if t.rule_count() == 1 { "" } else { "s" }
                     );
                 }
                 if set.tables.is_empty() {
