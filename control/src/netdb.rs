@@ -113,6 +113,15 @@ pub fn service_port(name: &str, proto: &str) -> Option<u16> {
         .map(|(_, port, _)| *port)
 }
 
+/// A port from a service name of any protocol.
+pub fn service_port_any(name: &str) -> Option<u16> {
+    services()
+        .entries
+        .iter()
+        .find(|(n, _, _)| n == name)
+        .map(|(_, port, _)| *port)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

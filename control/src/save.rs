@@ -5,8 +5,8 @@
 use std::fmt::Write;
 
 use xdpgw_dataplane::rule::{
-    tcp_flag, AddrRange, Chain, IcmpType, Inv, Ipv4Net, Match, MultiportDir, NatRange,
-    PortRange, Rule, RuleSet, TableRules, Target,
+    tcp_flag, AddrRange, Chain, IcmpType, Inv, Ipv4Net, Match, MultiportDir, NatRange, PortRange,
+    Rule, RuleSet, TableRules, Target,
 };
 
 use crate::netdb;
@@ -132,8 +132,7 @@ fn tcp_flags(out: &mut String, flags: u8) {
 /// escaped.
 pub fn save_string(out: &mut String, s: &str) {
     let bare = !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     out.push(' ');
     if bare {

@@ -15,7 +15,8 @@ fn net() -> impl Strategy<Value = Ipv4Net> {
     prop_oneof![
         (any::<u32>(), 1u8..=32).prop_map(|(a, p)| Ipv4Net::with_prefix(Ipv4Addr::from(a), p)
             .unwrap_or_else(|| Ipv4Net::new(Ipv4Addr::from(a), Ipv4Addr::BROADCAST))),
-        (any::<u32>(), 1u32..).prop_map(|(a, m)| Ipv4Net::new(Ipv4Addr::from(a), Ipv4Addr::from(m))),
+        (any::<u32>(), 1u32..)
+            .prop_map(|(a, m)| Ipv4Net::new(Ipv4Addr::from(a), Ipv4Addr::from(m))),
     ]
 }
 
@@ -36,6 +37,9 @@ fn port_opt() -> impl Strategy<Value = Option<Inv<PortRange>>> {
         .prop_filter("full range prints as nothing", |p| {
             !matches!(p, Some(Inv { value: PortRange::ALL, invert: false }))
         })
+        .prop_filter("'! 0:hi' is stored as 'hi+1:65535'", |p| {
+            !matches!(p, Some(Inv { value: PortRange { lo: 0, hi }, invert: true }) if *hi > 0 && *hi < 65535)
+        })
 }
 
 fn ports() -> impl Strategy<Value = PortMatch> {
@@ -51,9 +55,16 @@ fn text(max: usize) -> impl Strategy<Value = String> {
 }
 
 fn limit() -> impl Strategy<Value = Limit> {
-    (1u32..1000, prop_oneof![Just("sec"), Just("min"), Just("hour"), Just("day")], 0u32..=10_000)
+    (
+        1u32..1000,
+        prop_oneof![Just("sec"), Just("min"), Just("hour"), Just("day")],
+        0u32..=10_000,
+    )
         .prop_filter_map("rate too fast", |(n, unit, burst)| {
+            // The printed rate is rounded (as iptables prints it): start from a
+            // rate that prints as itself.
             value::limit_rate(&format!("{n}/{unit}"))
+                .and_then(|avg| value::limit_rate(&value::limit_rate_text(avg)))
                 .ok()
                 .map(|avg| Limit { avg, burst })
         })
@@ -91,7 +102,12 @@ fn matches(proto: Option<u8>) -> impl Strategy<Value = Vec<Match>> {
     let proto_match: BoxedStrategy<Vec<Match>> = match proto {
         Some(6) => prop_oneof![
             Just(vec![]),
-            (ports(), proptest::option::of(inv((0u8..64, 0u8..64).prop_map(|(m, c)| TcpFlags { mask: m, comp: c }))))
+            (
+                ports(),
+                proptest::option::of(inv(
+                    (0u8..64, 0u8..64).prop_map(|(m, c)| TcpFlags { mask: m, comp: c })
+                ))
+            )
                 .prop_map(|(ports, flags)| vec![Match::Tcp(TcpMatch { ports, flags })]),
             multiport().prop_map(|m| vec![Match::Multiport(m)]),
         ]
@@ -106,8 +122,16 @@ fn matches(proto: Option<u8>) -> impl Strategy<Value = Vec<Match>> {
             Just(vec![]),
             inv(prop_oneof![
                 Just(IcmpType::Any),
-                (0u8..255, any::<u8>()).prop_map(|(ty, c)| IcmpType::Type { ty, code_lo: c, code_hi: c }),
-                (0u8..255).prop_map(|ty| IcmpType::Type { ty, code_lo: 0, code_hi: 255 }),
+                (0u8..255, any::<u8>()).prop_map(|(ty, c)| IcmpType::Type {
+                    ty,
+                    code_lo: c,
+                    code_hi: c
+                }),
+                (0u8..255).prop_map(|ty| IcmpType::Type {
+                    ty,
+                    code_lo: 0,
+                    code_hi: 255
+                }),
             ])
             .prop_map(|i| vec![Match::Icmp(i)]),
         ]
@@ -136,21 +160,34 @@ fn multiport() -> impl Strategy<Value = Multiport> {
 /// Targets valid in `table` on a chain reached from `hook`.
 fn target(table: Table, hook: Hook, proto: Option<u8>) -> BoxedStrategy<Target> {
     let l4 = matches!(proto, Some(6 | 17));
-    let port_nat = (proptest::option::of(port_range().prop_map(|p| PortRange { lo: p.lo.max(1), hi: p.hi.max(1) })), any::<bool>(), any::<bool>())
+    let port_nat = (
+        proptest::option::of(port_range().prop_map(|p| PortRange {
+            lo: p.lo.max(1),
+            hi: p.hi.max(1),
+        })),
+        any::<bool>(),
+        any::<bool>(),
+    )
         .prop_map(move |(ports, random, random_fully)| PortNat {
             ports: if l4 { ports } else { None },
             random,
             random_fully,
         })
         .boxed();
-    let nat_range = (proptest::option::of((any::<u32>(), any::<u32>())), proptest::option::of(port_range()))
+    let nat_range = (
+        proptest::option::of((any::<u32>(), any::<u32>())),
+        proptest::option::of(port_range()),
+    )
         .prop_filter("a range", |(a, p)| a.is_some() || p.is_some())
         .prop_filter_map("ports need tcp/udp", move |(a, p)| {
             if p.is_some() && !l4 {
                 return None;
             }
             Some(NatRange {
-                addrs: a.map(|(x, y)| AddrRange { lo: Ipv4Addr::from(x.min(y)), hi: Ipv4Addr::from(x.max(y)) }),
+                addrs: a.map(|(x, y)| AddrRange {
+                    lo: Ipv4Addr::from(x.min(y)),
+                    hi: Ipv4Addr::from(x.max(y)),
+                }),
                 ports: p,
             })
         })
@@ -163,7 +200,9 @@ fn target(table: Table, hook: Hook, proto: Option<u8>) -> BoxedStrategy<Target> 
         (0u8..8, "[a-zA-Z0-9 :_-]{0,29}")
             .prop_map(|(level, prefix)| Target::Log(Log { level, prefix }))
             .boxed(),
-        (any::<u32>(), any::<u32>()).prop_map(|(value, mask)| Target::Mark { value, mask }).boxed(),
+        (any::<u32>(), any::<u32>())
+            .prop_map(|(value, mask)| Target::Mark { value, mask })
+            .boxed(),
     ];
     match table {
         Table::Filter if hook != Hook::Prerouting && hook != Hook::Postrouting => {
@@ -171,7 +210,11 @@ fn target(table: Table, hook: Hook, proto: Option<u8>) -> BoxedStrategy<Target> 
             if proto != Some(6) {
                 names.retain(|n| *n != RejectWith::TcpReset);
             }
-            options.push(proptest::sample::select(names).prop_map(Target::Reject).boxed());
+            options.push(
+                proptest::sample::select(names)
+                    .prop_map(Target::Reject)
+                    .boxed(),
+            );
         }
         Table::Nat => match hook {
             Hook::Postrouting => {
@@ -182,7 +225,12 @@ fn target(table: Table, hook: Hook, proto: Option<u8>) -> BoxedStrategy<Target> 
             Hook::Prerouting | Hook::Output => {
                 options.push(
                     port_nat
-                        .prop_map(|p| Target::Redirect(PortNat { random_fully: false, ..p }))
+                        .prop_map(|p| {
+                            Target::Redirect(PortNat {
+                                random_fully: false,
+                                ..p
+                            })
+                        })
                         .boxed(),
                 );
                 options.push(nat_range.prop_map(Target::Dnat).boxed());
@@ -201,7 +249,13 @@ fn target(table: Table, hook: Hook, proto: Option<u8>) -> BoxedStrategy<Target> 
 
 fn rule(table: Table, hook: Hook) -> impl Strategy<Value = Rule> {
     (
-        proptest::option::of(prop_oneof![Just(6u8), Just(17), Just(1), Just(47), Just(132)]),
+        proptest::option::of(prop_oneof![
+            Just(6u8),
+            Just(17),
+            Just(1),
+            Just(47),
+            Just(132)
+        ]),
         any::<bool>(),
     )
         .prop_flat_map(move |(proto, proto_inv)| {
@@ -214,23 +268,36 @@ fn rule(table: Table, hook: Hook) -> impl Strategy<Value = Rule> {
                 proptest::option::of(inv(iface())),
                 matches(proto_for_matches),
                 target(table, hook, proto_for_matches),
-                Just(proto.map(|p| Inv { value: p, invert: proto_inv })),
+                Just(proto.map(|p| Inv {
+                    value: p,
+                    invert: proto_inv,
+                })),
                 (any::<u32>(), any::<u32>()),
             )
         })
-        .prop_map(move |(src, dst, i, o, matches, target, protocol, (p, b))| Rule {
-            src,
-            dst,
-            in_iface: if matches!(hook, Hook::Output | Hook::Postrouting) { None } else { i },
-            out_iface: if matches!(hook, Hook::Input | Hook::Prerouting) { None } else { o },
-            protocol,
-            matches,
-            target,
-            counters: Counters {
-                packets: u64::from(p),
-                bytes: u64::from(b),
+        .prop_map(
+            move |(src, dst, i, o, matches, target, protocol, (p, b))| Rule {
+                src,
+                dst,
+                in_iface: if matches!(hook, Hook::Output | Hook::Postrouting) {
+                    None
+                } else {
+                    i
+                },
+                out_iface: if matches!(hook, Hook::Input | Hook::Prerouting) {
+                    None
+                } else {
+                    o
+                },
+                protocol,
+                matches,
+                target,
+                counters: Counters {
+                    packets: u64::from(p),
+                    bytes: u64::from(b),
+                },
             },
-        })
+        )
 }
 
 fn table_rules(table: Table) -> impl Strategy<Value = TableRules> {

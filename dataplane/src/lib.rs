@@ -3,4 +3,5 @@
 //! workers. It does not depend on the control plane.
 #![deny(unsafe_code)]
 
+pub mod classify;
 pub mod rule;

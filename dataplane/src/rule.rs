@@ -685,10 +685,7 @@ mod tests {
 
     #[test]
     fn net_masks_and_prefixes() {
-        let n = Ipv4Net::new(
-            Ipv4Addr::new(10, 1, 2, 3),
-            Ipv4Addr::new(255, 0, 255, 0),
-        );
+        let n = Ipv4Net::new(Ipv4Addr::new(10, 1, 2, 3), Ipv4Addr::new(255, 0, 255, 0));
         assert_eq!(n.addr(), Ipv4Addr::new(10, 0, 2, 0));
         assert_eq!(n.prefix_len(), None);
         let n = Ipv4Net::with_prefix(Ipv4Addr::new(192, 168, 10, 10), 24).expect("prefix");

@@ -213,8 +213,11 @@ mod tests {
 
     #[test]
     fn restore_quoting() {
-        let t = restore_words(r#"-A INPUT -m comment --comment "allow \"ssh\" now" -j ACCEPT"#, 3)
-            .expect("lex");
+        let t = restore_words(
+            r#"-A INPUT -m comment --comment "allow \"ssh\" now" -j ACCEPT"#,
+            3,
+        )
+        .expect("lex");
         assert_eq!(
             texts(&t),
             [

@@ -169,7 +169,10 @@ impl State {
                 if let Some((t, _)) = current {
                     self.errors.push(syntax(
                         pos,
-                        format!("table '{}' is not closed by COMMIT before this line", t.name()),
+                        format!(
+                            "table '{}' is not closed by COMMIT before this line",
+                            t.name()
+                        ),
                     ));
                 }
                 match Table::from_name(name.trim()) {
@@ -190,8 +193,10 @@ impl State {
             }
             if line == "COMMIT" {
                 if current.take().is_none() {
-                    self.errors
-                        .push(syntax(pos, "COMMIT without a table ('*filter' and so on) to commit"));
+                    self.errors.push(syntax(
+                        pos,
+                        "COMMIT without a table ('*filter' and so on) to commit",
+                    ));
                 }
                 continue;
             }
@@ -218,7 +223,10 @@ impl State {
         if let Some((t, _)) = current {
             self.errors.push(syntax(
                 (last_line.max(1), 1),
-                format!("table '{}' is not closed by COMMIT at the end of the file", t.name()),
+                format!(
+                    "table '{}' is not closed by COMMIT at the end of the file",
+                    t.name()
+                ),
             ));
         }
     }
@@ -247,8 +255,10 @@ impl State {
             },
         };
         if let Some(extra) = toks.get(3) {
-            self.errors
-                .push(syntax(at(extra), format!("unexpected '{}' after the counters", extra.text)));
+            self.errors.push(syntax(
+                at(extra),
+                format!("unexpected '{}' after the counters", extra.text),
+            ));
             return;
         }
         let ts = self.table_mut(table);
@@ -312,13 +322,6 @@ impl State {
             },
             _ => (None, toks),
         };
-        if let Some(t) = toks.iter().find(|t| t.is("-t") || t.is("--table")) {
-            self.errors.push(syntax(
-                at(t),
-                "-t cannot be used in an iptables-restore file: the '*table' line chooses the table",
-            ));
-            return;
-        }
         match parse_command(toks) {
             Ok((cmd, cmd_at, spec)) => self.apply(table, cmd, cmd_at, spec, counters),
             Err(e) => self.errors.push(e),
@@ -375,11 +378,8 @@ impl State {
         let mut i = 1;
         while i < line.len() {
             let t = &line[i];
-            let prev_takes_text = i > 1
-                && matches!(
-                    line[i - 1].text.as_str(),
-                    "--comment" | "--log-prefix"
-                );
+            let prev_takes_text =
+                i > 1 && matches!(line[i - 1].text.as_str(), "--comment" | "--log-prefix");
             if (t.is("-t") || t.is("--table")) && !prev_takes_text {
                 let Some(v) = line.get(i + 1) else {
                     self.errors.push(RuleError::at(
@@ -475,12 +475,9 @@ impl State {
     }
 
     fn chain_of(&mut self, table: Table, name: &str, pos: (u32, u32)) -> Result<usize, RuleError> {
-        self.table_mut(table).chain_index(name).ok_or_else(|| {
-            semantic(
-                pos,
-                format!("no chain '{name}' in table {}", table.name()),
-            )
-        })
+        self.table_mut(table)
+            .chain_index(name)
+            .ok_or_else(|| semantic(pos, format!("no chain '{name}' in table {}", table.name())))
     }
 
     fn parse_spec(
@@ -718,19 +715,25 @@ impl State {
             for (i, c) in ts.chains.iter().enumerate() {
                 if let Some(h) = c.hook {
                     let mut path = vec![i];
-                    walk(ts, &index, i, HookSet::of(&[h]), &mut hooks, &mut path, &mut looped, &mut self.errors);
+                    walk(
+                        ts,
+                        &index,
+                        i,
+                        HookSet::of(&[h]),
+                        &mut hooks,
+                        &mut path,
+                        &mut looped,
+                        &mut self.errors,
+                    );
                 }
             }
-            // Chains no built-in reaches can still loop among themselves.
-            for i in 0..ts.chains.len() {
-                if ts.chains[i].hook.is_none() && hooks[i].is_empty() {
-                    let mut path = vec![i];
-                    walk(ts, &index, i, HookSet(0), &mut hooks, &mut path, &mut looped, &mut self.errors);
-                }
-            }
+            // Chains no built-in reaches may loop among themselves, as the
+            // kernel allows: the loop is refused only once something jumps in.
             for (i, c) in ts.chains.iter().enumerate() {
                 for r in &c.rules {
-                    if let Err(TargetPlacement::Hooks(want)) = r.rule.target.allowed(ts.table, hooks[i]) {
+                    if let Err(TargetPlacement::Hooks(want)) =
+                        r.rule.target.allowed(ts.table, hooks[i])
+                    {
                         let want: Vec<_> = want.iter().map(|h| h.name()).collect();
                         let have: Vec<_> = hooks[i].iter().map(|h| h.name()).collect();
                         self.errors.push(semantic(
@@ -811,7 +814,10 @@ fn walk(
         if let Some(k) = path.iter().position(|&p| p == j) {
             if !looped[j] {
                 looped[j] = true;
-                let mut names: Vec<&str> = path[k..].iter().map(|&p| ts.chains[p].name.as_str()).collect();
+                let mut names: Vec<&str> = path[k..]
+                    .iter()
+                    .map(|&p| ts.chains[p].name.as_str())
+                    .collect();
                 names.push(target);
                 errors.push(semantic(
                     r.target_at,
@@ -820,10 +826,8 @@ fn walk(
             }
             continue;
         }
-        if hooks[j].0 | from.0 == hooks[j].0 && !from.is_empty() {
-            continue;
-        }
-        if from.is_empty() && !hooks[j].is_empty() {
+        if from.is_subset_of(hooks[j]) {
+            // Already walked from these hooks.
             continue;
         }
         path.push(j);
@@ -851,7 +855,10 @@ fn parse_counters(s: &str) -> Option<Counters> {
 
 /// Splits a command line (without `iptables` and `-t`) into the command, its
 /// position, and the rule specification that follows it.
-fn parse_command(toks: &[Token]) -> Result<(Command, (u32, u32), &[Token]), RuleError> {
+/// A command, where it stands, and the rule specification after it.
+type CommandLine<'a> = (Command, (u32, u32), &'a [Token]);
+
+fn parse_command(toks: &[Token]) -> Result<CommandLine<'_>, RuleError> {
     let Some(c) = toks.first() else {
         return Err(syntax((1, 1), "empty command"));
     };
@@ -861,7 +868,10 @@ fn parse_command(toks: &[Token]) -> Result<(Command, (u32, u32), &[Token]), Rule
             .filter(|t| !t.text.starts_with('-') || t.text == "-")
             .ok_or_else(|| syntax(pos, format!("{} needs {what}", c.text)))
     };
-    let optional = |i: usize| toks.get(i).filter(|t| !t.text.starts_with('-') && !t.is("!"));
+    let optional = |i: usize| {
+        toks.get(i)
+            .filter(|t| !t.text.starts_with('-') && !t.is("!"))
+    };
     let number = |t: &Token| -> Result<(usize, (u32, u32)), RuleError> {
         t.text
             .parse::<usize>()
@@ -890,7 +900,9 @@ fn parse_command(toks: &[Token]) -> Result<(Command, (u32, u32), &[Token]), Rule
             let n = number(arg(2, "a chain and a rule number")?)?;
             (Command::Replace(chain, n), 3)
         }
-        "-N" | "--new-chain" | "--new" => (Command::NewChain(arg(1, "a chain name")?.text.clone()), 2),
+        "-N" | "--new-chain" | "--new" => {
+            (Command::NewChain(arg(1, "a chain name")?.text.clone()), 2)
+        }
         "-X" | "--delete-chain" => match optional(1) {
             Some(n) => (Command::DeleteChain(Some(n.text.clone())), 2),
             None => (Command::DeleteChain(None), 1),
@@ -908,7 +920,10 @@ fn parse_command(toks: &[Token]) -> Result<(Command, (u32, u32), &[Token]), Rule
         "-L" | "--list" | "-S" | "--list-rules" | "-C" | "--check" => {
             return Err(syntax(
                 pos,
-                format!("{} does not change rules: use 'xdpgw list' or 'xdpgw save' to see them", c.text),
+                format!(
+                    "{} does not change rules: use 'xdpgw list' or 'xdpgw save' to see them",
+                    c.text
+                ),
             ))
         }
         "-E" | "--rename-chain" => {

@@ -4,8 +4,8 @@
 
 use xdpgw_dataplane::rule::{
     CtStates, IcmpType, IfaceMatch, Inv, IpRange, Limit, Log, MarkMatch, Match, Multiport,
-    MultiportDir, NatRange, PortMatch, PortNat, RejectWith, Rule, Table, TcpFlags, TcpMatch,
-    Target,
+    MultiportDir, NatRange, PortMatch, PortNat, PortRange, RejectWith, Rule, Table, Target,
+    TcpFlags, TcpMatch,
 };
 
 use super::lex::Token;
@@ -267,12 +267,15 @@ impl<'a> Parser<'a> {
                         "an interface name of 1-15 characters, '+' at the end for a prefix".into(),
                     ));
                 }
-                let m = Some(Inv::new(
-                    IfaceMatch {
-                        name: v.text.clone(),
-                    },
-                    inv,
-                ));
+                // A bare '+' matches every interface: iptables drops it.
+                let m = (v.text != "+" || inv).then(|| {
+                    Inv::new(
+                        IfaceMatch {
+                            name: v.text.clone(),
+                        },
+                        inv,
+                    )
+                });
                 if is_in {
                     self.rule.in_iface = m;
                 } else {
@@ -308,6 +311,15 @@ impl<'a> Parser<'a> {
                 return Err(err(
                     t,
                     RuleErrorKind::Semantic("-f (fragment) matches are not supported yet".into()),
+                ))
+            }
+            "-t" | "--table" => {
+                return Err(err(
+                    t,
+                    RuleErrorKind::Syntax(
+                        "-t cannot be used here: in an iptables-restore file the '*table' line chooses the table; on a command line -t goes before the command"
+                            .into(),
+                    ),
                 ))
             }
             "-4" | "--ipv4" => {}
@@ -351,17 +363,6 @@ impl<'a> Parser<'a> {
                 ))
             }
         };
-        if matches!(m, Match::Tcp(_) | Match::Udp(_) | Match::Icmp(_))
-            && self.matches.iter().any(|l| l.m.name() == m.name())
-        {
-            return Err(err(
-                v,
-                RuleErrorKind::Semantic(format!(
-                    "match '{}' loaded twice: put all its options after one -m {}",
-                    v.text, v.text
-                )),
-            ));
-        }
         self.matches.push(Loaded {
             m,
             seen: 0,
@@ -514,8 +515,7 @@ impl<'a> Parser<'a> {
                 | "--ctorigsrcport" | "--ctorigdstport" | "--ctreplsrcport" | "--ctrepldstport"
                 | "--ctstatus" | "--ctexpire" | "--ctdir",
             )
-            | (Match::Tcp(_), "--tcp-option")
-            | (Match::Mark(_), "--set-mark") => {
+            | (Match::Tcp(_), "--tcp-option") => {
                 return Err(err(
                     t,
                     RuleErrorKind::Semantic(format!("{opt} is not supported yet")),
@@ -628,7 +628,10 @@ impl<'a> Parser<'a> {
             }
             Match::IpRange(r) => {
                 let v = take()?;
-                let range = Inv::new(value::addr_range(&v.text).map_err(|e| bad(v, opt, e))?, inv);
+                let range = Inv::new(
+                    value::addr_range(&v.text, true).map_err(|e| bad(v, opt, e))?,
+                    inv,
+                );
                 if bit == 1 {
                     r.src = Some(range);
                 } else {
@@ -727,6 +730,9 @@ impl<'a> Parser<'a> {
                 if text.len() > Log::MAX_PREFIX {
                     return Err(bad_v("a prefix of at most 29 characters".into()));
                 }
+                if text.is_empty() {
+                    return Err(bad_v("a non-empty prefix".into()));
+                }
                 if text.contains('\n') {
                     return Err(bad_v("a prefix without newlines".into()));
                 }
@@ -762,7 +768,8 @@ impl<'a> Parser<'a> {
         Ok(true)
     }
 
-    fn finish(self, table: Table) -> Result<ParsedRule, RuleError> {
+    fn finish(mut self, table: Table) -> Result<ParsedRule, RuleError> {
+        merge_port_matches(&mut self.matches);
         let proto = self.rule.protocol;
         let is_proto = |p: u8| proto.is_some_and(|x| x.value == p && !x.invert);
         let mut rule = self.rule;
@@ -782,17 +789,17 @@ impl<'a> Parser<'a> {
                 Match::Multiport(_) if !is_proto(IPPROTO_TCP) && !is_proto(IPPROTO_UDP) => {
                     return Err(semantic(l.at, "multiport needs '-p tcp' or '-p udp'"))
                 }
-                Match::Multiport(_) => {
-                    if l.seen == 0 {
-                        return Err(needs("--sports, --dports or --ports"));
-                    }
+                Match::Multiport(_) if l.seen == 0 => {
+                    return Err(needs("--sports, --dports or --ports"))
                 }
                 Match::Conntrack(_) if l.seen == 0 => return Err(needs("--ctstate")),
                 Match::State(_) if l.seen == 0 => return Err(needs("--state")),
                 Match::Comment(_) if l.seen == 0 => return Err(needs("--comment")),
                 Match::Dscp(_) if l.seen == 0 => return Err(needs("--dscp or --dscp-class")),
                 Match::Mark(_) if l.seen == 0 => return Err(needs("--mark")),
-                Match::IpRange(_) if l.seen == 0 => return Err(needs("--src-range or --dst-range")),
+                Match::IpRange(_) if l.seen == 0 => {
+                    return Err(needs("--src-range or --dst-range"))
+                }
                 _ => {}
             }
             rule.matches.push(l.m);
@@ -804,19 +811,13 @@ impl<'a> Parser<'a> {
                 let ports_need_proto = || {
                     semantic(
                         lt.at,
-                        format!(
-                            "-j {} with ports needs '-p tcp' or '-p udp'",
-                            lt.name
-                        ),
+                        format!("-j {} with ports needs '-p tcp' or '-p udp'", lt.name),
                     )
                 };
                 let l4 = is_proto(IPPROTO_TCP) || is_proto(IPPROTO_UDP);
                 match &lt.t {
                     Target::Reject(RejectWith::TcpReset) if !is_proto(IPPROTO_TCP) => {
-                        return Err(semantic(
-                            lt.at,
-                            "--reject-with tcp-reset needs '-p tcp'",
-                        ))
+                        return Err(semantic(lt.at, "--reject-with tcp-reset needs '-p tcp'"))
                     }
                     Target::Masquerade(n) | Target::Redirect(n) if n.ports.is_some() && !l4 => {
                         return Err(ports_need_proto())
@@ -859,6 +860,45 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// Folds the options of every tcp (udp) match into the first one that has
+/// options, later ones overriding, as iptables-nft stores them; tcp (udp)
+/// matches without options stay where they are.
+fn merge_port_matches(matches: &mut Vec<Loaded>) {
+    let mut i = 0;
+    while i < matches.len() {
+        let first = matches[..i]
+            .iter()
+            .position(|l| l.seen != 0 && same_port_kind(&l.m, &matches[i].m));
+        match first {
+            Some(f) if matches[i].seen != 0 => {
+                let later = matches.remove(i);
+                let into = &mut matches[f];
+                into.seen |= later.seen;
+                match (&mut into.m, later.m) {
+                    (Match::Tcp(a), Match::Tcp(b)) => {
+                        a.ports.sport = b.ports.sport.or(a.ports.sport);
+                        a.ports.dport = b.ports.dport.or(a.ports.dport);
+                        a.flags = b.flags.or(a.flags);
+                    }
+                    (Match::Udp(a), Match::Udp(b)) => {
+                        a.sport = b.sport.or(a.sport);
+                        a.dport = b.dport.or(a.dport);
+                    }
+                    _ => {}
+                }
+            }
+            _ => i += 1,
+        }
+    }
+}
+
+fn same_port_kind(a: &Match, b: &Match) -> bool {
+    matches!(
+        (a, b),
+        (Match::Tcp(_), Match::Tcp(_)) | (Match::Udp(_), Match::Udp(_))
+    )
+}
+
 fn set_ports(
     ports: &mut PortMatch,
     bit: u32,
@@ -867,13 +907,22 @@ fn set_ports(
     opt: &str,
     inv: bool,
 ) -> Result<(), RuleError> {
-    let r = value::port_range(&v.text, proto).map_err(|e| bad(v, opt, e))?;
+    // iptables checks lo <= hi for tcp only; a reversed udp range never matches.
+    let r = value::port_range(&v.text, proto, proto == "udp").map_err(|e| bad(v, opt, e))?;
     let slot = if bit == 1 {
         &mut ports.sport
     } else {
         &mut ports.dport
     };
-    *slot = Some(Inv::new(r, inv));
+    // '! lo:hi' from port 0 is the range above it, and iptables-nft stores it so.
+    *slot = Some(if inv && r.lo == 0 && r.lo < r.hi && r.hi < 65535 {
+        Inv::plain(PortRange {
+            lo: r.hi + 1,
+            hi: 65535,
+        })
+    } else {
+        Inv::new(r, inv)
+    });
     Ok(())
 }
 

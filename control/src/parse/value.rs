@@ -57,6 +57,7 @@ pub fn ipv4_net(s: &str) -> Result<Ipv4Net, Expected> {
 }
 
 /// A port number or a service name of `proto` ("tcp" or "udp").
+/// Like iptables, a name of another protocol's service is taken too.
 pub fn port(s: &str, proto: &str) -> Result<u16, Expected> {
     if let Ok(p) = s.parse::<u16>() {
         return Ok(p);
@@ -65,11 +66,13 @@ pub fn port(s: &str, proto: &str) -> Result<u16, Expected> {
         return Err("a port 0-65535".into());
     }
     netdb::service_port(s, proto)
-        .ok_or_else(|| format!("a port 0-65535 or a {proto} service name from /etc/services"))
+        .or_else(|| netdb::service_port_any(s))
+        .ok_or_else(|| "a port 0-65535 or a service name from /etc/services".to_string())
 }
 
-/// `port`, `lo:hi`, `:hi` or `lo:` (as --sport/--dport take them).
-pub fn port_range(s: &str, proto: &str) -> Result<PortRange, Expected> {
+/// `port`, `lo:hi`, `:hi` or `lo:` (as --sport/--dport take them); with
+/// `allow_reversed`, `hi:lo` stays as written (a range that matches nothing).
+pub fn port_range(s: &str, proto: &str, allow_reversed: bool) -> Result<PortRange, Expected> {
     let r = match s.split_once(':') {
         None => PortRange::single(port(s, proto)?),
         Some((lo, hi)) => PortRange {
@@ -81,7 +84,7 @@ pub fn port_range(s: &str, proto: &str) -> Result<PortRange, Expected> {
             },
         },
     };
-    if r.lo > r.hi {
+    if r.lo > r.hi && !allow_reversed {
         return Err("a range lo:hi with lo <= hi".into());
     }
     Ok(r)
@@ -99,8 +102,8 @@ pub fn port_list(s: &str, proto: &str) -> Result<Vec<PortRange>, Expected> {
                 hi: port(hi, proto)?,
             },
         };
-        if r.lo > r.hi {
-            return Err("ranges lo:hi with lo <= hi".into());
+        if item.contains(':') && r.lo >= r.hi {
+            return Err("ranges lo:hi with lo < hi".into());
         }
         slots += if r.lo == r.hi { 1 } else { 2 };
         out.push(r);
@@ -125,14 +128,16 @@ pub fn nat_ports(s: &str) -> Result<PortRange, Expected> {
     Ok(r)
 }
 
-/// An address range `a-b` (or one address).
-pub fn addr_range(s: &str) -> Result<AddrRange, Expected> {
+/// An address range `a-b` (or one address); with `allow_reversed` (as
+/// `-m iprange` takes it, with a warning in iptables) `b < a` stays as
+/// written, a range that matches nothing.
+pub fn addr_range(s: &str, allow_reversed: bool) -> Result<AddrRange, Expected> {
     let (lo, hi) = s.split_once('-').unwrap_or((s, s));
     let r = AddrRange {
         lo: ipv4(lo)?,
         hi: ipv4(hi)?,
     };
-    if r.lo > r.hi {
+    if r.lo > r.hi && !allow_reversed {
         return Err("a range lo-hi with lo <= hi".into());
     }
     Ok(r)
@@ -147,11 +152,13 @@ pub fn nat_range(s: &str) -> Result<NatRange, Expected> {
     let addrs = if addrs.is_empty() {
         None
     } else {
-        Some(addr_range(addrs)?)
+        Some(addr_range(addrs, false)?)
     };
     let ports = ports.map(nat_ports).transpose()?;
     if addrs.is_none() && ports.is_none() {
-        return Err("an address range and/or a port range, like 192.0.2.1-192.0.2.9:1024-2047".into());
+        return Err(
+            "an address range and/or a port range, like 192.0.2.1-192.0.2.9:1024-2047".into(),
+        );
     }
     Ok(NatRange { addrs, ports })
 }
@@ -424,7 +431,9 @@ pub fn log_level(s: &str) -> Result<u8, Expected> {
         .iter()
         .find(|(n, _)| *n == s)
         .map(|(_, l)| *l)
-        .ok_or_else(|| "a level 0-7 or emerg, alert, crit, error, warning, notice, info, debug".into())
+        .ok_or_else(|| {
+            "a level 0-7 or emerg, alert, crit, error, warning, notice, info, debug".into()
+        })
 }
 
 #[cfg(test)]
@@ -447,14 +456,17 @@ mod tests {
 
     #[test]
     fn ports() {
-        assert_eq!(port_range("22", "tcp"), Ok(PortRange::single(22)));
-        assert_eq!(port_range(":100", "tcp"), Ok(PortRange { lo: 0, hi: 100 }));
+        assert_eq!(port_range("22", "tcp", false), Ok(PortRange::single(22)));
         assert_eq!(
-            port_range("100:", "tcp"),
+            port_range(":100", "tcp", false),
+            Ok(PortRange { lo: 0, hi: 100 })
+        );
+        assert_eq!(
+            port_range("100:", "tcp", false),
             Ok(PortRange { lo: 100, hi: 65535 })
         );
-        assert!(port_range("5:4", "tcp").is_err());
-        assert!(port_range("99999", "tcp").is_err());
+        assert!(port_range("5:4", "tcp", false).is_err());
+        assert!(port_range("99999", "tcp", false).is_err());
         assert_eq!(port_list("80,443,8000:8080", "tcp").map(|l| l.len()), Ok(3));
         assert!(port_list("1,2,3,4,5,6,7,8,9,10,11,12,13,14,15:16", "tcp").is_err());
         assert_eq!(nat_ports("1024-2000"), Ok(PortRange { lo: 1024, hi: 2000 }));
@@ -480,7 +492,9 @@ mod tests {
         );
         assert_eq!(icmp_type("any"), Ok(IcmpType::Any));
         assert_eq!(icmp_type("port-unr").ok(), icmp_type("3/3").ok());
-        assert!(icmp_type("echo").expect_err("ambiguous").contains("echo-reply"));
+        assert!(icmp_type("echo")
+            .expect_err("ambiguous")
+            .contains("echo-reply"));
     }
 
     #[test]
