@@ -561,6 +561,27 @@ impl Target {
         }
     }
 
+    /// The name `-j` gives this target (the chain's for a jump or goto).
+    pub fn name(&self) -> &str {
+        match self {
+            Target::None => "",
+            Target::Accept => "ACCEPT",
+            Target::Drop => "DROP",
+            Target::Return => "RETURN",
+            Target::Jump(c) | Target::Goto(c) => c,
+            Target::Reject(_) => "REJECT",
+            Target::Log(_) => "LOG",
+            Target::Masquerade(_) => "MASQUERADE",
+            Target::Snat(_) => "SNAT",
+            Target::Dnat(_) => "DNAT",
+            Target::Redirect(_) => "REDIRECT",
+            Target::Dscp(_) => "DSCP",
+            Target::Notrack => "NOTRACK",
+            Target::CtNotrack => "CT",
+            Target::Mark { .. } => "MARK",
+        }
+    }
+
     /// The user chain this target passes control to, if any.
     pub fn chain(&self) -> Option<&str> {
         match self {

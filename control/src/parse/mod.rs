@@ -736,15 +736,23 @@ impl State {
                     {
                         let want: Vec<_> = want.iter().map(|h| h.name()).collect();
                         let have: Vec<_> = hooks[i].iter().map(|h| h.name()).collect();
-                        self.errors.push(semantic(
-                            r.target_at,
+                        let msg = if c.hook.is_some() {
                             format!(
-                                "this target is only valid in {} (or user chains reached only from there); chain {} is reached from {}",
+                                "-j {} is only valid in {} (or user chains reached only from there), not in {}",
+                                r.rule.target.name(),
+                                want.join("/"),
+                                c.name
+                            )
+                        } else {
+                            format!(
+                                "-j {} is only valid in chains reached only from {}; chain {} is reached from {}",
+                                r.rule.target.name(),
                                 want.join("/"),
                                 c.name,
                                 have.join(", ")
-                            ),
-                        ));
+                            )
+                        };
+                        self.errors.push(semantic(r.target_at, msg));
                     }
                 }
             }
