@@ -4,4 +4,8 @@
 #![deny(unsafe_code)]
 
 pub mod classify;
+pub mod conntrack;
+pub mod drop;
+pub mod flow;
 pub mod rule;
+pub mod wire;

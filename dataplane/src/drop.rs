@@ -1,0 +1,69 @@
+//! Why a packet was dropped: one counted reason per cause, shown by
+//! `xdpgw stats`. Small and `Copy`, so the packet path can return it without
+//! allocating or formatting.
+
+macro_rules! reasons {
+    ($($name:ident => $text:literal,)*) => {
+        /// A counted reason for dropping a packet.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason { $($name,)* }
+
+        impl DropReason {
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$name,)*];
+            pub const COUNT: usize = DropReason::ALL.len();
+            /// A short snake_case name for counters and logs.
+            pub fn name(self) -> &'static str {
+                match self { $(DropReason::$name => $text,)* }
+            }
+        }
+    };
+}
+
+reasons! {
+    // Wire parsing.
+    EthTruncated => "eth_truncated",
+    NotIpv4 => "not_ipv4",
+    ArpMalformed => "arp_malformed",
+    Ipv4Truncated => "ipv4_truncated",
+    Ipv4BadVersion => "ipv4_bad_version",
+    Ipv4BadHeaderLen => "ipv4_bad_header_len",
+    Ipv4BadTotalLen => "ipv4_bad_total_len",
+    Ipv4BadChecksum => "ipv4_bad_checksum",
+    Ipv4Fragment => "ipv4_fragment",
+    L4Truncated => "l4_truncated",
+    TcpBadHeaderLen => "tcp_bad_header_len",
+    IcmpTruncated => "icmp_truncated",
+    // Connection tracking.
+    CtInvalid => "ct_invalid",
+    CtTableFull => "ct_table_full",
+    CtInsertFailed => "ct_insert_failed",
+    NatNoFreePort => "nat_no_free_port",
+    // Rules.
+    FilterDrop => "filter_drop",
+    FilterReject => "filter_reject",
+    PolicyDrop => "policy_drop",
+    // Routing and neighbours.
+    NoRoute => "no_route",
+    TtlExceeded => "ttl_exceeded",
+    FragNeeded => "frag_needed",
+    NeighUnresolved => "neigh_unresolved",
+    NeighQueueFull => "neigh_queue_full",
+    NotForUs => "not_for_us",
+    MartianSource => "martian_source",
+    HostUnsupported => "host_unsupported",
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+        assert_eq!(DropReason::ALL[DropReason::CtInvalid as usize], DropReason::CtInvalid);
+    }
+}

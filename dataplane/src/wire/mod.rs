@@ -1,0 +1,1 @@
+//! Wire views and rewrites (being written).
