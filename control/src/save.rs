@@ -467,19 +467,6 @@ COMMIT
 ";
         let set = load_str(text).unwrap_or_else(|e| panic!("{e}"));
         let want = "\
-*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A PREROUTING -d 192.168.10.10/32 -p tcp -m tcp --dport 25 -j REDIRECT
--A PREROUTING -p tcp -j REDIRECT --to-ports 2525-2530 --random
--A PREROUTING -p tcp -j DNAT --to-destination 10.0.0.1-10.0.0.5:80-90
--A POSTROUTING -s 192.168.10.10/32 -o eth0 -j MASQUERADE
--A POSTROUTING -p tcp -j MASQUERADE --to-ports 1024-2000 --random
--A POSTROUTING -j MASQUERADE --random-fully
--A POSTROUTING -j SNAT --to-source 1.2.3.4
-COMMIT
 *mangle
 :PREROUTING ACCEPT [0:0]
 :INPUT ACCEPT [0:0]
@@ -494,6 +481,19 @@ COMMIT
 :OUTPUT ACCEPT [0:0]
 -A PREROUTING -p tcp -m tcp --dport 22 -j NOTRACK
 -A PREROUTING -p tcp -m tcp --dport 23 -j CT --notrack
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -d 192.168.10.10/32 -p tcp -m tcp --dport 25 -j REDIRECT
+-A PREROUTING -p tcp -j REDIRECT --to-ports 2525-2530 --random
+-A PREROUTING -p tcp -j DNAT --to-destination 10.0.0.1-10.0.0.5:80-90
+-A POSTROUTING -s 192.168.10.10/32 -o eth0 -j MASQUERADE
+-A POSTROUTING -p tcp -j MASQUERADE --to-ports 1024-2000 --random
+-A POSTROUTING -j MASQUERADE --random-fully
+-A POSTROUTING -j SNAT --to-source 1.2.3.4
 COMMIT
 ";
         assert_eq!(render(&set), want);

@@ -203,6 +203,41 @@ pub fn shell_words(line: &str, line_no: u32) -> Result<ShellLine, RuleError> {
     })
 }
 
+/// Splits `--option=value` into two words, as getopt reads it.
+pub fn split_long_options(toks: Vec<Token>) -> Vec<Token> {
+    if !toks.iter().any(|t| is_long_with_value(&t.text)) {
+        return toks;
+    }
+    let mut out = Vec::with_capacity(toks.len() + 1);
+    for t in toks {
+        match t.text.split_once('=') {
+            Some((opt, value)) if is_long_with_value(&t.text) => {
+                let col = t.col + opt.chars().count() as u32 + 1;
+                out.push(Token {
+                    text: opt.to_string(),
+                    line: t.line,
+                    col: t.col,
+                });
+                out.push(Token {
+                    text: value.to_string(),
+                    line: t.line,
+                    col,
+                });
+            }
+            _ => out.push(t),
+        }
+    }
+    out
+}
+
+fn is_long_with_value(s: &str) -> bool {
+    s.strip_prefix("--")
+        .and_then(|r| r.split_once('='))
+        .is_some_and(|(name, _)| {
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +271,13 @@ mod tests {
         assert_eq!(texts(&t), ["-m", "comment", "--comment", "'a'", ""]);
         let e = restore_words("-A X \"open", 7).expect_err("unterminated");
         assert_eq!((e.line, e.column), (7, 6));
+    }
+
+    #[test]
+    fn long_options_with_equals() {
+        let t = split_long_options(restore_words("--table=nat -A X --comment=a=b", 1).expect("lex"));
+        assert_eq!(texts(&t), ["--table", "nat", "-A", "X", "--comment", "a=b"]);
+        assert_eq!(t[1].col, 9);
     }
 
     #[test]

@@ -52,7 +52,10 @@ pub fn load_str(text: &str) -> Result<RuleSet, RuleErrors> {
     let mut st = State::default();
     match detect_format(text) {
         Format::Restore => st.restore(text),
-        Format::Script => st.script(text),
+        Format::Script => {
+            st.script = true;
+            st.script(text)
+        }
     }
     st.validate();
     if st.errors.is_empty() {
@@ -120,13 +123,20 @@ enum Command {
     DeleteChain(Option<String>),
     Policy(String, Token),
     Flush(Option<String>),
-    Zero,
+    Zero(Option<String>),
 }
 
 #[derive(Default)]
 struct State {
     tables: Vec<TableState>,
     errors: Vec<RuleError>,
+    /// Reading a script: each command is checked as its own commit.
+    script: bool,
+}
+
+/// The same error, blamed on another place.
+fn relocate(e: &RuleError, pos: (u32, u32)) -> RuleError {
+    RuleError::at(pos.0, pos.1, e.kind.clone())
 }
 
 fn at(t: &Token) -> (u32, u32) {
@@ -201,7 +211,7 @@ impl State {
                 continue;
             }
             let toks = match lex::restore_words(raw, line_no) {
-                Ok(t) => t,
+                Ok(t) => lex::split_long_options(t),
                 Err(e) => {
                     self.errors.push(e);
                     continue;
@@ -345,7 +355,7 @@ impl State {
                     continue;
                 }
             }
-            let line = std::mem::take(&mut words);
+            let line = lex::split_long_options(std::mem::take(&mut words));
             if !line.is_empty() {
                 self.script_command(&line);
             }
@@ -517,6 +527,39 @@ impl State {
         Ok(p)
     }
 
+    /// In a script every command is its own commit, checked as the kernel
+    /// checks it: when the rule just added makes the table invalid (a loop
+    /// now reachable, a target now reached from a hook it may not stand in),
+    /// the command is undone and blamed. Restore files are checked once, as
+    /// a whole, at the end.
+    fn check_now(
+        &mut self,
+        table: Table,
+        (ci, ri): (usize, usize),
+        at_: (u32, u32),
+        undo: impl FnOnce(&mut TableState),
+    ) -> Result<(), RuleError> {
+        if !self.script {
+            return Ok(());
+        }
+        let ts = self.table_mut(table);
+        let error = if ts.chains.iter().any(|c| c.hook.is_none()) {
+            validate_table(ts).into_iter().next()
+        } else {
+            // Built-in chains only: just the new rule's own placement can be wrong.
+            let c = &ts.chains[ci];
+            let hooks = c.hook.map_or(HookSet(0), |h| HookSet::of(&[h]));
+            c.rules.get(ri).and_then(|r| placement_error(c, r, hooks))
+        };
+        match error {
+            None => Ok(()),
+            Some(e) => {
+                undo(ts);
+                Err(relocate(&e, at_))
+            }
+        }
+    }
+
     fn try_apply(
         &mut self,
         table: Table,
@@ -536,7 +579,13 @@ impl State {
             Command::Append(chain) => {
                 let ci = self.chain_of(table, &chain, cmd_at)?;
                 let p = self.parse_spec(table, &chain, cmd_at, spec, counters)?;
-                self.table_mut(table).chains[ci].rules.push(p);
+                let at_ = p.target_at;
+                let rules = &mut self.table_mut(table).chains[ci].rules;
+                rules.push(p);
+                let n = rules.len();
+                self.check_now(table, (ci, n - 1), at_, |ts| {
+                    ts.chains[ci].rules.remove(n - 1);
+                })?;
             }
             Command::Insert(chain, num) => {
                 let ci = self.chain_of(table, &chain, cmd_at)?;
@@ -552,7 +601,11 @@ impl State {
                         ),
                     ));
                 }
+                let at_ = p.target_at;
                 rules.insert(n - 1, p);
+                self.check_now(table, (ci, n - 1), at_, |ts| {
+                    ts.chains[ci].rules.remove(n - 1);
+                })?;
             }
             Command::Replace(chain, (n, pos)) => {
                 let ci = self.chain_of(table, &chain, cmd_at)?;
@@ -567,7 +620,11 @@ impl State {
                         ),
                     ));
                 }
-                rules[n - 1] = p;
+                let at_ = p.target_at;
+                let old = std::mem::replace(&mut rules[n - 1], p);
+                self.check_now(table, (ci, n - 1), at_, move |ts| {
+                    ts.chains[ci].rules[n - 1] = old;
+                })?;
             }
             Command::Delete(chain, num) => {
                 let ci = self.chain_of(table, &chain, cmd_at)?;
@@ -605,6 +662,10 @@ impl State {
             }
             Command::DeleteChain(name) => {
                 needs_no_spec(spec)?;
+                if name.is_none() && !self.tables.iter().any(|t| t.table == table) {
+                    // Deleting all user chains of a table that does not exist creates nothing.
+                    return Ok(());
+                }
                 let ts = self.table_mut(table);
                 let names: Vec<String> = match name {
                     Some(n) => {
@@ -664,6 +725,12 @@ impl State {
                 }
                 c.policy = Some(match target.text.as_str() {
                     "ACCEPT" => Policy::Accept,
+                    "DROP" if table == Table::Nat => {
+                        return Err(semantic(
+                            at(&target),
+                            "the nat table is not intended for filtering: iptables refuses a DROP policy there",
+                        ))
+                    }
                     "DROP" => Policy::Drop,
                     _ => {
                         return Err(RuleError::at(
@@ -685,81 +752,53 @@ impl State {
                         let ci = self.chain_of(table, &c, cmd_at)?;
                         self.table_mut(table).chains[ci].rules.clear();
                     }
+                    // Flushing a whole table that does not exist creates nothing.
                     None => {
-                        for c in &mut self.table_mut(table).chains {
-                            c.rules.clear();
+                        for t in self.tables.iter_mut().filter(|t| t.table == table) {
+                            for c in &mut t.chains {
+                                c.rules.clear();
+                            }
                         }
                     }
                 }
             }
-            Command::Zero => {
-                self.table_mut(table);
+            Command::Zero(chain) => {
+                needs_no_spec(spec)?;
+                if let Some(c) = chain {
+                    // Zeroing names a chain that must exist already (it creates nothing).
+                    let exists = self
+                        .tables
+                        .iter()
+                        .any(|t| t.table == table && t.chain_index(&c).is_some());
+                    if !exists {
+                        return Err(semantic(
+                            cmd_at,
+                            format!("no chain '{c}' in table {}", table.name()),
+                        ));
+                    }
+                }
             }
         }
         Ok(())
     }
 
-    /// The checks that need whole tables: jumps resolve, no loops between
-    /// user chains, and every target stands only where netfilter allows it.
+    /// The checks that need whole tables: no loop reachable from a built-in
+    /// chain, and every target only where netfilter allows it.
     fn validate(&mut self) {
         for ts in &self.tables {
-            let index: HashMap<&str, usize> = ts
-                .chains
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (c.name.as_str(), i))
-                .collect();
-            // Hooks that reach each chain, and loops, by walking from the built-ins.
-            let mut hooks = vec![HookSet(0); ts.chains.len()];
-            let mut looped = vec![false; ts.chains.len()];
-            for (i, c) in ts.chains.iter().enumerate() {
-                if let Some(h) = c.hook {
-                    let mut path = vec![i];
-                    walk(
-                        ts,
-                        &index,
-                        i,
-                        HookSet::of(&[h]),
-                        &mut hooks,
-                        &mut path,
-                        &mut looped,
-                        &mut self.errors,
-                    );
-                }
-            }
-            // Chains no built-in reaches may loop among themselves, as the
-            // kernel allows: the loop is refused only once something jumps in.
-            for (i, c) in ts.chains.iter().enumerate() {
-                for r in &c.rules {
-                    if let Err(TargetPlacement::Hooks(want)) =
-                        r.rule.target.allowed(ts.table, hooks[i])
-                    {
-                        let want: Vec<_> = want.iter().map(|h| h.name()).collect();
-                        let have: Vec<_> = hooks[i].iter().map(|h| h.name()).collect();
-                        let msg = if c.hook.is_some() {
-                            format!(
-                                "-j {} is only valid in {} (or user chains reached only from there), not in {}",
-                                r.rule.target.name(),
-                                want.join("/"),
-                                c.name
-                            )
-                        } else {
-                            format!(
-                                "-j {} is only valid in chains reached only from {}; chain {} is reached from {}",
-                                r.rule.target.name(),
-                                want.join("/"),
-                                c.name,
-                                have.join(", ")
-                            )
-                        };
-                        self.errors.push(semantic(r.target_at, msg));
-                    }
-                }
-            }
+            self.errors.extend(validate_table(ts));
         }
     }
 
-    fn into_ruleset(self) -> RuleSet {
+    fn into_ruleset(mut self) -> RuleSet {
+        // iptables-save (nf_tables) prints its tables in this order.
+        let order = |t: Table| match t {
+            Table::Mangle => 0,
+            Table::Raw => 1,
+            Table::Filter => 2,
+            Table::Nat => 3,
+        };
+        self.tables.sort_by_key(|t| order(t.table));
         RuleSet {
             tables: self
                 .tables
@@ -791,6 +830,60 @@ impl State {
                 .collect(),
         }
     }
+}
+
+/// The whole-table checks of one table.
+fn validate_table(ts: &TableState) -> Vec<RuleError> {
+    let mut errors = Vec::new();
+    let index: HashMap<&str, usize> = ts
+        .chains
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.as_str(), i))
+        .collect();
+    // Hooks that reach each chain, and loops, by walking from the built-ins.
+    // Chains no built-in reaches may loop among themselves, as the kernel
+    // allows: the loop is refused only once something jumps in.
+    let mut hooks = vec![HookSet(0); ts.chains.len()];
+    let mut looped = vec![false; ts.chains.len()];
+    for (i, c) in ts.chains.iter().enumerate() {
+        if let Some(h) = c.hook {
+            let mut path = vec![i];
+            let from = HookSet::of(&[h]);
+            walk(ts, &index, i, from, &mut hooks, &mut path, &mut looped, &mut errors);
+        }
+    }
+    for (i, c) in ts.chains.iter().enumerate() {
+        errors.extend(c.rules.iter().filter_map(|r| placement_error(c, r, hooks[i])));
+    }
+    errors
+}
+
+/// The error for a rule whose target may not stand in chain `c`, reached
+/// from `hooks`.
+fn placement_error(c: &ChainState, r: &ParsedRule, hooks: HookSet) -> Option<RuleError> {
+    let Err(TargetPlacement::Hooks(want)) = r.rule.target.allowed(r.table, hooks) else {
+        return None;
+    };
+    let want: Vec<_> = want.iter().map(|h| h.name()).collect();
+    let have: Vec<_> = hooks.iter().map(|h| h.name()).collect();
+    let msg = if c.hook.is_some() {
+        format!(
+            "-j {} is only valid in {} (or user chains reached only from there), not in {}",
+            r.rule.target.name(),
+            want.join("/"),
+            c.name
+        )
+    } else {
+        format!(
+            "-j {} is only valid in chains reached only from {}; chain {} is reached from {}",
+            r.rule.target.name(),
+            want.join("/"),
+            c.name,
+            have.join(", ")
+        )
+    };
+    Some(semantic(r.target_at, msg))
 }
 
 /// Depth-first walk from chain `i`, adding `from` to the hooks of every
@@ -924,7 +1017,10 @@ fn parse_command(toks: &[Token]) -> Result<CommandLine<'_>, RuleError> {
             Some(n) => (Command::Flush(Some(n.text.clone())), 2),
             None => (Command::Flush(None), 1),
         },
-        "-Z" | "--zero" => (Command::Zero, if optional(1).is_some() { 2 } else { 1 }),
+        "-Z" | "--zero" => match optional(1) {
+            Some(n) => (Command::Zero(Some(n.text.clone())), 2),
+            None => (Command::Zero(None), 1),
+        },
         "-L" | "--list" | "-S" | "--list-rules" | "-C" | "--check" => {
             return Err(syntax(
                 pos,

@@ -52,6 +52,8 @@ const IPPROTO_UDP: u8 = 17;
 #[derive(Clone, Debug)]
 pub struct ParsedRule {
     pub rule: Rule,
+    /// The table the rule was parsed for.
+    pub table: Table,
     /// Where the target is named (or the rule starts, when it has none).
     pub target_at: (u32, u32),
 }
@@ -852,11 +854,21 @@ impl<'a> Parser<'a> {
                         }
                     }
                 }
+                if table == Table::Nat && lt.t == Target::Drop {
+                    return Err(semantic(
+                        lt.at,
+                        "the nat table is not intended for filtering: iptables refuses -j DROP there",
+                    ));
+                }
                 rule.target = lt.t;
                 lt.at
             }
         };
-        Ok(ParsedRule { rule, target_at })
+        Ok(ParsedRule {
+            rule,
+            table,
+            target_at,
+        })
     }
 }
 
