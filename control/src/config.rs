@@ -1,0 +1,298 @@
+//! The appliance configuration file (TOML). Its schema is a public
+//! interface: fields are only ever added, as optional ones.
+//!
+//! ```toml
+//! rules = "gateway.rules"            # iptables-save file or iptables script; relative to this file
+//! control_socket = "/run/xdpgw.sock" # optional
+//!
+//! [[interface]]
+//! name = "lan0"                      # kernel interface xdpgw takes over; the name -i/-o match
+//! address = "192.168.10.1/24"        # the gateway's address there
+//!
+//! [[route]]                          # optional static routes
+//! to = "0.0.0.0/0"
+//! via = "203.0.113.254"
+//!
+//! [dataplane]                        # optional
+//! workers = 1                        # default: one per core, up to the interfaces' queues
+//! xdp_mode = "auto"                  # auto | native | generic
+//! zero_copy = "auto"                 # auto | on | off
+//! ```
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+use xdpgw_dataplane::rule::Ipv4Net;
+
+use crate::parse::value;
+
+/// The default control socket path.
+pub const DEFAULT_SOCKET: &str = "/run/xdpgw.sock";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    rules: Spanned<String>,
+    control_socket: Option<String>,
+    #[serde(rename = "interface", default)]
+    interfaces: Vec<RawIface>,
+    #[serde(rename = "route", default)]
+    routes: Vec<RawRoute>,
+    #[serde(default)]
+    dataplane: RawDataplane,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIface {
+    name: Spanned<String>,
+    address: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    to: Spanned<String>,
+    via: Spanned<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDataplane {
+    workers: Option<Spanned<usize>>,
+    xdp_mode: Option<Spanned<String>>,
+    zero_copy: Option<Spanned<String>>,
+}
+
+/// XDP attach mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpModeConfig {
+    Auto,
+    Native,
+    Generic,
+}
+
+/// AF_XDP zero-copy choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZeroCopyConfig {
+    Auto,
+    On,
+    Off,
+}
+
+/// One interface xdpgw takes over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceConfig {
+    pub name: String,
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataplaneConfig {
+    pub workers: Option<usize>,
+    pub xdp_mode: XdpModeConfig,
+    pub zero_copy: ZeroCopyConfig,
+}
+
+/// A checked configuration file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// The rule file, resolved relative to the configuration file.
+    pub rules: PathBuf,
+    pub control_socket: PathBuf,
+    pub interfaces: Vec<InterfaceConfig>,
+    pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
+    pub dataplane: DataplaneConfig,
+}
+
+/// A configuration error at `file:line:column`.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    (line, col)
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Checks a configuration's text; `path` names it and anchors `rules`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let at = |span: std::ops::Range<usize>, message: String| {
+            let (line, column) = line_col(text, span.start);
+            ConfigError {
+                file: file.clone(),
+                line,
+                column,
+                message,
+            }
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            at(span, e.message().to_string())
+        })?;
+        if raw.interfaces.is_empty() {
+            return Err(at(0..0, "no [[interface]]: the gateway needs at least one".into()));
+        }
+        let mut interfaces = Vec::new();
+        for i in &raw.interfaces {
+            let name = i.name.get_ref();
+            if name.is_empty() || name.len() > 15 {
+                return Err(at(i.name.span(), format!("bad interface name '{name}': 1 to 15 characters")));
+            }
+            if interfaces.iter().any(|x: &InterfaceConfig| &x.name == name) {
+                return Err(at(i.name.span(), format!("interface '{name}' is listed twice")));
+            }
+            let (addr, prefix) = parse_cidr(i.address.get_ref())
+                .map_err(|e| at(i.address.span(), format!("bad address '{}': {e}", i.address.get_ref())))?;
+            interfaces.push(InterfaceConfig {
+                name: name.clone(),
+                addr,
+                prefix,
+            });
+        }
+        let mut routes = Vec::new();
+        for r in &raw.routes {
+            let (addr, prefix) = parse_cidr(r.to.get_ref())
+                .map_err(|e| at(r.to.span(), format!("bad route destination '{}': {e}", r.to.get_ref())))?;
+            let net = Ipv4Net::with_prefix(addr, prefix).ok_or_else(|| at(r.to.span(), "bad prefix".into()))?;
+            let via = value::ipv4(r.via.get_ref())
+                .map_err(|e| at(r.via.span(), format!("bad gateway '{}': {e}", r.via.get_ref())))?;
+            if !interfaces.iter().any(|i| {
+                Ipv4Net::with_prefix(i.addr, i.prefix).is_some_and(|n| n.contains(via))
+            }) {
+                return Err(at(
+                    r.via.span(),
+                    format!("gateway {via} is not on the network of any [[interface]]"),
+                ));
+            }
+            routes.push((net, via));
+        }
+        let xdp_mode = match raw.dataplane.xdp_mode.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+            None | Some(("auto", _)) => XdpModeConfig::Auto,
+            Some(("native", _)) => XdpModeConfig::Native,
+            Some(("generic", _)) => XdpModeConfig::Generic,
+            Some((other, span)) => {
+                return Err(at(span, format!("bad xdp_mode '{other}': auto, native or generic")))
+            }
+        };
+        let zero_copy = match raw.dataplane.zero_copy.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+            None | Some(("auto", _)) => ZeroCopyConfig::Auto,
+            Some(("on", _)) => ZeroCopyConfig::On,
+            Some(("off", _)) => ZeroCopyConfig::Off,
+            Some((other, span)) => {
+                return Err(at(span, format!("bad zero_copy '{other}': auto, on or off")))
+            }
+        };
+        let workers = match &raw.dataplane.workers {
+            Some(w) if *w.get_ref() == 0 => {
+                return Err(at(w.span(), "workers must be at least 1".into()))
+            }
+            w => w.as_ref().map(|w| *w.get_ref()),
+        };
+        let base = path.parent().unwrap_or(Path::new("."));
+        Ok(Config {
+            path: path.to_path_buf(),
+            rules: base.join(raw.rules.get_ref()),
+            control_socket: PathBuf::from(raw.control_socket.as_deref().unwrap_or(DEFAULT_SOCKET)),
+            interfaces,
+            routes,
+            dataplane: DataplaneConfig {
+                workers,
+                xdp_mode,
+                zero_copy,
+            },
+        })
+    }
+}
+
+/// `a.b.c.d/len`.
+fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    let (a, p) = s.split_once('/').ok_or("expected address/prefix, like 192.0.2.1/24")?;
+    let addr = value::ipv4(a)?;
+    let prefix: u8 = p
+        .parse()
+        .ok()
+        .filter(|p| *p <= 32)
+        .ok_or("the prefix length must be 0-32")?;
+    Ok((addr, prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+rules = "gateway.rules"
+control_socket = "/run/xdpgw-test.sock"
+
+[[interface]]
+name = "lan0"
+address = "192.168.10.1/24"
+
+[[interface]]
+name = "wan0"
+address = "203.0.113.1/24"
+
+[[route]]
+to = "0.0.0.0/0"
+via = "203.0.113.254"
+
+[dataplane]
+workers = 1
+xdp_mode = "generic"
+zero_copy = "off"
+"#;
+
+    #[test]
+    fn the_documented_schema_loads() {
+        let c = Config::parse(Path::new("/etc/xdpgw/gateway.toml"), EXAMPLE).expect("config");
+        assert_eq!(c.rules, PathBuf::from("/etc/xdpgw/gateway.rules"));
+        assert_eq!(c.control_socket, PathBuf::from("/run/xdpgw-test.sock"));
+        assert_eq!(c.interfaces.len(), 2);
+        assert_eq!(c.interfaces[1].addr, Ipv4Addr::new(203, 0, 113, 1));
+        assert_eq!(c.routes.len(), 1);
+        assert_eq!(c.dataplane.workers, Some(1));
+        assert_eq!(c.dataplane.xdp_mode, XdpModeConfig::Generic);
+        assert_eq!(c.dataplane.zero_copy, ZeroCopyConfig::Off);
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let bad = EXAMPLE.replace("203.0.113.1/24", "203.0.113.1/33");
+        let e = Config::parse(Path::new("g.toml"), &bad).expect_err("bad prefix");
+        assert_eq!((e.line, e.column), (11, 11), "{e}");
+        assert!(e.to_string().starts_with("g.toml:11:11: bad address"), "{e}");
+        let bad = EXAMPLE.replace("xdp_mode", "xdp_mod");
+        let e = Config::parse(Path::new("g.toml"), &bad).expect_err("unknown key");
+        assert!(e.to_string().contains("xdp_mod"), "{e}");
+        let bad = EXAMPLE.replace("203.0.113.254", "10.9.9.9");
+        let e = Config::parse(Path::new("g.toml"), &bad).expect_err("unreachable via");
+        assert!(e.message.contains("not on the network"), "{e}");
+    }
+}
