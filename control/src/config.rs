@@ -123,7 +123,10 @@ pub struct ConfigError {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
     (line, col)
 }
 
@@ -157,19 +160,32 @@ impl Config {
             at(span, e.message().to_string())
         })?;
         if raw.interfaces.is_empty() {
-            return Err(at(0..0, "no [[interface]]: the gateway needs at least one".into()));
+            return Err(at(
+                0..0,
+                "no [[interface]]: the gateway needs at least one".into(),
+            ));
         }
         let mut interfaces = Vec::new();
         for i in &raw.interfaces {
             let name = i.name.get_ref();
             if name.is_empty() || name.len() > 15 {
-                return Err(at(i.name.span(), format!("bad interface name '{name}': 1 to 15 characters")));
+                return Err(at(
+                    i.name.span(),
+                    format!("bad interface name '{name}': 1 to 15 characters"),
+                ));
             }
             if interfaces.iter().any(|x: &InterfaceConfig| &x.name == name) {
-                return Err(at(i.name.span(), format!("interface '{name}' is listed twice")));
+                return Err(at(
+                    i.name.span(),
+                    format!("interface '{name}' is listed twice"),
+                ));
             }
-            let (addr, prefix) = parse_cidr(i.address.get_ref())
-                .map_err(|e| at(i.address.span(), format!("bad address '{}': {e}", i.address.get_ref())))?;
+            let (addr, prefix) = parse_cidr(i.address.get_ref()).map_err(|e| {
+                at(
+                    i.address.span(),
+                    format!("bad address '{}': {e}", i.address.get_ref()),
+                )
+            })?;
             interfaces.push(InterfaceConfig {
                 name: name.clone(),
                 addr,
@@ -178,14 +194,24 @@ impl Config {
         }
         let mut routes = Vec::new();
         for r in &raw.routes {
-            let (addr, prefix) = parse_cidr(r.to.get_ref())
-                .map_err(|e| at(r.to.span(), format!("bad route destination '{}': {e}", r.to.get_ref())))?;
-            let net = Ipv4Net::with_prefix(addr, prefix).ok_or_else(|| at(r.to.span(), "bad prefix".into()))?;
-            let via = value::ipv4(r.via.get_ref())
-                .map_err(|e| at(r.via.span(), format!("bad gateway '{}': {e}", r.via.get_ref())))?;
-            if !interfaces.iter().any(|i| {
-                Ipv4Net::with_prefix(i.addr, i.prefix).is_some_and(|n| n.contains(via))
-            }) {
+            let (addr, prefix) = parse_cidr(r.to.get_ref()).map_err(|e| {
+                at(
+                    r.to.span(),
+                    format!("bad route destination '{}': {e}", r.to.get_ref()),
+                )
+            })?;
+            let net = Ipv4Net::with_prefix(addr, prefix)
+                .ok_or_else(|| at(r.to.span(), "bad prefix".into()))?;
+            let via = value::ipv4(r.via.get_ref()).map_err(|e| {
+                at(
+                    r.via.span(),
+                    format!("bad gateway '{}': {e}", r.via.get_ref()),
+                )
+            })?;
+            if !interfaces
+                .iter()
+                .any(|i| Ipv4Net::with_prefix(i.addr, i.prefix).is_some_and(|n| n.contains(via)))
+            {
                 return Err(at(
                     r.via.span(),
                     format!("gateway {via} is not on the network of any [[interface]]"),
@@ -193,20 +219,36 @@ impl Config {
             }
             routes.push((net, via));
         }
-        let xdp_mode = match raw.dataplane.xdp_mode.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+        let xdp_mode = match raw
+            .dataplane
+            .xdp_mode
+            .as_ref()
+            .map(|s| (s.get_ref().as_str(), s.span()))
+        {
             None | Some(("auto", _)) => XdpModeConfig::Auto,
             Some(("native", _)) => XdpModeConfig::Native,
             Some(("generic", _)) => XdpModeConfig::Generic,
             Some((other, span)) => {
-                return Err(at(span, format!("bad xdp_mode '{other}': auto, native or generic")))
+                return Err(at(
+                    span,
+                    format!("bad xdp_mode '{other}': auto, native or generic"),
+                ))
             }
         };
-        let zero_copy = match raw.dataplane.zero_copy.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+        let zero_copy = match raw
+            .dataplane
+            .zero_copy
+            .as_ref()
+            .map(|s| (s.get_ref().as_str(), s.span()))
+        {
             None | Some(("auto", _)) => ZeroCopyConfig::Auto,
             Some(("on", _)) => ZeroCopyConfig::On,
             Some(("off", _)) => ZeroCopyConfig::Off,
             Some((other, span)) => {
-                return Err(at(span, format!("bad zero_copy '{other}': auto, on or off")))
+                return Err(at(
+                    span,
+                    format!("bad zero_copy '{other}': auto, on or off"),
+                ))
             }
         };
         let workers = match &raw.dataplane.workers {
@@ -233,7 +275,9 @@ impl Config {
 
 /// `a.b.c.d/len`.
 fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
-    let (a, p) = s.split_once('/').ok_or("expected address/prefix, like 192.0.2.1/24")?;
+    let (a, p) = s
+        .split_once('/')
+        .ok_or("expected address/prefix, like 192.0.2.1/24")?;
     let addr = value::ipv4(a)?;
     let prefix: u8 = p
         .parse()
@@ -287,7 +331,10 @@ zero_copy = "off"
         let bad = EXAMPLE.replace("203.0.113.1/24", "203.0.113.1/33");
         let e = Config::parse(Path::new("g.toml"), &bad).expect_err("bad prefix");
         assert_eq!((e.line, e.column), (11, 11), "{e}");
-        assert!(e.to_string().starts_with("g.toml:11:11: bad address"), "{e}");
+        assert!(
+            e.to_string().starts_with("g.toml:11:11: bad address"),
+            "{e}"
+        );
         let bad = EXAMPLE.replace("xdp_mode", "xdp_mod");
         let e = Config::parse(Path::new("g.toml"), &bad).expect_err("unknown key");
         assert!(e.to_string().contains("xdp_mod"), "{e}");

@@ -195,7 +195,12 @@ fn target(table: Table, hook: Hook, proto: Option<u8>) -> BoxedStrategy<Target> 
     let mut options: Vec<BoxedStrategy<Target>> = vec![
         Just(Target::Accept).boxed(),
         // iptables refuses DROP in the nat table.
-        Just(if table == Table::Nat { Target::Accept } else { Target::Drop }).boxed(),
+        Just(if table == Table::Nat {
+            Target::Accept
+        } else {
+            Target::Drop
+        })
+        .boxed(),
         Just(Target::Return).boxed(),
         Just(Target::None).boxed(),
         (0u8..8, "[a-zA-Z0-9 :_-]{0,29}")

@@ -4,6 +4,7 @@
 //! shared by all of them; nothing on the packet path looks at a string.
 
 use std::net::Ipv4Addr;
+use std::sync::Mutex;
 
 use crate::rule::{
     AddrRange, Hook, IcmpType, IfaceMatch, Inv, Ipv4Net, Limit, Log, Match, MultiportDir, NatRange,
@@ -249,7 +250,7 @@ impl CTable {
 }
 
 /// The whole compiled rule set.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct CompiledRuleSet {
     /// By `Table as usize`; a table the rules do not define is absent (its
     /// hooks accept everything, as an unloaded table does in Linux).
@@ -259,8 +260,50 @@ pub struct CompiledRuleSet {
     pub logs: Box<[Log]>,
     /// Counter slots: one per rule and one per built-in chain policy.
     pub counters: u32,
-    /// Token buckets of `-m limit`.
-    pub limits: u32,
+    /// Token buckets of `-m limit`, shared by all workers (one small lock
+    /// per rule, as the kernel's xt_limit has).
+    pub limits: Box<[LimitBucket]>,
+}
+
+/// One `-m limit` token bucket, in nanoseconds of credit (the kernel's
+/// algorithm: credit grows with elapsed time up to cost * burst; a packet
+/// matches when at least `cost` is there, and takes it).
+#[derive(Debug, Default)]
+pub struct LimitBucket {
+    state: Mutex<BucketState>,
+}
+
+#[derive(Debug, Default)]
+struct BucketState {
+    started: bool,
+    credit: u64,
+    prev: u64,
+}
+
+impl LimitBucket {
+    /// Takes one packet's cost at time `now` (ns); whether it matched.
+    pub fn take(&self, limit: &Limit, now: u64) -> bool {
+        // avg is in 1/10000 s = 100 µs.
+        let cost = u64::from(limit.avg) * 100_000;
+        let cap = cost.saturating_mul(u64::from(limit.burst));
+        let Ok(mut st) = self.state.lock() else {
+            return false;
+        };
+        if !st.started {
+            st.started = true;
+            st.credit = cap;
+            st.prev = now;
+        }
+        let elapsed = now.saturating_sub(st.prev);
+        st.prev = now.max(st.prev);
+        st.credit = st.credit.saturating_add(elapsed).min(cap);
+        if st.credit >= cost {
+            st.credit -= cost;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Why a rule set does not compile (the control plane's checks prevent
@@ -484,7 +527,7 @@ pub fn compile(set: &RuleSet, ifaces: &[&str]) -> Result<CompiledRuleSet, Compil
         ifaces: ifaces.into_boxed_slice(),
         logs: logs.into_boxed_slice(),
         counters,
-        limits,
+        limits: (0..limits).map(|_| LimitBucket::default()).collect(),
     })
 }
 
@@ -496,6 +539,259 @@ impl CompiledRuleSet {
     /// The index of an interface name, if the rule set was compiled for it.
     pub fn iface_index(&self, name: &str) -> Option<u8> {
         self.ifaces.iter().position(|n| n == name).map(|i| i as u8)
+    }
+}
+
+/// What rules look at in a packet, filled once by the pipeline. The
+/// non-terminal targets (MARK, DSCP, NOTRACK) change it as they run, so that
+/// later rules see their effect, and the pipeline applies it afterwards.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketView {
+    pub src: u32,
+    pub dst: u32,
+    pub proto: u8,
+    pub in_iface: Option<u8>,
+    pub out_iface: Option<u8>,
+    /// TCP/UDP ports are present (a first fragment or whole datagram).
+    pub has_ports: bool,
+    pub sport: u16,
+    pub dport: u16,
+    /// TCP flags; meaningful with proto 6 and `has_ports`.
+    pub tcp_flags: u8,
+    /// ICMP type and code, when proto is 1 and the header is present.
+    pub icmp: Option<(u8, u8)>,
+    /// Bits of [`crate::rule::CtStates`]: the state and the SNAT/DNAT virtual states.
+    pub ct_bits: u8,
+    pub dscp: u8,
+    pub mark: u32,
+    pub len: u16,
+    /// Set by DSCP: the packet's DSCP must be rewritten.
+    pub dscp_changed: bool,
+    /// Set by NOTRACK / CT --notrack.
+    pub notrack: bool,
+}
+
+/// How a chain traversal ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Accept,
+    Drop,
+    /// Dropped by a chain's policy (counted apart from rule drops).
+    PolicyDrop,
+    Reject(RejectWith),
+    /// A NAT target matched: the connection is to be translated as it says.
+    Nat(NatAction),
+}
+
+/// The NAT decision of a rule (SNAT/MASQUERADE/DNAT/REDIRECT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NatAction {
+    Masquerade(PortNat),
+    Snat(NatRange),
+    Dnat(NatRange),
+    Redirect(PortNat),
+}
+
+/// Per-worker scratch and counters for evaluation: no allocation per packet.
+#[derive(Debug)]
+pub struct EvalState {
+    /// Packets and bytes per counter slot of the rule set it was made for.
+    pub counters: Vec<(u64, u64)>,
+    stack: Vec<(u16, u32)>,
+    /// LOG targets hit by the last traversal (indices into `logs`), at most
+    /// [`EvalState::MAX_LOGS`] per packet.
+    pub logs: [u32; EvalState::MAX_LOGS],
+    pub nlogs: usize,
+}
+
+impl EvalState {
+    pub const MAX_LOGS: usize = 8;
+
+    pub fn new(rules: &CompiledRuleSet) -> EvalState {
+        let chains = rules
+            .tables
+            .iter()
+            .flatten()
+            .map(|t| t.chains.len())
+            .max()
+            .unwrap_or(0);
+        EvalState {
+            counters: vec![(0, 0); rules.counters as usize],
+            stack: Vec::with_capacity(chains + 1),
+            logs: [0; EvalState::MAX_LOGS],
+            nlogs: 0,
+        }
+    }
+
+    #[inline]
+    fn count(&mut self, slot: u32, len: u16) {
+        if let Some(c) = self.counters.get_mut(slot as usize) {
+            c.0 += 1;
+            c.1 += u64::from(len);
+        }
+    }
+}
+
+impl CMatch {
+    #[inline]
+    fn matches(&self, p: &PacketView, limits: &[LimitBucket], now: u64) -> bool {
+        match self {
+            CMatch::Ports { sport, dport } => {
+                p.has_ports && sport.matches(p.sport) && dport.matches(p.dport)
+            }
+            CMatch::TcpFlags { mask, comp, invert } => {
+                p.has_ports && ((p.tcp_flags & mask == *comp) != *invert)
+            }
+            CMatch::Icmp {
+                ty,
+                code_lo,
+                code_hi,
+                any,
+                invert,
+            } => match p.icmp {
+                None => false,
+                Some((t, c)) => {
+                    let hit = *any || (t == *ty && *code_lo <= c && c <= *code_hi);
+                    hit != *invert
+                }
+            },
+            CMatch::Multiport { dir, ports, invert } => {
+                if !p.has_ports {
+                    return false;
+                }
+                let hit = ports.iter().any(|r| match dir {
+                    MultiportDir::Source => r.contains(p.sport),
+                    MultiportDir::Destination => r.contains(p.dport),
+                    MultiportDir::Either => r.contains(p.sport) || r.contains(p.dport),
+                });
+                hit != *invert
+            }
+            CMatch::CtState { bits, invert } => (p.ct_bits & bits != 0) != *invert,
+            CMatch::Dscp { dscp, invert } => (p.dscp == *dscp) != *invert,
+            CMatch::Mark {
+                value,
+                mask,
+                invert,
+            } => ((p.mark & mask) == *value) != *invert,
+            CMatch::Limit { limit, slot } => limits
+                .get(*slot as usize)
+                .is_some_and(|b| b.take(limit, now)),
+            CMatch::IpRange { src, dst } => {
+                src.is_none_or(|r| r.matches(p.src)) && dst.is_none_or(|r| r.matches(p.dst))
+            }
+        }
+    }
+}
+
+impl CRule {
+    #[inline]
+    pub fn matches(&self, p: &PacketView, limits: &[LimitBucket], now: u64) -> bool {
+        self.src.matches(p.src)
+            && self.dst.matches(p.dst)
+            && self.proto.matches(p.proto)
+            && self.in_iface.matches(p.in_iface)
+            && self.out_iface.matches(p.out_iface)
+            && self.matches.iter().all(|m| m.matches(p, limits, now))
+    }
+}
+
+impl CompiledRuleSet {
+    /// Runs the packet through `table`'s chain for `hook` as iptables does:
+    /// first match wins, jumps push, goto does not, RETURN and the end of a
+    /// user chain pop, the end of a built-in chain (or an empty stack) is
+    /// its policy. A table the rule set does not define accepts.
+    pub fn eval(
+        &self,
+        table: Table,
+        hook: Hook,
+        p: &mut PacketView,
+        st: &mut EvalState,
+        now: u64,
+    ) -> Verdict {
+        let Some(t) = self.table(table) else {
+            return Verdict::Accept;
+        };
+        let Some(base) = t.hooks[hook as usize] else {
+            return Verdict::Accept;
+        };
+        if t.chains[usize::from(base)].rules.is_empty() {
+            // The common case of an unused hook: straight to the policy.
+            return self.policy(t, base, p, st);
+        }
+        st.stack.clear();
+        let mut chain = base;
+        let mut idx = 0usize;
+        loop {
+            let c = &t.chains[usize::from(chain)];
+            let Some(rule) = c.rules.get(idx) else {
+                // End of chain: back to the caller, or the built-in's policy.
+                match st.stack.pop() {
+                    Some((ch, i)) if c.policy.is_none() => {
+                        chain = ch;
+                        idx = i as usize;
+                        continue;
+                    }
+                    _ => return self.policy(t, base, p, st),
+                }
+            };
+            idx += 1;
+            if !rule.matches(p, &self.limits, now) {
+                continue;
+            }
+            st.count(rule.counter, p.len);
+            match &rule.target {
+                CTarget::Continue => {}
+                CTarget::Accept => return Verdict::Accept,
+                CTarget::Drop => return Verdict::Drop,
+                CTarget::Reject(w) => return Verdict::Reject(*w),
+                CTarget::Return => match st.stack.pop() {
+                    Some((ch, i)) => {
+                        chain = ch;
+                        idx = i as usize;
+                    }
+                    None => return self.policy(t, base, p, st),
+                },
+                CTarget::Jump(to) => {
+                    if st.stack.len() == st.stack.capacity() {
+                        // Deeper than the number of chains: only a loop does that,
+                        // and validation refuses loops. Fail closed.
+                        return Verdict::Drop;
+                    }
+                    st.stack.push((chain, idx as u32));
+                    chain = *to;
+                    idx = 0;
+                }
+                CTarget::Goto(to) => {
+                    chain = *to;
+                    idx = 0;
+                }
+                CTarget::Log(i) => {
+                    if st.nlogs < EvalState::MAX_LOGS {
+                        st.logs[st.nlogs] = *i;
+                        st.nlogs += 1;
+                    }
+                }
+                CTarget::Mark { value, mask } => p.mark = (p.mark & !mask) ^ value,
+                CTarget::Dscp(d) => {
+                    p.dscp = *d;
+                    p.dscp_changed = true;
+                }
+                CTarget::Notrack => p.notrack = true,
+                CTarget::Masquerade(n) => return Verdict::Nat(NatAction::Masquerade(*n)),
+                CTarget::Snat(n) => return Verdict::Nat(NatAction::Snat(*n)),
+                CTarget::Dnat(n) => return Verdict::Nat(NatAction::Dnat(*n)),
+                CTarget::Redirect(n) => return Verdict::Nat(NatAction::Redirect(*n)),
+            }
+        }
+    }
+
+    fn policy(&self, t: &CTable, base: u16, p: &PacketView, st: &mut EvalState) -> Verdict {
+        let c = &t.chains[usize::from(base)];
+        st.count(c.counter, p.len);
+        match c.policy {
+            Some(Policy::Drop) => Verdict::PolicyDrop,
+            _ => Verdict::Accept,
+        }
     }
 }
 
@@ -556,11 +852,154 @@ mod tests {
         // The comment compiles to nothing; the limit gets a bucket.
         assert_eq!(r.matches.len(), 1);
         assert!(matches!(r.matches[0], CMatch::Limit { slot: 0, .. }));
-        assert_eq!(c.limits, 1);
+        assert_eq!(c.limits.len(), 1);
         // 3 rules + 4 chain slots.
         assert_eq!(c.counters, 7);
         assert!(c.table(Table::Nat).is_none());
         assert_eq!(c.logs.len(), 1);
+    }
+
+    fn chain(name: &str, rules: Vec<Rule>) -> Chain {
+        Chain {
+            name: name.into(),
+            hook: None,
+            policy: None,
+            counters: Counters::default(),
+            rules,
+        }
+    }
+
+    fn tcp_dport(port: u16, target: Target) -> Rule {
+        let mut r = Rule::new(target);
+        r.protocol = Some(Inv::plain(6));
+        r.matches.push(Match::Tcp(TcpMatch {
+            ports: PortMatch {
+                sport: None,
+                dport: Some(Inv::plain(PortRange::single(port))),
+            },
+            flags: None,
+        }));
+        r
+    }
+
+    fn view(dport: u16) -> PacketView {
+        PacketView {
+            src: u32::from(Ipv4Addr::new(192, 168, 10, 2)),
+            dst: u32::from(Ipv4Addr::new(203, 0, 113, 9)),
+            proto: 6,
+            in_iface: Some(0),
+            out_iface: Some(1),
+            has_ports: true,
+            sport: 40000,
+            dport,
+            tcp_flags: 0x02,
+            len: 60,
+            ..PacketView::default()
+        }
+    }
+
+    /// FORWARD: -p tcp --dport 22 -j A; -p tcp --dport 23 -g B; -j MARK 7; policy DROP.
+    /// A: -p tcp --dport 22 -j RETURN (after a LOG); B: -p tcp --dport 23 -j ACCEPT, else end.
+    fn traversal_set() -> CompiledRuleSet {
+        let mut filter = TableRules::empty(Table::Filter);
+        filter.chains[1].policy = Some(Policy::Drop);
+        filter.chains[1].rules = vec![
+            tcp_dport(22, Target::Jump("A".into())),
+            tcp_dport(24, Target::Goto("B".into())),
+            Rule::new(Target::Mark {
+                value: 7,
+                mask: u32::MAX,
+            }),
+            tcp_dport(80, Target::Accept),
+            tcp_dport(81, Target::Reject(RejectWith::TcpReset)),
+        ];
+        filter.chains.push(chain(
+            "A",
+            vec![
+                Rule::new(Target::Log(Log {
+                    level: 4,
+                    prefix: "a".into(),
+                })),
+                tcp_dport(22, Target::Return),
+                Rule::new(Target::Accept),
+            ],
+        ));
+        filter
+            .chains
+            .push(chain("B", vec![tcp_dport(99, Target::Accept)]));
+        compile(
+            &RuleSet {
+                tables: vec![filter],
+            },
+            &["lan0", "wan0"],
+        )
+        .expect("compile")
+    }
+
+    #[test]
+    fn jump_return_goto_policy_and_counters() {
+        let rs = traversal_set();
+        let mut st = EvalState::new(&rs);
+        let fwd = |p: &mut PacketView, st: &mut EvalState| {
+            st.nlogs = 0;
+            rs.eval(Table::Filter, Hook::Forward, p, st, 0)
+        };
+        // 22: into A, LOG, RETURN, then MARK and on to the policy.
+        let mut p = view(22);
+        assert_eq!(fwd(&mut p, &mut st), Verdict::PolicyDrop);
+        assert_eq!(p.mark, 7);
+        assert_eq!(st.nlogs, 1);
+        // 24: goto B, nothing matches in B, and a goto'd chain's end is the policy.
+        let mut p = view(24);
+        assert_eq!(fwd(&mut p, &mut st), Verdict::PolicyDrop);
+        assert_eq!(p.mark, 0, "goto does not come back");
+        let mut p = view(80);
+        assert_eq!(fwd(&mut p, &mut st), Verdict::Accept);
+        let mut p = view(81);
+        assert_eq!(fwd(&mut p, &mut st), Verdict::Reject(RejectWith::TcpReset));
+        // A packet without ports never matches a port rule.
+        let mut p = view(80);
+        p.has_ports = false;
+        assert_eq!(fwd(&mut p, &mut st), Verdict::PolicyDrop);
+        // Counters: FORWARD rule 0 (22) once, rule 1 (goto) once, MARK for 22/80/81/portless.
+        let t = rs.table(Table::Filter).expect("filter");
+        let f = t.hook_chain(Hook::Forward).expect("FORWARD");
+        let count = |slot: u32| st.counters[slot as usize].0;
+        assert_eq!(count(f.rules[0].counter), 1);
+        assert_eq!(count(f.rules[1].counter), 1);
+        assert_eq!(count(f.rules[2].counter), 4);
+        assert_eq!(count(f.counter), 3, "policy hits: 22, 24, portless");
+        assert_eq!(st.counters[f.rules[2].counter as usize].1, 240);
+        // Other hooks of the table: INPUT is empty with policy ACCEPT; nat is absent.
+        let mut p = view(1);
+        assert_eq!(
+            rs.eval(Table::Filter, Hook::Input, &mut p, &mut st, 0),
+            Verdict::Accept
+        );
+        assert_eq!(
+            rs.eval(Table::Nat, Hook::Prerouting, &mut p, &mut st, 0),
+            Verdict::Accept
+        );
+    }
+
+    #[test]
+    fn limit_bucket_refills_with_time() {
+        let b = LimitBucket::default();
+        // 1/sec, burst 2: two at once, then one per second.
+        let l = Limit {
+            avg: 10_000,
+            burst: 2,
+        };
+        assert!(b.take(&l, 0));
+        assert!(b.take(&l, 0));
+        assert!(!b.take(&l, 0));
+        assert!(!b.take(&l, 999_999_999));
+        assert!(b.take(&l, 1_000_000_000));
+        assert!(!b.take(&l, 1_000_000_001));
+        // Credit never exceeds the burst.
+        assert!(b.take(&l, 100_000_000_000));
+        assert!(b.take(&l, 100_000_000_000));
+        assert!(!b.take(&l, 100_000_000_000));
     }
 
     #[test]
@@ -570,8 +1009,8 @@ mod tests {
             .rules
             .push(Rule::new(Target::Goto("NOPE".into())));
         assert_eq!(
-            compile(&set, &[]),
-            Err(CompileError::MissingChain {
+            compile(&set, &[]).err(),
+            Some(CompileError::MissingChain {
                 table: Table::Filter,
                 chain: "NOPE".into()
             })

@@ -64,6 +64,9 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), DropReason::COUNT);
-        assert_eq!(DropReason::ALL[DropReason::CtInvalid as usize], DropReason::CtInvalid);
+        assert_eq!(
+            DropReason::ALL[DropReason::CtInvalid as usize],
+            DropReason::CtInvalid
+        );
     }
 }

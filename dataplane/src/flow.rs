@@ -37,7 +37,8 @@ impl Tuple {
     #[inline]
     pub fn hash64(&self) -> u64 {
         let a = (u64::from(u32::from(self.src)) << 32) | u64::from(u32::from(self.dst));
-        let b = (u64::from(self.sport) << 32) | (u64::from(self.dport) << 16) | u64::from(self.proto);
+        let b =
+            (u64::from(self.sport) << 32) | (u64::from(self.dport) << 16) | u64::from(self.proto);
         mix(a ^ mix(b ^ 0x9e37_79b9_7f4a_7c15))
     }
 }

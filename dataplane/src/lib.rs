@@ -1,11 +1,21 @@
-//! The xdpgw dataplane: the typed rule set, and (as the project grows) wire
-//! views, the classifier, connection tracking, NAT, the pipeline, ports and
-//! workers. It does not depend on the control plane.
+//! The xdpgw dataplane: the typed rule set and its compiled form
+//! (`rule`, `classify`), wire views and rewrites (`wire`), flow keys
+//! (`flow`), connection tracking (`conntrack`), NAT (`nat`), routes and
+//! neighbours (`route`, `neigh`), the netfilter pipeline and its workers
+//! (`pipeline`), LOG (`log`), counted drop reasons (`drop`), and the AF_XDP
+//! ports (`port`, where all unsafe code lives). It does not depend on the
+//! control plane.
 #![deny(unsafe_code)]
 
 pub mod classify;
 pub mod conntrack;
 pub mod drop;
 pub mod flow;
+pub mod log;
+pub mod nat;
+pub mod neigh;
+pub mod pipeline;
+pub mod port;
+pub mod route;
 pub mod rule;
 pub mod wire;

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod corpus;
+pub mod frames;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -275,7 +275,8 @@ mod tests {
 
     #[test]
     fn long_options_with_equals() {
-        let t = split_long_options(restore_words("--table=nat -A X --comment=a=b", 1).expect("lex"));
+        let t =
+            split_long_options(restore_words("--table=nat -A X --comment=a=b", 1).expect("lex"));
         assert_eq!(texts(&t), ["--table", "nat", "-A", "X", "--comment", "a=b"]);
         assert_eq!(t[1].col, 9);
     }

@@ -850,11 +850,24 @@ fn validate_table(ts: &TableState) -> Vec<RuleError> {
         if let Some(h) = c.hook {
             let mut path = vec![i];
             let from = HookSet::of(&[h]);
-            walk(ts, &index, i, from, &mut hooks, &mut path, &mut looped, &mut errors);
+            walk(
+                ts,
+                &index,
+                i,
+                from,
+                &mut hooks,
+                &mut path,
+                &mut looped,
+                &mut errors,
+            );
         }
     }
     for (i, c) in ts.chains.iter().enumerate() {
-        errors.extend(c.rules.iter().filter_map(|r| placement_error(c, r, hooks[i])));
+        errors.extend(
+            c.rules
+                .iter()
+                .filter_map(|r| placement_error(c, r, hooks[i])),
+        );
     }
     errors
 }

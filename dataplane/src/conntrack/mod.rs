@@ -1,1 +1,1259 @@
-//! Connection tracking (being written).
+//! Connection tracking: the table every worker shares, and the protocol
+//! trackers that judge each packet as Linux's `nf_conntrack_in` does.
+//!
+//! - The table is sharded by [`Tuple::hash64`] with one lock per shard. An
+//!   entry is reachable by its original and its reply tuple; it lives in the
+//!   shard of its original tuple, and the reply tuple's shard holds a key
+//!   pointing to it (see `table.rs`). Looking a packet up takes at most two
+//!   short shard locks, one after the other; only [`Conntrack::confirm`]
+//!   holds two at once, taken in shard order.
+//! - Storage is preallocated per shard (slab + free list, and the maps at
+//!   their nominal load), so tracking packets of existing connections
+//!   allocates nothing.
+//! - Time is always passed in (`now`, monotonic nanoseconds); nothing here
+//!   reads a clock, so tests run on simulated time.
+//! - Protocols: TCP (`tcp.rs`: full state table and window tracking), UDP,
+//!   ICMP queries and errors, and a generic tracker for the rest.
+//!
+//! Facts ported from Linux 6.x net/netfilter: nf_conntrack_core.c
+//! (`nf_conntrack_in`, `resolve_normal_ct`, `early_drop`, `gc_worker`,
+//! `nf_conntrack_init_start`), nf_conntrack_proto_{tcp,udp,icmp}.c and
+//! nf_conntrack_standalone.c (the /proc format).
+
+mod config;
+mod proc;
+mod reason;
+mod table;
+pub mod tcp;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+
+pub use config::{nf_conntrack_max_for_memory, ConntrackConfig, Timeouts};
+pub use proc::proc_line;
+pub use reason::InvalidReason;
+
+use crate::flow::{Dir, Tuple, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+use table::{Key, ShardInner, ShardStats, Slot, Unlink};
+use tcp::TcpCt;
+
+/// Monotonic time in nanoseconds, always passed in.
+pub type Nanos = u64;
+
+pub const NANOS_PER_SEC: Nanos = 1_000_000_000;
+
+/// What conntrack needs of a packet (the pipeline fills it from its parse).
+#[derive(Clone, Copy, Debug)]
+pub struct PacketMeta {
+    /// For ICMP queries sport = dport = query id; for ICMP errors and other
+    /// protocols without ports, 0.
+    pub tuple: Tuple,
+    /// IPv4 total length (for byte counters).
+    pub len: u16,
+    pub tcp: Option<TcpSeg>,
+    pub icmp: Option<IcmpMeta>,
+}
+
+/// The TCP header fields conntrack reads.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpSeg {
+    /// FIN=1 SYN=2 RST=4 PSH=8 ACK=0x10 URG=0x20 ECE=0x40 CWR=0x80
+    /// (see [`tcp::flag`]).
+    pub flags: u8,
+    pub seq: u32,
+    pub ack: u32,
+    pub window: u16,
+    pub payload_len: u32,
+    /// The window scale option, if present.
+    pub wscale: Option<u8>,
+    /// The SACK-permitted option is present.
+    pub sack_perm: bool,
+}
+
+/// The ICMP header fields conntrack reads.
+#[derive(Clone, Copy, Debug)]
+pub struct IcmpMeta {
+    pub ty: u8,
+    pub code: u8,
+    pub is_query: bool,
+    pub is_error: bool,
+    /// For errors: the quoted datagram's tuple, as quoted.
+    pub inner: Option<Tuple>,
+}
+
+/// A packet's conntrack state, as `-m conntrack --ctstate` sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CtState {
+    New,
+    Established,
+    Related,
+    Invalid,
+    Untracked,
+}
+
+impl CtState {
+    /// The bit of this state in `crate::rule::CtStates`.
+    pub fn bit(self) -> u8 {
+        use crate::rule::CtStates;
+        match self {
+            CtState::Invalid => CtStates::INVALID,
+            CtState::New => CtStates::NEW,
+            CtState::Related => CtStates::RELATED,
+            CtState::Established => CtStates::ESTABLISHED,
+            CtState::Untracked => CtStates::UNTRACKED,
+        }
+    }
+}
+
+/// Entry status bits, with Linux's values (`enum ip_conntrack_status`).
+pub mod status {
+    pub const SEEN_REPLY: u16 = 1 << 1;
+    pub const ASSURED: u16 = 1 << 2;
+    pub const CONFIRMED: u16 = 1 << 3;
+    pub const SRC_NAT: u16 = 1 << 4;
+    pub const DST_NAT: u16 = 1 << 5;
+}
+
+/// Linux's TCP conntrack states (`enum tcp_conntrack`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum TcpState {
+    None = 0,
+    SynSent = 1,
+    SynRecv = 2,
+    Established = 3,
+    FinWait = 4,
+    CloseWait = 5,
+    LastAck = 6,
+    TimeWait = 7,
+    Close = 8,
+    SynSent2 = 9,
+}
+
+impl TcpState {
+    pub const ALL: [TcpState; 10] = [
+        TcpState::None,
+        TcpState::SynSent,
+        TcpState::SynRecv,
+        TcpState::Established,
+        TcpState::FinWait,
+        TcpState::CloseWait,
+        TcpState::LastAck,
+        TcpState::TimeWait,
+        TcpState::Close,
+        TcpState::SynSent2,
+    ];
+
+    /// The name Linux prints (`tcp_conntrack_names`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpState::None => "NONE",
+            TcpState::SynSent => "SYN_SENT",
+            TcpState::SynRecv => "SYN_RECV",
+            TcpState::Established => "ESTABLISHED",
+            TcpState::FinWait => "FIN_WAIT",
+            TcpState::CloseWait => "CLOSE_WAIT",
+            TcpState::LastAck => "LAST_ACK",
+            TcpState::TimeWait => "TIME_WAIT",
+            TcpState::Close => "CLOSE",
+            TcpState::SynSent2 => "SYN_SENT2",
+        }
+    }
+
+    fn from_u8(v: u8) -> TcpState {
+        TcpState::ALL
+            .get(usize::from(v))
+            .copied()
+            .unwrap_or(TcpState::None)
+    }
+}
+
+/// A copy of an entry, taken under its lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub orig: Tuple,
+    pub reply: Tuple,
+    pub status: u16,
+    /// `TcpState::None` for other protocols.
+    pub tcp_state: TcpState,
+    pub mark: u32,
+    /// When the entry expires (absolute, like `now`).
+    pub expires: Nanos,
+    /// Per direction (`Dir::index`): original, reply.
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+    /// ICMP queries: the request's type and code (the reply's type is the
+    /// matching reply type). 0 for other protocols.
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+}
+
+/// A handle to an entry (shard, slot, generation): valid only while the
+/// entry lives; afterwards `get`/`remove` answer `None`/`false`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EntryRef {
+    shard: u32,
+    slot: u32,
+    gen: u32,
+}
+
+/// The result of tracking a packet.
+#[derive(Clone, Copy, Debug)]
+pub enum Track {
+    /// The packet belongs to a confirmed entry: state Established, New for
+    /// original-direction packets before any reply, or Related for ICMP
+    /// errors quoting it. `snap` is the entry after this packet.
+    Existing {
+        entry: EntryRef,
+        dir: Dir,
+        state: CtState,
+        snap: Snapshot,
+    },
+    /// No entry: a new connection the pipeline may confirm after the rules
+    /// (NAT may change `pending.reply` and set NAT status bits before).
+    New(Pending),
+    /// INVALID, with why, and the TCP state of the entry involved (if any).
+    Invalid {
+        reason: InvalidReason,
+        tcp_state: Option<TcpState>,
+    },
+}
+
+impl Track {
+    /// The packet's conntrack state.
+    pub fn state(&self) -> CtState {
+        match self {
+            Track::Existing { state, .. } => *state,
+            Track::New(_) => CtState::New,
+            Track::Invalid { .. } => CtState::Invalid,
+        }
+    }
+}
+
+/// A connection not yet in the table (Linux's unconfirmed conntrack).
+#[derive(Clone, Copy, Debug)]
+pub struct Pending {
+    pub orig: Tuple,
+    pub reply: Tuple,
+    /// Status bits to confirm with (NAT sets SRC_NAT/DST_NAT).
+    pub status: u16,
+    conn: Conn,
+}
+
+impl Pending {
+    /// The TCP state the first packet put the connection in.
+    pub fn tcp_state(&self) -> Option<TcpState> {
+        match &self.conn.proto {
+            Proto::Tcp(ct) => Some(ct.state),
+            _ => None,
+        }
+    }
+
+    /// The timeout the entry gets when confirmed.
+    pub fn timeout(&self) -> Nanos {
+        self.conn.timeout
+    }
+}
+
+/// Why `confirm` failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConfirmError {
+    /// One of the tuples is taken by another entry (lost a race, or NAT
+    /// picked a used tuple). Linux counts this as `insert_failed`.
+    Clash,
+    /// The table is full and no unassured entry could be dropped early.
+    TableFull,
+}
+
+impl std::fmt::Display for ConfirmError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConfirmError::Clash => "conntrack tuple already in use",
+            ConfirmError::TableFull => "conntrack table full",
+        })
+    }
+}
+
+impl std::error::Error for ConfirmError {}
+
+/// Counters, summed over shards (Linux's `conntrack -S` plus reasons).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtStats {
+    /// Entries in the table now.
+    pub entries: usize,
+    /// Packets of an existing entry.
+    pub found: u64,
+    /// Packets that may open a new connection (`Track::New`).
+    pub new: u64,
+    /// ICMP errors related to an entry.
+    pub related: u64,
+    /// TCP segments accepted without updating state (sIG, out of window but
+    /// harmless).
+    pub ignored: u64,
+    /// INVALID packets, total and per `InvalidReason` (index by `as usize`).
+    pub invalid: u64,
+    pub invalid_by_reason: [u64; InvalidReason::COUNT],
+    /// Entries confirmed.
+    pub insert: u64,
+    /// Confirms that clashed.
+    pub insert_failed: u64,
+    /// Confirms refused because the table was full.
+    pub drop: u64,
+    /// Unassured entries evicted to make room (confirm, or gc under pressure).
+    pub early_drop: u64,
+    /// Entries removed because they timed out.
+    pub expired: u64,
+    /// Entries deleted otherwise (`remove`, TCP re-open, RST kill).
+    pub deleted: u64,
+}
+
+impl CtStats {
+    pub fn invalid_count(&self, r: InvalidReason) -> u64 {
+        self.invalid_by_reason[r as usize]
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Private entry state.
+
+/// Protocol-specific state of an entry.
+#[derive(Clone, Copy, Debug)]
+enum Proto {
+    Tcp(TcpCt),
+    /// `stream_ts`: two seconds after creation; a reply seen later makes a
+    /// stream (120 s, ASSURED).
+    Udp {
+        stream_ts: Nanos,
+    },
+    Icmp {
+        ty: u8,
+        code: u8,
+    },
+    Generic,
+}
+
+/// An entry's mutable state. `timeout` is absolute once confirmed, relative
+/// while pending (Linux adds `now` at confirm).
+#[derive(Clone, Copy, Debug)]
+struct Conn {
+    status: u16,
+    mark: u32,
+    timeout: Nanos,
+    packets: [u64; 2],
+    bytes: [u64; 2],
+    proto: Proto,
+}
+
+impl Conn {
+    fn tcp_state(&self) -> Option<TcpState> {
+        match &self.proto {
+            Proto::Tcp(ct) => Some(ct.state),
+            _ => None,
+        }
+    }
+
+    /// `gc_worker_can_early_drop`.
+    fn can_early_drop(&self) -> bool {
+        self.status & status::ASSURED == 0
+            || matches!(&self.proto, Proto::Tcp(ct) if ct.can_early_drop())
+    }
+
+    fn account(&mut self, d: usize, len: u16) {
+        self.packets[d] += 1;
+        self.bytes[d] += u64::from(len);
+    }
+}
+
+/// What a protocol tracker decided about a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Accepted: count it and set the timeout to `now` + this.
+    Refresh(Nanos),
+    /// Accepted without touching counters or timeout (`ignored`: an sIG or
+    /// harmless out-of-window TCP segment).
+    Pass {
+        ignored: bool,
+    },
+    /// Accepted and counted, then the entry is deleted.
+    Kill,
+    /// Delete the entry and track the packet as a new connection.
+    Reopen,
+    Invalid(InvalidReason),
+}
+
+/// The judging knobs of `ConntrackConfig`.
+#[derive(Clone, Copy, Debug)]
+struct Policy {
+    tcp_loose: bool,
+    tcp_be_liberal: bool,
+    tcp_max_retrans: u8,
+    tcp_ignore_invalid_rst: bool,
+    timeouts: Timeouts,
+}
+
+const NR_ICMP_TYPES: u8 = 18;
+
+/// `icmp_is_err`: destination unreachable, source quench, redirect, time
+/// exceeded, parameter problem.
+fn icmp_is_error(ty: u8) -> bool {
+    matches!(ty, 3 | 4 | 5 | 11 | 12)
+}
+
+/// Query requests that may open an entry (`valid_new`).
+fn icmp_valid_new(ty: u8) -> bool {
+    matches!(ty, 8 | 13 | 15 | 17)
+}
+
+/// The reply type of a query type (`invmap`); other types unchanged.
+fn icmp_reply_type(ty: u8) -> u8 {
+    match ty {
+        8 => 0,
+        0 => 8,
+        13 => 14,
+        14 => 13,
+        15 => 16,
+        16 => 15,
+        17 => 18,
+        18 => 17,
+        t => t,
+    }
+}
+
+/// How many neighbouring shards `early_drop` looks at (Linux:
+/// `NF_CT_EVICTION_RANGE` buckets).
+const EVICTION_RANGE: usize = 8;
+/// Slots scanned per shard by `early_drop` (Linux scans one bucket, about
+/// two entries; a shard holds hundreds, so look at a short window of it).
+const EARLY_DROP_SCAN: usize = 16;
+/// Stale reply keys `gc` collects under one lock before unlinking them.
+const GC_BATCH: usize = 32;
+
+#[repr(align(128))]
+struct Shard {
+    inner: Mutex<ShardInner>,
+    stats: ShardStats,
+}
+
+#[derive(Default)]
+struct GcCursor {
+    shard: usize,
+    slot: usize,
+}
+
+/// The connection-tracking table, shared by all workers (`Arc<Conntrack>`).
+pub struct Conntrack {
+    shards: Box<[Shard]>,
+    mask: usize,
+    max: usize,
+    /// Entries in the table plus confirms in progress (Linux's `cnet->count`).
+    /// Relaxed: a capacity heuristic only; the entries themselves are
+    /// published under the shard locks.
+    count: AtomicUsize,
+    /// Set when a confirm found the table full: gc then evicts unassured and
+    /// closing entries while above 95% (Linux's `gc_work.early_drop`).
+    /// Relaxed: a hint, no data hangs off it.
+    pressure: AtomicBool,
+    gc_cursor: Mutex<GcCursor>,
+    pol: Policy,
+}
+
+impl Conntrack {
+    pub fn new(cfg: ConntrackConfig) -> Conntrack {
+        let nshards = cfg.shards.max(1).next_power_of_two();
+        let max = cfg.max_entries.max(1);
+        let per_shard = max.div_ceil(nshards);
+        // Room for hash imbalance without reallocating.
+        let cap = per_shard + per_shard / 4 + 4;
+        let shards = (0..nshards)
+            .map(|i| Shard {
+                inner: Mutex::new(ShardInner::with_capacity(i, cap)),
+                stats: ShardStats::default(),
+            })
+            .collect();
+        Conntrack {
+            shards,
+            mask: nshards - 1,
+            max,
+            count: AtomicUsize::new(0),
+            pressure: AtomicBool::new(false),
+            gc_cursor: Mutex::new(GcCursor::default()),
+            pol: Policy {
+                tcp_loose: cfg.tcp_loose,
+                tcp_be_liberal: cfg.tcp_be_liberal,
+                tcp_max_retrans: cfg.tcp_max_retrans,
+                tcp_ignore_invalid_rst: cfg.tcp_ignore_invalid_rst,
+                timeouts: cfg.timeouts,
+            },
+        }
+    }
+
+    /// The configured `nf_conntrack_max`.
+    pub fn max_entries(&self) -> usize {
+        self.max
+    }
+
+    /// Bits 32.. pick the shard: hashbrown uses the low bits for the bucket
+    /// and the top 7 as tag, so the shard bits stay independent of both.
+    #[inline]
+    fn shard_of(&self, hash: u64) -> usize {
+        ((hash >> 32) as usize) & self.mask
+    }
+
+    #[inline]
+    fn lock(&self, i: usize) -> MutexGuard<'_, ShardInner> {
+        // A worker that panicked while holding a shard left it consistent
+        // enough to go on (every mutation is a few field writes).
+        self.shards[i]
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn stats_of(&self, i: usize) -> &ShardStats {
+        &self.shards[i].stats
+    }
+
+    fn invalid(&self, shard: usize, reason: InvalidReason, tcp_state: Option<TcpState>) -> Track {
+        ShardStats::inc(&self.stats_of(shard).invalid[reason as usize]);
+        Track::Invalid { reason, tcp_state }
+    }
+
+    /// Frees a slot under its home shard's lock.
+    fn free_locked(&self, g: &mut ShardInner, slot: u32) -> Option<Unlink> {
+        // Relaxed: see `count`.
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        g.free(slot, |h| self.shard_of(h))
+    }
+
+    /// Removes a freed entry's reply key from its shard (second lock, taken
+    /// after the home lock was released).
+    fn unlink(&self, u: Unlink) {
+        let mut g = self.lock(u.shard);
+        g.remove_key(u.hash, &u.tuple, u.key);
+    }
+
+    /// Finds `t`'s entry and runs `f` on it under its home shard's lock
+    /// (taking the tuple's shard lock first if the entry lives elsewhere,
+    /// never both at once). `f` may free the entry and hand back the reply
+    /// key to unlink. `None` if absent (or only a stale key is left).
+    fn with_entry<R>(
+        &self,
+        hash: u64,
+        t: &Tuple,
+        f: impl FnOnce(&mut ShardInner, usize, Key) -> (R, Option<Unlink>),
+    ) -> Option<R> {
+        let s = self.shard_of(hash);
+        let mut g = self.lock(s);
+        let key = g.find(hash, t)?;
+        let home = key.home as usize;
+        if home != s {
+            drop(g);
+            g = self.lock(home);
+            if !g.is_live(key.slot, key.gen) {
+                return None;
+            }
+        }
+        let (r, unlink) = f(&mut g, home, key);
+        drop(g);
+        if let Some(u) = unlink {
+            self.unlink(u);
+        }
+        Some(r)
+    }
+
+    /// Looks the packet up and runs its protocol's state machine, as Linux's
+    /// `nf_conntrack_in`: updates counters, timeout, SEEN_REPLY and ASSURED.
+    /// ICMP errors quoting an entry (either direction) are `Existing` with
+    /// state Related. A SYN that re-opens a closed TCP connection deletes the
+    /// old entry and is `New`. Expired entries found here are removed and
+    /// treated as absent.
+    pub fn track(&self, now: Nanos, pkt: &PacketMeta) -> Track {
+        let t = &pkt.tuple;
+        let hash = t.hash64();
+        let s = self.shard_of(hash);
+        match t.proto {
+            IPPROTO_TCP => match &pkt.tcp {
+                None => return self.invalid(s, InvalidReason::MissingHeader, None),
+                Some(seg) if !tcp::valid_flags(seg.flags) => {
+                    return self.invalid(s, InvalidReason::TcpBadFlags, None)
+                }
+                Some(_) => {}
+            },
+            IPPROTO_ICMP => match &pkt.icmp {
+                None => return self.invalid(s, InvalidReason::MissingHeader, None),
+                Some(ic) if ic.ty > NR_ICMP_TYPES => {
+                    return self.invalid(s, InvalidReason::IcmpBadType, None)
+                }
+                Some(ic) if icmp_is_error(ic.ty) => return self.track_icmp_error(now, s, pkt, ic),
+                Some(_) => {}
+            },
+            _ => {}
+        }
+        let found = self.with_entry(hash, t, |g, home, key| self.process(now, pkt, g, home, key));
+        match found {
+            Some(Some(track)) => track,
+            // Absent, expired, or a TCP re-open (the old entry is gone).
+            Some(None) | None => self.new_conn(now, pkt, s),
+        }
+    }
+
+    /// A packet of an existing entry, under its home lock. `None`: the entry
+    /// was removed (expired or re-opened) and the packet is a new connection.
+    fn process(
+        &self,
+        now: Nanos,
+        pkt: &PacketMeta,
+        g: &mut ShardInner,
+        home: usize,
+        key: Key,
+    ) -> (Option<Track>, Option<Unlink>) {
+        let stats = self.stats_of(home);
+        let slot = &mut g.slab[key.slot as usize];
+        if slot.conn.timeout <= now {
+            ShardStats::inc(&stats.expired);
+            return (None, self.free_locked(g, key.slot));
+        }
+        let dir = key.dir;
+        let d = dir.index();
+        let conn = &mut slot.conn;
+        // `resolve_normal_ct`: the reply direction is always ESTABLISHED; the
+        // original one is NEW until a reply was seen.
+        let state = if dir == Dir::Reply || conn.status & status::SEEN_REPLY != 0 {
+            CtState::Established
+        } else {
+            CtState::New
+        };
+        let verdict = match &mut conn.proto {
+            Proto::Tcp(ct) => match &pkt.tcp {
+                Some(seg) => tcp::packet(
+                    ct,
+                    &mut conn.status,
+                    d as u8,
+                    seg,
+                    now,
+                    &mut conn.timeout,
+                    &self.pol,
+                ),
+                None => Verdict::Invalid(InvalidReason::MissingHeader),
+            },
+            Proto::Udp { stream_ts } => udp_packet(&mut conn.status, *stream_ts, now, &self.pol),
+            Proto::Icmp { .. } => Verdict::Refresh(self.pol.timeouts.icmp),
+            Proto::Generic => Verdict::Refresh(self.pol.timeouts.generic),
+        };
+        let accepted = |conn: &mut Conn| {
+            if dir == Dir::Reply {
+                conn.status |= status::SEEN_REPLY;
+            }
+        };
+        match verdict {
+            Verdict::Refresh(t) => {
+                conn.timeout = now.saturating_add(t);
+                conn.account(d, pkt.len);
+                accepted(conn);
+            }
+            Verdict::Pass { ignored } => {
+                if ignored {
+                    ShardStats::inc(&stats.ignored);
+                }
+                accepted(conn);
+            }
+            Verdict::Kill => {
+                conn.account(d, pkt.len);
+                accepted(conn);
+                let snap = snapshot_of(slot);
+                let entry = EntryRef {
+                    shard: home as u32,
+                    slot: key.slot,
+                    gen: key.gen,
+                };
+                ShardStats::inc(&stats.found);
+                ShardStats::inc(&stats.deleted);
+                let unlink = self.free_locked(g, key.slot);
+                return (
+                    Some(Track::Existing {
+                        entry,
+                        dir,
+                        state,
+                        snap,
+                    }),
+                    unlink,
+                );
+            }
+            Verdict::Reopen => {
+                ShardStats::inc(&stats.deleted);
+                return (None, self.free_locked(g, key.slot));
+            }
+            Verdict::Invalid(reason) => {
+                let tcp_state = conn.tcp_state();
+                ShardStats::inc(&stats.invalid[reason as usize]);
+                return (Some(Track::Invalid { reason, tcp_state }), None);
+            }
+        }
+        ShardStats::inc(&stats.found);
+        let track = Track::Existing {
+            entry: EntryRef {
+                shard: home as u32,
+                slot: key.slot,
+                gen: key.gen,
+            },
+            dir,
+            state,
+            snap: snapshot_of(slot),
+        };
+        (Some(track), None)
+    }
+
+    /// `nf_conntrack_icmpv4_error` + `nf_conntrack_inet_error`: an ICMP error
+    /// is RELATED to the entry its quoted datagram belongs to, provided it
+    /// goes to that entry's endpoint. No counters or timeouts change.
+    fn track_icmp_error(&self, now: Nanos, s: usize, pkt: &PacketMeta, ic: &IcmpMeta) -> Track {
+        let Some(inner) = ic.inner else {
+            return self.invalid(s, InvalidReason::IcmpErrorNoInner, None);
+        };
+        // The quoted datagram went the other way: look up its inverse.
+        let q = inner.invert();
+        let outer_dst = pkt.tuple.dst;
+        let r = self.with_entry(q.hash64(), &q, |g, home, key| {
+            let slot = &g.slab[key.slot as usize];
+            if slot.conn.timeout <= now {
+                // The lookup skips (and collects) expired entries.
+                ShardStats::inc(&self.stats_of(home).expired);
+                return (Err(None), self.free_locked(g, key.slot));
+            }
+            let ct_dst = match key.dir {
+                Dir::Original => slot.orig.dst,
+                Dir::Reply => slot.reply.dst,
+            };
+            if ct_dst != outer_dst {
+                return (Err(Some(slot.conn.tcp_state())), None);
+            }
+            let snap = snapshot_of(slot);
+            let entry = EntryRef {
+                shard: home as u32,
+                slot: key.slot,
+                gen: key.gen,
+            };
+            (
+                Ok(Track::Existing {
+                    entry,
+                    dir: key.dir,
+                    state: CtState::Related,
+                    snap,
+                }),
+                None,
+            )
+        });
+        match r {
+            Some(Ok(track)) => {
+                ShardStats::inc(&self.stats_of(s).related);
+                track
+            }
+            Some(Err(Some(tcp_state))) => {
+                self.invalid(s, InvalidReason::IcmpErrorDaddrMismatch, tcp_state)
+            }
+            Some(Err(None)) | None => self.invalid(s, InvalidReason::IcmpErrorNoEntry, None),
+        }
+    }
+
+    /// `init_conntrack` + the protocol's first-packet handling.
+    fn new_conn(&self, now: Nanos, pkt: &PacketMeta, s: usize) -> Track {
+        let t = pkt.tuple;
+        let mut conn = Conn {
+            status: 0,
+            mark: 0,
+            timeout: 0,
+            packets: [0; 2],
+            bytes: [0; 2],
+            proto: Proto::Generic,
+        };
+        let verdict = match t.proto {
+            IPPROTO_TCP => {
+                let Some(seg) = &pkt.tcp else {
+                    return self.invalid(s, InvalidReason::MissingHeader, None);
+                };
+                let mut ct = match tcp::new(seg, &self.pol) {
+                    Ok(ct) => ct,
+                    Err(reason) => return self.invalid(s, reason, None),
+                };
+                let mut expires = 0;
+                let v = tcp::packet(
+                    &mut ct,
+                    &mut conn.status,
+                    0,
+                    seg,
+                    now,
+                    &mut expires,
+                    &self.pol,
+                );
+                conn.proto = Proto::Tcp(ct);
+                v
+            }
+            IPPROTO_UDP => {
+                conn.proto = Proto::Udp {
+                    stream_ts: now.saturating_add(2 * NANOS_PER_SEC),
+                };
+                Verdict::Refresh(self.pol.timeouts.udp)
+            }
+            IPPROTO_ICMP => {
+                let Some(ic) = &pkt.icmp else {
+                    return self.invalid(s, InvalidReason::MissingHeader, None);
+                };
+                if !icmp_valid_new(ic.ty) {
+                    return self.invalid(s, InvalidReason::IcmpNotNew, None);
+                }
+                conn.proto = Proto::Icmp {
+                    ty: ic.ty,
+                    code: ic.code,
+                };
+                Verdict::Refresh(self.pol.timeouts.icmp)
+            }
+            _ => Verdict::Refresh(self.pol.timeouts.generic),
+        };
+        match verdict {
+            Verdict::Refresh(timeout) => {
+                conn.timeout = timeout;
+                conn.account(0, pkt.len);
+            }
+            // Not reachable from state NONE; like Linux, an unrefreshed
+            // unconfirmed entry would get timeout 0.
+            Verdict::Pass { .. } | Verdict::Kill | Verdict::Reopen => {}
+            Verdict::Invalid(reason) => return self.invalid(s, reason, None),
+        }
+        ShardStats::inc(&self.stats_of(s).new);
+        Track::New(Pending {
+            orig: t,
+            reply: t.invert(),
+            status: 0,
+            conn,
+        })
+    }
+
+    /// Inserts a pending entry after the rules accepted its packet (Linux's
+    /// confirm). Both tuples must be free. If the table is full, first drops
+    /// an unassured entry near the new entry's shard (Linux's `early_drop`),
+    /// else fails with `TableFull`.
+    pub fn confirm(&self, now: Nanos, p: &Pending) -> Result<EntryRef, ConfirmError> {
+        let oh = p.orig.hash64();
+        let os = self.shard_of(oh);
+        // Reserve a place first, as `__nf_conntrack_alloc` does. Relaxed:
+        // see `count`.
+        let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        if n > self.max && !self.early_drop(now, oh, os) {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            self.pressure.store(true, Ordering::Relaxed);
+            ShardStats::inc(&self.stats_of(os).drop);
+            return Err(ConfirmError::TableFull);
+        }
+        let rh = p.reply.hash64();
+        let rs = self.shard_of(rh);
+        // Keys found pointing to an entry in a shard we do not hold must be
+        // checked with that shard's lock alone; a key found stale once stays
+        // stale (generations only grow), so the next attempt removes it.
+        let mut stale: [Option<Key>; 2] = [None; 2];
+        for _ in 0..4 {
+            match self.try_insert(now, p, (oh, os), (rh, rs), &stale) {
+                Ok(e) => {
+                    ShardStats::inc(&self.stats_of(os).insert);
+                    return Ok(e);
+                }
+                Err(None) => break,
+                Err(Some(key)) => {
+                    let g = self.lock(key.home as usize);
+                    if g.is_live(key.slot, key.gen) {
+                        break;
+                    }
+                    drop(g);
+                    if stale[0].is_none() {
+                        stale[0] = Some(key);
+                    } else {
+                        stale[1] = Some(key);
+                    }
+                }
+            }
+        }
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        ShardStats::inc(&self.stats_of(os).insert_failed);
+        Err(ConfirmError::Clash)
+    }
+
+    /// One attempt at inserting, with both shard locks held (lower index
+    /// first). `Err(None)`: clash; `Err(Some(key))`: a key points into a
+    /// third shard and must be checked there first.
+    fn try_insert(
+        &self,
+        now: Nanos,
+        p: &Pending,
+        (oh, os): (u64, usize),
+        (rh, rs): (u64, usize),
+        stale: &[Option<Key>; 2],
+    ) -> Result<EntryRef, Option<Key>> {
+        let (mut go, mut gr) = if os == rs {
+            (self.lock(os), None)
+        } else if os < rs {
+            let a = self.lock(os);
+            let b = self.lock(rs);
+            (a, Some(b))
+        } else {
+            let b = self.lock(rs);
+            let a = self.lock(os);
+            (a, Some(b))
+        };
+        let same = p.orig == p.reply;
+        let checks: [(u64, &Tuple, bool); 2] = [(oh, &p.orig, false), (rh, &p.reply, true)];
+        for (hash, t, in_reply_shard) in checks {
+            if in_reply_shard && same {
+                continue;
+            }
+            let found = match (in_reply_shard, gr.as_deref()) {
+                (true, Some(r)) => r.find(hash, t),
+                _ => go.find(hash, t),
+            };
+            let Some(key) = found else { continue };
+            let home = key.home as usize;
+            let live = if stale.contains(&Some(key)) {
+                false
+            } else if home == os {
+                go.is_live(key.slot, key.gen)
+            } else if home == rs {
+                gr.as_deref().is_some_and(|r| r.is_live(key.slot, key.gen))
+            } else {
+                return Err(Some(key));
+            };
+            if live {
+                return Err(None);
+            }
+            // A stale key left by a remover that has not unlinked it yet.
+            match (in_reply_shard, gr.as_deref_mut()) {
+                (true, Some(r)) => r.remove_key(hash, t, key),
+                _ => go.remove_key(hash, t, key),
+            };
+        }
+        let mut conn = p.conn;
+        conn.status = p.status | status::CONFIRMED;
+        conn.timeout = now.saturating_add(p.conn.timeout);
+        let (slot, gen) = go.alloc(p.orig, p.reply, conn);
+        let home = os as u32;
+        let okey = Key {
+            home,
+            slot,
+            gen,
+            dir: Dir::Original,
+        };
+        go.insert_key(oh, p.orig, okey);
+        if !same {
+            let rkey = Key {
+                dir: Dir::Reply,
+                ..okey
+            };
+            match gr.as_deref_mut() {
+                Some(r) => r.insert_key(rh, p.reply, rkey),
+                None => go.insert_key(rh, p.reply, rkey),
+            }
+        }
+        Ok(EntryRef {
+            shard: home,
+            slot,
+            gen,
+        })
+    }
+
+    /// Linux's `early_drop`: look at the new entry's shard and its
+    /// neighbours (one lock at a time) for an entry that is not ASSURED, and
+    /// drop it; expired entries met on the way are removed too. Returns
+    /// whether room was made.
+    fn early_drop(&self, now: Nanos, hash: u64, home: usize) -> bool {
+        for i in 0..EVICTION_RANGE.min(self.shards.len()) {
+            let s = (home + i) & self.mask;
+            let mut unlinks: [Option<Unlink>; EARLY_DROP_SCAN] = [None; EARLY_DROP_SCAN];
+            let mut made_room = false;
+            {
+                let mut g = self.lock(s);
+                let len = g.slab.len();
+                if len == 0 {
+                    continue;
+                }
+                let start = (hash as usize) % len;
+                for (k, u) in unlinks
+                    .iter_mut()
+                    .enumerate()
+                    .take(len.min(EARLY_DROP_SCAN))
+                {
+                    let slot = ((start + k) % len) as u32;
+                    let e = &g.slab[slot as usize];
+                    if !e.live {
+                        continue;
+                    }
+                    if e.conn.timeout <= now {
+                        ShardStats::inc(&self.stats_of(s).expired);
+                        *u = self.free_locked(&mut g, slot);
+                        made_room = true;
+                        continue;
+                    }
+                    if e.conn.status & status::ASSURED != 0 {
+                        continue;
+                    }
+                    ShardStats::inc(&self.stats_of(s).early_drop);
+                    *u = self.free_locked(&mut g, slot);
+                    made_room = true;
+                    break;
+                }
+            }
+            for u in unlinks.into_iter().flatten() {
+                self.unlink(u);
+            }
+            if made_room {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Whether a tuple is taken by any entry, in either direction (for NAT
+    /// port selection). Expired entries not yet collected count as taken.
+    pub fn tuple_in_use(&self, t: &Tuple) -> bool {
+        self.with_entry(t.hash64(), t, |_, _, _| ((), None))
+            .is_some()
+    }
+
+    /// Expiry: scans at most `budget` slab slots from where the last call
+    /// stopped (round-robin over shards, one shard lock at a time) and
+    /// removes expired entries; returns how many it removed. Under table
+    /// pressure (a confirm found the table full and it is still above 95%)
+    /// it also evicts unassured and closing TCP entries, as Linux's
+    /// `gc_worker` does. A call while another is running returns 0 at once.
+    pub fn gc(&self, now: Nanos, budget: usize) -> usize {
+        let mut cur = match self.gc_cursor.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return 0,
+        };
+        let max95 = self.max / 100 * 95;
+        // Relaxed: see `pressure` and `count`.
+        let evict =
+            self.pressure.load(Ordering::Relaxed) && self.count.load(Ordering::Relaxed) >= max95;
+        if !evict {
+            self.pressure.store(false, Ordering::Relaxed);
+        }
+        let nshards = self.shards.len();
+        let mut left = budget;
+        let mut removed = 0;
+        let mut hops = 0;
+        while left > 0 && hops < nshards {
+            let s = cur.shard;
+            let mut unlinks: [Option<Unlink>; GC_BATCH] = [None; GC_BATCH];
+            let mut nunlinks = 0;
+            let mut i = cur.slot;
+            let len;
+            {
+                let mut g = self.lock(s);
+                len = g.slab.len();
+                while i < len && left > 0 && nunlinks < GC_BATCH {
+                    left -= 1;
+                    let slot = i as u32;
+                    i += 1;
+                    let e = &g.slab[slot as usize];
+                    if !e.live {
+                        continue;
+                    }
+                    let stats = self.stats_of(s);
+                    if e.conn.timeout <= now {
+                        ShardStats::inc(&stats.expired);
+                    } else if evict
+                        && e.conn.can_early_drop()
+                        && self.count.load(Ordering::Relaxed) >= max95
+                    {
+                        ShardStats::inc(&stats.early_drop);
+                    } else {
+                        continue;
+                    }
+                    if let Some(u) = self.free_locked(&mut g, slot) {
+                        unlinks[nunlinks] = Some(u);
+                        nunlinks += 1;
+                    }
+                    removed += 1;
+                }
+            }
+            for u in unlinks.into_iter().flatten() {
+                self.unlink(u);
+            }
+            if i >= len {
+                cur.shard = (s + 1) & self.mask;
+                cur.slot = 0;
+                hops += 1;
+            } else {
+                cur.slot = i;
+            }
+        }
+        removed
+    }
+
+    /// Entries in the table (plus confirms in flight).
+    pub fn len(&self) -> usize {
+        // Relaxed: see `count`.
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A copy of a live entry.
+    pub fn get(&self, e: EntryRef) -> Option<Snapshot> {
+        let g = self.lock(e.shard as usize);
+        g.is_live(e.slot, e.gen)
+            .then(|| snapshot_of(&g.slab[e.slot as usize]))
+    }
+
+    /// Deletes a live entry; `false` if it was already gone.
+    pub fn remove(&self, e: EntryRef) -> bool {
+        let shard = e.shard as usize;
+        let mut g = self.lock(shard);
+        if !g.is_live(e.slot, e.gen) {
+            return false;
+        }
+        ShardStats::inc(&self.stats_of(shard).deleted);
+        let unlink = self.free_locked(&mut g, e.slot);
+        drop(g);
+        if let Some(u) = unlink {
+            self.unlink(u);
+        }
+        true
+    }
+
+    /// Sets an entry's mark (CONNMARK); `false` if it is gone.
+    pub fn set_mark(&self, e: EntryRef, mark: u32) -> bool {
+        let mut g = self.lock(e.shard as usize);
+        if !g.is_live(e.slot, e.gen) {
+            return false;
+        }
+        g.slab[e.slot as usize].conn.mark = mark;
+        true
+    }
+
+    /// All live entries (control plane; one shard lock at a time).
+    pub fn snapshot(&self) -> Vec<Snapshot> {
+        let mut out = Vec::with_capacity(self.len());
+        for i in 0..self.shards.len() {
+            let g = self.lock(i);
+            out.extend(g.slab.iter().filter(|s| s.live).map(snapshot_of));
+        }
+        out
+    }
+
+    /// Counters summed over shards.
+    pub fn stats(&self) -> CtStats {
+        // Relaxed: independent statistics (see `ShardStats`).
+        let ld = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        let mut st = CtStats {
+            entries: self.len(),
+            ..CtStats::default()
+        };
+        for sh in self.shards.iter() {
+            let s = &sh.stats;
+            st.found += ld(&s.found);
+            st.new += ld(&s.new);
+            st.related += ld(&s.related);
+            st.ignored += ld(&s.ignored);
+            for (acc, c) in st.invalid_by_reason.iter_mut().zip(s.invalid.iter()) {
+                *acc += ld(c);
+            }
+            st.insert += ld(&s.insert);
+            st.insert_failed += ld(&s.insert_failed);
+            st.drop += ld(&s.drop);
+            st.early_drop += ld(&s.early_drop);
+            st.expired += ld(&s.expired);
+            st.deleted += ld(&s.deleted);
+        }
+        st.invalid = st.invalid_by_reason.iter().sum();
+        st
+    }
+
+    /// Checks the table's internal consistency (tests; needs quiescence).
+    #[cfg(test)]
+    fn check_invariants(&self) {
+        let mut live = 0;
+        for i in 0..self.shards.len() {
+            let g = self.lock(i);
+            live += g.slab.iter().filter(|s| s.live).count();
+            assert_eq!(g.live, g.slab.iter().filter(|s| s.live).count());
+            for (t, key) in g.keys() {
+                assert_eq!(self.shard_of(t.hash64()), i, "key in the wrong shard");
+                let home = key.home as usize;
+                let (slot_tuple, slot_ok) = if home == i {
+                    let s = &g.slab[key.slot as usize];
+                    (
+                        if key.dir == Dir::Original {
+                            s.orig
+                        } else {
+                            s.reply
+                        },
+                        s.live && s.gen == key.gen,
+                    )
+                } else {
+                    let h = self.lock(home);
+                    let s = &h.slab[key.slot as usize];
+                    (
+                        if key.dir == Dir::Original {
+                            s.orig
+                        } else {
+                            s.reply
+                        },
+                        s.live && s.gen == key.gen,
+                    )
+                };
+                assert!(slot_ok, "stale key {t:?} -> {key:?}");
+                assert_eq!(slot_tuple, t);
+            }
+        }
+        assert_eq!(live, self.len(), "count disagrees with live slots");
+        for i in 0..self.shards.len() {
+            let entries: Vec<Slot> = self
+                .lock(i)
+                .slab
+                .iter()
+                .filter(|s| s.live)
+                .copied()
+                .collect();
+            for e in entries {
+                assert!(self.tuple_in_use(&e.orig));
+                assert!(self.tuple_in_use(&e.reply));
+            }
+        }
+    }
+}
+
+/// UDP (`nf_conntrack_udp_packet`): 30 s until a reply was seen; once it
+/// was, and the flow is still active two seconds after it started, 120 s and
+/// ASSURED. `status` is read before this packet sets SEEN_REPLY, so a single
+/// request/reply exchange (DNS) stays unassured with 30 s, as in Linux.
+fn udp_packet(status: &mut u16, stream_ts: Nanos, now: Nanos, pol: &Policy) -> Verdict {
+    if *status & status::SEEN_REPLY != 0 && now > stream_ts {
+        *status |= status::ASSURED;
+        Verdict::Refresh(pol.timeouts.udp_stream)
+    } else {
+        Verdict::Refresh(pol.timeouts.udp)
+    }
+}
+
+fn snapshot_of(s: &Slot) -> Snapshot {
+    let c = &s.conn;
+    let (icmp_type, icmp_code) = match c.proto {
+        Proto::Icmp { ty, code } => (ty, code),
+        _ => (0, 0),
+    };
+    Snapshot {
+        orig: s.orig,
+        reply: s.reply,
+        status: c.status,
+        tcp_state: c.tcp_state().unwrap_or(TcpState::None),
+        mark: c.mark,
+        expires: c.timeout,
+        packets: c.packets,
+        bytes: c.bytes,
+        icmp_type,
+        icmp_code,
+    }
+}

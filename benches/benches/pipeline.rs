@@ -1,0 +1,277 @@
+//! Packet-path speed on in-memory batches of 64 frames, one core:
+//! - an established UDP flow through the conf/gateway.rules pipeline
+//!   (conntrack hit, MASQUERADE rewrite, FORWARD accept);
+//! - new connections (conntrack insert + NAT port allocation);
+//! - the established flow with 10, 1,000 and 10,000 filter rules before the
+//!   accepting rule;
+//! - conntrack lookups from 2 threads on 1 million entries.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use xdpgw_control::load_rules_str;
+use xdpgw_dataplane::conntrack::{Conntrack, ConntrackConfig, PacketMeta, Track};
+use xdpgw_dataplane::flow::Tuple;
+use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, GatewayConfig, IfaceConfig, Worker};
+use xdpgw_dataplane::rule::Ipv4Net;
+use xdpgw_vm_tests::frames::{FrameSpec, L4Spec, Mac};
+
+const LAN_MAC: Mac = [0x02, 0, 0, 0, 1, 1];
+const WAN_MAC: Mac = [0x02, 0, 0, 0, 2, 1];
+const CLIENT_MAC: Mac = [0x02, 0, 0, 0, 0x0a, 2];
+const SERVER_MAC: Mac = [0x02, 0, 0, 0, 0x0b, 9];
+const GW_LAN: Ipv4Addr = Ipv4Addr::new(192, 168, 10, 1);
+const GW_WAN: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
+const BATCH: usize = 64;
+
+struct NoEmit;
+impl Emit for NoEmit {
+    fn emit(&mut self, _: u8, _: &[u8]) {}
+}
+
+fn gateway_rules() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../conf/gateway.rules"
+    ))
+    .expect("conf/gateway.rules")
+}
+
+/// conf/gateway.rules with `n` non-matching filter rules at the top of FORWARD.
+fn rules_with_prefix(n: usize) -> String {
+    let mut extra = String::new();
+    for i in 0..n {
+        extra.push_str(&format!(
+            "-A FORWARD -s 10.{}.{}.{}/32 -p udp -m udp --dport 9 -j DROP\n",
+            (i >> 16) & 0xff,
+            (i >> 8) & 0xff,
+            i & 0xff
+        ));
+    }
+    let base = gateway_rules();
+    // Insert right after the filter table's chain declarations.
+    let at = base.find(":LOG_DROP - [0:0]\n").expect("filter chains") + ":LOG_DROP - [0:0]\n".len();
+    format!("{}{}{}", &base[..at], extra, &base[at..])
+}
+
+fn worker(rules: &str, max_entries: usize) -> Worker {
+    let set = load_rules_str("bench.rules", rules).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = GatewayConfig {
+        ifaces: vec![
+            IfaceConfig {
+                name: "lan0".into(),
+                mac: LAN_MAC,
+                addr: GW_LAN,
+                prefix: 24,
+                mtu: 1500,
+            },
+            IfaceConfig {
+                name: "wan0".into(),
+                mac: WAN_MAC,
+                addr: GW_WAN,
+                prefix: 24,
+                mtu: 1500,
+            },
+        ],
+        routes: vec![(
+            Ipv4Net::with_prefix(Ipv4Addr::UNSPECIFIED, 0).expect("net"),
+            Ipv4Addr::new(203, 0, 113, 254),
+        )],
+        conntrack: ConntrackConfig {
+            max_entries,
+            ..ConntrackConfig::default()
+        },
+    };
+    let gw = Arc::new(Gateway::new(cfg, &set).unwrap_or_else(|e| panic!("{e}")));
+    gw.neigh
+        .learn(0, Ipv4Addr::new(192, 168, 10, 2), CLIENT_MAC);
+    gw.neigh.learn(1, SERVER, SERVER_MAC);
+    Worker::new(gw, 1)
+}
+
+fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, from_lan: bool) -> Vec<u8> {
+    let (dst_mac, src_mac) = if from_lan {
+        (LAN_MAC, CLIENT_MAC)
+    } else {
+        (WAN_MAC, SERVER_MAC)
+    };
+    // 64-byte frames on the wire: 14 + 20 + 8 + 18 bytes of payload (+ FCS).
+    FrameSpec {
+        dst_mac,
+        src_mac,
+        src,
+        dst,
+        ttl: 64,
+        tos: 0,
+        id: 1,
+        df: false,
+        l4: L4Spec::Udp {
+            sport,
+            dport,
+            payload: vec![0xab; 18],
+        },
+    }
+    .build()
+}
+
+/// Runs one frame through the worker, from a template, into `buf`.
+#[inline]
+fn run(w: &mut Worker, now: u64, iface: u8, template: &[u8], buf: &mut [u8]) -> Action {
+    buf[..template.len()].copy_from_slice(template);
+    w.process(now, iface, buf, template.len(), &mut NoEmit)
+}
+
+/// A worker with one established UDP flow through MASQUERADE, and the
+/// client's frame of that flow.
+fn established(rules: &str) -> (Worker, Vec<u8>) {
+    let mut w = worker(rules, 65536);
+    let client = Ipv4Addr::new(192, 168, 10, 2);
+    let out = udp(client, 40000, SERVER, 5001, true);
+    let back = udp(SERVER, 5001, GW_WAN, 40000, false);
+    let mut buf = vec![0u8; 2048];
+    w.begin_batch();
+    assert!(matches!(
+        run(&mut w, 1, 0, &out, &mut buf),
+        Action::Forward { iface: 1, .. }
+    ));
+    assert!(matches!(
+        run(&mut w, 2, 1, &back, &mut buf),
+        Action::Forward { iface: 0, .. }
+    ));
+    (w, out)
+}
+
+fn forward_batches(w: &mut Worker, frame: &[u8], bufs: &mut [Vec<u8>], now: &mut u64) {
+    w.begin_batch();
+    for b in bufs.iter_mut() {
+        *now += 100;
+        let a = run(w, *now, 0, frame, b);
+        debug_assert!(matches!(a, Action::Forward { .. }));
+        std::hint::black_box(a);
+    }
+}
+
+fn established_flow(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let (mut w, frame) = established(&gateway_rules());
+    let mut bufs = vec![vec![0u8; 2048]; BATCH];
+    let mut now = 10;
+    g.bench_function("forward_established_masquerade_batch64", |b| {
+        b.iter(|| forward_batches(&mut w, &frame, &mut bufs, &mut now))
+    });
+    assert_eq!(w.stats.dropped(), 0, "{:?}", w.stats);
+
+    for n in [10usize, 1_000, 10_000] {
+        let (mut w, frame) = established(&rules_with_prefix(n));
+        g.bench_with_input(
+            BenchmarkId::new("forward_rules_before_accept", n),
+            &n,
+            |b, _| b.iter(|| forward_batches(&mut w, &frame, &mut bufs, &mut now)),
+        );
+        assert_eq!(w.stats.dropped(), 0);
+    }
+    g.finish();
+}
+
+fn new_connections(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let rules = gateway_rules();
+    g.bench_function("new_connections_batch64", |b| {
+        b.iter_custom(|iters| {
+            let mut w = worker(&rules, 1 << 21);
+            let mut bufs = vec![vec![0u8; 2048]; BATCH];
+            // Frames prepared outside the timing: distinct clients and ports.
+            let mut total = Duration::ZERO;
+            let mut n: u32 = 0;
+            let mut now = 10u64;
+            for _ in 0..iters {
+                if n > 1_500_000 {
+                    w = worker(&rules, 1 << 21);
+                    n = 0;
+                }
+                let frames: Vec<Vec<u8>> = (0..BATCH)
+                    .map(|i| {
+                        let k = n + i as u32;
+                        let client = Ipv4Addr::new(192, 168, 10, 2 + (k % 250) as u8);
+                        udp(client, 1024 + (k / 250) as u16, SERVER, 5001, true)
+                    })
+                    .collect();
+                n += BATCH as u32;
+                let start = Instant::now();
+                w.begin_batch();
+                for (f, b) in frames.iter().zip(bufs.iter_mut()) {
+                    now += 100;
+                    std::hint::black_box(run(&mut w, now, 0, f, b));
+                }
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+fn conntrack_two_threads(c: &mut Criterion) {
+    const ENTRIES: usize = 1_000_000;
+    let ct = Conntrack::new(ConntrackConfig {
+        max_entries: ENTRIES * 2,
+        ..ConntrackConfig::default()
+    });
+    let tuple = |i: usize| Tuple {
+        src: Ipv4Addr::from(0x0a00_0000 + (i as u32 / 50_000)),
+        dst: SERVER,
+        sport: 1024 + (i % 50_000) as u16,
+        dport: 53,
+        proto: 17,
+    };
+    let meta = |t: Tuple| PacketMeta {
+        tuple: t,
+        len: 64,
+        tcp: None,
+        icmp: None,
+    };
+    let filled = std::sync::Once::new();
+    let mut g = c.benchmark_group("conntrack");
+    g.throughput(Throughput::Elements(2));
+    g.bench_function("lookup_2_threads_1m_entries", |b| {
+        b.iter_custom(|iters| {
+            // Filled on first use, so that other benchmarks' profiles do not see it.
+            filled.call_once(|| {
+                for i in 0..ENTRIES {
+                    if let Track::New(p) = ct.track(1, &meta(tuple(i))) {
+                        ct.confirm(1, &p).expect("room");
+                    }
+                }
+                assert_eq!(ct.len(), ENTRIES);
+            });
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                for t in 0..2usize {
+                    let ct = &ct;
+                    s.spawn(move || {
+                        let mut x = t * 7919;
+                        for _ in 0..iters {
+                            x = (x * 1_103_515_245 + 12_345) % ENTRIES;
+                            std::hint::black_box(ct.track(2, &meta(tuple(x))));
+                        }
+                    });
+                }
+            });
+            start.elapsed()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    established_flow,
+    new_connections,
+    conntrack_two_threads
+);
+criterion_main!(benches);

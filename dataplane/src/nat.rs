@@ -1,0 +1,285 @@
+//! NAT: choosing a connection's translated tuple (MASQUERADE, SNAT, DNAT,
+//! REDIRECT) the way Linux's nf_nat_core does, and translating each packet
+//! of a NATed connection (and ICMP errors about it) at the hooks where Linux
+//! does.
+//!
+//! A connection's NAT lives entirely in its conntrack tuples: SNAT changes
+//! the destination of the reply tuple, DNAT its source. A packet going in
+//! direction `dir` is translated to look like the inverse of the other
+//! direction's tuple.
+
+use std::net::Ipv4Addr;
+
+use crate::conntrack::{status, Conntrack, Pending};
+use crate::drop::DropReason;
+use crate::flow::{mix, Dir, Tuple, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+use crate::rule::{AddrRange, PortRange};
+use crate::wire::{self, Ipv4Info, L4};
+
+/// Which end of a packet a hook translates: PREROUTING and OUTPUT change
+/// destinations, POSTROUTING and INPUT sources.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Manip {
+    Src,
+    Dst,
+}
+
+/// The status bit that says whether a packet in `dir` needs `manip`.
+fn needed_bit(manip: Manip, dir: Dir) -> u16 {
+    match (manip, dir) {
+        (Manip::Src, Dir::Original) | (Manip::Dst, Dir::Reply) => status::SRC_NAT,
+        (Manip::Dst, Dir::Original) | (Manip::Src, Dir::Reply) => status::DST_NAT,
+    }
+}
+
+/// Keeps a parse in step with a rewrite of the packet's source or destination.
+fn update_info(info: &mut Ipv4Info, manip: Manip, addr: Ipv4Addr, port: u16) {
+    match manip {
+        Manip::Src => info.src = addr,
+        Manip::Dst => info.dst = addr,
+    }
+    match &mut info.l4info {
+        L4::Tcp(t) => match manip {
+            Manip::Src => t.sport = port,
+            Manip::Dst => t.dport = port,
+        },
+        L4::Udp { sport, dport } => match manip {
+            Manip::Src => *sport = port,
+            Manip::Dst => *dport = port,
+        },
+        L4::Icmp(i) if i.is_query => i.id = port,
+        _ => {}
+    }
+}
+
+/// Translates a packet of a tracked connection with tuples `orig`/`reply`
+/// and NAT `status`, going in `dir`, for a hook doing `manip`. Returns
+/// whether it changed the packet.
+pub fn translate(
+    frame: &mut [u8],
+    info: &mut Ipv4Info,
+    orig: &Tuple,
+    reply: &Tuple,
+    st: u16,
+    dir: Dir,
+    manip: Manip,
+) -> bool {
+    if st & needed_bit(manip, dir) == 0 {
+        return false;
+    }
+    let other = match dir {
+        Dir::Original => reply,
+        Dir::Reply => orig,
+    };
+    let target = other.invert();
+    match manip {
+        Manip::Src => {
+            wire::set_src(frame, info, target.src, target.sport);
+            update_info(info, manip, target.src, target.sport);
+        }
+        Manip::Dst => {
+            wire::set_dst(frame, info, target.dst, target.dport);
+            update_info(info, manip, target.dst, target.dport);
+        }
+    }
+    true
+}
+
+/// Translates an ICMP error RELATED to a connection (as Linux's
+/// nf_nat_icmp_reply_translation): the quoted datagram gets the opposite
+/// manip so it looks like what its sender sent, and the outer header gets
+/// the manip of the hook.
+pub fn translate_related(
+    frame: &mut [u8],
+    info: &mut Ipv4Info,
+    orig: &Tuple,
+    reply: &Tuple,
+    st: u16,
+    dir: Dir,
+    manip: Manip,
+) -> bool {
+    if st & needed_bit(manip, dir) == 0 {
+        return false;
+    }
+    let other = match dir {
+        Dir::Original => reply,
+        Dir::Reply => orig,
+    };
+    match manip {
+        // The inner packet travelled the other way: undo the opposite manip on it.
+        Manip::Src => wire::set_inner_dst(frame, info, other.dst, other.dport),
+        Manip::Dst => wire::set_inner_src(frame, info, other.src, other.sport),
+    }
+    let target = other.invert();
+    match manip {
+        Manip::Src => {
+            wire::set_src(frame, info, target.src, 0);
+            info.src = target.src;
+        }
+        Manip::Dst => {
+            wire::set_dst(frame, info, target.dst, 0);
+            info.dst = target.dst;
+        }
+    }
+    if let L4::Icmp(i) = &mut info.l4info {
+        if let Some(inner) = &mut i.inner {
+            match manip {
+                Manip::Src => {
+                    inner.dst = other.dst;
+                    inner.dport = other.dport;
+                }
+                Manip::Dst => {
+                    inner.src = other.src;
+                    inner.sport = other.sport;
+                }
+            }
+        }
+    }
+    true
+}
+
+/// A small, fast, per-worker random source (xorshift64*), for port offsets.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(mix(seed) | 1)
+    }
+    pub fn next_u32(&mut self) -> u32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
+    }
+}
+
+/// A NAT decision to apply to a new connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Binding {
+    pub manip: Manip,
+    pub addrs: AddrRange,
+    /// The ports (ids for ICMP) to choose from; `None` keeps the port if it
+    /// can, else (for sources) picks one as Linux does.
+    pub ports: Option<PortRange>,
+    /// `--random-fully`: never try to keep the port first.
+    pub random_fully: bool,
+}
+
+fn has_ports(proto: u8) -> bool {
+    matches!(proto, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_ICMP)
+}
+
+/// The end of the reply tuple a manip changes: SNAT changes where replies
+/// go (its destination), DNAT where they come from (its source).
+fn set_end(t: &mut Tuple, manip: Manip, addr: Ipv4Addr) {
+    match manip {
+        Manip::Src => t.dst = addr,
+        Manip::Dst => t.src = addr,
+    }
+}
+
+fn port_of(t: &Tuple, manip: Manip) -> u16 {
+    match manip {
+        Manip::Src => t.dport,
+        Manip::Dst => t.sport,
+    }
+}
+
+fn set_port(t: &mut Tuple, manip: Manip, port: u16) {
+    if t.proto == IPPROTO_ICMP {
+        // The query id stands in both port fields.
+        t.sport = port;
+        t.dport = port;
+        return;
+    }
+    match manip {
+        Manip::Src => t.dport = port,
+        Manip::Dst => t.sport = port,
+    }
+}
+
+/// Chooses the translated tuple of a new connection, unique in `ct`
+/// (Linux's get_unique_tuple): the address from the range by a hash of the
+/// connection's addresses; the port kept when it is in range and free
+/// (unless `--random-fully`), else searched from a random offset in the
+/// range, at most 128 tries and then halving rounds, as the kernel does.
+pub fn bind(ct: &Conntrack, p: &mut Pending, b: &Binding, rng: &mut Rng) -> Result<(), DropReason> {
+    let lo = u32::from(b.addrs.lo);
+    let hi = u32::from(b.addrs.hi).max(lo);
+    let span = u64::from(hi - lo) + 1;
+    let key = (u64::from(u32::from(p.orig.src)) << 32) | u64::from(u32::from(p.orig.dst));
+    let addr = Ipv4Addr::from(lo + (mix(key) % span) as u32);
+    let mut r = p.reply;
+    set_end(&mut r, b.manip, addr);
+    let proto = r.proto;
+    let commit = |p: &mut Pending, r: Tuple| {
+        p.reply = r;
+        p.status |= match b.manip {
+            Manip::Src => status::SRC_NAT,
+            Manip::Dst => status::DST_NAT,
+        };
+    };
+    if !has_ports(proto) {
+        commit(p, r);
+        return Ok(());
+    }
+    let cur = port_of(&r, b.manip);
+    if !b.random_fully && b.ports.is_none_or(|pr| pr.contains(cur)) && !ct.tuple_in_use(&r) {
+        commit(p, r);
+        return Ok(());
+    }
+    if b.manip == Manip::Dst && b.ports.is_none() {
+        // A destination's port is never changed unasked; confirm decides on a clash.
+        commit(p, r);
+        return Ok(());
+    }
+    let (min, size): (u32, u32) = match b.ports {
+        Some(pr) => (u32::from(pr.lo), u32::from(pr.hi.max(pr.lo) - pr.lo) + 1),
+        None if proto == IPPROTO_ICMP => (0, 65536),
+        None if cur < 512 => (1, 511),
+        None if cur < 1024 => (600, 424),
+        None => (1024, 65536 - 1024),
+    };
+    let mut attempts = size.min(128);
+    let mut off = if b.manip == Manip::Src {
+        rng.next_u32()
+    } else {
+        0
+    };
+    loop {
+        for i in 0..attempts {
+            let port = min + off.wrapping_add(i) % size;
+            set_port(&mut r, b.manip, port as u16);
+            if !ct.tuple_in_use(&r) {
+                commit(p, r);
+                return Ok(());
+            }
+        }
+        if attempts >= size || attempts < 16 {
+            return Err(DropReason::NatNoFreePort);
+        }
+        attempts /= 2;
+        off = rng.next_u32();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rng_spreads() {
+        let mut r = Rng::new(1);
+        let a: Vec<u32> = (0..4).map(|_| r.next_u32()).collect();
+        assert!(a.windows(2).all(|w| w[0] != w[1]));
+    }
+
+    #[test]
+    fn status_bit_per_hook_and_direction() {
+        assert_eq!(needed_bit(Manip::Src, Dir::Original), status::SRC_NAT);
+        assert_eq!(needed_bit(Manip::Dst, Dir::Reply), status::SRC_NAT);
+        assert_eq!(needed_bit(Manip::Dst, Dir::Original), status::DST_NAT);
+        assert_eq!(needed_bit(Manip::Src, Dir::Reply), status::DST_NAT);
+    }
+}

@@ -1,0 +1,1042 @@
+//! The packet pipeline: netfilter's hook traversal over one Ethernet frame,
+//! in Linux's order, rewriting the frame in place.
+//!
+//! Arriving packets: raw PREROUTING, conntrack, mangle PREROUTING, nat
+//! PREROUTING (first packet of a connection only; later packets get the
+//! connection's translation), routing, then either FORWARD (TTL, MTU, mangle,
+//! filter) or INPUT (mangle, filter, nat INPUT), then mangle and nat
+//! POSTROUTING, conntrack confirm, neighbour resolution. Packets the gateway
+//! itself sends (echo replies, ICMP errors, TCP resets from REJECT) take the
+//! OUTPUT path: routing, raw, conntrack, mangle, nat and filter OUTPUT, then
+//! POSTROUTING.
+//!
+//! No I/O and no clock: frames come in with their interface and the time,
+//! and the result says what to do with each; extra frames the gateway
+//! generates go to an [`Emit`] sink.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::classify::{
+    compile, CompileError, CompiledRuleSet, EvalState, NatAction, PacketView, Verdict, MAX_IFACES,
+};
+use crate::conntrack::{
+    status, Conntrack, ConntrackConfig, CtState, IcmpMeta, PacketMeta, Pending, TcpSeg, Track,
+};
+use crate::drop::DropReason;
+use crate::flow::{Dir, Tuple, IPPROTO_TCP};
+use crate::log::LogRing;
+use crate::nat::{self, Binding, Manip, Rng};
+use crate::neigh::{HoldQueue, Mac, Neighbours, BROADCAST};
+use crate::route::{RouteError, RouteTable};
+use crate::rule::{AddrRange, CtStates, Hook, Ipv4Net, RejectWith, RuleSet, Table};
+use crate::wire::{self, Ipv4Info, L4};
+
+/// One interface the gateway owns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IfaceConfig {
+    pub name: String,
+    pub mac: Mac,
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+    pub mtu: u16,
+}
+
+/// What a gateway is made of.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    pub ifaces: Vec<IfaceConfig>,
+    /// Static routes: destination and gateway.
+    pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
+    pub conntrack: ConntrackConfig,
+}
+
+#[derive(Debug)]
+pub enum GatewayError {
+    Route(RouteError),
+    Compile(CompileError),
+    TooManyInterfaces(usize),
+}
+
+impl std::fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GatewayError::Route(e) => write!(f, "{e}"),
+            GatewayError::Compile(e) => write!(f, "{e}"),
+            GatewayError::TooManyInterfaces(n) => {
+                write!(f, "{n} interfaces; at most {MAX_IFACES} are supported")
+            }
+        }
+    }
+}
+
+impl std::error::Error for GatewayError {}
+
+/// What all workers share: interfaces, routes, the rule set (swapped
+/// atomically on reload), the conntrack table and the neighbour table.
+pub struct Gateway {
+    pub ifaces: Vec<IfaceConfig>,
+    pub routes: RouteTable,
+    rules: ArcSwap<CompiledRuleSet>,
+    pub conntrack: Conntrack,
+    pub neigh: Neighbours,
+}
+
+impl Gateway {
+    pub fn new(cfg: GatewayConfig, rules: &RuleSet) -> Result<Gateway, GatewayError> {
+        if cfg.ifaces.len() > MAX_IFACES {
+            return Err(GatewayError::TooManyInterfaces(cfg.ifaces.len()));
+        }
+        let connected: Vec<(u8, Ipv4Addr, u8)> = cfg
+            .ifaces
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (i as u8, f.addr, f.prefix))
+            .collect();
+        let routes = RouteTable::new(&connected, &cfg.routes).map_err(GatewayError::Route)?;
+        let names: Vec<&str> = cfg.ifaces.iter().map(|f| f.name.as_str()).collect();
+        let compiled = compile(rules, &names).map_err(GatewayError::Compile)?;
+        Ok(Gateway {
+            ifaces: cfg.ifaces,
+            routes,
+            rules: ArcSwap::from_pointee(compiled),
+            conntrack: Conntrack::new(cfg.conntrack),
+            neigh: Neighbours::default(),
+        })
+    }
+
+    /// Compiles and installs a new rule set; workers pick it up at their
+    /// next batch. Connections and NAT bindings are untouched.
+    pub fn install(&self, rules: &RuleSet) -> Result<(), CompileError> {
+        let names: Vec<&str> = self.ifaces.iter().map(|f| f.name.as_str()).collect();
+        let compiled = compile(rules, &names)?;
+        self.rules.store(Arc::new(compiled));
+        Ok(())
+    }
+
+    pub fn rules(&self) -> Arc<CompiledRuleSet> {
+        self.rules.load_full()
+    }
+
+    /// The interface holding `addr`, if it is one of the gateway's.
+    #[inline]
+    pub fn local_iface(&self, addr: Ipv4Addr) -> Option<u8> {
+        self.ifaces
+            .iter()
+            .position(|f| f.addr == addr)
+            .map(|i| i as u8)
+    }
+
+    fn is_broadcast(&self, addr: Ipv4Addr) -> bool {
+        addr == Ipv4Addr::BROADCAST
+            || self.ifaces.iter().any(|f| {
+                let host_bits = if f.prefix >= 32 {
+                    0
+                } else {
+                    u32::MAX >> f.prefix
+                };
+                host_bits != 0
+                    && u32::from(addr) & !host_bits == u32::from(f.addr) & !host_bits
+                    && u32::from(addr) & host_bits == host_bits
+            })
+    }
+}
+
+/// Where frames the gateway generates go (ARP, ICMP errors, resets, held
+/// packets once resolved). The port copies them into a transmit frame.
+pub trait Emit {
+    fn emit(&mut self, iface: u8, frame: &[u8]);
+}
+
+/// What to do with a frame after the pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send the (rewritten) frame, `len` bytes, out of `iface`.
+    Forward { iface: u8, len: usize },
+    /// Deliver to the gateway host's own stack (INPUT accepted it).
+    Host,
+    /// Dropped, for this reason.
+    Drop(DropReason),
+    /// Handled: answered through the emit sink, or held for ARP.
+    Consumed,
+}
+
+/// Per-worker counters.
+#[derive(Clone, Debug)]
+pub struct WorkerStats {
+    pub rx: u64,
+    pub forwarded: u64,
+    pub host: u64,
+    pub consumed: u64,
+    pub emitted: u64,
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl Default for WorkerStats {
+    fn default() -> Self {
+        WorkerStats {
+            rx: 0,
+            forwarded: 0,
+            host: 0,
+            consumed: 0,
+            emitted: 0,
+            drops: [0; DropReason::COUNT],
+        }
+    }
+}
+
+impl WorkerStats {
+    pub fn dropped(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+    pub fn drop_count(&self, r: DropReason) -> u64 {
+        self.drops[r as usize]
+    }
+}
+
+/// The connection a packet belongs to, as the pipeline carries it.
+#[derive(Clone, Copy, Debug)]
+enum Conn {
+    Untracked,
+    Invalid,
+    Existing {
+        dir: Dir,
+        orig: Tuple,
+        reply: Tuple,
+        status: u16,
+        related: bool,
+    },
+    New(Pending),
+}
+
+impl Conn {
+    /// The tuples and NAT status used to translate the packet, if any.
+    fn nat(&self) -> Option<(Tuple, Tuple, u16, Dir, bool)> {
+        match self {
+            Conn::Existing {
+                dir,
+                orig,
+                reply,
+                status,
+                related,
+            } => Some((*orig, *reply, *status, *dir, *related)),
+            Conn::New(p) => Some((p.orig, p.reply, p.status, Dir::Original, false)),
+            _ => None,
+        }
+    }
+
+    fn ct_bits(&self, state: CtState) -> u8 {
+        let mut bits = state.bit();
+        if let Some((_, _, st, _, _)) = self.nat() {
+            if st & status::SRC_NAT != 0 {
+                bits |= CtStates::SNAT;
+            }
+            if st & status::DST_NAT != 0 {
+                bits |= CtStates::DNAT;
+            }
+        }
+        bits
+    }
+}
+
+/// Frames larger than this are not generated or held.
+pub const FRAME_SIZE: usize = 2048;
+
+/// One worker: owns its counters, scratch space and hold queue; shares the
+/// gateway. Call [`Worker::begin_batch`] before each batch.
+pub struct Worker {
+    gw: Arc<Gateway>,
+    rules: Arc<CompiledRuleSet>,
+    eval: EvalState,
+    pub stats: WorkerStats,
+    hold: HoldQueue,
+    rng: Rng,
+    scratch: Box<[u8]>,
+    pub logs: LogRing,
+    gc_budget: usize,
+}
+
+/// A parsed packet on its way through the hooks.
+struct Pkt {
+    info: Ipv4Info,
+    view: PacketView,
+    conn: Conn,
+    ct_state: CtState,
+}
+
+impl Worker {
+    pub fn new(gw: Arc<Gateway>, seed: u64) -> Worker {
+        let rules = gw.rules();
+        Worker {
+            eval: EvalState::new(&rules),
+            rules,
+            gw,
+            stats: WorkerStats::default(),
+            hold: HoldQueue::new(16, FRAME_SIZE),
+            rng: Rng::new(seed),
+            scratch: vec![0u8; FRAME_SIZE].into_boxed_slice(),
+            logs: LogRing::new(256),
+            gc_budget: 256,
+        }
+    }
+
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gw
+    }
+
+    /// The rule set this worker evaluates, and its rule counters.
+    pub fn rules(&self) -> (&Arc<CompiledRuleSet>, &EvalState) {
+        (&self.rules, &self.eval)
+    }
+
+    /// Picks up a newly installed rule set: one atomic load, never blocking.
+    pub fn begin_batch(&mut self) {
+        let current = self.gw.rules.load();
+        if !Arc::ptr_eq(&current, &self.rules) {
+            self.rules = Arc::clone(&current);
+            self.eval = EvalState::new(&self.rules);
+        }
+    }
+
+    /// Housekeeping between batches: held packets whose next hop resolved
+    /// go out, stale ones are dropped, and a bounded slice of conntrack
+    /// expiry runs.
+    pub fn tick(&mut self, now: u64, emit: &mut impl Emit) {
+        if !self.hold.is_empty() {
+            let gw = Arc::clone(&self.gw);
+            let mut asks: [(u8, Ipv4Addr); 4] = [(0, Ipv4Addr::UNSPECIFIED); 4];
+            let mut nasks = 0;
+            let (mut sent, mut dropped) = (0u64, 0u64);
+            self.hold.service(
+                now,
+                &gw.neigh,
+                |iface, mac, frame| {
+                    if let Some(f) = gw.ifaces.get(usize::from(iface)) {
+                        wire::set_macs(frame, mac, f.mac);
+                        emit.emit(iface, frame);
+                        sent += 1;
+                    }
+                },
+                || dropped += 1,
+                |iface, hop| {
+                    if nasks < asks.len() {
+                        asks[nasks] = (iface, hop);
+                        nasks += 1;
+                    }
+                },
+            );
+            self.stats.emitted += sent;
+            self.stats.drops[DropReason::NeighUnresolved as usize] += dropped;
+            for &(iface, hop) in &asks[..nasks] {
+                self.arp_request(iface, hop, emit);
+            }
+        }
+        self.gw.conntrack.gc(now, self.gc_budget);
+    }
+
+    fn drop(&mut self, r: DropReason) -> Action {
+        self.stats.drops[r as usize] += 1;
+        Action::Drop(r)
+    }
+
+    /// Runs one frame that arrived on `in_iface` through the pipeline. `buf`
+    /// holds the frame in its first `len` bytes and may be rewritten.
+    pub fn process(
+        &mut self,
+        now: u64,
+        in_iface: u8,
+        buf: &mut [u8],
+        len: usize,
+        emit: &mut impl Emit,
+    ) -> Action {
+        self.stats.rx += 1;
+        let Some(frame) = buf.get_mut(..len) else {
+            return self.drop(DropReason::EthTruncated);
+        };
+        let et = match wire::ethertype(frame) {
+            Ok(e) => e,
+            Err(r) => return self.drop(r),
+        };
+        let Some(iface) = self.gw.ifaces.get(usize::from(in_iface)) else {
+            return self.drop(DropReason::NotForUs);
+        };
+        if et == wire::ETHERTYPE_ARP {
+            return self.arp(in_iface, frame);
+        }
+        if et != wire::ETHERTYPE_IPV4 {
+            return self.drop(DropReason::NotIpv4);
+        }
+        if frame[..6] != iface.mac && frame[..6] != BROADCAST {
+            return self.drop(DropReason::NotForUs);
+        }
+        let info = match wire::parse_ipv4(frame) {
+            Ok(i) => i,
+            Err(r) => return self.drop(r),
+        };
+        if info.fragment {
+            return self.drop(DropReason::Ipv4Fragment);
+        }
+        let a = self.prerouting(now, in_iface, frame, info, emit);
+        match a {
+            Action::Forward { .. } => self.stats.forwarded += 1,
+            Action::Host => self.stats.host += 1,
+            Action::Consumed => self.stats.consumed += 1,
+            Action::Drop(_) => {}
+        }
+        a
+    }
+
+    /// ARP: answer requests for our address on that interface, learn the
+    /// sender of anything addressed to us.
+    fn arp(&mut self, in_iface: u8, frame: &mut [u8]) -> Action {
+        let arp = match wire::parse_arp(frame) {
+            Ok(a) => a,
+            Err(r) => return self.drop(r),
+        };
+        let Some(iface) = self.gw.ifaces.get(usize::from(in_iface)).cloned() else {
+            return self.drop(DropReason::NotForUs);
+        };
+        if arp.target_ip != iface.addr {
+            return self.drop(DropReason::NotForUs);
+        }
+        if arp.sender_ip != Ipv4Addr::UNSPECIFIED {
+            self.gw.neigh.learn(in_iface, arp.sender_ip, arp.sender_mac);
+        }
+        if arp.op != 1 {
+            self.stats.consumed += 1;
+            return Action::Consumed;
+        }
+        match wire::build_arp(
+            frame,
+            2,
+            iface.mac,
+            iface.addr,
+            arp.sender_mac,
+            arp.sender_mac,
+            arp.sender_ip,
+        ) {
+            Some(n) => {
+                self.stats.forwarded += 1;
+                Action::Forward {
+                    iface: in_iface,
+                    len: n,
+                }
+            }
+            None => self.drop(DropReason::ArpMalformed),
+        }
+    }
+
+    fn arp_request(&mut self, iface: u8, hop: Ipv4Addr, emit: &mut impl Emit) {
+        let Some(f) = self.gw.ifaces.get(usize::from(iface)) else {
+            return;
+        };
+        let (mac, addr) = (f.mac, f.addr);
+        if let Some(n) = wire::build_arp(&mut self.scratch, 1, mac, addr, BROADCAST, [0; 6], hop) {
+            emit.emit(iface, &self.scratch[..n]);
+            self.stats.emitted += 1;
+        }
+    }
+
+    /// Evaluates a table at a hook, recording LOG hits.
+    fn run(&mut self, now: u64, table: Table, hook: Hook, p: &mut Pkt, frame: &[u8]) -> Verdict {
+        self.eval.nlogs = 0;
+        let v = self
+            .rules
+            .eval(table, hook, &mut p.view, &mut self.eval, now);
+        for i in 0..self.eval.nlogs {
+            self.logs
+                .push(self.eval.logs[i], p.view.in_iface, p.view.out_iface, frame);
+        }
+        v
+    }
+
+    /// Conntrack for a packet, as nf_conntrack_in.
+    fn track(&mut self, now: u64, p: &mut Pkt) {
+        if p.view.notrack {
+            p.conn = Conn::Untracked;
+            p.ct_state = CtState::Untracked;
+        } else {
+            let meta = meta_of(&p.info);
+            let (conn, state) = match self.gw.conntrack.track(now, &meta) {
+                Track::Existing {
+                    dir, state, snap, ..
+                } => (
+                    Conn::Existing {
+                        dir,
+                        orig: snap.orig,
+                        reply: snap.reply,
+                        status: snap.status,
+                        related: state == CtState::Related,
+                    },
+                    state,
+                ),
+                Track::New(pending) => (Conn::New(pending), CtState::New),
+                Track::Invalid { .. } => (Conn::Invalid, CtState::Invalid),
+            };
+            p.conn = conn;
+            p.ct_state = state;
+        }
+        p.view.ct_bits = p.conn.ct_bits(p.ct_state);
+    }
+
+    /// Applies a connection's translation for a hook's manip.
+    fn translate(frame: &mut [u8], p: &mut Pkt, manip: Manip) {
+        if let Some((orig, reply, st, dir, related)) = p.conn.nat() {
+            let changed = if related {
+                nat::translate_related(frame, &mut p.info, &orig, &reply, st, dir, manip)
+            } else {
+                nat::translate(frame, &mut p.info, &orig, &reply, st, dir, manip)
+            };
+            if changed {
+                refresh_view(&mut p.view, &p.info);
+            }
+        }
+    }
+
+    /// A NAT rule's decision for a new connection.
+    fn bind(
+        &mut self,
+        p: &mut Pkt,
+        action: NatAction,
+        in_iface: Option<u8>,
+        out_iface: Option<u8>,
+    ) -> Result<(), DropReason> {
+        let Conn::New(pending) = &mut p.conn else {
+            return Ok(());
+        };
+        let iface_addr = |i: Option<u8>| {
+            i.and_then(|i| self.gw.ifaces.get(usize::from(i)))
+                .map(|f| f.addr)
+        };
+        let single = |a: Ipv4Addr| AddrRange { lo: a, hi: a };
+        let b = match action {
+            NatAction::Masquerade(n) => Binding {
+                manip: Manip::Src,
+                addrs: single(iface_addr(out_iface).ok_or(DropReason::NoRoute)?),
+                ports: n.ports,
+                random_fully: n.random_fully,
+            },
+            NatAction::Snat(r) => Binding {
+                manip: Manip::Src,
+                addrs: r.addrs.unwrap_or(single(pending.orig.src)),
+                ports: r.ports,
+                random_fully: false,
+            },
+            NatAction::Dnat(r) => Binding {
+                manip: Manip::Dst,
+                addrs: r.addrs.unwrap_or(single(pending.orig.dst)),
+                ports: r.ports,
+                random_fully: false,
+            },
+            NatAction::Redirect(n) => Binding {
+                manip: Manip::Dst,
+                // Locally generated packets are redirected to the loopback address.
+                addrs: single(iface_addr(in_iface).unwrap_or(Ipv4Addr::LOCALHOST)),
+                ports: n.ports,
+                random_fully: false,
+            },
+        };
+        nat::bind(&self.gw.conntrack, pending, &b, &mut self.rng)
+    }
+
+    /// nat at a hook: for a new connection, the rules decide (once); for
+    /// others, the connection's translation applies.
+    fn nat_hook(
+        &mut self,
+        now: u64,
+        frame: &mut [u8],
+        p: &mut Pkt,
+        hook: Hook,
+        manip: Manip,
+    ) -> Result<(), DropReason> {
+        if let Conn::New(_) = p.conn {
+            match self.run(now, Table::Nat, hook, p, frame) {
+                Verdict::Nat(a) => {
+                    let (i, o) = (p.view.in_iface, p.view.out_iface);
+                    self.bind(p, a, i, o)?;
+                    p.view.ct_bits = p.conn.ct_bits(p.ct_state);
+                }
+                Verdict::Drop | Verdict::Reject(_) => return Err(DropReason::FilterDrop),
+                Verdict::PolicyDrop => return Err(DropReason::PolicyDrop),
+                Verdict::Accept => {}
+            }
+        }
+        Self::translate(frame, p, manip);
+        Ok(())
+    }
+
+    /// The filter verdict, as an action on the frame (REJECT answers first).
+    fn filter(
+        &mut self,
+        now: u64,
+        frame: &mut [u8],
+        p: &mut Pkt,
+        hook: Hook,
+        local: bool,
+        emit: &mut impl Emit,
+    ) -> Result<(), DropReason> {
+        match self.run(now, Table::Filter, hook, p, frame) {
+            Verdict::Accept | Verdict::Nat(_) => Ok(()),
+            Verdict::Drop => Err(DropReason::FilterDrop),
+            Verdict::PolicyDrop => Err(DropReason::PolicyDrop),
+            Verdict::Reject(w) => {
+                self.reject(now, frame, p, w, local, emit);
+                Err(DropReason::FilterReject)
+            }
+        }
+    }
+
+    /// mangle/filter-style hooks that may only accept or drop.
+    fn accept_or_drop(
+        &mut self,
+        now: u64,
+        frame: &[u8],
+        p: &mut Pkt,
+        table: Table,
+        hook: Hook,
+    ) -> Result<(), DropReason> {
+        match self.run(now, table, hook, p, frame) {
+            Verdict::Drop | Verdict::Reject(_) => Err(DropReason::FilterDrop),
+            Verdict::PolicyDrop => Err(DropReason::PolicyDrop),
+            Verdict::Accept | Verdict::Nat(_) => Ok(()),
+        }
+    }
+
+    fn confirm(&mut self, now: u64, p: &mut Pkt) -> Result<(), DropReason> {
+        if let Conn::New(pending) = &p.conn {
+            match self.gw.conntrack.confirm(now, pending) {
+                Ok(_) => {}
+                Err(crate::conntrack::ConfirmError::TableFull) => {
+                    return Err(DropReason::CtTableFull)
+                }
+                Err(_) => return Err(DropReason::CtInsertFailed),
+            }
+        }
+        Ok(())
+    }
+
+    fn prerouting(
+        &mut self,
+        now: u64,
+        in_iface: u8,
+        frame: &mut [u8],
+        info: Ipv4Info,
+        emit: &mut impl Emit,
+    ) -> Action {
+        if self.gw.local_iface(info.src).is_some()
+            || info.src.is_multicast()
+            || info.src.is_loopback()
+            || info.src == Ipv4Addr::BROADCAST
+        {
+            return self.drop(DropReason::MartianSource);
+        }
+        let mut p = Pkt {
+            view: view_of(&info, Some(in_iface), None),
+            info,
+            conn: Conn::Untracked,
+            ct_state: CtState::Untracked,
+        };
+        let r = self
+            .accept_or_drop(now, frame, &mut p, Table::Raw, Hook::Prerouting)
+            .and_then(|()| {
+                self.track(now, &mut p);
+                self.accept_or_drop(now, frame, &mut p, Table::Mangle, Hook::Prerouting)
+            })
+            .and_then(|()| self.nat_hook(now, frame, &mut p, Hook::Prerouting, Manip::Dst));
+        if let Err(reason) = r {
+            return self.drop(reason);
+        }
+        let dst = p.info.dst;
+        if self.gw.local_iface(dst).is_some() || self.gw.is_broadcast(dst) {
+            return self.input(now, frame, p, emit);
+        }
+        self.forward(now, in_iface, frame, p, emit)
+    }
+
+    fn forward(
+        &mut self,
+        now: u64,
+        in_iface: u8,
+        frame: &mut [u8],
+        mut p: Pkt,
+        emit: &mut impl Emit,
+    ) -> Action {
+        let Some(hop) = self.gw.routes.lookup(p.info.dst) else {
+            self.icmp_error(now, frame, &p, 3, 0, 0, in_iface, emit);
+            return self.drop(DropReason::NoRoute);
+        };
+        if p.info.ttl <= 1 {
+            self.icmp_error(now, frame, &p, 11, 0, 0, in_iface, emit);
+            return self.drop(DropReason::TtlExceeded);
+        }
+        let mtu = self
+            .gw
+            .ifaces
+            .get(usize::from(hop.iface))
+            .map_or(1500, |f| f.mtu);
+        if p.info.total_len > mtu {
+            if p.info.df {
+                self.icmp_error(now, frame, &p, 3, 4, mtu, in_iface, emit);
+            }
+            return self.drop(DropReason::FragNeeded);
+        }
+        wire::dec_ttl(frame, &p.info);
+        p.info.ttl -= 1;
+        p.view.out_iface = Some(hop.iface);
+        let r = self
+            .accept_or_drop(now, frame, &mut p, Table::Mangle, Hook::Forward)
+            .and_then(|()| self.filter(now, frame, &mut p, Hook::Forward, false, emit))
+            .and_then(|()| self.postrouting(now, frame, &mut p));
+        if let Err(reason) = r {
+            return self.drop(reason);
+        }
+        self.transmit(now, frame, &p, hop.iface, hop.addr, emit)
+    }
+
+    fn postrouting(&mut self, now: u64, frame: &mut [u8], p: &mut Pkt) -> Result<(), DropReason> {
+        self.accept_or_drop(now, frame, p, Table::Mangle, Hook::Postrouting)?;
+        self.nat_hook(now, frame, p, Hook::Postrouting, Manip::Src)?;
+        self.confirm(now, p)?;
+        if p.view.dscp_changed {
+            wire::set_dscp(frame, &p.info, p.view.dscp);
+            p.info.tos = (p.view.dscp << 2) | (p.info.tos & 0x03);
+        }
+        Ok(())
+    }
+
+    /// Sets the MACs and sends, or holds the frame while ARP resolves `hop`.
+    fn transmit(
+        &mut self,
+        now: u64,
+        frame: &mut [u8],
+        p: &Pkt,
+        iface: u8,
+        hop: Ipv4Addr,
+        emit: &mut impl Emit,
+    ) -> Action {
+        let Some(our_mac) = self.gw.ifaces.get(usize::from(iface)).map(|f| f.mac) else {
+            return self.drop(DropReason::NoRoute);
+        };
+        let len = usize::from(p.info.total_len) + p.info.l3;
+        let len = len.min(frame.len());
+        match self.gw.neigh.get(iface, hop) {
+            Some(mac) => {
+                wire::set_macs(frame, mac, our_mac);
+                Action::Forward { iface, len }
+            }
+            None => match self.hold.hold(now, iface, hop, &frame[..len]) {
+                Ok(first) => {
+                    if first {
+                        self.arp_request(iface, hop, emit);
+                    }
+                    Action::Consumed
+                }
+                Err(r) => self.drop(r),
+            },
+        }
+    }
+
+    fn input(&mut self, now: u64, frame: &mut [u8], mut p: Pkt, emit: &mut impl Emit) -> Action {
+        let r = self
+            .accept_or_drop(now, frame, &mut p, Table::Mangle, Hook::Input)
+            .and_then(|()| self.filter(now, frame, &mut p, Hook::Input, true, emit))
+            .and_then(|()| self.nat_hook(now, frame, &mut p, Hook::Input, Manip::Src))
+            .and_then(|()| self.confirm(now, &mut p));
+        if let Err(reason) = r {
+            return self.drop(reason);
+        }
+        // The gateway answers ping to its own addresses itself.
+        if let L4::Icmp(i) = p.info.l4info {
+            if i.ty == 8 && i.code == 0 && self.gw.local_iface(p.info.dst).is_some() {
+                let our = p.info.dst;
+                wire::echo_reply_in_place(frame, &p.info, our);
+                return self.output(now, frame, None);
+            }
+        }
+        Action::Host
+    }
+
+    /// The OUTPUT path for a packet the gateway itself sends, in `frame`
+    /// (an Ethernet frame whose MACs the path sets). `attached` ties a
+    /// generated answer (reset, ICMP error) to the connection of the packet
+    /// it answers, as the kernel's nf_ct_attach does.
+    fn output(&mut self, now: u64, frame: &mut [u8], attached: Option<Conn>) -> Action {
+        let info = match wire::parse_ipv4(frame) {
+            Ok(i) => i,
+            Err(r) => return self.drop(r),
+        };
+        let Some(hop) = self.gw.routes.lookup(info.dst) else {
+            return self.drop(DropReason::NoRoute);
+        };
+        let mut p = Pkt {
+            view: view_of(&info, None, Some(hop.iface)),
+            info,
+            conn: Conn::Untracked,
+            ct_state: CtState::Untracked,
+        };
+        let r = self
+            .accept_or_drop(now, frame, &mut p, Table::Raw, Hook::Output)
+            .and_then(|()| {
+                match attached {
+                    Some(c) if !p.view.notrack => {
+                        p.ct_state = match c {
+                            Conn::Existing { related: true, .. } => CtState::Related,
+                            _ => CtState::Established,
+                        };
+                        p.conn = c;
+                        p.view.ct_bits = p.conn.ct_bits(p.ct_state);
+                    }
+                    _ => self.track(now, &mut p),
+                }
+                self.accept_or_drop(now, frame, &mut p, Table::Mangle, Hook::Output)
+            });
+        if let Err(reason) = r {
+            return self.drop(reason);
+        }
+        if let Err(reason) = self.nat_hook(now, frame, &mut p, Hook::Output, Manip::Dst) {
+            return self.drop(reason);
+        }
+        // DNAT in OUTPUT re-routes.
+        let Some(hop) = self.gw.routes.lookup(p.info.dst) else {
+            return self.drop(DropReason::NoRoute);
+        };
+        p.view.out_iface = Some(hop.iface);
+        let r = match self.run(now, Table::Filter, Hook::Output, &mut p, frame) {
+            Verdict::Accept | Verdict::Nat(_) => Ok(()),
+            // A REJECT of our own packet is not answered again.
+            Verdict::Drop | Verdict::Reject(_) => Err(DropReason::FilterDrop),
+            Verdict::PolicyDrop => Err(DropReason::PolicyDrop),
+        }
+        .and_then(|()| self.postrouting(now, frame, &mut p));
+        if let Err(reason) = r {
+            return self.drop(reason);
+        }
+        let mut sink = NoEmit;
+        self.transmit(now, frame, &p, hop.iface, hop.addr, &mut sink)
+    }
+
+    /// Runs a generated frame (built in the scratch buffer) through OUTPUT
+    /// and emits it.
+    fn send_generated(
+        &mut self,
+        now: u64,
+        len: usize,
+        attached: Option<Conn>,
+        emit: &mut impl Emit,
+    ) {
+        let mut buf = std::mem::take(&mut self.scratch);
+        if let Some(frame) = buf.get_mut(..len) {
+            match self.output(now, frame, attached) {
+                Action::Forward { iface, len } => {
+                    if let Some(f) = frame.get(..len) {
+                        emit.emit(iface, f);
+                        self.stats.emitted += 1;
+                    }
+                }
+                Action::Consumed => {
+                    // Held for ARP inside output: the hold queue took a copy; the ARP
+                    // request goes out now.
+                    if let Ok(info) = wire::parse_ipv4(frame) {
+                        if let Some(hop) = self.gw.routes.lookup(info.dst) {
+                            self.scratch = buf;
+                            self.arp_request(hop.iface, hop.addr, emit);
+                            return;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.scratch = buf;
+    }
+
+    /// The connection an answer to `p` belongs to: the reply direction of
+    /// p's connection (pending ones included, as nf_ct_attach does).
+    fn answer_conn(p: &Pkt, related: bool) -> Option<Conn> {
+        let (orig, reply, st, dir, _) = p.conn.nat()?;
+        Some(Conn::Existing {
+            dir: dir.flip(),
+            orig,
+            reply,
+            status: st,
+            related,
+        })
+    }
+
+    /// An ICMP error about `p` (its current bytes in `frame`), sent from our
+    /// address on the interface it came in on.
+    #[allow(clippy::too_many_arguments)]
+    fn icmp_error(
+        &mut self,
+        now: u64,
+        frame: &[u8],
+        p: &Pkt,
+        ty: u8,
+        code: u8,
+        mtu: u16,
+        in_iface: u8,
+        emit: &mut impl Emit,
+    ) {
+        let Some(src) = self.gw.ifaces.get(usize::from(in_iface)).map(|f| f.addr) else {
+            return;
+        };
+        self.icmp_error_from(now, frame, p, ty, code, mtu, src, emit);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn icmp_error_from(
+        &mut self,
+        now: u64,
+        frame: &[u8],
+        p: &Pkt,
+        ty: u8,
+        code: u8,
+        mtu: u16,
+        src: Ipv4Addr,
+        emit: &mut impl Emit,
+    ) {
+        if let Some(n) =
+            wire::build_icmp_error(&mut self.scratch, frame, &p.info, ty, code, mtu, src)
+        {
+            let conn = Self::answer_conn(p, true);
+            self.send_generated(now, n, conn, emit);
+        }
+    }
+
+    /// REJECT: the ICMP error or TCP reset Linux sends.
+    fn reject(
+        &mut self,
+        now: u64,
+        frame: &[u8],
+        p: &Pkt,
+        w: RejectWith,
+        local: bool,
+        emit: &mut impl Emit,
+    ) {
+        match w.icmp_code() {
+            None => {
+                if p.info.proto == IPPROTO_TCP {
+                    if let Some(n) = wire::build_tcp_rst(&mut self.scratch, frame, &p.info) {
+                        let conn = Self::answer_conn(p, false);
+                        self.send_generated(now, n, conn, emit);
+                    }
+                }
+            }
+            Some(code) => {
+                // To a local address the error comes from that address; else from
+                // ours towards the sender.
+                let src = if local {
+                    Some(p.info.dst)
+                } else {
+                    self.gw
+                        .routes
+                        .lookup(p.info.src)
+                        .and_then(|h| self.gw.ifaces.get(usize::from(h.iface)))
+                        .map(|f| f.addr)
+                };
+                if let Some(src) = src {
+                    self.icmp_error_from(now, frame, p, 3, code, 0, src, emit);
+                }
+            }
+        }
+    }
+}
+
+/// An emit sink that drops everything (used where nothing may be emitted).
+struct NoEmit;
+
+impl Emit for NoEmit {
+    fn emit(&mut self, _: u8, _: &[u8]) {}
+}
+
+fn view_of(info: &Ipv4Info, in_iface: Option<u8>, out_iface: Option<u8>) -> PacketView {
+    let mut v = PacketView {
+        proto: info.proto,
+        in_iface,
+        out_iface,
+        dscp: info.tos >> 2,
+        len: info.total_len,
+        ..PacketView::default()
+    };
+    refresh_view(&mut v, info);
+    v
+}
+
+/// Brings the addresses and ports of a view in line with the packet.
+fn refresh_view(v: &mut PacketView, info: &Ipv4Info) {
+    v.src = u32::from(info.src);
+    v.dst = u32::from(info.dst);
+    match info.l4info {
+        L4::Tcp(t) => {
+            v.has_ports = true;
+            v.sport = t.sport;
+            v.dport = t.dport;
+            v.tcp_flags = t.flags;
+        }
+        L4::Udp { sport, dport } => {
+            v.has_ports = true;
+            v.sport = sport;
+            v.dport = dport;
+        }
+        L4::Icmp(i) => v.icmp = Some((i.ty, i.code)),
+        L4::Other => {}
+    }
+}
+
+/// What conntrack needs of a packet.
+fn meta_of(info: &Ipv4Info) -> PacketMeta {
+    let (sport, dport, tcp, icmp) = match info.l4info {
+        L4::Tcp(t) => (
+            t.sport,
+            t.dport,
+            Some(TcpSeg {
+                flags: t.flags,
+                seq: t.seq,
+                ack: t.ack,
+                window: t.window,
+                payload_len: t.payload_len as u32,
+                wscale: t.wscale,
+                sack_perm: t.sack_perm,
+            }),
+            None,
+        ),
+        L4::Udp { sport, dport } => (sport, dport, None, None),
+        L4::Icmp(i) => {
+            let id = if i.is_query { i.id } else { 0 };
+            let inner = i.inner.map(|n| Tuple {
+                src: n.src,
+                dst: n.dst,
+                sport: n.sport,
+                dport: n.dport,
+                proto: n.proto,
+            });
+            (
+                id,
+                id,
+                None,
+                Some(IcmpMeta {
+                    ty: i.ty,
+                    code: i.code,
+                    is_query: i.is_query,
+                    is_error: i.is_error,
+                    inner,
+                }),
+            )
+        }
+        L4::Other => (0, 0, None, None),
+    };
+    PacketMeta {
+        tuple: Tuple {
+            src: info.src,
+            dst: info.dst,
+            sport,
+            dport,
+            proto: info.proto,
+        },
+        len: info.total_len,
+        tcp,
+        icmp,
+    }
+}

@@ -1,0 +1,685 @@
+//! Whole conversations through the in-memory pipeline of a gateway built
+//! from conf/gateway.rules: every rewritten byte, conntrack state and rule
+//! counter checked. (The same scenarios run through real interfaces, and
+//! against Linux, in the namespace tests.)
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use xdpgw_dataplane::conntrack::{ConntrackConfig, TcpState};
+use xdpgw_dataplane::drop::DropReason;
+use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, GatewayConfig, IfaceConfig, Worker};
+use xdpgw_dataplane::rule::{Hook, Ipv4Net, Table};
+use xdpgw_vm_tests::frames::*;
+use xdpgw_vm_tests::workspace_dir;
+
+const LAN_MAC: Mac = [0x02, 0, 0, 0, 0x01, 0x01];
+const WAN_MAC: Mac = [0x02, 0, 0, 0, 0x02, 0x01];
+const CLIENT_MAC: Mac = [0x02, 0, 0, 0, 0x0a, 0x02];
+const CLIENT2_MAC: Mac = [0x02, 0, 0, 0, 0x0a, 0x03];
+const SERVER_MAC: Mac = [0x02, 0, 0, 0, 0x0b, 0x09];
+const UPSTREAM_MAC: Mac = [0x02, 0, 0, 0, 0x0b, 0xfe];
+
+const LAN: u8 = 0;
+const WAN: u8 = 1;
+const GW_LAN: Ipv4Addr = Ipv4Addr::new(192, 168, 10, 1);
+const GW_WAN: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 10, 2);
+const CLIENT2: Ipv4Addr = Ipv4Addr::new(192, 168, 10, 3);
+const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
+const UPSTREAM: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 254);
+const FAR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 20);
+
+const SEC: u64 = 1_000_000_000;
+
+#[derive(Default)]
+struct Sink(Vec<(u8, Vec<u8>)>);
+
+impl Emit for Sink {
+    fn emit(&mut self, iface: u8, frame: &[u8]) {
+        self.0.push((iface, frame.to_vec()));
+    }
+}
+
+struct Lab {
+    worker: Worker,
+    now: u64,
+    sink: Sink,
+}
+
+/// What happened to one frame: the action, and the frame as it left (for
+/// Forward) decoded.
+struct Out {
+    action: Action,
+    frame: Vec<u8>,
+}
+
+impl Out {
+    fn seen(&self) -> Seen {
+        match self.action {
+            Action::Forward { .. } => decode(&self.frame),
+            a => panic!("expected a forwarded frame, got {a:?}"),
+        }
+    }
+    fn iface(&self) -> u8 {
+        match self.action {
+            Action::Forward { iface, .. } => iface,
+            a => panic!("expected a forwarded frame, got {a:?}"),
+        }
+    }
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let rules = xdpgw_control::load_rules(&workspace_dir().join("conf/gateway.rules"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cfg = GatewayConfig {
+            ifaces: vec![
+                IfaceConfig {
+                    name: "lan0".into(),
+                    mac: LAN_MAC,
+                    addr: GW_LAN,
+                    prefix: 24,
+                    mtu: 1500,
+                },
+                IfaceConfig {
+                    name: "wan0".into(),
+                    mac: WAN_MAC,
+                    addr: GW_WAN,
+                    prefix: 24,
+                    mtu: 1500,
+                },
+            ],
+            routes: vec![(
+                Ipv4Net::with_prefix(Ipv4Addr::UNSPECIFIED, 0).expect("net"),
+                UPSTREAM,
+            )],
+            conntrack: ConntrackConfig {
+                max_entries: 4096,
+                shards: 16,
+                ..ConntrackConfig::default()
+            },
+        };
+        let gw = Arc::new(Gateway::new(cfg, &rules).unwrap_or_else(|e| panic!("{e}")));
+        let mut lab = Lab {
+            worker: Worker::new(gw, 7),
+            now: 1000 * SEC,
+            sink: Sink::default(),
+        };
+        // Hosts introduce themselves the usual way: an ARP request for the gateway.
+        lab.arp_hello(LAN, CLIENT_MAC, CLIENT, GW_LAN);
+        lab.arp_hello(LAN, CLIENT2_MAC, CLIENT2, GW_LAN);
+        lab.arp_hello(WAN, SERVER_MAC, SERVER, GW_WAN);
+        lab.arp_hello(WAN, UPSTREAM_MAC, UPSTREAM, GW_WAN);
+        lab
+    }
+
+    fn arp_hello(&mut self, iface: u8, mac: Mac, ip: Ipv4Addr, target: Ipv4Addr) {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&mac);
+        f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+        f.extend_from_slice(&mac);
+        f.extend_from_slice(&ip.octets());
+        f.extend_from_slice(&[0; 6]);
+        f.extend_from_slice(&target.octets());
+        let out = self.send(iface, f);
+        let Action::Forward { iface: back, .. } = out.action else {
+            panic!("ARP request not answered: {:?}", out.action)
+        };
+        assert_eq!(back, iface);
+        // The reply: to the asker, from the gateway's MAC, op 2, sender = target.
+        let r = &out.frame;
+        assert_eq!(&r[0..6], &mac);
+        assert_eq!(&r[12..14], &[0x08, 0x06]);
+        assert_eq!(&r[20..22], &[0, 2]);
+        assert_eq!(&r[28..32], &target.octets());
+        assert_eq!(&r[38..42], &ip.octets());
+    }
+
+    fn send(&mut self, iface: u8, mut frame: Vec<u8>) -> Out {
+        self.now += 1_000_000;
+        let len = frame.len();
+        frame.resize(2048, 0);
+        self.worker.begin_batch();
+        let action = self
+            .worker
+            .process(self.now, iface, &mut frame, len, &mut self.sink);
+        if let Action::Forward { len, .. } = action {
+            frame.truncate(len);
+        }
+        Out { action, frame }
+    }
+
+    fn emitted(&mut self) -> Vec<(u8, Vec<u8>)> {
+        std::mem::take(&mut self.sink.0)
+    }
+
+    fn counter(&self, table: Table, hook: Hook, rule: usize) -> u64 {
+        let (rules, st) = self.worker.rules();
+        let t = rules.table(table).expect("table");
+        let c = t.hook_chain(hook).expect("chain");
+        st.counters[c.rules[rule].counter as usize].0
+    }
+
+    fn conn(&self, sport: u16) -> xdpgw_dataplane::conntrack::Snapshot {
+        let all = self.worker.gateway().conntrack.snapshot();
+        *all.iter()
+            .find(|s| s.orig.sport == sport)
+            .unwrap_or_else(|| panic!("no connection from port {sport}: {all:?}"))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tcp(
+    dst_mac: Mac,
+    src_mac: Mac,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    FrameSpec {
+        dst_mac,
+        src_mac,
+        src,
+        dst,
+        ttl: 64,
+        tos: 0,
+        id: 1,
+        df: true,
+        l4: L4Spec::Tcp {
+            sport,
+            dport,
+            seq,
+            ack,
+            flags,
+            window: 64240,
+            syn_options: flags & TCP_SYN != 0,
+            payload: payload.to_vec(),
+        },
+    }
+    .build()
+}
+
+fn from_client(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    tcp(
+        LAN_MAC, CLIENT_MAC, CLIENT, SERVER, sport, dport, seq, ack, flags, payload,
+    )
+}
+
+fn from_server(dport: u16, sport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    tcp(
+        WAN_MAC, SERVER_MAC, SERVER, GW_WAN, sport, dport, seq, ack, flags, payload,
+    )
+}
+
+#[test]
+fn tcp_conversation_through_masquerade() {
+    let mut lab = Lab::new();
+    let (c0, s0) = (1_000u32, 5_000u32);
+
+    // SYN: leaves wan0 from the gateway's address, port kept, TTL 63, MACs set.
+    let out = lab.send(LAN, from_client(40000, 80, c0, 0, TCP_SYN, &[]));
+    assert_eq!(out.iface(), WAN);
+    let s = out.seen();
+    assert_eq!(
+        (s.src, s.sport, s.dst, s.dport),
+        (GW_WAN, 40000, SERVER, 80)
+    );
+    assert_eq!((s.ttl, s.tcp_flags, s.seq), (63, TCP_SYN, c0));
+    assert_eq!((s.dst_mac, s.src_mac), (SERVER_MAC, WAN_MAC));
+    let e = lab.conn(40000);
+    assert_eq!(e.tcp_state, TcpState::SynSent);
+    assert_eq!(e.reply.dst, GW_WAN);
+    assert_eq!(e.reply.dport, 40000);
+    assert_eq!(
+        lab.counter(Table::Nat, Hook::Postrouting, 0),
+        1,
+        "MASQUERADE once"
+    );
+    assert_eq!(
+        lab.counter(Table::Filter, Hook::Forward, 3),
+        1,
+        "lan->wan accept"
+    );
+
+    // SYN-ACK back to the client.
+    let out = lab.send(
+        WAN,
+        from_server(40000, 80, s0, c0 + 1, TCP_SYN | TCP_ACK, &[]),
+    );
+    assert_eq!(out.iface(), LAN);
+    let s = out.seen();
+    assert_eq!(
+        (s.src, s.sport, s.dst, s.dport),
+        (SERVER, 80, CLIENT, 40000)
+    );
+    assert_eq!((s.dst_mac, s.src_mac, s.ttl), (CLIENT_MAC, LAN_MAC, 63));
+    assert_eq!(lab.conn(40000).tcp_state, TcpState::SynRecv);
+
+    // ACK, data both ways.
+    let out = lab.send(LAN, from_client(40000, 80, c0 + 1, s0 + 1, TCP_ACK, &[]));
+    assert_eq!(out.seen().src, GW_WAN);
+    assert_eq!(lab.conn(40000).tcp_state, TcpState::Established);
+    let req = b"GET / HTTP/1.0\r\n\r\n";
+    let out = lab.send(
+        LAN,
+        from_client(40000, 80, c0 + 1, s0 + 1, TCP_ACK | TCP_PSH, req),
+    );
+    assert_eq!(out.seen().payload, req);
+    let body = vec![0x5a; 1000];
+    let out = lab.send(
+        WAN,
+        from_server(
+            40000,
+            80,
+            s0 + 1,
+            c0 + 1 + req.len() as u32,
+            TCP_ACK | TCP_PSH,
+            &body,
+        ),
+    );
+    let s = out.seen();
+    assert_eq!((s.dst, s.dport, s.payload.len()), (CLIENT, 40000, 1000));
+    let e = lab.conn(40000);
+    assert_eq!(
+        e.status & xdpgw_dataplane::conntrack::status::ASSURED,
+        xdpgw_dataplane::conntrack::status::ASSURED
+    );
+    // ESTABLISHED traffic is accepted by the first FORWARD rule.
+    assert_eq!(lab.counter(Table::Filter, Hook::Forward, 0), 4);
+
+    // Close: FIN from the client, ACK+FIN from the server, last ACK.
+    let cseq = c0 + 1 + req.len() as u32;
+    let sseq = s0 + 1 + 1000;
+    lab.send(
+        LAN,
+        from_client(40000, 80, cseq, sseq, TCP_FIN | TCP_ACK, &[]),
+    )
+    .seen();
+    assert_eq!(lab.conn(40000).tcp_state, TcpState::FinWait);
+    lab.send(
+        WAN,
+        from_server(40000, 80, sseq, cseq + 1, TCP_FIN | TCP_ACK, &[]),
+    )
+    .seen();
+    assert_eq!(lab.conn(40000).tcp_state, TcpState::LastAck);
+    lab.send(
+        LAN,
+        from_client(40000, 80, cseq + 1, sseq + 1, TCP_ACK, &[]),
+    )
+    .seen();
+    assert_eq!(lab.conn(40000).tcp_state, TcpState::TimeWait);
+    assert_eq!(lab.worker.stats.dropped(), 0);
+}
+
+#[test]
+fn inbound_new_from_wan_is_logged_and_dropped() {
+    let mut lab = Lab::new();
+    let f = tcp(
+        WAN_MAC,
+        SERVER_MAC,
+        SERVER,
+        CLIENT,
+        5555,
+        22,
+        1,
+        0,
+        TCP_SYN,
+        &[],
+    );
+    let out = lab.send(WAN, f);
+    assert_eq!(out.action, Action::Drop(DropReason::FilterDrop));
+    // LOG_DROP's LOG rule saw it (limit allows the first ones).
+    let e = lab.worker.logs.pop().expect("a LOG entry");
+    let (rules, _) = lab.worker.rules();
+    assert_eq!(rules.logs[e.log as usize].prefix, "xdpgw drop: ");
+    assert_eq!(e.in_iface, Some(WAN));
+    assert!(
+        lab.worker.gateway().conntrack.snapshot().is_empty(),
+        "a dropped NEW packet leaves no entry"
+    );
+}
+
+#[test]
+fn reject_with_tcp_reset_answers_the_client() {
+    let mut lab = Lab::new();
+    let out = lab.send(LAN, from_client(40001, 25, 777, 0, TCP_SYN, &[]));
+    assert_eq!(out.action, Action::Drop(DropReason::FilterReject));
+    let sent = lab.emitted();
+    assert_eq!(sent.len(), 1, "one reset");
+    let (iface, f) = &sent[0];
+    assert_eq!(*iface, LAN);
+    let s = decode(f);
+    assert_eq!(
+        (s.src, s.sport, s.dst, s.dport),
+        (SERVER, 25, CLIENT, 40001)
+    );
+    assert_eq!(s.tcp_flags, TCP_RST | TCP_ACK);
+    assert_eq!((s.seq, s.ack), (0, 778));
+    assert_eq!((s.dst_mac, s.src_mac), (CLIENT_MAC, LAN_MAC));
+}
+
+#[test]
+fn ping_to_the_gateway_is_answered() {
+    let mut lab = Lab::new();
+    let f = FrameSpec {
+        dst_mac: LAN_MAC,
+        src_mac: CLIENT_MAC,
+        src: CLIENT,
+        dst: GW_LAN,
+        ttl: 64,
+        tos: 0,
+        id: 9,
+        df: false,
+        l4: L4Spec::Icmp {
+            ty: 8,
+            code: 0,
+            rest: [0x12, 0x34, 0, 1],
+            payload: b"ping".to_vec(),
+        },
+    }
+    .build();
+    let out = lab.send(LAN, f);
+    assert_eq!(out.iface(), LAN);
+    let s = out.seen();
+    assert_eq!(
+        (s.src, s.dst, s.sport, s.dport),
+        (GW_LAN, CLIENT, 0, 0),
+        "echo reply"
+    );
+    assert_eq!(s.icmp_rest, [0x12, 0x34, 0, 1]);
+    assert_eq!(s.payload, b"ping");
+    assert_eq!((s.dst_mac, s.src_mac), (CLIENT_MAC, LAN_MAC));
+}
+
+#[test]
+fn ttl_one_gets_time_exceeded() {
+    let mut lab = Lab::new();
+    let mut spec = FrameSpec {
+        dst_mac: LAN_MAC,
+        src_mac: CLIENT_MAC,
+        src: CLIENT,
+        dst: FAR,
+        ttl: 1,
+        tos: 0,
+        id: 3,
+        df: false,
+        l4: L4Spec::Udp {
+            sport: 33434,
+            dport: 33435,
+            payload: vec![0; 12],
+        },
+    };
+    let out = lab.send(LAN, spec.build());
+    assert_eq!(out.action, Action::Drop(DropReason::TtlExceeded));
+    let sent = lab.emitted();
+    assert_eq!(sent.len(), 1);
+    let s = decode(&sent[0].1);
+    assert_eq!((s.src, s.dst, s.sport, s.dport), (GW_LAN, CLIENT, 11, 0));
+    let (qs, qd, qsp, qdp) = quoted(&s.payload);
+    assert_eq!((qs, qd, qsp, qdp), (CLIENT, FAR, 33434, 33435));
+    // With TTL 2 it goes out, via the default route's gateway.
+    spec.ttl = 2;
+    let out = lab.send(LAN, spec.build());
+    let s = out.seen();
+    assert_eq!((s.ttl, s.src, s.dst_mac), (1, GW_WAN, UPSTREAM_MAC));
+}
+
+#[test]
+fn dscp_46_on_https_replies_and_notrack_on_ssh() {
+    let mut lab = Lab::new();
+    lab.send(LAN, from_client(40100, 443, 10, 0, TCP_SYN, &[]))
+        .seen();
+    let out = lab.send(WAN, from_server(40100, 443, 50, 11, TCP_SYN | TCP_ACK, &[]));
+    let s = out.seen();
+    assert_eq!(s.tos, 46 << 2, "DSCP 46, ECN kept");
+    // NOTRACK on lan0 port 22: no entry and no NAT.
+    let out = lab.send(LAN, from_client(40200, 22, 10, 0, TCP_SYN, &[]));
+    let s = out.seen();
+    assert_eq!(s.src, CLIENT, "untracked packets are not NATed");
+    assert!(lab
+        .worker
+        .gateway()
+        .conntrack
+        .snapshot()
+        .iter()
+        .all(|e| e.orig.sport != 40200));
+}
+
+#[test]
+fn two_clients_with_the_same_source_port() {
+    let mut lab = Lab::new();
+    let a = lab
+        .send(LAN, from_client(41000, 80, 1, 0, TCP_SYN, &[]))
+        .seen();
+    let f = tcp(
+        LAN_MAC,
+        CLIENT2_MAC,
+        CLIENT2,
+        SERVER,
+        41000,
+        80,
+        1,
+        0,
+        TCP_SYN,
+        &[],
+    );
+    let b = lab.send(LAN, f).seen();
+    assert_eq!((a.src, b.src), (GW_WAN, GW_WAN));
+    assert_eq!(a.sport, 41000);
+    assert_ne!(b.sport, 41000, "the second gets another port");
+    assert!(b.sport >= 1024);
+    // Replies reach the right client.
+    let r = lab
+        .send(WAN, from_server(b.sport, 80, 9, 2, TCP_SYN | TCP_ACK, &[]))
+        .seen();
+    assert_eq!((r.dst, r.dport, r.dst_mac), (CLIENT2, 41000, CLIENT2_MAC));
+    let r = lab
+        .send(WAN, from_server(41000, 80, 9, 2, TCP_SYN | TCP_ACK, &[]))
+        .seen();
+    assert_eq!((r.dst, r.dport, r.dst_mac), (CLIENT, 41000, CLIENT_MAC));
+}
+
+#[test]
+fn redirect_of_mail_to_the_gateway() {
+    let mut lab = Lab::new();
+    let relay = Ipv4Addr::new(192, 168, 10, 10);
+    let f = tcp(
+        LAN_MAC,
+        CLIENT_MAC,
+        CLIENT,
+        relay,
+        42000,
+        25,
+        1,
+        0,
+        TCP_SYN,
+        &[],
+    );
+    let mut frame = f.clone();
+    frame.resize(2048, 0);
+    lab.worker.begin_batch();
+    let a = lab
+        .worker
+        .process(lab.now + 1, LAN, &mut frame, f.len(), &mut lab.sink);
+    assert_eq!(a, Action::Host, "delivered to the host's mail relay");
+    let s = decode(&frame[..f.len()]);
+    assert_eq!(
+        (s.dst, s.dport),
+        (GW_LAN, 25),
+        "REDIRECT rewrote the destination"
+    );
+    assert_eq!(lab.counter(Table::Nat, Hook::Prerouting, 0), 1);
+}
+
+#[test]
+fn unresolved_next_hop_holds_the_packet_until_arp_answers() {
+    let mut lab = Lab::new();
+    let other = Ipv4Addr::new(203, 0, 113, 77);
+    let f = tcp(
+        LAN_MAC,
+        CLIENT_MAC,
+        CLIENT,
+        other,
+        43000,
+        80,
+        1,
+        0,
+        TCP_SYN,
+        &[],
+    );
+    let out = lab.send(LAN, f);
+    assert_eq!(out.action, Action::Consumed);
+    let sent = lab.emitted();
+    assert_eq!(sent.len(), 1, "an ARP request");
+    assert_eq!(sent[0].0, WAN);
+    assert_eq!(&sent[0].1[12..14], &[0x08, 0x06]);
+    assert_eq!(&sent[0].1[38..42], &other.octets());
+    // The neighbour answers; the next tick sends the held packet.
+    let mac = [0x02, 0, 0, 0, 0x0b, 0x77];
+    let mut reply = mac.to_vec();
+    reply.splice(0..0, WAN_MAC);
+    reply.truncate(12);
+    reply.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2]);
+    reply.extend_from_slice(&mac);
+    reply.extend_from_slice(&other.octets());
+    reply.extend_from_slice(&WAN_MAC);
+    reply.extend_from_slice(&GW_WAN.octets());
+    assert_eq!(lab.send(WAN, reply).action, Action::Consumed);
+    lab.worker.tick(lab.now, &mut lab.sink);
+    let sent = lab.emitted();
+    assert_eq!(sent.len(), 1);
+    let s = decode(&sent[0].1);
+    assert_eq!((s.dst, s.src, s.dst_mac), (other, GW_WAN, mac));
+}
+
+#[test]
+fn malformed_frames_are_counted_and_dropped() {
+    let mut lab = Lab::new();
+    let good = from_client(44000, 80, 1, 0, TCP_SYN, &[]);
+    for n in 0..good.len() {
+        let out = lab.send(LAN, good[..n].to_vec());
+        assert!(
+            matches!(out.action, Action::Drop(_)),
+            "{n} bytes: {:?}",
+            out.action
+        );
+    }
+    let mut bad_sum = good.clone();
+    bad_sum[24] ^= 0xff; // IPv4 header checksum
+    assert_eq!(
+        lab.send(LAN, bad_sum).action,
+        Action::Drop(DropReason::Ipv4BadChecksum)
+    );
+    assert!(lab.worker.stats.drop_count(DropReason::EthTruncated) > 0);
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn flow_frame(udp: bool, sport: u16, dport: u16, payload: Vec<u8>) -> Vec<u8> {
+        let l4 = if udp {
+            L4Spec::Udp {
+                sport,
+                dport,
+                payload,
+            }
+        } else {
+            L4Spec::Tcp {
+                sport,
+                dport,
+                seq: 1,
+                ack: 0,
+                flags: TCP_SYN,
+                window: 1000,
+                syn_options: true,
+                payload,
+            }
+        };
+        FrameSpec {
+            dst_mac: LAN_MAC,
+            src_mac: CLIENT_MAC,
+            src: CLIENT,
+            dst: SERVER,
+            ttl: 64,
+            tos: 0,
+            id: 5,
+            df: true,
+            l4,
+        }
+        .build()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// NAT out and back: the reply the server sends to what it saw
+        /// reaches the client as the exact inverse of what the client sent,
+        /// and every checksum verifies after each rewrite.
+        #[test]
+        fn nat_out_and_back_restores_the_tuple(
+            udp in any::<bool>(),
+            sport in 1u16..,
+            dport in prop_oneof![1u16..22, 23u16..25, 26u16..443, 444u16..],
+            payload in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut lab = Lab::new();
+            let out = lab.send(LAN, flow_frame(udp, sport, dport, payload.clone()));
+            let s = out.seen();
+            prop_assert_eq!((s.src, s.dst, s.dport), (GW_WAN, SERVER, dport));
+            // The server answers what it saw.
+            let reply = FrameSpec {
+                dst_mac: WAN_MAC,
+                src_mac: SERVER_MAC,
+                src: SERVER,
+                dst: s.src,
+                ttl: 64,
+                tos: 0,
+                id: 6,
+                df: true,
+                l4: if udp {
+                    L4Spec::Udp { sport: dport, dport: s.sport, payload: payload.clone() }
+                } else {
+                    L4Spec::Tcp { sport: dport, dport: s.sport, seq: 100, ack: 2, flags: TCP_SYN | TCP_ACK, window: 1000, syn_options: true, payload: vec![] }
+                },
+            }
+            .build();
+            let back = lab.send(WAN, reply).seen();
+            prop_assert_eq!((back.src, back.sport, back.dst, back.dport), (SERVER, dport, CLIENT, sport));
+        }
+
+        /// Damaged frames never panic the pipeline, and each is counted.
+        #[test]
+        fn damaged_frames_never_panic(
+            udp in any::<bool>(),
+            flips in proptest::collection::vec((0usize..80, any::<u8>()), 1..6),
+            cut in 0usize..100,
+            iface in 0u8..3,
+        ) {
+            let mut lab = Lab::new();
+            let mut f = flow_frame(udp, 40000, 80, vec![1, 2, 3, 4]);
+            for (at, x) in flips {
+                if let Some(b) = f.get_mut(at) {
+                    *b ^= x;
+                }
+            }
+            f.truncate(cut.max(1));
+            let before = lab.worker.stats.rx;
+            let _ = lab.send(iface, f);
+            prop_assert_eq!(lab.worker.stats.rx, before + 1);
+        }
+
+        /// Random bytes never panic the pipeline.
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), iface in 0u8..2) {
+            let mut lab = Lab::new();
+            let _ = lab.send(iface, bytes);
+        }
+    }
+}
