@@ -3,6 +3,10 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod demo;
+pub mod lab;
+pub mod labtool;
+pub mod run;
 pub mod error;
 pub mod netdb;
 pub mod parse;

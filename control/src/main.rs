@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use xdpgw_control::{load_rules, save};
+use xdpgw_control::{demo, labtool, load_rules, run, save};
 
 /// xdpgw: a userspace IPv4 router/NAT gateway over AF_XDP that runs
 /// iptables rule sets (raw, mangle, nat, filter).
@@ -40,12 +40,40 @@ enum Command {
         #[arg(short = 'c', long = "counters")]
         counters: bool,
     },
+    /// Run the gateway: take over the configuration's interfaces with
+    /// AF_XDP, load its rules, forward. Prints a line starting with `ready`
+    /// when every interface forwards; SIGINT/SIGTERM stop it (detaching its
+    /// XDP programs), SIGHUP reloads the rules.
+    Run {
+        /// The appliance configuration (TOML), e.g. conf/gateway.toml.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Build a throw-away lab (client, gateway, server in network
+    /// namespaces), run the gateway with conf/gateway.toml, drive real
+    /// traffic through it and report what happened; cleans up, also on
+    /// Ctrl-C. Needs root.
+    Demo {
+        /// The configuration to run (its rules file is next to it).
+        #[arg(long, value_name = "FILE", default_value = "conf/gateway.toml")]
+        config: PathBuf,
+    },
+    /// Traffic tools the lab runs inside its namespaces (servers and
+    /// clients that report what they saw). Used by `xdpgw demo` and the tests.
+    #[command(hide = true)]
+    LabTool {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { files } => check(&files),
+        Command::Run { config } => run::main(&config),
+        Command::Demo { config } => demo::main(&config),
+        Command::LabTool { args } => labtool::main(&args),
         Command::Save { file, counters } => match load_rules(&file) {
             Ok(set) => {
                 print!("{}", save::render_with(&set, counters));

@@ -1,0 +1,1 @@
+//! The namespace lab: namespaces, veth pairs, addresses, routes, commands run inside; removed on drop.
