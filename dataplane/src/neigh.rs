@@ -17,10 +17,13 @@ use crate::drop::DropReason;
 pub type Mac = [u8; 6];
 pub const BROADCAST: Mac = [0xff; 6];
 
-/// The shared neighbour table: (interface, address) -> MAC.
+/// A neighbour table: (interface, address) -> MAC.
+pub type NeighMap = HashMap<(u8, Ipv4Addr), Mac>;
+
+/// The shared neighbour table.
 #[derive(Debug, Default)]
 pub struct Neighbours {
-    map: ArcSwap<HashMap<(u8, Ipv4Addr), Mac>>,
+    map: ArcSwap<NeighMap>,
     writers: Mutex<()>,
 }
 
@@ -39,6 +42,12 @@ impl Neighbours {
         let mut next = HashMap::clone(&self.map.load());
         next.insert((iface, addr), mac);
         self.map.store(Arc::new(next));
+    }
+
+    /// The current table, to read without touching the shared pointer
+    /// again (a worker takes one per batch).
+    pub fn snapshot(&self) -> Arc<NeighMap> {
+        self.map.load_full()
     }
 
     pub fn len(&self) -> usize {

@@ -29,7 +29,7 @@ use crate::drop::DropReason;
 use crate::flow::{Dir, Tuple, IPPROTO_TCP};
 use crate::log::LogRing;
 use crate::nat::{self, Binding, Manip, Rng};
-use crate::neigh::{HoldQueue, Mac, Neighbours, BROADCAST};
+use crate::neigh::{HoldQueue, Mac, NeighMap, Neighbours, BROADCAST};
 use crate::route::{RouteError, RouteTable};
 use crate::rule::{AddrRange, CtStates, Hook, Ipv4Net, RejectWith, RuleSet, Table};
 use crate::wire::{self, Ipv4Info, L4};
@@ -256,6 +256,8 @@ pub struct Worker {
     scratch: Box<[u8]>,
     pub logs: LogRing,
     gc_budget: usize,
+    /// The neighbour table as of this batch.
+    neigh: Arc<NeighMap>,
 }
 
 /// A parsed packet on its way through the hooks.
@@ -272,13 +274,14 @@ impl Worker {
         Worker {
             eval: EvalState::new(&rules),
             rules,
-            gw,
             stats: WorkerStats::default(),
             hold: HoldQueue::new(16, FRAME_SIZE),
             rng: Rng::new(seed),
             scratch: vec![0u8; FRAME_SIZE].into_boxed_slice(),
             logs: LogRing::new(256),
             gc_budget: 256,
+            neigh: gw.neigh.snapshot(),
+            gw,
         }
     }
 
@@ -293,6 +296,10 @@ impl Worker {
 
     /// Picks up a newly installed rule set: one atomic load, never blocking.
     pub fn begin_batch(&mut self) {
+        let neigh = self.gw.neigh.snapshot();
+        if !Arc::ptr_eq(&neigh, &self.neigh) {
+            self.neigh = neigh;
+        }
         let current = self.gw.rules.load();
         if !Arc::ptr_eq(&current, &self.rules) {
             self.rules = Arc::clone(&current);
@@ -650,9 +657,9 @@ impl Worker {
         }
         let dst = p.info.dst;
         if self.gw.local_iface(dst).is_some() || self.gw.is_broadcast(dst) {
-            return self.input(now, frame, p, emit);
+            return self.input(now, frame, &mut p, emit);
         }
-        self.forward(now, in_iface, frame, p, emit)
+        self.forward(now, in_iface, frame, &mut p, emit)
     }
 
     fn forward(
@@ -660,15 +667,15 @@ impl Worker {
         now: u64,
         in_iface: u8,
         frame: &mut [u8],
-        mut p: Pkt,
+        p: &mut Pkt,
         emit: &mut impl Emit,
     ) -> Action {
         let Some(hop) = self.gw.routes.lookup(p.info.dst) else {
-            self.icmp_error(now, frame, &p, 3, 0, 0, in_iface, emit);
+            self.icmp_error(now, frame, p, 3, 0, 0, in_iface, emit);
             return self.drop(DropReason::NoRoute);
         };
         if p.info.ttl <= 1 {
-            self.icmp_error(now, frame, &p, 11, 0, 0, in_iface, emit);
+            self.icmp_error(now, frame, p, 11, 0, 0, in_iface, emit);
             return self.drop(DropReason::TtlExceeded);
         }
         let mtu = self
@@ -678,7 +685,7 @@ impl Worker {
             .map_or(1500, |f| f.mtu);
         if p.info.total_len > mtu {
             if p.info.df {
-                self.icmp_error(now, frame, &p, 3, 4, mtu, in_iface, emit);
+                self.icmp_error(now, frame, p, 3, 4, mtu, in_iface, emit);
             }
             return self.drop(DropReason::FragNeeded);
         }
@@ -686,13 +693,13 @@ impl Worker {
         p.info.ttl -= 1;
         p.view.out_iface = Some(hop.iface);
         let r = self
-            .accept_or_drop(now, frame, &mut p, Table::Mangle, Hook::Forward)
-            .and_then(|()| self.filter(now, frame, &mut p, Hook::Forward, false, emit))
-            .and_then(|()| self.postrouting(now, frame, &mut p));
+            .accept_or_drop(now, frame, p, Table::Mangle, Hook::Forward)
+            .and_then(|()| self.filter(now, frame, p, Hook::Forward, false, emit))
+            .and_then(|()| self.postrouting(now, frame, p));
         if let Err(reason) = r {
             return self.drop(reason);
         }
-        self.transmit(now, frame, &p, hop.iface, hop.addr, emit)
+        self.transmit(now, frame, p, hop.iface, hop.addr, emit)
     }
 
     fn postrouting(&mut self, now: u64, frame: &mut [u8], p: &mut Pkt) -> Result<(), DropReason> {
@@ -721,7 +728,8 @@ impl Worker {
         };
         let len = usize::from(p.info.total_len) + p.info.l3;
         let len = len.min(frame.len());
-        match self.gw.neigh.get(iface, hop) {
+        let known = self.neigh.get(&(iface, hop)).copied();
+        match known.or_else(|| self.gw.neigh.get(iface, hop)) {
             Some(mac) => {
                 wire::set_macs(frame, mac, our_mac);
                 Action::Forward { iface, len }
@@ -738,12 +746,12 @@ impl Worker {
         }
     }
 
-    fn input(&mut self, now: u64, frame: &mut [u8], mut p: Pkt, emit: &mut impl Emit) -> Action {
+    fn input(&mut self, now: u64, frame: &mut [u8], p: &mut Pkt, emit: &mut impl Emit) -> Action {
         let r = self
-            .accept_or_drop(now, frame, &mut p, Table::Mangle, Hook::Input)
-            .and_then(|()| self.filter(now, frame, &mut p, Hook::Input, true, emit))
-            .and_then(|()| self.nat_hook(now, frame, &mut p, Hook::Input, Manip::Src))
-            .and_then(|()| self.confirm(now, &mut p));
+            .accept_or_drop(now, frame, p, Table::Mangle, Hook::Input)
+            .and_then(|()| self.filter(now, frame, p, Hook::Input, true, emit))
+            .and_then(|()| self.nat_hook(now, frame, p, Hook::Input, Manip::Src))
+            .and_then(|()| self.confirm(now, p));
         if let Err(reason) = r {
             return self.drop(reason);
         }
