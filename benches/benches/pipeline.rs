@@ -237,16 +237,6 @@ fn new_connections(c: &mut Criterion) {
     if let Some(w) = &state {
         assert_eq!(w.stats.dropped(), 0, "{:?}", w.stats);
     }
-
-    for n in [10usize, 1_000, 10_000] {
-        let (mut w, frame) = established(&rules_with_prefix(n));
-        g.bench_with_input(
-            BenchmarkId::new("forward_rules_before_accept", n),
-            &n,
-            |b, _| b.iter(|| forward_batches(&mut w, &frame, &mut bufs, &mut now)),
-        );
-        assert_eq!(w.stats.dropped(), 0);
-    }
     g.finish();
 }
 
