@@ -460,13 +460,20 @@ impl Worker {
     }
 
     /// Conntrack for a packet, as nf_conntrack_in.
-    fn track(&mut self, now: u64, p: &mut Pkt) {
+    /// `verify`: check the transport checksum first (arriving packets, as
+    /// Linux's `nf_conntrack_checksum` does at PREROUTING).
+    fn track(&mut self, now: u64, p: &mut Pkt, frame: &[u8], verify: bool) {
         if p.view.notrack {
             p.conn = Conn::Untracked;
             p.ct_state = CtState::Untracked;
         } else {
             let meta = meta_of(&p.info);
-            let (conn, state) = match self.gw.conntrack.track(now, &meta) {
+            let track = if verify && !l4_checksum_ok(frame, &p.info) {
+                self.gw.conntrack.bad_checksum(&meta.tuple)
+            } else {
+                self.gw.conntrack.track(now, &meta)
+            };
+            let (conn, state) = match track {
                 Track::Existing {
                     dir, state, snap, ..
                 } => (
@@ -648,7 +655,7 @@ impl Worker {
         let r = self
             .accept_or_drop(now, frame, &mut p, Table::Raw, Hook::Prerouting)
             .and_then(|()| {
-                self.track(now, &mut p);
+                self.track(now, &mut p, frame, true);
                 self.accept_or_drop(now, frame, &mut p, Table::Mangle, Hook::Prerouting)
             })
             .and_then(|()| self.nat_hook(now, frame, &mut p, Hook::Prerouting, Manip::Dst));
@@ -796,7 +803,7 @@ impl Worker {
                         p.conn = c;
                         p.view.ct_bits = p.conn.ct_bits(p.ct_state);
                     }
-                    _ => self.track(now, &mut p),
+                    _ => self.track(now, &mut p, frame, false),
                 }
                 self.accept_or_drop(now, frame, &mut p, Table::Mangle, Hook::Output)
             });
@@ -990,6 +997,24 @@ fn refresh_view(v: &mut PacketView, info: &Ipv4Info) {
         }
         L4::Icmp(i) => v.icmp = Some((i.ty, i.code)),
         L4::Other => {}
+    }
+}
+
+/// Whether a TCP, UDP (unless 0) or ICMP checksum verifies.
+fn l4_checksum_ok(frame: &[u8], info: &Ipv4Info) -> bool {
+    let end = info.l3 + usize::from(info.total_len);
+    let Some(seg) = frame.get(info.l4..end) else {
+        return false;
+    };
+    let pseudo = |proto| wire::checksum::pseudo_header(info.src, info.dst, proto, seg.len() as u16);
+    match info.l4info {
+        L4::Tcp(_) => wire::checksum::verify(wire::checksum::sum(seg) + pseudo(6)),
+        L4::Udp { .. } => {
+            seg.get(6..8) == Some(&[0, 0])
+                || wire::checksum::verify(wire::checksum::sum(seg) + pseudo(17))
+        }
+        L4::Icmp(_) => wire::checksum::verify(wire::checksum::sum(seg)),
+        L4::Other => true,
     }
 }
 

@@ -683,3 +683,19 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn bad_transport_checksum_is_invalid_and_dropped_with_its_reason() {
+    use xdpgw_dataplane::conntrack::InvalidReason;
+    let mut lab = Lab::new();
+    let mut f = from_client(45000, 80, 1, 0, TCP_SYN, &[]);
+    f[14 + 20 + 16] ^= 0x55; // TCP checksum
+    assert_eq!(
+        lab.send(LAN, f).action,
+        Action::Drop(DropReason::FilterDrop)
+    );
+    let stats = lab.worker.gateway().conntrack.stats();
+    assert_eq!(stats.invalid_count(InvalidReason::BadChecksum), 1);
+    // FORWARD's "-m conntrack --ctstate INVALID -j DROP" did it.
+    assert_eq!(lab.counter(Table::Filter, Hook::Forward, 1), 1);
+}

@@ -516,6 +516,12 @@ impl Conntrack {
         &self.shards[i].stats
     }
 
+    /// A packet whose transport checksum does not verify: INVALID before any
+    /// lookup, as Linux's protocol error handlers decide at PREROUTING.
+    pub fn bad_checksum(&self, t: &Tuple) -> Track {
+        self.invalid(self.shard_of(t.hash64()), InvalidReason::BadChecksum, None)
+    }
+
     fn invalid(&self, shard: usize, reason: InvalidReason, tcp_state: Option<TcpState>) -> Track {
         ShardStats::inc(&self.stats_of(shard).invalid[reason as usize]);
         Track::Invalid { reason, tcp_state }

@@ -75,6 +75,10 @@ invalid_reasons! {
     /// endpoint in that direction (`outer daddr != inner`).
     IcmpErrorDaddrMismatch => "icmp_error_daddr_mismatch",
         "ICMP error whose destination is not the endpoint of the quoted connection";
+    /// `nf_conntrack_checksum`: a TCP, UDP or ICMP checksum that does not
+    /// verify, checked on arriving packets (PREROUTING) as Linux does.
+    BadChecksum => "bad_checksum",
+        "TCP, UDP or ICMP checksum does not verify";
 }
 
 #[cfg(test)]
