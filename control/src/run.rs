@@ -1,9 +1,284 @@
-//! `xdpgw run`: the gateway itself.
+//! `xdpgw run`: the gateway itself. Opens an AF_XDP port on every
+//! configured interface, builds the shared gateway (rules, conntrack,
+//! routes, neighbours), and runs one worker thread per core, each owning one
+//! queue of every interface; the main thread waits for signals (SIGINT and
+//! SIGTERM stop, SIGHUP reloads the rules).
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-pub fn main(_config: &Path) -> ExitCode {
-    eprintln!("xdpgw run: not available yet");
-    ExitCode::FAILURE
+use xdpgw_dataplane::conntrack::ConntrackConfig;
+use xdpgw_dataplane::pipeline::{
+    Action, Emit, Gateway, GatewayConfig, IfaceConfig, Worker, FRAME_SIZE,
+};
+use xdpgw_dataplane::port::{self, Port, PortConfig, Queue, RxVerdict, XdpMode, ZeroCopy};
+
+use crate::config::{Config, XdpModeConfig, ZeroCopyConfig};
+
+/// Frames a worker takes from one queue per round.
+const BATCH: usize = 64;
+
+/// Entry point of `xdpgw run --config FILE`.
+pub fn main(config: &Path) -> ExitCode {
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xdpgw run: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Frames generated while a queue is being read (ICMP errors, ARP, held
+/// packets released): copied here, sent after the batch. Preallocated.
+struct Staging {
+    frames: Vec<(u8, usize, Box<[u8]>)>,
+    used: usize,
+    lost: u64,
+}
+
+impl Staging {
+    fn new(n: usize) -> Staging {
+        Staging {
+            frames: (0..n)
+                .map(|_| (0, 0, vec![0u8; FRAME_SIZE].into_boxed_slice()))
+                .collect(),
+            used: 0,
+            lost: 0,
+        }
+    }
+}
+
+impl Emit for Staging {
+    fn emit(&mut self, iface: u8, frame: &[u8]) {
+        match self.frames.get_mut(self.used) {
+            Some(slot) if frame.len() <= slot.2.len() => {
+                slot.0 = iface;
+                slot.1 = frame.len();
+                slot.2[..frame.len()].copy_from_slice(frame);
+                self.used += 1;
+            }
+            _ => self.lost += 1,
+        }
+    }
+}
+
+fn run(path: &Path) -> Result<(), String> {
+    let cfg = Config::load(path).map_err(|e| e.to_string())?;
+    let rules = crate::load_rules(&cfg.rules)
+        .map_err(|e| format!("{e}\n{}: rules not loaded", cfg.rules.display()))?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .map_err(|e| format!("signal handler: {e}"))?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+        .map_err(|e| format!("signal handler: {e}"))?;
+
+    // Ports: opening one that fails drops (and so detaches) the ones before.
+    let mut ports = Vec::with_capacity(cfg.interfaces.len());
+    for i in &cfg.interfaces {
+        let pc = PortConfig {
+            ifname: i.name.clone(),
+            queues: None,
+            xdp_mode: match cfg.dataplane.xdp_mode {
+                XdpModeConfig::Auto => XdpMode::Auto,
+                XdpModeConfig::Native => XdpMode::Native,
+                XdpModeConfig::Generic => XdpMode::Generic,
+            },
+            zero_copy: match cfg.dataplane.zero_copy {
+                ZeroCopyConfig::Auto => ZeroCopy::Auto,
+                ZeroCopyConfig::On => ZeroCopy::On,
+                ZeroCopyConfig::Off => ZeroCopy::Off,
+            },
+            frame_size: FRAME_SIZE as u32,
+            frames: 4096,
+        };
+        let port = Port::open(&pc).map_err(|e| format!("interface {}: {e}", i.name))?;
+        ports.push(port);
+    }
+
+    let gw_cfg = GatewayConfig {
+        ifaces: cfg
+            .interfaces
+            .iter()
+            .zip(&ports)
+            .map(|(i, p)| IfaceConfig {
+                name: i.name.clone(),
+                mac: p.mac(),
+                addr: i.addr,
+                prefix: i.prefix,
+                mtu: p.mtu(),
+            })
+            .collect(),
+        routes: cfg.routes.clone(),
+        conntrack: ConntrackConfig::default(),
+    };
+    let gw = Arc::new(Gateway::new(gw_cfg, &rules).map_err(|e| e.to_string())?);
+
+    // Queue q of every interface goes to worker q.
+    let mut per_port: Vec<Vec<Queue>> = ports.iter_mut().map(|p| p.queues()).collect();
+    let max_queues = per_port.iter().map(Vec::len).max().unwrap_or(0);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = cfg
+        .dataplane
+        .workers
+        .unwrap_or(cores)
+        .min(max_queues)
+        .max(1);
+    let mut assignments: Vec<Vec<(u8, Queue)>> = (0..workers).map(|_| Vec::new()).collect();
+    for (iface, queues) in per_port.iter_mut().enumerate() {
+        for (q, queue) in queues.drain(..).enumerate() {
+            assignments[q % workers].push((iface as u8, queue));
+        }
+    }
+    let names: Vec<String> = cfg.interfaces.iter().map(|i| i.name.clone()).collect();
+    let modes: Vec<String> = names
+        .iter()
+        .zip(&ports)
+        .map(|(n, p)| format!("{n}: {}", p.mode()))
+        .collect();
+    let start = Instant::now();
+
+    let result = crossbeam::scope(|s| {
+        let cpus = core_affinity::get_core_ids().unwrap_or_default();
+        for (w, queues) in assignments.into_iter().enumerate() {
+            let gw = Arc::clone(&gw);
+            let stop = Arc::clone(&stop);
+            let names = names.clone();
+            // Worker w on the last cores first: core 0 keeps the kernel's
+            // softirq work (veth NAPI, IRQs) when there is a choice.
+            let cpu = (cpus.len() > 1).then(|| cpus[cpus.len() - 1 - (w % cpus.len())]);
+            s.spawn(move |_| {
+                if let Some(c) = cpu {
+                    core_affinity::set_for_current(c);
+                }
+                worker_loop(w, gw, queues, &names, &stop, start);
+            });
+        }
+        println!("ready {}", modes.join("; "));
+        let _ = std::io::stdout().flush();
+        while !stop.load(Ordering::Relaxed) {
+            if reload.swap(false, Ordering::Relaxed) {
+                match crate::load_rules(&cfg.rules) {
+                    Ok(set) => match gw.install(&set) {
+                        Ok(()) => eprintln!("xdpgw: reloaded {}", cfg.rules.display()),
+                        Err(e) => {
+                            eprintln!("xdpgw: reload failed: {e}; the running rules stay in force")
+                        }
+                    },
+                    Err(e) => {
+                        eprintln!("{e}\nxdpgw: reload failed; the running rules stay in force")
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    if result.is_err() {
+        return Err("a worker thread panicked".into());
+    }
+    drop(ports);
+    eprintln!("xdpgw: stopped");
+    Ok(())
+}
+
+/// One worker: polls its queues, runs each frame through the pipeline,
+/// transmits, and does housekeeping between batches.
+fn worker_loop(
+    w: usize,
+    gw: Arc<Gateway>,
+    mut queues: Vec<(u8, Queue)>,
+    names: &[String],
+    stop: &AtomicBool,
+    start: Instant,
+) {
+    let mut worker = Worker::new(Arc::clone(&gw), w as u64 + 1);
+    let mut staging = Staging::new(BATCH * 2);
+    let mut idle_rounds = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        worker.begin_batch();
+        let now = start.elapsed().as_nanos() as u64;
+        let mut got = 0;
+        for i in 0..queues.len() {
+            let (left, right) = queues.split_at_mut(i);
+            let Some(((iface, q), rest)) = right.split_first_mut() else {
+                continue;
+            };
+            let iface = *iface;
+            got += q.rx_batch(BATCH, |frame, len| {
+                match worker.process(now, iface, frame, len, &mut staging) {
+                    Action::Forward { iface: out, len } if out == iface => RxVerdict::Tx(len),
+                    Action::Forward { iface: out, len } => {
+                        if let Some((_, other)) = left
+                            .iter_mut()
+                            .chain(rest.iter_mut())
+                            .find(|(o, _)| *o == out)
+                        {
+                            other.tx_copy(&frame[..len]);
+                        }
+                        RxVerdict::Drop
+                    }
+                    // The host path (issue: local services) is not there yet.
+                    Action::Host | Action::Drop(_) | Action::Consumed => RxVerdict::Drop,
+                }
+            });
+        }
+        worker.tick(now, &mut staging);
+        for k in 0..staging.used {
+            let (out, len, ref buf) = staging.frames[k];
+            if let Some((_, q)) = queues.iter_mut().find(|(o, _)| *o == out) {
+                q.tx_copy(&buf[..len]);
+            }
+        }
+        staging.used = 0;
+        for (_, q) in queues.iter_mut() {
+            q.flush();
+        }
+        drain_logs(&mut worker, names);
+        if got == 0 {
+            idle_rounds += 1;
+            if idle_rounds > 64 {
+                // Idle: sleep in poll() until a frame arrives, at most 10 ms so
+                // that timers (ARP, expiry) and the stop flag are served.
+                let refs: Vec<&Queue> = queues.iter().map(|(_, q)| q).collect();
+                port::wait_any(&refs, Duration::from_millis(10));
+            }
+        } else {
+            idle_rounds = 0;
+        }
+    }
+}
+
+/// LOG lines, formatted off the packet path, to stderr.
+fn drain_logs(worker: &mut Worker, names: &[String]) {
+    if worker.logs.is_empty() {
+        return;
+    }
+    let rules = Arc::clone(worker.rules().0);
+    let mut err = std::io::stderr().lock();
+    while let Some(e) = worker.logs.pop() {
+        let name = |i: Option<u8>| {
+            i.and_then(|i| names.get(usize::from(i)))
+                .map_or("", |s| s.as_str())
+        };
+        let prefix = rules
+            .logs
+            .get(e.log as usize)
+            .map_or("", |l| l.prefix.as_str());
+        let line = xdpgw_dataplane::log::format(
+            prefix,
+            name(e.in_iface),
+            name(e.out_iface),
+            0,
+            &e.bytes[..e.len],
+        );
+        let _ = writeln!(err, "{line}");
+    }
 }
