@@ -7,7 +7,7 @@
 set -euo pipefail
 
 need=()
-for pair in iptables-restore:iptables ip:iproute2 conntrack:conntrack tcpdump:tcpdump ethtool:ethtool; do
+for pair in iptables-restore:iptables ip:iproute2 conntrack:conntrack tcpdump:tcpdump ethtool:ethtool ping:iputils-ping python3:python3; do
     cmd=${pair%%:*}
     pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")

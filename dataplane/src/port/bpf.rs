@@ -125,6 +125,11 @@ fn bpf_error(op: &'static str, errno: Errno) -> PortError {
 
 /// Creates an XSKMAP of `entries` slots and loads the program for it.
 pub(crate) fn load(entries: u32) -> Result<Loaded, PortError> {
+    load_named(entries, PROG_NAME)
+}
+
+/// [`load`] under another program name (tests: a "foreign" program).
+pub(crate) fn load_named(entries: u32, name: &str) -> Result<Loaded, PortError> {
     use std::os::fd::AsRawFd;
     let map = sys::map_create(sys::BPF_MAP_TYPE_XSKMAP, entries.max(1), MAP_NAME)
         .map_err(|e| bpf_error("BPF_MAP_CREATE", e))?;
@@ -134,7 +139,7 @@ pub(crate) fn load(entries: u32) -> Result<Loaded, PortError> {
         sys::BPF_XDP,
         &insns,
         LICENSE,
-        PROG_NAME,
+        name,
         None,
     ) {
         Ok(prog) => prog,
@@ -147,7 +152,7 @@ pub(crate) fn load(entries: u32) -> Result<Loaded, PortError> {
                 sys::BPF_XDP,
                 &insns,
                 LICENSE,
-                PROG_NAME,
+                name,
                 Some(&mut log),
             );
             let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());

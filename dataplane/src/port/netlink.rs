@@ -103,7 +103,8 @@ impl Request {
     fn begin_nest(&mut self, kind: u16) -> &mut Self {
         self.nests.push(self.buf.len());
         self.buf.extend_from_slice(&0u16.to_ne_bytes());
-        self.buf.extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
+        self.buf
+            .extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
         self
     }
 
@@ -116,7 +117,7 @@ impl Request {
     }
 
     fn pad(&mut self) {
-        while self.buf.len() % 4 != 0 {
+        while self.buf.len() & 3 != 0 {
             self.buf.push(0);
         }
     }
@@ -234,7 +235,11 @@ fn parse_link(body: &[u8]) -> LinkState {
 
 /// Sends `req` and reads replies until an ack/error; returns the last
 /// RTM_NEWLINK seen (for GETLINK).
-fn transact(sock: &OwnedFd, req: Vec<u8>, want_ack: bool) -> Result<Option<LinkState>, NetlinkError> {
+fn transact(
+    sock: &OwnedFd,
+    req: Vec<u8>,
+    want_ack: bool,
+) -> Result<Option<LinkState>, NetlinkError> {
     sys::send(sock, &req)?;
     let mut buf = vec![0u8; 32 * 1024];
     let mut link = None;
@@ -321,11 +326,11 @@ mod tests {
     fn parses_link_with_one_generic_program() {
         let mut body = vec![0u8; 16];
         body[4..8].copy_from_slice(&9u32.to_ne_bytes());
-        let mut push = |kind: u16, payload: &[u8], out: &mut Vec<u8>| {
+        let push = |kind: u16, payload: &[u8], out: &mut Vec<u8>| {
             out.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
             out.extend_from_slice(&kind.to_ne_bytes());
             out.extend_from_slice(payload);
-            while out.len() % 4 != 0 {
+            while out.len() & 3 != 0 {
                 out.push(0);
             }
         };
@@ -354,7 +359,10 @@ mod tests {
         body.extend_from_slice(msg);
         let err = decode_error(NLM_F_ACK_TLVS, &body).expect_err("an error");
         assert_eq!(err.errno, libc::EBUSY);
-        assert_eq!(err.msg.as_deref(), Some("Can't replace active BPF XDP link"));
+        assert_eq!(
+            err.msg.as_deref(),
+            Some("Can't replace active BPF XDP link")
+        );
         assert_eq!(decode_error(0, &0i32.to_ne_bytes()), Ok(()));
     }
 }

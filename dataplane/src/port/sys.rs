@@ -9,7 +9,6 @@
 //!
 //! Errors are raw `errno` values; the callers turn them into
 //! [`PortError`](super::PortError)s that name the operation.
-#![allow(unsafe_code)]
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -593,6 +592,22 @@ pub(crate) fn kick_tx(fd: RawFd) -> Result<(), Errno> {
             0,
         )
     };
+    if ret < 0 {
+        Err(last_errno())
+    } else {
+        Ok(())
+    }
+}
+
+/// Sets FD_CLOEXEC on a descriptor someone else created.
+pub(crate) fn set_cloexec(fd: RawFd) -> Result<(), Errno> {
+    // SAFETY: fcntl(2) flag get/set on a descriptor; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(last_errno());
+    }
+    // SAFETY: as above.
+    let ret = unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) };
     if ret < 0 {
         Err(last_errno())
     } else {

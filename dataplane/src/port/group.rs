@@ -1,0 +1,387 @@
+//! [`PortGroup`]: several interfaces on shared UMEMs, for forwarding
+//! between them without copying.
+//!
+//! For each queue index `q`, one UMEM carries the sockets of every
+//! interface's queue `q` (the first socket registers it, the others bind
+//! with `XDP_SHARED_UMEM` to it: allowed across devices since Linux 5.10,
+//! each with its own fill and completion ring). One worker owns that
+//! [`GroupQueue`]: a frame received on `lan0` queue `q` can be put on
+//! `wan0` queue `q`'s TX ring as it is, since both rings address the same
+//! memory, and its completion comes back on `wan0`'s completion ring into the
+//! same free list. The free list is not shared between threads, so there is
+//! no lock: that is why the unit is "queue index `q` of every interface".
+//!
+//! In copy mode (veth, or any driver without zero-copy) the kernel still
+//! copies between the skb and the UMEM on both sides; what the group saves is
+//! the userspace memcpy of [`Queue::tx_copy`](super::Queue::tx_copy).
+
+use std::os::fd::{OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use xdpilone::xdp::XdpDesc;
+
+use super::queue::{wait_fds, FrameAccounting, QueueStats};
+use super::umem::{FramePool, UmemArea};
+use super::xsk::{self, Member, Xsk, BATCH};
+use super::{
+    attach, bpf, insert, lookup, open_umem, zero_copy_tries, Device, PortConfig, PortError,
+    PortMode, XdpAttach,
+};
+
+/// What to do with a frame received by a [`GroupQueue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardVerdict {
+    /// Transmit the first `len` bytes of the (possibly rewritten) buffer out
+    /// of the group's interface number `port` (any of them, including the
+    /// one it came from), without copying.
+    Tx {
+        /// Index of the interface in the group (order of `PortGroup::open`).
+        port: usize,
+        /// Bytes to send.
+        len: usize,
+    },
+    /// Return the frame to the pool.
+    Drop,
+}
+
+/// One interface of a group: its program and what we know of it.
+struct GroupPort {
+    _link: OwnedFd,
+    _prog: OwnedFd,
+    _map: OwnedFd,
+    ifname: String,
+    ifindex: u32,
+    mac: [u8; 6],
+    mtu: u16,
+    xdp: XdpAttach,
+}
+
+/// Several interfaces opened together, each queue index on one shared UMEM.
+/// Dropping it detaches the programs of all of them.
+pub struct PortGroup {
+    // Declared first, dropped first: programs before sockets.
+    ports: Vec<GroupPort>,
+    queues: Vec<GroupQueue>,
+    zero_copy: bool,
+    queue_count: u32,
+}
+
+impl PortGroup {
+    /// Opens every interface of `cfgs` (calling thread's namespace). The
+    /// group uses the first config's `zero_copy`, `frame_size` and `frames`
+    /// (frames per socket), and as many queues as the interface with fewest
+    /// (each `queues` setting capping its interface's count).
+    pub fn open(cfgs: &[PortConfig]) -> Result<PortGroup, PortError> {
+        let Some(first) = cfgs.first() else {
+            return Err(PortError::InvalidConfig {
+                what: "a port group needs at least one interface".into(),
+            });
+        };
+        struct Opening {
+            cfg: PortConfig,
+            dev: Device,
+            loaded: bpf::Loaded,
+        }
+        let mut opening: Vec<Opening> = Vec::with_capacity(cfgs.len());
+        let mut queue_count = u32::MAX;
+        for cfg in cfgs {
+            cfg.validate()?;
+            if opening.iter().any(|o| o.cfg.ifname == cfg.ifname) {
+                return Err(PortError::InvalidConfig {
+                    what: format!("{} is twice in the group", cfg.ifname),
+                });
+            }
+            let dev = lookup(cfg)?;
+            super::check_mtu(first, &dev)?;
+            queue_count = queue_count.min(cfg.queues.unwrap_or(dev.queues).min(dev.queues));
+            let loaded = bpf::load(dev.queues)?;
+            opening.push(Opening {
+                cfg: cfg.clone(),
+                dev,
+                loaded,
+            });
+        }
+        // Sockets first, programs last, as in `Port::open`.
+        let mut tries = zero_copy_tries(first.zero_copy);
+        let mut queues = Vec::with_capacity(queue_count as usize);
+        for queue_id in 0..queue_count {
+            let members: Vec<Member> = opening
+                .iter()
+                .map(|o| Member {
+                    ifname: o.cfg.ifname.clone(),
+                    ifindex: o.dev.ifindex,
+                    queue_id,
+                })
+                .collect();
+            let (mapping, xsks) = open_umem(&members, first.frame_size, first.frames, tries)?;
+            tries = if xsks.first().is_some_and(Xsk::zero_copy) {
+                &[true]
+            } else {
+                &[false]
+            };
+            for (xsk, o) in xsks.iter().zip(&opening) {
+                insert(&o.loaded.map, xsk, &o.cfg.ifname)?;
+            }
+            queues.push(GroupQueue::new(
+                xsks,
+                FramePool::new(UmemArea::new(Arc::clone(&mapping), first.frame_size)),
+                queue_id,
+            ));
+        }
+        let mut ports = Vec::with_capacity(opening.len());
+        for o in opening {
+            let (link, xdp) = attach(&o.loaded.prog, &o.dev, &o.cfg)?;
+            ports.push(GroupPort {
+                _link: link,
+                _prog: o.loaded.prog,
+                _map: o.loaded.map,
+                ifname: o.cfg.ifname,
+                ifindex: o.dev.ifindex,
+                mac: o.dev.mac,
+                mtu: o.dev.mtu,
+                xdp,
+            });
+        }
+        let zero_copy = queues
+            .first()
+            .is_some_and(|q| q.xsks.iter().all(Xsk::zero_copy));
+        Ok(PortGroup {
+            ports,
+            queues,
+            zero_copy,
+            queue_count,
+        })
+    }
+
+    /// Hands out the group's queues (once), one per queue index, each to be
+    /// owned by one worker.
+    pub fn queues(&mut self) -> Vec<GroupQueue> {
+        std::mem::take(&mut self.queues)
+    }
+
+    /// How many interfaces the group has.
+    pub fn len(&self) -> usize {
+        self.ports.len()
+    }
+
+    /// Whether the group is empty (never, once opened).
+    pub fn is_empty(&self) -> bool {
+        self.ports.is_empty()
+    }
+
+    /// The mode of interface `port`.
+    pub fn mode(&self, port: usize) -> Option<PortMode> {
+        self.ports.get(port).map(|p| PortMode {
+            xdp: p.xdp,
+            zero_copy: self.zero_copy,
+            queues: self.queue_count,
+        })
+    }
+
+    /// The name of interface `port`.
+    pub fn ifname(&self, port: usize) -> Option<&str> {
+        self.ports.get(port).map(|p| p.ifname.as_str())
+    }
+
+    /// The MAC address of interface `port`.
+    pub fn mac(&self, port: usize) -> Option<[u8; 6]> {
+        self.ports.get(port).map(|p| p.mac)
+    }
+
+    /// The MTU of interface `port`.
+    pub fn mtu(&self, port: usize) -> Option<u16> {
+        self.ports.get(port).map(|p| p.mtu)
+    }
+
+    /// The index of interface `port`.
+    pub fn ifindex(&self, port: usize) -> Option<u32> {
+        self.ports.get(port).map(|p| p.ifindex)
+    }
+}
+
+/// Queue index `q` of every interface of a group, on one UMEM.
+pub struct GroupQueue {
+    xsks: Vec<Xsk>,
+    pool: FramePool,
+    queue_id: u32,
+    fds: Vec<RawFd>,
+}
+
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<GroupQueue>();
+};
+
+impl GroupQueue {
+    fn new(mut xsks: Vec<Xsk>, mut pool: FramePool, queue_id: u32) -> GroupQueue {
+        for xsk in &mut xsks {
+            xsk.refill(&mut pool);
+        }
+        let fds = xsks.iter().map(Xsk::fd).collect();
+        GroupQueue {
+            xsks,
+            pool,
+            queue_id,
+            fds,
+        }
+    }
+
+    /// The queue index.
+    pub fn queue_id(&self) -> u32 {
+        self.queue_id
+    }
+
+    /// How many interfaces (sockets) this queue spans.
+    pub fn ports(&self) -> usize {
+        self.xsks.len()
+    }
+
+    /// Receives up to `max` frames from each interface in turn, calling
+    /// `f(port, frame, len)` (see [`Queue::rx_batch`](super::Queue::rx_batch)
+    /// for `frame` and `len`); frames `f` sends to a port go on that port's
+    /// TX ring as they are. Returns how many frames were received.
+    pub fn rx_batch(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(usize, &mut [u8], usize) -> ForwardVerdict,
+    ) -> usize {
+        let mut descs = [XdpDesc::default(); BATCH];
+        let mut total = 0;
+        for port in 0..self.xsks.len() {
+            let mut done = 0;
+            while done < max {
+                let want = (max - done).min(BATCH);
+                let n = self.xsks[port].receive(&mut descs[..want]);
+                for desc in &descs[..n] {
+                    let len = desc.len as usize;
+                    // SAFETY: the descriptor was just read off this socket's
+                    // RX ring: the kernel handed the frame to us, and nothing
+                    // else refers to it until we give it back below.
+                    let Some(frame) = (unsafe { self.pool.area.frame_mut(desc.addr, len) }) else {
+                        self.xsks[port].counters.rx_invalid += 1;
+                        self.pool.push(desc.addr);
+                        continue;
+                    };
+                    let cap = frame.len();
+                    match f(port, frame, len) {
+                        ForwardVerdict::Tx { port: out, len } if len > 0 && len <= cap => {
+                            match self.xsks.get_mut(out) {
+                                Some(xsk) => xsk.push_tx(
+                                    XdpDesc {
+                                        addr: desc.addr,
+                                        len: len as u32,
+                                        options: 0,
+                                    },
+                                    &mut self.pool,
+                                ),
+                                None => {
+                                    self.xsks[port].counters.tx_invalid += 1;
+                                    self.pool.push(desc.addr);
+                                }
+                            }
+                        }
+                        ForwardVerdict::Tx { .. } => {
+                            self.xsks[port].counters.tx_invalid += 1;
+                            self.pool.push(desc.addr);
+                        }
+                        ForwardVerdict::Drop => self.pool.push(desc.addr),
+                    }
+                }
+                done += n;
+                if n < want {
+                    break;
+                }
+            }
+            total += done;
+        }
+        for xsk in &mut self.xsks {
+            xsk.commit_pending(&mut self.pool);
+        }
+        self.debug_check();
+        total
+    }
+
+    /// Queues a copy of `frame` for transmission on interface `port`; see
+    /// [`Queue::tx_copy`](super::Queue::tx_copy).
+    pub fn tx_copy(&mut self, port: usize, frame: &[u8]) -> bool {
+        let len = frame.len();
+        let Some(xsk) = self.xsks.get_mut(port) else {
+            return false;
+        };
+        if len == 0 || len > self.pool.area.frame_size() as usize {
+            xsk.counters.tx_invalid += 1;
+            return false;
+        }
+        let addr = match self.pool.pop() {
+            Some(addr) => addr,
+            None => {
+                xsk.reap(&mut self.pool);
+                match self.pool.pop() {
+                    Some(addr) => addr,
+                    None => {
+                        xsk.counters.tx_full += 1;
+                        return false;
+                    }
+                }
+            }
+        };
+        // SAFETY: `addr` was just taken off the free list: no ring and no
+        // other reference holds it.
+        match unsafe { self.pool.area.frame_mut(addr, len) } {
+            Some(buf) => buf[..len].copy_from_slice(frame),
+            None => {
+                self.pool.push(addr);
+                xsk.counters.tx_invalid += 1;
+                return false;
+            }
+        }
+        let desc = XdpDesc {
+            addr,
+            len: len as u32,
+            options: 0,
+        };
+        xsk.push_tx(desc, &mut self.pool);
+        true
+    }
+
+    /// Commits, kicks, reaps and refills every socket of the queue. Reaps
+    /// all sockets before refilling any, so frames sent on one interface
+    /// can refill another's fill ring in the same call.
+    pub fn flush(&mut self) {
+        for xsk in &mut self.xsks {
+            xsk.commit_pending(&mut self.pool);
+            xsk.kick(&mut self.pool);
+        }
+        for xsk in &mut self.xsks {
+            xsk.refill(&mut self.pool);
+        }
+        self.debug_check();
+    }
+
+    /// Waits up to `timeout` for frames on any of the queue's sockets.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        wait_fds(&self.fds, timeout)
+    }
+
+    /// The counters of interface `port`'s socket.
+    pub fn stats(&self, port: usize) -> Option<QueueStats> {
+        self.xsks
+            .get(port)
+            .map(|x| QueueStats::from_parts(x.counters, x.kernel_stats()))
+    }
+
+    /// Where the shared UMEM's frames are.
+    pub fn frame_accounting(&self) -> FrameAccounting {
+        xsk::books(&self.pool, self.xsks.iter()).into()
+    }
+
+    fn debug_check(&self) {
+        debug_assert!(
+            self.frame_accounting().is_balanced(),
+            "frame accounting: {:?}",
+            self.frame_accounting()
+        );
+        debug_assert!(self.xsks.iter().all(Xsk::check_rings));
+    }
+}
