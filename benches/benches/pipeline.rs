@@ -89,7 +89,8 @@ fn worker(rules: &str, max_entries: usize) -> Worker {
     gw.neigh
         .learn(0, Ipv4Addr::new(192, 168, 10, 2), CLIENT_MAC);
     gw.neigh.learn(1, SERVER, SERVER_MAC);
-    gw.neigh.learn(1, Ipv4Addr::new(203, 0, 113, 254), SERVER_MAC);
+    gw.neigh
+        .learn(1, Ipv4Addr::new(203, 0, 113, 254), SERVER_MAC);
     Worker::new(gw, 1)
 }
 
@@ -190,7 +191,13 @@ fn new_connections(c: &mut Criterion) {
         // endpoint: one server would run out of ports at 64k).
         let client = Ipv4Addr::new(192, 168, 10, 2 + (k % 250) as u8);
         let server = Ipv4Addr::from(0xc633_0000 + (k % 65_536));
-        udp(client, 1024 + ((k / 250) % 60_000) as u16, server, 5001, true)
+        udp(
+            client,
+            1024 + ((k / 250) % 60_000) as u16,
+            server,
+            5001,
+            true,
+        )
     };
     let mut now = 10u64;
     let mut bufs = vec![vec![0u8; 2048]; BATCH];
