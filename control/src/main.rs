@@ -48,6 +48,12 @@ enum Command {
         /// The appliance configuration (TOML), e.g. conf/gateway.toml.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// When stopping, print to stderr what the gateway did: per-worker
+        /// counters and drop reasons, the conntrack table (in the
+        /// /proc/net/nf_conntrack format) and the rules with their counters
+        /// (in `iptables-save -c` form).
+        #[arg(long)]
+        report_on_exit: bool,
     },
     /// Build a throw-away lab (client, gateway, server in network
     /// namespaces), run the gateway with conf/gateway.toml, drive real
@@ -71,7 +77,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { files } => check(&files),
-        Command::Run { config } => run::main(&config),
+        Command::Run {
+            config,
+            report_on_exit,
+        } => run::main(&config, report_on_exit),
         Command::Demo { config } => demo::main(&config),
         Command::LabTool { args } => labtool::main(&args),
         Command::Save { file, counters } => match load_rules(&file) {

@@ -22,9 +22,10 @@ use crate::config::{Config, XdpModeConfig, ZeroCopyConfig};
 /// Frames a worker takes from one queue per round.
 const BATCH: usize = 64;
 
-/// Entry point of `xdpgw run --config FILE`.
-pub fn main(config: &Path) -> ExitCode {
-    match run(config) {
+/// Entry point of `xdpgw run --config FILE`; with `report`, a summary of
+/// what the gateway did is printed to stderr when it stops.
+pub fn main(config: &Path, report: bool) -> ExitCode {
+    match run(config, report) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("xdpgw run: {e}");
@@ -67,9 +68,9 @@ impl Emit for Staging {
     }
 }
 
-fn run(path: &Path) -> Result<(), String> {
+fn run(path: &Path, report: bool) -> Result<(), String> {
     let cfg = Config::load(path).map_err(|e| e.to_string())?;
-    let rules = crate::load_rules(&cfg.rules)
+    let mut rules = crate::load_rules(&cfg.rules)
         .map_err(|e| format!("{e}\n{}: rules not loaded", cfg.rules.display()))?;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -144,9 +145,10 @@ fn run(path: &Path) -> Result<(), String> {
         .zip(&ports)
         .map(|(n, p)| format!("{n}: {}", p.mode()))
         .collect();
-    let start = Instant::now();
+    let start = *START.get_or_init(Instant::now);
 
     let result = crossbeam::scope(|s| {
+        let mut handles = Vec::new();
         let cpus = core_affinity::get_core_ids().unwrap_or_default();
         for (w, queues) in assignments.into_iter().enumerate() {
             let gw = Arc::clone(&gw);
@@ -155,12 +157,12 @@ fn run(path: &Path) -> Result<(), String> {
             // Worker w on the last cores first: core 0 keeps the kernel's
             // softirq work (veth NAPI, IRQs) when there is a choice.
             let cpu = (cpus.len() > 1).then(|| cpus[cpus.len() - 1 - (w % cpus.len())]);
-            s.spawn(move |_| {
+            handles.push(s.spawn(move |_| {
                 if let Some(c) = cpu {
                     core_affinity::set_for_current(c);
                 }
-                worker_loop(w, gw, queues, &names, &stop, start);
-            });
+                worker_loop(w, gw, queues, &names, &stop, start)
+            }));
         }
         println!("ready {}", modes.join("; "));
         let _ = std::io::stdout().flush();
@@ -168,7 +170,10 @@ fn run(path: &Path) -> Result<(), String> {
             if reload.swap(false, Ordering::Relaxed) {
                 match crate::load_rules(&cfg.rules) {
                     Ok(set) => match gw.install(&set) {
-                        Ok(()) => eprintln!("xdpgw: reloaded {}", cfg.rules.display()),
+                        Ok(()) => {
+                            rules = set;
+                            eprintln!("xdpgw: reloaded {}", cfg.rules.display())
+                        }
                         Err(e) => {
                             eprintln!("xdpgw: reload failed: {e}; the running rules stay in force")
                         }
@@ -180,13 +185,128 @@ fn run(path: &Path) -> Result<(), String> {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        handles
+            .into_iter()
+            .map(|h| h.join().map_err(|_| ()))
+            .collect::<Result<Vec<WorkerReport>, ()>>()
     });
-    if result.is_err() {
+    let Ok(Ok(reports)) = result else {
         return Err("a worker thread panicked".into());
-    }
+    };
     drop(ports);
+    if report {
+        eprint!("{}", exit_report(&gw, &rules, &names, &reports));
+    }
     eprintln!("xdpgw: stopped");
     Ok(())
+}
+
+/// What a worker hands back when it stops.
+struct WorkerReport {
+    stats: xdpgw_dataplane::pipeline::WorkerStats,
+    rules: Arc<xdpgw_dataplane::classify::CompiledRuleSet>,
+    counters: Vec<(u64, u64)>,
+}
+
+/// The summary `--report-on-exit` prints: per-worker counters and drop
+/// reasons, the conntrack table as /proc/net/nf_conntrack shows it, and the
+/// rules with their counters in `iptables-save -c` form.
+fn exit_report(
+    gw: &Gateway,
+    rules: &xdpgw_dataplane::rule::RuleSet,
+    _names: &[String],
+    reports: &[WorkerReport],
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let current = gw.rules();
+    for (w, r) in reports.iter().enumerate() {
+        let st = &r.stats;
+        let _ = writeln!(
+            out,
+            "# worker {w}: rx {} forwarded {} host {} answered/held {} generated {} dropped {}",
+            st.rx,
+            st.forwarded,
+            st.host,
+            st.consumed,
+            st.emitted,
+            st.dropped()
+        );
+        for reason in xdpgw_dataplane::drop::DropReason::ALL {
+            let n = st.drop_count(*reason);
+            if n > 0 {
+                let _ = writeln!(out, "#   drop {}: {n}", reason.name());
+            }
+        }
+    }
+    let ct = &gw.conntrack;
+    let stats = ct.stats();
+    for reason in xdpgw_dataplane::conntrack::InvalidReason::ALL {
+        let n = stats.invalid_count(*reason);
+        if n > 0 {
+            let _ = writeln!(
+                out,
+                "# conntrack invalid {}: {n} ({})",
+                reason.name(),
+                reason.text()
+            );
+        }
+    }
+    let _ = writeln!(out, "# conntrack: {} entries", ct.len());
+    let now_ns = gw_now();
+    for e in ct.snapshot() {
+        let _ = writeln!(out, "{}", xdpgw_dataplane::conntrack::proc_line(&e, now_ns));
+    }
+    // Rule counters, summed over the workers that ran the current rule set.
+    let mut sums = vec![(0u64, 0u64); current.counters as usize];
+    for r in reports.iter().filter(|r| Arc::ptr_eq(&r.rules, &current)) {
+        for (s, c) in sums.iter_mut().zip(&r.counters) {
+            s.0 += c.0;
+            s.1 += c.1;
+        }
+    }
+    let _ = writeln!(out, "# rules with counters [packets:bytes]");
+    out.push_str(&crate::save::render_with(
+        &with_counters(rules, &sums),
+        true,
+    ));
+    out
+}
+
+/// The time the workers' clock shows (ns since start): set by `run`.
+fn gw_now() -> u64 {
+    START.get().map_or(0, |s| s.elapsed().as_nanos() as u64)
+}
+
+static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// A rule set with the compiled rule set's counters put back on its rules
+/// and chains (`classify::compile` numbers them table by table, chain by
+/// chain: each chain's rules, then its policy).
+pub fn with_counters(
+    set: &xdpgw_dataplane::rule::RuleSet,
+    counters: &[(u64, u64)],
+) -> xdpgw_dataplane::rule::RuleSet {
+    use xdpgw_dataplane::rule::Counters;
+    let mut set = set.clone();
+    let mut slot = 0usize;
+    let mut next = || {
+        let c = counters.get(slot).copied().unwrap_or((0, 0));
+        slot += 1;
+        Counters {
+            packets: c.0,
+            bytes: c.1,
+        }
+    };
+    for t in &mut set.tables {
+        for c in &mut t.chains {
+            for r in &mut c.rules {
+                r.counters = next();
+            }
+            c.counters = next();
+        }
+    }
+    set
 }
 
 /// One worker: polls its queues, runs each frame through the pipeline,
@@ -198,7 +318,7 @@ fn worker_loop(
     names: &[String],
     stop: &AtomicBool,
     start: Instant,
-) {
+) -> WorkerReport {
     let mut worker = Worker::new(Arc::clone(&gw), w as u64 + 1);
     let mut staging = Staging::new(BATCH * 2);
     let mut idle_rounds = 0u32;
@@ -253,6 +373,12 @@ fn worker_loop(
         } else {
             idle_rounds = 0;
         }
+    }
+    let (rules, eval) = worker.rules();
+    WorkerReport {
+        stats: worker.stats.clone(),
+        rules: Arc::clone(rules),
+        counters: eval.counters.clone(),
     }
 }
 
