@@ -1,10 +1,453 @@
-//! `xdpgw demo`: a lab with a client, the gateway and a server, real
-//! traffic through it, and a short report.
+//! `xdpgw demo`: a lab with two clients, the gateway and a server
+//! ([`crate::lab`]), real traffic through it, and a short report: what got
+//! through and what was refused or dropped, the address the server saw, the
+//! DSCP the client received, the gateway's conntrack table and rule
+//! counters.
+//!
+//! The lab is removed when the demo ends, also on Ctrl-C (SIGINT) or
+//! SIGTERM: the handler only sets a flag, every wait of the lab checks it
+//! and panics with [`lab::Interrupted`], and unwinding drops the lab. The
+//! lab's processes run in process groups of their own, so a Ctrl-C at the
+//! terminal reaches only the demo.
 
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
 
-pub fn main(_config: &Path) -> ExitCode {
-    eprintln!("xdpgw demo: not available yet");
-    ExitCode::FAILURE
+use crate::lab::{
+    self, check_interrupt, find_program, Backend, Lab, LabConfig, Process, CLIENT, GATEWAY_LAN,
+    GATEWAY_WAN, HOST_IF, SERVER,
+};
+
+/// Which gateway the demo runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoBackend {
+    /// `xdpgw run` with the configuration.
+    Xdpgw,
+    /// The Linux kernel with the same addresses, routes and rules, for
+    /// comparison.
+    Linux,
+}
+
+impl From<DemoBackend> for Backend {
+    fn from(b: DemoBackend) -> Backend {
+        match b {
+            DemoBackend::Xdpgw => Backend::Xdpgw,
+            DemoBackend::Linux => Backend::Linux,
+        }
+    }
+}
+
+/// The size of the demo's TCP transfer.
+const TRANSFER_BYTES: u64 = 10 * 1024 * 1024;
+
+/// Runs the demo; exit status 0 when every step went as
+/// `conf/gateway.rules` says it should, 1 otherwise, 130 when interrupted.
+pub fn main(config: &Path, backend: DemoBackend) -> ExitCode {
+    let backend = Backend::from(backend);
+    if let Err(missing) = preconditions(backend) {
+        eprintln!("xdpgw demo: needs {missing}");
+        return ExitCode::FAILURE;
+    }
+    let xdpgw = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("xdpgw demo: cannot find its own binary: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&flag)) {
+            eprintln!("xdpgw demo: cannot install a signal handler: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    lab::interrupt_on(flag);
+
+    // Lab steps panic when they fail or are interrupted; unwinding removes
+    // the lab. Report the panic's message alone, without the hook's noise.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|info| {
+        if info.payload().is::<lab::Interrupted>() {
+            return;
+        }
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("(no message)");
+        eprintln!("xdpgw demo: {msg}");
+    }));
+    let cfg = LabConfig {
+        backend,
+        config: config.to_path_buf(),
+        xdpgw,
+        // Its conntrack table and rule counters, printed when it stops.
+        run_args: vec!["--report-on-exit".to_owned()],
+    };
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| demo(&cfg)));
+    std::panic::set_hook(hook);
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            println!("\nsome results differ from what the rules say (marked UNEXPECTED)");
+            ExitCode::FAILURE
+        }
+        Err(p) if p.is::<lab::Interrupted>() => {
+            eprintln!("xdpgw demo: interrupted; the lab has been removed");
+            ExitCode::from(130)
+        }
+        Err(_) => {
+            eprintln!("xdpgw demo: failed; the lab has been removed");
+            if backend == Backend::Xdpgw {
+                eprintln!("(`xdpgw demo --backend linux` runs the same demo through Linux)");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Root and the programs the lab runs; Err names what is missing.
+fn preconditions(backend: Backend) -> Result<(), String> {
+    let mut missing = Vec::new();
+    match lab::effective_uid() {
+        Some(0) => {}
+        _ => missing.push("root".to_owned()),
+    }
+    let mut programs = vec!["ip", "ethtool", "tcpdump", "ping", "kill"];
+    if backend == Backend::Linux {
+        programs.extend(["iptables-restore", "iptables-save", "conntrack"]);
+    }
+    for p in programs {
+        if find_program(p).is_none() {
+            missing.push(format!("the `{p}` program"));
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(missing.join(", "))
+    }
+}
+
+/// One line of the report.
+struct Row {
+    what: &'static str,
+    /// What happened, first word `got through`, `refused` or `dropped`.
+    result: String,
+    expected: bool,
+}
+
+fn print_row(row: &Row) {
+    let mark = if row.expected { "" } else { "   <- UNEXPECTED" };
+    println!("  {:<44} {}{mark}", row.what, row.result);
+}
+
+/// Builds the lab, drives the traffic, prints the report; true when every
+/// result is the expected one.
+fn demo(cfg: &LabConfig) -> bool {
+    println!(
+        "xdpgw demo: gateway {} with {}",
+        match cfg.backend {
+            Backend::Xdpgw => "xdpgw run",
+            Backend::Linux => "Linux (the same rules via iptables-restore)",
+        },
+        cfg.config.display()
+    );
+    println!(
+        "lab: client {CLIENT} (and client2) -- lan0 {GATEWAY_LAN} [gateway] wan0 {GATEWAY_WAN} \
+         -- server {SERVER}"
+    );
+    let mut lab = Lab::gateway_lab(cfg);
+    match lab.backend() {
+        Backend::Xdpgw => println!(
+            "gateway ready: xdpgw run --config {}",
+            lab.config_path().display()
+        ),
+        Backend::Linux => println!("gateway ready: Linux"),
+    }
+    println!();
+    let steps: [fn(&Lab) -> Row; 7] = [
+        ping_through,
+        ping_gateway,
+        tcp_transfer,
+        udp_exchange,
+        smtp_rejected,
+        inbound_dropped,
+        https_dscp,
+    ];
+    let mut all_expected = true;
+    for step in steps {
+        check_interrupt();
+        let row = step(&lab);
+        print_row(&row);
+        all_expected &= row.expected;
+    }
+    check_interrupt();
+    println!();
+    gateway_views(&mut lab);
+    all_expected
+}
+
+fn ping_through(lab: &Lab) -> Row {
+    let p = lab.ping(lab.client(), SERVER, 3, &[]);
+    let ttl = p.replies.first().map_or(0, |r| r.1);
+    Row {
+        what: "ping client -> 203.0.113.254 (through)",
+        result: if p.received > 0 {
+            format!(
+                "got through: {}/{} replies, ttl {ttl}",
+                p.received, p.transmitted
+            )
+        } else {
+            format!("dropped: 0/{} replies", p.transmitted)
+        },
+        expected: p.received == p.transmitted && ttl == 63,
+    }
+}
+
+fn ping_gateway(lab: &Lab) -> Row {
+    let p = lab.ping(lab.client(), GATEWAY_LAN, 3, &[]);
+    Row {
+        what: "ping client -> 192.168.10.1 (the gateway)",
+        result: if p.received > 0 {
+            format!("got through: {}/{} replies", p.received, p.transmitted)
+        } else {
+            format!("dropped: 0/{} replies", p.transmitted)
+        },
+        expected: p.received == p.transmitted,
+    }
+}
+
+/// The first `peer=IP:PORT` a server printed, waiting a few seconds.
+fn peer_seen(server: &mut Process) -> Option<String> {
+    // The server prints the peer when it accepts, before it serves: the line
+    // is on its way by the time the client has its answer.
+    server
+        .try_wait_line(Duration::from_secs(5), |l| l.starts_with("peer="))
+        .map(|l| l["peer=".len()..].to_owned())
+}
+
+/// Every `peer=` line of a server, after stopping it.
+fn peers_of(server: Process) -> Vec<String> {
+    server
+        .kill()
+        .stdout
+        .iter()
+        .filter_map(|l| l.strip_prefix("peer=").map(str::to_owned))
+        .collect()
+}
+
+fn tcp_transfer(lab: &Lab) -> Row {
+    let mut server = lab.serve(lab.server(), &["tcp-serve", "8080"]);
+    let n = TRANSFER_BYTES.to_string();
+    let got = lab.tool_result(
+        lab.client(),
+        &[
+            "tcp-get",
+            &SERVER.to_string(),
+            "8080",
+            &n,
+            "--timeout",
+            "20",
+        ],
+        Duration::from_secs(180),
+    );
+    let peer = peer_seen(&mut server).unwrap_or_else(|| "nothing".into());
+    let ok = got.starts_with("ok ");
+    Row {
+        what: "TCP client -> server:8080, 10 MiB",
+        result: if ok {
+            format!("got through: {n} bytes verified; server saw {peer}")
+        } else {
+            format!("failed: {got}")
+        },
+        expected: ok && peer.starts_with(&format!("{GATEWAY_WAN}:")),
+    }
+}
+
+fn udp_exchange(lab: &Lab) -> Row {
+    let mut server = lab.serve(lab.server(), &["udp-echo", "7777"]);
+    let got = lab.tool_result(
+        lab.client(),
+        &["udp-req", &SERVER.to_string(), "7777", "--timeout", "10"],
+        Duration::from_secs(60),
+    );
+    let peer = peer_seen(&mut server).unwrap_or_else(|| "nothing".into());
+    let ok = got.starts_with("ok");
+    Row {
+        what: "UDP client -> server:7777",
+        result: if ok {
+            format!("got through: echo received; server saw {peer}")
+        } else {
+            format!("dropped: {got}")
+        },
+        expected: ok && peer.starts_with(&format!("{GATEWAY_WAN}:")),
+    }
+}
+
+fn smtp_rejected(lab: &Lab) -> Row {
+    let server = lab.serve(lab.server(), &["tcp-serve", "25"]);
+    let got = lab.tool_result(
+        lab.client(),
+        &["tcp-connect", &SERVER.to_string(), "25", "--timeout", "5"],
+        Duration::from_secs(60),
+    );
+    let peers = peers_of(server);
+    let result = match got.as_str() {
+        "refused" => "refused: connection reset by the gateway (REJECT tcp-reset)".to_owned(),
+        other => format!("{other}; server saw {peers:?}"),
+    };
+    Row {
+        what: "TCP client -> server:25 (mail)",
+        result,
+        expected: got == "refused" && peers.is_empty(),
+    }
+}
+
+fn inbound_dropped(lab: &Lab) -> Row {
+    let client = lab.serve(lab.client(), &["tcp-serve", "8080"]);
+    let got = lab.tool_result(
+        lab.server(),
+        &["tcp-connect", &CLIENT.to_string(), "8080", "--timeout", "3"],
+        Duration::from_secs(60),
+    );
+    let peers = peers_of(client);
+    let result = match got.as_str() {
+        "timeout" => "dropped: no answer within 3 s (FORWARD policy)".to_owned(),
+        other => format!("{other}; client saw {peers:?}"),
+    };
+    Row {
+        what: "TCP server -> client:8080 (inbound)",
+        result,
+        expected: got == "timeout" && peers.is_empty(),
+    }
+}
+
+fn https_dscp(lab: &Lab) -> Row {
+    let _server = lab.serve(lab.server(), &["tcp-serve", "443"]);
+    let capture = lab.capture(lab.client(), HOST_IF, 2, "tcp and src port 443");
+    let got = lab.tool_result(
+        lab.client(),
+        &[
+            "tcp-get",
+            &SERVER.to_string(),
+            "443",
+            "100000",
+            "--timeout",
+            "10",
+        ],
+        Duration::from_secs(60),
+    );
+    let done = capture.wait(Duration::from_secs(30));
+    let packets = lab::parse_tcpdump_verbose(&done.stdout);
+    let mut tos: Vec<u8> = packets.iter().map(|p| p.tos).collect();
+    tos.dedup();
+    let result = match tos.as_slice() {
+        [t] => format!(
+            "got through; replies carried DSCP {} (tos {t:#04x})",
+            t >> 2
+        ),
+        _ => format!("{got}; tos values seen {tos:?}"),
+    };
+    Row {
+        what: "TCP client -> server:443 (HTTPS)",
+        result,
+        expected: got.starts_with("ok ") && tos == [0xb8],
+    }
+}
+
+/// The gateway's conntrack table and rule counters: Linux's own tools for
+/// the Linux backend; for xdpgw, the report it prints on stderr when it
+/// stops (`xdpgw run --report-on-exit`).
+fn gateway_views(lab: &mut Lab) {
+    match lab.backend() {
+        Backend::Linux => {
+            let gw = lab.gateway();
+            let conntrack = gw.exec(&["conntrack", "-L"]);
+            println!("conntrack table (conntrack -L in the gateway):");
+            for l in String::from_utf8_lossy(&conntrack.stdout).lines() {
+                println!("  {l}");
+            }
+            println!("rule counters (iptables-save -c in the gateway, rules that matched):");
+            print_counters(gw.exec_ok(&["iptables-save", "-c"]).lines());
+        }
+        Backend::Xdpgw => {
+            let report = lab.stop_gateway().map(|d| d.stderr).unwrap_or_default();
+            print_xdpgw_report(&report);
+        }
+    }
+}
+
+/// The rules of `iptables-save -c` output that matched, with their table.
+fn print_counters<'a>(save: impl Iterator<Item = &'a str>) {
+    let mut table = "";
+    for l in save {
+        if let Some(t) = l.strip_prefix('*') {
+            table = t;
+        } else if l.starts_with('[') && !l.starts_with("[0:0]") {
+            println!("  {table:<7} {l}");
+        }
+    }
+}
+
+/// Prints the report of `xdpgw run --report-on-exit`: its drop reasons,
+/// conntrack table (`/proc/net/nf_conntrack` lines), rule counters
+/// (`iptables-save -c` form) and the lines its LOG rules wrote; "not
+/// available yet" for a part it did not print.
+fn print_xdpgw_report(report: &[String]) {
+    let workers: Vec<&String> = report
+        .iter()
+        .filter(|l| l.starts_with("# worker") || l.starts_with("#   "))
+        .collect();
+    let conntrack: Vec<&String> = report.iter().filter(|l| l.starts_with("ipv4 ")).collect();
+    let logged: Vec<&String> = report.iter().filter(|l| l.contains(" IN=")).collect();
+    let counters_at = report
+        .iter()
+        .position(|l| l.starts_with("# rules with counters"));
+    if workers.is_empty() {
+        println!("drop reasons: not available yet");
+    } else {
+        println!("packets and drop reasons (xdpgw):");
+        for l in workers {
+            println!("  {}", l.trim_start_matches("# "));
+        }
+    }
+    if report.iter().any(|l| l.starts_with("# conntrack")) {
+        println!("conntrack table (xdpgw, when it stopped):");
+        for l in conntrack {
+            println!("  {l}");
+        }
+    } else {
+        println!("conntrack table: not available yet");
+    }
+    match counters_at {
+        Some(at) => {
+            println!("rule counters (xdpgw, rules that matched):");
+            print_counters(report[at + 1..].iter().map(String::as_str));
+        }
+        None => println!("rule counters: not available yet"),
+    }
+    if !logged.is_empty() {
+        println!("logged by -j LOG (xdpgw):");
+        for l in logged {
+            println!("  {l}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backends_map() {
+        assert_eq!(Backend::from(DemoBackend::Linux), Backend::Linux);
+        assert_eq!(Backend::from(DemoBackend::Xdpgw), Backend::Xdpgw);
+    }
 }

@@ -2,6 +2,7 @@
 //! and `iptables` command scripts), its validation, and canonical printing.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod config;
 pub mod demo;
 pub mod lab;

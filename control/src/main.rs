@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use xdpgw_control::api::{self, Request};
 use xdpgw_control::{demo, labtool, load_rules, run, save};
 
 /// xdpgw: a userspace IPv4 router/NAT gateway over AF_XDP that runs
@@ -31,14 +32,115 @@ enum Command {
     /// Print a rule file in canonical iptables-save form: byte for byte what
     /// Linux's iptables-save prints after iptables-restore of the same rules
     /// (without its '#' header and footer lines).
+    ///
+    /// Without FILE, prints the running gateway's rules (found with
+    /// --config or --socket), with their live counters under -c.
     Save {
-        /// The rule file.
+        /// The rule file; without it, the running gateway's rules.
         #[arg(value_name = "FILE")]
-        file: PathBuf,
+        file: Option<PathBuf>,
         /// Print chain and rule counters, as `iptables-save -c` does (from
-        /// the file; live counters come with a running gateway).
+        /// the file, or live from the running gateway).
         #[arg(short = 'c', long = "counters")]
         counters: bool,
+        /// Only this table (running gateway).
+        #[arg(short = 't', long = "table", value_name = "TABLE")]
+        table: Option<String>,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+    /// Reload the running gateway's rules: parse, check and compile the
+    /// file away from the workers, then switch to it at once. Connections,
+    /// NAT bindings and the counters of unchanged rules are kept. A file with
+    /// errors is refused (each error as FILE:LINE:COLUMN) and the running
+    /// rules stay in force: exit status 1.
+    Reload {
+        /// The rules to load (default: the configuration's `rules` file).
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+    /// List the running gateway's rules in the layout of `iptables -L`, with
+    /// live counters under -v.
+    List {
+        /// The table (default: filter).
+        #[arg(
+            short = 't',
+            long = "table",
+            value_name = "TABLE",
+            default_value = "filter"
+        )]
+        table: String,
+        /// Show counters, interfaces and policy counters.
+        #[arg(short = 'v', long = "verbose")]
+        verbose: bool,
+        /// Numeric addresses, ports and protocols.
+        #[arg(short = 'n', long = "numeric")]
+        numeric: bool,
+        /// Exact counter values (no K/M/G).
+        #[arg(short = 'x', long = "exact")]
+        exact: bool,
+        /// Number the rules.
+        #[arg(long = "line-numbers")]
+        line_numbers: bool,
+        /// Only this chain.
+        #[arg(value_name = "CHAIN")]
+        chain: Option<String>,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+    /// Reset the running gateway's rule and policy counters (every table,
+    /// or the one given with -t; every chain, or the one given).
+    Zero {
+        #[arg(short = 't', long = "table", value_name = "TABLE")]
+        table: Option<String>,
+        #[arg(value_name = "CHAIN")]
+        chain: Option<String>,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+    /// Per worker, queue and interface: packets received, forwarded, sent,
+    /// and dropped by reason.
+    Stats {
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+    /// The running gateway's connection tracking table: -L lists entries in
+    /// the /proc/net/nf_conntrack format, -D deletes the matching ones, -F
+    /// flushes, -C counts, -S prints statistics.
+    #[command(group(clap::ArgGroup::new("action").required(true).args(["dump", "delete", "flush", "count", "stats"])))]
+    Conntrack {
+        /// List entries.
+        #[arg(short = 'L', long = "dump")]
+        dump: bool,
+        /// Delete matching entries.
+        #[arg(short = 'D', long = "delete")]
+        delete: bool,
+        /// Delete every entry.
+        #[arg(short = 'F', long = "flush")]
+        flush: bool,
+        /// Count (matching) entries.
+        #[arg(short = 'C', long = "count")]
+        count: bool,
+        /// Statistics: found, new, invalid (per reason), insert failures,
+        /// drops, early drops.
+        #[arg(short = 'S', long = "stats")]
+        stats: bool,
+        /// Protocol (tcp, udp, icmp, a number).
+        #[arg(short = 'p', long = "proto", value_name = "PROTO")]
+        proto: Option<String>,
+        /// Source address of the original direction.
+        #[arg(short = 's', long = "src", alias = "orig-src", value_name = "ADDR")]
+        src: Option<String>,
+        /// Destination address of the original direction.
+        #[arg(short = 'd', long = "dst", alias = "orig-dst", value_name = "ADDR")]
+        dst: Option<String>,
+        /// TCP state (e.g. ESTABLISHED, TIME_WAIT).
+        #[arg(long = "state", value_name = "STATE")]
+        state: Option<String>,
+        #[command(flatten)]
+        gateway: GatewayArgs,
     },
     /// Run the gateway: take over the configuration's interfaces with
     /// AF_XDP, load its rules, forward. Prints a line starting with `ready`
@@ -63,6 +165,10 @@ enum Command {
         /// The configuration to run (its rules file is next to it).
         #[arg(long, value_name = "FILE", default_value = "conf/gateway.toml")]
         config: PathBuf,
+        /// What forwards: xdpgw, or the Linux kernel with the same
+        /// addresses, routes and rules (for comparison).
+        #[arg(long, value_enum, default_value = "xdpgw")]
+        backend: demo::DemoBackend,
     },
     /// Traffic tools the lab runs inside its namespaces (servers and
     /// clients that report what they saw). Used by `xdpgw demo` and the tests.
@@ -73,6 +179,29 @@ enum Command {
     },
 }
 
+/// How a command finds the running gateway.
+#[derive(Args)]
+struct GatewayArgs {
+    /// The gateway's configuration: its `control_socket` is used.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The control socket (overrides --config; default /run/xdpgw.sock).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+}
+
+impl GatewayArgs {
+    fn call(&self, req: &Request) -> ExitCode {
+        match api::socket_path(self.socket.as_deref(), self.config.as_deref()) {
+            Ok(path) => api::run_command(&path, req),
+            Err(e) => {
+                eprintln!("xdpgw: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -81,9 +210,13 @@ fn main() -> ExitCode {
             config,
             report_on_exit,
         } => run::main(&config, report_on_exit),
-        Command::Demo { config } => demo::main(&config),
+        Command::Demo { config, backend } => demo::main(&config, backend),
         Command::LabTool { args } => labtool::main(&args),
-        Command::Save { file, counters } => match load_rules(&file) {
+        Command::Save {
+            file: Some(file),
+            counters,
+            ..
+        } => match load_rules(&file) {
             Ok(set) => {
                 print!("{}", save::render_with(&set, counters));
                 ExitCode::SUCCESS
@@ -93,6 +226,76 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Save {
+            file: None,
+            counters,
+            table,
+            gateway,
+        } => gateway.call(
+            &Request::new("save")
+                .flag("counters", counters)
+                .opt("table", table),
+        ),
+        Command::Reload { rules, gateway } => {
+            // The gateway runs elsewhere: send it an absolute path.
+            let rules = rules.map(|r| std::path::absolute(&r).unwrap_or(r));
+            gateway
+                .call(&Request::new("reload").opt("file", rules.map(|r| r.display().to_string())))
+        }
+        Command::List {
+            table,
+            verbose,
+            numeric,
+            exact,
+            line_numbers,
+            chain,
+            gateway,
+        } => gateway.call(
+            &Request::new("list")
+                .arg("table", table)
+                .flag("verbose", verbose)
+                .flag("numeric", numeric)
+                .flag("exact", exact)
+                .flag("line_numbers", line_numbers)
+                .opt("chain", chain),
+        ),
+        Command::Zero {
+            table,
+            chain,
+            gateway,
+        } => gateway.call(&Request::new("zero").opt("table", table).opt("chain", chain)),
+        Command::Stats { gateway } => gateway.call(&Request::new("stats")),
+        Command::Conntrack {
+            dump: _,
+            delete,
+            flush,
+            count,
+            stats,
+            proto,
+            src,
+            dst,
+            state,
+            gateway,
+        } => {
+            let command = if delete {
+                "ct-delete"
+            } else if flush {
+                "ct-flush"
+            } else if count {
+                "ct-count"
+            } else if stats {
+                "ct-stats"
+            } else {
+                "ct-list"
+            };
+            gateway.call(
+                &Request::new(command)
+                    .opt("proto", proto)
+                    .opt("src", src)
+                    .opt("dst", dst)
+                    .opt("state", state),
+            )
+        }
     }
 }
 

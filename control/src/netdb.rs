@@ -122,6 +122,16 @@ pub fn service_port_any(name: &str) -> Option<u16> {
         .map(|(_, port, _)| *port)
 }
 
+/// The service name of a port for a protocol ("tcp", "udp"), as
+/// `getservbyport` finds it in /etc/services.
+pub fn service_name(port: u16, proto: &str) -> Option<String> {
+    services()
+        .entries
+        .iter()
+        .find(|(_, p, pr)| *p == port && pr == proto)
+        .map(|(n, _, _)| n.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

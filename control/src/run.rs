@@ -1,8 +1,9 @@
 //! `xdpgw run`: the gateway itself. Opens an AF_XDP port on every
 //! configured interface, builds the shared gateway (rules, conntrack,
 //! routes, neighbours), and runs one worker thread per core, each owning one
-//! queue of every interface; the main thread waits for signals (SIGINT and
-//! SIGTERM stop, SIGHUP reloads the rules).
+//! queue of every interface; a control thread serves the control socket
+//! (`crate::api`); the main thread waits for signals (SIGINT and SIGTERM
+//! stop, SIGHUP reloads the rules as `xdpgw reload` does).
 
 use std::io::Write;
 use std::path::Path;
@@ -17,6 +18,7 @@ use xdpgw_dataplane::pipeline::{
 };
 use xdpgw_dataplane::port::{self, Port, PortConfig, Queue, RxVerdict, XdpMode, ZeroCopy};
 
+use crate::api::server::{Control, ControlSocket, WorkerPublished};
 use crate::config::{Config, XdpModeConfig, ZeroCopyConfig};
 
 /// Frames a worker takes from one queue per round.
@@ -70,7 +72,7 @@ impl Emit for Staging {
 
 fn run(path: &Path, report: bool) -> Result<(), String> {
     let cfg = Config::load(path).map_err(|e| e.to_string())?;
-    let mut rules = crate::load_rules(&cfg.rules)
+    let rules = crate::load_rules(&cfg.rules)
         .map_err(|e| format!("{e}\n{}: rules not loaded", cfg.rules.display()))?;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -146,14 +148,34 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
         .map(|(n, p)| format!("{n}: {}", p.mode()))
         .collect();
     let start = *START.get_or_init(Instant::now);
+    let published: Vec<Arc<WorkerPublished>> = assignments
+        .iter()
+        .map(|qs| {
+            Arc::new(WorkerPublished::new(
+                qs.iter().map(|(i, q)| (*i, q.queue_id())).collect(),
+            ))
+        })
+        .collect();
+    let control = Control {
+        gw: Arc::clone(&gw),
+        rules_file: cfg.rules.clone(),
+        state: std::sync::Mutex::new(rules),
+        workers: published.clone(),
+        names: names.clone(),
+        now: gw_now,
+    };
+    // The ports are open: now the control socket (removed when dropped).
+    let socket = ControlSocket::bind(&cfg.control_socket)?;
 
     let result = crossbeam::scope(|s| {
         let mut handles = Vec::new();
         let cpus = core_affinity::get_core_ids().unwrap_or_default();
+        let server = s.spawn(|_| socket.serve(&control, &stop));
         for (w, queues) in assignments.into_iter().enumerate() {
             let gw = Arc::clone(&gw);
             let stop = Arc::clone(&stop);
             let names = names.clone();
+            let publish = Arc::clone(&published[w]);
             // Worker w on the last cores first: core 0 keeps the kernel's
             // softirq work (veth NAPI, IRQs) when there is a choice.
             let cpu = (cpus.len() > 1).then(|| cpus[cpus.len() - 1 - (w % cpus.len())]);
@@ -161,30 +183,30 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
                 if let Some(c) = cpu {
                     core_affinity::set_for_current(c);
                 }
-                worker_loop(w, gw, queues, &names, &stop, start)
+                worker_loop(w, gw, queues, &names, &stop, start, &publish)
             }));
         }
         println!("ready {}", modes.join("; "));
         let _ = std::io::stdout().flush();
         while !stop.load(Ordering::Relaxed) {
             if reload.swap(false, Ordering::Relaxed) {
-                match crate::load_rules(&cfg.rules) {
-                    Ok(set) => match gw.install(&set) {
-                        Ok(()) => {
-                            rules = set;
-                            eprintln!("xdpgw: reloaded {}", cfg.rules.display())
-                        }
-                        Err(e) => {
-                            eprintln!("xdpgw: reload failed: {e}; the running rules stay in force")
-                        }
-                    },
-                    Err(e) => {
-                        eprintln!("{e}\nxdpgw: reload failed; the running rules stay in force")
-                    }
+                match control.reload(None) {
+                    Ok(r) => eprintln!(
+                        "xdpgw: reloaded {} ({} rules, in force after {:.1} ms)",
+                        r.file.display(),
+                        r.rules,
+                        r.in_force.as_secs_f64() * 1e3
+                    ),
+                    Err(lines) => eprintln!(
+                        "{}\nxdpgw: reload failed; the running rules stay in force",
+                        lines.join("\n")
+                    ),
                 }
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        ControlSocket::wake(socket.path());
+        let _ = server.join();
         handles
             .into_iter()
             .map(|h| h.join().map_err(|_| ()))
@@ -193,8 +215,14 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
     let Ok(Ok(reports)) = result else {
         return Err("a worker thread panicked".into());
     };
+    drop(socket);
     drop(ports);
     if report {
+        let rules = control
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         eprint!("{}", exit_report(&gw, &rules, &names, &reports));
     }
     eprintln!("xdpgw: stopped");
@@ -204,8 +232,6 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
 /// What a worker hands back when it stops.
 struct WorkerReport {
     stats: xdpgw_dataplane::pipeline::WorkerStats,
-    rules: Arc<xdpgw_dataplane::classify::CompiledRuleSet>,
-    counters: Vec<(u64, u64)>,
 }
 
 /// The summary `--report-on-exit` prints: per-worker counters and drop
@@ -257,14 +283,8 @@ fn exit_report(
     for e in ct.snapshot() {
         let _ = writeln!(out, "{}", xdpgw_dataplane::conntrack::proc_line(&e, now_ns));
     }
-    // Rule counters, summed over the workers that ran the current rule set.
-    let mut sums = vec![(0u64, 0u64); current.counters as usize];
-    for r in reports.iter().filter(|r| Arc::ptr_eq(&r.rules, &current)) {
-        for (s, c) in sums.iter_mut().zip(&r.counters) {
-            s.0 += c.0;
-            s.1 += c.1;
-        }
-    }
+    // Rule counters, summed over the workers (live: `classify::RuleCounters`).
+    let sums = current.live.totals();
     let _ = writeln!(out, "# rules with counters [packets:bytes]");
     out.push_str(&crate::save::render_with(
         &with_counters(rules, &sums),
@@ -318,10 +338,12 @@ fn worker_loop(
     names: &[String],
     stop: &AtomicBool,
     start: Instant,
+    publish: &WorkerPublished,
 ) -> WorkerReport {
     let mut worker = Worker::new(Arc::clone(&gw), w as u64 + 1);
     let mut staging = Staging::new(BATCH * 2);
     let mut idle_rounds = 0u32;
+    let mut published_queues = 0u64;
     while !stop.load(Ordering::Relaxed) {
         worker.begin_batch();
         let now = start.elapsed().as_nanos() as u64;
@@ -362,6 +384,18 @@ fn worker_loop(
             q.flush();
         }
         drain_logs(&mut worker, names);
+        // Counters for the control thread: the worker's after every batch
+        // that did something, the queues' (a system call each) every 200 ms.
+        if got > 0 {
+            publish.publish(&worker.stats);
+        }
+        if now.saturating_sub(published_queues) >= 200_000_000 {
+            published_queues = now;
+            publish.publish(&worker.stats);
+            for (k, (_, q)) in queues.iter().enumerate() {
+                publish.publish_queue(k, &q.stats());
+            }
+        }
         if got == 0 {
             idle_rounds += 1;
             if idle_rounds > 64 {
@@ -374,11 +408,12 @@ fn worker_loop(
             idle_rounds = 0;
         }
     }
-    let (rules, eval) = worker.rules();
+    publish.publish(&worker.stats);
+    for (k, (_, q)) in queues.iter().enumerate() {
+        publish.publish_queue(k, &q.stats());
+    }
     WorkerReport {
         stats: worker.stats.clone(),
-        rules: Arc::clone(rules),
-        counters: eval.counters.clone(),
     }
 }
 

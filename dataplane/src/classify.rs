@@ -4,7 +4,8 @@
 //! shared by all of them; nothing on the packet path looks at a string.
 
 use std::net::Ipv4Addr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::rule::{
     AddrRange, Hook, IcmpType, IfaceMatch, Inv, Ipv4Net, Limit, Log, Match, MultiportDir, NatRange,
@@ -258,8 +259,12 @@ pub struct CompiledRuleSet {
     /// The interface names, by index, that `-i`/`-o` were resolved against.
     pub ifaces: Box<[String]>,
     pub logs: Box<[Log]>,
-    /// Counter slots: one per rule and one per built-in chain policy.
+    /// Counter slots: one per rule and one per chain (its policy, for a
+    /// built-in chain).
     pub counters: u32,
+    /// The live packet and byte counters of those slots: one stripe per
+    /// worker, readable by the control plane while the workers count.
+    pub live: RuleCounters,
     /// Token buckets of `-m limit`, shared by all workers (one small lock
     /// per rule, as the kernel's xt_limit has).
     pub limits: Box<[LimitBucket]>,
@@ -303,6 +308,131 @@ impl LimitBucket {
         } else {
             false
         }
+    }
+}
+
+/// One counter slot: packets and bytes.
+#[derive(Debug, Default)]
+pub struct Counter {
+    pub packets: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+impl Counter {
+    /// The current values. Relaxed: independent statistics; a reader may
+    /// see a packet counted before its bytes, which is harmless.
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.packets.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// How many per-worker stripes a rule set's counters have. Worker `w`
+/// counts in stripe `w % COUNTER_STRIPES`: with at most this many workers
+/// every stripe has a single writer.
+pub const COUNTER_STRIPES: usize = 64;
+
+/// The live counters of a compiled rule set, without a lock on the packet
+/// path.
+///
+/// - Each worker counts in its own stripe (an `Arc<[Counter]>`, allocated the
+///   first time the worker picks up the rule set, off the packet path) and is
+///   that stripe's only writer, so it updates with a Relaxed load and store
+///   (no read-modify-write, no `lock` prefix: the same instructions as a
+///   plain `u64` add).
+/// - `base` belongs to the control plane (its only writer, which must
+///   serialise its own calls): counters carried over from the previous rule
+///   set on reload, and the wrapping offsets that `zero` subtracts.
+/// - A slot's value is `base + sum(stripes)` in wrapping arithmetic, read with
+///   Relaxed loads: each counter is an independent statistic, and nothing
+///   else is published through them.
+#[derive(Debug)]
+pub struct RuleCounters {
+    len: usize,
+    stripes: Box<[OnceLock<Arc<[Counter]>>]>,
+    base: Box<[Counter]>,
+}
+
+impl RuleCounters {
+    pub fn new(len: usize) -> RuleCounters {
+        RuleCounters {
+            len,
+            stripes: (0..COUNTER_STRIPES).map(|_| OnceLock::new()).collect(),
+            base: (0..len).map(|_| Counter::default()).collect(),
+        }
+    }
+
+    fn slots(len: usize) -> Arc<[Counter]> {
+        (0..len).map(|_| Counter::default()).collect()
+    }
+
+    /// Worker `w`'s stripe (created on first use; not for the packet path).
+    pub fn stripe(&self, w: usize) -> Arc<[Counter]> {
+        Arc::clone(self.stripes[w % COUNTER_STRIPES].get_or_init(|| Self::slots(self.len)))
+    }
+
+    /// Number of slots.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// One slot's packets and bytes, summed over the workers.
+    pub fn total(&self, slot: usize) -> (u64, u64) {
+        let Some(b) = self.base.get(slot) else {
+            return (0, 0);
+        };
+        let (mut p, mut by) = b.get();
+        for s in self.stripes.iter().filter_map(OnceLock::get) {
+            if let Some(c) = s.get(slot) {
+                let (cp, cb) = c.get();
+                p = p.wrapping_add(cp);
+                by = by.wrapping_add(cb);
+            }
+        }
+        (p, by)
+    }
+
+    /// Every slot's packets and bytes, summed over the workers.
+    pub fn totals(&self) -> Vec<(u64, u64)> {
+        let mut out: Vec<(u64, u64)> = self.base.iter().map(Counter::get).collect();
+        for s in self.stripes.iter().filter_map(OnceLock::get) {
+            for (o, c) in out.iter_mut().zip(s.iter()) {
+                let (cp, cb) = c.get();
+                o.0 = o.0.wrapping_add(cp);
+                o.1 = o.1.wrapping_add(cb);
+            }
+        }
+        out
+    }
+
+    /// Adds to a slot's base (control plane only: the single writer of
+    /// `base`; calls must not run concurrently).
+    pub fn add_base(&self, slot: usize, (packets, bytes): (u64, u64)) {
+        if let Some(b) = self.base.get(slot) {
+            // Relaxed load + store: the control plane is the only writer.
+            b.packets.store(
+                b.packets.load(Ordering::Relaxed).wrapping_add(packets),
+                Ordering::Relaxed,
+            );
+            b.bytes.store(
+                b.bytes.load(Ordering::Relaxed).wrapping_add(bytes),
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Makes a slot read 0 from now on (packets counted while this runs may
+    /// or may not be kept, as with `iptables -Z`). Control plane only, as
+    /// [`RuleCounters::add_base`].
+    pub fn zero(&self, slot: usize) {
+        let (p, b) = self.total(slot);
+        self.add_base(slot, (p.wrapping_neg(), b.wrapping_neg()));
     }
 }
 
@@ -527,6 +657,7 @@ pub fn compile(set: &RuleSet, ifaces: &[&str]) -> Result<CompiledRuleSet, Compil
         ifaces: ifaces.into_boxed_slice(),
         logs: logs.into_boxed_slice(),
         counters,
+        live: RuleCounters::new(counters as usize),
         limits: (0..limits).map(|_| LimitBucket::default()).collect(),
     })
 }
@@ -595,8 +726,9 @@ pub enum NatAction {
 /// Per-worker scratch and counters for evaluation: no allocation per packet.
 #[derive(Debug)]
 pub struct EvalState {
-    /// Packets and bytes per counter slot of the rule set it was made for.
-    pub counters: Vec<(u64, u64)>,
+    /// Packets and bytes per counter slot of the rule set it was made for:
+    /// this worker's stripe of [`CompiledRuleSet::live`].
+    pub counters: Arc<[Counter]>,
     stack: Vec<(u16, u32)>,
     /// LOG targets hit by the last traversal (indices into `logs`), at most
     /// [`EvalState::MAX_LOGS`] per packet.
@@ -607,7 +739,14 @@ pub struct EvalState {
 impl EvalState {
     pub const MAX_LOGS: usize = 8;
 
+    /// Evaluation state counting in stripe 0 (one evaluator per rule set:
+    /// tests, tools).
     pub fn new(rules: &CompiledRuleSet) -> EvalState {
+        EvalState::for_worker(rules, 0)
+    }
+
+    /// Evaluation state of worker `w`, counting in its own stripe.
+    pub fn for_worker(rules: &CompiledRuleSet, w: usize) -> EvalState {
         let chains = rules
             .tables
             .iter()
@@ -616,18 +755,36 @@ impl EvalState {
             .max()
             .unwrap_or(0);
         EvalState {
-            counters: vec![(0, 0); rules.counters as usize],
+            counters: rules.live.stripe(w),
             stack: Vec::with_capacity(chains + 1),
             logs: [0; EvalState::MAX_LOGS],
             nlogs: 0,
         }
     }
 
+    /// This worker's count for a slot (other workers' are not included:
+    /// [`RuleCounters::total`] sums them).
+    pub fn counter(&self, slot: u32) -> (u64, u64) {
+        self.counters
+            .get(slot as usize)
+            .map_or((0, 0), Counter::get)
+    }
+
     #[inline]
-    fn count(&mut self, slot: u32, len: u16) {
-        if let Some(c) = self.counters.get_mut(slot as usize) {
-            c.0 += 1;
-            c.1 += u64::from(len);
+    fn count(&self, slot: u32, len: u16) {
+        if let Some(c) = self.counters.get(slot as usize) {
+            // Relaxed load + store rather than fetch_add: this worker is the
+            // stripe's only writer (see `RuleCounters`), so no increment is
+            // lost, and no locked instruction is needed. Readers only need
+            // each value to be untorn, which atomics guarantee.
+            c.packets.store(
+                c.packets.load(Ordering::Relaxed).wrapping_add(1),
+                Ordering::Relaxed,
+            );
+            c.bytes.store(
+                c.bytes.load(Ordering::Relaxed).wrapping_add(u64::from(len)),
+                Ordering::Relaxed,
+            );
         }
     }
 }
@@ -964,12 +1121,17 @@ mod tests {
         // Counters: FORWARD rule 0 (22) once, rule 1 (goto) once, MARK for 22/80/81/portless.
         let t = rs.table(Table::Filter).expect("filter");
         let f = t.hook_chain(Hook::Forward).expect("FORWARD");
-        let count = |slot: u32| st.counters[slot as usize].0;
+        let count = |slot: u32| st.counter(slot).0;
         assert_eq!(count(f.rules[0].counter), 1);
         assert_eq!(count(f.rules[1].counter), 1);
         assert_eq!(count(f.rules[2].counter), 4);
         assert_eq!(count(f.counter), 3, "policy hits: 22, 24, portless");
-        assert_eq!(st.counters[f.rules[2].counter as usize].1, 240);
+        assert_eq!(st.counter(f.rules[2].counter).1, 240);
+        assert_eq!(rs.live.total(f.rules[2].counter as usize), (4, 240));
+        rs.live.zero(f.rules[2].counter as usize);
+        assert_eq!(rs.live.total(f.rules[2].counter as usize), (0, 0));
+        rs.live.add_base(f.rules[2].counter as usize, (2, 3));
+        assert_eq!(rs.live.totals()[f.rules[2].counter as usize], (2, 3));
         // Other hooks of the table: INPUT is empty with policy ACCEPT; nat is absent.
         let mut p = view(1);
         assert_eq!(

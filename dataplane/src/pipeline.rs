@@ -15,6 +15,7 @@
 //! generates go to an [`Emit`] sink.
 
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -82,6 +83,9 @@ pub struct Gateway {
     rules: ArcSwap<CompiledRuleSet>,
     pub conntrack: Conntrack,
     pub neigh: Neighbours,
+    /// Indices handed to workers (their rule counter stripe). Relaxed: only
+    /// uniqueness matters.
+    worker_seq: AtomicUsize,
 }
 
 impl Gateway {
@@ -104,16 +108,29 @@ impl Gateway {
             rules: ArcSwap::from_pointee(compiled),
             conntrack: Conntrack::new(cfg.conntrack),
             neigh: Neighbours::default(),
+            worker_seq: AtomicUsize::new(0),
         })
     }
 
     /// Compiles and installs a new rule set; workers pick it up at their
     /// next batch. Connections and NAT bindings are untouched.
     pub fn install(&self, rules: &RuleSet) -> Result<(), CompileError> {
-        let names: Vec<&str> = self.ifaces.iter().map(|f| f.name.as_str()).collect();
-        let compiled = compile(rules, &names)?;
-        self.rules.store(Arc::new(compiled));
+        let compiled = self.compile(rules)?;
+        self.install_compiled(Arc::new(compiled));
         Ok(())
+    }
+
+    /// Compiles a rule set for this gateway's interfaces without installing
+    /// it (the control plane prepares counters before [`Gateway::install_compiled`]).
+    pub fn compile(&self, rules: &RuleSet) -> Result<CompiledRuleSet, CompileError> {
+        let names: Vec<&str> = self.ifaces.iter().map(|f| f.name.as_str()).collect();
+        compile(rules, &names)
+    }
+
+    /// Installs a compiled rule set; returns the one it replaced. Workers
+    /// pick it up at their next batch.
+    pub fn install_compiled(&self, rules: Arc<CompiledRuleSet>) -> Arc<CompiledRuleSet> {
+        self.rules.swap(rules)
     }
 
     pub fn rules(&self) -> Arc<CompiledRuleSet> {
@@ -250,6 +267,8 @@ pub struct Worker {
     gw: Arc<Gateway>,
     rules: Arc<CompiledRuleSet>,
     eval: EvalState,
+    /// This worker's index: its stripe of the rule counters.
+    index: usize,
     pub stats: WorkerStats,
     hold: HoldQueue,
     rng: Rng,
@@ -271,8 +290,10 @@ struct Pkt {
 impl Worker {
     pub fn new(gw: Arc<Gateway>, seed: u64) -> Worker {
         let rules = gw.rules();
+        let index = gw.worker_seq.fetch_add(1, Ordering::Relaxed);
         Worker {
-            eval: EvalState::new(&rules),
+            eval: EvalState::for_worker(&rules, index),
+            index,
             rules,
             stats: WorkerStats::default(),
             hold: HoldQueue::new(16, FRAME_SIZE),
@@ -283,6 +304,11 @@ impl Worker {
             neigh: gw.neigh.snapshot(),
             gw,
         }
+    }
+
+    /// This worker's index among the gateway's workers (creation order).
+    pub fn index(&self) -> usize {
+        self.index
     }
 
     pub fn gateway(&self) -> &Arc<Gateway> {
@@ -303,7 +329,7 @@ impl Worker {
         let current = self.gw.rules.load();
         if !Arc::ptr_eq(&current, &self.rules) {
             self.rules = Arc::clone(&current);
-            self.eval = EvalState::new(&self.rules);
+            self.eval = EvalState::for_worker(&self.rules, self.index);
         }
     }
 

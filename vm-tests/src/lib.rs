@@ -8,173 +8,14 @@ pub mod corpus;
 pub mod frames;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
 
-/// Numbers the namespaces of this process so that names stay unique.
-static NETNS_COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// An RAII guard for a Linux network namespace.
-///
-/// [`Netns::new`] runs `ip netns add`; dropping the guard runs `ip netns del`,
-/// also while unwinding from a panic. Commands run in the namespace through
-/// `ip netns exec`, so the guard never changes the namespace of the calling
-/// thread.
-#[derive(Debug)]
-pub struct Netns {
-    name: String,
-}
-
-impl Netns {
-    /// Creates the namespace `xg-<tag>-<pid>-<counter>`.
-    ///
-    /// Panics if `ip netns add` fails.
-    pub fn new(tag: &str) -> Netns {
-        // Relaxed: the counter only has to hand out distinct numbers.
-        let n = NETNS_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!("xg-{tag}-{}-{n}", std::process::id());
-        let out = run(Command::new("ip").args(["netns", "add", &name]));
-        if !out.status.success() {
-            panic!(
-                "`ip netns add {name}` failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Netns { name }
-    }
-
-    /// The namespace's name, as `ip netns` knows it.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Runs `ip netns exec NAME args...` and returns its output, whatever the
-    /// exit status.
-    pub fn exec(&self, args: &[&str]) -> Output {
-        run(&mut self.command(args))
-    }
-
-    /// Like [`Netns::exec`], but panics with the command, its exit status and
-    /// its stderr unless it succeeds; returns stdout.
-    pub fn exec_ok(&self, args: &[&str]) -> String {
-        let out = self.exec(args);
-        self.check(args, &out);
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Like [`Netns::exec`], with `stdin` written to the command's standard
-    /// input.
-    pub fn exec_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        let mut cmd = self.command(args);
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn `{}`: {e}", self.display(args)));
-        let mut pipe = child.stdin.take().expect("stdin was piped");
-        // Write from another thread so that a command that fills its stdout
-        // before reading all its input cannot deadlock us.
-        let input = stdin.to_owned();
-        let writer = std::thread::spawn(move || {
-            // A command may exit without reading its input: ignore EPIPE.
-            let _ = pipe.write_all(input.as_bytes());
-        });
-        let out = child
-            .wait_with_output()
-            .unwrap_or_else(|e| panic!("cannot wait for `{}`: {e}", self.display(args)));
-        writer.join().expect("stdin writer panicked");
-        out
-    }
-
-    /// Like [`Netns::exec_stdin`], but panics unless the command succeeds;
-    /// returns stdout.
-    pub fn exec_stdin_ok(&self, args: &[&str], stdin: &str) -> String {
-        let out = self.exec_stdin(args, stdin);
-        self.check(args, &out);
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.name]).args(args);
-        cmd
-    }
-
-    fn display(&self, args: &[&str]) -> String {
-        format!("ip netns exec {} {}", self.name, args.join(" "))
-    }
-
-    fn check(&self, args: &[&str], out: &Output) {
-        if !out.status.success() {
-            panic!(
-                "`{}` failed ({}):\nstderr: {}\nstdout: {}",
-                self.display(args),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim(),
-                String::from_utf8_lossy(&out.stdout).trim()
-            );
-        }
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let out = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-        let failed = match &out {
-            Ok(o) if o.status.success() => None,
-            Ok(o) => Some(format!(
-                "{}: {}",
-                o.status,
-                String::from_utf8_lossy(&o.stderr).trim()
-            )),
-            Err(e) => Some(e.to_string()),
-        };
-        if let Some(why) = failed {
-            // Panicking in drop while unwinding would abort: only report.
-            if std::thread::panicking() {
-                eprintln!("`ip netns del {}` failed: {why}", self.name);
-            } else {
-                panic!("`ip netns del {}` failed: {why}", self.name);
-            }
-        }
-    }
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
-
-/// Finds an executable in `PATH`, or in the sbin directories that a non-root
-/// `PATH` often lacks.
-pub fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| is_executable(p))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    p.metadata()
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
-}
-
-/// The effective uid of this process, from `/proc/self/status`.
-fn effective_uid() -> Option<u32> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    // Uid: real effective saved filesystem
-    line.split_whitespace().nth(2)?.parse().ok()
-}
+/// The namespace guard, the lab and its helpers live in the control crate
+/// (`xdpgw demo` builds the same lab); re-exported here for the tests.
+pub use xdpgw_control::lab::{self, find_program, Netns};
+use xdpgw_control::lab::{effective_uid, Backend, Lab, LabConfig};
 
 /// Checks the preconditions of a namespace test: root, `ip` and
 /// `iptables-restore`.
@@ -183,13 +24,21 @@ fn effective_uid() -> Option<u32> {
 /// `CI` is `true` (a CI run must not skip silently), or prints a
 /// `skipping: ...` line naming `what` and returns false.
 pub fn require_root(what: &str) -> bool {
+    require_root_with(what, &[])
+}
+
+/// [`require_root`], and the `programs` too (e.g. `tcpdump`, `ping`).
+pub fn require_root_with(what: &str, programs: &[&str]) -> bool {
     let mut missing = Vec::new();
     match effective_uid() {
         Some(0) => {}
         Some(uid) => missing.push(format!("root (euid is {uid})")),
         None => missing.push("root (cannot read the euid from /proc/self/status)".to_owned()),
     }
-    for program in ["ip", "iptables-restore", "iptables-save"] {
+    for program in ["ip", "iptables-restore", "iptables-save"]
+        .iter()
+        .chain(programs)
+    {
         if find_program(program).is_none() {
             missing.push(format!("the `{program}` program"));
         }
@@ -203,6 +52,98 @@ pub fn require_root(what: &str) -> bool {
     }
     eprintln!("skipping: {msg}");
     false
+}
+
+/// The programs the end-to-end lab tests run, besides those of
+/// [`require_root`].
+pub const LAB_PROGRAMS: &[&str] = &["ethtool", "tcpdump", "ping", "conntrack", "kill"];
+
+/// The xdpgw binary: `$XDPGW_BIN` if set, else `target/<profile>/xdpgw`,
+/// which this builds first (once per test process, with the `cargo` that
+/// runs the tests): `cargo test -p xdpgw-vm-tests` alone does not build
+/// other packages' binaries, and a stale `xdpgw lab-tool` or `xdpgw run`
+/// would make the tests lie.
+pub fn xdpgw_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            if let Some(p) = std::env::var_os("XDPGW_BIN") {
+                return PathBuf::from(p);
+            }
+            let exe = std::env::current_exe().expect("the test executable's path");
+            // target/<profile>/deps/<test>-<hash>
+            let profile_dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("the test executable lives in target/<profile>/deps");
+            let bin = profile_dir.join("xdpgw");
+            if let Some(cargo) = std::env::var_os("CARGO") {
+                let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+                    Some("debug") | None => "dev",
+                    Some(other) => other,
+                };
+                let target_dir = profile_dir.parent().expect("target/<profile>");
+                let out = std::process::Command::new(cargo)
+                    .args(["build", "--quiet", "-p", "xdpgw-control", "--bin", "xdpgw"])
+                    .args(["--profile", profile, "--target-dir"])
+                    .arg(target_dir)
+                    .current_dir(workspace_dir())
+                    .output()
+                    .unwrap_or_else(|e| panic!("cannot run cargo build: {e}"));
+                assert!(
+                    out.status.success(),
+                    "cargo build -p xdpgw-control --bin xdpgw failed ({}):\n{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            assert!(
+                bin.is_file(),
+                "{} does not exist: build it (`cargo build -p xdpgw-control`) or point \
+                 XDPGW_BIN at it",
+                bin.display()
+            );
+            bin
+        })
+        .clone()
+}
+
+/// Whether `xdpgw run` works yet: false while it still prints "not
+/// available yet".
+///
+/// THE ESCAPE HATCH of the end-to-end tests: while this is false they run
+/// only their Linux half. Remove it (make every caller run the xdpgw half
+/// unconditionally) once `xdpgw run` works.
+///
+/// It runs `xdpgw run --config conf/gateway.toml` in an empty, throw-away
+/// namespace (no lan0/wan0 there, so a working `run` fails at once rather
+/// than taking anything over), at most 20 s, and looks at what it printed.
+pub fn xdpgw_available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        let ns = Netns::new("probe");
+        let bin = xdpgw_binary().display().to_string();
+        let config = workspace_dir().join("conf/gateway.toml");
+        let mut p = ns.spawn(&[&bin, "run", "--config", &config.display().to_string()]);
+        let says_not_yet = |l: &str| l.contains("not available yet");
+        let not_yet = p
+            .try_wait_line(Duration::from_secs(20), says_not_yet)
+            .is_some();
+        let done = p.kill();
+        !(not_yet || done.stderr.iter().any(|l| says_not_yet(l)))
+    })
+}
+
+/// The gateway lab of conf/gateway.toml with `backend` forwarding (see
+/// [`Lab`]); xdpgw runs with `--report-on-exit`, so that stopping it
+/// ([`Lab::stop_gateway`]) yields its conntrack table and rule counters.
+pub fn gateway_lab(backend: Backend) -> Lab {
+    Lab::gateway_lab(&LabConfig {
+        backend,
+        config: workspace_dir().join("conf/gateway.toml"),
+        xdpgw: xdpgw_binary(),
+        run_args: vec!["--report-on-exit".to_owned()],
+    })
 }
 
 /// Splits `iptables-save` output into per-table blocks keyed by table name.

@@ -158,7 +158,7 @@ impl Lab {
         let (rules, st) = self.worker.rules();
         let t = rules.table(table).expect("table");
         let c = t.hook_chain(hook).expect("chain");
-        st.counters[c.rules[rule].counter as usize].0
+        st.counter(c.rules[rule].counter).0
     }
 
     fn conn(&self, sport: u16) -> xdpgw_dataplane::conntrack::Snapshot {

@@ -183,7 +183,7 @@ pub fn tcp_flags(s: &str) -> Result<u8, Expected> {
 }
 
 /// ICMP type names as iptables knows them: (name, type, code range).
-const ICMP_TYPES: [(&str, u8, u8, u8); 40] = [
+pub const ICMP_TYPES: [(&str, u8, u8, u8); 40] = [
     ("any", 0xff, 0, 0xff),
     ("echo-reply", 0, 0, 0xff),
     ("pong", 0, 0, 0xff),

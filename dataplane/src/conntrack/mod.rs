@@ -1149,6 +1149,39 @@ impl Conntrack {
         out
     }
 
+    /// Deletes every live entry `pred` selects (control plane: `conntrack
+    /// -D`/`-F`; one shard lock at a time); returns the deleted entries.
+    pub fn remove_if(&self, mut pred: impl FnMut(&Snapshot) -> bool) -> Vec<Snapshot> {
+        let mut out = Vec::new();
+        for shard in 0..self.shards.len() {
+            let refs: Vec<(EntryRef, Snapshot)> = {
+                let g = self.lock(shard);
+                g.slab
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.live)
+                    .map(|(i, s)| {
+                        (
+                            EntryRef {
+                                shard: shard as u32,
+                                slot: i as u32,
+                                gen: s.gen,
+                            },
+                            snapshot_of(s),
+                        )
+                    })
+                    .filter(|(_, snap)| pred(snap))
+                    .collect()
+            };
+            for (e, snap) in refs {
+                if self.remove(e) {
+                    out.push(snap);
+                }
+            }
+        }
+        out
+    }
+
     /// Counters summed over shards.
     pub fn stats(&self) -> CtStats {
         // Relaxed: independent statistics (see `ShardStats`).

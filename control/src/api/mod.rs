@@ -1,0 +1,399 @@
+//! The control socket: how `xdpgw reload/list/save/zero/stats/conntrack`
+//! talk to a running `xdpgw run`.
+//!
+//! # Transport
+//!
+//! A Unix stream socket at the configuration's `control_socket` (default
+//! `/run/xdpgw.sock`), mode 0600: only root (the owner) can connect. `xdpgw
+//! run` creates it once its ports are open (bound under a temporary name,
+//! chmod-ed, then renamed into place, so it is never reachable with looser
+//! permissions), before printing `ready`, and removes it when it stops. A
+//! socket file left by a killed run (nobody accepts on it) is replaced; one
+//! another xdpgw answers on is an error.
+//!
+//! # Protocol, version 1
+//!
+//! Line based, UTF-8, `\n`-terminated. A connection carries any number of
+//! request/response exchanges, one at a time.
+//!
+//! Request: one line,
+//!
+//! ```text
+//! XDPGW/1 <command> [<key>=<value> ...]
+//! ```
+//!
+//! Keys are `[a-z_]+`; values are percent-encoded (`%XX`) for `%`, `=`,
+//! space, and control characters, so a value never contains a separator.
+//!
+//! Response: a status line, body lines, and a line holding only `.`:
+//!
+//! ```text
+//! XDPGW/1 OK
+//! <body line>...
+//! .
+//! ```
+//!
+//! or `XDPGW/1 ERR <message>` followed by body lines (details, e.g. every
+//! `file:line:column` error of a rejected reload) and `.`. A body line that
+//! starts with `.` is sent with one more `.` in front (as SMTP does); the
+//! reader removes it. For `OK` the client prints the body on stdout and exits
+//! 0; for `ERR` it prints the message and body on stderr and exits 1.
+//!
+//! Commands (server side in [`server`]): `ping`; `reload [file=PATH]`;
+//! `list [table=T] [chain=C] [verbose=1] [numeric=1] [exact=1]
+//! [line_numbers=1]`; `save [counters=1] [table=T]`; `zero [table=T]
+//! [chain=C]`; `stats`; `ct-list`, `ct-delete` (with `[proto=P] [src=A]
+//! [dst=A] [state=S]`), `ct-flush`, `ct-count`, `ct-stats`. A server that
+//! does not know a command answers `ERR unknown command`; a request of
+//! another protocol version gets `ERR unsupported protocol version` and the
+//! connection is closed. Versions change only by adding commands and keys;
+//! an incompatible change would be `XDPGW/2`.
+
+pub mod reload;
+pub mod server;
+pub mod view;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The protocol version this build speaks.
+pub const VERSION: &str = "XDPGW/1";
+
+/// The end of a response body.
+const END: &str = ".";
+
+/// A decoded request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub command: String,
+    pub args: Vec<(String, String)>,
+}
+
+impl Request {
+    pub fn new(command: &str) -> Request {
+        Request {
+            command: command.to_string(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Adds `key=value`.
+    pub fn arg(mut self, key: &str, value: impl Into<String>) -> Request {
+        self.args.push((key.to_string(), value.into()));
+        self
+    }
+
+    /// Adds `key=1` when `on`.
+    pub fn flag(self, key: &str, on: bool) -> Request {
+        if on {
+            self.arg(key, "1")
+        } else {
+            self
+        }
+    }
+
+    /// Adds `key=value` when there is a value.
+    pub fn opt(self, key: &str, value: Option<impl Into<String>>) -> Request {
+        match value {
+            Some(v) => self.arg(key, v),
+            None => self,
+        }
+    }
+
+    /// The value of `key`, if given.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.args
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether `key=1` was given.
+    pub fn is_set(&self, key: &str) -> bool {
+        self.get(key) == Some("1")
+    }
+
+    /// The request line, without its newline.
+    pub fn encode(&self) -> String {
+        let mut out = format!("{VERSION} {}", self.command);
+        for (k, v) in &self.args {
+            out.push(' ');
+            out.push_str(k);
+            out.push('=');
+            out.push_str(&escape(v));
+        }
+        out
+    }
+
+    /// Parses a request line (without its newline).
+    pub fn decode(line: &str) -> Result<Request, String> {
+        let mut words = line.split(' ');
+        match words.next() {
+            Some(VERSION) => {}
+            Some(v) if v.starts_with("XDPGW/") => {
+                return Err(format!(
+                    "unsupported protocol version {v}; this is {VERSION}"
+                ))
+            }
+            _ => {
+                return Err(format!(
+                    "not an xdpgw request; expected '{VERSION} COMMAND'"
+                ))
+            }
+        }
+        let command = match words.next() {
+            Some(c) if !c.is_empty() => c.to_string(),
+            _ => return Err("missing command".into()),
+        };
+        let mut args = Vec::new();
+        for w in words.filter(|w| !w.is_empty()) {
+            let (k, v) = w
+                .split_once('=')
+                .ok_or_else(|| format!("bad argument '{w}': expected key=value"))?;
+            args.push((k.to_string(), unescape(v)?));
+        }
+        Ok(Request { command, args })
+    }
+}
+
+/// A response: `OK` or `ERR message`, with body lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    pub ok: bool,
+    pub message: String,
+    pub body: Vec<String>,
+}
+
+impl Response {
+    pub fn ok(body: Vec<String>) -> Response {
+        Response {
+            ok: true,
+            message: String::new(),
+            body,
+        }
+    }
+
+    pub fn err(message: impl Into<String>, body: Vec<String>) -> Response {
+        Response {
+            ok: false,
+            message: message.into(),
+            body,
+        }
+    }
+
+    /// Writes the response in the wire format.
+    pub fn write_to(&self, w: &mut impl Write) -> std::io::Result<()> {
+        let mut out = String::new();
+        if self.ok {
+            out.push_str(VERSION);
+            out.push_str(" OK\n");
+        } else {
+            out.push_str(VERSION);
+            out.push_str(" ERR ");
+            out.push_str(&self.message.replace('\n', " "));
+            out.push('\n');
+        }
+        for l in &self.body {
+            for l in l.split('\n') {
+                if l.starts_with('.') {
+                    out.push('.');
+                }
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out.push_str(END);
+        out.push('\n');
+        w.write_all(out.as_bytes())?;
+        w.flush()
+    }
+
+    /// Reads one response.
+    pub fn read_from(r: &mut impl BufRead) -> std::io::Result<Response> {
+        let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Err(bad(
+                "the gateway closed the connection without answering".into()
+            ));
+        }
+        let status = line.trim_end_matches('\n');
+        let rest = status
+            .strip_prefix(VERSION)
+            .and_then(|s| s.strip_prefix(' '))
+            .ok_or_else(|| bad(format!("unexpected answer '{status}'")))?;
+        let (ok, message) = if rest == "OK" {
+            (true, String::new())
+        } else if let Some(m) = rest.strip_prefix("ERR ") {
+            (false, m.to_string())
+        } else {
+            return Err(bad(format!("unexpected answer '{status}'")));
+        };
+        let mut body = Vec::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line)? == 0 {
+                return Err(bad("the answer was cut short".into()));
+            }
+            let l = line.trim_end_matches('\n');
+            if l == END {
+                break;
+            }
+            body.push(l.strip_prefix('.').unwrap_or(l).to_string());
+        }
+        Ok(Response { ok, message, body })
+    }
+}
+
+fn escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        if c <= ' ' || c == '%' || c == '=' || c == '\u{7f}' {
+            out.push_str(&format!("%{:02X}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn unescape(v: &str) -> Result<String, String> {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = v
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("bad escape in '{v}'"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("'{v}' is not UTF-8"))
+}
+
+/// Where a client finds the gateway: `--socket`, else the configuration's
+/// `control_socket`, else the default.
+pub fn socket_path(socket: Option<&Path>, config: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(s) = socket {
+        return Ok(s.to_path_buf());
+    }
+    if let Some(c) = config {
+        return crate::config::Config::load(c)
+            .map(|c| c.control_socket)
+            .map_err(|e| e.to_string());
+    }
+    Ok(PathBuf::from(crate::config::DEFAULT_SOCKET))
+}
+
+/// A connection to a running gateway.
+pub struct Client {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Client {
+    /// Connects to the control socket at `path`.
+    pub fn connect(path: &Path) -> Result<Client, String> {
+        let s = UnixStream::connect(path).map_err(|e| {
+            format!(
+                "cannot reach the gateway at {}: {e} (is `xdpgw run` running? --socket/--config choose the socket)",
+                path.display()
+            )
+        })?;
+        // A generous bound: a reload of a large rule set takes well under a second.
+        let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
+        let writer = s.try_clone().map_err(|e| e.to_string())?;
+        Ok(Client {
+            reader: BufReader::new(s),
+            writer,
+        })
+    }
+
+    /// Sends a request and reads its response.
+    pub fn call(&mut self, req: &Request) -> Result<Response, String> {
+        let mut line = req.encode();
+        line.push('\n');
+        self.writer
+            .write_all(line.as_bytes())
+            .map_err(|e| format!("control socket: {e}"))?;
+        Response::read_from(&mut self.reader).map_err(|e| format!("control socket: {e}"))
+    }
+}
+
+/// Connects, sends one request, prints the response (body to stdout for
+/// `OK`; message and body to stderr for `ERR`) and gives the exit status.
+pub fn run_command(socket: &Path, req: &Request) -> std::process::ExitCode {
+    let resp = Client::connect(socket).and_then(|mut c| c.call(req));
+    match resp {
+        Ok(r) if r.ok => {
+            let mut out = std::io::stdout().lock();
+            for l in &r.body {
+                let _ = writeln!(out, "{l}");
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            let mut err = std::io::stderr().lock();
+            for l in &r.body {
+                let _ = writeln!(err, "{l}");
+            }
+            let _ = writeln!(err, "xdpgw: {}", r.message);
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("xdpgw: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip() {
+        let r = Request::new("reload")
+            .arg("file", "/tmp/a b%=c\n")
+            .flag("verbose", true)
+            .flag("numeric", false);
+        let line = r.encode();
+        assert_eq!(line, "XDPGW/1 reload file=/tmp/a%20b%25%3Dc%0A verbose=1");
+        assert_eq!(Request::decode(&line), Ok(r));
+        assert!(Request::decode("XDPGW/2 ping")
+            .expect_err("version 2")
+            .contains("unsupported protocol version"));
+        assert!(Request::decode("GET / HTTP/1.0").is_err());
+        assert!(Request::decode("XDPGW/1 list bad").is_err());
+    }
+
+    #[test]
+    fn responses_round_trip_with_dot_lines() {
+        let r = Response::err(
+            "reload failed",
+            vec![".starts with a dot".into(), ".".into(), "x".into()],
+        );
+        let mut buf = Vec::new();
+        r.write_to(&mut buf).expect("write");
+        let text = String::from_utf8(buf.clone()).expect("utf8");
+        assert_eq!(
+            text,
+            "XDPGW/1 ERR reload failed\n..starts with a dot\n..\nx\n.\n"
+        );
+        let back = Response::read_from(&mut &buf[..]).expect("read");
+        assert_eq!(back, r);
+        let ok = Response::ok(vec![]);
+        let mut buf = Vec::new();
+        ok.write_to(&mut buf).expect("write");
+        assert_eq!(Response::read_from(&mut &buf[..]).expect("read"), ok);
+        assert!(Response::read_from(&mut &b"XDPGW/1 OK\nno end\n"[..]).is_err());
+    }
+}

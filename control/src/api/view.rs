@@ -1,0 +1,598 @@
+//! `xdpgw list`: a table's chains in the layout of `iptables -L` (iptables
+//! 1.8.9, nf_tables), with the options `-v`, `-n`, `-x` and
+//! `--line-numbers`. The columns and the match and target texts are those
+//! of iptables' `print_header`, `print_rule_details` and the extensions'
+//! `print` functions (checked against `iptables -L` for conf/gateway.rules).
+//!
+//! One difference: without `-n`, iptables resolves addresses to host names
+//! through DNS; xdpgw prints them as numbers (it does show `anywhere`, `any`,
+//! protocol, service and ICMP type names as iptables does).
+
+use std::fmt::Write;
+
+use xdpgw_dataplane::rule::{
+    tcp_flag, Chain, IcmpType, Inv, Ipv4Net, Match, MultiportDir, NatRange, PortRange, Rule,
+    TableRules, Target,
+};
+
+use crate::netdb;
+use crate::parse::value::{limit_rate_text, ICMP_TYPES};
+
+/// The options of `xdpgw list`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ListFormat {
+    pub verbose: bool,
+    pub numeric: bool,
+    pub exact: bool,
+    pub line_numbers: bool,
+}
+
+/// A table (or one chain of it, `chain`), as `iptables -L` prints it.
+pub fn list(t: &TableRules, chain: Option<&str>, f: ListFormat) -> Result<String, String> {
+    let mut out = String::new();
+    let mut first = true;
+    for c in &t.chains {
+        if chain.is_some_and(|n| n != c.name) {
+            continue;
+        }
+        if !first {
+            out.push('\n');
+        }
+        first = false;
+        header(&mut out, t, c, f);
+        for (i, r) in c.rules.iter().enumerate() {
+            rule_line(&mut out, i + 1, r, f);
+        }
+    }
+    if first {
+        if let Some(n) = chain {
+            return Err(format!(
+                "chain '{n}' does not exist in table {}",
+                t.table.name()
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// `xtables_print_num`: with `-x` exact in 8 (packets) columns; otherwise
+/// in 5 columns with K/M/G/T suffixes. `notab`: no padding (the policy line).
+fn num(out: &mut String, n: u64, exact: bool, notab: bool) {
+    if exact {
+        let _ = if notab {
+            write!(out, "{n} ")
+        } else {
+            write!(out, "{n:>8} ")
+        };
+        return;
+    }
+    if n <= 99_999 {
+        let _ = if notab {
+            write!(out, "{n} ")
+        } else {
+            write!(out, "{n:>5} ")
+        };
+        return;
+    }
+    let mut v = n;
+    for suffix in ['K', 'M', 'G'] {
+        v = (v + 500) / 1000;
+        if v <= 9999 {
+            let _ = if notab {
+                write!(out, "{v}{suffix} ")
+            } else {
+                write!(out, "{v:>4}{suffix} ")
+            };
+            return;
+        }
+    }
+    v = (v + 500) / 1000;
+    let _ = if notab {
+        write!(out, "{v}T ")
+    } else {
+        write!(out, "{v:>4}T ")
+    };
+}
+
+fn references(t: &TableRules, name: &str) -> usize {
+    t.chains
+        .iter()
+        .flat_map(|c| &c.rules)
+        .filter(|r| matches!(&r.target, Target::Jump(c) | Target::Goto(c) if c == name))
+        .count()
+}
+
+fn header(out: &mut String, t: &TableRules, c: &Chain, f: ListFormat) {
+    let _ = write!(out, "Chain {}", c.name);
+    match c.policy {
+        Some(p) => {
+            let _ = write!(out, " (policy {}", p.name());
+            if f.verbose {
+                out.push(' ');
+                num(out, c.counters.packets, f.exact, true);
+                out.push_str("packets, ");
+                num(out, c.counters.bytes, f.exact, true);
+                out.push_str("bytes");
+            }
+            out.push_str(")\n");
+        }
+        None => {
+            let _ = writeln!(out, " ({} references)", references(t, &c.name));
+        }
+    }
+    if f.line_numbers {
+        out.push_str("num  ");
+    }
+    if f.verbose {
+        if f.exact {
+            let _ = write!(out, "{:>8} {:>10} ", "pkts", "bytes");
+        } else {
+            let _ = write!(out, "{:>5} {:>5} ", "pkts", "bytes");
+        }
+    }
+    let _ = write!(out, "{:<9} ", "target");
+    out.push_str(" prot opt");
+    if f.verbose {
+        let _ = write!(out, " {:<6} {:<6} ", "in", "out");
+    }
+    let _ = write!(out, " {:<19} ", "source");
+    let _ = writeln!(out, " {:<19} ", "destination");
+}
+
+fn target_name(t: &Target) -> &str {
+    match t {
+        Target::None => "",
+        Target::Accept => "ACCEPT",
+        Target::Drop => "DROP",
+        Target::Return => "RETURN",
+        Target::Jump(c) | Target::Goto(c) => c,
+        Target::Reject(_) => "REJECT",
+        Target::Log(_) => "LOG",
+        Target::Masquerade(_) => "MASQUERADE",
+        Target::Redirect(_) => "REDIRECT",
+        Target::Snat(_) => "SNAT",
+        Target::Dnat(_) => "DNAT",
+        Target::Dscp(_) => "DSCP",
+        Target::Notrack | Target::CtNotrack => "CT",
+        Target::Mark { .. } => "MARK",
+    }
+}
+
+fn addr(out: &mut String, n: Option<Inv<Ipv4Net>>, numeric: bool) {
+    let (text, invert) = match n {
+        None if !numeric => ("anywhere".to_string(), false),
+        None => ("0.0.0.0/0".to_string(), false),
+        Some(n) if n.value.mask().is_unspecified() && !numeric => {
+            ("anywhere".to_string(), n.invert)
+        }
+        Some(n) => {
+            let mask = match n.value.prefix_len() {
+                Some(32) => String::new(),
+                Some(p) => format!("/{p}"),
+                None => format!("/{}", n.value.mask()),
+            };
+            (format!("{}{mask}", n.value.addr()), n.invert)
+        }
+    };
+    out.push(if invert { '!' } else { ' ' });
+    let _ = write!(out, "{text:<19} ");
+}
+
+fn iface(i: &Option<Inv<xdpgw_dataplane::rule::IfaceMatch>>, numeric: bool) -> String {
+    match i {
+        Some(i) => format!("{}{}", if i.invert { "!" } else { "" }, i.value.name),
+        None if numeric => "*".into(),
+        None => "any".into(),
+    }
+}
+
+fn rule_line(out: &mut String, n: usize, r: &Rule, f: ListFormat) {
+    if f.line_numbers {
+        let _ = write!(out, "{n:<4} ");
+    }
+    if f.verbose {
+        num(out, r.counters.packets, f.exact, false);
+        num(out, r.counters.bytes, f.exact, false);
+    }
+    let _ = write!(out, "{:<9} ", target_name(&r.target));
+    let (proto, pinv) = r.protocol.map_or((0, false), |p| (p.value, p.invert));
+    out.push(if pinv { '!' } else { ' ' });
+    if f.numeric {
+        let _ = write!(out, "{proto:<5}");
+    } else {
+        let _ = write!(out, "{:<5}", netdb::protocol_name(proto));
+    }
+    out.push_str("-- ");
+    if f.verbose {
+        let _ = write!(
+            out,
+            " {:<6} {:<6} ",
+            iface(&r.in_iface, f.numeric),
+            iface(&r.out_iface, f.numeric)
+        );
+    }
+    addr(out, r.src, f.numeric);
+    addr(out, r.dst, f.numeric);
+    let proto_name = match proto {
+        6 => "tcp",
+        17 => "udp",
+        _ => "",
+    };
+    for m in &r.matches {
+        match_text(out, m, proto_name, f.numeric);
+    }
+    target_text(out, &r.target, f.numeric);
+    out.push('\n');
+}
+
+fn port(out: &mut String, p: u16, proto: &str, numeric: bool) {
+    match (!numeric && !proto.is_empty())
+        .then(|| netdb::service_name(p, proto))
+        .flatten()
+    {
+        Some(s) => out.push_str(&s),
+        None => {
+            let _ = write!(out, "{p}");
+        }
+    }
+}
+
+/// libxt_tcp/udp `print_ports`.
+fn ports(out: &mut String, name: &str, p: Option<Inv<PortRange>>, proto: &str, numeric: bool) {
+    let Some(p) = p else { return };
+    if p.value == PortRange::ALL && !p.invert {
+        return;
+    }
+    let inv = if p.invert { "!" } else { "" };
+    let _ = write!(out, " {name}");
+    if p.value.lo == p.value.hi {
+        let _ = write!(out, ":{inv}");
+        port(out, p.value.lo, proto, numeric);
+    } else {
+        let _ = write!(out, "s:{inv}");
+        port(out, p.value.lo, proto, numeric);
+        out.push(':');
+        port(out, p.value.hi, proto, numeric);
+    }
+}
+
+fn tcpf(out: &mut String, flags: u8) {
+    let mut any = false;
+    for (name, bit) in tcp_flag::NAMES {
+        if flags & bit != 0 {
+            if any {
+                out.push(',');
+            }
+            out.push_str(name);
+            any = true;
+        }
+    }
+    if !any {
+        out.push_str("NONE");
+    }
+}
+
+fn states(out: &mut String, s: xdpgw_dataplane::rule::CtStates) {
+    let mut sep = ' ';
+    for (name, bit) in xdpgw_dataplane::rule::CtStates::NAMES {
+        if s.contains(bit) {
+            out.push(sep);
+            out.push_str(name);
+            sep = ',';
+        }
+    }
+}
+
+fn match_text(out: &mut String, m: &Match, proto: &str, numeric: bool) {
+    match m {
+        Match::Tcp(t) => {
+            out.push_str(" tcp");
+            ports(out, "spt", t.ports.sport, "tcp", numeric);
+            ports(out, "dpt", t.ports.dport, "tcp", numeric);
+            if let Some(fl) = t.flags {
+                let _ = write!(out, " flags:{}", if fl.invert { "!" } else { "" });
+                if numeric {
+                    let _ = write!(out, "0x{:02X}/0x{:02X}", fl.value.mask, fl.value.comp);
+                } else {
+                    tcpf(out, fl.value.mask);
+                    out.push('/');
+                    tcpf(out, fl.value.comp);
+                }
+            }
+        }
+        Match::Udp(u) => {
+            out.push_str(" udp");
+            ports(out, "spt", u.sport, "udp", numeric);
+            ports(out, "dpt", u.dport, "udp", numeric);
+        }
+        Match::Icmp(i) => {
+            out.push_str(" icmp");
+            let (ty, lo, hi) = match i.value {
+                IcmpType::Any => (0xff, 0, 0xff),
+                IcmpType::Type {
+                    ty,
+                    code_lo,
+                    code_hi,
+                } => (ty, code_lo, code_hi),
+            };
+            if !numeric {
+                if let Some((name, ..)) = ICMP_TYPES
+                    .iter()
+                    .find(|(_, t, l, h)| (*t, *l, *h) == (ty, lo, hi))
+                {
+                    let _ = write!(out, " {}{name}", if i.invert { "!" } else { "" });
+                    return;
+                }
+            }
+            if i.invert {
+                out.push_str(" !");
+            }
+            // iptables prints no space here ("icmptype 8").
+            let _ = write!(out, "type {ty}");
+            if lo == hi {
+                let _ = write!(out, " code {lo}");
+            } else if lo != 0 || hi != 0xff {
+                let _ = write!(out, " codes {lo}-{hi}");
+            }
+        }
+        Match::Multiport(mp) => {
+            out.push_str(" multiport ");
+            out.push_str(match mp.dir {
+                MultiportDir::Source => "sports ",
+                MultiportDir::Destination => "dports ",
+                MultiportDir::Either => "ports ",
+            });
+            if mp.invert {
+                out.push_str(" !");
+            }
+            for (i, p) in mp.ports.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                port(out, p.lo, proto, numeric);
+                if p.hi != p.lo {
+                    out.push(':');
+                    port(out, p.hi, proto, numeric);
+                }
+            }
+        }
+        Match::Conntrack(s) => {
+            if s.invert {
+                out.push_str(" !");
+            }
+            out.push_str(" ctstate");
+            states(out, s.value);
+        }
+        Match::State(s) => {
+            if s.invert {
+                out.push_str(" !");
+            }
+            out.push_str(" state");
+            states(out, s.value);
+        }
+        Match::Comment(c) => {
+            let _ = write!(out, " /* {c} */");
+        }
+        Match::Dscp(d) => {
+            let _ = write!(
+                out,
+                " DSCP match {}0x{:02x}",
+                if d.invert { "!" } else { "" },
+                d.value
+            );
+        }
+        Match::Mark(m) => {
+            out.push_str(" mark match");
+            if m.invert {
+                out.push_str(" !");
+            }
+            let _ = if m.value.mask == u32::MAX {
+                write!(out, " 0x{:x}", m.value.value)
+            } else {
+                write!(out, " 0x{:x}/0x{:x}", m.value.value, m.value.mask)
+            };
+        }
+        Match::Limit(l) => {
+            let _ = write!(
+                out,
+                " limit: avg {} burst {}",
+                limit_rate_text(l.avg),
+                l.burst
+            );
+        }
+        Match::IpRange(r) => {
+            for (what, range) in [("source", r.src), ("destination", r.dst)] {
+                if let Some(range) = range {
+                    let _ = write!(out, " {what} IP range");
+                    if range.invert {
+                        out.push_str(" !");
+                    }
+                    let _ = write!(out, " {}-{}", range.value.lo, range.value.hi);
+                }
+            }
+        }
+    }
+}
+
+const LOG_LEVELS: [&str; 8] = [
+    "emerg", "alert", "crit", "error", "warning", "notice", "info", "debug",
+];
+
+fn nat_range(out: &mut String, r: &NatRange) {
+    out.push_str(" to:");
+    if let Some(a) = r.addrs {
+        let _ = write!(out, "{}", a.lo);
+        if a.hi != a.lo {
+            let _ = write!(out, "-{}", a.hi);
+        }
+    }
+    if let Some(p) = r.ports {
+        let _ = write!(out, ":{}", p.lo);
+        if p.hi != p.lo {
+            let _ = write!(out, "-{}", p.hi);
+        }
+    }
+}
+
+fn target_text(out: &mut String, t: &Target, numeric: bool) {
+    match t {
+        Target::Goto(_) => out.push_str(" [goto]"),
+        Target::Reject(w) => {
+            let _ = write!(out, " reject-with {}", w.name());
+        }
+        Target::Log(l) => {
+            out.push_str(" LOG");
+            if numeric {
+                let _ = write!(out, " flags 0 level {}", l.level);
+            } else {
+                match LOG_LEVELS.get(usize::from(l.level)) {
+                    Some(n) => {
+                        let _ = write!(out, " level {n}");
+                    }
+                    None => {
+                        let _ = write!(out, " UNKNOWN level {}", l.level);
+                    }
+                }
+            }
+            if !l.prefix.is_empty() {
+                let _ = write!(out, " prefix \"{}\"", l.prefix);
+            }
+        }
+        Target::Masquerade(n) | Target::Redirect(n) => {
+            if let Some(p) = n.ports {
+                out.push_str(if matches!(t, Target::Masquerade(_)) {
+                    " masq ports: "
+                } else {
+                    " redir ports "
+                });
+                let _ = write!(out, "{}", p.lo);
+                if p.hi != p.lo {
+                    let _ = write!(out, "-{}", p.hi);
+                }
+            }
+            if n.random {
+                out.push_str(" random");
+            }
+            if n.random_fully {
+                out.push_str(" random-fully");
+            }
+        }
+        Target::Snat(r) | Target::Dnat(r) => nat_range(out, r),
+        Target::Dscp(d) => {
+            let _ = write!(out, " DSCP set 0x{d:02x}");
+        }
+        Target::Notrack => out.push_str(" NOTRACK"),
+        Target::CtNotrack => out.push_str(" CT notrack"),
+        Target::Mark { value, mask } => {
+            out.push_str(" MARK ");
+            let _ = if *mask == u32::MAX {
+                write!(out, "set 0x{value:x}")
+            } else if *value == 0 {
+                write!(out, "and 0x{:x}", !mask)
+            } else if value == mask {
+                write!(out, "or 0x{value:x}")
+            } else if *mask == 0 {
+                write!(out, "xor 0x{value:x}")
+            } else {
+                write!(out, "xset 0x{value:x}/0x{mask:x}")
+            };
+        }
+        Target::None | Target::Accept | Target::Drop | Target::Return | Target::Jump(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xdpgw_dataplane::rule::Table;
+
+    /// What `iptables -L -n -v` printed (iptables 1.8.9, nf_tables, Linux
+    /// 6.18) after `iptables-restore conf/gateway.rules`, filter table.
+    const FILTER_NV: &str = "\
+Chain INPUT (policy DROP 0 packets, 0 bytes)
+ pkts bytes target     prot opt in     out     source               destination         
+    0     0 ACCEPT     0    --  *      *       0.0.0.0/0            0.0.0.0/0            ctstate RELATED,ESTABLISHED
+    0     0 DROP       0    --  *      *       0.0.0.0/0            0.0.0.0/0            ctstate INVALID
+    0     0 DROP       6    --  *      *       198.51.100.7         0.0.0.0/0            tcp dpt:80
+    0     0 ACCEPT     6    --  lan0   *       0.0.0.0/0            0.0.0.0/0            tcp dpt:22
+    0     0 ACCEPT     6    --  lan0   *       0.0.0.0/0            0.0.0.0/0            multiport dports 25,53,443
+    0     0 ACCEPT     17   --  lan0   *       0.0.0.0/0            0.0.0.0/0            udp dpt:53
+    0     0 ACCEPT     1    --  *      *       0.0.0.0/0            0.0.0.0/0            icmptype 8 limit: avg 10/sec burst 5
+    0     0 LOG_DROP   0    --  *      *       0.0.0.0/0            0.0.0.0/0           
+
+Chain FORWARD (policy DROP 0 packets, 0 bytes)
+ pkts bytes target     prot opt in     out     source               destination         
+    0     0 ACCEPT     0    --  *      *       0.0.0.0/0            0.0.0.0/0            ctstate RELATED,ESTABLISHED
+    0     0 DROP       0    --  *      *       0.0.0.0/0            0.0.0.0/0            ctstate INVALID
+    0     0 REJECT     6    --  lan0   wan0    0.0.0.0/0            0.0.0.0/0            tcp dpt:25 reject-with tcp-reset
+    0     0 ACCEPT     0    --  lan0   wan0    192.168.10.0/24      0.0.0.0/0           
+    0     0 LOG_DROP   0    --  *      *       0.0.0.0/0            0.0.0.0/0            /* everything else is logged and dropped */
+
+Chain OUTPUT (policy ACCEPT 0 packets, 0 bytes)
+ pkts bytes target     prot opt in     out     source               destination         
+
+Chain LOG_DROP (2 references)
+ pkts bytes target     prot opt in     out     source               destination         
+    0     0 LOG        0    --  *      *       0.0.0.0/0            0.0.0.0/0            limit: avg 5/min burst 10 LOG flags 0 level 6 prefix \"xdpgw drop: \"
+    0     0 DROP       0    --  *      *       0.0.0.0/0            0.0.0.0/0           
+";
+
+    /// `iptables -L INPUT` (names, no counters).
+    const INPUT_NAMES: &str = "\
+Chain INPUT (policy DROP)
+target     prot opt source               destination         
+ACCEPT     all  --  anywhere             anywhere             ctstate RELATED,ESTABLISHED
+DROP       all  --  anywhere             anywhere             ctstate INVALID
+DROP       tcp  --  198.51.100.7         anywhere             tcp dpt:http
+ACCEPT     tcp  --  anywhere             anywhere             tcp dpt:ssh
+ACCEPT     tcp  --  anywhere             anywhere             multiport dports smtp,domain,https
+ACCEPT     udp  --  anywhere             anywhere             udp dpt:domain
+ACCEPT     icmp --  anywhere             anywhere             icmp echo-request limit: avg 10/sec burst 5
+LOG_DROP   all  --  anywhere             anywhere            
+";
+
+    fn gateway() -> xdpgw_dataplane::rule::RuleSet {
+        let text = include_str!("../../../conf/gateway.rules");
+        crate::parse::load_str(text).expect("gateway.rules")
+    }
+
+    fn filter(set: &xdpgw_dataplane::rule::RuleSet) -> &TableRules {
+        set.tables
+            .iter()
+            .find(|t| t.table == Table::Filter)
+            .expect("filter")
+    }
+
+    #[test]
+    fn numeric_verbose_matches_iptables() {
+        let set = gateway();
+        let f = ListFormat {
+            verbose: true,
+            numeric: true,
+            ..ListFormat::default()
+        };
+        assert_eq!(list(filter(&set), None, f).expect("list"), FILTER_NV);
+    }
+
+    #[test]
+    fn names_match_iptables_where_etc_services_has_them() {
+        if netdb::service_name(22, "tcp").as_deref() != Some("ssh") {
+            eprintln!("skipping: /etc/services has no ssh");
+            return;
+        }
+        let set = gateway();
+        let got = list(filter(&set), Some("INPUT"), ListFormat::default()).expect("list");
+        assert_eq!(got, INPUT_NAMES);
+        assert!(list(filter(&set), Some("NOPE"), ListFormat::default()).is_err());
+    }
+
+    #[test]
+    fn big_counters_are_abbreviated_unless_exact() {
+        let mut s = String::new();
+        num(&mut s, 99_999, false, false);
+        num(&mut s, 123_456, false, false);
+        num(&mut s, 123_456_789, false, false);
+        num(&mut s, 123_456, true, false);
+        assert_eq!(s, "99999  123K  123M   123456 ");
+    }
+}
