@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what xdpgw's tests and demo need on a fresh Debian machine:
 # iptables (Linux as the oracle), iproute2 (namespaces, veth), conntrack,
-# tcpdump, ethtool, netbase (/etc/protocols and /etc/services, which
-# iptables and xdpgw read for protocol and service names), and the rustfmt
-# and clippy components. Safe to run again: it installs only what is missing.
+# tcpdump, ethtool, iputils-ping (the end-to-end lab's ping), netbase
+# (/etc/protocols and /etc/services, which iptables and xdpgw read for
+# protocol and service names), and the rustfmt and clippy components.
+# Safe to run again: it installs only what is missing.
 set -euo pipefail
 
 need=()

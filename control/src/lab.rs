@@ -249,8 +249,7 @@ impl Netns {
         };
         for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
             if pid.parse::<u32>().is_ok() {
-                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .unwrap_or_default();
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
                 eprintln!(
                     "netns {}: killing leftover process {pid} ({})",
                     self.name,
@@ -354,7 +353,7 @@ pub struct Process {
     stderr: Vec<String>,
     stdout_open: bool,
     stderr_open: bool,
-    /// Lines of stdout (and stderr) already returned by the `wait_*` methods.
+    /// Lines of stdout (and stderr) already examined by the `wait_*` methods.
     stdout_seen: usize,
     stderr_seen: usize,
     status: Option<ExitStatus>,
@@ -376,7 +375,11 @@ impl Finished {
     pub fn first_line(&self) -> &str {
         match self.stdout.first() {
             Some(l) => l,
-            None => panic!("`{}` printed nothing on stdout:\n{}", self.what, self.report()),
+            None => panic!(
+                "`{}` printed nothing on stdout:\n{}",
+                self.what,
+                self.report()
+            ),
         }
     }
 
@@ -750,16 +753,6 @@ pub enum Backend {
     Xdpgw,
 }
 
-impl Backend {
-    /// `linux` or `xdpgw`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Linux => "linux",
-            Backend::Xdpgw => "xdpgw",
-        }
-    }
-}
-
 /// How to build a [`Lab::gateway_lab`].
 #[derive(Clone, Debug)]
 pub struct LabConfig {
@@ -789,7 +782,7 @@ pub struct Lab {
     gateway_process: Option<Process>,
     /// The lab's copy of the configuration (Backend::Xdpgw).
     workdir: Option<WorkDir>,
-    /// Where the lab's configuration copy is.
+    /// The configuration the gateway runs (Backend::Xdpgw: the lab's copy).
     config: PathBuf,
     // The namespaces come last: fields drop in order, processes first.
     client: Netns,
@@ -821,7 +814,17 @@ pub fn veth(a: &Netns, a_name: &str, b: &Netns, b_name: &str) {
         );
     }
     a.exec_ok(&[
-        "ip", "link", "add", a_name, "type", "veth", "peer", "name", b_name, "netns", b.name(),
+        "ip",
+        "link",
+        "add",
+        a_name,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_name,
+        "netns",
+        b.name(),
     ]);
     a.exec_ok(&["ip", "link", "set", a_name, "up"]);
     b.exec_ok(&["ip", "link", "set", b_name, "up"]);
@@ -876,7 +879,16 @@ impl Lab {
     /// Cables and addresses everything but the gateway's own configuration.
     fn wire(&self) {
         let lan = &self.lan;
-        lan.exec_ok(&["ip", "link", "add", "br0", "type", "bridge", "stp_state", "0"]);
+        lan.exec_ok(&[
+            "ip",
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+        ]);
         lan.exec_ok(&["ip", "link", "set", "br0", "up"]);
         for (port, host, addr) in [
             ("to-client", &self.client, CLIENT),
@@ -885,7 +897,14 @@ impl Lab {
             veth(lan, port, host, HOST_IF);
             lan.exec_ok(&["ip", "link", "set", port, "master", "br0"]);
             host.exec_ok(&["ip", "addr", "add", &format!("{addr}/24"), "dev", HOST_IF]);
-            host.exec_ok(&["ip", "route", "add", "default", "via", &GATEWAY_LAN.to_string()]);
+            host.exec_ok(&[
+                "ip",
+                "route",
+                "add",
+                "default",
+                "via",
+                &GATEWAY_LAN.to_string(),
+            ]);
         }
         veth(lan, "to-gw", &self.gateway, "lan0");
         lan.exec_ok(&["ip", "link", "set", "to-gw", "master", "br0"]);
@@ -1004,7 +1023,9 @@ impl Lab {
     /// for its `listening` line.
     pub fn serve(&self, ns: &Netns, args: &[&str]) -> Process {
         let mut p = self.tool(ns, args);
-        p.wait_line("`listening` line", LISTEN_TIMEOUT, |l| l.starts_with("listening"));
+        p.wait_line("`listening` line", LISTEN_TIMEOUT, |l| {
+            l.starts_with("listening")
+        });
         p
     }
 
@@ -1167,7 +1188,8 @@ pub fn parse_ping(lines: &[String]) -> Ping {
         } else if let Some(rest) = line.strip_prefix("From ") {
             // From 192.168.10.1 icmp_seq=1 Time to live exceeded
             let mut words = rest.splitn(3, ' ');
-            let (Some(from), Some(_seq), Some(message)) = (words.next(), words.next(), words.next())
+            let (Some(from), Some(_seq), Some(message)) =
+                (words.next(), words.next(), words.next())
             else {
                 continue;
             };
@@ -1320,7 +1342,10 @@ mod tests {
         );
         let p = parse_ping(&out);
         assert_eq!((p.transmitted, p.received), (1, 0));
-        assert_eq!(p.errors, [(GATEWAY_LAN, "Time to live exceeded".to_owned())]);
+        assert_eq!(
+            p.errors,
+            [(GATEWAY_LAN, "Time to live exceeded".to_owned())]
+        );
     }
 
     #[test]

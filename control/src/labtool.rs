@@ -28,9 +28,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{
-    Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket,
-};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use std::process::ExitCode;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -241,12 +239,13 @@ fn serve_tcp(listener: TcpListener, out: &dyn Fn(String)) {
                     Ok(peer) => out(format!("peer={peer}")),
                     Err(e) => out(format!("peer=unknown ({e})")),
                 }
-                let spawned = std::thread::Builder::new()
-                    .stack_size(THREAD_STACK)
-                    .spawn(move || {
-                        // A client that goes away early is its own business.
-                        let _ = serve_connection(stream);
-                    });
+                let spawned =
+                    std::thread::Builder::new()
+                        .stack_size(THREAD_STACK)
+                        .spawn(move || {
+                            // A client that goes away early is its own business.
+                            let _ = serve_connection(stream);
+                        });
                 if let Err(e) = spawned {
                     eprintln!("tcp-serve: cannot start a connection thread: {e}");
                 }
@@ -296,7 +295,8 @@ fn serve_connection(mut s: TcpStream) -> io::Result<()> {
 fn exchange(s: &mut TcpStream, n: u64, timeout: Duration) -> Result<(), String> {
     let fail = |e: &io::Error, got: u64| format!("{} bytes={got}", describe(e));
     s.set_read_timeout(Some(timeout)).map_err(|e| fail(&e, 0))?;
-    s.set_write_timeout(Some(timeout)).map_err(|e| fail(&e, 0))?;
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| fail(&e, 0))?;
     s.write_all(format!("SEND {n}\n").as_bytes())
         .map_err(|e| fail(&e, 0))?;
     let mut buf = vec![0u8; 64 * 1024];
@@ -528,8 +528,13 @@ mod tests {
         let (addr, peers) = tcp_server();
         let (ok, line) = tcp_get(addr, 1_000_003, Duration::from_secs(10));
         assert!(ok, "{line}");
-        assert!(line.starts_with("ok bytes=1000003 local=127.0.0.1:"), "{line}");
-        let peer = peers.recv_timeout(Duration::from_secs(10)).expect("peer line");
+        assert!(
+            line.starts_with("ok bytes=1000003 local=127.0.0.1:"),
+            "{line}"
+        );
+        let peer = peers
+            .recv_timeout(Duration::from_secs(10))
+            .expect("peer line");
         assert!(peer.starts_with("peer=127.0.0.1:"), "{peer}");
         let (ok, line) = tcp_get(addr, 0, Duration::from_secs(10));
         assert!(ok, "{line}");
@@ -538,8 +543,14 @@ mod tests {
     #[test]
     fn tcp_clients_report_refused() {
         let addr = closed_port();
-        assert_eq!(tcp_get(addr, 10, Duration::from_secs(5)), (false, "refused".into()));
-        assert_eq!(tcp_connect(addr, Duration::from_secs(5)), (false, "refused".into()));
+        assert_eq!(
+            tcp_get(addr, 10, Duration::from_secs(5)),
+            (false, "refused".into())
+        );
+        assert_eq!(
+            tcp_connect(addr, Duration::from_secs(5)),
+            (false, "refused".into())
+        );
         let (ok, line) = tcp_many(addr, 3, 10, Duration::from_secs(5));
         assert!(!ok);
         assert_eq!(line, "ok=0 failed=3 errors=refused:3");
@@ -559,7 +570,10 @@ mod tests {
         });
         let (ok, line) = tcp_get(addr, 100, Duration::from_secs(10));
         assert!(!ok);
-        assert!(line.starts_with("error content mismatch at byte "), "{line}");
+        assert!(
+            line.starts_with("error content mismatch at byte "),
+            "{line}"
+        );
     }
 
     #[test]
@@ -628,7 +642,14 @@ mod tests {
         assert!(dispatch(&strings(&["tcp-get", "127.0.0.1", "80"])).is_err());
         assert!(dispatch(&strings(&["tcp-get", "127.0.0.1", "99999", "1"])).is_err());
         assert!(dispatch(&strings(&["tcp-connect", "127.0.0.1", "1", "--timeout"])).is_err());
-        assert!(dispatch(&strings(&["tcp-connect", "127.0.0.1", "1", "--timeout", "-1"])).is_err());
+        assert!(dispatch(&strings(&[
+            "tcp-connect",
+            "127.0.0.1",
+            "1",
+            "--timeout",
+            "-1"
+        ]))
+        .is_err());
         assert!(dispatch(&strings(&["tcp-connect", "127.0.0.1", "1", "--frob"])).is_err());
         let a = ToolArgs::parse(&strings(&["h", "--timeout", "2.5", "p", "--bytes", "7"]))
             .expect("parses");

@@ -10,7 +10,6 @@ pub mod frames;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::Duration;
 
 /// The namespace guard, the lab and its helpers live in the control crate
 /// (`xdpgw demo` builds the same lab); re-exported here for the tests.
@@ -106,32 +105,6 @@ pub fn xdpgw_binary() -> PathBuf {
             bin
         })
         .clone()
-}
-
-/// Whether `xdpgw run` works yet: false while it still prints "not
-/// available yet".
-///
-/// THE ESCAPE HATCH of the end-to-end tests: while this is false they run
-/// only their Linux half. Remove it (make every caller run the xdpgw half
-/// unconditionally) once `xdpgw run` works.
-///
-/// It runs `xdpgw run --config conf/gateway.toml` in an empty, throw-away
-/// namespace (no lan0/wan0 there, so a working `run` fails at once rather
-/// than taking anything over), at most 20 s, and looks at what it printed.
-pub fn xdpgw_available() -> bool {
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        let ns = Netns::new("probe");
-        let bin = xdpgw_binary().display().to_string();
-        let config = workspace_dir().join("conf/gateway.toml");
-        let mut p = ns.spawn(&[&bin, "run", "--config", &config.display().to_string()]);
-        let says_not_yet = |l: &str| l.contains("not available yet");
-        let not_yet = p
-            .try_wait_line(Duration::from_secs(20), says_not_yet)
-            .is_some();
-        let done = p.kill();
-        !(not_yet || done.stderr.iter().any(|l| says_not_yet(l)))
-    })
 }
 
 /// The gateway lab of conf/gateway.toml with `backend` forwarding (see

@@ -6,8 +6,7 @@
 //! by iptables-restore (the oracle), and through `xdpgw run --config
 //! conf/gateway.toml`. Each returns its observations as a value; the Linux
 //! ones are checked against what the rules say, and xdpgw's must equal
-//! Linux's. While `xdpgw run` is not available yet, only the Linux half
-//! runs (see `xdpgw_available()`).
+//! Linux's.
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
@@ -18,7 +17,7 @@ use xdpgw_vm_tests::lab::{
     parse_tcpdump_verbose, Backend, CapturedPacket, Lab, Ping, Process, CLIENT, CLIENT2, FAR,
     GATEWAY_LAN, GATEWAY_WAN, HOST_IF, SERVER,
 };
-use xdpgw_vm_tests::{gateway_lab, require_root_with, xdpgw_available, LAB_PROGRAMS};
+use xdpgw_vm_tests::{gateway_lab, require_root_with, LAB_PROGRAMS};
 
 /// How long a connection attempt that the rules drop is given: a packet
 /// that gets through is answered within milliseconds even on a loaded
@@ -43,13 +42,6 @@ fn on_both_backends<O: Debug + PartialEq>(
     let linux = run_on(Backend::Linux, &scenario);
     eprintln!("{test}: Linux observed {linux:?}");
     expect(&linux);
-    if !xdpgw_available() {
-        eprintln!(
-            "{test}: skipping the xdpgw half: `xdpgw run` is not available yet \
-             (see xdpgw_available())"
-        );
-        return;
-    }
     let xdpgw = run_on(Backend::Xdpgw, &scenario);
     eprintln!("{test}: xdpgw observed {xdpgw:?}");
     assert_eq!(
@@ -219,7 +211,14 @@ fn tcp_10_mb_through_masquerade() {
             let server = lab.serve(lab.server(), &["tcp-serve", "8080"]);
             let line = lab.tool_result(
                 lab.client(),
-                &["tcp-get", &ip(SERVER), "8080", "10485760", "--timeout", OK_WAIT],
+                &[
+                    "tcp-get",
+                    &ip(SERVER),
+                    "8080",
+                    "10485760",
+                    "--timeout",
+                    OK_WAIT,
+                ],
                 TOOL_LIMIT,
             );
             let peers = peers(server);
@@ -299,7 +298,16 @@ fn thousand_concurrent_connections() {
             let server = lab.serve(lab.server(), &["tcp-serve", "8080"]);
             let result = lab.tool_result(
                 lab.client(),
-                &["tcp-many", &ip(SERVER), "8080", "1000", "--timeout", "30", "--bytes", "1000"],
+                &[
+                    "tcp-many",
+                    &ip(SERVER),
+                    "8080",
+                    "1000",
+                    "--timeout",
+                    "30",
+                    "--bytes",
+                    "1000",
+                ],
                 Duration::from_secs(300),
             );
             let peers = peers(server);
@@ -520,7 +528,10 @@ fn notrack_port_22_is_not_nated_nor_tracked() {
         },
         |o| {
             assert_eq!(o.syn_src, CLIENT, "NOTRACKed packets are not NATed");
-            assert_eq!(o.connect, "timeout", "the SYN-ACK is INVALID at the gateway");
+            assert_eq!(
+                o.connect, "timeout",
+                "the SYN-ACK is INVALID at the gateway"
+            );
             assert_eq!(o.server_accepted, 0);
             assert_eq!(o.tracked_22, 0, "NOTRACK leaves no conntrack entry");
             assert_eq!(o.tracked_8080, 1);
@@ -578,10 +589,19 @@ fn inbound_new_from_wan_dropped_while_replies_pass() {
             let _server_tcp = lab.serve(lab.server(), &["tcp-serve", "8080"]);
             // The three inbound attempts at once: each has to time out.
             let attempts = [
-                lab.tool(lab.server(), &["udp-req", &ip(CLIENT), "7777", "--timeout", DROP_WAIT]),
                 lab.tool(
                     lab.server(),
-                    &["tcp-connect", &ip(GATEWAY_WAN), "8080", "--timeout", DROP_WAIT],
+                    &["udp-req", &ip(CLIENT), "7777", "--timeout", DROP_WAIT],
+                ),
+                lab.tool(
+                    lab.server(),
+                    &[
+                        "tcp-connect",
+                        &ip(GATEWAY_WAN),
+                        "8080",
+                        "--timeout",
+                        DROP_WAIT,
+                    ],
                 ),
                 lab.tool(
                     lab.server(),
@@ -597,7 +617,14 @@ fn inbound_new_from_wan_dropped_while_replies_pass() {
             );
             let tcp_out = lab.tool_result(
                 lab.client(),
-                &["tcp-get", &ip(SERVER), "8080", "100000", "--timeout", OK_WAIT],
+                &[
+                    "tcp-get",
+                    &ip(SERVER),
+                    "8080",
+                    "100000",
+                    "--timeout",
+                    OK_WAIT,
+                ],
                 TOOL_LIMIT,
             );
             let mut client_saw = ips(&peers(client_udp));
@@ -654,7 +681,14 @@ fn port_collision_two_clients_same_source_port() {
             for c in [lab.client(), lab.client2()] {
                 tcp.push(lab.tool_result(
                     c,
-                    &["tcp-get", &ip(SERVER), "8080", "100000", "--timeout", OK_WAIT],
+                    &[
+                        "tcp-get",
+                        &ip(SERVER),
+                        "8080",
+                        "100000",
+                        "--timeout",
+                        OK_WAIT,
+                    ],
                     TOOL_LIMIT,
                 ));
                 udp.push(lab.tool_result(
@@ -689,13 +723,19 @@ fn port_collision_two_clients_same_source_port() {
             );
             assert_eq!(
                 o.udp,
-                [format!("ok local={CLIENT}:40000"), format!("ok local={CLIENT2}:40000")]
+                [
+                    format!("ok local={CLIENT}:40000"),
+                    format!("ok local={CLIENT2}:40000")
+                ]
             );
             let kept = Some(SocketAddrV4::new(GATEWAY_WAN, 40000));
             assert_eq!((o.tcp_first, o.udp_first), (kept, kept));
             assert_eq!(o.tcp_second_ip, Some(GATEWAY_WAN));
             assert_eq!(o.udp_second_ip, Some(GATEWAY_WAN));
-            assert!(o.tcp_second_port_differs && o.udp_second_port_differs, "{o:?}");
+            assert!(
+                o.tcp_second_port_differs && o.udp_second_port_differs,
+                "{o:?}"
+            );
         },
     );
 }
