@@ -16,7 +16,7 @@ use xdpgw_dataplane::conntrack::ConntrackConfig;
 use xdpgw_dataplane::pipeline::{
     Action, Emit, Gateway, GatewayConfig, IfaceConfig, Worker, FRAME_SIZE,
 };
-use xdpgw_dataplane::port::{self, Port, PortConfig, Queue, RxVerdict, XdpMode, ZeroCopy};
+use xdpgw_dataplane::port::{ForwardVerdict, GroupQueue, PortConfig, PortGroup, XdpMode, ZeroCopy};
 
 use crate::api::server::{Control, ControlSocket, WorkerPublished};
 use crate::config::{Config, XdpModeConfig, ZeroCopyConfig};
@@ -84,10 +84,14 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
         .map_err(|e| format!("signal handler: {e}"))?;
 
-    // Ports: opening one that fails drops (and so detaches) the ones before.
-    let mut ports = Vec::with_capacity(cfg.interfaces.len());
-    for i in &cfg.interfaces {
-        let pc = PortConfig {
+    // All interfaces as one port group: for each queue index, the sockets of
+    // every interface share one UMEM, so a frame forwarded from one interface
+    // to another moves as a descriptor, without a copy. A failure detaches
+    // whatever was attached.
+    let pcs: Vec<PortConfig> = cfg
+        .interfaces
+        .iter()
+        .map(|i| PortConfig {
             ifname: i.name.clone(),
             queues: None,
             xdp_mode: match cfg.dataplane.xdp_mode {
@@ -102,22 +106,21 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
             },
             frame_size: FRAME_SIZE as u32,
             frames: 4096,
-        };
-        let port = Port::open(&pc).map_err(|e| format!("interface {}: {e}", i.name))?;
-        ports.push(port);
-    }
+        })
+        .collect();
+    let mut group = PortGroup::open(&pcs).map_err(|e| e.to_string())?;
 
     let gw_cfg = GatewayConfig {
         ifaces: cfg
             .interfaces
             .iter()
-            .zip(&ports)
-            .map(|(i, p)| IfaceConfig {
+            .enumerate()
+            .map(|(k, i)| IfaceConfig {
                 name: i.name.clone(),
-                mac: p.mac(),
+                mac: group.mac(k).unwrap_or_default(),
                 addr: i.addr,
                 prefix: i.prefix,
-                mtu: p.mtu(),
+                mtu: group.mtu(k).unwrap_or(1500),
             })
             .collect(),
         routes: cfg.routes.clone(),
@@ -125,34 +128,36 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
     };
     let gw = Arc::new(Gateway::new(gw_cfg, &rules).map_err(|e| e.to_string())?);
 
-    // Queue q of every interface goes to worker q.
-    let mut per_port: Vec<Vec<Queue>> = ports.iter_mut().map(|p| p.queues()).collect();
-    let max_queues = per_port.iter().map(Vec::len).max().unwrap_or(0);
+    // Queue index q of every interface (one shared UMEM) goes to worker q.
+    let group_queues = group.queues();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = cfg
         .dataplane
         .workers
         .unwrap_or(cores)
-        .min(max_queues)
+        .min(group_queues.len())
         .max(1);
-    let mut assignments: Vec<Vec<(u8, Queue)>> = (0..workers).map(|_| Vec::new()).collect();
-    for (iface, queues) in per_port.iter_mut().enumerate() {
-        for (q, queue) in queues.drain(..).enumerate() {
-            assignments[q % workers].push((iface as u8, queue));
-        }
+    let mut assignments: Vec<Vec<GroupQueue>> = (0..workers).map(|_| Vec::new()).collect();
+    for (q, gq) in group_queues.into_iter().enumerate() {
+        assignments[q % workers].push(gq);
     }
     let names: Vec<String> = cfg.interfaces.iter().map(|i| i.name.clone()).collect();
     let modes: Vec<String> = names
         .iter()
-        .zip(&ports)
-        .map(|(n, p)| format!("{n}: {}", p.mode()))
+        .enumerate()
+        .map(|(k, n)| match group.mode(k) {
+            Some(m) => format!("{n}: {m}"),
+            None => format!("{n}: ?"),
+        })
         .collect();
     let start = *START.get_or_init(Instant::now);
     let published: Vec<Arc<WorkerPublished>> = assignments
         .iter()
         .map(|qs| {
             Arc::new(WorkerPublished::new(
-                qs.iter().map(|(i, q)| (*i, q.queue_id())).collect(),
+                qs.iter()
+                    .flat_map(|gq| (0..gq.ports()).map(move |p| (p as u8, gq.queue_id())))
+                    .collect(),
             ))
         })
         .collect();
@@ -216,7 +221,7 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
         return Err("a worker thread panicked".into());
     };
     drop(socket);
-    drop(ports);
+    drop(group);
     if report {
         let rules = control
             .state
@@ -334,7 +339,7 @@ pub fn with_counters(
 fn worker_loop(
     w: usize,
     gw: Arc<Gateway>,
-    mut queues: Vec<(u8, Queue)>,
+    mut queues: Vec<GroupQueue>,
     names: &[String],
     stop: &AtomicBool,
     start: Instant,
@@ -348,40 +353,29 @@ fn worker_loop(
         worker.begin_batch();
         let now = start.elapsed().as_nanos() as u64;
         let mut got = 0;
-        for i in 0..queues.len() {
-            let (left, right) = queues.split_at_mut(i);
-            let Some(((iface, q), rest)) = right.split_first_mut() else {
-                continue;
-            };
-            let iface = *iface;
-            got += q.rx_batch(BATCH, |frame, len| {
-                match worker.process(now, iface, frame, len, &mut staging) {
-                    Action::Forward { iface: out, len } if out == iface => RxVerdict::Tx(len),
-                    Action::Forward { iface: out, len } => {
-                        if let Some((_, other)) = left
-                            .iter_mut()
-                            .chain(rest.iter_mut())
-                            .find(|(o, _)| *o == out)
-                        {
-                            other.tx_copy(&frame[..len]);
-                        }
-                        RxVerdict::Drop
-                    }
+        for gq in queues.iter_mut() {
+            got += gq.rx_batch(BATCH, |port, frame, len| {
+                match worker.process(now, port as u8, frame, len, &mut staging) {
+                    // To any interface of the group, as a descriptor: no copy.
+                    Action::Forward { iface, len } => ForwardVerdict::Tx {
+                        port: usize::from(iface),
+                        len,
+                    },
                     // The host path (issue: local services) is not there yet.
-                    Action::Host | Action::Drop(_) | Action::Consumed => RxVerdict::Drop,
+                    Action::Host | Action::Drop(_) | Action::Consumed => ForwardVerdict::Drop,
                 }
             });
         }
         worker.tick(now, &mut staging);
-        for k in 0..staging.used {
-            let (out, len, ref buf) = staging.frames[k];
-            if let Some((_, q)) = queues.iter_mut().find(|(o, _)| *o == out) {
-                q.tx_copy(&buf[..len]);
+        if let Some(gq) = queues.first_mut() {
+            for k in 0..staging.used {
+                let (out, len, ref buf) = staging.frames[k];
+                gq.tx_copy(usize::from(out), &buf[..len]);
             }
         }
         staging.used = 0;
-        for (_, q) in queues.iter_mut() {
-            q.flush();
+        for gq in queues.iter_mut() {
+            gq.flush();
         }
         drain_logs(&mut worker, names);
         // Counters for the control thread: the worker's after every batch
@@ -392,28 +386,40 @@ fn worker_loop(
         if now.saturating_sub(published_queues) >= 200_000_000 {
             published_queues = now;
             publish.publish(&worker.stats);
-            for (k, (_, q)) in queues.iter().enumerate() {
-                publish.publish_queue(k, &q.stats());
-            }
+            publish_queues(publish, &queues);
         }
         if got == 0 {
             idle_rounds += 1;
             if idle_rounds > 64 {
                 // Idle: sleep in poll() until a frame arrives, at most 10 ms so
                 // that timers (ARP, expiry) and the stop flag are served.
-                let refs: Vec<&Queue> = queues.iter().map(|(_, q)| q).collect();
-                port::wait_any(&refs, Duration::from_millis(10));
+                if let [gq] = queues.as_slice() {
+                    gq.wait(Duration::from_millis(10));
+                } else {
+                    std::thread::yield_now();
+                }
             }
         } else {
             idle_rounds = 0;
         }
     }
     publish.publish(&worker.stats);
-    for (k, (_, q)) in queues.iter().enumerate() {
-        publish.publish_queue(k, &q.stats());
-    }
+    publish_queues(publish, &queues);
     WorkerReport {
         stats: worker.stats.clone(),
+    }
+}
+
+/// Each socket's counters, in the order `WorkerPublished::new` got them.
+fn publish_queues(publish: &WorkerPublished, queues: &[GroupQueue]) {
+    let mut k = 0;
+    for gq in queues {
+        for p in 0..gq.ports() {
+            if let Some(st) = gq.stats(p) {
+                publish.publish_queue(k, &st);
+            }
+            k += 1;
+        }
     }
 }
 
