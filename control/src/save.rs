@@ -252,6 +252,11 @@ fn match_spec(out: &mut String, m: &Match) {
 
 fn nat_range(out: &mut String, opt: &str, r: &NatRange) {
     let _ = write!(out, " {opt} ");
+    nat_range_text(out, r);
+}
+
+/// A NAT range as iptables prints it: `a[-b][:p[-q]]`.
+pub(crate) fn nat_range_text(out: &mut String, r: &NatRange) {
     if let Some(a) = r.addrs {
         let _ = write!(out, "{}", a.lo);
         if a.hi != a.lo {

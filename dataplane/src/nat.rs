@@ -32,6 +32,24 @@ fn needed_bit(manip: Manip, dir: Dir) -> u16 {
     }
 }
 
+/// The tuple whose inverse a packet going in `dir` is translated to, if
+/// the connection's NAT `st` calls for `manip` in that direction.
+fn other_tuple<'a>(
+    orig: &'a Tuple,
+    reply: &'a Tuple,
+    st: u16,
+    dir: Dir,
+    manip: Manip,
+) -> Option<&'a Tuple> {
+    if st & needed_bit(manip, dir) == 0 {
+        return None;
+    }
+    Some(match dir {
+        Dir::Original => reply,
+        Dir::Reply => orig,
+    })
+}
+
 /// Keeps a parse in step with a rewrite of the packet's source or destination.
 fn update_info(info: &mut Ipv4Info, manip: Manip, addr: Ipv4Addr, port: u16) {
     match manip {
@@ -64,12 +82,8 @@ pub fn translate(
     dir: Dir,
     manip: Manip,
 ) -> bool {
-    if st & needed_bit(manip, dir) == 0 {
+    let Some(other) = other_tuple(orig, reply, st, dir, manip) else {
         return false;
-    }
-    let other = match dir {
-        Dir::Original => reply,
-        Dir::Reply => orig,
     };
     let target = other.invert();
     match manip {
@@ -98,12 +112,8 @@ pub fn translate_related(
     dir: Dir,
     manip: Manip,
 ) -> bool {
-    if st & needed_bit(manip, dir) == 0 {
+    let Some(other) = other_tuple(orig, reply, st, dir, manip) else {
         return false;
-    }
-    let other = match dir {
-        Dir::Original => reply,
-        Dir::Reply => orig,
     };
     match manip {
         // The inner packet travelled the other way: undo the opposite manip on it.

@@ -141,20 +141,9 @@ fn header(out: &mut String, t: &TableRules, c: &Chain, f: ListFormat) {
 
 fn target_name(t: &Target) -> &str {
     match t {
-        Target::None => "",
-        Target::Accept => "ACCEPT",
-        Target::Drop => "DROP",
-        Target::Return => "RETURN",
-        Target::Jump(c) | Target::Goto(c) => c,
-        Target::Reject(_) => "REJECT",
-        Target::Log(_) => "LOG",
-        Target::Masquerade(_) => "MASQUERADE",
-        Target::Redirect(_) => "REDIRECT",
-        Target::Snat(_) => "SNAT",
-        Target::Dnat(_) => "DNAT",
-        Target::Dscp(_) => "DSCP",
+        // iptables -L shows NOTRACK as the CT target it became.
         Target::Notrack | Target::CtNotrack => "CT",
-        Target::Mark { .. } => "MARK",
+        t => t.name(),
     }
 }
 
@@ -420,18 +409,7 @@ const LOG_LEVELS: [&str; 8] = [
 
 fn nat_range(out: &mut String, r: &NatRange) {
     out.push_str(" to:");
-    if let Some(a) = r.addrs {
-        let _ = write!(out, "{}", a.lo);
-        if a.hi != a.lo {
-            let _ = write!(out, "-{}", a.hi);
-        }
-    }
-    if let Some(p) = r.ports {
-        let _ = write!(out, ":{}", p.lo);
-        if p.hi != p.lo {
-            let _ = write!(out, "-{}", p.hi);
-        }
-    }
+    crate::save::nat_range_text(out, r);
 }
 
 fn target_text(out: &mut String, t: &Target, numeric: bool) {

@@ -11,16 +11,12 @@
 
 use super::{status, InvalidReason, Nanos, Policy, TcpSeg, TcpState, Verdict};
 
-/// TCP header flag bits, as in `TcpSeg::flags`.
+/// TCP header flag bits, as in `TcpSeg::flags` (the wire module's).
 pub mod flag {
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const PSH: u8 = 0x08;
-    pub const ACK: u8 = 0x10;
-    pub const URG: u8 = 0x20;
-    pub const ECE: u8 = 0x40;
-    pub const CWR: u8 = 0x80;
+    pub use crate::wire::{
+        TCP_ACK as ACK, TCP_CWR as CWR, TCP_ECE as ECE, TCP_FIN as FIN, TCP_PSH as PSH,
+        TCP_RST as RST, TCP_SYN as SYN, TCP_URG as URG,
+    };
 }
 
 // What a segment is, for the state table (Linux's `enum tcp_bit_set`).
