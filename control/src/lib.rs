@@ -5,12 +5,12 @@
 pub mod api;
 pub mod config;
 pub mod demo;
+pub mod error;
 pub mod lab;
 pub mod labtool;
-pub mod run;
-pub mod error;
 pub mod netdb;
 pub mod parse;
+pub mod run;
 pub mod save;
 
 use std::path::Path;
