@@ -349,6 +349,12 @@ fn worker_loop(
     let mut staging = Staging::new(BATCH * 2);
     let mut idle_rounds = 0u32;
     let mut published_queues = 0u64;
+    // Housekeeping and publishing run at most every millisecond under load
+    // (and whenever a round found nothing), not once per batch: their cost
+    // must not be paid per packet when batches are small.
+    let mut last_tick = 0u64;
+    let mut last_publish = 0u64;
+    let mut dirty = false;
     while !stop.load(Ordering::Relaxed) {
         worker.begin_batch();
         let now = start.elapsed().as_nanos() as u64;
@@ -366,7 +372,10 @@ fn worker_loop(
                 }
             });
         }
-        worker.tick(now, &mut staging);
+        if got == 0 || now.saturating_sub(last_tick) >= 1_000_000 {
+            last_tick = now;
+            worker.tick(now, &mut staging);
+        }
         if let Some(gq) = queues.first_mut() {
             for k in 0..staging.used {
                 let (out, len, ref buf) = staging.frames[k];
@@ -378,9 +387,13 @@ fn worker_loop(
             gq.flush();
         }
         drain_logs(&mut worker, names);
-        // Counters for the control thread: the worker's after every batch
-        // that did something, the queues' (a system call each) every 200 ms.
-        if got > 0 {
+        // Counters for the control thread: the worker's at most every
+        // millisecond while busy and as soon as it is idle, the queues' (a
+        // system call each) every 200 ms.
+        dirty |= got > 0;
+        if dirty && (got == 0 || now.saturating_sub(last_publish) >= 1_000_000) {
+            last_publish = now;
+            dirty = false;
             publish.publish(&worker.stats);
         }
         if now.saturating_sub(published_queues) >= 200_000_000 {

@@ -338,23 +338,6 @@ struct Report {
     stats: Vec<QueueStats>,
     forwarded: u64,
     reflected: u64,
-    elapsed: Duration,
-    /// CPU time (user + system) the forwarder thread used, from
-    /// /proc/thread-self/stat.
-    cpu: Duration,
-}
-
-fn thread_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields of the line, in clock ticks (USER_HZ = 100).
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
-        .sum();
-    Duration::from_millis(ticks * 10)
 }
 
 struct Forwarder {
@@ -415,8 +398,6 @@ impl Forwarder {
                     };
                     let _ = ready_tx.send(Ok(modes));
                     let (mut forwarded, mut reflected) = (0u64, 0u64);
-                    let start = Instant::now();
-                    let cpu_start = thread_cpu();
                     let mut idle = false;
                     // Acquire: pairs with the Release store in `finish`.
                     while !flag.load(Ordering::Acquire) {
@@ -445,15 +426,12 @@ impl Forwarder {
                         qb.flush();
                         idle = got == 0;
                     }
-                    let elapsed = start.elapsed();
                     let report = Report {
                         modes,
                         accounting: vec![qa.frame_accounting(), qb.frame_accounting()],
                         stats: vec![qa.stats(), qb.stats()],
                         forwarded,
                         reflected,
-                        elapsed,
-                        cpu: thread_cpu().saturating_sub(cpu_start),
                     };
                     drop((qa, qb, pa, pb));
                     report
@@ -475,8 +453,6 @@ impl Forwarder {
                     };
                     let _ = ready_tx.send(Ok(modes));
                     let (mut forwarded, mut reflected) = (0u64, 0u64);
-                    let start = Instant::now();
-                    let cpu_start = thread_cpu();
                     let mut idle = false;
                     // Acquire: pairs with the Release store in `finish`.
                     while !flag.load(Ordering::Acquire) {
@@ -500,7 +476,6 @@ impl Forwarder {
                         q.flush();
                         idle = got == 0;
                     }
-                    let elapsed = start.elapsed();
                     let stats = (0..q.ports()).filter_map(|p| q.stats(p)).collect();
                     let report = Report {
                         modes,
@@ -508,8 +483,6 @@ impl Forwarder {
                         stats,
                         forwarded,
                         reflected,
-                        elapsed,
-                        cpu: thread_cpu().saturating_sub(cpu_start),
                     };
                     drop((q, group));
                     report
@@ -871,85 +844,6 @@ fn a_live_port_keeps_its_interface() {
         "the first port's program was not replaced"
     );
     assert!(!t.has_xdp(&t.ma));
-}
-
-// ---------------------------------------------------------------------------
-// Rate (run by hand: cargo test --release -p xdpgw-dataplane --test port_afxdp
-// -- --ignored --nocapture forwarding_rate)
-// ---------------------------------------------------------------------------
-
-/// A minimal Ethernet/IPv4/UDP frame of `len` bytes (checksums left 0: the
-/// far end never parses it).
-fn udp_frame(t: &Topology, len: usize) -> Vec<u8> {
-    let mut f = vec![0u8; len.max(60)];
-    set_macs(&mut f, t.mac(Topology::MAC_MA), t.mac(Topology::MAC_VA));
-    f[12..14].copy_from_slice(&ETH_IPV4);
-    f[14] = 0x45;
-    let ip_len = (f.len() - 14) as u16;
-    f[16..18].copy_from_slice(&ip_len.to_be_bytes());
-    f[22] = 64;
-    f[23] = 17;
-    f[26..30].copy_from_slice(&t.ip_a().octets());
-    f[30..34].copy_from_slice(&t.ip_b().octets());
-    f[34..36].copy_from_slice(&4000u16.to_be_bytes());
-    f[36..38].copy_from_slice(&9u16.to_be_bytes());
-    f[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
-    f
-}
-
-fn measure(design: Design, frame_len: usize, seconds: u64) {
-    let t = Topology::new();
-    // B's end is down: frames the forwarder sends out of mb are dropped by
-    // veth right away, so the forwarder's CPU only does the forwarding.
-    in_ns(&t.ns_b, &["ip", "link", "set", &t.vb, "down"]);
-    let fwd = Forwarder::start(&t, design, XdpMode::Auto, ZeroCopy::Auto);
-    let frame = udp_frame(&t, frame_len);
-    let va = t.va.clone();
-    let sent = on_ns_thread(&t.ns_a, move || {
-        let mut port = Port::open(&PortConfig::new(va.as_str())).expect("generator port");
-        let Some(mut q) = port.queues().pop() else {
-            panic!("no queue")
-        };
-        let deadline = Instant::now() + Duration::from_secs(seconds);
-        while Instant::now() < deadline {
-            for _ in 0..64 {
-                q.tx_copy(&frame);
-            }
-            q.flush();
-        }
-        q.stats().tx_completed
-    });
-    let report = fwd.finish();
-    let out = report.stats.get(1).copied().unwrap_or_default();
-    let secs = report.elapsed.as_secs_f64();
-    let cpu = report.cpu.as_secs_f64().max(0.01);
-    println!(
-        "{design:?} forwarder ({}), {frame_len}-byte frames: generator sent {sent} in {seconds} s; forwarder received {} \
-         (ma), sent {} out of mb = {:.0} kpps over its {secs:.2} s; forwarder thread CPU \
-         {cpu:.2} s = {:.0} kpps per CPU-second; ma kernel drops: ring full {}, fill empty {}; \
-         tx_full {}",
-        report.modes.0,
-        report.stats[0].rx,
-        out.tx_completed,
-        out.tx_completed as f64 / secs / 1e3,
-        out.tx_completed as f64 / cpu / 1e3,
-        report.stats[0].rx_ring_full,
-        report.stats[0].rx_fill_ring_empty_descs,
-        out.tx_full,
-    );
-    assert_books(&report);
-}
-
-#[test]
-#[ignore = "a measurement, not a check: run by hand with --ignored --nocapture"]
-fn forwarding_rate() {
-    if !require_root("forwarding_rate") {
-        return;
-    }
-    for frame_len in [60, 1400] {
-        measure(Design::Copy, frame_len, 3);
-        measure(Design::Group, frame_len, 3);
-    }
 }
 
 /// Run as a child process by `a_killed_run_is_replaced`: opens the port

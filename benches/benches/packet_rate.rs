@@ -1,0 +1,1389 @@
+//! End-to-end packet rate through a namespace lab: xdpgw, the Linux kernel
+//! with the same rules, and a bare AF_XDP forwarder (the lab's I/O ceiling).
+//!
+//! ```text
+//!  ns client                 ns gw                          ns server
+//!  cl0 192.168.10.2 ── lan0 192.168.10.1 | wan0 203.0.113.1 ── sv0 203.0.113.254
+//!  [Port: generator]        (gateway under test)             [Port: sink]
+//! ```
+//!
+//! Run: `cargo bench -p xdpgw-benches --bench packet_rate` (about two
+//! minutes). Needs root (namespaces, BPF, AF_XDP), 2 CPUs, `ip`, `ethtool`,
+//! `iptables-restore`; otherwise it prints `skipping: ...` and exits 0.
+//!
+//! - **Generator**: an AF_XDP [`Port`] on the client's veth sends 60-byte
+//!   UDP frames (64 on the wire with the FCS) from 192.168.10.2 to
+//!   203.0.113.254 port 9 with `tx_copy`, 64 per `flush`, as fast as it can;
+//!   1 flow, and 1,024 flows (source ports 1024..2047). The destination MAC
+//!   is lan0's, read from sysfs: the generator needs no ARP.
+//! - **Sink**: an AF_XDP [`Port`] on the server's veth counts the UDP frames
+//!   and answers ARP requests for 203.0.113.254 (its XDP program takes ARP
+//!   too, and both gateways resolve the next hop by ARP).
+//! - **Placement**: generator and sink in one thread pinned to CPU 0
+//!   (send a batch, drain the sink); the gateway on CPU 1. veth runs the
+//!   receiving side's NAPI in the softirq of the CPU that transmits: lan0's
+//!   receive (XDP redirect into the gateway's socket, or the kernel's
+//!   `netif_rx`) runs on CPU 0, and the sink's receive (sv0's XDP, the copy
+//!   into the sink's UMEM) runs on the gateway's CPU, inside its `sendto`
+//!   (xdpgw, bare) or its forwarding softirq (Linux). This is the best
+//!   placement found for every path; pinning sv0's NAPI to CPU 0 instead
+//!   (`PACKET_RATE_SINK_NAPI_CPU=0`) lowers all of them (CPU 0 saturates).
+//! - **Paths** (rows):
+//!   - `xdpgw`: `xdpgw run --config conf/gateway.toml` in the gateway
+//!     namespace (lan0/wan0 carry no kernel address; conf/gateway.rules:
+//!     MASQUERADE, stateful FORWARD). One worker (the veths have one queue),
+//!     which xdpgw pins to the last core, CPU 1. The binary is built by this
+//!     bench with `$CARGO build --release --bin xdpgw` and taken from the
+//!     directory above the bench executable (`target/release/xdpgw`);
+//!     `XDPGW_BIN=path` runs another build instead (no build then).
+//!   - `linux-rps`, `linux-napi`, `linux`: the kernel forwards with the same
+//!     rules (`iptables-restore < conf/gateway.rules`, addresses on
+//!     lan0/wan0, ip_forward=1, default route via 203.0.113.254). Without
+//!     help its forwarding runs in the softirq of the CPU that transmits into
+//!     lan0 — CPU 0, shared with the generator and sink, CPU 1 idle
+//!     (`linux`): unfair to Linux. `linux-rps` steers lan0's backlog to CPU 1
+//!     (`rps_cpus`), `linux-napi` turns GRO on for lan0 (veth then delivers
+//!     through NAPI) and pins its threaded NAPI to CPU 1. The ratio uses the
+//!     best of the three.
+//!   - `bare`, `bare-group`: a forwarder that only rewrites MACs, on a thread
+//!     pinned to CPU 1, over two [`Port`]s with `tx_copy` (the colleague's
+//!     former `forwarding_rate` test), or over a [`PortGroup`] moving
+//!     descriptors (xdpgw's I/O design). The ratio uses the better one.
+//! - **Measure**: after a 1 s warm-up, UDP frames counted by the sink over a
+//!   5 s window (also per second: min-max), and frames whose transmission
+//!   the generator's socket completed (the offered rate); busy % per CPU,
+//!   CPU used by other processes, their forks, and hypervisor steal over the
+//!   window: the machine is shared, and a disturbed row shows it. Before
+//!   each row the bench waits (up to 20 s) for the machine to be quiet.
+//! - **Cleanup**: each row builds a fresh lab (namespaces `xpr<pid>-<n>-*`)
+//!   deleted on drop, also when a step panics; xdpgw gets SIGTERM and must
+//!   exit 0. Labs of an earlier run that was killed are removed at start.
+//!
+//! Knobs (environment): `PACKET_RATE_WINDOW` (seconds, default 5),
+//! `PACKET_RATE_PATHS` (comma list of the row names above; default all),
+//! `PACKET_RATE_FLOWS` (default `1,1024`), `PACKET_RATE_SINK_NAPI_CPU`
+//! (threaded NAPI for the sink's veth, pinned there), `XDPGW_BIN`.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use core_affinity::CoreId;
+use xdpgw_dataplane::port::{
+    enter_netns, wait_any, ForwardVerdict, Port, PortConfig, PortGroup, QueueStats, RxVerdict,
+};
+use xdpgw_vm_tests::frames::{FrameSpec, L4Spec};
+
+const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 10, 2);
+const SINK_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 254);
+const UDP_DPORT: u16 = 9;
+/// Frames the generator queues per `flush`.
+const GEN_BATCH: usize = 64;
+const WARMUP: Duration = Duration::from_secs(1);
+/// CPU of the generator + sink thread; the gateway gets the other one.
+const TRAFFIC_CPU: usize = 0;
+const GATEWAY_CPU: usize = 1;
+
+// ---------------------------------------------------------------------------
+// Preconditions and commands
+// ---------------------------------------------------------------------------
+
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+fn has_program(name: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .any(|dir| dir.join(name).is_file())
+}
+
+/// What is missing to run, if anything.
+fn missing() -> Option<String> {
+    if effective_uid() != Some(0) {
+        return Some("root (network namespaces, BPF and AF_XDP)".into());
+    }
+    let absent: Vec<&str> = ["ip", "ethtool", "iptables-restore"]
+        .into_iter()
+        .filter(|p| !has_program(p))
+        .collect();
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return Some("2 CPUs (generator and sink on one, the gateway on the other)".into());
+    }
+    (!absent.is_empty()).then(|| format!("the programs {}", absent.join(", ")))
+}
+
+/// Runs a command, panics with its stderr unless it succeeds; returns stdout.
+fn run(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("running {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "`{}` failed ({}): {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn workspace_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("benches/ has a parent")
+        .to_path_buf()
+}
+
+// ---------------------------------------------------------------------------
+// The lab: three namespaces, two veth pairs; deleted on drop
+// ---------------------------------------------------------------------------
+
+static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
+
+/// Namespace names start with this, then the pid.
+const NS_PREFIX: &str = "xpr";
+
+/// The client, gateway and server namespaces with their veths. Dropping it
+/// deletes the namespaces (and so the veths, addresses, routes and rules in
+/// them), also while unwinding from a panic.
+struct Lab {
+    client: String,
+    gw: String,
+    server: String,
+    created: Vec<String>,
+}
+
+impl Lab {
+    const CLIENT_IF: &'static str = "cl0";
+    const SERVER_IF: &'static str = "sv0";
+
+    fn new() -> Lab {
+        // Relaxed: only distinct numbers are needed.
+        let n = NEXT_LAB.fetch_add(1, Ordering::Relaxed);
+        let base = format!("{NS_PREFIX}{}-{n}", std::process::id());
+        let mut lab = Lab {
+            client: format!("{base}-c"),
+            gw: format!("{base}-g"),
+            server: format!("{base}-s"),
+            created: Vec::new(),
+        };
+        for ns in [lab.client.clone(), lab.gw.clone(), lab.server.clone()] {
+            run(&["ip", "netns", "add", &ns]);
+            lab.created.push(ns);
+        }
+        // Created inside the namespaces: no name is ever used in the root one.
+        for (gw_end, peer, peer_ns) in [
+            ("lan0", Self::CLIENT_IF, &lab.client),
+            ("wan0", Self::SERVER_IF, &lab.server),
+        ] {
+            let cmd = format!("link add name {gw_end} type veth peer name {peer} netns {peer_ns}");
+            lab.ip(&lab.gw, &cmd.split(' ').collect::<Vec<_>>());
+        }
+        for (ns, dev) in [
+            (&lab.client, Self::CLIENT_IF),
+            (&lab.gw, "lan0"),
+            (&lab.gw, "wan0"),
+            (&lab.server, Self::SERVER_IF),
+        ] {
+            lab.ip(ns, &["link", "set", dev, "up"]);
+            lab.ip(ns, &["link", "set", "lo", "up"]);
+        }
+        // Full checksums from the end hosts' kernels (the frames we send are
+        // built whole; this only matters for anything their stacks send).
+        lab.exec(
+            &lab.client,
+            &["ethtool", "-K", Self::CLIENT_IF, "tx", "off"],
+        );
+        lab.exec(
+            &lab.server,
+            &["ethtool", "-K", Self::SERVER_IF, "tx", "off"],
+        );
+        lab.ip(
+            &lab.client,
+            &["addr", "add", "192.168.10.2/24", "dev", Self::CLIENT_IF],
+        );
+        lab.ip(
+            &lab.client,
+            &["route", "add", "default", "via", "192.168.10.1"],
+        );
+        lab.ip(
+            &lab.server,
+            &["addr", "add", "203.0.113.254/24", "dev", Self::SERVER_IF],
+        );
+        lab
+    }
+
+    fn ip(&self, ns: &str, args: &[&str]) -> String {
+        let mut all = vec!["ip", "-n", ns];
+        all.extend_from_slice(args);
+        run(&all)
+    }
+
+    fn exec(&self, ns: &str, args: &[&str]) -> String {
+        let mut all = vec!["ip", "netns", "exec", ns];
+        all.extend_from_slice(args);
+        run(&all)
+    }
+
+    fn netns_path(ns: &str) -> PathBuf {
+        PathBuf::from("/var/run/netns").join(ns)
+    }
+
+    fn mac(&self, ns: &str, dev: &str) -> [u8; 6] {
+        let text = self.exec(ns, &["cat", &format!("/sys/class/net/{dev}/address")]);
+        let mut mac = [0u8; 6];
+        let parts: Vec<u8> = text
+            .trim()
+            .split(':')
+            .map(|p| u8::from_str_radix(p, 16).unwrap_or_else(|e| panic!("{text:?}: {e}")))
+            .collect();
+        mac.copy_from_slice(&parts);
+        mac
+    }
+
+    /// The kernel as the gateway: addresses, forwarding, route and rules.
+    fn configure_linux(&self, rps_cpu: Option<usize>) {
+        let gw = &self.gw;
+        self.ip(gw, &["addr", "add", "192.168.10.1/24", "dev", "lan0"]);
+        self.ip(gw, &["addr", "add", "203.0.113.1/24", "dev", "wan0"]);
+        self.ip(gw, &["route", "add", "default", "via", "203.0.113.254"]);
+        self.exec(gw, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        let rules = workspace_dir().join("conf/gateway.rules");
+        let file =
+            std::fs::File::open(&rules).unwrap_or_else(|e| panic!("{}: {e}", rules.display()));
+        let out = Command::new("ip")
+            .args(["netns", "exec", gw, "iptables-restore"])
+            .stdin(file)
+            .output()
+            .expect("run iptables-restore");
+        assert!(
+            out.status.success(),
+            "iptables-restore < {}: {}",
+            rules.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if let Some(cpu) = rps_cpu {
+            let mask = format!("{:x}", 1u64 << cpu);
+            self.exec(
+                gw,
+                &[
+                    "sh",
+                    "-c",
+                    &format!("echo {mask} > /sys/class/net/lan0/queues/rx-0/rps_cpus"),
+                ],
+            );
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in self.created.iter().rev() {
+            let out = Command::new("ip").args(["netns", "del", ns]).output();
+            if !matches!(&out, Ok(o) if o.status.success()) {
+                eprintln!("warning: `ip netns del {ns}` failed: {out:?}");
+            }
+        }
+    }
+}
+
+/// Deletes namespaces left by an earlier run of this bench that was killed
+/// (their pid is gone), so that a SIGKILL never leaks labs for good.
+fn remove_stale_labs() {
+    let Ok(entries) = std::fs::read_dir("/var/run/netns") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(NS_PREFIX) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// CPU accounting
+// ---------------------------------------------------------------------------
+
+/// Jiffies of one CPU, from /proc/stat.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuJiffies {
+    /// user, nice, system, irq, softirq.
+    busy: u64,
+    /// Taken by the hypervisor.
+    steal: u64,
+    total: u64,
+}
+
+fn cpu_times() -> Vec<CpuJiffies> {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    stat.lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .map(|l| {
+            let v: Vec<u64> = l
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            let at = |i: usize| v.get(i).copied().unwrap_or(0);
+            // user nice system idle iowait irq softirq steal
+            CpuJiffies {
+                busy: at(0) + at(1) + at(2) + at(5) + at(6),
+                steal: at(7),
+                total: (0..8).map(at).sum(),
+            }
+        })
+        .collect()
+}
+
+/// Processes created since boot (/proc/stat `processes`): nothing of ours
+/// forks during a window, so a difference counts other activity, also
+/// short-lived commands that `process_ticks` never sees.
+fn forks() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("processes ")?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Busy and steal % per CPU between two samples.
+fn busy_percent(before: &[CpuJiffies], after: &[CpuJiffies]) -> Vec<(f64, f64)> {
+    before
+        .iter()
+        .zip(after)
+        .map(|(b, a)| {
+            let total = a.total.saturating_sub(b.total).max(1) as f64;
+            (
+                100.0 * a.busy.saturating_sub(b.busy) as f64 / total,
+                100.0 * a.steal.saturating_sub(b.steal) as f64 / total,
+            )
+        })
+        .collect()
+}
+
+fn pin(cpu: usize) {
+    assert!(
+        core_affinity::set_for_current(CoreId { id: cpu }),
+        "pinning a thread to CPU {cpu}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Frames
+// ---------------------------------------------------------------------------
+
+/// The generator's frames: one per flow, 60 bytes (64 with the FCS).
+fn udp_frames(flows: usize, dst_mac: [u8; 6], src_mac: [u8; 6]) -> Vec<Vec<u8>> {
+    (0..flows)
+        .map(|i| {
+            let f = FrameSpec {
+                dst_mac,
+                src_mac,
+                src: CLIENT_IP,
+                dst: SINK_IP,
+                ttl: 64,
+                tos: 0,
+                id: 1,
+                df: false,
+                l4: L4Spec::Udp {
+                    sport: 1024 + i as u16,
+                    dport: UDP_DPORT,
+                    payload: vec![0xab; 18],
+                },
+            }
+            .build();
+            assert_eq!(f.len(), 60);
+            f
+        })
+        .collect()
+}
+
+const ETH_IPV4: [u8; 2] = [0x08, 0x00];
+const ETH_ARP: [u8; 2] = [0x08, 0x06];
+
+/// What the sink does with a frame: counts UDP to port 9, turns an ARP
+/// request for its address into the reply (in place).
+enum SinkFrame {
+    Udp,
+    ArpReply(usize),
+    Other,
+}
+
+fn sink_frame(frame: &mut [u8], len: usize, mac: [u8; 6], ip: Ipv4Addr) -> SinkFrame {
+    if len >= 42 && frame[12..14] == ETH_IPV4 && frame[23] == 17 {
+        let ihl = usize::from(frame[14] & 0x0f) * 4;
+        let dport = 14 + ihl + 2;
+        if len >= dport + 2 && frame[dport..dport + 2] == UDP_DPORT.to_be_bytes() {
+            return SinkFrame::Udp;
+        }
+        return SinkFrame::Other;
+    }
+    // Ethernet/IPv4 ARP request (htype 1, ptype 0x0800, 6, 4, op 1) for `ip`.
+    if len >= 42
+        && frame[12..14] == ETH_ARP
+        && frame[14..22] == [0, 1, 8, 0, 6, 4, 0, 1]
+        && frame[38..42] == ip.octets()
+    {
+        let mut asker = [0u8; 10];
+        asker.copy_from_slice(&frame[22..32]); // sender MAC + IP
+        frame[0..6].copy_from_slice(&asker[..6]);
+        frame[6..12].copy_from_slice(&mac);
+        frame[21] = 2;
+        frame[22..28].copy_from_slice(&mac);
+        frame[28..32].copy_from_slice(&ip.octets());
+        frame[32..42].copy_from_slice(&asker);
+        return SinkFrame::ArpReply(42);
+    }
+    SinkFrame::Other
+}
+
+// ---------------------------------------------------------------------------
+// Generator + sink: one thread on CPU 0
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct TrafficReport {
+    /// Frames per second the generator's socket completed, over the window.
+    sent_pps: f64,
+    /// UDP frames per second the sink received, over the window.
+    received_pps: f64,
+    /// The sink's rate in each second of the window.
+    slices: Vec<f64>,
+    /// Busy and steal % per CPU over the window.
+    cpu_busy: Vec<(f64, f64)>,
+    /// CPU time of other processes during the window, in % of one CPU.
+    foreign: f64,
+    /// Processes other programs started during the window.
+    forks: u64,
+    arp_replies: u64,
+    other: u64,
+    gen: QueueStats,
+    sink: QueueStats,
+}
+
+/// Where to put the NAPI contexts of the end hosts' veths (threaded NAPI
+/// pinned to a CPU), or `None` to leave them in softirq context.
+#[derive(Debug, Clone, Copy, Default)]
+struct NapiPlacement {
+    sink: Option<usize>,
+}
+
+/// Runs the generator and the sink for `WARMUP + window` in one thread
+/// pinned to `TRAFFIC_CPU`. `ours` are the pids whose CPU time is not
+/// counted as foreign load (this process is always ours).
+fn traffic(
+    lab: &Lab,
+    flows: usize,
+    window: Duration,
+    napi: NapiPlacement,
+    ours: &[u32],
+) -> TrafficReport {
+    let lan_mac = lab.mac(&lab.gw, "lan0");
+    let client_mac = lab.mac(&lab.client, Lab::CLIENT_IF);
+    let sink_mac = lab.mac(&lab.server, Lab::SERVER_IF);
+    let frames = udp_frames(flows, lan_mac, client_mac);
+    let (client, server) = (Lab::netns_path(&lab.client), Lab::netns_path(&lab.server));
+    let server_ns = lab.server.clone();
+    let mut ours = ours.to_vec();
+    ours.push(std::process::id());
+    let handle = std::thread::spawn(move || {
+        enter_netns(&client).unwrap_or_else(|e| panic!("setns {}: {e}", client.display()));
+        let mut gen_port =
+            Port::open(&PortConfig::new(Lab::CLIENT_IF)).unwrap_or_else(|e| panic!("{e}"));
+        enter_netns(&server).unwrap_or_else(|e| panic!("setns {}: {e}", server.display()));
+        let mut sink_port =
+            Port::open(&PortConfig::new(Lab::SERVER_IF)).unwrap_or_else(|e| panic!("{e}"));
+        let (Some(mut gen), Some(mut sink)) = (gen_port.queues().pop(), sink_port.queues().pop())
+        else {
+            panic!("no queues")
+        };
+        if let Some(cpu) = napi.sink {
+            // veth has NAPI (and so a thread to pin) only once XDP is attached.
+            threaded_napi(&server_ns, Lab::SERVER_IF, cpu);
+        }
+        pin(TRAFFIC_CPU);
+        let (mut received, mut arp_replies, mut other) = (0u64, 0u64, 0u64);
+        let mut next = 0;
+        let start = Instant::now();
+        // (when, generator completions, sink frames) at each second.
+        let mut marks: Vec<(Instant, u64, u64)> = Vec::new();
+        let mut cpu0 = Vec::new();
+        let mut foreign0 = HashMap::new();
+        let mut forks0 = 0;
+        let seconds = window.as_secs().max(1) as usize;
+        let mut until_client_drain = 64u32;
+        loop {
+            for _ in 0..GEN_BATCH {
+                gen.tx_copy(&frames[next]);
+                next += 1;
+                if next == frames.len() {
+                    next = 0;
+                }
+            }
+            gen.flush();
+            loop {
+                let n = sink.rx_batch(64, |frame, len| {
+                    match sink_frame(frame, len, sink_mac, SINK_IP) {
+                        SinkFrame::Udp => received += 1,
+                        SinkFrame::ArpReply(len) => {
+                            arp_replies += 1;
+                            return RxVerdict::Tx(len);
+                        }
+                        SinkFrame::Other => other += 1,
+                    }
+                    RxVerdict::Drop
+                });
+                if n < 64 {
+                    break;
+                }
+            }
+            sink.flush();
+            until_client_drain -= 1;
+            if until_client_drain == 0 {
+                until_client_drain = 64;
+                // Nothing is expected towards the client; keep its ring empty.
+                gen.rx_batch(64, |_, _| RxVerdict::Drop);
+            }
+            let now = Instant::now();
+            let due = start + WARMUP + Duration::from_secs(marks.len() as u64);
+            if now >= due {
+                if marks.is_empty() {
+                    cpu0 = cpu_times();
+                    foreign0 = process_ticks(&ours);
+                    forks0 = forks();
+                }
+                marks.push((now, gen.stats().tx_completed, received));
+                if marks.len() > seconds {
+                    break;
+                }
+            }
+        }
+        let cpu1 = cpu_times();
+        let foreign1 = process_ticks(&ours);
+        let forks1 = forks();
+        let (first, last) = (marks[0], marks[marks.len() - 1]);
+        let secs = (last.0 - first.0).as_secs_f64();
+        let report = TrafficReport {
+            sent_pps: (last.1 - first.1) as f64 / secs,
+            received_pps: (last.2 - first.2) as f64 / secs,
+            slices: marks
+                .windows(2)
+                .map(|w| (w[1].2 - w[0].2) as f64 / (w[1].0 - w[0].0).as_secs_f64())
+                .collect(),
+            cpu_busy: busy_percent(&cpu0, &cpu1),
+            foreign: foreign_percent(&foreign0, &foreign1, secs),
+            forks: forks1.saturating_sub(forks0),
+            arp_replies,
+            other,
+            gen: gen.stats(),
+            sink: sink.stats(),
+        };
+        drop((gen, sink, gen_port, sink_port));
+        report
+    });
+    match handle.join() {
+        Ok(r) => r,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// Switches `dev` in `ns` to threaded NAPI and pins its NAPI thread(s) to
+/// `cpu`.
+fn threaded_napi(ns: &str, dev: &str, cpu: usize) {
+    let before = napi_threads(dev);
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "sh",
+        "-c",
+        &format!("echo 1 > /sys/class/net/{dev}/threaded"),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let new = loop {
+        let new: Vec<u32> = napi_threads(dev)
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect();
+        if !new.is_empty() || Instant::now() > deadline {
+            break new;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(!new.is_empty(), "no NAPI thread appeared for {dev}");
+    for pid in new {
+        run(&["taskset", "-pc", &cpu.to_string(), &pid.to_string()]);
+    }
+}
+
+/// Pids of the kernel threads named `napi/<dev>-*`.
+fn napi_threads(dev: &str) -> Vec<u32> {
+    let prefix = format!("napi/{dev}-");
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            comm.starts_with(&prefix).then_some(pid)
+        })
+        .collect()
+}
+
+/// utime + stime (USER_HZ ticks) of every process but `ours`, kernel
+/// threads included (other labs' namespace teardown runs in kworkers) except
+/// those that do our traffic's softirq work (ksoftirqd, NAPI threads).
+fn process_ticks(ours: &[u32]) -> HashMap<u32, u64> {
+    let mut out = HashMap::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if ours.contains(&pid) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let comm = head.split_once('(').map_or("", |(_, c)| c);
+        if comm.starts_with("ksoftirqd/") || comm.starts_with("napi/") {
+            continue;
+        }
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        // After the command: utime and stime are fields 14 and 15.
+        out.insert(pid, num(11) + num(12));
+    }
+    out
+}
+
+/// CPU used by other processes between two `process_ticks`, in % of one CPU.
+fn foreign_percent(before: &HashMap<u32, u64>, after: &HashMap<u32, u64>, secs: f64) -> f64 {
+    let ticks: u64 = after
+        .iter()
+        .map(|(pid, t)| t.saturating_sub(before.get(pid).copied().unwrap_or(0)))
+        .sum();
+    ticks as f64 / 100.0 / secs.max(0.001) * 100.0
+}
+
+/// Waits (up to 20 s) until the machine is quiet: both CPUs under 10%
+/// busy and other processes under 5% of a CPU over half a second. Returns
+/// whether it got quiet.
+fn wait_until_quiet() -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let me = [std::process::id()];
+    loop {
+        let (c0, p0) = (cpu_times(), process_ticks(&me));
+        std::thread::sleep(Duration::from_millis(500));
+        let (c1, p1) = (cpu_times(), process_ticks(&me));
+        let busy = busy_percent(&c0, &c1);
+        let quiet =
+            busy.iter().all(|(b, st)| b + st < 10.0) && foreign_percent(&p0, &p1, 0.5) < 5.0;
+        if quiet {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Gateways
+// ---------------------------------------------------------------------------
+
+/// A running `xdpgw run`; SIGTERM and reaped on drop.
+struct XdpgwProcess {
+    child: Option<Child>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl XdpgwProcess {
+    fn start(lab: &Lab, bin: &Path) -> XdpgwProcess {
+        let config = workspace_dir().join("conf/gateway.toml");
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &lab.gw])
+            .arg(bin)
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+        let mut proc = XdpgwProcess {
+            child: Some(child),
+            stderr: Some(stderr),
+        };
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("ready") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => eprintln!("  xdpgw (pid {}): {line}", proc.pid()),
+            Err(_) => {
+                let (status, err) = proc.stop();
+                panic!("xdpgw did not print `ready` ({status:?}): {err}");
+            }
+        }
+        proc
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// SIGTERM, wait (SIGKILL after 10 s); the exit status and stderr.
+    fn stop(&mut self) -> (Option<ExitStatus>, String) {
+        let Some(mut child) = self.child.take() else {
+            return (None, String::new());
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(s)) => break Some(s),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = child.kill();
+                    break child.wait().ok();
+                }
+            }
+        };
+        let err = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        (status, err)
+    }
+}
+
+impl Drop for XdpgwProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The bare forwarder: lan0 → wan0 with the MACs rewritten, two Ports and
+/// `tx_copy`, like xdpgw's I/O; on a thread in the gateway namespace.
+struct Bare {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<(QueueStats, QueueStats, CpuTime)>>,
+}
+
+/// User and system CPU time of a thread (system time includes the softirq
+/// work the kernel runs in its context: this kernel has no separate IRQ
+/// time accounting).
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuTime {
+    user: Duration,
+    system: Duration,
+}
+
+impl CpuTime {
+    /// From a `/proc/.../stat` file (utime and stime, in USER_HZ ticks).
+    fn read(stat_path: &Path) -> CpuTime {
+        let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
+        let rest = stat.rsplit(')').next().unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // Fields 14 and 15 of the line: 11 and 12 after the command.
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        CpuTime {
+            user: Duration::from_millis(ticks(11) * 10),
+            system: Duration::from_millis(ticks(12) * 10),
+        }
+    }
+
+    fn since(self, earlier: CpuTime) -> CpuTime {
+        CpuTime {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+
+    fn total(self) -> Duration {
+        self.user + self.system
+    }
+}
+
+impl std::fmt::Display for CpuTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let total = self.total().as_secs_f64().max(0.01);
+        write!(
+            f,
+            "{:.2} s CPU, {:.0}% of it in the kernel",
+            self.total().as_secs_f64(),
+            100.0 * self.system.as_secs_f64() / total
+        )
+    }
+}
+
+fn thread_cpu() -> CpuTime {
+    CpuTime::read(Path::new("/proc/thread-self/stat"))
+}
+
+/// Every thread of process `pid` with its CPU time.
+fn threads_cpu(pid: u32) -> HashMap<u32, CpuTime> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let tid = e.file_name().to_str()?.parse().ok()?;
+            Some((tid, CpuTime::read(&e.path().join("stat"))))
+        })
+        .collect()
+}
+
+/// The thread of `pid` that used the most CPU since `before`.
+fn busiest_thread(pid: u32, before: &HashMap<u32, CpuTime>) -> CpuTime {
+    threads_cpu(pid)
+        .into_iter()
+        .map(|(tid, now)| now.since(before.get(&tid).copied().unwrap_or_default()))
+        .max_by_key(|t| t.total())
+        .unwrap_or_default()
+}
+
+/// How the bare forwarder moves a frame from lan0 to wan0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Design {
+    /// Two [`Port`]s: `rx_batch` on lan0, `tx_copy` to wan0 (one memcpy).
+    Copy,
+    /// One [`PortGroup`] (a UMEM shared by lan0 and wan0): the descriptor
+    /// moves to wan0's TX ring, no copy.
+    Group,
+}
+
+impl Bare {
+    fn start(lab: &Lab, design: Design) -> Bare {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let path = Lab::netns_path(&lab.gw);
+        let client_mac = lab.mac(&lab.client, Lab::CLIENT_IF);
+        let sink_mac = lab.mac(&lab.server, Lab::SERVER_IF);
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let handle = std::thread::spawn(move || {
+            enter_netns(&path).unwrap_or_else(|e| panic!("setns {}: {e}", path.display()));
+            match design {
+                Design::Copy => forward_copy(&flag, &ready_tx, client_mac, sink_mac),
+                Design::Group => forward_group(&flag, &ready_tx, client_mac, sink_mac),
+            }
+        });
+        if ready_rx.recv().is_err() {
+            match handle.join() {
+                Err(panic) => std::panic::resume_unwind(panic),
+                Ok(_) => panic!("bare forwarder exited before it was ready"),
+            }
+        }
+        Bare {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    fn finish(mut self) -> (QueueStats, QueueStats, CpuTime) {
+        // Release: pairs with the forwarder's Acquire load.
+        self.stop.store(true, Ordering::Release);
+        match self.handle.take().expect("joined once").join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+/// The copy design's loop (see the colleague's port tests): returns the
+/// lan0 and wan0 socket counters and the thread's CPU time.
+fn forward_copy(
+    stop: &AtomicBool,
+    ready: &mpsc::Sender<()>,
+    client_mac: [u8; 6],
+    sink_mac: [u8; 6],
+) -> (QueueStats, QueueStats, CpuTime) {
+    let mut lan = Port::open(&PortConfig::new("lan0")).unwrap_or_else(|e| panic!("{e}"));
+    let mut wan = Port::open(&PortConfig::new("wan0")).unwrap_or_else(|e| panic!("{e}"));
+    let (lan_mac, wan_mac) = (lan.mac(), wan.mac());
+    let (Some(mut ql), Some(mut qw)) = (lan.queues().pop(), wan.queues().pop()) else {
+        panic!("no queues")
+    };
+    pin(GATEWAY_CPU);
+    let _ = ready.send(());
+    let cpu_start = thread_cpu();
+    let mut idle = false;
+    // Acquire: pairs with the Release store in `finish`.
+    while !stop.load(Ordering::Acquire) {
+        if idle {
+            wait_any(&[&ql, &qw], Duration::from_millis(5));
+        }
+        let mut got = ql.rx_batch(64, |frame, len| {
+            frame[0..6].copy_from_slice(&sink_mac);
+            frame[6..12].copy_from_slice(&wan_mac);
+            qw.tx_copy(&frame[..len]);
+            RxVerdict::Drop
+        });
+        got += qw.rx_batch(64, |frame, len| {
+            frame[0..6].copy_from_slice(&client_mac);
+            frame[6..12].copy_from_slice(&lan_mac);
+            ql.tx_copy(&frame[..len]);
+            RxVerdict::Drop
+        });
+        ql.flush();
+        qw.flush();
+        idle = got == 0;
+    }
+    let cpu = thread_cpu().since(cpu_start);
+    let stats = (ql.stats(), qw.stats(), cpu);
+    drop((ql, qw, lan, wan));
+    stats
+}
+
+/// The group design's loop: port 0 is lan0, port 1 wan0.
+fn forward_group(
+    stop: &AtomicBool,
+    ready: &mpsc::Sender<()>,
+    client_mac: [u8; 6],
+    sink_mac: [u8; 6],
+) -> (QueueStats, QueueStats, CpuTime) {
+    let mut group = PortGroup::open(&[PortConfig::new("lan0"), PortConfig::new("wan0")])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (Some(lan_mac), Some(wan_mac)) = (group.mac(0), group.mac(1)) else {
+        panic!("a group of two has two MACs")
+    };
+    let Some(mut q) = group.queues().into_iter().next() else {
+        panic!("no queues")
+    };
+    pin(GATEWAY_CPU);
+    let _ = ready.send(());
+    let cpu_start = thread_cpu();
+    let mut idle = false;
+    // Acquire: pairs with the Release store in `finish`.
+    while !stop.load(Ordering::Acquire) {
+        if idle {
+            q.wait(Duration::from_millis(5));
+        }
+        let got = q.rx_batch(64, |port, frame, len| {
+            if port == 0 {
+                frame[0..6].copy_from_slice(&sink_mac);
+                frame[6..12].copy_from_slice(&wan_mac);
+                ForwardVerdict::Tx { port: 1, len }
+            } else {
+                frame[0..6].copy_from_slice(&client_mac);
+                frame[6..12].copy_from_slice(&lan_mac);
+                ForwardVerdict::Tx { port: 0, len }
+            }
+        });
+        q.flush();
+        idle = got == 0;
+    }
+    let cpu = thread_cpu().since(cpu_start);
+    let stats = (
+        q.stats(0).unwrap_or_default(),
+        q.stats(1).unwrap_or_default(),
+        cpu,
+    );
+    drop((q, group));
+    stats
+}
+
+impl Drop for Bare {
+    fn drop(&mut self) {
+        // Release: as in `finish` (reached when a step panics).
+        self.stop.store(true, Ordering::Release);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Runs
+// ---------------------------------------------------------------------------
+
+/// The gateway under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gateway {
+    Xdpgw,
+    LinuxRps,
+    LinuxNapi,
+    Linux,
+    Bare,
+    BareGroup,
+}
+
+impl Gateway {
+    const ALL: [Gateway; 6] = [
+        Gateway::Xdpgw,
+        Gateway::LinuxRps,
+        Gateway::LinuxNapi,
+        Gateway::Linux,
+        Gateway::Bare,
+        Gateway::BareGroup,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Gateway::Xdpgw => "xdpgw",
+            Gateway::LinuxRps => "linux-rps",
+            Gateway::LinuxNapi => "linux-napi",
+            Gateway::Linux => "linux",
+            Gateway::Bare => "bare",
+            Gateway::BareGroup => "bare-group",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Gateway::Xdpgw => "xdpgw, gateway.rules, 1 worker",
+            Gateway::LinuxRps => "Linux, gateway.rules, RPS",
+            Gateway::LinuxNapi => "Linux, gateway.rules, NAPI",
+            Gateway::Linux => "Linux, gateway.rules, no RPS",
+            Gateway::Bare => "bare forwarder, 2 Ports + copy",
+            Gateway::BareGroup => "bare forwarder, PortGroup",
+        }
+    }
+
+    fn placement(self) -> &'static str {
+        match self {
+            Gateway::Xdpgw => "worker CPU1 (xdpgw pins it)",
+            Gateway::LinuxRps => "fwd softirq CPU1 (lan0 rps_cpus=2)",
+            Gateway::LinuxNapi => "lan0 GRO+threaded NAPI on CPU1",
+            Gateway::Linux => "fwd softirq CPU0 (with gen+sink)",
+            Gateway::Bare | Gateway::BareGroup => "forwarder thread CPU1",
+        }
+    }
+}
+
+struct Row {
+    gw: Gateway,
+    flows: usize,
+    t: TrafficReport,
+    /// Whether the machine was quiet before the run.
+    quiet: bool,
+    note: String,
+}
+
+/// Nonzero veth counters about drops (`ethtool -S`), for the notes.
+fn veth_drops(ns: &str, dev: &str) -> String {
+    let text = Command::new("ip")
+        .args(["netns", "exec", ns, "ethtool", "-S", dev])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let (k, v) = l.trim().split_once(':')?;
+            let v: u64 = v.trim().parse().ok()?;
+            (v > 0 && k.contains("drop")).then(|| format!("{dev} {k} {v}"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn measure(
+    gw: Gateway,
+    flows: usize,
+    window: Duration,
+    napi: NapiPlacement,
+    bin: Option<&Path>,
+) -> Row {
+    let quiet = wait_until_quiet();
+    let lab = Lab::new();
+    let (t, note) = match gw {
+        Gateway::Xdpgw => {
+            let bin = bin.expect("the xdpgw binary");
+            let mut proc = XdpgwProcess::start(&lab, bin);
+            let before = threads_cpu(proc.pid());
+            let t = traffic(&lab, flows, window, napi, &[proc.pid()]);
+            let worker = busiest_thread(proc.pid(), &before);
+            let drops = veth_drops(&lab.gw, "lan0");
+            let note = format!(
+                "worker thread: {worker}{}{drops}",
+                if drops.is_empty() { "" } else { "; " }
+            );
+            let (status, err) = proc.stop();
+            assert!(
+                status.is_some_and(|s| s.success()),
+                "xdpgw exited with {status:?} on SIGTERM: {err}"
+            );
+            (t, note)
+        }
+        Gateway::LinuxRps | Gateway::Linux | Gateway::LinuxNapi => {
+            lab.configure_linux((gw == Gateway::LinuxRps).then_some(GATEWAY_CPU));
+            if gw == Gateway::LinuxNapi {
+                // GRO on makes veth deliver through NAPI (not the backlog),
+                // and threaded NAPI lets us place that work on CPU 1.
+                lab.exec(&lab.gw, &["ethtool", "-K", "lan0", "gro", "on"]);
+                threaded_napi(&lab.gw, "lan0", GATEWAY_CPU);
+            }
+            let t = traffic(&lab, flows, window, napi, &[]);
+            let note = veth_drops(&lab.gw, "lan0");
+            (t, note)
+        }
+        Gateway::Bare | Gateway::BareGroup => {
+            let design = if gw == Gateway::Bare {
+                Design::Copy
+            } else {
+                Design::Group
+            };
+            let bare = Bare::start(&lab, design);
+            let t = traffic(&lab, flows, window, napi, &[]);
+            let (lan, wan, cpu) = bare.finish();
+            let note = format!(
+                "lan0 socket: rx ring full {}, fill ring empty {}; wan0 tx_full {}; \
+                 forwarder thread: {}",
+                lan.rx_ring_full, lan.rx_fill_ring_empty_descs, wan.tx_full, cpu
+            );
+            (t, note)
+        }
+    };
+    Row {
+        gw,
+        flows,
+        t,
+        quiet,
+        note,
+    }
+}
+
+/// Builds target/release/xdpgw with the cargo running this bench, and finds
+/// it next to the bench executable (target/release/deps/packet_rate-*).
+fn xdpgw_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("XDPGW_BIN") {
+        return PathBuf::from(p);
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(["build", "--release", "--bin", "xdpgw"])
+        .current_dir(workspace_dir())
+        .status()
+        .unwrap_or_else(|e| panic!("running {cargo:?} build: {e}"));
+    assert!(
+        status.success(),
+        "cargo build --release --bin xdpgw: {status}"
+    );
+    let exe = std::env::current_exe().expect("the bench's path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("xdpgw"))
+        .expect("target/release");
+    assert!(bin.is_file(), "{} was not built", bin.display());
+    bin
+}
+
+fn env_list(name: &str) -> Option<Vec<String>> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
+}
+
+fn print_table(rows: &[Row], window: Duration, napi: NapiPlacement) {
+    println!();
+    println!(
+        "packet_rate: 60-byte UDP frames (64 on the wire), client -> gateway -> sink; \
+         {} s warm-up, {} s window",
+        WARMUP.as_secs(),
+        window.as_secs()
+    );
+    println!(
+        "generator + sink: one thread on CPU {TRAFFIC_CPU} (AF_XDP copy mode, {GEN_BATCH} \
+         tx_copy per flush, then drain the sink); sink veth NAPI: {}",
+        match napi.sink {
+            Some(cpu) => format!("threaded, pinned to CPU {cpu}"),
+            None => "softirq of the CPU that transmits to it (the gateway's)".into(),
+        }
+    );
+    println!();
+    let header = [
+        "flows",
+        "path",
+        "gateway placement",
+        "sent",
+        "sink",
+        "sink 1s min-max",
+        "lost",
+        "CPU0",
+        "CPU1",
+        "other",
+        "steal",
+    ];
+    let units = [
+        "", "", "", "Mpps", "Mpps", "Mpps", "%", "%", "%", "%CPU", "%",
+    ];
+    for h in [header, units] {
+        println!(
+            "{:>5}  {:<30}  {:<34}  {:>5}  {:>5}  {:>15}  {:>4}  {:>4}  {:>4}  {:>5}  {:>5}",
+            h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10]
+        );
+    }
+    for r in rows {
+        let lost = if r.t.sent_pps > 0.0 {
+            (100.0 * (1.0 - r.t.received_pps / r.t.sent_pps)).max(0.0)
+        } else {
+            0.0
+        };
+        let min = r.t.slices.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = r.t.slices.iter().copied().fold(0.0, f64::max);
+        let busy = |cpu: usize| r.t.cpu_busy.get(cpu).map_or(0.0, |c| c.0);
+        let steal =
+            r.t.cpu_busy.iter().map(|c| c.1).sum::<f64>() / r.t.cpu_busy.len().max(1) as f64;
+        println!(
+            "{:>5}  {:<30}  {:<34}  {:>5.3}  {:>5.3}  {:>15}  {:>4.0}  {:>4.0}  {:>4.0}  {:>5.0}  {:>5}  {:>5.1}{}",
+            r.flows,
+            r.gw.label(),
+            r.gw.placement(),
+            r.t.sent_pps / 1e6,
+            r.t.received_pps / 1e6,
+            format!("{:.3}-{:.3}", min / 1e6, max / 1e6),
+            lost,
+            busy(0),
+            busy(1),
+            r.t.foreign,
+            r.t.forks,
+            steal,
+            if r.quiet {
+                ""
+            } else {
+                "  (machine busy before)"
+            },
+        );
+    }
+    println!();
+    // Each path at its best placement / design.
+    let best = |family: &[Gateway], flows: usize| {
+        rows.iter()
+            .filter(|r| family.contains(&r.gw) && r.flows == flows)
+            .max_by(|a, b| a.t.received_pps.total_cmp(&b.t.received_pps))
+    };
+    let mut flows: Vec<usize> = rows.iter().map(|r| r.flows).collect();
+    flows.dedup();
+    for f in flows {
+        let Some(x) = best(&[Gateway::Xdpgw], f) else {
+            continue;
+        };
+        let x = x.t.received_pps;
+        let mut parts = Vec::new();
+        if let Some(k) = best(&[Gateway::LinuxRps, Gateway::LinuxNapi, Gateway::Linux], f) {
+            let q = x / k.t.received_pps;
+            parts.push(format!(
+                "xdpgw / Linux ({}) {q:.2}x [target >= 1.25x: {}]",
+                k.gw.name(),
+                if q >= 1.25 { "met" } else { "NOT met" }
+            ));
+        }
+        if let Some(b) = best(&[Gateway::Bare, Gateway::BareGroup], f) {
+            let q = x / b.t.received_pps;
+            parts.push(format!(
+                "xdpgw / bare ({}) {q:.2}x [target >= 0.90x: {}]",
+                b.gw.name(),
+                if q >= 0.9 { "met" } else { "NOT met" }
+            ));
+        }
+        println!("{f:>5} flow(s): {}", parts.join("; "));
+    }
+    println!("(each ratio against the best placement / design of that path in this run)");
+    println!();
+    println!(
+        "other: CPU time of other processes and kernel threads (not ksoftirqd/NAPI) during \
+         the window, in % of one CPU; forks: processes others started in the window; steal: \
+         hypervisor steal, % of the CPUs. A row with other, forks or steal well above 0 was \
+         disturbed: rerun it."
+    );
+    println!("notes:");
+    for r in rows {
+        println!(
+            "{:>5} {:<10}  sink: {} ARP replies, {} other frames, rx ring full {}, fill ring \
+             empty {}; generator tx_full {}{}{}",
+            r.flows,
+            r.gw.name(),
+            r.t.arp_replies,
+            r.t.other,
+            r.t.sink.rx_ring_full,
+            r.t.sink.rx_fill_ring_empty_descs,
+            r.t.gen.tx_full,
+            if r.note.is_empty() { "" } else { "; " },
+            r.note
+        );
+    }
+}
+
+fn env_number(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+fn main() {
+    // `cargo test --benches` runs bench targets without `--bench`: this is a
+    // measurement of minutes, not a test.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!(
+            "packet_rate: a benchmark; run it with `cargo bench -p xdpgw-benches --bench packet_rate`"
+        );
+        return;
+    }
+    if let Some(what) = missing() {
+        println!("skipping: packet_rate needs {what}");
+        return;
+    }
+    remove_stale_labs();
+    let window = Duration::from_secs(env_number("PACKET_RATE_WINDOW").unwrap_or(5).max(1));
+    let napi = NapiPlacement {
+        sink: env_number("PACKET_RATE_SINK_NAPI_CPU").map(|c| c as usize),
+    };
+    let gateways: Vec<Gateway> = match env_list("PACKET_RATE_PATHS") {
+        Some(names) => Gateway::ALL
+            .into_iter()
+            .filter(|g| names.iter().any(|n| n == g.name()))
+            .collect(),
+        None => Gateway::ALL.to_vec(),
+    };
+    let flow_counts: Vec<usize> = env_list("PACKET_RATE_FLOWS")
+        .map(|v| v.iter().filter_map(|f| f.parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 1024]);
+    let bin = gateways.contains(&Gateway::Xdpgw).then(xdpgw_binary);
+    let mut rows = Vec::new();
+    for &flows in &flow_counts {
+        for &gw in &gateways {
+            eprintln!("packet_rate: {} with {flows} flow(s)", gw.name());
+            rows.push(measure(gw, flows, window, napi, bin.as_deref()));
+        }
+    }
+    print_table(&rows, window, napi);
+}
