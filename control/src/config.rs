@@ -17,7 +17,11 @@
 //! workers = 1                        # default: one per core, up to the interfaces' queues
 //! xdp_mode = "auto"                  # auto | native | generic
 //! zero_copy = "auto"                 # auto | on | off
+//! host_path = true                   # optional: the host's own services get a path (TUN devices)
 //! ```
+//!
+//! An `[[interface]]` may name its host path device with `host_device`
+//! (default `xg-` and the interface's name).
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -49,6 +53,7 @@ struct RawConfig {
 struct RawIface {
     name: Spanned<String>,
     address: Spanned<String>,
+    host_device: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,6 +69,7 @@ struct RawDataplane {
     workers: Option<Spanned<usize>>,
     xdp_mode: Option<Spanned<String>>,
     zero_copy: Option<Spanned<String>>,
+    host_path: Option<bool>,
 }
 
 /// XDP attach mode.
@@ -88,6 +94,9 @@ pub struct InterfaceConfig {
     pub name: String,
     pub addr: Ipv4Addr,
     pub prefix: u8,
+    /// The host path's device for this interface (`host_device`, default
+    /// `xg-` and the interface's name, cut to 15 bytes).
+    pub host_device: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,6 +104,8 @@ pub struct DataplaneConfig {
     pub workers: Option<usize>,
     pub xdp_mode: XdpModeConfig,
     pub zero_copy: ZeroCopyConfig,
+    /// Whether the host gets a path to its own services (default: yes).
+    pub host_path: bool,
 }
 
 /// A checked configuration file.
@@ -186,11 +197,47 @@ impl Config {
                     format!("bad address '{}': {e}", i.address.get_ref()),
                 )
             })?;
+            let host_device = match &i.host_device {
+                Some(d) => {
+                    let dev = d.get_ref();
+                    if dev.is_empty() || dev.len() > 15 || dev.contains(['/', ' ', '\0']) {
+                        return Err(at(
+                            d.span(),
+                            format!(
+                                "bad host_device '{dev}': 1 to 15 characters, no '/' or blanks"
+                            ),
+                        ));
+                    }
+                    dev.clone()
+                }
+                None => default_host_device(name),
+            };
             interfaces.push(InterfaceConfig {
                 name: name.clone(),
                 addr,
                 prefix,
+                host_device,
             });
+        }
+        for (k, i) in interfaces.iter().enumerate() {
+            let clash = interfaces
+                .iter()
+                .enumerate()
+                .any(|(j, o)| o.name == i.host_device || (j < k && o.host_device == i.host_device));
+            if clash {
+                let span = raw.interfaces[k]
+                    .host_device
+                    .as_ref()
+                    .map_or(raw.interfaces[k].name.span(), |d| d.span());
+                return Err(at(
+                    span,
+                    format!(
+                        "host device '{}' of interface '{}' clashes with another interface or \
+                         host device (set host_device)",
+                        i.host_device, i.name
+                    ),
+                ));
+            }
         }
         let mut routes = Vec::new();
         for r in &raw.routes {
@@ -268,9 +315,19 @@ impl Config {
                 workers,
                 xdp_mode,
                 zero_copy,
+                host_path: raw.dataplane.host_path.unwrap_or(true),
             },
         })
     }
+}
+
+/// The host path device's default name for interface `name`.
+pub fn default_host_device(name: &str) -> String {
+    let mut d = format!("xg-{name}");
+    while d.len() > 15 {
+        d.pop();
+    }
+    d
 }
 
 /// `a.b.c.d/len`.

@@ -716,12 +716,12 @@ impl Drop for Process {
 
 /// A directory under the system's temporary directory, removed on drop.
 #[derive(Debug)]
-struct WorkDir {
+pub struct WorkDir {
     path: PathBuf,
 }
 
 impl WorkDir {
-    fn new(tag: &str) -> WorkDir {
+    pub fn new(tag: &str) -> WorkDir {
         let path = std::env::temp_dir().join(format!(
             "xdpgw-{tag}-{}-{}",
             std::process::id(),
@@ -730,6 +730,10 @@ impl WorkDir {
         std::fs::create_dir(&path)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
         WorkDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 

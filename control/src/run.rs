@@ -13,10 +13,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use xdpgw_dataplane::conntrack::ConntrackConfig;
+use xdpgw_dataplane::drop::DropReason;
 use xdpgw_dataplane::pipeline::{
-    Action, Emit, Gateway, GatewayConfig, IfaceConfig, Worker, FRAME_SIZE,
+    Action, Emit, Gateway, GatewayConfig, IfaceConfig, Worker, ETH_HLEN, FRAME_SIZE,
 };
-use xdpgw_dataplane::port::{ForwardVerdict, GroupQueue, PortConfig, PortGroup, XdpMode, ZeroCopy};
+use xdpgw_dataplane::port::{
+    ForwardVerdict, GroupQueue, HostDeviceConfig, HostPath, HostQueue, HostRoute, PortConfig,
+    PortGroup, XdpMode, ZeroCopy,
+};
 
 use crate::api::server::{Control, ControlSocket, WorkerPublished};
 use crate::config::{Config, XdpModeConfig, ZeroCopyConfig};
@@ -141,6 +145,44 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
     for (q, gq) in group_queues.into_iter().enumerate() {
         assignments[q % workers].push(gq);
     }
+    // The host path: a TUN device per interface with its address, one
+    // queue per worker (removed with the last descriptor, however we stop).
+    let (host_path, mut host_queues) = if cfg.dataplane.host_path {
+        let devices: Vec<HostDeviceConfig> = cfg
+            .interfaces
+            .iter()
+            .enumerate()
+            .map(|(k, i)| HostDeviceConfig {
+                name: i.host_device.clone(),
+                addr: i.addr,
+                prefix: i.prefix,
+                mtu: group.mtu(k).unwrap_or(1500),
+            })
+            .collect();
+        let routes: Vec<HostRoute> = cfg
+            .routes
+            .iter()
+            .filter_map(|(to, via)| {
+                Some(HostRoute {
+                    to: to.addr(),
+                    prefix: to.prefix_len()?,
+                    via: *via,
+                })
+            })
+            .collect();
+        let (path, queues) =
+            HostPath::create(&devices, &routes, workers).map_err(|e| e.to_string())?;
+        for (r, why) in &path.skipped_routes {
+            eprintln!(
+                "xdpgw: host path: route {}/{} via {} not added to the host: {why}",
+                r.to, r.prefix, r.via
+            );
+        }
+        (Some(path), queues.into_iter().map(Some).collect())
+    } else {
+        (None, Vec::new())
+    };
+    host_queues.resize_with(workers, || None);
     let names: Vec<String> = cfg.interfaces.iter().map(|i| i.name.clone()).collect();
     let modes: Vec<String> = names
         .iter()
@@ -176,7 +218,7 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
         let mut handles = Vec::new();
         let cpus = core_affinity::get_core_ids().unwrap_or_default();
         let server = s.spawn(|_| socket.serve(&control, &stop));
-        for (w, queues) in assignments.into_iter().enumerate() {
+        for ((w, queues), host) in assignments.into_iter().enumerate().zip(host_queues) {
             let gw = Arc::clone(&gw);
             let stop = Arc::clone(&stop);
             let names = names.clone();
@@ -188,8 +230,19 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
                 if let Some(c) = cpu {
                     core_affinity::set_for_current(c);
                 }
-                worker_loop(w, gw, queues, &names, &stop, start, &publish)
+                worker_loop(w, gw, queues, host, &names, &stop, start, &publish)
             }));
+        }
+        if let Some(h) = &host_path {
+            eprintln!(
+                "xdpgw: host path: {}",
+                h.names()
+                    .iter()
+                    .zip(&cfg.interfaces)
+                    .map(|(d, i)| format!("{d} {}/{} (for {})", i.addr, i.prefix, i.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
         println!("ready {}", modes.join("; "));
         let _ = std::io::stdout().flush();
@@ -222,6 +275,7 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
     };
     drop(socket);
     drop(group);
+    drop(host_path);
     if report {
         let rules = control
             .state
@@ -336,10 +390,12 @@ pub fn with_counters(
 
 /// One worker: polls its queues, runs each frame through the pipeline,
 /// transmits, and does housekeeping between batches.
+#[allow(clippy::too_many_arguments)]
 fn worker_loop(
     w: usize,
     gw: Arc<Gateway>,
     mut queues: Vec<GroupQueue>,
+    host: Option<HostQueue>,
     names: &[String],
     stop: &AtomicBool,
     start: Instant,
@@ -355,6 +411,14 @@ fn worker_loop(
     let mut last_tick = 0u64;
     let mut last_publish = 0u64;
     let mut dirty = false;
+    let mut last_host = 0u64;
+    let mut host_buf = vec![0u8; FRAME_SIZE].into_boxed_slice();
+    // Everything an idle worker waits on: its sockets and its host queues.
+    let wait_fds: Vec<_> = queues
+        .iter()
+        .flat_map(|gq| gq.raw_fds().iter().copied())
+        .chain(host.iter().flat_map(|h| h.raw_fds()))
+        .collect();
     while !stop.load(Ordering::Relaxed) {
         worker.begin_batch();
         let now = start.elapsed().as_nanos() as u64;
@@ -367,10 +431,33 @@ fn worker_loop(
                         port: usize::from(iface),
                         len,
                     },
-                    // The host path (issue: local services) is not there yet.
-                    Action::Host | Action::Drop(_) | Action::Consumed => ForwardVerdict::Drop,
+                    Action::Host { iface, len } => {
+                        let delivered = match (&host, frame.get(ETH_HLEN..len)) {
+                            (Some(h), Some(packet)) => h.deliver(usize::from(iface), packet),
+                            _ => false,
+                        };
+                        if !delivered {
+                            let r = if host.is_some() {
+                                DropReason::HostPathFull
+                            } else {
+                                DropReason::HostUnsupported
+                            };
+                            worker.stats.drops[r as usize] += 1;
+                        }
+                        ForwardVerdict::Drop
+                    }
+                    Action::Drop(_) | Action::Consumed => ForwardVerdict::Drop,
                 }
             });
+        }
+        // What the host sent: read when the round found nothing, else at
+        // most every 50 µs (a system call per device that usually finds
+        // nothing must not be paid per batch under load).
+        if let (Some(h), Some(gq)) = (&host, queues.first_mut()) {
+            if got == 0 || now.saturating_sub(last_host) >= 50_000 {
+                last_host = now;
+                got += drain_host(&mut worker, h, gq, now, &mut host_buf, &mut staging);
+            }
         }
         if got == 0 || now.saturating_sub(last_tick) >= 1_000_000 {
             last_tick = now;
@@ -406,11 +493,7 @@ fn worker_loop(
             if idle_rounds > 64 {
                 // Idle: sleep in poll() until a frame arrives, at most 10 ms so
                 // that timers (ARP, expiry) and the stop flag are served.
-                if let [gq] = queues.as_slice() {
-                    gq.wait(Duration::from_millis(10));
-                } else {
-                    std::thread::yield_now();
-                }
+                xdpgw_dataplane::port::wait_readable(&wait_fds, Duration::from_millis(10));
             }
         } else {
             idle_rounds = 0;
@@ -421,6 +504,34 @@ fn worker_loop(
     WorkerReport {
         stats: worker.stats.clone(),
     }
+}
+
+/// Sends what the host wrote into its devices (up to a batch per device)
+/// through OUTPUT; returns how many packets were read.
+fn drain_host(
+    worker: &mut Worker,
+    host: &HostQueue,
+    gq: &mut GroupQueue,
+    now: u64,
+    buf: &mut [u8],
+    staging: &mut Staging,
+) -> usize {
+    let mut n = 0;
+    for dev in 0..host.len() {
+        for _ in 0..BATCH {
+            let Some(len) = buf.get_mut(ETH_HLEN..).and_then(|b| host.receive(dev, b)) else {
+                break;
+            };
+            n += 1;
+            if let Action::Forward { iface, len } = worker.output_from_host(now, buf, len, staging)
+            {
+                if let Some(frame) = buf.get(..len) {
+                    gq.tx_copy(usize::from(iface), frame);
+                }
+            }
+        }
+    }
+    n
 }
 
 /// Each socket's counters, in the order `WorkerPublished::new` got them.

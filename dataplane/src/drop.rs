@@ -52,6 +52,7 @@ reasons! {
     NotForUs => "not_for_us",
     MartianSource => "martian_source",
     HostUnsupported => "host_unsupported",
+    HostPathFull => "host_path_full",
 }
 
 #[cfg(test)]

@@ -172,20 +172,27 @@ pub trait Emit {
 pub enum Action {
     /// Send the (rewritten) frame, `len` bytes, out of `iface`.
     Forward { iface: u8, len: usize },
-    /// Deliver to the gateway host's own stack (INPUT accepted it).
-    Host,
+    /// Deliver to the gateway host's own stack (INPUT accepted it): the
+    /// IPv4 packet is `frame[ETH_HLEN..len]`, as arrived on `iface`.
+    Host { iface: u8, len: usize },
     /// Dropped, for this reason.
     Drop(DropReason),
     /// Handled: answered through the emit sink, or held for ARP.
     Consumed,
 }
 
+/// The Ethernet header's length: where the IPv4 header starts.
+pub const ETH_HLEN: usize = wire::ETH_HDR;
+
 /// Per-worker counters.
 #[derive(Clone, Debug)]
 pub struct WorkerStats {
     pub rx: u64,
     pub forwarded: u64,
+    /// Delivered to the host (INPUT accepted, not answered by xdpgw).
     pub host: u64,
+    /// Packets the host sent through the host path (OUTPUT).
+    pub from_host: u64,
     pub consumed: u64,
     pub emitted: u64,
     pub drops: [u64; DropReason::COUNT],
@@ -197,6 +204,7 @@ impl Default for WorkerStats {
             rx: 0,
             forwarded: 0,
             host: 0,
+            from_host: 0,
             consumed: 0,
             emitted: 0,
             drops: [0; DropReason::COUNT],
@@ -414,7 +422,7 @@ impl Worker {
         let a = self.prerouting(now, in_iface, frame, info, emit);
         match a {
             Action::Forward { .. } => self.stats.forwarded += 1,
-            Action::Host => self.stats.host += 1,
+            Action::Host { .. } => self.stats.host += 1,
             Action::Consumed => self.stats.consumed += 1,
             Action::Drop(_) => {}
         }
@@ -793,17 +801,51 @@ impl Worker {
             if i.ty == 8 && i.code == 0 && self.gw.local_iface(p.info.dst).is_some() {
                 let our = p.info.dst;
                 wire::echo_reply_in_place(frame, &p.info, our);
-                return self.output(now, frame, None);
+                return self.output(now, frame, None, emit);
             }
         }
-        Action::Host
+        let len = (p.info.l3 + usize::from(p.info.total_len)).min(frame.len());
+        match p.view.in_iface {
+            Some(iface) if p.info.l3 == ETH_HLEN => Action::Host { iface, len },
+            _ => self.drop(DropReason::NotForUs),
+        }
+    }
+
+    /// A packet the gateway host sent (read from the host path): the IPv4
+    /// packet is in `buf[ETH_HLEN..ETH_HLEN + len]`; the Ethernet header in
+    /// front of it is written here. It takes OUTPUT and POSTROUTING like
+    /// everything the gateway originates.
+    pub fn output_from_host(
+        &mut self,
+        now: u64,
+        buf: &mut [u8],
+        len: usize,
+        emit: &mut impl Emit,
+    ) -> Action {
+        self.stats.from_host += 1;
+        let Some(frame) = buf.get_mut(..ETH_HLEN + len) else {
+            return self.drop(DropReason::EthTruncated);
+        };
+        frame[..12].fill(0);
+        frame[12..ETH_HLEN].copy_from_slice(&wire::ETHERTYPE_IPV4.to_be_bytes());
+        let a = self.output(now, frame, None, emit);
+        if let Action::Forward { .. } = a {
+            self.stats.forwarded += 1;
+        }
+        a
     }
 
     /// The OUTPUT path for a packet the gateway itself sends, in `frame`
     /// (an Ethernet frame whose MACs the path sets). `attached` ties a
     /// generated answer (reset, ICMP error) to the connection of the packet
     /// it answers, as the kernel's nf_ct_attach does.
-    fn output(&mut self, now: u64, frame: &mut [u8], attached: Option<Conn>) -> Action {
+    fn output(
+        &mut self,
+        now: u64,
+        frame: &mut [u8],
+        attached: Option<Conn>,
+        emit: &mut impl Emit,
+    ) -> Action {
         let info = match wire::parse_ipv4(frame) {
             Ok(i) => i,
             Err(r) => return self.drop(r),
@@ -854,8 +896,7 @@ impl Worker {
         if let Err(reason) = r {
             return self.drop(reason);
         }
-        let mut sink = NoEmit;
-        self.transmit(now, frame, &p, hop.iface, hop.addr, &mut sink)
+        self.transmit(now, frame, &p, hop.iface, hop.addr, emit)
     }
 
     /// Runs a generated frame (built in the scratch buffer) through OUTPUT
@@ -869,7 +910,9 @@ impl Worker {
     ) {
         let mut buf = std::mem::take(&mut self.scratch);
         if let Some(frame) = buf.get_mut(..len) {
-            match self.output(now, frame, attached) {
+            // The scratch buffer is taken: an ARP request can only be built
+            // after `output` (below), so it gets a sink that drops.
+            match self.output(now, frame, attached, &mut NoEmit) {
                 Action::Forward { iface, len } => {
                     if let Some(f) = frame.get(..len) {
                         emit.emit(iface, f);

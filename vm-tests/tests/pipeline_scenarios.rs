@@ -150,6 +150,23 @@ impl Lab {
         Out { action, frame }
     }
 
+    /// A packet the gateway host sends (an IPv4 packet after the 14 bytes
+    /// of `frame`, whose Ethernet header is ignored).
+    fn host_sends(&mut self, frame: &[u8]) -> Out {
+        self.now += 1_000_000;
+        let len = frame.len() - 14;
+        let mut buf = frame.to_vec();
+        buf.resize(2048, 0);
+        self.worker.begin_batch();
+        let action = self
+            .worker
+            .output_from_host(self.now, &mut buf, len, &mut self.sink);
+        if let Action::Forward { len, .. } = action {
+            buf.truncate(len);
+        }
+        Out { action, frame: buf }
+    }
+
     fn emitted(&mut self) -> Vec<(u8, Vec<u8>)> {
         std::mem::take(&mut self.sink.0)
     }
@@ -507,7 +524,14 @@ fn redirect_of_mail_to_the_gateway() {
     let a = lab
         .worker
         .process(lab.now + 1, LAN, &mut frame, f.len(), &mut lab.sink);
-    assert_eq!(a, Action::Host, "delivered to the host's mail relay");
+    assert_eq!(
+        a,
+        Action::Host {
+            iface: LAN,
+            len: f.len()
+        },
+        "delivered to the host's mail relay"
+    );
     let s = decode(&frame[..f.len()]);
     assert_eq!(
         (s.dst, s.dport),
@@ -515,6 +539,128 @@ fn redirect_of_mail_to_the_gateway() {
         "REDIRECT rewrote the destination"
     );
     assert_eq!(lab.counter(Table::Nat, Hook::Prerouting, 0), 1);
+
+    // The relay's SYN-ACK, as the host sends it (from the address REDIRECT
+    // chose), leaves with the address the client asked for.
+    let reply = tcp(
+        [0; 6],
+        [0; 6],
+        GW_LAN,
+        CLIENT,
+        25,
+        42000,
+        500,
+        2,
+        TCP_SYN | TCP_ACK,
+        &[],
+    );
+    let out = lab.host_sends(&reply);
+    assert_eq!(out.iface(), LAN);
+    let r = out.seen();
+    assert_eq!(
+        (r.src, r.sport, r.dst, r.dport, r.dst_mac, r.src_mac, r.ttl),
+        (relay, 25, CLIENT, 42000, CLIENT_MAC, LAN_MAC, 64),
+        "un-REDIRECTed, to the client's MAC, TTL untouched"
+    );
+    let c = lab.conn(42000);
+    assert_eq!(c.tcp_state, TcpState::SynRecv, "{c:?}");
+    assert_eq!(lab.worker.stats.from_host, 1);
+}
+
+#[test]
+fn the_hosts_own_https_replies_get_dscp_46() {
+    let mut lab = Lab::new();
+    let syn = tcp(
+        LAN_MAC,
+        CLIENT_MAC,
+        CLIENT,
+        GW_LAN,
+        44000,
+        443,
+        1,
+        0,
+        TCP_SYN,
+        &[],
+    );
+    let a = lab.send(LAN, syn.clone()).action;
+    assert_eq!(
+        a,
+        Action::Host {
+            iface: LAN,
+            len: syn.len()
+        },
+        "INPUT accepts 443 from lan0"
+    );
+    let reply = tcp(
+        [0; 6],
+        [0; 6],
+        GW_LAN,
+        CLIENT,
+        443,
+        44000,
+        900,
+        2,
+        TCP_SYN | TCP_ACK,
+        &[],
+    );
+    let r = lab.host_sends(&reply).seen();
+    assert_eq!(
+        (r.dst, r.dport, r.tos),
+        (CLIENT, 44000, 46 << 2),
+        "mangle OUTPUT DSCP 46"
+    );
+    assert_eq!(lab.counter(Table::Mangle, Hook::Output, 0), 1);
+    // From wan0 the same service is refused (INPUT ends in LOG_DROP).
+    let syn = tcp(
+        WAN_MAC,
+        SERVER_MAC,
+        SERVER,
+        GW_WAN,
+        44001,
+        443,
+        1,
+        0,
+        TCP_SYN,
+        &[],
+    );
+    assert_eq!(
+        lab.send(WAN, syn).action,
+        Action::Drop(DropReason::FilterDrop)
+    );
+}
+
+#[test]
+fn connections_the_host_opens_are_tracked_and_answered() {
+    let mut lab = Lab::new();
+    let syn = tcp(
+        [0; 6],
+        [0; 6],
+        GW_WAN,
+        SERVER,
+        45000,
+        80,
+        7,
+        0,
+        TCP_SYN,
+        &[],
+    );
+    let out = lab.host_sends(&syn);
+    assert_eq!(out.iface(), WAN);
+    let r = out.seen();
+    assert_eq!((r.src, r.sport, r.dst_mac), (GW_WAN, 45000, SERVER_MAC));
+    let c = lab.conn(45000);
+    assert_eq!(c.tcp_state, TcpState::SynSent, "{c:?}");
+    // The server's answer is ESTABLISHED traffic for INPUT: to the host.
+    let synack = from_server(45000, 80, 70, 8, TCP_SYN | TCP_ACK, &[]);
+    let a = lab.send(WAN, synack.clone()).action;
+    assert_eq!(
+        a,
+        Action::Host {
+            iface: WAN,
+            len: synack.len()
+        }
+    );
+    assert_eq!(lab.conn(45000).tcp_state, TcpState::SynRecv);
 }
 
 #[test]

@@ -364,6 +364,12 @@ impl GroupQueue {
         wait_fds(&self.fds, timeout)
     }
 
+    /// The sockets' descriptors (for poll(2) together with other
+    /// descriptors: [`wait_readable`](super::wait_readable)).
+    pub fn raw_fds(&self) -> &[RawFd] {
+        &self.fds
+    }
+
     /// The counters of interface `port`'s socket.
     pub fn stats(&self, port: usize) -> Option<QueueStats> {
         self.xsks

@@ -83,6 +83,8 @@ mod queue;
 #[allow(unsafe_code)]
 mod sys;
 #[allow(unsafe_code)]
+mod tun;
+#[allow(unsafe_code)]
 mod umem;
 #[allow(unsafe_code)]
 mod xsk;
@@ -93,7 +95,8 @@ use std::sync::Arc;
 
 pub use bpf::PROG_NAME;
 pub use group::{ForwardVerdict, GroupQueue, PortGroup};
-pub use queue::{wait_any, FrameAccounting, Queue, QueueStats, RxVerdict};
+pub use queue::{wait_any, wait_readable, FrameAccounting, Queue, QueueStats, RxVerdict};
+pub use tun::{HostDeviceConfig, HostPath, HostQueue, HostRoute};
 
 use umem::{FramePool, UmemArea};
 use xsk::Member;
@@ -310,6 +313,15 @@ pub enum PortError {
         /// The errno.
         errno: i32,
     },
+    /// Creating or configuring a host-path (TUN) device failed.
+    HostPath {
+        /// The device.
+        ifname: String,
+        /// The step.
+        op: &'static str,
+        /// The errno.
+        errno: i32,
+    },
 }
 
 fn strerror(errno: i32) -> std::io::Error {
@@ -374,6 +386,9 @@ impl fmt::Display for PortError {
                 if *zero_copy { "zero-copy" } else { "copy" },
                 strerror(*errno)
             ),
+            PortError::HostPath { ifname, op, errno } => {
+                write!(f, "host path device {ifname}: {op}: {}", strerror(*errno))
+            }
         }
     }
 }

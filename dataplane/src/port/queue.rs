@@ -291,6 +291,13 @@ pub(crate) fn wait_fds(fds: &[RawFd], timeout: Duration) -> bool {
     sys::poll_readable(fds, ms).unwrap_or(false)
 }
 
+/// Waits up to `timeout` until one of `fds` (at most 64: sockets of
+/// [`GroupQueue::raw_fds`](super::GroupQueue::raw_fds), host-path queues)
+/// is readable; true if one is.
+pub fn wait_readable(fds: &[RawFd], timeout: Duration) -> bool {
+    wait_fds(fds, timeout)
+}
+
 /// Waits up to `timeout` until one of `queues` (at most 64) has frames to
 /// receive; true if one has.
 pub fn wait_any(queues: &[&Queue], timeout: Duration) -> bool {

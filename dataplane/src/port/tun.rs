@@ -1,0 +1,363 @@
+//! The host path: one multi-queue TUN device per interface xdpgw owns,
+//! carrying that interface's address, so that the gateway host's own
+//! programs (sshd, a mail relay that REDIRECT sends traffic to, its HTTPS
+//! console) keep working once AF_XDP has taken the NICs away from the
+//! kernel. This is the exception path DPDK and VPP build with a TAP.
+//!
+//! Packets INPUT accepts are written into the device of the interface they
+//! arrived on; what the host sends into a device is read back and sent
+//! through OUTPUT and POSTROUTING like any packet the gateway originates.
+//! TUN (layer 3), not TAP: the host sees no Ethernet, so it never sends or
+//! answers ARP (xdpgw does that on the wire), and it never answers a ping
+//! (xdpgw answers ping to its addresses before INPUT would deliver it).
+//!
+//! Each worker gets one queue of every device (`IFF_MULTI_QUEUE`), so
+//! workers never share a descriptor. The devices are not persistent: they,
+//! their addresses and their routes go away when the last descriptor
+//! closes, which is when xdpgw stops, however it stops.
+//!
+//! Devices are configured with the classic `ioctl`s (`SIOCSIFADDR`,
+//! `SIOCSIFNETMASK`, `SIOCSIFMTU`, `SIOCSIFFLAGS`, `SIOCADDRT`), which is all
+//! a point-to-point device needs; checksums are complete in both directions
+//! (no `TUNSETOFFLOAD`, no virtio-net header).
+
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use super::PortError;
+
+/// The host side of one interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostDeviceConfig {
+    /// The TUN device's name (at most 15 bytes).
+    pub name: String,
+    /// The interface's address, given to the device.
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+    /// The device's MTU (the interface's).
+    pub mtu: u16,
+}
+
+/// A static route the host gets through the host path (only routes whose
+/// next hop is on one of the devices' networks are added, on that device).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostRoute {
+    pub to: Ipv4Addr,
+    pub prefix: u8,
+    pub via: Ipv4Addr,
+}
+
+/// The devices; dropping this (and every [`HostQueue`]) removes them.
+#[derive(Debug)]
+pub struct HostPath {
+    names: Vec<String>,
+    /// Routes that could not be added (e.g. the host has its own default
+    /// route already): `(route, why)`.
+    pub skipped_routes: Vec<(HostRoute, String)>,
+}
+
+/// One worker's queue of every device, by interface index.
+#[derive(Debug)]
+pub struct HostQueue {
+    fds: Vec<OwnedFd>,
+}
+
+const TUN_PATH: &[u8] = b"/dev/net/tun\0";
+
+impl HostPath {
+    /// Creates one TUN device per entry of `devices`, each with `queues`
+    /// queues, configures address, MTU and routes, and returns the queues
+    /// grouped per worker (`queues` of them).
+    pub fn create(
+        devices: &[HostDeviceConfig],
+        routes: &[HostRoute],
+        queues: usize,
+    ) -> Result<(HostPath, Vec<HostQueue>), PortError> {
+        let queues = queues.max(1);
+        let mut per_worker: Vec<HostQueue> =
+            (0..queues).map(|_| HostQueue { fds: Vec::new() }).collect();
+        let sock = inet_socket().map_err(|errno| err("", "socket(AF_INET)", errno))?;
+        for d in devices {
+            if d.name.is_empty() || d.name.len() >= libc::IFNAMSIZ || d.name.contains('\0') {
+                return Err(PortError::InvalidConfig {
+                    what: format!("host device name {:?}: 1 to 15 bytes", d.name),
+                });
+            }
+            for q in per_worker.iter_mut() {
+                let fd = open_queue(&d.name).map_err(|errno| match errno {
+                    libc::EPERM | libc::EACCES => PortError::Permission {
+                        what: format!("creating the host device {} needs CAP_NET_ADMIN", d.name),
+                    },
+                    _ => err(&d.name, "TUNSETIFF", errno),
+                })?;
+                q.fds.push(fd);
+            }
+            // No IPv6 on the host side: no router solicitations or MLD
+            // reports for xdpgw to drop. Missing without IPv6 in the kernel.
+            let _ = std::fs::write(
+                format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", d.name),
+                "1",
+            );
+            let mask = prefix_mask(d.prefix);
+            let s = sock.as_raw_fd();
+            set_int(s, &d.name, libc::SIOCSIFMTU, i32::from(d.mtu))
+                .map_err(|e| err(&d.name, "SIOCSIFMTU", e))?;
+            set_addr(s, &d.name, libc::SIOCSIFADDR, d.addr)
+                .map_err(|e| err(&d.name, "SIOCSIFADDR", e))?;
+            set_addr(s, &d.name, libc::SIOCSIFNETMASK, mask)
+                .map_err(|e| err(&d.name, "SIOCSIFNETMASK", e))?;
+            set_up(s, &d.name).map_err(|e| err(&d.name, "SIOCSIFFLAGS", e))?;
+        }
+        let mut skipped_routes = Vec::new();
+        for r in routes {
+            let on = devices.iter().find(|d| {
+                let m = u32::from(prefix_mask(d.prefix));
+                u32::from(d.addr) & m == u32::from(r.via) & m
+            });
+            let Some(dev) = on else {
+                skipped_routes.push((*r, "its next hop is on no interface's network".into()));
+                continue;
+            };
+            if let Err(errno) = add_route(sock.as_raw_fd(), &dev.name, r) {
+                skipped_routes.push((*r, std::io::Error::from_raw_os_error(errno).to_string()));
+            }
+        }
+        let names = devices.iter().map(|d| d.name.clone()).collect();
+        Ok((
+            HostPath {
+                names,
+                skipped_routes,
+            },
+            per_worker,
+        ))
+    }
+
+    /// The devices' names, by interface index.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+impl HostQueue {
+    /// Hands the IPv4 packet `packet` to the host, as arriving on interface
+    /// `iface`'s device. False if the device refused it.
+    pub fn deliver(&self, iface: usize, packet: &[u8]) -> bool {
+        let Some(fd) = self.fds.get(iface) else {
+            return false;
+        };
+        // SAFETY: write(2) from a live slice on a descriptor we own.
+        let n = unsafe { libc::write(fd.as_raw_fd(), packet.as_ptr().cast(), packet.len()) };
+        n == packet.len() as isize
+    }
+
+    /// Reads one packet the host sent through interface `iface`'s device
+    /// into `buf`; its length, or None when there is none (non-blocking).
+    pub fn receive(&self, iface: usize, buf: &mut [u8]) -> Option<usize> {
+        let fd = self.fds.get(iface)?;
+        // SAFETY: read(2) into a live, exclusively borrowed slice of
+        // `buf.len()` bytes on a descriptor we own.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        usize::try_from(n).ok().filter(|&n| n > 0)
+    }
+
+    /// How many devices (interfaces) this queue spans.
+    pub fn len(&self) -> usize {
+        self.fds.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fds.is_empty()
+    }
+
+    /// The descriptors, for poll(2).
+    pub fn raw_fds(&self) -> impl Iterator<Item = RawFd> + '_ {
+        self.fds.iter().map(AsRawFd::as_raw_fd)
+    }
+}
+
+fn err(name: &str, op: &'static str, errno: i32) -> PortError {
+    PortError::HostPath {
+        ifname: name.to_string(),
+        op,
+        errno,
+    }
+}
+
+fn prefix_mask(prefix: u8) -> Ipv4Addr {
+    let p = u32::from(prefix.min(32));
+    Ipv4Addr::from(if p == 0 { 0 } else { u32::MAX << (32 - p) })
+}
+
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// `struct ifreq`: the name and a 24-byte union (8-byte aligned: 40 bytes).
+#[repr(C, align(8))]
+struct Ifreq {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    data: [u8; 24],
+}
+
+impl Ifreq {
+    fn new(name: &str) -> Ifreq {
+        let mut r = Ifreq {
+            name: [0; libc::IFNAMSIZ],
+            data: [0; 24],
+        };
+        for (d, s) in r.name.iter_mut().zip(name.bytes().take(libc::IFNAMSIZ - 1)) {
+            *d = s as libc::c_char;
+        }
+        r
+    }
+}
+
+/// A `struct sockaddr_in` for `a`, as 16 bytes.
+fn sockaddr_in(a: Ipv4Addr) -> [u8; 16] {
+    let mut s = [0u8; 16];
+    s[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+    s[4..8].copy_from_slice(&a.octets());
+    s
+}
+
+fn inet_socket() -> Result<OwnedFd, i32> {
+    // SAFETY: socket(2) with constant arguments.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(last_errno());
+    }
+    // SAFETY: a descriptor socket(2) just returned; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// ioctl(2) with an ifreq.
+fn ifreq_ioctl(fd: RawFd, req: libc::Ioctl, ifr: &mut Ifreq) -> Result<(), i32> {
+    // SAFETY: every request used here reads (and SIOCGIFFLAGS writes) a
+    // `struct ifreq`, which `Ifreq` lays out (name, then the 24-byte union,
+    // 40 bytes); `ifr` is a live exclusive reference for the call.
+    let r = unsafe { libc::ioctl(fd, req, ifr as *mut Ifreq) };
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(())
+    }
+}
+
+/// Opens one queue of the multi-queue TUN device `name` (created by the
+/// first), non-blocking.
+fn open_queue(name: &str) -> Result<OwnedFd, i32> {
+    // SAFETY: open(2) of a NUL-terminated constant path.
+    let fd = unsafe {
+        libc::open(
+            TUN_PATH.as_ptr().cast(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(last_errno());
+    }
+    // SAFETY: a descriptor open(2) just returned; nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut ifr = Ifreq::new(name);
+    let flags = (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE) as libc::c_short;
+    ifr.data[..2].copy_from_slice(&flags.to_ne_bytes());
+    ifreq_ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut ifr)?;
+    Ok(fd)
+}
+
+fn set_int(sock: RawFd, name: &str, req: libc::Ioctl, v: i32) -> Result<(), i32> {
+    let mut ifr = Ifreq::new(name);
+    ifr.data[..4].copy_from_slice(&v.to_ne_bytes());
+    ifreq_ioctl(sock, req, &mut ifr)
+}
+
+fn set_addr(sock: RawFd, name: &str, req: libc::Ioctl, a: Ipv4Addr) -> Result<(), i32> {
+    let mut ifr = Ifreq::new(name);
+    ifr.data[..16].copy_from_slice(&sockaddr_in(a));
+    ifreq_ioctl(sock, req, &mut ifr)
+}
+
+fn set_up(sock: RawFd, name: &str) -> Result<(), i32> {
+    let mut ifr = Ifreq::new(name);
+    ifreq_ioctl(sock, libc::SIOCGIFFLAGS, &mut ifr)?;
+    let flags = i16::from_ne_bytes([ifr.data[0], ifr.data[1]]) | libc::IFF_UP as i16;
+    ifr.data[..2].copy_from_slice(&flags.to_ne_bytes());
+    ifreq_ioctl(sock, libc::SIOCSIFFLAGS, &mut ifr)
+}
+
+/// `struct rtentry` (<linux/route.h>), 120 bytes on 64-bit.
+#[repr(C)]
+struct RtEntry {
+    pad1: libc::c_ulong,
+    dst: [u8; 16],
+    gateway: [u8; 16],
+    genmask: [u8; 16],
+    flags: libc::c_ushort,
+    pad2: libc::c_short,
+    pad3: libc::c_ulong,
+    pad4: *mut libc::c_void,
+    metric: libc::c_short,
+    dev: *mut libc::c_char,
+    mtu: libc::c_ulong,
+    window: libc::c_ulong,
+    irtt: libc::c_ushort,
+}
+
+const RTF_UP: libc::c_ushort = 0x0001;
+const RTF_GATEWAY: libc::c_ushort = 0x0002;
+const SIOCADDRT: libc::Ioctl = 0x890B;
+
+fn add_route(sock: RawFd, dev: &str, r: &HostRoute) -> Result<(), i32> {
+    let mut name = [0 as libc::c_char; libc::IFNAMSIZ];
+    for (d, s) in name.iter_mut().zip(dev.bytes().take(libc::IFNAMSIZ - 1)) {
+        *d = s as libc::c_char;
+    }
+    let mask = prefix_mask(r.prefix);
+    let mut rt = RtEntry {
+        pad1: 0,
+        dst: sockaddr_in(Ipv4Addr::from(u32::from(r.to) & u32::from(mask))),
+        gateway: sockaddr_in(r.via),
+        genmask: sockaddr_in(mask),
+        flags: RTF_UP | RTF_GATEWAY,
+        pad2: 0,
+        pad3: 0,
+        pad4: std::ptr::null_mut(),
+        // The kernel stores rt_metric - 1 (route(8)'s convention).
+        metric: 1,
+        dev: name.as_mut_ptr(),
+        mtu: 0,
+        window: 0,
+        irtt: 0,
+    };
+    // SAFETY: SIOCADDRT reads a `struct rtentry`, which `RtEntry` lays out,
+    // and the NUL-terminated device name `dev` points to, which lives on
+    // this frame for the call.
+    let ret = unsafe { libc::ioctl(sock, SIOCADDRT, &mut rt as *mut RtEntry) };
+    if ret < 0 {
+        Err(last_errno())
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_match_the_kernel() {
+        assert_eq!(std::mem::size_of::<Ifreq>(), 40);
+        assert_eq!(std::mem::size_of::<RtEntry>(), 120);
+        assert_eq!(std::mem::offset_of!(RtEntry, flags), 56);
+        assert_eq!(std::mem::offset_of!(RtEntry, dev), 88);
+    }
+
+    #[test]
+    fn masks() {
+        assert_eq!(prefix_mask(24), Ipv4Addr::new(255, 255, 255, 0));
+        assert_eq!(prefix_mask(0), Ipv4Addr::UNSPECIFIED);
+        assert_eq!(prefix_mask(32), Ipv4Addr::BROADCAST);
+    }
+}

@@ -1,0 +1,158 @@
+//! Helpers for end-to-end scenarios that run twice, through Linux (the
+//! oracle) and through xdpgw, and compare what they observed.
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use xdpgw_control::lab::{parse_tcpdump_verbose, Backend, CapturedPacket, Lab, Process};
+
+use crate::{gateway_lab, require_root_with, LAB_PROGRAMS};
+
+/// How long a connection attempt that the rules drop is given: a packet
+/// that gets through is answered within milliseconds even on a loaded
+/// machine.
+pub const DROP_WAIT: &str = "4";
+/// The tools' timeout where success is expected.
+pub const OK_WAIT: &str = "20";
+/// The longest any one tool run may take.
+pub const TOOL_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs `scenario` through Linux, checks its observations with `expect`,
+/// then (once `xdpgw run` works) through xdpgw, whose observations must
+/// equal Linux's.
+pub fn on_both_backends<O: Debug + PartialEq>(
+    test: &str,
+    scenario: impl Fn(&mut Lab) -> O,
+    expect: impl Fn(&O),
+) {
+    on_both_backends_in(test, gateway_lab, scenario, expect);
+}
+
+/// [`on_both_backends`] in labs that `lab` builds for a backend (e.g. with
+/// another configuration than conf/gateway.toml).
+pub fn on_both_backends_in<O: Debug + PartialEq>(
+    test: &str,
+    lab: impl Fn(Backend) -> Lab,
+    scenario: impl Fn(&mut Lab) -> O,
+    expect: impl Fn(&O),
+) {
+    if !require_root_with(test, LAB_PROGRAMS) {
+        return;
+    }
+    let linux = run_on(lab(Backend::Linux), &scenario);
+    eprintln!("{test}: Linux observed {linux:?}");
+    expect(&linux);
+    let xdpgw = run_on(lab(Backend::Xdpgw), &scenario);
+    eprintln!("{test}: xdpgw observed {xdpgw:?}");
+    assert_eq!(
+        xdpgw, linux,
+        "{test}: xdpgw (left) and Linux (right) disagree"
+    );
+    expect(&xdpgw);
+}
+
+fn run_on<O>(mut lab: Lab, scenario: &impl Fn(&mut Lab) -> O) -> O {
+    let observed = scenario(&mut lab);
+    // For xdpgw (unless the scenario read its conntrack table): SIGTERM,
+    // and it must exit with status 0.
+    lab.stop_gateway();
+    observed
+}
+
+pub fn ip(a: Ipv4Addr) -> String {
+    a.to_string()
+}
+
+/// A tool's result line without its `local=` field (an ephemeral port).
+pub fn outcome(line: &str) -> String {
+    line.split_whitespace()
+        .filter(|w| !w.starts_with("local="))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The `local=IP:PORT` of a tool's result line.
+pub fn local(line: &str) -> SocketAddrV4 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("local="))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no local=IP:PORT in '{line}'"))
+}
+
+/// Stops a lab server and returns every peer it reported, in order.
+pub fn peers(server: Process) -> Vec<SocketAddrV4> {
+    let done = server.kill();
+    done.stdout
+        .iter()
+        .filter_map(|l| l.strip_prefix("peer="))
+        .map(|p| {
+            p.parse()
+                .unwrap_or_else(|e| panic!("bad peer '{p}' ({e}):\n{}", done.report()))
+        })
+        .collect()
+}
+
+pub fn ips(peers: &[SocketAddrV4]) -> BTreeSet<Ipv4Addr> {
+    peers.iter().map(|p| *p.ip()).collect()
+}
+
+/// Waits for a capture (`Lab::capture`) to see its packets.
+pub fn captured(capture: Process) -> Vec<CapturedPacket> {
+    let done = capture.wait(Duration::from_secs(60));
+    let packets = parse_tcpdump_verbose(&done.stdout);
+    assert!(!packets.is_empty(), "nothing captured:\n{}", done.report());
+    packets
+}
+
+/// The gateway's conntrack table, one entry per line in `conntrack -L`
+/// form (`tcp 6 117 TIME_WAIT src=... dport=...`): Linux's from
+/// `conntrack -L`; xdpgw's from the report it prints when it stops
+/// (`--report-on-exit`, `/proc/net/nf_conntrack` lines). For xdpgw this
+/// stops the gateway: read it last.
+pub fn conntrack_table(lab: &mut Lab) -> Vec<String> {
+    match lab.backend() {
+        Backend::Linux => {
+            let out = lab.gateway().exec(&["conntrack", "-L"]);
+            assert!(
+                out.status.success(),
+                "conntrack -L failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        }
+        Backend::Xdpgw => {
+            let done = lab.stop_gateway().expect("xdpgw was running");
+            assert!(
+                done.stderr.iter().any(|l| l.starts_with("# conntrack")),
+                "no conntrack table in xdpgw's report:\n{}",
+                done.report()
+            );
+            done.stderr
+                .iter()
+                // "ipv4     2 tcp      6 ..." -> "tcp      6 ..."
+                .filter_map(|l| l.strip_prefix("ipv4"))
+                .filter_map(|l| l.trim_start().split_once(' ').map(|(_, e)| e.trim_start()))
+                .map(str::to_owned)
+                .collect()
+        }
+    }
+}
+
+/// Entries of `table` for protocol `proto` whose original direction goes
+/// to port `dport`.
+pub fn entries_to(table: &[String], proto: &str, dport: u16) -> usize {
+    let dport = dport.to_string();
+    table
+        .iter()
+        .filter(|e| {
+            let mut words = e.split_whitespace();
+            words.next() == Some(proto)
+                && words.find_map(|w| w.strip_prefix("dport=")) == Some(dport.as_str())
+        })
+        .count()
+}
