@@ -36,6 +36,10 @@
 //!     bench with `$CARGO build --release --bin xdpgw` and taken from the
 //!     directory above the bench executable (`target/release/xdpgw`);
 //!     `XDPGW_BIN=path` runs another build instead (no build then).
+//!   - `xdpgw-host`: the same, with a fourth namespace on a third gateway
+//!     interface (mgmt0, 192.0.2.1/24) whose host fetches from a TCP
+//!     service on the gateway itself (port 443, through the host path) for
+//!     the whole row; the notes give that transfer's rate.
 //!   - `linux-rps`, `linux-napi`, `linux`: the kernel forwards with the same
 //!     rules (`iptables-restore < conf/gateway.rules`, addresses on
 //!     lan0/wan0, ip_forward=1, default route via 203.0.113.254). Without
@@ -162,6 +166,7 @@ struct Lab {
     gw: String,
     server: String,
     created: Vec<String>,
+    base: String,
 }
 
 impl Lab {
@@ -177,6 +182,7 @@ impl Lab {
             gw: format!("{base}-g"),
             server: format!("{base}-s"),
             created: Vec::new(),
+            base: base.clone(),
         };
         for ns in [lab.client.clone(), lab.gw.clone(), lab.server.clone()] {
             run(&["ip", "netns", "add", &ns]);
@@ -222,6 +228,23 @@ impl Lab {
             &["addr", "add", "203.0.113.254/24", "dev", Self::SERVER_IF],
         );
         lab
+    }
+
+    /// A management namespace on a third gateway interface, mgmt0
+    /// (192.0.2.1/24; the host `mg0` is 192.0.2.2), for traffic to the
+    /// gateway's own services; its name.
+    fn add_mgmt(&mut self) -> String {
+        let ns = format!("{}-m", self.base);
+        run(&["ip", "netns", "add", &ns]);
+        self.created.push(ns.clone());
+        let cmd = format!("link add name mgmt0 type veth peer name mg0 netns {ns}");
+        self.ip(&self.gw, &cmd.split(' ').collect::<Vec<_>>());
+        self.ip(&self.gw, &["link", "set", "mgmt0", "up"]);
+        self.ip(&ns, &["link", "set", "mg0", "up"]);
+        self.ip(&ns, &["link", "set", "lo", "up"]);
+        self.ip(&ns, &["addr", "add", "192.0.2.2/24", "dev", "mg0"]);
+        self.exec(&ns, &["ethtool", "-K", "mg0", "tx", "off"]);
+        ns
     }
 
     fn ip(&self, ns: &str, args: &[&str]) -> String {
@@ -722,13 +745,12 @@ struct XdpgwProcess {
 }
 
 impl XdpgwProcess {
-    fn start(lab: &Lab, bin: &Path) -> XdpgwProcess {
-        let config = workspace_dir().join("conf/gateway.toml");
+    fn start(lab: &Lab, bin: &Path, config: &Path) -> XdpgwProcess {
         let mut child = Command::new("ip")
             .args(["netns", "exec", &lab.gw])
             .arg(bin)
             .args(["run", "--config"])
-            .arg(&config)
+            .arg(config)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -1041,6 +1063,7 @@ impl Drop for Bare {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Gateway {
     Xdpgw,
+    XdpgwHost,
     LinuxRps,
     LinuxNapi,
     Linux,
@@ -1049,8 +1072,9 @@ enum Gateway {
 }
 
 impl Gateway {
-    const ALL: [Gateway; 6] = [
+    const ALL: [Gateway; 7] = [
         Gateway::Xdpgw,
+        Gateway::XdpgwHost,
         Gateway::LinuxRps,
         Gateway::LinuxNapi,
         Gateway::Linux,
@@ -1061,6 +1085,7 @@ impl Gateway {
     fn name(self) -> &'static str {
         match self {
             Gateway::Xdpgw => "xdpgw",
+            Gateway::XdpgwHost => "xdpgw-host",
             Gateway::LinuxRps => "linux-rps",
             Gateway::LinuxNapi => "linux-napi",
             Gateway::Linux => "linux",
@@ -1072,6 +1097,7 @@ impl Gateway {
     fn label(self) -> &'static str {
         match self {
             Gateway::Xdpgw => "xdpgw, gateway.rules, 1 worker",
+            Gateway::XdpgwHost => "xdpgw, + host-path TCP transfer",
             Gateway::LinuxRps => "Linux, gateway.rules, RPS",
             Gateway::LinuxNapi => "Linux, gateway.rules, NAPI",
             Gateway::Linux => "Linux, gateway.rules, no RPS",
@@ -1082,7 +1108,7 @@ impl Gateway {
 
     fn placement(self) -> &'static str {
         match self {
-            Gateway::Xdpgw => "worker CPU1 (xdpgw pins it)",
+            Gateway::Xdpgw | Gateway::XdpgwHost => "worker CPU1 (xdpgw pins it)",
             Gateway::LinuxRps => "fwd softirq CPU1 (lan0 rps_cpus=2)",
             Gateway::LinuxNapi => "lan0 GRO+threaded NAPI on CPU1",
             Gateway::Linux => "fwd softirq CPU0 (with gen+sink)",
@@ -1125,17 +1151,29 @@ fn measure(
     bin: Option<&Path>,
 ) -> Row {
     let quiet = wait_until_quiet();
-    let lab = Lab::new();
+    let mut lab = Lab::new();
     let (t, note) = match gw {
-        Gateway::Xdpgw => {
+        Gateway::Xdpgw | Gateway::XdpgwHost => {
             let bin = bin.expect("the xdpgw binary");
-            let mut proc = XdpgwProcess::start(&lab, bin);
+            let workdir = std::env::temp_dir().join(format!("{}-conf", lab.base));
+            let (config, host) = if gw == Gateway::XdpgwHost {
+                let mgmt = lab.add_mgmt();
+                (host_load_config(&workdir), Some(mgmt))
+            } else {
+                (workspace_dir().join("conf/gateway.toml"), None)
+            };
+            let mut proc = XdpgwProcess::start(&lab, bin, &config);
+            let load = host.map(|mgmt| HostLoad::start(&lab, &mgmt, bin));
             let before = threads_cpu(proc.pid());
-            let t = traffic(&lab, flows, window, napi, &[proc.pid()]);
+            let mut ours = vec![proc.pid()];
+            ours.extend(load.iter().flat_map(HostLoad::pids));
+            let t = traffic(&lab, flows, window, napi, &ours);
             let worker = busiest_thread(proc.pid(), &before);
             let drops = veth_drops(&lab.gw, "lan0");
+            let host_note = load.map(|l| l.finish(&lab)).unwrap_or_default();
+            let _ = std::fs::remove_dir_all(&workdir);
             let note = format!(
-                "worker thread: {worker}{}{drops}",
+                "worker thread: {worker}{}{drops}{host_note}",
                 if drops.is_empty() { "" } else { "; " }
             );
             let (status, err) = proc.stop();
@@ -1180,6 +1218,108 @@ fn measure(
         t,
         quiet,
         note,
+    }
+}
+
+/// conf/gateway.toml and conf/gateway.rules with a third interface, mgmt0
+/// (192.0.2.1/24), whose hosts may reach the gateway's TCP 443; written to
+/// `dir`; the configuration's path.
+fn host_load_config(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let rules = std::fs::read_to_string(workspace_dir().join("conf/gateway.rules"))
+        .expect("conf/gateway.rules");
+    let anchor = "-A INPUT -m conntrack --ctstate INVALID -j DROP\n";
+    assert!(rules.contains(anchor), "conf/gateway.rules changed");
+    let rules = rules.replace(
+        anchor,
+        &format!("{anchor}-A INPUT -i mgmt0 -p tcp --dport 443 -j ACCEPT\n"),
+    );
+    std::fs::write(dir.join("gateway.rules"), rules).expect("write rules");
+    let toml = std::fs::read_to_string(workspace_dir().join("conf/gateway.toml"))
+        .expect("conf/gateway.toml")
+        .replace("control_socket = \"/run/xdpgw.sock\"", "")
+        + "\n[[interface]]\nname = \"mgmt0\"\naddress = \"192.0.2.1/24\"\n";
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, toml).expect("write config");
+    path
+}
+
+/// A TCP transfer through the host path during a row: `xdpgw lab-tool
+/// tcp-serve 443` on the gateway host, a client in the management
+/// namespace fetching from it for as long as the row runs.
+struct HostLoad {
+    service: Child,
+    client: Child,
+    started: Instant,
+    rx_bytes: u64,
+}
+
+impl HostLoad {
+    fn start(lab: &Lab, mgmt: &str, bin: &Path) -> HostLoad {
+        let mut service = Command::new("ip")
+            .args(["netns", "exec", &lab.gw])
+            .arg(bin)
+            .args(["lab-tool", "tcp-serve", "443"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn tcp-serve");
+        let stdout = service.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        match lines.next() {
+            Some(Ok(l)) if l.starts_with("listening") => {}
+            other => panic!("tcp-serve on the gateway: {other:?}"),
+        }
+        // Keep reading its peer lines so that it never blocks on a full pipe.
+        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+        let client = Command::new("ip")
+            .args(["netns", "exec", mgmt])
+            .arg(bin)
+            .args([
+                "lab-tool",
+                "tcp-get",
+                "192.0.2.1",
+                "443",
+                "1000000000000",
+                "--timeout",
+                "600",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn tcp-get");
+        HostLoad {
+            service,
+            client,
+            started: Instant::now(),
+            rx_bytes: Self::host_tx_bytes(lab),
+        }
+    }
+
+    fn pids(&self) -> [u32; 2] {
+        [self.service.id(), self.client.id()]
+    }
+
+    /// Bytes the host sent into its mgmt0 device (the service's data).
+    fn host_tx_bytes(lab: &Lab) -> u64 {
+        lab.exec(&lab.gw, &["cat", "/sys/class/net/xg-mgmt0/statistics/tx_bytes"])
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    }
+
+    /// Stops the transfer; its rate over the row, for the notes.
+    fn finish(mut self, lab: &Lab) -> String {
+        let bytes = Self::host_tx_bytes(lab).saturating_sub(self.rx_bytes);
+        let secs = self.started.elapsed().as_secs_f64();
+        let _ = self.client.kill();
+        let _ = self.service.kill();
+        let _ = self.client.wait();
+        let _ = self.service.wait();
+        format!(
+            "; host path during the row: {:.0} Mbit/s TCP from the gateway's service to mgmt0",
+            bytes as f64 * 8.0 / secs / 1e6
+        )
     }
 }
 
@@ -1296,6 +1436,13 @@ fn print_table(rows: &[Row], window: Duration, napi: NapiPlacement) {
     let mut flows: Vec<usize> = rows.iter().map(|r| r.flows).collect();
     flows.dedup();
     for f in flows {
+        if let (Some(x), Some(h)) = (best(&[Gateway::Xdpgw], f), best(&[Gateway::XdpgwHost], f)) {
+            println!(
+                "{f:>5} flow(s): xdpgw forwarding with a host-path transfer running: {:.2}x of \
+                 without",
+                h.t.received_pps / x.t.received_pps
+            );
+        }
         let Some(x) = best(&[Gateway::Xdpgw], f) else {
             continue;
         };

@@ -309,10 +309,11 @@ fn exit_report(
         let st = &r.stats;
         let _ = writeln!(
             out,
-            "# worker {w}: rx {} forwarded {} host {} answered/held {} generated {} dropped {}",
+            "# worker {w}: rx {} forwarded {} host {} from host {} answered/held {} generated {} dropped {}",
             st.rx,
             st.forwarded,
             st.host,
+            st.from_host,
             st.consumed,
             st.emitted,
             st.dropped()
