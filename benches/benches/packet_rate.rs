@@ -1302,10 +1302,13 @@ impl HostLoad {
 
     /// Bytes the host sent into its mgmt0 device (the service's data).
     fn host_tx_bytes(lab: &Lab) -> u64 {
-        lab.exec(&lab.gw, &["cat", "/sys/class/net/xg-mgmt0/statistics/tx_bytes"])
-            .trim()
-            .parse()
-            .unwrap_or(0)
+        lab.exec(
+            &lab.gw,
+            &["cat", "/sys/class/net/xg-mgmt0/statistics/tx_bytes"],
+        )
+        .trim()
+        .parse()
+        .unwrap_or(0)
     }
 
     /// Stops the transfer; its rate over the row, for the notes.

@@ -384,6 +384,37 @@ zero_copy = "off"
     }
 
     #[test]
+    fn host_path_devices() {
+        let c = Config::parse(Path::new("g.toml"), EXAMPLE).expect("config");
+        assert!(c.dataplane.host_path);
+        assert_eq!(c.interfaces[0].host_device, "xg-lan0");
+        assert_eq!(default_host_device("averyverylongname"), "xg-averyverylon");
+        let named = EXAMPLE.replacen(
+            "address = \"192.168.10.1/24\"",
+            "address = \"192.168.10.1/24\"\nhost_device = \"office\"",
+            1,
+        );
+        let c = Config::parse(Path::new("g.toml"), &named).expect("config");
+        assert_eq!(c.interfaces[0].host_device, "office");
+        let clash = EXAMPLE.replacen(
+            "address = \"192.168.10.1/24\"",
+            "address = \"192.168.10.1/24\"\nhost_device = \"wan0\"",
+            1,
+        );
+        let e = Config::parse(Path::new("g.toml"), &clash).expect_err("clash");
+        assert!(
+            e.to_string().starts_with("g.toml:9:15: host device 'wan0'"),
+            "{e}"
+        );
+        let off = EXAMPLE.replace(
+            "zero_copy = \"off\"",
+            "zero_copy = \"off\"\nhost_path = false",
+        );
+        let c = Config::parse(Path::new("g.toml"), &off).expect("config");
+        assert!(!c.dataplane.host_path);
+    }
+
+    #[test]
     fn errors_name_line_and_column() {
         let bad = EXAMPLE.replace("203.0.113.1/24", "203.0.113.1/33");
         let e = Config::parse(Path::new("g.toml"), &bad).expect_err("bad prefix");
