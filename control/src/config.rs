@@ -403,7 +403,7 @@ zero_copy = "off"
         );
         let e = Config::parse(Path::new("g.toml"), &clash).expect_err("clash");
         assert!(
-            e.to_string().starts_with("g.toml:9:15: host device 'wan0'"),
+            e.to_string().starts_with("g.toml:8:15: host device 'wan0'"),
             "{e}"
         );
         let off = EXAMPLE.replace(
