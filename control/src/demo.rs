@@ -89,6 +89,7 @@ pub fn main(config: &Path, backend: DemoBackend) -> ExitCode {
         xdpgw,
         // Its conntrack table and rule counters, printed when it stops.
         run_args: vec!["--report-on-exit".to_owned()],
+        queues: 1,
     };
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| demo(&cfg)));
     std::panic::set_hook(hook);

@@ -770,6 +770,9 @@ pub struct LabConfig {
     /// More arguments for `xdpgw run` (Backend::Xdpgw), e.g.
     /// `--report-on-exit`.
     pub run_args: Vec<String>,
+    /// RX/TX queues of the gateway's veths (lan0, wan0) and their peers
+    /// (1 unless a test wants several workers).
+    pub queues: u32,
 }
 
 /// The gateway lab: two clients on a LAN, the gateway, a server; see the
@@ -811,22 +814,36 @@ fn lab_netns(tag: &str) -> Netns {
 /// made in their namespaces directly, never in the root namespace) and sets
 /// both up.
 pub fn veth(a: &Netns, a_name: &str, b: &Netns, b_name: &str) {
+    veth_with_queues(a, a_name, b, b_name, 1);
+}
+
+/// [`veth`] with `queues` RX and TX queues on both ends.
+pub fn veth_with_queues(a: &Netns, a_name: &str, b: &Netns, b_name: &str, queues: u32) {
     for n in [a_name, b_name] {
         assert!(
             !n.is_empty() && n.len() <= 15,
             "interface name '{n}' must be 1 to 15 characters"
         );
     }
+    let q = queues.max(1).to_string();
     a.exec_ok(&[
         "ip",
         "link",
         "add",
         a_name,
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
         "type",
         "veth",
         "peer",
         "name",
         b_name,
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
         "netns",
         b.name(),
     ]);
@@ -872,7 +889,7 @@ impl Lab {
             gateway: lab_netns("gw"),
             server: lab_netns("server"),
         };
-        lab.wire();
+        lab.wire(cfg.queues);
         match cfg.backend {
             Backend::Linux => lab.start_linux(&config),
             Backend::Xdpgw => lab.start_xdpgw(&config, &cfg.run_args),
@@ -881,7 +898,7 @@ impl Lab {
     }
 
     /// Cables and addresses everything but the gateway's own configuration.
-    fn wire(&self) {
+    fn wire(&self, queues: u32) {
         let lan = &self.lan;
         lan.exec_ok(&[
             "ip",
@@ -910,11 +927,11 @@ impl Lab {
                 &GATEWAY_LAN.to_string(),
             ]);
         }
-        veth(lan, "to-gw", &self.gateway, "lan0");
+        veth_with_queues(lan, "to-gw", &self.gateway, "lan0", queues);
         lan.exec_ok(&["ip", "link", "set", "to-gw", "master", "br0"]);
 
         let server = &self.server;
-        veth(server, HOST_IF, &self.gateway, "wan0");
+        veth_with_queues(server, HOST_IF, &self.gateway, "wan0", queues);
         server.exec_ok(&["ip", "addr", "add", &format!("{SERVER}/24"), "dev", HOST_IF]);
         server.exec_ok(&["ip", "addr", "add", &format!("{FAR}/32"), "dev", "lo"]);
         server.exec_ok(&[

@@ -117,6 +117,7 @@ pub fn gateway_lab(backend: Backend) -> Lab {
         config: workspace_dir().join("conf/gateway.toml"),
         xdpgw: xdpgw_binary(),
         run_args: vec!["--report-on-exit".to_owned()],
+        queues: 1,
     })
 }
 

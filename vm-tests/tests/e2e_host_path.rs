@@ -44,6 +44,7 @@ fn lab_with(config: &Path) -> impl Fn(Backend) -> Lab + '_ {
             config: config.to_path_buf(),
             xdpgw: xdpgw_binary(),
             run_args: vec!["--report-on-exit".to_owned()],
+            queues: 1,
         })
     }
 }
