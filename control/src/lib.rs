@@ -5,6 +5,7 @@
 pub mod api;
 pub mod config;
 pub mod demo;
+pub mod doctor;
 pub mod error;
 pub mod lab;
 pub mod labtool;
