@@ -6,6 +6,7 @@
 
 pub mod corpus;
 pub mod frames;
+pub mod two_ports;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
