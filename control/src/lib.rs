@@ -13,6 +13,7 @@ pub mod netdb;
 pub mod parse;
 pub mod run;
 pub mod save;
+pub mod service;
 
 use std::path::Path;
 
