@@ -39,7 +39,8 @@ pub fn stderr_is_journal() -> bool {
         let Some(var) = var.to_str() else {
             return false;
         };
-        stream_identity(&std::io::stderr()).is_some_and(|(dev, ino)| journal_stream_is(var, dev, ino))
+        stream_identity(&std::io::stderr())
+            .is_some_and(|(dev, ino)| journal_stream_is(var, dev, ino))
     })
 }
 
