@@ -329,7 +329,14 @@ fn offloads(out: &mut String, p: &Probe) {
             continue;
         };
         let _ = write!(out, "    {name}: {}", state(f));
-        if f.active && must_be_off {
+        if f.active && must_be_off && !f.changeable {
+            let _ = writeln!(
+                out,
+                ": should be off ({why}) but the driver does not let it change; on virtio-net \
+                 the host must stop offering the guest offloads (QEMU: guest_tso4=off, \
+                 guest_tso6=off, guest_ecn=off, guest_ufo=off on the device)"
+            );
+        } else if f.active && must_be_off {
             let _ = writeln!(
                 out,
                 ": turn it off ({why}): ethtool -K {} {ethtool_name} off",
@@ -395,6 +402,11 @@ mod tests {
                     active: true,
                     changeable: true,
                 },
+                Feature {
+                    name: "rx-gro-hw".into(),
+                    active: true,
+                    changeable: false,
+                },
             ]),
             left_attached: Vec::new(),
             xdp_mode: XdpMode::Auto,
@@ -424,6 +436,10 @@ mod tests {
              UMEM frame; drivers refuse native XDP with it or drop such frames): ethtool -K lan0 \
              lro off",
             "    rx-gro: on: harmless in native mode (XDP runs before GRO)",
+            "    rx-gro-hw: on [fixed]: should be off (hardware GRO merges like LRO (virtio-net: \
+             the host's guest offloads)) but the driver does not let it change; on virtio-net the \
+             host must stop offering the guest offloads (QEMU: guest_tso4=off, guest_tso6=off, \
+             guest_ecn=off, guest_ufo=off on the device)",
             "  xdpgw run would use: native xdp, copy, 1 queue",
         ] {
             assert!(out.lines().any(|l| l == want), "no line {want:?} in\n{out}");
