@@ -5,6 +5,7 @@
 pub mod api;
 pub mod config;
 pub mod demo;
+pub mod doctor;
 pub mod error;
 pub mod lab;
 pub mod labtool;
@@ -12,6 +13,7 @@ pub mod netdb;
 pub mod parse;
 pub mod run;
 pub mod save;
+pub mod service;
 
 use std::path::Path;
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use xdpgw_control::api::{self, Request};
-use xdpgw_control::{demo, labtool, load_rules, run, save};
+use xdpgw_control::{demo, doctor, labtool, load_rules, run, save};
 
 /// xdpgw: a userspace IPv4 router/NAT gateway over AF_XDP that runs
 /// iptables rule sets (raw, mangle, nat, filter).
@@ -170,6 +170,24 @@ enum Command {
         #[arg(long, value_enum, default_value = "xdpgw")]
         backend: demo::DemoBackend,
     },
+    /// What each interface supports (driver, MTU, queues and channels,
+    /// native XDP, AF_XDP zero-copy, offloads, XDP programs already
+    /// attached) and what `xdpgw run` would use, as its `ready` line says
+    /// it. Attaches the XDP program and binds a socket briefly (needs the
+    /// privileges of `xdpgw run`), and leaves nothing attached. Exit status
+    /// 1 if an interface cannot be used, with the reason.
+    Doctor {
+        /// The interfaces, as in the configuration's [[interface]] names.
+        #[arg(required = true, value_name = "IFACE")]
+        ifaces: Vec<String>,
+        /// The XDP mode the verdict is for (the configuration's xdp_mode).
+        #[arg(long, value_enum, default_value = "auto")]
+        xdp_mode: doctor::XdpModeArg,
+        /// The zero-copy setting the verdict is for (the configuration's
+        /// zero_copy).
+        #[arg(long, value_enum, default_value = "auto")]
+        zero_copy: doctor::ZeroCopyArg,
+    },
     /// Traffic tools the lab runs inside its namespaces (servers and
     /// clients that report what they saw). Used by `xdpgw demo` and the tests.
     #[command(hide = true)]
@@ -212,6 +230,11 @@ fn main() -> ExitCode {
         } => run::main(&config, report_on_exit),
         Command::Demo { config, backend } => demo::main(&config, backend),
         Command::LabTool { args } => labtool::main(&args),
+        Command::Doctor {
+            ifaces,
+            xdp_mode,
+            zero_copy,
+        } => doctor::main(&ifaces, xdp_mode, zero_copy),
         Command::Save {
             file: Some(file),
             counters,

@@ -24,6 +24,7 @@ use xdpgw_dataplane::port::{
 
 use crate::api::server::{Control, ControlSocket, WorkerPublished};
 use crate::config::{Config, XdpModeConfig, ZeroCopyConfig};
+use crate::service::{self, level};
 
 /// Frames a worker takes from one queue per round.
 const BATCH: usize = 64;
@@ -34,7 +35,7 @@ pub fn main(config: &Path, report: bool) -> ExitCode {
     match run(config, report) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("xdpgw run: {e}");
+            service::log(level::ERR, &format!("xdpgw run: {e}"));
             ExitCode::FAILURE
         }
     }
@@ -246,23 +247,34 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
         }
         println!("ready {}", modes.join("; "));
         let _ = std::io::stdout().flush();
+        // Type=notify: systemd counts the service started from here.
+        if let Err(e) = service::notify(&format!("READY=1\nSTATUS=ready {}", modes.join("; "))) {
+            service::log(level::WARNING, &format!("xdpgw: sd_notify: {e}"));
+        }
         while !stop.load(Ordering::Relaxed) {
             if reload.swap(false, Ordering::Relaxed) {
                 match control.reload(None) {
-                    Ok(r) => eprintln!(
-                        "xdpgw: reloaded {} ({} rules, in force after {:.1} ms)",
-                        r.file.display(),
-                        r.rules,
-                        r.in_force.as_secs_f64() * 1e3
+                    Ok(r) => service::log(
+                        level::INFO,
+                        &format!(
+                            "xdpgw: reloaded {} ({} rules, in force after {:.1} ms)",
+                            r.file.display(),
+                            r.rules,
+                            r.in_force.as_secs_f64() * 1e3
+                        ),
                     ),
-                    Err(lines) => eprintln!(
-                        "{}\nxdpgw: reload failed; the running rules stay in force",
-                        lines.join("\n")
+                    Err(lines) => service::log(
+                        level::ERR,
+                        &format!(
+                            "{}\nxdpgw: reload failed; the running rules stay in force",
+                            lines.join("\n")
+                        ),
                     ),
                 }
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = service::notify("STOPPING=1");
         ControlSocket::wake(socket.path());
         let _ = server.join();
         handles
@@ -284,7 +296,7 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
             .clone();
         eprint!("{}", exit_report(&gw, &rules, &names, &reports));
     }
-    eprintln!("xdpgw: stopped");
+    service::log(level::INFO, "xdpgw: stopped");
     Ok(())
 }
 
@@ -548,22 +560,23 @@ fn publish_queues(publish: &WorkerPublished, queues: &[GroupQueue]) {
     }
 }
 
-/// LOG lines, formatted off the packet path, to stderr.
+/// LOG lines, formatted off the packet path, to stderr (with the rule's
+/// `--log-level` as a `<N>` prefix when stderr is the journal).
 fn drain_logs(worker: &mut Worker, names: &[String]) {
     if worker.logs.is_empty() {
         return;
     }
     let rules = Arc::clone(worker.rules().0);
+    let journal = service::stderr_is_journal();
     let mut err = std::io::stderr().lock();
     while let Some(e) = worker.logs.pop() {
         let name = |i: Option<u8>| {
             i.and_then(|i| names.get(usize::from(i)))
                 .map_or("", |s| s.as_str())
         };
-        let prefix = rules
-            .logs
-            .get(e.log as usize)
-            .map_or("", |l| l.prefix.as_str());
+        let log = rules.logs.get(e.log as usize);
+        let prefix = log.map_or("", |l| l.prefix.as_str());
+        let log_level = log.map_or(xdpgw_dataplane::rule::Log::DEFAULT_LEVEL, |l| l.level);
         let line = xdpgw_dataplane::log::format(
             prefix,
             name(e.in_iface),
@@ -571,6 +584,6 @@ fn drain_logs(worker: &mut Worker, names: &[String]) {
             0,
             &e.bytes[..e.len],
         );
-        let _ = writeln!(err, "{line}");
+        let _ = writeln!(err, "{}", service::prefixed(&line, log_level, journal));
     }
 }

@@ -7,6 +7,7 @@
 pub mod corpus;
 pub mod frames;
 pub mod scenario;
+pub mod two_ports;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

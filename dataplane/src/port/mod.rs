@@ -78,6 +78,7 @@ mod bpf;
 #[allow(unsafe_code)]
 mod group;
 mod netlink;
+pub mod probe;
 #[allow(unsafe_code)]
 mod queue;
 #[allow(unsafe_code)]
@@ -95,6 +96,7 @@ use std::sync::Arc;
 
 pub use bpf::PROG_NAME;
 pub use group::{ForwardVerdict, GroupQueue, PortGroup};
+pub use probe::{probe, Probe};
 pub use queue::{wait_any, wait_readable, FrameAccounting, Queue, QueueStats, RxVerdict};
 pub use tun::{HostDeviceConfig, HostPath, HostQueue, HostRoute};
 

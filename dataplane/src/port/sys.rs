@@ -353,6 +353,7 @@ pub(crate) fn prog_info(prog: &OwnedFd) -> Result<ProgInfo, Errno> {
 /// What `bpf_link_info` says of a link.
 pub(crate) struct LinkInfo {
     pub link_type: u32,
+    pub id: u32,
     pub prog_id: u32,
     /// For XDP links: the interface.
     pub xdp_ifindex: u32,
@@ -366,6 +367,7 @@ pub(crate) fn link_info(link: &OwnedFd) -> Result<LinkInfo, Errno> {
     obj_info(link, &mut buf)?;
     Ok(LinkInfo {
         link_type: u32_at(&buf, 0),
+        id: u32_at(&buf, 4),
         prog_id: u32_at(&buf, 8),
         xdp_ifindex: u32_at(&buf, 16),
     })
@@ -476,9 +478,16 @@ struct IfreqData {
     _pad: [u8; 16],
 }
 
-/// ETHTOOL_GCHANNELS for `ifname` in the calling thread's namespace.
-pub(crate) fn ethtool_channels(ifname: &str) -> Result<EthtoolChannels, Errno> {
-    if ifname.len() >= libc::IFNAMSIZ || ifname.bytes().any(|b| b == 0) {
+/// Runs one SIOCETHTOOL request for `ifname` (calling thread's namespace).
+///
+/// # Safety
+///
+/// `data` must point to a live, writable buffer laid out as the ethtool
+/// command in its first four bytes expects, and large enough for everything
+/// the kernel reads and writes for that command (for the variable-length
+/// commands: as large as the counts inside the buffer say).
+unsafe fn ethtool_ioctl(ifname: &str, data: *mut libc::c_void) -> Result<(), Errno> {
+    if ifname.is_empty() || ifname.len() >= libc::IFNAMSIZ || ifname.bytes().any(|b| b == 0) {
         return Err(libc::EINVAL);
     }
     // SAFETY: socket(2) with constant arguments.
@@ -487,26 +496,167 @@ pub(crate) fn ethtool_channels(ifname: &str) -> Result<EthtoolChannels, Errno> {
         return Err(last_errno());
     }
     let sock = owned(libc::c_long::from(sock))?;
-    let mut channels = EthtoolChannels {
-        cmd: ETHTOOL_GCHANNELS,
-        ..EthtoolChannels::default()
-    };
     let mut ifr = IfreqData {
         name: [0; libc::IFNAMSIZ],
-        data: (&mut channels as *mut EthtoolChannels).cast(),
+        data,
         _pad: [0; 16],
     };
     for (dst, src) in ifr.name.iter_mut().zip(ifname.bytes()) {
         *dst = src as libc::c_char;
     }
     // SAFETY: SIOCETHTOOL reads a `struct ifreq` (name + data pointer; ours
-    // is padded to the kernel's 40 bytes) and writes a `struct
-    // ethtool_channels` through `data`, which points at a live local.
+    // is padded to the kernel's 40 bytes) and accesses the command buffer
+    // through `data`, which the caller promises is valid for that command.
     let ret = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL as _, &mut ifr) };
     if ret < 0 {
         return Err(last_errno());
     }
+    Ok(())
+}
+
+/// ETHTOOL_GCHANNELS for `ifname` in the calling thread's namespace.
+pub(crate) fn ethtool_channels(ifname: &str) -> Result<EthtoolChannels, Errno> {
+    let mut channels = EthtoolChannels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..EthtoolChannels::default()
+    };
+    // SAFETY: `channels` is a live `struct ethtool_channels`, the buffer
+    // ETHTOOL_GCHANNELS reads and writes.
+    unsafe { ethtool_ioctl(ifname, (&mut channels as *mut EthtoolChannels).cast())? };
     Ok(channels)
+}
+
+const ETHTOOL_GDRVINFO: u32 = 0x03;
+const ETHTOOL_GSTRINGS: u32 = 0x1b;
+const ETHTOOL_GSSET_INFO: u32 = 0x37;
+const ETHTOOL_GFEATURES: u32 = 0x3a;
+/// `enum ethtool_stringset`: ETH_SS_FEATURES.
+const ETH_SS_FEATURES: u32 = 4;
+const ETH_GSTRING_LEN: usize = 32;
+
+/// `struct ethtool_drvinfo` (196 bytes).
+#[repr(C)]
+struct EthtoolDrvinfo {
+    cmd: u32,
+    driver: [u8; 32],
+    version: [u8; 32],
+    fw_version: [u8; 32],
+    bus_info: [u8; 32],
+    erom_version: [u8; 32],
+    reserved2: [u8; 12],
+    n_priv_flags: u32,
+    n_stats: u32,
+    testinfo_len: u32,
+    eedump_len: u32,
+    regdump_len: u32,
+}
+
+/// What ETHTOOL_GDRVINFO says (`ethtool -i`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct DriverInfo {
+    pub driver: String,
+    pub version: String,
+    pub firmware: String,
+    pub bus: String,
+}
+
+fn c_text(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// ETHTOOL_GDRVINFO for `ifname` in the calling thread's namespace.
+pub(crate) fn ethtool_driver(ifname: &str) -> Result<DriverInfo, Errno> {
+    let mut info = EthtoolDrvinfo {
+        cmd: ETHTOOL_GDRVINFO,
+        driver: [0; 32],
+        version: [0; 32],
+        fw_version: [0; 32],
+        bus_info: [0; 32],
+        erom_version: [0; 32],
+        reserved2: [0; 12],
+        n_priv_flags: 0,
+        n_stats: 0,
+        testinfo_len: 0,
+        eedump_len: 0,
+        regdump_len: 0,
+    };
+    // SAFETY: `info` is a live `struct ethtool_drvinfo`, the buffer
+    // ETHTOOL_GDRVINFO writes.
+    unsafe { ethtool_ioctl(ifname, (&mut info as *mut EthtoolDrvinfo).cast())? };
+    Ok(DriverInfo {
+        driver: c_text(&info.driver),
+        version: c_text(&info.version),
+        firmware: c_text(&info.fw_version),
+        bus: c_text(&info.bus_info),
+    })
+}
+
+/// One device feature as `ethtool -k` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Feature {
+    /// The kernel's name, e.g. `rx-gro-hw`.
+    pub name: String,
+    pub active: bool,
+    /// Whether `ethtool -K` can change it (`[fixed]` otherwise).
+    pub changeable: bool,
+}
+
+/// Every feature of `ifname`: ETHTOOL_GSSET_INFO for the number of
+/// ETH_SS_FEATURES strings, ETHTOOL_GSTRINGS for their names and
+/// ETHTOOL_GFEATURES for their state.
+pub(crate) fn ethtool_features(ifname: &str) -> Result<Vec<Feature>, Errno> {
+    // struct ethtool_sset_info: cmd, reserved, u64 sset_mask, u32 data[];
+    // with one bit in the mask the kernel writes at most one count.
+    let mut sset = [0u32; 5];
+    sset[0] = ETHTOOL_GSSET_INFO;
+    let mask = 1u64 << ETH_SS_FEATURES;
+    sset[2] = mask as u32;
+    sset[3] = (mask >> 32) as u32;
+    // SAFETY: `sset` is 20 bytes: the 16-byte header and room for the one
+    // count a one-bit mask can produce.
+    unsafe { ethtool_ioctl(ifname, sset.as_mut_ptr().cast())? };
+    let supported = u64::from(sset[2]) | u64::from(sset[3]) << 32;
+    if supported & mask == 0 {
+        return Err(libc::EOPNOTSUPP);
+    }
+    let count = sset[4] as usize;
+    if count == 0 || count > 4096 {
+        return Err(libc::EPROTO);
+    }
+    // struct ethtool_gstrings: cmd, string_set, len, u8 data[len * 32].
+    let mut strings = vec![0u32; 3 + count * ETH_GSTRING_LEN / 4];
+    strings[0] = ETHTOOL_GSTRINGS;
+    strings[1] = ETH_SS_FEATURES;
+    strings[2] = count as u32;
+    // SAFETY: the buffer holds the 12-byte header and `count` strings of
+    // ETH_GSTRING_LEN bytes, as many as `len` asks for.
+    unsafe { ethtool_ioctl(ifname, strings.as_mut_ptr().cast())? };
+    let got = (strings[2] as usize).min(count);
+    // struct ethtool_gfeatures: cmd, size, blocks of {available,
+    // requested, active, never_changed}.
+    let blocks = count.div_ceil(32);
+    let mut features = vec![0u32; 2 + blocks * 4];
+    features[0] = ETHTOOL_GFEATURES;
+    features[1] = blocks as u32;
+    // SAFETY: the buffer holds the 8-byte header and `size` blocks; the
+    // kernel copies at most `size` blocks back.
+    unsafe { ethtool_ioctl(ifname, features.as_mut_ptr().cast())? };
+    let names: Vec<u8> = strings[3..].iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let mut out = Vec::with_capacity(got);
+    for i in 0..got {
+        let name = c_text(&names[i * ETH_GSTRING_LEN..(i + 1) * ETH_GSTRING_LEN]);
+        let block = 2 + (i / 32) * 4;
+        let bit = 1u32 << (i % 32);
+        let (available, active, never_changed) =
+            (features[block], features[block + 2], features[block + 3]);
+        out.push(Feature {
+            name,
+            active: active & bit != 0,
+            changeable: available & bit != 0 && never_changed & bit == 0,
+        });
+    }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------

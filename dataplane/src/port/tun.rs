@@ -84,11 +84,18 @@ impl HostPath {
                 });
             }
             for q in per_worker.iter_mut() {
-                let fd = open_queue(&d.name).map_err(|errno| match errno {
-                    libc::EPERM | libc::EACCES => PortError::Permission {
+                let fd = open_queue(&d.name).map_err(|(op, errno)| match (op, errno) {
+                    ("open /dev/net/tun", libc::EACCES | libc::EPERM) => PortError::Permission {
+                        what: format!(
+                            "the host device {} needs read and write access to /dev/net/tun \
+                             (its mode; DeviceAllow= in a systemd unit)",
+                            d.name
+                        ),
+                    },
+                    (_, libc::EPERM | libc::EACCES) => PortError::Permission {
                         what: format!("creating the host device {} needs CAP_NET_ADMIN", d.name),
                     },
-                    _ => err(&d.name, "TUNSETIFF", errno),
+                    _ => err(&d.name, op, errno),
                 })?;
                 q.fds.push(fd);
             }
@@ -247,7 +254,7 @@ fn ifreq_ioctl(fd: RawFd, req: libc::Ioctl, ifr: &mut Ifreq) -> Result<(), i32> 
 
 /// Opens one queue of the multi-queue TUN device `name` (created by the
 /// first), non-blocking.
-fn open_queue(name: &str) -> Result<OwnedFd, i32> {
+fn open_queue(name: &str) -> Result<OwnedFd, (&'static str, i32)> {
     // SAFETY: open(2) of a NUL-terminated constant path.
     let fd = unsafe {
         libc::open(
@@ -256,14 +263,14 @@ fn open_queue(name: &str) -> Result<OwnedFd, i32> {
         )
     };
     if fd < 0 {
-        return Err(last_errno());
+        return Err(("open /dev/net/tun", last_errno()));
     }
     // SAFETY: a descriptor open(2) just returned; nothing else owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let mut ifr = Ifreq::new(name);
     let flags = (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE) as libc::c_short;
     ifr.data[..2].copy_from_slice(&flags.to_ne_bytes());
-    ifreq_ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut ifr)?;
+    ifreq_ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut ifr).map_err(|e| ("TUNSETIFF", e))?;
     Ok(fd)
 }
 
