@@ -196,6 +196,8 @@ pub struct WorkerStats {
     pub consumed: u64,
     pub emitted: u64,
     pub drops: [u64; DropReason::COUNT],
+    /// Conntrack counters of the packets this worker tracked.
+    pub ct: crate::conntrack::CtCounters,
 }
 
 impl Default for WorkerStats {
@@ -208,6 +210,7 @@ impl Default for WorkerStats {
             consumed: 0,
             emitted: 0,
             drops: [0; DropReason::COUNT],
+            ct: crate::conntrack::CtCounters::default(),
         }
     }
 }
@@ -507,6 +510,7 @@ impl Worker {
             } else {
                 self.gw.conntrack.track(now, &meta)
             };
+            self.stats.ct.count_track(&track, meta.tuple.proto);
             let (conn, state) = match track {
                 Track::Existing {
                     dir, state, snap, ..
@@ -654,7 +658,11 @@ impl Worker {
 
     fn confirm(&mut self, now: u64, p: &mut Pkt) -> Result<(), DropReason> {
         if let Conn::New(pending) = &p.conn {
-            match self.gw.conntrack.confirm(now, pending) {
+            match self
+                .gw
+                .conntrack
+                .confirm_counted(now, pending, &mut self.stats.ct)
+            {
                 Ok(_) => {}
                 Err(crate::conntrack::ConfirmError::TableFull) => {
                     return Err(DropReason::CtTableFull)

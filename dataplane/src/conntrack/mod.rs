@@ -21,6 +21,7 @@
 //! nf_conntrack_standalone.c (the /proc format).
 
 mod config;
+mod event;
 mod proc;
 mod reason;
 mod table;
@@ -33,6 +34,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
 pub use config::{nf_conntrack_max_for_memory, ConntrackConfig, Timeouts};
+pub use event::{event_line, CtEvent, EventKind};
 pub use proc::proc_line;
 pub use reason::InvalidReason;
 
@@ -316,6 +318,92 @@ impl CtStats {
     }
 }
 
+/// One worker's conntrack counters (`conntrack -S`, one line per worker as
+/// Linux prints one per CPU): plain integers the worker alone writes,
+/// counted from what [`Conntrack::track`] and
+/// [`Conntrack::confirm_counted`] tell it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtCounters {
+    /// Packets of an existing entry (ICMP errors related to one excluded).
+    pub found: u64,
+    /// Packets that may open a connection.
+    pub new: u64,
+    /// ICMP errors related to an entry.
+    pub related: u64,
+    /// INVALID packets per reason (index by `as usize`); Linux counts the
+    /// ICMP error handler's refusals as `error`, the rest as `invalid`
+    /// ([`CtCounters::is_error`]).
+    pub invalid_by_reason: [u64; InvalidReason::COUNT],
+    /// Of those, ICMP packets with a bad checksum (an `error` in Linux).
+    pub icmp_bad_checksum: u64,
+    pub insert: u64,
+    pub insert_failed: u64,
+    pub drop: u64,
+    pub early_drop: u64,
+    /// Confirms tried again after finding a stale key of another shard.
+    pub search_restart: u64,
+}
+
+impl CtCounters {
+    /// Whether Linux counts an INVALID of this reason under `error`
+    /// (`nf_conntrack_handle_icmp` failing) rather than `invalid`.
+    pub fn is_error(r: InvalidReason) -> bool {
+        matches!(
+            r,
+            InvalidReason::IcmpBadType
+                | InvalidReason::IcmpErrorNoInner
+                | InvalidReason::IcmpErrorNoEntry
+                | InvalidReason::IcmpErrorDaddrMismatch
+        )
+    }
+
+    /// Counts a packet's tracking result (`proto`: its IP protocol).
+    #[inline]
+    pub fn count_track(&mut self, t: &Track, proto: u8) {
+        match t {
+            Track::Existing {
+                state: CtState::Related,
+                ..
+            } => self.related += 1,
+            Track::Existing { .. } => self.found += 1,
+            Track::New(_) => self.new += 1,
+            Track::Invalid { reason, .. } => {
+                self.invalid_by_reason[*reason as usize] += 1;
+                if proto == IPPROTO_ICMP && *reason == InvalidReason::BadChecksum {
+                    self.icmp_bad_checksum += 1;
+                }
+            }
+        }
+    }
+
+    pub fn invalid_count(&self, r: InvalidReason) -> u64 {
+        self.invalid_by_reason[r as usize]
+    }
+
+    /// Linux's `invalid`: INVALID packets other than `error`s.
+    pub fn invalid(&self) -> u64 {
+        self.invalid_all() - self.error()
+    }
+
+    /// Every INVALID packet.
+    pub fn invalid_all(&self) -> u64 {
+        self.invalid_by_reason.iter().sum()
+    }
+
+    /// Linux's `error`: packets the ICMP error handler refused.
+    pub fn error(&self) -> u64 {
+        InvalidReason::ALL
+            .iter()
+            .filter(|r| Self::is_error(**r))
+            .map(|r| self.invalid_count(*r))
+            .sum::<u64>()
+            + self.icmp_bad_checksum
+    }
+}
+
+/// Events each shard holds between two drains while someone listens.
+pub const EVENT_RING_PER_SHARD: usize = 64;
+
 // ---------------------------------------------------------------------------
 // Private entry state.
 
@@ -457,6 +545,9 @@ pub struct Conntrack {
     /// Relaxed: a hint, no data hangs off it.
     pressure: AtomicBool,
     gc_cursor: Mutex<GcCursor>,
+    /// Event listeners (`events_subscribe`); the shards have event rings
+    /// while this is above 0. Control plane only.
+    listeners: Mutex<usize>,
     pol: Policy,
 }
 
@@ -480,6 +571,7 @@ impl Conntrack {
             count: AtomicUsize::new(0),
             pressure: AtomicBool::new(false),
             gc_cursor: Mutex::new(GcCursor::default()),
+            listeners: Mutex::new(0),
             pol: Policy {
                 tcp_loose: cfg.tcp_loose,
                 tcp_be_liberal: cfg.tcp_be_liberal,
@@ -527,11 +619,56 @@ impl Conntrack {
         Track::Invalid { reason, tcp_state }
     }
 
-    /// Frees a slot under its home shard's lock.
-    fn free_locked(&self, g: &mut ShardInner, slot: u32) -> Option<Unlink> {
+    /// Frees a slot under its home shard's lock, with a DESTROY event when
+    /// someone listens (`at`: the caller's `now`; `None` from the control
+    /// plane).
+    fn free_locked(&self, g: &mut ShardInner, slot: u32, at: Option<Nanos>) -> Option<Unlink> {
         // Relaxed: see `count`.
         self.count.fetch_sub(1, Ordering::Relaxed);
+        if g.events.is_some() {
+            record(g, EventKind::Destroy, slot, at, true);
+        }
         g.free(slot, |h| self.shard_of(h))
+    }
+
+    /// Starts recording events for one more listener: the first gives every
+    /// shard its ring (allocated here, on the caller's thread).
+    pub fn events_subscribe(&self) {
+        let mut n = self.listeners.lock().unwrap_or_else(PoisonError::into_inner);
+        *n += 1;
+        if *n == 1 {
+            for i in 0..self.shards.len() {
+                let ring = Box::new(event::EventRing::new(EVENT_RING_PER_SHARD));
+                self.lock(i).events = Some(ring);
+            }
+        }
+    }
+
+    /// One listener less: the last one's leaving stops recording and frees
+    /// the rings.
+    pub fn events_unsubscribe(&self) {
+        let mut n = self.listeners.lock().unwrap_or_else(PoisonError::into_inner);
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            for i in 0..self.shards.len() {
+                let ring = self.lock(i).events.take();
+                drop(ring);
+            }
+        }
+    }
+
+    /// Moves the recorded events to `out` (one shard lock at a time, in
+    /// shard order; within a shard, and so for any one entry, in the order
+    /// they happened) and returns how many were lost to full rings.
+    pub fn events_drain(&self, out: &mut Vec<CtEvent>) -> u64 {
+        let mut lost = 0;
+        for i in 0..self.shards.len() {
+            let mut g = self.lock(i);
+            if let Some(r) = g.events.as_deref_mut() {
+                lost += r.drain_into(out);
+            }
+        }
+        lost
     }
 
     /// Removes a freed entry's reply key from its shard (second lock, taken
@@ -617,11 +754,18 @@ impl Conntrack {
         key: Key,
     ) -> (Option<Track>, Option<Unlink>) {
         let stats = self.stats_of(home);
+        let watch = g.events.is_some();
         let slot = &mut g.slab[key.slot as usize];
         if slot.conn.timeout <= now {
             ShardStats::inc(&stats.expired);
-            return (None, self.free_locked(g, key.slot));
+            return (None, self.free_locked(g, key.slot, Some(now)));
         }
+        // For an UPDATE event: what the packet may change.
+        let before = if watch {
+            (slot.conn.status, slot.conn.tcp_state())
+        } else {
+            (0, None)
+        };
         let dir = key.dir;
         let d = dir.index();
         let conn = &mut slot.conn;
@@ -677,7 +821,7 @@ impl Conntrack {
                 };
                 ShardStats::inc(&stats.found);
                 ShardStats::inc(&stats.deleted);
-                let unlink = self.free_locked(g, key.slot);
+                let unlink = self.free_locked(g, key.slot, Some(now));
                 return (
                     Some(Track::Existing {
                         entry,
@@ -690,7 +834,7 @@ impl Conntrack {
             }
             Verdict::Reopen => {
                 ShardStats::inc(&stats.deleted);
-                return (None, self.free_locked(g, key.slot));
+                return (None, self.free_locked(g, key.slot, Some(now)));
             }
             Verdict::Invalid(reason) => {
                 let tcp_state = conn.tcp_state();
@@ -698,6 +842,8 @@ impl Conntrack {
                 return (Some(Track::Invalid { reason, tcp_state }), None);
             }
         }
+        let changed = watch && (conn.status, conn.tcp_state()) != before;
+        let state_changed = watch && conn.tcp_state() != before.1;
         ShardStats::inc(&stats.found);
         let track = Track::Existing {
             entry: EntryRef {
@@ -709,6 +855,9 @@ impl Conntrack {
             state,
             snap: snapshot_of(slot),
         };
+        if changed {
+            record(g, EventKind::Update, key.slot, Some(now), state_changed);
+        }
         (Some(track), None)
     }
 
@@ -727,7 +876,7 @@ impl Conntrack {
             if slot.conn.timeout <= now {
                 // The lookup skips (and collects) expired entries.
                 ShardStats::inc(&self.stats_of(home).expired);
-                return (Err(None), self.free_locked(g, key.slot));
+                return (Err(None), self.free_locked(g, key.slot, Some(now)));
             }
             let ct_dst = match key.dir {
                 Dir::Original => slot.orig.dst,
@@ -842,15 +991,27 @@ impl Conntrack {
     /// an unassured entry near the new entry's shard (Linux's `early_drop`),
     /// else fails with `TableFull`.
     pub fn confirm(&self, now: Nanos, p: &Pending) -> Result<EntryRef, ConfirmError> {
+        self.confirm_counted(now, p, &mut CtCounters::default())
+    }
+
+    /// [`Conntrack::confirm`], counting into a worker's counters: insert,
+    /// insert_failed, drop, early_drop, search_restart.
+    pub fn confirm_counted(
+        &self,
+        now: Nanos,
+        p: &Pending,
+        counted: &mut CtCounters,
+    ) -> Result<EntryRef, ConfirmError> {
         let oh = p.orig.hash64();
         let os = self.shard_of(oh);
         // Reserve a place first, as `__nf_conntrack_alloc` does. Relaxed:
         // see `count`.
         let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
-        if n > self.max && !self.early_drop(now, oh, os) {
+        if n > self.max && !self.early_drop(now, oh, os, counted) {
             self.count.fetch_sub(1, Ordering::Relaxed);
             self.pressure.store(true, Ordering::Relaxed);
             ShardStats::inc(&self.stats_of(os).drop);
+            counted.drop += 1;
             return Err(ConfirmError::TableFull);
         }
         let rh = p.reply.hash64();
@@ -863,10 +1024,12 @@ impl Conntrack {
             match self.try_insert(now, p, (oh, os), (rh, rs), &stale) {
                 Ok(e) => {
                     ShardStats::inc(&self.stats_of(os).insert);
+                    counted.insert += 1;
                     return Ok(e);
                 }
                 Err(None) => break,
                 Err(Some(key)) => {
+                    counted.search_restart += 1;
                     let g = self.lock(key.home as usize);
                     if g.is_live(key.slot, key.gen) {
                         break;
@@ -882,6 +1045,7 @@ impl Conntrack {
         }
         self.count.fetch_sub(1, Ordering::Relaxed);
         ShardStats::inc(&self.stats_of(os).insert_failed);
+        counted.insert_failed += 1;
         Err(ConfirmError::Clash)
     }
 
@@ -941,6 +1105,9 @@ impl Conntrack {
         conn.status = p.status | status::CONFIRMED;
         conn.timeout = now.saturating_add(p.conn.timeout);
         let (slot, gen) = go.alloc(p.orig, p.reply, conn);
+        if go.events.is_some() {
+            record(&mut go, EventKind::New, slot, Some(now), true);
+        }
         let home = os as u32;
         let okey = Key {
             home,
@@ -970,7 +1137,7 @@ impl Conntrack {
     /// neighbours (one lock at a time) for an entry that is not ASSURED, and
     /// drop it; expired entries met on the way are removed too. Returns
     /// whether room was made.
-    fn early_drop(&self, now: Nanos, hash: u64, home: usize) -> bool {
+    fn early_drop(&self, now: Nanos, hash: u64, home: usize, counted: &mut CtCounters) -> bool {
         for i in 0..EVICTION_RANGE.min(self.shards.len()) {
             let s = (home + i) & self.mask;
             let mut unlinks: [Option<Unlink>; EARLY_DROP_SCAN] = [None; EARLY_DROP_SCAN];
@@ -994,7 +1161,7 @@ impl Conntrack {
                     }
                     if e.conn.timeout <= now {
                         ShardStats::inc(&self.stats_of(s).expired);
-                        *u = self.free_locked(&mut g, slot);
+                        *u = self.free_locked(&mut g, slot, Some(now));
                         made_room = true;
                         continue;
                     }
@@ -1002,7 +1169,8 @@ impl Conntrack {
                         continue;
                     }
                     ShardStats::inc(&self.stats_of(s).early_drop);
-                    *u = self.free_locked(&mut g, slot);
+                    counted.early_drop += 1;
+                    *u = self.free_locked(&mut g, slot, Some(now));
                     made_room = true;
                     break;
                 }
@@ -1075,7 +1243,7 @@ impl Conntrack {
                     } else {
                         continue;
                     }
-                    if let Some(u) = self.free_locked(&mut g, slot) {
+                    if let Some(u) = self.free_locked(&mut g, slot, Some(now)) {
                         unlinks[nunlinks] = Some(u);
                         nunlinks += 1;
                     }
@@ -1121,7 +1289,7 @@ impl Conntrack {
             return false;
         }
         ShardStats::inc(&self.stats_of(shard).deleted);
-        let unlink = self.free_locked(&mut g, e.slot);
+        let unlink = self.free_locked(&mut g, e.slot, None);
         drop(g);
         if let Some(u) = unlink {
             self.unlink(u);
@@ -1274,6 +1442,23 @@ fn udp_packet(status: &mut u16, stream_ts: Nanos, now: Nanos, pol: &Policy) -> V
         Verdict::Refresh(pol.timeouts.udp_stream)
     } else {
         Verdict::Refresh(pol.timeouts.udp)
+    }
+}
+
+/// Records an event about `slot` in its shard's ring, if it has one (under
+/// the shard's lock; no allocation: the ring's space is reserved).
+#[inline]
+fn record(g: &mut ShardInner, kind: EventKind, slot: u32, at: Option<Nanos>, protoinfo: bool) {
+    let Some(snap) = g.slab.get(slot as usize).map(snapshot_of) else {
+        return;
+    };
+    if let Some(r) = g.events.as_deref_mut() {
+        r.push(CtEvent {
+            kind,
+            at,
+            protoinfo,
+            snap,
+        });
     }
 }
 

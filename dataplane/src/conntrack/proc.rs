@@ -23,7 +23,7 @@ use super::{icmp_reply_type, status, Nanos, Snapshot, NANOS_PER_SEC};
 use crate::flow::{Tuple, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 
 /// Linux's `l4proto_name`.
-fn l4_name(proto: u8) -> &'static str {
+pub(super) fn l4_name(proto: u8) -> &'static str {
     match proto {
         IPPROTO_ICMP => "icmp",
         IPPROTO_TCP => "tcp",
@@ -37,7 +37,7 @@ fn l4_name(proto: u8) -> &'static str {
     }
 }
 
-fn push_tuple(out: &mut String, t: &Tuple, icmp_type: u8, icmp_code: u8) {
+pub(super) fn push_tuple(out: &mut String, t: &Tuple, icmp_type: u8, icmp_code: u8) {
     let (src, dst): (Ipv4Addr, Ipv4Addr) = (t.src, t.dst);
     let _ = write!(out, "src={src} dst={dst} ");
     match t.proto {

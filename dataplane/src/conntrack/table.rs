@@ -59,6 +59,8 @@ pub(super) struct ShardInner {
     pub slab: Vec<Slot>,
     free: Vec<u32>,
     pub live: usize,
+    /// The event ring while someone listens (`conntrack -E`), else `None`.
+    pub events: Option<Box<super::event::EventRing>>,
 }
 
 impl ShardInner {
@@ -72,6 +74,7 @@ impl ShardInner {
             slab: Vec::with_capacity(entries),
             free: Vec::with_capacity(entries),
             live: 0,
+            events: None,
         }
     }
 

@@ -1229,3 +1229,100 @@ proptest! {
         }
     }
 }
+
+/// `conntrack -E`: nothing is recorded without a listener; with one, a TCP
+/// handshake gives NEW, UPDATE (SYN_RECV), UPDATE (ESTABLISHED, ASSURED);
+/// a data segment that changes nothing gives no event; a deletion, expiry
+/// and a full ring behave as documented.
+#[test]
+fn events_follow_the_connection_only_while_someone_listens() {
+    let t = ct(1024, 4);
+    let c = tuple([192, 168, 10, 2], 40000, [203, 0, 113, 254], 8080, IPPROTO_TCP);
+    let s = c.invert();
+    let mut out = Vec::new();
+    // Unsubscribed: nothing recorded.
+    let p = pending(t.track(SEC, &tcp_pkt(c, seg(SYN, 100, 0, 1000, 0))));
+    t.confirm(SEC, &p).expect("confirm");
+    assert_eq!(t.events_drain(&mut out), 0);
+    assert!(out.is_empty());
+    t.remove_if(|_| true);
+
+    t.events_subscribe();
+    let now = 2 * SEC;
+    let p = pending(t.track(now, &tcp_pkt(c, seg(SYN, 100, 0, 1000, 0))));
+    let mut counted = CtCounters::default();
+    t.confirm_counted(now, &p, &mut counted).expect("confirm");
+    assert_eq!(counted.insert, 1);
+    existing(t.track(now, &tcp_pkt(s, seg(SYN | ACK, 500, 101, 1000, 0))));
+    existing(t.track(now, &tcp_pkt(c, seg(ACK, 101, 501, 1000, 0))));
+    existing(t.track(now, &tcp_pkt(c, seg(ACK | PSH, 101, 501, 1000, 10))));
+    assert_eq!(t.events_drain(&mut out), 0);
+    let kinds: Vec<(EventKind, TcpState, bool)> = out
+        .iter()
+        .map(|e| (e.kind, e.snap.tcp_state, e.protoinfo))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (EventKind::New, TcpState::SynSent, true),
+            (EventKind::Update, TcpState::SynRecv, true),
+            (EventKind::Update, TcpState::Established, true),
+        ]
+    );
+    assert_ne!(out[2].snap.status & status::ASSURED, 0);
+    assert!(out.iter().all(|e| e.at == Some(now)));
+    out.clear();
+    assert_eq!(t.remove_if(|_| true).len(), 1);
+    t.events_drain(&mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].kind, EventKind::Destroy);
+    assert!(out[0].userspace());
+    out.clear();
+
+    // Expiry through gc: DESTROY at the gc's time, with no time left.
+    let u = tuple([192, 168, 10, 2], 5000, [203, 0, 113, 254], 53, IPPROTO_UDP);
+    let p = pending(t.track(now, &udp_pkt(u)));
+    t.confirm(now, &p).expect("confirm");
+    t.gc(now + 31 * SEC, 1 << 20);
+    t.events_drain(&mut out);
+    let kinds: Vec<EventKind> = out.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, vec![EventKind::New, EventKind::Destroy]);
+    assert_eq!(out[1].at, Some(now + 31 * SEC));
+    out.clear();
+
+    // A full ring loses events and says how many.
+    let mut n = 0u16;
+    while n < (EVENT_RING_PER_SHARD as u16) * 4 * 2 {
+        let u = tuple([10, 0, 0, 1], 1000 + n, [10, 0, 0, 2], 53, IPPROTO_UDP);
+        let p = pending(t.track(now, &udp_pkt(u)));
+        t.confirm(now, &p).expect("confirm");
+        n += 1;
+    }
+    let lost = t.events_drain(&mut out);
+    assert!(lost > 0, "lost {lost}");
+    assert_eq!(out.len() as u64 + lost, u64::from(n));
+
+    // The last listener gone: recording stops.
+    t.events_unsubscribe();
+    out.clear();
+    t.remove_if(|_| true);
+    assert_eq!(t.events_drain(&mut out), 0);
+    assert!(out.is_empty());
+}
+
+#[test]
+fn worker_counters_split_invalid_and_error_as_linux() {
+    let t = ct(1024, 4);
+    let mut c = CtCounters::default();
+    let x = tuple([192, 168, 10, 2], 40000, [203, 0, 113, 254], 8080, IPPROTO_TCP);
+    // A SYN/ACK with no entry: invalid.
+    let tr = t.track(SEC, &tcp_pkt(x, seg(SYN | ACK, 1, 1, 1000, 0)));
+    c.count_track(&tr, IPPROTO_TCP);
+    // An ICMP error quoting nothing tracked: error.
+    let e = icmp_pkt([203, 0, 113, 254], [192, 168, 10, 2], 3, 1, 0, Some(x));
+    let tr = t.track(SEC, &e);
+    c.count_track(&tr, IPPROTO_ICMP);
+    assert_eq!(c.invalid_count(InvalidReason::TcpNewInvalid), 1);
+    assert_eq!(c.invalid_count(InvalidReason::IcmpErrorNoEntry), 1);
+    assert_eq!((c.invalid(), c.error(), c.invalid_all()), (1, 1, 2));
+}
