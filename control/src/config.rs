@@ -4,6 +4,7 @@
 //! ```toml
 //! rules = "gateway.rules"            # iptables-save file or iptables script; relative to this file
 //! control_socket = "/run/xdpgw.sock" # optional
+//! metrics_listen = "127.0.0.1:9469"  # optional: Prometheus text on GET /metrics
 //!
 //! [[interface]]
 //! name = "lan0"                      # kernel interface xdpgw takes over; the name -i/-o match
@@ -40,6 +41,7 @@ pub const DEFAULT_SOCKET: &str = "/run/xdpgw.sock";
 struct RawConfig {
     rules: Spanned<String>,
     control_socket: Option<String>,
+    metrics_listen: Option<Spanned<String>>,
     #[serde(rename = "interface", default)]
     interfaces: Vec<RawIface>,
     #[serde(rename = "route", default)]
@@ -116,6 +118,8 @@ pub struct Config {
     /// The rule file, resolved relative to the configuration file.
     pub rules: PathBuf,
     pub control_socket: PathBuf,
+    /// Where `xdpgw run` serves `GET /metrics` (HTTP), if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     pub interfaces: Vec<InterfaceConfig>,
     pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
     pub dataplane: DataplaneConfig,
@@ -304,11 +308,24 @@ impl Config {
             }
             w => w.as_ref().map(|w| *w.get_ref()),
         };
+        let metrics_listen = match &raw.metrics_listen {
+            None => None,
+            Some(m) => Some(m.get_ref().parse().map_err(|_| {
+                at(
+                    m.span(),
+                    format!(
+                        "bad metrics_listen '{}': an address and port, like 127.0.0.1:9469",
+                        m.get_ref()
+                    ),
+                )
+            })?),
+        };
         let base = path.parent().unwrap_or(Path::new("."));
         Ok(Config {
             path: path.to_path_buf(),
             rules: base.join(raw.rules.get_ref()),
             control_socket: PathBuf::from(raw.control_socket.as_deref().unwrap_or(DEFAULT_SOCKET)),
+            metrics_listen,
             interfaces,
             routes,
             dataplane: DataplaneConfig {
@@ -381,6 +398,25 @@ zero_copy = "off"
         assert_eq!(c.dataplane.workers, Some(1));
         assert_eq!(c.dataplane.xdp_mode, XdpModeConfig::Generic);
         assert_eq!(c.dataplane.zero_copy, ZeroCopyConfig::Off);
+        assert_eq!(c.metrics_listen, None);
+    }
+
+    #[test]
+    fn metrics_listen_is_optional_and_checked() {
+        let with = EXAMPLE.replace(
+            "control_socket = \"/run/xdpgw-test.sock\"",
+            "control_socket = \"/run/xdpgw-test.sock\"\nmetrics_listen = \"127.0.0.1:9469\"",
+        );
+        let c = Config::parse(Path::new("g.toml"), &with).expect("config");
+        assert_eq!(c.metrics_listen, Some(([127, 0, 0, 1], 9469).into()));
+        let bad = with.replace("127.0.0.1:9469", "127.0.0.1");
+        let e = Config::parse(Path::new("g.toml"), &bad).expect_err("no port");
+        assert_eq!((e.line, e.column), (4, 18), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("g.toml:4:18: bad metrics_listen '127.0.0.1'"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `xdpgw`: the command-line interface of the xdpgw gateway.
 #![forbid(unsafe_code)]
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -100,16 +101,27 @@ enum Command {
         #[command(flatten)]
         gateway: GatewayArgs,
     },
-    /// Per worker, queue and interface: packets received, forwarded, sent,
-    /// and dropped by reason.
+    /// Per interface and worker: packets received, sent, and dropped by
+    /// reason, with rates (packets per second) from two samples taken an
+    /// interval apart (1 s, or SECS with --watch).
     Stats {
+        /// Redraw every SECS seconds (default 1) until interrupted.
+        #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "1")]
+        watch: Option<f64>,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+    /// The running gateway's counters in the Prometheus text format (what
+    /// `metrics_listen` serves on GET /metrics).
+    Metrics {
         #[command(flatten)]
         gateway: GatewayArgs,
     },
     /// The running gateway's connection tracking table: -L lists entries in
     /// the /proc/net/nf_conntrack format, -D deletes the matching ones, -F
-    /// flushes, -C counts, -S prints statistics.
-    #[command(group(clap::ArgGroup::new("action").required(true).args(["dump", "delete", "flush", "count", "stats"])))]
+    /// flushes, -C counts, -S prints statistics (one line per worker), -E
+    /// shows events (NEW, UPDATE, DESTROY) as they happen, until Ctrl-C.
+    #[command(group(clap::ArgGroup::new("action").required(true).args(["dump", "delete", "flush", "count", "stats", "event"])))]
     Conntrack {
         /// List entries.
         #[arg(short = 'L', long = "dump")]
@@ -123,10 +135,13 @@ enum Command {
         /// Count (matching) entries.
         #[arg(short = 'C', long = "count")]
         count: bool,
-        /// Statistics: found, new, invalid (per reason), insert failures,
-        /// drops, early drops.
+        /// Statistics per worker, as `conntrack -S` per CPU, then INVALID
+        /// packets per worker and reason, then the table's counters.
         #[arg(short = 'S', long = "stats")]
         stats: bool,
+        /// Show events as `conntrack -E` does (with -p/-s/-d as filters).
+        #[arg(short = 'E', long = "event")]
+        event: bool,
         /// Protocol (tcp, udp, icmp, a number).
         #[arg(short = 'p', long = "proto", value_name = "PROTO")]
         proto: Option<String>,
@@ -218,6 +233,96 @@ impl GatewayArgs {
             }
         }
     }
+
+    /// `conntrack -E`: events until Ctrl-C, then how many were shown (as
+    /// conntrack-tools says it).
+    fn events(&self, req: &Request) -> ExitCode {
+        let path = match api::socket_path(self.socket.as_deref(), self.config.as_deref()) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("xdpgw: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            if let Err(e) = signal_hook::flag::register(sig, std::sync::Arc::clone(&interrupted)) {
+                eprintln!("xdpgw: signal handler: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        match api::events::follow(&path, req, &interrupted) {
+            Ok((n, interrupted)) => {
+                eprintln!("xdpgw: {n} flow events have been shown.");
+                if !interrupted {
+                    eprintln!("xdpgw: the gateway stopped");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("xdpgw: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    /// `stats [--watch SECS]`: two samples an interval apart, printed with
+    /// rates; with --watch, again every interval until interrupted.
+    fn stats(&self, watch: Option<f64>) -> ExitCode {
+        let fail = |e: String| {
+            eprintln!("xdpgw: {e}");
+            ExitCode::FAILURE
+        };
+        let secs = watch.unwrap_or(1.0);
+        if !(secs.is_finite() && (0.1..=86400.0).contains(&secs)) {
+            return fail(format!(
+                "bad --watch interval {secs}: seconds, 0.1 to 86400"
+            ));
+        }
+        let path = match api::socket_path(self.socket.as_deref(), self.config.as_deref()) {
+            Ok(p) => p,
+            Err(e) => return fail(e),
+        };
+        let mut client = match api::Client::connect(&path) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
+        let mut sample = || -> Result<api::stats::Sample, String> {
+            let r = client.call(&Request::new("stats-sample"))?;
+            if !r.ok {
+                return Err(r.message);
+            }
+            api::stats::Sample::parse(&r.body)
+        };
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        let mut before = match sample() {
+            Ok(s) => s,
+            Err(e) => return fail(e),
+        };
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+            let now = match sample() {
+                Ok(s) => s,
+                Err(e) => return fail(e),
+            };
+            let text = api::stats::render(&before, &now);
+            if watch.is_none() {
+                print!("{text}");
+                return ExitCode::SUCCESS;
+            }
+            let mut out = std::io::stdout().lock();
+            if tty {
+                // Home and clear, as watch(1) redraws.
+                let _ = write!(out, "\x1b[H\x1b[2J");
+            }
+            let _ = write!(
+                out,
+                "xdpgw stats, every {secs} s (Ctrl-C to stop)\n{text}\n"
+            );
+            let _ = out.flush();
+            before = now;
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -287,13 +392,28 @@ fn main() -> ExitCode {
             chain,
             gateway,
         } => gateway.call(&Request::new("zero").opt("table", table).opt("chain", chain)),
-        Command::Stats { gateway } => gateway.call(&Request::new("stats")),
+        Command::Stats { watch, gateway } => gateway.stats(watch),
+        Command::Metrics { gateway } => gateway.call(&Request::new("metrics")),
+        Command::Conntrack {
+            event: true,
+            proto,
+            src,
+            dst,
+            gateway,
+            ..
+        } => gateway.events(
+            &Request::new("ct-events")
+                .opt("proto", proto)
+                .opt("src", src)
+                .opt("dst", dst),
+        ),
         Command::Conntrack {
             dump: _,
             delete,
             flush,
             count,
             stats,
+            event: _,
             proto,
             src,
             dst,

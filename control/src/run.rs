@@ -211,14 +211,22 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
         workers: published.clone(),
         names: names.clone(),
         now: gw_now,
+        events: Default::default(),
     };
     // The ports are open: now the control socket (removed when dropped).
     let socket = ControlSocket::bind(&cfg.control_socket)?;
+    let metrics = cfg
+        .metrics_listen
+        .map(crate::api::metrics::MetricsServer::bind)
+        .transpose()?;
 
     let result = crossbeam::scope(|s| {
         let mut handles = Vec::new();
         let cpus = core_affinity::get_core_ids().unwrap_or_default();
         let server = s.spawn(|_| socket.serve(&control, &stop));
+        let http = metrics
+            .as_ref()
+            .map(|m| s.spawn(|_| m.serve(&control, &stop)));
         for ((w, queues), host) in assignments.into_iter().enumerate().zip(host_queues) {
             let gw = Arc::clone(&gw);
             let stop = Arc::clone(&stop);
@@ -244,6 +252,9 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+        }
+        if let Some(m) = &metrics {
+            eprintln!("xdpgw: metrics on http://{}/metrics", m.addr());
         }
         println!("ready {}", modes.join("; "));
         let _ = std::io::stdout().flush();
@@ -277,6 +288,10 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
         let _ = service::notify("STOPPING=1");
         ControlSocket::wake(socket.path());
         let _ = server.join();
+        if let (Some(m), Some(h)) = (metrics.as_ref(), http) {
+            m.wake();
+            let _ = h.join();
+        }
         handles
             .into_iter()
             .map(|h| h.join().map_err(|_| ()))

@@ -69,6 +69,7 @@ fn control(rules_file: PathBuf) -> Control {
         workers: vec![],
         names: vec!["lan0".into(), "wan0".into()],
         now: || 0,
+        events: Default::default(),
     }
 }
 

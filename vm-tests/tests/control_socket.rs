@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use xdpgw_control::lab::veth;
+use xdpgw_control::lab::{veth, Process};
 use xdpgw_vm_tests::{require_root_with, workspace_dir, xdpgw_binary, Netns};
 
 /// A scratch directory, removed on drop (also while unwinding).
@@ -94,12 +94,22 @@ fn forward_packets(socket: &Path, needle: &str) -> u64 {
         .unwrap_or_else(|| panic!("no packet count in '{line}'"))
 }
 
-#[test]
-fn control_socket_reload_views_and_conntrack() {
-    if !require_root_with("the control socket lab test", &["ping"]) {
-        return;
-    }
-    let dir = TempDir::new("control");
+/// client ── lan0 [`xdpgw run` with conf/gateway.rules] wan0 ── server,
+/// its configuration carrying `extra` lines; the gateway has said `ready`.
+struct CtlLab {
+    // Dropped in this order: the gateway stops before its namespaces go.
+    run: Process,
+    client: Netns,
+    gw: Netns,
+    server: Netns,
+    base: String,
+    socket: PathBuf,
+    config: PathBuf,
+    dir: TempDir,
+}
+
+fn ctl_lab(tag: &str, extra: &str) -> CtlLab {
+    let dir = TempDir::new(tag);
     let rules = dir.0.join("gateway.rules");
     let base = std::fs::read_to_string(workspace_dir().join("conf/gateway.rules"))
         .expect("conf/gateway.rules");
@@ -109,21 +119,26 @@ fn control_socket_reload_views_and_conntrack() {
     std::fs::write(
         &config,
         format!(
-            "rules = \"{}\"\ncontrol_socket = \"{}\"\n\n[[interface]]\nname = \"lan0\"\naddress = \"192.168.10.1/24\"\n\n[[interface]]\nname = \"wan0\"\naddress = \"203.0.113.1/24\"\n\n[[route]]\nto = \"0.0.0.0/0\"\nvia = \"203.0.113.254\"\n",
+            "rules = \"{}\"\ncontrol_socket = \"{}\"\n{extra}\n[[interface]]\nname = \"lan0\"\naddress = \"192.168.10.1/24\"\n\n[[interface]]\nname = \"wan0\"\naddress = \"203.0.113.1/24\"\n\n[[route]]\nto = \"0.0.0.0/0\"\nvia = \"203.0.113.254\"\n",
             rules.display(),
             socket.display()
         ),
     )
     .expect("config");
 
-    let client = host("ctl-client");
-    let gw = host("ctl-gw");
-    let server = host("ctl-server");
+    let client = host(&format!("{tag}-client"));
+    let gw = host(&format!("{tag}-gw"));
+    let server = host(&format!("{tag}-server"));
     veth(&gw, "lan0", &client, "eth0");
     veth(&gw, "wan0", &server, "eth0");
     client.exec_ok(&["ip", "addr", "add", "192.168.10.2/24", "dev", "eth0"]);
     client.exec_ok(&["ip", "route", "add", "default", "via", "192.168.10.1"]);
     server.exec_ok(&["ip", "addr", "add", "203.0.113.254/24", "dev", "eth0"]);
+    // Checksums complete in software (as the lab does): with offload on,
+    // TCP over veth would reach the gateway with partial checksums.
+    for h in [&client, &server] {
+        h.exec_ok(&["ethtool", "-K", "eth0", "tx", "off"]);
+    }
 
     let bin = xdpgw_binary().display().to_string();
     let config_arg = config.display().to_string();
@@ -131,6 +146,34 @@ fn control_socket_reload_views_and_conntrack() {
     run.wait_line("`ready` line", Duration::from_secs(30), |l| {
         l.starts_with("ready")
     });
+    CtlLab {
+        run,
+        client,
+        gw,
+        server,
+        base,
+        socket,
+        config,
+        dir,
+    }
+}
+
+#[test]
+fn control_socket_reload_views_and_conntrack() {
+    if !require_root_with("the control socket lab test", &["ping", "ethtool"]) {
+        return;
+    }
+    let CtlLab {
+        dir,
+        config,
+        socket,
+        base,
+        client,
+        gw: _gw,
+        server: _server,
+        run,
+    } = ctl_lab("ctl", "");
+    let config_arg = config.display().to_string();
 
     // The socket is there once `ready` is printed, root's only.
     let meta = std::fs::symlink_metadata(&socket).expect("the control socket exists");
@@ -249,7 +292,10 @@ fn control_socket_reload_views_and_conntrack() {
     );
     assert_eq!(ok(&socket, &["conntrack", "-C"]).trim(), "0");
     let s = ok(&socket, &["conntrack", "-S"]);
-    assert!(s.starts_with("entries=0 "), "{s}");
+    assert!(
+        s.starts_with("cpu=0   \tfound=") && s.lines().any(|l| l.starts_with("entries=0 ")),
+        "{s}"
+    );
 
     // A 10,000-rule set: from `xdpgw reload` to the set in force.
     let mut big =
@@ -281,4 +327,287 @@ fn control_socket_reload_views_and_conntrack() {
     let done = run.stop(Duration::from_secs(10));
     assert!(done.status.success(), "{}", done.report());
     assert!(!socket.exists(), "the control socket is removed at exit");
+}
+
+/// Runs a Python snippet in `ns` and returns its stdout (python3 is one of
+/// the lab's packages, `vm-tests/setup.sh`).
+fn python(ns: &Netns, code: &str) -> String {
+    let out = ns.exec(&["python3", "-c", code]);
+    assert!(
+        out.status.success(),
+        "python3 failed: {}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// `GET path` over HTTP/1.1 to 127.0.0.1:port inside `ns`: the whole answer.
+fn http_get(ns: &Netns, port: u16, path: &str) -> String {
+    python(
+        ns,
+        &format!(
+            "import socket,sys\ns=socket.create_connection(('127.0.0.1',{port}),timeout=10)\ns.sendall(b'GET {path} HTTP/1.1\\r\\nHost: gw\\r\\n\\r\\n')\nd=b''\nwhile True:\n  b=s.recv(65536)\n  if not b: break\n  d+=b\nsys.stdout.write(d.decode())"
+        ),
+    )
+}
+
+/// Checks Prometheus text exposition: HELP and TYPE before each metric's
+/// samples, names and labels well formed, values numbers. Returns the
+/// samples as (name with labels, value).
+fn parse_prometheus(body: &str) -> Vec<(String, f64)> {
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.chars().enumerate().all(|(i, c)| {
+                c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+            })
+    };
+    let mut typed = std::collections::BTreeSet::new();
+    let mut helped = std::collections::BTreeSet::new();
+    let mut samples = Vec::new();
+    for l in body.lines() {
+        if let Some(rest) = l.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap_or("");
+            assert!(name_ok(name), "HELP of a bad name: {l}");
+            helped.insert(name.to_string());
+        } else if let Some(rest) = l.strip_prefix("# TYPE ") {
+            let mut w = rest.split(' ');
+            let (name, kind) = (w.next().unwrap_or(""), w.next().unwrap_or(""));
+            assert!(name_ok(name) && ["counter", "gauge"].contains(&kind), "{l}");
+            assert!(helped.contains(name), "TYPE before HELP: {l}");
+            typed.insert(name.to_string());
+        } else {
+            let (series, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {l}"));
+            let name = series.split('{').next().unwrap_or("");
+            assert!(name_ok(name) && name.starts_with("xdpgw_"), "bad name: {l}");
+            assert!(typed.contains(name), "sample before its TYPE: {l}");
+            if let Some(labels) = series.strip_prefix(name) {
+                if !labels.is_empty() {
+                    let inner = labels
+                        .strip_prefix('{')
+                        .and_then(|x| x.strip_suffix('}'))
+                        .unwrap_or_else(|| panic!("bad labels: {l}"));
+                    for pair in inner.split("\",") {
+                        let (k, v) = pair
+                            .split_once("=\"")
+                            .unwrap_or_else(|| panic!("bad label: {l}"));
+                        assert!(name_ok(k), "bad label name: {l}");
+                        assert!(
+                            !v.trim_end_matches('"').contains('"'),
+                            "unescaped quote: {l}"
+                        );
+                    }
+                }
+            }
+            let v: f64 = value.parse().unwrap_or_else(|_| panic!("bad value: {l}"));
+            samples.push((series.to_string(), v));
+        }
+    }
+    samples
+}
+
+/// A TCP segment with SYN and FIN set (a valid checksum), from the client
+/// to the server through the gateway: conntrack calls it INVALID
+/// (`tcp_bad_flags`).
+const SYN_FIN: &str = "
+import socket,struct
+src,dst='192.168.10.2','203.0.113.254'
+h=struct.pack('!HHIIBBHHH',40001,8080,1,0,5<<4,0x03,1024,0,0)
+p=socket.inet_aton(src)+socket.inet_aton(dst)+struct.pack('!BBH',0,6,len(h))
+s=sum(struct.unpack('!%dH'%((len(p)+len(h))//2),p+h))
+while s>>16: s=(s&0xffff)+(s>>16)
+h=h[:16]+struct.pack('!H',(~s)&0xffff)+h[18:]
+r=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_TCP)
+r.sendto(h,(dst,0))
+";
+
+#[test]
+fn operator_views_events_stats_and_metrics() {
+    if !require_root_with("the operator views lab test", &["ping", "python3", "ethtool"]) {
+        return;
+    }
+    let lab = ctl_lab("ops", "metrics_listen = \"127.0.0.1:9469\"\n");
+    let socket = &lab.socket;
+    let bin = xdpgw_binary();
+    let socket_arg = socket.display().to_string();
+
+    // conntrack -E: subscribed once an event of a ping shows.
+    let mut cmd = Command::new(&bin);
+    cmd.args([
+        "conntrack",
+        "-E",
+        "-s",
+        "192.168.10.2",
+        "--socket",
+        &socket_arg,
+    ]);
+    let mut events = Process::start(cmd);
+    let mut seen = false;
+    for _ in 0..10 {
+        assert!(ping(&lab.client, "1"), "ping through the gateway");
+        if events
+            .try_wait_line(Duration::from_secs(2), |l| {
+                l.starts_with("    [NEW] icmp     1 30 src=192.168.10.2 ")
+            })
+            .is_some()
+        {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "no NEW event for a ping:\n{}", events.report());
+
+    // A TCP connection through the gateway: NEW, UPDATEs up to ESTABLISHED
+    // and ASSURED, then DESTROY when conntrack -D deletes it.
+    let serve_bin = bin.display().to_string();
+    let mut tcp_server = lab
+        .server
+        .spawn(&[&serve_bin, "lab-tool", "tcp-serve", "8080"]);
+    tcp_server.wait_line("`listening` line", Duration::from_secs(10), |l| {
+        l.starts_with("listening")
+    });
+    let got = lab.client.run(
+        &[
+            &serve_bin,
+            "lab-tool",
+            "tcp-get",
+            "203.0.113.254",
+            "8080",
+            "1000",
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(got.first_line().starts_with("ok "), "{}", got.report());
+    let new = events.wait_line("[NEW] tcp", Duration::from_secs(10), |l| {
+        l.starts_with("    [NEW] tcp")
+    });
+    assert!(
+        new.starts_with(
+            "    [NEW] tcp      6 120 SYN_SENT src=192.168.10.2 dst=203.0.113.254 sport="
+        ) && new.contains(
+            " dport=8080 [UNREPLIED] src=203.0.113.254 dst=203.0.113.1 sport=8080 dport="
+        ),
+        "{new}"
+    );
+    let est = events.wait_line("[UPDATE] ESTABLISHED", Duration::from_secs(10), |l| {
+        l.starts_with(" [UPDATE] tcp      6 432000 ESTABLISHED src=192.168.10.2 ")
+    });
+    assert!(est.ends_with("[ASSURED]"), "{est}");
+    let deleted = ok(socket, &["conntrack", "-D", "-p", "tcp"]);
+    assert!(
+        deleted.contains("1 flow entries have been deleted"),
+        "{deleted}"
+    );
+    let destroy = events.wait_line("[DESTROY] tcp", Duration::from_secs(10), |l| {
+        l.starts_with("[DESTROY] tcp      6 ")
+    });
+    assert!(
+        destroy.contains(" src=192.168.10.2 dst=203.0.113.254 ")
+            && destroy.contains("[ASSURED] [USERSPACE] portid="),
+        "{destroy}"
+    );
+    // Ctrl-C ends the stream with conntrack-tools' summary.
+    events.signal("INT");
+    let done = events.wait(Duration::from_secs(10));
+    assert!(done.status.success(), "{}", done.report());
+    assert!(
+        done.report().contains("flow events have been shown."),
+        "{}",
+        done.report()
+    );
+    drop(tcp_server);
+
+    // conntrack -S: a SYN+FIN counted INVALID by worker 0 with its reason.
+    python(&lab.client, SYN_FIN);
+    let mut stats = String::new();
+    for _ in 0..50 {
+        stats = ok(socket, &["conntrack", "-S"]);
+        if stats
+            .lines()
+            .any(|l| l.starts_with("cpu=0 invalid tcp_bad_flags=1 "))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.starts_with("cpu=0 invalid tcp_bad_flags=1 (")),
+        "{stats}"
+    );
+    let cpu0 = stats.lines().next().unwrap_or("");
+    assert!(
+        cpu0.starts_with("cpu=0   \tfound=")
+            && cpu0.contains(" invalid=1 insert=")
+            && cpu0.ends_with("chaintoolong=0 "),
+        "{stats}"
+    );
+
+    // Metrics over HTTP: Prometheus text carrying the forwarded packets.
+    let answer = http_get(&lab.gw, 9469, "/metrics");
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("{answer}"));
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    let samples = parse_prometheus(body);
+    let get = |series: &str| {
+        samples
+            .iter()
+            .find(|(s, _)| s == series)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no {series} in:\n{body}"))
+    };
+    assert!(
+        get("xdpgw_worker_forwarded_packets_total{worker=\"0\"}") >= 10.0,
+        "{body}"
+    );
+    assert!(
+        get("xdpgw_interface_received_packets_total{interface=\"lan0\"}") >= 5.0,
+        "{body}"
+    );
+    assert!(get("xdpgw_conntrack_invalid_total{worker=\"0\",reason=\"tcp_bad_flags\"}") >= 1.0);
+    assert!(get("xdpgw_conntrack_max_entries") > 0.0, "{body}");
+    let rule = get("xdpgw_rule_packets_total{table=\"filter\",chain=\"FORWARD\",rule=\"1\"}");
+    assert!(rule >= 1.0, "{body}");
+    // The same text through the socket.
+    let over_socket = ok(socket, &["metrics"]);
+    assert!(!parse_prometheus(&over_socket).is_empty());
+    let missing = http_get(&lab.gw, 9469, "/other");
+    assert!(
+        missing.starts_with("HTTP/1.1 404 Not Found\r\n"),
+        "{missing}"
+    );
+
+    // stats --watch: at least two refreshes, each with rates.
+    let mut cmd = Command::new(&bin);
+    cmd.args(["stats", "--watch", "0.2", "--socket", &socket_arg]);
+    let mut watch = Process::start(cmd);
+    for n in 0..2 {
+        watch.wait_line(&format!("refresh {n}"), Duration::from_secs(10), |l| {
+            l.starts_with("rates over ")
+        });
+        let total = watch.wait_line("total line", Duration::from_secs(10), |l| {
+            l.starts_with("total: received ")
+        });
+        assert!(!total.contains("received 0 "), "{total}");
+    }
+    let lines = watch.kill();
+    let report = lines.report();
+    assert!(report.contains("interface lan0: received "), "{report}");
+    assert!(report.contains(" pps) sent "), "{report}");
+    let once = ok(socket, &["stats"]);
+    assert!(once.starts_with("rates over "), "{once}");
+    assert!(
+        once.lines().any(|l| l.starts_with("worker 0: received ")),
+        "{once}"
+    );
+
+    let CtlLab { run, .. } = lab;
+    let done = run.stop(Duration::from_secs(10));
+    assert!(done.status.success(), "{}", done.report());
 }

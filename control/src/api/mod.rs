@@ -49,8 +49,11 @@
 //! connection is closed. Versions change only by adding commands and keys;
 //! an incompatible change would be `XDPGW/2`.
 
+pub mod events;
+pub mod metrics;
 pub mod reload;
 pub mod server;
+pub mod stats;
 pub mod view;
 
 use std::io::{BufRead, BufReader, Write};

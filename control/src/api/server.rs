@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use xdpgw_dataplane::conntrack::{proc_line, InvalidReason, Snapshot, TcpState};
+use xdpgw_dataplane::conntrack::{proc_line, CtCounters, InvalidReason, Snapshot, TcpState};
 use xdpgw_dataplane::drop::DropReason;
 use xdpgw_dataplane::pipeline::{Gateway, WorkerStats};
 use xdpgw_dataplane::rule::{RuleSet, Table};
@@ -48,8 +48,65 @@ pub struct WorkerPublished {
     pub consumed: AtomicU64,
     pub emitted: AtomicU64,
     pub drops: [AtomicU64; DropReason::COUNT],
+    /// Conntrack counters of the packets it tracked (`conntrack -S`).
+    pub ct: CtPublished,
     /// (interface index, queue id, counters) of the queues it owns.
     pub queues: Vec<(u8, u32, QueuePublished)>,
+}
+
+/// A worker's [`CtCounters`], published as [`WorkerPublished`] is.
+#[derive(Debug, Default)]
+pub struct CtPublished {
+    pub found: AtomicU64,
+    pub new: AtomicU64,
+    pub related: AtomicU64,
+    pub invalid: [AtomicU64; InvalidReason::COUNT],
+    pub icmp_bad_checksum: AtomicU64,
+    pub insert: AtomicU64,
+    pub insert_failed: AtomicU64,
+    pub drop: AtomicU64,
+    pub early_drop: AtomicU64,
+    pub search_restart: AtomicU64,
+}
+
+impl CtPublished {
+    fn store(&self, c: &CtCounters) {
+        // Relaxed: as `WorkerPublished::publish`.
+        let st = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
+        st(&self.found, c.found);
+        st(&self.new, c.new);
+        st(&self.related, c.related);
+        for (a, v) in self.invalid.iter().zip(c.invalid_by_reason.iter()) {
+            st(a, *v);
+        }
+        st(&self.icmp_bad_checksum, c.icmp_bad_checksum);
+        st(&self.insert, c.insert);
+        st(&self.insert_failed, c.insert_failed);
+        st(&self.drop, c.drop);
+        st(&self.early_drop, c.early_drop);
+        st(&self.search_restart, c.search_restart);
+    }
+
+    /// The counters as last published.
+    pub fn load(&self) -> CtCounters {
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut c = CtCounters {
+            found: ld(&self.found),
+            new: ld(&self.new),
+            related: ld(&self.related),
+            icmp_bad_checksum: ld(&self.icmp_bad_checksum),
+            insert: ld(&self.insert),
+            insert_failed: ld(&self.insert_failed),
+            drop: ld(&self.drop),
+            early_drop: ld(&self.early_drop),
+            search_restart: ld(&self.search_restart),
+            ..CtCounters::default()
+        };
+        for (v, a) in c.invalid_by_reason.iter_mut().zip(self.invalid.iter()) {
+            *v = ld(a);
+        }
+        c
+    }
 }
 
 impl WorkerPublished {
@@ -61,6 +118,7 @@ impl WorkerPublished {
             consumed: AtomicU64::new(0),
             emitted: AtomicU64::new(0),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            ct: CtPublished::default(),
             queues: queues
                 .into_iter()
                 .map(|(i, q)| (i, q, QueuePublished::default()))
@@ -79,6 +137,7 @@ impl WorkerPublished {
         for (p, v) in self.drops.iter().zip(s.drops.iter()) {
             p.store(*v, Ordering::Relaxed);
         }
+        self.ct.store(&s.ct);
     }
 
     /// Publishes one queue's statistics (its worker only).
@@ -108,6 +167,8 @@ pub struct Control {
     pub names: Vec<String>,
     /// The workers' clock (ns): conntrack expiry times are on it.
     pub now: fn() -> u64,
+    /// Listeners of `conntrack -E`.
+    pub events: super::events::EventHub,
 }
 
 /// What a successful reload did.
@@ -224,6 +285,13 @@ impl Control {
             }
             "zero" => self.zero(req),
             "stats" => Response::ok(self.stats()),
+            "stats-sample" => Response::ok(super::stats::sample_lines(self)),
+            "metrics" => Response::ok(
+                super::metrics::render(self)
+                    .lines()
+                    .map(str::to_string)
+                    .collect(),
+            ),
             "ct-list" | "ct-delete" | "ct-count" => self.conntrack(req),
             "ct-flush" => {
                 let n = self.gw.conntrack.remove_if(|_| true).len();
@@ -424,39 +492,59 @@ impl Control {
         }
     }
 
+    /// `conntrack -S`: one line per worker in conntrack-tools' layout
+    /// (`cpu=` is the worker), then each worker's INVALID packets per
+    /// reason, then the table's own counters.
     fn ct_stats(&self) -> Vec<String> {
-        let s = self.gw.conntrack.stats();
-        let mut out = vec![format!(
-            "entries={} max={} found={} new={} related={} ignore={} invalid={} insert={} insert_failed={} drop={} early_drop={} expired={} deleted={}",
-            s.entries,
-            self.gw.conntrack.max_entries(),
-            s.found,
-            s.new,
-            s.related,
-            s.ignored,
-            s.invalid,
-            s.insert,
-            s.insert_failed,
-            s.drop,
-            s.early_drop,
-            s.expired,
-            s.deleted
-        )];
-        for r in InvalidReason::ALL {
-            let n = s.invalid_count(*r);
-            if n > 0 {
-                out.push(format!("invalid {}={n} ({})", r.name(), r.text()));
+        let per: Vec<CtCounters> = self.workers.iter().map(|w| w.ct.load()).collect();
+        let mut out: Vec<String> = per
+            .iter()
+            .enumerate()
+            .map(|(w, c)| ct_stats_line(w, c))
+            .collect();
+        for (w, c) in per.iter().enumerate() {
+            for r in InvalidReason::ALL {
+                let n = c.invalid_count(*r);
+                if n > 0 {
+                    out.push(format!("cpu={w} invalid {}={n} ({})", r.name(), r.text()));
+                }
             }
         }
+        let s = self.gw.conntrack.stats();
+        out.push(format!(
+            "entries={} max={} expired={} deleted={} early_drop={}",
+            s.entries,
+            self.gw.conntrack.max_entries(),
+            s.expired,
+            s.deleted,
+            s.early_drop
+        ));
         out
     }
+}
+
+/// A worker's line of `conntrack -S`, as conntrack-tools prints a CPU's
+/// (`"cpu=%-4u\t"`, then `"%s=%u "` per counter, in the kernel's order).
+/// xdpgw resolves no clashes and has no hash chains: those two are 0.
+pub fn ct_stats_line(worker: usize, c: &CtCounters) -> String {
+    format!(
+        "cpu={worker:<4}\tfound={} invalid={} insert={} insert_failed={} drop={} early_drop={} error={} search_restart={} clash_resolve=0 chaintoolong=0 ",
+        c.found,
+        c.invalid(),
+        c.insert,
+        c.insert_failed,
+        c.drop,
+        c.early_drop,
+        c.error(),
+        c.search_restart
+    )
 }
 
 /// The selection of `conntrack -L/-D/-C`: every given condition must hold,
 /// on the original tuple (as conntrack(8)'s `-s`/`-d`/`-p`), `state` on the
 /// TCP state.
 #[derive(Debug, Default)]
-struct CtFilter {
+pub(crate) struct CtFilter {
     proto: Option<u8>,
     src: Option<Ipv4Addr>,
     dst: Option<Ipv4Addr>,
@@ -464,7 +552,7 @@ struct CtFilter {
 }
 
 impl CtFilter {
-    fn from_request(req: &Request) -> Result<CtFilter, String> {
+    pub(crate) fn from_request(req: &Request) -> Result<CtFilter, String> {
         let addr = |k: &str| -> Result<Option<Ipv4Addr>, String> {
             req.get(k)
                 .map(|v| {
@@ -504,7 +592,7 @@ impl CtFilter {
         self.proto.is_none() && self.src.is_none() && self.dst.is_none() && self.state.is_none()
     }
 
-    fn matches(&self, s: &Snapshot) -> bool {
+    pub(crate) fn matches(&self, s: &Snapshot) -> bool {
         self.proto.is_none_or(|p| p == s.orig.proto)
             && self.src.is_none_or(|a| a == s.orig.src)
             && self.dst.is_none_or(|a| a == s.orig.dst)
@@ -567,15 +655,21 @@ impl ControlSocket {
     }
 
     /// Serves connections one at a time until `stop` is set (call
-    /// [`ControlSocket::wake`] after setting it).
+    /// [`ControlSocket::wake`] after setting it); a connection that asks for
+    /// a stream (`ct-events`) goes on in a thread of its own, which ends
+    /// when its client leaves or `stop` is set.
     pub fn serve(&self, control: &Control, stop: &AtomicBool) {
-        for conn in self.listener.incoming() {
-            if stop.load(Ordering::Relaxed) {
-                break;
+        std::thread::scope(|s| {
+            for conn in self.listener.incoming() {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                if let Some((req, reader, writer)) = serve_connection(control, conn) {
+                    s.spawn(move || super::events::stream(control, &req, reader, writer, stop));
+                }
             }
-            let Ok(conn) = conn else { continue };
-            serve_connection(control, conn);
-        }
+        });
     }
 
     /// Unblocks `serve` so that it sees the stop flag.
@@ -590,27 +684,33 @@ impl Drop for ControlSocket {
     }
 }
 
-fn serve_connection(control: &Control, conn: UnixStream) {
+/// Answers requests until the client leaves; a streaming request ends the
+/// exchange and is handed back with the connection.
+fn serve_connection(
+    control: &Control,
+    conn: UnixStream,
+) -> Option<(Request, BufReader<UnixStream>, UnixStream)> {
     // A client that stops talking does not hold the socket forever.
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
     let Ok(mut writer) = conn.try_clone() else {
-        return;
+        return None;
     };
     let mut reader = BufReader::new(conn);
     let mut line = String::new();
     loop {
         line.clear();
         match reader.read_line(&mut line) {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return None,
             Ok(_) => {}
         }
         let text = line.trim_end_matches(['\n', '\r']);
         let (resp, fatal) = match Request::decode(text) {
+            Ok(req) if req.command == "ct-events" => return Some((req, reader, writer)),
             Ok(req) => (control.handle(&req), false),
             Err(e) => (Response::err(e, vec![]), true),
         };
         if resp.write_to(&mut writer).is_err() || fatal {
-            return;
+            return None;
         }
     }
 }

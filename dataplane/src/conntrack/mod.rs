@@ -634,7 +634,10 @@ impl Conntrack {
     /// Starts recording events for one more listener: the first gives every
     /// shard its ring (allocated here, on the caller's thread).
     pub fn events_subscribe(&self) {
-        let mut n = self.listeners.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut n = self
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         *n += 1;
         if *n == 1 {
             for i in 0..self.shards.len() {
@@ -647,7 +650,10 @@ impl Conntrack {
     /// One listener less: the last one's leaving stops recording and frees
     /// the rings.
     pub fn events_unsubscribe(&self) {
-        let mut n = self.listeners.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut n = self
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         *n = n.saturating_sub(1);
         if *n == 0 {
             for i in 0..self.shards.len() {

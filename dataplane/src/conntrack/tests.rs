@@ -1237,7 +1237,13 @@ proptest! {
 #[test]
 fn events_follow_the_connection_only_while_someone_listens() {
     let t = ct(1024, 4);
-    let c = tuple([192, 168, 10, 2], 40000, [203, 0, 113, 254], 8080, IPPROTO_TCP);
+    let c = tuple(
+        [192, 168, 10, 2],
+        40000,
+        [203, 0, 113, 254],
+        8080,
+        IPPROTO_TCP,
+    );
     let s = c.invert();
     let mut out = Vec::new();
     // Unsubscribed: nothing recorded.
@@ -1314,7 +1320,13 @@ fn events_follow_the_connection_only_while_someone_listens() {
 fn worker_counters_split_invalid_and_error_as_linux() {
     let t = ct(1024, 4);
     let mut c = CtCounters::default();
-    let x = tuple([192, 168, 10, 2], 40000, [203, 0, 113, 254], 8080, IPPROTO_TCP);
+    let x = tuple(
+        [192, 168, 10, 2],
+        40000,
+        [203, 0, 113, 254],
+        8080,
+        IPPROTO_TCP,
+    );
     // A SYN/ACK with no entry: invalid.
     let tr = t.track(SEC, &tcp_pkt(x, seg(SYN | ACK, 1, 1, 1000, 0)));
     c.count_track(&tr, IPPROTO_TCP);

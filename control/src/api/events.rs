@@ -1,0 +1,249 @@
+//! `xdpgw conntrack -E`: the control socket's one streaming command.
+//!
+//! The dataplane records events in per-shard rings only while someone
+//! listens (`Conntrack::events_subscribe`). Listeners are connections of the
+//! control socket, each served by its own thread; whichever of them polls
+//! drains the rings for all of them ([`EventHub`]), so two listeners see the
+//! same events. Formatting happens here, in the listener's thread.
+//!
+//! Wire form (see the protocol in [`super`]): the request `XDPGW/1
+//! ct-events [proto=P] [src=A] [dst=A]` is answered `XDPGW/1 STREAM`, then
+//! records, one line each, until the client closes the connection or the
+//! gateway stops:
+//!
+//! ```text
+//! E <line>     an event, as `conntrack -E` prints it (client: stdout)
+//! W <text>     a warning, e.g. events lost (client: stderr)
+//! .            the end: the gateway is stopping
+//! ```
+//!
+//! A bad filter is refused before streaming with an ordinary `ERR`.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use xdpgw_dataplane::conntrack::{event_line, Conntrack, CtEvent};
+
+use super::server::{Control, CtFilter};
+use super::{Request, Response, VERSION};
+
+/// How often a listener drains the rings (and notices that its client
+/// left or the gateway stops).
+const POLL: Duration = Duration::from_millis(20);
+/// Events queued for one listener that has not written them yet.
+const LISTENER_QUEUE: usize = 65536;
+
+/// The listeners of conntrack events and their queues.
+#[derive(Default)]
+pub struct EventHub {
+    inner: Mutex<HubInner>,
+}
+
+#[derive(Default)]
+struct HubInner {
+    next_id: u64,
+    listeners: Vec<Listener>,
+    scratch: Vec<CtEvent>,
+}
+
+struct Listener {
+    id: u64,
+    queue: VecDeque<CtEvent>,
+    lost: u64,
+}
+
+impl EventHub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HubInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds a listener; the table records events from now on.
+    pub fn subscribe(&self, ct: &Conntrack) -> u64 {
+        let mut h = self.lock();
+        h.next_id += 1;
+        let id = h.next_id;
+        h.listeners.push(Listener {
+            id,
+            queue: VecDeque::new(),
+            lost: 0,
+        });
+        ct.events_subscribe();
+        id
+    }
+
+    pub fn unsubscribe(&self, ct: &Conntrack, id: u64) {
+        let mut h = self.lock();
+        h.listeners.retain(|l| l.id != id);
+        ct.events_unsubscribe();
+    }
+
+    /// Drains the table's rings into every listener's queue and takes
+    /// listener `id`'s events, in the order they happened, and how many it
+    /// lost since the last call. `now`: the workers' clock, placing
+    /// deletions from the control plane (which carry no time).
+    pub fn poll(&self, ct: &Conntrack, id: u64, now: u64) -> (Vec<CtEvent>, u64) {
+        let mut h = self.lock();
+        let h = &mut *h;
+        h.scratch.clear();
+        let ring_lost = ct.events_drain(&mut h.scratch);
+        // Each shard's events are in order; merge the shards by time.
+        h.scratch.sort_by_key(|e| e.at.unwrap_or(now));
+        for l in h.listeners.iter_mut() {
+            l.lost += ring_lost;
+            for e in &h.scratch {
+                if l.queue.len() < LISTENER_QUEUE {
+                    l.queue.push_back(*e);
+                } else {
+                    l.lost += 1;
+                }
+            }
+        }
+        match h.listeners.iter_mut().find(|l| l.id == id) {
+            Some(l) => (l.queue.drain(..).collect(), std::mem::take(&mut l.lost)),
+            None => (Vec::new(), 0),
+        }
+    }
+}
+
+/// Serves a `ct-events` request on its connection until the client leaves
+/// or `stop` is set. Runs in its own thread.
+pub fn stream(
+    control: &Control,
+    req: &Request,
+    mut reader: BufReader<UnixStream>,
+    mut writer: UnixStream,
+    stop: &AtomicBool,
+) {
+    let filter = match CtFilter::from_request(req) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = Response::err(e, vec![]).write_to(&mut writer);
+            return;
+        }
+    };
+    if writeln!(writer, "{VERSION} STREAM")
+        .and_then(|()| writer.flush())
+        .is_err()
+    {
+        return;
+    }
+    let ct = &control.gw.conntrack;
+    let id = control.events.subscribe(ct);
+    let _ = reader.get_ref().set_read_timeout(Some(POLL));
+    let portid = std::process::id();
+    let mut out = String::new();
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            let _ = writer.write_all(b".\n");
+            break;
+        }
+        // The client sends nothing more; reading tells when it is gone and
+        // paces the loop.
+        let gone = match reader.fill_buf() {
+            Ok([]) => true,
+            Ok(b) => {
+                let n = b.len();
+                reader.consume(n);
+                false
+            }
+            Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+        };
+        if gone {
+            break;
+        }
+        let now = (control.now)();
+        let (events, lost) = control.events.poll(ct, id, now);
+        out.clear();
+        if lost > 0 {
+            out.push_str(&format!(
+                "W WARNING: {lost} events lost (the gateway's event buffers were full)\n"
+            ));
+        }
+        for e in events.iter().filter(|e| filter.matches(&e.snap)) {
+            out.push_str("E ");
+            out.push_str(&event_line(e, now, portid));
+            out.push('\n');
+        }
+        if !out.is_empty() && writer.write_all(out.as_bytes()).is_err() {
+            break;
+        }
+    }
+    control.events.unsubscribe(ct, id);
+}
+
+/// The client side: sends `req`, prints events on stdout and warnings on
+/// stderr until `interrupted` is set (Ctrl-C) or the gateway ends the
+/// stream. Returns how many events were shown, or an error.
+pub fn follow(
+    socket: &std::path::Path,
+    req: &Request,
+    interrupted: &AtomicBool,
+) -> Result<(u64, bool), String> {
+    let s = UnixStream::connect(socket).map_err(|e| {
+        format!(
+            "cannot reach the gateway at {}: {e} (is `xdpgw run` running? --socket/--config choose the socket)",
+            socket.display()
+        )
+    })?;
+    let mut writer = s.try_clone().map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(s);
+    let mut line = req.encode();
+    line.push('\n');
+    writer
+        .write_all(line.as_bytes())
+        .map_err(|e| format!("control socket: {e}"))?;
+    let mut status = String::new();
+    reader
+        .read_line(&mut status)
+        .map_err(|e| format!("control socket: {e}"))?;
+    let status = status.trim_end_matches('\n');
+    if status != format!("{VERSION} STREAM") {
+        // An ordinary response: an error (or an old gateway).
+        let mut whole = format!("{status}\n").into_bytes();
+        reader
+            .read_to_end(&mut whole)
+            .map_err(|e| format!("control socket: {e}"))?;
+        let r = Response::read_from(&mut &whole[..]).map_err(|e| format!("control socket: {e}"))?;
+        let mut msg = r.body.join("\n");
+        if !msg.is_empty() {
+            msg.push('\n');
+        }
+        msg.push_str(&r.message);
+        return Err(msg);
+    }
+    let _ = reader
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(200)));
+    let mut shown = 0u64;
+    let mut stdout = std::io::stdout();
+    let mut rec = Vec::new();
+    loop {
+        if interrupted.load(Ordering::Relaxed) {
+            return Ok((shown, true));
+        }
+        match reader.read_until(b'\n', &mut rec) {
+            Ok(0) => return Err("the gateway closed the connection".into()),
+            Ok(_) if rec.ends_with(b"\n") => {}
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(e) => return Err(format!("control socket: {e}")),
+        }
+        let text = String::from_utf8_lossy(&rec).into_owned();
+        rec.clear();
+        let text = text.trim_end_matches('\n');
+        if text == "." {
+            return Ok((shown, false));
+        }
+        if let Some(ev) = text.strip_prefix("E ") {
+            shown += 1;
+            let _ = writeln!(stdout, "{ev}");
+            let _ = stdout.flush();
+        } else if let Some(w) = text.strip_prefix("W ") {
+            eprintln!("{w}");
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! `xdpgw stats`: counters per interface and worker, with rates from two
+//! samples the client takes an interval apart (`--watch` keeps sampling).
+//!
+//! The gateway answers `stats-sample` with one `name value` line per
+//! counter (names below), read from what the workers published; the client
+//! parses two samples and prints counters and packets per second.
+//!
+//! ```text
+//! time_ns N                     the workers' clock when sampled
+//! worker W rx|forwarded|host|consumed|emitted|sent N
+//! worker W drop REASON N        per DropReason (non-zero ones)
+//! iface NAME rx|tx N            summed over its queues
+//! iface NAME drop REASON N      ring losses: kernel_rx_dropped, rx_ring_full, tx_ring_full, tx_invalid
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use xdpgw_dataplane::drop::DropReason;
+
+use super::server::Control;
+
+/// One sample: counter name (the line without its value) to value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sample {
+    pub time_ns: u64,
+    pub values: BTreeMap<String, u64>,
+}
+
+/// The gateway side: the sample's lines.
+pub fn sample_lines(c: &Control) -> Vec<String> {
+    let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let mut out = vec![format!("time_ns {}", (c.now)())];
+    for (w, p) in c.workers.iter().enumerate() {
+        let sent: u64 = p.queues.iter().map(|(_, _, q)| ld(&q.tx)).sum();
+        for (k, v) in [
+            ("rx", ld(&p.rx)),
+            ("forwarded", ld(&p.forwarded)),
+            ("host", ld(&p.host)),
+            ("consumed", ld(&p.consumed)),
+            ("emitted", ld(&p.emitted)),
+            ("sent", sent),
+        ] {
+            out.push(format!("worker {w} {k} {v}"));
+        }
+        for (r, d) in DropReason::ALL.iter().zip(p.drops.iter()) {
+            let n = ld(d);
+            if n > 0 {
+                out.push(format!("worker {w} drop {} {n}", r.name()));
+            }
+        }
+    }
+    for (i, name) in c.names.iter().enumerate() {
+        let mut v = [0u64; 6];
+        for (_, _, q) in c
+            .workers
+            .iter()
+            .flat_map(|p| p.queues.iter())
+            .filter(|(f, _, _)| usize::from(*f) == i)
+        {
+            v[0] += ld(&q.rx);
+            v[1] += ld(&q.tx);
+            v[2] += ld(&q.rx_dropped);
+            v[3] += ld(&q.rx_ring_full);
+            v[4] += ld(&q.tx_full);
+            v[5] += ld(&q.tx_invalid);
+        }
+        out.push(format!("iface {name} rx {}", v[0]));
+        out.push(format!("iface {name} tx {}", v[1]));
+        for (k, n) in IFACE_DROPS.iter().zip(&v[2..]) {
+            out.push(format!("iface {name} drop {k} {n}"));
+        }
+    }
+    out
+}
+
+/// The ring losses counted per interface.
+pub const IFACE_DROPS: [&str; 4] = [
+    "kernel_rx_dropped",
+    "rx_ring_full",
+    "tx_ring_full",
+    "tx_invalid",
+];
+
+impl Sample {
+    /// Parses the gateway's lines.
+    pub fn parse(lines: &[String]) -> Result<Sample, String> {
+        let mut s = Sample::default();
+        for l in lines {
+            let (k, v) = l
+                .rsplit_once(' ')
+                .and_then(|(k, v)| Some((k, v.parse::<u64>().ok()?)))
+                .ok_or_else(|| format!("unexpected statistics line '{l}'"))?;
+            if k == "time_ns" {
+                s.time_ns = v;
+            } else {
+                s.values.insert(k.to_string(), v);
+            }
+        }
+        Ok(s)
+    }
+
+    fn get(&self, k: &str) -> u64 {
+        self.values.get(k).copied().unwrap_or(0)
+    }
+
+    /// Names of the workers and interfaces, in order of appearance.
+    fn ids(&self, kind: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for k in self.values.keys() {
+            let mut w = k.split(' ');
+            if w.next() == Some(kind) {
+                if let Some(id) = w.next() {
+                    if !out.iter().any(|o| o == id) {
+                        out.push(id.to_string());
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Counters of `now`, with rates since `before` (per second of the
+/// gateway's clock).
+pub fn render(before: &Sample, now: &Sample) -> String {
+    let secs = now.time_ns.saturating_sub(before.time_ns) as f64 / 1e9;
+    let rate = |k: &str| -> String {
+        if secs <= 0.0 {
+            return "-".into();
+        }
+        let d = now.get(k).saturating_sub(before.get(k));
+        format!("{:.0}", d as f64 / secs)
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "rates over {secs:.1} s");
+    let mut ifaces = now.ids("iface");
+    ifaces.sort();
+    for i in &ifaces {
+        let key = |k: &str| format!("iface {i} {k}");
+        let drops: u64 = IFACE_DROPS
+            .iter()
+            .map(|d| now.get(&key(&format!("drop {d}"))))
+            .sum();
+        let _ = writeln!(
+            out,
+            "interface {i}: received {} ({} pps) sent {} ({} pps) dropped {drops}",
+            now.get(&key("rx")),
+            rate(&key("rx")),
+            now.get(&key("tx")),
+            rate(&key("tx")),
+        );
+        for d in IFACE_DROPS {
+            let k = key(&format!("drop {d}"));
+            if now.get(&k) > 0 {
+                let _ = writeln!(out, "  dropped {d}: {} ({}/s)", now.get(&k), rate(&k));
+            }
+        }
+    }
+    let mut workers = now.ids("worker");
+    workers.sort_by_key(|w| w.parse::<u64>().unwrap_or(u64::MAX));
+    let mut total = [0u64; 6];
+    for w in &workers {
+        let key = |k: &str| format!("worker {w} {k}");
+        let prefix = format!("worker {w} drop ");
+        let drops: Vec<(&str, &String)> = now
+            .values
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix).map(|r| (r, k)))
+            .collect();
+        let dropped: u64 = drops.iter().map(|(_, k)| now.get(k)).sum();
+        let vals = [
+            now.get(&key("rx")),
+            now.get(&key("forwarded")),
+            now.get(&key("host")),
+            now.get(&key("consumed")),
+            now.get(&key("emitted")),
+            dropped,
+        ];
+        for (t, v) in total.iter_mut().zip(vals) {
+            *t += v;
+        }
+        let _ = writeln!(
+            out,
+            "worker {w}: received {} ({} pps) sent {} ({} pps) forwarded {} host {} answered/held {} generated {} dropped {dropped}",
+            vals[0],
+            rate(&key("rx")),
+            now.get(&key("sent")),
+            rate(&key("sent")),
+            vals[1],
+            vals[2],
+            vals[3],
+            vals[4],
+        );
+        for (reason, k) in drops {
+            let _ = writeln!(out, "  dropped {reason}: {} ({}/s)", now.get(k), rate(k));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "total: received {} forwarded {} host {} answered/held {} generated {} dropped {}",
+        total[0], total[1], total[2], total[3], total[4], total[5]
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(s: &str) -> Vec<String> {
+        s.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn rates_come_from_two_samples() {
+        let a = Sample::parse(&lines(
+            "time_ns 1000000000\nworker 0 rx 100\nworker 0 forwarded 90\nworker 0 host 0\nworker 0 consumed 5\nworker 0 emitted 1\nworker 0 sent 91\nworker 0 drop policy_drop 5\niface lan0 rx 60\niface lan0 tx 40\niface lan0 drop kernel_rx_dropped 0\niface lan0 drop rx_ring_full 0\niface lan0 drop tx_ring_full 0\niface lan0 drop tx_invalid 0",
+        ))
+        .expect("sample a");
+        let b = Sample::parse(&lines(
+            "time_ns 3000000000\nworker 0 rx 300\nworker 0 forwarded 280\nworker 0 host 0\nworker 0 consumed 5\nworker 0 emitted 1\nworker 0 sent 281\nworker 0 drop policy_drop 15\niface lan0 rx 160\niface lan0 tx 140\niface lan0 drop kernel_rx_dropped 0\niface lan0 drop rx_ring_full 2\niface lan0 drop tx_ring_full 0\niface lan0 drop tx_invalid 0",
+        ))
+        .expect("sample b");
+        assert_eq!(
+            render(&a, &b),
+            "rates over 2.0 s\n\
+             interface lan0: received 160 (50 pps) sent 140 (50 pps) dropped 2\n  \
+             dropped rx_ring_full: 2 (1/s)\n\
+             worker 0: received 300 (100 pps) sent 281 (95 pps) forwarded 280 host 0 answered/held 5 generated 1 dropped 15\n  \
+             dropped policy_drop: 15 (5/s)\n\
+             total: received 300 forwarded 280 host 0 answered/held 5 generated 1 dropped 15\n"
+        );
+        assert!(Sample::parse(&lines("worker 0 rx x")).is_err());
+    }
+}
