@@ -216,3 +216,118 @@ fn reload_list_zero_and_errors_over_the_socket() {
         ControlSocket::wake(&path);
     });
 }
+
+/// `ct-events` over a real socket: a bad filter is an ordinary ERR; a
+/// stream shows the table's events (filtered) as `conntrack -E` lines while
+/// other clients are still answered; a deletion shows as DESTROY from
+/// userspace; the stream ends with `.` when the gateway stops.
+#[test]
+fn conntrack_events_stream_over_the_socket() {
+    use std::io::{BufRead, BufReader, Write};
+    use xdpgw_dataplane::conntrack::{PacketMeta, Track};
+    use xdpgw_dataplane::flow::Tuple;
+
+    let dir = TempDir::new("events");
+    let rules = dir.0.join("gw.rules");
+    std::fs::write(&rules, RULES).expect("rules");
+    let ctl = control(rules);
+    let path = dir.0.join("c.sock");
+    let sock = ControlSocket::bind(&path).expect("bind");
+    let stop = AtomicBool::new(false);
+    let open = |proto: u8, sport: u16| {
+        let t = Tuple {
+            src: Ipv4Addr::new(192, 168, 10, 2),
+            dst: Ipv4Addr::new(203, 0, 113, 254),
+            sport,
+            dport: 53,
+            proto,
+        };
+        let meta = PacketMeta {
+            tuple: t,
+            len: 60,
+            tcp: None,
+            icmp: None,
+        };
+        match ctl.gw.conntrack.track(0, &meta) {
+            Track::New(p) => {
+                ctl.gw.conntrack.confirm(0, &p).expect("confirm");
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| sock.serve(&ctl, &stop));
+        let mut c = Client::connect(&path).expect("connect");
+        let r = c
+            .call(&Request::new("ct-events").arg("src", "nope"))
+            .expect("bad filter");
+        assert!(!r.ok && r.message.contains("bad address"), "{r:?}");
+
+        let mut stream = std::os::unix::net::UnixStream::connect(&path).expect("connect");
+        stream
+            .write_all(b"XDPGW/1 ct-events proto=udp\n")
+            .expect("request");
+        let mut lines = BufReader::new(stream.try_clone().expect("clone"));
+        let mut line = String::new();
+        lines.read_line(&mut line).expect("status");
+        assert_eq!(line, "XDPGW/1 STREAM\n");
+
+        // Another client is answered while the stream is open.
+        let mut other = Client::connect(&path).expect("connect");
+        assert!(other.call(&Request::new("ping")).expect("ping").ok);
+
+        open(17, 5353); // shown
+        open(47, 0); // filtered out (not UDP)
+        line.clear();
+        lines.read_line(&mut line).expect("event");
+        assert_eq!(
+            line,
+            "E     [NEW] udp      17 30 src=192.168.10.2 dst=203.0.113.254 sport=5353 dport=53 [UNREPLIED] src=203.0.113.254 dst=192.168.10.2 sport=53 dport=5353\n"
+        );
+        let r = other.call(&Request::new("ct-flush")).expect("flush");
+        assert!(r.ok, "{r:?}");
+        line.clear();
+        lines.read_line(&mut line).expect("event");
+        assert_eq!(
+            line,
+            format!("E [DESTROY] udp      17 30 src=192.168.10.2 dst=203.0.113.254 sport=5353 dport=53 [UNREPLIED] src=203.0.113.254 dst=192.168.10.2 sport=53 dport=5353 [USERSPACE] portid={}\n", std::process::id())
+        );
+
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        ControlSocket::wake(&path);
+        line.clear();
+        lines.read_line(&mut line).expect("end");
+        assert_eq!(line, ".\n");
+        drop(stream);
+    });
+    // The last listener gone: nothing is recorded any more.
+    let mut out = Vec::new();
+    open(17, 5354);
+    ctl.gw.conntrack.events_drain(&mut out);
+    assert!(out.is_empty(), "{out:?}");
+}
+
+#[test]
+fn metrics_over_the_socket_are_prometheus_text() {
+    let dir = TempDir::new("metrics");
+    let rules = dir.0.join("gw.rules");
+    std::fs::write(&rules, RULES).expect("rules");
+    let ctl = control(rules);
+    let text = xdpgw_control::api::metrics::render(&ctl);
+    assert!(text.contains("# TYPE xdpgw_conntrack_entries gauge\nxdpgw_conntrack_entries 0\n"));
+    assert!(text
+        .contains("xdpgw_rule_packets_total{table=\"filter\",chain=\"FORWARD\",rule=\"2\"} 0\n"));
+    assert!(
+        text.contains("xdpgw_chain_policy_packets_total{table=\"filter\",chain=\"FORWARD\"} 0\n")
+    );
+    // Every sample's metric is declared first.
+    let mut declared = Vec::new();
+    for l in text.lines() {
+        if let Some(r) = l.strip_prefix("# TYPE ") {
+            declared.push(r.split(' ').next().unwrap_or("").to_string());
+        } else if !l.starts_with('#') {
+            let name = l.split(['{', ' ']).next().unwrap_or("");
+            assert!(declared.iter().any(|d| d == name), "{l}");
+        }
+    }
+}

@@ -125,14 +125,17 @@ pub fn stream(
             return;
         }
     };
+    // Subscribed before the status line: whatever happens after the client
+    // read it is shown.
+    let ct = &control.gw.conntrack;
+    let id = control.events.subscribe(ct);
     if writeln!(writer, "{VERSION} STREAM")
         .and_then(|()| writer.flush())
         .is_err()
     {
+        control.events.unsubscribe(ct, id);
         return;
     }
-    let ct = &control.gw.conntrack;
-    let id = control.events.subscribe(ct);
     let _ = reader.get_ref().set_read_timeout(Some(POLL));
     let portid = std::process::id();
     let mut out = String::new();

@@ -42,12 +42,37 @@
 //! Commands (server side in [`server`]): `ping`; `reload [file=PATH]`;
 //! `list [table=T] [chain=C] [verbose=1] [numeric=1] [exact=1]
 //! [line_numbers=1]`; `save [counters=1] [table=T]`; `zero [table=T]
-//! [chain=C]`; `stats`; `ct-list`, `ct-delete` (with `[proto=P] [src=A]
-//! [dst=A] [state=S]`), `ct-flush`, `ct-count`, `ct-stats`. A server that
+//! [chain=C]`; `stats`; `stats-sample` (one `name value` line per
+//! counter, [`stats`]); `metrics` (Prometheus text, [`metrics`]);
+//! `ct-list`, `ct-delete` (with `[proto=P] [src=A] [dst=A] [state=S]`),
+//! `ct-flush`, `ct-count`, `ct-stats` (one `conntrack -S` line per worker);
+//! `ct-events [proto=P] [src=A] [dst=A]` (streaming, below). A server that
 //! does not know a command answers `ERR unknown command`; a request of
 //! another protocol version gets `ERR unsupported protocol version` and the
 //! connection is closed. Versions change only by adding commands and keys;
 //! an incompatible change would be `XDPGW/2`.
+//!
+//! # Streaming responses
+//!
+//! A command that streams (so far only `ct-events`, `xdpgw conntrack -E`)
+//! answers `XDPGW/1 STREAM` instead of `OK`, and the connection then
+//! carries only that stream: records of one line each, whose first
+//! character says what they are, until the client closes the connection
+//! (Ctrl-C) or the gateway stops:
+//!
+//! ```text
+//! XDPGW/1 STREAM
+//! E <text>     data (an event line): the client prints it on stdout
+//! W <text>     a warning (e.g. events lost): the client prints it on stderr
+//! .            the end of the stream: the gateway is stopping
+//! ```
+//!
+//! Records start with a letter, so no dot-stuffing is needed. A request
+//! the server refuses before streaming (a bad filter) is answered with an
+//! ordinary `ERR` response. The server serves each stream from a thread of
+//! its own, so other clients are answered meanwhile; it notices a client
+//! that left by reading from the connection (the client sends nothing more)
+//! and stops recording when its last listener is gone. See [`events`].
 
 pub mod events;
 pub mod metrics;
