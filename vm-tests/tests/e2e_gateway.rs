@@ -598,3 +598,132 @@ fn port_collision_two_clients_same_source_port() {
         },
     );
 }
+
+// ---------------------------------------------------------------------------
+
+/// A TCP connection's events (`conntrack -E`) with the ephemeral port,
+/// the deleter's portid and the seconds left at deletion masked.
+#[derive(Debug, PartialEq)]
+struct EventObs {
+    new: String,
+    syn_recv: String,
+    established: String,
+    time_wait: String,
+    destroy: String,
+}
+
+/// `conntrack -E -s CLIENT`: conntrack-tools in the gateway's namespace, or
+/// `xdpgw conntrack -E` through the control socket; it listens once an
+/// event of a ping has shown.
+fn event_listener(lab: &Lab) -> Process {
+    let client = ip(CLIENT);
+    let mut p = match lab.backend() {
+        Backend::Linux => lab.gateway().spawn(&["conntrack", "-E", "-s", &client]),
+        Backend::Xdpgw => {
+            let mut cmd = std::process::Command::new(xdpgw_vm_tests::xdpgw_binary());
+            cmd.args(["conntrack", "-E", "-s", &client, "--config"])
+                .arg(lab.config_path());
+            Process::start(cmd)
+        }
+    };
+    for _ in 0..10 {
+        lab.ping(lab.client(), SERVER, 1, &[]);
+        if p.try_wait_line(Duration::from_secs(2), |l| {
+            l.starts_with("    [NEW] icmp     1 30 src=192.168.10.2 ")
+        })
+        .is_some()
+        {
+            return p;
+        }
+    }
+    panic!("no event for a ping:\n{}", p.report());
+}
+
+fn mask_event(line: &str) -> String {
+    let mut words: Vec<String> = line.split(' ').map(str::to_owned).collect();
+    let destroy = line.starts_with("[DESTROY]");
+    let mut after_proto = false;
+    for w in words.iter_mut() {
+        if destroy && after_proto && !w.is_empty() {
+            if w.chars().all(|c| c.is_ascii_digit()) {
+                *w = "SECS".into();
+            }
+            after_proto = false;
+        }
+        if w == "6" {
+            after_proto = true;
+        }
+        for key in ["sport=", "dport="] {
+            if w.starts_with(key) && w != &format!("{key}8080") {
+                *w = format!("{key}EPHEMERAL");
+            }
+        }
+        if w.starts_with("portid=") {
+            *w = "portid=N".into();
+        }
+    }
+    words.join(" ")
+}
+
+#[test]
+fn conntrack_events_like_conntrack_tools() {
+    on_both_backends(
+        "conntrack_events_like_conntrack_tools",
+        |lab| {
+            let mut events = event_listener(lab);
+            let _server = lab.serve(lab.server(), &["tcp-serve", "8080"]);
+            let line = lab.tool_result(
+                lab.client(),
+                &["tcp-get", &ip(SERVER), "8080", "1000", "--timeout", OK_WAIT],
+                TOOL_LIMIT,
+            );
+            assert!(line.starts_with("ok "), "{line}");
+            let wait = Duration::from_secs(10);
+            let mut next = |what: &str, tag: &'static str, state: &'static str| {
+                mask_event(&events.wait_line(what, wait, |l| {
+                    l.starts_with(tag) && l.contains(" tcp ") && l.contains(state)
+                }))
+            };
+            let new = next("NEW", "    [NEW]", " SYN_SENT ");
+            let syn_recv = next("SYN_RECV", " [UPDATE]", " SYN_RECV ");
+            let established = next("ESTABLISHED", " [UPDATE]", " ESTABLISHED ");
+            let time_wait = next("TIME_WAIT", " [UPDATE]", " TIME_WAIT ");
+            match lab.backend() {
+                Backend::Linux => {
+                    lab.gateway().exec_ok(&["conntrack", "-D", "-p", "tcp"]);
+                }
+                Backend::Xdpgw => {
+                    let out = std::process::Command::new(xdpgw_vm_tests::xdpgw_binary())
+                        .args(["conntrack", "-D", "-p", "tcp", "--config"])
+                        .arg(lab.config_path())
+                        .output()
+                        .expect("xdpgw conntrack -D");
+                    assert!(out.status.success(), "{out:?}");
+                }
+            }
+            let destroy =
+                mask_event(&events.wait_line("DESTROY", wait, |l| l.starts_with("[DESTROY] tcp ")));
+            drop(events);
+            EventObs {
+                new,
+                syn_recv,
+                established,
+                time_wait,
+                destroy,
+            }
+        },
+        |o| {
+            assert_eq!(
+                o.new,
+                "    [NEW] tcp      6 120 SYN_SENT src=192.168.10.2 dst=203.0.113.254 sport=EPHEMERAL dport=8080 [UNREPLIED] src=203.0.113.254 dst=203.0.113.1 sport=8080 dport=EPHEMERAL"
+            );
+            assert!(o.established.ends_with(" [ASSURED]"), "{o:?}");
+            assert!(
+                o.destroy
+                    .starts_with("[DESTROY] tcp      6 SECS TIME_WAIT ")
+                    && o.destroy.ends_with("[ASSURED] [USERSPACE] portid=N"),
+                "{o:?}"
+            );
+        },
+    );
+}
