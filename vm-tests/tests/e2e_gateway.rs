@@ -12,7 +12,9 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use xdpgw_vm_tests::lab::{Ping, CLIENT, CLIENT2, FAR, GATEWAY_LAN, GATEWAY_WAN, HOST_IF, SERVER};
+use xdpgw_vm_tests::lab::{
+    Backend, Lab, Ping, Process, CLIENT, CLIENT2, FAR, GATEWAY_LAN, GATEWAY_WAN, HOST_IF, SERVER,
+};
 use xdpgw_vm_tests::scenario::*;
 
 // ---------------------------------------------------------------------------

@@ -111,7 +111,7 @@ pub fn render(c: &Control) -> String {
     // Workers.
     let workers: Vec<String> = (0..c.workers.len()).map(|w| w.to_string()).collect();
     type Field = fn(&super::server::WorkerPublished) -> &AtomicU64;
-    let fields: [(&str, &str, Field); 5] = [
+    let fields: [(&str, &str, Field); 6] = [
         (
             "worker_received_packets_total",
             "Frames the worker took from its queues.",
@@ -124,8 +124,13 @@ pub fn render(c: &Control) -> String {
         ),
         (
             "worker_host_packets_total",
-            "Packets for the gateway's own services.",
+            "Packets for the gateway's own services (to the host path).",
             |p| &p.host,
+        ),
+        (
+            "worker_from_host_packets_total",
+            "Packets the gateway host sent through the host path.",
+            |p| &p.from_host,
         ),
         (
             "worker_answered_packets_total",

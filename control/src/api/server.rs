@@ -45,6 +45,8 @@ pub struct WorkerPublished {
     pub rx: AtomicU64,
     pub forwarded: AtomicU64,
     pub host: AtomicU64,
+    /// Packets the host sent through the host path.
+    pub from_host: AtomicU64,
     pub consumed: AtomicU64,
     pub emitted: AtomicU64,
     pub drops: [AtomicU64; DropReason::COUNT],
@@ -115,6 +117,7 @@ impl WorkerPublished {
             rx: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
             host: AtomicU64::new(0),
+            from_host: AtomicU64::new(0),
             consumed: AtomicU64::new(0),
             emitted: AtomicU64::new(0),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -132,6 +135,7 @@ impl WorkerPublished {
         self.rx.store(s.rx, Ordering::Relaxed);
         self.forwarded.store(s.forwarded, Ordering::Relaxed);
         self.host.store(s.host, Ordering::Relaxed);
+        self.from_host.store(s.from_host, Ordering::Relaxed);
         self.consumed.store(s.consumed, Ordering::Relaxed);
         self.emitted.store(s.emitted, Ordering::Relaxed);
         for (p, v) in self.drops.iter().zip(s.drops.iter()) {
