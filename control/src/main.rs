@@ -139,7 +139,8 @@ enum Command {
         /// packets per worker and reason, then the table's counters.
         #[arg(short = 'S', long = "stats")]
         stats: bool,
-        /// Show events as `conntrack -E` does (with -p/-s/-d as filters).
+        /// Show events as `conntrack -E` does (with -p/-s/-d/--state as
+        /// filters), until Ctrl-C.
         #[arg(short = 'E', long = "event")]
         event: bool,
         /// Protocol (tcp, udp, icmp, a number).
@@ -399,13 +400,15 @@ fn main() -> ExitCode {
             proto,
             src,
             dst,
+            state,
             gateway,
             ..
         } => gateway.events(
             &Request::new("ct-events")
                 .opt("proto", proto)
                 .opt("src", src)
-                .opt("dst", dst),
+                .opt("dst", dst)
+                .opt("state", state),
         ),
         Command::Conntrack {
             dump: _,

@@ -626,6 +626,7 @@ fn operator_views_events_stats_and_metrics() {
     assert!(report.contains("interface lan0: received "), "{report}");
     assert!(report.contains(" pps) sent "), "{report}");
     let once = ok(socket, &["stats"]);
+    eprintln!("conntrack -S:\n{stats}\nstats:\n{once}");
     assert!(once.starts_with("rates over "), "{once}");
     assert!(
         once.lines().any(|l| l.starts_with("worker 0: received ")),

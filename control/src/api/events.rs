@@ -7,7 +7,7 @@
 //! same events. Formatting happens here, in the listener's thread.
 //!
 //! Wire form (see the protocol in [`super`]): the request `XDPGW/1
-//! ct-events [proto=P] [src=A] [dst=A]` is answered `XDPGW/1 STREAM`, then
+//! ct-events [proto=P] [src=A] [dst=A] [state=S]` is answered `XDPGW/1 STREAM`, then
 //! records, one line each, until the client closes the connection or the
 //! gateway stops:
 //!

@@ -46,7 +46,7 @@
 //! counter, [`stats`]); `metrics` (Prometheus text, [`metrics`]);
 //! `ct-list`, `ct-delete` (with `[proto=P] [src=A] [dst=A] [state=S]`),
 //! `ct-flush`, `ct-count`, `ct-stats` (one `conntrack -S` line per worker);
-//! `ct-events [proto=P] [src=A] [dst=A]` (streaming, below). A server that
+//! `ct-events [proto=P] [src=A] [dst=A] [state=S]` (streaming, below). A server that
 //! does not know a command answers `ERR unknown command`; a request of
 //! another protocol version gets `ERR unsupported protocol version` and the
 //! connection is closed. Versions change only by adding commands and keys;
