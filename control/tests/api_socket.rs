@@ -290,7 +290,7 @@ fn conntrack_events_stream_over_the_socket() {
         lines.read_line(&mut line).expect("event");
         assert_eq!(
             line,
-            format!("E [DESTROY] udp      17 30 src=192.168.10.2 dst=203.0.113.254 sport=5353 dport=53 [UNREPLIED] src=203.0.113.254 dst=192.168.10.2 sport=53 dport=5353 [USERSPACE] portid={}\n", std::process::id())
+            format!("E [DESTROY] udp      17 30 src=192.168.10.2 dst=203.0.113.254 sport=5353 dport=53 [UNREPLIED] src=203.0.113.254 dst=192.168.10.2 sport=53 dport=5353 [USERSPACE] portid={} progname={}\n", std::process::id(), std::env::current_exe().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_default())
         );
 
         stop.store(true, std::sync::atomic::Ordering::Relaxed);

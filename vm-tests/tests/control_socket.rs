@@ -506,7 +506,8 @@ fn operator_views_events_stats_and_metrics() {
     });
     assert!(
         destroy.contains(" src=192.168.10.2 dst=203.0.113.254 ")
-            && destroy.contains("[ASSURED] [USERSPACE] portid="),
+            && destroy.contains("[ASSURED] [USERSPACE] portid=")
+            && destroy.ends_with(" progname=xdpgw"),
         "{destroy}"
     );
     // Ctrl-C ends the stream with conntrack-tools' summary.

@@ -641,14 +641,23 @@ fn event_listener(lab: &Lab) -> Process {
     panic!("no event for a ping:\n{}", p.report());
 }
 
-fn mask_event(line: &str) -> String {
+/// `line` with its ephemeral ports and portid masked, and its seconds
+/// left: checked to be `secs` or one less (the kernel reads its clock a
+/// jiffy after setting the timeout now and then) and shown as `secs`; for
+/// None (a deletion some time after the last packet), shown as SECS.
+fn mask_event(line: &str, secs: Option<u64>) -> String {
     let mut words: Vec<String> = line.split(' ').map(str::to_owned).collect();
-    let destroy = line.starts_with("[DESTROY]");
     let mut after_proto = false;
     for w in words.iter_mut() {
-        if destroy && after_proto && !w.is_empty() {
-            if w.chars().all(|c| c.is_ascii_digit()) {
-                *w = "SECS".into();
+        if after_proto && !w.is_empty() {
+            if let Ok(n) = w.parse::<u64>() {
+                *w = match secs {
+                    Some(s) => {
+                        assert!(n == s || n + 1 == s, "{s} seconds expected: {line}");
+                        s.to_string()
+                    }
+                    None => "SECS".into(),
+                };
             }
             after_proto = false;
         }
@@ -664,6 +673,9 @@ fn mask_event(line: &str) -> String {
             *w = "portid=N".into();
         }
     }
+    // conntrack-tools names the deleting process only while it still runs
+    // (`conntrack -D` may have exited by then); xdpgw always does.
+    words.retain(|w| !w.starts_with("progname="));
     words.join(" ")
 }
 
@@ -681,15 +693,17 @@ fn conntrack_events_like_conntrack_tools() {
             );
             assert!(line.starts_with("ok "), "{line}");
             let wait = Duration::from_secs(10);
-            let mut next = |what: &str, tag: &'static str, state: &'static str| {
-                mask_event(&events.wait_line(what, wait, |l| {
+            let mut next = |what: &str, tag: &'static str, state: &'static str, secs: u64| {
+                let line = events.wait_line(what, wait, |l| {
                     l.starts_with(tag) && l.contains(" tcp ") && l.contains(state)
-                }))
+                });
+                mask_event(&line, Some(secs))
             };
-            let new = next("NEW", "    [NEW]", " SYN_SENT ");
-            let syn_recv = next("SYN_RECV", " [UPDATE]", " SYN_RECV ");
-            let established = next("ESTABLISHED", " [UPDATE]", " ESTABLISHED ");
-            let time_wait = next("TIME_WAIT", " [UPDATE]", " TIME_WAIT ");
+            // Linux's default TCP timeouts of those states.
+            let new = next("NEW", "    [NEW]", " SYN_SENT ", 120);
+            let syn_recv = next("SYN_RECV", " [UPDATE]", " SYN_RECV ", 60);
+            let established = next("ESTABLISHED", " [UPDATE]", " ESTABLISHED ", 432000);
+            let time_wait = next("TIME_WAIT", " [UPDATE]", " TIME_WAIT ", 120);
             match lab.backend() {
                 Backend::Linux => {
                     lab.gateway().exec_ok(&["conntrack", "-D", "-p", "tcp"]);
@@ -703,8 +717,10 @@ fn conntrack_events_like_conntrack_tools() {
                     assert!(out.status.success(), "{out:?}");
                 }
             }
-            let destroy =
-                mask_event(&events.wait_line("DESTROY", wait, |l| l.starts_with("[DESTROY] tcp ")));
+            let destroy = mask_event(
+                &events.wait_line("DESTROY", wait, |l| l.starts_with("[DESTROY] tcp ")),
+                None,
+            );
             drop(events);
             EventObs {
                 new,

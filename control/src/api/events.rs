@@ -137,7 +137,12 @@ pub fn stream(
         return;
     }
     let _ = reader.get_ref().set_read_timeout(Some(POLL));
+    // Deletions are made by this process on its clients' behalf.
     let portid = std::process::id();
+    let progname = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "xdpgw".into());
     let mut out = String::new();
     loop {
         if stop.load(Ordering::Relaxed) {
@@ -168,7 +173,7 @@ pub fn stream(
         }
         for e in events.iter().filter(|e| filter.matches(&e.snap)) {
             out.push_str("E ");
-            out.push_str(&event_line(e, now, portid));
+            out.push_str(&event_line(e, now, (portid, &progname)));
             out.push('\n');
         }
         if !out.is_empty() && writer.write_all(out.as_bytes()).is_err() {

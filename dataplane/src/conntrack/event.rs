@@ -25,7 +25,8 @@
 //! "%s "           TCP state (NEW and DESTROY of TCP; UPDATE when it changed)
 //! tuples          as /proc/net/nf_conntrack, [UNREPLIED] and [ASSURED] too
 //! "mark=%u "      only when not 0
-//! "[USERSPACE] portid=%u "  DESTROY caused by a deletion from userspace
+//! "[USERSPACE] portid=%u progname=%s "  DESTROY caused by a deletion from
+//!                 userspace (progname while the deleting process lives)
 //! ```
 //!
 //! and the last blank removed.
@@ -113,9 +114,10 @@ impl EventRing {
 
 /// The line `conntrack -E` prints for an event (without newline). `now`
 /// is the formatter's clock, used for deletions from userspace (they carry
-/// no time of their own); `portid` is printed for those as conntrack-tools
-/// prints the deleting netlink socket's.
-pub fn event_line(e: &CtEvent, now: Nanos, portid: u32) -> String {
+/// no time of their own); `deleter` (an id and a program name) is printed
+/// for those as conntrack-tools prints the deleting netlink socket's portid
+/// and the name of the process that holds it.
+pub fn event_line(e: &CtEvent, now: Nanos, deleter: (u32, &str)) -> String {
     let s = &e.snap;
     let mut out = String::with_capacity(224);
     let proto = s.orig.proto;
@@ -144,7 +146,11 @@ pub fn event_line(e: &CtEvent, now: Nanos, portid: u32) -> String {
         let _ = write!(out, "mark={} ", s.mark);
     }
     if e.userspace() {
-        let _ = write!(out, "[USERSPACE] portid={portid} ");
+        let _ = write!(
+            out,
+            "[USERSPACE] portid={} progname={} ",
+            deleter.0, deleter.1
+        );
     }
     out.pop();
     out
@@ -186,7 +192,8 @@ mod tests {
     const S: Nanos = NANOS_PER_SEC;
 
     /// Lines captured from conntrack-tools 1.4.7 (`conntrack -E`) on Linux
-    /// 6.18 for a loopback TCP connection, a UDP datagram and a deletion.
+    /// 6.18 for a loopback TCP connection, a UDP datagram and a deletion
+    /// (by a `conntrack -D` still running when the event was printed).
     #[test]
     fn lines_match_conntrack_tools() {
         let at = 1000 * S;
@@ -202,7 +209,7 @@ mod tests {
             snap(IPPROTO_TCP, 0, TcpState::SynSent, at + 120 * S),
         );
         assert_eq!(
-            event_line(&new, 0, 0),
+            event_line(&new, 0, (0, "")),
             "    [NEW] tcp      6 120 SYN_SENT src=127.0.0.1 dst=127.0.0.1 sport=39774 dport=8080 [UNREPLIED] src=127.0.0.1 dst=127.0.0.1 sport=8080 dport=39774"
         );
         let recv = ev(
@@ -216,7 +223,7 @@ mod tests {
             ),
         );
         assert_eq!(
-            event_line(&recv, 0, 0),
+            event_line(&recv, 0, (0, "")),
             " [UPDATE] tcp      6 60 SYN_RECV src=127.0.0.1 dst=127.0.0.1 sport=39774 dport=8080 src=127.0.0.1 dst=127.0.0.1 sport=8080 dport=39774"
         );
         let est = ev(
@@ -230,7 +237,7 @@ mod tests {
             ),
         );
         assert_eq!(
-            event_line(&est, 0, 0),
+            event_line(&est, 0, (0, "")),
             " [UPDATE] tcp      6 432000 ESTABLISHED src=127.0.0.1 dst=127.0.0.1 sport=39774 dport=8080 src=127.0.0.1 dst=127.0.0.1 sport=8080 dport=39774 [ASSURED]"
         );
         let mut udp = snap(IPPROTO_UDP, 0, TcpState::None, at + 30 * S);
@@ -238,7 +245,7 @@ mod tests {
         udp.orig.dport = 9999;
         udp.reply = udp.orig.invert();
         assert_eq!(
-            event_line(&ev(EventKind::New, false, udp), 0, 0),
+            event_line(&ev(EventKind::New, false, udp), 0, (0, "")),
             "    [NEW] udp      17 30 src=127.0.0.1 dst=127.0.0.1 sport=60682 dport=9999 [UNREPLIED] src=127.0.0.1 dst=127.0.0.1 sport=9999 dport=60682"
         );
         // A deletion from userspace: the remaining time and the state.
@@ -254,8 +261,8 @@ mod tests {
             ),
         };
         assert_eq!(
-            event_line(&del, at + S / 2, 2282793036),
-            "[DESTROY] tcp      6 431999 ESTABLISHED src=127.0.0.1 dst=127.0.0.1 sport=39774 dport=8080 src=127.0.0.1 dst=127.0.0.1 sport=8080 dport=39774 [ASSURED] [USERSPACE] portid=2282793036"
+            event_line(&del, at + S / 2, (2282793036, "conntrack")),
+            "[DESTROY] tcp      6 431999 ESTABLISHED src=127.0.0.1 dst=127.0.0.1 sport=39774 dport=8080 src=127.0.0.1 dst=127.0.0.1 sport=8080 dport=39774 [ASSURED] [USERSPACE] portid=2282793036 progname=conntrack"
         );
     }
 
@@ -274,7 +281,7 @@ mod tests {
             ),
         };
         assert_eq!(
-            event_line(&gone, 0, 0),
+            event_line(&gone, 0, (0, "")),
             "[DESTROY] tcp      6 TIME_WAIT src=127.0.0.1 dst=127.0.0.1 sport=39774 dport=8080 src=127.0.0.1 dst=127.0.0.1 sport=8080 dport=39774 [ASSURED]"
         );
         let mut s = snap(IPPROTO_TCP, status::SEEN_REPLY, TcpState::SynRecv, at + S);
@@ -285,8 +292,8 @@ mod tests {
             protoinfo: false,
             snap: s,
         };
-        assert!(event_line(&upd, 0, 0).starts_with(" [UPDATE] tcp      6 1 src="));
-        assert!(event_line(&upd, 0, 0).ends_with("dport=39774 mark=7"));
+        assert!(event_line(&upd, 0, (0, "")).starts_with(" [UPDATE] tcp      6 1 src="));
+        assert!(event_line(&upd, 0, (0, "")).ends_with("dport=39774 mark=7"));
         let mut ping = snap(IPPROTO_ICMP, 0, TcpState::None, at + 30 * S);
         ping.orig = tuple(IPPROTO_ICMP, [192, 168, 10, 2], [203, 0, 113, 254], 7, 7);
         ping.reply = tuple(IPPROTO_ICMP, [203, 0, 113, 254], [203, 0, 113, 1], 7, 7);
@@ -298,7 +305,7 @@ mod tests {
             snap: ping,
         };
         assert_eq!(
-            event_line(&new, 0, 0),
+            event_line(&new, 0, (0, "")),
             "    [NEW] icmp     1 30 src=192.168.10.2 dst=203.0.113.254 type=8 code=0 id=7 [UNREPLIED] src=203.0.113.254 dst=203.0.113.1 type=0 code=0 id=7"
         );
     }
