@@ -122,3 +122,92 @@ fn two_queues_two_workers_both_forward() {
         );
     }
 }
+
+/// `conntrack -S` with two workers: one line per worker, each counting the
+/// packets it tracked itself, so that the lines add up to what was sent:
+/// every connection inserted once by one worker, and every deliberately
+/// INVALID segment (SYN+FIN from 16 source ports, spread over the queues)
+/// counted once, under `tcp_bad_flags`, by the worker that saw it.
+#[test]
+fn conntrack_stats_per_worker() {
+    let mut programs = LAB_PROGRAMS.to_vec();
+    programs.push("python3");
+    if !require_root_with("conntrack_stats_per_worker", &programs) {
+        return;
+    }
+    let lab = two_queue_lab(Backend::Xdpgw);
+    let _server = lab.serve(lab.server(), &["tcp-serve", "8080"]);
+    let result = lab.tool_result(
+        lab.client(),
+        &["tcp-many", &ip(SERVER), "8080", "100", "--timeout", "30"],
+        Duration::from_secs(120),
+    );
+    assert_eq!(result, "ok=100 failed=0");
+    let syn_fin = "
+import socket,struct
+src,dst='192.168.10.2','203.0.113.254'
+r=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_TCP)
+for sport in range(41000,41016):
+    h=struct.pack('!HHIIBBHHH',sport,8080,1,0,5<<4,0x03,1024,0,0)
+    p=socket.inet_aton(src)+socket.inet_aton(dst)+struct.pack('!BBH',0,6,len(h))
+    s=sum(struct.unpack('!%dH'%((len(p)+len(h))//2),p+h))
+    while s>>16: s=(s&0xffff)+(s>>16)
+    r.sendto(h[:16]+struct.pack('!H',(~s)&0xffff)+h[18:],(dst,0))
+";
+    let out = lab.client().exec(&["python3", "-c", syn_fin]);
+    assert!(out.status.success(), "{out:?}");
+    let field = |line: &str, key: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in '{line}'"))
+    };
+    // The workers publish their counters within milliseconds.
+    let mut stats = String::new();
+    for _ in 0..50 {
+        let out = std::process::Command::new(xdpgw_binary())
+            .args(["conntrack", "-S", "--config"])
+            .arg(lab.config_path())
+            .output()
+            .expect("xdpgw conntrack -S");
+        assert!(out.status.success(), "{out:?}");
+        stats = String::from_utf8_lossy(&out.stdout).into_owned();
+        let bad: u64 = stats
+            .lines()
+            .filter_map(|l| l.split_once(" invalid tcp_bad_flags="))
+            .filter_map(|(_, v)| v.split(' ').next()?.parse::<u64>().ok())
+            .sum();
+        if bad >= 16 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("conntrack -S with two workers:\n{stats}");
+    let cpus: Vec<&str> = stats
+        .lines()
+        .filter(|l| l.starts_with("cpu=") && l.contains('\t'))
+        .collect();
+    assert_eq!(cpus.len(), 2, "{stats}");
+    assert!(
+        cpus[0].starts_with("cpu=0   \t") && cpus[1].starts_with("cpu=1   \t"),
+        "{stats}"
+    );
+    let inserted: u64 = cpus.iter().map(|l| field(l, "insert=")).sum();
+    assert_eq!(inserted, 100, "each connection inserted once: {stats}");
+    let bad: Vec<u64> = (0..2)
+        .map(|w| {
+            stats
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("cpu={w} invalid tcp_bad_flags=")))
+                .and_then(|v| v.split(' ').next()?.parse().ok())
+                .unwrap_or(0)
+        })
+        .collect();
+    assert_eq!(bad.iter().sum::<u64>(), 16, "{stats}");
+    for (w, line) in cpus.iter().enumerate() {
+        assert!(
+            field(line, "found=") > 0,
+            "worker {w} tracked packets: {stats}"
+        );
+    }
+}
