@@ -1221,7 +1221,10 @@ impl Conntrack {
         let mut left = budget;
         let mut removed = 0;
         let mut hops = 0;
-        while left > 0 && hops < nshards {
+        // Empty shards cost a lock but no budget: visit at most `budget`
+        // of them per call too, so that a sparse table is not swept whole.
+        let max_hops = nshards.min(budget);
+        while left > 0 && hops < max_hops {
             let s = cur.shard;
             let mut unlinks: [Option<Unlink>; GC_BATCH] = [None; GC_BATCH];
             let mut nunlinks = 0;
@@ -1256,7 +1259,7 @@ impl Conntrack {
                     removed += 1;
                 }
             }
-            for u in unlinks.into_iter().flatten() {
+            for u in unlinks[..nunlinks].iter_mut().filter_map(Option::take) {
                 self.unlink(u);
             }
             if i >= len {
