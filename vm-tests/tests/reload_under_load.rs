@@ -617,9 +617,7 @@ fn reload_under_load_loses_nothing() {
     // (whose counters went through every reload) and arrived: wait for the
     // last ones (FIN/ACK exchanges) to pass the gateway.
     let start = Instant::now();
-    let mut rounds = 0;
     let (hosts, accepted) = loop {
-        rounds += 1;
         let hosts = host_counts(&lab);
         let saved = ok(&config, &["save", "-c", "-t", "filter"]);
         let accepted = packets(&saved, ACCEPT_ESTABLISHED) + packets(&saved, ACCEPT_LAN);
@@ -630,13 +628,23 @@ fn reload_under_load_loses_nothing() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(
-        (hosts.sent - before.sent, hosts.received - before.received),
-        (accepted - accepted_before, accepted - accepted_before),
-        "(IP packets the client and server sent, received) vs the packets the accepting FORWARD \
-         rules counted: a packet lost at the gateway, or a count lost by a reload (after {rounds} \
-         rounds, {:?})\nbefore: {before:?}\n{}",
+    let (sent, received, counted) = (
+        hosts.sent - before.sent,
+        hosts.received - before.received,
+        accepted - accepted_before,
+    );
+    assert!(
+        sent == counted && received == counted,
+        "the client and server sent {sent} IP packets and received {received}, but the accepting \
+         FORWARD rules counted {counted} (waited {:?}): {}\n{}",
         start.elapsed(),
+        if sent > counted {
+            "packets were lost before the gateway counted them, or a reload lost counts"
+        } else if received < counted {
+            "packets were lost after the gateway counted them"
+        } else {
+            "the rules counted packets nobody sent"
+        },
         diagnostics(&lab)
     );
     eprintln!(
