@@ -15,7 +15,8 @@
 //! keep its gateway in step with the one here). Run:
 //!
 //! ```sh
-//! cd fuzz && cargo +nightly fuzz run pipeline corpus/pipeline seeds/pipeline
+//! cd fuzz && mkdir -p corpus/pipeline &&
+//!     cargo +nightly fuzz run pipeline corpus/pipeline seeds/pipeline
 //! ```
 #![no_main]
 
