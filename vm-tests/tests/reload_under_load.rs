@@ -2,8 +2,9 @@
 //! and a numbered UDP stream flows through `xdpgw run` (the lab with
 //! conf/gateway.toml) while the gateway reloads 100 times between two rule
 //! sets that both allow those flows (conf/gateway.rules, and a variant with
-//! rules added to several tables and chains and another LOG prefix), and
-//! refuses a few files with errors in between. Then:
+//! rules added to several tables and chains and another LOG prefix), with
+//! `xdpgw reload --rules FILE` and now and then SIGHUP, and refuses a few
+//! files with errors in between. Then:
 //!
 //! - every TCP connection lived to the end: no reset, no timeout, every
 //!   byte echoed back and checked, the server saw each close cleanly with
@@ -37,6 +38,9 @@ const CONNECTIONS: usize = 100;
 const RELOADS: usize = 100;
 /// A refused reload (a file with errors) after every this many reloads.
 const REFUSED_EVERY: usize = 25;
+/// Every this many reloads, one is a SIGHUP to `xdpgw run` rather than
+/// `xdpgw reload`.
+const SIGHUP_EVERY: usize = 20;
 const TCP_PORT: u16 = 5001;
 const UDP_PORT: u16 = 7001;
 const UDP_RATE: &str = "2000";
@@ -355,6 +359,28 @@ fn refused_reload(config: &Path, file: &Path, variant_expected: bool) {
     );
 }
 
+/// Sends SIGHUP to `xdpgw run`: the only process in the gateway's namespace.
+fn sighup_gateway(lab: &Lab) {
+    let out = Command::new("ip")
+        .args(["netns", "pids", lab.gateway().name()])
+        .output()
+        .expect("ip netns pids");
+    let pids: Vec<String> = text(&out.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        pids.len(),
+        1,
+        "processes in the gateway's namespace (only `xdpgw run` expected): {pids:?}"
+    );
+    let kill = Command::new("kill")
+        .args(["-s", "HUP", &pids[0]])
+        .status()
+        .expect("kill");
+    assert!(kill.success(), "kill -s HUP {}: {kill}", pids[0]);
+}
+
 /// Packets between two reloads that the ESTABLISHED rule must count: about
 /// 25 ms of the traffic.
 const BETWEEN_RELOADS: u64 = 500;
@@ -409,7 +435,10 @@ fn server_closes(echo: &mut Process) -> u64 {
 
 #[test]
 fn reload_under_load_loses_nothing() {
-    if !require_root_with("the reload-under-load lab test", &["ethtool", "ping"]) {
+    if !require_root_with(
+        "the reload-under-load lab test",
+        &["ethtool", "ping", "kill"],
+    ) {
         return;
     }
     let dir = TempDir::new("reloadproof");
@@ -495,11 +524,26 @@ fn reload_under_load_loses_nothing() {
     let mut established = established_packets(&config);
     let mut took = Vec::with_capacity(RELOADS);
     let mut refused = 0;
+    let mut hups = 0;
     for i in 0..RELOADS {
         established = wait_for_traffic(&config, established, i);
         let to_variant = i % 2 == 0;
         let file = if to_variant { &rules_b } else { &rules_a };
-        took.push(reload(&config, file));
+        if !to_variant && (i + 1) % SIGHUP_EVERY == 0 {
+            // SIGHUP reloads the configuration's file: conf/gateway.rules.
+            sighup_gateway(&lab);
+            let start = Instant::now();
+            while variant_in_force(&config) {
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "SIGHUP (reload {}) did not bring back conf/gateway.rules within 10 s",
+                    i + 1
+                );
+            }
+            hups += 1;
+        } else {
+            took.push(reload(&config, file));
+        }
         if (i + 1) % REFUSED_EVERY == 0 {
             refused_reload(&config, &bad, to_variant);
             refused += 1;
@@ -656,8 +700,8 @@ fn reload_under_load_loses_nothing() {
         diagnostics(&lab)
     );
     eprintln!(
-        "{RELOADS} reloads ({refused} refused) under {CONNECTIONS} TCP connections and {UDP_RATE} \
-         datagrams/s: {sent_total} bytes echoed, {datagrams} datagrams, {} packets \
+        "{RELOADS} reloads ({hups} by SIGHUP) and {refused} refused ones under {CONNECTIONS} TCP \
+         connections and {UDP_RATE} datagrams/s: {sent_total} bytes echoed, {datagrams} datagrams, {} packets \
          forwarded, none lost; in force after {:.1}-{:.1} ms (median {:.1} ms)",
         accepted - accepted_before,
         took.iter().copied().fold(f64::INFINITY, f64::min),
