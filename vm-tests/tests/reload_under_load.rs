@@ -295,7 +295,8 @@ fn tracked_connections(config: &Path) -> Vec<(String, u16)> {
         .collect()
 }
 
-/// The running `save -c` with `spec`'s presence: which set is in force.
+/// Whether the variant is the set in force (its MARK rule is in the
+/// running mangle table).
 fn variant_in_force(config: &Path) -> bool {
     ok(config, &["save", "-t", "mangle"])
         .lines()
@@ -454,8 +455,9 @@ fn reload_under_load_loses_nothing() {
     let server_ip = SERVER.to_string();
     // One ping first, so that the gateway knows both hosts' MAC addresses:
     // the proof is about reloads, not about the burst of 100 SYNs waiting
-    // for ARP (the gateway holds only a few packets per unresolved next
-    // hop). When it is answered, nothing is in flight: the counts start here.
+    // for ARP (a worker holds at most 16 packets while next hops resolve;
+    // the rest are dropped as neigh_queue_full and retransmitted). When it
+    // is answered, nothing is in flight: the counts start here.
     let warm = lab.ping(lab.client(), SERVER, 1, &[]);
     assert_eq!(warm.received, 1, "ping through the gateway: {warm:?}");
     let before = host_counts(&lab);
