@@ -25,11 +25,54 @@
 //!
 //! `--timeout` is in seconds (default 10): the connect timeout, and the
 //! longest wait for any one read.
+//!
+//! Long-running traffic, for tests that change the gateway while it
+//! forwards (`vm-tests/tests/reload_under_load.rs`). These stop on SIGTERM
+//! or SIGINT (or after `--duration S`), finish cleanly and report:
+//!
+//! ```text
+//! tcp-echo PORT                         listening port=P; echoes every connection's bytes,
+//!                                       checking they are the pattern from offset 0; when
+//!                                       the client closes: closed peer=IP:PORT bytes=N
+//!                                       result=ok|mismatch|reset|timeout|error
+//! tcp-stream HOST PORT COUNT [--bytes N] [--interval S] [--duration S] [--timeout S]
+//!                                       COUNT connections, each writing N pattern bytes
+//!                                       (default 1024) every S seconds (default 0.02) and
+//!                                       reading their echo back, checking every byte.
+//!                                       Prints `streaming connections=K failed=F` once
+//!                                       every connection made its first exchange; when
+//!                                       stopped, each half-closes, waits for the server's
+//!                                       close, and prints `conn I local=IP:PORT sent=N
+//!                                       echoed=N result=ok|reset|timeout|mismatch|...`,
+//!                                       then `done connections=N ok=K failed=F sent=S
+//!                                       echoed=E`. Exit 0 if all are ok.
+//! udp-send HOST PORT [--rate PPS] [--bytes N] [--duration S]
+//!                                       datagrams of N bytes (default 64, at least 20)
+//!                                       numbered 0, 1, ... at PPS a second (default 2000):
+//!                                       `sending local=IP:PORT session=ID rate=PPS`; when
+//!                                       stopped, an end marker (five times, 20 ms apart)
+//!                                       and `sent packets=N session=ID errors=E`.
+//! udp-count PORT                        listening port=P; counts numbered datagrams per
+//!                                       sender: `receiving session=ID peer=IP:PORT` at a
+//!                                       sender's first datagram, `done session=ID
+//!                                       peer=IP:PORT expected=N received=R lost=L
+//!                                       duplicates=D reordered=O malformed=M` at its end
+//!                                       marker, and `final ...` (the same fields) for every
+//!                                       sender when stopped.
+//! ```
+//!
+//! A numbered datagram is `XGSQ`, the sender's session id (u64, big
+//! endian), the sequence number (u64) and padding; the end marker is
+//! `XGEN`, the session id and the number of datagrams sent. `lost` counts
+//! the numbers below `expected` never received, `reordered` the datagrams
+//! that arrived after a higher number.
 
 use std::collections::BTreeMap;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -39,7 +82,11 @@ usage: xdpgw lab-tool tcp-serve PORT
        xdpgw lab-tool tcp-connect HOST PORT [--timeout S]
        xdpgw lab-tool tcp-many HOST PORT COUNT [--timeout S] [--bytes N]
        xdpgw lab-tool udp-echo PORT
-       xdpgw lab-tool udp-req HOST PORT [--timeout S]";
+       xdpgw lab-tool udp-req HOST PORT [--timeout S]
+       xdpgw lab-tool tcp-echo PORT
+       xdpgw lab-tool tcp-stream HOST PORT COUNT [--bytes N] [--interval S] [--duration S] [--timeout S]
+       xdpgw lab-tool udp-send HOST PORT [--rate PPS] [--bytes N] [--duration S]
+       xdpgw lab-tool udp-count PORT";
 
 /// How long a server connection may sit idle before it is dropped.
 const SERVER_IDLE: Duration = Duration::from_secs(60);
@@ -87,7 +134,12 @@ fn dispatch(args: &[String]) -> Result<bool, String> {
         "tcp-many" => {
             a.positional(3, "HOST PORT COUNT")?;
             let count = usize::try_from(a.number(2, "COUNT")?).map_err(|e| e.to_string())?;
-            Ok(report(tcp_many(a.addr()?, count, a.bytes, a.timeout)))
+            Ok(report(tcp_many(
+                a.addr()?,
+                count,
+                a.bytes.unwrap_or(100),
+                a.timeout,
+            )))
         }
         "udp-echo" => {
             a.positional(1, "PORT")?;
@@ -103,6 +155,56 @@ fn dispatch(args: &[String]) -> Result<bool, String> {
             a.positional(2, "HOST PORT")?;
             Ok(report(udp_req(a.addr()?, a.timeout)))
         }
+        "tcp-echo" => {
+            a.positional(1, "PORT")?;
+            let port = a.port(0)?;
+            let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
+                .map_err(|e| format!("cannot listen on TCP port {port}: {e}"))?;
+            let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+            say(&format!("listening port={port}"));
+            serve_echo(listener, Arc::new(|line| say(&line)));
+            Ok(true)
+        }
+        "tcp-stream" => {
+            a.positional(3, "HOST PORT COUNT")?;
+            let count = usize::try_from(a.number(2, "COUNT")?).map_err(|e| e.to_string())?;
+            let bytes = a.bytes.unwrap_or(1024);
+            let chunk = usize::try_from(bytes)
+                .ok()
+                .filter(|n| (1..=1 << 20).contains(n))
+                .ok_or_else(|| format!("bad --bytes {bytes}: 1 to 1048576 per write"))?;
+            let stop = stop_on_signal(a.duration)?;
+            let spec = StreamSpec {
+                addr: a.addr()?,
+                count,
+                chunk,
+                interval: a.interval,
+                timeout: a.timeout,
+            };
+            Ok(tcp_stream(&spec, &stop, &|line| say(&line)))
+        }
+        "udp-send" => {
+            a.positional(2, "HOST PORT")?;
+            let bytes = a.bytes.unwrap_or(64);
+            let size = usize::try_from(bytes)
+                .ok()
+                .filter(|n| (SEQ_HEADER..=1472).contains(n))
+                .ok_or_else(|| format!("bad --bytes {bytes}: {SEQ_HEADER} to 1472"))?;
+            let rate = a.rate.unwrap_or(2000);
+            let stop = stop_on_signal(a.duration)?;
+            Ok(udp_send(a.addr()?, rate, size, &stop, &|line| say(&line)))
+        }
+        "udp-count" => {
+            a.positional(1, "PORT")?;
+            let port = a.port(0)?;
+            let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))
+                .map_err(|e| format!("cannot bind UDP port {port}: {e}"))?;
+            let port = sock.local_addr().map_err(|e| e.to_string())?.port();
+            let stop = stop_on_signal(None)?;
+            say(&format!("listening port={port}"));
+            udp_count(&sock, &stop, &|line| say(&line)).map_err(|e| format!("udp-count: {e}"))?;
+            Ok(true)
+        }
         other => Err(format!("unknown tool '{other}'")),
     }
 }
@@ -112,7 +214,22 @@ fn dispatch(args: &[String]) -> Result<bool, String> {
 struct ToolArgs {
     positional: Vec<String>,
     timeout: Duration,
-    bytes: u64,
+    /// Bytes per exchange (`tcp-many`, default 100), per write
+    /// (`tcp-stream`, default 1024) or per datagram (`udp-send`, default 64).
+    bytes: Option<u64>,
+    interval: Duration,
+    duration: Option<Duration>,
+    rate: Option<u32>,
+}
+
+/// `--timeout 2.5` and the like: positive seconds, less than a day.
+fn seconds(option: &str, v: Option<&String>) -> Result<Duration, String> {
+    let v = v.ok_or_else(|| format!("{option} needs a value (seconds)"))?;
+    v.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s < 86_400.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("bad {option} '{v}': seconds, e.g. 2.5"))
 }
 
 impl ToolArgs {
@@ -120,25 +237,36 @@ impl ToolArgs {
         let mut a = ToolArgs {
             positional: Vec::new(),
             timeout: Duration::from_secs(10),
-            bytes: 100,
+            bytes: None,
+            interval: Duration::from_millis(20),
+            duration: None,
+            rate: None,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
             match arg.as_str() {
-                "--timeout" => {
-                    let v = it.next().ok_or("--timeout needs a value (seconds)")?;
-                    a.timeout = v
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|s| s.is_finite() && *s > 0.0 && *s < 86_400.0)
-                        .map(Duration::from_secs_f64)
-                        .ok_or_else(|| format!("bad --timeout '{v}': seconds, e.g. 2.5"))?;
+                "--timeout" => a.timeout = seconds("--timeout", it.next())?,
+                "--interval" => a.interval = seconds("--interval", it.next())?,
+                "--duration" => a.duration = Some(seconds("--duration", it.next())?),
+                "--rate" => {
+                    let v = it
+                        .next()
+                        .ok_or("--rate needs a value (datagrams a second)")?;
+                    a.rate = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|r| (1..=1_000_000).contains(r))
+                            .ok_or_else(|| {
+                                format!("bad --rate '{v}': 1 to 1000000 datagrams a second")
+                            })?,
+                    );
                 }
                 "--bytes" => {
                     let v = it.next().ok_or("--bytes needs a value")?;
-                    a.bytes = v
-                        .parse()
-                        .map_err(|_| format!("bad --bytes '{v}': a byte count"))?;
+                    a.bytes = Some(
+                        v.parse()
+                            .map_err(|_| format!("bad --bytes '{v}': a byte count"))?,
+                    );
                 }
                 s if s.starts_with("--") => return Err(format!("unknown option '{s}'")),
                 _ => a.positional.push(arg.clone()),
@@ -479,6 +607,508 @@ fn udp_req(addr: SocketAddr, timeout: Duration) -> (bool, String) {
     attempt().unwrap_or_else(|e| (false, describe(&e)))
 }
 
+/// A flag that SIGTERM and SIGINT set (and, with `duration`, a timer once
+/// it has passed): the long-running tools finish cleanly and report.
+fn stop_on_signal(duration: Option<Duration>) -> Result<Arc<AtomicBool>, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .map_err(|e| format!("signal handler: {e}"))?;
+    }
+    if let Some(d) = duration {
+        let timer = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(d);
+            // Relaxed: the flag carries no data (as the signal handler's store).
+            timer.store(true, Ordering::Relaxed);
+        });
+    }
+    Ok(stop)
+}
+
+/// Whether `stop` is set.
+fn stopped(stop: &AtomicBool) -> bool {
+    // Relaxed: the flag carries no data; a late observation only delays the
+    // stop by one round.
+    stop.load(Ordering::Relaxed)
+}
+
+/// `tcp-echo`: accepts connections forever, echoing each in its own thread
+/// and reporting `closed peer=... bytes=N result=...` when it ends.
+fn serve_echo(listener: TcpListener, out: Arc<dyn Fn(String) + Send + Sync>) {
+    for conn in listener.incoming() {
+        match conn {
+            Ok(stream) => {
+                let out = Arc::clone(&out);
+                let spawned =
+                    std::thread::Builder::new()
+                        .stack_size(THREAD_STACK)
+                        .spawn(move || {
+                            let peer = stream
+                                .peer_addr()
+                                .map_or_else(|e| format!("unknown({e})"), |a| a.to_string());
+                            let (bytes, result) = echo_connection(stream);
+                            out(format!("closed peer={peer} bytes={bytes} result={result}"));
+                        });
+                if let Err(e) = spawned {
+                    eprintln!("tcp-echo: cannot start a connection thread: {e}");
+                }
+            }
+            Err(e) => eprintln!("tcp-echo: accept: {e}"),
+        }
+    }
+}
+
+/// Echoes everything the client sends, checking it is the pattern from
+/// offset 0, until the client's FIN; then closes. Returns the bytes echoed
+/// and the outcome (`ok`, `mismatch offset=N`, or an error's word).
+fn echo_connection(mut s: TcpStream) -> (u64, String) {
+    let mut got = 0u64;
+    let mut run = || -> io::Result<String> {
+        s.set_read_timeout(Some(SERVER_IDLE))?;
+        s.set_write_timeout(Some(SERVER_IDLE))?;
+        s.set_nodelay(true)?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut want = vec![0u8; 64 * 1024];
+        loop {
+            let k = match s.read(&mut buf) {
+                Ok(0) => return Ok("ok".into()),
+                Ok(k) => k,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            fill_pattern(got, &mut want[..k]);
+            if let Some(i) = (0..k).find(|&i| buf[i] != want[i]) {
+                return Ok(format!("mismatch offset={}", got + i as u64));
+            }
+            s.write_all(&buf[..k])?;
+            got += k as u64;
+        }
+    };
+    let result = run().unwrap_or_else(|e| describe(&e));
+    (got, result)
+}
+
+/// What `tcp-stream` does.
+#[derive(Clone, Debug)]
+struct StreamSpec {
+    addr: SocketAddr,
+    count: usize,
+    /// Bytes per write.
+    chunk: usize,
+    /// From one write to the next.
+    interval: Duration,
+    /// Connect timeout and the longest wait for any one read or write.
+    timeout: Duration,
+}
+
+/// How one `tcp-stream` connection ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct StreamResult {
+    local: String,
+    sent: u64,
+    echoed: u64,
+    /// `ok`, or what went wrong (`reset`, `timeout`, `mismatch offset=N`, ...).
+    outcome: String,
+}
+
+/// `tcp-stream`: `spec.count` connections streaming until `stop`; prints
+/// the readiness line, one line per connection and a summary; true if
+/// every connection ended `ok`.
+fn tcp_stream(spec: &StreamSpec, stop: &AtomicBool, out: &dyn Fn(String)) -> bool {
+    let (tx, rx) = mpsc::channel::<bool>();
+    let mut spawn_errors = 0usize;
+    let results: Vec<StreamResult> = std::thread::scope(|sc| {
+        let mut handles = Vec::with_capacity(spec.count);
+        for _ in 0..spec.count {
+            let tx = tx.clone();
+            let spawned = std::thread::Builder::new()
+                .stack_size(THREAD_STACK)
+                .spawn_scoped(sc, move || stream_connection(spec, stop, &tx));
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    eprintln!("tcp-stream: cannot start a connection thread: {e}");
+                    spawn_errors += 1;
+                }
+            }
+        }
+        drop(tx);
+        let (mut streaming, mut failed) = (0usize, spawn_errors);
+        for _ in 0..handles.len() {
+            match rx.recv() {
+                Ok(true) => streaming += 1,
+                Ok(false) => failed += 1,
+                Err(_) => break,
+            }
+        }
+        out(format!("streaming connections={streaming} failed={failed}"));
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| StreamResult {
+                    local: "-".into(),
+                    sent: 0,
+                    echoed: 0,
+                    outcome: "error panic".into(),
+                })
+            })
+            .collect()
+    });
+    let (mut ok, mut sent, mut echoed) = (0usize, 0u64, 0u64);
+    for (i, r) in results.iter().enumerate() {
+        out(format!(
+            "conn {i} local={} sent={} echoed={} result={}",
+            r.local, r.sent, r.echoed, r.outcome
+        ));
+        ok += usize::from(r.outcome == "ok");
+        sent += r.sent;
+        echoed += r.echoed;
+    }
+    let failed = spec.count - ok;
+    out(format!(
+        "done connections={} ok={ok} failed={failed} sent={sent} echoed={echoed}",
+        spec.count
+    ));
+    failed == 0
+}
+
+/// One `tcp-stream` connection: connects, then writes a chunk and reads its
+/// echo back (checking every byte) every `spec.interval` until `stop`; then
+/// half-closes and waits for the server to close. Reports on `ready` once:
+/// true after the first exchange, false if it never got that far.
+fn stream_connection(
+    spec: &StreamSpec,
+    stop: &AtomicBool,
+    ready: &mpsc::Sender<bool>,
+) -> StreamResult {
+    let mut r = StreamResult {
+        local: "-".into(),
+        sent: 0,
+        echoed: 0,
+        outcome: String::new(),
+    };
+    let mut s = match TcpStream::connect_timeout(&spec.addr, spec.timeout) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(false);
+            r.outcome = describe(&e);
+            return r;
+        }
+    };
+    r.local = local_of(&s);
+    let mut announced = false;
+    let mut run = || -> Result<(), String> {
+        let io = |e: io::Error| describe(&e);
+        s.set_read_timeout(Some(spec.timeout)).map_err(io)?;
+        s.set_write_timeout(Some(spec.timeout)).map_err(io)?;
+        s.set_nodelay(true).map_err(io)?;
+        let mut wbuf = vec![0u8; spec.chunk];
+        let mut rbuf = vec![0u8; spec.chunk];
+        let mut want = vec![0u8; spec.chunk];
+        let mut next = Instant::now();
+        loop {
+            fill_pattern(r.sent, &mut wbuf);
+            s.write_all(&wbuf).map_err(io)?;
+            r.sent += wbuf.len() as u64;
+            while r.echoed < r.sent {
+                let room =
+                    usize::try_from(r.sent - r.echoed).map_or(rbuf.len(), |n| n.min(rbuf.len()));
+                let k = match s.read(&mut rbuf[..room]) {
+                    Ok(0) => return Err(format!("closed by the server after {} bytes", r.echoed)),
+                    Ok(k) => k,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(describe(&e)),
+                };
+                fill_pattern(r.echoed, &mut want[..k]);
+                if let Some(i) = (0..k).find(|&i| rbuf[i] != want[i]) {
+                    return Err(format!("mismatch offset={}", r.echoed + i as u64));
+                }
+                r.echoed += k as u64;
+            }
+            if !announced {
+                announced = true;
+                let _ = ready.send(true);
+            }
+            if stopped(stop) {
+                break;
+            }
+            next += spec.interval;
+            let now = Instant::now();
+            if next > now {
+                std::thread::sleep(next - now);
+            } else {
+                // Behind (descheduled): carry on from now, without a burst.
+                next = now;
+            }
+            if stopped(stop) {
+                break;
+            }
+        }
+        s.shutdown(Shutdown::Write).map_err(io)?;
+        // The server closes once it has echoed everything: nothing more
+        // may arrive.
+        let mut rest = [0u8; 1024];
+        loop {
+            match s.read(&mut rest) {
+                Ok(0) => return Ok(()),
+                Ok(k) => return Err(format!("error {k} unexpected bytes after the echo")),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(describe(&e)),
+            }
+        }
+    };
+    let outcome = run();
+    if !announced {
+        let _ = ready.send(false);
+    }
+    r.outcome = match outcome {
+        Ok(()) => "ok".into(),
+        Err(e) => e,
+    };
+    r
+}
+
+/// Length of a numbered datagram's header: magic, session id, number.
+const SEQ_HEADER: usize = 20;
+/// A numbered datagram of `udp-send`.
+const SEQ_MAGIC: &[u8; 4] = b"XGSQ";
+/// The end marker of `udp-send`: the number of datagrams sent follows.
+const END_MAGIC: &[u8; 4] = b"XGEN";
+/// The highest datagram number `udp-count` keeps track of (a 16 MiB bitmap
+/// at most); higher ones count as malformed.
+const MAX_SEQ: u64 = 1 << 27;
+
+/// A big-endian u64 from the first 8 bytes of `b` (callers check the length).
+fn be64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_be_bytes(a)
+}
+
+/// `udp-send`: numbered datagrams at `rate` a second until `stop`, then the
+/// end marker; true if every send succeeded.
+fn udp_send(
+    addr: SocketAddr,
+    rate: u32,
+    size: usize,
+    stop: &AtomicBool,
+    out: &dyn Fn(String),
+) -> bool {
+    let run = || -> io::Result<(u64, u64, u64)> {
+        let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        sock.connect(addr)?;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let session = (u64::from(std::process::id()) << 32) ^ nanos;
+        out(format!(
+            "sending local={} session={session} rate={rate}",
+            sock.local_addr()?
+        ));
+        let interval_ns = 1_000_000_000 / u64::from(rate.max(1));
+        let mut buf = vec![0u8; size.max(SEQ_HEADER)];
+        buf[..4].copy_from_slice(SEQ_MAGIC);
+        buf[4..12].copy_from_slice(&session.to_be_bytes());
+        let (mut anchor, mut since_anchor) = (Instant::now(), 0u64);
+        let (mut seq, mut errors) = (0u64, 0u64);
+        while !stopped(stop) {
+            let due = anchor + Duration::from_nanos(interval_ns.saturating_mul(since_anchor));
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+                continue;
+            }
+            if now - due > Duration::from_millis(100) {
+                // Descheduled for a while: go on from now rather than catch
+                // up with a burst.
+                (anchor, since_anchor) = (now, 0);
+            }
+            buf[12..20].copy_from_slice(&seq.to_be_bytes());
+            match sock.send(&buf) {
+                Ok(_) => seq += 1,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    errors += 1;
+                    eprintln!("udp-send: datagram {seq}: {e}");
+                }
+            }
+            since_anchor += 1;
+        }
+        let mut end = [0u8; SEQ_HEADER];
+        end[..4].copy_from_slice(END_MAGIC);
+        end[4..12].copy_from_slice(&session.to_be_bytes());
+        end[12..20].copy_from_slice(&seq.to_be_bytes());
+        for i in 0..5 {
+            if i > 0 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if let Err(e) = sock.send(&end) {
+                errors += 1;
+                eprintln!("udp-send: end marker: {e}");
+            }
+        }
+        Ok((session, seq, errors))
+    };
+    match run() {
+        Ok((session, sent, errors)) => {
+            out(format!(
+                "sent packets={sent} session={session} errors={errors}"
+            ));
+            errors == 0
+        }
+        Err(e) => {
+            out(describe(&e));
+            false
+        }
+    }
+}
+
+/// One sender's datagrams, as `udp-count` saw them.
+#[derive(Debug)]
+struct Session {
+    peer: SocketAddr,
+    /// Bit n: datagram n arrived.
+    seen: Vec<u64>,
+    received: u64,
+    distinct: u64,
+    duplicates: u64,
+    reordered: u64,
+    /// Datagrams from another address than the first one's (a NAT binding
+    /// that changed under the flow).
+    moved: u64,
+    highest: Option<u64>,
+    /// The count the end marker announced.
+    expected: Option<u64>,
+}
+
+impl Session {
+    fn new(peer: SocketAddr) -> Session {
+        Session {
+            peer,
+            seen: Vec::new(),
+            received: 0,
+            distinct: 0,
+            duplicates: 0,
+            reordered: 0,
+            moved: 0,
+            highest: None,
+            expected: None,
+        }
+    }
+
+    fn record(&mut self, seq: u64, peer: SocketAddr) {
+        self.received += 1;
+        self.moved += u64::from(peer != self.peer);
+        let (word, bit) = ((seq / 64) as usize, seq % 64);
+        if word >= self.seen.len() {
+            self.seen.resize(word + 1, 0);
+        }
+        if self.seen[word] & (1 << bit) != 0 {
+            self.duplicates += 1;
+            return;
+        }
+        self.seen[word] |= 1 << bit;
+        self.distinct += 1;
+        if self.highest.is_some_and(|h| seq < h) {
+            self.reordered += 1;
+        }
+        self.highest = Some(self.highest.map_or(seq, |h| h.max(seq)));
+    }
+
+    /// Distinct datagrams numbered below `n`.
+    fn distinct_below(&self, n: u64) -> u64 {
+        let full = (n / 64) as usize;
+        let mut c: u64 = self
+            .seen
+            .iter()
+            .take(full)
+            .map(|w| u64::from(w.count_ones()))
+            .sum();
+        if let Some(w) = self.seen.get(full) {
+            let mask = (1u64 << (n % 64)) - 1;
+            c += u64::from((w & mask).count_ones());
+        }
+        c
+    }
+
+    /// Numbers never received: below the announced count, or (before the
+    /// end marker) below the highest received.
+    fn lost(&self) -> u64 {
+        match (self.expected, self.highest) {
+            (Some(n), _) => n - self.distinct_below(n),
+            (None, Some(h)) => h + 1 - self.distinct_below(h + 1),
+            (None, None) => 0,
+        }
+    }
+
+    fn line(&self, word: &str, id: u64, malformed: u64) -> String {
+        let expected = self
+            .expected
+            .map_or_else(|| "?".to_owned(), |n| n.to_string());
+        format!(
+            "{word} session={id} peer={} expected={expected} received={} lost={} duplicates={} reordered={} moved={} malformed={malformed}",
+            self.peer,
+            self.received,
+            self.lost(),
+            self.duplicates,
+            self.reordered,
+            self.moved
+        )
+    }
+}
+
+/// `udp-count`: counts numbered datagrams per sender until `stop`.
+fn udp_count(sock: &UdpSocket, stop: &AtomicBool, out: &dyn Fn(String)) -> io::Result<()> {
+    sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let mut sessions: BTreeMap<u64, Session> = BTreeMap::new();
+    let mut malformed = 0u64;
+    let mut buf = vec![0u8; 65536];
+    while !stopped(stop) {
+        let (n, peer) = match sock.recv_from(&mut buf) {
+            Ok(x) => x,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock
+                        | ErrorKind::TimedOut
+                        | ErrorKind::Interrupted
+                        | ErrorKind::ConnectionRefused
+                ) =>
+            {
+                continue
+            }
+            Err(e) => return Err(e),
+        };
+        let d = &buf[..n];
+        if n < SEQ_HEADER {
+            malformed += 1;
+            continue;
+        }
+        let (id, value) = (be64(&d[4..12]), be64(&d[12..20]));
+        let is_seq = &d[..4] == SEQ_MAGIC && value < MAX_SEQ;
+        let is_end = &d[..4] == END_MAGIC && value <= MAX_SEQ;
+        if !is_seq && !is_end {
+            malformed += 1;
+            continue;
+        }
+        let s = sessions.entry(id).or_insert_with(|| {
+            out(format!("receiving session={id} peer={peer}"));
+            Session::new(peer)
+        });
+        if is_seq {
+            s.record(value, peer);
+        } else if s.expected.is_none() {
+            s.expected = Some(value);
+            out(s.line("done", id, malformed));
+        }
+    }
+    for (id, s) in &sessions {
+        out(s.line("final", *id, malformed));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -635,6 +1265,289 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(5));
     }
 
+    /// A tcp-echo on loopback in a thread; its report lines go to the
+    /// returned channel.
+    fn echo_server() -> (SocketAddr, mpsc::Receiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        std::thread::spawn(move || {
+            serve_echo(
+                listener,
+                Arc::new(move |l| {
+                    let _ = tx.lock().expect("lock").send(l);
+                }),
+            );
+        });
+        (addr, rx)
+    }
+
+    /// The value of `key=` in a report line.
+    fn field<'a>(line: &'a str, key: &str) -> &'a str {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+            .unwrap_or_else(|| panic!("no {key}= in '{line}'"))
+    }
+
+    fn num(line: &str, key: &str) -> u64 {
+        field(line, key)
+            .parse()
+            .unwrap_or_else(|_| panic!("{key}= is not a number in '{line}'"))
+    }
+
+    /// Runs `tcp_stream` in a thread; its lines go to the returned channel.
+    fn stream_in_thread(
+        spec: StreamSpec,
+        stop: Arc<AtomicBool>,
+    ) -> (std::thread::JoinHandle<bool>, mpsc::Receiver<String>) {
+        let (tx, rx) = mpsc::channel();
+        let h = std::thread::spawn(move || {
+            tcp_stream(&spec, &stop, &|l| {
+                let _ = tx.send(l);
+            })
+        });
+        (h, rx)
+    }
+
+    #[test]
+    fn tcp_stream_streams_until_stopped_and_accounts_every_byte() {
+        let (addr, closed) = echo_server();
+        let stop = Arc::new(AtomicBool::new(false));
+        let spec = StreamSpec {
+            addr,
+            count: 5,
+            chunk: 1000,
+            interval: Duration::from_millis(2),
+            timeout: Duration::from_secs(10),
+        };
+        let (h, lines) = stream_in_thread(spec, Arc::clone(&stop));
+        let first = lines.recv_timeout(Duration::from_secs(10)).expect("ready");
+        assert_eq!(first, "streaming connections=5 failed=0");
+        // Let a few exchanges happen on every connection.
+        std::thread::sleep(Duration::from_millis(50));
+        stop.store(true, Ordering::Relaxed);
+        assert!(h.join().expect("join"));
+        let out: Vec<String> = lines.try_iter().collect();
+        assert_eq!(out.len(), 6, "{out:?}");
+        let mut total = 0;
+        for (i, l) in out[..5].iter().enumerate() {
+            assert!(l.starts_with(&format!("conn {i} local=127.0.0.1:")), "{l}");
+            assert_eq!(field(l, "result"), "ok", "{l}");
+            assert_eq!(num(l, "sent"), num(l, "echoed"), "{l}");
+            assert!(num(l, "sent") >= 1000, "{l}");
+            assert_eq!(num(l, "sent") % 1000, 0, "whole writes only: {l}");
+            total += num(l, "sent");
+        }
+        assert_eq!(
+            out[5],
+            format!("done connections=5 ok=5 failed=0 sent={total} echoed={total}")
+        );
+        // The server saw every connection end cleanly, with the same bytes.
+        let mut server_total = 0;
+        for _ in 0..5 {
+            let l = closed
+                .recv_timeout(Duration::from_secs(10))
+                .expect("closed");
+            assert!(l.starts_with("closed peer=127.0.0.1:"), "{l}");
+            assert_eq!(field(&l, "result"), "ok", "{l}");
+            server_total += num(&l, "bytes");
+        }
+        assert_eq!(server_total, total);
+    }
+
+    #[test]
+    fn tcp_stream_reports_connections_that_fail() {
+        let stop = Arc::new(AtomicBool::new(true));
+        let spec = StreamSpec {
+            addr: closed_port(),
+            count: 3,
+            chunk: 10,
+            interval: Duration::from_millis(10),
+            timeout: Duration::from_secs(5),
+        };
+        let (h, lines) = stream_in_thread(spec, stop);
+        assert!(!h.join().expect("join"));
+        let out: Vec<String> = lines.try_iter().collect();
+        assert_eq!(out[0], "streaming connections=0 failed=3");
+        assert_eq!(out[1], "conn 0 local=- sent=0 echoed=0 result=refused");
+        assert_eq!(out[4], "done connections=3 ok=0 failed=3 sent=0 echoed=0");
+    }
+
+    #[test]
+    fn tcp_stream_detects_a_garbled_echo() {
+        // Echoes in 500-byte pieces with byte 1200 changed.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            for mut s in listener.incoming().flatten() {
+                let mut buf = [0u8; 500];
+                for piece in 0..3 {
+                    if s.read_exact(&mut buf).is_err() {
+                        break;
+                    }
+                    if piece == 2 {
+                        buf[200] ^= 1;
+                    }
+                    let _ = s.write_all(&buf);
+                }
+            }
+        });
+        let spec = StreamSpec {
+            addr,
+            count: 1,
+            chunk: 500,
+            interval: Duration::from_millis(1),
+            timeout: Duration::from_secs(10),
+        };
+        let (h, lines) = stream_in_thread(spec, Arc::new(AtomicBool::new(false)));
+        assert!(!h.join().expect("join"));
+        let out: Vec<String> = lines.try_iter().collect();
+        assert_eq!(out[0], "streaming connections=1 failed=0");
+        assert!(
+            out[1].ends_with("result=mismatch offset=1200"),
+            "{}",
+            out[1]
+        );
+    }
+
+    #[test]
+    fn echo_server_reports_content_that_is_not_the_pattern() {
+        let (addr, closed) = echo_server();
+        let mut s = TcpStream::connect(addr).expect("connect");
+        let mut data = vec![0u8; 300];
+        fill_pattern(0, &mut data);
+        data[250] ^= 0xff;
+        s.write_all(&data).expect("write");
+        s.shutdown(Shutdown::Write).expect("shutdown");
+        let l = closed
+            .recv_timeout(Duration::from_secs(10))
+            .expect("closed");
+        assert!(l.ends_with("bytes=0 result=mismatch offset=250"), "{l}");
+    }
+
+    /// A udp-count on loopback in a thread, stopped by the returned flag.
+    fn counter() -> (
+        SocketAddr,
+        Arc<AtomicBool>,
+        std::thread::JoinHandle<()>,
+        mpsc::Receiver<String>,
+    ) {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let addr = sock.local_addr().expect("addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let flag = Arc::clone(&stop);
+        let h = std::thread::spawn(move || {
+            udp_count(&sock, &flag, &|l| {
+                let _ = tx.send(l);
+            })
+            .expect("udp_count");
+        });
+        (addr, stop, h, rx)
+    }
+
+    #[test]
+    fn udp_send_and_count_agree() {
+        let (addr, stop_count, counting, lines) = counter();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, sent) = mpsc::channel();
+        let flag = Arc::clone(&stop);
+        let sender = std::thread::spawn(move || {
+            udp_send(addr, 5000, 100, &flag, &|l| {
+                let _ = tx.send(l);
+            })
+        });
+        let sending = sent.recv_timeout(Duration::from_secs(10)).expect("sending");
+        assert!(sending.starts_with("sending local=127.0.0.1:"), "{sending}");
+        assert_eq!(field(&sending, "rate"), "5000");
+        let session = field(&sending, "session").to_owned();
+        let receiving = lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("receiving");
+        assert_eq!(field(&receiving, "session"), session);
+        std::thread::sleep(Duration::from_millis(100));
+        stop.store(true, Ordering::Relaxed);
+        assert!(sender.join().expect("join"));
+        let result = sent.recv_timeout(Duration::from_secs(10)).expect("sent");
+        let n = num(&result, "packets");
+        assert!(n > 0, "{result}");
+        assert_eq!(
+            result,
+            format!("sent packets={n} session={session} errors=0")
+        );
+        let done = lines.recv_timeout(Duration::from_secs(10)).expect("done");
+        assert_eq!(
+            done,
+            format!(
+                "done session={session} peer={} expected={n} received={n} lost=0 duplicates=0 reordered=0 moved=0 malformed=0",
+                field(&receiving, "peer")
+            )
+        );
+        stop_count.store(true, Ordering::Relaxed);
+        counting.join().expect("join");
+        let last = lines.recv_timeout(Duration::from_secs(10)).expect("final");
+        assert!(
+            last.starts_with(&format!("final session={session} ")),
+            "{last}"
+        );
+    }
+
+    #[test]
+    fn udp_count_finds_gaps_duplicates_reordering_and_garbage() {
+        let (addr, stop, counting, lines) = counter();
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let other = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let datagram = |magic: &[u8; 4], v: u64| {
+            let mut d = [0u8; SEQ_HEADER];
+            d[..4].copy_from_slice(magic);
+            d[4..12].copy_from_slice(&7u64.to_be_bytes());
+            d[12..20].copy_from_slice(&v.to_be_bytes());
+            d
+        };
+        for seq in [0u64, 1, 3, 2, 2, 6] {
+            sock.send_to(&datagram(SEQ_MAGIC, seq), addr).expect("send");
+        }
+        other.send_to(&datagram(SEQ_MAGIC, 7), addr).expect("send");
+        sock.send_to(b"short", addr).expect("send");
+        sock.send_to(&datagram(b"XXXX", 1), addr).expect("send");
+        sock.send_to(&datagram(SEQ_MAGIC, MAX_SEQ), addr)
+            .expect("send");
+        sock.send_to(&datagram(END_MAGIC, 9), addr).expect("send");
+        sock.send_to(&datagram(END_MAGIC, 9), addr).expect("send");
+        let receiving = lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("receiving");
+        let peer = field(&receiving, "peer").to_owned();
+        assert_eq!(peer, sock.local_addr().expect("addr").to_string());
+        let done = lines.recv_timeout(Duration::from_secs(10)).expect("done");
+        // 0..9 expected; 4, 5 and 8 never came; 2 twice; 2 after 3; 7 from
+        // another address.
+        assert_eq!(
+            done,
+            format!("done session=7 peer={peer} expected=9 received=7 lost=3 duplicates=1 reordered=1 moved=1 malformed=3")
+        );
+        stop.store(true, Ordering::Relaxed);
+        counting.join().expect("join");
+        let last = lines.recv_timeout(Duration::from_secs(10)).expect("final");
+        assert_eq!(last, done.replacen("done", "final", 1));
+    }
+
+    #[test]
+    fn session_counts_losses_before_the_end_marker() {
+        let peer: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+        let mut s = Session::new(peer);
+        assert_eq!(s.lost(), 0);
+        for seq in [0u64, 2, 64, 130] {
+            s.record(seq, peer);
+        }
+        assert_eq!(s.lost(), 131 - 4);
+        s.expected = Some(64);
+        assert_eq!(s.lost(), 64 - 2);
+        s.expected = Some(200);
+        assert_eq!(s.lost(), 200 - 4);
+    }
+
     #[test]
     fn arguments_are_checked() {
         assert!(dispatch(&[]).is_err());
@@ -651,10 +1564,23 @@ mod tests {
         ]))
         .is_err());
         assert!(dispatch(&strings(&["tcp-connect", "127.0.0.1", "1", "--frob"])).is_err());
+        assert!(dispatch(&strings(&[
+            "tcp-stream",
+            "127.0.0.1",
+            "1",
+            "2",
+            "--bytes",
+            "0"
+        ]))
+        .is_err());
+        assert!(dispatch(&strings(&["udp-send", "127.0.0.1", "1", "--bytes", "19"])).is_err());
+        assert!(dispatch(&strings(&["udp-send", "127.0.0.1", "1", "--rate", "0"])).is_err());
+        assert!(dispatch(&strings(&["udp-send", "127.0.0.1", "1", "--duration", "x"])).is_err());
+        assert!(dispatch(&strings(&["udp-count"])).is_err());
         let a = ToolArgs::parse(&strings(&["h", "--timeout", "2.5", "p", "--bytes", "7"]))
             .expect("parses");
         assert_eq!(a.positional, ["h", "p"]);
         assert_eq!(a.timeout, Duration::from_millis(2500));
-        assert_eq!(a.bytes, 7);
+        assert_eq!(a.bytes, Some(7));
     }
 }

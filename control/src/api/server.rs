@@ -225,6 +225,10 @@ impl Control {
         while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_micros(200));
         }
+        // Acquire: pairs with the Release decrement of the worker that
+        // dropped `old` last (read by `strong_count`'s load), so that its
+        // last counts in `old` are visible to `totals` below.
+        std::sync::atomic::fence(Ordering::Acquire);
         let in_force = t0.elapsed();
         let totals = old.live.totals();
         for &(n, o) in &carried {
