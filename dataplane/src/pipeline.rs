@@ -307,7 +307,9 @@ impl Worker {
             index,
             rules,
             stats: WorkerStats::default(),
-            hold: HoldQueue::new(16, FRAME_SIZE),
+            // Linux queues up to unres_qlen_bytes (212,992) per unresolved
+            // neighbour: about as many small packets as this.
+            hold: HoldQueue::new(128, FRAME_SIZE),
             rng: Rng::new(seed),
             scratch: vec![0u8; FRAME_SIZE].into_boxed_slice(),
             logs: LogRing::new(256),

@@ -552,7 +552,7 @@ fn seeds_in_order_have_their_intended_effect() {
         let effect = match action {
             Action::Forward { iface, .. } => Effect::Out(iface),
             Action::Consumed => Effect::Consumed,
-            Action::Host => Effect::Host,
+            Action::Host { .. } => Effect::Host,
             Action::Drop(_) => Effect::Dropped,
         };
         if effect != s.effect {
