@@ -266,13 +266,12 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
             if reload.swap(false, Ordering::Relaxed) {
                 match control.reload(None) {
                     Ok(r) => service::log(
-                        level::INFO,
-                        &format!(
-                            "xdpgw: reloaded {} ({} rules, in force after {:.1} ms)",
-                            r.file.display(),
-                            r.rules,
-                            r.in_force.as_secs_f64() * 1e3
-                        ),
+                        if r.everywhere {
+                            level::INFO
+                        } else {
+                            level::WARNING
+                        },
+                        &format!("xdpgw: {}", r.summary()),
                     ),
                     Err(lines) => service::log(
                         level::ERR,

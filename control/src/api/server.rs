@@ -185,6 +185,39 @@ pub struct Reloaded {
     pub installed: Duration,
     /// From the request to every worker running the new set.
     pub in_force: Duration,
+    /// False if a worker still ran the old set after a second (stuck?):
+    /// the new set is installed, but the carried-over counters may miss
+    /// that worker's last counts.
+    pub everywhere: bool,
+}
+
+impl Reloaded {
+    /// One line saying what happened.
+    pub fn summary(&self) -> String {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        if self.everywhere {
+            format!(
+                "reloaded {}: {} rules; in force on every worker after {:.1} ms (installed after \
+                 {:.1} ms); counters kept for {} rules and chains",
+                self.file.display(),
+                self.rules,
+                ms(self.in_force),
+                ms(self.installed),
+                self.kept_counters
+            )
+        } else {
+            format!(
+                "reloaded {}: {} rules; installed after {:.1} ms but NOT yet in force on every \
+                 worker after {:.0} ms (a worker is not picking it up); counters kept for {} \
+                 rules and chains may miss that worker's last counts",
+                self.file.display(),
+                self.rules,
+                ms(self.installed),
+                ms(self.in_force),
+                self.kept_counters
+            )
+        }
+    }
 }
 
 impl Control {
@@ -225,6 +258,7 @@ impl Control {
         while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_micros(200));
         }
+        let everywhere = Arc::strong_count(&old) == 1;
         // Acquire: pairs with the Release decrement of the worker that
         // dropped `old` last (read by `strong_count`'s load), so that its
         // last counts in `old` are visible to `totals` below.
@@ -244,6 +278,7 @@ impl Control {
             kept_counters: carried.len(),
             installed,
             in_force,
+            everywhere,
         })
     }
 
@@ -263,18 +298,10 @@ impl Control {
                 std::process::id()
             )]),
             "reload" => match self.reload(req.get("file").map(Path::new)) {
-                Ok(r) => Response::ok(vec![format!(
-                    "reloaded {}: {} rules; in force on every worker after {:.1} ms (installed after {:.1} ms); counters kept for {} rules and chains",
-                    r.file.display(),
-                    r.rules,
-                    r.in_force.as_secs_f64() * 1e3,
-                    r.installed.as_secs_f64() * 1e3,
-                    r.kept_counters
-                )]),
-                Err(lines) => Response::err(
-                    "reload failed; the running rules stay in force",
-                    lines,
-                ),
+                Ok(r) => Response::ok(vec![r.summary()]),
+                Err(lines) => {
+                    Response::err("reload failed; the running rules stay in force", lines)
+                }
             },
             "list" => self.list(req),
             "save" => {
