@@ -6,12 +6,14 @@ pub mod api;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod explain;
 pub mod lab;
 pub mod labtool;
 pub mod netdb;
 pub mod parse;
 pub mod run;
 pub mod save;
+pub mod trace;
 
 use std::path::Path;
 

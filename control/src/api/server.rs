@@ -605,6 +605,13 @@ fn serve_connection(control: &Control, conn: UnixStream) {
             Ok(_) => {}
         }
         let text = line.trim_end_matches(['\n', '\r']);
+        if let Ok(req) = Request::decode(text) {
+            if req.command == "trace" {
+                // A streaming response: the connection is the trace's now.
+                super::trace::serve(control, &req, writer);
+                return;
+            }
+        }
         let (resp, fatal) = match Request::decode(text) {
             Ok(req) => (control.handle(&req), false),
             Err(e) => (Response::err(e, vec![]), true),
