@@ -441,3 +441,278 @@ pub fn format_packet(n: usize, t: &PacketTrace, names: &TraceNames) -> Vec<Strin
     out.push(format!("  verdict: {verdict}"));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::explain::{OfflineGateway, PacketSpec};
+    use std::path::PathBuf;
+    use xdpgw_dataplane::trace::TraceFilter;
+
+    const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 10, 2);
+    const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 254);
+    const GW_WAN: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+    const LAN: u8 = 0;
+    const WAN: u8 = 1;
+
+    fn conf(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("conf")
+            .join(name)
+    }
+
+    /// A gateway of conf/gateway.toml with `rules` (default: its own).
+    fn gateway(rules: Option<&str>) -> OfflineGateway {
+        let cfg = Config::load(&conf("gateway.toml")).expect("conf/gateway.toml loads");
+        let set = match rules {
+            None => crate::load_rules(&cfg.rules).expect("conf/gateway.rules loads"),
+            Some(text) => crate::load_rules_str("test.rules", text).expect("test rules load"),
+        };
+        let gw = OfflineGateway::new(&cfg, set).expect("gateway");
+        gw.know(CLIENT);
+        gw.know(SERVER);
+        gw
+    }
+
+    fn tcp(
+        in_iface: u8,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        sport: u16,
+        dport: u16,
+        flags: u8,
+    ) -> PacketSpec {
+        PacketSpec {
+            in_iface,
+            tuple: Tuple {
+                src,
+                dst,
+                sport,
+                dport,
+                proto: IPPROTO_TCP,
+            },
+            tcp_flags: flags,
+            seq: 1000,
+            ack: if flags & 0x10 != 0 { 5001 } else { 0 },
+            icmp: (0, 0),
+            tos: 0,
+        }
+    }
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    fn filter(gw: &OfflineGateway, m: &str) -> TraceFilter {
+        let rule = parse_match(&words(m)).expect("match parses");
+        let names: Vec<&str> = gw.names.ifaces.iter().map(String::as_str).collect();
+        TraceFilter::new(&rule, &names).expect("filter compiles")
+    }
+
+    #[test]
+    fn forwarded_new_syn_shows_the_forward_accept_and_the_masquerade() {
+        let mut gw = gateway(None);
+        let (session, rx) = gw
+            .gw
+            .tracer
+            .start(filter(&gw, "-p tcp -s 192.168.10.2 --dport 80"), 1)
+            .expect("trace starts");
+        // Not matching (port 443): not recorded, the count stays.
+        let (a, _) = gw.send(&tcp(LAN, CLIENT, SERVER, 40001, 443, 0x02));
+        assert!(matches!(a, Action::Forward { iface: WAN, .. }), "{a:?}");
+        assert!(rx.try_recv().is_err());
+        assert_eq!(session.remaining(), 1);
+        let (a, _) = gw.send(&tcp(LAN, CLIENT, SERVER, 40000, 80, 0x02));
+        assert!(matches!(a, Action::Forward { iface: WAN, .. }), "{a:?}");
+        let t = rx.try_recv().expect("the SYN is traced");
+        assert_eq!(session.remaining(), 0);
+        assert_eq!(t.action, a);
+        let ev = t.events();
+        assert!(ev.contains(&TraceEvent::Rule {
+            table: Table::Filter,
+            hook: Hook::Forward,
+            chain: 1,
+            rule: 3
+        }));
+        assert!(ev.iter().any(|e| matches!(e,
+            TraceEvent::Nat { hook: Hook::Postrouting, before, after }
+                if before.src == CLIENT && after.src == GW_WAN && after.sport == 40000)));
+        assert!(ev.iter().any(|e| matches!(
+            e,
+            TraceEvent::Conntrack {
+                state: CtState::New,
+                ..
+            }
+        )));
+        let text = format_packet(1, &t, &gw.names);
+        let expected = [
+            "packet 1: lan0 tcp 192.168.10.2:40000 > 203.0.113.254:80 [SYN]",
+            "  raw PREROUTING: policy ACCEPT",
+            "  conntrack: NEW",
+            "  mangle PREROUTING: policy ACCEPT",
+            "  nat PREROUTING: policy ACCEPT",
+            "  mangle FORWARD: policy ACCEPT",
+            "  filter FORWARD rule 4 (-A FORWARD -s 192.168.10.0/24 -i lan0 -o wan0 -j ACCEPT): ACCEPT",
+            "  mangle POSTROUTING: policy ACCEPT",
+            "  nat POSTROUTING rule 1 (-A POSTROUTING -s 192.168.10.0/24 -o wan0 -j MASQUERADE): MASQUERADE source 192.168.10.2:40000 -> 203.0.113.1:40000",
+            "  verdict: forwarded out wan0",
+        ];
+        assert_eq!(text, expected);
+        // The count is used up: nothing more is recorded.
+        gw.send(&tcp(LAN, CLIENT, SERVER, 40002, 80, 0x02));
+        assert!(rx.try_recv().is_err());
+        gw.gw.tracer.stop(&session);
+        assert!(!gw.gw.tracer.active());
+    }
+
+    #[test]
+    fn a_dropped_port_shows_log_drop_and_the_drop() {
+        let mut gw = gateway(None);
+        let (a, _, t) = gw
+            .trace(&tcp(WAN, SERVER, GW_WAN, 40000, 23, 0x02))
+            .expect("traced");
+        assert_eq!(a, Action::Drop(DropReason::FilterDrop));
+        let text = format_packet(1, &t, &gw.names).join("\n");
+        for want in [
+            "  raw PREROUTING: policy ACCEPT",
+            "  filter INPUT rule 8 (-A INPUT -j LOG_DROP): jump to LOG_DROP",
+            "  filter LOG_DROP rule 1 (-A LOG_DROP -m limit --limit 5/min --limit-burst 10 -j LOG --log-prefix \"xdpgw drop: \" --log-level 6): LOG, continue",
+            "  filter LOG_DROP rule 2 (-A LOG_DROP -j DROP): DROP",
+            "  verdict: dropped (filter_drop in filter LOG_DROP rule 2)",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_policy_drop_names_the_policy_and_a_user_chain_return_is_shown() {
+        let rules = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:CHECK - [0:0]\n-A FORWARD -j CHECK\n-A CHECK -p udp -j ACCEPT\nCOMMIT\n";
+        let mut gw = gateway(Some(rules));
+        let (a, _, t) = gw
+            .trace(&tcp(LAN, CLIENT, SERVER, 40000, 80, 0x02))
+            .expect("traced");
+        assert_eq!(a, Action::Drop(DropReason::PolicyDrop));
+        let text = format_packet(1, &t, &gw.names);
+        assert_eq!(
+            &text[1..],
+            [
+                "  conntrack: NEW",
+                "  filter FORWARD rule 1 (-A FORWARD -j CHECK): jump to CHECK",
+                "  filter CHECK: end of chain, back to the calling chain",
+                "  filter FORWARD: policy DROP",
+                "  verdict: dropped (policy_drop in filter FORWARD)",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_invalid_packet_shows_its_reason() {
+        let mut gw = gateway(None);
+        // No entry: a SYN/ACK cannot open one.
+        let (a, _, t) = gw
+            .trace(&tcp(LAN, CLIENT, SERVER, 40000, 80, 0x12))
+            .expect("traced");
+        assert_eq!(a, Action::Drop(DropReason::FilterDrop));
+        let text = format_packet(1, &t, &gw.names).join("\n");
+        assert!(
+            text.contains("  conntrack: INVALID (tcp_new_invalid: no conntrack entry and the segment cannot open a connection (SYN/ACK, FIN or RST))"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "  filter FORWARD rule 2 (-A FORWARD -m conntrack --ctstate INVALID -j DROP): DROP"
+        ));
+        // An established connection, then a SYN from the server's side.
+        gw.send(&tcp(LAN, CLIENT, SERVER, 40000, 80, 0x02));
+        let mut synack = tcp(WAN, SERVER, GW_WAN, 80, 40000, 0x12);
+        synack.seq = 5000;
+        synack.ack = 1001;
+        assert!(matches!(
+            gw.send(&synack).0,
+            Action::Forward { iface: LAN, .. }
+        ));
+        let mut ack = tcp(LAN, CLIENT, SERVER, 40000, 80, 0x10);
+        ack.seq = 1001;
+        assert!(matches!(
+            gw.send(&ack).0,
+            Action::Forward { iface: WAN, .. }
+        ));
+        let (_, _, t) = gw
+            .trace(&tcp(WAN, SERVER, GW_WAN, 80, 40000, 0x02))
+            .expect("traced");
+        assert!(t.events().iter().any(|e| matches!(
+            e,
+            TraceEvent::Conntrack {
+                state: CtState::Invalid,
+                reason: Some(InvalidReason::TcpInvalidTransition),
+                tcp: Some(TcpState::Established),
+                ..
+            }
+        )));
+        let text = format_packet(1, &t, &gw.names).join("\n");
+        assert!(
+            text.contains("  conntrack: INVALID (tcp_invalid_transition: SYN in TCP state ESTABLISHED; segment not allowed"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_filter_sees_the_conntrack_state_and_the_output_interface() {
+        let mut gw = gateway(None);
+        let (_session, rx) = gw
+            .gw
+            .tracer
+            .start(filter(&gw, "-o wan0 -m conntrack --ctstate INVALID"), 5)
+            .expect("trace starts");
+        gw.send(&tcp(LAN, CLIENT, SERVER, 40000, 80, 0x02)); // NEW: not traced
+        gw.send(&tcp(WAN, SERVER, GW_WAN, 80, 1, 0x12)); // INVALID, to the gateway: no -o wan0
+        assert!(rx.try_recv().is_err());
+        gw.send(&tcp(LAN, CLIENT, SERVER, 40009, 80, 0x12)); // INVALID, routed out of wan0
+        let t = rx.try_recv().expect("traced");
+        assert_eq!(t.tuple.sport, 40009);
+        assert_eq!(t.out_iface, Some(WAN));
+    }
+
+    #[test]
+    fn a_reject_shows_the_answer_and_its_way_out() {
+        let mut gw = gateway(None);
+        let (a, _, t) = gw
+            .trace(&tcp(LAN, CLIENT, SERVER, 40000, 25, 0x02))
+            .expect("traced");
+        assert_eq!(a, Action::Drop(DropReason::FilterReject));
+        let text = format_packet(1, &t, &gw.names).join("\n");
+        for want in [
+            "REJECT with tcp-reset",
+            "  the gateway answers: tcp 203.0.113.254:25 > 192.168.10.2:40000 [RST,ACK]",
+            "    filter OUTPUT: policy ACCEPT",
+            "    answer sent out lan0",
+            "  verdict: dropped (filter_reject in filter FORWARD rule 3)",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn match_errors_name_the_argument_as_rule_errors_do() {
+        let e = parse_match(&words("-p tcp --dport 99999")).expect_err("bad port");
+        assert_eq!(
+            e.to_string(),
+            "argument 4: bad value '99999' for --dport: a port 0-65535"
+        );
+        let e = parse_match(&words("-p tcp -m foo")).expect_err("bad match");
+        assert!(
+            e.to_string().starts_with("argument 4: unknown match 'foo'"),
+            "{e}"
+        );
+        let e = parse_match(&words("--dport 80")).expect_err("no -p");
+        assert!(e.to_string().contains("--dport"), "{e}");
+        let e = parse_match(&words("-p tcp -j DROP")).expect_err("a target");
+        assert_eq!(e.argument, 4);
+        assert!(e.to_string().contains("no target"), "{e}");
+        // --opt=value is split as getopt does, both halves at its position.
+        let r = parse_match(&words("-p tcp --dport=80")).expect("parses");
+        assert_eq!(r.matches.len(), 1);
+        assert!(parse_match(&[]).is_ok(), "no words: every packet");
+    }
+}
