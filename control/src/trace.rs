@@ -301,9 +301,7 @@ fn action_text(a: Action, names: &TraceNames) -> String {
         Action::Forward { iface, .. } => format!("sent out {}", names.iface(iface)),
         Action::Host => "delivered to the gateway host (INPUT accepted)".into(),
         Action::Drop(r) => format!("dropped ({})", r.name()),
-        Action::Consumed => {
-            "held until the next hop's address resolves (ARP), or answered by the gateway".into()
-        }
+        Action::Consumed => "held until the next hop's address resolves (ARP)".into(),
     }
 }
 
@@ -326,6 +324,7 @@ pub fn format_packet(n: usize, t: &PacketTrace, names: &TraceNames) -> Vec<Strin
     let mut last_drop: Option<String> = None;
     let mut consumed_nat = vec![false; events.len()];
     let mut generated_open = false;
+    let mut held = None;
     for (i, e) in events.iter().enumerate() {
         match *e {
             TraceEvent::Rule {
@@ -412,6 +411,13 @@ pub fn format_packet(n: usize, t: &PacketTrace, names: &TraceNames) -> Vec<Strin
                 indent = "    ";
                 generated_open = true;
             }
+            TraceEvent::Held { iface, hop } => {
+                held = Some((iface, hop));
+                out.push(format!(
+                    "{indent}neighbour: {hop} on {} not resolved yet: held while ARP asks for it",
+                    names.iface(iface)
+                ));
+            }
             TraceEvent::GeneratedEnd { action } => {
                 out.push(format!("{indent}answer {}", action_text(action, names)));
                 indent = "  ";
@@ -435,6 +441,13 @@ pub fn format_packet(n: usize, t: &PacketTrace, names: &TraceNames) -> Vec<Strin
         ) => match &last_drop {
             Some(by) => format!("dropped ({} in {by})", r.name()),
             None => format!("dropped ({})", r.name()),
+        },
+        Action::Consumed => match held {
+            Some((iface, _)) => format!(
+                "held for ARP; sent out {} once its next hop answers (dropped as neigh_unresolved if it does not)",
+                names.iface(iface)
+            ),
+            None => action_text(Action::Consumed, names),
         },
         a => action_text(a, names),
     };
@@ -691,6 +704,28 @@ mod tests {
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn a_packet_waiting_for_arp_says_so() {
+        let mut gw = gateway(None);
+        let unknown = Ipv4Addr::new(203, 0, 113, 77);
+        let (a, _, t) = gw
+            .trace(&tcp(LAN, CLIENT, unknown, 40000, 80, 0x02))
+            .expect("traced");
+        assert_eq!(a, Action::Consumed);
+        assert!(t.events().contains(&TraceEvent::Held {
+            iface: WAN,
+            hop: unknown
+        }));
+        let text = format_packet(1, &t, &gw.names);
+        assert_eq!(
+            text[text.len() - 2..],
+            [
+                "  neighbour: 203.0.113.77 on wan0 not resolved yet: held while ARP asks for it",
+                "  verdict: held for ARP; sent out wan0 once its next hop answers (dropped as neigh_unresolved if it does not)",
+            ]
+        );
     }
 
     #[test]

@@ -810,6 +810,9 @@ impl Worker {
             }
             None => match self.hold.hold(now, iface, hop, &frame[..len]) {
                 Ok(first) => {
+                    if self.tracing {
+                        self.trace_rec.push(TraceEvent::Held { iface, hop });
+                    }
                     if first {
                         self.arp_request(iface, hop, emit);
                     }

@@ -83,6 +83,9 @@ pub enum TraceEvent {
         tcp_flags: u8,
         icmp: Option<(u8, u8)>,
     },
+    /// The packet waits for the next hop `hop` on `iface` to answer ARP
+    /// (it is sent when it does, dropped if it does not).
+    Held { iface: u8, hop: std::net::Ipv4Addr },
     /// What became of the generated packet.
     GeneratedEnd { action: Action },
 }
