@@ -1194,6 +1194,74 @@ mod tests {
         );
     }
 
+    /// What an observer saw: `(kind, chain, rule)`.
+    #[derive(Default)]
+    struct Seen(Vec<(&'static str, u16, usize)>);
+
+    impl EvalObserver for Seen {
+        fn rule(&mut self, chain: u16, rule: usize) {
+            self.0.push(("rule", chain, rule));
+        }
+        fn chain_end(&mut self, chain: u16) {
+            self.0.push(("end", chain, 0));
+        }
+        fn policy(&mut self, chain: u16, v: Verdict) {
+            let kind = if v == Verdict::PolicyDrop {
+                "policy drop"
+            } else {
+                "policy accept"
+            };
+            self.0.push((kind, chain, 0));
+        }
+    }
+
+    #[test]
+    fn an_observer_sees_every_matched_rule_chain_end_and_policy() {
+        let rs = traversal_set();
+        let mut st = EvalState::new(&rs);
+        let (fwd, a, b) = (1, 3, 4);
+        let mut run = |dport: u16| {
+            let mut seen = Seen::default();
+            let mut p = view(dport);
+            let v = rs.eval_observed(Table::Filter, Hook::Forward, &mut p, &mut st, 0, &mut seen);
+            // The same verdict as without an observer.
+            let mut q = view(dport);
+            assert_eq!(v, rs.eval(Table::Filter, Hook::Forward, &mut q, &mut st, 0));
+            (v, seen.0)
+        };
+        // Jump into A, LOG, RETURN, MARK, the policy.
+        assert_eq!(
+            run(22),
+            (
+                Verdict::PolicyDrop,
+                vec![
+                    ("rule", fwd, 0),
+                    ("rule", a, 0),
+                    ("rule", a, 1),
+                    ("rule", fwd, 2),
+                    ("policy drop", fwd, 0)
+                ]
+            )
+        );
+        // Goto B, B ends, and the policy decides.
+        assert_eq!(
+            run(24),
+            (
+                Verdict::PolicyDrop,
+                vec![("rule", fwd, 1), ("end", b, 0), ("policy drop", fwd, 0)]
+            )
+        );
+        assert_eq!(
+            run(80),
+            (Verdict::Accept, vec![("rule", fwd, 2), ("rule", fwd, 3)])
+        );
+        // An empty built-in chain: straight to its policy.
+        let mut seen = Seen::default();
+        let mut p = view(1);
+        rs.eval_observed(Table::Filter, Hook::Input, &mut p, &mut st, 0, &mut seen);
+        assert_eq!(seen.0, vec![("policy accept", 0, 0)]);
+    }
+
     #[test]
     fn limit_bucket_refills_with_time() {
         let b = LimitBucket::default();

@@ -510,3 +510,98 @@ impl Tracer {
         self.slot.load_full()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::{IfaceMatch, Inv, Match, PortMatch, PortRange, TcpMatch};
+
+    fn dport_80() -> Rule {
+        let mut r = Rule::new(Target::None);
+        r.protocol = Some(Inv::plain(6));
+        r.out_iface = Some(Inv::plain(IfaceMatch {
+            name: "wan0".into(),
+        }));
+        r.matches.push(Match::Tcp(TcpMatch {
+            ports: PortMatch {
+                sport: None,
+                dport: Some(Inv::plain(PortRange::single(80))),
+            },
+            flags: None,
+        }));
+        r
+    }
+
+    fn view(dport: u16, out: Option<u8>) -> PacketView {
+        PacketView {
+            proto: 6,
+            in_iface: Some(0),
+            out_iface: out,
+            has_ports: true,
+            sport: 40000,
+            dport,
+            ..PacketView::default()
+        }
+    }
+
+    #[test]
+    fn the_filter_checks_what_is_known_on_arrival_then_everything() {
+        let f = TraceFilter::new(&dport_80(), &["lan0", "wan0"]).expect("compiles");
+        // On arrival the output interface is not known yet: not held against it.
+        assert!(f.may_match(&view(80, None), 0));
+        assert!(!f.may_match(&view(81, None), 0));
+        assert!(f.matches(&view(80, Some(1)), 0));
+        assert!(!f.matches(&view(80, Some(0)), 0));
+        assert!(!f.matches(&view(80, None), 0));
+    }
+
+    #[test]
+    fn one_session_at_a_time_with_a_bounded_count() {
+        let t = Tracer::default();
+        let f = || TraceFilter::new(&Rule::new(Target::None), &[]).expect("compiles");
+        assert_eq!(t.start(f(), 0).err(), Some(TraceError::BadCount(0)));
+        assert_eq!(
+            t.start(f(), MAX_COUNT + 1).err(),
+            Some(TraceError::BadCount(MAX_COUNT + 1))
+        );
+        let v0 = t.version();
+        let (s, rx) = t.start(f(), 2).expect("starts");
+        assert!(t.active() && t.version() != v0);
+        assert_eq!(t.start(f(), 1).err(), Some(TraceError::Busy));
+        // Records count down; the third is not taken.
+        let rec = PacketTrace::empty();
+        for _ in 0..3 {
+            s.finish(&rec, &PacketView::default(), 0);
+        }
+        assert_eq!(rx.try_iter().count(), 2);
+        assert_eq!((s.remaining(), s.lost()), (0, 0));
+        // Stopping another session changes nothing; stopping this one frees
+        // the slot.
+        let v1 = t.version();
+        let other = Arc::new(TraceSession {
+            filter: f(),
+            remaining: AtomicU32::new(0),
+            lost: AtomicU32::new(0),
+            tx: sync_channel(1).0,
+        });
+        t.stop(&other);
+        assert!(t.active() && t.version() == v1);
+        t.stop(&s);
+        assert!(!t.active() && t.version() != v1);
+        assert!(t.session().is_none());
+    }
+
+    #[test]
+    fn a_record_holds_a_bounded_number_of_steps() {
+        let mut r = PacketTrace::empty();
+        for k in 0..MAX_EVENTS + 5 {
+            r.push(TraceEvent::ChainEnd {
+                table: Table::Filter,
+                hook: Hook::Forward,
+                chain: k as u16,
+            });
+        }
+        assert_eq!(r.events().len(), MAX_EVENTS);
+        assert!(r.truncated);
+    }
+}
