@@ -841,7 +841,9 @@ impl CMatch {
 }
 
 impl CRule {
-    #[inline]
+    // Always: the evaluator's loop is the hot path, and the trace filter
+    // calling it too must not make the compiler outline it there.
+    #[inline(always)]
     pub fn matches(&self, p: &PacketView, limits: &[LimitBucket], now: u64) -> bool {
         self.src.matches(p.src)
             && self.dst.matches(p.dst)

@@ -559,6 +559,7 @@ impl Worker {
     }
 
     /// Applies a connection's translation for a hook's manip.
+    #[inline(always)]
     fn translate(frame: &mut [u8], p: &mut Pkt, manip: Manip) {
         if let Some((orig, reply, st, dir, related)) = p.conn.nat() {
             let changed = if related {
@@ -853,12 +854,7 @@ impl Worker {
             Err(r) => return self.drop(r),
         };
         if self.tracing {
-            let (flags, icmp) = match info.l4info {
-                L4::Tcp(t) => (t.flags, None),
-                L4::Icmp(i) => (0, Some((i.ty, i.code))),
-                _ => (0, None),
-            };
-            self.trace_rec.generated(meta_of(&info).tuple, flags, icmp);
+            self.trace_generated(&info);
         }
         let Some(hop) = self.gw.routes.lookup(info.dst) else {
             return self.drop(DropReason::NoRoute);
@@ -1066,6 +1062,17 @@ impl Worker {
         if let Some(s) = &self.trace {
             s.finish(&self.trace_rec, &self.trace_view, now);
         }
+    }
+
+    /// Notes a packet the gateway generates in answer.
+    #[cold]
+    fn trace_generated(&mut self, info: &Ipv4Info) {
+        let (flags, icmp) = match info.l4info {
+            L4::Tcp(t) => (t.flags, None),
+            L4::Icmp(i) => (0, Some((i.ty, i.code))),
+            _ => (0, None),
+        };
+        self.trace_rec.generated(meta_of(info).tuple, flags, icmp);
     }
 
     /// [`Worker::run`]'s evaluation, recording each rule, chain end and
