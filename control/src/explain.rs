@@ -663,10 +663,13 @@ fn endpoint_text(t: &Tuple, src: bool) -> String {
     }
 }
 
+/// Words with their positions (1-based) among the words given.
+pub type Positioned = Vec<(u32, String)>;
+
 /// Splits `explain`'s words into its own `--state VALUE` (unless the words
 /// load `-m state`, whose `--state` it is) and the match words, each with
 /// its position (1-based) among the words given.
-pub fn split_state(words: &[String]) -> Result<(Option<String>, Vec<(u32, String)>), String> {
+pub fn split_state(words: &[String]) -> Result<(Option<String>, Positioned), String> {
     let has_state_match = words
         .windows(2)
         .any(|w| (w[0] == "-m" || w[0] == "--match") && w[1] == "state");

@@ -335,24 +335,21 @@ pub fn format_packet(n: usize, t: &PacketTrace, names: &TraceNames) -> Vec<Strin
             } => {
                 let cname = names.chain_name(current, table, hook, chain);
                 let mut line = format!("{indent}{} {cname} rule {}", table.name(), rule + 1);
-                match names.rule(current, table, chain, rule) {
-                    Some((text, r)) => {
-                        let _ = write!(line, " ({text}): {}", target_text(r));
-                        if is_nat_target(r) {
-                            // The translation this rule decided, applied at this hook.
-                            let nat = events.iter().enumerate().skip(i + 1).find(
-                                |(_, e)| matches!(e, TraceEvent::Nat { hook: h, .. } if *h == hook),
-                            );
-                            if let Some((k, TraceEvent::Nat { before, after, .. })) = nat {
-                                consumed_nat[k] = true;
-                                let _ = write!(line, " {}", nat_change(before, after));
-                            }
-                        }
-                        if matches!(r.target, Target::Drop | Target::Reject(_)) {
-                            last_drop = Some(format!("{} {cname} rule {}", table.name(), rule + 1));
+                if let Some((text, r)) = names.rule(current, table, chain, rule) {
+                    let _ = write!(line, " ({text}): {}", target_text(r));
+                    if is_nat_target(r) {
+                        // The translation this rule decided, applied at this hook.
+                        let nat = events.iter().enumerate().skip(i + 1).find(
+                            |(_, e)| matches!(e, TraceEvent::Nat { hook: h, .. } if *h == hook),
+                        );
+                        if let Some((k, TraceEvent::Nat { before, after, .. })) = nat {
+                            consumed_nat[k] = true;
+                            let _ = write!(line, " {}", nat_change(before, after));
                         }
                     }
-                    None => {}
+                    if matches!(r.target, Target::Drop | Target::Reject(_)) {
+                        last_drop = Some(format!("{} {cname} rule {}", table.name(), rule + 1));
+                    }
                 }
                 out.push(line);
             }

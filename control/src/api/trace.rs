@@ -115,7 +115,8 @@ fn install(control: &Control, req: &Request) -> Result<Installation, String> {
 fn client_gone(conn: &mut UnixStream) -> bool {
     let mut b = [0u8; 64];
     match conn.read(&mut b) {
-        Ok(_) => true,
+        // 0: closed; more: the client asks to stop.
+        Ok(_n) => true,
         Err(e) => !matches!(
             e.kind(),
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
