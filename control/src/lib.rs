@@ -7,6 +7,7 @@ pub mod config;
 pub mod demo;
 pub mod doctor;
 pub mod error;
+pub mod explain;
 pub mod lab;
 pub mod labtool;
 pub mod netdb;
@@ -14,6 +15,7 @@ pub mod parse;
 pub mod run;
 pub mod save;
 pub mod service;
+pub mod trace;
 
 use std::path::Path;
 

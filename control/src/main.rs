@@ -158,6 +158,61 @@ enum Command {
         #[command(flatten)]
         gateway: GatewayArgs,
     },
+    /// Follow the next packets matching MATCH through the running gateway:
+    /// each table, chain and rule they pass (rules as iptables-save prints
+    /// them), their conntrack state and why (e.g. INVALID and the reason),
+    /// the NAT applied and the verdict. Ends after --count packets or on
+    /// Ctrl-C.
+    ///
+    /// MATCH is iptables match syntax, e.g. `-p tcp -s 192.168.10.2 --dport
+    /// 80` or `-i lan0 -o wan0 -m conntrack --ctstate INVALID` (checked on
+    /// the packet as it arrived, with its conntrack state and output
+    /// interface); none: every packet. --count, --config and --socket may
+    /// stand anywhere.
+    Trace {
+        /// Packets to trace, then stop (1-10000).
+        #[arg(long, value_name = "N", default_value_t = xdpgw_control::trace::DEFAULT_COUNT)]
+        count: u32,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+        /// The packets to trace, in iptables match syntax.
+        #[arg(
+            value_name = "MATCH",
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        words: Vec<String>,
+    },
+    /// What the gateway would do with a described packet, offline and
+    /// without root: the same text as `xdpgw trace` prints, from the real
+    /// pipeline of a gateway built from the configuration (interfaces,
+    /// addresses, routes) and its rules (or --rules).
+    ///
+    /// The packet is described in iptables match syntax: -i IFACE, -s ADDR,
+    /// -d ADDR, -p PROTO, for TCP/UDP --dport PORT [--sport PORT] (default
+    /// 40000), for TCP [--tcp-flags MASK COMP | --syn] (default SYN, or ACK
+    /// for ESTABLISHED), for ICMP [--icmp-type TYPE] (default
+    /// echo-request), [-m dscp --dscp N]. --state ESTABLISHED or INVALID
+    /// first opens the connection through the same gateway (the first
+    /// packet, its answer and for TCP the handshake's ACK) and says so;
+    /// NEW (the default) starts from an empty conntrack table. --config,
+    /// --rules and --state may stand anywhere.
+    Explain {
+        /// The appliance configuration (TOML): interfaces, addresses,
+        /// routes, and the rules unless --rules is given.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The rules to use instead of the configuration's.
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+        /// The packet, in iptables match syntax (and --state NEW|ESTABLISHED|INVALID).
+        #[arg(
+            value_name = "PACKET",
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        words: Vec<String>,
+    },
     /// Run the gateway: take over the configuration's interfaces with
     /// AF_XDP, load its rules, forward. Prints a line starting with `ready`
     /// when every interface forwards; SIGINT/SIGTERM stop it (detaching its
@@ -410,6 +465,16 @@ fn main() -> ExitCode {
                 .opt("dst", dst)
                 .opt("state", state),
         ),
+        Command::Trace {
+            count,
+            gateway,
+            words,
+        } => trace(count, gateway, words),
+        Command::Explain {
+            config,
+            rules,
+            words,
+        } => explain(config, rules, words),
         Command::Conntrack {
             dump: _,
             delete,
@@ -441,6 +506,143 @@ fn main() -> ExitCode {
                     .opt("dst", dst)
                     .opt("state", state),
             )
+        }
+    }
+}
+
+/// Takes `--NAME VALUE` (or `--NAME=VALUE`) out of `words`, wherever it
+/// stands; the last one counts.
+fn take_option(words: &mut Vec<String>, name: &str) -> Result<Option<String>, String> {
+    let mut found = None;
+    let mut i = 0;
+    while i < words.len() {
+        if words[i] == name {
+            if i + 1 >= words.len() {
+                return Err(format!("option {name} needs a value"));
+            }
+            found = Some(words.remove(i + 1));
+            words.remove(i);
+        } else if let Some(v) = words[i].strip_prefix(&format!("{name}=")) {
+            found = Some(v.to_string());
+            words.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+    Ok(found)
+}
+
+fn trace(count: u32, mut gateway: GatewayArgs, mut words: Vec<String>) -> ExitCode {
+    let taken = (|| -> Result<Option<String>, String> {
+        if let Some(c) = take_option(&mut words, "--config")? {
+            gateway.config = Some(c.into());
+        }
+        if let Some(s) = take_option(&mut words, "--socket")? {
+            gateway.socket = Some(s.into());
+        }
+        take_option(&mut words, "--count")
+    })();
+    let count = match taken {
+        Ok(None) => count,
+        Ok(Some(c)) => match c.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => {
+                eprintln!("xdpgw: bad value '{c}' for --count: a number of packets");
+                return ExitCode::FAILURE;
+            }
+        },
+        Err(e) => {
+            eprintln!("xdpgw: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if count == 0 || count > xdpgw_dataplane::trace::MAX_COUNT {
+        eprintln!(
+            "xdpgw: bad value '{count}' for --count: 1-{}",
+            xdpgw_dataplane::trace::MAX_COUNT
+        );
+        return ExitCode::FAILURE;
+    }
+    // The same syntax and errors as the gateway will apply: checked here
+    // first, without a round trip.
+    if let Err(e) = xdpgw_control::trace::parse_match(&words) {
+        eprintln!("xdpgw: trace MATCH {e}");
+        return ExitCode::FAILURE;
+    }
+    let path = match api::socket_path(gateway.socket.as_deref(), gateway.config.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("xdpgw: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut req = Request::new("trace").arg("count", count.to_string());
+    for w in words {
+        req = req.arg("word", w);
+    }
+    let result = api::Client::connect(&path).and_then(|mut c| {
+        c.stream(&req, |line| {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        })
+    });
+    match result {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err((message, body))) => {
+            for l in body {
+                eprintln!("{l}");
+            }
+            eprintln!("xdpgw: {message}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("xdpgw: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn explain(config: Option<PathBuf>, rules: Option<PathBuf>, mut words: Vec<String>) -> ExitCode {
+    let result = (|| -> Result<Vec<String>, String> {
+        let config = match take_option(&mut words, "--config")? {
+            Some(c) => PathBuf::from(c),
+            None => config.ok_or(
+                "explain needs --config FILE.toml: the gateway's interfaces, addresses and routes",
+            )?,
+        };
+        let rules = take_option(&mut words, "--rules")?
+            .map(PathBuf::from)
+            .or(rules);
+        let (state, words) = xdpgw_control::explain::split_state(&words)?;
+        let state = state
+            .map(|s| xdpgw_control::explain::PrepState::parse(&s))
+            .transpose()?;
+        let cfg = xdpgw_control::config::Config::load(&config).map_err(|e| e.to_string())?;
+        let file = rules.unwrap_or_else(|| cfg.rules.clone());
+        let set = load_rules(&file).map_err(|e| {
+            format!(
+                "{e}\n{}: {} error{}; nothing loaded",
+                file.display(),
+                e.len(),
+                if e.len() == 1 { "" } else { "s" }
+            )
+        })?;
+        xdpgw_control::explain::explain(&cfg, set, &words, state)
+    })();
+    match result {
+        Ok(lines) => {
+            let mut out = std::io::stdout().lock();
+            for l in lines {
+                if writeln!(out, "{l}").is_err() {
+                    break;
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("xdpgw: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -841,7 +841,9 @@ impl CMatch {
 }
 
 impl CRule {
-    #[inline]
+    // Always: the evaluator's loop is the hot path, and the trace filter
+    // calling it too must not make the compiler outline it there.
+    #[inline(always)]
     pub fn matches(&self, p: &PacketView, limits: &[LimitBucket], now: u64) -> bool {
         self.src.matches(p.src)
             && self.dst.matches(p.dst)
@@ -865,6 +867,21 @@ impl CompiledRuleSet {
         st: &mut EvalState,
         now: u64,
     ) -> Verdict {
+        self.eval_observed(table, hook, p, st, now, &mut ())
+    }
+
+    /// [`CompiledRuleSet::eval`], telling `obs` every rule that matched, every
+    /// user chain left at its end and the policy that decided (packet
+    /// tracing). With `()` it is `eval`: the calls compile to nothing.
+    pub fn eval_observed<O: EvalObserver>(
+        &self,
+        table: Table,
+        hook: Hook,
+        p: &mut PacketView,
+        st: &mut EvalState,
+        now: u64,
+        obs: &mut O,
+    ) -> Verdict {
         let Some(t) = self.table(table) else {
             return Verdict::Accept;
         };
@@ -873,7 +890,7 @@ impl CompiledRuleSet {
         };
         if t.chains[usize::from(base)].rules.is_empty() {
             // The common case of an unused hook: straight to the policy.
-            return self.policy(t, base, p, st);
+            return self.policy(t, base, p, st, obs);
         }
         st.stack.clear();
         let mut chain = base;
@@ -882,13 +899,16 @@ impl CompiledRuleSet {
             let c = &t.chains[usize::from(chain)];
             let Some(rule) = c.rules.get(idx) else {
                 // End of chain: back to the caller, or the built-in's policy.
+                if c.policy.is_none() {
+                    obs.chain_end(chain);
+                }
                 match st.stack.pop() {
                     Some((ch, i)) if c.policy.is_none() => {
                         chain = ch;
                         idx = i as usize;
                         continue;
                     }
-                    _ => return self.policy(t, base, p, st),
+                    _ => return self.policy(t, base, p, st, obs),
                 }
             };
             idx += 1;
@@ -896,6 +916,7 @@ impl CompiledRuleSet {
                 continue;
             }
             st.count(rule.counter, p.len);
+            obs.rule(chain, idx - 1);
             match &rule.target {
                 CTarget::Continue => {}
                 CTarget::Accept => return Verdict::Accept,
@@ -906,7 +927,7 @@ impl CompiledRuleSet {
                         chain = ch;
                         idx = i as usize;
                     }
-                    None => return self.policy(t, base, p, st),
+                    None => return self.policy(t, base, p, st, obs),
                 },
                 CTarget::Jump(to) => {
                     if st.stack.len() == st.stack.capacity() {
@@ -942,14 +963,45 @@ impl CompiledRuleSet {
         }
     }
 
-    fn policy(&self, t: &CTable, base: u16, p: &PacketView, st: &mut EvalState) -> Verdict {
+    fn policy<O: EvalObserver>(
+        &self,
+        t: &CTable,
+        base: u16,
+        p: &PacketView,
+        st: &mut EvalState,
+        obs: &mut O,
+    ) -> Verdict {
         let c = &t.chains[usize::from(base)];
         st.count(c.counter, p.len);
-        match c.policy {
+        let v = match c.policy {
             Some(Policy::Drop) => Verdict::PolicyDrop,
             _ => Verdict::Accept,
-        }
+        };
+        obs.policy(base, v);
+        v
     }
+}
+
+/// What [`CompiledRuleSet::eval_observed`] reports while it walks the
+/// chains; chains are indices into the table's chains, rules into the
+/// chain's rules (both as in the [`RuleSet`] the set was compiled from).
+pub trait EvalObserver {
+    /// A rule matched (whatever its target: terminal, jump, LOG, ...).
+    fn rule(&mut self, chain: u16, rule: usize);
+    /// A user chain ended without a verdict: back to its caller.
+    fn chain_end(&mut self, chain: u16);
+    /// The built-in chain's policy decided.
+    fn policy(&mut self, chain: u16, verdict: Verdict);
+}
+
+/// No observer: what plain [`CompiledRuleSet::eval`] uses.
+impl EvalObserver for () {
+    #[inline(always)]
+    fn rule(&mut self, _: u16, _: usize) {}
+    #[inline(always)]
+    fn chain_end(&mut self, _: u16) {}
+    #[inline(always)]
+    fn policy(&mut self, _: u16, _: Verdict) {}
 }
 
 /// An address as the compiled tests take it.
@@ -1142,6 +1194,74 @@ mod tests {
             rs.eval(Table::Nat, Hook::Prerouting, &mut p, &mut st, 0),
             Verdict::Accept
         );
+    }
+
+    /// What an observer saw: `(kind, chain, rule)`.
+    #[derive(Default)]
+    struct Seen(Vec<(&'static str, u16, usize)>);
+
+    impl EvalObserver for Seen {
+        fn rule(&mut self, chain: u16, rule: usize) {
+            self.0.push(("rule", chain, rule));
+        }
+        fn chain_end(&mut self, chain: u16) {
+            self.0.push(("end", chain, 0));
+        }
+        fn policy(&mut self, chain: u16, v: Verdict) {
+            let kind = if v == Verdict::PolicyDrop {
+                "policy drop"
+            } else {
+                "policy accept"
+            };
+            self.0.push((kind, chain, 0));
+        }
+    }
+
+    #[test]
+    fn an_observer_sees_every_matched_rule_chain_end_and_policy() {
+        let rs = traversal_set();
+        let mut st = EvalState::new(&rs);
+        let (fwd, a, b) = (1, 3, 4);
+        let mut run = |dport: u16| {
+            let mut seen = Seen::default();
+            let mut p = view(dport);
+            let v = rs.eval_observed(Table::Filter, Hook::Forward, &mut p, &mut st, 0, &mut seen);
+            // The same verdict as without an observer.
+            let mut q = view(dport);
+            assert_eq!(v, rs.eval(Table::Filter, Hook::Forward, &mut q, &mut st, 0));
+            (v, seen.0)
+        };
+        // Jump into A, LOG, RETURN, MARK, the policy.
+        assert_eq!(
+            run(22),
+            (
+                Verdict::PolicyDrop,
+                vec![
+                    ("rule", fwd, 0),
+                    ("rule", a, 0),
+                    ("rule", a, 1),
+                    ("rule", fwd, 2),
+                    ("policy drop", fwd, 0)
+                ]
+            )
+        );
+        // Goto B, B ends, and the policy decides.
+        assert_eq!(
+            run(24),
+            (
+                Verdict::PolicyDrop,
+                vec![("rule", fwd, 1), ("end", b, 0), ("policy drop", fwd, 0)]
+            )
+        );
+        assert_eq!(
+            run(80),
+            (Verdict::Accept, vec![("rule", fwd, 2), ("rule", fwd, 3)])
+        );
+        // An empty built-in chain: straight to its policy.
+        let mut seen = Seen::default();
+        let mut p = view(1);
+        rs.eval_observed(Table::Filter, Hook::Input, &mut p, &mut st, 0, &mut seen);
+        assert_eq!(seen.0, vec![("policy accept", 0, 0)]);
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! (`rule`, `classify`), wire views and rewrites (`wire`), flow keys
 //! (`flow`), connection tracking (`conntrack`), NAT (`nat`), routes and
 //! neighbours (`route`, `neigh`), the netfilter pipeline and its workers
-//! (`pipeline`), LOG (`log`), counted drop reasons (`drop`), and the AF_XDP
-//! ports (`port`, where all unsafe code lives). It does not depend on the
-//! control plane.
+//! (`pipeline`), packet tracing (`trace`), LOG (`log`), counted drop
+//! reasons (`drop`), and the AF_XDP ports (`port`, where all unsafe code
+//! lives). It does not depend on the control plane.
 #![deny(unsafe_code)]
 
 pub mod classify;
@@ -18,4 +18,5 @@ pub mod pipeline;
 pub mod port;
 pub mod route;
 pub mod rule;
+pub mod trace;
 pub mod wire;

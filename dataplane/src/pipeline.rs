@@ -33,6 +33,7 @@ use crate::nat::{self, Binding, Manip, Rng};
 use crate::neigh::{HoldQueue, Mac, NeighMap, Neighbours, BROADCAST};
 use crate::route::{RouteError, RouteTable};
 use crate::rule::{AddrRange, CtStates, Hook, Ipv4Net, RejectWith, RuleSet, Table};
+use crate::trace::{rules_id, PacketTrace, Recorder, TraceEvent, TraceSession, Tracer};
 use crate::wire::{self, Ipv4Info, L4};
 
 /// One interface the gateway owns.
@@ -86,6 +87,8 @@ pub struct Gateway {
     /// Indices handed to workers (their rule counter stripe). Relaxed: only
     /// uniqueness matters.
     worker_seq: AtomicUsize,
+    /// The running packet trace, if any (`xdpgw trace`).
+    pub tracer: Tracer,
 }
 
 impl Gateway {
@@ -109,6 +112,7 @@ impl Gateway {
             conntrack: Conntrack::new(cfg.conntrack),
             neigh: Neighbours::default(),
             worker_seq: AtomicUsize::new(0),
+            tracer: Tracer::default(),
         })
     }
 
@@ -288,6 +292,14 @@ pub struct Worker {
     gc_budget: usize,
     /// The neighbour table as of this batch.
     neigh: Arc<NeighMap>,
+    /// Packet tracing: the session as of this batch (None: no trace runs),
+    /// the tracer version it was loaded at, whether the current packet is
+    /// being recorded, its record and its view as it arrived.
+    trace: Option<Arc<TraceSession>>,
+    trace_version: u64,
+    tracing: bool,
+    trace_rec: Box<PacketTrace>,
+    trace_view: PacketView,
 }
 
 /// A parsed packet on its way through the hooks.
@@ -315,6 +327,11 @@ impl Worker {
             logs: LogRing::new(256),
             gc_budget: 256,
             neigh: gw.neigh.snapshot(),
+            trace: None,
+            trace_version: 0,
+            tracing: false,
+            trace_rec: PacketTrace::boxed(),
+            trace_view: PacketView::default(),
             gw,
         }
     }
@@ -343,6 +360,11 @@ impl Worker {
         if !Arc::ptr_eq(&current, &self.rules) {
             self.rules = Arc::clone(&current);
             self.eval = EvalState::for_worker(&self.rules, self.index);
+        }
+        let v = self.gw.tracer.version();
+        if v != self.trace_version {
+            self.trace_version = v;
+            self.trace = self.gw.tracer.session();
         }
     }
 
@@ -424,7 +446,13 @@ impl Worker {
         if info.fragment {
             return self.drop(DropReason::Ipv4Fragment);
         }
+        if self.trace.is_some() {
+            self.trace_begin(now, in_iface, &info);
+        }
         let a = self.prerouting(now, in_iface, frame, info, emit);
+        if self.tracing {
+            self.trace_end(now, a);
+        }
         match a {
             Action::Forward { .. } => self.stats.forwarded += 1,
             Action::Host { .. } => self.stats.host += 1,
@@ -488,9 +516,12 @@ impl Worker {
     /// Evaluates a table at a hook, recording LOG hits.
     fn run(&mut self, now: u64, table: Table, hook: Hook, p: &mut Pkt, frame: &[u8]) -> Verdict {
         self.eval.nlogs = 0;
-        let v = self
-            .rules
-            .eval(table, hook, &mut p.view, &mut self.eval, now);
+        let v = if self.tracing {
+            self.run_traced(now, table, hook, p)
+        } else {
+            self.rules
+                .eval(table, hook, &mut p.view, &mut self.eval, now)
+        };
         for i in 0..self.eval.nlogs {
             self.logs
                 .push(self.eval.logs[i], p.view.in_iface, p.view.out_iface, frame);
@@ -505,6 +536,9 @@ impl Worker {
         if p.view.notrack {
             p.conn = Conn::Untracked;
             p.ct_state = CtState::Untracked;
+            if self.tracing {
+                self.trace_rec.untracked();
+            }
         } else {
             let meta = meta_of(&p.info);
             let track = if verify && !l4_checksum_ok(frame, &p.info) {
@@ -513,6 +547,9 @@ impl Worker {
                 self.gw.conntrack.track(now, &meta)
             };
             self.stats.ct.count_track(&track, meta.tuple.proto);
+            if self.tracing {
+                self.trace_rec.conntrack(&track, meta.tuple.proto);
+            }
             let (conn, state) = match track {
                 Track::Existing {
                     dir, state, snap, ..
@@ -536,6 +573,7 @@ impl Worker {
     }
 
     /// Applies a connection's translation for a hook's manip.
+    #[inline(always)]
     fn translate(frame: &mut [u8], p: &mut Pkt, manip: Manip) {
         if let Some((orig, reply, st, dir, related)) = p.conn.nat() {
             let changed = if related {
@@ -617,7 +655,11 @@ impl Worker {
                 Verdict::Accept => {}
             }
         }
-        Self::translate(frame, p, manip);
+        if self.tracing {
+            self.translate_traced(frame, p, hook, manip);
+        } else {
+            Self::translate(frame, p, manip);
+        }
         Ok(())
     }
 
@@ -787,6 +829,9 @@ impl Worker {
             }
             None => match self.hold.hold(now, iface, hop, &frame[..len]) {
                 Ok(first) => {
+                    if self.tracing {
+                        self.trace_rec.push(TraceEvent::Held { iface, hop });
+                    }
                     if first {
                         self.arp_request(iface, hop, emit);
                     }
@@ -860,6 +905,9 @@ impl Worker {
             Ok(i) => i,
             Err(r) => return self.drop(r),
         };
+        if self.tracing {
+            self.trace_generated(&info);
+        }
         let Some(hop) = self.gw.routes.lookup(info.dst) else {
             return self.drop(DropReason::NoRoute);
         };
@@ -922,7 +970,11 @@ impl Worker {
         if let Some(frame) = buf.get_mut(..len) {
             // The scratch buffer is taken: an ARP request can only be built
             // after `output` (below), so it gets a sink that drops.
-            match self.output(now, frame, attached, &mut NoEmit) {
+            let action = self.output(now, frame, attached, &mut NoEmit);
+            if self.tracing {
+                self.trace_rec.generated_end(action);
+            }
+            match action {
                 Action::Forward { iface, len } => {
                     if let Some(f) = frame.get(..len) {
                         emit.emit(iface, f);
@@ -1034,6 +1086,76 @@ impl Worker {
                     self.icmp_error_from(now, frame, p, 3, code, 0, src, emit);
                 }
             }
+        }
+    }
+}
+
+/// Packet tracing (see [`crate::trace`]): only reached while a trace runs.
+impl Worker {
+    /// Starts recording a packet that may match the trace filter.
+    #[cold]
+    fn trace_begin(&mut self, now: u64, in_iface: u8, info: &Ipv4Info) {
+        let Some(s) = &self.trace else { return };
+        let view = view_of(info, Some(in_iface), None);
+        if !s.filter.may_match(&view, now) {
+            return;
+        }
+        let id = rules_id(&self.rules);
+        self.trace_rec
+            .begin(self.index as u32, id, &view, meta_of(info).tuple);
+        self.trace_view = view;
+        self.tracing = true;
+    }
+
+    /// Ends the record; the session keeps it if the whole filter matches.
+    #[cold]
+    fn trace_end(&mut self, now: u64, action: Action) {
+        self.tracing = false;
+        self.trace_rec.action = action;
+        if let Some(s) = &self.trace {
+            s.finish(&self.trace_rec, &self.trace_view, now);
+        }
+    }
+
+    /// Notes a packet the gateway generates in answer.
+    #[cold]
+    fn trace_generated(&mut self, info: &Ipv4Info) {
+        let (flags, icmp) = match info.l4info {
+            L4::Tcp(t) => (t.flags, None),
+            L4::Icmp(i) => (0, Some((i.ty, i.code))),
+            _ => (0, None),
+        };
+        self.trace_rec.generated(meta_of(info).tuple, flags, icmp);
+    }
+
+    /// [`Worker::run`]'s evaluation, recording each rule, chain end and
+    /// policy.
+    #[cold]
+    fn run_traced(&mut self, now: u64, table: Table, hook: Hook, p: &mut Pkt) -> Verdict {
+        let mut rec = Recorder {
+            rec: &mut self.trace_rec,
+            table,
+            hook,
+        };
+        let v = self
+            .rules
+            .eval_observed(table, hook, &mut p.view, &mut self.eval, now, &mut rec);
+        self.trace_rec.observe(&p.view);
+        v
+    }
+
+    /// [`Worker::translate`], recording a change.
+    #[cold]
+    fn translate_traced(&mut self, frame: &mut [u8], p: &mut Pkt, hook: Hook, manip: Manip) {
+        let before = meta_of(&p.info).tuple;
+        Self::translate(frame, p, manip);
+        let after = meta_of(&p.info).tuple;
+        if before != after {
+            self.trace_rec.push(TraceEvent::Nat {
+                hook,
+                before,
+                after,
+            });
         }
     }
 }

@@ -73,15 +73,31 @@
 //! its own, so other clients are answered meanwhile; it notices a client
 //! that left by reading from the connection (the client sends nothing more)
 //! and stops recording when its last listener is gone. See [`events`].
+//!
+//! # Streaming: `trace`
+//!
+//! `trace [count=N] [word=W ...]` (the `word`s, in order, are the match in
+//! iptables syntax, e.g. `word=-p word=tcp word=--dport word=80`; none:
+//! every packet; `count` defaults to 10, at most 10000) answers like any
+//! command, but its body arrives over time: the `OK` status line and a first
+//! body line saying what is traced come as soon as the trace is installed on
+//! the workers, then, for each traced packet, an empty line and the lines of
+//! its trace, and the `.` line when `count` packets have been shown. The
+//! client ends a trace early by closing the connection (or sending any
+//! line); the gateway then removes the trace within 200 ms. After a
+//! streaming response the connection is closed. Errors (a bad match, with
+//! `argument N:` naming the word, an interface the gateway does not have,
+//! another trace running) are ordinary `ERR` responses.
 
 pub mod events;
 pub mod metrics;
 pub mod reload;
 pub mod server;
 pub mod stats;
+pub mod trace;
 pub mod view;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -353,6 +369,51 @@ impl Client {
             .write_all(line.as_bytes())
             .map_err(|e| format!("control socket: {e}"))?;
         Response::read_from(&mut self.reader).map_err(|e| format!("control socket: {e}"))
+    }
+}
+
+impl Client {
+    /// Sends a request whose response streams (see "Streaming" above) and
+    /// hands each body line to `line` as it arrives, without a read timeout.
+    /// Gives the status (`Ok` for `OK`, `Err` with the message and body for
+    /// `ERR`).
+    pub fn stream(
+        &mut self,
+        req: &Request,
+        mut line: impl FnMut(&str),
+    ) -> Result<Result<(), (String, Vec<String>)>, String> {
+        let io = |e: std::io::Error| format!("control socket: {e}");
+        self.reader.get_ref().set_read_timeout(None).map_err(io)?;
+        let mut text = req.encode();
+        text.push('\n');
+        self.writer.write_all(text.as_bytes()).map_err(io)?;
+        let mut l = String::new();
+        if self.reader.read_line(&mut l).map_err(io)? == 0 {
+            return Err(
+                "control socket: the gateway closed the connection without answering".into(),
+            );
+        }
+        let status = l.trim_end_matches('\n').to_string();
+        if status != format!("{VERSION} OK") {
+            // An error: an ordinary response.
+            let mut rest = status.into_bytes();
+            rest.push(b'\n');
+            let mut r = std::io::Cursor::new(rest).chain(&mut self.reader);
+            let mut r = BufReader::new(&mut r);
+            let resp = Response::read_from(&mut r).map_err(io)?;
+            return Ok(Err((resp.message, resp.body)));
+        }
+        loop {
+            l.clear();
+            if self.reader.read_line(&mut l).map_err(io)? == 0 {
+                return Err("control socket: the gateway ended the stream early".into());
+            }
+            let body = l.trim_end_matches('\n');
+            if body == END {
+                return Ok(Ok(()));
+            }
+            line(body.strip_prefix('.').unwrap_or(body));
+        }
     }
 }
 

@@ -739,6 +739,13 @@ fn serve_connection(
             Ok(_) => {}
         }
         let text = line.trim_end_matches(['\n', '\r']);
+        if let Ok(req) = Request::decode(text) {
+            if req.command == "trace" {
+                // A streaming response: the connection is the trace's now.
+                super::trace::serve(control, &req, writer);
+                return None;
+            }
+        }
         let (resp, fatal) = match Request::decode(text) {
             Ok(req) if req.command == "ct-events" => return Some((req, reader, writer)),
             Ok(req) => (control.handle(&req), false),

@@ -1,0 +1,188 @@
+//! The `trace` command of the control socket: a streaming response (see
+//! the protocol in [`super`]). The connection is handed to a thread of its
+//! own, so that the socket keeps serving other commands while a trace runs;
+//! the trace is removed from the gateway when the count is reached, when
+//! the client goes away, and if that thread ends in any other way.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::Arc;
+use std::time::Duration;
+
+use xdpgw_dataplane::pipeline::Gateway;
+use xdpgw_dataplane::trace::{rules_id, TraceFilter, TraceSession};
+
+use super::server::Control;
+use super::{Request, Response, VERSION};
+use crate::trace::{format_packet, parse_match, TraceNames, DEFAULT_COUNT};
+
+/// The match words of a `trace` request, in order.
+pub fn words(req: &Request) -> Vec<String> {
+    req.args
+        .iter()
+        .filter(|(k, _)| k == "word")
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+/// Removes the session from the gateway when dropped.
+struct Installed {
+    gw: Arc<Gateway>,
+    session: Arc<TraceSession>,
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        self.gw.tracer.stop(&self.session);
+    }
+}
+
+/// Answers a `trace` request on `conn`: an error response, or `OK` and the
+/// stream from a thread of its own.
+pub fn serve(control: &Control, req: &Request, mut conn: UnixStream) {
+    match install(control, req) {
+        Err(msg) => {
+            let _ = Response::err(msg, vec![]).write_to(&mut conn);
+        }
+        Ok((installed, rx, names, count, shown)) => {
+            std::thread::spawn(move || {
+                let _ = stream(installed, rx, &names, count, &shown, conn);
+            });
+        }
+    }
+}
+
+type Installation = (
+    Installed,
+    std::sync::mpsc::Receiver<xdpgw_dataplane::trace::PacketTrace>,
+    TraceNames,
+    u32,
+    String,
+);
+
+fn install(control: &Control, req: &Request) -> Result<Installation, String> {
+    let words = words(req);
+    let count = match req.get("count") {
+        None => DEFAULT_COUNT,
+        Some(c) => c
+            .parse::<u32>()
+            .map_err(|_| format!("bad count '{c}': a number of packets"))?,
+    };
+    let rule = parse_match(&words).map_err(|e| format!("trace MATCH {e}"))?;
+    for i in [&rule.in_iface, &rule.out_iface].into_iter().flatten() {
+        if !i.value.is_wildcard() && !control.names.contains(&i.value.name) {
+            return Err(format!(
+                "trace MATCH: '{}' is not an interface of this gateway ({})",
+                i.value.name,
+                control.names.join(", ")
+            ));
+        }
+    }
+    let ifaces: Vec<&str> = control.names.iter().map(String::as_str).collect();
+    let filter = TraceFilter::new(&rule, &ifaces).map_err(|e| e.to_string())?;
+    // The rule set the workers run, and the one it was compiled from, taken
+    // together: a reload installs under the same lock.
+    let (rules, id) = {
+        let st = control.state.lock().unwrap_or_else(|e| e.into_inner());
+        (st.clone(), rules_id(&control.gw.rules()))
+    };
+    let (session, rx) = control
+        .gw
+        .tracer
+        .start(filter, count)
+        .map_err(|e| e.to_string())?;
+    let installed = Installed {
+        gw: Arc::clone(&control.gw),
+        session,
+    };
+    let names = TraceNames {
+        ifaces: control.names.clone(),
+        rules,
+        rules_id: id,
+    };
+    let shown = if words.is_empty() {
+        "any packet".to_string()
+    } else {
+        format!("'{}'", words.join(" "))
+    };
+    Ok((installed, rx, names, count, shown))
+}
+
+/// Whether the client closed the connection (or sent anything: a request
+/// to stop).
+fn client_gone(conn: &mut UnixStream) -> bool {
+    let mut b = [0u8; 64];
+    match conn.read(&mut b) {
+        // 0: closed; more: the client asks to stop.
+        Ok(_n) => true,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+fn send_line(conn: &mut UnixStream, line: &str) -> std::io::Result<()> {
+    let mut out = String::with_capacity(line.len() + 2);
+    if line.starts_with('.') {
+        out.push('.');
+    }
+    out.push_str(line);
+    out.push('\n');
+    conn.write_all(out.as_bytes())
+}
+
+/// Streams the trace to the client; `installed` is removed before the
+/// final `.`, so that a client that saw the end finds no trace running.
+fn stream(
+    installed: Installed,
+    rx: std::sync::mpsc::Receiver<xdpgw_dataplane::trace::PacketTrace>,
+    names: &TraceNames,
+    count: u32,
+    shown: &str,
+    mut conn: UnixStream,
+) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_millis(1)))?;
+    conn.write_all(format!("{VERSION} OK\n").as_bytes())?;
+    send_line(
+        &mut conn,
+        &format!(
+            "tracing the next {count} packet{} matching {shown} (arriving on {}); the trace ends when the client closes the connection",
+            if count == 1 { "" } else { "s" },
+            names.ifaces.join(", ")
+        ),
+    )?;
+    conn.flush()?;
+    let mut got = 0u32;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(t) => {
+                got += 1;
+                send_line(&mut conn, "")?;
+                for l in format_packet(got as usize, &t, names) {
+                    send_line(&mut conn, &l)?;
+                }
+                conn.flush()?;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        let lost = installed.session.lost();
+        if got + lost >= count {
+            if lost > 0 {
+                send_line(
+                    &mut conn,
+                    &format!("{lost} more matching packets were not shown: the reader fell behind"),
+                )?;
+            }
+            break;
+        }
+        if client_gone(&mut conn) {
+            return Ok(());
+        }
+    }
+    drop(installed);
+    conn.write_all(b".\n")?;
+    conn.flush()
+}

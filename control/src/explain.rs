@@ -1,0 +1,699 @@
+//! `xdpgw explain`: what the gateway would do with a described packet,
+//! offline and without root. The packet is described in iptables match
+//! syntax (`-i lan0 -p tcp -s 192.168.10.2 -d 203.0.113.254 --dport 80`),
+//! built as a frame, and run through the real pipeline of a gateway made
+//! from the configuration (interfaces, addresses, routes) and its rules,
+//! with the tracer on: the text is the same as `xdpgw trace` prints.
+//!
+//! `--state ESTABLISHED` (or `INVALID`) first opens the connection through
+//! the same gateway, silently: the first packet from the described source,
+//! the answer from the destination (to the address the gateway translated
+//! to) and, for TCP, the handshake's ACK; the described packet then meets
+//! that connection (by default with ACK for ESTABLISHED and SYN for INVALID,
+//! the SYN of a port pair still in the table).
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use xdpgw_dataplane::conntrack::{ConntrackConfig, CtState};
+use xdpgw_dataplane::flow::{Tuple, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+use xdpgw_dataplane::neigh::Mac;
+use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, GatewayConfig, IfaceConfig, Worker};
+use xdpgw_dataplane::rule::{CtStates, IcmpType, Match, Rule, RuleSet, Target};
+use xdpgw_dataplane::trace::{rules_id, PacketTrace, TraceEvent, TraceFilter};
+use xdpgw_dataplane::wire::{self, checksum, L4};
+
+use crate::config::Config;
+use crate::error::RuleErrorKind;
+use crate::trace::{ct_name, format_packet, parse_match_at, MatchError, TraceNames};
+
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const ACK: u8 = 0x10;
+
+/// The connection state `--state` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrepState {
+    New,
+    Established,
+    Invalid,
+}
+
+impl PrepState {
+    pub fn parse(s: &str) -> Result<PrepState, String> {
+        match s.to_ascii_uppercase().as_str() {
+            "NEW" => Ok(PrepState::New),
+            "ESTABLISHED" => Ok(PrepState::Established),
+            "INVALID" => Ok(PrepState::Invalid),
+            "RELATED" => Err(
+                "--state RELATED is not supported by explain yet (it needs the ICMP error's quoted connection); NEW, ESTABLISHED or INVALID".into(),
+            ),
+            _ => Err(format!(
+                "bad value '{s}' for --state: NEW, ESTABLISHED or INVALID"
+            )),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            PrepState::New => "NEW",
+            PrepState::Established => "ESTABLISHED",
+            PrepState::Invalid => "INVALID",
+        }
+    }
+}
+
+/// A packet to build: addresses and ports (ICMP queries: the id in both).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketSpec {
+    pub in_iface: u8,
+    pub tuple: Tuple,
+    pub tcp_flags: u8,
+    pub seq: u32,
+    pub ack: u32,
+    /// ICMP type and code.
+    pub icmp: (u8, u8),
+    pub tos: u8,
+}
+
+/// The MAC the gateway's interface `k` gets in an offline gateway.
+pub fn iface_mac(k: usize) -> Mac {
+    [0x02, 0, 0, 0, 0x01, k as u8 + 1]
+}
+
+/// The MAC of every host around an offline gateway.
+pub const PEER_MAC: Mac = [0x02, 0, 0, 0, 0xee, 0x01];
+
+/// An Ethernet frame carrying the packet, to interface `to`'s MAC, with
+/// valid checksums.
+pub fn build_frame(p: &PacketSpec, to: Mac) -> Vec<u8> {
+    let t = &p.tuple;
+    let l4: Vec<u8> = match t.proto {
+        IPPROTO_TCP => {
+            let mut s = Vec::with_capacity(20);
+            s.extend_from_slice(&t.sport.to_be_bytes());
+            s.extend_from_slice(&t.dport.to_be_bytes());
+            s.extend_from_slice(&p.seq.to_be_bytes());
+            s.extend_from_slice(&p.ack.to_be_bytes());
+            s.push(5 << 4);
+            s.push(p.tcp_flags);
+            s.extend_from_slice(&64240u16.to_be_bytes());
+            s.extend_from_slice(&[0, 0, 0, 0]);
+            let c = checksum::l4(t.src, t.dst, IPPROTO_TCP, &s);
+            s[16..18].copy_from_slice(&c.to_be_bytes());
+            s
+        }
+        IPPROTO_UDP => {
+            let mut s = Vec::with_capacity(8);
+            s.extend_from_slice(&t.sport.to_be_bytes());
+            s.extend_from_slice(&t.dport.to_be_bytes());
+            s.extend_from_slice(&8u16.to_be_bytes());
+            s.extend_from_slice(&[0, 0]);
+            let c = checksum::l4(t.src, t.dst, IPPROTO_UDP, &s);
+            let c = if c == 0 { 0xffff } else { c };
+            s[6..8].copy_from_slice(&c.to_be_bytes());
+            s
+        }
+        IPPROTO_ICMP => {
+            let mut s = vec![p.icmp.0, p.icmp.1, 0, 0];
+            s.extend_from_slice(&t.sport.to_be_bytes());
+            s.extend_from_slice(&1u16.to_be_bytes());
+            s.extend_from_slice(b"xdpgw explain");
+            let c = checksum::finish(checksum::sum(&s));
+            s[2..4].copy_from_slice(&c.to_be_bytes());
+            s
+        }
+        _ => Vec::new(),
+    };
+    let total = 20 + l4.len();
+    let mut f = Vec::with_capacity(14 + total);
+    f.extend_from_slice(&to);
+    f.extend_from_slice(&PEER_MAC);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[1] = p.tos;
+    ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    ip[4..6].copy_from_slice(&1u16.to_be_bytes());
+    ip[6] = 0x40;
+    ip[8] = 64;
+    ip[9] = t.proto;
+    ip[12..16].copy_from_slice(&t.src.octets());
+    ip[16..20].copy_from_slice(&t.dst.octets());
+    let c = checksum::ipv4_header(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&l4);
+    f
+}
+
+/// A gateway made from a configuration and rules, with made-up MACs, its
+/// hosts' MACs known, and one worker.
+pub struct OfflineGateway {
+    pub gw: Arc<Gateway>,
+    pub worker: Worker,
+    pub names: TraceNames,
+    now: u64,
+    sink: Collect,
+}
+
+/// Frames the gateway generates (ARP, answers).
+#[derive(Default)]
+struct Collect(Vec<(u8, Vec<u8>)>);
+
+impl Emit for Collect {
+    fn emit(&mut self, iface: u8, frame: &[u8]) {
+        self.0.push((iface, frame.to_vec()));
+    }
+}
+
+impl OfflineGateway {
+    pub fn new(cfg: &Config, rules: RuleSet) -> Result<OfflineGateway, String> {
+        let gcfg = GatewayConfig {
+            ifaces: cfg
+                .interfaces
+                .iter()
+                .enumerate()
+                .map(|(k, i)| IfaceConfig {
+                    name: i.name.clone(),
+                    mac: iface_mac(k),
+                    addr: i.addr,
+                    prefix: i.prefix,
+                    mtu: 1500,
+                })
+                .collect(),
+            routes: cfg.routes.clone(),
+            conntrack: ConntrackConfig {
+                max_entries: 4096,
+                shards: 16,
+                ..ConntrackConfig::for_memory(8 << 30)
+            },
+        };
+        let gw = Arc::new(Gateway::new(gcfg, &rules).map_err(|e| e.to_string())?);
+        let worker = Worker::new(Arc::clone(&gw), 1);
+        let names = TraceNames {
+            ifaces: cfg.interfaces.iter().map(|i| i.name.clone()).collect(),
+            rules_id: rules_id(&gw.rules()),
+            rules,
+        };
+        Ok(OfflineGateway {
+            gw,
+            worker,
+            names,
+            now: 1_000_000_000,
+            sink: Collect::default(),
+        })
+    }
+
+    /// Makes the next hop towards `addr` (and the host itself, on a
+    /// connected network) known with [`PEER_MAC`], so that nothing waits for
+    /// ARP.
+    pub fn know(&self, addr: Ipv4Addr) {
+        if let Some(hop) = self.gw.routes.lookup(addr) {
+            self.gw.neigh.learn(hop.iface, hop.addr, PEER_MAC);
+            self.gw.neigh.learn(hop.iface, addr, PEER_MAC);
+        }
+    }
+
+    /// Runs one packet through the pipeline; gives its action and the frame
+    /// as it left (for a forwarded one).
+    pub fn send(&mut self, p: &PacketSpec) -> (Action, Vec<u8>) {
+        let to = iface_mac(usize::from(p.in_iface));
+        let mut buf = build_frame(p, to);
+        let len = buf.len();
+        buf.resize(xdpgw_dataplane::pipeline::FRAME_SIZE, 0);
+        self.now += 1_000_000;
+        self.worker.begin_batch();
+        let a = self
+            .worker
+            .process(self.now, p.in_iface, &mut buf, len, &mut self.sink);
+        self.sink.0.clear();
+        let out = match a {
+            Action::Forward { len, .. } => buf[..len.min(buf.len())].to_vec(),
+            _ => Vec::new(),
+        };
+        (a, out)
+    }
+
+    /// Runs one packet with the tracer on; gives its trace.
+    pub fn trace(&mut self, p: &PacketSpec) -> Result<(Action, Vec<u8>, PacketTrace), String> {
+        let filter = TraceFilter::new(&Rule::new(Target::None), &[]).map_err(|e| e.to_string())?;
+        let (session, rx) = self.gw.tracer.start(filter, 1).map_err(|e| e.to_string())?;
+        let (a, out) = self.send(p);
+        self.gw.tracer.stop(&session);
+        self.worker.begin_batch();
+        let t = rx
+            .try_recv()
+            .map_err(|_| "the packet left no trace (it was not IPv4)".to_string())?;
+        Ok((a, out, t))
+    }
+}
+
+/// The tuple of a frame the gateway sent (after its NAT), and its
+/// interface.
+fn sent_tuple(frame: &[u8]) -> Option<Tuple> {
+    let info = wire::parse_ipv4(frame).ok()?;
+    let (sport, dport) = match info.l4info {
+        L4::Tcp(t) => (t.sport, t.dport),
+        L4::Udp { sport, dport } => (sport, dport),
+        L4::Icmp(i) => (i.id, i.id),
+        L4::Other => (0, 0),
+    };
+    Some(Tuple {
+        src: info.src,
+        dst: info.dst,
+        sport,
+        dport,
+        proto: info.proto,
+    })
+}
+
+fn bad(argument: u32, msg: impl Into<String>) -> MatchError {
+    MatchError {
+        argument,
+        kind: RuleErrorKind::Semantic(msg.into()),
+    }
+}
+
+/// The packet a match describes. `ifaces` are the gateway's interfaces.
+/// Every part must say one value: `-i`, `-s` and `-d` (single addresses),
+/// `-p`, and for TCP/UDP `--dport` (`--sport` defaults to 40000); TCP flags
+/// come from `--tcp-flags`/`--syn`, else from the state; ICMP is an echo
+/// request unless `--icmp-type` says otherwise. Also gives a state named by
+/// `-m state`/`-m conntrack`.
+pub fn packet_of(
+    rule: &Rule,
+    ifaces: &[String],
+    words: &[(u32, String)],
+) -> Result<(PacketSpec, Option<u8>, Option<PrepState>), MatchError> {
+    // Where an option stands among the words (errors point at it).
+    let at = |names: &[&str]| -> u32 {
+        words
+            .iter()
+            .find(|(_, w)| {
+                names
+                    .iter()
+                    .any(|n| w == n || w.starts_with(&format!("{n}=")))
+            })
+            .or(words.first())
+            .map_or(1, |w| w.0)
+    };
+    let whole = at(&[]);
+    let in_iface = match &rule.in_iface {
+        Some(i) if !i.invert && !i.value.is_wildcard() => ifaces
+            .iter()
+            .position(|n| *n == i.value.name)
+            .ok_or_else(|| {
+                bad(
+                    at(&["-i", "--in-interface"]),
+                    format!(
+                        "-i {}: not an interface of this gateway ({})",
+                        i.value.name,
+                        ifaces.join(", ")
+                    ),
+                )
+            })?,
+        Some(_) => {
+            return Err(bad(
+                at(&["-i", "--in-interface"]),
+                "-i must name one interface (no '!', no '+') to describe a packet",
+            ))
+        }
+        None => {
+            return Err(bad(
+                whole,
+                "explain needs -i IFACE: the interface the packet arrives on",
+            ))
+        }
+    };
+    if rule.out_iface.is_some() {
+        return Err(bad(
+            at(&["-o", "--out-interface"]),
+            "-o is decided by routing: leave it out of a described packet",
+        ));
+    }
+    let host = |n: &Option<xdpgw_dataplane::rule::Inv<xdpgw_dataplane::rule::Ipv4Net>>,
+                opt: &str,
+                long: &str|
+     -> Result<Ipv4Addr, MatchError> {
+        match n {
+            Some(a) if !a.invert && a.value.prefix_len() == Some(32) => Ok(a.value.addr()),
+            Some(_) => Err(bad(
+                at(&[opt, long]),
+                format!("{opt} must be one address (no '!', no network) to describe a packet"),
+            )),
+            None => Err(bad(whole, format!("explain needs {opt} ADDRESS"))),
+        }
+    };
+    let src = host(&rule.src, "-s", "--source")?;
+    let dst = host(&rule.dst, "-d", "--destination")?;
+    let proto = match rule.protocol {
+        Some(p) if !p.invert => p.value,
+        Some(_) => {
+            return Err(bad(
+                at(&["-p", "--protocol"]),
+                "-p must name one protocol (no '!')",
+            ))
+        }
+        None => {
+            return Err(bad(
+                whole,
+                "explain needs -p PROTOCOL (tcp, udp, icmp, ...)",
+            ))
+        }
+    };
+    let mut sport = None;
+    let mut dport = None;
+    let mut flags = None;
+    let mut icmp = (8u8, 0u8);
+    let mut tos = 0u8;
+    let mut state = None;
+    let single = |r: &Option<xdpgw_dataplane::rule::Inv<xdpgw_dataplane::rule::PortRange>>,
+                  opt: &str|
+     -> Result<Option<u16>, MatchError> {
+        match r {
+            None => Ok(None),
+            Some(p) if !p.invert && p.value.lo == p.value.hi => Ok(Some(p.value.lo)),
+            Some(_) => Err(bad(
+                at(&[
+                    opt,
+                    if opt == "--sport" {
+                        "--source-port"
+                    } else {
+                        "--destination-port"
+                    },
+                ]),
+                format!("{opt} must be one port (no '!', no range) to describe a packet"),
+            )),
+        }
+    };
+    for m in &rule.matches {
+        match m {
+            Match::Tcp(t) => {
+                sport = single(&t.ports.sport, "--sport")?;
+                dport = single(&t.ports.dport, "--dport")?;
+                if let Some(f) = t.flags {
+                    if f.invert {
+                        return Err(bad(whole, "--tcp-flags with '!' says no flags"));
+                    }
+                    flags = Some(f.value.comp);
+                }
+            }
+            Match::Udp(u) => {
+                sport = single(&u.sport, "--sport")?;
+                dport = single(&u.dport, "--dport")?;
+            }
+            Match::Icmp(i) => match i.value {
+                IcmpType::Type { ty, code_lo, .. } if !i.invert => icmp = (ty, code_lo),
+                _ => {
+                    return Err(bad(
+                        whole,
+                        "--icmp-type must name one type (no '!', not 'any')",
+                    ))
+                }
+            },
+            Match::Conntrack(s) | Match::State(s) => {
+                let one = [
+                    (CtStates::NEW, PrepState::New),
+                    (CtStates::ESTABLISHED, PrepState::Established),
+                    (CtStates::INVALID, PrepState::Invalid),
+                ]
+                .into_iter()
+                .find(|(b, _)| s.value.0 == *b);
+                match one {
+                    Some((_, st)) if !s.invert => state = Some(st),
+                    _ => {
+                        return Err(bad(
+                            whole,
+                            "the state must be one of NEW, ESTABLISHED, INVALID (no '!')",
+                        ))
+                    }
+                }
+            }
+            Match::Dscp(d) if !d.invert => tos = d.value << 2,
+            Match::Comment(_) => {}
+            other => {
+                return Err(bad(
+                    whole,
+                    format!(
+                        "-m {} does not describe a packet; explain takes -i, -s, -d, -p, --sport, --dport, --tcp-flags/--syn, --icmp-type, --state, --dscp",
+                        other.name()
+                    ),
+                ))
+            }
+        }
+    }
+    let ports = proto == IPPROTO_TCP || proto == IPPROTO_UDP;
+    let (sport, dport) = if ports {
+        match dport {
+            Some(d) => (sport.unwrap_or(40000), d),
+            None => return Err(bad(whole, "explain needs --dport PORT")),
+        }
+    } else if proto == IPPROTO_ICMP {
+        (1, 1)
+    } else {
+        (0, 0)
+    };
+    let spec = PacketSpec {
+        in_iface: in_iface as u8,
+        tuple: Tuple {
+            src,
+            dst,
+            sport,
+            dport,
+            proto,
+        },
+        tcp_flags: 0,
+        seq: 1000,
+        ack: 0,
+        icmp,
+        tos,
+    };
+    Ok((spec, flags, state))
+}
+
+/// What `explain` prints: the preparation (if any) and the packet's trace.
+pub fn explain(
+    cfg: &Config,
+    rules: RuleSet,
+    words: &[(u32, String)],
+    state: Option<PrepState>,
+) -> Result<Vec<String>, String> {
+    let rule = parse_match_at(words).map_err(|e| format!("explain PACKET {e}"))?;
+    let mut gw = OfflineGateway::new(cfg, rules)?;
+    let (mut spec, flags, named) =
+        packet_of(&rule, &gw.names.ifaces, words).map_err(|e| format!("explain PACKET {e}"))?;
+    let state = match (state, named) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(format!(
+                "--state {} and the match's state {} disagree",
+                a.name(),
+                b.name()
+            ))
+        }
+        (a, b) => a.or(b).unwrap_or(PrepState::New),
+    };
+    spec.tcp_flags = flags.unwrap_or(match state {
+        PrepState::Established => ACK,
+        PrepState::New => SYN,
+        // Not allowed from the opening side of an established connection.
+        PrepState::Invalid => SYN | ACK,
+    });
+    gw.know(spec.tuple.src);
+    gw.know(spec.tuple.dst);
+    for a in dnat_targets(&gw.names.rules) {
+        gw.know(a);
+    }
+    let mut out = Vec::new();
+    if state != PrepState::New {
+        out.extend(prepare(&mut gw, &mut spec, state)?);
+    }
+    let (_, _, t) = gw.trace(&spec)?;
+    out.extend(format_packet(1, &t, &gw.names));
+    let judged = t.events().iter().find_map(|e| match e {
+        TraceEvent::Conntrack { state, .. } => Some(*state),
+        _ => None,
+    });
+    let wanted = match state {
+        PrepState::New => CtState::New,
+        PrepState::Established => CtState::Established,
+        PrepState::Invalid => CtState::Invalid,
+    };
+    if let Some(j) = judged.filter(|j| *j != wanted) {
+        out.push(format!(
+            "note: asked for {}, but conntrack judged this packet {}",
+            state.name(),
+            ct_name(j)
+        ));
+    }
+    Ok(out)
+}
+
+/// The addresses DNAT sends to: their next hops are made known too.
+fn dnat_targets(set: &RuleSet) -> Vec<Ipv4Addr> {
+    set.tables
+        .iter()
+        .flat_map(|t| t.chains.iter())
+        .flat_map(|c| c.rules.iter())
+        .filter_map(|r| match &r.target {
+            Target::Dnat(n) => n.addrs.map(|a| a.lo),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Opens the connection the described packet belongs to (see the module).
+fn prepare(
+    gw: &mut OfflineGateway,
+    spec: &mut PacketSpec,
+    state: PrepState,
+) -> Result<Vec<String>, String> {
+    let t = spec.tuple;
+    let tcp = t.proto == IPPROTO_TCP;
+    let opener = PacketSpec {
+        tcp_flags: if tcp { SYN } else { 0 },
+        seq: 1000,
+        ack: 0,
+        icmp: if t.proto == IPPROTO_ICMP {
+            (8, 0)
+        } else {
+            spec.icmp
+        },
+        ..*spec
+    };
+    let (a, out, trace) = gw.trace(&opener)?;
+    let failed = |what: &str, trace: &PacketTrace, gw: &OfflineGateway| {
+        let mut lines = vec![format!(
+            "cannot prepare {}: {what}; its trace:",
+            state.name()
+        )];
+        lines.extend(format_packet(1, trace, &gw.names));
+        lines.join("\n")
+    };
+    let Action::Forward { iface, .. } = a else {
+        return Err(failed(
+            "the connection's first packet is not forwarded",
+            &trace,
+            gw,
+        ));
+    };
+    let Some(sent) = sent_tuple(&out) else {
+        return Err(failed("the first packet left unreadable", &trace, gw));
+    };
+    let mut steps = vec![if tcp {
+        "SYN".to_string()
+    } else {
+        "a first packet".into()
+    }];
+    // The answer, from where the packet went, to the address it came from.
+    let back = sent.invert();
+    let reply = PacketSpec {
+        in_iface: iface,
+        tuple: back,
+        tcp_flags: if tcp { SYN | ACK } else { 0 },
+        seq: 5000,
+        ack: 1001,
+        icmp: (0, 0),
+        tos: 0,
+    };
+    let from_gateway = gw.gw.local_iface(t.dst).is_some() && t.proto == IPPROTO_ICMP;
+    if !from_gateway {
+        gw.know(back.src);
+        let (ra, _, rtrace) = gw.trace(&reply)?;
+        if !matches!(ra, Action::Forward { .. }) {
+            return Err(failed("the answer does not get back", &rtrace, gw));
+        }
+        steps.push(if tcp {
+            "SYN,ACK".into()
+        } else {
+            "its answer".into()
+        });
+    } else {
+        steps.push("the gateway's echo reply".into());
+    }
+    if tcp {
+        let third = PacketSpec {
+            tcp_flags: ACK,
+            seq: 1001,
+            ack: 5001,
+            ..*spec
+        };
+        let (ta, _, ttrace) = gw.trace(&third)?;
+        if !matches!(ta, Action::Forward { .. }) {
+            return Err(failed(
+                "the handshake's ACK does not get through",
+                &ttrace,
+                gw,
+            ));
+        }
+        steps.push("ACK".into());
+        spec.seq = 1001;
+        spec.ack = if spec.tcp_flags & ACK != 0 { 5001 } else { 0 };
+        if spec.tcp_flags & SYN != 0 && spec.tcp_flags & ACK == 0 {
+            spec.seq = 2000;
+        }
+        if spec.tcp_flags & RST != 0 && spec.tcp_flags & ACK == 0 {
+            spec.ack = 0;
+        }
+    }
+    Ok(vec![format!(
+        "conntrack prepared for {}: {} {} > {} opened through this gateway first ({}); then the described packet:",
+        state.name(),
+        describe_proto(t.proto),
+        endpoint_text(&t, true),
+        endpoint_text(&t, false),
+        steps.join(", "),
+    )])
+}
+
+fn describe_proto(p: u8) -> String {
+    crate::netdb::protocol_name(p)
+}
+
+fn endpoint_text(t: &Tuple, src: bool) -> String {
+    let (a, p) = if src {
+        (t.src, t.sport)
+    } else {
+        (t.dst, t.dport)
+    };
+    if t.proto == IPPROTO_TCP || t.proto == IPPROTO_UDP {
+        format!("{a}:{p}")
+    } else {
+        a.to_string()
+    }
+}
+
+/// Words with their positions (1-based) among the words given.
+pub type Positioned = Vec<(u32, String)>;
+
+/// Splits `explain`'s words into its own `--state VALUE` (unless the words
+/// load `-m state`, whose `--state` it is) and the match words, each with
+/// its position (1-based) among the words given.
+pub fn split_state(words: &[String]) -> Result<(Option<String>, Positioned), String> {
+    let has_state_match = words
+        .windows(2)
+        .any(|w| (w[0] == "-m" || w[0] == "--match") && w[1] == "state");
+    let mut state = None;
+    let mut rest = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let w = &words[i];
+        if !has_state_match && (w == "--state" || w.starts_with("--state=")) {
+            let v = match w.strip_prefix("--state=") {
+                Some(v) => v.to_string(),
+                None => {
+                    i += 1;
+                    words
+                        .get(i)
+                        .cloned()
+                        .ok_or("option --state needs a value")?
+                }
+            };
+            state = Some(v);
+        } else {
+            rest.push((i as u32 + 1, w.clone()));
+        }
+        i += 1;
+    }
+    Ok((state, rest))
+}

@@ -1,0 +1,607 @@
+//! Packet tracing (`xdpgw trace`, `xdpgw explain`): for packets matching a
+//! filter, every table, chain and rule they pass, their conntrack state and
+//! why, the NAT applied and what became of them.
+//!
+//! Off, it costs the workers one atomic load per batch ([`Tracer::version`])
+//! and a test of a worker-local flag at each pipeline step. On, a worker
+//! records the steps of each packet that passes the filter's cheap part
+//! (addresses, ports, protocol, input interface) into a fixed-size
+//! [`PacketTrace`] it owns (no allocation), checks the whole filter at the end
+//! (with the packet's conntrack state and output interface known), and copies
+//! the record into a bounded channel preallocated when the session starts.
+//! The control plane formats records off the packet path.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+
+use crate::classify::{
+    compile, CMatch, CRule, CompileError, CompiledRuleSet, EvalObserver, PacketView, Verdict,
+};
+use crate::conntrack::{CtState, InvalidReason, TcpState, Track};
+use crate::flow::Tuple;
+use crate::flow::{Dir, IPPROTO_TCP};
+use crate::pipeline::Action;
+use crate::rule::{Hook, Rule, RuleSet, Table, TableRules, Target};
+
+/// Steps one packet record holds; a packet with more is marked truncated.
+pub const MAX_EVENTS: usize = 48;
+
+/// The most packets one session traces.
+pub const MAX_COUNT: u32 = 10_000;
+
+/// Records in flight between the workers and the reader.
+const CHANNEL: u32 = 256;
+
+/// One step of a packet through the pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceEvent {
+    /// A rule matched, whatever its target (terminal, jump, LOG, MARK, ...).
+    /// `chain` and `rule` index the table's chains and the chain's rules.
+    Rule {
+        table: Table,
+        hook: Hook,
+        chain: u16,
+        rule: u32,
+    },
+    /// A user chain ended without a verdict: back to the calling chain.
+    ChainEnd {
+        table: Table,
+        hook: Hook,
+        chain: u16,
+    },
+    /// A built-in chain's policy decided (`drop`: policy DROP).
+    Policy {
+        table: Table,
+        hook: Hook,
+        chain: u16,
+        drop: bool,
+    },
+    /// Connection tracking's judgement: the state, for INVALID the reason
+    /// and the TCP state of the entry involved, for a known connection its
+    /// TCP state after this packet and whether the packet is a reply.
+    Conntrack {
+        state: CtState,
+        reason: Option<InvalidReason>,
+        tcp: Option<TcpState>,
+        reply: bool,
+    },
+    /// NAT changed the packet at `hook` (by a rule for a new connection, or
+    /// by the connection's translation).
+    Nat {
+        hook: Hook,
+        before: Tuple,
+        after: Tuple,
+    },
+    /// The gateway generated a packet in answer (TCP reset, ICMP error,
+    /// echo reply): the events up to [`TraceEvent::GeneratedEnd`] are its
+    /// way through OUTPUT and POSTROUTING.
+    Generated {
+        tuple: Tuple,
+        tcp_flags: u8,
+        icmp: Option<(u8, u8)>,
+    },
+    /// The packet waits for the next hop `hop` on `iface` to answer ARP
+    /// (it is sent when it does, dropped if it does not).
+    Held { iface: u8, hop: std::net::Ipv4Addr },
+    /// What became of the generated packet.
+    GeneratedEnd { action: Action },
+}
+
+/// The record of one packet.
+#[derive(Clone, Copy, Debug)]
+pub struct PacketTrace {
+    /// The worker that handled it.
+    pub worker: u32,
+    pub in_iface: u8,
+    /// The packet as it arrived.
+    pub tuple: Tuple,
+    pub tcp_flags: u8,
+    /// ICMP type and code.
+    pub icmp: Option<(u8, u8)>,
+    pub len: u16,
+    /// The output interface routing chose, if it got that far.
+    pub out_iface: Option<u8>,
+    /// Identifies the compiled rule set the rule indices refer to
+    /// ([`rules_id`]).
+    pub rules: usize,
+    pub events: [TraceEvent; MAX_EVENTS],
+    pub n: usize,
+    /// More steps happened than [`MAX_EVENTS`].
+    pub truncated: bool,
+    pub action: Action,
+    /// The conntrack bits the filter's `--ctstate` sees (arriving packet's).
+    ct_bits: u8,
+    /// Inside a generated packet's steps: they do not change the above.
+    in_generated: bool,
+}
+
+impl PacketTrace {
+    fn empty() -> PacketTrace {
+        let blank = TraceEvent::ChainEnd {
+            table: Table::Filter,
+            hook: Hook::Input,
+            chain: 0,
+        };
+        let t = Tuple {
+            src: std::net::Ipv4Addr::UNSPECIFIED,
+            dst: std::net::Ipv4Addr::UNSPECIFIED,
+            sport: 0,
+            dport: 0,
+            proto: 0,
+        };
+        PacketTrace {
+            worker: 0,
+            in_iface: 0,
+            tuple: t,
+            tcp_flags: 0,
+            icmp: None,
+            len: 0,
+            out_iface: None,
+            rules: 0,
+            events: [blank; MAX_EVENTS],
+            n: 0,
+            truncated: false,
+            action: Action::Consumed,
+            ct_bits: 0,
+            in_generated: false,
+        }
+    }
+
+    /// A blank record in a box (workers keep one, allocated once).
+    pub fn boxed() -> Box<PacketTrace> {
+        Box::new(PacketTrace::empty())
+    }
+
+    /// The recorded steps.
+    pub fn events(&self) -> &[TraceEvent] {
+        &self.events[..self.n]
+    }
+
+    #[inline]
+    pub(crate) fn push(&mut self, e: TraceEvent) {
+        match self.events.get_mut(self.n) {
+            Some(slot) => {
+                *slot = e;
+                self.n += 1;
+            }
+            None => self.truncated = true,
+        }
+    }
+
+    /// Starts a record for a packet that arrived on `in_iface`.
+    pub(crate) fn begin(&mut self, worker: u32, rules: usize, view: &PacketView, tuple: Tuple) {
+        self.worker = worker;
+        self.in_iface = view.in_iface.unwrap_or(0);
+        self.tuple = tuple;
+        self.tcp_flags = if view.has_ports && view.proto == 6 {
+            view.tcp_flags
+        } else {
+            0
+        };
+        self.icmp = view.icmp;
+        self.len = view.len;
+        self.out_iface = None;
+        self.rules = rules;
+        self.n = 0;
+        self.truncated = false;
+        self.action = Action::Consumed;
+        self.ct_bits = 0;
+        self.in_generated = false;
+    }
+
+    /// Notes the arriving packet's conntrack bits and output interface (not
+    /// those of packets generated in answer).
+    #[inline]
+    pub(crate) fn observe(&mut self, view: &PacketView) {
+        if !self.in_generated {
+            self.ct_bits = view.ct_bits;
+            if view.out_iface.is_some() {
+                self.out_iface = view.out_iface;
+            }
+        }
+    }
+
+    /// Conntrack's judgement of the packet (`proto`: its IP protocol).
+    pub(crate) fn conntrack(&mut self, track: &Track, proto: u8) {
+        let tcp = |t: TcpState| (proto == IPPROTO_TCP).then_some(t);
+        let e = match *track {
+            Track::Existing {
+                dir, state, snap, ..
+            } => TraceEvent::Conntrack {
+                state,
+                reason: None,
+                tcp: tcp(snap.tcp_state),
+                reply: dir == Dir::Reply,
+            },
+            Track::New(_) => TraceEvent::Conntrack {
+                state: CtState::New,
+                reason: None,
+                tcp: None,
+                reply: false,
+            },
+            Track::Invalid { reason, tcp_state } => TraceEvent::Conntrack {
+                state: CtState::Invalid,
+                reason: Some(reason),
+                tcp: tcp_state,
+                reply: false,
+            },
+        };
+        self.push(e);
+    }
+
+    /// The packet is not tracked (NOTRACK).
+    pub(crate) fn untracked(&mut self) {
+        self.push(TraceEvent::Conntrack {
+            state: CtState::Untracked,
+            reason: None,
+            tcp: None,
+            reply: false,
+        });
+    }
+
+    pub(crate) fn generated(&mut self, tuple: Tuple, tcp_flags: u8, icmp: Option<(u8, u8)>) {
+        self.push(TraceEvent::Generated {
+            tuple,
+            tcp_flags,
+            icmp,
+        });
+        self.in_generated = true;
+    }
+
+    pub(crate) fn generated_end(&mut self, action: Action) {
+        self.push(TraceEvent::GeneratedEnd { action });
+        self.in_generated = false;
+    }
+
+    /// The view the filter's whole rule is checked against: the packet as
+    /// it arrived, with its conntrack state and output interface.
+    fn final_view(&self, arrival: &PacketView) -> PacketView {
+        PacketView {
+            ct_bits: self.ct_bits,
+            out_iface: self.out_iface,
+            ..*arrival
+        }
+    }
+}
+
+/// Records a table's evaluation into a packet's record.
+pub(crate) struct Recorder<'a> {
+    pub rec: &'a mut PacketTrace,
+    pub table: Table,
+    pub hook: Hook,
+}
+
+impl EvalObserver for Recorder<'_> {
+    fn rule(&mut self, chain: u16, rule: usize) {
+        self.rec.push(TraceEvent::Rule {
+            table: self.table,
+            hook: self.hook,
+            chain,
+            rule: rule as u32,
+        });
+    }
+    fn chain_end(&mut self, chain: u16) {
+        self.rec.push(TraceEvent::ChainEnd {
+            table: self.table,
+            hook: self.hook,
+            chain,
+        });
+    }
+    fn policy(&mut self, chain: u16, verdict: Verdict) {
+        self.rec.push(TraceEvent::Policy {
+            table: self.table,
+            hook: self.hook,
+            chain,
+            drop: verdict == Verdict::PolicyDrop,
+        });
+    }
+}
+
+/// The identity of a compiled rule set, as a [`PacketTrace`] records it.
+pub fn rules_id(rules: &Arc<CompiledRuleSet>) -> usize {
+    Arc::as_ptr(rules) as usize
+}
+
+/// Which packets a session traces: one rule's matches (its target is
+/// ignored), compiled for the gateway's interfaces.
+#[derive(Debug)]
+pub struct TraceFilter {
+    /// Compiled as the only rule of filter FORWARD (where both `-i` and `-o`
+    /// may stand).
+    set: CompiledRuleSet,
+    /// The same rule without the matches that need conntrack state, the
+    /// output interface or a token bucket: checked when a packet arrives.
+    pre: CRule,
+}
+
+impl TraceFilter {
+    /// Compiles `rule`'s matches for the interfaces `ifaces`.
+    pub fn new(rule: &Rule, ifaces: &[&str]) -> Result<TraceFilter, CompileError> {
+        let mut table = TableRules::empty(Table::Filter);
+        let mut r = rule.clone();
+        r.target = Target::Accept;
+        if let Some(c) = table
+            .chains
+            .iter_mut()
+            .find(|c| c.hook == Some(Hook::Forward))
+        {
+            c.rules.push(r);
+        }
+        let set = compile(
+            &RuleSet {
+                tables: vec![table],
+            },
+            ifaces,
+        )?;
+        let full = set
+            .table(Table::Filter)
+            .and_then(|t| t.hook_chain(Hook::Forward))
+            .and_then(|c| c.rules.first())
+            .cloned()
+            .ok_or(CompileError::MissingChain {
+                table: Table::Filter,
+                chain: "FORWARD".into(),
+            })?;
+        let mut pre = full;
+        pre.out_iface = crate::classify::IfaceTest {
+            any: true,
+            ..pre.out_iface
+        };
+        pre.matches = pre
+            .matches
+            .iter()
+            .filter(|m| !matches!(m, CMatch::CtState { .. } | CMatch::Limit { .. }))
+            .cloned()
+            .collect();
+        Ok(TraceFilter { set, pre })
+    }
+
+    /// Whether a packet as it arrived may match (no conntrack state or
+    /// output interface known yet).
+    #[inline]
+    pub fn may_match(&self, arrival: &PacketView, now: u64) -> bool {
+        self.pre.matches(arrival, &self.set.limits, now)
+    }
+
+    /// Whether the packet matches, with its conntrack state and output
+    /// interface.
+    pub fn matches(&self, view: &PacketView, now: u64) -> bool {
+        self.set
+            .table(Table::Filter)
+            .and_then(|t| t.hook_chain(Hook::Forward))
+            .and_then(|c| c.rules.first())
+            .is_some_and(|r| r.matches(view, &self.set.limits, now))
+    }
+}
+
+/// One running trace: its filter, how many packets are still to be traced,
+/// and where the records go.
+#[derive(Debug)]
+pub struct TraceSession {
+    pub filter: TraceFilter,
+    remaining: AtomicU32,
+    lost: AtomicU32,
+    tx: SyncSender<PacketTrace>,
+}
+
+impl TraceSession {
+    /// Takes one of the remaining packets; false when the count is used up.
+    fn take(&self) -> bool {
+        // Relaxed: only the count matters (each worker takes at most what is
+        // left); the record itself travels through the channel.
+        self.remaining
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Packets still to be traced.
+    pub fn remaining(&self) -> u32 {
+        self.remaining.load(Ordering::Relaxed)
+    }
+
+    /// Records that matched but found the channel full (the reader fell
+    /// behind): they count against the packet count and are not delivered.
+    pub fn lost(&self) -> u32 {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    /// Hands a finished record over if the packet matches the whole filter
+    /// and the count allows: copied into the channel's preallocated slot.
+    pub(crate) fn finish(&self, record: &PacketTrace, arrival: &PacketView, now: u64) {
+        if !self.filter.matches(&record.final_view(arrival), now) || !self.take() {
+            return;
+        }
+        if self.tx.try_send(*record).is_err() {
+            // Relaxed: a statistic.
+            self.lost.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The gateway's trace slot: at most one session at a time.
+#[derive(Default)]
+pub struct Tracer {
+    slot: ArcSwapOption<TraceSession>,
+    /// Bumped after every change of `slot`: workers load it once per batch
+    /// and look at the slot only when it moved.
+    version: AtomicU64,
+}
+
+/// Why a trace could not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TraceError {
+    /// Another trace is running.
+    Busy,
+    /// The count is 0 or above [`MAX_COUNT`].
+    BadCount(u32),
+}
+
+impl std::fmt::Display for TraceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TraceError::Busy => write!(f, "another trace is running; one at a time"),
+            TraceError::BadCount(n) => write!(f, "bad packet count {n}: 1-{MAX_COUNT}"),
+        }
+    }
+}
+
+impl std::error::Error for TraceError {}
+
+impl Tracer {
+    /// Installs a session tracing the next `count` packets that match
+    /// `filter`; the records arrive on the receiver. Workers pick it up at
+    /// their next batch.
+    pub fn start(
+        &self,
+        filter: TraceFilter,
+        count: u32,
+    ) -> Result<(Arc<TraceSession>, Receiver<PacketTrace>), TraceError> {
+        if count == 0 || count > MAX_COUNT {
+            return Err(TraceError::BadCount(count));
+        }
+        // Preallocated: sending never allocates.
+        let (tx, rx) = sync_channel(count.min(CHANNEL) as usize);
+        let s = Arc::new(TraceSession {
+            filter,
+            remaining: AtomicU32::new(count),
+            lost: AtomicU32::new(0),
+            tx,
+        });
+        let prev = self
+            .slot
+            .compare_and_swap(&None::<Arc<TraceSession>>, Some(Arc::clone(&s)));
+        if prev.is_some() {
+            return Err(TraceError::Busy);
+        }
+        // Release: a worker that sees the new version (Acquire) then loads
+        // the slot and finds the session.
+        self.version.fetch_add(1, Ordering::Release);
+        Ok((s, rx))
+    }
+
+    /// Removes `session` if it is the one installed (workers drop it at
+    /// their next batch).
+    pub fn stop(&self, session: &Arc<TraceSession>) {
+        let prev = self
+            .slot
+            .compare_and_swap(session, None::<Arc<TraceSession>>);
+        if prev.as_ref().is_some_and(|p| Arc::ptr_eq(p, session)) {
+            self.version.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Whether a trace is running.
+    pub fn active(&self) -> bool {
+        self.slot.load().is_some()
+    }
+
+    /// The version workers compare against (once per batch).
+    #[inline]
+    pub(crate) fn version(&self) -> u64 {
+        // Acquire: pairs with the Release in `start`/`stop`, so the slot
+        // load that follows a changed version sees the change.
+        self.version.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn session(&self) -> Option<Arc<TraceSession>> {
+        self.slot.load_full()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::{IfaceMatch, Inv, Match, PortMatch, PortRange, TcpMatch};
+
+    fn dport_80() -> Rule {
+        let mut r = Rule::new(Target::None);
+        r.protocol = Some(Inv::plain(6));
+        r.out_iface = Some(Inv::plain(IfaceMatch {
+            name: "wan0".into(),
+        }));
+        r.matches.push(Match::Tcp(TcpMatch {
+            ports: PortMatch {
+                sport: None,
+                dport: Some(Inv::plain(PortRange::single(80))),
+            },
+            flags: None,
+        }));
+        r
+    }
+
+    fn view(dport: u16, out: Option<u8>) -> PacketView {
+        PacketView {
+            proto: 6,
+            in_iface: Some(0),
+            out_iface: out,
+            has_ports: true,
+            sport: 40000,
+            dport,
+            ..PacketView::default()
+        }
+    }
+
+    #[test]
+    fn the_filter_checks_what_is_known_on_arrival_then_everything() {
+        let f = TraceFilter::new(&dport_80(), &["lan0", "wan0"]).expect("compiles");
+        // On arrival the output interface is not known yet: not held against it.
+        assert!(f.may_match(&view(80, None), 0));
+        assert!(!f.may_match(&view(81, None), 0));
+        assert!(f.matches(&view(80, Some(1)), 0));
+        assert!(!f.matches(&view(80, Some(0)), 0));
+        assert!(!f.matches(&view(80, None), 0));
+    }
+
+    #[test]
+    fn one_session_at_a_time_with_a_bounded_count() {
+        let t = Tracer::default();
+        let f = || TraceFilter::new(&Rule::new(Target::None), &[]).expect("compiles");
+        assert_eq!(t.start(f(), 0).err(), Some(TraceError::BadCount(0)));
+        assert_eq!(
+            t.start(f(), MAX_COUNT + 1).err(),
+            Some(TraceError::BadCount(MAX_COUNT + 1))
+        );
+        let v0 = t.version();
+        let (s, rx) = t.start(f(), 2).expect("starts");
+        assert!(t.active() && t.version() != v0);
+        assert_eq!(t.start(f(), 1).err(), Some(TraceError::Busy));
+        // Records count down; the third is not taken.
+        let rec = PacketTrace::empty();
+        for _ in 0..3 {
+            s.finish(&rec, &PacketView::default(), 0);
+        }
+        assert_eq!(rx.try_iter().count(), 2);
+        assert_eq!((s.remaining(), s.lost()), (0, 0));
+        // Stopping another session changes nothing; stopping this one frees
+        // the slot.
+        let v1 = t.version();
+        let other = Arc::new(TraceSession {
+            filter: f(),
+            remaining: AtomicU32::new(0),
+            lost: AtomicU32::new(0),
+            tx: sync_channel(1).0,
+        });
+        t.stop(&other);
+        assert!(t.active() && t.version() == v1);
+        t.stop(&s);
+        assert!(!t.active() && t.version() != v1);
+        assert!(t.session().is_none());
+    }
+
+    #[test]
+    fn a_record_holds_a_bounded_number_of_steps() {
+        let mut r = PacketTrace::empty();
+        for k in 0..MAX_EVENTS + 5 {
+            r.push(TraceEvent::ChainEnd {
+                table: Table::Filter,
+                hook: Hook::Forward,
+                chain: k as u16,
+            });
+        }
+        assert_eq!(r.events().len(), MAX_EVENTS);
+        assert!(r.truncated);
+    }
+}
