@@ -225,6 +225,12 @@ pub struct CRule {
     pub matches: Box<[CMatch]>,
     pub target: CTarget,
     pub counter: u32,
+    /// Whether evaluating this rule may give another result for the next
+    /// packet of the same flow in the same conntrack state (TCP flags,
+    /// DSCP, ICMP or limit matches) or must see every packet (LOG): a
+    /// traversal that evaluated such a rule is not cached
+    /// ([`EvalState::volatile`]).
+    pub volatile: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -615,7 +621,18 @@ pub fn compile(set: &RuleSet, ifaces: &[&str]) -> Result<CompiledRuleSet, Compil
                         mask: *mask,
                     },
                 };
+                let volatile = matches!(target, CTarget::Log(_))
+                    || matches.iter().any(|m| {
+                        matches!(
+                            m,
+                            CMatch::TcpFlags { .. }
+                                | CMatch::Dscp { .. }
+                                | CMatch::Icmp { .. }
+                                | CMatch::Limit { .. }
+                        )
+                    });
                 rules.push(CRule {
+                    volatile,
                     src: AddrMatch::from(r.src),
                     dst: AddrMatch::from(r.dst),
                     in_iface: iface_test(&r.in_iface, &ifaces),
@@ -734,10 +751,20 @@ pub struct EvalState {
     /// [`EvalState::MAX_LOGS`] per packet.
     pub logs: [u32; EvalState::MAX_LOGS],
     pub nlogs: usize,
+    /// Recording (the pipeline's flow cache): while `record` is on, every
+    /// counter slot bumped is noted in `recorded` (more than
+    /// [`EvalState::MAX_RECORDED`] make the traversal `volatile`), and
+    /// `volatile` is set when a rule that is volatile (see
+    /// [`CRule::volatile`]) is evaluated.
+    pub record: bool,
+    pub volatile: bool,
+    pub recorded: [u32; EvalState::MAX_RECORDED],
+    pub nrecorded: usize,
 }
 
 impl EvalState {
     pub const MAX_LOGS: usize = 8;
+    pub const MAX_RECORDED: usize = 12;
 
     /// Evaluation state counting in stripe 0 (one evaluator per rule set:
     /// tests, tools).
@@ -759,7 +786,24 @@ impl EvalState {
             stack: Vec::with_capacity(chains + 1),
             logs: [0; EvalState::MAX_LOGS],
             nlogs: 0,
+            record: false,
+            volatile: false,
+            recorded: [0; EvalState::MAX_RECORDED],
+            nrecorded: 0,
         }
+    }
+
+    /// Starts recording a traversal (see [`EvalState::record`]).
+    #[inline]
+    pub fn start_recording(&mut self) {
+        self.record = true;
+        self.volatile = false;
+        self.nrecorded = 0;
+    }
+
+    /// The counter slots a recorded traversal bumped, in order.
+    pub fn recorded(&self) -> &[u32] {
+        &self.recorded[..self.nrecorded.min(EvalState::MAX_RECORDED)]
     }
 
     /// This worker's count for a slot (other workers' are not included:
@@ -771,7 +815,22 @@ impl EvalState {
     }
 
     #[inline]
-    fn count(&self, slot: u32, len: u16) {
+    fn count(&mut self, slot: u32, len: u16) {
+        if self.record {
+            match self.recorded.get_mut(self.nrecorded) {
+                Some(r) => {
+                    *r = slot;
+                    self.nrecorded += 1;
+                }
+                None => self.volatile = true,
+            }
+        }
+        self.bump(slot, len);
+    }
+
+    /// Counts a packet of `len` bytes in `slot` (this worker's stripe).
+    #[inline]
+    pub fn bump(&self, slot: u32, len: u16) {
         if let Some(c) = self.counters.get(slot as usize) {
             // Relaxed load + store rather than fetch_add: this worker is the
             // stripe's only writer (see `RuleCounters`), so no increment is
@@ -912,6 +971,7 @@ impl CompiledRuleSet {
                 }
             };
             idx += 1;
+            st.volatile |= rule.volatile;
             if !rule.matches(p, &self.limits, now) {
                 continue;
             }

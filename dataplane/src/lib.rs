@@ -11,6 +11,7 @@ pub mod classify;
 pub mod conntrack;
 pub mod drop;
 pub mod flow;
+mod flowcache;
 pub mod log;
 pub mod nat;
 pub mod neigh;

@@ -28,6 +28,7 @@ use crate::conntrack::{
 };
 use crate::drop::DropReason;
 use crate::flow::{Dir, Tuple, IPPROTO_TCP};
+use crate::flowcache::{Cached, FlowCache};
 use crate::log::LogRing;
 use crate::nat::{self, Binding, Manip, Rng};
 use crate::neigh::{HoldQueue, Mac, NeighMap, Neighbours, BROADCAST};
@@ -197,6 +198,9 @@ pub struct WorkerStats {
     pub host: u64,
     /// Packets the host sent through the host path (OUTPUT).
     pub from_host: u64,
+    /// Of `forwarded`: by the established-flow fast path (a cached
+    /// traversal, see [`crate::flowcache`]).
+    pub fast_path: u64,
     pub consumed: u64,
     pub emitted: u64,
     pub drops: [u64; DropReason::COUNT],
@@ -211,6 +215,7 @@ impl Default for WorkerStats {
             forwarded: 0,
             host: 0,
             from_host: 0,
+            fast_path: 0,
             consumed: 0,
             emitted: 0,
             drops: [0; DropReason::COUNT],
@@ -260,17 +265,22 @@ impl Conn {
     }
 
     fn ct_bits(&self, state: CtState) -> u8 {
-        let mut bits = state.bit();
-        if let Some((_, _, st, _, _)) = self.nat() {
-            if st & status::SRC_NAT != 0 {
-                bits |= CtStates::SNAT;
-            }
-            if st & status::DST_NAT != 0 {
-                bits |= CtStates::DNAT;
-            }
-        }
-        bits
+        ct_bits_of(state, self.nat().map_or(0, |(_, _, st, _, _)| st))
     }
+}
+
+/// The conntrack bits rules see (`--ctstate`): the state, and SNAT/DNAT
+/// from the connection's status.
+#[inline]
+fn ct_bits_of(state: CtState, st: u16) -> u8 {
+    let mut bits = state.bit();
+    if st & status::SRC_NAT != 0 {
+        bits |= CtStates::SNAT;
+    }
+    if st & status::DST_NAT != 0 {
+        bits |= CtStates::DNAT;
+    }
+    bits
 }
 
 /// Frames larger than this are not generated or held.
@@ -300,6 +310,16 @@ pub struct Worker {
     tracing: bool,
     trace_rec: Box<PacketTrace>,
     trace_view: PacketView,
+    /// The established-flow fast path ([`crate::flowcache`]): the cache,
+    /// the packet being recorded for it (interface and tuple as it
+    /// arrived), the entry its traversal produced, and a conntrack result
+    /// the fast path already obtained for a packet it hands to the full
+    /// path.
+    flows: FlowCache,
+    flow_key: Option<(u8, Tuple)>,
+    flow_hit: bool,
+    flow_pending: Option<Cached>,
+    pre_track: Option<Track>,
 }
 
 /// A parsed packet on its way through the hooks.
@@ -332,6 +352,11 @@ impl Worker {
             tracing: false,
             trace_rec: PacketTrace::boxed(),
             trace_view: PacketView::default(),
+            flows: FlowCache::new(2048),
+            flow_key: None,
+            flow_hit: false,
+            flow_pending: None,
+            pre_track: None,
             gw,
         }
     }
@@ -448,11 +473,16 @@ impl Worker {
         }
         if self.trace.is_some() {
             self.trace_begin(now, in_iface, &info);
+        } else if let Some(a) = self.fast_path(now, in_iface, frame, &info) {
+            self.stats.forwarded += 1;
+            self.stats.fast_path += 1;
+            return a;
         }
         let a = self.prerouting(now, in_iface, frame, info, emit);
         if self.tracing {
             self.trace_end(now, a);
         }
+        self.end_recording();
         match a {
             Action::Forward { .. } => self.stats.forwarded += 1,
             Action::Host { .. } => self.stats.host += 1,
@@ -541,12 +571,18 @@ impl Worker {
             }
         } else {
             let meta = meta_of(&p.info);
-            let track = if verify && !l4_checksum_ok(frame, &p.info) {
-                self.gw.conntrack.bad_checksum(&meta.tuple)
+            let track = if let Some(t) = self.pre_track.take() {
+                // The fast path tracked (and counted) it already.
+                t
             } else {
-                self.gw.conntrack.track(now, &meta)
+                let t = if verify && !l4_checksum_ok(frame, &p.info) {
+                    self.gw.conntrack.bad_checksum(&meta.tuple)
+                } else {
+                    self.gw.conntrack.track(now, &meta)
+                };
+                self.stats.ct.count_track(&t, meta.tuple.proto);
+                t
             };
-            self.stats.ct.count_track(&track, meta.tuple.proto);
             if self.tracing {
                 self.trace_rec.conntrack(&track, meta.tuple.proto);
             }
@@ -792,7 +828,158 @@ impl Worker {
         if let Err(reason) = r {
             return self.drop(reason);
         }
-        self.transmit(now, frame, p, hop.iface, hop.addr, emit)
+        let a = self.transmit(now, frame, p, hop.iface, hop.addr, emit);
+        if self.eval.record {
+            if let Action::Forward { .. } = a {
+                self.note_flow(p, hop.iface, hop.addr, mtu);
+            }
+        }
+        a
+    }
+
+    /// The established-flow fast path (see [`crate::flowcache`]): a TCP or
+    /// UDP packet of a flow whose traversal is cached, conntrack still
+    /// ESTABLISHED as then, goes out with the cached decision, its
+    /// counters bumped as the traversal bumped them. None: take the full
+    /// path (recording it for the cache); if conntrack already ran here,
+    /// its result is handed over in `pre_track`.
+    #[inline]
+    fn fast_path(
+        &mut self,
+        now: u64,
+        in_iface: u8,
+        frame: &mut [u8],
+        info: &Ipv4Info,
+    ) -> Option<Action> {
+        let (sport, dport) = match info.l4info {
+            L4::Tcp(t) => (t.sport, t.dport),
+            L4::Udp { sport, dport } => (sport, dport),
+            _ => return None,
+        };
+        let key = Tuple {
+            src: info.src,
+            dst: info.dst,
+            sport,
+            dport,
+            proto: info.proto,
+        };
+        self.eval.start_recording();
+        self.flow_key = Some((in_iface, key));
+        self.flow_hit = false;
+        let c = self.flows.get(in_iface, &key)?;
+        self.flow_hit = true;
+        if c.rules_id != rules_id(&self.rules)
+            || c.neigh_id != Arc::as_ptr(&self.neigh) as usize
+            || info.ttl <= 1
+            || info.total_len > c.mtu
+            || !l4_checksum_ok(frame, info)
+        {
+            return None;
+        }
+        let meta = meta_of(info);
+        let track = self.gw.conntrack.track(now, &meta);
+        self.stats.ct.count_track(&track, meta.tuple.proto);
+        let snap = match track {
+            Track::Existing {
+                dir,
+                state: CtState::Established,
+                snap,
+                ..
+            } if dir == c.dir
+                && snap.reply == c.reply
+                && ct_bits_of(CtState::Established, snap.status) == c.ct_bits =>
+            {
+                snap
+            }
+            _ => {
+                self.pre_track = Some(track);
+                return None;
+            }
+        };
+        self.eval.record = false;
+        self.flow_key = None;
+        let mut info = *info;
+        let (orig, reply, st) = (snap.orig, snap.reply, snap.status);
+        nat::translate(frame, &mut info, &orig, &reply, st, c.dir, Manip::Dst);
+        wire::dec_ttl(frame, &info);
+        info.ttl -= 1;
+        nat::translate(frame, &mut info, &orig, &reply, st, c.dir, Manip::Src);
+        for &slot in &c.counters[..usize::from(c.ncounters)] {
+            self.eval.bump(slot, info.total_len);
+        }
+        if let Some(d) = c.dscp {
+            wire::set_dscp(frame, &info, d);
+        }
+        wire::set_macs(frame, c.dst_mac, c.src_mac);
+        let len = (info.l3 + usize::from(info.total_len)).min(frame.len());
+        Some(Action::Forward {
+            iface: c.out_iface,
+            len,
+        })
+    }
+
+    /// Notes what the full path decided for a forwarded packet, for the
+    /// fast path, if it may be reused (see [`crate::flowcache`]).
+    fn note_flow(&mut self, p: &Pkt, out: u8, hop: Ipv4Addr, mtu: u16) {
+        let Some((in_iface, key)) = self.flow_key else {
+            return;
+        };
+        let Conn::Existing {
+            dir,
+            reply,
+            related: false,
+            ..
+        } = p.conn
+        else {
+            return;
+        };
+        if p.ct_state != CtState::Established {
+            return;
+        }
+        let (Some(&dst_mac), Some(src_mac)) = (
+            self.neigh.get(&(out, hop)),
+            self.gw.ifaces.get(usize::from(out)).map(|f| f.mac),
+        ) else {
+            return;
+        };
+        let rec = self.eval.recorded();
+        let mut counters = [0; FlowCache::MAX_COUNTERS];
+        counters[..rec.len()].copy_from_slice(rec);
+        self.flow_pending = Some(Cached {
+            in_iface,
+            key,
+            rules_id: rules_id(&self.rules),
+            neigh_id: Arc::as_ptr(&self.neigh) as usize,
+            dir,
+            ct_bits: p.view.ct_bits,
+            reply,
+            out_iface: out,
+            mtu,
+            dst_mac,
+            src_mac,
+            dscp: p.view.dscp_changed.then_some(p.view.dscp),
+            counters,
+            ncounters: rec.len() as u8,
+        });
+    }
+
+    /// After a full traversal: caches what it decided if it may be reused.
+    #[inline]
+    fn end_recording(&mut self) {
+        if !self.eval.record {
+            return;
+        }
+        self.eval.record = false;
+        self.pre_track = None;
+        let pending = self.flow_pending.take();
+        if let Some((in_iface, key)) = self.flow_key.take() {
+            match pending {
+                Some(c) if !self.eval.volatile => self.flows.insert(c),
+                // A cached decision that no longer holds.
+                _ if self.flow_hit => self.flows.remove(in_iface, &key),
+                _ => {}
+            }
+        }
     }
 
     fn postrouting(&mut self, now: u64, frame: &mut [u8], p: &mut Pkt) -> Result<(), DropReason> {

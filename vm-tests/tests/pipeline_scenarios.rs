@@ -71,8 +71,13 @@ impl Out {
 
 impl Lab {
     fn new() -> Lab {
-        let rules = xdpgw_control::load_rules(&workspace_dir().join("conf/gateway.rules"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let text = std::fs::read_to_string(workspace_dir().join("conf/gateway.rules"))
+            .expect("conf/gateway.rules");
+        Lab::with_rules(&text)
+    }
+
+    fn with_rules(text: &str) -> Lab {
+        let rules = xdpgw_control::load_rules_str("rules", text).unwrap_or_else(|e| panic!("{e}"));
         let cfg = GatewayConfig {
             ifaces: vec![
                 IfaceConfig {
@@ -844,4 +849,190 @@ fn bad_transport_checksum_is_invalid_and_dropped_with_its_reason() {
     assert_eq!(stats.invalid_count(InvalidReason::BadChecksum), 1);
     // FORWARD's "-m conntrack --ctstate INVALID -j DROP" did it.
     assert_eq!(lab.counter(Table::Filter, Hook::Forward, 1), 1);
+}
+
+// ---------------------------------------------------------------------------
+// The established-flow fast path (dataplane/src/flowcache.rs)
+
+fn udp_from_client(sport: u16, payload: &[u8]) -> Vec<u8> {
+    FrameSpec {
+        dst_mac: LAN_MAC,
+        src_mac: CLIENT_MAC,
+        src: CLIENT,
+        dst: SERVER,
+        ttl: 64,
+        tos: 0,
+        id: 7,
+        df: true,
+        l4: L4Spec::Udp {
+            sport,
+            dport: 53,
+            payload: payload.to_vec(),
+        },
+    }
+    .build()
+}
+
+fn udp_from_server(dport: u16) -> Vec<u8> {
+    FrameSpec {
+        dst_mac: WAN_MAC,
+        src_mac: SERVER_MAC,
+        src: SERVER,
+        dst: GW_WAN,
+        ttl: 64,
+        tos: 0,
+        id: 8,
+        df: true,
+        l4: L4Spec::Udp {
+            sport: 53,
+            dport,
+            payload: vec![1, 2, 3],
+        },
+    }
+    .build()
+}
+
+/// Every rule counter of the worker, in slot order.
+fn all_counters(lab: &Lab) -> Vec<(u64, u64)> {
+    let (rules, st) = lab.worker.rules();
+    (0..rules.live.totals().len() as u32)
+        .map(|slot| st.counter(slot))
+        .collect()
+}
+
+fn delta(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (y.0 - x.0, y.1 - x.1))
+        .collect()
+}
+
+/// Opens a UDP flow from the client (MASQUERADE) and its reply: the next
+/// packets of it are ESTABLISHED.
+fn open_udp(lab: &mut Lab, sport: u16) {
+    assert_eq!(lab.send(LAN, udp_from_client(sport, b"q")).iface(), WAN);
+    assert_eq!(lab.send(WAN, udp_from_server(sport)).iface(), LAN);
+}
+
+#[test]
+fn fast_path_gives_the_full_paths_bytes_and_counters() {
+    let mut lab = Lab::new();
+    open_udp(&mut lab, 41000);
+    let f = udp_from_client(41000, b"same bytes each time");
+    let before = all_counters(&lab);
+    // The first ESTABLISHED packet takes the full path and is cached ...
+    let full = lab.send(LAN, f.clone());
+    assert_eq!(lab.worker.stats.fast_path, 0);
+    let mid = all_counters(&lab);
+    // ... the next one takes the fast path: same bytes out, same counters.
+    let fast = lab.send(LAN, f.clone());
+    assert_eq!(lab.worker.stats.fast_path, 1, "cached");
+    let after = all_counters(&lab);
+    assert_eq!(full.action, fast.action);
+    assert_eq!(full.frame, fast.frame, "byte for byte");
+    assert_eq!(delta(&before, &mid), delta(&mid, &after), "rule counters");
+    assert!(delta(&mid, &after).iter().any(|d| d.0 == 1));
+    let s = fast.seen();
+    assert_eq!((s.src, s.sport, s.ttl), (GW_WAN, 41000, 63));
+    // Conntrack saw every packet: 3 original-direction packets so far.
+    let e = lab.conn(41000);
+    assert_eq!(e.packets, [3, 1]);
+    // Replies take it too (the first reply, already ESTABLISHED, was
+    // cached when the flow opened).
+    let r1 = lab.send(WAN, udp_from_server(41000));
+    let r2 = lab.send(WAN, udp_from_server(41000));
+    assert_eq!(r1.frame, r2.frame);
+    assert_eq!(lab.worker.stats.fast_path, 3);
+    assert_eq!(r2.seen().tos, 0);
+    assert_eq!(lab.worker.stats.dropped(), 0);
+}
+
+#[test]
+fn fast_path_applies_cached_dscp() {
+    let mut lab = Lab::new();
+    // An HTTPS connection's replies get DSCP 46 in mangle FORWARD.
+    let (c0, s0) = (10u32, 900u32);
+    lab.send(LAN, from_client(42443, 443, c0, 0, TCP_SYN, &[]))
+        .seen();
+    lab.send(
+        WAN,
+        from_server(42443, 443, s0, c0 + 1, TCP_SYN | TCP_ACK, &[]),
+    )
+    .seen();
+    lab.send(LAN, from_client(42443, 443, c0 + 1, s0 + 1, TCP_ACK, &[]))
+        .seen();
+    let fast_before = lab.worker.stats.fast_path;
+    for k in 0..3u32 {
+        let data = from_server(42443, 443, s0 + 1 + 10 * k, c0 + 1, TCP_ACK, &[7; 10]);
+        let s = lab.send(WAN, data).seen();
+        assert_eq!(s.tos, 46 << 2, "packet {k}");
+    }
+    assert!(
+        lab.worker.stats.fast_path > fast_before,
+        "the replies were cached"
+    );
+}
+
+#[test]
+fn a_reload_ends_cached_decisions() {
+    let mut lab = Lab::new();
+    open_udp(&mut lab, 41001);
+    let f = udp_from_client(41001, b"x");
+    lab.send(LAN, f.clone()).seen();
+    lab.send(LAN, f.clone()).seen();
+    assert_eq!(lab.worker.stats.fast_path, 1);
+    // New rules: FORWARD drops everything.
+    let text = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+    let set = xdpgw_control::load_rules_str("drop", text).expect("rules");
+    lab.worker.gateway().install(&set).expect("install");
+    let out = lab.send(LAN, f);
+    assert_eq!(out.action, Action::Drop(DropReason::PolicyDrop));
+    assert_eq!(lab.worker.stats.fast_path, 1);
+}
+
+#[test]
+fn log_rules_see_every_packet() {
+    let text = std::fs::read_to_string(workspace_dir().join("conf/gateway.rules"))
+        .expect("conf/gateway.rules")
+        .replace(
+            "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n",
+            "-A FORWARD -p udp -j LOG --log-prefix \"udp: \"\n\
+             -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n",
+        );
+    let mut lab = Lab::with_rules(&text);
+    open_udp(&mut lab, 41002);
+    while lab.worker.logs.pop().is_some() {}
+    for _ in 0..5 {
+        lab.send(LAN, udp_from_client(41002, b"y")).seen();
+    }
+    let mut logged = 0;
+    while lab.worker.logs.pop().is_some() {
+        logged += 1;
+    }
+    assert_eq!(logged, 5, "one LOG line per packet");
+    assert_eq!(lab.worker.stats.fast_path, 0, "a LOG rule is never cached");
+}
+
+#[test]
+fn a_deleted_connection_is_new_again() {
+    let mut lab = Lab::new();
+    open_udp(&mut lab, 41003);
+    let f = udp_from_client(41003, b"z");
+    lab.send(LAN, f.clone()).seen();
+    lab.send(LAN, f.clone()).seen();
+    assert_eq!(lab.worker.stats.fast_path, 1);
+    let masq = lab.counter(Table::Nat, Hook::Postrouting, 0);
+    let ct = &lab.worker.gateway().conntrack;
+    let removed = ct.remove_if(|s| s.orig.sport == 41003);
+    assert_eq!(removed.len(), 1);
+    let s = lab.send(LAN, f).seen();
+    assert_eq!((s.src, s.sport), (GW_WAN, 41003));
+    assert_eq!(
+        lab.counter(Table::Nat, Hook::Postrouting, 0),
+        masq + 1,
+        "NEW again: MASQUERADE decides again"
+    );
+    assert_eq!(lab.worker.stats.fast_path, 1);
+    let e = lab.conn(41003);
+    assert_eq!(e.packets, [1, 0]);
 }

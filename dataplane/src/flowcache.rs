@@ -1,0 +1,147 @@
+//! The established-flow fast path's memory: a small per-worker,
+//! direct-mapped cache of what the hooks decided for a forwarded TCP or UDP
+//! flow in one direction, so that its next packets skip the rule traversal.
+//!
+//! An entry is only made from a full traversal ([`crate::pipeline`]) of a
+//! packet that conntrack found ESTABLISHED (not RELATED) and that was
+//! forwarded to a next hop whose MAC the worker's neighbour snapshot knew,
+//! when no rule evaluated on the way could decide differently for the next
+//! packet of the same flow (no TCP-flag, DSCP, ICMP or limit match, no LOG:
+//! [`crate::classify::CRule::volatile`]) and the counters it bumped fit.
+//! Rules only see fields that are the same for every packet of a flow in
+//! one direction (addresses and ports before and after its NAT, interfaces,
+//! the conntrack state bits, the mark the rules themselves set), so the
+//! same rule set gives the same result.
+//!
+//! A cached entry is used only while that still holds, checked per packet:
+//! the same rule set and neighbour snapshot (pointer equality), conntrack
+//! says ESTABLISHED in the same direction with the same state bits and the
+//! same NAT (the reply tuple), and the packet's TTL and length pass the
+//! forwarding checks. Conntrack itself runs for every packet (timeouts,
+//! TCP window tracking, counters), and the rule counters the traversal
+//! bumped are bumped again, so counters, `conntrack -L` and traces cannot
+//! tell a cached packet from another. Anything else takes the full path.
+
+use crate::flow::{Dir, Tuple};
+
+/// What a forwarded flow's traversal decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Cached {
+    pub in_iface: u8,
+    /// The packet's tuple as it arrives (before NAT).
+    pub key: Tuple,
+    /// The rule set and neighbour snapshot it was decided with.
+    pub rules_id: usize,
+    pub neigh_id: usize,
+    /// The connection as conntrack reported it.
+    pub dir: Dir,
+    pub ct_bits: u8,
+    pub reply: Tuple,
+    /// Where it went.
+    pub out_iface: u8,
+    pub mtu: u16,
+    pub dst_mac: [u8; 6],
+    pub src_mac: [u8; 6],
+    /// The DSCP a rule set, if any.
+    pub dscp: Option<u8>,
+    /// The counter slots the traversal bumped.
+    pub counters: [u32; FlowCache::MAX_COUNTERS],
+    pub ncounters: u8,
+}
+
+/// The cache: a power-of-two number of slots, one entry each (a newer flow
+/// replaces an older one in its slot). The keys live apart from the
+/// entries, 16 bytes a slot, so that a miss (every packet of a new
+/// connection) reads one small line.
+pub(crate) struct FlowCache {
+    keys: Box<[Option<(u8, Tuple)>]>,
+    slots: Box<[Option<Cached>]>,
+    mask: usize,
+}
+
+impl FlowCache {
+    pub const MAX_COUNTERS: usize = crate::classify::EvalState::MAX_RECORDED;
+
+    pub fn new(slots: usize) -> FlowCache {
+        let n = slots.max(1).next_power_of_two();
+        FlowCache {
+            keys: vec![None; n].into_boxed_slice(),
+            slots: vec![None; n].into_boxed_slice(),
+            mask: n - 1,
+        }
+    }
+
+    #[inline]
+    fn slot(&self, in_iface: u8, key: &Tuple) -> usize {
+        (key.hash64() ^ u64::from(in_iface)) as usize & self.mask
+    }
+
+    /// The entry for `key` arriving on `in_iface`, if cached.
+    #[inline]
+    pub fn get(&self, in_iface: u8, key: &Tuple) -> Option<&Cached> {
+        let i = self.slot(in_iface, key);
+        if self.keys[i] != Some((in_iface, *key)) {
+            return None;
+        }
+        self.slots[i].as_ref()
+    }
+
+    pub fn insert(&mut self, c: Cached) {
+        let i = self.slot(c.in_iface, &c.key);
+        self.keys[i] = Some((c.in_iface, c.key));
+        self.slots[i] = Some(c);
+    }
+
+    /// Forgets `key` (its traversal changed).
+    pub fn remove(&mut self, in_iface: u8, key: &Tuple) {
+        let i = self.slot(in_iface, key);
+        if self.keys[i] == Some((in_iface, *key)) {
+            self.keys[i] = None;
+            self.slots[i] = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn entry(sport: u16) -> Cached {
+        let key = Tuple {
+            src: Ipv4Addr::new(192, 168, 10, 2),
+            dst: Ipv4Addr::new(203, 0, 113, 9),
+            sport,
+            dport: 80,
+            proto: 6,
+        };
+        Cached {
+            in_iface: 0,
+            key,
+            rules_id: 1,
+            neigh_id: 2,
+            dir: Dir::Original,
+            ct_bits: 0,
+            reply: key.invert(),
+            out_iface: 1,
+            mtu: 1500,
+            dst_mac: [0; 6],
+            src_mac: [0; 6],
+            dscp: None,
+            counters: [0; FlowCache::MAX_COUNTERS],
+            ncounters: 0,
+        }
+    }
+
+    #[test]
+    fn get_insert_remove() {
+        let mut c = FlowCache::new(16);
+        let e = entry(1000);
+        assert!(c.get(0, &e.key).is_none());
+        c.insert(e);
+        assert_eq!(c.get(0, &e.key), Some(&e));
+        assert!(c.get(1, &e.key).is_none(), "another input interface");
+        c.remove(0, &e.key);
+        assert!(c.get(0, &e.key).is_none());
+    }
+}
