@@ -445,7 +445,9 @@ const ETH_ARP: [u8; 2] = [0x08, 0x06];
 /// What the sink does with a frame: counts UDP to port 9, turns an ARP
 /// request for its address into the reply (in place).
 enum SinkFrame {
-    Udp,
+    /// UDP to port 9, with its source port (the flow, after the gateway's
+    /// NAT).
+    Udp(u16),
     ArpReply(usize),
     Other,
 }
@@ -455,7 +457,7 @@ fn sink_frame(frame: &mut [u8], len: usize, mac: [u8; 6], ip: Ipv4Addr) -> SinkF
         let ihl = usize::from(frame[14] & 0x0f) * 4;
         let dport = 14 + ihl + 2;
         if len >= dport + 2 && frame[dport..dport + 2] == UDP_DPORT.to_be_bytes() {
-            return SinkFrame::Udp;
+            return SinkFrame::Udp(u16::from_be_bytes([frame[dport - 2], frame[dport - 1]]));
         }
         return SinkFrame::Other;
     }
@@ -476,6 +478,26 @@ fn sink_frame(frame: &mut [u8], len: usize, mac: [u8; 6], ip: Ipv4Addr) -> SinkF
         return SinkFrame::ArpReply(42);
     }
     SinkFrame::Other
+}
+
+/// Turns a received Ethernet/IPv4/UDP frame into its reply, in place:
+/// MACs, addresses and ports swapped. Both checksums are sums over the
+/// swapped fields, so they stay valid.
+fn swap_for_reply(frame: &mut [u8]) {
+    let ihl = usize::from(frame[14] & 0x0f) * 4;
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&frame[0..6]);
+    frame.copy_within(6..12, 0);
+    frame[6..12].copy_from_slice(&mac);
+    let mut ip = [0u8; 4];
+    ip.copy_from_slice(&frame[26..30]);
+    frame.copy_within(30..34, 26);
+    frame[30..34].copy_from_slice(&ip);
+    let l4 = 14 + ihl;
+    let mut port = [0u8; 2];
+    port.copy_from_slice(&frame[l4..l4 + 2]);
+    frame.copy_within(l4 + 2..l4 + 4, l4);
+    frame[l4 + 2..l4 + 4].copy_from_slice(&port);
 }
 
 // ---------------------------------------------------------------------------
@@ -553,6 +575,9 @@ fn traffic(
         let mut forks0 = 0;
         let seconds = window.as_secs().max(1) as usize;
         let mut until_client_drain = 64u32;
+        // Flows answered once (by source port).
+        let mut answered = vec![0u64; 1024];
+        let established = std::env::var_os("PACKET_RATE_UNREPLIED").is_none();
         loop {
             for _ in 0..GEN_BATCH {
                 gen.tx_copy(&frames[next]);
@@ -565,7 +590,20 @@ fn traffic(
             loop {
                 let n = sink.rx_batch(64, |frame, len| {
                     match sink_frame(frame, len, sink_mac, SINK_IP) {
-                        SinkFrame::Udp => received += 1,
+                        SinkFrame::Udp(port) => {
+                            received += 1;
+                            let bit = 1u64 << (port % 64);
+                            let word = &mut answered[usize::from(port / 64)];
+                            if established && *word & bit == 0 {
+                                // Answer each flow once, so that the gateways
+                                // see it ESTABLISHED: the same frame with
+                                // MACs, addresses and ports swapped (which
+                                // leaves both checksums as they are).
+                                *word |= bit;
+                                swap_for_reply(frame);
+                                return RxVerdict::Tx(len);
+                            }
+                        }
                         SinkFrame::ArpReply(len) => {
                             arp_replies += 1;
                             return RxVerdict::Tx(len);
@@ -1527,7 +1565,10 @@ fn main() {
     let flow_counts: Vec<usize> = env_list("PACKET_RATE_FLOWS")
         .map(|v| v.iter().filter_map(|f| f.parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 1024]);
-    let bin = gateways.contains(&Gateway::Xdpgw).then(xdpgw_binary);
+    let bin = gateways
+        .iter()
+        .any(|g| matches!(g, Gateway::Xdpgw | Gateway::XdpgwHost))
+        .then(xdpgw_binary);
     let mut rows = Vec::new();
     for &flows in &flow_counts {
         for &gw in &gateways {

@@ -29,6 +29,13 @@ use crate::service::{self, level};
 /// Frames a worker takes from one queue per round.
 const BATCH: usize = 64;
 
+/// The host path yields to forwarding: while forwarding fills a worker's
+/// rounds, it reads at most this many packets per host device and hands at
+/// most `4 *` this many to the host per millisecond (more are dropped,
+/// counted as `host_path_full`); otherwise up to a batch per device every
+/// 50 µs, and whenever a round found nothing.
+const HOST_SATURATED_BUDGET: usize = 16;
+
 /// Entry point of `xdpgw run --config FILE`; with `report`, a summary of
 /// what the gateway did is printed to stderr when it stops.
 pub fn main(config: &Path, report: bool) -> ExitCode {
@@ -439,6 +446,7 @@ fn worker_loop(
     let mut last_publish = 0u64;
     let mut dirty = false;
     let mut last_host = 0u64;
+    let mut host_budget = usize::MAX;
     let mut host_buf = vec![0u8; FRAME_SIZE].into_boxed_slice();
     // Everything an idle worker waits on: its sockets and its host queues.
     let wait_fds: Vec<_> = queues
@@ -460,7 +468,10 @@ fn worker_loop(
                     },
                     Action::Host { iface, len } => {
                         let delivered = match (&host, frame.get(ETH_HLEN..len)) {
-                            (Some(h), Some(packet)) => h.deliver(usize::from(iface), packet),
+                            (Some(h), Some(packet)) if host_budget > 0 => {
+                                host_budget -= 1;
+                                h.deliver(usize::from(iface), packet)
+                            }
                             _ => false,
                         };
                         if !delivered {
@@ -479,11 +490,23 @@ fn worker_loop(
         }
         // What the host sent: read when the round found nothing, else at
         // most every 50 µs (a system call per device that usually finds
-        // nothing must not be paid per batch under load).
+        // nothing must not be paid per batch under load), and while
+        // forwarding saturates this worker, a little every millisecond.
+        let saturated = got >= BATCH;
         if let (Some(h), Some(gq)) = (&host, queues.first_mut()) {
-            if got == 0 || now.saturating_sub(last_host) >= 50_000 {
+            let (interval, budget) = if saturated {
+                (1_000_000, HOST_SATURATED_BUDGET)
+            } else {
+                (50_000, BATCH)
+            };
+            if got == 0 || now.saturating_sub(last_host) >= interval {
                 last_host = now;
-                got += drain_host(&mut worker, h, gq, now, &mut host_buf, &mut staging);
+                host_budget = if saturated {
+                    4 * HOST_SATURATED_BUDGET
+                } else {
+                    usize::MAX
+                };
+                got += drain_host(&mut worker, h, gq, now, &mut host_buf, &mut staging, budget);
             }
         }
         if got == 0 || now.saturating_sub(last_tick) >= 1_000_000 {
@@ -542,10 +565,11 @@ fn drain_host(
     now: u64,
     buf: &mut [u8],
     staging: &mut Staging,
+    budget: usize,
 ) -> usize {
     let mut n = 0;
     for dev in 0..host.len() {
-        for _ in 0..BATCH {
+        for _ in 0..budget {
             let Some(len) = buf.get_mut(ETH_HLEN..).and_then(|b| host.receive(dev, b)) else {
                 break;
             };
