@@ -176,6 +176,25 @@ fn established_flow(c: &mut Criterion) {
         );
         assert_eq!(w.stats.dropped(), 0);
     }
+    // The same without the established-flow fast path: every packet takes
+    // the full traversal (what a flow's first packets, and traffic the
+    // cache does not take, cost).
+    let (mut w, frame) = established(&gateway_rules());
+    w.set_fast_path(false);
+    g.bench_function("forward_full_traversal_masquerade_batch64", |b| {
+        b.iter(|| forward_batches(&mut w, &frame, &mut bufs, &mut now))
+    });
+    assert_eq!(w.stats.fast_path, 0);
+    for n in [10usize, 1_000, 10_000] {
+        let (mut w, frame) = established(&rules_with_prefix(n));
+        w.set_fast_path(false);
+        g.bench_with_input(
+            BenchmarkId::new("forward_full_traversal_rules_before_accept", n),
+            &n,
+            |b, _| b.iter(|| forward_batches(&mut w, &frame, &mut bufs, &mut now)),
+        );
+        assert_eq!(w.stats.dropped(), 0);
+    }
     g.finish();
 }
 

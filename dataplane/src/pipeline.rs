@@ -316,6 +316,7 @@ pub struct Worker {
     /// the fast path already obtained for a packet it hands to the full
     /// path.
     flows: FlowCache,
+    fast_path_on: bool,
     flow_key: Option<(u8, Tuple)>,
     flow_hit: bool,
     flow_pending: Option<Cached>,
@@ -353,12 +354,19 @@ impl Worker {
             trace_rec: PacketTrace::boxed(),
             trace_view: PacketView::default(),
             flows: FlowCache::new(2048),
+            fast_path_on: true,
             flow_key: None,
             flow_hit: false,
             flow_pending: None,
             pre_track: None,
             gw,
         }
+    }
+
+    /// Turns the established-flow fast path on (the default) or off: off,
+    /// every packet takes the full traversal (benchmarks compare the two).
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast_path_on = on;
     }
 
     /// This worker's index among the gateway's workers (creation order).
@@ -473,10 +481,12 @@ impl Worker {
         }
         if self.trace.is_some() {
             self.trace_begin(now, in_iface, &info);
-        } else if let Some(a) = self.fast_path(now, in_iface, frame, &info) {
-            self.stats.forwarded += 1;
-            self.stats.fast_path += 1;
-            return a;
+        } else if self.fast_path_on {
+            if let Some(a) = self.fast_path(now, in_iface, frame, &info) {
+                self.stats.forwarded += 1;
+                self.stats.fast_path += 1;
+                return a;
+            }
         }
         let a = self.prerouting(now, in_iface, frame, info, emit);
         if self.tracing {
