@@ -801,7 +801,7 @@ pub struct Lab {
 
 /// A namespace for the lab, with IPv6 off (no router solicitations, DAD or
 /// MLD reports in captures or in front of the gateway) and loopback up.
-fn lab_netns(tag: &str) -> Netns {
+pub fn host_netns(tag: &str) -> Netns {
     let ns = Netns::new(tag);
     // Without IPv6 in the kernel these keys do not exist: ignore failures.
     ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
@@ -883,11 +883,11 @@ impl Lab {
             gateway_process: None,
             workdir: None,
             config: cfg.config.clone(),
-            client: lab_netns("client"),
-            client2: lab_netns("client2"),
-            lan: lab_netns("lan"),
-            gateway: lab_netns("gw"),
-            server: lab_netns("server"),
+            client: host_netns("client"),
+            client2: host_netns("client2"),
+            lan: host_netns("lan"),
+            gateway: host_netns("gw"),
+            server: host_netns("server"),
         };
         lab.wire(cfg.queues);
         match cfg.backend {

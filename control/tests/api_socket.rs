@@ -8,28 +8,12 @@ use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
+use xdpgw_control::lab::WorkDir as TempDir;
 
 use xdpgw_control::api::server::{Control, ControlSocket};
 use xdpgw_control::api::{Client, Request};
 use xdpgw_dataplane::conntrack::ConntrackConfig;
 use xdpgw_dataplane::pipeline::{Gateway, GatewayConfig, IfaceConfig};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("xdpgw-api-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 const RULES: &str = "\
 *filter
@@ -76,7 +60,7 @@ fn control(rules_file: PathBuf) -> Control {
 #[test]
 fn socket_is_private_replaces_stale_and_refuses_live() {
     let dir = TempDir::new("bind");
-    let path = dir.0.join("x.sock");
+    let path = dir.path().join("x.sock");
     // A stale socket file (its listener is gone) is replaced.
     drop(UnixListener::bind(&path).expect("stale listener"));
     assert!(path.exists());
@@ -91,7 +75,7 @@ fn socket_is_private_replaces_stale_and_refuses_live() {
     assert!(e.contains("is in use"), "{e}");
     assert!(path.exists());
     // Not a socket: left alone.
-    let file = dir.0.join("plain");
+    let file = dir.path().join("plain");
     std::fs::write(&file, "x").expect("file");
     let e = ControlSocket::bind(&file).err().expect("a plain file");
     assert!(e.contains("not a socket"), "{e}");
@@ -102,10 +86,10 @@ fn socket_is_private_replaces_stale_and_refuses_live() {
 #[test]
 fn reload_list_zero_and_errors_over_the_socket() {
     let dir = TempDir::new("serve");
-    let rules = dir.0.join("gw.rules");
+    let rules = dir.path().join("gw.rules");
     std::fs::write(&rules, RULES).expect("rules");
     let ctl = control(rules.clone());
-    let path = dir.0.join("c.sock");
+    let path = dir.path().join("c.sock");
     let sock = ControlSocket::bind(&path).expect("bind");
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
@@ -124,7 +108,7 @@ fn reload_list_zero_and_errors_over_the_socket() {
             .expect("FORWARD rule 0");
         live.live.add_base(slot, (7, 700));
         drop(live);
-        let changed = dir.0.join("changed.rules");
+        let changed = dir.path().join("changed.rules");
         std::fs::write(
             &changed,
             RULES.replace("-i lan0 -o wan0 -j ACCEPT", "-i lan0 -o wan0 -j DROP"),
@@ -158,7 +142,7 @@ fn reload_list_zero_and_errors_over_the_socket() {
         );
 
         // A bad file: ERR with file:line:column, the running set unchanged.
-        let bad = dir.0.join("bad.rules");
+        let bad = dir.path().join("bad.rules");
         std::fs::write(
             &bad,
             RULES
@@ -228,10 +212,10 @@ fn conntrack_events_stream_over_the_socket() {
     use xdpgw_dataplane::flow::Tuple;
 
     let dir = TempDir::new("events");
-    let rules = dir.0.join("gw.rules");
+    let rules = dir.path().join("gw.rules");
     std::fs::write(&rules, RULES).expect("rules");
     let ctl = control(rules);
-    let path = dir.0.join("c.sock");
+    let path = dir.path().join("c.sock");
     let sock = ControlSocket::bind(&path).expect("bind");
     let stop = AtomicBool::new(false);
     let open = |proto: u8, sport: u16| {
@@ -310,7 +294,7 @@ fn conntrack_events_stream_over_the_socket() {
 #[test]
 fn metrics_over_the_socket_are_prometheus_text() {
     let dir = TempDir::new("metrics");
-    let rules = dir.0.join("gw.rules");
+    let rules = dir.path().join("gw.rules");
     std::fs::write(&rules, RULES).expect("rules");
     let ctl = control(rules);
     let text = xdpgw_control::api::metrics::render(&ctl);

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use xdpgw_control::lab::WorkDir as TempDir;
 
 use xdpgw_control::api::server::{Control, ControlSocket};
 use xdpgw_control::api::{Client, Request};
@@ -20,23 +21,6 @@ use xdpgw_dataplane::pipeline::{
     Action, Emit, Gateway, GatewayConfig, IfaceConfig, Worker, FRAME_SIZE,
 };
 use xdpgw_dataplane::rule::Ipv4Net;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("xdpgw-trace-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 10, 2);
 const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 254);
@@ -134,7 +118,7 @@ fn raw_call(path: &std::path::Path, line: &str) -> Vec<String> {
 fn trace_streams_packets_and_ends_with_its_client() {
     let dir = TempDir::new("socket");
     let ctl = control();
-    let path = dir.0.join("c.sock");
+    let path = dir.path().join("c.sock");
     let sock = ControlSocket::bind(&path).expect("bind");
     let stop = AtomicBool::new(false);
     let mut worker = Worker::new(Arc::clone(&ctl.gw), 1);

@@ -7,35 +7,11 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+use xdpgw_control::lab::host_netns as host;
+use xdpgw_control::lab::WorkDir as TempDir;
 
 use xdpgw_control::lab::{veth, Process};
 use xdpgw_vm_tests::{require_root_with, workspace_dir, xdpgw_binary, Netns};
-
-/// A scratch directory, removed on drop (also while unwinding).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("xdpgw-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn host(tag: &str) -> Netns {
-    let ns = Netns::new(tag);
-    ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
-    ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
-    ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
-    ns
-}
 
 /// `xdpgw ARGS... --socket SOCKET`, run to its end.
 fn xdpgw(socket: &Path, args: &[&str]) -> Output {
@@ -110,12 +86,12 @@ struct CtlLab {
 
 fn ctl_lab(tag: &str, extra: &str) -> CtlLab {
     let dir = TempDir::new(tag);
-    let rules = dir.0.join("gateway.rules");
+    let rules = dir.path().join("gateway.rules");
     let base = std::fs::read_to_string(workspace_dir().join("conf/gateway.rules"))
         .expect("conf/gateway.rules");
     std::fs::write(&rules, &base).expect("rules");
-    let socket = dir.0.join("xdpgw.sock");
-    let config = dir.0.join("gateway.toml");
+    let socket = dir.path().join("xdpgw.sock");
+    let config = dir.path().join("gateway.toml");
     std::fs::write(
         &config,
         format!(
@@ -223,7 +199,7 @@ fn control_socket_reload_views_and_conntrack() {
 
     // A file with errors is refused, with file:line:column; the old rules
     // stay in force.
-    let bad = dir.0.join("bad.rules");
+    let bad = dir.path().join("bad.rules");
     std::fs::write(
         &bad,
         base.replace("--dport 53 -j ACCEPT", "--dport 99999 -j ACCEPT"),
@@ -248,7 +224,7 @@ fn control_socket_reload_views_and_conntrack() {
 
     // A good reload changes behaviour and keeps the unchanged rules' counters.
     let est_before = forward_packets(&socket, "ctstate RELATED,ESTABLISHED");
-    let blocking = dir.0.join("blocking.rules");
+    let blocking = dir.path().join("blocking.rules");
     std::fs::write(
         &blocking,
         base.replace(
@@ -309,7 +285,7 @@ fn control_socket_reload_views_and_conntrack() {
         ));
     }
     big.push_str("-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n-A FORWARD -i lan0 -o wan0 -j ACCEPT\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o wan0 -j MASQUERADE\nCOMMIT\n");
-    let big_file = dir.0.join("big.rules");
+    let big_file = dir.path().join("big.rules");
     std::fs::write(&big_file, big).expect("big rules");
     let t = Instant::now();
     let out = ok(

@@ -27,9 +27,10 @@
 //! about overload.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+use xdpgw_control::lab::WorkDir as TempDir;
 
 use xdpgw_control::lab::{Backend, Lab, Process, CLIENT, GATEWAY_WAN, SERVER};
 use xdpgw_vm_tests::{gateway_lab, require_root_with, workspace_dir, xdpgw_binary, Netns};
@@ -53,24 +54,6 @@ const ACCEPT_LAN: &str = "-A FORWARD -s 192.168.10.0/24 -i lan0 -o wan0 -j ACCEP
 /// shows which set is in force.
 const VARIANT_MARK: &str =
     "-A PREROUTING -i lan0 -p udp -m udp --dport 7001 -j MARK --set-xmark 0x7/0xffffffff";
-
-/// A scratch directory, removed on drop (also while unwinding).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("xdpgw-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// conf/gateway.rules with `find` replaced by `with`; panics if `find` is
 /// not there (conf/gateway.rules changed: adapt the test).
@@ -445,9 +428,9 @@ fn reload_under_load_loses_nothing() {
     let dir = TempDir::new("reloadproof");
     let rules_a = workspace_dir().join("conf/gateway.rules");
     let base = std::fs::read_to_string(&rules_a).expect("conf/gateway.rules");
-    let rules_b = dir.0.join("variant.rules");
+    let rules_b = dir.path().join("variant.rules");
     std::fs::write(&rules_b, variant(&base)).expect("variant rules");
-    let bad = dir.0.join("broken.rules");
+    let bad = dir.path().join("broken.rules");
     std::fs::write(&bad, broken(&base)).expect("broken rules");
 
     let mut lab = gateway_lab(Backend::Xdpgw);

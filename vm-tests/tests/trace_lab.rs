@@ -2,38 +2,14 @@
 //! client ── lan0 [xdpgw] wan0 ── server, real TCP and ping through it,
 //! traced through the control socket while it flows.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use xdpgw_control::lab::host_netns as host;
+use xdpgw_control::lab::WorkDir as TempDir;
 
 use xdpgw_control::lab::{veth, Process};
-use xdpgw_vm_tests::{require_root_with, workspace_dir, xdpgw_binary, Netns};
-
-/// A scratch directory, removed on drop (also while unwinding).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("xdpgw-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn host(tag: &str) -> Netns {
-    let ns = Netns::new(tag);
-    ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
-    ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
-    ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
-    ns
-}
+use xdpgw_vm_tests::{require_root_with, workspace_dir, xdpgw_binary};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -83,8 +59,8 @@ fn trace_follows_real_packets_through_a_running_gateway() {
         return;
     }
     let dir = TempDir::new("trace");
-    let socket = dir.0.join("xdpgw.sock");
-    let config = dir.0.join("gateway.toml");
+    let socket = dir.path().join("xdpgw.sock");
+    let config = dir.path().join("gateway.toml");
     std::fs::write(
         &config,
         format!(

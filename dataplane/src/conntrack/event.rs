@@ -34,8 +34,8 @@
 use std::collections::VecDeque;
 use std::fmt::Write;
 
-use super::proc::{l4_name, push_tuple};
-use super::{icmp_reply_type, status, Nanos, Snapshot, NANOS_PER_SEC};
+use super::proc::{l4_name, push_tuples};
+use super::{Nanos, Snapshot, NANOS_PER_SEC};
 use crate::flow::IPPROTO_TCP;
 
 /// What happened to an entry.
@@ -129,19 +129,7 @@ pub fn event_line(e: &CtEvent, now: Nanos, deleter: (u32, &str)) -> String {
     if proto == IPPROTO_TCP && (e.protoinfo || e.kind != EventKind::Update) {
         let _ = write!(out, "{} ", s.tcp_state.name());
     }
-    push_tuple(&mut out, &s.orig, s.icmp_type, s.icmp_code);
-    if s.status & status::SEEN_REPLY == 0 {
-        out.push_str("[UNREPLIED] ");
-    }
-    push_tuple(
-        &mut out,
-        &s.reply,
-        icmp_reply_type(s.icmp_type),
-        s.icmp_code,
-    );
-    if s.status & status::ASSURED != 0 {
-        out.push_str("[ASSURED] ");
-    }
+    push_tuples(&mut out, s);
     if s.mark != 0 {
         let _ = write!(out, "mark={} ", s.mark);
     }
@@ -159,7 +147,7 @@ pub fn event_line(e: &CtEvent, now: Nanos, deleter: (u32, &str)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conntrack::TcpState;
+    use crate::conntrack::{status, TcpState};
     use crate::flow::{Tuple, IPPROTO_ICMP, IPPROTO_UDP};
     use std::net::Ipv4Addr;
 

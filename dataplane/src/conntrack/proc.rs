@@ -54,6 +54,19 @@ pub(super) fn push_tuple(out: &mut String, t: &Tuple, icmp_type: u8, icmp_code: 
 /// The `/proc/net/nf_conntrack` line of an entry at time `now`, without the
 /// trailing newline. `use=` is 2, as Linux shows for an entry held by the
 /// table and by the reader printing it.
+/// Both directions as conntrack-tools prints them: the original tuple,
+/// `[UNREPLIED]` until a reply, the reply tuple, `[ASSURED]`.
+pub(super) fn push_tuples(out: &mut String, s: &Snapshot) {
+    push_tuple(out, &s.orig, s.icmp_type, s.icmp_code);
+    if s.status & status::SEEN_REPLY == 0 {
+        out.push_str("[UNREPLIED] ");
+    }
+    push_tuple(out, &s.reply, icmp_reply_type(s.icmp_type), s.icmp_code);
+    if s.status & status::ASSURED != 0 {
+        out.push_str("[ASSURED] ");
+    }
+}
+
 pub fn proc_line(s: &Snapshot, now: Nanos) -> String {
     let mut out = String::with_capacity(224);
     let proto = s.orig.proto;
@@ -62,19 +75,7 @@ pub fn proc_line(s: &Snapshot, now: Nanos) -> String {
     if proto == IPPROTO_TCP {
         let _ = write!(out, "{} ", s.tcp_state.name());
     }
-    push_tuple(&mut out, &s.orig, s.icmp_type, s.icmp_code);
-    if s.status & status::SEEN_REPLY == 0 {
-        out.push_str("[UNREPLIED] ");
-    }
-    push_tuple(
-        &mut out,
-        &s.reply,
-        icmp_reply_type(s.icmp_type),
-        s.icmp_code,
-    );
-    if s.status & status::ASSURED != 0 {
-        out.push_str("[ASSURED] ");
-    }
+    push_tuples(&mut out, s);
     let _ = write!(out, "mark={} zone=0 use=2", s.mark);
     out
 }
