@@ -338,6 +338,37 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The gateway the dataplane builds from this configuration: its
+    /// interfaces with the MAC and MTU `link(k)` gives for interface `k`,
+    /// its routes, and `conntrack`.
+    pub fn gateway_config(
+        &self,
+        link: impl Fn(usize) -> ([u8; 6], u16),
+        conntrack: xdpgw_dataplane::conntrack::ConntrackConfig,
+    ) -> xdpgw_dataplane::pipeline::GatewayConfig {
+        xdpgw_dataplane::pipeline::GatewayConfig {
+            ifaces: self
+                .interfaces
+                .iter()
+                .enumerate()
+                .map(|(k, i)| {
+                    let (mac, mtu) = link(k);
+                    xdpgw_dataplane::pipeline::IfaceConfig {
+                        name: i.name.clone(),
+                        mac,
+                        addr: i.addr,
+                        prefix: i.prefix,
+                        mtu,
+                    }
+                })
+                .collect(),
+            routes: self.routes.clone(),
+            conntrack,
+        }
+    }
+}
+
 /// The host path device's default name for interface `name`.
 pub fn default_host_device(name: &str) -> String {
     let mut d = format!("xg-{name}");

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use xdpgw_dataplane::conntrack::{ConntrackConfig, CtState};
 use xdpgw_dataplane::flow::{Tuple, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 use xdpgw_dataplane::neigh::Mac;
-use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, GatewayConfig, IfaceConfig, Worker};
+use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, Worker};
 use xdpgw_dataplane::rule::{CtStates, IcmpType, Match, Rule, RuleSet, Target};
 use xdpgw_dataplane::trace::{rules_id, PacketTrace, TraceEvent, TraceFilter};
 use xdpgw_dataplane::wire::{self, checksum, L4};
@@ -169,26 +169,14 @@ impl Emit for Collect {
 
 impl OfflineGateway {
     pub fn new(cfg: &Config, rules: RuleSet) -> Result<OfflineGateway, String> {
-        let gcfg = GatewayConfig {
-            ifaces: cfg
-                .interfaces
-                .iter()
-                .enumerate()
-                .map(|(k, i)| IfaceConfig {
-                    name: i.name.clone(),
-                    mac: iface_mac(k),
-                    addr: i.addr,
-                    prefix: i.prefix,
-                    mtu: 1500,
-                })
-                .collect(),
-            routes: cfg.routes.clone(),
-            conntrack: ConntrackConfig {
+        let gcfg = cfg.gateway_config(
+            |k| (iface_mac(k), 1500),
+            ConntrackConfig {
                 max_entries: 4096,
                 shards: 16,
                 ..ConntrackConfig::for_memory(8 << 30)
             },
-        };
+        );
         let gw = Arc::new(Gateway::new(gcfg, &rules).map_err(|e| e.to_string())?);
         let worker = Worker::new(Arc::clone(&gw), 1);
         let names = TraceNames {

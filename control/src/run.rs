@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 
 use xdpgw_dataplane::conntrack::ConntrackConfig;
 use xdpgw_dataplane::drop::DropReason;
-use xdpgw_dataplane::pipeline::{
-    Action, Emit, Gateway, GatewayConfig, IfaceConfig, Worker, ETH_HLEN, FRAME_SIZE,
-};
+use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, Worker, ETH_HLEN, FRAME_SIZE};
 use xdpgw_dataplane::port::{
     ForwardVerdict, GroupQueue, HostDeviceConfig, HostPath, HostQueue, HostRoute, PortConfig,
     PortGroup, XdpMode, ZeroCopy,
@@ -122,22 +120,15 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
         .collect();
     let mut group = PortGroup::open(&pcs).map_err(|e| e.to_string())?;
 
-    let gw_cfg = GatewayConfig {
-        ifaces: cfg
-            .interfaces
-            .iter()
-            .enumerate()
-            .map(|(k, i)| IfaceConfig {
-                name: i.name.clone(),
-                mac: group.mac(k).unwrap_or_default(),
-                addr: i.addr,
-                prefix: i.prefix,
-                mtu: group.mtu(k).unwrap_or(1500),
-            })
-            .collect(),
-        routes: cfg.routes.clone(),
-        conntrack: ConntrackConfig::default(),
-    };
+    let gw_cfg = cfg.gateway_config(
+        |k| {
+            (
+                group.mac(k).unwrap_or_default(),
+                group.mtu(k).unwrap_or(1500),
+            )
+        },
+        ConntrackConfig::default(),
+    );
     let gw = Arc::new(Gateway::new(gw_cfg, &rules).map_err(|e| e.to_string())?);
 
     // Queue index q of every interface (one shared UMEM) goes to worker q.
