@@ -111,7 +111,7 @@ pub fn render(c: &Control) -> String {
     // Workers.
     let workers: Vec<String> = (0..c.workers.len()).map(|w| w.to_string()).collect();
     type Field = fn(&super::server::WorkerPublished) -> &AtomicU64;
-    let fields: [(&str, &str, Field); 6] = [
+    let fields: [(&str, &str, Field); 7] = [
         (
             "worker_received_packets_total",
             "Frames the worker took from its queues.",
@@ -121,6 +121,11 @@ pub fn render(c: &Control) -> String {
             "worker_forwarded_packets_total",
             "Packets the worker forwarded (ARP answers included).",
             |p| &p.forwarded,
+        ),
+        (
+            "worker_fast_path_packets_total",
+            "Of the forwarded packets, those the established-flow fast path forwarded.",
+            |p| &p.fast_path,
         ),
         (
             "worker_host_packets_total",

@@ -47,6 +47,8 @@ pub struct WorkerPublished {
     pub host: AtomicU64,
     /// Packets the host sent through the host path.
     pub from_host: AtomicU64,
+    /// Of `forwarded`: by the established-flow fast path.
+    pub fast_path: AtomicU64,
     pub consumed: AtomicU64,
     pub emitted: AtomicU64,
     pub drops: [AtomicU64; DropReason::COUNT],
@@ -118,6 +120,7 @@ impl WorkerPublished {
             forwarded: AtomicU64::new(0),
             host: AtomicU64::new(0),
             from_host: AtomicU64::new(0),
+            fast_path: AtomicU64::new(0),
             consumed: AtomicU64::new(0),
             emitted: AtomicU64::new(0),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -136,6 +139,7 @@ impl WorkerPublished {
         self.forwarded.store(s.forwarded, Ordering::Relaxed);
         self.host.store(s.host, Ordering::Relaxed);
         self.from_host.store(s.from_host, Ordering::Relaxed);
+        self.fast_path.store(s.fast_path, Ordering::Relaxed);
         self.consumed.store(s.consumed, Ordering::Relaxed);
         self.emitted.store(s.emitted, Ordering::Relaxed);
         for (p, v) in self.drops.iter().zip(s.drops.iter()) {

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! time_ns N                     the workers' clock when sampled
-//! worker W rx|forwarded|host|from_host|consumed|emitted|sent N
+//! worker W rx|forwarded|fast_path|host|from_host|consumed|emitted|sent N
 //! worker W drop REASON N        per DropReason (non-zero ones)
 //! iface NAME rx|tx N            summed over its queues
 //! iface NAME drop REASON N      ring losses: kernel_rx_dropped, rx_ring_full, tx_ring_full, tx_invalid
@@ -39,6 +39,7 @@ pub fn sample_lines(c: &Control) -> Vec<String> {
             ("forwarded", ld(&p.forwarded)),
             ("host", ld(&p.host)),
             ("from_host", ld(&p.from_host)),
+            ("fast_path", ld(&p.fast_path)),
             ("consumed", ld(&p.consumed)),
             ("emitted", ld(&p.emitted)),
             ("sent", sent),
@@ -184,12 +185,13 @@ pub fn render(before: &Sample, now: &Sample) -> String {
         }
         let _ = writeln!(
             out,
-            "worker {w}: received {} ({} pps) sent {} ({} pps) forwarded {} host {} from host {} answered/held {} generated {} dropped {dropped}",
+            "worker {w}: received {} ({} pps) sent {} ({} pps) forwarded {} (fast path {}) host {} from host {} answered/held {} generated {} dropped {dropped}",
             vals[0],
             rate(&key("rx")),
             now.get(&key("sent")),
             rate(&key("sent")),
             vals[1],
+            now.get(&key("fast_path")),
             vals[2],
             now.get(&key("from_host")),
             vals[3],
@@ -230,7 +232,7 @@ mod tests {
             "rates over 2.0 s\n\
              interface lan0: received 160 (50 pps) sent 140 (50 pps) dropped 2\n  \
              dropped rx_ring_full: 2 (1/s)\n\
-             worker 0: received 300 (100 pps) sent 281 (95 pps) forwarded 280 host 0 from host 0 answered/held 5 generated 1 dropped 15\n  \
+             worker 0: received 300 (100 pps) sent 281 (95 pps) forwarded 280 (fast path 0) host 0 from host 0 answered/held 5 generated 1 dropped 15\n  \
              dropped policy_drop: 15 (5/s)\n\
              total: received 300 forwarded 280 host 0 answered/held 5 generated 1 dropped 15\n"
         );
