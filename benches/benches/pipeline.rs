@@ -14,15 +14,14 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use xdpgw_control::load_rules_str;
 use xdpgw_dataplane::conntrack::{Conntrack, ConntrackConfig, PacketMeta, Track};
 use xdpgw_dataplane::flow::Tuple;
-use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, GatewayConfig, IfaceConfig, Worker};
-use xdpgw_dataplane::rule::Ipv4Net;
+use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, Worker};
+use xdpgw_vm_tests::conf_gateway_config;
 use xdpgw_vm_tests::frames::{FrameSpec, L4Spec, Mac};
 
 const LAN_MAC: Mac = [0x02, 0, 0, 0, 1, 1];
 const WAN_MAC: Mac = [0x02, 0, 0, 0, 2, 1];
 const CLIENT_MAC: Mac = [0x02, 0, 0, 0, 0x0a, 2];
 const SERVER_MAC: Mac = [0x02, 0, 0, 0, 0x0b, 9];
-const GW_LAN: Ipv4Addr = Ipv4Addr::new(192, 168, 10, 1);
 const GW_WAN: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
 const BATCH: usize = 64;
@@ -59,32 +58,13 @@ fn rules_with_prefix(n: usize) -> String {
 
 fn worker(rules: &str, max_entries: usize) -> Worker {
     let set = load_rules_str("bench.rules", rules).unwrap_or_else(|e| panic!("{e}"));
-    let cfg = GatewayConfig {
-        ifaces: vec![
-            IfaceConfig {
-                name: "lan0".into(),
-                mac: LAN_MAC,
-                addr: GW_LAN,
-                prefix: 24,
-                mtu: 1500,
-            },
-            IfaceConfig {
-                name: "wan0".into(),
-                mac: WAN_MAC,
-                addr: GW_WAN,
-                prefix: 24,
-                mtu: 1500,
-            },
-        ],
-        routes: vec![(
-            Ipv4Net::with_prefix(Ipv4Addr::UNSPECIFIED, 0).expect("net"),
-            Ipv4Addr::new(203, 0, 113, 254),
-        )],
-        conntrack: ConntrackConfig {
+    let cfg = conf_gateway_config(
+        [LAN_MAC, WAN_MAC],
+        ConntrackConfig {
             max_entries,
             ..ConntrackConfig::default()
         },
-    };
+    );
     let gw = Arc::new(Gateway::new(cfg, &set).unwrap_or_else(|e| panic!("{e}")));
     gw.neigh
         .learn(0, Ipv4Addr::new(192, 168, 10, 2), CLIENT_MAC);

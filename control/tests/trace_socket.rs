@@ -14,13 +14,11 @@ use xdpgw_control::lab::WorkDir as TempDir;
 
 use xdpgw_control::api::server::{Control, ControlSocket};
 use xdpgw_control::api::{Client, Request};
+use xdpgw_control::config::Config;
 use xdpgw_control::explain::{build_frame, iface_mac, PacketSpec, PEER_MAC};
 use xdpgw_dataplane::conntrack::ConntrackConfig;
 use xdpgw_dataplane::flow::{Tuple, IPPROTO_TCP};
-use xdpgw_dataplane::pipeline::{
-    Action, Emit, Gateway, GatewayConfig, IfaceConfig, Worker, FRAME_SIZE,
-};
-use xdpgw_dataplane::rule::Ipv4Net;
+use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, Worker, FRAME_SIZE};
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 10, 2);
 const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 254);
@@ -29,25 +27,10 @@ const WAIT: Duration = Duration::from_secs(10);
 fn control() -> Control {
     let rules_file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../conf/gateway.rules");
     let set = xdpgw_control::load_rules(&rules_file).expect("rules");
-    let iface = |k: usize, name: &str, addr: [u8; 4]| IfaceConfig {
-        name: name.into(),
-        mac: iface_mac(k),
-        addr: Ipv4Addr::from(addr),
-        prefix: 24,
-        mtu: 1500,
-    };
+    let conf = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../conf/gateway.toml");
+    let cfg = Config::load(&conf).expect("conf/gateway.toml");
     let gw = Gateway::new(
-        GatewayConfig {
-            ifaces: vec![
-                iface(0, "lan0", [192, 168, 10, 1]),
-                iface(1, "wan0", [203, 0, 113, 1]),
-            ],
-            routes: vec![(
-                Ipv4Net::with_prefix(Ipv4Addr::UNSPECIFIED, 0).expect("net"),
-                SERVER,
-            )],
-            conntrack: ConntrackConfig::default(),
-        },
+        cfg.gateway_config(|k| (iface_mac(k), 1500), ConntrackConfig::default()),
         &set,
     )
     .expect("gateway");

@@ -122,6 +122,21 @@ pub fn gateway_lab(backend: Backend) -> Lab {
     })
 }
 
+/// The dataplane gateway of conf/gateway.toml (lan0 192.168.10.1/24, wan0
+/// 203.0.113.1/24, default route via 203.0.113.254) for in-memory tests
+/// and benchmarks: interface `k` gets `macs[k]` and MTU 1500.
+pub fn conf_gateway_config(
+    macs: [[u8; 6]; 2],
+    conntrack: xdpgw_dataplane::conntrack::ConntrackConfig,
+) -> xdpgw_dataplane::pipeline::GatewayConfig {
+    let path = workspace_dir().join("conf/gateway.toml");
+    let cfg = xdpgw_control::config::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    cfg.gateway_config(
+        |k| (macs.get(k).copied().unwrap_or_default(), 1500),
+        conntrack,
+    )
+}
+
 /// Splits `iptables-save` output into per-table blocks keyed by table name.
 ///
 /// Each block runs from the `*table` line through `COMMIT` inclusive, with

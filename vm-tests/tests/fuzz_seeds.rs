@@ -29,10 +29,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use xdpgw_dataplane::conntrack::ConntrackConfig;
-use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, GatewayConfig, IfaceConfig, Worker};
-use xdpgw_dataplane::rule::Ipv4Net;
+use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, Worker};
 use xdpgw_vm_tests::frames::*;
-use xdpgw_vm_tests::workspace_dir;
+use xdpgw_vm_tests::{conf_gateway_config, workspace_dir};
 
 const LAN_MAC: Mac = [2, 0, 0, 0, 1, 1];
 const WAN_MAC: Mac = [2, 0, 0, 0, 2, 1];
@@ -459,25 +458,14 @@ fn input(s: &Seed) -> Vec<u8> {
 fn gateway() -> Arc<Gateway> {
     let rules = xdpgw_control::load_rules(&workspace_dir().join("conf/gateway.rules"))
         .unwrap_or_else(|e| panic!("{e}"));
-    let iface = |name: &str, last: u8, addr: Ipv4Addr| IfaceConfig {
-        name: name.into(),
-        mac: [2, 0, 0, 0, last, 1],
-        addr,
-        prefix: 24,
-        mtu: 1500,
-    };
-    let cfg = GatewayConfig {
-        ifaces: vec![iface("lan0", 1, GW_LAN), iface("wan0", 2, GW_WAN)],
-        routes: vec![(
-            Ipv4Net::with_prefix(Ipv4Addr::UNSPECIFIED, 0).expect("net"),
-            SERVER,
-        )],
-        conntrack: ConntrackConfig {
+    let cfg = conf_gateway_config(
+        [[2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 2, 1]],
+        ConntrackConfig {
             max_entries: 4096,
             shards: 16,
             ..ConntrackConfig::default()
         },
-    };
+    );
     let gw = Arc::new(Gateway::new(cfg, &rules).expect("gateway"));
     gw.neigh.learn(0, CLIENT, CLIENT_MAC);
     gw.neigh.learn(1, SERVER, UPSTREAM_MAC);

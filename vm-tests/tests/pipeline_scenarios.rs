@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use xdpgw_dataplane::conntrack::{ConntrackConfig, TcpState};
 use xdpgw_dataplane::drop::DropReason;
-use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, GatewayConfig, IfaceConfig, Worker};
-use xdpgw_dataplane::rule::{Hook, Ipv4Net, Table};
+use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, Worker};
+use xdpgw_dataplane::rule::{Hook, Table};
 use xdpgw_vm_tests::frames::*;
-use xdpgw_vm_tests::workspace_dir;
+use xdpgw_vm_tests::{conf_gateway_config, workspace_dir};
 
 const LAN_MAC: Mac = [0x02, 0, 0, 0, 0x01, 0x01];
 const WAN_MAC: Mac = [0x02, 0, 0, 0, 0x02, 0x01];
@@ -78,33 +78,14 @@ impl Lab {
 
     fn with_rules(text: &str) -> Lab {
         let rules = xdpgw_control::load_rules_str("rules", text).unwrap_or_else(|e| panic!("{e}"));
-        let cfg = GatewayConfig {
-            ifaces: vec![
-                IfaceConfig {
-                    name: "lan0".into(),
-                    mac: LAN_MAC,
-                    addr: GW_LAN,
-                    prefix: 24,
-                    mtu: 1500,
-                },
-                IfaceConfig {
-                    name: "wan0".into(),
-                    mac: WAN_MAC,
-                    addr: GW_WAN,
-                    prefix: 24,
-                    mtu: 1500,
-                },
-            ],
-            routes: vec![(
-                Ipv4Net::with_prefix(Ipv4Addr::UNSPECIFIED, 0).expect("net"),
-                UPSTREAM,
-            )],
-            conntrack: ConntrackConfig {
+        let cfg = conf_gateway_config(
+            [LAN_MAC, WAN_MAC],
+            ConntrackConfig {
                 max_entries: 4096,
                 shards: 16,
                 ..ConntrackConfig::default()
             },
-        };
+        );
         let gw = Arc::new(Gateway::new(cfg, &rules).unwrap_or_else(|e| panic!("{e}")));
         let mut lab = Lab {
             worker: Worker::new(gw, 7),
