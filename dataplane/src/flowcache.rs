@@ -27,9 +27,6 @@ use crate::flow::{Dir, Tuple};
 /// What a forwarded flow's traversal decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Cached {
-    pub in_iface: u8,
-    /// The packet's tuple as it arrives (before NAT).
-    pub key: Tuple,
     /// The rule set and neighbour snapshot it was decided with.
     pub rules_id: usize,
     pub neigh_id: usize,
@@ -50,7 +47,8 @@ pub(crate) struct Cached {
 }
 
 /// The cache: a power-of-two number of slots, one entry each (a newer flow
-/// replaces an older one in its slot). The keys live apart from the
+/// replaces an older one in its slot), keyed by the input interface and the
+/// packet's tuple as it arrives (before NAT). The keys live apart from the
 /// entries, 16 bytes a slot, so that a miss (every packet of a new
 /// connection) reads one small line.
 pub(crate) struct FlowCache {
@@ -86,9 +84,9 @@ impl FlowCache {
         self.slots[i].as_ref()
     }
 
-    pub fn insert(&mut self, c: Cached) {
-        let i = self.slot(c.in_iface, &c.key);
-        self.keys[i] = Some((c.in_iface, c.key));
+    pub fn insert(&mut self, in_iface: u8, key: &Tuple, c: Cached) {
+        let i = self.slot(in_iface, key);
+        self.keys[i] = Some((in_iface, *key));
         self.slots[i] = Some(c);
     }
 
@@ -107,17 +105,18 @@ mod tests {
     use super::*;
     use std::net::Ipv4Addr;
 
-    fn entry(sport: u16) -> Cached {
-        let key = Tuple {
+    fn key(sport: u16) -> Tuple {
+        Tuple {
             src: Ipv4Addr::new(192, 168, 10, 2),
             dst: Ipv4Addr::new(203, 0, 113, 9),
             sport,
             dport: 80,
             proto: 6,
-        };
+        }
+    }
+
+    fn entry(key: Tuple) -> Cached {
         Cached {
-            in_iface: 0,
-            key,
             rules_id: 1,
             neigh_id: 2,
             dir: Dir::Original,
@@ -136,12 +135,13 @@ mod tests {
     #[test]
     fn get_insert_remove() {
         let mut c = FlowCache::new(16);
-        let e = entry(1000);
-        assert!(c.get(0, &e.key).is_none());
-        c.insert(e);
-        assert_eq!(c.get(0, &e.key), Some(&e));
-        assert!(c.get(1, &e.key).is_none(), "another input interface");
-        c.remove(0, &e.key);
-        assert!(c.get(0, &e.key).is_none());
+        let k = key(1000);
+        let e = entry(k);
+        assert!(c.get(0, &k).is_none());
+        c.insert(0, &k, e);
+        assert_eq!(c.get(0, &k), Some(&e));
+        assert!(c.get(1, &k).is_none(), "another input interface");
+        c.remove(0, &k);
+        assert!(c.get(0, &k).is_none());
     }
 }

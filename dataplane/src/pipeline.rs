@@ -931,9 +931,9 @@ impl Worker {
     /// Notes what the full path decided for a forwarded packet, for the
     /// fast path, if it may be reused (see [`crate::flowcache`]).
     fn note_flow(&mut self, p: &Pkt, out: u8, hop: Ipv4Addr, mtu: u16) {
-        let Some((in_iface, key)) = self.flow_key else {
+        if self.flow_key.is_none() {
             return;
-        };
+        }
         let Conn::Existing {
             dir,
             reply,
@@ -956,8 +956,6 @@ impl Worker {
         let mut counters = [0; FlowCache::MAX_COUNTERS];
         counters[..rec.len()].copy_from_slice(rec);
         self.flow_pending = Some(Cached {
-            in_iface,
-            key,
             rules_id: rules_id(&self.rules),
             neigh_id: Arc::as_ptr(&self.neigh) as usize,
             dir,
@@ -984,7 +982,7 @@ impl Worker {
         let pending = self.flow_pending.take();
         if let Some((in_iface, key)) = self.flow_key.take() {
             match pending {
-                Some(c) if !self.eval.volatile => self.flows.insert(c),
+                Some(c) if !self.eval.volatile => self.flows.insert(in_iface, &key, c),
                 // A cached decision that no longer holds.
                 _ if self.flow_hit => self.flows.remove(in_iface, &key),
                 _ => {}
