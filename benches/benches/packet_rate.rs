@@ -1289,7 +1289,7 @@ struct HostLoad {
     service: Child,
     client: Child,
     started: Instant,
-    rx_bytes: u64,
+    tx_bytes_at_start: u64,
 }
 
 impl HostLoad {
@@ -1330,7 +1330,7 @@ impl HostLoad {
             service,
             client,
             started: Instant::now(),
-            rx_bytes: Self::host_tx_bytes(lab),
+            tx_bytes_at_start: Self::host_tx_bytes(lab),
         }
     }
 
@@ -1351,7 +1351,7 @@ impl HostLoad {
 
     /// Stops the transfer; its rate over the row, for the notes.
     fn finish(mut self, lab: &Lab) -> String {
-        let bytes = Self::host_tx_bytes(lab).saturating_sub(self.rx_bytes);
+        let bytes = Self::host_tx_bytes(lab).saturating_sub(self.tx_bytes_at_start);
         let secs = self.started.elapsed().as_secs_f64();
         let _ = self.client.kill();
         let _ = self.service.kill();

@@ -458,19 +458,8 @@ fn worker_loop(
                         len,
                     },
                     Action::Host { iface, len } => {
-                        let delivered = match (&host, frame.get(ETH_HLEN..len)) {
-                            (Some(h), Some(packet)) if host_budget > 0 => {
-                                host_budget -= 1;
-                                h.deliver(usize::from(iface), packet)
-                            }
-                            _ => false,
-                        };
-                        if !delivered {
-                            let r = if host.is_some() {
-                                DropReason::HostPathFull
-                            } else {
-                                DropReason::HostUnsupported
-                            };
+                        let packet = frame.get(ETH_HLEN..len);
+                        if let Err(r) = to_host(host.as_ref(), &mut host_budget, iface, packet) {
                             worker.stats.drops[r as usize] += 1;
                         }
                         ForwardVerdict::Drop
@@ -544,6 +533,28 @@ fn worker_loop(
     publish_queues(publish, &queues);
     WorkerReport {
         stats: worker.stats.clone(),
+    }
+}
+
+/// Hands a packet INPUT accepted to the host, through the device of the
+/// interface it arrived on, if the host path exists and its budget allows.
+fn to_host(
+    host: Option<&HostQueue>,
+    budget: &mut usize,
+    iface: u8,
+    packet: Option<&[u8]>,
+) -> Result<(), DropReason> {
+    let host = host.ok_or(DropReason::HostUnsupported)?;
+    match packet {
+        Some(p) if *budget > 0 => {
+            *budget -= 1;
+            if host.deliver(usize::from(iface), p) {
+                Ok(())
+            } else {
+                Err(DropReason::HostPathFull)
+            }
+        }
+        _ => Err(DropReason::HostPathFull),
     }
 }
 
