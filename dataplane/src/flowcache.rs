@@ -14,14 +14,17 @@
 //! same rule set gives the same result.
 //!
 //! A cached entry is used only while that still holds, checked per packet:
-//! the same rule set and neighbour snapshot (pointer equality), conntrack
-//! says ESTABLISHED in the same direction with the same state bits and the
-//! same NAT (the reply tuple), and the packet's TTL and length pass the
-//! forwarding checks. Conntrack itself runs for every packet (timeouts,
-//! TCP window tracking, counters), and the rule counters the traversal
+//! the same rule set and neighbour snapshot (pointer equality), the same
+//! conntrack entry (its slot and generation: so the same direction, tuples
+//! and NAT state bits, which are fixed at confirm) says ESTABLISHED, and
+//! the packet's TTL and length pass the forwarding checks. Conntrack itself
+//! runs for every packet, on that entry without a lookup
+//! ([`crate::conntrack::Conntrack::track_entry`]: timeouts, TCP window
+//! tracking, counters), and the rule counters the traversal
 //! bumped are bumped again, so counters, `conntrack -L` and traces cannot
 //! tell a cached packet from another. Anything else takes the full path.
 
+use crate::conntrack::EntryRef;
 use crate::flow::{Dir, Tuple};
 
 /// What a forwarded flow's traversal decided.
@@ -30,9 +33,13 @@ pub(crate) struct Cached {
     /// The rule set and neighbour snapshot it was decided with.
     pub rules_id: usize,
     pub neigh_id: usize,
-    /// The connection as conntrack reported it.
+    /// The connection as conntrack reported it: its entry (so that its
+    /// next packets are tracked without a lookup), direction, state bits
+    /// and tuples (the NAT to apply).
+    pub entry: EntryRef,
     pub dir: Dir,
     pub ct_bits: u8,
+    pub orig: Tuple,
     pub reply: Tuple,
     /// Where it went.
     pub out_iface: u8,
@@ -119,8 +126,10 @@ mod tests {
         Cached {
             rules_id: 1,
             neigh_id: 2,
+            entry: EntryRef::new(0, 1, 0),
             dir: Dir::Original,
             ct_bits: 0,
+            orig: key,
             reply: key.invert(),
             out_iface: 1,
             mtu: 1500,

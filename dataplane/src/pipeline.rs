@@ -24,7 +24,8 @@ use crate::classify::{
     compile, CompileError, CompiledRuleSet, EvalState, NatAction, PacketView, Verdict, MAX_IFACES,
 };
 use crate::conntrack::{
-    status, Conntrack, ConntrackConfig, CtState, IcmpMeta, PacketMeta, Pending, TcpSeg, Track,
+    status, Conntrack, ConntrackConfig, CtState, EntryRef, EntryTrack, IcmpMeta, PacketMeta,
+    Pending, TcpSeg, Track,
 };
 use crate::drop::DropReason;
 use crate::flow::{Dir, Tuple, IPPROTO_TCP};
@@ -244,6 +245,8 @@ enum Conn {
         reply: Tuple,
         status: u16,
         related: bool,
+        /// The entry, when conntrack found it (not for answers we build).
+        entry: Option<EntryRef>,
     },
     New(Pending),
 }
@@ -258,6 +261,7 @@ impl Conn {
                 reply,
                 status,
                 related,
+                ..
             } => Some((*orig, *reply, *status, *dir, *related)),
             Conn::New(p) => Some((p.orig, p.reply, p.status, Dir::Original, false)),
             _ => None,
@@ -598,7 +602,10 @@ impl Worker {
             }
             let (conn, state) = match track {
                 Track::Existing {
-                    dir, state, snap, ..
+                    entry,
+                    dir,
+                    state,
+                    snap,
                 } => (
                     Conn::Existing {
                         dir,
@@ -606,6 +613,7 @@ impl Worker {
                         reply: snap.reply,
                         status: snap.status,
                         related: state == CtState::Related,
+                        entry: Some(entry),
                     },
                     state,
                 ),
@@ -853,7 +861,7 @@ impl Worker {
     /// counters bumped as the traversal bumped them. None: take the full
     /// path (recording it for the cache); if conntrack already ran here,
     /// its result is handed over in `pre_track`.
-    #[inline]
+    #[inline(always)]
     fn fast_path(
         &mut self,
         now: u64,
@@ -887,33 +895,28 @@ impl Worker {
             return None;
         }
         let meta = meta_of(info);
-        let track = self.gw.conntrack.track(now, &meta);
-        self.stats.ct.count_track(&track, meta.tuple.proto);
-        let snap = match track {
-            Track::Existing {
-                dir,
-                state: CtState::Established,
-                snap,
-                ..
-            } if dir == c.dir
-                && snap.reply == c.reply
-                && ct_bits_of(CtState::Established, snap.status) == c.ct_bits =>
-            {
-                snap
+        let status = match self.gw.conntrack.track_entry(now, &meta, c.entry, c.dir) {
+            EntryTrack::Hit { status } => {
+                self.stats.ct.found += 1;
+                status
             }
-            _ => {
+            EntryTrack::Other(track) => {
+                self.stats.ct.count_track(&track, meta.tuple.proto);
                 self.pre_track = Some(track);
                 return None;
             }
+            EntryTrack::Miss => return None,
         };
+        // The NAT bits are set at confirm and never change.
+        debug_assert_eq!(ct_bits_of(CtState::Established, status), c.ct_bits);
         self.eval.record = false;
         self.flow_key = None;
         let mut info = *info;
-        let (orig, reply, st) = (snap.orig, snap.reply, snap.status);
-        nat::translate(frame, &mut info, &orig, &reply, st, c.dir, Manip::Dst);
+        let (orig, reply) = (c.orig, c.reply);
+        nat::translate(frame, &mut info, &orig, &reply, status, c.dir, Manip::Dst);
         wire::dec_ttl(frame, &info);
         info.ttl -= 1;
-        nat::translate(frame, &mut info, &orig, &reply, st, c.dir, Manip::Src);
+        nat::translate(frame, &mut info, &orig, &reply, status, c.dir, Manip::Src);
         for &slot in &c.counters[..usize::from(c.ncounters)] {
             self.eval.bump(slot, info.total_len);
         }
@@ -936,8 +939,10 @@ impl Worker {
         }
         let Conn::Existing {
             dir,
+            orig,
             reply,
             related: false,
+            entry: Some(entry),
             ..
         } = p.conn
         else {
@@ -958,8 +963,10 @@ impl Worker {
         self.flow_pending = Some(Cached {
             rules_id: rules_id(&self.rules),
             neigh_id: Arc::as_ptr(&self.neigh) as usize,
+            entry,
             dir,
             ct_bits: p.view.ct_bits,
+            orig,
             reply,
             out_iface: out,
             mtu,
@@ -1203,6 +1210,7 @@ impl Worker {
             reply,
             status: st,
             related,
+            entry: None,
         })
     }
 

@@ -202,6 +202,13 @@ pub struct EntryRef {
     gen: u32,
 }
 
+impl EntryRef {
+    #[cfg(test)]
+    pub(crate) fn new(shard: u32, slot: u32, gen: u32) -> EntryRef {
+        EntryRef { shard, slot, gen }
+    }
+}
+
 /// The result of tracking a packet.
 #[derive(Clone, Copy, Debug)]
 pub enum Track {
@@ -232,6 +239,50 @@ impl Track {
             Track::New(_) => CtState::New,
             Track::Invalid { .. } => CtState::Invalid,
         }
+    }
+}
+
+/// The result of [`Conntrack::track_entry`].
+#[derive(Clone, Copy, Debug)]
+pub enum EntryTrack {
+    /// ESTABLISHED in the direction asked; the entry's status bits after
+    /// this packet.
+    Hit { status: u16 },
+    /// Tracked, with another result (what `track` would have returned).
+    Other(Track),
+    /// Not tracked: use [`Conntrack::track`].
+    Miss,
+}
+
+/// What [`Conntrack::judge`] decided about a packet of an existing entry.
+enum Judged {
+    /// Accepted; the entry lives on. The packet's state.
+    Found(CtState),
+    /// Accepted, counted, then the entry deleted. The packet's state; the
+    /// freed slot keeps the entry's last values until the lock is released.
+    Killed(CtState),
+    /// Expired or re-opened: the entry is gone, the packet is a new
+    /// connection.
+    Gone,
+    Invalid(InvalidReason, Option<TcpState>),
+}
+
+/// The `Track` for a judged packet (`g`: the home shard, still locked).
+fn track_of(j: Judged, g: &ShardInner, home: usize, key: Key) -> Option<Track> {
+    let entry = EntryRef {
+        shard: home as u32,
+        slot: key.slot,
+        gen: key.gen,
+    };
+    match j {
+        Judged::Found(state) | Judged::Killed(state) => Some(Track::Existing {
+            entry,
+            dir: key.dir,
+            state,
+            snap: snapshot_of(&g.slab[key.slot as usize]),
+        }),
+        Judged::Gone => None,
+        Judged::Invalid(reason, tcp_state) => Some(Track::Invalid { reason, tcp_state }),
     }
 }
 
@@ -759,12 +810,68 @@ impl Conntrack {
         home: usize,
         key: Key,
     ) -> (Option<Track>, Option<Unlink>) {
+        let (judged, unlink) = self.judge(now, pkt, g, home, key);
+        (track_of(judged, g, home, key), unlink)
+    }
+
+    /// Tracks a packet of the entry `e` (the one it belonged to before, in
+    /// direction `dir`), skipping the lookup: the established-flow fast path.
+    /// Changes the entry exactly as [`Conntrack::track`] would. `Miss`: the
+    /// entry is gone or expired, or the packet needs a check the lookup
+    /// makes; nothing was changed or counted, call `track`.
+    #[inline]
+    pub fn track_entry(&self, now: Nanos, pkt: &PacketMeta, e: EntryRef, dir: Dir) -> EntryTrack {
+        if pkt.tcp.is_some_and(|seg| !tcp::valid_flags(seg.flags)) {
+            return EntryTrack::Miss;
+        }
+        let home = e.shard as usize;
+        if home >= self.shards.len() {
+            return EntryTrack::Miss;
+        }
+        let mut g = self.lock(home);
+        match g.slab.get(e.slot as usize) {
+            Some(s) if s.live && s.gen == e.gen && s.conn.timeout > now => {}
+            _ => return EntryTrack::Miss,
+        }
+        let key = Key {
+            home: e.shard,
+            slot: e.slot,
+            gen: e.gen,
+            dir,
+        };
+        let (judged, unlink) = self.judge(now, pkt, &mut g, home, key);
+        let r = match judged {
+            Judged::Found(CtState::Established) => EntryTrack::Hit {
+                status: g.slab[e.slot as usize].conn.status,
+            },
+            j => match track_of(j, &g, home, key) {
+                Some(t) => EntryTrack::Other(t),
+                None => EntryTrack::Miss,
+            },
+        };
+        drop(g);
+        if let Some(u) = unlink {
+            self.unlink(u);
+        }
+        r
+    }
+
+    /// Runs the packet through its entry's protocol tracker, under its home
+    /// lock (`nf_conntrack_in` after the lookup).
+    fn judge(
+        &self,
+        now: Nanos,
+        pkt: &PacketMeta,
+        g: &mut ShardInner,
+        home: usize,
+        key: Key,
+    ) -> (Judged, Option<Unlink>) {
         let stats = self.stats_of(home);
         let watch = g.events.is_some();
         let slot = &mut g.slab[key.slot as usize];
         if slot.conn.timeout <= now {
             ShardStats::inc(&stats.expired);
-            return (None, self.free_locked(g, key.slot, Some(now)));
+            return (Judged::Gone, self.free_locked(g, key.slot, Some(now)));
         }
         // For an UPDATE event: what the packet may change.
         let before = if watch {
@@ -819,52 +926,28 @@ impl Conntrack {
             Verdict::Kill => {
                 conn.account(d, pkt.len);
                 accepted(conn);
-                let snap = snapshot_of(slot);
-                let entry = EntryRef {
-                    shard: home as u32,
-                    slot: key.slot,
-                    gen: key.gen,
-                };
                 ShardStats::inc(&stats.found);
                 ShardStats::inc(&stats.deleted);
                 let unlink = self.free_locked(g, key.slot, Some(now));
-                return (
-                    Some(Track::Existing {
-                        entry,
-                        dir,
-                        state,
-                        snap,
-                    }),
-                    unlink,
-                );
+                return (Judged::Killed(state), unlink);
             }
             Verdict::Reopen => {
                 ShardStats::inc(&stats.deleted);
-                return (None, self.free_locked(g, key.slot, Some(now)));
+                return (Judged::Gone, self.free_locked(g, key.slot, Some(now)));
             }
             Verdict::Invalid(reason) => {
                 let tcp_state = conn.tcp_state();
                 ShardStats::inc(&stats.invalid[reason as usize]);
-                return (Some(Track::Invalid { reason, tcp_state }), None);
+                return (Judged::Invalid(reason, tcp_state), None);
             }
         }
         let changed = watch && (conn.status, conn.tcp_state()) != before;
         let state_changed = watch && conn.tcp_state() != before.1;
         ShardStats::inc(&stats.found);
-        let track = Track::Existing {
-            entry: EntryRef {
-                shard: home as u32,
-                slot: key.slot,
-                gen: key.gen,
-            },
-            dir,
-            state,
-            snap: snapshot_of(slot),
-        };
         if changed {
             record(g, EventKind::Update, key.slot, Some(now), state_changed);
         }
-        (Some(track), None)
+        (Judged::Found(state), None)
     }
 
     /// `nf_conntrack_icmpv4_error` + `nf_conntrack_inet_error`: an ICMP error

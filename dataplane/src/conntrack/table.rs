@@ -134,6 +134,8 @@ impl ShardInner {
 
     /// Frees a live slot and removes the keys of its entry held here; returns
     /// the reply key to remove from another shard, if it lives elsewhere.
+    /// The slot keeps the entry's values until it is reused (the caller may
+    /// still read them under this lock).
     pub fn free(&mut self, slot: u32, shard_of: impl Fn(u64) -> usize) -> Option<Unlink> {
         let s = &mut self.slab[slot as usize];
         debug_assert!(s.live);
