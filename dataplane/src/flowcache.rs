@@ -26,6 +26,7 @@
 
 use crate::conntrack::EntryRef;
 use crate::flow::{Dir, Tuple};
+use crate::wire::fast::FlowEdit;
 
 /// What a forwarded flow's traversal decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,20 +35,18 @@ pub(crate) struct Cached {
     pub rules_id: usize,
     pub neigh_id: usize,
     /// The connection as conntrack reported it: its entry (so that its
-    /// next packets are tracked without a lookup), direction, state bits
-    /// and tuples (the NAT to apply).
+    /// next packets are tracked without a lookup), direction and state bits.
     pub entry: EntryRef,
     pub dir: Dir,
     pub ct_bits: u8,
-    pub orig: Tuple,
-    pub reply: Tuple,
+    /// The rewrite: the connection's NAT in this direction, and the DSCP a
+    /// rule set, if any.
+    pub edit: FlowEdit,
     /// Where it went.
     pub out_iface: u8,
     pub mtu: u16,
     pub dst_mac: [u8; 6],
     pub src_mac: [u8; 6],
-    /// The DSCP a rule set, if any.
-    pub dscp: Option<u8>,
     /// The counter slots the traversal bumped.
     pub counters: [u32; FlowCache::MAX_COUNTERS],
     pub ncounters: u8,
@@ -76,9 +75,18 @@ impl FlowCache {
         }
     }
 
+    /// One multiply-xorshift: enough to spread flows over a per-worker
+    /// cache (a collision only sends a flow down the full path), and cheaper
+    /// than conntrack's [`Tuple::hash64`].
     #[inline]
     fn slot(&self, in_iface: u8, key: &Tuple) -> usize {
-        (key.hash64() ^ u64::from(in_iface)) as usize & self.mask
+        let a = (u64::from(u32::from(key.src)) << 32) | u64::from(u32::from(key.dst));
+        let b = (u64::from(key.sport) << 48)
+            | (u64::from(key.dport) << 32)
+            | (u64::from(key.proto) << 8)
+            | u64::from(in_iface);
+        let h = (a ^ b.rotate_left(17)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h ^ (h >> 29)) as usize & self.mask
     }
 
     /// The entry for `key` arriving on `in_iface`, if cached.
@@ -129,13 +137,15 @@ mod tests {
             entry: EntryRef::new(0, 1, 0),
             dir: Dir::Original,
             ct_bits: 0,
-            orig: key,
-            reply: key.invert(),
+            edit: FlowEdit {
+                dst: None,
+                src: Some((key.src, key.sport)),
+                dscp: None,
+            },
             out_iface: 1,
             mtu: 1500,
             dst_mac: [0; 6],
             src_mac: [0; 6],
-            dscp: None,
             counters: [0; FlowCache::MAX_COUNTERS],
             ncounters: 0,
         }

@@ -50,6 +50,22 @@ fn other_tuple<'a>(
     })
 }
 
+/// The address and port [`translate`] writes for `manip` into a TCP/UDP
+/// packet going in `dir`, if the connection's NAT changes that end.
+pub fn target(
+    orig: &Tuple,
+    reply: &Tuple,
+    st: u16,
+    dir: Dir,
+    manip: Manip,
+) -> Option<(Ipv4Addr, u16)> {
+    let t = other_tuple(orig, reply, st, dir, manip)?.invert();
+    Some(match manip {
+        Manip::Src => (t.src, t.sport),
+        Manip::Dst => (t.dst, t.dport),
+    })
+}
+
 /// Keeps a parse in step with a rewrite of the packet's source or destination.
 fn update_info(info: &mut Ipv4Info, manip: Manip, addr: Ipv4Addr, port: u16) {
     match manip {

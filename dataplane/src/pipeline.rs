@@ -36,6 +36,7 @@ use crate::neigh::{HoldQueue, Mac, NeighMap, Neighbours, BROADCAST};
 use crate::route::{RouteError, RouteTable};
 use crate::rule::{AddrRange, CtStates, Hook, Ipv4Net, RejectWith, RuleSet, Table};
 use crate::trace::{rules_id, PacketTrace, Recorder, TraceEvent, TraceSession, Tracer};
+use crate::wire::fast::FlowEdit;
 use crate::wire::{self, Ipv4Info, L4};
 
 /// One interface the gateway owns.
@@ -460,6 +461,13 @@ impl Worker {
         let Some(frame) = buf.get_mut(..len) else {
             return self.drop(DropReason::EthTruncated);
         };
+        if self.fast_path_on && self.trace.is_none() {
+            if let Some(a) = self.fast_path(now, in_iface, frame) {
+                self.stats.forwarded += 1;
+                self.stats.fast_path += 1;
+                return a;
+            }
+        }
         let et = match wire::ethertype(frame) {
             Ok(e) => e,
             Err(r) => return self.drop(r),
@@ -485,12 +493,6 @@ impl Worker {
         }
         if self.trace.is_some() {
             self.trace_begin(now, in_iface, &info);
-        } else if self.fast_path_on {
-            if let Some(a) = self.fast_path(now, in_iface, frame, &info) {
-                self.stats.forwarded += 1;
-                self.stats.fast_path += 1;
-                return a;
-            }
         }
         let a = self.prerouting(now, in_iface, frame, info, emit);
         if self.tracing {
@@ -858,47 +860,50 @@ impl Worker {
     /// The established-flow fast path (see [`crate::flowcache`]): a TCP or
     /// UDP packet of a flow whose traversal is cached, conntrack still
     /// ESTABLISHED as then, goes out with the cached decision, its
-    /// counters bumped as the traversal bumped them. None: take the full
-    /// path (recording it for the cache); if conntrack already ran here,
-    /// its result is handed over in `pre_track`.
+    /// counters bumped as the traversal bumped them. It reads the frame with
+    /// [`wire::fast::peek`] rather than a full parse. None: take the full
+    /// path (recording it for the cache when the frame is one the fast path
+    /// takes: such a frame always reaches the end of the full path); if
+    /// conntrack already ran here, its result is handed over in `pre_track`.
     #[inline(always)]
-    fn fast_path(
-        &mut self,
-        now: u64,
-        in_iface: u8,
-        frame: &mut [u8],
-        info: &Ipv4Info,
-    ) -> Option<Action> {
-        let (sport, dport) = match info.l4info {
-            L4::Tcp(t) => (t.sport, t.dport),
-            L4::Udp { sport, dport } => (sport, dport),
-            _ => return None,
-        };
-        let key = Tuple {
-            src: info.src,
-            dst: info.dst,
-            sport,
-            dport,
-            proto: info.proto,
-        };
+    fn fast_path(&mut self, now: u64, in_iface: u8, frame: &mut [u8]) -> Option<Action> {
+        let pk = wire::fast::peek(frame)?;
+        let iface = self.gw.ifaces.get(usize::from(in_iface))?;
+        if frame.get(..6)? != iface.mac {
+            return None;
+        }
         self.eval.start_recording();
-        self.flow_key = Some((in_iface, key));
+        self.flow_key = Some((in_iface, pk.tuple));
         self.flow_hit = false;
-        let c = self.flows.get(in_iface, &key)?;
+        let c = self.flows.get(in_iface, &pk.tuple)?;
         self.flow_hit = true;
         if c.rules_id != rules_id(&self.rules)
             || c.neigh_id != Arc::as_ptr(&self.neigh) as usize
-            || info.ttl <= 1
-            || info.total_len > c.mtu
-            || !l4_checksum_ok(frame, info)
+            || pk.ttl <= 1
+            || pk.total_len > c.mtu
+            || !wire::fast::l4_checksum_ok(frame, &pk)
         {
             return None;
         }
-        let meta = meta_of(info);
-        let status = match self.gw.conntrack.track_entry(now, &meta, c.entry, c.dir) {
+        let meta = PacketMeta {
+            tuple: pk.tuple,
+            len: pk.total_len,
+            tcp: pk.tcp.map(|t| TcpSeg {
+                flags: t.flags,
+                seq: t.seq,
+                ack: t.ack,
+                window: t.window,
+                payload_len: t.payload_len,
+                wscale: None,
+                sack_perm: false,
+            }),
+            icmp: None,
+        };
+        match self.gw.conntrack.track_entry(now, &meta, c.entry, c.dir) {
             EntryTrack::Hit { status } => {
                 self.stats.ct.found += 1;
-                status
+                // The NAT bits are set at confirm and never change.
+                debug_assert_eq!(ct_bits_of(CtState::Established, status), c.ct_bits);
             }
             EntryTrack::Other(track) => {
                 self.stats.ct.count_track(&track, meta.tuple.proto);
@@ -906,28 +911,17 @@ impl Worker {
                 return None;
             }
             EntryTrack::Miss => return None,
-        };
-        // The NAT bits are set at confirm and never change.
-        debug_assert_eq!(ct_bits_of(CtState::Established, status), c.ct_bits);
+        }
         self.eval.record = false;
         self.flow_key = None;
-        let mut info = *info;
-        let (orig, reply) = (c.orig, c.reply);
-        nat::translate(frame, &mut info, &orig, &reply, status, c.dir, Manip::Dst);
-        wire::dec_ttl(frame, &info);
-        info.ttl -= 1;
-        nat::translate(frame, &mut info, &orig, &reply, status, c.dir, Manip::Src);
+        c.edit.apply(frame, pk.tuple.proto);
         for &slot in &c.counters[..usize::from(c.ncounters)] {
-            self.eval.bump(slot, info.total_len);
-        }
-        if let Some(d) = c.dscp {
-            wire::set_dscp(frame, &info, d);
+            self.eval.bump(slot, pk.total_len);
         }
         wire::set_macs(frame, c.dst_mac, c.src_mac);
-        let len = (info.l3 + usize::from(info.total_len)).min(frame.len());
         Some(Action::Forward {
             iface: c.out_iface,
-            len,
+            len: (wire::ETH_HDR + usize::from(pk.total_len)).min(frame.len()),
         })
     }
 
@@ -941,9 +935,9 @@ impl Worker {
             dir,
             orig,
             reply,
+            status,
             related: false,
             entry: Some(entry),
-            ..
         } = p.conn
         else {
             return;
@@ -966,13 +960,15 @@ impl Worker {
             entry,
             dir,
             ct_bits: p.view.ct_bits,
-            orig,
-            reply,
+            edit: FlowEdit {
+                dst: nat::target(&orig, &reply, status, dir, Manip::Dst),
+                src: nat::target(&orig, &reply, status, dir, Manip::Src),
+                dscp: p.view.dscp_changed.then_some(p.view.dscp),
+            },
             out_iface: out,
             mtu,
             dst_mac,
             src_mac,
-            dscp: p.view.dscp_changed.then_some(p.view.dscp),
             counters,
             ncounters: rec.len() as u8,
         });

@@ -858,6 +858,7 @@ impl Conntrack {
 
     /// Runs the packet through its entry's protocol tracker, under its home
     /// lock (`nf_conntrack_in` after the lookup).
+    #[inline(always)]
     fn judge(
         &self,
         now: Nanos,

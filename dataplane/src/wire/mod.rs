@@ -27,6 +27,7 @@ use std::net::Ipv4Addr;
 
 mod build;
 pub mod checksum;
+pub mod fast;
 mod field;
 mod parse;
 mod rewrite;

@@ -1,0 +1,372 @@
+//! The established-flow fast path's wire work, on the frames it takes:
+//! Ethernet II, IPv4 without options and not a fragment, TCP without SYN or
+//! UDP. [`peek`] reads what the flow cache and conntrack need without a full
+//! parse; [`FlowEdit::apply`] makes a cached flow's rewrite (NAT both ways,
+//! TTL, DSCP) with the same incremental checksum updates, in the same order,
+//! as the full path's hooks, so the bytes out are the same.
+//!
+//! Anything else (IP options, fragments, SYNs, other protocols, a bad IPv4
+//! header checksum, truncation) is left to the full path: `peek` answers
+//! `None` and the frame is parsed and judged as usual, with its drop reason.
+
+use std::net::Ipv4Addr;
+
+use super::checksum::{self, update16, update32};
+use super::field::{self, read16, read32, write16, write32};
+use super::ETH_HDR;
+use crate::flow::{Tuple, IPPROTO_TCP, IPPROTO_UDP};
+
+const L3: usize = ETH_HDR;
+/// Where the transport header starts: the fast path takes no IP options.
+const L4: usize = ETH_HDR + field::ipv4::MIN_LEN;
+const TCP_SYN: u8 = 0x02;
+
+/// What the fast path needs of a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peek {
+    /// As it arrives (before any NAT).
+    pub tuple: Tuple,
+    pub total_len: u16,
+    pub ttl: u8,
+    pub tcp: Option<FastTcp>,
+}
+
+/// The TCP fields conntrack reads (no options: they matter on SYNs only,
+/// which the fast path does not take).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FastTcp {
+    pub flags: u8,
+    pub seq: u32,
+    pub ack: u32,
+    pub window: u16,
+    pub payload_len: u32,
+}
+
+/// Reads a frame the fast path may take; `None` for anything else. Verifies
+/// the IPv4 header checksum (the transport checksum is the caller's, as it
+/// is conntrack's).
+#[inline]
+pub fn peek(frame: &[u8]) -> Option<Peek> {
+    let hdr: &[u8; field::ipv4::MIN_LEN] = frame.get(L3..L4)?.try_into().ok()?;
+    if frame.get(field::eth::ETHERTYPE..L3)? != [0x08, 0x00] || hdr[0] != 0x45 {
+        return None;
+    }
+    // MF or a fragment offset.
+    if hdr[6] & 0x3f != 0 || hdr[7] != 0 {
+        return None;
+    }
+    if !checksum::verify(checksum::sum(hdr)) {
+        return None;
+    }
+    let total_len = u16::from_be_bytes([hdr[2], hdr[3]]);
+    let seg = frame.get(L4..L3 + usize::from(total_len))?;
+    let proto = hdr[9];
+    let tcp = match proto {
+        IPPROTO_UDP if seg.len() >= field::udp::LEN => None,
+        IPPROTO_TCP if seg.len() >= field::tcp::MIN_LEN => {
+            let header_len = usize::from(seg[field::tcp::DATA_OFF] >> 4) * 4;
+            let flags = seg[field::tcp::FLAGS];
+            if header_len < field::tcp::MIN_LEN || header_len > seg.len() || flags & TCP_SYN != 0 {
+                return None;
+            }
+            Some(FastTcp {
+                flags,
+                seq: read32(seg, field::tcp::SEQ)?,
+                ack: read32(seg, field::tcp::ACK)?,
+                window: read16(seg, field::tcp::WINDOW)?,
+                payload_len: (seg.len() - header_len) as u32,
+            })
+        }
+        _ => return None,
+    };
+    Some(Peek {
+        tuple: Tuple {
+            src: Ipv4Addr::from(read32(hdr, field::ipv4::SRC)?),
+            dst: Ipv4Addr::from(read32(hdr, field::ipv4::DST)?),
+            sport: read16(seg, field::tcp::SPORT)?,
+            dport: read16(seg, field::tcp::DPORT)?,
+            proto,
+        },
+        total_len,
+        ttl: hdr[field::ipv4::TTL],
+        tcp,
+    })
+}
+
+/// Whether the transport checksum of a peeked frame verifies (a UDP
+/// checksum of 0 means none).
+#[inline]
+pub fn l4_checksum_ok(frame: &[u8], p: &Peek) -> bool {
+    let Some(seg) = frame.get(L4..L3 + usize::from(p.total_len)) else {
+        return false;
+    };
+    if p.tuple.proto == IPPROTO_UDP
+        && seg.get(field::udp::CHECKSUM..field::udp::LEN) == Some(&[0, 0])
+    {
+        return true;
+    }
+    let pseudo = checksum::pseudo_header(p.tuple.src, p.tuple.dst, p.tuple.proto, seg.len() as u16);
+    checksum::verify(checksum::sum(seg) + pseudo)
+}
+
+/// A cached flow's rewrite: what its NAT makes of the destination
+/// (PREROUTING) and of the source (POSTROUTING), and the DSCP a rule sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowEdit {
+    pub dst: Option<(Ipv4Addr, u16)>,
+    pub src: Option<(Ipv4Addr, u16)>,
+    pub dscp: Option<u8>,
+}
+
+impl FlowEdit {
+    /// Rewrites a frame [`peek`] took (protocol `proto`): destination NAT,
+    /// TTL decrement, source NAT, DSCP, each with its checksum updates, as
+    /// the full path does them (`set_dst`, `dec_ttl`, `set_src`,
+    /// `set_dscp`). The caller checked `ttl > 1`.
+    #[inline]
+    pub fn apply(&self, frame: &mut [u8], proto: u8) {
+        let _ = self.try_apply(frame, proto);
+    }
+
+    fn try_apply(&self, frame: &mut [u8], proto: u8) -> Option<()> {
+        if let Some((addr, port)) = self.dst {
+            set_end(
+                frame,
+                proto,
+                field::ipv4::DST,
+                field::tcp::DPORT,
+                addr,
+                port,
+            )?;
+        }
+        set_ip_word(frame, field::ipv4::TTL, |w| w - 0x0100)?;
+        if let Some((addr, port)) = self.src {
+            set_end(
+                frame,
+                proto,
+                field::ipv4::SRC,
+                field::tcp::SPORT,
+                addr,
+                port,
+            )?;
+        }
+        if let Some(d) = self.dscp {
+            set_ip_word(frame, field::ipv4::VER_IHL, |w| {
+                (w & 0xff03) | (u16::from(d & 0x3f) << 2)
+            })?;
+        }
+        Some(())
+    }
+}
+
+/// `rewrite::set_end` for a frame [`peek`] took: the address at `addr_off`
+/// of the IPv4 header and the port at `port_off` of the TCP/UDP header,
+/// port first then address into the transport checksum (UDP: 0 stays 0, a
+/// computed 0 is sent as 0xffff).
+#[inline]
+fn set_end(
+    frame: &mut [u8],
+    proto: u8,
+    addr_off: usize,
+    port_off: usize,
+    addr: Ipv4Addr,
+    port: u16,
+) -> Option<()> {
+    let l4_csum = L4
+        + if proto == IPPROTO_TCP {
+            field::tcp::CHECKSUM
+        } else {
+            field::udp::CHECKSUM
+        };
+    let old_addr = read32(frame, L3 + addr_off)?;
+    let old_port = read16(frame, L4 + port_off)?;
+    let ip_csum = read16(frame, L3 + field::ipv4::CHECKSUM)?;
+    let old = read16(frame, l4_csum)?;
+    let new_addr = u32::from(addr);
+    write32(frame, L3 + addr_off, new_addr)?;
+    write16(
+        frame,
+        L3 + field::ipv4::CHECKSUM,
+        update32(ip_csum, old_addr, new_addr),
+    )?;
+    write16(frame, L4 + port_off, port)?;
+    if proto == IPPROTO_UDP && old == 0 {
+        return Some(());
+    }
+    let mut new = update32(update16(old, old_port, port), old_addr, new_addr);
+    if proto == IPPROTO_UDP && new == 0 {
+        new = 0xffff;
+    }
+    write16(frame, l4_csum, new)
+}
+
+/// Replaces an IPv4 header word by `f(word)` and updates the header checksum.
+#[inline]
+fn set_ip_word(frame: &mut [u8], off: usize, f: impl FnOnce(u16) -> u16) -> Option<()> {
+    let old = read16(frame, L3 + off)?;
+    let csum = read16(frame, L3 + field::ipv4::CHECKSUM)?;
+    let new = f(old);
+    write16(frame, L3 + off, new)?;
+    write16(frame, L3 + field::ipv4::CHECKSUM, update16(csum, old, new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{self, parse_ipv4, L4 as WL4};
+    use proptest::prelude::*;
+
+    /// A TCP or UDP frame with a payload and right checksums.
+    fn frame(
+        udp: bool,
+        t: &Tuple,
+        ttl: u8,
+        tos: u8,
+        flags: u8,
+        payload: &[u8],
+        zero_udp: bool,
+    ) -> Vec<u8> {
+        let l4_len = if udp { 8 } else { 20 } + payload.len();
+        let total = 20 + l4_len;
+        let mut f = vec![0u8; 14 + total];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[15] = tos;
+        f[16..18].copy_from_slice(&(total as u16).to_be_bytes());
+        f[18..20].copy_from_slice(&[0x12, 0x34]);
+        f[22] = ttl;
+        f[23] = if udp { 17 } else { 6 };
+        f[26..30].copy_from_slice(&t.src.octets());
+        f[30..34].copy_from_slice(&t.dst.octets());
+        let c = checksum::ipv4_header(&f[14..34]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        f[34..36].copy_from_slice(&t.sport.to_be_bytes());
+        f[36..38].copy_from_slice(&t.dport.to_be_bytes());
+        let hl = if udp {
+            f[38..40].copy_from_slice(&(l4_len as u16).to_be_bytes());
+            8
+        } else {
+            f[38..42].copy_from_slice(&7u32.to_be_bytes());
+            f[42..46].copy_from_slice(&9u32.to_be_bytes());
+            f[46] = 5 << 4;
+            f[47] = flags;
+            f[48..50].copy_from_slice(&1000u16.to_be_bytes());
+            20
+        };
+        f[34 + hl..].copy_from_slice(payload);
+        if !(udp && zero_udp) {
+            let at = 34 + if udp { 6 } else { 16 };
+            let mut c = checksum::l4(t.src, t.dst, f[23], &f[34..]);
+            if udp && c == 0 {
+                c = 0xffff;
+            }
+            f[at..at + 2].copy_from_slice(&c.to_be_bytes());
+        }
+        f
+    }
+
+    fn tuple(a: u32, b: u32, sp: u16, dp: u16, udp: bool) -> Tuple {
+        Tuple {
+            src: Ipv4Addr::from(a),
+            dst: Ipv4Addr::from(b),
+            sport: sp,
+            dport: dp,
+            proto: if udp { 17 } else { 6 },
+        }
+    }
+
+    #[test]
+    fn peek_reads_what_parse_reads() {
+        let t = tuple(0xc0a8_0a02, 0xcb00_7109, 40000, 443, false);
+        let f = frame(false, &t, 64, 0, 0x18, b"hello", false);
+        let p = peek(&f).expect("fast frame");
+        let info = parse_ipv4(&f).expect("valid");
+        let WL4::Tcp(tcp) = info.l4info else {
+            panic!("tcp")
+        };
+        assert_eq!(p.tuple, t);
+        assert_eq!((p.total_len, p.ttl), (info.total_len, info.ttl));
+        assert_eq!(
+            p.tcp,
+            Some(FastTcp {
+                flags: tcp.flags,
+                seq: tcp.seq,
+                ack: tcp.ack,
+                window: tcp.window,
+                payload_len: tcp.payload_len as u32
+            })
+        );
+        assert!(l4_checksum_ok(&f, &p));
+    }
+
+    #[test]
+    fn peek_leaves_the_rest_to_the_full_path() {
+        let t = tuple(0x0a00_0001, 0x0a00_0002, 1000, 53, true);
+        let good = frame(true, &t, 64, 0, 0, b"q", false);
+        assert!(peek(&good).is_some());
+        let syn = frame(false, &tuple(1, 2, 3, 4, false), 64, 0, 0x02, b"", false);
+        assert!(peek(&syn).is_none(), "SYN");
+        let mut bad = good.clone();
+        bad[24] ^= 1;
+        assert!(peek(&bad).is_none(), "IPv4 header checksum");
+        let mut frag = good.clone();
+        frag[20] = 0x20; // MF
+        assert!(peek(&frag).is_none(), "fragment");
+        let mut options = good.clone();
+        options[14] = 0x46;
+        assert!(peek(&options).is_none(), "IP options");
+        assert!(peek(&good[..good.len() - 1]).is_none(), "truncated");
+        let mut arp = good.clone();
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert!(peek(&arp).is_none(), "not IPv4");
+        let mut l4 = good.clone();
+        l4[42] ^= 0xff;
+        let p = peek(&l4).expect("peeked");
+        assert!(!l4_checksum_ok(&l4, &p), "UDP checksum");
+        let zero = frame(true, &t, 64, 0, 0, b"q", true);
+        assert!(l4_checksum_ok(&zero, &peek(&zero).expect("peeked")));
+        for n in 0..good.len() {
+            let _ = peek(&good[..n]);
+        }
+    }
+
+    proptest! {
+        /// The fast rewrite gives the bytes the full path's rewrites give.
+        #[test]
+        fn apply_matches_the_full_path(
+            udp in any::<bool>(),
+            zero_udp in any::<bool>(),
+            a in any::<u32>(), b in any::<u32>(), sp in any::<u16>(), dp in any::<u16>(),
+            dst in proptest::option::of((any::<u32>(), any::<u16>())),
+            src in proptest::option::of((any::<u32>(), any::<u16>())),
+            dscp in proptest::option::of(0u8..64),
+            ttl in 2u8..=255, tos in any::<u8>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let t = tuple(a, b, sp, dp, udp);
+            let f = frame(udp, &t, ttl, tos, 0x10, &payload, zero_udp);
+            let p = peek(&f).expect("fast frame");
+            let edit = FlowEdit {
+                dst: dst.map(|(a, p)| (Ipv4Addr::from(a), p)),
+                src: src.map(|(a, p)| (Ipv4Addr::from(a), p)),
+                dscp,
+            };
+            let mut fast = f.clone();
+            edit.apply(&mut fast, p.tuple.proto);
+
+            let mut full = f.clone();
+            let info = parse_ipv4(&full).expect("valid");
+            if let Some((addr, port)) = edit.dst {
+                wire::set_dst(&mut full, &info, addr, port);
+            }
+            wire::dec_ttl(&mut full, &info);
+            if let Some((addr, port)) = edit.src {
+                wire::set_src(&mut full, &info, addr, port);
+            }
+            if let Some(d) = dscp {
+                wire::set_dscp(&mut full, &info, d);
+            }
+            prop_assert_eq!(fast, full);
+        }
+    }
+}
