@@ -929,6 +929,57 @@ fn fast_path_gives_the_full_paths_bytes_and_counters() {
 }
 
 #[test]
+fn fast_path_tcp_gives_the_full_paths_bytes_and_states() {
+    let mut lab = Lab::new();
+    let (c0, s0) = (20u32, 7_000u32);
+    lab.send(LAN, from_client(43080, 80, c0, 0, TCP_SYN, &[]))
+        .seen();
+    lab.send(
+        WAN,
+        from_server(43080, 80, s0, c0 + 1, TCP_SYN | TCP_ACK, &[]),
+    )
+    .seen();
+    let ack = from_client(43080, 80, c0 + 1, s0 + 1, TCP_ACK, &[]);
+    // The handshake's last ACK is the first ESTABLISHED packet: full path,
+    // cached; the same segment again (a duplicate ACK) takes the fast path.
+    let full = lab.send(LAN, ack.clone());
+    let fast_before = lab.worker.stats.fast_path;
+    let fast = lab.send(LAN, ack);
+    assert_eq!(lab.worker.stats.fast_path, fast_before + 1, "cached");
+    assert_eq!(full.action, fast.action);
+    assert_eq!(full.frame, fast.frame, "byte for byte");
+    let s = fast.seen();
+    assert_eq!((s.src, s.sport, s.ttl), (GW_WAN, 43080, 63));
+
+    // Data, then the client's FIN: the FIN goes the fast path too, and
+    // conntrack's TCP state machine still sees it.
+    let req = b"GET / HTTP/1.0\r\n\r\n";
+    let data = from_client(43080, 80, c0 + 1, s0 + 1, TCP_ACK | TCP_PSH, req);
+    assert_eq!(lab.send(LAN, data).seen().payload, req.to_vec());
+    let cseq = c0 + 1 + req.len() as u32;
+    let before = lab.worker.stats.fast_path;
+    lab.send(
+        LAN,
+        from_client(43080, 80, cseq, s0 + 1, TCP_FIN | TCP_ACK, &[]),
+    )
+    .seen();
+    assert_eq!(lab.worker.stats.fast_path, before + 1, "the FIN was cached");
+    assert_eq!(lab.conn(43080).tcp_state, TcpState::FinWait);
+    assert_eq!(lab.conn(43080).packets[0], 5);
+
+    // A cached flow's frame to another MAC is not ours, cached or not.
+    let mut other = from_client(43080, 80, cseq + 1, s0 + 1, TCP_ACK, &[]);
+    other[..6].copy_from_slice(&CLIENT2_MAC);
+    let before = lab.worker.stats.fast_path;
+    assert_eq!(
+        lab.send(LAN, other).action,
+        Action::Drop(DropReason::NotForUs)
+    );
+    assert_eq!(lab.worker.stats.fast_path, before);
+    assert_eq!(lab.worker.stats.dropped(), 1);
+}
+
+#[test]
 fn fast_path_applies_cached_dscp() {
     let mut lab = Lab::new();
     // An HTTPS connection's replies get DSCP 46 in mangle FORWARD.
