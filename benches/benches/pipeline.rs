@@ -183,6 +183,60 @@ fn established_flow(c: &mut Criterion) {
     g.finish();
 }
 
+/// Established flows through the same pipeline, `n` of them taking turns
+/// packet by packet (what the packet-rate benchmark's 1,024 flows do to the
+/// worker's caches).
+fn established_flows(c: &mut Criterion) {
+    const FLOWS: u16 = 1024;
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let mut w = worker(&gateway_rules(), 65536);
+    let client = Ipv4Addr::new(192, 168, 10, 2);
+    let mut buf = vec![0u8; 2048];
+    let mut now = 10;
+    w.begin_batch();
+    let frames: Vec<Vec<u8>> = (0..FLOWS)
+        .map(|i| {
+            let out = udp(client, 20_000 + i, SERVER, 5001, true);
+            let back = udp(SERVER, 5001, GW_WAN, 20_000 + i, false);
+            now += 100;
+            assert!(matches!(
+                run(&mut w, now, 0, &out, &mut buf),
+                Action::Forward { iface: 1, .. }
+            ));
+            assert!(matches!(
+                run(&mut w, now, 1, &back, &mut buf),
+                Action::Forward { iface: 0, .. }
+            ));
+            out
+        })
+        .collect();
+    let mut bufs = vec![vec![0u8; 2048]; BATCH];
+    let mut next = 0usize;
+    g.bench_function("forward_established_1024_flows_batch64", |b| {
+        b.iter(|| {
+            w.begin_batch();
+            for buf in bufs.iter_mut() {
+                now += 100;
+                match run(&mut w, now, 0, &frames[next], buf) {
+                    Action::Forward { iface, len } => {
+                        std::hint::black_box((iface, len));
+                    }
+                    a => panic!("not forwarded: {a:?}"),
+                }
+                next = (next + 1) % frames.len();
+            }
+        })
+    });
+    let fast = w.stats.fast_path;
+    assert_eq!(w.stats.dropped(), 0);
+    g.finish();
+    println!(
+        "  1,024 flows: {:.1}% of packets took the fast path",
+        100.0 * fast as f64 / w.stats.forwarded as f64
+    );
+}
+
 fn new_connections(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(BATCH as u64));
@@ -306,6 +360,7 @@ fn conntrack_two_threads(c: &mut Criterion) {
 criterion_group!(
     benches,
     established_flow,
+    established_flows,
     new_connections,
     conntrack_two_threads
 );

@@ -1,5 +1,5 @@
 //! The established-flow fast path's memory: a small per-worker,
-//! direct-mapped cache of what the hooks decided for a forwarded TCP or UDP
+//! two-way set-associative cache of what the hooks decided for a forwarded TCP or UDP
 //! flow in one direction, so that its next packets skip the rule traversal.
 //!
 //! An entry is only made from a full traversal ([`crate::pipeline`]) of a
@@ -14,7 +14,7 @@
 //! same rule set gives the same result.
 //!
 //! A cached entry is used only while that still holds, checked per packet:
-//! the same rule set and neighbour snapshot (pointer equality), the same
+//! the same rule set and neighbour snapshot (the cache's epoch), the same
 //! conntrack entry (its slot and generation: so the same direction, tuples
 //! and NAT state bits, which are fixed at confirm) says ESTABLISHED, and
 //! the packet's TTL and length pass the forwarding checks. Conntrack itself
@@ -31,9 +31,6 @@ use crate::wire::fast::FlowEdit;
 /// What a forwarded flow's traversal decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Cached {
-    /// The rule set and neighbour snapshot it was decided with.
-    pub rules_id: usize,
-    pub neigh_id: usize,
     /// The connection as conntrack reported it: its entry (so that its
     /// next packets are tracked without a lookup), direction and state bits.
     pub entry: EntryRef,
@@ -52,26 +49,66 @@ pub(crate) struct Cached {
     pub ncounters: u8,
 }
 
-/// The cache: a power-of-two number of slots, one entry each (a newer flow
-/// replaces an older one in its slot), keyed by the input interface and the
-/// packet's tuple as it arrives (before NAT). The keys live apart from the
-/// entries, 16 bytes a slot, so that a miss (every packet of a new
-/// connection) reads one small line.
+/// A slot's key: the input interface and the packet's tuple as it arrives
+/// (before NAT), and the epoch its entry was decided in (16 bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Key {
+    tuple: Tuple,
+    iface: u8,
+    /// 0: empty.
+    epoch: u8,
+}
+
+const EMPTY: Key = Key {
+    tuple: Tuple {
+        src: std::net::Ipv4Addr::UNSPECIFIED,
+        dst: std::net::Ipv4Addr::UNSPECIFIED,
+        sport: 0,
+        dport: 0,
+        proto: 0,
+    },
+    iface: 0,
+    epoch: 0,
+};
+
+/// Entries per bucket.
+const WAYS: usize = 2;
+
+/// The cache: a power-of-two number of buckets of two entries (two-way set
+/// associative: two flows that hash alike both stay; a third replaces the
+/// one cached first). The keys live apart from the entries, 32 bytes a
+/// bucket, so that a miss (every packet of a new connection) reads one
+/// small line. Entries carry the epoch they were decided in: a new rule set
+/// or neighbour snapshot starts a new epoch ([`FlowCache::new_epoch`]),
+/// which ends every entry at once.
 pub(crate) struct FlowCache {
-    keys: Box<[Option<(u8, Tuple)>]>,
-    slots: Box<[Option<Cached>]>,
+    keys: Box<[[Key; WAYS]]>,
+    slots: Box<[[Option<Cached>; WAYS]]>,
     mask: usize,
+    epoch: u8,
 }
 
 impl FlowCache {
     pub const MAX_COUNTERS: usize = crate::classify::EvalState::MAX_RECORDED;
 
-    pub fn new(slots: usize) -> FlowCache {
-        let n = slots.max(1).next_power_of_two();
+    /// A cache of at least `entries` entries.
+    pub fn new(entries: usize) -> FlowCache {
+        let n = entries.div_ceil(WAYS).max(1).next_power_of_two();
         FlowCache {
-            keys: vec![None; n].into_boxed_slice(),
-            slots: vec![None; n].into_boxed_slice(),
+            keys: vec![[EMPTY; WAYS]; n].into_boxed_slice(),
+            slots: vec![[None; WAYS]; n].into_boxed_slice(),
             mask: n - 1,
+            epoch: 1,
+        }
+    }
+
+    /// Ends every entry (the rule set or the neighbours changed).
+    pub fn new_epoch(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            // Wrapped: entries of 255 epochs ago would look current.
+            self.keys.fill([EMPTY; WAYS]);
+            self.epoch = 1;
         }
     }
 
@@ -79,7 +116,7 @@ impl FlowCache {
     /// cache (a collision only sends a flow down the full path), and cheaper
     /// than conntrack's [`Tuple::hash64`].
     #[inline]
-    fn slot(&self, in_iface: u8, key: &Tuple) -> usize {
+    fn bucket(&self, in_iface: u8, key: &Tuple) -> usize {
         let a = (u64::from(u32::from(key.src)) << 32) | u64::from(u32::from(key.dst));
         let b = (u64::from(key.sport) << 48)
             | (u64::from(key.dport) << 32)
@@ -89,28 +126,48 @@ impl FlowCache {
         (h ^ (h >> 29)) as usize & self.mask
     }
 
-    /// The entry for `key` arriving on `in_iface`, if cached.
+    #[inline]
+    fn key(&self, in_iface: u8, key: &Tuple) -> Key {
+        Key {
+            tuple: *key,
+            iface: in_iface,
+            epoch: self.epoch,
+        }
+    }
+
+    /// The entry for `key` arriving on `in_iface`, if cached this epoch.
     #[inline]
     pub fn get(&self, in_iface: u8, key: &Tuple) -> Option<&Cached> {
-        let i = self.slot(in_iface, key);
-        if self.keys[i] != Some((in_iface, *key)) {
-            return None;
-        }
-        self.slots[i].as_ref()
+        let b = self.bucket(in_iface, key);
+        let want = self.key(in_iface, key);
+        let way = self.keys[b].iter().position(|k| *k == want)?;
+        self.slots[b][way].as_ref()
     }
 
     pub fn insert(&mut self, in_iface: u8, key: &Tuple, c: Cached) {
-        let i = self.slot(in_iface, key);
-        self.keys[i] = Some((in_iface, *key));
-        self.slots[i] = Some(c);
+        let b = self.bucket(in_iface, key);
+        let k = self.key(in_iface, key);
+        let (keys, slots) = (&mut self.keys[b], &mut self.slots[b]);
+        // The flow's own slot if it has one (any epoch), else the older one.
+        let way = keys
+            .iter()
+            .position(|x| x.tuple == k.tuple && x.iface == k.iface && x.epoch != 0)
+            .unwrap_or_else(|| {
+                keys[1] = keys[0];
+                slots[1] = slots[0];
+                0
+            });
+        keys[way] = k;
+        slots[way] = Some(c);
     }
 
     /// Forgets `key` (its traversal changed).
     pub fn remove(&mut self, in_iface: u8, key: &Tuple) {
-        let i = self.slot(in_iface, key);
-        if self.keys[i] == Some((in_iface, *key)) {
-            self.keys[i] = None;
-            self.slots[i] = None;
+        let b = self.bucket(in_iface, key);
+        let want = self.key(in_iface, key);
+        if let Some(way) = self.keys[b].iter().position(|k| *k == want) {
+            self.keys[b][way] = EMPTY;
+            self.slots[b][way] = None;
         }
     }
 }
@@ -132,8 +189,6 @@ mod tests {
 
     fn entry(key: Tuple) -> Cached {
         Cached {
-            rules_id: 1,
-            neigh_id: 2,
             entry: EntryRef::new(0, 1, 0),
             dir: Dir::Original,
             ct_bits: 0,
@@ -162,5 +217,40 @@ mod tests {
         assert!(c.get(1, &k).is_none(), "another input interface");
         c.remove(0, &k);
         assert!(c.get(0, &k).is_none());
+    }
+
+    #[test]
+    fn two_flows_of_a_bucket_both_stay_a_third_replaces_the_first() {
+        // One bucket: every flow shares it.
+        let mut c = FlowCache::new(2);
+        let (a, b, d) = (key(1), key(2), key(3));
+        c.insert(0, &a, entry(a));
+        c.insert(0, &b, entry(b));
+        assert_eq!(c.get(0, &a), Some(&entry(a)));
+        assert_eq!(c.get(0, &b), Some(&entry(b)));
+        // Re-inserting a cached flow keeps the other.
+        c.insert(0, &a, entry(a));
+        assert!(c.get(0, &b).is_some());
+        c.insert(0, &d, entry(d));
+        assert!(c.get(0, &d).is_some());
+        assert!(c.get(0, &b).is_some(), "the newer one stays");
+        assert!(c.get(0, &a).is_none(), "the one cached first went");
+    }
+
+    #[test]
+    fn a_new_epoch_ends_every_entry() {
+        let mut c = FlowCache::new(64);
+        let k = key(7);
+        c.insert(0, &k, entry(k));
+        c.new_epoch();
+        assert!(c.get(0, &k).is_none());
+        c.insert(0, &k, entry(k));
+        assert!(c.get(0, &k).is_some());
+        // 256 epochs later the counter wraps: old entries must not return.
+        c.insert(1, &k, entry(k));
+        for _ in 0..256 {
+            c.new_epoch();
+        }
+        assert!(c.get(1, &k).is_none());
     }
 }

@@ -288,6 +288,9 @@ fn ct_bits_of(state: CtState, st: u16) -> u8 {
     bits
 }
 
+/// Entries of each worker's established-flow cache (two per bucket).
+const FLOW_CACHE_ENTRIES: usize = 8192;
+
 /// Frames larger than this are not generated or held.
 pub const FRAME_SIZE: usize = 2048;
 
@@ -358,7 +361,7 @@ impl Worker {
             tracing: false,
             trace_rec: PacketTrace::boxed(),
             trace_view: PacketView::default(),
-            flows: FlowCache::new(2048),
+            flows: FlowCache::new(FLOW_CACHE_ENTRIES),
             fast_path_on: true,
             flow_key: None,
             flow_hit: false,
@@ -393,11 +396,13 @@ impl Worker {
         let neigh = self.gw.neigh.snapshot();
         if !Arc::ptr_eq(&neigh, &self.neigh) {
             self.neigh = neigh;
+            self.flows.new_epoch();
         }
         let current = self.gw.rules.load();
         if !Arc::ptr_eq(&current, &self.rules) {
             self.rules = Arc::clone(&current);
             self.eval = EvalState::for_worker(&self.rules, self.index);
+            self.flows.new_epoch();
         }
         let v = self.gw.tracer.version();
         if v != self.trace_version {
@@ -877,12 +882,7 @@ impl Worker {
         self.flow_hit = false;
         let c = self.flows.get(in_iface, &pk.tuple)?;
         self.flow_hit = true;
-        if c.rules_id != rules_id(&self.rules)
-            || c.neigh_id != Arc::as_ptr(&self.neigh) as usize
-            || pk.ttl <= 1
-            || pk.total_len > c.mtu
-            || !wire::fast::l4_checksum_ok(frame, &pk)
-        {
+        if pk.ttl <= 1 || pk.total_len > c.mtu || !wire::fast::l4_checksum_ok(frame, &pk) {
             return None;
         }
         let meta = PacketMeta {
@@ -955,8 +955,6 @@ impl Worker {
         let mut counters = [0; FlowCache::MAX_COUNTERS];
         counters[..rec.len()].copy_from_slice(rec);
         self.flow_pending = Some(Cached {
-            rules_id: rules_id(&self.rules),
-            neigh_id: Arc::as_ptr(&self.neigh) as usize,
             entry,
             dir,
             ct_bits: p.view.ct_bits,
