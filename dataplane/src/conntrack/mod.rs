@@ -22,6 +22,7 @@
 
 mod config;
 mod event;
+mod key_table;
 mod proc;
 mod reason;
 mod table;
@@ -39,7 +40,9 @@ pub use proc::proc_line;
 pub use reason::InvalidReason;
 
 use crate::flow::{Dir, Tuple, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
-use table::{Key, ShardInner, ShardStats, Slot, Unlink};
+use crate::port::prefetch::prefetch_line;
+use key_table::{Key, Lines, MAX_SHARDS, MAX_SLOTS};
+use table::{ShardInner, ShardStats, Slot, Unlink};
 use tcp::TcpCt;
 
 /// Monotonic time in nanoseconds, always passed in.
@@ -311,6 +314,16 @@ impl Pending {
     }
 }
 
+/// Why one attempt at inserting (`try_insert`) failed.
+enum Refused {
+    /// A tuple is taken by a live entry.
+    Clash,
+    /// A shard has no room for a key or a slot.
+    ShardFull,
+    /// A key points into a third shard and must be checked there first.
+    Check(Key),
+}
+
 /// Why `confirm` failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConfirmError {
@@ -573,6 +586,9 @@ const GC_BATCH: usize = 32;
 #[repr(align(128))]
 struct Shard {
     inner: Mutex<ShardInner>,
+    /// Where the shard's key table lies (fixed once built), so that its
+    /// lines can be prefetched without the lock.
+    key_lines: Lines,
     stats: ShardStats,
 }
 
@@ -604,15 +620,26 @@ pub struct Conntrack {
 
 impl Conntrack {
     pub fn new(cfg: ConntrackConfig) -> Conntrack {
-        let nshards = cfg.shards.max(1).next_power_of_two();
-        let max = cfg.max_entries.max(1);
+        // Keys name shards and slots in 16 and 23 bits: more shards when
+        // a shard would hold more entries than that.
+        let max = cfg.max_entries.clamp(1, MAX_SHARDS * (MAX_SLOTS / 2));
+        let nshards = cfg
+            .shards
+            .max(1)
+            .max(max.div_ceil(MAX_SLOTS / 2))
+            .next_power_of_two()
+            .min(MAX_SHARDS);
         let per_shard = max.div_ceil(nshards);
         // Room for hash imbalance without reallocating.
         let cap = per_shard + per_shard / 4 + 4;
         let shards = (0..nshards)
-            .map(|i| Shard {
-                inner: Mutex::new(ShardInner::with_capacity(i, cap)),
-                stats: ShardStats::default(),
+            .map(|i| {
+                let inner = ShardInner::with_capacity(i, cap);
+                Shard {
+                    key_lines: inner.key_lines(),
+                    inner: Mutex::new(inner),
+                    stats: ShardStats::default(),
+                }
             })
             .collect();
         Conntrack {
@@ -657,6 +684,17 @@ impl Conntrack {
 
     fn stats_of(&self, i: usize) -> &ShardStats {
         &self.shards[i].stats
+    }
+
+    /// Starts loading what a lookup of a tuple with this hash
+    /// ([`Tuple::hash64`]) will touch first: its shard's lock and its home
+    /// bucket. Reads nothing and takes no lock: call it for every packet of
+    /// a batch before processing them, so that their cache misses overlap.
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        let sh = &self.shards[self.shard_of(hash)];
+        prefetch_line(&sh.inner as *const Mutex<ShardInner> as usize);
+        prefetch_line(sh.key_lines.line(hash));
     }
 
     /// A packet whose transport checksum does not verify: INVALID before any
@@ -739,23 +777,26 @@ impl Conntrack {
     /// (taking the tuple's shard lock first if the entry lives elsewhere,
     /// never both at once). `f` may free the entry and hand back the reply
     /// key to unlink. `None` if absent (or only a stale key is left).
+    /// `miss` runs (under the tuple's shard lock) when there is no key.
     fn with_entry<R>(
         &self,
         hash: u64,
         t: &Tuple,
         f: impl FnOnce(&mut ShardInner, usize, Key) -> (R, Option<Unlink>),
+        miss: impl FnOnce(&ShardInner),
     ) -> Option<R> {
         let s = self.shard_of(hash);
         let mut g = self.lock(s);
-        let key = g.find(hash, t)?;
+        let Some(key) = g.find(hash, t) else {
+            miss(&g);
+            return None;
+        };
         let home = key.home as usize;
         if home != s {
             drop(g);
             g = self.lock(home);
-            if !g.is_live(key.slot, key.gen) {
-                return None;
-            }
         }
+        let key = g.resolve(key)?;
         let (r, unlink) = f(&mut g, home, key);
         drop(g);
         if let Some(u) = unlink {
@@ -792,7 +833,14 @@ impl Conntrack {
             },
             _ => {}
         }
-        let found = self.with_entry(hash, t, |g, home, key| self.process(now, pkt, g, home, key));
+        // On a miss, the slot a confirm would take starts loading while the
+        // rules run.
+        let found = self.with_entry(
+            hash,
+            t,
+            |g, home, key| self.process(now, pkt, g, home, key),
+            ShardInner::prefetch_alloc,
+        );
         match found {
             Some(Some(track)) => track,
             // Absent, expired, or a TCP re-open (the old entry is gone).
@@ -960,7 +1008,10 @@ impl Conntrack {
         // The quoted datagram went the other way: look up its inverse.
         let q = inner.invert();
         let outer_dst = pkt.tuple.dst;
-        let r = self.with_entry(q.hash64(), &q, |g, home, key| {
+        let r = self.with_entry(
+            q.hash64(),
+            &q,
+            |g, home, key| {
             let slot = &g.slab[key.slot as usize];
             if slot.conn.timeout <= now {
                 // The lookup skips (and collects) expired entries.
@@ -989,7 +1040,9 @@ impl Conntrack {
                 }),
                 None,
             )
-        });
+            },
+            |_| {},
+        );
         match r {
             Some(Ok(track)) => {
                 ShardStats::inc(&self.stats_of(s).related);
@@ -1116,8 +1169,16 @@ impl Conntrack {
                     counted.insert += 1;
                     return Ok(e);
                 }
-                Err(None) => break,
-                Err(Some(key)) => {
+                Err(Refused::Clash) => break,
+                Err(Refused::ShardFull) => {
+                    // Only a hash spread no real traffic makes fills one
+                    // shard while the table has room.
+                    self.count.fetch_sub(1, Ordering::Relaxed);
+                    ShardStats::inc(&self.stats_of(os).drop);
+                    counted.drop += 1;
+                    return Err(ConfirmError::TableFull);
+                }
+                Err(Refused::Check(key)) => {
                     counted.search_restart += 1;
                     let g = self.lock(key.home as usize);
                     if g.is_live(key.slot, key.gen) {
@@ -1139,8 +1200,7 @@ impl Conntrack {
     }
 
     /// One attempt at inserting, with both shard locks held (lower index
-    /// first). `Err(None)`: clash; `Err(Some(key))`: a key points into a
-    /// third shard and must be checked there first.
+    /// first).
     fn try_insert(
         &self,
         now: Nanos,
@@ -1148,7 +1208,7 @@ impl Conntrack {
         (oh, os): (u64, usize),
         (rh, rs): (u64, usize),
         stale: &[Option<Key>; 2],
-    ) -> Result<EntryRef, Option<Key>> {
+    ) -> Result<EntryRef, Refused> {
         let (mut go, mut gr) = if os == rs {
             (self.lock(os), None)
         } else if os < rs {
@@ -1179,10 +1239,10 @@ impl Conntrack {
             } else if home == rs {
                 gr.as_deref().is_some_and(|r| r.is_live(key.slot, key.gen))
             } else {
-                return Err(Some(key));
+                return Err(Refused::Check(key));
             };
             if live {
-                return Err(None);
+                return Err(Refused::Clash);
             }
             // A stale key left by a remover that has not unlinked it yet.
             match (in_reply_shard, gr.as_deref_mut()) {
@@ -1190,10 +1250,20 @@ impl Conntrack {
                 _ => go.remove_key(hash, t, key),
             };
         }
+        let room = match (same, gr.as_deref()) {
+            (true, _) => go.has_key_room(1),
+            (false, None) => go.has_key_room(2),
+            (false, Some(r)) => go.has_key_room(1) && r.has_key_room(1),
+        };
+        if !room {
+            return Err(Refused::ShardFull);
+        }
         let mut conn = p.conn;
         conn.status = p.status | status::CONFIRMED;
         conn.timeout = now.saturating_add(p.conn.timeout);
-        let (slot, gen) = go.alloc(p.orig, p.reply, conn);
+        let Some((slot, gen)) = go.alloc(p.orig, p.reply, conn) else {
+            return Err(Refused::ShardFull);
+        };
         if go.events.is_some() {
             record(&mut go, EventKind::New, slot, Some(now), true);
         }
@@ -1204,16 +1274,19 @@ impl Conntrack {
             gen,
             dir: Dir::Original,
         };
-        go.insert_key(oh, p.orig, okey);
+        // Room was checked above.
+        let inserted = go.insert_key(oh, p.orig, okey);
+        debug_assert!(inserted);
         if !same {
             let rkey = Key {
                 dir: Dir::Reply,
                 ..okey
             };
-            match gr.as_deref_mut() {
+            let inserted = match gr.as_deref_mut() {
                 Some(r) => r.insert_key(rh, p.reply, rkey),
                 None => go.insert_key(rh, p.reply, rkey),
-            }
+            };
+            debug_assert!(inserted);
         }
         Ok(EntryRef {
             shard: home,
@@ -1277,7 +1350,7 @@ impl Conntrack {
     /// Whether a tuple is taken by any entry, in either direction (for NAT
     /// port selection). Expired entries not yet collected count as taken.
     pub fn tuple_in_use(&self, t: &Tuple) -> bool {
-        self.with_entry(t.hash64(), t, |_, _, _| ((), None))
+        self.with_entry(t.hash64(), t, |_, _, _| ((), None), |_| {})
             .is_some()
     }
 
@@ -1489,7 +1562,7 @@ impl Conntrack {
                         } else {
                             s.reply
                         },
-                        s.live && s.gen == key.gen,
+                        s.live && key_table::same_gen(s.gen, key.gen),
                     )
                 } else {
                     let h = self.lock(home);
@@ -1500,7 +1573,7 @@ impl Conntrack {
                         } else {
                             s.reply
                         },
-                        s.live && s.gen == key.gen,
+                        s.live && key_table::same_gen(s.gen, key.gen),
                     )
                 };
                 assert!(slot_ok, "stale key {t:?} -> {key:?}");

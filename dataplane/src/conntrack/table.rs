@@ -12,25 +12,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use hashbrown::HashTable;
-
+use super::key_table::{same_gen, Key, KeyTable, Lines, MAX_SLOTS};
 use super::Conn;
 use crate::flow::{Dir, Tuple};
-
-/// Where a tuple's entry lives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Key {
-    pub home: u32,
-    pub slot: u32,
-    pub gen: u32,
-    pub dir: Dir,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct KeyRec {
-    tuple: Tuple,
-    key: Key,
-}
 
 /// A slab slot. `gen` changes each time the slot is freed, so that stale
 /// `EntryRef`s and keys can be told apart from the slot's next occupant.
@@ -55,7 +39,7 @@ pub(super) struct Unlink {
 
 pub(super) struct ShardInner {
     idx: u32,
-    keys: HashTable<KeyRec>,
+    keys: KeyTable,
     pub slab: Vec<Slot>,
     free: Vec<u32>,
     pub live: usize,
@@ -68,9 +52,8 @@ impl ShardInner {
         ShardInner {
             idx: u32::try_from(idx).unwrap_or(u32::MAX),
             // Two keys per entry on average (original here, reply wherever it
-            // hashes), plus slack so the map does not grow at the nominal
-            // load.
-            keys: HashTable::with_capacity(entries * 2 + entries / 2),
+            // hashes), plus slack for an uneven spread of reply keys.
+            keys: KeyTable::with_capacity(entries * 2 + entries / 2),
             slab: Vec::with_capacity(entries),
             free: Vec::with_capacity(entries),
             live: 0,
@@ -78,40 +61,74 @@ impl ShardInner {
         }
     }
 
+    /// Where the key table's lines are (fixed for the shard's life).
+    pub fn key_lines(&self) -> Lines {
+        self.keys.lines()
+    }
+
+    /// `t`'s key; its generation has only the low 16 bits (see `resolve`).
     #[inline]
     pub fn find(&self, hash: u64, t: &Tuple) -> Option<Key> {
-        self.keys.find(hash, |r| r.tuple == *t).map(|r| r.key)
+        self.keys.find(hash, t)
     }
 
-    pub fn insert_key(&mut self, hash: u64, tuple: Tuple, key: Key) {
-        self.keys
-            .insert_unique(hash, KeyRec { tuple, key }, |r| r.tuple.hash64());
+    /// Whether `n` more keys fit in this shard.
+    #[inline]
+    pub fn has_key_room(&self, n: usize) -> bool {
+        self.keys.has_room(n)
     }
 
-    /// Removes `t`'s key if it is exactly `key`; returns whether it did.
+    /// Adds a key for a tuple that has none here; `false` if the shard's
+    /// key table is full (check `has_key_room` first).
+    pub fn insert_key(&mut self, hash: u64, tuple: Tuple, key: Key) -> bool {
+        self.keys.insert(hash, &tuple, key)
+    }
+
+    /// Removes `t`'s key if it is `key`; returns whether it did.
     pub fn remove_key(&mut self, hash: u64, t: &Tuple, key: Key) -> bool {
-        match self
-            .keys
-            .find_entry(hash, |r| r.tuple == *t && r.key == key)
-        {
-            Ok(e) => {
-                e.remove();
-                true
-            }
-            Err(_) => false,
-        }
+        self.keys.remove(hash, t, key)
     }
 
     #[inline]
     pub fn is_live(&self, slot: u32, gen: u32) -> bool {
         self.slab
             .get(slot as usize)
-            .is_some_and(|s| s.live && s.gen == gen)
+            .is_some_and(|s| s.live && same_gen(s.gen, gen))
+    }
+
+    /// A key found in a table (this shard being its home), with its entry's
+    /// full generation; `None` if that entry is gone.
+    #[inline]
+    pub fn resolve(&self, key: Key) -> Option<Key> {
+        match self.slab.get(key.slot as usize) {
+            Some(s) if s.live && same_gen(s.gen, key.gen) => Some(Key { gen: s.gen, ..key }),
+            _ => None,
+        }
+    }
+
+    /// Starts loading the slot the next `alloc` takes (a hint: the free
+    /// list may change before).
+    #[inline]
+    pub fn prefetch_alloc(&self) {
+        let i = self.free.last().map_or(self.slab.len(), |&i| i as usize);
+        if i < self.slab.capacity() {
+            let size = std::mem::size_of::<Slot>();
+            let at = self.slab.as_ptr() as usize + i * size;
+            let mut line = at & !63;
+            while line < at + size {
+                crate::port::prefetch::prefetch_line(line);
+                line += 64;
+            }
+        }
     }
 
     /// Takes a free slot (or grows the slab past its preallocation, which
-    /// only an unlucky hash distribution does) and fills it.
-    pub fn alloc(&mut self, orig: Tuple, reply: Tuple, conn: Conn) -> (u32, u32) {
+    /// only an unlucky hash distribution does) and fills it; `None` if the
+    /// shard has no slot a key can name.
+    pub fn alloc(&mut self, orig: Tuple, reply: Tuple, conn: Conn) -> Option<(u32, u32)> {
+        if self.free.is_empty() && self.slab.len() >= MAX_SLOTS {
+            return None;
+        }
         self.live += 1;
         if let Some(i) = self.free.pop() {
             let s = &mut self.slab[i as usize];
@@ -119,7 +136,7 @@ impl ShardInner {
             s.orig = orig;
             s.reply = reply;
             s.conn = conn;
-            return (i, s.gen);
+            return Some((i, s.gen));
         }
         let i = u32::try_from(self.slab.len()).unwrap_or(u32::MAX);
         self.slab.push(Slot {
@@ -129,7 +146,7 @@ impl ShardInner {
             reply,
             conn,
         });
-        (i, 0)
+        Some((i, 0))
     }
 
     /// Frees a live slot and removes the keys of its entry held here; returns
@@ -177,10 +194,10 @@ impl ShardInner {
         }
     }
 
-    /// Every key, for invariant checks in tests.
+    /// Every key (generations cut to 16 bits), for invariant checks in tests.
     #[cfg(test)]
     pub fn keys(&self) -> impl Iterator<Item = (Tuple, Key)> + '_ {
-        self.keys.iter().map(|r| (r.tuple, r.key))
+        self.keys.iter()
     }
 }
 
