@@ -411,7 +411,6 @@ impl Worker {
     /// headers, changes nothing; frames it cannot read are left alone.
     #[inline]
     pub fn prefetch(&self, in_iface: u8, frame: &[u8]) {
-        let _ = in_iface;
         let (Some(eth), Some(ip)) = (frame.get(12..14), frame.get(14..34)) else {
             return;
         };
@@ -436,7 +435,21 @@ impl Worker {
             dport,
             proto: ip[9],
         };
-        self.gw.conntrack.prefetch(t.hash64());
+        let ct = &self.gw.conntrack;
+        ct.prefetch(t.hash64());
+        // A flow the fast path takes needs no other lookup. A new
+        // connection's confirm (and NAT's port choice) looks up its reply
+        // tuple too: the inverse, or under MASQUERADE keeping the port, the
+        // inverse to the outgoing interface's address.
+        if self.fast_path_on && self.flows.get(in_iface, &t).is_some() {
+            return;
+        }
+        let r = t.invert();
+        ct.prefetch(r.hash64());
+        let out = self.gw.routes.lookup(t.dst);
+        if let Some(f) = out.and_then(|h| self.gw.ifaces.get(usize::from(h.iface))) {
+            ct.prefetch(Tuple { dst: f.addr, ..r }.hash64());
+        }
     }
 
     /// Housekeeping between batches: held packets whose next hop resolved
