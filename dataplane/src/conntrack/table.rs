@@ -22,10 +22,15 @@ use crate::flow::{Dir, Tuple};
 pub(super) struct Slot {
     pub gen: u32,
     pub live: bool,
+    /// While free: the next free slot (`NO_SLOT`: none).
+    next_free: u32,
     pub orig: Tuple,
     pub reply: Tuple,
     pub conn: Conn,
 }
+
+/// The end of the free list.
+const NO_SLOT: u32 = u32::MAX;
 
 /// A reply key to remove from another shard once the home shard's lock is
 /// released (never two locks at once outside `confirm`).
@@ -41,7 +46,9 @@ pub(super) struct ShardInner {
     idx: u32,
     keys: KeyTable,
     pub slab: Vec<Slot>,
-    free: Vec<u32>,
+    /// The free slots, last freed first, linked through `Slot::next_free`
+    /// (so that the next one is known without touching another line).
+    free: u32,
     pub live: usize,
     /// The event ring while someone listens (`conntrack -E`), else `None`.
     pub events: Option<Box<super::event::EventRing>>,
@@ -55,7 +62,7 @@ impl ShardInner {
             // hashes), plus slack for an uneven spread of reply keys.
             keys: KeyTable::with_capacity(entries * 2 + entries / 2),
             slab: Vec::with_capacity(entries),
-            free: Vec::with_capacity(entries),
+            free: NO_SLOT,
             live: 0,
             events: None,
         }
@@ -110,7 +117,11 @@ impl ShardInner {
     /// list may change before).
     #[inline]
     pub fn prefetch_alloc(&self) {
-        let i = self.free.last().map_or(self.slab.len(), |&i| i as usize);
+        let i = if self.free == NO_SLOT {
+            self.slab.len()
+        } else {
+            self.free as usize
+        };
         if i < self.slab.capacity() {
             let size = std::mem::size_of::<Slot>();
             let at = self.slab.as_ptr() as usize + i * size;
@@ -126,12 +137,14 @@ impl ShardInner {
     /// only an unlucky hash distribution does) and fills it; `None` if the
     /// shard has no slot a key can name.
     pub fn alloc(&mut self, orig: Tuple, reply: Tuple, conn: Conn) -> Option<(u32, u32)> {
-        if self.free.is_empty() && self.slab.len() >= MAX_SLOTS {
+        if self.free == NO_SLOT && self.slab.len() >= MAX_SLOTS {
             return None;
         }
         self.live += 1;
-        if let Some(i) = self.free.pop() {
+        if self.free != NO_SLOT {
+            let i = self.free;
             let s = &mut self.slab[i as usize];
+            self.free = s.next_free;
             s.live = true;
             s.orig = orig;
             s.reply = reply;
@@ -142,6 +155,7 @@ impl ShardInner {
         self.slab.push(Slot {
             gen: 0,
             live: true,
+            next_free: NO_SLOT,
             orig,
             reply,
             conn,
@@ -160,7 +174,8 @@ impl ShardInner {
         s.live = false;
         s.gen = s.gen.wrapping_add(1);
         let (orig, reply) = (s.orig, s.reply);
-        self.free.push(slot);
+        s.next_free = self.free;
+        self.free = slot;
         self.live -= 1;
         let home = self.idx;
         let okey = Key {
