@@ -42,7 +42,7 @@ pub use reason::InvalidReason;
 use crate::flow::{Dir, Tuple, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 use crate::port::prefetch::prefetch_line;
 use key_table::{Key, Lines, MAX_SHARDS, MAX_SLOTS};
-use table::{ShardInner, ShardStats, Slot, Unlink};
+use table::{ShardInner, ShardStats, Slot, TcpLine, Unlink};
 use tcp::TcpCt;
 
 /// Monotonic time in nanoseconds, always passed in.
@@ -297,15 +297,14 @@ pub struct Pending {
     /// Status bits to confirm with (NAT sets SRC_NAT/DST_NAT).
     pub status: u16,
     conn: Conn,
+    /// TCP: the window tracking state.
+    tcp: Option<TcpCt>,
 }
 
 impl Pending {
     /// The TCP state the first packet put the connection in.
     pub fn tcp_state(&self) -> Option<TcpState> {
-        match &self.conn.proto {
-            Proto::Tcp(ct) => Some(ct.state),
-            _ => None,
-        }
+        self.conn.tcp_state()
     }
 
     /// The timeout the entry gets when confirmed.
@@ -471,10 +470,11 @@ pub const EVENT_RING_PER_SHARD: usize = 64;
 // ---------------------------------------------------------------------------
 // Private entry state.
 
-/// Protocol-specific state of an entry.
+/// Protocol-specific state of an entry (for TCP only the state: the
+/// window tracking lives in the shard's `tcp`, a line of its own).
 #[derive(Clone, Copy, Debug)]
 enum Proto {
-    Tcp(TcpCt),
+    Tcp(TcpState),
     /// `stream_ts`: two seconds after creation; a reply seen later makes a
     /// stream (120 s, ASSURED).
     Udp {
@@ -501,16 +501,16 @@ struct Conn {
 
 impl Conn {
     fn tcp_state(&self) -> Option<TcpState> {
-        match &self.proto {
-            Proto::Tcp(ct) => Some(ct.state),
+        match self.proto {
+            Proto::Tcp(state) => Some(state),
             _ => None,
         }
     }
 
-    /// `gc_worker_can_early_drop`.
-    fn can_early_drop(&self) -> bool {
+    /// `gc_worker_can_early_drop` (`tcp`: the entry's TCP line).
+    fn can_early_drop(&self, tcp: &TcpLine) -> bool {
         self.status & status::ASSURED == 0
-            || matches!(&self.proto, Proto::Tcp(ct) if ct.can_early_drop())
+            || matches!(self.proto, Proto::Tcp(_)) && tcp.0.is_some_and(|ct| ct.can_early_drop())
     }
 
     fn account(&mut self, d: usize, len: u16) {
@@ -839,7 +839,7 @@ impl Conntrack {
             hash,
             t,
             |g, home, key| self.process(now, pkt, g, home, key),
-            ShardInner::prefetch_alloc,
+            |g| g.prefetch_alloc(t.proto == IPPROTO_TCP),
         );
         match found {
             Some(Some(track)) => track,
@@ -937,18 +937,24 @@ impl Conntrack {
         } else {
             CtState::New
         };
+        let cold = g.tcp.get_mut(key.slot as usize).and_then(|l| l.0.as_mut());
         let verdict = match &mut conn.proto {
-            Proto::Tcp(ct) => match &pkt.tcp {
-                Some(seg) => tcp::packet(
-                    ct,
-                    &mut conn.status,
-                    d as u8,
-                    seg,
-                    now,
-                    &mut conn.timeout,
-                    &self.pol,
-                ),
-                None => Verdict::Invalid(InvalidReason::MissingHeader),
+            Proto::Tcp(tcp_state) => match (&pkt.tcp, cold) {
+                (Some(seg), Some(ct)) => {
+                    let v = tcp::packet(
+                        ct,
+                        &mut conn.status,
+                        d as u8,
+                        seg,
+                        now,
+                        &mut conn.timeout,
+                        &self.pol,
+                    );
+                    *tcp_state = ct.state;
+                    v
+                }
+                // (A TCP entry always has its line.)
+                _ => Verdict::Invalid(InvalidReason::MissingHeader),
             },
             Proto::Udp { stream_ts } => udp_packet(&mut conn.status, *stream_ts, now, &self.pol),
             Proto::Icmp { .. } => Verdict::Refresh(self.pol.timeouts.icmp),
@@ -1058,6 +1064,7 @@ impl Conntrack {
     /// `init_conntrack` + the protocol's first-packet handling.
     fn new_conn(&self, now: Nanos, pkt: &PacketMeta, s: usize) -> Track {
         let t = pkt.tuple;
+        let mut tcp_ct = None;
         let mut conn = Conn {
             status: 0,
             mark: 0,
@@ -1085,7 +1092,8 @@ impl Conntrack {
                     &mut expires,
                     &self.pol,
                 );
-                conn.proto = Proto::Tcp(ct);
+                conn.proto = Proto::Tcp(ct.state);
+                tcp_ct = Some(ct);
                 v
             }
             IPPROTO_UDP => {
@@ -1125,6 +1133,7 @@ impl Conntrack {
             reply: t.invert(),
             status: 0,
             conn,
+            tcp: tcp_ct,
         })
     }
 
@@ -1261,7 +1270,7 @@ impl Conntrack {
         let mut conn = p.conn;
         conn.status = p.status | status::CONFIRMED;
         conn.timeout = now.saturating_add(p.conn.timeout);
-        let Some((slot, gen)) = go.alloc(p.orig, p.reply, conn) else {
+        let Some((slot, gen)) = go.alloc(p.orig, p.reply, conn, p.tcp) else {
             return Err(Refused::ShardFull);
         };
         if go.events.is_some() {
@@ -1401,7 +1410,7 @@ impl Conntrack {
                     if e.conn.timeout <= now {
                         ShardStats::inc(&stats.expired);
                     } else if evict
-                        && e.conn.can_early_drop()
+                        && e.conn.can_early_drop(&g.tcp[slot as usize])
                         && self.count.load(Ordering::Relaxed) >= max95
                     {
                         ShardStats::inc(&stats.early_drop);

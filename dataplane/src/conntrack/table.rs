@@ -13,12 +13,18 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::key_table::{same_gen, Key, KeyTable, Lines, MAX_SLOTS};
+use super::tcp::TcpCt;
+use crate::port::prefetch::prefetch_line;
 use super::Conn;
 use crate::flow::{Dir, Tuple};
 
 /// A slab slot. `gen` changes each time the slot is freed, so that stale
 /// `EntryRef`s and keys can be told apart from the slot's next occupant.
+/// Two cache lines; a TCP entry's window tracking is in a third
+/// ([`TcpLine`], at the same index in `ShardInner::tcp`), which other
+/// protocols never touch.
 #[derive(Clone, Copy, Debug)]
+#[repr(align(64))]
 pub(super) struct Slot {
     pub gen: u32,
     pub live: bool,
@@ -28,6 +34,15 @@ pub(super) struct Slot {
     pub reply: Tuple,
     pub conn: Conn,
 }
+
+/// The TCP window tracking state of a slot's entry. Meaningful only while
+/// the slot holds a TCP entry: other protocols leave it as it was, so as
+/// not to touch its line.
+#[derive(Clone, Copy, Debug)]
+#[repr(align(64))]
+pub(super) struct TcpLine(pub Option<TcpCt>);
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 128 && std::mem::size_of::<TcpLine>() == 64);
 
 /// The end of the free list.
 const NO_SLOT: u32 = u32::MAX;
@@ -46,6 +61,8 @@ pub(super) struct ShardInner {
     idx: u32,
     keys: KeyTable,
     pub slab: Vec<Slot>,
+    /// `slab`'s TCP halves, index for index.
+    pub tcp: Vec<TcpLine>,
     /// The free slots, last freed first, linked through `Slot::next_free`
     /// (so that the next one is known without touching another line).
     free: u32,
@@ -62,6 +79,7 @@ impl ShardInner {
             // hashes), plus slack for an uneven spread of reply keys.
             keys: KeyTable::with_capacity(entries * 2 + entries / 2),
             slab: Vec::with_capacity(entries),
+            tcp: Vec::with_capacity(entries),
             free: NO_SLOT,
             live: 0,
             events: None,
@@ -113,30 +131,35 @@ impl ShardInner {
         }
     }
 
-    /// Starts loading the slot the next `alloc` takes (a hint: the free
-    /// list may change before).
+    /// Starts loading the slot the next `alloc` takes, and its TCP line
+    /// if `tcp` (a hint: the free list may change before).
     #[inline]
-    pub fn prefetch_alloc(&self) {
+    pub fn prefetch_alloc(&self, tcp: bool) {
         let i = if self.free == NO_SLOT {
             self.slab.len()
         } else {
             self.free as usize
         };
         if i < self.slab.capacity() {
-            let size = std::mem::size_of::<Slot>();
-            let at = self.slab.as_ptr() as usize + i * size;
-            let mut line = at & !63;
-            while line < at + size {
-                crate::port::prefetch::prefetch_line(line);
-                line += 64;
-            }
+            let at = self.slab.as_ptr() as usize + i * std::mem::size_of::<Slot>();
+            prefetch_line(at);
+            prefetch_line(at + 64);
+        }
+        if tcp && i < self.tcp.capacity() {
+            prefetch_line(self.tcp.as_ptr() as usize + i * std::mem::size_of::<TcpLine>());
         }
     }
 
     /// Takes a free slot (or grows the slab past its preallocation, which
     /// only an unlucky hash distribution does) and fills it; `None` if the
     /// shard has no slot a key can name.
-    pub fn alloc(&mut self, orig: Tuple, reply: Tuple, conn: Conn) -> Option<(u32, u32)> {
+    pub fn alloc(
+        &mut self,
+        orig: Tuple,
+        reply: Tuple,
+        conn: Conn,
+        tcp: Option<TcpCt>,
+    ) -> Option<(u32, u32)> {
         if self.free == NO_SLOT && self.slab.len() >= MAX_SLOTS {
             return None;
         }
@@ -149,7 +172,11 @@ impl ShardInner {
             s.orig = orig;
             s.reply = reply;
             s.conn = conn;
-            return Some((i, s.gen));
+            let gen = s.gen;
+            if tcp.is_some() {
+                self.tcp[i as usize] = TcpLine(tcp);
+            }
+            return Some((i, gen));
         }
         let i = u32::try_from(self.slab.len()).unwrap_or(u32::MAX);
         self.slab.push(Slot {
@@ -160,6 +187,7 @@ impl ShardInner {
             reply,
             conn,
         });
+        self.tcp.push(TcpLine(tcp));
         Some((i, 0))
     }
 
