@@ -937,10 +937,10 @@ impl Conntrack {
         } else {
             CtState::New
         };
-        let cold = g.tcp.get_mut(key.slot as usize).and_then(|l| l.0.as_mut());
         let verdict = match &mut conn.proto {
-            Proto::Tcp(tcp_state) => match (&pkt.tcp, cold) {
-                (Some(seg), Some(ct)) => {
+            // Only TCP touches the entry's TCP line.
+            Proto::Tcp(tcp_state) => match (&pkt.tcp, g.tcp.get_mut(key.slot as usize)) {
+                (Some(seg), Some(TcpLine(Some(ct)))) => {
                     let v = tcp::packet(
                         ct,
                         &mut conn.status,
