@@ -435,15 +435,15 @@ impl Worker {
             dport,
             proto: ip[9],
         };
-        let ct = &self.gw.conntrack;
-        ct.prefetch(t.hash64());
-        // A flow the fast path takes needs no other lookup. A new
-        // connection's confirm (and NAT's port choice) looks up its reply
-        // tuple too: the inverse, or under MASQUERADE keeping the port, the
-        // inverse to the outgoing interface's address.
+        // A flow the fast path takes needs no lookup. A new connection's
+        // confirm (and NAT's port choice) looks up its reply tuple too: the
+        // inverse, or under MASQUERADE keeping the port, the inverse to the
+        // outgoing interface's address.
         if self.fast_path_on && self.flows.get(in_iface, &t).is_some() {
             return;
         }
+        let ct = &self.gw.conntrack;
+        ct.prefetch(t.hash64());
         let r = t.invert();
         ct.prefetch(r.hash64());
         let out = self.gw.routes.lookup(t.dst);
