@@ -417,8 +417,13 @@ impl Worker {
         if eth != wire::ETHERTYPE_IPV4.to_be_bytes() || ip[0] >> 4 != 4 {
             return;
         }
-        let l4 = frame.get(14 + usize::from(ip[0] & 0xf) * 4..).unwrap_or(&[]);
-        let word = |i: usize| l4.get(i..i + 2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+        let l4 = frame
+            .get(14 + usize::from(ip[0] & 0xf) * 4..)
+            .unwrap_or(&[]);
+        let word = |i: usize| {
+            l4.get(i..i + 2)
+                .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
+        };
         let (sport, dport) = match ip[9] {
             IPPROTO_TCP | crate::flow::IPPROTO_UDP => (word(0), word(2)),
             // Queries: the id in both (errors look up their quoted tuple).

@@ -94,7 +94,10 @@ impl Rec {
 
     #[inline]
     fn matches(&self, p: &Probe) -> bool {
-        self.src == p.src && self.dst == p.dst && self.ports == p.ports && self.meta & 0xff == p.proto
+        self.src == p.src
+            && self.dst == p.dst
+            && self.ports == p.ports
+            && self.meta & 0xff == p.proto
     }
 
     #[inline]
@@ -265,8 +268,9 @@ impl KeyTable {
         let mut i = home;
         for passed in 0..self.buckets.len() {
             let b = &mut self.buckets[i];
-            let hit = (0..PER_BUCKET)
-                .find(|&k| b.used & (1 << k) != 0 && b.recs[k].matches(&p) && b.recs[k].is_key(&key));
+            let hit = (0..PER_BUCKET).find(|&k| {
+                b.used & (1 << k) != 0 && b.recs[k].matches(&p) && b.recs[k].is_key(&key)
+            });
             if let Some(k) = hit {
                 b.used &= !(1 << k);
                 b.recs[k] = Rec::default();
@@ -322,7 +326,11 @@ mod tests {
             home: i % 7,
             slot: i,
             gen: 0x1_0000 + i,
-            dir: if i % 2 == 0 { Dir::Original } else { Dir::Reply },
+            dir: if i.is_multiple_of(2) {
+                Dir::Original
+            } else {
+                Dir::Reply
+            },
         }
     }
 
@@ -348,8 +356,14 @@ mod tests {
         assert_eq!(r.tuple(), t);
         assert_eq!(r.key(), Key { gen: 0xbeef, ..k });
         assert!(r.is_key(&k));
-        assert!(!r.is_key(&Key { gen: k.gen + 1, ..k }));
-        assert!(!r.is_key(&Key { dir: Dir::Original, ..k }));
+        assert!(!r.is_key(&Key {
+            gen: k.gen + 1,
+            ..k
+        }));
+        assert!(!r.is_key(&Key {
+            dir: Dir::Original,
+            ..k
+        }));
     }
 
     #[test]
@@ -361,12 +375,21 @@ mod tests {
         assert_eq!(m.len(), 1000);
         for i in 0..1000 {
             let k = m.find(tuple(i).hash64(), &tuple(i)).expect("present");
-            assert_eq!(k, Key { gen: key(i).gen & 0xffff, ..key(i) });
+            assert_eq!(
+                k,
+                Key {
+                    gen: key(i).gen & 0xffff,
+                    ..key(i)
+                }
+            );
         }
         assert_eq!(m.find(tuple(5000).hash64(), &tuple(5000)), None);
         for i in (0..1000).step_by(2) {
             assert!(m.remove(tuple(i).hash64(), &tuple(i), key(i)));
-            assert!(!m.remove(tuple(i).hash64(), &tuple(i), key(i)), "removed twice");
+            assert!(
+                !m.remove(tuple(i).hash64(), &tuple(i), key(i)),
+                "removed twice"
+            );
         }
         for i in 0..1000 {
             assert_eq!(m.find(tuple(i).hash64(), &tuple(i)).is_some(), i % 2 == 1);

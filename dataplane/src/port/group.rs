@@ -246,12 +246,15 @@ impl GroupQueue {
         max: usize,
         mut f: impl FnMut(usize, &mut [u8], usize) -> ForwardVerdict,
     ) -> usize {
-        self.rx_batch_peeked(max, &mut (), |_, _, _| {}, |_, port, frame, len| {
-            f(port, frame, len)
-        })
+        self.rx_batch_peeked(
+            max,
+            &mut (),
+            |_, _, _| {},
+            |_, port, frame, len| f(port, frame, len),
+        )
     }
 
-    /// [`PortGroup::rx_batch`], showing each batch read off a ring to
+    /// [`GroupQueue::rx_batch`], showing each batch read off a ring to
     /// `peek(ctx, port, frame)` (the frame's first `len` bytes) before `f`
     /// sees any of its frames: a worker starts loading what their lookups
     /// will touch, so that the batch's cache misses overlap. `ctx` is
