@@ -448,7 +448,7 @@ impl Worker {
             return;
         }
         let ct = &self.gw.conntrack;
-        ct.prefetch(t.hash64());
+        ct.prefetch_new(t.hash64());
         let r = t.invert();
         ct.prefetch(r.hash64());
         let out = self.gw.routes.lookup(t.dst);

@@ -589,6 +589,10 @@ struct Shard {
     /// Where the shard's key table lies (fixed once built), so that its
     /// lines can be prefetched without the lock.
     key_lines: Lines,
+    /// The address of the slot the shard's next confirm takes (0: none),
+    /// kept up to date under the lock, for prefetching without it.
+    /// Relaxed: a hint; nothing is read through it.
+    next_slot: AtomicUsize,
     stats: ShardStats,
 }
 
@@ -637,6 +641,7 @@ impl Conntrack {
                 let inner = ShardInner::with_capacity(i, cap);
                 Shard {
                     key_lines: inner.key_lines(),
+                    next_slot: AtomicUsize::new(inner.next_slot_addr()),
                     inner: Mutex::new(inner),
                     stats: ShardStats::default(),
                 }
@@ -696,6 +701,20 @@ impl Conntrack {
         prefetch_line(self.shards[self.shard_of(hash)].key_lines.line(hash));
     }
 
+    /// [`Conntrack::prefetch`] for a packet that may open a connection:
+    /// also the slot its confirm would take.
+    #[inline]
+    pub fn prefetch_new(&self, hash: u64) {
+        let sh = &self.shards[self.shard_of(hash)];
+        prefetch_line(sh.key_lines.line(hash));
+        // Relaxed: see `next_slot`.
+        let at = sh.next_slot.load(Ordering::Relaxed);
+        if at != 0 {
+            prefetch_line(at);
+            prefetch_line(at + 64);
+        }
+    }
+
     /// A packet whose transport checksum does not verify: INVALID before any
     /// lookup, as Linux's protocol error handlers decide at PREROUTING.
     pub fn bad_checksum(&self, t: &Tuple) -> Track {
@@ -716,7 +735,17 @@ impl Conntrack {
         if g.events.is_some() {
             record(g, EventKind::Destroy, slot, at, true);
         }
-        g.free(slot, |h| self.shard_of(h))
+        let unlink = g.free(slot, |h| self.shard_of(h));
+        self.note_next_slot(g);
+        unlink
+    }
+
+    /// Publishes where `g`'s next confirm puts its entry (see `next_slot`).
+    #[inline]
+    fn note_next_slot(&self, g: &ShardInner) {
+        if let Some(sh) = self.shards.get(g.idx()) {
+            sh.next_slot.store(g.next_slot_addr(), Ordering::Relaxed);
+        }
     }
 
     /// Starts recording events for one more listener: the first gives every
@@ -1272,6 +1301,7 @@ impl Conntrack {
         let Some((slot, gen)) = go.alloc(p.orig, p.reply, conn, p.tcp) else {
             return Err(Refused::ShardFull);
         };
+        self.note_next_slot(&go);
         if go.events.is_some() {
             record(&mut go, EventKind::New, slot, Some(now), true);
         }

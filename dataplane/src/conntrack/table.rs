@@ -131,6 +131,25 @@ impl ShardInner {
         }
     }
 
+    pub fn idx(&self) -> usize {
+        self.idx as usize
+    }
+
+    /// The address of the slot the next `alloc` takes (0: none yet).
+    #[inline]
+    pub fn next_slot_addr(&self) -> usize {
+        let i = if self.free == NO_SLOT {
+            self.slab.len()
+        } else {
+            self.free as usize
+        };
+        if i < self.slab.capacity() {
+            self.slab.as_ptr() as usize + i * std::mem::size_of::<Slot>()
+        } else {
+            0
+        }
+    }
+
     /// Starts loading the slot the next `alloc` takes, and its TCP line
     /// if `tcp` (a hint: the free list may change before).
     #[inline]
@@ -140,8 +159,8 @@ impl ShardInner {
         } else {
             self.free as usize
         };
-        if i < self.slab.capacity() {
-            let at = self.slab.as_ptr() as usize + i * std::mem::size_of::<Slot>();
+        let at = self.next_slot_addr();
+        if at != 0 {
             prefetch_line(at);
             prefetch_line(at + 64);
         }

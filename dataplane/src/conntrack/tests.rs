@@ -1416,3 +1416,32 @@ fn generations_past_16_bits() {
     assert!(c.tuple_in_use(&t) && c.tuple_in_use(&t.invert()));
     c.check_invariants();
 }
+
+/// The prefetch hint names the slot the shard's next confirm takes.
+#[test]
+fn next_slot_hint_follows_the_free_list() {
+    let c = ct(64, 1);
+    let slot_addr = |i: u32| {
+        let g = c.lock(0);
+        g.slab.as_ptr() as usize + i as usize * std::mem::size_of::<Slot>()
+    };
+    let hint = || c.shards[0].next_slot.load(Ordering::Relaxed);
+    assert_eq!(hint(), slot_addr(0));
+    let mut entries = Vec::new();
+    for port in [1000, 1001] {
+        let t = tuple([10, 0, 0, 1], port, [10, 0, 0, 2], 53, IPPROTO_UDP);
+        let Track::New(p) = c.track(SEC, &udp_pkt(t)) else {
+            panic!("not new")
+        };
+        entries.push(c.confirm(SEC, &p).expect("room"));
+    }
+    assert_eq!(hint(), slot_addr(2));
+    assert!(c.remove(entries[0]));
+    assert_eq!(hint(), slot_addr(entries[0].slot));
+    let t = tuple([10, 0, 0, 1], 1002, [10, 0, 0, 2], 53, IPPROTO_UDP);
+    let Track::New(p) = c.track(SEC, &udp_pkt(t)) else {
+        panic!("not new")
+    };
+    assert_eq!(c.confirm(SEC, &p).expect("room").slot, entries[0].slot);
+    assert_eq!(hint(), slot_addr(2));
+}
