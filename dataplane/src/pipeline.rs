@@ -411,34 +411,8 @@ impl Worker {
     /// headers, changes nothing; frames it cannot read are left alone.
     #[inline]
     pub fn prefetch(&self, in_iface: u8, frame: &[u8]) {
-        let (Some(eth), Some(ip)) = (frame.get(12..14), frame.get(14..34)) else {
+        let Some(t) = crate::conntrack::frame_tuple(frame) else {
             return;
-        };
-        if eth != wire::ETHERTYPE_IPV4.to_be_bytes() || ip[0] >> 4 != 4 {
-            return;
-        }
-        let l4 = frame
-            .get(14 + usize::from(ip[0] & 0xf) * 4..)
-            .unwrap_or(&[]);
-        let word = |i: usize| {
-            l4.get(i..i + 2)
-                .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
-        };
-        let (sport, dport) = match ip[9] {
-            IPPROTO_TCP | crate::flow::IPPROTO_UDP => (word(0), word(2)),
-            // Queries: the id in both (errors look up their quoted tuple).
-            crate::flow::IPPROTO_ICMP => match l4.first() {
-                Some(0 | 8 | 13 | 14 | 15 | 16 | 17 | 18) => (word(4), word(4)),
-                _ => return,
-            },
-            _ => (0, 0),
-        };
-        let t = Tuple {
-            src: Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
-            dst: Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
-            sport,
-            dport,
-            proto: ip[9],
         };
         // A flow the fast path takes needs no lookup. A new connection's
         // confirm (and NAT's port choice) looks up its reply tuple too: the

@@ -23,6 +23,7 @@
 mod config;
 mod event;
 mod key_table;
+mod peek;
 mod proc;
 mod reason;
 mod table;
@@ -36,6 +37,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
 pub use config::{nf_conntrack_max_for_memory, ConntrackConfig, Timeouts};
 pub use event::{event_line, CtEvent, EventKind};
+pub use peek::frame_tuple;
 pub use proc::proc_line;
 pub use reason::InvalidReason;
 
