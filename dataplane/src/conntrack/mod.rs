@@ -7,9 +7,11 @@
 //!   pointing to it (see `table.rs`). Looking a packet up takes at most two
 //!   short shard locks, one after the other; only [`Conntrack::confirm`]
 //!   holds two at once, taken in shard order.
-//! - Storage is preallocated per shard (slab + free list, and the maps at
-//!   their nominal load), so tracking packets of existing connections
-//!   allocates nothing.
+//! - Storage is preallocated per shard (the slab, and a key table of fixed
+//!   size that is never reallocated), so tracking packets of existing
+//!   connections allocates nothing. A batch can prefetch what its lookups
+//!   will touch ([`Conntrack::prefetch`]) so that their cache misses
+//!   overlap.
 //! - Time is always passed in (`now`, monotonic nanoseconds); nothing here
 //!   reads a clock, so tests run on simulated time.
 //! - Protocols: TCP (`tcp.rs`: full state table and window tracking), UDP,
@@ -672,8 +674,8 @@ impl Conntrack {
         self.max
     }
 
-    /// Bits 32.. pick the shard: hashbrown uses the low bits for the bucket
-    /// and the top 7 as tag, so the shard bits stay independent of both.
+    /// Bits 32.. pick the shard: the key table uses the low 32 bits for
+    /// the bucket, so the two stay independent.
     #[inline]
     fn shard_of(&self, hash: u64) -> usize {
         ((hash >> 32) as usize) & self.mask

@@ -1,6 +1,6 @@
-//! One shard of the table: a slab of entries (with a free list) and a map
-//! from tuples to where their entry lives. Everything here runs under the
-//! shard's lock.
+//! One shard of the table: a slab of entries (with a free list linked
+//! through it) and a key table from tuples to where their entry lives
+//! (`key_table.rs`). Everything here runs under the shard's lock.
 //!
 //! An entry lives in the slab of the shard of its *original* tuple (its
 //! home). Its original tuple's key sits in the same shard; its reply tuple's
@@ -9,6 +9,11 @@
 //! another shard after its entry was freed (between freeing and unlinking,
 //! which take two locks one after the other) is recognised as stale by its
 //! generation and treated as absent.
+//!
+//! What a new connection touches, in cache lines: the home bucket of each
+//! tuple (read by the lookups, written by the insert) and the two lines of
+//! its slot (a third for TCP); each can be prefetched (`prefetch_alloc`,
+//! `Conntrack::prefetch`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
