@@ -140,14 +140,21 @@ impl ShardInner {
         self.idx as usize
     }
 
-    /// The address of the slot the next `alloc` takes (0: none yet).
+    /// The index of the slot the next `alloc` takes.
     #[inline]
-    pub fn next_slot_addr(&self) -> usize {
-        let i = if self.free == NO_SLOT {
+    fn next_slot(&self) -> usize {
+        if self.free == NO_SLOT {
             self.slab.len()
         } else {
             self.free as usize
-        };
+        }
+    }
+
+    /// The address of the slot the next `alloc` takes (0: not allocated
+    /// yet).
+    #[inline]
+    pub fn next_slot_addr(&self) -> usize {
+        let i = self.next_slot();
         if i < self.slab.capacity() {
             self.slab.as_ptr() as usize + i * std::mem::size_of::<Slot>()
         } else {
@@ -159,16 +166,12 @@ impl ShardInner {
     /// if `tcp` (a hint: the free list may change before).
     #[inline]
     pub fn prefetch_alloc(&self, tcp: bool) {
-        let i = if self.free == NO_SLOT {
-            self.slab.len()
-        } else {
-            self.free as usize
-        };
         let at = self.next_slot_addr();
         if at != 0 {
             prefetch_line(at);
             prefetch_line(at + 64);
         }
+        let i = self.next_slot();
         if tcp && i < self.tcp.capacity() {
             prefetch_line(self.tcp.as_ptr() as usize + i * std::mem::size_of::<TcpLine>());
         }
