@@ -450,7 +450,8 @@ fn worker_loop(
         let now = start.elapsed().as_nanos() as u64;
         let mut got = 0;
         for gq in queues.iter_mut() {
-            got += gq.rx_batch(BATCH, |port, frame, len| {
+            let peek = |w: &mut Worker, port: usize, frame: &[u8]| w.prefetch(port as u8, frame);
+            got += gq.rx_batch_peeked(BATCH, &mut worker, peek, |worker, port, frame, len| {
                 match worker.process(now, port as u8, frame, len, &mut staging) {
                     // To any interface of the group, as a descriptor: no copy.
                     Action::Forward { iface, len } => ForwardVerdict::Tx {

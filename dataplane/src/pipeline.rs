@@ -411,6 +411,32 @@ impl Worker {
         }
     }
 
+    /// Starts loading the conntrack lines a frame's lookup will touch
+    /// (see [`crate::conntrack::Conntrack::prefetch`]); call it for every
+    /// frame of a batch before processing them. Reads only the frame's
+    /// headers, changes nothing; frames it cannot read are left alone.
+    #[inline]
+    pub fn prefetch(&self, in_iface: u8, frame: &[u8]) {
+        let Some(t) = crate::conntrack::frame_tuple(frame) else {
+            return;
+        };
+        // A flow the fast path takes needs no lookup. A new connection's
+        // confirm (and NAT's port choice) looks up its reply tuple too: the
+        // inverse, or under MASQUERADE keeping the port, the inverse to the
+        // outgoing interface's address.
+        if self.fast_path_on && self.flows.get(in_iface, &t).is_some() {
+            return;
+        }
+        let ct = &self.gw.conntrack;
+        ct.prefetch_new(t.hash64());
+        let r = t.invert();
+        ct.prefetch(r.hash64());
+        let out = self.gw.routes.lookup(t.dst);
+        if let Some(f) = out.and_then(|h| self.gw.ifaces.get(usize::from(h.iface))) {
+            ct.prefetch(Tuple { dst: f.addr, ..r }.hash64());
+        }
+    }
+
     /// Housekeeping between batches: held packets whose next hop resolved
     /// go out, stale ones are dropped, and a bounded slice of conntrack
     /// expiry runs.

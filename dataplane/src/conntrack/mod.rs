@@ -7,9 +7,11 @@
 //!   pointing to it (see `table.rs`). Looking a packet up takes at most two
 //!   short shard locks, one after the other; only [`Conntrack::confirm`]
 //!   holds two at once, taken in shard order.
-//! - Storage is preallocated per shard (slab + free list, and the maps at
-//!   their nominal load), so tracking packets of existing connections
-//!   allocates nothing.
+//! - Storage is preallocated per shard (the slab, and a key table of fixed
+//!   size that is never reallocated), so tracking packets of existing
+//!   connections allocates nothing. A batch can prefetch what its lookups
+//!   will touch ([`Conntrack::prefetch`]) so that their cache misses
+//!   overlap.
 //! - Time is always passed in (`now`, monotonic nanoseconds); nothing here
 //!   reads a clock, so tests run on simulated time.
 //! - Protocols: TCP (`tcp.rs`: full state table and window tracking), UDP,
@@ -22,6 +24,8 @@
 
 mod config;
 mod event;
+mod key_table;
+mod peek;
 mod proc;
 mod reason;
 mod table;
@@ -35,11 +39,14 @@ use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
 pub use config::{nf_conntrack_max_for_memory, ConntrackConfig, Timeouts};
 pub use event::{event_line, CtEvent, EventKind};
+pub use peek::frame_tuple;
 pub use proc::proc_line;
 pub use reason::InvalidReason;
 
 use crate::flow::{Dir, Tuple, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
-use table::{Key, ShardInner, ShardStats, Slot, Unlink};
+use crate::port::prefetch::prefetch_line;
+use key_table::{Key, Lines, MAX_SHARDS, MAX_SLOTS};
+use table::{ShardInner, ShardStats, Slot, TcpLine, Unlink};
 use tcp::TcpCt;
 
 /// Monotonic time in nanoseconds, always passed in.
@@ -294,21 +301,30 @@ pub struct Pending {
     /// Status bits to confirm with (NAT sets SRC_NAT/DST_NAT).
     pub status: u16,
     conn: Conn,
+    /// TCP: the window tracking state.
+    tcp: Option<TcpCt>,
 }
 
 impl Pending {
     /// The TCP state the first packet put the connection in.
     pub fn tcp_state(&self) -> Option<TcpState> {
-        match &self.conn.proto {
-            Proto::Tcp(ct) => Some(ct.state),
-            _ => None,
-        }
+        self.conn.tcp_state()
     }
 
     /// The timeout the entry gets when confirmed.
     pub fn timeout(&self) -> Nanos {
         self.conn.timeout
     }
+}
+
+/// Why one attempt at inserting (`try_insert`) failed.
+enum Refused {
+    /// A tuple is taken by a live entry.
+    Clash,
+    /// A shard has no room for a key or a slot.
+    ShardFull,
+    /// A key points into a third shard and must be checked there first.
+    Check(Key),
 }
 
 /// Why `confirm` failed.
@@ -458,10 +474,11 @@ pub const EVENT_RING_PER_SHARD: usize = 64;
 // ---------------------------------------------------------------------------
 // Private entry state.
 
-/// Protocol-specific state of an entry.
+/// Protocol-specific state of an entry (for TCP only the state: the
+/// window tracking lives in the shard's `tcp`, a line of its own).
 #[derive(Clone, Copy, Debug)]
 enum Proto {
-    Tcp(TcpCt),
+    Tcp(TcpState),
     /// `stream_ts`: two seconds after creation; a reply seen later makes a
     /// stream (120 s, ASSURED).
     Udp {
@@ -488,16 +505,16 @@ struct Conn {
 
 impl Conn {
     fn tcp_state(&self) -> Option<TcpState> {
-        match &self.proto {
-            Proto::Tcp(ct) => Some(ct.state),
+        match self.proto {
+            Proto::Tcp(state) => Some(state),
             _ => None,
         }
     }
 
-    /// `gc_worker_can_early_drop`.
-    fn can_early_drop(&self) -> bool {
+    /// `gc_worker_can_early_drop` (`tcp`: the entry's TCP line).
+    fn can_early_drop(&self, tcp: &TcpLine) -> bool {
         self.status & status::ASSURED == 0
-            || matches!(&self.proto, Proto::Tcp(ct) if ct.can_early_drop())
+            || matches!(self.proto, Proto::Tcp(_)) && tcp.0.is_some_and(|ct| ct.can_early_drop())
     }
 
     fn account(&mut self, d: usize, len: u16) {
@@ -573,6 +590,13 @@ const GC_BATCH: usize = 32;
 #[repr(align(128))]
 struct Shard {
     inner: Mutex<ShardInner>,
+    /// Where the shard's key table lies (fixed once built), so that its
+    /// lines can be prefetched without the lock.
+    key_lines: Lines,
+    /// The address of the slot the shard's next confirm takes (0: none),
+    /// kept up to date under the lock, for prefetching without it.
+    /// Relaxed: a hint; nothing is read through it.
+    next_slot: AtomicUsize,
     stats: ShardStats,
 }
 
@@ -604,15 +628,27 @@ pub struct Conntrack {
 
 impl Conntrack {
     pub fn new(cfg: ConntrackConfig) -> Conntrack {
-        let nshards = cfg.shards.max(1).next_power_of_two();
-        let max = cfg.max_entries.max(1);
+        // Keys name shards and slots in 16 and 23 bits: more shards when
+        // a shard would hold more entries than that.
+        let max = cfg.max_entries.clamp(1, MAX_SHARDS * (MAX_SLOTS / 2));
+        let nshards = cfg
+            .shards
+            .max(1)
+            .max(max.div_ceil(MAX_SLOTS / 2))
+            .next_power_of_two()
+            .min(MAX_SHARDS);
         let per_shard = max.div_ceil(nshards);
         // Room for hash imbalance without reallocating.
         let cap = per_shard + per_shard / 4 + 4;
         let shards = (0..nshards)
-            .map(|i| Shard {
-                inner: Mutex::new(ShardInner::with_capacity(i, cap)),
-                stats: ShardStats::default(),
+            .map(|i| {
+                let inner = ShardInner::with_capacity(i, cap);
+                Shard {
+                    key_lines: inner.key_lines(),
+                    next_slot: AtomicUsize::new(inner.next_slot_addr()),
+                    inner: Mutex::new(inner),
+                    stats: ShardStats::default(),
+                }
             })
             .collect();
         Conntrack {
@@ -638,8 +674,8 @@ impl Conntrack {
         self.max
     }
 
-    /// Bits 32.. pick the shard: hashbrown uses the low bits for the bucket
-    /// and the top 7 as tag, so the shard bits stay independent of both.
+    /// Bits 32.. pick the shard: the key table uses the low 32 bits for
+    /// the bucket, so the two stay independent.
     #[inline]
     fn shard_of(&self, hash: u64) -> usize {
         ((hash >> 32) as usize) & self.mask
@@ -657,6 +693,30 @@ impl Conntrack {
 
     fn stats_of(&self, i: usize) -> &ShardStats {
         &self.shards[i].stats
+    }
+
+    /// Starts loading what a lookup of a tuple with this hash
+    /// ([`Tuple::hash64`]) will touch first: its home bucket (the shards'
+    /// locks, a few hundred kilobytes together, stay cached). Reads nothing
+    /// and takes no lock: call it for every packet of a batch before
+    /// processing them, so that their cache misses overlap.
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        prefetch_line(self.shards[self.shard_of(hash)].key_lines.line(hash));
+    }
+
+    /// [`Conntrack::prefetch`] for a packet that may open a connection:
+    /// also the slot its confirm would take.
+    #[inline]
+    pub fn prefetch_new(&self, hash: u64) {
+        let sh = &self.shards[self.shard_of(hash)];
+        prefetch_line(sh.key_lines.line(hash));
+        // Relaxed: see `next_slot`.
+        let at = sh.next_slot.load(Ordering::Relaxed);
+        if at != 0 {
+            prefetch_line(at);
+            prefetch_line(at + 64);
+        }
     }
 
     /// A packet whose transport checksum does not verify: INVALID before any
@@ -679,7 +739,17 @@ impl Conntrack {
         if g.events.is_some() {
             record(g, EventKind::Destroy, slot, at, true);
         }
-        g.free(slot, |h| self.shard_of(h))
+        let unlink = g.free(slot, |h| self.shard_of(h));
+        self.note_next_slot(g);
+        unlink
+    }
+
+    /// Publishes where `g`'s next confirm puts its entry (see `next_slot`).
+    #[inline]
+    fn note_next_slot(&self, g: &ShardInner) {
+        if let Some(sh) = self.shards.get(g.idx()) {
+            sh.next_slot.store(g.next_slot_addr(), Ordering::Relaxed);
+        }
     }
 
     /// Starts recording events for one more listener: the first gives every
@@ -739,23 +809,26 @@ impl Conntrack {
     /// (taking the tuple's shard lock first if the entry lives elsewhere,
     /// never both at once). `f` may free the entry and hand back the reply
     /// key to unlink. `None` if absent (or only a stale key is left).
+    /// `miss` runs (under the tuple's shard lock) when there is no key.
     fn with_entry<R>(
         &self,
         hash: u64,
         t: &Tuple,
         f: impl FnOnce(&mut ShardInner, usize, Key) -> (R, Option<Unlink>),
+        miss: impl FnOnce(&ShardInner),
     ) -> Option<R> {
         let s = self.shard_of(hash);
         let mut g = self.lock(s);
-        let key = g.find(hash, t)?;
+        let Some(key) = g.find(hash, t) else {
+            miss(&g);
+            return None;
+        };
         let home = key.home as usize;
         if home != s {
             drop(g);
             g = self.lock(home);
-            if !g.is_live(key.slot, key.gen) {
-                return None;
-            }
         }
+        let key = g.resolve(key)?;
         let (r, unlink) = f(&mut g, home, key);
         drop(g);
         if let Some(u) = unlink {
@@ -792,7 +865,14 @@ impl Conntrack {
             },
             _ => {}
         }
-        let found = self.with_entry(hash, t, |g, home, key| self.process(now, pkt, g, home, key));
+        // On a miss, the slot a confirm would take starts loading while the
+        // rules run.
+        let found = self.with_entry(
+            hash,
+            t,
+            |g, home, key| self.process(now, pkt, g, home, key),
+            |g| g.prefetch_alloc(t.proto == IPPROTO_TCP),
+        );
         match found {
             Some(Some(track)) => track,
             // Absent, expired, or a TCP re-open (the old entry is gone).
@@ -891,17 +971,23 @@ impl Conntrack {
             CtState::New
         };
         let verdict = match &mut conn.proto {
-            Proto::Tcp(ct) => match &pkt.tcp {
-                Some(seg) => tcp::packet(
-                    ct,
-                    &mut conn.status,
-                    d as u8,
-                    seg,
-                    now,
-                    &mut conn.timeout,
-                    &self.pol,
-                ),
-                None => Verdict::Invalid(InvalidReason::MissingHeader),
+            // Only TCP touches the entry's TCP line.
+            Proto::Tcp(tcp_state) => match (&pkt.tcp, g.tcp.get_mut(key.slot as usize)) {
+                (Some(seg), Some(TcpLine(Some(ct)))) => {
+                    let v = tcp::packet(
+                        ct,
+                        &mut conn.status,
+                        d as u8,
+                        seg,
+                        now,
+                        &mut conn.timeout,
+                        &self.pol,
+                    );
+                    *tcp_state = ct.state;
+                    v
+                }
+                // (A TCP entry always has its line.)
+                _ => Verdict::Invalid(InvalidReason::MissingHeader),
             },
             Proto::Udp { stream_ts } => udp_packet(&mut conn.status, *stream_ts, now, &self.pol),
             Proto::Icmp { .. } => Verdict::Refresh(self.pol.timeouts.icmp),
@@ -961,36 +1047,41 @@ impl Conntrack {
         // The quoted datagram went the other way: look up its inverse.
         let q = inner.invert();
         let outer_dst = pkt.tuple.dst;
-        let r = self.with_entry(q.hash64(), &q, |g, home, key| {
-            let slot = &g.slab[key.slot as usize];
-            if slot.conn.timeout <= now {
-                // The lookup skips (and collects) expired entries.
-                ShardStats::inc(&self.stats_of(home).expired);
-                return (Err(None), self.free_locked(g, key.slot, Some(now)));
-            }
-            let ct_dst = match key.dir {
-                Dir::Original => slot.orig.dst,
-                Dir::Reply => slot.reply.dst,
-            };
-            if ct_dst != outer_dst {
-                return (Err(Some(slot.conn.tcp_state())), None);
-            }
-            let snap = snapshot_of(slot);
-            let entry = EntryRef {
-                shard: home as u32,
-                slot: key.slot,
-                gen: key.gen,
-            };
-            (
-                Ok(Track::Existing {
-                    entry,
-                    dir: key.dir,
-                    state: CtState::Related,
-                    snap,
-                }),
-                None,
-            )
-        });
+        let r = self.with_entry(
+            q.hash64(),
+            &q,
+            |g, home, key| {
+                let slot = &g.slab[key.slot as usize];
+                if slot.conn.timeout <= now {
+                    // The lookup skips (and collects) expired entries.
+                    ShardStats::inc(&self.stats_of(home).expired);
+                    return (Err(None), self.free_locked(g, key.slot, Some(now)));
+                }
+                let ct_dst = match key.dir {
+                    Dir::Original => slot.orig.dst,
+                    Dir::Reply => slot.reply.dst,
+                };
+                if ct_dst != outer_dst {
+                    return (Err(Some(slot.conn.tcp_state())), None);
+                }
+                let snap = snapshot_of(slot);
+                let entry = EntryRef {
+                    shard: home as u32,
+                    slot: key.slot,
+                    gen: key.gen,
+                };
+                (
+                    Ok(Track::Existing {
+                        entry,
+                        dir: key.dir,
+                        state: CtState::Related,
+                        snap,
+                    }),
+                    None,
+                )
+            },
+            |_| {},
+        );
         match r {
             Some(Ok(track)) => {
                 ShardStats::inc(&self.stats_of(s).related);
@@ -1006,6 +1097,7 @@ impl Conntrack {
     /// `init_conntrack` + the protocol's first-packet handling.
     fn new_conn(&self, now: Nanos, pkt: &PacketMeta, s: usize) -> Track {
         let t = pkt.tuple;
+        let mut tcp_ct = None;
         let mut conn = Conn {
             status: 0,
             mark: 0,
@@ -1033,7 +1125,8 @@ impl Conntrack {
                     &mut expires,
                     &self.pol,
                 );
-                conn.proto = Proto::Tcp(ct);
+                conn.proto = Proto::Tcp(ct.state);
+                tcp_ct = Some(ct);
                 v
             }
             IPPROTO_UDP => {
@@ -1073,6 +1166,7 @@ impl Conntrack {
             reply: t.invert(),
             status: 0,
             conn,
+            tcp: tcp_ct,
         })
     }
 
@@ -1117,8 +1211,16 @@ impl Conntrack {
                     counted.insert += 1;
                     return Ok(e);
                 }
-                Err(None) => break,
-                Err(Some(key)) => {
+                Err(Refused::Clash) => break,
+                Err(Refused::ShardFull) => {
+                    // Only a hash spread no real traffic makes fills one
+                    // shard while the table has room.
+                    self.count.fetch_sub(1, Ordering::Relaxed);
+                    ShardStats::inc(&self.stats_of(os).drop);
+                    counted.drop += 1;
+                    return Err(ConfirmError::TableFull);
+                }
+                Err(Refused::Check(key)) => {
                     counted.search_restart += 1;
                     let g = self.lock(key.home as usize);
                     if g.is_live(key.slot, key.gen) {
@@ -1140,8 +1242,7 @@ impl Conntrack {
     }
 
     /// One attempt at inserting, with both shard locks held (lower index
-    /// first). `Err(None)`: clash; `Err(Some(key))`: a key points into a
-    /// third shard and must be checked there first.
+    /// first).
     fn try_insert(
         &self,
         now: Nanos,
@@ -1149,7 +1250,7 @@ impl Conntrack {
         (oh, os): (u64, usize),
         (rh, rs): (u64, usize),
         stale: &[Option<Key>; 2],
-    ) -> Result<EntryRef, Option<Key>> {
+    ) -> Result<EntryRef, Refused> {
         let (mut go, mut gr) = if os == rs {
             (self.lock(os), None)
         } else if os < rs {
@@ -1180,10 +1281,10 @@ impl Conntrack {
             } else if home == rs {
                 gr.as_deref().is_some_and(|r| r.is_live(key.slot, key.gen))
             } else {
-                return Err(Some(key));
+                return Err(Refused::Check(key));
             };
             if live {
-                return Err(None);
+                return Err(Refused::Clash);
             }
             // A stale key left by a remover that has not unlinked it yet.
             match (in_reply_shard, gr.as_deref_mut()) {
@@ -1191,10 +1292,21 @@ impl Conntrack {
                 _ => go.remove_key(hash, t, key),
             };
         }
+        let room = match (same, gr.as_deref()) {
+            (true, _) => go.has_key_room(1),
+            (false, None) => go.has_key_room(2),
+            (false, Some(r)) => go.has_key_room(1) && r.has_key_room(1),
+        };
+        if !room {
+            return Err(Refused::ShardFull);
+        }
         let mut conn = p.conn;
         conn.status = p.status | status::CONFIRMED;
         conn.timeout = now.saturating_add(p.conn.timeout);
-        let (slot, gen) = go.alloc(p.orig, p.reply, conn);
+        let Some((slot, gen)) = go.alloc(p.orig, p.reply, conn, p.tcp) else {
+            return Err(Refused::ShardFull);
+        };
+        self.note_next_slot(&go);
         if go.events.is_some() {
             record(&mut go, EventKind::New, slot, Some(now), true);
         }
@@ -1205,16 +1317,19 @@ impl Conntrack {
             gen,
             dir: Dir::Original,
         };
-        go.insert_key(oh, p.orig, okey);
+        // Room was checked above.
+        let inserted = go.insert_key(oh, p.orig, okey);
+        debug_assert!(inserted);
         if !same {
             let rkey = Key {
                 dir: Dir::Reply,
                 ..okey
             };
-            match gr.as_deref_mut() {
+            let inserted = match gr.as_deref_mut() {
                 Some(r) => r.insert_key(rh, p.reply, rkey),
                 None => go.insert_key(rh, p.reply, rkey),
-            }
+            };
+            debug_assert!(inserted);
         }
         Ok(EntryRef {
             shard: home,
@@ -1278,7 +1393,7 @@ impl Conntrack {
     /// Whether a tuple is taken by any entry, in either direction (for NAT
     /// port selection). Expired entries not yet collected count as taken.
     pub fn tuple_in_use(&self, t: &Tuple) -> bool {
-        self.with_entry(t.hash64(), t, |_, _, _| ((), None))
+        self.with_entry(t.hash64(), t, |_, _, _| ((), None), |_| {})
             .is_some()
     }
 
@@ -1329,7 +1444,7 @@ impl Conntrack {
                     if e.conn.timeout <= now {
                         ShardStats::inc(&stats.expired);
                     } else if evict
-                        && e.conn.can_early_drop()
+                        && e.conn.can_early_drop(&g.tcp[slot as usize])
                         && self.count.load(Ordering::Relaxed) >= max95
                     {
                         ShardStats::inc(&stats.early_drop);
@@ -1490,7 +1605,7 @@ impl Conntrack {
                         } else {
                             s.reply
                         },
-                        s.live && s.gen == key.gen,
+                        s.live && key_table::same_gen(s.gen, key.gen),
                     )
                 } else {
                     let h = self.lock(home);
@@ -1501,7 +1616,7 @@ impl Conntrack {
                         } else {
                             s.reply
                         },
-                        s.live && s.gen == key.gen,
+                        s.live && key_table::same_gen(s.gen, key.gen),
                     )
                 };
                 assert!(slot_ok, "stale key {t:?} -> {key:?}");

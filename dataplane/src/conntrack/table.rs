@@ -1,6 +1,6 @@
-//! One shard of the table: a slab of entries (with a free list) and a map
-//! from tuples to where their entry lives. Everything here runs under the
-//! shard's lock.
+//! One shard of the table: a slab of entries (with a free list linked
+//! through it) and a key table from tuples to where their entry lives
+//! (`key_table.rs`). Everything here runs under the shard's lock.
 //!
 //! An entry lives in the slab of the shard of its *original* tuple (its
 //! home). Its original tuple's key sits in the same shard; its reply tuple's
@@ -9,39 +9,48 @@
 //! another shard after its entry was freed (between freeing and unlinking,
 //! which take two locks one after the other) is recognised as stale by its
 //! generation and treated as absent.
+//!
+//! What a new connection touches, in cache lines: the home bucket of each
+//! tuple (read by the lookups, written by the insert) and the two lines of
+//! its slot (a third for TCP); each can be prefetched (`prefetch_alloc`,
+//! `Conntrack::prefetch`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use hashbrown::HashTable;
-
+use super::key_table::{same_gen, Key, KeyTable, Lines, MAX_SLOTS};
+use super::tcp::TcpCt;
 use super::Conn;
 use crate::flow::{Dir, Tuple};
-
-/// Where a tuple's entry lives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Key {
-    pub home: u32,
-    pub slot: u32,
-    pub gen: u32,
-    pub dir: Dir,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct KeyRec {
-    tuple: Tuple,
-    key: Key,
-}
+use crate::port::prefetch::prefetch_line;
 
 /// A slab slot. `gen` changes each time the slot is freed, so that stale
 /// `EntryRef`s and keys can be told apart from the slot's next occupant.
+/// Two cache lines; a TCP entry's window tracking is in a third
+/// ([`TcpLine`], at the same index in `ShardInner::tcp`), which other
+/// protocols never touch.
 #[derive(Clone, Copy, Debug)]
+#[repr(align(64))]
 pub(super) struct Slot {
     pub gen: u32,
     pub live: bool,
+    /// While free: the next free slot (`NO_SLOT`: none).
+    next_free: u32,
     pub orig: Tuple,
     pub reply: Tuple,
     pub conn: Conn,
 }
+
+/// The TCP window tracking state of a slot's entry. Meaningful only while
+/// the slot holds a TCP entry: other protocols leave it as it was, so as
+/// not to touch its line.
+#[derive(Clone, Copy, Debug)]
+#[repr(align(64))]
+pub(super) struct TcpLine(pub Option<TcpCt>);
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 128 && std::mem::size_of::<TcpLine>() == 64);
+
+/// The end of the free list.
+const NO_SLOT: u32 = u32::MAX;
 
 /// A reply key to remove from another shard once the home shard's lock is
 /// released (never two locks at once outside `confirm`).
@@ -55,9 +64,13 @@ pub(super) struct Unlink {
 
 pub(super) struct ShardInner {
     idx: u32,
-    keys: HashTable<KeyRec>,
+    keys: KeyTable,
     pub slab: Vec<Slot>,
-    free: Vec<u32>,
+    /// `slab`'s TCP halves, index for index.
+    pub tcp: Vec<TcpLine>,
+    /// The free slots, last freed first, linked through `Slot::next_free`
+    /// (so that the next one is known without touching another line).
+    free: u32,
     pub live: usize,
     /// The event ring while someone listens (`conntrack -E`), else `None`.
     pub events: Option<Box<super::event::EventRing>>,
@@ -68,68 +81,141 @@ impl ShardInner {
         ShardInner {
             idx: u32::try_from(idx).unwrap_or(u32::MAX),
             // Two keys per entry on average (original here, reply wherever it
-            // hashes), plus slack so the map does not grow at the nominal
-            // load.
-            keys: HashTable::with_capacity(entries * 2 + entries / 2),
+            // hashes), plus slack for an uneven spread of reply keys.
+            keys: KeyTable::with_capacity(entries * 2 + entries / 2),
             slab: Vec::with_capacity(entries),
-            free: Vec::with_capacity(entries),
+            tcp: Vec::with_capacity(entries),
+            free: NO_SLOT,
             live: 0,
             events: None,
         }
     }
 
+    /// Where the key table's lines are (fixed for the shard's life).
+    pub fn key_lines(&self) -> Lines {
+        self.keys.lines()
+    }
+
+    /// `t`'s key; its generation has only the low 16 bits (see `resolve`).
     #[inline]
     pub fn find(&self, hash: u64, t: &Tuple) -> Option<Key> {
-        self.keys.find(hash, |r| r.tuple == *t).map(|r| r.key)
+        self.keys.find(hash, t)
     }
 
-    pub fn insert_key(&mut self, hash: u64, tuple: Tuple, key: Key) {
-        self.keys
-            .insert_unique(hash, KeyRec { tuple, key }, |r| r.tuple.hash64());
+    /// Whether `n` more keys fit in this shard.
+    #[inline]
+    pub fn has_key_room(&self, n: usize) -> bool {
+        self.keys.has_room(n)
     }
 
-    /// Removes `t`'s key if it is exactly `key`; returns whether it did.
+    /// Adds a key for a tuple that has none here; `false` if the shard's
+    /// key table is full (check `has_key_room` first).
+    pub fn insert_key(&mut self, hash: u64, tuple: Tuple, key: Key) -> bool {
+        self.keys.insert(hash, &tuple, key)
+    }
+
+    /// Removes `t`'s key if it is `key`; returns whether it did.
     pub fn remove_key(&mut self, hash: u64, t: &Tuple, key: Key) -> bool {
-        match self
-            .keys
-            .find_entry(hash, |r| r.tuple == *t && r.key == key)
-        {
-            Ok(e) => {
-                e.remove();
-                true
-            }
-            Err(_) => false,
-        }
+        self.keys.remove(hash, t, key)
     }
 
     #[inline]
     pub fn is_live(&self, slot: u32, gen: u32) -> bool {
         self.slab
             .get(slot as usize)
-            .is_some_and(|s| s.live && s.gen == gen)
+            .is_some_and(|s| s.live && same_gen(s.gen, gen))
+    }
+
+    /// A key found in a table (this shard being its home), with its entry's
+    /// full generation; `None` if that entry is gone.
+    #[inline]
+    pub fn resolve(&self, key: Key) -> Option<Key> {
+        match self.slab.get(key.slot as usize) {
+            Some(s) if s.live && same_gen(s.gen, key.gen) => Some(Key { gen: s.gen, ..key }),
+            _ => None,
+        }
+    }
+
+    pub fn idx(&self) -> usize {
+        self.idx as usize
+    }
+
+    /// The index of the slot the next `alloc` takes.
+    #[inline]
+    fn next_slot(&self) -> usize {
+        if self.free == NO_SLOT {
+            self.slab.len()
+        } else {
+            self.free as usize
+        }
+    }
+
+    /// The address of the slot the next `alloc` takes (0: not allocated
+    /// yet).
+    #[inline]
+    pub fn next_slot_addr(&self) -> usize {
+        let i = self.next_slot();
+        if i < self.slab.capacity() {
+            self.slab.as_ptr() as usize + i * std::mem::size_of::<Slot>()
+        } else {
+            0
+        }
+    }
+
+    /// Starts loading the slot the next `alloc` takes, and its TCP line
+    /// if `tcp` (a hint: the free list may change before).
+    #[inline]
+    pub fn prefetch_alloc(&self, tcp: bool) {
+        let at = self.next_slot_addr();
+        if at != 0 {
+            prefetch_line(at);
+            prefetch_line(at + 64);
+        }
+        let i = self.next_slot();
+        if tcp && i < self.tcp.capacity() {
+            prefetch_line(self.tcp.as_ptr() as usize + i * std::mem::size_of::<TcpLine>());
+        }
     }
 
     /// Takes a free slot (or grows the slab past its preallocation, which
-    /// only an unlucky hash distribution does) and fills it.
-    pub fn alloc(&mut self, orig: Tuple, reply: Tuple, conn: Conn) -> (u32, u32) {
+    /// only an unlucky hash distribution does) and fills it; `None` if the
+    /// shard has no slot a key can name.
+    pub fn alloc(
+        &mut self,
+        orig: Tuple,
+        reply: Tuple,
+        conn: Conn,
+        tcp: Option<TcpCt>,
+    ) -> Option<(u32, u32)> {
+        if self.free == NO_SLOT && self.slab.len() >= MAX_SLOTS {
+            return None;
+        }
         self.live += 1;
-        if let Some(i) = self.free.pop() {
+        if self.free != NO_SLOT {
+            let i = self.free;
             let s = &mut self.slab[i as usize];
+            self.free = s.next_free;
             s.live = true;
             s.orig = orig;
             s.reply = reply;
             s.conn = conn;
-            return (i, s.gen);
+            let gen = s.gen;
+            if tcp.is_some() {
+                self.tcp[i as usize] = TcpLine(tcp);
+            }
+            return Some((i, gen));
         }
         let i = u32::try_from(self.slab.len()).unwrap_or(u32::MAX);
         self.slab.push(Slot {
             gen: 0,
             live: true,
+            next_free: NO_SLOT,
             orig,
             reply,
             conn,
         });
-        (i, 0)
+        self.tcp.push(TcpLine(tcp));
+        Some((i, 0))
     }
 
     /// Frees a live slot and removes the keys of its entry held here; returns
@@ -143,7 +229,8 @@ impl ShardInner {
         s.live = false;
         s.gen = s.gen.wrapping_add(1);
         let (orig, reply) = (s.orig, s.reply);
-        self.free.push(slot);
+        s.next_free = self.free;
+        self.free = slot;
         self.live -= 1;
         let home = self.idx;
         let okey = Key {
@@ -177,10 +264,10 @@ impl ShardInner {
         }
     }
 
-    /// Every key, for invariant checks in tests.
+    /// Every key (generations cut to 16 bits), for invariant checks in tests.
     #[cfg(test)]
     pub fn keys(&self) -> impl Iterator<Item = (Tuple, Key)> + '_ {
-        self.keys.iter().map(|r| (r.tuple, r.key))
+        self.keys.iter()
     }
 }
 

@@ -1338,3 +1338,110 @@ fn worker_counters_split_invalid_and_error_as_linux() {
     assert_eq!(c.invalid_count(InvalidReason::IcmpErrorNoEntry), 1);
     assert_eq!((c.invalid(), c.error(), c.invalid_all()), (1, 1, 2));
 }
+
+/// A shard whose key table is full refuses new entries as a full table
+/// does (counted as `drop`), while the other shards, and the table's
+/// count, are unaffected; removing an entry makes room again.
+#[test]
+fn a_full_shard_refuses_like_a_full_table() {
+    let c = ct(100, 2);
+    // Entries whose original and reply tuples both hash to shard 0: two
+    // keys each there.
+    let in_shard = |s: usize| {
+        (1..u16::MAX)
+            .map(move |p| tuple([10, 0, 0, 1], p, [10, 0, 0, 2], 53, IPPROTO_UDP))
+            .filter(move |t| c_shard(t) == s && c_shard(&t.invert()) == s)
+    };
+    fn c_shard(t: &Tuple) -> usize {
+        ((t.hash64() >> 32) & 1) as usize
+    }
+    let mut zero = in_shard(0);
+    let mut confirmed = Vec::new();
+    let refused = loop {
+        let t = zero.next().expect("tuples for shard 0");
+        let Track::New(p) = c.track(SEC, &udp_pkt(t)) else {
+            panic!("not new")
+        };
+        match c.confirm(SEC, &p) {
+            Ok(e) => confirmed.push(e),
+            Err(e) => break (t, e),
+        }
+    };
+    assert_eq!(refused.1, ConfirmError::TableFull);
+    assert!(confirmed.len() < 100, "refused below nf_conntrack_max");
+    assert_eq!(c.len(), confirmed.len());
+    assert_eq!(c.stats().drop, 1);
+    // The other shard takes entries.
+    let t = in_shard(1).next().expect("a tuple for shard 1");
+    let Track::New(p) = c.track(SEC, &udp_pkt(t)) else {
+        panic!("not new")
+    };
+    assert!(c.confirm(SEC, &p).is_ok());
+    // Room again in shard 0 after a removal.
+    assert!(c.remove(confirmed[0]));
+    let Track::New(p) = c.track(SEC, &udp_pkt(refused.0)) else {
+        panic!("not new")
+    };
+    assert!(c.confirm(SEC, &p).is_ok());
+    c.check_invariants();
+}
+
+/// Keys name an entry's generation in 16 bits: an entry whose slot was
+/// reused more than 65,536 times is still found, and its handle still
+/// works.
+#[test]
+fn generations_past_16_bits() {
+    let c = ct(16, 1);
+    let t = tuple([10, 0, 0, 1], 1000, [10, 0, 0, 2], 53, IPPROTO_UDP);
+    for _ in 0..70_000 {
+        let Track::New(p) = c.track(SEC, &udp_pkt(t)) else {
+            panic!("not new")
+        };
+        let e = c.confirm(SEC, &p).expect("room");
+        assert!(c.remove(e));
+    }
+    let Track::New(p) = c.track(SEC, &udp_pkt(t)) else {
+        panic!("not new")
+    };
+    let e = c.confirm(SEC, &p).expect("room");
+    assert!(e.gen >= 70_000);
+    match c.track(2 * SEC, &udp_pkt(t.invert())) {
+        Track::Existing { entry, dir, .. } => {
+            assert_eq!(entry, e);
+            assert_eq!(dir, Dir::Reply);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(c.get(e).is_some());
+    assert!(c.tuple_in_use(&t) && c.tuple_in_use(&t.invert()));
+    c.check_invariants();
+}
+
+/// The prefetch hint names the slot the shard's next confirm takes.
+#[test]
+fn next_slot_hint_follows_the_free_list() {
+    let c = ct(64, 1);
+    let slot_addr = |i: u32| {
+        let g = c.lock(0);
+        g.slab.as_ptr() as usize + i as usize * std::mem::size_of::<Slot>()
+    };
+    let hint = || c.shards[0].next_slot.load(Ordering::Relaxed);
+    assert_eq!(hint(), slot_addr(0));
+    let mut entries = Vec::new();
+    for port in [1000, 1001] {
+        let t = tuple([10, 0, 0, 1], port, [10, 0, 0, 2], 53, IPPROTO_UDP);
+        let Track::New(p) = c.track(SEC, &udp_pkt(t)) else {
+            panic!("not new")
+        };
+        entries.push(c.confirm(SEC, &p).expect("room"));
+    }
+    assert_eq!(hint(), slot_addr(2));
+    assert!(c.remove(entries[0]));
+    assert_eq!(hint(), slot_addr(entries[0].slot));
+    let t = tuple([10, 0, 0, 1], 1002, [10, 0, 0, 2], 53, IPPROTO_UDP);
+    let Track::New(p) = c.track(SEC, &udp_pkt(t)) else {
+        panic!("not new")
+    };
+    assert_eq!(c.confirm(SEC, &p).expect("room").slot, entries[0].slot);
+    assert_eq!(hint(), slot_addr(2));
+}

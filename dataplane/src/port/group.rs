@@ -246,6 +246,26 @@ impl GroupQueue {
         max: usize,
         mut f: impl FnMut(usize, &mut [u8], usize) -> ForwardVerdict,
     ) -> usize {
+        self.rx_batch_peeked(
+            max,
+            &mut (),
+            |_, _, _| {},
+            |_, port, frame, len| f(port, frame, len),
+        )
+    }
+
+    /// [`GroupQueue::rx_batch`], showing each batch read off a ring to
+    /// `peek(ctx, port, frame)` (the frame's first `len` bytes) before `f`
+    /// sees any of its frames: a worker starts loading what their lookups
+    /// will touch, so that the batch's cache misses overlap. `ctx` is
+    /// handed to both.
+    pub fn rx_batch_peeked<C>(
+        &mut self,
+        max: usize,
+        ctx: &mut C,
+        mut peek: impl FnMut(&mut C, usize, &[u8]),
+        mut f: impl FnMut(&mut C, usize, &mut [u8], usize) -> ForwardVerdict,
+    ) -> usize {
         let mut descs = [XdpDesc::default(); BATCH];
         let mut total = 0;
         for port in 0..self.xsks.len() {
@@ -253,6 +273,14 @@ impl GroupQueue {
             while done < max {
                 let want = (max - done).min(BATCH);
                 let n = self.xsks[port].receive(&mut descs[..want]);
+                for desc in &descs[..n] {
+                    let len = desc.len as usize;
+                    // SAFETY: as below; the slice lives only for this call
+                    // and nothing else refers to the frame meanwhile.
+                    if let Some(frame) = unsafe { self.pool.area.frame_mut(desc.addr, len) } {
+                        peek(ctx, port, &frame[..len]);
+                    }
+                }
                 for desc in &descs[..n] {
                     let len = desc.len as usize;
                     // SAFETY: the descriptor was just read off this socket's
@@ -264,7 +292,7 @@ impl GroupQueue {
                         continue;
                     };
                     let cap = frame.len();
-                    match f(port, frame, len) {
+                    match f(ctx, port, frame, len) {
                         ForwardVerdict::Tx { port: out, len } if len > 0 && len <= cap => {
                             match self.xsks.get_mut(out) {
                                 Some(xsk) => xsk.push_tx(

@@ -78,6 +78,8 @@ mod bpf;
 #[allow(unsafe_code)]
 mod group;
 mod netlink;
+#[allow(unsafe_code)]
+pub mod prefetch;
 pub mod probe;
 #[allow(unsafe_code)]
 mod queue;
