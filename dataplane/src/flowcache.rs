@@ -49,27 +49,33 @@ pub(crate) struct Cached {
     pub ncounters: u8,
 }
 
-/// A slot's key: the input interface and the packet's tuple as it arrives
-/// (before NAT), and the epoch its entry was decided in (16 bytes).
+/// A slot's key: the packet's tuple as it arrives (before NAT), the input
+/// interface and the epoch its entry was decided in, packed in two words
+/// (compared and hashed as such): `[src << 32 | dst, sport << 48 |
+/// dport << 32 | proto << 16 | iface << 8 | epoch]`. Epoch 0: empty.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Key {
-    tuple: Tuple,
-    iface: u8,
-    /// 0: empty.
-    epoch: u8,
+struct Key([u64; 2]);
+
+impl Key {
+    #[inline]
+    fn new(t: &Tuple, iface: u8, epoch: u8) -> Key {
+        Key([
+            (u64::from(u32::from(t.src)) << 32) | u64::from(u32::from(t.dst)),
+            (u64::from(t.sport) << 48)
+                | (u64::from(t.dport) << 32)
+                | (u64::from(t.proto) << 16)
+                | (u64::from(iface) << 8)
+                | u64::from(epoch),
+        ])
+    }
+
+    /// The same flow and interface, whatever the epoch (and not empty).
+    fn same_flow(&self, o: &Key) -> bool {
+        self.0[0] == o.0[0] && self.0[1] >> 8 == o.0[1] >> 8 && self.0[1] & 0xff != 0
+    }
 }
 
-const EMPTY: Key = Key {
-    tuple: Tuple {
-        src: std::net::Ipv4Addr::UNSPECIFIED,
-        dst: std::net::Ipv4Addr::UNSPECIFIED,
-        sport: 0,
-        dport: 0,
-        proto: 0,
-    },
-    iface: 0,
-    epoch: 0,
-};
+const EMPTY: Key = Key([0; 2]);
 
 /// Entries per bucket.
 const WAYS: usize = 2;
@@ -84,7 +90,8 @@ const WAYS: usize = 2;
 pub(crate) struct FlowCache {
     keys: Box<[[Key; WAYS]]>,
     slots: Box<[[Option<Cached>; WAYS]]>,
-    mask: usize,
+    /// 64 - log2(buckets): a hash's top bits pick its bucket.
+    shift: u32,
     epoch: u8,
 }
 
@@ -93,11 +100,11 @@ impl FlowCache {
 
     /// A cache of at least `entries` entries.
     pub fn new(entries: usize) -> FlowCache {
-        let n = entries.div_ceil(WAYS).max(1).next_power_of_two();
+        let n = entries.div_ceil(WAYS).max(2).next_power_of_two();
         FlowCache {
             keys: vec![[EMPTY; WAYS]; n].into_boxed_slice(),
             slots: vec![[None; WAYS]; n].into_boxed_slice(),
-            mask: n - 1,
+            shift: 64 - n.trailing_zeros(),
             epoch: 1,
         }
     }
@@ -112,46 +119,41 @@ impl FlowCache {
         }
     }
 
-    /// One multiply-xorshift: enough to spread flows over a per-worker
-    /// cache (a collision only sends a flow down the full path), and cheaper
-    /// than conntrack's [`Tuple::hash64`].
+    /// The key for `t` arriving on `in_iface` this epoch, and its bucket:
+    /// one multiply-xorshift of the key's words without the epoch (enough
+    /// to spread flows over a per-worker cache, where a collision only
+    /// sends a flow down the full path; cheaper than [`Tuple::hash64`]).
     #[inline]
-    fn bucket(&self, in_iface: u8, key: &Tuple) -> usize {
-        let a = (u64::from(u32::from(key.src)) << 32) | u64::from(u32::from(key.dst));
-        let b = (u64::from(key.sport) << 48)
-            | (u64::from(key.dport) << 32)
-            | (u64::from(key.proto) << 8)
-            | u64::from(in_iface);
-        let h = (a ^ b.rotate_left(17)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        (h ^ (h >> 29)) as usize & self.mask
+    fn locate(&self, in_iface: u8, t: &Tuple) -> (Key, usize) {
+        let k = Key::new(t, in_iface, self.epoch);
+        let h = (k.0[0].wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (k.0[1] >> 8))
+            .wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        // The product's top bits depend on every bit of its input.
+        (k, (h >> self.shift) as usize)
     }
 
+    /// The entry for `t` arriving on `in_iface`, if cached this epoch.
     #[inline]
-    fn key(&self, in_iface: u8, key: &Tuple) -> Key {
-        Key {
-            tuple: *key,
-            iface: in_iface,
-            epoch: self.epoch,
-        }
-    }
-
-    /// The entry for `key` arriving on `in_iface`, if cached this epoch.
-    #[inline]
-    pub fn get(&self, in_iface: u8, key: &Tuple) -> Option<&Cached> {
-        let b = self.bucket(in_iface, key);
-        let want = self.key(in_iface, key);
-        let way = self.keys[b].iter().position(|k| *k == want)?;
+    pub fn get(&self, in_iface: u8, t: &Tuple) -> Option<&Cached> {
+        let (want, b) = self.locate(in_iface, t);
+        let keys = &self.keys[b];
+        let way = if keys[0] == want {
+            0
+        } else if keys[1] == want {
+            1
+        } else {
+            return None;
+        };
         self.slots[b][way].as_ref()
     }
 
-    pub fn insert(&mut self, in_iface: u8, key: &Tuple, c: Cached) {
-        let b = self.bucket(in_iface, key);
-        let k = self.key(in_iface, key);
+    pub fn insert(&mut self, in_iface: u8, t: &Tuple, c: Cached) {
+        let (k, b) = self.locate(in_iface, t);
         let (keys, slots) = (&mut self.keys[b], &mut self.slots[b]);
         // The flow's own slot if it has one (any epoch), else the older one.
         let way = keys
             .iter()
-            .position(|x| x.tuple == k.tuple && x.iface == k.iface && x.epoch != 0)
+            .position(|x| x.same_flow(&k))
             .unwrap_or_else(|| {
                 keys[1] = keys[0];
                 slots[1] = slots[0];
@@ -161,10 +163,9 @@ impl FlowCache {
         slots[way] = Some(c);
     }
 
-    /// Forgets `key` (its traversal changed).
-    pub fn remove(&mut self, in_iface: u8, key: &Tuple) {
-        let b = self.bucket(in_iface, key);
-        let want = self.key(in_iface, key);
+    /// Forgets `t` (its traversal changed).
+    pub fn remove(&mut self, in_iface: u8, t: &Tuple) {
+        let (want, b) = self.locate(in_iface, t);
         if let Some(way) = self.keys[b].iter().position(|k| *k == want) {
             self.keys[b][way] = EMPTY;
             self.slots[b][way] = None;
@@ -221,9 +222,16 @@ mod tests {
 
     #[test]
     fn two_flows_of_a_bucket_both_stay_a_third_replaces_the_first() {
-        // One bucket: every flow shares it.
+        // Two buckets: three flows of the same one.
         let mut c = FlowCache::new(2);
-        let (a, b, d) = (key(1), key(2), key(3));
+        assert_eq!(c.keys.len(), 2);
+        let b0 = c.locate(0, &key(1)).1;
+        let mut ks = (1..1000u16).map(key).filter(|k| c.locate(0, k).1 == b0);
+        let (a, b, d) = (
+            ks.next().expect("a"),
+            ks.next().expect("b"),
+            ks.next().expect("d"),
+        );
         c.insert(0, &a, entry(a));
         c.insert(0, &b, entry(b));
         assert_eq!(c.get(0, &a), Some(&entry(a)));
@@ -235,6 +243,19 @@ mod tests {
         assert!(c.get(0, &d).is_some());
         assert!(c.get(0, &b).is_some(), "the newer one stays");
         assert!(c.get(0, &a).is_none(), "the one cached first went");
+    }
+
+    #[test]
+    fn flows_spread_over_the_buckets() {
+        // 1,024 flows differing only in their source port, as a client's.
+        let c = FlowCache::new(8192);
+        let buckets: std::collections::HashSet<usize> =
+            (0..1024).map(|i| c.locate(0, &key(20_000 + i)).1).collect();
+        assert!(buckets.len() > 800, "{} buckets", buckets.len());
+        assert!(buckets.iter().all(|&b| b < c.keys.len()));
+        let by_iface: std::collections::HashSet<usize> =
+            (0..64).map(|i| c.locate(i, &key(1)).1).collect();
+        assert!(by_iface.len() > 50);
     }
 
     #[test]

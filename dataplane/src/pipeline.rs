@@ -898,11 +898,8 @@ impl Worker {
     /// conntrack already ran here, its result is handed over in `pre_track`.
     #[inline(always)]
     fn fast_path(&mut self, now: u64, in_iface: u8, frame: &mut [u8]) -> Option<Action> {
-        let pk = wire::fast::peek(frame)?;
         let iface = self.gw.ifaces.get(usize::from(in_iface))?;
-        if frame.get(..6)? != iface.mac {
-            return None;
-        }
+        let pk = wire::fast::peek(frame, &iface.mac)?;
         self.eval.start_recording();
         self.flow_key = Some((in_iface, pk.tuple));
         self.flow_hit = false;

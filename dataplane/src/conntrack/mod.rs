@@ -1006,14 +1006,14 @@ impl Conntrack {
             }
             Verdict::Pass { ignored } => {
                 if ignored {
-                    ShardStats::inc(&stats.ignored);
+                    ShardStats::inc_locked(&stats.ignored);
                 }
                 accepted(conn);
             }
             Verdict::Kill => {
                 conn.account(d, pkt.len);
                 accepted(conn);
-                ShardStats::inc(&stats.found);
+                ShardStats::inc_locked(&stats.found);
                 ShardStats::inc(&stats.deleted);
                 let unlink = self.free_locked(g, key.slot, Some(now));
                 return (Judged::Killed(state), unlink);
@@ -1030,7 +1030,7 @@ impl Conntrack {
         }
         let changed = watch && (conn.status, conn.tcp_state()) != before;
         let state_changed = watch && conn.tcp_state() != before.1;
-        ShardStats::inc(&stats.found);
+        ShardStats::inc_locked(&stats.found);
         if changed {
             record(g, EventKind::Update, key.slot, Some(now), state_changed);
         }

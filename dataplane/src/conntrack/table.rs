@@ -278,9 +278,11 @@ impl ShardInner {
 /// touch the same shard anyway.
 #[derive(Default)]
 pub(super) struct ShardStats {
+    /// Only incremented under the shard's lock ([`ShardStats::inc_locked`]).
     pub found: AtomicU64,
     pub new: AtomicU64,
     pub related: AtomicU64,
+    /// Only incremented under the shard's lock.
     pub ignored: AtomicU64,
     pub invalid: [AtomicU64; super::InvalidReason::COUNT],
     pub insert: AtomicU64,
@@ -295,5 +297,14 @@ impl ShardStats {
     #[inline]
     pub fn inc(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// [`ShardStats::inc`] for a counter that is only ever incremented with
+    /// its shard's lock held (`found`, `ignored`): the lock orders the
+    /// writers, so a plain load and store lose nothing, and no locked
+    /// instruction is paid per packet.
+    #[inline]
+    pub fn inc_locked(c: &AtomicU64) {
+        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
     }
 }

@@ -42,53 +42,59 @@ pub struct FastTcp {
     pub payload_len: u32,
 }
 
-/// Reads a frame the fast path may take; `None` for anything else. Verifies
-/// the IPv4 header checksum (the transport checksum is the caller's, as it
-/// is conntrack's).
+/// Reads a frame addressed to `mac` that the fast path may take; `None`
+/// for anything else. Verifies the IPv4 header checksum (the transport
+/// checksum is the caller's, as it is conntrack's).
 #[inline]
-pub fn peek(frame: &[u8]) -> Option<Peek> {
-    let hdr: &[u8; field::ipv4::MIN_LEN] = frame.get(L3..L4)?.try_into().ok()?;
-    if frame.get(field::eth::ETHERTYPE..L3)? != [0x08, 0x00] || hdr[0] != 0x45 {
+pub fn peek(frame: &[u8], mac: &[u8; 6]) -> Option<Peek> {
+    // Ethernet, IPv4 without options and the first 8 bytes of UDP or TCP,
+    // as one fixed-size block: no bounds checks below.
+    let h: &[u8; L4 + 8] = frame.first_chunk()?;
+    let ip: &[u8; field::ipv4::MIN_LEN] = h[L3..L4].try_into().ok()?;
+    if h[..6] != *mac || h[field::eth::ETHERTYPE..L3] != [0x08, 0x00] || ip[0] != 0x45 {
         return None;
     }
     // MF or a fragment offset.
-    if hdr[6] & 0x3f != 0 || hdr[7] != 0 {
+    if ip[6] & 0x3f != 0 || ip[7] != 0 {
         return None;
     }
-    if !checksum::verify(checksum::sum(hdr)) {
+    if !checksum::verify(checksum::sum(ip)) {
         return None;
     }
-    let total_len = u16::from_be_bytes([hdr[2], hdr[3]]);
+    let total_len = u16::from_be_bytes([ip[2], ip[3]]);
     let seg = frame.get(L4..L3 + usize::from(total_len))?;
-    let proto = hdr[9];
+    let proto = ip[9];
     let tcp = match proto {
         IPPROTO_UDP if seg.len() >= field::udp::LEN => None,
-        IPPROTO_TCP if seg.len() >= field::tcp::MIN_LEN => {
-            let header_len = usize::from(seg[field::tcp::DATA_OFF] >> 4) * 4;
-            let flags = seg[field::tcp::FLAGS];
+        IPPROTO_TCP => {
+            let t: &[u8; field::tcp::MIN_LEN] = seg.first_chunk()?;
+            let header_len = usize::from(t[field::tcp::DATA_OFF] >> 4) * 4;
+            let flags = t[field::tcp::FLAGS];
             if header_len < field::tcp::MIN_LEN || header_len > seg.len() || flags & TCP_SYN != 0 {
                 return None;
             }
+            let word = |at: usize| u32::from_be_bytes([t[at], t[at + 1], t[at + 2], t[at + 3]]);
             Some(FastTcp {
                 flags,
-                seq: read32(seg, field::tcp::SEQ)?,
-                ack: read32(seg, field::tcp::ACK)?,
-                window: read16(seg, field::tcp::WINDOW)?,
+                seq: word(field::tcp::SEQ),
+                ack: word(field::tcp::ACK),
+                window: u16::from_be_bytes([t[field::tcp::WINDOW], t[field::tcp::WINDOW + 1]]),
                 payload_len: (seg.len() - header_len) as u32,
             })
         }
         _ => return None,
     };
+    let l4 = &h[L4..];
     Some(Peek {
         tuple: Tuple {
-            src: Ipv4Addr::from(read32(hdr, field::ipv4::SRC)?),
-            dst: Ipv4Addr::from(read32(hdr, field::ipv4::DST)?),
-            sport: read16(seg, field::tcp::SPORT)?,
-            dport: read16(seg, field::tcp::DPORT)?,
+            src: Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
+            dst: Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
+            sport: u16::from_be_bytes([l4[0], l4[1]]),
+            dport: u16::from_be_bytes([l4[2], l4[3]]),
             proto,
         },
         total_len,
-        ttl: hdr[field::ipv4::TTL],
+        ttl: ip[field::ipv4::TTL],
         tcp,
     })
 }
@@ -216,6 +222,8 @@ mod tests {
     use crate::wire::{self, parse_ipv4, L4 as WL4};
     use proptest::prelude::*;
 
+    const MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
+
     /// A TCP or UDP frame with a payload and right checksums.
     fn frame(
         udp: bool,
@@ -229,6 +237,7 @@ mod tests {
         let l4_len = if udp { 8 } else { 20 } + payload.len();
         let total = 20 + l4_len;
         let mut f = vec![0u8; 14 + total];
+        f[..6].copy_from_slice(&MAC);
         f[12..14].copy_from_slice(&[0x08, 0x00]);
         f[14] = 0x45;
         f[15] = tos;
@@ -279,7 +288,7 @@ mod tests {
     fn peek_reads_what_parse_reads() {
         let t = tuple(0xc0a8_0a02, 0xcb00_7109, 40000, 443, false);
         let f = frame(false, &t, 64, 0, 0x18, b"hello", false);
-        let p = peek(&f).expect("fast frame");
+        let p = peek(&f, &MAC).expect("fast frame");
         let info = parse_ipv4(&f).expect("valid");
         let WL4::Tcp(tcp) = info.l4info else {
             panic!("tcp")
@@ -303,30 +312,31 @@ mod tests {
     fn peek_leaves_the_rest_to_the_full_path() {
         let t = tuple(0x0a00_0001, 0x0a00_0002, 1000, 53, true);
         let good = frame(true, &t, 64, 0, 0, b"q", false);
-        assert!(peek(&good).is_some());
+        assert!(peek(&good, &MAC).is_some());
         let syn = frame(false, &tuple(1, 2, 3, 4, false), 64, 0, 0x02, b"", false);
-        assert!(peek(&syn).is_none(), "SYN");
+        assert!(peek(&syn, &MAC).is_none(), "SYN");
         let mut bad = good.clone();
         bad[24] ^= 1;
-        assert!(peek(&bad).is_none(), "IPv4 header checksum");
+        assert!(peek(&bad, &MAC).is_none(), "IPv4 header checksum");
         let mut frag = good.clone();
         frag[20] = 0x20; // MF
-        assert!(peek(&frag).is_none(), "fragment");
+        assert!(peek(&frag, &MAC).is_none(), "fragment");
         let mut options = good.clone();
         options[14] = 0x46;
-        assert!(peek(&options).is_none(), "IP options");
-        assert!(peek(&good[..good.len() - 1]).is_none(), "truncated");
+        assert!(peek(&options, &MAC).is_none(), "IP options");
+        assert!(peek(&good[..good.len() - 1], &MAC).is_none(), "truncated");
         let mut arp = good.clone();
         arp[12..14].copy_from_slice(&[0x08, 0x06]);
-        assert!(peek(&arp).is_none(), "not IPv4");
+        assert!(peek(&arp, &MAC).is_none(), "not IPv4");
+        assert!(peek(&good, &[2, 0, 0, 0, 0, 9]).is_none(), "another MAC");
         let mut l4 = good.clone();
         l4[42] ^= 0xff;
-        let p = peek(&l4).expect("peeked");
+        let p = peek(&l4, &MAC).expect("peeked");
         assert!(!l4_checksum_ok(&l4, &p), "UDP checksum");
         let zero = frame(true, &t, 64, 0, 0, b"q", true);
-        assert!(l4_checksum_ok(&zero, &peek(&zero).expect("peeked")));
+        assert!(l4_checksum_ok(&zero, &peek(&zero, &MAC).expect("peeked")));
         for n in 0..good.len() {
-            let _ = peek(&good[..n]);
+            let _ = peek(&good[..n], &MAC);
         }
     }
 
@@ -345,7 +355,7 @@ mod tests {
         ) {
             let t = tuple(a, b, sp, dp, udp);
             let f = frame(udp, &t, ttl, tos, 0x10, &payload, zero_udp);
-            let p = peek(&f).expect("fast frame");
+            let p = peek(&f, &MAC).expect("fast frame");
             let edit = FlowEdit {
                 dst: dst.map(|(a, p)| (Ipv4Addr::from(a), p)),
                 src: src.map(|(a, p)| (Ipv4Addr::from(a), p)),
