@@ -65,8 +65,10 @@
 //!
 //! Knobs (environment): `PACKET_RATE_WINDOW` (seconds, default 5),
 //! `PACKET_RATE_PATHS` (comma list of the row names above; default all),
-//! `PACKET_RATE_FLOWS` (default `1,1024`), `PACKET_RATE_SINK_NAPI_CPU`
-//! (threaded NAPI for the sink's veth, pinned there), `XDPGW_BIN`.
+//! `PACKET_RATE_FLOWS` (default `1,1024`), `PACKET_RATE_ROUNDS` (default 1:
+//! how many times the whole sequence of rows runs, interleaved; the ratios
+//! take each path's best row), `PACKET_RATE_SINK_NAPI_CPU` (threaded NAPI
+//! for the sink's veth, pinned there), `XDPGW_BIN`.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
@@ -1475,6 +1477,7 @@ fn print_table(rows: &[Row], window: Duration, napi: NapiPlacement) {
             .max_by(|a, b| a.t.received_pps.total_cmp(&b.t.received_pps))
     };
     let mut flows: Vec<usize> = rows.iter().map(|r| r.flows).collect();
+    flows.sort_unstable();
     flows.dedup();
     for f in flows {
         if let (Some(x), Some(h)) = (best(&[Gateway::Xdpgw], f), best(&[Gateway::XdpgwHost], f)) {
@@ -1507,7 +1510,10 @@ fn print_table(rows: &[Row], window: Duration, napi: NapiPlacement) {
         }
         println!("{f:>5} flow(s): {}", parts.join("; "));
     }
-    println!("(each ratio against the best placement / design of that path in this run)");
+    println!(
+        "(each ratio: the best row of each path in this run, over its placements / designs and \
+         rounds)"
+    );
     println!();
     println!(
         "other: CPU time of other processes and kernel threads (not ksoftirqd/NAPI) during \
@@ -1569,11 +1575,19 @@ fn main() {
         .iter()
         .any(|g| matches!(g, Gateway::Xdpgw | Gateway::XdpgwHost))
         .then(xdpgw_binary);
+    // Rounds interleave the rows (xdpgw, Linux, bare, xdpgw, ...), so that
+    // a disturbance of the shared machine hits one round, not one path.
+    let rounds = env_number("PACKET_RATE_ROUNDS").unwrap_or(1).max(1);
     let mut rows = Vec::new();
-    for &flows in &flow_counts {
-        for &gw in &gateways {
-            eprintln!("packet_rate: {} with {flows} flow(s)", gw.name());
-            rows.push(measure(gw, flows, window, napi, bin.as_deref()));
+    for round in 1..=rounds {
+        for &flows in &flow_counts {
+            for &gw in &gateways {
+                eprintln!(
+                    "packet_rate: {} with {flows} flow(s), round {round}/{rounds}",
+                    gw.name()
+                );
+                rows.push(measure(gw, flows, window, napi, bin.as_deref()));
+            }
         }
     }
     print_table(&rows, window, napi);
