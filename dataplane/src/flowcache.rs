@@ -47,6 +47,10 @@ pub(crate) struct Cached {
     /// The counter slots the traversal bumped.
     pub counters: [u32; FlowCache::MAX_COUNTERS],
     pub ncounters: u8,
+    /// The worker's batch whose conntrack credit this flow adds to (see
+    /// `Conntrack::credit`), and its index there; batch 0: none.
+    pub credit_batch: u32,
+    pub credit_idx: u16,
 }
 
 /// A slot's key: the packet's tuple as it arrives (before NAT), the input
@@ -135,16 +139,28 @@ impl FlowCache {
     /// The entry for `t` arriving on `in_iface`, if cached this epoch.
     #[inline]
     pub fn get(&self, in_iface: u8, t: &Tuple) -> Option<&Cached> {
+        let (b, way) = self.find(in_iface, t)?;
+        self.slots[b][way].as_ref()
+    }
+
+    /// [`FlowCache::get`], to update the entry's batch state.
+    #[inline]
+    pub fn get_mut(&mut self, in_iface: u8, t: &Tuple) -> Option<&mut Cached> {
+        let (b, way) = self.find(in_iface, t)?;
+        self.slots[b][way].as_mut()
+    }
+
+    #[inline]
+    fn find(&self, in_iface: u8, t: &Tuple) -> Option<(usize, usize)> {
         let (want, b) = self.locate(in_iface, t);
         let keys = &self.keys[b];
-        let way = if keys[0] == want {
-            0
+        if keys[0] == want {
+            Some((b, 0))
         } else if keys[1] == want {
-            1
+            Some((b, 1))
         } else {
-            return None;
-        };
-        self.slots[b][way].as_ref()
+            None
+        }
     }
 
     pub fn insert(&mut self, in_iface: u8, t: &Tuple, c: Cached) {
@@ -204,6 +220,8 @@ mod tests {
             src_mac: [0; 6],
             counters: [0; FlowCache::MAX_COUNTERS],
             ncounters: 0,
+            credit_batch: 0,
+            credit_idx: 0,
         }
     }
 

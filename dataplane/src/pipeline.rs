@@ -329,7 +329,30 @@ pub struct Worker {
     flow_hit: bool,
     flow_pending: Option<Cached>,
     pre_track: Option<Track>,
+    /// Conntrack credits of this batch ([`Conntrack::credit`]): packets of
+    /// UDP streams after the first of each in the batch, given to conntrack
+    /// together at the next `begin_batch`. `batch_no` numbers batches (0:
+    /// never).
+    credits: Vec<Credit>,
+    batch_no: u32,
 }
+
+/// Packets of one UDP stream in one batch, not yet told to conntrack.
+#[derive(Clone, Copy, Debug)]
+struct Credit {
+    entry: EntryRef,
+    dir: Dir,
+    packets: u64,
+    bytes: u64,
+    last: u64,
+}
+
+/// Flows whose packets one batch may credit together (more take the
+/// per-packet way).
+const CREDITS: usize = 256;
+/// `Cached::credit_idx` of a flow found steady in this batch whose credit
+/// is not made yet (only its second packet in the batch makes one).
+const NO_CREDIT: u16 = u16::MAX;
 
 /// A parsed packet on its way through the hooks.
 struct Pkt {
@@ -367,6 +390,8 @@ impl Worker {
             flow_hit: false,
             flow_pending: None,
             pre_track: None,
+            credits: Vec::with_capacity(CREDITS),
+            batch_no: 1,
             gw,
         }
     }
@@ -393,6 +418,8 @@ impl Worker {
 
     /// Picks up a newly installed rule set: one atomic load, never blocking.
     pub fn begin_batch(&mut self) {
+        self.flush_credits();
+        self.batch_no = self.batch_no.wrapping_add(1).max(1);
         let neigh = self.gw.neigh.snapshot();
         if !Arc::ptr_eq(&neigh, &self.neigh) {
             self.neigh = neigh;
@@ -434,6 +461,17 @@ impl Worker {
         let out = self.gw.routes.lookup(t.dst);
         if let Some(f) = out.and_then(|h| self.gw.ifaces.get(usize::from(h.iface))) {
             ct.prefetch(Tuple { dst: f.addr, ..r }.hash64());
+        }
+    }
+
+    /// Gives conntrack the packets the fast path credited in this batch.
+    fn flush_credits(&mut self) {
+        for c in self.credits.drain(..) {
+            if c.packets > 0 {
+                self.gw
+                    .conntrack
+                    .credit(c.entry, c.dir, c.packets, c.bytes, c.last);
+            }
         }
     }
 
@@ -903,10 +941,34 @@ impl Worker {
         self.eval.start_recording();
         self.flow_key = Some((in_iface, pk.tuple));
         self.flow_hit = false;
-        let c = self.flows.get(in_iface, &pk.tuple)?;
+        let c = self.flows.get_mut(in_iface, &pk.tuple)?;
         self.flow_hit = true;
         if pk.ttl <= 1 || pk.total_len > c.mtu || !wire::fast::l4_checksum_ok(frame, &pk) {
             return None;
+        }
+        if c.credit_batch == self.batch_no {
+            // A UDP stream conntrack found steady earlier in this batch:
+            // its tracking is a count and a timeout (`Conntrack::credit`),
+            // given to conntrack at the next batch.
+            if c.credit_idx == NO_CREDIT && self.credits.len() < CREDITS {
+                c.credit_idx = self.credits.len() as u16;
+                self.credits.push(Credit {
+                    entry: c.entry,
+                    dir: c.dir,
+                    packets: 0,
+                    bytes: 0,
+                    last: now,
+                });
+            }
+            if let Some(cr) = self.credits.get_mut(usize::from(c.credit_idx)) {
+                cr.packets += 1;
+                cr.bytes += u64::from(pk.total_len);
+                cr.last = now;
+                self.stats.ct.found += 1;
+                self.eval.record = false;
+                self.flow_key = None;
+                return Some(forward_cached(c, &self.eval, frame, &pk));
+            }
         }
         let meta = PacketMeta {
             tuple: pk.tuple,
@@ -927,6 +989,12 @@ impl Worker {
                 self.stats.ct.found += 1;
                 // The NAT bits are set at confirm and never change.
                 debug_assert_eq!(ct_bits_of(CtState::Established, status), c.ct_bits);
+                let steady = status::ASSURED | status::SEEN_REPLY;
+                if pk.tcp.is_none() && status & steady == steady {
+                    // Its next packets in this batch get a credit.
+                    c.credit_batch = self.batch_no;
+                    c.credit_idx = NO_CREDIT;
+                }
             }
             EntryTrack::Other(track) => {
                 self.stats.ct.count_track(&track, meta.tuple.proto);
@@ -937,15 +1005,7 @@ impl Worker {
         }
         self.eval.record = false;
         self.flow_key = None;
-        c.edit.apply(frame, pk.tuple.proto);
-        for &slot in &c.counters[..usize::from(c.ncounters)] {
-            self.eval.bump(slot, pk.total_len);
-        }
-        wire::set_macs(frame, c.dst_mac, c.src_mac);
-        Some(Action::Forward {
-            iface: c.out_iface,
-            len: (wire::ETH_HDR + usize::from(pk.total_len)).min(frame.len()),
-        })
+        Some(forward_cached(c, &self.eval, frame, &pk))
     }
 
     /// Notes what the full path decided for a forwarded packet, for the
@@ -992,6 +1052,8 @@ impl Worker {
             src_mac,
             counters,
             ncounters: rec.len() as u8,
+            credit_batch: 0,
+            credit_idx: 0,
         });
     }
 
@@ -1436,6 +1498,21 @@ fn l4_checksum_ok(frame: &[u8], info: &Ipv4Info) -> bool {
         }
         L4::Icmp(_) => wire::checksum::verify(wire::checksum::sum(seg)),
         L4::Other => true,
+    }
+}
+
+/// The fast path's decision for a packet of a cached flow, once conntrack
+/// agreed: the cached rewrite, counters and next hop.
+#[inline(always)]
+fn forward_cached(c: &Cached, eval: &EvalState, frame: &mut [u8], pk: &wire::fast::Peek) -> Action {
+    c.edit.apply(frame, pk.tuple.proto);
+    for &slot in &c.counters[..usize::from(c.ncounters)] {
+        eval.bump(slot, pk.total_len);
+    }
+    wire::set_macs(frame, c.dst_mac, c.src_mac);
+    Action::Forward {
+        iface: c.out_iface,
+        len: (wire::ETH_HDR + usize::from(pk.total_len)).min(frame.len()),
     }
 }
 

@@ -122,11 +122,16 @@ impl Lab {
         assert_eq!(&r[38..42], &ip.octets());
     }
 
-    fn send(&mut self, iface: u8, mut frame: Vec<u8>) -> Out {
+    fn send(&mut self, iface: u8, frame: Vec<u8>) -> Out {
+        self.worker.begin_batch();
+        self.send_in_batch(iface, frame)
+    }
+
+    /// [`Lab::send`] as the next frame of the current batch.
+    fn send_in_batch(&mut self, iface: u8, mut frame: Vec<u8>) -> Out {
         self.now += 1_000_000;
         let len = frame.len();
         frame.resize(2048, 0);
-        self.worker.begin_batch();
         let action = self
             .worker
             .process(self.now, iface, &mut frame, len, &mut self.sink);
@@ -977,6 +982,64 @@ fn fast_path_tcp_gives_the_full_paths_bytes_and_states() {
     );
     assert_eq!(lab.worker.stats.fast_path, before);
     assert_eq!(lab.worker.stats.dropped(), 1);
+}
+
+#[test]
+fn fast_path_credits_a_udp_stream_once_per_batch() {
+    let mut lab = Lab::new();
+    open_udp(&mut lab, 41010);
+    // Two seconds on, the next packet makes the stream ASSURED (full path,
+    // cached).
+    lab.now += 3 * SEC;
+    lab.send(LAN, udp_from_client(41010, b"a")).seen();
+    let before = lab.conn(41010);
+    assert_ne!(before.status & 4, 0, "ASSURED");
+    // One batch of five: the first is tracked on its own, the other four
+    // are credited together at the next batch.
+    let f = udp_from_client(41010, b"bb");
+    let len = (f.len() - 14) as u64;
+    let (found, fast) = (lab.worker.stats.ct.found, lab.worker.stats.fast_path);
+    lab.worker.begin_batch();
+    let first = lab.send_in_batch(LAN, f.clone());
+    for _ in 0..4 {
+        let out = lab.send_in_batch(LAN, f.clone());
+        assert_eq!(out.frame, first.frame, "same bytes out");
+    }
+    let last_now = lab.now;
+    assert_eq!(lab.conn(41010).packets[0], before.packets[0] + 1, "not yet");
+    lab.worker.begin_batch();
+    let after = lab.conn(41010);
+    assert_eq!(after.packets, [before.packets[0] + 5, before.packets[1]]);
+    assert_eq!(after.bytes[0], before.bytes[0] + 5 * len);
+    assert_eq!(
+        after.expires,
+        last_now + 120 * SEC,
+        "as the last packet set it"
+    );
+    assert_eq!(
+        lab.worker.stats.ct.found,
+        found + 5,
+        "conntrack -S counts each"
+    );
+    assert_eq!(lab.worker.stats.fast_path, fast + 5);
+    assert_eq!(lab.worker.stats.dropped(), 0);
+
+    // An entry deleted in the middle of a batch: the credit finds nothing
+    // (and the next batch's first packet is a new connection).
+    lab.worker.begin_batch();
+    lab.send_in_batch(LAN, f.clone()).seen();
+    lab.send_in_batch(LAN, f.clone()).seen();
+    let removed = lab
+        .worker
+        .gateway()
+        .conntrack
+        .remove_if(|s| s.orig.sport == 41010);
+    assert_eq!(removed.len(), 1);
+    lab.worker.begin_batch();
+    assert!(lab.worker.gateway().conntrack.is_empty());
+    let out = lab.send(LAN, f);
+    assert_eq!(out.iface(), WAN);
+    assert_eq!(lab.conn(41010).packets, [1, 0], "NEW again");
 }
 
 #[test]

@@ -936,6 +936,46 @@ impl Conntrack {
         r
     }
 
+    /// Credits `packets` more packets (`bytes` bytes, the last at `last`)
+    /// in direction `dir` to the UDP entry `e`, which [`Conntrack::track_entry`]
+    /// found ASSURED with a reply seen before the first of them: for such an
+    /// entry each packet's tracking only counts it and sets the timeout to
+    /// its time plus the stream timeout, so crediting them together leaves
+    /// the entry as tracking them one by one would have (the fast path does
+    /// this once per batch for the packets of a flow after its first).
+    /// Nothing if the entry has gone meanwhile.
+    pub fn credit(&self, e: EntryRef, dir: Dir, packets: u64, bytes: u64, last: Nanos) {
+        let home = e.shard as usize;
+        if home >= self.shards.len() {
+            return;
+        }
+        let mut g = self.lock(home);
+        let Some(slot) = g.slab.get_mut(e.slot as usize) else {
+            return;
+        };
+        let steady = status::ASSURED | status::SEEN_REPLY;
+        if !slot.live
+            || slot.gen != e.gen
+            || !matches!(slot.conn.proto, Proto::Udp { .. })
+            || slot.conn.status & steady != steady
+        {
+            return;
+        }
+        let c = &mut slot.conn;
+        let d = dir.index();
+        c.packets[d] += packets;
+        c.bytes[d] += bytes;
+        c.timeout = c
+            .timeout
+            .max(last.saturating_add(self.pol.timeouts.udp_stream));
+        let found = &self.stats_of(home).found;
+        // Under the lock, as `ShardStats::inc_locked`.
+        found.store(
+            found.load(Ordering::Relaxed).wrapping_add(packets),
+            Ordering::Relaxed,
+        );
+    }
+
     /// Runs the packet through its entry's protocol tracker, under its home
     /// lock (`nf_conntrack_in` after the lookup).
     #[inline(always)]
