@@ -282,7 +282,11 @@ impl Queue {
             "frame accounting: {:?}",
             self.frame_accounting()
         );
-        debug_assert!(self.xsk.check_rings(), "rings hold more than we lent");
+        // Not cross-checked against the rings' heads: the kernel publishes an
+        // RX descriptor before it releases the fill ring's consumer position
+        // (`xsk_flush`), and a TX completion before the TX ring's consumer
+        // position (released lazily, `xskq_cons_peek_desc`), so a reader in
+        // between sees a frame on both sides.
     }
 }
 

@@ -396,12 +396,6 @@ impl Xsk {
         self.refill(pool);
     }
 
-    /// Cross-checks our counts against the rings' own heads: the kernel can
-    /// only have consumed from the fill/TX rings what we lent it.
-    pub(crate) fn check_rings(&self) -> bool {
-        self.fcq.pending() <= self.in_fill && self.tx.pending() <= self.in_tx
-    }
-
     pub(crate) fn kernel_stats(&self) -> sys::XdpStatistics {
         sys::xdp_statistics(self.fd).unwrap_or_default()
     }
