@@ -1247,7 +1247,6 @@ impl Conntrack {
         for _ in 0..4 {
             match self.try_insert(now, p, (oh, os), (rh, rs), &stale) {
                 Ok(e) => {
-                    ShardStats::inc(&self.stats_of(os).insert);
                     counted.insert += 1;
                     return Ok(e);
                 }
@@ -1371,6 +1370,8 @@ impl Conntrack {
             };
             debug_assert!(inserted);
         }
+        // Counted here, under the home shard's lock.
+        ShardStats::inc_locked(&self.stats_of(os).insert);
         Ok(EntryRef {
             shard: home,
             slot,

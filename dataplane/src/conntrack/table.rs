@@ -285,6 +285,7 @@ pub(super) struct ShardStats {
     /// Only incremented under the shard's lock.
     pub ignored: AtomicU64,
     pub invalid: [AtomicU64; super::InvalidReason::COUNT],
+    /// Only incremented under the shard's lock.
     pub insert: AtomicU64,
     pub insert_failed: AtomicU64,
     pub drop: AtomicU64,
@@ -300,7 +301,7 @@ impl ShardStats {
     }
 
     /// [`ShardStats::inc`] for a counter that is only ever incremented with
-    /// its shard's lock held (`found`, `ignored`): the lock orders the
+    /// its shard's lock held (`found`, `ignored`, `insert`): the lock orders the
     /// writers, so a plain load and store lose nothing, and no locked
     /// instruction is paid per packet.
     #[inline]
