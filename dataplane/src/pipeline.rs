@@ -447,12 +447,15 @@ impl Worker {
         let Some(t) = crate::conntrack::frame_tuple(frame) else {
             return;
         };
-        // A flow the fast path takes needs no lookup. A new connection's
-        // confirm (and NAT's port choice) looks up its reply tuple too: the
-        // inverse, or under MASQUERADE keeping the port, the inverse to the
-        // outgoing interface's address.
-        if self.fast_path_on && self.flows.get(in_iface, &t).is_some() {
-            return;
+        // A flow the fast path takes needs no lookup, only its entry. A new
+        // connection's confirm (and NAT's port choice) looks up its reply
+        // tuple too: the inverse, or under MASQUERADE keeping the port, the
+        // inverse to the outgoing interface's address.
+        if self.fast_path_on {
+            if let Some(c) = self.flows.get(in_iface, &t) {
+                self.gw.conntrack.prefetch_entry(c.entry);
+                return;
+            }
         }
         let ct = &self.gw.conntrack;
         ct.prefetch_new(t.hash64());

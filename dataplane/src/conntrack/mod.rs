@@ -597,6 +597,12 @@ struct Shard {
     /// kept up to date under the lock, for prefetching without it.
     /// Relaxed: a hint; nothing is read through it.
     next_slot: AtomicUsize,
+    /// Where the shard's slab lay when it was built, and its capacity: for
+    /// prefetching a known entry without the lock (a hint: should the slab
+    /// ever grow past its preallocation, the address is stale and the
+    /// prefetch is wasted, nothing else).
+    slab_base: usize,
+    slab_cap: usize,
     stats: ShardStats,
 }
 
@@ -646,6 +652,8 @@ impl Conntrack {
                 Shard {
                     key_lines: inner.key_lines(),
                     next_slot: AtomicUsize::new(inner.next_slot_addr()),
+                    slab_base: inner.slab.as_ptr() as usize,
+                    slab_cap: inner.slab.capacity(),
                     inner: Mutex::new(inner),
                     stats: ShardStats::default(),
                 }
@@ -714,6 +722,23 @@ impl Conntrack {
         // Relaxed: see `next_slot`.
         let at = sh.next_slot.load(Ordering::Relaxed);
         if at != 0 {
+            prefetch_line(at);
+            prefetch_line(at + 64);
+        }
+    }
+
+    /// Starts loading what tracking a packet of the known entry `e` touches
+    /// ([`Conntrack::track_entry`]): its shard's lock and its slot. Reads
+    /// nothing and takes no lock.
+    #[inline]
+    pub fn prefetch_entry(&self, e: EntryRef) {
+        let Some(sh) = self.shards.get(e.shard as usize) else {
+            return;
+        };
+        prefetch_line(sh as *const Shard as usize);
+        let slot = e.slot as usize;
+        if slot < sh.slab_cap {
+            let at = sh.slab_base + slot * std::mem::size_of::<Slot>();
             prefetch_line(at);
             prefetch_line(at + 64);
         }

@@ -1445,3 +1445,25 @@ fn next_slot_hint_follows_the_free_list() {
     assert_eq!(c.confirm(SEC, &p).expect("room").slot, entries[0].slot);
     assert_eq!(hint(), slot_addr(2));
 }
+
+#[test]
+fn entry_prefetch_points_at_the_entrys_slot() {
+    let c = ct(64, 1);
+    let t = tuple([10, 0, 0, 1], 1000, [10, 0, 0, 2], 53, IPPROTO_UDP);
+    let Track::New(p) = c.track(SEC, &udp_pkt(t)) else {
+        panic!("not new")
+    };
+    let e = c.confirm(SEC, &p).expect("room");
+    let sh = &c.shards[0];
+    let g = c.lock(0);
+    assert_eq!(sh.slab_base, g.slab.as_ptr() as usize);
+    assert!(sh.slab_cap >= g.slab.len());
+    assert!((e.slot as usize) < sh.slab_cap);
+    drop(g);
+    // A hint: any reference, live, stale or out of range, is harmless.
+    c.prefetch_entry(e);
+    assert!(c.remove(e));
+    c.prefetch_entry(e);
+    c.prefetch_entry(EntryRef::new(7, u32::MAX, 0));
+    c.prefetch_entry(EntryRef::new(0, u32::MAX, 0));
+}
