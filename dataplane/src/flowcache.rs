@@ -32,10 +32,11 @@ use crate::wire::fast::FlowEdit;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Cached {
     /// The connection as conntrack reported it: its entry (so that its
-    /// next packets are tracked without a lookup), direction and state bits.
+    /// next packets are tracked without a lookup) and direction. The state
+    /// bits the rules saw follow from the entry (ESTABLISHED, and NAT bits
+    /// fixed at confirm).
     pub entry: EntryRef,
     pub dir: Dir,
-    pub ct_bits: u8,
     /// The rewrite: the connection's NAT in this direction, and the DSCP a
     /// rule set, if any.
     pub edit: FlowEdit,
@@ -208,7 +209,6 @@ mod tests {
         Cached {
             entry: EntryRef::new(0, 1, 0),
             dir: Dir::Original,
-            ct_bits: 0,
             edit: FlowEdit {
                 dst: None,
                 src: Some((key.src, key.sport)),

@@ -949,63 +949,44 @@ impl Worker {
         if pk.ttl <= 1 || pk.total_len > c.mtu || !wire::fast::l4_checksum_ok(frame, &pk) {
             return None;
         }
-        if c.credit_batch == self.batch_no {
-            // A UDP stream conntrack found steady earlier in this batch:
-            // its tracking is a count and a timeout (`Conntrack::credit`),
-            // given to conntrack at the next batch.
-            if c.credit_idx == NO_CREDIT && self.credits.len() < CREDITS {
-                c.credit_idx = self.credits.len() as u16;
-                self.credits.push(Credit {
-                    entry: c.entry,
-                    dir: c.dir,
-                    packets: 0,
-                    bytes: 0,
-                    last: now,
-                });
-            }
-            if let Some(cr) = self.credits.get_mut(usize::from(c.credit_idx)) {
-                cr.packets += 1;
-                cr.bytes += u64::from(pk.total_len);
-                cr.last = now;
-                self.stats.ct.found += 1;
-                self.eval.record = false;
-                self.flow_key = None;
-                return Some(forward_cached(c, &self.eval, frame, &pk));
-            }
-        }
-        let meta = PacketMeta {
-            tuple: pk.tuple,
-            len: pk.total_len,
-            tcp: pk.tcp.map(|t| TcpSeg {
-                flags: t.flags,
-                seq: t.seq,
-                ack: t.ack,
-                window: t.window,
-                payload_len: t.payload_len,
-                wscale: None,
-                sack_perm: false,
-            }),
-            icmp: None,
-        };
-        match self.gw.conntrack.track_entry(now, &meta, c.entry, c.dir) {
-            EntryTrack::Hit { status } => {
-                self.stats.ct.found += 1;
-                // The NAT bits are set at confirm and never change.
-                debug_assert_eq!(ct_bits_of(CtState::Established, status), c.ct_bits);
-                let steady = status::ASSURED | status::SEEN_REPLY;
-                if pk.tcp.is_none() && status & steady == steady {
-                    // Its next packets in this batch get a credit.
-                    c.credit_batch = self.batch_no;
-                    c.credit_idx = NO_CREDIT;
+        // A UDP stream conntrack found steady earlier in this batch: its
+        // tracking is a count and a timeout (`Conntrack::credit`), given to
+        // conntrack at the next batch. Anything else is tracked now.
+        let credited =
+            c.credit_batch == self.batch_no && add_credit(&mut self.credits, c, now, pk.total_len);
+        if !credited {
+            let meta = PacketMeta {
+                tuple: pk.tuple,
+                len: pk.total_len,
+                tcp: pk.tcp.map(|t| TcpSeg {
+                    flags: t.flags,
+                    seq: t.seq,
+                    ack: t.ack,
+                    window: t.window,
+                    payload_len: t.payload_len,
+                    wscale: None,
+                    sack_perm: false,
+                }),
+                icmp: None,
+            };
+            match self.gw.conntrack.track_entry(now, &meta, c.entry, c.dir) {
+                EntryTrack::Hit { status } => {
+                    let steady = status::ASSURED | status::SEEN_REPLY;
+                    if pk.tcp.is_none() && status & steady == steady {
+                        // Its next packets in this batch get a credit.
+                        c.credit_batch = self.batch_no;
+                        c.credit_idx = NO_CREDIT;
+                    }
                 }
+                EntryTrack::Other(track) => {
+                    self.stats.ct.count_track(&track, meta.tuple.proto);
+                    self.pre_track = Some(track);
+                    return None;
+                }
+                EntryTrack::Miss => return None,
             }
-            EntryTrack::Other(track) => {
-                self.stats.ct.count_track(&track, meta.tuple.proto);
-                self.pre_track = Some(track);
-                return None;
-            }
-            EntryTrack::Miss => return None,
         }
+        self.stats.ct.found += 1;
         self.eval.record = false;
         self.flow_key = None;
         Some(forward_cached(c, &self.eval, frame, &pk))
@@ -1043,7 +1024,6 @@ impl Worker {
         self.flow_pending = Some(Cached {
             entry,
             dir,
-            ct_bits: p.view.ct_bits,
             edit: FlowEdit {
                 dst: nat::target(&orig, &reply, status, dir, Manip::Dst),
                 src: nat::target(&orig, &reply, status, dir, Manip::Src),
@@ -1492,16 +1472,39 @@ fn l4_checksum_ok(frame: &[u8], info: &Ipv4Info) -> bool {
     let Some(seg) = frame.get(info.l4..end) else {
         return false;
     };
-    let pseudo = |proto| wire::checksum::pseudo_header(info.src, info.dst, proto, seg.len() as u16);
     match info.l4info {
-        L4::Tcp(_) => wire::checksum::verify(wire::checksum::sum(seg) + pseudo(6)),
-        L4::Udp { .. } => {
-            seg.get(6..8) == Some(&[0, 0])
-                || wire::checksum::verify(wire::checksum::sum(seg) + pseudo(17))
-        }
+        L4::Tcp(_) => wire::checksum::transport_ok(info.src, info.dst, 6, seg),
+        L4::Udp { .. } => wire::checksum::transport_ok(info.src, info.dst, 17, seg),
         L4::Icmp(_) => wire::checksum::verify(wire::checksum::sum(seg)),
         L4::Other => true,
     }
+}
+
+/// Counts a packet of `len` bytes at `now` into the batch's credit of the
+/// cached flow `c` (making it on the flow's second packet in the batch);
+/// false if the batch has no room for another credit.
+#[inline]
+fn add_credit(credits: &mut Vec<Credit>, c: &mut Cached, now: u64, len: u16) -> bool {
+    if c.credit_idx == NO_CREDIT {
+        if credits.len() >= CREDITS {
+            return false;
+        }
+        c.credit_idx = credits.len() as u16;
+        credits.push(Credit {
+            entry: c.entry,
+            dir: c.dir,
+            packets: 0,
+            bytes: 0,
+            last: now,
+        });
+    }
+    let Some(cr) = credits.get_mut(usize::from(c.credit_idx)) else {
+        return false;
+    };
+    cr.packets += 1;
+    cr.bytes += u64::from(len);
+    cr.last = now;
+    true
 }
 
 /// The fast path's decision for a packet of a cached flow, once conntrack

@@ -993,12 +993,7 @@ impl Conntrack {
         c.timeout = c
             .timeout
             .max(last.saturating_add(self.pol.timeouts.udp_stream));
-        let found = &self.stats_of(home).found;
-        // Under the lock, as `ShardStats::inc_locked`.
-        found.store(
-            found.load(Ordering::Relaxed).wrapping_add(packets),
-            Ordering::Relaxed,
-        );
+        ShardStats::add_locked(&self.stats_of(home).found, packets);
     }
 
     /// Runs the packet through its entry's protocol tracker, under its home

@@ -306,6 +306,12 @@ impl ShardStats {
     /// instruction is paid per packet.
     #[inline]
     pub fn inc_locked(c: &AtomicU64) {
-        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        Self::add_locked(c, 1);
+    }
+
+    /// [`ShardStats::inc_locked`] by `n`.
+    #[inline]
+    pub fn add_locked(c: &AtomicU64, n: u64) {
+        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
     }
 }

@@ -72,6 +72,17 @@ pub fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4_len: u16) -> u3
     (s >> 16) + (s & 0xffff) + (d >> 16) + (d & 0xffff) + u32::from(proto) + u32::from(l4_len)
 }
 
+/// Whether a received TCP or UDP `segment` (header and payload) between
+/// `src` and `dst` has a right checksum; a UDP checksum of 0 means none.
+#[inline]
+pub fn transport_ok(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, segment: &[u8]) -> bool {
+    if proto == 17 && segment.get(6..8) == Some(&[0, 0]) {
+        return true;
+    }
+    let len = u16::try_from(segment.len()).unwrap_or(u16::MAX);
+    verify(sum(segment) + pseudo_header(src, dst, proto, len))
+}
+
 /// The TCP or UDP checksum to store for `segment` (header and payload, its
 /// checksum field included: clear it first or the result is meaningless).
 /// For UDP the caller maps a result of 0 to `0xffff` (RFC 768).

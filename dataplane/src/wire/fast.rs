@@ -11,8 +11,9 @@
 
 use std::net::Ipv4Addr;
 
-use super::checksum::{self, update16, update32};
+use super::checksum::{self, update32};
 use super::field::{self, read16, read32, write16, write32};
+use super::rewrite::{set_word, transport_csum, Sum};
 use super::ETH_HDR;
 use crate::flow::{Tuple, IPPROTO_TCP, IPPROTO_UDP};
 
@@ -103,16 +104,10 @@ pub fn peek(frame: &[u8], mac: &[u8; 6]) -> Option<Peek> {
 /// checksum of 0 means none).
 #[inline]
 pub fn l4_checksum_ok(frame: &[u8], p: &Peek) -> bool {
-    let Some(seg) = frame.get(L4..L3 + usize::from(p.total_len)) else {
-        return false;
-    };
-    if p.tuple.proto == IPPROTO_UDP
-        && seg.get(field::udp::CHECKSUM..field::udp::LEN) == Some(&[0, 0])
-    {
-        return true;
-    }
-    let pseudo = checksum::pseudo_header(p.tuple.src, p.tuple.dst, p.tuple.proto, seg.len() as u16);
-    checksum::verify(checksum::sum(seg) + pseudo)
+    let t = &p.tuple;
+    frame
+        .get(L4..L3 + usize::from(p.total_len))
+        .is_some_and(|seg| checksum::transport_ok(t.src, t.dst, t.proto, seg))
 }
 
 /// A cached flow's rewrite: what its NAT makes of the destination
@@ -145,7 +140,7 @@ impl FlowEdit {
                 port,
             )?;
         }
-        set_ip_word(frame, field::ipv4::TTL, |w| w - 0x0100)?;
+        set_word(frame, L3, field::ipv4::TTL, |w| w - 0x0100)?;
         if let Some((addr, port)) = self.src {
             set_end(
                 frame,
@@ -157,7 +152,7 @@ impl FlowEdit {
             )?;
         }
         if let Some(d) = self.dscp {
-            set_ip_word(frame, field::ipv4::VER_IHL, |w| {
+            set_word(frame, L3, field::ipv4::VER_IHL, |w| {
                 (w & 0xff03) | (u16::from(d & 0x3f) << 2)
             })?;
         }
@@ -167,8 +162,7 @@ impl FlowEdit {
 
 /// `rewrite::set_end` for a frame [`peek`] took: the address at `addr_off`
 /// of the IPv4 header and the port at `port_off` of the TCP/UDP header,
-/// port first then address into the transport checksum (UDP: 0 stays 0, a
-/// computed 0 is sent as 0xffff).
+/// with the same checksum updates ([`transport_csum`]).
 #[inline]
 fn set_end(
     frame: &mut [u8],
@@ -178,16 +172,15 @@ fn set_end(
     addr: Ipv4Addr,
     port: u16,
 ) -> Option<()> {
-    let l4_csum = L4
-        + if proto == IPPROTO_TCP {
-            field::tcp::CHECKSUM
-        } else {
-            field::udp::CHECKSUM
-        };
+    let (csum_off, kind) = if proto == IPPROTO_TCP {
+        (field::tcp::CHECKSUM, Sum::Tcp)
+    } else {
+        (field::udp::CHECKSUM, Sum::Udp)
+    };
     let old_addr = read32(frame, L3 + addr_off)?;
     let old_port = read16(frame, L4 + port_off)?;
     let ip_csum = read16(frame, L3 + field::ipv4::CHECKSUM)?;
-    let old = read16(frame, l4_csum)?;
+    let old = read16(frame, L4 + csum_off)?;
     let new_addr = u32::from(addr);
     write32(frame, L3 + addr_off, new_addr)?;
     write16(
@@ -196,24 +189,10 @@ fn set_end(
         update32(ip_csum, old_addr, new_addr),
     )?;
     write16(frame, L4 + port_off, port)?;
-    if proto == IPPROTO_UDP && old == 0 {
-        return Some(());
+    match transport_csum(kind, old, old_port, port, old_addr, new_addr) {
+        Some(new) => write16(frame, L4 + csum_off, new),
+        None => Some(()),
     }
-    let mut new = update32(update16(old, old_port, port), old_addr, new_addr);
-    if proto == IPPROTO_UDP && new == 0 {
-        new = 0xffff;
-    }
-    write16(frame, l4_csum, new)
-}
-
-/// Replaces an IPv4 header word by `f(word)` and updates the header checksum.
-#[inline]
-fn set_ip_word(frame: &mut [u8], off: usize, f: impl FnOnce(u16) -> u16) -> Option<()> {
-    let old = read16(frame, L3 + off)?;
-    let csum = read16(frame, L3 + field::ipv4::CHECKSUM)?;
-    let new = f(old);
-    write16(frame, L3 + off, new)?;
-    write16(frame, L3 + field::ipv4::CHECKSUM, update16(csum, old, new))
 }
 
 #[cfg(test)]

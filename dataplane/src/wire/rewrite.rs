@@ -43,7 +43,7 @@ impl End {
 
 /// How a transport checksum treats a change of addresses.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Sum {
+pub(super) enum Sum {
     /// TCP: the pseudo-header covers the addresses.
     Tcp,
     /// UDP: likewise, but 0 means "no checksum" (stays 0) and a computed 0 is
@@ -113,19 +113,40 @@ impl PortEdit {
         let Some((at, old)) = self.csum else {
             return (0, 0);
         };
-        if self.kind == Sum::Udp && old == 0 {
+        let Some(new) = transport_csum(self.kind, old, self.old_port, new_port, old_addr, new_addr)
+        else {
             return (0, 0);
-        }
-        let mut new = update16(old, self.old_port, new_port);
-        if self.kind != Sum::Icmp {
-            new = update32(new, old_addr, new_addr);
-        }
-        if self.kind == Sum::Udp && new == 0 {
-            new = 0xffff;
-        }
+        };
         let _ = write16(frame, at, new);
         (old, new)
     }
+}
+
+/// A transport checksum `old` after its port (or query id) went from
+/// `old_port` to `new_port` and, for TCP and UDP (pseudo-header), the
+/// address from `old_addr` to `new_addr`: port first, then address. `None`
+/// for a UDP checksum of 0 ("none": it stays 0); a computed UDP 0 is sent
+/// as 0xffff (RFC 768).
+#[inline]
+pub(super) fn transport_csum(
+    kind: Sum,
+    old: u16,
+    old_port: u16,
+    new_port: u16,
+    old_addr: u32,
+    new_addr: u32,
+) -> Option<u16> {
+    if kind == Sum::Udp && old == 0 {
+        return None;
+    }
+    let mut new = update16(old, old_port, new_port);
+    if kind != Sum::Icmp {
+        new = update32(new, old_addr, new_addr);
+    }
+    if kind == Sum::Udp && new == 0 {
+        new = 0xffff;
+    }
+    Some(new)
 }
 
 /// Rewrites the source address and, for TCP/UDP, the source port; for an
@@ -249,7 +270,13 @@ pub fn dec_ttl(frame: &mut [u8], info: &Ipv4Info) {
 
 /// Replaces the 16-bit IPv4 header word at `off` by `f(word)` and updates the
 /// header checksum.
-fn set_word(frame: &mut [u8], l3: usize, off: usize, f: impl FnOnce(u16) -> u16) -> Option<()> {
+#[inline]
+pub(super) fn set_word(
+    frame: &mut [u8],
+    l3: usize,
+    off: usize,
+    f: impl FnOnce(u16) -> u16,
+) -> Option<()> {
     let at = l3.saturating_add(off);
     let csum_at = l3.saturating_add(field::ipv4::CHECKSUM);
     let old = read16(frame, at)?;
