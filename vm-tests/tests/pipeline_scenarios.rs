@@ -933,17 +933,23 @@ fn fast_path_gives_the_full_paths_bytes_and_counters() {
     assert_eq!(lab.worker.stats.dropped(), 0);
 }
 
+/// The client's SYN (sequence `c0`) and the server's SYN-ACK (`s0`) through
+/// the gateway: the next ACK from the client is ESTABLISHED.
+fn syn_and_syn_ack(lab: &mut Lab, sport: u16, dport: u16, c0: u32, s0: u32) {
+    lab.send(LAN, from_client(sport, dport, c0, 0, TCP_SYN, &[]))
+        .seen();
+    lab.send(
+        WAN,
+        from_server(sport, dport, s0, c0 + 1, TCP_SYN | TCP_ACK, &[]),
+    )
+    .seen();
+}
+
 #[test]
 fn fast_path_tcp_gives_the_full_paths_bytes_and_states() {
     let mut lab = Lab::new();
     let (c0, s0) = (20u32, 7_000u32);
-    lab.send(LAN, from_client(43080, 80, c0, 0, TCP_SYN, &[]))
-        .seen();
-    lab.send(
-        WAN,
-        from_server(43080, 80, s0, c0 + 1, TCP_SYN | TCP_ACK, &[]),
-    )
-    .seen();
+    syn_and_syn_ack(&mut lab, 43080, 80, c0, s0);
     let ack = from_client(43080, 80, c0 + 1, s0 + 1, TCP_ACK, &[]);
     // The handshake's last ACK is the first ESTABLISHED packet: full path,
     // cached; the same segment again (a duplicate ACK) takes the fast path.
@@ -1047,13 +1053,7 @@ fn fast_path_applies_cached_dscp() {
     let mut lab = Lab::new();
     // An HTTPS connection's replies get DSCP 46 in mangle FORWARD.
     let (c0, s0) = (10u32, 900u32);
-    lab.send(LAN, from_client(42443, 443, c0, 0, TCP_SYN, &[]))
-        .seen();
-    lab.send(
-        WAN,
-        from_server(42443, 443, s0, c0 + 1, TCP_SYN | TCP_ACK, &[]),
-    )
-    .seen();
+    syn_and_syn_ack(&mut lab, 42443, 443, c0, s0);
     lab.send(LAN, from_client(42443, 443, c0 + 1, s0 + 1, TCP_ACK, &[]))
         .seen();
     let fast_before = lab.worker.stats.fast_path;
