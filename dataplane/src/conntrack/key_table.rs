@@ -162,6 +162,11 @@ pub(super) struct Lines {
 }
 
 impl Lines {
+    /// The table's address and size in bytes.
+    pub fn span(&self) -> (usize, usize) {
+        (self.base, self.n * std::mem::size_of::<Bucket>())
+    }
+
     /// The address of `hash`'s home bucket.
     #[inline]
     pub fn line(&self, hash: u64) -> usize {

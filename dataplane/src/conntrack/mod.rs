@@ -35,7 +35,7 @@ pub mod tcp;
 mod tests;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Mutex, PoisonError, TryLockError};
 
 pub use config::{nf_conntrack_max_for_memory, ConntrackConfig, Timeouts};
 pub use event::{event_line, CtEvent, EventKind};
@@ -355,8 +355,6 @@ pub struct CtStats {
     pub entries: usize,
     /// Packets of an existing entry.
     pub found: u64,
-    /// Packets that may open a new connection (`Track::New`).
-    pub new: u64,
     /// ICMP errors related to an entry.
     pub related: u64,
     /// TCP segments accepted without updating state (sIG, out of window but
@@ -589,7 +587,7 @@ const GC_BATCH: usize = 32;
 
 #[repr(align(128))]
 struct Shard {
-    inner: Mutex<ShardInner>,
+    inner: spin::mutex::SpinMutex<ShardInner>,
     /// Where the shard's key table lies (fixed once built), so that its
     /// lines can be prefetched without the lock.
     key_lines: Lines,
@@ -605,6 +603,20 @@ struct Shard {
     slab_cap: usize,
     stats: ShardStats,
 }
+
+impl Shard {
+    fn slab_bytes(&self) -> usize {
+        self.slab_cap * std::mem::size_of::<Slot>()
+    }
+
+    /// The memory of its slab and key table.
+    fn bytes(&self) -> usize {
+        self.slab_bytes() + self.key_lines.span().1
+    }
+}
+
+/// Tables from this size on ask for huge pages (`port::hugemem`).
+const HUGE_PAGES_FROM: usize = 16 << 20;
 
 #[derive(Default)]
 struct GcCursor {
@@ -654,11 +666,22 @@ impl Conntrack {
                     next_slot: AtomicUsize::new(inner.next_slot_addr()),
                     slab_base: inner.slab.as_ptr() as usize,
                     slab_cap: inner.slab.capacity(),
-                    inner: Mutex::new(inner),
+                    inner: spin::mutex::SpinMutex::new(inner),
                     stats: ShardStats::default(),
                 }
             })
-            .collect();
+            .collect::<Box<[Shard]>>();
+        // A table of millions of entries read at random misses the TLB on
+        // nearly every lookup with 4 KiB pages; with 2 MiB pages its whole
+        // memory fits the TLB. Below a few MiB it fits anyway.
+        let bytes: usize = shards.iter().map(Shard::bytes).sum();
+        if bytes >= HUGE_PAGES_FROM {
+            for sh in shards.iter() {
+                let (keys, keys_len) = sh.key_lines.span();
+                crate::port::hugemem::advise_huge(keys, keys_len);
+                crate::port::hugemem::advise_huge(sh.slab_base, sh.slab_bytes());
+            }
+        }
         Conntrack {
             shards,
             mask: nshards - 1,
@@ -689,14 +712,30 @@ impl Conntrack {
         ((hash >> 32) as usize) & self.mask
     }
 
+    /// Takes shard `i`'s lock. A spin lock, as the kernel's conntrack
+    /// locks are: held for a few hundred nanoseconds at most, and its
+    /// release is a plain store where a futex mutex's is a locked
+    /// exchange (a new connection takes four locks: measured +6 %). A
+    /// waiter that spins long (the holder was preempted: the control
+    /// thread listing the table, say) yields its CPU between looks.
     #[inline]
-    fn lock(&self, i: usize) -> MutexGuard<'_, ShardInner> {
-        // A worker that panicked while holding a shard left it consistent
-        // enough to go on (every mutation is a few field writes).
-        self.shards[i]
-            .inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self, i: usize) -> spin::mutex::SpinMutexGuard<'_, ShardInner> {
+        let m = &self.shards[i].inner;
+        let mut spins = 0u32;
+        loop {
+            if let Some(g) = m.try_lock() {
+                return g;
+            }
+            // Read until it looks free: no writes to the line meanwhile.
+            while m.is_locked() {
+                spins = spins.saturating_add(1);
+                if spins < 256 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        }
     }
 
     fn stats_of(&self, i: usize) -> &ShardStats {
@@ -1220,7 +1259,8 @@ impl Conntrack {
             Verdict::Pass { .. } | Verdict::Kill | Verdict::Reopen => {}
             Verdict::Invalid(reason) => return self.invalid(s, reason, None),
         }
-        ShardStats::inc(&self.stats_of(s).new);
+        // Counted by the caller (`CtCounters::count_track`): a table-wide
+        // atomic here would cost every new connection a locked add.
         Track::New(Pending {
             orig: t,
             reply: t.invert(),
@@ -1630,7 +1670,6 @@ impl Conntrack {
         for sh in self.shards.iter() {
             let s = &sh.stats;
             st.found += ld(&s.found);
-            st.new += ld(&s.new);
             st.related += ld(&s.related);
             st.ignored += ld(&s.ignored);
             for (acc, c) in st.invalid_by_reason.iter_mut().zip(s.invalid.iter()) {

@@ -280,7 +280,6 @@ impl ShardInner {
 pub(super) struct ShardStats {
     /// Only incremented under the shard's lock ([`ShardStats::inc_locked`]).
     pub found: AtomicU64,
-    pub new: AtomicU64,
     pub related: AtomicU64,
     /// Only incremented under the shard's lock.
     pub ignored: AtomicU64,

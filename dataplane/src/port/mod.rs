@@ -77,6 +77,8 @@
 mod bpf;
 #[allow(unsafe_code)]
 mod group;
+#[allow(unsafe_code)]
+pub mod hugemem;
 mod netlink;
 #[allow(unsafe_code)]
 pub mod prefetch;
