@@ -1422,7 +1422,7 @@ fn next_slot_hint_follows_the_free_list() {
         let g = c.lock(0);
         g.slab.as_ptr() as usize + i as usize * std::mem::size_of::<Slot>()
     };
-    let hint = || c.shards[0].next_slot.load(Ordering::Relaxed);
+    let hint = || c.hints[0].next_slot.load(Ordering::Relaxed);
     assert_eq!(hint(), slot_addr(0));
     let mut entries = Vec::new();
     for port in [1000, 1001] {
@@ -1451,7 +1451,7 @@ fn entry_prefetch_points_at_the_entrys_slot() {
         panic!("not new")
     };
     let e = c.confirm(SEC, &p).expect("room");
-    let sh = &c.shards[0];
+    let sh = &c.hints[0];
     let g = c.lock(0);
     assert_eq!(sh.slab_base, g.slab.as_ptr() as usize);
     assert!(sh.slab_cap >= g.slab.len());
@@ -1498,13 +1498,13 @@ fn a_large_table_sits_on_huge_pages() {
         return;
     }
     let c = ct(1 << 20, 1024);
-    let bytes: usize = c.shards.iter().map(Shard::bytes).sum();
+    let bytes: usize = c.hints.iter().map(Hint::bytes).sum();
     assert!(bytes >= HUGE_PAGES_FROM, "{bytes}");
     // Key tables were written when built: collapsed onto huge pages.
-    let (keys, _) = c.shards[c.shards.len() / 2].key_lines.span();
+    let (keys, _) = c.hints[c.hints.len() / 2].key_lines.span();
     let kb = anon_huge_kb_at(keys).expect("the key table is mapped");
     assert!(kb >= 2048, "key table mapping has {kb} kB on huge pages");
     // A small table is left alone (and works as before).
     let small = ct(1024, 16);
-    assert!(small.shards.iter().map(Shard::bytes).sum::<usize>() < HUGE_PAGES_FROM);
+    assert!(small.hints.iter().map(Hint::bytes).sum::<usize>() < HUGE_PAGES_FROM);
 }
