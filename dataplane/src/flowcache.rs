@@ -26,10 +26,13 @@
 
 use crate::conntrack::EntryRef;
 use crate::flow::{Dir, Tuple};
+use crate::port::prefetch::prefetch_line;
 use crate::wire::fast::FlowEdit;
 
-/// What a forwarded flow's traversal decided.
+/// What a forwarded flow's traversal decided: two cache lines exactly (the
+/// prefetch pass loads both), the counter slots last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(64))]
 pub(crate) struct Cached {
     /// The connection as conntrack reported it: its entry (so that its
     /// next packets are tracked without a lookup) and direction. The state
@@ -45,14 +48,20 @@ pub(crate) struct Cached {
     pub mtu: u16,
     pub dst_mac: [u8; 6],
     pub src_mac: [u8; 6],
-    /// The counter slots the traversal bumped.
-    pub counters: [u32; FlowCache::MAX_COUNTERS],
     pub ncounters: u8,
     /// The worker's batch whose conntrack credit this flow adds to (see
     /// `Conntrack::credit`), and its index there; batch 0: none.
     pub credit_batch: u32,
     pub credit_idx: u16,
+    /// The counter slots the traversal bumped (`ncounters` of them).
+    pub counters: [u32; FlowCache::MAX_COUNTERS],
 }
+
+const _: () = assert!(std::mem::size_of::<Option<Cached>>() == 128);
+
+/// Where an entry is in the cache ([`FlowCache::probe`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Place(usize);
 
 /// A slot's key: the packet's tuple as it arrives (before NAT), the input
 /// interface and the epoch its entry was decided in, packed in two words
@@ -138,10 +147,28 @@ impl FlowCache {
     }
 
     /// The entry for `t` arriving on `in_iface`, if cached this epoch.
-    #[inline]
+    #[cfg(test)]
     pub fn get(&self, in_iface: u8, t: &Tuple) -> Option<&Cached> {
         let (b, way) = self.find(in_iface, t)?;
         self.slots[b][way].as_ref()
+    }
+
+    /// Where `t` arriving on `in_iface` is cached this epoch, if it is (for
+    /// [`FlowCache::at`]), having started loading that entry's lines.
+    #[inline]
+    pub fn probe(&self, in_iface: u8, t: &Tuple) -> Option<Place> {
+        let (b, way) = self.find(in_iface, t)?;
+        let c = self.slots.get(b)?.get(way)?;
+        let at = c as *const Option<Cached> as usize;
+        prefetch_line(at);
+        prefetch_line(at + 64);
+        Some(Place(b * WAYS + way))
+    }
+
+    /// The entry a [`FlowCache::probe`] found, if it is still there.
+    #[inline]
+    pub fn at(&self, p: Place) -> Option<&Cached> {
+        self.slots.get(p.0 / WAYS)?.get(p.0 % WAYS)?.as_ref()
     }
 
     /// [`FlowCache::get`], to update the entry's batch state.
@@ -234,8 +261,13 @@ mod tests {
         c.insert(0, &k, e);
         assert_eq!(c.get(0, &k), Some(&e));
         assert!(c.get(1, &k).is_none(), "another input interface");
+        let p = c.probe(0, &k).expect("cached");
+        assert_eq!(c.at(p), Some(&e));
+        assert!(c.probe(1, &k).is_none());
         c.remove(0, &k);
         assert!(c.get(0, &k).is_none());
+        assert!(c.probe(0, &k).is_none());
+        assert!(c.at(p).is_none(), "a place whose entry went holds nothing");
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::conntrack::{
 };
 use crate::drop::DropReason;
 use crate::flow::{Dir, Tuple, IPPROTO_TCP};
-use crate::flowcache::{Cached, FlowCache};
+use crate::flowcache::{Cached, FlowCache, Place};
 use crate::log::LogRing;
 use crate::nat::{self, Binding, Manip, Rng};
 use crate::neigh::{HoldQueue, Mac, NeighMap, Neighbours, BROADCAST};
@@ -290,6 +290,9 @@ fn ct_bits_of(state: CtState, st: u16) -> u8 {
 
 /// Entries of each worker's established-flow cache (two per bucket).
 const FLOW_CACHE_ENTRIES: usize = 8192;
+/// Cached flows the prefetch pass queues for its second step: a port's rx
+/// batch (more go straight to the second step).
+const PEEKED: usize = 64;
 
 /// Frames larger than this are not generated or held.
 pub const FRAME_SIZE: usize = 2048;
@@ -325,6 +328,10 @@ pub struct Worker {
     /// path.
     flows: FlowCache,
     fast_path_on: bool,
+    /// Cached flows the prefetch pass saw, for its second step (see
+    /// `prefetch`).
+    peeked: [Place; PEEKED],
+    npeeked: usize,
     flow_key: Option<(u8, Tuple)>,
     flow_hit: bool,
     flow_pending: Option<Cached>,
@@ -385,6 +392,8 @@ impl Worker {
             trace_rec: PacketTrace::boxed(),
             trace_view: PacketView::default(),
             flows: FlowCache::new(FLOW_CACHE_ENTRIES),
+            peeked: [Place::default(); PEEKED],
+            npeeked: 0,
             fast_path_on: true,
             flow_key: None,
             flow_hit: false,
@@ -418,6 +427,7 @@ impl Worker {
 
     /// Picks up a newly installed rule set: one atomic load, never blocking.
     pub fn begin_batch(&mut self) {
+        self.npeeked = 0;
         self.flush_credits();
         self.batch_no = self.batch_no.wrapping_add(1).max(1);
         let neigh = self.gw.neigh.snapshot();
@@ -438,22 +448,34 @@ impl Worker {
         }
     }
 
-    /// Starts loading the conntrack lines a frame's lookup will touch
-    /// (see [`crate::conntrack::Conntrack::prefetch`]); call it for every
-    /// frame of a batch before processing them. Reads only the frame's
-    /// headers, changes nothing; frames it cannot read are left alone.
+    /// Starts loading what processing a frame will touch; call it for every
+    /// frame of a batch before processing them (a port's rx loop does), so
+    /// that the batch's cache misses overlap. Reads only the frame's
+    /// headers and changes nothing but its own queue; frames it cannot read
+    /// are left alone.
+    ///
+    /// A flow the fast path takes needs no conntrack lookup, only its
+    /// cached decision and its entry, which that decision names: this call
+    /// starts loading the decision and queues the frame; the first
+    /// [`Worker::process`] after the pass reads the (by then loaded)
+    /// decisions and starts loading the entries. A new connection's lookups
+    /// start loading at once: its tuple, and its reply tuple for confirm
+    /// (and NAT's port choice): the inverse, or under MASQUERADE keeping
+    /// the port, the inverse to the outgoing interface's address.
     #[inline]
-    pub fn prefetch(&self, in_iface: u8, frame: &[u8]) {
+    pub fn prefetch(&mut self, in_iface: u8, frame: &[u8]) {
         let Some(t) = crate::conntrack::frame_tuple(frame) else {
             return;
         };
-        // A flow the fast path takes needs no lookup, only its entry. A new
-        // connection's confirm (and NAT's port choice) looks up its reply
-        // tuple too: the inverse, or under MASQUERADE keeping the port, the
-        // inverse to the outgoing interface's address.
         if self.fast_path_on {
-            if let Some(c) = self.flows.get(in_iface, &t) {
-                self.gw.conntrack.prefetch_entry(c.entry);
+            if let Some(p) = self.flows.probe(in_iface, &t) {
+                match self.peeked.get_mut(self.npeeked) {
+                    Some(q) => {
+                        *q = p;
+                        self.npeeked += 1;
+                    }
+                    None => self.prefetch_cached(p),
+                }
                 return;
             }
         }
@@ -464,6 +486,20 @@ impl Worker {
         let out = self.gw.routes.lookup(t.dst);
         if let Some(f) = out.and_then(|h| self.gw.ifaces.get(usize::from(h.iface))) {
             ct.prefetch(Tuple { dst: f.addr, ..r }.hash64());
+        }
+    }
+
+    /// The prefetch pass's second step, for the cached flows it queued.
+    fn prefetch_queued(&mut self) {
+        for i in 0..std::mem::take(&mut self.npeeked) {
+            self.prefetch_cached(self.peeked[i]);
+        }
+    }
+
+    #[inline]
+    fn prefetch_cached(&self, p: Place) {
+        if let Some(c) = self.flows.at(p) {
+            self.gw.conntrack.prefetch_entry(c.entry);
         }
     }
 
@@ -530,6 +566,9 @@ impl Worker {
         emit: &mut impl Emit,
     ) -> Action {
         self.stats.rx += 1;
+        if self.npeeked > 0 {
+            self.prefetch_queued();
+        }
         let Some(frame) = buf.get_mut(..len) else {
             return self.drop(DropReason::EthTruncated);
         };
