@@ -293,6 +293,14 @@ const FLOW_CACHE_ENTRIES: usize = 8192;
 /// Cached flows the prefetch pass queues for its second step: a port's rx
 /// batch (more go straight to the second step).
 const PEEKED: usize = 64;
+const FRESH_AHEAD: usize = 4;
+const NO_TUPLE: Tuple = Tuple {
+    src: Ipv4Addr::UNSPECIFIED,
+    dst: Ipv4Addr::UNSPECIFIED,
+    sport: 0,
+    dport: 0,
+    proto: 0,
+};
 
 /// Frames larger than this are not generated or held.
 pub const FRAME_SIZE: usize = 2048;
@@ -332,6 +340,10 @@ pub struct Worker {
     /// `prefetch`).
     peeked: [Place; PEEKED],
     npeeked: usize,
+    fresh: [Tuple; PEEKED],
+    nfresh: usize,
+    fresh_next: usize,
+    hints_queued: bool,
     flow_key: Option<(u8, Tuple)>,
     flow_hit: bool,
     flow_pending: Option<Cached>,
@@ -394,6 +406,10 @@ impl Worker {
             flows: FlowCache::new(FLOW_CACHE_ENTRIES),
             peeked: [Place::default(); PEEKED],
             npeeked: 0,
+            fresh: [NO_TUPLE; PEEKED],
+            nfresh: 0,
+            fresh_next: 0,
+            hints_queued: false,
             fast_path_on: true,
             flow_key: None,
             flow_hit: false,
@@ -428,6 +444,9 @@ impl Worker {
     /// Picks up a newly installed rule set: one atomic load, never blocking.
     pub fn begin_batch(&mut self) {
         self.npeeked = 0;
+        self.nfresh = 0;
+        self.fresh_next = 0;
+        self.hints_queued = false;
         self.flush_credits();
         self.batch_no = self.batch_no.wrapping_add(1).max(1);
         let neigh = self.gw.neigh.snapshot();
@@ -473,12 +492,25 @@ impl Worker {
                     Some(q) => {
                         *q = p;
                         self.npeeked += 1;
+                        self.hints_queued = true;
                     }
                     None => self.prefetch_cached(p),
                 }
                 return;
             }
         }
+        if let Some(q) = self.fresh.get_mut(self.nfresh) {
+            *q = t;
+            self.nfresh += 1;
+            self.hints_queued = true;
+        } else {
+            self.prefetch_new_conn(&t);
+        }
+    }
+
+    /// Starts loading what a new connection's lookups touch.
+    #[inline]
+    fn prefetch_new_conn(&self, t: &Tuple) {
         let ct = &self.gw.conntrack;
         ct.prefetch_new(t.hash64());
         let r = t.invert();
@@ -489,11 +521,26 @@ impl Worker {
         }
     }
 
-    /// The prefetch pass's second step, for the cached flows it queued.
+    /// The prefetch pass's second step, run by each [`Worker::process`]
+    /// while the pass left something queued: the first call starts loading
+    /// the conntrack entries of the cached flows and the lookups of the
+    /// first [`FRESH_AHEAD`] other frames, each call after that the next
+    /// other frame's (so that they start a few frames before their own
+    /// `process`, not all at once: the core drops prefetches beyond its
+    /// outstanding misses).
+    #[inline(never)]
     fn prefetch_queued(&mut self) {
         for i in 0..std::mem::take(&mut self.npeeked) {
             self.prefetch_cached(self.peeked[i]);
         }
+        let ahead = if self.fresh_next == 0 { FRESH_AHEAD } else { 1 };
+        for _ in 0..ahead {
+            if let Some(t) = self.fresh[..self.nfresh].get(self.fresh_next) {
+                self.prefetch_new_conn(t);
+                self.fresh_next += 1;
+            }
+        }
+        self.hints_queued = self.fresh_next < self.nfresh;
     }
 
     #[inline]
@@ -566,7 +613,7 @@ impl Worker {
         emit: &mut impl Emit,
     ) -> Action {
         self.stats.rx += 1;
-        if self.npeeked > 0 {
+        if self.hints_queued {
             self.prefetch_queued();
         }
         let Some(frame) = buf.get_mut(..len) else {

@@ -1131,3 +1131,47 @@ fn a_deleted_connection_is_new_again() {
     let e = lab.conn(41003);
     assert_eq!(e.packets, [1, 0]);
 }
+
+/// The prefetch pass a port's rx loop runs over a batch before processing
+/// it (`Worker::prefetch`, two steps, queues of 64) is a hint: a batch of
+/// cached flows, new connections and junk, more than its queues hold, gets
+/// the same actions, bytes, counters and conntrack table with it as
+/// without it.
+#[test]
+fn the_prefetch_pass_changes_nothing() {
+    let run = |prefetch: bool| {
+        let mut lab = Lab::new();
+        for sport in [42000, 42001] {
+            open_udp(&mut lab, sport);
+            lab.send(LAN, udp_from_client(sport, b"to cache")).seen();
+        }
+        let mut batch = Vec::new();
+        for i in 0..150u16 {
+            batch.push(match i % 5 {
+                0 | 1 => udp_from_client(42000 + i % 2, b"cached"),
+                2 | 3 => udp_from_client(43000 + i, b"new"),
+                _ => vec![0xff; usize::from(i % 60)],
+            });
+        }
+        lab.worker.begin_batch();
+        if prefetch {
+            for f in &batch {
+                lab.worker.prefetch(LAN, f);
+            }
+        }
+        let outs: Vec<(Action, Vec<u8>)> = batch
+            .into_iter()
+            .map(|f| {
+                let o = lab.send_in_batch(LAN, f);
+                (o.action, o.frame)
+            })
+            .collect();
+        lab.worker.begin_batch();
+        let table = lab.worker.gateway().conntrack.len();
+        (outs, all_counters(&lab), lab.worker.stats.fast_path, table)
+    };
+    let (with, without) = (run(true), run(false));
+    assert!(with.2 >= 50, "cached flows took the fast path: {}", with.2);
+    assert_eq!(with.3, 2 + 60, "each new connection confirmed");
+    assert_eq!(with, without);
+}
