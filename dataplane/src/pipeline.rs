@@ -290,9 +290,11 @@ fn ct_bits_of(state: CtState, st: u16) -> u8 {
 
 /// Entries of each worker's established-flow cache (two per bucket).
 const FLOW_CACHE_ENTRIES: usize = 8192;
-/// Cached flows the prefetch pass queues for its second step: a port's rx
-/// batch (more go straight to the second step).
+/// Frames the prefetch pass queues for its second step, cached flows and
+/// others each: a port's rx batch (more are prefetched at once).
 const PEEKED: usize = 64;
+/// How many frames ahead of its `process` a frame that is no cached flow
+/// starts loading its lookups (2 to 8 measured alike).
 const FRESH_AHEAD: usize = 4;
 const NO_TUPLE: Tuple = Tuple {
     src: Ipv4Addr::UNSPECIFIED,
@@ -477,10 +479,9 @@ impl Worker {
     /// cached decision and its entry, which that decision names: this call
     /// starts loading the decision and queues the frame; the first
     /// [`Worker::process`] after the pass reads the (by then loaded)
-    /// decisions and starts loading the entries. A new connection's lookups
-    /// start loading at once: its tuple, and its reply tuple for confirm
-    /// (and NAT's port choice): the inverse, or under MASQUERADE keeping
-    /// the port, the inverse to the outgoing interface's address.
+    /// decisions and starts loading the entries. Any other frame may open a
+    /// connection: it is queued too, and its lookups start loading a few
+    /// frames before its own `process` (see `prefetch_queued`).
     #[inline]
     pub fn prefetch(&mut self, in_iface: u8, frame: &[u8]) {
         let Some(t) = crate::conntrack::frame_tuple(frame) else {
@@ -508,7 +509,10 @@ impl Worker {
         }
     }
 
-    /// Starts loading what a new connection's lookups touch.
+    /// Starts loading what a new connection's lookups touch: its tuple, and
+    /// its reply tuple for confirm (and NAT's port choice): the inverse, or
+    /// under MASQUERADE keeping the port, the inverse to the outgoing
+    /// interface's address.
     #[inline]
     fn prefetch_new_conn(&self, t: &Tuple) {
         let ct = &self.gw.conntrack;
@@ -525,9 +529,10 @@ impl Worker {
     /// while the pass left something queued: the first call starts loading
     /// the conntrack entries of the cached flows and the lookups of the
     /// first [`FRESH_AHEAD`] other frames, each call after that the next
-    /// other frame's (so that they start a few frames before their own
-    /// `process`, not all at once: the core drops prefetches beyond its
-    /// outstanding misses).
+    /// other frame's, so that they start a few frames before their own
+    /// `process` (issuing all of a batch's at once measured 5-8 % fewer new
+    /// connections per second: a new connection issues five, and a batch's
+    /// 300 outrun the misses a core keeps in flight).
     #[inline(never)]
     fn prefetch_queued(&mut self) {
         for i in 0..std::mem::take(&mut self.npeeked) {
