@@ -338,13 +338,16 @@ pub struct Worker {
     /// path.
     flows: FlowCache,
     fast_path_on: bool,
-    /// Cached flows the prefetch pass saw, for its second step (see
-    /// `prefetch`).
+    /// The prefetch pass's queues for its second step (see `prefetch`):
+    /// the cached flows it saw, and the other frames' tuples with the next
+    /// one whose lookups are still to be started.
     peeked: [Place; PEEKED],
     npeeked: usize,
     fresh: [Tuple; PEEKED],
     nfresh: usize,
     fresh_next: usize,
+    /// `npeeked > 0 || fresh_next < nfresh`, kept as one flag: the test
+    /// every `process` makes, a fast-path packet's included.
     hints_queued: bool,
     flow_key: Option<(u8, Tuple)>,
     flow_hit: bool,
