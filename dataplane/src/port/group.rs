@@ -273,6 +273,11 @@ impl GroupQueue {
             while done < max {
                 let want = (max - done).min(BATCH);
                 let n = self.xsks[port].receive(&mut descs[..want]);
+                // The kernel wrote the frames on another CPU: their headers'
+                // misses overlap when all start before the first is read.
+                for desc in &descs[..n] {
+                    self.pool.area.prefetch(desc.addr);
+                }
                 for desc in &descs[..n] {
                     let len = desc.len as usize;
                     // SAFETY: as below; the slice lives only for this call

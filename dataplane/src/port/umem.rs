@@ -49,6 +49,16 @@ impl UmemArea {
         (index < u64::from(self.frames)).then(|| index * u64::from(self.frame_size))
     }
 
+    /// Starts loading the cache line at `addr` (a hint: nothing if `addr`
+    /// is outside the UMEM).
+    #[inline]
+    pub(crate) fn prefetch(&self, addr: u64) {
+        if addr < u64::from(self.frames) * u64::from(self.frame_size) {
+            let at = self.mapping.base().as_ptr() as usize + addr as usize;
+            super::prefetch::prefetch_line(at);
+        }
+    }
+
     /// The bytes from `addr` to the end of its frame, checked to hold at
     /// least `len` bytes; `None` for an address outside the UMEM or a
     /// length past the frame's end.
