@@ -364,8 +364,8 @@ fn exit_report(
     }
     let _ = writeln!(out, "# conntrack: {} entries", ct.len());
     let now_ns = gw_now();
-    for e in ct.snapshot() {
-        let _ = writeln!(out, "{}", xdpgw_dataplane::conntrack::proc_line(&e, now_ns));
+    for e in ct.snapshot().iter().filter(|e| e.expires > now_ns) {
+        let _ = writeln!(out, "{}", xdpgw_dataplane::conntrack::proc_line(e, now_ns));
     }
     // Rule counters, summed over the workers (live: `classify::RuleCounters`).
     let sums = current.live.totals();
@@ -522,14 +522,18 @@ fn worker_loop(
         if got == 0 {
             idle_rounds += 1;
             if idle_rounds > 64 {
-                // Idle: sleep in poll() until a frame arrives, at most 10 ms so
-                // that timers (ARP, expiry) and the stop flag are served.
+                // Idle: conntrack gets what the fast path credited (the table
+                // is exact while traffic pauses), then sleep in poll() until a
+                // frame arrives, at most 10 ms so that timers (ARP, expiry)
+                // and the stop flag are served.
+                worker.flush_credits();
                 xdpgw_dataplane::port::wait_readable(&wait_fds, Duration::from_millis(10));
             }
         } else {
             idle_rounds = 0;
         }
     }
+    worker.flush_credits();
     publish.publish(&worker.stats);
     publish_queues(publish, &queues);
     WorkerReport {

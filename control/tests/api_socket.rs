@@ -315,3 +315,59 @@ fn metrics_over_the_socket_are_prometheus_text() {
         }
     }
 }
+
+/// `conntrack -L` and a filtered `-C` leave out entries that have expired
+/// but wait for the next expiry sweep (as Linux's dump does); the plain
+/// count is the table's, as Linux's `nf_conntrack_count`.
+#[test]
+fn listings_leave_out_expired_entries_not_yet_swept() {
+    use xdpgw_dataplane::conntrack::{PacketMeta, Track};
+    use xdpgw_dataplane::flow::Tuple;
+
+    const SEC: u64 = 1_000_000_000;
+    let dir = TempDir::new("expired");
+    let rules = dir.path().join("gw.rules");
+    std::fs::write(&rules, RULES).expect("rules");
+    let mut ctl = control(rules);
+    // UDP entries expire 30 s after their only packet: one at 0 s, one at 20 s.
+    for (sport, at) in [(5001u16, 0), (5002, 20 * SEC)] {
+        let meta = PacketMeta {
+            tuple: Tuple {
+                src: Ipv4Addr::new(192, 168, 10, 2),
+                dst: Ipv4Addr::new(203, 0, 113, 254),
+                sport,
+                dport: 53,
+                proto: 17,
+            },
+            len: 60,
+            tcp: None,
+            icmp: None,
+        };
+        match ctl.gw.conntrack.track(at, &meta) {
+            Track::New(p) => {
+                ctl.gw.conntrack.confirm(at, &p).expect("confirm");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    ctl.now = || 40 * SEC;
+    let path = dir.path().join("c.sock");
+    let sock = ControlSocket::bind(&path).expect("bind");
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| sock.serve(&ctl, &stop));
+        let mut c = Client::connect(&path).expect("connect");
+        let r = c.call(&Request::new("ct-list")).expect("list");
+        assert!(r.ok, "{r:?}");
+        assert_eq!(r.body.len(), 1, "{:?}", r.body);
+        assert!(r.body[0].contains("sport=5002"), "{:?}", r.body);
+        let r = c
+            .call(&Request::new("ct-count").arg("proto", "udp"))
+            .expect("count");
+        assert_eq!(r.body, ["1"]);
+        let r = c.call(&Request::new("ct-count")).expect("count");
+        assert_eq!(r.body, ["2"]);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        ControlSocket::wake(&path);
+    });
+}

@@ -49,9 +49,9 @@ pub(crate) struct Cached {
     pub dst_mac: [u8; 6],
     pub src_mac: [u8; 6],
     pub ncounters: u8,
-    /// The worker's batch whose conntrack credit this flow adds to (see
-    /// `Conntrack::credit`), and its index there; batch 0: none.
-    pub credit_batch: u32,
+    /// The worker's credit round this flow's packets are credited in (see
+    /// `Conntrack::credit`), and its credit's index there; round 0: none.
+    pub credit_round: u32,
     pub credit_idx: u16,
     /// The counter slots the traversal bumped (`ncounters` of them).
     pub counters: [u32; FlowCache::MAX_COUNTERS],
@@ -247,7 +247,7 @@ mod tests {
             src_mac: [0; 6],
             counters: [0; FlowCache::MAX_COUNTERS],
             ncounters: 0,
-            credit_batch: 0,
+            credit_round: 0,
             credit_idx: 0,
         }
     }

@@ -320,7 +320,8 @@ pub struct Worker {
     rng: Rng,
     scratch: Box<[u8]>,
     pub logs: LogRing,
-    gc_budget: usize,
+    /// When this worker's last expiry step ran ([`Worker::tick`]).
+    gc_at: u64,
     /// The neighbour table as of this batch.
     neigh: Arc<NeighMap>,
     /// Packet tracing: the session as of this batch (None: no trace runs),
@@ -353,15 +354,21 @@ pub struct Worker {
     flow_hit: bool,
     flow_pending: Option<Cached>,
     pre_track: Option<Track>,
-    /// Conntrack credits of this batch ([`Conntrack::credit`]): packets of
-    /// UDP streams after the first of each in the batch, given to conntrack
-    /// together at the next `begin_batch`. `batch_no` numbers batches (0:
-    /// never).
+    /// Conntrack credits of this round ([`Conntrack::credit`]): packets of
+    /// steady UDP streams after the first of each in the round, given to
+    /// conntrack together when the round ends (`flush_credits`: at most
+    /// [`CREDIT_ROUND`] after its first credit, when the list fills up,
+    /// when an entry was deleted, or when the worker goes idle).
+    /// `credit_round` numbers rounds (0: never), `credits_since` is when the
+    /// round's first credit was made, `removals_seen` conntrack's
+    /// deletion count when the round began.
     credits: Vec<Credit>,
-    batch_no: u32,
+    credit_round: u32,
+    credits_since: u64,
+    removals_seen: u64,
 }
 
-/// Packets of one UDP stream in one batch, not yet told to conntrack.
+/// Packets of one UDP stream in one round, not yet told to conntrack.
 #[derive(Clone, Copy, Debug)]
 struct Credit {
     entry: EntryRef,
@@ -371,11 +378,27 @@ struct Credit {
     last: u64,
 }
 
-/// Flows whose packets one batch may credit together (more take the
-/// per-packet way).
-const CREDITS: usize = 256;
-/// `Cached::credit_idx` of a flow found steady in this batch whose credit
-/// is not made yet (only its second packet in the batch makes one).
+/// How long a worker takes to sweep the whole conntrack table for expired
+/// entries (ns). Linux's `gc_worker` sweeps the whole table per run and
+/// waits between runs according to the entries' timeouts (up to 60 s);
+/// this sweeps continuously, one table's capacity per second, however
+/// full it is: a lookup never uses an expired entry either way, and
+/// listings leave out expired entries not yet swept.
+const GC_SWEEP: u64 = 1_000_000_000;
+/// The fewest slots a worker's expiry step looks at (fewer wait for more
+/// time to pass, up to 10 ms).
+const GC_STEP: usize = 64;
+/// Flows whose packets one round may credit together (more take the
+/// per-packet way until the round ends; a round ends at the next batch
+/// once three quarters are taken).
+const CREDITS: usize = 2048;
+/// The longest a credit round lasts (ns): how late a steady UDP stream's
+/// counters and timeout may reach conntrack while traffic flows, and how
+/// long its entry goes unchecked (an entry deleted by the operator ends
+/// the round at the next batch instead).
+pub const CREDIT_ROUND: u64 = 50_000_000;
+/// `Cached::credit_idx` of a flow found steady in this round whose credit
+/// is not made yet (only its second packet in the round makes one).
 const NO_CREDIT: u16 = u16::MAX;
 
 /// A parsed packet on its way through the hooks.
@@ -401,7 +424,7 @@ impl Worker {
             rng: Rng::new(seed),
             scratch: vec![0u8; FRAME_SIZE].into_boxed_slice(),
             logs: LogRing::new(256),
-            gc_budget: 256,
+            gc_at: 0,
             neigh: gw.neigh.snapshot(),
             trace: None,
             trace_version: 0,
@@ -421,7 +444,9 @@ impl Worker {
             flow_pending: None,
             pre_track: None,
             credits: Vec::with_capacity(CREDITS),
-            batch_no: 1,
+            credit_round: 1,
+            credits_since: 0,
+            removals_seen: gw.conntrack.removals(),
             gw,
         }
     }
@@ -452,8 +477,11 @@ impl Worker {
         self.nfresh = 0;
         self.fresh_next = 0;
         self.hints_queued = false;
-        self.flush_credits();
-        self.batch_no = self.batch_no.wrapping_add(1).max(1);
+        let removals = self.gw.conntrack.removals();
+        if removals != self.removals_seen || self.credits.len() >= CREDITS / 4 * 3 {
+            self.removals_seen = removals;
+            self.flush_credits();
+        }
         let neigh = self.gw.neigh.snapshot();
         if !Arc::ptr_eq(&neigh, &self.neigh) {
             self.neigh = neigh;
@@ -491,24 +519,30 @@ impl Worker {
             return;
         };
         if self.fast_path_on {
-            if let Some(p) = self.flows.probe(in_iface, &t) {
+            if let Some(place) = self.flows.probe(in_iface, &t) {
                 match self.peeked.get_mut(self.npeeked) {
                     Some(q) => {
-                        *q = p;
+                        *q = place;
                         self.npeeked += 1;
                         self.hints_queued = true;
                     }
-                    None => self.prefetch_cached(p),
+                    None => self.prefetch_cached(place),
                 }
                 return;
             }
         }
+        self.queue_fresh(&t);
+    }
+
+    /// Queues a frame that is no cached flow for `prefetch_queued`.
+    #[inline]
+    fn queue_fresh(&mut self, t: &Tuple) {
         if let Some(q) = self.fresh.get_mut(self.nfresh) {
-            *q = t;
+            *q = *t;
             self.nfresh += 1;
             self.hints_queued = true;
         } else {
-            self.prefetch_new_conn(&t);
+            self.prefetch_new_conn(t);
         }
     }
 
@@ -551,15 +585,26 @@ impl Worker {
         self.hints_queued = self.fresh_next < self.nfresh;
     }
 
+    /// A cached flow's packet reads its conntrack entry, unless the flow is
+    /// credited in this round: then its credit.
     #[inline]
     fn prefetch_cached(&self, p: Place) {
         if let Some(c) = self.flows.at(p) {
-            self.gw.conntrack.prefetch_entry(c.entry);
+            if c.credit_round != self.credit_round {
+                self.gw.conntrack.prefetch_entry(c.entry);
+            } else if let Some(cr) = self.credits.get(usize::from(c.credit_idx)) {
+                crate::port::prefetch::prefetch_line(cr as *const Credit as usize);
+            }
         }
     }
 
-    /// Gives conntrack the packets the fast path credited in this batch.
-    fn flush_credits(&mut self) {
+    /// Ends the credit round: gives conntrack the packets the fast path
+    /// credited since it began. The next packet of each flow is tracked
+    /// against its entry again. A driver calls it when it goes idle, so
+    /// that the table is exact whenever traffic pauses ([`Worker::tick`]
+    /// ends rounds that last [`CREDIT_ROUND`]).
+    pub fn flush_credits(&mut self) {
+        self.credit_round = self.credit_round.wrapping_add(1).max(1);
         for c in self.credits.drain(..) {
             if c.packets > 0 {
                 self.gw
@@ -570,9 +615,12 @@ impl Worker {
     }
 
     /// Housekeeping between batches: held packets whose next hop resolved
-    /// go out, stale ones are dropped, and a bounded slice of conntrack
-    /// expiry runs.
+    /// go out, stale ones are dropped, a credit round older than
+    /// [`CREDIT_ROUND`] ends, and a bounded slice of conntrack expiry runs.
     pub fn tick(&mut self, now: u64, emit: &mut impl Emit) {
+        if !self.credits.is_empty() && now.saturating_sub(self.credits_since) >= CREDIT_ROUND {
+            self.flush_credits();
+        }
         if !self.hold.is_empty() {
             let gw = Arc::clone(&self.gw);
             let mut asks: [(u8, Ipv4Addr); 4] = [(0, Ipv4Addr::UNSPECIFIED); 4];
@@ -602,7 +650,15 @@ impl Worker {
                 self.arp_request(iface, hop, emit);
             }
         }
-        self.gw.conntrack.gc(now, self.gc_budget);
+        // Expiry at the pace of one sweep of the table per
+        // `GC_SWEEP`, in steps of at least `GC_STEP` slots or 10 ms.
+        let since = now.saturating_sub(self.gc_at).min(GC_SWEEP);
+        let slots = (u128::from(since) * self.gw.conntrack.max_entries() as u128
+            / u128::from(GC_SWEEP)) as usize;
+        if slots >= GC_STEP || since >= GC_SWEEP / 100 {
+            self.gc_at = now;
+            self.gw.conntrack.gc_share(now, slots.max(1));
+        }
     }
 
     fn drop(&mut self, r: DropReason) -> Action {
@@ -1043,11 +1099,17 @@ impl Worker {
         if pk.ttl <= 1 || pk.total_len > c.mtu || !wire::fast::l4_checksum_ok(frame, &pk) {
             return None;
         }
-        // A UDP stream conntrack found steady earlier in this batch: its
-        // tracking is a count and a timeout (`Conntrack::credit`), given to
-        // conntrack at the next batch. Anything else is tracked now.
-        let credited =
-            c.credit_batch == self.batch_no && add_credit(&mut self.credits, c, now, pk.total_len);
+        // A UDP stream conntrack found steady earlier in this credit round:
+        // its tracking is a count and a timeout (`Conntrack::credit`), given
+        // to conntrack when the round ends. Anything else is tracked now.
+        let credited = c.credit_round == self.credit_round
+            && add_credit(
+                &mut self.credits,
+                &mut self.credits_since,
+                c,
+                now,
+                pk.total_len,
+            );
         if !credited {
             let meta = PacketMeta {
                 tuple: pk.tuple,
@@ -1067,8 +1129,8 @@ impl Worker {
                 EntryTrack::Hit { status } => {
                     let steady = status::ASSURED | status::SEEN_REPLY;
                     if pk.tcp.is_none() && status & steady == steady {
-                        // Its next packets in this batch get a credit.
-                        c.credit_batch = self.batch_no;
+                        // Its next packets in this round get a credit.
+                        c.credit_round = self.credit_round;
                         c.credit_idx = NO_CREDIT;
                     }
                 }
@@ -1129,7 +1191,7 @@ impl Worker {
             src_mac,
             counters,
             ncounters: rec.len() as u8,
-            credit_batch: 0,
+            credit_round: 0,
             credit_idx: 0,
         });
     }
@@ -1574,14 +1636,24 @@ fn l4_checksum_ok(frame: &[u8], info: &Ipv4Info) -> bool {
     }
 }
 
-/// Counts a packet of `len` bytes at `now` into the batch's credit of the
-/// cached flow `c` (making it on the flow's second packet in the batch);
-/// false if the batch has no room for another credit.
+/// Counts a packet of `len` bytes at `now` into the round's credit of the
+/// cached flow `c` (making it on the flow's second packet in the round,
+/// and noting when the round's first credit was made in `since`); false if
+/// the round has no room for another credit.
 #[inline]
-fn add_credit(credits: &mut Vec<Credit>, c: &mut Cached, now: u64, len: u16) -> bool {
+fn add_credit(
+    credits: &mut Vec<Credit>,
+    since: &mut u64,
+    c: &mut Cached,
+    now: u64,
+    len: u16,
+) -> bool {
     if c.credit_idx == NO_CREDIT {
         if credits.len() >= CREDITS {
             return false;
+        }
+        if credits.is_empty() {
+            *since = now;
         }
         c.credit_idx = credits.len() as u16;
         credits.push(Credit {

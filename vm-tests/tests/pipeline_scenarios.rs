@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use xdpgw_dataplane::conntrack::{ConntrackConfig, TcpState};
 use xdpgw_dataplane::drop::DropReason;
-use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, Worker};
+use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, Worker, CREDIT_ROUND};
 use xdpgw_dataplane::rule::{Hook, Table};
 use xdpgw_vm_tests::frames::*;
 use xdpgw_vm_tests::{conf_gateway_config, workspace_dir};
@@ -991,7 +991,7 @@ fn fast_path_tcp_gives_the_full_paths_bytes_and_states() {
 }
 
 #[test]
-fn fast_path_credits_a_udp_stream_once_per_batch() {
+fn fast_path_credits_a_udp_stream_once_per_round() {
     let mut lab = Lab::new();
     open_udp(&mut lab, 41010);
     // Two seconds on, the next packet makes the stream ASSURED (full path,
@@ -1000,8 +1000,8 @@ fn fast_path_credits_a_udp_stream_once_per_batch() {
     lab.send(LAN, udp_from_client(41010, b"a")).seen();
     let before = lab.conn(41010);
     assert_ne!(before.status & 4, 0, "ASSURED");
-    // One batch of five: the first is tracked on its own, the other four
-    // are credited together at the next batch.
+    // A credit round over two batches: the first packet is tracked on its
+    // own, the other seven are credited together when the round ends.
     let f = udp_from_client(41010, b"bb");
     let len = (f.len() - 14) as u64;
     let (found, fast) = (lab.worker.stats.ct.found, lab.worker.stats.fast_path);
@@ -1011,12 +1011,17 @@ fn fast_path_credits_a_udp_stream_once_per_batch() {
         let out = lab.send_in_batch(LAN, f.clone());
         assert_eq!(out.frame, first.frame, "same bytes out");
     }
+    lab.worker.begin_batch();
+    for _ in 0..3 {
+        lab.send_in_batch(LAN, f.clone()).seen();
+    }
     let last_now = lab.now;
     assert_eq!(lab.conn(41010).packets[0], before.packets[0] + 1, "not yet");
-    lab.worker.begin_batch();
+    // The worker goes idle: the round ends.
+    lab.worker.flush_credits();
     let after = lab.conn(41010);
-    assert_eq!(after.packets, [before.packets[0] + 5, before.packets[1]]);
-    assert_eq!(after.bytes[0], before.bytes[0] + 5 * len);
+    assert_eq!(after.packets, [before.packets[0] + 8, before.packets[1]]);
+    assert_eq!(after.bytes[0], before.bytes[0] + 8 * len);
     assert_eq!(
         after.expires,
         last_now + 120 * SEC,
@@ -1024,14 +1029,26 @@ fn fast_path_credits_a_udp_stream_once_per_batch() {
     );
     assert_eq!(
         lab.worker.stats.ct.found,
-        found + 5,
+        found + 8,
         "conntrack -S counts each"
     );
-    assert_eq!(lab.worker.stats.fast_path, fast + 5);
+    assert_eq!(lab.worker.stats.fast_path, fast + 8);
     assert_eq!(lab.worker.stats.dropped(), 0);
 
-    // An entry deleted in the middle of a batch: the credit finds nothing
-    // (and the next batch's first packet is a new connection).
+    // Under load, housekeeping ends a round CREDIT_ROUND after its first
+    // credit, not before.
+    lab.send(LAN, f.clone()).seen();
+    lab.send(LAN, f.clone()).seen();
+    let credited_at = lab.now;
+    lab.worker
+        .tick(credited_at + CREDIT_ROUND - 1, &mut lab.sink);
+    assert_eq!(lab.conn(41010).packets[0], after.packets[0] + 1, "not yet");
+    lab.worker.tick(credited_at + CREDIT_ROUND, &mut lab.sink);
+    assert_eq!(lab.conn(41010).packets[0], after.packets[0] + 2);
+
+    // An entry deleted in the middle of a round: the next batch ends the
+    // round, the credit finds nothing, and the next packet is a new
+    // connection.
     lab.worker.begin_batch();
     lab.send_in_batch(LAN, f.clone()).seen();
     lab.send_in_batch(LAN, f.clone()).seen();

@@ -511,7 +511,7 @@ impl Control {
                         .conntrack
                         .snapshot()
                         .iter()
-                        .filter(|s| filter.matches(s))
+                        .filter(|s| s.expires > now && filter.matches(s))
                         .count()
                 };
                 Response::ok(vec![n.to_string()])
@@ -522,7 +522,9 @@ impl Control {
                     .conntrack
                     .snapshot()
                     .iter()
-                    .filter(|s| filter.matches(s))
+                    // Expired entries wait for the next sweep; like Linux's
+                    // dump, a listing leaves them out.
+                    .filter(|s| s.expires > now && filter.matches(s))
                     .map(|s| proc_line(s, now))
                     .collect();
                 out.sort_unstable();

@@ -34,7 +34,7 @@ pub mod tcp;
 #[cfg(test)]
 mod tests;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError, TryLockError};
 
 pub use config::{nf_conntrack_max_for_memory, ConntrackConfig, Timeouts};
@@ -641,6 +641,11 @@ pub struct Conntrack {
     /// Relaxed: a capacity heuristic only; the entries themselves are
     /// published under the shard locks.
     count: AtomicUsize,
+    /// Entries deleted by the control plane so far ([`Conntrack::remove`]).
+    /// Workers read it once per batch: a flow whose entry is deleted must
+    /// not go on being forwarded on a decision cached from it. Relaxed: it
+    /// only tells them to look at the entries again.
+    removals: AtomicU64,
     /// Set when a confirm found the table full: gc then evicts unassured and
     /// closing entries while above 95% (Linux's `gc_work.early_drop`).
     /// Relaxed: a hint, no data hangs off it.
@@ -700,6 +705,7 @@ impl Conntrack {
             mask: nshards - 1,
             max,
             count: AtomicUsize::new(0),
+            removals: AtomicU64::new(0),
             pressure: AtomicBool::new(false),
             gc_cursor: Mutex::new(GcCursor::default()),
             listeners: Mutex::new(0),
@@ -1521,6 +1527,26 @@ impl Conntrack {
     /// it also evicts unassured and closing TCP entries, as Linux's
     /// `gc_worker` does. A call while another is running returns 0 at once.
     pub fn gc(&self, now: Nanos, budget: usize) -> usize {
+        self.sweep(now, budget, budget)
+    }
+
+    /// [`Conntrack::gc`] over a `slots / max_entries` share of the table:
+    /// up to `slots` slots, in as many shards as hold that share of the
+    /// table's capacity however full they are (at least one). A worker
+    /// paces expiry with it: `max_entries` slots per second sweep the table
+    /// once a second, whether it is full or nearly empty (with `gc`, a
+    /// sparse table's sweep would visit `budget` shards per call).
+    pub fn gc_share(&self, now: Nanos, slots: usize) -> usize {
+        let shards = slots
+            .saturating_mul(self.shards.len())
+            .div_ceil(self.max)
+            .max(1);
+        self.sweep(now, slots, shards)
+    }
+
+    /// Expiry over at most `budget` slots in at most `max_hops` shards,
+    /// from where the last sweep stopped.
+    fn sweep(&self, now: Nanos, budget: usize, max_hops: usize) -> usize {
         let mut cur = match self.gc_cursor.try_lock() {
             Ok(g) => g,
             Err(TryLockError::Poisoned(e)) => e.into_inner(),
@@ -1537,9 +1563,9 @@ impl Conntrack {
         let mut left = budget;
         let mut removed = 0;
         let mut hops = 0;
-        // Empty shards cost a lock but no budget: visit at most `budget`
+        // Empty shards cost a lock but no budget: visit at most `max_hops`
         // of them per call too, so that a sparse table is not swept whole.
-        let max_hops = nshards.min(budget);
+        let max_hops = nshards.min(max_hops);
         while left > 0 && hops < max_hops {
             let s = cur.shard;
             let mut unlinks: [Option<Unlink>; GC_BATCH] = [None; GC_BATCH];
@@ -1599,6 +1625,13 @@ impl Conntrack {
         self.len() == 0
     }
 
+    /// How many entries the control plane has deleted so far (changes
+    /// whenever [`Conntrack::remove`] deletes one).
+    #[inline]
+    pub fn removals(&self) -> u64 {
+        self.removals.load(Ordering::Relaxed)
+    }
+
     /// A copy of a live entry.
     pub fn get(&self, e: EntryRef) -> Option<Snapshot> {
         let g = self.lock(e.shard as usize);
@@ -1616,6 +1649,7 @@ impl Conntrack {
         ShardStats::inc(&self.stats_of(shard).deleted);
         let unlink = self.free_locked(&mut g, e.slot, None);
         drop(g);
+        self.removals.fetch_add(1, Ordering::Relaxed);
         if let Some(u) = unlink {
             self.unlink(u);
         }
@@ -1678,7 +1712,7 @@ impl Conntrack {
     /// Counters summed over shards.
     pub fn stats(&self) -> CtStats {
         // Relaxed: independent statistics (see `ShardStats`).
-        let ld = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        let ld = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut st = CtStats {
             entries: self.len(),
             ..CtStats::default()

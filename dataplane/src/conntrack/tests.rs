@@ -885,6 +885,28 @@ fn table_full_early_drops_unassured_then_fails() {
 }
 
 #[test]
+fn gc_share_sweeps_a_share_of_the_shards_however_empty() {
+    // 4,096 slots in 64 shards; 200 entries, all expired at 30 s.
+    let c = ct(4096, 64);
+    for i in 0..200u16 {
+        let t = tuple(C, 9000 + i, SRV, 53, IPPROTO_UDP);
+        let p = pending(c.track(0, &udp_pkt(t)));
+        confirm(&c, 0, &p);
+    }
+    // An eighth of the capacity: eight shards, not 512 of them (`gc` with
+    // that budget visits every shard of a sparse table).
+    let first = c.gc_share(31 * SEC, 512);
+    assert!(first > 0 && first < 100, "{first} removed by one share");
+    let mut removed = first;
+    for _ in 0..7 {
+        removed += c.gc_share(31 * SEC, 512);
+    }
+    assert_eq!(removed, 200, "eight shares sweep the table once");
+    assert!(c.is_empty());
+    c.check_invariants();
+}
+
+#[test]
 fn gc_removes_exactly_expired_and_respects_budget() {
     let c = ct(64, 1);
     // Interleave flows created at t=0 (expire at 30 s) and t=20 s (at 50 s).
