@@ -25,6 +25,21 @@ const RULES: &str = "\
 COMMIT
 ";
 
+/// Serves `ctl` on a socket in `dir` while `f` talks to it through a
+/// client, then stops the server.
+fn with_client(ctl: &Control, dir: &std::path::Path, f: impl FnOnce(&mut Client)) {
+    let path = dir.join("c.sock");
+    let sock = ControlSocket::bind(&path).expect("bind");
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| sock.serve(ctl, &stop));
+        let mut c = Client::connect(&path).expect("connect");
+        f(&mut c);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        ControlSocket::wake(&path);
+    });
+}
+
 fn control(rules_file: PathBuf) -> Control {
     let set = xdpgw_control::load_rules(&rules_file).expect("rules");
     let iface = |name: &str, addr: [u8; 4], mac: u8| IfaceConfig {
@@ -89,13 +104,7 @@ fn reload_list_zero_and_errors_over_the_socket() {
     let rules = dir.path().join("gw.rules");
     std::fs::write(&rules, RULES).expect("rules");
     let ctl = control(rules.clone());
-    let path = dir.path().join("c.sock");
-    let sock = ControlSocket::bind(&path).expect("bind");
-    let stop = AtomicBool::new(false);
-    std::thread::scope(|s| {
-        s.spawn(|| sock.serve(&ctl, &stop));
-        let mut c = Client::connect(&path).expect("connect");
-
+    with_client(&ctl, dir.path(), |c| {
         let r = c.call(&Request::new("ping")).expect("ping");
         assert!(r.ok && r.body[0].starts_with("xdpgw "), "{r:?}");
 
@@ -195,9 +204,6 @@ fn reload_list_zero_and_errors_over_the_socket() {
         assert!(!r.ok && r.message.contains("bad address"));
         let r = c.call(&Request::new("ct-count")).expect("count");
         assert_eq!(r.body, vec!["0".to_string()]);
-
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        ControlSocket::wake(&path);
     });
 }
 
@@ -351,12 +357,7 @@ fn listings_leave_out_expired_entries_not_yet_swept() {
         }
     }
     ctl.now = || 40 * SEC;
-    let path = dir.path().join("c.sock");
-    let sock = ControlSocket::bind(&path).expect("bind");
-    let stop = AtomicBool::new(false);
-    std::thread::scope(|s| {
-        s.spawn(|| sock.serve(&ctl, &stop));
-        let mut c = Client::connect(&path).expect("connect");
+    with_client(&ctl, dir.path(), |c| {
         let r = c.call(&Request::new("ct-list")).expect("list");
         assert!(r.ok, "{r:?}");
         assert_eq!(r.body.len(), 1, "{:?}", r.body);
@@ -367,7 +368,5 @@ fn listings_leave_out_expired_entries_not_yet_swept() {
         assert_eq!(r.body, ["1"]);
         let r = c.call(&Request::new("ct-count")).expect("count");
         assert_eq!(r.body, ["2"]);
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        ControlSocket::wake(&path);
     });
 }
