@@ -248,7 +248,7 @@ enum Command {
     /// privileges of `xdpgw run`), and leaves nothing attached. Exit status
     /// 1 if an interface cannot be used, with the reason.
     Doctor {
-        /// The interfaces, as in the configuration's [[interface]] names.
+        /// The interfaces, as named by the configuration's interface tables.
         #[arg(required = true, value_name = "IFACE")]
         ifaces: Vec<String>,
         /// The XDP mode the verdict is for (the configuration's xdp_mode).

@@ -201,7 +201,7 @@ pub struct WorkerStats {
     /// Packets the host sent through the host path (OUTPUT).
     pub from_host: u64,
     /// Of `forwarded`: by the established-flow fast path (a cached
-    /// traversal, see [`crate::flowcache`]).
+    /// traversal, see `flowcache`).
     pub fast_path: u64,
     pub consumed: u64,
     pub emitted: u64,

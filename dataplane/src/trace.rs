@@ -2,7 +2,7 @@
 //! filter, every table, chain and rule they pass, their conntrack state and
 //! why, the NAT applied and what became of them.
 //!
-//! Off, it costs the workers one atomic load per batch ([`Tracer::version`])
+//! Off, it costs the workers one atomic load per batch (`Tracer::version`)
 //! and a test of a worker-local flag at each pipeline step. On, a worker
 //! records the steps of each packet that passes the filter's cheap part
 //! (addresses, ports, protocol, input interface) into a fixed-size
