@@ -364,7 +364,7 @@ fn exit_report(
     }
     let _ = writeln!(out, "# conntrack: {} entries", ct.len());
     let now_ns = gw_now();
-    for e in ct.snapshot().iter().filter(|e| e.expires > now_ns) {
+    for e in &ct.listing(now_ns) {
         let _ = writeln!(out, "{}", xdpgw_dataplane::conntrack::proc_line(e, now_ns));
     }
     // Rule counters, summed over the workers (live: `classify::RuleCounters`).

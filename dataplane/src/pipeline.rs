@@ -519,30 +519,24 @@ impl Worker {
             return;
         };
         if self.fast_path_on {
-            if let Some(place) = self.flows.probe(in_iface, &t) {
+            if let Some(p) = self.flows.probe(in_iface, &t) {
                 match self.peeked.get_mut(self.npeeked) {
                     Some(q) => {
-                        *q = place;
+                        *q = p;
                         self.npeeked += 1;
                         self.hints_queued = true;
                     }
-                    None => self.prefetch_cached(place),
+                    None => self.prefetch_cached(p),
                 }
                 return;
             }
         }
-        self.queue_fresh(&t);
-    }
-
-    /// Queues a frame that is no cached flow for `prefetch_queued`.
-    #[inline]
-    fn queue_fresh(&mut self, t: &Tuple) {
         if let Some(q) = self.fresh.get_mut(self.nfresh) {
-            *q = *t;
+            *q = t;
             self.nfresh += 1;
             self.hints_queued = true;
         } else {
-            self.prefetch_new_conn(t);
+            self.prefetch_new_conn(&t);
         }
     }
 

@@ -509,9 +509,9 @@ impl Control {
                 } else {
                     self.gw
                         .conntrack
-                        .snapshot()
+                        .listing(now)
                         .iter()
-                        .filter(|s| s.expires > now && filter.matches(s))
+                        .filter(|s| filter.matches(s))
                         .count()
                 };
                 Response::ok(vec![n.to_string()])
@@ -520,11 +520,9 @@ impl Control {
                 let mut out: Vec<String> = self
                     .gw
                     .conntrack
-                    .snapshot()
+                    .listing(now)
                     .iter()
-                    // Expired entries wait for the next sweep; like Linux's
-                    // dump, a listing leaves them out.
-                    .filter(|s| s.expires > now && filter.matches(s))
+                    .filter(|s| filter.matches(s))
                     .map(|s| proc_line(s, now))
                     .collect();
                 out.sort_unstable();

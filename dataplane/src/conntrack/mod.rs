@@ -1676,6 +1676,16 @@ impl Conntrack {
         out
     }
 
+    /// The entries a listing shows at `now` (`conntrack -L`, a filtered
+    /// `-C`): the live ones that have not expired. An expired entry waits
+    /// for the next expiry sweep; like Linux's dump, a listing leaves it
+    /// out.
+    pub fn listing(&self, now: Nanos) -> Vec<Snapshot> {
+        let mut out = self.snapshot();
+        out.retain(|s| s.expires > now);
+        out
+    }
+
     /// Deletes every live entry `pred` selects (control plane: `conntrack
     /// -D`/`-F`; one shard lock at a time); returns the deleted entries.
     pub fn remove_if(&self, mut pred: impl FnMut(&Snapshot) -> bool) -> Vec<Snapshot> {
