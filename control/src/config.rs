@@ -19,6 +19,12 @@
 //! xdp_mode = "auto"                  # auto | native | generic
 //! zero_copy = "auto"                 # auto | on | off
 //! host_path = true                   # optional: the host's own services get a path (TUN devices)
+//!
+//! [icmp]                             # optional: Linux's net.ipv4.icmp_* rate limits
+//! ratelimit = 1000                   # ms per ICMP error to one destination (burst of 6)
+//! ratemask = 0x1818                  # the ICMP types limited (bit per type)
+//! msgs_per_sec = 1000                # all destinations together
+//! msgs_burst = 50
 //! ```
 //!
 //! An `[[interface]]` may name its host path device with `host_device`
@@ -29,6 +35,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
+use xdpgw_dataplane::icmp_limit::IcmpLimitConfig;
 use xdpgw_dataplane::rule::Ipv4Net;
 
 use crate::parse::value;
@@ -48,6 +55,8 @@ struct RawConfig {
     routes: Vec<RawRoute>,
     #[serde(default)]
     dataplane: RawDataplane,
+    #[serde(default)]
+    icmp: RawIcmp,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +81,17 @@ struct RawDataplane {
     xdp_mode: Option<Spanned<String>>,
     zero_copy: Option<Spanned<String>>,
     host_path: Option<bool>,
+}
+
+/// `[icmp]`: Linux's `net.ipv4.icmp_*` rate-limit sysctls, same names and
+/// units.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIcmp {
+    ratelimit: Option<u32>,
+    ratemask: Option<u32>,
+    msgs_per_sec: Option<u32>,
+    msgs_burst: Option<u32>,
 }
 
 /// XDP attach mode.
@@ -123,6 +143,8 @@ pub struct Config {
     pub interfaces: Vec<InterfaceConfig>,
     pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
     pub dataplane: DataplaneConfig,
+    /// ICMP error rate limits (`[icmp]`; Linux's defaults).
+    pub icmp: IcmpLimitConfig,
 }
 
 /// A configuration error at `file:line:column`.
@@ -334,6 +356,15 @@ impl Config {
                 zero_copy,
                 host_path: raw.dataplane.host_path.unwrap_or(true),
             },
+            icmp: {
+                let d = IcmpLimitConfig::default();
+                IcmpLimitConfig {
+                    ratelimit_ms: raw.icmp.ratelimit.unwrap_or(d.ratelimit_ms),
+                    ratemask: raw.icmp.ratemask.unwrap_or(d.ratemask),
+                    msgs_per_sec: raw.icmp.msgs_per_sec.unwrap_or(d.msgs_per_sec),
+                    msgs_burst: raw.icmp.msgs_burst.unwrap_or(d.msgs_burst),
+                }
+            },
         })
     }
 }
@@ -365,6 +396,7 @@ impl Config {
                 .collect(),
             routes: self.routes.clone(),
             conntrack,
+            icmp: self.icmp,
         }
     }
 }
@@ -479,6 +511,30 @@ zero_copy = "off"
         );
         let c = Config::parse(Path::new("g.toml"), &off).expect("config");
         assert!(!c.dataplane.host_path);
+    }
+
+    #[test]
+    fn icmp_rate_limits_default_to_linux_and_are_checked() {
+        let c = Config::parse(Path::new("g.toml"), EXAMPLE).expect("config");
+        assert_eq!(c.icmp, IcmpLimitConfig::default());
+        let set =
+            format!("{EXAMPLE}\n[icmp]\nratelimit = 250\nratemask = 0x0800\nmsgs_burst = 10\n");
+        let c = Config::parse(Path::new("g.toml"), &set).expect("config");
+        assert_eq!(
+            c.icmp,
+            IcmpLimitConfig {
+                ratelimit_ms: 250,
+                ratemask: 0x800,
+                msgs_per_sec: 1000,
+                msgs_burst: 10,
+            }
+        );
+        let bad = format!("{EXAMPLE}\n[icmp]\nratelimit = -1\n");
+        let e = Config::parse(Path::new("g.toml"), &bad).expect_err("negative");
+        assert_eq!((e.line, e.column), (23, 13), "{e}");
+        let bad = format!("{EXAMPLE}\n[icmp]\nrate_limit = 1\n");
+        let e = Config::parse(Path::new("g.toml"), &bad).expect_err("unknown key");
+        assert!(e.message.contains("rate_limit"), "{e}");
     }
 
     #[test]

@@ -57,6 +57,7 @@ fn control(rules_file: PathBuf) -> Control {
             ],
             routes: vec![],
             conntrack: ConntrackConfig::default(),
+            icmp: Default::default(),
         },
         &set,
     )

@@ -1,6 +1,7 @@
 //! The xdpgw dataplane: the typed rule set and its compiled form
 //! (`rule`, `classify`), wire views and rewrites (`wire`), flow keys
-//! (`flow`), connection tracking (`conntrack`), NAT (`nat`), routes and
+//! (`flow`), connection tracking (`conntrack`), NAT (`nat`), ICMP error
+//! rate limits (`icmp_limit`), routes and
 //! neighbours (`route`, `neigh`), the netfilter pipeline and its workers
 //! (`pipeline`), packet tracing (`trace`), LOG (`log`), counted drop
 //! reasons (`drop`), and the AF_XDP ports (`port`, where all unsafe code
@@ -12,6 +13,7 @@ pub mod conntrack;
 pub mod drop;
 pub mod flow;
 mod flowcache;
+pub mod icmp_limit;
 pub mod log;
 pub mod nat;
 pub mod neigh;

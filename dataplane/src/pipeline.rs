@@ -24,12 +24,13 @@ use crate::classify::{
     compile, CompileError, CompiledRuleSet, EvalState, NatAction, PacketView, Verdict, MAX_IFACES,
 };
 use crate::conntrack::{
-    status, Conntrack, ConntrackConfig, CtState, EntryRef, EntryTrack, IcmpMeta, PacketMeta,
-    Pending, TcpSeg, Track,
+    status, Conntrack, ConntrackConfig, CtState, EntryRef, EntryTrack, IcmpMeta, InvalidReason,
+    PacketMeta, Pending, TcpSeg, Track,
 };
 use crate::drop::DropReason;
 use crate::flow::{Dir, Tuple, IPPROTO_TCP};
 use crate::flowcache::{Cached, FlowCache, Place};
+use crate::icmp_limit::{IcmpLimitConfig, IcmpLimiter};
 use crate::log::LogRing;
 use crate::nat::{self, Binding, Manip, Rng};
 use crate::neigh::{HoldQueue, Mac, NeighMap, Neighbours, BROADCAST};
@@ -56,6 +57,8 @@ pub struct GatewayConfig {
     /// Static routes: destination and gateway.
     pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
     pub conntrack: ConntrackConfig,
+    /// How often ICMP errors may go out (Linux's `icmp_*` sysctls).
+    pub icmp: IcmpLimitConfig,
 }
 
 #[derive(Debug)]
@@ -87,6 +90,8 @@ pub struct Gateway {
     rules: ArcSwap<CompiledRuleSet>,
     pub conntrack: Conntrack,
     pub neigh: Neighbours,
+    /// The ICMP error rate limits all workers share.
+    pub icmp_limit: IcmpLimiter,
     /// Indices handed to workers (their rule counter stripe). Relaxed: only
     /// uniqueness matters.
     worker_seq: AtomicUsize,
@@ -114,6 +119,7 @@ impl Gateway {
             rules: ArcSwap::from_pointee(compiled),
             conntrack: Conntrack::new(cfg.conntrack),
             neigh: Neighbours::default(),
+            icmp_limit: IcmpLimiter::new(cfg.icmp),
             worker_seq: AtomicUsize::new(0),
             tracer: Tracer::default(),
         })
@@ -190,6 +196,8 @@ pub enum Action {
 
 /// The Ethernet header's length: where the IPv4 header starts.
 pub const ETH_HLEN: usize = wire::ETH_HDR;
+/// An IPv4 header without options.
+const IPV4_MIN_HDR: usize = 20;
 
 /// Per-worker counters.
 #[derive(Clone, Debug)]
@@ -697,7 +705,10 @@ impl Worker {
         if et != wire::ETHERTYPE_IPV4 {
             return self.drop(DropReason::NotIpv4);
         }
-        if frame[..6] != iface.mac && frame[..6] != BROADCAST {
+        // Frames to another host's MAC are not ours (Linux: PACKET_OTHERHOST,
+        // dropped in `ip_rcv_core`); link-layer broadcast and multicast ones
+        // go through PREROUTING but are never forwarded (`forward`).
+        if !is_group(frame) && frame[..6] != iface.mac {
             return self.drop(DropReason::NotForUs);
         }
         let info = match wire::parse_ipv4(frame) {
@@ -734,6 +745,10 @@ impl Worker {
         let Some(iface) = self.gw.ifaces.get(usize::from(in_iface)).cloned() else {
             return self.drop(DropReason::NotForUs);
         };
+        // `arp_rcv` ignores frames to another host's MAC (PACKET_OTHERHOST).
+        if !is_group(frame) && frame.get(..6) != Some(&iface.mac[..]) {
+            return self.drop(DropReason::NotForUs);
+        }
         if arp.target_ip != iface.addr {
             return self.drop(DropReason::NotForUs);
         }
@@ -807,10 +822,9 @@ impl Worker {
                 // The fast path tracked (and counted) it already.
                 t
             } else {
-                let t = if verify && !l4_checksum_ok(frame, &p.info) {
-                    self.gw.conntrack.bad_checksum(&meta.tuple)
-                } else {
-                    self.gw.conntrack.track(now, &meta)
+                let t = match l4_error(frame, &p.info, verify) {
+                    Some(reason) => self.gw.conntrack.protocol_error(&meta.tuple, reason),
+                    None => self.gw.conntrack.track(now, &meta),
                 };
                 self.stats.ct.count_track(&t, meta.tuple.proto);
                 t
@@ -1020,11 +1034,60 @@ impl Worker {
         if let Err(reason) = r {
             return self.drop(reason);
         }
+        // Linux routes the packet here (`ip_route_input_noref`), then checks
+        // its options (`ip_rcv_options`).
         let dst = p.info.dst;
+        if dst.is_multicast() {
+            // No multicast routing: `ip_route_input_rcu` refuses groups the
+            // gateway has not joined, and it joins none.
+            return self.drop(DropReason::MulticastDst);
+        }
+        if dst.octets()[0] == 0 {
+            return self.drop(DropReason::MartianDst);
+        }
+        if p.info.ihl > IPV4_MIN_HDR {
+            if let Err(r) = self.options(now, frame, &p, in_iface, emit) {
+                return self.drop(r);
+            }
+        }
         if self.gw.local_iface(dst).is_some() || self.gw.is_broadcast(dst) {
             return self.input(now, frame, &mut p, emit);
         }
         self.forward(now, in_iface, frame, &mut p, emit)
+    }
+
+    /// `ip_rcv_options`: options that do not parse get a parameter problem
+    /// pointing at the byte at fault; a source route is refused (Linux's
+    /// default `accept_source_route=0`).
+    fn options(
+        &mut self,
+        now: u64,
+        frame: &[u8],
+        p: &Pkt,
+        in_iface: u8,
+        emit: &mut impl Emit,
+    ) -> Result<(), DropReason> {
+        let header = frame
+            .get(p.info.l3..p.info.l3 + p.info.ihl)
+            .unwrap_or_default();
+        match wire::ipv4_options(header) {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(DropReason::Ipv4SourceRoute),
+            Err(pointer) => {
+                let rest = u32::from(pointer) << 24;
+                self.icmp_error(
+                    now,
+                    frame,
+                    p,
+                    wire::ICMP_PARAMETER_PROBLEM,
+                    0,
+                    rest,
+                    in_iface,
+                    emit,
+                );
+                Err(DropReason::Ipv4BadOptions)
+            }
+        }
     }
 
     fn forward(
@@ -1035,6 +1098,10 @@ impl Worker {
         p: &mut Pkt,
         emit: &mut impl Emit,
     ) -> Action {
+        // `ip_forward`: only frames sent to our MAC (PACKET_HOST).
+        if is_group(frame) {
+            return self.drop(DropReason::LinkBroadcast);
+        }
         let Some(hop) = self.gw.routes.lookup(p.info.dst) else {
             self.icmp_error(now, frame, p, 3, 0, 0, in_iface, emit);
             return self.drop(DropReason::NoRoute);
@@ -1050,7 +1117,7 @@ impl Worker {
             .map_or(1500, |f| f.mtu);
         if p.info.total_len > mtu {
             if p.info.df {
-                self.icmp_error(now, frame, p, 3, 4, mtu, in_iface, emit);
+                self.icmp_error(now, frame, p, 3, 4, u32::from(mtu), in_iface, emit);
             }
             return self.drop(DropReason::FragNeeded);
         }
@@ -1436,14 +1503,14 @@ impl Worker {
         p: &Pkt,
         ty: u8,
         code: u8,
-        mtu: u16,
+        rest: u32,
         in_iface: u8,
         emit: &mut impl Emit,
     ) {
         let Some(src) = self.gw.ifaces.get(usize::from(in_iface)).map(|f| f.addr) else {
             return;
         };
-        self.icmp_error_from(now, frame, p, ty, code, mtu, src, emit);
+        self.icmp_error_from(now, frame, p, ty, code, rest, src, emit);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1454,13 +1521,18 @@ impl Worker {
         p: &Pkt,
         ty: u8,
         code: u8,
-        mtu: u16,
+        rest: u32,
         src: Ipv4Addr,
         emit: &mut impl Emit,
     ) {
         if let Some(n) =
-            wire::build_icmp_error(&mut self.scratch, frame, &p.info, ty, code, mtu, src)
+            wire::build_icmp_error(&mut self.scratch, frame, &p.info, ty, code, rest, src)
         {
+            // Linux limits after the checks the builder made (no error about
+            // an error, a fragment, a broadcast), towards the sender.
+            if self.gw.icmp_limit.allow(now, ty, code, p.info.src).is_err() {
+                return;
+            }
             let conn = Self::answer_conn(p, true);
             self.send_generated(now, n, conn, emit);
         }
@@ -1616,18 +1688,37 @@ fn refresh_view(v: &mut PacketView, info: &Ipv4Info) {
     }
 }
 
-/// Whether a TCP, UDP (unless 0) or ICMP checksum verifies.
-fn l4_checksum_ok(frame: &[u8], info: &Ipv4Info) -> bool {
+/// Whether a frame went to a link-layer group (broadcast or multicast)
+/// address: the I/G bit of its destination MAC.
+#[inline]
+fn is_group(frame: &[u8]) -> bool {
+    frame.first().is_some_and(|b| b & 1 != 0)
+}
+
+/// Why Linux's protocol error handlers would judge the packet INVALID, if
+/// they would: a UDP length field below 8 or beyond the datagram
+/// (`udp_error`, on every hook), then, with `verify` (arriving packets,
+/// `nf_conntrack_checksum` at PREROUTING), a TCP, UDP (unless 0) or ICMP
+/// checksum that does not verify.
+fn l4_error(frame: &[u8], info: &Ipv4Info, verify: bool) -> Option<InvalidReason> {
     let end = info.l3 + usize::from(info.total_len);
     let Some(seg) = frame.get(info.l4..end) else {
-        return false;
+        return verify.then_some(InvalidReason::BadChecksum);
     };
-    match info.l4info {
-        L4::Tcp(_) => wire::checksum::transport_ok(info.src, info.dst, 6, seg),
-        L4::Udp { .. } => wire::checksum::transport_ok(info.src, info.dst, 17, seg),
-        L4::Icmp(_) => wire::checksum::verify(wire::checksum::sum(seg)),
-        L4::Other => true,
+    if let L4::Udp { .. } = info.l4info {
+        let udp_len = wire::udp_len(seg).map_or(0, usize::from);
+        if udp_len < 8 || udp_len > seg.len() {
+            return Some(InvalidReason::UdpBadLength);
+        }
     }
+    let ok = !verify
+        || match info.l4info {
+            L4::Tcp(_) => wire::checksum::transport_ok(info.src, info.dst, 6, seg),
+            L4::Udp { .. } => wire::checksum::transport_ok(info.src, info.dst, 17, seg),
+            L4::Icmp(_) => wire::checksum::verify(wire::checksum::sum(seg)),
+            L4::Other => true,
+        };
+    (!ok).then_some(InvalidReason::BadChecksum)
 }
 
 /// Counts a packet of `len` bytes at `now` into the round's credit of the

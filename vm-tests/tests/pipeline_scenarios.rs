@@ -837,6 +837,205 @@ fn bad_transport_checksum_is_invalid_and_dropped_with_its_reason() {
     assert_eq!(lab.counter(Table::Filter, Hook::Forward, 1), 1);
 }
 
+/// Puts IPv4 options into `frame` (fixing IHL, total length, checksum).
+fn with_ip_options(frame: &[u8], options: &[u8]) -> Vec<u8> {
+    let mut f = frame[..34].to_vec();
+    f.extend_from_slice(options);
+    f.extend_from_slice(&frame[34..]);
+    f[14] = 0x40 | ((20 + options.len()) / 4) as u8;
+    let total = (f.len() - 14) as u16;
+    f[16..18].copy_from_slice(&total.to_be_bytes());
+    f[24..26].copy_from_slice(&[0, 0]);
+    let c = xdpgw_vm_tests::frames::checksum(&f[14..34 + options.len()]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+#[test]
+fn bad_ip_options_get_a_parameter_problem_and_source_routes_are_refused() {
+    let mut lab = Lab::new();
+    let plain = udp_from_client(46000, b"opt");
+    let bad = with_ip_options(&plain, &[7, 40, 4, 0, 0, 0, 0, 0]);
+    assert_eq!(
+        lab.send(LAN, bad).action,
+        Action::Drop(DropReason::Ipv4BadOptions)
+    );
+    let sent = lab.emitted();
+    assert_eq!(sent.len(), 1, "one parameter problem");
+    let s = decode(&sent[0].1);
+    assert_eq!((s.src, s.dst, s.dst_mac), (GW_LAN, CLIENT, CLIENT_MAC));
+    let icmp = &sent[0].1[34..];
+    assert_eq!(
+        (icmp[0], icmp[1], icmp[4]),
+        (12, 0, 20),
+        "type 12, pointer 20"
+    );
+    let lsrr = with_ip_options(&plain, &[1, 131, 7, 4, 203, 0, 113, 254]);
+    assert_eq!(
+        lab.send(LAN, lsrr).action,
+        Action::Drop(DropReason::Ipv4SourceRoute)
+    );
+    assert!(
+        lab.emitted().is_empty(),
+        "a source route is refused silently"
+    );
+    let nops = with_ip_options(&plain, &[1, 1, 1, 0]);
+    assert!(matches!(lab.send(LAN, nops).action, Action::Forward { .. }));
+}
+
+#[test]
+fn link_broadcast_and_multicast_frames_are_never_forwarded() {
+    let mut lab = Lab::new();
+    for (mac, sport) in [([0xff; 6], 46100), ([0x01, 0, 0x5e, 1, 2, 3], 46101)] {
+        let mut f = udp_from_client(sport, b"group");
+        f[..6].copy_from_slice(&mac);
+        assert_eq!(
+            lab.send(LAN, f).action,
+            Action::Drop(DropReason::LinkBroadcast)
+        );
+    }
+    // Another host's MAC is not for us at all.
+    let mut f = udp_from_client(46102, b"other");
+    f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 0x99]);
+    assert_eq!(lab.send(LAN, f).action, Action::Drop(DropReason::NotForUs));
+    // Nor is a multicast group or a zero network as destination.
+    let mut spec = FrameSpec {
+        dst_mac: LAN_MAC,
+        src_mac: CLIENT_MAC,
+        src: CLIENT,
+        dst: Ipv4Addr::new(239, 1, 2, 3),
+        ttl: 64,
+        tos: 0,
+        id: 9,
+        df: false,
+        l4: L4Spec::Udp {
+            sport: 46103,
+            dport: 9999,
+            payload: vec![1],
+        },
+    };
+    assert_eq!(
+        lab.send(LAN, spec.build()).action,
+        Action::Drop(DropReason::MulticastDst)
+    );
+    spec.dst = Ipv4Addr::new(0, 1, 2, 3);
+    assert_eq!(
+        lab.send(LAN, spec.build()).action,
+        Action::Drop(DropReason::MartianDst)
+    );
+    assert!(lab.emitted().is_empty(), "no ICMP about any of them");
+    // A broadcast frame to the gateway's own address is still the
+    // gateway's (ARP-less hosts, DHCP): it reaches INPUT.
+    let mut ping = FrameSpec {
+        dst_mac: [0xff; 6],
+        src_mac: CLIENT_MAC,
+        src: CLIENT,
+        dst: GW_LAN,
+        ttl: 64,
+        tos: 0,
+        id: 10,
+        df: false,
+        l4: L4Spec::Icmp {
+            ty: 8,
+            code: 0,
+            rest: [0x12, 0x34, 0, 1],
+            payload: vec![0; 8],
+        },
+    };
+    assert!(matches!(
+        lab.send(LAN, ping.build()).action,
+        Action::Forward { .. }
+    ));
+    ping.dst_mac = LAN_MAC;
+    assert!(matches!(
+        lab.send(LAN, ping.build()).action,
+        Action::Forward { .. }
+    ));
+}
+
+#[test]
+fn udp_with_a_bad_length_field_is_invalid() {
+    use xdpgw_dataplane::conntrack::InvalidReason;
+    let mut lab = Lab::new();
+    // Open the flow so that the fast path has it cached.
+    open_udp(&mut lab, 46200);
+    for len in [0u16, 7, 8 + 4 + 1, 500] {
+        let mut f = udp_from_client(46200, b"abcd");
+        f[38..40].copy_from_slice(&len.to_be_bytes());
+        f[40..42].copy_from_slice(&[0, 0]);
+        assert_eq!(
+            lab.send(LAN, f).action,
+            Action::Drop(DropReason::FilterDrop),
+            "length {len}"
+        );
+    }
+    let stats = lab.worker.gateway().conntrack.stats();
+    assert_eq!(stats.invalid_count(InvalidReason::UdpBadLength), 4);
+    // Shorter than the datagram is fine (the rest is padding to UDP).
+    let mut f = udp_from_client(46200, b"abcd");
+    f[38..40].copy_from_slice(&10u16.to_be_bytes());
+    f[40..42].copy_from_slice(&[0, 0]);
+    assert!(matches!(lab.send(LAN, f).action, Action::Forward { .. }));
+}
+
+#[test]
+fn arp_with_hardware_type_6_is_answered() {
+    let mut lab = Lab::new();
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&CLIENT_MAC);
+    f.extend_from_slice(&[0x08, 0x06, 0, 6, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&CLIENT_MAC);
+    f.extend_from_slice(&CLIENT.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&GW_LAN.octets());
+    let out = lab.send(LAN, f.clone());
+    assert!(matches!(out.action, Action::Forward { iface: LAN, .. }));
+    // Linux answers with its own hardware type, Ethernet.
+    assert_eq!(&out.frame[14..16], &[0, 1]);
+    assert_eq!(&out.frame[20..22], &[0, 2]);
+    // To another host's MAC: not ours (Linux: PACKET_OTHERHOST).
+    f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 0x99]);
+    assert_eq!(lab.send(LAN, f).action, Action::Drop(DropReason::NotForUs));
+}
+
+#[test]
+fn icmp_errors_to_one_sender_are_rate_limited_as_linux() {
+    let mut lab = Lab::new();
+    let ttl1 = |sport: u16| {
+        FrameSpec {
+            dst_mac: LAN_MAC,
+            src_mac: CLIENT_MAC,
+            src: CLIENT,
+            dst: FAR,
+            ttl: 1,
+            tos: 0,
+            id: sport,
+            df: false,
+            l4: L4Spec::Udp {
+                sport,
+                dport: 33435,
+                payload: vec![0; 4],
+            },
+        }
+        .build()
+    };
+    // The lab's clock moves 1 ms per frame: 20 frames in 20 ms.
+    for i in 0..20 {
+        assert_eq!(
+            lab.send(LAN, ttl1(47000 + i)).action,
+            Action::Drop(DropReason::TtlExceeded)
+        );
+    }
+    assert_eq!(lab.emitted().len(), 6, "a burst of 6 to one sender");
+    assert_eq!(lab.worker.gateway().icmp_limit.refused(), (0, 14));
+    // A second later, one more.
+    lab.now += 1_000_000_000;
+    for i in 0..3 {
+        lab.send(LAN, ttl1(47100 + i));
+    }
+    assert_eq!(lab.emitted().len(), 1);
+}
+
 // ---------------------------------------------------------------------------
 // The established-flow fast path (dataplane/src/flowcache.rs)
 

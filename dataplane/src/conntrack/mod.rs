@@ -805,10 +805,12 @@ impl Conntrack {
         }
     }
 
-    /// A packet whose transport checksum does not verify: INVALID before any
-    /// lookup, as Linux's protocol error handlers decide at PREROUTING.
-    pub fn bad_checksum(&self, t: &Tuple) -> Track {
-        self.invalid(self.shard_of(t.hash64()), InvalidReason::BadChecksum, None)
+    /// A packet Linux's protocol error handlers refuse (`udp_error`,
+    /// `tcp_error`, `icmp_error`: a bad length, a transport checksum that
+    /// does not verify at PREROUTING): INVALID for `reason`, before any
+    /// lookup.
+    pub fn protocol_error(&self, t: &Tuple, reason: InvalidReason) -> Track {
+        self.invalid(self.shard_of(t.hash64()), reason, None)
     }
 
     fn invalid(&self, shard: usize, reason: InvalidReason, tcp_state: Option<TcpState>) -> Track {

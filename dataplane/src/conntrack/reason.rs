@@ -79,6 +79,10 @@ invalid_reasons! {
     /// verify, checked on arriving packets (PREROUTING) as Linux does.
     BadChecksum => "bad_checksum",
         "TCP, UDP or ICMP checksum does not verify";
+    /// `udp_error`: the UDP length field is below the header's 8 bytes or
+    /// beyond the datagram (checked on every hook, before the checksum).
+    UdpBadLength => "udp_bad_length",
+        "UDP length field below 8 or beyond the datagram (truncated/malformed packet)";
 }
 
 #[cfg(test)]

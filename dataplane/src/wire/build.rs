@@ -13,8 +13,8 @@ use super::checksum::{self, finish, pseudo_header, sum};
 use super::field::{self, read8};
 use super::rewrite::DEFAULT_TTL;
 use super::{
-    icmp_is_error, Ipv4Info, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HDR, ICMP_DEST_UNREACH,
-    ICMP_FRAG_NEEDED, L4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
+    icmp_is_error, Ipv4Info, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HDR, L4, TCP_ACK, TCP_FIN, TCP_RST,
+    TCP_SYN,
 };
 use crate::flow::{IPPROTO_ICMP, IPPROTO_TCP};
 
@@ -118,8 +118,10 @@ fn eth_ipv4_header(
 ///   picks one), DF clear (Linux's ICMP socket does no PMTU discovery), TTL
 ///   64, to the original's source. No IP options (Linux would echo the
 ///   original's record-route/timestamp/source-route ones).
-/// - ICMP: 4 bytes after the checksum zero, except `next_hop_mtu` in the low
-///   16 bits for "fragmentation needed" (type 3 code 4, RFC 1191).
+/// - ICMP: `rest` in the 4 bytes after the checksum (big-endian): the
+///   next-hop MTU in the low 16 bits for "fragmentation needed" (type 3
+///   code 4, RFC 1191), the pointer in the high 8 bits for "parameter
+///   problem" (type 12), 0 for the others.
 /// - As much of the original datagram (from its IP header; Ethernet padding
 ///   excluded) as fits in [`ICMP_ERROR_MAX_LEN`] bytes of IP total length.
 /// - Ethernet MACs zero.
@@ -138,7 +140,7 @@ pub fn build_icmp_error(
     info: &Ipv4Info,
     ty: u8,
     code: u8,
-    next_hop_mtu: u16,
+    rest: u32,
     src: Ipv4Addr,
 ) -> Option<usize> {
     let eth_group = read8(orig, field::eth::DST)? & 0x01 != 0;
@@ -162,9 +164,7 @@ pub fn build_icmp_error(
     let hdr = eth_ipv4_header(tos, ip_len as u16, false, IPPROTO_ICMP, src, info.src);
     let mut icmp = [0u8; ICMP_HDR];
     put(&mut icmp, field::icmp::TYPE, &[ty, code]);
-    if ty == ICMP_DEST_UNREACH && code == ICMP_FRAG_NEEDED {
-        put(&mut icmp, field::icmp::MTU, &next_hop_mtu.to_be_bytes());
-    }
+    put(&mut icmp, field::icmp::REST, &rest.to_be_bytes());
     let csum = finish(sum(&icmp) + sum(quote));
     put(&mut icmp, field::icmp::CHECKSUM, &csum.to_be_bytes());
 
@@ -345,10 +345,10 @@ mod tests {
         assert_eq!(build_tcp_rst(&mut out, &fixture::TCP_SYN, &info), Some(54));
     }
 
-    fn icmp_error(orig: &[u8], ty: u8, code: u8, mtu: u16, src: Ipv4Addr) -> Option<Vec<u8>> {
+    fn icmp_error(orig: &[u8], ty: u8, code: u8, rest: u32, src: Ipv4Addr) -> Option<Vec<u8>> {
         let info = parse_ipv4(orig).unwrap();
         let mut out = [0u8; 1600];
-        let n = build_icmp_error(&mut out, orig, &info, ty, code, mtu, src)?;
+        let n = build_icmp_error(&mut out, orig, &info, ty, code, rest, src)?;
         Some(out[..n].to_vec())
     }
 
@@ -407,14 +407,18 @@ mod tests {
         assert_eq!((inner.src, inner.sport, inner.dport), (A, 5357, 9995));
 
         let router = Ipv4Addr::new(192, 0, 2, 254);
-        let f = icmp_error(&fixture::TCP_SYN, 11, 0, 1400, router).unwrap();
+        let f = icmp_error(&fixture::TCP_SYN, 11, 0, 0, router).unwrap();
         let info = parse_ipv4(&f).unwrap();
         assert_eq!(
             (info.src, info.dst, info.ttl, info.tos, info.df),
             (router, A, 64, 0xc0, false)
         );
-        // The MTU goes only into "fragmentation needed".
         assert_eq!(f[38..42], [0; 4]);
+        // A parameter problem's pointer is the high byte.
+        let f = icmp_error(&fixture::TCP_SYN, 12, 0, 22 << 24, router).unwrap();
+        assert_eq!(f[34..36], [12, 0]);
+        assert_eq!(f[38..42], [22, 0, 0, 0]);
+        assert_eq!(verify_checksums(&f), Ok(()));
         // An echo request is a query: it may get an error.
         assert!(icmp_error(&fixture::ICMP_ECHO_REQUEST, 3, 1, 0, B).is_some());
     }
@@ -486,14 +490,14 @@ mod tests {
             which in 0usize..1000,
             ty in prop_oneof![Just(3u8), Just(11), Just(12), Just(4), Just(5)],
             code in 0u8..16,
-            mtu in any::<u16>(),
+            rest in any::<u32>(),
             src in any::<u32>(),
         ) {
             let all = fixture::ipv4_frames();
             let (name, orig) = &all[which % all.len()];
             let info = parse_ipv4(orig).unwrap();
             let mut out = [0u8; 1600];
-            if let Some(n) = build_icmp_error(&mut out, orig, &info, ty, code, mtu, Ipv4Addr::from(src)) {
+            if let Some(n) = build_icmp_error(&mut out, orig, &info, ty, code, rest, Ipv4Addr::from(src)) {
                 let f = &out[..n];
                 prop_assert!(n <= ETH_HDR + ICMP_ERROR_MAX_LEN);
                 prop_assert_eq!(verify_checksums(f), Ok(()), "{}", name);

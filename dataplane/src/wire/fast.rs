@@ -66,7 +66,17 @@ pub fn peek(frame: &[u8], mac: &[u8; 6]) -> Option<Peek> {
     let seg = frame.get(L4..L3 + usize::from(total_len))?;
     let proto = ip[9];
     let tcp = match proto {
-        IPPROTO_UDP if seg.len() >= field::udp::LEN => None,
+        // A UDP length conntrack refuses (`udp_error`) is the full path's.
+        IPPROTO_UDP => {
+            let udp_len = usize::from(u16::from_be_bytes([
+                h[L4 + field::udp::LENGTH],
+                h[L4 + field::udp::LENGTH + 1],
+            ]));
+            if udp_len < field::udp::LEN || udp_len > seg.len() {
+                return None;
+            }
+            None
+        }
         IPPROTO_TCP => {
             let t: &[u8; field::tcp::MIN_LEN] = seg.first_chunk()?;
             let header_len = usize::from(t[field::tcp::DATA_OFF] >> 4) * 4;

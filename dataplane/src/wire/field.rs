@@ -42,6 +42,7 @@ pub(super) mod tcp {
 pub(super) mod udp {
     pub const SPORT: usize = 0;
     pub const DPORT: usize = 2;
+    pub const LENGTH: usize = 4;
     pub const CHECKSUM: usize = 6;
     pub const LEN: usize = 8;
 }
@@ -51,8 +52,8 @@ pub(super) mod icmp {
     pub const CHECKSUM: usize = 2;
     /// The query identifier (echo, timestamp, information, address mask).
     pub const ID: usize = 4;
-    /// The next-hop MTU of a "fragmentation needed" message (RFC 1191).
-    pub const MTU: usize = 6;
+    /// The 4 bytes after the checksum ("rest of header").
+    pub const REST: usize = 4;
     pub const LEN: usize = 8;
 }
 

@@ -36,7 +36,7 @@ mod rewrite;
 pub(crate) mod fixture;
 
 pub use build::{build_arp, build_icmp_error, build_tcp_rst, ICMP_ERROR_MAX_LEN};
-pub use parse::{ethertype, parse_arp, parse_ipv4};
+pub use parse::{ethertype, ipv4_options, parse_arp, parse_ipv4, udp_len};
 pub use rewrite::{
     dec_ttl, echo_reply_in_place, set_dscp, set_dst, set_inner_dst, set_inner_src, set_macs,
     set_src,

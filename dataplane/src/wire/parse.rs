@@ -110,6 +110,128 @@ pub fn parse_ipv4(frame: &[u8]) -> Result<Ipv4Info, DropReason> {
     })
 }
 
+/// The length field of the UDP header at the start of `seg`.
+#[inline]
+pub fn udp_len(seg: &[u8]) -> Option<u16> {
+    read16(seg, field::udp::LENGTH)
+}
+
+/// What Linux's `ip_options_compile` makes of a received datagram's
+/// options: `Ok(source_route)` when they are valid (`source_route`: a loose
+/// or strict source route is among them), `Err(pointer)` when they are not,
+/// with the offset from the start of the IP header of the byte at fault:
+/// the pointer of the "parameter problem" Linux answers with.
+///
+/// `header` is the IP header with its options (`ihl` bytes). Checked as the
+/// receive path does (an skb, so no CAP_NET_RAW questions): an option
+/// length below 2 or beyond the options; record route, timestamp and CIPSO
+/// more than once, or a second source route; source route or record route
+/// shorter than 3 bytes or with a pointer below 4; record route with room
+/// for less than one address at its pointer; timestamp shorter than 4 bytes,
+/// pointer below 5, less than one slot at its pointer (an address and a
+/// timestamp for flags 1 and 3), or its overflow counter at 15 when full;
+/// router alert shorter than 4 bytes; CIPSO, which Linux refuses without a
+/// configured DOI (pointer at its DOI, or at its length when shorter than 8
+/// bytes; so a second CIPSO option is never reached). Other options (security, stream id, unknown ones) pass. An end of
+/// list ends the scan.
+pub fn ipv4_options(header: &[u8]) -> Result<bool, u8> {
+    const END: u8 = 0;
+    const NOOP: u8 = 1;
+    const RR: u8 = 7;
+    const TIMESTAMP: u8 = 68;
+    const LSRR: u8 = 131;
+    const CIPSO: u8 = 134;
+    const SSRR: u8 = 137;
+    const RA: u8 = 148;
+    const TS_TSANDADDR: u8 = 1;
+    const TS_PRESPEC: u8 = 3;
+    let opts = header.get(field::ipv4::MIN_LEN..).unwrap_or_default();
+    // Offsets fit a u8: an IPv4 header is at most 60 bytes.
+    let at = |i: usize| (field::ipv4::MIN_LEN + i) as u8;
+    let byte = |i: usize| opts.get(i).copied().unwrap_or(0);
+    let (mut srr, mut rr, mut ts) = (false, false, false);
+    let mut i = 0;
+    while i < opts.len() {
+        let left = opts.len() - i;
+        match byte(i) {
+            END => break,
+            NOOP => {
+                i += 1;
+                continue;
+            }
+            _ => {}
+        }
+        if left < 2 {
+            return Err(at(i));
+        }
+        let len = usize::from(byte(i + 1));
+        if len < 2 || len > left {
+            return Err(at(i));
+        }
+        let ptr = usize::from(byte(i + 2));
+        match byte(i) {
+            LSRR | SSRR => {
+                if len < 3 {
+                    return Err(at(i + 1));
+                }
+                if ptr < 4 {
+                    return Err(at(i + 2));
+                }
+                if srr {
+                    return Err(at(i));
+                }
+                srr = true;
+            }
+            RR => {
+                if rr {
+                    return Err(at(i));
+                }
+                if len < 3 {
+                    return Err(at(i + 1));
+                }
+                if ptr < 4 {
+                    return Err(at(i + 2));
+                }
+                if ptr <= len && ptr + 3 > len {
+                    return Err(at(i + 2));
+                }
+                rr = true;
+            }
+            TIMESTAMP => {
+                if ts {
+                    return Err(at(i));
+                }
+                if len < 4 {
+                    return Err(at(i + 1));
+                }
+                if ptr < 5 {
+                    return Err(at(i + 2));
+                }
+                let flags = byte(i + 3) & 0x0f;
+                if ptr <= len {
+                    let slot = if flags == TS_TSANDADDR || flags == TS_PRESPEC {
+                        7
+                    } else {
+                        3
+                    };
+                    if ptr + slot > len {
+                        return Err(at(i + 2));
+                    }
+                } else if flags != TS_PRESPEC && byte(i + 3) >> 4 == 15 {
+                    return Err(at(i + 3));
+                }
+                ts = true;
+            }
+            RA if len < 4 => return Err(at(i + 1)),
+            // `cipso_v4_validate` finds no DOI: none is configured.
+            CIPSO => return Err(if len < 8 { at(i + 1) } else { at(i + 2) }),
+            _ => {}
+        }
+        i += len;
+    }
+    Ok(srr)
+}
+
 /// The transport header at the start of `data` (the datagram's payload),
 /// which sits at offset `l4` of the frame.
 fn parse_l4(proto: u8, data: &[u8], l4: usize) -> Result<L4, DropReason> {
@@ -260,8 +382,10 @@ fn parse_inner(quote: &[u8], l3: usize) -> Option<InnerInfo> {
 /// Parses an Ethernet/IPv4 ARP request or reply. Errors: `EthTruncated`
 /// (no Ethernet header); `ArpMalformed` for anything else that is not one:
 /// another ethertype (there is no "not ARP" reason; the caller dispatches on
-/// [`ethertype`] first anyway), a short packet, another hardware or protocol
-/// type or address length, an operation other than request (1) or reply (2)
+/// [`ethertype`] first anyway), a short packet, a hardware type other than
+/// Ethernet (1) or IEEE 802 (6) (an Ethernet device takes both, Linux's
+/// `arp_process` says, after RFC 2625 and RFC 1390), another protocol type
+/// or address length, an operation other than request (1) or reply (2)
 /// (Linux's `arp_process` ignores the rest too). Trailing padding is fine.
 pub fn parse_arp(frame: &[u8]) -> Result<ArpInfo, DropReason> {
     if ethertype(frame)? != ETHERTYPE_ARP {
@@ -269,7 +393,12 @@ pub fn parse_arp(frame: &[u8]) -> Result<ArpInfo, DropReason> {
     }
     let payload = frame.get(ETH_HDR..).unwrap_or_default();
     let arp = ArpPacket::new_checked(payload).map_err(|_| DropReason::ArpMalformed)?;
-    if arp.hardware_type() != ArpHardware::Ethernet
+    const ARPHRD_IEEE802: u16 = 6;
+    let ethernet = match arp.hardware_type() {
+        ArpHardware::Ethernet => true,
+        ArpHardware::Unknown(t) => t == ARPHRD_IEEE802,
+    };
+    if !ethernet
         || arp.protocol_type() != EthernetProtocol::Ipv4
         || arp.hardware_len() != 6
         || arp.protocol_len() != 4
@@ -739,7 +868,10 @@ mod tests {
         };
         assert_eq!(parse_arp(&fixture::TCP_SYN), Err(DropReason::ArpMalformed));
         assert_eq!(parse_arp(&[0; 10]), Err(DropReason::EthTruncated));
-        assert_eq!(edit(15, 6), Err(DropReason::ArpMalformed)); // IEEE 802 hardware
+        // IEEE 802 hardware (6) is Ethernet's too, as Linux's arp_process
+        // takes it; token ring (4) is not.
+        assert_eq!(edit(15, 6), parse_arp(&fixture::ARP_REQUEST));
+        assert_eq!(edit(15, 4), Err(DropReason::ArpMalformed));
         assert_eq!(edit(16, 0x86), Err(DropReason::ArpMalformed)); // protocol
         assert_eq!(edit(18, 8), Err(DropReason::ArpMalformed)); // hardware length
         assert_eq!(edit(19, 16), Err(DropReason::ArpMalformed)); // protocol length
@@ -748,7 +880,70 @@ mod tests {
         assert!(edit(21, 2).is_ok());
     }
 
+    /// The options of an IP header, as `ipv4_options` reads them.
+    fn options(opts: &[u8]) -> Result<bool, u8> {
+        let mut h = vec![0x45; 20];
+        h.extend_from_slice(opts);
+        ipv4_options(&h)
+    }
+
+    /// The cases a Linux gateway (6.18) answered with a parameter problem
+    /// in the hostile-frames lab test, with its pointers, and the ones it
+    /// forwarded or refused as a source route.
+    #[test]
+    fn options_as_linux_judges_them() {
+        // Record route whose length runs past the options.
+        assert_eq!(options(&[7, 40, 4, 0, 0, 0, 0, 0]), Err(20));
+        // NOP, then a timestamp of length 3.
+        assert_eq!(options(&[1, 68, 3, 5]), Err(22));
+        // Record route with pointer 3.
+        assert_eq!(options(&[7, 7, 3, 0, 0, 0, 0, 0]), Err(22));
+        assert_eq!(options(&[1, 1, 1, 0]), Ok(false));
+        assert_eq!(options(&[1, 131, 7, 4, 203, 0, 113, 254]), Ok(true));
+    }
+
+    #[test]
+    fn options_by_the_book() {
+        // Empty, end of list, garbage after the end of list.
+        assert_eq!(options(&[]), Ok(false));
+        assert_eq!(options(&[0, 0xff, 0xff, 0xff]), Ok(false));
+        // A lone option type with no length byte; a length below 2.
+        assert_eq!(options(&[1, 1, 1, 7]), Err(23));
+        assert_eq!(options(&[7, 1, 0, 0]), Err(20));
+        // Record route: full (pointer past the end) is fine, room for less
+        // than an address is not, twice is not.
+        assert_eq!(options(&[7, 7, 8, 1, 2, 3, 4, 0]), Ok(false));
+        assert_eq!(options(&[7, 7, 5, 1, 2, 3, 4, 0]), Err(22));
+        assert_eq!(options(&[7, 3, 4, 7, 3, 4, 0, 0]), Err(23));
+        // Timestamp: pointer below 5; an address+time slot needs 8 bytes;
+        // a full one whose overflow counter is at 15.
+        assert_eq!(options(&[68, 8, 4, 0, 0, 0, 0, 0]), Err(22));
+        assert_eq!(options(&[68, 8, 5, 1, 0, 0, 0, 0]), Err(22));
+        assert_eq!(options(&[68, 8, 5, 0, 0, 0, 0, 0]), Ok(false));
+        assert_eq!(options(&[68, 4, 5, 0xf0]), Err(23));
+        assert_eq!(options(&[68, 4, 5, 0xe0]), Ok(false));
+        // Two source routes; one too short; a pointer below 4.
+        let two = [131, 3, 4, 137, 3, 4, 0, 0];
+        assert_eq!(options(&two), Err(23));
+        assert_eq!(options(&[137, 2, 0, 0]), Err(21));
+        assert_eq!(options(&[131, 3, 3, 0]), Err(22));
+        // Router alert needs 4 bytes; CIPSO is refused (no DOI).
+        assert_eq!(options(&[148, 4, 0, 0]), Ok(false));
+        assert_eq!(options(&[148, 3, 0, 0]), Err(21));
+        assert_eq!(options(&[134, 8, 0, 0, 0, 1, 0, 0]), Err(22));
+        assert_eq!(options(&[134, 6, 0, 0, 0, 1, 0, 0]), Err(21));
+        // Security and unknown options pass.
+        assert_eq!(options(&[130, 4, 0, 0, 0x99, 4, 0, 0]), Ok(false));
+    }
+
     proptest! {
+        #[test]
+        fn options_never_panic_and_point_into_them(opts in proptest::collection::vec(any::<u8>(), 0..40)) {
+            if let Err(p) = options(&opts) {
+                prop_assert!(usize::from(p) >= 20 && usize::from(p) < 20 + opts.len());
+            }
+        }
+
         #[test]
         fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = parse_ipv4(&data);
