@@ -349,6 +349,13 @@ fn exit_report(
             }
         }
     }
+    let (global, host) = gw.icmp_limit.refused();
+    if global + host > 0 {
+        let _ = writeln!(
+            out,
+            "# icmp errors not sent (rate limits): per destination {host}, global {global}"
+        );
+    }
     let ct = &gw.conntrack;
     let stats = ct.stats();
     for reason in xdpgw_dataplane::conntrack::InvalidReason::ALL {

@@ -225,12 +225,74 @@ fn set_port(t: &mut Tuple, manip: Manip, port: u16) {
     }
 }
 
+/// A worker's port searches: its random source, and the destinations
+/// whose last search found no free port.
+///
+/// Linux's search (`nf_nat_l4proto_unique_tuple`) tries up to 128 ports,
+/// then halving rounds: about 240 conntrack lookups before it gives up. Under
+/// exhaustion every new connection to the same destination pays that again,
+/// and a flood of SYNs then costs a worker ~10 µs each, more than the
+/// receive ring can wait for. So a search that failed is remembered for
+/// [`EXHAUSTED_FOR`]: searches for the same translated destination (protocol,
+/// address chosen, remote address and port, port range) in that time try
+/// [`EXHAUSTED_TRIES`] random ports, one round, and fail fast when those are
+/// taken too. A port that frees up meanwhile is still found with the
+/// probability a random probe has; after the window the full search runs
+/// again. Fixed memory: [`EXHAUSTED_SLOTS`] slots, a newer failure replaces
+/// an older one in its slot.
+#[derive(Clone, Debug)]
+pub struct PortSearch {
+    rng: Rng,
+    /// (key, until): the hashed destination, and when its memory ends.
+    exhausted: Box<[(u64, u64)]>,
+}
+
+/// How long a failed search is remembered (nanoseconds).
+pub const EXHAUSTED_FOR: u64 = 10_000_000;
+/// Ports tried while a destination is remembered as exhausted.
+pub const EXHAUSTED_TRIES: u32 = 8;
+const EXHAUSTED_SLOTS: usize = 256;
+
+impl PortSearch {
+    pub fn new(seed: u64) -> PortSearch {
+        PortSearch {
+            rng: Rng::new(seed),
+            exhausted: vec![(0, 0); EXHAUSTED_SLOTS].into_boxed_slice(),
+        }
+    }
+
+    fn slot(key: u64) -> usize {
+        (mix(key) as usize) % EXHAUSTED_SLOTS
+    }
+
+    /// How many tries the first round of a search for `key` gets.
+    fn first_round(&self, key: u64, now: u64, size: u32) -> u32 {
+        let (k, until) = self.exhausted[Self::slot(key)];
+        if k == key && now < until {
+            size.min(EXHAUSTED_TRIES)
+        } else {
+            size.min(128)
+        }
+    }
+
+    fn failed(&mut self, key: u64, now: u64) {
+        self.exhausted[Self::slot(key)] = (key, now.saturating_add(EXHAUSTED_FOR));
+    }
+}
+
 /// Chooses the translated tuple of a new connection, unique in `ct`
 /// (Linux's get_unique_tuple): the address from the range by a hash of the
 /// connection's addresses; the port kept when it is in range and free
 /// (unless `--random-fully`), else searched from a random offset in the
-/// range, at most 128 tries and then halving rounds, as the kernel does.
-pub fn bind(ct: &Conntrack, p: &mut Pending, b: &Binding, rng: &mut Rng) -> Result<(), DropReason> {
+/// range, at most 128 tries and then halving rounds, as the kernel does
+/// (fewer after a recent failure: see [`PortSearch`]).
+pub fn bind(
+    ct: &Conntrack,
+    p: &mut Pending,
+    b: &Binding,
+    search: &mut PortSearch,
+    now: u64,
+) -> Result<(), DropReason> {
     let lo = u32::from(b.addrs.lo);
     let hi = u32::from(b.addrs.hi).max(lo);
     let span = u64::from(hi - lo) + 1;
@@ -267,9 +329,16 @@ pub fn bind(ct: &Conntrack, p: &mut Pending, b: &Binding, rng: &mut Rng) -> Resu
         None if cur < 1024 => (600, 424),
         None => (1024, 65536 - 1024),
     };
-    let mut attempts = size.min(128);
+    // The destination as the search sees it: the reply tuple without the
+    // port being chosen, and the range.
+    let key = {
+        let mut k = r;
+        set_port(&mut k, b.manip, 0);
+        mix(k.hash64() ^ (u64::from(min) << 32 | u64::from(size)))
+    };
+    let mut attempts = search.first_round(key, now, size);
     let mut off = if b.manip == Manip::Src {
-        rng.next_u32()
+        search.rng.next_u32()
     } else {
         0
     };
@@ -283,10 +352,11 @@ pub fn bind(ct: &Conntrack, p: &mut Pending, b: &Binding, rng: &mut Rng) -> Resu
             }
         }
         if attempts >= size || attempts < 16 {
+            search.failed(key, now);
             return Err(DropReason::NatNoFreePort);
         }
         attempts /= 2;
-        off = rng.next_u32();
+        off = search.rng.next_u32();
     }
 }
 

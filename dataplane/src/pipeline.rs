@@ -32,7 +32,7 @@ use crate::flow::{Dir, Tuple, IPPROTO_TCP};
 use crate::flowcache::{Cached, FlowCache, Place};
 use crate::icmp_limit::{IcmpLimitConfig, IcmpLimiter};
 use crate::log::LogRing;
-use crate::nat::{self, Binding, Manip, Rng};
+use crate::nat::{self, Binding, Manip, PortSearch};
 use crate::neigh::{HoldQueue, Mac, NeighMap, Neighbours, BROADCAST};
 use crate::route::{RouteError, RouteTable};
 use crate::rule::{AddrRange, CtStates, Hook, Ipv4Net, RejectWith, RuleSet, Table};
@@ -325,7 +325,7 @@ pub struct Worker {
     index: usize,
     pub stats: WorkerStats,
     hold: HoldQueue,
-    rng: Rng,
+    ports: PortSearch,
     scratch: Box<[u8]>,
     pub logs: LogRing,
     /// When this worker's last expiry step ran ([`Worker::tick`]).
@@ -429,7 +429,7 @@ impl Worker {
             // Linux queues up to unres_qlen_bytes (212,992) per unresolved
             // neighbour: about as many small packets as this.
             hold: HoldQueue::new(128, FRAME_SIZE),
-            rng: Rng::new(seed),
+            ports: PortSearch::new(seed),
             scratch: vec![0u8; FRAME_SIZE].into_boxed_slice(),
             logs: LogRing::new(256),
             gc_at: 0,
@@ -876,6 +876,7 @@ impl Worker {
     /// A NAT rule's decision for a new connection.
     fn bind(
         &mut self,
+        now: u64,
         p: &mut Pkt,
         action: NatAction,
         in_iface: Option<u8>,
@@ -916,7 +917,7 @@ impl Worker {
                 random_fully: false,
             },
         };
-        nat::bind(&self.gw.conntrack, pending, &b, &mut self.rng)
+        nat::bind(&self.gw.conntrack, pending, &b, &mut self.ports, now)
     }
 
     /// nat at a hook: for a new connection, the rules decide (once); for
@@ -933,7 +934,7 @@ impl Worker {
             match self.run(now, Table::Nat, hook, p, frame) {
                 Verdict::Nat(a) => {
                     let (i, o) = (p.view.in_iface, p.view.out_iface);
-                    self.bind(p, a, i, o)?;
+                    self.bind(now, p, a, i, o)?;
                     p.view.ct_bits = p.conn.ct_bits(p.ct_state);
                 }
                 Verdict::Drop | Verdict::Reject(_) => return Err(DropReason::FilterDrop),

@@ -371,6 +371,16 @@ fn ttl_1_burst_gets_icmp_as_rate_limited_as_linux() {
                 .collect();
             frames.push(udp(CLIENT2, 42000, END, 64).build());
             let client = client(lab, true, "-", &frames);
+            if lab.backend() == Backend::Xdpgw {
+                let done = lab.stop_gateway().expect("xdpgw was running");
+                let report = done.stderr.join("\n");
+                assert!(
+                    report.contains(
+                        "# icmp errors not sent (rate limits): per destination 94, global 0"
+                    ),
+                    "the 94 refused are counted:\n{report}"
+                );
+            }
             Burst {
                 time_exceeded: client
                     .iter()

@@ -1036,6 +1036,52 @@ fn icmp_errors_to_one_sender_are_rate_limited_as_linux() {
     assert_eq!(lab.emitted().len(), 1);
 }
 
+/// MASQUERADE from a 64-port range: the 65th connection to the same server
+/// port finds none. Every datagram is either granted a port (an entry) or
+/// counted as `nat_no_free_port`; once the range has a free port again and
+/// the failed search is no longer remembered, the next one gets it.
+#[test]
+fn port_exhaustion_counts_every_failure() {
+    let text = std::fs::read_to_string(workspace_dir().join("conf/gateway.rules"))
+        .expect("conf/gateway.rules")
+        .replace(
+            "-A POSTROUTING -o wan0 -s 192.168.10.0/24 -j MASQUERADE",
+            "-A POSTROUTING -o wan0 -s 192.168.10.0/24 -p udp -j MASQUERADE --to-ports 40000-40063",
+        );
+    let mut lab = Lab::with_rules(&text);
+    let (mut granted, mut failed) = (0u64, 0u64);
+    let mut ports = std::collections::BTreeSet::new();
+    for sport in 20000..20300u16 {
+        let out = lab.send(LAN, udp_from_client(sport, b"x"));
+        match out.action {
+            Action::Forward { .. } => {
+                granted += 1;
+                ports.insert(out.seen().sport);
+            }
+            Action::Drop(DropReason::NatNoFreePort) => failed += 1,
+            a => panic!("sport {sport}: {a:?}"),
+        }
+    }
+    assert_eq!(granted, 64);
+    assert_eq!(ports, (40000..40064).collect());
+    assert_eq!(granted + failed, 300);
+    assert_eq!(
+        lab.worker.stats.drop_count(DropReason::NatNoFreePort),
+        failed
+    );
+    let ct = &lab.worker.gateway().conntrack;
+    assert_eq!(ct.len(), 64);
+    // One connection goes away; past the memory of the failed search, the
+    // full search finds its port.
+    let gone = ct.remove_if(|e| e.orig.sport == 20010);
+    assert_eq!(gone.len(), 1);
+    lab.now += xdpgw_dataplane::nat::EXHAUSTED_FOR;
+    assert!(matches!(
+        lab.send(LAN, udp_from_client(21000, b"x")).action,
+        Action::Forward { .. }
+    ));
+}
+
 // ---------------------------------------------------------------------------
 // The established-flow fast path (dataplane/src/flowcache.rs)
 

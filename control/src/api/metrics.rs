@@ -169,6 +169,15 @@ pub fn render(c: &Control) -> String {
         }
     }
 
+    o.head(
+        "icmp_ratelimited_total",
+        "counter",
+        "ICMP errors not sent because of a rate limit (Linux's IcmpOutRateLimitHost/Global).",
+    );
+    let (global, host) = c.gw.icmp_limit.refused();
+    o.val("icmp_ratelimited_total", &[("limit", "host")], host);
+    o.val("icmp_ratelimited_total", &[("limit", "global")], global);
+
     // Conntrack.
     let ct = &c.gw.conntrack;
     o.head(

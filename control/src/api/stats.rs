@@ -11,6 +11,7 @@
 //! worker W drop REASON N        per DropReason (non-zero ones)
 //! iface NAME rx|tx N            summed over its queues
 //! iface NAME drop REASON N      ring losses: kernel_rx_dropped, rx_ring_full, tx_ring_full, tx_invalid
+//! icmp ratelimit_global|ratelimit_host N   ICMP errors not sent (Linux's IcmpOutRateLimit*)
 //! ```
 
 use std::collections::BTreeMap;
@@ -74,6 +75,9 @@ pub fn sample_lines(c: &Control) -> Vec<String> {
             out.push(format!("iface {name} drop {k} {n}"));
         }
     }
+    let (global, host) = c.gw.icmp_limit.refused();
+    out.push(format!("icmp ratelimit_global {global}"));
+    out.push(format!("icmp ratelimit_host {host}"));
     out
 }
 
@@ -206,6 +210,17 @@ pub fn render(before: &Sample, now: &Sample) -> String {
         "total: received {} forwarded {} host {} answered/held {} generated {} dropped {}",
         total[0], total[1], total[2], total[3], total[4], total[5]
     );
+    let (global, host) = ("icmp ratelimit_global", "icmp ratelimit_host");
+    if now.get(global) + now.get(host) > 0 {
+        let _ = writeln!(
+            out,
+            "ICMP errors not sent (rate limits): per destination {} ({}/s), global {} ({}/s)",
+            now.get(host),
+            rate(host),
+            now.get(global),
+            rate(global),
+        );
+    }
     out
 }
 
