@@ -1105,6 +1105,21 @@ impl Lab {
         }
     }
 
+    /// Sends SIGHUP to `xdpgw run` (Backend::Xdpgw), which reloads its
+    /// rules file, and returns the line it logs when done (`xdpgw: reloaded
+    /// ...` or `xdpgw: reload failed; ...`), waiting at most `timeout`.
+    /// Panics for Backend::Linux.
+    pub fn sighup_gateway(&mut self, timeout: Duration) -> String {
+        let p = self
+            .gateway_process
+            .as_mut()
+            .expect("SIGHUP needs a running `xdpgw run` (Backend::Xdpgw)");
+        p.signal("HUP");
+        p.wait_stderr_line("reload message", timeout, |l| {
+            l.contains("xdpgw: reloaded ") || l.contains("xdpgw: reload failed")
+        })
+    }
+
     /// Stops `xdpgw run` (SIGTERM) and returns what it printed; panics
     /// unless it exits with status 0 within [`STOP_TIMEOUT`]. None for
     /// Backend::Linux, or when already stopped.

@@ -20,6 +20,7 @@ pub mod trace;
 use std::path::Path;
 
 pub use error::{RuleError, RuleErrorKind, RuleErrors};
+pub use parse::RuleFile;
 use xdpgw_dataplane::rule::RuleSet;
 
 /// Loads a rule file's text; `name` is what errors call the file.
@@ -29,14 +30,76 @@ pub fn load_rules_str(name: &str, text: &str) -> Result<RuleSet, RuleErrors> {
 
 /// Loads a rule file (iptables-save form or a script of `iptables` lines).
 pub fn load_rules(path: &Path) -> Result<RuleSet, RuleErrors> {
+    load_rule_file(path).map(|f| f.set)
+}
+
+/// Loads a rule file with the tables it names (what a reload replaces).
+///
+/// The file is read whole, and a file that does not end where a complete
+/// one ends is refused ([`parse::ending_errors`], and a restore file whose
+/// last table has no `COMMIT`): every command that reads a rule file
+/// (`run`, `reload` and SIGHUP, `check`, `save`, `explain`) makes the same
+/// checks.
+pub fn load_rule_file(path: &Path) -> Result<RuleFile, RuleErrors> {
     let name = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => load_rules_str(&name, &text),
-        Err(e) => Err(RuleErrors(vec![RuleError {
-            file: name,
-            line: 0,
-            column: 0,
-            kind: RuleErrorKind::Io(e.to_string()),
-        }])),
+    let error = |line, column, kind| RuleErrors(vec![RuleError::at(line, column, kind)]);
+    let text = std::fs::read(path)
+        .map_err(|e| error(0, 0, RuleErrorKind::Io(e.to_string())))
+        .and_then(|bytes| {
+            String::from_utf8(bytes).map_err(|e| {
+                // Where the text stops being UTF-8 (a write cut inside a
+                // multi-byte character of a comment, say).
+                let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+                let valid = std::str::from_utf8(valid).unwrap_or_default();
+                let line = valid.matches('\n').count() as u32 + 1;
+                let column = valid.rsplit('\n').next().unwrap_or("").chars().count() as u32 + 1;
+                error(
+                    line,
+                    column,
+                    RuleErrorKind::Syntax(
+                        "not UTF-8 text: this is not a rule file, or it was not completely \
+                         written"
+                            .into(),
+                    ),
+                )
+            })
+        });
+    text.and_then(|text| parse::load_file_text(&text))
+        .map_err(|e| e.in_file(&name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rule_file_is_read_whole_and_must_be_complete() {
+        let dir = lab::WorkDir::new("loadfile");
+        let path = dir.path().join("r.rules");
+        let name = path.display().to_string();
+        let write = |bytes: &[u8]| std::fs::write(&path, bytes).expect("write");
+        write(b"*filter\n:FORWARD DROP [0:0]\nCOMMIT\n");
+        let f = load_rule_file(&path).expect("complete");
+        assert_eq!(f.tables, [xdpgw_dataplane::rule::Table::Filter]);
+        // Cut without its last newline: refused, naming file:line:column.
+        write(b"*filter\n:FORWARD DROP [0:0]\nCOMMIT");
+        let e = load_rules(&path).expect_err("cut").to_string();
+        assert!(
+            e.starts_with(&format!("{name}:3:7: the last line has no newline")),
+            "{e}"
+        );
+        // Cut inside a multi-byte character of a comment.
+        write(&b"*filter\n# caf\xc3"[..]);
+        let e = load_rules(&path).expect_err("not UTF-8").to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{name}:2:6: not UTF-8 text: this is not a rule file, or it was not completely \
+                 written"
+            )
+        );
+        // A file that is not there: the I/O error, at 0:0.
+        let e = load_rules(&dir.path().join("missing")).expect_err("missing");
+        assert!(matches!(e.0[0].kind, RuleErrorKind::Io(_)), "{e}");
     }
 }

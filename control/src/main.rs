@@ -51,14 +51,24 @@ enum Command {
         gateway: GatewayArgs,
     },
     /// Reload the running gateway's rules: parse, check and compile the
-    /// file away from the workers, then switch to it at once. Connections,
-    /// NAT bindings and the counters of unchanged rules are kept. A file with
-    /// errors is refused (each error as FILE:LINE:COLUMN) and the running
-    /// rules stay in force: exit status 1.
+    /// file away from the workers, then switch to it at once.
+    ///
+    /// As with iptables-restore, the tables the file names (its `*table`
+    /// blocks; for a script of `iptables` lines, the tables its commands
+    /// name) are replaced, and the others keep running as they are, rules
+    /// and counters. Connections, NAT bindings and the counters of unchanged
+    /// rules are kept. A file with errors, or one that does not end as a
+    /// complete file ends (a last table without COMMIT, a last line without
+    /// its newline), is refused (each error as FILE:LINE:COLUMN) and the
+    /// running rules stay in force: exit status 1.
     Reload {
         /// The rules to load (default: the configuration's `rules` file).
         #[arg(long, value_name = "FILE")]
         rules: Option<PathBuf>,
+        /// Replace every table: the tables the file does not name become
+        /// empty (their chains accept everything).
+        #[arg(long)]
+        replace_all: bool,
         #[command(flatten)]
         gateway: GatewayArgs,
     },
@@ -420,11 +430,18 @@ fn main() -> ExitCode {
                 .flag("counters", counters)
                 .opt("table", table),
         ),
-        Command::Reload { rules, gateway } => {
+        Command::Reload {
+            rules,
+            replace_all,
+            gateway,
+        } => {
             // The gateway runs elsewhere: send it an absolute path.
             let rules = rules.map(|r| std::path::absolute(&r).unwrap_or(r));
-            gateway
-                .call(&Request::new("reload").opt("file", rules.map(|r| r.display().to_string())))
+            gateway.call(
+                &Request::new("reload")
+                    .opt("file", rules.map(|r| r.display().to_string()))
+                    .flag("replace_all", replace_all),
+            )
         }
         Command::List {
             table,

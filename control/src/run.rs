@@ -262,7 +262,7 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
         }
         while !stop.load(Ordering::Relaxed) {
             if reload.swap(false, Ordering::Relaxed) {
-                match control.reload(None) {
+                match control.reload(None, crate::api::reload::Scope::FileTables) {
                     Ok(r) => service::log(
                         if r.everywhere {
                             level::INFO

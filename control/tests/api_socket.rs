@@ -208,6 +208,102 @@ fn reload_list_zero_and_errors_over_the_socket() {
     });
 }
 
+/// A reload replaces the tables the file names and keeps the others, rules
+/// and live counters (iptables-restore); `replace_all` empties the others;
+/// a file cut short is refused and the running set kept.
+#[test]
+fn reload_replaces_only_the_tables_the_file_names() {
+    let dir = TempDir::new("merge");
+    let rules = dir.path().join("gw.rules");
+    std::fs::write(&rules, RULES).expect("rules");
+    let ctl = control(rules);
+    const NAT: &str = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+                       :POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o wan0 -j MASQUERADE\nCOMMIT\n";
+    with_client(&ctl, dir.path(), |c| {
+        let live = ctl.gw.rules();
+        let forward = live
+            .table(xdpgw_dataplane::rule::Table::Filter)
+            .and_then(|t| t.hook_chain(xdpgw_dataplane::rule::Hook::Forward))
+            .expect("FORWARD");
+        live.live
+            .add_base(forward.rules[1].counter as usize, (7, 700));
+        live.live.add_base(forward.counter as usize, (3, 300));
+        drop(live);
+        let save = |c: &mut Client| {
+            let r = c
+                .call(&Request::new("save").flag("counters", true))
+                .expect("save");
+            assert!(r.ok, "{r:?}");
+            r.body.join("\n")
+        };
+        let filter_before: String = save(c);
+
+        // A file with only the nat table: filter keeps its rules and counters.
+        let nat = dir.path().join("nat.rules");
+        std::fs::write(&nat, NAT).expect("nat");
+        let r = c
+            .call(&Request::new("reload").arg("file", nat.display().to_string()))
+            .expect("reload");
+        assert!(r.ok, "{r:?}");
+        assert!(
+            r.body[0].contains(": nat replaced (1 rule); filter untouched (2 rules); "),
+            "{r:?}"
+        );
+        let after = save(c);
+        assert!(
+            after.starts_with(&filter_before),
+            "{after}\n---\n{filter_before}"
+        );
+        assert!(
+            filter_before.contains(":FORWARD DROP [3:300]"),
+            "{filter_before}"
+        );
+        assert!(
+            filter_before.contains("[7:700] -A FORWARD -i lan0 -o wan0 -j ACCEPT"),
+            "{filter_before}"
+        );
+        assert!(
+            after.contains("[0:0] -A POSTROUTING -o wan0 -j MASQUERADE"),
+            "{after}"
+        );
+
+        // Cut short (no newline after the last line): refused, nothing changes.
+        let cut = dir.path().join("cut.rules");
+        std::fs::write(&cut, RULES.trim_end()).expect("cut");
+        let r = c
+            .call(&Request::new("reload").arg("file", cut.display().to_string()))
+            .expect("reload");
+        assert!(!r.ok, "{r:?}");
+        assert!(
+            r.body[0].starts_with(&format!(
+                "{}:7:7: the last line has no newline at its end",
+                cut.display()
+            )),
+            "{r:?}"
+        );
+        assert_eq!(save(c), after);
+
+        // replace_all: the tables the file does not name become empty.
+        let r = c
+            .call(
+                &Request::new("reload")
+                    .arg("file", nat.display().to_string())
+                    .flag("replace_all", true),
+            )
+            .expect("reload");
+        assert!(r.ok, "{r:?}");
+        assert!(
+            r.body[0].contains(": nat replaced (1 rule); filter emptied; "),
+            "{r:?}"
+        );
+        let r = c.call(&Request::new("save")).expect("save");
+        assert!(
+            r.body[0] == "*nat" && !r.body.iter().any(|l| l == "*filter"),
+            "{r:?}"
+        );
+    });
+}
+
 /// `ct-events` over a real socket: a bad filter is an ordinary ERR; a
 /// stream shows the table's events (filtered) as `conntrack -E` lines while
 /// other clients are still answered; a deletion shows as DESTROY from

@@ -202,6 +202,49 @@ fn check_of_missing_file_fails_naming_it() {
     assert!(stdout(&out).trim().is_empty(), "{}", describe(&args, &out));
 }
 
+/// `check` (like `run`, `reload` and SIGHUP) refuses a file cut short while
+/// being written: a last table without COMMIT, a last line without its
+/// newline, even where the lines read are valid rules.
+#[test]
+fn check_refuses_a_file_cut_short() {
+    let full = std::fs::read_to_string(workspace().join("conf/gateway.rules")).expect("rules");
+    let filter = full.find("*filter\n").expect("filter table");
+    let rule = "-A FORWARD -i lan0 -o wan0 -s 192.168.10.0/24 -j ACCEPT\n";
+    let at = full.find(rule).expect("the rule");
+    let cases = [
+        // Inside the filter table, after a complete line.
+        (full[..at].to_owned(), "COMMIT expected"),
+        // Inside a rule line: `-j ACC` is not even a target.
+        (full[..at + rule.len() - 5].to_owned(), "no newline"),
+        // After the filter table's COMMIT but before its newline.
+        (full.trim_end().to_owned(), "no newline"),
+    ];
+    let filter_line = full[..filter].lines().count() + 1;
+    for (text, what) in cases {
+        let file = TempFile::new(".rules", &text);
+        let args = ["check", file.as_str()];
+        let out = xdpgw(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&args, &out));
+        let line = err
+            .lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no '{what}' error:\n{}", describe(&args, &out)));
+        let pos: Vec<&str> = line[file.as_str().len()..].splitn(4, ':').collect();
+        assert!(
+            pos.len() == 4 && pos[1].parse::<u32>().is_ok() && pos[2].parse::<u32>().is_ok(),
+            "not FILE:LINE:COLUMN: {line}"
+        );
+        if what == "COMMIT expected" {
+            assert!(
+                line.contains(&format!("table 'filter' (line {filter_line})")),
+                "{line}"
+            );
+        }
+        assert!(err.contains("nothing loaded"), "{}", describe(&args, &out));
+    }
+}
+
 /// What Linux's `iptables-save` (iptables 1.8.9, nf_tables) prints after
 /// `sh -e conf/seed-examples.sh` in a fresh network namespace, without its
 /// `#` header and footer lines. iptables-nft prints the tables in a fixed

@@ -39,7 +39,8 @@
 //! reader removes it. For `OK` the client prints the body on stdout and exits
 //! 0; for `ERR` it prints the message and body on stderr and exits 1.
 //!
-//! Commands (server side in [`server`]): `ping`; `reload [file=PATH]`;
+//! Commands (server side in [`server`]): `ping`; `reload [file=PATH]
+//! [replace_all=1]`;
 //! `list [table=T] [chain=C] [verbose=1] [numeric=1] [exact=1]
 //! [line_numbers=1]`; `save [counters=1] [table=T]`; `zero [table=T]
 //! [chain=C]`; `stats`; `stats-sample` (one `name value` line per

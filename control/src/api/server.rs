@@ -20,6 +20,7 @@ use xdpgw_dataplane::drop::DropReason;
 use xdpgw_dataplane::pipeline::{Gateway, WorkerStats};
 use xdpgw_dataplane::rule::{RuleSet, Table};
 
+use super::reload::Scope;
 use super::view::{list, ListFormat};
 use super::{Request, Response};
 
@@ -183,7 +184,16 @@ pub struct Control {
 #[derive(Clone, Debug)]
 pub struct Reloaded {
     pub file: PathBuf,
+    /// The tables the file named, replaced by what it has.
+    pub replaced: Vec<Table>,
+    /// Rules in the replaced tables.
     pub rules: usize,
+    /// Tables the file did not name, kept as they ran.
+    pub kept: Vec<Table>,
+    /// Rules in the kept tables.
+    pub kept_rules: usize,
+    /// Tables the file did not name, emptied (`--replace-all`).
+    pub emptied: Vec<Table>,
     pub kept_counters: usize,
     /// From the request to the new set installed.
     pub installed: Duration,
@@ -196,26 +206,49 @@ pub struct Reloaded {
 }
 
 impl Reloaded {
+    /// What happened to the tables: `filter, nat replaced (12 rules);
+    /// raw, mangle untouched (3 rules)`.
+    fn tables(&self) -> String {
+        let names = |ts: &[Table]| ts.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ");
+        let rules = |n: usize| format!("{n} rule{}", if n == 1 { "" } else { "s" });
+        let mut s = if self.replaced.is_empty() {
+            "no table replaced (the file names none)".to_owned()
+        } else {
+            format!("{} replaced ({})", names(&self.replaced), rules(self.rules))
+        };
+        if !self.kept.is_empty() {
+            s.push_str(&format!(
+                "; {} untouched ({})",
+                names(&self.kept),
+                rules(self.kept_rules)
+            ));
+        }
+        if !self.emptied.is_empty() {
+            s.push_str(&format!("; {} emptied", names(&self.emptied)));
+        }
+        s
+    }
+
     /// One line saying what happened.
     pub fn summary(&self) -> String {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         if self.everywhere {
             format!(
-                "reloaded {}: {} rules; in force on every worker after {:.1} ms (installed after \
+                "reloaded {}: {}; in force on every worker after {:.1} ms (installed after \
                  {:.1} ms); counters kept for {} rules and chains",
                 self.file.display(),
-                self.rules,
+                self.tables(),
                 ms(self.in_force),
                 ms(self.installed),
                 self.kept_counters
             )
         } else {
             format!(
-                "reloaded {}: {} rules; installed after {:.1} ms but NOT yet in force on every \
+                "reloaded {}: {}; installed after {:.1} ms but NOT yet in force on every \
                  worker after {:.0} ms (a worker is not picking it up); counters kept for {} \
                  rules and chains may miss that worker's last counts",
                 self.file.display(),
-                self.rules,
+                self.tables(),
                 ms(self.installed),
                 ms(self.in_force),
                 self.kept_counters
@@ -229,15 +262,17 @@ impl Control {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Parses, validates and compiles `file` (default: the configuration's
-    /// rule file) here, off the workers, installs it, waits until every
-    /// worker runs it (at most a second) and carries over the counters of
-    /// unchanged rules ([`super::reload`]). On any error the running set
+    /// Parses and validates `file` (default: the configuration's rule
+    /// file) here, off the workers; replaces the tables it names (or, with
+    /// [`Scope::All`], every table) in the running set and compiles the
+    /// result; installs it, waits until every worker runs it (at most a
+    /// second) and carries over the counters of unchanged rules, and so of
+    /// every kept table ([`super::reload`]). On any error the running set
     /// stays in force; the error lines name `file:line:column`.
-    pub fn reload(&self, file: Option<&Path>) -> Result<Reloaded, Vec<String>> {
+    pub fn reload(&self, file: Option<&Path>, scope: Scope) -> Result<Reloaded, Vec<String>> {
         let t0 = Instant::now();
         let file = file.unwrap_or(&self.rules_file).to_path_buf();
-        let set = crate::load_rules(&file).map_err(|e| {
+        let loaded = crate::load_rule_file(&file).map_err(|e| {
             let mut lines: Vec<String> = e.0.iter().map(|e| e.to_string()).collect();
             lines.push(format!(
                 "{}: {} error{}; nothing loaded",
@@ -247,11 +282,15 @@ impl Control {
             ));
             lines
         })?;
+        // Under the lock from here: the merge starts from the set that runs,
+        // and reloads do not interleave.
+        let mut current = self.lock();
+        let merged = super::reload::merge(&current, loaded, scope);
+        let set = merged.set;
         let compiled = self
             .gw
             .compile(&set)
             .map_err(|e| vec![format!("{}: {e}", file.display())])?;
-        let mut current = self.lock();
         let carried = super::reload::carried(&current, &set);
         let new = Arc::new(compiled);
         let old = self.gw.install_compiled(Arc::clone(&new));
@@ -274,11 +313,23 @@ impl Control {
                 new.live.add_base(n, c);
             }
         }
-        let rules = set.tables.iter().map(|t| t.rule_count()).sum();
+        let rules_in = |tables: &[Table]| {
+            set.tables
+                .iter()
+                .filter(|t| tables.contains(&t.table))
+                .map(|t| t.rule_count())
+                .sum()
+        };
+        let rules = rules_in(&merged.replaced);
+        let kept_rules = rules_in(&merged.kept);
         *current = set;
         Ok(Reloaded {
             file,
+            replaced: merged.replaced,
             rules,
+            kept: merged.kept,
+            kept_rules,
+            emptied: merged.emptied,
             kept_counters: carried.len(),
             installed,
             in_force,
@@ -301,7 +352,14 @@ impl Control {
                 env!("CARGO_PKG_VERSION"),
                 std::process::id()
             )]),
-            "reload" => match self.reload(req.get("file").map(Path::new)) {
+            "reload" => match self.reload(
+                req.get("file").map(Path::new),
+                if req.is_set("replace_all") {
+                    Scope::All
+                } else {
+                    Scope::FileTables
+                },
+            ) {
                 Ok(r) => Response::ok(vec![r.summary()]),
                 Err(lines) => {
                     Response::err("reload failed; the running rules stay in force", lines)

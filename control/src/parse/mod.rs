@@ -47,9 +47,53 @@ fn is_iptables_word(w: &str) -> bool {
     )
 }
 
+/// A rule file as loaded: its rule set, and the tables it names.
+///
+/// A reload replaces the tables the file names and keeps the others as they
+/// run, as `iptables-restore` does (see `crate::api::reload`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleFile {
+    pub set: RuleSet,
+    /// The tables the file names, in [`save_rank`] order: each `*table`
+    /// block of a restore file; for a script, every table one of its
+    /// commands names (`-t TABLE`, filter without `-t`), whatever the
+    /// command. A named table may be absent from `set` (a script whose only
+    /// nat command is `iptables -t nat -F`): it is empty.
+    pub tables: Vec<Table>,
+}
+
+/// Where a table stands in a rule set: the order in which iptables-save
+/// (nf_tables) prints its tables, which is also the order of the counter
+/// slots `classify::compile` numbers.
+pub fn save_rank(t: Table) -> u8 {
+    match t {
+        Table::Mangle => 0,
+        Table::Raw => 1,
+        Table::Filter => 2,
+        Table::Nat => 3,
+    }
+}
+
 /// Parses a rule file's text into a validated rule set, or every error in it.
 pub fn load_str(text: &str) -> Result<RuleSet, RuleErrors> {
-    let mut st = State::default();
+    load(text, false).map(|f| f.set)
+}
+
+/// Parses the whole text of a rule file, as read from the file, and also
+/// refuses text that does not end where a complete file ends
+/// ([`ending_errors`]): a file cut short while being written is not loaded.
+pub fn load_file_text(text: &str) -> Result<RuleFile, RuleErrors> {
+    load(text, true)
+}
+
+fn load(text: &str, whole_file: bool) -> Result<RuleFile, RuleErrors> {
+    let mut st = State {
+        whole_file,
+        ..State::default()
+    };
+    if whole_file {
+        st.errors.extend(ending_errors(text));
+    }
     match detect_format(text) {
         Format::Restore => st.restore(text),
         Format::Script => {
@@ -59,11 +103,52 @@ pub fn load_str(text: &str) -> Result<RuleSet, RuleErrors> {
     }
     st.validate();
     if st.errors.is_empty() {
-        Ok(st.into_ruleset())
+        let mut tables = std::mem::take(&mut st.named);
+        tables.sort_by_key(|&t| save_rank(t));
+        tables.dedup();
+        Ok(RuleFile {
+            set: st.into_ruleset(),
+            tables,
+        })
     } else {
         st.errors.sort_by_key(|e| (e.line, e.column));
         Err(RuleErrors(st.errors))
     }
+}
+
+/// The position just after the last character of `text` (1-based line and
+/// column).
+fn end_of(text: &str) -> (u32, u32) {
+    let lines = text.lines().count() as u32;
+    match text.lines().last() {
+        Some(last) if !text.ends_with('\n') => (lines, last.chars().count() as u32 + 1),
+        _ => (lines + 1, 1),
+    }
+}
+
+/// The signs that a rule file was not completely written that no parse of
+/// its lines can see: a last line without its newline (a write cut in the
+/// middle of `iptables -A FORWARD -s 10.0.0.5 -j DROP` can leave
+/// `iptables -A FORWARD -s 10.0.0.5`, a valid rule that drops nothing), and
+/// NUL bytes (what a crash can leave in the blocks of a file that was still
+/// being written).
+pub fn ending_errors(text: &str) -> Vec<RuleError> {
+    let mut errors = Vec::new();
+    if let Some((i, line)) = text.lines().enumerate().find(|(_, l)| l.contains('\0')) {
+        let col = line.chars().take_while(|&c| c != '\0').count() as u32 + 1;
+        errors.push(syntax(
+            (i as u32 + 1, col),
+            "a NUL byte: this is not a text file, or it was not completely written",
+        ));
+    }
+    if !text.is_empty() && !text.ends_with('\n') {
+        errors.push(syntax(
+            end_of(text),
+            "the last line has no newline at its end: the file may have been cut short while \
+             being written (a complete rule file ends with a newline)",
+        ));
+    }
+    errors
 }
 
 struct ChainState {
@@ -132,6 +217,11 @@ struct State {
     errors: Vec<RuleError>,
     /// Reading a script: each command is checked as its own commit.
     script: bool,
+    /// The text is a whole file: a script may not end inside a command
+    /// continued with `\`.
+    whole_file: bool,
+    /// The tables the text names ([`RuleFile::tables`]), repeats included.
+    named: Vec<Table>,
 }
 
 /// The same error, blamed on another place.
@@ -165,10 +255,8 @@ impl State {
 
     fn restore(&mut self, text: &str) {
         let mut current: Option<(Table, (u32, u32))> = None;
-        let mut last_line = 0;
         for (i, raw) in text.lines().enumerate() {
             let line_no = i as u32 + 1;
-            last_line = line_no;
             let indent = (raw.len() - raw.trim_start().len()) as u32;
             let line = raw.trim();
             let pos = (line_no, indent + 1);
@@ -189,6 +277,7 @@ impl State {
                     Some(t) => {
                         // iptables-restore replaces the whole table.
                         *self.table_mut(t) = TableState::new(t);
+                        self.named.push(t);
                         current = Some((t, pos));
                     }
                     None => {
@@ -230,12 +319,16 @@ impl State {
                 self.restore_command(table, &toks);
             }
         }
-        if let Some((t, _)) = current {
+        if let Some((t, opened)) = current {
+            // iptables-restore: "COMMIT expected at line N", N the line
+            // after the last one (also after a last line without newline).
             self.errors.push(syntax(
-                (last_line.max(1), 1),
+                (text.lines().count() as u32 + 1, 1),
                 format!(
-                    "table '{}' is not closed by COMMIT at the end of the file",
-                    t.name()
+                    "COMMIT expected: the file ends inside table '{}' (line {}), which is not \
+                     closed by COMMIT; was the file cut short while being written?",
+                    t.name(),
+                    opened.0
                 ),
             ));
         }
@@ -360,8 +453,16 @@ impl State {
                 self.script_command(&line);
             }
         }
-        if !words.is_empty() {
-            self.script_command(&words);
+        if let Some(first) = words.first() {
+            if self.whole_file {
+                self.errors.push(syntax(
+                    at(first),
+                    "the file ends inside this command: its last line is continued with '\\' \
+                     but nothing follows; was the file cut short while being written?",
+                ));
+            } else {
+                self.script_command(&words);
+            }
         }
     }
 
@@ -436,6 +537,7 @@ impl State {
             ));
             return;
         }
+        self.named.push(table);
         match parse_command(&rest) {
             Ok((cmd, cmd_at, spec)) => self.apply(table, cmd, cmd_at, spec, None),
             Err(e) => self.errors.push(e),
@@ -791,14 +893,7 @@ impl State {
     }
 
     fn into_ruleset(mut self) -> RuleSet {
-        // iptables-save (nf_tables) prints its tables in this order.
-        let order = |t: Table| match t {
-            Table::Mangle => 0,
-            Table::Raw => 1,
-            Table::Filter => 2,
-            Table::Nat => 3,
-        };
-        self.tables.sort_by_key(|t| order(t.table));
+        self.tables.sort_by_key(|t| save_rank(t.table));
         RuleSet {
             tables: self
                 .tables
@@ -1057,4 +1152,139 @@ fn parse_command(toks: &[Token]) -> Result<CommandLine<'_>, RuleError> {
         }
     };
     Ok((cmd, pos, &toks[used.min(toks.len())..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAT: &str = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+                       :POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o wan0 -j MASQUERADE\nCOMMIT\n";
+    const FILTER: &str =
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+                          -A FORWARD -s 10.0.0.5 -j DROP\n-A FORWARD -j ACCEPT\nCOMMIT\n";
+
+    /// Every error of `text` loaded as a whole file, as `line:column: message`.
+    fn file_errors(text: &str) -> Vec<String> {
+        match load_file_text(text) {
+            Ok(f) => panic!("accepted: {f:?}"),
+            Err(e) => e
+                .iter()
+                .map(|e| format!("{}:{}: {}", e.line, e.column, e.kind))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_file_names_its_tables_blocks_or_commands() {
+        let f = load_file_text(&format!("{FILTER}{NAT}")).expect("loads");
+        // Save order, whatever the file's order.
+        assert_eq!(f.tables, [Table::Filter, Table::Nat]);
+        assert_eq!(f.set.tables.len(), 2);
+        // An empty block names its table (iptables-restore flushes it).
+        let f = load_file_text("*raw\nCOMMIT\n").expect("loads");
+        assert_eq!(f.tables, [Table::Raw]);
+        // A script names the tables of its commands, filter without -t,
+        // including commands that create nothing (flushing an absent table).
+        let f = load_file_text(
+            "iptables -t nat -A POSTROUTING -o wan0 -j MASQUERADE\niptables -F\n\
+             iptables -t mangle -X\n",
+        )
+        .expect("loads");
+        assert_eq!(f.tables, [Table::Mangle, Table::Filter, Table::Nat]);
+        assert_eq!(
+            f.set.tables.iter().map(|t| t.table).collect::<Vec<_>>(),
+            [Table::Nat]
+        );
+        // Nothing named: an empty file, or only comments.
+        assert!(load_file_text("").expect("empty").tables.is_empty());
+        assert!(load_file_text("# nothing\n")
+            .expect("comment")
+            .tables
+            .is_empty());
+    }
+
+    #[test]
+    fn a_file_cut_inside_a_table_expects_its_commit() {
+        // Cut after the nat COMMIT, inside the filter block: iptables-restore
+        // says "COMMIT expected at line 13", the line after the last.
+        let cut =
+            &format!("{NAT}{FILTER}")[..NAT.len() + FILTER.find("-A FORWARD -j").expect("rule")];
+        assert_eq!(cut.lines().count(), 12);
+        assert_eq!(
+            file_errors(cut),
+            ["13:1: COMMIT expected: the file ends inside table 'filter' (line 8), which is not \
+              closed by COMMIT; was the file cut short while being written?"]
+        );
+        // The same for text that is not a whole file.
+        assert!(load_str(cut).is_err());
+    }
+
+    #[test]
+    fn a_file_cut_in_the_middle_of_a_line_is_refused() {
+        // A script cut inside `-j DROP` leaves a valid rule that drops nothing.
+        let script = "iptables -P FORWARD DROP\niptables -A FORWARD -s 10.0.0.5 -j DROP\n";
+        let cut = &script[..script.len() - " -j DROP\n".len()];
+        assert!(load_str(cut).is_ok(), "the cut text is valid rules");
+        assert_eq!(
+            file_errors(cut),
+            [
+                "2:32: the last line has no newline at its end: the file may have been cut short \
+              while being written (a complete rule file ends with a newline)"
+            ]
+        );
+        // A restore file cut in a rule line: both signs, in file order.
+        let cut = &FILTER[..FILTER.find(" -j DROP").expect("rule")];
+        let errors = file_errors(cut);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].starts_with("5:23: the last line has no newline"),
+            "{errors:?}"
+        );
+        // iptables-restore: "COMMIT expected at line 6".
+        assert!(errors[1].starts_with("6:1: COMMIT expected"), "{errors:?}");
+        // Even a last line that is complete in itself needs its newline.
+        let errors = file_errors(FILTER.trim_end());
+        assert!(
+            errors[0].starts_with("7:7: the last line has no newline"),
+            "{errors:?}"
+        );
+        // Text given as a string (not a file's whole text) needs no newline.
+        assert!(load_str(FILTER.trim_end()).is_ok());
+    }
+
+    #[test]
+    fn a_script_may_not_end_inside_a_continued_command() {
+        let text = "iptables -P FORWARD DROP\niptables -A FORWARD -s 10.0.0.5 \\\n";
+        assert_eq!(
+            file_errors(text),
+            [
+                "2:1: the file ends inside this command: its last line is continued with '\\' but \
+              nothing follows; was the file cut short while being written?"
+            ]
+        );
+        // As a string, the continued command is read as it stands.
+        assert!(load_str(text).is_ok());
+        // A continuation followed by its line is complete.
+        assert!(load_file_text(&format!("{text}  -j DROP\n")).is_ok());
+    }
+
+    #[test]
+    fn nul_bytes_are_refused() {
+        let text = format!("{FILTER}\0\0\0\0\n");
+        let errors = file_errors(&text);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(
+            errors[0],
+            "8:1: a NUL byte: this is not a text file, or it was not completely written"
+        );
+    }
+
+    #[test]
+    fn end_positions() {
+        assert_eq!(end_of(""), (1, 1));
+        assert_eq!(end_of("a\n"), (2, 1));
+        assert_eq!(end_of("a\nbc"), (2, 3));
+        assert_eq!(end_of("a\r\n\n"), (3, 1));
+    }
 }
