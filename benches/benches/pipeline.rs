@@ -4,7 +4,9 @@
 //! - new connections (conntrack insert + NAT port allocation);
 //! - the established flow with 10, 1,000 and 10,000 filter rules before the
 //!   accepting rule;
-//! - conntrack lookups from 2 threads on 1 million entries.
+//! - conntrack lookups from 2 threads on 1 million entries;
+//! - new connections refused for want of a NAT port (one server endpoint
+//!   whose 64,512 MASQUERADE ports are all taken).
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -401,11 +403,62 @@ fn conntrack_two_threads(c: &mut Criterion) {
     g.finish();
 }
 
+/// A flood of new connections to a server endpoint whose MASQUERADE port
+/// range (1024-65535) is exhausted: each one is refused (`nat_no_free_port`).
+fn nat_exhausted(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let rules = gateway_rules();
+    let mut w = worker(&rules, 1 << 17);
+    let mut now = 10u64;
+    let mut buf = vec![0u8; 2048];
+    // 64,512 connections from one client keep their source ports: the range
+    // is full.
+    for sport in 1024..=65535u16 {
+        now += 100;
+        let f = udp(Ipv4Addr::new(192, 168, 10, 2), sport, SERVER, 5001, true);
+        assert!(matches!(
+            run(&mut w, now, 0, &f, &mut buf),
+            Action::Forward { .. }
+        ));
+    }
+    let frames: Vec<Template> = (0..BATCH as u16)
+        .map(|i| {
+            Template::new(&udp(
+                Ipv4Addr::new(192, 168, 10, 3),
+                2000 + i,
+                SERVER,
+                5001,
+                true,
+            ))
+        })
+        .collect();
+    let mut bufs = vec![[0u8; 2048]; BATCH];
+    g.bench_function("nat_exhausted_batch64", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                w.begin_batch();
+                for (f, b) in frames.iter().zip(bufs.iter_mut()) {
+                    now += 100;
+                    b[..64].copy_from_slice(&f.bytes);
+                    let a = w.process(now, 0, b, f.len, &mut NoEmit);
+                    debug_assert!(matches!(a, Action::Drop(_)));
+                    std::hint::black_box(a);
+                }
+            }
+            start.elapsed()
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     established_flow,
     established_flows,
     new_connections,
-    conntrack_two_threads
+    conntrack_two_threads,
+    nat_exhausted
 );
 criterion_main!(benches);

@@ -14,10 +14,12 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use xdpgw_vm_tests::frames::{checksum, FrameSpec, L4Spec, Mac};
-use xdpgw_vm_tests::lab::{Backend, Lab, Process, CLIENT, CLIENT2, SERVER};
-use xdpgw_vm_tests::scenario::on_both_backends;
-use xdpgw_vm_tests::LAB_PROGRAMS;
+use xdpgw_vm_tests::frames::{checksum, FrameSpec, L4Spec, Mac, TCP_SYN};
+use xdpgw_vm_tests::lab::{Backend, Lab, LabConfig, Process, WorkDir, CLIENT, CLIENT2, SERVER};
+use xdpgw_vm_tests::scenario::{
+    conntrack_table, entries_to, on_both_backends, on_both_backends_in,
+};
+use xdpgw_vm_tests::{workspace_dir, xdpgw_binary, LAB_PROGRAMS};
 
 /// A MAC of all zeros: the sender fills in the gateway's (destination) or
 /// its own (source).
@@ -392,6 +394,127 @@ fn ttl_1_burst_gets_icmp_as_rate_limited_as_linux() {
         |o| {
             assert_eq!(o.time_exceeded, 6, "{o:?}");
             assert_eq!(o.server.len(), 1, "{o:?}");
+        },
+    );
+}
+
+#[derive(Debug, PartialEq)]
+struct Exhaustion {
+    /// Conntrack entries of the flood (to TCP port 80).
+    granted: usize,
+    /// Connections refused for want of a port: Linux's `insert_failed`
+    /// (`conntrack -S`), xdpgw's `nat_no_free_port`.
+    failed: u64,
+}
+
+/// MASQUERADE from 64 ports, 300 SYNs from distinct source ports to one
+/// server port (which answers nothing): 64 connections get a port, and every
+/// other SYN is counted as a failure, on Linux and on xdpgw alike.
+#[test]
+fn port_exhaustion_counts_every_failure_as_linux() {
+    if !xdpgw_vm_tests::require_root_with(
+        "port_exhaustion_counts_every_failure_as_linux",
+        &[LAB_PROGRAMS, &["python3"]].concat(),
+    ) {
+        return;
+    }
+    const SYNS: u16 = 300;
+    let dir = WorkDir::new("exhaust");
+    let rules = std::fs::read_to_string(workspace_dir().join("conf/gateway.rules"))
+        .expect("conf/gateway.rules");
+    let masq = "-A POSTROUTING -o wan0 -s 192.168.10.0/24 -j MASQUERADE\n";
+    assert!(rules.contains(masq), "conf/gateway.rules changed: {masq}");
+    let rules = rules.replace(
+        masq,
+        &format!(
+            "-A POSTROUTING -o wan0 -s 192.168.10.0/24 -p tcp -j MASQUERADE --to-ports 40000-40063\n{masq}"
+        ),
+    );
+    std::fs::write(dir.path().join("gateway.rules"), rules).expect("write rules");
+    let config = dir.path().join("gateway.toml");
+    std::fs::copy(workspace_dir().join("conf/gateway.toml"), &config).expect("copy config");
+    on_both_backends_in(
+        "port_exhaustion_counts_every_failure_as_linux",
+        |backend| {
+            Lab::gateway_lab(&LabConfig {
+                backend,
+                config: config.clone(),
+                xdpgw: xdpgw_binary(),
+                run_args: vec!["--report-on-exit".to_owned()],
+                queues: 1,
+            })
+        },
+        |lab| {
+            // The server stays silent: its answers would end the flood's
+            // connections early.
+            lab.server().exec_ok(&[
+                "iptables", "-A", "INPUT", "-p", "tcp", "--dport", "80", "-j", "DROP",
+            ]);
+            let syns: Vec<Vec<u8>> = (0..SYNS)
+                .map(|i| {
+                    FrameSpec {
+                        dst_mac: FILL,
+                        src_mac: FILL,
+                        src: CLIENT,
+                        dst: SERVER,
+                        ttl: 64,
+                        tos: 0,
+                        id: i,
+                        df: true,
+                        l4: L4Spec::Tcp {
+                            sport: 30000 + i,
+                            dport: 80,
+                            seq: 1000,
+                            ack: 0,
+                            flags: TCP_SYN,
+                            window: 64240,
+                            syn_options: true,
+                            payload: vec![],
+                        },
+                    }
+                    .build()
+                })
+                .collect();
+            client(lab, false, "-", &syns);
+            match lab.backend() {
+                Backend::Linux => {
+                    let table = conntrack_table(lab);
+                    let stats = lab.gateway().exec_ok(&["conntrack", "-S"]);
+                    let failed = stats
+                        .split_whitespace()
+                        .filter_map(|w| w.strip_prefix("insert_failed="))
+                        .filter_map(|n| n.parse::<u64>().ok())
+                        .sum();
+                    Exhaustion {
+                        granted: entries_to(&table, "tcp", 80),
+                        failed,
+                    }
+                }
+                Backend::Xdpgw => {
+                    let done = lab.stop_gateway().expect("xdpgw was running");
+                    let table: Vec<String> = done
+                        .stderr
+                        .iter()
+                        .filter_map(|l| l.strip_prefix("ipv4"))
+                        .filter_map(|l| l.trim_start().split_once(' ').map(|(_, e)| e.trim_start()))
+                        .map(str::to_owned)
+                        .collect();
+                    let failed = done
+                        .stderr
+                        .iter()
+                        .find_map(|l| l.strip_prefix("#   drop nat_no_free_port: "))
+                        .and_then(|n| n.trim().parse().ok())
+                        .unwrap_or(0);
+                    Exhaustion {
+                        granted: entries_to(&table, "tcp", 80),
+                        failed,
+                    }
+                }
+            }
+        },
+        |o| {
+            assert_eq!(o.granted, 64, "{o:?}");
+            assert_eq!(o.granted as u64 + o.failed, u64::from(SYNS), "{o:?}");
         },
     );
 }
