@@ -349,12 +349,10 @@ impl GatewayArgs {
             Ok(p) => p,
             Err(e) => return fail(e),
         };
-        let mut client = match api::Client::connect(&path) {
-            Ok(c) => c,
-            Err(e) => return fail(e),
-        };
-        let mut sample = || -> Result<api::stats::Sample, String> {
-            let r = client.call(&Request::new("stats-sample"))?;
+        // A connection per sample: the gateway closes one that sends no
+        // request for 30 s, and an interval may be longer.
+        let sample = || -> Result<api::stats::Sample, String> {
+            let r = api::Client::connect(&path)?.call(&Request::new("stats-sample"))?;
             if !r.ok {
                 return Err(r.message);
             }

@@ -2,16 +2,18 @@
 //! `api::server` for a gateway built in memory (no ports), driven by the
 //! client of `api`.
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::Ipv4Addr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use xdpgw_control::lab::WorkDir as TempDir;
 
-use xdpgw_control::api::server::{Control, ControlSocket};
-use xdpgw_control::api::{Client, Request};
+use xdpgw_control::api::server::{Control, ControlSocket, SocketLimits};
+use xdpgw_control::api::{Client, Request, Response};
 use xdpgw_dataplane::conntrack::ConntrackConfig;
 use xdpgw_dataplane::pipeline::{Gateway, GatewayConfig, IfaceConfig};
 
@@ -27,17 +29,35 @@ COMMIT
 
 /// Serves `ctl` on a socket in `dir` while `f` talks to it through a
 /// client, then stops the server.
-fn with_client(ctl: &Control, dir: &std::path::Path, f: impl FnOnce(&mut Client)) {
+fn with_client(ctl: &Control, dir: &Path, f: impl FnOnce(&mut Client)) {
+    serving(ctl, dir, SocketLimits::default(), |_, path| {
+        let mut c = Client::connect(path).expect("connect");
+        f(&mut c);
+    });
+}
+
+/// Serves `ctl` on a socket in `dir` with `limits` while `f` runs, then
+/// stops the server (also when `f` fails).
+fn serving(ctl: &Control, dir: &Path, limits: SocketLimits, f: impl FnOnce(&ControlSocket, &Path)) {
     let path = dir.join("c.sock");
-    let sock = ControlSocket::bind(&path).expect("bind");
+    let sock = ControlSocket::bind(&path)
+        .expect("bind")
+        .with_limits(limits);
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         s.spawn(|| sock.serve(ctl, &stop));
-        let mut c = Client::connect(&path).expect("connect");
-        f(&mut c);
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        ControlSocket::wake(&path);
+        let _stopper = Stopper(&stop, &path);
+        f(&sock, &path);
     });
+}
+
+struct Stopper<'a>(&'a AtomicBool, &'a Path);
+
+impl Drop for Stopper<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+        ControlSocket::wake(self.1);
+    }
 }
 
 fn control(rules_file: PathBuf) -> Control {
@@ -380,7 +400,7 @@ fn conntrack_events_stream_over_the_socket() {
             format!("E [DESTROY] udp      17 30 src=192.168.10.2 dst=203.0.113.254 sport=5353 dport=53 [UNREPLIED] src=203.0.113.254 dst=192.168.10.2 sport=53 dport=5353 [USERSPACE] portid={} progname={}\n", std::process::id(), std::env::current_exe().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_default())
         );
 
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        stop.store(true, Ordering::Relaxed);
         ControlSocket::wake(&path);
         line.clear();
         lines.read_line(&mut line).expect("end");
@@ -465,5 +485,321 @@ fn listings_leave_out_expired_entries_not_yet_swept() {
         assert_eq!(r.body, ["1"]);
         let r = c.call(&Request::new("ct-count")).expect("count");
         assert_eq!(r.body, ["2"]);
+    });
+}
+
+/// `n` UDP entries, from two clients (even `k` from .2, odd from .3).
+fn fill(ctl: &Control, n: u16) {
+    use xdpgw_dataplane::conntrack::{PacketMeta, Track};
+    use xdpgw_dataplane::flow::Tuple;
+    for k in 0..n {
+        let meta = PacketMeta {
+            tuple: Tuple {
+                src: Ipv4Addr::new(192, 168, 10, 2 + (k % 2) as u8),
+                dst: Ipv4Addr::new(203, 0, 113, 254),
+                sport: 10000 + k,
+                dport: 53,
+                proto: 17,
+            },
+            len: 60,
+            tcp: None,
+            icmp: None,
+        };
+        match ctl.gw.conntrack.track(0, &meta) {
+            Track::New(p) => {
+                ctl.gw.conntrack.confirm(0, &p).expect("confirm");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// Waits (at most 10 s) until `f` holds: for states the server shows no
+/// signal of, such as how many clients it serves.
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Sends a request on a raw connection and reads its response.
+fn raw_call(s: &UnixStream, line: &str) -> std::io::Result<Response> {
+    (&mut &*s).write_all(format!("{line}\n").as_bytes())?;
+    Response::read_from(&mut BufReader::new(s))
+}
+
+/// Asks for the whole conntrack table and reads only the status line.
+fn stalled_listing(path: &Path) -> UnixStream {
+    let mut s = UnixStream::connect(path).expect("connect");
+    s.write_all(b"XDPGW/1 ct-list\n").expect("request");
+    let mut status = [0u8; 11];
+    s.read_exact(&mut status).expect("status");
+    assert_eq!(&status, b"XDPGW/1 OK\n");
+    s
+}
+
+/// 200 clients that send nothing and one that asked for a 30,000-entry
+/// listing and reads none of it hold up nobody: a new client's `stats`,
+/// `ping` and `list` are answered meanwhile. The listing, read at last,
+/// is whole; a streamed `conntrack -D` deletes what it shows.
+#[test]
+fn idle_clients_and_a_stalled_listing_hold_up_no_one() {
+    const ENTRIES: u16 = 30_000;
+    let dir = TempDir::new("crowd");
+    let rules = dir.path().join("gw.rules");
+    std::fs::write(&rules, RULES).expect("rules");
+    let ctl = control(rules);
+    fill(&ctl, ENTRIES);
+    serving(&ctl, dir.path(), SocketLimits::default(), |sock, path| {
+        let idle: Vec<UnixStream> = (0..200)
+            .map(|_| UnixStream::connect(path).expect("connect"))
+            .collect();
+        wait_until("200 clients are served", || sock.clients() == 200);
+        // About 4 MB of lines: far more than the socket buffers hold.
+        let mut lister = stalled_listing(path);
+
+        let t0 = Instant::now();
+        let mut c = Client::connect(path).expect("connect");
+        let stats = c.call(&Request::new("stats")).expect("stats");
+        let stats_took = t0.elapsed();
+        assert!(stats.ok, "{stats:?}");
+        assert!(
+            stats.body.iter().any(|l| l.starts_with("total: ")),
+            "{stats:?}"
+        );
+        let ping = c.call(&Request::new("ping")).expect("ping");
+        assert!(ping.ok, "{ping:?}");
+        let list = c.call(&Request::new("list")).expect("list");
+        assert!(
+            list.ok && list.body[0].starts_with("Chain INPUT"),
+            "{list:?}"
+        );
+        eprintln!(
+            "with 200 idle clients and a stalled 30,000-entry listing: stats answered in {stats_took:?}, stats+ping+list in {:?}",
+            t0.elapsed()
+        );
+        assert_eq!(sock.clients(), 202, "everyone is still connected");
+
+        // The rest of the listing, up to its end.
+        let mut entries = Vec::new();
+        for l in BufReader::new(&mut lister).lines() {
+            let l = l.expect("the rest of the listing");
+            if l == "." {
+                break;
+            }
+            entries.push(l);
+        }
+        assert_eq!(entries.len(), usize::from(ENTRIES));
+        assert!(
+            entries.iter().all(|l| l.starts_with("ipv4     2 udp ")),
+            "{}",
+            entries[0]
+        );
+        entries.sort_unstable();
+        entries.dedup();
+        assert_eq!(entries.len(), usize::from(ENTRIES), "each entry once");
+        drop(idle);
+
+        let r = c
+            .call(&Request::new("ct-delete").arg("src", "192.168.10.3"))
+            .expect("delete");
+        assert!(r.ok, "{}", r.message);
+        assert_eq!(r.body.len(), usize::from(ENTRIES / 2) + 1);
+        assert!(r.body[..r.body.len() - 1]
+            .iter()
+            .all(|l| l.contains(" src=192.168.10.3 ")));
+        assert_eq!(
+            r.body.last().map(String::as_str),
+            Some("xdpgw: 15000 flow entries have been deleted.")
+        );
+        let r = c.call(&Request::new("ct-count")).expect("count");
+        assert_eq!(r.body, ["15000"]);
+        let r = c
+            .call(&Request::new("ct-count").arg("src", "192.168.10.3"))
+            .expect("count");
+        assert_eq!(r.body, ["0"]);
+    });
+}
+
+/// A client that sends no complete request within the idle timeout (none
+/// at all, or part of a line) is told so and disconnected; a client that
+/// calls on such a connection shows that reason.
+#[test]
+fn an_idle_client_is_disconnected_with_a_reason() {
+    let dir = TempDir::new("idle");
+    let rules = dir.path().join("gw.rules");
+    std::fs::write(&rules, RULES).expect("rules");
+    let ctl = control(rules);
+    let limits = SocketLimits {
+        idle_timeout: Duration::from_millis(200),
+        ..SocketLimits::default()
+    };
+    serving(&ctl, dir.path(), limits, |sock, path| {
+        let said = "XDPGW/1 ERR no complete request within 0.2 s; connection closed\n.\n";
+        let mut silent = UnixStream::connect(path).expect("connect");
+        let mut text = String::new();
+        silent.read_to_string(&mut text).expect("read to the end");
+        assert_eq!(text, said);
+
+        let mut partial = UnixStream::connect(path).expect("connect");
+        partial.write_all(b"XDPGW/1 pi").expect("part of a request");
+        text.clear();
+        partial.read_to_string(&mut text).expect("read to the end");
+        assert_eq!(text, said);
+
+        let mut late = Client::connect(path).expect("connect");
+        wait_until("the late client is served", || sock.clients() == 1);
+        wait_until("the late client is gone", || sock.clients() == 0);
+        let r = late.call(&Request::new("ping")).expect("the reason");
+        assert!(!r.ok);
+        assert_eq!(
+            r.message,
+            "no complete request within 0.2 s; connection closed"
+        );
+
+        // Requests in time keep a connection.
+        let mut busy = Client::connect(path).expect("connect");
+        for _ in 0..3 {
+            assert!(busy.call(&Request::new("ping")).expect("ping").ok);
+        }
+    });
+}
+
+/// A client that stops reading its answer is disconnected after the write
+/// timeout: its listing ends without the final `.`, and the others are
+/// served.
+#[test]
+fn a_client_that_does_not_read_is_disconnected() {
+    let dir = TempDir::new("stall");
+    let rules = dir.path().join("gw.rules");
+    std::fs::write(&rules, RULES).expect("rules");
+    let ctl = control(rules);
+    fill(&ctl, 30_000);
+    let limits = SocketLimits {
+        write_timeout: Duration::from_millis(200),
+        ..SocketLimits::default()
+    };
+    serving(&ctl, dir.path(), limits, |sock, path| {
+        let mut lister = stalled_listing(path);
+        wait_until("the server gives up on the listing", || sock.clients() == 0);
+        let mut rest = String::new();
+        lister.read_to_string(&mut rest).expect("what was sent");
+        assert!(!rest.is_empty() && !rest.ends_with("\n.\n"), "cut short");
+        assert!(rest.lines().count() < 30_000);
+        let mut c = Client::connect(path).expect("connect");
+        assert!(c.call(&Request::new("ping")).expect("ping").ok);
+    });
+}
+
+/// With every place taken, a new client takes the place of the one that
+/// has waited longest on its peer (idle, or not reading its answer); only
+/// when none can be freed (all streams) is it turned away, with a reason.
+#[test]
+fn a_full_socket_makes_room_for_a_new_client() {
+    let dir = TempDir::new("full");
+    let rules = dir.path().join("gw.rules");
+    std::fs::write(&rules, RULES).expect("rules");
+    let ctl = control(rules);
+    fill(&ctl, 10_000);
+    let limits = SocketLimits {
+        max_clients: 4,
+        ..SocketLimits::default()
+    };
+    serving(&ctl, dir.path(), limits, |sock, path| {
+        // Four idle clients, the first the longest idle.
+        let mut first = UnixStream::connect(path).expect("connect");
+        wait_until("the first client is served", || sock.clients() == 1);
+        let idle: Vec<UnixStream> = (0..3)
+            .map(|_| UnixStream::connect(path).expect("connect"))
+            .collect();
+        wait_until("four clients are served", || sock.clients() == 4);
+        let mut c = Client::connect(path).expect("connect");
+        assert!(c.call(&Request::new("stats")).expect("stats").ok);
+        let mut gone = Vec::new();
+        first.read_to_end(&mut gone).expect("closed");
+        assert!(gone.is_empty(), "closed without a word");
+        for s in &idle {
+            assert!(raw_call(s, "XDPGW/1 ping").expect("still served").ok);
+        }
+        drop((idle, c));
+        wait_until("everyone left", || sock.clients() == 0);
+
+        // Three event streams and a client that does not read its listing:
+        // the listing's place is taken.
+        let streams: Vec<UnixStream> = (0..3)
+            .map(|_| {
+                let s = UnixStream::connect(path).expect("connect");
+                (&s).write_all(b"XDPGW/1 ct-events\n").expect("request");
+                let mut status = [0u8; 15];
+                (&s).read_exact(&mut status).expect("status");
+                assert_eq!(&status, b"XDPGW/1 STREAM\n");
+                s
+            })
+            .collect();
+        let mut lister = stalled_listing(path);
+        // Its thread counts as waiting on the client once it is stuck in a
+        // write; until then a newcomer finds no room.
+        let mut c = None;
+        wait_until("a newcomer gets the listing's place", || {
+            let mut n = Client::connect(path).expect("connect");
+            let r = n.call(&Request::new("ping")).expect("an answer");
+            if r.ok {
+                c = Some(n);
+                return true;
+            }
+            assert!(r.message.starts_with("too many clients"), "{r:?}");
+            false
+        });
+        let mut rest = String::new();
+        lister.read_to_string(&mut rest).expect("what was sent");
+        assert!(!rest.ends_with("\n.\n"), "the listing was cut short");
+
+        // Four streams: no place can be freed.
+        drop(c);
+        wait_until("three streams are left", || sock.clients() == 3);
+        let fourth = UnixStream::connect(path).expect("connect");
+        (&fourth)
+            .write_all(b"XDPGW/1 ct-events\n")
+            .expect("request");
+        let mut status = [0u8; 15];
+        (&fourth).read_exact(&mut status).expect("status");
+        let mut n = Client::connect(path).expect("connect");
+        let r = n.call(&Request::new("ping")).expect("the reason");
+        assert!(!r.ok);
+        assert_eq!(
+            r.message,
+            "too many clients: all 4 places are busy; try again later"
+        );
+        drop((streams, fourth));
+    });
+}
+
+/// At most 16 `conntrack -E` listeners at once; the next is told so.
+#[test]
+fn event_listeners_are_bounded() {
+    let dir = TempDir::new("listeners");
+    let rules = dir.path().join("gw.rules");
+    std::fs::write(&rules, RULES).expect("rules");
+    let ctl = control(rules);
+    serving(&ctl, dir.path(), SocketLimits::default(), |_, path| {
+        let mut streams = Vec::new();
+        for _ in 0..16 {
+            let s = UnixStream::connect(path).expect("connect");
+            (&s).write_all(b"XDPGW/1 ct-events\n").expect("request");
+            let mut status = [0u8; 15];
+            (&s).read_exact(&mut status).expect("status");
+            assert_eq!(&status, b"XDPGW/1 STREAM\n");
+            streams.push(s);
+        }
+        let s = UnixStream::connect(path).expect("connect");
+        let r = raw_call(&s, "XDPGW/1 ct-events").expect("answer");
+        assert!(!r.ok);
+        assert_eq!(
+            r.message,
+            "too many conntrack event listeners (16); try again later"
+        );
+        drop(streams);
     });
 }

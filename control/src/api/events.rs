@@ -2,7 +2,7 @@
 //!
 //! The dataplane records events in per-shard rings only while someone
 //! listens (`Conntrack::events_subscribe`). Listeners are connections of the
-//! control socket, each served by its own thread; whichever of them polls
+//! control socket (at most [`MAX_LISTENERS`]), each served by its own thread; whichever of them polls
 //! drains the rings for all of them ([`EventHub`]), so two listeners see the
 //! same events. Formatting happens here, in the listener's thread.
 //!
@@ -36,6 +36,9 @@ use super::{Request, Response, VERSION};
 const POLL: Duration = Duration::from_millis(20);
 /// Events queued for one listener that has not written them yet.
 const LISTENER_QUEUE: usize = 65536;
+/// Listeners at once: each may queue 65,536 events while its client is
+/// slow to read (until the control socket's write timeout).
+pub const MAX_LISTENERS: usize = 16;
 
 /// The listeners of conntrack events and their queues.
 #[derive(Default)]
@@ -61,9 +64,13 @@ impl EventHub {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds a listener; the table records events from now on.
-    pub fn subscribe(&self, ct: &Conntrack) -> u64 {
+    /// Adds a listener; the table records events from now on. `None` if
+    /// there are [`MAX_LISTENERS`] already.
+    pub fn subscribe(&self, ct: &Conntrack) -> Option<u64> {
         let mut h = self.lock();
+        if h.listeners.len() >= MAX_LISTENERS {
+            return None;
+        }
         h.next_id += 1;
         let id = h.next_id;
         h.listeners.push(Listener {
@@ -72,7 +79,7 @@ impl EventHub {
             lost: 0,
         });
         ct.events_subscribe();
-        id
+        Some(id)
     }
 
     pub fn unsubscribe(&self, ct: &Conntrack, id: u64) {
@@ -109,13 +116,14 @@ impl EventHub {
     }
 }
 
-/// Serves a `ct-events` request on its connection until the client leaves
-/// or `stop` is set. Runs in its own thread.
+/// Serves a `ct-events` request on its connection until the client leaves,
+/// stops reading (the connection's write timeout) or `stop` is set. Runs
+/// in the connection's thread.
 pub fn stream(
     control: &Control,
     req: &Request,
-    mut reader: BufReader<UnixStream>,
-    mut writer: UnixStream,
+    mut reader: BufReader<&UnixStream>,
+    mut writer: &UnixStream,
     stop: &AtomicBool,
 ) {
     let filter = match CtFilter::from_request(req) {
@@ -128,7 +136,14 @@ pub fn stream(
     // Subscribed before the status line: whatever happens after the client
     // read it is shown.
     let ct = &control.gw.conntrack;
-    let id = control.events.subscribe(ct);
+    let Some(id) = control.events.subscribe(ct) else {
+        let _ = Response::err(
+            format!("too many conntrack event listeners ({MAX_LISTENERS}); try again later"),
+            vec![],
+        )
+        .write_to(&mut writer);
+        return;
+    };
     if writeln!(writer, "{VERSION} STREAM")
         .and_then(|()| writer.flush())
         .is_err()
@@ -201,13 +216,15 @@ pub fn follow(
     let mut reader = BufReader::new(s);
     let mut line = req.encode();
     line.push('\n');
-    writer
-        .write_all(line.as_bytes())
-        .map_err(|e| format!("control socket: {e}"))?;
+    // A gateway that closed the connection (too many clients) may have
+    // said why before: read that first.
+    let sent = writer.write_all(line.as_bytes());
     let mut status = String::new();
-    reader
-        .read_line(&mut status)
-        .map_err(|e| format!("control socket: {e}"))?;
+    match (reader.read_line(&mut status), sent) {
+        (Ok(n), _) if n > 0 => {}
+        (Err(e), _) | (_, Err(e)) => return Err(format!("control socket: {e}")),
+        (Ok(_), Ok(())) => return Err("the gateway closed the connection without answering".into()),
+    }
     let status = status.trim_end_matches('\n');
     if status != format!("{VERSION} STREAM") {
         // An ordinary response: an error (or an old gateway).

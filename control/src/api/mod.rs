@@ -11,6 +11,14 @@
 //! socket file left by a killed run (nobody accepts on it) is replaced; one
 //! another xdpgw answers on is an error.
 //!
+//! Clients are served at the same time, each from a thread of its own, within
+//! limits ([`socket::SocketLimits`]: clients at once, the time to send a
+//! request, the time a write waits for the client to read, the length of a
+//! request line). A client that breaks one is sent an `ERR` response where
+//! it can still read one (`no complete request within 30 s`, `request line
+//! longer than 65536 bytes`, `too many clients`) and disconnected. See
+//! [`socket`].
+//!
 //! # Protocol, version 1
 //!
 //! Line based, UTF-8, `\n`-terminated. A connection carries any number of
@@ -69,8 +77,8 @@
 //! ```
 //!
 //! Records start with a letter, so no dot-stuffing is needed. A request
-//! the server refuses before streaming (a bad filter) is answered with an
-//! ordinary `ERR` response. The server serves each stream from a thread of
+//! the server refuses before streaming (a bad filter, too many listeners)
+//! is answered with an ordinary `ERR` response. The server serves each stream from a thread of
 //! its own, so other clients are answered meanwhile; it notices a client
 //! that left by reading from the connection (the client sends nothing more)
 //! and stops recording when its last listener is gone. See [`events`].
@@ -85,8 +93,9 @@
 //! the workers, then, for each traced packet, an empty line and the lines of
 //! its trace, and the `.` line when `count` packets have been shown. The
 //! client ends a trace early by closing the connection (or sending any
-//! line); the gateway then removes the trace within 200 ms. After a
-//! streaming response the connection is closed. Errors (a bad match, with
+//! line); the gateway then removes the trace within 200 ms. When the
+//! gateway stops, a trace ends without its `.` line. After a streaming
+//! response the connection is closed. Errors (a bad match, with
 //! `argument N:` naming the word, an interface the gateway does not have,
 //! another trace running) are ordinary `ERR` responses.
 
@@ -94,6 +103,7 @@ pub mod events;
 pub mod metrics;
 pub mod reload;
 pub mod server;
+pub mod socket;
 pub mod stats;
 pub mod trace;
 pub mod view;
@@ -241,13 +251,7 @@ impl Response {
             out.push('\n');
         }
         for l in &self.body {
-            for l in l.split('\n') {
-                if l.starts_with('.') {
-                    out.push('.');
-                }
-                out.push_str(l);
-                out.push('\n');
-            }
+            push_body_line(&mut out, l);
         }
         out.push_str(END);
         out.push('\n');
@@ -289,6 +293,57 @@ impl Response {
             body.push(l.strip_prefix('.').unwrap_or(l).to_string());
         }
         Ok(Response { ok, message, body })
+    }
+}
+
+/// Appends a body line in the wire format: dot-stuffed, and split where
+/// it holds newlines.
+fn push_body_line(out: &mut String, l: &str) {
+    for l in l.split('\n') {
+        if l.starts_with('.') {
+            out.push('.');
+        }
+        out.push_str(l);
+        out.push('\n');
+    }
+}
+
+/// An `OK` response written while it is produced: the body lines given to
+/// [`OkStream::line`] go out at each [`OkStream::send`], so that a long
+/// answer (a conntrack listing) is never held whole.
+pub struct OkStream<'a, W: Write> {
+    w: &'a mut W,
+    buf: String,
+}
+
+impl<'a, W: Write> OkStream<'a, W> {
+    /// Starts the response (the status line goes with the first send).
+    pub fn new(w: &'a mut W) -> OkStream<'a, W> {
+        OkStream {
+            w,
+            buf: format!("{VERSION} OK\n"),
+        }
+    }
+
+    pub fn line(&mut self, l: &str) {
+        push_body_line(&mut self.buf, l);
+    }
+
+    /// Writes the lines so far.
+    pub fn send(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            self.w.write_all(self.buf.as_bytes())?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes the rest and the end of the response.
+    pub fn end(mut self) -> std::io::Result<()> {
+        self.buf.push_str(END);
+        self.buf.push('\n');
+        self.send()?;
+        self.w.flush()
     }
 }
 
@@ -366,10 +421,13 @@ impl Client {
     pub fn call(&mut self, req: &Request) -> Result<Response, String> {
         let mut line = req.encode();
         line.push('\n');
-        self.writer
-            .write_all(line.as_bytes())
-            .map_err(|e| format!("control socket: {e}"))?;
-        Response::read_from(&mut self.reader).map_err(|e| format!("control socket: {e}"))
+        let sent = self.writer.write_all(line.as_bytes());
+        // A gateway that closed the connection (it timed out, or turned
+        // this client away) may have said why before: read that first.
+        match (Response::read_from(&mut self.reader), sent) {
+            (Ok(r), _) => Ok(r),
+            (Err(e), Ok(())) | (Err(_), Err(e)) => Err(format!("control socket: {e}")),
+        }
     }
 }
 
@@ -387,12 +445,19 @@ impl Client {
         self.reader.get_ref().set_read_timeout(None).map_err(io)?;
         let mut text = req.encode();
         text.push('\n');
-        self.writer.write_all(text.as_bytes()).map_err(io)?;
+        // As in `call`: a gateway that closed the connection may have said
+        // why before.
+        let sent = self.writer.write_all(text.as_bytes());
         let mut l = String::new();
-        if self.reader.read_line(&mut l).map_err(io)? == 0 {
-            return Err(
-                "control socket: the gateway closed the connection without answering".into(),
-            );
+        match (self.reader.read_line(&mut l), sent) {
+            (Ok(n), _) if n > 0 => {}
+            (_, Err(e)) => return Err(io(e)),
+            (Err(e), Ok(())) => return Err(io(e)),
+            (Ok(_), Ok(())) => {
+                return Err(
+                    "control socket: the gateway closed the connection without answering".into(),
+                )
+            }
         }
         let status = l.trim_end_matches('\n').to_string();
         if status != format!("{VERSION} OK") {

@@ -1,28 +1,36 @@
-//! The gateway side of the control socket: binding it safely, serving it
-//! from a thread of `xdpgw run`, and the commands.
+//! The gateway side of the control socket: the commands, and what they
+//! read. The transport (binding, a thread per client, limits) is in
+//! [`super::socket`].
 //!
 //! Everything here runs off the packet path. Workers publish their
 //! counters through atomics they alone write ([`WorkerPublished`], the rule
-//! counters of `classify::RuleCounters`); this thread only reads them, and
-//! serialises its own writes (reload, zero) under [`Control::state`].
+//! counters of `classify::RuleCounters`); the control socket's threads only
+//! read them, and serialise their writes (reload, zero) under
+//! [`Control::state`].
 
-use std::io::{BufRead, BufReader};
+use std::io::Write;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use xdpgw_dataplane::conntrack::{proc_line, CtCounters, InvalidReason, Snapshot, TcpState};
+use xdpgw_dataplane::conntrack::{
+    proc_line, CtCounters, InvalidReason, Snapshot, TcpState, WalkCursor,
+};
 use xdpgw_dataplane::drop::DropReason;
 use xdpgw_dataplane::pipeline::{Gateway, WorkerStats};
 use xdpgw_dataplane::rule::{RuleSet, Table};
 
 use super::reload::Scope;
+pub use super::socket::{ControlSocket, SocketLimits};
 use super::view::{list, ListFormat};
-use super::{Request, Response};
+use super::{OkStream, Request, Response};
+
+/// Conntrack slots a listing or deletion looks at per chunk: one shard
+/// lock held for copying them, at most this many lines produced before
+/// they are written.
+const WALK_SLOTS: usize = 256;
 
 /// One queue's counters as its worker last published them.
 #[derive(Debug, Default)]
@@ -163,7 +171,7 @@ impl WorkerPublished {
     }
 }
 
-/// What the control thread works on.
+/// What the control socket's threads work on.
 pub struct Control {
     pub gw: Arc<Gateway>,
     /// The configuration's rule file (SIGHUP and `reload` without a file).
@@ -344,6 +352,17 @@ impl Control {
         crate::run::with_counters(&set, &totals)
     }
 
+    /// Answers one request on `w` in the wire format: as
+    /// [`Control::handle`], but the conntrack commands go out a chunk at a
+    /// time while the table is walked, so that neither a large table nor a
+    /// client that reads slowly makes the answer be held whole.
+    pub fn respond(&self, req: &Request, w: &mut impl Write) -> std::io::Result<()> {
+        match req.command.as_str() {
+            "ct-list" | "ct-delete" | "ct-count" | "ct-flush" => self.conntrack(req, w),
+            _ => self.handle(req).write_to(w),
+        }
+    }
+
     /// Answers one request.
     pub fn handle(&self, req: &Request) -> Response {
         match req.command.as_str() {
@@ -389,12 +408,13 @@ impl Control {
                     .map(str::to_string)
                     .collect(),
             ),
-            "ct-list" | "ct-delete" | "ct-count" => self.conntrack(req),
-            "ct-flush" => {
-                let n = self.gw.conntrack.remove_if(|_| true).len();
-                Response::ok(vec![format!(
-                    "connection tracking table has been emptied ({n} entries deleted)"
-                )])
+            "ct-list" | "ct-delete" | "ct-count" | "ct-flush" => {
+                // Whole, in memory: the control socket streams these
+                // (`respond`).
+                let mut wire = Vec::new();
+                self.conntrack(req, &mut wire)
+                    .and_then(|()| Response::read_from(&mut &wire[..]))
+                    .unwrap_or_else(|e| Response::err(e.to_string(), vec![]))
             }
             "ct-stats" => Response::ok(self.ct_stats()),
             other => Response::err(format!("unknown command '{other}'"), vec![]),
@@ -545,46 +565,73 @@ impl Control {
         out
     }
 
-    fn conntrack(&self, req: &Request) -> Response {
+    /// `conntrack -L/-D/-C/-F`, written to `w` as the table is walked
+    /// ([`Conntrack::walk`](xdpgw_dataplane::conntrack::Conntrack::walk)):
+    /// a shard lock is held only while a chunk is copied, never while
+    /// writing. Lines come in the table's order (as Linux's dump, by
+    /// bucket). A deletion deletes a chunk, then writes it: a client that
+    /// leaves halfway leaves the entries not reached yet in place (as a
+    /// `conntrack -D` killed halfway does on Linux).
+    fn conntrack(&self, req: &Request, w: &mut impl Write) -> std::io::Result<()> {
         let filter = match CtFilter::from_request(req) {
             Ok(f) => f,
-            Err(e) => return Response::err(e, vec![]),
+            Err(e) => return Response::err(e, vec![]).write_to(w),
         };
         let now = (self.now)();
+        let ct = &self.gw.conntrack;
+        let mut cursor = WalkCursor::default();
+        let mut chunk = Vec::with_capacity(WALK_SLOTS);
         match req.command.as_str() {
-            "ct-delete" => {
-                let gone = self.gw.conntrack.remove_if(|s| filter.matches(s));
-                let mut out: Vec<String> = gone.iter().map(|s| proc_line(s, now)).collect();
-                out.push(format!(
-                    "xdpgw: {} flow entries have been deleted.",
-                    gone.len()
-                ));
-                Response::ok(out)
-            }
             "ct-count" => {
-                let n = if filter.is_empty() {
-                    self.gw.conntrack.len()
+                let mut n = 0;
+                if filter.is_empty() {
+                    n = ct.len();
                 } else {
-                    self.gw
-                        .conntrack
-                        .listing(now)
-                        .iter()
-                        .filter(|s| filter.matches(s))
-                        .count()
-                };
-                Response::ok(vec![n.to_string()])
+                    while ct.walk(&mut cursor, WALK_SLOTS, &mut chunk) {
+                        n += chunk
+                            .drain(..)
+                            .filter(|(_, s)| s.listed_at(now) && filter.matches(s))
+                            .count();
+                    }
+                }
+                Response::ok(vec![n.to_string()]).write_to(w)
+            }
+            "ct-flush" => {
+                let mut n = 0usize;
+                while ct.walk(&mut cursor, WALK_SLOTS, &mut chunk) {
+                    n += chunk.drain(..).filter(|(e, _)| ct.remove(*e)).count();
+                }
+                Response::ok(vec![format!(
+                    "connection tracking table has been emptied ({n} entries deleted)"
+                )])
+                .write_to(w)
+            }
+            "ct-delete" => {
+                let mut out = OkStream::new(w);
+                let mut n = 0usize;
+                while ct.walk(&mut cursor, WALK_SLOTS, &mut chunk) {
+                    for (e, s) in chunk.drain(..) {
+                        if filter.matches(&s) && ct.remove(e) {
+                            n += 1;
+                            out.line(&proc_line(&s, now));
+                        }
+                    }
+                    out.send()?;
+                }
+                out.line(&format!("xdpgw: {n} flow entries have been deleted."));
+                out.end()
             }
             _ => {
-                let mut out: Vec<String> = self
-                    .gw
-                    .conntrack
-                    .listing(now)
-                    .iter()
-                    .filter(|s| filter.matches(s))
-                    .map(|s| proc_line(s, now))
-                    .collect();
-                out.sort_unstable();
-                Response::ok(out)
+                let mut out = OkStream::new(w);
+                while ct.walk(&mut cursor, WALK_SLOTS, &mut chunk) {
+                    for (_, s) in chunk.drain(..) {
+                        if s.listed_at(now) && filter.matches(&s) {
+                            out.line(&proc_line(&s, now));
+                        }
+                    }
+                    out.send()?;
+                }
+                out.end()
             }
         }
     }
@@ -694,127 +741,5 @@ impl CtFilter {
             && self.src.is_none_or(|a| a == s.orig.src)
             && self.dst.is_none_or(|a| a == s.orig.dst)
             && self.state.is_none_or(|t| t == s.tcp_state)
-    }
-}
-
-/// The bound control socket; removes its file when dropped.
-pub struct ControlSocket {
-    listener: UnixListener,
-    path: PathBuf,
-}
-
-impl ControlSocket {
-    /// Binds the control socket at `path`, mode 0600. A socket file nobody
-    /// answers on (left by a killed run) is replaced; a live one is an error,
-    /// and so is any other kind of file there.
-    pub fn bind(path: &Path) -> Result<ControlSocket, String> {
-        let shown = path.display();
-        if let Ok(meta) = std::fs::symlink_metadata(path) {
-            if !meta.file_type().is_socket() {
-                return Err(format!(
-                    "control socket {shown}: a file that is not a socket is in the way"
-                ));
-            }
-            if UnixStream::connect(path).is_ok() {
-                return Err(format!(
-                    "control socket {shown} is in use: another xdpgw is running (stop it, or set control_socket in the configuration)"
-                ));
-            }
-        }
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-        if let Some(d) = dir {
-            std::fs::create_dir_all(d).map_err(|e| {
-                format!("control socket {shown}: cannot create {}: {e}", d.display())
-            })?;
-        }
-        // Bind under a temporary name, restrict it, then move it into place:
-        // the socket is never reachable at `path` with looser permissions.
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(format!(".{}.tmp", std::process::id()));
-        let tmp = PathBuf::from(tmp);
-        let _ = std::fs::remove_file(&tmp);
-        let listener =
-            UnixListener::bind(&tmp).map_err(|e| format!("control socket {shown}: {e}"))?;
-        let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
-            .and_then(|()| std::fs::rename(&tmp, path));
-        if let Err(e) = placed {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(format!("control socket {shown}: {e}"));
-        }
-        Ok(ControlSocket {
-            listener,
-            path: path.to_path_buf(),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Serves connections one at a time until `stop` is set (call
-    /// [`ControlSocket::wake`] after setting it); a connection that asks for
-    /// a stream (`ct-events`) goes on in a thread of its own, which ends
-    /// when its client leaves or `stop` is set.
-    pub fn serve(&self, control: &Control, stop: &AtomicBool) {
-        std::thread::scope(|s| {
-            for conn in self.listener.incoming() {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                if let Some((req, reader, writer)) = serve_connection(control, conn) {
-                    s.spawn(move || super::events::stream(control, &req, reader, writer, stop));
-                }
-            }
-        });
-    }
-
-    /// Unblocks `serve` so that it sees the stop flag.
-    pub fn wake(path: &Path) {
-        let _ = UnixStream::connect(path);
-    }
-}
-
-impl Drop for ControlSocket {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Answers requests until the client leaves; a streaming request ends the
-/// exchange and is handed back with the connection.
-fn serve_connection(
-    control: &Control,
-    conn: UnixStream,
-) -> Option<(Request, BufReader<UnixStream>, UnixStream)> {
-    // A client that stops talking does not hold the socket forever.
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-    let Ok(mut writer) = conn.try_clone() else {
-        return None;
-    };
-    let mut reader = BufReader::new(conn);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match reader.read_line(&mut line) {
-            Ok(0) | Err(_) => return None,
-            Ok(_) => {}
-        }
-        let text = line.trim_end_matches(['\n', '\r']);
-        if let Ok(req) = Request::decode(text) {
-            if req.command == "trace" {
-                // A streaming response: the connection is the trace's now.
-                super::trace::serve(control, &req, writer);
-                return None;
-            }
-        }
-        let (resp, fatal) = match Request::decode(text) {
-            Ok(req) if req.command == "ct-events" => return Some((req, reader, writer)),
-            Ok(req) => (control.handle(&req), false),
-            Err(e) => (Response::err(e, vec![]), true),
-        };
-        if resp.write_to(&mut writer).is_err() || fatal {
-            return None;
-        }
     }
 }

@@ -1,11 +1,13 @@
 //! The `trace` command of the control socket: a streaming response (see
-//! the protocol in [`super`]). The connection is handed to a thread of its
-//! own, so that the socket keeps serving other commands while a trace runs;
-//! the trace is removed from the gateway when the count is reached, when
-//! the client goes away, and if that thread ends in any other way.
+//! the protocol in [`super`]), served in the connection's own thread while
+//! the socket serves other clients; the trace is removed from the gateway
+//! when the count is reached, when the client goes away or stops reading
+//! (the connection's write timeout), when the gateway stops, and if that
+//! thread ends in any other way.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,16 +41,14 @@ impl Drop for Installed {
 }
 
 /// Answers a `trace` request on `conn`: an error response, or `OK` and the
-/// stream from a thread of its own.
-pub fn serve(control: &Control, req: &Request, mut conn: UnixStream) {
+/// stream, until it ends (`stop` ends it without its final `.`).
+pub fn serve(control: &Control, req: &Request, mut conn: &UnixStream, stop: &AtomicBool) {
     match install(control, req) {
         Err(msg) => {
             let _ = Response::err(msg, vec![]).write_to(&mut conn);
         }
         Ok((installed, rx, names, count, shown)) => {
-            std::thread::spawn(move || {
-                let _ = stream(installed, rx, &names, count, &shown, conn);
-            });
+            let _ = stream(installed, rx, &names, count, &shown, conn, stop);
         }
     }
 }
@@ -111,7 +111,7 @@ fn install(control: &Control, req: &Request) -> Result<Installation, String> {
 
 /// Whether the client closed the connection (or sent anything: a request
 /// to stop).
-fn client_gone(conn: &mut UnixStream) -> bool {
+fn client_gone(mut conn: &UnixStream) -> bool {
     let mut b = [0u8; 64];
     match conn.read(&mut b) {
         // 0: closed; more: the client asks to stop.
@@ -123,7 +123,7 @@ fn client_gone(conn: &mut UnixStream) -> bool {
     }
 }
 
-fn send_line(conn: &mut UnixStream, line: &str) -> std::io::Result<()> {
+fn send_line(mut conn: &UnixStream, line: &str) -> std::io::Result<()> {
     let mut out = String::with_capacity(line.len() + 2);
     if line.starts_with('.') {
         out.push('.');
@@ -141,12 +141,13 @@ fn stream(
     names: &TraceNames,
     count: u32,
     shown: &str,
-    mut conn: UnixStream,
+    mut conn: &UnixStream,
+    stop: &AtomicBool,
 ) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_millis(1)))?;
     conn.write_all(format!("{VERSION} OK\n").as_bytes())?;
     send_line(
-        &mut conn,
+        conn,
         &format!(
             "tracing the next {count} packet{} matching {shown} (arriving on {}); the trace ends when the client closes the connection",
             if count == 1 { "" } else { "s" },
@@ -159,9 +160,9 @@ fn stream(
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(t) => {
                 got += 1;
-                send_line(&mut conn, "")?;
+                send_line(conn, "")?;
                 for l in format_packet(got as usize, &t, names) {
-                    send_line(&mut conn, &l)?;
+                    send_line(conn, &l)?;
                 }
                 conn.flush()?;
             }
@@ -172,13 +173,13 @@ fn stream(
         if got + lost >= count {
             if lost > 0 {
                 send_line(
-                    &mut conn,
+                    conn,
                     &format!("{lost} more matching packets were not shown: the reader fell behind"),
                 )?;
             }
             break;
         }
-        if client_gone(&mut conn) {
+        if client_gone(conn) || stop.load(Ordering::Relaxed) {
             return Ok(());
         }
     }

@@ -200,6 +200,16 @@ pub struct Snapshot {
     pub icmp_code: u8,
 }
 
+impl Snapshot {
+    /// Whether a listing at `now` shows the entry (`conntrack -L`, a
+    /// filtered `-C`): not if it has expired, even if the expiry sweep has
+    /// not removed it yet (as Linux's dump skips `nf_ct_is_expired`
+    /// entries).
+    pub fn listed_at(&self, now: Nanos) -> bool {
+        self.expires > now
+    }
+}
+
 /// A handle to an entry (shard, slot, generation): valid only while the
 /// entry lives; afterwards `get`/`remove` answer `None`/`false`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -626,6 +636,14 @@ const HUGE_PAGES_FROM: usize = 16 << 20;
 
 #[derive(Default)]
 struct GcCursor {
+    shard: usize,
+    slot: usize,
+}
+
+/// Where a walk over the table ([`Conntrack::walk`]) has got to; the
+/// default starts at the beginning.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WalkCursor {
     shard: usize,
     slot: usize,
 }
@@ -1684,8 +1702,65 @@ impl Conntrack {
     /// out.
     pub fn listing(&self, now: Nanos) -> Vec<Snapshot> {
         let mut out = self.snapshot();
-        out.retain(|s| s.expires > now);
+        out.retain(|s| s.listed_at(now));
         out
+    }
+
+    /// The next live entries of a walk over the table, with their
+    /// references (control plane: listings and deletions that go out a
+    /// chunk at a time). Looks at up to `slots` slots of one shard from
+    /// `cursor` on, under that shard's lock, held only while copying them;
+    /// appends the live ones to `out` and moves `cursor` past them. False
+    /// (and nothing appended) once the walk has passed the last shard.
+    ///
+    /// Like Linux's dump (`ctnetlink_dump_table`, which resumes at the
+    /// bucket it stopped at), a walk is not a snapshot of the whole table:
+    /// an entry created or deleted meanwhile may or may not be seen. An
+    /// entry never moves between slots, so none is seen twice.
+    pub fn walk(
+        &self,
+        cursor: &mut WalkCursor,
+        slots: usize,
+        out: &mut Vec<(EntryRef, Snapshot)>,
+    ) -> bool {
+        let slots = slots.max(1);
+        let before = out.len();
+        while cursor.shard < self.shards.len() {
+            let shard = cursor.shard;
+            let g = self.lock(shard);
+            let start = cursor.slot.min(g.slab.len());
+            let end = start.saturating_add(slots).min(g.slab.len());
+            out.extend(
+                g.slab[start..end]
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.live)
+                    .map(|(k, s)| {
+                        (
+                            EntryRef {
+                                shard: shard as u32,
+                                slot: (start + k) as u32,
+                                gen: s.gen,
+                            },
+                            snapshot_of(s),
+                        )
+                    }),
+            );
+            let shard_done = end >= g.slab.len();
+            drop(g);
+            if shard_done {
+                cursor.shard += 1;
+                cursor.slot = 0;
+            } else {
+                cursor.slot = end;
+            }
+            // An empty stretch (a sparse table's shards) costs a lock, not a
+            // round trip to the caller.
+            if out.len() > before || !shard_done {
+                return true;
+            }
+        }
+        false
     }
 
     /// Deletes every live entry `pred` selects (control plane: `conntrack
