@@ -60,6 +60,15 @@ impl Drop for Stopper<'_> {
     }
 }
 
+/// A work directory holding [`RULES`] as `gw.rules`, and a [`control`] of it.
+fn control_in(tag: &str) -> (TempDir, Control) {
+    let dir = TempDir::new(tag);
+    let rules = dir.path().join("gw.rules");
+    std::fs::write(&rules, RULES).expect("rules");
+    let ctl = control(rules);
+    (dir, ctl)
+}
+
 fn control(rules_file: PathBuf) -> Control {
     let set = xdpgw_control::load_rules(&rules_file).expect("rules");
     let iface = |name: &str, addr: [u8; 4], mac: u8| IfaceConfig {
@@ -233,10 +242,7 @@ fn reload_list_zero_and_errors_over_the_socket() {
 /// a file cut short is refused and the running set kept.
 #[test]
 fn reload_replaces_only_the_tables_the_file_names() {
-    let dir = TempDir::new("merge");
-    let rules = dir.path().join("gw.rules");
-    std::fs::write(&rules, RULES).expect("rules");
-    let ctl = control(rules);
+    let (dir, ctl) = control_in("merge");
     const NAT: &str = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
                        :POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o wan0 -j MASQUERADE\nCOMMIT\n";
     with_client(&ctl, dir.path(), |c| {
@@ -334,10 +340,7 @@ fn conntrack_events_stream_over_the_socket() {
     use xdpgw_dataplane::conntrack::{PacketMeta, Track};
     use xdpgw_dataplane::flow::Tuple;
 
-    let dir = TempDir::new("events");
-    let rules = dir.path().join("gw.rules");
-    std::fs::write(&rules, RULES).expect("rules");
-    let ctl = control(rules);
+    let (dir, ctl) = control_in("events");
     let path = dir.path().join("c.sock");
     let sock = ControlSocket::bind(&path).expect("bind");
     let stop = AtomicBool::new(false);
@@ -416,10 +419,7 @@ fn conntrack_events_stream_over_the_socket() {
 
 #[test]
 fn metrics_over_the_socket_are_prometheus_text() {
-    let dir = TempDir::new("metrics");
-    let rules = dir.path().join("gw.rules");
-    std::fs::write(&rules, RULES).expect("rules");
-    let ctl = control(rules);
+    let (_dir, ctl) = control_in("metrics");
     let text = xdpgw_control::api::metrics::render(&ctl);
     assert!(text.contains("# TYPE xdpgw_conntrack_entries gauge\nxdpgw_conntrack_entries 0\n"));
     assert!(text
@@ -547,10 +547,7 @@ fn stalled_listing(path: &Path) -> UnixStream {
 #[test]
 fn idle_clients_and_a_stalled_listing_hold_up_no_one() {
     const ENTRIES: u16 = 30_000;
-    let dir = TempDir::new("crowd");
-    let rules = dir.path().join("gw.rules");
-    std::fs::write(&rules, RULES).expect("rules");
-    let ctl = control(rules);
+    let (dir, ctl) = control_in("crowd");
     fill(&ctl, ENTRIES);
     serving(&ctl, dir.path(), SocketLimits::default(), |sock, path| {
         let idle: Vec<UnixStream> = (0..200)
@@ -628,10 +625,7 @@ fn idle_clients_and_a_stalled_listing_hold_up_no_one() {
 /// calls on such a connection shows that reason.
 #[test]
 fn an_idle_client_is_disconnected_with_a_reason() {
-    let dir = TempDir::new("idle");
-    let rules = dir.path().join("gw.rules");
-    std::fs::write(&rules, RULES).expect("rules");
-    let ctl = control(rules);
+    let (dir, ctl) = control_in("idle");
     let limits = SocketLimits {
         idle_timeout: Duration::from_millis(200),
         ..SocketLimits::default()
@@ -672,10 +666,7 @@ fn an_idle_client_is_disconnected_with_a_reason() {
 /// served.
 #[test]
 fn a_client_that_does_not_read_is_disconnected() {
-    let dir = TempDir::new("stall");
-    let rules = dir.path().join("gw.rules");
-    std::fs::write(&rules, RULES).expect("rules");
-    let ctl = control(rules);
+    let (dir, ctl) = control_in("stall");
     fill(&ctl, 30_000);
     let limits = SocketLimits {
         write_timeout: Duration::from_millis(200),
@@ -698,10 +689,7 @@ fn a_client_that_does_not_read_is_disconnected() {
 /// when none can be freed (all streams) is it turned away, with a reason.
 #[test]
 fn a_full_socket_makes_room_for_a_new_client() {
-    let dir = TempDir::new("full");
-    let rules = dir.path().join("gw.rules");
-    std::fs::write(&rules, RULES).expect("rules");
-    let ctl = control(rules);
+    let (dir, ctl) = control_in("full");
     fill(&ctl, 10_000);
     let limits = SocketLimits {
         max_clients: 4,
@@ -779,10 +767,7 @@ fn a_full_socket_makes_room_for_a_new_client() {
 /// At most 16 `conntrack -E` listeners at once; the next is told so.
 #[test]
 fn event_listeners_are_bounded() {
-    let dir = TempDir::new("listeners");
-    let rules = dir.path().join("gw.rules");
-    std::fs::write(&rules, RULES).expect("rules");
-    let ctl = control(rules);
+    let (dir, ctl) = control_in("listeners");
     serving(&ctl, dir.path(), SocketLimits::default(), |_, path| {
         let mut streams = Vec::new();
         for _ in 0..16 {

@@ -101,14 +101,7 @@ impl Lab {
     }
 
     fn arp_hello(&mut self, iface: u8, mac: Mac, ip: Ipv4Addr, target: Ipv4Addr) {
-        let mut f = vec![0xff; 6];
-        f.extend_from_slice(&mac);
-        f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
-        f.extend_from_slice(&mac);
-        f.extend_from_slice(&ip.octets());
-        f.extend_from_slice(&[0; 6]);
-        f.extend_from_slice(&target.octets());
-        let out = self.send(iface, f);
+        let out = self.send(iface, arp_request(1, mac, ip, target));
         let Action::Forward { iface: back, .. } = out.action else {
             panic!("ARP request not answered: {:?}", out.action)
         };
@@ -175,6 +168,19 @@ impl Lab {
             .find(|s| s.orig.sport == sport)
             .unwrap_or_else(|| panic!("no connection from port {sport}: {all:?}"))
     }
+}
+
+/// A broadcast ARP request of hardware type `htype` from `mac`/`ip` for
+/// `target`.
+fn arp_request(htype: u8, mac: Mac, ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x08, 0x06, 0, htype, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&ip.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target.octets());
+    f
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -981,13 +987,7 @@ fn udp_with_a_bad_length_field_is_invalid() {
 #[test]
 fn arp_with_hardware_type_6_is_answered() {
     let mut lab = Lab::new();
-    let mut f = vec![0xff; 6];
-    f.extend_from_slice(&CLIENT_MAC);
-    f.extend_from_slice(&[0x08, 0x06, 0, 6, 0x08, 0, 6, 4, 0, 1]);
-    f.extend_from_slice(&CLIENT_MAC);
-    f.extend_from_slice(&CLIENT.octets());
-    f.extend_from_slice(&[0; 6]);
-    f.extend_from_slice(&GW_LAN.octets());
+    let mut f = arp_request(6, CLIENT_MAC, CLIENT, GW_LAN);
     let out = lab.send(LAN, f.clone());
     assert!(matches!(out.action, Action::Forward { iface: LAN, .. }));
     // Linux answers with its own hardware type, Ethernet.
