@@ -93,7 +93,7 @@ impl PortGroup {
                 });
             }
             let dev = lookup(cfg)?;
-            super::check_mtu(first, &dev)?;
+            super::check_mtu(first.frame_size, &cfg.ifname, &dev)?;
             queue_count = queue_count.min(cfg.queues.unwrap_or(dev.queues).min(dev.queues));
             let loaded = bpf::load(dev.queues)?;
             opening.push(Opening {

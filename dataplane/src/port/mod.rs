@@ -455,16 +455,19 @@ const XDP_HEADROOM: u32 = 256;
 
 /// Refuses an MTU whose frames do not fit one UMEM frame after the headroom
 /// (we do not use multi-buffer frames; the kernel would drop them).
-fn check_mtu(cfg: &PortConfig, dev: &Device) -> Result<(), PortError> {
+fn check_mtu(frame_size: u32, ifname: &str, dev: &Device) -> Result<(), PortError> {
     // Ethernet header and one VLAN tag.
-    let largest = u32::from(dev.mtu) + 18;
-    let room = cfg.frame_size - XDP_HEADROOM;
+    const L2: u32 = 18;
+    let largest = u32::from(dev.mtu) + L2;
+    let room = frame_size - XDP_HEADROOM;
     if largest > room {
+        let max = room - L2;
         return Err(PortError::InvalidConfig {
             what: format!(
-                "{} has MTU {}: frames up to {largest} bytes do not fit a {}-byte UMEM frame \
-                 ({room} after the XDP headroom); lower the MTU or use frame_size 4096",
-                cfg.ifname, dev.mtu, cfg.frame_size
+                "{ifname} has MTU {}: frames up to {largest} bytes do not fit a {frame_size}-byte \
+                 UMEM frame ({room} after the XDP headroom); set its MTU to {max} or less \
+                 (`ip link set {ifname} mtu {max}`): larger frames are not supported yet",
+                dev.mtu
             ),
         });
     }
@@ -575,7 +578,7 @@ impl Port {
                 ),
             });
         }
-        check_mtu(cfg, &dev)?;
+        check_mtu(cfg.frame_size, &cfg.ifname, &dev)?;
         let loaded = bpf::load(dev.queues)?;
         // Sockets first, program last (as libxdp does): a queue still bound
         // by a live process (another xdpgw on this interface) fails the bind
@@ -783,6 +786,25 @@ mod tests {
             queues: 4,
         };
         assert_eq!(mode.to_string(), "generic xdp, zero-copy, 4 queues");
+    }
+
+    #[test]
+    fn an_mtu_too_large_names_its_interface_and_the_mtu_that_fits() {
+        let dev = |mtu| Device {
+            ifindex: 2,
+            mac: [2, 0, 0, 0, 0, 1],
+            mtu,
+            queues: 1,
+        };
+        assert!(check_mtu(2048, "wan0", &dev(1500)).is_ok());
+        let Err(PortError::InvalidConfig { what }) = check_mtu(2048, "wan0", &dev(9000)) else {
+            panic!("MTU 9000 fits a 2048-byte frame?")
+        };
+        assert!(what.starts_with("wan0 has MTU 9000"), "{what}");
+        let max = 2048 - XDP_HEADROOM - 18;
+        assert!(what.contains(&format!("`ip link set wan0 mtu {max}`")), "{what}");
+        assert!(check_mtu(2048, "wan0", &dev(max as u16)).is_ok());
+        assert!(check_mtu(2048, "wan0", &dev(max as u16 + 1)).is_err());
     }
 
     #[test]
