@@ -15,7 +15,7 @@ use xdpgw_control::{demo, doctor, labtool, load_rules, run, save};
 /// Rule files are iptables-save output (`iptables-save > gateway.rules`) or
 /// scripts of `iptables ...` command lines, one per line.
 #[derive(Parser)]
-#[command(name = "xdpgw", version, about, long_about)]
+#[command(name = "xdpgw", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

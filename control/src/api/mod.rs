@@ -393,6 +393,21 @@ pub fn socket_path(socket: Option<&Path>, config: Option<&Path>) -> Result<PathB
     Ok(PathBuf::from(crate::config::DEFAULT_SOCKET))
 }
 
+/// Why the control socket at `path` could not be reached, with the hint
+/// that fits the error: a permission problem is not a stopped gateway.
+pub fn unreachable(path: &Path, e: &std::io::Error) -> String {
+    let hint = match e.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            "the control socket is root's alone (mode 0600): run this as root"
+        }
+        _ => "is `xdpgw run` running? --socket/--config choose the socket",
+    };
+    format!(
+        "cannot reach the gateway at {}: {e} ({hint})",
+        path.display()
+    )
+}
+
 /// A connection to a running gateway.
 pub struct Client {
     reader: BufReader<UnixStream>,
@@ -402,12 +417,7 @@ pub struct Client {
 impl Client {
     /// Connects to the control socket at `path`.
     pub fn connect(path: &Path) -> Result<Client, String> {
-        let s = UnixStream::connect(path).map_err(|e| {
-            format!(
-                "cannot reach the gateway at {}: {e} (is `xdpgw run` running? --socket/--config choose the socket)",
-                path.display()
-            )
-        })?;
+        let s = UnixStream::connect(path).map_err(|e| unreachable(path, &e))?;
         // A generous bound: a reload of a large rule set takes well under a second.
         let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
         let writer = s.try_clone().map_err(|e| e.to_string())?;
@@ -550,5 +560,16 @@ mod tests {
         ok.write_to(&mut buf).expect("write");
         assert_eq!(Response::read_from(&mut &buf[..]).expect("read"), ok);
         assert!(Response::read_from(&mut &b"XDPGW/1 OK\nno end\n"[..]).is_err());
+    }
+
+    #[test]
+    fn unreachable_tells_permission_from_a_stopped_gateway() {
+        use std::io::{Error, ErrorKind};
+        let p = Path::new("/run/xdpgw.sock");
+        let denied = unreachable(p, &Error::from(ErrorKind::PermissionDenied));
+        assert!(denied.contains("run this as root"), "{denied}");
+        assert!(!denied.contains("running?"), "{denied}");
+        let gone = unreachable(p, &Error::from(ErrorKind::NotFound));
+        assert!(gone.contains("is `xdpgw run` running?"), "{gone}");
     }
 }

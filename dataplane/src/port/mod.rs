@@ -802,7 +802,10 @@ mod tests {
         };
         assert!(what.starts_with("wan0 has MTU 9000"), "{what}");
         let max = 2048 - XDP_HEADROOM - 18;
-        assert!(what.contains(&format!("`ip link set wan0 mtu {max}`")), "{what}");
+        assert!(
+            what.contains(&format!("`ip link set wan0 mtu {max}`")),
+            "{what}"
+        );
         assert!(check_mtu(2048, "wan0", &dev(max as u16)).is_ok());
         assert!(check_mtu(2048, "wan0", &dev(max as u16 + 1)).is_err());
     }
