@@ -147,15 +147,29 @@ pub struct Config {
     pub icmp: IcmpLimitConfig,
 }
 
-/// A configuration error at `file:line:column`.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}:{line}:{column}: {message}")]
+/// A configuration error at `file:line:column` (line 0: about the whole
+/// file, e.g. it cannot be read).
+#[derive(Debug)]
 pub struct ConfigError {
     pub file: String,
     pub line: usize,
     pub column: usize,
     pub message: String,
 }
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::error::fmt_at(
+            f,
+            &self.file,
+            self.line as u64,
+            self.column as u64,
+            &self.message,
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];

@@ -53,12 +53,30 @@ impl RuleError {
     }
 }
 
+/// `file:line:column: message`, or `file: message` for an error about the
+/// whole file (line 0: it could not be read).
+pub(crate) fn fmt_at(
+    f: &mut fmt::Formatter<'_>,
+    file: &str,
+    line: u64,
+    column: u64,
+    message: &dyn fmt::Display,
+) -> fmt::Result {
+    if line == 0 {
+        write!(f, "{file}: {message}")
+    } else {
+        write!(f, "{file}:{line}:{column}: {message}")
+    }
+}
+
 impl fmt::Display for RuleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
+        fmt_at(
             f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.column, self.kind
+            &self.file,
+            self.line.into(),
+            self.column.into(),
+            &self.kind,
         )
     }
 }

@@ -24,9 +24,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Check rule files: print a summary per table, or every error found as
-    /// FILE:LINE:COLUMN: MESSAGE (exit status 1).
+    /// FILE:LINE:COLUMN: MESSAGE (exit status 1). A FILE ending in `.toml` is
+    /// checked as a gateway configuration, with the rule file it names.
     Check {
-        /// Rule files (iptables-save form or iptables command scripts).
+        /// Rule files (iptables-save form or iptables command scripts), or
+        /// configuration files (`*.toml`).
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
@@ -665,6 +667,30 @@ fn explain(config: Option<PathBuf>, rules: Option<PathBuf>, mut words: Vec<Strin
 fn check(files: &[PathBuf]) -> ExitCode {
     let mut failed = false;
     for f in files {
+        let rules = if f.extension().is_some_and(|e| e == "toml") {
+            match xdpgw_control::config::Config::load(f) {
+                Ok(c) => {
+                    println!(
+                        "{}: configuration: {} interface{}, {} route{}, rules {}",
+                        f.display(),
+                        c.interfaces.len(),
+                        if c.interfaces.len() == 1 { "" } else { "s" },
+                        c.routes.len(),
+                        if c.routes.len() == 1 { "" } else { "s" },
+                        c.rules.display()
+                    );
+                    c.rules
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    failed = true;
+                    continue;
+                }
+            }
+        } else {
+            f.clone()
+        };
+        let f = &rules;
         match load_rules(f) {
             Ok(set) => {
                 for t in &set.tables {

@@ -202,6 +202,57 @@ fn check_of_missing_file_fails_naming_it() {
     assert!(stdout(&out).trim().is_empty(), "{}", describe(&args, &out));
 }
 
+/// A configuration file is checked as one, with the rule file it names; a
+/// file that cannot be read is named without a made-up position.
+#[test]
+fn check_takes_a_configuration_file_too() {
+    let args = ["check", "conf/gateway.toml"];
+    let out = xdpgw(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&args, &out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(
+            "conf/gateway.toml: configuration: 2 interfaces, 1 route, rules conf/gateway.rules\n"
+        ),
+        "{}",
+        describe(&args, &out)
+    );
+    assert!(
+        text.contains("conf/gateway.rules: table filter: 4 chains (3 built-in, 1 user), 15 rules"),
+        "{}",
+        describe(&args, &out)
+    );
+    let bad = TempFile::new(
+        ".toml",
+        "rules = \"gateway.rules\"\n[[interface]]\nname = \"lan0\"\naddress = \"10.0.0.1/40\"\n",
+    );
+    let args = ["check", bad.as_str()];
+    let out = xdpgw(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&args, &out));
+    assert!(
+        stderr(&out).starts_with(&format!("{}:4:11: bad address '10.0.0.1/40'", bad.as_str())),
+        "{}",
+        describe(&args, &out)
+    );
+    let args = [
+        "check",
+        "/nonexistent/gateway.toml",
+        "/nonexistent/gateway.rules",
+    ];
+    let out = xdpgw(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&args, &out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("/nonexistent/gateway.toml: cannot read: "),
+        "{err}"
+    );
+    assert!(
+        err.contains("/nonexistent/gateway.rules: cannot read: "),
+        "{err}"
+    );
+    assert!(!err.contains(":0:0"), "{err}");
+}
+
 /// `check` (like `run`, `reload` and SIGHUP) refuses a file cut short while
 /// being written: a last table without COMMIT, a last line without its
 /// newline, even where the lines read are valid rules.
