@@ -11,7 +11,7 @@
 //! terminal reaches only the demo.
 
 use std::panic::AssertUnwindSafe;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -46,12 +46,41 @@ const TRANSFER_BYTES: u64 = 10 * 1024 * 1024;
 
 /// Runs the demo; exit status 0 when every step went as
 /// `conf/gateway.rules` says it should, 1 otherwise, 130 when interrupted.
-pub fn main(config: &Path, backend: DemoBackend) -> ExitCode {
+pub fn main(config: Option<&Path>, backend: DemoBackend) -> ExitCode {
     let backend = Backend::from(backend);
     if let Err(missing) = preconditions(backend) {
         eprintln!("xdpgw demo: needs {missing}");
         return ExitCode::FAILURE;
     }
+    // The example the binary carries, unless a configuration is named or
+    // the repository's is at hand.
+    let builtin;
+    let config = match config {
+        Some(c) => c.to_path_buf(),
+        None if Path::new(DEFAULT_CONFIG).is_file() => PathBuf::from(DEFAULT_CONFIG),
+        None => {
+            builtin = lab::WorkDir::new("demo-conf");
+            match write_builtin_example(builtin.path()) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("xdpgw demo: cannot write the example configuration: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+    if let Err(e) = crate::config::Config::load(&config)
+        .map_err(|e| e.to_string())
+        .and_then(|c| {
+            crate::load_rules(&c.rules)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+    {
+        eprintln!("xdpgw demo: {e}");
+        return ExitCode::FAILURE;
+    }
+    let config = config.as_path();
     let xdpgw = match std::env::current_exe() {
         Ok(p) => p,
         Err(e) => {
@@ -111,6 +140,23 @@ pub fn main(config: &Path, backend: DemoBackend) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The configuration `xdpgw demo` runs when none is named: the
+/// repository's, when run from its top directory.
+pub const DEFAULT_CONFIG: &str = "conf/gateway.toml";
+
+/// Writes the example configuration and rules the binary carries (the
+/// repository's `conf/gateway.toml` and `conf/gateway.rules`) into `dir`;
+/// returns the configuration's path.
+fn write_builtin_example(dir: &Path) -> std::io::Result<PathBuf> {
+    std::fs::write(
+        dir.join("gateway.rules"),
+        include_str!("../../conf/gateway.rules"),
+    )?;
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, include_str!("../../conf/gateway.toml"))?;
+    Ok(path)
 }
 
 /// Root and the programs the lab runs; Err names what is missing.

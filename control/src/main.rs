@@ -245,9 +245,12 @@ enum Command {
     /// traffic through it and report what happened; cleans up, also on
     /// Ctrl-C. Needs root.
     Demo {
-        /// The configuration to run (its rules file is next to it).
-        #[arg(long, value_name = "FILE", default_value = "conf/gateway.toml")]
-        config: PathBuf,
+        /// The configuration to run (lan0 192.168.10.1/24, wan0
+        /// 203.0.113.1/24, as the lab is addressed). Default:
+        /// conf/gateway.toml when run from the repository, else the same
+        /// example built into the binary.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// What forwards: xdpgw, or the Linux kernel with the same
         /// addresses, routes and rules (for comparison).
         #[arg(long, value_enum, default_value = "xdpgw")]
@@ -399,7 +402,7 @@ fn main() -> ExitCode {
             config,
             report_on_exit,
         } => run::main(&config, report_on_exit),
-        Command::Demo { config, backend } => demo::main(&config, backend),
+        Command::Demo { config, backend } => demo::main(config.as_deref(), backend),
         Command::LabTool { args } => labtool::main(&args),
         Command::Doctor {
             ifaces,

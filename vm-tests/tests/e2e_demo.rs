@@ -103,7 +103,11 @@ fn demo_through_xdpgw_runs_and_cleans_up() {
     if !require_root_with("demo_through_xdpgw_runs_and_cleans_up", LAB_PROGRAMS) {
         return;
     }
-    let demo = start_demo("xdpgw");
+    // As a newcomer runs it: outside the repository, no --config (the
+    // example built into the binary).
+    let mut cmd = Command::new(xdpgw_binary());
+    cmd.arg("demo").current_dir("/");
+    let demo = Process::start(cmd);
     let pid = demo.pid();
     let done = demo.wait(Duration::from_secs(300));
     assert!(done.status.success(), "{}", done.report());
