@@ -66,7 +66,10 @@ fn require_root(test: &str) -> bool {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("{test}: needs {missing}");
     }
-    eprintln!("skipping: {test} needs {missing}");
+    // Straight to stderr, which the harness does not capture: the skip
+    // shows in the test run's output, not only as `ok`.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "skipping: {test} needs {missing}");
     false
 }
 

@@ -23,7 +23,7 @@ use xdpgw_control::lab::{effective_uid, Backend, Lab, LabConfig};
 ///
 /// Returns true when they hold. Otherwise panics if the environment variable
 /// `CI` is `true` (a CI run must not skip silently), or prints a
-/// `skipping: ...` line naming `what` and returns false.
+/// `skipping: ...` line naming `what` ([`skip_notice`]) and returns false.
 pub fn require_root(what: &str) -> bool {
     require_root_with(what, &[])
 }
@@ -51,8 +51,17 @@ pub fn require_root_with(what: &str, programs: &[&str]) -> bool {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{msg} (CI=true, refusing to skip)");
     }
-    eprintln!("skipping: {msg}");
+    skip_notice(&msg);
     false
+}
+
+/// Prints `skipping: {what}` where a test run shows it: straight to the
+/// standard error stream, which the test harness does not capture (it
+/// captures `eprintln!`, and shows that only for failing tests), so that a
+/// skipped test is seen as skipped, not only as `ok`.
+pub fn skip_notice(what: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "skipping: {what}");
 }
 
 /// The programs the end-to-end lab tests run, besides those of
