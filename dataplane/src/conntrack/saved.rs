@@ -459,18 +459,38 @@ fn entry(r: &[u8]) -> Result<SavedEntry, &'static str> {
 /// CRC-32 (IEEE 802.3, as zlib's `crc32`) of a saved table: its header
 /// with the checksum field left out, and its records.
 fn checksum(b: &[u8]) -> u32 {
-    let mut crc = !0u32;
     let head = b.get(..32).unwrap_or(b);
     let rest = b.get(HEADER_LEN..).unwrap_or(&[]);
-    for &byte in head.iter().chain(rest) {
-        crc = CRC_TABLE[usize::from((crc as u8) ^ byte)] ^ (crc >> 8);
-    }
-    !crc
+    !crc32_update(crc32_update(!0, head), rest)
 }
 
-/// The byte-at-a-time table of the reflected polynomial 0xEDB88320.
-static CRC_TABLE: [u32; 256] = {
-    let mut t = [0u32; 256];
+/// Runs the CRC register `crc` over `b`, eight bytes at a time
+/// ("slicing-by-8": a full table's 38 MB in a few ms instead of tens).
+fn crc32_update(mut crc: u32, b: &[u8]) -> u32 {
+    let t = &CRC_TABLES;
+    let mut words = b.chunks_exact(8);
+    for w in &mut words {
+        let lo = crc ^ u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        crc = t[7][(lo & 0xff) as usize]
+            ^ t[6][((lo >> 8) & 0xff) as usize]
+            ^ t[5][((lo >> 16) & 0xff) as usize]
+            ^ t[4][(lo >> 24) as usize]
+            ^ t[3][usize::from(w[4])]
+            ^ t[2][usize::from(w[5])]
+            ^ t[1][usize::from(w[6])]
+            ^ t[0][usize::from(w[7])];
+    }
+    for &byte in words.remainder() {
+        crc = t[0][usize::from((crc as u8) ^ byte)] ^ (crc >> 8);
+    }
+    crc
+}
+
+/// `CRC_TABLES[0]` is the byte-at-a-time table of the reflected polynomial
+/// 0xEDB88320; `CRC_TABLES[k][i]` runs `CRC_TABLES[0][i]` through k more
+/// zero bytes.
+static CRC_TABLES: [[u32; 256]; 8] = {
+    let mut t = [[0u32; 256]; 8];
     let mut i = 0;
     while i < 256 {
         let mut c = i as u32;
@@ -483,8 +503,18 @@ static CRC_TABLE: [u32; 256] = {
             };
             k += 1;
         }
-        t[i] = c;
+        t[0][i] = c;
         i += 1;
+    }
+    let mut k = 1;
+    while k < 8 {
+        let mut i = 0;
+        while i < 256 {
+            let prev = t[k - 1][i];
+            t[k][i] = t[0][(prev & 0xff) as usize] ^ (prev >> 8);
+            i += 1;
+        }
+        k += 1;
     }
     t
 };
@@ -493,10 +523,18 @@ static CRC_TABLE: [u32; 256] = {
 mod tests {
     use super::*;
 
-    fn crc32(b: &[u8]) -> u32 {
+    /// The bit-at-a-time definition, as the oracle.
+    fn crc32_bitwise(b: &[u8]) -> u32 {
         let mut crc = !0u32;
         for &byte in b {
-            crc = CRC_TABLE[usize::from((crc as u8) ^ byte)] ^ (crc >> 8);
+            crc ^= u32::from(byte);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    0xEDB8_8320 ^ (crc >> 1)
+                } else {
+                    crc >> 1
+                };
+            }
         }
         !crc
     }
@@ -504,7 +542,20 @@ mod tests {
     #[test]
     fn crc_is_zlibs() {
         // The check value of CRC-32/ISO-HDLC.
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(!crc32_update(!0, b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32_bitwise(b"123456789"), 0xCBF4_3926);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn crc_slicing_agrees_with_the_definition(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..100),
+            split in 0usize..100,
+        ) {
+            let split = split.min(bytes.len());
+            let (a, b) = bytes.split_at(split);
+            proptest::prop_assert_eq!(!crc32_update(crc32_update(!0, a), b), crc32_bitwise(&bytes));
+        }
     }
 
     fn t(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, proto: u8) -> Tuple {
@@ -680,7 +731,7 @@ mod tests {
         assert_eq!(tcp(&|r| r[88 + 16] = 15), "bad TCP window scale");
         assert_eq!(tcp(&|r| r[88 + 37] = 2), "bad TCP last segment");
         // And with all that in order, it loads.
-        let ok = with_record(&|r: &mut [u8]| {
+        let ok = with_record(|r: &mut [u8]| {
             r[24] = IPPROTO_TCP;
             r[72..80].fill(0);
             r[88 + 36] = TcpState::Established as u8;
