@@ -23,6 +23,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -86,7 +87,13 @@ pub fn save(path: &Path, ct: &Conntrack, now: Nanos, wall: u64) -> Result<Saved,
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(err("creating its directory"))?;
     let tmp = with_suffix(path, ".tmp");
-    let written = File::create(&tmp)
+    // Readable by the gateway's user alone: it lists who talks to whom.
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
         .and_then(|mut f| {
             f.write_all(&bytes)?;
             f.sync_all()
@@ -314,6 +321,7 @@ fn read_up_to(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
+    use std::os::unix::fs::PermissionsExt;
     use xdpgw_dataplane::conntrack::{ConntrackConfig, PacketMeta, TcpSeg, TcpState, Track};
     use xdpgw_dataplane::flow::{Tuple, IPPROTO_TCP, IPPROTO_UDP};
 
@@ -396,6 +404,11 @@ mod tests {
         assert_eq!(saved.entries, 2);
         assert_eq!(saved.bytes, 40 + 2 * 144);
         assert!(!with_suffix(&path, ".tmp").exists());
+        let mode = std::fs::metadata(&path)
+            .expect("saved")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
 
         // 10 s later, in a process whose clock reads 1 s.
         let new = table(1024);
