@@ -6,7 +6,8 @@
 //!   accepting rule;
 //! - conntrack lookups from 2 threads on 1 million entries;
 //! - new connections refused for want of a NAT port (one server endpoint
-//!   whose 64,512 MASQUERADE ports are all taken).
+//!   whose 64,512 MASQUERADE ports are all taken);
+//! - saving and restoring a full table (`state_file`).
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -453,12 +454,76 @@ fn nat_exhausted(c: &mut Criterion) {
     g.finish();
 }
 
+/// What a restart with `state_file` adds to the forwarding gap per table
+/// size: saving a full default-size table (262,144 entries, Linux's
+/// `nf_conntrack_max` above 4 GiB) into bytes, and restoring it from bytes
+/// into an empty table (the file's write and read come on top).
+fn conntrack_save_restore(c: &mut Criterion) {
+    use xdpgw_dataplane::conntrack::SavedTable;
+    const ENTRIES: usize = 262_144;
+    let cfg = ConntrackConfig {
+        max_entries: ENTRIES,
+        ..ConntrackConfig::default()
+    };
+    let ct = Conntrack::new(cfg.clone());
+    for i in 0..ENTRIES {
+        let t = Tuple {
+            src: Ipv4Addr::from(0x0a00_0000 + (i as u32 / 50_000)),
+            dst: SERVER,
+            sport: 1024 + (i % 50_000) as u16,
+            dport: 53,
+            proto: 17,
+        };
+        let pkt = PacketMeta {
+            tuple: t,
+            len: 64,
+            tcp: None,
+            icmp: None,
+        };
+        if let Track::New(p) = ct.track(1, &pkt) {
+            ct.confirm(1, &p).expect("room");
+        }
+    }
+    assert_eq!(ct.len(), ENTRIES);
+    let mut g = c.benchmark_group("conntrack_state_file");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(ENTRIES as u64));
+    g.bench_function("save_262144_entries", |b| {
+        b.iter(|| {
+            SavedTable {
+                saved_at: 0,
+                entries: ct.save(2),
+            }
+            .encode()
+        })
+    });
+    let bytes = SavedTable {
+        saved_at: 0,
+        entries: ct.save(2),
+    }
+    .encode();
+    g.bench_function("restore_262144_entries", |b| {
+        b.iter_batched(
+            || Conntrack::new(cfg.clone()),
+            |fresh| {
+                let table = SavedTable::decode(&bytes).expect("decodes");
+                let r = fresh.restore(2, &table.entries, 0);
+                assert_eq!(r.restored, ENTRIES);
+                fresh
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     established_flow,
     established_flows,
     new_connections,
     conntrack_two_threads,
-    nat_exhausted
+    nat_exhausted,
+    conntrack_save_restore
 );
 criterion_main!(benches);

@@ -5,6 +5,9 @@
 //! rules = "gateway.rules"            # iptables-save file or iptables script; relative to this file
 //! control_socket = "/run/xdpgw.sock" # optional
 //! metrics_listen = "127.0.0.1:9469"  # optional: Prometheus text on GET /metrics
+//! state_file = "/var/lib/xdpgw/conntrack.state" # optional: the connection table is saved
+//!                                    # here when `xdpgw run` stops and restored when it
+//!                                    # starts (relative to this file)
 //!
 //! [[interface]]
 //! name = "lan0"                      # kernel interface xdpgw takes over; the name -i/-o match
@@ -49,6 +52,7 @@ struct RawConfig {
     rules: Spanned<String>,
     control_socket: Option<String>,
     metrics_listen: Option<Spanned<String>>,
+    state_file: Option<Spanned<String>>,
     #[serde(rename = "interface", default)]
     interfaces: Vec<RawIface>,
     #[serde(rename = "route", default)]
@@ -140,6 +144,10 @@ pub struct Config {
     pub control_socket: PathBuf,
     /// Where `xdpgw run` serves `GET /metrics` (HTTP), if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Where `xdpgw run` saves its connection table when it stops and
+    /// restores it from when it starts (`state_file`, resolved relative to
+    /// the configuration file), if anywhere.
+    pub state_file: Option<PathBuf>,
     pub interfaces: Vec<InterfaceConfig>,
     pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
     pub dataplane: DataplaneConfig,
@@ -357,11 +365,22 @@ impl Config {
             })?),
         };
         let base = path.parent().unwrap_or(Path::new("."));
+        let state_file = match &raw.state_file {
+            None => None,
+            Some(f) if f.get_ref().is_empty() || f.get_ref().ends_with('/') => {
+                return Err(at(
+                    f.span(),
+                    format!("bad state_file '{}': the path of a file", f.get_ref()),
+                ))
+            }
+            Some(f) => Some(base.join(f.get_ref())),
+        };
         Ok(Config {
             path: path.to_path_buf(),
             rules: base.join(raw.rules.get_ref()),
             control_socket: PathBuf::from(raw.control_socket.as_deref().unwrap_or(DEFAULT_SOCKET)),
             metrics_listen,
+            state_file,
             interfaces,
             routes,
             dataplane: DataplaneConfig {
@@ -494,6 +513,31 @@ zero_copy = "off"
                 .starts_with("g.toml:4:18: bad metrics_listen '127.0.0.1'"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn state_file_is_optional_and_relative_to_the_configuration() {
+        let c = Config::parse(Path::new("/etc/xdpgw/g.toml"), EXAMPLE).expect("config");
+        assert_eq!(c.state_file, None);
+        let with = |v: &str| format!("state_file = \"{v}\"\n{EXAMPLE}");
+        let c = Config::parse(Path::new("/etc/xdpgw/g.toml"), &with("ct.state")).expect("config");
+        assert_eq!(c.state_file, Some(PathBuf::from("/etc/xdpgw/ct.state")));
+        let c = Config::parse(
+            Path::new("/etc/xdpgw/g.toml"),
+            &with("/var/lib/xdpgw/conntrack.state"),
+        )
+        .expect("config");
+        assert_eq!(
+            c.state_file,
+            Some(PathBuf::from("/var/lib/xdpgw/conntrack.state"))
+        );
+        for bad in ["", "/var/lib/xdpgw/"] {
+            let e = Config::parse(Path::new("g.toml"), &with(bad)).expect_err("bad");
+            assert!(
+                e.to_string().starts_with("g.toml:1:14: bad state_file"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

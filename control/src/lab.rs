@@ -787,6 +787,8 @@ pub struct Lab {
     xdpgw: PathBuf,
     /// The running `xdpgw run` (Backend::Xdpgw).
     gateway_process: Option<Process>,
+    /// Its extra arguments, for a restart.
+    run_args: Vec<String>,
     /// The lab's copy of the configuration (Backend::Xdpgw).
     workdir: Option<WorkDir>,
     /// The configuration the gateway runs (Backend::Xdpgw: the lab's copy).
@@ -881,6 +883,7 @@ impl Lab {
             backend: cfg.backend,
             xdpgw,
             gateway_process: None,
+            run_args: cfg.run_args.clone(),
             workdir: None,
             config: cfg.config.clone(),
             client: host_netns("client"),
@@ -987,13 +990,39 @@ impl Lab {
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
         self.config = path.clone();
         self.workdir = Some(workdir);
-        let xdpgw = self.xdpgw.display().to_string();
-        let config_arg = path.display().to_string();
+        self.run_args = run_args.to_vec();
+        let xdpgw = self.xdpgw.clone();
+        self.spawn_gateway(&xdpgw);
+    }
+
+    /// Starts `binary run --config` (the lab's copy) with the lab's run
+    /// arguments and waits for its `ready` line.
+    fn spawn_gateway(&mut self, binary: &Path) {
+        let xdpgw = binary.display().to_string();
+        let config_arg = self.config.display().to_string();
         let mut args = vec![xdpgw.as_str(), "run", "--config", &config_arg];
-        args.extend(run_args.iter().map(String::as_str));
+        args.extend(self.run_args.iter().map(String::as_str));
         let mut gw = self.gateway.spawn(&args);
         gw.wait_line("`ready` line", READY_TIMEOUT, |l| l.starts_with("ready"));
         self.gateway_process = Some(gw);
+    }
+
+    /// Restarts `xdpgw run` (Backend::Xdpgw) as `systemctl restart` does:
+    /// SIGTERM, and once it exited (with status 0, or this panics), `binary`
+    /// (another build, say) starts with the same configuration file, as it
+    /// is now, and arguments; returns once it printed `ready`.
+    pub fn restart_gateway(&mut self, binary: &Path) -> Restart {
+        let began = Instant::now();
+        let stopped = self
+            .stop_gateway()
+            .expect("a restart needs a running `xdpgw run` (Backend::Xdpgw)");
+        let stop = began.elapsed();
+        self.spawn_gateway(binary);
+        Restart {
+            stopped,
+            stop,
+            start: began.elapsed() - stop,
+        }
     }
 
     /// Which backend forwards.
@@ -1120,6 +1149,21 @@ impl Lab {
         })
     }
 
+    /// Waits at most `timeout` for the next line `xdpgw run` (Backend::Xdpgw)
+    /// prints on stderr for which `pred` holds (its log: what it restored,
+    /// reloaded, ...), and returns it; panics if none comes.
+    pub fn wait_gateway_stderr(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        self.gateway_process
+            .as_mut()
+            .expect("a running `xdpgw run` (Backend::Xdpgw)")
+            .wait_stderr_line(what, timeout, pred)
+    }
+
     /// Stops `xdpgw run` (SIGTERM) and returns what it printed; panics
     /// unless it exits with status 0 within [`STOP_TIMEOUT`]. None for
     /// Backend::Linux, or when already stopped.
@@ -1152,6 +1196,17 @@ impl Drop for Lab {
             self.stop_gateway();
         }
     }
+}
+
+/// What [`Lab::restart_gateway`] did.
+#[derive(Debug)]
+pub struct Restart {
+    /// The old process, as it ended.
+    pub stopped: Finished,
+    /// From SIGTERM until it exited.
+    pub stop: Duration,
+    /// From then until the new one printed `ready`.
+    pub start: Duration,
 }
 
 /// The rules file as `iptables-restore` input: an iptables-save file as it

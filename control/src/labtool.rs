@@ -10,9 +10,17 @@
 //! ```text
 //! tcp-serve PORT                        listening port=P, then peer=IP:PORT per accepted
 //!                                       connection; serves one request `SEND N\n` with N
-//!                                       pattern bytes, then closes; runs until killed
+//!                                       pattern bytes (`SEND N PACE R\n`: R bytes a
+//!                                       second), then closes; runs until killed
 //! tcp-get HOST PORT N [--timeout S]     ok bytes=N local=IP:PORT (content verified)
 //!                                       | refused | timeout | unreachable | reset | error ...
+//! tcp-download HOST PORT N [--pace R] [--timeout S]
+//!                                       a download from tcp-serve, R bytes a second:
+//!                                       `downloading local=IP:PORT` once the first bytes
+//!                                       arrived, then `ok bytes=N local=IP:PORT
+//!                                       longest_pause_ms=P` (content verified; P: the
+//!                                       longest wait between two reads) | timeout
+//!                                       bytes=K ... | reset bytes=K ... | error ...
 //! tcp-connect HOST PORT [--timeout S]   connected local=IP:PORT | refused | timeout | ...
 //! tcp-many HOST PORT COUNT [--timeout S] [--bytes N]
 //!                                       COUNT connections open at once, then each does a
@@ -79,6 +87,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const USAGE: &str = "\
 usage: xdpgw lab-tool tcp-serve PORT
        xdpgw lab-tool tcp-get HOST PORT N [--timeout S]
+       xdpgw lab-tool tcp-download HOST PORT N [--pace BYTES_PER_SEC] [--timeout S]
        xdpgw lab-tool tcp-connect HOST PORT [--timeout S]
        xdpgw lab-tool tcp-many HOST PORT COUNT [--timeout S] [--bytes N]
        xdpgw lab-tool udp-echo PORT
@@ -126,6 +135,17 @@ fn dispatch(args: &[String]) -> Result<bool, String> {
             a.positional(3, "HOST PORT N")?;
             let n = a.number(2, "N")?;
             Ok(report(tcp_get(a.addr()?, n, a.timeout)))
+        }
+        "tcp-download" => {
+            a.positional(3, "HOST PORT N")?;
+            let n = a.number(2, "N")?;
+            Ok(report(tcp_download(
+                a.addr()?,
+                n,
+                a.pace,
+                a.timeout,
+                &|line| say(&line),
+            )))
         }
         "tcp-connect" => {
             a.positional(2, "HOST PORT")?;
@@ -220,6 +240,8 @@ struct ToolArgs {
     interval: Duration,
     duration: Option<Duration>,
     rate: Option<u32>,
+    /// Bytes a second (`tcp-download`).
+    pace: Option<u64>,
 }
 
 /// `--timeout 2.5` and the like: positive seconds, less than a day.
@@ -241,6 +263,7 @@ impl ToolArgs {
             interval: Duration::from_millis(20),
             duration: None,
             rate: None,
+            pace: None,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -259,6 +282,15 @@ impl ToolArgs {
                             .ok_or_else(|| {
                                 format!("bad --rate '{v}': 1 to 1000000 datagrams a second")
                             })?,
+                    );
+                }
+                "--pace" => {
+                    let v = it.next().ok_or("--pace needs a value (bytes a second)")?;
+                    a.pace = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|r| *r > 0)
+                            .ok_or_else(|| format!("bad --pace '{v}': bytes a second"))?,
                     );
                 }
                 "--bytes" => {
@@ -397,18 +429,27 @@ fn serve_connection(mut s: TcpStream) -> io::Result<()> {
         request.push(byte[0]);
     }
     let request = String::from_utf8_lossy(&request);
-    let Some(n) = request
-        .trim()
-        .strip_prefix("SEND ")
-        .and_then(|n| n.parse::<u64>().ok())
-    else {
+    let Some((n, pace)) = parse_send(&request) else {
         s.write_all(b"error bad request\n")?;
         return Ok(());
     };
-    let mut buf = vec![0u8; 64 * 1024];
+    // Paced: a hundredth of a second's worth at a time, on a schedule
+    // (after a stall the sender catches up).
+    let chunk = pace.map_or(64 * 1024, |r| (r / 100).clamp(1, 64 * 1024));
+    let mut buf = vec![0u8; chunk as usize];
     let mut sent = 0u64;
+    let start = Instant::now();
     while sent < n {
-        let k = (n - sent).min(buf.len() as u64) as usize;
+        let mut k = (n - sent).min(chunk);
+        if let Some(r) = pace {
+            let due = (r as f64 * start.elapsed().as_secs_f64()) as u64 + chunk;
+            if sent >= due {
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            }
+            k = k.min(due - sent);
+        }
+        let k = k as usize;
         fill_pattern(sent, &mut buf[..k]);
         s.write_all(&buf[..k])?;
         sent += k as u64;
@@ -419,17 +460,47 @@ fn serve_connection(mut s: TcpStream) -> io::Result<()> {
     Ok(())
 }
 
+/// A request `SEND N` or `SEND N PACE R`: N, and R if given.
+fn parse_send(request: &str) -> Option<(u64, Option<u64>)> {
+    let mut w = request.trim().strip_prefix("SEND ")?.split(' ');
+    let n = w.next()?.parse().ok()?;
+    let pace = match (w.next(), w.next(), w.next()) {
+        (None, _, _) => None,
+        (Some("PACE"), Some(r), None) => Some(r.parse().ok().filter(|r| *r > 0)?),
+        _ => return None,
+    };
+    Some((n, pace))
+}
+
 /// Sends `SEND n` and reads to the end, checking every byte.
 fn exchange(s: &mut TcpStream, n: u64, timeout: Duration) -> Result<(), String> {
+    download(s, n, None, timeout, &|| {}).map(|_| ())
+}
+
+/// Sends `SEND n` (`SEND n PACE r`) and reads to the end, checking every
+/// byte; calls `first` when the first bytes arrived. Returns the longest
+/// wait between two reads.
+fn download(
+    s: &mut TcpStream,
+    n: u64,
+    pace: Option<u64>,
+    timeout: Duration,
+    first: &dyn Fn(),
+) -> Result<Duration, String> {
     let fail = |e: &io::Error, got: u64| format!("{} bytes={got}", describe(e));
     s.set_read_timeout(Some(timeout)).map_err(|e| fail(&e, 0))?;
     s.set_write_timeout(Some(timeout))
         .map_err(|e| fail(&e, 0))?;
-    s.write_all(format!("SEND {n}\n").as_bytes())
-        .map_err(|e| fail(&e, 0))?;
+    let request = match pace {
+        Some(r) => format!("SEND {n} PACE {r}\n"),
+        None => format!("SEND {n}\n"),
+    };
+    s.write_all(request.as_bytes()).map_err(|e| fail(&e, 0))?;
     let mut buf = vec![0u8; 64 * 1024];
     let mut want = vec![0u8; 64 * 1024];
     let mut got = 0u64;
+    let mut longest = Duration::ZERO;
+    let mut last: Option<Instant> = None;
     loop {
         let k = match s.read(&mut buf) {
             Ok(0) => break,
@@ -437,6 +508,12 @@ fn exchange(s: &mut TcpStream, n: u64, timeout: Duration) -> Result<(), String> 
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return Err(fail(&e, got)),
         };
+        let at = Instant::now();
+        match last {
+            Some(l) => longest = longest.max(at - l),
+            None => first(),
+        }
+        last = Some(at);
         if got + k as u64 > n {
             return Err(format!("error too many bytes: more than {n}"));
         }
@@ -449,7 +526,7 @@ fn exchange(s: &mut TcpStream, n: u64, timeout: Duration) -> Result<(), String> 
     if got != n {
         return Err(format!("error short read bytes={got} expected={n}"));
     }
-    Ok(())
+    Ok(longest)
 }
 
 fn local_of(s: &TcpStream) -> String {
@@ -467,6 +544,33 @@ fn tcp_get(addr: SocketAddr, n: u64, timeout: Duration) -> (bool, String) {
     match exchange(&mut s, n, timeout) {
         Ok(()) => (true, format!("ok bytes={n} local={local}")),
         Err(e) => (false, e),
+    }
+}
+
+/// `tcp-download`: connects, fetches `n` bytes at `pace` bytes a second and
+/// checks them; `out` gets the `downloading` line once bytes flow.
+fn tcp_download(
+    addr: SocketAddr,
+    n: u64,
+    pace: Option<u64>,
+    timeout: Duration,
+    out: &dyn Fn(String),
+) -> (bool, String) {
+    let mut s = match TcpStream::connect_timeout(&addr, timeout) {
+        Ok(s) => s,
+        Err(e) => return (false, describe(&e)),
+    };
+    let local = local_of(&s);
+    let first = || out(format!("downloading local={local}"));
+    match download(&mut s, n, pace, timeout, &first) {
+        Ok(longest) => (
+            true,
+            format!(
+                "ok bytes={n} local={local} longest_pause_ms={:.1}",
+                longest.as_secs_f64() * 1e3
+            ),
+        ),
+        Err(e) => (false, format!("{e} local={local}")),
     }
 }
 
@@ -1171,6 +1275,44 @@ mod tests {
     }
 
     #[test]
+    fn tcp_download_is_paced_and_verified() {
+        let (addr, _peers) = tcp_server();
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let began = Instant::now();
+        let (ok, line) = tcp_download(
+            addr,
+            200_000,
+            Some(1_000_000),
+            Duration::from_secs(10),
+            &|l| {
+                let _ = tx.lock().expect("lock").send(l);
+            },
+        );
+        assert!(ok, "{line}");
+        // 200 kB at 1 MB/s: about 0.2 s, however fast loopback is.
+        assert!(began.elapsed() >= Duration::from_millis(150), "not paced");
+        assert!(
+            line.starts_with("ok bytes=200000 local=127.0.0.1:")
+                && line.contains(" longest_pause_ms="),
+            "{line}"
+        );
+        let first = rx.try_recv().expect("downloading line");
+        assert!(first.starts_with("downloading local=127.0.0.1:"), "{first}");
+        assert_eq!(parse_send("SEND 5 PACE 7\n"), Some((5, Some(7))));
+        assert_eq!(parse_send("SEND 5"), Some((5, None)));
+        for bad in [
+            "SEND 5 PACE 0",
+            "SEND 5 PACE",
+            "SEND 5 FAST 7",
+            "SEND x",
+            "SEND 5 PACE 7 8",
+        ] {
+            assert_eq!(parse_send(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn tcp_clients_report_refused() {
         let addr = closed_port();
         assert_eq!(
@@ -1577,6 +1719,15 @@ mod tests {
         assert!(dispatch(&strings(&["udp-send", "127.0.0.1", "1", "--rate", "0"])).is_err());
         assert!(dispatch(&strings(&["udp-send", "127.0.0.1", "1", "--duration", "x"])).is_err());
         assert!(dispatch(&strings(&["udp-count"])).is_err());
+        assert!(dispatch(&strings(&[
+            "tcp-download",
+            "127.0.0.1",
+            "1",
+            "5",
+            "--pace",
+            "0"
+        ]))
+        .is_err());
         let a = ToolArgs::parse(&strings(&["h", "--timeout", "2.5", "p", "--bytes", "7"]))
             .expect("parses");
         assert_eq!(a.positional, ["h", "p"]);

@@ -15,6 +15,7 @@ pub mod parse;
 pub mod run;
 pub mod save;
 pub mod service;
+pub mod state_file;
 pub mod trace;
 
 use std::path::Path;

@@ -28,6 +28,7 @@ mod key_table;
 mod peek;
 mod proc;
 mod reason;
+mod saved;
 mod table;
 pub mod tcp;
 
@@ -42,6 +43,10 @@ pub use event::{event_line, CtEvent, EventKind};
 pub use peek::frame_tuple;
 pub use proc::proc_line;
 pub use reason::InvalidReason;
+pub use saved::{
+    Restored, SavedEntry, SavedError, SavedHeader, SavedTable, FORMAT_VERSION, HEADER_LEN,
+    RECORD_LEN,
+};
 
 use crate::flow::{Dir, Tuple, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 use crate::port::prefetch::prefetch_line;
@@ -484,7 +489,7 @@ pub const EVENT_RING_PER_SHARD: usize = 64;
 
 /// Protocol-specific state of an entry (for TCP only the state: the
 /// window tracking lives in the shard's `tcp`, a line of its own).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Proto {
     Tcp(TcpState),
     /// `stream_ts`: two seconds after creation; a reply seen later makes a
@@ -501,7 +506,7 @@ enum Proto {
 
 /// An entry's mutable state. `timeout` is absolute once confirmed, relative
 /// while pending (Linux adds `now` at confirm).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Conn {
     status: u16,
     mark: u32,
@@ -1340,6 +1345,28 @@ impl Conntrack {
             counted.drop += 1;
             return Err(ConfirmError::TableFull);
         }
+        self.insert_reserved(now, p, (oh, os), counted)
+    }
+
+    /// Takes a place in the table (`count`) unless it is full.
+    fn reserve(&self) -> bool {
+        // Relaxed: see `count`.
+        if self.count.fetch_add(1, Ordering::Relaxed) < self.max {
+            return true;
+        }
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        false
+    }
+
+    /// Inserts `p` (its original tuple's hash and shard: `oh`, `os`) into a
+    /// place taken in `count` beforehand, which a failure gives back.
+    fn insert_reserved(
+        &self,
+        now: Nanos,
+        p: &Pending,
+        (oh, os): (u64, usize),
+        counted: &mut CtCounters,
+    ) -> Result<EntryRef, ConfirmError> {
         let rh = p.reply.hash64();
         let rs = self.shard_of(rh);
         // Keys found pointing to an entry in a shard we do not hold must be

@@ -135,7 +135,81 @@ impl TcpCt {
     pub(super) fn can_early_drop(&self) -> bool {
         is_closing(self.state)
     }
+
+    /// The whole state in [`SAVED_LEN`] bytes, little-endian, for a saved
+    /// table (`saved.rs`): per side `end`, `maxend`, `maxwin`, `maxack`,
+    /// `scale`, `flags`; then `state`, `last_dir`, `retrans`, `last_index`,
+    /// `last_seq`, `last_ack`, `last_end`, `last_win`, `last_wscale`,
+    /// `last_flags`.
+    pub(super) fn save(&self) -> [u8; SAVED_LEN] {
+        let mut b = [0u8; SAVED_LEN];
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            b[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        };
+        for s in &self.seen {
+            put(&s.end.to_le_bytes());
+            put(&s.maxend.to_le_bytes());
+            put(&s.maxwin.to_le_bytes());
+            put(&s.maxack.to_le_bytes());
+            put(&[s.scale, s.flags]);
+        }
+        put(&[
+            self.state as u8,
+            self.last_dir,
+            self.retrans,
+            self.last_index,
+        ]);
+        put(&self.last_seq.to_le_bytes());
+        put(&self.last_ack.to_le_bytes());
+        put(&self.last_end.to_le_bytes());
+        put(&self.last_win.to_le_bytes());
+        put(&[self.last_wscale, self.last_flags]);
+        b
+    }
+
+    /// The state [`TcpCt::save`] wrote; why not, if a field is outside the
+    /// values tracking gives it (a state past SYN_SENT2, a window scale
+    /// past 14, a direction past 1, a segment kind past "none").
+    pub(super) fn load(b: &[u8; SAVED_LEN]) -> Result<TcpCt, &'static str> {
+        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let side = |i: usize| Side {
+            end: u32_at(i),
+            maxend: u32_at(i + 4),
+            maxwin: u32_at(i + 8),
+            maxack: u32_at(i + 12),
+            scale: b[i + 16],
+            flags: b[i + 17],
+        };
+        let ct = TcpCt {
+            seen: [side(0), side(18)],
+            state: TcpState::ALL
+                .get(usize::from(b[36]))
+                .copied()
+                .ok_or("bad TCP state")?,
+            last_dir: b[37],
+            retrans: b[38],
+            last_index: b[39],
+            last_seq: u32_at(40),
+            last_ack: u32_at(44),
+            last_end: u32_at(48),
+            last_win: u16::from_le_bytes([b[52], b[53]]),
+            last_wscale: b[54],
+            last_flags: b[55],
+        };
+        if ct.seen.iter().any(|s| s.scale > TCP_MAX_WSCALE) || ct.last_wscale > TCP_MAX_WSCALE {
+            return Err("bad TCP window scale");
+        }
+        if ct.last_dir > REPLY || ct.last_index > NONE_SET {
+            return Err("bad TCP last segment");
+        }
+        Ok(ct)
+    }
 }
+
+/// The length of [`TcpCt::save`]'s bytes.
+pub(super) const SAVED_LEN: usize = 56;
 
 fn is_closing(s: TcpState) -> bool {
     matches!(

@@ -1582,3 +1582,368 @@ fn walk_in_chunks_sees_each_entry_once() {
     );
     t.check_invariants();
 }
+
+// ---------------------------------------------------------------------------
+// Saving the table across a restart (`saved.rs`).
+
+/// A conversation for the save/restore tests: its tuples (a NAT mapping
+/// changes the reply's) and its packets, each with its direction.
+struct Script {
+    orig: Tuple,
+    reply: Tuple,
+    nat: u16,
+    pkts: Vec<(Dir, PacketMeta)>,
+}
+
+impl Script {
+    fn packet(&self, i: usize) -> PacketMeta {
+        self.pkts[i].1
+    }
+
+    /// Plays packets `from..to` on `c` at `now` (the first one opens the
+    /// entry, with the NAT mapping); returns what tracking said, the entry
+    /// refs left out (they differ between tables).
+    fn play(&self, c: &Conntrack, now: Nanos, from: usize, to: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        for i in from..to {
+            let (dir, mut pkt) = self.pkts[i];
+            pkt.tuple = match dir {
+                Dir::Original => self.orig,
+                Dir::Reply => self.reply,
+            };
+            match c.track(now, &pkt) {
+                Track::New(mut p) => {
+                    assert_eq!(i, 0, "only the first packet opens");
+                    p.reply = self.reply;
+                    p.status |= self.nat;
+                    confirm(c, now, &p);
+                    out.push(format!("new {:?}", p.tcp_state()));
+                }
+                Track::Existing {
+                    dir, state, snap, ..
+                } => out.push(format!("{dir:?} {state:?} {snap:?}")),
+                Track::Invalid { reason, tcp_state } => {
+                    out.push(format!("invalid {reason:?} {tcp_state:?}"))
+                }
+            }
+        }
+        out
+    }
+}
+
+const GW: [u8; 4] = [203, 0, 113, 1];
+
+/// A TCP conversation from client port `sport`, masqueraded to GW:`nat`:
+/// window scaling and SACK on, data both ways, closed by the client.
+fn tcp_script(sport: u16, nat: u16) -> Script {
+    let orig = tuple(C, sport, SRV, 443, IPPROTO_TCP);
+    let ws = |s: TcpSeg| TcpSeg {
+        wscale: Some(7),
+        sack_perm: true,
+        ..s
+    };
+    let o = Dir::Original;
+    let r = Dir::Reply;
+    let pkts = [
+        (o, ws(seg(SYN, 1000, 0, 64240, 0))),
+        (r, ws(seg(SYN | ACK, 5000, 1001, 65160, 0))),
+        (o, seg(ACK, 1001, 5001, 502, 0)),
+        (o, seg(PSH | ACK, 1001, 5001, 502, 1400)),
+        (r, seg(PSH | ACK, 5001, 2401, 509, 3000)),
+        (o, seg(ACK, 2401, 8001, 502, 0)),
+        (o, seg(FIN | ACK, 2401, 8001, 502, 0)),
+        (r, seg(ACK, 8001, 2402, 509, 0)),
+        (r, seg(FIN | ACK, 8001, 2402, 509, 0)),
+        (o, seg(ACK, 2402, 8002, 502, 0)),
+    ];
+    Script {
+        orig,
+        reply: tuple(SRV, 443, GW, nat, IPPROTO_TCP),
+        nat: status::SRC_NAT,
+        pkts: pkts.iter().map(|(d, s)| (*d, tcp_pkt(orig, *s))).collect(),
+    }
+}
+
+#[test]
+fn a_restored_table_tracks_exactly_as_the_saved_one() {
+    let c1 = ct(1024, 16);
+    let now = 500 * SEC;
+    let mut scripts = Vec::new();
+    // TCP in every state: connection k has seen the first k packets of
+    // the conversation (SYN_SENT, SYN_RECV, ESTABLISHED with data in
+    // flight and without, FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT).
+    for k in 1..=10 {
+        scripts.push((tcp_script(41000 + k as u16, 61000 + k as u16), k));
+    }
+    // CLOSE (a reset) and SYN_SENT2 (simultaneous open).
+    let mut rst = tcp_script(41100, 61100);
+    rst.pkts.truncate(3);
+    rst.pkts
+        .push((Dir::Reply, tcp_pkt(rst.orig, seg(RST, 5001, 0, 0, 0))));
+    scripts.push((rst, 4));
+    let mut s2 = tcp_script(41101, 61101);
+    s2.pkts.truncate(1);
+    s2.pkts
+        .push((Dir::Reply, tcp_pkt(s2.orig, seg(SYN, 9000, 0, 65160, 0))));
+    s2.pkts.push((
+        Dir::Reply,
+        tcp_pkt(s2.orig, seg(SYN | ACK, 9000, 1001, 65160, 0)),
+    ));
+    scripts.push((s2, 2));
+    // DNAT: to GW:8080, answered by 10.1.1.5:80.
+    let mut dnat = tcp_script(41102, 0);
+    dnat.orig = tuple(C, 41102, GW, 8080, IPPROTO_TCP);
+    dnat.reply = tuple([10, 1, 1, 5], 80, C, 41102, IPPROTO_TCP);
+    dnat.nat = status::DST_NAT;
+    scripts.push((dnat, 5));
+    // UDP: unreplied; replied once; a stream (ASSURED). ICMP echo. GRE.
+    let udp = |sport: u16, n: usize| {
+        let orig = tuple(C, sport, SRV, 53, IPPROTO_UDP);
+        let pkts = (0..n)
+            .map(|i| {
+                let d = if i % 2 == 0 {
+                    Dir::Original
+                } else {
+                    Dir::Reply
+                };
+                (d, udp_pkt(orig))
+            })
+            .collect();
+        Script {
+            orig,
+            reply: tuple(SRV, 53, GW, sport + 1000, IPPROTO_UDP),
+            nat: status::SRC_NAT,
+            pkts,
+        }
+    };
+    scripts.push((udp(5000, 4), 1));
+    scripts.push((udp(5001, 4), 2));
+    let echo = icmp_pkt(C, SRV, 8, 0, 0x77, None);
+    let echo_reply = icmp_pkt(SRV, GW, 0, 0, 0x77, None);
+    scripts.push((
+        Script {
+            orig: echo.tuple,
+            reply: echo_reply.tuple,
+            nat: status::SRC_NAT,
+            pkts: vec![(Dir::Original, echo), (Dir::Reply, echo_reply)],
+        },
+        1,
+    ));
+    let gre = tuple(C, 0, SRV, 0, 47);
+    scripts.push((
+        Script {
+            orig: gre,
+            reply: gre.invert(),
+            nat: 0,
+            pkts: vec![(Dir::Original, udp_pkt(gre)), (Dir::Reply, udp_pkt(gre))],
+        },
+        1,
+    ));
+    for (s, k) in &scripts {
+        s.play(&c1, now, 0, *k);
+    }
+    // The UDP stream: a reply, then more after two seconds (ASSURED).
+    let stream = udp(5002, 3);
+    stream.play(&c1, now - 3 * SEC, 0, 2);
+    stream.play(&c1, now, 2, 3);
+    // A mark (CONNMARK).
+    let marked = c1
+        .snapshot()
+        .into_iter()
+        .find(|s| s.orig == scripts[2].0.orig)
+        .expect("entry");
+    let e = c1
+        .remove_if(|s| s.orig == marked.orig)
+        .pop()
+        .expect("removed");
+    assert_eq!(e.orig, marked.orig);
+    scripts[2].0.play(&c1, now, 0, 3);
+    let mut refs = Vec::new();
+    for sh in 0..c1.shards.len() {
+        let g = c1.lock(sh);
+        for (i, s) in g.slab.iter().enumerate() {
+            if s.live && s.orig == marked.orig {
+                refs.push(EntryRef::new(sh as u32, i as u32, s.gen));
+            }
+        }
+    }
+    assert!(c1.set_mark(refs[0], 0x2a));
+
+    let n = c1.len();
+    assert_eq!(n, scripts.len() + 1);
+    let saved = c1.save(now);
+    assert_eq!(saved.len(), n);
+    let bytes = SavedTable {
+        saved_at: 1,
+        entries: saved.clone(),
+    }
+    .encode();
+    let back = SavedTable::decode(&bytes).expect("decodes");
+    assert_eq!(back.entries, saved, "every field survives the bytes");
+
+    // Restored at the same moment: the same table.
+    let c2 = ct(1024, 4);
+    let r = c2.restore(now, &back.entries, 0);
+    assert_eq!(
+        r,
+        Restored {
+            restored: n,
+            ..Restored::default()
+        }
+    );
+    c2.check_invariants();
+    let sorted = |c: &Conntrack| {
+        let mut v = c.snapshot();
+        v.sort_by_key(|s| s.orig);
+        v
+    };
+    assert_eq!(sorted(&c1), sorted(&c2));
+    let states: std::collections::BTreeSet<u8> =
+        c2.snapshot().iter().map(|s| s.tcp_state as u8).collect();
+    assert_eq!(
+        states.len(),
+        TcpState::ALL.len(),
+        "every TCP state: {states:?}"
+    );
+    assert!(sorted(&c2).iter().any(|s| s.mark == 0x2a));
+    // The window tracking came along: the TCP lines are equal.
+    let lines = |c: &Conntrack| {
+        let mut v = Vec::new();
+        for sh in 0..c.shards.len() {
+            let g = c.lock(sh);
+            for (i, s) in g.slab.iter().enumerate() {
+                if s.live && matches!(s.conn.proto, Proto::Tcp(_)) {
+                    v.push((s.orig, g.tcp[i].0));
+                }
+            }
+        }
+        v.sort_by_key(|(t, _)| *t);
+        v
+    };
+    assert_eq!(lines(&c1), lines(&c2));
+    // The NAT mappings hold their ports.
+    for (s, _) in &scripts {
+        assert!(c2.tuple_in_use(&s.reply), "{:?}", s.reply);
+    }
+    // And every conversation goes on exactly as it would have.
+    let later = now + SEC;
+    for (s, k) in &scripts {
+        assert_eq!(
+            s.play(&c1, later, *k, s.pkts.len()),
+            s.play(&c2, later, *k, s.pkts.len()),
+            "{:?} after {k} packets",
+            s.orig
+        );
+    }
+    // A segment far outside the window is refused by both: the window
+    // data is the saved one, not a picked-up connection's.
+    let est = &scripts[4].0;
+    let mut wild = est.packet(5);
+    wild.tcp = Some(seg(ACK, 900_000_000, 8001, 502, 100));
+    wild.tuple = est.orig;
+    assert!(matches!(c2.track(later, &wild), Track::Invalid { .. }));
+    c2.check_invariants();
+}
+
+#[test]
+fn restoring_takes_off_the_time_the_restart_took() {
+    let c1 = ct(1024, 16);
+    let t0 = 1000 * SEC;
+    // UDP replied once, 1 s ago: a stream from 1 s from now on.
+    let u = tuple(C, 6000, SRV, 53, IPPROTO_UDP);
+    let p = pending(c1.track(t0 - SEC, &udp_pkt(u)));
+    confirm(&c1, t0 - SEC, &p);
+    existing(c1.track(t0 - SEC, &udp_pkt(u.invert())));
+    // ICMP with 30 s, TCP established (5 days).
+    let e = icmp_pkt(C, SRV, 8, 0, 9, None);
+    let p = pending(c1.track(t0 - 25 * SEC, &e));
+    confirm(&c1, t0 - 25 * SEC, &p);
+    handshake(&c1, t0, 42000);
+    // Expired but not collected yet: not saved.
+    let gone = tuple(C, 6001, SRV, 53, IPPROTO_UDP);
+    let p = pending(c1.track(t0 - 40 * SEC, &udp_pkt(gone)));
+    confirm(&c1, t0 - 40 * SEC, &p);
+    assert_eq!(c1.len(), 4);
+    let saved = c1.save(t0);
+    assert_eq!(saved.len(), 3);
+    let left = |t: &Tuple| saved.iter().find(|s| s.orig() == *t).map(|s| s.remaining());
+    assert_eq!(left(&u), Some(29 * SEC));
+    assert_eq!(left(&e.tuple), Some(5 * SEC));
+
+    // The new process's clock starts again near 0; 6 s passed meanwhile.
+    let c2 = ct(1024, 16);
+    let now = SEC / 2;
+    let r = c2.restore(now, &saved, 6 * SEC);
+    assert_eq!(
+        r,
+        Restored {
+            restored: 2,
+            expired: 1,
+            ..Restored::default()
+        }
+    );
+    assert!(!c2.tuple_in_use(&e.tuple), "its 5 s ran out");
+    let s = c2
+        .listing(now)
+        .into_iter()
+        .find(|s| s.orig == u)
+        .expect("udp");
+    assert_eq!(s.expires, now + 23 * SEC);
+    // Restored with less elapsed: the UDP stream mark is still 0.5 s ahead.
+    let c3 = ct(1024, 16);
+    c3.restore(now, &saved, SEC / 2);
+    let (_, _, _, s) = existing(c3.track(now + SEC / 4, &udp_pkt(u)));
+    assert_eq!(s.status & status::ASSURED, 0, "not a stream yet");
+    let (_, _, _, s) = existing(c3.track(now + SEC, &udp_pkt(u)));
+    assert_ne!(s.status & status::ASSURED, 0, "a stream now");
+    assert_eq!(s.expires, now + SEC + 120 * SEC);
+}
+
+#[test]
+fn a_smaller_table_keeps_the_assured_entries() {
+    let c1 = ct(1024, 16);
+    let now = 100 * SEC;
+    for i in 0..20 {
+        let p = pending(c1.track(now, &udp_pkt(tuple(C, 7000 + i, SRV, 53, IPPROTO_UDP))));
+        confirm(&c1, now, &p);
+    }
+    for i in 0..10 {
+        handshake(&c1, now, 43000 + i);
+    }
+    let saved = c1.save(now);
+    assert_eq!(saved.len(), 30);
+    let c2 = ct(15, 4);
+    let r = c2.restore(now, &saved, 0);
+    assert_eq!(
+        r,
+        Restored {
+            restored: 15,
+            no_room: 15,
+            ..Restored::default()
+        }
+    );
+    assert_eq!(c2.len(), 15);
+    let assured = c2
+        .snapshot()
+        .iter()
+        .filter(|s| s.status & status::ASSURED != 0)
+        .count();
+    assert_eq!(assured, 10);
+    c2.check_invariants();
+}
+
+#[test]
+fn a_restored_entry_whose_tuple_is_taken_is_left_out() {
+    let c1 = ct(1024, 16);
+    let now = 10 * SEC;
+    let (_, t) = handshake(&c1, now, 44000);
+    handshake(&c1, now, 44001);
+    let saved = c1.save(now);
+    let c2 = ct(1024, 16);
+    let p = pending(c2.track(SEC, &tcp_pkt(t, seg(SYN, 1, 0, 1000, 0))));
+    confirm(&c2, SEC, &p);
+    let r = c2.restore(SEC, &saved, 0);
+    assert_eq!((r.restored, r.clashed), (1, 1));
+    assert_eq!(c2.len(), 2);
+    c2.check_invariants();
+}
