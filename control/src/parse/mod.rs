@@ -169,7 +169,9 @@ impl State {
         for (i, raw) in text.lines().enumerate() {
             let line_no = i as u32 + 1;
             last_line = line_no;
-            let indent = (raw.len() - raw.trim_start().len()) as u32;
+            // In characters, as columns count (`trim` below takes Unicode
+            // blanks, a no-break space copied from a web page say).
+            let indent = raw.chars().take_while(|c| c.is_whitespace()).count() as u32;
             let line = raw.trim();
             let pos = (line_no, indent + 1);
             if line.is_empty() || line.starts_with('#') {
@@ -1057,4 +1059,22 @@ fn parse_command(toks: &[Token]) -> Result<CommandLine<'_>, RuleError> {
         }
     };
     Ok((cmd, pos, &toks[used.min(toks.len())..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Columns count characters, also after an indentation of non-ASCII
+    /// blanks (found by the fuzz harness, `vm-tests/tests/fuzz.rs`: the
+    /// indentation was counted in bytes, and the column of a line indented
+    /// with three ideographic spaces pointed past its end).
+    #[test]
+    fn columns_count_characters_after_unicode_blanks() {
+        let e = load_str("\u{3000}\u{3000}\u{3000} x\n").expect_err("no table");
+        assert_eq!((e.0[0].line, e.0[0].column), (1, 5), "{e}");
+        let e = load_str("\u{a0}*bogus\nCOMMIT\n").expect_err("unknown table");
+        assert_eq!((e.0[0].line, e.0[0].column), (1, 3), "{e}");
+        assert!(e.0[0].kind.to_string().starts_with("unknown table 'bogus'"));
+    }
 }
