@@ -85,9 +85,12 @@ pub struct ConntrackConfig {
     /// key tables have in all. A bucket is one 64-byte line holding three
     /// tuples (linear probing past full buckets), where Linux's is a
     /// pointer to a chain. At least `max_entries` (fewer are raised to
-    /// that): each entry has two tuples, so the key tables are then at most
-    /// two thirds full at the maximum. `None`: sized from `max_entries`
-    /// (about 1.3 to 1.6 buckets per entry, see [`TableLayout`]).
+    /// that): each entry has two tuples, so the key tables are then about
+    /// two thirds full at the maximum. Rounded up to whole shards, and
+    /// raised where a shard's share would leave fewer than two keys per
+    /// slot within 90 % of its buckets' room (shards of a few dozen
+    /// entries). `None`: sized from `max_entries` (about 1.3 to 1.6
+    /// buckets per entry, see [`TableLayout`]).
     pub buckets: Option<usize>,
     /// Number of lock shards; rounded up to a power of two.
     pub shards: usize,
@@ -142,7 +145,8 @@ pub struct TableLayout {
     pub buckets_per_shard: usize,
     /// Keys a shard's key table takes before refusing one: two per slot
     /// and a quarter more (the reply tuples of a shard's entries hash to
-    /// any shard), at most 90 % of the buckets' room.
+    /// any shard), at most 90 % of the buckets' room (and never fewer
+    /// than two per slot: `buckets` are raised for that).
     pub keys_per_shard: usize,
 }
 
@@ -195,7 +199,12 @@ impl ConntrackConfig {
         let buckets_per_shard = match self.buckets {
             // Each bucket holds three keys: at most two thirds used.
             None => keys_wanted.div_ceil(2),
-            Some(b) => b.max(max).div_ceil(shards),
+            // At least two keys per slot within 90 % of the buckets' room
+            // (raises only small shards' share of `max`).
+            Some(b) => b
+                .max(max)
+                .div_ceil(shards)
+                .max((2 * slots * 10).div_ceil(KEYS_PER_BUCKET * 9)),
         }
         .max(1);
         let room = buckets_per_shard.saturating_mul(KEYS_PER_BUCKET * 9) / 10;

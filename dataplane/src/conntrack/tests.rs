@@ -1573,6 +1573,15 @@ fn layout_sizes_shards_slots_and_buckets() {
         ..cfg(4096, 16)
     };
     assert_eq!(high.layout().buckets(), 100_016);
+    // Shards of a few dozen entries get a few more buckets than their
+    // share: two keys per slot within 90 % of their room.
+    let small = ConntrackConfig {
+        buckets: Some(20_000),
+        ..cfg(20_000, 1024)
+    }
+    .layout();
+    assert_eq!((small.slots_per_shard, small.buckets_per_shard), (29, 22));
+    assert!(small.keys_per_shard >= 2 * small.slots_per_shard);
     // More shards when a shard's slots would not fit a key's 23 bits.
     let huge = cfg(MAX_ENTRIES, 1024).layout();
     assert_eq!(huge.shards, 1 << 16);
