@@ -135,11 +135,11 @@ pub struct Placed<T> {
 
 /// The `[conntrack]` section: the table's size, as Linux's sysctls of the
 /// same names set it. Unset values take the defaults of
-/// [`ConntrackConfig`](xdpgw_dataplane::conntrack::ConntrackConfig).
+/// [`xdpgw_dataplane::conntrack::ConntrackConfig`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConntrackFileConfig {
     /// `nf_conntrack_max`: the most entries (1 to
-    /// [`MAX_ENTRIES`](xdpgw_dataplane::conntrack::MAX_ENTRIES)).
+    /// [`MAX_ENTRIES`]).
     pub max: Option<Placed<usize>>,
     /// `nf_conntrack_buckets` (`hashsize`): key-table buckets, at least
     /// `max`.
