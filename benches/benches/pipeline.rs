@@ -390,10 +390,15 @@ fn conntrack_two_threads(c: &mut Criterion) {
                 for t in 0..2usize {
                     let ct = &ct;
                     s.spawn(move || {
-                        let mut x = t * 7919;
+                        // A 64-bit LCG's high bits: every entry in turn (a
+                        // 32-bit LCG taken modulo 10^6 cycled through 64).
+                        let mut x = (t as u64 + 1) * 7919;
                         for _ in 0..iters {
-                            x = (x * 1_103_515_245 + 12_345) % ENTRIES;
-                            std::hint::black_box(ct.track(2, &meta(tuple(x))));
+                            x = x
+                                .wrapping_mul(6_364_136_223_846_793_005)
+                                .wrapping_add(1_442_695_040_888_963_407);
+                            let i = (x >> 33) as usize % ENTRIES;
+                            std::hint::black_box(ct.track(2, &meta(tuple(i))));
                         }
                     });
                 }

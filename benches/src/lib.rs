@@ -1,5 +1,7 @@
 //! Shared inputs for the criterion benchmarks in `benches/`.
 
+pub mod conntrack_scale;
+
 use std::fmt::Write;
 
 /// An iptables-save file of `n` filter rules of mixed shapes spread over a

@@ -28,6 +28,9 @@
 //! ratemask = 0x1818                  # the ICMP types limited (bit per type)
 //! msgs_per_sec = 1000                # all destinations together
 //! msgs_burst = 50
+//! [conntrack]                        # optional
+//! max = 262144                       # nf_conntrack_max (default: Linux's for this machine's memory)
+//! buckets = 414720                   # nf_conntrack_buckets (default: from max)
 //! ```
 //!
 //! An `[[interface]]` may name its host path device with `host_device`
@@ -38,6 +41,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
+use xdpgw_dataplane::conntrack::{ConntrackConfig, MemInfo, TableLayout, MAX_ENTRIES};
 use xdpgw_dataplane::icmp_limit::IcmpLimitConfig;
 use xdpgw_dataplane::rule::Ipv4Net;
 
@@ -61,6 +65,7 @@ struct RawConfig {
     dataplane: RawDataplane,
     #[serde(default)]
     icmp: RawIcmp,
+    conntrack: RawConntrack,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +101,13 @@ struct RawIcmp {
     ratemask: Option<u32>,
     msgs_per_sec: Option<u32>,
     msgs_burst: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConntrack {
+    max: Option<Spanned<i64>>,
+    buckets: Option<Spanned<i64>>,
 }
 
 /// XDP attach mode.
@@ -134,6 +146,28 @@ pub struct DataplaneConfig {
     pub host_path: bool,
 }
 
+/// A value from the file, with where it was written (for errors found
+/// after parsing, such as a table too large for the machine).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placed<T> {
+    pub value: T,
+    pub line: usize,
+    pub column: usize,
+}
+
+/// The `[conntrack]` section: the table's size, as Linux's sysctls of the
+/// same names set it. Unset values take the defaults of
+/// [`xdpgw_dataplane::conntrack::ConntrackConfig`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConntrackFileConfig {
+    /// `nf_conntrack_max`: the most entries (1 to
+    /// [`MAX_ENTRIES`]).
+    pub max: Option<Placed<usize>>,
+    /// `nf_conntrack_buckets` (`hashsize`): key-table buckets, at least
+    /// `max`.
+    pub buckets: Option<Placed<usize>>,
+}
+
 /// A checked configuration file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -153,6 +187,7 @@ pub struct Config {
     pub dataplane: DataplaneConfig,
     /// ICMP error rate limits (`[icmp]`; Linux's defaults).
     pub icmp: IcmpLimitConfig,
+    pub conntrack: ConntrackFileConfig,
 }
 
 /// A configuration error at `file:line:column` (line 0: about the whole
@@ -364,6 +399,7 @@ impl Config {
                 )
             })?),
         };
+        let conntrack = check_conntrack(&raw.conntrack, &at, |span| line_col(text, span.start))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let state_file = match &raw.state_file {
             None => None,
@@ -398,7 +434,144 @@ impl Config {
                     msgs_burst: raw.icmp.msgs_burst.unwrap_or(d.msgs_burst),
                 }
             },
+            conntrack,
         })
+    }
+
+    /// The conntrack table this configuration asks for: the defaults
+    /// (sized like Linux's for this machine's memory) with `[conntrack]`'s
+    /// settings.
+    pub fn conntrack_config(&self) -> ConntrackConfig {
+        self.conntrack.apply(ConntrackConfig::default())
+    }
+
+    /// Whether the machine has the memory for the configured table at its
+    /// maximum (`TableLayout::bytes`: every slot with its TCP line, and the
+    /// key tables) available now (`MemAvailable`). Checked only when
+    /// `[conntrack]` sets a size (the default is Linux's for this machine's
+    /// memory); the error names the setting.
+    pub fn check_conntrack_memory(
+        &self,
+        layout: &TableLayout,
+        mem: &MemInfo,
+    ) -> Result<(), ConfigError> {
+        let Some(at) = self
+            .conntrack
+            .max
+            .as_ref()
+            .or(self.conntrack.buckets.as_ref())
+        else {
+            return Ok(());
+        };
+        let need = layout.bytes();
+        if need <= mem.available {
+            return Ok(());
+        }
+        Err(ConfigError {
+            file: self.path.display().to_string(),
+            line: at.line,
+            column: at.column,
+            message: format!(
+                "a conntrack table of max {} and {} buckets needs {} at its maximum; this machine \
+                 has {} available (MemAvailable; MemTotal {})",
+                layout.max_entries,
+                layout.buckets(),
+                bytes_text(need),
+                bytes_text(mem.available),
+                bytes_text(mem.total)
+            ),
+        })
+    }
+}
+
+impl ConntrackFileConfig {
+    /// `base` with this section's settings.
+    pub fn apply(&self, base: ConntrackConfig) -> ConntrackConfig {
+        ConntrackConfig {
+            max_entries: self.max.map_or(base.max_entries, |m| m.value),
+            buckets: self.buckets.map(|b| b.value).or(base.buckets),
+            ..base
+        }
+    }
+}
+
+/// Checks `[conntrack]`: `max` from 1 to `MAX_ENTRIES`, `buckets` from
+/// `max` (or the default maximum) to `MAX_ENTRIES`.
+fn check_conntrack(
+    raw: &RawConntrack,
+    at: &impl Fn(std::ops::Range<usize>, String) -> ConfigError,
+    place: impl Fn(std::ops::Range<usize>) -> (usize, usize),
+) -> Result<ConntrackFileConfig, ConfigError> {
+    // Negative numbers are below the minimum, as 0 is.
+    let placed = |s: &Spanned<i64>| {
+        let (line, column) = place(s.span());
+        Placed {
+            value: usize::try_from(*s.get_ref()).unwrap_or(0),
+            line,
+            column,
+        }
+    };
+    let max = raw.max.as_ref().map(|m| (placed(m), m.span()));
+    if let Some((m, span)) = &max {
+        if m.value == 0 {
+            return Err(at(
+                span.clone(),
+                "conntrack max must be at least 1 (the table is allocated at start: there is \
+                 no unlimited one)"
+                    .into(),
+            ));
+        }
+        if m.value > MAX_ENTRIES {
+            return Err(at(
+                span.clone(),
+                format!(
+                    "conntrack max {} is too large: at most {MAX_ENTRIES}",
+                    m.value
+                ),
+            ));
+        }
+    }
+    let buckets = raw.buckets.as_ref().map(|b| (placed(b), b.span()));
+    if let Some((b, span)) = &buckets {
+        let (max_value, whose) = match &max {
+            Some((m, _)) => (m.value, "max"),
+            None => (
+                ConntrackConfig::default().max_entries,
+                "the default max here",
+            ),
+        };
+        if b.value < max_value {
+            return Err(at(
+                span.clone(),
+                format!(
+                    "conntrack buckets {} is fewer than {whose} ({max_value}): at least one \
+                     bucket per entry (a bucket holds three tuples, an entry has two)",
+                    raw.buckets.as_ref().map_or(0, |b| *b.get_ref())
+                ),
+            ));
+        }
+        if b.value > MAX_ENTRIES {
+            return Err(at(
+                span.clone(),
+                format!(
+                    "conntrack buckets {} is too large: at most {MAX_ENTRIES}",
+                    b.value
+                ),
+            ));
+        }
+    }
+    Ok(ConntrackFileConfig {
+        max: max.map(|(m, _)| m),
+        buckets: buckets.map(|(b, _)| b),
+    })
+}
+
+/// `n` bytes in GiB or MiB, for messages.
+fn bytes_text(n: u64) -> String {
+    if n >= 1 << 30 {
+        format!("{:.1} GiB", n as f64 / f64::from(1u32 << 30))
+    } else {
+        format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20))
     }
 }
 
@@ -409,7 +582,7 @@ impl Config {
     pub fn gateway_config(
         &self,
         link: impl Fn(usize) -> ([u8; 6], u16),
-        conntrack: xdpgw_dataplane::conntrack::ConntrackConfig,
+        conntrack: ConntrackConfig,
     ) -> xdpgw_dataplane::pipeline::GatewayConfig {
         xdpgw_dataplane::pipeline::GatewayConfig {
             ifaces: self
@@ -610,5 +783,102 @@ zero_copy = "off"
         let bad = EXAMPLE.replace("203.0.113.254", "10.9.9.9");
         let e = Config::parse(Path::new("g.toml"), &bad).expect_err("unreachable via");
         assert!(e.message.contains("not on the network"), "{e}");
+    }
+
+    fn with_conntrack(section: &str) -> String {
+        format!("{EXAMPLE}\n[conntrack]\n{section}")
+    }
+
+    #[test]
+    fn conntrack_size_is_optional_and_applied() {
+        let c = Config::parse(Path::new("g.toml"), EXAMPLE).expect("config");
+        assert_eq!(c.conntrack, ConntrackFileConfig::default());
+        assert_eq!(c.conntrack_config(), ConntrackConfig::default());
+        let text = with_conntrack("max = 16000000\nbuckets = 16000000\n");
+        let c = Config::parse(Path::new("g.toml"), &text).expect("config");
+        let max = c.conntrack.max.expect("max");
+        assert_eq!((max.value, max.line, max.column), (16_000_000, 23, 7));
+        let ct = c.conntrack_config();
+        assert_eq!((ct.max_entries, ct.buckets), (16_000_000, Some(16_000_000)));
+        assert_eq!(ct.layout().buckets(), 16_000_000);
+        // Only max: buckets follow it.
+        let c =
+            Config::parse(Path::new("g.toml"), &with_conntrack("max = 1000000\n")).expect("config");
+        let ct = c.conntrack_config();
+        assert_eq!((ct.max_entries, ct.buckets), (1_000_000, None));
+        assert!(ct.layout().buckets() > 1_000_000);
+    }
+
+    #[test]
+    fn conntrack_sizes_are_checked_where_written() {
+        let cases = [
+            ("max = 0\n", "g.toml:23:7: conntrack max must be at least 1"),
+            (
+                "max = 274877906945\n",
+                "g.toml:23:7: conntrack max 274877906945 is too large: at most 274877906944",
+            ),
+            ("max = -5\n", "g.toml:23:7: conntrack max must be at least 1"),
+            ("max = \"lots\"\n", "g.toml:23:7: invalid type: string \"lots\""),
+            (
+                "max = 1000\nbuckets = -1\n",
+                "g.toml:24:11: conntrack buckets -1 is fewer than max (1000)",
+            ),
+            (
+                "max = 1000\nbuckets = 999\n",
+                "g.toml:24:11: conntrack buckets 999 is fewer than max (1000): at least one bucket per entry",
+            ),
+            (
+                "max = 1000\nbuckets = 274877906945\n",
+                "g.toml:24:11: conntrack buckets 274877906945 is too large",
+            ),
+            ("buckets = 0\n", "g.toml:23:11: conntrack buckets 0 is fewer than the default max here"),
+            ("hashsize = 1000\n", "g.toml:23:1: unknown field `hashsize`"),
+        ];
+        for (section, want) in cases {
+            let e =
+                Config::parse(Path::new("g.toml"), &with_conntrack(section)).expect_err(section);
+            assert!(e.to_string().starts_with(want), "{section}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_table_larger_than_the_available_memory_is_refused() {
+        let text = with_conntrack("max = 16000000\n");
+        let c = Config::parse(Path::new("g.toml"), &text).expect("config");
+        let layout = c.conntrack_config().layout();
+        let need = layout.bytes();
+        // 16 M entries: about 4.5 GiB at the maximum.
+        assert!((4 << 30..5 << 30).contains(&need), "{need}");
+        let enough = MemInfo {
+            total: 24 << 30,
+            available: need,
+        };
+        assert!(c.check_conntrack_memory(&layout, &enough).is_ok());
+        let short = MemInfo {
+            total: 8 << 30,
+            available: need - 1,
+        };
+        let e = c
+            .check_conntrack_memory(&layout, &short)
+            .expect_err("too large");
+        assert!(
+            e.to_string().starts_with(&format!(
+                "g.toml:23:7: a conntrack table of max 16000000 and {} buckets needs 4.",
+                layout.buckets()
+            )),
+            "{e}"
+        );
+        assert!(
+            e.message.ends_with("(MemAvailable; MemTotal 8.0 GiB)"),
+            "{e}"
+        );
+        // Without a size in the file, the default (Linux's for this
+        // memory) is not second-guessed.
+        let c = Config::parse(Path::new("g.toml"), EXAMPLE).expect("config");
+        let tiny = MemInfo {
+            total: 1 << 20,
+            available: 1 << 20,
+        };
+        assert!(c.check_conntrack_memory(&layout, &tiny).is_ok());
     }
 }

@@ -115,7 +115,8 @@ enum Command {
     },
     /// Per interface and worker: packets received, sent, and dropped by
     /// reason, with rates (packets per second) from two samples taken an
-    /// interval apart (1 s, or SECS with --watch).
+    /// interval apart (1 s, or SECS with --watch); the conntrack table's
+    /// entries of its maximum and new connections per second.
     Stats {
         /// Redraw every SECS seconds (default 1) until interrupted.
         #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "1")]

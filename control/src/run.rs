@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use xdpgw_dataplane::conntrack::ConntrackConfig;
+use xdpgw_dataplane::conntrack::MemInfo;
 use xdpgw_dataplane::drop::DropReason;
 use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, Worker, ETH_HLEN, FRAME_SIZE};
 use xdpgw_dataplane::port::{
@@ -85,6 +85,11 @@ impl Emit for Staging {
 
 fn run(path: &Path, report: bool) -> Result<(), String> {
     let cfg = Config::load(path).map_err(|e| e.to_string())?;
+    let conntrack = cfg.conntrack_config();
+    if let Some(mem) = MemInfo::read() {
+        cfg.check_conntrack_memory(&conntrack.layout(), &mem)
+            .map_err(|e| e.to_string())?;
+    }
     let rules = crate::load_rules(&cfg.rules)
         .map_err(|e| format!("{e}\n{}: rules not loaded", cfg.rules.display()))?;
 
@@ -150,7 +155,7 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
                 group.mtu(k).unwrap_or(1500),
             )
         },
-        ConntrackConfig::default(),
+        conntrack,
     );
     let gw = Arc::new(Gateway::new(gw_cfg, &rules).map_err(|e| e.to_string())?);
 

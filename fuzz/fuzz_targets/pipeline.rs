@@ -1,5 +1,8 @@
 //! Any frame on any interface: the pipeline of a gateway built from
-//! conf/gateway.rules never panics, and every frame is accounted for.
+//! conf/gateway.rules never panics, and every frame is accounted for
+//! (`xdpgw_vm_tests::fuzz::pipeline`, which the stable harness
+//! `vm-tests/tests/fuzz.rs` runs in `cargo test` too; the gateway here is
+//! one for the whole run, so state carries over between inputs).
 //!
 //! An input is one byte that selects the interface (`byte % 3`: 0 lan0,
 //! 1 wan0, 2 none) and the time (`byte << 20` ns), then the frame.
@@ -11,8 +14,8 @@
 //! ICMP errors quoting TCP and UDP, TTL 1), generated with checksums from
 //! scratch by `vm-tests/tests/fuzz_seeds.rs`, which also checks that each
 //! has its intended effect (regenerate:
-//! `XDPGW_WRITE_SEEDS=1 cargo test -p xdpgw-vm-tests --test fuzz_seeds`;
-//! keep its gateway in step with the one here). Run:
+//! `XDPGW_WRITE_SEEDS=1 cargo test -p xdpgw-vm-tests --test fuzz_seeds`).
+//! Run:
 //!
 //! ```sh
 //! cd fuzz && mkdir -p corpus/pipeline &&
@@ -20,68 +23,7 @@
 //! ```
 #![no_main]
 
-use std::net::Ipv4Addr;
-use std::sync::{Arc, OnceLock};
-
 use libfuzzer_sys::fuzz_target;
-use xdpgw_dataplane::conntrack::ConntrackConfig;
-use xdpgw_dataplane::pipeline::{Emit, Gateway, GatewayConfig, IfaceConfig, Worker};
-use xdpgw_dataplane::rule::Ipv4Net;
+use xdpgw_vm_tests::fuzz::pipeline;
 
-struct Sink;
-impl Emit for Sink {
-    fn emit(&mut self, _: u8, frame: &[u8]) {
-        assert!(frame.len() <= 2048);
-    }
-}
-
-fn gateway() -> Arc<Gateway> {
-    static GW: OnceLock<Arc<Gateway>> = OnceLock::new();
-    Arc::clone(GW.get_or_init(|| {
-        let rules = xdpgw_control::load_rules_str(
-            "gateway.rules",
-            include_str!("../../conf/gateway.rules"),
-        )
-        .expect("conf/gateway.rules loads");
-        let iface = |name: &str, last: u8, addr: Ipv4Addr| IfaceConfig {
-            name: name.into(),
-            mac: [2, 0, 0, 0, last, 1],
-            addr,
-            prefix: 24,
-            mtu: 1500,
-        };
-        let cfg = GatewayConfig {
-            ifaces: vec![
-                iface("lan0", 1, Ipv4Addr::new(192, 168, 10, 1)),
-                iface("wan0", 2, Ipv4Addr::new(203, 0, 113, 1)),
-            ],
-            routes: vec![(
-                Ipv4Net::with_prefix(Ipv4Addr::UNSPECIFIED, 0).expect("net"),
-                Ipv4Addr::new(203, 0, 113, 254),
-            )],
-            conntrack: ConntrackConfig {
-                max_entries: 4096,
-                shards: 16,
-                ..ConntrackConfig::default()
-            },
-        };
-        let gw = Arc::new(Gateway::new(cfg, &rules).expect("gateway"));
-        gw.neigh.learn(0, Ipv4Addr::new(192, 168, 10, 2), [2, 0, 0, 0, 10, 2]);
-        gw.neigh.learn(1, Ipv4Addr::new(203, 0, 113, 254), [2, 0, 0, 0, 11, 254]);
-        gw
-    }))
-}
-
-fuzz_target!(|data: &[u8]| {
-    let Some((&first, frame)) = data.split_first() else {
-        return;
-    };
-    let mut worker = Worker::new(gateway(), 1);
-    let mut buf = vec![0u8; 2048];
-    let len = frame.len().min(buf.len());
-    buf[..len].copy_from_slice(&frame[..len]);
-    worker.begin_batch();
-    let _ = worker.process(u64::from(first) << 20, first % 3, &mut buf, len, &mut Sink);
-    worker.tick(1 << 40, &mut Sink);
-    assert_eq!(worker.stats.rx, 1);
-});
+fuzz_target!(|data: &[u8]| pipeline::run(&pipeline::shared_gateway(), data));

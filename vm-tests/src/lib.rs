@@ -6,6 +6,7 @@
 
 pub mod corpus;
 pub mod frames;
+pub mod fuzz;
 pub mod scenario;
 pub mod two_ports;
 

@@ -405,7 +405,11 @@ fn operator_views_events_stats_and_metrics() {
     ) {
         return;
     }
-    let lab = ctl_lab("ops", "metrics_listen = \"127.0.0.1:9469\"\n");
+    // A table sized in the configuration ([conntrack]): every view shows it.
+    let lab = ctl_lab(
+        "ops",
+        "metrics_listen = \"127.0.0.1:9469\"\n\n[conntrack]\nmax = 65536\nbuckets = 131072\n",
+    );
     let socket = &lab.socket;
     let bin = xdpgw_binary();
     let socket_arg = socket.display().to_string();
@@ -518,6 +522,12 @@ fn operator_views_events_stats_and_metrics() {
     );
     // The worker's line in conntrack-tools' layout; its invalid= is the
     // sum of the reasons listed for it (none of them an ICMP `error`).
+    assert!(
+        stats.lines().any(|l| l.starts_with("entries=")
+            && l.contains(" max=65536 ")
+            && l.ends_with(" buckets=131072")),
+        "{stats}"
+    );
     let cpu0 = stats.lines().next().unwrap_or("");
     assert!(
         cpu0.starts_with("cpu=0   \tfound=") && cpu0.ends_with(" clash_resolve=0 chaintoolong=0 "),
@@ -573,7 +583,8 @@ fn operator_views_events_stats_and_metrics() {
         "{body}"
     );
     assert!(get("xdpgw_conntrack_invalid_total{worker=\"0\",reason=\"tcp_bad_flags\"}") >= 1.0);
-    assert!(get("xdpgw_conntrack_max_entries") > 0.0, "{body}");
+    assert_eq!(get("xdpgw_conntrack_max_entries"), 65536.0, "{body}");
+    assert_eq!(get("xdpgw_conntrack_buckets"), 131072.0, "{body}");
     let rule = get("xdpgw_rule_packets_total{table=\"filter\",chain=\"FORWARD\",rule=\"1\"}");
     assert!(rule >= 1.0, "{body}");
     // The same text through the socket.
@@ -607,6 +618,11 @@ fn operator_views_events_stats_and_metrics() {
     assert!(once.starts_with("rates over "), "{once}");
     assert!(
         once.lines().any(|l| l.starts_with("worker 0: received ")),
+        "{once}"
+    );
+    assert!(
+        once.lines()
+            .any(|l| l.starts_with("conntrack: ") && l.contains(" entries of max 65536 (")),
         "{once}"
     );
 

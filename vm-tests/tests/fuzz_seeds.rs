@@ -13,6 +13,7 @@
 //! Each seed is one fuzz input: a byte that selects the interface
 //! (`byte % 3`: 0 lan0, 1 wan0) and the time (`byte << 20` ns), then the
 //! frame. Checksums are computed from scratch by `xdpgw_vm_tests::frames`.
+//! The gateway is the fuzz target's (`xdpgw_vm_tests::fuzz::pipeline`).
 //!
 //! The test checks that the committed corpus is exactly what this file
 //! generates, that each seed has the intended effect when the seeds run in
@@ -28,21 +29,20 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use xdpgw_dataplane::conntrack::ConntrackConfig;
-use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, Worker};
+use xdpgw_dataplane::pipeline::{Action, Emit, Worker};
 use xdpgw_vm_tests::frames::*;
-use xdpgw_vm_tests::{conf_gateway_config, workspace_dir};
+use xdpgw_vm_tests::{fuzz, workspace_dir};
 
-const LAN_MAC: Mac = [2, 0, 0, 0, 1, 1];
-const WAN_MAC: Mac = [2, 0, 0, 0, 2, 1];
-const CLIENT_MAC: Mac = [2, 0, 0, 0, 10, 2];
-const UPSTREAM_MAC: Mac = [2, 0, 0, 0, 11, 254];
+const LAN_MAC: Mac = fuzz::pipeline::LAN_MAC;
+const WAN_MAC: Mac = fuzz::pipeline::WAN_MAC;
+const CLIENT_MAC: Mac = fuzz::pipeline::CLIENT.1;
+const UPSTREAM_MAC: Mac = fuzz::pipeline::UPSTREAM.1;
 const BROADCAST: Mac = [0xff; 6];
 
 const GW_LAN: Ipv4Addr = Ipv4Addr::new(192, 168, 10, 1);
 const GW_WAN: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 10, 2);
-const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 254);
+const CLIENT: Ipv4Addr = fuzz::pipeline::CLIENT.0;
+const SERVER: Ipv4Addr = fuzz::pipeline::UPSTREAM.0;
 const RELAY: Ipv4Addr = Ipv4Addr::new(192, 168, 10, 10);
 
 /// The interface selector byte of a seed.
@@ -453,25 +453,6 @@ fn input(s: &Seed) -> Vec<u8> {
     v
 }
 
-/// The gateway of the fuzz target (keep in step with
-/// fuzz/fuzz_targets/pipeline.rs).
-fn gateway() -> Arc<Gateway> {
-    let rules = xdpgw_control::load_rules(&workspace_dir().join("conf/gateway.rules"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let cfg = conf_gateway_config(
-        [[2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 2, 1]],
-        ConntrackConfig {
-            max_entries: 4096,
-            shards: 16,
-            ..ConntrackConfig::default()
-        },
-    );
-    let gw = Arc::new(Gateway::new(cfg, &rules).expect("gateway"));
-    gw.neigh.learn(0, CLIENT, CLIENT_MAC);
-    gw.neigh.learn(1, SERVER, UPSTREAM_MAC);
-    gw
-}
-
 struct Sink;
 
 impl Emit for Sink {
@@ -523,7 +504,7 @@ fn committed_corpus_is_what_the_seeds_generate() {
 
 #[test]
 fn seeds_in_order_have_their_intended_effect() {
-    let gw = gateway();
+    let gw = fuzz::pipeline::gateway();
     let mut worker = Worker::new(Arc::clone(&gw), 1);
     let mut failures = Vec::new();
     for s in seeds() {
@@ -555,19 +536,8 @@ fn seeds_in_order_have_their_intended_effect() {
 
 #[test]
 fn seeds_run_as_the_fuzz_target_runs_them() {
-    let gw = gateway();
+    let gw = fuzz::pipeline::gateway();
     for s in seeds() {
-        let data = input(&s);
-        let Some((&first, frame)) = data.split_first() else {
-            unreachable!("a seed has a selector byte")
-        };
-        let mut worker = Worker::new(Arc::clone(&gw), 1);
-        let mut buf = vec![0u8; 2048];
-        let len = frame.len().min(buf.len());
-        buf[..len].copy_from_slice(&frame[..len]);
-        worker.begin_batch();
-        let _ = worker.process(u64::from(first) << 20, first % 3, &mut buf, len, &mut Sink);
-        worker.tick(1 << 40, &mut Sink);
-        assert_eq!(worker.stats.rx, 1, "{}", s.name);
+        fuzz::pipeline::run(&gw, &input(&s));
     }
 }

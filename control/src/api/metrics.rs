@@ -192,6 +192,12 @@ pub fn render(c: &Control) -> String {
         "The table's maximum (nf_conntrack_max).",
     );
     o.val("conntrack_max_entries", &[], ct.max_entries() as u64);
+    o.head(
+        "conntrack_buckets",
+        "gauge",
+        "The key tables' buckets (nf_conntrack_buckets).",
+    );
+    o.val("conntrack_buckets", &[], ct.buckets() as u64);
     let per: Vec<_> = c.workers.iter().map(|p| p.ct.load()).collect();
     type CtField = fn(&xdpgw_dataplane::conntrack::CtCounters) -> u64;
     let ct_fields: [(&str, &str, CtField); 8] = [

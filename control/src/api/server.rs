@@ -656,12 +656,13 @@ impl Control {
         }
         let s = self.gw.conntrack.stats();
         out.push(format!(
-            "entries={} max={} expired={} deleted={} early_drop={}",
+            "entries={} max={} expired={} deleted={} early_drop={} buckets={}",
             s.entries,
             self.gw.conntrack.max_entries(),
             s.expired,
             s.deleted,
-            s.early_drop
+            s.early_drop,
+            self.gw.conntrack.buckets()
         ));
         out
     }

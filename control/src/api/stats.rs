@@ -12,6 +12,7 @@
 //! iface NAME rx|tx N            summed over its queues
 //! iface NAME drop REASON N      ring losses: kernel_rx_dropped, rx_ring_full, tx_ring_full, tx_invalid
 //! icmp ratelimit_global|ratelimit_host N   ICMP errors not sent (Linux's IcmpOutRateLimit*)
+//! conntrack entries|max|insert N the table's entries and maximum, connections inserted
 //! ```
 
 use std::collections::BTreeMap;
@@ -78,6 +79,10 @@ pub fn sample_lines(c: &Control) -> Vec<String> {
     let (global, host) = c.gw.icmp_limit.refused();
     out.push(format!("icmp ratelimit_global {global}"));
     out.push(format!("icmp ratelimit_host {host}"));
+    let inserted: u64 = c.workers.iter().map(|p| p.ct.load().insert).sum();
+    out.push(format!("conntrack entries {}", c.gw.conntrack.len()));
+    out.push(format!("conntrack max {}", c.gw.conntrack.max_entries()));
+    out.push(format!("conntrack insert {inserted}"));
     out
 }
 
@@ -221,6 +226,16 @@ pub fn render(before: &Sample, now: &Sample) -> String {
             rate(global),
         );
     }
+    // A gateway older than these lines sends none: no conntrack line.
+    if let Some(max) = now.values.get("conntrack max").copied().filter(|m| *m > 0) {
+        let entries = now.get("conntrack entries");
+        let _ = writeln!(
+            out,
+            "conntrack: {entries} entries of max {max} ({:.1} % full), new {}/s",
+            entries as f64 * 100.0 / max as f64,
+            rate("conntrack insert"),
+        );
+    }
     out
 }
 
@@ -250,6 +265,19 @@ mod tests {
              worker 0: received 300 (100 pps) sent 281 (95 pps) forwarded 280 (fast path 0) host 0 from host 0 answered/held 5 generated 1 dropped 15\n  \
              dropped policy_drop: 15 (5/s)\n\
              total: received 300 forwarded 280 host 0 answered/held 5 generated 1 dropped 15\n"
+        );
+        let ct = |entries: u64, insert: u64| {
+            format!("conntrack entries {entries}\nconntrack max 262144\nconntrack insert {insert}")
+        };
+        let a = Sample::parse(&lines(&format!("time_ns 1000000000\n{}", ct(10, 40))))
+            .expect("sample a");
+        let b = Sample::parse(&lines(&format!("time_ns 3000000000\n{}", ct(131_072, 140))))
+            .expect("sample b");
+        assert!(
+            render(&a, &b)
+                .ends_with("conntrack: 131072 entries of max 262144 (50.0 % full), new 50/s\n"),
+            "{}",
+            render(&a, &b)
         );
         assert!(Sample::parse(&lines("worker 0 rx x")).is_err());
     }

@@ -257,7 +257,9 @@ impl State {
         let mut current: Option<(Table, (u32, u32))> = None;
         for (i, raw) in text.lines().enumerate() {
             let line_no = i as u32 + 1;
-            let indent = (raw.len() - raw.trim_start().len()) as u32;
+            // In characters, as columns count (`trim` below takes Unicode
+            // blanks, a no-break space copied from a web page say).
+            let indent = raw.chars().take_while(|c| c.is_whitespace()).count() as u32;
             let line = raw.trim();
             let pos = (line_no, indent + 1);
             if line.is_empty() || line.starts_with('#') {
@@ -1286,5 +1288,18 @@ mod tests {
         assert_eq!(end_of("a\n"), (2, 1));
         assert_eq!(end_of("a\nbc"), (2, 3));
         assert_eq!(end_of("a\r\n\n"), (3, 1));
+    }
+
+    /// Columns count characters, also after an indentation of non-ASCII
+    /// blanks (found by the fuzz harness, `vm-tests/tests/fuzz.rs`: the
+    /// indentation was counted in bytes, and the column of a line indented
+    /// with three ideographic spaces pointed past its end).
+    #[test]
+    fn columns_count_characters_after_unicode_blanks() {
+        let e = load_str("\u{3000}\u{3000}\u{3000} x\n").expect_err("no table");
+        assert_eq!((e.0[0].line, e.0[0].column), (1, 5), "{e}");
+        let e = load_str("\u{a0}*bogus\nCOMMIT\n").expect_err("unknown table");
+        assert_eq!((e.0[0].line, e.0[0].column), (1, 3), "{e}");
+        assert!(e.0[0].kind.to_string().starts_with("unknown table 'bogus'"));
     }
 }

@@ -1,5 +1,7 @@
 //! Conntrack sizing and timeouts, with Linux's defaults.
 
+use super::key_table::{BUCKET_BYTES, KEYS_PER_BUCKET, MAX_SHARDS, MAX_SLOTS};
+use super::table::{Slot, TcpLine};
 use super::{Nanos, TcpState};
 
 const fn secs(s: u64) -> Nanos {
@@ -76,8 +78,20 @@ impl Timeouts {
 /// How the conntrack table is sized and how it judges packets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConntrackConfig {
-    /// Linux's `nf_conntrack_max`.
+    /// Linux's `nf_conntrack_max`: the most entries the table holds (at
+    /// least 1, at most [`MAX_ENTRIES`]).
     pub max_entries: usize,
+    /// Linux's `nf_conntrack_buckets` (`hashsize`): how many buckets the
+    /// key tables have in all. A bucket is one 64-byte line holding three
+    /// tuples (linear probing past full buckets), where Linux's is a
+    /// pointer to a chain. At least `max_entries` (fewer are raised to
+    /// that): each entry has two tuples, so the key tables are then about
+    /// two thirds full at the maximum. Rounded up to whole shards, and
+    /// raised where a shard's share would leave fewer than two keys per
+    /// slot within 90 % of its buckets' room (shards of a few dozen
+    /// entries). `None`: sized from `max_entries` (about 1.3 to 1.6
+    /// buckets per entry, see [`TableLayout`]).
+    pub buckets: Option<usize>,
     /// Number of lock shards; rounded up to a power of two.
     pub shards: usize,
     /// `nf_conntrack_tcp_loose`: pick up connections already established.
@@ -97,6 +111,7 @@ impl ConntrackConfig {
     pub fn for_memory(mem_bytes: u64) -> ConntrackConfig {
         ConntrackConfig {
             max_entries: nf_conntrack_max_for_memory(mem_bytes),
+            buckets: None,
             shards: 1024,
             tcp_loose: true,
             tcp_be_liberal: false,
@@ -107,11 +122,107 @@ impl ConntrackConfig {
     }
 }
 
+/// The most entries a table can be configured for: keys name a shard in
+/// 16 bits and a slot in 23 (memory runs out long before).
+pub const MAX_ENTRIES: usize = MAX_SHARDS * (MAX_SLOTS / 2);
+
+/// Where a table's memory goes, computed from its configuration alone
+/// (`ConntrackConfig::layout`): `Conntrack::new` builds exactly this, and
+/// the control plane checks its size against the machine's memory before
+/// building it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableLayout {
+    /// `nf_conntrack_max`.
+    pub max_entries: usize,
+    /// Lock shards (a power of two).
+    pub shards: usize,
+    /// Slab slots preallocated per shard: the shard's share of
+    /// `max_entries` plus room for an uneven spread (a quarter more, or
+    /// eight standard deviations of the binomial spread when that is
+    /// less: 6 % more for 16,384 per shard).
+    pub slots_per_shard: usize,
+    /// Key-table buckets per shard.
+    pub buckets_per_shard: usize,
+    /// Keys a shard's key table takes before refusing one: two per slot
+    /// and a quarter more (the reply tuples of a shard's entries hash to
+    /// any shard), at most 90 % of the buckets' room (and never fewer
+    /// than two per slot: `buckets` are raised for that).
+    pub keys_per_shard: usize,
+}
+
+impl TableLayout {
+    /// `nf_conntrack_buckets`: key-table buckets in all.
+    pub fn buckets(&self) -> usize {
+        self.shards.saturating_mul(self.buckets_per_shard)
+    }
+
+    /// The table's memory when full: every slab slot with its TCP line,
+    /// and the key tables. The slabs and key tables of a table from 16 MiB
+    /// on are resident from the start (huge pages, see `Conntrack::new`);
+    /// the TCP lines as entries first use them.
+    pub fn bytes(&self) -> u64 {
+        let slot = (std::mem::size_of::<Slot>() + std::mem::size_of::<TcpLine>()) as u64;
+        let shard = (self.slots_per_shard as u64)
+            .saturating_mul(slot)
+            .saturating_add((self.buckets_per_shard as u64).saturating_mul(BUCKET_BYTES as u64));
+        shard.saturating_mul(self.shards as u64)
+    }
+
+    /// The part resident from the start for a table with huge pages: the
+    /// slabs (without their TCP lines) and the key tables.
+    pub fn preallocated_bytes(&self) -> u64 {
+        let shard = (self.slots_per_shard as u64)
+            .saturating_mul(std::mem::size_of::<Slot>() as u64)
+            .saturating_add((self.buckets_per_shard as u64).saturating_mul(BUCKET_BYTES as u64));
+        shard.saturating_mul(self.shards as u64)
+    }
+}
+
+impl ConntrackConfig {
+    /// How a table of this configuration is laid out.
+    pub fn layout(&self) -> TableLayout {
+        let max = self.max_entries.clamp(1, MAX_ENTRIES);
+        // Keys name shards and slots in 16 and 23 bits: more shards when
+        // a shard would hold more entries than that.
+        let shards = self
+            .shards
+            .max(1)
+            .max(max.div_ceil(MAX_SLOTS / 2))
+            .next_power_of_two()
+            .min(MAX_SHARDS);
+        let per_shard = max.div_ceil(shards);
+        let slack = (per_shard / 4).min(8 * per_shard.isqrt());
+        let slots = per_shard + slack + 4;
+        // Two keys per entry on average (original here, reply wherever it
+        // hashes), plus a quarter for an uneven spread of reply keys.
+        let keys_wanted = slots * 2 + slots / 2;
+        let buckets_per_shard = match self.buckets {
+            // Each bucket holds three keys: at most two thirds used.
+            None => keys_wanted.div_ceil(2),
+            // At least two keys per slot within 90 % of the buckets' room
+            // (raises only small shards' share of `max`).
+            Some(b) => b
+                .max(max)
+                .div_ceil(shards)
+                .max((2 * slots * 10).div_ceil(KEYS_PER_BUCKET * 9)),
+        }
+        .max(1);
+        let room = buckets_per_shard.saturating_mul(KEYS_PER_BUCKET * 9) / 10;
+        TableLayout {
+            max_entries: max,
+            shards,
+            slots_per_shard: slots,
+            buckets_per_shard,
+            keys_per_shard: keys_wanted.min(room).max(1),
+        }
+    }
+}
+
 impl Default for ConntrackConfig {
     /// Sized for this machine's memory (`MemTotal` in /proc/meminfo); if that
     /// cannot be read, as for a 64-bit machine with more than 4 GiB.
     fn default() -> Self {
-        let mem = mem_total_bytes().unwrap_or(8 << 30);
+        let mem = MemInfo::read().map_or(8 << 30, |m| m.total);
         ConntrackConfig::for_memory(mem)
     }
 }
@@ -146,14 +257,35 @@ pub fn nf_conntrack_max_for_memory(mem_bytes: u64) -> usize {
     usize::try_from(buckets).unwrap_or(usize::MAX)
 }
 
-/// `MemTotal` from /proc/meminfo, in bytes.
-fn mem_total_bytes() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    parse_mem_total(&text)
+/// The machine's memory, from /proc/meminfo.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemInfo {
+    /// `MemTotal`: what Linux sizes its own conntrack table from.
+    pub total: u64,
+    /// `MemAvailable`: what can be allocated now without swapping (free
+    /// memory plus reclaimable caches); `total` if the kernel does not
+    /// say.
+    pub available: u64,
 }
 
-fn parse_mem_total(meminfo: &str) -> Option<u64> {
-    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+impl MemInfo {
+    /// This machine's, or `None` if /proc/meminfo cannot be read.
+    pub fn read() -> Option<MemInfo> {
+        let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+        MemInfo::parse(&text)
+    }
+
+    /// From the text of /proc/meminfo.
+    pub fn parse(meminfo: &str) -> Option<MemInfo> {
+        let total = meminfo_field(meminfo, "MemTotal:")?;
+        let available = meminfo_field(meminfo, "MemAvailable:").unwrap_or(total);
+        Some(MemInfo { total, available })
+    }
+}
+
+/// A field of /proc/meminfo, in bytes.
+fn meminfo_field(meminfo: &str, name: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with(name))?;
     let mut words = line.split_whitespace().skip(1);
     let value: u64 = words.next()?.parse().ok()?;
     match words.next() {
@@ -183,9 +315,20 @@ mod tests {
 
     #[test]
     fn meminfo_parse() {
-        let text = "MemTotal:       24684084 kB\nMemFree:        21863840 kB\n";
-        assert_eq!(parse_mem_total(text), Some(24_684_084 * 1024));
-        assert_eq!(parse_mem_total("MemFree: 1 kB\n"), None);
+        let text = "MemTotal:       24684084 kB\nMemFree:        21863840 kB\nMemAvailable:   22000000 kB\n";
+        assert_eq!(
+            MemInfo::parse(text),
+            Some(MemInfo {
+                total: 24_684_084 * 1024,
+                available: 22_000_000 * 1024
+            })
+        );
+        let old = "MemTotal:       24684084 kB\nMemFree:        21863840 kB\n";
+        assert_eq!(
+            MemInfo::parse(old).map(|m| m.available),
+            Some(24_684_084 * 1024)
+        );
+        assert_eq!(MemInfo::parse("MemFree: 1 kB\n"), None);
     }
 
     #[test]

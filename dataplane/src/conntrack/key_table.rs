@@ -132,6 +132,10 @@ impl Rec {
 }
 
 const PER_BUCKET: usize = 3;
+/// Keys a bucket holds.
+pub(super) const KEYS_PER_BUCKET: usize = PER_BUCKET;
+/// A bucket's size: one cache line.
+pub(super) const BUCKET_BYTES: usize = std::mem::size_of::<Bucket>();
 const ALL_USED: u8 = (1 << PER_BUCKET) - 1;
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -184,13 +188,20 @@ fn home_of(hash: u64, n: usize) -> usize {
 impl KeyTable {
     /// A table that takes up to `keys` keys, with its slots at most two
     /// thirds used.
+    #[cfg(test)]
     pub fn with_capacity(keys: usize) -> KeyTable {
         let keys = keys.max(1);
-        let n = keys.div_ceil(2).max(1);
+        KeyTable::new(keys.div_ceil(2), keys)
+    }
+
+    /// A table of `buckets` buckets that takes up to `limit` keys (at
+    /// most as many as fit).
+    pub fn new(buckets: usize, limit: usize) -> KeyTable {
+        let n = buckets.max(1);
         KeyTable {
             buckets: vec![Bucket::default(); n].into_boxed_slice(),
             len: 0,
-            limit: keys,
+            limit: limit.clamp(1, n * PER_BUCKET),
         }
     }
 

@@ -38,7 +38,9 @@ mod tests;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError, TryLockError};
 
-pub use config::{nf_conntrack_max_for_memory, ConntrackConfig, Timeouts};
+pub use config::{
+    nf_conntrack_max_for_memory, ConntrackConfig, MemInfo, TableLayout, Timeouts, MAX_ENTRIES,
+};
 pub use event::{event_line, CtEvent, EventKind};
 pub use peek::frame_tuple;
 pub use proc::proc_line;
@@ -50,7 +52,7 @@ pub use saved::{
 
 use crate::flow::{Dir, Tuple, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 use crate::port::prefetch::prefetch_line;
-use key_table::{Key, Lines, MAX_SHARDS, MAX_SLOTS};
+use key_table::{Key, Lines};
 use table::{ShardInner, ShardStats, Slot, TcpLine, Unlink};
 use tcp::TcpCt;
 
@@ -660,6 +662,7 @@ pub struct Conntrack {
     hints: Box<[Hint]>,
     mask: usize,
     max: usize,
+    layout: TableLayout,
     /// Entries in the table plus confirms in progress (Linux's `cnet->count`).
     /// Relaxed: a capacity heuristic only; the entries themselves are
     /// published under the shard locks.
@@ -682,22 +685,12 @@ pub struct Conntrack {
 
 impl Conntrack {
     pub fn new(cfg: ConntrackConfig) -> Conntrack {
-        // Keys name shards and slots in 16 and 23 bits: more shards when
-        // a shard would hold more entries than that.
-        let max = cfg.max_entries.clamp(1, MAX_SHARDS * (MAX_SLOTS / 2));
-        let nshards = cfg
-            .shards
-            .max(1)
-            .max(max.div_ceil(MAX_SLOTS / 2))
-            .next_power_of_two()
-            .min(MAX_SHARDS);
-        let per_shard = max.div_ceil(nshards);
-        // Room for hash imbalance without reallocating.
-        let cap = per_shard + per_shard / 4 + 4;
+        let layout = cfg.layout();
+        let nshards = layout.shards;
         let mut hints = Vec::with_capacity(nshards);
         let shards = (0..nshards)
             .map(|i| {
-                let inner = ShardInner::with_capacity(i, cap);
+                let inner = ShardInner::new(i, &layout);
                 hints.push(Hint {
                     key_lines: inner.key_lines(),
                     next_slot: AtomicUsize::new(inner.next_slot_addr()),
@@ -726,7 +719,8 @@ impl Conntrack {
             shards,
             hints,
             mask: nshards - 1,
-            max,
+            max: layout.max_entries,
+            layout,
             count: AtomicUsize::new(0),
             removals: AtomicU64::new(0),
             pressure: AtomicBool::new(false),
@@ -745,6 +739,16 @@ impl Conntrack {
     /// The configured `nf_conntrack_max`.
     pub fn max_entries(&self) -> usize {
         self.max
+    }
+
+    /// `nf_conntrack_buckets`: the key tables' buckets in all.
+    pub fn buckets(&self) -> usize {
+        self.layout.buckets()
+    }
+
+    /// How the table is laid out (shards, slots, buckets, bytes).
+    pub fn layout(&self) -> &TableLayout {
+        &self.layout
     }
 
     /// Bits 32.. pick the shard: the key table uses the low 32 bits for

@@ -17,6 +17,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::config::TableLayout;
 use super::key_table::{same_gen, Key, KeyTable, Lines, MAX_SLOTS};
 use super::tcp::TcpCt;
 use super::Conn;
@@ -77,14 +78,14 @@ pub(super) struct ShardInner {
 }
 
 impl ShardInner {
-    pub fn with_capacity(idx: usize, entries: usize) -> ShardInner {
+    /// Shard `idx` of a table laid out as `layout` says.
+    pub fn new(idx: usize, layout: &TableLayout) -> ShardInner {
+        let slots = layout.slots_per_shard;
         ShardInner {
             idx: u32::try_from(idx).unwrap_or(u32::MAX),
-            // Two keys per entry on average (original here, reply wherever it
-            // hashes), plus slack for an uneven spread of reply keys.
-            keys: KeyTable::with_capacity(entries * 2 + entries / 2),
-            slab: Vec::with_capacity(entries),
-            tcp: Vec::with_capacity(entries),
+            keys: KeyTable::new(layout.buckets_per_shard, layout.keys_per_shard),
+            slab: Vec::with_capacity(slots),
+            tcp: Vec::with_capacity(slots),
             free: NO_SLOT,
             live: 0,
             events: None,

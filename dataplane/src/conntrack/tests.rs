@@ -1947,3 +1947,110 @@ fn a_restored_entry_whose_tuple_is_taken_is_left_out() {
     assert_eq!(c2.len(), 2);
     c2.check_invariants();
 }
+
+/// The layout sizes the default table as before `buckets` existed, and a
+/// large one with less slack; the table built is the layout's, byte for
+/// byte.
+#[test]
+fn layout_sizes_shards_slots_and_buckets() {
+    let l = cfg(262_144, 1024).layout();
+    // 256 entries per shard and a quarter more (+4); 2.5 keys per slot,
+    // two thirds of each bucket's three.
+    assert_eq!(
+        (
+            l.shards,
+            l.slots_per_shard,
+            l.keys_per_shard,
+            l.buckets_per_shard
+        ),
+        (1024, 324, 810, 405)
+    );
+    assert_eq!(l.buckets(), 414_720);
+    // 16 M: 16,384 per shard, 8 standard deviations (1,024) more.
+    let l = cfg(16_000_000, 1024).layout();
+    assert_eq!((l.shards, l.slots_per_shard), (1024, 15_625 + 1_000 + 4));
+    assert_eq!(l.buckets_per_shard, (l.slots_per_shard * 5 / 2).div_ceil(2));
+    // buckets = max: one bucket per entry, keys at most 90 % of their room.
+    let l = ConntrackConfig {
+        buckets: Some(16_000_000),
+        ..cfg(16_000_000, 1024)
+    }
+    .layout();
+    assert_eq!((l.buckets_per_shard, l.keys_per_shard), (15_625, 41_572));
+    assert_eq!(l.buckets(), 16_000_000);
+    // Fewer than max are raised to max; more are taken (rounded up to
+    // whole shards).
+    let low = ConntrackConfig {
+        buckets: Some(1_000),
+        ..cfg(4096, 16)
+    };
+    assert_eq!(low.layout().buckets(), 4096);
+    let high = ConntrackConfig {
+        buckets: Some(100_001),
+        ..cfg(4096, 16)
+    };
+    assert_eq!(high.layout().buckets(), 100_016);
+    // Shards of a few dozen entries get a few more buckets than their
+    // share: two keys per slot within 90 % of their room.
+    let small = ConntrackConfig {
+        buckets: Some(20_000),
+        ..cfg(20_000, 1024)
+    }
+    .layout();
+    assert_eq!((small.slots_per_shard, small.buckets_per_shard), (29, 22));
+    assert!(small.keys_per_shard >= 2 * small.slots_per_shard);
+    // More shards when a shard's slots would not fit a key's 23 bits.
+    let huge = cfg(MAX_ENTRIES, 1024).layout();
+    assert_eq!(huge.shards, 1 << 16);
+    assert_eq!(cfg(usize::MAX, 1).layout().max_entries, MAX_ENTRIES);
+    assert_eq!(cfg(0, 1).layout().max_entries, 1);
+
+    for cfg in [cfg(4096, 16), low, high] {
+        let c = Conntrack::new(cfg.clone());
+        let l = cfg.layout();
+        assert_eq!(c.layout(), &l);
+        assert_eq!(c.buckets(), l.buckets());
+        let slab: usize = c.hints.iter().map(|h| h.slab_cap).sum();
+        let keys: usize = c.hints.iter().map(|h| h.key_lines.span().1).sum();
+        assert_eq!(slab, l.slots_per_shard * l.shards);
+        assert_eq!(
+            (slab * (std::mem::size_of::<Slot>() + std::mem::size_of::<TcpLine>()) + keys) as u64,
+            l.bytes()
+        );
+        assert_eq!(
+            (slab * std::mem::size_of::<Slot>() + keys) as u64,
+            l.preallocated_bytes()
+        );
+    }
+}
+
+/// With the fewest buckets allowed (as many as entries) a table still
+/// fills to its maximum: no shard's key table refuses first.
+#[test]
+fn the_fewest_buckets_still_hold_a_full_table() {
+    for buckets in [None, Some(4096)] {
+        let c = Conntrack::new(ConntrackConfig {
+            buckets,
+            ..cfg(4096, 16)
+        });
+        for i in 0..4096u32 {
+            let t = tuple(
+                (0x0a00_0000 + i / 1000).to_be_bytes(),
+                1024 + (i % 1000) as u16,
+                SRV,
+                53,
+                IPPROTO_UDP,
+            );
+            let p = pending(c.track(SEC, &udp_pkt(t)));
+            confirm(&c, SEC, &p);
+        }
+        assert_eq!(c.len(), 4096, "{buckets:?}");
+        let st = c.stats();
+        assert_eq!(
+            (st.drop, st.early_drop, st.insert_failed),
+            (0, 0, 0),
+            "{buckets:?}"
+        );
+        c.check_invariants();
+    }
+}

@@ -1,0 +1,165 @@
+//! The bodies of the fuzz targets, shared by the cargo-fuzz targets
+//! (`fuzz/fuzz_targets/`, nightly, coverage-guided) and the stable harness
+//! that `cargo test` runs (`vm-tests/tests/fuzz.rs`, seeds mutated for a
+//! fixed number of cases): one body per target, so that the two check the
+//! same properties of the same entry points.
+//!
+//! Each body takes one input and panics if a property fails.
+
+/// The packet pipeline: any frame on any interface.
+pub mod pipeline {
+    use std::net::Ipv4Addr;
+    use std::sync::{Arc, OnceLock};
+
+    use xdpgw_dataplane::conntrack::ConntrackConfig;
+    use xdpgw_dataplane::pipeline::{
+        Action, Emit, Gateway, GatewayConfig, IfaceConfig, Worker, ETH_HLEN, FRAME_SIZE,
+    };
+    use xdpgw_dataplane::rule::Ipv4Net;
+
+    /// The gateway's MACs: lan0, wan0.
+    pub const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
+    pub const WAN_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
+    /// The neighbours the gateway has already resolved: the client on the
+    /// LAN and the upstream router.
+    pub const CLIENT: (Ipv4Addr, [u8; 6]) = (Ipv4Addr::new(192, 168, 10, 2), [2, 0, 0, 0, 10, 2]);
+    pub const UPSTREAM: (Ipv4Addr, [u8; 6]) =
+        (Ipv4Addr::new(203, 0, 113, 254), [2, 0, 0, 0, 11, 254]);
+
+    /// Frames the pipeline emits (answers, ICMP errors, ARP) must fit a
+    /// UMEM frame.
+    struct Sink;
+
+    impl Emit for Sink {
+        fn emit(&mut self, _: u8, frame: &[u8]) {
+            assert!(frame.len() <= FRAME_SIZE, "emitted {} bytes", frame.len());
+        }
+    }
+
+    /// A new gateway as the fuzz target runs it: conf/gateway.rules on
+    /// lan0 (192.168.10.1/24) and wan0 (203.0.113.1/24), a default route
+    /// via 203.0.113.254, a 4,096-entry conntrack table, the client and
+    /// the upstream router already resolved. The seed corpus
+    /// (`fuzz/seeds/pipeline/`, `vm-tests/tests/fuzz_seeds.rs`) is made of
+    /// frames for this gateway.
+    pub fn gateway() -> Arc<Gateway> {
+        let rules = xdpgw_control::load_rules_str(
+            "gateway.rules",
+            include_str!("../../conf/gateway.rules"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let iface = |name: &str, mac: [u8; 6], addr: Ipv4Addr| IfaceConfig {
+            name: name.into(),
+            mac,
+            addr,
+            prefix: 24,
+            mtu: 1500,
+        };
+        let cfg = GatewayConfig {
+            ifaces: vec![
+                iface("lan0", LAN_MAC, Ipv4Addr::new(192, 168, 10, 1)),
+                iface("wan0", WAN_MAC, Ipv4Addr::new(203, 0, 113, 1)),
+            ],
+            routes: vec![(
+                Ipv4Net::with_prefix(Ipv4Addr::UNSPECIFIED, 0).expect("0.0.0.0/0"),
+                UPSTREAM.0,
+            )],
+            conntrack: ConntrackConfig {
+                max_entries: 4096,
+                shards: 16,
+                ..ConntrackConfig::default()
+            },
+            icmp: Default::default(),
+        };
+        let gw = Arc::new(Gateway::new(cfg, &rules).unwrap_or_else(|e| panic!("{e}")));
+        gw.neigh.learn(0, CLIENT.0, CLIENT.1);
+        gw.neigh.learn(1, UPSTREAM.0, UPSTREAM.1);
+        gw
+    }
+
+    /// One gateway for the whole process (the cargo-fuzz target: state
+    /// carries over from input to input, as on a running gateway).
+    pub fn shared_gateway() -> Arc<Gateway> {
+        static GW: OnceLock<Arc<Gateway>> = OnceLock::new();
+        Arc::clone(GW.get_or_init(gateway))
+    }
+
+    /// One input through `gw`: a byte that selects the interface
+    /// (`byte % 3`: 0 lan0, 1 wan0, 2 none) and the time (`byte << 20`
+    /// ns), then the frame (cut to a UMEM frame). Nothing panics, every
+    /// frame is accounted for (counted received once, whatever happens to
+    /// it), what goes out or to the host lies within the buffer, and every
+    /// frame emitted fits a UMEM frame.
+    pub fn run(gw: &Arc<Gateway>, data: &[u8]) {
+        let Some((&first, frame)) = data.split_first() else {
+            return;
+        };
+        let mut worker = Worker::new(Arc::clone(gw), 1);
+        let mut buf = vec![0u8; FRAME_SIZE];
+        let len = frame.len().min(buf.len());
+        buf[..len].copy_from_slice(&frame[..len]);
+        worker.begin_batch();
+        let action = worker.process(u64::from(first) << 20, first % 3, &mut buf, len, &mut Sink);
+        if let Action::Forward { len: out, .. } | Action::Host { len: out, .. } = action {
+            assert!(
+                ETH_HLEN < out && out <= buf.len(),
+                "{action:?} of a {len}-byte frame"
+            );
+        }
+        worker.tick(1 << 40, &mut Sink);
+        assert_eq!(worker.stats.rx, 1);
+    }
+}
+
+/// The rule language: any text as a rule file.
+pub mod rules {
+    use xdpgw_control::{load_rules_str, save, RuleError};
+
+    /// What errors call the file.
+    pub const FILE: &str = "fuzz";
+
+    /// One input, as text (invalid UTF-8 replaced): the parser never
+    /// panics; what it refuses comes with at least one error, each naming
+    /// a place in the text (a line of it, a column from 1 to one past the
+    /// line's last character); what it accepts prints in iptables-save
+    /// form and parses back to the same rule set.
+    pub fn run(data: &[u8]) {
+        let text = String::from_utf8_lossy(data);
+        match load_rules_str(FILE, &text) {
+            Ok(set) => {
+                let printed = save::render_with(&set, true);
+                match load_rules_str("printed", &printed) {
+                    Ok(back) => assert_eq!(back, set, "{printed}"),
+                    Err(e) => panic!("printed form does not parse: {e}\n{printed}"),
+                }
+            }
+            Err(errors) => {
+                assert!(!errors.is_empty(), "refused without an error");
+                for e in errors.iter() {
+                    if let Err(why) = check_place(&text, e) {
+                        panic!("{e}: {why}\n{text:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether an error's place is in `text` (lines as `str::lines`
+    /// counts them, columns in characters, as the parser counts them).
+    pub fn check_place(text: &str, e: &RuleError) -> Result<(), String> {
+        if e.file != FILE {
+            return Err(format!("file '{}', not '{FILE}'", e.file));
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        let line = e.line as usize;
+        if line == 0 || line > lines.len().max(1) {
+            return Err(format!("line {line} of {}", lines.len()));
+        }
+        let chars = lines.get(line - 1).map_or(0, |l| l.chars().count());
+        let column = e.column as usize;
+        if column == 0 || column > chars + 1 {
+            return Err(format!("column {column} of a {chars}-character line"));
+        }
+        Ok(())
+    }
+}
