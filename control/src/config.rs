@@ -65,6 +65,7 @@ struct RawConfig {
     dataplane: RawDataplane,
     #[serde(default)]
     icmp: RawIcmp,
+    #[serde(default)]
     conntrack: RawConntrack,
 }
 

@@ -386,12 +386,14 @@ struct Credit {
     last: u64,
 }
 
-/// How long a worker takes to sweep the whole conntrack table for expired
-/// entries (ns). Linux's `gc_worker` sweeps the whole table per run and
-/// waits between runs according to the entries' timeouts (up to 60 s);
-/// this sweeps continuously, one table's capacity per second, however
-/// full it is: a lookup never uses an expired entry either way, and
-/// listings leave out expired entries not yet swept.
+/// The longest time a worker's expiry step accounts for at once (ns): the
+/// pace itself is `Conntrack::sweep_slots`'s (a table of up to
+/// `GC_MAX_SLOTS_PER_SEC` entries once a second, a larger one more
+/// slowly). Linux's `gc_worker` sweeps the whole table per run and waits
+/// between runs according to the entries' timeouts (up to 60 s); this
+/// sweeps continuously, however full the table is: a lookup never uses an
+/// expired entry either way, and listings leave out expired entries not
+/// yet swept.
 const GC_SWEEP: u64 = 1_000_000_000;
 /// The fewest slots a worker's expiry step looks at (fewer wait for more
 /// time to pass, up to 10 ms).
@@ -652,11 +654,11 @@ impl Worker {
                 self.arp_request(iface, hop, emit);
             }
         }
-        // Expiry at the pace of one sweep of the table per
-        // `GC_SWEEP`, in steps of at least `GC_STEP` slots or 10 ms.
+        // Expiry at the pace `Conntrack::sweep_slots` sets (the table once
+        // a second, large ones more slowly), in steps of at least `GC_STEP`
+        // slots or 10 ms.
         let since = now.saturating_sub(self.gc_at).min(GC_SWEEP);
-        let slots = (u128::from(since) * self.gw.conntrack.max_entries() as u128
-            / u128::from(GC_SWEEP)) as usize;
+        let slots = self.gw.conntrack.sweep_slots(since);
         if slots >= GC_STEP || since >= GC_SWEEP / 100 {
             self.gc_at = now;
             self.gw.conntrack.gc_share(now, slots.max(1));

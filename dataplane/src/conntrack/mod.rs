@@ -593,6 +593,17 @@ fn icmp_reply_type(ty: u8) -> u8 {
     }
 }
 
+/// The most slots a worker's paced expiry sweeps per second
+/// ([`Conntrack::sweep_slots`]): about 25 ms of a core's time.
+pub const GC_MAX_SLOTS_PER_SEC: usize = 1 << 20;
+
+/// [`Conntrack::sweep_slots`] for a table of `max` entries.
+fn sweep_slots(max: usize, since: Nanos) -> usize {
+    const SEC: u128 = 1_000_000_000;
+    let per_sec = max.min(GC_MAX_SLOTS_PER_SEC) as u128;
+    (u128::from(since) * per_sec / SEC) as usize
+}
+
 /// How many neighbouring shards `early_drop` looks at (Linux:
 /// `NF_CT_EVICTION_RANGE` buckets).
 const EVICTION_RANGE: usize = 8;
@@ -1579,6 +1590,19 @@ impl Conntrack {
     /// `gc_worker` does. A call while another is running returns 0 at once.
     pub fn gc(&self, now: Nanos, budget: usize) -> usize {
         self.sweep(now, budget, budget)
+    }
+
+    /// How many slots a worker's expiry step sweeps after `since`
+    /// nanoseconds: the table once per second, but never more than
+    /// [`GC_MAX_SLOTS_PER_SEC`] a second, so that a large table is swept
+    /// over a longer period (16 s at 16 M entries) instead of costing each
+    /// worker a third of its time (a sweep that finds nothing reads about
+    /// 24 ns a slot). An expired entry waiting for the sweep is invisible to
+    /// lookups and listings, and `early_drop` reaps the expired entries it
+    /// meets when the table is full, as Linux's does; Linux's `gc_worker`
+    /// too spreads its scans of a large table over many seconds.
+    pub fn sweep_slots(&self, since: Nanos) -> usize {
+        sweep_slots(self.max, since)
     }
 
     /// [`Conntrack::gc`] over a `slots / max_entries` share of the table:

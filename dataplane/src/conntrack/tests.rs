@@ -2054,3 +2054,14 @@ fn the_fewest_buckets_still_hold_a_full_table() {
         c.check_invariants();
     }
 }
+
+#[test]
+fn sweep_pace_is_a_table_a_second_up_to_a_cap() {
+    let small = ct(4096, 64);
+    assert_eq!(small.sweep_slots(SEC), 4096);
+    assert_eq!(small.sweep_slots(SEC / 4), 1024);
+    // Four seconds for the whole of a table four times the cap.
+    let big = 4 * GC_MAX_SLOTS_PER_SEC;
+    assert_eq!(super::sweep_slots(big, SEC), GC_MAX_SLOTS_PER_SEC);
+    assert_eq!(super::sweep_slots(big, 4 * SEC), big);
+}
