@@ -145,13 +145,19 @@ pub mod rules {
     }
 
     /// Whether an error's place is in `text` (lines as `str::lines`
-    /// counts them, columns in characters, as the parser counts them).
+    /// counts them, columns in characters, as the parser counts them), or
+    /// at its end: the start of the line after the last, where an error
+    /// about how the file ends (`COMMIT expected`) stands, as
+    /// iptables-restore reports it.
     pub fn check_place(text: &str, e: &RuleError) -> Result<(), String> {
         if e.file != FILE {
             return Err(format!("file '{}', not '{FILE}'", e.file));
         }
         let lines: Vec<&str> = text.lines().collect();
         let line = e.line as usize;
+        if line == lines.len() + 1 && e.column == 1 {
+            return Ok(());
+        }
         if line == 0 || line > lines.len().max(1) {
             return Err(format!("line {line} of {}", lines.len()));
         }
