@@ -597,10 +597,18 @@ fn icmp_reply_type(ty: u8) -> u8 {
 /// ([`Conntrack::sweep_slots`]): about 25 ms of a core's time.
 pub const GC_MAX_SLOTS_PER_SEC: usize = 1 << 20;
 
-/// [`Conntrack::sweep_slots`] for a table of `max` entries.
-fn sweep_slots(max: usize, since: Nanos) -> usize {
+/// [`Conntrack::sweep_slots`] for a table of `max` entries holding `len`:
+/// from 90 % full on, the whole table a second whatever its size (as
+/// Linux's `gc_worker` runs again at once while it keeps finding expired
+/// entries), so that expired entries make room before early drop has to
+/// evict live ones.
+fn sweep_slots(max: usize, len: usize, since: Nanos) -> usize {
     const SEC: u128 = 1_000_000_000;
-    let per_sec = max.min(GC_MAX_SLOTS_PER_SEC) as u128;
+    let per_sec = if len >= max / 10 * 9 {
+        max
+    } else {
+        max.min(GC_MAX_SLOTS_PER_SEC)
+    } as u128;
     (u128::from(since) * per_sec / SEC) as usize
 }
 
@@ -1593,8 +1601,9 @@ impl Conntrack {
     }
 
     /// How many slots a worker's expiry step sweeps after `since`
-    /// nanoseconds: the table once per second, but never more than
-    /// [`GC_MAX_SLOTS_PER_SEC`] a second, so that a large table is swept
+    /// nanoseconds: the table once per second, but while it is less than
+    /// 90 % full never more than [`GC_MAX_SLOTS_PER_SEC`] a second, so
+    /// that a large table is swept
     /// over a longer period (16 s at 16 M entries) instead of costing each
     /// worker a third of its time (a sweep that finds nothing reads about
     /// 24 ns a slot). An expired entry waiting for the sweep is invisible to
@@ -1602,7 +1611,7 @@ impl Conntrack {
     /// meets when the table is full, as Linux's does; Linux's `gc_worker`
     /// too spreads its scans of a large table over many seconds.
     pub fn sweep_slots(&self, since: Nanos) -> usize {
-        sweep_slots(self.max, since)
+        sweep_slots(self.max, self.len(), since)
     }
 
     /// [`Conntrack::gc`] over a `slots / max_entries` share of the table:

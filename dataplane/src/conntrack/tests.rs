@@ -2062,6 +2062,8 @@ fn sweep_pace_is_a_table_a_second_up_to_a_cap() {
     assert_eq!(small.sweep_slots(SEC / 4), 1024);
     // Four seconds for the whole of a table four times the cap.
     let big = 4 * GC_MAX_SLOTS_PER_SEC;
-    assert_eq!(super::sweep_slots(big, SEC), GC_MAX_SLOTS_PER_SEC);
-    assert_eq!(super::sweep_slots(big, 4 * SEC), big);
+    assert_eq!(super::sweep_slots(big, 0, SEC), GC_MAX_SLOTS_PER_SEC);
+    assert_eq!(super::sweep_slots(big, big / 2, 4 * SEC), big);
+    // Nearly full, the whole table a second.
+    assert_eq!(super::sweep_slots(big, big / 10 * 9, SEC), big);
 }
