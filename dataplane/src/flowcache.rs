@@ -26,7 +26,7 @@
 
 use crate::conntrack::EntryRef;
 use crate::flow::{Dir, Tuple};
-use crate::port::prefetch::prefetch_line;
+use crate::hint::prefetch::prefetch_line;
 use crate::wire::fast::FlowEdit;
 
 /// What a forwarded flow's traversal decided: two cache lines exactly (the

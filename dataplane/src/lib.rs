@@ -4,14 +4,16 @@
 //! rate limits (`icmp_limit`), routes and
 //! neighbours (`route`, `neigh`), the netfilter pipeline and its workers
 //! (`pipeline`), packet tracing (`trace`), LOG (`log`), counted drop
-//! reasons (`drop`), and the AF_XDP ports (`port`, where all unsafe code
-//! lives). It does not depend on the control plane.
+//! reasons (`drop`), CPU and memory hints (`hint`: prefetch, huge pages)
+//! and the AF_XDP ports (`port`); unsafe code lives only in `port` and
+//! `hint`. It does not depend on the control plane.
 #![deny(unsafe_code)]
 
 pub mod classify;
 pub mod conntrack;
 pub mod drop;
 pub mod flow;
+pub mod hint;
 mod flowcache;
 pub mod icmp_limit;
 pub mod log;

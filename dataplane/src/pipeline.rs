@@ -597,7 +597,7 @@ impl Worker {
             if c.credit_round != self.credit_round {
                 self.gw.conntrack.prefetch_entry(c.entry);
             } else if let Some(cr) = self.credits.get(usize::from(c.credit_idx)) {
-                crate::port::prefetch::prefetch_line(cr as *const Credit as usize);
+                crate::hint::prefetch::prefetch_line(cr as *const Credit as usize);
             }
         }
     }

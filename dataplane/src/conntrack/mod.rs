@@ -51,7 +51,7 @@ pub use saved::{
 };
 
 use crate::flow::{Dir, Tuple, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
-use crate::port::prefetch::prefetch_line;
+use crate::hint::prefetch::prefetch_line;
 use key_table::{Key, Lines};
 use table::{ShardInner, ShardStats, Slot, TcpLine, Unlink};
 use tcp::TcpCt;
@@ -657,7 +657,7 @@ impl Hint {
     }
 }
 
-/// Tables from this size on ask for huge pages (`port::hugemem`).
+/// Tables from this size on ask for huge pages (`hint::hugemem`).
 const HUGE_PAGES_FROM: usize = 16 << 20;
 
 #[derive(Default)]
@@ -730,8 +730,8 @@ impl Conntrack {
         if bytes >= HUGE_PAGES_FROM {
             for h in hints.iter() {
                 let (keys, keys_len) = h.key_lines.span();
-                crate::port::hugemem::advise_huge(keys, keys_len);
-                crate::port::hugemem::advise_huge(h.slab_base, h.slab_bytes());
+                crate::hint::hugemem::advise_huge(keys, keys_len);
+                crate::hint::hugemem::advise_huge(h.slab_base, h.slab_bytes());
             }
         }
         Conntrack {

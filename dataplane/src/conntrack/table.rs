@@ -22,7 +22,7 @@ use super::key_table::{same_gen, Key, KeyTable, Lines, MAX_SLOTS};
 use super::tcp::TcpCt;
 use super::Conn;
 use crate::flow::{Dir, Tuple};
-use crate::port::prefetch::prefetch_line;
+use crate::hint::prefetch::prefetch_line;
 
 /// A slab slot. `gen` changes each time the slot is freed, so that stale
 /// `EntryRef`s and keys can be told apart from the slot's next occupant.

@@ -77,11 +77,7 @@
 mod bpf;
 #[allow(unsafe_code)]
 mod group;
-#[allow(unsafe_code)]
-pub mod hugemem;
 mod netlink;
-#[allow(unsafe_code)]
-pub mod prefetch;
 pub mod probe;
 #[allow(unsafe_code)]
 mod queue;

@@ -55,7 +55,7 @@ impl UmemArea {
     pub(crate) fn prefetch(&self, addr: u64) {
         if addr < u64::from(self.frames) * u64::from(self.frame_size) {
             let at = self.mapping.base().as_ptr() as usize + addr as usize;
-            super::prefetch::prefetch_line(at);
+            crate::hint::prefetch::prefetch_line(at);
         }
     }
 
