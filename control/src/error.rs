@@ -10,10 +10,18 @@ pub enum RuleErrorKind {
     Syntax(String),
     #[error("unknown option '{option}'{hint}")]
     UnknownOption { option: String, hint: String },
-    #[error("unknown match '{name}'; supported: {}", crate::parse::rule::SUPPORTED_MATCHES.join(", "))]
-    UnknownMatch { name: String },
-    #[error("unknown target '{name}'; supported: {}, or a user chain of this table", crate::parse::rule::SUPPORTED_TARGETS.join(", "))]
-    UnknownTarget { name: String },
+    /// `supported`: the matches the language has (the parser's list).
+    #[error("unknown match '{name}'; supported: {}", supported.join(", "))]
+    UnknownMatch {
+        name: String,
+        supported: &'static [&'static str],
+    },
+    /// `supported`: the targets the language has (the parser's list).
+    #[error("unknown target '{name}'; supported: {}, or a user chain of this table", supported.join(", "))]
+    UnknownTarget {
+        name: String,
+        supported: &'static [&'static str],
+    },
     #[error("bad value '{value}' for {option}: {expected}")]
     BadValue {
         option: String,

@@ -361,6 +361,7 @@ impl<'a> Parser<'a> {
                     v,
                     RuleErrorKind::UnknownMatch {
                         name: v.text.clone(),
+                        supported: &SUPPORTED_MATCHES,
                     },
                 ))
             }
@@ -408,6 +409,7 @@ impl<'a> Parser<'a> {
                         v,
                         RuleErrorKind::UnknownTarget {
                             name: format!("{name}' (not supported yet)"),
+                            supported: &SUPPORTED_TARGETS,
                         },
                     ))
                 }
