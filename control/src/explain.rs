@@ -32,6 +32,40 @@ const RST: u8 = 0x04;
 const ACK: u8 = 0x10;
 
 /// The connection state `--state` asks for.
+/// Why `explain` cannot answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error(
+        "--state RELATED is not supported by explain yet (it needs the ICMP error's quoted \
+         connection); NEW, ESTABLISHED or INVALID"
+    )]
+    RelatedState,
+    #[error("bad value '{0}' for --state: NEW, ESTABLISHED or INVALID")]
+    BadState(String),
+    #[error("option --state needs a value")]
+    StateNeedsValue,
+    /// The packet's description does not parse or describe one packet.
+    #[error("explain PACKET {0}")]
+    Packet(MatchError),
+    #[error("--state {0} and the match's state {1} disagree")]
+    StatesDisagree(&'static str, &'static str),
+    /// The configuration's gateway cannot be built.
+    #[error(transparent)]
+    Gateway(#[from] xdpgw_dataplane::pipeline::GatewayError),
+    /// The tracer refused the trace.
+    #[error("{0}")]
+    Trace(String),
+    #[error("the packet left no trace (it was not IPv4)")]
+    NoTrace,
+    /// The connection the packet belongs to could not be opened first.
+    #[error("cannot prepare {state}: {what}; its trace:\n{trace}")]
+    Prepare {
+        state: &'static str,
+        what: &'static str,
+        trace: String,
+    },
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PrepState {
     New,
@@ -40,17 +74,13 @@ pub enum PrepState {
 }
 
 impl PrepState {
-    pub fn parse(s: &str) -> Result<PrepState, String> {
+    pub fn parse(s: &str) -> Result<PrepState, ExplainError> {
         match s.to_ascii_uppercase().as_str() {
             "NEW" => Ok(PrepState::New),
             "ESTABLISHED" => Ok(PrepState::Established),
             "INVALID" => Ok(PrepState::Invalid),
-            "RELATED" => Err(
-                "--state RELATED is not supported by explain yet (it needs the ICMP error's quoted connection); NEW, ESTABLISHED or INVALID".into(),
-            ),
-            _ => Err(format!(
-                "bad value '{s}' for --state: NEW, ESTABLISHED or INVALID"
-            )),
+            "RELATED" => Err(ExplainError::RelatedState),
+            _ => Err(ExplainError::BadState(s.to_string())),
         }
     }
 
@@ -168,7 +198,7 @@ impl Emit for Collect {
 }
 
 impl OfflineGateway {
-    pub fn new(cfg: &Config, rules: RuleSet) -> Result<OfflineGateway, String> {
+    pub fn new(cfg: &Config, rules: RuleSet) -> Result<OfflineGateway, ExplainError> {
         let gcfg = cfg.gateway_config(
             |k| (iface_mac(k), 1500),
             ConntrackConfig {
@@ -177,7 +207,7 @@ impl OfflineGateway {
                 ..ConntrackConfig::for_memory(8 << 30)
             },
         );
-        let gw = Arc::new(Gateway::new(gcfg, &rules).map_err(|e| e.to_string())?);
+        let gw = Arc::new(Gateway::new(gcfg, &rules)?);
         let worker = Worker::new(Arc::clone(&gw), 1);
         let names = TraceNames {
             ifaces: cfg.interfaces.iter().map(|i| i.name.clone()).collect(),
@@ -224,15 +254,21 @@ impl OfflineGateway {
     }
 
     /// Runs one packet with the tracer on; gives its trace.
-    pub fn trace(&mut self, p: &PacketSpec) -> Result<(Action, Vec<u8>, PacketTrace), String> {
-        let filter = TraceFilter::new(&Rule::new(Target::None), &[]).map_err(|e| e.to_string())?;
-        let (session, rx) = self.gw.tracer.start(filter, 1).map_err(|e| e.to_string())?;
+    pub fn trace(
+        &mut self,
+        p: &PacketSpec,
+    ) -> Result<(Action, Vec<u8>, PacketTrace), ExplainError> {
+        let filter = TraceFilter::new(&Rule::new(Target::None), &[])
+            .map_err(|e| ExplainError::Trace(e.to_string()))?;
+        let (session, rx) = self
+            .gw
+            .tracer
+            .start(filter, 1)
+            .map_err(|e| ExplainError::Trace(e.to_string()))?;
         let (a, out) = self.send(p);
         self.gw.tracer.stop(&session);
         self.worker.begin_batch();
-        let t = rx
-            .try_recv()
-            .map_err(|_| "the packet left no trace (it was not IPv4)".to_string())?;
+        let t = rx.try_recv().map_err(|_| ExplainError::NoTrace)?;
         Ok((a, out, t))
     }
 }
@@ -466,18 +502,14 @@ pub fn explain(
     rules: RuleSet,
     words: &[(u32, String)],
     state: Option<PrepState>,
-) -> Result<Vec<String>, String> {
-    let rule = parse_match_at(words).map_err(|e| format!("explain PACKET {e}"))?;
+) -> Result<Vec<String>, ExplainError> {
+    let rule = parse_match_at(words).map_err(ExplainError::Packet)?;
     let mut gw = OfflineGateway::new(cfg, rules)?;
     let (mut spec, flags, named) =
-        packet_of(&rule, &gw.names.ifaces, words).map_err(|e| format!("explain PACKET {e}"))?;
+        packet_of(&rule, &gw.names.ifaces, words).map_err(ExplainError::Packet)?;
     let state = match (state, named) {
         (Some(a), Some(b)) if a != b => {
-            return Err(format!(
-                "--state {} and the match's state {} disagree",
-                a.name(),
-                b.name()
-            ))
+            return Err(ExplainError::StatesDisagree(a.name(), b.name()))
         }
         (a, b) => a.or(b).unwrap_or(PrepState::New),
     };
@@ -535,7 +567,7 @@ fn prepare(
     gw: &mut OfflineGateway,
     spec: &mut PacketSpec,
     state: PrepState,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, ExplainError> {
     let t = spec.tuple;
     let tcp = t.proto == IPPROTO_TCP;
     let opener = PacketSpec {
@@ -550,13 +582,12 @@ fn prepare(
         ..*spec
     };
     let (a, out, trace) = gw.trace(&opener)?;
-    let failed = |what: &str, trace: &PacketTrace, gw: &OfflineGateway| {
-        let mut lines = vec![format!(
-            "cannot prepare {}: {what}; its trace:",
-            state.name()
-        )];
-        lines.extend(format_packet(1, trace, &gw.names));
-        lines.join("\n")
+    let failed = |what: &'static str, trace: &PacketTrace, gw: &OfflineGateway| {
+        ExplainError::Prepare {
+            state: state.name(),
+            what,
+            trace: format_packet(1, trace, &gw.names).join("\n"),
+        }
     };
     let Action::Forward { iface, .. } = a else {
         return Err(failed(
@@ -657,7 +688,7 @@ pub type Positioned = Vec<(u32, String)>;
 /// Splits `explain`'s words into its own `--state VALUE` (unless the words
 /// load `-m state`, whose `--state` it is) and the match words, each with
 /// its position (1-based) among the words given.
-pub fn split_state(words: &[String]) -> Result<(Option<String>, Positioned), String> {
+pub fn split_state(words: &[String]) -> Result<(Option<String>, Positioned), ExplainError> {
     let has_state_match = words
         .windows(2)
         .any(|w| (w[0] == "-m" || w[0] == "--match") && w[1] == "state");
@@ -674,7 +705,7 @@ pub fn split_state(words: &[String]) -> Result<(Option<String>, Positioned), Str
                     words
                         .get(i)
                         .cloned()
-                        .ok_or("option --state needs a value")?
+                        .ok_or(ExplainError::StateNeedsValue)?
                 }
             };
             state = Some(v);

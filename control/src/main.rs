@@ -341,39 +341,39 @@ impl GatewayArgs {
     /// `stats [--watch SECS]`: two samples an interval apart, printed with
     /// rates; with --watch, again every interval until interrupted.
     fn stats(&self, watch: Option<f64>) -> ExitCode {
-        let fail = |e: String| {
+        let fail = |e: &dyn std::fmt::Display| {
             eprintln!("xdpgw: {e}");
             ExitCode::FAILURE
         };
         let secs = watch.unwrap_or(1.0);
         if !(secs.is_finite() && (0.1..=86400.0).contains(&secs)) {
-            return fail(format!(
+            return fail(&format!(
                 "bad --watch interval {secs}: seconds, 0.1 to 86400"
             ));
         }
         let path = match api::socket_path(self.socket.as_deref(), self.config.as_deref()) {
             Ok(p) => p,
-            Err(e) => return fail(e),
+            Err(e) => return fail(&e),
         };
         // A connection per sample: the gateway closes one that sends no
         // request for 30 s, and an interval may be longer.
-        let sample = || -> Result<api::stats::Sample, String> {
+        let sample = || -> anyhow::Result<api::stats::Sample> {
             let r = api::Client::connect(&path)?.call(&Request::new("stats-sample"))?;
             if !r.ok {
-                return Err(r.message);
+                anyhow::bail!(r.message);
             }
-            api::stats::Sample::parse(&r.body)
+            api::stats::Sample::parse(&r.body).map_err(anyhow::Error::msg)
         };
         let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
         let mut before = match sample() {
             Ok(s) => s,
-            Err(e) => return fail(e),
+            Err(e) => return fail(&e),
         };
         loop {
             std::thread::sleep(std::time::Duration::from_secs_f64(secs));
             let now = match sample() {
                 Ok(s) => s,
-                Err(e) => return fail(e),
+                Err(e) => return fail(&e),
             };
             let text = api::stats::render(&before, &now);
             if watch.is_none() {
@@ -533,13 +533,13 @@ fn main() -> ExitCode {
 
 /// Takes `--NAME VALUE` (or `--NAME=VALUE`) out of `words`, wherever it
 /// stands; the last one counts.
-fn take_option(words: &mut Vec<String>, name: &str) -> Result<Option<String>, String> {
+fn take_option(words: &mut Vec<String>, name: &str) -> anyhow::Result<Option<String>> {
     let mut found = None;
     let mut i = 0;
     while i < words.len() {
         if words[i] == name {
             if i + 1 >= words.len() {
-                return Err(format!("option {name} needs a value"));
+                anyhow::bail!("option {name} needs a value");
             }
             found = Some(words.remove(i + 1));
             words.remove(i);
@@ -554,7 +554,7 @@ fn take_option(words: &mut Vec<String>, name: &str) -> Result<Option<String>, St
 }
 
 fn trace(count: u32, mut gateway: GatewayArgs, mut words: Vec<String>) -> ExitCode {
-    let taken = (|| -> Result<Option<String>, String> {
+    let taken = (|| -> anyhow::Result<Option<String>> {
         if let Some(c) = take_option(&mut words, "--config")? {
             gateway.config = Some(c.into());
         }
@@ -625,12 +625,15 @@ fn trace(count: u32, mut gateway: GatewayArgs, mut words: Vec<String>) -> ExitCo
 }
 
 fn explain(config: Option<PathBuf>, rules: Option<PathBuf>, mut words: Vec<String>) -> ExitCode {
-    let result = (|| -> Result<Vec<String>, String> {
+    let result = (|| -> anyhow::Result<Vec<String>> {
         let config = match take_option(&mut words, "--config")? {
             Some(c) => PathBuf::from(c),
-            None => config.ok_or(
-                "explain needs --config FILE.toml: the gateway's interfaces, addresses and routes",
-            )?,
+            None => config.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "explain needs --config FILE.toml: the gateway's interfaces, addresses and \
+                     routes"
+                )
+            })?,
         };
         let rules = take_option(&mut words, "--rules")?
             .map(PathBuf::from)
@@ -639,17 +642,17 @@ fn explain(config: Option<PathBuf>, rules: Option<PathBuf>, mut words: Vec<Strin
         let state = state
             .map(|s| xdpgw_control::explain::PrepState::parse(&s))
             .transpose()?;
-        let cfg = xdpgw_control::config::Config::load(&config).map_err(|e| e.to_string())?;
+        let cfg = xdpgw_control::config::Config::load(&config)?;
         let file = rules.unwrap_or_else(|| cfg.rules.clone());
         let set = load_rules(&file).map_err(|e| {
-            format!(
+            anyhow::anyhow!(
                 "{e}\n{}: {} error{}; nothing loaded",
                 file.display(),
                 e.len(),
                 if e.len() == 1 { "" } else { "s" }
             )
         })?;
-        xdpgw_control::explain::explain(&cfg, set, &words, state)
+        Ok(xdpgw_control::explain::explain(&cfg, set, &words, state)?)
     })();
     match result {
         Ok(lines) => {

@@ -206,7 +206,7 @@ pub fn follow(
     req: &Request,
     interrupted: &AtomicBool,
 ) -> Result<(u64, bool), String> {
-    let s = UnixStream::connect(socket).map_err(|e| super::unreachable(socket, &e))?;
+    let s = super::connect_socket(socket).map_err(|e| e.to_string())?;
     let mut writer = s.try_clone().map_err(|e| e.to_string())?;
     let mut reader = BufReader::new(s);
     let mut line = req.encode();

@@ -183,30 +183,24 @@ impl Request {
     }
 
     /// Parses a request line (without its newline).
-    pub fn decode(line: &str) -> Result<Request, String> {
+    pub fn decode(line: &str) -> Result<Request, RequestError> {
         let mut words = line.split(' ');
         match words.next() {
             Some(VERSION) => {}
             Some(v) if v.starts_with("XDPGW/") => {
-                return Err(format!(
-                    "unsupported protocol version {v}; this is {VERSION}"
-                ))
+                return Err(RequestError::Version(v.to_string()));
             }
-            _ => {
-                return Err(format!(
-                    "not an xdpgw request; expected '{VERSION} COMMAND'"
-                ))
-            }
+            _ => return Err(RequestError::NotARequest),
         }
         let command = match words.next() {
             Some(c) if !c.is_empty() => c.to_string(),
-            _ => return Err("missing command".into()),
+            _ => return Err(RequestError::MissingCommand),
         };
         let mut args = Vec::new();
         for w in words.filter(|w| !w.is_empty()) {
             let (k, v) = w
                 .split_once('=')
-                .ok_or_else(|| format!("bad argument '{w}': expected key=value"))?;
+                .ok_or_else(|| RequestError::BadArgument(w.to_string()))?;
             args.push((k.to_string(), unescape(v)?));
         }
         Ok(Request { command, args })
@@ -359,7 +353,7 @@ fn escape(v: &str) -> String {
     out
 }
 
-fn unescape(v: &str) -> Result<String, String> {
+fn unescape(v: &str) -> Result<String, RequestError> {
     let b = v.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -368,7 +362,7 @@ fn unescape(v: &str) -> Result<String, String> {
             let hex = v
                 .get(i + 1..i + 3)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("bad escape in '{v}'"))?;
+                .ok_or_else(|| RequestError::BadEscape(v.to_string()))?;
             out.push(hex);
             i += 3;
         } else {
@@ -376,36 +370,79 @@ fn unescape(v: &str) -> Result<String, String> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| format!("'{v}' is not UTF-8"))
+    String::from_utf8(out).map_err(|_| RequestError::NotUtf8(v.to_string()))
+}
+
+/// Why a request line is not one (the gateway answers it with `ERR` and
+/// closes the connection).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("unsupported protocol version {0}; this is {VERSION}")]
+    Version(String),
+    #[error("not an xdpgw request; expected '{VERSION} COMMAND'")]
+    NotARequest,
+    #[error("not an xdpgw request: not UTF-8 text")]
+    NotText,
+    #[error("missing command")]
+    MissingCommand,
+    #[error("bad argument '{0}': expected key=value")]
+    BadArgument(String),
+    #[error("bad escape in '{0}'")]
+    BadEscape(String),
+    #[error("'{0}' is not UTF-8")]
+    NotUtf8(String),
+}
+
+/// Why a client got no answer from the gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The control socket could not be connected to.
+    #[error("cannot reach the gateway at {}: {source} ({})", path.display(), unreachable_hint(source))]
+    Unreachable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The configuration naming the socket could not be read.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// Talking over the connection failed.
+    #[error("control socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("control socket: the gateway closed the connection without answering")]
+    Closed,
+    #[error("control socket: the gateway ended the stream early")]
+    StreamEnded,
 }
 
 /// Where a client finds the gateway: `--socket`, else the configuration's
 /// `control_socket`, else the default.
-pub fn socket_path(socket: Option<&Path>, config: Option<&Path>) -> Result<PathBuf, String> {
+pub fn socket_path(socket: Option<&Path>, config: Option<&Path>) -> Result<PathBuf, ClientError> {
     if let Some(s) = socket {
         return Ok(s.to_path_buf());
     }
     if let Some(c) = config {
-        return crate::config::Config::load(c)
-            .map(|c| c.control_socket)
-            .map_err(|e| e.to_string());
+        return Ok(crate::config::Config::load(c)?.control_socket);
     }
     Ok(PathBuf::from(crate::config::DEFAULT_SOCKET))
 }
 
-/// Why the control socket at `path` could not be reached, with the hint
-/// that fits the error: a permission problem is not a stopped gateway.
-pub fn unreachable(path: &Path, e: &std::io::Error) -> String {
-    let hint = match e.kind() {
+/// Connects to the control socket at `path`, or says why not.
+pub fn connect_socket(path: &Path) -> Result<UnixStream, ClientError> {
+    UnixStream::connect(path).map_err(|source| ClientError::Unreachable {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The hint that fits a connection error: a permission problem is not a
+/// stopped gateway.
+fn unreachable_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
         std::io::ErrorKind::PermissionDenied => {
             "the control socket is root's alone (mode 0600): run this as root"
         }
         _ => "is `xdpgw run` running? --socket/--config choose the socket",
-    };
-    format!(
-        "cannot reach the gateway at {}: {e} ({hint})",
-        path.display()
-    )
+    }
 }
 
 /// A connection to a running gateway.
@@ -416,11 +453,11 @@ pub struct Client {
 
 impl Client {
     /// Connects to the control socket at `path`.
-    pub fn connect(path: &Path) -> Result<Client, String> {
-        let s = UnixStream::connect(path).map_err(|e| unreachable(path, &e))?;
+    pub fn connect(path: &Path) -> Result<Client, ClientError> {
+        let s = connect_socket(path)?;
         // A generous bound: a reload of a large rule set takes well under a second.
         let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
-        let writer = s.try_clone().map_err(|e| e.to_string())?;
+        let writer = s.try_clone()?;
         Ok(Client {
             reader: BufReader::new(s),
             writer,
@@ -428,7 +465,7 @@ impl Client {
     }
 
     /// Sends a request and reads its response.
-    pub fn call(&mut self, req: &Request) -> Result<Response, String> {
+    pub fn call(&mut self, req: &Request) -> Result<Response, ClientError> {
         let mut line = req.encode();
         line.push('\n');
         let sent = self.writer.write_all(line.as_bytes());
@@ -436,7 +473,7 @@ impl Client {
         // this client away) may have said why before: read that first.
         match (Response::read_from(&mut self.reader), sent) {
             (Ok(r), _) => Ok(r),
-            (Err(e), Ok(())) | (Err(_), Err(e)) => Err(format!("control socket: {e}")),
+            (Err(e), Ok(())) | (Err(_), Err(e)) => Err(ClientError::Io(e)),
         }
     }
 }
@@ -450,9 +487,8 @@ impl Client {
         &mut self,
         req: &Request,
         mut line: impl FnMut(&str),
-    ) -> Result<Result<(), (String, Vec<String>)>, String> {
-        let io = |e: std::io::Error| format!("control socket: {e}");
-        self.reader.get_ref().set_read_timeout(None).map_err(io)?;
+    ) -> Result<Result<(), (String, Vec<String>)>, ClientError> {
+        self.reader.get_ref().set_read_timeout(None)?;
         let mut text = req.encode();
         text.push('\n');
         // As in `call`: a gateway that closed the connection may have said
@@ -461,13 +497,8 @@ impl Client {
         let mut l = String::new();
         match (self.reader.read_line(&mut l), sent) {
             (Ok(n), _) if n > 0 => {}
-            (_, Err(e)) => return Err(io(e)),
-            (Err(e), Ok(())) => return Err(io(e)),
-            (Ok(_), Ok(())) => {
-                return Err(
-                    "control socket: the gateway closed the connection without answering".into(),
-                )
-            }
+            (_, Err(e)) | (Err(e), Ok(())) => return Err(ClientError::Io(e)),
+            (Ok(_), Ok(())) => return Err(ClientError::Closed),
         }
         let status = l.trim_end_matches('\n').to_string();
         if status != format!("{VERSION} OK") {
@@ -476,13 +507,13 @@ impl Client {
             rest.push(b'\n');
             let mut r = std::io::Cursor::new(rest).chain(&mut self.reader);
             let mut r = BufReader::new(&mut r);
-            let resp = Response::read_from(&mut r).map_err(io)?;
+            let resp = Response::read_from(&mut r)?;
             return Ok(Err((resp.message, resp.body)));
         }
         loop {
             l.clear();
-            if self.reader.read_line(&mut l).map_err(io)? == 0 {
-                return Err("control socket: the gateway ended the stream early".into());
+            if self.reader.read_line(&mut l)? == 0 {
+                return Err(ClientError::StreamEnded);
             }
             let body = l.trim_end_matches('\n');
             if body == END {
@@ -533,11 +564,22 @@ mod tests {
         let line = r.encode();
         assert_eq!(line, "XDPGW/1 reload file=/tmp/a%20b%25%3Dc%0A verbose=1");
         assert_eq!(Request::decode(&line), Ok(r));
-        assert!(Request::decode("XDPGW/2 ping")
-            .expect_err("version 2")
-            .contains("unsupported protocol version"));
-        assert!(Request::decode("GET / HTTP/1.0").is_err());
-        assert!(Request::decode("XDPGW/1 list bad").is_err());
+        assert_eq!(
+            Request::decode("XDPGW/2 ping"),
+            Err(RequestError::Version("XDPGW/2".into()))
+        );
+        assert_eq!(
+            Request::decode("GET / HTTP/1.0"),
+            Err(RequestError::NotARequest)
+        );
+        assert_eq!(
+            Request::decode("XDPGW/1 list bad"),
+            Err(RequestError::BadArgument("bad".into()))
+        );
+        assert_eq!(
+            Request::decode("XDPGW/1 list a=%zz").map_err(|e| e.to_string()),
+            Err("bad escape in '%zz'".into())
+        );
     }
 
     #[test]
@@ -565,11 +607,18 @@ mod tests {
     #[test]
     fn unreachable_tells_permission_from_a_stopped_gateway() {
         use std::io::{Error, ErrorKind};
-        let p = Path::new("/run/xdpgw.sock");
-        let denied = unreachable(p, &Error::from(ErrorKind::PermissionDenied));
+        let at = |kind| ClientError::Unreachable {
+            path: PathBuf::from("/run/xdpgw.sock"),
+            source: Error::from(kind),
+        };
+        let denied = at(ErrorKind::PermissionDenied).to_string();
         assert!(denied.contains("run this as root"), "{denied}");
         assert!(!denied.contains("running?"), "{denied}");
-        let gone = unreachable(p, &Error::from(ErrorKind::NotFound));
+        let gone = at(ErrorKind::NotFound).to_string();
+        assert!(
+            gone.starts_with("cannot reach the gateway at /run/xdpgw.sock: "),
+            "{gone}"
+        );
         assert!(gone.contains("is `xdpgw run` running?"), "{gone}");
     }
 }

@@ -381,13 +381,13 @@ impl Served<'_> {
                 }
             };
             let req = text
-                .map_err(|_| "not an xdpgw request: not UTF-8 text".to_string())
+                .map_err(|_| super::RequestError::NotText)
                 .and_then(|t| Request::decode(t.trim_end_matches('\r')));
             let req = match req {
                 Ok(r) => r,
                 Err(e) => {
                     // Not the protocol: answered, then closed.
-                    let _ = Response::err(e, vec![]).write_to(&mut out);
+                    let _ = Response::err(e.to_string(), vec![]).write_to(&mut out);
                     return;
                 }
             };
