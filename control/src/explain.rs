@@ -582,13 +582,12 @@ fn prepare(
         ..*spec
     };
     let (a, out, trace) = gw.trace(&opener)?;
-    let failed = |what: &'static str, trace: &PacketTrace, gw: &OfflineGateway| {
-        ExplainError::Prepare {
+    let failed =
+        |what: &'static str, trace: &PacketTrace, gw: &OfflineGateway| ExplainError::Prepare {
             state: state.name(),
             what,
             trace: format_packet(1, trace, &gw.names).join("\n"),
-        }
-    };
+        };
     let Action::Forward { iface, .. } = a else {
         return Err(failed(
             "the connection's first packet is not forwarded",
@@ -702,10 +701,7 @@ pub fn split_state(words: &[String]) -> Result<(Option<String>, Positioned), Exp
                 Some(v) => v.to_string(),
                 None => {
                     i += 1;
-                    words
-                        .get(i)
-                        .cloned()
-                        .ok_or(ExplainError::StateNeedsValue)?
+                    words.get(i).cloned().ok_or(ExplainError::StateNeedsValue)?
                 }
             };
             state = Some(v);

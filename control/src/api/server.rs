@@ -448,7 +448,7 @@ impl Control {
         };
         match list(t, req.get("chain"), f) {
             Ok(text) => Response::ok(text.lines().map(str::to_string).collect()),
-            Err(e) => Response::err(e, vec![]),
+            Err(e) => Response::err(e.to_string(), vec![]),
         }
     }
 

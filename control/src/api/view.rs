@@ -27,8 +27,16 @@ pub struct ListFormat {
     pub line_numbers: bool,
 }
 
+/// A chain `iptables -L CHAIN` names that the table does not have.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("chain '{chain}' does not exist in table {table}")]
+pub struct NoSuchChain {
+    pub chain: String,
+    pub table: &'static str,
+}
+
 /// A table (or one chain of it, `chain`), as `iptables -L` prints it.
-pub fn list(t: &TableRules, chain: Option<&str>, f: ListFormat) -> Result<String, String> {
+pub fn list(t: &TableRules, chain: Option<&str>, f: ListFormat) -> Result<String, NoSuchChain> {
     let mut out = String::new();
     let mut first = true;
     for c in &t.chains {
@@ -46,10 +54,10 @@ pub fn list(t: &TableRules, chain: Option<&str>, f: ListFormat) -> Result<String
     }
     if first {
         if let Some(n) = chain {
-            return Err(format!(
-                "chain '{n}' does not exist in table {}",
-                t.table.name()
-            ));
+            return Err(NoSuchChain {
+                chain: n.to_string(),
+                table: t.table.name(),
+            });
         }
     }
     Ok(out)
@@ -568,7 +576,10 @@ LOG_DROP   all  --  anywhere             anywhere
         let set = gateway();
         let got = list(filter(&set), Some("INPUT"), ListFormat::default()).expect("list");
         assert_eq!(got, INPUT_NAMES);
-        assert!(list(filter(&set), Some("NOPE"), ListFormat::default()).is_err());
+        assert_eq!(
+            list(filter(&set), Some("NOPE"), ListFormat::default()).map_err(|e| e.to_string()),
+            Err("chain 'NOPE' does not exist in table filter".into())
+        );
     }
 
     #[test]
