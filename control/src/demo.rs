@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use xdpgw_lab::traffic::{self, Server};
 use xdpgw_lab::{
-    self as lab, check_interrupt, find_program, Backend, GatewaySpec, Interface, Lab, LabConfig,
-    CLIENT, GATEWAY_LAN, GATEWAY_WAN, HOST_IF, SERVER,
+    self as lab, check_interrupt, Backend, GatewaySpec, Interface, Lab, LabConfig, CLIENT,
+    GATEWAY_LAN, GATEWAY_WAN, HOST_IF, SERVER,
 };
 
 use crate::config::Config;
@@ -59,8 +59,9 @@ const TRANSFER_BYTES: u64 = 10 * 1024 * 1024;
 /// `conf/gateway.rules` says it should, 1 otherwise, 130 when interrupted.
 pub fn main(config: Option<&Path>, backend: DemoBackend) -> ExitCode {
     let backend = Backend::from(backend);
-    if let Err(missing) = preconditions(backend) {
-        eprintln!("xdpgw demo: needs {missing}");
+    let missing = missing(backend);
+    if !missing.is_empty() {
+        eprintln!("xdpgw demo: needs {}", missing.join(", "));
         return ExitCode::FAILURE;
     }
     // The example the binary carries, unless a configuration is named or
@@ -207,27 +208,14 @@ fn write_builtin_example(dir: &Path) -> std::io::Result<PathBuf> {
     Ok(path)
 }
 
-/// Root and the programs the lab runs; Err names what is missing.
-fn preconditions(backend: Backend) -> Result<(), String> {
-    let mut missing = Vec::new();
-    match lab::effective_uid() {
-        Some(0) => {}
-        _ => missing.push("root".to_owned()),
-    }
+/// What the demo lacks to run: root and the programs the lab runs (empty
+/// when nothing is missing).
+fn missing(backend: Backend) -> Vec<String> {
     let mut programs = vec!["ip", "ethtool", "tcpdump", "ping", "kill"];
     if backend == Backend::Linux {
         programs.extend(["iptables-restore", "iptables-save", "conntrack"]);
     }
-    for p in programs {
-        if find_program(p).is_none() {
-            missing.push(format!("the `{p}` program"));
-        }
-    }
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(missing.join(", "))
-    }
+    lab::missing(&programs)
 }
 
 /// One line of the report.

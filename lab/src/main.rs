@@ -384,9 +384,21 @@ fn stop_on_signal(duration: Option<Duration>) -> Result<Arc<AtomicBool>, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use xdpgw_lab::traffic::TOOL_NAMES;
 
     fn strings(args: &[&str]) -> Vec<String> {
         args.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_usage_names_every_tool() {
+        let lines: Vec<&str> = USAGE.lines().collect();
+        assert_eq!(lines.len(), TOOL_NAMES.len());
+        for (line, tool) in lines.iter().zip(TOOL_NAMES) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let at = usize::from(words[0] == "usage:");
+            assert_eq!(words[at..at + 2], ["xdpgw-lab", tool], "{line}");
+        }
     }
 
     #[test]

@@ -33,6 +33,23 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::netns::Netns;
 use crate::process::check_interrupt;
 
+/// The command words of the `xdpgw-lab` binary, one per tool: test
+/// tools, which the product binary must not carry (`control/tests/cli.rs`
+/// checks that it does not).
+pub const TOOL_NAMES: &[&str] = &[
+    "tcp-serve",
+    "tcp-get",
+    "tcp-download",
+    "tcp-connect",
+    "tcp-many",
+    "udp-echo",
+    "udp-req",
+    "tcp-echo",
+    "tcp-stream",
+    "udp-send",
+    "udp-count",
+];
+
 /// How long a server connection may sit idle before it is dropped.
 const SERVER_IDLE: Duration = Duration::from_secs(60);
 /// Stack size of the per-connection threads (a thousand run at once).
