@@ -70,7 +70,7 @@ enum Event {
     Closed(Stream),
 }
 
-/// A process started inside a namespace ([`Netns::spawn`]), its stdout and
+/// A process started inside a namespace ([`crate::Netns::spawn`]), its stdout and
 /// stderr read line by line as it prints them. Dropping the guard kills it.
 #[derive(Debug)]
 pub struct Process {
