@@ -33,13 +33,15 @@
 //!     namespace (lan0/wan0 carry no kernel address; conf/gateway.rules:
 //!     MASQUERADE, stateful FORWARD). One worker (the veths have one queue),
 //!     which xdpgw pins to the last core, CPU 1. The binary is built by this
-//!     bench with `$CARGO build --release --bin xdpgw` and taken from the
-//!     directory above the bench executable (`target/release/xdpgw`);
-//!     `XDPGW_BIN=path` runs another build instead (no build then).
+//!     bench (`$CARGO build --profile release -p xdpgw-control --bin xdpgw`,
+//!     `target/release/xdpgw`); `XDPGW_BIN=path` runs another build instead
+//!     (no build then).
 //!   - `xdpgw-host`: the same, with a fourth namespace on a third gateway
 //!     interface (mgmt0, 192.0.2.1/24) whose host fetches from a TCP
 //!     service on the gateway itself (port 443, through the host path) for
-//!     the whole row; the notes give that transfer's rate.
+//!     the whole row (`xdpgw-lab tcp-serve` and `tcp-get`, the lab's traffic
+//!     tools, built like xdpgw; `XDPGW_LAB_BIN` overrides); the notes give
+//!     that transfer's rate.
 //!   - `linux-rps`, `linux-napi`, `linux`: the kernel forwards with the same
 //!     rules (`iptables-restore < conf/gateway.rules`, addresses on
 //!     lan0/wan0, ip_forward=1, default route via 203.0.113.254). Without
@@ -59,23 +61,23 @@
 //!   CPU used by other processes, their forks, and hypervisor steal over the
 //!   window: the machine is shared, and a disturbed row shows it. Before
 //!   each row the bench waits (up to 20 s) for the machine to be quiet.
-//! - **Cleanup**: each row builds a fresh lab (namespaces `xpr<pid>-<n>-*`)
-//!   deleted on drop, also when a step panics; xdpgw gets SIGTERM and must
-//!   exit 0. Labs of an earlier run that was killed are removed at start.
+//! - **Cleanup**: each row builds a fresh lab of the lab crate's namespace
+//!   guards (`xg-pr-*-<pid>-<n>`), deleted on drop, also when a step
+//!   panics; xdpgw gets SIGTERM and must exit 0. Namespaces of an earlier
+//!   run that was killed (their pid is gone) are removed at start.
 //!
 //! Knobs (environment): `PACKET_RATE_WINDOW` (seconds, default 5),
 //! `PACKET_RATE_PATHS` (comma list of the row names above; default all),
 //! `PACKET_RATE_FLOWS` (default `1,1024`), `PACKET_RATE_ROUNDS` (default 1:
 //! how many times the whole sequence of rows runs, interleaved; the ratios
 //! take each path's best row), `PACKET_RATE_SINK_NAPI_CPU` (threaded NAPI
-//! for the sink's veth, pinned there), `XDPGW_BIN`.
+//! for the sink's veth, pinned there), `XDPGW_BIN`, `XDPGW_LAB_BIN`.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -83,6 +85,10 @@ use std::time::{Duration, Instant};
 use core_affinity::CoreId;
 use xdpgw_dataplane::port::{
     enter_netns, wait_any, ForwardVerdict, Port, PortConfig, PortGroup, QueueStats, RxVerdict,
+};
+use xdpgw_lab::{
+    host_netns, remove_stale_namespaces, tools_binary, veth, workspace_dir, xdpgw_binary, Netns,
+    Process, WorkDir, LISTEN_TIMEOUT, STOP_TIMEOUT,
 };
 use xdpgw_vm_tests::frames::{FrameSpec, L4Spec};
 
@@ -100,32 +106,13 @@ const GATEWAY_CPU: usize = 1;
 // Preconditions and commands
 // ---------------------------------------------------------------------------
 
-fn effective_uid() -> Option<u32> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
-}
-
-fn has_program(name: &str) -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-        .any(|dir| dir.join(name).is_file())
-}
-
 /// What is missing to run, if anything.
 fn missing() -> Option<String> {
-    if effective_uid() != Some(0) {
-        return Some("root (network namespaces, BPF and AF_XDP)".into());
-    }
-    let absent: Vec<&str> = ["ip", "ethtool", "iptables-restore"]
-        .into_iter()
-        .filter(|p| !has_program(p))
-        .collect();
+    let mut missing = xdpgw_lab::missing(&["ip", "ethtool", "iptables-restore"]);
     if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
-        return Some("2 CPUs (generator and sink on one, the gateway on the other)".into());
+        missing.push("2 CPUs (generator and sink on one, the gateway on the other)".into());
     }
-    (!absent.is_empty()).then(|| format!("the programs {}", absent.join(", ")))
+    (!missing.is_empty()).then(|| missing.join(", "))
 }
 
 /// Runs a command, panics with its stderr unless it succeeds; returns stdout.
@@ -144,31 +131,27 @@ fn run(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn workspace_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("benches/ has a parent")
-        .to_path_buf()
-}
-
 // ---------------------------------------------------------------------------
 // The lab: three namespaces, two veth pairs; deleted on drop
 // ---------------------------------------------------------------------------
 
-static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
-
-/// Namespace names start with this, then the pid.
-const NS_PREFIX: &str = "xpr";
-
-/// The client, gateway and server namespaces with their veths. Dropping it
-/// deletes the namespaces (and so the veths, addresses, routes and rules in
-/// them), also while unwinding from a panic.
+/// The client, gateway and server namespaces with their veths (the lab
+/// crate's guards, `xg-pr-*`). Dropping it deletes the namespaces (and so
+/// the veths, addresses, routes and rules in them), also while unwinding
+/// from a panic.
 struct Lab {
-    client: String,
-    gw: String,
-    server: String,
-    created: Vec<String>,
-    base: String,
+    client: Netns,
+    gw: Netns,
+    server: Netns,
+    /// The management host of [`Lab::add_mgmt`].
+    mgmt: Option<Netns>,
+}
+
+/// `ip ARGS...` in `ns`; its output.
+fn ip(ns: &Netns, args: &[&str]) -> String {
+    let mut all = vec!["ip"];
+    all.extend_from_slice(args);
+    ns.exec_ok(&all)
 }
 
 impl Lab {
@@ -176,56 +159,32 @@ impl Lab {
     const SERVER_IF: &'static str = "sv0";
 
     fn new() -> Lab {
-        // Relaxed: only distinct numbers are needed.
-        let n = NEXT_LAB.fetch_add(1, Ordering::Relaxed);
-        let base = format!("{NS_PREFIX}{}-{n}", std::process::id());
-        let mut lab = Lab {
-            client: format!("{base}-c"),
-            gw: format!("{base}-g"),
-            server: format!("{base}-s"),
-            created: Vec::new(),
-            base: base.clone(),
+        let lab = Lab {
+            client: host_netns("pr-client"),
+            gw: host_netns("pr-gw"),
+            server: host_netns("pr-server"),
+            mgmt: None,
         };
-        for ns in [lab.client.clone(), lab.gw.clone(), lab.server.clone()] {
-            run(&["ip", "netns", "add", &ns]);
-            lab.created.push(ns);
-        }
         // Created inside the namespaces: no name is ever used in the root one.
-        for (gw_end, peer, peer_ns) in [
-            ("lan0", Self::CLIENT_IF, &lab.client),
-            ("wan0", Self::SERVER_IF, &lab.server),
-        ] {
-            let cmd = format!("link add name {gw_end} type veth peer name {peer} netns {peer_ns}");
-            lab.ip(&lab.gw, &cmd.split(' ').collect::<Vec<_>>());
-        }
-        for (ns, dev) in [
-            (&lab.client, Self::CLIENT_IF),
-            (&lab.gw, "lan0"),
-            (&lab.gw, "wan0"),
-            (&lab.server, Self::SERVER_IF),
-        ] {
-            lab.ip(ns, &["link", "set", dev, "up"]);
-            lab.ip(ns, &["link", "set", "lo", "up"]);
-        }
+        veth(&lab.gw, "lan0", &lab.client, Self::CLIENT_IF);
+        veth(&lab.gw, "wan0", &lab.server, Self::SERVER_IF);
         // Full checksums from the end hosts' kernels (the frames we send are
         // built whole; this only matters for anything their stacks send).
-        lab.exec(
-            &lab.client,
-            &["ethtool", "-K", Self::CLIENT_IF, "tx", "off"],
-        );
-        lab.exec(
-            &lab.server,
-            &["ethtool", "-K", Self::SERVER_IF, "tx", "off"],
-        );
-        lab.ip(
+        for (ns, dev) in [
+            (&lab.client, Self::CLIENT_IF),
+            (&lab.server, Self::SERVER_IF),
+        ] {
+            ns.exec_ok(&["ethtool", "-K", dev, "tx", "off"]);
+        }
+        ip(
             &lab.client,
             &["addr", "add", "192.168.10.2/24", "dev", Self::CLIENT_IF],
         );
-        lab.ip(
+        ip(
             &lab.client,
             &["route", "add", "default", "via", "192.168.10.1"],
         );
-        lab.ip(
+        ip(
             &lab.server,
             &["addr", "add", "203.0.113.254/24", "dev", Self::SERVER_IF],
         );
@@ -234,39 +193,17 @@ impl Lab {
 
     /// A management namespace on a third gateway interface, mgmt0
     /// (192.0.2.1/24; the host `mg0` is 192.0.2.2), for traffic to the
-    /// gateway's own services; its name.
-    fn add_mgmt(&mut self) -> String {
-        let ns = format!("{}-m", self.base);
-        run(&["ip", "netns", "add", &ns]);
-        self.created.push(ns.clone());
-        let cmd = format!("link add name mgmt0 type veth peer name mg0 netns {ns}");
-        self.ip(&self.gw, &cmd.split(' ').collect::<Vec<_>>());
-        self.ip(&self.gw, &["link", "set", "mgmt0", "up"]);
-        self.ip(&ns, &["link", "set", "mg0", "up"]);
-        self.ip(&ns, &["link", "set", "lo", "up"]);
-        self.ip(&ns, &["addr", "add", "192.0.2.2/24", "dev", "mg0"]);
-        self.exec(&ns, &["ethtool", "-K", "mg0", "tx", "off"]);
-        ns
+    /// gateway's own services: [`Lab::mgmt`].
+    fn add_mgmt(&mut self) {
+        let ns = host_netns("pr-mgmt");
+        veth(&self.gw, "mgmt0", &ns, "mg0");
+        ip(&ns, &["addr", "add", "192.0.2.2/24", "dev", "mg0"]);
+        ns.exec_ok(&["ethtool", "-K", "mg0", "tx", "off"]);
+        self.mgmt = Some(ns);
     }
 
-    fn ip(&self, ns: &str, args: &[&str]) -> String {
-        let mut all = vec!["ip", "-n", ns];
-        all.extend_from_slice(args);
-        run(&all)
-    }
-
-    fn exec(&self, ns: &str, args: &[&str]) -> String {
-        let mut all = vec!["ip", "netns", "exec", ns];
-        all.extend_from_slice(args);
-        run(&all)
-    }
-
-    fn netns_path(ns: &str) -> PathBuf {
-        PathBuf::from("/var/run/netns").join(ns)
-    }
-
-    fn mac(&self, ns: &str, dev: &str) -> [u8; 6] {
-        let text = self.exec(ns, &["cat", &format!("/sys/class/net/{dev}/address")]);
+    fn mac(&self, ns: &Netns, dev: &str) -> [u8; 6] {
+        let text = ns.exec_ok(&["cat", &format!("/sys/class/net/{dev}/address")]);
         let mut mac = [0u8; 6];
         let parts: Vec<u8> = text
             .trim()
@@ -280,65 +217,21 @@ impl Lab {
     /// The kernel as the gateway: addresses, forwarding, route and rules.
     fn configure_linux(&self, rps_cpu: Option<usize>) {
         let gw = &self.gw;
-        self.ip(gw, &["addr", "add", "192.168.10.1/24", "dev", "lan0"]);
-        self.ip(gw, &["addr", "add", "203.0.113.1/24", "dev", "wan0"]);
-        self.ip(gw, &["route", "add", "default", "via", "203.0.113.254"]);
-        self.exec(gw, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        ip(gw, &["addr", "add", "192.168.10.1/24", "dev", "lan0"]);
+        ip(gw, &["addr", "add", "203.0.113.1/24", "dev", "wan0"]);
+        ip(gw, &["route", "add", "default", "via", "203.0.113.254"]);
+        gw.sysctl("net.ipv4.ip_forward", "1");
         let rules = workspace_dir().join("conf/gateway.rules");
-        let file =
-            std::fs::File::open(&rules).unwrap_or_else(|e| panic!("{}: {e}", rules.display()));
-        let out = Command::new("ip")
-            .args(["netns", "exec", gw, "iptables-restore"])
-            .stdin(file)
-            .output()
-            .expect("run iptables-restore");
-        assert!(
-            out.status.success(),
-            "iptables-restore < {}: {}",
-            rules.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text =
+            std::fs::read_to_string(&rules).unwrap_or_else(|e| panic!("{}: {e}", rules.display()));
+        gw.exec_stdin_ok(&["iptables-restore"], &text);
         if let Some(cpu) = rps_cpu {
             let mask = format!("{:x}", 1u64 << cpu);
-            self.exec(
-                gw,
-                &[
-                    "sh",
-                    "-c",
-                    &format!("echo {mask} > /sys/class/net/lan0/queues/rx-0/rps_cpus"),
-                ],
-            );
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in self.created.iter().rev() {
-            let out = Command::new("ip").args(["netns", "del", ns]).output();
-            if !matches!(&out, Ok(o) if o.status.success()) {
-                eprintln!("warning: `ip netns del {ns}` failed: {out:?}");
-            }
-        }
-    }
-}
-
-/// Deletes namespaces left by an earlier run of this bench that was killed
-/// (their pid is gone), so that a SIGKILL never leaks labs for good.
-fn remove_stale_labs() {
-    let Ok(entries) = std::fs::read_dir("/var/run/netns") else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(NS_PREFIX) else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = Command::new("ip").args(["netns", "del", &name]).output();
+            gw.exec_ok(&[
+                "sh",
+                "-c",
+                &format!("echo {mask} > /sys/class/net/lan0/queues/rx-0/rps_cpus"),
+            ]);
         }
     }
 }
@@ -547,8 +440,8 @@ fn traffic(
     let client_mac = lab.mac(&lab.client, Lab::CLIENT_IF);
     let sink_mac = lab.mac(&lab.server, Lab::SERVER_IF);
     let frames = udp_frames(flows, lan_mac, client_mac);
-    let (client, server) = (Lab::netns_path(&lab.client), Lab::netns_path(&lab.server));
-    let server_ns = lab.server.clone();
+    let (client, server) = (lab.client.path(), lab.server.path());
+    let server_ns = lab.server.name().to_owned();
     let mut ours = ours.to_vec();
     ours.push(std::process::id());
     let handle = std::thread::spawn(move || {
@@ -778,91 +671,17 @@ fn wait_until_quiet() -> bool {
 // Gateways
 // ---------------------------------------------------------------------------
 
-/// A running `xdpgw run`; SIGTERM and reaped on drop.
-struct XdpgwProcess {
-    child: Option<Child>,
-    stderr: Option<JoinHandle<String>>,
-}
-
-impl XdpgwProcess {
-    fn start(lab: &Lab, bin: &Path, config: &Path) -> XdpgwProcess {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &lab.gw])
-            .arg(bin)
-            .args(["run", "--config"])
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut stderr = child.stderr.take().expect("piped stderr");
-        let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s);
-            s
-        });
-        let mut proc = XdpgwProcess {
-            child: Some(child),
-            stderr: Some(stderr),
-        };
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("ready") {
-                    let _ = tx.send(line);
-                }
-            }
-        });
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) => eprintln!("  xdpgw (pid {}): {line}", proc.pid()),
-            Err(_) => {
-                let (status, err) = proc.stop();
-                panic!("xdpgw did not print `ready` ({status:?}): {err}");
-            }
-        }
-        proc
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    /// SIGTERM, wait (SIGKILL after 10 s); the exit status and stderr.
-    fn stop(&mut self) -> (Option<ExitStatus>, String) {
-        let Some(mut child) = self.child.take() else {
-            return (None, String::new());
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(s)) => break Some(s),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                _ => {
-                    let _ = child.kill();
-                    break child.wait().ok();
-                }
-            }
-        };
-        let err = self
-            .stderr
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
-        (status, err)
-    }
-}
-
-impl Drop for XdpgwProcess {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// Starts `xdpgw run --config CONFIG` in the gateway namespace and waits
+/// for its `ready` line; the guard kills it if dropped (SIGTERM it with
+/// `Process::stop`).
+fn start_xdpgw(lab: &Lab, bin: &Path, config: &Path) -> Process {
+    let (bin, config) = (bin.display().to_string(), config.display().to_string());
+    let mut proc = lab.gw.spawn(&[&bin, "run", "--config", &config]);
+    let ready = proc.wait_line("`ready` line", Duration::from_secs(30), |l| {
+        l.starts_with("ready")
+    });
+    eprintln!("  xdpgw (pid {}): {ready}", proc.pid());
+    proc
 }
 
 /// The bare forwarder: lan0 → wan0 with the MACs rewritten, two Ports and
@@ -959,7 +778,7 @@ impl Bare {
     fn start(lab: &Lab, design: Design) -> Bare {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
-        let path = Lab::netns_path(&lab.gw);
+        let path = lab.gw.path();
         let client_mac = lab.mac(&lab.client, Lab::CLIENT_IF);
         let sink_mac = lab.mac(&lab.server, Lab::SERVER_IF);
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -1188,38 +1007,42 @@ fn measure(
     flows: usize,
     window: Duration,
     napi: NapiPlacement,
-    bin: Option<&Path>,
+    bins: Option<&Binaries>,
 ) -> Row {
     let quiet = wait_until_quiet();
     let mut lab = Lab::new();
     let (t, note) = match gw {
         Gateway::Xdpgw | Gateway::XdpgwHost => {
-            let bin = bin.expect("the xdpgw binary");
-            let workdir = std::env::temp_dir().join(format!("{}-conf", lab.base));
-            let (config, host) = if gw == Gateway::XdpgwHost {
-                let mgmt = lab.add_mgmt();
-                (host_load_config(&workdir), Some(mgmt))
+            let bins = bins.expect("the xdpgw and xdpgw-lab binaries");
+            let workdir = WorkDir::new("packet-rate-conf");
+            let config = if gw == Gateway::XdpgwHost {
+                lab.add_mgmt();
+                host_load_config(workdir.path())
             } else {
-                (workspace_dir().join("conf/gateway.toml"), None)
+                workspace_dir().join("conf/gateway.toml")
             };
-            let mut proc = XdpgwProcess::start(&lab, bin, &config);
-            let load = host.map(|mgmt| HostLoad::start(&lab, &mgmt, bin));
+            let proc = start_xdpgw(&lab, &bins.xdpgw, &config);
+            let load = lab
+                .mgmt
+                .as_ref()
+                .map(|mgmt| HostLoad::start(&lab, mgmt, &bins.tools));
             let before = threads_cpu(proc.pid());
             let mut ours = vec![proc.pid()];
             ours.extend(load.iter().flat_map(HostLoad::pids));
             let t = traffic(&lab, flows, window, napi, &ours);
             let worker = busiest_thread(proc.pid(), &before);
-            let drops = veth_drops(&lab.gw, "lan0");
+            let drops = veth_drops(lab.gw.name(), "lan0");
             let host_note = load.map(|l| l.finish(&lab)).unwrap_or_default();
-            let _ = std::fs::remove_dir_all(&workdir);
             let note = format!(
                 "worker thread: {worker}{}{drops}{host_note}",
                 if drops.is_empty() { "" } else { "; " }
             );
-            let (status, err) = proc.stop();
+            let done = proc.stop(STOP_TIMEOUT);
             assert!(
-                status.is_some_and(|s| s.success()),
-                "xdpgw exited with {status:?} on SIGTERM: {err}"
+                done.status.success(),
+                "xdpgw exited with {} on SIGTERM:\n{}",
+                done.status,
+                done.report()
             );
             (t, note)
         }
@@ -1228,11 +1051,11 @@ fn measure(
             if gw == Gateway::LinuxNapi {
                 // GRO on makes veth deliver through NAPI (not the backlog),
                 // and threaded NAPI lets us place that work on CPU 1.
-                lab.exec(&lab.gw, &["ethtool", "-K", "lan0", "gro", "on"]);
-                threaded_napi(&lab.gw, "lan0", GATEWAY_CPU);
+                lab.gw.exec_ok(&["ethtool", "-K", "lan0", "gro", "on"]);
+                threaded_napi(lab.gw.name(), "lan0", GATEWAY_CPU);
             }
             let t = traffic(&lab, flows, window, napi, &[]);
-            let note = veth_drops(&lab.gw, "lan0");
+            let note = veth_drops(lab.gw.name(), "lan0");
             (t, note)
         }
         Gateway::Bare | Gateway::BareGroup => {
@@ -1284,50 +1107,34 @@ fn host_load_config(dir: &Path) -> PathBuf {
     path
 }
 
-/// A TCP transfer through the host path during a row: `xdpgw lab-tool
+/// A TCP transfer through the host path during a row: `xdpgw-lab
 /// tcp-serve 443` on the gateway host, a client in the management
 /// namespace fetching from it for as long as the row runs.
 struct HostLoad {
-    service: Child,
-    client: Child,
+    service: Process,
+    client: Process,
     started: Instant,
     tx_bytes_at_start: u64,
 }
 
 impl HostLoad {
-    fn start(lab: &Lab, mgmt: &str, bin: &Path) -> HostLoad {
-        let mut service = Command::new("ip")
-            .args(["netns", "exec", &lab.gw])
-            .arg(bin)
-            .args(["lab-tool", "tcp-serve", "443"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn tcp-serve");
-        let stdout = service.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        match lines.next() {
-            Some(Ok(l)) if l.starts_with("listening") => {}
-            other => panic!("tcp-serve on the gateway: {other:?}"),
-        }
-        // Keep reading its peer lines so that it never blocks on a full pipe.
-        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
-        let client = Command::new("ip")
-            .args(["netns", "exec", mgmt])
-            .arg(bin)
-            .args([
-                "lab-tool",
-                "tcp-get",
-                "192.0.2.1",
-                "443",
-                "1000000000000",
-                "--timeout",
-                "600",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn tcp-get");
+    fn start(lab: &Lab, mgmt: &Netns, tools: &Path) -> HostLoad {
+        let tools = tools.display().to_string();
+        // Its peer lines are read as it prints them: it never blocks on a
+        // full pipe.
+        let mut service = lab.gw.spawn(&[&tools, "tcp-serve", "443"]);
+        service.wait_line("`listening` line", LISTEN_TIMEOUT, |l| {
+            l.starts_with("listening")
+        });
+        let client = mgmt.spawn(&[
+            &tools,
+            "tcp-get",
+            "192.0.2.1",
+            "443",
+            "1000000000000",
+            "--timeout",
+            "600",
+        ]);
         HostLoad {
             service,
             client,
@@ -1337,28 +1144,24 @@ impl HostLoad {
     }
 
     fn pids(&self) -> [u32; 2] {
-        [self.service.id(), self.client.id()]
+        [self.service.pid(), self.client.pid()]
     }
 
     /// Bytes the host sent into its mgmt0 device (the service's data).
     fn host_tx_bytes(lab: &Lab) -> u64 {
-        lab.exec(
-            &lab.gw,
-            &["cat", "/sys/class/net/xg-mgmt0/statistics/tx_bytes"],
-        )
-        .trim()
-        .parse()
-        .unwrap_or(0)
+        lab.gw
+            .exec_ok(&["cat", "/sys/class/net/xg-mgmt0/statistics/tx_bytes"])
+            .trim()
+            .parse()
+            .unwrap_or(0)
     }
 
     /// Stops the transfer; its rate over the row, for the notes.
-    fn finish(mut self, lab: &Lab) -> String {
+    fn finish(self, lab: &Lab) -> String {
         let bytes = Self::host_tx_bytes(lab).saturating_sub(self.tx_bytes_at_start);
         let secs = self.started.elapsed().as_secs_f64();
-        let _ = self.client.kill();
-        let _ = self.service.kill();
-        let _ = self.client.wait();
-        let _ = self.service.wait();
+        self.client.kill();
+        self.service.kill();
         format!(
             "; host path during the row: {:.0} Mbit/s TCP from the gateway's service to mgmt0",
             bytes as f64 * 8.0 / secs / 1e6
@@ -1366,30 +1169,13 @@ impl HostLoad {
     }
 }
 
-/// Builds target/release/xdpgw with the cargo running this bench, and finds
-/// it next to the bench executable (target/release/deps/packet_rate-*).
-fn xdpgw_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("XDPGW_BIN") {
-        return PathBuf::from(p);
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(&cargo)
-        .args(["build", "--release", "--bin", "xdpgw"])
-        .current_dir(workspace_dir())
-        .status()
-        .unwrap_or_else(|e| panic!("running {cargo:?} build: {e}"));
-    assert!(
-        status.success(),
-        "cargo build --release --bin xdpgw: {status}"
-    );
-    let exe = std::env::current_exe().expect("the bench's path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("xdpgw"))
-        .expect("target/release");
-    assert!(bin.is_file(), "{} was not built", bin.display());
-    bin
+/// The binaries the xdpgw rows run: the gateway, and the lab's traffic
+/// tools (for the host path's load), both release builds that this bench
+/// makes with the cargo running it (`XDPGW_BIN`, `XDPGW_LAB_BIN` run
+/// others instead).
+struct Binaries {
+    xdpgw: PathBuf,
+    tools: PathBuf,
 }
 
 fn env_list(name: &str) -> Option<Vec<String>> {
@@ -1556,7 +1342,8 @@ fn main() {
         println!("skipping: packet_rate needs {what}");
         return;
     }
-    remove_stale_labs();
+    // Labs of an earlier run that was killed (their pid is gone).
+    remove_stale_namespaces();
     let window = Duration::from_secs(env_number("PACKET_RATE_WINDOW").unwrap_or(5).max(1));
     let napi = NapiPlacement {
         sink: env_number("PACKET_RATE_SINK_NAPI_CPU").map(|c| c as usize),
@@ -1571,10 +1358,13 @@ fn main() {
     let flow_counts: Vec<usize> = env_list("PACKET_RATE_FLOWS")
         .map(|v| v.iter().filter_map(|f| f.parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 1024]);
-    let bin = gateways
+    let bins = gateways
         .iter()
         .any(|g| matches!(g, Gateway::Xdpgw | Gateway::XdpgwHost))
-        .then(xdpgw_binary);
+        .then(|| Binaries {
+            xdpgw: xdpgw_binary(),
+            tools: tools_binary(),
+        });
     // Rounds interleave the rows (xdpgw, Linux, bare, xdpgw, ...), so that
     // a disturbance of the shared machine hits one round, not one path.
     let rounds = env_number("PACKET_RATE_ROUNDS").unwrap_or(1).max(1);
@@ -1586,7 +1376,7 @@ fn main() {
                     "packet_rate: {} with {flows} flow(s), round {round}/{rounds}",
                     gw.name()
                 );
-                rows.push(measure(gw, flows, window, napi, bin.as_deref()));
+                rows.push(measure(gw, flows, window, napi, bins.as_ref()));
             }
         }
     }

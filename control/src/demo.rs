@@ -1,8 +1,13 @@
 //! `xdpgw demo`: a lab with two clients, the gateway and a server
-//! ([`crate::lab`]), real traffic through it, and a short report: what got
-//! through and what was refused or dropped, the address the server saw, the
-//! DSCP the client received, the gateway's conntrack table and rule
+//! ([`xdpgw_lab::Lab`]), real traffic through it, and a short report: what
+//! got through and what was refused or dropped, the address the server saw,
+//! the DSCP the client received, the gateway's conntrack table and rule
 //! counters.
+//!
+//! The traffic runs in this process: its servers and clients are the lab's
+//! traffic functions ([`xdpgw_lab::traffic`]) on threads that open their
+//! sockets inside the lab's namespaces; `ping` and `tcpdump` run as
+//! programs there.
 //!
 //! The lab is removed when the demo ends, also on Ctrl-C (SIGINT) or
 //! SIGTERM: the handler only sets a flag, every wait of the lab checks it
@@ -10,6 +15,7 @@
 //! lab's processes run in process groups of their own, so a Ctrl-C at the
 //! terminal reaches only the demo.
 
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,10 +23,15 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::lab::{
-    self, check_interrupt, find_program, Backend, Lab, LabConfig, Process, CLIENT, GATEWAY_LAN,
-    GATEWAY_WAN, HOST_IF, SERVER,
+use xdpgw_lab::traffic::{self, Server};
+use xdpgw_lab::{
+    self as lab, check_interrupt, Backend, GatewaySpec, Interface, Lab, LabConfig, CLIENT,
+    GATEWAY_LAN, GATEWAY_WAN, HOST_IF, SERVER,
 };
+
+use crate::config::Config;
+use crate::error::{RuleError, RuleErrorKind, RuleErrors};
+use crate::parse::{detect_format, Format};
 
 /// Which gateway the demo runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -48,8 +59,9 @@ const TRANSFER_BYTES: u64 = 10 * 1024 * 1024;
 /// `conf/gateway.rules` says it should, 1 otherwise, 130 when interrupted.
 pub fn main(config: Option<&Path>, backend: DemoBackend) -> ExitCode {
     let backend = Backend::from(backend);
-    if let Err(missing) = preconditions(backend) {
-        eprintln!("xdpgw demo: needs {missing}");
+    let missing = missing(backend);
+    if !missing.is_empty() {
+        eprintln!("xdpgw demo: needs {}", missing.join(", "));
         return ExitCode::FAILURE;
     }
     // The example the binary carries, unless a configuration is named or
@@ -69,18 +81,19 @@ pub fn main(config: Option<&Path>, backend: DemoBackend) -> ExitCode {
             }
         }
     };
-    if let Err(e) = crate::config::Config::load(&config)
-        .map_err(|e| e.to_string())
-        .and_then(|c| {
-            crate::load_rules(&c.rules)
-                .map(drop)
-                .map_err(|e| e.to_string())
-        })
-    {
-        eprintln!("xdpgw demo: {e}");
-        return ExitCode::FAILURE;
-    }
-    let config = config.as_path();
+    let gateway = match Config::load(&config) {
+        Ok(c) => match lab_gateway(&c) {
+            Ok(spec) => spec,
+            Err(e) => {
+                eprintln!("xdpgw demo: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Err(e) => {
+            eprintln!("xdpgw demo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let xdpgw = match std::env::current_exe() {
         Ok(p) => p,
         Err(e) => {
@@ -114,8 +127,10 @@ pub fn main(config: Option<&Path>, backend: DemoBackend) -> ExitCode {
     }));
     let cfg = LabConfig {
         backend,
-        config: config.to_path_buf(),
+        gateway,
         xdpgw,
+        // The traffic runs in this process.
+        tools: None,
         // Its conntrack table and rule counters, printed when it stops.
         run_args: vec!["--report-on-exit".to_owned()],
         queues: 1,
@@ -142,6 +157,40 @@ pub fn main(config: Option<&Path>, backend: DemoBackend) -> ExitCode {
     }
 }
 
+/// What the lab needs of `config` ([`GatewaySpec`]): its files, interfaces
+/// and routes, and its rules as `iptables-restore` input (for the Linux
+/// backend): an iptables-save file as it is, a script of `iptables` lines
+/// in xdpgw's canonical save form, which is Linux's. Errors: the rules file
+/// cannot be read or does not load.
+pub fn lab_gateway(config: &Config) -> Result<GatewaySpec, RuleErrors> {
+    let name = config.rules.display().to_string();
+    let text = std::fs::read_to_string(&config.rules).map_err(|e| {
+        RuleErrors(vec![RuleError::at(0, 0, RuleErrorKind::Io(e.to_string()))]).in_file(&name)
+    })?;
+    let set = crate::parse::load_file_text(&text)
+        .map_err(|e| e.in_file(&name))?
+        .set;
+    let restore = match detect_format(&text) {
+        Format::Restore => text,
+        Format::Script => crate::save::render_with(&set, false),
+    };
+    Ok(GatewaySpec {
+        config: config.path.clone(),
+        rules: config.rules.clone(),
+        restore,
+        interfaces: config
+            .interfaces
+            .iter()
+            .map(|i| Interface {
+                name: i.name.clone(),
+                addr: i.addr,
+                prefix: i.prefix,
+            })
+            .collect(),
+        routes: config.routes.clone(),
+    })
+}
+
 /// The configuration `xdpgw demo` runs when none is named: the
 /// repository's, when run from its top directory.
 pub const DEFAULT_CONFIG: &str = "conf/gateway.toml";
@@ -159,27 +208,14 @@ fn write_builtin_example(dir: &Path) -> std::io::Result<PathBuf> {
     Ok(path)
 }
 
-/// Root and the programs the lab runs; Err names what is missing.
-fn preconditions(backend: Backend) -> Result<(), String> {
-    let mut missing = Vec::new();
-    match lab::effective_uid() {
-        Some(0) => {}
-        _ => missing.push("root".to_owned()),
-    }
+/// What the demo lacks to run: root and the programs the lab runs (empty
+/// when nothing is missing).
+fn missing(backend: Backend) -> Vec<String> {
     let mut programs = vec!["ip", "ethtool", "tcpdump", "ping", "kill"];
     if backend == Backend::Linux {
         programs.extend(["iptables-restore", "iptables-save", "conntrack"]);
     }
-    for p in programs {
-        if find_program(p).is_none() {
-            missing.push(format!("the `{p}` program"));
-        }
-    }
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(missing.join(", "))
-    }
+    lab::missing(&programs)
 }
 
 /// One line of the report.
@@ -204,7 +240,7 @@ fn demo(cfg: &LabConfig) -> bool {
             Backend::Xdpgw => "xdpgw run",
             Backend::Linux => "Linux (the same rules via iptables-restore)",
         },
-        cfg.config.display()
+        cfg.gateway.config.display()
     );
     println!(
         "lab: client {CLIENT} (and client2) -- lan0 {GATEWAY_LAN} [gateway] wan0 {GATEWAY_WAN} \
@@ -271,46 +307,39 @@ fn ping_gateway(lab: &Lab) -> Row {
     }
 }
 
-/// The first `peer=IP:PORT` a server printed, waiting a few seconds.
-fn peer_seen(server: &mut Process) -> Option<String> {
-    // The server prints the peer when it accepts, before it serves: the line
-    // is on its way by the time the client has its answer.
+/// The first `peer=IP:PORT` a server reported, waiting a few seconds.
+fn peer_seen(server: &mut Server) -> Option<String> {
+    // The server reports the peer when it accepts, before it serves: the
+    // line is on its way by the time the client has its answer.
     server
         .try_wait_line(Duration::from_secs(5), |l| l.starts_with("peer="))
         .map(|l| l["peer=".len()..].to_owned())
 }
 
 /// Every `peer=` line of a server, after stopping it.
-fn peers_of(server: Process) -> Vec<String> {
+fn peers_of(server: Server) -> Vec<String> {
     server
-        .kill()
-        .stdout
+        .stop()
         .iter()
         .filter_map(|l| l.strip_prefix("peer=").map(str::to_owned))
         .collect()
 }
 
+/// `dst`:`port` of the server's address.
+fn at(dst: std::net::Ipv4Addr, port: u16) -> SocketAddr {
+    SocketAddr::from((dst, port))
+}
+
 fn tcp_transfer(lab: &Lab) -> Row {
-    let mut server = lab.serve(lab.server(), &["tcp-serve", "8080"]);
-    let n = TRANSFER_BYTES.to_string();
-    let got = lab.tool_result(
-        lab.client(),
-        &[
-            "tcp-get",
-            &SERVER.to_string(),
-            "8080",
-            &n,
-            "--timeout",
-            "20",
-        ],
-        Duration::from_secs(180),
-    );
+    let mut server = Server::tcp(lab.server(), 8080);
+    let (ok, got) = lab
+        .client()
+        .run_in(|| traffic::tcp_get(at(SERVER, 8080), TRANSFER_BYTES, Duration::from_secs(20)));
     let peer = peer_seen(&mut server).unwrap_or_else(|| "nothing".into());
-    let ok = got.starts_with("ok ");
     Row {
         what: "TCP client -> server:8080, 10 MiB",
         result: if ok {
-            format!("got through: {n} bytes verified; server saw {peer}")
+            format!("got through: {TRANSFER_BYTES} bytes verified; server saw {peer}")
         } else {
             format!("failed: {got}")
         },
@@ -319,14 +348,11 @@ fn tcp_transfer(lab: &Lab) -> Row {
 }
 
 fn udp_exchange(lab: &Lab) -> Row {
-    let mut server = lab.serve(lab.server(), &["udp-echo", "7777"]);
-    let got = lab.tool_result(
-        lab.client(),
-        &["udp-req", &SERVER.to_string(), "7777", "--timeout", "10"],
-        Duration::from_secs(60),
-    );
+    let mut server = Server::udp_echo(lab.server(), 7777);
+    let (ok, got) = lab
+        .client()
+        .run_in(|| traffic::udp_req(at(SERVER, 7777), Duration::from_secs(10)));
     let peer = peer_seen(&mut server).unwrap_or_else(|| "nothing".into());
-    let ok = got.starts_with("ok");
     Row {
         what: "UDP client -> server:7777",
         result: if ok {
@@ -339,12 +365,10 @@ fn udp_exchange(lab: &Lab) -> Row {
 }
 
 fn smtp_rejected(lab: &Lab) -> Row {
-    let server = lab.serve(lab.server(), &["tcp-serve", "25"]);
-    let got = lab.tool_result(
-        lab.client(),
-        &["tcp-connect", &SERVER.to_string(), "25", "--timeout", "5"],
-        Duration::from_secs(60),
-    );
+    let server = Server::tcp(lab.server(), 25);
+    let (_, got) = lab
+        .client()
+        .run_in(|| traffic::tcp_connect(at(SERVER, 25), Duration::from_secs(5)));
     let peers = peers_of(server);
     let result = match got.as_str() {
         "refused" => "refused: connection reset by the gateway (REJECT tcp-reset)".to_owned(),
@@ -358,12 +382,10 @@ fn smtp_rejected(lab: &Lab) -> Row {
 }
 
 fn inbound_dropped(lab: &Lab) -> Row {
-    let client = lab.serve(lab.client(), &["tcp-serve", "8080"]);
-    let got = lab.tool_result(
-        lab.server(),
-        &["tcp-connect", &CLIENT.to_string(), "8080", "--timeout", "3"],
-        Duration::from_secs(60),
-    );
+    let client = Server::tcp(lab.client(), 8080);
+    let (_, got) = lab
+        .server()
+        .run_in(|| traffic::tcp_connect(at(CLIENT, 8080), Duration::from_secs(3)));
     let peers = peers_of(client);
     let result = match got.as_str() {
         "timeout" => "dropped: no answer within 3 s (FORWARD policy)".to_owned(),
@@ -377,20 +399,11 @@ fn inbound_dropped(lab: &Lab) -> Row {
 }
 
 fn https_dscp(lab: &Lab) -> Row {
-    let _server = lab.serve(lab.server(), &["tcp-serve", "443"]);
+    let _server = Server::tcp(lab.server(), 443);
     let capture = lab.capture(lab.client(), HOST_IF, 2, "tcp and src port 443");
-    let got = lab.tool_result(
-        lab.client(),
-        &[
-            "tcp-get",
-            &SERVER.to_string(),
-            "443",
-            "100000",
-            "--timeout",
-            "10",
-        ],
-        Duration::from_secs(60),
-    );
+    let (ok, got) = lab
+        .client()
+        .run_in(|| traffic::tcp_get(at(SERVER, 443), 100_000, Duration::from_secs(10)));
     let done = capture.wait(Duration::from_secs(30));
     let packets = lab::parse_tcpdump_verbose(&done.stdout);
     let mut tos: Vec<u8> = packets.iter().map(|p| p.tos).collect();
@@ -405,7 +418,7 @@ fn https_dscp(lab: &Lab) -> Row {
     Row {
         what: "TCP client -> server:443 (HTTPS)",
         result,
-        expected: got.starts_with("ok ") && tos == [0xb8],
+        expected: ok && tos == [0xb8],
     }
 }
 
@@ -496,5 +509,56 @@ mod tests {
     fn backends_map() {
         assert_eq!(Backend::from(DemoBackend::Linux), Backend::Linux);
         assert_eq!(Backend::from(DemoBackend::Xdpgw), Backend::Xdpgw);
+    }
+
+    fn conf_gateway() -> Config {
+        let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/gateway.toml");
+        Config::load(&conf).expect("conf/gateway.toml loads")
+    }
+
+    #[test]
+    fn the_lab_runs_a_copy_with_absolute_rules_and_its_own_socket() {
+        let config = conf_gateway();
+        let spec = lab_gateway(&config).expect("its rules load");
+        assert_eq!(
+            spec.interfaces
+                .iter()
+                .map(|i| (i.name.as_str(), i.addr, i.prefix))
+                .collect::<Vec<_>>(),
+            [("lan0", GATEWAY_LAN, 24), ("wan0", GATEWAY_WAN, 24)]
+        );
+        let dir = lab::WorkDir::new("labtest");
+        let text = xdpgw_lab::gateway::run_config_text(&spec, dir.path());
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, &text).expect("write");
+        let copy = Config::load(&path).expect("the copy loads");
+        assert!(copy.rules.is_absolute(), "{text}");
+        assert_eq!(copy.control_socket, dir.path().join("xdpgw.sock"));
+        assert_eq!(copy.interfaces, config.interfaces);
+        assert_eq!(copy.routes, config.routes);
+        let removed = dir.path().to_path_buf();
+        drop(dir);
+        assert!(!removed.exists());
+    }
+
+    #[test]
+    fn linux_gets_a_restore_file_as_it_is_and_a_script_in_save_form() {
+        let config = conf_gateway();
+        let spec = lab_gateway(&config).expect("its rules load");
+        let file = std::fs::read_to_string(&config.rules).expect("read the rules");
+        assert_eq!(spec.restore, file);
+
+        let dir = lab::WorkDir::new("labscript");
+        let script = dir.path().join("r.sh");
+        std::fs::write(&script, "iptables -P FORWARD DROP\n").expect("write");
+        let mut config = config;
+        config.rules = script;
+        let spec = lab_gateway(&config).expect("the script loads");
+        assert!(spec.restore.starts_with("*filter\n"), "{}", spec.restore);
+        assert!(spec.restore.contains(":FORWARD DROP"), "{}", spec.restore);
+
+        config.rules = dir.path().join("missing.rules");
+        let e = lab_gateway(&config).expect_err("no such file").to_string();
+        assert!(e.contains("missing.rules"), "{e}");
     }
 }

@@ -8,8 +8,6 @@ pub mod demo;
 pub mod doctor;
 pub mod error;
 pub mod explain;
-pub mod lab;
-pub mod labtool;
 pub mod netdb;
 pub mod parse;
 pub mod run;
@@ -75,7 +73,7 @@ mod tests {
 
     #[test]
     fn a_rule_file_is_read_whole_and_must_be_complete() {
-        let dir = lab::WorkDir::new("loadfile");
+        let dir = xdpgw_lab::WorkDir::new("loadfile");
         let path = dir.path().join("r.rules");
         let name = path.display().to_string();
         let write = |bytes: &[u8]| std::fs::write(&path, bytes).expect("write");

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use xdpgw_control::api::{self, Request};
-use xdpgw_control::{demo, doctor, labtool, load_rules, run, save};
+use xdpgw_control::{demo, doctor, load_rules, run, save};
 
 /// xdpgw: a userspace IPv4 router/NAT gateway over AF_XDP that runs
 /// iptables rule sets (raw, mangle, nat, filter).
@@ -275,13 +275,6 @@ enum Command {
         #[arg(long, value_enum, default_value = "auto")]
         zero_copy: doctor::ZeroCopyArg,
     },
-    /// Traffic tools the lab runs inside its namespaces (servers and
-    /// clients that report what they saw). Used by `xdpgw demo` and the tests.
-    #[command(hide = true)]
-    LabTool {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
 }
 
 /// How a command finds the running gateway.
@@ -404,7 +397,6 @@ fn main() -> ExitCode {
             report_on_exit,
         } => run::main(&config, report_on_exit),
         Command::Demo { config, backend } => demo::main(config.as_deref(), backend),
-        Command::LabTool { args } => labtool::main(&args),
         Command::Doctor {
             ifaces,
             xdp_mode,

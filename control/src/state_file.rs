@@ -396,7 +396,7 @@ mod tests {
 
     #[test]
     fn saved_then_loaded_once() {
-        let dir = crate::lab::WorkDir::new("state-file");
+        let dir = xdpgw_lab::WorkDir::new("state-file");
         let path = dir.path().join("sub/ct.state");
         let ct = filled(50 * SEC);
         let wall = 1_700_000_000 * SEC;
@@ -461,7 +461,7 @@ mod tests {
 
     #[test]
     fn old_entries_expire_and_a_clock_set_back_takes_nothing_off() {
-        let dir = crate::lab::WorkDir::new("state-file");
+        let dir = xdpgw_lab::WorkDir::new("state-file");
         let path = dir.path().join("ct.state");
         let wall = 1_700_000_000 * SEC;
         save(&path, &filled(0), 0, wall).expect("save");
@@ -500,7 +500,7 @@ mod tests {
 
     #[test]
     fn bad_files_are_refused_set_aside_and_the_table_starts_empty() {
-        let dir = crate::lab::WorkDir::new("state-file");
+        let dir = xdpgw_lab::WorkDir::new("state-file");
         let path = dir.path().join("ct.state");
         let wall = 1_700_000_000 * SEC;
         let good = {
@@ -559,7 +559,7 @@ mod tests {
 
     #[test]
     fn a_smaller_table_restores_what_fits() {
-        let dir = crate::lab::WorkDir::new("state-file");
+        let dir = xdpgw_lab::WorkDir::new("state-file");
         let path = dir.path().join("ct.state");
         let wall = 1_700_000_000 * SEC;
         save(&path, &filled(0), 0, wall).expect("save");
@@ -579,7 +579,7 @@ mod tests {
 
     #[test]
     fn an_unwritable_place_is_an_error_naming_it() {
-        let dir = crate::lab::WorkDir::new("state-file");
+        let dir = xdpgw_lab::WorkDir::new("state-file");
         let blocker = dir.path().join("file");
         std::fs::write(&blocker, b"x").expect("write");
         let path = blocker.join("ct.state");

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use xdpgw_control::lab::WorkDir as TempDir;
+use xdpgw_lab::WorkDir as TempDir;
 
 use xdpgw_control::api::server::{Control, ControlSocket, SocketLimits};
 use xdpgw_control::api::{Client, Request, Response};

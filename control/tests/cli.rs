@@ -1,16 +1,13 @@
 //! Integration tests of the `xdpgw` binary: `check`, `save` and the help
 //! texts. They run the built binary from the workspace root, without root.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// The workspace root: the parent of this crate's directory.
+/// The workspace root.
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("control lives inside the workspace")
-        .to_path_buf()
+    xdpgw_lab::workspace_dir()
 }
 
 /// Runs `xdpgw args...` in the workspace root.
@@ -390,4 +387,35 @@ fn help_texts_mention_their_arguments() {
             );
         }
     }
+}
+
+/// The shipped binary has no test commands: the lab's traffic tools are a
+/// test binary of their own (`xdpgw-lab`), and `xdpgw demo` runs them as
+/// functions on threads of its own.
+#[test]
+fn the_product_carries_no_lab_tool_commands() {
+    let bin = std::fs::read(env!("CARGO_BIN_EXE_xdpgw")).expect("read the xdpgw binary");
+    let words: Vec<&str> = xdpgw_lab::traffic::TOOL_NAMES
+        .iter()
+        .chain(&["lab-tool"])
+        .copied()
+        .collect();
+    // Every run of letters and hyphens in the binary (as `strings` would
+    // show them): none may contain a command word.
+    for run in bin.split(|b| !(b.is_ascii_lowercase() || *b == b'-')) {
+        if run.len() >= 7 {
+            let run = String::from_utf8_lossy(run);
+            if let Some(word) = words.iter().find(|w| run.contains(*w)) {
+                panic!("the xdpgw binary contains `{word}` (in `{run}`)");
+            }
+        }
+    }
+    let args = ["lab-tool", "tcp-serve", "0"];
+    let out = xdpgw(&args);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&args, &out));
+    assert!(
+        stderr(&out).contains("unrecognized subcommand 'lab-tool'"),
+        "{}",
+        describe(&args, &out)
+    );
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use xdpgw_control::lab::WorkDir as TempDir;
+use xdpgw_lab::WorkDir as TempDir;
 
 use xdpgw_control::api::server::{Control, ControlSocket};
 use xdpgw_control::api::{Client, Request};

@@ -14,7 +14,7 @@
 //! print `skipping: ...`, or panic under `CI=true`.
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{mpsc, Arc};
@@ -28,90 +28,41 @@ use xdpgw_dataplane::port::{
     enter_netns, wait_any, ForwardVerdict, FrameAccounting, Port, PortConfig, PortError, PortGroup,
     PortMode, QueueStats, RxVerdict, XdpAttach, XdpMode, ZeroCopy,
 };
+use xdpgw_lab::{host_netns, veth_with_queues, Netns};
 
 // ---------------------------------------------------------------------------
 // Preconditions
 // ---------------------------------------------------------------------------
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
-}
-
-fn has_command(cmd: &str, arg: &str) -> bool {
-    Command::new(cmd)
-        .arg(arg)
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
 /// True if the test can run; otherwise skips (or panics under CI=true).
 fn require_root(test: &str) -> bool {
-    let missing = if !is_root() {
-        "root (network namespaces, BPF and AF_XDP)"
-    } else if !has_command("ip", "-V") {
-        "the `ip` command (iproute2; vm-tests/setup.sh installs it)"
-    } else if !has_command("ethtool", "--version") {
-        "the `ethtool` command (vm-tests/setup.sh installs it)"
-    } else {
-        return true;
-    };
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: needs {missing}");
-    }
-    // Straight to stderr, which the harness does not capture: the skip
-    // shows in the test run's output, not only as `ok`.
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "skipping: {test} needs {missing}");
-    false
+    // Namespaces, BPF and AF_XDP need root; vm-tests/setup.sh installs the
+    // programs.
+    xdpgw_lab::require_root(test, &["ip", "ethtool"])
 }
 
 // ---------------------------------------------------------------------------
 // Topology guard
 // ---------------------------------------------------------------------------
 
-fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("running {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn in_ns(ns: &str, args: &[&str]) -> String {
-    let mut all = vec!["ip", "netns", "exec", ns];
-    all.extend_from_slice(args);
-    run(&all)
+fn in_ns(ns: &Netns, args: &[&str]) -> String {
+    ns.exec_ok(args)
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// Three namespaces and two veth pairs, all deleted on drop (also when the
-/// test panics).
+/// test panics): the lab crate's namespace guards, the veths created in
+/// their namespaces.
 struct Topology {
     n: u32,
-    ns_a: String,
-    ns_m: String,
-    ns_b: String,
+    ns_a: Netns,
+    ns_m: Netns,
+    ns_b: Netns,
     va: String,
     ma: String,
     mb: String,
     vb: String,
-    created_ns: Vec<String>,
-    root_links: Vec<String>,
 }
 
 fn mac(n: u32, host: u8) -> [u8; 6] {
@@ -140,81 +91,46 @@ impl Topology {
         // Relaxed: a unique counter, no other memory is published with it.
         let n = NEXT.fetch_add(1, Ordering::Relaxed) % 250;
         let base = format!("xp{}{n}", std::process::id() % 10000);
-        let mut t = Topology {
+        let t = Topology {
             n,
-            ns_a: format!("{base}a"),
-            ns_m: format!("{base}m"),
-            ns_b: format!("{base}b"),
+            ns_a: host_netns("xp-a"),
+            ns_m: host_netns("xp-m"),
+            ns_b: host_netns("xp-b"),
             va: format!("{base}va"),
             ma: format!("{base}ma"),
             mb: format!("{base}mb"),
             vb: format!("{base}vb"),
-            created_ns: Vec::new(),
-            root_links: Vec::new(),
         };
-        for ns in [t.ns_a.clone(), t.ns_m.clone(), t.ns_b.clone()] {
-            run(&["ip", "netns", "add", &ns]);
-            t.created_ns.push(ns);
-        }
-        for (end, mid, end_ns) in [
-            (t.va.clone(), t.ma.clone(), t.ns_a.clone()),
-            (t.vb.clone(), t.mb.clone(), t.ns_b.clone()),
-        ] {
-            let q = queues.to_string();
-            run(&[
-                "ip",
-                "link",
-                "add",
-                &end,
-                "numtxqueues",
-                &q,
-                "numrxqueues",
-                &q,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &mid,
-                "numtxqueues",
-                &q,
-                "numrxqueues",
-                &q,
-            ]);
-            t.root_links.push(end.clone());
-            run(&["ip", "link", "set", &end, "netns", &end_ns]);
-            run(&["ip", "link", "set", &mid, "netns", &t.ns_m]);
-            t.root_links.pop();
-        }
-        let (a, m, b) = (t.ns_a.clone(), t.ns_m.clone(), t.ns_b.clone());
+        veth_with_queues(&t.ns_a, &t.va, &t.ns_m, &t.ma, queues);
+        veth_with_queues(&t.ns_b, &t.vb, &t.ns_m, &t.mb, queues);
+        let (a, m, b) = (&t.ns_a, &t.ns_m, &t.ns_b);
         for (ns, dev, host) in [
-            (&a, &t.va, Self::MAC_VA),
-            (&m, &t.ma, Self::MAC_MA),
-            (&m, &t.mb, Self::MAC_MB),
-            (&b, &t.vb, Self::MAC_VB),
+            (a, &t.va, Self::MAC_VA),
+            (m, &t.ma, Self::MAC_MA),
+            (m, &t.mb, Self::MAC_MB),
+            (b, &t.vb, Self::MAC_VB),
         ] {
             in_ns(
                 ns,
                 &["ip", "link", "set", dev, "address", &mac_str(mac(n, host))],
             );
-            in_ns(ns, &["ip", "link", "set", dev, "up"]);
-            in_ns(ns, &["ip", "link", "set", "lo", "up"]);
         }
         // Full checksums from the end hosts: through AF_XDP a frame leaves
         // the skb world, so a partial (offloaded) checksum would stay partial.
-        in_ns(&a, &["ethtool", "-K", &t.va, "tx", "off"]);
-        in_ns(&b, &["ethtool", "-K", &t.vb, "tx", "off"]);
+        in_ns(a, &["ethtool", "-K", &t.va, "tx", "off"]);
+        in_ns(b, &["ethtool", "-K", &t.vb, "tx", "off"]);
         let addr_a = format!("{}/24", t.ip_a());
         let addr_b = format!("{}/24", t.ip_b());
-        in_ns(&a, &["ip", "addr", "add", &addr_a, "dev", &t.va]);
-        in_ns(&b, &["ip", "addr", "add", &addr_b, "dev", &t.vb]);
+        in_ns(a, &["ip", "addr", "add", &addr_a, "dev", &t.va]);
+        in_ns(b, &["ip", "addr", "add", &addr_b, "dev", &t.vb]);
         // No ARP: A reaches B (and the reflector address) at ma's MAC, B
         // reaches A at mb's MAC.
         let ma_mac = mac_str(mac(n, Self::MAC_MA));
         let mb_mac = mac_str(mac(n, Self::MAC_MB));
         for (ns, ip, lladdr, dev) in [
-            (&a, t.ip_b(), &ma_mac, &t.va),
-            (&a, t.ip_reflect(), &ma_mac, &t.va),
-            (&b, t.ip_a(), &mb_mac, &t.vb),
+            (a, t.ip_b(), &ma_mac, &t.va),
+            (a, t.ip_reflect(), &ma_mac, &t.va),
+            (b, t.ip_a(), &mb_mac, &t.vb),
         ] {
             in_ns(
                 ns,
@@ -252,10 +168,6 @@ impl Topology {
         mac(self.n, host)
     }
 
-    fn netns_path(ns: &str) -> PathBuf {
-        PathBuf::from("/var/run/netns").join(ns)
-    }
-
     /// Whether `ip -d link show dev` in M shows an XDP program on `dev`.
     fn has_xdp(&self, dev: &str) -> bool {
         in_ns(&self.ns_m, &["ip", "-d", "link", "show", "dev", dev]).contains("prog/xdp")
@@ -273,30 +185,6 @@ impl Topology {
             std::thread::sleep(Duration::from_millis(20));
         }
         true
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        for link in &self.root_links {
-            let _ = Command::new("ip").args(["link", "del", link]).output();
-        }
-        for ns in &self.created_ns {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
-
-/// Runs `f` on a thread inside namespace `ns` and returns its result.
-fn on_ns_thread<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = Topology::netns_path(ns);
-    let handle = std::thread::spawn(move || {
-        enter_netns(&path).unwrap_or_else(|e| panic!("setns {}: {e}", path.display()));
-        f()
-    });
-    match handle.join() {
-        Ok(v) => v,
-        Err(panic) => std::panic::resume_unwind(panic),
     }
 }
 
@@ -379,7 +267,7 @@ impl Forwarder {
     fn start(t: &Topology, design: Design, xdp: XdpMode, zc: ZeroCopy) -> Forwarder {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = mpsc::channel();
-        let path = Topology::netns_path(&t.ns_m);
+        let path = t.ns_m.path();
         let (ma, mb) = (t.ma.clone(), t.mb.clone());
         let (mac_va, mac_ma, mac_mb, mac_vb) = (
             t.mac(Topology::MAC_VA),
@@ -554,7 +442,7 @@ impl Drop for Forwarder {
 fn udp_round_trips(t: &Topology, count: usize) -> (usize, usize) {
     let stop = Arc::new(AtomicBool::new(false));
     let (bound_tx, bound_rx) = mpsc::channel();
-    let path_b = Topology::netns_path(&t.ns_b);
+    let path_b = t.ns_b.path();
     let ip_b = t.ip_b();
     let flag = stop.clone();
     let server = std::thread::spawn(move || {
@@ -575,7 +463,7 @@ fn udp_round_trips(t: &Topology, count: usize) -> (usize, usize) {
         .recv_timeout(Duration::from_secs(10))
         .expect("the echo server in B is bound");
     let (ip_b, ip_r) = (t.ip_b(), t.ip_reflect());
-    let result = on_ns_thread(&t.ns_a, move || {
+    let result = t.ns_a.run_in(move || {
         let sock = UdpSocket::bind("0.0.0.0:0").expect("bind in A");
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .expect("timeout");
@@ -696,7 +584,7 @@ fn zero_copy_on_veth_is_refused_and_leaves_nothing() {
     }
     let t = Topology::new();
     let ma = t.ma.clone();
-    let result = on_ns_thread(&t.ns_m, move || {
+    let result = t.ns_m.run_in(move || {
         Port::open(&port_config(&ma, XdpMode::Native, ZeroCopy::On)).map(|p| p.mode())
     });
     match result {
@@ -718,7 +606,7 @@ fn every_queue_of_a_multiqueue_veth_gets_a_socket() {
     }
     let t = Topology::with_queues(2);
     let (ma, mb) = (t.ma.clone(), t.mb.clone());
-    on_ns_thread(&t.ns_m, move || {
+    t.ns_m.run_in(move || {
         let mut port = Port::open(&PortConfig::new(ma.as_str())).expect("open 2-queue veth");
         assert_eq!(port.mode().queues, 2, "{}", port.mode());
         let queues = port.queues();
@@ -761,7 +649,7 @@ fn every_queue_of_a_multiqueue_veth_gets_a_socket() {
 fn leftover_is_replaced(how: Leftover, mode: XdpAttach) {
     let t = Topology::new();
     let ma = t.ma.clone();
-    let (left, during, after) = on_ns_thread(&t.ns_m, move || {
+    let (left, during, after) = t.ns_m.run_in(move || {
         let left = leave_program_attached(&ma, mode, how).expect("leave a program attached");
         let before = attached_programs(&ma).expect("query");
         assert!(
@@ -812,7 +700,7 @@ fn foreign_program_is_left_alone() {
     }
     let t = Topology::new();
     let ma = t.ma.clone();
-    let (foreign, result, after) = on_ns_thread(&t.ns_m, move || {
+    let (foreign, result, after) = t.ns_m.run_in(move || {
         let foreign = attach_foreign_program(&ma, XdpAttach::Generic, "other_fw")
             .expect("attach a foreign program");
         let result = Port::open(&PortConfig::new(ma.as_str())).map(|p| p.mode());
@@ -837,7 +725,7 @@ fn a_live_port_keeps_its_interface() {
     }
     let t = Topology::new();
     let ma = t.ma.clone();
-    let (second, first_prog, still) = on_ns_thread(&t.ns_m, move || {
+    let (second, first_prog, still) = t.ns_m.run_in(move || {
         let first = Port::open(&PortConfig::new(ma.as_str())).expect("first open");
         let first_prog = attached_programs(&ma).expect("query");
         let started = Instant::now();
@@ -871,7 +759,7 @@ fn helper_hold_port() {
     let (Ok(ifname), Ok(ns)) = (std::env::var("XP_HOLD_IF"), std::env::var("XP_HOLD_NS")) else {
         return;
     };
-    enter_netns(&Topology::netns_path(&ns)).expect("setns");
+    enter_netns(&Path::new("/var/run/netns").join(ns)).expect("setns");
     let port = Port::open(&PortConfig::new(ifname.as_str())).expect("open in helper");
     println!("XP_READY {}", port.mode());
     loop {
@@ -891,7 +779,7 @@ fn a_killed_run_is_replaced() {
     let mut child = Command::new(exe)
         .args(["--exact", "helper_hold_port", "--nocapture"])
         .env("XP_HOLD_IF", &t.ma)
-        .env("XP_HOLD_NS", &t.ns_m)
+        .env("XP_HOLD_NS", t.ns_m.name())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -915,7 +803,7 @@ fn a_killed_run_is_replaced() {
     child.0.kill().expect("kill the helper");
     let _ = child.0.wait();
     let ma = t.ma.clone();
-    let mode = on_ns_thread(&t.ns_m, move || {
+    let mode = t.ns_m.run_in(move || {
         // Right away: the killed helper's socket may still be bound for a
         // moment; the bind retries cover it.
         Port::open(&PortConfig::new(ma.as_str()))

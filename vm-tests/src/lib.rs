@@ -11,13 +11,17 @@ pub mod scenario;
 pub mod two_ports;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 
-/// The namespace guard, the lab and its helpers live in the control crate
-/// (`xdpgw demo` builds the same lab); re-exported here for the tests.
-pub use xdpgw_control::lab::{self, find_program, Netns};
-use xdpgw_control::lab::{effective_uid, Backend, Lab, LabConfig};
+/// The namespace lab (its own crate, shared with `xdpgw demo` and the
+/// benches), re-exported for the tests.
+pub use xdpgw_lab::{self as lab, find_program, skip_notice, Netns};
+pub use xdpgw_lab::{tools_binary, workspace_dir, xdpgw_binary};
+use xdpgw_lab::{Backend, Lab, LabConfig};
+
+/// The programs every namespace test needs: Linux, the oracle, is set up
+/// with them.
+const ORACLE_PROGRAMS: &[&str] = &["ip", "iptables-restore", "iptables-save"];
 
 /// Checks the preconditions of a namespace test: root, `ip` and
 /// `iptables-restore`.
@@ -31,92 +35,29 @@ pub fn require_root(what: &str) -> bool {
 
 /// [`require_root`], and the `programs` too (e.g. `tcpdump`, `ping`).
 pub fn require_root_with(what: &str, programs: &[&str]) -> bool {
-    let mut missing = Vec::new();
-    match effective_uid() {
-        Some(0) => {}
-        Some(uid) => missing.push(format!("root (euid is {uid})")),
-        None => missing.push("root (cannot read the euid from /proc/self/status)".to_owned()),
-    }
-    for program in ["ip", "iptables-restore", "iptables-save"]
-        .iter()
-        .chain(programs)
-    {
-        if find_program(program).is_none() {
-            missing.push(format!("the `{program}` program"));
-        }
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!("{what} needs {}", missing.join(", "));
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{msg} (CI=true, refusing to skip)");
-    }
-    skip_notice(&msg);
-    false
-}
-
-/// Prints `skipping: {what}` where a test run shows it: straight to the
-/// standard error stream, which the test harness does not capture (it
-/// captures `eprintln!`, and shows that only for failing tests), so that a
-/// skipped test is seen as skipped, not only as `ok`.
-pub fn skip_notice(what: &str) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "skipping: {what}");
+    let all: Vec<&str> = ORACLE_PROGRAMS.iter().chain(programs).copied().collect();
+    lab::require_root(what, &all)
 }
 
 /// The programs the end-to-end lab tests run, besides those of
 /// [`require_root`].
 pub const LAB_PROGRAMS: &[&str] = &["ethtool", "tcpdump", "ping", "conntrack", "kill"];
 
-/// The xdpgw binary: `$XDPGW_BIN` if set, else `target/<profile>/xdpgw`,
-/// which this builds first (once per test process, with the `cargo` that
-/// runs the tests): `cargo test -p xdpgw-vm-tests` alone does not build
-/// other packages' binaries, and a stale `xdpgw lab-tool` or `xdpgw run`
-/// would make the tests lie.
-pub fn xdpgw_binary() -> PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            if let Some(p) = std::env::var_os("XDPGW_BIN") {
-                return PathBuf::from(p);
-            }
-            let exe = std::env::current_exe().expect("the test executable's path");
-            // target/<profile>/deps/<test>-<hash>
-            let profile_dir = exe
-                .parent()
-                .and_then(Path::parent)
-                .expect("the test executable lives in target/<profile>/deps");
-            let bin = profile_dir.join("xdpgw");
-            if let Some(cargo) = std::env::var_os("CARGO") {
-                let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-                    Some("debug") | None => "dev",
-                    Some(other) => other,
-                };
-                let target_dir = profile_dir.parent().expect("target/<profile>");
-                let out = std::process::Command::new(cargo)
-                    .args(["build", "--quiet", "-p", "xdpgw-control", "--bin", "xdpgw"])
-                    .args(["--profile", profile, "--target-dir"])
-                    .arg(target_dir)
-                    .current_dir(workspace_dir())
-                    .output()
-                    .unwrap_or_else(|e| panic!("cannot run cargo build: {e}"));
-                assert!(
-                    out.status.success(),
-                    "cargo build -p xdpgw-control --bin xdpgw failed ({}):\n{}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            assert!(
-                bin.is_file(),
-                "{} does not exist: build it (`cargo build -p xdpgw-control`) or point \
-                 XDPGW_BIN at it",
-                bin.display()
-            );
-            bin
-        })
-        .clone()
+/// How to build the gateway lab with `backend` forwarding and the
+/// configuration `config` (whose rules and interfaces it reads, see
+/// [`xdpgw_control::demo::lab_gateway`]): the xdpgw binary of this
+/// workspace, the traffic tools ([`tools_binary`]), one queue, no extra
+/// `xdpgw run` arguments. Panics if the configuration does not load.
+pub fn lab_config(backend: Backend, config: &Path) -> LabConfig {
+    let loaded = xdpgw_control::config::Config::load(config).unwrap_or_else(|e| panic!("{e}"));
+    LabConfig {
+        backend,
+        gateway: xdpgw_control::demo::lab_gateway(&loaded).unwrap_or_else(|e| panic!("{e}")),
+        xdpgw: xdpgw_binary(),
+        tools: Some(tools_binary()),
+        run_args: Vec::new(),
+        queues: 1,
+    }
 }
 
 /// The gateway lab of conf/gateway.toml with `backend` forwarding (see
@@ -124,11 +65,8 @@ pub fn xdpgw_binary() -> PathBuf {
 /// ([`Lab::stop_gateway`]) yields its conntrack table and rule counters.
 pub fn gateway_lab(backend: Backend) -> Lab {
     Lab::gateway_lab(&LabConfig {
-        backend,
-        config: workspace_dir().join("conf/gateway.toml"),
-        xdpgw: xdpgw_binary(),
         run_args: vec!["--report-on-exit".to_owned()],
-        queues: 1,
+        ..lab_config(backend, &workspace_dir().join("conf/gateway.toml"))
     })
 }
 
@@ -257,14 +195,6 @@ pub fn compact_diff(expected: &str, got: &str, context: usize) -> String {
     out
 }
 
-/// The workspace root: the parent of this crate's directory.
-pub fn workspace_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("vm-tests lives inside the workspace")
-        .to_path_buf()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,17 +222,6 @@ COMMIT
             "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n"
         );
         assert_eq!(t["nat"], "*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n");
-    }
-
-    #[test]
-    fn effective_uid_is_readable() {
-        assert!(effective_uid().is_some());
-    }
-
-    #[test]
-    fn find_program_searches_path() {
-        assert!(find_program("sh").is_some());
-        assert!(find_program("no-such-program-xdpgw").is_none());
     }
 
     #[test]

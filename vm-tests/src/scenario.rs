@@ -6,7 +6,7 @@ use std::fmt::Debug;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use xdpgw_control::lab::{parse_tcpdump_verbose, Backend, CapturedPacket, Lab, Process};
+use crate::lab::{parse_tcpdump_verbose, Backend, CapturedPacket, Lab, Process};
 
 use crate::{gateway_lab, require_root_with, LAB_PROGRAMS};
 

@@ -6,9 +6,9 @@
 //! itself (doctor, service integration, privileges).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::{lab::veth, workspace_dir, Netns};
+use crate::lab::{veth, WorkDir};
+use crate::{workspace_dir, Netns};
 
 /// See the module documentation. Dropping it removes the namespaces (and
 /// with them the interfaces and any XDP program on them) and the directory.
@@ -17,7 +17,7 @@ pub struct TwoPorts {
     pub gw: Netns,
     /// The namespace with their peers p0 and p1.
     pub peer: Netns,
-    dir: PathBuf,
+    dir: WorkDir,
 }
 
 /// The gateway's address on lan0 in the configuration.
@@ -26,18 +26,13 @@ pub const GATEWAY_LAN: &str = "192.168.10.1";
 impl TwoPorts {
     /// Builds it; `tag` names the namespaces.
     pub fn new(tag: &str) -> TwoPorts {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
         let gw = Netns::new(&format!("{tag}-gw"));
         let peer = Netns::new(&format!("{tag}-p"));
         veth(&gw, "lan0", &peer, "p0");
         veth(&gw, "wan0", &peer, "p1");
         peer.exec_ok(&["ip", "addr", "add", "192.168.10.2/24", "dev", "p0"]);
-        let dir = std::env::temp_dir().join(format!(
-            "xdpgw-{tag}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("create the working directory");
+        let workdir = WorkDir::new(tag);
+        let dir = workdir.path();
         let rules = std::fs::read_to_string(workspace_dir().join("conf/gateway.rules"))
             .expect("read conf/gateway.rules");
         std::fs::write(dir.join("gateway.rules"), rules).expect("write gateway.rules");
@@ -58,18 +53,22 @@ impl TwoPorts {
             std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644))
                 .expect("chmod");
         }
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
-        TwoPorts { gw, peer, dir }
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+        TwoPorts {
+            gw,
+            peer,
+            dir: workdir,
+        }
     }
 
     /// The working directory.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 
     /// The configuration file.
     pub fn config(&self) -> PathBuf {
-        self.dir.join("gateway.toml")
+        self.dir.path().join("gateway.toml")
     }
 
     /// The XDP programs attached to `ifname` in the gateway namespace, as
@@ -84,11 +83,5 @@ impl TwoPorts {
             .filter(|w| w[0].starts_with("prog/xdp"))
             .map(|w| w.join(" "))
             .collect()
-    }
-}
-
-impl Drop for TwoPorts {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -7,11 +7,11 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-use xdpgw_control::lab::host_netns as host;
-use xdpgw_control::lab::WorkDir as TempDir;
+use xdpgw_vm_tests::lab::host_netns as host;
+use xdpgw_vm_tests::lab::WorkDir as TempDir;
 
-use xdpgw_control::lab::{veth, Process};
-use xdpgw_vm_tests::{require_root_with, workspace_dir, xdpgw_binary, Netns};
+use xdpgw_vm_tests::lab::{veth, Process};
+use xdpgw_vm_tests::{require_root_with, tools_binary, workspace_dir, xdpgw_binary, Netns};
 
 /// `xdpgw ARGS... --socket SOCKET`, run to its end.
 fn xdpgw(socket: &Path, args: &[&str]) -> Output {
@@ -442,22 +442,13 @@ fn operator_views_events_stats_and_metrics() {
 
     // A TCP connection through the gateway: NEW, UPDATEs up to ESTABLISHED
     // and ASSURED, then DESTROY when conntrack -D deletes it.
-    let serve_bin = bin.display().to_string();
-    let mut tcp_server = lab
-        .server
-        .spawn(&[&serve_bin, "lab-tool", "tcp-serve", "8080"]);
+    let tools = tools_binary().display().to_string();
+    let mut tcp_server = lab.server.spawn(&[&tools, "tcp-serve", "8080"]);
     tcp_server.wait_line("`listening` line", Duration::from_secs(10), |l| {
         l.starts_with("listening")
     });
     let got = lab.client.run(
-        &[
-            &serve_bin,
-            "lab-tool",
-            "tcp-get",
-            "203.0.113.254",
-            "8080",
-            "1000",
-        ],
+        &[&tools, "tcp-get", "203.0.113.254", "8080", "1000"],
         Duration::from_secs(20),
     );
     assert!(got.first_line().starts_with("ok "), "{}", got.report());

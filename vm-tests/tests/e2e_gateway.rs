@@ -1,5 +1,5 @@
 //! End-to-end scenarios through a real gateway in a namespace lab
-//! (`xdpgw_control::lab`: two clients on a LAN, the gateway's lan0/wan0, a
+//! (`xdpgw_lab`: two clients on a LAN, the gateway's lan0/wan0, a
 //! server 203.0.113.254 with a far host 198.51.100.20 behind it).
 //!
 //! Every scenario runs twice: through Linux with conf/gateway.rules loaded

@@ -11,7 +11,7 @@ use xdpgw_vm_tests::lab::{
     Backend, Lab, LabConfig, WorkDir, CLIENT, GATEWAY_LAN, GATEWAY_WAN, HOST_IF, SERVER,
 };
 use xdpgw_vm_tests::scenario::*;
-use xdpgw_vm_tests::{workspace_dir, xdpgw_binary};
+use xdpgw_vm_tests::{lab_config, workspace_dir};
 
 /// conf/gateway.rules plus a REDIRECT with `--to-ports 2525` for TCP 25 to
 /// a forwarded address, 198.51.100.25, and INPUT accepting 2525 from lan0.
@@ -40,11 +40,8 @@ fn variant_config(dir: &Path) -> std::path::PathBuf {
 fn lab_with(config: &Path) -> impl Fn(Backend) -> Lab + '_ {
     move |backend| {
         Lab::gateway_lab(&LabConfig {
-            backend,
-            config: config.to_path_buf(),
-            xdpgw: xdpgw_binary(),
             run_args: vec!["--report-on-exit".to_owned()],
-            queues: 1,
+            ..lab_config(backend, config)
         })
     }
 }

@@ -1,4 +1,4 @@
-//! The namespace lab itself (`xdpgw_control::lab`): wired as documented,
+//! The namespace lab itself (`xdpgw_lab`): wired as documented,
 //! nothing in the root namespace, labs side by side, everything removed on
 //! drop and on panic, and the xdpgw backend's start and stop.
 

@@ -10,15 +10,13 @@ use std::time::Duration;
 
 use xdpgw_vm_tests::lab::{Backend, Lab, LabConfig, GATEWAY_WAN, SERVER};
 use xdpgw_vm_tests::scenario::*;
-use xdpgw_vm_tests::{require_root_with, workspace_dir, xdpgw_binary, LAB_PROGRAMS};
+use xdpgw_vm_tests::{lab_config, require_root_with, workspace_dir, xdpgw_binary, LAB_PROGRAMS};
 
 fn two_queue_lab(backend: Backend) -> Lab {
     Lab::gateway_lab(&LabConfig {
-        backend,
-        config: workspace_dir().join("conf/gateway.toml"),
-        xdpgw: xdpgw_binary(),
         run_args: vec!["--report-on-exit".to_owned()],
         queues: 2,
+        ..lab_config(backend, &workspace_dir().join("conf/gateway.toml"))
     })
 }
 

@@ -19,7 +19,7 @@ use xdpgw_vm_tests::lab::{Backend, Lab, LabConfig, Process, WorkDir, CLIENT, CLI
 use xdpgw_vm_tests::scenario::{
     conntrack_table, entries_to, on_both_backends, on_both_backends_in,
 };
-use xdpgw_vm_tests::{workspace_dir, xdpgw_binary, LAB_PROGRAMS};
+use xdpgw_vm_tests::{lab_config, workspace_dir, LAB_PROGRAMS};
 
 /// A MAC of all zeros: the sender fills in the gateway's (destination) or
 /// its own (source).
@@ -437,11 +437,8 @@ fn port_exhaustion_counts_every_failure_as_linux() {
         "port_exhaustion_counts_every_failure_as_linux",
         |backend| {
             Lab::gateway_lab(&LabConfig {
-                backend,
-                config: config.clone(),
-                xdpgw: xdpgw_binary(),
                 run_args: vec!["--report-on-exit".to_owned()],
-                queues: 1,
+                ..lab_config(backend, &config)
             })
         },
         |lab| {

@@ -27,9 +27,9 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use xdpgw_control::config::Config;
-use xdpgw_control::lab::{Backend, Lab, LabConfig, WorkDir};
+use xdpgw_vm_tests::lab::{Backend, Lab, WorkDir};
 use xdpgw_vm_tests::scenario::*;
-use xdpgw_vm_tests::{workspace_dir, xdpgw_binary};
+use xdpgw_vm_tests::{lab_config, workspace_dir, xdpgw_binary};
 
 /// conf/gateway.rules, whole.
 fn full_rules() -> String {
@@ -93,13 +93,7 @@ fn lab_in(dir: &Path, backend: Backend) -> Lab {
     let config = dir.join("gateway.toml");
     std::fs::write(&config, conf).expect("write the configuration");
     std::fs::write(dir.join("gateway.rules"), full_rules()).expect("write the rules");
-    Lab::gateway_lab(&LabConfig {
-        backend,
-        config,
-        xdpgw: xdpgw_binary(),
-        run_args: Vec::new(),
-        queues: 1,
-    })
+    Lab::gateway_lab(&lab_config(backend, &config))
 }
 
 /// `xdpgw ARGS... --config CONFIG`, run to its end.

@@ -30,9 +30,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-use xdpgw_control::lab::WorkDir as TempDir;
+use xdpgw_vm_tests::lab::WorkDir as TempDir;
 
-use xdpgw_control::lab::{Backend, Lab, Process, CLIENT, GATEWAY_WAN, SERVER};
+use xdpgw_vm_tests::lab::{Backend, Lab, Process, CLIENT, GATEWAY_WAN, SERVER};
 use xdpgw_vm_tests::{gateway_lab, require_root_with, workspace_dir, xdpgw_binary, Netns};
 
 const CONNECTIONS: usize = 100;

@@ -5,11 +5,11 @@
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use xdpgw_control::lab::host_netns as host;
-use xdpgw_control::lab::WorkDir as TempDir;
+use xdpgw_vm_tests::lab::host_netns as host;
+use xdpgw_vm_tests::lab::WorkDir as TempDir;
 
-use xdpgw_control::lab::{veth, Process};
-use xdpgw_vm_tests::{require_root_with, workspace_dir, xdpgw_binary};
+use xdpgw_vm_tests::lab::{veth, Process};
+use xdpgw_vm_tests::{require_root_with, tools_binary, workspace_dir, xdpgw_binary};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -92,7 +92,8 @@ fn trace_follows_real_packets_through_a_running_gateway() {
     run.wait_line("`ready` line", Duration::from_secs(30), |l| {
         l.starts_with("ready")
     });
-    let mut web = server.spawn(&[&bin, "lab-tool", "tcp-serve", "80"]);
+    let tools = tools_binary().display().to_string();
+    let mut web = server.spawn(&[&tools, "tcp-serve", "80"]);
     web.wait_line("`listening` line", WAIT, |l| l.starts_with("listening"));
 
     // The gateway learns the server's address first (else the SYN waits for
@@ -116,7 +117,7 @@ fn trace_follows_real_packets_through_a_running_gateway() {
             "80",
         ],
     );
-    let got = client.exec_ok(&[&bin, "lab-tool", "tcp-get", "203.0.113.254", "80", "1000"]);
+    let got = client.exec_ok(&[&tools, "tcp-get", "203.0.113.254", "80", "1000"]);
     assert!(got.starts_with("ok "), "{got}");
     let lines = finish(trace);
     assert!(lines[0]
@@ -160,8 +161,7 @@ fn trace_follows_real_packets_through_a_running_gateway() {
     // Refused mail: the REJECT, the reset the gateway sends, the drop.
     let trace = start_trace(&socket, &["-p", "tcp", "--dport", "25", "--count", "1"]);
     let out = client.exec(&[
-        &bin,
-        "lab-tool",
+        &tools,
         "tcp-connect",
         "203.0.113.254",
         "25",

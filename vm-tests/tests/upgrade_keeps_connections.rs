@@ -31,10 +31,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use xdpgw_control::lab::{
-    Backend, Finished, Lab, LabConfig, Process, WorkDir, CLIENT, GATEWAY_WAN, SERVER,
-};
-use xdpgw_vm_tests::{require_root_with, workspace_dir, xdpgw_binary, LAB_PROGRAMS};
+use xdpgw_vm_tests::lab::{Backend, Finished, Lab, Process, WorkDir, CLIENT, GATEWAY_WAN, SERVER};
+use xdpgw_vm_tests::{lab_config, require_root_with, workspace_dir, xdpgw_binary, LAB_PROGRAMS};
 
 const TCP_PORT: &str = "5001";
 const UDP_PORT: &str = "7001";
@@ -176,13 +174,7 @@ fn a_restart_onto_a_new_binary_keeps_a_download_through_masquerade() {
     let upgraded = work.path().join("xdpgw-upgraded");
     std::fs::copy(xdpgw_binary(), &upgraded).expect("copy the binary");
 
-    let mut lab = Lab::gateway_lab(&LabConfig {
-        backend: Backend::Xdpgw,
-        config,
-        xdpgw: xdpgw_binary(),
-        run_args: Vec::new(),
-        queues: 1,
-    });
+    let mut lab = Lab::gateway_lab(&lab_config(Backend::Xdpgw, &config));
     let config = lab.config_path().to_path_buf();
     let state = config.with_file_name("conntrack.state");
     let mut server = lab.serve(lab.server(), &["tcp-serve", TCP_PORT]);

@@ -1,358 +1,61 @@
-//! `xdpgw lab-tool`: the traffic tools the lab runs inside its namespaces
-//! (`ip netns exec NS xdpgw lab-tool ...`), used by `xdpgw demo` and the
-//! end-to-end tests. std only.
+//! The lab's traffic tools as functions: servers and clients that check
+//! every byte and report what they saw in machine-readable lines
+//! (`word key=value...`). std only.
 //!
-//! Every tool prints machine-readable lines on stdout (`word key=value...`),
-//! each flushed as it is printed. Clients print one result line whose first
-//! word is the outcome and exit 0 for `ok`/`connected`, 1 otherwise; a
-//! usage error exits 2.
+//! Two callers: `xdpgw demo` runs them on threads of its own whose sockets
+//! it opens inside the lab's namespaces ([`Server`], [`Netns::run_in`]);
+//! the tests and benches run them as processes through the `xdpgw-lab`
+//! binary, whose usage documents each tool and its lines. Clients return
+//! `(ok, result line)`; servers and long-running tools hand each line to
+//! `out` as it happens.
 //!
-//! ```text
-//! tcp-serve PORT                        listening port=P, then peer=IP:PORT per accepted
-//!                                       connection; serves one request `SEND N\n` with N
-//!                                       pattern bytes (`SEND N PACE R\n`: R bytes a
-//!                                       second), then closes; runs until killed
-//! tcp-get HOST PORT N [--timeout S]     ok bytes=N local=IP:PORT (content verified)
-//!                                       | refused | timeout | unreachable | reset | error ...
-//! tcp-download HOST PORT N [--pace R] [--timeout S]
-//!                                       a download from tcp-serve, R bytes a second:
-//!                                       `downloading local=IP:PORT` once the first bytes
-//!                                       arrived, then `ok bytes=N local=IP:PORT
-//!                                       longest_pause_ms=P` (content verified; P: the
-//!                                       longest wait between two reads) | timeout
-//!                                       bytes=K ... | reset bytes=K ... | error ...
-//! tcp-connect HOST PORT [--timeout S]   connected local=IP:PORT | refused | timeout | ...
-//! tcp-many HOST PORT COUNT [--timeout S] [--bytes N]
-//!                                       COUNT connections open at once, then each does a
-//!                                       SEND N exchange: ok=K failed=F [errors=WORD:N,...]
-//! udp-echo PORT                         listening port=P, then peer=IP:PORT per datagram,
-//!                                       each echoed back; runs until killed
-//! udp-req HOST PORT [--timeout S]       sends a datagram (again every second) until its
-//!                                       echo comes back: ok local=IP:PORT | timeout | refused
-//! ```
+//! A download (`tcp_get`, `tcp_download`, `tcp_many`) asks a
+//! [`serve_tcp`] server for `SEND N\n` (or `SEND N PACE R\n`: R bytes a
+//! second) and gets N bytes of a pattern whose every byte depends on its
+//! offset, so that a lost, duplicated or reordered segment shows.
 //!
-//! `--timeout` is in seconds (default 10): the connect timeout, and the
-//! longest wait for any one read.
-//!
-//! Long-running traffic, for tests that change the gateway while it
-//! forwards (`vm-tests/tests/reload_under_load.rs`). These stop on SIGTERM
-//! or SIGINT (or after `--duration S`), finish cleanly and report:
-//!
-//! ```text
-//! tcp-echo PORT                         listening port=P; echoes every connection's bytes,
-//!                                       checking they are the pattern from offset 0; when
-//!                                       the client closes: closed peer=IP:PORT bytes=N
-//!                                       result=ok|mismatch|reset|timeout|error
-//! tcp-stream HOST PORT COUNT [--bytes N] [--interval S] [--duration S] [--timeout S]
-//!                                       COUNT connections, each writing N pattern bytes
-//!                                       (default 1024) every S seconds (default 0.02) and
-//!                                       reading their echo back, checking every byte.
-//!                                       Prints `streaming connections=K failed=F` once
-//!                                       every connection made its first exchange; when
-//!                                       stopped, each half-closes, waits for the server's
-//!                                       close, and prints `conn I local=IP:PORT sent=N
-//!                                       echoed=N result=ok|reset|timeout|mismatch|...`,
-//!                                       then `done connections=N ok=K failed=F sent=S
-//!                                       echoed=E`. Exit 0 if all are ok.
-//! udp-send HOST PORT [--rate PPS] [--bytes N] [--duration S]
-//!                                       datagrams of N bytes (default 64, at least 20)
-//!                                       numbered 0, 1, ... at PPS a second (default 2000):
-//!                                       `sending local=IP:PORT session=ID rate=PPS`; when
-//!                                       stopped, an end marker (five times, 20 ms apart)
-//!                                       and `sent packets=N session=ID errors=E`.
-//! udp-count PORT                        listening port=P; counts numbered datagrams per
-//!                                       sender: `receiving session=ID peer=IP:PORT` at a
-//!                                       sender's first datagram, `done session=ID
-//!                                       peer=IP:PORT expected=N received=R lost=L
-//!                                       duplicates=D reordered=O malformed=M` at its end
-//!                                       marker, and `final ...` (the same fields) for every
-//!                                       sender when stopped.
-//! ```
-//!
-//! A numbered datagram is `XGSQ`, the sender's session id (u64, big
-//! endian), the sequence number (u64) and padding; the end marker is
-//! `XGEN`, the session id and the number of datagrams sent. `lost` counts
-//! the numbers below `expected` never received, `reordered` the datagrams
-//! that arrived after a higher number.
+//! A numbered datagram ([`udp_send`], [`udp_count`]) is `XGSQ`, the
+//! sender's session id (u64, big endian), the sequence number (u64) and
+//! padding; the end marker is `XGEN`, the session id and the number of
+//! datagrams sent. `lost` counts the numbers below `expected` never
+//! received, `reordered` the datagrams that arrived after a higher number.
 
 use std::collections::BTreeMap;
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
-use std::process::ExitCode;
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const USAGE: &str = "\
-usage: xdpgw lab-tool tcp-serve PORT
-       xdpgw lab-tool tcp-get HOST PORT N [--timeout S]
-       xdpgw lab-tool tcp-download HOST PORT N [--pace BYTES_PER_SEC] [--timeout S]
-       xdpgw lab-tool tcp-connect HOST PORT [--timeout S]
-       xdpgw lab-tool tcp-many HOST PORT COUNT [--timeout S] [--bytes N]
-       xdpgw lab-tool udp-echo PORT
-       xdpgw lab-tool udp-req HOST PORT [--timeout S]
-       xdpgw lab-tool tcp-echo PORT
-       xdpgw lab-tool tcp-stream HOST PORT COUNT [--bytes N] [--interval S] [--duration S] [--timeout S]
-       xdpgw lab-tool udp-send HOST PORT [--rate PPS] [--bytes N] [--duration S]
-       xdpgw lab-tool udp-count PORT";
+use crate::netns::Netns;
+use crate::process::check_interrupt;
+
+/// The command words of the `xdpgw-lab` binary, one per tool: test
+/// tools, which the product binary must not carry (`control/tests/cli.rs`
+/// checks that it does not).
+pub const TOOL_NAMES: &[&str] = &[
+    "tcp-serve",
+    "tcp-get",
+    "tcp-download",
+    "tcp-connect",
+    "tcp-many",
+    "udp-echo",
+    "udp-req",
+    "tcp-echo",
+    "tcp-stream",
+    "udp-send",
+    "udp-count",
+];
 
 /// How long a server connection may sit idle before it is dropped.
 const SERVER_IDLE: Duration = Duration::from_secs(60);
 /// Stack size of the per-connection threads (a thousand run at once).
 const THREAD_STACK: usize = 128 * 1024;
-
-/// Runs `xdpgw lab-tool ARGS...`.
-pub fn main(args: &[String]) -> ExitCode {
-    match dispatch(args) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("xdpgw lab-tool: {e}\n{USAGE}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-/// Runs a tool; Ok(true) when its outcome is a success.
-fn dispatch(args: &[String]) -> Result<bool, String> {
-    let Some((tool, rest)) = args.split_first() else {
-        return Err("no tool given".into());
-    };
-    let a = ToolArgs::parse(rest)?;
-    match tool.as_str() {
-        "tcp-serve" => {
-            a.positional(1, "PORT")?;
-            let port = a.port(0)?;
-            let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
-                .map_err(|e| format!("cannot listen on TCP port {port}: {e}"))?;
-            let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-            say(&format!("listening port={port}"));
-            serve_tcp(listener, &|line| say(&line));
-            Ok(true)
-        }
-        "tcp-get" => {
-            a.positional(3, "HOST PORT N")?;
-            let n = a.number(2, "N")?;
-            Ok(report(tcp_get(a.addr()?, n, a.timeout)))
-        }
-        "tcp-download" => {
-            a.positional(3, "HOST PORT N")?;
-            let n = a.number(2, "N")?;
-            Ok(report(tcp_download(
-                a.addr()?,
-                n,
-                a.pace,
-                a.timeout,
-                &|line| say(&line),
-            )))
-        }
-        "tcp-connect" => {
-            a.positional(2, "HOST PORT")?;
-            Ok(report(tcp_connect(a.addr()?, a.timeout)))
-        }
-        "tcp-many" => {
-            a.positional(3, "HOST PORT COUNT")?;
-            let count = usize::try_from(a.number(2, "COUNT")?).map_err(|e| e.to_string())?;
-            Ok(report(tcp_many(
-                a.addr()?,
-                count,
-                a.bytes.unwrap_or(100),
-                a.timeout,
-            )))
-        }
-        "udp-echo" => {
-            a.positional(1, "PORT")?;
-            let port = a.port(0)?;
-            let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))
-                .map_err(|e| format!("cannot bind UDP port {port}: {e}"))?;
-            let port = sock.local_addr().map_err(|e| e.to_string())?.port();
-            say(&format!("listening port={port}"));
-            udp_echo(&sock, &|line| say(&line)).map_err(|e| format!("udp-echo: {e}"))?;
-            Ok(true)
-        }
-        "udp-req" => {
-            a.positional(2, "HOST PORT")?;
-            Ok(report(udp_req(a.addr()?, a.timeout)))
-        }
-        "tcp-echo" => {
-            a.positional(1, "PORT")?;
-            let port = a.port(0)?;
-            let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
-                .map_err(|e| format!("cannot listen on TCP port {port}: {e}"))?;
-            let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-            say(&format!("listening port={port}"));
-            serve_echo(listener, Arc::new(|line| say(&line)));
-            Ok(true)
-        }
-        "tcp-stream" => {
-            a.positional(3, "HOST PORT COUNT")?;
-            let count = usize::try_from(a.number(2, "COUNT")?).map_err(|e| e.to_string())?;
-            let bytes = a.bytes.unwrap_or(1024);
-            let chunk = usize::try_from(bytes)
-                .ok()
-                .filter(|n| (1..=1 << 20).contains(n))
-                .ok_or_else(|| format!("bad --bytes {bytes}: 1 to 1048576 per write"))?;
-            let stop = stop_on_signal(a.duration)?;
-            let spec = StreamSpec {
-                addr: a.addr()?,
-                count,
-                chunk,
-                interval: a.interval,
-                timeout: a.timeout,
-            };
-            Ok(tcp_stream(&spec, &stop, &|line| say(&line)))
-        }
-        "udp-send" => {
-            a.positional(2, "HOST PORT")?;
-            let bytes = a.bytes.unwrap_or(64);
-            let size = usize::try_from(bytes)
-                .ok()
-                .filter(|n| (SEQ_HEADER..=1472).contains(n))
-                .ok_or_else(|| format!("bad --bytes {bytes}: {SEQ_HEADER} to 1472"))?;
-            let rate = a.rate.unwrap_or(2000);
-            let stop = stop_on_signal(a.duration)?;
-            Ok(udp_send(a.addr()?, rate, size, &stop, &|line| say(&line)))
-        }
-        "udp-count" => {
-            a.positional(1, "PORT")?;
-            let port = a.port(0)?;
-            let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))
-                .map_err(|e| format!("cannot bind UDP port {port}: {e}"))?;
-            let port = sock.local_addr().map_err(|e| e.to_string())?.port();
-            let stop = stop_on_signal(None)?;
-            say(&format!("listening port={port}"));
-            udp_count(&sock, &stop, &|line| say(&line)).map_err(|e| format!("udp-count: {e}"))?;
-            Ok(true)
-        }
-        other => Err(format!("unknown tool '{other}'")),
-    }
-}
-
-/// The arguments after the tool's name.
-#[derive(Debug)]
-struct ToolArgs {
-    positional: Vec<String>,
-    timeout: Duration,
-    /// Bytes per exchange (`tcp-many`, default 100), per write
-    /// (`tcp-stream`, default 1024) or per datagram (`udp-send`, default 64).
-    bytes: Option<u64>,
-    interval: Duration,
-    duration: Option<Duration>,
-    rate: Option<u32>,
-    /// Bytes a second (`tcp-download`).
-    pace: Option<u64>,
-}
-
-/// `--timeout 2.5` and the like: positive seconds, less than a day.
-fn seconds(option: &str, v: Option<&String>) -> Result<Duration, String> {
-    let v = v.ok_or_else(|| format!("{option} needs a value (seconds)"))?;
-    v.parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s > 0.0 && *s < 86_400.0)
-        .map(Duration::from_secs_f64)
-        .ok_or_else(|| format!("bad {option} '{v}': seconds, e.g. 2.5"))
-}
-
-impl ToolArgs {
-    fn parse(args: &[String]) -> Result<ToolArgs, String> {
-        let mut a = ToolArgs {
-            positional: Vec::new(),
-            timeout: Duration::from_secs(10),
-            bytes: None,
-            interval: Duration::from_millis(20),
-            duration: None,
-            rate: None,
-            pace: None,
-        };
-        let mut it = args.iter();
-        while let Some(arg) = it.next() {
-            match arg.as_str() {
-                "--timeout" => a.timeout = seconds("--timeout", it.next())?,
-                "--interval" => a.interval = seconds("--interval", it.next())?,
-                "--duration" => a.duration = Some(seconds("--duration", it.next())?),
-                "--rate" => {
-                    let v = it
-                        .next()
-                        .ok_or("--rate needs a value (datagrams a second)")?;
-                    a.rate = Some(
-                        v.parse()
-                            .ok()
-                            .filter(|r| (1..=1_000_000).contains(r))
-                            .ok_or_else(|| {
-                                format!("bad --rate '{v}': 1 to 1000000 datagrams a second")
-                            })?,
-                    );
-                }
-                "--pace" => {
-                    let v = it.next().ok_or("--pace needs a value (bytes a second)")?;
-                    a.pace = Some(
-                        v.parse()
-                            .ok()
-                            .filter(|r| *r > 0)
-                            .ok_or_else(|| format!("bad --pace '{v}': bytes a second"))?,
-                    );
-                }
-                "--bytes" => {
-                    let v = it.next().ok_or("--bytes needs a value")?;
-                    a.bytes = Some(
-                        v.parse()
-                            .map_err(|_| format!("bad --bytes '{v}': a byte count"))?,
-                    );
-                }
-                s if s.starts_with("--") => return Err(format!("unknown option '{s}'")),
-                _ => a.positional.push(arg.clone()),
-            }
-        }
-        Ok(a)
-    }
-
-    fn positional(&self, n: usize, names: &str) -> Result<(), String> {
-        if self.positional.len() == n {
-            Ok(())
-        } else {
-            Err(format!(
-                "expected {names}, got {} argument(s): {:?}",
-                self.positional.len(),
-                self.positional
-            ))
-        }
-    }
-
-    fn port(&self, i: usize) -> Result<u16, String> {
-        let v = &self.positional[i];
-        v.parse().map_err(|_| format!("bad port '{v}'"))
-    }
-
-    fn number(&self, i: usize, name: &str) -> Result<u64, String> {
-        let v = &self.positional[i];
-        v.parse().map_err(|_| format!("bad {name} '{v}'"))
-    }
-
-    /// HOST PORT, the first two positionals.
-    fn addr(&self) -> Result<SocketAddr, String> {
-        let (host, port) = (&self.positional[0], self.port(1)?);
-        (host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|e| format!("bad host '{host}': {e}"))?
-            .find(SocketAddr::is_ipv4)
-            .ok_or_else(|| format!("host '{host}' has no IPv4 address"))
-    }
-}
-
-/// Prints a line and flushes it; a reader that went away ends the tool.
-fn say(line: &str) {
-    let mut out = io::stdout().lock();
-    if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
-        std::process::exit(1);
-    }
-}
-
-/// Prints a client's result line; returns whether it is a success.
-fn report((ok, line): (bool, String)) -> bool {
-    say(&line);
-    ok
-}
+/// How often a server waiting for datagrams checks its stop flag.
+pub const STOP_POLL: Duration = Duration::from_millis(100);
 
 /// The byte at `offset` of every transfer: a hash of the offset, so that a
 /// lost, duplicated or reordered segment changes the content.
@@ -389,10 +92,15 @@ fn describe(e: &io::Error) -> String {
     }
 }
 
-/// Accepts connections forever, reporting `peer=IP:PORT` for each (before
-/// serving it) and serving each in its own thread.
-fn serve_tcp(listener: TcpListener, out: &dyn Fn(String)) {
+/// Accepts connections until `stop` is set, reporting `peer=IP:PORT` for
+/// each (before serving it) and serving each in its own thread. A blocked
+/// accept sees `stop` once it returns: [`Server::stop`] shuts the listening
+/// socket down, which ends it.
+pub fn serve_tcp(listener: TcpListener, stop: &AtomicBool, out: &dyn Fn(String)) {
     for conn in listener.incoming() {
+        if stopped(stop) {
+            return;
+        }
         match conn {
             Ok(stream) => {
                 match stream.peer_addr() {
@@ -407,10 +115,12 @@ fn serve_tcp(listener: TcpListener, out: &dyn Fn(String)) {
                             let _ = serve_connection(stream);
                         });
                 if let Err(e) = spawned {
-                    eprintln!("tcp-serve: cannot start a connection thread: {e}");
+                    eprintln!("TCP server: cannot start a connection thread: {e}");
                 }
             }
-            Err(e) => eprintln!("tcp-serve: accept: {e}"),
+            // EINVAL: the socket no longer listens (shut down).
+            Err(e) if e.kind() == ErrorKind::InvalidInput => return,
+            Err(e) => eprintln!("TCP server: accept: {e}"),
         }
     }
 }
@@ -535,7 +245,7 @@ fn local_of(s: &TcpStream) -> String {
 }
 
 /// `tcp-get`: connects, fetches `n` bytes and checks them.
-fn tcp_get(addr: SocketAddr, n: u64, timeout: Duration) -> (bool, String) {
+pub fn tcp_get(addr: SocketAddr, n: u64, timeout: Duration) -> (bool, String) {
     let mut s = match TcpStream::connect_timeout(&addr, timeout) {
         Ok(s) => s,
         Err(e) => return (false, describe(&e)),
@@ -549,7 +259,7 @@ fn tcp_get(addr: SocketAddr, n: u64, timeout: Duration) -> (bool, String) {
 
 /// `tcp-download`: connects, fetches `n` bytes at `pace` bytes a second and
 /// checks them; `out` gets the `downloading` line once bytes flow.
-fn tcp_download(
+pub fn tcp_download(
     addr: SocketAddr,
     n: u64,
     pace: Option<u64>,
@@ -575,7 +285,7 @@ fn tcp_download(
 }
 
 /// `tcp-connect`: connects and closes.
-fn tcp_connect(addr: SocketAddr, timeout: Duration) -> (bool, String) {
+pub fn tcp_connect(addr: SocketAddr, timeout: Duration) -> (bool, String) {
     match TcpStream::connect_timeout(&addr, timeout) {
         Ok(s) => (true, format!("connected local={}", local_of(&s))),
         Err(e) => (false, describe(&e)),
@@ -611,7 +321,7 @@ impl Gate {
 }
 
 /// `tcp-many`: `count` connections open at once, then each fetches `bytes`.
-fn tcp_many(addr: SocketAddr, count: usize, bytes: u64, timeout: Duration) -> (bool, String) {
+pub fn tcp_many(addr: SocketAddr, count: usize, bytes: u64, timeout: Duration) -> (bool, String) {
     let gate = Arc::new(Gate {
         state: Mutex::new((0, false)),
         changed: Condvar::new(),
@@ -654,32 +364,45 @@ fn tcp_many(addr: SocketAddr, count: usize, bytes: u64, timeout: Duration) -> (b
     (failed == 0, line)
 }
 
-/// Echoes every datagram back, reporting `peer=IP:PORT` for each first.
-fn udp_echo(sock: &UdpSocket, out: &dyn Fn(String)) -> io::Result<()> {
+/// Echoes every datagram back, reporting `peer=IP:PORT` for each first,
+/// until `stop` is set (seen within [`STOP_POLL`]).
+pub fn udp_echo(sock: &UdpSocket, stop: &AtomicBool, out: &dyn Fn(String)) -> io::Result<()> {
+    sock.set_read_timeout(Some(STOP_POLL))?;
     let mut buf = vec![0u8; 65536];
-    loop {
+    while !stopped(stop) {
         let (n, peer) = match sock.recv_from(&mut buf) {
             Ok(x) => x,
-            // An ICMP error about an earlier echo: not this socket's problem.
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused => continue,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            // No datagram yet; or an ICMP error about an earlier echo: not
+            // this socket's problem.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock
+                        | ErrorKind::TimedOut
+                        | ErrorKind::Interrupted
+                        | ErrorKind::ConnectionRefused
+                ) =>
+            {
+                continue
+            }
             Err(e) => return Err(e),
         };
         out(format!("peer={peer}"));
         // A lost echo is the client's timeout to report.
         let _ = sock.send_to(&buf[..n], peer);
     }
+    Ok(())
 }
 
 /// `udp-req`: sends a datagram every second until its echo comes back.
-fn udp_req(addr: SocketAddr, timeout: Duration) -> (bool, String) {
+pub fn udp_req(addr: SocketAddr, timeout: Duration) -> (bool, String) {
     let attempt = || -> io::Result<(bool, String)> {
         let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
         sock.connect(addr)?;
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let payload = format!("xdpgw-lab {} {nanos}", std::process::id());
+        let payload = format!("xdpgw probe {} {nanos}", std::process::id());
         let deadline = Instant::now() + timeout;
         let mut buf = vec![0u8; 65536];
         loop {
@@ -711,25 +434,6 @@ fn udp_req(addr: SocketAddr, timeout: Duration) -> (bool, String) {
     attempt().unwrap_or_else(|e| (false, describe(&e)))
 }
 
-/// A flag that SIGTERM and SIGINT set (and, with `duration`, a timer once
-/// it has passed): the long-running tools finish cleanly and report.
-fn stop_on_signal(duration: Option<Duration>) -> Result<Arc<AtomicBool>, String> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .map_err(|e| format!("signal handler: {e}"))?;
-    }
-    if let Some(d) = duration {
-        let timer = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            std::thread::sleep(d);
-            // Relaxed: the flag carries no data (as the signal handler's store).
-            timer.store(true, Ordering::Relaxed);
-        });
-    }
-    Ok(stop)
-}
-
 /// Whether `stop` is set.
 fn stopped(stop: &AtomicBool) -> bool {
     // Relaxed: the flag carries no data; a late observation only delays the
@@ -739,7 +443,7 @@ fn stopped(stop: &AtomicBool) -> bool {
 
 /// `tcp-echo`: accepts connections forever, echoing each in its own thread
 /// and reporting `closed peer=... bytes=N result=...` when it ends.
-fn serve_echo(listener: TcpListener, out: Arc<dyn Fn(String) + Send + Sync>) {
+pub fn serve_echo(listener: TcpListener, out: Arc<dyn Fn(String) + Send + Sync>) {
     for conn in listener.incoming() {
         match conn {
             Ok(stream) => {
@@ -755,10 +459,10 @@ fn serve_echo(listener: TcpListener, out: Arc<dyn Fn(String) + Send + Sync>) {
                             out(format!("closed peer={peer} bytes={bytes} result={result}"));
                         });
                 if let Err(e) = spawned {
-                    eprintln!("tcp-echo: cannot start a connection thread: {e}");
+                    eprintln!("echo server: cannot start a connection thread: {e}");
                 }
             }
-            Err(e) => eprintln!("tcp-echo: accept: {e}"),
+            Err(e) => eprintln!("echo server: accept: {e}"),
         }
     }
 }
@@ -795,15 +499,15 @@ fn echo_connection(mut s: TcpStream) -> (u64, String) {
 
 /// What `tcp-stream` does.
 #[derive(Clone, Debug)]
-struct StreamSpec {
-    addr: SocketAddr,
-    count: usize,
+pub struct StreamSpec {
+    pub addr: SocketAddr,
+    pub count: usize,
     /// Bytes per write.
-    chunk: usize,
+    pub chunk: usize,
     /// From one write to the next.
-    interval: Duration,
+    pub interval: Duration,
     /// Connect timeout and the longest wait for any one read or write.
-    timeout: Duration,
+    pub timeout: Duration,
 }
 
 /// How one `tcp-stream` connection ended.
@@ -819,7 +523,7 @@ struct StreamResult {
 /// `tcp-stream`: `spec.count` connections streaming until `stop`; prints
 /// the readiness line, one line per connection and a summary; true if
 /// every connection ended `ok`.
-fn tcp_stream(spec: &StreamSpec, stop: &AtomicBool, out: &dyn Fn(String)) -> bool {
+pub fn tcp_stream(spec: &StreamSpec, stop: &AtomicBool, out: &dyn Fn(String)) -> bool {
     let (tx, rx) = mpsc::channel::<bool>();
     let mut spawn_errors = 0usize;
     let results: Vec<StreamResult> = std::thread::scope(|sc| {
@@ -832,7 +536,7 @@ fn tcp_stream(spec: &StreamSpec, stop: &AtomicBool, out: &dyn Fn(String)) -> boo
             match spawned {
                 Ok(h) => handles.push(h),
                 Err(e) => {
-                    eprintln!("tcp-stream: cannot start a connection thread: {e}");
+                    eprintln!("stream client: cannot start a connection thread: {e}");
                     spawn_errors += 1;
                 }
             }
@@ -974,7 +678,7 @@ fn stream_connection(
 }
 
 /// Length of a numbered datagram's header: magic, session id, number.
-const SEQ_HEADER: usize = 20;
+pub const SEQ_HEADER: usize = 20;
 /// A numbered datagram of `udp-send`.
 const SEQ_MAGIC: &[u8; 4] = b"XGSQ";
 /// The end marker of `udp-send`: the number of datagrams sent follows.
@@ -992,7 +696,7 @@ fn be64(b: &[u8]) -> u64 {
 
 /// `udp-send`: numbered datagrams at `rate` a second until `stop`, then the
 /// end marker; true if every send succeeded.
-fn udp_send(
+pub fn udp_send(
     addr: SocketAddr,
     rate: u32,
     size: usize,
@@ -1034,7 +738,7 @@ fn udp_send(
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
                     errors += 1;
-                    eprintln!("udp-send: datagram {seq}: {e}");
+                    eprintln!("datagram sender: datagram {seq}: {e}");
                 }
             }
             since_anchor += 1;
@@ -1049,7 +753,7 @@ fn udp_send(
             }
             if let Err(e) = sock.send(&end) {
                 errors += 1;
-                eprintln!("udp-send: end marker: {e}");
+                eprintln!("datagram sender: end marker: {e}");
             }
         }
         Ok((session, seq, errors))
@@ -1163,8 +867,8 @@ impl Session {
 }
 
 /// `udp-count`: counts numbered datagrams per sender until `stop`.
-fn udp_count(sock: &UdpSocket, stop: &AtomicBool, out: &dyn Fn(String)) -> io::Result<()> {
-    sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+pub fn udp_count(sock: &UdpSocket, stop: &AtomicBool, out: &dyn Fn(String)) -> io::Result<()> {
+    sock.set_read_timeout(Some(STOP_POLL))?;
     let mut sessions: BTreeMap<u64, Session> = BTreeMap::new();
     let mut malformed = 0u64;
     let mut buf = vec![0u8; 65536];
@@ -1213,14 +917,173 @@ fn udp_count(sock: &UdpSocket, stop: &AtomicBool, out: &dyn Fn(String)) -> io::R
     Ok(())
 }
 
+/// A lab server on a thread of this process, its socket opened inside a
+/// namespace (which the socket keeps, whatever thread uses it): what
+/// `xdpgw demo` runs where the tests run `xdpgw-lab tcp-serve` or
+/// `udp-echo` in a namespace. Its report lines are collected as it prints
+/// them; dropping it stops it.
+#[derive(Debug)]
+pub struct Server {
+    what: String,
+    port: u16,
+    stop: Arc<AtomicBool>,
+    /// A TCP server's listening socket, as a stream (std offers `shutdown`
+    /// only there): shutting it down ends a blocked accept.
+    listener: Option<TcpStream>,
+    events: mpsc::Receiver<String>,
+    lines: Vec<String>,
+    /// Lines already examined by [`Server::try_wait_line`].
+    seen: usize,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// A [`serve_tcp`] server on `port` of `ns` (0: any free port, see
+    /// [`Server::port`]): `peer=IP:PORT` for each connection.
+    pub fn tcp(ns: &Netns, port: u16) -> Server {
+        let listener = ns
+            .run_in(move || TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)))
+            .unwrap_or_else(|e| panic!("cannot listen on TCP port {port} in {}: {e}", ns.name()));
+        let local = listener.local_addr().map_or(port, |a| a.port());
+        let handle = listener
+            .try_clone()
+            .map(|l| TcpStream::from(OwnedFd::from(l)))
+            .unwrap_or_else(|e| panic!("cannot duplicate a listening socket: {e}"));
+        Server::start(
+            format!("TCP server on port {local} in {}", ns.name()),
+            local,
+            Some(handle),
+            move |stop, out| serve_tcp(listener, stop, out),
+        )
+    }
+
+    /// A [`udp_echo`] server on `port` of `ns`: `peer=IP:PORT` for each
+    /// datagram, echoed.
+    pub fn udp_echo(ns: &Netns, port: u16) -> Server {
+        let sock = ns
+            .run_in(move || UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)))
+            .unwrap_or_else(|e| panic!("cannot bind UDP port {port} in {}: {e}", ns.name()));
+        let local = sock.local_addr().map_or(port, |a| a.port());
+        Server::start(
+            format!("UDP echo server on port {local} in {}", ns.name()),
+            local,
+            None,
+            move |stop, out| {
+                if let Err(e) = udp_echo(&sock, stop, out) {
+                    out(format!("error {e}"));
+                }
+            },
+        )
+    }
+
+    fn start(
+        what: String,
+        port: u16,
+        listener: Option<TcpStream>,
+        serve: impl FnOnce(&AtomicBool, &dyn Fn(String)) + Send + 'static,
+    ) -> Server {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, events) = mpsc::channel();
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name(format!("lab server {port}"))
+            .spawn(move || {
+                serve(&flag, &|line| {
+                    // The guard may be gone while a line is reported.
+                    let _ = tx.send(line);
+                })
+            })
+            .unwrap_or_else(|e| panic!("cannot start the {what}: {e}"));
+        Server {
+            what,
+            port,
+            stop,
+            listener,
+            events,
+            lines: Vec::new(),
+            seen: 0,
+            thread: Some(thread),
+        }
+    }
+
+    /// What it is, for messages.
+    pub fn what(&self) -> &str {
+        &self.what
+    }
+
+    /// The port it serves.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Waits at most `timeout` for the next line the server reports for
+    /// which `pred` holds (lines examined by earlier waits are not examined
+    /// again), and returns it; None if none comes. Checks the interrupt
+    /// flag ([`crate::check_interrupt`]) while it waits.
+    pub fn try_wait_line(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.lines[self.seen..].iter().position(|l| pred(l)) {
+                let at = self.seen + i;
+                self.seen = at + 1;
+                return Some(self.lines[at].clone());
+            }
+            self.seen = self.lines.len();
+            check_interrupt();
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            match self
+                .events
+                .recv_timeout((deadline - now).min(Duration::from_millis(100)))
+            {
+                Ok(line) => self.lines.push(line),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// Stops the server and returns every line it reported.
+    pub fn stop(mut self) -> Vec<String> {
+        self.halt();
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.extend(self.events.try_iter());
+        lines
+    }
+
+    fn halt(&mut self) {
+        // Relaxed: the flag carries no data; the thread is joined below.
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(listener) = &self.listener {
+            // SHUT_RD of a listening socket disconnects it, and a blocked
+            // accept returns EINVAL (Linux's inet_shutdown() calls
+            // tcp_disconnect() for a TCP_LISTEN socket and wakes its
+            // waiters).
+            let _ = listener.shutdown(Shutdown::Read);
+        }
+        if let Some(thread) = self.thread.take() {
+            // A panic of the server thread was printed where it happened.
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::mpsc;
-
-    fn strings(args: &[&str]) -> Vec<String> {
-        args.iter().map(|s| (*s).to_owned()).collect()
-    }
 
     /// A tcp-serve on loopback in a thread; its report lines go to the
     /// returned channel.
@@ -1230,7 +1093,7 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let tx = Mutex::new(tx);
-            serve_tcp(listener, &|l| {
+            serve_tcp(listener, &AtomicBool::new(false), &|l| {
                 let _ = tx.lock().expect("lock").send(l);
             });
         });
@@ -1375,7 +1238,7 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let tx = Mutex::new(tx);
-            let _ = udp_echo(&sock, &|l| {
+            let _ = udp_echo(&sock, &AtomicBool::new(false), &|l| {
                 let _ = tx.lock().expect("lock").send(l);
             });
         });
@@ -1690,48 +1553,62 @@ mod tests {
         assert_eq!(s.lost(), 200 - 4);
     }
 
+    /// A namespace for the in-process servers, or None (skipped) without
+    /// root and `ip`.
+    fn netns(what: &str) -> Option<Netns> {
+        crate::require_root(what, &["ip"]).then(|| crate::host_netns("traffic"))
+    }
+
     #[test]
-    fn arguments_are_checked() {
-        assert!(dispatch(&[]).is_err());
-        assert!(dispatch(&strings(&["nope"])).is_err());
-        assert!(dispatch(&strings(&["tcp-get", "127.0.0.1", "80"])).is_err());
-        assert!(dispatch(&strings(&["tcp-get", "127.0.0.1", "99999", "1"])).is_err());
-        assert!(dispatch(&strings(&["tcp-connect", "127.0.0.1", "1", "--timeout"])).is_err());
-        assert!(dispatch(&strings(&[
-            "tcp-connect",
-            "127.0.0.1",
-            "1",
-            "--timeout",
-            "-1"
-        ]))
-        .is_err());
-        assert!(dispatch(&strings(&["tcp-connect", "127.0.0.1", "1", "--frob"])).is_err());
-        assert!(dispatch(&strings(&[
-            "tcp-stream",
-            "127.0.0.1",
-            "1",
-            "2",
-            "--bytes",
-            "0"
-        ]))
-        .is_err());
-        assert!(dispatch(&strings(&["udp-send", "127.0.0.1", "1", "--bytes", "19"])).is_err());
-        assert!(dispatch(&strings(&["udp-send", "127.0.0.1", "1", "--rate", "0"])).is_err());
-        assert!(dispatch(&strings(&["udp-send", "127.0.0.1", "1", "--duration", "x"])).is_err());
-        assert!(dispatch(&strings(&["udp-count"])).is_err());
-        assert!(dispatch(&strings(&[
-            "tcp-download",
-            "127.0.0.1",
-            "1",
-            "5",
-            "--pace",
-            "0"
-        ]))
-        .is_err());
-        let a = ToolArgs::parse(&strings(&["h", "--timeout", "2.5", "p", "--bytes", "7"]))
-            .expect("parses");
-        assert_eq!(a.positional, ["h", "p"]);
-        assert_eq!(a.timeout, Duration::from_millis(2500));
-        assert_eq!(a.bytes, Some(7));
+    fn in_process_tcp_server_serves_inside_its_namespace() {
+        let Some(ns) = netns("in_process_tcp_server_serves_inside_its_namespace") else {
+            return;
+        };
+        let mut server = Server::tcp(&ns, 0);
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, server.port()));
+        let (ok, line) = ns.run_in(move || tcp_get(addr, 100_000, Duration::from_secs(10)));
+        assert!(ok, "{line}");
+        let peer = server
+            .try_wait_line(Duration::from_secs(10), |l| l.starts_with("peer="))
+            .expect("a peer line");
+        assert!(peer.starts_with("peer=127.0.0.1:"), "{peer}");
+        // The socket is the namespace's: this namespace's loopback has
+        // nothing on that port.
+        let here = tcp_connect(addr, Duration::from_secs(5));
+        assert_eq!(here, (false, "refused".to_owned()));
+        let lines = server.stop();
+        assert_eq!(lines, [peer]);
+    }
+
+    #[test]
+    fn in_process_udp_echo_answers_and_stops() {
+        let Some(ns) = netns("in_process_udp_echo_answers_and_stops") else {
+            return;
+        };
+        let mut server = Server::udp_echo(&ns, 0);
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, server.port()));
+        let (ok, line) = ns.run_in(move || udp_req(addr, Duration::from_secs(10)));
+        assert!(ok, "{line}");
+        assert!(server
+            .try_wait_line(Duration::from_secs(10), |l| l
+                .starts_with("peer=127.0.0.1:"))
+            .is_some());
+        let lines = server.stop();
+        assert!(
+            !lines.is_empty() && lines.iter().all(|l| l.starts_with("peer=")),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn a_panic_in_the_namespace_thread_reaches_the_caller() {
+        let Some(ns) = netns("a_panic_in_the_namespace_thread_reaches_the_caller") else {
+            return;
+        };
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            ns.run_in(|| -> () { panic!("inside") })
+        }));
+        let payload = caught.expect_err("the panic is resumed");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"inside"));
     }
 }

@@ -1,0 +1,537 @@
+//! The gateway lab: two clients on a LAN, the gateway (Linux or `xdpgw
+//! run`) and a server, each in a network namespace of its own. `xdpgw
+//! demo`, the end-to-end tests (`vm-tests/tests/e2e_*.rs` and others) use
+//! it:
+//!
+//! ```text
+//!  client   eth0 192.168.10.2/24 ─┐
+//!                                 ├─ lan: bridge br0 ─── lan0 ┐
+//!  client2  eth0 192.168.10.3/24 ─┘                           gateway (Linux or xdpgw)
+//!                                 server eth0 203.0.113.254/24 ─── wan0 ┘
+//!                                        lo   198.51.100.20/32 (a "far" host behind it)
+//! ```
+//!
+//! The clients' default route is 192.168.10.1 (the gateway's lan0); the
+//! server is the upstream router the configuration's default route points
+//! at, with a route back to 192.168.10.0/24 via 203.0.113.1 so that inbound
+//! attempts and un-NATed replies really reach the gateway.
+//!
+//! Every veth pair is created with both ends directly in their namespaces
+//! ([`veth`]), so nothing is ever created in the root namespace: names only
+//! have to be unique inside their namespace, labs can run in parallel, and
+//! an interrupted test cannot leave a veth behind. This is also how the
+//! gateway's ends get exactly the names `lan0` and `wan0` that the
+//! configuration and the rules use.
+//!
+//! The lab reads no configuration file itself: a [`GatewaySpec`] says what
+//! the configuration holds (the control crate makes one from a
+//! configuration file, `xdpgw_control::demo::lab_gateway`).
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use xdpgw_dataplane::rule::Ipv4Net;
+
+use crate::netns::{host_netns, veth, veth_with_queues, Netns};
+use crate::parse::{parse_ping, Ping};
+use crate::process::{Finished, Process};
+use crate::workdir::WorkDir;
+
+/// The first client's address (its default route is [`GATEWAY_LAN`]).
+pub const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 10, 2);
+/// The second client's address, on the same LAN as [`CLIENT`].
+pub const CLIENT2: Ipv4Addr = Ipv4Addr::new(192, 168, 10, 3);
+/// The gateway's address on lan0.
+pub const GATEWAY_LAN: Ipv4Addr = Ipv4Addr::new(192, 168, 10, 1);
+/// The gateway's address on wan0: what MASQUERADE gives office traffic.
+pub const GATEWAY_WAN: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+/// The server: the upstream router the gateway's default route points at.
+pub const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 254);
+/// A "far" Internet host: an address on the server's loopback.
+pub const FAR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 20);
+/// The interface name of the clients and the server.
+pub const HOST_IF: &str = "eth0";
+
+/// How long the gateway may take to print `ready`.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a lab server may take to print `listening`.
+pub const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stopped process may take to exit before it is killed.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What forwards between the lab's LAN and WAN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The Linux kernel: the configuration's addresses and routes on lan0
+    /// and wan0, IP forwarding on, its rules loaded with `iptables-restore`.
+    /// The oracle.
+    Linux,
+    /// `xdpgw run --config ...`: lan0 and wan0 up without any kernel IP
+    /// configuration, xdpgw answers ARP and ping for its addresses itself.
+    Xdpgw,
+}
+
+/// What the lab needs to know of the gateway's configuration (e.g.
+/// conf/gateway.toml): its interfaces must be lan0 192.168.10.1/24 and
+/// wan0 203.0.113.1/24.
+#[derive(Clone, Debug)]
+pub struct GatewaySpec {
+    /// The configuration file: `xdpgw run` (Backend::Xdpgw) runs a copy of
+    /// it ([`run_config_text`]).
+    pub config: PathBuf,
+    /// The rules file it names, resolved.
+    pub rules: PathBuf,
+    /// The rules as `iptables-restore` input (Backend::Linux loads them).
+    pub restore: String,
+    /// The interfaces with their addresses (Backend::Linux gives them to
+    /// lan0 and wan0).
+    pub interfaces: Vec<Interface>,
+    /// The static routes: destination, next hop (Backend::Linux adds them).
+    pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
+}
+
+/// An interface of the gateway and its address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+}
+
+/// How to build a [`Lab::gateway_lab`].
+#[derive(Clone, Debug)]
+pub struct LabConfig {
+    pub backend: Backend,
+    /// The gateway's configuration.
+    pub gateway: GatewaySpec,
+    /// The xdpgw binary: it runs the gateway (Backend::Xdpgw).
+    pub xdpgw: PathBuf,
+    /// The `xdpgw-lab` binary ([`crate::tools_binary`]), which runs the
+    /// traffic tools of [`Lab::tool`]; None for a lab whose traffic runs
+    /// in-process ([`crate::traffic`], as `xdpgw demo` does).
+    pub tools: Option<PathBuf>,
+    /// More arguments for `xdpgw run` (Backend::Xdpgw), e.g.
+    /// `--report-on-exit`.
+    pub run_args: Vec<String>,
+    /// RX/TX queues of the gateway's veths (lan0, wan0) and their peers
+    /// (1 unless a test wants several workers).
+    pub queues: u32,
+}
+
+/// The gateway lab: two clients on a LAN, the gateway, a server; see the
+/// module documentation for the picture.
+///
+/// Dropping it stops the gateway (Backend::Xdpgw: SIGTERM, then it must
+/// exit with status 0, or the drop panics unless already unwinding), kills
+/// whatever still runs in its namespaces and deletes them.
+#[derive(Debug)]
+pub struct Lab {
+    backend: Backend,
+    xdpgw: PathBuf,
+    /// The traffic tools' binary, if any.
+    tools: Option<PathBuf>,
+    /// The running `xdpgw run` (Backend::Xdpgw).
+    gateway_process: Option<Process>,
+    /// Its extra arguments, for a restart.
+    run_args: Vec<String>,
+    /// The lab's copy of the configuration (Backend::Xdpgw).
+    workdir: Option<WorkDir>,
+    /// The configuration the gateway runs (Backend::Xdpgw: the lab's copy).
+    config: PathBuf,
+    // The namespaces come last: fields drop in order, processes first.
+    client: Netns,
+    client2: Netns,
+    lan: Netns,
+    gateway: Netns,
+    server: Netns,
+}
+
+/// Checks that `spec` is a configuration the lab's hosts are addressed for.
+fn check_spec_fits(spec: &GatewaySpec) {
+    let want = [("lan0", GATEWAY_LAN), ("wan0", GATEWAY_WAN)];
+    for (name, addr) in want {
+        let found = spec.interfaces.iter().find(|i| i.name == name);
+        match found {
+            Some(i) if i.addr == addr && i.prefix == 24 => {}
+            _ => panic!(
+                "{}: the lab needs interface {name} with address {addr}/24 (its clients are \
+                 192.168.10.2-3/24 and its server 203.0.113.254/24); the configuration has {:?}",
+                spec.config.display(),
+                spec.interfaces
+            ),
+        }
+    }
+}
+
+impl Lab {
+    /// Builds the gateway lab with `cfg.backend` forwarding; panics (after
+    /// removing whatever it had built) if any step fails or the gateway
+    /// does not get ready within [`READY_TIMEOUT`].
+    pub fn gateway_lab(cfg: &LabConfig) -> Lab {
+        let spec = &cfg.gateway;
+        check_spec_fits(spec);
+        let xdpgw = std::fs::canonicalize(&cfg.xdpgw)
+            .unwrap_or_else(|e| panic!("the xdpgw binary {}: {e}", cfg.xdpgw.display()));
+        let tools = cfg.tools.as_ref().map(|t| {
+            std::fs::canonicalize(t)
+                .unwrap_or_else(|e| panic!("the lab tools binary {}: {e}", t.display()))
+        });
+        let mut lab = Lab {
+            backend: cfg.backend,
+            xdpgw,
+            tools,
+            gateway_process: None,
+            run_args: cfg.run_args.clone(),
+            workdir: None,
+            config: spec.config.clone(),
+            client: host_netns("client"),
+            client2: host_netns("client2"),
+            lan: host_netns("lan"),
+            gateway: host_netns("gw"),
+            server: host_netns("server"),
+        };
+        lab.wire(cfg.queues);
+        match cfg.backend {
+            Backend::Linux => lab.start_linux(spec),
+            Backend::Xdpgw => lab.start_xdpgw(spec, &cfg.run_args),
+        }
+        lab
+    }
+
+    /// Cables and addresses everything but the gateway's own configuration.
+    fn wire(&self, queues: u32) {
+        let lan = &self.lan;
+        lan.exec_ok(&[
+            "ip",
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+        ]);
+        lan.exec_ok(&["ip", "link", "set", "br0", "up"]);
+        for (port, host, addr) in [
+            ("to-client", &self.client, CLIENT),
+            ("to-client2", &self.client2, CLIENT2),
+        ] {
+            veth(lan, port, host, HOST_IF);
+            lan.exec_ok(&["ip", "link", "set", port, "master", "br0"]);
+            host.exec_ok(&["ip", "addr", "add", &format!("{addr}/24"), "dev", HOST_IF]);
+            host.exec_ok(&[
+                "ip",
+                "route",
+                "add",
+                "default",
+                "via",
+                &GATEWAY_LAN.to_string(),
+            ]);
+        }
+        veth_with_queues(lan, "to-gw", &self.gateway, "lan0", queues);
+        lan.exec_ok(&["ip", "link", "set", "to-gw", "master", "br0"]);
+
+        let server = &self.server;
+        veth_with_queues(server, HOST_IF, &self.gateway, "wan0", queues);
+        server.exec_ok(&["ip", "addr", "add", &format!("{SERVER}/24"), "dev", HOST_IF]);
+        server.exec_ok(&["ip", "addr", "add", &format!("{FAR}/32"), "dev", "lo"]);
+        server.exec_ok(&[
+            "ip",
+            "route",
+            "add",
+            "192.168.10.0/24",
+            "via",
+            &GATEWAY_WAN.to_string(),
+        ]);
+
+        // Checksums complete in software on the hosts: with offload on, TCP
+        // and UDP leave a veth with a partial checksum that only the kernel
+        // at the other end would complete, and AF_XDP never does.
+        for host in [&self.client, &self.client2, &self.server] {
+            host.exec_ok(&["ethtool", "-K", HOST_IF, "tx", "off"]);
+        }
+    }
+
+    fn start_linux(&self, spec: &GatewaySpec) {
+        let gw = &self.gateway;
+        for i in &spec.interfaces {
+            gw.exec_ok(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/{}", i.addr, i.prefix),
+                "dev",
+                &i.name,
+            ]);
+        }
+        gw.sysctl("net.ipv4.ip_forward", "1");
+        for (to, via) in &spec.routes {
+            let prefix = to
+                .prefix_len()
+                .unwrap_or_else(|| panic!("route to {to:?}: not a prefix"));
+            gw.exec_ok(&[
+                "ip",
+                "route",
+                "add",
+                &format!("{}/{prefix}", to.addr()),
+                "via",
+                &via.to_string(),
+            ]);
+        }
+        gw.exec_stdin_ok(&["iptables-restore"], &spec.restore);
+    }
+
+    fn start_xdpgw(&mut self, spec: &GatewaySpec, run_args: &[String]) {
+        let workdir = WorkDir::new("lab");
+        let path = workdir.path().join("gateway.toml");
+        std::fs::write(&path, run_config_text(spec, workdir.path()))
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        self.config = path.clone();
+        self.workdir = Some(workdir);
+        self.run_args = run_args.to_vec();
+        let xdpgw = self.xdpgw.clone();
+        self.spawn_gateway(&xdpgw);
+    }
+
+    /// Starts `binary run --config` (the lab's copy) with the lab's run
+    /// arguments and waits for its `ready` line.
+    fn spawn_gateway(&mut self, binary: &Path) {
+        let xdpgw = binary.display().to_string();
+        let config_arg = self.config.display().to_string();
+        let mut args = vec![xdpgw.as_str(), "run", "--config", &config_arg];
+        args.extend(self.run_args.iter().map(String::as_str));
+        let mut gw = self.gateway.spawn(&args);
+        gw.wait_line("`ready` line", READY_TIMEOUT, |l| l.starts_with("ready"));
+        self.gateway_process = Some(gw);
+    }
+
+    /// Restarts `xdpgw run` (Backend::Xdpgw) as `systemctl restart` does:
+    /// SIGTERM, and once it exited (with status 0, or this panics), `binary`
+    /// (another build, say) starts with the same configuration file, as it
+    /// is now, and arguments; returns once it printed `ready`.
+    pub fn restart_gateway(&mut self, binary: &Path) -> Restart {
+        let began = Instant::now();
+        let stopped = self
+            .stop_gateway()
+            .expect("a restart needs a running `xdpgw run` (Backend::Xdpgw)");
+        let stop = began.elapsed();
+        self.spawn_gateway(binary);
+        Restart {
+            stopped,
+            stop,
+            start: began.elapsed() - stop,
+        }
+    }
+
+    /// Which backend forwards.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The configuration the gateway runs: for Backend::Xdpgw the lab's
+    /// copy (its own control socket, the rules file by absolute path).
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// The client 192.168.10.2.
+    pub fn client(&self) -> &Netns {
+        &self.client
+    }
+
+    /// The second client 192.168.10.3, on the same LAN.
+    pub fn client2(&self) -> &Netns {
+        &self.client2
+    }
+
+    /// The LAN switch (bridge br0).
+    pub fn lan(&self) -> &Netns {
+        &self.lan
+    }
+
+    /// The gateway's namespace (lan0, wan0).
+    pub fn gateway(&self) -> &Netns {
+        &self.gateway
+    }
+
+    /// The server 203.0.113.254 (and 198.51.100.20 on its loopback).
+    pub fn server(&self) -> &Netns {
+        &self.server
+    }
+
+    /// Starts the traffic tool `xdpgw-lab args...` in `ns`
+    /// ([`LabConfig::tools`]; panics for a lab without it).
+    pub fn tool(&self, ns: &Netns, args: &[&str]) -> Process {
+        let tools = self
+            .tools
+            .as_ref()
+            .expect("this lab has no traffic tools binary (LabConfig::tools)")
+            .display()
+            .to_string();
+        let mut all = vec![tools.as_str()];
+        all.extend_from_slice(args);
+        ns.spawn(&all)
+    }
+
+    /// Starts a traffic tool server (`tcp-serve`, `udp-echo`, ...) in `ns`
+    /// and waits for its `listening` line.
+    pub fn serve(&self, ns: &Netns, args: &[&str]) -> Process {
+        let mut p = self.tool(ns, args);
+        p.wait_line("`listening` line", LISTEN_TIMEOUT, |l| {
+            l.starts_with("listening")
+        });
+        p
+    }
+
+    /// Runs a traffic tool client in `ns` to its end (at most `timeout`) and
+    /// returns its result: the first line it printed.
+    pub fn tool_result(&self, ns: &Netns, args: &[&str], timeout: Duration) -> String {
+        self.tool(ns, args).wait(timeout).first_line().to_owned()
+    }
+
+    /// Starts `tcpdump -n -v` on `iface` in `ns` that exits after `count`
+    /// packets matching `filter`, and waits until it captures.
+    pub fn capture(&self, ns: &Netns, iface: &str, count: usize, filter: &str) -> Process {
+        let count = count.to_string();
+        let mut p = ns.spawn(&[
+            "tcpdump",
+            "-i",
+            iface,
+            "-n",
+            "-v",
+            "-l",
+            "--immediate-mode",
+            "-c",
+            &count,
+            filter,
+        ]);
+        p.wait_stderr_line("`listening on` line", LISTEN_TIMEOUT, |l| {
+            l.starts_with("tcpdump: listening on")
+        });
+        p
+    }
+
+    /// Runs `ping -n -c COUNT -i 0.2 -W 2 [extra...] DST` in `ns` (bounded
+    /// by `-w`) and parses what it printed.
+    pub fn ping(&self, ns: &Netns, dst: Ipv4Addr, count: u32, extra: &[&str]) -> Ping {
+        let count_arg = count.to_string();
+        let deadline = (count + 5).to_string();
+        let dst = dst.to_string();
+        let mut args = vec!["ping", "-n", "-c", &count_arg, "-i", "0.2", "-W", "2"];
+        args.extend_from_slice(&["-w", &deadline]);
+        args.extend_from_slice(extra);
+        args.push(&dst);
+        let done = ns.run(&args, Duration::from_secs(u64::from(count) + 30));
+        let ping = parse_ping(&done.stdout);
+        if ping.transmitted == 0 {
+            panic!("ping sent nothing:\n{}", done.report());
+        }
+        ping
+    }
+
+    /// What `xdpgw run` printed on stdout so far, from its `ready` line on
+    /// (nothing for Backend::Linux).
+    pub fn gateway_output(&mut self) -> Vec<String> {
+        match &mut self.gateway_process {
+            Some(p) => p.lines().to_vec(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Sends SIGHUP to `xdpgw run` (Backend::Xdpgw), which reloads its
+    /// rules file, and returns the line it logs when done (`xdpgw: reloaded
+    /// ...` or `xdpgw: reload failed; ...`), waiting at most `timeout`.
+    /// Panics for Backend::Linux.
+    pub fn sighup_gateway(&mut self, timeout: Duration) -> String {
+        let p = self
+            .gateway_process
+            .as_mut()
+            .expect("SIGHUP needs a running `xdpgw run` (Backend::Xdpgw)");
+        p.signal("HUP");
+        p.wait_stderr_line("reload message", timeout, |l| {
+            l.contains("xdpgw: reloaded ") || l.contains("xdpgw: reload failed")
+        })
+    }
+
+    /// Waits at most `timeout` for the next line `xdpgw run` (Backend::Xdpgw)
+    /// prints on stderr for which `pred` holds (its log: what it restored,
+    /// reloaded, ...), and returns it; panics if none comes.
+    pub fn wait_gateway_stderr(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        self.gateway_process
+            .as_mut()
+            .expect("a running `xdpgw run` (Backend::Xdpgw)")
+            .wait_stderr_line(what, timeout, pred)
+    }
+
+    /// Stops `xdpgw run` (SIGTERM) and returns what it printed; panics
+    /// unless it exits with status 0 within [`STOP_TIMEOUT`]. None for
+    /// Backend::Linux, or when already stopped.
+    pub fn stop_gateway(&mut self) -> Option<Finished> {
+        let p = self.gateway_process.take()?;
+        let done = p.stop(STOP_TIMEOUT);
+        if !done.status.success() {
+            panic!(
+                "the gateway did not exit with status 0 on SIGTERM:\n{}",
+                done.report()
+            );
+        }
+        Some(done)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(p) = self.gateway_process.take() {
+                let done = p.stop(STOP_TIMEOUT);
+                if !done.status.success() {
+                    eprintln!(
+                        "the gateway did not exit with status 0 on SIGTERM:\n{}",
+                        done.report()
+                    );
+                }
+            }
+        } else {
+            self.stop_gateway();
+        }
+    }
+}
+
+/// What [`Lab::restart_gateway`] did.
+#[derive(Debug)]
+pub struct Restart {
+    /// The old process, as it ended.
+    pub stopped: Finished,
+    /// From SIGTERM until it exited.
+    pub stop: Duration,
+    /// From then until the new one printed `ready`.
+    pub start: Duration,
+}
+
+/// The lab's copy of the configuration: the rules file by absolute path and
+/// a control socket inside the lab's work directory `workdir`, so that labs
+/// running in parallel do not share one.
+pub fn run_config_text(spec: &GatewaySpec, workdir: &Path) -> String {
+    let text = std::fs::read_to_string(&spec.config)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", spec.config.display()));
+    let mut table: toml::Table = text
+        .parse()
+        .unwrap_or_else(|e| panic!("{}: {e}", spec.config.display()));
+    let rules = std::fs::canonicalize(&spec.rules)
+        .unwrap_or_else(|e| panic!("the rules file {}: {e}", spec.rules.display()));
+    table.insert(
+        "rules".into(),
+        toml::Value::String(rules.display().to_string()),
+    );
+    table.insert(
+        "control_socket".into(),
+        toml::Value::String(workdir.join("xdpgw.sock").display().to_string()),
+    );
+    toml::to_string(&table).expect("a TOML table serializes")
+}

@@ -1,0 +1,62 @@
+//! The namespace lab of xdpgw: network namespaces (an RAII guard, [`Netns`]),
+//! veth pairs, processes run inside them ([`Process`]), the gateway lab of
+//! two clients, the gateway and a server ([`Lab`]), the traffic tools that
+//! run in it ([`traffic`]) and parsers for what `ping` and `tcpdump` print
+//! ([`parse`]). Everything is removed on drop, also while unwinding from a
+//! panic.
+//!
+//! Who uses it:
+//!
+//! - `xdpgw demo` builds the gateway lab and drives its traffic
+//!   in-process: threads of the demo enter the lab's namespaces
+//!   ([`Netns::run_in`]) and open their sockets there ([`traffic::Server`],
+//!   the client functions of [`traffic`]); `ping` and `tcpdump` run as
+//!   programs. The product binary links only that part.
+//! - The end-to-end tests (`vm-tests`) and the packet-rate bench build the
+//!   same lab and run the traffic tools as processes: the `xdpgw-lab`
+//!   binary of this crate (`xdpgw-lab tcp-serve 8080`, through
+//!   [`Lab::tool`]), which [`tools_binary`] builds on demand. It is a test
+//!   tool, not part of the product.
+//! - The AF_XDP port tests of the dataplane use the namespace guard, veth
+//!   pairs and [`require_root`].
+//!
+//! Errors: every step panics with the command, its exit status and its
+//! output instead of returning a `Result`. A lab step that fails is a
+//! broken precondition of the test or demo that runs it, a panic keeps the
+//! backtrace of the step that failed, and unwinding drops the guards, which
+//! remove the lab. `xdpgw demo` catches the panic and reports it.
+//!
+//! Not published: a part of xdpgw's tests and demo, not a library of its
+//! own.
+#![forbid(unsafe_code)]
+
+pub mod gateway;
+pub mod netns;
+pub mod parse;
+pub mod precondition;
+pub mod process;
+pub mod traffic;
+pub mod workdir;
+pub mod workspace;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub use gateway::{
+    Backend, GatewaySpec, Interface, Lab, LabConfig, Restart, CLIENT, CLIENT2, FAR, GATEWAY_LAN,
+    GATEWAY_WAN, HOST_IF, LISTEN_TIMEOUT, READY_TIMEOUT, SERVER, STOP_TIMEOUT,
+};
+pub use netns::{host_netns, remove_stale_namespaces, veth, veth_with_queues, Netns};
+pub use parse::{parse_ping, parse_tcpdump_verbose, CapturedPacket, Ping};
+pub use precondition::{effective_uid, find_program, missing, require_root, skip_notice};
+pub use process::{check_interrupt, interrupt_on, interrupted, Finished, Interrupted, Process};
+pub use workdir::WorkDir;
+pub use workspace::{tools_binary, workspace_binary, workspace_dir, xdpgw_binary};
+
+/// Numbers the namespaces and work directories of this process so that
+/// names stay unique.
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn next_number() -> u32 {
+    // Relaxed: the counter only has to hand out distinct numbers.
+    COUNTER.fetch_add(1, Ordering::Relaxed)
+}

@@ -1,0 +1,206 @@
+//! Parsers for what `ping -n` and `tcpdump -n -v` print, which the demo
+//! and the end-to-end tests read.
+
+use std::net::Ipv4Addr;
+
+/// What `ping -n` printed: replies, errors and its summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ping {
+    pub transmitted: u32,
+    pub received: u32,
+    /// Each echo reply: who sent it and its TTL.
+    pub replies: Vec<(Ipv4Addr, u8)>,
+    /// Each ICMP error reported: who sent it and ping's text for it, e.g.
+    /// `Time to live exceeded`.
+    pub errors: Vec<(Ipv4Addr, String)>,
+}
+
+/// Parses the output of `ping -n` (iputils).
+pub fn parse_ping(lines: &[String]) -> Ping {
+    let mut p = Ping::default();
+    for line in lines {
+        if let Some((_, rest)) = line.split_once(" bytes from ") {
+            // 64 bytes from 203.0.113.254: icmp_seq=1 ttl=63 time=0.1 ms
+            let Some((from, fields)) = rest.split_once(": ") else {
+                continue;
+            };
+            let ttl = fields
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix("ttl="))
+                .and_then(|t| t.parse().ok());
+            if let (Ok(from), Some(ttl)) = (from.parse(), ttl) {
+                p.replies.push((from, ttl));
+            }
+        } else if let Some(rest) = line.strip_prefix("From ") {
+            // From 192.168.10.1 icmp_seq=1 Time to live exceeded
+            let mut words = rest.splitn(3, ' ');
+            let (Some(from), Some(_seq), Some(message)) =
+                (words.next(), words.next(), words.next())
+            else {
+                continue;
+            };
+            if let Ok(from) = from.trim_end_matches(':').parse() {
+                p.errors.push((from, message.to_owned()));
+            }
+        } else if line.contains(" packets transmitted, ") {
+            // 3 packets transmitted, 3 received, 0% packet loss, time 402ms
+            let mut fields = line.split(", ");
+            let num = |f: Option<&str>| {
+                f.and_then(|f| f.split_whitespace().next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0)
+            };
+            p.transmitted = num(fields.next());
+            p.received = num(fields.next());
+        }
+    }
+    p
+}
+
+/// One packet from `tcpdump -n -v` output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapturedPacket {
+    pub src: Ipv4Addr,
+    pub src_port: Option<u16>,
+    pub dst: Ipv4Addr,
+    pub dst_port: Option<u16>,
+    /// The whole TOS byte (DSCP << 2 | ECN).
+    pub tos: u8,
+    pub ttl: u8,
+    /// The rest of the packet's second line (flags, lengths, ...).
+    pub summary: String,
+}
+
+/// Parses the IPv4 packets of `tcpdump -n -v` output: a header line
+/// `... IP (tos 0xb8, ttl 63, ...)` followed by a line
+/// `SRC[.PORT] > DST[.PORT]: ...`. Other lines are skipped.
+pub fn parse_tcpdump_verbose(lines: &[String]) -> Vec<CapturedPacket> {
+    let mut packets = Vec::new();
+    let mut header: Option<(u8, u8)> = None;
+    for line in lines {
+        if let Some(rest) = line.split_once(" IP (").map(|(_, r)| r) {
+            header = parse_ip_header(rest);
+            continue;
+        }
+        let Some((tos, ttl)) = header.take() else {
+            continue;
+        };
+        let Some((endpoints, summary)) = line.trim().split_once(": ") else {
+            continue;
+        };
+        let Some((src, dst)) = endpoints.split_once(" > ") else {
+            continue;
+        };
+        let (Some((src, src_port)), Some((dst, dst_port))) = (endpoint(src), endpoint(dst)) else {
+            continue;
+        };
+        packets.push(CapturedPacket {
+            src,
+            src_port,
+            dst,
+            dst_port,
+            tos,
+            ttl,
+            summary: summary.to_owned(),
+        });
+    }
+    packets
+}
+
+/// `tos 0xb8, ttl 63, id 0, ...` → (0xb8, 63).
+fn parse_ip_header(s: &str) -> Option<(u8, u8)> {
+    let mut tos = None;
+    let mut ttl = None;
+    for field in s.split(", ") {
+        if let Some(v) = field.strip_prefix("tos 0x") {
+            let hex: String = v.chars().take_while(char::is_ascii_hexdigit).collect();
+            tos = u8::from_str_radix(&hex, 16).ok();
+        } else if let Some(v) = field.strip_prefix("ttl ") {
+            ttl = v.parse().ok();
+        }
+    }
+    Some((tos?, ttl?))
+}
+
+/// `192.168.10.2.40000` → (192.168.10.2, Some(40000)); `192.168.10.2` →
+/// (192.168.10.2, None).
+fn endpoint(s: &str) -> Option<(Ipv4Addr, Option<u16>)> {
+    if let Ok(ip) = s.parse() {
+        return Some((ip, None));
+    }
+    let (ip, port) = s.rsplit_once('.')?;
+    Some((ip.parse().ok()?, Some(port.parse().ok()?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::{CLIENT, GATEWAY_LAN, SERVER};
+
+    fn lines(s: &str) -> Vec<String> {
+        s.lines().map(str::to_owned).collect()
+    }
+    #[test]
+    fn parses_tcpdump_verbose_tcp_and_icmp() {
+        let out = lines(
+            "12:00:00.000001 IP (tos 0xb8, ttl 63, id 0, offset 0, flags [DF], proto TCP (6), length 60)\n\
+             \x20   203.0.113.254.443 > 192.168.10.2.40000: Flags [S.], cksum 0x1234 (correct), seq 1, length 0\n\
+             12:00:00.000002 IP (tos 0x0, ttl 64, id 7, offset 0, flags [none], proto ICMP (1), length 84)\n\
+             \x20   192.168.10.2 > 203.0.113.254: ICMP echo request, id 1, seq 1, length 64\n\
+             12:00:00.000003 IP (tos 0x2,ECT(0), ttl 5, id 1, offset 0, flags [DF], proto UDP (17), length 33)\n\
+             \x20   192.168.10.2.5000 > 203.0.113.254.7777: UDP, length 5\n",
+        );
+        let p = parse_tcpdump_verbose(&out);
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert_eq!(p[0].src, SERVER);
+        assert_eq!(p[0].src_port, Some(443));
+        assert_eq!(p[0].dst, CLIENT);
+        assert_eq!(p[0].dst_port, Some(40000));
+        assert_eq!((p[0].tos, p[0].ttl), (0xb8, 63));
+        assert!(p[0].summary.starts_with("Flags [S.]"), "{}", p[0].summary);
+        assert_eq!((p[1].src_port, p[1].dst_port), (None, None));
+        assert_eq!((p[1].tos, p[1].ttl), (0, 64));
+        assert_eq!((p[2].tos, p[2].ttl), (2, 5));
+        assert_eq!(p[2].dst_port, Some(7777));
+    }
+
+    #[test]
+    fn parses_ping_output() {
+        let out = lines(
+            "PING 203.0.113.254 (203.0.113.254) 56(84) bytes of data.\n\
+             64 bytes from 203.0.113.254: icmp_seq=1 ttl=63 time=0.123 ms\n\
+             64 bytes from 203.0.113.254: icmp_seq=2 ttl=63 time=0.1 ms\n\
+             \n\
+             --- 203.0.113.254 ping statistics ---\n\
+             3 packets transmitted, 2 received, 33.3333% packet loss, time 402ms\n",
+        );
+        let p = parse_ping(&out);
+        assert_eq!((p.transmitted, p.received), (3, 2));
+        assert_eq!(p.replies, [(SERVER, 63), (SERVER, 63)]);
+        assert!(p.errors.is_empty());
+
+        let out = lines(
+            "PING 198.51.100.20 (198.51.100.20) 56(84) bytes of data.\n\
+             From 192.168.10.1 icmp_seq=1 Time to live exceeded\n\
+             \n\
+             --- 198.51.100.20 ping statistics ---\n\
+             1 packets transmitted, 0 received, +1 errors, 100% packet loss, time 0ms\n",
+        );
+        let p = parse_ping(&out);
+        assert_eq!((p.transmitted, p.received), (1, 0));
+        assert_eq!(
+            p.errors,
+            [(GATEWAY_LAN, "Time to live exceeded".to_owned())]
+        );
+    }
+
+    #[test]
+    fn skips_lines_without_a_header() {
+        let out = lines(
+            "tcpdump: listening on eth0\n\
+             \x20   192.168.10.2 > 203.0.113.254: ICMP echo request\n\
+             2 packets captured\n",
+        );
+        assert!(parse_tcpdump_verbose(&out).is_empty());
+    }
+}
