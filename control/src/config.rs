@@ -617,8 +617,8 @@ pub fn default_host_device(name: &str) -> String {
     d
 }
 
-/// `a.b.c.d/len`.
-fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
+/// `a.b.c.d/len`; else what is expected there.
+fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), value::Expected> {
     let (a, p) = s
         .split_once('/')
         .ok_or("expected address/prefix, like 192.0.2.1/24")?;

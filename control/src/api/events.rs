@@ -205,9 +205,10 @@ pub fn follow(
     socket: &std::path::Path,
     req: &Request,
     interrupted: &AtomicBool,
-) -> Result<(u64, bool), String> {
-    let s = super::connect_socket(socket).map_err(|e| e.to_string())?;
-    let mut writer = s.try_clone().map_err(|e| e.to_string())?;
+) -> Result<(u64, bool), super::ClientError> {
+    use super::ClientError;
+    let s = super::connect_socket(socket)?;
+    let mut writer = s.try_clone()?;
     let mut reader = BufReader::new(s);
     let mut line = req.encode();
     line.push('\n');
@@ -217,23 +218,19 @@ pub fn follow(
     let mut status = String::new();
     match (reader.read_line(&mut status), sent) {
         (Ok(n), _) if n > 0 => {}
-        (Err(e), _) | (_, Err(e)) => return Err(format!("control socket: {e}")),
-        (Ok(_), Ok(())) => return Err("the gateway closed the connection without answering".into()),
+        (Err(e), _) | (_, Err(e)) => return Err(ClientError::Io(e)),
+        (Ok(_), Ok(())) => return Err(ClientError::Closed),
     }
     let status = status.trim_end_matches('\n');
     if status != format!("{VERSION} STREAM") {
         // An ordinary response: an error (or an old gateway).
         let mut whole = format!("{status}\n").into_bytes();
-        reader
-            .read_to_end(&mut whole)
-            .map_err(|e| format!("control socket: {e}"))?;
-        let r = Response::read_from(&mut &whole[..]).map_err(|e| format!("control socket: {e}"))?;
-        let mut msg = r.body.join("\n");
-        if !msg.is_empty() {
-            msg.push('\n');
-        }
-        msg.push_str(&r.message);
-        return Err(msg);
+        reader.read_to_end(&mut whole)?;
+        let r = Response::read_from(&mut &whole[..])?;
+        return Err(ClientError::Refused {
+            message: r.message,
+            body: r.body,
+        });
     }
     let _ = reader
         .get_ref()
@@ -246,11 +243,11 @@ pub fn follow(
             return Ok((shown, true));
         }
         match reader.read_until(b'\n', &mut rec) {
-            Ok(0) => return Err("the gateway closed the connection".into()),
+            Ok(0) => return Err(ClientError::StreamEnded),
             Ok(_) if rec.ends_with(b"\n") => {}
             Ok(_) => continue,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
-            Err(e) => return Err(format!("control socket: {e}")),
+            Err(e) => return Err(ClientError::Io(e)),
         }
         let text = String::from_utf8_lossy(&rec).into_owned();
         rec.clear();

@@ -412,6 +412,18 @@ pub enum ClientError {
     Closed,
     #[error("control socket: the gateway ended the stream early")]
     StreamEnded,
+    /// The gateway answered with `ERR`: its message, after its body.
+    #[error("{}", refusal(message, body))]
+    Refused { message: String, body: Vec<String> },
+}
+
+fn refusal(message: &str, body: &[String]) -> String {
+    let mut text = body.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    text.push_str(message);
+    text
 }
 
 /// Where a client finds the gateway: `--socket`, else the configuration's

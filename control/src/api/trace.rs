@@ -44,8 +44,8 @@ impl Drop for Installed {
 /// stream, until it ends (`stop` ends it without its final `.`).
 pub fn serve(control: &Control, req: &Request, mut conn: &UnixStream, stop: &AtomicBool) {
     match install(control, req) {
-        Err(msg) => {
-            let _ = Response::err(msg, vec![]).write_to(&mut conn);
+        Err(e) => {
+            let _ = Response::err(e.to_string(), vec![]).write_to(&mut conn);
         }
         Ok((installed, rx, names, count, shown)) => {
             let _ = stream(installed, rx, &names, count, &shown, conn, stop);
@@ -61,37 +61,47 @@ type Installation = (
     String,
 );
 
-fn install(control: &Control, req: &Request) -> Result<Installation, String> {
+/// Why a trace was not started.
+#[derive(Debug, thiserror::Error)]
+enum TraceRequestError {
+    #[error("bad count '{0}': a number of packets")]
+    BadCount(String),
+    #[error("trace MATCH {0}")]
+    Match(crate::trace::MatchError),
+    #[error("trace MATCH: '{name}' is not an interface of this gateway ({known})")]
+    NoSuchInterface { name: String, known: String },
+    #[error(transparent)]
+    Compile(#[from] xdpgw_dataplane::classify::CompileError),
+    #[error(transparent)]
+    Tracer(#[from] xdpgw_dataplane::trace::TraceError),
+}
+
+fn install(control: &Control, req: &Request) -> Result<Installation, TraceRequestError> {
     let words = words(req);
     let count = match req.get("count") {
         None => DEFAULT_COUNT,
         Some(c) => c
             .parse::<u32>()
-            .map_err(|_| format!("bad count '{c}': a number of packets"))?,
+            .map_err(|_| TraceRequestError::BadCount(c.to_string()))?,
     };
-    let rule = parse_match(&words).map_err(|e| format!("trace MATCH {e}"))?;
+    let rule = parse_match(&words).map_err(TraceRequestError::Match)?;
     for i in [&rule.in_iface, &rule.out_iface].into_iter().flatten() {
         if !i.value.is_wildcard() && !control.names.contains(&i.value.name) {
-            return Err(format!(
-                "trace MATCH: '{}' is not an interface of this gateway ({})",
-                i.value.name,
-                control.names.join(", ")
-            ));
+            return Err(TraceRequestError::NoSuchInterface {
+                name: i.value.name.clone(),
+                known: control.names.join(", "),
+            });
         }
     }
     let ifaces: Vec<&str> = control.names.iter().map(String::as_str).collect();
-    let filter = TraceFilter::new(&rule, &ifaces).map_err(|e| e.to_string())?;
+    let filter = TraceFilter::new(&rule, &ifaces)?;
     // The rule set the workers run, and the one it was compiled from, taken
     // together: a reload installs under the same lock.
     let (rules, id) = {
         let st = control.state.lock().unwrap_or_else(|e| e.into_inner());
         (st.clone(), rules_id(&control.gw.rules()))
     };
-    let (session, rx) = control
-        .gw
-        .tracer
-        .start(filter, count)
-        .map_err(|e| e.to_string())?;
+    let (session, rx) = control.gw.tracer.start(filter, count)?;
     let installed = Installed {
         gw: Arc::clone(&control.gw),
         session,
