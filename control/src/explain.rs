@@ -18,10 +18,11 @@ use std::sync::Arc;
 use xdpgw_dataplane::conntrack::{ConntrackConfig, CtState};
 use xdpgw_dataplane::flow::{Tuple, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 use xdpgw_dataplane::neigh::Mac;
-use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, Worker};
+use xdpgw_dataplane::pipeline::{Action, Emit, Gateway};
 use xdpgw_dataplane::rule::{CtStates, IcmpType, Match, Rule, RuleSet, Target};
 use xdpgw_dataplane::trace::{rules_id, PacketTrace, TraceEvent, TraceFilter};
 use xdpgw_dataplane::wire::{self, checksum, L4};
+use xdpgw_dataplane::worker::Worker;
 
 use crate::config::Config;
 use crate::error::RuleErrorKind;
@@ -211,10 +212,10 @@ impl OfflineGateway {
         let len = buf.len();
         buf.resize(xdpgw_dataplane::pipeline::FRAME_SIZE, 0);
         self.now += 1_000_000;
-        self.worker.begin_batch();
         let a = self
             .worker
-            .process(self.now, p.in_iface, &mut buf, len, &mut self.sink);
+            .batch(&mut self.sink)
+            .process(self.now, p.in_iface, &mut buf, len);
         self.sink.0.clear();
         let out = match a {
             Action::Forward { len, .. } => buf[..len.min(buf.len())].to_vec(),
@@ -229,7 +230,8 @@ impl OfflineGateway {
         let (session, rx) = self.gw.tracer.start(filter, 1).map_err(|e| e.to_string())?;
         let (a, out) = self.send(p);
         self.gw.tracer.stop(&session);
-        self.worker.begin_batch();
+        // A batch picks the stop up: the worker lets go of the session.
+        drop(self.worker.batch(&mut self.sink));
         let t = rx
             .try_recv()
             .map_err(|_| "the packet left no trace (it was not IPv4)".to_string())?;

@@ -2,9 +2,10 @@
 //! (`rule`, `classify`), wire views and rewrites (`wire`), flow keys
 //! (`flow`), connection tracking (`conntrack`), NAT (`nat`), ICMP error
 //! rate limits (`icmp_limit`), routes and
-//! neighbours (`route`, `neigh`), the netfilter pipeline and its workers
-//! (`pipeline`), packet tracing (`trace`), LOG (`log`), counted drop
-//! reasons (`drop`), and the AF_XDP ports (`port`, where all unsafe code
+//! neighbours (`route`, `neigh`), the netfilter pipeline (`pipeline`), the
+//! workers that drive it in batches over port queues (`worker`), packet
+//! tracing (`trace`), LOG (`log`), counted drop reasons (`drop`), and the
+//! AF_XDP ports and their in-memory stand-ins (`port`, where all unsafe code
 //! lives). It does not depend on the control plane.
 #![deny(unsafe_code)]
 
@@ -23,3 +24,4 @@ pub mod route;
 pub mod rule;
 pub mod trace;
 pub mod wire;
+pub mod worker;

@@ -180,6 +180,13 @@ pub trait Emit {
     fn emit(&mut self, iface: u8, frame: &[u8]);
 }
 
+impl<E: Emit + ?Sized> Emit for &mut E {
+    #[inline]
+    fn emit(&mut self, iface: u8, frame: &[u8]) {
+        (**self).emit(iface, frame);
+    }
+}
+
 /// What to do with a frame after the pipeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -315,20 +322,21 @@ const NO_TUPLE: Tuple = Tuple {
 /// Frames larger than this are not generated or held.
 pub const FRAME_SIZE: usize = 2048;
 
-/// One worker: owns its counters, scratch space and hold queue; shares the
-/// gateway. Call [`Worker::begin_batch`] before each batch.
-pub struct Worker {
+/// A worker's pipeline state: its counters, scratch space and hold queue;
+/// shares the gateway. Driven by [`crate::worker::Worker`], whose batch
+/// guard calls [`Pipeline::begin_batch`] and [`Pipeline::end_batch`].
+pub(crate) struct Pipeline {
     gw: Arc<Gateway>,
     rules: Arc<CompiledRuleSet>,
     eval: EvalState,
     /// This worker's index: its stripe of the rule counters.
     index: usize,
-    pub stats: WorkerStats,
+    pub(crate) stats: WorkerStats,
     hold: HoldQueue,
     ports: PortSearch,
     scratch: Box<[u8]>,
-    pub logs: LogRing,
-    /// When this worker's last expiry step ran ([`Worker::tick`]).
+    pub(crate) logs: LogRing,
+    /// When this worker's last expiry step ran ([`Pipeline::tick`]).
     gc_at: u64,
     /// The neighbour table as of this batch.
     neigh: Arc<NeighMap>,
@@ -417,11 +425,11 @@ struct Pkt {
     ct_state: CtState,
 }
 
-impl Worker {
-    pub fn new(gw: Arc<Gateway>, seed: u64) -> Worker {
+impl Pipeline {
+    pub(crate) fn new(gw: Arc<Gateway>, seed: u64) -> Pipeline {
         let rules = gw.rules();
         let index = gw.worker_seq.fetch_add(1, Ordering::Relaxed);
-        Worker {
+        Pipeline {
             eval: EvalState::for_worker(&rules, index),
             index,
             rules,
@@ -461,30 +469,26 @@ impl Worker {
 
     /// Turns the established-flow fast path on (the default) or off: off,
     /// every packet takes the full traversal (benchmarks compare the two).
-    pub fn set_fast_path(&mut self, on: bool) {
+    pub(crate) fn set_fast_path(&mut self, on: bool) {
         self.fast_path_on = on;
     }
 
     /// This worker's index among the gateway's workers (creation order).
-    pub fn index(&self) -> usize {
+    pub(crate) fn index(&self) -> usize {
         self.index
     }
 
-    pub fn gateway(&self) -> &Arc<Gateway> {
+    pub(crate) fn gateway(&self) -> &Arc<Gateway> {
         &self.gw
     }
 
     /// The rule set this worker evaluates, and its rule counters.
-    pub fn rules(&self) -> (&Arc<CompiledRuleSet>, &EvalState) {
+    pub(crate) fn rules(&self) -> (&Arc<CompiledRuleSet>, &EvalState) {
         (&self.rules, &self.eval)
     }
 
     /// Picks up a newly installed rule set: one atomic load, never blocking.
-    pub fn begin_batch(&mut self) {
-        self.npeeked = 0;
-        self.nfresh = 0;
-        self.fresh_next = 0;
-        self.hints_queued = false;
+    pub(crate) fn begin_batch(&mut self) {
         let removals = self.gw.conntrack.removals();
         if removals != self.removals_seen || self.credits.len() >= CREDITS / 4 * 3 {
             self.removals_seen = removals;
@@ -508,6 +512,14 @@ impl Worker {
         }
     }
 
+    /// Forgets what the batch's prefetch pass queued.
+    pub(crate) fn end_batch(&mut self) {
+        self.npeeked = 0;
+        self.nfresh = 0;
+        self.fresh_next = 0;
+        self.hints_queued = false;
+    }
+
     /// Starts loading what processing a frame will touch; call it for every
     /// frame of a batch before processing them (a port's rx loop does), so
     /// that the batch's cache misses overlap. Reads only the frame's
@@ -517,12 +529,12 @@ impl Worker {
     /// A flow the fast path takes needs no conntrack lookup, only its
     /// cached decision and its entry, which that decision names: this call
     /// starts loading the decision and queues the frame; the first
-    /// [`Worker::process`] after the pass reads the (by then loaded)
+    /// [`Pipeline::process`] after the pass reads the (by then loaded)
     /// decisions and starts loading the entries. Any other frame may open a
     /// connection: it is queued too, and its lookups start loading a few
     /// frames before its own `process` (see `prefetch_queued`).
     #[inline]
-    pub fn prefetch(&mut self, in_iface: u8, frame: &[u8]) {
+    pub(crate) fn prefetch(&mut self, in_iface: u8, frame: &[u8]) {
         let Some(t) = crate::conntrack::frame_tuple(frame) else {
             return;
         };
@@ -564,7 +576,7 @@ impl Worker {
         }
     }
 
-    /// The prefetch pass's second step, run by each [`Worker::process`]
+    /// The prefetch pass's second step, run by each [`Pipeline::process`]
     /// while the pass left something queued: the first call starts loading
     /// the conntrack entries of the cached flows and the lookups of the
     /// first [`FRESH_AHEAD`] other frames, each call after that the next
@@ -603,9 +615,9 @@ impl Worker {
     /// Ends the credit round: gives conntrack the packets the fast path
     /// credited since it began. The next packet of each flow is tracked
     /// against its entry again. A driver calls it when it goes idle, so
-    /// that the table is exact whenever traffic pauses ([`Worker::tick`]
+    /// that the table is exact whenever traffic pauses ([`Pipeline::tick`]
     /// ends rounds that last [`CREDIT_ROUND`]).
-    pub fn flush_credits(&mut self) {
+    pub(crate) fn flush_credits(&mut self) {
         self.credit_round = self.credit_round.wrapping_add(1).max(1);
         for c in self.credits.drain(..) {
             if c.packets > 0 {
@@ -619,7 +631,7 @@ impl Worker {
     /// Housekeeping between batches: held packets whose next hop resolved
     /// go out, stale ones are dropped, a credit round older than
     /// [`CREDIT_ROUND`] ends, and a bounded slice of conntrack expiry runs.
-    pub fn tick(&mut self, now: u64, emit: &mut impl Emit) {
+    pub(crate) fn tick(&mut self, now: u64, emit: &mut impl Emit) {
         if !self.credits.is_empty() && now.saturating_sub(self.credits_since) >= CREDIT_ROUND {
             self.flush_credits();
         }
@@ -670,7 +682,7 @@ impl Worker {
 
     /// Runs one frame that arrived on `in_iface` through the pipeline. `buf`
     /// holds the frame in its first `len` bytes and may be rewritten.
-    pub fn process(
+    pub(crate) fn process(
         &mut self,
         now: u64,
         in_iface: u8,
@@ -1352,7 +1364,7 @@ impl Worker {
     /// packet is in `buf[ETH_HLEN..ETH_HLEN + len]`; the Ethernet header in
     /// front of it is written here. It takes OUTPUT and POSTROUTING like
     /// everything the gateway originates.
-    pub fn output_from_host(
+    pub(crate) fn output_from_host(
         &mut self,
         now: u64,
         buf: &mut [u8],
@@ -1579,7 +1591,7 @@ impl Worker {
 }
 
 /// Packet tracing (see [`crate::trace`]): only reached while a trace runs.
-impl Worker {
+impl Pipeline {
     /// Starts recording a packet that may match the trace filter.
     #[cold]
     fn trace_begin(&mut self, now: u64, in_iface: u8, info: &Ipv4Info) {
@@ -1616,7 +1628,7 @@ impl Worker {
         self.trace_rec.generated(meta_of(info).tuple, flags, icmp);
     }
 
-    /// [`Worker::run`]'s evaluation, recording each rule, chain end and
+    /// [`Pipeline::run`]'s evaluation, recording each rule, chain end and
     /// policy.
     #[cold]
     fn run_traced(&mut self, now: u64, table: Table, hook: Hook, p: &mut Pkt) -> Verdict {
@@ -1632,7 +1644,7 @@ impl Worker {
         v
     }
 
-    /// [`Worker::translate`], recording a change.
+    /// [`Pipeline::translate`], recording a change.
     #[cold]
     fn translate_traced(&mut self, frame: &mut [u8], p: &mut Pkt, hook: Hook, manip: Manip) {
         let before = meta_of(&p.info).tuple;
@@ -1648,8 +1660,9 @@ impl Worker {
     }
 }
 
-/// An emit sink that drops everything (used where nothing may be emitted).
-struct NoEmit;
+/// An emit sink that drops everything (where nothing may be emitted, and
+/// benchmarks).
+pub struct NoEmit;
 
 impl Emit for NoEmit {
     fn emit(&mut self, _: u8, _: &[u8]) {}

@@ -25,15 +25,11 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use xdpgw_dataplane::conntrack::ConntrackConfig;
-use xdpgw_dataplane::pipeline::{Emit, Gateway, GatewayConfig, IfaceConfig, Worker};
-use xdpgw_dataplane::rule::Ipv4Net;
-
-struct Sink;
-impl Emit for Sink {
-    fn emit(&mut self, _: u8, frame: &[u8]) {
-        assert!(frame.len() <= 2048);
-    }
-}
+use xdpgw_dataplane::log::LogEntry;
+use xdpgw_dataplane::pipeline::{Gateway, GatewayConfig, IfaceConfig};
+use xdpgw_dataplane::port::{MemHost, MemQueue};
+use xdpgw_dataplane::rule::{Ipv4Net, Log};
+use xdpgw_dataplane::worker::{Driver, Worker};
 
 fn gateway() -> Arc<Gateway> {
     static GW: OnceLock<Arc<Gateway>> = OnceLock::new();
@@ -64,10 +60,13 @@ fn gateway() -> Arc<Gateway> {
                 shards: 16,
                 ..ConntrackConfig::default()
             },
+            icmp: Default::default(),
         };
         let gw = Arc::new(Gateway::new(cfg, &rules).expect("gateway"));
-        gw.neigh.learn(0, Ipv4Addr::new(192, 168, 10, 2), [2, 0, 0, 0, 10, 2]);
-        gw.neigh.learn(1, Ipv4Addr::new(203, 0, 113, 254), [2, 0, 0, 0, 11, 254]);
+        gw.neigh
+            .learn(0, Ipv4Addr::new(192, 168, 10, 2), [2, 0, 0, 0, 10, 2]);
+        gw.neigh
+            .learn(1, Ipv4Addr::new(203, 0, 113, 254), [2, 0, 0, 0, 11, 254]);
         gw
     }))
 }
@@ -76,12 +75,17 @@ fuzz_target!(|data: &[u8]| {
     let Some((&first, frame)) = data.split_first() else {
         return;
     };
-    let mut worker = Worker::new(gateway(), 1);
-    let mut buf = vec![0u8; 2048];
-    let len = frame.len().min(buf.len());
-    buf[..len].copy_from_slice(&frame[..len]);
-    worker.begin_batch();
-    let _ = worker.process(u64::from(first) << 20, first % 3, &mut buf, len, &mut Sink);
-    worker.tick(1 << 40, &mut Sink);
-    assert_eq!(worker.stats.rx, 1);
+    // The worker driver over in-memory queues: the frame arrives on one of
+    // the two interfaces or on none; a round then, and another much later.
+    let mut driver = Driver::new(
+        Worker::new(gateway(), 1),
+        vec![MemQueue::new(2)],
+        Some(MemHost::new(2)),
+    );
+    driver.queues_mut()[0].arrive(usize::from(first % 3), frame);
+    let mut logs: Vec<(Option<Log>, LogEntry)> = Vec::new();
+    driver.round(u64::from(first) << 20, &mut logs);
+    driver.round(1 << 40, &mut logs);
+    assert_eq!(driver.worker().stats().rx, 1);
+    assert!(driver.queues()[0].sent.iter().all(|(_, f)| f.len() <= 2048));
 });
