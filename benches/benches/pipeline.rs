@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use xdpgw_control::load_rules_str;
+use xdpgw_dataplane::action::Action;
 use xdpgw_dataplane::conntrack::{Conntrack, ConntrackConfig, PacketMeta, Track};
 use xdpgw_dataplane::flow::Tuple;
-use xdpgw_dataplane::pipeline::{Action, Gateway, NoEmit};
+use xdpgw_dataplane::gateway::Gateway;
+use xdpgw_dataplane::pipeline::NoEmit;
 use xdpgw_dataplane::worker::{Batch, Worker};
 use xdpgw_vm_tests::conf_gateway_config;
 use xdpgw_vm_tests::frames::{FrameSpec, L4Spec, Mac};

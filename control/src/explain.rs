@@ -15,10 +15,12 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use xdpgw_dataplane::action::Action;
 use xdpgw_dataplane::conntrack::{ConntrackConfig, CtState};
 use xdpgw_dataplane::flow::{Tuple, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+use xdpgw_dataplane::gateway::Gateway;
 use xdpgw_dataplane::neigh::Mac;
-use xdpgw_dataplane::pipeline::{Action, Emit, Gateway};
+use xdpgw_dataplane::pipeline::Emit;
 use xdpgw_dataplane::rule::{CtStates, IcmpType, Match, Rule, RuleSet, Target};
 use xdpgw_dataplane::trace::{rules_id, PacketTrace, TraceEvent, TraceFilter};
 use xdpgw_dataplane::wire::{self, checksum, L4};

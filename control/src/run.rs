@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use xdpgw_dataplane::conntrack::ConntrackConfig;
+use xdpgw_dataplane::gateway::Gateway;
 use xdpgw_dataplane::log::{LogEntry, LogSink};
-use xdpgw_dataplane::pipeline::{Gateway, FRAME_SIZE};
+use xdpgw_dataplane::pipeline::FRAME_SIZE;
 use xdpgw_dataplane::port::{
     GroupQueue, HostDeviceConfig, HostPath, HostQueue, HostRoute, PortConfig, PortGroup, XdpMode,
     ZeroCopy,
@@ -358,7 +359,7 @@ fn release(reports: &mut [WorkerReport], host_path: Option<HostPath>, group: Por
 
 /// What a worker hands back when it stops.
 struct WorkerReport {
-    stats: xdpgw_dataplane::pipeline::WorkerStats,
+    stats: xdpgw_dataplane::stats::WorkerStats,
     /// Its sockets and host path queues, released by `run` (`release`).
     queues: Vec<GroupQueue>,
     host: Option<HostQueue>,

@@ -16,9 +16,11 @@ use xdpgw_control::api::server::{Control, ControlSocket};
 use xdpgw_control::api::{Client, Request};
 use xdpgw_control::config::Config;
 use xdpgw_control::explain::{build_frame, iface_mac, PacketSpec, PEER_MAC};
+use xdpgw_dataplane::action::Action;
 use xdpgw_dataplane::conntrack::ConntrackConfig;
 use xdpgw_dataplane::flow::{Tuple, IPPROTO_TCP};
-use xdpgw_dataplane::pipeline::{Action, Gateway, NoEmit, FRAME_SIZE};
+use xdpgw_dataplane::gateway::Gateway;
+use xdpgw_dataplane::pipeline::{NoEmit, FRAME_SIZE};
 use xdpgw_dataplane::worker::Worker;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 10, 2);

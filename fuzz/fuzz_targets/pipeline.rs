@@ -25,8 +25,8 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use xdpgw_dataplane::conntrack::ConntrackConfig;
+use xdpgw_dataplane::gateway::{Gateway, GatewayConfig, IfaceConfig};
 use xdpgw_dataplane::log::LogEntry;
-use xdpgw_dataplane::pipeline::{Gateway, GatewayConfig, IfaceConfig};
 use xdpgw_dataplane::port::{MemHost, MemQueue};
 use xdpgw_dataplane::rule::{Ipv4Net, Log};
 use xdpgw_dataplane::worker::{Driver, Worker};

@@ -16,8 +16,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use proptest::prelude::*;
+use xdpgw_dataplane::action::Action;
 use xdpgw_dataplane::conntrack::{frame_tuple, ConntrackConfig, Snapshot};
-use xdpgw_dataplane::pipeline::{Action, Emit, Gateway};
+use xdpgw_dataplane::gateway::Gateway;
+use xdpgw_dataplane::pipeline::Emit;
 use xdpgw_dataplane::wire::{self, L4};
 use xdpgw_dataplane::worker::Worker;
 use xdpgw_vm_tests::frames::*;

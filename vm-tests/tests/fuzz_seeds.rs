@@ -28,9 +28,11 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use xdpgw_dataplane::action::Action;
 use xdpgw_dataplane::conntrack::ConntrackConfig;
+use xdpgw_dataplane::gateway::Gateway;
 use xdpgw_dataplane::log::LogEntry;
-use xdpgw_dataplane::pipeline::{Action, Emit, Gateway};
+use xdpgw_dataplane::pipeline::Emit;
 use xdpgw_dataplane::port::{MemHost, MemQueue};
 use xdpgw_dataplane::rule::Log;
 use xdpgw_dataplane::worker::{Driver, Worker};

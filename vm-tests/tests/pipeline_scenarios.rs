@@ -6,13 +6,15 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use xdpgw_dataplane::action::Action;
 use xdpgw_dataplane::conntrack::{ConntrackConfig, TcpState};
 use xdpgw_dataplane::drop::DropReason;
+use xdpgw_dataplane::gateway::Gateway;
 use xdpgw_dataplane::log::{LogEntry, LogSink};
-use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, CREDIT_ROUND};
+use xdpgw_dataplane::pipeline::Emit;
 use xdpgw_dataplane::rule::Log;
 use xdpgw_dataplane::rule::{Hook, Table};
-use xdpgw_dataplane::worker::Worker;
+use xdpgw_dataplane::worker::{Worker, CREDIT_ROUND};
 use xdpgw_vm_tests::frames::*;
 use xdpgw_vm_tests::{conf_gateway_config, workspace_dir};
 
@@ -1110,7 +1112,7 @@ fn port_exhaustion_counts_every_failure() {
 }
 
 // ---------------------------------------------------------------------------
-// The established-flow fast path (dataplane/src/flowcache.rs)
+// The established-flow fast path (dataplane/src/fastpath/)
 
 fn udp_from_client(sport: u16, payload: &[u8]) -> Vec<u8> {
     FrameSpec {

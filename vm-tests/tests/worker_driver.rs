@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use xdpgw_dataplane::conntrack::ConntrackConfig;
 use xdpgw_dataplane::drop::DropReason;
+use xdpgw_dataplane::gateway::Gateway;
 use xdpgw_dataplane::log::LogEntry;
-use xdpgw_dataplane::pipeline::Gateway;
 use xdpgw_dataplane::port::{MemHost, MemQueue, NoHost};
 use xdpgw_dataplane::rule::Log;
 use xdpgw_dataplane::worker::{Driver, Worker, BATCH};

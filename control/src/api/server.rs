@@ -19,8 +19,9 @@ use xdpgw_dataplane::conntrack::{
     proc_line, CtCounters, InvalidReason, Snapshot, TcpState, WalkCursor,
 };
 use xdpgw_dataplane::drop::DropReason;
-use xdpgw_dataplane::pipeline::{Gateway, WorkerStats};
+use xdpgw_dataplane::gateway::Gateway;
 use xdpgw_dataplane::rule::{RuleSet, Table};
+use xdpgw_dataplane::stats::WorkerStats;
 
 use super::reload::Scope;
 pub use super::socket::{ControlSocket, SocketLimits};

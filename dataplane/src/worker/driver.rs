@@ -4,9 +4,10 @@
 //! round, and blocks on its queues' descriptors when a round says the
 //! worker is idle.
 
+use crate::action::Action;
 use crate::drop::DropReason;
 use crate::log::LogSink;
-use crate::pipeline::{Action, Emit, ETH_HLEN, FRAME_SIZE};
+use crate::pipeline::{Emit, ETH_HLEN, FRAME_SIZE};
 use crate::port::{ForwardVerdict, HostPort, NoHost, PortQueue};
 
 use super::{Batch, Worker};

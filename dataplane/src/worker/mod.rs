@@ -16,26 +16,62 @@
 //! over in-memory queues ([`crate::port::MemQueue`]) or a [`Batch`] directly.
 
 mod driver;
+mod prefetch;
 
 use std::sync::Arc;
 
+use crate::action::Action;
 use crate::classify::{CompiledRuleSet, EvalState};
+use crate::drop::DropReason;
+use crate::fastpath::FastPath;
+use crate::gateway::Gateway;
 use crate::log::LogSink;
-use crate::pipeline::{Action, Emit, Gateway, Pipeline, WorkerStats};
+use crate::pipeline::{Cx, Emit, Hooks};
+use crate::trace::WorkerTrace;
 
+pub use crate::fastpath::CREDIT_ROUND;
+pub use crate::stats::WorkerStats;
 pub use driver::{Driver, Round, BATCH};
+use prefetch::PrefetchQueue;
 
-/// One worker: its pipeline state (counters, fast path, scratch space, hold
-/// queue), sharing the gateway with the others.
+/// How long a worker takes to sweep the whole conntrack table for expired
+/// entries (ns). Linux's `gc_worker` sweeps the whole table per run and
+/// waits between runs according to the entries' timeouts (up to 60 s);
+/// this sweeps continuously, one table's capacity per second, however
+/// full it is: a lookup never uses an expired entry either way, and
+/// listings leave out expired entries not yet swept.
+const GC_SWEEP: u64 = 1_000_000_000;
+/// The fewest slots a worker's expiry step looks at (fewer wait for more
+/// time to pass, up to 10 ms).
+const GC_STEP: usize = 64;
+
+/// One worker, sharing the gateway with the others: the hooks' state (rule
+/// set and neighbours as of its batch, hold queue, scratch, LOG ring), its
+/// fast path (flow cache, recording, credit round), its batch's prefetch
+/// queue, its side of tracing, and its counters.
 pub struct Worker {
-    p: Pipeline,
+    gw: Arc<Gateway>,
+    hooks: Hooks,
+    fast: FastPath,
+    prefetch: PrefetchQueue,
+    trace: WorkerTrace,
+    stats: WorkerStats,
+    /// When this worker's last expiry step ran ([`Worker::housekeeping`]).
+    gc_at: u64,
 }
 
 impl Worker {
     /// A worker of `gw`; `seed` seeds its NAT port choices.
     pub fn new(gw: Arc<Gateway>, seed: u64) -> Worker {
+        let index = gw.next_worker_index();
         Worker {
-            p: Pipeline::new(gw, seed),
+            hooks: Hooks::new(Arc::clone(&gw), index, seed),
+            fast: FastPath::new(&gw.conntrack),
+            prefetch: PrefetchQueue::new(),
+            trace: WorkerTrace::new(),
+            stats: WorkerStats::default(),
+            gc_at: 0,
+            gw,
         }
     }
 
@@ -43,27 +79,27 @@ impl Worker {
     /// every packet takes the full traversal (benchmarks and the
     /// differential test compare the two).
     pub fn set_fast_path(&mut self, on: bool) {
-        self.p.set_fast_path(on);
+        self.fast.on = on;
     }
 
     /// This worker's index among the gateway's workers (creation order).
     pub fn index(&self) -> usize {
-        self.p.index()
+        self.hooks.index()
     }
 
     pub fn gateway(&self) -> &Arc<Gateway> {
-        self.p.gateway()
+        &self.gw
     }
 
     /// The rule set this worker evaluates (as of its last batch), and its
     /// rule counters.
     pub fn rules(&self) -> (&Arc<CompiledRuleSet>, &EvalState) {
-        self.p.rules()
+        self.hooks.rules()
     }
 
     /// The worker's counters.
     pub fn stats(&self) -> &WorkerStats {
-        &self.p.stats
+        &self.stats
     }
 
     /// Begins a batch: picks up a newly installed rule set, neighbour
@@ -73,39 +109,85 @@ impl Worker {
     /// the guard is dropped.
     #[inline]
     pub fn batch<E: Emit>(&mut self, emit: E) -> Batch<'_, E> {
-        self.p.begin_batch();
+        self.fast.begin_batch(&self.gw.conntrack);
+        if self.hooks.refresh() {
+            self.fast.new_epoch();
+        }
+        self.trace.refresh(&self.gw.tracer);
         Batch { w: self, emit }
     }
 
-    /// Housekeeping between batches: held packets whose next hop resolved
-    /// go out to `emit`, stale ones are dropped, a credit round older than
-    /// [`crate::pipeline::CREDIT_ROUND`] ends, and a bounded slice of
-    /// conntrack expiry runs.
+    /// Housekeeping between batches: a credit round older than
+    /// [`CREDIT_ROUND`] ends, held packets whose next hop resolved go out
+    /// to `emit`, stale ones are dropped, and a bounded slice of conntrack
+    /// expiry runs.
     pub fn housekeeping(&mut self, now: u64, emit: &mut impl Emit) {
-        self.p.tick(now, emit);
+        self.fast.end_old_round(now, &self.gw.conntrack);
+        self.hooks.release_held(now, &mut self.stats, emit);
+        // Expiry at the pace of one sweep of the table per
+        // `GC_SWEEP`, in steps of at least `GC_STEP` slots or 10 ms.
+        let since = now.saturating_sub(self.gc_at).min(GC_SWEEP);
+        let slots = (u128::from(since) * self.gw.conntrack.max_entries() as u128
+            / u128::from(GC_SWEEP)) as usize;
+        if slots >= GC_STEP || since >= GC_SWEEP / 100 {
+            self.gc_at = now;
+            self.gw.conntrack.gc_share(now, slots.max(1));
+        }
     }
 
     /// The worker goes idle: the credit round ends, so that conntrack has
     /// every packet the fast path credited (the table is exact whenever
     /// traffic pauses). Also before the worker stops.
     pub fn idle(&mut self) {
-        self.p.flush_credits();
+        self.fast.end_round(&self.gw.conntrack);
     }
 
     /// Hands the LOG entries of the batches so far to `sink`, in order
     /// (off the packet path: the sink may format and write).
     pub fn drain_logs(&mut self, sink: &mut impl LogSink) {
-        let p = &mut self.p;
-        while let Some(e) = p.logs.pop() {
-            let rules = &p.rules().0;
+        let (ring, rules) = self.hooks.logs();
+        while let Some(e) = ring.pop() {
             sink.log(rules.logs.get(e.log as usize), &e);
         }
     }
 
+    /// Runs one frame through the fast path or the hooks.
+    fn process<E: Emit>(
+        &mut self,
+        now: u64,
+        in_iface: u8,
+        buf: &mut [u8],
+        len: usize,
+        emit: &mut E,
+    ) -> Action {
+        self.stats.rx += 1;
+        if self.prefetch.queued() {
+            self.prefetch.issue(&self.fast, &self.gw);
+        }
+        let Some(frame) = buf.get_mut(..len) else {
+            return self.count_drop(DropReason::EthTruncated);
+        };
+        if self.fast.on && !self.trace.active() {
+            let eval = self.hooks.rules().1;
+            if let Some(a) =
+                self.fast
+                    .forward(&self.gw, eval, &mut self.stats.ct, now, in_iface, frame)
+            {
+                self.stats.forwarded += 1;
+                self.stats.fast_path += 1;
+                return a;
+            }
+        }
+        let mut cx = Cx::new(now, emit, &mut self.stats, &mut self.fast);
+        self.hooks
+            .receive(&mut cx, &mut self.trace, in_iface, frame)
+    }
+
     /// Counts a drop that happened outside the pipeline (the host path
     /// refusing a packet the pipeline delivered).
-    pub(crate) fn count_drop(&mut self, r: crate::drop::DropReason) {
-        self.p.stats.drops[r as usize] += 1;
+    pub(crate) fn count_drop(&mut self, r: DropReason) -> Action {
+        self.stats.drops[r as usize] += 1;
+        Action::Drop(r)
     }
 }
 
@@ -132,7 +214,8 @@ impl<E: Emit> Batch<'_, E> {
     /// `process`.
     #[inline]
     pub fn prefetch(&mut self, in_iface: u8, frame: &[u8]) {
-        self.w.p.prefetch(in_iface, frame);
+        let w = &mut *self.w;
+        w.prefetch.add(&w.fast, &w.gw, in_iface, frame);
     }
 
     /// Runs one frame that arrived on `in_iface` at `now` through the
@@ -140,7 +223,7 @@ impl<E: Emit> Batch<'_, E> {
     /// rewritten (and grow into the rest).
     #[inline]
     pub fn process(&mut self, now: u64, in_iface: u8, buf: &mut [u8], len: usize) -> Action {
-        self.w.p.process(now, in_iface, buf, len, &mut self.emit)
+        self.w.process(now, in_iface, buf, len, &mut self.emit)
     }
 
     /// A packet the gateway host sent (read from the host path): the IPv4
@@ -148,7 +231,9 @@ impl<E: Emit> Batch<'_, E> {
     /// front of it is written here. It takes OUTPUT and POSTROUTING like
     /// everything the gateway originates.
     pub fn from_host(&mut self, now: u64, buf: &mut [u8], len: usize) -> Action {
-        self.w.p.output_from_host(now, buf, len, &mut self.emit)
+        let w = &mut *self.w;
+        let mut cx = Cx::new(now, &mut self.emit, &mut w.stats, &mut w.fast);
+        w.hooks.output_from_host(&mut cx, buf, len)
     }
 
     /// The worker running the batch.
@@ -157,7 +242,7 @@ impl<E: Emit> Batch<'_, E> {
     }
 
     /// Counts a drop that happened outside the pipeline.
-    pub(crate) fn count_drop(&mut self, r: crate::drop::DropReason) {
+    pub(crate) fn count_drop(&mut self, r: DropReason) {
         self.w.count_drop(r);
     }
 }
@@ -165,6 +250,6 @@ impl<E: Emit> Batch<'_, E> {
 impl<E: Emit> Drop for Batch<'_, E> {
     #[inline]
     fn drop(&mut self) {
-        self.w.p.end_batch();
+        self.w.prefetch.clear();
     }
 }
