@@ -381,14 +381,8 @@ fn exit_report(
         let st = &r.stats;
         let _ = writeln!(
             out,
-            "# worker {w}: rx {} forwarded {} host {} from host {} answered/held {} generated {} dropped {}",
-            st.rx,
-            st.forwarded,
-            st.host,
-            st.from_host,
-            st.consumed,
-            st.emitted,
-            st.dropped()
+            "# worker {w}: {}",
+            crate::api::stats::counters_line(st)
         );
         for reason in xdpgw_dataplane::drop::DropReason::ALL {
             let n = st.drop_count(*reason);
@@ -425,10 +419,7 @@ fn exit_report(
     // Rule counters, summed over the workers (live: `classify::RuleCounters`).
     let sums = current.live.totals();
     let _ = writeln!(out, "# rules with counters [packets:bytes]");
-    out.push_str(&crate::save::render_with(
-        &with_counters(rules, &sums),
-        true,
-    ));
+    out.push_str(&crate::save::render_with(&rules.with_counters(&sums), true));
     out
 }
 
@@ -438,35 +429,6 @@ fn gw_now() -> u64 {
 }
 
 static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-
-/// A rule set with the compiled rule set's counters put back on its rules
-/// and chains (`classify::compile` numbers them table by table, chain by
-/// chain: each chain's rules, then its policy).
-pub fn with_counters(
-    set: &xdpgw_dataplane::rule::RuleSet,
-    counters: &[(u64, u64)],
-) -> xdpgw_dataplane::rule::RuleSet {
-    use xdpgw_dataplane::rule::Counters;
-    let mut set = set.clone();
-    let mut slot = 0usize;
-    let mut next = || {
-        let c = counters.get(slot).copied().unwrap_or((0, 0));
-        slot += 1;
-        Counters {
-            packets: c.0,
-            bytes: c.1,
-        }
-    };
-    for t in &mut set.tables {
-        for c in &mut t.chains {
-            for r in &mut c.rules {
-                r.counters = next();
-            }
-            c.counters = next();
-        }
-    }
-    set
-}
 
 /// One worker: drives its queues (the dataplane's worker driver), and
 /// publishes its counters for the control thread.

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::rule::{
-    AddrRange, Hook, IcmpType, IfaceMatch, Inv, Ipv4Net, Limit, Log, Match, MultiportDir, NatRange,
-    Policy, PortNat, PortRange, RejectWith, RuleSet, Table, Target,
+    AddrRange, CounterLayout, Hook, IcmpType, IfaceMatch, Inv, Ipv4Net, Limit, Log, Match,
+    MultiportDir, NatRange, Policy, PortNat, PortRange, RejectWith, RuleSet, Table, Target,
 };
 
 /// At most this many interfaces take part in `-i`/`-o` matching.
@@ -214,7 +214,8 @@ pub enum CTarget {
     },
 }
 
-/// A compiled rule. `counter` indexes per-worker counter arrays.
+/// A compiled rule. `counter` indexes per-worker counter arrays (its slot
+/// in [`CounterLayout`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CRule {
     pub src: AddrMatch,
@@ -266,7 +267,7 @@ pub struct CompiledRuleSet {
     pub ifaces: Box<[String]>,
     pub logs: Box<[Log]>,
     /// Counter slots: one per rule and one per chain (its policy, for a
-    /// built-in chain).
+    /// built-in chain), laid out as [`CounterLayout`] says.
     pub counters: u32,
     /// The live packet and byte counters of those slots: one stripe per
     /// worker, readable by the control plane while the workers count.
@@ -559,9 +560,9 @@ pub fn compile(set: &RuleSet, ifaces: &[&str]) -> Result<CompiledRuleSet, Compil
     let ifaces: Vec<String> = ifaces.iter().map(|s| s.to_string()).collect();
     let mut tables: [Option<CTable>; 4] = Default::default();
     let mut logs = Vec::new();
-    let mut counters = 0u32;
+    let layout = CounterLayout::of(set);
     let mut limits = 0u32;
-    for t in &set.tables {
+    for (ti, t) in set.tables.iter().enumerate() {
         if t.chains.len() > usize::from(u16::MAX) {
             return Err(CompileError::TooManyChains(t.table));
         }
@@ -582,7 +583,7 @@ pub fn compile(set: &RuleSet, ifaces: &[&str]) -> Result<CompiledRuleSet, Compil
                 hooks[h as usize] = Some(ci as u16);
             }
             let mut rules = Vec::with_capacity(c.rules.len());
-            for r in &c.rules {
+            for (ri, r) in c.rules.iter().enumerate() {
                 let mut matches = Vec::with_capacity(r.matches.len() + 1);
                 for m in &r.matches {
                     if let Some(cm) = compile_match(m, &mut limits) {
@@ -651,17 +652,15 @@ pub fn compile(set: &RuleSet, ifaces: &[&str]) -> Result<CompiledRuleSet, Compil
                     ),
                     matches: matches.into_boxed_slice(),
                     target,
-                    counter: counters,
+                    counter: layout.rule(ti, ci, ri).unwrap_or(u32::MAX),
                 });
-                counters += 1;
             }
             chains.push(CChain {
                 name: c.name.clone(),
                 policy: c.policy,
                 rules: rules.into_boxed_slice(),
-                counter: counters,
+                counter: layout.chain(ti, ci).unwrap_or(u32::MAX),
             });
-            counters += 1;
         }
         tables[t.table as usize] = Some(CTable {
             table: t.table,
@@ -673,8 +672,8 @@ pub fn compile(set: &RuleSet, ifaces: &[&str]) -> Result<CompiledRuleSet, Compil
         tables,
         ifaces: ifaces.into_boxed_slice(),
         logs: logs.into_boxed_slice(),
-        counters,
-        live: RuleCounters::new(counters as usize),
+        counters: layout.len(),
+        live: RuleCounters::new(layout.len() as usize),
         limits: (0..limits).map(|_| LimitBucket::default()).collect(),
     })
 }

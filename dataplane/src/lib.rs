@@ -5,7 +5,8 @@
 //! what the workers share (`gateway`), the netfilter pipeline
 //! (`pipeline`) and what it decides for a frame (`action`), the
 //! established-flow fast path (`fastpath`), the workers that drive both in
-//! batches over port queues (`worker`) and their counters (`stats`), packet
+//! batches over port queues (`worker`) and their counters (`stats`, defined
+//! once with the views' table: `counter`), packet
 //! tracing (`trace`), LOG (`log`), counted drop reasons (`drop`), and the
 //! AF_XDP ports and their in-memory stand-ins (`port`, where all unsafe code
 //! lives). It does not depend on the control plane.
@@ -14,6 +15,7 @@
 pub mod action;
 pub mod classify;
 pub mod conntrack;
+pub mod counter;
 pub mod drop;
 mod fastpath;
 pub mod flow;
