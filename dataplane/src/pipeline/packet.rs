@@ -26,6 +26,7 @@ pub(super) struct Pkt {
 impl Pkt {
     /// A packet not tracked yet, as it arrived on `in_iface` or leaves by
     /// `out_iface`.
+    #[inline]
     pub fn new(info: Ipv4Info, in_iface: Option<u8>, out_iface: Option<u8>) -> Pkt {
         Pkt {
             view: view_of(&info, in_iface, out_iface),
@@ -36,6 +37,7 @@ impl Pkt {
     }
 
     /// The tuple conntrack sees (after any NAT so far).
+    #[inline]
     pub fn tuple(&self) -> Tuple {
         meta_of(&self.info).tuple
     }
@@ -81,6 +83,7 @@ impl Conn {
 
     /// The conntrack bits rules see (`--ctstate`): the state, and SNAT/DNAT
     /// from the connection's status.
+    #[inline]
     pub fn ct_bits(&self, state: CtState) -> u8 {
         let st = self.nat().map_or(0, |n| n.status);
         let mut bits = state.bit();
@@ -95,6 +98,7 @@ impl Conn {
 }
 
 /// What rules see of a packet.
+#[inline]
 pub(super) fn view_of(info: &Ipv4Info, in_iface: Option<u8>, out_iface: Option<u8>) -> PacketView {
     let mut v = PacketView {
         proto: info.proto,
@@ -109,6 +113,7 @@ pub(super) fn view_of(info: &Ipv4Info, in_iface: Option<u8>, out_iface: Option<u
 }
 
 /// Brings the addresses and ports of a view in line with the packet.
+#[inline]
 pub(super) fn refresh_view(v: &mut PacketView, info: &Ipv4Info) {
     v.src = u32::from(info.src);
     v.dst = u32::from(info.dst);
@@ -141,6 +146,7 @@ pub(super) fn is_group(frame: &[u8]) -> bool {
 /// (`udp_error`, on every hook), then, with `verify` (arriving packets,
 /// `nf_conntrack_checksum` at PREROUTING), a TCP, UDP (unless 0) or ICMP
 /// checksum that does not verify.
+#[inline]
 pub(super) fn l4_error(frame: &[u8], info: &Ipv4Info, verify: bool) -> Option<InvalidReason> {
     let end = info.l3 + usize::from(info.total_len);
     let Some(seg) = frame.get(info.l4..end) else {
@@ -163,6 +169,7 @@ pub(super) fn l4_error(frame: &[u8], info: &Ipv4Info, verify: bool) -> Option<In
 }
 
 /// What conntrack needs of a packet.
+#[inline]
 pub(super) fn meta_of(info: &Ipv4Info) -> PacketMeta {
     let (sport, dport, tcp, icmp) = match info.l4info {
         L4::Tcp(t) => (
