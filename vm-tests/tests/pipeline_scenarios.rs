@@ -712,7 +712,7 @@ fn unresolved_next_hop_holds_the_packet_until_arp_answers() {
     assert_eq!(sent[0].0, WAN);
     assert_eq!(&sent[0].1[12..14], &[0x08, 0x06]);
     assert_eq!(&sent[0].1[38..42], &other.octets());
-    // The neighbour answers; the next tick sends the held packet.
+    // The neighbour answers; housekeeping sends the held packet.
     let mac = [0x02, 0, 0, 0, 0x0b, 0x77];
     let mut reply = mac.to_vec();
     reply.splice(0..0, WAN_MAC);
@@ -1427,7 +1427,7 @@ fn a_deleted_connection_is_new_again() {
 }
 
 /// The prefetch pass a port's rx loop runs over a batch before processing
-/// it (`Worker::prefetch`, two steps, queues of 64) is a hint: a batch of
+/// it (`Batch::prefetch`, two steps, queues of 64) is a hint: a batch of
 /// cached flows, new connections and junk, more than its queues hold, gets
 /// the same actions, bytes, counters and conntrack table with it as
 /// without it.
