@@ -15,9 +15,12 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use xdpgw_control::load_rules_str;
+use xdpgw_dataplane::action::Action;
 use xdpgw_dataplane::conntrack::{Conntrack, ConntrackConfig, PacketMeta, Track};
 use xdpgw_dataplane::flow::Tuple;
-use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, Worker};
+use xdpgw_dataplane::gateway::Gateway;
+use xdpgw_dataplane::pipeline::NoEmit;
+use xdpgw_dataplane::worker::{Batch, Worker};
 use xdpgw_vm_tests::conf_gateway_config;
 use xdpgw_vm_tests::frames::{FrameSpec, L4Spec, Mac};
 
@@ -28,11 +31,6 @@ const SERVER_MAC: Mac = [0x02, 0, 0, 0, 0x0b, 9];
 const GW_WAN: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
 const BATCH: usize = 64;
-
-struct NoEmit;
-impl Emit for NoEmit {
-    fn emit(&mut self, _: u8, _: &[u8]) {}
-}
 
 fn gateway_rules() -> String {
     std::fs::read_to_string(concat!(
@@ -102,11 +100,11 @@ fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, from_lan: bool) -> 
     .build()
 }
 
-/// Runs one frame through the worker, from a template, into `buf`.
+/// Runs one frame through the batch, from a template, into `buf`.
 #[inline]
-fn run(w: &mut Worker, now: u64, iface: u8, template: &[u8], buf: &mut [u8]) -> Action {
+fn run(b: &mut Batch<NoEmit>, now: u64, iface: u8, template: &[u8], buf: &mut [u8]) -> Action {
     buf[..template.len()].copy_from_slice(template);
-    w.process(now, iface, buf, template.len(), &mut NoEmit)
+    b.process(now, iface, buf, template.len())
 }
 
 /// A frame of at most 64 bytes, padded: copied into a buffer as one fixed
@@ -130,11 +128,11 @@ impl Template {
 
     /// Forwards it; returns the output interface and length.
     #[inline]
-    fn forward(&self, w: &mut Worker, now: u64, buf: &mut [u8]) -> (u8, usize) {
-        if let Some(b) = buf.first_chunk_mut::<64>() {
-            *b = self.bytes;
+    fn forward(&self, b: &mut Batch<NoEmit>, now: u64, buf: &mut [u8]) -> (u8, usize) {
+        if let Some(first) = buf.first_chunk_mut::<64>() {
+            *first = self.bytes;
         }
-        match w.process(now, 0, buf, self.len, &mut NoEmit) {
+        match b.process(now, 0, buf, self.len) {
             Action::Forward { iface, len } => (iface, len),
             a => panic!("not forwarded: {a:?}"),
         }
@@ -149,24 +147,25 @@ fn established(rules: &str) -> (Worker, Template) {
     let out = udp(client, 40000, SERVER, 5001, true);
     let back = udp(SERVER, 5001, GW_WAN, 40000, false);
     let mut buf = vec![0u8; 2048];
-    w.begin_batch();
+    let mut b = w.batch(NoEmit);
     assert!(matches!(
-        run(&mut w, 1, 0, &out, &mut buf),
+        run(&mut b, 1, 0, &out, &mut buf),
         Action::Forward { iface: 1, .. }
     ));
     assert!(matches!(
-        run(&mut w, 2, 1, &back, &mut buf),
+        run(&mut b, 2, 1, &back, &mut buf),
         Action::Forward { iface: 0, .. }
     ));
+    drop(b);
     (w, Template::new(&out))
 }
 
 fn forward_batches(w: &mut Worker, frame: &Template, bufs: &mut [Vec<u8>], now: &mut u64) {
-    w.begin_batch();
-    for b in bufs.iter_mut() {
+    let mut b = w.batch(NoEmit);
+    for buf in bufs.iter_mut() {
         *now += 100;
         // Consumed as the worker loop does, field by field.
-        std::hint::black_box(frame.forward(w, *now, b));
+        std::hint::black_box(frame.forward(&mut b, *now, buf));
     }
 }
 
@@ -181,7 +180,7 @@ fn established_flow(c: &mut Criterion) {
     g.bench_function("forward_established_masquerade_batch64", |b| {
         b.iter(|| forward_batches(&mut w, &frame, &mut bufs, &mut now))
     });
-    assert_eq!(w.stats.dropped(), 0, "{:?}", w.stats);
+    assert_eq!(w.stats().dropped(), 0, "{:?}", w.stats());
 
     for n in [10usize, 1_000, 10_000] {
         let (mut w, frame) = established(&rules_with_prefix(n));
@@ -191,13 +190,13 @@ fn established_flow(c: &mut Criterion) {
             &n,
             |b, _| b.iter(|| forward_batches(&mut w, &frame, &mut bufs, &mut now)),
         );
-        assert_eq!(w.stats.dropped(), 0);
+        assert_eq!(w.stats().dropped(), 0);
         // (Unless a filter left the benchmark out: then only the setup ran.)
         assert!(
-            w.stats.forwarded < 100 || w.stats.fast_path * 10 > w.stats.forwarded * 9,
+            w.stats().forwarded < 100 || w.stats().fast_path * 10 > w.stats().forwarded * 9,
             "{n} rules: {} of {} packets on the fast path",
-            w.stats.fast_path,
-            w.stats.forwarded
+            w.stats().fast_path,
+            w.stats().forwarded
         );
     }
     // The same without the established-flow fast path: every packet takes
@@ -209,7 +208,7 @@ fn established_flow(c: &mut Criterion) {
     g.bench_function("forward_full_traversal_masquerade_batch64", |b| {
         b.iter(|| forward_batches(&mut w, &frame, &mut bufs, &mut now))
     });
-    assert_eq!(w.stats.fast_path, 0);
+    assert_eq!(w.stats().fast_path, 0);
     for n in [10usize, 1_000, 10_000] {
         let (mut w, frame) = established(&rules_with_prefix(n));
         let mut now = 10;
@@ -219,7 +218,7 @@ fn established_flow(c: &mut Criterion) {
             &n,
             |b, _| b.iter(|| forward_batches(&mut w, &frame, &mut bufs, &mut now)),
         );
-        assert_eq!(w.stats.dropped(), 0);
+        assert_eq!(w.stats().dropped(), 0);
     }
     g.finish();
 }
@@ -235,47 +234,48 @@ fn established_flows(c: &mut Criterion) {
     let client = Ipv4Addr::new(192, 168, 10, 2);
     let mut buf = vec![0u8; 2048];
     let mut now = 10;
-    w.begin_batch();
+    let mut b = w.batch(NoEmit);
     let frames: Vec<Template> = (0..FLOWS)
         .map(|i| {
             let out = udp(client, 20_000 + i, SERVER, 5001, true);
             let back = udp(SERVER, 5001, GW_WAN, 20_000 + i, false);
             now += 100;
             assert!(matches!(
-                run(&mut w, now, 0, &out, &mut buf),
+                run(&mut b, now, 0, &out, &mut buf),
                 Action::Forward { iface: 1, .. }
             ));
             assert!(matches!(
-                run(&mut w, now, 1, &back, &mut buf),
+                run(&mut b, now, 1, &back, &mut buf),
                 Action::Forward { iface: 0, .. }
             ));
             Template::new(&out)
         })
         .collect();
+    drop(b);
     let mut bufs = vec![vec![0u8; 2048]; BATCH];
     let mut next = 0usize;
     g.bench_function("forward_established_1024_flows_batch64", |b| {
         b.iter(|| {
-            w.begin_batch();
+            let mut b = w.batch(NoEmit);
             // As the worker loop does: the batch is shown to the prefetch
             // pass first.
             for k in 0..BATCH {
                 let t = &frames[(next + k) % frames.len()];
-                w.prefetch(0, &t.bytes[..t.len]);
+                b.prefetch(0, &t.bytes[..t.len]);
             }
             for buf in bufs.iter_mut() {
                 now += 100;
-                std::hint::black_box(frames[next].forward(&mut w, now, buf));
+                std::hint::black_box(frames[next].forward(&mut b, now, buf));
                 next = (next + 1) % frames.len();
             }
         })
     });
-    let fast = w.stats.fast_path;
-    assert_eq!(w.stats.dropped(), 0);
+    let fast = w.stats().fast_path;
+    assert_eq!(w.stats().dropped(), 0);
     g.finish();
     println!(
         "  1,024 flows: {:.1}% of packets took the fast path",
-        100.0 * fast as f64 / w.stats.forwarded as f64
+        100.0 * fast as f64 / w.stats().forwarded as f64
     );
 }
 
@@ -314,11 +314,13 @@ fn new_connections(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let w = state.get_or_insert_with(|| {
                 let mut w = worker(&rules, 1 << 20);
+                let mut b = w.batch(NoEmit);
                 for k in 0..ROUND {
                     now += 100;
                     let f = frame(k);
-                    std::hint::black_box(run(&mut w, now, 0, &f, &mut bufs[0]));
+                    std::hint::black_box(run(&mut b, now, 0, &f, &mut bufs[0]));
                 }
+                drop(b);
                 expire_all(&mut w, &mut now);
                 w
             });
@@ -331,23 +333,24 @@ fn new_connections(c: &mut Criterion) {
                 let frames: Vec<Vec<u8>> = (0..BATCH as u32).map(|i| frame(n + i)).collect();
                 n += BATCH as u32;
                 let start = Instant::now();
-                w.begin_batch();
+                let mut b = w.batch(NoEmit);
                 // As a port's rx loop does: the batch's lookups start
                 // loading before the first frame is processed.
                 for f in &frames {
-                    w.prefetch(0, f);
+                    b.prefetch(0, f);
                 }
-                for (f, b) in frames.iter().zip(bufs.iter_mut()) {
+                for (f, buf) in frames.iter().zip(bufs.iter_mut()) {
                     now += 100;
-                    std::hint::black_box(run(w, now, 0, f, b));
+                    std::hint::black_box(run(&mut b, now, 0, f, buf));
                 }
+                drop(b);
                 total += start.elapsed();
             }
             total
         })
     });
     if let Some(w) = &state {
-        assert_eq!(w.stats.dropped(), 0, "{:?}", w.stats);
+        assert_eq!(w.stats().dropped(), 0, "{:?}", w.stats());
     }
     g.finish();
 }
@@ -420,14 +423,16 @@ fn nat_exhausted(c: &mut Criterion) {
     let mut buf = vec![0u8; 2048];
     // 64,512 connections from one client keep their source ports: the range
     // is full.
+    let mut b = w.batch(NoEmit);
     for sport in 1024..=65535u16 {
         now += 100;
         let f = udp(Ipv4Addr::new(192, 168, 10, 2), sport, SERVER, 5001, true);
         assert!(matches!(
-            run(&mut w, now, 0, &f, &mut buf),
+            run(&mut b, now, 0, &f, &mut buf),
             Action::Forward { .. }
         ));
     }
+    drop(b);
     let frames: Vec<Template> = (0..BATCH as u16)
         .map(|i| {
             Template::new(&udp(
@@ -444,11 +449,11 @@ fn nat_exhausted(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let start = Instant::now();
             for _ in 0..iters {
-                w.begin_batch();
-                for (f, b) in frames.iter().zip(bufs.iter_mut()) {
+                let mut b = w.batch(NoEmit);
+                for (f, buf) in frames.iter().zip(bufs.iter_mut()) {
                     now += 100;
-                    b[..64].copy_from_slice(&f.bytes);
-                    let a = w.process(now, 0, b, f.len, &mut NoEmit);
+                    buf[..64].copy_from_slice(&f.bytes);
+                    let a = b.process(now, 0, buf, f.len);
                     debug_assert!(matches!(a, Action::Drop(_)));
                     std::hint::black_box(a);
                 }

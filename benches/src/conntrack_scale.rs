@@ -9,8 +9,8 @@
 //!    before and after.
 //! 2. **Fill**: new UDP connections from the LAN (each a distinct client
 //!    port and server, so MASQUERADE keeps the port) through
-//!    `Worker::process` in batches of 64, each batch first shown to the
-//!    prefetch pass, housekeeping (`Worker::tick`, with its paced expiry
+//!    `Batch::process` in batches of 64, each batch first shown to the
+//!    prefetch pass, housekeeping (`Worker::housekeeping`, with its paced expiry
 //!    sweep) every millisecond of the clock, as `xdpgw run`'s loop does,
 //!    until the table holds `fill` of `entries`. Rates over the whole fill
 //!    and over its last tenth (the table nearly full).
@@ -36,9 +36,12 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use xdpgw_dataplane::action::Action;
 use xdpgw_dataplane::conntrack::{ConntrackConfig, PacketMeta, TableLayout, Track};
 use xdpgw_dataplane::flow::Tuple;
-use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, Worker};
+use xdpgw_dataplane::gateway::Gateway;
+use xdpgw_dataplane::pipeline::Emit;
+use xdpgw_dataplane::worker::Worker;
 use xdpgw_vm_tests::conf_gateway_config;
 use xdpgw_vm_tests::frames::{FrameSpec, L4Spec, Mac};
 
@@ -229,22 +232,35 @@ impl Driver {
             let frames: Vec<Vec<u8>> = (0..m as u64).map(|i| frame(k + i)).collect();
             k += m as u64;
             let t0 = Instant::now();
-            self.worker.begin_batch();
-            for f in &frames {
-                self.worker.prefetch(0, f);
-            }
-            for (i, f) in frames.iter().enumerate() {
-                let now = self.now();
-                let b = &mut self.bufs[i];
-                b[..f.len()].copy_from_slice(f);
-                let a = self.worker.process(now, 0, b, f.len(), &mut NoEmit);
-                debug_assert!(matches!(a, Action::Forward { .. }), "{a:?}");
-                std::hint::black_box(a);
+            {
+                // `now` as `Driver::now` gives it, without borrowing `self`
+                // while the batch holds the worker.
+                let (clock, start, offset) = (self.clock, self.start, self.offset);
+                let sim = &mut self.sim;
+                let mut now = || match clock {
+                    Clock::Real => start.elapsed().as_nanos() as u64 + offset,
+                    Clock::Simulated { ns_per_packet } => {
+                        *sim += ns_per_packet;
+                        *sim + offset
+                    }
+                };
+                let mut batch = self.worker.batch(NoEmit);
+                for f in &frames {
+                    batch.prefetch(0, f);
+                }
+                for (i, f) in frames.iter().enumerate() {
+                    let now = now();
+                    let b = &mut self.bufs[i];
+                    b[..f.len()].copy_from_slice(f);
+                    let a = batch.process(now, 0, b, f.len());
+                    debug_assert!(matches!(a, Action::Forward { .. }), "{a:?}");
+                    std::hint::black_box(a);
+                }
             }
             let now = self.now();
             if now.saturating_sub(self.last_tick) >= TICK {
                 self.last_tick = now;
-                self.worker.tick(now, &mut NoEmit);
+                self.worker.housekeeping(now, &mut NoEmit);
             }
             total += t0.elapsed();
             each_batch(&self.worker);
@@ -372,7 +388,7 @@ pub fn run(cfg: &ScaleConfig) -> ScaleReport {
     assert_eq!((removed, ct.len()), (len, 0));
     let rss_after = rss();
 
-    let s = &d.worker.stats;
+    let s = d.worker.stats();
     ScaleReport {
         layout,
         build,

@@ -584,15 +584,15 @@ impl Config {
         &self,
         link: impl Fn(usize) -> ([u8; 6], u16),
         conntrack: ConntrackConfig,
-    ) -> xdpgw_dataplane::pipeline::GatewayConfig {
-        xdpgw_dataplane::pipeline::GatewayConfig {
+    ) -> xdpgw_dataplane::gateway::GatewayConfig {
+        xdpgw_dataplane::gateway::GatewayConfig {
             ifaces: self
                 .interfaces
                 .iter()
                 .enumerate()
                 .map(|(k, i)| {
                     let (mac, mtu) = link(k);
-                    xdpgw_dataplane::pipeline::IfaceConfig {
+                    xdpgw_dataplane::gateway::IfaceConfig {
                         name: i.name.clone(),
                         mac,
                         addr: i.addr,

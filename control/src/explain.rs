@@ -15,13 +15,16 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use xdpgw_dataplane::action::Action;
 use xdpgw_dataplane::conntrack::{ConntrackConfig, CtState};
 use xdpgw_dataplane::flow::{Tuple, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+use xdpgw_dataplane::gateway::Gateway;
 use xdpgw_dataplane::neigh::Mac;
-use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, Worker};
+use xdpgw_dataplane::pipeline::Emit;
 use xdpgw_dataplane::rule::{CtStates, IcmpType, Match, Rule, RuleSet, Target};
 use xdpgw_dataplane::trace::{rules_id, PacketTrace, TraceEvent, TraceFilter};
 use xdpgw_dataplane::wire::{self, checksum, L4};
+use xdpgw_dataplane::worker::Worker;
 
 use crate::config::Config;
 use crate::error::RuleErrorKind;
@@ -51,7 +54,7 @@ pub enum ExplainError {
     StatesDisagree(&'static str, &'static str),
     /// The configuration's gateway cannot be built.
     #[error(transparent)]
-    Gateway(#[from] xdpgw_dataplane::pipeline::GatewayError),
+    Gateway(#[from] xdpgw_dataplane::gateway::GatewayError),
     /// The tracer refused the trace.
     #[error("{0}")]
     Trace(String),
@@ -241,10 +244,10 @@ impl OfflineGateway {
         let len = buf.len();
         buf.resize(xdpgw_dataplane::pipeline::FRAME_SIZE, 0);
         self.now += 1_000_000;
-        self.worker.begin_batch();
         let a = self
             .worker
-            .process(self.now, p.in_iface, &mut buf, len, &mut self.sink);
+            .batch(&mut self.sink)
+            .process(self.now, p.in_iface, &mut buf, len);
         self.sink.0.clear();
         let out = match a {
             Action::Forward { len, .. } => buf[..len.min(buf.len())].to_vec(),
@@ -267,7 +270,8 @@ impl OfflineGateway {
             .map_err(|e| ExplainError::Trace(e.to_string()))?;
         let (a, out) = self.send(p);
         self.gw.tracer.stop(&session);
-        self.worker.begin_batch();
+        // A batch picks the stop up: the worker lets go of the session.
+        drop(self.worker.batch(&mut self.sink));
         let t = rx.try_recv().map_err(|_| ExplainError::NoTrace)?;
         Ok((a, out, t))
     }

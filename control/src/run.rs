@@ -15,27 +15,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use xdpgw_dataplane::conntrack::MemInfo;
-use xdpgw_dataplane::drop::DropReason;
-use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, Worker, ETH_HLEN, FRAME_SIZE};
+use xdpgw_dataplane::gateway::Gateway;
+use xdpgw_dataplane::log::{LogEntry, LogSink};
+use xdpgw_dataplane::pipeline::FRAME_SIZE;
 use xdpgw_dataplane::port::{
-    ForwardVerdict, GroupQueue, HostDeviceConfig, HostPath, HostQueue, HostRoute, PortConfig,
-    PortGroup, XdpMode, ZeroCopy,
+    GroupQueue, HostDeviceConfig, HostPath, HostQueue, HostRoute, PortConfig, PortGroup, XdpMode,
+    ZeroCopy,
 };
+use xdpgw_dataplane::rule::Log;
+use xdpgw_dataplane::worker::{Driver, Worker};
 
 use crate::api::server::{Control, ControlSocket, WorkerPublished};
 use crate::config::{Config, XdpModeConfig, ZeroCopyConfig};
 use crate::service::{self, level};
 use crate::state_file;
-
-/// Frames a worker takes from one queue per round.
-const BATCH: usize = 64;
-
-/// The host path yields to forwarding: while forwarding fills a worker's
-/// rounds, it reads at most this many packets per host device and hands at
-/// most `4 *` this many to the host per millisecond (more are dropped,
-/// counted as `host_path_full`); otherwise up to a batch per device every
-/// 50 µs, and whenever a round found nothing.
-const HOST_SATURATED_BUDGET: usize = 16;
 
 /// Entry point of `xdpgw run --config FILE`; with `report`, a summary of
 /// what the gateway did is printed to stderr when it stops.
@@ -45,40 +38,6 @@ pub fn main(config: &Path, report: bool) -> ExitCode {
         Err(e) => {
             service::log(level::ERR, &format!("xdpgw run: {e}"));
             ExitCode::FAILURE
-        }
-    }
-}
-
-/// Frames generated while a queue is being read (ICMP errors, ARP, held
-/// packets released): copied here, sent after the batch. Preallocated.
-struct Staging {
-    frames: Vec<(u8, usize, Box<[u8]>)>,
-    used: usize,
-    lost: u64,
-}
-
-impl Staging {
-    fn new(n: usize) -> Staging {
-        Staging {
-            frames: (0..n)
-                .map(|_| (0, 0, vec![0u8; FRAME_SIZE].into_boxed_slice()))
-                .collect(),
-            used: 0,
-            lost: 0,
-        }
-    }
-}
-
-impl Emit for Staging {
-    fn emit(&mut self, iface: u8, frame: &[u8]) {
-        match self.frames.get_mut(self.used) {
-            Some(slot) if frame.len() <= slot.2.len() => {
-                slot.0 = iface;
-                slot.1 = frame.len();
-                slot.2[..frame.len()].copy_from_slice(frame);
-                self.used += 1;
-            }
-            _ => self.lost += 1,
         }
     }
 }
@@ -405,7 +364,7 @@ fn release(reports: &mut [WorkerReport], host_path: Option<HostPath>, group: Por
 
 /// What a worker hands back when it stops.
 struct WorkerReport {
-    stats: xdpgw_dataplane::pipeline::WorkerStats,
+    stats: xdpgw_dataplane::stats::WorkerStats,
     /// Its sockets and host path queues, released by `run` (`release`).
     queues: Vec<GroupQueue>,
     host: Option<HostQueue>,
@@ -427,14 +386,8 @@ fn exit_report(
         let st = &r.stats;
         let _ = writeln!(
             out,
-            "# worker {w}: rx {} forwarded {} host {} from host {} answered/held {} generated {} dropped {}",
-            st.rx,
-            st.forwarded,
-            st.host,
-            st.from_host,
-            st.consumed,
-            st.emitted,
-            st.dropped()
+            "# worker {w}: {}",
+            crate::api::stats::counters_line(st)
         );
         for reason in xdpgw_dataplane::drop::DropReason::ALL {
             let n = st.drop_count(*reason);
@@ -471,10 +424,7 @@ fn exit_report(
     // Rule counters, summed over the workers (live: `classify::RuleCounters`).
     let sums = current.live.totals();
     let _ = writeln!(out, "# rules with counters [packets:bytes]");
-    out.push_str(&crate::save::render_with(
-        &with_counters(rules, &sums),
-        true,
-    ));
+    out.push_str(&crate::save::render_with(&rules.with_counters(&sums), true));
     out
 }
 
@@ -485,214 +435,67 @@ fn gw_now() -> u64 {
 
 static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
-/// A rule set with the compiled rule set's counters put back on its rules
-/// and chains (`classify::compile` numbers them table by table, chain by
-/// chain: each chain's rules, then its policy).
-pub fn with_counters(
-    set: &xdpgw_dataplane::rule::RuleSet,
-    counters: &[(u64, u64)],
-) -> xdpgw_dataplane::rule::RuleSet {
-    use xdpgw_dataplane::rule::Counters;
-    let mut set = set.clone();
-    let mut slot = 0usize;
-    let mut next = || {
-        let c = counters.get(slot).copied().unwrap_or((0, 0));
-        slot += 1;
-        Counters {
-            packets: c.0,
-            bytes: c.1,
-        }
-    };
-    for t in &mut set.tables {
-        for c in &mut t.chains {
-            for r in &mut c.rules {
-                r.counters = next();
-            }
-            c.counters = next();
-        }
-    }
-    set
-}
-
-/// One worker: polls its queues, runs each frame through the pipeline,
-/// transmits, and does housekeeping between batches.
+/// One worker: drives its queues (the dataplane's worker driver), and
+/// publishes its counters for the control thread.
 #[allow(clippy::too_many_arguments)]
 fn worker_loop(
     w: usize,
     gw: Arc<Gateway>,
-    mut queues: Vec<GroupQueue>,
+    queues: Vec<GroupQueue>,
     host: Option<HostQueue>,
     names: &[String],
     stop: &AtomicBool,
     start: Instant,
     publish: &WorkerPublished,
 ) -> WorkerReport {
-    let mut worker = Worker::new(Arc::clone(&gw), w as u64 + 1);
-    let mut staging = Staging::new(BATCH * 2);
-    let mut idle_rounds = 0u32;
-    let mut published_queues = 0u64;
-    // Housekeeping and publishing run at most every millisecond under load
-    // (and whenever a round found nothing), not once per batch: their cost
-    // must not be paid per packet when batches are small.
-    let mut last_tick = 0u64;
-    let mut last_publish = 0u64;
-    let mut dirty = false;
-    let mut last_host = 0u64;
-    let mut host_budget = usize::MAX;
-    let mut host_buf = vec![0u8; FRAME_SIZE].into_boxed_slice();
     // Everything an idle worker waits on: its sockets and its host queues.
     let wait_fds: Vec<_> = queues
         .iter()
         .flat_map(|gq| gq.raw_fds().iter().copied())
         .chain(host.iter().flat_map(|h| h.raw_fds()))
         .collect();
+    let mut driver = Driver::new(Worker::new(gw, w as u64 + 1), queues, host);
+    let mut logs = StderrLog {
+        names,
+        journal: service::stderr_is_journal(),
+    };
+    let mut published_queues = 0u64;
+    // Publishing runs at most every millisecond under load (and whenever a
+    // round found nothing), not once per batch.
+    let mut last_publish = 0u64;
+    let mut dirty = false;
     while !stop.load(Ordering::Relaxed) {
-        worker.begin_batch();
         let now = start.elapsed().as_nanos() as u64;
-        let mut got = 0;
-        for gq in queues.iter_mut() {
-            let peek = |w: &mut Worker, port: usize, frame: &[u8]| w.prefetch(port as u8, frame);
-            got += gq.rx_batch_peeked(BATCH, &mut worker, peek, |worker, port, frame, len| {
-                match worker.process(now, port as u8, frame, len, &mut staging) {
-                    // To any interface of the group, as a descriptor: no copy.
-                    Action::Forward { iface, len } => ForwardVerdict::Tx {
-                        port: usize::from(iface),
-                        len,
-                    },
-                    Action::Host { iface, len } => {
-                        let packet = frame.get(ETH_HLEN..len);
-                        if let Err(r) = to_host(host.as_ref(), &mut host_budget, iface, packet) {
-                            worker.stats.drops[r as usize] += 1;
-                        }
-                        ForwardVerdict::Drop
-                    }
-                    Action::Drop(_) | Action::Consumed => ForwardVerdict::Drop,
-                }
-            });
-        }
-        // What the host sent: read when the round found nothing, else at
-        // most every 50 µs (a system call per device that usually finds
-        // nothing must not be paid per batch under load), and while
-        // forwarding saturates this worker, a little every millisecond.
-        let saturated = got >= BATCH;
-        if let (Some(h), Some(gq)) = (&host, queues.first_mut()) {
-            let (interval, budget) = if saturated {
-                (1_000_000, HOST_SATURATED_BUDGET)
-            } else {
-                (50_000, BATCH)
-            };
-            if got == 0 || now.saturating_sub(last_host) >= interval {
-                last_host = now;
-                host_budget = if saturated {
-                    4 * HOST_SATURATED_BUDGET
-                } else {
-                    usize::MAX
-                };
-                got += drain_host(&mut worker, h, gq, now, &mut host_buf, &mut staging, budget);
-            }
-        }
-        if got == 0 || now.saturating_sub(last_tick) >= 1_000_000 {
-            last_tick = now;
-            worker.tick(now, &mut staging);
-        }
-        if let Some(gq) = queues.first_mut() {
-            for k in 0..staging.used {
-                let (out, len, ref buf) = staging.frames[k];
-                gq.tx_copy(usize::from(out), &buf[..len]);
-            }
-        }
-        staging.used = 0;
-        for gq in queues.iter_mut() {
-            gq.flush();
-        }
-        drain_logs(&mut worker, names);
+        let round = driver.round(now, &mut logs);
         // Counters for the control thread: the worker's at most every
         // millisecond while busy and as soon as it is idle, the queues' (a
         // system call each) every 200 ms.
+        let got = round.received;
         dirty |= got > 0;
         if dirty && (got == 0 || now.saturating_sub(last_publish) >= 1_000_000) {
             last_publish = now;
             dirty = false;
-            publish.publish(&worker.stats);
+            publish.publish(driver.worker().stats());
         }
         if now.saturating_sub(published_queues) >= 200_000_000 {
             published_queues = now;
-            publish.publish(&worker.stats);
-            publish_queues(publish, &queues);
+            publish.publish(driver.worker().stats());
+            publish_queues(publish, driver.queues());
         }
-        if got == 0 {
-            idle_rounds += 1;
-            if idle_rounds > 64 {
-                // Idle: conntrack gets what the fast path credited (the table
-                // is exact while traffic pauses), then sleep in poll() until a
-                // frame arrives, at most 10 ms so that timers (ARP, expiry)
-                // and the stop flag are served.
-                worker.flush_credits();
-                xdpgw_dataplane::port::wait_readable(&wait_fds, Duration::from_millis(10));
-            }
-        } else {
-            idle_rounds = 0;
+        if round.idle {
+            // Sleep in poll() until a frame arrives, at most 10 ms so that
+            // timers (ARP, expiry) and the stop flag are served.
+            xdpgw_dataplane::port::wait_readable(&wait_fds, Duration::from_millis(10));
         }
     }
-    worker.flush_credits();
-    publish.publish(&worker.stats);
+    let (worker, queues, host) = driver.finish();
+    publish.publish(worker.stats());
     publish_queues(publish, &queues);
     WorkerReport {
-        stats: worker.stats.clone(),
+        stats: worker.stats().clone(),
         queues,
         host,
     }
-}
-
-/// Hands a packet INPUT accepted to the host, through the device of the
-/// interface it arrived on, if the host path exists and its budget allows.
-fn to_host(
-    host: Option<&HostQueue>,
-    budget: &mut usize,
-    iface: u8,
-    packet: Option<&[u8]>,
-) -> Result<(), DropReason> {
-    let host = host.ok_or(DropReason::HostUnsupported)?;
-    match packet {
-        Some(p) if *budget > 0 => {
-            *budget -= 1;
-            if host.deliver(usize::from(iface), p) {
-                Ok(())
-            } else {
-                Err(DropReason::HostPathFull)
-            }
-        }
-        _ => Err(DropReason::HostPathFull),
-    }
-}
-
-/// Sends what the host wrote into its devices (up to a batch per device)
-/// through OUTPUT; returns how many packets were read.
-fn drain_host(
-    worker: &mut Worker,
-    host: &HostQueue,
-    gq: &mut GroupQueue,
-    now: u64,
-    buf: &mut [u8],
-    staging: &mut Staging,
-    budget: usize,
-) -> usize {
-    let mut n = 0;
-    for dev in 0..host.len() {
-        for _ in 0..budget {
-            let Some(len) = buf.get_mut(ETH_HLEN..).and_then(|b| host.receive(dev, b)) else {
-                break;
-            };
-            n += 1;
-            if let Action::Forward { iface, len } = worker.output_from_host(now, buf, len, staging)
-            {
-                if let Some(frame) = buf.get(..len) {
-                    gq.tx_copy(usize::from(iface), frame);
-                }
-            }
-        }
-    }
-    n
 }
 
 /// Each socket's counters, in the order `WorkerPublished::new` got them.
@@ -710,21 +513,19 @@ fn publish_queues(publish: &WorkerPublished, queues: &[GroupQueue]) {
 
 /// LOG lines, formatted off the packet path, to stderr (with the rule's
 /// `--log-level` as a `<N>` prefix when stderr is the journal).
-fn drain_logs(worker: &mut Worker, names: &[String]) {
-    if worker.logs.is_empty() {
-        return;
-    }
-    let rules = Arc::clone(worker.rules().0);
-    let journal = service::stderr_is_journal();
-    let mut err = std::io::stderr().lock();
-    while let Some(e) = worker.logs.pop() {
+struct StderrLog<'a> {
+    names: &'a [String],
+    journal: bool,
+}
+
+impl LogSink for StderrLog<'_> {
+    fn log(&mut self, target: Option<&Log>, e: &LogEntry) {
         let name = |i: Option<u8>| {
-            i.and_then(|i| names.get(usize::from(i)))
+            i.and_then(|i| self.names.get(usize::from(i)))
                 .map_or("", |s| s.as_str())
         };
-        let log = rules.logs.get(e.log as usize);
-        let prefix = log.map_or("", |l| l.prefix.as_str());
-        let log_level = log.map_or(xdpgw_dataplane::rule::Log::DEFAULT_LEVEL, |l| l.level);
+        let prefix = target.map_or("", |l| l.prefix.as_str());
+        let log_level = target.map_or(Log::DEFAULT_LEVEL, |l| l.level);
         let line = xdpgw_dataplane::log::format(
             prefix,
             name(e.in_iface),
@@ -732,6 +533,10 @@ fn drain_logs(worker: &mut Worker, names: &[String]) {
             0,
             &e.bytes[..e.len],
         );
-        let _ = writeln!(err, "{}", service::prefixed(&line, log_level, journal));
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "{}",
+            service::prefixed(&line, log_level, self.journal)
+        );
     }
 }

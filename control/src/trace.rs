@@ -6,10 +6,10 @@
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
+use xdpgw_dataplane::action::Action;
 use xdpgw_dataplane::conntrack::{CtState, InvalidReason, TcpState};
 use xdpgw_dataplane::drop::DropReason;
 use xdpgw_dataplane::flow::{Tuple, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
-use xdpgw_dataplane::pipeline::Action;
 use xdpgw_dataplane::rule::{Hook, Rule, RuleSet, Table, Target};
 use xdpgw_dataplane::trace::{PacketTrace, TraceEvent};
 

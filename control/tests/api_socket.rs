@@ -15,7 +15,7 @@ use xdpgw_lab::WorkDir as TempDir;
 use xdpgw_control::api::server::{Control, ControlSocket, SocketLimits};
 use xdpgw_control::api::{Client, Request, Response};
 use xdpgw_dataplane::conntrack::ConntrackConfig;
-use xdpgw_dataplane::pipeline::{Gateway, GatewayConfig, IfaceConfig};
+use xdpgw_dataplane::gateway::{Gateway, GatewayConfig, IfaceConfig};
 
 const RULES: &str = "\
 *filter

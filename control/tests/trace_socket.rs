@@ -16,9 +16,12 @@ use xdpgw_control::api::server::{Control, ControlSocket};
 use xdpgw_control::api::{Client, Request};
 use xdpgw_control::config::Config;
 use xdpgw_control::explain::{build_frame, iface_mac, PacketSpec, PEER_MAC};
+use xdpgw_dataplane::action::Action;
 use xdpgw_dataplane::conntrack::ConntrackConfig;
 use xdpgw_dataplane::flow::{Tuple, IPPROTO_TCP};
-use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, Worker, FRAME_SIZE};
+use xdpgw_dataplane::gateway::Gateway;
+use xdpgw_dataplane::pipeline::{NoEmit, FRAME_SIZE};
+use xdpgw_dataplane::worker::Worker;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 10, 2);
 const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 254);
@@ -47,12 +50,6 @@ fn control() -> Control {
     }
 }
 
-struct NoEmit;
-
-impl Emit for NoEmit {
-    fn emit(&mut self, _: u8, _: &[u8]) {}
-}
-
 /// A SYN from the client to the server's `dport`, through `w`.
 fn syn(w: &mut Worker, dport: u16) -> Action {
     let p = PacketSpec {
@@ -73,8 +70,7 @@ fn syn(w: &mut Worker, dport: u16) -> Action {
     let mut buf = build_frame(&p, iface_mac(0));
     let len = buf.len();
     buf.resize(FRAME_SIZE, 0);
-    w.begin_batch();
-    w.process(1_000_000, 0, &mut buf, len, &mut NoEmit)
+    w.batch(NoEmit).process(1_000_000, 0, &mut buf, len)
 }
 
 fn raw_call(path: &std::path::Path, line: &str) -> Vec<String> {

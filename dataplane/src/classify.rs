@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::rule::{
-    AddrRange, Hook, IcmpType, IfaceMatch, Inv, Ipv4Net, Limit, Log, Match, MultiportDir, NatRange,
-    Policy, PortNat, PortRange, RejectWith, RuleSet, Table, Target,
+    AddrRange, CounterLayout, Hook, IcmpType, IfaceMatch, Inv, Ipv4Net, Limit, Log, Match,
+    MultiportDir, NatRange, Policy, PortNat, PortRange, RejectWith, RuleSet, Table, Target,
 };
 
 /// At most this many interfaces take part in `-i`/`-o` matching.
@@ -214,7 +214,8 @@ pub enum CTarget {
     },
 }
 
-/// A compiled rule. `counter` indexes per-worker counter arrays.
+/// A compiled rule. `counter` indexes per-worker counter arrays (its slot
+/// in [`CounterLayout`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CRule {
     pub src: AddrMatch,
@@ -228,8 +229,8 @@ pub struct CRule {
     /// Whether evaluating this rule may give another result for the next
     /// packet of the same flow in the same conntrack state (TCP flags,
     /// DSCP, ICMP or limit matches) or must see every packet (LOG): a
-    /// traversal that evaluated such a rule is not cached
-    /// ([`EvalState::volatile`]).
+    /// traversal that evaluated such a rule is not cached (the fast path's
+    /// recording sees it: [`EvalObserver::considered`]).
     pub volatile: bool,
 }
 
@@ -266,7 +267,7 @@ pub struct CompiledRuleSet {
     pub ifaces: Box<[String]>,
     pub logs: Box<[Log]>,
     /// Counter slots: one per rule and one per chain (its policy, for a
-    /// built-in chain).
+    /// built-in chain), laid out as [`CounterLayout`] says.
     pub counters: u32,
     /// The live packet and byte counters of those slots: one stripe per
     /// worker, readable by the control plane while the workers count.
@@ -559,9 +560,9 @@ pub fn compile(set: &RuleSet, ifaces: &[&str]) -> Result<CompiledRuleSet, Compil
     let ifaces: Vec<String> = ifaces.iter().map(|s| s.to_string()).collect();
     let mut tables: [Option<CTable>; 4] = Default::default();
     let mut logs = Vec::new();
-    let mut counters = 0u32;
+    let layout = CounterLayout::of(set);
     let mut limits = 0u32;
-    for t in &set.tables {
+    for (ti, t) in set.tables.iter().enumerate() {
         if t.chains.len() > usize::from(u16::MAX) {
             return Err(CompileError::TooManyChains(t.table));
         }
@@ -582,7 +583,7 @@ pub fn compile(set: &RuleSet, ifaces: &[&str]) -> Result<CompiledRuleSet, Compil
                 hooks[h as usize] = Some(ci as u16);
             }
             let mut rules = Vec::with_capacity(c.rules.len());
-            for r in &c.rules {
+            for (ri, r) in c.rules.iter().enumerate() {
                 let mut matches = Vec::with_capacity(r.matches.len() + 1);
                 for m in &r.matches {
                     if let Some(cm) = compile_match(m, &mut limits) {
@@ -651,17 +652,15 @@ pub fn compile(set: &RuleSet, ifaces: &[&str]) -> Result<CompiledRuleSet, Compil
                     ),
                     matches: matches.into_boxed_slice(),
                     target,
-                    counter: counters,
+                    counter: layout.rule(ti, ci, ri).unwrap_or(u32::MAX),
                 });
-                counters += 1;
             }
             chains.push(CChain {
                 name: c.name.clone(),
                 policy: c.policy,
                 rules: rules.into_boxed_slice(),
-                counter: counters,
+                counter: layout.chain(ti, ci).unwrap_or(u32::MAX),
             });
-            counters += 1;
         }
         tables[t.table as usize] = Some(CTable {
             table: t.table,
@@ -673,8 +672,8 @@ pub fn compile(set: &RuleSet, ifaces: &[&str]) -> Result<CompiledRuleSet, Compil
         tables,
         ifaces: ifaces.into_boxed_slice(),
         logs: logs.into_boxed_slice(),
-        counters,
-        live: RuleCounters::new(counters as usize),
+        counters: layout.len(),
+        live: RuleCounters::new(layout.len() as usize),
         limits: (0..limits).map(|_| LimitBucket::default()).collect(),
     })
 }
@@ -751,20 +750,10 @@ pub struct EvalState {
     /// [`EvalState::MAX_LOGS`] per packet.
     pub logs: [u32; EvalState::MAX_LOGS],
     pub nlogs: usize,
-    /// Recording (the pipeline's flow cache): while `record` is on, every
-    /// counter slot bumped is noted in `recorded` (more than
-    /// [`EvalState::MAX_RECORDED`] make the traversal `volatile`), and
-    /// `volatile` is set when a rule that is volatile (see
-    /// [`CRule::volatile`]) is evaluated.
-    pub record: bool,
-    pub volatile: bool,
-    pub recorded: [u32; EvalState::MAX_RECORDED],
-    pub nrecorded: usize,
 }
 
 impl EvalState {
     pub const MAX_LOGS: usize = 8;
-    pub const MAX_RECORDED: usize = 12;
 
     /// Evaluation state counting in stripe 0 (one evaluator per rule set:
     /// tests, tools).
@@ -786,24 +775,7 @@ impl EvalState {
             stack: Vec::with_capacity(chains + 1),
             logs: [0; EvalState::MAX_LOGS],
             nlogs: 0,
-            record: false,
-            volatile: false,
-            recorded: [0; EvalState::MAX_RECORDED],
-            nrecorded: 0,
         }
-    }
-
-    /// Starts recording a traversal (see [`EvalState::record`]).
-    #[inline]
-    pub fn start_recording(&mut self) {
-        self.record = true;
-        self.volatile = false;
-        self.nrecorded = 0;
-    }
-
-    /// The counter slots a recorded traversal bumped, in order.
-    pub fn recorded(&self) -> &[u32] {
-        &self.recorded[..self.nrecorded.min(EvalState::MAX_RECORDED)]
     }
 
     /// This worker's count for a slot (other workers' are not included:
@@ -812,20 +784,6 @@ impl EvalState {
         self.counters
             .get(slot as usize)
             .map_or((0, 0), Counter::get)
-    }
-
-    #[inline]
-    fn count(&mut self, slot: u32, len: u16) {
-        if self.record {
-            match self.recorded.get_mut(self.nrecorded) {
-                Some(r) => {
-                    *r = slot;
-                    self.nrecorded += 1;
-                }
-                None => self.volatile = true,
-            }
-        }
-        self.bump(slot, len);
     }
 
     /// Counts a packet of `len` bytes in `slot` (this worker's stripe).
@@ -971,11 +929,12 @@ impl CompiledRuleSet {
                 }
             };
             idx += 1;
-            st.volatile |= rule.volatile;
+            obs.considered(rule);
             if !rule.matches(p, &self.limits, now) {
                 continue;
             }
-            st.count(rule.counter, p.len);
+            st.bump(rule.counter, p.len);
+            obs.counted(rule.counter);
             obs.rule(chain, idx - 1);
             match &rule.target {
                 CTarget::Continue => {}
@@ -1032,7 +991,8 @@ impl CompiledRuleSet {
         obs: &mut O,
     ) -> Verdict {
         let c = &t.chains[usize::from(base)];
-        st.count(c.counter, p.len);
+        st.bump(c.counter, p.len);
+        obs.counted(c.counter);
         let v = match c.policy {
             Some(Policy::Drop) => Verdict::PolicyDrop,
             _ => Verdict::Accept,
@@ -1045,24 +1005,29 @@ impl CompiledRuleSet {
 /// What [`CompiledRuleSet::eval_observed`] reports while it walks the
 /// chains; chains are indices into the table's chains, rules into the
 /// chain's rules (both as in the [`RuleSet`] the set was compiled from).
+/// Every method does nothing unless implemented: packet tracing observes
+/// the rules, chain ends and policies; the fast path's recording the rules
+/// considered and the counter slots bumped.
 pub trait EvalObserver {
+    /// A rule is about to be matched against the packet.
+    #[inline(always)]
+    fn considered(&mut self, _rule: &CRule) {}
+    /// A counter slot was bumped (a rule matched, or a policy decided).
+    #[inline(always)]
+    fn counted(&mut self, _slot: u32) {}
     /// A rule matched (whatever its target: terminal, jump, LOG, ...).
-    fn rule(&mut self, chain: u16, rule: usize);
+    #[inline(always)]
+    fn rule(&mut self, _chain: u16, _rule: usize) {}
     /// A user chain ended without a verdict: back to its caller.
-    fn chain_end(&mut self, chain: u16);
+    #[inline(always)]
+    fn chain_end(&mut self, _chain: u16) {}
     /// The built-in chain's policy decided.
-    fn policy(&mut self, chain: u16, verdict: Verdict);
+    #[inline(always)]
+    fn policy(&mut self, _chain: u16, _verdict: Verdict) {}
 }
 
 /// No observer: what plain [`CompiledRuleSet::eval`] uses.
-impl EvalObserver for () {
-    #[inline(always)]
-    fn rule(&mut self, _: u16, _: usize) {}
-    #[inline(always)]
-    fn chain_end(&mut self, _: u16) {}
-    #[inline(always)]
-    fn policy(&mut self, _: u16, _: Verdict) {}
-}
+impl EvalObserver for () {}
 
 /// An address as the compiled tests take it.
 #[inline]

@@ -1,19 +1,26 @@
 //! The xdpgw dataplane: the typed rule set and its compiled form
 //! (`rule`, `classify`), wire views and rewrites (`wire`), flow keys
 //! (`flow`), connection tracking (`conntrack`), NAT (`nat`), ICMP error
-//! rate limits (`icmp_limit`), routes and
-//! neighbours (`route`, `neigh`), the netfilter pipeline and its workers
-//! (`pipeline`), packet tracing (`trace`), LOG (`log`), counted drop
-//! reasons (`drop`), CPU and memory hints (`hint`: prefetch, huge pages)
-//! and the AF_XDP ports (`port`); unsafe code lives only in `port` and
-//! `hint`. It does not depend on the control plane.
+//! rate limits (`icmp_limit`), routes and neighbours (`route`, `neigh`),
+//! what the workers share (`gateway`), the netfilter pipeline
+//! (`pipeline`) and what it decides for a frame (`action`), the
+//! established-flow fast path (`fastpath`), the workers that drive both in
+//! batches over port queues (`worker`) and their counters (`stats`, defined
+//! once with the views' table: `counter`), packet
+//! tracing (`trace`), LOG (`log`), counted drop reasons (`drop`), the
+//! CPU and memory hints (`hint`: prefetch, huge pages) and the AF_XDP
+//! ports and their in-memory stand-ins (`port`); unsafe code lives only in
+//! `port` and `hint`. It does not depend on the control plane.
 #![deny(unsafe_code)]
 
+pub mod action;
 pub mod classify;
 pub mod conntrack;
+pub mod counter;
 pub mod drop;
+mod fastpath;
 pub mod flow;
-mod flowcache;
+pub mod gateway;
 pub mod hint;
 pub mod icmp_limit;
 pub mod log;
@@ -23,5 +30,7 @@ pub mod pipeline;
 pub mod port;
 pub mod route;
 pub mod rule;
+pub mod stats;
 pub mod trace;
 pub mod wire;
+pub mod worker;

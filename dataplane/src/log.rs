@@ -79,6 +79,21 @@ impl LogRing {
     }
 }
 
+/// Where a worker hands its LOG entries, off the packet path
+/// ([`crate::worker::Worker::drain_logs`]): with the rule's LOG target
+/// (prefix and level; None if the rule set changed under the entry), to
+/// be formatted ([`format`]) and written.
+pub trait LogSink {
+    fn log(&mut self, target: Option<&crate::rule::Log>, entry: &LogEntry);
+}
+
+/// Collects the entries (tests, tools).
+impl LogSink for Vec<(Option<crate::rule::Log>, LogEntry)> {
+    fn log(&mut self, target: Option<&crate::rule::Log>, entry: &LogEntry) {
+        self.push((target.cloned(), *entry));
+    }
+}
+
 fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
 }

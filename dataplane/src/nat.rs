@@ -32,38 +32,110 @@ fn needed_bit(manip: Manip, dir: Dir) -> u16 {
     }
 }
 
-/// The tuple whose inverse a packet going in `dir` is translated to, if
-/// the connection's NAT `st` calls for `manip` in that direction.
-fn other_tuple<'a>(
-    orig: &'a Tuple,
-    reply: &'a Tuple,
-    st: u16,
-    dir: Dir,
-    manip: Manip,
-) -> Option<&'a Tuple> {
-    if st & needed_bit(manip, dir) == 0 {
-        return None;
-    }
-    Some(match dir {
-        Dir::Original => reply,
-        Dir::Reply => orig,
-    })
+/// A tracked connection's NAT as one packet of it sees it: the
+/// connection's tuples, its NAT status bits (`SRC_NAT`/`DST_NAT`, fixed at
+/// confirm) and the direction the packet goes in. The same for every packet
+/// of the connection in that direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnNat {
+    pub orig: Tuple,
+    pub reply: Tuple,
+    pub status: u16,
+    pub dir: Dir,
 }
 
-/// The address and port [`translate`] writes for `manip` into a TCP/UDP
-/// packet going in `dir`, if the connection's NAT changes that end.
-pub fn target(
-    orig: &Tuple,
-    reply: &Tuple,
-    st: u16,
-    dir: Dir,
-    manip: Manip,
-) -> Option<(Ipv4Addr, u16)> {
-    let t = other_tuple(orig, reply, st, dir, manip)?.invert();
-    Some(match manip {
-        Manip::Src => (t.src, t.sport),
-        Manip::Dst => (t.dst, t.dport),
-    })
+impl ConnNat {
+    /// The same connection as a packet going the other way sees it (an
+    /// answer the gateway generates: nf_ct_attach's reply direction).
+    pub fn reversed(self) -> ConnNat {
+        ConnNat {
+            dir: self.dir.flip(),
+            ..self
+        }
+    }
+
+    /// The tuple whose inverse the packet is translated to, if the
+    /// connection's NAT calls for `manip` in its direction.
+    fn other_tuple(&self, manip: Manip) -> Option<&Tuple> {
+        if self.status & needed_bit(manip, self.dir) == 0 {
+            return None;
+        }
+        Some(match self.dir {
+            Dir::Original => &self.reply,
+            Dir::Reply => &self.orig,
+        })
+    }
+
+    /// The address and port [`ConnNat::translate`] writes for `manip` into
+    /// a TCP/UDP packet, if the connection's NAT changes that end.
+    pub fn target(&self, manip: Manip) -> Option<(Ipv4Addr, u16)> {
+        let t = self.other_tuple(manip)?.invert();
+        Some(match manip {
+            Manip::Src => (t.src, t.sport),
+            Manip::Dst => (t.dst, t.dport),
+        })
+    }
+
+    /// Translates the packet (in `frame`, parsed as `info`, which follows)
+    /// for a hook doing `manip`. Returns whether it changed the packet.
+    pub fn translate(&self, frame: &mut [u8], info: &mut Ipv4Info, manip: Manip) -> bool {
+        let Some(other) = self.other_tuple(manip) else {
+            return false;
+        };
+        let target = other.invert();
+        match manip {
+            Manip::Src => {
+                wire::set_src(frame, info, target.src, target.sport);
+                update_info(info, manip, target.src, target.sport);
+            }
+            Manip::Dst => {
+                wire::set_dst(frame, info, target.dst, target.dport);
+                update_info(info, manip, target.dst, target.dport);
+            }
+        }
+        true
+    }
+
+    /// Translates an ICMP error RELATED to the connection (as Linux's
+    /// nf_nat_icmp_reply_translation): the quoted datagram gets the
+    /// opposite manip so it looks like what its sender sent, and the outer
+    /// header gets the manip of the hook.
+    pub fn translate_related(&self, frame: &mut [u8], info: &mut Ipv4Info, manip: Manip) -> bool {
+        let Some(other) = self.other_tuple(manip) else {
+            return false;
+        };
+        match manip {
+            // The inner packet travelled the other way: undo the opposite manip on it.
+            Manip::Src => wire::set_inner_dst(frame, info, other.dst, other.dport),
+            Manip::Dst => wire::set_inner_src(frame, info, other.src, other.sport),
+        }
+        let target = other.invert();
+        match manip {
+            Manip::Src => {
+                wire::set_src(frame, info, target.src, 0);
+                info.src = target.src;
+            }
+            Manip::Dst => {
+                wire::set_dst(frame, info, target.dst, 0);
+                info.dst = target.dst;
+            }
+        }
+        if let L4::Icmp(i) = &mut info.l4info {
+            if let Some(inner) = &mut i.inner {
+                match manip {
+                    Manip::Src => {
+                        inner.dst = other.dst;
+                        inner.dport = other.dport;
+                    }
+                    Manip::Dst => {
+                        inner.src = other.src;
+                        inner.sport = other.sport;
+                    }
+                }
+            }
+        }
+        true
+    }
 }
 
 /// Keeps a parse in step with a rewrite of the packet's source or destination.
@@ -84,84 +156,6 @@ fn update_info(info: &mut Ipv4Info, manip: Manip, addr: Ipv4Addr, port: u16) {
         L4::Icmp(i) if i.is_query => i.id = port,
         _ => {}
     }
-}
-
-/// Translates a packet of a tracked connection with tuples `orig`/`reply`
-/// and NAT `status`, going in `dir`, for a hook doing `manip`. Returns
-/// whether it changed the packet.
-pub fn translate(
-    frame: &mut [u8],
-    info: &mut Ipv4Info,
-    orig: &Tuple,
-    reply: &Tuple,
-    st: u16,
-    dir: Dir,
-    manip: Manip,
-) -> bool {
-    let Some(other) = other_tuple(orig, reply, st, dir, manip) else {
-        return false;
-    };
-    let target = other.invert();
-    match manip {
-        Manip::Src => {
-            wire::set_src(frame, info, target.src, target.sport);
-            update_info(info, manip, target.src, target.sport);
-        }
-        Manip::Dst => {
-            wire::set_dst(frame, info, target.dst, target.dport);
-            update_info(info, manip, target.dst, target.dport);
-        }
-    }
-    true
-}
-
-/// Translates an ICMP error RELATED to a connection (as Linux's
-/// nf_nat_icmp_reply_translation): the quoted datagram gets the opposite
-/// manip so it looks like what its sender sent, and the outer header gets
-/// the manip of the hook.
-pub fn translate_related(
-    frame: &mut [u8],
-    info: &mut Ipv4Info,
-    orig: &Tuple,
-    reply: &Tuple,
-    st: u16,
-    dir: Dir,
-    manip: Manip,
-) -> bool {
-    let Some(other) = other_tuple(orig, reply, st, dir, manip) else {
-        return false;
-    };
-    match manip {
-        // The inner packet travelled the other way: undo the opposite manip on it.
-        Manip::Src => wire::set_inner_dst(frame, info, other.dst, other.dport),
-        Manip::Dst => wire::set_inner_src(frame, info, other.src, other.sport),
-    }
-    let target = other.invert();
-    match manip {
-        Manip::Src => {
-            wire::set_src(frame, info, target.src, 0);
-            info.src = target.src;
-        }
-        Manip::Dst => {
-            wire::set_dst(frame, info, target.dst, 0);
-            info.dst = target.dst;
-        }
-    }
-    if let L4::Icmp(i) = &mut info.l4info {
-        if let Some(inner) = &mut i.inner {
-            match manip {
-                Manip::Src => {
-                    inner.dst = other.dst;
-                    inner.dport = other.dport;
-                }
-                Manip::Dst => {
-                    inner.src = other.src;
-                    inner.sport = other.sport;
-                }
-            }
-        }
-    }
-    true
 }
 
 /// A small, fast, per-worker random source (xorshift64*), for port offsets.

@@ -698,11 +698,163 @@ impl RuleSet {
     pub fn table(&self, table: Table) -> Option<&TableRules> {
         self.tables.iter().find(|t| t.table == table)
     }
+
+    /// The rule set with the packet and byte counters `totals` (by counter
+    /// slot, [`CounterLayout`]) put back on its rules and chains; 0 for a
+    /// slot `totals` does not have.
+    pub fn with_counters(&self, totals: &[(u64, u64)]) -> RuleSet {
+        let mut set = self.clone();
+        for (slot, at) in CounterLayout::of(self).slots() {
+            let (packets, bytes) = totals.get(slot as usize).copied().unwrap_or((0, 0));
+            let c = Counters { packets, bytes };
+            match at {
+                CounterSlot::Rule { table, chain, rule } => {
+                    set.tables[table].chains[chain].rules[rule].counters = c;
+                }
+                CounterSlot::Chain { table, chain } => set.tables[table].chains[chain].counters = c,
+            }
+        }
+        set
+    }
+}
+
+/// What a counter slot counts: a rule, or a chain's policy (by index into
+/// [`RuleSet::tables`], [`TableRules::chains`] and [`Chain::rules`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CounterSlot {
+    Rule {
+        table: usize,
+        chain: usize,
+        rule: usize,
+    },
+    Chain {
+        table: usize,
+        chain: usize,
+    },
+}
+
+/// Where each rule's and chain's packet and byte counters are among a
+/// compiled rule set's counter slots: numbered table by table, chain by
+/// chain, each chain's rules and then the chain itself (its policy). The
+/// compiler numbers them so (`classify::compile`); the views put them back
+/// on the rules ([`RuleSet::with_counters`]), `zero` finds a chain's, and a
+/// reload carries them over by it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CounterLayout {
+    /// Per table, per chain: its first rule's slot and its rule count.
+    chains: Vec<Vec<(u32, u32)>>,
+    len: u32,
+}
+
+impl CounterLayout {
+    pub fn of(set: &RuleSet) -> CounterLayout {
+        let mut next = 0u32;
+        let chains = set
+            .tables
+            .iter()
+            .map(|t| {
+                t.chains
+                    .iter()
+                    .map(|c| {
+                        let first = next;
+                        let rules = u32::try_from(c.rules.len()).unwrap_or(u32::MAX);
+                        next = next.saturating_add(rules).saturating_add(1);
+                        (first, rules)
+                    })
+                    .collect()
+            })
+            .collect();
+        CounterLayout { chains, len: next }
+    }
+
+    /// How many slots.
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The slot of rule `rule` of chain `chain` of table `table`.
+    pub fn rule(&self, table: usize, chain: usize, rule: usize) -> Option<u32> {
+        let &(first, rules) = self.chains.get(table)?.get(chain)?;
+        let rule = u32::try_from(rule).ok().filter(|&r| r < rules)?;
+        Some(first + rule)
+    }
+
+    /// The slot of chain `chain` of table `table` (its policy's).
+    pub fn chain(&self, table: usize, chain: usize) -> Option<u32> {
+        let &(first, rules) = self.chains.get(table)?.get(chain)?;
+        Some(first + rules)
+    }
+
+    /// Every slot, in order, with what it counts.
+    pub fn slots(&self) -> impl Iterator<Item = (u32, CounterSlot)> + '_ {
+        self.chains.iter().enumerate().flat_map(|(table, chains)| {
+            chains
+                .iter()
+                .enumerate()
+                .flat_map(move |(chain, &(first, rules))| {
+                    (0..rules)
+                        .map(move |rule| {
+                            (
+                                first + rule,
+                                CounterSlot::Rule {
+                                    table,
+                                    chain,
+                                    rule: rule as usize,
+                                },
+                            )
+                        })
+                        .chain(std::iter::once((
+                            first + rules,
+                            CounterSlot::Chain { table, chain },
+                        )))
+                })
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counter_slots_go_table_by_table_rules_then_chain() {
+        let mut filter = TableRules::empty(Table::Filter);
+        filter.chains[0].rules.push(Rule::new(Target::Accept));
+        filter.chains[0].rules.push(Rule::new(Target::Drop));
+        let mut nat = TableRules::empty(Table::Nat);
+        nat.chains[1].rules.push(Rule::new(Target::None));
+        let set = RuleSet {
+            tables: vec![filter, nat],
+        };
+        let l = CounterLayout::of(&set);
+        let filter_chains = set.tables[0].chains.len();
+        let nat_chains = set.tables[1].chains.len();
+        assert_eq!(l.len() as usize, 3 + filter_chains + nat_chains);
+        assert_eq!(l.rule(0, 0, 1), Some(1));
+        assert_eq!(l.chain(0, 0), Some(2));
+        assert_eq!(l.rule(0, 0, 2), None);
+        assert_eq!(l.chain(0, 1), Some(3));
+        let slots: Vec<(u32, CounterSlot)> = l.slots().collect();
+        assert!(slots.iter().enumerate().all(|(i, (s, _))| *s as usize == i));
+        assert_eq!(slots.len() as u32, l.len());
+        assert_eq!(
+            slots[filter_chains + 2].1,
+            CounterSlot::Chain { table: 1, chain: 0 }
+        );
+        // Counters put back where the slots say.
+        let totals: Vec<(u64, u64)> = (0..l.len() as u64).map(|i| (i, 10 * i)).collect();
+        let with = set.with_counters(&totals);
+        assert_eq!(with.tables[0].chains[0].rules[1].counters.packets, 1);
+        assert_eq!(with.tables[0].chains[0].counters.bytes, 20);
+        assert_eq!(
+            with.tables[1].chains[1].rules[0].counters.packets,
+            u64::from(l.rule(1, 1, 0).expect("a rule"))
+        );
+    }
 
     #[test]
     fn net_masks_and_prefixes() {

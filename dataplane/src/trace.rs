@@ -3,7 +3,8 @@
 //! why, the NAT applied and what became of them.
 //!
 //! Off, it costs the workers one atomic load per batch (`Tracer::version`)
-//! and a test of a worker-local flag at each pipeline step. On, a worker
+//! and a test per packet of whether a session runs ([`WorkerTrace`]): the
+//! hooks are compiled twice, and the untraced copy records nothing. On, a worker
 //! records the steps of each packet that passes the filter's cheap part
 //! (addresses, ports, protocol, input interface) into a fixed-size
 //! [`PacketTrace`] it owns (no allocation), checks the whole filter at the end
@@ -17,13 +18,13 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 
+use crate::action::Action;
 use crate::classify::{
     compile, CMatch, CRule, CompileError, CompiledRuleSet, EvalObserver, PacketView, Verdict,
 };
 use crate::conntrack::{CtState, InvalidReason, TcpState, Track};
 use crate::flow::Tuple;
 use crate::flow::{Dir, IPPROTO_TCP};
-use crate::pipeline::Action;
 use crate::rule::{Hook, Rule, RuleSet, Table, TableRules, Target};
 
 /// Steps one packet record holds; a packet with more is marked truncated.
@@ -417,6 +418,74 @@ impl TraceSession {
         if self.tx.try_send(*record).is_err() {
             // Relaxed: a statistic.
             self.lost.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A worker's side of tracing: the session as of its last batch (None: no
+/// trace runs), the tracer version it was loaded at, and the record of the
+/// packet being traced with its view as it arrived. Allocated once.
+pub(crate) struct WorkerTrace {
+    session: Option<Arc<TraceSession>>,
+    version: u64,
+    record: Box<PacketTrace>,
+    arrival: PacketView,
+}
+
+impl WorkerTrace {
+    pub(crate) fn new() -> WorkerTrace {
+        WorkerTrace {
+            session: None,
+            version: 0,
+            record: PacketTrace::boxed(),
+            arrival: PacketView::default(),
+        }
+    }
+
+    /// At a batch's beginning: picks up a session started or stopped (one
+    /// atomic load when nothing changed).
+    #[inline]
+    pub(crate) fn refresh(&mut self, tracer: &Tracer) {
+        let v = tracer.version();
+        if v != self.version {
+            self.version = v;
+            self.session = tracer.session();
+        }
+    }
+
+    /// Whether a trace runs (packets may have to be recorded).
+    #[inline(always)]
+    pub(crate) fn active(&self) -> bool {
+        self.session.is_some()
+    }
+
+    /// Starts recording a packet that arrived as `view` (its conntrack
+    /// `tuple`), if it may match the session's filter: its record.
+    #[cold]
+    pub(crate) fn begin(
+        &mut self,
+        worker: u32,
+        rules: usize,
+        view: &PacketView,
+        tuple: Tuple,
+        now: u64,
+    ) -> Option<&mut PacketTrace> {
+        let s = self.session.as_ref()?;
+        if !s.filter.may_match(view, now) {
+            return None;
+        }
+        self.record.begin(worker, rules, view, tuple);
+        self.arrival = *view;
+        Some(&mut self.record)
+    }
+
+    /// Ends the record of the packet [`WorkerTrace::begin`] started; the
+    /// session keeps it if the whole filter matches.
+    #[cold]
+    pub(crate) fn end(&mut self, now: u64, action: Action) {
+        self.record.action = action;
+        if let Some(s) = &self.session {
+            s.finish(&self.record, &self.arrival, now);
         }
     }
 }

@@ -12,10 +12,12 @@ pub mod pipeline {
     use std::sync::{Arc, OnceLock};
 
     use xdpgw_dataplane::conntrack::ConntrackConfig;
-    use xdpgw_dataplane::pipeline::{
-        Action, Emit, Gateway, GatewayConfig, IfaceConfig, Worker, ETH_HLEN, FRAME_SIZE,
-    };
-    use xdpgw_dataplane::rule::Ipv4Net;
+    use xdpgw_dataplane::gateway::{Gateway, GatewayConfig, IfaceConfig};
+    use xdpgw_dataplane::log::LogEntry;
+    use xdpgw_dataplane::pipeline::FRAME_SIZE;
+    use xdpgw_dataplane::port::{MemHost, MemQueue};
+    use xdpgw_dataplane::rule::{Ipv4Net, Log};
+    use xdpgw_dataplane::worker::{Driver, Worker};
 
     /// The gateway's MACs: lan0, wan0.
     pub const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
@@ -25,16 +27,6 @@ pub mod pipeline {
     pub const CLIENT: (Ipv4Addr, [u8; 6]) = (Ipv4Addr::new(192, 168, 10, 2), [2, 0, 0, 0, 10, 2]);
     pub const UPSTREAM: (Ipv4Addr, [u8; 6]) =
         (Ipv4Addr::new(203, 0, 113, 254), [2, 0, 0, 0, 11, 254]);
-
-    /// Frames the pipeline emits (answers, ICMP errors, ARP) must fit a
-    /// UMEM frame.
-    struct Sink;
-
-    impl Emit for Sink {
-        fn emit(&mut self, _: u8, frame: &[u8]) {
-            assert!(frame.len() <= FRAME_SIZE, "emitted {} bytes", frame.len());
-        }
-    }
 
     /// A new gateway as the fuzz target runs it: conf/gateway.rules on
     /// lan0 (192.168.10.1/24) and wan0 (203.0.113.1/24), a default route
@@ -84,30 +76,34 @@ pub mod pipeline {
         Arc::clone(GW.get_or_init(gateway))
     }
 
-    /// One input through `gw`: a byte that selects the interface
-    /// (`byte % 3`: 0 lan0, 1 wan0, 2 none) and the time (`byte << 20`
-    /// ns), then the frame (cut to a UMEM frame). Nothing panics, every
+    /// One input through `gw`, by the worker driver over in-memory queues:
+    /// a byte that selects the interface (`byte % 3`: 0 lan0, 1 wan0, 2
+    /// none) and the time (`byte << 20` ns), then the frame (cut to a UMEM
+    /// frame); a round then, and another much later. Nothing panics, every
     /// frame is accounted for (counted received once, whatever happens to
-    /// it), what goes out or to the host lies within the buffer, and every
-    /// frame emitted fits a UMEM frame.
+    /// it), and every frame sent out (forwarded, answered, emitted) or
+    /// delivered to the host fits a UMEM frame.
     pub fn run(gw: &Arc<Gateway>, data: &[u8]) {
         let Some((&first, frame)) = data.split_first() else {
             return;
         };
-        let mut worker = Worker::new(Arc::clone(gw), 1);
-        let mut buf = vec![0u8; FRAME_SIZE];
-        let len = frame.len().min(buf.len());
-        buf[..len].copy_from_slice(&frame[..len]);
-        worker.begin_batch();
-        let action = worker.process(u64::from(first) << 20, first % 3, &mut buf, len, &mut Sink);
-        if let Action::Forward { len: out, .. } | Action::Host { len: out, .. } = action {
-            assert!(
-                ETH_HLEN < out && out <= buf.len(),
-                "{action:?} of a {len}-byte frame"
-            );
+        let frame = &frame[..frame.len().min(FRAME_SIZE)];
+        let mut driver = Driver::new(
+            Worker::new(Arc::clone(gw), 1),
+            vec![MemQueue::new(2)],
+            Some(MemHost::new(2)),
+        );
+        driver.queues_mut()[0].arrive(usize::from(first % 3), frame);
+        let mut logs: Vec<(Option<Log>, LogEntry)> = Vec::new();
+        driver.round(u64::from(first) << 20, &mut logs);
+        driver.round(1 << 40, &mut logs);
+        assert_eq!(driver.worker().stats().rx, 1);
+        for (_, f) in &driver.queues()[0].sent {
+            assert!(f.len() <= FRAME_SIZE, "sent {} bytes", f.len());
         }
-        worker.tick(1 << 40, &mut Sink);
-        assert_eq!(worker.stats.rx, 1);
+        for (_, p) in driver.host().map_or(&[][..], |h| &h.delivered[..]) {
+            assert!(p.len() <= FRAME_SIZE, "delivered {} bytes", p.len());
+        }
     }
 }
 

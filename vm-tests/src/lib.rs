@@ -76,7 +76,7 @@ pub fn gateway_lab(backend: Backend) -> Lab {
 pub fn conf_gateway_config(
     macs: [[u8; 6]; 2],
     conntrack: xdpgw_dataplane::conntrack::ConntrackConfig,
-) -> xdpgw_dataplane::pipeline::GatewayConfig {
+) -> xdpgw_dataplane::gateway::GatewayConfig {
     let path = workspace_dir().join("conf/gateway.toml");
     let cfg = xdpgw_control::config::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     cfg.gateway_config(

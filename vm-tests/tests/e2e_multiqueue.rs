@@ -104,7 +104,7 @@ fn two_queues_two_workers_both_forward() {
         .iter()
         .filter_map(|l| {
             let rest = l.strip_prefix("# worker ")?;
-            let (w, rest) = rest.split_once(": rx ")?;
+            let (w, rest) = rest.split_once(": received ")?;
             Some((
                 w.parse().ok()?,
                 rest.split_whitespace().next()?.parse().ok()?,

@@ -10,13 +10,18 @@
 //! fast path, `wire::parse_ipv4` for the full path, `conntrack::frame_tuple`
 //! for prefetching) agree on what they all read, for random frames.
 
+use std::cell::RefCell;
 use std::net::Ipv4Addr;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use proptest::prelude::*;
+use xdpgw_dataplane::action::Action;
 use xdpgw_dataplane::conntrack::{frame_tuple, ConntrackConfig, Snapshot};
-use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, Worker};
+use xdpgw_dataplane::gateway::Gateway;
+use xdpgw_dataplane::pipeline::Emit;
 use xdpgw_dataplane::wire::{self, L4};
+use xdpgw_dataplane::worker::Worker;
 use xdpgw_vm_tests::frames::*;
 use xdpgw_vm_tests::{conf_gateway_config, workspace_dir};
 
@@ -30,12 +35,17 @@ const GW_WAN: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 10, 2);
 const FAR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 20);
 
-#[derive(Default)]
-struct Sink(Vec<(u8, Vec<u8>)>);
+/// The frames a gateway generates, shared between the batch that emits
+/// them and the test that takes them packet by packet.
+#[derive(Clone, Default)]
+struct Sink(Rc<RefCell<Frames>>);
+
+/// Frames with the interface they went out of.
+type Frames = Vec<(u8, Vec<u8>)>;
 
 impl Emit for Sink {
     fn emit(&mut self, iface: u8, frame: &[u8]) {
-        self.0.push((iface, frame.to_vec()));
+        self.0.borrow_mut().push((iface, frame.to_vec()));
     }
 }
 
@@ -83,12 +93,12 @@ fn run(fast_path: bool, batches: &[Vec<(u8, Vec<u8>)>]) -> (Vec<Outcome>, End) {
     let mut now = 1_000_000_000u64;
     let mut outcomes = Vec::new();
     for batch in batches {
-        w.begin_batch();
+        let mut b = w.batch(sink.clone());
         for (iface, frame) in batch {
             now += 100_000;
             let mut buf = frame.clone();
             buf.resize(2048, 0);
-            let action = w.process(now, *iface, &mut buf, frame.len(), &mut sink);
+            let action = b.process(now, *iface, &mut buf, frame.len());
             let out = match action {
                 Action::Forward { len, .. } => buf[..len].to_vec(),
                 _ => Vec::new(),
@@ -96,12 +106,13 @@ fn run(fast_path: bool, batches: &[Vec<(u8, Vec<u8>)>]) -> (Vec<Outcome>, End) {
             outcomes.push(Outcome {
                 action,
                 out,
-                generated: std::mem::take(&mut sink.0),
+                generated: std::mem::take(&mut *sink.0.borrow_mut()),
             });
         }
-        w.tick(now, &mut sink);
+        drop(b);
+        w.housekeeping(now, &mut sink);
     }
-    w.flush_credits();
+    w.idle();
     let (rules, st) = w.rules();
     let counters = (0..rules.live.totals().len() as u32)
         .map(|slot| st.counter(slot))
@@ -371,23 +382,17 @@ fn a_conversation_is_the_same_with_and_without_the_fast_path() {
     agree(&batched(all, &[64])).unwrap_or_else(|e| panic!("{e}"));
     // The fast path really took part: it must have forwarded most of them.
     let mut w = gateway(true);
-    let mut sink = Sink::default();
-    w.begin_batch();
+    let mut b = w.batch(Sink::default());
     for (k, (iface, f)) in frames(&steps).into_iter().enumerate() {
         let mut buf = f.clone();
         buf.resize(2048, 0);
-        w.process(
-            1_000_000_000 + k as u64 * 1000,
-            iface,
-            &mut buf,
-            f.len(),
-            &mut sink,
-        );
+        b.process(1_000_000_000 + k as u64 * 1000, iface, &mut buf, f.len());
     }
+    drop(b);
     assert!(
-        w.stats.fast_path > n as u64 / 2,
+        w.stats().fast_path > n as u64 / 2,
         "fast path took {} of {n}",
-        w.stats.fast_path
+        w.stats().fast_path
     );
 }
 

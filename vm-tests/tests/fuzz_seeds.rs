@@ -29,7 +29,9 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use xdpgw_dataplane::pipeline::{Action, Emit, Worker};
+use xdpgw_dataplane::action::Action;
+use xdpgw_dataplane::pipeline::Emit;
+use xdpgw_dataplane::worker::Worker;
 use xdpgw_vm_tests::frames::*;
 use xdpgw_vm_tests::{fuzz, workspace_dir};
 
@@ -510,14 +512,10 @@ fn seeds_in_order_have_their_intended_effect() {
     for s in seeds() {
         let mut buf = vec![0u8; 2048];
         buf[..s.frame.len()].copy_from_slice(&s.frame);
-        worker.begin_batch();
-        let action = worker.process(
-            u64::from(s.iface) << 20,
-            s.iface,
-            &mut buf,
-            s.frame.len(),
-            &mut Sink,
-        );
+        let action =
+            worker
+                .batch(Sink)
+                .process(u64::from(s.iface) << 20, s.iface, &mut buf, s.frame.len());
         let effect = match action {
             Action::Forward { iface, .. } => Effect::Out(iface),
             Action::Consumed => Effect::Consumed,

@@ -6,10 +6,15 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use xdpgw_dataplane::action::Action;
 use xdpgw_dataplane::conntrack::{ConntrackConfig, TcpState};
 use xdpgw_dataplane::drop::DropReason;
-use xdpgw_dataplane::pipeline::{Action, Emit, Gateway, Worker, CREDIT_ROUND};
+use xdpgw_dataplane::gateway::Gateway;
+use xdpgw_dataplane::log::{LogEntry, LogSink};
+use xdpgw_dataplane::pipeline::Emit;
+use xdpgw_dataplane::rule::Log;
 use xdpgw_dataplane::rule::{Hook, Table};
+use xdpgw_dataplane::worker::{Worker, CREDIT_ROUND};
 use xdpgw_vm_tests::frames::*;
 use xdpgw_vm_tests::{conf_gateway_config, workspace_dir};
 
@@ -116,22 +121,46 @@ impl Lab {
     }
 
     fn send(&mut self, iface: u8, frame: Vec<u8>) -> Out {
-        self.worker.begin_batch();
-        self.send_in_batch(iface, frame)
+        let mut outs = self.send_batch(iface, vec![frame], false);
+        outs.remove(0)
     }
 
-    /// [`Lab::send`] as the next frame of the current batch.
-    fn send_in_batch(&mut self, iface: u8, mut frame: Vec<u8>) -> Out {
-        self.now += 1_000_000;
-        let len = frame.len();
-        frame.resize(2048, 0);
-        let action = self
-            .worker
-            .process(self.now, iface, &mut frame, len, &mut self.sink);
-        if let Action::Forward { len, .. } = action {
-            frame.truncate(len);
+    /// Frames in one batch (a millisecond apart), first shown to the
+    /// prefetch pass if `prefetch`, as a port's rx loop does.
+    fn send_batch(&mut self, iface: u8, frames: Vec<Vec<u8>>, prefetch: bool) -> Vec<Out> {
+        let mut b = self.worker.batch(&mut self.sink);
+        if prefetch {
+            for f in &frames {
+                b.prefetch(iface, f);
+            }
         }
-        Out { action, frame }
+        frames
+            .into_iter()
+            .map(|mut frame| {
+                self.now += 1_000_000;
+                let len = frame.len();
+                frame.resize(2048, 0);
+                let action = b.process(self.now, iface, &mut frame, len);
+                if let Action::Forward { len, .. } = action {
+                    frame.truncate(len);
+                }
+                Out { action, frame }
+            })
+            .collect()
+    }
+
+    /// The LOG entries so far, with their rule's prefix.
+    fn logs(&mut self) -> Vec<(String, LogEntry)> {
+        struct Collect(Vec<(String, LogEntry)>);
+        impl LogSink for Collect {
+            fn log(&mut self, target: Option<&Log>, e: &LogEntry) {
+                self.0
+                    .push((target.map_or(String::new(), |l| l.prefix.clone()), *e));
+            }
+        }
+        let mut c = Collect(Vec::new());
+        self.worker.drain_logs(&mut c);
+        c.0
     }
 
     /// A packet the gateway host sends (an IPv4 packet after the 14 bytes
@@ -141,10 +170,10 @@ impl Lab {
         let len = frame.len() - 14;
         let mut buf = frame.to_vec();
         buf.resize(2048, 0);
-        self.worker.begin_batch();
         let action = self
             .worker
-            .output_from_host(self.now, &mut buf, len, &mut self.sink);
+            .batch(&mut self.sink)
+            .from_host(self.now, &mut buf, len);
         if let Action::Forward { len, .. } = action {
             buf.truncate(len);
         }
@@ -328,7 +357,7 @@ fn tcp_conversation_through_masquerade() {
     )
     .seen();
     assert_eq!(lab.conn(40000).tcp_state, TcpState::TimeWait);
-    assert_eq!(lab.worker.stats.dropped(), 0);
+    assert_eq!(lab.worker.stats().dropped(), 0);
 }
 
 #[test]
@@ -349,9 +378,9 @@ fn inbound_new_from_wan_is_logged_and_dropped() {
     let out = lab.send(WAN, f);
     assert_eq!(out.action, Action::Drop(DropReason::FilterDrop));
     // LOG_DROP's LOG rule saw it (limit allows the first ones).
-    let e = lab.worker.logs.pop().expect("a LOG entry");
-    let (rules, _) = lab.worker.rules();
-    assert_eq!(rules.logs[e.log as usize].prefix, "xdpgw drop: ");
+    let logs = lab.logs();
+    let (prefix, e) = logs.first().expect("a LOG entry");
+    assert_eq!(prefix, "xdpgw drop: ");
     assert_eq!(e.in_iface, Some(WAN));
     assert!(
         lab.worker.gateway().conntrack.snapshot().is_empty(),
@@ -517,10 +546,10 @@ fn redirect_of_mail_to_the_gateway() {
     );
     let mut frame = f.clone();
     frame.resize(2048, 0);
-    lab.worker.begin_batch();
     let a = lab
         .worker
-        .process(lab.now + 1, LAN, &mut frame, f.len(), &mut lab.sink);
+        .batch(&mut lab.sink)
+        .process(lab.now + 1, LAN, &mut frame, f.len());
     assert_eq!(
         a,
         Action::Host {
@@ -561,7 +590,7 @@ fn redirect_of_mail_to_the_gateway() {
     );
     let c = lab.conn(42000);
     assert_eq!(c.tcp_state, TcpState::SynRecv, "{c:?}");
-    assert_eq!(lab.worker.stats.from_host, 1);
+    assert_eq!(lab.worker.stats().from_host, 1);
 }
 
 #[test]
@@ -683,7 +712,7 @@ fn unresolved_next_hop_holds_the_packet_until_arp_answers() {
     assert_eq!(sent[0].0, WAN);
     assert_eq!(&sent[0].1[12..14], &[0x08, 0x06]);
     assert_eq!(&sent[0].1[38..42], &other.octets());
-    // The neighbour answers; the next tick sends the held packet.
+    // The neighbour answers; housekeeping sends the held packet.
     let mac = [0x02, 0, 0, 0, 0x0b, 0x77];
     let mut reply = mac.to_vec();
     reply.splice(0..0, WAN_MAC);
@@ -694,7 +723,7 @@ fn unresolved_next_hop_holds_the_packet_until_arp_answers() {
     reply.extend_from_slice(&WAN_MAC);
     reply.extend_from_slice(&GW_WAN.octets());
     assert_eq!(lab.send(WAN, reply).action, Action::Consumed);
-    lab.worker.tick(lab.now, &mut lab.sink);
+    lab.worker.housekeeping(lab.now, &mut lab.sink);
     let sent = lab.emitted();
     assert_eq!(sent.len(), 1);
     let s = decode(&sent[0].1);
@@ -719,7 +748,7 @@ fn malformed_frames_are_counted_and_dropped() {
         lab.send(LAN, bad_sum).action,
         Action::Drop(DropReason::Ipv4BadChecksum)
     );
-    assert!(lab.worker.stats.drop_count(DropReason::EthTruncated) > 0);
+    assert!(lab.worker.stats().drop_count(DropReason::EthTruncated) > 0);
 }
 
 mod properties {
@@ -813,9 +842,9 @@ mod properties {
                 }
             }
             f.truncate(cut.max(1));
-            let before = lab.worker.stats.rx;
+            let before = lab.worker.stats().rx;
             let _ = lab.send(iface, f);
-            prop_assert_eq!(lab.worker.stats.rx, before + 1);
+            prop_assert_eq!(lab.worker.stats().rx, before + 1);
         }
 
         /// Random bytes never panic the pipeline.
@@ -1066,7 +1095,7 @@ fn port_exhaustion_counts_every_failure() {
     assert_eq!(ports, (40000..40064).collect());
     assert_eq!(granted + failed, 300);
     assert_eq!(
-        lab.worker.stats.drop_count(DropReason::NatNoFreePort),
+        lab.worker.stats().drop_count(DropReason::NatNoFreePort),
         failed
     );
     let ct = &lab.worker.gateway().conntrack;
@@ -1083,7 +1112,7 @@ fn port_exhaustion_counts_every_failure() {
 }
 
 // ---------------------------------------------------------------------------
-// The established-flow fast path (dataplane/src/flowcache.rs)
+// The established-flow fast path (dataplane/src/fastpath/)
 
 fn udp_from_client(sport: u16, payload: &[u8]) -> Vec<u8> {
     FrameSpec {
@@ -1153,11 +1182,11 @@ fn fast_path_gives_the_full_paths_bytes_and_counters() {
     let before = all_counters(&lab);
     // The first ESTABLISHED packet takes the full path and is cached ...
     let full = lab.send(LAN, f.clone());
-    assert_eq!(lab.worker.stats.fast_path, 0);
+    assert_eq!(lab.worker.stats().fast_path, 0);
     let mid = all_counters(&lab);
     // ... the next one takes the fast path: same bytes out, same counters.
     let fast = lab.send(LAN, f.clone());
-    assert_eq!(lab.worker.stats.fast_path, 1, "cached");
+    assert_eq!(lab.worker.stats().fast_path, 1, "cached");
     let after = all_counters(&lab);
     assert_eq!(full.action, fast.action);
     assert_eq!(full.frame, fast.frame, "byte for byte");
@@ -1173,9 +1202,9 @@ fn fast_path_gives_the_full_paths_bytes_and_counters() {
     let r1 = lab.send(WAN, udp_from_server(41000));
     let r2 = lab.send(WAN, udp_from_server(41000));
     assert_eq!(r1.frame, r2.frame);
-    assert_eq!(lab.worker.stats.fast_path, 3);
+    assert_eq!(lab.worker.stats().fast_path, 3);
     assert_eq!(r2.seen().tos, 0);
-    assert_eq!(lab.worker.stats.dropped(), 0);
+    assert_eq!(lab.worker.stats().dropped(), 0);
 }
 
 /// The client's SYN (sequence `c0`) and the server's SYN-ACK (`s0`) through
@@ -1199,9 +1228,9 @@ fn fast_path_tcp_gives_the_full_paths_bytes_and_states() {
     // The handshake's last ACK is the first ESTABLISHED packet: full path,
     // cached; the same segment again (a duplicate ACK) takes the fast path.
     let full = lab.send(LAN, ack.clone());
-    let fast_before = lab.worker.stats.fast_path;
+    let fast_before = lab.worker.stats().fast_path;
     let fast = lab.send(LAN, ack);
-    assert_eq!(lab.worker.stats.fast_path, fast_before + 1, "cached");
+    assert_eq!(lab.worker.stats().fast_path, fast_before + 1, "cached");
     assert_eq!(full.action, fast.action);
     assert_eq!(full.frame, fast.frame, "byte for byte");
     let s = fast.seen();
@@ -1213,26 +1242,30 @@ fn fast_path_tcp_gives_the_full_paths_bytes_and_states() {
     let data = from_client(43080, 80, c0 + 1, s0 + 1, TCP_ACK | TCP_PSH, req);
     assert_eq!(lab.send(LAN, data).seen().payload, req.to_vec());
     let cseq = c0 + 1 + req.len() as u32;
-    let before = lab.worker.stats.fast_path;
+    let before = lab.worker.stats().fast_path;
     lab.send(
         LAN,
         from_client(43080, 80, cseq, s0 + 1, TCP_FIN | TCP_ACK, &[]),
     )
     .seen();
-    assert_eq!(lab.worker.stats.fast_path, before + 1, "the FIN was cached");
+    assert_eq!(
+        lab.worker.stats().fast_path,
+        before + 1,
+        "the FIN was cached"
+    );
     assert_eq!(lab.conn(43080).tcp_state, TcpState::FinWait);
     assert_eq!(lab.conn(43080).packets[0], 5);
 
     // A cached flow's frame to another MAC is not ours, cached or not.
     let mut other = from_client(43080, 80, cseq + 1, s0 + 1, TCP_ACK, &[]);
     other[..6].copy_from_slice(&CLIENT2_MAC);
-    let before = lab.worker.stats.fast_path;
+    let before = lab.worker.stats().fast_path;
     assert_eq!(
         lab.send(LAN, other).action,
         Action::Drop(DropReason::NotForUs)
     );
-    assert_eq!(lab.worker.stats.fast_path, before);
-    assert_eq!(lab.worker.stats.dropped(), 1);
+    assert_eq!(lab.worker.stats().fast_path, before);
+    assert_eq!(lab.worker.stats().dropped(), 1);
 }
 
 #[test]
@@ -1249,21 +1282,18 @@ fn fast_path_credits_a_udp_stream_once_per_round() {
     // own, the other seven are credited together when the round ends.
     let f = udp_from_client(41010, b"bb");
     let len = (f.len() - 14) as u64;
-    let (found, fast) = (lab.worker.stats.ct.found, lab.worker.stats.fast_path);
-    lab.worker.begin_batch();
-    let first = lab.send_in_batch(LAN, f.clone());
-    for _ in 0..4 {
-        let out = lab.send_in_batch(LAN, f.clone());
-        assert_eq!(out.frame, first.frame, "same bytes out");
+    let (found, fast) = (lab.worker.stats().ct.found, lab.worker.stats().fast_path);
+    let outs = lab.send_batch(LAN, vec![f.clone(); 5], false);
+    for out in &outs[1..] {
+        assert_eq!(out.frame, outs[0].frame, "same bytes out");
     }
-    lab.worker.begin_batch();
-    for _ in 0..3 {
-        lab.send_in_batch(LAN, f.clone()).seen();
+    for out in lab.send_batch(LAN, vec![f.clone(); 3], false) {
+        out.seen();
     }
     let last_now = lab.now;
     assert_eq!(lab.conn(41010).packets[0], before.packets[0] + 1, "not yet");
     // The worker goes idle: the round ends.
-    lab.worker.flush_credits();
+    lab.worker.idle();
     let after = lab.conn(41010);
     assert_eq!(after.packets, [before.packets[0] + 8, before.packets[1]]);
     assert_eq!(after.bytes[0], before.bytes[0] + 8 * len);
@@ -1273,12 +1303,12 @@ fn fast_path_credits_a_udp_stream_once_per_round() {
         "as the last packet set it"
     );
     assert_eq!(
-        lab.worker.stats.ct.found,
+        lab.worker.stats().ct.found,
         found + 8,
         "conntrack -S counts each"
     );
-    assert_eq!(lab.worker.stats.fast_path, fast + 8);
-    assert_eq!(lab.worker.stats.dropped(), 0);
+    assert_eq!(lab.worker.stats().fast_path, fast + 8);
+    assert_eq!(lab.worker.stats().dropped(), 0);
 
     // Under load, housekeeping ends a round CREDIT_ROUND after its first
     // credit, not before.
@@ -1286,24 +1316,25 @@ fn fast_path_credits_a_udp_stream_once_per_round() {
     lab.send(LAN, f.clone()).seen();
     let credited_at = lab.now;
     lab.worker
-        .tick(credited_at + CREDIT_ROUND - 1, &mut lab.sink);
+        .housekeeping(credited_at + CREDIT_ROUND - 1, &mut lab.sink);
     assert_eq!(lab.conn(41010).packets[0], after.packets[0] + 1, "not yet");
-    lab.worker.tick(credited_at + CREDIT_ROUND, &mut lab.sink);
+    lab.worker
+        .housekeeping(credited_at + CREDIT_ROUND, &mut lab.sink);
     assert_eq!(lab.conn(41010).packets[0], after.packets[0] + 2);
 
     // An entry deleted in the middle of a round: the next batch ends the
     // round, the credit finds nothing, and the next packet is a new
     // connection.
-    lab.worker.begin_batch();
-    lab.send_in_batch(LAN, f.clone()).seen();
-    lab.send_in_batch(LAN, f.clone()).seen();
+    for out in lab.send_batch(LAN, vec![f.clone(); 2], false) {
+        out.seen();
+    }
     let removed = lab
         .worker
         .gateway()
         .conntrack
         .remove_if(|s| s.orig.sport == 41010);
     assert_eq!(removed.len(), 1);
-    lab.worker.begin_batch();
+    drop(lab.worker.batch(&mut lab.sink));
     assert!(lab.worker.gateway().conntrack.is_empty());
     let out = lab.send(LAN, f);
     assert_eq!(out.iface(), WAN);
@@ -1318,14 +1349,14 @@ fn fast_path_applies_cached_dscp() {
     syn_and_syn_ack(&mut lab, 42443, 443, c0, s0);
     lab.send(LAN, from_client(42443, 443, c0 + 1, s0 + 1, TCP_ACK, &[]))
         .seen();
-    let fast_before = lab.worker.stats.fast_path;
+    let fast_before = lab.worker.stats().fast_path;
     for k in 0..3u32 {
         let data = from_server(42443, 443, s0 + 1 + 10 * k, c0 + 1, TCP_ACK, &[7; 10]);
         let s = lab.send(WAN, data).seen();
         assert_eq!(s.tos, 46 << 2, "packet {k}");
     }
     assert!(
-        lab.worker.stats.fast_path > fast_before,
+        lab.worker.stats().fast_path > fast_before,
         "the replies were cached"
     );
 }
@@ -1337,14 +1368,14 @@ fn a_reload_ends_cached_decisions() {
     let f = udp_from_client(41001, b"x");
     lab.send(LAN, f.clone()).seen();
     lab.send(LAN, f.clone()).seen();
-    assert_eq!(lab.worker.stats.fast_path, 1);
+    assert_eq!(lab.worker.stats().fast_path, 1);
     // New rules: FORWARD drops everything.
     let text = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
     let set = xdpgw_control::load_rules_str("drop", text).expect("rules");
     lab.worker.gateway().install(&set).expect("install");
     let out = lab.send(LAN, f);
     assert_eq!(out.action, Action::Drop(DropReason::PolicyDrop));
-    assert_eq!(lab.worker.stats.fast_path, 1);
+    assert_eq!(lab.worker.stats().fast_path, 1);
 }
 
 #[test]
@@ -1358,16 +1389,17 @@ fn log_rules_see_every_packet() {
         );
     let mut lab = Lab::with_rules(&text);
     open_udp(&mut lab, 41002);
-    while lab.worker.logs.pop().is_some() {}
+    lab.logs();
     for _ in 0..5 {
         lab.send(LAN, udp_from_client(41002, b"y")).seen();
     }
-    let mut logged = 0;
-    while lab.worker.logs.pop().is_some() {
-        logged += 1;
-    }
+    let logged = lab.logs().len();
     assert_eq!(logged, 5, "one LOG line per packet");
-    assert_eq!(lab.worker.stats.fast_path, 0, "a LOG rule is never cached");
+    assert_eq!(
+        lab.worker.stats().fast_path,
+        0,
+        "a LOG rule is never cached"
+    );
 }
 
 #[test]
@@ -1377,7 +1409,7 @@ fn a_deleted_connection_is_new_again() {
     let f = udp_from_client(41003, b"z");
     lab.send(LAN, f.clone()).seen();
     lab.send(LAN, f.clone()).seen();
-    assert_eq!(lab.worker.stats.fast_path, 1);
+    assert_eq!(lab.worker.stats().fast_path, 1);
     let masq = lab.counter(Table::Nat, Hook::Postrouting, 0);
     let ct = &lab.worker.gateway().conntrack;
     let removed = ct.remove_if(|s| s.orig.sport == 41003);
@@ -1389,13 +1421,13 @@ fn a_deleted_connection_is_new_again() {
         masq + 1,
         "NEW again: MASQUERADE decides again"
     );
-    assert_eq!(lab.worker.stats.fast_path, 1);
+    assert_eq!(lab.worker.stats().fast_path, 1);
     let e = lab.conn(41003);
     assert_eq!(e.packets, [1, 0]);
 }
 
 /// The prefetch pass a port's rx loop runs over a batch before processing
-/// it (`Worker::prefetch`, two steps, queues of 64) is a hint: a batch of
+/// it (`Batch::prefetch`, two steps, queues of 64) is a hint: a batch of
 /// cached flows, new connections and junk, more than its queues hold, gets
 /// the same actions, bytes, counters and conntrack table with it as
 /// without it.
@@ -1415,22 +1447,19 @@ fn the_prefetch_pass_changes_nothing() {
                 _ => vec![0xff; usize::from(i % 60)],
             });
         }
-        lab.worker.begin_batch();
-        if prefetch {
-            for f in &batch {
-                lab.worker.prefetch(LAN, f);
-            }
-        }
-        let outs: Vec<(Action, Vec<u8>)> = batch
+        let outs: Vec<(Action, Vec<u8>)> = lab
+            .send_batch(LAN, batch, prefetch)
             .into_iter()
-            .map(|f| {
-                let o = lab.send_in_batch(LAN, f);
-                (o.action, o.frame)
-            })
+            .map(|o| (o.action, o.frame))
             .collect();
-        lab.worker.begin_batch();
+        drop(lab.worker.batch(&mut lab.sink));
         let table = lab.worker.gateway().conntrack.len();
-        (outs, all_counters(&lab), lab.worker.stats.fast_path, table)
+        (
+            outs,
+            all_counters(&lab),
+            lab.worker.stats().fast_path,
+            table,
+        )
     };
     let (with, without) = (run(true), run(false));
     assert!(with.2 >= 50, "cached flows took the fast path: {}", with.2);

@@ -9,13 +9,15 @@
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use xdpgw_dataplane::conntrack::InvalidReason;
+use xdpgw_dataplane::conntrack::{CtCounters, InvalidReason};
+use xdpgw_dataplane::counter::CounterSet;
 use xdpgw_dataplane::drop::DropReason;
+use xdpgw_dataplane::stats::WorkerStats;
 
-use super::server::Control;
+use super::server::{Control, QueueCounters};
 
 /// Escapes a label value (`\`, `"`, newline).
 fn esc(v: &str) -> String {
@@ -51,107 +53,48 @@ impl Out {
 
 /// The exposition text.
 pub fn render(c: &Control) -> String {
-    let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let mut o = Out(String::with_capacity(16 * 1024));
 
     // Interfaces: summed over their queues.
-    let iface_sum = |i: usize, f: &dyn Fn(&super::server::QueuePublished) -> u64| -> u64 {
-        c.workers
-            .iter()
-            .flat_map(|p| p.queues.iter())
-            .filter(|(k, _, _)| usize::from(*k) == i)
-            .map(|(_, _, q)| f(q))
-            .sum()
-    };
-    o.head(
-        "interface_received_packets_total",
-        "counter",
-        "Frames received on the interface's AF_XDP sockets.",
-    );
-    for (i, n) in c.names.iter().enumerate() {
-        o.val(
-            "interface_received_packets_total",
-            &[("interface", n)],
-            iface_sum(i, &|q| ld(&q.rx)),
-        );
-    }
-    o.head(
-        "interface_sent_packets_total",
-        "counter",
-        "Frames sent on the interface's AF_XDP sockets.",
-    );
-    for (i, n) in c.names.iter().enumerate() {
-        o.val(
-            "interface_sent_packets_total",
-            &[("interface", n)],
-            iface_sum(i, &|q| ld(&q.tx)),
-        );
+    let ifaces: Vec<QueueCounters> = (0..c.names.len())
+        .map(|i| {
+            let mut sum = QueueCounters::zeroed();
+            for p in &c.workers {
+                sum.add(&p.iface(i));
+            }
+            sum
+        })
+        .collect();
+    for d in &QueueCounters::TRAFFIC {
+        let Some(name) = d.metric else { continue };
+        o.head(name, "counter", d.help);
+        for (n, q) in c.names.iter().zip(&ifaces) {
+            o.val(name, &[("interface", n)], (d.get)(q));
+        }
     }
     o.head(
         "interface_dropped_packets_total",
         "counter",
         "Frames lost in the interface's rings, by reason.",
     );
-    for (i, n) in c.names.iter().enumerate() {
-        let per: [(&str, u64); 4] = [
-            ("kernel_rx_dropped", iface_sum(i, &|q| ld(&q.rx_dropped))),
-            ("rx_ring_full", iface_sum(i, &|q| ld(&q.rx_ring_full))),
-            ("tx_ring_full", iface_sum(i, &|q| ld(&q.tx_full))),
-            ("tx_invalid", iface_sum(i, &|q| ld(&q.tx_invalid))),
-        ];
-        for (r, v) in per {
+    for (n, q) in c.names.iter().zip(&ifaces) {
+        for d in &QueueCounters::LOSSES {
             o.val(
                 "interface_dropped_packets_total",
-                &[("interface", n), ("reason", r)],
-                v,
+                &[("interface", n), ("reason", d.label)],
+                (d.get)(q),
             );
         }
     }
 
     // Workers.
     let workers: Vec<String> = (0..c.workers.len()).map(|w| w.to_string()).collect();
-    type Field = fn(&super::server::WorkerPublished) -> &AtomicU64;
-    let fields: [(&str, &str, Field); 7] = [
-        (
-            "worker_received_packets_total",
-            "Frames the worker took from its queues.",
-            |p| &p.rx,
-        ),
-        (
-            "worker_forwarded_packets_total",
-            "Packets the worker forwarded (ARP answers included).",
-            |p| &p.forwarded,
-        ),
-        (
-            "worker_fast_path_packets_total",
-            "Of the forwarded packets, those the established-flow fast path forwarded.",
-            |p| &p.fast_path,
-        ),
-        (
-            "worker_host_packets_total",
-            "Packets for the gateway's own services (to the host path).",
-            |p| &p.host,
-        ),
-        (
-            "worker_from_host_packets_total",
-            "Packets the gateway host sent through the host path.",
-            |p| &p.from_host,
-        ),
-        (
-            "worker_answered_packets_total",
-            "Packets the gateway answered or held (ping, ARP, packets waiting for a neighbour).",
-            |p| &p.consumed,
-        ),
-        (
-            "worker_generated_packets_total",
-            "Packets the gateway generated (ICMP errors, resets, ARP requests, released packets).",
-            |p| &p.emitted,
-        ),
-    ];
-    for (name, help, f) in fields {
-        o.head(name, "counter", help);
-        for (w, p) in c.workers.iter().enumerate() {
-            o.val(name, &[("worker", &workers[w])], ld(f(p)));
+    let stats: Vec<WorkerStats> = c.workers.iter().map(|p| p.stats.load()).collect();
+    for d in &WorkerStats::COUNTERS {
+        let Some(name) = d.metric else { continue };
+        o.head(name, "counter", d.help);
+        for (w, st) in stats.iter().enumerate() {
+            o.val(name, &[("worker", &workers[w])], (d.get)(st));
         }
     }
     o.head(
@@ -159,12 +102,12 @@ pub fn render(c: &Control) -> String {
         "counter",
         "Packets the worker dropped, by reason.",
     );
-    for (w, p) in c.workers.iter().enumerate() {
-        for (r, d) in DropReason::ALL.iter().zip(p.drops.iter()) {
+    for (w, st) in stats.iter().enumerate() {
+        for r in DropReason::ALL {
             o.val(
                 "worker_dropped_packets_total",
                 &[("worker", &workers[w]), ("reason", r.name())],
-                ld(d),
+                st.drop_count(*r),
             );
         }
     }
@@ -198,54 +141,12 @@ pub fn render(c: &Control) -> String {
         "The key tables' buckets (nf_conntrack_buckets).",
     );
     o.val("conntrack_buckets", &[], ct.buckets() as u64);
-    let per: Vec<_> = c.workers.iter().map(|p| p.ct.load()).collect();
-    type CtField = fn(&xdpgw_dataplane::conntrack::CtCounters) -> u64;
-    let ct_fields: [(&str, &str, CtField); 8] = [
-        (
-            "conntrack_found_total",
-            "Packets of an existing connection (conntrack -S found).",
-            |c| c.found,
-        ),
-        (
-            "conntrack_new_total",
-            "Packets that may open a connection.",
-            |c| c.new,
-        ),
-        (
-            "conntrack_insert_total",
-            "Entries confirmed (conntrack -S insert).",
-            |c| c.insert,
-        ),
-        (
-            "conntrack_insert_failed_total",
-            "Confirms that clashed with an entry (conntrack -S insert_failed).",
-            |c| c.insert_failed,
-        ),
-        (
-            "conntrack_drop_total",
-            "Confirms refused because the table was full (conntrack -S drop).",
-            |c| c.drop,
-        ),
-        (
-            "conntrack_early_drop_total",
-            "Unassured entries evicted to make room (conntrack -S early_drop).",
-            |c| c.early_drop,
-        ),
-        (
-            "conntrack_error_total",
-            "ICMP packets the ICMP error handler refused (conntrack -S error).",
-            |c| c.error(),
-        ),
-        (
-            "conntrack_search_restart_total",
-            "Confirms retried after a stale key (conntrack -S search_restart).",
-            |c| c.search_restart,
-        ),
-    ];
-    for (name, help, f) in ct_fields {
-        o.head(name, "counter", help);
+    let per: Vec<&CtCounters> = stats.iter().map(|s| &s.ct).collect();
+    for d in &CtCounters::COUNTERS {
+        let Some(name) = d.metric else { continue };
+        o.head(name, "counter", d.help);
         for (w, p) in per.iter().enumerate() {
-            o.val(name, &[("worker", &workers[w])], f(p));
+            o.val(name, &[("worker", &workers[w])], (d.get)(p));
         }
     }
     o.head(

@@ -23,12 +23,13 @@
 //! starts from zero. A chain that exists in both keeps its policy counter
 //! (changing the policy keeps it too, as `iptables -P` does).
 //!
-//! Slots are numbered as `classify::compile` numbers them: table by table,
-//! chain by chain, each chain's rules and then the chain itself.
+//! Slots are where [`CounterLayout`] says (as `classify::compile` numbers
+//! them: table by table, chain by chain, each chain's rules and then the
+//! chain itself).
 
 use std::collections::{HashMap, VecDeque};
 
-use xdpgw_dataplane::rule::{RuleSet, Table};
+use xdpgw_dataplane::rule::{CounterLayout, RuleSet, Table};
 
 use crate::parse::{save_rank, RuleFile};
 use crate::save::rule_spec;
@@ -93,19 +94,22 @@ struct ChainSlots {
 }
 
 fn layout(set: &RuleSet) -> Vec<((Table, &str), ChainSlots)> {
-    let mut slot = 0usize;
+    let slots = CounterLayout::of(set);
     let mut out = Vec::new();
-    for t in &set.tables {
-        for c in &t.chains {
+    for (ti, t) in set.tables.iter().enumerate() {
+        for (ci, c) in t.chains.iter().enumerate() {
             let mut rules = Vec::with_capacity(c.rules.len());
-            for r in &c.rules {
+            for (ri, r) in c.rules.iter().enumerate() {
                 let mut spec = String::new();
                 rule_spec(&mut spec, r);
-                rules.push((spec, slot));
-                slot += 1;
+                if let Some(slot) = slots.rule(ti, ci, ri) {
+                    rules.push((spec, slot as usize));
+                }
             }
-            out.push(((t.table, c.name.as_str()), ChainSlots { rules, slot }));
-            slot += 1;
+            if let Some(slot) = slots.chain(ti, ci) {
+                let slot = slot as usize;
+                out.push(((t.table, c.name.as_str()), ChainSlots { rules, slot }));
+            }
         }
     }
     out

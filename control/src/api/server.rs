@@ -11,16 +11,19 @@
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use xdpgw_dataplane::conntrack::{
     proc_line, CtCounters, InvalidReason, Snapshot, TcpState, WalkCursor,
 };
+use xdpgw_dataplane::counter::{CounterDef, CounterSet, Published};
 use xdpgw_dataplane::drop::DropReason;
-use xdpgw_dataplane::pipeline::{Gateway, WorkerStats};
-use xdpgw_dataplane::rule::{RuleSet, Table};
+use xdpgw_dataplane::gateway::Gateway;
+use xdpgw_dataplane::port::QueueStats;
+use xdpgw_dataplane::rule::{CounterLayout, CounterSlot, RuleSet, Table};
+use xdpgw_dataplane::stats::WorkerStats;
 
 use super::reload::Scope;
 pub use super::socket::{ControlSocket, SocketLimits};
@@ -32,142 +35,141 @@ use super::{OkStream, Request, Response};
 /// they are written.
 const WALK_SLOTS: usize = 256;
 
-/// One queue's counters as its worker last published them.
-#[derive(Debug, Default)]
-pub struct QueuePublished {
-    pub rx: AtomicU64,
-    pub tx: AtomicU64,
-    pub tx_full: AtomicU64,
-    pub tx_invalid: AtomicU64,
-    /// Kernel: dropped for other reasons than a full ring.
-    pub rx_dropped: AtomicU64,
-    /// Kernel: dropped because the RX ring was full.
-    pub rx_ring_full: AtomicU64,
+xdpgw_dataplane::counter_set! {
+    /// One queue's counters as its worker publishes them (of the socket's
+    /// [`QueueStats`]); how the views show them: [`QueueCounters::TRAFFIC`]
+    /// and [`QueueCounters::LOSSES`].
+    pub struct QueueCounters {
+        pub rx: u64,
+        pub tx: u64,
+        /// Kernel: dropped for other reasons than a full ring.
+        pub rx_dropped: u64,
+        /// Kernel: dropped because the RX ring was full.
+        pub rx_ring_full: u64,
+        pub tx_full: u64,
+        pub tx_invalid: u64,
+    }
 }
 
-/// A worker's counters, published for the control thread. Each field has a
-/// single writer (its worker, with Relaxed stores after each batch) and is
-/// read with Relaxed loads: they are independent statistics, and nothing
-/// else is published through them.
+impl QueueCounters {
+    pub fn of(s: &QueueStats) -> QueueCounters {
+        QueueCounters {
+            rx: s.rx,
+            tx: s.tx,
+            rx_dropped: s.rx_dropped,
+            rx_ring_full: s.rx_ring_full,
+            tx_full: s.tx_full,
+            tx_invalid: s.tx_invalid,
+        }
+    }
+
+    /// Frames received and sent.
+    pub const TRAFFIC: [CounterDef<QueueCounters>; 2] = [
+        CounterDef {
+            key: Some("rx"),
+            label: "received",
+            metric: Some("interface_received_packets_total"),
+            help: "Frames received on the interface's AF_XDP sockets.",
+            part: false,
+            get: |q| q.rx,
+        },
+        CounterDef {
+            key: Some("tx"),
+            label: "sent",
+            metric: Some("interface_sent_packets_total"),
+            help: "Frames sent on the interface's AF_XDP sockets.",
+            part: false,
+            get: |q| q.tx,
+        },
+    ];
+
+    /// Frames lost in the rings, by reason (the label; all in the metric
+    /// `interface_dropped_packets_total`).
+    pub const LOSSES: [CounterDef<QueueCounters>; 4] = [
+        CounterDef {
+            key: Some("kernel_rx_dropped"),
+            label: "kernel_rx_dropped",
+            metric: None,
+            help: "The kernel dropped the frame for another reason than a full ring.",
+            part: false,
+            get: |q| q.rx_dropped,
+        },
+        CounterDef {
+            key: Some("rx_ring_full"),
+            label: "rx_ring_full",
+            metric: None,
+            help: "The kernel dropped the frame: the RX ring was full.",
+            part: false,
+            get: |q| q.rx_ring_full,
+        },
+        CounterDef {
+            key: Some("tx_ring_full"),
+            label: "tx_ring_full",
+            metric: None,
+            help: "Not sent: the TX ring or the free frames ran out.",
+            part: false,
+            get: |q| q.tx_full,
+        },
+        CounterDef {
+            key: Some("tx_invalid"),
+            label: "tx_invalid",
+            metric: None,
+            help: "Not sent: a length of 0 or past the frame.",
+            part: false,
+            get: |q| q.tx_invalid,
+        },
+    ];
+
+    /// Every frame lost in the rings.
+    pub fn lost(&self) -> u64 {
+        Self::LOSSES.iter().map(|d| (d.get)(self)).sum()
+    }
+}
+
+/// What a worker publishes for the control thread: its counters and those
+/// of the queues it owns (one atomic each, the worker their single writer:
+/// [`Published`]).
 #[derive(Debug)]
 pub struct WorkerPublished {
-    pub rx: AtomicU64,
-    pub forwarded: AtomicU64,
-    pub host: AtomicU64,
-    /// Packets the host sent through the host path.
-    pub from_host: AtomicU64,
-    /// Of `forwarded`: by the established-flow fast path.
-    pub fast_path: AtomicU64,
-    pub consumed: AtomicU64,
-    pub emitted: AtomicU64,
-    pub drops: [AtomicU64; DropReason::COUNT],
-    /// Conntrack counters of the packets it tracked (`conntrack -S`).
-    pub ct: CtPublished,
+    pub stats: Published<WorkerStats>,
     /// (interface index, queue id, counters) of the queues it owns.
-    pub queues: Vec<(u8, u32, QueuePublished)>,
-}
-
-/// A worker's [`CtCounters`], published as [`WorkerPublished`] is.
-#[derive(Debug, Default)]
-pub struct CtPublished {
-    pub found: AtomicU64,
-    pub new: AtomicU64,
-    pub related: AtomicU64,
-    pub invalid: [AtomicU64; InvalidReason::COUNT],
-    pub icmp_bad_checksum: AtomicU64,
-    pub insert: AtomicU64,
-    pub insert_failed: AtomicU64,
-    pub drop: AtomicU64,
-    pub early_drop: AtomicU64,
-    pub search_restart: AtomicU64,
-}
-
-impl CtPublished {
-    fn store(&self, c: &CtCounters) {
-        // Relaxed: as `WorkerPublished::publish`.
-        let st = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
-        st(&self.found, c.found);
-        st(&self.new, c.new);
-        st(&self.related, c.related);
-        for (a, v) in self.invalid.iter().zip(c.invalid_by_reason.iter()) {
-            st(a, *v);
-        }
-        st(&self.icmp_bad_checksum, c.icmp_bad_checksum);
-        st(&self.insert, c.insert);
-        st(&self.insert_failed, c.insert_failed);
-        st(&self.drop, c.drop);
-        st(&self.early_drop, c.early_drop);
-        st(&self.search_restart, c.search_restart);
-    }
-
-    /// The counters as last published.
-    pub fn load(&self) -> CtCounters {
-        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut c = CtCounters {
-            found: ld(&self.found),
-            new: ld(&self.new),
-            related: ld(&self.related),
-            icmp_bad_checksum: ld(&self.icmp_bad_checksum),
-            insert: ld(&self.insert),
-            insert_failed: ld(&self.insert_failed),
-            drop: ld(&self.drop),
-            early_drop: ld(&self.early_drop),
-            search_restart: ld(&self.search_restart),
-            ..CtCounters::default()
-        };
-        for (v, a) in c.invalid_by_reason.iter_mut().zip(self.invalid.iter()) {
-            *v = ld(a);
-        }
-        c
-    }
+    pub queues: Vec<(u8, u32, Published<QueueCounters>)>,
 }
 
 impl WorkerPublished {
     pub fn new(queues: Vec<(u8, u32)>) -> WorkerPublished {
         WorkerPublished {
-            rx: AtomicU64::new(0),
-            forwarded: AtomicU64::new(0),
-            host: AtomicU64::new(0),
-            from_host: AtomicU64::new(0),
-            fast_path: AtomicU64::new(0),
-            consumed: AtomicU64::new(0),
-            emitted: AtomicU64::new(0),
-            drops: std::array::from_fn(|_| AtomicU64::new(0)),
-            ct: CtPublished::default(),
+            stats: Published::default(),
             queues: queues
                 .into_iter()
-                .map(|(i, q)| (i, q, QueuePublished::default()))
+                .map(|(i, q)| (i, q, Published::default()))
                 .collect(),
         }
     }
 
     /// Publishes the worker's statistics (its worker only).
     pub fn publish(&self, s: &WorkerStats) {
-        // Relaxed: single writer, independent statistics (see the type).
-        self.rx.store(s.rx, Ordering::Relaxed);
-        self.forwarded.store(s.forwarded, Ordering::Relaxed);
-        self.host.store(s.host, Ordering::Relaxed);
-        self.from_host.store(s.from_host, Ordering::Relaxed);
-        self.fast_path.store(s.fast_path, Ordering::Relaxed);
-        self.consumed.store(s.consumed, Ordering::Relaxed);
-        self.emitted.store(s.emitted, Ordering::Relaxed);
-        for (p, v) in self.drops.iter().zip(s.drops.iter()) {
-            p.store(*v, Ordering::Relaxed);
-        }
-        self.ct.store(&s.ct);
+        self.stats.store(s);
     }
 
     /// Publishes one queue's statistics (its worker only).
-    pub fn publish_queue(&self, k: usize, s: &xdpgw_dataplane::port::QueueStats) {
+    pub fn publish_queue(&self, k: usize, s: &QueueStats) {
         if let Some((_, _, q)) = self.queues.get(k) {
-            // Relaxed: as `publish`.
-            q.rx.store(s.rx, Ordering::Relaxed);
-            q.tx.store(s.tx, Ordering::Relaxed);
-            q.tx_full.store(s.tx_full, Ordering::Relaxed);
-            q.tx_invalid.store(s.tx_invalid, Ordering::Relaxed);
-            q.rx_dropped.store(s.rx_dropped, Ordering::Relaxed);
-            q.rx_ring_full.store(s.rx_ring_full, Ordering::Relaxed);
+            q.store(&QueueCounters::of(s));
         }
+    }
+
+    /// The counters of its queues of interface `iface`, summed.
+    pub fn iface(&self, iface: usize) -> QueueCounters {
+        let mut sum = QueueCounters::zeroed();
+        for (_, _, q) in self
+            .queues
+            .iter()
+            .filter(|(i, _, _)| usize::from(*i) == iface)
+        {
+            sum.add(&q.load());
+        }
+        sum
     }
 }
 
@@ -349,7 +351,7 @@ impl Control {
     pub fn with_counters(&self) -> RuleSet {
         let set = self.lock();
         let totals = self.gw.rules().live.totals();
-        crate::run::with_counters(&set, &totals)
+        set.with_counters(&totals)
     }
 
     /// Answers one request on `w` in the wire format: as
@@ -463,20 +465,19 @@ impl Control {
         let chain = req.get("chain");
         let set = self.lock();
         let live = self.gw.rules();
-        let mut slot = 0usize;
         let mut zeroed = 0usize;
         let mut found = chain.is_none();
-        for t in &set.tables {
-            for c in &t.chains {
-                let hit = only.is_none_or(|o| o == t.table) && chain.is_none_or(|n| n == c.name);
-                found |= hit;
-                for _ in 0..=c.rules.len() {
-                    if hit {
-                        live.live.zero(slot);
-                        zeroed += 1;
-                    }
-                    slot += 1;
-                }
+        for (slot, at) in CounterLayout::of(&set).slots() {
+            let (CounterSlot::Rule {
+                table, chain: c, ..
+            }
+            | CounterSlot::Chain { table, chain: c }) = at;
+            let (t, c) = (&set.tables[table], &set.tables[table].chains[c]);
+            let hit = only.is_none_or(|o| o == t.table) && chain.is_none_or(|n| n == c.name);
+            found |= hit;
+            if hit {
+                live.live.zero(slot as usize);
+                zeroed += 1;
             }
         }
         if !found {
@@ -489,73 +490,44 @@ impl Control {
     }
 
     fn stats(&self) -> Vec<String> {
-        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut out = Vec::new();
-        let mut total = WorkerStats::default();
+        let mut total = WorkerStats::zeroed();
         for (w, p) in self.workers.iter().enumerate() {
-            let drops: u64 = p.drops.iter().map(ld).sum();
-            out.push(format!(
-                "worker {w}: received {} forwarded {} host {} answered/held {} generated {} dropped {drops}",
-                ld(&p.rx),
-                ld(&p.forwarded),
-                ld(&p.host),
-                ld(&p.consumed),
-                ld(&p.emitted)
-            ));
-            total.rx += ld(&p.rx);
-            total.forwarded += ld(&p.forwarded);
-            total.host += ld(&p.host);
-            total.consumed += ld(&p.consumed);
-            total.emitted += ld(&p.emitted);
-            for (r, d) in DropReason::ALL.iter().zip(p.drops.iter()) {
-                let n = ld(d);
-                total.drops[*r as usize] += n;
+            let st = p.stats.load();
+            out.push(format!("worker {w}: {}", super::stats::counters_line(&st)));
+            for r in DropReason::ALL {
+                let n = st.drop_count(*r);
                 if n > 0 {
                     out.push(format!("  dropped {}: {n}", r.name()));
                 }
             }
+            total.add(&st);
             for (iface, q, s) in &p.queues {
                 let name = self
                     .names
                     .get(usize::from(*iface))
                     .map_or("?", String::as_str);
-                out.push(format!(
-                    "  {name} queue {q}: received {} sent {} tx_full {} tx_invalid {} kernel_rx_dropped {} kernel_rx_ring_full {}",
-                    ld(&s.rx),
-                    ld(&s.tx),
-                    ld(&s.tx_full),
-                    ld(&s.tx_invalid),
-                    ld(&s.rx_dropped),
-                    ld(&s.rx_ring_full)
-                ));
+                let s = s.load();
+                let mut line = format!("  {name} queue {q}:");
+                for d in QueueCounters::TRAFFIC.iter().chain(&QueueCounters::LOSSES) {
+                    line.push_str(&format!(" {} {}", d.label, (d.get)(&s)));
+                }
+                out.push(line);
             }
         }
         for (i, name) in self.names.iter().enumerate() {
-            let qs = self
-                .workers
-                .iter()
-                .flat_map(|p| p.queues.iter())
-                .filter(|(f, _, _)| usize::from(*f) == i);
-            let (mut rx, mut tx, mut lost) = (0, 0, 0);
-            for (_, _, s) in qs {
-                rx += ld(&s.rx);
-                tx += ld(&s.tx);
-                lost +=
-                    ld(&s.tx_full) + ld(&s.tx_invalid) + ld(&s.rx_dropped) + ld(&s.rx_ring_full);
+            let mut sum = QueueCounters::zeroed();
+            for p in &self.workers {
+                sum.add(&p.iface(i));
             }
             out.push(format!(
-                "interface {name}: received {rx} sent {tx} lost in rings {lost}"
+                "interface {name}: received {} sent {} lost in rings {}",
+                sum.rx,
+                sum.tx,
+                sum.lost()
             ));
         }
-        out.push(format!(
-            "total: received {} forwarded {} host {} answered/held {} generated {} dropped {}",
-            total.rx,
-            total.forwarded,
-            total.host,
-            total.consumed,
-            total.emitted,
-            total.dropped()
-        ));
+        out.push(format!("total: {}", super::stats::counters_line(&total)));
         for r in DropReason::ALL {
             let n = total.drop_count(*r);
             if n > 0 {
@@ -640,7 +612,7 @@ impl Control {
     /// (`cpu=` is the worker), then each worker's INVALID packets per
     /// reason, then the table's own counters.
     fn ct_stats(&self) -> Vec<String> {
-        let per: Vec<CtCounters> = self.workers.iter().map(|w| w.ct.load()).collect();
+        let per: Vec<CtCounters> = self.workers.iter().map(|w| w.stats.load().ct).collect();
         let mut out: Vec<String> = per
             .iter()
             .enumerate()
@@ -669,20 +641,18 @@ impl Control {
 }
 
 /// A worker's line of `conntrack -S`, as conntrack-tools prints a CPU's
-/// (`"cpu=%-4u\t"`, then `"%s=%u "` per counter, in the kernel's order).
-/// xdpgw resolves no clashes and has no hash chains: those two are 0.
+/// (`"cpu=%-4u\t"`, then `"%s=%u "` per counter, in the kernel's order:
+/// [`CtCounters::COUNTERS`]). xdpgw resolves no clashes and has no hash
+/// chains: those two are 0.
 pub fn ct_stats_line(worker: usize, c: &CtCounters) -> String {
-    format!(
-        "cpu={worker:<4}\tfound={} invalid={} insert={} insert_failed={} drop={} early_drop={} error={} search_restart={} clash_resolve=0 chaintoolong=0 ",
-        c.found,
-        c.invalid(),
-        c.insert,
-        c.insert_failed,
-        c.drop,
-        c.early_drop,
-        c.error(),
-        c.search_restart
-    )
+    let mut line = format!("cpu={worker:<4}\t");
+    for d in &CtCounters::COUNTERS {
+        if let Some(key) = d.key {
+            line.push_str(&format!("{key}={} ", (d.get)(c)));
+        }
+    }
+    line.push_str("clash_resolve=0 chaintoolong=0 ");
+    line
 }
 
 /// The selection of `conntrack -L/-D/-C`: every given condition must hold,
@@ -742,5 +712,59 @@ impl CtFilter {
             && self.src.is_none_or(|a| a == s.orig.src)
             && self.dst.is_none_or(|a| a == s.orig.dst)
             && self.state.is_none_or(|t| t == s.tcp_state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conntrack_s_lines_are_conntrack_tools_lines() {
+        let c = CtCounters {
+            found: 1,
+            new: 2,
+            invalid_by_reason: {
+                let mut v = [0; InvalidReason::COUNT];
+                v[InvalidReason::TcpBadFlags as usize] = 3;
+                v[InvalidReason::IcmpErrorNoEntry as usize] = 4;
+                v
+            },
+            insert: 5,
+            insert_failed: 6,
+            drop: 7,
+            early_drop: 8,
+            search_restart: 9,
+            ..CtCounters::default()
+        };
+        assert_eq!(
+            ct_stats_line(1, &c),
+            "cpu=1   \tfound=1 invalid=3 insert=5 insert_failed=6 drop=7 early_drop=8 error=4 \
+             search_restart=9 clash_resolve=0 chaintoolong=0 "
+        );
+    }
+
+    #[test]
+    fn published_counters_read_back_summed_per_interface() {
+        let p = WorkerPublished::new(vec![(0, 0), (1, 0), (0, 1)]);
+        let q = |rx, tx| QueueStats {
+            rx,
+            tx,
+            tx_full: 1,
+            ..QueueStats::default()
+        };
+        p.publish_queue(0, &q(10, 1));
+        p.publish_queue(1, &q(20, 2));
+        p.publish_queue(2, &q(30, 3));
+        let lan = p.iface(0);
+        assert_eq!((lan.rx, lan.tx, lan.tx_full, lan.lost()), (40, 4, 2, 2));
+        let mut s = WorkerStats {
+            rx: 7,
+            ..WorkerStats::default()
+        };
+        s.ct.insert = 3;
+        s.drops[DropReason::PolicyDrop as usize] = 2;
+        p.publish(&s);
+        assert_eq!(p.stats.load(), s);
     }
 }

@@ -7,7 +7,8 @@
 //!
 //! ```text
 //! time_ns N                     the workers' clock when sampled
-//! worker W rx|forwarded|fast_path|host|from_host|consumed|emitted|sent N
+//! worker W KEY N                per counter of WorkerStats::COUNTERS (rx, forwarded,
+//!                               fast_path, host, from_host, consumed, emitted), and sent
 //! worker W drop REASON N        per DropReason (non-zero ones)
 //! iface NAME rx|tx N            summed over its queues
 //! iface NAME drop REASON N      ring losses: kernel_rx_dropped, rx_ring_full, tx_ring_full, tx_invalid
@@ -17,11 +18,38 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 
+use xdpgw_dataplane::counter::CounterSet;
 use xdpgw_dataplane::drop::DropReason;
+use xdpgw_dataplane::stats::WorkerStats;
 
-use super::server::Control;
+use super::server::{Control, QueueCounters};
+
+/// A worker's counters (or their total) as the human-read views show them:
+/// `received R forwarded F (fast path P) host H ... dropped D`, one label
+/// and value per counter of [`WorkerStats::COUNTERS`] (a part of the
+/// counter before it in parentheses), then the drops.
+pub fn counters_line(s: &WorkerStats) -> String {
+    let mut line = String::new();
+    for c in &WorkerStats::COUNTERS {
+        push_counter(&mut line, c.label, &(c.get)(s).to_string(), c.part);
+    }
+    let _ = write!(line, " dropped {}", s.dropped());
+    line
+}
+
+/// Appends `label value` to a line, in parentheses for a part of the
+/// counter before it.
+fn push_counter(line: &mut String, label: &str, value: &str, part: bool) {
+    if part {
+        let _ = write!(line, " ({label} {value})");
+    } else {
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        let _ = write!(line, "{label} {value}");
+    }
+}
 
 /// One sample: counter name (the line without its value) to value.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -32,67 +60,45 @@ pub struct Sample {
 
 /// The gateway side: the sample's lines.
 pub fn sample_lines(c: &Control) -> Vec<String> {
-    let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let mut out = vec![format!("time_ns {}", (c.now)())];
     for (w, p) in c.workers.iter().enumerate() {
-        let sent: u64 = p.queues.iter().map(|(_, _, q)| ld(&q.tx)).sum();
-        for (k, v) in [
-            ("rx", ld(&p.rx)),
-            ("forwarded", ld(&p.forwarded)),
-            ("host", ld(&p.host)),
-            ("from_host", ld(&p.from_host)),
-            ("fast_path", ld(&p.fast_path)),
-            ("consumed", ld(&p.consumed)),
-            ("emitted", ld(&p.emitted)),
-            ("sent", sent),
-        ] {
-            out.push(format!("worker {w} {k} {v}"));
+        let st = p.stats.load();
+        for d in &WorkerStats::COUNTERS {
+            if let Some(k) = d.key {
+                out.push(format!("worker {w} {k} {}", (d.get)(&st)));
+            }
         }
-        for (r, d) in DropReason::ALL.iter().zip(p.drops.iter()) {
-            let n = ld(d);
+        let sent: u64 = p.queues.iter().map(|(_, _, q)| q.load().tx).sum();
+        out.push(format!("worker {w} sent {sent}"));
+        for r in DropReason::ALL {
+            let n = st.drop_count(*r);
             if n > 0 {
                 out.push(format!("worker {w} drop {} {n}", r.name()));
             }
         }
     }
     for (i, name) in c.names.iter().enumerate() {
-        let mut v = [0u64; 6];
-        for (_, _, q) in c
-            .workers
-            .iter()
-            .flat_map(|p| p.queues.iter())
-            .filter(|(f, _, _)| usize::from(*f) == i)
-        {
-            v[0] += ld(&q.rx);
-            v[1] += ld(&q.tx);
-            v[2] += ld(&q.rx_dropped);
-            v[3] += ld(&q.rx_ring_full);
-            v[4] += ld(&q.tx_full);
-            v[5] += ld(&q.tx_invalid);
+        let mut sum = QueueCounters::zeroed();
+        for p in &c.workers {
+            sum.add(&p.iface(i));
         }
-        out.push(format!("iface {name} rx {}", v[0]));
-        out.push(format!("iface {name} tx {}", v[1]));
-        for (k, n) in IFACE_DROPS.iter().zip(&v[2..]) {
-            out.push(format!("iface {name} drop {k} {n}"));
+        for d in &QueueCounters::TRAFFIC {
+            let k = d.key.unwrap_or(d.label);
+            out.push(format!("iface {name} {k} {}", (d.get)(&sum)));
+        }
+        for d in &QueueCounters::LOSSES {
+            out.push(format!("iface {name} drop {} {}", d.label, (d.get)(&sum)));
         }
     }
     let (global, host) = c.gw.icmp_limit.refused();
     out.push(format!("icmp ratelimit_global {global}"));
     out.push(format!("icmp ratelimit_host {host}"));
-    let inserted: u64 = c.workers.iter().map(|p| p.ct.load().insert).sum();
+    let inserted: u64 = c.workers.iter().map(|p| p.stats.load().ct.insert).sum();
     out.push(format!("conntrack entries {}", c.gw.conntrack.len()));
     out.push(format!("conntrack max {}", c.gw.conntrack.max_entries()));
     out.push(format!("conntrack insert {inserted}"));
     out
 }
-
-/// The ring losses counted per interface.
-pub const IFACE_DROPS: [&str; 4] = [
-    "kernel_rx_dropped",
-    "rx_ring_full",
-    "tx_ring_full",
-    "tx_invalid",
-];
 
 impl Sample {
     /// Parses the gateway's lines.
@@ -150,9 +156,9 @@ pub fn render(before: &Sample, now: &Sample) -> String {
     ifaces.sort();
     for i in &ifaces {
         let key = |k: &str| format!("iface {i} {k}");
-        let drops: u64 = IFACE_DROPS
+        let drops: u64 = QueueCounters::LOSSES
             .iter()
-            .map(|d| now.get(&key(&format!("drop {d}"))))
+            .map(|d| now.get(&key(&format!("drop {}", d.label))))
             .sum();
         let _ = writeln!(
             out,
@@ -162,16 +168,24 @@ pub fn render(before: &Sample, now: &Sample) -> String {
             now.get(&key("tx")),
             rate(&key("tx")),
         );
-        for d in IFACE_DROPS {
-            let k = key(&format!("drop {d}"));
+        for d in &QueueCounters::LOSSES {
+            let k = key(&format!("drop {}", d.label));
             if now.get(&k) > 0 {
-                let _ = writeln!(out, "  dropped {d}: {} ({}/s)", now.get(&k), rate(&k));
+                let _ = writeln!(
+                    out,
+                    "  dropped {}: {} ({}/s)",
+                    d.label,
+                    now.get(&k),
+                    rate(&k)
+                );
             }
         }
     }
     let mut workers = now.ids("worker");
     workers.sort_by_key(|w| w.parse::<u64>().unwrap_or(u64::MAX));
-    let mut total = [0u64; 6];
+    let mut total = String::new();
+    let mut totals = [0u64; WorkerStats::COUNTERS.len()];
+    let mut total_dropped = 0;
     for w in &workers {
         let key = |k: &str| format!("worker {w} {k}");
         let prefix = format!("worker {w} drop ");
@@ -181,40 +195,33 @@ pub fn render(before: &Sample, now: &Sample) -> String {
             .filter_map(|k| k.strip_prefix(&prefix).map(|r| (r, k)))
             .collect();
         let dropped: u64 = drops.iter().map(|(_, k)| now.get(k)).sum();
-        let vals = [
-            now.get(&key("rx")),
-            now.get(&key("forwarded")),
-            now.get(&key("host")),
-            now.get(&key("consumed")),
-            now.get(&key("emitted")),
-            dropped,
-        ];
-        for (t, v) in total.iter_mut().zip(vals) {
-            *t += v;
+        total_dropped += dropped;
+        // Each counter of the table; the frames received and sent with
+        // their rates (the worker's sent frames are its queues').
+        let mut line = String::new();
+        for (d, t) in WorkerStats::COUNTERS.iter().zip(totals.iter_mut()) {
+            let k = key(d.key.unwrap_or(d.label));
+            *t += now.get(&k);
+            push_counter(&mut line, d.label, &now.get(&k).to_string(), d.part);
+            if d.key == Some("rx") {
+                let _ = write!(
+                    line,
+                    " ({} pps) sent {} ({} pps)",
+                    rate(&k),
+                    now.get(&key("sent")),
+                    rate(&key("sent"))
+                );
+            }
         }
-        let _ = writeln!(
-            out,
-            "worker {w}: received {} ({} pps) sent {} ({} pps) forwarded {} (fast path {}) host {} from host {} answered/held {} generated {} dropped {dropped}",
-            vals[0],
-            rate(&key("rx")),
-            now.get(&key("sent")),
-            rate(&key("sent")),
-            vals[1],
-            now.get(&key("fast_path")),
-            vals[2],
-            now.get(&key("from_host")),
-            vals[3],
-            vals[4],
-        );
+        let _ = writeln!(out, "worker {w}: {line} dropped {dropped}");
         for (reason, k) in drops {
             let _ = writeln!(out, "  dropped {reason}: {} ({}/s)", now.get(k), rate(k));
         }
     }
-    let _ = writeln!(
-        out,
-        "total: received {} forwarded {} host {} answered/held {} generated {} dropped {}",
-        total[0], total[1], total[2], total[3], total[4], total[5]
-    );
+    for (d, t) in WorkerStats::COUNTERS.iter().zip(totals) {
+        push_counter(&mut total, d.label, &t.to_string(), d.part);
+    }
+    let _ = writeln!(out, "total: {total} dropped {total_dropped}");
     let (global, host) = ("icmp ratelimit_global", "icmp ratelimit_host");
     if now.get(global) + now.get(host) > 0 {
         let _ = writeln!(
@@ -248,6 +255,24 @@ mod tests {
     }
 
     #[test]
+    fn a_workers_line_shows_every_counter_of_the_table() {
+        let mut s = WorkerStats {
+            rx: 10,
+            forwarded: 8,
+            fast_path: 6,
+            from_host: 1,
+            emitted: 2,
+            ..WorkerStats::default()
+        };
+        s.drops[DropReason::NoRoute as usize] = 2;
+        assert_eq!(
+            counters_line(&s),
+            "received 10 forwarded 8 (fast path 6) host 0 from host 1 answered/held 0 \
+             generated 2 dropped 2"
+        );
+    }
+
+    #[test]
     fn rates_come_from_two_samples() {
         let a = Sample::parse(&lines(
             "time_ns 1000000000\nworker 0 rx 100\nworker 0 forwarded 90\nworker 0 host 0\nworker 0 consumed 5\nworker 0 emitted 1\nworker 0 sent 91\nworker 0 drop policy_drop 5\niface lan0 rx 60\niface lan0 tx 40\niface lan0 drop kernel_rx_dropped 0\niface lan0 drop rx_ring_full 0\niface lan0 drop tx_ring_full 0\niface lan0 drop tx_invalid 0",
@@ -264,7 +289,7 @@ mod tests {
              dropped rx_ring_full: 2 (1/s)\n\
              worker 0: received 300 (100 pps) sent 281 (95 pps) forwarded 280 (fast path 0) host 0 from host 0 answered/held 5 generated 1 dropped 15\n  \
              dropped policy_drop: 15 (5/s)\n\
-             total: received 300 forwarded 280 host 0 answered/held 5 generated 1 dropped 15\n"
+             total: received 300 forwarded 280 (fast path 0) host 0 from host 0 answered/held 5 generated 1 dropped 15\n"
         );
         let ct = |entries: u64, insert: u64| {
             format!("conntrack entries {entries}\nconntrack max 262144\nconntrack insert {insert}")

@@ -12,7 +12,7 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::Duration;
 
-use xdpgw_dataplane::pipeline::Gateway;
+use xdpgw_dataplane::gateway::Gateway;
 use xdpgw_dataplane::trace::{rules_id, TraceFilter, TraceSession};
 
 use super::server::Control;

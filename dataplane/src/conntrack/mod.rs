@@ -50,6 +50,7 @@ pub use saved::{
     RECORD_LEN,
 };
 
+use crate::counter::CounterDef;
 use crate::flow::{Dir, Tuple, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 use crate::hint::prefetch::prefetch_line;
 use key_table::{Key, Lines};
@@ -400,33 +401,114 @@ impl CtStats {
     }
 }
 
-/// One worker's conntrack counters (`conntrack -S`, one line per worker as
-/// Linux prints one per CPU): plain integers the worker alone writes,
-/// counted from what [`Conntrack::track`] and
-/// [`Conntrack::confirm_counted`] tell it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CtCounters {
-    /// Packets of an existing entry (ICMP errors related to one excluded).
-    pub found: u64,
-    /// Packets that may open a connection.
-    pub new: u64,
-    /// ICMP errors related to an entry.
-    pub related: u64,
-    /// INVALID packets per reason (index by `as usize`); Linux counts the
-    /// ICMP error handler's refusals as `error`, the rest as `invalid`
-    /// ([`CtCounters::is_error`]).
-    pub invalid_by_reason: [u64; InvalidReason::COUNT],
-    /// Of those, ICMP packets with a bad checksum (an `error` in Linux).
-    pub icmp_bad_checksum: u64,
-    pub insert: u64,
-    pub insert_failed: u64,
-    pub drop: u64,
-    pub early_drop: u64,
-    /// Confirms tried again after finding a stale key of another shard.
-    pub search_restart: u64,
+crate::counter_set! {
+    /// One worker's conntrack counters (`conntrack -S`, one line per worker
+    /// as Linux prints one per CPU): plain integers the worker alone writes,
+    /// counted from what [`Conntrack::track`] and
+    /// [`Conntrack::confirm_counted`] tell it. How the views show them:
+    /// [`CtCounters::COUNTERS`].
+    #[derive(Copy)]
+    pub struct CtCounters {
+        /// Packets of an existing entry (ICMP errors related to one excluded).
+        pub found: u64,
+        /// Packets that may open a connection.
+        pub new: u64,
+        /// ICMP errors related to an entry.
+        pub related: u64,
+        /// INVALID packets per reason (index by `as usize`); Linux counts the
+        /// ICMP error handler's refusals as `error`, the rest as `invalid`
+        /// ([`CtCounters::is_error`]).
+        pub invalid_by_reason: [u64; InvalidReason::COUNT],
+        /// Of those, ICMP packets with a bad checksum (an `error` in Linux).
+        pub icmp_bad_checksum: u64,
+        pub insert: u64,
+        pub insert_failed: u64,
+        pub drop: u64,
+        pub early_drop: u64,
+        /// Confirms tried again after finding a stale key of another shard.
+        pub search_restart: u64,
+    }
 }
 
 impl CtCounters {
+    /// The counters as `conntrack -S` (key: its name there, in the
+    /// kernel's order) and the metrics show them; the INVALID packets per
+    /// reason come on their own ([`InvalidReason::ALL`]).
+    pub const COUNTERS: [CounterDef<CtCounters>; 9] = [
+        CounterDef {
+            key: Some("found"),
+            label: "found",
+            metric: Some("conntrack_found_total"),
+            help: "Packets of an existing connection (conntrack -S found).",
+            part: false,
+            get: |c| c.found,
+        },
+        CounterDef {
+            key: None,
+            label: "new",
+            metric: Some("conntrack_new_total"),
+            help: "Packets that may open a connection.",
+            part: false,
+            get: |c| c.new,
+        },
+        CounterDef {
+            key: Some("invalid"),
+            label: "invalid",
+            metric: None,
+            help: "INVALID packets other than those the ICMP error handler refused.",
+            part: false,
+            get: CtCounters::invalid,
+        },
+        CounterDef {
+            key: Some("insert"),
+            label: "insert",
+            metric: Some("conntrack_insert_total"),
+            help: "Entries confirmed (conntrack -S insert).",
+            part: false,
+            get: |c| c.insert,
+        },
+        CounterDef {
+            key: Some("insert_failed"),
+            label: "insert_failed",
+            metric: Some("conntrack_insert_failed_total"),
+            help: "Confirms that clashed with an entry (conntrack -S insert_failed).",
+            part: false,
+            get: |c| c.insert_failed,
+        },
+        CounterDef {
+            key: Some("drop"),
+            label: "drop",
+            metric: Some("conntrack_drop_total"),
+            help: "Confirms refused because the table was full (conntrack -S drop).",
+            part: false,
+            get: |c| c.drop,
+        },
+        CounterDef {
+            key: Some("early_drop"),
+            label: "early_drop",
+            metric: Some("conntrack_early_drop_total"),
+            help: "Unassured entries evicted to make room (conntrack -S early_drop).",
+            part: false,
+            get: |c| c.early_drop,
+        },
+        CounterDef {
+            key: Some("error"),
+            label: "error",
+            metric: Some("conntrack_error_total"),
+            help: "ICMP packets the ICMP error handler refused (conntrack -S error).",
+            part: false,
+            get: CtCounters::error,
+        },
+        CounterDef {
+            key: Some("search_restart"),
+            label: "search_restart",
+            metric: Some("conntrack_search_restart_total"),
+            help: "Confirms retried after a stale key (conntrack -S search_restart).",
+            part: false,
+            get: |c| c.search_restart,
+        },
+    ];
+
     /// Whether Linux counts an INVALID of this reason under `error`
     /// (`nf_conntrack_handle_icmp` failing) rather than `invalid`.
     pub fn is_error(r: InvalidReason) -> bool {

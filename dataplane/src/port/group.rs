@@ -26,7 +26,7 @@ use super::umem::{FramePool, UmemArea};
 use super::xsk::{self, Member, Xsk, BATCH};
 use super::{
     attach, bpf, insert, lookup, open_umem, zero_copy_tries, Device, PortConfig, PortError,
-    PortMode, XdpAttach,
+    PortMode, PortQueue, XdpAttach,
 };
 
 /// What to do with a frame received by a [`GroupQueue`].
@@ -422,5 +422,27 @@ impl GroupQueue {
             self.frame_accounting()
         );
         // Not the rings' heads: see `Queue::debug_check`.
+    }
+}
+
+impl PortQueue for GroupQueue {
+    fn ports(&self) -> usize {
+        GroupQueue::ports(self)
+    }
+    #[inline]
+    fn rx_batch_peeked<C>(
+        &mut self,
+        max: usize,
+        ctx: &mut C,
+        peek: impl FnMut(&mut C, usize, &[u8]),
+        f: impl FnMut(&mut C, usize, &mut [u8], usize) -> ForwardVerdict,
+    ) -> usize {
+        GroupQueue::rx_batch_peeked(self, max, ctx, peek, f)
+    }
+    fn tx_copy(&mut self, port: usize, frame: &[u8]) -> bool {
+        GroupQueue::tx_copy(self, port, frame)
+    }
+    fn flush(&mut self) {
+        GroupQueue::flush(self)
     }
 }

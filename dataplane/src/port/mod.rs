@@ -77,6 +77,7 @@
 mod bpf;
 #[allow(unsafe_code)]
 mod group;
+mod mem;
 mod netlink;
 pub mod probe;
 #[allow(unsafe_code)]
@@ -96,9 +97,83 @@ use std::sync::Arc;
 
 pub use bpf::PROG_NAME;
 pub use group::{ForwardVerdict, GroupQueue, PortGroup};
+pub use mem::{MemHost, MemQueue};
 pub use probe::{probe, Probe};
 pub use queue::{wait_any, wait_readable, FrameAccounting, Queue, QueueStats, RxVerdict};
 pub use tun::{HostDeviceConfig, HostPath, HostQueue, HostRoute};
+
+/// What the worker driver ([`crate::worker::Driver`]) needs of a queue it
+/// owns: queue index `q` of every interface ([`GroupQueue`] on real
+/// interfaces, [`MemQueue`] in memory).
+pub trait PortQueue {
+    /// How many interfaces the queue spans (ports `0..ports()`, in the
+    /// gateway's interface order).
+    fn ports(&self) -> usize;
+
+    /// Receives up to `max` frames from each interface in turn. Each batch
+    /// read off a ring is shown to `peek(ctx, port, frame)` (the received
+    /// bytes) before `f(ctx, port, frame, len)` sees any of its frames:
+    /// `frame` runs from the packet's first byte to the end of its buffer
+    /// (a rewrite may grow the packet), `len` is the received length.
+    /// Frames `f` sends to a port go out of it as they are. Returns how many
+    /// frames were received.
+    fn rx_batch_peeked<C>(
+        &mut self,
+        max: usize,
+        ctx: &mut C,
+        peek: impl FnMut(&mut C, usize, &[u8]),
+        f: impl FnMut(&mut C, usize, &mut [u8], usize) -> ForwardVerdict,
+    ) -> usize;
+
+    /// Queues a copy of `frame` for transmission on interface `port`; false
+    /// (counted by the queue) when it cannot.
+    fn tx_copy(&mut self, port: usize, frame: &[u8]) -> bool;
+
+    /// Sends what was queued, reaps completions, refills the receive side.
+    fn flush(&mut self);
+}
+
+/// The host path as the worker driver sees it: one device per interface,
+/// carrying IPv4 packets between the gateway host's stack and the worker
+/// ([`HostQueue`] on TUN devices, [`MemHost`] in memory).
+pub trait HostPort {
+    /// How many devices (one per interface, by interface index).
+    fn devices(&self) -> usize;
+    /// Hands an IPv4 packet to the host as arriving through device `dev`;
+    /// false if the device refused it.
+    fn deliver(&mut self, dev: usize, packet: &[u8]) -> bool;
+    /// Reads one IPv4 packet the host sent through device `dev` into
+    /// `buf`; its length, or None when there is none (never blocks).
+    fn receive(&mut self, dev: usize, buf: &mut [u8]) -> Option<usize>;
+}
+
+impl HostPort for HostQueue {
+    fn devices(&self) -> usize {
+        self.len()
+    }
+    fn deliver(&mut self, dev: usize, packet: &[u8]) -> bool {
+        HostQueue::deliver(self, dev, packet)
+    }
+    fn receive(&mut self, dev: usize, buf: &mut [u8]) -> Option<usize> {
+        HostQueue::receive(self, dev, buf)
+    }
+}
+
+/// No host path: a worker whose gateway has none drives `Option::<NoHost>::None`.
+#[derive(Debug)]
+pub enum NoHost {}
+
+impl HostPort for NoHost {
+    fn devices(&self) -> usize {
+        match *self {}
+    }
+    fn deliver(&mut self, _: usize, _: &[u8]) -> bool {
+        match *self {}
+    }
+    fn receive(&mut self, _: usize, _: &mut [u8]) -> Option<usize> {
+        match *self {}
+    }
+}
 
 use umem::{FramePool, UmemArea};
 use xsk::Member;

@@ -13,8 +13,9 @@ use super::checksum::{self, finish, pseudo_header, sum};
 use super::field::{self, read8};
 use super::rewrite::DEFAULT_TTL;
 use super::{
-    icmp_is_error, Ipv4Info, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HDR, L4, TCP_ACK, TCP_FIN, TCP_RST,
-    TCP_SYN,
+    icmp_is_error, Ipv4Info, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HDR, ICMP_DEST_UNREACH,
+    ICMP_EXC_TTL, ICMP_FRAG_NEEDED, ICMP_PARAMETER_PROBLEM, ICMP_TIME_EXCEEDED, L4, TCP_ACK,
+    TCP_FIN, TCP_RST, TCP_SYN,
 };
 use crate::flow::{IPPROTO_ICMP, IPPROTO_TCP};
 
@@ -109,7 +110,56 @@ fn eth_ipv4_header(
     h
 }
 
-/// Builds an ICMP error `ty`/`code` about the datagram in `orig` (a frame;
+/// An ICMP error to send: its type, code, and the 4 bytes after its
+/// checksum (big-endian).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IcmpError {
+    pub ty: u8,
+    pub code: u8,
+    pub rest: u32,
+}
+
+impl IcmpError {
+    /// Destination unreachable (type 3) with `code`.
+    pub fn unreachable(code: u8) -> IcmpError {
+        IcmpError {
+            ty: ICMP_DEST_UNREACH,
+            code,
+            rest: 0,
+        }
+    }
+
+    /// Fragmentation needed and DF set (type 3 code 4), with the next hop's
+    /// MTU (RFC 1191).
+    pub fn frag_needed(mtu: u16) -> IcmpError {
+        IcmpError {
+            ty: ICMP_DEST_UNREACH,
+            code: ICMP_FRAG_NEEDED,
+            rest: u32::from(mtu),
+        }
+    }
+
+    /// Time to live exceeded in transit (type 11 code 0).
+    pub fn ttl_exceeded() -> IcmpError {
+        IcmpError {
+            ty: ICMP_TIME_EXCEEDED,
+            code: ICMP_EXC_TTL,
+            rest: 0,
+        }
+    }
+
+    /// Parameter problem (type 12 code 0) pointing at byte `pointer` of the
+    /// header.
+    pub fn parameter_problem(pointer: u8) -> IcmpError {
+        IcmpError {
+            ty: ICMP_PARAMETER_PROBLEM,
+            code: 0,
+            rest: u32::from(pointer) << 24,
+        }
+    }
+}
+
+/// Builds the ICMP error `err` about the datagram in `orig` (a frame;
 /// `info` its parse) from `src`, as Linux's `icmp_send` does:
 ///
 /// - IPv4: TOS `(orig tos & 0x1e) | 0xc0` (Linux's `IPTOS_TOS_MASK` and
@@ -138,11 +188,10 @@ pub fn build_icmp_error(
     out: &mut [u8],
     orig: &[u8],
     info: &Ipv4Info,
-    ty: u8,
-    code: u8,
-    rest: u32,
+    err: IcmpError,
     src: Ipv4Addr,
 ) -> Option<usize> {
+    let IcmpError { ty, code, rest } = err;
     let eth_group = read8(orig, field::eth::DST)? & 0x01 != 0;
     if eth_group || !is_unicast(info.dst) || !is_unicast(info.src) || !info.first_fragment {
         return None;
@@ -348,7 +397,7 @@ mod tests {
     fn icmp_error(orig: &[u8], ty: u8, code: u8, rest: u32, src: Ipv4Addr) -> Option<Vec<u8>> {
         let info = parse_ipv4(orig).unwrap();
         let mut out = [0u8; 1600];
-        let n = build_icmp_error(&mut out, orig, &info, ty, code, rest, src)?;
+        let n = build_icmp_error(&mut out, orig, &info, IcmpError { ty, code, rest }, src)?;
         Some(out[..n].to_vec())
     }
 
@@ -458,18 +507,30 @@ mod tests {
         let mut out = [0u8; 81];
         for n in 0..81 {
             assert_eq!(
-                build_icmp_error(&mut out[..n], &fixture::UDP, &info, 3, 3, 0, B),
+                build_icmp_error(
+                    &mut out[..n],
+                    &fixture::UDP,
+                    &info,
+                    IcmpError::unreachable(3),
+                    B
+                ),
                 None
             );
         }
         assert_eq!(
-            build_icmp_error(&mut out, &fixture::UDP, &info, 3, 3, 0, B),
+            build_icmp_error(&mut out, &fixture::UDP, &info, IcmpError::unreachable(3), B),
             Some(81)
         );
         // An `info` that does not describe `orig`.
         let syn_info = parse_ipv4(&fixture::udp_tos()).unwrap();
         assert_eq!(
-            build_icmp_error(&mut [0; 1600], &fixture::UDP, &syn_info, 3, 3, 0, B),
+            build_icmp_error(
+                &mut [0; 1600],
+                &fixture::UDP,
+                &syn_info,
+                IcmpError::unreachable(3),
+                B
+            ),
             None
         );
     }
@@ -497,7 +558,7 @@ mod tests {
             let (name, orig) = &all[which % all.len()];
             let info = parse_ipv4(orig).unwrap();
             let mut out = [0u8; 1600];
-            if let Some(n) = build_icmp_error(&mut out, orig, &info, ty, code, rest, Ipv4Addr::from(src)) {
+            if let Some(n) = build_icmp_error(&mut out, orig, &info, IcmpError { ty, code, rest }, Ipv4Addr::from(src)) {
                 let f = &out[..n];
                 prop_assert!(n <= ETH_HDR + ICMP_ERROR_MAX_LEN);
                 prop_assert_eq!(verify_checksums(f), Ok(()), "{}", name);
@@ -540,7 +601,7 @@ mod tests {
             f.truncate(keep);
             if let Ok(info) = parse_ipv4(&f) {
                 let mut out = [0u8; 1600];
-                if let Some(n) = build_icmp_error(&mut out, &f, &info, 3, 3, 0, B) {
+                if let Some(n) = build_icmp_error(&mut out, &f, &info, IcmpError::unreachable(3), B) {
                     prop_assert!(parse_ipv4(&out[..n]).is_ok());
                 }
                 if let Some(n) = build_tcp_rst(&mut out, &f, &info) {

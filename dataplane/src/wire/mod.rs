@@ -35,7 +35,7 @@ mod rewrite;
 #[cfg(test)]
 pub(crate) mod fixture;
 
-pub use build::{build_arp, build_icmp_error, build_tcp_rst, ICMP_ERROR_MAX_LEN};
+pub use build::{build_arp, build_icmp_error, build_tcp_rst, IcmpError, ICMP_ERROR_MAX_LEN};
 pub use parse::{ethertype, ipv4_options, parse_arp, parse_ipv4, udp_len};
 pub use rewrite::{
     dec_ttl, echo_reply_in_place, set_dscp, set_dst, set_inner_dst, set_inner_src, set_macs,

@@ -1,28 +1,8 @@
-//! The established-flow fast path's memory: a small per-worker,
-//! two-way set-associative cache of what the hooks decided for a forwarded TCP or UDP
-//! flow in one direction, so that its next packets skip the rule traversal.
-//!
-//! An entry is only made from a full traversal ([`crate::pipeline`]) of a
-//! packet that conntrack found ESTABLISHED (not RELATED) and that was
-//! forwarded to a next hop whose MAC the worker's neighbour snapshot knew,
-//! when no rule evaluated on the way could decide differently for the next
-//! packet of the same flow (no TCP-flag, DSCP, ICMP or limit match, no LOG:
-//! [`crate::classify::CRule::volatile`]) and the counters it bumped fit.
-//! Rules only see fields that are the same for every packet of a flow in
-//! one direction (addresses and ports before and after its NAT, interfaces,
-//! the conntrack state bits, the mark the rules themselves set), so the
-//! same rule set gives the same result.
-//!
-//! A cached entry is used only while that still holds, checked per packet:
-//! the same rule set and neighbour snapshot (the cache's epoch), the same
-//! conntrack entry (its slot and generation: so the same direction, tuples
-//! and NAT state bits, which are fixed at confirm) says ESTABLISHED, and
-//! the packet's TTL and length pass the forwarding checks. Conntrack itself
-//! runs for every packet, on that entry without a lookup
-//! ([`crate::conntrack::Conntrack::track_entry`]: timeouts, TCP window
-//! tracking, counters), and the rule counters the traversal
-//! bumped are bumped again, so counters, `conntrack -L` and traces cannot
-//! tell a cached packet from another. Anything else takes the full path.
+//! The fast path's memory: a small per-worker, two-way set-associative
+//! cache of what the hooks decided for a forwarded TCP or UDP flow in one
+//! direction ([`Cached`]), keyed by the flow's tuple as it arrives and its
+//! input interface, valid for one epoch (a rule set and neighbour
+//! snapshot). What may be cached and when it is used: see [`super`].
 
 use crate::conntrack::EntryRef;
 use crate::flow::{Dir, Tuple};
@@ -110,7 +90,7 @@ pub(crate) struct FlowCache {
 }
 
 impl FlowCache {
-    pub const MAX_COUNTERS: usize = crate::classify::EvalState::MAX_RECORDED;
+    pub const MAX_COUNTERS: usize = super::record::MAX_RECORDED;
 
     /// A cache of at least `entries` entries.
     pub fn new(entries: usize) -> FlowCache {

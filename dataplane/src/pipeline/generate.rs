@@ -1,0 +1,214 @@
+//! The packets the gateway generates and answers itself: ARP (answers to
+//! requests for its addresses, requests for next hops), ICMP errors
+//! (`icmp_send`, rate-limited as Linux limits them) and REJECT's answers.
+//! A generated packet takes OUTPUT and POSTROUTING like any the gateway
+//! sends, tied to the connection of the packet it answers.
+
+use std::net::Ipv4Addr;
+
+use crate::action::Action;
+use crate::drop::DropReason;
+use crate::flow::IPPROTO_TCP;
+use crate::neigh::BROADCAST;
+use crate::rule::RejectWith;
+use crate::stats::WorkerStats;
+use crate::wire::{self, IcmpError};
+
+use super::observe::Observer;
+use super::packet::{is_group, Conn, Pkt};
+use super::{Cx, Emit, Hooks};
+
+impl Hooks {
+    /// ARP: answer requests for our address on that interface, learn the
+    /// sender of anything addressed to us.
+    pub(super) fn arp<E: Emit, O: Observer>(
+        &mut self,
+        cx: &mut Cx<'_, E, O>,
+        in_iface: u8,
+        frame: &mut [u8],
+    ) -> Action {
+        let arp = match wire::parse_arp(frame) {
+            Ok(a) => a,
+            Err(r) => return cx.drop(r),
+        };
+        let Some(iface) = self.gw.ifaces.get(usize::from(in_iface)).cloned() else {
+            return cx.drop(DropReason::NotForUs);
+        };
+        // `arp_rcv` ignores frames to another host's MAC (PACKET_OTHERHOST).
+        if !is_group(frame) && frame.get(..6) != Some(&iface.mac[..]) {
+            return cx.drop(DropReason::NotForUs);
+        }
+        if arp.target_ip != iface.addr {
+            return cx.drop(DropReason::NotForUs);
+        }
+        if arp.sender_ip != Ipv4Addr::UNSPECIFIED {
+            self.gw.neigh.learn(in_iface, arp.sender_ip, arp.sender_mac);
+        }
+        if arp.op != 1 {
+            cx.stats.consumed += 1;
+            return Action::Consumed;
+        }
+        match wire::build_arp(
+            frame,
+            2,
+            iface.mac,
+            iface.addr,
+            arp.sender_mac,
+            arp.sender_mac,
+            arp.sender_ip,
+        ) {
+            Some(n) => {
+                cx.stats.forwarded += 1;
+                Action::Forward {
+                    iface: in_iface,
+                    len: n,
+                }
+            }
+            None => cx.drop(DropReason::ArpMalformed),
+        }
+    }
+
+    /// Asks for `hop`'s MAC on `iface` (broadcast ARP request). Built in
+    /// the scratch buffer: nothing is sent while a generated packet holds
+    /// it (see [`Hooks::send_generated`]).
+    pub(super) fn arp_request(
+        &mut self,
+        stats: &mut WorkerStats,
+        emit: &mut impl Emit,
+        iface: u8,
+        hop: Ipv4Addr,
+    ) {
+        let Some(f) = self.gw.ifaces.get(usize::from(iface)) else {
+            return;
+        };
+        let (mac, addr) = (f.mac, f.addr);
+        if let Some(n) = wire::build_arp(&mut self.scratch, 1, mac, addr, BROADCAST, [0; 6], hop) {
+            emit.emit(iface, &self.scratch[..n]);
+            stats.emitted += 1;
+        }
+    }
+
+    /// Runs a generated frame (built in the scratch buffer) through OUTPUT
+    /// and emits it.
+    fn send_generated<E: Emit, O: Observer>(
+        &mut self,
+        cx: &mut Cx<'_, E, O>,
+        len: usize,
+        attached: Option<Conn>,
+    ) {
+        // The scratch buffer is taken while the frame runs: an ARP request
+        // cannot be built meanwhile (`arp_request` sends nothing), and is
+        // sent after `output` (below) if the frame was held for one.
+        let mut buf = std::mem::take(&mut self.scratch);
+        if let Some(frame) = buf.get_mut(..len) {
+            let action = self.output(cx, frame, attached);
+            cx.obs.generated_end(action);
+            match action {
+                Action::Forward { iface, len } => {
+                    if let Some(f) = frame.get(..len) {
+                        cx.emit.emit(iface, f);
+                        cx.stats.emitted += 1;
+                    }
+                }
+                Action::Consumed => {
+                    // Held for ARP inside output: the hold queue took a copy; the ARP
+                    // request goes out now.
+                    if let Ok(info) = wire::parse_ipv4(frame) {
+                        if let Some(hop) = self.gw.routes.lookup(info.dst) {
+                            self.scratch = buf;
+                            self.arp_request(cx.stats, &mut *cx.emit, hop.iface, hop.addr);
+                            return;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.scratch = buf;
+    }
+
+    /// The connection an answer to `p` belongs to: the reply direction of
+    /// p's connection (pending ones included, as nf_ct_attach does).
+    fn answer_conn(p: &Pkt, related: bool) -> Option<Conn> {
+        Some(Conn::Existing {
+            nat: p.conn.nat()?.reversed(),
+            related,
+            entry: None,
+        })
+    }
+
+    /// An ICMP error about `p` (its current bytes in `frame`), sent from our
+    /// address on the interface it came in on.
+    pub(super) fn icmp_error<E: Emit, O: Observer>(
+        &mut self,
+        cx: &mut Cx<'_, E, O>,
+        frame: &[u8],
+        p: &Pkt,
+        err: IcmpError,
+        in_iface: u8,
+    ) {
+        let Some(src) = self.gw.ifaces.get(usize::from(in_iface)).map(|f| f.addr) else {
+            return;
+        };
+        self.icmp_error_from(cx, frame, p, err, src);
+    }
+
+    /// An ICMP error about `p` from `src`, if Linux would send one and the
+    /// rate limits allow.
+    fn icmp_error_from<E: Emit, O: Observer>(
+        &mut self,
+        cx: &mut Cx<'_, E, O>,
+        frame: &[u8],
+        p: &Pkt,
+        err: IcmpError,
+        src: Ipv4Addr,
+    ) {
+        if let Some(n) = wire::build_icmp_error(&mut self.scratch, frame, &p.info, err, src) {
+            // Linux limits after the checks the builder made (no error about
+            // an error, a fragment, a broadcast), towards the sender.
+            let limit = &self.gw.icmp_limit;
+            if limit.allow(cx.now, err.ty, err.code, p.info.src).is_err() {
+                return;
+            }
+            let conn = Self::answer_conn(p, true);
+            self.send_generated(cx, n, conn);
+        }
+    }
+
+    /// REJECT: the ICMP error or TCP reset Linux sends.
+    pub(super) fn reject<E: Emit, O: Observer>(
+        &mut self,
+        cx: &mut Cx<'_, E, O>,
+        frame: &[u8],
+        p: &Pkt,
+        w: RejectWith,
+        local: bool,
+    ) {
+        match w.icmp_code() {
+            None => {
+                if p.info.proto == IPPROTO_TCP {
+                    if let Some(n) = wire::build_tcp_rst(&mut self.scratch, frame, &p.info) {
+                        let conn = Self::answer_conn(p, false);
+                        self.send_generated(cx, n, conn);
+                    }
+                }
+            }
+            Some(code) => {
+                // To a local address the error comes from that address; else from
+                // ours towards the sender.
+                let src = if local {
+                    Some(p.info.dst)
+                } else {
+                    self.gw
+                        .routes
+                        .lookup(p.info.src)
+                        .and_then(|h| self.gw.ifaces.get(usize::from(h.iface)))
+                        .map(|f| f.addr)
+                };
+                if let Some(src) = src {
+                    self.icmp_error_from(cx, frame, p, IcmpError::unreachable(code), src);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! The packet pipeline: netfilter's hook traversal over one Ethernet frame,
+//! in Linux's order, rewriting the frame in place.
+//!
+//! Arriving packets: raw PREROUTING, conntrack, mangle PREROUTING, nat
+//! PREROUTING (first packet of a connection only; later packets get the
+//! connection's translation), routing, then either FORWARD (TTL, MTU, mangle,
+//! filter) or INPUT (mangle, filter, nat INPUT), then mangle and nat
+//! POSTROUTING, conntrack confirm, neighbour resolution. Packets the gateway
+//! itself sends (echo replies, ICMP errors, TCP resets from REJECT) take the
+//! OUTPUT path: routing, raw, conntrack, mangle, nat and filter OUTPUT, then
+//! POSTROUTING.
+//!
+//! No I/O and no clock: frames come in with their interface and the time,
+//! and the result says what to do with each; extra frames the gateway
+//! generates go to an [`Emit`] sink.
+//!
+//! The parts: [`Hooks`] (a worker's state for the traversal) takes a frame
+//! through the link layer here; the hooks themselves are in `hook`, the
+//! packets the gateway generates (ARP, ICMP errors, resets) in `generate`,
+//! the packet as the hooks carry it and what they read off it in `packet`,
+//! and what a packet trace is told in `observe`. The hooks take a
+//! [`Pkt`](packet::Pkt) whatever its link layer and address family: a
+//! parse (IPv4 here), what rules see of it, and its connection.
+
+mod generate;
+mod hook;
+mod observe;
+mod packet;
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use crate::action::Action;
+use crate::classify::{CompiledRuleSet, EvalState};
+use crate::drop::DropReason;
+use crate::fastpath::FastPath;
+use crate::gateway::Gateway;
+use crate::log::LogRing;
+use crate::nat::PortSearch;
+use crate::neigh::{HoldQueue, NeighMap};
+use crate::stats::WorkerStats;
+use crate::trace::{rules_id, WorkerTrace};
+use crate::wire::{self, Ipv4Info};
+
+use observe::{Observer, Untraced};
+use packet::{is_group, meta_of, view_of};
+
+/// Where frames the gateway generates go (ARP, ICMP errors, resets, held
+/// packets once resolved). The port copies them into a transmit frame.
+pub trait Emit {
+    fn emit(&mut self, iface: u8, frame: &[u8]);
+}
+
+impl<E: Emit + ?Sized> Emit for &mut E {
+    #[inline]
+    fn emit(&mut self, iface: u8, frame: &[u8]) {
+        (**self).emit(iface, frame);
+    }
+}
+
+/// An emit sink that drops everything (where nothing may be emitted, and
+/// benchmarks).
+pub struct NoEmit;
+
+impl Emit for NoEmit {
+    fn emit(&mut self, _: u8, _: &[u8]) {}
+}
+
+/// The Ethernet header's length: where the IPv4 header starts.
+pub const ETH_HLEN: usize = wire::ETH_HDR;
+
+/// Frames larger than this are not generated or held.
+pub const FRAME_SIZE: usize = 2048;
+
+/// What one packet's way through the hooks carries besides the packet:
+/// the time, where generated frames go, the worker's counters, the fast
+/// path (which records the traversal when the packet is one it may take
+/// next time), and the trace that is told each step.
+pub(crate) struct Cx<'a, E: Emit, O: Observer> {
+    pub now: u64,
+    pub emit: &'a mut E,
+    pub stats: &'a mut WorkerStats,
+    pub fast: &'a mut FastPath,
+    obs: O,
+}
+
+impl<'a, E: Emit> Cx<'a, E, Untraced> {
+    /// The context of an untraced packet.
+    #[inline(always)]
+    pub(crate) fn new(
+        now: u64,
+        emit: &'a mut E,
+        stats: &'a mut WorkerStats,
+        fast: &'a mut FastPath,
+    ) -> Self {
+        Cx {
+            now,
+            emit,
+            stats,
+            fast,
+            obs: Untraced,
+        }
+    }
+}
+
+impl<E: Emit, O: Observer> Cx<'_, E, O> {
+    /// Counts a drop; the action for it.
+    #[inline]
+    pub fn drop(&mut self, r: DropReason) -> Action {
+        self.stats.drops[r as usize] += 1;
+        Action::Drop(r)
+    }
+}
+
+/// A worker's state for the hooks: the rule set and neighbour table as of
+/// its current batch, its rule evaluation scratch and counter stripe, the
+/// packets held for ARP, its NAT port search, a buffer for the packets it
+/// generates and its LOG ring. Shares the gateway.
+pub(crate) struct Hooks {
+    gw: Arc<Gateway>,
+    rules: Arc<CompiledRuleSet>,
+    eval: EvalState,
+    /// The worker's index: its stripe of the rule counters.
+    index: usize,
+    /// The neighbour table as of this batch.
+    neigh: Arc<NeighMap>,
+    hold: HoldQueue,
+    ports: PortSearch,
+    scratch: Box<[u8]>,
+    logs: LogRing,
+}
+
+impl Hooks {
+    pub(crate) fn new(gw: Arc<Gateway>, index: usize, seed: u64) -> Hooks {
+        let rules = gw.rules();
+        Hooks {
+            eval: EvalState::for_worker(&rules, index),
+            index,
+            rules,
+            // Linux queues up to unres_qlen_bytes (212,992) per unresolved
+            // neighbour: about as many small packets as this.
+            hold: HoldQueue::new(128, FRAME_SIZE),
+            ports: PortSearch::new(seed),
+            scratch: vec![0u8; FRAME_SIZE].into_boxed_slice(),
+            logs: LogRing::new(256),
+            neigh: gw.neigh.snapshot(),
+            gw,
+        }
+    }
+
+    /// Picks up a newly installed neighbour table and rule set (atomic
+    /// loads, never blocking); whether either changed.
+    #[inline]
+    pub(crate) fn refresh(&mut self) -> bool {
+        let mut changed = false;
+        let neigh = self.gw.neigh.snapshot();
+        if !Arc::ptr_eq(&neigh, &self.neigh) {
+            self.neigh = neigh;
+            changed = true;
+        }
+        let current = self.gw.rules_now();
+        if !Arc::ptr_eq(&current, &self.rules) {
+            self.rules = Arc::clone(&current);
+            self.eval = EvalState::for_worker(&self.rules, self.index);
+            changed = true;
+        }
+        changed
+    }
+
+    /// The rule set as of the current batch, and the worker's counters in
+    /// it.
+    pub(crate) fn rules(&self) -> (&Arc<CompiledRuleSet>, &EvalState) {
+        (&self.rules, &self.eval)
+    }
+
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The LOG entries, and the rule set they refer to.
+    pub(crate) fn logs(&mut self) -> (&mut LogRing, &CompiledRuleSet) {
+        (&mut self.logs, &self.rules)
+    }
+
+    /// Runs one frame that arrived on `in_iface` through the pipeline: the
+    /// link layer (ARP, or an IPv4 packet for us), then the hooks, recorded
+    /// in `trace` if a trace runs and the packet may match it.
+    #[inline]
+    pub(crate) fn receive<E: Emit>(
+        &mut self,
+        cx: &mut Cx<'_, E, Untraced>,
+        trace: &mut WorkerTrace,
+        in_iface: u8,
+        frame: &mut [u8],
+    ) -> Action {
+        let et = match wire::ethertype(frame) {
+            Ok(e) => e,
+            Err(r) => return cx.drop(r),
+        };
+        let Some(iface) = self.gw.ifaces.get(usize::from(in_iface)) else {
+            return cx.drop(DropReason::NotForUs);
+        };
+        if et == wire::ETHERTYPE_ARP {
+            return self.arp(cx, in_iface, frame);
+        }
+        if et != wire::ETHERTYPE_IPV4 {
+            return cx.drop(DropReason::NotIpv4);
+        }
+        // Frames to another host's MAC are not ours (Linux: PACKET_OTHERHOST,
+        // dropped in `ip_rcv_core`); link-layer broadcast and multicast ones
+        // go through PREROUTING but are never forwarded (`forward`).
+        if !is_group(frame) && frame[..6] != iface.mac {
+            return cx.drop(DropReason::NotForUs);
+        }
+        let info = match wire::parse_ipv4(frame) {
+            Ok(i) => i,
+            Err(r) => return cx.drop(r),
+        };
+        if info.fragment {
+            return cx.drop(DropReason::Ipv4Fragment);
+        }
+        let a = if trace.active() {
+            self.prerouting_traced(cx, trace, in_iface, frame, info)
+        } else {
+            self.prerouting(cx, in_iface, frame, info)
+        };
+        cx.fast.end_recording();
+        match a {
+            Action::Forward { .. } => cx.stats.forwarded += 1,
+            Action::Host { .. } => cx.stats.host += 1,
+            Action::Consumed => cx.stats.consumed += 1,
+            Action::Drop(_) => {}
+        }
+        a
+    }
+
+    /// [`Hooks::prerouting`] for a packet that may match the running
+    /// trace's filter: recorded in the trace.
+    #[cold]
+    #[inline(never)]
+    fn prerouting_traced<E: Emit>(
+        &mut self,
+        cx: &mut Cx<'_, E, Untraced>,
+        trace: &mut WorkerTrace,
+        in_iface: u8,
+        frame: &mut [u8],
+        info: Ipv4Info,
+    ) -> Action {
+        let view = view_of(&info, Some(in_iface), None);
+        let (worker, rules) = (self.index as u32, rules_id(&self.rules));
+        let Some(record) = trace.begin(worker, rules, &view, meta_of(&info).tuple, cx.now) else {
+            return self.prerouting(cx, in_iface, frame, info);
+        };
+        let mut traced = Cx {
+            now: cx.now,
+            emit: &mut *cx.emit,
+            stats: &mut *cx.stats,
+            fast: &mut *cx.fast,
+            obs: record,
+        };
+        let a = self.prerouting(&mut traced, in_iface, frame, info);
+        trace.end(cx.now, a);
+        a
+    }
+
+    /// A packet the gateway host sent (read from the host path): the IPv4
+    /// packet is in `buf[ETH_HLEN..ETH_HLEN + len]`; the Ethernet header in
+    /// front of it is written here. It takes OUTPUT and POSTROUTING like
+    /// everything the gateway originates.
+    pub(crate) fn output_from_host<E: Emit>(
+        &mut self,
+        cx: &mut Cx<'_, E, Untraced>,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Action {
+        cx.stats.from_host += 1;
+        let Some(frame) = buf.get_mut(..ETH_HLEN + len) else {
+            return cx.drop(DropReason::EthTruncated);
+        };
+        frame[..12].fill(0);
+        frame[12..ETH_HLEN].copy_from_slice(&wire::ETHERTYPE_IPV4.to_be_bytes());
+        let a = self.output(cx, frame, None);
+        if let Action::Forward { .. } = a {
+            cx.stats.forwarded += 1;
+        }
+        a
+    }
+
+    /// Held packets whose next hop resolved go out to `emit`, stale ones
+    /// are dropped (counted in `stats`), and next hops still unresolved are
+    /// asked again.
+    pub(crate) fn release_held(&mut self, now: u64, stats: &mut WorkerStats, emit: &mut impl Emit) {
+        if self.hold.is_empty() {
+            return;
+        }
+        let gw = Arc::clone(&self.gw);
+        let mut asks: [(u8, Ipv4Addr); 4] = [(0, Ipv4Addr::UNSPECIFIED); 4];
+        let mut nasks = 0;
+        let (mut sent, mut dropped) = (0u64, 0u64);
+        self.hold.service(
+            now,
+            &gw.neigh,
+            |iface, mac, frame| {
+                if let Some(f) = gw.ifaces.get(usize::from(iface)) {
+                    wire::set_macs(frame, mac, f.mac);
+                    emit.emit(iface, frame);
+                    sent += 1;
+                }
+            },
+            || dropped += 1,
+            |iface, hop| {
+                if nasks < asks.len() {
+                    asks[nasks] = (iface, hop);
+                    nasks += 1;
+                }
+            },
+        );
+        stats.emitted += sent;
+        stats.drops[DropReason::NeighUnresolved as usize] += dropped;
+        for &(iface, hop) in &asks[..nasks] {
+            self.arp_request(stats, emit, iface, hop);
+        }
+    }
+}
