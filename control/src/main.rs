@@ -355,7 +355,7 @@ impl GatewayArgs {
             if !r.ok {
                 anyhow::bail!(r.message);
             }
-            api::stats::Sample::parse(&r.body).map_err(anyhow::Error::msg)
+            Ok(api::stats::Sample::parse(&r.body)?)
         };
         let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
         let mut before = match sample() {

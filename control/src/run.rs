@@ -42,44 +42,64 @@ pub fn main(config: &Path, report: bool) -> ExitCode {
     }
 }
 
-fn run(path: &Path, report: bool) -> Result<(), String> {
-    let cfg = Config::load(path).map_err(|e| e.to_string())?;
+/// Why `xdpgw run` could not start or ended in error.
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{errors}\n{}: rules not loaded", file.display())]
+    Rules {
+        errors: crate::error::RuleErrors,
+        file: std::path::PathBuf,
+    },
+    #[error("signal handling: {0}")]
+    Signal(std::io::Error),
+    #[error(transparent)]
+    Port(#[from] xdpgw_dataplane::port::PortError),
+    #[error(transparent)]
+    Gateway(#[from] xdpgw_dataplane::gateway::GatewayError),
+    #[error(transparent)]
+    Socket(#[from] crate::api::socket::SocketError),
+    #[error(transparent)]
+    Metrics(#[from] crate::api::metrics::MetricsBindError),
+    #[error("a worker thread panicked")]
+    WorkerPanicked,
+}
+
+fn run(path: &Path, report: bool) -> Result<(), RunError> {
+    let cfg = Config::load(path)?;
     let conntrack = cfg.conntrack_config();
     if let Some(mem) = MemInfo::read() {
-        cfg.check_conntrack_memory(&conntrack.layout(), &mem)
-            .map_err(|e| e.to_string())?;
+        cfg.check_conntrack_memory(&conntrack.layout(), &mem)?;
     }
-    let rules = crate::load_rules(&cfg.rules)
-        .map_err(|e| format!("{e}\n{}: rules not loaded", cfg.rules.display()))?;
+    let rules = crate::load_rules(&cfg.rules).map_err(|errors| RunError::Rules {
+        errors,
+        file: cfg.rules.clone(),
+    })?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .map_err(|e| format!("signal handler: {e}"))?;
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(RunError::Signal)?;
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
-        .map_err(|e| format!("signal handler: {e}"))?;
+        .map_err(RunError::Signal)?;
     // And each of them wakes the main thread at once (after setting its
     // flag: handlers run in the order registered), so that a stop does not
     // wait out a polling interval: the workers stop at the signal, and
     // until the interfaces are released and the next process takes them,
     // nothing is forwarded.
-    let (mut wake, wake_tx) =
-        std::os::unix::net::UnixStream::pair().map_err(|e| format!("signal pipe: {e}"))?;
+    let (mut wake, wake_tx) = std::os::unix::net::UnixStream::pair().map_err(RunError::Signal)?;
     for sig in [
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGHUP,
     ] {
-        let tx = wake_tx
-            .try_clone()
-            .map_err(|e| format!("signal pipe: {e}"))?;
-        signal_hook::low_level::pipe::register(sig, tx)
-            .map_err(|e| format!("signal handler: {e}"))?;
+        let tx = wake_tx.try_clone().map_err(RunError::Signal)?;
+        signal_hook::low_level::pipe::register(sig, tx).map_err(RunError::Signal)?;
     }
     wake.set_read_timeout(Some(Duration::from_millis(50)))
-        .map_err(|e| format!("signal pipe: {e}"))?;
+        .map_err(RunError::Signal)?;
 
     // All interfaces as one port group: for each queue index, the sockets of
     // every interface share one UMEM, so a frame forwarded from one interface
@@ -105,7 +125,7 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
             frames: 4096,
         })
         .collect();
-    let mut group = PortGroup::open(&pcs).map_err(|e| e.to_string())?;
+    let mut group = PortGroup::open(&pcs)?;
 
     let gw_cfg = cfg.gateway_config(
         |k| {
@@ -116,7 +136,7 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
         },
         conntrack,
     );
-    let gw = Arc::new(Gateway::new(gw_cfg, &rules).map_err(|e| e.to_string())?);
+    let gw = Arc::new(Gateway::new(gw_cfg, &rules)?);
 
     // Queue index q of every interface (one shared UMEM) goes to worker q.
     let group_queues = group.queues();
@@ -156,8 +176,7 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
                 })
             })
             .collect();
-        let (path, queues) =
-            HostPath::create(&devices, &routes, workers).map_err(|e| e.to_string())?;
+        let (path, queues) = HostPath::create(&devices, &routes, workers)?;
         for (r, why) in &path.skipped_routes {
             eprintln!(
                 "xdpgw: host path: route {}/{} via {} not added to the host: {why}",
@@ -269,11 +288,11 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
                         },
                         &format!("xdpgw: {}", r.summary()),
                     ),
-                    Err(lines) => service::log(
+                    Err(e) => service::log(
                         level::ERR,
                         &format!(
                             "{}\nxdpgw: reload failed; the running rules stay in force",
-                            lines.join("\n")
+                            e.lines().join("\n")
                         ),
                     ),
                 }
@@ -294,7 +313,7 @@ fn run(path: &Path, report: bool) -> Result<(), String> {
             .collect::<Result<Vec<WorkerReport>, ()>>()
     });
     let Ok(Ok(mut reports)) = result else {
-        return Err("a worker thread panicked".into());
+        return Err(RunError::WorkerPanicked);
     };
     // The workers have stopped (and flushed what they credited): the table
     // is final. (Saving is part of a restart's forwarding gap, as is all

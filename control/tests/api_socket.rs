@@ -117,13 +117,13 @@ fn socket_is_private_replaces_stale_and_refuses_live() {
     let e = ControlSocket::bind(&path)
         .err()
         .expect("second bind must fail");
-    assert!(e.contains("is in use"), "{e}");
+    assert!(e.to_string().contains("is in use"), "{e}");
     assert!(path.exists());
     // Not a socket: left alone.
     let file = dir.path().join("plain");
     std::fs::write(&file, "x").expect("file");
     let e = ControlSocket::bind(&file).err().expect("a plain file");
-    assert!(e.contains("not a socket"), "{e}");
+    assert!(e.to_string().contains("not a socket"), "{e}");
     drop(sock);
     assert!(!path.exists(), "removed when dropped");
 }

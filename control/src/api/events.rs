@@ -129,7 +129,7 @@ pub fn stream(
     let filter = match CtFilter::from_request(req) {
         Ok(f) => f,
         Err(e) => {
-            let _ = Response::err(e, vec![]).write_to(&mut writer);
+            let _ = Response::err(e.to_string(), vec![]).write_to(&mut writer);
             return;
         }
     };

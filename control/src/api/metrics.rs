@@ -222,6 +222,14 @@ pub fn render(c: &Control) -> String {
     o.0
 }
 
+/// `metrics_listen` could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("metrics_listen {addr}: {source}")]
+pub struct MetricsBindError {
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
 /// The HTTP endpoint, bound before the gateway says `ready`.
 pub struct MetricsServer {
     listener: TcpListener,
@@ -229,9 +237,9 @@ pub struct MetricsServer {
 }
 
 impl MetricsServer {
-    pub fn bind(addr: SocketAddr) -> Result<MetricsServer, String> {
+    pub fn bind(addr: SocketAddr) -> Result<MetricsServer, MetricsBindError> {
         let listener =
-            TcpListener::bind(addr).map_err(|e| format!("metrics_listen {addr}: {e}"))?;
+            TcpListener::bind(addr).map_err(|source| MetricsBindError { addr, source })?;
         let addr = listener.local_addr().unwrap_or(addr);
         Ok(MetricsServer { listener, addr })
     }

@@ -190,6 +190,42 @@ pub struct Control {
     pub events: super::events::EventHub,
 }
 
+/// Why a reload was refused (the running rules stay in force).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file has errors, or was cut short.
+    #[error("{}", ReloadError::lines(self).join("\n"))]
+    Rules {
+        errors: crate::error::RuleErrors,
+        file: PathBuf,
+    },
+    /// The rule set does not compile for this gateway's interfaces.
+    #[error("{}: {source}", file.display())]
+    Compile {
+        file: PathBuf,
+        source: xdpgw_dataplane::classify::CompileError,
+    },
+}
+
+impl ReloadError {
+    /// The error as lines: each `file:line:column` error, then a summary.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            ReloadError::Rules { errors, file } => {
+                let mut lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                lines.push(format!(
+                    "{}: {} error{}; nothing loaded",
+                    file.display(),
+                    errors.len(),
+                    if errors.len() == 1 { "" } else { "s" }
+                ));
+                lines
+            }
+            ReloadError::Compile { .. } => vec![self.to_string()],
+        }
+    }
+}
+
 /// What a successful reload did.
 #[derive(Clone, Debug)]
 pub struct Reloaded {
@@ -279,18 +315,12 @@ impl Control {
     /// second) and carries over the counters of unchanged rules, and so of
     /// every kept table ([`super::reload`]). On any error the running set
     /// stays in force; the error lines name `file:line:column`.
-    pub fn reload(&self, file: Option<&Path>, scope: Scope) -> Result<Reloaded, Vec<String>> {
+    pub fn reload(&self, file: Option<&Path>, scope: Scope) -> Result<Reloaded, ReloadError> {
         let t0 = Instant::now();
         let file = file.unwrap_or(&self.rules_file).to_path_buf();
-        let loaded = crate::load_rule_file(&file).map_err(|e| {
-            let mut lines: Vec<String> = e.0.iter().map(|e| e.to_string()).collect();
-            lines.push(format!(
-                "{}: {} error{}; nothing loaded",
-                file.display(),
-                e.len(),
-                if e.len() == 1 { "" } else { "s" }
-            ));
-            lines
+        let loaded = crate::load_rule_file(&file).map_err(|errors| ReloadError::Rules {
+            errors,
+            file: file.clone(),
         })?;
         // Under the lock from here: the merge starts from the set that runs,
         // and reloads do not interleave.
@@ -300,7 +330,10 @@ impl Control {
         let compiled = self
             .gw
             .compile(&set)
-            .map_err(|e| vec![format!("{}: {e}", file.display())])?;
+            .map_err(|source| ReloadError::Compile {
+                file: file.clone(),
+                source,
+            })?;
         let carried = super::reload::carried(&current, &set);
         let new = Arc::new(compiled);
         let old = self.gw.install_compiled(Arc::clone(&new));
@@ -382,8 +415,8 @@ impl Control {
                 },
             ) {
                 Ok(r) => Response::ok(vec![r.summary()]),
-                Err(lines) => {
-                    Response::err("reload failed; the running rules stay in force", lines)
+                Err(e) => {
+                    Response::err("reload failed; the running rules stay in force", e.lines())
                 }
             },
             "list" => self.list(req),
@@ -547,7 +580,7 @@ impl Control {
     fn conntrack(&self, req: &Request, w: &mut impl Write) -> std::io::Result<()> {
         let filter = match CtFilter::from_request(req) {
             Ok(f) => f,
-            Err(e) => return Response::err(e, vec![]).write_to(w),
+            Err(e) => return Response::err(e.to_string(), vec![]).write_to(w),
         };
         let now = (self.now)();
         let ct = &self.gw.conntrack;
@@ -657,6 +690,22 @@ pub fn ct_stats_line(worker: usize, c: &CtCounters) -> String {
 
 /// The selection of `conntrack -L/-D/-C`: every given condition must hold,
 /// on the original tuple (as conntrack(8)'s `-s`/`-d`/`-p`), `state` on the
+/// A conntrack filter that does not parse.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CtFilterError {
+    #[error("bad address '{value}' for {key}: an IPv4 address")]
+    Address { key: String, value: String },
+    #[error("unknown protocol '{0}'")]
+    Protocol(String),
+    #[error("unknown state '{0}'; TCP states: {names}", names = tcp_state_names())]
+    State(String),
+}
+
+fn tcp_state_names() -> String {
+    let names: Vec<&str> = TcpState::ALL.iter().map(|t| t.name()).collect();
+    names.join(", ")
+}
+
 /// TCP state.
 #[derive(Debug, Default)]
 pub(crate) struct CtFilter {
@@ -667,19 +716,22 @@ pub(crate) struct CtFilter {
 }
 
 impl CtFilter {
-    pub(crate) fn from_request(req: &Request) -> Result<CtFilter, String> {
-        let addr = |k: &str| -> Result<Option<Ipv4Addr>, String> {
+    pub(crate) fn from_request(req: &Request) -> Result<CtFilter, CtFilterError> {
+        let addr = |k: &str| -> Result<Option<Ipv4Addr>, CtFilterError> {
             req.get(k)
                 .map(|v| {
-                    v.parse()
-                        .map_err(|_| format!("bad address '{v}' for {k}: an IPv4 address"))
+                    v.parse().map_err(|_| CtFilterError::Address {
+                        key: k.to_string(),
+                        value: v.to_string(),
+                    })
                 })
                 .transpose()
         };
         let proto = req
             .get("proto")
             .map(|p| {
-                crate::netdb::protocol_by_name(p).ok_or_else(|| format!("unknown protocol '{p}'"))
+                crate::netdb::protocol_by_name(p)
+                    .ok_or_else(|| CtFilterError::Protocol(p.to_string()))
             })
             .transpose()?;
         let state = req
@@ -689,10 +741,7 @@ impl CtFilter {
                     .iter()
                     .find(|t| t.name().eq_ignore_ascii_case(s))
                     .copied()
-                    .ok_or_else(|| {
-                        let names: Vec<&str> = TcpState::ALL.iter().map(|t| t.name()).collect();
-                        format!("unknown state '{s}'; TCP states: {}", names.join(", "))
-                    })
+                    .ok_or_else(|| CtFilterError::State(s.to_string()))
             })
             .transpose()?;
         Ok(CtFilter {

@@ -73,29 +73,51 @@ pub struct ControlSocket {
     clients: Clients,
 }
 
+/// Why the control socket could not be bound.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    #[error("control socket {}: a file that is not a socket is in the way", .0.display())]
+    InTheWay(PathBuf),
+    #[error(
+        "control socket {} is in use: another xdpgw is running (stop it, or set \
+         control_socket in the configuration)",
+        .0.display()
+    )]
+    InUse(PathBuf),
+    #[error("control socket {}: cannot create {}: {source}", path.display(), dir.display())]
+    Directory {
+        path: PathBuf,
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("control socket {}: {source}", path.display())]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 impl ControlSocket {
     /// Binds the control socket at `path`, mode 0600, with the default
     /// [`SocketLimits`]. A socket file nobody answers on (left by a killed
     /// run) is replaced; a live one is an error, and so is any other kind
     /// of file there.
-    pub fn bind(path: &Path) -> Result<ControlSocket, String> {
-        let shown = path.display();
+    pub fn bind(path: &Path) -> Result<ControlSocket, SocketError> {
+        let at = path.to_path_buf();
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             if !meta.file_type().is_socket() {
-                return Err(format!(
-                    "control socket {shown}: a file that is not a socket is in the way"
-                ));
+                return Err(SocketError::InTheWay(at));
             }
             if UnixStream::connect(path).is_ok() {
-                return Err(format!(
-                    "control socket {shown} is in use: another xdpgw is running (stop it, or set control_socket in the configuration)"
-                ));
+                return Err(SocketError::InUse(at));
             }
         }
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
         if let Some(d) = dir {
-            std::fs::create_dir_all(d).map_err(|e| {
-                format!("control socket {shown}: cannot create {}: {e}", d.display())
+            std::fs::create_dir_all(d).map_err(|source| SocketError::Directory {
+                path: at.clone(),
+                dir: d.to_path_buf(),
+                source,
             })?;
         }
         // Bind under a temporary name, restrict it, then move it into place:
@@ -104,13 +126,15 @@ impl ControlSocket {
         tmp.push(format!(".{}.tmp", std::process::id()));
         let tmp = PathBuf::from(tmp);
         let _ = std::fs::remove_file(&tmp);
-        let listener =
-            UnixListener::bind(&tmp).map_err(|e| format!("control socket {shown}: {e}"))?;
+        let listener = UnixListener::bind(&tmp).map_err(|source| SocketError::Bind {
+            path: at.clone(),
+            source,
+        })?;
         let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
             .and_then(|()| std::fs::rename(&tmp, path));
-        if let Err(e) = placed {
+        if let Err(source) = placed {
             let _ = std::fs::remove_file(&tmp);
-            return Err(format!("control socket {shown}: {e}"));
+            return Err(SocketError::Bind { path: at, source });
         }
         Ok(ControlSocket {
             listener,

@@ -100,15 +100,20 @@ pub fn sample_lines(c: &Control) -> Vec<String> {
     out
 }
 
+/// A `stats-sample` line that is not `name value`.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unexpected statistics line '{0}'")]
+pub struct BadSampleLine(pub String);
+
 impl Sample {
     /// Parses the gateway's lines.
-    pub fn parse(lines: &[String]) -> Result<Sample, String> {
+    pub fn parse(lines: &[String]) -> Result<Sample, BadSampleLine> {
         let mut s = Sample::default();
         for l in lines {
             let (k, v) = l
                 .rsplit_once(' ')
                 .and_then(|(k, v)| Some((k, v.parse::<u64>().ok()?)))
-                .ok_or_else(|| format!("unexpected statistics line '{l}'"))?;
+                .ok_or_else(|| BadSampleLine(l.clone()))?;
             if k == "time_ns" {
                 s.time_ns = v;
             } else {
