@@ -254,7 +254,9 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
                 if let Some(c) = cpu {
                     core_affinity::set_for_current(c);
                 }
-                worker_loop(w, gw, queues, host, &names, &stop, start, &publish)
+                // Made on its own thread (its memory first touched there).
+                let driver = Driver::new(Worker::new(gw, w as u64 + 1), queues, host);
+                worker_loop(driver, &names, &stop, start, &publish)
             }));
         }
         if let Some(h) = &host_path {
@@ -454,26 +456,23 @@ fn gw_now() -> u64 {
 
 static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
-/// One worker: drives its queues (the dataplane's worker driver), and
-/// publishes its counters for the control thread.
-#[allow(clippy::too_many_arguments)]
+/// One worker: runs its driver's rounds on the clock that `start` began
+/// until `stop`, waits when idle, and publishes its counters for the
+/// control thread.
 fn worker_loop(
-    w: usize,
-    gw: Arc<Gateway>,
-    queues: Vec<GroupQueue>,
-    host: Option<HostQueue>,
+    mut driver: Driver<GroupQueue, HostQueue>,
     names: &[String],
     stop: &AtomicBool,
     start: Instant,
     publish: &WorkerPublished,
 ) -> WorkerReport {
     // Everything an idle worker waits on: its sockets and its host queues.
-    let wait_fds: Vec<_> = queues
+    let wait_fds: Vec<_> = driver
+        .queues()
         .iter()
         .flat_map(|gq| gq.raw_fds().iter().copied())
-        .chain(host.iter().flat_map(|h| h.raw_fds()))
+        .chain(driver.host().into_iter().flat_map(|h| h.raw_fds()))
         .collect();
-    let mut driver = Driver::new(Worker::new(gw, w as u64 + 1), queues, host);
     let mut logs = StderrLog {
         names,
         journal: service::stderr_is_journal(),
