@@ -7,6 +7,7 @@
 pub mod corpus;
 pub mod frames;
 pub mod fuzz;
+pub mod memlab;
 pub mod scenario;
 pub mod two_ports;
 

@@ -23,17 +23,11 @@ use xdpgw_dataplane::pipeline::Emit;
 use xdpgw_dataplane::wire::{self, L4};
 use xdpgw_dataplane::worker::Worker;
 use xdpgw_vm_tests::frames::*;
+use xdpgw_vm_tests::memlab::*;
 use xdpgw_vm_tests::{conf_gateway_config, workspace_dir};
 
-const LAN_MAC: Mac = [0x02, 0, 0, 0, 0x01, 0x01];
-const WAN_MAC: Mac = [0x02, 0, 0, 0, 0x02, 0x01];
-const CLIENT_MAC: Mac = [0x02, 0, 0, 0, 0x0a, 0x02];
-const UPSTREAM_MAC: Mac = [0x02, 0, 0, 0, 0x0b, 0xfe];
 const LAN: u8 = 0;
 const WAN: u8 = 1;
-const GW_WAN: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 10, 2);
-const FAR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 20);
 
 /// The frames a gateway generates, shared between the batch that emits
 /// them and the test that takes them packet by packet.

@@ -16,18 +16,11 @@ use xdpgw_dataplane::port::{MemHost, MemQueue, NoHost};
 use xdpgw_dataplane::rule::Log;
 use xdpgw_dataplane::worker::{Driver, Worker, BATCH};
 use xdpgw_vm_tests::frames::*;
+use xdpgw_vm_tests::memlab::*;
 use xdpgw_vm_tests::{conf_gateway_config, workspace_dir};
 
-const LAN_MAC: Mac = [0x02, 0, 0, 0, 0x01, 0x01];
-const WAN_MAC: Mac = [0x02, 0, 0, 0, 0x02, 0x01];
-const CLIENT_MAC: Mac = [0x02, 0, 0, 0, 0x0a, 0x02];
-const UPSTREAM_MAC: Mac = [0x02, 0, 0, 0, 0x0b, 0xfe];
 const LAN: usize = 0;
 const WAN: usize = 1;
-const GW_LAN: Ipv4Addr = Ipv4Addr::new(192, 168, 10, 1);
-const GW_WAN: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 10, 2);
-const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
 const MS: u64 = 1_000_000;
 
 type Logs = Vec<(Option<Log>, LogEntry)>;
