@@ -136,6 +136,9 @@ pub struct InterfaceConfig {
     /// The host path's device for this interface (`host_device`, default
     /// `xg-` and the interface's name, cut to 15 bytes).
     pub host_device: String,
+    /// Where its `name` stands in the file (line, column), for errors about
+    /// the interface found only when the gateway starts.
+    pub at: (usize, usize),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -301,6 +304,7 @@ impl Config {
                 addr,
                 prefix,
                 host_device,
+                at: line_col(text, i.name.span().start),
             });
         }
         for (k, i) in interfaces.iter().enumerate() {

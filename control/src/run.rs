@@ -125,7 +125,21 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
             frames: 4096,
         })
         .collect();
-    let mut group = PortGroup::open(&pcs)?;
+    let mut group = PortGroup::open(&pcs).map_err(|e| match &e {
+        // Which line of the configuration names it.
+        xdpgw_dataplane::port::PortError::NoSuchInterface { name } => {
+            match cfg.interfaces.iter().find(|i| &i.name == name) {
+                Some(i) => RunError::Config(crate::config::ConfigError {
+                    file: cfg.path.display().to_string(),
+                    line: i.at.0,
+                    column: i.at.1,
+                    message: format!("no interface named '{name}' on this machine (ip link)"),
+                }),
+                None => RunError::Port(e),
+            }
+        }
+        _ => RunError::Port(e),
+    })?;
 
     let gw_cfg = cfg.gateway_config(
         |k| {

@@ -250,6 +250,32 @@ fn check_takes_a_configuration_file_too() {
     assert!(!err.contains(":0:0"), "{err}");
 }
 
+/// `xdpgw run` with an interface this machine does not have names the
+/// configuration's line for it.
+#[test]
+fn run_names_the_config_line_of_a_missing_interface() {
+    let rules = std::fs::canonicalize(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../conf/gateway.rules"
+    ))
+    .expect("conf/gateway.rules");
+    let config = TempFile::new(
+        ".toml",
+        &format!(
+            "rules = \"{}\"\ncontrol_socket = \"/nonexistent-dir/x.sock\"\n\n[[interface]]\nname = \"xgnosuch0\"\naddress = \"192.168.10.1/24\"\n",
+            rules.display()
+        ),
+    );
+    let args = ["run", "--config", config.as_str()];
+    let out = xdpgw(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&args, &out));
+    let want = format!(
+        "{}:5:8: no interface named 'xgnosuch0' on this machine",
+        config.as_str()
+    );
+    assert!(stderr(&out).contains(&want), "{}", describe(&args, &out));
+}
+
 /// `check` (like `run`, `reload` and SIGHUP) refuses a file cut short while
 /// being written: a last table without COMMIT, a last line without its
 /// newline, even where the lines read are valid rules.
