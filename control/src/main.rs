@@ -601,8 +601,8 @@ fn trace(count: u32, mut gateway: GatewayArgs, mut words: Vec<String>) -> ExitCo
         })
     });
     match result {
-        Ok(Ok(())) => ExitCode::SUCCESS,
-        Ok(Err((message, body))) => {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(api::ClientError::Refused { message, body }) => {
             for l in body {
                 eprintln!("{l}");
             }

@@ -150,7 +150,7 @@ fn trace_streams_packets_and_ends_with_its_client() {
         ));
         let result = client.join().expect("client thread");
         assert!(
-            matches!(result, Ok(Ok(()))),
+            matches!(result, Ok(())),
             "the stream ends after 2 packets: {result:?}"
         );
         let lines: Vec<String> = rx.try_iter().collect();

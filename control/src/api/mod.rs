@@ -493,13 +493,8 @@ impl Client {
 impl Client {
     /// Sends a request whose response streams (see "Streaming" above) and
     /// hands each body line to `line` as it arrives, without a read timeout.
-    /// Gives the status (`Ok` for `OK`, `Err` with the message and body for
-    /// `ERR`).
-    pub fn stream(
-        &mut self,
-        req: &Request,
-        mut line: impl FnMut(&str),
-    ) -> Result<Result<(), (String, Vec<String>)>, ClientError> {
+    /// An `ERR` answer is [`ClientError::Refused`] with its message and body.
+    pub fn stream(&mut self, req: &Request, mut line: impl FnMut(&str)) -> Result<(), ClientError> {
         self.reader.get_ref().set_read_timeout(None)?;
         let mut text = req.encode();
         text.push('\n');
@@ -520,7 +515,10 @@ impl Client {
             let mut r = std::io::Cursor::new(rest).chain(&mut self.reader);
             let mut r = BufReader::new(&mut r);
             let resp = Response::read_from(&mut r)?;
-            return Ok(Err((resp.message, resp.body)));
+            return Err(ClientError::Refused {
+                message: resp.message,
+                body: resp.body,
+            });
         }
         loop {
             l.clear();
@@ -529,7 +527,7 @@ impl Client {
             }
             let body = l.trim_end_matches('\n');
             if body == END {
-                return Ok(Ok(()));
+                return Ok(());
             }
             line(body.strip_prefix('.').unwrap_or(body));
         }
