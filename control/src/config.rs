@@ -136,9 +136,6 @@ pub struct InterfaceConfig {
     /// The host path's device for this interface (`host_device`, default
     /// `xg-` and the interface's name, cut to 15 bytes).
     pub host_device: String,
-    /// Where its `name` stands in the file (line, column), for errors about
-    /// the interface found only when the gateway starts.
-    pub at: (usize, usize),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,6 +184,9 @@ pub struct Config {
     /// the configuration file), if anywhere.
     pub state_file: Option<PathBuf>,
     pub interfaces: Vec<InterfaceConfig>,
+    /// Where each interface's `name` stands in the file (line, column), for
+    /// errors about an interface found only when the gateway starts.
+    pub interface_places: Vec<(usize, usize)>,
     pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
     pub dataplane: DataplaneConfig,
     /// ICMP error rate limits (`[icmp]`; Linux's defaults).
@@ -264,6 +264,7 @@ impl Config {
             ));
         }
         let mut interfaces = Vec::new();
+        let mut interface_places = Vec::new();
         for i in &raw.interfaces {
             let name = i.name.get_ref();
             if name.is_empty() || name.len() > 15 {
@@ -304,8 +305,8 @@ impl Config {
                 addr,
                 prefix,
                 host_device,
-                at: line_col(text, i.name.span().start),
             });
+            interface_places.push(line_col(text, i.name.span().start));
         }
         for (k, i) in interfaces.iter().enumerate() {
             let clash = interfaces
@@ -423,6 +424,7 @@ impl Config {
             metrics_listen,
             state_file,
             interfaces,
+            interface_places,
             routes,
             dataplane: DataplaneConfig {
                 workers,

@@ -128,11 +128,12 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
     let mut group = PortGroup::open(&pcs).map_err(|e| match &e {
         // Which line of the configuration names it.
         xdpgw_dataplane::port::PortError::NoSuchInterface { name } => {
-            match cfg.interfaces.iter().find(|i| &i.name == name) {
-                Some(i) => RunError::Config(crate::config::ConfigError {
+            let k = cfg.interfaces.iter().position(|i| &i.name == name);
+            match k.and_then(|k| cfg.interface_places.get(k)) {
+                Some(&(line, column)) => RunError::Config(crate::config::ConfigError {
                     file: cfg.path.display().to_string(),
-                    line: i.at.0,
-                    column: i.at.1,
+                    line,
+                    column,
                     message: format!("no interface named '{name}' on this machine (ip link)"),
                 }),
                 None => RunError::Port(e),
