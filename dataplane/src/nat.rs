@@ -232,7 +232,7 @@ fn set_port(t: &mut Tuple, manip: Manip, port: u16) {
 /// [`EXHAUSTED_TRIES`] random ports, one round, and fail fast when those are
 /// taken too. A port that frees up meanwhile is still found with the
 /// probability a random probe has; after the window the full search runs
-/// again. Fixed memory: [`EXHAUSTED_SLOTS`] slots, a newer failure replaces
+/// again. Fixed memory: `EXHAUSTED_SLOTS` (256) slots, a newer failure replaces
 /// an older one in its slot.
 #[derive(Clone, Debug)]
 pub struct PortSearch {
