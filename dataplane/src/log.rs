@@ -82,7 +82,7 @@ impl LogRing {
 /// Where a worker hands its LOG entries, off the packet path
 /// ([`crate::worker::Worker::drain_logs`]): with the rule's LOG target
 /// (prefix and level; None if the rule set changed under the entry), to
-/// be formatted ([`format`]) and written.
+/// be formatted ([`format()`]) and written.
 pub trait LogSink {
     fn log(&mut self, target: Option<&crate::rule::Log>, entry: &LogEntry);
 }

@@ -3,7 +3,7 @@
 //! why, the NAT applied and what became of them.
 //!
 //! Off, it costs the workers one atomic load per batch (`Tracer::version`)
-//! and a test per packet of whether a session runs ([`WorkerTrace`]): the
+//! and a test per packet of whether a session runs (`WorkerTrace`): the
 //! hooks are compiled twice, and the untraced copy records nothing. On, a worker
 //! records the steps of each packet that passes the filter's cheap part
 //! (addresses, ports, protocol, input interface) into a fixed-size

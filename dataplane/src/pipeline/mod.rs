@@ -14,12 +14,12 @@
 //! and the result says what to do with each; extra frames the gateway
 //! generates go to an [`Emit`] sink.
 //!
-//! The parts: [`Hooks`] (a worker's state for the traversal) takes a frame
+//! The parts: `Hooks` (a worker's state for the traversal) takes a frame
 //! through the link layer here; the hooks themselves are in `hook`, the
 //! packets the gateway generates (ARP, ICMP errors, resets) in `generate`,
 //! the packet as the hooks carry it and what they read off it in `packet`,
 //! and what a packet trace is told in `observe`. The hooks take a
-//! [`Pkt`](packet::Pkt) whatever its link layer and address family: a
+//! `Pkt` (`packet::Pkt`) whatever its link layer and address family: a
 //! parse (IPv4 here), what rules see of it, and its connection.
 
 mod generate;

@@ -135,7 +135,7 @@ impl<Q: PortQueue, H: HostPort> Driver<Q, H> {
     /// prefetch pass before its frames are processed; forwarded frames go
     /// out as they are (a descriptor, no copy, on AF_XDP), packets for the
     /// host to the host path; what the host sent is read (see
-    /// [`HOST_SATURATED_BUDGET`]); housekeeping; the generated frames are
+    /// `HOST_SATURATED_BUDGET`); housekeeping; the generated frames are
     /// sent; the queues flushed; the LOG entries handed to `logs`.
     pub fn round(&mut self, now: u64, logs: &mut impl LogSink) -> Round {
         let mut got = 0;
