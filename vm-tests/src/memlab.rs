@@ -26,3 +26,27 @@ pub const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
 pub const UPSTREAM: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 254);
 /// A host beyond the upstream router.
 pub const FAR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 20);
+
+/// conf/gateway.rules, as text.
+pub fn conf_rules() -> String {
+    std::fs::read_to_string(crate::workspace_dir().join("conf/gateway.rules"))
+        .unwrap_or_else(|e| panic!("conf/gateway.rules: {e}"))
+}
+
+/// The in-memory gateway of conf/gateway.toml running `rules` (a rule file's
+/// text), with [`LAN_MAC`] and [`WAN_MAC`] and a 4,096-entry conntrack table
+/// (no neighbours known yet).
+pub fn gateway(rules: &str) -> std::sync::Arc<xdpgw_dataplane::gateway::Gateway> {
+    let rules = xdpgw_control::load_rules_str("rules", rules).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = crate::conf_gateway_config(
+        [LAN_MAC, WAN_MAC],
+        xdpgw_dataplane::conntrack::ConntrackConfig {
+            max_entries: 4096,
+            shards: 16,
+            ..xdpgw_dataplane::conntrack::ConntrackConfig::default()
+        },
+    );
+    std::sync::Arc::new(
+        xdpgw_dataplane::gateway::Gateway::new(cfg, &rules).unwrap_or_else(|e| panic!("{e}")),
+    )
+}

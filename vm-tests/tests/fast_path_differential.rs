@@ -13,18 +13,15 @@
 use std::cell::RefCell;
 use std::net::Ipv4Addr;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use proptest::prelude::*;
 use xdpgw_dataplane::action::Action;
-use xdpgw_dataplane::conntrack::{frame_tuple, ConntrackConfig, Snapshot};
-use xdpgw_dataplane::gateway::Gateway;
+use xdpgw_dataplane::conntrack::{frame_tuple, Snapshot};
 use xdpgw_dataplane::pipeline::Emit;
 use xdpgw_dataplane::wire::{self, L4};
 use xdpgw_dataplane::worker::Worker;
 use xdpgw_vm_tests::frames::*;
-use xdpgw_vm_tests::memlab::*;
-use xdpgw_vm_tests::{conf_gateway_config, workspace_dir};
+use xdpgw_vm_tests::memlab::{self, *};
 
 const LAN: u8 = 0;
 const WAN: u8 = 1;
@@ -44,18 +41,7 @@ impl Emit for Sink {
 }
 
 fn gateway(fast_path: bool) -> Worker {
-    let text = std::fs::read_to_string(workspace_dir().join("conf/gateway.rules"))
-        .expect("conf/gateway.rules");
-    let rules = xdpgw_control::load_rules_str("rules", &text).unwrap_or_else(|e| panic!("{e}"));
-    let cfg = conf_gateway_config(
-        [LAN_MAC, WAN_MAC],
-        ConntrackConfig {
-            max_entries: 4096,
-            shards: 16,
-            ..ConntrackConfig::default()
-        },
-    );
-    let gw = Arc::new(Gateway::new(cfg, &rules).unwrap_or_else(|e| panic!("{e}")));
+    let gw = memlab::gateway(&memlab::conf_rules());
     // Both hosts already known: no ARP in the conversation.
     gw.neigh.learn(LAN, CLIENT, CLIENT_MAC);
     gw.neigh

@@ -4,20 +4,18 @@
 //! against Linux, in the namespace tests.)
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 
 use xdpgw_dataplane::action::Action;
-use xdpgw_dataplane::conntrack::{ConntrackConfig, TcpState};
+use xdpgw_dataplane::conntrack::TcpState;
 use xdpgw_dataplane::drop::DropReason;
-use xdpgw_dataplane::gateway::Gateway;
 use xdpgw_dataplane::log::{LogEntry, LogSink};
 use xdpgw_dataplane::pipeline::Emit;
 use xdpgw_dataplane::rule::Log;
 use xdpgw_dataplane::rule::{Hook, Table};
 use xdpgw_dataplane::worker::{Worker, CREDIT_ROUND};
 use xdpgw_vm_tests::frames::*;
-use xdpgw_vm_tests::memlab::*;
-use xdpgw_vm_tests::{conf_gateway_config, workspace_dir};
+use xdpgw_vm_tests::memlab::{self, *};
+use xdpgw_vm_tests::workspace_dir;
 
 const LAN: u8 = 0;
 const WAN: u8 = 1;
@@ -63,22 +61,11 @@ impl Out {
 
 impl Lab {
     fn new() -> Lab {
-        let text = std::fs::read_to_string(workspace_dir().join("conf/gateway.rules"))
-            .expect("conf/gateway.rules");
-        Lab::with_rules(&text)
+        Lab::with_rules(&memlab::conf_rules())
     }
 
     fn with_rules(text: &str) -> Lab {
-        let rules = xdpgw_control::load_rules_str("rules", text).unwrap_or_else(|e| panic!("{e}"));
-        let cfg = conf_gateway_config(
-            [LAN_MAC, WAN_MAC],
-            ConntrackConfig {
-                max_entries: 4096,
-                shards: 16,
-                ..ConntrackConfig::default()
-            },
-        );
-        let gw = Arc::new(Gateway::new(cfg, &rules).unwrap_or_else(|e| panic!("{e}")));
+        let gw = memlab::gateway(text);
         let mut lab = Lab {
             worker: Worker::new(gw, 7),
             now: 1000 * SEC,

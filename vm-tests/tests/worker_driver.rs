@@ -6,18 +6,14 @@
 //! goes idle.
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 
-use xdpgw_dataplane::conntrack::ConntrackConfig;
 use xdpgw_dataplane::drop::DropReason;
-use xdpgw_dataplane::gateway::Gateway;
 use xdpgw_dataplane::log::LogEntry;
 use xdpgw_dataplane::port::{MemHost, MemQueue, NoHost};
 use xdpgw_dataplane::rule::Log;
 use xdpgw_dataplane::worker::{Driver, Worker, BATCH};
 use xdpgw_vm_tests::frames::*;
-use xdpgw_vm_tests::memlab::*;
-use xdpgw_vm_tests::{conf_gateway_config, workspace_dir};
+use xdpgw_vm_tests::memlab::{self, *};
 
 const LAN: usize = 0;
 const WAN: usize = 1;
@@ -26,17 +22,7 @@ const MS: u64 = 1_000_000;
 type Logs = Vec<(Option<Log>, LogEntry)>;
 
 fn worker() -> Worker {
-    let rules = xdpgw_control::load_rules(&workspace_dir().join("conf/gateway.rules"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let cfg = conf_gateway_config(
-        [LAN_MAC, WAN_MAC],
-        ConntrackConfig {
-            max_entries: 4096,
-            shards: 16,
-            ..ConntrackConfig::default()
-        },
-    );
-    let gw = Arc::new(Gateway::new(cfg, &rules).unwrap_or_else(|e| panic!("{e}")));
+    let gw = memlab::gateway(&memlab::conf_rules());
     gw.neigh.learn(0, CLIENT, CLIENT_MAC);
     gw.neigh.learn(1, SERVER, UPSTREAM_MAC);
     Worker::new(gw, 3)
