@@ -132,6 +132,21 @@ fn endpoint(s: &str) -> Option<(Ipv4Addr, Option<u16>)> {
     Some((ip.parse().ok()?, Some(port.parse().ok()?)))
 }
 
+/// The value of `key=` in a tool's report line (`key=value` words);
+/// panics if absent.
+pub fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+        .unwrap_or_else(|| panic!("no {key}= in '{line}'"))
+}
+
+/// [`field`] as a number; panics if it is not one.
+pub fn field_number(line: &str, key: &str) -> u64 {
+    field(line, key)
+        .parse()
+        .unwrap_or_else(|_| panic!("{key}= is not a number in '{line}'"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

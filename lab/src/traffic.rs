@@ -364,28 +364,38 @@ pub fn tcp_many(addr: SocketAddr, count: usize, bytes: u64, timeout: Duration) -
     (failed == 0, line)
 }
 
+/// The next datagram on `sock`, or `None` when there is none yet (its read
+/// timeout passed) or the socket reports an ICMP error about an earlier
+/// datagram it sent (not this receiver's problem).
+fn recv_datagram(
+    sock: &UdpSocket,
+    buf: &mut [u8],
+) -> io::Result<Option<(usize, std::net::SocketAddr)>> {
+    match sock.recv_from(buf) {
+        Ok(x) => Ok(Some(x)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::WouldBlock
+                    | ErrorKind::TimedOut
+                    | ErrorKind::Interrupted
+                    | ErrorKind::ConnectionRefused
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Echoes every datagram back, reporting `peer=IP:PORT` for each first,
 /// until `stop` is set (seen within [`STOP_POLL`]).
 pub fn udp_echo(sock: &UdpSocket, stop: &AtomicBool, out: &dyn Fn(String)) -> io::Result<()> {
     sock.set_read_timeout(Some(STOP_POLL))?;
     let mut buf = vec![0u8; 65536];
     while !stopped(stop) {
-        let (n, peer) = match sock.recv_from(&mut buf) {
-            Ok(x) => x,
-            // No datagram yet; or an ICMP error about an earlier echo: not
-            // this socket's problem.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock
-                        | ErrorKind::TimedOut
-                        | ErrorKind::Interrupted
-                        | ErrorKind::ConnectionRefused
-                ) =>
-            {
-                continue
-            }
-            Err(e) => return Err(e),
+        let Some((n, peer)) = recv_datagram(sock, &mut buf)? else {
+            continue;
         };
         out(format!("peer={peer}"));
         // A lost echo is the client's timeout to report.
@@ -873,20 +883,8 @@ pub fn udp_count(sock: &UdpSocket, stop: &AtomicBool, out: &dyn Fn(String)) -> i
     let mut malformed = 0u64;
     let mut buf = vec![0u8; 65536];
     while !stopped(stop) {
-        let (n, peer) = match sock.recv_from(&mut buf) {
-            Ok(x) => x,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock
-                        | ErrorKind::TimedOut
-                        | ErrorKind::Interrupted
-                        | ErrorKind::ConnectionRefused
-                ) =>
-            {
-                continue
-            }
-            Err(e) => return Err(e),
+        let Some((n, peer)) = recv_datagram(sock, &mut buf)? else {
+            continue;
         };
         let d = &buf[..n];
         if n < SEQ_HEADER {
@@ -1288,18 +1286,7 @@ mod tests {
         (addr, rx)
     }
 
-    /// The value of `key=` in a report line.
-    fn field<'a>(line: &'a str, key: &str) -> &'a str {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
-            .unwrap_or_else(|| panic!("no {key}= in '{line}'"))
-    }
-
-    fn num(line: &str, key: &str) -> u64 {
-        field(line, key)
-            .parse()
-            .unwrap_or_else(|_| panic!("{key}= is not a number in '{line}'"))
-    }
+    use crate::parse::{field, field_number as num};
 
     /// Runs `tcp_stream` in a thread; its lines go to the returned channel.
     fn stream_in_thread(

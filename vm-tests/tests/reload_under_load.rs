@@ -30,6 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+use xdpgw_vm_tests::lab::parse::{field, field_number as num};
 use xdpgw_vm_tests::lab::WorkDir as TempDir;
 
 use xdpgw_vm_tests::lab::{Backend, Lab, Process, CLIENT, GATEWAY_WAN, SERVER};
@@ -141,19 +142,6 @@ fn ok(config: &Path, args: &[&str]) -> String {
         text(&out.stderr)
     );
     text(&out.stdout)
-}
-
-/// The value of `key=` in a tool's report line.
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
-        .unwrap_or_else(|| panic!("no {key}= in '{line}'"))
-}
-
-fn num(line: &str, key: &str) -> u64 {
-    field(line, key)
-        .parse()
-        .unwrap_or_else(|_| panic!("{key}= is not a number in '{line}'"))
 }
 
 /// The `[packets:bytes]` packet count of the rule `spec` in `save -c`

@@ -30,6 +30,7 @@
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
+use xdpgw_vm_tests::lab::parse::field;
 
 use xdpgw_vm_tests::lab::{Backend, Finished, Lab, Process, WorkDir, CLIENT, GATEWAY_WAN, SERVER};
 use xdpgw_vm_tests::{lab_config, require_root_with, workspace_dir, xdpgw_binary, LAB_PROGRAMS};
@@ -57,13 +58,6 @@ fn xdpgw(config: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The value of `key=` in a line; panics if absent.
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
-        .unwrap_or_else(|| panic!("no {key}= in '{line}'"))
 }
 
 /// The client's TCP connection from `port` in the gateway's table, as
