@@ -57,7 +57,7 @@ pub fn main(ifaces: &[String], xdp_mode: XdpModeArg, zero_copy: ZeroCopyArg) -> 
             })
         })
         .collect();
-    let (out, errors) = render(&results);
+    let Report { out, errors } = render(&results);
     print!("{out}");
     for e in &errors {
         eprintln!("xdpgw doctor: {e}");
@@ -69,10 +69,17 @@ pub fn main(ifaces: &[String], xdp_mode: XdpModeArg, zero_copy: ZeroCopyArg) -> 
     }
 }
 
-/// The report for `results` (stdout) and one line per interface that cannot
-/// be used (stderr). The last line of the report is `would use ...` when
-/// every interface can be used.
-pub fn render(results: &[Result<Probe, PortError>]) -> (String, Vec<String>) {
+/// What `doctor` prints.
+pub struct Report {
+    /// The report (stdout). Its last line is `would use ...` when every
+    /// interface can be used.
+    pub out: String,
+    /// One line per interface that cannot be used (stderr).
+    pub errors: Vec<String>,
+}
+
+/// The report for `results`.
+pub fn render(results: &[Result<Probe, PortError>]) -> Report {
     let mut out = String::new();
     let mut errors = Vec::new();
     let probes: Vec<Probe> = results
@@ -110,7 +117,7 @@ pub fn render(results: &[Result<Probe, PortError>]) -> (String, Vec<String>) {
     if errors.is_empty() && !uses.is_empty() {
         let _ = writeln!(out, "would use {}", uses.join("; "));
     }
-    (out, errors)
+    Report { out, errors }
 }
 
 fn section(out: &mut String, p: &Probe) {
@@ -416,7 +423,7 @@ mod tests {
 
     #[test]
     fn report_of_usable_interfaces() {
-        let (out, errors) = render(&[Ok(veth("lan0")), Ok(veth("wan0"))]);
+        let Report { out, errors } = render(&[Ok(veth("lan0")), Ok(veth("wan0"))]);
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(
             out.lines().last(),
@@ -459,7 +466,7 @@ mod tests {
         busy.native = Check::Skipped {
             why: "attached".into(),
         };
-        let (out, errors) = render(&[
+        let Report { out, errors } = render(&[
             Err(PortError::NoSuchInterface {
                 name: "nope0".into(),
             }),

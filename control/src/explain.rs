@@ -500,13 +500,17 @@ pub fn packet_of(
     Ok((spec, flags, state))
 }
 
+/// What `explain` prints, one line each: the preparation (if any) and the
+/// packet's trace.
+pub type Report = Vec<String>;
+
 /// What `explain` prints: the preparation (if any) and the packet's trace.
 pub fn explain(
     cfg: &Config,
     rules: RuleSet,
     words: &[(u32, String)],
     state: Option<PrepState>,
-) -> Result<Vec<String>, ExplainError> {
+) -> Result<Report, ExplainError> {
     let rule = parse_match_at(words).map_err(ExplainError::Packet)?;
     let mut gw = OfflineGateway::new(cfg, rules)?;
     let (mut spec, flags, named) =
@@ -571,7 +575,7 @@ fn prepare(
     gw: &mut OfflineGateway,
     spec: &mut PacketSpec,
     state: PrepState,
-) -> Result<Vec<String>, ExplainError> {
+) -> Result<Report, ExplainError> {
     let t = spec.tuple;
     let tcp = t.proto == IPPROTO_TCP;
     let opener = PacketSpec {
@@ -688,10 +692,19 @@ fn endpoint_text(t: &Tuple, src: bool) -> String {
 /// Words with their positions (1-based) among the words given.
 pub type Positioned = Vec<(u32, String)>;
 
+/// `explain`'s words, split: its own `--state VALUE` and the match words.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ExplainWords {
+    /// The value of explain's own `--state`, if given.
+    pub state: Option<String>,
+    /// The match words, each with its position among the words given.
+    pub words: Positioned,
+}
+
 /// Splits `explain`'s words into its own `--state VALUE` (unless the words
 /// load `-m state`, whose `--state` it is) and the match words, each with
 /// its position (1-based) among the words given.
-pub fn split_state(words: &[String]) -> Result<(Option<String>, Positioned), ExplainError> {
+pub fn split_state(words: &[String]) -> Result<ExplainWords, ExplainError> {
     let has_state_match = words
         .windows(2)
         .any(|w| (w[0] == "-m" || w[0] == "--match") && w[1] == "state");
@@ -714,5 +727,5 @@ pub fn split_state(words: &[String]) -> Result<(Option<String>, Positioned), Exp
         }
         i += 1;
     }
-    Ok((state, rest))
+    Ok(ExplainWords { state, words: rest })
 }

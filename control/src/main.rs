@@ -523,15 +523,32 @@ fn main() -> ExitCode {
     }
 }
 
+/// An option of `trace`/`explain` given among the match words, wrong.
+#[derive(Debug, thiserror::Error)]
+enum OptionError {
+    #[error("option {0} needs a value")]
+    NeedsValue(&'static str),
+    #[error("bad value '{value}' for {name}: {want}")]
+    BadValue {
+        name: &'static str,
+        value: String,
+        want: &'static str,
+    },
+}
+
 /// Takes `--NAME VALUE` (or `--NAME=VALUE`) out of `words`, wherever it
-/// stands; the last one counts.
-fn take_option(words: &mut Vec<String>, name: &str) -> anyhow::Result<Option<String>> {
+/// stands; the last one counts. `want` says what a value must be.
+fn take_option<T: std::str::FromStr>(
+    words: &mut Vec<String>,
+    name: &'static str,
+    want: &'static str,
+) -> Result<Option<T>, OptionError> {
     let mut found = None;
     let mut i = 0;
     while i < words.len() {
         if words[i] == name {
             if i + 1 >= words.len() {
-                anyhow::bail!("option {name} needs a value");
+                return Err(OptionError::NeedsValue(name));
             }
             found = Some(words.remove(i + 1));
             words.remove(i);
@@ -542,28 +559,27 @@ fn take_option(words: &mut Vec<String>, name: &str) -> anyhow::Result<Option<Str
             i += 1;
         }
     }
-    Ok(found)
+    found
+        .map(|value| {
+            value
+                .parse()
+                .map_err(|_| OptionError::BadValue { name, value, want })
+        })
+        .transpose()
 }
 
 fn trace(count: u32, mut gateway: GatewayArgs, mut words: Vec<String>) -> ExitCode {
-    let taken = (|| -> anyhow::Result<Option<String>> {
-        if let Some(c) = take_option(&mut words, "--config")? {
-            gateway.config = Some(c.into());
+    let taken = (|| -> Result<Option<u32>, OptionError> {
+        if let Some(c) = take_option(&mut words, "--config", "a file")? {
+            gateway.config = Some(c);
         }
-        if let Some(s) = take_option(&mut words, "--socket")? {
-            gateway.socket = Some(s.into());
+        if let Some(s) = take_option(&mut words, "--socket", "a socket path")? {
+            gateway.socket = Some(s);
         }
-        take_option(&mut words, "--count")
+        take_option(&mut words, "--count", "a number of packets")
     })();
     let count = match taken {
-        Ok(None) => count,
-        Ok(Some(c)) => match c.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => {
-                eprintln!("xdpgw: bad value '{c}' for --count: a number of packets");
-                return ExitCode::FAILURE;
-            }
-        },
+        Ok(c) => c.unwrap_or(count),
         Err(e) => {
             eprintln!("xdpgw: {e}");
             return ExitCode::FAILURE;
@@ -617,9 +633,9 @@ fn trace(count: u32, mut gateway: GatewayArgs, mut words: Vec<String>) -> ExitCo
 }
 
 fn explain(config: Option<PathBuf>, rules: Option<PathBuf>, mut words: Vec<String>) -> ExitCode {
-    let result = (|| -> anyhow::Result<Vec<String>> {
-        let config = match take_option(&mut words, "--config")? {
-            Some(c) => PathBuf::from(c),
+    let result = (|| -> anyhow::Result<xdpgw_control::explain::Report> {
+        let config = match take_option(&mut words, "--config", "a file")? {
+            Some(c) => c,
             None => config.ok_or_else(|| {
                 anyhow::anyhow!(
                     "explain needs --config FILE.toml: the gateway's interfaces, addresses and \
@@ -627,10 +643,9 @@ fn explain(config: Option<PathBuf>, rules: Option<PathBuf>, mut words: Vec<Strin
                 )
             })?,
         };
-        let rules = take_option(&mut words, "--rules")?
-            .map(PathBuf::from)
-            .or(rules);
-        let (state, words) = xdpgw_control::explain::split_state(&words)?;
+        let rules = take_option(&mut words, "--rules", "a file")?.or(rules);
+        let xdpgw_control::explain::ExplainWords { state, words } =
+            xdpgw_control::explain::split_state(&words)?;
         let state = state
             .map(|s| xdpgw_control::explain::PrepState::parse(&s))
             .transpose()?;
