@@ -27,6 +27,7 @@
 //! the configuration holds (the control crate makes one from a
 //! configuration file, `xdpgw_control::demo::lab_gateway`).
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -34,7 +35,7 @@ use std::time::{Duration, Instant};
 use xdpgw_dataplane::rule::Ipv4Net;
 
 use crate::netns::{host_netns, veth, veth_with_queues, Netns};
-use crate::parse::{parse_ping, Ping};
+use crate::parse::{packet_counters, parse_ping, Ping};
 use crate::process::{Finished, Process};
 use crate::workdir::WorkDir;
 
@@ -467,6 +468,55 @@ impl Lab {
             .as_mut()
             .expect("a running `xdpgw run` (Backend::Xdpgw)")
             .wait_stderr_line(what, timeout, pred)
+    }
+
+    /// The rules in force in save form (`iptables-save` on Linux, `xdpgw
+    /// save` on xdpgw), without `#` lines; with counters for `counters`
+    /// (else chain lines say `[0:0]`, as iptables-save prints policy
+    /// counters even without `-c`); of table `table`, or all.
+    pub fn rules_in_force(&self, counters: bool, table: Option<&str>) -> String {
+        let mut args = Vec::new();
+        if counters {
+            args.push("-c");
+        }
+        if let Some(t) = table {
+            args.extend(["-t", t]);
+        }
+        let out = match self.backend {
+            Backend::Linux => {
+                let mut linux = vec!["iptables-save"];
+                linux.extend(&args);
+                self.gateway.exec(&linux)
+            }
+            Backend::Xdpgw => std::process::Command::new(&self.xdpgw)
+                .arg("save")
+                .args(&args)
+                .arg("--config")
+                .arg(&self.config)
+                .output()
+                .unwrap_or_else(|e| panic!("run {}: {e}", self.xdpgw.display())),
+        };
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        assert!(
+            out.status.success(),
+            "save {args:?}: {}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| match l.rsplit_once(' ') {
+                Some((chain, _)) if l.starts_with(':') && !counters => format!("{chain} [0:0]\n"),
+                _ => format!("{l}\n"),
+            })
+            .collect()
+    }
+
+    /// Packet counters of the rules in force ([`Lab::rules_in_force`] with
+    /// counters), of table `table` or all: see [`packet_counters`].
+    pub fn packet_counters(&self, table: Option<&str>) -> BTreeMap<String, u64> {
+        packet_counters(&self.rules_in_force(true, table))
     }
 
     /// Stops `xdpgw run` (SIGTERM) and returns what it printed; panics

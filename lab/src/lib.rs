@@ -46,7 +46,7 @@ pub use gateway::{
     GATEWAY_WAN, HOST_IF, LISTEN_TIMEOUT, READY_TIMEOUT, SERVER, STOP_TIMEOUT,
 };
 pub use netns::{host_netns, remove_stale_namespaces, veth, veth_with_queues, Netns};
-pub use parse::{parse_ping, parse_tcpdump_verbose, CapturedPacket, Ping};
+pub use parse::{packet_counters, parse_ping, parse_tcpdump_verbose, CapturedPacket, Ping};
 pub use precondition::{effective_uid, find_program, missing, require_root, skip_notice};
 pub use process::{check_interrupt, interrupt_on, interrupted, Finished, Interrupted, Process};
 pub use workdir::WorkDir;

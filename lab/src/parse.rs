@@ -1,6 +1,7 @@
 //! Parsers for what `ping -n` and `tcpdump -n -v` print, which the demo
 //! and the end-to-end tests read.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 /// What `ping -n` printed: replies, errors and its summary.
@@ -145,6 +146,38 @@ pub fn field_number(line: &str, key: &str) -> u64 {
     field(line, key)
         .parse()
         .unwrap_or_else(|_| panic!("{key}= is not a number in '{line}'"))
+}
+
+/// Packet counters of a `save -c` text: each chain's policy (by chain
+/// name, e.g. `:POSTROUTING`) and each rule (by its text); rules of the
+/// same text count together. Panics on a line without counters.
+pub fn packet_counters(saved: &str) -> BTreeMap<String, u64> {
+    let packets = |c: &str| {
+        c.trim_start_matches('[')
+            .split(':')
+            .next()
+            .and_then(|p| p.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no [packets:bytes] in '{c}'"))
+    };
+    let mut out = BTreeMap::new();
+    let mut table = "";
+    for line in saved.lines() {
+        if let Some(t) = line.strip_prefix('*') {
+            table = t;
+        } else if line.starts_with(':') {
+            let mut w = line.split_whitespace();
+            let (Some(chain), Some(_), Some(c)) = (w.next(), w.next(), w.next()) else {
+                panic!("chain line '{line}'");
+            };
+            out.insert(format!("{table} {chain}"), packets(c));
+        } else if line.starts_with('[') {
+            let Some((c, rule)) = line.split_once(' ') else {
+                panic!("rule line '{line}'");
+            };
+            *out.entry(format!("{table} {rule}")).or_insert(0) += packets(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

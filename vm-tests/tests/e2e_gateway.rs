@@ -8,7 +8,7 @@
 //! ones are checked against what the rules say, and xdpgw's must equal
 //! Linux's.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -237,6 +237,10 @@ struct RejectObs {
     local: String,
     /// Peers the server saw, other than itself.
     server_saw: BTreeSet<Ipv4Addr>,
+    /// Every rule and policy counter (`iptables-save -c`, `xdpgw save
+    /// -c`): the reset passes nat POSTROUTING (its connection's source NAT
+    /// is not decided yet) and is RELATED, as Linux attaches it.
+    counters: BTreeMap<String, u64>,
 }
 
 #[test]
@@ -268,6 +272,7 @@ fn reject_smtp_with_tcp_reset() {
                 reset,
                 local: outcome(&local),
                 server_saw,
+                counters: lab.packet_counters(None),
             }
         },
         |o| {
@@ -276,6 +281,7 @@ fn reject_smtp_with_tcp_reset() {
             assert_eq!(o.reset, Some((SERVER, Some(25), 64, 0)));
             assert_eq!(o.local, "connected");
             assert!(o.server_saw.is_empty(), "{o:?}");
+            assert_eq!(o.counters.get("nat :POSTROUTING"), Some(&1), "{o:?}");
         },
     );
 }

@@ -110,68 +110,6 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// The rules in force, in save form, without `#` lines, with counters for
-/// `counters` (else chain lines say `[0:0]`), of table `table` or all.
-fn rules_in_force(lab: &Lab, counters: bool, table: Option<&str>) -> String {
-    let mut args = vec!["save"];
-    if counters {
-        args.push("-c");
-    }
-    if let Some(t) = table {
-        args.extend(["-t", t]);
-    }
-    let out = match lab.backend() {
-        Backend::Linux => {
-            let mut linux = vec!["iptables-save"];
-            linux.extend(&args[1..]);
-            lab.gateway().exec(&linux)
-        }
-        Backend::Xdpgw => xdpgw(lab, &args),
-    };
-    assert!(
-        out.status.success(),
-        "{args:?}: {}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| match l.rsplit_once(' ') {
-            // iptables-save prints policy counters even without -c.
-            Some((chain, _)) if l.starts_with(':') && !counters => format!("{chain} [0:0]\n"),
-            _ => format!("{l}\n"),
-        })
-        .collect()
-}
-
-/// Packet counters of a save -c table: each chain's policy and each rule,
-/// by their text.
-fn packet_counters(saved: &str) -> BTreeMap<String, u64> {
-    let packets = |c: &str| {
-        c.trim_start_matches('[')
-            .split(':')
-            .next()
-            .and_then(|p| p.parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no [packets:bytes] in '{c}'"))
-    };
-    let mut out = BTreeMap::new();
-    for line in saved.lines() {
-        if line.starts_with(":") {
-            let mut w = line.split_whitespace();
-            let (Some(chain), Some(_), Some(c)) = (w.next(), w.next(), w.next()) else {
-                panic!("chain line '{line}'");
-            };
-            out.insert(chain.to_owned(), packets(c));
-        } else if line.starts_with('[') {
-            let (c, rule) = line.split_once(' ').expect("[p:b] rule");
-            // Duplicate rule texts count together.
-            *out.entry(rule.to_owned()).or_insert(0) += packets(c);
-        }
-    }
-    out
-}
-
 /// How a reload ended, as both backends can say it.
 #[derive(Debug, PartialEq)]
 struct Reload {
@@ -278,7 +216,7 @@ fn step(lab: &Lab, reload: Reload) -> Step {
             TOOL_LIMIT,
         ))
     };
-    let in_force = rules_in_force(lab, false, None);
+    let in_force = lab.rules_in_force(false, None);
     let rules_unchanged = in_force == canonical_full();
     if !rules_unchanged {
         eprintln!(
@@ -317,7 +255,7 @@ fn scenario(lab: &mut Lab) -> Observed {
         TOOL_LIMIT,
     );
     assert_eq!(outcome(&first), "ok bytes=10000");
-    let before = packet_counters(&rules_in_force(lab, true, Some("filter")));
+    let before = lab.packet_counters(Some("filter"));
 
     // 1. Cut after the nat table's COMMIT, over the configured file.
     std::fs::write(&rules, &cuts.after_nat).expect("write the cut file");
@@ -339,7 +277,7 @@ fn scenario(lab: &mut Lab) -> Observed {
         }
     };
     let after_nat = step(lab, reload);
-    let after = packet_counters(&rules_in_force(lab, true, Some("filter")));
+    let after = lab.packet_counters(Some("filter"));
     let filter_counters_kept = before.values().sum::<u64>() > 0
         && before.keys().eq(after.keys())
         && before.iter().all(|(k, &b)| after[k] >= b);

@@ -15,7 +15,7 @@ use crate::stats::WorkerStats;
 use crate::wire::{self, IcmpError};
 
 use super::observe::Observer;
-use super::packet::{is_group, Conn, Pkt};
+use super::packet::{is_group, Attached, Conn, Pkt};
 use super::{Cx, Emit, Hooks};
 
 impl Hooks {
@@ -94,7 +94,7 @@ impl Hooks {
         &mut self,
         cx: &mut Cx<'_, E, O>,
         len: usize,
-        attached: Option<Conn>,
+        attached: Option<Attached>,
     ) {
         // The scratch buffer is taken while the frame runs: an ARP request
         // cannot be built meanwhile (`arp_request` sends nothing), and is
@@ -127,13 +127,13 @@ impl Hooks {
         self.scratch = buf;
     }
 
-    /// The connection an answer to `p` belongs to: the reply direction of
-    /// p's connection (pending ones included, as nf_ct_attach does).
-    fn answer_conn(p: &Pkt, related: bool) -> Option<Conn> {
-        Some(Conn::Existing {
+    /// The connection an answer to `p` is attached to: the reply direction
+    /// of p's connection (pending ones included, as nf_ct_attach does).
+    fn attach(p: &Pkt, icmp_error: bool) -> Option<Attached> {
+        Some(Attached {
             nat: p.conn.nat()?.reversed(),
-            related,
-            entry: None,
+            icmp_error,
+            src_nat_undecided: !icmp_error && matches!(p.conn, Conn::New(_)),
         })
     }
 
@@ -170,7 +170,7 @@ impl Hooks {
             if limit.allow(cx.now, err.ty, err.code, p.info.src).is_err() {
                 return;
             }
-            let conn = Self::answer_conn(p, true);
+            let conn = Self::attach(p, true);
             self.send_generated(cx, n, conn);
         }
     }
@@ -188,7 +188,7 @@ impl Hooks {
             None => {
                 if p.info.proto == IPPROTO_TCP {
                     if let Some(n) = wire::build_tcp_rst(&mut self.scratch, frame, &p.info) {
-                        let conn = Self::answer_conn(p, false);
+                        let conn = Self::attach(p, false);
                         self.send_generated(cx, n, conn);
                     }
                 }

@@ -16,7 +16,7 @@ use crate::wire::fast::FlowEdit;
 use crate::wire::{self, IcmpError, Ipv4Info, L4};
 
 use super::observe::Observer;
-use super::packet::{is_group, l4_error, meta_of, refresh_view, Conn, Pkt, IPV4_MIN_HDR};
+use super::packet::{is_group, l4_error, meta_of, refresh_view, Attached, Conn, Pkt, IPV4_MIN_HDR};
 use super::{Cx, Emit, Hooks, ETH_HLEN};
 
 impl Hooks {
@@ -289,7 +289,7 @@ impl Hooks {
         &mut self,
         cx: &mut Cx<'_, E, O>,
         frame: &mut [u8],
-        attached: Option<Conn>,
+        attached: Option<Attached>,
     ) -> Action {
         let info = match wire::parse_ipv4(frame) {
             Ok(i) => i,
@@ -304,13 +304,14 @@ impl Hooks {
             .accept_or_drop(cx, frame, &mut p, Table::Raw, Hook::Output)
             .and_then(|()| {
                 match attached {
-                    Some(c) if !p.view.notrack => {
-                        p.ct_state = if c.related() {
-                            CtState::Related
-                        } else {
-                            CtState::Established
+                    Some(a) if !p.view.notrack => {
+                        p.ct_state = CtState::Related;
+                        p.conn = Conn::Existing {
+                            nat: a.nat,
+                            related: a.icmp_error,
+                            entry: None,
                         };
-                        p.conn = c;
+                        p.src_nat_undecided = a.src_nat_undecided;
                         p.view.ct_bits = p.conn.ct_bits(p.ct_state);
                     }
                     _ => self.track(cx, &mut p, frame, false),
@@ -516,6 +517,13 @@ impl Hooks {
                 Verdict::Drop | Verdict::Reject(_) => return Err(DropReason::FilterDrop),
                 Verdict::PolicyDrop => return Err(DropReason::PolicyDrop),
                 Verdict::Accept => {}
+            }
+        } else if manip == Manip::Src && p.src_nat_undecided {
+            // See `Attached`: the chain runs, nothing binds.
+            match self.run(cx, Table::Nat, hook, p, frame) {
+                Verdict::Drop | Verdict::Reject(_) => return Err(DropReason::FilterDrop),
+                Verdict::PolicyDrop => return Err(DropReason::PolicyDrop),
+                Verdict::Accept | Verdict::Nat(_) => {}
             }
         }
         Self::translate(cx, frame, p, hook, manip);

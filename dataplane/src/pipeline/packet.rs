@@ -21,6 +21,10 @@ pub(super) struct Pkt {
     pub view: PacketView,
     pub conn: Conn,
     pub ct_state: CtState,
+    /// A packet the gateway generated in answer to a new connection's
+    /// packet (REJECT's reset) while that connection's source NAT is not
+    /// decided: nat POSTROUTING runs for it (see [`Attached`]).
+    pub src_nat_undecided: bool,
 }
 
 impl Pkt {
@@ -33,6 +37,7 @@ impl Pkt {
             info,
             conn: Conn::Untracked,
             ct_state: CtState::Untracked,
+            src_nat_undecided: false,
         }
     }
 
@@ -95,6 +100,24 @@ impl Conn {
         }
         bits
     }
+}
+
+/// The connection a packet the gateway generates is attached to
+/// (`nf_ct_attach`): the reply direction of the connection of the packet it
+/// answers. Linux's `nf_conntrack_attach` makes every such answer RELATED
+/// (an ICMP error and REJECT's TCP reset alike).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Attached {
+    pub nat: ConnNat,
+    /// An ICMP error: translated as one, the packet it quotes too.
+    pub icmp_error: bool,
+    /// The answered packet's connection is new and its source NAT not
+    /// decided (it was refused before nat POSTROUTING). Linux's
+    /// `nf_nat_inet_fn` then runs the nat POSTROUTING chain for the answer
+    /// (its counters move, its LOG rules log); `nf_nat_ipv4_fn` spares ICMP
+    /// errors that. A binding the chain chose would belong to the refused
+    /// connection, which is never confirmed: nothing binds.
+    pub src_nat_undecided: bool,
 }
 
 /// What rules see of a packet.
