@@ -21,7 +21,6 @@
 //! connection is still dropped. The endpoints' observations through xdpgw
 //! must equal those through Linux.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
