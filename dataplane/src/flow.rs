@@ -41,6 +41,18 @@ impl Tuple {
             (u64::from(self.sport) << 32) | (u64::from(self.dport) << 16) | u64::from(self.proto);
         mix(a ^ mix(b ^ 0x9e37_79b9_7f4a_7c15))
     }
+
+    /// [`Tuple::hash64`] keyed with a secret (`key`, drawn at start), for
+    /// tables an outsider fills: without the key, tuples cannot be chosen
+    /// to crowd one bucket or shard (Linux keys its conntrack hash with
+    /// `nf_conntrack_hash_rnd` for the same reason).
+    #[inline]
+    pub fn hash_keyed(&self, key: [u64; 2]) -> u64 {
+        let a = (u64::from(u32::from(self.src)) << 32) | u64::from(u32::from(self.dst));
+        let b =
+            (u64::from(self.sport) << 32) | (u64::from(self.dport) << 16) | u64::from(self.proto);
+        mix(a ^ key[0] ^ mix(b ^ key[1]))
+    }
 }
 
 /// A 64-bit finaliser (splitmix64).

@@ -777,11 +777,27 @@ pub struct Conntrack {
     /// closing entries while above 95% (Linux's `gc_work.early_drop`).
     /// Relaxed: a hint, no data hangs off it.
     pressure: AtomicBool,
+    /// The secret the table's hash is keyed with ([`Conntrack::hash`]),
+    /// drawn when the table is made.
+    hash_key: [u64; 2],
     gc_cursor: Mutex<GcCursor>,
     /// Event listeners (`events_subscribe`); the shards have event rings
     /// while this is above 0. Control plane only.
     listeners: Mutex<usize>,
     pol: Policy,
+}
+
+/// A secret for keying a table's hash: std's `RandomState` draws its keys
+/// from the operating system's random source (once per process, then
+/// varied per instance).
+fn secret() -> [u64; 2] {
+    use std::hash::{BuildHasher, Hasher};
+    let draw = |tag: u64| {
+        let mut h = std::hash::RandomState::new().build_hasher();
+        h.write_u64(tag);
+        h.finish()
+    };
+    [draw(0), draw(1)]
 }
 
 impl Conntrack {
@@ -825,6 +841,7 @@ impl Conntrack {
             count: AtomicUsize::new(0),
             removals: AtomicU64::new(0),
             pressure: AtomicBool::new(false),
+            hash_key: secret(),
             gc_cursor: Mutex::new(GcCursor::default()),
             listeners: Mutex::new(0),
             pol: Policy {
@@ -850,6 +867,14 @@ impl Conntrack {
     /// How the table is laid out (shards, slots, buckets, bytes).
     pub fn layout(&self) -> &TableLayout {
         &self.layout
+    }
+
+    /// A tuple's hash in this table: keyed with the table's secret (see
+    /// [`Tuple::hash_keyed`]), so that an outsider cannot choose tuples
+    /// that share a bucket or a shard. [`Conntrack::prefetch`] takes it.
+    #[inline]
+    pub fn hash(&self, t: &Tuple) -> u64 {
+        t.hash_keyed(self.hash_key)
     }
 
     /// Bits 32.. pick the shard: the key table uses the low 32 bits for
@@ -938,7 +963,7 @@ impl Conntrack {
     /// does not verify at PREROUTING): INVALID for `reason`, before any
     /// lookup.
     pub fn protocol_error(&self, t: &Tuple, reason: InvalidReason) -> Track {
-        self.invalid(self.shard_of(t.hash64()), reason, None)
+        self.invalid(self.shard_of(self.hash(t)), reason, None)
     }
 
     fn invalid(&self, shard: usize, reason: InvalidReason, tcp_state: Option<TcpState>) -> Track {
@@ -955,7 +980,10 @@ impl Conntrack {
         if g.events.is_some() {
             record(g, EventKind::Destroy, slot, at, true);
         }
-        let unlink = g.free(slot, |h| self.shard_of(h));
+        let unlink = g.free(slot, |t| {
+            let h = self.hash(t);
+            (h, self.shard_of(h))
+        });
         self.note_next_slot(g);
         unlink
     }
@@ -1061,7 +1089,7 @@ impl Conntrack {
     /// treated as absent.
     pub fn track(&self, now: Nanos, pkt: &PacketMeta) -> Track {
         let t = &pkt.tuple;
-        let hash = t.hash64();
+        let hash = self.hash(t);
         let s = self.shard_of(hash);
         match t.proto {
             IPPROTO_TCP => match &pkt.tcp {
@@ -1299,7 +1327,7 @@ impl Conntrack {
         let q = inner.invert();
         let outer_dst = pkt.tuple.dst;
         let r = self.with_entry(
-            q.hash64(),
+            self.hash(&q),
             &q,
             |g, home, key| {
                 let slot = &g.slab[key.slot as usize];
@@ -1438,7 +1466,7 @@ impl Conntrack {
         p: &Pending,
         counted: &mut CtCounters,
     ) -> Result<EntryRef, ConfirmError> {
-        let oh = p.orig.hash64();
+        let oh = self.hash(&p.orig);
         let os = self.shard_of(oh);
         // Reserve a place first, as `__nf_conntrack_alloc` does. Relaxed:
         // see `count`.
@@ -1472,7 +1500,7 @@ impl Conntrack {
         (oh, os): (u64, usize),
         counted: &mut CtCounters,
     ) -> Result<EntryRef, ConfirmError> {
-        let rh = p.reply.hash64();
+        let rh = self.hash(&p.reply);
         let rs = self.shard_of(rh);
         // Keys found pointing to an entry in a shard we do not hold must be
         // checked with that shard's lock alone; a key found stale once stays
@@ -1668,7 +1696,7 @@ impl Conntrack {
     /// Whether a tuple is taken by any entry, in either direction (for NAT
     /// port selection). Expired entries not yet collected count as taken.
     pub fn tuple_in_use(&self, t: &Tuple) -> bool {
-        self.with_entry(t.hash64(), t, |_, _, _| ((), None), |_| {})
+        self.with_entry(self.hash(t), t, |_, _, _| ((), None), |_| {})
             .is_some()
     }
 
@@ -1978,7 +2006,7 @@ impl Conntrack {
             live += g.slab.iter().filter(|s| s.live).count();
             assert_eq!(g.live, g.slab.iter().filter(|s| s.live).count());
             for (t, key) in g.keys() {
-                assert_eq!(self.shard_of(t.hash64()), i, "key in the wrong shard");
+                assert_eq!(self.shard_of(self.hash(&t)), i, "key in the wrong shard");
                 let home = key.home as usize;
                 let (slot_tuple, slot_ok) = if home == i {
                     let s = &g.slab[key.slot as usize];

@@ -173,7 +173,7 @@ impl Conntrack {
                 r.no_room += 1;
                 continue;
             }
-            let oh = p.orig.hash64();
+            let oh = self.hash(&p.orig);
             match self.insert_reserved(now, &p, (oh, self.shard_of(oh)), &mut counted) {
                 Ok(_) => r.restored += 1,
                 Err(ConfirmError::Clash) => r.clashed += 1,

@@ -219,11 +219,12 @@ impl ShardInner {
         Some((i, 0))
     }
 
-    /// Frees a live slot and removes the keys of its entry held here; returns
+    /// Frees a live slot and removes the keys of its entry held here (`place`:
+    /// a tuple's hash and shard); returns
     /// the reply key to remove from another shard, if it lives elsewhere.
     /// The slot keeps the entry's values until it is reused (the caller may
     /// still read them under this lock).
-    pub fn free(&mut self, slot: u32, shard_of: impl Fn(u64) -> usize) -> Option<Unlink> {
+    pub fn free(&mut self, slot: u32, place: impl Fn(&Tuple) -> (u64, usize)) -> Option<Unlink> {
         let s = &mut self.slab[slot as usize];
         debug_assert!(s.live);
         let gen = s.gen;
@@ -240,7 +241,7 @@ impl ShardInner {
             gen,
             dir: Dir::Original,
         };
-        let removed = self.remove_key(orig.hash64(), &orig, okey);
+        let removed = self.remove_key(place(&orig).0, &orig, okey);
         debug_assert!(removed, "original key of a live entry is missing");
         if reply == orig {
             return None;
@@ -249,8 +250,7 @@ impl ShardInner {
             dir: Dir::Reply,
             ..okey
         };
-        let rhash = reply.hash64();
-        let rshard = shard_of(rhash);
+        let (rhash, rshard) = place(&reply);
         if rshard == home as usize {
             let removed = self.remove_key(rhash, &reply, rkey);
             debug_assert!(removed, "reply key of a live entry is missing");

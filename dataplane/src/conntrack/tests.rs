@@ -1366,14 +1366,12 @@ fn a_full_shard_refuses_like_a_full_table() {
     let c = ct(100, 2);
     // Entries whose original and reply tuples both hash to shard 0: two
     // keys each there.
+    let c_shard = |t: &Tuple| ((c.hash(t) >> 32) & 1) as usize;
     let in_shard = |s: usize| {
         (1..u16::MAX)
             .map(move |p| tuple([10, 0, 0, 1], p, [10, 0, 0, 2], 53, IPPROTO_UDP))
             .filter(move |t| c_shard(t) == s && c_shard(&t.invert()) == s)
     };
-    fn c_shard(t: &Tuple) -> usize {
-        ((t.hash64() >> 32) & 1) as usize
-    }
     let mut zero = in_shard(0);
     let mut confirmed = Vec::new();
     let refused = loop {
@@ -2066,4 +2064,27 @@ fn sweep_pace_is_a_table_a_second_up_to_a_cap() {
     assert_eq!(super::sweep_slots(big, big / 2, 4 * SEC), big);
     // Nearly full, the whole table a second.
     assert_eq!(super::sweep_slots(big, big / 10 * 9, SEC), big);
+}
+
+/// The table's hash is keyed with a secret of its own: tuples an outsider
+/// chose to share a bucket under the public hash spread out in the table.
+#[test]
+fn the_hash_is_keyed_per_table() {
+    let (a, b) = (ct(1024, 4), ct(1024, 4));
+    let t = tuple([192, 168, 10, 2], 40000, [203, 0, 113, 9], 80, 6);
+    assert_ne!(a.hash(&t), b.hash(&t), "two tables, two keys");
+    assert_ne!(a.hash(&t), t.hash64());
+    // 64 tuples whose public hashes share their low 10 bits (a bucket in a
+    // table of 1,024).
+    let crafted: Vec<Tuple> = (0..=u16::MAX)
+        .flat_map(|sport| {
+            [2, 3].map(|host| tuple([192, 168, 10, host], sport, [203, 0, 113, 9], 80, 6))
+        })
+        .filter(|t| t.hash64() & 1023 == 0)
+        .take(64)
+        .collect();
+    assert_eq!(crafted.len(), 64);
+    let buckets: std::collections::BTreeSet<u64> =
+        crafted.iter().map(|t| a.hash(t) & 1023).collect();
+    assert!(buckets.len() > 48, "{} buckets", buckets.len());
 }

@@ -130,11 +130,11 @@ impl PrefetchQueue {
 #[inline]
 fn prefetch_new_conn(gw: &Gateway, t: &Tuple) {
     let ct = &gw.conntrack;
-    ct.prefetch_new(t.hash64());
+    ct.prefetch_new(ct.hash(t));
     let r = t.invert();
-    ct.prefetch(r.hash64());
+    ct.prefetch(ct.hash(&r));
     let out = gw.routes.lookup(t.dst);
     if let Some(f) = out.and_then(|h| gw.ifaces.get(usize::from(h.iface))) {
-        ct.prefetch(Tuple { dst: f.addr, ..r }.hash64());
+        ct.prefetch(ct.hash(&Tuple { dst: f.addr, ..r }));
     }
 }
