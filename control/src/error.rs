@@ -22,6 +22,12 @@ pub enum RuleErrorKind {
         name: String,
         supported: &'static [&'static str],
     },
+    /// A target iptables has that xdpgw does not have yet.
+    #[error("target '{name}' is not supported yet; supported: {}, or a user chain of this table", supported.join(", "))]
+    UnsupportedTarget {
+        name: String,
+        supported: &'static [&'static str],
+    },
     #[error("bad value '{value}' for {option}: {expected}")]
     BadValue {
         option: String,

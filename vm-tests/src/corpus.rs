@@ -215,11 +215,19 @@ fn addr(rng: &mut Rng) -> String {
 /// `-s`/`-d`/`-i`/`-o` options, each present with probability `percent`.
 fn generic(rng: &mut Rng, ctx: &Ctx, percent: u64) -> Vec<String> {
     let mut out = Vec::new();
-    if rng.chance(percent) {
-        out.push(format!("{}-s {}", rng.neg(30), addr(rng)));
-    }
-    if rng.chance(percent) {
-        out.push(format!("{}-d {}", rng.neg(30), addr(rng)));
+    // Lists (one rule per address, and per pair with the other), which
+    // iptables allows only without '!' on either option.
+    let lists = rng.chance(10);
+    for opt in ["-s", "-d"] {
+        if rng.chance(percent) {
+            out.push(if lists {
+                let n = 2 + rng.below(2);
+                let list: Vec<String> = (0..n).map(|_| addr(rng)).collect();
+                format!("{opt} {}", list.join(","))
+            } else {
+                format!("{}{opt} {}", rng.neg(30), addr(rng))
+            });
+        }
     }
     if ctx.in_ok() && rng.chance(percent) {
         out.push(format!("{}-i {}", rng.neg(30), rng.pick(INTERFACES)));
@@ -1272,16 +1280,25 @@ pub fn generated() -> Vec<(String, String)> {
 /// The number of `-A` rules in an iptables-restore file.
 pub fn rule_count(text: &str) -> usize {
     text.lines()
-        .filter(|l| {
+        .map(|l| {
             let l = l.trim_start();
             let l = if l.starts_with('[') {
                 l.split_once(']').map_or(l, |(_, rest)| rest.trim_start())
             } else {
                 l
             };
-            l.starts_with("-A ")
+            if !l.starts_with("-A ") {
+                return 0;
+            }
+            // `-s a,b -d c,d`: one rule per source and destination pair.
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words
+                .windows(2)
+                .filter(|w| w[0] == "-s" || w[0] == "-d")
+                .map(|w| w[1].split(',').count())
+                .product::<usize>()
         })
-        .count()
+        .sum()
 }
 
 #[cfg(test)]

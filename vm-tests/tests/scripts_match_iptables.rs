@@ -358,6 +358,17 @@ iptables -A FORWARD -j LOG_DROP
 iptables -t nat -A POSTROUTING -o wan0 -s 192.168.10.0/24 -j MASQUERADE
 "#,
     },
+    Script {
+        name: "address_lists_make_one_rule_per_pair",
+        text: r#"
+iptables -A FORWARD -j ACCEPT
+iptables -I FORWARD 1 -s 10.0.0.1,10.0.0.2 -d 1.1.1.1,2.2.2.2 -j DROP
+iptables -A FORWARD -s 10.0.0.3,10.0.0.4/24,0.0.0.0/0 -p tcp --dport 22 -j DROP
+iptables -A FORWARD -d 192.0.2.1,192.0.2.1 -j REJECT
+iptables -D FORWARD -s 10.0.0.1,10.0.0.2 -d 1.1.1.1 -j DROP
+iptables -t nat -A POSTROUTING -s 192.168.10.0/24,192.168.20.0/24 -o wan0 -j MASQUERADE
+"#,
+    },
 ];
 
 /// A script Linux stops in: `>` marks the line whose command fails (the
@@ -405,6 +416,36 @@ impl Rejected {
 }
 
 const REJECTED: &[Rejected] = &[
+    Rejected {
+        name: "address_list_delete_is_all_or_nothing",
+        marked: "iptables -A FORWARD -s 10.0.0.1 -d 2.2.2.2 -j DROP
+>iptables -D FORWARD -s 10.0.0.1,10.0.0.7 -d 2.2.2.2 -j DROP
+",
+    },
+    Rejected {
+        name: "address_list_replace",
+        marked: "iptables -A FORWARD -s 10.0.0.1 -j DROP
+>iptables -R FORWARD 1 -s 10.0.0.1,10.0.0.2 -j DROP
+",
+    },
+    Rejected {
+        name: "address_list_empty_element",
+        marked: "iptables -A FORWARD -s 10.0.0.1 -j DROP
+>iptables -A FORWARD -s 10.0.0.1, -j DROP
+",
+    },
+    Rejected {
+        name: "address_list_with_the_other_inverted",
+        marked: "iptables -A FORWARD -s 10.0.0.1 -j DROP
+>iptables -A FORWARD ! -s 10.0.0.1 -d 10.0.0.2,10.0.0.3 -j DROP
+",
+    },
+    Rejected {
+        name: "address_list_inverted",
+        marked: "iptables -A FORWARD -s 10.0.0.1 -j DROP
+>iptables -A FORWARD ! -s 10.0.0.1,10.0.0.2 -j DROP
+",
+    },
     Rejected {
         name: "delete_missing_rule",
         marked: "iptables -A INPUT -s 10.0.0.1 -j ACCEPT

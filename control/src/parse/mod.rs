@@ -685,10 +685,13 @@ impl State {
                 let p = self.parse_spec(table, &chain, cmd_at, spec, counters)?;
                 let at_ = p.target_at;
                 let rules = &mut self.table_mut(table).chains[ci].rules;
-                rules.push(p);
+                let before = rules.len();
+                rules.extend(p.expand());
                 let n = rules.len();
+                // The rules of one command differ only in their addresses:
+                // checking the last checks them all.
                 self.check_now(table, (ci, n - 1), at_, |ts| {
-                    ts.chains[ci].rules.remove(n - 1);
+                    ts.chains[ci].rules.truncate(before);
                 })?;
             }
             Command::Insert(chain, num) => {
@@ -706,14 +709,25 @@ impl State {
                     ));
                 }
                 let at_ = p.target_at;
-                rules.insert(n - 1, p);
+                // Each rule of an address list goes in at the same place,
+                // so they stand in reverse order, as with iptables.
+                let k = p.count();
+                for r in p.expand() {
+                    rules.insert(n - 1, r);
+                }
                 self.check_now(table, (ci, n - 1), at_, |ts| {
-                    ts.chains[ci].rules.remove(n - 1);
+                    ts.chains[ci].rules.drain(n - 1..n - 1 + k);
                 })?;
             }
             Command::Replace(chain, (n, pos)) => {
                 let ci = self.chain_of(table, &chain, cmd_at)?;
                 let p = self.parse_spec(table, &chain, cmd_at, spec, counters)?;
+                if p.count() > 1 {
+                    return Err(semantic(
+                        cmd_at,
+                        "a replacement rule names one source and one destination, not lists",
+                    ));
+                }
                 let rules = &mut self.table_mut(table).chains[ci].rules;
                 if n == 0 || n > rules.len() {
                     return Err(semantic(
@@ -732,7 +746,7 @@ impl State {
             }
             Command::Delete(chain, num) => {
                 let ci = self.chain_of(table, &chain, cmd_at)?;
-                let idx = match num {
+                match num {
                     Some((n, pos)) => {
                         needs_no_spec(spec)?;
                         let len = self.table_mut(table).chains[ci].rules.len();
@@ -742,23 +756,28 @@ impl State {
                                 format!("no rule {n} in chain {chain}: it has {len} rules"),
                             ));
                         }
-                        n - 1
+                        self.table_mut(table).chains[ci].rules.remove(n - 1);
                     }
                     None => {
+                        // Every rule of an address list, or none (iptables-nft
+                        // deletes them in one transaction).
                         let p = self.parse_spec(table, &chain, cmd_at, spec, None)?;
-                        self.table_mut(table).chains[ci]
-                            .rules
-                            .iter()
-                            .position(|r| r.rule.same_spec(&p.rule))
-                            .ok_or_else(|| {
-                                semantic(
-                                    cmd_at,
-                                    format!("no rule in chain {chain} matches this rule, so none can be deleted"),
-                                )
-                            })?
+                        let mut rules = self.table_mut(table).chains[ci].rules.clone();
+                        for want in p.expand() {
+                            let idx = rules
+                                .iter()
+                                .position(|r| r.rule.same_spec(&want.rule))
+                                .ok_or_else(|| {
+                                    semantic(
+                                        cmd_at,
+                                        format!("no rule in chain {chain} matches this rule, so none can be deleted"),
+                                    )
+                                })?;
+                            rules.remove(idx);
+                        }
+                        self.table_mut(table).chains[ci].rules = rules;
                     }
-                };
-                self.table_mut(table).chains[ci].rules.remove(idx);
+                }
             }
             Command::NewChain(name) => {
                 needs_no_spec(spec)?;

@@ -3,7 +3,7 @@
 //! inverts, options belonging to the matches and target loaded before them).
 
 use xdpgw_dataplane::rule::{
-    CtStates, IcmpType, IfaceMatch, Inv, IpRange, Limit, Log, MarkMatch, Match, Multiport,
+    CtStates, IcmpType, IfaceMatch, Inv, IpRange, Ipv4Net, Limit, Log, MarkMatch, Match, Multiport,
     MultiportDir, NatRange, PortMatch, PortNat, PortRange, RejectWith, Rule, Table, Target,
     TcpFlags, TcpMatch,
 };
@@ -56,6 +56,54 @@ pub struct ParsedRule {
     pub table: Table,
     /// Where the target is named (or the rule starts, when it has none).
     pub target_at: (u32, u32),
+    /// `-s`/`-d` given as lists of addresses (`-s a,b`).
+    pub lists: AddrLists,
+}
+
+/// The addresses of `-s` and `-d` when given as lists (`-s a,b,c`): iptables
+/// makes one rule of each source and destination pair, sources outer
+/// (`add_entry`). Empty: the option was not a list.
+#[derive(Clone, Debug, Default)]
+pub struct AddrLists {
+    pub src: Vec<Option<Inv<Ipv4Net>>>,
+    pub dst: Vec<Option<Inv<Ipv4Net>>>,
+}
+
+impl ParsedRule {
+    /// How many rules this one stands for: one per source and destination
+    /// pair of its address lists.
+    pub fn count(&self) -> usize {
+        self.lists.src.len().max(1) * self.lists.dst.len().max(1)
+    }
+
+    /// The rules this one stands for, in iptables' order: for each source,
+    /// each destination.
+    pub fn expand(self) -> Vec<ParsedRule> {
+        let one = |a: &Vec<Option<Inv<Ipv4Net>>>, b: Option<Inv<Ipv4Net>>| {
+            if a.is_empty() {
+                vec![b]
+            } else {
+                a.clone()
+            }
+        };
+        let srcs = one(&self.lists.src, self.rule.src);
+        let dsts = one(&self.lists.dst, self.rule.dst);
+        let mut out = Vec::with_capacity(srcs.len() * dsts.len());
+        for s in &srcs {
+            for d in &dsts {
+                let mut r = self.rule.clone();
+                r.src = *s;
+                r.dst = *d;
+                out.push(ParsedRule {
+                    rule: r,
+                    table: self.table,
+                    target_at: self.target_at,
+                    lists: AddrLists::default(),
+                });
+            }
+        }
+        out
+    }
 }
 
 /// A match being filled in, with the options it has seen.
@@ -81,6 +129,9 @@ struct Parser<'a> {
     matches: Vec<Loaded>,
     target: Option<LoadedTarget>,
     start: (u32, u32),
+    lists: AddrLists,
+    /// Where the first address list stands.
+    list_at: Option<(u32, u32)>,
 }
 
 fn err(t: &Token, kind: RuleErrorKind) -> RuleError {
@@ -120,6 +171,8 @@ pub fn parse_rule(
         matches: Vec::new(),
         target: None,
         start,
+        lists: AddrLists::default(),
+        list_at: None,
     };
     p.run()?;
     p.finish(table)
@@ -207,20 +260,49 @@ impl<'a> Parser<'a> {
                 let (bit, name) = if is_src { (1, "-s") } else { (2, "-d") };
                 self.generic_once(t, bit, name)?;
                 let v = self.value(t)?;
-                let net = value::ipv4_net(&v.text).map_err(|e| bad(v, name, e))?;
-                if inv && net.prefix_len() == Some(0) {
-                    return Err(bad(
-                        v,
-                        name,
-                        "a network other than 0.0.0.0/0 after '!' (it would never match)".into(),
-                    ));
-                }
-                let slot = if is_src {
-                    &mut self.rule.src
+                let as_rule = |net: Ipv4Net, inv| (net.prefix_len() != Some(0)).then_some(Inv::new(net, inv));
+                if v.text.contains(',') {
+                    if inv {
+                        return Err(bad(
+                            v,
+                            name,
+                            "one address or network after '!' (iptables does not allow '!' with a list)"
+                                .into(),
+                        ));
+                    }
+                    let list = v
+                        .text
+                        .split(',')
+                        .map(|a| {
+                            if a.is_empty() {
+                                return Err(bad(v, name, "addresses or networks separated by single commas, without an empty one".into()));
+                            }
+                            value::ipv4_net(a).map(|n| as_rule(n, false)).map_err(|e| bad(v, name, e))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let slot = if is_src {
+                        &mut self.lists.src
+                    } else {
+                        &mut self.lists.dst
+                    };
+                    *slot = list;
+                    self.list_at.get_or_insert((v.line, v.col));
                 } else {
-                    &mut self.rule.dst
-                };
-                *slot = (net.prefix_len() != Some(0)).then_some(Inv::new(net, inv));
+                    let net = value::ipv4_net(&v.text).map_err(|e| bad(v, name, e))?;
+                    if inv && net.prefix_len() == Some(0) {
+                        return Err(bad(
+                            v,
+                            name,
+                            "a network other than 0.0.0.0/0 after '!' (it would never match)".into(),
+                        ));
+                    }
+                    let slot = if is_src {
+                        &mut self.rule.src
+                    } else {
+                        &mut self.rule.dst
+                    };
+                    *slot = as_rule(net, inv);
+                }
             }
             "-p" | "--protocol" => {
                 self.generic_once(t, 4, "-p")?;
@@ -407,8 +489,8 @@ impl<'a> Parser<'a> {
                 | "CONNMARK" | "CLASSIFY" | "SET" | "AUDIT" | "NFLOG" | "ULOG" => {
                     return Err(err(
                         v,
-                        RuleErrorKind::UnknownTarget {
-                            name: format!("{name}' (not supported yet)"),
+                        RuleErrorKind::UnsupportedTarget {
+                            name: name.clone(),
                             supported: &SUPPORTED_TARGETS,
                         },
                     ))
@@ -773,6 +855,15 @@ impl<'a> Parser<'a> {
     }
 
     fn finish(mut self, table: Table) -> Result<ParsedRule, RuleError> {
+        if let Some(at) = self.list_at {
+            let inverted = |a: Option<Inv<Ipv4Net>>| a.is_some_and(|a| a.invert);
+            if inverted(self.rule.src) || inverted(self.rule.dst) {
+                return Err(semantic(
+                    at,
+                    "'!' is not allowed with lists of source or destination addresses",
+                ));
+            }
+        }
         merge_port_matches(&mut self.matches);
         let proto = self.rule.protocol;
         let is_proto = |p: u8| proto.is_some_and(|x| x.value == p && !x.invert);
@@ -870,6 +961,7 @@ impl<'a> Parser<'a> {
             rule,
             table,
             target_at,
+            lists: self.lists,
         })
     }
 }

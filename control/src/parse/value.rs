@@ -38,7 +38,7 @@ pub fn ipv4(s: &str) -> Result<Ipv4Addr, Expected> {
 /// `address`, `address/prefix` or `address/dotted.mask`.
 pub fn ipv4_net(s: &str) -> Result<Ipv4Net, Expected> {
     if s.contains(',') {
-        return Err("one address or network (lists with ',' are not supported yet: write one rule per address)".into());
+        return Err("one address or network".into());
     }
     let (addr, mask) = match s.split_once('/') {
         None => (s, None),
