@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use xdpgw_dataplane::rule::{
     tcp_flag, AddrRange, Chain, IcmpType, Inv, Ipv4Net, Match, MultiportDir, NatRange, PortRange,
-    Rule, RuleSet, TableRules, Target,
+    Rule, RuleSet, TableRules, Target, TtlMatch, TtlSet,
 };
 
 use crate::netdb;
@@ -247,6 +247,27 @@ fn match_spec(out: &mut String, m: &Match) {
             addr_range(out, "--src-range", r.src);
             addr_range(out, "--dst-range", r.dst);
         }
+        Match::Length(l) => {
+            inv(out, l.invert);
+            let (lo, hi) = (l.value.lo, l.value.hi);
+            let _ = if lo == hi {
+                write!(out, " --length {lo}")
+            } else {
+                write!(out, " --length {lo}:{hi}")
+            };
+        }
+        Match::Ttl(t) => {
+            let _ = match *t {
+                TtlMatch::Eq(v) => write!(out, " --ttl-eq {v}"),
+                TtlMatch::Ne(v) => write!(out, " ! --ttl-eq {v}"),
+                TtlMatch::Lt(v) => write!(out, " --ttl-lt {v}"),
+                TtlMatch::Gt(v) => write!(out, " --ttl-gt {v}"),
+            };
+        }
+        Match::Tos(t) => {
+            inv(out, t.invert);
+            let _ = write!(out, " --tos 0x{:02x}/0x{:02x}", t.value.value, t.value.mask);
+        }
     }
 }
 
@@ -329,6 +350,12 @@ fn target(out: &mut String, t: &Target) {
         Target::Notrack => write!(out, " -j NOTRACK"),
         Target::CtNotrack => write!(out, " -j CT --notrack"),
         Target::Mark { value, mask } => write!(out, " -j MARK --set-xmark 0x{value:x}/0x{mask:x}"),
+        Target::Ttl(t) => match *t {
+            TtlSet::Set(v) => write!(out, " -j TTL --ttl-set {v}"),
+            TtlSet::Inc(v) => write!(out, " -j TTL --ttl-inc {v}"),
+            TtlSet::Dec(v) => write!(out, " -j TTL --ttl-dec {v}"),
+        },
+        Target::Tos(t) => write!(out, " -j TOS --set-tos 0x{:02x}/0x{:02x}", t.value, t.mask),
     };
 }
 

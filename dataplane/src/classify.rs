@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use crate::rule::{
     AddrRange, CounterLayout, Hook, IcmpType, IfaceMatch, Inv, Ipv4Net, Limit, Log, Match,
     MultiportDir, NatRange, Policy, PortNat, PortRange, RejectWith, RuleSet, Table, Target,
+    TosBits, TtlMatch, TtlSet,
 };
 
 /// At most this many interfaces take part in `-i`/`-o` matching.
@@ -187,6 +188,19 @@ pub enum CMatch {
         src: Option<RangeTest>,
         dst: Option<RangeTest>,
     },
+    /// The IP total length in `lo..=hi`.
+    Length {
+        lo: u16,
+        hi: u16,
+        invert: bool,
+    },
+    Ttl(TtlMatch),
+    /// The TOS byte under `mask` is `value`.
+    Tos {
+        value: u8,
+        mask: u8,
+        invert: bool,
+    },
 }
 
 /// A compiled target; chains are indices into the table's chains.
@@ -212,6 +226,8 @@ pub enum CTarget {
         value: u32,
         mask: u32,
     },
+    Ttl(TtlSet),
+    Tos(TosBits),
 }
 
 /// A compiled rule. `counter` indexes per-worker counter arrays (its slot
@@ -548,6 +564,17 @@ fn compile_match(m: &Match, limits: &mut u32) -> Option<CMatch> {
             src: RangeTest::from(r.src),
             dst: RangeTest::from(r.dst),
         },
+        Match::Length(l) => CMatch::Length {
+            lo: l.value.lo,
+            hi: l.value.hi,
+            invert: l.invert,
+        },
+        Match::Ttl(t) => CMatch::Ttl(*t),
+        Match::Tos(t) => CMatch::Tos {
+            value: t.value.value,
+            mask: t.value.mask,
+            invert: t.invert,
+        },
     })
 }
 
@@ -621,17 +648,26 @@ pub fn compile(set: &RuleSet, ifaces: &[&str]) -> Result<CompiledRuleSet, Compil
                         value: *value,
                         mask: *mask,
                     },
+                    Target::Ttl(t) => CTarget::Ttl(*t),
+                    Target::Tos(t) => CTarget::Tos(*t),
                 };
-                let volatile = matches!(target, CTarget::Log(_))
-                    || matches.iter().any(|m| {
-                        matches!(
-                            m,
-                            CMatch::TcpFlags { .. }
-                                | CMatch::Dscp { .. }
-                                | CMatch::Icmp { .. }
-                                | CMatch::Limit { .. }
-                        )
-                    });
+                // What the fast path cannot replay: per-packet fields
+                // (flags, TOS, TTL, length, ICMP type), limits, LOG, and
+                // TTL/TOS edits (a cached flow only rewrites the DSCP).
+                let volatile =
+                    matches!(target, CTarget::Log(_) | CTarget::Ttl(_) | CTarget::Tos(_))
+                        || matches.iter().any(|m| {
+                            matches!(
+                                m,
+                                CMatch::TcpFlags { .. }
+                                    | CMatch::Dscp { .. }
+                                    | CMatch::Icmp { .. }
+                                    | CMatch::Limit { .. }
+                                    | CMatch::Length { .. }
+                                    | CMatch::Ttl(_)
+                                    | CMatch::Tos { .. }
+                            )
+                        });
                 rules.push(CRule {
                     volatile,
                     src: AddrMatch::from(r.src),
@@ -709,11 +745,13 @@ pub struct PacketView {
     pub icmp: Option<(u8, u8)>,
     /// Bits of [`crate::rule::CtStates`]: the state and the SNAT/DNAT virtual states.
     pub ct_bits: u8,
-    pub dscp: u8,
+    /// The TOS byte (DSCP and ECN).
+    pub tos: u8,
+    pub ttl: u8,
     pub mark: u32,
     pub len: u16,
-    /// Set by DSCP: the packet's DSCP must be rewritten.
-    pub dscp_changed: bool,
+    /// Set by DSCP and TOS: the packet's TOS byte must be rewritten.
+    pub tos_changed: bool,
     /// Set by NOTRACK / CT --notrack.
     pub notrack: bool,
 }
@@ -841,7 +879,7 @@ impl CMatch {
                 hit != *invert
             }
             CMatch::CtState { bits, invert } => (p.ct_bits & bits != 0) != *invert,
-            CMatch::Dscp { dscp, invert } => (p.dscp == *dscp) != *invert,
+            CMatch::Dscp { dscp, invert } => (p.tos >> 2 == *dscp) != *invert,
             CMatch::Mark {
                 value,
                 mask,
@@ -853,6 +891,13 @@ impl CMatch {
             CMatch::IpRange { src, dst } => {
                 src.is_none_or(|r| r.matches(p.src)) && dst.is_none_or(|r| r.matches(p.dst))
             }
+            CMatch::Length { lo, hi, invert } => (*lo <= p.len && p.len <= *hi) != *invert,
+            CMatch::Ttl(t) => t.matches(p.ttl),
+            CMatch::Tos {
+                value,
+                mask,
+                invert,
+            } => (p.tos & mask == *value) != *invert,
         }
     }
 }
@@ -970,9 +1015,14 @@ impl CompiledRuleSet {
                 }
                 CTarget::Mark { value, mask } => p.mark = (p.mark & !mask) ^ value,
                 CTarget::Dscp(d) => {
-                    p.dscp = *d;
-                    p.dscp_changed = true;
+                    p.tos = (d << 2) | (p.tos & 0x03);
+                    p.tos_changed = true;
                 }
+                CTarget::Tos(t) => {
+                    p.tos = (p.tos & !t.mask) ^ t.value;
+                    p.tos_changed = true;
+                }
+                CTarget::Ttl(t) => p.ttl = t.apply(p.ttl),
                 CTarget::Notrack => p.notrack = true,
                 CTarget::Masquerade(n) => return Verdict::Nat(NatAction::Masquerade(*n)),
                 CTarget::Snat(n) => return Verdict::Nat(NatAction::Snat(*n)),

@@ -384,6 +384,64 @@ pub enum Match {
     Mark(Inv<MarkMatch>),
     Limit(Limit),
     IpRange(IpRange),
+    /// `-m length --length lo:hi`: the IP total length.
+    Length(Inv<LenRange>),
+    Ttl(TtlMatch),
+    /// `-m tos --tos value/mask`: the whole TOS byte, ECN bits included.
+    Tos(Inv<TosBits>),
+}
+
+/// `-m length`'s range (`lo` above `hi` matches nothing, as in Linux).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LenRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+/// `-m ttl`: `--ttl-eq`, `! --ttl-eq`, `--ttl-lt`, `--ttl-gt`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TtlMatch {
+    Eq(u8),
+    Ne(u8),
+    Lt(u8),
+    Gt(u8),
+}
+
+impl TtlMatch {
+    pub fn matches(self, ttl: u8) -> bool {
+        match self {
+            TtlMatch::Eq(v) => ttl == v,
+            TtlMatch::Ne(v) => ttl != v,
+            TtlMatch::Lt(v) => ttl < v,
+            TtlMatch::Gt(v) => ttl > v,
+        }
+    }
+}
+
+/// A TOS value under a mask (`-m tos --tos`, `-j TOS --set-tos`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TosBits {
+    pub value: u8,
+    pub mask: u8,
+}
+
+/// `-j TTL`: what it does to the TTL (`xt_HL`: increments stop at 255,
+/// decrements at 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TtlSet {
+    Set(u8),
+    Inc(u8),
+    Dec(u8),
+}
+
+impl TtlSet {
+    pub fn apply(self, ttl: u8) -> u8 {
+        match self {
+            TtlSet::Set(v) => v,
+            TtlSet::Inc(v) => ttl.saturating_add(v),
+            TtlSet::Dec(v) => ttl.saturating_sub(v),
+        }
+    }
 }
 
 impl Match {
@@ -400,6 +458,9 @@ impl Match {
             Match::Mark(_) => "mark",
             Match::Limit(_) => "limit",
             Match::IpRange(_) => "iprange",
+            Match::Length(_) => "length",
+            Match::Ttl(_) => "ttl",
+            Match::Tos(_) => "tos",
         }
     }
 }
@@ -531,6 +592,10 @@ pub enum Target {
         value: u32,
         mask: u32,
     },
+    Ttl(TtlSet),
+    /// `--set-tos value/mask`: tos = (tos & !mask) ^ value, the ECN bits
+    /// included (`tos_tg`).
+    Tos(TosBits),
 }
 
 impl Target {
@@ -545,7 +610,9 @@ impl Target {
             Target::Dnat(_) | Target::Redirect(_) => {
                 (Some(Table::Nat), HookSet::of(&[Prerouting, Output]))
             }
-            Target::Dscp(_) => (Some(Table::Mangle), HookSet(0x1f)),
+            Target::Dscp(_) | Target::Ttl(_) | Target::Tos(_) => {
+                (Some(Table::Mangle), HookSet(0x1f))
+            }
             Target::Notrack | Target::CtNotrack => (Some(Table::Raw), HookSet(0x1f)),
             _ => (None, HookSet(0x1f)),
         };
@@ -579,6 +646,8 @@ impl Target {
             Target::Notrack => "NOTRACK",
             Target::CtNotrack => "CT",
             Target::Mark { .. } => "MARK",
+            Target::Ttl(_) => "TTL",
+            Target::Tos(_) => "TOS",
         }
     }
 

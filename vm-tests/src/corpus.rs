@@ -351,8 +351,50 @@ fn iprange(rng: &mut Rng) -> String {
 }
 
 /// One protocol-independent match module, chosen at random.
+/// `-m length`, `-m ttl` or `-m tos`.
+fn header_match(rng: &mut Rng) -> String {
+    match rng.below(3) {
+        0 => {
+            let (a, b) = (rng.below(1600), rng.below(1600));
+            let range = match rng.below(4) {
+                0 => format!("{a}"),
+                1 => format!(":{b}"),
+                2 => format!("{a}:"),
+                _ => format!("{a}:{b}"),
+            };
+            format!("-m length {}--length {range}", rng.neg(25))
+        }
+        1 => {
+            let v = rng.below(256);
+            match rng.below(4) {
+                0 => format!("-m ttl --ttl-eq {v}"),
+                1 => format!("-m ttl ! --ttl-eq {v}"),
+                2 => format!("-m ttl --ttl-lt {v}"),
+                _ => format!("-m ttl --ttl-gt {v}"),
+            }
+        }
+        _ => {
+            let v = match rng.below(3) {
+                0 => format!("0x{:02x}", rng.below(256)),
+                1 => format!("0x{:02x}/0x{:02x}", rng.below(256), rng.below(256)),
+                _ => rng.pick(TOS_NAMES).to_owned(),
+            };
+            format!("-m tos {}--tos {v}", rng.neg(25))
+        }
+    }
+}
+
+const TOS_NAMES: &[&str] = &[
+    "Minimize-Delay",
+    "Maximize-Throughput",
+    "Maximize-Reliability",
+    "Minimize-Cost",
+    "Normal-Service",
+];
+
 fn other_match(rng: &mut Rng) -> String {
-    match rng.below(9) {
+    match rng.below(11) {
+        9 | 10 => header_match(rng),
         0 | 1 => format!(
             "-m conntrack {}--ctstate {}",
             rng.neg(25),
@@ -532,6 +574,7 @@ fn target(rng: &mut Rng, ctx: &Ctx, proto: Proto) -> Option<String> {
         "mangle" => {
             choices.push(dscp_target(rng));
             choices.push(dscp_target(rng));
+            choices.push(ttl_tos_target(rng));
         }
         "raw" => {
             choices.push("-j NOTRACK".to_owned());
@@ -640,6 +683,26 @@ fn dscp_target(rng: &mut Rng) -> String {
 }
 
 /// Counters before a rule or on a chain line, sometimes.
+/// `-j TTL` or `-j TOS` in each of their forms.
+fn ttl_tos_target(rng: &mut Rng) -> String {
+    let step = 1 + rng.below(255);
+    match rng.below(9) {
+        0 => format!("-j TTL --ttl-set {}", rng.below(256)),
+        1 => format!("-j TTL --ttl-inc {step}"),
+        2 => format!("-j TTL --ttl-dec {step}"),
+        3 => format!("-j TOS --set-tos 0x{:02x}", rng.below(256)),
+        4 => format!(
+            "-j TOS --set-tos 0x{:02x}/0x{:02x}",
+            rng.below(256),
+            rng.below(256)
+        ),
+        5 => format!("-j TOS --set-tos {}", rng.pick(TOS_NAMES)),
+        6 => format!("-j TOS --and-tos 0x{:02x}", rng.below(256)),
+        7 => format!("-j TOS --or-tos 0x{:02x}", rng.below(256)),
+        _ => format!("-j TOS --xor-tos 0x{:02x}", rng.below(256)),
+    }
+}
+
 fn counters(rng: &mut Rng) -> Option<String> {
     if rng.chance(10) {
         Some(format!("[{}:{}]", rng.below(1000), rng.below(100_000)))
@@ -1163,6 +1226,11 @@ fn mangle_raw(rng: &mut Rng) -> String {
         "-A PREROUTING -j MARK --set-mark 0x10/0xf0".to_owned(),
         "-A FORWARD -j MARK --set-xmark 0x2/0xffffffff".to_owned(),
         "-A INPUT -m dscp --dscp 46 -j DSCP --set-dscp 0".to_owned(),
+        "-A PREROUTING -j TTL --ttl-set 64".to_owned(),
+        "-A FORWARD -m ttl --ttl-lt 2 -j TTL --ttl-inc 1".to_owned(),
+        "-A POSTROUTING -o eth0 -j TOS --set-tos Minimize-Delay".to_owned(),
+        "-A OUTPUT -m length --length :128 -j TOS --and-tos 0x0f".to_owned(),
+        "-A INPUT -m tos ! --tos 0x10/0x3f -j TTL --ttl-dec 3".to_owned(),
         "-A mark-web -j MARK --set-mark 80".to_owned(),
         "-A PREROUTING -p tcp --dport 80 -j mark-web".to_owned(),
     ];
@@ -1386,6 +1454,14 @@ mod tests {
             "--set-mark 0x10/0xf0",
             "[5:300] -A",
             "-A INPUT\n",
+            "-m length ! --length",
+            "--length :",
+            "-m ttl ! --ttl-eq",
+            "--ttl-gt",
+            "-m tos ! --tos",
+            "-j TTL --ttl-inc",
+            "-j TOS --xor-tos",
+            "-j TOS --set-tos Minimize-",
         ];
         for m in must {
             assert!(all.contains(m), "the corpus lacks {m:?}");
@@ -1418,6 +1494,8 @@ mod tests {
                     ("-j REDIRECT", "nat"),
                     ("-j REJECT", "filter"),
                     ("-j DSCP", "mangle"),
+                    ("-j TTL", "mangle"),
+                    ("-j TOS", "mangle"),
                     ("-j NOTRACK", "raw"),
                     ("-j CT", "raw"),
                 ];

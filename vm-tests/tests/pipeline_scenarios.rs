@@ -461,6 +461,62 @@ fn ping_to_the_gateway_is_answered() {
     assert_eq!((s.dst_mac, s.src_mac), (CLIENT_MAC, LAN_MAC));
 }
 
+/// TTL and TOS targets act where Linux's do (measured on Linux 6.18,
+/// iptables 1.8.9): the forwarding decrement comes after PREROUTING and
+/// before FORWARD, so `--ttl-set 200` in mangle PREROUTING arrives as 199 and
+/// in mangle FORWARD as 200; a TTL-1 packet raised in PREROUTING is
+/// forwarded; `-m ttl` in FORWARD sees the decremented TTL; `--set-tos 0x10`
+/// (mask 0xff) clears the ECN bits too.
+#[test]
+fn ttl_and_tos_targets_act_where_linuxs_do() {
+    let udp = |dport: u16, ttl: u8, tos: u8| {
+        FrameSpec {
+            dst_mac: LAN_MAC,
+            src_mac: CLIENT_MAC,
+            src: CLIENT,
+            dst: FAR,
+            ttl,
+            tos,
+            id: 3,
+            df: false,
+            l4: L4Spec::Udp {
+                sport: 40000,
+                dport,
+                payload: vec![0; 12],
+            },
+        }
+        .build()
+    };
+    let rules = "\
+*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -p udp --dport 1001 -j TTL --ttl-set 200
+-A FORWARD -p udp --dport 1002 -j TTL --ttl-set 200
+-A PREROUTING -p udp --dport 1003 -j TTL --ttl-inc 5
+-A FORWARD -m ttl --ttl-eq 63 -j TOS --set-tos 0x10
+-A POSTROUTING -p udp --dport 1005 -j TOS --xor-tos 0x01
+COMMIT
+";
+    let mut lab = Lab::with_rules(rules);
+    let s = lab.send(LAN, udp(1001, 64, 0)).seen();
+    assert_eq!(s.ttl, 199, "set in PREROUTING, then decremented");
+    let s = lab.send(LAN, udp(1002, 64, 0)).seen();
+    assert_eq!(s.ttl, 200, "set in FORWARD, after the decrement");
+    let s = lab.send(LAN, udp(1003, 1, 0)).seen();
+    assert_eq!(s.ttl, 5, "a TTL of 1 raised in PREROUTING is forwarded");
+    // TTL 64 is 63 in FORWARD: the TOS byte becomes 0x10, ECN cleared.
+    let s = lab.send(LAN, udp(1004, 64, 0x03)).seen();
+    assert_eq!((s.ttl, s.tos), (63, 0x10));
+    let s = lab.send(LAN, udp(1004, 10, 0x03)).seen();
+    assert_eq!((s.ttl, s.tos), (9, 0x03), "TTL 9 in FORWARD: not matched");
+    let s = lab.send(LAN, udp(1005, 10, 0xb8)).seen();
+    assert_eq!(s.tos, 0xb9, "xor in POSTROUTING");
+}
+
 #[test]
 fn ttl_one_gets_time_exceeded() {
     let mut lab = Lab::new();

@@ -12,7 +12,7 @@ use std::fmt::Write;
 
 use xdpgw_dataplane::rule::{
     tcp_flag, Chain, IcmpType, Inv, Ipv4Net, Match, MultiportDir, NatRange, PortRange, Rule,
-    TableRules, Target,
+    TableRules, Target, TosBits, TtlMatch, TtlSet,
 };
 
 use crate::netdb;
@@ -408,7 +408,56 @@ fn match_text(out: &mut String, m: &Match, proto: &str, numeric: bool) {
                 }
             }
         }
+        Match::Length(l) => {
+            let (lo, hi) = (l.value.lo, l.value.hi);
+            let inv = if l.invert { "!" } else { "" };
+            let _ = if lo == hi {
+                write!(out, " length {inv}{lo}")
+            } else {
+                write!(out, " length {inv}{lo}:{hi}")
+            };
+        }
+        Match::Ttl(t) => {
+            let _ = match *t {
+                TtlMatch::Eq(v) => write!(out, " TTL match TTL == {v}"),
+                TtlMatch::Ne(v) => write!(out, " TTL match TTL != {v}"),
+                TtlMatch::Lt(v) => write!(out, " TTL match TTL < {v}"),
+                TtlMatch::Gt(v) => write!(out, " TTL match TTL > {v}"),
+            };
+        }
+        Match::Tos(t) => {
+            // libxt_tos: `tos match`, `!`, then a name (after a space) or
+            // value/mask (without one).
+            out.push_str(" tos match");
+            if t.invert {
+                out.push('!');
+            }
+            match tos_name(t.value, numeric) {
+                Some(name) => {
+                    let _ = write!(out, " {name}");
+                }
+                None => {
+                    let _ = write!(out, "0x{:02x}/0x{:02x}", t.value.value, t.value.mask);
+                }
+            }
+        }
     }
+}
+
+/// The name iptables prints for a TOS value under the mask 0x3f
+/// (`tos_try_print_symbolic`), unless numeric.
+fn tos_name(t: TosBits, numeric: bool) -> Option<&'static str> {
+    const NAMES: [(&str, u8); 5] = [
+        ("Minimize-Delay", 0x10),
+        ("Maximize-Throughput", 0x08),
+        ("Maximize-Reliability", 0x04),
+        ("Minimize-Cost", 0x02),
+        ("Normal-Service", 0x00),
+    ];
+    if numeric || t.mask != 0x3f {
+        return None;
+    }
+    NAMES.iter().find(|n| n.1 == t.value).map(|n| n.0)
 }
 
 const LOG_LEVELS: [&str; 8] = [
@@ -481,6 +530,31 @@ fn target_text(out: &mut String, t: &Target, numeric: bool) {
                 write!(out, "xor 0x{value:x}")
             } else {
                 write!(out, "xset 0x{value:x}/0x{mask:x}")
+            };
+        }
+        Target::Ttl(t) => {
+            let _ = match *t {
+                TtlSet::Set(v) => write!(out, " TTL set to {v}"),
+                TtlSet::Inc(v) => write!(out, " TTL increment by {v}"),
+                TtlSet::Dec(v) => write!(out, " TTL decrement by {v}"),
+            };
+        }
+        Target::Tos(t) => {
+            // libxt_TOS's forms (two spaces before and/or/xor, none
+            // between `set` and a name).
+            let (v, m) = (t.value, t.mask);
+            let _ = if let Some(name) = tos_name(*t, numeric) {
+                write!(out, "  TOS set{name}")
+            } else if numeric {
+                write!(out, " TOS set 0x{v:02x}/0x{m:02x}")
+            } else if v == 0 {
+                write!(out, "  TOS and 0x{:02x}", !m)
+            } else if v == m {
+                write!(out, "  TOS or 0x{v:02x}")
+            } else if m == 0 {
+                write!(out, "  TOS xor 0x{v:02x}")
+            } else {
+                write!(out, " TOS set 0x{v:02x}/0x{m:02x}")
             };
         }
         Target::None | Target::Accept | Target::Drop | Target::Return | Target::Jump(_) => {}
@@ -580,6 +654,101 @@ LOG_DROP   all  --  anywhere             anywhere
             list(filter(&set), Some("NOPE"), ListFormat::default()).map_err(|e| e.to_string()),
             Err("chain 'NOPE' does not exist in table filter".into())
         );
+    }
+
+    /// `iptables -L` with and without `-n` (iptables 1.8.9, Linux 6.18)
+    /// of length, ttl and tos matches and TTL and TOS targets.
+    #[test]
+    fn length_ttl_tos_list_as_iptables() {
+        let text = "*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -m length --length 100
+-A FORWARD -m length ! --length 40:60
+-A FORWARD -m ttl --ttl-eq 5
+-A FORWARD -m ttl ! --ttl-eq 5
+-A FORWARD -m ttl --ttl-lt 5
+-A FORWARD -m ttl --ttl-gt 5
+-A FORWARD -m tos --tos 0x10
+-A FORWARD -m tos ! --tos 0x04/0x0c
+-A FORWARD -m tos --tos Minimize-Cost
+-A FORWARD -m tos ! --tos 0x02/0x3f
+COMMIT
+*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -j TTL --ttl-set 64
+-A PREROUTING -j TTL --ttl-inc 1
+-A PREROUTING -j TTL --ttl-dec 1
+-A PREROUTING -j TOS --set-tos 0x10
+-A PREROUTING -j TOS --set-tos 0x10/0x3f
+-A PREROUTING -j TOS --set-tos 0x11/0x3f
+COMMIT
+";
+        let set = crate::parse::load_str(text).expect("rules");
+        let table = |t: Table| set.tables.iter().find(|x| x.table == t).expect("table");
+        let numeric = ListFormat {
+            numeric: true,
+            ..ListFormat::default()
+        };
+        let got = list(table(Table::Filter), Some("FORWARD"), numeric).expect("list");
+        let want = "\
+Chain FORWARD (policy ACCEPT)
+target     prot opt source               destination         
+           0    --  0.0.0.0/0            0.0.0.0/0            length 100
+           0    --  0.0.0.0/0            0.0.0.0/0            length !40:60
+           0    --  0.0.0.0/0            0.0.0.0/0            TTL match TTL == 5
+           0    --  0.0.0.0/0            0.0.0.0/0            TTL match TTL != 5
+           0    --  0.0.0.0/0            0.0.0.0/0            TTL match TTL < 5
+           0    --  0.0.0.0/0            0.0.0.0/0            TTL match TTL > 5
+           0    --  0.0.0.0/0            0.0.0.0/0            tos match0x10/0xff
+           0    --  0.0.0.0/0            0.0.0.0/0            tos match!0x04/0x0c
+           0    --  0.0.0.0/0            0.0.0.0/0            tos match0x02/0x3f
+           0    --  0.0.0.0/0            0.0.0.0/0            tos match!0x02/0x3f
+";
+        assert_eq!(got, want);
+        let got = list(table(Table::Filter), Some("FORWARD"), ListFormat::default()).expect("list");
+        assert!(
+            got.ends_with(
+                "anywhere             tos match Minimize-Cost
+           all  --  anywhere             anywhere             tos match! Minimize-Cost
+"
+            ),
+            "{got}"
+        );
+        let got = list(table(Table::Mangle), Some("PREROUTING"), numeric).expect("list");
+        let want = "\
+Chain PREROUTING (policy ACCEPT)
+target     prot opt source               destination         
+TTL        0    --  0.0.0.0/0            0.0.0.0/0            TTL set to 64
+TTL        0    --  0.0.0.0/0            0.0.0.0/0            TTL increment by 1
+TTL        0    --  0.0.0.0/0            0.0.0.0/0            TTL decrement by 1
+TOS        0    --  0.0.0.0/0            0.0.0.0/0            TOS set 0x10/0xff
+TOS        0    --  0.0.0.0/0            0.0.0.0/0            TOS set 0x10/0x3f
+TOS        0    --  0.0.0.0/0            0.0.0.0/0            TOS set 0x11/0x3f
+";
+        assert_eq!(got, want);
+        let got = list(
+            table(Table::Mangle),
+            Some("PREROUTING"),
+            ListFormat::default(),
+        )
+        .expect("list");
+        let want = "\
+Chain PREROUTING (policy ACCEPT)
+target     prot opt source               destination         
+TTL        all  --  anywhere             anywhere             TTL set to 64
+TTL        all  --  anywhere             anywhere             TTL increment by 1
+TTL        all  --  anywhere             anywhere             TTL decrement by 1
+TOS        all  --  anywhere             anywhere             TOS set 0x10/0xff
+TOS        all  --  anywhere             anywhere              TOS setMinimize-Delay
+TOS        all  --  anywhere             anywhere             TOS set 0x11/0x3f
+";
+        assert_eq!(got, want);
     }
 
     #[test]

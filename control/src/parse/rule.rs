@@ -3,9 +3,9 @@
 //! inverts, options belonging to the matches and target loaded before them).
 
 use xdpgw_dataplane::rule::{
-    CtStates, IcmpType, IfaceMatch, Inv, IpRange, Ipv4Net, Limit, Log, MarkMatch, Match, Multiport,
-    MultiportDir, NatRange, PortMatch, PortNat, PortRange, RejectWith, Rule, Table, Target,
-    TcpFlags, TcpMatch,
+    CtStates, IcmpType, IfaceMatch, Inv, IpRange, Ipv4Net, LenRange, Limit, Log, MarkMatch, Match,
+    Multiport, MultiportDir, NatRange, PortMatch, PortNat, PortRange, RejectWith, Rule, Table,
+    Target, TcpFlags, TcpMatch, TosBits, TtlMatch, TtlSet,
 };
 
 use super::lex::Token;
@@ -13,7 +13,7 @@ use super::value;
 use crate::error::{RuleError, RuleErrorKind};
 use crate::netdb;
 
-pub const SUPPORTED_MATCHES: [&str; 11] = [
+pub const SUPPORTED_MATCHES: [&str; 14] = [
     "tcp",
     "udp",
     "icmp",
@@ -25,9 +25,12 @@ pub const SUPPORTED_MATCHES: [&str; 11] = [
     "mark",
     "limit",
     "iprange",
+    "length",
+    "ttl",
+    "tos",
 ];
 
-pub const SUPPORTED_TARGETS: [&str; 13] = [
+pub const SUPPORTED_TARGETS: [&str; 15] = [
     "ACCEPT",
     "DROP",
     "RETURN",
@@ -41,6 +44,8 @@ pub const SUPPORTED_TARGETS: [&str; 13] = [
     "NOTRACK",
     "CT",
     "MARK",
+    "TTL",
+    "TOS",
 ];
 
 const IPPROTO_ICMP: u8 = 1;
@@ -438,6 +443,9 @@ impl<'a> Parser<'a> {
             })),
             "limit" => Match::Limit(Limit::DEFAULT),
             "iprange" => Match::IpRange(IpRange::default()),
+            "length" => Match::Length(Inv::plain(LenRange { lo: 0, hi: 0 })),
+            "ttl" => Match::Ttl(TtlMatch::Eq(0)),
+            "tos" => Match::Tos(Inv::plain(TosBits { value: 0, mask: 0 })),
             _ => {
                 return Err(err(
                     v,
@@ -485,8 +493,10 @@ impl<'a> Parser<'a> {
                 "NOTRACK" => Target::Notrack,
                 "CT" => Target::CtNotrack,
                 "MARK" => Target::Mark { value: 0, mask: 0 },
-                "QUEUE" | "NFQUEUE" | "TRACE" | "TOS" | "TTL" | "TPROXY" | "NETMAP" | "TCPMSS"
-                | "CONNMARK" | "CLASSIFY" | "SET" | "AUDIT" | "NFLOG" | "ULOG" => {
+                "TTL" => Target::Ttl(TtlSet::Set(0)),
+                "TOS" => Target::Tos(TosBits { value: 0, mask: 0 }),
+                "QUEUE" | "NFQUEUE" | "TRACE" | "TPROXY" | "NETMAP" | "TCPMSS" | "CONNMARK"
+                | "CLASSIFY" | "SET" | "AUDIT" | "NFLOG" | "ULOG" => {
                     return Err(err(
                         v,
                         RuleErrorKind::UnsupportedTarget {
@@ -595,6 +605,9 @@ impl<'a> Parser<'a> {
             (Match::Limit(_), "--limit-burst") => 2,
             (Match::IpRange(_), "--src-range") => 1,
             (Match::IpRange(_), "--dst-range") => 2,
+            (Match::Length(_), "--length") => 1,
+            (Match::Ttl(_), "--ttl-eq" | "--ttl-lt" | "--ttl-gt") => 1,
+            (Match::Tos(_), "--tos") => 1,
             (
                 Match::Conntrack(_),
                 "--ctproto" | "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst"
@@ -724,6 +737,29 @@ impl<'a> Parser<'a> {
                     r.dst = Some(range);
                 }
             }
+            Match::Length(l) => {
+                let v = take()?;
+                let (lo, hi) = value::length(&v.text).map_err(|e| bad(v, opt, e))?;
+                *l = Inv::new(LenRange { lo, hi }, inv);
+            }
+            Match::Ttl(m) => {
+                if opt != "--ttl-eq" {
+                    no_inv(inv)?;
+                }
+                let v = take()?;
+                let n = value::ttl(&v.text, 0).map_err(|e| bad(v, opt, e))?;
+                *m = match opt {
+                    "--ttl-eq" if inv => TtlMatch::Ne(n),
+                    "--ttl-eq" => TtlMatch::Eq(n),
+                    "--ttl-lt" => TtlMatch::Lt(n),
+                    _ => TtlMatch::Gt(n),
+                };
+            }
+            Match::Tos(m) => {
+                let v = take()?;
+                let (value, mask) = value::tos(&v.text).map_err(|e| bad(v, opt, e))?;
+                *m = Inv::new(TosBits { value, mask }, inv);
+            }
         }
         self.pos = pos;
         Ok(true)
@@ -748,6 +784,8 @@ impl<'a> Parser<'a> {
             (Target::CtNotrack, "--notrack") => 1,
             (Target::Mark { .. }, "--set-mark" | "--set-xmark")
             | (Target::Mark { .. }, "--and-mark" | "--or-mark" | "--xor-mark") => 1,
+            (Target::Ttl(_), "--ttl-set" | "--ttl-inc" | "--ttl-dec") => 1,
+            (Target::Tos(_), "--set-tos" | "--and-tos" | "--or-tos" | "--xor-tos") => 1,
             (
                 Target::Log(_),
                 "--log-tcp-sequence" | "--log-tcp-options" | "--log-ip-options" | "--log-uid"
@@ -849,6 +887,30 @@ impl<'a> Parser<'a> {
                     _ => (v, 0),
                 };
             }
+            Target::Ttl(t) => {
+                *t = match opt {
+                    "--ttl-set" => TtlSet::Set(value::ttl(text, 0).map_err(bad_v)?),
+                    "--ttl-inc" => TtlSet::Inc(value::ttl(text, 1).map_err(bad_v)?),
+                    _ => TtlSet::Dec(value::ttl(text, 1).map_err(bad_v)?),
+                };
+            }
+            Target::Tos(t) => {
+                let (v, m) = if opt == "--set-tos" {
+                    value::tos(text).map_err(bad_v)?
+                } else {
+                    let bits = value::tos(text)
+                        .ok()
+                        .filter(|(_, m)| *m == 0xff)
+                        .map(|(v, _)| v)
+                        .ok_or_else(|| bad_v("a number 0-255".into()))?;
+                    match opt {
+                        "--and-tos" => (0, !bits),
+                        "--or-tos" => (bits, bits),
+                        _ => (bits, 0),
+                    }
+                };
+                *t = TosBits { value: v, mask: m };
+            }
             _ => {}
         }
         Ok(true)
@@ -895,6 +957,11 @@ impl<'a> Parser<'a> {
                 Match::IpRange(_) if l.seen == 0 => {
                     return Err(needs("--src-range or --dst-range"))
                 }
+                Match::Length(_) if l.seen == 0 => return Err(needs("--length")),
+                Match::Ttl(_) if l.seen == 0 => {
+                    return Err(needs("--ttl-eq, --ttl-lt or --ttl-gt"))
+                }
+                Match::Tos(_) if l.seen == 0 => return Err(needs("--tos")),
                 _ => {}
             }
             rule.matches.push(l.m);
@@ -930,6 +997,12 @@ impl<'a> Parser<'a> {
                     }
                     Target::Mark { .. } if lt.seen == 0 => {
                         return Err(need("--set-mark or --set-xmark"))
+                    }
+                    Target::Ttl(_) if lt.seen == 0 => {
+                        return Err(need("--ttl-set, --ttl-inc or --ttl-dec"))
+                    }
+                    Target::Tos(_) if lt.seen == 0 => {
+                        return Err(need("--set-tos, --and-tos, --or-tos or --xor-tos"))
                     }
                     t => {
                         if let Err(xdpgw_dataplane::rule::TargetPlacement::Table(want)) =

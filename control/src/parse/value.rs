@@ -319,6 +319,69 @@ pub fn mark(s: &str) -> Result<(u32, Option<u32>), Expected> {
     }
 }
 
+/// The TOS names iptables knows (`tos_parse_symbolic`); a name sets the
+/// mask 0x3f.
+const TOS_NAMES: [(&str, u8); 5] = [
+    ("Minimize-Delay", 0x10),
+    ("Maximize-Throughput", 0x08),
+    ("Maximize-Reliability", 0x04),
+    ("Minimize-Cost", 0x02),
+    ("Normal-Service", 0x00),
+];
+
+/// `-m tos --tos` and `-j TOS --set-tos`: `value[/mask]` (numbers 0-255, the
+/// mask 0xff when absent) or a TOS name (mask 0x3f).
+pub fn tos(s: &str) -> Result<(u8, u8), Expected> {
+    let expected = || {
+        format!(
+            "value[/mask] (numbers 0-255) or one of {}",
+            TOS_NAMES.map(|n| n.0).join(", ")
+        )
+    };
+    let byte = |t: &str| c_number(t).and_then(|v| u8::try_from(v).ok());
+    if let Some((_, v)) = TOS_NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(s)) {
+        return Ok((*v, 0x3f));
+    }
+    match s.split_once('/') {
+        None => Ok((byte(s).ok_or_else(expected)?, 0xff)),
+        Some((v, m)) => Ok((byte(v).ok_or_else(expected)?, byte(m).ok_or_else(expected)?)),
+    }
+}
+
+/// A number 0-255 (a TTL), or from `min` for the TTL target's steps.
+pub fn ttl(s: &str, min: u8) -> Result<u8, Expected> {
+    s.parse::<u8>()
+        .ok()
+        .filter(|v| *v >= min)
+        .ok_or_else(|| format!("a number {min}-255"))
+}
+
+/// `-m length --length`: `n`, `lo:hi`, `:hi` (from 0) or `lo:` (to 65535).
+pub fn length(s: &str) -> Result<(u16, u16), Expected> {
+    let expected = || "a length or range of lengths 0-65535 (n, lo:hi, :hi, lo:)".to_string();
+    let num = |t: &str, empty: u16| {
+        if t.is_empty() {
+            Some(empty)
+        } else {
+            t.parse::<u16>().ok()
+        }
+    };
+    let mut parts = s.split(':');
+    let (Some(lo), hi, None) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(expected());
+    };
+    match hi {
+        None => {
+            let n = lo.parse::<u16>().map_err(|_| expected())?;
+            Ok((n, n))
+        }
+        Some(hi) => Ok((
+            num(lo, 0).ok_or_else(expected)?,
+            num(hi, u16::MAX).ok_or_else(expected)?,
+        )),
+    }
+}
+
 /// A DSCP value 0-63.
 pub fn dscp(s: &str) -> Result<u8, Expected> {
     c_number(s)

@@ -110,6 +110,8 @@ impl Hooks {
             self.icmp_error(cx, frame, p, IcmpError::unreachable(0), in_iface);
             return cx.drop(DropReason::NoRoute);
         };
+        // A TTL target in mangle PREROUTING acts before the check.
+        Self::apply_edits(frame, p);
         if p.info.ttl <= 1 {
             self.icmp_error(cx, frame, p, IcmpError::ttl_exceeded(), in_iface);
             return cx.drop(DropReason::TtlExceeded);
@@ -127,6 +129,7 @@ impl Hooks {
         }
         wire::dec_ttl(frame, &p.info);
         p.info.ttl -= 1;
+        p.view.ttl = p.info.ttl;
         p.view.out_iface = Some(hop.iface);
         let r = self
             .accept_or_drop(cx, frame, p, Table::Mangle, Hook::Forward)
@@ -185,7 +188,7 @@ impl Hooks {
             edit: FlowEdit {
                 dst: nat.target(Manip::Dst),
                 src: nat.target(Manip::Src),
-                dscp: p.view.dscp_changed.then_some(p.view.dscp),
+                dscp: p.view.tos_changed.then_some(p.view.tos >> 2),
             },
             out_iface: out,
             mtu,
@@ -209,11 +212,21 @@ impl Hooks {
         self.accept_or_drop(cx, frame, p, Table::Mangle, Hook::Postrouting)?;
         self.nat_hook(cx, frame, p, Hook::Postrouting, Manip::Src)?;
         self.confirm(cx, p)?;
-        if p.view.dscp_changed {
-            wire::set_dscp(frame, &p.info, p.view.dscp);
-            p.info.tos = (p.view.dscp << 2) | (p.info.tos & 0x03);
-        }
+        Self::apply_edits(frame, p);
         Ok(())
+    }
+
+    /// Writes what DSCP, TOS and TTL targets changed into the header.
+    #[inline]
+    fn apply_edits(frame: &mut [u8], p: &mut Pkt) {
+        if p.view.tos != p.info.tos {
+            wire::set_tos(frame, &p.info, p.view.tos);
+            p.info.tos = p.view.tos;
+        }
+        if p.view.ttl != p.info.ttl {
+            wire::set_ttl(frame, &p.info, p.view.ttl);
+            p.info.ttl = p.view.ttl;
+        }
     }
 
     /// Sets the MACs and sends, or holds the frame while ARP resolves `hop`.
@@ -274,6 +287,7 @@ impl Hooks {
                 return self.output(cx, frame, None);
             }
         }
+        Self::apply_edits(frame, p);
         let len = (p.info.l3 + usize::from(p.info.total_len)).min(frame.len());
         match p.view.in_iface {
             Some(iface) if p.info.l3 == ETH_HLEN => Action::Host { iface, len },

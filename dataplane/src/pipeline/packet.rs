@@ -127,7 +127,8 @@ pub(super) fn view_of(info: &Ipv4Info, in_iface: Option<u8>, out_iface: Option<u
         proto: info.proto,
         in_iface,
         out_iface,
-        dscp: info.tos >> 2,
+        tos: info.tos,
+        ttl: info.ttl,
         len: info.total_len,
         ..PacketView::default()
     };

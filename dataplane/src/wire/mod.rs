@@ -39,7 +39,7 @@ pub use build::{build_arp, build_icmp_error, build_tcp_rst, IcmpError, ICMP_ERRO
 pub use parse::{ethertype, ipv4_options, parse_arp, parse_ipv4, udp_len};
 pub use rewrite::{
     dec_ttl, echo_reply_in_place, set_dscp, set_dst, set_inner_dst, set_inner_src, set_macs,
-    set_src,
+    set_src, set_tos, set_ttl,
 };
 
 /// Length of an Ethernet II header.

@@ -255,6 +255,22 @@ pub fn set_dscp(frame: &mut [u8], info: &Ipv4Info, dscp: u8) {
     });
 }
 
+/// Sets the whole TOS byte (DSCP and ECN) and fixes the header checksum.
+#[inline]
+pub fn set_tos(frame: &mut [u8], info: &Ipv4Info, tos: u8) {
+    let _ = set_word(frame, info.l3, field::ipv4::VER_IHL, |word| {
+        (word & 0xff00) | u16::from(tos)
+    });
+}
+
+/// Sets the TTL and fixes the header checksum.
+#[inline]
+pub fn set_ttl(frame: &mut [u8], info: &Ipv4Info, ttl: u8) {
+    let _ = set_word(frame, info.l3, field::ipv4::TTL, |word| {
+        (word & 0x00ff) | (u16::from(ttl) << 8)
+    });
+}
+
 /// Decrements the TTL and fixes the header checksum. The caller checks
 /// `ttl > 1` first; a TTL of 0 is left alone rather than wrapped.
 #[inline]
