@@ -211,7 +211,7 @@ fn write_builtin_example(dir: &Path) -> std::io::Result<PathBuf> {
 /// What the demo lacks to run: root and the programs the lab runs (empty
 /// when nothing is missing).
 fn missing(backend: Backend) -> Vec<String> {
-    let mut programs = vec!["ip", "ethtool", "tcpdump", "ping", "kill"];
+    let mut programs = vec!["ip", "ethtool", "tcpdump", "ping", "kill", "sysctl"];
     if backend == Backend::Linux {
         programs.extend(["iptables-restore", "iptables-save", "conntrack"]);
     }

@@ -38,10 +38,25 @@ pub fn missing(programs: &[&str]) -> Vec<String> {
     }
     for program in programs {
         if find_program(program).is_none() {
-            missing.push(format!("the `{program}` program"));
+            missing.push(missing_program(program));
         }
     }
     missing
+}
+
+/// How [`missing`] names an absent program: with the Debian package that
+/// installs it when it is one the lab runs (`vm-tests/setup.sh` installs
+/// those).
+fn missing_program(program: &str) -> String {
+    let package = match program {
+        "ip" => "iproute2",
+        "iptables-restore" | "iptables-save" => "iptables",
+        "ping" => "iputils-ping",
+        "kill" | "sysctl" => "procps",
+        "conntrack" | "tcpdump" | "ethtool" | "python3" => program,
+        _ => return format!("the `{program}` program"),
+    };
+    format!("the `{program}` program (Debian package {package})")
 }
 
 /// Checks the preconditions of a namespace test: root and `programs`.
@@ -94,5 +109,17 @@ mod tests {
             "{m:?}"
         );
         assert!(!m.iter().any(|w| w.contains("`sh`")), "{m:?}");
+    }
+
+    #[test]
+    fn missing_programs_name_their_debian_package() {
+        assert_eq!(
+            missing_program("kill"),
+            "the `kill` program (Debian package procps)"
+        );
+        assert_eq!(
+            missing_program("tcpdump"),
+            "the `tcpdump` program (Debian package tcpdump)"
+        );
     }
 }

@@ -42,7 +42,7 @@ pub fn require_root_with(what: &str, programs: &[&str]) -> bool {
 
 /// The programs the end-to-end lab tests run, besides those of
 /// [`require_root`].
-pub const LAB_PROGRAMS: &[&str] = &["ethtool", "tcpdump", "ping", "conntrack", "kill"];
+pub const LAB_PROGRAMS: &[&str] = &["ethtool", "tcpdump", "ping", "conntrack", "kill", "sysctl"];
 
 /// How to build the gateway lab with `backend` forwarding and the
 /// configuration `config` (whose rules and interfaces it reads, see
