@@ -31,6 +31,8 @@
 //! [conntrack]                        # optional
 //! max = 262144                       # nf_conntrack_max (default: Linux's for this machine's memory)
 //! buckets = 414720                   # nf_conntrack_buckets (default: from max)
+//! udp_timeout = 30                   # any net.netfilter.nf_conntrack_* timeout (seconds) or
+//! tcp_loose = true                   # tcp_* knob, by the sysctl's name without the prefix
 //! ```
 //!
 //! An `[[interface]]` may name its host path device with `host_device`
@@ -41,7 +43,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
-use xdpgw_dataplane::conntrack::{ConntrackConfig, MemInfo, TableLayout, MAX_ENTRIES};
+use xdpgw_dataplane::conntrack::{ConntrackConfig, MemInfo, TableLayout, Timeouts, MAX_ENTRIES};
 use xdpgw_dataplane::icmp_limit::IcmpLimitConfig;
 use xdpgw_dataplane::rule::Ipv4Net;
 
@@ -109,7 +111,111 @@ struct RawIcmp {
 struct RawConntrack {
     max: Option<Spanned<i64>>,
     buckets: Option<Spanned<i64>>,
+    tcp_loose: Option<bool>,
+    tcp_be_liberal: Option<bool>,
+    tcp_ignore_invalid_rst: Option<bool>,
+    tcp_max_retrans: Option<Spanned<i64>>,
+    tcp_timeout_syn_sent: Option<Spanned<i64>>,
+    tcp_timeout_syn_recv: Option<Spanned<i64>>,
+    tcp_timeout_established: Option<Spanned<i64>>,
+    tcp_timeout_fin_wait: Option<Spanned<i64>>,
+    tcp_timeout_close_wait: Option<Spanned<i64>>,
+    tcp_timeout_last_ack: Option<Spanned<i64>>,
+    tcp_timeout_time_wait: Option<Spanned<i64>>,
+    tcp_timeout_close: Option<Spanned<i64>>,
+    tcp_timeout_max_retrans: Option<Spanned<i64>>,
+    tcp_timeout_unacknowledged: Option<Spanned<i64>>,
+    udp_timeout: Option<Spanned<i64>>,
+    udp_timeout_stream: Option<Spanned<i64>>,
+    icmp_timeout: Option<Spanned<i64>>,
+    generic_timeout: Option<Spanned<i64>>,
 }
+
+/// A conntrack timeout of `[conntrack]`: its key (the suffix of Linux's
+/// `net.netfilter.nf_conntrack_` sysctl), where the raw section has it,
+/// and the timeout it sets.
+struct TimeoutKey {
+    name: &'static str,
+    raw: fn(&RawConntrack) -> &Option<Spanned<i64>>,
+    set: fn(&mut Timeouts) -> &mut u64,
+}
+
+const TIMEOUT_KEYS: [TimeoutKey; 14] = [
+    TimeoutKey {
+        name: "tcp_timeout_syn_sent",
+        raw: |r| &r.tcp_timeout_syn_sent,
+        set: |t| &mut t.tcp_syn_sent,
+    },
+    TimeoutKey {
+        name: "tcp_timeout_syn_recv",
+        raw: |r| &r.tcp_timeout_syn_recv,
+        set: |t| &mut t.tcp_syn_recv,
+    },
+    TimeoutKey {
+        name: "tcp_timeout_established",
+        raw: |r| &r.tcp_timeout_established,
+        set: |t| &mut t.tcp_established,
+    },
+    TimeoutKey {
+        name: "tcp_timeout_fin_wait",
+        raw: |r| &r.tcp_timeout_fin_wait,
+        set: |t| &mut t.tcp_fin_wait,
+    },
+    TimeoutKey {
+        name: "tcp_timeout_close_wait",
+        raw: |r| &r.tcp_timeout_close_wait,
+        set: |t| &mut t.tcp_close_wait,
+    },
+    TimeoutKey {
+        name: "tcp_timeout_last_ack",
+        raw: |r| &r.tcp_timeout_last_ack,
+        set: |t| &mut t.tcp_last_ack,
+    },
+    TimeoutKey {
+        name: "tcp_timeout_time_wait",
+        raw: |r| &r.tcp_timeout_time_wait,
+        set: |t| &mut t.tcp_time_wait,
+    },
+    TimeoutKey {
+        name: "tcp_timeout_close",
+        raw: |r| &r.tcp_timeout_close,
+        set: |t| &mut t.tcp_close,
+    },
+    TimeoutKey {
+        name: "tcp_timeout_max_retrans",
+        raw: |r| &r.tcp_timeout_max_retrans,
+        set: |t| &mut t.tcp_max_retrans,
+    },
+    TimeoutKey {
+        name: "tcp_timeout_unacknowledged",
+        raw: |r| &r.tcp_timeout_unacknowledged,
+        set: |t| &mut t.tcp_unacknowledged,
+    },
+    TimeoutKey {
+        name: "udp_timeout",
+        raw: |r| &r.udp_timeout,
+        set: |t| &mut t.udp,
+    },
+    TimeoutKey {
+        name: "udp_timeout_stream",
+        raw: |r| &r.udp_timeout_stream,
+        set: |t| &mut t.udp_stream,
+    },
+    TimeoutKey {
+        name: "icmp_timeout",
+        raw: |r| &r.icmp_timeout,
+        set: |t| &mut t.icmp,
+    },
+    TimeoutKey {
+        name: "generic_timeout",
+        raw: |r| &r.generic_timeout,
+        set: |t| &mut t.generic,
+    },
+];
+
+/// The longest timeout Linux's sysctls take: an int of jiffies at
+/// HZ=1000, in seconds.
+const MAX_TIMEOUT_SECS: i64 = i32::MAX as i64 / 1000;
 
 /// XDP attach mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,6 +273,14 @@ pub struct ConntrackFileConfig {
     /// `nf_conntrack_buckets` (`hashsize`): key-table buckets, at least
     /// `max`.
     pub buckets: Option<Placed<usize>>,
+    /// `nf_conntrack_tcp_loose`, `_tcp_be_liberal`,
+    /// `_tcp_ignore_invalid_rst`, `_tcp_max_retrans`.
+    pub tcp_loose: Option<bool>,
+    pub tcp_be_liberal: Option<bool>,
+    pub tcp_ignore_invalid_rst: Option<bool>,
+    pub tcp_max_retrans: Option<u8>,
+    /// Timeouts set (by [`TIMEOUT_KEYS`] name), in seconds.
+    pub timeouts: Vec<(&'static str, u64)>,
 }
 
 /// A checked configuration file.
@@ -494,12 +608,64 @@ impl Config {
 impl ConntrackFileConfig {
     /// `base` with this section's settings.
     pub fn apply(&self, base: ConntrackConfig) -> ConntrackConfig {
+        let mut timeouts = base.timeouts;
+        for (name, secs) in &self.timeouts {
+            if let Some(k) = TIMEOUT_KEYS.iter().find(|k| k.name == *name) {
+                *(k.set)(&mut timeouts) = secs.saturating_mul(1_000_000_000);
+            }
+        }
         ConntrackConfig {
             max_entries: self.max.map_or(base.max_entries, |m| m.value),
             buckets: self.buckets.map(|b| b.value).or(base.buckets),
+            tcp_loose: self.tcp_loose.unwrap_or(base.tcp_loose),
+            tcp_be_liberal: self.tcp_be_liberal.unwrap_or(base.tcp_be_liberal),
+            tcp_ignore_invalid_rst: self
+                .tcp_ignore_invalid_rst
+                .unwrap_or(base.tcp_ignore_invalid_rst),
+            tcp_max_retrans: self.tcp_max_retrans.unwrap_or(base.tcp_max_retrans),
+            timeouts,
             ..base
         }
     }
+}
+
+/// What differs between two conntrack configurations' judging knobs (the
+/// ones that change while running), as `name old -> new` by sysctl name;
+/// and whether their sizes differ (those take a restart).
+pub fn conntrack_changes(old: &ConntrackConfig, new: &ConntrackConfig) -> (Vec<String>, bool) {
+    let mut out = Vec::new();
+    let mut flag = |name: &str, a: bool, b: bool| {
+        if a != b {
+            out.push(format!("{name} {} -> {}", u8::from(a), u8::from(b)));
+        }
+    };
+    flag("tcp_loose", old.tcp_loose, new.tcp_loose);
+    flag("tcp_be_liberal", old.tcp_be_liberal, new.tcp_be_liberal);
+    flag(
+        "tcp_ignore_invalid_rst",
+        old.tcp_ignore_invalid_rst,
+        new.tcp_ignore_invalid_rst,
+    );
+    if old.tcp_max_retrans != new.tcp_max_retrans {
+        out.push(format!(
+            "tcp_max_retrans {} -> {}",
+            old.tcp_max_retrans, new.tcp_max_retrans
+        ));
+    }
+    for k in &TIMEOUT_KEYS {
+        let (mut a, mut b) = (old.timeouts, new.timeouts);
+        let (a, b) = (*(k.set)(&mut a), *(k.set)(&mut b));
+        if a != b {
+            out.push(format!(
+                "{} {} -> {} s",
+                k.name,
+                a / 1_000_000_000,
+                b / 1_000_000_000
+            ));
+        }
+    }
+    let resized = old.max_entries != new.max_entries || old.buckets != new.buckets;
+    (out, resized)
 }
 
 /// Checks `[conntrack]`: `max` from 1 to `MAX_ENTRIES`, `buckets` from
@@ -567,9 +733,42 @@ fn check_conntrack(
             ));
         }
     }
+    let mut timeouts = Vec::new();
+    for k in &TIMEOUT_KEYS {
+        if let Some(v) = (k.raw)(raw) {
+            let secs = *v.get_ref();
+            if !(0..=MAX_TIMEOUT_SECS).contains(&secs) {
+                return Err(at(
+                    v.span(),
+                    format!(
+                        "conntrack {} {secs} is out of range: seconds, 0 to {MAX_TIMEOUT_SECS}",
+                        k.name
+                    ),
+                ));
+            }
+            timeouts.push((k.name, secs as u64));
+        }
+    }
+    let tcp_max_retrans = match &raw.tcp_max_retrans {
+        None => None,
+        Some(v) => Some(u8::try_from(*v.get_ref()).map_err(|_| {
+            at(
+                v.span(),
+                format!(
+                    "conntrack tcp_max_retrans {} is out of range: 0 to 255",
+                    v.get_ref()
+                ),
+            )
+        })?),
+    };
     Ok(ConntrackFileConfig {
         max: max.map(|(m, _)| m),
         buckets: buckets.map(|(b, _)| b),
+        tcp_loose: raw.tcp_loose,
+        tcp_be_liberal: raw.tcp_be_liberal,
+        tcp_ignore_invalid_rst: raw.tcp_ignore_invalid_rst,
+        tcp_max_retrans,
+        timeouts,
     })
 }
 
@@ -794,6 +993,42 @@ zero_copy = "off"
 
     fn with_conntrack(section: &str) -> String {
         format!("{EXAMPLE}\n[conntrack]\n{section}")
+    }
+
+    #[test]
+    fn conntrack_knobs_by_their_sysctl_names() {
+        let text = with_conntrack(
+            "udp_timeout = 5\ntcp_timeout_established = 7200\ntcp_loose = false\n\
+             tcp_max_retrans = 5\n",
+        );
+        let c = Config::parse(Path::new("g.toml"), &text).expect("config");
+        let ct = c.conntrack_config();
+        let d = ConntrackConfig::default();
+        assert_eq!(ct.timeouts.udp, 5_000_000_000);
+        assert_eq!(ct.timeouts.tcp_established, 7_200_000_000_000);
+        assert_eq!(ct.timeouts.icmp, d.timeouts.icmp);
+        assert!(!ct.tcp_loose);
+        assert_eq!(ct.tcp_max_retrans, 5);
+        let (changes, resized) = conntrack_changes(&d, &ct);
+        assert_eq!(
+            changes,
+            [
+                "tcp_loose 1 -> 0",
+                "tcp_max_retrans 3 -> 5",
+                "tcp_timeout_established 432000 -> 7200 s",
+                "udp_timeout 30 -> 5 s"
+            ]
+        );
+        assert!(!resized);
+        for (bad, want) in [
+            ("udp_timeout = -1", "conntrack udp_timeout -1 is out of range"),
+            ("tcp_max_retrans = 256", "conntrack tcp_max_retrans 256 is out of range"),
+            ("udp_timeout_streams = 5", "udp_timeout_streams"),
+        ] {
+            let e = Config::parse(Path::new("g.toml"), &with_conntrack(bad)).expect_err(bad);
+            assert!(e.to_string().contains(want), "{e}");
+            assert_eq!(e.line, 23, "{e}");
+        }
     }
 
     #[test]

@@ -149,7 +149,7 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
                 group.mtu(k).unwrap_or(1500),
             )
         },
-        conntrack,
+        conntrack.clone(),
     );
     let gw = Arc::new(Gateway::new(gw_cfg, &rules)?);
 
@@ -242,6 +242,8 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
         names: names.clone(),
         now: gw_now,
         events: Default::default(),
+        config_file: Some(path.to_path_buf()),
+        conntrack: std::sync::Mutex::new(conntrack),
     };
     // The ports are open: now the control socket (removed when dropped).
     let socket = ControlSocket::bind(&cfg.control_socket)?;

@@ -99,6 +99,8 @@ fn control(rules_file: PathBuf) -> Control {
         names: vec!["lan0".into(), "wan0".into()],
         now: || 0,
         events: Default::default(),
+        config_file: None,
+        conntrack: Mutex::new(ConntrackConfig::default()),
     }
 }
 

@@ -47,6 +47,8 @@ fn control() -> Control {
         names: vec!["lan0".into(), "wan0".into()],
         now: || 0,
         events: Default::default(),
+        config_file: None,
+        conntrack: Mutex::new(ConntrackConfig::default()),
     }
 }
 

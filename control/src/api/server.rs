@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use xdpgw_dataplane::conntrack::{
-    proc_line, CtCounters, InvalidReason, Snapshot, TcpState, WalkCursor,
+    proc_line, ConntrackConfig, CtCounters, InvalidReason, Snapshot, TcpState, WalkCursor,
 };
 use xdpgw_dataplane::counter::{CounterDef, CounterSet, Published};
 use xdpgw_dataplane::drop::DropReason;
@@ -188,6 +188,11 @@ pub struct Control {
     pub now: fn() -> u64,
     /// Listeners of `conntrack -E`.
     pub events: super::events::EventHub,
+    /// The configuration file, if any: a reload also applies its
+    /// `[conntrack]` timeouts and `tcp_*` knobs (the sizes take a restart).
+    pub config_file: Option<PathBuf>,
+    /// The conntrack configuration in force.
+    pub conntrack: Mutex<ConntrackConfig>,
 }
 
 /// Why a reload was refused (the running rules stay in force).
@@ -205,6 +210,10 @@ pub enum ReloadError {
         file: PathBuf,
         source: xdpgw_dataplane::classify::CompileError,
     },
+    /// The configuration file (whose `[conntrack]` a reload applies) has an
+    /// error.
+    #[error("{0}; nothing reloaded")]
+    Config(crate::config::ConfigError),
 }
 
 impl ReloadError {
@@ -221,7 +230,7 @@ impl ReloadError {
                 ));
                 lines
             }
-            ReloadError::Compile { .. } => vec![self.to_string()],
+            ReloadError::Compile { .. } | ReloadError::Config(_) => vec![self.to_string()],
         }
     }
 }
@@ -249,6 +258,12 @@ pub struct Reloaded {
     /// the new set is installed, but the carried-over counters may miss
     /// that worker's last counts.
     pub everywhere: bool,
+    /// Conntrack knobs the configuration changed (`name old -> new`), now
+    /// in force.
+    pub conntrack: Vec<String>,
+    /// The configuration changed the conntrack table's size, which takes
+    /// a restart.
+    pub resize_pending: bool,
 }
 
 impl Reloaded {
@@ -277,6 +292,17 @@ impl Reloaded {
 
     /// One line saying what happened.
     pub fn summary(&self) -> String {
+        let mut s = self.rules_summary();
+        if !self.conntrack.is_empty() {
+            s.push_str(&format!("; conntrack {}", self.conntrack.join(", ")));
+        }
+        if self.resize_pending {
+            s.push_str("; the conntrack max/buckets changed: they take effect at the next start");
+        }
+        s
+    }
+
+    fn rules_summary(&self) -> String {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         if self.everywhere {
             format!(
@@ -317,6 +343,16 @@ impl Control {
     /// stays in force; the error lines name `file:line:column`.
     pub fn reload(&self, file: Option<&Path>, scope: Scope) -> Result<Reloaded, ReloadError> {
         let t0 = Instant::now();
+        // The configuration's conntrack knobs, checked before anything
+        // changes.
+        let conntrack = match &self.config_file {
+            Some(path) => Some(
+                crate::config::Config::load(path)
+                    .map_err(ReloadError::Config)?
+                    .conntrack_config(),
+            ),
+            None => None,
+        };
         let file = file.unwrap_or(&self.rules_file).to_path_buf();
         let loaded = crate::load_rule_file(&file).map_err(|errors| ReloadError::Rules {
             errors,
@@ -366,6 +402,23 @@ impl Control {
         let rules = rules_in(&merged.replaced);
         let kept_rules = rules_in(&merged.kept);
         *current = set;
+        let (changes, resize_pending) = match conntrack {
+            Some(new) => {
+                let mut in_force = self.conntrack.lock().unwrap_or_else(|e| e.into_inner());
+                let (changes, resized) = crate::config::conntrack_changes(&in_force, &new);
+                if !changes.is_empty() {
+                    self.gw.conntrack.set_policy(&new);
+                }
+                // The sizes stay as the table was made.
+                *in_force = ConntrackConfig {
+                    max_entries: in_force.max_entries,
+                    buckets: in_force.buckets,
+                    ..new
+                };
+                (changes, resized)
+            }
+            None => (Vec::new(), false),
+        };
         Ok(Reloaded {
             file,
             replaced: merged.replaced,
@@ -377,6 +430,8 @@ impl Control {
             installed,
             in_force,
             everywhere,
+            conntrack: changes,
+            resize_pending,
         })
     }
 

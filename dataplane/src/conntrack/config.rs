@@ -58,6 +58,53 @@ impl Default for Timeouts {
 }
 
 impl Timeouts {
+    /// How many timeouts there are ([`Timeouts::to_array`]).
+    pub const COUNT: usize = 15;
+
+    /// The timeouts in declaration order.
+    pub fn to_array(&self) -> [Nanos; Self::COUNT] {
+        [
+            self.tcp_syn_sent,
+            self.tcp_syn_recv,
+            self.tcp_established,
+            self.tcp_fin_wait,
+            self.tcp_close_wait,
+            self.tcp_last_ack,
+            self.tcp_time_wait,
+            self.tcp_close,
+            self.tcp_syn_sent2,
+            self.tcp_max_retrans,
+            self.tcp_unacknowledged,
+            self.udp,
+            self.udp_stream,
+            self.icmp,
+            self.generic,
+        ]
+    }
+
+    /// [`Timeouts::to_array`] undone.
+    pub fn from_array(a: [Nanos; Self::COUNT]) -> Timeouts {
+        let [tcp_syn_sent, tcp_syn_recv, tcp_established, tcp_fin_wait, tcp_close_wait, tcp_last_ack, tcp_time_wait, tcp_close, tcp_syn_sent2, tcp_max_retrans, tcp_unacknowledged, udp, udp_stream, icmp, generic] =
+            a;
+        Timeouts {
+            tcp_syn_sent,
+            tcp_syn_recv,
+            tcp_established,
+            tcp_fin_wait,
+            tcp_close_wait,
+            tcp_last_ack,
+            tcp_time_wait,
+            tcp_close,
+            tcp_syn_sent2,
+            tcp_max_retrans,
+            tcp_unacknowledged,
+            udp,
+            udp_stream,
+            icmp,
+            generic,
+        }
+    }
+
     /// The timeout of a TCP state (`tcp_timeouts[state]`; NONE has none).
     pub fn tcp(&self, s: TcpState) -> Nanos {
         match s {

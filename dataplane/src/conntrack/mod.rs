@@ -35,7 +35,7 @@ pub mod tcp;
 #[cfg(test)]
 mod tests;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError, TryLockError};
 
 pub use config::{
@@ -637,14 +637,80 @@ enum Verdict {
     Invalid(InvalidReason),
 }
 
-/// The judging knobs of `ConntrackConfig`.
-#[derive(Clone, Copy, Debug)]
+/// The judging knobs of `ConntrackConfig`, as one packet's tracking reads
+/// them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Policy {
     tcp_loose: bool,
     tcp_be_liberal: bool,
     tcp_max_retrans: u8,
     tcp_ignore_invalid_rst: bool,
     timeouts: Timeouts,
+}
+
+impl Policy {
+    fn of(cfg: &ConntrackConfig) -> Policy {
+        Policy {
+            tcp_loose: cfg.tcp_loose,
+            tcp_be_liberal: cfg.tcp_be_liberal,
+            tcp_max_retrans: cfg.tcp_max_retrans,
+            tcp_ignore_invalid_rst: cfg.tcp_ignore_invalid_rst,
+            timeouts: cfg.timeouts,
+        }
+    }
+}
+
+/// The knobs as the table keeps them: changed while it runs
+/// ([`Conntrack::set_policy`]), as Linux's sysctls are, and read whole at
+/// each use. Relaxed: each value stands alone (a packet judged with a mix
+/// of old and new values during a change is judged as Linux may judge it,
+/// since sysctls change one at a time).
+struct LivePolicy {
+    flags: AtomicU8,
+    tcp_max_retrans: AtomicU8,
+    timeouts: [AtomicU64; Timeouts::COUNT],
+}
+
+impl LivePolicy {
+    const LOOSE: u8 = 1;
+    const LIBERAL: u8 = 2;
+    const IGNORE_INVALID_RST: u8 = 4;
+
+    fn new(p: &Policy) -> LivePolicy {
+        let live = LivePolicy {
+            flags: AtomicU8::new(0),
+            tcp_max_retrans: AtomicU8::new(0),
+            timeouts: std::array::from_fn(|_| AtomicU64::new(0)),
+        };
+        live.store(p);
+        live
+    }
+
+    fn store(&self, p: &Policy) {
+        let flags = u8::from(p.tcp_loose) * Self::LOOSE
+            | u8::from(p.tcp_be_liberal) * Self::LIBERAL
+            | u8::from(p.tcp_ignore_invalid_rst) * Self::IGNORE_INVALID_RST;
+        self.flags.store(flags, Ordering::Relaxed);
+        self.tcp_max_retrans
+            .store(p.tcp_max_retrans, Ordering::Relaxed);
+        for (a, v) in self.timeouts.iter().zip(p.timeouts.to_array()) {
+            a.store(v, Ordering::Relaxed);
+        }
+    }
+
+    #[inline]
+    fn load(&self) -> Policy {
+        let flags = self.flags.load(Ordering::Relaxed);
+        Policy {
+            tcp_loose: flags & Self::LOOSE != 0,
+            tcp_be_liberal: flags & Self::LIBERAL != 0,
+            tcp_max_retrans: self.tcp_max_retrans.load(Ordering::Relaxed),
+            tcp_ignore_invalid_rst: flags & Self::IGNORE_INVALID_RST != 0,
+            timeouts: Timeouts::from_array(std::array::from_fn(|i| {
+                self.timeouts[i].load(Ordering::Relaxed)
+            })),
+        }
+    }
 }
 
 const NR_ICMP_TYPES: u8 = 18;
@@ -784,7 +850,7 @@ pub struct Conntrack {
     /// Event listeners (`events_subscribe`); the shards have event rings
     /// while this is above 0. Control plane only.
     listeners: Mutex<usize>,
-    pol: Policy,
+    pol: LivePolicy,
 }
 
 /// A secret for keying a table's hash: std's `RandomState` draws its keys
@@ -844,13 +910,7 @@ impl Conntrack {
             hash_key: secret(),
             gc_cursor: Mutex::new(GcCursor::default()),
             listeners: Mutex::new(0),
-            pol: Policy {
-                tcp_loose: cfg.tcp_loose,
-                tcp_be_liberal: cfg.tcp_be_liberal,
-                tcp_max_retrans: cfg.tcp_max_retrans,
-                tcp_ignore_invalid_rst: cfg.tcp_ignore_invalid_rst,
-                timeouts: cfg.timeouts,
-            },
+            pol: LivePolicy::new(&Policy::of(&cfg)),
         }
     }
 
@@ -875,6 +935,13 @@ impl Conntrack {
     #[inline]
     pub fn hash(&self, t: &Tuple) -> u64 {
         t.hash_keyed(self.hash_key)
+    }
+
+    /// Changes how packets are judged from now on: the `tcp_*` knobs and
+    /// the timeouts of `cfg` (its sizes stay), as writing Linux's sysctls
+    /// does. An entry's timeout changes when its next packet refreshes it.
+    pub fn set_policy(&self, cfg: &ConntrackConfig) {
+        self.pol.store(&Policy::of(cfg));
     }
 
     /// Bits 32.. pick the shard: the key table uses the low 32 bits for
@@ -1211,7 +1278,7 @@ impl Conntrack {
         c.bytes[d] += bytes;
         c.timeout = c
             .timeout
-            .max(last.saturating_add(self.pol.timeouts.udp_stream));
+            .max(last.saturating_add(self.pol.load().timeouts.udp_stream));
         ShardStats::add_locked(&self.stats_of(home).found, packets);
     }
 
@@ -1260,7 +1327,7 @@ impl Conntrack {
                         seg,
                         now,
                         &mut conn.timeout,
-                        &self.pol,
+                        &self.pol.load(),
                     );
                     *tcp_state = ct.state;
                     v
@@ -1268,9 +1335,11 @@ impl Conntrack {
                 // (A TCP entry always has its line.)
                 _ => Verdict::Invalid(InvalidReason::MissingHeader),
             },
-            Proto::Udp { stream_ts } => udp_packet(&mut conn.status, *stream_ts, now, &self.pol),
-            Proto::Icmp { .. } => Verdict::Refresh(self.pol.timeouts.icmp),
-            Proto::Generic => Verdict::Refresh(self.pol.timeouts.generic),
+            Proto::Udp { stream_ts } => {
+                udp_packet(&mut conn.status, *stream_ts, now, &self.pol.load())
+            }
+            Proto::Icmp { .. } => Verdict::Refresh(self.pol.load().timeouts.icmp),
+            Proto::Generic => Verdict::Refresh(self.pol.load().timeouts.generic),
         };
         let accepted = |conn: &mut Conn| {
             if dir == Dir::Reply {
@@ -1390,7 +1459,7 @@ impl Conntrack {
                 let Some(seg) = &pkt.tcp else {
                     return self.invalid(s, InvalidReason::MissingHeader, None);
                 };
-                let mut ct = match tcp::new(seg, &self.pol) {
+                let mut ct = match tcp::new(seg, &self.pol.load()) {
                     Ok(ct) => ct,
                     Err(reason) => return self.invalid(s, reason, None),
                 };
@@ -1402,7 +1471,7 @@ impl Conntrack {
                     seg,
                     now,
                     &mut expires,
-                    &self.pol,
+                    &self.pol.load(),
                 );
                 conn.proto = Proto::Tcp(ct.state);
                 tcp_ct = Some(ct);
@@ -1412,7 +1481,7 @@ impl Conntrack {
                 conn.proto = Proto::Udp {
                     stream_ts: now.saturating_add(2 * NANOS_PER_SEC),
                 };
-                Verdict::Refresh(self.pol.timeouts.udp)
+                Verdict::Refresh(self.pol.load().timeouts.udp)
             }
             IPPROTO_ICMP => {
                 let Some(ic) = &pkt.icmp else {
@@ -1425,9 +1494,9 @@ impl Conntrack {
                     ty: ic.ty,
                     code: ic.code,
                 };
-                Verdict::Refresh(self.pol.timeouts.icmp)
+                Verdict::Refresh(self.pol.load().timeouts.icmp)
             }
-            _ => Verdict::Refresh(self.pol.timeouts.generic),
+            _ => Verdict::Refresh(self.pol.load().timeouts.generic),
         };
         match verdict {
             Verdict::Refresh(timeout) => {

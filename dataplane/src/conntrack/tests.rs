@@ -2088,3 +2088,25 @@ fn the_hash_is_keyed_per_table() {
         crafted.iter().map(|t| a.hash(t) & 1023).collect();
     assert!(buckets.len() > 48, "{} buckets", buckets.len());
 }
+
+/// Timeouts and the TCP knobs change while the table runs, as Linux's
+/// sysctls do: the next packet of an entry gets the new timeout; tcp_loose
+/// off refuses to pick up a connection mid-stream.
+#[test]
+fn policy_changes_apply_to_the_next_packet() {
+    let c = ct(1024, 16);
+    let t = tuple(C, 5000, SRV, 53, IPPROTO_UDP);
+    let now = 7 * SEC;
+    let p = pending(c.track(now, &udp_pkt(t)));
+    assert_eq!(p.timeout(), 30 * SEC);
+    confirm(&c, now, &p);
+    let mut cfg = cfg(1024, 16);
+    cfg.timeouts.udp = 5 * SEC;
+    cfg.tcp_loose = false;
+    c.set_policy(&cfg);
+    let (_, _, _, s) = existing(c.track(now + SEC, &udp_pkt(t)));
+    assert_eq!(s.expires, now + SEC + 5 * SEC, "the new udp_timeout");
+    // A mid-stream ACK is not picked up with tcp_loose=0.
+    let ack = tcp_pkt(tuple(C, 6000, SRV, 80, IPPROTO_TCP), seg(ACK, 1, 1, 100, 0));
+    assert!(matches!(c.track(now, &ack), Track::Invalid { .. }));
+}
