@@ -1021,8 +1021,14 @@ zero_copy = "off"
         );
         assert!(!resized);
         for (bad, want) in [
-            ("udp_timeout = -1", "conntrack udp_timeout -1 is out of range"),
-            ("tcp_max_retrans = 256", "conntrack tcp_max_retrans 256 is out of range"),
+            (
+                "udp_timeout = -1",
+                "conntrack udp_timeout -1 is out of range",
+            ),
+            (
+                "tcp_max_retrans = 256",
+                "conntrack tcp_max_retrans 256 is out of range",
+            ),
             ("udp_timeout_streams = 5", "udp_timeout_streams"),
         ] {
             let e = Config::parse(Path::new("g.toml"), &with_conntrack(bad)).expect_err(bad);

@@ -687,9 +687,10 @@ impl LivePolicy {
     }
 
     fn store(&self, p: &Policy) {
-        let flags = u8::from(p.tcp_loose) * Self::LOOSE
-            | u8::from(p.tcp_be_liberal) * Self::LIBERAL
-            | u8::from(p.tcp_ignore_invalid_rst) * Self::IGNORE_INVALID_RST;
+        let bit = |on: bool, b: u8| if on { b } else { 0 };
+        let flags = bit(p.tcp_loose, Self::LOOSE)
+            | bit(p.tcp_be_liberal, Self::LIBERAL)
+            | bit(p.tcp_ignore_invalid_rst, Self::IGNORE_INVALID_RST);
         self.flags.store(flags, Ordering::Relaxed);
         self.tcp_max_retrans
             .store(p.tcp_max_retrans, Ordering::Relaxed);
