@@ -5,8 +5,8 @@
 use std::fmt::Write;
 
 use xdpgw_dataplane::rule::{
-    tcp_flag, AddrRange, Chain, IcmpType, Inv, Ipv4Net, Match, MultiportDir, NatRange, PortRange,
-    Rule, RuleSet, TableRules, Target, TtlMatch, TtlSet,
+    tcp_flag, AddrRange, Chain, ConnmarkOp, IcmpType, Inv, Ipv4Net, Match, MultiportDir, NatRange,
+    PortRange, Rule, RuleSet, TableRules, Target, TtlMatch, TtlSet,
 };
 
 use crate::netdb;
@@ -268,6 +268,14 @@ fn match_spec(out: &mut String, m: &Match) {
             inv(out, t.invert);
             let _ = write!(out, " --tos 0x{:02x}/0x{:02x}", t.value.value, t.value.mask);
         }
+        Match::Connmark(m) => {
+            inv(out, m.invert);
+            let _ = if m.value.mask == u32::MAX {
+                write!(out, " --mark 0x{:x}", m.value.value)
+            } else {
+                write!(out, " --mark 0x{:x}/0x{:x}", m.value.value, m.value.mask)
+            };
+        }
     }
 }
 
@@ -356,6 +364,19 @@ fn target(out: &mut String, t: &Target) {
             TtlSet::Dec(v) => write!(out, " -j TTL --ttl-dec {v}"),
         },
         Target::Tos(t) => write!(out, " -j TOS --set-tos 0x{:02x}/0x{:02x}", t.value, t.mask),
+        Target::Connmark(op) => match *op {
+            ConnmarkOp::Set { value, mask } => {
+                write!(out, " -j CONNMARK --set-xmark 0x{value:x}/0x{mask:x}")
+            }
+            ConnmarkOp::Save { nfmask, ctmask } => write!(
+                out,
+                " -j CONNMARK --save-mark --nfmask 0x{nfmask:x} --ctmask 0x{ctmask:x}"
+            ),
+            ConnmarkOp::Restore { nfmask, ctmask } => write!(
+                out,
+                " -j CONNMARK --restore-mark --nfmask 0x{nfmask:x} --ctmask 0x{ctmask:x}"
+            ),
+        },
     };
 }
 

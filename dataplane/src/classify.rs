@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::rule::{
-    AddrRange, CounterLayout, Hook, IcmpType, IfaceMatch, Inv, Ipv4Net, Limit, Log, Match,
-    MultiportDir, NatRange, Policy, PortNat, PortRange, RejectWith, RuleSet, Table, Target,
-    TosBits, TtlMatch, TtlSet,
+    AddrRange, ConnmarkOp, CounterLayout, CtStates, Hook, IcmpType, IfaceMatch, Inv, Ipv4Net,
+    Limit, Log, Match, MultiportDir, NatRange, Policy, PortNat, PortRange, RejectWith, RuleSet,
+    Table, Target, TosBits, TtlMatch, TtlSet,
 };
 
 /// At most this many interfaces take part in `-i`/`-o` matching.
@@ -201,6 +201,12 @@ pub enum CMatch {
         mask: u8,
         invert: bool,
     },
+    /// The connection's mark under `mask` is `value`.
+    Connmark {
+        value: u32,
+        mask: u32,
+        invert: bool,
+    },
 }
 
 /// A compiled target; chains are indices into the table's chains.
@@ -228,6 +234,7 @@ pub enum CTarget {
     },
     Ttl(TtlSet),
     Tos(TosBits),
+    Connmark(ConnmarkOp),
 }
 
 /// A compiled rule. `counter` indexes per-worker counter arrays (its slot
@@ -575,6 +582,11 @@ fn compile_match(m: &Match, limits: &mut u32) -> Option<CMatch> {
             mask: t.value.mask,
             invert: t.invert,
         },
+        Match::Connmark(m) => CMatch::Connmark {
+            value: m.value.value,
+            mask: m.value.mask,
+            invert: m.invert,
+        },
     })
 }
 
@@ -650,24 +662,29 @@ pub fn compile(set: &RuleSet, ifaces: &[&str]) -> Result<CompiledRuleSet, Compil
                     },
                     Target::Ttl(t) => CTarget::Ttl(*t),
                     Target::Tos(t) => CTarget::Tos(*t),
+                    Target::Connmark(op) => CTarget::Connmark(*op),
                 };
                 // What the fast path cannot replay: per-packet fields
-                // (flags, TOS, TTL, length, ICMP type), limits, LOG, and
-                // TTL/TOS edits (a cached flow only rewrites the DSCP).
-                let volatile =
-                    matches!(target, CTarget::Log(_) | CTarget::Ttl(_) | CTarget::Tos(_))
-                        || matches.iter().any(|m| {
-                            matches!(
-                                m,
-                                CMatch::TcpFlags { .. }
-                                    | CMatch::Dscp { .. }
-                                    | CMatch::Icmp { .. }
-                                    | CMatch::Limit { .. }
-                                    | CMatch::Length { .. }
-                                    | CMatch::Ttl(_)
-                                    | CMatch::Tos { .. }
-                            )
-                        });
+                // (flags, TOS, TTL, length, ICMP type), the connection's
+                // mark (another packet may change it), limits, LOG, and
+                // TTL/TOS/CONNMARK edits (a cached flow only rewrites the
+                // DSCP).
+                let volatile = matches!(
+                    target,
+                    CTarget::Log(_) | CTarget::Ttl(_) | CTarget::Tos(_) | CTarget::Connmark(_)
+                ) || matches.iter().any(|m| {
+                    matches!(
+                        m,
+                        CMatch::TcpFlags { .. }
+                            | CMatch::Dscp { .. }
+                            | CMatch::Icmp { .. }
+                            | CMatch::Limit { .. }
+                            | CMatch::Length { .. }
+                            | CMatch::Ttl(_)
+                            | CMatch::Tos { .. }
+                            | CMatch::Connmark { .. }
+                    )
+                });
                 rules.push(CRule {
                     volatile,
                     src: AddrMatch::from(r.src),
@@ -749,11 +766,25 @@ pub struct PacketView {
     pub tos: u8,
     pub ttl: u8,
     pub mark: u32,
+    /// The connection's mark (0 without a connection).
+    pub ctmark: u32,
+    /// Set by CONNMARK: the connection's mark must be written back.
+    pub ctmark_changed: bool,
     pub len: u16,
     /// Set by DSCP and TOS: the packet's TOS byte must be rewritten.
     pub tos_changed: bool,
     /// Set by NOTRACK / CT --notrack.
     pub notrack: bool,
+}
+
+impl PacketView {
+    /// Whether the packet has a connection (Linux's `nf_ct_get` is not
+    /// NULL): tracked, and neither INVALID nor UNTRACKED.
+    #[inline]
+    pub fn has_conn(&self) -> bool {
+        self.ct_bits & (CtStates::INVALID | CtStates::UNTRACKED) == 0
+            && self.ct_bits & (CtStates::NEW | CtStates::RELATED | CtStates::ESTABLISHED) != 0
+    }
 }
 
 /// How a chain traversal ended.
@@ -898,6 +929,11 @@ impl CMatch {
                 mask,
                 invert,
             } => (p.tos & mask == *value) != *invert,
+            CMatch::Connmark {
+                value,
+                mask,
+                invert,
+            } => p.has_conn() && ((p.ctmark & mask == *value) != *invert),
         }
     }
 }
@@ -1023,6 +1059,20 @@ impl CompiledRuleSet {
                     p.tos_changed = true;
                 }
                 CTarget::Ttl(t) => p.ttl = t.apply(p.ttl),
+                CTarget::Connmark(op) if p.has_conn() => match *op {
+                    ConnmarkOp::Set { value, mask } => {
+                        p.ctmark = (p.ctmark & !mask) ^ value;
+                        p.ctmark_changed = true;
+                    }
+                    ConnmarkOp::Save { nfmask, ctmask } => {
+                        p.ctmark = (p.ctmark & !ctmask) ^ (p.mark & nfmask);
+                        p.ctmark_changed = true;
+                    }
+                    ConnmarkOp::Restore { nfmask, ctmask } => {
+                        p.mark = (p.mark & !nfmask) ^ (p.ctmark & ctmask);
+                    }
+                },
+                CTarget::Connmark(_) => {}
                 CTarget::Notrack => p.notrack = true,
                 CTarget::Masquerade(n) => return Verdict::Nat(NatAction::Masquerade(*n)),
                 CTarget::Snat(n) => return Verdict::Nat(NatAction::Snat(*n)),

@@ -389,6 +389,9 @@ pub enum Match {
     Ttl(TtlMatch),
     /// `-m tos --tos value/mask`: the whole TOS byte, ECN bits included.
     Tos(Inv<TosBits>),
+    /// `-m connmark --mark value[/mask]`: the connection's mark (never
+    /// matches a packet without a connection, even inverted).
+    Connmark(Inv<MarkMatch>),
 }
 
 /// `-m length`'s range (`lo` above `hi` matches nothing, as in Linux).
@@ -423,6 +426,18 @@ impl TtlMatch {
 pub struct TosBits {
     pub value: u8,
     pub mask: u8,
+}
+
+/// `-j CONNMARK`: what it does with the connection's mark
+/// (`connmark_tg_shift`); nothing for a packet without a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConnmarkOp {
+    /// ctmark = (ctmark & !mask) ^ value.
+    Set { value: u32, mask: u32 },
+    /// `--save-mark`: ctmark = (ctmark & !ctmask) ^ (mark & nfmask).
+    Save { nfmask: u32, ctmask: u32 },
+    /// `--restore-mark`: mark = (mark & !nfmask) ^ (ctmark & ctmask).
+    Restore { nfmask: u32, ctmask: u32 },
 }
 
 /// `-j TTL`: what it does to the TTL (`xt_HL`: increments stop at 255,
@@ -461,6 +476,7 @@ impl Match {
             Match::Length(_) => "length",
             Match::Ttl(_) => "ttl",
             Match::Tos(_) => "tos",
+            Match::Connmark(_) => "connmark",
         }
     }
 }
@@ -596,6 +612,7 @@ pub enum Target {
     /// `--set-tos value/mask`: tos = (tos & !mask) ^ value, the ECN bits
     /// included (`tos_tg`).
     Tos(TosBits),
+    Connmark(ConnmarkOp),
 }
 
 impl Target {
@@ -648,6 +665,7 @@ impl Target {
             Target::Mark { .. } => "MARK",
             Target::Ttl(_) => "TTL",
             Target::Tos(_) => "TOS",
+            Target::Connmark(_) => "CONNMARK",
         }
     }
 

@@ -513,6 +513,28 @@ impl Lab {
             .collect()
     }
 
+    /// The gateway's connection table as `conntrack -L` prints it (Linux:
+    /// `conntrack -L`; xdpgw: `xdpgw conntrack -L`, the same format).
+    pub fn conntrack_list(&self) -> Vec<String> {
+        let out = match self.backend {
+            Backend::Linux => self.gateway.exec(&["conntrack", "-L"]),
+            Backend::Xdpgw => std::process::Command::new(&self.xdpgw)
+                .args(["conntrack", "-L", "--config"])
+                .arg(&self.config)
+                .output()
+                .unwrap_or_else(|e| panic!("run {}: {e}", self.xdpgw.display())),
+        };
+        assert!(
+            out.status.success(),
+            "conntrack -L: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Packet counters of the rules in force ([`Lab::rules_in_force`] with
     /// counters), of table `table` or all: see [`packet_counters`].
     pub fn packet_counters(&self, table: Option<&str>) -> BTreeMap<String, u64> {

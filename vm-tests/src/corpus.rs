@@ -393,8 +393,9 @@ const TOS_NAMES: &[&str] = &[
 ];
 
 fn other_match(rng: &mut Rng) -> String {
-    match rng.below(11) {
+    match rng.below(12) {
         9 | 10 => header_match(rng),
+        11 => format!("-m connmark {}--mark {}", rng.neg(30), mark_value(rng)),
         0 | 1 => format!(
             "-m conntrack {}--ctstate {}",
             rng.neg(25),
@@ -546,6 +547,7 @@ fn target(rng: &mut Rng, ctx: &Ctx, proto: Proto) -> Option<String> {
         "-j RETURN".to_owned(),
         log_target(rng),
         mark_target(rng),
+        connmark_target(rng),
     ];
     if ctx.table != "nat" {
         choices.push("-j DROP".to_owned());
@@ -683,6 +685,39 @@ fn dscp_target(rng: &mut Rng) -> String {
 }
 
 /// Counters before a rule or on a chain line, sometimes.
+/// `-j CONNMARK` in each of its forms, masks in any order.
+fn connmark_target(rng: &mut Rng) -> String {
+    let mask = |rng: &mut Rng| format!("0x{:x}", rng.next() as u32 >> rng.below(32));
+    match rng.below(7) {
+        0 => format!("-j CONNMARK --set-mark {}", mark_value(rng)),
+        1 => format!("-j CONNMARK --set-xmark {}", mark_value(rng)),
+        2 => format!(
+            "-j CONNMARK --{}-mark {}",
+            rng.pick(&["and", "or", "xor"]),
+            mask(rng)
+        ),
+        3 | 4 => {
+            let op = rng.pick(&["--save-mark", "--restore-mark"]);
+            match rng.below(4) {
+                0 => format!("-j CONNMARK {op}"),
+                1 => format!("-j CONNMARK {op} --mask {}", mask(rng)),
+                2 => format!("-j CONNMARK --nfmask {} {op}", mask(rng)),
+                _ => format!(
+                    "-j CONNMARK {op} --nfmask {} --ctmask {}",
+                    mask(rng),
+                    mask(rng)
+                ),
+            }
+        }
+        5 => format!(
+            "-j CONNMARK --set-mark {} --mask {}",
+            rng.below(16),
+            mask(rng)
+        ),
+        _ => format!("-j CONNMARK --ctmask {} --restore-mark", mask(rng)),
+    }
+}
+
 /// `-j TTL` or `-j TOS` in each of their forms.
 fn ttl_tos_target(rng: &mut Rng) -> String {
     let step = 1 + rng.below(255);
@@ -1462,6 +1497,11 @@ mod tests {
             "-j TTL --ttl-inc",
             "-j TOS --xor-tos",
             "-j TOS --set-tos Minimize-",
+            "-m connmark ! --mark",
+            "-j CONNMARK --save-mark --nfmask",
+            "-j CONNMARK --restore-mark --mask",
+            "-j CONNMARK --nfmask",
+            "-j CONNMARK --or-mark",
         ];
         for m in must {
             assert!(all.contains(m), "the corpus lacks {m:?}");

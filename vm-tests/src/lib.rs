@@ -71,6 +71,31 @@ pub fn gateway_lab(backend: Backend) -> Lab {
     })
 }
 
+/// The gateway lab of conf/gateway.toml with its files written to `dir`
+/// first: the rules `rules` (conf/gateway.rules when None) and the
+/// configuration with `extra` TOML appended (sections of its own, such as
+/// `[conntrack]`). Backend::Linux loads the same rules; what `extra` sets
+/// the caller gives Linux itself (its sysctls).
+pub fn lab_with(dir: &Path, backend: Backend, rules: Option<&str>, extra: &str) -> Lab {
+    let mut conf = std::fs::read_to_string(workspace_dir().join("conf/gateway.toml"))
+        .expect("conf/gateway.toml");
+    assert!(
+        conf.contains("rules = \"gateway.rules\""),
+        "conf/gateway.toml no longer names its rules file 'gateway.rules'"
+    );
+    conf.push('\n');
+    conf.push_str(extra);
+    let rules = match rules {
+        Some(r) => r.to_owned(),
+        None => std::fs::read_to_string(workspace_dir().join("conf/gateway.rules"))
+            .expect("conf/gateway.rules"),
+    };
+    std::fs::write(dir.join("gateway.rules"), rules).expect("write the rules");
+    let config = dir.join("gateway.toml");
+    std::fs::write(&config, conf).expect("write the configuration");
+    Lab::gateway_lab(&lab_config(backend, &config))
+}
+
 /// The dataplane gateway of conf/gateway.toml (lan0 192.168.10.1/24, wan0
 /// 203.0.113.1/24, default route via 203.0.113.254) for in-memory tests
 /// and benchmarks: interface `k` gets `macs[k]` and MTU 1500.

@@ -12,26 +12,14 @@ use std::time::{Duration, Instant};
 use xdpgw_vm_tests::lab::SERVER;
 use xdpgw_vm_tests::lab::{Backend, Lab, WorkDir};
 use xdpgw_vm_tests::scenario::*;
-use xdpgw_vm_tests::{lab_config, workspace_dir, xdpgw_binary};
+use xdpgw_vm_tests::{lab_with, xdpgw_binary};
 
 const PORT: &str = "7777";
 
 /// The lab with conf/gateway.toml plus `[conntrack] udp_timeout = 3`
 /// written to `dir` (xdpgw), or Linux with the same timeout as a sysctl.
 fn lab_in(dir: &Path, backend: Backend) -> Lab {
-    let mut conf = std::fs::read_to_string(workspace_dir().join("conf/gateway.toml"))
-        .expect("conf/gateway.toml");
-    assert!(
-        !conf.contains("[conntrack]"),
-        "conf/gateway.toml has a [conntrack] section: adapt the test"
-    );
-    conf.push_str("\n[conntrack]\nudp_timeout = 3\n");
-    let rules = std::fs::read_to_string(workspace_dir().join("conf/gateway.rules"))
-        .expect("conf/gateway.rules");
-    std::fs::write(dir.join("gateway.rules"), rules).expect("write the rules");
-    let config = dir.join("gateway.toml");
-    std::fs::write(&config, conf).expect("write the configuration");
-    let lab = Lab::gateway_lab(&lab_config(backend, &config));
+    let lab = lab_with(dir, backend, None, "[conntrack]\nudp_timeout = 3\n");
     if backend == Backend::Linux {
         set_linux_udp_timeout(&lab, 3);
     }

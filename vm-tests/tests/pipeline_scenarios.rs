@@ -517,6 +517,79 @@ COMMIT
     assert_eq!(s.tos, 0xb9, "xor in POSTROUTING");
 }
 
+/// CONNMARK as Linux's xt_CONNMARK: a mark chosen for a connection's
+/// first packet and saved is restored on its later packets, both ways; the
+/// connection's mark is the entry's (`conntrack -L` shows it); a packet
+/// without a connection (NOTRACK) has no connection mark: `-m connmark`
+/// does not match it, even inverted, and CONNMARK leaves it alone.
+#[test]
+fn connmark_saves_and_restores_a_connections_mark() {
+    let rules = "\
+*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A PREROUTING -p udp --dport 5353 -j NOTRACK
+COMMIT
+*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -j CONNMARK --restore-mark
+-A PREROUTING -i lan0 -m mark --mark 0 -j MARK --set-mark 0x7
+-A PREROUTING -j CONNMARK --save-mark --mask 0xff
+-A FORWARD -m connmark --mark 0x7
+-A FORWARD -m connmark ! --mark 0x7
+-A FORWARD -m mark --mark 0x7
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A POSTROUTING -o wan0 -j MASQUERADE
+COMMIT
+";
+    let mut lab = Lab::with_rules(rules);
+    let fwd = |lab: &Lab| -> Vec<u64> {
+        (0..3)
+            .map(|r| lab.counter(Table::Mangle, Hook::Forward, r))
+            .collect()
+    };
+    assert_eq!(lab.send(LAN, udp_from_client(41000, b"q")).iface(), WAN);
+    assert_eq!(lab.conn(41000).mark, 7, "saved on the first packet");
+    assert_eq!(fwd(&lab), [1, 0, 1]);
+    // The reply comes from the WAN, where no MARK rule applies: the mark
+    // is restored from the connection.
+    assert_eq!(lab.send(WAN, udp_from_server(41000)).iface(), LAN);
+    assert_eq!(fwd(&lab), [2, 0, 2]);
+    // Untracked: neither connmark rule matches, the mark set in
+    // PREROUTING stays the packet's own.
+    let mut spec = decode_spec_udp(5353);
+    spec.id = 9;
+    assert_eq!(lab.send(LAN, spec.build()).iface(), WAN);
+    assert_eq!(fwd(&lab), [2, 0, 3]);
+}
+
+fn decode_spec_udp(dport: u16) -> FrameSpec {
+    FrameSpec {
+        dst_mac: LAN_MAC,
+        src_mac: CLIENT_MAC,
+        src: CLIENT,
+        dst: SERVER,
+        ttl: 64,
+        tos: 0,
+        id: 7,
+        df: true,
+        l4: L4Spec::Udp {
+            sport: 42000,
+            dport,
+            payload: vec![1; 8],
+        },
+    }
+}
+
 #[test]
 fn ttl_one_gets_time_exceeded() {
     let mut lab = Lab::new();

@@ -417,6 +417,30 @@ impl Rejected {
 
 const REJECTED: &[Rejected] = &[
     Rejected {
+        name: "connmark_target_without_an_operation",
+        marked: "iptables -t mangle -A PREROUTING -j CONNMARK --set-mark 1
+>iptables -t mangle -A PREROUTING -j CONNMARK --mask 0xff
+",
+    },
+    Rejected {
+        name: "connmark_save_and_restore",
+        marked: "iptables -t mangle -A PREROUTING -j CONNMARK --save-mark
+>iptables -t mangle -A PREROUTING -j CONNMARK --save-mark --restore-mark
+",
+    },
+    Rejected {
+        name: "connmark_mask_and_nfmask",
+        marked: "iptables -t mangle -A PREROUTING -j CONNMARK --save-mark
+>iptables -t mangle -A PREROUTING -j CONNMARK --save-mark --mask 0xff --nfmask 0xf
+",
+    },
+    Rejected {
+        name: "connmark_match_without_mark",
+        marked: "iptables -A FORWARD -m connmark --mark 1
+>iptables -A FORWARD -m connmark -j ACCEPT
+",
+    },
+    Rejected {
         name: "address_list_delete_is_all_or_nothing",
         marked: "iptables -A FORWARD -s 10.0.0.1 -d 2.2.2.2 -j DROP
 >iptables -D FORWARD -s 10.0.0.1,10.0.0.7 -d 2.2.2.2 -j DROP

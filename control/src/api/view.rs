@@ -11,8 +11,8 @@
 use std::fmt::Write;
 
 use xdpgw_dataplane::rule::{
-    tcp_flag, Chain, IcmpType, Inv, Ipv4Net, Match, MultiportDir, NatRange, PortRange, Rule,
-    TableRules, Target, TosBits, TtlMatch, TtlSet,
+    tcp_flag, Chain, ConnmarkOp, IcmpType, Inv, Ipv4Net, Match, MultiportDir, NatRange, PortRange,
+    Rule, TableRules, Target, TosBits, TtlMatch, TtlSet,
 };
 
 use crate::netdb;
@@ -378,6 +378,18 @@ fn match_text(out: &mut String, m: &Match, proto: &str, numeric: bool) {
                 d.value
             );
         }
+        Match::Connmark(m) => {
+            // libxt_connmark: "connmark match " then "!" and " 0x..".
+            out.push_str(" connmark match ");
+            if m.invert {
+                out.push('!');
+            }
+            let _ = if m.value.mask == u32::MAX {
+                write!(out, " 0x{:x}", m.value.value)
+            } else {
+                write!(out, " 0x{:x}/0x{:x}", m.value.value, m.value.mask)
+            };
+        }
         Match::Mark(m) => {
             out.push_str(" mark match");
             if m.invert {
@@ -442,6 +454,22 @@ fn match_text(out: &mut String, m: &Match, proto: &str, numeric: bool) {
             }
         }
     }
+}
+
+/// A `value/mask` mark operation as libxt_MARK and libxt_CONNMARK print
+/// it: `and`, `or`, `xor`, `set` or `xset`, in that order of preference.
+fn xmark_text(out: &mut String, value: u32, mask: u32) {
+    let _ = if value == 0 {
+        write!(out, "and 0x{:x}", !mask)
+    } else if value == mask {
+        write!(out, "or 0x{value:x}")
+    } else if mask == 0 {
+        write!(out, "xor 0x{value:x}")
+    } else if mask == u32::MAX {
+        write!(out, "set 0x{value:x}")
+    } else {
+        write!(out, "xset 0x{value:x}/0x{mask:x}")
+    };
 }
 
 /// The name iptables prints for a TOS value under the mask 0x3f
@@ -520,16 +548,36 @@ fn target_text(out: &mut String, t: &Target, numeric: bool) {
         Target::CtNotrack => out.push_str(" CT notrack"),
         Target::Mark { value, mask } => {
             out.push_str(" MARK ");
-            let _ = if *mask == u32::MAX {
-                write!(out, "set 0x{value:x}")
-            } else if *value == 0 {
-                write!(out, "and 0x{:x}", !mask)
-            } else if value == mask {
-                write!(out, "or 0x{value:x}")
-            } else if *mask == 0 {
-                write!(out, "xor 0x{value:x}")
-            } else {
-                write!(out, "xset 0x{value:x}/0x{mask:x}")
+            xmark_text(out, *value, *mask);
+        }
+        Target::Connmark(op) => {
+            out.push_str(" CONNMARK ");
+            // libxt_CONNMARK's connmark_tg_print_v2.
+            let _ = match *op {
+                ConnmarkOp::Set { value, mask } => {
+                    xmark_text(out, value, mask);
+                    Ok(())
+                }
+                ConnmarkOp::Save { nfmask, ctmask } if nfmask == u32::MAX && ctmask == u32::MAX => {
+                    write!(out, "save")
+                }
+                ConnmarkOp::Save { nfmask, ctmask } if nfmask == ctmask => {
+                    write!(out, "save mask 0x{nfmask:x}")
+                }
+                ConnmarkOp::Save { nfmask, ctmask } => {
+                    write!(out, "save nfmask 0x{nfmask:x} ctmask ~0x{ctmask:x}")
+                }
+                ConnmarkOp::Restore { nfmask, ctmask }
+                    if nfmask == u32::MAX && ctmask == u32::MAX =>
+                {
+                    write!(out, "restore")
+                }
+                ConnmarkOp::Restore { nfmask, ctmask } if nfmask == ctmask => {
+                    write!(out, "restore mask 0x{ctmask:x}")
+                }
+                ConnmarkOp::Restore { nfmask, ctmask } => {
+                    write!(out, "restore ctmask 0x{ctmask:x} nfmask ~0x{nfmask:x}")
+                }
             };
         }
         Target::Ttl(t) => {

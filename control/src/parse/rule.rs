@@ -3,9 +3,9 @@
 //! inverts, options belonging to the matches and target loaded before them).
 
 use xdpgw_dataplane::rule::{
-    CtStates, IcmpType, IfaceMatch, Inv, IpRange, Ipv4Net, LenRange, Limit, Log, MarkMatch, Match,
-    Multiport, MultiportDir, NatRange, PortMatch, PortNat, PortRange, RejectWith, Rule, Table,
-    Target, TcpFlags, TcpMatch, TosBits, TtlMatch, TtlSet,
+    ConnmarkOp, CtStates, IcmpType, IfaceMatch, Inv, IpRange, Ipv4Net, LenRange, Limit, Log,
+    MarkMatch, Match, Multiport, MultiportDir, NatRange, PortMatch, PortNat, PortRange, RejectWith,
+    Rule, Table, Target, TcpFlags, TcpMatch, TosBits, TtlMatch, TtlSet,
 };
 
 use super::lex::Token;
@@ -13,7 +13,7 @@ use super::value;
 use crate::error::{RuleError, RuleErrorKind};
 use crate::netdb;
 
-pub const SUPPORTED_MATCHES: [&str; 14] = [
+pub const SUPPORTED_MATCHES: [&str; 15] = [
     "tcp",
     "udp",
     "icmp",
@@ -28,9 +28,10 @@ pub const SUPPORTED_MATCHES: [&str; 14] = [
     "length",
     "ttl",
     "tos",
+    "connmark",
 ];
 
-pub const SUPPORTED_TARGETS: [&str; 15] = [
+pub const SUPPORTED_TARGETS: [&str; 16] = [
     "ACCEPT",
     "DROP",
     "RETURN",
@@ -46,6 +47,7 @@ pub const SUPPORTED_TARGETS: [&str; 15] = [
     "MARK",
     "TTL",
     "TOS",
+    "CONNMARK",
 ];
 
 const IPPROTO_ICMP: u8 = 1;
@@ -446,6 +448,10 @@ impl<'a> Parser<'a> {
             "length" => Match::Length(Inv::plain(LenRange { lo: 0, hi: 0 })),
             "ttl" => Match::Ttl(TtlMatch::Eq(0)),
             "tos" => Match::Tos(Inv::plain(TosBits { value: 0, mask: 0 })),
+            "connmark" => Match::Connmark(Inv::plain(MarkMatch {
+                value: 0,
+                mask: u32::MAX,
+            })),
             _ => {
                 return Err(err(
                     v,
@@ -495,8 +501,13 @@ impl<'a> Parser<'a> {
                 "MARK" => Target::Mark { value: 0, mask: 0 },
                 "TTL" => Target::Ttl(TtlSet::Set(0)),
                 "TOS" => Target::Tos(TosBits { value: 0, mask: 0 }),
-                "QUEUE" | "NFQUEUE" | "TRACE" | "TPROXY" | "NETMAP" | "TCPMSS" | "CONNMARK"
-                | "CLASSIFY" | "SET" | "AUDIT" | "NFLOG" | "ULOG" => {
+                // The operation comes with its option; masks may come first.
+                "CONNMARK" => Target::Connmark(ConnmarkOp::Save {
+                    nfmask: u32::MAX,
+                    ctmask: u32::MAX,
+                }),
+                "QUEUE" | "NFQUEUE" | "TRACE" | "TPROXY" | "NETMAP" | "TCPMSS" | "CLASSIFY"
+                | "SET" | "AUDIT" | "NFLOG" | "ULOG" => {
                     return Err(err(
                         v,
                         RuleErrorKind::UnsupportedTarget {
@@ -608,6 +619,7 @@ impl<'a> Parser<'a> {
             (Match::Length(_), "--length") => 1,
             (Match::Ttl(_), "--ttl-eq" | "--ttl-lt" | "--ttl-gt") => 1,
             (Match::Tos(_), "--tos") => 1,
+            (Match::Connmark(_), "--mark") => 1,
             (
                 Match::Conntrack(_),
                 "--ctproto" | "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst"
@@ -700,7 +712,7 @@ impl<'a> Parser<'a> {
                 };
                 *d = Inv::new(val.map_err(|e| bad(v, opt, e))?, inv);
             }
-            Match::Mark(m) => {
+            Match::Mark(m) | Match::Connmark(m) => {
                 let v = take()?;
                 let (value, mask) = value::mark(&v.text).map_err(|e| bad(v, opt, e))?;
                 *m = Inv::new(
@@ -787,6 +799,14 @@ impl<'a> Parser<'a> {
             (Target::Ttl(_), "--ttl-set" | "--ttl-inc" | "--ttl-dec") => 1,
             (Target::Tos(_), "--set-tos" | "--and-tos" | "--or-tos" | "--xor-tos") => 1,
             (
+                Target::Connmark(_),
+                "--set-mark" | "--set-xmark" | "--and-mark" | "--or-mark" | "--xor-mark"
+                | "--save-mark" | "--restore-mark",
+            ) => 1,
+            (Target::Connmark(_), "--mask") => 2,
+            (Target::Connmark(_), "--nfmask") => 4,
+            (Target::Connmark(_), "--ctmask") => 8,
+            (
                 Target::Log(_),
                 "--log-tcp-sequence" | "--log-tcp-options" | "--log-ip-options" | "--log-uid"
                 | "--log-macdecode",
@@ -817,7 +837,19 @@ impl<'a> Parser<'a> {
             ));
         }
         lt.seen |= bit;
-        let needs_value = !matches!(opt, "--random" | "--random-fully" | "--notrack");
+        let masks = lt.seen & 0b1110;
+        if matches!(lt.t, Target::Connmark(_)) && masks & 2 != 0 && masks & 0b1100 != 0 {
+            return Err(err(
+                t,
+                RuleErrorKind::Semantic(
+                    "--mask cannot be used together with --nfmask or --ctmask".into(),
+                ),
+            ));
+        }
+        let needs_value = !matches!(
+            opt,
+            "--random" | "--random-fully" | "--notrack" | "--save-mark" | "--restore-mark"
+        );
         let v = if needs_value {
             let v = self.toks.get(self.pos).ok_or_else(|| {
                 err(
@@ -894,6 +926,47 @@ impl<'a> Parser<'a> {
                     _ => TtlSet::Dec(value::ttl(text, 1).map_err(bad_v)?),
                 };
             }
+            Target::Connmark(op) => {
+                // libxt_CONNMARK (v2): options act in order; the masks start
+                // at 0xffffffff and the operation keeps the ones given.
+                let (nfmask, ctmask) = match *op {
+                    ConnmarkOp::Save { nfmask, ctmask }
+                    | ConnmarkOp::Restore { nfmask, ctmask } => (nfmask, ctmask),
+                    ConnmarkOp::Set { mask, .. } => (u32::MAX, mask),
+                };
+                let number = |text: &str| value::mark(text).map(|(v, _)| v);
+                *op = match opt {
+                    "--save-mark" => ConnmarkOp::Save { nfmask, ctmask },
+                    "--restore-mark" => ConnmarkOp::Restore { nfmask, ctmask },
+                    "--mask" | "--nfmask" | "--ctmask" => {
+                        let m = number(text).map_err(bad_v)?;
+                        let nf = if opt == "--ctmask" { nfmask } else { m };
+                        let ct = if opt == "--nfmask" { ctmask } else { m };
+                        match *op {
+                            ConnmarkOp::Set { value, .. } => ConnmarkOp::Set { value, mask: ct },
+                            ConnmarkOp::Save { .. } => ConnmarkOp::Save {
+                                nfmask: nf,
+                                ctmask: ct,
+                            },
+                            ConnmarkOp::Restore { .. } => ConnmarkOp::Restore {
+                                nfmask: nf,
+                                ctmask: ct,
+                            },
+                        }
+                    }
+                    _ => {
+                        let (v, m) = value::mark(text).map_err(bad_v)?;
+                        let (value, mask) = match opt {
+                            "--set-xmark" => (v, m.unwrap_or(u32::MAX)),
+                            "--set-mark" => (v, v | m.unwrap_or(u32::MAX)),
+                            "--and-mark" => (0, !v),
+                            "--or-mark" => (v, v),
+                            _ => (v, 0),
+                        };
+                        ConnmarkOp::Set { value, mask }
+                    }
+                };
+            }
             Target::Tos(t) => {
                 let (v, m) = if opt == "--set-tos" {
                     value::tos(text).map_err(bad_v)?
@@ -962,6 +1035,7 @@ impl<'a> Parser<'a> {
                     return Err(needs("--ttl-eq, --ttl-lt or --ttl-gt"))
                 }
                 Match::Tos(_) if l.seen == 0 => return Err(needs("--tos")),
+                Match::Connmark(_) if l.seen == 0 => return Err(needs("--mark")),
                 _ => {}
             }
             rule.matches.push(l.m);
@@ -1000,6 +1074,12 @@ impl<'a> Parser<'a> {
                     }
                     Target::Ttl(_) if lt.seen == 0 => {
                         return Err(need("--ttl-set, --ttl-inc or --ttl-dec"))
+                    }
+                    Target::Connmark(_) if lt.seen & 1 == 0 => {
+                        return Err(need(
+                            "an operation: --set-mark, --set-xmark, --and-mark, --or-mark, \
+                             --xor-mark, --save-mark or --restore-mark",
+                        ))
                     }
                     Target::Tos(_) if lt.seen == 0 => {
                         return Err(need("--set-tos, --and-tos, --or-tos or --xor-tos"))

@@ -333,6 +333,16 @@ impl Pending {
     pub fn timeout(&self) -> Nanos {
         self.conn.timeout
     }
+
+    /// The mark the entry gets when confirmed (CONNMARK on its first
+    /// packet).
+    pub fn mark(&self) -> u32 {
+        self.conn.mark
+    }
+
+    pub fn set_mark(&mut self, mark: u32) {
+        self.conn.mark = mark;
+    }
 }
 
 /// Why one attempt at inserting (`try_insert`) failed.

@@ -378,7 +378,23 @@ impl Hooks {
             self.logs
                 .push(self.eval.logs[i], p.view.in_iface, p.view.out_iface, frame);
         }
+        if p.view.ctmark_changed {
+            p.view.ctmark_changed = false;
+            self.write_ctmark(p);
+        }
         v
+    }
+
+    /// Writes a mark CONNMARK set into the packet's connection: the entry,
+    /// or the pending one (confirmed with it).
+    fn write_ctmark(&self, p: &mut Pkt) {
+        match &mut p.conn {
+            Conn::New(pending) => pending.set_mark(p.view.ctmark),
+            Conn::Existing { entry: Some(e), .. } => {
+                self.gw.conntrack.set_mark(*e, p.view.ctmark);
+            }
+            _ => {}
+        }
     }
 
     /// Conntrack for a packet, as nf_conntrack_in.
@@ -409,6 +425,11 @@ impl Hooks {
                 t
             };
             cx.obs.conntrack(&track, meta.tuple.proto);
+            let ctmark = match &track {
+                Track::Existing { snap, .. } => snap.mark,
+                Track::New(pending) => pending.mark(),
+                Track::Invalid { .. } => 0,
+            };
             let (conn, state) = match track {
                 Track::Existing {
                     entry,
@@ -431,6 +452,7 @@ impl Hooks {
                 Track::New(pending) => (Conn::New(pending), CtState::New),
                 Track::Invalid { .. } => (Conn::Invalid, CtState::Invalid),
             };
+            p.view.ctmark = ctmark;
             p.conn = conn;
             p.ct_state = state;
         }
