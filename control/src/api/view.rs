@@ -799,6 +799,71 @@ TOS        all  --  anywhere             anywhere             TOS set 0x11/0x3f
         assert_eq!(got, want);
     }
 
+    /// `iptables -t mangle -L PREROUTING -n` and `iptables -L FORWARD -n`
+    /// (iptables 1.8.9, Linux 6.18) of CONNMARK, connmark and MARK forms.
+    #[test]
+    fn connmark_lists_as_iptables() {
+        let text = "*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -j CONNMARK --set-mark 1
+-A PREROUTING -j CONNMARK --set-mark 1/0xff
+-A PREROUTING -j CONNMARK --and-mark 0xf0
+-A PREROUTING -j CONNMARK --or-mark 0x4
+-A PREROUTING -j CONNMARK --xor-mark 0x4
+-A PREROUTING -j CONNMARK --save-mark
+-A PREROUTING -j CONNMARK --save-mark --mask 0xff
+-A PREROUTING -j CONNMARK --save-mark --nfmask 0xff --ctmask 0xf0
+-A PREROUTING -j CONNMARK --restore-mark
+-A PREROUTING -j CONNMARK --restore-mark --nfmask 0xff --ctmask 0xf0
+-A PREROUTING -j CONNMARK --set-mark 0
+-A PREROUTING -j MARK --set-mark 0
+-A FORWARD -m connmark --mark 1
+-A FORWARD -m connmark ! --mark 1/0xf
+COMMIT
+";
+        let set = crate::parse::load_str(text).expect("rules");
+        let mangle = set
+            .tables
+            .iter()
+            .find(|t| t.table == Table::Mangle)
+            .expect("mangle");
+        let numeric = ListFormat {
+            numeric: true,
+            ..ListFormat::default()
+        };
+        let got = list(mangle, Some("PREROUTING"), numeric).expect("list");
+        let want = "\
+Chain PREROUTING (policy ACCEPT)
+target     prot opt source               destination         
+CONNMARK   0    --  0.0.0.0/0            0.0.0.0/0            CONNMARK set 0x1
+CONNMARK   0    --  0.0.0.0/0            0.0.0.0/0            CONNMARK xset 0x1/0xff
+CONNMARK   0    --  0.0.0.0/0            0.0.0.0/0            CONNMARK and 0xf0
+CONNMARK   0    --  0.0.0.0/0            0.0.0.0/0            CONNMARK or 0x4
+CONNMARK   0    --  0.0.0.0/0            0.0.0.0/0            CONNMARK xor 0x4
+CONNMARK   0    --  0.0.0.0/0            0.0.0.0/0            CONNMARK save
+CONNMARK   0    --  0.0.0.0/0            0.0.0.0/0            CONNMARK save mask 0xff
+CONNMARK   0    --  0.0.0.0/0            0.0.0.0/0            CONNMARK save nfmask 0xff ctmask ~0xf0
+CONNMARK   0    --  0.0.0.0/0            0.0.0.0/0            CONNMARK restore
+CONNMARK   0    --  0.0.0.0/0            0.0.0.0/0            CONNMARK restore ctmask 0xf0 nfmask ~0xff
+CONNMARK   0    --  0.0.0.0/0            0.0.0.0/0            CONNMARK and 0x0
+MARK       0    --  0.0.0.0/0            0.0.0.0/0            MARK and 0x0
+";
+        assert_eq!(got, want);
+        let got = list(mangle, Some("FORWARD"), numeric).expect("list");
+        assert!(
+            got.ends_with(
+                "0.0.0.0/0            connmark match  0x1
+           0    --  0.0.0.0/0            0.0.0.0/0            connmark match ! 0x1/0xf
+"
+            ),
+            "{got}"
+        );
+    }
+
     #[test]
     fn big_counters_are_abbreviated_unless_exact() {
         let mut s = String::new();
