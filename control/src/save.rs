@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use xdpgw_dataplane::rule::TcpmssOp;
 use xdpgw_dataplane::rule::{
     tcp_flag, AddrRange, Chain, ConnmarkOp, IcmpType, Inv, Ipv4Net, Match, MultiportDir, NatRange,
     PortRange, Rule, RuleSet, TableRules, Target, TtlMatch, TtlSet,
@@ -364,6 +365,8 @@ fn target(out: &mut String, t: &Target) {
             TtlSet::Dec(v) => write!(out, " -j TTL --ttl-dec {v}"),
         },
         Target::Tos(t) => write!(out, " -j TOS --set-tos 0x{:02x}/0x{:02x}", t.value, t.mask),
+        Target::Tcpmss(TcpmssOp::Set(v)) => write!(out, " -j TCPMSS --set-mss {v}"),
+        Target::Tcpmss(TcpmssOp::ClampPmtu) => write!(out, " -j TCPMSS --clamp-mss-to-pmtu"),
         Target::Connmark(op) => match *op {
             ConnmarkOp::Set { value, mask } => {
                 write!(out, " -j CONNMARK --set-xmark 0x{value:x}/0x{mask:x}")

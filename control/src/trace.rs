@@ -217,6 +217,7 @@ fn target_text(r: &Rule) -> String {
         Target::Mark { .. } => "MARK, continue".into(),
         Target::Ttl(_) => "TTL, continue".into(),
         Target::Connmark(_) => "CONNMARK, continue".into(),
+        Target::Tcpmss(_) => "TCPMSS, continue".into(),
         Target::Tos(t) => format!("TOS set 0x{:02x}/0x{:02x}, continue", t.value, t.mask),
         Target::Notrack | Target::CtNotrack => format!("{}: not tracked", r.target.name()),
         t => t.name().to_string(),

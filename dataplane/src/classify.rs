@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use crate::rule::{
     AddrRange, ConnmarkOp, CounterLayout, CtStates, Hook, IcmpType, IfaceMatch, Inv, Ipv4Net,
     Limit, Log, Match, MultiportDir, NatRange, Policy, PortNat, PortRange, RejectWith, RuleSet,
-    Table, Target, TosBits, TtlMatch, TtlSet,
+    Table, Target, TcpmssOp, TosBits, TtlMatch, TtlSet,
 };
 
 /// At most this many interfaces take part in `-i`/`-o` matching.
@@ -235,6 +235,7 @@ pub enum CTarget {
     Ttl(TtlSet),
     Tos(TosBits),
     Connmark(ConnmarkOp),
+    Tcpmss(TcpmssOp),
 }
 
 /// A compiled rule. `counter` indexes per-worker counter arrays (its slot
@@ -663,6 +664,7 @@ pub fn compile(set: &RuleSet, ifaces: &[&str]) -> Result<CompiledRuleSet, Compil
                     Target::Ttl(t) => CTarget::Ttl(*t),
                     Target::Tos(t) => CTarget::Tos(*t),
                     Target::Connmark(op) => CTarget::Connmark(*op),
+                    Target::Tcpmss(op) => CTarget::Tcpmss(*op),
                 };
                 // What the fast path cannot replay: per-packet fields
                 // (flags, TOS, TTL, length, ICMP type), the connection's
@@ -671,7 +673,11 @@ pub fn compile(set: &RuleSet, ifaces: &[&str]) -> Result<CompiledRuleSet, Compil
                 // DSCP).
                 let volatile = matches!(
                     target,
-                    CTarget::Log(_) | CTarget::Ttl(_) | CTarget::Tos(_) | CTarget::Connmark(_)
+                    CTarget::Log(_)
+                        | CTarget::Ttl(_)
+                        | CTarget::Tos(_)
+                        | CTarget::Connmark(_)
+                        | CTarget::Tcpmss(_)
                 ) || matches.iter().any(|m| {
                     matches!(
                         m,
@@ -770,6 +776,10 @@ pub struct PacketView {
     pub ctmark: u32,
     /// Set by CONNMARK: the connection's mark must be written back.
     pub ctmark_changed: bool,
+    /// Set by TCPMSS: the smallest `--set-mss` of the rules that ran.
+    pub mss_set: Option<u16>,
+    /// Set by TCPMSS `--clamp-mss-to-pmtu`.
+    pub mss_clamp: bool,
     pub len: u16,
     /// Set by DSCP and TOS: the packet's TOS byte must be rewritten.
     pub tos_changed: bool,
@@ -1073,6 +1083,12 @@ impl CompiledRuleSet {
                     }
                 },
                 CTarget::Connmark(_) => {}
+                // Each TCPMSS only lowers the MSS: their combined effect is
+                // the smallest, applied once (see the pipeline).
+                CTarget::Tcpmss(TcpmssOp::Set(v)) => {
+                    p.mss_set = Some(p.mss_set.map_or(*v, |m| m.min(*v)));
+                }
+                CTarget::Tcpmss(TcpmssOp::ClampPmtu) => p.mss_clamp = true,
                 CTarget::Notrack => p.notrack = true,
                 CTarget::Masquerade(n) => return Verdict::Nat(NatAction::Masquerade(*n)),
                 CTarget::Snat(n) => return Verdict::Nat(NatAction::Snat(*n)),

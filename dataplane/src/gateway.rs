@@ -135,6 +135,12 @@ impl Gateway {
 
     /// The interface holding `addr`, if it is one of the gateway's.
     #[inline]
+    /// The MTU of interface `iface` (1500 for one the gateway does not
+    /// have).
+    pub fn mtu(&self, iface: u8) -> u16 {
+        self.ifaces.get(usize::from(iface)).map_or(1500, |f| f.mtu)
+    }
+
     pub fn local_iface(&self, addr: Ipv4Addr) -> Option<u8> {
         self.ifaces
             .iter()

@@ -440,6 +440,16 @@ pub enum ConnmarkOp {
     Restore { nfmask: u32, ctmask: u32 },
 }
 
+/// `-j TCPMSS`: the MSS a SYN is lowered to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TcpmssOp {
+    /// `--set-mss N`.
+    Set(u16),
+    /// `--clamp-mss-to-pmtu`: the smaller of the MTUs of the routes out and
+    /// back to the sender, less 40.
+    ClampPmtu,
+}
+
 /// `-j TTL`: what it does to the TTL (`xt_HL`: increments stop at 255,
 /// decrements at 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -613,6 +623,7 @@ pub enum Target {
     /// included (`tos_tg`).
     Tos(TosBits),
     Connmark(ConnmarkOp),
+    Tcpmss(TcpmssOp),
 }
 
 impl Target {
@@ -666,6 +677,7 @@ impl Target {
             Target::Ttl(_) => "TTL",
             Target::Tos(_) => "TOS",
             Target::Connmark(_) => "CONNMARK",
+            Target::Tcpmss(_) => "TCPMSS",
         }
     }
 

@@ -549,6 +549,16 @@ fn target(rng: &mut Rng, ctx: &Ctx, proto: Proto) -> Option<String> {
         mark_target(rng),
         connmark_target(rng),
     ];
+    if proto == Proto::Tcp {
+        // Clamping is refused in the built-in PREROUTING and INPUT chains
+        // only (iptables-nft checks no user chain).
+        let clamp_ok = !matches!(ctx.chain, "PREROUTING" | "INPUT");
+        choices.push(if clamp_ok && rng.chance(50) {
+            "-j TCPMSS --clamp-mss-to-pmtu".to_owned()
+        } else {
+            format!("-j TCPMSS --set-mss {}", 500 + rng.below(1000))
+        });
+    }
     if ctx.table != "nat" {
         choices.push("-j DROP".to_owned());
         choices.push("-j DROP".to_owned());
@@ -1266,6 +1276,12 @@ fn mangle_raw(rng: &mut Rng) -> String {
         "-A POSTROUTING -o eth0 -j TOS --set-tos Minimize-Delay".to_owned(),
         "-A OUTPUT -m length --length :128 -j TOS --and-tos 0x0f".to_owned(),
         "-A INPUT -m tos ! --tos 0x10/0x3f -j TTL --ttl-dec 3".to_owned(),
+        "-A PREROUTING -j CONNMARK --restore-mark --mask 0xff".to_owned(),
+        "-A PREROUTING -j CONNMARK --nfmask 0xf0 --save-mark".to_owned(),
+        "-A POSTROUTING -j CONNMARK --save-mark --nfmask 0xff --ctmask 0xff00".to_owned(),
+        "-A FORWARD -m connmark ! --mark 0x1/0xff -j CONNMARK --or-mark 0x100".to_owned(),
+        "-A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu".to_owned(),
+        "-A PREROUTING -p tcp --syn -j TCPMSS --set-mss 1360".to_owned(),
         "-A mark-web -j MARK --set-mark 80".to_owned(),
         "-A PREROUTING -p tcp --dport 80 -j mark-web".to_owned(),
     ];
@@ -1502,6 +1518,8 @@ mod tests {
             "-j CONNMARK --restore-mark --mask",
             "-j CONNMARK --nfmask",
             "-j CONNMARK --or-mark",
+            "-j TCPMSS --clamp-mss-to-pmtu",
+            "-j TCPMSS --set-mss ",
         ];
         for m in must {
             assert!(all.contains(m), "the corpus lacks {m:?}");

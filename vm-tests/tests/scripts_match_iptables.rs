@@ -417,6 +417,30 @@ impl Rejected {
 
 const REJECTED: &[Rejected] = &[
     Rejected {
+        name: "tcpmss_clamp_in_prerouting",
+        marked: "iptables -t mangle -A FORWARD -p tcp --syn -j TCPMSS --clamp-mss-to-pmtu
+>iptables -t mangle -A PREROUTING -p tcp --syn -j TCPMSS --clamp-mss-to-pmtu
+",
+    },
+    Rejected {
+        name: "tcpmss_without_tcp",
+        marked: "iptables -t mangle -A FORWARD -p tcp -j TCPMSS --set-mss 1400
+>iptables -t mangle -A FORWARD -j TCPMSS --set-mss 1400
+",
+    },
+    Rejected {
+        name: "tcpmss_twice",
+        marked: "iptables -t mangle -A FORWARD -p tcp -j TCPMSS --set-mss 1400
+>iptables -t mangle -A FORWARD -p tcp -j TCPMSS --set-mss 1400 --set-mss 1300
+",
+    },
+    Rejected {
+        name: "tcpmss_too_big",
+        marked: "iptables -t mangle -A FORWARD -p tcp -j TCPMSS --set-mss 65515
+>iptables -t mangle -A FORWARD -p tcp -j TCPMSS --set-mss 65516
+",
+    },
+    Rejected {
         name: "connmark_target_without_an_operation",
         marked: "iptables -t mangle -A PREROUTING -j CONNMARK --set-mark 1
 >iptables -t mangle -A PREROUTING -j CONNMARK --mask 0xff

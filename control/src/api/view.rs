@@ -10,6 +10,7 @@
 
 use std::fmt::Write;
 
+use xdpgw_dataplane::rule::TcpmssOp;
 use xdpgw_dataplane::rule::{
     tcp_flag, Chain, ConnmarkOp, IcmpType, Inv, Ipv4Net, Match, MultiportDir, NatRange, PortRange,
     Rule, TableRules, Target, TosBits, TtlMatch, TtlSet,
@@ -550,6 +551,10 @@ fn target_text(out: &mut String, t: &Target, numeric: bool) {
             out.push_str(" MARK ");
             xmark_text(out, *value, *mask);
         }
+        Target::Tcpmss(TcpmssOp::Set(v)) => {
+            let _ = write!(out, " TCPMSS set {v}");
+        }
+        Target::Tcpmss(TcpmssOp::ClampPmtu) => out.push_str(" TCPMSS clamp to PMTU"),
         Target::Connmark(op) => {
             out.push_str(" CONNMARK ");
             // libxt_CONNMARK's connmark_tg_print_v2.

@@ -5,7 +5,7 @@
 use xdpgw_dataplane::rule::{
     ConnmarkOp, CtStates, IcmpType, IfaceMatch, Inv, IpRange, Ipv4Net, LenRange, Limit, Log,
     MarkMatch, Match, Multiport, MultiportDir, NatRange, PortMatch, PortNat, PortRange, RejectWith,
-    Rule, Table, Target, TcpFlags, TcpMatch, TosBits, TtlMatch, TtlSet,
+    Rule, Table, Target, TcpFlags, TcpMatch, TcpmssOp, TosBits, TtlMatch, TtlSet,
 };
 
 use super::lex::Token;
@@ -31,7 +31,7 @@ pub const SUPPORTED_MATCHES: [&str; 15] = [
     "connmark",
 ];
 
-pub const SUPPORTED_TARGETS: [&str; 16] = [
+pub const SUPPORTED_TARGETS: [&str; 17] = [
     "ACCEPT",
     "DROP",
     "RETURN",
@@ -48,6 +48,7 @@ pub const SUPPORTED_TARGETS: [&str; 16] = [
     "TTL",
     "TOS",
     "CONNMARK",
+    "TCPMSS",
 ];
 
 const IPPROTO_ICMP: u8 = 1;
@@ -501,13 +502,14 @@ impl<'a> Parser<'a> {
                 "MARK" => Target::Mark { value: 0, mask: 0 },
                 "TTL" => Target::Ttl(TtlSet::Set(0)),
                 "TOS" => Target::Tos(TosBits { value: 0, mask: 0 }),
+                "TCPMSS" => Target::Tcpmss(TcpmssOp::ClampPmtu),
                 // The operation comes with its option; masks may come first.
                 "CONNMARK" => Target::Connmark(ConnmarkOp::Save {
                     nfmask: u32::MAX,
                     ctmask: u32::MAX,
                 }),
-                "QUEUE" | "NFQUEUE" | "TRACE" | "TPROXY" | "NETMAP" | "TCPMSS" | "CLASSIFY"
-                | "SET" | "AUDIT" | "NFLOG" | "ULOG" => {
+                "QUEUE" | "NFQUEUE" | "TRACE" | "TPROXY" | "NETMAP" | "CLASSIFY" | "SET"
+                | "AUDIT" | "NFLOG" | "ULOG" => {
                     return Err(err(
                         v,
                         RuleErrorKind::UnsupportedTarget {
@@ -803,6 +805,8 @@ impl<'a> Parser<'a> {
                 "--set-mark" | "--set-xmark" | "--and-mark" | "--or-mark" | "--xor-mark"
                 | "--save-mark" | "--restore-mark",
             ) => 1,
+            (Target::Tcpmss(_), "--set-mss") => 1,
+            (Target::Tcpmss(_), "--clamp-mss-to-pmtu") => 2,
             (Target::Connmark(_), "--mask") => 2,
             (Target::Connmark(_), "--nfmask") => 4,
             (Target::Connmark(_), "--ctmask") => 8,
@@ -848,7 +852,12 @@ impl<'a> Parser<'a> {
         }
         let needs_value = !matches!(
             opt,
-            "--random" | "--random-fully" | "--notrack" | "--save-mark" | "--restore-mark"
+            "--random"
+                | "--random-fully"
+                | "--notrack"
+                | "--save-mark"
+                | "--restore-mark"
+                | "--clamp-mss-to-pmtu"
         );
         let v = if needs_value {
             let v = self.toks.get(self.pos).ok_or_else(|| {
@@ -924,6 +933,19 @@ impl<'a> Parser<'a> {
                     "--ttl-set" => TtlSet::Set(value::ttl(text, 0).map_err(bad_v)?),
                     "--ttl-inc" => TtlSet::Inc(value::ttl(text, 1).map_err(bad_v)?),
                     _ => TtlSet::Dec(value::ttl(text, 1).map_err(bad_v)?),
+                };
+            }
+            // The last of --set-mss and --clamp-mss-to-pmtu counts.
+            Target::Tcpmss(op) => {
+                *op = if opt == "--set-mss" {
+                    TcpmssOp::Set(
+                        text.parse::<u16>()
+                            .ok()
+                            .filter(|v| *v <= 65515)
+                            .ok_or_else(|| bad_v("an MSS 0-65515".into()))?,
+                    )
+                } else {
+                    TcpmssOp::ClampPmtu
                 };
             }
             Target::Connmark(op) => {
@@ -1074,6 +1096,22 @@ impl<'a> Parser<'a> {
                     }
                     Target::Ttl(_) if lt.seen == 0 => {
                         return Err(need("--ttl-set, --ttl-inc or --ttl-dec"))
+                    }
+                    Target::Tcpmss(_) if lt.seen == 0 => {
+                        return Err(need("--set-mss or --clamp-mss-to-pmtu"))
+                    }
+                    Target::Tcpmss(_) if !is_proto(IPPROTO_TCP) => {
+                        return Err(semantic(lt.at, "-j TCPMSS needs '-p tcp'"))
+                    }
+                    // tcpmss_tg4_check; chains of the user are not checked
+                    // (iptables-nft gives them no hooks).
+                    Target::Tcpmss(TcpmssOp::ClampPmtu)
+                        if matches!(self.chain, "PREROUTING" | "INPUT") =>
+                    {
+                        return Err(semantic(
+                            lt.at,
+                            "--clamp-mss-to-pmtu is only valid in FORWARD, OUTPUT and POSTROUTING",
+                        ))
                     }
                     Target::Connmark(_) if lt.seen & 1 == 0 => {
                         return Err(need(

@@ -111,7 +111,7 @@ impl Hooks {
             return cx.drop(DropReason::NoRoute);
         };
         // A TTL target in mangle PREROUTING acts before the check.
-        Self::apply_edits(frame, p);
+        self.apply_edits(frame, p);
         if p.info.ttl <= 1 {
             self.icmp_error(cx, frame, p, IcmpError::ttl_exceeded(), in_iface);
             return cx.drop(DropReason::TtlExceeded);
@@ -212,13 +212,43 @@ impl Hooks {
         self.accept_or_drop(cx, frame, p, Table::Mangle, Hook::Postrouting)?;
         self.nat_hook(cx, frame, p, Hook::Postrouting, Manip::Src)?;
         self.confirm(cx, p)?;
-        Self::apply_edits(frame, p);
+        self.apply_edits(frame, p);
         Ok(())
     }
 
-    /// Writes what DSCP, TOS and TTL targets changed into the header.
+    /// TCPMSS (`tcpmss_mangle_packet`): the MSS lowered to the smallest
+    /// `--set-mss` and, with `--clamp-mss-to-pmtu`, to the smaller MTU of
+    /// the routes out and back to the sender less 40.
+    fn apply_mss(&self, frame: &mut [u8], p: &mut Pkt) {
+        let mut mss = p.view.mss_set.unwrap_or(u16::MAX);
+        if p.view.mss_clamp {
+            let back = self
+                .gw
+                .routes
+                .lookup(p.info.src)
+                .map(|h| self.gw.mtu(h.iface));
+            let out = p.view.out_iface.map(|i| self.gw.mtu(i));
+            if let Some(mtu) = out.into_iter().chain(back).min() {
+                mss = mss.min(mtu.saturating_sub(40));
+            }
+        }
+        (p.view.mss_set, p.view.mss_clamp) = (None, false);
+        if wire::clamp_mss(frame, &p.info, mss) == wire::MssEdit::Inserted {
+            p.info.total_len += 4;
+            p.view.len = p.info.total_len;
+            if let L4::Tcp(t) = &mut p.info.l4info {
+                t.header_len += 4;
+            }
+        }
+    }
+
+    /// Writes what DSCP, TOS, TTL and TCPMSS targets changed into the
+    /// packet.
     #[inline]
-    fn apply_edits(frame: &mut [u8], p: &mut Pkt) {
+    fn apply_edits(&self, frame: &mut [u8], p: &mut Pkt) {
+        if p.view.mss_set.is_some() || p.view.mss_clamp {
+            self.apply_mss(frame, p);
+        }
         if p.view.tos != p.info.tos {
             wire::set_tos(frame, &p.info, p.view.tos);
             p.info.tos = p.view.tos;
@@ -287,7 +317,7 @@ impl Hooks {
                 return self.output(cx, frame, None);
             }
         }
-        Self::apply_edits(frame, p);
+        self.apply_edits(frame, p);
         let len = (p.info.l3 + usize::from(p.info.total_len)).min(frame.len());
         match p.view.in_iface {
             Some(iface) if p.info.l3 == ETH_HLEN => Action::Host { iface, len },

@@ -31,6 +31,7 @@ pub mod fast;
 mod field;
 mod parse;
 mod rewrite;
+mod tcpmss;
 
 #[cfg(test)]
 pub(crate) mod fixture;
@@ -41,6 +42,7 @@ pub use rewrite::{
     dec_ttl, echo_reply_in_place, set_dscp, set_dst, set_inner_dst, set_inner_src, set_macs,
     set_src, set_tos, set_ttl,
 };
+pub use tcpmss::{clamp_mss, MssEdit};
 
 /// Length of an Ethernet II header.
 pub const ETH_HDR: usize = 14;
