@@ -4,11 +4,11 @@
 
 use std::fmt::Write;
 
-use xdpgw_dataplane::rule::TcpmssOp;
 use xdpgw_dataplane::rule::{
     tcp_flag, AddrRange, Chain, ConnmarkOp, IcmpType, Inv, Ipv4Net, Match, MultiportDir, NatRange,
     PortRange, Rule, RuleSet, TableRules, Target, TtlMatch, TtlSet,
 };
+use xdpgw_dataplane::rule::{AddrType, AddrtypeLimit, TcpmssOp};
 
 use crate::netdb;
 use crate::parse::value::limit_rate_text;
@@ -269,6 +269,19 @@ fn match_spec(out: &mut String, m: &Match) {
             inv(out, t.invert);
             let _ = write!(out, " --tos 0x{:02x}/0x{:02x}", t.value.value, t.value.mask);
         }
+        Match::Addrtype(a) => {
+            for (opt, m) in [("--src-type", a.src), ("--dst-type", a.dst)] {
+                if let Some(m) = m {
+                    inv(out, m.invert);
+                    let _ = write!(out, " {opt} {}", addr_types(m.value));
+                }
+            }
+            match a.limit {
+                AddrtypeLimit::None => {}
+                AddrtypeLimit::In => out.push_str(" --limit-iface-in"),
+                AddrtypeLimit::Out => out.push_str(" --limit-iface-out"),
+            }
+        }
         Match::Connmark(m) => {
             inv(out, m.invert);
             let _ = if m.value.mask == u32::MAX {
@@ -278,6 +291,17 @@ fn match_spec(out: &mut String, m: &Match) {
             };
         }
     }
+}
+
+/// The names of the address types of `mask`, in iptables' order.
+pub(crate) fn addr_types(mask: u16) -> String {
+    AddrType::NAMES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask >> i & 1 == 1)
+        .map(|(_, n)| *n)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn nat_range(out: &mut String, opt: &str, r: &NatRange) {

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::rule::{
-    AddrRange, ConnmarkOp, CounterLayout, CtStates, Hook, IcmpType, IfaceMatch, Inv, Ipv4Net,
-    Limit, Log, Match, MultiportDir, NatRange, Policy, PortNat, PortRange, RejectWith, RuleSet,
-    Table, Target, TcpmssOp, TosBits, TtlMatch, TtlSet,
+    AddrRange, AddrtypeLimit, AddrtypeMatch, ConnmarkOp, CounterLayout, CtStates, Hook, IcmpType,
+    IfaceMatch, Inv, Ipv4Net, Limit, Log, Match, MultiportDir, NatRange, Policy, PortNat,
+    PortRange, RejectWith, RuleSet, Table, Target, TcpmssOp, TosBits, TtlMatch, TtlSet,
 };
 
 /// At most this many interfaces take part in `-i`/`-o` matching.
@@ -207,6 +207,7 @@ pub enum CMatch {
         mask: u32,
         invert: bool,
     },
+    Addrtype(AddrtypeMatch),
 }
 
 /// A compiled target; chains are indices into the table's chains.
@@ -299,6 +300,9 @@ pub struct CompiledRuleSet {
     /// Token buckets of `-m limit`, shared by all workers (one small lock
     /// per rule, as the kernel's xt_limit has).
     pub limits: Box<[LimitBucket]>,
+    /// A rule uses `-m addrtype`: the pipeline fills
+    /// [`PacketView::addr_types`] before each table runs.
+    pub uses_addrtype: bool,
 }
 
 /// One `-m limit` token bucket, in nanoseconds of credit (the kernel's
@@ -588,6 +592,7 @@ fn compile_match(m: &Match, limits: &mut u32) -> Option<CMatch> {
             mask: m.value.mask,
             invert: m.invert,
         },
+        Match::Addrtype(a) => CMatch::Addrtype(*a),
     })
 }
 
@@ -734,6 +739,13 @@ pub fn compile(set: &RuleSet, ifaces: &[&str]) -> Result<CompiledRuleSet, Compil
         counters: layout.len(),
         live: RuleCounters::new(layout.len() as usize),
         limits: (0..limits).map(|_| LimitBucket::default()).collect(),
+        uses_addrtype: set.tables.iter().any(|t| {
+            t.chains.iter().any(|c| {
+                c.rules
+                    .iter()
+                    .any(|r| r.matches.iter().any(|m| matches!(m, Match::Addrtype(_))))
+            })
+        }),
     })
 }
 
@@ -780,6 +792,11 @@ pub struct PacketView {
     pub mss_set: Option<u16>,
     /// Set by TCPMSS `--clamp-mss-to-pmtu`.
     pub mss_clamp: bool,
+    /// The route types (`AddrType`) of the source and destination: as any
+    /// interface sees them, as the input and as the output interface does
+    /// (`[src, dst, src_in, dst_in, src_out, dst_out]`); filled only for
+    /// rule sets with `-m addrtype`.
+    pub addr_types: [u8; 6],
     pub len: u16,
     /// Set by DSCP and TOS: the packet's TOS byte must be rewritten.
     pub tos_changed: bool,
@@ -944,6 +961,17 @@ impl CMatch {
                 mask,
                 invert,
             } => p.has_conn() && ((p.ctmark & mask == *value) != *invert),
+            CMatch::Addrtype(a) => {
+                let at = match a.limit {
+                    AddrtypeLimit::None => 0,
+                    AddrtypeLimit::In => 2,
+                    AddrtypeLimit::Out => 4,
+                };
+                let ok = |m: Option<Inv<u16>>, t: u8| {
+                    m.is_none_or(|m| ((m.value >> t) & 1 == 1) != m.invert)
+                };
+                ok(a.src, p.addr_types[at]) && ok(a.dst, p.addr_types[at + 1])
+            }
         }
     }
 }

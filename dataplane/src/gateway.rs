@@ -133,14 +133,14 @@ impl Gateway {
         self.rules.load()
     }
 
-    /// The interface holding `addr`, if it is one of the gateway's.
-    #[inline]
     /// The MTU of interface `iface` (1500 for one the gateway does not
     /// have).
     pub fn mtu(&self, iface: u8) -> u16 {
         self.ifaces.get(usize::from(iface)).map_or(1500, |f| f.mtu)
     }
 
+    /// The interface holding `addr`, if it is one of the gateway's.
+    #[inline]
     pub fn local_iface(&self, addr: Ipv4Addr) -> Option<u8> {
         self.ifaces
             .iter()
@@ -151,6 +151,51 @@ impl Gateway {
     /// The next worker's index (its stripe of the rule counters).
     pub(crate) fn next_worker_index(&self) -> usize {
         self.worker_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The route type of `addr` as Linux's `inet_dev_addr_type` gives it
+    /// (`RTN_*`, see [`crate::rule::AddrType`]), from the gateway's own
+    /// addresses (its local table): 0.0.0.0/8 and 255.255.255.255 are
+    /// BROADCAST, 224.0.0.0/4 MULTICAST, the interfaces' addresses and
+    /// 127.0.0.0/8 LOCAL, their networks' broadcast addresses (prefixes up
+    /// to /30) and 127.255.255.255 BROADCAST, anything else UNICAST. With
+    /// `dev` (`--limit-iface-in/out`), a LOCAL or BROADCAST address of
+    /// another interface is UNICAST.
+    pub fn addr_type(&self, addr: Ipv4Addr, dev: Option<u8>) -> u8 {
+        use crate::rule::AddrType;
+        let a = u32::from(addr);
+        if addr.octets()[0] == 0 || addr == Ipv4Addr::BROADCAST {
+            return AddrType::BROADCAST;
+        }
+        if addr.is_multicast() {
+            return AddrType::MULTICAST;
+        }
+        if addr.is_loopback() {
+            // The loopback device's routes: never the packet's interface.
+            return match (dev, a & 0x00ff_ffff == 0x00ff_ffff) {
+                (Some(_), _) => AddrType::UNICAST,
+                (None, true) => AddrType::BROADCAST,
+                (None, false) => AddrType::LOCAL,
+            };
+        }
+        for (i, f) in self.ifaces.iter().enumerate() {
+            let on_dev = dev.is_none_or(|d| usize::from(d) == i);
+            let host_bits = u32::MAX.checked_shr(u32::from(f.prefix)).unwrap_or(0);
+            let t = if f.addr == addr {
+                AddrType::LOCAL
+            } else if f.prefix < 31
+                && a & !host_bits == u32::from(f.addr) & !host_bits
+                && a & host_bits == host_bits
+            {
+                AddrType::BROADCAST
+            } else {
+                continue;
+            };
+            if on_dev {
+                return t;
+            }
+        }
+        AddrType::UNICAST
     }
 
     /// Whether `addr` is the limited broadcast address or the directed

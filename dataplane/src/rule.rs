@@ -392,6 +392,52 @@ pub enum Match {
     /// `-m connmark --mark value[/mask]`: the connection's mark (never
     /// matches a packet without a connection, even inverted).
     Connmark(Inv<MarkMatch>),
+    Addrtype(AddrtypeMatch),
+}
+
+/// Route types of addresses (`RTN_*`), as `-m addrtype` names them; a
+/// match's types are a mask of `1 << type`.
+pub struct AddrType;
+
+impl AddrType {
+    pub const UNSPEC: u8 = 0;
+    pub const UNICAST: u8 = 1;
+    pub const LOCAL: u8 = 2;
+    pub const BROADCAST: u8 = 3;
+    pub const MULTICAST: u8 = 5;
+    /// The names in the order iptables prints them (bit `i` is type `i`).
+    pub const NAMES: [&'static str; 12] = [
+        "UNSPEC",
+        "UNICAST",
+        "LOCAL",
+        "BROADCAST",
+        "ANYCAST",
+        "MULTICAST",
+        "BLACKHOLE",
+        "UNREACHABLE",
+        "PROHIBIT",
+        "THROW",
+        "NAT",
+        "XRESOLVE",
+    ];
+}
+
+/// `-m addrtype`: the route types of the source and destination addresses
+/// (masks of `1 << AddrType`), each with its `!`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AddrtypeMatch {
+    pub src: Option<Inv<u16>>,
+    pub dst: Option<Inv<u16>>,
+    pub limit: AddrtypeLimit,
+}
+
+/// `--limit-iface-in` / `--limit-iface-out`: types as seen from the
+/// packet's input or output interface only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AddrtypeLimit {
+    None,
+    In,
+    Out,
 }
 
 /// `-m length`'s range (`lo` above `hi` matches nothing, as in Linux).
@@ -487,6 +533,7 @@ impl Match {
             Match::Ttl(_) => "ttl",
             Match::Tos(_) => "tos",
             Match::Connmark(_) => "connmark",
+            Match::Addrtype(_) => "addrtype",
         }
     }
 }

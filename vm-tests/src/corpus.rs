@@ -1023,6 +1023,41 @@ fn filter_multiport(rng: &mut Rng) -> String {
 fn filter_matches(rng: &mut Rng) -> String {
     let mut rules = Vec::new();
     let chains = ["INPUT", "FORWARD", "OUTPUT"];
+    // -m addrtype: types, '!', and the interface limits where they may stand.
+    for i in 0..9 {
+        let chain = chains[i % 3];
+        let ctx = Ctx::builtin("filter", chain);
+        let types = |rng: &mut Rng| {
+            let n = 1 + rng.below(3);
+            let mut t: Vec<&str> = (0..n)
+                .map(|_| {
+                    rng.pick(&[
+                        "UNICAST",
+                        "LOCAL",
+                        "BROADCAST",
+                        "MULTICAST",
+                        "unspec",
+                        "Nat",
+                    ])
+                })
+                .collect();
+            t.dedup();
+            t.join(",")
+        };
+        let mut m = "-m addrtype".to_owned();
+        if rng.chance(70) {
+            m.push_str(&format!(" {}--src-type {}", rng.neg(30), types(rng)));
+        }
+        if m.len() == 11 || rng.chance(50) {
+            m.push_str(&format!(" {}--dst-type {}", rng.neg(30), types(rng)));
+        }
+        match (chain, i / 3) {
+            ("INPUT" | "FORWARD", 0) => m.push_str(" --limit-iface-in"),
+            ("OUTPUT" | "FORWARD", 1) => m.push_str(" --limit-iface-out"),
+            _ => {}
+        }
+        rules.push(decorated(rng, &ctx, &m, "-j ACCEPT"));
+    }
     for s in CT_STATES {
         for neg in ["", "! "] {
             let ctx = Ctx::builtin("filter", rng.pick(&chains));
@@ -1520,6 +1555,9 @@ mod tests {
             "-j CONNMARK --or-mark",
             "-j TCPMSS --clamp-mss-to-pmtu",
             "-j TCPMSS --set-mss ",
+            "-m addrtype ! --src-type",
+            "--limit-iface-in",
+            "--limit-iface-out",
         ];
         for m in must {
             assert!(all.contains(m), "the corpus lacks {m:?}");

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use xdpgw_vm_tests::lab::{Lab, WorkDir, CLIENT, HOST_IF, SERVER};
+use xdpgw_vm_tests::lab::{Lab, WorkDir, CLIENT, GATEWAY_LAN, GATEWAY_WAN, HOST_IF, SERVER};
 use xdpgw_vm_tests::lab_with;
 use xdpgw_vm_tests::scenario::*;
 
@@ -251,6 +251,75 @@ fn tcpmss_as_linux() {
             // Both ways: lowered to 1300 in FORWARD; the clamp to 1460
             // (MTU 1500) after it does not raise it.
             assert_eq!((o.syn_mss, o.synack_mss), (Some(1300), Some(1300)));
+        },
+    );
+}
+
+const ADDRTYPE_RULES: &str = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -p icmp -m addrtype --dst-type LOCAL
+-A INPUT -p icmp -m addrtype --dst-type LOCAL --limit-iface-in
+-A INPUT -p icmp -m addrtype ! --dst-type LOCAL --limit-iface-in
+-A INPUT -p icmp -m addrtype --src-type UNICAST --dst-type BROADCAST,MULTICAST
+-A FORWARD -p icmp -m addrtype --src-type UNICAST --dst-type UNICAST
+-A FORWARD -p icmp -m addrtype --dst-type LOCAL,BROADCAST
+-A OUTPUT -p icmp -m addrtype --src-type LOCAL --limit-iface-out
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A POSTROUTING -o wan0 -j MASQUERADE
+COMMIT
+";
+
+#[derive(Debug, PartialEq)]
+struct AddrtypeObs {
+    received: Vec<u32>,
+    counters: BTreeMap<String, u64>,
+}
+
+fn addrtype(lab: &mut Lab) -> AddrtypeObs {
+    // To the gateway's LAN address (LOCAL on lan0), its WAN address (LOCAL,
+    // but not lan0's), through it to the server (UNICAST).
+    let received = [GATEWAY_LAN, GATEWAY_WAN, SERVER]
+        .into_iter()
+        .map(|dst| lab.ping(lab.client(), dst, 2, &[]).received)
+        .collect();
+    AddrtypeObs {
+        received,
+        counters: lab
+            .packet_counters(Some("filter"))
+            .into_iter()
+            .filter(|(rule, _)| rule.starts_with("filter -A"))
+            .collect(),
+    }
+}
+
+#[test]
+fn addrtype_as_linux() {
+    let dir = WorkDir::new("ext-addr");
+    let path = dir.path().to_owned();
+    on_both_backends_in(
+        "addrtype_as_linux",
+        |backend| lab_with(&path, backend, Some(ADDRTYPE_RULES), ""),
+        addrtype,
+        |o| {
+            assert_eq!(o.received, [2, 2, 2]);
+            let c = |r: &str| o.counters[&format!("filter -A {r}")];
+            assert_eq!(c("INPUT -p icmp -m addrtype --dst-type LOCAL"), 4);
+            assert_eq!(
+                c("INPUT -p icmp -m addrtype --dst-type LOCAL --limit-iface-in"),
+                2
+            );
+            assert_eq!(
+                c("FORWARD -p icmp -m addrtype --src-type UNICAST --dst-type UNICAST"),
+                4
+            );
         },
     );
 }

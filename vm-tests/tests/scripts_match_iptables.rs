@@ -417,6 +417,24 @@ impl Rejected {
 
 const REJECTED: &[Rejected] = &[
     Rejected {
+        name: "addrtype_without_types",
+        marked: "iptables -A INPUT -m addrtype --dst-type LOCAL
+>iptables -A INPUT -m addrtype --limit-iface-in
+",
+    },
+    Rejected {
+        name: "addrtype_limit_out_in_input",
+        marked: "iptables -A FORWARD -m addrtype --dst-type LOCAL --limit-iface-out
+>iptables -A INPUT -m addrtype --dst-type LOCAL --limit-iface-out
+",
+    },
+    Rejected {
+        name: "addrtype_unknown_type",
+        marked: "iptables -A INPUT -m addrtype --dst-type LOCAL
+>iptables -A INPUT -m addrtype --dst-type FOO
+",
+    },
+    Rejected {
         name: "tcpmss_clamp_in_prerouting",
         marked: "iptables -t mangle -A FORWARD -p tcp --syn -j TCPMSS --clamp-mss-to-pmtu
 >iptables -t mangle -A PREROUTING -p tcp --syn -j TCPMSS --clamp-mss-to-pmtu

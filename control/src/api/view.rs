@@ -10,11 +10,11 @@
 
 use std::fmt::Write;
 
-use xdpgw_dataplane::rule::TcpmssOp;
 use xdpgw_dataplane::rule::{
     tcp_flag, Chain, ConnmarkOp, IcmpType, Inv, Ipv4Net, Match, MultiportDir, NatRange, PortRange,
     Rule, TableRules, Target, TosBits, TtlMatch, TtlSet,
 };
+use xdpgw_dataplane::rule::{AddrtypeLimit, TcpmssOp};
 
 use crate::netdb;
 use crate::parse::value::{limit_rate_text, ICMP_TYPES};
@@ -378,6 +378,24 @@ fn match_text(out: &mut String, m: &Match, proto: &str, numeric: bool) {
                 if d.invert { "!" } else { "" },
                 d.value
             );
+        }
+        Match::Addrtype(a) => {
+            out.push_str(" ADDRTYPE match");
+            for (what, m) in [("src-type", a.src), ("dst-type", a.dst)] {
+                if let Some(m) = m {
+                    let _ = write!(
+                        out,
+                        " {what} {}{}",
+                        if m.invert { "!" } else { "" },
+                        crate::save::addr_types(m.value)
+                    );
+                }
+            }
+            match a.limit {
+                AddrtypeLimit::None => {}
+                AddrtypeLimit::In => out.push_str(" limit-in"),
+                AddrtypeLimit::Out => out.push_str(" limit-out"),
+            }
         }
         Match::Connmark(m) => {
             // libxt_connmark: "connmark match " then "!" and " 0x..".

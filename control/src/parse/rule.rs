@@ -2,6 +2,7 @@
 //! iptables parses them (implicit protocol matches, `!` before the option it
 //! inverts, options belonging to the matches and target loaded before them).
 
+use xdpgw_dataplane::rule::{AddrType, AddrtypeLimit, AddrtypeMatch};
 use xdpgw_dataplane::rule::{
     ConnmarkOp, CtStates, IcmpType, IfaceMatch, Inv, IpRange, Ipv4Net, LenRange, Limit, Log,
     MarkMatch, Match, Multiport, MultiportDir, NatRange, PortMatch, PortNat, PortRange, RejectWith,
@@ -13,7 +14,7 @@ use super::value;
 use crate::error::{RuleError, RuleErrorKind};
 use crate::netdb;
 
-pub const SUPPORTED_MATCHES: [&str; 15] = [
+pub const SUPPORTED_MATCHES: [&str; 16] = [
     "tcp",
     "udp",
     "icmp",
@@ -29,6 +30,7 @@ pub const SUPPORTED_MATCHES: [&str; 15] = [
     "ttl",
     "tos",
     "connmark",
+    "addrtype",
 ];
 
 pub const SUPPORTED_TARGETS: [&str; 17] = [
@@ -453,6 +455,11 @@ impl<'a> Parser<'a> {
                 value: 0,
                 mask: u32::MAX,
             })),
+            "addrtype" => Match::Addrtype(AddrtypeMatch {
+                src: None,
+                dst: None,
+                limit: AddrtypeLimit::None,
+            }),
             _ => {
                 return Err(err(
                     v,
@@ -622,6 +629,10 @@ impl<'a> Parser<'a> {
             (Match::Ttl(_), "--ttl-eq" | "--ttl-lt" | "--ttl-gt") => 1,
             (Match::Tos(_), "--tos") => 1,
             (Match::Connmark(_), "--mark") => 1,
+            (Match::Addrtype(_), "--src-type") => 1,
+            (Match::Addrtype(_), "--dst-type") => 2,
+            (Match::Addrtype(_), "--limit-iface-in") => 4,
+            (Match::Addrtype(_), "--limit-iface-out") => 8,
             (
                 Match::Conntrack(_),
                 "--ctproto" | "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst"
@@ -749,6 +760,48 @@ impl<'a> Parser<'a> {
                     r.src = Some(range);
                 } else {
                     r.dst = Some(range);
+                }
+            }
+            Match::Addrtype(a) => {
+                if bit >= 4 {
+                    no_inv(inv)?;
+                    let other = if bit == 4 { 8 } else { 4 };
+                    if l.seen & other != 0 {
+                        return Err(semantic(
+                            (t.line, t.col),
+                            "--limit-iface-in and --limit-iface-out cannot be used together",
+                        ));
+                    }
+                    a.limit = if bit == 4 {
+                        AddrtypeLimit::In
+                    } else {
+                        AddrtypeLimit::Out
+                    };
+                } else {
+                    let v = take()?;
+                    let mut mask = 0u16;
+                    for name in v.text.split(',') {
+                        let i = AddrType::NAMES
+                            .iter()
+                            .position(|n| n.eq_ignore_ascii_case(name))
+                            .ok_or_else(|| {
+                                bad(
+                                    v,
+                                    opt,
+                                    format!(
+                                        "address types separated by commas: {}",
+                                        AddrType::NAMES.join(", ")
+                                    ),
+                                )
+                            })?;
+                        mask |= 1 << i;
+                    }
+                    let m = Some(Inv::new(mask, inv));
+                    if bit == 1 {
+                        a.src = m;
+                    } else {
+                        a.dst = m;
+                    }
                 }
             }
             Match::Length(l) => {
@@ -1058,6 +1111,29 @@ impl<'a> Parser<'a> {
                 }
                 Match::Tos(_) if l.seen == 0 => return Err(needs("--tos")),
                 Match::Connmark(_) if l.seen == 0 => return Err(needs("--mark")),
+                Match::Addrtype(_) if l.seen & 3 == 0 => {
+                    return Err(needs("--src-type or --dst-type"))
+                }
+                // addrtype_mt_checkentry_v1, for the built-in chains (the
+                // ones iptables-nft gives hooks).
+                Match::Addrtype(a)
+                    if a.limit == AddrtypeLimit::In
+                        && matches!(self.chain, "OUTPUT" | "POSTROUTING") =>
+                {
+                    return Err(semantic(
+                        l.at,
+                        "--limit-iface-in is not valid in OUTPUT or POSTROUTING",
+                    ))
+                }
+                Match::Addrtype(a)
+                    if a.limit == AddrtypeLimit::Out
+                        && matches!(self.chain, "PREROUTING" | "INPUT") =>
+                {
+                    return Err(semantic(
+                        l.at,
+                        "--limit-iface-out is not valid in PREROUTING or INPUT",
+                    ))
+                }
                 _ => {}
             }
             rule.matches.push(l.m);

@@ -396,6 +396,9 @@ impl Hooks {
         frame: &[u8],
     ) -> Verdict {
         self.eval.nlogs = 0;
+        if self.rules.uses_addrtype {
+            self.fill_addr_types(&mut p.view);
+        }
         let v = cx.obs.eval(
             &self.rules,
             (table, hook),
@@ -413,6 +416,30 @@ impl Hooks {
             self.write_ctmark(p);
         }
         v
+    }
+
+    /// The route types `-m addrtype` looks at (see
+    /// [`crate::gateway::Gateway::addr_type`]).
+    fn fill_addr_types(&self, v: &mut crate::classify::PacketView) {
+        let (src, dst) = (Ipv4Addr::from(v.src), Ipv4Addr::from(v.dst));
+        let gw = &self.gw;
+        let on = |dev: Option<u8>| match dev {
+            Some(d) => (gw.addr_type(src, Some(d)), gw.addr_type(dst, Some(d))),
+            None => (
+                gw.addr_type(src, Some(u8::MAX)),
+                gw.addr_type(dst, Some(u8::MAX)),
+            ),
+        };
+        let (si, di) = on(v.in_iface);
+        let (so, dout) = on(v.out_iface);
+        v.addr_types = [
+            gw.addr_type(src, None),
+            gw.addr_type(dst, None),
+            si,
+            di,
+            so,
+            dout,
+        ];
     }
 
     /// Writes a mark CONNMARK set into the packet's connection: the entry,
