@@ -19,14 +19,15 @@ use xdpgw_dataplane::gateway::Gateway;
 use xdpgw_dataplane::log::{LogEntry, LogSink};
 use xdpgw_dataplane::pipeline::FRAME_SIZE;
 use xdpgw_dataplane::port::{
-    GroupQueue, HostDeviceConfig, HostPath, HostQueue, HostRoute, PortConfig, PortGroup, XdpMode,
-    ZeroCopy,
+    mtu_limit, GroupQueue, HostDeviceConfig, HostPath, HostQueue, HostRoute, LinkMonitor,
+    PortConfig, PortGroup, XdpMode, ZeroCopy,
 };
 use xdpgw_dataplane::rule::Log;
 use xdpgw_dataplane::worker::{Driver, Worker};
 
 use crate::api::server::{Control, ControlSocket, WorkerPublished};
 use crate::config::{Config, XdpModeConfig, ZeroCopyConfig};
+use crate::link_watch::LinkWatch;
 use crate::service::{self, level};
 use crate::state_file;
 
@@ -101,6 +102,19 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
     wake.set_read_timeout(Some(Duration::from_millis(50)))
         .map_err(RunError::Signal)?;
 
+    // Link changes from here on (subscribed before the links are read, so
+    // that none in between is missed); without it the links are as read.
+    let monitor = match LinkMonitor::open() {
+        Ok(m) => Some(m),
+        Err(e) => {
+            service::log(
+                level::WARNING,
+                &format!("xdpgw: {e}: MTU, address and link changes are not followed"),
+            );
+            None
+        }
+    };
+
     // All interfaces as one port group: for each queue index, the sockets of
     // every interface share one UMEM, so a frame forwarded from one interface
     // to another moves as a descriptor, without a copy. A failure detaches
@@ -152,6 +166,17 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
         conntrack,
     );
     let gw = Arc::new(Gateway::new(gw_cfg, &rules)?);
+    let mut link_watch = monitor.map(|m| {
+        let ifaces = (0..group.len())
+            .map(|k| {
+                (
+                    group.ifindex(k).unwrap_or(0),
+                    group.ifname(k).unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        LinkWatch::new(m, ifaces, mtu_limit(FRAME_SIZE as u32))
+    });
 
     // Queue index q of every interface (one shared UMEM) goes to worker q.
     let group_queues = group.queues();
@@ -313,6 +338,9 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
                         ),
                     ),
                 }
+            }
+            if let Some(w) = &mut link_watch {
+                w.poll(&gw);
             }
             // A signal, or 50 ms.
             let _ = wake.read(&mut [0u8; 16]);

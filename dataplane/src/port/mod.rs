@@ -98,6 +98,7 @@ use std::sync::Arc;
 pub use bpf::PROG_NAME;
 pub use group::{ForwardVerdict, GroupQueue, PortGroup};
 pub use mem::{MemHost, MemQueue};
+pub use netlink::{LinkEvent, LinkMonitor};
 pub use probe::{probe, Probe};
 pub use queue::{wait_any, wait_readable, FrameAccounting, Queue, QueueStats, RxVerdict};
 pub use tun::{HostDeviceConfig, HostPath, HostQueue, HostRoute};
@@ -523,6 +524,12 @@ fn lookup(cfg: &PortConfig) -> Result<Device, PortError> {
 
 /// Bytes the kernel keeps in front of a received frame (XDP_PACKET_HEADROOM).
 const XDP_HEADROOM: u32 = 256;
+
+/// The largest MTU whose frames (Ethernet header and one VLAN tag
+/// included) fit a `frame_size`-byte UMEM frame after the XDP headroom.
+pub fn mtu_limit(frame_size: u32) -> u16 {
+    u16::try_from(frame_size.saturating_sub(XDP_HEADROOM + 18)).unwrap_or(u16::MAX)
+}
 
 /// Refuses an MTU whose frames do not fit one UMEM frame after the headroom
 /// (we do not use multi-buffer frames; the kernel would drop them).

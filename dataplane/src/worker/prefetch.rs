@@ -134,7 +134,7 @@ fn prefetch_new_conn(gw: &Gateway, t: &Tuple) {
     let r = t.invert();
     ct.prefetch(r.hash64());
     let out = gw.routes.lookup(t.dst);
-    if let Some(f) = out.and_then(|h| gw.ifaces.get(usize::from(h.iface))) {
-        ct.prefetch(Tuple { dst: f.addr, ..r }.hash64());
+    if let Some(addr) = out.and_then(|h| gw.addr(h.iface)) {
+        ct.prefetch(Tuple { dst: addr, ..r }.hash64());
     }
 }
