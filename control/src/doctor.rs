@@ -10,9 +10,10 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use xdpgw_dataplane::pipeline::FRAME_SIZE;
 use xdpgw_dataplane::port::probe::{group_modes, Check, Feature};
-use xdpgw_dataplane::port::{PortConfig, PortError, Probe, XdpMode, ZeroCopy};
+use xdpgw_dataplane::port::{
+    frame_size_for, PortConfig, PortError, Probe, XdpMode, ZeroCopy, MAX_FRAME_SIZE,
+};
 
 /// `--xdp-mode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -52,7 +53,11 @@ pub fn main(ifaces: &[String], xdp_mode: XdpModeArg, zero_copy: ZeroCopyArg) -> 
                     ZeroCopyArg::On => ZeroCopy::On,
                     ZeroCopyArg::Off => ZeroCopy::Off,
                 },
-                frame_size: FRAME_SIZE as u32,
+                // The frames `xdpgw run` would choose for this MTU alone.
+                frame_size: xdpgw_dataplane::port::interface_mtu(name)
+                    .ok()
+                    .and_then(frame_size_for)
+                    .unwrap_or(MAX_FRAME_SIZE),
                 ..PortConfig::new(name.clone())
             })
         })
@@ -246,6 +251,10 @@ fn attach_reason(errno: i32) -> &'static str {
         libc::EPERM | libc::EACCES => "needs CAP_BPF and CAP_NET_ADMIN",
         libc::EBUSY | libc::EEXIST => "another program was attached meanwhile",
         libc::ENOMEM => "the driver lacks queues or memory for XDP (see dmesg)",
+        libc::ERANGE => {
+            "the MTU is too large for this mode without multi-buffer XDP, which xdpgw does not \
+             support yet (veth: native XDP up to MTU 3506); generic mode takes it"
+        }
         _ => "",
     }
 }
@@ -275,6 +284,7 @@ fn errno_text(errno: i32) -> String {
         libc::ENOMEM => "ENOMEM",
         libc::ENOBUFS => "ENOBUFS",
         libc::ENODEV => "ENODEV",
+        libc::ERANGE => "ERANGE",
         libc::EOPNOTSUPP => "EOPNOTSUPP",
         libc::EPROTONOSUPPORT => "EPROTONOSUPPORT",
         _ => "",

@@ -17,10 +17,9 @@ use std::time::{Duration, Instant};
 use xdpgw_dataplane::conntrack::MemInfo;
 use xdpgw_dataplane::gateway::Gateway;
 use xdpgw_dataplane::log::{LogEntry, LogSink};
-use xdpgw_dataplane::pipeline::FRAME_SIZE;
 use xdpgw_dataplane::port::{
-    mtu_limit, GroupQueue, HostDeviceConfig, HostPath, HostQueue, HostRoute, LinkMonitor,
-    PortConfig, PortGroup, XdpMode, ZeroCopy,
+    frame_size_for, interface_mtu, mtu_limit, GroupQueue, HostDeviceConfig, HostPath, HostQueue,
+    HostRoute, LinkMonitor, PortConfig, PortGroup, XdpMode, ZeroCopy, FRAME_SIZES, MAX_FRAME_SIZE,
 };
 use xdpgw_dataplane::rule::Log;
 use xdpgw_dataplane::worker::{Driver, Worker};
@@ -115,6 +114,28 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
         }
     };
 
+    // The UMEM frame size: as configured, else the smaller that holds every
+    // interface's MTU (an MTU that none holds is refused by the port with
+    // the reason).
+    let frame_size = cfg.dataplane.frame_size.unwrap_or_else(|| {
+        let largest = cfg
+            .interfaces
+            .iter()
+            .filter_map(|i| interface_mtu(&i.name).ok())
+            .max()
+            .unwrap_or(1500);
+        frame_size_for(largest).unwrap_or(MAX_FRAME_SIZE)
+    });
+    if frame_size != FRAME_SIZES[0] {
+        service::log(
+            level::INFO,
+            &format!(
+                "xdpgw: {frame_size}-byte UMEM frames (MTU at most {})",
+                mtu_limit(frame_size)
+            ),
+        );
+    }
+
     // All interfaces as one port group: for each queue index, the sockets of
     // every interface share one UMEM, so a frame forwarded from one interface
     // to another moves as a descriptor, without a copy. A failure detaches
@@ -135,7 +156,7 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
                 ZeroCopyConfig::On => ZeroCopy::On,
                 ZeroCopyConfig::Off => ZeroCopy::Off,
             },
-            frame_size: FRAME_SIZE as u32,
+            frame_size,
             frames: 4096,
         })
         .collect();
@@ -175,7 +196,7 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
                 )
             })
             .collect();
-        LinkWatch::new(m, ifaces, mtu_limit(FRAME_SIZE as u32))
+        LinkWatch::new(m, ifaces, mtu_limit(frame_size))
     });
 
     // Queue index q of every interface (one shared UMEM) goes to worker q.

@@ -204,3 +204,83 @@ fn doctor_names_the_running_gateway_and_leaves_it_running() {
     let stopped = gw.stop(TIMEOUT);
     assert!(stopped.status.success(), "{}", stopped.report());
 }
+
+/// Sets the MTU of lan0, wan0 and their peers.
+fn set_mtu(t: &TwoPorts, mtu: u16) {
+    let mtu = mtu.to_string();
+    for ifname in ["lan0", "wan0"] {
+        t.gw.exec_ok(&["ip", "link", "set", ifname, "mtu", &mtu]);
+    }
+    for ifname in ["p0", "p1"] {
+        t.peer.exec_ok(&["ip", "link", "set", ifname, "mtu", &mtu]);
+    }
+}
+
+#[test]
+fn doctor_explains_large_mtus() {
+    if !require_root_with("doctor_explains_large_mtus", &[]) {
+        return;
+    }
+    let t = TwoPorts::new("docmtu");
+    // 3800: 4096-byte frames hold it; veth takes native XDP only up to
+    // 3506 without multi-buffer, generic mode takes it.
+    set_mtu(&t, 3800);
+    let out = doctor(&t, &["lan0"]);
+    assert!(out.status.success(), "{}", out.report());
+    for want in [
+        "  MTU: 3800 (with 4096-byte UMEM frames at most 3822)",
+        "  native XDP: no (ERANGE, Numerical result out of range: the MTU is too large for this \
+         mode without multi-buffer XDP, which xdpgw does not support yet (veth: native XDP up to \
+         MTU 3506); generic mode takes it)",
+        "  generic XDP: yes",
+        "  xdpgw run would use: generic xdp, copy, 1 queue",
+    ] {
+        assert!(
+            out.stdout.iter().any(|l| l == want),
+            "no line {want:?}:\n{}",
+            out.report()
+        );
+    }
+    // What doctor said is what run does, and it says which frames.
+    let bin = xdpgw_binary().display().to_string();
+    let config = t.config().display().to_string();
+    let mut gw = t.gw.spawn(&[&bin, "run", "--config", &config]);
+    gw.wait_stderr_line("frame size", TIMEOUT, |l| {
+        l.ends_with("xdpgw: 4096-byte UMEM frames (MTU at most 3822)")
+    });
+    let ready = gw.wait_line("`ready` line", TIMEOUT, |l| l.starts_with("ready"));
+    assert_eq!(
+        ready,
+        "ready lan0: generic xdp, copy, 1 queue; wan0: generic xdp, copy, 1 queue"
+    );
+    let stopped = gw.stop(TIMEOUT);
+    assert!(stopped.status.success(), "{}", stopped.report());
+
+    // 9000: no UMEM frame Linux takes holds it.
+    set_mtu(&t, 9000);
+    let out = doctor(&t, &["lan0"]);
+    assert!(!out.status.success(), "{}", out.report());
+    let want = "  cannot be used: MTU 9000 is too large: frames must fit a 4096-byte UMEM frame \
+                after the 256-byte XDP headroom (MTU at most 3822); Linux takes no larger UMEM \
+                frame, and larger MTUs need multi-buffer AF_XDP (XDP_USE_SG), which xdpgw does \
+                not support yet";
+    assert!(
+        out.stdout.iter().any(|l| l == want),
+        "no line {want:?}:\n{}",
+        out.report()
+    );
+    // And run refuses it with the reason, attaching nothing.
+    let done = t.gw.run(&[&bin, "run", "--config", &config], TIMEOUT);
+    assert!(!done.status.success(), "{}", done.report());
+    assert!(
+        done.stderr.iter().any(|l| l.contains(
+            "lan0 has MTU 9000: frames up to 9018 bytes do not fit the largest UMEM frame Linux \
+             takes (4096 bytes, a page; 3840 after the XDP headroom): set its MTU to 3822 or less"
+        ) && l.contains("multi-buffer AF_XDP (XDP_USE_SG)")),
+        "{}",
+        done.report()
+    );
+    for ifname in ["lan0", "wan0"] {
+        assert_eq!(t.xdp_programs(ifname), Vec::<String>::new(), "{ifname}");
+    }
+}

@@ -69,8 +69,9 @@ impl Emit for NoEmit {
 /// The Ethernet header's length: where the IPv4 header starts.
 pub const ETH_HLEN: usize = wire::ETH_HDR;
 
-/// Frames larger than this are not generated or held.
-pub const FRAME_SIZE: usize = 2048;
+/// Frames larger than this are not generated or held: the largest UMEM
+/// frame ([`crate::port::MAX_FRAME_SIZE`]).
+pub const FRAME_SIZE: usize = crate::port::MAX_FRAME_SIZE as usize;
 
 /// What one packet's way through the hooks carries besides the packet:
 /// the time, where generated frames go, the worker's counters, the fast

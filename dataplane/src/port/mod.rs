@@ -20,7 +20,8 @@
 //!   `BPF_LINK_DETACH`ed) and the attach retried once. A foreign program is
 //!   never removed: [`PortError::XdpBusy`] names it.
 //! - **Mode**: [`XdpMode::Auto`] tries native (driver) mode, then generic
-//!   (skb) mode when the driver has no XDP support (`EOPNOTSUPP`).
+//!   (skb) mode when the driver has no XDP support (`EOPNOTSUPP`) or not at
+//!   this MTU (`ERANGE`).
 //!   [`ZeroCopy::Auto`] tries a zero-copy bind, then a copy bind when the
 //!   driver refuses (`EOPNOTSUPP`, as veth does). Sockets are bound before
 //!   the program is attached (libxdp's order): a queue still held by a live
@@ -69,7 +70,10 @@
 //!
 //! - One buffer per frame: no multi-buffer (`XDP_USE_SG`) frames, so the
 //!   MTU must fit a UMEM frame (minus the 256-byte XDP headroom in copy
-//!   mode).
+//!   mode), and Linux takes UMEM frames of at most a page ([`FRAME_SIZES`]):
+//!   MTU 3822 at most. veth takes native XDP only up to MTU 3506 without a
+//!   multi-buffer program (ERANGE above); [`XdpMode::Auto`] then attaches in
+//!   generic mode.
 //! - xdpilone's ring index arithmetic uses non-wrapping `+=` on the 32-bit
 //!   ring heads: a debug build (overflow checks on) panics after 2^32
 //!   frames through one ring; release builds wrap as the kernel does.
@@ -429,11 +433,22 @@ impl fmt::Display for PortError {
                 ifname,
                 mode,
                 errno,
-            } => write!(
-                f,
-                "attaching the XDP program to {ifname} in {mode} mode: {}",
-                strerror(*errno)
-            ),
+            } => {
+                write!(
+                    f,
+                    "attaching the XDP program to {ifname} in {mode} mode: {}",
+                    strerror(*errno)
+                )?;
+                if *errno == libc::ERANGE {
+                    write!(
+                        f,
+                        " (the driver refuses native XDP at this MTU without multi-buffer \
+                         support, which xdpgw does not have yet; xdp_mode = \"generic\" takes \
+                         it)"
+                    )?;
+                }
+                Ok(())
+            }
             PortError::XdpBusy {
                 ifname,
                 prog_id,
@@ -531,6 +546,29 @@ pub fn mtu_limit(frame_size: u32) -> u16 {
     u16::try_from(frame_size.saturating_sub(XDP_HEADROOM + 18)).unwrap_or(u16::MAX)
 }
 
+/// The UMEM frame sizes xdpgw uses. Linux takes none larger than a page:
+/// `xdp_umem_reg` refuses a chunk_size above PAGE_SIZE with EINVAL (measured
+/// on Linux 6.18, aligned or unaligned, with or without huge pages), so
+/// larger frames need multi-buffer AF_XDP (XDP_USE_SG), which xdpgw does
+/// not do yet.
+pub const FRAME_SIZES: [u32; 2] = [2048, 4096];
+
+/// The largest UMEM frame size ([`FRAME_SIZES`]).
+pub const MAX_FRAME_SIZE: u32 = 4096;
+
+/// The smallest of [`FRAME_SIZES`] whose frames hold an MTU of `mtu`; None
+/// when not even the largest does.
+pub fn frame_size_for(mtu: u16) -> Option<u32> {
+    FRAME_SIZES.into_iter().find(|&f| mtu <= mtu_limit(f))
+}
+
+/// The MTU of interface `ifname` now (RTM_GETLINK, in the calling thread's
+/// network namespace).
+pub fn interface_mtu(ifname: &str) -> Result<u16, PortError> {
+    let cfg = PortConfig::new(ifname);
+    lookup(&cfg).map(|d| d.mtu)
+}
+
 /// Refuses an MTU whose frames do not fit one UMEM frame after the headroom
 /// (we do not use multi-buffer frames; the kernel would drop them).
 fn check_mtu(frame_size: u32, ifname: &str, dev: &Device) -> Result<(), PortError> {
@@ -540,14 +578,26 @@ fn check_mtu(frame_size: u32, ifname: &str, dev: &Device) -> Result<(), PortErro
     let room = frame_size - XDP_HEADROOM;
     if largest > room {
         let max = room - L2;
-        return Err(PortError::InvalidConfig {
-            what: format!(
+        let what = match frame_size_for(dev.mtu) {
+            Some(fits) => format!(
                 "{ifname} has MTU {}: frames up to {largest} bytes do not fit a {frame_size}-byte \
-                 UMEM frame ({room} after the XDP headroom); set its MTU to {max} or less \
-                 (`ip link set {ifname} mtu {max}`): larger frames are not supported yet",
+                 UMEM frame ({room} after the XDP headroom); set frame_size = {fits} in \
+                 [dataplane] (or leave it out: it is chosen from the MTUs), or the MTU to {max} \
+                 or less (`ip link set {ifname} mtu {max}`)",
                 dev.mtu
             ),
-        });
+            None => format!(
+                "{ifname} has MTU {}: frames up to {largest} bytes do not fit the largest UMEM \
+                 frame Linux takes ({MAX_FRAME_SIZE} bytes, a page; {} after the XDP headroom): \
+                 set its MTU to {} or less (`ip link set {ifname} mtu {}`); larger MTUs need \
+                 multi-buffer AF_XDP (XDP_USE_SG), which xdpgw does not support yet",
+                dev.mtu,
+                MAX_FRAME_SIZE - XDP_HEADROOM,
+                mtu_limit(MAX_FRAME_SIZE),
+                mtu_limit(MAX_FRAME_SIZE)
+            ),
+        };
+        return Err(PortError::InvalidConfig { what });
     }
     Ok(())
 }
@@ -567,8 +617,11 @@ fn attach(
     for &mode in tries {
         match bpf::attach(prog, dev.ifindex, &cfg.ifname, mode) {
             Ok(link) => return Ok((link, mode)),
+            // ERANGE: the driver takes native XDP only up to an MTU
+            // (veth without a multi-buffer program: a page's worth, MTU
+            // 3506 measured on Linux 6.18); generic mode takes any.
             Err(PortError::Attach {
-                errno: libc::EOPNOTSUPP | libc::EINVAL,
+                errno: libc::EOPNOTSUPP | libc::EINVAL | libc::ERANGE,
                 ..
             }) if mode == XdpAttach::Native && tries.len() > 1 => {}
             Err(e) => return Err(e),
@@ -879,13 +932,22 @@ mod tests {
             panic!("MTU 9000 fits a 2048-byte frame?")
         };
         assert!(what.starts_with("wan0 has MTU 9000"), "{what}");
+        assert!(what.contains("`ip link set wan0 mtu 3822`"), "{what}");
+        assert!(what.contains("multi-buffer AF_XDP (XDP_USE_SG)"), "{what}");
         let max = 2048 - XDP_HEADROOM - 18;
-        assert!(
-            what.contains(&format!("`ip link set wan0 mtu {max}`")),
-            "{what}"
-        );
         assert!(check_mtu(2048, "wan0", &dev(max as u16)).is_ok());
-        assert!(check_mtu(2048, "wan0", &dev(max as u16 + 1)).is_err());
+        let Err(PortError::InvalidConfig { what }) = check_mtu(2048, "wan0", &dev(max as u16 + 1))
+        else {
+            panic!("MTU 1775 fits a 2048-byte frame?")
+        };
+        assert!(what.contains("set frame_size = 4096"), "{what}");
+        assert!(check_mtu(4096, "wan0", &dev(3822)).is_ok());
+        assert!(check_mtu(4096, "wan0", &dev(3823)).is_err());
+        assert_eq!(frame_size_for(1500), Some(2048));
+        assert_eq!(frame_size_for(1774), Some(2048));
+        assert_eq!(frame_size_for(1775), Some(4096));
+        assert_eq!(frame_size_for(3822), Some(4096));
+        assert_eq!(frame_size_for(9000), None);
     }
 
     #[test]

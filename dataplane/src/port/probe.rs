@@ -275,16 +275,36 @@ impl std::fmt::Display for Problem {
                 mtu,
                 limit,
                 frame_size,
-            } => write!(
-                f,
-                "MTU {mtu} is too large: frames must fit a {frame_size}-byte UMEM frame after the \
-                 {XDP_HEADROOM}-byte XDP headroom (MTU at most {limit})"
-            ),
-            Problem::NoNativeXdp { errno } => write!(
-                f,
-                "native XDP was asked for (xdp_mode = \"native\") and the driver refuses it: {}",
-                e(errno)
-            ),
+            } => {
+                write!(
+                    f,
+                    "MTU {mtu} is too large: frames must fit a {frame_size}-byte UMEM frame after \
+                     the {XDP_HEADROOM}-byte XDP headroom (MTU at most {limit})"
+                )?;
+                if *frame_size >= super::MAX_FRAME_SIZE {
+                    write!(
+                        f,
+                        "; Linux takes no larger UMEM frame, and larger MTUs need multi-buffer \
+                         AF_XDP (XDP_USE_SG), which xdpgw does not support yet"
+                    )?;
+                }
+                Ok(())
+            }
+            Problem::NoNativeXdp { errno } => {
+                write!(
+                    f,
+                    "native XDP was asked for (xdp_mode = \"native\") and the driver refuses it: {}",
+                    e(errno)
+                )?;
+                if *errno == libc::ERANGE {
+                    write!(
+                        f,
+                        " (the MTU is too large for native XDP without multi-buffer support, \
+                         which xdpgw does not have yet; xdp_mode = \"generic\" takes it)"
+                    )?;
+                }
+                Ok(())
+            }
             Problem::NoXdp { errno } => write!(f, "the XDP program cannot attach: {}", e(errno)),
             Problem::NoZeroCopy { errno } => write!(
                 f,
