@@ -20,6 +20,7 @@ use xdpgw_dataplane::log::{LogEntry, LogSink};
 use xdpgw_dataplane::port::{
     frame_size_for, interface_mtu, mtu_limit, GroupQueue, HostDeviceConfig, HostPath, HostQueue,
     HostRoute, LinkMonitor, PortConfig, PortGroup, XdpMode, ZeroCopy, FRAME_SIZES, MAX_FRAME_SIZE,
+    MAX_MTU,
 };
 use xdpgw_dataplane::rule::Log;
 use xdpgw_dataplane::worker::{Driver, Worker};
@@ -115,18 +116,33 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
     };
 
     // The UMEM frame size: as configured, else the smaller that holds every
-    // interface's MTU (an MTU that none holds is refused by the port with
-    // the reason).
-    let frame_size = cfg.dataplane.frame_size.unwrap_or_else(|| {
-        let largest = cfg
-            .interfaces
-            .iter()
-            .filter_map(|i| interface_mtu(&i.name).ok())
-            .max()
-            .unwrap_or(1500);
-        frame_size_for(largest).unwrap_or(MAX_FRAME_SIZE)
-    });
-    if frame_size != FRAME_SIZES[0] {
+    // interface's MTU; an MTU larger than the largest frame holds: frames in
+    // several (multi-buffer AF_XDP).
+    let largest = cfg
+        .interfaces
+        .iter()
+        .filter_map(|i| interface_mtu(&i.name).ok())
+        .max()
+        .unwrap_or(1500);
+    let frame_size = cfg
+        .dataplane
+        .frame_size
+        .unwrap_or_else(|| frame_size_for(largest).unwrap_or(MAX_FRAME_SIZE));
+    let multi_buffer = largest > mtu_limit(frame_size);
+    let mtu_cap = if multi_buffer {
+        MAX_MTU
+    } else {
+        mtu_limit(frame_size)
+    };
+    if multi_buffer {
+        service::log(
+            level::INFO,
+            &format!(
+                "xdpgw: {frame_size}-byte UMEM frames, larger frames in several (multi-buffer, \
+                 MTU at most {MAX_MTU})"
+            ),
+        );
+    } else if frame_size != FRAME_SIZES[0] {
         service::log(
             level::INFO,
             &format!(
@@ -158,6 +174,7 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
             },
             frame_size,
             frames: 4096,
+            multi_buffer,
         })
         .collect();
     let mut group = PortGroup::open(&pcs).map_err(|e| match &e {
@@ -196,7 +213,7 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
                 )
             })
             .collect();
-        LinkWatch::new(m, ifaces, mtu_limit(frame_size))
+        LinkWatch::new(m, ifaces, mtu_cap)
     });
 
     // Queue index q of every interface (one shared UMEM) goes to worker q.

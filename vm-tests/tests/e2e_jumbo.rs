@@ -1,16 +1,18 @@
 //! Frames larger than 1,500 bytes (namespace lab, through Linux with
 //! conf/gateway.rules and through `xdpgw run --config conf/gateway.toml`,
-//! observations compared): every link at MTU 3800, so xdpgw picks 4096-byte
-//! UMEM frames, and veth refuses native XDP at that MTU (it takes it up to
-//! 3506 without multi-buffer), so `xdp_mode = "auto"` falls back to generic
-//! mode. A 3,772-byte UDP datagram passes as one 3,800-byte packet, TCP
-//! negotiates MSS 3760 both ways through MASQUERADE, and a transfer's
-//! content arrives intact.
+//! observations compared), every link at the same MTU:
 //!
-//! MTU 9000 is beyond what xdpgw takes (Linux takes no UMEM frame larger
-//! than a page; multi-buffer AF_XDP is not supported yet): `xdpgw run`
-//! refuses it with the reason, as `xdpgw doctor` explains
-//! (`vm-tests/tests/doctor.rs`).
+//! - 9000: frames arrive and leave in several 4096-byte UMEM frames
+//!   (multi-buffer AF_XDP), the program loaded for multi-buffer frames, so
+//!   veth takes native XDP. An 8,000-byte UDP datagram passes as one
+//!   8,028-byte packet; TCP negotiates MSS 8960 both ways through
+//!   MASQUERADE (Linux's figures).
+//! - 3800: one 4096-byte UMEM frame holds it; veth refuses native XDP at
+//!   that MTU for a program without multi-buffer support (it takes it up to
+//!   3506), so `xdp_mode = "auto"` falls back to generic mode. A 3,772-byte
+//!   datagram passes as one 3,800-byte packet, MSS 3760.
+//!
+//! In both, a transfer's content arrives intact.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -19,11 +21,9 @@ use xdpgw_vm_tests::lab::{Backend, Lab, LabConfig, CLIENT, GATEWAY_WAN, HOST_IF,
 use xdpgw_vm_tests::scenario::*;
 use xdpgw_vm_tests::{lab_config, workspace_dir};
 
-const MTU: u16 = 3800;
-
-fn jumbo_lab(backend: Backend) -> Lab {
+fn jumbo_lab(backend: Backend, mtu: u16) -> Lab {
     Lab::gateway_lab(&LabConfig {
-        mtu: Some(MTU),
+        mtu: Some(mtu),
         ..lab_config(backend, &workspace_dir().join("conf/gateway.toml"))
     })
 }
@@ -51,21 +51,36 @@ struct JumboObs {
 }
 
 #[test]
+fn mtu_9000_udp_and_tcp_through_nat() {
+    jumbo(
+        "mtu_9000_udp_and_tcp_through_nat",
+        9000,
+        8000,
+        "lan0: native xdp",
+    );
+}
+
+#[test]
 fn mtu_3800_udp_and_tcp_through_nat() {
-    on_both_backends_in(
+    jumbo(
         "mtu_3800_udp_and_tcp_through_nat",
-        jumbo_lab,
+        3800,
+        3772,
+        "lan0: generic xdp",
+    );
+}
+
+/// The scenario at `mtu` with a UDP datagram of `payload` bytes; xdpgw's
+/// `ready` line must contain `mode`.
+fn jumbo(test: &str, mtu: u16, payload: u16, mode: &str) {
+    on_both_backends_in(
+        test,
+        |backend| jumbo_lab(backend, mtu),
         |lab| {
             if lab.backend() == Backend::Xdpgw {
                 let ready = lab.gateway_output();
-                assert!(
-                    ready
-                        .first()
-                        .is_some_and(|l| l.contains("lan0: generic xdp")),
-                    "{ready:?}"
-                );
+                assert!(ready.first().is_some_and(|l| l.contains(mode)), "{ready:?}");
             }
-            let payload = usize::from(MTU) - 28;
             let counter = lab.serve(lab.server(), &["udp-count", "9999"]);
             let capture = lab.capture(lab.server(), HOST_IF, 1, "udp and dst port 9999");
             let mut sender = lab.tool(
@@ -132,9 +147,10 @@ fn mtu_3800_udp_and_tcp_through_nat() {
             }
         },
         |o| {
-            assert_eq!(o.udp, (GATEWAY_WAN, "true length 3772".to_owned()), "{o:?}");
-            assert_eq!(o.syn_mss, Some(MTU - 40), "{o:?}");
-            assert_eq!(o.syn_ack_mss, Some(MTU - 40), "{o:?}");
+            let udp_len = format!("true length {payload}");
+            assert_eq!(o.udp, (GATEWAY_WAN, udp_len), "{o:?}");
+            assert_eq!(o.syn_mss, Some(mtu - 40), "{o:?}");
+            assert_eq!(o.syn_ack_mss, Some(mtu - 40), "{o:?}");
             assert_eq!(o.transfer, "ok bytes=3000000", "{o:?}");
         },
     );

@@ -241,6 +241,10 @@ pub struct PortConfig {
     /// UMEM frames per socket (at least 64); half of them are kept on the
     /// fill ring, the rest serve transmission.
     pub frames: u32,
+    /// Frames larger than a UMEM frame arrive and leave in several
+    /// ([`PortGroup`] only: multi-buffer AF_XDP, `XDP_USE_SG`, Linux 6.6+,
+    /// the program loaded with BPF_F_XDP_HAS_FRAGS); MTU up to [`MAX_MTU`].
+    pub multi_buffer: bool,
 }
 
 impl PortConfig {
@@ -254,6 +258,7 @@ impl PortConfig {
             zero_copy: ZeroCopy::Auto,
             frame_size: 2048,
             frames: 4096,
+            multi_buffer: false,
         }
     }
 
@@ -442,9 +447,9 @@ impl fmt::Display for PortError {
                 if *errno == libc::ERANGE {
                     write!(
                         f,
-                        " (the driver refuses native XDP at this MTU without multi-buffer \
-                         support, which xdpgw does not have yet; xdp_mode = \"generic\" takes \
-                         it)"
+                        " (the driver refuses native XDP at this MTU for a program without \
+                         multi-buffer support, which xdpgw uses up to MTU 3822; xdp_mode = \
+                         \"generic\" takes it)"
                     )?;
                 }
                 Ok(())
@@ -569,6 +574,25 @@ pub fn interface_mtu(ifname: &str) -> Result<u16, PortError> {
     lookup(&cfg).map(|d| d.mtu)
 }
 
+/// The largest MTU with multi-buffer frames ([`PortConfig::multi_buffer`]):
+/// a jumbo frame of 9000 bytes and then some, in at most 5 buffers of 2048
+/// bytes (Linux takes up to 17).
+pub const MAX_MTU: u16 = 9216;
+
+/// Refuses an MTU above [`MAX_MTU`] (multi-buffer frames).
+fn check_mtu_multi_buffer(ifname: &str, dev: &Device) -> Result<(), PortError> {
+    if dev.mtu > MAX_MTU {
+        return Err(PortError::InvalidConfig {
+            what: format!(
+                "{ifname} has MTU {}: xdpgw takes at most {MAX_MTU} \
+                 (`ip link set {ifname} mtu {MAX_MTU}`)",
+                dev.mtu
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Refuses an MTU whose frames do not fit one UMEM frame after the headroom
 /// (we do not use multi-buffer frames; the kernel would drop them).
 fn check_mtu(frame_size: u32, ifname: &str, dev: &Device) -> Result<(), PortError> {
@@ -589,8 +613,8 @@ fn check_mtu(frame_size: u32, ifname: &str, dev: &Device) -> Result<(), PortErro
             None => format!(
                 "{ifname} has MTU {}: frames up to {largest} bytes do not fit the largest UMEM \
                  frame Linux takes ({MAX_FRAME_SIZE} bytes, a page; {} after the XDP headroom): \
-                 set its MTU to {} or less (`ip link set {ifname} mtu {}`); larger MTUs need \
-                 multi-buffer AF_XDP (XDP_USE_SG), which xdpgw does not support yet",
+                 set its MTU to {} or less (`ip link set {ifname} mtu {}`), or open it with \
+                 multi-buffer frames (XDP_USE_SG: PortConfig::multi_buffer, in a PortGroup)",
                 dev.mtu,
                 MAX_FRAME_SIZE - XDP_HEADROOM,
                 mtu_limit(MAX_FRAME_SIZE),
@@ -651,6 +675,7 @@ fn open_umem(
     frame_size: u32,
     frames: u32,
     tries: &[bool],
+    multi_buffer: bool,
 ) -> Result<(Arc<sys::Mapping>, Vec<xsk::Xsk>), PortError> {
     let count = members.len().max(1);
     let bytes = (frames as usize)
@@ -670,7 +695,7 @@ fn open_umem(
     })?);
     let mut last = None;
     for (i, &zc) in tries.iter().enumerate() {
-        match xsk::build(&mapping, frame_size, frames, members, zc) {
+        match xsk::build(&mapping, frame_size, frames, members, zc, multi_buffer) {
             Ok(xsks) => return Ok((mapping, xsks)),
             Err(PortError::Bind {
                 errno: libc::EOPNOTSUPP | libc::EPROTONOSUPPORT,
@@ -727,6 +752,7 @@ impl Port {
                 cfg.frame_size,
                 cfg.frames,
                 tries,
+                false,
             )?;
             for xsk in xsks {
                 // Later queues use the mode the first one settled on.
@@ -872,7 +898,7 @@ pub mod testing {
     ) -> Result<u32, PortError> {
         use std::os::fd::AsRawFd;
         let dev = lookup(&PortConfig::new(ifname))?;
-        let loaded = bpf::load_named(dev.queues, name)?;
+        let loaded = bpf::load_named(dev.queues, name, false)?;
         netlink::set_xdp_fd(dev.ifindex, loaded.prog.as_raw_fd(), bpf::mode_flags(mode)).map_err(
             |e| PortError::Netlink {
                 op: "RTM_SETLINK IFLA_XDP_FD",
@@ -933,7 +959,7 @@ mod tests {
         };
         assert!(what.starts_with("wan0 has MTU 9000"), "{what}");
         assert!(what.contains("`ip link set wan0 mtu 3822`"), "{what}");
-        assert!(what.contains("multi-buffer AF_XDP (XDP_USE_SG)"), "{what}");
+        assert!(what.contains("multi-buffer frames (XDP_USE_SG"), "{what}");
         let max = 2048 - XDP_HEADROOM - 18;
         assert!(check_mtu(2048, "wan0", &dev(max as u16)).is_ok());
         let Err(PortError::InvalidConfig { what }) = check_mtu(2048, "wan0", &dev(max as u16 + 1))

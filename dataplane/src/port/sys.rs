@@ -191,6 +191,9 @@ struct ProgLoadAttr {
 // outlive the call.
 unsafe impl BpfAttr for ProgLoadAttr {}
 
+/// `prog_flags`: the program handles multi-buffer frames (`xdp.frags`).
+pub(crate) const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
+
 /// BPF_PROG_LOAD. With `log`, the verifier writes its log there (level 1).
 pub(crate) fn prog_load(
     prog_type: u32,
@@ -198,11 +201,13 @@ pub(crate) fn prog_load(
     insns: &[Insn],
     license: &CStr,
     name: &str,
+    prog_flags: u32,
     log: Option<&mut [u8]>,
 ) -> Result<OwnedFd, Errno> {
     let insn_cnt = u32::try_from(insns.len()).map_err(|_| libc::E2BIG)?;
     let mut attr = ProgLoadAttr {
         prog_type,
+        prog_flags,
         insn_cnt,
         insns: insns.as_ptr() as u64,
         license: license.as_ptr() as u64,
