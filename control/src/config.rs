@@ -22,6 +22,8 @@
 //! xdp_mode = "auto"                  # auto | native | generic
 //! zero_copy = "auto"                 # auto | on | off
 //! host_path = true                   # optional: the host's own services get a path (TUN devices)
+//! frame_size = 4096                  # optional: UMEM frame bytes, 2048 or 4096 (default: the
+//!                                    # smaller that holds every interface's MTU)
 //!
 //! [icmp]                             # optional: Linux's net.ipv4.icmp_* rate limits
 //! ratelimit = 1000                   # ms per ICMP error to one destination (burst of 6)
@@ -30,7 +32,7 @@
 //! msgs_burst = 50
 //! [conntrack]                        # optional
 //! max = 262144                       # nf_conntrack_max (default: Linux's for this machine's memory)
-//! buckets = 414720                   # nf_conntrack_buckets (default: from max)
+//! buckets = 496640                   # nf_conntrack_buckets (default: from max)
 //! udp_timeout = 30                   # any net.netfilter.nf_conntrack_* timeout (seconds) or
 //! tcp_loose = true                   # tcp_* knob, by the sysctl's name without the prefix
 //! ```
@@ -93,6 +95,7 @@ struct RawDataplane {
     xdp_mode: Option<Spanned<String>>,
     zero_copy: Option<Spanned<String>>,
     host_path: Option<bool>,
+    frame_size: Option<Spanned<i64>>,
 }
 
 /// `[icmp]`: Linux's `net.ipv4.icmp_*` rate-limit sysctls, same names and
@@ -251,6 +254,9 @@ pub struct DataplaneConfig {
     pub zero_copy: ZeroCopyConfig,
     /// Whether the host gets a path to its own services (default: yes).
     pub host_path: bool,
+    /// The UMEM frame size, if set (else chosen from the interfaces' MTUs:
+    /// [`xdpgw_dataplane::port::frame_size_for`]).
+    pub frame_size: Option<u32>,
 }
 
 /// A value from the file, with where it was written (for errors found
@@ -501,6 +507,20 @@ impl Config {
                 ))
             }
         };
+        let frame_size = match &raw.dataplane.frame_size {
+            None => None,
+            Some(f) if matches!(*f.get_ref(), 2048 | 4096) => Some(*f.get_ref() as u32),
+            Some(f) => {
+                return Err(at(
+                    f.span(),
+                    format!(
+                        "bad frame_size {}: 2048 or 4096 (Linux takes no UMEM frame larger \
+                         than a page)",
+                        f.get_ref()
+                    ),
+                ))
+            }
+        };
         let workers = match &raw.dataplane.workers {
             Some(w) if *w.get_ref() == 0 => {
                 return Err(at(w.span(), "workers must be at least 1".into()))
@@ -545,6 +565,7 @@ impl Config {
                 xdp_mode,
                 zero_copy,
                 host_path: raw.dataplane.host_path.unwrap_or(true),
+                frame_size,
             },
             icmp: {
                 let d = IcmpLimitConfig::default();
@@ -914,6 +935,23 @@ zero_copy = "off"
             let e = Config::parse(Path::new("g.toml"), &with(bad)).expect_err("bad");
             assert!(
                 e.to_string().starts_with("g.toml:1:14: bad state_file"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn frame_size_is_2048_or_4096() {
+        let c = Config::parse(Path::new("g.toml"), EXAMPLE).expect("config");
+        assert_eq!(c.dataplane.frame_size, None);
+        let with = |v: &str| format!("{EXAMPLE}frame_size = {v}\n");
+        let c = Config::parse(Path::new("g.toml"), &with("4096")).expect("config");
+        assert_eq!(c.dataplane.frame_size, Some(4096));
+        for bad in ["9216", "0", "3000"] {
+            let e = Config::parse(Path::new("g.toml"), &with(bad)).expect_err("bad");
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("g.toml:21:14: bad frame_size {bad}: 2048 or 4096")),
                 "{e}"
             );
         }

@@ -134,6 +134,7 @@ pub fn main(config: Option<&Path>, backend: DemoBackend) -> ExitCode {
         // Its conntrack table and rule counters, printed when it stops.
         run_args: vec!["--report-on-exit".to_owned()],
         queues: 1,
+        mtu: None,
     };
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| demo(&cfg)));
     std::panic::set_hook(hook);

@@ -10,9 +10,10 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use xdpgw_dataplane::pipeline::FRAME_SIZE;
 use xdpgw_dataplane::port::probe::{group_modes, Check, Feature};
-use xdpgw_dataplane::port::{PortConfig, PortError, Probe, XdpMode, ZeroCopy};
+use xdpgw_dataplane::port::{
+    frame_size_for, PortConfig, PortError, Probe, XdpMode, ZeroCopy, MAX_FRAME_SIZE,
+};
 
 /// `--xdp-mode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -41,6 +42,7 @@ pub fn main(ifaces: &[String], xdp_mode: XdpModeArg, zero_copy: ZeroCopyArg) -> 
     let results: Vec<Result<Probe, PortError>> = ifaces
         .iter()
         .map(|name| {
+            let mtu = xdpgw_dataplane::port::interface_mtu(name).ok();
             xdpgw_dataplane::port::probe(&PortConfig {
                 xdp_mode: match xdp_mode {
                     XdpModeArg::Auto => XdpMode::Auto,
@@ -52,7 +54,9 @@ pub fn main(ifaces: &[String], xdp_mode: XdpModeArg, zero_copy: ZeroCopyArg) -> 
                     ZeroCopyArg::On => ZeroCopy::On,
                     ZeroCopyArg::Off => ZeroCopy::Off,
                 },
-                frame_size: FRAME_SIZE as u32,
+                // The frames `xdpgw run` would choose for this MTU alone.
+                frame_size: mtu.and_then(frame_size_for).unwrap_or(MAX_FRAME_SIZE),
+                multi_buffer: mtu.is_some_and(|m| frame_size_for(m).is_none()),
                 ..PortConfig::new(name.clone())
             })
         })
@@ -146,18 +150,24 @@ fn section(out: &mut String, p: &Probe) {
             let _ = writeln!(out, "  driver: unknown ({})", errno_text(*errno));
         }
     }
-    let _ = writeln!(
-        out,
-        "  MTU: {} (with {}-byte UMEM frames at most {}{})",
-        p.mtu,
-        p.frame_size,
-        p.mtu_limit,
-        if p.mtu > p.mtu_limit {
-            ": too large"
-        } else {
-            ""
-        }
-    );
+    let too_large = if p.mtu > p.mtu_limit {
+        ": too large"
+    } else {
+        ""
+    };
+    let _ = if p.multi_buffer {
+        writeln!(
+            out,
+            "  MTU: {} (frames in several {}-byte UMEM frames: multi-buffer AF_XDP, at most {}{})",
+            p.mtu, p.frame_size, p.mtu_limit, too_large
+        )
+    } else {
+        writeln!(
+            out,
+            "  MTU: {} (with {}-byte UMEM frames at most {}{})",
+            p.mtu, p.frame_size, p.mtu_limit, too_large
+        )
+    };
     let _ = write!(out, "  queues: ");
     match p.sysfs_queues {
         Some((rx, tx)) => {
@@ -246,6 +256,11 @@ fn attach_reason(errno: i32) -> &'static str {
         libc::EPERM | libc::EACCES => "needs CAP_BPF and CAP_NET_ADMIN",
         libc::EBUSY | libc::EEXIST => "another program was attached meanwhile",
         libc::ENOMEM => "the driver lacks queues or memory for XDP (see dmesg)",
+        libc::ERANGE => {
+            "the MTU is too large for this mode with a program without multi-buffer support, \
+             which xdpgw uses up to MTU 3822 (veth: native XDP up to MTU 3506); generic mode \
+             takes it"
+        }
         _ => "",
     }
 }
@@ -275,6 +290,7 @@ fn errno_text(errno: i32) -> String {
         libc::ENOMEM => "ENOMEM",
         libc::ENOBUFS => "ENOBUFS",
         libc::ENODEV => "ENODEV",
+        libc::ERANGE => "ERANGE",
         libc::EOPNOTSUPP => "EOPNOTSUPP",
         libc::EPROTONOSUPPORT => "EPROTONOSUPPORT",
         _ => "",
@@ -377,6 +393,7 @@ mod tests {
             mtu: 1500,
             frame_size: 2048,
             mtu_limit: 1774,
+            multi_buffer: false,
             driver: Ok(DriverInfo {
                 driver: "veth".into(),
                 version: "1.0".into(),

@@ -17,16 +17,17 @@ use std::time::{Duration, Instant};
 use xdpgw_dataplane::conntrack::MemInfo;
 use xdpgw_dataplane::gateway::Gateway;
 use xdpgw_dataplane::log::{LogEntry, LogSink};
-use xdpgw_dataplane::pipeline::FRAME_SIZE;
 use xdpgw_dataplane::port::{
-    GroupQueue, HostDeviceConfig, HostPath, HostQueue, HostRoute, PortConfig, PortGroup, XdpMode,
-    ZeroCopy,
+    frame_size_for, interface_mtu, mtu_limit, GroupQueue, HostDeviceConfig, HostPath, HostQueue,
+    HostRoute, LinkMonitor, PortConfig, PortGroup, XdpMode, ZeroCopy, FRAME_SIZES, MAX_FRAME_SIZE,
+    MAX_MTU,
 };
 use xdpgw_dataplane::rule::Log;
 use xdpgw_dataplane::worker::{Driver, Worker};
 
 use crate::api::server::{Control, ControlSocket, WorkerPublished};
 use crate::config::{Config, XdpModeConfig, ZeroCopyConfig};
+use crate::link_watch::LinkWatch;
 use crate::service::{self, level};
 use crate::state_file;
 
@@ -101,6 +102,56 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
     wake.set_read_timeout(Some(Duration::from_millis(50)))
         .map_err(RunError::Signal)?;
 
+    // Link changes from here on (subscribed before the links are read, so
+    // that none in between is missed); without it the links are as read.
+    let monitor = match LinkMonitor::open() {
+        Ok(m) => Some(m),
+        Err(e) => {
+            service::log(
+                level::WARNING,
+                &format!("xdpgw: {e}: MTU, address and link changes are not followed"),
+            );
+            None
+        }
+    };
+
+    // The UMEM frame size: as configured, else the smaller that holds every
+    // interface's MTU; an MTU larger than the largest frame holds: frames in
+    // several (multi-buffer AF_XDP).
+    let largest = cfg
+        .interfaces
+        .iter()
+        .filter_map(|i| interface_mtu(&i.name).ok())
+        .max()
+        .unwrap_or(1500);
+    let frame_size = cfg
+        .dataplane
+        .frame_size
+        .unwrap_or_else(|| frame_size_for(largest).unwrap_or(MAX_FRAME_SIZE));
+    let multi_buffer = largest > mtu_limit(frame_size);
+    let mtu_cap = if multi_buffer {
+        MAX_MTU
+    } else {
+        mtu_limit(frame_size)
+    };
+    if multi_buffer {
+        service::log(
+            level::INFO,
+            &format!(
+                "xdpgw: {frame_size}-byte UMEM frames, larger frames in several (multi-buffer, \
+                 MTU at most {MAX_MTU})"
+            ),
+        );
+    } else if frame_size != FRAME_SIZES[0] {
+        service::log(
+            level::INFO,
+            &format!(
+                "xdpgw: {frame_size}-byte UMEM frames (MTU at most {})",
+                mtu_limit(frame_size)
+            ),
+        );
+    }
+
     // All interfaces as one port group: for each queue index, the sockets of
     // every interface share one UMEM, so a frame forwarded from one interface
     // to another moves as a descriptor, without a copy. A failure detaches
@@ -121,8 +172,9 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
                 ZeroCopyConfig::On => ZeroCopy::On,
                 ZeroCopyConfig::Off => ZeroCopy::Off,
             },
-            frame_size: FRAME_SIZE as u32,
+            frame_size,
             frames: 4096,
+            multi_buffer,
         })
         .collect();
     let mut group = PortGroup::open(&pcs).map_err(|e| match &e {
@@ -152,6 +204,17 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
         conntrack.clone(),
     );
     let gw = Arc::new(Gateway::new(gw_cfg, &rules)?);
+    let mut link_watch = monitor.map(|m| {
+        let ifaces = (0..group.len())
+            .map(|k| {
+                (
+                    group.ifindex(k).unwrap_or(0),
+                    group.ifname(k).unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        LinkWatch::new(m, ifaces, mtu_cap)
+    });
 
     // Queue index q of every interface (one shared UMEM) goes to worker q.
     let group_queues = group.queues();
@@ -315,6 +378,9 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
                         ),
                     ),
                 }
+            }
+            if let Some(w) = &mut link_watch {
+                w.poll(&gw);
             }
             // A signal, or 50 ms.
             let _ = wake.read(&mut [0u8; 16]);

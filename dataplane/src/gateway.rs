@@ -3,7 +3,7 @@
 //! made of ([`GatewayConfig`]).
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -16,7 +16,9 @@ use crate::route::{RouteError, RouteTable};
 use crate::rule::{Ipv4Net, RuleSet};
 use crate::trace::Tracer;
 
-/// One interface the gateway owns.
+/// One interface the gateway owns, as it starts. Its address and MTU may
+/// change while it runs ([`Gateway::link_changed`]): read them with
+/// [`Gateway::addr`] and [`Gateway::mtu`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IfaceConfig {
     pub name: String,
@@ -25,6 +27,68 @@ pub struct IfaceConfig {
     pub prefix: u8,
     pub mtu: u16,
 }
+
+/// What changed on one of the gateway's interfaces (the kernel's
+/// RTM_NEWLINK, RTM_NEWADDR, RTM_DELADDR, read by the control plane's link
+/// monitor).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkChange {
+    /// The link's MTU (what the gateway uses is capped at `cap`, the
+    /// largest the dataplane's frames hold), whether it is up
+    /// (administratively, IFF_UP) and has carrier (IFF_LOWER_UP).
+    Link {
+        mtu: u32,
+        cap: u16,
+        up: bool,
+        carrier: bool,
+    },
+    /// An IPv4 address was added to the interface.
+    AddrAdded { addr: Ipv4Addr, prefix: u8 },
+    /// An IPv4 address was removed from the interface.
+    AddrRemoved { addr: Ipv4Addr, prefix: u8 },
+}
+
+/// An interface address and its prefix length.
+pub type IfaceAddr = (Ipv4Addr, u8);
+
+/// What [`Gateway::link_changed`] did, for the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LinkApplied {
+    /// The MTU the gateway now uses, if it changed (old, new), and the
+    /// link's own when the cap lowered it.
+    pub mtu: Option<(u16, u16)>,
+    pub mtu_capped: Option<u32>,
+    /// Up and carrier, if either changed (new values).
+    pub state: Option<(bool, bool)>,
+    /// The interface's address, if it changed (old, new; None: none).
+    pub addr: Option<(Option<IfaceAddr>, Option<IfaceAddr>)>,
+    /// MASQUERADE connections forgotten (their address went away, or the
+    /// interface went down).
+    pub flushed: usize,
+}
+
+impl LinkApplied {
+    pub fn is_empty(&self) -> bool {
+        *self == LinkApplied::default()
+    }
+}
+
+/// An interface's state that may change while the gateway runs. Relaxed
+/// stores and loads: each value is read on its own (a packet sees the old
+/// MTU or the new); what must not outlive a change, the fast path's cached
+/// flows, follows [`Gateway::link_epoch`].
+#[derive(Debug)]
+struct LiveIface {
+    mtu: AtomicU16,
+    /// The address (0: none) and its prefix length.
+    addr: AtomicU32,
+    prefix: AtomicU8,
+    /// `UP` and `CARRIER` bits.
+    flags: AtomicU8,
+}
+
+const UP: u8 = 1;
+const CARRIER: u8 = 2;
 
 /// What a gateway is made of.
 #[derive(Clone, Debug)]
@@ -73,6 +137,11 @@ pub struct Gateway {
     worker_seq: AtomicUsize,
     /// The running packet trace, if any (`xdpgw trace`).
     pub tracer: Tracer,
+    /// Per interface: MTU, address and link state as they are now.
+    live: Box<[LiveIface]>,
+    /// Bumped after every change of `live` (Release; workers load it with
+    /// Acquire at each batch and end their cached flows when it moved).
+    link_epoch: AtomicU32,
 }
 
 impl Gateway {
@@ -89,6 +158,16 @@ impl Gateway {
         let routes = RouteTable::new(&connected, &cfg.routes).map_err(GatewayError::Route)?;
         let names: Vec<&str> = cfg.ifaces.iter().map(|f| f.name.as_str()).collect();
         let compiled = compile(rules, &names).map_err(GatewayError::Compile)?;
+        let live = cfg
+            .ifaces
+            .iter()
+            .map(|f| LiveIface {
+                mtu: AtomicU16::new(f.mtu),
+                addr: AtomicU32::new(u32::from(f.addr)),
+                prefix: AtomicU8::new(f.prefix),
+                flags: AtomicU8::new(UP | CARRIER),
+            })
+            .collect();
         Ok(Gateway {
             ifaces: cfg.ifaces,
             routes,
@@ -98,6 +177,8 @@ impl Gateway {
             icmp_limit: IcmpLimiter::new(cfg.icmp),
             worker_seq: AtomicUsize::new(0),
             tracer: Tracer::default(),
+            live,
+            link_epoch: AtomicU32::new(0),
         })
     }
 
@@ -133,19 +214,145 @@ impl Gateway {
         self.rules.load()
     }
 
-    /// The MTU of interface `iface` (1500 for one the gateway does not
-    /// have).
-    pub fn mtu(&self, iface: u8) -> u16 {
-        self.ifaces.get(usize::from(iface)).map_or(1500, |f| f.mtu)
-    }
-
     /// The interface holding `addr`, if it is one of the gateway's.
     #[inline]
     pub fn local_iface(&self, addr: Ipv4Addr) -> Option<u8> {
-        self.ifaces
+        let a = u32::from(addr);
+        if a == 0 {
+            return None;
+        }
+        self.live
             .iter()
-            .position(|f| f.addr == addr)
+            .position(|f| f.addr.load(Ordering::Relaxed) == a)
             .map(|i| i as u8)
+    }
+
+    /// The MTU of interface `iface` now (1500 for an interface the gateway
+    /// does not have).
+    #[inline]
+    pub fn mtu(&self, iface: u8) -> u16 {
+        self.live
+            .get(usize::from(iface))
+            .map_or(1500, |f| f.mtu.load(Ordering::Relaxed))
+    }
+
+    /// The address of interface `iface` now, if it has one.
+    #[inline]
+    pub fn addr(&self, iface: u8) -> Option<Ipv4Addr> {
+        let a = self
+            .live
+            .get(usize::from(iface))?
+            .addr
+            .load(Ordering::Relaxed);
+        (a != 0).then(|| Ipv4Addr::from(a))
+    }
+
+    /// The address of interface `iface` and its prefix length, if it has
+    /// one.
+    pub fn addr_prefix(&self, iface: u8) -> Option<IfaceAddr> {
+        let f = self.live.get(usize::from(iface))?;
+        let a = self.addr(iface)?;
+        Some((a, f.prefix.load(Ordering::Relaxed)))
+    }
+
+    /// Whether interface `iface` is up and has carrier.
+    pub fn link_up(&self, iface: u8) -> bool {
+        self.live
+            .get(usize::from(iface))
+            .is_some_and(|f| f.flags.load(Ordering::Relaxed) == UP | CARRIER)
+    }
+
+    /// Moves after every change an interface's MTU, address or link state
+    /// went through (a worker's cached flows end when it moved).
+    #[inline]
+    pub fn link_epoch(&self) -> u32 {
+        // Acquire: pairs with the Release in `link_changed`, so that a
+        // worker that sees the new epoch reads the new values.
+        self.link_epoch.load(Ordering::Acquire)
+    }
+
+    /// Applies what the kernel reported of interface `iface`:
+    ///
+    /// - MTU: the FORWARD check (`ip_forward`'s `ip_exceeds_mtu`) and the
+    ///   fast path use the new one from the workers' next batch.
+    /// - Address added: it becomes the interface's address (ARP answers,
+    ///   local delivery, MASQUERADE's source for new connections), as
+    ///   `inet_select_addr` picks an interface's primary address.
+    /// - Address removed: if it was the interface's, the interface has no
+    ///   address, and the MASQUERADE connections bound to it are forgotten
+    ///   (`masq_inet_event` -> `nf_ct_iterate_cleanup_net(inet_cmp)`).
+    /// - Down (IFF_UP cleared): its MASQUERADE connections are forgotten
+    ///   (`masq_device_event` on NETDEV_DOWN). Carrier loss alone changes
+    ///   nothing but the log, as in Linux.
+    pub fn link_changed(&self, iface: u8, change: LinkChange) -> LinkApplied {
+        let mut done = LinkApplied::default();
+        let Some(f) = self.live.get(usize::from(iface)) else {
+            return done;
+        };
+        match change {
+            LinkChange::Link {
+                mtu,
+                cap,
+                up,
+                carrier,
+            } => {
+                let used = u16::try_from(mtu).unwrap_or(u16::MAX).min(cap);
+                let old = f.mtu.swap(used, Ordering::Relaxed);
+                if old != used {
+                    done.mtu = Some((old, used));
+                    if u32::from(used) < mtu {
+                        done.mtu_capped = Some(mtu);
+                    }
+                }
+                let flags = if up { UP } else { 0 } | if carrier { CARRIER } else { 0 };
+                let was = f.flags.swap(flags, Ordering::Relaxed);
+                if was != flags {
+                    done.state = Some((up, carrier));
+                    if was & UP != 0 && !up {
+                        if let Some(a) = self.addr(iface) {
+                            done.flushed = self.forget_masquerade(a);
+                        }
+                    }
+                }
+            }
+            LinkChange::AddrAdded { addr, prefix } => {
+                let old = self.addr_prefix(iface);
+                if old != Some((addr, prefix)) {
+                    f.prefix.store(prefix, Ordering::Relaxed);
+                    f.addr.store(u32::from(addr), Ordering::Relaxed);
+                    done.addr = Some((old, Some((addr, prefix))));
+                }
+            }
+            LinkChange::AddrRemoved { addr, .. } => {
+                let old = self.addr_prefix(iface);
+                if old.is_some_and(|(a, _)| a == addr) {
+                    f.addr.store(0, Ordering::Relaxed);
+                    done.addr = Some((old, None));
+                    done.flushed = self.forget_masquerade(addr);
+                }
+            }
+        }
+        if !done.is_empty() {
+            // Release: the values above are visible to a worker that sees
+            // the new epoch.
+            self.link_epoch.fetch_add(1, Ordering::Release);
+        }
+        done
+    }
+
+    /// Forgets the source-NATed connections whose replies come back to
+    /// `addr` from elsewhere (MASQUERADE's, `inet_cmp`: the reply tuple's
+    /// destination is the address). Linux tells MASQUERADE's from SNAT's
+    /// by the interface it recorded (`masq_index`); xdpgw records none, so
+    /// an SNAT to the same address is forgotten as well.
+    fn forget_masquerade(&self, addr: Ipv4Addr) -> usize {
+        self.conntrack
+            .remove_if(|s| {
+                s.status & crate::conntrack::status::SRC_NAT != 0
+                    && s.reply.dst == addr
+                    && s.orig.src != addr
+            })
+            .len()
     }
 
     /// The next worker's index (its stripe of the rule counters).
@@ -178,13 +385,16 @@ impl Gateway {
                 (None, false) => AddrType::LOCAL,
             };
         }
-        for (i, f) in self.ifaces.iter().enumerate() {
+        for i in 0..self.live.len() {
+            let Some((own, prefix)) = self.addr_prefix(i as u8) else {
+                continue;
+            };
             let on_dev = dev.is_none_or(|d| usize::from(d) == i);
-            let host_bits = u32::MAX.checked_shr(u32::from(f.prefix)).unwrap_or(0);
-            let t = if f.addr == addr {
+            let host_bits = u32::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
+            let t = if own == addr {
                 AddrType::LOCAL
-            } else if f.prefix < 31
-                && a & !host_bits == u32::from(f.addr) & !host_bits
+            } else if prefix < 31
+                && a & !host_bits == u32::from(own) & !host_bits
                 && a & host_bits == host_bits
             {
                 AddrType::BROADCAST
@@ -202,14 +412,15 @@ impl Gateway {
     /// broadcast address of one of the gateway's networks.
     pub(crate) fn is_broadcast(&self, addr: Ipv4Addr) -> bool {
         addr == Ipv4Addr::BROADCAST
-            || self.ifaces.iter().any(|f| {
-                let host_bits = if f.prefix >= 32 {
-                    0
-                } else {
-                    u32::MAX >> f.prefix
-                };
-                host_bits != 0
-                    && u32::from(addr) & !host_bits == u32::from(f.addr) & !host_bits
+            || self.live.iter().any(|f| {
+                let (a, prefix) = (
+                    f.addr.load(Ordering::Relaxed),
+                    f.prefix.load(Ordering::Relaxed),
+                );
+                let host_bits = if prefix >= 32 { 0 } else { u32::MAX >> prefix };
+                a != 0
+                    && host_bits != 0
+                    && u32::from(addr) & !host_bits == a & !host_bits
                     && u32::from(addr) & host_bits == host_bits
             })
     }

@@ -258,6 +258,7 @@ fn port_config(ifname: &str, xdp: XdpMode, zc: ZeroCopy) -> PortConfig {
         zero_copy: zc,
         frame_size: 2048,
         frames: 4096,
+        multi_buffer: false,
     }
 }
 

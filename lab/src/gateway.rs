@@ -118,6 +118,9 @@ pub struct LabConfig {
     /// RX/TX queues of the gateway's veths (lan0, wan0) and their peers
     /// (1 unless a test wants several workers).
     pub queues: u32,
+    /// The MTU of every link (all veths and the bridge), set before the
+    /// gateway starts; None: the default, 1500.
+    pub mtu: Option<u16>,
 }
 
 /// The gateway lab: two clients on a LAN, the gateway, a server; see the
@@ -193,6 +196,9 @@ impl Lab {
             server: host_netns("server"),
         };
         lab.wire(cfg.queues);
+        if let Some(mtu) = cfg.mtu {
+            lab.set_mtu(mtu);
+        }
         match cfg.backend {
             Backend::Linux => lab.start_linux(spec),
             Backend::Xdpgw => lab.start_xdpgw(spec, &cfg.run_args),
@@ -251,6 +257,23 @@ impl Lab {
         // at the other end would complete, and AF_XDP never does.
         for host in [&self.client, &self.client2, &self.server] {
             host.exec_ok(&["ethtool", "-K", HOST_IF, "tx", "off"]);
+        }
+    }
+
+    /// Sets every link's MTU (hosts, bridge and its ports, the gateway's).
+    fn set_mtu(&self, mtu: u16) {
+        let mtu = mtu.to_string();
+        let links: [(&Netns, &[&str]); 5] = [
+            (&self.client, &[HOST_IF]),
+            (&self.client2, &[HOST_IF]),
+            (&self.lan, &["to-client", "to-client2", "to-gw", "br0"]),
+            (&self.gateway, &["lan0", "wan0"]),
+            (&self.server, &[HOST_IF]),
+        ];
+        for (ns, names) in links {
+            for name in names {
+                ns.exec_ok(&["ip", "link", "set", name, "mtu", &mtu]);
+            }
         }
     }
 

@@ -59,7 +59,7 @@
 //!                                       then `done connections=N ok=K failed=F sent=S
 //!                                       echoed=E`. Exit 0 if all are ok.
 //! udp-send HOST PORT [--rate PPS] [--bytes N] [--duration S]
-//!                                       datagrams of N bytes (default 64, at least 20)
+//!                                       datagrams of N bytes (default 64, 20 to 65507)
 //!                                       numbered 0, 1, ... at PPS a second (default 2000):
 //!                                       `sending local=IP:PORT session=ID rate=PPS`; when
 //!                                       stopped, an end marker (five times, 20 ms apart)
@@ -216,8 +216,8 @@ fn dispatch(args: &[String]) -> Result<bool, String> {
             let bytes = a.bytes.unwrap_or(64);
             let size = usize::try_from(bytes)
                 .ok()
-                .filter(|n| (SEQ_HEADER..=1472).contains(n))
-                .ok_or_else(|| format!("bad --bytes {bytes}: {SEQ_HEADER} to 1472"))?;
+                .filter(|n| (SEQ_HEADER..=65507).contains(n))
+                .ok_or_else(|| format!("bad --bytes {bytes}: {SEQ_HEADER} to 65507"))?;
             let rate = a.rate.unwrap_or(2000);
             let stop = stop_on_signal(a.duration)?;
             Ok(udp_send(a.addr()?, rate, size, &stop, &|line| say(&line)))

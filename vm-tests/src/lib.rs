@@ -58,6 +58,7 @@ pub fn lab_config(backend: Backend, config: &Path) -> LabConfig {
         tools: Some(tools_binary()),
         run_args: Vec::new(),
         queues: 1,
+        mtu: None,
     }
 }
 

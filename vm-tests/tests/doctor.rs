@@ -204,3 +204,112 @@ fn doctor_names_the_running_gateway_and_leaves_it_running() {
     let stopped = gw.stop(TIMEOUT);
     assert!(stopped.status.success(), "{}", stopped.report());
 }
+
+/// Sets the MTU of lan0, wan0 and their peers.
+fn set_mtu(t: &TwoPorts, mtu: u16) {
+    let mtu = mtu.to_string();
+    for ifname in ["lan0", "wan0"] {
+        t.gw.exec_ok(&["ip", "link", "set", ifname, "mtu", &mtu]);
+    }
+    for ifname in ["p0", "p1"] {
+        t.peer.exec_ok(&["ip", "link", "set", ifname, "mtu", &mtu]);
+    }
+}
+
+#[test]
+fn doctor_explains_large_mtus() {
+    if !require_root_with("doctor_explains_large_mtus", &[]) {
+        return;
+    }
+    let t = TwoPorts::new("docmtu");
+    // 3800: 4096-byte frames hold it; veth takes native XDP only up to
+    // 3506 for a program without multi-buffer support, generic mode takes
+    // it.
+    set_mtu(&t, 3800);
+    let out = doctor(&t, &["lan0"]);
+    assert!(out.status.success(), "{}", out.report());
+    for want in [
+        "  MTU: 3800 (with 4096-byte UMEM frames at most 3822)",
+        "  native XDP: no (ERANGE, Numerical result out of range: the MTU is too large for this \
+         mode with a program without multi-buffer support, which xdpgw uses up to MTU 3822 \
+         (veth: native XDP up to MTU 3506); generic mode takes it)",
+        "  generic XDP: yes",
+        "  xdpgw run would use: generic xdp, copy, 1 queue",
+    ] {
+        assert!(
+            out.stdout.iter().any(|l| l == want),
+            "no line {want:?}:\n{}",
+            out.report()
+        );
+    }
+    // What doctor said is what run does, and it says which frames.
+    let bin = xdpgw_binary().display().to_string();
+    let config = t.config().display().to_string();
+    let mut gw = t.gw.spawn(&[&bin, "run", "--config", &config]);
+    gw.wait_stderr_line("frame size", TIMEOUT, |l| {
+        l.ends_with("xdpgw: 4096-byte UMEM frames (MTU at most 3822)")
+    });
+    let ready = gw.wait_line("`ready` line", TIMEOUT, |l| l.starts_with("ready"));
+    assert_eq!(
+        ready,
+        "ready lan0: generic xdp, copy, 1 queue; wan0: generic xdp, copy, 1 queue"
+    );
+    let stopped = gw.stop(TIMEOUT);
+    assert!(stopped.status.success(), "{}", stopped.report());
+
+    // 9000: frames in several UMEM frames (multi-buffer AF_XDP); with a
+    // multi-buffer program veth takes native XDP.
+    set_mtu(&t, 9000);
+    let out = doctor(&t, &["lan0"]);
+    assert!(out.status.success(), "{}", out.report());
+    for want in [
+        "  MTU: 9000 (frames in several 4096-byte UMEM frames: multi-buffer AF_XDP, at most 9216)",
+        "  native XDP: yes",
+        "  AF_XDP copy: yes",
+        "  xdpgw run would use: native xdp, copy, 1 queue",
+    ] {
+        assert!(
+            out.stdout.iter().any(|l| l == want),
+            "no line {want:?}:\n{}",
+            out.report()
+        );
+    }
+    let mut gw = t.gw.spawn(&[&bin, "run", "--config", &config]);
+    gw.wait_stderr_line("frame size", TIMEOUT, |l| {
+        l.ends_with(
+            "xdpgw: 4096-byte UMEM frames, larger frames in several (multi-buffer, MTU at most \
+             9216)",
+        )
+    });
+    let ready = gw.wait_line("`ready` line", TIMEOUT, |l| l.starts_with("ready"));
+    assert_eq!(
+        ready,
+        "ready lan0: native xdp, copy, 1 queue; wan0: native xdp, copy, 1 queue"
+    );
+    let stopped = gw.stop(TIMEOUT);
+    assert!(stopped.status.success(), "{}", stopped.report());
+
+    // Above 9216: refused, with the reason.
+    set_mtu(&t, 9300);
+    let out = doctor(&t, &["lan0"]);
+    assert!(!out.status.success(), "{}", out.report());
+    let want = "  cannot be used: MTU 9300 is too large: xdpgw takes at most 9216 (frames of 4096 \
+                bytes and larger ones in several)";
+    assert!(
+        out.stdout.iter().any(|l| l == want),
+        "no line {want:?}:\n{}",
+        out.report()
+    );
+    let done = t.gw.run(&[&bin, "run", "--config", &config], TIMEOUT);
+    assert!(!done.status.success(), "{}", done.report());
+    assert!(
+        done.stderr
+            .iter()
+            .any(|l| l.contains("lan0 has MTU 9300: xdpgw takes at most 9216")),
+        "{}",
+        done.report()
+    );
+    for ifname in ["lan0", "wan0"] {
+        assert_eq!(t.xdp_programs(ifname), Vec::<String>::new(), "{ifname}");
+    }
+}

@@ -1616,3 +1616,144 @@ fn the_prefetch_pass_changes_nothing() {
     assert_eq!(with.3, 2 + 60, "each new connection confirmed");
     assert_eq!(with, without);
 }
+
+/// A connection from the client's port `sport` to the server's port 80,
+/// established (SYN, SYN-ACK, ACK), its flow's decisions cached; returns
+/// the next sequence numbers (client, server).
+fn establish(lab: &mut Lab, sport: u16) -> (u32, u32) {
+    let (c0, s0) = (1_000u32, 5_000u32);
+    lab.send(LAN, from_client(sport, 80, c0, 0, TCP_SYN, &[]))
+        .seen();
+    lab.send(
+        WAN,
+        from_server(sport, 80, s0, c0 + 1, TCP_SYN | TCP_ACK, &[]),
+    )
+    .seen();
+    lab.send(LAN, from_client(sport, 80, c0 + 1, s0 + 1, TCP_ACK, &[]))
+        .seen();
+    (c0 + 1, s0 + 1)
+}
+
+#[test]
+fn lowered_mtu_ends_cached_flows_and_gets_fragmentation_needed() {
+    use xdpgw_dataplane::gateway::LinkChange;
+    let mut lab = Lab::new();
+    let (c, s) = establish(&mut lab, 41000);
+    // 1,400-byte packets of the established flow pass (twice: the second
+    // through the fast path's cached decision).
+    let data = vec![0x33; 1360];
+    for k in 0..2u32 {
+        let out = lab.send(LAN, from_client(41000, 80, c + k * 1360, s, TCP_ACK, &data));
+        assert_eq!(out.seen().payload.len(), 1360);
+    }
+    let done = lab.worker.gateway().link_changed(
+        WAN,
+        LinkChange::Link {
+            mtu: 1280,
+            cap: 1774,
+            up: true,
+            carrier: true,
+        },
+    );
+    assert_eq!(done.mtu, Some((1500, 1280)));
+    assert_eq!(lab.worker.gateway().mtu(WAN), 1280);
+    // The next one is too big for wan0 now: dropped, and the client told
+    // (`ip_forward`: ICMP 3/4 with the new MTU, from lan0's address).
+    let out = lab.send(LAN, from_client(41000, 80, c + 2 * 1360, s, TCP_ACK, &data));
+    assert_eq!(out.action, Action::Drop(DropReason::FragNeeded));
+    let sent = lab.emitted();
+    assert_eq!(sent.len(), 1, "one ICMP error");
+    let (iface, err) = &sent[0];
+    assert_eq!(*iface, LAN);
+    let e = decode(err);
+    assert_eq!((e.src, e.dst), (GW_LAN, CLIENT));
+    // ICMP type 3 code 4, the next-hop MTU in bytes 6..8 of the ICMP header.
+    let icmp = &err[34..];
+    assert_eq!((icmp[0], icmp[1]), (3, 4));
+    assert_eq!(u16::from_be_bytes([icmp[6], icmp[7]]), 1280);
+    // What fits still passes.
+    let small = vec![0x33; 1000];
+    let out = lab.send(
+        LAN,
+        from_client(41000, 80, c + 2 * 1360, s, TCP_ACK, &small),
+    );
+    assert_eq!(out.seen().payload.len(), 1000);
+}
+
+#[test]
+fn address_change_follows_linux() {
+    use xdpgw_dataplane::gateway::LinkChange;
+    const NEW_WAN: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
+    let mut lab = Lab::new();
+    establish(&mut lab, 42000);
+    assert_eq!(lab.conn(42000).reply.dst, GW_WAN);
+    let gw = std::sync::Arc::clone(lab.worker.gateway());
+    // A second address: it becomes wan0's.
+    let done = gw.link_changed(
+        WAN,
+        LinkChange::AddrAdded {
+            addr: NEW_WAN,
+            prefix: 24,
+        },
+    );
+    assert_eq!(done.addr, Some((Some((GW_WAN, 24)), Some((NEW_WAN, 24)))));
+    assert_eq!(done.flushed, 0);
+    // The old one goes: not wan0's any more, nothing to forget.
+    let done = gw.link_changed(
+        WAN,
+        LinkChange::AddrRemoved {
+            addr: GW_WAN,
+            prefix: 24,
+        },
+    );
+    assert_eq!(done.addr, None, "not the interface's address");
+    // Linux (`masq_inet_event`) forgets connections masqueraded to an
+    // address that goes away: put the old one back, then remove it.
+    gw.link_changed(
+        WAN,
+        LinkChange::AddrAdded {
+            addr: GW_WAN,
+            prefix: 24,
+        },
+    );
+    let done = gw.link_changed(
+        WAN,
+        LinkChange::AddrRemoved {
+            addr: GW_WAN,
+            prefix: 24,
+        },
+    );
+    assert_eq!(done.addr, Some((Some((GW_WAN, 24)), None)));
+    assert_eq!(done.flushed, 1);
+    assert!(gw.conntrack.snapshot().is_empty());
+    // Without an address MASQUERADE has nothing to give (Linux: "ate my
+    // IP address", dropped).
+    let out = lab.send(LAN, from_client(42001, 80, 1, 0, TCP_SYN, &[]));
+    assert!(matches!(out.action, Action::Drop(_)), "{:?}", out.action);
+    // With the new address: ARP answered for it, not for the old one, and
+    // new connections masqueraded to it.
+    gw.link_changed(
+        WAN,
+        LinkChange::AddrAdded {
+            addr: NEW_WAN,
+            prefix: 24,
+        },
+    );
+    lab.arp_hello(WAN, SERVER_MAC, SERVER, NEW_WAN);
+    let out = lab.send(WAN, arp_request(1, SERVER_MAC, SERVER, GW_WAN));
+    assert_eq!(out.action, Action::Drop(DropReason::NotForUs));
+    let out = lab.send(LAN, from_client(42002, 80, 1, 0, TCP_SYN, &[]));
+    assert_eq!(out.seen().src, NEW_WAN);
+    assert_eq!(lab.conn(42002).reply.dst, NEW_WAN);
+    // Down: masqueraded connections forgotten (`masq_device_event`).
+    let done = gw.link_changed(
+        WAN,
+        LinkChange::Link {
+            mtu: 1500,
+            cap: 1774,
+            up: false,
+            carrier: false,
+        },
+    );
+    assert_eq!((done.state, done.flushed), (Some((false, false)), 1));
+}

@@ -184,9 +184,9 @@ pub struct TableLayout {
     /// Lock shards (a power of two).
     pub shards: usize,
     /// Slab slots preallocated per shard: the shard's share of
-    /// `max_entries` plus room for an uneven spread (a quarter more, or
-    /// eight standard deviations of the binomial spread when that is
-    /// less: 6 % more for 16,384 per shard).
+    /// `max_entries` plus room for an uneven spread, eight standard
+    /// deviations of the binomial spread (6 % more for 16,384 per shard,
+    /// 50 % for 256, more for smaller shares).
     pub slots_per_shard: usize,
     /// Key-table buckets per shard.
     pub buckets_per_shard: usize,
@@ -238,7 +238,11 @@ impl ConntrackConfig {
             .next_power_of_two()
             .min(MAX_SHARDS);
         let per_shard = max.div_ceil(shards);
-        let slack = (per_shard / 4).min(8 * per_shard.isqrt());
+        // Eight standard deviations of the binomial spread of entries over
+        // the shards (the hash is keyed with a random secret: no shard can
+        // be aimed at, and none overflows in practice before the table is
+        // full, even for tables of a few entries per shard).
+        let slack = 8 * per_shard.isqrt().max(1);
         let slots = per_shard + slack + 4;
         // Two keys per entry on average (original here, reply wherever it
         // hashes), plus a quarter for an uneven spread of reply keys.

@@ -1363,7 +1363,9 @@ fn worker_counters_split_invalid_and_error_as_linux() {
 /// count, are unaffected; removing an entry makes room again.
 #[test]
 fn a_full_shard_refuses_like_a_full_table() {
-    let c = ct(100, 2);
+    // Two shards of 5,000 entries' share and 8 standard deviations more:
+    // one fills well below nf_conntrack_max.
+    let c = ct(10_000, 2);
     // Entries whose original and reply tuples both hash to shard 0: two
     // keys each there.
     let c_shard = |t: &Tuple| ((c.hash(t) >> 32) & 1) as usize;
@@ -1385,7 +1387,7 @@ fn a_full_shard_refuses_like_a_full_table() {
         }
     };
     assert_eq!(refused.1, ConfirmError::TableFull);
-    assert!(confirmed.len() < 100, "refused below nf_conntrack_max");
+    assert!(confirmed.len() < 10_000, "refused below nf_conntrack_max");
     assert_eq!(c.len(), confirmed.len());
     assert_eq!(c.stats().drop, 1);
     // The other shard takes entries.
@@ -1946,14 +1948,13 @@ fn a_restored_entry_whose_tuple_is_taken_is_left_out() {
     c2.check_invariants();
 }
 
-/// The layout sizes the default table as before `buckets` existed, and a
-/// large one with less slack; the table built is the layout's, byte for
-/// byte.
+/// The layout sizes shards with 8 standard deviations of slack; the table
+/// built is the layout's, byte for byte.
 #[test]
 fn layout_sizes_shards_slots_and_buckets() {
     let l = cfg(262_144, 1024).layout();
-    // 256 entries per shard and a quarter more (+4); 2.5 keys per slot,
-    // two thirds of each bucket's three.
+    // 256 entries per shard and 8 standard deviations (8 x 16) more (+4);
+    // 2.5 keys per slot, two thirds of each bucket's three.
     assert_eq!(
         (
             l.shards,
@@ -1961,9 +1962,9 @@ fn layout_sizes_shards_slots_and_buckets() {
             l.keys_per_shard,
             l.buckets_per_shard
         ),
-        (1024, 324, 810, 405)
+        (1024, 388, 970, 485)
     );
-    assert_eq!(l.buckets(), 414_720);
+    assert_eq!(l.buckets(), 496_640);
     // 16 M: 16,384 per shard, 8 standard deviations (1,024) more.
     let l = cfg(16_000_000, 1024).layout();
     assert_eq!((l.shards, l.slots_per_shard), (1024, 15_625 + 1_000 + 4));
@@ -1976,13 +1977,14 @@ fn layout_sizes_shards_slots_and_buckets() {
     .layout();
     assert_eq!((l.buckets_per_shard, l.keys_per_shard), (15_625, 41_572));
     assert_eq!(l.buckets(), 16_000_000);
-    // Fewer than max are raised to max; more are taken (rounded up to
-    // whole shards).
+    // Fewer than max are raised to max, and to two keys per slot within
+    // 90 % of their room (288 a shard for 388 slots); more are taken
+    // (rounded up to whole shards).
     let low = ConntrackConfig {
         buckets: Some(1_000),
         ..cfg(4096, 16)
     };
-    assert_eq!(low.layout().buckets(), 4096);
+    assert_eq!(low.layout().buckets(), 16 * 288);
     let high = ConntrackConfig {
         buckets: Some(100_001),
         ..cfg(4096, 16)
@@ -1995,7 +1997,7 @@ fn layout_sizes_shards_slots_and_buckets() {
         ..cfg(20_000, 1024)
     }
     .layout();
-    assert_eq!((small.slots_per_shard, small.buckets_per_shard), (29, 22));
+    assert_eq!((small.slots_per_shard, small.buckets_per_shard), (56, 42));
     assert!(small.keys_per_shard >= 2 * small.slots_per_shard);
     // More shards when a shard's slots would not fit a key's 23 bits.
     let huge = cfg(MAX_ENTRIES, 1024).layout();

@@ -1,7 +1,7 @@
 //! The fast path's memory: a small per-worker, two-way set-associative
 //! cache of what the hooks decided for a forwarded TCP or UDP flow in one
 //! direction ([`Cached`]), keyed by the flow's tuple as it arrives and its
-//! input interface, valid for one epoch (a rule set and neighbour
+//! input interface, valid for one epoch (a rule set, neighbour and link
 //! snapshot). What may be cached and when it is used: see [`super`].
 
 use crate::conntrack::EntryRef;

@@ -15,7 +15,8 @@
 //! result.
 //!
 //! A cached entry is used only while that still holds, checked per packet:
-//! the same rule set and neighbour snapshot (the cache's epoch), the same
+//! the same rule set, neighbour snapshot and link state (MTUs, addresses:
+//! [`crate::gateway::Gateway::link_epoch`]) (the cache's epoch), the same
 //! conntrack entry (its slot and generation: so the same direction, tuples
 //! and NAT state bits, which are fixed at confirm) says ESTABLISHED, and
 //! the packet's TTL and length pass the forwarding checks. Conntrack itself

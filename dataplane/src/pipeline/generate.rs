@@ -38,7 +38,10 @@ impl Hooks {
         if !is_group(frame) && frame.get(..6) != Some(&iface.mac[..]) {
             return cx.drop(DropReason::NotForUs);
         }
-        if arp.target_ip != iface.addr {
+        let Some(our_addr) = self.gw.addr(in_iface) else {
+            return cx.drop(DropReason::NotForUs);
+        };
+        if arp.target_ip != our_addr {
             return cx.drop(DropReason::NotForUs);
         }
         if arp.sender_ip != Ipv4Addr::UNSPECIFIED {
@@ -52,7 +55,7 @@ impl Hooks {
             frame,
             2,
             iface.mac,
-            iface.addr,
+            our_addr,
             arp.sender_mac,
             arp.sender_mac,
             arp.sender_ip,
@@ -81,7 +84,8 @@ impl Hooks {
         let Some(f) = self.gw.ifaces.get(usize::from(iface)) else {
             return;
         };
-        let (mac, addr) = (f.mac, f.addr);
+        // `arp_solicit`: from the interface's address, 0.0.0.0 without one.
+        let (mac, addr) = (f.mac, self.gw.addr(iface).unwrap_or(Ipv4Addr::UNSPECIFIED));
         if let Some(n) = wire::build_arp(&mut self.scratch, 1, mac, addr, BROADCAST, [0; 6], hop) {
             emit.emit(iface, &self.scratch[..n]);
             stats.emitted += 1;
@@ -147,7 +151,7 @@ impl Hooks {
         err: IcmpError,
         in_iface: u8,
     ) {
-        let Some(src) = self.gw.ifaces.get(usize::from(in_iface)).map(|f| f.addr) else {
+        let Some(src) = self.gw.addr(in_iface) else {
             return;
         };
         self.icmp_error_from(cx, frame, p, err, src);
@@ -202,8 +206,7 @@ impl Hooks {
                     self.gw
                         .routes
                         .lookup(p.info.src)
-                        .and_then(|h| self.gw.ifaces.get(usize::from(h.iface)))
-                        .map(|f| f.addr)
+                        .and_then(|h| self.gw.addr(h.iface))
                 };
                 if let Some(src) = src {
                     self.icmp_error_from(cx, frame, p, IcmpError::unreachable(code), src);

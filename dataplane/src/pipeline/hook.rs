@@ -116,11 +116,7 @@ impl Hooks {
             self.icmp_error(cx, frame, p, IcmpError::ttl_exceeded(), in_iface);
             return cx.drop(DropReason::TtlExceeded);
         }
-        let mtu = self
-            .gw
-            .ifaces
-            .get(usize::from(hop.iface))
-            .map_or(1500, |f| f.mtu);
+        let mtu = self.gw.mtu(hop.iface);
         if p.info.total_len > mtu {
             if p.info.df {
                 self.icmp_error(cx, frame, p, IcmpError::frag_needed(mtu), in_iface);
@@ -555,10 +551,7 @@ impl Hooks {
         let Conn::New(pending) = &mut p.conn else {
             return Ok(());
         };
-        let iface_addr = |i: Option<u8>| {
-            i.and_then(|i| self.gw.ifaces.get(usize::from(i)))
-                .map(|f| f.addr)
-        };
+        let iface_addr = |i: Option<u8>| i.and_then(|i| self.gw.addr(i));
         let single = |a: Ipv4Addr| AddrRange { lo: a, hi: a };
         let b = match action {
             NatAction::Masquerade(n) => Binding {

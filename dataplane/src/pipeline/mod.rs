@@ -69,8 +69,10 @@ impl Emit for NoEmit {
 /// The Ethernet header's length: where the IPv4 header starts.
 pub const ETH_HLEN: usize = wire::ETH_HDR;
 
-/// Frames larger than this are not generated or held.
-pub const FRAME_SIZE: usize = 2048;
+/// Frames larger than this are not generated or held: the largest MTU's
+/// ([`crate::port::MAX_MTU`], multi-buffer frames) with its Ethernet
+/// header and a VLAN tag.
+pub const FRAME_SIZE: usize = crate::port::MAX_MTU as usize + 18;
 
 /// What one packet's way through the hooks carries besides the packet:
 /// the time, where generated frames go, the worker's counters, the fast

@@ -125,11 +125,20 @@ fn bpf_error(op: &'static str, errno: Errno) -> PortError {
 
 /// Creates an XSKMAP of `entries` slots and loads the program for it.
 pub(crate) fn load(entries: u32) -> Result<Loaded, PortError> {
-    load_named(entries, PROG_NAME)
+    load_named(entries, PROG_NAME, false)
+}
+
+/// [`load`] for multi-buffer frames: the program is the same (a redirect
+/// looks at no byte), loaded with BPF_F_XDP_HAS_FRAGS so that drivers pass
+/// it frames in several buffers (veth takes native XDP above MTU 3506 only
+/// with such a program).
+pub(crate) fn load_frags(entries: u32) -> Result<Loaded, PortError> {
+    load_named(entries, PROG_NAME, true)
 }
 
 /// [`load`] under another program name (tests: a "foreign" program).
-pub(crate) fn load_named(entries: u32, name: &str) -> Result<Loaded, PortError> {
+pub(crate) fn load_named(entries: u32, name: &str, frags: bool) -> Result<Loaded, PortError> {
+    let prog_flags = if frags { sys::BPF_F_XDP_HAS_FRAGS } else { 0 };
     use std::os::fd::AsRawFd;
     let map = sys::map_create(sys::BPF_MAP_TYPE_XSKMAP, entries.max(1), MAP_NAME)
         .map_err(|e| bpf_error("BPF_MAP_CREATE", e))?;
@@ -140,6 +149,7 @@ pub(crate) fn load_named(entries: u32, name: &str) -> Result<Loaded, PortError> 
         &insns,
         LICENSE,
         name,
+        prog_flags,
         None,
     ) {
         Ok(prog) => prog,
@@ -153,6 +163,7 @@ pub(crate) fn load_named(entries: u32, name: &str) -> Result<Loaded, PortError> 
                 &insns,
                 LICENSE,
                 name,
+                prog_flags,
                 Some(&mut log),
             );
             let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());

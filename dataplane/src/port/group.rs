@@ -93,9 +93,14 @@ impl PortGroup {
                 });
             }
             let dev = lookup(cfg)?;
-            super::check_mtu(first.frame_size, &cfg.ifname, &dev)?;
+            let loaded = if first.multi_buffer {
+                super::check_mtu_multi_buffer(&cfg.ifname, &dev)?;
+                bpf::load_frags(dev.queues)?
+            } else {
+                super::check_mtu(first.frame_size, &cfg.ifname, &dev)?;
+                bpf::load(dev.queues)?
+            };
             queue_count = queue_count.min(cfg.queues.unwrap_or(dev.queues).min(dev.queues));
-            let loaded = bpf::load(dev.queues)?;
             opening.push(Opening {
                 cfg: cfg.clone(),
                 dev,
@@ -114,7 +119,13 @@ impl PortGroup {
                     queue_id,
                 })
                 .collect();
-            let (mapping, xsks) = open_umem(&members, first.frame_size, first.frames, tries)?;
+            let (mapping, xsks) = open_umem(
+                &members,
+                first.frame_size,
+                first.frames,
+                tries,
+                first.multi_buffer,
+            )?;
             tries = if xsks.first().is_some_and(Xsk::zero_copy) {
                 &[true]
             } else {
@@ -127,6 +138,7 @@ impl PortGroup {
                 xsks,
                 FramePool::new(UmemArea::new(Arc::clone(&mapping), first.frame_size)),
                 queue_id,
+                first.multi_buffer,
             ));
         }
         let mut ports = Vec::with_capacity(opening.len());
@@ -206,6 +218,51 @@ pub struct GroupQueue {
     pool: FramePool,
     queue_id: u32,
     fds: Vec<RawFd>,
+    /// Multi-buffer frames ([`PortConfig::multi_buffer`]): per interface,
+    /// the frame being gathered. Empty without multi-buffer.
+    gather: Vec<Gather>,
+}
+
+/// A frame arriving in several UMEM buffers (multi-buffer AF_XDP: each
+/// descriptor but the last with XDP_PKT_CONTD), gathered into one
+/// contiguous buffer for the pipeline, off the fast path (a 1,500-byte
+/// frame is one buffer and never comes here). Its parts may span two
+/// receive batches.
+struct Gather {
+    buf: Box<[u8]>,
+    len: usize,
+    /// The buffers it came in, returned or reused when it is done with.
+    addrs: Vec<u64>,
+    /// A part did not fit or lay outside the UMEM: the frame is dropped.
+    bad: bool,
+}
+
+/// Bytes a gathered frame may have (the largest MTU, its Ethernet header
+/// and VLAN tag, and room for a rewrite to grow it).
+const GATHER_BYTES: usize = super::MAX_MTU as usize + 18 + 256;
+/// The most buffers one frame may take on transmit (Linux's copy mode
+/// takes MAX_SKB_FRAGS, 17, plus the head).
+const MAX_PARTS: usize = 16;
+
+impl Gather {
+    /// A placeholder while a gathered frame is processed (no allocation).
+    fn empty() -> Gather {
+        Gather {
+            buf: Box::default(),
+            len: 0,
+            addrs: Vec::new(),
+            bad: false,
+        }
+    }
+
+    fn new() -> Gather {
+        Gather {
+            buf: vec![0u8; GATHER_BYTES].into_boxed_slice(),
+            len: 0,
+            addrs: Vec::with_capacity(MAX_PARTS + 1),
+            bad: false,
+        }
+    }
 }
 
 const _: () = {
@@ -214,16 +271,27 @@ const _: () = {
 };
 
 impl GroupQueue {
-    fn new(mut xsks: Vec<Xsk>, mut pool: FramePool, queue_id: u32) -> GroupQueue {
+    fn new(
+        mut xsks: Vec<Xsk>,
+        mut pool: FramePool,
+        queue_id: u32,
+        multi_buffer: bool,
+    ) -> GroupQueue {
         for xsk in &mut xsks {
             xsk.refill(&mut pool);
         }
         let fds = xsks.iter().map(Xsk::fd).collect();
+        let gather = if multi_buffer {
+            xsks.iter().map(|_| Gather::new()).collect()
+        } else {
+            Vec::new()
+        };
         GroupQueue {
             xsks,
             pool,
             queue_id,
             fds,
+            gather,
         }
     }
 
@@ -287,6 +355,14 @@ impl GroupQueue {
                     }
                 }
                 for desc in &descs[..n] {
+                    // Part of a multi-buffer frame (never without
+                    // multi-buffer: `gather` is empty then).
+                    if let Some(g) = self.gather.get(port) {
+                        if desc.options & xsk::XDP_PKT_CONTD != 0 || !g.addrs.is_empty() {
+                            self.gather_part(port, desc, ctx, &mut f);
+                            continue;
+                        }
+                    }
                     let len = desc.len as usize;
                     // SAFETY: the descriptor was just read off this socket's
                     // RX ring: the kernel handed the frame to us, and nothing
@@ -335,10 +411,145 @@ impl GroupQueue {
         total
     }
 
+    /// Adds one part of a multi-buffer frame received on `port`; at its
+    /// last part, hands the gathered frame to `f` and sends or drops it.
+    #[cold]
+    fn gather_part<C>(
+        &mut self,
+        port: usize,
+        desc: &XdpDesc,
+        ctx: &mut C,
+        f: &mut impl FnMut(&mut C, usize, &mut [u8], usize) -> ForwardVerdict,
+    ) {
+        let Some(g) = self.gather.get_mut(port) else {
+            self.pool.push(desc.addr);
+            return;
+        };
+        let len = desc.len as usize;
+        // SAFETY: the descriptor was just read off this socket's RX ring: the
+        // kernel handed the buffer to us; it is only read here and stays ours
+        // (in `g.addrs`) until returned or sent.
+        match unsafe { self.pool.area.frame_mut(desc.addr, len) } {
+            Some(part) if g.len + len <= g.buf.len() && g.addrs.len() < MAX_PARTS => {
+                g.buf[g.len..g.len + len].copy_from_slice(&part[..len]);
+                g.len += len;
+            }
+            _ => g.bad = true,
+        }
+        g.addrs.push(desc.addr);
+        if desc.options & xsk::XDP_PKT_CONTD != 0 && g.addrs.len() <= MAX_PARTS {
+            return;
+        }
+        // The last part (or too many): the frame is complete.
+        let mut g = std::mem::replace(&mut self.gather[port], Gather::empty());
+        let verdict = if g.bad || desc.options & xsk::XDP_PKT_CONTD != 0 {
+            self.xsks[port].counters.rx_invalid += 1;
+            ForwardVerdict::Drop
+        } else {
+            let len = g.len;
+            f(ctx, port, &mut g.buf, len)
+        };
+        match verdict {
+            ForwardVerdict::Tx { port: out, len } if len > 0 && len <= g.buf.len() => {
+                if !self.tx_scatter(out, &g.buf[..len], &g.addrs) {
+                    self.xsks[port].counters.tx_invalid += 1;
+                }
+            }
+            ForwardVerdict::Tx { .. } => {
+                self.xsks[port].counters.tx_invalid += 1;
+                for &a in &g.addrs {
+                    self.pool.push(a);
+                }
+            }
+            ForwardVerdict::Drop => {
+                for &a in &g.addrs {
+                    self.pool.push(a);
+                }
+            }
+        }
+        g.addrs.clear();
+        g.len = 0;
+        g.bad = false;
+        self.gather[port] = g;
+    }
+
+    /// Sends `data` out of interface `out` in as many UMEM buffers as it
+    /// takes (one descriptor each, all but the last with XDP_PKT_CONTD):
+    /// the buffers `reuse` (which it now owns, each from its address to its
+    /// frame's end) first, then free ones. Buffers left over go back to the
+    /// pool. False (everything returned) if `out` is no interface of the
+    /// group, buffers ran out or the frame would take too many.
+    fn tx_scatter(&mut self, out: usize, data: &[u8], reuse: &[u64]) -> bool {
+        let mut descs = [XdpDesc::default(); MAX_PARTS];
+        let mut parts = 0;
+        let mut written = 0;
+        let mut ok = out < self.xsks.len();
+        while ok && written < data.len() {
+            let addr = match reuse.get(parts) {
+                Some(&a) => Some(a),
+                None => self.pool.pop(),
+            };
+            let Some(addr) = addr else {
+                ok = false;
+                break;
+            };
+            if parts == MAX_PARTS {
+                if parts >= reuse.len() {
+                    self.pool.push(addr);
+                }
+                ok = false;
+                break;
+            }
+            // SAFETY: `addr` is ours: a buffer of the frame being sent (the
+            // caller's) or one just taken off the free list; no ring holds it.
+            let Some(buf) = (unsafe { self.pool.area.frame_mut(addr, 0) }) else {
+                if parts >= reuse.len() {
+                    self.pool.push(addr);
+                }
+                ok = false;
+                break;
+            };
+            let n = buf.len().min(data.len() - written);
+            buf[..n].copy_from_slice(&data[written..written + n]);
+            descs[parts] = XdpDesc {
+                addr,
+                len: n as u32,
+                options: xsk::XDP_PKT_CONTD,
+            };
+            parts += 1;
+            written += n;
+        }
+        if !ok || parts == 0 {
+            for d in &descs[..parts] {
+                self.pool.push(d.addr);
+            }
+            for &a in reuse.iter().skip(parts) {
+                self.pool.push(a);
+            }
+            return false;
+        }
+        descs[parts - 1].options = 0;
+        for &a in reuse.iter().skip(parts) {
+            self.pool.push(a);
+        }
+        self.xsks[out].push_tx_chain(&descs[..parts], &mut self.pool);
+        true
+    }
+
     /// Queues a copy of `frame` for transmission on interface `port`; see
-    /// [`Queue::tx_copy`](super::Queue::tx_copy).
+    /// [`Queue::tx_copy`](super::Queue::tx_copy). With multi-buffer, a frame
+    /// larger than a UMEM frame goes out in several.
     pub fn tx_copy(&mut self, port: usize, frame: &[u8]) -> bool {
         let len = frame.len();
+        if !self.gather.is_empty() && len > self.pool.area.frame_size() as usize {
+            let sent = self.tx_scatter(port, frame, &[]);
+            if !sent {
+                if let Some(xsk) = self.xsks.get_mut(port) {
+                    xsk.counters.tx_full += 1;
+                }
+            }
+            return sent;
+        }
         let Some(xsk) = self.xsks.get_mut(port) else {
             return false;
         };
@@ -410,9 +621,16 @@ impl GroupQueue {
             .map(|x| QueueStats::from_parts(x.counters, x.kernel_stats()))
     }
 
-    /// Where the shared UMEM's frames are.
+    /// Where the shared UMEM's frames are (those of a multi-buffer frame
+    /// being gathered count as held).
     pub fn frame_accounting(&self) -> FrameAccounting {
-        xsk::books(&self.pool, self.xsks.iter()).into()
+        let mut books = xsk::books(&self.pool, self.xsks.iter());
+        books.held += self
+            .gather
+            .iter()
+            .map(|g| g.addrs.len() as u32)
+            .sum::<u32>();
+        books.into()
     }
 
     fn debug_check(&self) {

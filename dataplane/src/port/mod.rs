@@ -20,7 +20,8 @@
 //!   `BPF_LINK_DETACH`ed) and the attach retried once. A foreign program is
 //!   never removed: [`PortError::XdpBusy`] names it.
 //! - **Mode**: [`XdpMode::Auto`] tries native (driver) mode, then generic
-//!   (skb) mode when the driver has no XDP support (`EOPNOTSUPP`).
+//!   (skb) mode when the driver has no XDP support (`EOPNOTSUPP`) or not at
+//!   this MTU (`ERANGE`).
 //!   [`ZeroCopy::Auto`] tries a zero-copy bind, then a copy bind when the
 //!   driver refuses (`EOPNOTSUPP`, as veth does). Sockets are bound before
 //!   the program is attached (libxdp's order): a queue still held by a live
@@ -69,7 +70,10 @@
 //!
 //! - One buffer per frame: no multi-buffer (`XDP_USE_SG`) frames, so the
 //!   MTU must fit a UMEM frame (minus the 256-byte XDP headroom in copy
-//!   mode).
+//!   mode), and Linux takes UMEM frames of at most a page ([`FRAME_SIZES`]):
+//!   MTU 3822 at most. veth takes native XDP only up to MTU 3506 without a
+//!   multi-buffer program (ERANGE above); [`XdpMode::Auto`] then attaches in
+//!   generic mode.
 //! - xdpilone's ring index arithmetic uses non-wrapping `+=` on the 32-bit
 //!   ring heads: a debug build (overflow checks on) panics after 2^32
 //!   frames through one ring; release builds wrap as the kernel does.
@@ -98,6 +102,7 @@ use std::sync::Arc;
 pub use bpf::PROG_NAME;
 pub use group::{ForwardVerdict, GroupQueue, PortGroup};
 pub use mem::{MemHost, MemQueue};
+pub use netlink::{LinkEvent, LinkMonitor};
 pub use probe::{probe, Probe};
 pub use queue::{wait_any, wait_readable, FrameAccounting, Queue, QueueStats, RxVerdict};
 pub use tun::{HostDeviceConfig, HostPath, HostQueue, HostRoute};
@@ -236,6 +241,10 @@ pub struct PortConfig {
     /// UMEM frames per socket (at least 64); half of them are kept on the
     /// fill ring, the rest serve transmission.
     pub frames: u32,
+    /// Frames larger than a UMEM frame arrive and leave in several
+    /// ([`PortGroup`] only: multi-buffer AF_XDP, `XDP_USE_SG`, Linux 6.6+,
+    /// the program loaded with BPF_F_XDP_HAS_FRAGS); MTU up to [`MAX_MTU`].
+    pub multi_buffer: bool,
 }
 
 impl PortConfig {
@@ -249,6 +258,7 @@ impl PortConfig {
             zero_copy: ZeroCopy::Auto,
             frame_size: 2048,
             frames: 4096,
+            multi_buffer: false,
         }
     }
 
@@ -428,11 +438,22 @@ impl fmt::Display for PortError {
                 ifname,
                 mode,
                 errno,
-            } => write!(
-                f,
-                "attaching the XDP program to {ifname} in {mode} mode: {}",
-                strerror(*errno)
-            ),
+            } => {
+                write!(
+                    f,
+                    "attaching the XDP program to {ifname} in {mode} mode: {}",
+                    strerror(*errno)
+                )?;
+                if *errno == libc::ERANGE {
+                    write!(
+                        f,
+                        " (the driver refuses native XDP at this MTU for a program without \
+                         multi-buffer support, which xdpgw uses up to MTU 3822; xdp_mode = \
+                         \"generic\" takes it)"
+                    )?;
+                }
+                Ok(())
+            }
             PortError::XdpBusy {
                 ifname,
                 prog_id,
@@ -524,6 +545,54 @@ fn lookup(cfg: &PortConfig) -> Result<Device, PortError> {
 /// Bytes the kernel keeps in front of a received frame (XDP_PACKET_HEADROOM).
 const XDP_HEADROOM: u32 = 256;
 
+/// The largest MTU whose frames (Ethernet header and one VLAN tag
+/// included) fit a `frame_size`-byte UMEM frame after the XDP headroom.
+pub fn mtu_limit(frame_size: u32) -> u16 {
+    u16::try_from(frame_size.saturating_sub(XDP_HEADROOM + 18)).unwrap_or(u16::MAX)
+}
+
+/// The UMEM frame sizes xdpgw uses. Linux takes none larger than a page:
+/// `xdp_umem_reg` refuses a chunk_size above PAGE_SIZE with EINVAL (measured
+/// on Linux 6.18, aligned or unaligned, with or without huge pages), so
+/// larger frames need multi-buffer AF_XDP (XDP_USE_SG), which xdpgw does
+/// not do yet.
+pub const FRAME_SIZES: [u32; 2] = [2048, 4096];
+
+/// The largest UMEM frame size ([`FRAME_SIZES`]).
+pub const MAX_FRAME_SIZE: u32 = 4096;
+
+/// The smallest of [`FRAME_SIZES`] whose frames hold an MTU of `mtu`; None
+/// when not even the largest does.
+pub fn frame_size_for(mtu: u16) -> Option<u32> {
+    FRAME_SIZES.into_iter().find(|&f| mtu <= mtu_limit(f))
+}
+
+/// The MTU of interface `ifname` now (RTM_GETLINK, in the calling thread's
+/// network namespace).
+pub fn interface_mtu(ifname: &str) -> Result<u16, PortError> {
+    let cfg = PortConfig::new(ifname);
+    lookup(&cfg).map(|d| d.mtu)
+}
+
+/// The largest MTU with multi-buffer frames ([`PortConfig::multi_buffer`]):
+/// a jumbo frame of 9000 bytes and then some, in at most 5 buffers of 2048
+/// bytes (Linux takes up to 17).
+pub const MAX_MTU: u16 = 9216;
+
+/// Refuses an MTU above [`MAX_MTU`] (multi-buffer frames).
+fn check_mtu_multi_buffer(ifname: &str, dev: &Device) -> Result<(), PortError> {
+    if dev.mtu > MAX_MTU {
+        return Err(PortError::InvalidConfig {
+            what: format!(
+                "{ifname} has MTU {}: xdpgw takes at most {MAX_MTU} \
+                 (`ip link set {ifname} mtu {MAX_MTU}`)",
+                dev.mtu
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Refuses an MTU whose frames do not fit one UMEM frame after the headroom
 /// (we do not use multi-buffer frames; the kernel would drop them).
 fn check_mtu(frame_size: u32, ifname: &str, dev: &Device) -> Result<(), PortError> {
@@ -533,14 +602,26 @@ fn check_mtu(frame_size: u32, ifname: &str, dev: &Device) -> Result<(), PortErro
     let room = frame_size - XDP_HEADROOM;
     if largest > room {
         let max = room - L2;
-        return Err(PortError::InvalidConfig {
-            what: format!(
+        let what = match frame_size_for(dev.mtu) {
+            Some(fits) => format!(
                 "{ifname} has MTU {}: frames up to {largest} bytes do not fit a {frame_size}-byte \
-                 UMEM frame ({room} after the XDP headroom); set its MTU to {max} or less \
-                 (`ip link set {ifname} mtu {max}`): larger frames are not supported yet",
+                 UMEM frame ({room} after the XDP headroom); set frame_size = {fits} in \
+                 [dataplane] (or leave it out: it is chosen from the MTUs), or the MTU to {max} \
+                 or less (`ip link set {ifname} mtu {max}`)",
                 dev.mtu
             ),
-        });
+            None => format!(
+                "{ifname} has MTU {}: frames up to {largest} bytes do not fit the largest UMEM \
+                 frame Linux takes ({MAX_FRAME_SIZE} bytes, a page; {} after the XDP headroom): \
+                 set its MTU to {} or less (`ip link set {ifname} mtu {}`), or open it with \
+                 multi-buffer frames (XDP_USE_SG: PortConfig::multi_buffer, in a PortGroup)",
+                dev.mtu,
+                MAX_FRAME_SIZE - XDP_HEADROOM,
+                mtu_limit(MAX_FRAME_SIZE),
+                mtu_limit(MAX_FRAME_SIZE)
+            ),
+        };
+        return Err(PortError::InvalidConfig { what });
     }
     Ok(())
 }
@@ -560,8 +641,11 @@ fn attach(
     for &mode in tries {
         match bpf::attach(prog, dev.ifindex, &cfg.ifname, mode) {
             Ok(link) => return Ok((link, mode)),
+            // ERANGE: the driver takes native XDP only up to an MTU
+            // (veth without a multi-buffer program: a page's worth, MTU
+            // 3506 measured on Linux 6.18); generic mode takes any.
             Err(PortError::Attach {
-                errno: libc::EOPNOTSUPP | libc::EINVAL,
+                errno: libc::EOPNOTSUPP | libc::EINVAL | libc::ERANGE,
                 ..
             }) if mode == XdpAttach::Native && tries.len() > 1 => {}
             Err(e) => return Err(e),
@@ -591,6 +675,7 @@ fn open_umem(
     frame_size: u32,
     frames: u32,
     tries: &[bool],
+    multi_buffer: bool,
 ) -> Result<(Arc<sys::Mapping>, Vec<xsk::Xsk>), PortError> {
     let count = members.len().max(1);
     let bytes = (frames as usize)
@@ -610,7 +695,7 @@ fn open_umem(
     })?);
     let mut last = None;
     for (i, &zc) in tries.iter().enumerate() {
-        match xsk::build(&mapping, frame_size, frames, members, zc) {
+        match xsk::build(&mapping, frame_size, frames, members, zc, multi_buffer) {
             Ok(xsks) => return Ok((mapping, xsks)),
             Err(PortError::Bind {
                 errno: libc::EOPNOTSUPP | libc::EPROTONOSUPPORT,
@@ -667,6 +752,7 @@ impl Port {
                 cfg.frame_size,
                 cfg.frames,
                 tries,
+                false,
             )?;
             for xsk in xsks {
                 // Later queues use the mode the first one settled on.
@@ -812,7 +898,7 @@ pub mod testing {
     ) -> Result<u32, PortError> {
         use std::os::fd::AsRawFd;
         let dev = lookup(&PortConfig::new(ifname))?;
-        let loaded = bpf::load_named(dev.queues, name)?;
+        let loaded = bpf::load_named(dev.queues, name, false)?;
         netlink::set_xdp_fd(dev.ifindex, loaded.prog.as_raw_fd(), bpf::mode_flags(mode)).map_err(
             |e| PortError::Netlink {
                 op: "RTM_SETLINK IFLA_XDP_FD",
@@ -872,13 +958,22 @@ mod tests {
             panic!("MTU 9000 fits a 2048-byte frame?")
         };
         assert!(what.starts_with("wan0 has MTU 9000"), "{what}");
+        assert!(what.contains("`ip link set wan0 mtu 3822`"), "{what}");
+        assert!(what.contains("multi-buffer frames (XDP_USE_SG"), "{what}");
         let max = 2048 - XDP_HEADROOM - 18;
-        assert!(
-            what.contains(&format!("`ip link set wan0 mtu {max}`")),
-            "{what}"
-        );
         assert!(check_mtu(2048, "wan0", &dev(max as u16)).is_ok());
-        assert!(check_mtu(2048, "wan0", &dev(max as u16 + 1)).is_err());
+        let Err(PortError::InvalidConfig { what }) = check_mtu(2048, "wan0", &dev(max as u16 + 1))
+        else {
+            panic!("MTU 1775 fits a 2048-byte frame?")
+        };
+        assert!(what.contains("set frame_size = 4096"), "{what}");
+        assert!(check_mtu(4096, "wan0", &dev(3822)).is_ok());
+        assert!(check_mtu(4096, "wan0", &dev(3823)).is_err());
+        assert_eq!(frame_size_for(1500), Some(2048));
+        assert_eq!(frame_size_for(1774), Some(2048));
+        assert_eq!(frame_size_for(1775), Some(4096));
+        assert_eq!(frame_size_for(3822), Some(4096));
+        assert_eq!(frame_size_for(9000), None);
     }
 
     #[test]

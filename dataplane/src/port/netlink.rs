@@ -1,6 +1,7 @@
 //! The little rtnetlink the port needs: look an interface up by name (index,
-//! MAC, MTU, what XDP programs are attached) and detach a legacy
-//! (netlink-attached) XDP program. Messages are built and parsed here by hand;
+//! MAC, MTU, what XDP programs are attached), detach a legacy
+//! (netlink-attached) XDP program, and listen for link and IPv4 address
+//! changes ([`LinkMonitor`]). Messages are built and parsed here by hand;
 //! the socket I/O goes through [`sys`](super::sys).
 
 use std::os::fd::OwnedFd;
@@ -14,6 +15,18 @@ const NLMSG_DONE: u16 = 3;
 const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;
 const RTM_SETLINK: u16 = 19;
+const RTM_DELLINK: u16 = 17;
+const RTM_NEWADDR: u16 = 20;
+const RTM_DELADDR: u16 = 21;
+/// `nl_groups` bits (the legacy RTMGRP_* masks of RTNLGRP_LINK and
+/// RTNLGRP_IPV4_IFADDR).
+const RTMGRP_LINK: u32 = 0x1;
+const RTMGRP_IPV4_IFADDR: u32 = 0x10;
+const IFADDRMSG_LEN: usize = 8;
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
+const IFF_UP: u32 = 0x1;
+const IFF_LOWER_UP: u32 = 0x1_0000;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
 /// In an NLMSG_ERROR: extended-ack attributes follow.
@@ -57,6 +70,8 @@ pub(crate) struct LinkState {
     pub ifindex: u32,
     pub mac: [u8; 6],
     pub mtu: u32,
+    /// `ifi_flags` (IFF_UP, IFF_LOWER_UP, ...).
+    pub flags: u32,
     /// Program ids attached per XDP mode (0: none).
     pub xdp_drv_prog: u32,
     pub xdp_skb_prog: u32,
@@ -194,6 +209,7 @@ fn decode_error(flags: u16, body: &[u8]) -> Result<(), NetlinkError> {
 fn parse_link(body: &[u8]) -> LinkState {
     let mut state = LinkState {
         ifindex: u32_at(body, 4).unwrap_or(0),
+        flags: u32_at(body, 8).unwrap_or(0),
         ..LinkState::default()
     };
     for (kind, payload) in attrs(body.get(IFINFOMSG_LEN..).unwrap_or(&[])) {
@@ -297,6 +313,139 @@ pub(crate) fn set_xdp_fd(ifindex: u32, fd: i32, flags: u32) -> Result<(), Netlin
     transact(&sock, req.finish(), true).map(drop)
 }
 
+/// A change the kernel announced on one interface ([`LinkMonitor`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// RTM_NEWLINK: the link as it is now.
+    Link {
+        ifindex: u32,
+        mtu: u32,
+        /// IFF_UP: administratively up.
+        up: bool,
+        /// IFF_LOWER_UP: it has carrier.
+        carrier: bool,
+    },
+    /// RTM_DELLINK: the interface is gone.
+    Removed { ifindex: u32 },
+    /// RTM_NEWADDR / RTM_DELADDR of an IPv4 address.
+    Addr {
+        ifindex: u32,
+        added: bool,
+        addr: std::net::Ipv4Addr,
+        prefix: u8,
+    },
+    /// The socket's buffer overflowed (ENOBUFS): events were lost; read
+    /// the links again ([`LinkMonitor::link`]).
+    Lost,
+}
+
+/// Listens for link changes (RTNLGRP_LINK: MTU, up, carrier) and IPv4
+/// address changes (RTNLGRP_IPV4_IFADDR) in the network namespace it was
+/// opened in; [`LinkMonitor::poll`] never blocks.
+pub struct LinkMonitor {
+    sock: OwnedFd,
+    buf: Vec<u8>,
+}
+
+impl LinkMonitor {
+    /// Subscribes, in the calling thread's network namespace. Open it
+    /// before reading the links' state, so that no change in between is
+    /// missed.
+    pub fn open() -> Result<LinkMonitor, super::PortError> {
+        let sock =
+            sys::netlink_route_listener(RTMGRP_LINK | RTMGRP_IPV4_IFADDR).map_err(|errno| {
+                super::PortError::Netlink {
+                    op: "subscribing to link changes",
+                    errno,
+                    msg: None,
+                }
+            })?;
+        Ok(LinkMonitor {
+            sock,
+            buf: vec![0u8; 64 * 1024],
+        })
+    }
+
+    /// The descriptor, to wait on with poll(2).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.sock)
+    }
+
+    /// Appends what the kernel announced since the last call to `out`
+    /// (nothing if nothing: never blocks).
+    pub fn poll(&mut self, out: &mut Vec<LinkEvent>) {
+        // Bounded: a burst of changes is read over several calls.
+        for _ in 0..64 {
+            match sys::recv_nonblocking(&self.sock, &mut self.buf) {
+                Ok(n) => parse_events(&self.buf[..n], out),
+                Err(e) if e == libc::ENOBUFS => out.push(LinkEvent::Lost),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// The link `ifindex` as it is now (after [`LinkEvent::Lost`]).
+    pub fn link(ifindex: u32) -> Option<LinkEvent> {
+        let l = link_by_index(ifindex).ok()?;
+        Some(LinkEvent::Link {
+            ifindex,
+            mtu: l.mtu,
+            up: l.flags & IFF_UP != 0,
+            carrier: l.flags & IFF_LOWER_UP != 0,
+        })
+    }
+}
+
+/// The link and address events in one datagram.
+fn parse_events(b: &[u8], out: &mut Vec<LinkEvent>) {
+    for (kind, _, body) in messages(b) {
+        match kind {
+            RTM_NEWLINK => {
+                let l = parse_link(body);
+                out.push(LinkEvent::Link {
+                    ifindex: l.ifindex,
+                    mtu: l.mtu,
+                    up: l.flags & IFF_UP != 0,
+                    carrier: l.flags & IFF_LOWER_UP != 0,
+                });
+            }
+            RTM_DELLINK => out.push(LinkEvent::Removed {
+                ifindex: u32_at(body, 4).unwrap_or(0),
+            }),
+            RTM_NEWADDR | RTM_DELADDR => {
+                // struct ifaddrmsg: family, prefixlen, flags, scope, index.
+                if body.first() != Some(&(libc::AF_INET as u8)) {
+                    continue;
+                }
+                let prefix = body.get(1).copied().unwrap_or(0);
+                let ifindex = u32_at(body, 4).unwrap_or(0);
+                // IFA_LOCAL is the address itself; IFA_ADDRESS is the
+                // peer's on point-to-point links, else the same.
+                let (mut local, mut address) = (None, None);
+                for (kind, payload) in attrs(body.get(IFADDRMSG_LEN..).unwrap_or(&[])) {
+                    let a = <[u8; 4]>::try_from(payload)
+                        .ok()
+                        .map(std::net::Ipv4Addr::from);
+                    match kind {
+                        IFA_LOCAL => local = a,
+                        IFA_ADDRESS => address = a,
+                        _ => {}
+                    }
+                }
+                if let Some(addr) = local.or(address) {
+                    out.push(LinkEvent::Addr {
+                        ifindex,
+                        added: kind == RTM_NEWADDR,
+                        addr,
+                        prefix,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,6 +495,57 @@ mod tests {
         assert_eq!(link.mac, [2, 0, 0, 0, 0, 1]);
         assert_eq!(link.xdp_skb_prog, 42);
         assert_eq!(link.xdp_drv_prog, 0);
+    }
+
+    #[test]
+    fn parses_link_and_address_events() {
+        let push = |kind: u16, payload: &[u8], out: &mut Vec<u8>| {
+            out.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
+            out.extend_from_slice(&kind.to_ne_bytes());
+            out.extend_from_slice(payload);
+            while out.len() & 3 != 0 {
+                out.push(0);
+            }
+        };
+        let msg = |kind: u16, body: &[u8], out: &mut Vec<u8>| {
+            out.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
+            out.extend_from_slice(&kind.to_ne_bytes());
+            out.extend_from_slice(&[0u8; 10]);
+            out.extend_from_slice(body);
+        };
+        let mut link = vec![0u8; 16];
+        link[4..8].copy_from_slice(&7u32.to_ne_bytes());
+        link[8..12].copy_from_slice(&(IFF_UP | 0x40).to_ne_bytes());
+        push(IFLA_MTU, &1280u32.to_ne_bytes(), &mut link);
+        let mut addr = vec![libc::AF_INET as u8, 24, 0, 0];
+        addr.extend_from_slice(&7u32.to_ne_bytes());
+        push(IFA_ADDRESS, &[203, 0, 113, 9], &mut addr);
+        push(IFA_LOCAL, &[203, 0, 113, 9], &mut addr);
+        let mut v6 = vec![libc::AF_INET6 as u8, 64, 0, 0];
+        v6.extend_from_slice(&7u32.to_ne_bytes());
+        let mut b = Vec::new();
+        msg(RTM_NEWLINK, &link, &mut b);
+        msg(RTM_DELADDR, &addr, &mut b);
+        msg(RTM_NEWADDR, &v6, &mut b);
+        let mut out = Vec::new();
+        parse_events(&b, &mut out);
+        assert_eq!(
+            out,
+            [
+                LinkEvent::Link {
+                    ifindex: 7,
+                    mtu: 1280,
+                    up: true,
+                    carrier: false
+                },
+                LinkEvent::Addr {
+                    ifindex: 7,
+                    added: false,
+                    addr: std::net::Ipv4Addr::new(203, 0, 113, 9),
+                    prefix: 24
+                }
+            ]
+        );
     }
 
     #[test]

@@ -275,16 +275,39 @@ impl std::fmt::Display for Problem {
                 mtu,
                 limit,
                 frame_size,
-            } => write!(
+            } if *limit == u32::from(super::MAX_MTU) => write!(
                 f,
-                "MTU {mtu} is too large: frames must fit a {frame_size}-byte UMEM frame after the \
-                 {XDP_HEADROOM}-byte XDP headroom (MTU at most {limit})"
+                "MTU {mtu} is too large: xdpgw takes at most {limit} (frames of {frame_size} \
+                 bytes and larger ones in several)"
             ),
-            Problem::NoNativeXdp { errno } => write!(
-                f,
-                "native XDP was asked for (xdp_mode = \"native\") and the driver refuses it: {}",
-                e(errno)
-            ),
+            Problem::MtuTooLarge {
+                mtu,
+                limit,
+                frame_size,
+            } => {
+                write!(
+                    f,
+                    "MTU {mtu} is too large: frames must fit a {frame_size}-byte UMEM frame after \
+                     the {XDP_HEADROOM}-byte XDP headroom (MTU at most {limit})"
+                )?;
+                Ok(())
+            }
+            Problem::NoNativeXdp { errno } => {
+                write!(
+                    f,
+                    "native XDP was asked for (xdp_mode = \"native\") and the driver refuses it: {}",
+                    e(errno)
+                )?;
+                if *errno == libc::ERANGE {
+                    write!(
+                        f,
+                        " (the MTU is too large for native XDP with a program without \
+                         multi-buffer support, which xdpgw uses up to MTU 3822; xdp_mode = \
+                         \"generic\" takes it)"
+                    )?;
+                }
+                Ok(())
+            }
             Problem::NoXdp { errno } => write!(f, "the XDP program cannot attach: {}", e(errno)),
             Problem::NoZeroCopy { errno } => write!(
                 f,
@@ -316,8 +339,12 @@ pub struct Probe {
     pub mtu: u32,
     /// The UMEM frame size the probe assumed.
     pub frame_size: u32,
-    /// The largest MTU whose frames fit one UMEM frame.
+    /// The largest MTU whose frames fit one UMEM frame, or with
+    /// multi-buffer frames [`super::MAX_MTU`].
     pub mtu_limit: u32,
+    /// Whether frames larger than a UMEM frame arrive in several (the
+    /// probe's program and socket were set up so).
+    pub multi_buffer: bool,
     /// The driver (`ethtool -i`), or the errno.
     pub driver: Result<DriverInfo, i32>,
     /// The channels (`ethtool -l`), or the errno (EOPNOTSUPP: the driver
@@ -521,7 +548,11 @@ pub fn probe(cfg: &PortConfig) -> Result<Probe, PortError> {
             .collect()
     });
     let mtu = u32::from(dev.mtu);
-    let mtu_limit = cfg.frame_size - XDP_HEADROOM - L2_OVERHEAD;
+    let mtu_limit = if cfg.multi_buffer {
+        u32::from(super::MAX_MTU)
+    } else {
+        cfg.frame_size - XDP_HEADROOM - L2_OVERHEAD
+    };
 
     let in_use = programs
         .iter()
@@ -534,7 +565,7 @@ pub fn probe(cfg: &PortConfig) -> Result<Probe, PortError> {
         );
         (Check::Skipped { why: why.clone() }, Check::Skipped { why })
     } else {
-        probe_attach(&dev)
+        probe_attach(&dev, cfg.multi_buffer)
     };
     let (zero_copy, copy) = if in_use {
         let why = "a running xdpgw holds the queues".to_owned();
@@ -561,6 +592,7 @@ pub fn probe(cfg: &PortConfig) -> Result<Probe, PortError> {
         mtu,
         frame_size: cfg.frame_size,
         mtu_limit,
+        multi_buffer: cfg.multi_buffer,
         driver,
         channels,
         sysfs_queues: sysfs_queues(&cfg.ifname, dev.ifindex),
@@ -680,8 +712,13 @@ fn link_holders(link_id: u32) -> Vec<Holder> {
 }
 
 /// Attaches the program in each mode and detaches it at once.
-fn probe_attach(dev: &Device) -> (Check, Check) {
-    let loaded = match bpf::load(dev.queues) {
+fn probe_attach(dev: &Device, frags: bool) -> (Check, Check) {
+    let loaded = if frags {
+        bpf::load_frags(dev.queues)
+    } else {
+        bpf::load(dev.queues)
+    };
+    let loaded = match loaded {
         Ok(l) => l,
         Err(e) => {
             let errno = match e {
@@ -725,6 +762,7 @@ fn probe_bind(cfg: &PortConfig, dev: &Device, zero_copy: bool) -> Check {
         cfg.frame_size,
         PROBE_FRAMES,
         &[zero_copy],
+        cfg.multi_buffer,
     ) {
         Ok(_) => Check::Yes,
         Err(PortError::Bind { errno, .. } | PortError::Socket { errno, .. }) => Check::No { errno },
@@ -770,6 +808,7 @@ mod tests {
             mtu: 1500,
             frame_size: 2048,
             mtu_limit: 1774,
+            multi_buffer: false,
             driver: Ok(DriverInfo::default()),
             channels: Err(libc::EOPNOTSUPP),
             sysfs_queues: Some((1, 1)),

@@ -191,6 +191,9 @@ struct ProgLoadAttr {
 // outlive the call.
 unsafe impl BpfAttr for ProgLoadAttr {}
 
+/// `prog_flags`: the program handles multi-buffer frames (`xdp.frags`).
+pub(crate) const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
+
 /// BPF_PROG_LOAD. With `log`, the verifier writes its log there (level 1).
 pub(crate) fn prog_load(
     prog_type: u32,
@@ -198,11 +201,13 @@ pub(crate) fn prog_load(
     insns: &[Insn],
     license: &CStr,
     name: &str,
+    prog_flags: u32,
     log: Option<&mut [u8]>,
 ) -> Result<OwnedFd, Errno> {
     let insn_cnt = u32::try_from(insns.len()).map_err(|_| libc::E2BIG)?;
     let mut attr = ProgLoadAttr {
         prog_type,
+        prog_flags,
         insn_cnt,
         insns: insns.as_ptr() as u64,
         license: license.as_ptr() as u64,
@@ -401,6 +406,40 @@ pub(crate) fn netlink_route_socket() -> Result<OwnedFd, Errno> {
     Ok(fd)
 }
 
+/// A non-blocking NETLINK_ROUTE socket subscribed to the multicast
+/// `groups` (an `nl_groups` bit mask, e.g. RTMGRP_LINK), in the calling
+/// thread's network namespace.
+pub(crate) fn netlink_route_listener(groups: u32) -> Result<OwnedFd, Errno> {
+    // SAFETY: socket(2) with constant arguments; no memory is passed.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if fd < 0 {
+        return Err(last_errno());
+    }
+    let fd = owned(libc::c_long::from(fd))?;
+    // SAFETY: sockaddr_nl is plain data; all-zero is a valid value.
+    let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    sa.nl_groups = groups;
+    // SAFETY: `sa` is a live sockaddr_nl and the length passed is its size.
+    let ret = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            &sa as *const libc::sockaddr_nl as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if ret < 0 {
+        return Err(last_errno());
+    }
+    Ok(fd)
+}
+
 fn setsockopt_int(fd: &OwnedFd, level: i32, opt: i32, value: i32) -> Result<(), Errno> {
     // SAFETY: `value` is a live c_int and the length passed is its size.
     let ret = unsafe {
@@ -424,6 +463,28 @@ pub(crate) fn send(fd: &OwnedFd, buf: &[u8]) -> Result<usize, Errno> {
     loop {
         // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
         let n = unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0) };
+        if n >= 0 {
+            return Ok(n.unsigned_abs());
+        }
+        let e = last_errno();
+        if e != libc::EINTR {
+            return Err(e);
+        }
+    }
+}
+
+/// Receives one datagram if one is waiting (`EAGAIN` if none).
+pub(crate) fn recv_nonblocking(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize, Errno> {
+    loop {
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
+        let n = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
         if n >= 0 {
             return Ok(n.unsigned_abs());
         }

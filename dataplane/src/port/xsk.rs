@@ -92,16 +92,30 @@ pub(crate) struct Books {
 /// them the first socket's copy/zero-copy and need-wakeup mode).
 ///
 /// Retries the whole set while a bind fails with EBUSY.
+/// Bind flag: frames may span several UMEM buffers (Linux 6.6+), each
+/// descriptor but a frame's last with [`XDP_PKT_CONTD`] in its options.
+pub(crate) const XDP_USE_SG: u16 = 1 << 4;
+/// Descriptor option: the frame continues in the next descriptor.
+pub(crate) const XDP_PKT_CONTD: u32 = 1;
+
 pub(crate) fn build(
     mapping: &Arc<Mapping>,
     frame_size: u32,
     frames_per_socket: u32,
     members: &[Member],
     zero_copy: bool,
+    multi_buffer: bool,
 ) -> Result<Vec<Xsk>, PortError> {
     let mut attempt = 0;
     loop {
-        match build_once(mapping, frame_size, frames_per_socket, members, zero_copy) {
+        match build_once(
+            mapping,
+            frame_size,
+            frames_per_socket,
+            members,
+            zero_copy,
+            multi_buffer,
+        ) {
             Err(PortError::Bind {
                 errno: libc::EBUSY, ..
             }) if attempt + 1 < BIND_ATTEMPTS => {
@@ -128,6 +142,7 @@ fn build_once(
     frames_per_socket: u32,
     members: &[Member],
     zero_copy: bool,
+    multi_buffer: bool,
 ) -> Result<Vec<Xsk>, PortError> {
     let Some(first) = members.first() else {
         return Ok(Vec::new());
@@ -185,6 +200,8 @@ fn build_once(
         let fcq = umem
             .fq_cq(&sock)
             .map_err(|e| socket_error(member, "XDP_UMEM_FILL_RING/COMPLETION_RING", e.get_raw()))?;
+        // The sockets bound to the UMEM after the first take its flags
+        // (multi-buffer included: `xsk_bind` sets `xs->sg` from the UMEM).
         let bind_flags = if i == 0 {
             SocketConfig::XDP_BIND_NEED_WAKEUP
                 | if zero_copy {
@@ -192,6 +209,7 @@ fn build_once(
                 } else {
                     SocketConfig::XDP_BIND_COPY
                 }
+                | if multi_buffer { XDP_USE_SG } else { 0 }
         } else {
             0
         };
@@ -288,9 +306,26 @@ impl Xsk {
         self.pending.push(desc);
     }
 
+    /// Queues the descriptors of one multi-buffer frame for TX, all in one
+    /// commit (a frame's descriptors never straddle two).
+    pub(crate) fn push_tx_chain(&mut self, descs: &[XdpDesc], pool: &mut FramePool) {
+        if self.pending.len() + descs.len() > self.pending.capacity() {
+            self.commit_pending(pool);
+        }
+        if descs.len() > self.pending.capacity() {
+            for d in descs {
+                pool.push(d.addr);
+                self.counters.tx_full += 1;
+            }
+            return;
+        }
+        self.pending.extend_from_slice(descs);
+    }
+
     /// Commits the queued TX descriptors to the TX ring (one release store);
     /// when the ring is full, reaps and kicks once, then drops what still
-    /// does not fit (counted in `tx_full`).
+    /// does not fit (counted in `tx_full`). A multi-buffer frame goes on the
+    /// ring whole or not at all.
     pub(crate) fn commit_pending(&mut self, pool: &mut FramePool) {
         let mut done = 0;
         for round in 0..2 {
@@ -300,8 +335,17 @@ impl Xsk {
             if round == 1 {
                 self.kick(pool);
             }
-            let rest = &self.pending[done..];
+            let mut rest = &self.pending[done..];
             let mut writer = self.tx.transmit(rest.len() as u32);
+            let room = writer.capacity() as usize;
+            if room < rest.len() {
+                // Up to the end of the last whole frame that fits.
+                let whole = rest[..room]
+                    .iter()
+                    .rposition(|d| d.options & XDP_PKT_CONTD == 0)
+                    .map_or(0, |i| i + 1);
+                rest = &rest[..whole];
+            }
             let n = writer.insert(rest.iter().copied()) as usize;
             // xdpilone publishes the descriptors with one Release store of
             // the producer head; the kernel's Acquire load pairs with it.

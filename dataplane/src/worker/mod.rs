@@ -60,6 +60,9 @@ pub struct Worker {
     stats: WorkerStats,
     /// When this worker's last expiry step ran ([`Worker::housekeeping`]).
     gc_at: u64,
+    /// The gateway's link epoch as of this worker's last batch: when it
+    /// moved, an MTU or address the cached flows assumed may have changed.
+    link_epoch: u32,
 }
 
 impl Worker {
@@ -73,6 +76,7 @@ impl Worker {
             trace: WorkerTrace::new(),
             stats: WorkerStats::default(),
             gc_at: 0,
+            link_epoch: gw.link_epoch(),
             gw,
         }
     }
@@ -105,14 +109,17 @@ impl Worker {
     }
 
     /// Begins a batch: picks up a newly installed rule set, neighbour
-    /// table and trace session (atomic loads, never blocking), and ends a
+    /// table, link change (MTU, address) and trace session (atomic loads,
+    /// never blocking), and ends a
     /// credit round that must end. Frames the gateway generates while the
     /// batch runs go to `emit` (a sink, or `&mut` one). The batch ends when
     /// the guard is dropped.
     #[inline]
     pub fn batch<E: Emit>(&mut self, emit: E) -> Batch<'_, E> {
         self.fast.begin_batch(&self.gw.conntrack);
-        if self.hooks.refresh() {
+        let links = self.gw.link_epoch();
+        if self.hooks.refresh() | (links != self.link_epoch) {
+            self.link_epoch = links;
             self.fast.new_epoch();
         }
         self.trace.refresh(&self.gw.tracer);

@@ -134,7 +134,7 @@ fn prefetch_new_conn(gw: &Gateway, t: &Tuple) {
     let r = t.invert();
     ct.prefetch(ct.hash(&r));
     let out = gw.routes.lookup(t.dst);
-    if let Some(f) = out.and_then(|h| gw.ifaces.get(usize::from(h.iface))) {
-        ct.prefetch(ct.hash(&Tuple { dst: f.addr, ..r }));
+    if let Some(addr) = out.and_then(|h| gw.addr(h.iface)) {
+        ct.prefetch(ct.hash(&Tuple { dst: addr, ..r }));
     }
 }

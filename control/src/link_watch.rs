@@ -1,0 +1,187 @@
+//! Link changes while `xdpgw run` runs: the kernel's link and IPv4 address
+//! announcements ([`LinkMonitor`]) for the interfaces the gateway drives,
+//! applied to the gateway ([`Gateway::link_changed`]: MTU, address, up and
+//! carrier) and logged, one line per change.
+
+use xdpgw_dataplane::gateway::{Gateway, LinkApplied, LinkChange};
+use xdpgw_dataplane::port::{LinkEvent, LinkMonitor};
+
+use crate::service::{self, level};
+
+/// The gateway's interfaces as the kernel numbers them, and the monitor.
+pub struct LinkWatch {
+    monitor: LinkMonitor,
+    /// Per gateway interface (its index): kernel ifindex and name.
+    ifaces: Vec<(u32, String)>,
+    /// The largest MTU the dataplane's frames hold.
+    cap: u16,
+    events: Vec<LinkEvent>,
+}
+
+impl LinkWatch {
+    /// Watches `ifaces` (kernel ifindex and name, in the gateway's order)
+    /// through `monitor`, opened before their state was read.
+    pub fn new(monitor: LinkMonitor, ifaces: Vec<(u32, String)>, cap: u16) -> LinkWatch {
+        LinkWatch {
+            monitor,
+            ifaces,
+            cap,
+            events: Vec::new(),
+        }
+    }
+
+    /// Applies what changed since the last call (never blocks). On a
+    /// monitor overflow every link is read again.
+    pub fn poll(&mut self, gw: &Gateway) {
+        self.events.clear();
+        self.monitor.poll(&mut self.events);
+        if self.events.contains(&LinkEvent::Lost) {
+            service::log(
+                level::WARNING,
+                "xdpgw: link changes were lost (netlink overflow); links read again",
+            );
+            for &(ifindex, _) in &self.ifaces {
+                if let Some(e) = LinkMonitor::link(ifindex) {
+                    self.events.push(e);
+                }
+            }
+        }
+        for k in 0..self.events.len() {
+            let e = self.events[k];
+            self.apply(gw, e);
+        }
+    }
+
+    fn apply(&self, gw: &Gateway, e: LinkEvent) {
+        let ifindex = match e {
+            LinkEvent::Link { ifindex, .. }
+            | LinkEvent::Removed { ifindex }
+            | LinkEvent::Addr { ifindex, .. } => ifindex,
+            LinkEvent::Lost => return,
+        };
+        let Some(k) = self.ifaces.iter().position(|(i, _)| *i == ifindex) else {
+            return;
+        };
+        let name = &self.ifaces[k].1;
+        let change = match e {
+            LinkEvent::Link {
+                mtu, up, carrier, ..
+            } => LinkChange::Link {
+                mtu,
+                cap: self.cap,
+                up,
+                carrier,
+            },
+            LinkEvent::Addr {
+                added: true,
+                addr,
+                prefix,
+                ..
+            } => LinkChange::AddrAdded { addr, prefix },
+            LinkEvent::Addr { addr, prefix, .. } => LinkChange::AddrRemoved { addr, prefix },
+            LinkEvent::Removed { .. } => {
+                service::log(
+                    level::ERR,
+                    &format!(
+                        "xdpgw: {name}: the interface was removed; nothing is forwarded through \
+                         it until xdpgw is restarted"
+                    ),
+                );
+                return;
+            }
+            LinkEvent::Lost => return,
+        };
+        let done = gw.link_changed(k as u8, change);
+        for (lvl, line) in describe(name, &done) {
+            service::log(lvl, &line);
+        }
+    }
+}
+
+/// The log lines for what [`Gateway::link_changed`] did on `name`.
+fn describe(name: &str, done: &LinkApplied) -> Vec<(u8, String)> {
+    let mut out = Vec::new();
+    if let Some((old, new)) = done.mtu {
+        match done.mtu_capped {
+            Some(link) => out.push((
+                level::WARNING,
+                format!(
+                    "xdpgw: {name}: MTU {link}, more than the dataplane's frames hold: \
+                     forwarding with MTU {new} (was {old})"
+                ),
+            )),
+            None => out.push((level::INFO, format!("xdpgw: {name}: MTU {old} -> {new}"))),
+        }
+    }
+    if let Some((up, carrier)) = done.state {
+        let (lvl, what) = match (up, carrier) {
+            (true, true) => (level::INFO, "up, carrier"),
+            (true, false) => (level::WARNING, "up, no carrier"),
+            (false, _) => (level::WARNING, "down"),
+        };
+        out.push((lvl, format!("xdpgw: {name}: link {what}")));
+    }
+    if let Some((old, new)) = done.addr {
+        let show = |a: Option<(std::net::Ipv4Addr, u8)>| {
+            a.map_or("none".to_string(), |(a, p)| format!("{a}/{p}"))
+        };
+        let lvl = if new.is_some() {
+            level::INFO
+        } else {
+            level::WARNING
+        };
+        out.push((
+            lvl,
+            format!("xdpgw: {name}: address {} -> {}", show(old), show(new)),
+        ));
+    }
+    if done.flushed > 0 {
+        out.push((
+            level::INFO,
+            format!(
+                "xdpgw: {name}: {} masqueraded connections forgotten",
+                done.flushed
+            ),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    #[test]
+    fn describes_each_change() {
+        let done = LinkApplied {
+            mtu: Some((1500, 1280)),
+            mtu_capped: None,
+            state: Some((true, false)),
+            addr: Some((Some((Ipv4Addr::new(203, 0, 113, 1), 24)), None)),
+            flushed: 3,
+        };
+        let lines: Vec<String> = describe("wan0", &done).into_iter().map(|l| l.1).collect();
+        assert_eq!(
+            lines,
+            [
+                "xdpgw: wan0: MTU 1500 -> 1280",
+                "xdpgw: wan0: link up, no carrier",
+                "xdpgw: wan0: address 203.0.113.1/24 -> none",
+                "xdpgw: wan0: 3 masqueraded connections forgotten",
+            ]
+        );
+        let capped = LinkApplied {
+            mtu: Some((1500, 1774)),
+            mtu_capped: Some(9000),
+            ..LinkApplied::default()
+        };
+        assert_eq!(
+            describe("lan0", &capped)[0].1,
+            "xdpgw: lan0: MTU 9000, more than the dataplane's frames hold: forwarding with MTU \
+             1774 (was 1500)"
+        );
+        assert!(describe("lan0", &LinkApplied::default()).is_empty());
+    }
+}
