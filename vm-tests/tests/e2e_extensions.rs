@@ -323,3 +323,50 @@ fn addrtype_as_linux() {
         },
     );
 }
+
+const CLAMP_RULES: &str = "\
+*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A POSTROUTING -o wan0 -j MASQUERADE
+COMMIT
+";
+
+/// The uplink (wan0) at MTU 1,400, set while the gateway runs: the SYN
+/// reaches the server with MSS 1,360, and the SYN-ACK the client with
+/// 1,360 too (clamped to the smaller of the MTUs out and back).
+#[test]
+fn tcpmss_clamps_to_a_1400_uplink_as_linux() {
+    let dir = WorkDir::new("ext-clamp");
+    let path = dir.path().to_owned();
+    on_both_backends_in(
+        "tcpmss_clamps_to_a_1400_uplink_as_linux",
+        |backend| lab_with(&path, backend, Some(CLAMP_RULES), ""),
+        |lab| {
+            lab.gateway()
+                .exec_ok(&["ip", "link", "set", "wan0", "mtu", "1400"]);
+            if lab.backend() == xdpgw_vm_tests::lab::Backend::Xdpgw {
+                lab.wait_gateway_stderr(
+                    "the MTU change picked up",
+                    std::time::Duration::from_secs(10),
+                    |l| l.contains("wan0: MTU 1500 -> 1400"),
+                );
+            }
+            tcpmss(lab)
+        },
+        |o| {
+            assert_eq!(o.connect, "connected");
+            assert_eq!((o.syn_mss, o.synack_mss), (Some(1360), Some(1360)));
+        },
+    );
+}
