@@ -47,6 +47,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use xdpgw_dataplane::conntrack::{ConntrackConfig, MemInfo, TableLayout, Timeouts, MAX_ENTRIES};
 use xdpgw_dataplane::icmp_limit::IcmpLimitConfig;
+use xdpgw_dataplane::route::{RoutePolicy, RouteRule, MAIN_PRIORITY};
 use xdpgw_dataplane::rule::Ipv4Net;
 
 use crate::parse::value;
@@ -65,6 +66,8 @@ struct RawConfig {
     interfaces: Vec<RawIface>,
     #[serde(rename = "route", default)]
     routes: Vec<RawRoute>,
+    #[serde(rename = "rule", default)]
+    route_rules: Vec<RawRule>,
     #[serde(default)]
     dataplane: RawDataplane,
     #[serde(default)]
@@ -86,6 +89,19 @@ struct RawIface {
 struct RawRoute {
     to: Spanned<String>,
     via: Spanned<String>,
+    /// `ip route ... table N` (default: main).
+    table: Option<Spanned<i64>>,
+}
+
+/// `[[rule]]`: `ip rule add [fwmark M[/MASK]] [from NET] [priority P]
+/// table T`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    fwmark: Option<Spanned<String>>,
+    from: Option<Spanned<String>>,
+    priority: Option<Spanned<i64>>,
+    table: Spanned<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -308,6 +324,9 @@ pub struct Config {
     /// errors about an interface found only when the gateway starts.
     pub interface_places: Vec<(usize, usize)>,
     pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
+    /// Routes of other tables and the rules that choose them
+    /// (`[[route]] table`, `[[rule]]`).
+    pub route_policy: RoutePolicy,
     pub dataplane: DataplaneConfig,
     /// ICMP error rate limits (`[icmp]`; Linux's defaults).
     pub icmp: IcmpLimitConfig,
@@ -449,6 +468,7 @@ impl Config {
             }
         }
         let mut routes = Vec::new();
+        let mut route_policy = RoutePolicy::default();
         for r in &raw.routes {
             let (addr, prefix) = parse_cidr(r.to.get_ref()).map_err(|e| {
                 at(
@@ -473,7 +493,65 @@ impl Config {
                     format!("gateway {via} is not on the network of any [[interface]]"),
                 ));
             }
-            routes.push((net, via));
+            match &r.table {
+                None => routes.push((net, via)),
+                Some(t) => {
+                    let table = table_id(t, &at)?;
+                    route_policy.routes.push((table, net, via));
+                }
+            }
+        }
+        // `ip rule add` without a priority takes one less than the lowest
+        // rule so far below main's (32765 first).
+        let mut next_priority = MAIN_PRIORITY - 1;
+        for r in &raw.route_rules {
+            let table = table_id(&r.table, &at)?;
+            let fwmark = match &r.fwmark {
+                None => None,
+                Some(m) => Some(parse_fwmark(m.get_ref()).ok_or_else(|| {
+                    at(
+                        m.span(),
+                        format!(
+                            "bad fwmark '{}': a mark[/mask], each a 32-bit number (0x.. for hex)",
+                            m.get_ref()
+                        ),
+                    )
+                })?),
+            };
+            let from = match &r.from {
+                None => None,
+                Some(f) => {
+                    let (addr, prefix) = parse_cidr(f.get_ref()).map_err(|e| {
+                        at(f.span(), format!("bad rule source '{}': {e}", f.get_ref()))
+                    })?;
+                    Some(
+                        Ipv4Net::with_prefix(addr, prefix)
+                            .ok_or_else(|| at(f.span(), "bad prefix".into()))?,
+                    )
+                }
+            };
+            let priority = match &r.priority {
+                None => next_priority,
+                Some(p) => u32::try_from(*p.get_ref())
+                    .ok()
+                    .filter(|p| *p != 0 && *p != MAIN_PRIORITY)
+                    .ok_or_else(|| {
+                        at(
+                            p.span(),
+                            format!(
+                                "bad priority {}: 1 to 4294967295, not {MAIN_PRIORITY} (main's)",
+                                p.get_ref()
+                            ),
+                        )
+                    })?,
+            };
+            next_priority = next_priority.min(priority.saturating_sub(1)).max(1);
+            route_policy.rules.push(RouteRule {
+                priority,
+                fwmark,
+                from,
+                table,
+            });
         }
         let xdp_mode = match raw
             .dataplane
@@ -560,6 +638,7 @@ impl Config {
             interfaces,
             interface_places,
             routes,
+            route_policy,
             dataplane: DataplaneConfig {
                 workers,
                 xdp_mode,
@@ -793,6 +872,42 @@ fn check_conntrack(
     })
 }
 
+/// A routing table's id: 1 to 4294967295, not 255 (local) or 0.
+fn table_id(
+    t: &Spanned<i64>,
+    at: &impl Fn(std::ops::Range<usize>, String) -> ConfigError,
+) -> Result<u32, ConfigError> {
+    u32::try_from(*t.get_ref())
+        .ok()
+        .filter(|t| *t != 0 && *t != 255)
+        .ok_or_else(|| {
+            at(
+                t.span(),
+                format!(
+                    "bad table {}: 1 to 4294967295 (254 is main; 255, local, cannot be changed)",
+                    t.get_ref()
+                ),
+            )
+        })
+}
+
+/// `mark` or `mark/mask` (numbers as C's strtoul reads them).
+fn parse_fwmark(s: &str) -> Option<(u32, u32)> {
+    let num = |t: &str| -> Option<u32> {
+        match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+            Some(h) => u32::from_str_radix(h, 16).ok(),
+            None => t.parse().ok(),
+        }
+    };
+    match s.split_once('/') {
+        None => Some((num(s)?, u32::MAX)),
+        Some((v, m)) => {
+            let (v, m) = (num(v)?, num(m)?);
+            Some((v & m, m))
+        }
+    }
+}
+
 /// `n` bytes in GiB or MiB, for messages.
 fn bytes_text(n: u64) -> String {
     if n >= 1 << 30 {
@@ -828,6 +943,7 @@ impl Config {
                 })
                 .collect(),
             routes: self.routes.clone(),
+            policy: self.route_policy.clone(),
             conntrack,
             icmp: self.icmp,
         }
@@ -1031,6 +1147,39 @@ zero_copy = "off"
 
     fn with_conntrack(section: &str) -> String {
         format!("{EXAMPLE}\n[conntrack]\n{section}")
+    }
+
+    #[test]
+    fn route_tables_and_rules() {
+        let text = format!(
+            "{EXAMPLE}\n[[route]]\nto = \"0.0.0.0/0\"\nvia = \"192.168.10.254\"\ntable = 100\n\n\
+             [[rule]]\nfwmark = \"0x2/0xff\"\ntable = 100\n\n[[rule]]\nfrom = \"192.168.10.0/25\"\n\
+             table = 254\npriority = 10\n"
+        );
+        let c = Config::parse(Path::new("g.toml"), &text).expect("config");
+        let p = &c.route_policy;
+        assert_eq!(p.routes.len(), 1);
+        assert_eq!(p.routes[0].0, 100);
+        assert_eq!(
+            p.rules
+                .iter()
+                .map(|r| (r.priority, r.fwmark, r.table))
+                .collect::<Vec<_>>(),
+            [(32765, Some((2, 0xff)), 100), (10, None, 254)]
+        );
+        for (bad, want) in [
+            ("[[rule]]\ntable = 255\n", "bad table 255"),
+            ("[[rule]]\nfwmark = \"x\"\ntable = 100\n", "bad fwmark 'x'"),
+            (
+                "[[rule]]\ntable = 100\npriority = 32766\n",
+                "bad priority 32766",
+            ),
+            ("[[rule]]\nfwmark = \"1\"\n", "missing field `table`"),
+        ] {
+            let e =
+                Config::parse(Path::new("g.toml"), &format!("{EXAMPLE}\n{bad}")).expect_err(bad);
+            assert!(e.to_string().contains(want), "{e}");
+        }
     }
 
     #[test]

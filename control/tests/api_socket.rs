@@ -85,6 +85,7 @@ fn control(rules_file: PathBuf) -> Control {
                 iface("wan0", [203, 0, 113, 1], 2),
             ],
             routes: vec![],
+            policy: Default::default(),
             conntrack: ConntrackConfig::default(),
             icmp: Default::default(),
         },

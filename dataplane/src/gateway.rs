@@ -12,7 +12,7 @@ use crate::classify::{compile, CompileError, CompiledRuleSet, MAX_IFACES};
 use crate::conntrack::{Conntrack, ConntrackConfig};
 use crate::icmp_limit::{IcmpLimitConfig, IcmpLimiter};
 use crate::neigh::{Mac, Neighbours};
-use crate::route::{RouteError, RouteTable};
+use crate::route::{RouteError, RoutePolicy, RouteTable};
 use crate::rule::{Ipv4Net, RuleSet};
 use crate::trace::Tracer;
 
@@ -96,6 +96,8 @@ pub struct GatewayConfig {
     pub ifaces: Vec<IfaceConfig>,
     /// Static routes: destination and gateway.
     pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
+    /// Other routing tables and the rules that choose them (by mark).
+    pub policy: RoutePolicy,
     pub conntrack: ConntrackConfig,
     /// How often ICMP errors may go out (Linux's `icmp_*` sysctls).
     pub icmp: IcmpLimitConfig,
@@ -155,7 +157,9 @@ impl Gateway {
             .enumerate()
             .map(|(i, f)| (i as u8, f.addr, f.prefix))
             .collect();
-        let routes = RouteTable::new(&connected, &cfg.routes).map_err(GatewayError::Route)?;
+        let routes = RouteTable::new(&connected, &cfg.routes)
+            .and_then(|t| t.with_policy(&cfg.policy))
+            .map_err(GatewayError::Route)?;
         let names: Vec<&str> = cfg.ifaces.iter().map(|f| f.name.as_str()).collect();
         let compiled = compile(rules, &names).map_err(GatewayError::Compile)?;
         let live = cfg

@@ -24,9 +24,52 @@ pub struct NextHop {
     pub addr: Ipv4Addr,
 }
 
+/// The main routing table's id (`ip route ... table main`).
+pub const MAIN_TABLE: u32 = 254;
+/// The priority of Linux's rule that looks up the main table: rules with a
+/// lower number come first.
+pub const MAIN_PRIORITY: u32 = 32766;
+
+/// A routing policy rule (`ip rule add [fwmark M[/MASK]] [from NET]
+/// [priority P] table T`): packets it selects look up `table` first; when
+/// that table has no route for them, the next rule is tried, and last the
+/// main table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteRule {
+    pub priority: u32,
+    /// `(value, mask)`: the packet's mark under `mask` must be `value`.
+    pub fwmark: Option<(u32, u32)>,
+    pub from: Option<Ipv4Net>,
+    pub table: u32,
+}
+
+impl RouteRule {
+    #[inline]
+    fn selects(&self, src: Ipv4Addr, mark: u32) -> bool {
+        self.fwmark.is_none_or(|(v, m)| mark & m == v) && self.from.is_none_or(|n| n.contains(src))
+    }
+}
+
+/// Routing tables besides main and the rules that choose them (multi-WAN by
+/// mark, as `ip rule` / `ip route ... table` set it up).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoutePolicy {
+    /// Static routes `(table, destination, gateway)` of tables other than
+    /// main; they leave through the interface whose network holds the
+    /// gateway, as main's do.
+    pub routes: Vec<(u32, Ipv4Net, Ipv4Addr)>,
+    pub rules: Vec<RouteRule>,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct RouteTable {
+    /// The main table: connected and static routes.
     routes: Vec<Route>,
+    /// Other tables, by id.
+    tables: Vec<(u32, Vec<Route>)>,
+    /// Policy rules by priority (main's own at [`MAIN_PRIORITY`] is
+    /// implicit).
+    rules: Vec<RouteRule>,
 }
 
 /// Why a route table cannot be built.
@@ -72,41 +115,130 @@ impl RouteTable {
             .collect();
         let connected_routes = routes.clone();
         for &(to, via) in statics {
-            let hop = connected_routes
-                .iter()
-                .filter(|r| r.net.contains(via))
-                .max_by_key(|r| r.prefix)
-                .ok_or(RouteError::Unreachable { to, via })?;
-            routes.push(Route {
-                net: to,
-                prefix: to.prefix_len().unwrap_or(0),
-                iface: hop.iface,
-                via: Some(via),
-            });
+            routes.push(static_route(&connected_routes, to, via)?);
         }
-        // Longest prefix first; connected before static at equal length.
-        routes.sort_by(|a, b| {
-            b.prefix
-                .cmp(&a.prefix)
-                .then(a.via.is_some().cmp(&b.via.is_some()))
-        });
-        Ok(RouteTable { routes })
+        sort(&mut routes);
+        Ok(RouteTable {
+            routes,
+            tables: Vec::new(),
+            rules: Vec::new(),
+        })
     }
 
+    /// Adds the tables and rules of `policy` (routes of main stay).
+    pub fn with_policy(mut self, policy: &RoutePolicy) -> Result<RouteTable, RouteError> {
+        let connected_routes: Vec<Route> = self
+            .routes
+            .iter()
+            .filter(|r| r.via.is_none())
+            .copied()
+            .collect();
+        for &(table, to, via) in &policy.routes {
+            let route = static_route(&connected_routes, to, via)?;
+            if table == MAIN_TABLE {
+                self.routes.push(route);
+                sort(&mut self.routes);
+                continue;
+            }
+            match self.tables.iter_mut().find(|(t, _)| *t == table) {
+                Some((_, routes)) => {
+                    routes.push(route);
+                    sort(routes);
+                }
+                None => self.tables.push((table, vec![route])),
+            }
+        }
+        self.rules = policy.rules.clone();
+        self.rules.sort_by_key(|r| r.priority);
+        Ok(self)
+    }
+
+    /// The main table's route for `dst`.
     #[inline]
     pub fn lookup(&self, dst: Ipv4Addr) -> Option<NextHop> {
-        self.routes
+        first(&self.routes, dst)
+    }
+
+    /// The route for a packet from `src` to `dst` with mark `mark`, after
+    /// the policy rules (`fib_rules_lookup`): each rule that selects it in
+    /// priority order looks up its table, the first route found wins; then
+    /// the main table.
+    #[inline]
+    pub fn lookup_from(&self, dst: Ipv4Addr, src: Ipv4Addr, mark: u32) -> Option<NextHop> {
+        for r in &self.rules {
+            if r.priority >= MAIN_PRIORITY {
+                break;
+            }
+            if !r.selects(src, mark) {
+                continue;
+            }
+            let found = if r.table == MAIN_TABLE {
+                first(&self.routes, dst)
+            } else {
+                self.tables
+                    .iter()
+                    .find(|(t, _)| *t == r.table)
+                    .and_then(|(_, routes)| first(routes, dst))
+            };
+            if found.is_some() {
+                return found;
+            }
+        }
+        let main = first(&self.routes, dst);
+        if main.is_some() {
+            return main;
+        }
+        // Rules after main's (priority above 32766).
+        self.rules
             .iter()
-            .find(|r| r.net.contains(dst))
-            .map(|r| NextHop {
-                iface: r.iface,
-                addr: r.via.unwrap_or(dst),
+            .filter(|r| r.priority > MAIN_PRIORITY && r.selects(src, mark))
+            .find_map(|r| {
+                self.tables
+                    .iter()
+                    .find(|(t, _)| *t == r.table)
+                    .and_then(|(_, routes)| first(routes, dst))
             })
     }
 
     pub fn routes(&self) -> &[Route] {
         &self.routes
     }
+}
+
+/// A static route to `to` via `via`, through the interface whose connected
+/// network holds `via` (the longest such prefix).
+fn static_route(connected: &[Route], to: Ipv4Net, via: Ipv4Addr) -> Result<Route, RouteError> {
+    let hop = connected
+        .iter()
+        .filter(|r| r.net.contains(via))
+        .max_by_key(|r| r.prefix)
+        .ok_or(RouteError::Unreachable { to, via })?;
+    Ok(Route {
+        net: to,
+        prefix: to.prefix_len().unwrap_or(0),
+        iface: hop.iface,
+        via: Some(via),
+    })
+}
+
+/// Longest prefix first; connected before static at equal length.
+fn sort(routes: &mut [Route]) {
+    routes.sort_by(|a, b| {
+        b.prefix
+            .cmp(&a.prefix)
+            .then(a.via.is_some().cmp(&b.via.is_some()))
+    });
+}
+
+#[inline]
+fn first(routes: &[Route], dst: Ipv4Addr) -> Option<NextHop> {
+    routes
+        .iter()
+        .find(|r| r.net.contains(dst))
+        .map(|r| NextHop {
+            iface: r.iface,
+            addr: r.via.unwrap_or(dst),
+        })
 }
 
 #[cfg(test)]
@@ -163,5 +295,63 @@ mod tests {
         assert!(e.is_err());
         let none = RouteTable::new(&[(0, Ipv4Addr::new(192, 168, 10, 1), 24)], &[]).expect("rt");
         assert_eq!(none.lookup(Ipv4Addr::new(8, 8, 8, 8)), None);
+    }
+
+    /// Two uplinks: main's default via wan0, table 100's via wan1; mark 1
+    /// selects table 100, as `ip rule add fwmark 1 table 100` does; a table
+    /// without a route for the destination falls through to main.
+    #[test]
+    fn marks_choose_tables_as_ip_rule() {
+        let a = Ipv4Addr::new;
+        let any = Ipv4Net::with_prefix(Ipv4Addr::UNSPECIFIED, 0).expect("net");
+        let rt = RouteTable::new(
+            &[
+                (0, a(192, 168, 10, 1), 24),
+                (1, a(203, 0, 113, 1), 24),
+                (2, a(192, 0, 2, 1), 24),
+            ],
+            &[(any, a(203, 0, 113, 254))],
+        )
+        .and_then(|t| {
+            t.with_policy(&RoutePolicy {
+                routes: vec![(100, any, a(192, 0, 2, 254))],
+                rules: vec![
+                    RouteRule {
+                        priority: 100,
+                        fwmark: Some((1, 0xff)),
+                        from: None,
+                        table: 100,
+                    },
+                    RouteRule {
+                        priority: 200,
+                        fwmark: None,
+                        from: Some(Ipv4Net::with_prefix(a(192, 168, 10, 64), 26).expect("net")),
+                        table: 100,
+                    },
+                ],
+            })
+        })
+        .expect("routes");
+        let client = a(192, 168, 10, 2);
+        let out = |dst, src, mark| rt.lookup_from(dst, src, mark).map(|h| (h.iface, h.addr));
+        let far = a(198, 51, 100, 20);
+        assert_eq!(out(far, client, 0), Some((1, a(203, 0, 113, 254))));
+        assert_eq!(out(far, client, 1), Some((2, a(192, 0, 2, 254))));
+        assert_eq!(
+            out(far, client, 0x101),
+            Some((2, a(192, 0, 2, 254))),
+            "under the mask"
+        );
+        assert_eq!(out(far, client, 2), Some((1, a(203, 0, 113, 254))));
+        assert_eq!(
+            out(far, a(192, 168, 10, 70), 0),
+            Some((2, a(192, 0, 2, 254))),
+            "from"
+        );
+        // Table 100 holds only its default: the LAN is reached by it too, as
+        // in Linux (operators add a rule for main before it).
+        assert_eq!(out(client, client, 1), Some((2, a(192, 0, 2, 254))));
+        // Main alone is what `lookup` sees.
+        assert_eq!(rt.lookup(far).map(|h| h.iface), Some(1));
     }
 }

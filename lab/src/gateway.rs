@@ -53,6 +53,14 @@ pub const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 254);
 pub const FAR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 20);
 /// The interface name of the clients and the server.
 pub const HOST_IF: &str = "eth0";
+/// A second uplink's address on the gateway (interface `wan1`, when the
+/// configuration has one): the lab then cables it to the server's
+/// [`HOST_IF2`], [`SERVER_WAN1`].
+pub const GATEWAY_WAN1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+/// The server's address on the second uplink.
+pub const SERVER_WAN1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 254);
+/// The server's interface on the second uplink.
+pub const HOST_IF2: &str = "eth1";
 
 /// How long the gateway may take to print `ready`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -153,7 +161,10 @@ pub struct Lab {
 
 /// Checks that `spec` is a configuration the lab's hosts are addressed for.
 fn check_spec_fits(spec: &GatewaySpec) {
-    let want = [("lan0", GATEWAY_LAN), ("wan0", GATEWAY_WAN)];
+    let mut want = vec![("lan0", GATEWAY_LAN), ("wan0", GATEWAY_WAN)];
+    if spec.interfaces.iter().any(|i| i.name == "wan1") {
+        want.push(("wan1", GATEWAY_WAN1));
+    }
     for (name, addr) in want {
         let found = spec.interfaces.iter().find(|i| i.name == name);
         match found {
@@ -195,7 +206,7 @@ impl Lab {
             gateway: host_netns("gw"),
             server: host_netns("server"),
         };
-        lab.wire(cfg.queues);
+        lab.wire(cfg.queues, spec.interfaces.iter().any(|i| i.name == "wan1"));
         if let Some(mtu) = cfg.mtu {
             lab.set_mtu(mtu);
         }
@@ -206,8 +217,9 @@ impl Lab {
         lab
     }
 
-    /// Cables and addresses everything but the gateway's own configuration.
-    fn wire(&self, queues: u32) {
+    /// Cables and addresses everything but the gateway's own configuration
+    /// (and a second uplink to the server if `wan1`).
+    fn wire(&self, queues: u32, wan1: bool) {
         let lan = &self.lan;
         lan.exec_ok(&[
             "ip",
@@ -243,6 +255,17 @@ impl Lab {
         veth_with_queues(server, HOST_IF, &self.gateway, "wan0", queues);
         server.exec_ok(&["ip", "addr", "add", &format!("{SERVER}/24"), "dev", HOST_IF]);
         server.exec_ok(&["ip", "addr", "add", &format!("{FAR}/32"), "dev", "lo"]);
+        if wan1 {
+            veth_with_queues(server, HOST_IF2, &self.gateway, "wan1", queues);
+            server.exec_ok(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("{SERVER_WAN1}/24"),
+                "dev",
+                HOST_IF2,
+            ]);
+        }
         server.exec_ok(&[
             "ip",
             "route",
@@ -257,6 +280,9 @@ impl Lab {
         // at the other end would complete, and AF_XDP never does.
         for host in [&self.client, &self.client2, &self.server] {
             host.exec_ok(&["ethtool", "-K", HOST_IF, "tx", "off"]);
+        }
+        if wan1 {
+            server.exec_ok(&["ethtool", "-K", HOST_IF2, "tx", "off"]);
         }
     }
 

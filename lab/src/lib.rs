@@ -43,7 +43,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 pub use gateway::{
     Backend, GatewaySpec, Interface, Lab, LabConfig, Restart, CLIENT, CLIENT2, FAR, GATEWAY_LAN,
-    GATEWAY_WAN, HOST_IF, LISTEN_TIMEOUT, READY_TIMEOUT, SERVER, STOP_TIMEOUT,
+    GATEWAY_WAN, GATEWAY_WAN1, HOST_IF, HOST_IF2, LISTEN_TIMEOUT, READY_TIMEOUT, SERVER,
+    SERVER_WAN1, STOP_TIMEOUT,
 };
 pub use netns::{host_netns, remove_stale_namespaces, veth, veth_with_queues, Netns};
 pub use parse::{packet_counters, parse_ping, parse_tcpdump_verbose, CapturedPacket, Ping};

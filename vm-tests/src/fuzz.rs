@@ -56,6 +56,7 @@ pub mod pipeline {
                 Ipv4Net::with_prefix(Ipv4Addr::UNSPECIFIED, 0).expect("0.0.0.0/0"),
                 UPSTREAM.0,
             )],
+            policy: Default::default(),
             conntrack: ConntrackConfig {
                 max_entries: 4096,
                 shards: 16,

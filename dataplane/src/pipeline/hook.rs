@@ -106,7 +106,12 @@ impl Hooks {
         if is_group(frame) {
             return cx.drop(DropReason::LinkBroadcast);
         }
-        let Some(hop) = self.gw.routes.lookup(p.info.dst) else {
+        // Policy routing sees the mark PREROUTING left (multi-WAN by mark).
+        let Some(hop) = self
+            .gw
+            .routes
+            .lookup_from(p.info.dst, p.info.src, p.view.mark)
+        else {
             self.icmp_error(cx, frame, p, IcmpError::unreachable(0), in_iface);
             return cx.drop(DropReason::NoRoute);
         };
@@ -364,8 +369,12 @@ impl Hooks {
         if let Err(reason) = self.nat_hook(cx, frame, &mut p, Hook::Output, Manip::Dst) {
             return cx.drop(reason);
         }
-        // DNAT in OUTPUT re-routes.
-        let Some(hop) = self.gw.routes.lookup(p.info.dst) else {
+        // DNAT (or a mark) in OUTPUT re-routes (`ip_route_me_harder`).
+        let Some(hop) = self
+            .gw
+            .routes
+            .lookup_from(p.info.dst, p.info.src, p.view.mark)
+        else {
             return cx.drop(DropReason::NoRoute);
         };
         p.view.out_iface = Some(hop.iface);
