@@ -105,11 +105,13 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
     // every interface share one UMEM, so a frame forwarded from one interface
     // to another moves as a descriptor, without a copy. A failure detaches
     // whatever was attached.
-    let pcs: Vec<PortConfig> = cfg
-        .interfaces
+    // The ports are the kernel interfaces: each interface's own, or its
+    // VLAN's trunk (once); `Config::links` says which interface is where.
+    let port_names = cfg.ports();
+    let pcs: Vec<PortConfig> = port_names
         .iter()
-        .map(|i| PortConfig {
-            ifname: i.name.clone(),
+        .map(|name| PortConfig {
+            ifname: name.clone(),
             queues: None,
             xdp_mode: match cfg.dataplane.xdp_mode {
                 XdpModeConfig::Auto => XdpMode::Auto,
@@ -127,18 +129,15 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
         .collect();
     let mut group = PortGroup::open(&pcs).map_err(|e| match &e {
         // Which line of the configuration names it.
-        xdpgw_dataplane::port::PortError::NoSuchInterface { name } => {
-            let k = cfg.interfaces.iter().position(|i| &i.name == name);
-            match k.and_then(|k| cfg.interface_places.get(k)) {
-                Some(&(line, column)) => RunError::Config(crate::config::ConfigError {
-                    file: cfg.path.display().to_string(),
-                    line,
-                    column,
-                    message: format!("no interface named '{name}' on this machine (ip link)"),
-                }),
-                None => RunError::Port(e),
-            }
-        }
+        xdpgw_dataplane::port::PortError::NoSuchInterface { name } => match cfg.port_place(name) {
+            Some((line, column)) => RunError::Config(crate::config::ConfigError {
+                file: cfg.path.display().to_string(),
+                line,
+                column,
+                message: format!("no interface named '{name}' on this machine (ip link)"),
+            }),
+            None => RunError::Port(e),
+        },
         _ => RunError::Port(e),
     })?;
 
@@ -169,15 +168,17 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
     // The host path: a TUN device per interface with its address, one
     // queue per worker (removed with the last descriptor, however we stop).
     let (host_path, mut host_queues) = if cfg.dataplane.host_path {
+        // One per interface: a VLAN interface has its own, with its
+        // trunk's MTU.
         let devices: Vec<HostDeviceConfig> = cfg
             .interfaces
             .iter()
-            .enumerate()
-            .map(|(k, i)| HostDeviceConfig {
+            .zip(cfg.links())
+            .map(|(i, l)| HostDeviceConfig {
                 name: i.host_device.clone(),
                 addr: i.addr,
                 prefix: i.prefix,
-                mtu: group.mtu(k).unwrap_or(1500),
+                mtu: group.mtu(usize::from(l.port)).unwrap_or(1500),
             })
             .collect();
         let routes: Vec<HostRoute> = cfg
@@ -204,7 +205,7 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
     };
     host_queues.resize_with(workers, || None);
     let names: Vec<String> = cfg.interfaces.iter().map(|i| i.name.clone()).collect();
-    let modes: Vec<String> = names
+    let modes: Vec<String> = port_names
         .iter()
         .enumerate()
         .map(|(k, n)| match group.mode(k) {
@@ -240,6 +241,7 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
         state: std::sync::Mutex::new(rules),
         workers: published.clone(),
         names: names.clone(),
+        ports: port_names.clone(),
         now: gw_now,
         events: Default::default(),
     };

@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use crate::classify::{compile, CompileError, CompiledRuleSet, MAX_IFACES};
 use crate::conntrack::{Conntrack, ConntrackConfig};
 use crate::icmp_limit::{IcmpLimitConfig, IcmpLimiter};
+use crate::link::{Link, LinkError, Links};
 use crate::neigh::{Mac, Neighbours};
 use crate::route::{RouteError, RouteTable};
 use crate::rule::{Ipv4Net, RuleSet};
@@ -24,6 +25,8 @@ pub struct IfaceConfig {
     pub addr: Ipv4Addr,
     pub prefix: u8,
     pub mtu: u16,
+    /// Where it is on the wire: a port, or a VLAN of a port.
+    pub link: Link,
 }
 
 /// What a gateway is made of.
@@ -42,6 +45,7 @@ pub enum GatewayError {
     Route(RouteError),
     Compile(CompileError),
     TooManyInterfaces(usize),
+    Link(LinkError),
 }
 
 impl std::fmt::Display for GatewayError {
@@ -52,6 +56,7 @@ impl std::fmt::Display for GatewayError {
             GatewayError::TooManyInterfaces(n) => {
                 write!(f, "{n} interfaces; at most {MAX_IFACES} are supported")
             }
+            GatewayError::Link(e) => write!(f, "{e}"),
         }
     }
 }
@@ -62,6 +67,8 @@ impl std::error::Error for GatewayError {}
 /// atomically on reload), the conntrack table and the neighbour table.
 pub struct Gateway {
     pub ifaces: Vec<IfaceConfig>,
+    /// The interfaces on the ports (the one map between the two).
+    pub links: Links,
     pub routes: RouteTable,
     rules: ArcSwap<CompiledRuleSet>,
     pub conntrack: Conntrack,
@@ -87,10 +94,13 @@ impl Gateway {
             .map(|(i, f)| (i as u8, f.addr, f.prefix))
             .collect();
         let routes = RouteTable::new(&connected, &cfg.routes).map_err(GatewayError::Route)?;
+        let links: Vec<Link> = cfg.ifaces.iter().map(|f| f.link).collect();
+        let links = Links::new(&links).map_err(GatewayError::Link)?;
         let names: Vec<&str> = cfg.ifaces.iter().map(|f| f.name.as_str()).collect();
         let compiled = compile(rules, &names).map_err(GatewayError::Compile)?;
         Ok(Gateway {
             ifaces: cfg.ifaces,
+            links,
             routes,
             rules: ArcSwap::from_pointee(compiled),
             conntrack: Conntrack::new(cfg.conntrack),
