@@ -127,6 +127,9 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
             frames: 4096,
         })
         .collect();
+    // Trunks must hand VLAN tags to AF_XDP in the frame: receive VLAN
+    // offload off while xdpgw runs (restored when `_rx_vlan` drops).
+    let _rx_vlan = RxVlanOffload::turn_off(&cfg);
     let mut group = PortGroup::open(&pcs).map_err(|e| match &e {
         // Which line of the configuration names it.
         xdpgw_dataplane::port::PortError::NoSuchInterface { name } => match cfg.port_place(name) {
@@ -469,6 +472,67 @@ fn exit_report(
 /// The time the workers' clock shows (ns since start): set by `run`.
 fn gw_now() -> u64 {
     START.get().map_or(0, |s| s.elapsed().as_nanos() as u64)
+}
+
+/// Receive VLAN offload turned off on the trunks (the ports that carry VLAN
+/// interfaces): with it on, a NIC takes the 802.1Q tag out of the frame
+/// into its receive descriptor and AF_XDP sees the frame untagged, as the
+/// trunk's own. Turned back on when dropped, where xdpgw turned it off.
+struct RxVlanOffload {
+    turned_off: Vec<String>,
+}
+
+impl RxVlanOffload {
+    fn turn_off(cfg: &Config) -> RxVlanOffload {
+        use xdpgw_dataplane::port::probe::{features, set_feature, RX_VLAN_OFFLOAD};
+        let mut turned_off = Vec::new();
+        let mut trunks: Vec<&str> = cfg
+            .interfaces
+            .iter()
+            .filter_map(|i| i.vlan.as_ref().map(|v| v.parent.as_str()))
+            .collect();
+        trunks.sort_unstable();
+        trunks.dedup();
+        for trunk in trunks {
+            let Ok(fs) = features(trunk) else { continue };
+            let Some(f) = fs.iter().find(|f| f.name == RX_VLAN_OFFLOAD && f.active) else {
+                continue;
+            };
+            let off = f.changeable && set_feature(trunk, RX_VLAN_OFFLOAD, false) == Ok(false);
+            if off {
+                service::log(
+                    level::INFO,
+                    &format!(
+                        "xdpgw: {trunk}: receive VLAN offload turned off while xdpgw runs \
+                         (ethtool -K {trunk} rxvlan off): VLAN tags must reach AF_XDP in the frame"
+                    ),
+                );
+                turned_off.push(trunk.to_string());
+            } else {
+                service::log(
+                    level::WARNING,
+                    &format!(
+                        "xdpgw: {trunk}: receive VLAN offload is on and could not be turned off \
+                         (ethtool -K {trunk} rxvlan off): the NIC may take VLAN tags out of the \
+                         frames, which then count as {trunk}'s own untagged frames"
+                    ),
+                );
+            }
+        }
+        RxVlanOffload { turned_off }
+    }
+}
+
+impl Drop for RxVlanOffload {
+    fn drop(&mut self) {
+        for trunk in &self.turned_off {
+            let _ = xdpgw_dataplane::port::probe::set_feature(
+                trunk,
+                xdpgw_dataplane::port::probe::RX_VLAN_OFFLOAD,
+                true,
+            );
+        }
+    }
 }
 
 static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
