@@ -281,3 +281,46 @@ fn fix_udp(f: &mut [u8]) {
     let c = !(sum as u16);
     f[40..42].copy_from_slice(&if c == 0 { 0xffff } else { c }.to_be_bytes());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Whatever arrives on the trunk or the WAN, tagged or not: nothing
+    /// panics, every frame is counted received once, and whatever leaves
+    /// fits a UMEM frame, tagged only on the trunk with its VLANs.
+    #[test]
+    fn any_frame_is_counted_never_a_panic(
+        frames in proptest::collection::vec(
+            (0usize..3, proptest::option::of(0u16..0x2000),
+             proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120)),
+            1..8),
+    ) {
+        let mut lab = Lab::new();
+        let mut arrived = Vec::new();
+        for (port, tag, bytes) in &frames {
+            let mut f = bytes.clone();
+            // Often addressed to the gateway, as an ARP or IPv4 frame.
+            if f.len() >= 14 {
+                f[..6].copy_from_slice(&LAN_MAC);
+                f[12] = 0x08;
+                f[13] = if f[13] & 1 == 0 { 0x00 } else { 0x06 };
+            }
+            let f = match tag {
+                Some(t) if f.len() >= 12 => tagged(&f, *t),
+                _ => f,
+            };
+            arrived.push((*port, f));
+        }
+        let sent = lab.round(&arrived);
+        proptest::prop_assert_eq!(lab.d.worker().stats().rx, frames.len() as u64);
+        for (port, f) in sent {
+            proptest::prop_assert!(f.len() <= xdpgw_dataplane::pipeline::FRAME_SIZE);
+            let (vid, _) = untagged(&f);
+            match port {
+                TRUNK => proptest::prop_assert!(matches!(vid, None | Some(10) | Some(20))),
+                WAN => proptest::prop_assert_eq!(vid, None),
+                _ => proptest::prop_assert!(false, "sent to port {}", port),
+            }
+        }
+    }
+}
