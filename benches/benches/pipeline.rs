@@ -622,7 +622,8 @@ fn established_flow_links(c: &mut Criterion) {
         })
     });
     assert_eq!(w.stats().dropped(), 0);
-    assert!(w.stats().fast_path * 10 > w.stats().forwarded * 9);
+    // (Unless a filter left the benchmark out: then only the setup ran.)
+    assert!(w.stats().forwarded < 100 || w.stats().fast_path * 10 > w.stats().forwarded * 9);
     g.finish();
 }
 
