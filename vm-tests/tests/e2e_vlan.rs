@@ -18,7 +18,8 @@
 //! on the switch but not on the gateway: its frames are dropped and
 //! counted by both. The rules match `-i lan0.10 -o lan0.20` and `-i lan0+
 //! -o wan0`; their counters must be equal (`iptables-save -c`, `xdpgw save
-//! -c`).
+//! -c`). A TCP service on the gateway host is reached from VLAN 10 (xdpgw:
+//! through lan0.10's own host path device).
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -346,6 +347,9 @@ struct Observed {
     tcp_v20_to_v10: String,
     /// UDP from VLAN 20 to the WAN: the result and what the server saw.
     udp_v20_to_wan: (String, Vec<Ipv4Addr>),
+    /// TCP from VLAN 10 to a service on the gateway host (xdpgw: through
+    /// lan0.10's host path device): the result and what the service saw.
+    host_service: (String, Vec<Ipv4Addr>),
     /// VLAN 30, which the gateway does not have.
     /// Echo replies.
     v30_to_gateway: u32,
@@ -379,6 +383,10 @@ fn scenario(mut lab: VlanLab) -> Observed {
     let udp = outcome(&lab.result(&lab.c20, &["udp-req", &SERVER.to_string(), "5353"]));
     let saw: Vec<Ipv4Addr> = ips(&peers(echo)).into_iter().collect();
     let udp_v20_to_wan = (udp, saw);
+    let service = lab.serve(&lab.gw, &["tcp-serve", "2222"]);
+    let tcp = outcome(&lab.result(&lab.c10, &["tcp-get", &GW_V10.to_string(), "2222", "5000"]));
+    let saw: Vec<Ipv4Addr> = ips(&peers(service)).into_iter().collect();
+    let host_service = (tcp, saw);
 
     let v30_to_gateway = lab.ping_fails(&lab.c30, GW_V30);
     let v30_dropped = lab.unknown_vlan_drops() > 0;
@@ -392,6 +400,7 @@ fn scenario(mut lab: VlanLab) -> Observed {
         tcp_v10_to_v20,
         tcp_v20_to_v10,
         udp_v20_to_wan,
+        host_service,
         v30_to_gateway,
         v30_dropped,
     };
@@ -416,6 +425,7 @@ fn routes_between_vlans_on_one_trunk_like_linux() {
     assert_eq!(linux.tcp_v10_to_v20, ("ok bytes=100000".into(), vec![C10]));
     assert_eq!(linux.tcp_v20_to_v10, "timeout");
     assert_eq!(linux.udp_v20_to_wan, ("ok".into(), vec![GW_WAN]));
+    assert_eq!(linux.host_service, ("ok bytes=5000".into(), vec![C10]));
     assert_eq!(linux.v30_to_gateway, 0);
     assert!(linux.v30_dropped);
     // -i lan0.10 -o lan0.20 matched the first echo request; -i lan0+ -o
