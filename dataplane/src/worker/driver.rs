@@ -176,6 +176,9 @@ impl<Q: PortQueue, H: HostPort> Driver<Q, H> {
                             Action::Forward { iface, len } => match links.egress(iface, frame, len)
                             {
                                 Some((port, len)) => ForwardVerdict::Tx { port, len },
+                                // No room for a tag: a frame within 4 bytes
+                                // of the end of its buffer, which no MTU
+                                // xdpgw accepts makes.
                                 None => {
                                     b.count_drop(DropReason::EthTruncated);
                                     ForwardVerdict::Drop
@@ -223,8 +226,11 @@ impl<Q: PortQueue, H: HostPort> Driver<Q, H> {
         }
         if let Some(q) = self.queues.first_mut() {
             for (out, len, buf) in &mut self.staging.frames[..self.staging.used] {
-                if let Some((port, len)) = self.gw.links.egress(*out, buf, *len) {
-                    q.tx_copy(port, &buf[..len]);
+                match self.gw.links.egress(*out, buf, *len) {
+                    Some((port, len)) => {
+                        q.tx_copy(port, &buf[..len]);
+                    }
+                    None => self.staging.lost += 1,
                 }
             }
         }
