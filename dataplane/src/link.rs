@@ -22,10 +22,13 @@
 //! device's default `egress-qos-map`). Stacked tags (QinQ) are not
 //! supported: an 802.1ad (0x88a8) frame is not a VLAN frame here, and a
 //! second 802.1Q tag stays in the frame (the pipeline drops it as
-//! `not_ipv4`).
+//! `vlan_unknown`).
 //!
 //! Gateways without VLAN interfaces (interface `k` is port `k`) pay one
-//! predictable branch per frame: nothing is read or moved.
+//! predictable branch per frame: nothing is read or moved. Tagged frames
+//! then reach the pipeline as they came, which (off the fast path, whose
+//! `peek` takes only untagged IPv4) removes a priority tag and drops other
+//! VLANs as `vlan_unknown`.
 
 use crate::drop::DropReason;
 use crate::wire::vlan::{self, Tag, VID_MAX};

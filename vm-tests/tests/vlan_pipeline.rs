@@ -254,11 +254,31 @@ fn unknown_vlans_and_malformed_tags_are_counted_and_dropped() {
         (TRUNK, tagged(&tagged(&arp, 10), 10)),
     ]);
     assert!(sent.is_empty(), "{sent:?}");
-    assert_eq!(lab.drops(DropReason::VlanUnknown), 2);
+    // A second tag inside VLAN 10 is an unknown VLAN too (no stacked
+    // VLANs).
+    assert_eq!(lab.drops(DropReason::VlanUnknown), 3);
     assert_eq!(lab.drops(DropReason::EthTruncated), 1);
-    // A second tag inside VLAN 10 is not IPv4 (no stacked VLANs).
-    assert_eq!(lab.drops(DropReason::NotIpv4), 1);
     assert_eq!(lab.d.worker().stats().rx, 4);
+}
+
+/// A gateway without VLAN interfaces (conf/gateway.toml): a priority tag
+/// (VLAN 0) is removed and the frame is the interface's own, as in Linux;
+/// other tags are unknown VLANs.
+#[test]
+fn without_vlan_interfaces_priority_tags_are_removed_and_vlans_unknown() {
+    let gw = gateway(&conf_rules());
+    let mut d: Driver<MemQueue, MemHost> =
+        Driver::new(Worker::new(gw, 1), vec![MemQueue::new(2)], None);
+    let mut logs = Logs::new();
+    let arp = arp_request(CLIENT_MAC, CLIENT, GW_LAN);
+    d.queues_mut()[0].arrive(0, &tagged(&arp, 0x2000));
+    d.queues_mut()[0].arrive(0, &tagged(&arp, 10));
+    d.queues_mut()[0].arrive(0, &tagged(&tagged(&arp, 0), 0));
+    d.round(MS, &mut logs);
+    let (port, vid, reply) = one(d.queues_mut()[0].take_sent());
+    assert_eq!((port, vid), (0, None));
+    assert_eq!(arp_sender(&reply, 2), (LAN_MAC, GW_LAN));
+    assert_eq!(d.worker().stats().drop_count(DropReason::VlanUnknown), 2);
 }
 
 /// Recomputes the UDP checksum of a frame built by `FrameSpec` after its
