@@ -336,6 +336,9 @@ impl Hooks {
 /// tag): a priority tag (VLAN 0) is removed, once, and the frame is its
 /// interface's own; any other VLAN is not ours (`__netif_receive_skb_core`
 /// marks it `PACKET_OTHERHOST`). Other EtherTypes are returned as they are.
+/// Out of line and cold: it must not weigh on the inlined packet path.
+#[cold]
+#[inline(never)]
 fn without_priority_tag(et: u16, frame: &mut [u8]) -> Result<(u16, &mut [u8]), DropReason> {
     if et != wire::vlan::TPID_8021Q {
         return Ok((et, frame));
