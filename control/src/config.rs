@@ -38,7 +38,16 @@
 //! ```
 //!
 //! An `[[interface]]` may name its host path device with `host_device`
-//! (default `xg-` and the interface's name).
+//! (default `xg-` and the interface's name). An 802.1Q VLAN interface names
+//! its VLAN and the trunk it is on (the kernel interface xdpgw opens):
+//!
+//! ```toml
+//! [[interface]]
+//! name = "lan0.10"                   # the name -i/-o match
+//! vlan = 10
+//! parent = "lan0"
+//! address = "10.10.0.1/24"
+//! ```
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -47,8 +56,10 @@ use serde::Deserialize;
 use toml::Spanned;
 use xdpgw_dataplane::conntrack::{ConntrackConfig, MemInfo, TableLayout, Timeouts, MAX_ENTRIES};
 use xdpgw_dataplane::icmp_limit::IcmpLimitConfig;
+use xdpgw_dataplane::link::Link;
 use xdpgw_dataplane::route::{RoutePolicy, RouteRule, MAIN_PRIORITY};
 use xdpgw_dataplane::rule::Ipv4Net;
+use xdpgw_dataplane::wire::vlan::VID_MAX;
 
 use crate::parse::value;
 
@@ -82,6 +93,8 @@ struct RawIface {
     name: Spanned<String>,
     address: Spanned<String>,
     host_device: Option<Spanned<String>>,
+    vlan: Option<Spanned<i64>>,
+    parent: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -261,6 +274,19 @@ pub struct InterfaceConfig {
     /// The host path's device for this interface (`host_device`, default
     /// `xg-` and the interface's name, cut to 15 bytes).
     pub host_device: String,
+    /// An 802.1Q VLAN interface (`vlan` and `parent`): frames tagged with
+    /// this VLAN on the parent (trunk) interface. None: the interface is
+    /// the kernel interface `name` itself.
+    pub vlan: Option<VlanConfig>,
+}
+
+/// A VLAN interface's VLAN and the kernel interface it is on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VlanConfig {
+    /// The VLAN id, 1 to 4094.
+    pub id: u16,
+    /// The trunk: the kernel interface xdpgw opens for it.
+    pub parent: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -439,11 +465,55 @@ impl Config {
                 }
                 None => default_host_device(name),
             };
+            let vlan = match (&i.vlan, &i.parent) {
+                (None, None) => None,
+                (Some(v), None) => {
+                    return Err(at(
+                        v.span(),
+                        format!(
+                            "interface '{name}' has a vlan but no parent (the trunk's name, \
+                             parent = \"lan0\")"
+                        ),
+                    ))
+                }
+                (None, Some(p)) => {
+                    return Err(at(
+                        p.span(),
+                        format!("interface '{name}' has a parent but no vlan (1 to 4094)"),
+                    ))
+                }
+                (Some(v), Some(p)) => {
+                    let id = u16::try_from(*v.get_ref())
+                        .ok()
+                        .filter(|id| (1..=VID_MAX).contains(id))
+                        .ok_or_else(|| {
+                            at(
+                                v.span(),
+                                format!("bad vlan {}: 1 to {VID_MAX}", v.get_ref()),
+                            )
+                        })?;
+                    let parent = p.get_ref();
+                    if parent.is_empty() || parent.len() > 15 || parent == name {
+                        return Err(at(
+                            p.span(),
+                            format!(
+                                "bad parent '{parent}': another kernel interface, 1 to 15 \
+                                 characters"
+                            ),
+                        ));
+                    }
+                    Some(VlanConfig {
+                        id,
+                        parent: parent.clone(),
+                    })
+                }
+            };
             interfaces.push(InterfaceConfig {
                 name: name.clone(),
                 addr,
                 prefix,
                 host_device,
+                vlan,
             });
             interface_places.push(line_col(text, i.name.span().start));
         }
@@ -463,6 +533,39 @@ impl Config {
                         "host device '{}' of interface '{}' clashes with another interface or \
                          host device (set host_device)",
                         i.host_device, i.name
+                    ),
+                ));
+            }
+        }
+        // VLANs: on a kernel interface that is no VLAN interface itself
+        // (no stacked tags), each VLAN of a trunk once.
+        for (k, i) in interfaces.iter().enumerate() {
+            let Some(v) = &i.vlan else { continue };
+            let span = || {
+                raw.interfaces[k]
+                    .parent
+                    .as_ref()
+                    .map_or(raw.interfaces[k].name.span(), |p| p.span())
+            };
+            if interfaces
+                .iter()
+                .any(|o| o.name == v.parent && o.vlan.is_some())
+            {
+                return Err(at(
+                    span(),
+                    format!(
+                        "parent '{}' of interface '{}' is a VLAN interface itself (stacked \
+                         VLANs are not supported)",
+                        v.parent, i.name
+                    ),
+                ));
+            }
+            if let Some(o) = interfaces[..k].iter().find(|o| o.vlan.as_ref() == Some(v)) {
+                return Err(at(
+                    span(),
+                    format!(
+                        "interfaces '{}' and '{}' are both VLAN {} of '{}'",
+                        o.name, i.name, v.id, v.parent
                     ),
                 ));
             }
@@ -917,10 +1020,54 @@ fn bytes_text(n: u64) -> String {
     }
 }
 
+impl InterfaceConfig {
+    /// The kernel interface (port) it is on: its own name, or a VLAN's
+    /// parent.
+    pub fn port_name(&self) -> &str {
+        self.vlan.as_ref().map_or(&self.name, |v| &v.parent)
+    }
+}
+
 impl Config {
+    /// The kernel interfaces xdpgw opens (its ports): each interface's own,
+    /// or its VLAN's parent, once, in the order the file first names them.
+    pub fn ports(&self) -> Vec<String> {
+        let mut ports: Vec<String> = Vec::new();
+        for i in &self.interfaces {
+            if !ports.iter().any(|p| p == i.port_name()) {
+                ports.push(i.port_name().to_string());
+            }
+        }
+        ports
+    }
+
+    /// Where each interface is: its port (an index into [`Config::ports`])
+    /// and VLAN.
+    pub fn links(&self) -> Vec<Link> {
+        let ports = self.ports();
+        self.interfaces
+            .iter()
+            .map(|i| {
+                let port = ports.iter().position(|p| p == i.port_name()).unwrap_or(0) as u8;
+                Link {
+                    port,
+                    vlan: i.vlan.as_ref().map(|v| v.id),
+                }
+            })
+            .collect()
+    }
+
+    /// Where the file names port `name` first (an interface's `name` or
+    /// `parent`), for errors about it found when the gateway starts.
+    pub fn port_place(&self, name: &str) -> Option<(usize, usize)> {
+        let k = self.interfaces.iter().position(|i| i.port_name() == name)?;
+        self.interface_places.get(k).copied()
+    }
+
     /// The gateway the dataplane builds from this configuration: its
-    /// interfaces with the MAC and MTU `link(k)` gives for interface `k`,
-    /// its routes, and `conntrack`.
+    /// interfaces with the MAC and MTU `link(p)` gives for the port `p`
+    /// they are on (a VLAN interface has its trunk's, as Linux's VLAN
+    /// devices do), its routes, and `conntrack`.
     pub fn gateway_config(
         &self,
         link: impl Fn(usize) -> ([u8; 6], u16),
@@ -930,15 +1077,16 @@ impl Config {
             ifaces: self
                 .interfaces
                 .iter()
-                .enumerate()
-                .map(|(k, i)| {
-                    let (mac, mtu) = link(k);
+                .zip(self.links())
+                .map(|(i, l)| {
+                    let (mac, mtu) = link(usize::from(l.port));
                     xdpgw_dataplane::gateway::IfaceConfig {
                         name: i.name.clone(),
                         mac,
                         addr: i.addr,
                         prefix: i.prefix,
                         mtu,
+                        link: l,
                     }
                 })
                 .collect(),
@@ -1143,6 +1291,102 @@ zero_copy = "off"
         let bad = EXAMPLE.replace("203.0.113.254", "10.9.9.9");
         let e = Config::parse(Path::new("g.toml"), &bad).expect_err("unreachable via");
         assert!(e.message.contains("not on the network"), "{e}");
+    }
+
+    /// lan0 untagged and its VLANs 10 and 20, wan0.
+    const VLANS: &str = r#"
+rules = "gateway.rules"
+
+[[interface]]
+name = "lan0.10"
+vlan = 10
+parent = "lan0"
+address = "10.10.0.1/24"
+
+[[interface]]
+name = "wan0"
+address = "203.0.113.1/24"
+
+[[interface]]
+name = "lan0.20"
+vlan = 20
+parent = "lan0"
+address = "10.20.0.1/24"
+
+[[interface]]
+name = "lan0"
+address = "192.168.10.1/24"
+"#;
+
+    #[test]
+    fn vlan_interfaces_are_on_their_parent_port() {
+        let c = Config::parse(Path::new("g.toml"), VLANS).expect("config");
+        assert_eq!(c.ports(), ["lan0", "wan0"]);
+        assert_eq!(
+            c.links(),
+            [
+                Link::vlan(0, 10),
+                Link::port(1),
+                Link::vlan(0, 20),
+                Link::port(0)
+            ]
+        );
+        assert_eq!(c.interfaces[0].host_device, "xg-lan0.10");
+        assert_eq!(c.port_place("lan0"), Some((5, 8)));
+        let gw = c.gateway_config(
+            |p| ([2, 0, 0, 0, 0, p as u8], 1400 + p as u16),
+            Default::default(),
+        );
+        assert_eq!(gw.ifaces[2].mac, [2, 0, 0, 0, 0, 0]);
+        assert_eq!(gw.ifaces[1].mtu, 1401);
+        assert_eq!(gw.ifaces[2].link, Link::vlan(0, 20));
+        // No VLAN: the ports are the interfaces.
+        let c = Config::parse(Path::new("g.toml"), EXAMPLE).expect("config");
+        assert_eq!(c.ports(), ["lan0", "wan0"]);
+        assert_eq!(c.links(), [Link::port(0), Link::port(1)]);
+    }
+
+    #[test]
+    fn vlan_mistakes_name_line_and_column() {
+        for (from, to, at, says) in [
+            (
+                "vlan = 20",
+                "vlan = 4095",
+                (16, 8),
+                "bad vlan 4095: 1 to 4094",
+            ),
+            ("vlan = 20", "vlan = 0", (16, 8), "bad vlan 0"),
+            (
+                "vlan = 20",
+                "vlan = 10",
+                (17, 10),
+                "interfaces 'lan0.10' and 'lan0.20' are both VLAN 10 of 'lan0'",
+            ),
+            ("vlan = 20\n", "", (16, 10), "has a parent but no vlan"),
+            (
+                "parent = \"lan0\"\naddress = \"10.20",
+                "address = \"10.20",
+                (16, 8),
+                "has a vlan but no parent",
+            ),
+            (
+                "parent = \"lan0\"\naddress = \"10.20",
+                "parent = \"lan0.10\"\naddress = \"10.20",
+                (17, 10),
+                "is a VLAN interface itself",
+            ),
+            (
+                "parent = \"lan0\"\naddress = \"10.20",
+                "parent = \"lan0.20\"\naddress = \"10.20",
+                (17, 10),
+                "bad parent 'lan0.20'",
+            ),
+        ] {
+            let bad = VLANS.replace(from, to);
+            let e = Config::parse(Path::new("g.toml"), &bad).expect_err(to);
+            assert_eq!((e.line, e.column), at, "{e}");
+            assert!(e.message.contains(says), "{e}");
+        }
     }
 
     fn with_conntrack(section: &str) -> String {

@@ -371,11 +371,38 @@ fn offloads(out: &mut String, p: &Probe) {
             out.push('\n');
         }
     }
+    if let Some(f) = find(xdpgw_dataplane::port::probe::RX_VLAN_OFFLOAD) {
+        let _ = write!(out, "    rx-vlan-hw-parse: {}", state(f));
+        if f.active && f.changeable {
+            let _ = writeln!(
+                out,
+                ": a VLAN trunk needs it off (the NIC takes 802.1Q tags out of the frames XDP \
+                 sees); xdpgw run turns it off on its trunks while it runs: ethtool -K {} rxvlan \
+                 off",
+                p.ifname
+            );
+        } else if f.active {
+            let _ = writeln!(
+                out,
+                ": a VLAN trunk needs it off (the NIC takes 802.1Q tags out of the frames XDP \
+                 sees), but the driver does not let it change: no VLAN interfaces on {}",
+                p.ifname
+            );
+        } else {
+            out.push('\n');
+        }
+    }
     if matches!(&p.driver, Ok(d) if d.driver == "veth") {
         let _ = writeln!(
             out,
             "    veth: the peer's stack must send complete checksums (ethtool -K PEER tx off on \
              the other end); AF_XDP receives what the peer sent, partial checksums included"
+        );
+        let _ = writeln!(
+            out,
+            "    veth: for a VLAN trunk, the peer must send tags in the frame (ethtool -K PEER \
+             txvlan off on the other end); a tag the peer's stack keeps out of band (a bridge \
+             forwarding tagged frames) does not reach XDP"
         );
     }
 }
@@ -431,6 +458,11 @@ mod tests {
                     active: true,
                     changeable: false,
                 },
+                Feature {
+                    name: "rx-vlan-hw-parse".into(),
+                    active: true,
+                    changeable: true,
+                },
             ]),
             left_attached: Vec::new(),
             xdp_mode: XdpMode::Auto,
@@ -460,6 +492,9 @@ mod tests {
              UMEM frame; drivers refuse native XDP with it or drop such frames): ethtool -K lan0 \
              lro off",
             "    rx-gro: on: harmless in native mode (XDP runs before GRO)",
+            "    rx-vlan-hw-parse: on: a VLAN trunk needs it off (the NIC takes 802.1Q tags out \
+             of the frames XDP sees); xdpgw run turns it off on its trunks while it runs: \
+             ethtool -K lan0 rxvlan off",
             "    rx-gro-hw: on [fixed]: should be off (hardware GRO merges like LRO (virtio-net: \
              the host's guest offloads)) but the driver does not let it change; on virtio-net the \
              host must stop offering the guest offloads (QEMU: guest_tso4=off, guest_tso6=off, \

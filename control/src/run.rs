@@ -156,11 +156,13 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
     // every interface share one UMEM, so a frame forwarded from one interface
     // to another moves as a descriptor, without a copy. A failure detaches
     // whatever was attached.
-    let pcs: Vec<PortConfig> = cfg
-        .interfaces
+    // The ports are the kernel interfaces: each interface's own, or its
+    // VLAN's trunk (once); `Config::links` says which interface is where.
+    let port_names = cfg.ports();
+    let pcs: Vec<PortConfig> = port_names
         .iter()
-        .map(|i| PortConfig {
-            ifname: i.name.clone(),
+        .map(|name| PortConfig {
+            ifname: name.clone(),
             queues: None,
             xdp_mode: match cfg.dataplane.xdp_mode {
                 XdpModeConfig::Auto => XdpMode::Auto,
@@ -177,20 +179,20 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
             multi_buffer,
         })
         .collect();
+    // Trunks must hand VLAN tags to AF_XDP in the frame: receive VLAN
+    // offload off while xdpgw runs (restored when `_rx_vlan` drops).
+    let _rx_vlan = RxVlanOffload::turn_off(&cfg);
     let mut group = PortGroup::open(&pcs).map_err(|e| match &e {
         // Which line of the configuration names it.
-        xdpgw_dataplane::port::PortError::NoSuchInterface { name } => {
-            let k = cfg.interfaces.iter().position(|i| &i.name == name);
-            match k.and_then(|k| cfg.interface_places.get(k)) {
-                Some(&(line, column)) => RunError::Config(crate::config::ConfigError {
-                    file: cfg.path.display().to_string(),
-                    line,
-                    column,
-                    message: format!("no interface named '{name}' on this machine (ip link)"),
-                }),
-                None => RunError::Port(e),
-            }
-        }
+        xdpgw_dataplane::port::PortError::NoSuchInterface { name } => match cfg.port_place(name) {
+            Some((line, column)) => RunError::Config(crate::config::ConfigError {
+                file: cfg.path.display().to_string(),
+                line,
+                column,
+                message: format!("no interface named '{name}' on this machine (ip link)"),
+            }),
+            None => RunError::Port(e),
+        },
         _ => RunError::Port(e),
     })?;
 
@@ -232,15 +234,17 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
     // The host path: a TUN device per interface with its address, one
     // queue per worker (removed with the last descriptor, however we stop).
     let (host_path, mut host_queues) = if cfg.dataplane.host_path {
+        // One per interface: a VLAN interface has its own, with its
+        // trunk's MTU.
         let devices: Vec<HostDeviceConfig> = cfg
             .interfaces
             .iter()
-            .enumerate()
-            .map(|(k, i)| HostDeviceConfig {
+            .zip(cfg.links())
+            .map(|(i, l)| HostDeviceConfig {
                 name: i.host_device.clone(),
                 addr: i.addr,
                 prefix: i.prefix,
-                mtu: group.mtu(k).unwrap_or(1500),
+                mtu: group.mtu(usize::from(l.port)).unwrap_or(1500),
             })
             .collect();
         let routes: Vec<HostRoute> = cfg
@@ -267,7 +271,7 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
     };
     host_queues.resize_with(workers, || None);
     let names: Vec<String> = cfg.interfaces.iter().map(|i| i.name.clone()).collect();
-    let modes: Vec<String> = names
+    let modes: Vec<String> = port_names
         .iter()
         .enumerate()
         .map(|(k, n)| match group.mode(k) {
@@ -303,6 +307,7 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
         state: std::sync::Mutex::new(rules),
         workers: published.clone(),
         names: names.clone(),
+        ports: port_names.clone(),
         now: gw_now,
         events: Default::default(),
         config_file: Some(path.to_path_buf()),
@@ -535,6 +540,67 @@ fn exit_report(
 /// The time the workers' clock shows (ns since start): set by `run`.
 fn gw_now() -> u64 {
     START.get().map_or(0, |s| s.elapsed().as_nanos() as u64)
+}
+
+/// Receive VLAN offload turned off on the trunks (the ports that carry VLAN
+/// interfaces): with it on, a NIC takes the 802.1Q tag out of the frame
+/// into its receive descriptor and AF_XDP sees the frame untagged, as the
+/// trunk's own. Turned back on when dropped, where xdpgw turned it off.
+struct RxVlanOffload {
+    turned_off: Vec<String>,
+}
+
+impl RxVlanOffload {
+    fn turn_off(cfg: &Config) -> RxVlanOffload {
+        use xdpgw_dataplane::port::probe::{features, set_feature, RX_VLAN_OFFLOAD};
+        let mut turned_off = Vec::new();
+        let mut trunks: Vec<&str> = cfg
+            .interfaces
+            .iter()
+            .filter_map(|i| i.vlan.as_ref().map(|v| v.parent.as_str()))
+            .collect();
+        trunks.sort_unstable();
+        trunks.dedup();
+        for trunk in trunks {
+            let Ok(fs) = features(trunk) else { continue };
+            let Some(f) = fs.iter().find(|f| f.name == RX_VLAN_OFFLOAD && f.active) else {
+                continue;
+            };
+            let off = f.changeable && set_feature(trunk, RX_VLAN_OFFLOAD, false) == Ok(false);
+            if off {
+                service::log(
+                    level::INFO,
+                    &format!(
+                        "xdpgw: {trunk}: receive VLAN offload turned off while xdpgw runs \
+                         (ethtool -K {trunk} rxvlan off): VLAN tags must reach AF_XDP in the frame"
+                    ),
+                );
+                turned_off.push(trunk.to_string());
+            } else {
+                service::log(
+                    level::WARNING,
+                    &format!(
+                        "xdpgw: {trunk}: receive VLAN offload is on and could not be turned off \
+                         (ethtool -K {trunk} rxvlan off): the NIC may take VLAN tags out of the \
+                         frames, which then count as {trunk}'s own untagged frames"
+                    ),
+                );
+            }
+        }
+        RxVlanOffload { turned_off }
+    }
+}
+
+impl Drop for RxVlanOffload {
+    fn drop(&mut self) {
+        for trunk in &self.turned_off {
+            let _ = xdpgw_dataplane::port::probe::set_feature(
+                trunk,
+                xdpgw_dataplane::port::probe::RX_VLAN_OFFLOAD,
+                true,
+            );
+        }
+    }
 }
 
 static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();

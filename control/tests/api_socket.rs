@@ -77,6 +77,7 @@ fn control(rules_file: PathBuf) -> Control {
         addr: Ipv4Addr::from(addr),
         prefix: 24,
         mtu: 1500,
+        link: xdpgw_dataplane::link::Link::port(mac - 1),
     };
     let gw = Gateway::new(
         GatewayConfig {
@@ -98,6 +99,7 @@ fn control(rules_file: PathBuf) -> Control {
         state: Mutex::new(set),
         workers: vec![],
         names: vec!["lan0".into(), "wan0".into()],
+        ports: vec!["lan0".into(), "wan0".into()],
         now: || 0,
         events: Default::default(),
         config_file: None,

@@ -45,6 +45,7 @@ fn control() -> Control {
         state: Mutex::new(set),
         workers: vec![],
         names: vec!["lan0".into(), "wan0".into()],
+        ports: vec!["lan0".into(), "wan0".into()],
         now: || 0,
         events: Default::default(),
         config_file: None,

@@ -58,6 +58,9 @@ reasons! {
     MartianSource => "martian_source",
     HostUnsupported => "host_unsupported",
     HostPathFull => "host_path_full",
+    // Links (802.1Q VLANs, `link`).
+    VlanUnknown => "vlan_unknown",
+    VlanUntagged => "vlan_untagged",
 }
 
 #[cfg(test)]

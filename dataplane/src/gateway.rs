@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use crate::classify::{compile, CompileError, CompiledRuleSet, MAX_IFACES};
 use crate::conntrack::{Conntrack, ConntrackConfig};
 use crate::icmp_limit::{IcmpLimitConfig, IcmpLimiter};
+use crate::link::{Link, LinkError, Links};
 use crate::neigh::{Mac, Neighbours};
 use crate::route::{RouteError, RoutePolicy, RouteTable};
 use crate::rule::{Ipv4Net, RuleSet};
@@ -26,6 +27,8 @@ pub struct IfaceConfig {
     pub addr: Ipv4Addr,
     pub prefix: u8,
     pub mtu: u16,
+    /// Where it is on the wire: a port, or a VLAN of a port.
+    pub link: Link,
 }
 
 /// What changed on one of the gateway's interfaces (the kernel's
@@ -108,6 +111,7 @@ pub enum GatewayError {
     Route(RouteError),
     Compile(CompileError),
     TooManyInterfaces(usize),
+    Link(LinkError),
 }
 
 impl std::fmt::Display for GatewayError {
@@ -118,6 +122,7 @@ impl std::fmt::Display for GatewayError {
             GatewayError::TooManyInterfaces(n) => {
                 write!(f, "{n} interfaces; at most {MAX_IFACES} are supported")
             }
+            GatewayError::Link(e) => write!(f, "{e}"),
         }
     }
 }
@@ -128,6 +133,8 @@ impl std::error::Error for GatewayError {}
 /// atomically on reload), the conntrack table and the neighbour table.
 pub struct Gateway {
     pub ifaces: Vec<IfaceConfig>,
+    /// The interfaces on the ports (the one map between the two).
+    pub links: Links,
     pub routes: RouteTable,
     rules: ArcSwap<CompiledRuleSet>,
     pub conntrack: Conntrack,
@@ -160,6 +167,8 @@ impl Gateway {
         let routes = RouteTable::new(&connected, &cfg.routes)
             .and_then(|t| t.with_policy(&cfg.policy))
             .map_err(GatewayError::Route)?;
+        let links: Vec<Link> = cfg.ifaces.iter().map(|f| f.link).collect();
+        let links = Links::new(&links).map_err(GatewayError::Link)?;
         let names: Vec<&str> = cfg.ifaces.iter().map(|f| f.name.as_str()).collect();
         let compiled = compile(rules, &names).map_err(GatewayError::Compile)?;
         let live = cfg
@@ -174,6 +183,7 @@ impl Gateway {
             .collect();
         Ok(Gateway {
             ifaces: cfg.ifaces,
+            links,
             routes,
             rules: ArcSwap::from_pointee(compiled),
             conntrack: Conntrack::new(cfg.conntrack),

@@ -1,7 +1,7 @@
 //! The xdpgw dataplane: the typed rule set and its compiled form
 //! (`rule`, `classify`), wire views and rewrites (`wire`), flow keys
 //! (`flow`), connection tracking (`conntrack`), NAT (`nat`), ICMP error
-//! rate limits (`icmp_limit`), routes and neighbours (`route`, `neigh`),
+//! rate limits (`icmp_limit`), interfaces on ports and VLANs (`link`), routes and neighbours (`route`, `neigh`),
 //! what the workers share (`gateway`), the netfilter pipeline
 //! (`pipeline`) and what it decides for a frame (`action`), the
 //! established-flow fast path (`fastpath`), the workers that drive both in
@@ -23,6 +23,7 @@ pub mod flow;
 pub mod gateway;
 pub mod hint;
 pub mod icmp_limit;
+pub mod link;
 pub mod log;
 pub mod nat;
 pub mod neigh;

@@ -814,3 +814,87 @@ fn a_killed_run_is_replaced() {
     assert_eq!(mode.queues, 1);
     assert!(t.xdp_gone(&t.ma));
 }
+
+// ---------------------------------------------------------------------------
+// 802.1Q tags
+// ---------------------------------------------------------------------------
+
+/// A frame tagged with VLAN 10 sent through a packet socket on `va`, as
+/// `xdpgw-lab vlan-bridge` sends it (the tag in the frame): what an AF_XDP
+/// socket on its peer `ma` receives in mode `xdp`, and the mode it got.
+fn tagged_frame_at_af_xdp(test: &str, xdp: XdpMode) -> (XdpAttach, Vec<u8>) {
+    const SRC: [u8; 6] = [0x02, 0x58, 0x50, 0x10, 0x00, 0x01];
+    let a = host_netns(&format!("{test}-a"));
+    let m = host_netns(&format!("{test}-m"));
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) % 250;
+    let base = format!("xt{}{n}", std::process::id() % 10000);
+    let (va, ma) = (format!("{base}va"), format!("{base}ma"));
+    veth_with_queues(&a, &va, &m, &ma, 1);
+    let mut frame = vec![0xff; 6];
+    frame.extend_from_slice(&SRC);
+    frame.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a, 0x08, 0x00]);
+    frame.extend_from_slice(&[0x45; 46]);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let path = m.path();
+    let receiver_stop = Arc::clone(&stop);
+    let receiver = std::thread::spawn(move || {
+        enter_netns(&path).expect("enter M");
+        let mut port = Port::open(&port_config(&ma, xdp, ZeroCopy::Off)).expect("open ma");
+        let mode = port.mode().xdp;
+        let mut q = port.queues().remove(0);
+        let _ = ready_tx.send(());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = None;
+        while seen.is_none() && Instant::now() < deadline {
+            q.rx_batch(64, |f, len| {
+                if seen.is_none() && f.get(6..12) == Some(&SRC[..]) {
+                    seen = f.get(..len).map(<[u8]>::to_vec);
+                }
+                RxVerdict::Drop
+            });
+            q.flush();
+            q.wait(Duration::from_millis(10));
+        }
+        receiver_stop.store(true, Ordering::Relaxed);
+        (mode, seen)
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the port opened");
+    a.run_in(move || {
+        let s = xdpgw_dataplane::port::raw::PacketSocket::bind(&va).expect("packet socket");
+        // Again every 20 ms until the receiver has it (or gives up).
+        while !stop.load(Ordering::Relaxed) {
+            s.send(&frame).expect("send");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let (mode, seen) = receiver.join().expect("receiver");
+    (
+        mode,
+        seen.expect("the tagged frame reached the AF_XDP socket"),
+    )
+}
+
+#[test]
+fn a_tag_in_the_frame_reaches_af_xdp_in_the_frame_native_and_generic() {
+    let test = "a_tag_in_the_frame_reaches_af_xdp_in_the_frame_native_and_generic";
+    if !require_root(test) {
+        return;
+    }
+    for (xdp, want) in [
+        (XdpMode::Native, XdpAttach::Native),
+        (XdpMode::Generic, XdpAttach::Generic),
+    ] {
+        let (mode, frame) = tagged_frame_at_af_xdp("vtag", xdp);
+        assert_eq!(mode, want);
+        assert_eq!(frame.len(), 64, "{frame:02x?}");
+        assert_eq!(
+            frame[12..18],
+            [0x81, 0x00, 0x00, 0x0a, 0x08, 0x00],
+            "{xdp:?}: {frame:02x?}"
+        );
+    }
+}

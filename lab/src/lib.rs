@@ -19,6 +19,8 @@
 //!   tool, not part of the product.
 //! - The AF_XDP port tests of the dataplane use the namespace guard, veth
 //!   pairs and [`require_root`].
+//! - The VLAN tests run [`vlan_bridge`] (`xdpgw-lab vlan-bridge`): VLAN
+//!   sub-interfaces in user space, on a kernel without 802.1Q support.
 //!
 //! Errors: every step panics with the command, its exit status and its
 //! output instead of returning a `Result`. A lab step that fails is a
@@ -36,6 +38,7 @@ pub mod parse;
 pub mod precondition;
 pub mod process;
 pub mod traffic;
+pub mod vlan_bridge;
 pub mod workdir;
 pub mod workspace;
 

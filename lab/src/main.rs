@@ -73,6 +73,18 @@
 //!                                       sender when stopped.
 //! ```
 //!
+//! VLAN sub-interfaces in user space (`xdpgw_lab::vlan_bridge`), for a
+//! kernel without 802.1Q support; stops on SIGTERM or SIGINT:
+//!
+//! ```text
+//! vlan-bridge TRUNK [--tap VID=NAME]... [--access VID=IF]...
+//!                                       moves frames between TRUNK and a TAP device NAME
+//!                                       (made, with TRUNK's MAC) or an interface IF per
+//!                                       VLAN, untagging and tagging them: `ready
+//!                                       trunk=TRUNK vlans=V,...`; when stopped, `stopped
+//!                                       in=N out=N unknown_vlan=N errors=N`.
+//! ```
+//!
 //! A numbered datagram is `XGSQ`, the sender's session id (u64, big
 //! endian), the sequence number (u64) and padding; the end marker is
 //! `XGEN`, the session id and the number of datagrams sent. `lost` counts
@@ -92,6 +104,7 @@ use xdpgw_lab::traffic::{
     serve_echo, serve_tcp, tcp_connect, tcp_download, tcp_get, tcp_many, tcp_stream, udp_count,
     udp_echo, udp_req, udp_send, StreamSpec, SEQ_HEADER,
 };
+use xdpgw_lab::vlan_bridge::{EndpointSpec, VlanBridge};
 
 const USAGE: &str = "\
 usage: xdpgw-lab tcp-serve PORT
@@ -104,7 +117,8 @@ usage: xdpgw-lab tcp-serve PORT
        xdpgw-lab tcp-echo PORT
        xdpgw-lab tcp-stream HOST PORT COUNT [--bytes N] [--interval S] [--duration S] [--timeout S]
        xdpgw-lab udp-send HOST PORT [--rate PPS] [--bytes N] [--duration S]
-       xdpgw-lab udp-count PORT";
+       xdpgw-lab udp-count PORT
+       xdpgw-lab vlan-bridge TRUNK [--tap VID=NAME]... [--access VID=IF]...";
 
 /// Runs `xdpgw-lab ARGS...`.
 fn main() -> ExitCode {
@@ -124,6 +138,9 @@ fn dispatch(args: &[String]) -> Result<bool, String> {
     let Some((tool, rest)) = args.split_first() else {
         return Err("no tool given".into());
     };
+    if tool == "vlan-bridge" {
+        return vlan_bridge(rest);
+    }
     let a = ToolArgs::parse(rest)?;
     match tool.as_str() {
         "tcp-serve" => {
@@ -348,6 +365,45 @@ impl ToolArgs {
     }
 }
 
+/// `vlan-bridge TRUNK [--tap VID=NAME]... [--access VID=IF]...`.
+fn vlan_bridge(args: &[String]) -> Result<bool, String> {
+    let Some((trunk, rest)) = args.split_first() else {
+        return Err("vlan-bridge: no trunk given".into());
+    };
+    let mut specs = Vec::new();
+    let mut it = rest.iter();
+    while let Some(opt) = it.next() {
+        let tap = match opt.as_str() {
+            "--tap" => true,
+            "--access" => false,
+            other => return Err(format!("vlan-bridge: unknown option '{other}'")),
+        };
+        let v = it.next().ok_or_else(|| format!("{opt} needs VID=NAME"))?;
+        specs.push(EndpointSpec::parse(tap, v)?);
+    }
+    if specs.is_empty() {
+        return Err("vlan-bridge: no --tap or --access given".into());
+    }
+    let stop = stop_on_signal(None)?;
+    let mut bridge =
+        VlanBridge::open(trunk, &specs).map_err(|e| format!("vlan-bridge {trunk}: {e}"))?;
+    let vids: Vec<String> = specs
+        .iter()
+        .map(|s| match s {
+            EndpointSpec::Tap { vid, .. } | EndpointSpec::Access { vid, .. } => vid.to_string(),
+        })
+        .collect();
+    say(&format!("ready trunk={trunk} vlans={}", vids.join(",")));
+    let r = bridge.run(&stop);
+    let c = bridge.counts;
+    say(&format!(
+        "stopped in={} out={} unknown_vlan={} errors={}",
+        c.inbound, c.outbound, c.unknown_vlan, c.errors
+    ));
+    r.map(|()| true)
+        .map_err(|e| format!("vlan-bridge {trunk}: {e}"))
+}
+
 /// Prints a line and flushes it; a reader that went away ends the tool.
 fn say(line: &str) {
     let mut out = io::stdout().lock();
@@ -430,6 +486,11 @@ mod tests {
         assert!(dispatch(&strings(&["udp-send", "127.0.0.1", "1", "--rate", "0"])).is_err());
         assert!(dispatch(&strings(&["udp-send", "127.0.0.1", "1", "--duration", "x"])).is_err());
         assert!(dispatch(&strings(&["udp-count"])).is_err());
+        assert!(dispatch(&strings(&["vlan-bridge"])).is_err());
+        assert!(dispatch(&strings(&["vlan-bridge", "lo"])).is_err());
+        assert!(dispatch(&strings(&["vlan-bridge", "lo", "--tap", "4095=x"])).is_err());
+        assert!(dispatch(&strings(&["vlan-bridge", "lo", "--access", "10"])).is_err());
+        assert!(dispatch(&strings(&["vlan-bridge", "lo", "--trunk", "10=x"])).is_err());
         assert!(dispatch(&strings(&[
             "tcp-download",
             "127.0.0.1",

@@ -48,6 +48,7 @@ pub const TOOL_NAMES: &[&str] = &[
     "tcp-stream",
     "udp-send",
     "udp-count",
+    "vlan-bridge",
 ];
 
 /// How long a server connection may sit idle before it is dropped.

@@ -297,3 +297,37 @@ pub fn quoted(payload: &[u8]) -> (Ipv4Addr, Ipv4Addr, u16, u16) {
         be16(payload, ihl + 2),
     )
 }
+
+/// `frame` with an 802.1Q tag of VLAN `vid` (priority 0) after its MACs.
+pub fn tagged(frame: &[u8], vid: u16) -> Vec<u8> {
+    let mut f = frame[..12].to_vec();
+    f.extend_from_slice(&[0x81, 0x00]);
+    f.extend_from_slice(&vid.to_be_bytes());
+    f.extend_from_slice(&frame[12..]);
+    f
+}
+
+/// The VLAN id of a tagged frame and the frame without its tag; (None,
+/// the frame) for an untagged one.
+pub fn untagged(frame: &[u8]) -> (Option<u16>, Vec<u8>) {
+    if frame.len() >= 18 && frame[12..14] == [0x81, 0x00] {
+        let vid = u16::from_be_bytes([frame[14], frame[15]]) & 0x0fff;
+        let mut f = frame[..12].to_vec();
+        f.extend_from_slice(&frame[16..]);
+        (Some(vid), f)
+    } else {
+        (None, frame.to_vec())
+    }
+}
+
+/// A broadcast ARP request (Ethernet, IPv4) from `mac`/`ip` for `target`.
+pub fn arp_request(mac: Mac, ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&ip.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target.octets());
+    f
+}

@@ -13,6 +13,7 @@ pub mod pipeline {
 
     use xdpgw_dataplane::conntrack::ConntrackConfig;
     use xdpgw_dataplane::gateway::{Gateway, GatewayConfig, IfaceConfig};
+    use xdpgw_dataplane::link::Link;
     use xdpgw_dataplane::log::LogEntry;
     use xdpgw_dataplane::pipeline::FRAME_SIZE;
     use xdpgw_dataplane::port::{MemHost, MemQueue};
@@ -40,17 +41,18 @@ pub mod pipeline {
             include_str!("../../conf/gateway.rules"),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let iface = |name: &str, mac: [u8; 6], addr: Ipv4Addr| IfaceConfig {
+        let iface = |port: u8, name: &str, mac: [u8; 6], addr: Ipv4Addr| IfaceConfig {
             name: name.into(),
             mac,
             addr,
             prefix: 24,
             mtu: 1500,
+            link: Link::port(port),
         };
         let cfg = GatewayConfig {
             ifaces: vec![
-                iface("lan0", LAN_MAC, Ipv4Addr::new(192, 168, 10, 1)),
-                iface("wan0", WAN_MAC, Ipv4Addr::new(203, 0, 113, 1)),
+                iface(0, "lan0", LAN_MAC, Ipv4Addr::new(192, 168, 10, 1)),
+                iface(1, "wan0", WAN_MAC, Ipv4Addr::new(203, 0, 113, 1)),
             ],
             routes: vec![(
                 Ipv4Net::with_prefix(Ipv4Addr::UNSPECIFIED, 0).expect("0.0.0.0/0"),

@@ -50,3 +50,65 @@ pub fn gateway(rules: &str) -> std::sync::Arc<xdpgw_dataplane::gateway::Gateway>
         xdpgw_dataplane::gateway::Gateway::new(cfg, &rules).unwrap_or_else(|e| panic!("{e}")),
     )
 }
+
+/// The VLAN gateway: one trunk port (`lan0`, port 0) carrying VLANs 10 and
+/// 20 and untagged frames of its own, and wan0 (port 1). Interfaces, in
+/// order: lan0.10 10.10.0.1/24, lan0.20 10.20.0.1/24, wan0 203.0.113.1/24
+/// (default route via [`UPSTREAM`]), lan0 192.168.10.1/24.
+pub const VLAN_CONFIG: &str = r#"
+rules = "vlan.rules"
+
+[[interface]]
+name = "lan0.10"
+vlan = 10
+parent = "lan0"
+address = "10.10.0.1/24"
+
+[[interface]]
+name = "lan0.20"
+vlan = 20
+parent = "lan0"
+address = "10.20.0.1/24"
+
+[[interface]]
+name = "wan0"
+address = "203.0.113.1/24"
+
+[[interface]]
+name = "lan0"
+address = "192.168.10.1/24"
+
+[[route]]
+to = "0.0.0.0/0"
+via = "203.0.113.254"
+"#;
+
+/// The VLAN gateway's addresses and hosts: the gateway and a client in
+/// each VLAN.
+pub const GW_V10: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 1);
+pub const GW_V20: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 1);
+pub const V10_CLIENT: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 2);
+pub const V20_CLIENT: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 2);
+pub const V10_MAC: Mac = [0x02, 0, 0, 0, 0x10, 0x02];
+pub const V20_MAC: Mac = [0x02, 0, 0, 0, 0x20, 0x02];
+
+/// The in-memory gateway of [`VLAN_CONFIG`] running `rules`: the trunk
+/// lan0 (port 0) has [`LAN_MAC`], so do its VLAN interfaces; wan0 (port 1)
+/// [`WAN_MAC`].
+pub fn vlan_gateway(rules: &str) -> std::sync::Arc<xdpgw_dataplane::gateway::Gateway> {
+    let rules = xdpgw_control::load_rules_str("rules", rules).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = xdpgw_control::config::Config::parse(std::path::Path::new("vlan.toml"), VLAN_CONFIG)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let macs = [LAN_MAC, WAN_MAC];
+    let gw = cfg.gateway_config(
+        |p| (macs.get(p).copied().unwrap_or_default(), 1500),
+        xdpgw_dataplane::conntrack::ConntrackConfig {
+            max_entries: 4096,
+            shards: 16,
+            ..xdpgw_dataplane::conntrack::ConntrackConfig::default()
+        },
+    );
+    std::sync::Arc::new(
+        xdpgw_dataplane::gateway::Gateway::new(gw, &rules).unwrap_or_else(|e| panic!("{e}")),
+    )
+}

@@ -56,7 +56,7 @@ pub fn render(c: &Control) -> String {
     let mut o = Out(String::with_capacity(16 * 1024));
 
     // Interfaces: summed over their queues.
-    let ifaces: Vec<QueueCounters> = (0..c.names.len())
+    let ifaces: Vec<QueueCounters> = (0..c.ports.len())
         .map(|i| {
             let mut sum = QueueCounters::zeroed();
             for p in &c.workers {
@@ -68,7 +68,7 @@ pub fn render(c: &Control) -> String {
     for d in &QueueCounters::TRAFFIC {
         let Some(name) = d.metric else { continue };
         o.head(name, "counter", d.help);
-        for (n, q) in c.names.iter().zip(&ifaces) {
+        for (n, q) in c.ports.iter().zip(&ifaces) {
             o.val(name, &[("interface", n)], (d.get)(q));
         }
     }
@@ -77,7 +77,7 @@ pub fn render(c: &Control) -> String {
         "counter",
         "Frames lost in the interface's rings, by reason.",
     );
-    for (n, q) in c.names.iter().zip(&ifaces) {
+    for (n, q) in c.ports.iter().zip(&ifaces) {
         for d in &QueueCounters::LOSSES {
             o.val(
                 "interface_dropped_packets_total",

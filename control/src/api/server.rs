@@ -182,8 +182,11 @@ pub struct Control {
     /// serialises the commands that write (reload, zero).
     pub state: Mutex<RuleSet>,
     pub workers: Vec<Arc<WorkerPublished>>,
-    /// Interface names, by index.
+    /// Interface names, by index (what rules, traces and logs name).
     pub names: Vec<String>,
+    /// Port names, by index: the kernel interfaces whose queues the
+    /// workers own (a VLAN interface's trunk; without VLANs, `names`).
+    pub ports: Vec<String>,
     /// The workers' clock (ns): conntrack expiry times are on it.
     pub now: fn() -> u64,
     /// Listeners of `conntrack -E`.
@@ -590,10 +593,10 @@ impl Control {
                 }
             }
             total.add(&st);
-            for (iface, q, s) in &p.queues {
+            for (port, q, s) in &p.queues {
                 let name = self
-                    .names
-                    .get(usize::from(*iface))
+                    .ports
+                    .get(usize::from(*port))
                     .map_or("?", String::as_str);
                 let s = s.load();
                 let mut line = format!("  {name} queue {q}:");
@@ -603,7 +606,7 @@ impl Control {
                 out.push(line);
             }
         }
-        for (i, name) in self.names.iter().enumerate() {
+        for (i, name) in self.ports.iter().enumerate() {
             let mut sum = QueueCounters::zeroed();
             for p in &self.workers {
                 sum.add(&p.iface(i));

@@ -77,7 +77,7 @@ pub fn sample_lines(c: &Control) -> Vec<String> {
             }
         }
     }
-    for (i, name) in c.names.iter().enumerate() {
+    for (i, name) in c.ports.iter().enumerate() {
         let mut sum = QueueCounters::zeroed();
         for p in &c.workers {
             sum.add(&p.iface(i));

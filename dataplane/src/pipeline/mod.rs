@@ -202,6 +202,14 @@ impl Hooks {
         let Some(iface) = self.gw.ifaces.get(usize::from(in_iface)) else {
             return cx.drop(DropReason::NotForUs);
         };
+        let (et, frame) = if et == wire::ETHERTYPE_ARP || et == wire::ETHERTYPE_IPV4 {
+            (et, frame)
+        } else {
+            match without_priority_tag(et, frame) {
+                Ok(f) => f,
+                Err(r) => return cx.drop(r),
+            }
+        };
         if et == wire::ETHERTYPE_ARP {
             return self.arp(cx, in_iface, frame);
         }
@@ -322,5 +330,28 @@ impl Hooks {
         for &(iface, hop) in &asks[..nasks] {
             self.arp_request(stats, emit, iface, hop);
         }
+    }
+}
+
+/// A frame whose EtherType is neither ARP nor IPv4, with an 802.1Q tag the
+/// links left in it (none of its port's VLANs is an interface, or a second
+/// tag): a priority tag (VLAN 0) is removed, once, and the frame is its
+/// interface's own; any other VLAN is not ours (`__netif_receive_skb_core`
+/// marks it `PACKET_OTHERHOST`). Other EtherTypes are returned as they are.
+/// Out of line and cold: it must not weigh on the inlined packet path.
+#[cold]
+#[inline(never)]
+fn without_priority_tag(et: u16, frame: &mut [u8]) -> Result<(u16, &mut [u8]), DropReason> {
+    if et != wire::vlan::TPID_8021Q {
+        return Ok((et, frame));
+    }
+    if wire::vlan::read_tag(frame) != wire::vlan::Tag::Vlan(0) {
+        return Err(DropReason::VlanUnknown);
+    }
+    let len = wire::vlan::untag(frame, frame.len()).ok_or(DropReason::EthTruncated)?;
+    let frame = frame.get_mut(..len).ok_or(DropReason::EthTruncated)?;
+    match wire::ethertype(frame)? {
+        wire::vlan::TPID_8021Q => Err(DropReason::VlanUnknown),
+        et => Ok((et, frame)),
     }
 }

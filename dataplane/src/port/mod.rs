@@ -87,6 +87,8 @@ pub mod probe;
 #[allow(unsafe_code)]
 mod queue;
 #[allow(unsafe_code)]
+pub mod raw;
+#[allow(unsafe_code)]
 mod sys;
 #[allow(unsafe_code)]
 mod tun;

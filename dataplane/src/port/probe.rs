@@ -151,6 +151,31 @@ pub struct Feature {
     pub changeable: bool,
 }
 
+/// The features of interface `ifname` (`ethtool -k`); an errno if they
+/// cannot be read.
+pub fn features(ifname: &str) -> Result<Vec<Feature>, i32> {
+    sys::ethtool_features(ifname).map(|fs| {
+        fs.into_iter()
+            .map(|f| Feature {
+                name: f.name,
+                active: f.active,
+                changeable: f.changeable,
+            })
+            .collect()
+    })
+}
+
+/// Turns feature `name` of `ifname` on or off (`ethtool -K`); whether it
+/// is on afterwards, or an errno.
+pub fn set_feature(ifname: &str, name: &str, on: bool) -> Result<bool, i32> {
+    sys::ethtool_set_feature(ifname, name, on)
+}
+
+/// The kernel's name of receive VLAN offload (`ethtool -K IF rxvlan`):
+/// with it on, a NIC takes the 802.1Q tag out of the frame into its
+/// descriptor, and XDP and AF_XDP see the frame untagged.
+pub const RX_VLAN_OFFLOAD: &str = "rx-vlan-hw-parse";
+
 /// Why `xdpgw run` could not use an interface (or, for
 /// [`Problem::Leftover`], what it would have to do first).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -591,6 +591,7 @@ const ETHTOOL_GDRVINFO: u32 = 0x03;
 const ETHTOOL_GSTRINGS: u32 = 0x1b;
 const ETHTOOL_GSSET_INFO: u32 = 0x37;
 const ETHTOOL_GFEATURES: u32 = 0x3a;
+const ETHTOOL_SFEATURES: u32 = 0x3b;
 /// `enum ethtool_stringset`: ETH_SS_FEATURES.
 const ETH_SS_FEATURES: u32 = 4;
 const ETH_GSTRING_LEN: usize = 32;
@@ -718,6 +719,32 @@ pub(crate) fn ethtool_features(ifname: &str) -> Result<Vec<Feature>, Errno> {
         });
     }
     Ok(out)
+}
+
+/// Turns feature `name` of `ifname` on or off (ETHTOOL_SFEATURES, as
+/// `ethtool -K` does); whether it is active afterwards (the driver may
+/// refuse, or change it only with another).
+pub(crate) fn ethtool_set_feature(ifname: &str, name: &str, on: bool) -> Result<bool, Errno> {
+    let features = ethtool_features(ifname)?;
+    let i = features
+        .iter()
+        .position(|f| f.name == name)
+        .ok_or(libc::EOPNOTSUPP)?;
+    // struct ethtool_sfeatures: cmd, size, blocks of {valid, requested}.
+    let blocks = features.len().div_ceil(32);
+    let mut set = vec![0u32; 2 + blocks * 2];
+    set[0] = ETHTOOL_SFEATURES;
+    set[1] = blocks as u32;
+    let bit = 1u32 << (i % 32);
+    set[2 + (i / 32) * 2] = bit;
+    if on {
+        set[3 + (i / 32) * 2] = bit;
+    }
+    // SAFETY: the buffer holds the 8-byte header and `size` blocks of two
+    // u32s, as many as the kernel reads.
+    unsafe { ethtool_ioctl(ifname, set.as_mut_ptr().cast())? };
+    let now = ethtool_features(ifname)?;
+    Ok(now.iter().any(|f| f.name == name && f.active))
 }
 
 // ---------------------------------------------------------------------------

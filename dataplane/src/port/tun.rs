@@ -195,7 +195,7 @@ fn prefix_mask(prefix: u8) -> Ipv4Addr {
     Ipv4Addr::from(if p == 0 { 0 } else { u32::MAX << (32 - p) })
 }
 
-fn last_errno() -> i32 {
+pub(super) fn last_errno() -> i32 {
     std::io::Error::last_os_error()
         .raw_os_error()
         .unwrap_or(libc::EIO)
@@ -203,13 +203,13 @@ fn last_errno() -> i32 {
 
 /// `struct ifreq`: the name and a 24-byte union (8-byte aligned: 40 bytes).
 #[repr(C, align(8))]
-struct Ifreq {
+pub(super) struct Ifreq {
     name: [libc::c_char; libc::IFNAMSIZ],
-    data: [u8; 24],
+    pub(super) data: [u8; 24],
 }
 
 impl Ifreq {
-    fn new(name: &str) -> Ifreq {
+    pub(super) fn new(name: &str) -> Ifreq {
         let mut r = Ifreq {
             name: [0; libc::IFNAMSIZ],
             data: [0; 24],
@@ -229,7 +229,7 @@ fn sockaddr_in(a: Ipv4Addr) -> [u8; 16] {
     s
 }
 
-fn inet_socket() -> Result<OwnedFd, i32> {
+pub(super) fn inet_socket() -> Result<OwnedFd, i32> {
     // SAFETY: socket(2) with constant arguments.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -240,7 +240,7 @@ fn inet_socket() -> Result<OwnedFd, i32> {
 }
 
 /// ioctl(2) with an ifreq.
-fn ifreq_ioctl(fd: RawFd, req: libc::Ioctl, ifr: &mut Ifreq) -> Result<(), i32> {
+pub(super) fn ifreq_ioctl(fd: RawFd, req: libc::Ioctl, ifr: &mut Ifreq) -> Result<(), i32> {
     // SAFETY: every request used here reads (and SIOCGIFFLAGS writes) a
     // `struct ifreq`, which `Ifreq` lays out (name, then the 24-byte union,
     // 40 bytes); `ifr` is a live exclusive reference for the call.
@@ -286,7 +286,7 @@ fn set_addr(sock: RawFd, name: &str, req: libc::Ioctl, a: Ipv4Addr) -> Result<()
     ifreq_ioctl(sock, req, &mut ifr)
 }
 
-fn set_up(sock: RawFd, name: &str) -> Result<(), i32> {
+pub(super) fn set_up(sock: RawFd, name: &str) -> Result<(), i32> {
     let mut ifr = Ifreq::new(name);
     ifreq_ioctl(sock, libc::SIOCGIFFLAGS, &mut ifr)?;
     let flags = i16::from_ne_bytes([ifr.data[0], ifr.data[1]]) | libc::IFF_UP as i16;

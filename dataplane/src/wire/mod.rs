@@ -18,7 +18,9 @@
 //! frame; given a mismatched one they still cannot panic, and they write
 //! nothing when a field they need lies outside the frame.
 //!
-//! Frames are untagged Ethernet II (no 802.1Q). smoltcp's `wire` views do the
+//! The pipeline sees untagged Ethernet II frames: 802.1Q tags are removed
+//! and inserted where frames enter and leave ports ([`vlan`], used by
+//! [`crate::link`]). smoltcp's `wire` views do the
 //! reading where their validation fits; where it does not (a UDP header in a
 //! first fragment, the truncated datagram quoted by an ICMP error) we check
 //! lengths ourselves and read through the offsets in `field`.
@@ -32,6 +34,7 @@ mod field;
 mod parse;
 mod rewrite;
 mod tcpmss;
+pub mod vlan;
 
 #[cfg(test)]
 pub(crate) mod fixture;

@@ -4,8 +4,12 @@
 //! round, and blocks on its queues' descriptors when a round says the
 //! worker is idle.
 
+use std::sync::Arc;
+
 use crate::action::Action;
 use crate::drop::DropReason;
+use crate::gateway::Gateway;
+use crate::link::Links;
 use crate::log::LogSink;
 use crate::pipeline::{Emit, ETH_HLEN, FRAME_SIZE};
 use crate::port::{ForwardVerdict, HostPort, NoHost, PortQueue};
@@ -79,6 +83,9 @@ pub struct Round {
 /// A worker with the queues it owns and its host path queue, if any.
 pub struct Driver<Q: PortQueue, H: HostPort = NoHost> {
     worker: Worker,
+    /// The worker's gateway, for its links (borrowed beside the worker's
+    /// open batch).
+    gw: Arc<Gateway>,
     queues: Vec<Q>,
     host: Option<H>,
     staging: Staging,
@@ -94,6 +101,7 @@ impl<Q: PortQueue, H: HostPort> Driver<Q, H> {
     /// its interface order), with the host path's queue `host`.
     pub fn new(worker: Worker, queues: Vec<Q>, host: Option<H>) -> Driver<Q, H> {
         Driver {
+            gw: Arc::clone(worker.gateway()),
             worker,
             queues,
             host,
@@ -140,6 +148,9 @@ impl<Q: PortQueue, H: HostPort> Driver<Q, H> {
     pub fn round(&mut self, now: u64, logs: &mut impl LogSink) -> Round {
         let mut got = 0;
         {
+            // Ports to interfaces and back (802.1Q tags): `Links`, here
+            // where frames enter and leave the queues, and nowhere else.
+            let links = &self.gw.links;
             let mut batch = self.worker.batch(&mut self.staging);
             let mut host = self.host.as_mut();
             let budget = &mut self.host_budget;
@@ -147,21 +158,42 @@ impl<Q: PortQueue, H: HostPort> Driver<Q, H> {
                 got += q.rx_batch_peeked(
                     BATCH,
                     &mut batch,
-                    |b, port, frame| b.prefetch(port as u8, frame),
-                    |b, port, frame, len| match b.process(now, port as u8, frame, len) {
-                        // To any interface of the queue, as a descriptor: no copy.
-                        Action::Forward { iface, len } => ForwardVerdict::Tx {
-                            port: usize::from(iface),
-                            len,
-                        },
-                        Action::Host { iface, len } => {
-                            let packet = frame.get(ETH_HLEN..len);
-                            if let Err(r) = to_host(host.as_deref_mut(), budget, iface, packet) {
-                                b.count_drop(r);
-                            }
-                            ForwardVerdict::Drop
+                    |b, port, frame| {
+                        if let Some(iface) = links.peek(port, frame) {
+                            b.prefetch(iface, frame);
                         }
-                        Action::Drop(_) | Action::Consumed => ForwardVerdict::Drop,
+                    },
+                    |b, port, frame, len| {
+                        let (in_iface, len) = match links.ingress(port, frame, len) {
+                            Ok(x) => x,
+                            Err(r) => {
+                                b.count_rx_drop(r);
+                                return ForwardVerdict::Drop;
+                            }
+                        };
+                        match b.process(now, in_iface, frame, len) {
+                            // To any interface of the queue, as a descriptor: no copy.
+                            Action::Forward { iface, len } => match links.egress(iface, frame, len)
+                            {
+                                Some((port, len)) => ForwardVerdict::Tx { port, len },
+                                // No room for a tag: a frame within 4 bytes
+                                // of the end of its buffer, which no MTU
+                                // xdpgw accepts makes.
+                                None => {
+                                    b.count_drop(DropReason::EthTruncated);
+                                    ForwardVerdict::Drop
+                                }
+                            },
+                            Action::Host { iface, len } => {
+                                let packet = frame.get(ETH_HLEN..len);
+                                if let Err(r) = to_host(host.as_deref_mut(), budget, iface, packet)
+                                {
+                                    b.count_drop(r);
+                                }
+                                ForwardVerdict::Drop
+                            }
+                            Action::Drop(_) | Action::Consumed => ForwardVerdict::Drop,
+                        }
                     },
                 );
             }
@@ -184,7 +216,7 @@ impl<Q: PortQueue, H: HostPort> Driver<Q, H> {
                     } else {
                         usize::MAX
                     };
-                    got += from_host(&mut batch, h, q, now, &mut self.host_buf, budget);
+                    got += from_host(&mut batch, h, q, links, now, &mut self.host_buf, budget);
                 }
             }
         }
@@ -193,8 +225,13 @@ impl<Q: PortQueue, H: HostPort> Driver<Q, H> {
             self.worker.housekeeping(now, &mut self.staging);
         }
         if let Some(q) = self.queues.first_mut() {
-            for (out, len, buf) in &self.staging.frames[..self.staging.used] {
-                q.tx_copy(usize::from(*out), &buf[..*len]);
+            for (out, len, buf) in &mut self.staging.frames[..self.staging.used] {
+                match self.gw.links.egress(*out, buf, *len) {
+                    Some((port, len)) => {
+                        q.tx_copy(port, &buf[..len]);
+                    }
+                    None => self.staging.lost += 1,
+                }
             }
         }
         self.staging.used = 0;
@@ -257,6 +294,7 @@ fn from_host<E: Emit>(
     batch: &mut Batch<'_, E>,
     host: &mut impl HostPort,
     q: &mut impl PortQueue,
+    links: &Links,
     now: u64,
     buf: &mut [u8],
     budget: usize,
@@ -269,8 +307,10 @@ fn from_host<E: Emit>(
             };
             n += 1;
             if let Action::Forward { iface, len } = batch.from_host(now, buf, len) {
-                if let Some(frame) = buf.get(..len) {
-                    q.tx_copy(usize::from(iface), frame);
+                if let Some((port, len)) = links.egress(iface, buf, len) {
+                    if let Some(frame) = buf.get(..len) {
+                        q.tx_copy(port, frame);
+                    }
                 }
             }
         }

@@ -254,6 +254,13 @@ impl<E: Emit> Batch<'_, E> {
     pub(crate) fn count_drop(&mut self, r: DropReason) {
         self.w.count_drop(r);
     }
+
+    /// Counts a frame received and dropped before the pipeline (for no
+    /// interface: `Links::ingress`).
+    pub(crate) fn count_rx_drop(&mut self, r: DropReason) {
+        self.w.stats.rx += 1;
+        self.w.count_drop(r);
+    }
 }
 
 impl<E: Emit> Drop for Batch<'_, E> {
