@@ -87,6 +87,7 @@ fn control(rules_file: PathBuf) -> Control {
             routes: vec![],
             conntrack: ConntrackConfig::default(),
             icmp: Default::default(),
+            frag: Default::default(),
         },
         &set,
     )

@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 
 use crate::classify::{compile, CompileError, CompiledRuleSet, MAX_IFACES};
 use crate::conntrack::{Conntrack, ConntrackConfig};
+use crate::frag::{FragConfig, Reassembly};
 use crate::icmp_limit::{IcmpLimitConfig, IcmpLimiter};
 use crate::neigh::{Mac, Neighbours};
 use crate::route::{RouteError, RouteTable};
@@ -35,6 +36,8 @@ pub struct GatewayConfig {
     pub conntrack: ConntrackConfig,
     /// How often ICMP errors may go out (Linux's `icmp_*` sysctls).
     pub icmp: IcmpLimitConfig,
+    /// IPv4 reassembly (Linux's `ipfrag_*` sysctls).
+    pub frag: FragConfig,
 }
 
 #[derive(Debug)]
@@ -68,6 +71,8 @@ pub struct Gateway {
     pub neigh: Neighbours,
     /// The ICMP error rate limits all workers share.
     pub icmp_limit: IcmpLimiter,
+    /// The IPv4 reassembly queues all workers share.
+    pub frags: Reassembly,
     /// Indices handed to workers (their rule counter stripe). Relaxed: only
     /// uniqueness matters.
     worker_seq: AtomicUsize,
@@ -96,6 +101,7 @@ impl Gateway {
             conntrack: Conntrack::new(cfg.conntrack),
             neigh: Neighbours::default(),
             icmp_limit: IcmpLimiter::new(cfg.icmp),
+            frags: Reassembly::new(cfg.frag),
             worker_seq: AtomicUsize::new(0),
             tracer: Tracer::default(),
         })
@@ -140,6 +146,13 @@ impl Gateway {
             .iter()
             .position(|f| f.addr == addr)
             .map(|i| i as u8)
+    }
+
+    /// Interface `iface`'s MTU (1,500 for an interface it does not have).
+    /// Every MTU read goes through here.
+    #[inline]
+    pub fn mtu(&self, iface: u8) -> u16 {
+        self.ifaces.get(usize::from(iface)).map_or(1500, |f| f.mtu)
     }
 
     /// The next worker's index (its stripe of the rule counters).

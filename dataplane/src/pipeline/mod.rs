@@ -26,6 +26,7 @@ mod generate;
 mod hook;
 mod observe;
 mod packet;
+mod reassemble;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use crate::action::Action;
 use crate::classify::{CompiledRuleSet, EvalState};
 use crate::drop::DropReason;
 use crate::fastpath::FastPath;
+use crate::frag::Defrag;
 use crate::gateway::Gateway;
 use crate::log::LogRing;
 use crate::nat::PortSearch;
@@ -128,6 +130,9 @@ pub(crate) struct Hooks {
     ports: PortSearch,
     scratch: Box<[u8]>,
     logs: LogRing,
+    /// Reassembly: the datagram the pipeline runs when a fragment
+    /// completed one.
+    defrag: Defrag,
 }
 
 impl Hooks {
@@ -143,6 +148,7 @@ impl Hooks {
             ports: PortSearch::new(seed),
             scratch: vec![0u8; FRAME_SIZE].into_boxed_slice(),
             logs: LogRing::new(256),
+            defrag: Defrag::new(&gw.frags),
             neigh: gw.neigh.snapshot(),
             gw,
         }
@@ -214,10 +220,16 @@ impl Hooks {
         }
         let info = match wire::parse_ipv4(frame) {
             Ok(i) => i,
+            // A first fragment too short for its transport header is
+            // reassembled all the same (its header was checked).
+            Err(r) if r.is_transport() && reassemble::is_fragment(frame) => {
+                return self.reassemble(cx, trace, in_iface, frame)
+            }
             Err(r) => return cx.drop(r),
         };
         if info.fragment {
-            return cx.drop(DropReason::Ipv4Fragment);
+            // Reassembled before raw PREROUTING, as `nf_defrag_ipv4`.
+            return self.reassemble(cx, trace, in_iface, frame);
         }
         let a = if trace.active() {
             self.prerouting_traced(cx, trace, in_iface, frame, info)
@@ -229,9 +241,16 @@ impl Hooks {
             Action::Forward { .. } => cx.stats.forwarded += 1,
             Action::Host { .. } => cx.stats.host += 1,
             Action::Consumed => cx.stats.consumed += 1,
-            Action::Drop(_) => {}
+            Action::Emitted { .. } => cx.stats.forwarded += 1,
+            Action::HostReassembled { .. } | Action::Drop(_) => {}
         }
         a
+    }
+
+    /// The reassembly buffer: the datagram of the last
+    /// [`Action::HostReassembled`].
+    pub(crate) fn reassembled(&self) -> &[u8] {
+        &self.defrag.buf
     }
 
     /// [`Hooks::prerouting`] for a packet that may match the running
