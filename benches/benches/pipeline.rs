@@ -7,7 +7,9 @@
 //! - conntrack lookups from 2 threads on 1 million entries;
 //! - new connections refused for want of a NAT port (one server endpoint
 //!   whose 64,512 MASQUERADE ports are all taken);
-//! - saving and restoring a full table (`state_file`).
+//! - saving and restoring a full table (`state_file`);
+//! - fragmented datagrams: 3-fragment UDP datagrams of one flow through
+//!   MASQUERADE (reassembled, tracked, NATed, fragmented again).
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -19,10 +21,10 @@ use xdpgw_dataplane::action::Action;
 use xdpgw_dataplane::conntrack::{Conntrack, ConntrackConfig, PacketMeta, Track};
 use xdpgw_dataplane::flow::Tuple;
 use xdpgw_dataplane::gateway::Gateway;
-use xdpgw_dataplane::pipeline::NoEmit;
+use xdpgw_dataplane::pipeline::{Emit, NoEmit};
 use xdpgw_dataplane::worker::{Batch, Worker};
 use xdpgw_vm_tests::conf_gateway_config;
-use xdpgw_vm_tests::frames::{FrameSpec, L4Spec, Mac};
+use xdpgw_vm_tests::frames::{checksum, fragments, FrameSpec, L4Spec, Mac};
 
 const LAN_MAC: Mac = [0x02, 0, 0, 0, 1, 1];
 const WAN_MAC: Mac = [0x02, 0, 0, 0, 2, 1];
@@ -527,6 +529,69 @@ fn conntrack_save_restore(c: &mut Criterion) {
     g.finish();
 }
 
+/// Counts what the pipeline emits (the fragments it sends), as a port
+/// would take them.
+struct CountEmit(u64);
+
+impl Emit for CountEmit {
+    fn emit(&mut self, _: u8, frame: &[u8]) {
+        self.0 += std::hint::black_box(frame).len() as u64;
+    }
+}
+
+/// UDP datagrams of 3,008 bytes of data (fragments of 1,480, 1,480 and 48
+/// bytes, in order, a new IP id each) of one flow through MASQUERADE: each
+/// reassembled in the shared table, tracked and NATed as one packet, and
+/// sent on in its 3 fragments.
+fn reassembly(c: &mut Criterion) {
+    const DATAGRAMS: usize = 21;
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(DATAGRAMS as u64));
+    let mut w = worker(&gateway_rules(), 65536);
+    let whole = FrameSpec {
+        dst_mac: LAN_MAC,
+        src_mac: CLIENT_MAC,
+        src: Ipv4Addr::new(192, 168, 10, 2),
+        dst: SERVER,
+        ttl: 64,
+        tos: 0,
+        id: 1,
+        df: false,
+        l4: L4Spec::Udp {
+            sport: 40000,
+            dport: 5001,
+            payload: vec![0xab; 3000],
+        },
+    }
+    .build();
+    let frags = fragments(&whole, &[(0, 1480), (1480, 1480), (2960, 48)]);
+    let mut buf = vec![0u8; 2048];
+    let mut sink = CountEmit(0);
+    let (mut now, mut id) = (10u64, 0u16);
+    g.bench_function("reassemble_3_fragment_udp_masquerade", |b| {
+        b.iter(|| {
+            let mut batch = w.batch(&mut sink);
+            for _ in 0..DATAGRAMS {
+                id = id.wrapping_add(1);
+                for f in &frags {
+                    now += 100;
+                    buf[..f.len()].copy_from_slice(f);
+                    buf[18..20].copy_from_slice(&id.to_be_bytes());
+                    buf[24..26].copy_from_slice(&[0, 0]);
+                    let sum = checksum(&buf[14..34]);
+                    buf[24..26].copy_from_slice(&sum.to_be_bytes());
+                    std::hint::black_box(batch.process(now, 0, &mut buf, f.len()));
+                }
+            }
+        })
+    });
+    let st = w.stats();
+    assert_eq!(st.dropped(), 0, "{st:?}");
+    assert_eq!(st.frag_creates, 3 * st.reasm_oks);
+    assert_eq!(w.gateway().frags.mem(), 0);
+    g.finish();
+}
+
 criterion_group!(
     benches,
     established_flow,
@@ -534,6 +599,7 @@ criterion_group!(
     new_connections,
     conntrack_two_threads,
     nat_exhausted,
-    conntrack_save_restore
+    conntrack_save_restore,
+    reassembly
 );
 criterion_main!(benches);

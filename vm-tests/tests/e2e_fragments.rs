@@ -466,6 +466,10 @@ fn a_fragment_flood_fills_reassembly_memory_until_queues_expire() {
 struct LocalObs {
     ping: (u32, Vec<(Ipv4Addr, u8)>),
     dns: Vec<(u16, usize, bool, Ipv4Addr)>,
+    /// The gateway host's own 4,000-byte datagram to the server and its
+    /// echo: the result, and the fragments the server got.
+    own: String,
+    own_frags: Vec<Vec<Seen>>,
 }
 
 #[test]
@@ -483,14 +487,34 @@ fn fragments_to_the_gateway_itself_are_reassembled_for_it() {
                 53,
                 &[spec(0x7070, 3000, false, &GEOMETRY)],
             );
+            let dns = parse_sink(&service.wait(LIMIT).stdout).dgrams;
+            let server = sink(lab.server(), "7000", 1, true, true);
+            let own = tool(
+                lab.gateway(),
+                &["req", &SERVER.to_string(), "7000", "4000", "20"],
+            );
             LocalObs {
                 ping: (ping.received, ping.replies),
-                dns: parse_sink(&service.wait(LIMIT).stdout).dgrams,
+                dns,
+                own,
+                own_frags: parse_sink(&server.wait(LIMIT).stdout)
+                    .frags
+                    .into_values()
+                    .collect(),
             }
         },
         |o| {
             assert_eq!(o.ping, (2, vec![(GATEWAY_LAN, 64); 2]), "{o:?}");
             assert_eq!(o.dns, [(53, 3000, true, CLIENT)]);
+            assert_eq!(o.own, "ok len=4000");
+            assert_eq!(
+                o.own_frags,
+                [vec![
+                    (0, 1500, true, 64, GATEWAY_WAN),
+                    (1480, 1500, true, 64, GATEWAY_WAN),
+                    (2960, 1068, false, 64, GATEWAY_WAN)
+                ]]
+            );
         },
     );
 }

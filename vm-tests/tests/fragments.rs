@@ -421,3 +421,46 @@ fn fragments_to_the_gateway_itself_are_reassembled_for_it() {
         }
     );
 }
+
+#[test]
+fn fragments_the_gateway_host_sends_take_output_as_one_datagram() {
+    let mut lab = Lab::new(1500, FragConfig::default());
+    // The host's stack cut a 4,000-byte datagram to its device's MTU.
+    let whole = udp(GW_WAN, SERVER, ([0; 6], [0; 6]), (5300, 9000), 0x0c0c, 3992);
+    let cuts = even_cuts(4000, 1480);
+    let mut actions = Vec::new();
+    for f in fragments(&whole, &cuts) {
+        lab.now += 1_000_000;
+        let len = f.len() - 14;
+        let mut buf = f;
+        buf.resize(FRAME_SIZE, 0);
+        actions.push(
+            lab.worker
+                .batch(&mut lab.sink)
+                .from_host(lab.now, &mut buf, len),
+        );
+    }
+    assert_eq!(&actions[..2], &[Action::Consumed; 2]);
+    assert_eq!(
+        actions[2],
+        Action::Emitted {
+            iface: WAN,
+            frames: 3
+        }
+    );
+    let frames: Vec<Vec<u8>> = lab.emitted().into_iter().map(|(_, f)| f).collect();
+    let fields: Vec<_> = frames.iter().map(|f| fragment_fields(f)).collect();
+    assert_eq!(
+        fields,
+        [
+            (0, true, 0x0c0c, 64, 1500),
+            (1480, true, 0x0c0c, 64, 1500),
+            (2960, false, 0x0c0c, 64, 1060)
+        ]
+    );
+    assert_eq!(decode(&reassemble(&frames)).payload, decode(&whole).payload);
+    // Tracked as one connection.
+    let conns = lab.worker.gateway().conntrack.snapshot();
+    assert_eq!(conns.len(), 1, "{conns:?}");
+    assert_eq!((conns[0].orig.sport, conns[0].orig.dport), (5300, 9000));
+}

@@ -70,6 +70,8 @@ pub(crate) struct Defrag {
     pub max_size: u16,
     /// The pipeline runs a reassembled datagram (from `buf`).
     pub active: bool,
+    /// ... that the gateway host sent (through the host path).
+    pub from_host: bool,
 }
 
 impl Defrag {
@@ -79,6 +81,7 @@ impl Defrag {
             pieces: Vec::with_capacity(table.max_fragments()),
             max_size: 0,
             active: false,
+            from_host: false,
         }
     }
 }

@@ -343,13 +343,17 @@ impl Hooks {
             return cx.drop(reason);
         }
         let mtu = self.gw.mtu(hop.iface);
-        if p.info.total_len > mtu {
-            // An answer to a reassembled datagram (a large ping's reply).
-            if p.info.df {
+        if p.info.total_len > mtu || self.defrag.active {
+            // A datagram the host sent in fragments (leaving in them
+            // again), or an answer to a reassembled one (a large ping's
+            // reply).
+            if p.info.total_len > mtu && p.info.df && !self.defrag.active {
                 cx.stats.frag_fails += 1;
                 return cx.drop(DropReason::FragNeeded);
             }
-            return self.transmit_fragments(cx, frame, &p, hop.iface, hop.addr, mtu, false);
+            // The host's own geometry is kept; an answer is cut to the MTU.
+            let geometry = self.defrag.from_host;
+            return self.transmit_fragments(cx, frame, &p, hop.iface, hop.addr, mtu, geometry);
         }
         self.transmit(cx, frame, &p, hop.iface, hop.addr)
     }

@@ -298,6 +298,13 @@ impl Hooks {
         };
         frame[..12].fill(0);
         frame[12..ETH_HLEN].copy_from_slice(&wire::ETHERTYPE_IPV4.to_be_bytes());
+        if reassemble::is_fragment(frame) {
+            let a = self.reassemble_from_host(cx, frame);
+            if let Action::Emitted { .. } = a {
+                cx.stats.forwarded += 1;
+            }
+            return a;
+        }
         let a = self.output(cx, frame, None);
         if let Action::Forward { .. } = a {
             cx.stats.forwarded += 1;

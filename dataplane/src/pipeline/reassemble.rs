@@ -63,6 +63,62 @@ impl Hooks {
         a
     }
 
+    /// A fragment the gateway host sent (read from the host path, its
+    /// Ethernet header written): Linux's stack fragments after
+    /// POSTROUTING, so OUTPUT sees whole datagrams; the host's fragments
+    /// (cut to its device's MTU) are reassembled first, then take OUTPUT as
+    /// one packet and leave in fragments again.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn reassemble_from_host<E: Emit>(
+        &mut self,
+        cx: &mut Cx<'_, E, Untraced>,
+        frame: &mut [u8],
+    ) -> Action {
+        if let Err(r) = wire::parse_ipv4(frame) {
+            if !r.is_transport() {
+                return cx.drop(r);
+            }
+        }
+        let Some(f) = frame.get(ETH_HLEN..).and_then(Fragment::parse) else {
+            return cx.drop(DropReason::Ipv4Truncated);
+        };
+        let mut buf = std::mem::take(&mut self.defrag.buf);
+        let r = self.gw.frags.insert(
+            cx.now,
+            &f,
+            &mut buf[ETH_HLEN..],
+            &mut self.defrag.pieces,
+            cx.stats,
+        );
+        let a = match r {
+            Insert::Queued => Action::Consumed,
+            Insert::Dropped(reason) => Action::Drop(reason),
+            Insert::Complete { len, max_size } => {
+                buf[..ETH_HLEN].copy_from_slice(&frame[..ETH_HLEN]);
+                self.defrag.max_size = max_size;
+                self.defrag.active = true;
+                self.defrag.from_host = true;
+                let dgram = &mut buf[..ETH_HLEN + len];
+                let a = self.output(cx, dgram, None);
+                self.defrag.active = false;
+                self.defrag.from_host = false;
+                match a {
+                    Action::Forward { iface, len } => match dgram.get(..len) {
+                        Some(f) if len <= FRAME_SIZE => {
+                            cx.emit.emit(iface, f);
+                            Action::Emitted { iface, frames: 1 }
+                        }
+                        _ => cx.drop(DropReason::FragNeeded),
+                    },
+                    a => a,
+                }
+            }
+        };
+        self.defrag.buf = buf;
+        a
+    }
+
     /// A reassembled datagram (Ethernet header, then the datagram) through
     /// PREROUTING and on, counted once.
     fn run_reassembled<E: Emit>(
