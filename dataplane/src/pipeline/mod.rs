@@ -219,18 +219,11 @@ impl Hooks {
             return cx.drop(DropReason::NotForUs);
         }
         let info = match wire::parse_ipv4(frame) {
-            Ok(i) => i,
-            // A first fragment too short for its transport header is
-            // reassembled all the same (its header was checked).
-            Err(r) if r.is_transport() && reassemble::is_fragment(frame) => {
-                return self.reassemble(cx, trace, in_iface, frame)
-            }
-            Err(r) => return cx.drop(r),
+            Ok(i) if !i.fragment => i,
+            // Fragments are reassembled before raw PREROUTING, as
+            // `nf_defrag_ipv4` does; what does not parse is dropped.
+            r => return self.not_whole(cx, trace, in_iface, frame, r.err()),
         };
-        if info.fragment {
-            // Reassembled before raw PREROUTING, as `nf_defrag_ipv4`.
-            return self.reassemble(cx, trace, in_iface, frame);
-        }
         let a = if trace.active() {
             self.prerouting_traced(cx, trace, in_iface, frame, info)
         } else {

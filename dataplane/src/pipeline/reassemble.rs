@@ -27,12 +27,34 @@ pub(super) fn is_fragment(frame: &[u8]) -> bool {
 }
 
 impl Hooks {
+    /// A frame whose IPv4 packet is a fragment, or does not parse
+    /// (`parsed`: why): the fragment is reassembled (a first fragment too
+    /// short for its transport header too: its IPv4 header was checked),
+    /// anything else dropped. Out of line: the whole packets' path stays
+    /// as it was.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn not_whole<E: Emit>(
+        &mut self,
+        cx: &mut Cx<'_, E, Untraced>,
+        trace: &mut WorkerTrace,
+        in_iface: u8,
+        frame: &mut [u8],
+        parsed: Option<DropReason>,
+    ) -> Action {
+        match parsed {
+            None => self.reassemble(cx, trace, in_iface, frame),
+            Some(r) if r.is_transport() && is_fragment(frame) => {
+                self.reassemble(cx, trace, in_iface, frame)
+            }
+            Some(r) => cx.drop(r),
+        }
+    }
+
     /// A fragment that arrived on `in_iface` (its IPv4 header checked):
     /// queued, dropped (counted by the table), or the last one its
     /// datagram needed, which then runs through PREROUTING and on.
-    #[cold]
-    #[inline(never)]
-    pub(super) fn reassemble<E: Emit>(
+    fn reassemble<E: Emit>(
         &mut self,
         cx: &mut Cx<'_, E, Untraced>,
         trace: &mut WorkerTrace,
