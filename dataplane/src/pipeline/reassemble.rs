@@ -195,6 +195,8 @@ impl Hooks {
     /// else cut to the MTU. Each fragment goes to the emit sink, or is
     /// held while ARP resolves `hop`.
     #[allow(clippy::too_many_arguments)]
+    #[cold]
+    #[inline(never)]
     pub(super) fn transmit_fragments<E: Emit, O: Observer>(
         &mut self,
         cx: &mut Cx<'_, E, O>,
