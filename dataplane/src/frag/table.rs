@@ -248,7 +248,10 @@ impl ShardInner {
             proto: 0,
         };
         ShardInner {
-            index: HashMap::with_capacity(slots),
+            // Room for twice the queues there can be: a table at most half
+            // full is rehashed in place when deletions pile up, never grown
+            // (no allocation on the packet path).
+            index: HashMap::with_capacity(2 * slots),
             queues: vec![Queue::new(key, 0); slots],
             live: vec![false; slots],
             free_queues: (0..slots as u32).rev().collect(),
@@ -368,6 +371,12 @@ impl Reassembly {
     /// in turn).
     pub fn queues(&self) -> usize {
         self.shards.iter().map(|s| s.lock().index.len()).sum()
+    }
+
+    /// The key indexes' capacities (tests: they never grow).
+    #[cfg(test)]
+    pub(super) fn index_capacity(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().index.capacity()).sum()
     }
 
     fn shard_of(&self, key: &FragKey) -> usize {

@@ -292,6 +292,28 @@ fn memory_full_refuses_every_fragment_until_queues_expire() {
 }
 
 #[test]
+fn the_tables_storage_never_grows() {
+    let mut lab = Lab::new(FragConfig {
+        high_thresh: 64 * 1024,
+        time: S,
+    });
+    let before = lab.table.index_capacity();
+    let d = data(1480, 1);
+    // Full shards, queues completing, expiring and refused, over and over.
+    for round in 0..20u64 {
+        for id in 0..2000u16 {
+            let _ = lab.send(round * S, &packet(id, 0, true, &d, 0));
+            if id % 3 == 0 {
+                let _ = lab.send(round * S, &packet(id, 1480, false, &d[..8], 0));
+            }
+        }
+        lab.table.expire(round * S + S, &mut lab.stats);
+    }
+    assert_eq!(lab.table.index_capacity(), before);
+    assert!(lab.stats.reasm_oks > 0 && lab.drops(DropReason::FragMemFull) > 0);
+}
+
+#[test]
 fn high_thresh_zero_drops_every_fragment() {
     let mut lab = Lab::new(FragConfig {
         high_thresh: 0,
