@@ -35,6 +35,9 @@
 //! buckets = 496640                   # nf_conntrack_buckets (default: from max)
 //! udp_timeout = 30                   # any net.netfilter.nf_conntrack_* timeout (seconds) or
 //! tcp_loose = true                   # tcp_* knob, by the sysctl's name without the prefix
+//! [fragments]                        # optional: Linux's net.ipv4.ipfrag_* sysctls
+//! high_thresh = 4194304              # bytes of fragments queued before every new one is dropped
+//! time = 30                          # seconds an incomplete datagram's fragments are kept
 //! ```
 //!
 //! An `[[interface]]` may name its host path device with `host_device`
@@ -55,6 +58,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 use xdpgw_dataplane::conntrack::{ConntrackConfig, MemInfo, TableLayout, Timeouts, MAX_ENTRIES};
+use xdpgw_dataplane::frag::FragConfig;
 use xdpgw_dataplane::icmp_limit::IcmpLimitConfig;
 use xdpgw_dataplane::link::Link;
 use xdpgw_dataplane::route::{RoutePolicy, RouteRule, MAIN_PRIORITY};
@@ -85,6 +89,8 @@ struct RawConfig {
     icmp: RawIcmp,
     #[serde(default)]
     conntrack: RawConntrack,
+    #[serde(default)]
+    fragments: RawFragments,
 }
 
 #[derive(Debug, Deserialize)]
@@ -249,6 +255,14 @@ const TIMEOUT_KEYS: [TimeoutKey; 14] = [
 /// HZ=1000, in seconds.
 const MAX_TIMEOUT_SECS: i64 = i32::MAX as i64 / 1000;
 
+/// `[fragments]`: Linux's `net.ipv4.ipfrag_high_thresh` and `ipfrag_time`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFragments {
+    high_thresh: Option<Spanned<i64>>,
+    time: Option<Spanned<i64>>,
+}
+
 /// XDP attach mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum XdpModeConfig {
@@ -357,6 +371,8 @@ pub struct Config {
     /// ICMP error rate limits (`[icmp]`; Linux's defaults).
     pub icmp: IcmpLimitConfig,
     pub conntrack: ConntrackFileConfig,
+    /// IPv4 reassembly (`[fragments]`; Linux's defaults).
+    pub fragments: FragConfig,
 }
 
 /// A configuration error at `file:line:column` (line 0: about the whole
@@ -721,6 +737,7 @@ impl Config {
             })?),
         };
         let conntrack = check_conntrack(&raw.conntrack, &at, |span| line_col(text, span.start))?;
+        let fragments = check_fragments(&raw.fragments, &at)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let state_file = match &raw.state_file {
             None => None,
@@ -759,6 +776,7 @@ impl Config {
                 }
             },
             conntrack,
+            fragments,
         })
     }
 
@@ -869,6 +887,48 @@ pub fn conntrack_changes(old: &ConntrackConfig, new: &ConntrackConfig) -> (Vec<S
     }
     let resized = old.max_entries != new.max_entries || old.buckets != new.buckets;
     (out, resized)
+}
+
+/// Checks `[fragments]`: `high_thresh` from 0 (every fragment dropped) to
+/// [`FragConfig::MAX_HIGH_THRESH`] bytes, `time` from 1 to 3,600 seconds.
+fn check_fragments(
+    raw: &RawFragments,
+    at: &impl Fn(std::ops::Range<usize>, String) -> ConfigError,
+) -> Result<FragConfig, ConfigError> {
+    let d = FragConfig::default();
+    let high_thresh = match &raw.high_thresh {
+        None => d.high_thresh,
+        Some(h) => match usize::try_from(*h.get_ref()) {
+            Ok(v) if v <= FragConfig::MAX_HIGH_THRESH => v,
+            _ => {
+                return Err(at(
+                    h.span(),
+                    format!(
+                        "fragments high_thresh {} is out of range: 0 to {} bytes (the \
+                         reassembly memory is allocated at start)",
+                        h.get_ref(),
+                        FragConfig::MAX_HIGH_THRESH
+                    ),
+                ))
+            }
+        },
+    };
+    let time = match &raw.time {
+        None => d.time,
+        Some(t) => match u64::try_from(*t.get_ref()) {
+            Ok(v) if (1..=3600).contains(&v) => v * 1_000_000_000,
+            _ => {
+                return Err(at(
+                    t.span(),
+                    format!(
+                        "fragments time {} is out of range: 1 to 3600 seconds",
+                        t.get_ref()
+                    ),
+                ))
+            }
+        },
+    };
+    Ok(FragConfig { high_thresh, time })
 }
 
 /// Checks `[conntrack]`: `max` from 1 to `MAX_ENTRIES`, `buckets` from
@@ -1094,6 +1154,7 @@ impl Config {
             policy: self.route_policy.clone(),
             conntrack,
             icmp: self.icmp,
+            frag: self.fragments,
         }
     }
 }
@@ -1386,6 +1447,46 @@ address = "192.168.10.1/24"
             let e = Config::parse(Path::new("g.toml"), &bad).expect_err(to);
             assert_eq!((e.line, e.column), at, "{e}");
             assert!(e.message.contains(says), "{e}");
+        }
+    }
+
+    #[test]
+    fn fragments_default_to_linux_and_are_checked_where_written() {
+        let c = Config::parse(Path::new("g.toml"), EXAMPLE).expect("config");
+        assert_eq!(c.fragments, FragConfig::default());
+        assert_eq!(c.fragments.high_thresh, 4 * 1024 * 1024);
+        assert_eq!(c.fragments.time, 30_000_000_000);
+        let text = format!("{EXAMPLE}\n[fragments]\nhigh_thresh = 262144\ntime = 2\n");
+        let c = Config::parse(Path::new("g.toml"), &text).expect("config");
+        assert_eq!(
+            c.fragments,
+            FragConfig {
+                high_thresh: 262_144,
+                time: 2_000_000_000
+            }
+        );
+        assert_eq!(
+            c.gateway_config(|_| ([0; 6], 1500), ConntrackConfig::default())
+                .frag,
+            c.fragments
+        );
+        for (section, want) in [
+            (
+                "time = 0\n",
+                "g.toml:23:8: fragments time 0 is out of range: 1 to 3600 seconds",
+            ),
+            (
+                "high_thresh = -1\n",
+                "g.toml:23:15: fragments high_thresh -1 is out of range",
+            ),
+            (
+                "low_thresh = 1\n",
+                "g.toml:23:1: unknown field `low_thresh`",
+            ),
+        ] {
+            let text = format!("{EXAMPLE}\n[fragments]\n{section}");
+            let e = Config::parse(Path::new("g.toml"), &text).expect_err(section);
+            assert!(e.to_string().starts_with(want), "{section}: {e}");
         }
     }
 

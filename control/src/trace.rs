@@ -303,7 +303,12 @@ fn ct_text(
 fn action_text(a: Action, names: &TraceNames) -> String {
     match a {
         Action::Forward { iface, .. } => format!("sent out {}", names.iface(iface)),
-        Action::Host { .. } => "delivered to the gateway host (INPUT accepted)".into(),
+        Action::Host { .. } | Action::HostReassembled { .. } => {
+            "delivered to the gateway host (INPUT accepted)".into()
+        }
+        Action::Emitted { iface, frames } => {
+            format!("sent out {} in {frames} fragments", names.iface(iface))
+        }
         Action::Drop(r) => format!("dropped ({})", r.name()),
         Action::Consumed => "held until the next hop's address resolves (ARP)".into(),
     }

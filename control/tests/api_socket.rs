@@ -89,6 +89,7 @@ fn control(rules_file: PathBuf) -> Control {
             policy: Default::default(),
             conntrack: ConntrackConfig::default(),
             icmp: Default::default(),
+            frag: Default::default(),
         },
         &set,
     )

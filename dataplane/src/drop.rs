@@ -30,12 +30,20 @@ reasons! {
     Ipv4BadHeaderLen => "ipv4_bad_header_len",
     Ipv4BadTotalLen => "ipv4_bad_total_len",
     Ipv4BadChecksum => "ipv4_bad_checksum",
-    Ipv4Fragment => "ipv4_fragment",
     Ipv4BadOptions => "ipv4_bad_options",
     Ipv4SourceRoute => "ipv4_source_route",
     L4Truncated => "l4_truncated",
     TcpBadHeaderLen => "tcp_bad_header_len",
     IcmpTruncated => "icmp_truncated",
+    // Reassembly (`frag`): fragments dropped, each counted.
+    FragMemFull => "frag_mem_full",
+    FragTableFull => "frag_table_full",
+    FragOverlap => "frag_overlap",
+    FragDuplicate => "frag_duplicate",
+    FragMalformed => "frag_malformed",
+    FragTimeout => "frag_timeout",
+    FragTooBig => "frag_too_big",
+    FragBadEcn => "frag_bad_ecn",
     // Connection tracking.
     CtInvalid => "ct_invalid",
     CtTableFull => "ct_table_full",
@@ -61,6 +69,17 @@ reasons! {
     // Links (802.1Q VLANs, `link`).
     VlanUnknown => "vlan_unknown",
     VlanUntagged => "vlan_untagged",
+}
+
+impl DropReason {
+    /// A transport header that does not parse (what a first fragment too
+    /// short for it would get).
+    pub fn is_transport(self) -> bool {
+        matches!(
+            self,
+            DropReason::L4Truncated | DropReason::TcpBadHeaderLen | DropReason::IcmpTruncated
+        )
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 
 use crate::classify::{compile, CompileError, CompiledRuleSet, MAX_IFACES};
 use crate::conntrack::{Conntrack, ConntrackConfig};
+use crate::frag::{FragConfig, Reassembly};
 use crate::icmp_limit::{IcmpLimitConfig, IcmpLimiter};
 use crate::link::{Link, LinkError, Links};
 use crate::neigh::{Mac, Neighbours};
@@ -104,6 +105,8 @@ pub struct GatewayConfig {
     pub conntrack: ConntrackConfig,
     /// How often ICMP errors may go out (Linux's `icmp_*` sysctls).
     pub icmp: IcmpLimitConfig,
+    /// IPv4 reassembly (Linux's `ipfrag_*` sysctls).
+    pub frag: FragConfig,
 }
 
 #[derive(Debug)]
@@ -141,6 +144,8 @@ pub struct Gateway {
     pub neigh: Neighbours,
     /// The ICMP error rate limits all workers share.
     pub icmp_limit: IcmpLimiter,
+    /// The IPv4 reassembly queues all workers share.
+    pub frags: Reassembly,
     /// Indices handed to workers (their rule counter stripe). Relaxed: only
     /// uniqueness matters.
     worker_seq: AtomicUsize,
@@ -189,6 +194,7 @@ impl Gateway {
             conntrack: Conntrack::new(cfg.conntrack),
             neigh: Neighbours::default(),
             icmp_limit: IcmpLimiter::new(cfg.icmp),
+            frags: Reassembly::new(cfg.frag),
             worker_seq: AtomicUsize::new(0),
             tracer: Tracer::default(),
             live,

@@ -1,6 +1,6 @@
 //! The xdpgw dataplane: the typed rule set and its compiled form
 //! (`rule`, `classify`), wire views and rewrites (`wire`), flow keys
-//! (`flow`), connection tracking (`conntrack`), NAT (`nat`), ICMP error
+//! (`flow`), IPv4 reassembly and fragmentation (`frag`), connection tracking (`conntrack`), NAT (`nat`), ICMP error
 //! rate limits (`icmp_limit`), interfaces on ports and VLANs (`link`), routes and neighbours (`route`, `neigh`),
 //! what the workers share (`gateway`), the netfilter pipeline
 //! (`pipeline`) and what it decides for a frame (`action`), the
@@ -20,6 +20,7 @@ pub mod counter;
 pub mod drop;
 mod fastpath;
 pub mod flow;
+pub mod frag;
 pub mod gateway;
 pub mod hint;
 pub mod icmp_limit;

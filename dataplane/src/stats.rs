@@ -25,6 +25,19 @@ crate::counter_set! {
         pub consumed: u64,
         /// Packets the gateway generated.
         pub emitted: u64,
+        /// Fragments taken for reassembly (Linux's `ReasmReqds`).
+        pub reasm_reqds: u64,
+        /// Datagrams reassembled (`ReasmOKs`).
+        pub reasm_oks: u64,
+        /// Reassemblies given up, and fragments refused for memory
+        /// (`ReasmFails`).
+        pub reasm_fails: u64,
+        /// Datagrams sent on in fragments (`FragOKs`).
+        pub frag_oks: u64,
+        /// Fragments sent (`FragCreates`).
+        pub frag_creates: u64,
+        /// Datagrams that needed fragmenting and could not be (`FragFails`).
+        pub frag_fails: u64,
         /// Drops, by `DropReason as usize`.
         pub drops: [u64; DropReason::COUNT],
         /// Conntrack counters of the packets this worker tracked.
@@ -35,7 +48,7 @@ crate::counter_set! {
 impl WorkerStats {
     /// The per-worker counters (besides the drop reasons and conntrack's),
     /// in the order every view shows them.
-    pub const COUNTERS: [CounterDef<WorkerStats>; 7] = [
+    pub const COUNTERS: [CounterDef<WorkerStats>; 13] = [
         CounterDef {
             key: Some("rx"),
             label: "received",
@@ -94,6 +107,57 @@ impl WorkerStats {
             part: false,
             get: |s| s.emitted,
         },
+        CounterDef {
+            key: Some("reasm_reqds"),
+            label: "frags in",
+            metric: Some("worker_reassembly_fragments_total"),
+            help: "Fragments taken for reassembly (Linux's ReasmReqds).",
+            part: false,
+            get: |s| s.reasm_reqds,
+        },
+        CounterDef {
+            key: Some("reasm_oks"),
+            label: "reassembled",
+            metric: Some("worker_reassembled_datagrams_total"),
+            help: "Datagrams reassembled from fragments (ReasmOKs).",
+            part: false,
+            get: |s| s.reasm_oks,
+        },
+        CounterDef {
+            key: Some("reasm_fails"),
+            label: "reasm fails",
+            metric: Some("worker_reassembly_failures_total"),
+            help:
+                "Reassemblies given up (timeout, overlap, malformed) and fragments refused while \
+                   reassembly memory was full (ReasmFails).",
+            part: false,
+            get: |s| s.reasm_fails,
+        },
+        CounterDef {
+            key: Some("frag_oks"),
+            label: "fragmented",
+            metric: Some("worker_fragmented_datagrams_total"),
+            help: "Datagrams sent on in fragments (FragOKs).",
+            part: false,
+            get: |s| s.frag_oks,
+        },
+        CounterDef {
+            key: Some("frag_creates"),
+            label: "frags out",
+            metric: Some("worker_fragments_sent_total"),
+            help: "Fragments sent (FragCreates).",
+            part: false,
+            get: |s| s.frag_creates,
+        },
+        CounterDef {
+            key: Some("frag_fails"),
+            label: "frag fails",
+            metric: Some("worker_fragmentation_failures_total"),
+            help: "Datagrams over the egress MTU that could not be sent (DF set, or no room) \
+                   (FragFails).",
+            part: false,
+            get: |s| s.frag_fails,
+        },
     ];
 
     /// Every dropped packet.
@@ -121,14 +185,14 @@ mod tests {
             *x = n;
         });
         let got: Vec<u64> = WorkerStats::COUNTERS.iter().map(|c| (c.get)(&s)).collect();
-        assert_eq!(got, (1..=7).collect::<Vec<u64>>(), "in declaration order");
+        assert_eq!(got, (1..=13).collect::<Vec<u64>>(), "in declaration order");
         let mut keys: Vec<_> = WorkerStats::COUNTERS.iter().filter_map(|c| c.key).collect();
         keys.sort_unstable();
         keys.dedup();
         assert_eq!(keys.len(), WorkerStats::COUNTERS.len());
         assert_eq!(
             WorkerStats::WORDS,
-            7 + DropReason::COUNT + CtCounters::WORDS
+            13 + DropReason::COUNT + CtCounters::WORDS
         );
     }
 }

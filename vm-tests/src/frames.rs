@@ -331,3 +331,79 @@ pub fn arp_request(mac: Mac, ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
     f.extend_from_slice(&target.octets());
     f
 }
+
+/// The fragments of the IPv4 datagram in `frame` (Ethernet II, IPv4
+/// without options): one frame per `(offset, len)` of data, in the order
+/// given, each with the datagram's header, MF set on all but the one that
+/// ends the datagram, and its checksum.
+pub fn fragments(frame: &[u8], cuts: &[(usize, usize)]) -> Vec<Vec<u8>> {
+    let data = &frame[34..];
+    cuts.iter()
+        .map(|&(off, len)| {
+            let mut f = frame[..34].to_vec();
+            f.extend_from_slice(&data[off..off + len]);
+            f[16..18].copy_from_slice(&((20 + len) as u16).to_be_bytes());
+            let mut flags = (off / 8) as u16;
+            if off + len < data.len() {
+                flags |= 0x2000;
+            }
+            f[20..22].copy_from_slice(&flags.to_be_bytes());
+            f[24..26].copy_from_slice(&[0, 0]);
+            let c = checksum(&f[14..34]);
+            f[24..26].copy_from_slice(&c.to_be_bytes());
+            f
+        })
+        .collect()
+}
+
+/// Cuts of `len` bytes of data into pieces of `size` (the last shorter).
+pub fn even_cuts(len: usize, size: usize) -> Vec<(usize, usize)> {
+    (0..len)
+        .step_by(size)
+        .map(|off| (off, size.min(len - off)))
+        .collect()
+}
+
+/// One fragment as it left: (offset, more fragments, IP id, TTL, total
+/// length).
+pub fn fragment_fields(frame: &[u8]) -> (usize, bool, u16, u8, usize) {
+    let ip = &frame[14..];
+    let flags = be16(ip, 6);
+    (
+        usize::from(flags & 0x1fff) * 8,
+        flags & 0x2000 != 0,
+        be16(ip, 4),
+        ip[8],
+        usize::from(be16(ip, 2)),
+    )
+}
+
+/// The datagram fragment frames (in any order, Ethernet II, same header
+/// length) make up, as one frame: the first fragment's headers with the
+/// total length and fragment field of a whole datagram. Panics if they do
+/// not make one exactly (a gap, an overlap, a header checksum wrong).
+pub fn reassemble(frames: &[Vec<u8>]) -> Vec<u8> {
+    let mut fs: Vec<&Vec<u8>> = frames.iter().collect();
+    fs.sort_by_key(|f| fragment_fields(f).0);
+    let first = fs.first().expect("no fragments");
+    let ihl = usize::from(first[14] & 0x0f) * 4;
+    let mut out = first[..14 + ihl].to_vec();
+    for f in &fs {
+        assert_eq!(
+            fold(sum(&f[14..14 + ihl])),
+            0xffff,
+            "fragment header checksum"
+        );
+        let (off, _, _, _, total) = fragment_fields(f);
+        assert_eq!(out.len() - 14 - ihl, off, "fragments contiguous");
+        out.extend_from_slice(&f[14 + ihl..14 + total]);
+    }
+    assert!(!fragment_fields(fs[fs.len() - 1]).1, "the last one ends it");
+    let total = out.len() - 14;
+    out[16..18].copy_from_slice(&(total as u16).to_be_bytes());
+    out[20..22].copy_from_slice(&[0, 0]);
+    out[24..26].copy_from_slice(&[0, 0]);
+    let c = checksum(&out[14..14 + ihl]);
+    out[24..26].copy_from_slice(&c.to_be_bytes());
+    out
+}

@@ -65,6 +65,7 @@ pub mod pipeline {
                 ..ConntrackConfig::default()
             },
             icmp: Default::default(),
+            frag: Default::default(),
         };
         let gw = Arc::new(Gateway::new(cfg, &rules).unwrap_or_else(|e| panic!("{e}")));
         gw.neigh.learn(0, CLIENT.0, CLIENT.1);

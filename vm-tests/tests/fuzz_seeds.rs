@@ -517,9 +517,9 @@ fn seeds_in_order_have_their_intended_effect() {
                 .batch(Sink)
                 .process(u64::from(s.iface) << 20, s.iface, &mut buf, s.frame.len());
         let effect = match action {
-            Action::Forward { iface, .. } => Effect::Out(iface),
+            Action::Forward { iface, .. } | Action::Emitted { iface, .. } => Effect::Out(iface),
             Action::Consumed => Effect::Consumed,
-            Action::Host { .. } => Effect::Host,
+            Action::Host { .. } | Action::HostReassembled { .. } => Effect::Host,
             Action::Drop(_) => Effect::Dropped,
         };
         if effect != s.effect {

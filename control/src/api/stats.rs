@@ -8,7 +8,9 @@
 //! ```text
 //! time_ns N                     the workers' clock when sampled
 //! worker W KEY N                per counter of WorkerStats::COUNTERS (rx, forwarded,
-//!                               fast_path, host, from_host, consumed, emitted), and sent
+//!                               fast_path, host, from_host, consumed, emitted, reasm_reqds,
+//!                               reasm_oks, reasm_fails, frag_oks, frag_creates, frag_fails),
+//!                               and sent
 //! worker W drop REASON N        per DropReason (non-zero ones)
 //! iface NAME rx|tx N            summed over its queues
 //! iface NAME drop REASON N      ring losses: kernel_rx_dropped, rx_ring_full, tx_ring_full, tx_invalid
@@ -273,7 +275,8 @@ mod tests {
         assert_eq!(
             counters_line(&s),
             "received 10 forwarded 8 (fast path 6) host 0 from host 1 answered/held 0 \
-             generated 2 dropped 2"
+             generated 2 frags in 0 reassembled 0 reasm fails 0 fragmented 0 frags out 0 \
+             frag fails 0 dropped 2"
         );
     }
 
@@ -292,9 +295,9 @@ mod tests {
             "rates over 2.0 s\n\
              interface lan0: received 160 (50 pps) sent 140 (50 pps) dropped 2\n  \
              dropped rx_ring_full: 2 (1/s)\n\
-             worker 0: received 300 (100 pps) sent 281 (95 pps) forwarded 280 (fast path 0) host 0 from host 0 answered/held 5 generated 1 dropped 15\n  \
+             worker 0: received 300 (100 pps) sent 281 (95 pps) forwarded 280 (fast path 0) host 0 from host 0 answered/held 5 generated 1 frags in 0 reassembled 0 reasm fails 0 fragmented 0 frags out 0 frag fails 0 dropped 15\n  \
              dropped policy_drop: 15 (5/s)\n\
-             total: received 300 forwarded 280 (fast path 0) host 0 from host 0 answered/held 5 generated 1 dropped 15\n"
+             total: received 300 forwarded 280 (fast path 0) host 0 from host 0 answered/held 5 generated 1 frags in 0 reassembled 0 reasm fails 0 fragmented 0 frags out 0 frag fails 0 dropped 15\n"
         );
         let ct = |entries: u64, insert: u64| {
             format!("conntrack entries {entries}\nconntrack max 262144\nconntrack insert {insert}")

@@ -404,7 +404,12 @@ impl<'a> Parser<'a> {
             "-f" | "--fragment" => {
                 return Err(err(
                     t,
-                    RuleErrorKind::Semantic("-f (fragment) matches are not supported yet".into()),
+                    RuleErrorKind::Semantic(
+                        "-f (fragment) matches are not supported: xdpgw reassembles fragments \
+                         before any table sees them, as Linux does once conntrack is in use, so \
+                         such a rule would never match"
+                            .into(),
+                    ),
                 ))
             }
             "-t" | "--table" => {

@@ -122,10 +122,13 @@ impl Hooks {
             return cx.drop(DropReason::TtlExceeded);
         }
         let mtu = self.gw.mtu(hop.iface);
-        if p.info.total_len > mtu {
-            if p.info.df {
-                self.icmp_error(cx, frame, p, IcmpError::frag_needed(mtu), in_iface);
-            }
+        // `ip_exceeds_mtu`: only DF datagrams are refused here (for a
+        // reassembled one, only if a fragment was larger than the MTU);
+        // others are fragmented on the way out.
+        let reassembled = self.defrag.active;
+        if p.info.total_len > mtu && p.info.df && (!reassembled || self.defrag.max_size > mtu) {
+            self.icmp_error(cx, frame, p, IcmpError::frag_needed(mtu), in_iface);
+            cx.stats.frag_fails += 1;
             return cx.drop(DropReason::FragNeeded);
         }
         wire::dec_ttl(frame, &p.info);
@@ -138,6 +141,11 @@ impl Hooks {
             .and_then(|()| self.postrouting(cx, frame, p));
         if let Err(reason) = r {
             return cx.drop(reason);
+        }
+        if reassembled || p.info.total_len > mtu {
+            // A reassembled datagram leaves in fragments again, as one
+            // over the MTU does (`ip_finish_output` -> `ip_fragment`).
+            return self.transmit_fragments(cx, frame, p, hop.iface, hop.addr, mtu, true);
         }
         let a = self.transmit(cx, frame, p, hop.iface, hop.addr);
         if cx.fast.rec.on {
@@ -387,6 +395,19 @@ impl Hooks {
         .and_then(|()| self.postrouting(cx, frame, &mut p));
         if let Err(reason) = r {
             return cx.drop(reason);
+        }
+        let mtu = self.gw.mtu(hop.iface);
+        if p.info.total_len > mtu || self.defrag.active {
+            // A datagram the host sent in fragments (leaving in them
+            // again), or an answer to a reassembled one (a large ping's
+            // reply).
+            if p.info.total_len > mtu && p.info.df && !self.defrag.active {
+                cx.stats.frag_fails += 1;
+                return cx.drop(DropReason::FragNeeded);
+            }
+            // The host's own geometry is kept; an answer is cut to the MTU.
+            let geometry = self.defrag.from_host;
+            return self.transmit_fragments(cx, frame, &p, hop.iface, hop.addr, mtu, geometry);
         }
         self.transmit(cx, frame, &p, hop.iface, hop.addr)
     }

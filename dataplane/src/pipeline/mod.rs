@@ -26,6 +26,7 @@ mod generate;
 mod hook;
 mod observe;
 mod packet;
+mod reassemble;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use crate::action::Action;
 use crate::classify::{CompiledRuleSet, EvalState};
 use crate::drop::DropReason;
 use crate::fastpath::FastPath;
+use crate::frag::Defrag;
 use crate::gateway::Gateway;
 use crate::log::LogRing;
 use crate::nat::PortSearch;
@@ -130,6 +132,9 @@ pub(crate) struct Hooks {
     ports: PortSearch,
     scratch: Box<[u8]>,
     logs: LogRing,
+    /// Reassembly: the datagram the pipeline runs when a fragment
+    /// completed one.
+    defrag: Defrag,
 }
 
 impl Hooks {
@@ -145,6 +150,7 @@ impl Hooks {
             ports: PortSearch::new(seed),
             scratch: vec![0u8; FRAME_SIZE].into_boxed_slice(),
             logs: LogRing::new(256),
+            defrag: Defrag::new(&gw.frags),
             neigh: gw.neigh.snapshot(),
             gw,
         }
@@ -223,12 +229,11 @@ impl Hooks {
             return cx.drop(DropReason::NotForUs);
         }
         let info = match wire::parse_ipv4(frame) {
-            Ok(i) => i,
-            Err(r) => return cx.drop(r),
+            Ok(i) if !i.fragment => i,
+            // Fragments are reassembled before raw PREROUTING, as
+            // `nf_defrag_ipv4` does; what does not parse is dropped.
+            r => return self.not_whole(cx, trace, in_iface, frame, r.err()),
         };
-        if info.fragment {
-            return cx.drop(DropReason::Ipv4Fragment);
-        }
         let a = if trace.active() {
             self.prerouting_traced(cx, trace, in_iface, frame, info)
         } else {
@@ -239,9 +244,16 @@ impl Hooks {
             Action::Forward { .. } => cx.stats.forwarded += 1,
             Action::Host { .. } => cx.stats.host += 1,
             Action::Consumed => cx.stats.consumed += 1,
-            Action::Drop(_) => {}
+            Action::Emitted { .. } => cx.stats.forwarded += 1,
+            Action::HostReassembled { .. } | Action::Drop(_) => {}
         }
         a
+    }
+
+    /// The reassembly buffer: the datagram of the last
+    /// [`Action::HostReassembled`].
+    pub(crate) fn reassembled(&self) -> &[u8] {
+        &self.defrag.buf
     }
 
     /// [`Hooks::prerouting`] for a packet that may match the running
@@ -289,6 +301,13 @@ impl Hooks {
         };
         frame[..12].fill(0);
         frame[12..ETH_HLEN].copy_from_slice(&wire::ETHERTYPE_IPV4.to_be_bytes());
+        if reassemble::is_fragment(frame) {
+            let a = self.reassemble_from_host(cx, frame);
+            if let Action::Emitted { .. } = a {
+                cx.stats.forwarded += 1;
+            }
+            return a;
+        }
         let a = self.output(cx, frame, None);
         if let Action::Forward { .. } = a {
             cx.stats.forwarded += 1;

@@ -45,8 +45,10 @@ pub struct FastTcp {
 
 /// Reads a frame addressed to `mac` that the fast path may take; `None`
 /// for anything else. Verifies the IPv4 header checksum (the transport
-/// checksum is the caller's, as it is conntrack's).
-#[inline]
+/// checksum is the caller's, as it is conntrack's). Always inlined: it is
+/// the fast path's parse, and a worker compiled for several `Emit` types
+/// (tests, tools) must not turn it into a call.
+#[inline(always)]
 pub fn peek(frame: &[u8], mac: &[u8; 6]) -> Option<Peek> {
     // Ethernet, IPv4 without options and the first 8 bytes of UDP or TCP,
     // as one fixed-size block: no bounds checks below.

@@ -47,8 +47,8 @@ pub fn ethertype(frame: &[u8]) -> Result<u16, DropReason> {
 /// ICMP error goes into [`IcmpInfo::inner`] when usable (see there).
 ///
 /// Fragments are parsed (`fragment` = true; non-first ones get
-/// [`L4::Other`]); deciding what to do with them (`Ipv4Fragment`) is the
-/// caller's business. Transport checksums are not verified.
+/// [`L4::Other`]); reassembling them is the caller's business
+/// (`frag`). Transport checksums are not verified.
 #[inline]
 pub fn parse_ipv4(frame: &[u8]) -> Result<Ipv4Info, DropReason> {
     if ethertype(frame)? != ETHERTYPE_IPV4 {

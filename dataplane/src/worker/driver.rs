@@ -105,7 +105,8 @@ impl<Q: PortQueue, H: HostPort> Driver<Q, H> {
             worker,
             queues,
             host,
-            staging: Staging::new(BATCH * 2),
+            // Room for a batch's datagrams fragmented on the way out.
+            staging: Staging::new(BATCH * 4),
             host_buf: vec![0u8; FRAME_SIZE].into_boxed_slice(),
             host_budget: usize::MAX,
             last_host: 0,
@@ -192,7 +193,17 @@ impl<Q: PortQueue, H: HostPort> Driver<Q, H> {
                                 }
                                 ForwardVerdict::Drop
                             }
-                            Action::Drop(_) | Action::Consumed => ForwardVerdict::Drop,
+                            Action::HostReassembled { iface, len } => {
+                                let packet = b.reassembled().get(ETH_HLEN..len);
+                                let r = to_host(host.as_deref_mut(), budget, iface, packet);
+                                if let Err(r) = r {
+                                    b.count_drop(r);
+                                }
+                                ForwardVerdict::Drop
+                            }
+                            Action::Drop(_) | Action::Consumed | Action::Emitted { .. } => {
+                                ForwardVerdict::Drop
+                            }
                         }
                     },
                 );

@@ -133,6 +133,7 @@ impl Worker {
     pub fn housekeeping(&mut self, now: u64, emit: &mut impl Emit) {
         self.fast.end_old_round(now, &self.gw.conntrack);
         self.hooks.release_held(now, &mut self.stats, emit);
+        self.gw.frags.expire(now, &mut self.stats);
         // Expiry at the pace `Conntrack::sweep_slots` sets (the table once
         // a second, large ones more slowly), in steps of at least `GC_STEP`
         // slots or 10 ms.
@@ -243,6 +244,13 @@ impl<E: Emit> Batch<'_, E> {
         let w = &mut *self.w;
         let mut cx = Cx::new(now, &mut self.emit, &mut w.stats, &mut w.fast);
         w.hooks.output_from_host(&mut cx, buf, len)
+    }
+
+    /// The worker's reassembly buffer: after an
+    /// [`Action::HostReassembled`], the frame (Ethernet header, then the
+    /// datagram) to deliver.
+    pub fn reassembled(&self) -> &[u8] {
+        self.w.hooks.reassembled()
     }
 
     /// The worker running the batch.
