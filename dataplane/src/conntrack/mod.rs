@@ -709,6 +709,18 @@ impl LivePolicy {
         }
     }
 
+    /// Indices of single timeouts ([`Timeouts::to_array`]'s order), read
+    /// alone where a packet needs only one.
+    const UDP: usize = 11;
+    const UDP_STREAM: usize = 12;
+    const ICMP: usize = 13;
+    const GENERIC: usize = 14;
+
+    #[inline]
+    fn timeout(&self, i: usize) -> Nanos {
+        self.timeouts[i].load(Ordering::Relaxed)
+    }
+
     #[inline]
     fn load(&self) -> Policy {
         let flags = self.flags.load(Ordering::Relaxed);
@@ -1289,7 +1301,7 @@ impl Conntrack {
         c.bytes[d] += bytes;
         c.timeout = c
             .timeout
-            .max(last.saturating_add(self.pol.load().timeouts.udp_stream));
+            .max(last.saturating_add(self.pol.timeout(LivePolicy::UDP_STREAM)));
         ShardStats::add_locked(&self.stats_of(home).found, packets);
     }
 
@@ -1346,11 +1358,9 @@ impl Conntrack {
                 // (A TCP entry always has its line.)
                 _ => Verdict::Invalid(InvalidReason::MissingHeader),
             },
-            Proto::Udp { stream_ts } => {
-                udp_packet(&mut conn.status, *stream_ts, now, &self.pol.load())
-            }
-            Proto::Icmp { .. } => Verdict::Refresh(self.pol.load().timeouts.icmp),
-            Proto::Generic => Verdict::Refresh(self.pol.load().timeouts.generic),
+            Proto::Udp { stream_ts } => udp_packet(&mut conn.status, *stream_ts, now, &self.pol),
+            Proto::Icmp { .. } => Verdict::Refresh(self.pol.timeout(LivePolicy::ICMP)),
+            Proto::Generic => Verdict::Refresh(self.pol.timeout(LivePolicy::GENERIC)),
         };
         let accepted = |conn: &mut Conn| {
             if dir == Dir::Reply {
@@ -1492,7 +1502,7 @@ impl Conntrack {
                 conn.proto = Proto::Udp {
                     stream_ts: now.saturating_add(2 * NANOS_PER_SEC),
                 };
-                Verdict::Refresh(self.pol.load().timeouts.udp)
+                Verdict::Refresh(self.pol.timeout(LivePolicy::UDP))
             }
             IPPROTO_ICMP => {
                 let Some(ic) = &pkt.icmp else {
@@ -1505,9 +1515,9 @@ impl Conntrack {
                     ty: ic.ty,
                     code: ic.code,
                 };
-                Verdict::Refresh(self.pol.load().timeouts.icmp)
+                Verdict::Refresh(self.pol.timeout(LivePolicy::ICMP))
             }
-            _ => Verdict::Refresh(self.pol.load().timeouts.generic),
+            _ => Verdict::Refresh(self.pol.timeout(LivePolicy::GENERIC)),
         };
         match verdict {
             Verdict::Refresh(timeout) => {
@@ -2135,12 +2145,12 @@ impl Conntrack {
 /// was, and the flow is still active two seconds after it started, 120 s and
 /// ASSURED. `status` is read before this packet sets SEEN_REPLY, so a single
 /// request/reply exchange (DNS) stays unassured with 30 s, as in Linux.
-fn udp_packet(status: &mut u16, stream_ts: Nanos, now: Nanos, pol: &Policy) -> Verdict {
+fn udp_packet(status: &mut u16, stream_ts: Nanos, now: Nanos, pol: &LivePolicy) -> Verdict {
     if *status & status::SEEN_REPLY != 0 && now > stream_ts {
         *status |= status::ASSURED;
-        Verdict::Refresh(pol.timeouts.udp_stream)
+        Verdict::Refresh(pol.timeout(LivePolicy::UDP_STREAM))
     } else {
-        Verdict::Refresh(pol.timeouts.udp)
+        Verdict::Refresh(pol.timeout(LivePolicy::UDP))
     }
 }
 

@@ -2112,3 +2112,21 @@ fn policy_changes_apply_to_the_next_packet() {
     let ack = tcp_pkt(tuple(C, 6000, SRV, 80, IPPROTO_TCP), seg(ACK, 1, 1, 100, 0));
     assert!(matches!(c.track(now, &ack), Track::Invalid { .. }));
 }
+
+/// The single timeouts the live policy reads by index are the right ones.
+#[test]
+fn live_policy_indices_name_their_timeouts() {
+    let mut cfg = cfg(1024, 16);
+    let t = &mut cfg.timeouts;
+    (t.udp, t.udp_stream, t.icmp, t.generic) = (11, 12, 13, 14);
+    let live = LivePolicy::new(&Policy::of(&cfg));
+    assert_eq!(live.load(), Policy::of(&cfg));
+    for (i, want) in [
+        (LivePolicy::UDP, 11),
+        (LivePolicy::UDP_STREAM, 12),
+        (LivePolicy::ICMP, 13),
+        (LivePolicy::GENERIC, 14),
+    ] {
+        assert_eq!(live.timeout(i), want);
+    }
+}
