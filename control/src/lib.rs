@@ -8,6 +8,7 @@ pub mod demo;
 pub mod doctor;
 pub mod error;
 pub mod explain;
+pub mod ipset;
 pub mod netdb;
 pub mod parse;
 pub mod run;

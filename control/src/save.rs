@@ -8,6 +8,7 @@ use xdpgw_dataplane::rule::{
     tcp_flag, AddrRange, Chain, IcmpType, Inv, Ipv4Net, Match, MultiportDir, NatRange, PortRange,
     Rule, RuleSet, TableRules, Target, TtlMatch, TtlSet,
 };
+use xdpgw_dataplane::rule::{CounterOp, DimFlags};
 
 use crate::netdb;
 use crate::parse::value::limit_rate_text;
@@ -268,7 +269,39 @@ fn match_spec(out: &mut String, m: &Match) {
             inv(out, t.invert);
             let _ = write!(out, " --tos 0x{:02x}/0x{:02x}", t.value.value, t.value.mask);
         }
+        Match::Set(m) => {
+            // libxt_set's set_save_v4: the name and flags, then the options
+            // in this order; counter conditions packets before bytes.
+            inv(out, m.invert);
+            let _ = write!(out, " --match-set {} {}", m.name, set_flags_text(m.flags));
+            if m.return_nomatch {
+                out.push_str(" --return-nomatch");
+            }
+            if !m.update_counters {
+                out.push_str(" ! --update-counters");
+            }
+            if !m.update_subcounters {
+                out.push_str(" ! --update-subcounters");
+            }
+            for (what, c) in [("packets", m.packets), ("bytes", m.bytes)] {
+                let _ = match c {
+                    Some((CounterOp::Eq, n)) => write!(out, " --{what}-eq {n}"),
+                    Some((CounterOp::Ne, n)) => write!(out, " ! --{what}-eq {n}"),
+                    Some((CounterOp::Lt, n)) => write!(out, " --{what}-lt {n}"),
+                    Some((CounterOp::Gt, n)) => write!(out, " --{what}-gt {n}"),
+                    None => Ok(()),
+                };
+            }
+        }
     }
+}
+
+/// `src,dst,...` of a set match.
+pub(crate) fn set_flags_text(f: DimFlags) -> String {
+    (0..f.dim)
+        .map(|i| if f.is_src(i) { "src" } else { "dst" })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn nat_range(out: &mut String, opt: &str, r: &NatRange) {

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::classify::{compile, CompileError, CompiledRuleSet, MAX_IFACES};
+use crate::classify::{compile_with_sets, CompileError, CompiledRuleSet, MAX_IFACES};
 use crate::conntrack::{Conntrack, ConntrackConfig};
 use crate::icmp_limit::{IcmpLimitConfig, IcmpLimiter};
+use crate::ipset::{SetTable, SharedSets};
 use crate::neigh::{Mac, Neighbours};
 use crate::route::{RouteError, RouteTable};
 use crate::rule::{Ipv4Net, RuleSet};
@@ -73,10 +74,23 @@ pub struct Gateway {
     worker_seq: AtomicUsize,
     /// The running packet trace, if any (`xdpgw trace`).
     pub tracer: Tracer,
+    /// The IP sets (`-m set`), changed at run time without a reload;
+    /// workers load the current table at each batch.
+    pub sets: SharedSets,
 }
 
 impl Gateway {
     pub fn new(cfg: GatewayConfig, rules: &RuleSet) -> Result<Gateway, GatewayError> {
+        Gateway::with_sets(cfg, SetTable::default(), rules)
+    }
+
+    /// A gateway whose IP sets are `sets` (loaded before the rules, which
+    /// may name them).
+    pub fn with_sets(
+        cfg: GatewayConfig,
+        sets: SetTable,
+        rules: &RuleSet,
+    ) -> Result<Gateway, GatewayError> {
         if cfg.ifaces.len() > MAX_IFACES {
             return Err(GatewayError::TooManyInterfaces(cfg.ifaces.len()));
         }
@@ -88,7 +102,7 @@ impl Gateway {
             .collect();
         let routes = RouteTable::new(&connected, &cfg.routes).map_err(GatewayError::Route)?;
         let names: Vec<&str> = cfg.ifaces.iter().map(|f| f.name.as_str()).collect();
-        let compiled = compile(rules, &names).map_err(GatewayError::Compile)?;
+        let compiled = compile_with_sets(rules, &names, &sets).map_err(GatewayError::Compile)?;
         Ok(Gateway {
             ifaces: cfg.ifaces,
             routes,
@@ -98,6 +112,7 @@ impl Gateway {
             icmp_limit: IcmpLimiter::new(cfg.icmp),
             worker_seq: AtomicUsize::new(0),
             tracer: Tracer::default(),
+            sets: SharedSets::new(sets),
         })
     }
 
@@ -113,7 +128,13 @@ impl Gateway {
     /// it (the control plane prepares counters before [`Gateway::install_compiled`]).
     pub fn compile(&self, rules: &RuleSet) -> Result<CompiledRuleSet, CompileError> {
         let names: Vec<&str> = self.ifaces.iter().map(|f| f.name.as_str()).collect();
-        compile(rules, &names)
+        compile_with_sets(rules, &names, &self.sets.now())
+    }
+
+    /// Whether the installed rules name set `slot` (a set in use cannot
+    /// be destroyed, as the kernel's reference count refuses it).
+    pub fn set_in_use(&self, slot: u16) -> bool {
+        self.rules.load().uses_set(slot)
     }
 
     /// Installs a compiled rule set; returns the one it replaced. Workers

@@ -23,6 +23,7 @@ pub mod flow;
 pub mod gateway;
 pub mod hint;
 pub mod icmp_limit;
+pub mod ipset;
 pub mod log;
 pub mod nat;
 pub mod neigh;

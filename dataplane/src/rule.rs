@@ -5,6 +5,8 @@
 
 use std::net::Ipv4Addr;
 
+pub use crate::ipset::{CounterOp, DimFlags};
+
 /// A netfilter table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
@@ -389,6 +391,23 @@ pub enum Match {
     Ttl(TtlMatch),
     /// `-m tos --tos value/mask`: the whole TOS byte, ECN bits included.
     Tos(Inv<TosBits>),
+    /// `-m set --match-set NAME FLAGS ...` (xt_set revision 4).
+    Set(SetMatch),
+}
+
+/// `-m set [!] --match-set NAME src|dst[,...]` and its options.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SetMatch {
+    pub name: String,
+    pub flags: DimFlags,
+    pub invert: bool,
+    pub return_nomatch: bool,
+    /// `! --update-counters` clears it.
+    pub update_counters: bool,
+    /// `! --update-subcounters` clears it (list:set members' counters).
+    pub update_subcounters: bool,
+    pub packets: Option<(CounterOp, u64)>,
+    pub bytes: Option<(CounterOp, u64)>,
 }
 
 /// `-m length`'s range (`lo` above `hi` matches nothing, as in Linux).
@@ -461,6 +480,7 @@ impl Match {
             Match::Length(_) => "length",
             Match::Ttl(_) => "ttl",
             Match::Tos(_) => "tos",
+            Match::Set(_) => "set",
         }
     }
 }
