@@ -605,9 +605,10 @@ mod tests {
     fn errors_as_ipset_says_them() {
         let t = SetTable::default();
         let e = parse_set_command(&toks("add nope 1.2.3.4"), &t).expect_err("no set");
+        assert_eq!((e.line, e.column), (1, 2));
         assert_eq!(
-            e.to_string(),
-            "1:2: The set with the given name does not exist"
+            e.kind.to_string(),
+            "The set with the given name does not exist"
         );
         let e = parse_set_command(&toks("create v6 hash:net family inet6"), &t).expect_err("v6");
         assert!(e.to_string().contains("inet6"), "{e}");
