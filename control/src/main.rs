@@ -130,6 +130,22 @@ enum Command {
         #[command(flatten)]
         gateway: GatewayArgs,
     },
+    /// The running gateway's IP sets, as ipset 7.17 changes and prints
+    /// them: add, del, test, list, save, flush, swap, create, destroy
+    /// (`xdpgw ipset add blocklist 10.0.0.0/8`, `-exist`). Changes take
+    /// effect at the workers' next batch, without a reload.
+    Ipset {
+        #[command(flatten)]
+        gateway: GatewayArgs,
+        /// The ipset command and its arguments.
+        #[arg(
+            value_name = "COMMAND",
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        words: Vec<String>,
+    },
     /// The running gateway's connection tracking table: -L lists entries in
     /// the /proc/net/nf_conntrack format, -D deletes the matching ones, -F
     /// flushes, -C counts, -S prints statistics (one line per worker), -E
@@ -463,6 +479,15 @@ fn main() -> ExitCode {
         } => gateway.call(&Request::new("zero").opt("table", table).opt("chain", chain)),
         Command::Stats { watch, gateway } => gateway.stats(watch),
         Command::Metrics { gateway } => gateway.call(&Request::new("metrics")),
+        Command::Ipset { gateway, words } => {
+            match api::socket_path(gateway.socket.as_deref(), gateway.config.as_deref()) {
+                Ok(path) => api::ipset::run(&path, &api::ipset::request(&words)),
+                Err(e) => {
+                    eprintln!("xdpgw: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Conntrack {
             event: true,
             proto,

@@ -642,7 +642,7 @@ impl SetTable {
     /// Drops expired elements from every set.
     pub fn expire(&mut self, now: u64) {
         for s in self.slots.iter_mut().flatten() {
-            if s.set.kind != SetType::ListSet && !s.set.is_empty() {
+            if s.set.opts.timeout.is_some() && !s.set.is_empty() {
                 Arc::make_mut(&mut s.set).expire(now);
             }
         }
