@@ -29,6 +29,24 @@ pub fn load_rules_str(name: &str, text: &str) -> Result<RuleSet, RuleErrors> {
     parse::load_str(text).map_err(|e| e.in_file(name))
 }
 
+/// Loads a rule file's text that may hold `ipset` lines: the sets they make
+/// (from none) and the rules.
+pub fn load_sets_and_rules_str(name: &str, text: &str) -> Result<(SetTable, RuleSet), RuleErrors> {
+    let file = parse::load_str_with_sets(text, &SetTable::default()).map_err(|e| e.in_file(name))?;
+    let mut sets = SetTable::default();
+    for l in &file.set_lines {
+        ipset::apply(&mut sets, l, 0, &|_| false, &|_| 0).map_err(|e| {
+            RuleErrors(vec![RuleError::at(
+                l.at.0,
+                l.at.1,
+                RuleErrorKind::Semantic(e.to_string()),
+            )])
+            .in_file(name)
+        })?;
+    }
+    Ok((sets, file.set))
+}
+
 /// Loads a rule file (iptables-save form or a script of `iptables` lines).
 pub fn load_rules(path: &Path) -> Result<RuleSet, RuleErrors> {
     load_rule_file(path).map(|f| f.set)
