@@ -32,7 +32,8 @@ pub fn load_rules_str(name: &str, text: &str) -> Result<RuleSet, RuleErrors> {
 /// Loads a rule file's text that may hold `ipset` lines: the sets they make
 /// (from none) and the rules.
 pub fn load_sets_and_rules_str(name: &str, text: &str) -> Result<(SetTable, RuleSet), RuleErrors> {
-    let file = parse::load_str_with_sets(text, &SetTable::default()).map_err(|e| e.in_file(name))?;
+    let file =
+        parse::load_str_with_sets(text, &SetTable::default()).map_err(|e| e.in_file(name))?;
     let mut sets = SetTable::default();
     for l in &file.set_lines {
         ipset::apply(&mut sets, l, 0, &|_| false, &|_| 0).map_err(|e| {
