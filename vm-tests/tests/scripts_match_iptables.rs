@@ -1017,9 +1017,7 @@ fn xdpgw_ipset_save_equals_ipset_save() {
         let linux = normal_ipset_save(&ns.exec_ok(&["ipset", "save"]));
         let (sets, _) = xdpgw_control::load_sets_and_rules_str(s.name, s.text)
             .unwrap_or_else(|e| panic!("{}: {e}", s.name));
-        let ours = normal_ipset_save(
-            &xdpgw_control::ipset::save(&sets, None, 0).expect("save"),
-        );
+        let ours = normal_ipset_save(&xdpgw_control::ipset::save(&sets, None, 0).expect("save"));
         compared += 1;
         if linux != ours {
             problems.push(format!(
