@@ -65,11 +65,26 @@ impl ElemValue {
     }
 }
 
+/// How many shards each prefix length's table is cut into: a change
+/// copies only the shard it touches (the tables are shared, copy on write,
+/// between the published set and the one being changed), 1/64 of a large
+/// set.
+const SHARDS: usize = 64;
+
+type Shard = Arc<HashMap<Key, ElemValue>>;
+
+/// The shard of a key: the top bits of a multiplicative hash.
+#[inline]
+fn shard_of(key: Key) -> usize {
+    (key.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize % SHARDS
+}
+
 /// The elements of one set, by prefix length.
 #[derive(Clone, Debug, Default)]
 pub struct PrefixTables {
-    /// By prefix length 0..=32.
-    tables: Vec<HashMap<Key, ElemValue>>,
+    /// By prefix length 0..=32: [`SHARDS`] shards, or none while the
+    /// prefix length has no element.
+    tables: Vec<Vec<Shard>>,
     /// The prefix lengths that have elements, most specific first.
     present: Vec<u8>,
     len: usize,
@@ -88,7 +103,7 @@ pub fn mask(cidr: u8) -> u32 {
 impl PrefixTables {
     pub fn new() -> PrefixTables {
         PrefixTables {
-            tables: (0..=32).map(|_| HashMap::new()).collect(),
+            tables: (0..=32).map(|_| Vec::new()).collect(),
             present: Vec::new(),
             len: 0,
         }
@@ -102,16 +117,26 @@ impl PrefixTables {
         self.len == 0
     }
 
-    fn table(&self, cidr: u8) -> Option<&HashMap<Key, ElemValue>> {
-        self.tables.get(usize::from(cidr))
+    #[inline]
+    fn shard(&self, cidr: u8, key: Key) -> Option<&HashMap<Key, ElemValue>> {
+        self.tables
+            .get(usize::from(cidr))?
+            .get(shard_of(key))
+            .map(|s| &**s)
     }
 
     pub fn get(&self, cidr: u8, key: Key) -> Option<&ElemValue> {
-        self.table(cidr)?.get(&key)
+        self.shard(cidr, key)?.get(&key)
     }
 
+    /// The element, to change: its shard is copied first if shared.
     pub fn get_mut(&mut self, cidr: u8, key: Key) -> Option<&mut ElemValue> {
-        self.tables.get_mut(usize::from(cidr))?.get_mut(&key)
+        self.shard(cidr, key)?.get(&key)?;
+        let s = self
+            .tables
+            .get_mut(usize::from(cidr))?
+            .get_mut(shard_of(key))?;
+        Arc::make_mut(s).get_mut(&key)
     }
 
     /// Inserts or replaces; whether the element is new.
@@ -119,7 +144,13 @@ impl PrefixTables {
         let Some(t) = self.tables.get_mut(usize::from(cidr)) else {
             return false;
         };
-        let new = t.insert(key, value).is_none();
+        if t.is_empty() {
+            t.extend((0..SHARDS).map(|_| Arc::new(HashMap::new())));
+        }
+        let Some(s) = t.get_mut(shard_of(key)) else {
+            return false;
+        };
+        let new = Arc::make_mut(s).insert(key, value).is_none();
         if new {
             self.len += 1;
             if !self.present.contains(&cidr) {
@@ -131,13 +162,14 @@ impl PrefixTables {
     }
 
     pub fn remove(&mut self, cidr: u8, key: Key) -> Option<ElemValue> {
+        self.shard(cidr, key)?.get(&key)?;
         let t = self.tables.get_mut(usize::from(cidr))?;
-        let v = t.remove(&key)?;
+        let v = Arc::make_mut(t.get_mut(shard_of(key))?).remove(&key)?;
         self.len -= 1;
-        if t.is_empty() {
+        if t.iter().all(|s| s.is_empty()) {
+            // Give the memory of a prefix length emptied back.
+            t.clear();
             self.present.retain(|&c| c != cidr);
-            // Give the memory of a table emptied back.
-            t.shrink_to_fit();
         }
         Some(v)
     }
@@ -146,13 +178,22 @@ impl PrefixTables {
         *self = PrefixTables::new();
     }
 
-    /// Drops the elements expired at `now`; how many.
+    /// Drops the elements expired at `now`; how many. Only the shards
+    /// that hold some are copied.
     pub fn expire(&mut self, now: u64) -> usize {
         let mut gone = 0;
         for t in &mut self.tables {
-            let before = t.len();
-            t.retain(|_, v| v.live(now));
-            gone += before - t.len();
+            for s in t.iter_mut() {
+                if s.values().any(|v| !v.live(now)) {
+                    let m = Arc::make_mut(s);
+                    let before = m.len();
+                    m.retain(|_, v| v.live(now));
+                    gone += before - m.len();
+                }
+            }
+            if t.iter().all(|s| s.is_empty()) {
+                t.clear();
+            }
         }
         self.len -= gone;
         let tables = &self.tables;
@@ -176,7 +217,7 @@ impl PrefixTables {
     ) -> Option<&ElemValue> {
         for &cidr in &self.present {
             let key = Key::new(addr & mask(cidr), proto, port);
-            if let Some(v) = self.tables.get(usize::from(cidr)).and_then(|t| t.get(&key)) {
+            if let Some(v) = self.shard(cidr, key).and_then(|t| t.get(&key)) {
                 if v.live(now) && accept(v) {
                     return Some(v);
                 }
@@ -192,7 +233,11 @@ impl PrefixTables {
             .tables
             .iter()
             .enumerate()
-            .flat_map(|(c, t)| t.iter().map(move |(k, v)| (c as u8, *k, v)))
+            .flat_map(|(c, t)| {
+                t.iter()
+                    .flat_map(|s| s.iter())
+                    .map(move |(k, v)| (c as u8, *k, v))
+            })
             .collect();
         v.sort_by_key(|(c, k, _)| (k.addr(), *c, k.proto(), k.port()));
         v

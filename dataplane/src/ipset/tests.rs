@@ -287,3 +287,49 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_change_is_published_whole_and_leaves_older_snapshots_alone() {
+    let shared = SharedSets::default();
+    shared
+        .update(|t| {
+            t.create("s", SetType::HashNet, opts(), false)?;
+            let s = t.set_mut("s")?;
+            for i in 0..1000u32 {
+                s.add(&Elem::addr(0x0a00_0000 + (i << 8), 24), None, false, 0)?;
+            }
+            Ok::<(), SetError>(())
+        })
+        .expect("fill");
+    let before = shared.snapshot();
+    let o = lookup_opts(1, 1);
+    let p = pkt(ip(11, 0, 0, 1), 0, 6, 1, 1);
+    shared
+        .update(|t| {
+            t.set_mut("s")?
+                .add(&Elem::addr(ip(11, 0, 0, 0), 8), None, false, 0)?;
+            t.set_mut("s")?
+                .del(&Elem::addr(0x0a00_0000, 24), None, false, 0)
+        })
+        .expect("change");
+    let after = shared.snapshot();
+    let slot = after.slot("s").expect("slot");
+    assert!(after.matches(slot, &p, &o, 0));
+    assert!(
+        !before.matches(slot, &p, &o, 0),
+        "the old snapshot is unchanged"
+    );
+    assert!(before.matches(slot, &pkt(ip(10, 0, 0, 1), 0, 6, 1, 1), &o, 0));
+    assert!(!after.matches(slot, &pkt(ip(10, 0, 0, 1), 0, 6, 1, 1), &o, 0));
+    assert_eq!(before.get(slot).map(|s| s.set.len()), Some(1000));
+    assert_eq!(after.get(slot).map(|s| s.set.len()), Some(1000));
+    // A failed change publishes nothing.
+    let r = shared.update(|t| {
+        t.set_mut("s")?
+            .add(&Elem::addr(ip(12, 0, 0, 0), 8), None, false, 0)?;
+        t.set_mut("s")?
+            .add(&Elem::addr(ip(12, 0, 0, 0), 8), None, false, 0)
+    });
+    assert_eq!(r, Err(SetError::AlreadyAdded));
+    assert!(Arc::ptr_eq(&after, &shared.snapshot()));
+}
