@@ -608,6 +608,42 @@ fn set_match(c: &mut Criterion) {
         assert_eq!(w.stats().fast_path, 0, "a rule with a set is never cached");
     }
     g.finish();
+    // The lookup alone, for 4,096 different sources in turn (10.0.0.0/8,
+    // where the large set's elements are: its probes miss the caches).
+    let mut g = c.benchmark_group("ipset");
+    for n in [10u32, 1_000_000] {
+        let (w, _) = set_worker(n);
+        let sets = w.gateway().sets.snapshot();
+        let slot = sets.slot("bl").expect("set");
+        let opts = xdpgw_dataplane::ipset::LookupOpts {
+            flags: xdpgw_dataplane::ipset::DimFlags { src: 1, dim: 1 },
+            return_nomatch: false,
+            update_counters: true,
+            packets: None,
+            bytes: None,
+        };
+        let packets: Vec<xdpgw_dataplane::ipset::SetPacket> = (0..4096u32)
+            .map(|i| xdpgw_dataplane::ipset::SetPacket {
+                src: 0x0a00_0000 + i.wrapping_mul(0x9e37_79b9) % 0x00ff_ffff,
+                dst: 0xcb00_7109,
+                proto: 17,
+                has_ports: true,
+                sport: 40000,
+                dport: 5001,
+                len: 64,
+            })
+            .collect();
+        g.throughput(Throughput::Elements(packets.len() as u64));
+        g.bench_with_input(BenchmarkId::new("lookup_4096_sources", n), &n, |b, _| {
+            b.iter(|| {
+                packets
+                    .iter()
+                    .filter(|p| sets.matches(slot, p, &opts, 0))
+                    .count()
+            })
+        });
+    }
+    g.finish();
     let mut g = c.benchmark_group("ipset");
     g.sample_size(10);
     let (w, _) = set_worker(1_000_000);

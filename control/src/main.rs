@@ -31,6 +31,10 @@ enum Command {
         /// configuration files (`*.toml`).
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// An `ipset save` file of the sets the rules name (a
+        /// configuration's own `ipsets` is used for a `*.toml`).
+        #[arg(long, value_name = "FILE")]
+        ipsets: Option<PathBuf>,
     },
     /// Print a rule file in canonical iptables-save form: byte for byte what
     /// Linux's iptables-save prints after iptables-restore of the same rules
@@ -49,6 +53,9 @@ enum Command {
         /// Only this table (running gateway).
         #[arg(short = 't', long = "table", value_name = "TABLE")]
         table: Option<String>,
+        /// With FILE: an `ipset save` file of the sets its rules name.
+        #[arg(long, value_name = "FILE")]
+        ipsets: Option<PathBuf>,
         #[command(flatten)]
         gateway: GatewayArgs,
     },
@@ -407,7 +414,7 @@ impl GatewayArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { files } => check(&files),
+        Command::Check { files, ipsets } => check(&files, ipsets.as_deref()),
         Command::Run {
             config,
             report_on_exit,
@@ -421,13 +428,14 @@ fn main() -> ExitCode {
         Command::Save {
             file: Some(file),
             counters,
+            ipsets,
             ..
-        } => match load_rules(&file) {
-            Ok(set) => {
+        } => match xdpgw_control::load_sets_and_rules(ipsets.as_deref(), &file) {
+            Ok((_, set)) => {
                 print!("{}", save::render_with(&set, counters));
                 ExitCode::SUCCESS
             }
-            Err(errors) => {
+            Err((_, errors)) => {
                 eprintln!("{errors}");
                 ExitCode::FAILURE
             }
@@ -437,6 +445,7 @@ fn main() -> ExitCode {
             counters,
             table,
             gateway,
+            ..
         } => gateway.call(
             &Request::new("save")
                 .flag("counters", counters)
@@ -703,9 +712,10 @@ fn explain(config: Option<PathBuf>, rules: Option<PathBuf>, mut words: Vec<Strin
     }
 }
 
-fn check(files: &[PathBuf]) -> ExitCode {
+fn check(files: &[PathBuf], ipsets: Option<&std::path::Path>) -> ExitCode {
     let mut failed = false;
     for f in files {
+        let mut sets_file = ipsets.map(std::path::Path::to_path_buf);
         let rules = if f.extension().is_some_and(|e| e == "toml") {
             match xdpgw_control::config::Config::load(f) {
                 Ok(c) => {
@@ -718,6 +728,9 @@ fn check(files: &[PathBuf]) -> ExitCode {
                         if c.routes.len() == 1 { "" } else { "s" },
                         c.rules.display()
                     );
+                    if c.ipsets.is_some() {
+                        sets_file = c.ipsets.clone();
+                    }
                     c.rules
                 }
                 Err(e) => {
@@ -730,8 +743,16 @@ fn check(files: &[PathBuf]) -> ExitCode {
             f.clone()
         };
         let f = &rules;
-        match load_rules(f) {
-            Ok(set) => {
+        match xdpgw_control::load_sets_and_rules(sets_file.as_deref(), f) {
+            Ok((sets, set)) => {
+                let n = sets.iter().count();
+                if n > 0 {
+                    println!(
+                        "{}: {n} ip set{}",
+                        f.display(),
+                        if n == 1 { "" } else { "s" }
+                    );
+                }
                 for t in &set.tables {
                     let user = t.chains.iter().filter(|c| c.hook.is_none()).count();
                     println!(
@@ -749,7 +770,7 @@ fn check(files: &[PathBuf]) -> ExitCode {
                     println!("{}: no tables", f.display());
                 }
             }
-            Err(errors) => {
+            Err((f, errors)) => {
                 eprintln!("{errors}");
                 eprintln!(
                     "{}: {} error{}; nothing loaded",
