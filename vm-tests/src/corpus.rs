@@ -1388,7 +1388,9 @@ fn filter_sets(rng: &mut Rng) -> String {
         let target = rng.pick(&["-j ACCEPT", "-j DROP", ""]);
         rules.push(decorated(rng, &ctx, &opts.join(" "), target));
     }
-    rules.push("-A FORWARD -m set --match-set cbl src -m set ! --match-set csvc dst,dst -j DROP".into());
+    rules.push(
+        "-A FORWARD -m set --match-set cbl src -m set ! --match-set csvc dst,dst -j DROP".into(),
+    );
     rules.push("-A INPUT -p tcp -m set --match-set cports dst -m tcp --dport 22 -j ACCEPT".into());
     block(rng, "filter", None, &[], &rules)
 }
