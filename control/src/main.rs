@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use xdpgw_control::api::{self, Request};
-use xdpgw_control::{demo, doctor, load_rules, run, save};
+use xdpgw_control::{demo, doctor, run, save};
 
 /// xdpgw: a userspace IPv4 router/NAT gateway over AF_XDP that runs
 /// iptables rule sets (raw, mangle, nat, filter).
@@ -685,15 +685,18 @@ fn explain(config: Option<PathBuf>, rules: Option<PathBuf>, mut words: Vec<Strin
             .transpose()?;
         let cfg = xdpgw_control::config::Config::load(&config)?;
         let file = rules.unwrap_or_else(|| cfg.rules.clone());
-        let set = load_rules(&file).map_err(|e| {
-            anyhow::anyhow!(
-                "{e}\n{}: {} error{}; nothing loaded",
-                file.display(),
-                e.len(),
-                if e.len() == 1 { "" } else { "s" }
-            )
-        })?;
-        Ok(xdpgw_control::explain::explain(&cfg, set, &words, state)?)
+        let (sets, set) = xdpgw_control::load_sets_and_rules(cfg.ipsets.as_deref(), &file)
+            .map_err(|(file, e)| {
+                anyhow::anyhow!(
+                    "{e}\n{}: {} error{}; nothing loaded",
+                    file.display(),
+                    e.len(),
+                    if e.len() == 1 { "" } else { "s" }
+                )
+            })?;
+        Ok(xdpgw_control::explain::explain_with_sets(
+            &cfg, sets, set, &words, state,
+        )?)
     })();
     match result {
         Ok(lines) => {
