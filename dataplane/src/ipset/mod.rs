@@ -173,7 +173,6 @@ pub enum SetError {
     AlreadyAdded,
     NotAdded,
     HashFull,
-    ListFull,
     OutOfRange,
     TypeMismatch,
     InUse,
@@ -192,7 +191,6 @@ impl fmt::Display for SetError {
             SetError::AlreadyAdded => "Element cannot be added to the set: it's already added",
             SetError::NotAdded => "Element cannot be deleted from the set: it's not added",
             SetError::HashFull => "Hash is full, cannot add more elements",
-            SetError::ListFull => "The set is full, more elements cannot be added",
             SetError::OutOfRange => "Element is out of the range of the set",
             SetError::TypeMismatch => "The sets cannot be swapped: their type does not match",
             SetError::InUse => "Set cannot be destroyed: it is in use by a kernel component",
@@ -295,9 +293,9 @@ impl IpSet {
                     Err(SetError::AlreadyAdded)
                 };
             }
-            if self.members.len() >= self.opts.size as usize {
-                return Err(SetError::ListFull);
-            }
+            // `size` does not limit the members (list:set has been a
+            // linked list since Linux 4.x: a `size 4` set took a fifth
+            // member when measured); the number of sets bounds it.
             self.members.push(m);
             return Ok(());
         }
