@@ -418,3 +418,62 @@ fn return_nomatch_and_counters_as_linux_counted_them() {
         .collect();
     assert_eq!(packets, [8, 4]);
 }
+
+/// The plain version of a port-set lookup: the most specific live element
+/// covering the address with the packet's protocol and port.
+fn linear_ports(
+    elems: &[(u32, u8, u8, u16, bool)],
+    addr: u32,
+    proto: u8,
+    port: u16,
+) -> Option<bool> {
+    elems
+        .iter()
+        .filter(|(a, c, pr, po, _)| addr & mask(*c) == *a && *pr == proto && *po == port)
+        .max_by_key(|e| e.1)
+        .map(|e| e.4)
+}
+
+proptest! {
+    #[test]
+    fn port_set_lookups_agree_with_a_linear_scan(
+        net in any::<bool>(),
+        raw in proptest::collection::vec(
+            (any::<u32>(), 1u8..=32, any::<bool>(), 0u16..4, any::<bool>()), 0..50),
+        probes in proptest::collection::vec(
+            (any::<u32>(), any::<u32>(), any::<bool>(), 0u16..4, 0u16..4, 0u8..4), 1..40),
+    ) {
+        let kind = if net { SetType::HashNetPort } else { SetType::HashIpPort };
+        let mut t = SetTable::default();
+        t.create("p", kind, opts(), false).expect("create");
+        let mut elems: Vec<(u32, u8, u8, u16, bool)> = Vec::new();
+        for (a, c, udp, port, nm) in raw {
+            let c = if net { c } else { 32 };
+            let a = a & mask(c);
+            let proto = if udp { 17 } else { 6 };
+            let mut e = Elem::addr(a, c);
+            e.proto = proto;
+            e.port = port;
+            e.nomatch = nm && net;
+            t.set_mut("p").expect("set").add(&e, None, true, 0).expect("add");
+            elems.retain(|x| !(x.0 == a && x.1 == c && x.2 == proto && x.3 == port));
+            elems.push((a, c, proto, port, e.nomatch));
+        }
+        let slot = t.slot("p").expect("slot");
+        // Addresses near the elements too.
+        let near: Vec<(u32, u32, bool, u16, u16, u8)> =
+            elems.iter().map(|e| (e.0 | 1, e.0, e.2 == 17, e.3, e.3, 1)).collect();
+        for (src, dst, udp, sport, dport, flags) in probes.into_iter().chain(near) {
+            let proto = if udp { 17 } else { 6 };
+            let p = pkt(src, dst, proto, sport, dport);
+            let o = lookup_opts(flags, 2);
+            let addr = if flags & 1 != 0 { src } else { dst };
+            let port = if flags & 2 != 0 { sport } else { dport };
+            let want = linear_ports(&elems, addr, proto, port) == Some(false);
+            prop_assert_eq!(t.matches(slot, &p, &o, 0), want);
+            // Not TCP or UDP: no port, no match.
+            let icmp = SetPacket { proto: 1, has_ports: false, ..p };
+            prop_assert!(!t.matches(slot, &icmp, &o, 0));
+        }
+    }
+}
