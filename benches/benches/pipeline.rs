@@ -683,8 +683,145 @@ fn reassembly(c: &mut Criterion) {
     g.finish();
 }
 
+/// A worker running conf/gateway.rules with a blocklist rule first in
+/// FORWARD (`-m set --match-set bl src -j DROP`) whose hash:net set holds
+/// `n` elements, half /24 networks and half /32 addresses, none of them the
+/// client's: every packet takes the full traversal (a rule with a set is
+/// never cached) and probes the set's two prefix lengths.
+fn set_worker(n: u32) -> (Worker, Template) {
+    use xdpgw_dataplane::ipset::{Elem, SetOptions, SetTable, SetType};
+    let mut sets = SetTable::default();
+    let opts = SetOptions {
+        maxelem: 2_000_000,
+        ..SetOptions::default()
+    };
+    sets.create("bl", SetType::HashNet, opts, false)
+        .expect("create");
+    let set = sets.set_mut("bl").expect("set");
+    for i in 0..n {
+        // 10.0.0.0/8 upwards: never 192.168.10.2.
+        let base = 0x0a00_0000u32 + (i << 8);
+        let e = if i % 2 == 0 {
+            Elem::addr(base, 24)
+        } else {
+            Elem::addr(base | 7, 32)
+        };
+        set.add(&e, None, false, 0).expect("add");
+    }
+    let rules = gateway_rules().replacen(
+        "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n",
+        "-A FORWARD -m set --match-set bl src -j DROP\n\
+         -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n",
+        1,
+    );
+    let file =
+        xdpgw_control::parse::load_str_with_sets(&rules, &sets).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = conf_gateway_config(
+        [LAN_MAC, WAN_MAC],
+        ConntrackConfig {
+            max_entries: 65536,
+            ..ConntrackConfig::default()
+        },
+    );
+    let gw = Arc::new(Gateway::with_sets(cfg, sets, &file.set).unwrap_or_else(|e| panic!("{e}")));
+    gw.neigh
+        .learn(0, Ipv4Addr::new(192, 168, 10, 2), CLIENT_MAC);
+    gw.neigh.learn(1, SERVER, SERVER_MAC);
+    let mut w = Worker::new(gw, 1);
+    let client = Ipv4Addr::new(192, 168, 10, 2);
+    let out = udp(client, 40000, SERVER, 5001, true);
+    let back = udp(SERVER, 5001, GW_WAN, 40000, false);
+    let mut buf = vec![0u8; 2048];
+    let mut b = w.batch(NoEmit);
+    assert!(matches!(
+        run(&mut b, 1, 0, &out, &mut buf),
+        Action::Forward { iface: 1, .. }
+    ));
+    assert!(matches!(
+        run(&mut b, 2, 1, &back, &mut buf),
+        Action::Forward { iface: 0, .. }
+    ));
+    drop(b);
+    (w, Template::new(&out))
+}
+
+/// The per-packet cost of a FORWARD rule matching against a hash:net set
+/// of 10 and of 1,000,000 elements (the kernel's hash:net design: one hash
+/// per prefix length present, so the same cost for both), and the cost of
+/// changing the large set at run time (`xdpgw ipset add`: the set is copied
+/// and the copy published).
+fn set_match(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let mut bufs = vec![vec![0u8; 2048]; BATCH];
+    for n in [10u32, 1_000_000] {
+        let (mut w, frame) = set_worker(n);
+        let mut now = 10;
+        g.bench_with_input(BenchmarkId::new("forward_set_hash_net", n), &n, |b, _| {
+            b.iter(|| forward_batches(&mut w, &frame, &mut bufs, &mut now))
+        });
+        assert_eq!(w.stats().dropped(), 0);
+        assert_eq!(w.stats().fast_path, 0, "a rule with a set is never cached");
+    }
+    g.finish();
+    // The lookup alone, for 4,096 different sources in turn (10.0.0.0/8,
+    // where the large set's elements are: its probes miss the caches).
+    let mut g = c.benchmark_group("ipset");
+    for n in [10u32, 1_000_000] {
+        let (w, _) = set_worker(n);
+        let sets = w.gateway().sets.snapshot();
+        let slot = sets.slot("bl").expect("set");
+        let opts = xdpgw_dataplane::ipset::LookupOpts {
+            flags: xdpgw_dataplane::ipset::DimFlags { src: 1, dim: 1 },
+            return_nomatch: false,
+            update_counters: true,
+            packets: None,
+            bytes: None,
+        };
+        let packets: Vec<xdpgw_dataplane::ipset::SetPacket> = (0..4096u32)
+            .map(|i| xdpgw_dataplane::ipset::SetPacket {
+                src: 0x0a00_0000 + i.wrapping_mul(0x9e37_79b9) % 0x00ff_ffff,
+                dst: 0xcb00_7109,
+                proto: 17,
+                has_ports: true,
+                sport: 40000,
+                dport: 5001,
+                len: 64,
+            })
+            .collect();
+        g.throughput(Throughput::Elements(packets.len() as u64));
+        g.bench_with_input(BenchmarkId::new("lookup_4096_sources", n), &n, |b, _| {
+            b.iter(|| {
+                packets
+                    .iter()
+                    .filter(|p| sets.matches(slot, p, &opts, 0))
+                    .count()
+            })
+        });
+    }
+    g.finish();
+    let mut g = c.benchmark_group("ipset");
+    g.sample_size(10);
+    let (w, _) = set_worker(1_000_000);
+    let gw = w.gateway();
+    let mut i = 0u32;
+    g.bench_function("add_to_1m_element_set", |b| {
+        b.iter(|| {
+            i += 1;
+            gw.sets
+                .update(|t| {
+                    let e = xdpgw_dataplane::ipset::Elem::addr(0x0b00_0000 + i, 32);
+                    t.set_mut("bl").and_then(|s| s.add(&e, None, true, 0))
+                })
+                .expect("add")
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    set_match,
     established_flow,
     established_flow_links,
     established_flows,

@@ -77,6 +77,7 @@ struct RawConfig {
     control_socket: Option<String>,
     metrics_listen: Option<Spanned<String>>,
     state_file: Option<Spanned<String>>,
+    ipsets: Option<Spanned<String>>,
     #[serde(rename = "interface", default)]
     interfaces: Vec<RawIface>,
     #[serde(rename = "route", default)]
@@ -359,6 +360,9 @@ pub struct Config {
     /// restores it from when it starts (`state_file`, resolved relative to
     /// the configuration file), if anywhere.
     pub state_file: Option<PathBuf>,
+    /// An `ipset save` file of the sets the rules may name, loaded before
+    /// them (`ipsets`, resolved relative to the configuration file).
+    pub ipsets: Option<PathBuf>,
     pub interfaces: Vec<InterfaceConfig>,
     /// Where each interface's `name` stands in the file (line, column), for
     /// errors about an interface found only when the gateway starts.
@@ -749,8 +753,19 @@ impl Config {
             }
             Some(f) => Some(base.join(f.get_ref())),
         };
+        let ipsets = match &raw.ipsets {
+            None => None,
+            Some(f) if f.get_ref().is_empty() || f.get_ref().ends_with('/') => {
+                return Err(at(
+                    f.span(),
+                    format!("bad ipsets '{}': the path of a file", f.get_ref()),
+                ))
+            }
+            Some(f) => Some(base.join(f.get_ref())),
+        };
         Ok(Config {
             path: path.to_path_buf(),
+            ipsets,
             rules: base.join(raw.rules.get_ref()),
             control_socket: PathBuf::from(raw.control_socket.as_deref().unwrap_or(DEFAULT_SOCKET)),
             metrics_listen,

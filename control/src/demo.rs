@@ -168,7 +168,11 @@ pub fn lab_gateway(config: &Config) -> Result<GatewaySpec, RuleErrors> {
     let text = std::fs::read_to_string(&config.rules).map_err(|e| {
         RuleErrors(vec![RuleError::at(0, 0, RuleErrorKind::Io(e.to_string()))]).in_file(&name)
     })?;
-    let set = crate::parse::load_file_text(&text)
+    let sets = match &config.ipsets {
+        Some(p) => crate::load_ipsets(p)?,
+        None => xdpgw_dataplane::ipset::SetTable::default(),
+    };
+    let set = crate::parse::load_file_text_with_sets(&text, &sets)
         .map_err(|e| e.in_file(&name))?
         .set;
     let restore = match detect_format(&text) {
@@ -189,6 +193,7 @@ pub fn lab_gateway(config: &Config) -> Result<GatewaySpec, RuleErrors> {
             })
             .collect(),
         routes: config.routes.clone(),
+        ipsets: config.ipsets.clone(),
     })
 }
 

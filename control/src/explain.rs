@@ -55,6 +55,9 @@ pub enum ExplainError {
     /// The configuration's gateway cannot be built.
     #[error(transparent)]
     Gateway(#[from] xdpgw_dataplane::gateway::GatewayError),
+    /// The configuration's `ipsets` file does not load.
+    #[error("{0}")]
+    Sets(crate::error::RuleErrors),
     /// The tracer refused the trace.
     #[error("{0}")]
     Trace(String),
@@ -201,7 +204,21 @@ impl Emit for Collect {
 }
 
 impl OfflineGateway {
+    /// The gateway of `cfg` with its `ipsets` file's sets and `rules`.
     pub fn new(cfg: &Config, rules: RuleSet) -> Result<OfflineGateway, ExplainError> {
+        let sets = match &cfg.ipsets {
+            Some(p) => crate::load_ipsets(p).map_err(ExplainError::Sets)?,
+            None => Default::default(),
+        };
+        OfflineGateway::with_sets(cfg, sets, rules)
+    }
+
+    /// The gateway of `cfg` with the IP sets `sets` and `rules`.
+    pub fn with_sets(
+        cfg: &Config,
+        sets: xdpgw_dataplane::ipset::SetTable,
+        rules: RuleSet,
+    ) -> Result<OfflineGateway, ExplainError> {
         let gcfg = cfg.gateway_config(
             |k| (iface_mac(k), 1500),
             ConntrackConfig {
@@ -210,7 +227,7 @@ impl OfflineGateway {
                 ..ConntrackConfig::for_memory(8 << 30)
             },
         );
-        let gw = Arc::new(Gateway::new(gcfg, &rules)?);
+        let gw = Arc::new(Gateway::with_sets(gcfg, sets, &rules)?);
         let worker = Worker::new(Arc::clone(&gw), 1);
         let names = TraceNames {
             ifaces: cfg.interfaces.iter().map(|i| i.name.clone()).collect(),
@@ -512,9 +529,35 @@ pub fn explain(
     state: Option<PrepState>,
 ) -> Result<Report, ExplainError> {
     let rule = parse_match_at(words).map_err(ExplainError::Packet)?;
-    let mut gw = OfflineGateway::new(cfg, rules)?;
+    explain_in(OfflineGateway::new(cfg, rules)?, &rule, words, state)
+}
+
+/// [`explain`] with the IP sets `sets` (the configuration's `ipsets` and
+/// the rule file's `ipset` lines).
+pub fn explain_with_sets(
+    cfg: &Config,
+    sets: xdpgw_dataplane::ipset::SetTable,
+    rules: RuleSet,
+    words: &[(u32, String)],
+    state: Option<PrepState>,
+) -> Result<Report, ExplainError> {
+    let rule = parse_match_at(words).map_err(ExplainError::Packet)?;
+    explain_in(
+        OfflineGateway::with_sets(cfg, sets, rules)?,
+        &rule,
+        words,
+        state,
+    )
+}
+
+fn explain_in(
+    mut gw: OfflineGateway,
+    rule: &Rule,
+    words: &[(u32, String)],
+    state: Option<PrepState>,
+) -> Result<Report, ExplainError> {
     let (mut spec, flags, named) =
-        packet_of(&rule, &gw.names.ifaces, words).map_err(ExplainError::Packet)?;
+        packet_of(rule, &gw.names.ifaces, words).map_err(ExplainError::Packet)?;
     let state = match (state, named) {
         (Some(a), Some(b)) if a != b => {
             return Err(ExplainError::StatesDisagree(a.name(), b.name()))

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod doctor;
 pub mod error;
 pub mod explain;
+pub mod ipset;
 pub mod link_watch;
 pub mod netdb;
 pub mod parse;
@@ -17,15 +18,35 @@ pub mod service;
 pub mod state_file;
 pub mod trace;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use error::{RuleError, RuleErrorKind, RuleErrors};
 pub use parse::RuleFile;
+use xdpgw_dataplane::ipset::SetTable;
 use xdpgw_dataplane::rule::RuleSet;
 
 /// Loads a rule file's text; `name` is what errors call the file.
 pub fn load_rules_str(name: &str, text: &str) -> Result<RuleSet, RuleErrors> {
     parse::load_str(text).map_err(|e| e.in_file(name))
+}
+
+/// Loads a rule file's text that may hold `ipset` lines: the sets they make
+/// (from none) and the rules.
+pub fn load_sets_and_rules_str(name: &str, text: &str) -> Result<(SetTable, RuleSet), RuleErrors> {
+    let file =
+        parse::load_str_with_sets(text, &SetTable::default()).map_err(|e| e.in_file(name))?;
+    let mut sets = SetTable::default();
+    for l in &file.set_lines {
+        ipset::apply(&mut sets, l, 0, &|_| false, &|_| 0).map_err(|e| {
+            RuleErrors(vec![RuleError::at(
+                l.at.0,
+                l.at.1,
+                RuleErrorKind::Semantic(e.to_string()),
+            )])
+            .in_file(name)
+        })?;
+    }
+    Ok((sets, file.set))
 }
 
 /// Loads a rule file (iptables-save form or a script of `iptables` lines).
@@ -41,7 +62,52 @@ pub fn load_rules(path: &Path) -> Result<RuleSet, RuleErrors> {
 /// (`run`, `reload` and SIGHUP, `check`, `save`, `explain`) makes the same
 /// checks.
 pub fn load_rule_file(path: &Path) -> Result<RuleFile, RuleErrors> {
+    load_rule_file_with_sets(path, &SetTable::default())
+}
+
+/// [`load_rule_file`] for a gateway whose IP sets are `sets`: the rules may
+/// name them, and the file's `ipset` lines are checked against them.
+pub fn load_rule_file_with_sets(path: &Path, sets: &SetTable) -> Result<RuleFile, RuleErrors> {
     let name = path.display().to_string();
+    read_text(path)
+        .and_then(|text| parse::load_file_text_with_sets(&text, sets))
+        .map_err(|e| e.in_file(&name))
+}
+
+/// Loads an `ipset save` file (`ipsets` in the configuration) into a set
+/// table, as `ipset restore` does, refusing all of it on any error.
+pub fn load_ipsets(path: &Path) -> Result<SetTable, RuleErrors> {
+    let name = path.display().to_string();
+    read_text(path)
+        .and_then(|text| ipset::restore(&SetTable::default(), &text, 0).map(|(t, _)| t))
+        .map_err(|e| e.in_file(&name))
+}
+
+/// The sets of a configuration's `ipsets` file, then its rule file's
+/// `ipset` lines applied to them, and its rules (`xdpgw run`).
+pub fn load_sets_and_rules(
+    ipsets: Option<&Path>,
+    rules: &Path,
+) -> Result<(SetTable, RuleSet), (PathBuf, RuleErrors)> {
+    let mut sets = match ipsets {
+        Some(p) => load_ipsets(p).map_err(|e| (p.to_path_buf(), e))?,
+        None => SetTable::default(),
+    };
+    let file = load_rule_file_with_sets(rules, &sets).map_err(|e| (rules.to_path_buf(), e))?;
+    for l in &file.set_lines {
+        // Checked by the parse against the same sets: cannot fail.
+        if let Err(e) = ipset::apply(&mut sets, l, 0, &|_| false, &|_| 0) {
+            let err = RuleError::at(l.at.0, l.at.1, RuleErrorKind::Semantic(e.to_string()));
+            return Err((
+                rules.to_path_buf(),
+                RuleErrors(vec![err]).in_file(&rules.display().to_string()),
+            ));
+        }
+    }
+    Ok((sets, file.set))
+}
+
+fn read_text(path: &Path) -> Result<String, RuleErrors> {
     let error = |line, column, kind| RuleErrors(vec![RuleError::at(line, column, kind)]);
     let text = std::fs::read(path)
         .map_err(|e| error(0, 0, RuleErrorKind::Io(e.to_string())))
@@ -64,8 +130,7 @@ pub fn load_rule_file(path: &Path) -> Result<RuleFile, RuleErrors> {
                 )
             })
         });
-    text.and_then(|text| parse::load_file_text(&text))
-        .map_err(|e| e.in_file(&name))
+    text
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use xdpgw_control::api::{self, Request};
-use xdpgw_control::{demo, doctor, load_rules, run, save};
+use xdpgw_control::{demo, doctor, run, save};
 
 /// xdpgw: a userspace IPv4 router/NAT gateway over AF_XDP that runs
 /// iptables rule sets (raw, mangle, nat, filter).
@@ -31,6 +31,10 @@ enum Command {
         /// configuration files (`*.toml`).
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// An `ipset save` file of the sets the rules name (a
+        /// configuration's own `ipsets` is used for a `*.toml`).
+        #[arg(long, value_name = "FILE")]
+        ipsets: Option<PathBuf>,
     },
     /// Print a rule file in canonical iptables-save form: byte for byte what
     /// Linux's iptables-save prints after iptables-restore of the same rules
@@ -49,6 +53,9 @@ enum Command {
         /// Only this table (running gateway).
         #[arg(short = 't', long = "table", value_name = "TABLE")]
         table: Option<String>,
+        /// With FILE: an `ipset save` file of the sets its rules name.
+        #[arg(long, value_name = "FILE")]
+        ipsets: Option<PathBuf>,
         #[command(flatten)]
         gateway: GatewayArgs,
     },
@@ -129,6 +136,22 @@ enum Command {
     Metrics {
         #[command(flatten)]
         gateway: GatewayArgs,
+    },
+    /// The running gateway's IP sets, as ipset 7.17 changes and prints
+    /// them: add, del, test, list, save, flush, swap, create, destroy
+    /// (`xdpgw ipset add blocklist 10.0.0.0/8`, `-exist`). Changes take
+    /// effect at the workers' next batch, without a reload.
+    Ipset {
+        #[command(flatten)]
+        gateway: GatewayArgs,
+        /// The ipset command and its arguments.
+        #[arg(
+            value_name = "COMMAND",
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        words: Vec<String>,
     },
     /// The running gateway's connection tracking table: -L lists entries in
     /// the /proc/net/nf_conntrack format, -D deletes the matching ones, -F
@@ -391,7 +414,7 @@ impl GatewayArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { files } => check(&files),
+        Command::Check { files, ipsets } => check(&files, ipsets.as_deref()),
         Command::Run {
             config,
             report_on_exit,
@@ -405,13 +428,14 @@ fn main() -> ExitCode {
         Command::Save {
             file: Some(file),
             counters,
+            ipsets,
             ..
-        } => match load_rules(&file) {
-            Ok(set) => {
+        } => match xdpgw_control::load_sets_and_rules(ipsets.as_deref(), &file) {
+            Ok((_, set)) => {
                 print!("{}", save::render_with(&set, counters));
                 ExitCode::SUCCESS
             }
-            Err(errors) => {
+            Err((_, errors)) => {
                 eprintln!("{errors}");
                 ExitCode::FAILURE
             }
@@ -421,6 +445,7 @@ fn main() -> ExitCode {
             counters,
             table,
             gateway,
+            ..
         } => gateway.call(
             &Request::new("save")
                 .flag("counters", counters)
@@ -463,6 +488,15 @@ fn main() -> ExitCode {
         } => gateway.call(&Request::new("zero").opt("table", table).opt("chain", chain)),
         Command::Stats { watch, gateway } => gateway.stats(watch),
         Command::Metrics { gateway } => gateway.call(&Request::new("metrics")),
+        Command::Ipset { gateway, words } => {
+            match api::socket_path(gateway.socket.as_deref(), gateway.config.as_deref()) {
+                Ok(path) => api::ipset::run(&path, &api::ipset::request(&words)),
+                Err(e) => {
+                    eprintln!("xdpgw: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Conntrack {
             event: true,
             proto,
@@ -651,15 +685,18 @@ fn explain(config: Option<PathBuf>, rules: Option<PathBuf>, mut words: Vec<Strin
             .transpose()?;
         let cfg = xdpgw_control::config::Config::load(&config)?;
         let file = rules.unwrap_or_else(|| cfg.rules.clone());
-        let set = load_rules(&file).map_err(|e| {
-            anyhow::anyhow!(
-                "{e}\n{}: {} error{}; nothing loaded",
-                file.display(),
-                e.len(),
-                if e.len() == 1 { "" } else { "s" }
-            )
-        })?;
-        Ok(xdpgw_control::explain::explain(&cfg, set, &words, state)?)
+        let (sets, set) = xdpgw_control::load_sets_and_rules(cfg.ipsets.as_deref(), &file)
+            .map_err(|(file, e)| {
+                anyhow::anyhow!(
+                    "{e}\n{}: {} error{}; nothing loaded",
+                    file.display(),
+                    e.len(),
+                    if e.len() == 1 { "" } else { "s" }
+                )
+            })?;
+        Ok(xdpgw_control::explain::explain_with_sets(
+            &cfg, sets, set, &words, state,
+        )?)
     })();
     match result {
         Ok(lines) => {
@@ -678,9 +715,10 @@ fn explain(config: Option<PathBuf>, rules: Option<PathBuf>, mut words: Vec<Strin
     }
 }
 
-fn check(files: &[PathBuf]) -> ExitCode {
+fn check(files: &[PathBuf], ipsets: Option<&std::path::Path>) -> ExitCode {
     let mut failed = false;
     for f in files {
+        let mut sets_file = ipsets.map(std::path::Path::to_path_buf);
         let rules = if f.extension().is_some_and(|e| e == "toml") {
             match xdpgw_control::config::Config::load(f) {
                 Ok(c) => {
@@ -693,6 +731,9 @@ fn check(files: &[PathBuf]) -> ExitCode {
                         if c.routes.len() == 1 { "" } else { "s" },
                         c.rules.display()
                     );
+                    if c.ipsets.is_some() {
+                        sets_file = c.ipsets.clone();
+                    }
                     c.rules
                 }
                 Err(e) => {
@@ -705,8 +746,16 @@ fn check(files: &[PathBuf]) -> ExitCode {
             f.clone()
         };
         let f = &rules;
-        match load_rules(f) {
-            Ok(set) => {
+        match xdpgw_control::load_sets_and_rules(sets_file.as_deref(), f) {
+            Ok((sets, set)) => {
+                let n = sets.iter().count();
+                if n > 0 {
+                    println!(
+                        "{}: {n} ip set{}",
+                        f.display(),
+                        if n == 1 { "" } else { "s" }
+                    );
+                }
                 for t in &set.tables {
                     let user = t.chains.iter().filter(|c| c.hook.is_none()).count();
                     println!(
@@ -724,7 +773,7 @@ fn check(files: &[PathBuf]) -> ExitCode {
                     println!("{}: no tables", f.display());
                 }
             }
-            Err(errors) => {
+            Err((f, errors)) => {
                 eprintln!("{errors}");
                 eprintln!(
                     "{}: {} error{}; nothing loaded",

@@ -73,10 +73,8 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
     if let Some(mem) = MemInfo::read() {
         cfg.check_conntrack_memory(&conntrack.layout(), &mem)?;
     }
-    let rules = crate::load_rules(&cfg.rules).map_err(|errors| RunError::Rules {
-        errors,
-        file: cfg.rules.clone(),
-    })?;
+    let (sets, rules) = crate::load_sets_and_rules(cfg.ipsets.as_deref(), &cfg.rules)
+        .map_err(|(file, errors)| RunError::Rules { errors, file })?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
@@ -205,7 +203,7 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
         },
         conntrack.clone(),
     );
-    let gw = Arc::new(Gateway::new(gw_cfg, &rules)?);
+    let gw = Arc::new(Gateway::with_sets(gw_cfg, sets, &rules)?);
     let mut link_watch = monitor.map(|m| {
         let ifaces = (0..group.len())
             .map(|k| {

@@ -9,6 +9,7 @@ use xdpgw_dataplane::rule::{
     PortRange, Rule, RuleSet, TableRules, Target, TtlMatch, TtlSet,
 };
 use xdpgw_dataplane::rule::{AddrType, AddrtypeLimit, TcpmssOp};
+use xdpgw_dataplane::rule::{CounterOp, DimFlags};
 
 use crate::netdb;
 use crate::parse::value::limit_rate_text;
@@ -290,6 +291,30 @@ fn match_spec(out: &mut String, m: &Match) {
                 write!(out, " --mark 0x{:x}/0x{:x}", m.value.value, m.value.mask)
             };
         }
+        Match::Set(m) => {
+            // libxt_set's set_save_v4: the name and flags, then the options
+            // in this order; counter conditions packets before bytes.
+            inv(out, m.invert);
+            let _ = write!(out, " --match-set {} {}", m.name, set_flags_text(m.flags));
+            if m.return_nomatch {
+                out.push_str(" --return-nomatch");
+            }
+            if !m.update_counters {
+                out.push_str(" ! --update-counters");
+            }
+            if !m.update_subcounters {
+                out.push_str(" ! --update-subcounters");
+            }
+            for (what, c) in [("packets", m.packets), ("bytes", m.bytes)] {
+                let _ = match c {
+                    Some((CounterOp::Eq, n)) => write!(out, " --{what}-eq {n}"),
+                    Some((CounterOp::Ne, n)) => write!(out, " ! --{what}-eq {n}"),
+                    Some((CounterOp::Lt, n)) => write!(out, " --{what}-lt {n}"),
+                    Some((CounterOp::Gt, n)) => write!(out, " --{what}-gt {n}"),
+                    None => Ok(()),
+                };
+            }
+        }
     }
 }
 
@@ -300,6 +325,14 @@ pub(crate) fn addr_types(mask: u16) -> String {
         .enumerate()
         .filter(|(i, _)| mask >> i & 1 == 1)
         .map(|(_, n)| *n)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `src,dst,...` of a set match.
+pub(crate) fn set_flags_text(f: DimFlags) -> String {
+    (0..f.dim)
+        .map(|i| if f.is_src(i) { "src" } else { "dst" })
         .collect::<Vec<_>>()
         .join(",")
 }

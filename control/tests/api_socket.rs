@@ -794,3 +794,104 @@ fn event_listeners_are_bounded() {
         drop(streams);
     });
 }
+
+/// `xdpgw ipset ...` as a request.
+fn ipset_req(cmd: &str) -> Request {
+    let words: Vec<String> = cmd.split_whitespace().map(str::to_string).collect();
+    xdpgw_control::api::ipset::request(&words)
+}
+
+#[test]
+fn ipset_commands_change_the_running_sets_and_a_reload_keeps_them() {
+    let dir = TempDir::new("ipset");
+    let rules = dir.path().join("gw.rules");
+    std::fs::write(&rules, RULES).expect("rules");
+    let ctl = control(rules.clone());
+    with_client(&ctl, dir.path(), |c| {
+        let mut call = |cmd: &str| c.call(&ipset_req(cmd)).expect("call");
+        assert!(call("create bl hash:net").ok);
+        let r = call("create bl hash:net");
+        assert_eq!(
+            (r.ok, r.message.as_str()),
+            (
+                false,
+                "Set cannot be created: set with the same name already exists"
+            )
+        );
+        assert!(call("-exist create bl hash:net").ok);
+        assert!(call("add bl 10.0.0.0/8").ok);
+        let r = call("add bl 10.0.0.0/8");
+        assert_eq!(
+            r.message,
+            "Element cannot be added to the set: it's already added"
+        );
+        assert!(call("add bl 10.0.0.0/8 -exist").ok);
+        let r = call("test bl 10.1.2.3");
+        assert_eq!(
+            (r.ok, r.body.clone()),
+            (true, vec!["10.1.2.3 is in set bl.".into()])
+        );
+        let r = call("test bl 11.1.2.3");
+        assert_eq!(
+            (r.ok, r.message.as_str()),
+            (false, "11.1.2.3 is NOT in set bl.")
+        );
+        // A command ipset cannot parse: status 2, as ipset's.
+        let r = call("add bl 10.0.0.0/8 frobnicate");
+        assert!(!r.ok && r.body == ["status 2"], "{r:?}");
+        let r = call("del bl 12.0.0.0/8");
+        assert_eq!(
+            r.message,
+            "Element cannot be deleted from the set: it's not added"
+        );
+        let r = call("save");
+        assert!(r.ok);
+        assert_eq!(r.body.len(), 2, "{:?}", r.body);
+        assert!(
+            r.body[0].starts_with(
+                "create bl hash:net family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x"
+            ),
+            "{:?}",
+            r.body
+        );
+        assert_eq!(r.body[1], "add bl 10.0.0.0/8");
+    });
+    // A reload whose rules name the set is accepted, and keeps its
+    // elements; one naming a set that does not exist is refused.
+    std::fs::write(
+        &rules,
+        "iptables -A FORWARD -m set --match-set bl src -j DROP\n",
+    )
+    .expect("rules");
+    ctl.reload(None, xdpgw_control::api::reload::Scope::FileTables)
+        .expect("reload");
+    assert_eq!(
+        ctl.gw.sets.now().by_name("bl").map(|s| s.set.len()),
+        Some(1)
+    );
+    std::fs::write(
+        &rules,
+        "iptables -A FORWARD -m set --match-set nope src -j DROP\n",
+    )
+    .expect("rules");
+    let e = ctl
+        .reload(None, xdpgw_control::api::reload::Scope::FileTables)
+        .expect_err("missing set");
+    assert!(
+        e.to_string()
+            .contains("gw.rules:1:40: Set nope doesn't exist."),
+        "{e}"
+    );
+    // In use by a rule: not destroyed.
+    let r = ctl.handle(&ipset_req("destroy bl"));
+    assert_eq!(
+        r.message,
+        "Set cannot be destroyed: it is in use by a kernel component"
+    );
+    let r = ctl.handle(&ipset_req("list bl"));
+    assert!(
+        r.body.contains(&"References: 1".to_string()),
+        "{:?}",
+        r.body
+    );
+}

@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::ipset::{LookupOpts, SetPacket, SetTable};
 use crate::rule::{
     AddrRange, AddrtypeLimit, AddrtypeMatch, ConnmarkOp, CounterLayout, CtStates, Hook, IcmpType,
     IfaceMatch, Inv, Ipv4Net, Limit, Log, Match, MultiportDir, NatRange, Policy, PortNat,
@@ -208,6 +209,12 @@ pub enum CMatch {
         invert: bool,
     },
     Addrtype(AddrtypeMatch),
+    /// `-m set`: set `slot` of the gateway's set table.
+    Set {
+        slot: u16,
+        opts: LookupOpts,
+        invert: bool,
+    },
 }
 
 /// A compiled target; chains are indices into the table's chains.
@@ -476,8 +483,13 @@ impl RuleCounters {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CompileError {
     TooManyInterfaces(usize),
-    MissingChain { table: Table, chain: String },
+    MissingChain {
+        table: Table,
+        chain: String,
+    },
     TooManyChains(Table),
+    /// A `-m set` names a set that does not exist.
+    MissingSet(String),
 }
 
 impl std::fmt::Display for CompileError {
@@ -490,6 +502,7 @@ impl std::fmt::Display for CompileError {
                 write!(f, "table {}: jump to missing chain {chain}", table.name())
             }
             CompileError::TooManyChains(t) => write!(f, "table {}: too many chains", t.name()),
+            CompileError::MissingSet(name) => write!(f, "Set {name} doesn't exist."),
         }
     }
 }
@@ -512,8 +525,12 @@ fn iface_test(m: &Option<Inv<IfaceMatch>>, ifaces: &[String]) -> IfaceTest {
     }
 }
 
-fn compile_match(m: &Match, limits: &mut u32) -> Option<CMatch> {
-    Some(match m {
+fn compile_match(
+    m: &Match,
+    limits: &mut u32,
+    sets: &SetTable,
+) -> Result<Option<CMatch>, CompileError> {
+    Ok(Some(match m {
         Match::Tcp(t) => {
             // A tcp match becomes a ports test and, with --tcp-flags, a flags test;
             // the flags test is emitted separately by the caller.
@@ -555,7 +572,7 @@ fn compile_match(m: &Match, limits: &mut u32) -> Option<CMatch> {
             bits: s.value.0,
             invert: s.invert,
         },
-        Match::Comment(_) => return None,
+        Match::Comment(_) => return Ok(None),
         Match::Dscp(d) => CMatch::Dscp {
             dscp: d.value,
             invert: d.invert,
@@ -593,12 +610,36 @@ fn compile_match(m: &Match, limits: &mut u32) -> Option<CMatch> {
             invert: m.invert,
         },
         Match::Addrtype(a) => CMatch::Addrtype(*a),
-    })
+        Match::Set(m) => CMatch::Set {
+            slot: sets
+                .slot(&m.name)
+                .ok_or_else(|| CompileError::MissingSet(m.name.clone()))?,
+            opts: LookupOpts {
+                flags: m.flags,
+                return_nomatch: m.return_nomatch,
+                update_counters: m.update_counters,
+                packets: m.packets,
+                bytes: m.bytes,
+            },
+            invert: m.invert,
+        },
+    }))
 }
 
 /// Compiles a validated rule set for a gateway whose interfaces are `ifaces`
 /// (by index: the index a packet's input/output interface carries).
 pub fn compile(set: &RuleSet, ifaces: &[&str]) -> Result<CompiledRuleSet, CompileError> {
+    compile_with_sets(set, ifaces, &SetTable::default())
+}
+
+/// [`compile`] for a gateway whose sets are `sets`: `-m set` matches are
+/// resolved to their slots there (as the kernel resolves a set's name to
+/// its index when the rule is loaded).
+pub fn compile_with_sets(
+    set: &RuleSet,
+    ifaces: &[&str],
+    sets: &SetTable,
+) -> Result<CompiledRuleSet, CompileError> {
     if ifaces.len() > MAX_IFACES {
         return Err(CompileError::TooManyInterfaces(ifaces.len()));
     }
@@ -631,7 +672,7 @@ pub fn compile(set: &RuleSet, ifaces: &[&str]) -> Result<CompiledRuleSet, Compil
             for (ri, r) in c.rules.iter().enumerate() {
                 let mut matches = Vec::with_capacity(r.matches.len() + 1);
                 for m in &r.matches {
-                    if let Some(cm) = compile_match(m, &mut limits) {
+                    if let Some(cm) = compile_match(m, &mut limits, sets)? {
                         matches.push(cm);
                     }
                     if let Match::Tcp(tm) = m {
@@ -673,9 +714,9 @@ pub fn compile(set: &RuleSet, ifaces: &[&str]) -> Result<CompiledRuleSet, Compil
                 };
                 // What the fast path cannot replay: per-packet fields
                 // (flags, TOS, TTL, length, ICMP type), the connection's
-                // mark (another packet may change it), limits, LOG, and
-                // TTL/TOS/CONNMARK edits (a cached flow only rewrites the
-                // DSCP).
+                // mark (another packet may change it), sets (they change at
+                // run time), limits, LOG, and TTL/TOS/CONNMARK/TCPMSS edits
+                // (a cached flow only rewrites the DSCP).
                 let volatile = matches!(
                     target,
                     CTarget::Log(_)
@@ -694,6 +735,7 @@ pub fn compile(set: &RuleSet, ifaces: &[&str]) -> Result<CompiledRuleSet, Compil
                             | CMatch::Ttl(_)
                             | CMatch::Tos { .. }
                             | CMatch::Connmark { .. }
+                            | CMatch::Set { .. }
                     )
                 });
                 rules.push(CRule {
@@ -752,6 +794,31 @@ pub fn compile(set: &RuleSet, ifaces: &[&str]) -> Result<CompiledRuleSet, Compil
 impl CompiledRuleSet {
     pub fn table(&self, table: Table) -> Option<&CTable> {
         self.tables[table as usize].as_ref()
+    }
+
+    /// Whether a rule matches against set `slot`.
+    pub fn uses_set(&self, slot: u16) -> bool {
+        self.tables.iter().flatten().any(|t| {
+            t.chains.iter().any(|c| {
+                c.rules.iter().any(|r| {
+                    r.matches
+                        .iter()
+                        .any(|m| matches!(m, CMatch::Set { slot: s, .. } if *s == slot))
+                })
+            })
+        })
+    }
+
+    /// How many rules match against set `slot` (`References` of `ipset list`).
+    pub fn set_refs(&self, slot: u16) -> usize {
+        self.tables
+            .iter()
+            .flatten()
+            .flat_map(|t| t.chains.iter())
+            .flat_map(|c| c.rules.iter())
+            .flat_map(|r| r.matches.iter())
+            .filter(|m| matches!(m, CMatch::Set { slot: s, .. } if *s == slot))
+            .count()
     }
 
     /// The index of an interface name, if the rule set was compiled for it.
@@ -846,6 +913,8 @@ pub struct EvalState {
     /// [`EvalState::MAX_LOGS`] per packet.
     pub logs: [u32; EvalState::MAX_LOGS],
     pub nlogs: usize,
+    /// The gateway's sets as of this worker's batch (`-m set`).
+    pub sets: Arc<SetTable>,
 }
 
 impl EvalState {
@@ -871,6 +940,7 @@ impl EvalState {
             stack: Vec::with_capacity(chains + 1),
             logs: [0; EvalState::MAX_LOGS],
             nlogs: 0,
+            sets: Arc::default(),
         }
     }
 
@@ -904,7 +974,8 @@ impl EvalState {
 
 impl CMatch {
     #[inline]
-    fn matches(&self, p: &PacketView, limits: &[LimitBucket], now: u64) -> bool {
+    fn matches(&self, p: &PacketView, cx: &MatchCx<'_>, now: u64) -> bool {
+        let limits = cx.limits;
         match self {
             CMatch::Ports { sport, dport } => {
                 p.has_ports && sport.matches(p.sport) && dport.matches(p.dport)
@@ -972,21 +1043,41 @@ impl CMatch {
                 };
                 ok(a.src, p.addr_types[at]) && ok(a.dst, p.addr_types[at + 1])
             }
+            CMatch::Set { slot, opts, invert } => {
+                let sp = SetPacket {
+                    src: p.src,
+                    dst: p.dst,
+                    proto: p.proto,
+                    has_ports: p.has_ports,
+                    sport: p.sport,
+                    dport: p.dport,
+                    len: p.len,
+                };
+                cx.sets.matches(*slot, &sp, opts, now) != *invert
+            }
         }
     }
+}
+
+/// What matches read besides the packet: the rule set's token buckets and
+/// the gateway's sets as of this batch.
+#[derive(Clone, Copy)]
+pub struct MatchCx<'a> {
+    pub limits: &'a [LimitBucket],
+    pub sets: &'a SetTable,
 }
 
 impl CRule {
     // Always: the evaluator's loop is the hot path, and the trace filter
     // calling it too must not make the compiler outline it there.
     #[inline(always)]
-    pub fn matches(&self, p: &PacketView, limits: &[LimitBucket], now: u64) -> bool {
+    pub fn matches(&self, p: &PacketView, cx: &MatchCx<'_>, now: u64) -> bool {
         self.src.matches(p.src)
             && self.dst.matches(p.dst)
             && self.proto.matches(p.proto)
             && self.in_iface.matches(p.in_iface)
             && self.out_iface.matches(p.out_iface)
-            && self.matches.iter().all(|m| m.matches(p, limits, now))
+            && self.matches.iter().all(|m| m.matches(p, cx, now))
     }
 }
 
@@ -1049,7 +1140,11 @@ impl CompiledRuleSet {
             };
             idx += 1;
             obs.considered(rule);
-            if !rule.matches(p, &self.limits, now) {
+            let cx = MatchCx {
+                limits: &self.limits,
+                sets: &st.sets,
+            };
+            if !rule.matches(p, &cx, now) {
                 continue;
             }
             st.bump(rule.counter, p.len);

@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::classify::{compile, CompileError, CompiledRuleSet, MAX_IFACES};
+use crate::classify::{compile_with_sets, CompileError, CompiledRuleSet, MAX_IFACES};
 use crate::conntrack::{Conntrack, ConntrackConfig};
 use crate::frag::{FragConfig, Reassembly};
 use crate::icmp_limit::{IcmpLimitConfig, IcmpLimiter};
+use crate::ipset::{SetTable, SharedSets};
 use crate::link::{Link, LinkError, Links};
 use crate::neigh::{Mac, Neighbours};
 use crate::route::{RouteError, RoutePolicy, RouteTable};
@@ -156,10 +157,23 @@ pub struct Gateway {
     /// Bumped after every change of `live` (Release; workers load it with
     /// Acquire at each batch and end their cached flows when it moved).
     link_epoch: AtomicU32,
+    /// The IP sets (`-m set`), changed at run time without a reload;
+    /// workers load the current table at each batch.
+    pub sets: SharedSets,
 }
 
 impl Gateway {
     pub fn new(cfg: GatewayConfig, rules: &RuleSet) -> Result<Gateway, GatewayError> {
+        Gateway::with_sets(cfg, SetTable::default(), rules)
+    }
+
+    /// A gateway whose IP sets are `sets` (loaded before the rules, which
+    /// may name them).
+    pub fn with_sets(
+        cfg: GatewayConfig,
+        sets: SetTable,
+        rules: &RuleSet,
+    ) -> Result<Gateway, GatewayError> {
         if cfg.ifaces.len() > MAX_IFACES {
             return Err(GatewayError::TooManyInterfaces(cfg.ifaces.len()));
         }
@@ -175,7 +189,7 @@ impl Gateway {
         let links: Vec<Link> = cfg.ifaces.iter().map(|f| f.link).collect();
         let links = Links::new(&links).map_err(GatewayError::Link)?;
         let names: Vec<&str> = cfg.ifaces.iter().map(|f| f.name.as_str()).collect();
-        let compiled = compile(rules, &names).map_err(GatewayError::Compile)?;
+        let compiled = compile_with_sets(rules, &names, &sets).map_err(GatewayError::Compile)?;
         let live = cfg
             .ifaces
             .iter()
@@ -199,6 +213,7 @@ impl Gateway {
             tracer: Tracer::default(),
             live,
             link_epoch: AtomicU32::new(0),
+            sets: SharedSets::new(sets),
         })
     }
 
@@ -214,7 +229,13 @@ impl Gateway {
     /// it (the control plane prepares counters before [`Gateway::install_compiled`]).
     pub fn compile(&self, rules: &RuleSet) -> Result<CompiledRuleSet, CompileError> {
         let names: Vec<&str> = self.ifaces.iter().map(|f| f.name.as_str()).collect();
-        compile(rules, &names)
+        compile_with_sets(rules, &names, &self.sets.now())
+    }
+
+    /// Whether the installed rules name set `slot` (a set in use cannot
+    /// be destroyed, as the kernel's reference count refuses it).
+    pub fn set_in_use(&self, slot: u16) -> bool {
+        self.rules.load().uses_set(slot)
     }
 
     /// Installs a compiled rule set; returns the one it replaced. Workers

@@ -24,6 +24,7 @@ pub mod frag;
 pub mod gateway;
 pub mod hint;
 pub mod icmp_limit;
+pub mod ipset;
 pub mod link;
 pub mod log;
 pub mod nat;

@@ -5,6 +5,8 @@
 
 use std::net::Ipv4Addr;
 
+pub use crate::ipset::{CounterOp, DimFlags};
+
 /// A netfilter table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
@@ -393,6 +395,8 @@ pub enum Match {
     /// matches a packet without a connection, even inverted).
     Connmark(Inv<MarkMatch>),
     Addrtype(AddrtypeMatch),
+    /// `-m set --match-set NAME FLAGS ...` (xt_set revision 4).
+    Set(SetMatch),
 }
 
 /// Route types of addresses (`RTN_*`), as `-m addrtype` names them; a
@@ -438,6 +442,21 @@ pub enum AddrtypeLimit {
     None,
     In,
     Out,
+}
+
+/// `-m set [!] --match-set NAME src|dst[,...]` and its options.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SetMatch {
+    pub name: String,
+    pub flags: DimFlags,
+    pub invert: bool,
+    pub return_nomatch: bool,
+    /// `! --update-counters` clears it.
+    pub update_counters: bool,
+    /// `! --update-subcounters` clears it (list:set members' counters).
+    pub update_subcounters: bool,
+    pub packets: Option<(CounterOp, u64)>,
+    pub bytes: Option<(CounterOp, u64)>,
 }
 
 /// `-m length`'s range (`lo` above `hi` matches nothing, as in Linux).
@@ -534,6 +553,7 @@ impl Match {
             Match::Tos(_) => "tos",
             Match::Connmark(_) => "connmark",
             Match::Addrtype(_) => "addrtype",
+            Match::Set(_) => "set",
         }
     }
 }

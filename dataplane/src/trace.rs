@@ -18,9 +18,12 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 
+use crate::ipset::SetTable;
+
 use crate::action::Action;
 use crate::classify::{
-    compile, CMatch, CRule, CompileError, CompiledRuleSet, EvalObserver, PacketView, Verdict,
+    compile, CMatch, CRule, CompileError, CompiledRuleSet, EvalObserver, MatchCx, PacketView,
+    Verdict,
 };
 use crate::conntrack::{CtState, InvalidReason, TcpState, Track};
 use crate::flow::Tuple;
@@ -364,7 +367,14 @@ impl TraceFilter {
     /// output interface known yet).
     #[inline]
     pub fn may_match(&self, arrival: &PacketView, now: u64) -> bool {
-        self.pre.matches(arrival, &self.set.limits, now)
+        self.pre.matches(
+            arrival,
+            &MatchCx {
+                limits: &self.set.limits,
+                sets: &SetTable::EMPTY,
+            },
+            now,
+        )
     }
 
     /// Whether the packet matches, with its conntrack state and output
@@ -374,7 +384,16 @@ impl TraceFilter {
             .table(Table::Filter)
             .and_then(|t| t.hook_chain(Hook::Forward))
             .and_then(|c| c.rules.first())
-            .is_some_and(|r| r.matches(view, &self.set.limits, now))
+            .is_some_and(|r| {
+                r.matches(
+                    view,
+                    &MatchCx {
+                        limits: &self.set.limits,
+                        sets: &SetTable::EMPTY,
+                    },
+                    now,
+                )
+            })
     }
 }
 

@@ -98,6 +98,9 @@ pub struct GatewaySpec {
     pub interfaces: Vec<Interface>,
     /// The static routes: destination, next hop (Backend::Linux adds them).
     pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
+    /// The configuration's `ipsets` file (an `ipset save` file), resolved:
+    /// Backend::Linux loads it with `ipset restore` before the rules.
+    pub ipsets: Option<PathBuf>,
 }
 
 /// An interface of the gateway and its address.
@@ -329,7 +332,38 @@ impl Lab {
                 &via.to_string(),
             ]);
         }
+        if let Some(path) = &spec.ipsets {
+            let sets = std::fs::read_to_string(path)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+            gw.exec_stdin_ok(&["ipset", "restore"], &sets);
+        }
         gw.exec_stdin_ok(&["iptables-restore"], &spec.restore);
+    }
+
+    /// Runs an `ipset` command against the gateway's sets (`ipset` in the
+    /// gateway's namespace on Linux, `xdpgw ipset` on xdpgw); its exit
+    /// status and what it printed (stdout, then stderr).
+    pub fn ipset(&self, args: &[&str]) -> (i32, String, String) {
+        let out = match self.backend {
+            Backend::Linux => {
+                let mut linux = vec!["ipset"];
+                linux.extend(args);
+                self.gateway.exec(&linux)
+            }
+            Backend::Xdpgw => std::process::Command::new(&self.xdpgw)
+                .arg("ipset")
+                .arg("--config")
+                .arg(&self.config)
+                .args(args)
+                .output()
+                .unwrap_or_else(|e| panic!("run {}: {e}", self.xdpgw.display())),
+        };
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (
+            out.status.code().unwrap_or(-1),
+            text(&out.stdout),
+            text(&out.stderr),
+        )
     }
 
     fn start_xdpgw(&mut self, spec: &GatewaySpec, run_args: &[String]) {
@@ -650,6 +684,14 @@ pub fn run_config_text(spec: &GatewaySpec, workdir: &Path) -> String {
         "rules".into(),
         toml::Value::String(rules.display().to_string()),
     );
+    if let Some(sets) = &spec.ipsets {
+        let sets = std::fs::canonicalize(sets)
+            .unwrap_or_else(|e| panic!("the ipsets file {}: {e}", sets.display()));
+        table.insert(
+            "ipsets".into(),
+            toml::Value::String(sets.display().to_string()),
+        );
+    }
     table.insert(
         "control_socket".into(),
         toml::Value::String(workdir.join("xdpgw.sock").display().to_string()),

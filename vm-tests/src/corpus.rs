@@ -1410,6 +1410,77 @@ COMMIT
 /// The generated corpus: `(name, iptables-restore file text)` pairs.
 ///
 /// Deterministic: the same files on every call.
+/// The IP sets the generated files' `-m set` rules name, as `ipset save`
+/// prints them: loaded with `ipset restore` before the files in Linux, and
+/// given to xdpgw's parser ([`ipsets`]).
+pub const IPSETS: &str = "\
+create cbl hash:net family inet hashsize 1024 maxelem 65536
+add cbl 10.0.0.0/8
+add cbl 10.1.0.0/16 nomatch
+create csvc hash:ip,port family inet hashsize 1024 maxelem 65536 counters
+add csvc 192.0.2.1,udp:53
+create cnets hash:net,port family inet hashsize 1024 maxelem 65536
+create cports bitmap:port range 0-1024
+add cports 22
+create clist list:set size 8
+add clist cbl
+";
+
+/// [`IPSETS`] as xdpgw's set table.
+pub fn ipsets() -> xdpgw_dataplane::ipset::SetTable {
+    xdpgw_control::ipset::restore(&Default::default(), IPSETS, 0)
+        .unwrap_or_else(|e| panic!("corpus::IPSETS: {e}"))
+        .0
+}
+
+/// `-m set` in random forms: every set of [`IPSETS`], flags of 1 to 6
+/// dimensions, `!`, and the options in random order and combinations.
+fn filter_sets(rng: &mut Rng) -> String {
+    let mut rules = Vec::new();
+    let chains = ["INPUT", "FORWARD", "OUTPUT"];
+    let names = ["cbl", "csvc", "cnets", "cports", "clist"];
+    for i in 0..60 {
+        let name = names[i % names.len()];
+        let dims = 1 + rng.below(6);
+        let flags: Vec<&str> = (0..dims).map(|_| rng.pick(&["src", "dst"])).collect();
+        let mut opts = vec![format!(
+            "-m set {}--match-set {name} {}",
+            rng.neg(30),
+            flags.join(",")
+        )];
+        if rng.chance(25) {
+            opts.push("--return-nomatch".into());
+        }
+        if rng.chance(20) {
+            opts.push(format!("{}--update-counters", rng.neg(70)));
+        }
+        if rng.chance(15) {
+            opts.push(format!("{}--update-subcounters", rng.neg(70)));
+        }
+        for what in ["packets", "bytes"] {
+            if rng.chance(20) {
+                let op = rng.pick(&["eq", "lt", "gt"]);
+                let neg = if op == "eq" { rng.neg(40) } else { "" };
+                opts.push(format!("{neg}--{what}-{op} {}", rng.below(100_000)));
+            }
+        }
+        // Options in any order after --match-set.
+        let mut tail = opts.split_off(1);
+        for k in (1..tail.len()).rev() {
+            tail.swap(k, rng.below(k + 1));
+        }
+        opts.extend(tail);
+        let ctx = Ctx::builtin("filter", rng.pick(&chains));
+        let target = rng.pick(&["-j ACCEPT", "-j DROP", ""]);
+        rules.push(decorated(rng, &ctx, &opts.join(" "), target));
+    }
+    rules.push(
+        "-A FORWARD -m set --match-set cbl src -m set ! --match-set csvc dst,dst -j DROP".into(),
+    );
+    rules.push("-A INPUT -p tcp -m set --match-set cports dst -m tcp --dport 22 -j ACCEPT".into());
+    block(rng, "filter", None, &[], &rules)
+}
+
 pub fn generated() -> Vec<(String, String)> {
     let mut rng = Rng::new(0x005e_ed0f_1b7a_b1e5);
     let files = vec![
@@ -1424,6 +1495,7 @@ pub fn generated() -> Vec<(String, String)> {
         ("gen-mixed-1", mixed(&mut rng, 4)),
         ("gen-mixed-2", mixed(&mut rng, 6)),
         ("gen-sparse", sparse()),
+        ("gen-filter-sets", filter_sets(&mut rng)),
     ];
     files
         .into_iter()

@@ -35,9 +35,10 @@ pub fn conf_rules() -> String {
 
 /// The in-memory gateway of conf/gateway.toml running `rules` (a rule file's
 /// text), with [`LAN_MAC`] and [`WAN_MAC`] and a 4,096-entry conntrack table
-/// (no neighbours known yet).
+/// (no neighbours known yet). A script's `ipset` lines make its sets.
 pub fn gateway(rules: &str) -> std::sync::Arc<xdpgw_dataplane::gateway::Gateway> {
-    let rules = xdpgw_control::load_rules_str("rules", rules).unwrap_or_else(|e| panic!("{e}"));
+    let (sets, rules) =
+        xdpgw_control::load_sets_and_rules_str("rules", rules).unwrap_or_else(|e| panic!("{e}"));
     let cfg = crate::conf_gateway_config(
         [LAN_MAC, WAN_MAC],
         xdpgw_dataplane::conntrack::ConntrackConfig {
@@ -47,7 +48,8 @@ pub fn gateway(rules: &str) -> std::sync::Arc<xdpgw_dataplane::gateway::Gateway>
         },
     );
     std::sync::Arc::new(
-        xdpgw_dataplane::gateway::Gateway::new(cfg, &rules).unwrap_or_else(|e| panic!("{e}")),
+        xdpgw_dataplane::gateway::Gateway::with_sets(cfg, sets, &rules)
+            .unwrap_or_else(|e| panic!("{e}")),
     )
 }
 

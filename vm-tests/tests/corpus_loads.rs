@@ -15,6 +15,7 @@ fn every_generated_file_loads_with_iptables_restore() {
     let mut failures = Vec::new();
     for (name, text) in &files {
         let ns = Netns::new("load");
+        ns.exec_stdin_ok(&["ipset", "restore"], corpus::IPSETS);
         let out = ns.exec_stdin(&["iptables-restore"], text);
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
@@ -67,4 +68,30 @@ fn error_line(stderr: &str) -> Option<usize> {
         .take_while(char::is_ascii_digit)
         .collect();
     digits.parse().ok()
+}
+
+#[test]
+fn the_corpus_has_set_matches_of_every_set() {
+    let files = corpus::generated();
+    let sets = files
+        .iter()
+        .find(|(n, _)| n == "gen-filter-sets")
+        .map(|(_, t)| t.as_str())
+        .expect("gen-filter-sets");
+    for name in ["cbl", "csvc", "cnets", "cports", "clist"] {
+        assert!(
+            sets.contains(&format!("--match-set {name} ")),
+            "no rule names {name}"
+        );
+    }
+    for opt in [
+        "! --match-set",
+        "--return-nomatch",
+        "! --update-counters",
+        "--packets-",
+        "--bytes-",
+    ] {
+        assert!(sets.contains(opt), "no rule has {opt}");
+    }
+    assert!(corpus::rule_count(sets) >= 60);
 }

@@ -757,3 +757,129 @@ fn conntrack_events_like_conntrack_tools() {
         },
     );
 }
+
+// ---------------------------------------------------------------------------
+// IP sets
+
+#[derive(Debug, PartialEq)]
+struct BlocklistObs {
+    far_listed: Ping,
+    server_before: Ping,
+    add: (i32, String),
+    server_listed: Ping,
+    add_again: (i32, String),
+    test_listed: i32,
+    del: i32,
+    server_after: Ping,
+    test_unlisted: i32,
+    saved: Vec<String>,
+    counters: BTreeMap<String, u64>,
+}
+
+/// conf/gateway.toml with a FORWARD blocklist first: `-m set` on the
+/// destination, its hash:net set from an `ipsets` file, in `dir`.
+fn blocklist_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let conf = xdpgw_vm_tests::workspace_dir().join("conf");
+    let rules = std::fs::read_to_string(conf.join("gateway.rules"))
+        .expect("conf/gateway.rules")
+        .replacen(
+            "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n",
+            "-A FORWARD -m set --match-set blocklist dst -j DROP\n\
+             -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n",
+            1,
+        );
+    std::fs::write(dir.join("gateway.rules"), rules).expect("rules");
+    std::fs::write(
+        dir.join("sets.ipset"),
+        "create blocklist hash:net family inet hashsize 1024 maxelem 65536\n\
+         add blocklist 198.51.100.0/24\n",
+    )
+    .expect("sets");
+    let toml = std::fs::read_to_string(conf.join("gateway.toml"))
+        .expect("conf/gateway.toml")
+        .replacen(
+            "rules = \"gateway.rules\"\n",
+            "rules = \"gateway.rules\"\nipsets = \"sets.ipset\"\n",
+            1,
+        );
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, toml).expect("toml");
+    path
+}
+
+#[test]
+fn a_blocklist_set_drops_and_changes_live_as_linux() {
+    let dir = xdpgw_vm_tests::lab::WorkDir::new("ipset-lab");
+    let config = blocklist_config(dir.path());
+    let server = SERVER.to_string();
+    on_both_backends_in(
+        "a_blocklist_set_drops_and_changes_live_as_linux",
+        |backend| Lab::gateway_lab(&xdpgw_vm_tests::lab_config(backend, &config)),
+        |lab| {
+            // One echo request, a second for its answer (the lab's ping
+            // repeats until its deadline otherwise).
+            let wait = ["-i", "5", "-w", "1"];
+            let far_listed = lab.ping(lab.client(), FAR, 1, &wait);
+            let server_before = lab.ping(lab.client(), SERVER, 1, &[]);
+            let (add, _, _) = lab.ipset(&["add", "blocklist", &server]);
+            let server_listed = lab.ping(lab.client(), SERVER, 1, &wait);
+            let (again, _, err) = lab.ipset(&["add", "blocklist", &server]);
+            let (test_listed, _, _) = lab.ipset(&["test", "blocklist", &server]);
+            let (del, _, _) = lab.ipset(&["del", "blocklist", &server]);
+            let server_after = lab.ping(lab.client(), SERVER, 1, &[]);
+            let (test_unlisted, _, _) = lab.ipset(&["test", "blocklist", &server]);
+            let (_, saved, _) = lab.ipset(&["save", "blocklist"]);
+            BlocklistObs {
+                far_listed,
+                server_before,
+                add: (add, String::new()),
+                server_listed,
+                // The message, without the tool's own prefix.
+                add_again: (
+                    again,
+                    err.trim()
+                        .split_once(": ")
+                        .map_or("", |(_, m)| m)
+                        .to_string(),
+                ),
+                test_listed,
+                del,
+                server_after,
+                test_unlisted,
+                saved: saved
+                    .lines()
+                    .map(|l| l.split(" initval").next().unwrap_or(l).to_string())
+                    .collect(),
+                counters: lab.packet_counters(Some("filter")),
+            }
+        },
+        |o| {
+            assert_eq!(o.far_listed.received, 0, "{o:?}");
+            assert_eq!(o.server_before.received, 1, "{o:?}");
+            assert_eq!(o.add.0, 0);
+            assert_eq!(o.server_listed.received, 0, "added live: {o:?}");
+            assert_eq!(
+                o.add_again,
+                (
+                    1,
+                    "Element cannot be added to the set: it's already added".into()
+                )
+            );
+            assert_eq!((o.test_listed, o.del, o.test_unlisted), (0, 0, 1));
+            assert_eq!(o.server_after.received, 1, "deleted live: {o:?}");
+            assert_eq!(
+                o.saved,
+                [
+                    "create blocklist hash:net family inet hashsize 1024 maxelem 65536 bucketsize 12",
+                    "add blocklist 198.51.100.0/24"
+                ]
+            );
+            assert_eq!(
+                o.counters
+                    .get("filter -A FORWARD -m set --match-set blocklist dst -j DROP"),
+                Some(&2),
+                "{o:?}"
+            );
+        },
+    );
+}

@@ -1757,3 +1757,99 @@ fn address_change_follows_linux() {
     );
     assert_eq!((done.state, done.flushed), (Some((false, false)), 1));
 }
+
+// ---------------------------------------------------------------------------
+// IP sets (-m set)
+
+const SET_RULES: &str = "\
+ipset create blocklist hash:net counters
+ipset add blocklist 198.51.100.0/24
+iptables -P FORWARD DROP
+iptables -A FORWARD -m set --match-set blocklist dst -j DROP
+iptables -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+iptables -A FORWARD -i lan0 -o wan0 -j ACCEPT
+iptables -t nat -A POSTROUTING -o wan0 -j MASQUERADE
+";
+
+/// Runs an `ipset` command against the lab's gateway, as `xdpgw ipset`
+/// does (a copy published whole).
+fn ipset(lab: &Lab, cmd: &str) -> Result<String, String> {
+    let words: Vec<xdpgw_control::parse::lex::Token> = cmd
+        .split_whitespace()
+        .map(|w| xdpgw_control::parse::lex::Token {
+            text: w.into(),
+            line: 1,
+            col: 1,
+        })
+        .collect();
+    let gw = lab.worker.gateway();
+    let l = xdpgw_control::parse::ipset::parse_set_command(&words, &**gw.sets.now())
+        .map_err(|e| e.to_string())?;
+    gw.sets
+        .update(|t| xdpgw_control::ipset::apply(t, &l, lab.now, &|_| true, &|_| 0))
+        .map_err(|e| e.to_string())
+}
+
+fn udp_to(dst: Ipv4Addr, sport: u16) -> Vec<u8> {
+    FrameSpec {
+        dst_mac: LAN_MAC,
+        src_mac: CLIENT_MAC,
+        src: CLIENT,
+        dst,
+        ttl: 64,
+        tos: 0,
+        id: 9,
+        df: true,
+        l4: L4Spec::Udp {
+            sport,
+            dport: 53,
+            payload: b"s".to_vec(),
+        },
+    }
+    .build()
+}
+
+#[test]
+fn a_blocklist_set_drops_and_changes_live() {
+    let mut lab = Lab::with_rules(SET_RULES);
+    // Listed network: dropped by the set rule; others forwarded.
+    assert_eq!(
+        lab.send(LAN, udp_to(FAR, 42000)).action,
+        Action::Drop(DropReason::FilterDrop)
+    );
+    open_udp(&mut lab, 42001);
+    for _ in 0..3 {
+        lab.send(LAN, udp_from_client(42001, b"ok")).seen();
+    }
+    // The flow evaluated the set rule: never cached.
+    assert_eq!(lab.worker.stats().fast_path, 0);
+    assert_eq!(lab.counter(Table::Filter, Hook::Forward, 0), 1);
+    // Added without a reload: the established flow's next packet is dropped.
+    ipset(&lab, "add blocklist 203.0.113.9").expect("add");
+    assert_eq!(
+        ipset(&lab, "add blocklist 203.0.113.9"),
+        Err("Element cannot be added to the set: it's already added".into())
+    );
+    assert_eq!(
+        lab.send(LAN, udp_from_client(42001, b"no")).action,
+        Action::Drop(DropReason::FilterDrop)
+    );
+    assert_eq!(lab.counter(Table::Filter, Hook::Forward, 0), 2);
+    // A nomatch element carves the server out of a listed network.
+    ipset(&lab, "del blocklist 203.0.113.9").expect("del");
+    lab.send(LAN, udp_from_client(42001, b"ok")).seen();
+    ipset(&lab, "add blocklist 203.0.113.0/24").expect("add");
+    ipset(&lab, "add blocklist 203.0.113.8/29 nomatch").expect("add");
+    lab.send(LAN, udp_from_client(42001, b"ok")).seen();
+    assert_eq!(lab.counter(Table::Filter, Hook::Forward, 0), 2);
+    // The element's counters count the packets the rule saw there.
+    let saved = ipset(&lab, "save blocklist").expect("save");
+    assert!(
+        saved.contains("add blocklist 198.51.100.0/24 packets 1 bytes "),
+        "{saved}"
+    );
+    // swap: the rule now sees the other set's elements.
+    ipset(&lab, "create empty hash:net counters").expect("create");
+    ipset(&lab, "swap blocklist empty").expect("swap");
+    lab.send(LAN, udp_to(FAR, 42002)).seen();
+}

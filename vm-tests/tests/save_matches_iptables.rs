@@ -89,6 +89,8 @@ fn linux_tables(case: &Case, text: &str) -> BTreeMap<String, String> {
     let ns = Netns::new("save");
     match case.kind {
         Kind::Restore => {
+            // The sets the generated files' `-m set` rules name.
+            ns.exec_stdin_ok(&["ipset", "restore"], corpus::IPSETS);
             ns.exec_stdin_ok(&["iptables-restore"], text);
         }
         Kind::Script => {
@@ -118,7 +120,9 @@ fn xdpgw_tables(case: &Case, text: &str) -> Result<BTreeMap<String, String>, Fai
     let result = catch_unwind(AssertUnwindSafe(|| {
         let set = match &case.path {
             Some(path) if text == case.text => xdpgw_control::load_rules(path),
-            _ => xdpgw_control::load_rules_str(&case.name, text),
+            _ => xdpgw_control::parse::load_str_with_sets(text, &corpus::ipsets())
+                .map(|f| f.set)
+                .map_err(|e| e.in_file(&case.name)),
         };
         set.map(|set| xdpgw_control::save::render(&set))
             .map_err(|e| e.to_string())

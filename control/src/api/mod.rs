@@ -100,6 +100,7 @@
 //! another trace running) are ordinary `ERR` responses.
 
 pub mod events;
+pub mod ipset;
 pub mod metrics;
 pub mod reload;
 pub mod server;

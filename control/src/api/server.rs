@@ -217,6 +217,10 @@ pub enum ReloadError {
     /// error.
     #[error("{0}; nothing reloaded")]
     Config(crate::config::ConfigError),
+    /// The file's `ipset` lines no longer apply to the running sets (they
+    /// changed since the file was checked).
+    #[error("{}: {message}; nothing reloaded", file.display())]
+    Sets { file: PathBuf, message: String },
 }
 
 impl ReloadError {
@@ -233,7 +237,9 @@ impl ReloadError {
                 ));
                 lines
             }
-            ReloadError::Compile { .. } | ReloadError::Config(_) => vec![self.to_string()],
+            ReloadError::Compile { .. } | ReloadError::Config(_) | ReloadError::Sets { .. } => {
+                vec![self.to_string()]
+            }
         }
     }
 }
@@ -357,22 +363,58 @@ impl Control {
             None => None,
         };
         let file = file.unwrap_or(&self.rules_file).to_path_buf();
-        let loaded = crate::load_rule_file(&file).map_err(|errors| ReloadError::Rules {
-            errors,
-            file: file.clone(),
+        // The sets are kept, as Linux keeps ipsets across iptables-restore;
+        // a script's `ipset` lines change them as running it again would.
+        let sets_before = self.gw.sets.snapshot();
+        let loaded = crate::load_rule_file_with_sets(&file, &sets_before).map_err(|errors| {
+            ReloadError::Rules {
+                errors,
+                file: file.clone(),
+            }
         })?;
+        let set_lines = loaded.set_lines.clone();
         // Under the lock from here: the merge starts from the set that runs,
         // and reloads do not interleave.
         let mut current = self.lock();
         let merged = super::reload::merge(&current, loaded, scope);
         let set = merged.set;
-        let compiled = self
-            .gw
-            .compile(&set)
-            .map_err(|source| ReloadError::Compile {
-                file: file.clone(),
-                source,
-            })?;
+        let compile_error = |source| ReloadError::Compile {
+            file: file.clone(),
+            source,
+        };
+        let compiled = if set_lines.is_empty() {
+            self.gw.compile(&set).map_err(compile_error)?
+        } else {
+            // The new sets first (all of them or none), then the rules
+            // compiled against them.
+            let now = (self.now)();
+            let rules = self.gw.rules();
+            self.gw
+                .sets
+                .update(|t| {
+                    for l in &set_lines {
+                        crate::ipset::apply(t, l, now, &|s| rules.uses_set(s), &|_| 0)?;
+                    }
+                    Ok(())
+                })
+                .map_err(|e: crate::ipset::SetCommandError| ReloadError::Sets {
+                    file: file.clone(),
+                    message: e.to_string(),
+                })?;
+            match self.gw.compile(&set) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.gw
+                        .sets
+                        .update(|t| {
+                            *t = (*sets_before).clone();
+                            Ok::<(), ()>(())
+                        })
+                        .ok();
+                    return Err(compile_error(e));
+                }
+            }
+        };
         let carried = super::reload::carried(&current, &set);
         let new = Arc::new(compiled);
         let old = self.gw.install_compiled(Arc::clone(&new));
@@ -493,6 +535,7 @@ impl Control {
                 Response::ok(out.lines().map(str::to_string).collect())
             }
             "zero" => self.zero(req),
+            "ipset" => self.ipset(req),
             "stats" => Response::ok(self.stats()),
             "stats-sample" => Response::ok(super::stats::sample_lines(self)),
             "metrics" => Response::ok(

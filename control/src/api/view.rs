@@ -472,6 +472,35 @@ fn match_text(out: &mut String, m: &Match, proto: &str, numeric: bool) {
                 }
             }
         }
+        Match::Set(m) => {
+            // libxt_set's set_printv4_match.
+            let _ = write!(
+                out,
+                " {}match-set {} {}",
+                if m.invert { "! " } else { "" },
+                m.name,
+                crate::save::set_flags_text(m.flags)
+            );
+            if m.return_nomatch {
+                out.push_str(" return-nomatch");
+            }
+            if !m.update_counters {
+                out.push_str(" ! update-counters");
+            }
+            if !m.update_subcounters {
+                out.push_str(" ! update-subcounters");
+            }
+            for (what, c) in [("packets", m.packets), ("bytes", m.bytes)] {
+                use xdpgw_dataplane::rule::CounterOp;
+                let _ = match c {
+                    Some((CounterOp::Eq, n)) => write!(out, " {what}-eq {n}"),
+                    Some((CounterOp::Ne, n)) => write!(out, " ! {what}-eq {n}"),
+                    Some((CounterOp::Lt, n)) => write!(out, " {what}-lt {n}"),
+                    Some((CounterOp::Gt, n)) => write!(out, " {what}-gt {n}"),
+                    None => Ok(()),
+                };
+            }
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! command lines, both applied as commands to one rule-set state, then
 //! validated as a whole (jumps, loops, where targets may stand).
 
+pub mod ipset;
 pub mod lex;
 pub mod rule;
 pub mod value;
@@ -12,7 +13,10 @@ use xdpgw_dataplane::rule::{
     Chain, Counters, HookSet, Policy, RuleSet, Table, TableRules, TargetPlacement,
 };
 
+use xdpgw_dataplane::ipset::SetTable;
+
 use crate::error::{RuleError, RuleErrorKind, RuleErrors};
+use ipset::{parse_set_command, SetCommand, SetLine};
 use lex::Token;
 use rule::{check_chain_name, parse_rule, ParsedRule, SUPPORTED_TARGETS};
 
@@ -34,9 +38,14 @@ pub fn detect_format(text: &str) -> Format {
         .find(|l| !l.is_empty() && !l.starts_with('#'));
     match first {
         Some(l) if is_iptables_word(l.split_whitespace().next().unwrap_or("")) => Format::Script,
+        Some(l) if is_ipset_word(l.split_whitespace().next().unwrap_or("")) => Format::Script,
         Some(l) if l.starts_with("sudo ") => Format::Script,
         _ => Format::Restore,
     }
+}
+
+fn is_ipset_word(w: &str) -> bool {
+    w.rsplit('/').next().unwrap_or(w) == "ipset"
 }
 
 fn is_iptables_word(w: &str) -> bool {
@@ -60,6 +69,10 @@ pub struct RuleFile {
     /// command. A named table may be absent from `set` (a script whose only
     /// nat command is `iptables -t nat -F`): it is empty.
     pub tables: Vec<Table>,
+    /// The script's `ipset` commands, in order: applied to the gateway's
+    /// sets before its rules are installed (checked against the sets the
+    /// file was loaded with).
+    pub set_lines: Vec<SetLine>,
 }
 
 /// Where a table stands in a rule set: the order in which iptables-save
@@ -76,19 +89,31 @@ pub fn save_rank(t: Table) -> u8 {
 
 /// Parses a rule file's text into a validated rule set, or every error in it.
 pub fn load_str(text: &str) -> Result<RuleSet, RuleErrors> {
-    load(text, false).map(|f| f.set)
+    load(text, false, &SetTable::default()).map(|f| f.set)
 }
 
 /// Parses the whole text of a rule file, as read from the file, and also
 /// refuses text that does not end where a complete file ends
 /// ([`ending_errors`]): a file cut short while being written is not loaded.
 pub fn load_file_text(text: &str) -> Result<RuleFile, RuleErrors> {
-    load(text, true)
+    load(text, true, &SetTable::default())
 }
 
-fn load(text: &str, whole_file: bool) -> Result<RuleFile, RuleErrors> {
+/// [`load_file_text`] for a gateway whose sets are `sets`: rules may name
+/// them, and the script's `ipset` lines change a copy of them.
+pub fn load_file_text_with_sets(text: &str, sets: &SetTable) -> Result<RuleFile, RuleErrors> {
+    load(text, true, sets)
+}
+
+/// [`load_str`] with sets (see [`load_file_text_with_sets`]).
+pub fn load_str_with_sets(text: &str, sets: &SetTable) -> Result<RuleFile, RuleErrors> {
+    load(text, false, sets)
+}
+
+fn load(text: &str, whole_file: bool, sets: &SetTable) -> Result<RuleFile, RuleErrors> {
     let mut st = State {
         whole_file,
+        sets: sets.clone(),
         ..State::default()
     };
     if whole_file {
@@ -106,9 +131,11 @@ fn load(text: &str, whole_file: bool) -> Result<RuleFile, RuleErrors> {
         let mut tables = std::mem::take(&mut st.named);
         tables.sort_by_key(|&t| save_rank(t));
         tables.dedup();
+        let set_lines = std::mem::take(&mut st.set_lines);
         Ok(RuleFile {
             set: st.into_ruleset(),
             tables,
+            set_lines,
         })
     } else {
         st.errors.sort_by_key(|e| (e.line, e.column));
@@ -222,6 +249,10 @@ struct State {
     whole_file: bool,
     /// The tables the text names ([`RuleFile::tables`]), repeats included.
     named: Vec<Table>,
+    /// The sets as of the line being read (`-m set` must name one).
+    sets: SetTable,
+    /// The `ipset` lines read ([`RuleFile::set_lines`]).
+    set_lines: Vec<SetLine>,
 }
 
 /// The same error, blamed on another place.
@@ -476,11 +507,17 @@ impl State {
         let Some(first) = line.first() else {
             return;
         };
+        if is_ipset_word(&first.text) {
+            if let Err(e) = self.set_command(&line[1..], first) {
+                self.errors.push(e);
+            }
+            return;
+        }
         if !is_iptables_word(&first.text) || first.text.ends_with("ip6tables") {
             self.errors.push(syntax(
                 at(first),
                 format!(
-                    "expected an 'iptables ...' command line, found '{}' (IPv4 iptables commands only)",
+                    "expected an 'iptables ...' or 'ipset ...' command line, found '{}' (IPv4 iptables commands only)",
                     first.text
                 ),
             ));
@@ -546,6 +583,44 @@ impl State {
         }
     }
 
+    /// An `ipset` line of a script: applied to the file's copy of the sets
+    /// at once, as the script would run it, so that later rules may name
+    /// the sets it creates.
+    fn set_command(&mut self, words: &[Token], first: &Token) -> Result<(), RuleError> {
+        let l = parse_set_command(words, &self.sets)?;
+        if matches!(
+            l.cmd,
+            SetCommand::List(_) | SetCommand::Save(_) | SetCommand::Test { .. }
+        ) {
+            return Err(syntax(
+                at(first),
+                "ipset list, save and test change nothing: they have no place in a rule file",
+            ));
+        }
+        let names = self.set_names_in_rules();
+        let sets = &self.sets;
+        let in_use = |slot: u16| {
+            sets.name_of(slot)
+                .is_some_and(|n| names.iter().any(|x| x == n))
+        };
+        let mut next = self.sets.clone();
+        crate::ipset::apply(&mut next, &l, 0, &in_use, &|_| 0)
+            .map_err(|e| semantic(l.at, e.to_string()))?;
+        self.sets = next;
+        self.set_lines.push(l);
+        Ok(())
+    }
+
+    /// The sets the rules read so far name.
+    fn set_names_in_rules(&self) -> Vec<String> {
+        self.tables
+            .iter()
+            .flat_map(|t| t.chains.iter())
+            .flat_map(|c| c.rules.iter())
+            .flat_map(|r| r.set_names.iter().map(|(n, _)| n.clone()))
+            .collect()
+    }
+
     fn new_chain(&mut self, table: Table, name: &str, pos: (u32, u32)) -> Result<(), RuleError> {
         let tok = Token {
             text: name.to_string(),
@@ -603,6 +678,14 @@ impl State {
         counters: Option<Counters>,
     ) -> Result<ParsedRule, RuleError> {
         let mut p = parse_rule(spec, cmd_at, table, chain)?;
+        // xt_set's checkentry: the set must exist when the rule is loaded.
+        if let Some((name, pos)) = p
+            .set_names
+            .iter()
+            .find(|(n, _)| self.sets.slot(n).is_none())
+        {
+            return Err(semantic(*pos, format!("Set {name} doesn't exist.")));
+        }
         if let Some(c) = counters {
             p.rule.counters = c;
         }

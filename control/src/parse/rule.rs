@@ -8,13 +8,14 @@ use xdpgw_dataplane::rule::{
     MarkMatch, Match, Multiport, MultiportDir, NatRange, PortMatch, PortNat, PortRange, RejectWith,
     Rule, Table, Target, TcpFlags, TcpMatch, TcpmssOp, TosBits, TtlMatch, TtlSet,
 };
+use xdpgw_dataplane::rule::{CounterOp, DimFlags, SetMatch};
 
 use super::lex::Token;
 use super::value;
 use crate::error::{RuleError, RuleErrorKind};
 use crate::netdb;
 
-pub const SUPPORTED_MATCHES: [&str; 16] = [
+pub const SUPPORTED_MATCHES: [&str; 17] = [
     "tcp",
     "udp",
     "icmp",
@@ -31,6 +32,7 @@ pub const SUPPORTED_MATCHES: [&str; 16] = [
     "tos",
     "connmark",
     "addrtype",
+    "set",
 ];
 
 pub const SUPPORTED_TARGETS: [&str; 17] = [
@@ -68,6 +70,8 @@ pub struct ParsedRule {
     pub target_at: (u32, u32),
     /// `-s`/`-d` given as lists of addresses (`-s a,b`).
     pub lists: AddrLists,
+    /// The sets `-m set` names, and where each name stands.
+    pub set_names: Vec<(String, (u32, u32))>,
 }
 
 /// The addresses of `-s` and `-d` when given as lists (`-s a,b,c`): iptables
@@ -109,6 +113,7 @@ impl ParsedRule {
                     table: self.table,
                     target_at: self.target_at,
                     lists: AddrLists::default(),
+                    set_names: self.set_names.clone(),
                 });
             }
         }
@@ -142,6 +147,8 @@ struct Parser<'a> {
     lists: AddrLists,
     /// Where the first address list stands.
     list_at: Option<(u32, u32)>,
+    /// The sets `-m set` names, and where.
+    set_names: Vec<(String, (u32, u32))>,
 }
 
 fn err(t: &Token, kind: RuleErrorKind) -> RuleError {
@@ -183,6 +190,7 @@ pub fn parse_rule(
         start,
         lists: AddrLists::default(),
         list_at: None,
+        set_names: Vec::new(),
     };
     p.run()?;
     p.finish(table)
@@ -465,6 +473,16 @@ impl<'a> Parser<'a> {
                 dst: None,
                 limit: AddrtypeLimit::None,
             }),
+            "set" => Match::Set(SetMatch {
+                name: String::new(),
+                flags: DimFlags { src: 0, dim: 0 },
+                invert: false,
+                return_nomatch: false,
+                update_counters: true,
+                update_subcounters: true,
+                packets: None,
+                bytes: None,
+            }),
             _ => {
                 return Err(err(
                     v,
@@ -638,6 +656,12 @@ impl<'a> Parser<'a> {
             (Match::Addrtype(_), "--dst-type") => 2,
             (Match::Addrtype(_), "--limit-iface-in") => 4,
             (Match::Addrtype(_), "--limit-iface-out") => 8,
+            (Match::Set(_), "--match-set" | "--set") => 1,
+            (Match::Set(_), "--return-nomatch") => 2,
+            (Match::Set(_), "--update-counters") => 4,
+            (Match::Set(_), "--update-subcounters") => 8,
+            (Match::Set(_), "--packets-eq" | "--packets-lt" | "--packets-gt") => 16,
+            (Match::Set(_), "--bytes-eq" | "--bytes-lt" | "--bytes-gt") => 32,
             (
                 Match::Conntrack(_),
                 "--ctproto" | "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst"
@@ -670,6 +694,7 @@ impl<'a> Parser<'a> {
             pos += 1;
             Ok(v)
         };
+        let mut named_set = None;
         match &mut l.m {
             Match::Tcp(TcpMatch { ports, flags }) => {
                 if bit == 4 {
@@ -832,6 +857,56 @@ impl<'a> Parser<'a> {
                 let (value, mask) = value::tos(&v.text).map_err(|e| bad(v, opt, e))?;
                 *m = Inv::new(TosBits { value, mask }, inv);
             }
+            Match::Set(m) => match bit {
+                1 => {
+                    let name = take()?;
+                    let flags = take().map_err(|_| {
+                        semantic((t.line, t.col), format!("{opt} requires two args"))
+                    })?;
+                    if name.text.is_empty() || name.text.len() > 31 {
+                        return Err(bad(name, opt, "a set name of 1-31 characters".into()));
+                    }
+                    m.name = name.text.clone();
+                    m.flags = set_flags(flags, opt)?;
+                    m.invert = inv;
+                    named_set = Some((name.text.clone(), (name.line, name.col)));
+                }
+                2 => {
+                    no_inv(inv)?;
+                    m.return_nomatch = true;
+                }
+                4 => m.update_counters = !inv,
+                8 => m.update_subcounters = !inv,
+                _ => {
+                    if inv && !opt.ends_with("-eq") {
+                        return Err(err(
+                            t,
+                            RuleErrorKind::CannotInvert {
+                                option: opt.to_string(),
+                            },
+                        ));
+                    }
+                    let v = take()?;
+                    let n: u64 = v
+                        .text
+                        .parse()
+                        .map_err(|_| bad(v, opt, "a number 0-18446744073709551615".into()))?;
+                    let op = match &opt[opt.len() - 2..] {
+                        "eq" if inv => CounterOp::Ne,
+                        "eq" => CounterOp::Eq,
+                        "lt" => CounterOp::Lt,
+                        _ => CounterOp::Gt,
+                    };
+                    if bit == 16 {
+                        m.packets = Some((op, n));
+                    } else {
+                        m.bytes = Some((op, n));
+                    }
+                }
+            },
+        }
+        if let Some(n) = named_set {
+            self.set_names.push(n);
         }
         self.pos = pos;
         Ok(true)
@@ -1139,6 +1214,12 @@ impl<'a> Parser<'a> {
                         "--limit-iface-out is not valid in PREROUTING or INPUT",
                     ))
                 }
+                Match::Set(_) if l.seen & 1 == 0 => {
+                    return Err(semantic(
+                        l.at,
+                        "-m set needs --match-set NAME src|dst[,src|dst...]",
+                    ))
+                }
                 _ => {}
             }
             rule.matches.push(l.m);
@@ -1234,8 +1315,41 @@ impl<'a> Parser<'a> {
             table,
             target_at,
             lists: self.lists,
+            set_names: self.set_names,
         })
     }
+}
+
+/// `src,dst,...`: bit `i` set when dimension `i` is the source
+/// (libxt_set's `parse_dirs`).
+fn set_flags(t: &Token, opt: &str) -> Result<DimFlags, RuleError> {
+    let parts: Vec<&str> = t.text.split(',').collect();
+    if parts.len() > xdpgw_dataplane::ipset::MAX_DIM {
+        return Err(bad(
+            t,
+            opt,
+            "at most 6 src/dst options (the kernel's IPSET_DIM_MAX)".into(),
+        ));
+    }
+    let mut f = DimFlags {
+        src: 0,
+        dim: parts.len() as u8,
+    };
+    for (i, p) in parts.iter().enumerate() {
+        match *p {
+            "src" => f.src |= 1 << i,
+            "dst" => {}
+            _ => {
+                return Err(bad(
+                    t,
+                    opt,
+                    "a comma-separated list of 'src' or 'dst' (one per dimension of the set)"
+                        .into(),
+                ))
+            }
+        }
+    }
+    Ok(f)
 }
 
 /// Folds the options of every tcp (udp) match into the first one that has

@@ -140,8 +140,10 @@ pub(crate) struct Hooks {
 impl Hooks {
     pub(crate) fn new(gw: Arc<Gateway>, index: usize, seed: u64) -> Hooks {
         let rules = gw.rules();
+        let mut eval = EvalState::for_worker(&rules, index);
+        eval.sets = gw.sets.snapshot();
         Hooks {
-            eval: EvalState::for_worker(&rules, index),
+            eval,
             index,
             rules,
             // Linux queues up to unres_qlen_bytes (212,992) per unresolved
@@ -170,7 +172,15 @@ impl Hooks {
         if !Arc::ptr_eq(&current, &self.rules) {
             self.rules = Arc::clone(&current);
             self.eval = EvalState::for_worker(&self.rules, self.index);
+            self.eval.sets = self.gw.sets.snapshot();
             changed = true;
+        }
+        // A change of the sets does not start a new fast-path epoch: a
+        // traversal that evaluated a `-m set` rule is never cached (the
+        // rule is volatile), so no cached flow depends on a set.
+        let sets = self.gw.sets.now();
+        if !Arc::ptr_eq(&sets, &self.eval.sets) {
+            self.eval.sets = Arc::clone(&sets);
         }
         changed
     }
