@@ -72,6 +72,35 @@ pub fn gateway_lab(backend: Backend) -> Lab {
     })
 }
 
+/// An iptables-restore file of `tables`: for each, `*TABLE`, its built-in
+/// chains with policy ACCEPT, the rule lines given, `COMMIT`.
+pub fn restore_text(tables: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (table, rules) in tables {
+        let chains: &[&str] = match *table {
+            "raw" => &["PREROUTING", "OUTPUT"],
+            "mangle" => &["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"],
+            "nat" => &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
+            "filter" => &["INPUT", "FORWARD", "OUTPUT"],
+            t => panic!("no table {t}"),
+        };
+        out.push_str(&format!("*{table}\n"));
+        for c in chains {
+            out.push_str(&format!(":{c} ACCEPT [0:0]\n"));
+        }
+        for line in rules.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            out.push_str(line);
+            out.push('\n');
+        }
+        out.push_str("COMMIT\n");
+    }
+    out
+}
+
+/// nat POSTROUTING's MASQUERADE out of wan0, the rules most lab scenarios
+/// share.
+pub const MASQUERADE_WAN0: (&str, &str) = ("nat", "-A POSTROUTING -o wan0 -j MASQUERADE");
+
 /// The gateway lab of conf/gateway.toml with its files written to `dir`
 /// first: the rules `rules` (conf/gateway.rules when None) and the
 /// configuration with `extra` TOML appended (sections of its own, such as

@@ -6,33 +6,25 @@
 use std::collections::BTreeMap;
 
 use xdpgw_vm_tests::lab::{Lab, WorkDir, CLIENT, GATEWAY_LAN, GATEWAY_WAN, HOST_IF, SERVER};
-use xdpgw_vm_tests::lab_with;
 use xdpgw_vm_tests::scenario::*;
+use xdpgw_vm_tests::{lab_with, restore_text, MASQUERADE_WAN0};
 
 /// TTL, TOS and length rules told apart by the TOS the client's pings
 /// carry, and MASQUERADE.
-const TTL_TOS_RULES: &str = "\
-*mangle
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:FORWARD ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A PREROUTING -p icmp -m tos --tos 0x04 -j TTL --ttl-set 200
--A FORWARD -p icmp -m tos --tos 0x08 -j TTL --ttl-set 200
--A FORWARD -p icmp -m ttl --ttl-eq 63 -m tos --tos 0x0c -j TOS --set-tos 0x10
--A PREROUTING -p icmp -m tos --tos 0x14 -j TTL --ttl-inc 5
--A FORWARD -p icmp -m length --length 84
--A FORWARD -p icmp -m length ! --length 84
-COMMIT
-*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A POSTROUTING -o wan0 -j MASQUERADE
-COMMIT
-";
+fn ttl_tos_rules() -> String {
+    restore_text(&[
+        (
+            "mangle",
+            "-A PREROUTING -p icmp -m tos --tos 0x04 -j TTL --ttl-set 200
+            -A FORWARD -p icmp -m tos --tos 0x08 -j TTL --ttl-set 200
+            -A FORWARD -p icmp -m ttl --ttl-eq 63 -m tos --tos 0x0c -j TOS --set-tos 0x10
+            -A PREROUTING -p icmp -m tos --tos 0x14 -j TTL --ttl-inc 5
+            -A FORWARD -p icmp -m length --length 84
+            -A FORWARD -p icmp -m length ! --length 84",
+        ),
+        MASQUERADE_WAN0,
+    ])
+}
 
 /// The mangle table's rule counters. Not the chains' policy counters:
 /// PREROUTING's also counts what the lab's hosts send on their own
@@ -76,7 +68,7 @@ fn ttl_tos_length_as_linux() {
     let path = dir.path().to_owned();
     on_both_backends_in(
         "ttl_tos_length_as_linux",
-        |backend| lab_with(&path, backend, Some(TTL_TOS_RULES), ""),
+        |backend| lab_with(&path, backend, Some(&ttl_tos_rules()), ""),
         ttl_tos,
         |o| {
             // LINUX-REFERENCE: PREROUTING's TTL before the decrement,
@@ -90,33 +82,21 @@ fn ttl_tos_length_as_linux() {
     );
 }
 
-const CONNMARK_RULES: &str = "\
-*raw
-:PREROUTING ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
--A PREROUTING -p udp --dport 7778 -j NOTRACK
-COMMIT
-*mangle
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:FORWARD ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A PREROUTING -p udp -j CONNMARK --restore-mark
--A PREROUTING -p udp -i lan0 -m mark --mark 0x0 -j MARK --set-mark 0x7
--A PREROUTING -p udp -j CONNMARK --save-mark --mask 0xff
--A FORWARD -m connmark --mark 0x7
--A FORWARD -m connmark ! --mark 0x7
--A FORWARD -m mark --mark 0x7
-COMMIT
-*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A POSTROUTING -o wan0 -j MASQUERADE
-COMMIT
-";
+fn connmark_rules() -> String {
+    restore_text(&[
+        ("raw", "-A PREROUTING -p udp --dport 7778 -j NOTRACK"),
+        (
+            "mangle",
+            "-A PREROUTING -p udp -j CONNMARK --restore-mark
+            -A PREROUTING -p udp -i lan0 -m mark --mark 0x0 -j MARK --set-mark 0x7
+            -A PREROUTING -p udp -j CONNMARK --save-mark --mask 0xff
+            -A FORWARD -m connmark --mark 0x7
+            -A FORWARD -m connmark ! --mark 0x7
+            -A FORWARD -m mark --mark 0x7",
+        ),
+        MASQUERADE_WAN0,
+    ])
+}
 
 #[derive(Debug, PartialEq)]
 struct ConnmarkObs {
@@ -162,7 +142,7 @@ fn connmark_as_linux() {
     let path = dir.path().to_owned();
     on_both_backends_in(
         "connmark_as_linux",
-        |backend| lab_with(&path, backend, Some(CONNMARK_RULES), ""),
+        |backend| lab_with(&path, backend, Some(&connmark_rules()), ""),
         connmark,
         |o| {
             assert_eq!(o.reply, "ok");
@@ -172,24 +152,16 @@ fn connmark_as_linux() {
     );
 }
 
-const TCPMSS_RULES: &str = "\
-*mangle
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:FORWARD ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1300
--A POSTROUTING -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu
-COMMIT
-*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A POSTROUTING -o wan0 -j MASQUERADE
-COMMIT
-";
+fn tcpmss_rules() -> String {
+    restore_text(&[
+        (
+            "mangle",
+            "-A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1300
+            -A POSTROUTING -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu",
+        ),
+        MASQUERADE_WAN0,
+    ])
+}
 
 #[derive(Debug, PartialEq)]
 struct MssObs {
@@ -244,7 +216,7 @@ fn tcpmss_as_linux() {
     let path = dir.path().to_owned();
     on_both_backends_in(
         "tcpmss_as_linux",
-        |backend| lab_with(&path, backend, Some(TCPMSS_RULES), ""),
+        |backend| lab_with(&path, backend, Some(&tcpmss_rules()), ""),
         tcpmss,
         |o| {
             assert_eq!(o.connect, "connected");
@@ -255,27 +227,21 @@ fn tcpmss_as_linux() {
     );
 }
 
-const ADDRTYPE_RULES: &str = "\
-*filter
-:INPUT ACCEPT [0:0]
-:FORWARD ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
--A INPUT -p icmp -m addrtype --dst-type LOCAL
--A INPUT -p icmp -m addrtype --dst-type LOCAL --limit-iface-in
--A INPUT -p icmp -m addrtype ! --dst-type LOCAL --limit-iface-in
--A INPUT -p icmp -m addrtype --src-type UNICAST --dst-type BROADCAST,MULTICAST
--A FORWARD -p icmp -m addrtype --src-type UNICAST --dst-type UNICAST
--A FORWARD -p icmp -m addrtype --dst-type LOCAL,BROADCAST
--A OUTPUT -p icmp -m addrtype --src-type LOCAL --limit-iface-out
-COMMIT
-*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A POSTROUTING -o wan0 -j MASQUERADE
-COMMIT
-";
+fn addrtype_rules() -> String {
+    restore_text(&[
+        (
+            "filter",
+            "-A INPUT -p icmp -m addrtype --dst-type LOCAL
+            -A INPUT -p icmp -m addrtype --dst-type LOCAL --limit-iface-in
+            -A INPUT -p icmp -m addrtype ! --dst-type LOCAL --limit-iface-in
+            -A INPUT -p icmp -m addrtype --src-type UNICAST --dst-type BROADCAST,MULTICAST
+            -A FORWARD -p icmp -m addrtype --src-type UNICAST --dst-type UNICAST
+            -A FORWARD -p icmp -m addrtype --dst-type LOCAL,BROADCAST
+            -A OUTPUT -p icmp -m addrtype --src-type LOCAL --limit-iface-out",
+        ),
+        MASQUERADE_WAN0,
+    ])
+}
 
 #[derive(Debug, PartialEq)]
 struct AddrtypeObs {
@@ -306,7 +272,7 @@ fn addrtype_as_linux() {
     let path = dir.path().to_owned();
     on_both_backends_in(
         "addrtype_as_linux",
-        |backend| lab_with(&path, backend, Some(ADDRTYPE_RULES), ""),
+        |backend| lab_with(&path, backend, Some(&addrtype_rules()), ""),
         addrtype,
         |o| {
             assert_eq!(o.received, [2, 2, 2]);
@@ -324,23 +290,15 @@ fn addrtype_as_linux() {
     );
 }
 
-const CLAMP_RULES: &str = "\
-*mangle
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:FORWARD ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu
-COMMIT
-*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A POSTROUTING -o wan0 -j MASQUERADE
-COMMIT
-";
+fn clamp_rules() -> String {
+    restore_text(&[
+        (
+            "mangle",
+            "-A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu",
+        ),
+        MASQUERADE_WAN0,
+    ])
+}
 
 /// The uplink (wan0) at MTU 1,400, set while the gateway runs: the SYN
 /// reaches the server with MSS 1,360, and the SYN-ACK the client with
@@ -351,7 +309,7 @@ fn tcpmss_clamps_to_a_1400_uplink_as_linux() {
     let path = dir.path().to_owned();
     on_both_backends_in(
         "tcpmss_clamps_to_a_1400_uplink_as_linux",
-        |backend| lab_with(&path, backend, Some(CLAMP_RULES), ""),
+        |backend| lab_with(&path, backend, Some(&clamp_rules()), ""),
         |lab| {
             lab.gateway()
                 .exec_ok(&["ip", "link", "set", "wan0", "mtu", "1400"]);

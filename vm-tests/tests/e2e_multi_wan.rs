@@ -16,29 +16,24 @@ use std::net::Ipv4Addr;
 use xdpgw_vm_tests::lab::{
     Backend, Lab, WorkDir, CLIENT, CLIENT2, GATEWAY_WAN, GATEWAY_WAN1, SERVER, SERVER_WAN1,
 };
-use xdpgw_vm_tests::lab_with;
 use xdpgw_vm_tests::scenario::*;
+use xdpgw_vm_tests::{lab_with, restore_text};
 
-const RULES: &str = "\
-*mangle
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:FORWARD ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A PREROUTING -i lan0 -p tcp -j CONNMARK --restore-mark
--A PREROUTING -i lan0 -p tcp -s 192.168.10.3 -m mark --mark 0x0 -j MARK --set-mark 0x2
--A PREROUTING -p tcp -j CONNMARK --save-mark
-COMMIT
-*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A POSTROUTING -o wan0 -j MASQUERADE
--A POSTROUTING -o wan1 -j MASQUERADE
-COMMIT
-";
+fn rules() -> String {
+    restore_text(&[
+        (
+            "mangle",
+            "-A PREROUTING -i lan0 -p tcp -j CONNMARK --restore-mark
+            -A PREROUTING -i lan0 -p tcp -s 192.168.10.3 -m mark --mark 0x0 -j MARK --set-mark 0x2
+            -A PREROUTING -p tcp -j CONNMARK --save-mark",
+        ),
+        (
+            "nat",
+            "-A POSTROUTING -o wan0 -j MASQUERADE
+            -A POSTROUTING -o wan1 -j MASQUERADE",
+        ),
+    ])
+}
 
 /// The second uplink, its table and the rule, for xdpgw.
 const CONFIG: &str = "\
@@ -126,7 +121,7 @@ fn marked_connections_leave_by_their_uplink() {
     let path = dir.path().to_owned();
     on_both_backends_in(
         "marked_connections_leave_by_their_uplink",
-        |backend| lab_with(&path, backend, Some(RULES), CONFIG),
+        |backend| lab_with(&path, backend, Some(&rules()), CONFIG),
         scenario,
         |o| {
             assert_eq!(

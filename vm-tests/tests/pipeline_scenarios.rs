@@ -15,7 +15,7 @@ use xdpgw_dataplane::rule::{Hook, Table};
 use xdpgw_dataplane::worker::{Worker, CREDIT_ROUND};
 use xdpgw_vm_tests::frames::*;
 use xdpgw_vm_tests::memlab::{self, *};
-use xdpgw_vm_tests::workspace_dir;
+use xdpgw_vm_tests::{restore_text, workspace_dir, MASQUERADE_WAN0};
 
 const LAN: u8 = 0;
 const WAN: u8 = 1;
@@ -389,30 +389,25 @@ fn reject_with_tcp_reset_answers_the_client() {
 /// POSTROUTING's MASQUERADE 0 (the reset leaves on lan0).
 #[test]
 fn reject_reset_is_related_and_passes_nat_postrouting_as_in_linux() {
-    let rules = "\
-*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A OUTPUT -p tcp
--A POSTROUTING -p tcp -m conntrack --ctstate RELATED
--A POSTROUTING -p tcp -m conntrack --ctstate ESTABLISHED
--A POSTROUTING -p tcp -m conntrack --ctstate NEW
--A POSTROUTING -o wan0 -j MASQUERADE
-COMMIT
-*filter
-:INPUT ACCEPT [0:0]
-:FORWARD ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
--A FORWARD -p tcp --dport 25 -j REJECT --reject-with tcp-reset
--A OUTPUT -p tcp -m conntrack --ctstate RELATED
--A OUTPUT -p tcp -m conntrack --ctstate ESTABLISHED
--A OUTPUT -p tcp -m conntrack --ctstate NEW
--A OUTPUT -p tcp -m conntrack --ctstate INVALID
-COMMIT
-";
-    let mut lab = Lab::with_rules(rules);
+    let rules = restore_text(&[
+        (
+            "nat",
+            "-A OUTPUT -p tcp
+                -A POSTROUTING -p tcp -m conntrack --ctstate RELATED
+                -A POSTROUTING -p tcp -m conntrack --ctstate ESTABLISHED
+                -A POSTROUTING -p tcp -m conntrack --ctstate NEW
+                -A POSTROUTING -o wan0 -j MASQUERADE",
+        ),
+        (
+            "filter",
+            "-A FORWARD -p tcp --dport 25 -j REJECT --reject-with tcp-reset
+                -A OUTPUT -p tcp -m conntrack --ctstate RELATED
+                -A OUTPUT -p tcp -m conntrack --ctstate ESTABLISHED
+                -A OUTPUT -p tcp -m conntrack --ctstate NEW
+                -A OUTPUT -p tcp -m conntrack --ctstate INVALID",
+        ),
+    ]);
+    let mut lab = Lab::with_rules(&rules);
     let out = lab.send(LAN, from_client(40001, 25, 777, 0, TCP_SYN, &[]));
     assert_eq!(out.action, Action::Drop(DropReason::FilterReject));
     assert_eq!(lab.emitted().len(), 1, "one reset");
@@ -487,21 +482,15 @@ fn ttl_and_tos_targets_act_where_linuxs_do() {
         }
         .build()
     };
-    let rules = "\
-*mangle
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:FORWARD ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A PREROUTING -p udp --dport 1001 -j TTL --ttl-set 200
--A FORWARD -p udp --dport 1002 -j TTL --ttl-set 200
--A PREROUTING -p udp --dport 1003 -j TTL --ttl-inc 5
--A FORWARD -m ttl --ttl-eq 63 -j TOS --set-tos 0x10
--A POSTROUTING -p udp --dport 1005 -j TOS --xor-tos 0x01
-COMMIT
-";
-    let mut lab = Lab::with_rules(rules);
+    let rules = restore_text(&[(
+        "mangle",
+        "-A PREROUTING -p udp --dport 1001 -j TTL --ttl-set 200
+                -A FORWARD -p udp --dport 1002 -j TTL --ttl-set 200
+                -A PREROUTING -p udp --dport 1003 -j TTL --ttl-inc 5
+                -A FORWARD -m ttl --ttl-eq 63 -j TOS --set-tos 0x10
+                -A POSTROUTING -p udp --dport 1005 -j TOS --xor-tos 0x01",
+    )]);
+    let mut lab = Lab::with_rules(&rules);
     let s = lab.send(LAN, udp(1001, 64, 0)).seen();
     assert_eq!(s.ttl, 199, "set in PREROUTING, then decremented");
     let s = lab.send(LAN, udp(1002, 64, 0)).seen();
@@ -524,34 +513,20 @@ COMMIT
 /// does not match it, even inverted, and CONNMARK leaves it alone.
 #[test]
 fn connmark_saves_and_restores_a_connections_mark() {
-    let rules = "\
-*raw
-:PREROUTING ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
--A PREROUTING -p udp --dport 5353 -j NOTRACK
-COMMIT
-*mangle
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:FORWARD ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A PREROUTING -j CONNMARK --restore-mark
--A PREROUTING -i lan0 -m mark --mark 0 -j MARK --set-mark 0x7
--A PREROUTING -j CONNMARK --save-mark --mask 0xff
--A FORWARD -m connmark --mark 0x7
--A FORWARD -m connmark ! --mark 0x7
--A FORWARD -m mark --mark 0x7
-COMMIT
-*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A POSTROUTING -o wan0 -j MASQUERADE
-COMMIT
-";
-    let mut lab = Lab::with_rules(rules);
+    let rules = restore_text(&[
+        ("raw", "-A PREROUTING -p udp --dport 5353 -j NOTRACK"),
+        (
+            "mangle",
+            "-A PREROUTING -j CONNMARK --restore-mark
+                -A PREROUTING -i lan0 -m mark --mark 0 -j MARK --set-mark 0x7
+                -A PREROUTING -j CONNMARK --save-mark --mask 0xff
+                -A FORWARD -m connmark --mark 0x7
+                -A FORWARD -m connmark ! --mark 0x7
+                -A FORWARD -m mark --mark 0x7",
+        ),
+        MASQUERADE_WAN0,
+    ]);
+    let mut lab = Lab::with_rules(&rules);
     let fwd = |lab: &Lab| -> Vec<u64> {
         (0..3)
             .map(|r| lab.counter(Table::Mangle, Hook::Forward, r))

@@ -61,6 +61,20 @@ impl Hooks {
         in_iface: u8,
         frame: &mut [u8],
     ) -> Action {
+        self.collect(cx, frame, |h, cx, dgram| {
+            h.run_reassembled(cx, trace, in_iface, dgram)
+        })
+    }
+
+    /// Queues `frame`'s fragment; when it completes its datagram, runs
+    /// `then` on the datagram (the fragment's Ethernet header, then the
+    /// reassembled datagram, in the worker's reassembly buffer).
+    fn collect<E: Emit>(
+        &mut self,
+        cx: &mut Cx<'_, E, Untraced>,
+        frame: &[u8],
+        then: impl FnOnce(&mut Self, &mut Cx<'_, E, Untraced>, &mut [u8]) -> Action,
+    ) -> Action {
         let Some(f) = frame.get(ETH_HLEN..).and_then(Fragment::parse) else {
             return cx.drop(DropReason::Ipv4Truncated);
         };
@@ -78,7 +92,7 @@ impl Hooks {
             Insert::Complete { len, max_size } => {
                 buf[..ETH_HLEN].copy_from_slice(&frame[..ETH_HLEN]);
                 self.defrag.max_size = max_size;
-                self.run_reassembled(cx, trace, in_iface, &mut buf[..ETH_HLEN + len])
+                then(self, cx, &mut buf[..ETH_HLEN + len])
             }
         };
         self.defrag.buf = buf;
@@ -102,43 +116,23 @@ impl Hooks {
                 return cx.drop(r);
             }
         }
-        let Some(f) = frame.get(ETH_HLEN..).and_then(Fragment::parse) else {
-            return cx.drop(DropReason::Ipv4Truncated);
-        };
-        let mut buf = std::mem::take(&mut self.defrag.buf);
-        let r = self.gw.frags.insert(
-            cx.now,
-            &f,
-            &mut buf[ETH_HLEN..],
-            &mut self.defrag.pieces,
-            cx.stats,
-        );
-        let a = match r {
-            Insert::Queued => Action::Consumed,
-            Insert::Dropped(reason) => Action::Drop(reason),
-            Insert::Complete { len, max_size } => {
-                buf[..ETH_HLEN].copy_from_slice(&frame[..ETH_HLEN]);
-                self.defrag.max_size = max_size;
-                self.defrag.active = true;
-                self.defrag.from_host = true;
-                let dgram = &mut buf[..ETH_HLEN + len];
-                let a = self.output(cx, dgram, None);
-                self.defrag.active = false;
-                self.defrag.from_host = false;
-                match a {
-                    Action::Forward { iface, len } => match dgram.get(..len) {
-                        Some(f) if len <= FRAME_SIZE => {
-                            cx.emit.emit(iface, f);
-                            Action::Emitted { iface, frames: 1 }
-                        }
-                        _ => cx.drop(DropReason::FragNeeded),
-                    },
-                    a => a,
-                }
+        self.collect(cx, frame, |h, cx, dgram| {
+            h.defrag.active = true;
+            h.defrag.from_host = true;
+            let a = h.output(cx, dgram, None);
+            h.defrag.active = false;
+            h.defrag.from_host = false;
+            match a {
+                Action::Forward { iface, len } => match dgram.get(..len) {
+                    Some(f) if len <= FRAME_SIZE => {
+                        cx.emit.emit(iface, f);
+                        Action::Emitted { iface, frames: 1 }
+                    }
+                    _ => cx.drop(DropReason::FragNeeded),
+                },
+                a => a,
             }
-        };
-        self.defrag.buf = buf;
-        a
+        })
     }
 
     /// A reassembled datagram (Ethernet header, then the datagram) through
