@@ -342,7 +342,7 @@ pub struct ConntrackFileConfig {
     pub tcp_be_liberal: Option<bool>,
     pub tcp_ignore_invalid_rst: Option<bool>,
     pub tcp_max_retrans: Option<u8>,
-    /// Timeouts set (by [`TIMEOUT_KEYS`] name), in seconds.
+    /// Timeouts set (by the sysctl name's suffix, e.g. `udp_timeout`), in seconds.
     pub timeouts: Vec<(&'static str, u64)>,
 }
 

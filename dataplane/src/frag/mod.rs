@@ -15,7 +15,7 @@
 //! - [`out`]: a datagram cut into fragments, keeping the geometry it
 //!   arrived in when each fragment fits the egress MTU (`ip_do_fragment`'s
 //!   fast path) or cut to the MTU (its slow path).
-//! - [`Defrag`]: a worker's side: the contiguous buffer a completed
+//! - `Defrag`: a worker's side: the contiguous buffer a completed
 //!   datagram is copied into (up to 65,535 bytes after the link layer)
 //!   and its geometry, allocated once.
 
