@@ -8,20 +8,30 @@ use xdpgw_dataplane::port::{LinkEvent, LinkMonitor};
 
 use crate::service::{self, level};
 
-/// The gateway's interfaces as the kernel numbers them, and the monitor.
+/// A kernel interface xdpgw drives (a port) and the gateway interfaces on
+/// it: the port's own (untagged) interface, if configured, and its VLAN
+/// interfaces.
+pub struct WatchedPort {
+    pub ifindex: u32,
+    pub name: String,
+    /// Gateway interfaces on the port, with whether each is the port's own
+    /// (the one the kernel's addresses of the port belong to).
+    pub ifaces: Vec<(u8, bool)>,
+}
+
+/// The gateway's ports as the kernel numbers them, and the monitor.
 pub struct LinkWatch {
     monitor: LinkMonitor,
-    /// Per gateway interface (its index): kernel ifindex and name.
-    ifaces: Vec<(u32, String)>,
+    ifaces: Vec<WatchedPort>,
     /// The largest MTU the dataplane's frames hold.
     cap: u16,
     events: Vec<LinkEvent>,
 }
 
 impl LinkWatch {
-    /// Watches `ifaces` (kernel ifindex and name, in the gateway's order)
-    /// through `monitor`, opened before their state was read.
-    pub fn new(monitor: LinkMonitor, ifaces: Vec<(u32, String)>, cap: u16) -> LinkWatch {
+    /// Watches the ports `ifaces` through `monitor`, opened before their
+    /// state was read.
+    pub fn new(monitor: LinkMonitor, ifaces: Vec<WatchedPort>, cap: u16) -> LinkWatch {
         LinkWatch {
             monitor,
             ifaces,
@@ -40,8 +50,8 @@ impl LinkWatch {
                 level::WARNING,
                 "xdpgw: link changes were lost (netlink overflow); links read again",
             );
-            for &(ifindex, _) in &self.ifaces {
-                if let Some(e) = LinkMonitor::link(ifindex) {
+            for p in &self.ifaces {
+                if let Some(e) = LinkMonitor::link(p.ifindex) {
                     self.events.push(e);
                 }
             }
@@ -59,26 +69,33 @@ impl LinkWatch {
             | LinkEvent::Addr { ifindex, .. } => ifindex,
             LinkEvent::Lost => return,
         };
-        let Some(k) = self.ifaces.iter().position(|(i, _)| *i == ifindex) else {
+        let Some(port) = self.ifaces.iter().find(|p| p.ifindex == ifindex) else {
             return;
         };
-        let name = &self.ifaces[k].1;
-        let change = match e {
+        let name = &port.name;
+        // The port's MTU and state are its VLAN interfaces' too; its
+        // addresses are its own interface's only.
+        let (change, own_only) = match e {
             LinkEvent::Link {
                 mtu, up, carrier, ..
-            } => LinkChange::Link {
-                mtu,
-                cap: self.cap,
-                up,
-                carrier,
-            },
+            } => (
+                LinkChange::Link {
+                    mtu,
+                    cap: self.cap,
+                    up,
+                    carrier,
+                },
+                false,
+            ),
             LinkEvent::Addr {
                 added: true,
                 addr,
                 prefix,
                 ..
-            } => LinkChange::AddrAdded { addr, prefix },
-            LinkEvent::Addr { addr, prefix, .. } => LinkChange::AddrRemoved { addr, prefix },
+            } => (LinkChange::AddrAdded { addr, prefix }, true),
+            LinkEvent::Addr { addr, prefix, .. } => {
+                (LinkChange::AddrRemoved { addr, prefix }, true)
+            }
             LinkEvent::Removed { .. } => {
                 service::log(
                     level::ERR,
@@ -91,9 +108,15 @@ impl LinkWatch {
             }
             LinkEvent::Lost => return,
         };
-        let done = gw.link_changed(k as u8, change);
-        for (lvl, line) in describe(name, &done) {
-            service::log(lvl, &line);
+        for &(iface, own) in &port.ifaces {
+            if own_only && !own {
+                continue;
+            }
+            let done = gw.link_changed(iface, change);
+            let shown = gw.iface_name(iface).unwrap_or(name);
+            for (lvl, line) in describe(shown, &done) {
+                service::log(lvl, &line);
+            }
         }
     }
 }

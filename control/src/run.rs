@@ -27,7 +27,7 @@ use xdpgw_dataplane::worker::{Driver, Worker};
 
 use crate::api::server::{Control, ControlSocket, WorkerPublished};
 use crate::config::{Config, XdpModeConfig, ZeroCopyConfig};
-use crate::link_watch::LinkWatch;
+use crate::link_watch::{LinkWatch, WatchedPort};
 use crate::service::{self, level};
 use crate::state_file;
 
@@ -205,15 +205,24 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
     );
     let gw = Arc::new(Gateway::with_sets(gw_cfg, sets, &rules)?);
     let mut link_watch = monitor.map(|m| {
-        let ifaces = (0..group.len())
+        let links = cfg.links();
+        let ports = (0..group.len())
             .map(|k| {
-                (
-                    group.ifindex(k).unwrap_or(0),
-                    group.ifname(k).unwrap_or_default().to_string(),
-                )
+                let name = group.ifname(k).unwrap_or_default().to_string();
+                let ifaces = links
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| usize::from(l.port) == k)
+                    .map(|(i, _)| (i as u8, cfg.interfaces[i].name == name))
+                    .collect();
+                WatchedPort {
+                    ifindex: group.ifindex(k).unwrap_or(0),
+                    name,
+                    ifaces,
+                }
             })
             .collect();
-        LinkWatch::new(m, ifaces, mtu_cap)
+        LinkWatch::new(m, ports, mtu_cap)
     });
 
     // Queue index q of every interface (one shared UMEM) goes to worker q.

@@ -255,6 +255,11 @@ impl Gateway {
         self.rules.load()
     }
 
+    /// The name of interface `iface`.
+    pub fn iface_name(&self, iface: u8) -> Option<&str> {
+        self.ifaces.get(usize::from(iface)).map(|f| f.name.as_str())
+    }
+
     /// The interface holding `addr`, if it is one of the gateway's.
     #[inline]
     pub fn local_iface(&self, addr: Ipv4Addr) -> Option<u8> {
