@@ -390,6 +390,17 @@ fn scenario(mut lab: VlanLab) -> Observed {
 
     let v30_to_gateway = lab.ping_fails(&lab.c30, GW_V30);
     let v30_dropped = lab.unknown_vlan_drops() > 0;
+    if let Some(gw) = lab.gateway.as_mut() {
+        // The trunk's MTU is its VLAN interfaces' too: a change of it
+        // reaches them (xdpgw's log names each).
+        lab.gw
+            .exec_ok(&["ip", "link", "set", "lan0", "mtu", "1400"]);
+        for vlan in ["lan0.10", "lan0.20"] {
+            gw.wait_stderr_line("the VLAN interface's MTU change", READY_TIMEOUT, |l| {
+                l.contains(&format!("{vlan}: MTU 1500 -> 1400"))
+            });
+        }
+    }
     let o = Observed {
         to_gateway,
         gateway_mac_is_lan0s,
