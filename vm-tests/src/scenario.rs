@@ -94,6 +94,21 @@ pub fn peers(server: Process) -> Vec<SocketAddrV4> {
         .collect()
 }
 
+/// [`peers`], once the server reported at least `n` (or `TOOL_LIMIT`
+/// passed): a client's connect can return before the server's accept loop
+/// printed its peer.
+pub fn peers_after(mut server: Process, n: usize) -> Vec<SocketAddrV4> {
+    for _ in 0..n {
+        if server
+            .try_wait_line(TOOL_LIMIT, |l| l.starts_with("peer="))
+            .is_none()
+        {
+            break;
+        }
+    }
+    peers(server)
+}
+
 pub fn ips(peers: &[SocketAddrV4]) -> BTreeSet<Ipv4Addr> {
     peers.iter().map(|p| *p.ip()).collect()
 }
