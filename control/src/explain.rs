@@ -457,7 +457,14 @@ pub fn packet_of(
                     ))
                 }
             },
-            Match::Conntrack(s) | Match::State(s) => {
+            Match::Conntrack(c) if c.state_only().is_none() => {
+                return Err(bad(
+                    whole,
+                    "-m conntrack describes a packet only by --ctstate",
+                ))
+            }
+            Match::Conntrack(xdpgw_dataplane::rule::CtMatch { state: Some(s), .. })
+            | Match::State(s) => {
                 let one = [
                     (CtStates::NEW, PrepState::New),
                     (CtStates::ESTABLISHED, PrepState::Established),

@@ -162,6 +162,74 @@ fn states(out: &mut String, opt: &str, s: Inv<xdpgw_dataplane::rule::CtStates>) 
     out.push_str(&names.join(","));
 }
 
+/// `-m conntrack`'s options in iptables-save's order (`conntrack_dump`):
+/// addresses without `/32`, ports as `lo:hi` unless one, the protocol as a
+/// number.
+fn ct_match(out: &mut String, m: &xdpgw_dataplane::rule::CtMatch) {
+    use xdpgw_dataplane::rule::CtMatch;
+    if let Some(s) = m.state {
+        states(out, "--ctstate", s);
+    }
+    if let Some(p) = m.proto {
+        inv(out, p.invert);
+        let _ = write!(out, " --ctproto {}", p.value);
+    }
+    for (opt, a) in CtMatch::ADDR_OPTS.iter().zip(m.addrs) {
+        if let Some(a) = a {
+            inv(out, a.invert);
+            let _ = write!(out, " {opt} {}", ct_addr(a.value));
+        }
+    }
+    for (opt, r) in CtMatch::PORT_OPTS.iter().zip(m.ports) {
+        if let Some(r) = r {
+            inv(out, r.invert);
+            let _ = write!(out, " {opt} {}", ct_ports(r.value));
+        }
+    }
+    if let Some(st) = m.status {
+        inv(out, st.invert);
+        let _ = write!(out, " --ctstatus {}", ct_status(st.value));
+    }
+    if let Some(reply) = m.dir_reply {
+        out.push_str(if reply {
+            " --ctdir REPLY"
+        } else {
+            " --ctdir ORIGINAL"
+        });
+    }
+}
+
+/// An address of `-m conntrack`: `a.b.c.d` for a host, else `/prefix`.
+pub(crate) fn ct_addr(n: Ipv4Net) -> String {
+    match n.prefix_len() {
+        Some(32) | None => n.addr().to_string(),
+        Some(p) => format!("{}/{p}", n.addr()),
+    }
+}
+
+/// A port range of `-m conntrack`: `p` or `lo:hi`.
+pub(crate) fn ct_ports(r: PortRange) -> String {
+    if r.lo == r.hi {
+        r.lo.to_string()
+    } else {
+        format!("{}:{}", r.lo, r.hi)
+    }
+}
+
+/// `--ctstatus` names: NONE alone, else the bits' names in order.
+pub(crate) fn ct_status(bits: u16) -> String {
+    use xdpgw_dataplane::rule::CtMatch;
+    if bits == 0 {
+        return "NONE".into();
+    }
+    CtMatch::STATUS_NAMES
+        .iter()
+        .filter(|(_, b)| *b != 0 && bits & b != 0)
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn addr_range(out: &mut String, opt: &str, r: Option<Inv<AddrRange>>) {
     if let Some(r) = r {
         inv(out, r.invert);
@@ -221,7 +289,7 @@ fn match_spec(out: &mut String, m: &Match) {
                 };
             }
         }
-        Match::Conntrack(s) => states(out, "--ctstate", *s),
+        Match::Conntrack(m) => ct_match(out, m),
         Match::State(s) => states(out, "--state", *s),
         Match::Comment(c) => {
             out.push_str(" --comment");

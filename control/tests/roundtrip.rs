@@ -73,7 +73,17 @@ fn limit() -> impl Strategy<Value = Limit> {
 /// Matches that make sense for protocol `proto`.
 fn matches(proto: Option<u8>) -> impl Strategy<Value = Vec<Match>> {
     let common = prop_oneof![
-        states(7).prop_map(Match::Conntrack),
+        (
+            states(7),
+            proptest::option::of(inv(0u8..=255)),
+            proptest::option::of(any::<bool>())
+        )
+            .prop_map(|(s, proto, dir_reply)| Match::Conntrack(CtMatch {
+                state: Some(s),
+                proto,
+                dir_reply,
+                ..CtMatch::default()
+            })),
         states(5).prop_map(Match::State),
         text(60).prop_map(Match::Comment),
         inv(0u8..64).prop_map(Match::Dscp),

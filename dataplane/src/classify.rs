@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::ipset::{LookupOpts, SetPacket, SetTable};
 use crate::rule::{
-    AddrRange, AddrtypeLimit, AddrtypeMatch, ConnmarkOp, CounterLayout, CtStates, Hook, IcmpType,
-    IfaceMatch, Inv, Ipv4Net, Limit, Log, Match, MultiportDir, NatRange, Policy, PortNat,
+    AddrRange, AddrtypeLimit, AddrtypeMatch, ConnmarkOp, CounterLayout, CtMatch, CtStates, Hook,
+    IcmpType, IfaceMatch, Inv, Ipv4Net, Limit, Log, Match, MultiportDir, NatRange, Policy, PortNat,
     PortRange, RejectWith, RuleSet, Table, Target, TcpmssOp, TosBits, TtlMatch, TtlSet,
 };
 
@@ -209,6 +209,8 @@ pub enum CMatch {
         invert: bool,
     },
     Addrtype(AddrtypeMatch),
+    /// `-m conntrack` with more than the state.
+    Conntrack(Box<CtMatch>),
     /// `-m set`: set `slot` of the gateway's set table.
     Set {
         slot: u16,
@@ -310,6 +312,9 @@ pub struct CompiledRuleSet {
     /// A rule uses `-m addrtype`: the pipeline fills
     /// [`PacketView::addr_types`] before each table runs.
     pub uses_addrtype: bool,
+    /// A rule uses `-m conntrack` beyond the state: the pipeline fills
+    /// [`PacketView::ct`].
+    pub uses_ct_tuple: bool,
 }
 
 /// One `-m limit` token bucket, in nanoseconds of credit (the kernel's
@@ -568,9 +573,17 @@ fn compile_match(
             ports: mp.ports.clone().into_boxed_slice(),
             invert: mp.invert,
         },
-        Match::Conntrack(s) | Match::State(s) => CMatch::CtState {
+        Match::State(s) => CMatch::CtState {
             bits: s.value.0,
             invert: s.invert,
+        },
+        Match::Conntrack(m) => match (m.state_only(), m.state) {
+            (Some(s), _) => CMatch::CtState {
+                bits: s.value.0,
+                invert: s.invert,
+            },
+            (None, None) if *m == CtMatch::default() => return Ok(None),
+            _ => CMatch::Conntrack(Box::new(*m)),
         },
         Match::Comment(_) => return Ok(None),
         Match::Dscp(d) => CMatch::Dscp {
@@ -736,6 +749,7 @@ pub fn compile_with_sets(
                             | CMatch::Tos { .. }
                             | CMatch::Connmark { .. }
                             | CMatch::Set { .. }
+                            | CMatch::Conntrack(_)
                     )
                 });
                 rules.push(CRule {
@@ -781,6 +795,15 @@ pub fn compile_with_sets(
         counters: layout.len(),
         live: RuleCounters::new(layout.len() as usize),
         limits: (0..limits).map(|_| LimitBucket::default()).collect(),
+        uses_ct_tuple: set.tables.iter().any(|t| {
+            t.chains.iter().any(|c| {
+                c.rules.iter().any(|r| {
+                    r.matches
+                        .iter()
+                        .any(|m| matches!(m, Match::Conntrack(c) if c.state_only().is_none()))
+                })
+            })
+        }),
         uses_addrtype: set.tables.iter().any(|t| {
             t.chains.iter().any(|c| {
                 c.rules
@@ -859,6 +882,10 @@ pub struct PacketView {
     pub mss_set: Option<u16>,
     /// Set by TCPMSS `--clamp-mss-to-pmtu`.
     pub mss_clamp: bool,
+    /// The packet's connection as `-m conntrack` sees it: the original and
+    /// reply tuples, status and direction; filled only for rule sets that
+    /// look at more than the state.
+    pub ct: Option<CtView>,
     /// The route types (`AddrType`) of the source and destination: as any
     /// interface sees them, as the input and as the output interface does
     /// (`[src, dst, src_in, dst_in, src_out, dst_out]`); filled only for
@@ -871,6 +898,20 @@ pub struct PacketView {
     pub notrack: bool,
 }
 
+/// A connection as `-m conntrack` reads it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtView {
+    pub proto: u8,
+    /// Original, then reply: (source, destination, source port,
+    /// destination port); ports 0 for protocols without them, ICMP's id as
+    /// the original source and reply destination "port" (Linux's
+    /// `src.u.all`).
+    pub tuples: [(u32, u32, u16, u16); 2],
+    /// Linux's `IPS_*` bits: EXPECTED 1, SEEN_REPLY 2, ASSURED 4, CONFIRMED 8.
+    pub status: u16,
+    pub reply_dir: bool,
+}
+
 impl PacketView {
     /// Whether the packet has a connection (Linux's `nf_ct_get` is not
     /// NULL): tracked, and neither INVALID nor UNTRACKED.
@@ -879,6 +920,51 @@ impl PacketView {
         self.ct_bits & (CtStates::INVALID | CtStates::UNTRACKED) == 0
             && self.ct_bits & (CtStates::NEW | CtStates::RELATED | CtStates::ESTABLISHED) != 0
     }
+}
+
+/// `conntrack_mt` (revision 3) of a match with more than the state.
+fn ct_matches(m: &CtMatch, p: &PacketView) -> bool {
+    if let Some(s) = m.state {
+        if (p.ct_bits & s.value.0 != 0) == s.invert {
+            return false;
+        }
+    }
+    let (Some(ct), true) = (p.ct, p.has_conn()) else {
+        // No connection: only a state can have matched.
+        return m.state.is_some();
+    };
+    if m.dir_reply.is_some_and(|r| r != ct.reply_dir) {
+        return false;
+    }
+    if m.proto
+        .is_some_and(|pr| (ct.proto == pr.value) == pr.invert)
+    {
+        return false;
+    }
+    for (i, a) in m.addrs.iter().enumerate() {
+        if let Some(a) = a {
+            let (src, dst, _, _) = ct.tuples[i / 2];
+            let addr = if i % 2 == 0 { src } else { dst };
+            if a.value.contains(std::net::Ipv4Addr::from(addr)) == a.invert {
+                return false;
+            }
+        }
+    }
+    for (i, r) in m.ports.iter().enumerate() {
+        if let Some(r) = r {
+            let (_, _, sp, dp) = ct.tuples[i / 2];
+            let port = if i % 2 == 0 { sp } else { dp };
+            if (r.value.lo <= port && port <= r.value.hi) == r.invert {
+                return false;
+            }
+        }
+    }
+    if m.status
+        .is_some_and(|st| (st.value & ct.status != 0) == st.invert)
+    {
+        return false;
+    }
+    true
 }
 
 /// How a chain traversal ended.
@@ -1032,6 +1118,7 @@ impl CMatch {
                 mask,
                 invert,
             } => p.has_conn() && ((p.ctmark & mask == *value) != *invert),
+            CMatch::Conntrack(m) => ct_matches(m, p),
             CMatch::Addrtype(a) => {
                 let at = match a.limit {
                     AddrtypeLimit::None => 0,

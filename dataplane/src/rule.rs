@@ -343,6 +343,57 @@ impl CtStates {
     }
 }
 
+/// `-m conntrack` (revision 3): the state, and the connection's protocol,
+/// tuples, ports, status and direction (`conntrack_mt`). Options other than
+/// the state never match a packet without a connection, even inverted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtMatch {
+    pub state: Option<Inv<CtStates>>,
+    pub proto: Option<Inv<u8>>,
+    /// `--ctorigsrc`, `--ctorigdst`, `--ctreplsrc`, `--ctrepldst`.
+    pub addrs: [Option<Inv<Ipv4Net>>; 4],
+    /// `--ctorigsrcport`, `--ctorigdstport`, `--ctreplsrcport`,
+    /// `--ctrepldstport`.
+    pub ports: [Option<Inv<PortRange>>; 4],
+    /// `--ctstatus`: bits of [`CtMatch::STATUS_NAMES`].
+    pub status: Option<Inv<u16>>,
+    /// `--ctdir REPLY` (true) or `ORIGINAL` (false).
+    pub dir_reply: Option<bool>,
+}
+
+impl CtMatch {
+    /// `--ctstatus` names and bits (Linux's `IPS_*`), in iptables' order.
+    pub const STATUS_NAMES: [(&'static str, u16); 5] = [
+        ("NONE", 0),
+        ("EXPECTED", 1),
+        ("SEEN_REPLY", 2),
+        ("ASSURED", 4),
+        ("CONFIRMED", 8),
+    ];
+    /// The options' names in iptables-save's order, addresses then ports.
+    pub const ADDR_OPTS: [&'static str; 4] =
+        ["--ctorigsrc", "--ctorigdst", "--ctreplsrc", "--ctrepldst"];
+    pub const PORT_OPTS: [&'static str; 4] = [
+        "--ctorigsrcport",
+        "--ctorigdstport",
+        "--ctreplsrcport",
+        "--ctrepldstport",
+    ];
+
+    /// A match of the state alone (what `-m state` is).
+    pub fn state_only(&self) -> Option<Inv<CtStates>> {
+        let rest = CtMatch {
+            state: None,
+            ..*self
+        };
+        if rest == CtMatch::default() {
+            self.state
+        } else {
+            None
+        }
+    }
+}
+
 /// `-m mark --mark value[/mask]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MarkMatch {
@@ -379,7 +430,7 @@ pub enum Match {
     Udp(PortMatch),
     Icmp(Inv<IcmpType>),
     Multiport(Multiport),
-    Conntrack(Inv<CtStates>),
+    Conntrack(CtMatch),
     State(Inv<CtStates>),
     Comment(String),
     Dscp(Inv<u8>),

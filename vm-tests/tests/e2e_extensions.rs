@@ -328,3 +328,52 @@ fn tcpmss_clamps_to_a_1400_uplink_as_linux() {
         },
     );
 }
+
+fn ct_tuple_rules() -> String {
+    restore_text(&[
+        (
+            "filter",
+            "-A FORWARD -p icmp -m conntrack --ctorigsrc 192.168.10.2 --ctdir ORIGINAL
+            -A FORWARD -p icmp -m conntrack --ctorigsrc 192.168.10.2 --ctdir REPLY
+            -A FORWARD -p icmp -m conntrack --ctrepldst 203.0.113.1 --ctproto icmp
+            -A FORWARD -p icmp -m conntrack ! --ctreplsrc 203.0.113.0/24
+            -A FORWARD -p icmp -m conntrack --ctstatus SEEN_REPLY
+            -A FORWARD -p icmp -m conntrack ! --ctstatus SEEN_REPLY
+            -A FORWARD -p icmp -m conntrack --ctstate NEW --ctorigdst 203.0.113.254",
+        ),
+        MASQUERADE_WAN0,
+    ])
+}
+
+/// `-m conntrack`'s tuples, status and direction (pings from the client
+/// through MASQUERADE, the replies back): the rule counters equal Linux's.
+#[test]
+fn conntrack_tuples_as_linux() {
+    let dir = WorkDir::new("ext-cttuple");
+    let path = dir.path().to_owned();
+    on_both_backends_in(
+        "conntrack_tuples_as_linux",
+        |backend| lab_with(&path, backend, Some(&ct_tuple_rules()), ""),
+        |lab| {
+            let received = lab.ping(lab.client(), SERVER, 3, &[]).received;
+            (
+                received,
+                lab.packet_counters(Some("filter"))
+                    .into_iter()
+                    .filter(|(rule, _)| rule.starts_with("filter -A"))
+                    .collect::<BTreeMap<_, _>>(),
+            )
+        },
+        |(received, counters)| {
+            assert_eq!(*received, 3);
+            let c = |r: &str| counters[&format!("filter -A FORWARD -p icmp -m conntrack {r}")];
+            assert_eq!(c("--ctorigsrc 192.168.10.2 --ctdir ORIGINAL"), 3);
+            assert_eq!(c("--ctorigsrc 192.168.10.2 --ctdir REPLY"), 3);
+            // The first request's reply tuple is not NATed yet in FORWARD
+            // (MASQUERADE decides in POSTROUTING), nor has it seen a reply.
+            assert_eq!(c("--ctproto 1 --ctrepldst 203.0.113.1"), 5);
+            assert_eq!(c("! --ctstatus SEEN_REPLY"), 1);
+            assert_eq!(c("! --ctreplsrc 203.0.113.0/24"), 0);
+        },
+    );
+}

@@ -433,6 +433,22 @@ iptables -D FORWARD -s 10.0.0.1,10.0.0.2 -d 1.1.1.1 -j DROP
 iptables -t nat -A POSTROUTING -s 192.168.10.0/24,192.168.20.0/24 -o wan0 -j MASQUERADE
 "#,
     },
+    Script {
+        name: "conntrack_tuples_status_direction",
+        text: r#"
+iptables -A FORWARD -m conntrack --ctorigsrc 10.0.0.1
+iptables -A FORWARD -m conntrack ! --ctorigdst 10.0.0.0/8 --ctorigdstport 80
+iptables -A FORWARD -m conntrack --ctreplsrc 1.2.3.4 --ctrepldst 5.6.7.8 --ctreplsrcport 1:10 --ctrepldstport 99
+iptables -A FORWARD -m conntrack --ctproto tcp --ctstatus ASSURED,SEEN_REPLY --ctdir ORIGINAL
+iptables -A FORWARD -m conntrack --ctstate NEW --ctorigsrcport 1024:
+iptables -A FORWARD -m conntrack --ctproto udp ! --ctstatus NONE
+iptables -A FORWARD -m conntrack ! --ctorigsrcport 80 --ctdir REPLY
+iptables -A FORWARD -m conntrack --ctorigsrcport :80
+iptables -A FORWARD -m conntrack --ctstatus EXPECTED,CONFIRMED,NONE
+iptables -A FORWARD -m conntrack --ctorigsrcport 80:70
+iptables -A FORWARD -m conntrack ! --ctstate INVALID ! --ctproto icmp --ctrepldst 192.0.2.0/24 -j DROP
+"#,
+    },
 ];
 
 /// A script Linux stops in: `>` marks the line whose command fails (the
@@ -480,6 +496,18 @@ impl Rejected {
 }
 
 const REJECTED: &[Rejected] = &[
+    Rejected {
+        name: "conntrack_without_options",
+        marked: "iptables -A FORWARD -m conntrack --ctdir REPLY
+>iptables -A FORWARD -m conntrack -j DROP
+",
+    },
+    Rejected {
+        name: "conntrack_ctdir_inverted",
+        marked: "iptables -A FORWARD -m conntrack --ctdir REPLY
+>iptables -A FORWARD -m conntrack ! --ctdir REPLY
+",
+    },
     Rejected {
         name: "addrtype_without_types",
         marked: "iptables -A INPUT -m addrtype --dst-type LOCAL

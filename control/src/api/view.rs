@@ -354,12 +354,45 @@ fn match_text(out: &mut String, m: &Match, proto: &str, numeric: bool) {
                 }
             }
         }
-        Match::Conntrack(s) => {
-            if s.invert {
-                out.push_str(" !");
+        Match::Conntrack(m) => {
+            use xdpgw_dataplane::rule::CtMatch;
+            let bang = |out: &mut String, i: bool| {
+                if i {
+                    out.push_str(" !");
+                }
+            };
+            if let Some(s) = m.state {
+                bang(out, s.invert);
+                out.push_str(" ctstate");
+                states(out, s.value);
             }
-            out.push_str(" ctstate");
-            states(out, s.value);
+            if let Some(p) = m.proto {
+                bang(out, p.invert);
+                let _ = write!(out, " ctproto {}", p.value);
+            }
+            for (opt, a) in CtMatch::ADDR_OPTS.iter().zip(m.addrs) {
+                if let Some(a) = a {
+                    bang(out, a.invert);
+                    let _ = write!(out, " {} {}", &opt[2..], crate::save::ct_addr(a.value));
+                }
+            }
+            for (opt, r) in CtMatch::PORT_OPTS.iter().zip(m.ports) {
+                if let Some(r) = r {
+                    bang(out, r.invert);
+                    let _ = write!(out, " {} {}", &opt[2..], crate::save::ct_ports(r.value));
+                }
+            }
+            if let Some(st) = m.status {
+                bang(out, st.invert);
+                let _ = write!(out, " ctstatus {}", crate::save::ct_status(st.value));
+            }
+            if let Some(reply) = m.dir_reply {
+                out.push_str(if reply {
+                    " ctdir REPLY"
+                } else {
+                    " ctdir ORIGINAL"
+                });
+            }
         }
         Match::State(s) => {
             if s.invert {

@@ -4,9 +4,9 @@
 
 use xdpgw_dataplane::rule::{AddrType, AddrtypeLimit, AddrtypeMatch};
 use xdpgw_dataplane::rule::{
-    ConnmarkOp, CtStates, IcmpType, IfaceMatch, Inv, IpRange, Ipv4Net, LenRange, Limit, Log,
-    MarkMatch, Match, Multiport, MultiportDir, NatRange, PortMatch, PortNat, PortRange, RejectWith,
-    Rule, Table, Target, TcpFlags, TcpMatch, TcpmssOp, TosBits, TtlMatch, TtlSet,
+    ConnmarkOp, CtMatch, CtStates, IcmpType, IfaceMatch, Inv, IpRange, Ipv4Net, LenRange, Limit,
+    Log, MarkMatch, Match, Multiport, MultiportDir, NatRange, PortMatch, PortNat, PortRange,
+    RejectWith, Rule, Table, Target, TcpFlags, TcpMatch, TcpmssOp, TosBits, TtlMatch, TtlSet,
 };
 use xdpgw_dataplane::rule::{CounterOp, DimFlags, SetMatch};
 
@@ -451,7 +451,7 @@ impl<'a> Parser<'a> {
                 ports: Vec::new(),
                 invert: false,
             }),
-            "conntrack" => Match::Conntrack(Inv::plain(CtStates(0))),
+            "conntrack" => Match::Conntrack(CtMatch::default()),
             "state" => Match::State(Inv::plain(CtStates(0))),
             "comment" => Match::Comment(String::new()),
             "dscp" => Match::Dscp(Inv::plain(0)),
@@ -662,13 +662,18 @@ impl<'a> Parser<'a> {
             (Match::Set(_), "--update-subcounters") => 8,
             (Match::Set(_), "--packets-eq" | "--packets-lt" | "--packets-gt") => 16,
             (Match::Set(_), "--bytes-eq" | "--bytes-lt" | "--bytes-gt") => 32,
-            (
-                Match::Conntrack(_),
-                "--ctproto" | "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst"
-                | "--ctorigsrcport" | "--ctorigdstport" | "--ctreplsrcport" | "--ctrepldstport"
-                | "--ctstatus" | "--ctexpire" | "--ctdir",
-            )
-            | (Match::Tcp(_), "--tcp-option") => {
+            (Match::Conntrack(_), "--ctproto") => 2,
+            (Match::Conntrack(_), "--ctorigsrc") => 4,
+            (Match::Conntrack(_), "--ctorigdst") => 8,
+            (Match::Conntrack(_), "--ctreplsrc") => 16,
+            (Match::Conntrack(_), "--ctrepldst") => 32,
+            (Match::Conntrack(_), "--ctorigsrcport") => 64,
+            (Match::Conntrack(_), "--ctorigdstport") => 128,
+            (Match::Conntrack(_), "--ctreplsrcport") => 256,
+            (Match::Conntrack(_), "--ctrepldstport") => 512,
+            (Match::Conntrack(_), "--ctstatus") => 1024,
+            (Match::Conntrack(_), "--ctdir") => 2048,
+            (Match::Conntrack(_), "--ctexpire") | (Match::Tcp(_), "--tcp-option") => {
                 return Err(err(
                     t,
                     RuleErrorKind::Semantic(format!("{opt} is not supported yet")),
@@ -730,13 +735,69 @@ impl<'a> Parser<'a> {
                 m.ports = value::port_list(&v.text, proto_name).map_err(|e| bad(v, opt, e))?;
                 m.invert = inv;
             }
-            Match::Conntrack(m) | Match::State(m) => {
-                let allowed = if opt == "--state" { 0x1f } else { 0x7f };
+            Match::State(m) => {
                 let v = take()?;
                 *m = Inv::new(
-                    value::ct_states(&v.text, allowed).map_err(|e| bad(v, opt, e))?,
+                    value::ct_states(&v.text, 0x1f).map_err(|e| bad(v, opt, e))?,
                     inv,
                 );
+            }
+            Match::Conntrack(m) => {
+                let v = take()?;
+                let at = |opts: &[&str]| opts.iter().position(|o| *o == opt).unwrap_or(0);
+                match bit {
+                    1 => {
+                        m.state = Some(Inv::new(
+                            value::ct_states(&v.text, 0x7f).map_err(|e| bad(v, opt, e))?,
+                            inv,
+                        ))
+                    }
+                    2 => {
+                        let p = netdb::protocol_by_name(&v.text).ok_or_else(|| {
+                            bad(
+                                v,
+                                opt,
+                                "a protocol: a name from /etc/protocols or a number".into(),
+                            )
+                        })?;
+                        m.proto = Some(Inv::new(p, inv));
+                    }
+                    4..=32 => {
+                        let net = value::ipv4_net(&v.text).map_err(|e| bad(v, opt, e))?;
+                        m.addrs[at(&CtMatch::ADDR_OPTS)] = Some(Inv::new(net, inv));
+                    }
+                    64..=512 => {
+                        let r = value::port_range(&v.text, "", true).map_err(|e| bad(v, opt, e))?;
+                        m.ports[at(&CtMatch::PORT_OPTS)] = Some(Inv::new(r, inv));
+                    }
+                    1024 => {
+                        let mut bits = 0;
+                        for name in v.text.split(',') {
+                            let (_, b) = CtMatch::STATUS_NAMES
+                                .iter()
+                                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                                .ok_or_else(|| {
+                                    bad(
+                                        v,
+                                        opt,
+                                        "statuses separated by commas: NONE, EXPECTED, \
+                                         SEEN_REPLY, ASSURED, CONFIRMED"
+                                            .into(),
+                                    )
+                                })?;
+                            bits |= b;
+                        }
+                        m.status = Some(Inv::new(bits, inv));
+                    }
+                    _ => {
+                        no_inv(inv)?;
+                        m.dir_reply = Some(match v.text.to_ascii_uppercase().as_str() {
+                            "ORIGINAL" => false,
+                            "REPLY" => true,
+                            _ => return Err(bad(v, opt, "ORIGINAL or REPLY".into())),
+                        });
+                    }
+                }
             }
             Match::Comment(c) => {
                 no_inv(inv)?;
@@ -1177,7 +1238,9 @@ impl<'a> Parser<'a> {
                 Match::Multiport(_) if l.seen == 0 => {
                     return Err(needs("--sports, --dports or --ports"))
                 }
-                Match::Conntrack(_) if l.seen == 0 => return Err(needs("--ctstate")),
+                Match::Conntrack(_) if l.seen == 0 => {
+                    return Err(needs("an option (--ctstate, --ctproto, --ctorigsrc, ...)"))
+                }
                 Match::State(_) if l.seen == 0 => return Err(needs("--state")),
                 Match::Comment(_) if l.seen == 0 => return Err(needs("--comment")),
                 Match::Dscp(_) if l.seen == 0 => return Err(needs("--dscp or --dscp-class")),

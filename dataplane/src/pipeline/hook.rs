@@ -425,6 +425,16 @@ impl Hooks {
         if self.rules.uses_addrtype {
             self.fill_addr_types(&mut p.view);
         }
+        if self.rules.uses_ct_tuple {
+            let tuple =
+                |t: crate::flow::Tuple| (u32::from(t.src), u32::from(t.dst), t.sport, t.dport);
+            p.view.ct = p.conn.nat().map(|n| crate::classify::CtView {
+                proto: n.orig.proto,
+                tuples: [tuple(n.orig), tuple(n.reply)],
+                status: n.status,
+                reply_dir: n.dir == crate::flow::Dir::Reply,
+            });
+        }
         let v = cx.obs.eval(
             &self.rules,
             (table, hook),
