@@ -149,6 +149,13 @@ impl Template {
 /// client's frame of that flow.
 fn established(rules: &str) -> (Worker, Template) {
     let mut w = worker(rules, 65536);
+    let t = open_flow(&mut w);
+    (w, t)
+}
+
+/// Opens the client's UDP flow through MASQUERADE (a request out, its reply
+/// back) on `w`; the client's frame of that flow.
+fn open_flow(w: &mut Worker) -> Template {
     let client = Ipv4Addr::new(192, 168, 10, 2);
     let out = udp(client, 40000, SERVER, 5001, true);
     let back = udp(SERVER, 5001, GW_WAN, 40000, false);
@@ -163,7 +170,7 @@ fn established(rules: &str) -> (Worker, Template) {
         Action::Forward { iface: 0, .. }
     ));
     drop(b);
-    (w, Template::new(&out))
+    Template::new(&out)
 }
 
 fn forward_batches(w: &mut Worker, frame: &Template, bufs: &mut [Vec<u8>], now: &mut u64) {
@@ -728,21 +735,8 @@ fn set_worker(n: u32) -> (Worker, Template) {
         .learn(0, Ipv4Addr::new(192, 168, 10, 2), CLIENT_MAC);
     gw.neigh.learn(1, SERVER, SERVER_MAC);
     let mut w = Worker::new(gw, 1);
-    let client = Ipv4Addr::new(192, 168, 10, 2);
-    let out = udp(client, 40000, SERVER, 5001, true);
-    let back = udp(SERVER, 5001, GW_WAN, 40000, false);
-    let mut buf = vec![0u8; 2048];
-    let mut b = w.batch(NoEmit);
-    assert!(matches!(
-        run(&mut b, 1, 0, &out, &mut buf),
-        Action::Forward { iface: 1, .. }
-    ));
-    assert!(matches!(
-        run(&mut b, 2, 1, &back, &mut buf),
-        Action::Forward { iface: 0, .. }
-    ));
-    drop(b);
-    (w, Template::new(&out))
+    let t = open_flow(&mut w);
+    (w, t)
 }
 
 /// The per-packet cost of a FORWARD rule matching against a hash:net set

@@ -53,6 +53,26 @@ pub fn gateway(rules: &str) -> std::sync::Arc<xdpgw_dataplane::gateway::Gateway>
     )
 }
 
+/// The VLAN gateway's rules: VLAN 10 may reach VLAN 20 (not back), both
+/// the WAN through MASQUERADE.
+pub const VLAN_RULES: &str = "\
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A POSTROUTING -o wan0 -j MASQUERADE
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -i lan0.10 -o lan0.20 -j ACCEPT
+-A FORWARD -i lan0+ -o wan0 -j ACCEPT
+COMMIT
+";
+
 /// The VLAN gateway: one trunk port (`lan0`, port 0) carrying VLANs 10 and
 /// 20 and untagged frames of its own, and wan0 (port 1). Interfaces, in
 /// order: lan0.10 10.10.0.1/24, lan0.20 10.20.0.1/24, wan0 203.0.113.1/24

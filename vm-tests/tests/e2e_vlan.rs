@@ -31,23 +31,8 @@ use xdpgw_vm_tests::lab::{
 use xdpgw_vm_tests::scenario::{ips, outcome, peers};
 use xdpgw_vm_tests::{require_root_with, tools_binary, xdpgw_binary, LAB_PROGRAMS};
 
-const RULES: &str = "\
-*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A POSTROUTING -o wan0 -j MASQUERADE
-COMMIT
-*filter
-:INPUT ACCEPT [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [0:0]
--A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A FORWARD -i lan0.10 -o lan0.20 -j ACCEPT
--A FORWARD -i lan0+ -o wan0 -j ACCEPT
-COMMIT
-";
+/// Routing between VLANs 10 and 20 one way, NAT to the WAN.
+const RULES: &str = xdpgw_vm_tests::memlab::VLAN_RULES;
 
 const GW_V10: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 1);
 const GW_V20: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 1);

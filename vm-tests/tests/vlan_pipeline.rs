@@ -25,23 +25,8 @@ const V20: u8 = 1;
 const WAN_IF: u8 = 2;
 const MS: u64 = 1_000_000;
 
-const RULES: &str = "\
-*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A POSTROUTING -o wan0 -j MASQUERADE
-COMMIT
-*filter
-:INPUT ACCEPT [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [0:0]
--A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A FORWARD -i lan0.10 -o lan0.20 -j ACCEPT
--A FORWARD -i lan0+ -o wan0 -j ACCEPT
-COMMIT
-";
+/// Routing between VLANs 10 and 20 one way, NAT to the WAN.
+const RULES: &str = xdpgw_vm_tests::memlab::VLAN_RULES;
 
 type Logs = Vec<(Option<Log>, LogEntry)>;
 
