@@ -1,28 +1,164 @@
 //! Flow keys: the 5-tuple of a packet as connection tracking sees it, its
 //! direction, and the hash that picks a conntrack shard.
 
-use std::net::Ipv4Addr;
+use std::fmt::{Debug, Display};
+use std::hash::Hash;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMPV6: u8 = 58;
+
+/// An address family's address, as the family-generic parts (tuples,
+/// connection tracking) see it. Implemented by [`Ipv4Addr`] and
+/// [`Ipv6Addr`]; each family gets its own monomorphised table, so IPv4's
+/// code is what it was before IPv6 came (Linux keeps one table with
+/// 16-byte addresses for both; we keep the IPv4 key at 20 bytes).
+pub trait Addr: Copy + Eq + Ord + Hash + Debug + Display + Send + Sync + 'static {
+    /// The address as the key table stores it.
+    type Words: Copy + Eq + Default + Debug + Send + Sync + 'static;
+    /// The family's ICMP protocol number (1 or 58).
+    const ICMP: u8;
+    /// `/proc/net/nf_conntrack`'s layer-3 name and number (`ipv4 2`,
+    /// `ipv6 10`).
+    const L3: (&'static str, u8);
+    const UNSPECIFIED: Self;
+    /// The highest ICMP type conntrack accepts (`NR_ICMP_TYPES` for IPv4;
+    /// ICMPv6 has no such check).
+    const ICMP_MAX_TYPE: u8;
+    fn words(self) -> Self::Words;
+    fn from_words(w: Self::Words) -> Self;
+    /// Both addresses of a tuple in 64 bits, before mixing.
+    fn pair(src: Self, dst: Self) -> u64;
+    /// `conntrack`'s ICMP "is an error" test for this family
+    /// (`icmp_is_err`, `icmpv6_error`: types below 128).
+    fn icmp_is_error(ty: u8) -> bool;
+    /// Whether an ICMP message of type `ty` may start a connection
+    /// (`icmp_new`'s `valid_new`, `icmpv6_new`'s).
+    fn icmp_valid_new(ty: u8) -> bool;
+    /// The type of the reply to a query of type `ty` (`invmap`); `ty`
+    /// itself for others.
+    fn icmp_reply_type(ty: u8) -> u8;
+    /// Appends the address as `/proc/net/nf_conntrack` prints it (`%pI4`;
+    /// `%pI6`: eight groups of four hex digits, nothing compressed).
+    fn push_proc(self, out: &mut String);
+}
+
+impl Addr for Ipv4Addr {
+    type Words = u32;
+    const ICMP: u8 = IPPROTO_ICMP;
+    const L3: (&'static str, u8) = ("ipv4", 2);
+    const UNSPECIFIED: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
+    const ICMP_MAX_TYPE: u8 = 18;
+    #[inline]
+    fn words(self) -> u32 {
+        u32::from(self)
+    }
+    #[inline]
+    fn from_words(w: u32) -> Ipv4Addr {
+        Ipv4Addr::from(w)
+    }
+    #[inline]
+    fn pair(src: Self, dst: Self) -> u64 {
+        (u64::from(u32::from(src)) << 32) | u64::from(u32::from(dst))
+    }
+    fn icmp_is_error(ty: u8) -> bool {
+        // Destination unreachable, source quench, redirect, time exceeded,
+        // parameter problem.
+        matches!(ty, 3 | 4 | 5 | 11 | 12)
+    }
+    fn icmp_valid_new(ty: u8) -> bool {
+        // Echo, timestamp, information and address mask requests.
+        matches!(ty, 8 | 13 | 15 | 17)
+    }
+    fn icmp_reply_type(ty: u8) -> u8 {
+        match ty {
+            8 => 0,
+            0 => 8,
+            13 => 14,
+            14 => 13,
+            15 => 16,
+            16 => 15,
+            17 => 18,
+            18 => 17,
+            t => t,
+        }
+    }
+    fn push_proc(self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = write!(out, "{self}");
+    }
+}
+
+impl Addr for Ipv6Addr {
+    type Words = [u32; 4];
+    const ICMP: u8 = IPPROTO_ICMPV6;
+    const L3: (&'static str, u8) = ("ipv6", 10);
+    const UNSPECIFIED: Ipv6Addr = Ipv6Addr::UNSPECIFIED;
+    const ICMP_MAX_TYPE: u8 = u8::MAX;
+    #[inline]
+    fn words(self) -> [u32; 4] {
+        let b = self.octets();
+        std::array::from_fn(|i| {
+            u32::from_be_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
+        })
+    }
+    #[inline]
+    fn from_words(w: [u32; 4]) -> Ipv6Addr {
+        let mut b = [0u8; 16];
+        for (i, x) in w.iter().enumerate() {
+            b[4 * i..4 * i + 4].copy_from_slice(&x.to_be_bytes());
+        }
+        Ipv6Addr::from(b)
+    }
+    #[inline]
+    fn pair(src: Self, dst: Self) -> u64 {
+        let (s, d) = (u128::from(src), u128::from(dst));
+        let fold = |x: u128| mix((x >> 64) as u64 ^ mix(x as u64));
+        fold(s) ^ fold(d).rotate_left(32)
+    }
+    fn icmp_is_error(ty: u8) -> bool {
+        ty < 128
+    }
+    fn icmp_valid_new(ty: u8) -> bool {
+        // Echo request, node information query (`icmpv6_new`).
+        matches!(ty, 128 | 139)
+    }
+    fn icmp_reply_type(ty: u8) -> u8 {
+        match ty {
+            128 => 129,
+            129 => 128,
+            139 => 140,
+            140 => 139,
+            t => t,
+        }
+    }
+    fn push_proc(self, out: &mut String) {
+        use std::fmt::Write;
+        for (i, g) in self.segments().iter().enumerate() {
+            let sep = if i == 0 { "" } else { ":" };
+            let _ = write!(out, "{sep}{g:04x}");
+        }
+    }
+}
 
 /// A connection's tuple in one direction. For TCP and UDP the ports are the
 /// ports; for ICMP queries (echo, timestamp, ...) both are the query id, so
 /// that inverting a tuple gives the reply's; for other protocols both are 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Tuple {
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+pub struct Tuple<A = Ipv4Addr> {
+    pub src: A,
+    pub dst: A,
     pub sport: u16,
     pub dport: u16,
     pub proto: u8,
 }
 
-impl Tuple {
+impl<A: Addr> Tuple<A> {
     /// The tuple of the other direction.
     #[inline]
-    pub fn invert(&self) -> Tuple {
+    pub fn invert(&self) -> Tuple<A> {
         Tuple {
             src: self.dst,
             dst: self.src,
@@ -36,7 +172,7 @@ impl Tuple {
     /// shards and inside the shard maps.
     #[inline]
     pub fn hash64(&self) -> u64 {
-        let a = (u64::from(u32::from(self.src)) << 32) | u64::from(u32::from(self.dst));
+        let a = A::pair(self.src, self.dst);
         let b =
             (u64::from(self.sport) << 32) | (u64::from(self.dport) << 16) | u64::from(self.proto);
         mix(a ^ mix(b ^ 0x9e37_79b9_7f4a_7c15))
@@ -48,7 +184,7 @@ impl Tuple {
     /// `nf_conntrack_hash_rnd` for the same reason).
     #[inline]
     pub fn hash_keyed(&self, key: [u64; 2]) -> u64 {
-        let a = (u64::from(u32::from(self.src)) << 32) | u64::from(u32::from(self.dst));
+        let a = A::pair(self.src, self.dst);
         let b =
             (u64::from(self.sport) << 32) | (u64::from(self.dport) << 16) | u64::from(self.proto);
         mix(a ^ key[0] ^ mix(b ^ key[1]))

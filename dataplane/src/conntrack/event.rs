@@ -6,7 +6,7 @@
 //! changes once.
 //!
 //! Recording costs nothing while nobody listens: each shard holds an
-//! optional ring ([`EventRing`]), present only between the first
+//! optional ring ([`EventRing<A>`]), present only between the first
 //! [`Conntrack::events_subscribe`](super::Conntrack::events_subscribe) and
 //! the last unsubscribe (allocated and freed on the control thread). The
 //! packet path writes an event under the shard lock it already holds, into
@@ -36,7 +36,9 @@ use std::fmt::Write;
 
 use super::proc::{l4_name, push_tuples};
 use super::{Nanos, Snapshot, NANOS_PER_SEC};
-use crate::flow::IPPROTO_TCP;
+use std::net::Ipv4Addr;
+
+use crate::flow::{Addr, IPPROTO_TCP};
 
 /// What happened to an entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -59,17 +61,17 @@ impl EventKind {
 
 /// One event: a copy of the entry after the change, taken under its lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CtEvent {
+pub struct CtEvent<A: Addr = Ipv4Addr> {
     pub kind: EventKind,
     /// The `now` of the packet or timer that caused it; `None` for a
     /// deletion from the control plane (`conntrack -D/-F`).
     pub at: Option<Nanos>,
     /// The TCP state is part of the event (Linux: `IPCT_PROTOINFO`).
     pub protoinfo: bool,
-    pub snap: Snapshot,
+    pub snap: Snapshot<A>,
 }
 
-impl CtEvent {
+impl<A: Addr> CtEvent<A> {
     /// Whether the event was caused by a deletion from userspace.
     pub fn userspace(&self) -> bool {
         self.at.is_none()
@@ -79,15 +81,15 @@ impl CtEvent {
 /// A shard's bounded event queue. Its space is reserved when it is made;
 /// `push` never allocates.
 #[derive(Debug)]
-pub(super) struct EventRing {
-    events: VecDeque<CtEvent>,
+pub(super) struct EventRing<A: Addr = Ipv4Addr> {
+    events: VecDeque<CtEvent<A>>,
     cap: usize,
     /// Events dropped because the ring was full.
     lost: u64,
 }
 
-impl EventRing {
-    pub fn new(cap: usize) -> EventRing {
+impl<A: Addr> EventRing<A> {
+    pub fn new(cap: usize) -> EventRing<A> {
         let cap = cap.max(1);
         EventRing {
             events: VecDeque::with_capacity(cap),
@@ -97,7 +99,7 @@ impl EventRing {
     }
 
     #[inline]
-    pub fn push(&mut self, e: CtEvent) {
+    pub fn push(&mut self, e: CtEvent<A>) {
         if self.events.len() < self.cap {
             self.events.push_back(e);
         } else {
@@ -106,7 +108,7 @@ impl EventRing {
     }
 
     /// Moves the events to `out`; returns (and resets) the lost count.
-    pub fn drain_into(&mut self, out: &mut Vec<CtEvent>) -> u64 {
+    pub fn drain_into(&mut self, out: &mut Vec<CtEvent<A>>) -> u64 {
         out.extend(self.events.drain(..));
         std::mem::take(&mut self.lost)
     }
@@ -117,7 +119,7 @@ impl EventRing {
 /// no time of their own); `deleter` (an id and a program name) is printed
 /// for those as conntrack-tools prints the deleting netlink socket's portid
 /// and the name of the process that holds it.
-pub fn event_line(e: &CtEvent, now: Nanos, deleter: (u32, &str)) -> String {
+pub fn event_line<A: Addr>(e: &CtEvent<A>, now: Nanos, deleter: (u32, &str)) -> String {
     let s = &e.snap;
     let mut out = String::with_capacity(224);
     let proto = s.orig.proto;

@@ -13,7 +13,9 @@
 //! Removal undoes the counts: no tombstones. A count that reached
 //! `u16::MAX` stays there (lookups then just look one bucket further).
 
-use crate::flow::{Dir, Tuple};
+use std::net::Ipv4Addr;
+
+use crate::flow::{Addr, Dir, Tuple};
 
 /// Bits of a slot index in a key: a shard holds fewer entries than this.
 pub(super) const SLOT_BITS: u32 = 23;
@@ -44,9 +46,9 @@ pub(super) fn same_gen(a: u32, b: u32) -> bool {
 /// slot, home shard and generation packed into two.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
-struct Rec {
-    src: u32,
-    dst: u32,
+struct Rec<W> {
+    src: W,
+    dst: W,
     /// sport << 16 | dport
     ports: u32,
     /// slot << 9 | dir << 8 | proto
@@ -57,27 +59,27 @@ struct Rec {
 
 /// A tuple in the words a `Rec` compares.
 #[derive(Clone, Copy)]
-struct Probe {
-    src: u32,
-    dst: u32,
+struct Probe<W> {
+    src: W,
+    dst: W,
     ports: u32,
     proto: u32,
 }
 
-impl Probe {
+impl<W: Copy + Eq> Probe<W> {
     #[inline]
-    fn of(t: &Tuple) -> Probe {
+    fn of<A: Addr<Words = W>>(t: &Tuple<A>) -> Probe<W> {
         Probe {
-            src: u32::from(t.src),
-            dst: u32::from(t.dst),
+            src: t.src.words(),
+            dst: t.dst.words(),
             ports: (u32::from(t.sport) << 16) | u32::from(t.dport),
             proto: u32::from(t.proto),
         }
     }
 }
 
-impl Rec {
-    fn new(p: &Probe, k: Key) -> Rec {
+impl<W: Copy + Eq> Rec<W> {
+    fn new(p: &Probe<W>, k: Key) -> Rec<W> {
         debug_assert!((k.slot as usize) < MAX_SLOTS && (k.home as usize) < MAX_SHARDS);
         let dir = match k.dir {
             Dir::Original => 0,
@@ -93,7 +95,7 @@ impl Rec {
     }
 
     #[inline]
-    fn matches(&self, p: &Probe) -> bool {
+    fn matches(&self, p: &Probe<W>) -> bool {
         self.src == p.src
             && self.dst == p.dst
             && self.ports == p.ports
@@ -120,10 +122,10 @@ impl Rec {
     }
 
     #[cfg(test)]
-    fn tuple(&self) -> Tuple {
+    fn tuple<A: Addr<Words = W>>(&self) -> Tuple<A> {
         Tuple {
-            src: self.src.into(),
-            dst: self.dst.into(),
+            src: A::from_words(self.src),
+            dst: A::from_words(self.dst),
             sport: (self.ports >> 16) as u16,
             dport: self.ports as u16,
             proto: self.meta as u8,
@@ -135,13 +137,13 @@ const PER_BUCKET: usize = 3;
 /// Keys a bucket holds.
 pub(super) const KEYS_PER_BUCKET: usize = PER_BUCKET;
 /// A bucket's size: one cache line.
-pub(super) const BUCKET_BYTES: usize = std::mem::size_of::<Bucket>();
+pub(super) const BUCKET_BYTES: usize = std::mem::size_of::<Bucket<u32>>();
 const ALL_USED: u8 = (1 << PER_BUCKET) - 1;
 
 #[derive(Clone, Copy, Debug, Default)]
 #[repr(C, align(64))]
-struct Bucket {
-    recs: [Rec; PER_BUCKET],
+struct Bucket<W> {
+    recs: [Rec<W>; PER_BUCKET],
     /// Bit k: `recs[k]` holds a key.
     used: u8,
     _pad: u8,
@@ -149,11 +151,11 @@ struct Bucket {
     overflow: u16,
 }
 
-const _: () = assert!(std::mem::size_of::<Bucket>() == 64);
+const _: () = assert!(std::mem::size_of::<Bucket<u32>>() == 64);
 
 /// The key table of one shard.
-pub(super) struct KeyTable {
-    buckets: Box<[Bucket]>,
+pub(super) struct KeyTable<A: Addr = Ipv4Addr> {
+    buckets: Box<[Bucket<A::Words>]>,
     len: usize,
     limit: usize,
 }
@@ -163,18 +165,20 @@ pub(super) struct KeyTable {
 pub(super) struct Lines {
     base: usize,
     n: usize,
+    /// A bucket's size in bytes.
+    size: usize,
 }
 
 impl Lines {
     /// The table's address and size in bytes.
     pub fn span(&self) -> (usize, usize) {
-        (self.base, self.n * std::mem::size_of::<Bucket>())
+        (self.base, self.n * self.size)
     }
 
     /// The address of `hash`'s home bucket.
     #[inline]
     pub fn line(&self, hash: u64) -> usize {
-        self.base + home_of(hash, self.n) * std::mem::size_of::<Bucket>()
+        self.base + home_of(hash, self.n) * self.size
     }
 }
 
@@ -185,18 +189,18 @@ fn home_of(hash: u64, n: usize) -> usize {
     (((hash & 0xffff_ffff) * n as u64) >> 32) as usize
 }
 
-impl KeyTable {
+impl<A: Addr> KeyTable<A> {
     /// A table that takes up to `keys` keys, with its slots at most two
     /// thirds used.
     #[cfg(test)]
-    pub fn with_capacity(keys: usize) -> KeyTable {
+    pub fn with_capacity(keys: usize) -> KeyTable<A> {
         let keys = keys.max(1);
         KeyTable::new(keys.div_ceil(2), keys)
     }
 
     /// A table of `buckets` buckets that takes up to `limit` keys (at
     /// most as many as fit).
-    pub fn new(buckets: usize, limit: usize) -> KeyTable {
+    pub fn new(buckets: usize, limit: usize) -> KeyTable<A> {
         let n = buckets.max(1);
         KeyTable {
             buckets: vec![Bucket::default(); n].into_boxed_slice(),
@@ -209,6 +213,7 @@ impl KeyTable {
         Lines {
             base: self.buckets.as_ptr() as usize,
             n: self.buckets.len(),
+            size: std::mem::size_of::<Bucket<A::Words>>(),
         }
     }
 
@@ -234,7 +239,7 @@ impl KeyTable {
 
     /// `t`'s key (its generation cut to 16 bits).
     #[inline]
-    pub fn find(&self, hash: u64, t: &Tuple) -> Option<Key> {
+    pub fn find(&self, hash: u64, t: &Tuple<A>) -> Option<Key> {
         let p = Probe::of(t);
         let mut i = home_of(hash, self.buckets.len());
         for _ in 0..self.buckets.len() {
@@ -254,7 +259,7 @@ impl KeyTable {
 
     /// Adds a key (the caller made sure `t` has none); `false` if the
     /// table is full.
-    pub fn insert(&mut self, hash: u64, t: &Tuple, key: Key) -> bool {
+    pub fn insert(&mut self, hash: u64, t: &Tuple<A>, key: Key) -> bool {
         if !self.has_room(1) {
             return false;
         }
@@ -278,7 +283,7 @@ impl KeyTable {
     }
 
     /// Removes `t`'s key if it is `key`; returns whether it did.
-    pub fn remove(&mut self, hash: u64, t: &Tuple, key: Key) -> bool {
+    pub fn remove(&mut self, hash: u64, t: &Tuple<A>, key: Key) -> bool {
         let p = Probe::of(t);
         let home = home_of(hash, self.buckets.len());
         let mut i = home;
@@ -311,7 +316,7 @@ impl KeyTable {
 
     /// Every key (generations cut to 16 bits).
     #[cfg(test)]
-    pub fn iter(&self) -> impl Iterator<Item = (Tuple, Key)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (Tuple<A>, Key)> + '_ {
         self.buckets.iter().flat_map(|b| {
             b.recs
                 .iter()
@@ -501,10 +506,10 @@ mod tests {
 
     #[test]
     fn lines_point_at_the_home_bucket() {
-        let m = KeyTable::with_capacity(100);
+        let m: KeyTable = KeyTable::with_capacity(100);
         let l = m.lines();
         for h in [0u64, 77, u64::from(u32::MAX), 0xffff_ffff_0000_1234] {
-            let want = &m.buckets[home_of(h, m.buckets.len())] as *const Bucket as usize;
+            let want = &m.buckets[home_of(h, m.buckets.len())] as *const Bucket<u32> as usize;
             assert_eq!(l.line(h), want);
             assert_eq!(l.line(h) % 64, 0);
         }

@@ -35,8 +35,9 @@ pub mod tcp;
 #[cfg(test)]
 mod tests;
 
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 
 pub use config::{
     nf_conntrack_max_for_memory, ConntrackConfig, MemInfo, TableLayout, Timeouts, MAX_ENTRIES,
@@ -51,7 +52,8 @@ pub use saved::{
 };
 
 use crate::counter::CounterDef;
-use crate::flow::{Dir, Tuple, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+
+use crate::flow::{Addr, Dir, Tuple, IPPROTO_TCP, IPPROTO_UDP};
 use crate::hint::prefetch::prefetch_line;
 use key_table::{Key, Lines};
 use table::{ShardInner, ShardStats, Slot, TcpLine, Unlink};
@@ -64,14 +66,14 @@ pub const NANOS_PER_SEC: Nanos = 1_000_000_000;
 
 /// What conntrack needs of a packet (the pipeline fills it from its parse).
 #[derive(Clone, Copy, Debug)]
-pub struct PacketMeta {
+pub struct PacketMeta<A: Addr = Ipv4Addr> {
     /// For ICMP queries sport = dport = query id; for ICMP errors and other
     /// protocols without ports, 0.
-    pub tuple: Tuple,
+    pub tuple: Tuple<A>,
     /// IPv4 total length (for byte counters).
     pub len: u16,
     pub tcp: Option<TcpSeg>,
-    pub icmp: Option<IcmpMeta>,
+    pub icmp: Option<IcmpMeta<A>>,
 }
 
 /// The TCP header fields conntrack reads.
@@ -92,13 +94,13 @@ pub struct TcpSeg {
 
 /// The ICMP header fields conntrack reads.
 #[derive(Clone, Copy, Debug)]
-pub struct IcmpMeta {
+pub struct IcmpMeta<A: Addr = Ipv4Addr> {
     pub ty: u8,
     pub code: u8,
     pub is_query: bool,
     pub is_error: bool,
     /// For errors: the quoted datagram's tuple, as quoted.
-    pub inner: Option<Tuple>,
+    pub inner: Option<Tuple<A>>,
 }
 
 /// A packet's conntrack state, as `-m conntrack --ctstate` sees it.
@@ -190,9 +192,9 @@ impl TcpState {
 
 /// A copy of an entry, taken under its lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Snapshot {
-    pub orig: Tuple,
-    pub reply: Tuple,
+pub struct Snapshot<A: Addr = Ipv4Addr> {
+    pub orig: Tuple<A>,
+    pub reply: Tuple<A>,
     pub status: u16,
     /// `TcpState::None` for other protocols.
     pub tcp_state: TcpState,
@@ -208,7 +210,7 @@ pub struct Snapshot {
     pub icmp_code: u8,
 }
 
-impl Snapshot {
+impl<A: Addr> Snapshot<A> {
     /// Whether a listing at `now` shows the entry (`conntrack -L`, a
     /// filtered `-C`): not if it has expired, even if the expiry sweep has
     /// not removed it yet (as Linux's dump skips `nf_ct_is_expired`
@@ -236,7 +238,7 @@ impl EntryRef {
 
 /// The result of tracking a packet.
 #[derive(Clone, Copy, Debug)]
-pub enum Track {
+pub enum Track<A: Addr = Ipv4Addr> {
     /// The packet belongs to a confirmed entry: state Established, New for
     /// original-direction packets before any reply, or Related for ICMP
     /// errors quoting it. `snap` is the entry after this packet.
@@ -244,11 +246,11 @@ pub enum Track {
         entry: EntryRef,
         dir: Dir,
         state: CtState,
-        snap: Snapshot,
+        snap: Snapshot<A>,
     },
     /// No entry: a new connection the pipeline may confirm after the rules
     /// (NAT may change `pending.reply` and set NAT status bits before).
-    New(Pending),
+    New(Pending<A>),
     /// INVALID, with why, and the TCP state of the entry involved (if any).
     Invalid {
         reason: InvalidReason,
@@ -256,7 +258,7 @@ pub enum Track {
     },
 }
 
-impl Track {
+impl<A: Addr> Track<A> {
     /// The packet's conntrack state.
     pub fn state(&self) -> CtState {
         match self {
@@ -269,12 +271,12 @@ impl Track {
 
 /// The result of [`Conntrack::track_entry`].
 #[derive(Clone, Copy, Debug)]
-pub enum EntryTrack {
+pub enum EntryTrack<A: Addr = Ipv4Addr> {
     /// ESTABLISHED in the direction asked; the entry's status bits after
     /// this packet.
     Hit { status: u16 },
     /// Tracked, with another result (what `track` would have returned).
-    Other(Track),
+    Other(Track<A>),
     /// Not tracked: use [`Conntrack::track`].
     Miss,
 }
@@ -293,7 +295,7 @@ enum Judged {
 }
 
 /// The `Track` for a judged packet (`g`: the home shard, still locked).
-fn track_of(j: Judged, g: &ShardInner, home: usize, key: Key) -> Option<Track> {
+fn track_of<A: Addr>(j: Judged, g: &ShardInner<A>, home: usize, key: Key) -> Option<Track<A>> {
     let entry = EntryRef {
         shard: home as u32,
         slot: key.slot,
@@ -313,9 +315,9 @@ fn track_of(j: Judged, g: &ShardInner, home: usize, key: Key) -> Option<Track> {
 
 /// A connection not yet in the table (Linux's unconfirmed conntrack).
 #[derive(Clone, Copy, Debug)]
-pub struct Pending {
-    pub orig: Tuple,
-    pub reply: Tuple,
+pub struct Pending<A: Addr = Ipv4Addr> {
+    pub orig: Tuple<A>,
+    pub reply: Tuple<A>,
     /// Status bits to confirm with (NAT sets SRC_NAT/DST_NAT).
     pub status: u16,
     conn: Conn,
@@ -323,7 +325,7 @@ pub struct Pending {
     tcp: Option<TcpCt>,
 }
 
-impl Pending {
+impl<A: Addr> Pending<A> {
     /// The TCP state the first packet put the connection in.
     pub fn tcp_state(&self) -> Option<TcpState> {
         self.conn.tcp_state()
@@ -533,7 +535,7 @@ impl CtCounters {
 
     /// Counts a packet's tracking result (`proto`: its IP protocol).
     #[inline]
-    pub fn count_track(&mut self, t: &Track, proto: u8) {
+    pub fn count_track<A: Addr>(&mut self, t: &Track<A>, proto: u8) {
         match t {
             Track::Existing {
                 state: CtState::Related,
@@ -543,7 +545,7 @@ impl CtCounters {
             Track::New(_) => self.new += 1,
             Track::Invalid { reason, .. } => {
                 self.invalid_by_reason[*reason as usize] += 1;
-                if proto == IPPROTO_ICMP && *reason == InvalidReason::BadChecksum {
+                if proto == A::ICMP && *reason == InvalidReason::BadChecksum {
                     self.icmp_bad_checksum += 1;
                 }
             }
@@ -736,34 +738,6 @@ impl LivePolicy {
     }
 }
 
-const NR_ICMP_TYPES: u8 = 18;
-
-/// `icmp_is_err`: destination unreachable, source quench, redirect, time
-/// exceeded, parameter problem.
-fn icmp_is_error(ty: u8) -> bool {
-    matches!(ty, 3 | 4 | 5 | 11 | 12)
-}
-
-/// Query requests that may open an entry (`valid_new`).
-fn icmp_valid_new(ty: u8) -> bool {
-    matches!(ty, 8 | 13 | 15 | 17)
-}
-
-/// The reply type of a query type (`invmap`); other types unchanged.
-fn icmp_reply_type(ty: u8) -> u8 {
-    match ty {
-        8 => 0,
-        0 => 8,
-        13 => 14,
-        14 => 13,
-        15 => 16,
-        16 => 15,
-        17 => 18,
-        18 => 17,
-        t => t,
-    }
-}
-
 /// The most slots a worker's paced expiry sweeps per second
 /// ([`Conntrack::sweep_slots`]): about 25 ms of a core's time.
 pub const GC_MAX_SLOTS_PER_SEC: usize = 1 << 20;
@@ -793,8 +767,8 @@ const EARLY_DROP_SCAN: usize = 16;
 const GC_BATCH: usize = 32;
 
 #[repr(align(128))]
-struct Shard {
-    inner: spin::mutex::SpinMutex<ShardInner>,
+struct Shard<A: Addr = Ipv4Addr> {
+    inner: spin::mutex::SpinMutex<ShardInner<A>>,
     stats: ShardStats,
 }
 
@@ -815,11 +789,13 @@ struct Hint {
     /// nothing else).
     slab_base: usize,
     slab_cap: usize,
+    /// The size of one slot (it depends on the family).
+    slot_size: usize,
 }
 
 impl Hint {
     fn slab_bytes(&self) -> usize {
-        self.slab_cap * std::mem::size_of::<Slot>()
+        self.slab_cap * self.slot_size
     }
 
     /// The memory of its shard's slab and key table.
@@ -845,9 +821,9 @@ pub struct WalkCursor {
     slot: usize,
 }
 
-/// The connection-tracking table, shared by all workers (`Arc<Conntrack>`).
-pub struct Conntrack {
-    shards: Box<[Shard]>,
+/// The connection-tracking table, shared by all workers (`Arc<Conntrack<A>>`).
+pub struct Conntrack<A: Addr = Ipv4Addr> {
+    shards: Box<[Shard<A>]>,
     /// One per shard, same index.
     hints: Box<[Hint]>,
     mask: usize,
@@ -856,7 +832,9 @@ pub struct Conntrack {
     /// Entries in the table plus confirms in progress (Linux's `cnet->count`).
     /// Relaxed: a capacity heuristic only; the entries themselves are
     /// published under the shard locks.
-    count: AtomicUsize,
+    /// Shared by the two families' tables, which have one maximum as
+    /// Linux's single table has ([`Conntrack::new6`]).
+    count: Arc<AtomicUsize>,
     /// Entries deleted by the control plane so far ([`Conntrack::remove`]).
     /// Workers read it once per batch: a flow whose entry is deleted must
     /// not go on being forwarded on a decision cached from it. Relaxed: it
@@ -889,9 +867,28 @@ fn secret() -> [u64; 2] {
     [draw(0), draw(1)]
 }
 
-impl Conntrack {
-    pub fn new(cfg: ConntrackConfig) -> Conntrack {
-        let layout = cfg.layout();
+impl Conntrack<Ipv4Addr> {
+    /// The IPv4 table.
+    pub fn new(cfg: ConntrackConfig) -> Conntrack<Ipv4Addr> {
+        Conntrack::build(
+            cfg.layout(),
+            &Policy::of(&cfg),
+            Arc::new(AtomicUsize::new(0)),
+        )
+    }
+}
+
+impl Conntrack<Ipv6Addr> {
+    /// The IPv6 table beside `v4`: the same configuration, and the
+    /// maximum shared (`nf_conntrack_max` counts entries of both families;
+    /// either table can hold all of them, so each is laid out for it).
+    pub fn new6(v4: &Conntrack<Ipv4Addr>) -> Conntrack<Ipv6Addr> {
+        Conntrack::build(v4.layout.clone(), &v4.pol.load(), v4.count.clone())
+    }
+}
+
+impl<A: Addr> Conntrack<A> {
+    fn build(layout: TableLayout, pol: &Policy, count: Arc<AtomicUsize>) -> Conntrack<A> {
         let nshards = layout.shards;
         let mut hints = Vec::with_capacity(nshards);
         let shards = (0..nshards)
@@ -902,13 +899,14 @@ impl Conntrack {
                     next_slot: AtomicUsize::new(inner.next_slot_addr()),
                     slab_base: inner.slab.as_ptr() as usize,
                     slab_cap: inner.slab.capacity(),
+                    slot_size: std::mem::size_of::<Slot<A>>(),
                 });
                 Shard {
                     inner: spin::mutex::SpinMutex::new(inner),
                     stats: ShardStats::default(),
                 }
             })
-            .collect::<Box<[Shard]>>();
+            .collect::<Box<[Shard<A>]>>();
         let hints = hints.into_boxed_slice();
         // A table of millions of entries read at random misses the TLB on
         // nearly every lookup with 4 KiB pages; with 2 MiB pages its whole
@@ -927,13 +925,13 @@ impl Conntrack {
             mask: nshards - 1,
             max: layout.max_entries,
             layout,
-            count: AtomicUsize::new(0),
+            count,
             removals: AtomicU64::new(0),
             pressure: AtomicBool::new(false),
             hash_key: secret(),
             gc_cursor: Mutex::new(GcCursor::default()),
             listeners: Mutex::new(0),
-            pol: LivePolicy::new(&Policy::of(&cfg)),
+            pol: LivePolicy::new(pol),
         }
     }
 
@@ -956,7 +954,7 @@ impl Conntrack {
     /// [`Tuple::hash_keyed`]), so that an outsider cannot choose tuples
     /// that share a bucket or a shard. [`Conntrack::prefetch`] takes it.
     #[inline]
-    pub fn hash(&self, t: &Tuple) -> u64 {
+    pub fn hash(&self, t: &Tuple<A>) -> u64 {
         t.hash_keyed(self.hash_key)
     }
 
@@ -981,7 +979,7 @@ impl Conntrack {
     /// waiter that spins long (the holder was preempted: the control
     /// thread listing the table, say) yields its CPU between looks.
     #[inline]
-    fn lock(&self, i: usize) -> spin::mutex::SpinMutexGuard<'_, ShardInner> {
+    fn lock(&self, i: usize) -> spin::mutex::SpinMutexGuard<'_, ShardInner<A>> {
         let m = &self.shards[i].inner;
         let mut spins = 0u32;
         loop {
@@ -1039,10 +1037,10 @@ impl Conntrack {
         ) else {
             return;
         };
-        prefetch_line(sh as *const Shard as usize);
+        prefetch_line(sh as *const Shard<A> as usize);
         let slot = e.slot as usize;
         if slot < h.slab_cap {
-            let at = h.slab_base + slot * std::mem::size_of::<Slot>();
+            let at = h.slab_base + slot * std::mem::size_of::<Slot<A>>();
             prefetch_line(at);
             prefetch_line(at + 64);
         }
@@ -1052,11 +1050,16 @@ impl Conntrack {
     /// `tcp_error`, `icmp_error`: a bad length, a transport checksum that
     /// does not verify at PREROUTING): INVALID for `reason`, before any
     /// lookup.
-    pub fn protocol_error(&self, t: &Tuple, reason: InvalidReason) -> Track {
+    pub fn protocol_error(&self, t: &Tuple<A>, reason: InvalidReason) -> Track<A> {
         self.invalid(self.shard_of(self.hash(t)), reason, None)
     }
 
-    fn invalid(&self, shard: usize, reason: InvalidReason, tcp_state: Option<TcpState>) -> Track {
+    fn invalid(
+        &self,
+        shard: usize,
+        reason: InvalidReason,
+        tcp_state: Option<TcpState>,
+    ) -> Track<A> {
         ShardStats::inc(&self.stats_of(shard).invalid[reason as usize]);
         Track::Invalid { reason, tcp_state }
     }
@@ -1064,7 +1067,12 @@ impl Conntrack {
     /// Frees a slot under its home shard's lock, with a DESTROY event when
     /// someone listens (`at`: the caller's `now`; `None` from the control
     /// plane).
-    fn free_locked(&self, g: &mut ShardInner, slot: u32, at: Option<Nanos>) -> Option<Unlink> {
+    fn free_locked(
+        &self,
+        g: &mut ShardInner<A>,
+        slot: u32,
+        at: Option<Nanos>,
+    ) -> Option<Unlink<A>> {
         // Relaxed: see `count`.
         self.count.fetch_sub(1, Ordering::Relaxed);
         if g.events.is_some() {
@@ -1080,7 +1088,7 @@ impl Conntrack {
 
     /// Publishes where `g`'s next confirm puts its entry (see `next_slot`).
     #[inline]
-    fn note_next_slot(&self, g: &ShardInner) {
+    fn note_next_slot(&self, g: &ShardInner<A>) {
         if let Some(h) = self.hints.get(g.idx()) {
             h.next_slot.store(g.next_slot_addr(), Ordering::Relaxed);
         }
@@ -1121,7 +1129,7 @@ impl Conntrack {
     /// Moves the recorded events to `out` (one shard lock at a time, in
     /// shard order; within a shard, and so for any one entry, in the order
     /// they happened) and returns how many were lost to full rings.
-    pub fn events_drain(&self, out: &mut Vec<CtEvent>) -> u64 {
+    pub fn events_drain(&self, out: &mut Vec<CtEvent<A>>) -> u64 {
         let mut lost = 0;
         for i in 0..self.shards.len() {
             let mut g = self.lock(i);
@@ -1134,7 +1142,7 @@ impl Conntrack {
 
     /// Removes a freed entry's reply key from its shard (second lock, taken
     /// after the home lock was released).
-    fn unlink(&self, u: Unlink) {
+    fn unlink(&self, u: Unlink<A>) {
         let mut g = self.lock(u.shard);
         g.remove_key(u.hash, &u.tuple, u.key);
     }
@@ -1147,9 +1155,9 @@ impl Conntrack {
     fn with_entry<R>(
         &self,
         hash: u64,
-        t: &Tuple,
-        f: impl FnOnce(&mut ShardInner, usize, Key) -> (R, Option<Unlink>),
-        miss: impl FnOnce(&ShardInner),
+        t: &Tuple<A>,
+        f: impl FnOnce(&mut ShardInner<A>, usize, Key) -> (R, Option<Unlink<A>>),
+        miss: impl FnOnce(&ShardInner<A>),
     ) -> Option<R> {
         let s = self.shard_of(hash);
         let mut g = self.lock(s);
@@ -1177,7 +1185,7 @@ impl Conntrack {
     /// state Related. A SYN that re-opens a closed TCP connection deletes the
     /// old entry and is `New`. Expired entries found here are removed and
     /// treated as absent.
-    pub fn track(&self, now: Nanos, pkt: &PacketMeta) -> Track {
+    pub fn track(&self, now: Nanos, pkt: &PacketMeta<A>) -> Track<A> {
         let t = &pkt.tuple;
         let hash = self.hash(t);
         let s = self.shard_of(hash);
@@ -1189,12 +1197,14 @@ impl Conntrack {
                 }
                 Some(_) => {}
             },
-            IPPROTO_ICMP => match &pkt.icmp {
+            p if p == A::ICMP => match &pkt.icmp {
                 None => return self.invalid(s, InvalidReason::MissingHeader, None),
-                Some(ic) if ic.ty > NR_ICMP_TYPES => {
+                Some(ic) if ic.ty > A::ICMP_MAX_TYPE => {
                     return self.invalid(s, InvalidReason::IcmpBadType, None)
                 }
-                Some(ic) if icmp_is_error(ic.ty) => return self.track_icmp_error(now, s, pkt, ic),
+                Some(ic) if A::icmp_is_error(ic.ty) => {
+                    return self.track_icmp_error(now, s, pkt, ic)
+                }
                 Some(_) => {}
             },
             _ => {}
@@ -1219,11 +1229,11 @@ impl Conntrack {
     fn process(
         &self,
         now: Nanos,
-        pkt: &PacketMeta,
-        g: &mut ShardInner,
+        pkt: &PacketMeta<A>,
+        g: &mut ShardInner<A>,
         home: usize,
         key: Key,
-    ) -> (Option<Track>, Option<Unlink>) {
+    ) -> (Option<Track<A>>, Option<Unlink<A>>) {
         let (judged, unlink) = self.judge(now, pkt, g, home, key);
         (track_of(judged, g, home, key), unlink)
     }
@@ -1234,7 +1244,13 @@ impl Conntrack {
     /// entry is gone or expired, or the packet needs a check the lookup
     /// makes; nothing was changed or counted, call `track`.
     #[inline]
-    pub fn track_entry(&self, now: Nanos, pkt: &PacketMeta, e: EntryRef, dir: Dir) -> EntryTrack {
+    pub fn track_entry(
+        &self,
+        now: Nanos,
+        pkt: &PacketMeta<A>,
+        e: EntryRef,
+        dir: Dir,
+    ) -> EntryTrack<A> {
         if pkt.tcp.is_some_and(|seg| !tcp::valid_flags(seg.flags)) {
             return EntryTrack::Miss;
         }
@@ -1311,11 +1327,11 @@ impl Conntrack {
     fn judge(
         &self,
         now: Nanos,
-        pkt: &PacketMeta,
-        g: &mut ShardInner,
+        pkt: &PacketMeta<A>,
+        g: &mut ShardInner<A>,
         home: usize,
         key: Key,
-    ) -> (Judged, Option<Unlink>) {
+    ) -> (Judged, Option<Unlink<A>>) {
         let stats = self.stats_of(home);
         let watch = g.events.is_some();
         let slot = &mut g.slab[key.slot as usize];
@@ -1409,7 +1425,13 @@ impl Conntrack {
     /// `nf_conntrack_icmpv4_error` + `nf_conntrack_inet_error`: an ICMP error
     /// is RELATED to the entry its quoted datagram belongs to, provided it
     /// goes to that entry's endpoint. No counters or timeouts change.
-    fn track_icmp_error(&self, now: Nanos, s: usize, pkt: &PacketMeta, ic: &IcmpMeta) -> Track {
+    fn track_icmp_error(
+        &self,
+        now: Nanos,
+        s: usize,
+        pkt: &PacketMeta<A>,
+        ic: &IcmpMeta<A>,
+    ) -> Track<A> {
         let Some(inner) = ic.inner else {
             return self.invalid(s, InvalidReason::IcmpErrorNoInner, None);
         };
@@ -1464,7 +1486,7 @@ impl Conntrack {
     }
 
     /// `init_conntrack` + the protocol's first-packet handling.
-    fn new_conn(&self, now: Nanos, pkt: &PacketMeta, s: usize) -> Track {
+    fn new_conn(&self, now: Nanos, pkt: &PacketMeta<A>, s: usize) -> Track<A> {
         let t = pkt.tuple;
         let mut tcp_ct = None;
         let mut conn = Conn {
@@ -1504,11 +1526,11 @@ impl Conntrack {
                 };
                 Verdict::Refresh(self.pol.timeout(LivePolicy::UDP))
             }
-            IPPROTO_ICMP => {
+            p if p == A::ICMP => {
                 let Some(ic) = &pkt.icmp else {
                     return self.invalid(s, InvalidReason::MissingHeader, None);
                 };
-                if !icmp_valid_new(ic.ty) {
+                if !A::icmp_valid_new(ic.ty) {
                     return self.invalid(s, InvalidReason::IcmpNotNew, None);
                 }
                 conn.proto = Proto::Icmp {
@@ -1544,7 +1566,7 @@ impl Conntrack {
     /// confirm). Both tuples must be free. If the table is full, first drops
     /// an unassured entry near the new entry's shard (Linux's `early_drop`),
     /// else fails with `TableFull`.
-    pub fn confirm(&self, now: Nanos, p: &Pending) -> Result<EntryRef, ConfirmError> {
+    pub fn confirm(&self, now: Nanos, p: &Pending<A>) -> Result<EntryRef, ConfirmError> {
         self.confirm_counted(now, p, &mut CtCounters::default())
     }
 
@@ -1553,7 +1575,7 @@ impl Conntrack {
     pub fn confirm_counted(
         &self,
         now: Nanos,
-        p: &Pending,
+        p: &Pending<A>,
         counted: &mut CtCounters,
     ) -> Result<EntryRef, ConfirmError> {
         let oh = self.hash(&p.orig);
@@ -1586,7 +1608,7 @@ impl Conntrack {
     fn insert_reserved(
         &self,
         now: Nanos,
-        p: &Pending,
+        p: &Pending<A>,
         (oh, os): (u64, usize),
         counted: &mut CtCounters,
     ) -> Result<EntryRef, ConfirmError> {
@@ -1637,7 +1659,7 @@ impl Conntrack {
     fn try_insert(
         &self,
         now: Nanos,
-        p: &Pending,
+        p: &Pending<A>,
         (oh, os): (u64, usize),
         (rh, rs): (u64, usize),
         stale: &[Option<Key>; 2],
@@ -1654,7 +1676,7 @@ impl Conntrack {
             (a, Some(b))
         };
         let same = p.orig == p.reply;
-        let checks: [(u64, &Tuple, bool); 2] = [(oh, &p.orig, false), (rh, &p.reply, true)];
+        let checks: [(u64, &Tuple<A>, bool); 2] = [(oh, &p.orig, false), (rh, &p.reply, true)];
         for (hash, t, in_reply_shard) in checks {
             if in_reply_shard && same {
                 continue;
@@ -1738,7 +1760,7 @@ impl Conntrack {
     fn early_drop(&self, now: Nanos, hash: u64, home: usize, counted: &mut CtCounters) -> bool {
         for i in 0..EVICTION_RANGE.min(self.shards.len()) {
             let s = (home + i) & self.mask;
-            let mut unlinks: [Option<Unlink>; EARLY_DROP_SCAN] = [None; EARLY_DROP_SCAN];
+            let mut unlinks: [Option<Unlink<A>>; EARLY_DROP_SCAN] = [None; EARLY_DROP_SCAN];
             let mut made_room = false;
             {
                 let mut g = self.lock(s);
@@ -1785,7 +1807,7 @@ impl Conntrack {
 
     /// Whether a tuple is taken by any entry, in either direction (for NAT
     /// port selection). Expired entries not yet collected count as taken.
-    pub fn tuple_in_use(&self, t: &Tuple) -> bool {
+    pub fn tuple_in_use(&self, t: &Tuple<A>) -> bool {
         self.with_entry(self.hash(t), t, |_, _, _| ((), None), |_| {})
             .is_some()
     }
@@ -1852,7 +1874,7 @@ impl Conntrack {
         let max_hops = nshards.min(max_hops);
         while left > 0 && hops < max_hops {
             let s = cur.shard;
-            let mut unlinks: [Option<Unlink>; GC_BATCH] = [None; GC_BATCH];
+            let mut unlinks: [Option<Unlink<A>>; GC_BATCH] = [None; GC_BATCH];
             let mut nunlinks = 0;
             let mut i = cur.slot;
             let len;
@@ -1899,7 +1921,8 @@ impl Conntrack {
         removed
     }
 
-    /// Entries in the table (plus confirms in flight).
+    /// Entries in this table and its other family's (plus confirms in
+    /// flight): Linux's `nf_conntrack_count`.
     pub fn len(&self) -> usize {
         // Relaxed: see `count`.
         self.count.load(Ordering::Relaxed)
@@ -1917,7 +1940,7 @@ impl Conntrack {
     }
 
     /// A copy of a live entry.
-    pub fn get(&self, e: EntryRef) -> Option<Snapshot> {
+    pub fn get(&self, e: EntryRef) -> Option<Snapshot<A>> {
         let g = self.lock(e.shard as usize);
         g.is_live(e.slot, e.gen)
             .then(|| snapshot_of(&g.slab[e.slot as usize]))
@@ -1951,7 +1974,7 @@ impl Conntrack {
     }
 
     /// All live entries (control plane; one shard lock at a time).
-    pub fn snapshot(&self) -> Vec<Snapshot> {
+    pub fn snapshot(&self) -> Vec<Snapshot<A>> {
         let mut out = Vec::with_capacity(self.len());
         for i in 0..self.shards.len() {
             let g = self.lock(i);
@@ -1964,7 +1987,7 @@ impl Conntrack {
     /// `-C`): the live ones that have not expired. An expired entry waits
     /// for the next expiry sweep; like Linux's dump, a listing leaves it
     /// out.
-    pub fn listing(&self, now: Nanos) -> Vec<Snapshot> {
+    pub fn listing(&self, now: Nanos) -> Vec<Snapshot<A>> {
         let mut out = self.snapshot();
         out.retain(|s| s.listed_at(now));
         out
@@ -1985,7 +2008,7 @@ impl Conntrack {
         &self,
         cursor: &mut WalkCursor,
         slots: usize,
-        out: &mut Vec<(EntryRef, Snapshot)>,
+        out: &mut Vec<(EntryRef, Snapshot<A>)>,
     ) -> bool {
         let slots = slots.max(1);
         let before = out.len();
@@ -2029,10 +2052,10 @@ impl Conntrack {
 
     /// Deletes every live entry `pred` selects (control plane: `conntrack
     /// -D`/`-F`; one shard lock at a time); returns the deleted entries.
-    pub fn remove_if(&self, mut pred: impl FnMut(&Snapshot) -> bool) -> Vec<Snapshot> {
+    pub fn remove_if(&self, mut pred: impl FnMut(&Snapshot<A>) -> bool) -> Vec<Snapshot<A>> {
         let mut out = Vec::new();
         for shard in 0..self.shards.len() {
-            let refs: Vec<(EntryRef, Snapshot)> = {
+            let refs: Vec<(EntryRef, Snapshot<A>)> = {
                 let g = self.lock(shard);
                 g.slab
                     .iter()
@@ -2126,7 +2149,7 @@ impl Conntrack {
         }
         assert_eq!(live, self.len(), "count disagrees with live slots");
         for i in 0..self.shards.len() {
-            let entries: Vec<Slot> = self
+            let entries: Vec<Slot<A>> = self
                 .lock(i)
                 .slab
                 .iter()
@@ -2157,7 +2180,13 @@ fn udp_packet(status: &mut u16, stream_ts: Nanos, now: Nanos, pol: &LivePolicy) 
 /// Records an event about `slot` in its shard's ring, if it has one (under
 /// the shard's lock; no allocation: the ring's space is reserved).
 #[inline]
-fn record(g: &mut ShardInner, kind: EventKind, slot: u32, at: Option<Nanos>, protoinfo: bool) {
+fn record<A: Addr>(
+    g: &mut ShardInner<A>,
+    kind: EventKind,
+    slot: u32,
+    at: Option<Nanos>,
+    protoinfo: bool,
+) {
     let Some(snap) = g.slab.get(slot as usize).map(snapshot_of) else {
         return;
     };
@@ -2171,7 +2200,7 @@ fn record(g: &mut ShardInner, kind: EventKind, slot: u32, at: Option<Nanos>, pro
     }
 }
 
-fn snapshot_of(s: &Slot) -> Snapshot {
+fn snapshot_of<A: Addr>(s: &Slot<A>) -> Snapshot<A> {
     let c = &s.conn;
     let (icmp_type, icmp_code) = match c.proto {
         Proto::Icmp { ty, code } => (ty, code),

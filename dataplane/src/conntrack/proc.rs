@@ -17,10 +17,9 @@
 //! ```
 
 use std::fmt::Write;
-use std::net::Ipv4Addr;
 
-use super::{icmp_reply_type, status, Nanos, Snapshot, NANOS_PER_SEC};
-use crate::flow::{Tuple, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+use super::{status, Nanos, Snapshot, NANOS_PER_SEC};
+use crate::flow::{Addr, Tuple, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 
 /// Linux's `l4proto_name`.
 pub(super) fn l4_name(proto: u8) -> &'static str {
@@ -37,14 +36,17 @@ pub(super) fn l4_name(proto: u8) -> &'static str {
     }
 }
 
-pub(super) fn push_tuple(out: &mut String, t: &Tuple, icmp_type: u8, icmp_code: u8) {
-    let (src, dst): (Ipv4Addr, Ipv4Addr) = (t.src, t.dst);
-    let _ = write!(out, "src={src} dst={dst} ");
+pub(super) fn push_tuple<A: Addr>(out: &mut String, t: &Tuple<A>, icmp_type: u8, icmp_code: u8) {
+    out.push_str("src=");
+    t.src.push_proc(out);
+    out.push_str(" dst=");
+    t.dst.push_proc(out);
+    out.push(' ');
     match t.proto {
         IPPROTO_TCP | IPPROTO_UDP | 33 | 132 | 136 => {
             let _ = write!(out, "sport={} dport={} ", t.sport, t.dport);
         }
-        IPPROTO_ICMP => {
+        p if p == A::ICMP => {
             let _ = write!(out, "type={icmp_type} code={icmp_code} id={} ", t.sport);
         }
         _ => {}
@@ -56,21 +58,28 @@ pub(super) fn push_tuple(out: &mut String, t: &Tuple, icmp_type: u8, icmp_code: 
 /// table and by the reader printing it.
 /// Both directions as conntrack-tools prints them: the original tuple,
 /// `[UNREPLIED]` until a reply, the reply tuple, `[ASSURED]`.
-pub(super) fn push_tuples(out: &mut String, s: &Snapshot) {
+pub(super) fn push_tuples<A: Addr>(out: &mut String, s: &Snapshot<A>) {
     push_tuple(out, &s.orig, s.icmp_type, s.icmp_code);
     if s.status & status::SEEN_REPLY == 0 {
         out.push_str("[UNREPLIED] ");
     }
-    push_tuple(out, &s.reply, icmp_reply_type(s.icmp_type), s.icmp_code);
+    push_tuple(out, &s.reply, A::icmp_reply_type(s.icmp_type), s.icmp_code);
     if s.status & status::ASSURED != 0 {
         out.push_str("[ASSURED] ");
     }
 }
 
-pub fn proc_line(s: &Snapshot, now: Nanos) -> String {
+pub fn proc_line<A: Addr>(s: &Snapshot<A>, now: Nanos) -> String {
     let mut out = String::with_capacity(224);
     let proto = s.orig.proto;
-    let _ = write!(out, "{:<8} {} {:<8} {} ", "ipv4", 2, l4_name(proto), proto);
+    let _ = write!(
+        out,
+        "{:<8} {} {:<8} {} ",
+        A::L3.0,
+        A::L3.1,
+        l4_name(proto),
+        proto
+    );
     let _ = write!(out, "{} ", s.expires.saturating_sub(now) / NANOS_PER_SEC);
     if proto == IPPROTO_TCP {
         let _ = write!(out, "{} ", s.tcp_state.name());

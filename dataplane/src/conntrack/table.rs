@@ -21,7 +21,9 @@ use super::config::TableLayout;
 use super::key_table::{same_gen, Key, KeyTable, Lines, MAX_SLOTS};
 use super::tcp::TcpCt;
 use super::Conn;
-use crate::flow::{Dir, Tuple};
+use std::net::Ipv4Addr;
+
+use crate::flow::{Addr, Dir, Tuple};
 use crate::hint::prefetch::prefetch_line;
 
 /// A slab slot. `gen` changes each time the slot is freed, so that stale
@@ -31,13 +33,13 @@ use crate::hint::prefetch::prefetch_line;
 /// protocols never touch.
 #[derive(Clone, Copy, Debug)]
 #[repr(align(64))]
-pub(super) struct Slot {
+pub(super) struct Slot<A: Addr = Ipv4Addr> {
     pub gen: u32,
     pub live: bool,
     /// While free: the next free slot (`NO_SLOT`: none).
     next_free: u32,
-    pub orig: Tuple,
-    pub reply: Tuple,
+    pub orig: Tuple<A>,
+    pub reply: Tuple<A>,
     pub conn: Conn,
 }
 
@@ -56,17 +58,17 @@ const NO_SLOT: u32 = u32::MAX;
 /// A reply key to remove from another shard once the home shard's lock is
 /// released (never two locks at once outside `confirm`).
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Unlink {
+pub(super) struct Unlink<A: Addr = Ipv4Addr> {
     pub shard: usize,
     pub hash: u64,
-    pub tuple: Tuple,
+    pub tuple: Tuple<A>,
     pub key: Key,
 }
 
-pub(super) struct ShardInner {
+pub(super) struct ShardInner<A: Addr = Ipv4Addr> {
     idx: u32,
-    keys: KeyTable,
-    pub slab: Vec<Slot>,
+    keys: KeyTable<A>,
+    pub slab: Vec<Slot<A>>,
     /// `slab`'s TCP halves, index for index.
     pub tcp: Vec<TcpLine>,
     /// The free slots, last freed first, linked through `Slot::next_free`
@@ -74,12 +76,12 @@ pub(super) struct ShardInner {
     free: u32,
     pub live: usize,
     /// The event ring while someone listens (`conntrack -E`), else `None`.
-    pub events: Option<Box<super::event::EventRing>>,
+    pub events: Option<Box<super::event::EventRing<A>>>,
 }
 
-impl ShardInner {
-    /// Shard `idx` of a table laid out as `layout` says.
-    pub fn new(idx: usize, layout: &TableLayout) -> ShardInner {
+impl<A: Addr> ShardInner<A> {
+    /// Shard<A> `idx` of a table laid out as `layout` says.
+    pub fn new(idx: usize, layout: &TableLayout) -> ShardInner<A> {
         let slots = layout.slots_per_shard;
         ShardInner {
             idx: u32::try_from(idx).unwrap_or(u32::MAX),
@@ -99,7 +101,7 @@ impl ShardInner {
 
     /// `t`'s key; its generation has only the low 16 bits (see `resolve`).
     #[inline]
-    pub fn find(&self, hash: u64, t: &Tuple) -> Option<Key> {
+    pub fn find(&self, hash: u64, t: &Tuple<A>) -> Option<Key> {
         self.keys.find(hash, t)
     }
 
@@ -111,12 +113,12 @@ impl ShardInner {
 
     /// Adds a key for a tuple that has none here; `false` if the shard's
     /// key table is full (check `has_key_room` first).
-    pub fn insert_key(&mut self, hash: u64, tuple: Tuple, key: Key) -> bool {
+    pub fn insert_key(&mut self, hash: u64, tuple: Tuple<A>, key: Key) -> bool {
         self.keys.insert(hash, &tuple, key)
     }
 
     /// Removes `t`'s key if it is `key`; returns whether it did.
-    pub fn remove_key(&mut self, hash: u64, t: &Tuple, key: Key) -> bool {
+    pub fn remove_key(&mut self, hash: u64, t: &Tuple<A>, key: Key) -> bool {
         self.keys.remove(hash, t, key)
     }
 
@@ -157,7 +159,7 @@ impl ShardInner {
     pub fn next_slot_addr(&self) -> usize {
         let i = self.next_slot();
         if i < self.slab.capacity() {
-            self.slab.as_ptr() as usize + i * std::mem::size_of::<Slot>()
+            self.slab.as_ptr() as usize + i * std::mem::size_of::<Slot<A>>()
         } else {
             0
         }
@@ -183,8 +185,8 @@ impl ShardInner {
     /// shard has no slot a key can name.
     pub fn alloc(
         &mut self,
-        orig: Tuple,
-        reply: Tuple,
+        orig: Tuple<A>,
+        reply: Tuple<A>,
         conn: Conn,
         tcp: Option<TcpCt>,
     ) -> Option<(u32, u32)> {
@@ -224,7 +226,11 @@ impl ShardInner {
     /// the reply key to remove from another shard, if it lives elsewhere.
     /// The slot keeps the entry's values until it is reused (the caller may
     /// still read them under this lock).
-    pub fn free(&mut self, slot: u32, place: impl Fn(&Tuple) -> (u64, usize)) -> Option<Unlink> {
+    pub fn free(
+        &mut self,
+        slot: u32,
+        place: impl Fn(&Tuple<A>) -> (u64, usize),
+    ) -> Option<Unlink<A>> {
         let s = &mut self.slab[slot as usize];
         debug_assert!(s.live);
         let gen = s.gen;
@@ -267,7 +273,7 @@ impl ShardInner {
 
     /// Every key (generations cut to 16 bits), for invariant checks in tests.
     #[cfg(test)]
-    pub fn keys(&self) -> impl Iterator<Item = (Tuple, Key)> + '_ {
+    pub fn keys(&self) -> impl Iterator<Item = (Tuple<A>, Key)> + '_ {
         self.keys.iter()
     }
 }

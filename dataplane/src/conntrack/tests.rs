@@ -2130,3 +2130,160 @@ fn live_policy_indices_name_their_timeouts() {
         assert_eq!(live.timeout(i), want);
     }
 }
+
+/// The IPv6 table: the same trackers, ICMPv6's types, the /proc form
+/// Linux prints for `ipv6` entries, and one maximum for both families.
+mod v6 {
+    use std::net::Ipv6Addr;
+
+    use super::*;
+    use crate::flow::IPPROTO_ICMPV6;
+
+    const C6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0, 0, 0, 0, 0, 2);
+    const S6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x20, 0, 0, 0, 0, 0x254);
+
+    fn t6(src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16, proto: u8) -> Tuple<Ipv6Addr> {
+        Tuple {
+            src,
+            dst,
+            sport,
+            dport,
+            proto,
+        }
+    }
+
+    fn icmp6(
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        ty: u8,
+        id: u16,
+        inner: Option<Tuple<Ipv6Addr>>,
+    ) -> PacketMeta<Ipv6Addr> {
+        let is_error = ty < 128;
+        let id = if is_error { 0 } else { id };
+        PacketMeta {
+            tuple: t6(src, id, dst, id, IPPROTO_ICMPV6),
+            len: 104,
+            tcp: None,
+            icmp: Some(IcmpMeta {
+                ty,
+                code: 0,
+                is_query: !is_error,
+                is_error,
+                inner,
+            }),
+        }
+    }
+
+    fn pkt6(t: Tuple<Ipv6Addr>, s: Option<TcpSeg>) -> PacketMeta<Ipv6Addr> {
+        PacketMeta {
+            tuple: t,
+            len: 60,
+            tcp: s,
+            icmp: None,
+        }
+    }
+
+    fn pending6(tr: Track<Ipv6Addr>) -> Pending<Ipv6Addr> {
+        match tr {
+            Track::New(p) => p,
+            other => panic!("expected New, got {other:?}"),
+        }
+    }
+
+    fn existing6(tr: Track<Ipv6Addr>) -> (EntryRef, Dir, CtState, Snapshot<Ipv6Addr>) {
+        match tr {
+            Track::Existing {
+                entry,
+                dir,
+                state,
+                snap,
+            } => (entry, dir, state, snap),
+            other => panic!("expected Existing, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tcp_handshake_and_proc_line() {
+        let c4 = ct(1024, 16);
+        let c = Conntrack::new6(&c4);
+        let now = 10 * SEC;
+        let t = t6(C6, 40000, S6, 80, IPPROTO_TCP);
+        let p = pending6(c.track(now, &pkt6(t, Some(seg(SYN, 1000, 0, 64240, 0)))));
+        c.confirm(now, &p).expect("confirm");
+        existing6(c.track(
+            now,
+            &pkt6(t.invert(), Some(seg(SYN | ACK, 5000, 1001, 65160, 0))),
+        ));
+        let (_, dir, st, s) = existing6(c.track(now, &pkt6(t, Some(seg(ACK, 1001, 5001, 502, 0)))));
+        assert_eq!(
+            (dir, st, s.tcp_state),
+            (Dir::Original, CtState::Established, TcpState::Established)
+        );
+        // As this kernel prints it (`%pI6`: nothing compressed).
+        assert_eq!(
+            proc_line(&s, now),
+            "ipv6     10 tcp      6 432000 ESTABLISHED \
+             src=fd00:0010:0000:0000:0000:0000:0000:0002 dst=2001:0db8:0020:0000:0000:0000:0000:0254 \
+             sport=40000 dport=80 \
+             src=2001:0db8:0020:0000:0000:0000:0000:0254 dst=fd00:0010:0000:0000:0000:0000:0000:0002 \
+             sport=80 dport=40000 [ASSURED] mark=0 zone=0 use=2"
+        );
+        // The IPv4 table does not see it; both count it.
+        assert!(c4.snapshot().is_empty());
+        assert_eq!((c.len(), c4.len()), (1, 1));
+    }
+
+    #[test]
+    fn icmpv6_echo_errors_and_not_new() {
+        let c4 = ct(1024, 16);
+        let c = Conntrack::new6(&c4);
+        let now = 5 * SEC;
+        let p = pending6(c.track(now, &icmp6(C6, S6, 128, 0x1234, None)));
+        assert_eq!(p.timeout(), 30 * SEC);
+        let e = c.confirm(now, &p).expect("confirm");
+        let (_, dir, st, s) = existing6(c.track(now, &icmp6(S6, C6, 129, 0x1234, None)));
+        assert_eq!((dir, st), (Dir::Reply, CtState::Established));
+        assert!(proc_line(&s, now + 2 * SEC).starts_with(
+            "ipv6     10 icmpv6   58 28 src=fd00:0010:0000:0000:0000:0000:0000:0002 \
+             dst=2001:0db8:0020:0000:0000:0000:0000:0254 type=128 code=0 id=4660 \
+             src=2001:0db8:0020:0000:0000:0000:0000:0254 dst=fd00:0010:0000:0000:0000:0000:0000:0002 \
+             type=129 code=0 id=4660 mark=0"
+        ));
+        // An echo reply without an entry, and an unknown informational
+        // type, cannot start one (`icmpv6_new`'s valid_new).
+        for ty in [129, 200] {
+            match c.track(now, &icmp6(S6, C6, ty, 0x9999, None)) {
+                Track::Invalid { reason, .. } => assert_eq!(reason, InvalidReason::IcmpNotNew),
+                other => panic!("type {ty}: {other:?}"),
+            }
+        }
+        // A packet-too-big (2) quoting a UDP datagram of a known flow is
+        // RELATED; types above ICMPv4's range are no error of their own.
+        let u = t6(C6, 5000, S6, 53, IPPROTO_UDP);
+        let ue = c
+            .confirm(now, &pending6(c.track(now, &pkt6(u, None))))
+            .expect("confirm");
+        let router = Ipv6Addr::new(0xfd00, 0x10, 0, 0, 0, 0, 0, 1);
+        let (e2, dir, st, _) = existing6(c.track(now, &icmp6(router, C6, 2, 0, Some(u))));
+        assert_eq!((e2, dir, st), (ue, Dir::Reply, CtState::Related));
+        assert!(c.get(e).is_some());
+    }
+
+    #[test]
+    fn one_maximum_for_both_families() {
+        let c4 = ct(64, 1);
+        let c = Conntrack::new6(&c4);
+        let now = SEC;
+        // ASSURED entries cannot be early-dropped: fill with assured UDP.
+        for i in 0..64u16 {
+            let t = tuple(C, 1000 + i, SRV, 53, IPPROTO_UDP);
+            let p = pending(c4.track(now, &udp_pkt(t)));
+            confirm(&c4, now, &p);
+        }
+        assert_eq!(c4.len(), 64);
+        let p = pending6(c.track(now, &pkt6(t6(C6, 1, S6, 53, IPPROTO_UDP), None)));
+        assert_eq!(c.confirm(now, &p), Err(ConfirmError::TableFull));
+        assert_eq!(c.max_entries(), 64);
+    }
+}
