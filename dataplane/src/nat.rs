@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 
 use crate::conntrack::{status, Conntrack, Pending};
 use crate::drop::DropReason;
-use crate::flow::{mix, Dir, Tuple, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+use crate::flow::{mix, Addr, Dir, Tuple, IPPROTO_TCP, IPPROTO_UDP};
 use crate::rule::{AddrRange, PortRange};
 use crate::wire::{self, Ipv4Info, L4};
 
@@ -186,28 +186,28 @@ pub struct Binding {
     pub random_fully: bool,
 }
 
-fn has_ports(proto: u8) -> bool {
-    matches!(proto, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_ICMP)
+fn has_ports<A: Addr>(proto: u8) -> bool {
+    matches!(proto, IPPROTO_TCP | IPPROTO_UDP) || proto == A::ICMP
 }
 
 /// The end of the reply tuple a manip changes: SNAT changes where replies
 /// go (its destination), DNAT where they come from (its source).
-fn set_end(t: &mut Tuple, manip: Manip, addr: Ipv4Addr) {
+fn set_end<A: Addr>(t: &mut Tuple<A>, manip: Manip, addr: A) {
     match manip {
         Manip::Src => t.dst = addr,
         Manip::Dst => t.src = addr,
     }
 }
 
-fn port_of(t: &Tuple, manip: Manip) -> u16 {
+fn port_of<A: Addr>(t: &Tuple<A>, manip: Manip) -> u16 {
     match manip {
         Manip::Src => t.dport,
         Manip::Dst => t.sport,
     }
 }
 
-fn set_port(t: &mut Tuple, manip: Manip, port: u16) {
-    if t.proto == IPPROTO_ICMP {
+fn set_port<A: Addr>(t: &mut Tuple<A>, manip: Manip, port: u16) {
+    if t.proto == A::ICMP {
         // The query id stands in both port fields.
         t.sport = port;
         t.dport = port;
@@ -292,17 +292,30 @@ pub fn bind(
     let span = u64::from(hi - lo) + 1;
     let key = (u64::from(u32::from(p.orig.src)) << 32) | u64::from(u32::from(p.orig.dst));
     let addr = Ipv4Addr::from(lo + (mix(key) % span) as u32);
+    bind_to(ct, p, addr, b, search, now)
+}
+
+/// [`bind`] with the address already chosen from the range (`b.addrs` is
+/// not read): the port search, for either family.
+pub fn bind_to<A: Addr>(
+    ct: &Conntrack<A>,
+    p: &mut Pending<A>,
+    addr: A,
+    b: &Binding,
+    search: &mut PortSearch,
+    now: u64,
+) -> Result<(), DropReason> {
     let mut r = p.reply;
     set_end(&mut r, b.manip, addr);
     let proto = r.proto;
-    let commit = |p: &mut Pending, r: Tuple| {
+    let commit = |p: &mut Pending<A>, r: Tuple<A>| {
         p.reply = r;
         p.status |= match b.manip {
             Manip::Src => status::SRC_NAT,
             Manip::Dst => status::DST_NAT,
         };
     };
-    if !has_ports(proto) {
+    if !has_ports::<A>(proto) {
         commit(p, r);
         return Ok(());
     }
@@ -318,7 +331,7 @@ pub fn bind(
     }
     let (min, size): (u32, u32) = match b.ports {
         Some(pr) => (u32::from(pr.lo), u32::from(pr.hi.max(pr.lo) - pr.lo) + 1),
-        None if proto == IPPROTO_ICMP => (0, 65536),
+        None if proto == A::ICMP => (0, 65536),
         None if cur < 512 => (1, 511),
         None if cur < 1024 => (600, 424),
         None => (1024, 65536 - 1024),
@@ -363,6 +376,60 @@ mod tests {
         let mut r = Rng::new(1);
         let a: Vec<u32> = (0..4).map(|_| r.next_u32()).collect();
         assert!(a.windows(2).all(|w| w[0] != w[1]));
+    }
+
+    /// NAT66: the same port search over the IPv6 table; a source port
+    /// kept while free, another one found when the translated tuple is
+    /// taken.
+    #[test]
+    fn masquerade_over_the_ipv6_table() {
+        use crate::conntrack::{ConntrackConfig, PacketMeta, Track};
+        use std::net::Ipv6Addr;
+        let v4 = Conntrack::new(ConntrackConfig {
+            max_entries: 1024,
+            shards: 4,
+            ..ConntrackConfig::for_memory(8 << 30)
+        });
+        let ct = Conntrack::new6(&v4);
+        let wan = Ipv6Addr::new(0x2001, 0xdb8, 0x20, 0, 0, 0, 0, 1);
+        let b = Binding {
+            manip: Manip::Src,
+            addrs: AddrRange {
+                lo: Ipv4Addr::UNSPECIFIED,
+                hi: Ipv4Addr::UNSPECIFIED,
+            },
+            ports: None,
+            random_fully: false,
+        };
+        let mut search = PortSearch::new(7);
+        let mut bound = Vec::new();
+        for host in [2u16, 3] {
+            let t = Tuple {
+                src: Ipv6Addr::new(0xfd00, 0x10, 0, 0, 0, 0, 0, host),
+                dst: Ipv6Addr::new(0x2001, 0xdb8, 0x20, 0, 0, 0, 0, 0x254),
+                sport: 40000,
+                dport: 53,
+                proto: IPPROTO_UDP,
+            };
+            let pkt = PacketMeta {
+                tuple: t,
+                len: 60,
+                tcp: None,
+                icmp: None,
+            };
+            let Track::New(mut p) = ct.track(1, &pkt) else {
+                panic!("new connection expected");
+            };
+            bind_to(&ct, &mut p, wan, &b, &mut search, 1).expect("bound");
+            assert_eq!(p.reply.dst, wan);
+            assert_ne!(p.status & status::SRC_NAT, 0);
+            ct.confirm(1, &p).expect("confirm");
+            bound.push(p.reply.dport);
+        }
+        // The first keeps its port; the second, same port from another
+        // host, gets another one (above 1023, as the port was).
+        assert_eq!(bound[0], 40000);
+        assert!(bound[1] != 40000 && bound[1] >= 1024, "{bound:?}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Neighbours: the IPv4-to-MAC table (ARP), shared by all workers, and each
+//! Neighbours: the address-to-MAC tables (ARP for IPv4, neighbour discovery
+//! for IPv6: one table per family), shared by all workers, and each
 //! worker's small queue of packets waiting for a next hop to resolve.
 //!
 //! Reads are on the packet path, writes are rare (an ARP reply, a request
@@ -13,28 +14,38 @@ use arc_swap::ArcSwap;
 use hashbrown::HashMap;
 
 use crate::drop::DropReason;
+use crate::flow::Addr;
 
 pub type Mac = [u8; 6];
 pub const BROADCAST: Mac = [0xff; 6];
 
 /// A neighbour table: (interface, address) -> MAC.
-pub type NeighMap = HashMap<(u8, Ipv4Addr), Mac>;
+pub type NeighMap<A = Ipv4Addr> = HashMap<(u8, A), Mac>;
 
 /// The shared neighbour table.
-#[derive(Debug, Default)]
-pub struct Neighbours {
-    map: ArcSwap<NeighMap>,
+#[derive(Debug)]
+pub struct Neighbours<A: Addr = Ipv4Addr> {
+    map: ArcSwap<NeighMap<A>>,
     writers: Mutex<()>,
 }
 
-impl Neighbours {
+impl<A: Addr> Default for Neighbours<A> {
+    fn default() -> Neighbours<A> {
+        Neighbours {
+            map: ArcSwap::default(),
+            writers: Mutex::new(()),
+        }
+    }
+}
+
+impl<A: Addr> Neighbours<A> {
     #[inline]
-    pub fn get(&self, iface: u8, addr: Ipv4Addr) -> Option<Mac> {
+    pub fn get(&self, iface: u8, addr: A) -> Option<Mac> {
         self.map.load().get(&(iface, addr)).copied()
     }
 
     /// Learns or refreshes a neighbour; a no-op (no copy) when nothing changes.
-    pub fn learn(&self, iface: u8, addr: Ipv4Addr, mac: Mac) {
+    pub fn learn(&self, iface: u8, addr: A, mac: Mac) {
         if self.get(iface, addr) == Some(mac) {
             return;
         }
@@ -46,7 +57,7 @@ impl Neighbours {
 
     /// The current table, to read without touching the shared pointer
     /// again (a worker takes one per batch).
-    pub fn snapshot(&self) -> Arc<NeighMap> {
+    pub fn snapshot(&self) -> Arc<NeighMap<A>> {
         self.map.load_full()
     }
 
@@ -59,7 +70,7 @@ impl Neighbours {
     }
 
     /// All entries (control plane).
-    pub fn entries(&self) -> Vec<(u8, Ipv4Addr, Mac)> {
+    pub fn entries(&self) -> Vec<(u8, A, Mac)> {
         self.map
             .load()
             .iter()
@@ -69,9 +80,9 @@ impl Neighbours {
 }
 
 /// A packet waiting for its next hop's MAC.
-struct Held {
+struct Held<A> {
     iface: u8,
-    next_hop: Ipv4Addr,
+    next_hop: A,
     since: u64,
     asked: u64,
     len: usize,
@@ -80,8 +91,8 @@ struct Held {
 
 /// A worker's queue of packets held while their next hop resolves: a few
 /// preallocated slots; when full, new packets are dropped (counted).
-pub struct HoldQueue {
-    slots: Vec<Held>,
+pub struct HoldQueue<A: Addr = Ipv4Addr> {
+    slots: Vec<Held<A>>,
     used: Vec<bool>,
 }
 
@@ -91,13 +102,13 @@ pub const HOLD_NS: u64 = 3_000_000_000;
 /// How often an unanswered ARP request is repeated.
 pub const ARP_RETRY_NS: u64 = 1_000_000_000;
 
-impl HoldQueue {
-    pub fn new(slots: usize, frame_size: usize) -> HoldQueue {
+impl<A: Addr> HoldQueue<A> {
+    pub fn new(slots: usize, frame_size: usize) -> HoldQueue<A> {
         HoldQueue {
             slots: (0..slots)
                 .map(|_| Held {
                     iface: 0,
-                    next_hop: Ipv4Addr::UNSPECIFIED,
+                    next_hop: A::UNSPECIFIED,
                     since: 0,
                     asked: 0,
                     len: 0,
@@ -114,7 +125,7 @@ impl HoldQueue {
         &mut self,
         now: u64,
         iface: u8,
-        next_hop: Ipv4Addr,
+        next_hop: A,
         frame: &[u8],
     ) -> Result<bool, DropReason> {
         let first = !self
@@ -149,12 +160,12 @@ impl HoldQueue {
     pub fn service(
         &mut self,
         now: u64,
-        neigh: &Neighbours,
+        neigh: &Neighbours<A>,
         mut send: impl FnMut(u8, Mac, &mut [u8]),
         mut dropped: impl FnMut(),
-        mut ask: impl FnMut(u8, Ipv4Addr),
+        mut ask: impl FnMut(u8, A),
     ) {
-        let mut asked: Option<(u8, Ipv4Addr)> = None;
+        let mut asked: Option<(u8, A)> = None;
         for (slot, used) in self.slots.iter_mut().zip(self.used.iter_mut()) {
             if !*used {
                 continue;
@@ -217,5 +228,26 @@ mod tests {
         q.service(HOLD_NS, &n, |_, _, _| {}, || drops += 1, |_, _| asks += 1);
         assert_eq!(drops, 1);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn the_ipv6_table_is_its_own() {
+        use std::net::Ipv6Addr;
+        let n: Neighbours<Ipv6Addr> = Neighbours::default();
+        let v4: Neighbours = Neighbours::default();
+        let hop = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+        let mut q: HoldQueue<Ipv6Addr> = HoldQueue::new(2, 64);
+        assert_eq!(q.hold(0, 1, hop, &[7]), Ok(true));
+        n.learn(1, hop, [2, 0, 0, 0, 0, 1]);
+        assert!(v4.is_empty());
+        let mut sent = Vec::new();
+        q.service(
+            1,
+            &n,
+            |i, m, f| sent.push((i, m, f.to_vec())),
+            || {},
+            |_, _| {},
+        );
+        assert_eq!(sent, vec![(1, [2, 0, 0, 0, 0, 1], vec![7])]);
     }
 }
