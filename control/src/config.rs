@@ -620,7 +620,7 @@ impl Config {
                 None => routes.push((net, via)),
                 Some(t) => {
                     let table = table_id(t, &at)?;
-                    route_policy.routes.push((table, net, via));
+                    route_policy.routes.push((table, net.into(), via));
                 }
             }
         }
@@ -672,7 +672,7 @@ impl Config {
             route_policy.rules.push(RouteRule {
                 priority,
                 fwmark,
-                from,
+                from: from.map(Into::into),
                 table,
             });
         }

@@ -40,6 +40,11 @@ pub trait Addr: Copy + Eq + Ord + Hash + Debug + Display + Send + Sync + 'static
     /// The type of the reply to a query of type `ty` (`invmap`); `ty`
     /// itself for others.
     fn icmp_reply_type(ty: u8) -> u8;
+    /// Bits in an address (32, 128).
+    const BITS: u8;
+    /// The address with all but its first `len` bits cleared (`len`
+    /// beyond [`Addr::BITS`] keeps them all).
+    fn masked(self, len: u8) -> Self;
     /// Appends the address as `/proc/net/nf_conntrack` prints it (`%pI4`;
     /// `%pI6`: eight groups of four hex digits, nothing compressed).
     fn push_proc(self, out: &mut String);
@@ -84,6 +89,14 @@ impl Addr for Ipv4Addr {
             18 => 17,
             t => t,
         }
+    }
+    const BITS: u8 = 32;
+    #[inline]
+    fn masked(self, len: u8) -> Ipv4Addr {
+        let m = u32::MAX
+            .checked_shl(32 - u32::from(len.min(32)))
+            .unwrap_or(0);
+        Ipv4Addr::from(u32::from(self) & m)
     }
     fn push_proc(self, out: &mut String) {
         use std::fmt::Write;
@@ -133,6 +146,14 @@ impl Addr for Ipv6Addr {
             140 => 139,
             t => t,
         }
+    }
+    const BITS: u8 = 128;
+    #[inline]
+    fn masked(self, len: u8) -> Ipv6Addr {
+        let m = u128::MAX
+            .checked_shl(128 - u32::from(len.min(128)))
+            .unwrap_or(0);
+        Ipv6Addr::from(u128::from(self) & m)
     }
     fn push_proc(self, out: &mut String) {
         use std::fmt::Write;

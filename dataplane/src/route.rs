@@ -1,27 +1,64 @@
 //! Routes: connected routes from the interfaces' addresses plus static
 //! routes, longest prefix first. A gateway has a handful, so a sorted list
-//! scanned in order is as fast as a trie and simpler.
+//! scanned in order is as fast as a trie and simpler. One table per family
+//! (`RouteTable` for IPv4, `RouteTable<Ipv6Addr>`), as Linux keeps them.
 
 use std::net::Ipv4Addr;
 
-use crate::rule::{prefix_to_mask, Ipv4Net};
+use crate::flow::Addr;
+use crate::rule::Ipv4Net;
+
+/// A destination prefix: an address with all but its first `len` bits
+/// clear.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prefix<A> {
+    pub addr: A,
+    pub len: u8,
+}
+
+impl<A: Addr> Prefix<A> {
+    /// `addr/len`, the host bits cleared; `None` if `len` is too long.
+    pub fn new(addr: A, len: u8) -> Option<Prefix<A>> {
+        (len <= A::BITS).then(|| Prefix {
+            addr: addr.masked(len),
+            len,
+        })
+    }
+
+    #[inline]
+    pub fn contains(&self, a: A) -> bool {
+        a.masked(self.len) == self.addr
+    }
+}
+
+impl From<Ipv4Net> for Prefix<Ipv4Addr> {
+    /// A non-contiguous mask (which routes never have) counts its bits.
+    fn from(n: Ipv4Net) -> Prefix<Ipv4Addr> {
+        let len = n
+            .prefix_len()
+            .unwrap_or(u32::from(n.mask()).count_ones() as u8);
+        Prefix {
+            addr: n.addr().masked(len),
+            len,
+        }
+    }
+}
 
 /// A route: packets to `net` leave through `iface`, to `via` or (connected)
 /// straight to their destination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Route {
-    pub net: Ipv4Net,
-    pub prefix: u8,
+pub struct Route<A = Ipv4Addr> {
+    pub net: Prefix<A>,
     pub iface: u8,
-    pub via: Option<Ipv4Addr>,
+    pub via: Option<A>,
 }
 
 /// Where a packet goes next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NextHop {
+pub struct NextHop<A = Ipv4Addr> {
     pub iface: u8,
     /// The address whose MAC the frame is sent to.
-    pub addr: Ipv4Addr,
+    pub addr: A,
 }
 
 /// The main routing table's id (`ip route ... table main`).
@@ -35,48 +72,67 @@ pub const MAIN_PRIORITY: u32 = 32766;
 /// that table has no route for them, the next rule is tried, and last the
 /// main table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RouteRule {
+pub struct RouteRule<A = Ipv4Addr> {
     pub priority: u32,
     /// `(value, mask)`: the packet's mark under `mask` must be `value`.
     pub fwmark: Option<(u32, u32)>,
-    pub from: Option<Ipv4Net>,
+    pub from: Option<Prefix<A>>,
     pub table: u32,
 }
 
-impl RouteRule {
+impl<A: Addr> RouteRule<A> {
     #[inline]
-    fn selects(&self, src: Ipv4Addr, mark: u32) -> bool {
+    fn selects(&self, src: A, mark: u32) -> bool {
         self.fwmark.is_none_or(|(v, m)| mark & m == v) && self.from.is_none_or(|n| n.contains(src))
     }
 }
 
 /// Routing tables besides main and the rules that choose them (multi-WAN by
 /// mark, as `ip rule` / `ip route ... table` set it up).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RoutePolicy {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoutePolicy<A = Ipv4Addr> {
     /// Static routes `(table, destination, gateway)` of tables other than
     /// main; they leave through the interface whose network holds the
     /// gateway, as main's do.
-    pub routes: Vec<(u32, Ipv4Net, Ipv4Addr)>,
-    pub rules: Vec<RouteRule>,
+    pub routes: Vec<(u32, Prefix<A>, A)>,
+    pub rules: Vec<RouteRule<A>>,
 }
 
-#[derive(Clone, Debug, Default)]
-pub struct RouteTable {
+impl<A> Default for RoutePolicy<A> {
+    fn default() -> RoutePolicy<A> {
+        RoutePolicy {
+            routes: Vec::new(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RouteTable<A = Ipv4Addr> {
     /// The main table: connected and static routes.
-    routes: Vec<Route>,
+    routes: Vec<Route<A>>,
     /// Other tables, by id.
-    tables: Vec<(u32, Vec<Route>)>,
+    tables: Vec<(u32, Vec<Route<A>>)>,
     /// Policy rules by priority (main's own at [`MAIN_PRIORITY`] is
     /// implicit).
-    rules: Vec<RouteRule>,
+    rules: Vec<RouteRule<A>>,
+}
+
+impl<A> Default for RouteTable<A> {
+    fn default() -> RouteTable<A> {
+        RouteTable {
+            routes: Vec::new(),
+            tables: Vec::new(),
+            rules: Vec::new(),
+        }
+    }
 }
 
 /// Why a route table cannot be built.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RouteError {
     /// A static route's gateway is not on any connected network.
-    Unreachable { to: Ipv4Net, via: Ipv4Addr },
+    Unreachable { to: String, via: String },
 }
 
 impl std::fmt::Display for RouteError {
@@ -84,9 +140,7 @@ impl std::fmt::Display for RouteError {
         match self {
             RouteError::Unreachable { to, via } => write!(
                 f,
-                "route to {}/{}: gateway {via} is not on a connected network",
-                to.addr(),
-                to.prefix_len().unwrap_or(0)
+                "route to {to}: gateway {via} is not on a connected network"
             ),
         }
     }
@@ -94,7 +148,7 @@ impl std::fmt::Display for RouteError {
 
 impl std::error::Error for RouteError {}
 
-impl RouteTable {
+impl RouteTable<Ipv4Addr> {
     /// Connected routes for `(iface index, address, prefix)` and static
     /// routes `(destination, gateway)`; each static route leaves through the
     /// interface whose network holds its gateway.
@@ -102,12 +156,23 @@ impl RouteTable {
         connected: &[(u8, Ipv4Addr, u8)],
         statics: &[(Ipv4Net, Ipv4Addr)],
     ) -> Result<RouteTable, RouteError> {
-        let mut routes: Vec<Route> = connected
+        let statics: Vec<(Prefix<Ipv4Addr>, Ipv4Addr)> =
+            statics.iter().map(|&(n, via)| (n.into(), via)).collect();
+        RouteTable::build(connected, &statics)
+    }
+}
+
+impl<A: Addr> RouteTable<A> {
+    /// [`RouteTable::new`] for either family.
+    pub fn build(
+        connected: &[(u8, A, u8)],
+        statics: &[(Prefix<A>, A)],
+    ) -> Result<RouteTable<A>, RouteError> {
+        let mut routes: Vec<Route<A>> = connected
             .iter()
             .filter_map(|&(iface, addr, prefix)| {
                 Some(Route {
-                    net: Ipv4Net::new(addr, prefix_to_mask(prefix)?),
-                    prefix,
+                    net: Prefix::new(addr, prefix)?,
                     iface,
                     via: None,
                 })
@@ -126,8 +191,8 @@ impl RouteTable {
     }
 
     /// Adds the tables and rules of `policy` (routes of main stay).
-    pub fn with_policy(mut self, policy: &RoutePolicy) -> Result<RouteTable, RouteError> {
-        let connected_routes: Vec<Route> = self
+    pub fn with_policy(mut self, policy: &RoutePolicy<A>) -> Result<RouteTable<A>, RouteError> {
+        let connected_routes: Vec<Route<A>> = self
             .routes
             .iter()
             .filter(|r| r.via.is_none())
@@ -155,7 +220,7 @@ impl RouteTable {
 
     /// The main table's route for `dst`.
     #[inline]
-    pub fn lookup(&self, dst: Ipv4Addr) -> Option<NextHop> {
+    pub fn lookup(&self, dst: A) -> Option<NextHop<A>> {
         first(&self.routes, dst)
     }
 
@@ -164,7 +229,7 @@ impl RouteTable {
     /// priority order looks up its table, the first route found wins; then
     /// the main table.
     #[inline]
-    pub fn lookup_from(&self, dst: Ipv4Addr, src: Ipv4Addr, mark: u32) -> Option<NextHop> {
+    pub fn lookup_from(&self, dst: A, src: A, mark: u32) -> Option<NextHop<A>> {
         for r in &self.rules {
             if r.priority >= MAIN_PRIORITY {
                 break;
@@ -200,38 +265,45 @@ impl RouteTable {
             })
     }
 
-    pub fn routes(&self) -> &[Route] {
+    pub fn routes(&self) -> &[Route<A>] {
         &self.routes
     }
 }
 
 /// A static route to `to` via `via`, through the interface whose connected
 /// network holds `via` (the longest such prefix).
-fn static_route(connected: &[Route], to: Ipv4Net, via: Ipv4Addr) -> Result<Route, RouteError> {
+fn static_route<A: Addr>(
+    connected: &[Route<A>],
+    to: Prefix<A>,
+    via: A,
+) -> Result<Route<A>, RouteError> {
     let hop = connected
         .iter()
         .filter(|r| r.net.contains(via))
-        .max_by_key(|r| r.prefix)
-        .ok_or(RouteError::Unreachable { to, via })?;
+        .max_by_key(|r| r.net.len)
+        .ok_or_else(|| RouteError::Unreachable {
+            to: format!("{}/{}", to.addr, to.len),
+            via: via.to_string(),
+        })?;
     Ok(Route {
         net: to,
-        prefix: to.prefix_len().unwrap_or(0),
         iface: hop.iface,
         via: Some(via),
     })
 }
 
 /// Longest prefix first; connected before static at equal length.
-fn sort(routes: &mut [Route]) {
+fn sort<A>(routes: &mut [Route<A>]) {
     routes.sort_by(|a, b| {
-        b.prefix
-            .cmp(&a.prefix)
+        b.net
+            .len
+            .cmp(&a.net.len)
             .then(a.via.is_some().cmp(&b.via.is_some()))
     });
 }
 
 #[inline]
-fn first(routes: &[Route], dst: Ipv4Addr) -> Option<NextHop> {
+fn first<A: Addr>(routes: &[Route<A>], dst: A) -> Option<NextHop<A>> {
     routes
         .iter()
         .find(|r| r.net.contains(dst))
@@ -314,7 +386,7 @@ mod tests {
         )
         .and_then(|t| {
             t.with_policy(&RoutePolicy {
-                routes: vec![(100, any, a(192, 0, 2, 254))],
+                routes: vec![(100, any.into(), a(192, 0, 2, 254))],
                 rules: vec![
                     RouteRule {
                         priority: 100,
@@ -325,7 +397,11 @@ mod tests {
                     RouteRule {
                         priority: 200,
                         fwmark: None,
-                        from: Some(Ipv4Net::with_prefix(a(192, 168, 10, 64), 26).expect("net")),
+                        from: Some(
+                            Ipv4Net::with_prefix(a(192, 168, 10, 64), 26)
+                                .expect("net")
+                                .into(),
+                        ),
                         table: 100,
                     },
                 ],
@@ -353,5 +429,30 @@ mod tests {
         assert_eq!(out(client, client, 1), Some((2, a(192, 0, 2, 254))));
         // Main alone is what `lookup` sees.
         assert_eq!(rt.lookup(far).map(|h| h.iface), Some(1));
+    }
+
+    #[test]
+    fn ipv6_longest_prefix() {
+        use std::net::Ipv6Addr;
+        let lan = Ipv6Addr::new(0xfd00, 0x10, 0, 0, 0, 0, 0, 1);
+        let wan = Ipv6Addr::new(0x2001, 0xdb8, 0x20, 0, 0, 0, 0, 1);
+        let up = Ipv6Addr::new(0x2001, 0xdb8, 0x20, 0, 0, 0, 0, 0x254);
+        let any = Prefix::new(Ipv6Addr::UNSPECIFIED, 0).expect("prefix");
+        let rt = RouteTable::build(&[(0, lan, 64), (1, wan, 64)], &[(any, up)]).expect("rt");
+        let client = Ipv6Addr::new(0xfd00, 0x10, 0, 0, 0, 0, 0, 2);
+        assert_eq!(
+            rt.lookup(client),
+            Some(NextHop {
+                iface: 0,
+                addr: client
+            })
+        );
+        let far = Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 9);
+        assert_eq!(rt.lookup(far), Some(NextHop { iface: 1, addr: up }));
+        assert_eq!(Prefix::new(lan, 129), None);
+        assert!(Prefix::new(lan, 128).is_some_and(|p| p.contains(lan) && !p.contains(client)));
+        // A gateway on no connected network is refused.
+        let off = Ipv6Addr::new(0x2001, 0xdb8, 0x99, 0, 0, 0, 0, 1);
+        assert!(RouteTable::build(&[(0, lan, 64)], &[(any, off)]).is_err());
     }
 }
