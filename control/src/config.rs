@@ -52,7 +52,7 @@
 //! address = "10.10.0.1/24"
 //! ```
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -61,7 +61,8 @@ use xdpgw_dataplane::conntrack::{ConntrackConfig, MemInfo, TableLayout, Timeouts
 use xdpgw_dataplane::frag::FragConfig;
 use xdpgw_dataplane::icmp_limit::IcmpLimitConfig;
 use xdpgw_dataplane::link::Link;
-use xdpgw_dataplane::route::{RoutePolicy, RouteRule, MAIN_PRIORITY};
+use xdpgw_dataplane::ra::{RaConfig, RaPrefix};
+use xdpgw_dataplane::route::{Prefix, RoutePolicy, RouteRule, StaticRoute, MAIN_PRIORITY};
 use xdpgw_dataplane::rule::Ipv4Net;
 use xdpgw_dataplane::wire::vlan::VID_MAX;
 
@@ -98,10 +99,37 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawIface {
     name: Spanned<String>,
-    address: Spanned<String>,
+    /// One address (a string) or several (an array): one IPv4, any IPv6.
+    address: Spanned<toml::Value>,
+    link_local: Option<Spanned<String>>,
+    ra: Option<Spanned<RawRa>>,
     host_device: Option<Spanned<String>>,
     vlan: Option<Spanned<i64>>,
     parent: Option<Spanned<String>>,
+}
+
+/// `[interface.ra]`: router advertisements, radvd's options by the
+/// RFC 4861 variable names, lower case.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRa {
+    max_interval: Option<u32>,
+    min_interval: Option<u32>,
+    router_lifetime: Option<u16>,
+    hop_limit: Option<u8>,
+    managed: Option<bool>,
+    other: Option<bool>,
+    mtu: Option<u32>,
+    reachable_time: Option<u32>,
+    retrans_timer: Option<u32>,
+    /// Default: the networks of the interface's IPv6 addresses.
+    prefixes: Option<Vec<String>>,
+    valid_lifetime: Option<u32>,
+    preferred_lifetime: Option<u32>,
+    autonomous: Option<bool>,
+    on_link: Option<bool>,
+    rdnss: Option<Vec<String>>,
+    rdnss_lifetime: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,6 +137,8 @@ struct RawIface {
 struct RawRoute {
     to: Spanned<String>,
     via: Spanned<String>,
+    /// The interface, for a link-local gateway (`ip route ... dev`).
+    dev: Option<Spanned<String>>,
     /// `ip route ... table N` (default: main).
     table: Option<Spanned<i64>>,
 }
@@ -286,6 +316,12 @@ pub struct InterfaceConfig {
     pub name: String,
     pub addr: Ipv4Addr,
     pub prefix: u8,
+    /// IPv6 addresses and prefixes (`address` may list them).
+    pub addr6: Vec<(Ipv6Addr, u8)>,
+    /// `link_local`; by default derived from the MAC as Linux does.
+    pub link_local: Option<Ipv6Addr>,
+    /// `[interface.ra]`: router advertisements sent there.
+    pub ra: Option<RaConfig>,
     /// The host path's device for this interface (`host_device`, default
     /// `xg-` and the interface's name, cut to 15 bytes).
     pub host_device: String,
@@ -368,6 +404,8 @@ pub struct Config {
     /// errors about an interface found only when the gateway starts.
     pub interface_places: Vec<(usize, usize)>,
     pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
+    /// IPv6 static routes (`[[route]]` with IPv6 addresses).
+    pub routes6: Vec<StaticRoute<Ipv6Addr>>,
     /// Routes of other tables and the rules that choose them
     /// (`[[route]] table`, `[[rule]]`).
     pub route_policy: RoutePolicy,
@@ -464,12 +502,30 @@ impl Config {
                     format!("interface '{name}' is listed twice"),
                 ));
             }
-            let (addr, prefix) = parse_cidr(i.address.get_ref()).map_err(|e| {
-                at(
-                    i.address.span(),
-                    format!("bad address '{}': {e}", i.address.get_ref()),
-                )
-            })?;
+            let (addr, prefix, addr6) =
+                iface_addresses(i.address.get_ref()).map_err(|e| at(i.address.span(), e))?;
+            let link_local = match &i.link_local {
+                None => None,
+                Some(l) => Some(
+                    l.get_ref()
+                        .parse::<Ipv6Addr>()
+                        .ok()
+                        .filter(Ipv6Addr::is_unicast_link_local)
+                        .ok_or_else(|| {
+                            at(
+                                l.span(),
+                                format!(
+                                    "bad link_local '{}': an IPv6 address in fe80::/10",
+                                    l.get_ref()
+                                ),
+                            )
+                        })?,
+                ),
+            };
+            let ra = match &i.ra {
+                None => None,
+                Some(r) => Some(ra_config(r.get_ref(), &addr6).map_err(|e| at(r.span(), e))?),
+            };
             let host_device = match &i.host_device {
                 Some(d) => {
                     let dev = d.get_ref();
@@ -532,6 +588,9 @@ impl Config {
                 name: name.clone(),
                 addr,
                 prefix,
+                addr6,
+                link_local,
+                ra,
                 host_device,
                 vlan,
             });
@@ -591,8 +650,19 @@ impl Config {
             }
         }
         let mut routes = Vec::new();
+        let mut routes6: Vec<StaticRoute<Ipv6Addr>> = Vec::new();
         let mut route_policy = RoutePolicy::default();
         for r in &raw.routes {
+            if r.to.get_ref().contains(':') || r.via.get_ref().contains(':') {
+                routes6.push(route6(r, &interfaces, &at)?);
+                continue;
+            }
+            if let Some(d) = &r.dev {
+                return Err(at(
+                    d.span(),
+                    "dev is for IPv6 routes via a link-local gateway".into(),
+                ));
+            }
             let (addr, prefix) = parse_cidr(r.to.get_ref()).map_err(|e| {
                 at(
                     r.to.span(),
@@ -773,6 +843,7 @@ impl Config {
             interfaces,
             interface_places,
             routes,
+            routes6,
             route_policy,
             dataplane: DataplaneConfig {
                 workers,
@@ -1162,10 +1233,16 @@ impl Config {
                         prefix: i.prefix,
                         mtu,
                         link: l,
+                        addr6: i.addr6.clone(),
+                        link_local: i
+                            .link_local
+                            .unwrap_or_else(|| xdpgw_dataplane::gateway::link_local_eui64(mac)),
+                        ra: i.ra.clone(),
                     }
                 })
                 .collect(),
             routes: self.routes.clone(),
+            routes6: self.routes6.clone(),
             policy: self.route_policy.clone(),
             conntrack,
             icmp: self.icmp,
@@ -1181,6 +1258,211 @@ pub fn default_host_device(name: &str) -> String {
         d.pop();
     }
     d
+}
+
+/// Most IPv6 addresses an interface takes.
+const MAX_ADDR6: usize = 16;
+
+/// An interface's IPv4 address and prefix, and its IPv6 ones.
+type IfaceAddresses = (Ipv4Addr, u8, Vec<(Ipv6Addr, u8)>);
+
+/// An `address` value: one string or an array of them, exactly one of
+/// them IPv4 (every interface has one today), any IPv6 ones (not
+/// link-local: that is `link_local`).
+fn iface_addresses(v: &toml::Value) -> Result<IfaceAddresses, String> {
+    let list: Vec<&str> = match v {
+        toml::Value::String(s) => vec![s.as_str()],
+        toml::Value::Array(a) => a
+            .iter()
+            .map(|x| {
+                x.as_str()
+                    .ok_or_else(|| format!("bad address {x}: a string, like \"192.0.2.1/24\""))
+            })
+            .collect::<Result<_, _>>()?,
+        other => {
+            return Err(format!(
+                "bad address {other}: \"addr/prefix\" or a list of them"
+            ))
+        }
+    };
+    let mut v4 = None;
+    let mut v6: Vec<(Ipv6Addr, u8)> = Vec::new();
+    for a in list {
+        if a.contains(':') {
+            let (addr, prefix) = parse_cidr6(a).map_err(|e| format!("bad address '{a}': {e}"))?;
+            if addr.is_unicast_link_local() {
+                return Err(format!(
+                    "bad address '{a}': a link-local address is set with link_local"
+                ));
+            }
+            if v6.iter().any(|(x, _)| *x == addr) {
+                return Err(format!("address '{a}' is listed twice"));
+            }
+            v6.push((addr, prefix));
+        } else {
+            let (addr, prefix) = parse_cidr(a).map_err(|e| format!("bad address '{a}': {e}"))?;
+            if v4.replace((addr, prefix)).is_some() {
+                return Err(format!("bad address '{a}': one IPv4 address per interface"));
+            }
+        }
+    }
+    if v6.len() > MAX_ADDR6 {
+        return Err(format!("more than {MAX_ADDR6} IPv6 addresses"));
+    }
+    let (addr, prefix) = v4.ok_or(
+        "no IPv4 address: every interface needs one (IPv6-only interfaces are not supported yet)",
+    )?;
+    Ok((addr, prefix, v6))
+}
+
+/// `addr/len` for IPv6; else what is expected there.
+fn parse_cidr6(s: &str) -> Result<(Ipv6Addr, u8), &'static str> {
+    let (a, p) = s
+        .split_once('/')
+        .ok_or("expected address/prefix, like 2001:db8::1/64")?;
+    let addr: Ipv6Addr = a.parse().map_err(|_| "not an IPv6 address")?;
+    let prefix: u8 = p
+        .parse()
+        .ok()
+        .filter(|p| *p <= 128)
+        .ok_or("the prefix length must be 0-128")?;
+    Ok((addr, prefix))
+}
+
+/// `[interface.ra]` with radvd's defaults; its prefixes default to the
+/// networks of the interface's IPv6 addresses (`addr6`).
+fn ra_config(r: &RawRa, addr6: &[(Ipv6Addr, u8)]) -> Result<RaConfig, String> {
+    let mut c = RaConfig::with_max_interval(r.max_interval.unwrap_or(600));
+    if let Some(v) = r.min_interval {
+        c.min_interval = v;
+    }
+    if let Some(v) = r.router_lifetime {
+        c.router_lifetime = v;
+    }
+    if let Some(v) = r.hop_limit {
+        c.hop_limit = v;
+    }
+    c.managed = r.managed.unwrap_or(false);
+    c.other = r.other.unwrap_or(false);
+    c.mtu = r.mtu;
+    c.reachable_ms = r.reachable_time.unwrap_or(0);
+    c.retrans_ms = r.retrans_timer.unwrap_or(0);
+    if let Some(v) = r.rdnss_lifetime {
+        c.rdnss_lifetime = v;
+    }
+    let nets: Vec<Prefix<Ipv6Addr>> = match &r.prefixes {
+        None => addr6
+            .iter()
+            .filter_map(|&(a, l)| Prefix::new(a, l))
+            .collect(),
+        Some(list) => list
+            .iter()
+            .map(|p| {
+                let (a, l) = parse_cidr6(p).map_err(|e| format!("bad prefix '{p}': {e}"))?;
+                Prefix::new(a, l).ok_or_else(|| format!("bad prefix '{p}'"))
+            })
+            .collect::<Result<_, String>>()?,
+    };
+    if nets.is_empty() {
+        return Err(
+            "router advertisements without a prefix: give the interface an IPv6 \
+                    address or list prefixes"
+                .into(),
+        );
+    }
+    for n in nets {
+        let mut p = RaPrefix::new(n);
+        if let Some(v) = r.valid_lifetime {
+            p.valid_lifetime = v;
+        }
+        if let Some(v) = r.preferred_lifetime {
+            p.preferred_lifetime = v;
+        }
+        p.autonomous = r.autonomous.unwrap_or(true);
+        p.on_link = r.on_link.unwrap_or(true);
+        if p.autonomous && n.len != 64 {
+            return Err(format!(
+                "prefix {}/{}: SLAAC needs a /64 (set autonomous = false)",
+                n.addr, n.len
+            ));
+        }
+        c.prefixes.push(p);
+    }
+    for d in r.rdnss.iter().flatten() {
+        c.rdnss.push(
+            d.parse::<Ipv6Addr>()
+                .map_err(|_| format!("bad rdnss '{d}': an IPv6 address"))?,
+        );
+    }
+    c.check()?;
+    Ok(c)
+}
+
+/// An IPv6 `[[route]]`: `to` and `via` IPv6; a link-local `via` needs
+/// `dev`, an interface of the configuration; a global one must be on the
+/// network of one of the interfaces' IPv6 addresses.
+fn route6(
+    r: &RawRoute,
+    interfaces: &[InterfaceConfig],
+    at: &impl Fn(std::ops::Range<usize>, String) -> ConfigError,
+) -> Result<StaticRoute<Ipv6Addr>, ConfigError> {
+    let (addr, len) = parse_cidr6(r.to.get_ref()).map_err(|e| {
+        at(
+            r.to.span(),
+            format!("bad route destination '{}': {e}", r.to.get_ref()),
+        )
+    })?;
+    let to = Prefix::new(addr, len).ok_or_else(|| at(r.to.span(), "bad prefix".into()))?;
+    let via: Ipv6Addr = r.via.get_ref().parse().map_err(|_| {
+        at(
+            r.via.span(),
+            format!(
+                "bad gateway '{}': an IPv6 address (the destination is IPv6)",
+                r.via.get_ref()
+            ),
+        )
+    })?;
+    if let Some(t) = &r.table {
+        return Err(at(
+            t.span(),
+            "IPv6 routes in other tables (policy routing) are not supported yet".into(),
+        ));
+    }
+    let dev = match &r.dev {
+        None => None,
+        Some(d) => Some(
+            interfaces
+                .iter()
+                .position(|i| &i.name == d.get_ref())
+                .and_then(|k| u8::try_from(k).ok())
+                .ok_or_else(|| {
+                    at(
+                        d.span(),
+                        format!("dev '{}' is no [[interface]]", d.get_ref()),
+                    )
+                })?,
+        ),
+    };
+    if dev.is_none() {
+        if via.is_unicast_link_local() {
+            return Err(at(
+                r.via.span(),
+                format!("gateway {via} is link-local: name its interface with dev"),
+            ));
+        }
+        let on_link = interfaces.iter().any(|i| {
+            i.addr6
+                .iter()
+                .any(|&(a, l)| Prefix::new(a, l).is_some_and(|n| n.contains(via)))
+        });
+        if !on_link {
+            return Err(at(
+                r.via.span(),
+                format!("gateway {via} is not on the network of any [[interface]]"),
+            ));
+        }
+    }
+    Ok(StaticRoute { to, via, dev })
 }
 
 /// `a.b.c.d/len`; else what is expected there.
@@ -1420,6 +1702,125 @@ address = "192.168.10.1/24"
         let c = Config::parse(Path::new("g.toml"), EXAMPLE).expect("config");
         assert_eq!(c.ports(), ["lan0", "wan0"]);
         assert_eq!(c.links(), [Link::port(0), Link::port(1)]);
+    }
+
+    const DUAL_STACK: &str = r#"
+rules = "gateway.rules"
+
+[[interface]]
+name = "lan0"
+address = ["192.168.10.1/24", "fd00:10::1/64"]
+
+[interface.ra]
+max_interval = 30
+rdnss = ["fd00:10::1"]
+
+[[interface]]
+name = "wan0"
+address = ["203.0.113.1/24", "2001:db8:20::1/64"]
+link_local = "fe80::1"
+
+[[route]]
+to = "::/0"
+via = "2001:db8:20::254"
+
+[[route]]
+to = "2001:db8:99::/48"
+via = "fe80::99"
+dev = "wan0"
+"#;
+
+    #[test]
+    fn dual_stack_interfaces_routes_and_router_advertisements() {
+        let c = Config::parse(Path::new("g.toml"), DUAL_STACK).expect("config");
+        let lan = &c.interfaces[0];
+        assert_eq!(lan.addr, Ipv4Addr::new(192, 168, 10, 1));
+        let ula: Ipv6Addr = "fd00:10::1".parse().expect("addr");
+        assert_eq!(lan.addr6, [(ula, 64)]);
+        let ra = lan.ra.as_ref().expect("ra");
+        assert_eq!(
+            (ra.max_interval, ra.min_interval, ra.router_lifetime),
+            (30, 9, 90)
+        );
+        assert_eq!(ra.prefixes.len(), 1);
+        assert_eq!(ra.prefixes[0].prefix, Prefix::new(ula, 64).expect("prefix"));
+        assert_eq!(ra.rdnss, [ula]);
+        assert!(c.interfaces[1].ra.is_none());
+        assert_eq!(c.routes6.len(), 2);
+        assert_eq!(c.routes6[1].dev, Some(1));
+        let gw = c.gateway_config(|p| ([2, 0, 0, 0, 0, p as u8], 1500), Default::default());
+        // The link-local address as Linux derives it, unless configured.
+        assert_eq!(
+            gw.ifaces[0].link_local,
+            "fe80::ff:fe00:0".parse::<Ipv6Addr>().expect("addr")
+        );
+        assert_eq!(
+            gw.ifaces[1].link_local,
+            "fe80::1".parse::<Ipv6Addr>().expect("addr")
+        );
+        // The IPv4-only example is unchanged: one string.
+        let c = Config::parse(Path::new("g.toml"), EXAMPLE).expect("config");
+        assert!(c.interfaces[0].addr6.is_empty() && c.routes6.is_empty());
+    }
+
+    #[test]
+    fn dual_stack_mistakes_name_line_and_column() {
+        for (from, to, at, says) in [
+            (
+                "\"fd00:10::1/64\"]",
+                "\"fd00:10::1/129\"]",
+                (6, 11),
+                "the prefix length must be 0-128",
+            ),
+            (
+                "\"fd00:10::1/64\"]",
+                "\"fe80::1/64\"]",
+                (6, 11),
+                "link-local address is set with link_local",
+            ),
+            (
+                "[\"192.168.10.1/24\", \"fd00:10::1/64\"]",
+                "\"fd00:10::1/64\"",
+                (6, 11),
+                "no IPv4 address",
+            ),
+            (
+                "link_local = \"fe80::1\"",
+                "link_local = \"fd00::1\"",
+                (15, 14),
+                "bad link_local",
+            ),
+            (
+                "max_interval = 30",
+                "max_interval = 3",
+                (8, 1),
+                "max_interval 3",
+            ),
+            (
+                "via = \"2001:db8:20::254\"",
+                "via = \"2001:db8:21::254\"",
+                (19, 7),
+                "not on the network",
+            ),
+            (
+                "dev = \"wan0\"\n",
+                "",
+                (23, 7),
+                "name its interface with dev",
+            ),
+            (
+                "dev = \"wan0\"",
+                "dev = \"wan9\"",
+                (24, 7),
+                "dev 'wan9' is no [[interface]]",
+            ),
+        ] {
+            let bad = DUAL_STACK.replace(from, to);
+            assert_ne!(bad, DUAL_STACK, "{from}");
+            let e = Config::parse(Path::new("g.toml"), &bad).expect_err(to);
+            assert_eq!((e.line, e.column), at, "{e}");
+            assert!(e.message.contains(says), "{e}");
+        }
     }
 
     #[test]

@@ -78,6 +78,9 @@ fn control(rules_file: PathBuf) -> Control {
         prefix: 24,
         mtu: 1500,
         link: xdpgw_dataplane::link::Link::port(mac - 1),
+        addr6: Vec::new(),
+        link_local: xdpgw_dataplane::gateway::link_local_eui64([2, 0, 0, 0, 0, mac]),
+        ra: None,
     };
     let gw = Gateway::new(
         GatewayConfig {
@@ -86,6 +89,7 @@ fn control(rules_file: PathBuf) -> Control {
                 iface("wan0", [203, 0, 113, 1], 2),
             ],
             routes: vec![],
+            routes6: Vec::new(),
             policy: Default::default(),
             conntrack: ConntrackConfig::default(),
             icmp: Default::default(),

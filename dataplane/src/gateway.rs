@@ -2,7 +2,7 @@
 //! conntrack, neighbours, ICMP rate limits, the tracer), and what it is
 //! made of ([`GatewayConfig`]).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -15,7 +15,8 @@ use crate::icmp_limit::{IcmpLimitConfig, IcmpLimiter};
 use crate::ipset::{SetTable, SharedSets};
 use crate::link::{Link, LinkError, Links};
 use crate::neigh::{Mac, Neighbours};
-use crate::route::{RouteError, RoutePolicy, RouteTable};
+use crate::ra::RaConfig;
+use crate::route::{RouteError, RoutePolicy, RouteTable, StaticRoute};
 use crate::rule::{Ipv4Net, RuleSet};
 use crate::trace::Tracer;
 
@@ -31,6 +32,37 @@ pub struct IfaceConfig {
     pub mtu: u16,
     /// Where it is on the wire: a port, or a VLAN of a port.
     pub link: Link,
+    /// Its IPv6 addresses besides the link-local one, with their prefixes.
+    pub addr6: Vec<(Ipv6Addr, u8)>,
+    /// Its IPv6 link-local address (by default the EUI-64 one Linux
+    /// derives from the MAC: [`link_local_eui64`]).
+    pub link_local: Ipv6Addr,
+    /// Router advertisements it sends, if any.
+    pub ra: Option<RaConfig>,
+}
+
+/// The link-local address Linux gives an interface with this MAC
+/// (`addrgenmode eui64`, the default: RFC 4291 appendix A, the
+/// universal/local bit inverted and ff:fe in the middle).
+pub fn link_local_eui64(mac: Mac) -> Ipv6Addr {
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        mac[0] ^ 0x02,
+        mac[1],
+        mac[2],
+        0xff,
+        0xfe,
+        mac[3],
+        mac[4],
+        mac[5],
+    ])
 }
 
 /// What changed on one of the gateway's interfaces (the kernel's
@@ -101,6 +133,8 @@ pub struct GatewayConfig {
     pub ifaces: Vec<IfaceConfig>,
     /// Static routes: destination and gateway.
     pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
+    /// IPv6 static routes.
+    pub routes6: Vec<StaticRoute<Ipv6Addr>>,
     /// Other routing tables and the rules that choose them (by mark).
     pub policy: RoutePolicy,
     pub conntrack: ConntrackConfig,
@@ -140,6 +174,9 @@ pub struct Gateway {
     /// The interfaces on the ports (the one map between the two).
     pub links: Links,
     pub routes: RouteTable,
+    /// The IPv6 routes: connected (link-local and configured prefixes) and
+    /// static.
+    pub routes6: RouteTable<Ipv6Addr>,
     rules: ArcSwap<CompiledRuleSet>,
     pub conntrack: Conntrack,
     pub neigh: Neighbours,
@@ -186,6 +223,12 @@ impl Gateway {
         let routes = RouteTable::new(&connected, &cfg.routes)
             .and_then(|t| t.with_policy(&cfg.policy))
             .map_err(GatewayError::Route)?;
+        let mut connected6: Vec<(u8, Ipv6Addr, u8)> = Vec::new();
+        for (i, f) in cfg.ifaces.iter().enumerate() {
+            connected6.push((i as u8, f.link_local, 64));
+            connected6.extend(f.addr6.iter().map(|&(a, p)| (i as u8, a, p)));
+        }
+        let routes6 = RouteTable::build(&connected6, &cfg.routes6).map_err(GatewayError::Route)?;
         let links: Vec<Link> = cfg.ifaces.iter().map(|f| f.link).collect();
         let links = Links::new(&links).map_err(GatewayError::Link)?;
         let names: Vec<&str> = cfg.ifaces.iter().map(|f| f.name.as_str()).collect();
@@ -204,6 +247,7 @@ impl Gateway {
             ifaces: cfg.ifaces,
             links,
             routes,
+            routes6,
             rules: ArcSwap::from_pointee(compiled),
             conntrack: Conntrack::new(cfg.conntrack),
             neigh: Neighbours::default(),

@@ -31,6 +31,7 @@ pub mod nat;
 pub mod neigh;
 pub mod pipeline;
 pub mod port;
+pub mod ra;
 pub mod route;
 pub mod rule;
 pub mod stats;

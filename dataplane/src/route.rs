@@ -31,6 +31,16 @@ impl<A: Addr> Prefix<A> {
     }
 }
 
+/// A static route: to `to` via `via`, out of `dev` if given (a
+/// link-local gateway is on every link: `ip route ... via fe80::1 dev
+/// wan0`), else out of the interface whose network holds `via`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StaticRoute<A> {
+    pub to: Prefix<A>,
+    pub via: A,
+    pub dev: Option<u8>,
+}
+
 impl From<Ipv4Net> for Prefix<Ipv4Addr> {
     /// A non-contiguous mask (which routes never have) counts its bits.
     fn from(n: Ipv4Net) -> Prefix<Ipv4Addr> {
@@ -156,8 +166,14 @@ impl RouteTable<Ipv4Addr> {
         connected: &[(u8, Ipv4Addr, u8)],
         statics: &[(Ipv4Net, Ipv4Addr)],
     ) -> Result<RouteTable, RouteError> {
-        let statics: Vec<(Prefix<Ipv4Addr>, Ipv4Addr)> =
-            statics.iter().map(|&(n, via)| (n.into(), via)).collect();
+        let statics: Vec<StaticRoute<Ipv4Addr>> = statics
+            .iter()
+            .map(|&(n, via)| StaticRoute {
+                to: n.into(),
+                via,
+                dev: None,
+            })
+            .collect();
         RouteTable::build(connected, &statics)
     }
 }
@@ -166,7 +182,7 @@ impl<A: Addr> RouteTable<A> {
     /// [`RouteTable::new`] for either family.
     pub fn build(
         connected: &[(u8, A, u8)],
-        statics: &[(Prefix<A>, A)],
+        statics: &[StaticRoute<A>],
     ) -> Result<RouteTable<A>, RouteError> {
         let mut routes: Vec<Route<A>> = connected
             .iter()
@@ -179,8 +195,16 @@ impl<A: Addr> RouteTable<A> {
             })
             .collect();
         let connected_routes = routes.clone();
-        for &(to, via) in statics {
-            routes.push(static_route(&connected_routes, to, via)?);
+        for s in statics {
+            let route = match s.dev {
+                Some(iface) => Route {
+                    net: s.to,
+                    iface,
+                    via: Some(s.via),
+                },
+                None => static_route(&connected_routes, s.to, s.via)?,
+            };
+            routes.push(route);
         }
         sort(&mut routes);
         Ok(RouteTable {
@@ -438,7 +462,8 @@ mod tests {
         let wan = Ipv6Addr::new(0x2001, 0xdb8, 0x20, 0, 0, 0, 0, 1);
         let up = Ipv6Addr::new(0x2001, 0xdb8, 0x20, 0, 0, 0, 0, 0x254);
         let any = Prefix::new(Ipv6Addr::UNSPECIFIED, 0).expect("prefix");
-        let rt = RouteTable::build(&[(0, lan, 64), (1, wan, 64)], &[(any, up)]).expect("rt");
+        let via = |via, dev| StaticRoute { to: any, via, dev };
+        let rt = RouteTable::build(&[(0, lan, 64), (1, wan, 64)], &[via(up, None)]).expect("rt");
         let client = Ipv6Addr::new(0xfd00, 0x10, 0, 0, 0, 0, 0, 2);
         assert_eq!(
             rt.lookup(client),
@@ -453,6 +478,10 @@ mod tests {
         assert!(Prefix::new(lan, 128).is_some_and(|p| p.contains(lan) && !p.contains(client)));
         // A gateway on no connected network is refused.
         let off = Ipv6Addr::new(0x2001, 0xdb8, 0x99, 0, 0, 0, 0, 1);
-        assert!(RouteTable::build(&[(0, lan, 64)], &[(any, off)]).is_err());
+        assert!(RouteTable::build(&[(0, lan, 64)], &[via(off, None)]).is_err());
+        // A link-local gateway with its device.
+        let ll = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+        let rt = RouteTable::build(&[(0, lan, 64)], &[via(ll, Some(1))]).expect("rt");
+        assert_eq!(rt.lookup(far), Some(NextHop { iface: 1, addr: ll }));
     }
 }

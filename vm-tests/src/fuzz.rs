@@ -12,7 +12,7 @@ pub mod pipeline {
     use std::sync::{Arc, OnceLock};
 
     use xdpgw_dataplane::conntrack::ConntrackConfig;
-    use xdpgw_dataplane::gateway::{Gateway, GatewayConfig, IfaceConfig};
+    use xdpgw_dataplane::gateway::{link_local_eui64, Gateway, GatewayConfig, IfaceConfig};
     use xdpgw_dataplane::link::Link;
     use xdpgw_dataplane::log::LogEntry;
     use xdpgw_dataplane::pipeline::FRAME_SIZE;
@@ -48,6 +48,9 @@ pub mod pipeline {
             prefix: 24,
             mtu: 1500,
             link: Link::port(port),
+            addr6: Vec::new(),
+            link_local: link_local_eui64(mac),
+            ra: None,
         };
         let cfg = GatewayConfig {
             ifaces: vec![
@@ -58,6 +61,7 @@ pub mod pipeline {
                 Ipv4Net::with_prefix(Ipv4Addr::UNSPECIFIED, 0).expect("0.0.0.0/0"),
                 UPSTREAM.0,
             )],
+            routes6: Vec::new(),
             policy: Default::default(),
             conntrack: ConntrackConfig {
                 max_entries: 4096,

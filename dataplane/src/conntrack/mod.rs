@@ -883,7 +883,7 @@ impl Conntrack<Ipv6Addr> {
     /// maximum shared (`nf_conntrack_max` counts entries of both families;
     /// either table can hold all of them, so each is laid out for it).
     pub fn new6(v4: &Conntrack<Ipv4Addr>) -> Conntrack<Ipv6Addr> {
-        Conntrack::build(v4.layout.clone(), &v4.pol.load(), v4.count.clone())
+        Conntrack::build(v4.layout, &v4.pol.load(), v4.count.clone())
     }
 }
 
