@@ -8,6 +8,8 @@
 //! state_file = "/var/lib/xdpgw/conntrack.state" # optional: the connection table is saved
 //!                                    # here when `xdpgw run` stops and restored when it
 //!                                    # starts (relative to this file)
+//! nat_log = "/var/log/xdpgw/nat.log" # optional: NATed connections' creation and deletion,
+//!                                    # as `conntrack -E -o timestamp` prints them
 //!
 //! [[interface]]
 //! name = "lan0"                      # kernel interface xdpgw takes over; the name -i/-o match
@@ -79,6 +81,7 @@ struct RawConfig {
     metrics_listen: Option<Spanned<String>>,
     state_file: Option<Spanned<String>>,
     ipsets: Option<Spanned<String>>,
+    nat_log: Option<Spanned<String>>,
     #[serde(rename = "interface", default)]
     interfaces: Vec<RawIface>,
     #[serde(rename = "route", default)]
@@ -396,6 +399,9 @@ pub struct Config {
     /// restores it from when it starts (`state_file`, resolved relative to
     /// the configuration file), if anywhere.
     pub state_file: Option<PathBuf>,
+    /// Where the NAT event log goes (`nat_log`, resolved relative to the
+    /// configuration file), if anywhere.
+    pub nat_log: Option<PathBuf>,
     /// An `ipset save` file of the sets the rules may name, loaded before
     /// them (`ipsets`, resolved relative to the configuration file).
     pub ipsets: Option<PathBuf>,
@@ -823,6 +829,16 @@ impl Config {
             }
             Some(f) => Some(base.join(f.get_ref())),
         };
+        let nat_log = match &raw.nat_log {
+            None => None,
+            Some(f) if f.get_ref().is_empty() || f.get_ref().ends_with('/') => {
+                return Err(at(
+                    f.span(),
+                    format!("bad nat_log '{}': the path of a file", f.get_ref()),
+                ))
+            }
+            Some(f) => Some(base.join(f.get_ref())),
+        };
         let ipsets = match &raw.ipsets {
             None => None,
             Some(f) if f.get_ref().is_empty() || f.get_ref().ends_with('/') => {
@@ -840,6 +856,7 @@ impl Config {
             control_socket: PathBuf::from(raw.control_socket.as_deref().unwrap_or(DEFAULT_SOCKET)),
             metrics_listen,
             state_file,
+            nat_log,
             interfaces,
             interface_places,
             routes,

@@ -10,6 +10,7 @@ pub mod error;
 pub mod explain;
 pub mod ipset;
 pub mod link_watch;
+pub mod nat_log;
 pub mod netdb;
 pub mod parse;
 pub mod run;

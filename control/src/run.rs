@@ -319,6 +319,7 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
         events: Default::default(),
         config_file: Some(path.to_path_buf()),
         conntrack: std::sync::Mutex::new(conntrack),
+        nat_log: Default::default(),
     };
     // The ports are open: now the control socket (removed when dropped).
     let socket = ControlSocket::bind(&cfg.control_socket)?;
@@ -334,6 +335,18 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
         let http = metrics
             .as_ref()
             .map(|m| s.spawn(|_| m.serve(&control, &stop)));
+        let nat_log = cfg.nat_log.as_deref().and_then(|p| {
+            let Some(id) = crate::nat_log::subscribe(&control) else {
+                service::log(level::ERR, "xdpgw: nat_log: no event listener free");
+                return None;
+            };
+            let (control, stop) = (&control, &stop);
+            Some(s.spawn(move |_| {
+                crate::nat_log::serve(control, id, p, stop, &|m| {
+                    service::log(level::WARNING, &format!("xdpgw: {m}"))
+                })
+            }))
+        });
         for ((w, queues), host) in assignments.into_iter().enumerate().zip(host_queues) {
             let gw = Arc::clone(&gw);
             let stop = Arc::clone(&stop);
@@ -373,6 +386,7 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
         }
         while !stop.load(Ordering::Relaxed) {
             if reload.swap(false, Ordering::Relaxed) {
+                control.nat_log.reopen.store(true, Ordering::Relaxed);
                 match control.reload(None, crate::api::reload::Scope::FileTables) {
                     Ok(r) => service::log(
                         if r.everywhere {
@@ -402,6 +416,9 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
         let _ = server.join();
         if let (Some(m), Some(h)) = (metrics.as_ref(), http) {
             m.wake();
+            let _ = h.join();
+        }
+        if let Some(h) = nat_log {
             let _ = h.join();
         }
         handles

@@ -109,6 +109,7 @@ fn control(rules_file: PathBuf) -> Control {
         events: Default::default(),
         config_file: None,
         conntrack: Mutex::new(ConntrackConfig::default()),
+        nat_log: Default::default(),
     }
 }
 

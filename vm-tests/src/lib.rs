@@ -103,18 +103,33 @@ pub const MASQUERADE_WAN0: (&str, &str) = ("nat", "-A POSTROUTING -o wan0 -j MAS
 
 /// The gateway lab of conf/gateway.toml with its files written to `dir`
 /// first: the rules `rules` (conf/gateway.rules when None) and the
-/// configuration with `extra` TOML appended (sections of its own, such as
-/// `[conntrack]`). Backend::Linux loads the same rules; what `extra` sets
-/// the caller gives Linux itself (its sysctls).
+/// configuration with `extra` TOML added: its lines before its first
+/// section header are top-level keys (they go first), the rest is appended
+/// (sections of its own, such as `[conntrack]`). Backend::Linux loads the
+/// same rules; what `extra` sets the caller gives Linux itself (its
+/// sysctls).
 pub fn lab_with(dir: &Path, backend: Backend, rules: Option<&str>, extra: &str) -> Lab {
-    let mut conf = std::fs::read_to_string(workspace_dir().join("conf/gateway.toml"))
+    let base = std::fs::read_to_string(workspace_dir().join("conf/gateway.toml"))
         .expect("conf/gateway.toml");
     assert!(
-        conf.contains("rules = \"gateway.rules\""),
+        base.contains("rules = \"gateway.rules\""),
         "conf/gateway.toml no longer names its rules file 'gateway.rules'"
     );
+    let split = extra
+        .lines()
+        .position(|l| l.trim_start().starts_with('['))
+        .unwrap_or(extra.lines().count());
+    let mut conf = String::new();
+    for l in extra.lines().take(split) {
+        conf.push_str(l);
+        conf.push('\n');
+    }
+    conf.push_str(&base);
     conf.push('\n');
-    conf.push_str(extra);
+    for l in extra.lines().skip(split) {
+        conf.push_str(l);
+        conf.push('\n');
+    }
     let rules = match rules {
         Some(r) => r.to_owned(),
         None => std::fs::read_to_string(workspace_dir().join("conf/gateway.rules"))

@@ -121,6 +121,17 @@ pub fn render(c: &Control) -> String {
     o.val("icmp_ratelimited_total", &[("limit", "host")], host);
     o.val("icmp_ratelimited_total", &[("limit", "global")], global);
 
+    o.head(
+        "nat_log_events_total",
+        "counter",
+        "NAT event log lines written, and events lost (buffers full).",
+    );
+    let log = &c.nat_log;
+    let written = log.written.load(std::sync::atomic::Ordering::Relaxed);
+    let lost = log.lost.load(std::sync::atomic::Ordering::Relaxed);
+    o.val("nat_log_events_total", &[("result", "written")], written);
+    o.val("nat_log_events_total", &[("result", "lost")], lost);
+
     // Conntrack.
     let ct = &c.gw.conntrack;
     o.head(

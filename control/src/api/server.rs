@@ -196,6 +196,8 @@ pub struct Control {
     pub config_file: Option<PathBuf>,
     /// The conntrack configuration in force.
     pub conntrack: Mutex<ConntrackConfig>,
+    /// The NAT event log's counters (`nat_log`).
+    pub nat_log: crate::nat_log::NatLogCounters,
 }
 
 /// Why a reload was refused (the running rules stay in force).

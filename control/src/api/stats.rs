@@ -99,6 +99,15 @@ pub fn sample_lines(c: &Control) -> Vec<String> {
     out.push(format!("conntrack entries {}", c.gw.conntrack.len()));
     out.push(format!("conntrack max {}", c.gw.conntrack.max_entries()));
     out.push(format!("conntrack insert {inserted}"));
+    let log = &c.nat_log;
+    out.push(format!(
+        "nat_log written {}",
+        log.written.load(std::sync::atomic::Ordering::Relaxed)
+    ));
+    out.push(format!(
+        "nat_log lost {}",
+        log.lost.load(std::sync::atomic::Ordering::Relaxed)
+    ));
     out
 }
 
