@@ -104,7 +104,9 @@ pub fn pseudo_header6(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, l4_len: u32) -> u
 /// Whether a received TCP, UDP or ICMPv6 `segment` (header and payload, to
 /// the end of the IPv6 payload) between `src` and `dst` has a right
 /// checksum. A UDP checksum of 0 is wrong on IPv6 (RFC 8200 8.1: Linux's
-/// udp6 receive path drops it, as `udp6_csum_init` does).
+/// udp6 receive path drops it, as `udp6_csum_init` does). Conntrack's
+/// `udp_error` is laxer (it takes 0 as "no checksum" on IPv6 too), so a
+/// caller copying conntrack tests for 0 first.
 #[inline]
 pub fn transport_ok6(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, segment: &[u8]) -> bool {
     if proto == 17 && segment.get(6..8) == Some(&[0, 0]) {
