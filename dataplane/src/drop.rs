@@ -35,6 +35,21 @@ reasons! {
     L4Truncated => "l4_truncated",
     TcpBadHeaderLen => "tcp_bad_header_len",
     IcmpTruncated => "icmp_truncated",
+    // IPv6 (`wire::ipv6`): Linux's ip6_rcv_core checks, the extension
+    // headers, neighbour discovery (ndisc_rcv).
+    NotIpv6 => "not_ipv6",
+    Ipv6Truncated => "ipv6_truncated",
+    Ipv6BadVersion => "ipv6_bad_version",
+    Ipv6Jumbogram => "ipv6_jumbogram",
+    Ipv6BadExtHeader => "ipv6_bad_ext_header",
+    Ipv6HopByHopNotFirst => "ipv6_hop_by_hop_not_first",
+    Ipv6TooManyExtHeaders => "ipv6_too_many_ext_headers",
+    Ipv6BadOption => "ipv6_bad_option",
+    Icmpv6BadChecksum => "icmpv6_bad_checksum",
+    NdiscHopLimit => "ndisc_hop_limit",
+    NdiscBadCode => "ndisc_bad_code",
+    NdiscBadOptions => "ndisc_bad_options",
+    NdiscMalformed => "ndisc_malformed",
     // Reassembly (`frag`): fragments dropped, each counted.
     FragMemFull => "frag_mem_full",
     FragTableFull => "frag_table_full",

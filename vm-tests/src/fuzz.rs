@@ -173,3 +173,103 @@ pub mod rules {
         Ok(())
     }
 }
+
+/// The IPv6 wire functions (`xdpgw_dataplane::wire::ipv6`), which the
+/// pipeline does not call yet: any bytes as an Ethernet frame.
+pub mod wire6 {
+    use std::net::Ipv6Addr;
+
+    use xdpgw_dataplane::wire::checksum::transport_ok6;
+    use xdpgw_dataplane::wire::ipv6::{
+        self, ndp, Icmpv6Error, Ipv6Info, L4v6, ICMPV6_ERROR_MAX_LEN, IPV6_HDR,
+    };
+    use xdpgw_dataplane::wire::ETH_HDR;
+
+    const NAT_SRC: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1);
+    const NAT_DST: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+
+    /// The IPv6 payload of a parsed frame.
+    fn payload_end(info: &Ipv6Info) -> usize {
+        info.l3 + IPV6_HDR + usize::from(info.payload_len)
+    }
+
+    /// Whether the transport checksum of a whole TCP/UDP/ICMPv6 datagram
+    /// is right, the addresses read from the frame.
+    fn transport_ok(frame: &[u8], info: &Ipv6Info) -> Option<bool> {
+        if info.fragment || matches!(info.l4info, L4v6::Other) {
+            return None;
+        }
+        let addr = |at: usize| -> Option<Ipv6Addr> {
+            let b: [u8; 16] = frame.get(at..at + 16)?.try_into().ok()?;
+            Some(Ipv6Addr::from(b))
+        };
+        let (src, dst) = (addr(info.l3 + 8)?, addr(info.l3 + 24)?);
+        let seg = frame.get(info.l4..payload_end(info))?;
+        Some(transport_ok6(src, dst, info.proto, seg))
+    }
+
+    /// Parses `data`; nothing panics, and what the parse reports lies
+    /// within the frame. Then every rewrite on a copy keeps a right
+    /// transport checksum right; every ICMPv6 error and TCP reset built
+    /// about it parses, has a right checksum and fits 1,280 bytes; an ND
+    /// message is validated, its options read.
+    pub fn run(data: &[u8]) {
+        if let Some((problem, info)) = ipv6::hop_by_hop_problem(data) {
+            let err = Icmpv6Error::parameter_problem(problem.code, problem.pointer);
+            let mut out = [0u8; ETH_HDR + ICMPV6_ERROR_MAX_LEN];
+            let _ = ipv6::build_icmpv6_error(&mut out, data, &info, err, NAT_SRC);
+        }
+        let Ok(info) = ipv6::parse_ipv6(data) else {
+            return;
+        };
+        let end = payload_end(&info);
+        assert!(end <= data.len(), "payload beyond the frame");
+        assert!(info.l4 <= end, "transport header beyond the payload");
+        if let L4v6::Icmp(icmp) = info.l4info {
+            if let Some(inner) = icmp.inner {
+                assert!(inner.l4_len >= 8 && inner.l4 + inner.l4_len <= end);
+            }
+            if icmp.is_ndp {
+                if let Ok(ndp::Ndp::RouterAdvert(ra)) = ndp::parse_ndp(data, &info) {
+                    let _ = ra.options.prefixes().count() + ra.options.rdnss().count();
+                }
+            }
+        }
+
+        let right = transport_ok(data, &info) == Some(true);
+        let mut g = data.to_vec();
+        ipv6::set_src(&mut g, &info, NAT_SRC, 1024);
+        ipv6::set_dst(&mut g, &info, NAT_DST, 2048);
+        ipv6::set_inner_src(&mut g, &info, NAT_DST, 2048);
+        ipv6::set_inner_dst(&mut g, &info, NAT_SRC, 1024);
+        ipv6::dec_hop_limit(&mut g, &info);
+        ipv6::set_dscp(&mut g, &info, 46);
+        ipv6::echo_reply_in_place(&mut g, &info, NAT_SRC);
+        assert_eq!(g.len(), data.len());
+        if right {
+            assert_eq!(
+                transport_ok(&g, &info),
+                Some(true),
+                "a rewrite broke a checksum"
+            );
+        }
+
+        let mut out = [0u8; ETH_HDR + ICMPV6_ERROR_MAX_LEN];
+        for err in [
+            Icmpv6Error::unreachable(4),
+            Icmpv6Error::packet_too_big(1280),
+            Icmpv6Error::hop_limit_exceeded(),
+            Icmpv6Error::parameter_problem(0, 6),
+        ] {
+            if let Some(n) = ipv6::build_icmpv6_error(&mut out, data, &info, err, NAT_SRC) {
+                assert!(n <= ETH_HDR + ICMPV6_ERROR_MAX_LEN);
+                let got = ipv6::parse_ipv6(&out[..n]).expect("an ICMPv6 error we built parses");
+                assert_eq!(transport_ok(&out[..n], &got), Some(true));
+            }
+        }
+        if let Some(n) = ipv6::build_tcp_rst6(&mut out, data, &info) {
+            let got = ipv6::parse_ipv6(&out[..n]).expect("a reset we built parses");
+            assert_eq!(transport_ok(&out[..n], &got), Some(true));
+        }
+    }
+}

@@ -1,5 +1,5 @@
 //! The fuzz targets on stable Rust, in `cargo test`: the bodies of
-//! `fuzz/fuzz_targets/pipeline.rs` and `parse_rules.rs`
+//! `fuzz/fuzz_targets/pipeline.rs`, `parse_rules.rs` and `wire6.rs`
 //! (`xdpgw_vm_tests::fuzz`) run on inputs made by mutating their seed
 //! corpora (`fuzz/seeds/`): byte flips and interesting values, cuts,
 //! insertions and removals, splices of two seeds, and mutations that know
@@ -472,6 +472,76 @@ proptest! {
         for m in &more {
             fuzz::pipeline::run(&gw, &m.build(&seeds).1);
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The IPv6 wire functions.
+
+/// Makes an IPv6 frame's payload length match the frame and recomputes the
+/// transport checksum of a TCP, UDP or ICMPv6 header right after the IPv6
+/// header (RFC 8200 pseudo-header), so that mutations reach past the
+/// checks.
+fn fix_checksums6(d: &mut [u8]) {
+    if d.len() < 54 || d[12..14] != [0x86, 0xdd] {
+        return;
+    }
+    let plen = (d.len() - 54).min(0xffff);
+    d[18..20].copy_from_slice(&(plen as u16).to_be_bytes());
+    let nh = d[20];
+    let off = match nh {
+        6 => 16,
+        17 => 6,
+        58 => 2,
+        _ => return,
+    };
+    let end = 54 + plen;
+    if 54 + off + 2 > end {
+        return;
+    }
+    d[54 + off] = 0;
+    d[54 + off + 1] = 0;
+    let s = ones_sum(&d[22..54], u32::from(nh) + plen as u32);
+    let mut c = !(ones_sum(&d[54..end], s) as u16);
+    if nh == 17 && c == 0 {
+        c = 0xffff;
+    }
+    d[54 + off..54 + off + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// The wire6 target's body on mutated seeds, checksums fixed or not.
+    #[test]
+    fn wire6_on_mutated_seeds(
+        seed in any::<Index>(),
+        mutations in prop::collection::vec(byte_mutation(), 1..6),
+        fix in any::<bool>(),
+    ) {
+        let seeds = seeds("wire6");
+        let mut d = seeds[seed.index(seeds.len())].clone();
+        for m in &mutations {
+            apply_bytes(&mut d, m, &seeds);
+        }
+        if fix {
+            fix_checksums6(&mut d);
+        }
+        fuzz::wire6::run(&d);
+    }
+
+}
+
+/// Every wire6 seed, unchanged, parses, or is refused for an option Linux
+/// answers with a parameter problem (so the mutations start from frames
+/// that reach every layer), and passes the body.
+#[test]
+fn wire6_seeds_parse() {
+    use xdpgw_dataplane::wire::ipv6::{hop_by_hop_problem, parse_ipv6};
+    for d in seeds("wire6") {
+        let ok = parse_ipv6(&d).is_ok() || hop_by_hop_problem(&d).is_some();
+        assert!(ok, "{d:02x?}");
+        fuzz::wire6::run(&d);
     }
 }
 

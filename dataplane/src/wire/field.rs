@@ -27,6 +27,40 @@ pub(super) mod ipv4 {
     pub const FRAG_OFFSET: u16 = 0x1fff;
 }
 
+pub(super) mod ipv6 {
+    pub const VER_TC_FLOW: usize = 0;
+    pub const PAYLOAD_LEN: usize = 4;
+    pub const NEXT_HEADER: usize = 6;
+    pub const HOP_LIMIT: usize = 7;
+    pub const SRC: usize = 8;
+    pub const DST: usize = 24;
+}
+
+/// ICMPv6 (RFC 4443) and neighbour discovery (RFC 4861) messages.
+pub(super) mod icmpv6 {
+    pub const TYPE: usize = 0;
+    pub const CODE: usize = 1;
+    pub const CHECKSUM: usize = 2;
+    /// Echo identifier; MTU of packet too big; pointer of parameter
+    /// problem; flags of a neighbour advertisement.
+    pub const REST: usize = 4;
+    pub const ID: usize = 4;
+    pub const LEN: usize = 8;
+    /// The target address of neighbour solicitations and advertisements.
+    pub const ND_TARGET: usize = 8;
+    pub const ND_OPTIONS: usize = 24;
+    /// Router advertisement: current hop limit, flags, router lifetime,
+    /// reachable time, retransmission timer, options.
+    pub const RA_HOP_LIMIT: usize = 4;
+    pub const RA_FLAGS: usize = 5;
+    pub const RA_LIFETIME: usize = 6;
+    pub const RA_REACHABLE: usize = 8;
+    pub const RA_RETRANS: usize = 12;
+    pub const RA_OPTIONS: usize = 16;
+    /// Router solicitation: options after 4 reserved bytes.
+    pub const RS_OPTIONS: usize = 8;
+}
+
 pub(super) mod tcp {
     pub const SPORT: usize = 0;
     pub const DPORT: usize = 2;
@@ -92,6 +126,11 @@ pub(super) fn read32(buf: &[u8], off: usize) -> Option<u32> {
 }
 
 #[inline]
+pub(super) fn read128(buf: &[u8], off: usize) -> Option<[u8; 16]> {
+    buf.get(off..)?.first_chunk::<16>().copied()
+}
+
+#[inline]
 pub(super) fn write8(buf: &mut [u8], off: usize, v: u8) -> Option<()> {
     *buf.get_mut(off)? = v;
     Some(())
@@ -106,6 +145,12 @@ pub(super) fn write16(buf: &mut [u8], off: usize, v: u16) -> Option<()> {
 #[inline]
 pub(super) fn write32(buf: &mut [u8], off: usize, v: u32) -> Option<()> {
     *buf.get_mut(off..)?.first_chunk_mut::<4>()? = v.to_be_bytes();
+    Some(())
+}
+
+#[inline]
+pub(super) fn write128(buf: &mut [u8], off: usize, v: [u8; 16]) -> Option<()> {
+    *buf.get_mut(off..)?.first_chunk_mut::<16>()? = v;
     Some(())
 }
 

@@ -1,5 +1,5 @@
 //! Wire formats: Ethernet II, ARP, IPv4, TCP, UDP and ICMP, as the packet
-//! path needs them.
+//! path needs them; IPv6, ICMPv6 and neighbour discovery in [`ipv6`].
 //!
 //! - [`parse_ipv4`] validates a frame once and returns an [`Ipv4Info`]: the
 //!   offsets and fields the pipeline uses (5-tuple, TCP flags and options, the
@@ -31,6 +31,7 @@ mod build;
 pub mod checksum;
 pub mod fast;
 mod field;
+pub mod ipv6;
 mod parse;
 mod rewrite;
 mod tcpmss;
@@ -40,6 +41,7 @@ pub mod vlan;
 pub(crate) mod fixture;
 
 pub use build::{build_arp, build_icmp_error, build_tcp_rst, IcmpError, ICMP_ERROR_MAX_LEN};
+pub use ipv6::{parse_ipv6, Ipv6Info, ETHERTYPE_IPV6};
 pub use parse::{ethertype, ipv4_options, parse_arp, parse_ipv4, udp_len};
 pub use rewrite::{
     dec_ttl, echo_reply_in_place, set_dscp, set_dst, set_inner_dst, set_inner_src, set_macs,

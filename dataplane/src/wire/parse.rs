@@ -257,7 +257,7 @@ fn parse_l4(proto: u8, data: &[u8], l4: usize) -> Result<L4, DropReason> {
     }
 }
 
-fn parse_tcp(data: &[u8]) -> Result<TcpInfo, DropReason> {
+pub(super) fn parse_tcp(data: &[u8]) -> Result<TcpInfo, DropReason> {
     let data_off = read8(data, field::tcp::DATA_OFF).ok_or(DropReason::L4Truncated)?;
     if data.len() < field::tcp::MIN_LEN {
         return Err(DropReason::L4Truncated);
