@@ -41,29 +41,7 @@ pub struct IfaceConfig {
     pub ra: Option<RaConfig>,
 }
 
-/// The link-local address Linux gives an interface with this MAC
-/// (`addrgenmode eui64`, the default: RFC 4291 appendix A, the
-/// universal/local bit inverted and ff:fe in the middle).
-pub fn link_local_eui64(mac: Mac) -> Ipv6Addr {
-    Ipv6Addr::from([
-        0xfe,
-        0x80,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        mac[0] ^ 0x02,
-        mac[1],
-        mac[2],
-        0xff,
-        0xfe,
-        mac[3],
-        mac[4],
-        mac[5],
-    ])
-}
+pub use crate::wire::ipv6::ndp::link_local_eui64;
 
 /// What changed on one of the gateway's interfaces (the kernel's
 /// RTM_NEWLINK, RTM_NEWADDR, RTM_DELADDR, read by the control plane's link
