@@ -10,6 +10,9 @@ use xdpgw_dataplane::rule::{
 };
 use xdpgw_dataplane::rule::{AddrType, AddrtypeLimit, TcpmssOp};
 use xdpgw_dataplane::rule::{CounterOp, DimFlags};
+use xdpgw_dataplane::rule::{Family, Ipv6HeaderMatch, Ipv6Net, U32Range};
+
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::netdb;
 use crate::parse::value::limit_rate_text;
@@ -21,15 +24,26 @@ pub fn render(set: &RuleSet) -> String {
 
 /// As [`render`], with each chain's and rule's counters (`iptables-save -c`).
 pub fn render_with(set: &RuleSet, counters: bool) -> String {
+    render_family(set, Family::Ipv4, counters)
+}
+
+/// A rule set of `family` as its save command prints it (`ip6tables-save`
+/// for IPv6), with counters or not.
+pub fn render_family(set: &RuleSet, family: Family, counters: bool) -> String {
     let mut out = String::new();
     for t in &set.tables {
-        render_table(&mut out, t, counters);
+        render_table_in(&mut out, t, counters, family);
     }
     out
 }
 
 /// One table, from `*table` to `COMMIT`.
 pub fn render_table(out: &mut String, t: &TableRules, counters: bool) {
+    render_table_in(out, t, counters, Family::Ipv4)
+}
+
+/// [`render_table`] of a table of `family`.
+pub fn render_table_in(out: &mut String, t: &TableRules, counters: bool, family: Family) {
     let _ = writeln!(out, "*{}", t.table.name());
     for c in &t.chains {
         let policy = c.policy.map_or("-", |p| p.name());
@@ -42,7 +56,7 @@ pub fn render_table(out: &mut String, t: &TableRules, counters: bool) {
     }
     for c in &t.chains {
         for r in &c.rules {
-            render_rule(out, c, r, counters);
+            render_rule_in(out, c, r, counters, family);
             out.push('\n');
         }
     }
@@ -51,20 +65,36 @@ pub fn render_table(out: &mut String, t: &TableRules, counters: bool) {
 
 /// One rule as `-A CHAIN ...` (no newline).
 pub fn render_rule(out: &mut String, chain: &Chain, r: &Rule, counters: bool) {
+    render_rule_in(out, chain, r, counters, Family::Ipv4)
+}
+
+/// [`render_rule`] of a rule of `family`.
+pub fn render_rule_in(out: &mut String, chain: &Chain, r: &Rule, counters: bool, family: Family) {
     if counters {
         let _ = write!(out, "[{}:{}] ", r.counters.packets, r.counters.bytes);
     }
     let _ = write!(out, "-A {}", chain.name);
-    rule_spec(out, r);
+    rule_spec_in(out, r, family);
 }
 
 /// The rule's options after the chain name, each with a leading space.
 pub fn rule_spec(out: &mut String, r: &Rule) {
+    rule_spec_in(out, r, Family::Ipv4)
+}
+
+/// [`rule_spec`] of a rule of `family`.
+pub fn rule_spec_in(out: &mut String, r: &Rule, family: Family) {
     if let Some(s) = r.src {
         net(out, "-s", s);
     }
     if let Some(d) = r.dst {
         net(out, "-d", d);
+    }
+    if let Some(s) = r.src6 {
+        net6(out, "-s", s);
+    }
+    if let Some(d) = r.dst6 {
+        net6(out, "-d", d);
     }
     if let Some(i) = &r.in_iface {
         inv(out, i.invert);
@@ -79,10 +109,10 @@ pub fn rule_spec(out: &mut String, r: &Rule) {
         let _ = write!(out, " -p {}", netdb::protocol_name(p.value));
     }
     for m in &r.matches {
-        let _ = write!(out, " -m {}", m.name());
-        match_spec(out, m);
+        let _ = write!(out, " -m {}", m.name_in(family));
+        match_spec(out, m, family);
     }
-    target(out, &r.target);
+    target(out, &r.target, family);
 }
 
 fn inv(out: &mut String, invert: bool) {
@@ -96,6 +126,45 @@ fn net(out: &mut String, opt: &str, n: Inv<Ipv4Net>) {
     let _ = match n.value.prefix_len() {
         Some(p) => write!(out, " {opt} {}/{p}", n.value.addr()),
         None => write!(out, " {opt} {}/{}", n.value.addr(), n.value.mask()),
+    };
+}
+
+/// An IPv6 address as `inet_ntop` (glibc) writes it, which ip6tables-save
+/// uses: Rust's form, except that an address of 96 zero bits and then a
+/// non-zero word is written with a dotted IPv4 tail (`::10.0.0.1`).
+pub fn ntop6(a: Ipv6Addr) -> String {
+    let w = a.segments();
+    if w[..6] == [0; 6] && w[6] != 0 {
+        let v4 = Ipv4Addr::from((u32::from(w[6]) << 16) | u32::from(w[7]));
+        return format!("::{v4}");
+    }
+    a.to_string()
+}
+
+fn net6(out: &mut String, opt: &str, n: Inv<Ipv6Net>) {
+    inv(out, n.invert);
+    let _ = match n.value.prefix_len() {
+        Some(p) => write!(out, " {opt} {}/{p}", ntop6(n.value.addr())),
+        None => write!(
+            out,
+            " {opt} {}/{}",
+            ntop6(n.value.addr()),
+            ntop6(n.value.mask())
+        ),
+    };
+}
+
+/// `--fragid` / `--rt-segsleft`: nothing for the whole range, else `n` or
+/// `lo:hi` (`frag_save`, `rt_save`).
+fn u32_range(out: &mut String, opt: &str, r: U32Range) {
+    if r.lo == 0 && r.hi == u32::MAX {
+        return;
+    }
+    inv(out, r.invert);
+    let _ = if r.lo == r.hi {
+        write!(out, " {opt} {}", r.lo)
+    } else {
+        write!(out, " {opt} {}:{}", r.lo, r.hi)
     };
 }
 
@@ -237,7 +306,22 @@ fn addr_range(out: &mut String, opt: &str, r: Option<Inv<AddrRange>>) {
     }
 }
 
-fn match_spec(out: &mut String, m: &Match) {
+/// A match's options as the save form writes them (with a leading space).
+pub(crate) fn match_spec_text(m: &Match, family: Family) -> String {
+    let mut out = String::new();
+    match_spec(&mut out, m, family);
+    out
+}
+
+/// An ip6tables NAT range as the save form writes it.
+pub(crate) fn nat_range6_text(r: &NatRange<Ipv6Addr>) -> String {
+    let mut out = String::new();
+    nat_range6(&mut out, "", r);
+    out.trim_start().to_string()
+}
+
+fn match_spec(out: &mut String, m: &Match, family: Family) {
+    let v6 = family == Family::Ipv6;
     match m {
         Match::Tcp(t) => {
             ports(out, "--sport", t.ports.sport);
@@ -256,20 +340,70 @@ fn match_spec(out: &mut String, m: &Match) {
         }
         Match::Icmp(i) => {
             inv(out, i.invert);
+            let opt = if v6 { "--icmpv6-type" } else { "--icmp-type" };
             let _ = match i.value {
-                IcmpType::Any => write!(out, " --icmp-type any"),
+                IcmpType::Any => write!(out, " {opt} any"),
                 IcmpType::Type {
                     ty,
                     code_lo,
                     code_hi,
                 } => {
                     if code_lo != 0 || code_hi != 0xff {
-                        write!(out, " --icmp-type {ty}/{code_lo}")
+                        write!(out, " {opt} {ty}/{code_lo}")
                     } else {
-                        write!(out, " --icmp-type {ty}")
+                        write!(out, " {opt} {ty}")
                     }
                 }
             };
+        }
+        Match::IpRange6(r) => {
+            for (opt, r) in [("--src-range", r.src), ("--dst-range", r.dst)] {
+                if let Some(r) = r {
+                    inv(out, r.invert);
+                    let _ = write!(out, " {opt} {}-{}", ntop6(r.value.lo), ntop6(r.value.hi));
+                }
+            }
+        }
+        Match::Ipv6Header(h) => {
+            // ipv6header_save: the names of the bits, highest first.
+            inv(out, h.invert);
+            let names: Vec<&str> = Ipv6HeaderMatch::NAMES
+                .iter()
+                .filter(|(_, b)| h.headers & b != 0)
+                .map(|(n, _)| *n)
+                .collect();
+            let _ = write!(out, " --header {}", names.join(","));
+            if h.soft {
+                out.push_str(" --soft");
+            }
+        }
+        Match::Frag(f) => {
+            u32_range(out, "--fragid", f.ids);
+            if let Some(l) = f.len {
+                inv(out, l.invert);
+                let _ = write!(out, " --fraglen {}", l.value);
+            }
+            for (on, opt) in [
+                (f.res, " --fragres"),
+                (f.first, " --fragfirst"),
+                (f.more, " --fragmore"),
+                (f.last, " --fraglast"),
+            ] {
+                if on {
+                    out.push_str(opt);
+                }
+            }
+        }
+        Match::Rt(r) => {
+            if let Some(t) = r.rt_type {
+                inv(out, t.invert);
+                let _ = write!(out, " --rt-type {}", t.value);
+            }
+            u32_range(out, "--rt-segsleft", r.segsleft);
+            if let Some(l) = r.len {
+                inv(out, l.invert);
+                let _ = write!(out, " --rt-len {}", l.value);
+            }
         }
         Match::Multiport(mp) => {
             inv(out, mp.invert);
@@ -327,11 +461,12 @@ fn match_spec(out: &mut String, m: &Match) {
             };
         }
         Match::Ttl(t) => {
+            let w = if v6 { "hl" } else { "ttl" };
             let _ = match *t {
-                TtlMatch::Eq(v) => write!(out, " --ttl-eq {v}"),
-                TtlMatch::Ne(v) => write!(out, " ! --ttl-eq {v}"),
-                TtlMatch::Lt(v) => write!(out, " --ttl-lt {v}"),
-                TtlMatch::Gt(v) => write!(out, " --ttl-gt {v}"),
+                TtlMatch::Eq(v) => write!(out, " --{w}-eq {v}"),
+                TtlMatch::Ne(v) => write!(out, " ! --{w}-eq {v}"),
+                TtlMatch::Lt(v) => write!(out, " --{w}-lt {v}"),
+                TtlMatch::Gt(v) => write!(out, " --{w}-gt {v}"),
             };
         }
         Match::Tos(t) => {
@@ -426,6 +561,31 @@ pub(crate) fn nat_range_text(out: &mut String, r: &NatRange) {
     }
 }
 
+/// An ip6tables NAT range: `a[-b]` alone, `[a[-b]]:p[-q]` with ports
+/// (libxt_NAT's `print_range` for IPv6).
+fn nat_range6(out: &mut String, opt: &str, r: &NatRange<Ipv6Addr>) {
+    let _ = write!(out, " {opt} ");
+    let ports = r.ports.is_some();
+    if let Some(a) = r.addrs {
+        if ports {
+            out.push('[');
+        }
+        out.push_str(&ntop6(a.lo));
+        if a.hi != a.lo {
+            let _ = write!(out, "-{}", ntop6(a.hi));
+        }
+        if ports {
+            out.push(']');
+        }
+    }
+    if let Some(p) = r.ports {
+        let _ = write!(out, ":{}", p.lo);
+        if p.hi != p.lo {
+            let _ = write!(out, "-{}", p.hi);
+        }
+    }
+}
+
 fn to_ports(out: &mut String, p: Option<PortRange>) {
     if let Some(p) = p {
         let _ = write!(out, " --to-ports {}", p.lo);
@@ -435,8 +595,24 @@ fn to_ports(out: &mut String, p: Option<PortRange>) {
     }
 }
 
-fn target(out: &mut String, t: &Target) {
+fn target(out: &mut String, t: &Target, family: Family) {
+    let hl = family == Family::Ipv6;
     let _ = match t {
+        Target::Snat6(r) => {
+            out.push_str(" -j SNAT");
+            nat_range6(out, "--to-source", r);
+            Ok(())
+        }
+        Target::Dnat6(r) => {
+            out.push_str(" -j DNAT");
+            nat_range6(out, "--to-destination", r);
+            Ok(())
+        }
+        Target::Ttl(t) if hl => match *t {
+            TtlSet::Set(v) => write!(out, " -j HL --hl-set {v}"),
+            TtlSet::Inc(v) => write!(out, " -j HL --hl-inc {v}"),
+            TtlSet::Dec(v) => write!(out, " -j HL --hl-dec {v}"),
+        },
         Target::None => Ok(()),
         Target::Accept => write!(out, " -j ACCEPT"),
         Target::Drop => write!(out, " -j DROP"),

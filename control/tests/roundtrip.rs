@@ -295,6 +295,8 @@ fn rule(table: Table, hook: Hook) -> impl Strategy<Value = Rule> {
             move |(src, dst, i, o, matches, target, protocol, (p, b))| Rule {
                 src,
                 dst,
+                src6: None,
+                dst6: None,
                 in_iface: if matches!(hook, Hook::Output | Hook::Postrouting) {
                     None
                 } else {
