@@ -813,6 +813,10 @@ pub enum RejectWith {
     Icmp6AddrUnreachable,
     /// Code 4.
     Icmp6PortUnreachable,
+    /// Code 5.
+    Icmp6PolicyFail,
+    /// Code 6.
+    Icmp6RejectRoute,
 }
 
 impl RejectWith {
@@ -857,7 +861,7 @@ impl RejectWith {
     ];
 
     /// ip6tables' kinds with their names and aliases (`libip6t_REJECT`).
-    pub const NAMES6: [(RejectWith, &str, &str); 5] = [
+    pub const NAMES6: [(RejectWith, &str, &str); 7] = [
         (RejectWith::Icmp6NoRoute, "icmp6-no-route", "no-route"),
         (
             RejectWith::Icmp6AdmProhibited,
@@ -874,7 +878,17 @@ impl RejectWith {
             "icmp6-port-unreachable",
             "port-unreach",
         ),
-        (RejectWith::TcpReset, "tcp-reset", "tcp-rst"),
+        (RejectWith::TcpReset, "tcp-reset", "tcp-reset"),
+        (
+            RejectWith::Icmp6PolicyFail,
+            "icmp6-policy-fail",
+            "policy-fail",
+        ),
+        (
+            RejectWith::Icmp6RejectRoute,
+            "icmp6-reject-route",
+            "reject-route",
+        ),
     ];
 
     /// The kinds `family`'s REJECT knows.
@@ -917,6 +931,8 @@ impl RejectWith {
             RejectWith::Icmp6AdmProhibited => Some(1),
             RejectWith::Icmp6AddrUnreachable => Some(3),
             RejectWith::Icmp6PortUnreachable => Some(4),
+            RejectWith::Icmp6PolicyFail => Some(5),
+            RejectWith::Icmp6RejectRoute => Some(6),
         }
     }
 }

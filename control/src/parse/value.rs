@@ -323,7 +323,7 @@ pub const ICMP_TYPES: [(&str, u8, u8, u8); 40] = [
 
 /// ICMPv6 type names as ip6tables knows them (`libip6t_icmp6`): (name,
 /// type, code range).
-pub const ICMP6_TYPES: [(&str, u8, u8, u8); 27] = [
+pub const ICMP6_TYPES: [(&str, u8, u8, u8); 28] = [
     ("destination-unreachable", 1, 0, 0xff),
     ("no-route", 1, 0, 0),
     ("communication-prohibited", 1, 1, 1),
@@ -351,6 +351,7 @@ pub const ICMP6_TYPES: [(&str, u8, u8, u8); 27] = [
     ("neighbor-solicitation", 135, 0, 0xff),
     ("neighbour-advertisement", 136, 0, 0xff),
     ("neighbor-advertisement", 136, 0, 0xff),
+    ("redirect", 137, 0, 0xff),
 ];
 
 /// `--icmpv6-type`: a name (or an unambiguous start of one), `type` or
