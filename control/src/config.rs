@@ -1254,6 +1254,21 @@ zero_copy = "off"
     }
 
     #[test]
+    fn rules6_is_optional_relative_and_checked() {
+        let c = Config::parse(Path::new("/etc/xdpgw/gateway.toml"), EXAMPLE).expect("config");
+        assert_eq!(c.rules6, None);
+        let with = EXAMPLE.replace(
+            "rules = \"gateway.rules\"",
+            "rules = \"gateway.rules\"\nrules6 = \"gateway.rules6\"",
+        );
+        let c = Config::parse(Path::new("/etc/xdpgw/gateway.toml"), &with).expect("config");
+        assert_eq!(c.rules6, Some(PathBuf::from("/etc/xdpgw/gateway.rules6")));
+        let bad = with.replace("\"gateway.rules6\"", "\"\"");
+        let e = Config::parse(Path::new("g.toml"), &bad).expect_err("empty");
+        assert!(e.to_string().starts_with("g.toml:3:10: bad rules6"), "{e}");
+    }
+
+    #[test]
     fn metrics_listen_is_optional_and_checked() {
         let with = EXAMPLE.replace(
             "control_socket = \"/run/xdpgw-test.sock\"",

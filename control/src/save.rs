@@ -788,6 +788,115 @@ mod tests {
         ),
     ];
 
+    /// ip6tables rules and what Linux's ip6tables-save (1.8.9, nf_tables)
+    /// printed for them.
+    const CASES6: &[(&str, &str)] = &[
+        (
+            "-A INPUT -s 2001:db8::1 -d fe80::/10 -p ipv6-icmp -m icmp6 --icmpv6-type echo-request -j ACCEPT",
+            "-A INPUT -s 2001:db8::1/128 -d fe80::/10 -p ipv6-icmp -m icmp6 --icmpv6-type 128 -j ACCEPT",
+        ),
+        (
+            "-A INPUT -s 2001:DB8:0:0::/64 -p icmpv6 --icmpv6-type 1/3 -j ACCEPT",
+            "-A INPUT -s 2001:db8::/64 -p ipv6-icmp -m icmp6 --icmpv6-type 1/3 -j ACCEPT",
+        ),
+        (
+            "-A INPUT -p icmpv6 ! --icmpv6-type neighbour-solicitation -j ACCEPT",
+            "-A INPUT -p ipv6-icmp -m icmp6 ! --icmpv6-type 135 -j ACCEPT",
+        ),
+        (
+            "-A INPUT -p ipv6-icmp --icmpv6-type no-route -j DROP",
+            "-A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 1/0 -j DROP",
+        ),
+        ("-A INPUT -s 2001:db8::/ffff:ffff:: -j DROP", "-A INPUT -s 2001:db8::/32 -j DROP"),
+        (
+            "-A INPUT -s 2001:db8::/ffff:0:ffff:: -j DROP",
+            "-A INPUT -s 2001::/ffff:0:ffff:: -j DROP",
+        ),
+        ("-A INPUT ! -d ::1/128 -i lo -j DROP", "-A INPUT ! -d ::1/128 -i lo -j DROP"),
+        ("-A INPUT -s ::/0 -p 0 -j DROP", "-A INPUT -j DROP"),
+        (
+            "-A INPUT -s ::ffff:10.0.0.1 -j DROP",
+            "-A INPUT -s ::ffff:10.0.0.1/128 -j DROP",
+        ),
+        (
+            "-A INPUT -m ipv6header --header hop-by-hop,frag --soft -j DROP",
+            "-A INPUT -m ipv6header --header hop-by-hop,ipv6-frag --soft -j DROP",
+        ),
+        (
+            "-A INPUT -m ipv6header ! --header ipv6-route,dst,ah,esp,none,prot -j DROP",
+            "-A INPUT -m ipv6header ! --header ipv6-opts,ipv6-route,ah,esp,ipv6-nonxt,protocol -j DROP",
+        ),
+        (
+            "-A INPUT -m frag --fragid 5:10 --fraglen 8 --fragres --fragfirst --fragmore -j DROP",
+            "-A INPUT -m frag --fragid 5:10 --fraglen 8 --fragres --fragfirst --fragmore -j DROP",
+        ),
+        (
+            "-A INPUT -m frag ! --fragid 7 --fraglast -j DROP",
+            "-A INPUT -m frag ! --fragid 7 --fraglast -j DROP",
+        ),
+        ("-A INPUT -m hl ! --hl-eq 5 -j DROP", "-A INPUT -m hl ! --hl-eq 5 -j DROP"),
+        (
+            "-A INPUT -m rt ! --rt-type 2 ! --rt-segsleft 3 -j DROP",
+            "-A INPUT -m rt ! --rt-type 2 ! --rt-segsleft 3 -j DROP",
+        ),
+        (
+            "-A INPUT -m iprange --src-range 2001:db8::1-2001:db8::ff -j DROP",
+            "-A INPUT -m iprange --src-range 2001:db8::1-2001:db8::ff -j DROP",
+        ),
+        (
+            "-A INPUT -j REJECT",
+            "-A INPUT -j REJECT --reject-with icmp6-port-unreachable",
+        ),
+        (
+            "-A INPUT -j REJECT --reject-with adm-prohibited",
+            "-A INPUT -j REJECT --reject-with icmp6-adm-prohibited",
+        ),
+    ];
+
+    #[test]
+    fn ipv6_rules_print_as_ip6tables_save_prints_them() {
+        for (input, want) in CASES6 {
+            let text = format!("*filter\n:INPUT ACCEPT [0:0]\n{input}\nCOMMIT\n");
+            let set = crate::parse::load_str6(&text).unwrap_or_else(|e| panic!("{input}: {e}"));
+            let got = render_family(&set, Family::Ipv6, false);
+            let rule = got.lines().find(|l| l.starts_with("-A")).unwrap_or("");
+            assert_eq!(rule, *want, "for {input}");
+        }
+        let nat = "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+            -A PREROUTING -p tcp --dport 80 -j DNAT --to-destination [2001:db8::5]:8080\n\
+            -A PREROUTING -p tcp --dport 84 -j DNAT --to-destination [2001:db8::5]\n\
+            -A PREROUTING -p tcp -j DNAT --to-destination [2001:db8::5-2001:db8::9]:100-200\n\
+            -A POSTROUTING -p udp -s fd02::/16 -j SNAT --to-source [2001:db8::1]:1000-2000\n\
+            COMMIT\n";
+        let set = crate::parse::load_str6(nat).unwrap_or_else(|e| panic!("{e}"));
+        let got = render_family(&set, Family::Ipv6, false);
+        let rules: Vec<&str> = got.lines().filter(|l| l.starts_with("-A")).collect();
+        assert_eq!(
+            rules,
+            [
+                "-A PREROUTING -p tcp -m tcp --dport 80 -j DNAT --to-destination [2001:db8::5]:8080",
+                "-A PREROUTING -p tcp -m tcp --dport 84 -j DNAT --to-destination 2001:db8::5",
+                "-A PREROUTING -p tcp -j DNAT --to-destination [2001:db8::5-2001:db8::9]:100-200",
+                "-A POSTROUTING -s fd02::/16 -p udp -j SNAT --to-source [2001:db8::1]:1000-2000",
+            ]
+        );
+    }
+
+    #[test]
+    fn ntop6_writes_what_inet_ntop_writes() {
+        for (a, want) in [
+            ("::", "::"),
+            ("::1", "::1"),
+            ("::10.0.0.1", "::10.0.0.1"),
+            ("::ffff:10.0.0.1", "::ffff:10.0.0.1"),
+            ("2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1"),
+            ("2001:db8:0:1:1:1:1:1", "2001:db8:0:1:1:1:1:1"),
+        ] {
+            let addr: Ipv6Addr = a.parse().expect("an address");
+            assert_eq!(ntop6(addr), want);
+        }
+    }
+
     #[test]
     fn rules_print_as_iptables_save_prints_them() {
         for (input, want) in CASES {

@@ -1337,6 +1337,54 @@ fn parse_command(toks: &[Token]) -> Result<CommandLine<'_>, RuleError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_script_sends_each_command_to_its_family() {
+        let text = "iptables -A FORWARD -s 10.0.0.0/8 -j DROP\n\
+                    ip6tables -A FORWARD -s fd00::/8 -j DROP\n\
+                    /usr/sbin/ip6tables -t nat -A POSTROUTING -o wan0 -j MASQUERADE\n\
+                    iptables -t mangle -A FORWARD -j DSCP --set-dscp 1\n";
+        let f = load_file_text(text).expect("loads");
+        assert_eq!(f.tables, [Table::Mangle, Table::Filter]);
+        assert_eq!(f.tables6, [Table::Filter, Table::Nat]);
+        let fwd4 = f.set.table(Table::Filter).and_then(|t| t.chain("FORWARD"));
+        let fwd6 = f.set6.table(Table::Filter).and_then(|t| t.chain("FORWARD"));
+        assert!(fwd4.is_some_and(|c| c.rules.len() == 1 && c.rules[0].src.is_some()));
+        assert!(fwd6.is_some_and(|c| c.rules.len() == 1 && c.rules[0].src6.is_some()));
+        assert!(f.set.table(Table::Nat).is_none());
+    }
+
+    #[test]
+    fn ipv6_errors_name_their_place() {
+        let cases = [
+            ("ip6tables -A INPUT -s 10.0.0.1 -j DROP\n", "1:23: "),
+            ("iptables -A INPUT -s 2001:db8::1 -j DROP\n", "1:22: "),
+            (
+                "ip6tables -A INPUT -p icmp --icmp-type 8 -j DROP\n",
+                "1:28: ",
+            ),
+            (
+                "ip6tables -A INPUT -j REJECT --reject-with icmp-host-unreachable\n",
+                "1:44: ",
+            ),
+            ("ip6tables -A INPUT -f -j DROP\n", "1:20: "),
+            (
+                "ip6tables -A INPUT -m set --match-set x src -j DROP\n",
+                "1:23: ",
+            ),
+            ("ip6tables -A INPUT -4 -j DROP\n", "1:20: "),
+        ];
+        for (text, at) in cases {
+            let e = load_file_text(text).expect_err(text).in_file("f");
+            assert!(e.to_string().starts_with(&format!("f:{at}")), "{text}: {e}");
+        }
+        // The same refusals in an ip6tables-save file.
+        let e =
+            load_file_text6("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m ttl --ttl-eq 1\nCOMMIT\n")
+                .expect_err("no ttl in ip6tables")
+                .in_file("f");
+        assert!(e.to_string().starts_with("f:3:13: "), "{e}");
+    }
+
     const NAT: &str = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
                        :POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o wan0 -j MASQUERADE\nCOMMIT\n";
     const FILTER: &str =

@@ -824,11 +824,20 @@ impl<'a> Parser<'a> {
                 self.matches.pop();
             }
         }
+        let hint = match (self.family, t.text.as_str()) {
+            (Family::Ipv6, "--icmp-type") => {
+                "; ip6tables has no ICMP match: -p ipv6-icmp --icmpv6-type TYPE".to_string()
+            }
+            (Family::Ipv6, o) if o.starts_with("--ttl-") => {
+                "; ip6tables has no TTL: -m hl --hl-eq/--hl-lt/--hl-gt".to_string()
+            }
+            _ => option_hint(&t.text),
+        };
         Err(err(
             t,
             RuleErrorKind::UnknownOption {
                 option: t.text.clone(),
-                hint: option_hint(&t.text),
+                hint,
             },
         ))
     }
