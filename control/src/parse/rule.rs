@@ -526,7 +526,11 @@ impl<'a> Parser<'a> {
             "-6" | "--ipv6" => {
                 return Err(err(
                     t,
-                    RuleErrorKind::Semantic("IPv6 rules are not supported yet".into()),
+                    RuleErrorKind::Semantic(
+                        "-6 in an iptables rule: write IPv6 rules as ip6tables lines or in an \
+                         ip6tables-save file (rules6)"
+                            .into(),
+                    ),
                 ))
             }
             _ => self.extension_option(t, inv)?,
