@@ -3,6 +3,7 @@
 //!
 //! ```toml
 //! rules = "gateway.rules"            # iptables-save file or iptables script; relative to this file
+//! rules6 = "gateway.rules6"          # optional: ip6tables-save file or ip6tables script
 //! control_socket = "/run/xdpgw.sock" # optional
 //! metrics_listen = "127.0.0.1:9469"  # optional: Prometheus text on GET /metrics
 //! state_file = "/var/lib/xdpgw/conntrack.state" # optional: the connection table is saved
@@ -77,6 +78,7 @@ pub const DEFAULT_SOCKET: &str = "/run/xdpgw.sock";
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     rules: Spanned<String>,
+    rules6: Option<Spanned<String>>,
     control_socket: Option<String>,
     metrics_listen: Option<Spanned<String>>,
     state_file: Option<Spanned<String>>,
@@ -392,6 +394,9 @@ pub struct Config {
     pub path: PathBuf,
     /// The rule file, resolved relative to the configuration file.
     pub rules: PathBuf,
+    /// The IPv6 rule file (`rules6`: ip6tables-save form or a script of
+    /// `ip6tables` lines), resolved relative to the configuration file.
+    pub rules6: Option<PathBuf>,
     pub control_socket: PathBuf,
     /// Where `xdpgw run` serves `GET /metrics` (HTTP), if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -849,9 +854,20 @@ impl Config {
             }
             Some(f) => Some(base.join(f.get_ref())),
         };
+        let rules6 = match &raw.rules6 {
+            None => None,
+            Some(f) if f.get_ref().is_empty() || f.get_ref().ends_with('/') => {
+                return Err(at(
+                    f.span(),
+                    format!("bad rules6 '{}': the path of a file", f.get_ref()),
+                ))
+            }
+            Some(f) => Some(base.join(f.get_ref())),
+        };
         Ok(Config {
             path: path.to_path_buf(),
             ipsets,
+            rules6,
             rules: base.join(raw.rules.get_ref()),
             control_socket: PathBuf::from(raw.control_socket.as_deref().unwrap_or(DEFAULT_SOCKET)),
             metrics_listen,
@@ -1534,6 +1550,21 @@ zero_copy = "off"
         assert_eq!(c.dataplane.xdp_mode, XdpModeConfig::Generic);
         assert_eq!(c.dataplane.zero_copy, ZeroCopyConfig::Off);
         assert_eq!(c.metrics_listen, None);
+    }
+
+    #[test]
+    fn rules6_is_optional_relative_and_checked() {
+        let c = Config::parse(Path::new("/etc/xdpgw/gateway.toml"), EXAMPLE).expect("config");
+        assert_eq!(c.rules6, None);
+        let with = EXAMPLE.replace(
+            "rules = \"gateway.rules\"",
+            "rules = \"gateway.rules\"\nrules6 = \"gateway.rules6\"",
+        );
+        let c = Config::parse(Path::new("/etc/xdpgw/gateway.toml"), &with).expect("config");
+        assert_eq!(c.rules6, Some(PathBuf::from("/etc/xdpgw/gateway.rules6")));
+        let bad = with.replace("\"gateway.rules6\"", "\"\"");
+        let e = Config::parse(Path::new("g.toml"), &bad).expect_err("empty");
+        assert!(e.to_string().starts_with("g.toml:3:10: bad rules6"), "{e}");
     }
 
     #[test]

@@ -24,7 +24,13 @@ use std::path::{Path, PathBuf};
 pub use error::{RuleError, RuleErrorKind, RuleErrors};
 pub use parse::RuleFile;
 use xdpgw_dataplane::ipset::SetTable;
-use xdpgw_dataplane::rule::RuleSet;
+use xdpgw_dataplane::rule::{Family, RuleSet};
+
+/// Loads an ip6tables rule file's text (ip6tables-save form, or a script
+/// of which the `ip6tables` lines count): its IPv6 rule set.
+pub fn load_rules6_str(name: &str, text: &str) -> Result<RuleSet, RuleErrors> {
+    parse::load_str6(text).map_err(|e| e.in_file(name))
+}
 
 /// Loads a rule file's text; `name` is what errors call the file.
 pub fn load_rules_str(name: &str, text: &str) -> Result<RuleSet, RuleErrors> {
@@ -75,6 +81,19 @@ pub fn load_rule_file_with_sets(path: &Path, sets: &SetTable) -> Result<RuleFile
         .map_err(|e| e.in_file(&name))
 }
 
+/// Loads a rule file whose restore form is of `family` (an ip6tables-save
+/// file for IPv6; a script's lines say their family themselves).
+pub fn load_rule_file_family(
+    path: &Path,
+    sets: &SetTable,
+    family: Family,
+) -> Result<RuleFile, RuleErrors> {
+    let name = path.display().to_string();
+    read_text(path)
+        .and_then(|text| parse::load_file_text_family(&text, sets, family))
+        .map_err(|e| e.in_file(&name))
+}
+
 /// Loads an `ipset save` file (`ipsets` in the configuration) into a set
 /// table, as `ipset restore` does, refusing all of it on any error.
 pub fn load_ipsets(path: &Path) -> Result<SetTable, RuleErrors> {
@@ -90,11 +109,21 @@ pub fn load_sets_and_rules(
     ipsets: Option<&Path>,
     rules: &Path,
 ) -> Result<(SetTable, RuleSet), (PathBuf, RuleErrors)> {
+    load_sets_and_rule_file(ipsets, rules, Family::Ipv4).map(|(sets, f)| (sets, f.set))
+}
+
+/// [`load_sets_and_rules`] with the whole rule file (its IPv6 rules too),
+/// read as a file of `family`'s restore form.
+pub fn load_sets_and_rule_file(
+    ipsets: Option<&Path>,
+    rules: &Path,
+    family: Family,
+) -> Result<(SetTable, RuleFile), (PathBuf, RuleErrors)> {
     let mut sets = match ipsets {
         Some(p) => load_ipsets(p).map_err(|e| (p.to_path_buf(), e))?,
         None => SetTable::default(),
     };
-    let file = load_rule_file_with_sets(rules, &sets).map_err(|e| (rules.to_path_buf(), e))?;
+    let file = load_rule_file_family(rules, &sets, family).map_err(|e| (rules.to_path_buf(), e))?;
     for l in &file.set_lines {
         // Checked by the parse against the same sets: cannot fail.
         if let Err(e) = ipset::apply(&mut sets, l, 0, &|_| false, &|_| 0) {
@@ -105,7 +134,7 @@ pub fn load_sets_and_rules(
             ));
         }
     }
-    Ok((sets, file.set))
+    Ok((sets, file))
 }
 
 fn read_text(path: &Path) -> Result<String, RuleErrors> {

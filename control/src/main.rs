@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use xdpgw_control::api::{self, Request};
 use xdpgw_control::{demo, doctor, run, save};
+use xdpgw_dataplane::rule::Family;
 
 /// xdpgw: a userspace IPv4 router/NAT gateway over AF_XDP that runs
 /// iptables rule sets (raw, mangle, nat, filter).
@@ -35,6 +36,10 @@ enum Command {
         /// configuration's own `ipsets` is used for a `*.toml`).
         #[arg(long, value_name = "FILE")]
         ipsets: Option<PathBuf>,
+        /// The files are ip6tables rules (ip6tables-save form; a script's
+        /// `iptables` and `ip6tables` lines are checked either way).
+        #[arg(short = '6', long = "ipv6")]
+        ipv6: bool,
     },
     /// Print a rule file in canonical iptables-save form: byte for byte what
     /// Linux's iptables-save prints after iptables-restore of the same rules
@@ -56,6 +61,10 @@ enum Command {
         /// With FILE: an `ipset save` file of the sets its rules name.
         #[arg(long, value_name = "FILE")]
         ipsets: Option<PathBuf>,
+        /// The IPv6 rules, as `ip6tables-save` prints them: FILE is an
+        /// ip6tables-save file, or a script whose `ip6tables` lines count.
+        #[arg(short = '6', long = "ipv6")]
+        ipv6: bool,
         #[command(flatten)]
         gateway: GatewayArgs,
     },
@@ -414,7 +423,11 @@ impl GatewayArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { files, ipsets } => check(&files, ipsets.as_deref()),
+        Command::Check {
+            files,
+            ipsets,
+            ipv6,
+        } => check(&files, ipsets.as_deref(), ipv6),
         Command::Run {
             config,
             report_on_exit,
@@ -429,10 +442,15 @@ fn main() -> ExitCode {
             file: Some(file),
             counters,
             ipsets,
+            ipv6,
             ..
-        } => match xdpgw_control::load_sets_and_rules(ipsets.as_deref(), &file) {
-            Ok((_, set)) => {
-                print!("{}", save::render_with(&set, counters));
+        } => match xdpgw_control::load_sets_and_rule_file(ipsets.as_deref(), &file, family(ipv6)) {
+            Ok((_, f)) if ipv6 => {
+                print!("{}", save::render_family(&f.set6, Family::Ipv6, counters));
+                ExitCode::SUCCESS
+            }
+            Ok((_, f)) => {
+                print!("{}", save::render_with(&f.set, counters));
                 ExitCode::SUCCESS
             }
             Err((_, errors)) => {
@@ -440,6 +458,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Save {
+            file: None,
+            ipv6: true,
+            ..
+        } => {
+            eprintln!(
+                "xdpgw save -6 without FILE: the running gateway's IPv6 rules cannot be shown \
+                 yet; give the rule file (xdpgw save -6 FILE)"
+            );
+            ExitCode::FAILURE
+        }
         Command::Save {
             file: None,
             counters,
@@ -715,7 +744,33 @@ fn explain(config: Option<PathBuf>, rules: Option<PathBuf>, mut words: Vec<Strin
     }
 }
 
-fn check(files: &[PathBuf], ipsets: Option<&std::path::Path>) -> ExitCode {
+fn family(ipv6: bool) -> Family {
+    if ipv6 {
+        Family::Ipv6
+    } else {
+        Family::Ipv4
+    }
+}
+
+/// `check`'s summary of one rule set's tables (`label`: the family's, for
+/// the IPv6 tables).
+fn summarise(f: &std::path::Path, set: &xdpgw_dataplane::rule::RuleSet, label: &str) {
+    for t in &set.tables {
+        let user = t.chains.iter().filter(|c| c.hook.is_none()).count();
+        println!(
+            "{}: {label}table {}: {} chains ({} built-in, {} user), {} rule{}",
+            f.display(),
+            t.table.name(),
+            t.chains.len(),
+            t.chains.len() - user,
+            user,
+            t.rule_count(),
+            if t.rule_count() == 1 { "" } else { "s" }
+        );
+    }
+}
+
+fn check(files: &[PathBuf], ipsets: Option<&std::path::Path>, ipv6: bool) -> ExitCode {
     let mut failed = false;
     for f in files {
         let mut sets_file = ipsets.map(std::path::Path::to_path_buf);
@@ -734,6 +789,19 @@ fn check(files: &[PathBuf], ipsets: Option<&std::path::Path>) -> ExitCode {
                     if c.ipsets.is_some() {
                         sets_file = c.ipsets.clone();
                     }
+                    if let Some(r6) = &c.rules6 {
+                        match xdpgw_control::load_rule_file_family(
+                            r6,
+                            &Default::default(),
+                            Family::Ipv6,
+                        ) {
+                            Ok(file) => summarise(r6, &file.set6, "ip6tables "),
+                            Err(errors) => {
+                                eprintln!("{errors}");
+                                failed = true;
+                            }
+                        }
+                    }
                     c.rules
                 }
                 Err(e) => {
@@ -746,8 +814,9 @@ fn check(files: &[PathBuf], ipsets: Option<&std::path::Path>) -> ExitCode {
             f.clone()
         };
         let f = &rules;
-        match xdpgw_control::load_sets_and_rules(sets_file.as_deref(), f) {
-            Ok((sets, set)) => {
+        match xdpgw_control::load_sets_and_rule_file(sets_file.as_deref(), f, family(ipv6)) {
+            Ok((sets, file)) => {
+                let set = file.set;
                 let n = sets.iter().count();
                 if n > 0 {
                     println!(
@@ -756,20 +825,9 @@ fn check(files: &[PathBuf], ipsets: Option<&std::path::Path>) -> ExitCode {
                         if n == 1 { "" } else { "s" }
                     );
                 }
-                for t in &set.tables {
-                    let user = t.chains.iter().filter(|c| c.hook.is_none()).count();
-                    println!(
-                        "{}: table {}: {} chains ({} built-in, {} user), {} rule{}",
-                        f.display(),
-                        t.table.name(),
-                        t.chains.len(),
-                        t.chains.len() - user,
-                        user,
-                        t.rule_count(),
-                        if t.rule_count() == 1 { "" } else { "s" }
-                    );
-                }
-                if set.tables.is_empty() {
+                summarise(f, &set, "");
+                summarise(f, &file.set6, "ip6tables ");
+                if set.tables.is_empty() && file.set6.tables.is_empty() {
                     println!("{}: no tables", f.display());
                 }
             }

@@ -75,6 +75,16 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
     }
     let (sets, rules) = crate::load_sets_and_rules(cfg.ipsets.as_deref(), &cfg.rules)
         .map_err(|(file, errors)| RunError::Rules { errors, file })?;
+    // The IPv6 rules (`rules6`) are checked as the IPv4 ones are, and
+    // refused the same way; the dataplane does not forward IPv6 yet, so
+    // they are not installed.
+    if let Some(r6) = &cfg.rules6 {
+        crate::load_rule_file_family(r6, &Default::default(), xdpgw_dataplane::rule::Family::Ipv6)
+            .map_err(|errors| RunError::Rules {
+                errors,
+                file: r6.clone(),
+            })?;
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));

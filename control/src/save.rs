@@ -10,6 +10,9 @@ use xdpgw_dataplane::rule::{
 };
 use xdpgw_dataplane::rule::{AddrType, AddrtypeLimit, TcpmssOp};
 use xdpgw_dataplane::rule::{CounterOp, DimFlags};
+use xdpgw_dataplane::rule::{Family, Ipv6HeaderMatch, Ipv6Net, U32Range};
+
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::netdb;
 use crate::parse::value::limit_rate_text;
@@ -21,15 +24,26 @@ pub fn render(set: &RuleSet) -> String {
 
 /// As [`render`], with each chain's and rule's counters (`iptables-save -c`).
 pub fn render_with(set: &RuleSet, counters: bool) -> String {
+    render_family(set, Family::Ipv4, counters)
+}
+
+/// A rule set of `family` as its save command prints it (`ip6tables-save`
+/// for IPv6), with counters or not.
+pub fn render_family(set: &RuleSet, family: Family, counters: bool) -> String {
     let mut out = String::new();
     for t in &set.tables {
-        render_table(&mut out, t, counters);
+        render_table_in(&mut out, t, counters, family);
     }
     out
 }
 
 /// One table, from `*table` to `COMMIT`.
 pub fn render_table(out: &mut String, t: &TableRules, counters: bool) {
+    render_table_in(out, t, counters, Family::Ipv4)
+}
+
+/// [`render_table`] of a table of `family`.
+pub fn render_table_in(out: &mut String, t: &TableRules, counters: bool, family: Family) {
     let _ = writeln!(out, "*{}", t.table.name());
     for c in &t.chains {
         let policy = c.policy.map_or("-", |p| p.name());
@@ -42,7 +56,7 @@ pub fn render_table(out: &mut String, t: &TableRules, counters: bool) {
     }
     for c in &t.chains {
         for r in &c.rules {
-            render_rule(out, c, r, counters);
+            render_rule_in(out, c, r, counters, family);
             out.push('\n');
         }
     }
@@ -51,20 +65,36 @@ pub fn render_table(out: &mut String, t: &TableRules, counters: bool) {
 
 /// One rule as `-A CHAIN ...` (no newline).
 pub fn render_rule(out: &mut String, chain: &Chain, r: &Rule, counters: bool) {
+    render_rule_in(out, chain, r, counters, Family::Ipv4)
+}
+
+/// [`render_rule`] of a rule of `family`.
+pub fn render_rule_in(out: &mut String, chain: &Chain, r: &Rule, counters: bool, family: Family) {
     if counters {
         let _ = write!(out, "[{}:{}] ", r.counters.packets, r.counters.bytes);
     }
     let _ = write!(out, "-A {}", chain.name);
-    rule_spec(out, r);
+    rule_spec_in(out, r, family);
 }
 
 /// The rule's options after the chain name, each with a leading space.
 pub fn rule_spec(out: &mut String, r: &Rule) {
+    rule_spec_in(out, r, Family::Ipv4)
+}
+
+/// [`rule_spec`] of a rule of `family`.
+pub fn rule_spec_in(out: &mut String, r: &Rule, family: Family) {
     if let Some(s) = r.src {
         net(out, "-s", s);
     }
     if let Some(d) = r.dst {
         net(out, "-d", d);
+    }
+    if let Some(s) = r.src6 {
+        net6(out, "-s", s);
+    }
+    if let Some(d) = r.dst6 {
+        net6(out, "-d", d);
     }
     if let Some(i) = &r.in_iface {
         inv(out, i.invert);
@@ -79,10 +109,10 @@ pub fn rule_spec(out: &mut String, r: &Rule) {
         let _ = write!(out, " -p {}", netdb::protocol_name(p.value));
     }
     for m in &r.matches {
-        let _ = write!(out, " -m {}", m.name());
-        match_spec(out, m);
+        let _ = write!(out, " -m {}", m.name_in(family));
+        match_spec(out, m, family);
     }
-    target(out, &r.target);
+    target(out, &r.target, family);
 }
 
 fn inv(out: &mut String, invert: bool) {
@@ -96,6 +126,45 @@ fn net(out: &mut String, opt: &str, n: Inv<Ipv4Net>) {
     let _ = match n.value.prefix_len() {
         Some(p) => write!(out, " {opt} {}/{p}", n.value.addr()),
         None => write!(out, " {opt} {}/{}", n.value.addr(), n.value.mask()),
+    };
+}
+
+/// An IPv6 address as `inet_ntop` (glibc) writes it, which ip6tables-save
+/// uses: Rust's form, except that an address of 96 zero bits and then a
+/// non-zero word is written with a dotted IPv4 tail (`::10.0.0.1`).
+pub fn ntop6(a: Ipv6Addr) -> String {
+    let w = a.segments();
+    if w[..6] == [0; 6] && w[6] != 0 {
+        let v4 = Ipv4Addr::from((u32::from(w[6]) << 16) | u32::from(w[7]));
+        return format!("::{v4}");
+    }
+    a.to_string()
+}
+
+fn net6(out: &mut String, opt: &str, n: Inv<Ipv6Net>) {
+    inv(out, n.invert);
+    let _ = match n.value.prefix_len() {
+        Some(p) => write!(out, " {opt} {}/{p}", ntop6(n.value.addr())),
+        None => write!(
+            out,
+            " {opt} {}/{}",
+            ntop6(n.value.addr()),
+            ntop6(n.value.mask())
+        ),
+    };
+}
+
+/// `--fragid` / `--rt-segsleft`: nothing for the whole range, else `n` or
+/// `lo:hi` (`frag_save`, `rt_save`).
+fn u32_range(out: &mut String, opt: &str, r: U32Range) {
+    if r.lo == 0 && r.hi == u32::MAX {
+        return;
+    }
+    inv(out, r.invert);
+    let _ = if r.lo == r.hi {
+        write!(out, " {opt} {}", r.lo)
+    } else {
+        write!(out, " {opt} {}:{}", r.lo, r.hi)
     };
 }
 
@@ -237,7 +306,22 @@ fn addr_range(out: &mut String, opt: &str, r: Option<Inv<AddrRange>>) {
     }
 }
 
-fn match_spec(out: &mut String, m: &Match) {
+/// A match's options as the save form writes them (with a leading space).
+pub(crate) fn match_spec_text(m: &Match, family: Family) -> String {
+    let mut out = String::new();
+    match_spec(&mut out, m, family);
+    out
+}
+
+/// An ip6tables NAT range as the save form writes it.
+pub(crate) fn nat_range6_text(r: &NatRange<Ipv6Addr>) -> String {
+    let mut out = String::new();
+    nat_range6(&mut out, "", r);
+    out.trim_start().to_string()
+}
+
+fn match_spec(out: &mut String, m: &Match, family: Family) {
+    let v6 = family == Family::Ipv6;
     match m {
         Match::Tcp(t) => {
             ports(out, "--sport", t.ports.sport);
@@ -256,20 +340,70 @@ fn match_spec(out: &mut String, m: &Match) {
         }
         Match::Icmp(i) => {
             inv(out, i.invert);
+            let opt = if v6 { "--icmpv6-type" } else { "--icmp-type" };
             let _ = match i.value {
-                IcmpType::Any => write!(out, " --icmp-type any"),
+                IcmpType::Any => write!(out, " {opt} any"),
                 IcmpType::Type {
                     ty,
                     code_lo,
                     code_hi,
                 } => {
                     if code_lo != 0 || code_hi != 0xff {
-                        write!(out, " --icmp-type {ty}/{code_lo}")
+                        write!(out, " {opt} {ty}/{code_lo}")
                     } else {
-                        write!(out, " --icmp-type {ty}")
+                        write!(out, " {opt} {ty}")
                     }
                 }
             };
+        }
+        Match::IpRange6(r) => {
+            for (opt, r) in [("--src-range", r.src), ("--dst-range", r.dst)] {
+                if let Some(r) = r {
+                    inv(out, r.invert);
+                    let _ = write!(out, " {opt} {}-{}", ntop6(r.value.lo), ntop6(r.value.hi));
+                }
+            }
+        }
+        Match::Ipv6Header(h) => {
+            // ipv6header_save: the names of the bits, highest first.
+            inv(out, h.invert);
+            let names: Vec<&str> = Ipv6HeaderMatch::NAMES
+                .iter()
+                .filter(|(_, b)| h.headers & b != 0)
+                .map(|(n, _)| *n)
+                .collect();
+            let _ = write!(out, " --header {}", names.join(","));
+            if h.soft {
+                out.push_str(" --soft");
+            }
+        }
+        Match::Frag(f) => {
+            u32_range(out, "--fragid", f.ids);
+            if let Some(l) = f.len {
+                inv(out, l.invert);
+                let _ = write!(out, " --fraglen {}", l.value);
+            }
+            for (on, opt) in [
+                (f.res, " --fragres"),
+                (f.first, " --fragfirst"),
+                (f.more, " --fragmore"),
+                (f.last, " --fraglast"),
+            ] {
+                if on {
+                    out.push_str(opt);
+                }
+            }
+        }
+        Match::Rt(r) => {
+            if let Some(t) = r.rt_type {
+                inv(out, t.invert);
+                let _ = write!(out, " --rt-type {}", t.value);
+            }
+            u32_range(out, "--rt-segsleft", r.segsleft);
+            if let Some(l) = r.len {
+                inv(out, l.invert);
+                let _ = write!(out, " --rt-len {}", l.value);
+            }
         }
         Match::Multiport(mp) => {
             inv(out, mp.invert);
@@ -327,11 +461,12 @@ fn match_spec(out: &mut String, m: &Match) {
             };
         }
         Match::Ttl(t) => {
+            let w = if v6 { "hl" } else { "ttl" };
             let _ = match *t {
-                TtlMatch::Eq(v) => write!(out, " --ttl-eq {v}"),
-                TtlMatch::Ne(v) => write!(out, " ! --ttl-eq {v}"),
-                TtlMatch::Lt(v) => write!(out, " --ttl-lt {v}"),
-                TtlMatch::Gt(v) => write!(out, " --ttl-gt {v}"),
+                TtlMatch::Eq(v) => write!(out, " --{w}-eq {v}"),
+                TtlMatch::Ne(v) => write!(out, " ! --{w}-eq {v}"),
+                TtlMatch::Lt(v) => write!(out, " --{w}-lt {v}"),
+                TtlMatch::Gt(v) => write!(out, " --{w}-gt {v}"),
             };
         }
         Match::Tos(t) => {
@@ -426,6 +561,31 @@ pub(crate) fn nat_range_text(out: &mut String, r: &NatRange) {
     }
 }
 
+/// An ip6tables NAT range: `a[-b]` alone, `[a[-b]]:p[-q]` with ports
+/// (libxt_NAT's `print_range` for IPv6).
+fn nat_range6(out: &mut String, opt: &str, r: &NatRange<Ipv6Addr>) {
+    let _ = write!(out, " {opt} ");
+    let ports = r.ports.is_some();
+    if let Some(a) = r.addrs {
+        if ports {
+            out.push('[');
+        }
+        out.push_str(&ntop6(a.lo));
+        if a.hi != a.lo {
+            let _ = write!(out, "-{}", ntop6(a.hi));
+        }
+        if ports {
+            out.push(']');
+        }
+    }
+    if let Some(p) = r.ports {
+        let _ = write!(out, ":{}", p.lo);
+        if p.hi != p.lo {
+            let _ = write!(out, "-{}", p.hi);
+        }
+    }
+}
+
 fn to_ports(out: &mut String, p: Option<PortRange>) {
     if let Some(p) = p {
         let _ = write!(out, " --to-ports {}", p.lo);
@@ -435,8 +595,24 @@ fn to_ports(out: &mut String, p: Option<PortRange>) {
     }
 }
 
-fn target(out: &mut String, t: &Target) {
+fn target(out: &mut String, t: &Target, family: Family) {
+    let hl = family == Family::Ipv6;
     let _ = match t {
+        Target::Snat6(r) => {
+            out.push_str(" -j SNAT");
+            nat_range6(out, "--to-source", r);
+            Ok(())
+        }
+        Target::Dnat6(r) => {
+            out.push_str(" -j DNAT");
+            nat_range6(out, "--to-destination", r);
+            Ok(())
+        }
+        Target::Ttl(t) if hl => match *t {
+            TtlSet::Set(v) => write!(out, " -j HL --hl-set {v}"),
+            TtlSet::Inc(v) => write!(out, " -j HL --hl-inc {v}"),
+            TtlSet::Dec(v) => write!(out, " -j HL --hl-dec {v}"),
+        },
         Target::None => Ok(()),
         Target::Accept => write!(out, " -j ACCEPT"),
         Target::Drop => write!(out, " -j DROP"),
@@ -611,6 +787,115 @@ mod tests {
             "-A INPUT -p tcp -m tcp -j ACCEPT",
         ),
     ];
+
+    /// ip6tables rules and what Linux's ip6tables-save (1.8.9, nf_tables)
+    /// printed for them.
+    const CASES6: &[(&str, &str)] = &[
+        (
+            "-A INPUT -s 2001:db8::1 -d fe80::/10 -p ipv6-icmp -m icmp6 --icmpv6-type echo-request -j ACCEPT",
+            "-A INPUT -s 2001:db8::1/128 -d fe80::/10 -p ipv6-icmp -m icmp6 --icmpv6-type 128 -j ACCEPT",
+        ),
+        (
+            "-A INPUT -s 2001:DB8:0:0::/64 -p icmpv6 --icmpv6-type 1/3 -j ACCEPT",
+            "-A INPUT -s 2001:db8::/64 -p ipv6-icmp -m icmp6 --icmpv6-type 1/3 -j ACCEPT",
+        ),
+        (
+            "-A INPUT -p icmpv6 ! --icmpv6-type neighbour-solicitation -j ACCEPT",
+            "-A INPUT -p ipv6-icmp -m icmp6 ! --icmpv6-type 135 -j ACCEPT",
+        ),
+        (
+            "-A INPUT -p ipv6-icmp --icmpv6-type no-route -j DROP",
+            "-A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 1/0 -j DROP",
+        ),
+        ("-A INPUT -s 2001:db8::/ffff:ffff:: -j DROP", "-A INPUT -s 2001:db8::/32 -j DROP"),
+        (
+            "-A INPUT -s 2001:db8::/ffff:0:ffff:: -j DROP",
+            "-A INPUT -s 2001::/ffff:0:ffff:: -j DROP",
+        ),
+        ("-A INPUT ! -d ::1/128 -i lo -j DROP", "-A INPUT ! -d ::1/128 -i lo -j DROP"),
+        ("-A INPUT -s ::/0 -p 0 -j DROP", "-A INPUT -j DROP"),
+        (
+            "-A INPUT -s ::ffff:10.0.0.1 -j DROP",
+            "-A INPUT -s ::ffff:10.0.0.1/128 -j DROP",
+        ),
+        (
+            "-A INPUT -m ipv6header --header hop-by-hop,frag --soft -j DROP",
+            "-A INPUT -m ipv6header --header hop-by-hop,ipv6-frag --soft -j DROP",
+        ),
+        (
+            "-A INPUT -m ipv6header ! --header ipv6-route,dst,ah,esp,none,prot -j DROP",
+            "-A INPUT -m ipv6header ! --header ipv6-opts,ipv6-route,ah,esp,ipv6-nonxt,protocol -j DROP",
+        ),
+        (
+            "-A INPUT -m frag --fragid 5:10 --fraglen 8 --fragres --fragfirst --fragmore -j DROP",
+            "-A INPUT -m frag --fragid 5:10 --fraglen 8 --fragres --fragfirst --fragmore -j DROP",
+        ),
+        (
+            "-A INPUT -m frag ! --fragid 7 --fraglast -j DROP",
+            "-A INPUT -m frag ! --fragid 7 --fraglast -j DROP",
+        ),
+        ("-A INPUT -m hl ! --hl-eq 5 -j DROP", "-A INPUT -m hl ! --hl-eq 5 -j DROP"),
+        (
+            "-A INPUT -m rt ! --rt-type 2 ! --rt-segsleft 3 -j DROP",
+            "-A INPUT -m rt ! --rt-type 2 ! --rt-segsleft 3 -j DROP",
+        ),
+        (
+            "-A INPUT -m iprange --src-range 2001:db8::1-2001:db8::ff -j DROP",
+            "-A INPUT -m iprange --src-range 2001:db8::1-2001:db8::ff -j DROP",
+        ),
+        (
+            "-A INPUT -j REJECT",
+            "-A INPUT -j REJECT --reject-with icmp6-port-unreachable",
+        ),
+        (
+            "-A INPUT -j REJECT --reject-with adm-prohibited",
+            "-A INPUT -j REJECT --reject-with icmp6-adm-prohibited",
+        ),
+    ];
+
+    #[test]
+    fn ipv6_rules_print_as_ip6tables_save_prints_them() {
+        for (input, want) in CASES6 {
+            let text = format!("*filter\n:INPUT ACCEPT [0:0]\n{input}\nCOMMIT\n");
+            let set = crate::parse::load_str6(&text).unwrap_or_else(|e| panic!("{input}: {e}"));
+            let got = render_family(&set, Family::Ipv6, false);
+            let rule = got.lines().find(|l| l.starts_with("-A")).unwrap_or("");
+            assert_eq!(rule, *want, "for {input}");
+        }
+        let nat = "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+            -A PREROUTING -p tcp --dport 80 -j DNAT --to-destination [2001:db8::5]:8080\n\
+            -A PREROUTING -p tcp --dport 84 -j DNAT --to-destination [2001:db8::5]\n\
+            -A PREROUTING -p tcp -j DNAT --to-destination [2001:db8::5-2001:db8::9]:100-200\n\
+            -A POSTROUTING -p udp -s fd02::/16 -j SNAT --to-source [2001:db8::1]:1000-2000\n\
+            COMMIT\n";
+        let set = crate::parse::load_str6(nat).unwrap_or_else(|e| panic!("{e}"));
+        let got = render_family(&set, Family::Ipv6, false);
+        let rules: Vec<&str> = got.lines().filter(|l| l.starts_with("-A")).collect();
+        assert_eq!(
+            rules,
+            [
+                "-A PREROUTING -p tcp -m tcp --dport 80 -j DNAT --to-destination [2001:db8::5]:8080",
+                "-A PREROUTING -p tcp -m tcp --dport 84 -j DNAT --to-destination 2001:db8::5",
+                "-A PREROUTING -p tcp -j DNAT --to-destination [2001:db8::5-2001:db8::9]:100-200",
+                "-A POSTROUTING -s fd02::/16 -p udp -j SNAT --to-source [2001:db8::1]:1000-2000",
+            ]
+        );
+    }
+
+    #[test]
+    fn ntop6_writes_what_inet_ntop_writes() {
+        for (a, want) in [
+            ("::", "::"),
+            ("::1", "::1"),
+            ("::10.0.0.1", "::10.0.0.1"),
+            ("::ffff:10.0.0.1", "::ffff:10.0.0.1"),
+            ("2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1"),
+            ("2001:db8:0:1:1:1:1:1", "2001:db8:0:1:1:1:1:1"),
+        ] {
+            let addr: Ipv6Addr = a.parse().expect("an address");
+            assert_eq!(ntop6(addr), want);
+        }
+    }
 
     #[test]
     fn rules_print_as_iptables_save_prints_them() {

@@ -3,16 +3,201 @@
 //! a counter slot. Built once per (re)load, away from the workers, and
 //! shared by all of them; nothing on the packet path looks at a string.
 
-use std::net::Ipv4Addr;
+use std::fmt::Debug;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::ops::BitAnd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::ipset::{LookupOpts, SetPacket, SetTable};
 use crate::rule::{
-    AddrRange, AddrtypeLimit, AddrtypeMatch, ConnmarkOp, CounterLayout, CtMatch, CtStates, Hook,
-    IcmpType, IfaceMatch, Inv, Ipv4Net, Limit, Log, Match, MultiportDir, NatRange, Policy, PortNat,
-    PortRange, RejectWith, RuleSet, Table, Target, TcpmssOp, TosBits, TtlMatch, TtlSet,
+    AddrRange, AddrtypeLimit, AddrtypeMatch, ConnmarkOp, CounterLayout, CtMatch, CtStates, Family,
+    FragMatch, Hook, IcmpType, IfaceMatch, Inv, Ipv6HeaderMatch, Limit, Log, Match, MultiportDir,
+    NatRange, Policy, PortNat, PortRange, RejectWith, RtMatch, Rule, RuleSet, Table, Target,
+    TcpmssOp, TosBits, TtlMatch, TtlSet,
 };
+
+/// An address family as the classifier sees it: the width of its
+/// addresses and the packet fields only it has. The evaluator is generic
+/// over it and monomorphised, so the IPv4 evaluator compares `u32`s and
+/// carries no IPv6 field (its `Extra` is `()`): its code is what it was
+/// before IPv6 existed.
+pub trait AddrFamily:
+    Copy + Clone + Debug + Default + PartialEq + Eq + Send + Sync + 'static
+{
+    const FAMILY: Family;
+    /// An address as the tests compare it: `u32` or `u128`.
+    type Addr: Copy
+        + Debug
+        + Default
+        + PartialEq
+        + Eq
+        + Ord
+        + BitAnd<Output = Self::Addr>
+        + Send
+        + Sync;
+    /// An address as NAT targets carry it.
+    type Ip: Copy + Debug + PartialEq + Eq + Send + Sync;
+    /// The family's own packet fields.
+    type Extra: Copy + Debug + Default + PartialEq + Eq + Send + Sync;
+
+    /// A rule's `-s` (`src`) or `-d` test.
+    fn addr_match(r: &Rule, src: bool) -> AddrMatch<Self::Addr>;
+    fn from_ip(ip: Self::Ip) -> Self::Addr;
+    /// An IPv4 (IPv6) address of a rule, if it is of this family.
+    fn ip4(ip: Ipv4Addr) -> Option<Self::Ip>;
+    fn ip6(ip: Ipv6Addr) -> Option<Self::Ip>;
+    /// The IPv6 fields of a packet (`None` for IPv4).
+    fn ip6_fields(e: &Self::Extra) -> Option<&Ip6Fields>;
+    /// What `-m set` looks up (sets hold IPv4 addresses only).
+    fn set_packet(p: &PacketView<Self>) -> Option<SetPacket>;
+}
+
+/// IPv4: iptables' rule sets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct V4;
+
+/// IPv6: ip6tables' rule sets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct V6;
+
+impl AddrFamily for V4 {
+    const FAMILY: Family = Family::Ipv4;
+    type Addr = u32;
+    type Ip = Ipv4Addr;
+    type Extra = ();
+
+    #[inline]
+    fn addr_match(r: &Rule, src: bool) -> AddrMatch<u32> {
+        let m = if src { r.src } else { r.dst };
+        m.map_or(AddrMatch::default(), |n| AddrMatch {
+            net: u32::from(n.value.addr()),
+            mask: u32::from(n.value.mask()),
+            invert: n.invert,
+        })
+    }
+    #[inline]
+    fn from_ip(ip: Ipv4Addr) -> u32 {
+        u32::from(ip)
+    }
+    fn ip4(ip: Ipv4Addr) -> Option<Ipv4Addr> {
+        Some(ip)
+    }
+    fn ip6(_: Ipv6Addr) -> Option<Ipv4Addr> {
+        None
+    }
+    #[inline(always)]
+    fn ip6_fields(_: &()) -> Option<&Ip6Fields> {
+        None
+    }
+    #[inline]
+    fn set_packet(p: &PacketView<V4>) -> Option<SetPacket> {
+        Some(SetPacket {
+            src: p.src,
+            dst: p.dst,
+            proto: p.proto,
+            has_ports: p.has_ports,
+            sport: p.sport,
+            dport: p.dport,
+            len: p.len,
+        })
+    }
+}
+
+impl AddrFamily for V6 {
+    const FAMILY: Family = Family::Ipv6;
+    type Addr = u128;
+    type Ip = Ipv6Addr;
+    type Extra = Ip6Fields;
+
+    fn addr_match(r: &Rule, src: bool) -> AddrMatch<u128> {
+        let m = if src { r.src6 } else { r.dst6 };
+        m.map_or(AddrMatch::default(), |n| AddrMatch {
+            net: u128::from(n.value.addr()),
+            mask: u128::from(n.value.mask()),
+            invert: n.invert,
+        })
+    }
+    #[inline]
+    fn from_ip(ip: Ipv6Addr) -> u128 {
+        u128::from(ip)
+    }
+    fn ip4(_: Ipv4Addr) -> Option<Ipv6Addr> {
+        None
+    }
+    fn ip6(ip: Ipv6Addr) -> Option<Ipv6Addr> {
+        Some(ip)
+    }
+    #[inline]
+    fn ip6_fields(e: &Ip6Fields) -> Option<&Ip6Fields> {
+        Some(e)
+    }
+    fn set_packet(_: &PacketView<V6>) -> Option<SetPacket> {
+        None
+    }
+}
+
+/// The fields of an IPv6 packet that only ip6tables' matches read, found
+/// by walking its extension-header chain as the kernel does. The common
+/// fields of [`PacketView`] mean for IPv6: `proto` the upper-layer protocol
+/// after the extension headers (what `ipv6_find_hdr` returns, what `-p`
+/// compares), `ttl` the hop limit, `tos` the traffic class, `len` the
+/// payload length plus the 40 bytes of the header (`length_mt6`), `icmp`
+/// the ICMPv6 type and code.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ip6Fields {
+    /// The headers `ipv6header_mt6` finds (bits of [`Ipv6HeaderMatch`]).
+    pub headers: u8,
+    /// The fragment header, if there is one.
+    pub frag: Option<FragFields>,
+    /// The (first) routing header, if there is one.
+    pub rt: Option<RtFields>,
+}
+
+/// A fragment header as `frag_mt6` reads it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FragFields {
+    pub id: u32,
+    /// The 16-bit offset-and-flags field in host order: offset `>> 3`,
+    /// reserved bits `0x6`, M flag `0x1`.
+    pub frag_off: u16,
+    /// The reserved byte after the next-header byte.
+    pub reserved: u8,
+}
+
+/// A routing header as `rt_mt6` reads it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RtFields {
+    pub rt_type: u8,
+    pub segs_left: u8,
+    /// The header extension length field (units of 8 bytes beyond the
+    /// first 8).
+    pub hdrlen: u8,
+}
+
+impl FragMatch {
+    /// `frag_mt6`, given the packet's fragment header.
+    pub fn matches(&self, f: &FragFields) -> bool {
+        self.ids.matches(f.id)
+            && !(self.res && (f.reserved != 0 || f.frag_off & 0x6 != 0))
+            && !(self.first && f.frag_off & !0x7 != 0)
+            && !(self.more && f.frag_off & 1 == 0)
+            && !(self.last && f.frag_off & 1 != 0)
+    }
+}
+
+impl RtMatch {
+    /// `rt_mt6`, given the packet's routing header; the length compared is
+    /// the header's in bytes (`ipv6_optlen`).
+    pub fn matches(&self, r: &RtFields) -> bool {
+        let len = (u32::from(r.hdrlen) + 1) * 8;
+        self.segsleft.matches(u32::from(r.segs_left))
+            && self.len.is_none_or(|l| (l.value == len) != l.invert)
+            && self
+                .rt_type
+                .is_none_or(|t| (t.value == r.rt_type) != t.invert)
+    }
+}
 
 /// At most this many interfaces take part in `-i`/`-o` matching.
 pub const MAX_IFACES: usize = 64;
@@ -28,25 +213,17 @@ impl IfaceSet {
 }
 
 /// `-s`/`-d`: `addr & mask == net`, possibly inverted; the empty mask
-/// (no option) matches everything.
+/// (no option) matches everything. `A` is `u32` for IPv4, `u128` for IPv6.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct AddrMatch {
-    pub net: u32,
-    pub mask: u32,
+pub struct AddrMatch<A = u32> {
+    pub net: A,
+    pub mask: A,
     pub invert: bool,
 }
 
-impl AddrMatch {
-    fn from(m: Option<Inv<Ipv4Net>>) -> AddrMatch {
-        m.map_or(AddrMatch::default(), |n| AddrMatch {
-            net: u32::from(n.value.addr()),
-            mask: u32::from(n.value.mask()),
-            invert: n.invert,
-        })
-    }
-
+impl<A: Copy + Eq + BitAnd<Output = A>> AddrMatch<A> {
     #[inline]
-    pub fn matches(self, addr: u32) -> bool {
+    pub fn matches(self, addr: A) -> bool {
         (addr & self.mask == self.net) != self.invert
     }
 }
@@ -120,30 +297,39 @@ impl PortTest {
 
 /// An address range test (`-m iprange`), possibly inverted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RangeTest {
-    pub lo: u32,
-    pub hi: u32,
+pub struct RangeTest<A = u32> {
+    pub lo: A,
+    pub hi: A,
     pub invert: bool,
 }
 
-impl RangeTest {
-    fn from(r: Option<Inv<AddrRange>>) -> Option<RangeTest> {
-        r.map(|r| RangeTest {
-            lo: u32::from(r.value.lo),
-            hi: u32::from(r.value.hi),
+impl<A: Copy + Ord> RangeTest<A> {
+    /// The test of a range of `F`'s addresses; `None` for a range of the
+    /// other family's.
+    fn of<F: AddrFamily<Addr = A>, I: Copy>(
+        r: Option<Inv<AddrRange<I>>>,
+        conv: impl Fn(I) -> Option<F::Ip>,
+    ) -> Result<Option<RangeTest<A>>, CompileError> {
+        let Some(r) = r else { return Ok(None) };
+        let (Some(lo), Some(hi)) = (conv(r.value.lo), conv(r.value.hi)) else {
+            return Err(CompileError::WrongFamily("-m iprange"));
+        };
+        Ok(Some(RangeTest {
+            lo: F::from_ip(lo),
+            hi: F::from_ip(hi),
             invert: r.invert,
-        })
+        }))
     }
 
     #[inline]
-    pub fn matches(self, addr: u32) -> bool {
+    pub fn matches(self, addr: A) -> bool {
         (self.lo <= addr && addr <= self.hi) != self.invert
     }
 }
 
 /// A compiled match extension.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CMatch {
+pub enum CMatch<F: AddrFamily = V4> {
     /// TCP/UDP ports (the protocol itself is checked by the rule's `-p`).
     Ports {
         sport: PortTest,
@@ -186,8 +372,8 @@ pub enum CMatch {
         slot: u32,
     },
     IpRange {
-        src: Option<RangeTest>,
-        dst: Option<RangeTest>,
+        src: Option<RangeTest<F::Addr>>,
+        dst: Option<RangeTest<F::Addr>>,
     },
     /// The IP total length in `lo..=hi`.
     Length {
@@ -217,11 +403,17 @@ pub enum CMatch {
         opts: LookupOpts,
         invert: bool,
     },
+    /// `-m ipv6header` (IPv6).
+    Ipv6Header(Ipv6HeaderMatch),
+    /// `-m frag` (IPv6): never matches a packet without a fragment header.
+    Frag(FragMatch),
+    /// `-m rt` (IPv6): never matches a packet without a routing header.
+    Rt(RtMatch),
 }
 
 /// A compiled target; chains are indices into the table's chains.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CTarget {
+pub enum CTarget<F: AddrFamily = V4> {
     /// No target: count and go on.
     Continue,
     Accept,
@@ -233,8 +425,8 @@ pub enum CTarget {
     /// Index into [`CompiledRuleSet::logs`].
     Log(u32),
     Masquerade(PortNat),
-    Snat(NatRange),
-    Dnat(NatRange),
+    Snat(NatRange<F::Ip>),
+    Dnat(NatRange<F::Ip>),
     Redirect(PortNat),
     Dscp(u8),
     Notrack,
@@ -251,14 +443,14 @@ pub enum CTarget {
 /// A compiled rule. `counter` indexes per-worker counter arrays (its slot
 /// in [`CounterLayout`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CRule {
-    pub src: AddrMatch,
-    pub dst: AddrMatch,
+pub struct CRule<F: AddrFamily = V4> {
+    pub src: AddrMatch<F::Addr>,
+    pub dst: AddrMatch<F::Addr>,
     pub in_iface: IfaceTest,
     pub out_iface: IfaceTest,
     pub proto: ProtoTest,
-    pub matches: Box<[CMatch]>,
-    pub target: CTarget,
+    pub matches: Box<[CMatch<F>]>,
+    pub target: CTarget<F>,
     pub counter: u32,
     /// Whether evaluating this rule may give another result for the next
     /// packet of the same flow in the same conntrack state (TCP flags,
@@ -269,34 +461,35 @@ pub struct CRule {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CChain {
+pub struct CChain<F: AddrFamily = V4> {
     pub name: String,
     pub policy: Option<Policy>,
-    pub rules: Box<[CRule]>,
+    pub rules: Box<[CRule<F>]>,
     /// Counter slot of the policy (built-in chains).
     pub counter: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CTable {
+pub struct CTable<F: AddrFamily = V4> {
     pub table: Table,
-    pub chains: Box<[CChain]>,
+    pub chains: Box<[CChain<F>]>,
     /// The built-in chain of each hook, by `Hook as usize`.
     pub hooks: [Option<u16>; 5],
 }
 
-impl CTable {
-    pub fn hook_chain(&self, hook: Hook) -> Option<&CChain> {
+impl<F: AddrFamily> CTable<F> {
+    pub fn hook_chain(&self, hook: Hook) -> Option<&CChain<F>> {
         self.hooks[hook as usize].map(|i| &self.chains[usize::from(i)])
     }
 }
 
-/// The whole compiled rule set.
+/// The whole compiled rule set of one family (IPv4 unless said otherwise:
+/// `CompiledRuleSet<V6>`).
 #[derive(Debug)]
-pub struct CompiledRuleSet {
+pub struct CompiledRuleSet<F: AddrFamily = V4> {
     /// By `Table as usize`; a table the rules do not define is absent (its
     /// hooks accept everything, as an unloaded table does in Linux).
-    pub tables: [Option<CTable>; 4],
+    pub tables: [Option<CTable<F>>; 4],
     /// The interface names, by index, that `-i`/`-o` were resolved against.
     pub ifaces: Box<[String]>,
     pub logs: Box<[Log]>,
@@ -495,6 +688,9 @@ pub enum CompileError {
     TooManyChains(Table),
     /// A `-m set` names a set that does not exist.
     MissingSet(String),
+    /// A rule of the other family (an IPv6 address in an IPv4 rule set,
+    /// a set in an IPv6 one): what is wrong.
+    WrongFamily(&'static str),
 }
 
 impl std::fmt::Display for CompileError {
@@ -508,6 +704,9 @@ impl std::fmt::Display for CompileError {
             }
             CompileError::TooManyChains(t) => write!(f, "table {}: too many chains", t.name()),
             CompileError::MissingSet(name) => write!(f, "Set {name} doesn't exist."),
+            CompileError::WrongFamily(what) => {
+                write!(f, "{what} of the other address family")
+            }
         }
     }
 }
@@ -530,11 +729,21 @@ fn iface_test(m: &Option<Inv<IfaceMatch>>, ifaces: &[String]) -> IfaceTest {
     }
 }
 
-fn compile_match(
+fn compile_match<F: AddrFamily>(
     m: &Match,
     limits: &mut u32,
     sets: &SetTable,
-) -> Result<Option<CMatch>, CompileError> {
+) -> Result<Option<CMatch<F>>, CompileError> {
+    // Sets hold IPv4 addresses; conntrack's tuples are read as IPv4.
+    if F::FAMILY == Family::Ipv6 {
+        match m {
+            Match::Set(_) => return Err(CompileError::WrongFamily("-m set")),
+            Match::Conntrack(c) if c.addrs.iter().any(Option::is_some) => {
+                return Err(CompileError::WrongFamily("-m conntrack address"))
+            }
+            _ => {}
+        }
+    }
     Ok(Some(match m {
         Match::Tcp(t) => {
             // A tcp match becomes a ports test and, with --tcp-flags, a flags test;
@@ -603,9 +812,17 @@ fn compile_match(
             }
         }
         Match::IpRange(r) => CMatch::IpRange {
-            src: RangeTest::from(r.src),
-            dst: RangeTest::from(r.dst),
+            src: RangeTest::of::<F, _>(r.src, F::ip4)?,
+            dst: RangeTest::of::<F, _>(r.dst, F::ip4)?,
         },
+        Match::IpRange6(r) => CMatch::IpRange {
+            src: RangeTest::of::<F, _>(r.src, F::ip6)?,
+            dst: RangeTest::of::<F, _>(r.dst, F::ip6)?,
+        },
+        Match::Ipv6Header(h) => CMatch::Ipv6Header(*h),
+        Match::Frag(f) => CMatch::Frag(*f),
+        Match::Rt(r) => CMatch::Rt(*r),
+
         Match::Length(l) => CMatch::Length {
             lo: l.value.lo,
             hi: l.value.hi,
@@ -653,11 +870,26 @@ pub fn compile_with_sets(
     ifaces: &[&str],
     sets: &SetTable,
 ) -> Result<CompiledRuleSet, CompileError> {
+    compile_family(set, ifaces, sets)
+}
+
+/// Compiles an IPv6 (ip6tables) rule set.
+pub fn compile6(set: &RuleSet, ifaces: &[&str]) -> Result<CompiledRuleSet<V6>, CompileError> {
+    compile_family(set, ifaces, &SetTable::default())
+}
+
+/// Compiles a rule set of family `F`: the addresses of `F` in its rules
+/// (`Rule::src`/`dst` for IPv4, `src6`/`dst6` for IPv6).
+pub fn compile_family<F: AddrFamily>(
+    set: &RuleSet,
+    ifaces: &[&str],
+    sets: &SetTable,
+) -> Result<CompiledRuleSet<F>, CompileError> {
     if ifaces.len() > MAX_IFACES {
         return Err(CompileError::TooManyInterfaces(ifaces.len()));
     }
     let ifaces: Vec<String> = ifaces.iter().map(|s| s.to_string()).collect();
-    let mut tables: [Option<CTable>; 4] = Default::default();
+    let mut tables: [Option<CTable<F>>; 4] = Default::default();
     let mut logs = Vec::new();
     let layout = CounterLayout::of(set);
     let mut limits = 0u32;
@@ -711,8 +943,10 @@ pub fn compile_with_sets(
                         CTarget::Log(logs.len() as u32 - 1)
                     }
                     Target::Masquerade(n) => CTarget::Masquerade(*n),
-                    Target::Snat(n) => CTarget::Snat(*n),
-                    Target::Dnat(n) => CTarget::Dnat(*n),
+                    Target::Snat(n) => CTarget::Snat(nat_range::<F, _>(n, F::ip4)?),
+                    Target::Dnat(n) => CTarget::Dnat(nat_range::<F, _>(n, F::ip4)?),
+                    Target::Snat6(n) => CTarget::Snat(nat_range::<F, _>(n, F::ip6)?),
+                    Target::Dnat6(n) => CTarget::Dnat(nat_range::<F, _>(n, F::ip6)?),
                     Target::Redirect(n) => CTarget::Redirect(*n),
                     Target::Dscp(d) => CTarget::Dscp(*d),
                     Target::Notrack | Target::CtNotrack => CTarget::Notrack,
@@ -750,12 +984,15 @@ pub fn compile_with_sets(
                             | CMatch::Connmark { .. }
                             | CMatch::Set { .. }
                             | CMatch::Conntrack(_)
+                            | CMatch::Ipv6Header(_)
+                            | CMatch::Frag(_)
+                            | CMatch::Rt(_)
                     )
                 });
                 rules.push(CRule {
                     volatile,
-                    src: AddrMatch::from(r.src),
-                    dst: AddrMatch::from(r.dst),
+                    src: F::addr_match(r, true),
+                    dst: F::addr_match(r, false),
                     in_iface: iface_test(&r.in_iface, &ifaces),
                     out_iface: iface_test(&r.out_iface, &ifaces),
                     proto: r.protocol.map_or(
@@ -814,8 +1051,26 @@ pub fn compile_with_sets(
     })
 }
 
-impl CompiledRuleSet {
-    pub fn table(&self, table: Table) -> Option<&CTable> {
+/// A NAT target's range in `F`'s addresses.
+fn nat_range<F: AddrFamily, I: Copy>(
+    n: &NatRange<I>,
+    conv: impl Fn(I) -> Option<F::Ip>,
+) -> Result<NatRange<F::Ip>, CompileError> {
+    let addrs = match n.addrs {
+        None => None,
+        Some(r) => match (conv(r.lo), conv(r.hi)) {
+            (Some(lo), Some(hi)) => Some(AddrRange { lo, hi }),
+            _ => return Err(CompileError::WrongFamily("a NAT address")),
+        },
+    };
+    Ok(NatRange {
+        addrs,
+        ports: n.ports,
+    })
+}
+
+impl<F: AddrFamily> CompiledRuleSet<F> {
+    pub fn table(&self, table: Table) -> Option<&CTable<F>> {
         self.tables[table as usize].as_ref()
     }
 
@@ -854,9 +1109,9 @@ impl CompiledRuleSet {
 /// non-terminal targets (MARK, DSCP, NOTRACK) change it as they run, so that
 /// later rules see their effect, and the pipeline applies it afterwards.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PacketView {
-    pub src: u32,
-    pub dst: u32,
+pub struct PacketView<F: AddrFamily = V4> {
+    pub src: F::Addr,
+    pub dst: F::Addr,
     pub proto: u8,
     pub in_iface: Option<u8>,
     pub out_iface: Option<u8>,
@@ -896,6 +1151,8 @@ pub struct PacketView {
     pub tos_changed: bool,
     /// Set by NOTRACK / CT --notrack.
     pub notrack: bool,
+    /// The family's own fields ([`Ip6Fields`] for IPv6; nothing for IPv4).
+    pub extra: F::Extra,
 }
 
 /// A connection as `-m conntrack` reads it.
@@ -912,7 +1169,7 @@ pub struct CtView {
     pub reply_dir: bool,
 }
 
-impl PacketView {
+impl<F: AddrFamily> PacketView<F> {
     /// Whether the packet has a connection (Linux's `nf_ct_get` is not
     /// NULL): tracked, and neither INVALID nor UNTRACKED.
     #[inline]
@@ -923,7 +1180,7 @@ impl PacketView {
 }
 
 /// `conntrack_mt` (revision 3) of a match with more than the state.
-fn ct_matches(m: &CtMatch, p: &PacketView) -> bool {
+fn ct_matches<F: AddrFamily>(m: &CtMatch, p: &PacketView<F>) -> bool {
     if let Some(s) = m.state {
         if (p.ct_bits & s.value.0 != 0) == s.invert {
             return false;
@@ -967,24 +1224,25 @@ fn ct_matches(m: &CtMatch, p: &PacketView) -> bool {
     true
 }
 
-/// How a chain traversal ended.
+/// How a chain traversal ended (`A`: the family's addresses, in NAT
+/// decisions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Verdict<A = Ipv4Addr> {
     Accept,
     Drop,
     /// Dropped by a chain's policy (counted apart from rule drops).
     PolicyDrop,
     Reject(RejectWith),
     /// A NAT target matched: the connection is to be translated as it says.
-    Nat(NatAction),
+    Nat(NatAction<A>),
 }
 
 /// The NAT decision of a rule (SNAT/MASQUERADE/DNAT/REDIRECT).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NatAction {
+pub enum NatAction<A = Ipv4Addr> {
     Masquerade(PortNat),
-    Snat(NatRange),
-    Dnat(NatRange),
+    Snat(NatRange<A>),
+    Dnat(NatRange<A>),
     Redirect(PortNat),
 }
 
@@ -1008,12 +1266,12 @@ impl EvalState {
 
     /// Evaluation state counting in stripe 0 (one evaluator per rule set:
     /// tests, tools).
-    pub fn new(rules: &CompiledRuleSet) -> EvalState {
+    pub fn new<F: AddrFamily>(rules: &CompiledRuleSet<F>) -> EvalState {
         EvalState::for_worker(rules, 0)
     }
 
     /// Evaluation state of worker `w`, counting in its own stripe.
-    pub fn for_worker(rules: &CompiledRuleSet, w: usize) -> EvalState {
+    pub fn for_worker<F: AddrFamily>(rules: &CompiledRuleSet<F>, w: usize) -> EvalState {
         let chains = rules
             .tables
             .iter()
@@ -1058,9 +1316,9 @@ impl EvalState {
     }
 }
 
-impl CMatch {
+impl<F: AddrFamily> CMatch<F> {
     #[inline]
-    fn matches(&self, p: &PacketView, cx: &MatchCx<'_>, now: u64) -> bool {
+    fn matches(&self, p: &PacketView<F>, cx: &MatchCx<'_>, now: u64) -> bool {
         let limits = cx.limits;
         match self {
             CMatch::Ports { sport, dport } => {
@@ -1130,18 +1388,17 @@ impl CMatch {
                 };
                 ok(a.src, p.addr_types[at]) && ok(a.dst, p.addr_types[at + 1])
             }
-            CMatch::Set { slot, opts, invert } => {
-                let sp = SetPacket {
-                    src: p.src,
-                    dst: p.dst,
-                    proto: p.proto,
-                    has_ports: p.has_ports,
-                    sport: p.sport,
-                    dport: p.dport,
-                    len: p.len,
-                };
-                cx.sets.matches(*slot, &sp, opts, now) != *invert
-            }
+            CMatch::Set { slot, opts, invert } => match F::set_packet(p) {
+                Some(sp) => cx.sets.matches(*slot, &sp, opts, now) != *invert,
+                None => false,
+            },
+            CMatch::Ipv6Header(h) => F::ip6_fields(&p.extra).is_some_and(|x| h.matches(x.headers)),
+            CMatch::Frag(m) => F::ip6_fields(&p.extra)
+                .and_then(|x| x.frag.as_ref())
+                .is_some_and(|f| m.matches(f)),
+            CMatch::Rt(m) => F::ip6_fields(&p.extra)
+                .and_then(|x| x.rt.as_ref())
+                .is_some_and(|r| m.matches(r)),
         }
     }
 }
@@ -1154,11 +1411,11 @@ pub struct MatchCx<'a> {
     pub sets: &'a SetTable,
 }
 
-impl CRule {
+impl<F: AddrFamily> CRule<F> {
     // Always: the evaluator's loop is the hot path, and the trace filter
     // calling it too must not make the compiler outline it there.
     #[inline(always)]
-    pub fn matches(&self, p: &PacketView, cx: &MatchCx<'_>, now: u64) -> bool {
+    pub fn matches(&self, p: &PacketView<F>, cx: &MatchCx<'_>, now: u64) -> bool {
         self.src.matches(p.src)
             && self.dst.matches(p.dst)
             && self.proto.matches(p.proto)
@@ -1168,7 +1425,7 @@ impl CRule {
     }
 }
 
-impl CompiledRuleSet {
+impl<F: AddrFamily> CompiledRuleSet<F> {
     /// Runs the packet through `table`'s chain for `hook` as iptables does:
     /// first match wins, jumps push, goto does not, RETURN and the end of a
     /// user chain pop, the end of a built-in chain (or an empty stack) is
@@ -1177,25 +1434,25 @@ impl CompiledRuleSet {
         &self,
         table: Table,
         hook: Hook,
-        p: &mut PacketView,
+        p: &mut PacketView<F>,
         st: &mut EvalState,
         now: u64,
-    ) -> Verdict {
+    ) -> Verdict<F::Ip> {
         self.eval_observed(table, hook, p, st, now, &mut ())
     }
 
     /// [`CompiledRuleSet::eval`], telling `obs` every rule that matched, every
     /// user chain left at its end and the policy that decided (packet
     /// tracing). With `()` it is `eval`: the calls compile to nothing.
-    pub fn eval_observed<O: EvalObserver>(
+    pub fn eval_observed<O: EvalObserver<F>>(
         &self,
         table: Table,
         hook: Hook,
-        p: &mut PacketView,
+        p: &mut PacketView<F>,
         st: &mut EvalState,
         now: u64,
         obs: &mut O,
-    ) -> Verdict {
+    ) -> Verdict<F::Ip> {
         let Some(t) = self.table(table) else {
             return Verdict::Accept;
         };
@@ -1308,14 +1565,14 @@ impl CompiledRuleSet {
         }
     }
 
-    fn policy<O: EvalObserver>(
+    fn policy<O: EvalObserver<F>>(
         &self,
-        t: &CTable,
+        t: &CTable<F>,
         base: u16,
-        p: &PacketView,
+        p: &PacketView<F>,
         st: &mut EvalState,
         obs: &mut O,
-    ) -> Verdict {
+    ) -> Verdict<F::Ip> {
         let c = &t.chains[usize::from(base)];
         st.bump(c.counter, p.len);
         obs.counted(c.counter);
@@ -1334,10 +1591,10 @@ impl CompiledRuleSet {
 /// Every method does nothing unless implemented: packet tracing observes
 /// the rules, chain ends and policies; the fast path's recording the rules
 /// considered and the counter slots bumped.
-pub trait EvalObserver {
+pub trait EvalObserver<F: AddrFamily = V4> {
     /// A rule is about to be matched against the packet.
     #[inline(always)]
-    fn considered(&mut self, _rule: &CRule) {}
+    fn considered(&mut self, _rule: &CRule<F>) {}
     /// A counter slot was bumped (a rule matched, or a policy decided).
     #[inline(always)]
     fn counted(&mut self, _slot: u32) {}
@@ -1349,11 +1606,11 @@ pub trait EvalObserver {
     fn chain_end(&mut self, _chain: u16) {}
     /// The built-in chain's policy decided.
     #[inline(always)]
-    fn policy(&mut self, _chain: u16, _verdict: Verdict) {}
+    fn policy(&mut self, _chain: u16, _verdict: Verdict<F::Ip>) {}
 }
 
 /// No observer: what plain [`CompiledRuleSet::eval`] uses.
-impl EvalObserver for () {}
+impl<F: AddrFamily> EvalObserver<F> for () {}
 
 /// An address as the compiled tests take it.
 #[inline]

@@ -3,9 +3,29 @@
 //! re-parsed on the packet path (chain and interface names are resolved once,
 //! when a rule set is compiled).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub use crate::ipset::{CounterOp, DimFlags};
+
+/// An address family: whether a rule set is iptables' (IPv4) or
+/// ip6tables' (IPv6). Linux keeps a separate set of tables per family; so
+/// does xdpgw: an IPv6 rule set is its own [`RuleSet`] value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Family {
+    #[default]
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    /// The command that loads rules of this family.
+    pub fn command(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "iptables",
+            Family::Ipv6 => "ip6tables",
+        }
+    }
+}
 
 /// A netfilter table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -190,6 +210,49 @@ pub fn prefix_to_mask(prefix: u8) -> Option<Ipv4Addr> {
     }
 }
 
+/// An IPv6 address and mask, the address stored already masked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ipv6Net {
+    addr: Ipv6Addr,
+    mask: Ipv6Addr,
+}
+
+impl Ipv6Net {
+    pub fn new(addr: Ipv6Addr, mask: Ipv6Addr) -> Ipv6Net {
+        Ipv6Net {
+            addr: Ipv6Addr::from(u128::from(addr) & u128::from(mask)),
+            mask,
+        }
+    }
+    pub fn with_prefix(addr: Ipv6Addr, prefix: u8) -> Option<Ipv6Net> {
+        Some(Ipv6Net::new(addr, prefix_to_mask6(prefix)?))
+    }
+    pub fn addr(self) -> Ipv6Addr {
+        self.addr
+    }
+    pub fn mask(self) -> Ipv6Addr {
+        self.mask
+    }
+    /// The prefix length, if the mask is contiguous.
+    pub fn prefix_len(self) -> Option<u8> {
+        let m = u128::from(self.mask);
+        let ones = m.leading_ones();
+        (m.checked_shl(ones).unwrap_or(0) == 0).then_some(ones as u8)
+    }
+    pub fn contains(self, ip: Ipv6Addr) -> bool {
+        u128::from(ip) & u128::from(self.mask) == u128::from(self.addr)
+    }
+}
+
+/// The IPv6 mask of a prefix length, `None` above 128.
+pub fn prefix_to_mask6(prefix: u8) -> Option<Ipv6Addr> {
+    match prefix {
+        0 => Some(Ipv6Addr::UNSPECIFIED),
+        1..=128 => Some(Ipv6Addr::from(u128::MAX << (128 - u32::from(prefix)))),
+        _ => None,
+    }
+}
+
 /// An interface name as `-i`/`-o` take it; a trailing `+` matches any name
 /// that starts with the part before it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -228,15 +291,16 @@ impl PortRange {
     }
 }
 
-/// An inclusive IPv4 address range (`-m iprange`, NAT targets).
+/// An inclusive address range (`-m iprange`, NAT targets): IPv4 unless
+/// said otherwise (`AddrRange<Ipv6Addr>`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct AddrRange {
-    pub lo: Ipv4Addr,
-    pub hi: Ipv4Addr,
+pub struct AddrRange<A = Ipv4Addr> {
+    pub lo: A,
+    pub hi: A,
 }
 
-impl AddrRange {
-    pub fn contains(self, ip: Ipv4Addr) -> bool {
+impl<A: Ord + Copy> AddrRange<A> {
+    pub fn contains(self, ip: A) -> bool {
         self.lo <= ip && ip <= self.hi
     }
 }
@@ -417,10 +481,112 @@ impl Limit {
     };
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct IpRange {
-    pub src: Option<Inv<AddrRange>>,
-    pub dst: Option<Inv<AddrRange>>,
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IpRange<A = Ipv4Addr> {
+    pub src: Option<Inv<AddrRange<A>>>,
+    pub dst: Option<Inv<AddrRange<A>>>,
+}
+
+impl<A> Default for IpRange<A> {
+    fn default() -> Self {
+        IpRange {
+            src: None,
+            dst: None,
+        }
+    }
+}
+
+/// `-m ipv6header`: which extension headers the packet has, as
+/// `ipv6header_mt6` finds them walking the chain (a mask of the `MASK_*`
+/// bits); `--soft` matches when all of `headers` are present, otherwise the
+/// set must be exactly `headers`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ipv6HeaderMatch {
+    pub headers: u8,
+    pub invert: bool,
+    pub soft: bool,
+}
+
+impl Ipv6HeaderMatch {
+    pub const HOPOPTS: u8 = 128;
+    pub const DSTOPTS: u8 = 64;
+    pub const ROUTING: u8 = 32;
+    pub const FRAGMENT: u8 = 16;
+    pub const AH: u8 = 8;
+    pub const ESP: u8 = 4;
+    pub const NONE: u8 = 2;
+    /// An upper-layer protocol follows the chain (not ESP, not No Next
+    /// Header).
+    pub const PROTO: u8 = 1;
+    /// The names ip6tables-save prints, highest bit first.
+    pub const NAMES: [(&'static str, u8); 8] = [
+        ("hop-by-hop", Self::HOPOPTS),
+        ("ipv6-opts", Self::DSTOPTS),
+        ("ipv6-route", Self::ROUTING),
+        ("ipv6-frag", Self::FRAGMENT),
+        ("ah", Self::AH),
+        ("esp", Self::ESP),
+        ("ipv6-nonxt", Self::NONE),
+        ("protocol", Self::PROTO),
+    ];
+
+    /// The end of `ipv6header_mt6`, given the headers found.
+    pub fn matches(self, found: u8) -> bool {
+        let (want, inv) = (self.headers, if self.invert { self.headers } else { 0 });
+        if self.soft {
+            (found ^ want ^ inv) & want == 0
+        } else if self.invert {
+            found != want
+        } else {
+            found == want
+        }
+    }
+}
+
+/// An inclusive range of 32-bit values with its `!` (`--fragid`,
+/// `--rt-segsleft`); `lo` above `hi` matches nothing, as in Linux.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct U32Range {
+    pub lo: u32,
+    pub hi: u32,
+    pub invert: bool,
+}
+
+impl U32Range {
+    pub const ALL: U32Range = U32Range {
+        lo: 0,
+        hi: u32::MAX,
+        invert: false,
+    };
+    /// `id_match` / `segsleft_match`.
+    pub fn matches(self, v: u32) -> bool {
+        (self.lo <= v && v <= self.hi) != self.invert
+    }
+}
+
+/// `-m frag` (`frag_mt6`): the fragment header's identification, and its
+/// flags. `--fraglen` is kept for saving; the kernel does not test it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FragMatch {
+    pub ids: U32Range,
+    pub len: Option<Inv<u32>>,
+    /// `--fragres`: the reserved fields must be zero.
+    pub res: bool,
+    /// `--fragfirst`: the offset must be zero.
+    pub first: bool,
+    /// `--fragmore`: the M flag must be set.
+    pub more: bool,
+    /// `--fraglast`: the M flag must be clear.
+    pub last: bool,
+}
+
+/// `-m rt` (`rt_mt6`): the routing header's type, segments left and length
+/// in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RtMatch {
+    pub rt_type: Option<Inv<u8>>,
+    pub segsleft: U32Range,
+    pub len: Option<Inv<u32>>,
 }
 
 /// A match extension (`-m NAME ...`), in the order the rule loads them.
@@ -448,6 +614,11 @@ pub enum Match {
     Addrtype(AddrtypeMatch),
     /// `-m set --match-set NAME FLAGS ...` (xt_set revision 4).
     Set(SetMatch),
+    /// `-m iprange` of an IPv6 rule set.
+    IpRange6(IpRange<Ipv6Addr>),
+    Ipv6Header(Ipv6HeaderMatch),
+    Frag(FragMatch),
+    Rt(RtMatch),
 }
 
 /// Route types of addresses (`RTN_*`), as `-m addrtype` names them; a
@@ -605,6 +776,20 @@ impl Match {
             Match::Connmark(_) => "connmark",
             Match::Addrtype(_) => "addrtype",
             Match::Set(_) => "set",
+            Match::IpRange6(_) => "iprange",
+            Match::Ipv6Header(_) => "ipv6header",
+            Match::Frag(_) => "frag",
+            Match::Rt(_) => "rt",
+        }
+    }
+
+    /// The name `-m` gives this match in a rule set of `family`: an IPv6
+    /// rule set's ICMP match is `icmp6`, its TTL match `hl`.
+    pub fn name_in(&self, family: Family) -> &'static str {
+        match (self, family) {
+            (Match::Icmp(_), Family::Ipv6) => "icmp6",
+            (Match::Ttl(_), Family::Ipv6) => "hl",
+            _ => self.name(),
         }
     }
 }
@@ -620,6 +805,18 @@ pub enum RejectWith {
     IcmpHostProhibited,
     TcpReset,
     IcmpAdminProhibited,
+    /// ICMPv6 destination unreachable, code 0.
+    Icmp6NoRoute,
+    /// Code 1.
+    Icmp6AdmProhibited,
+    /// Code 3.
+    Icmp6AddrUnreachable,
+    /// Code 4.
+    Icmp6PortUnreachable,
+    /// Code 5.
+    Icmp6PolicyFail,
+    /// Code 6.
+    Icmp6RejectRoute,
 }
 
 impl RejectWith {
@@ -663,14 +860,63 @@ impl RejectWith {
         ),
     ];
 
+    /// ip6tables' kinds with their names and aliases (`libip6t_REJECT`).
+    pub const NAMES6: [(RejectWith, &str, &str); 7] = [
+        (RejectWith::Icmp6NoRoute, "icmp6-no-route", "no-route"),
+        (
+            RejectWith::Icmp6AdmProhibited,
+            "icmp6-adm-prohibited",
+            "adm-prohibited",
+        ),
+        (
+            RejectWith::Icmp6AddrUnreachable,
+            "icmp6-addr-unreachable",
+            "addr-unreach",
+        ),
+        (
+            RejectWith::Icmp6PortUnreachable,
+            "icmp6-port-unreachable",
+            "port-unreach",
+        ),
+        (RejectWith::TcpReset, "tcp-reset", "tcp-reset"),
+        (
+            RejectWith::Icmp6PolicyFail,
+            "icmp6-policy-fail",
+            "policy-fail",
+        ),
+        (
+            RejectWith::Icmp6RejectRoute,
+            "icmp6-reject-route",
+            "reject-route",
+        ),
+    ];
+
+    /// The kinds `family`'s REJECT knows.
+    pub fn names(family: Family) -> &'static [(RejectWith, &'static str, &'static str)] {
+        match family {
+            Family::Ipv4 => &Self::NAMES,
+            Family::Ipv6 => &Self::NAMES6,
+        }
+    }
+
+    /// What `-j REJECT` without `--reject-with` sends.
+    pub fn default_for(family: Family) -> RejectWith {
+        match family {
+            Family::Ipv4 => RejectWith::IcmpPortUnreachable,
+            Family::Ipv6 => RejectWith::Icmp6PortUnreachable,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         Self::NAMES
             .iter()
+            .chain(Self::NAMES6.iter())
             .find(|(k, _, _)| *k == self)
             .map_or("icmp-port-unreachable", |(_, n, _)| n)
     }
 
-    /// The ICMP destination-unreachable code sent, `None` for a TCP reset.
+    /// The ICMP (ICMPv6 for the `Icmp6` kinds) destination-unreachable code
+    /// sent, `None` for a TCP reset.
     pub fn icmp_code(self) -> Option<u8> {
         match self {
             RejectWith::IcmpNetUnreachable => Some(0),
@@ -681,6 +927,12 @@ impl RejectWith {
             RejectWith::IcmpHostProhibited => Some(10),
             RejectWith::IcmpAdminProhibited => Some(13),
             RejectWith::TcpReset => None,
+            RejectWith::Icmp6NoRoute => Some(0),
+            RejectWith::Icmp6AdmProhibited => Some(1),
+            RejectWith::Icmp6AddrUnreachable => Some(3),
+            RejectWith::Icmp6PortUnreachable => Some(4),
+            RejectWith::Icmp6PolicyFail => Some(5),
+            RejectWith::Icmp6RejectRoute => Some(6),
         }
     }
 }
@@ -697,10 +949,11 @@ impl Log {
     pub const MAX_PREFIX: usize = 29;
 }
 
-/// The address/port range of SNAT and DNAT (`--to-source`, `--to-destination`).
+/// The address/port range of SNAT and DNAT (`--to-source`,
+/// `--to-destination`): IPv4 unless said otherwise (`NatRange<Ipv6Addr>`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct NatRange {
-    pub addrs: Option<AddrRange>,
+pub struct NatRange<A = Ipv4Addr> {
+    pub addrs: Option<AddrRange<A>>,
     pub ports: Option<PortRange>,
 }
 
@@ -742,6 +995,10 @@ pub enum Target {
     Tos(TosBits),
     Connmark(ConnmarkOp),
     Tcpmss(TcpmssOp),
+    /// SNAT of an IPv6 rule set (NAT66).
+    Snat6(NatRange<Ipv6Addr>),
+    /// DNAT of an IPv6 rule set.
+    Dnat6(NatRange<Ipv6Addr>),
 }
 
 impl Target {
@@ -752,8 +1009,10 @@ impl Target {
         let (want_table, want_hooks) = match self {
             Target::Reject(_) => (Some(Table::Filter), HookSet::of(&[Input, Forward, Output])),
             Target::Masquerade(_) => (Some(Table::Nat), HookSet::of(&[Postrouting])),
-            Target::Snat(_) => (Some(Table::Nat), HookSet::of(&[Postrouting, Input])),
-            Target::Dnat(_) | Target::Redirect(_) => {
+            Target::Snat(_) | Target::Snat6(_) => {
+                (Some(Table::Nat), HookSet::of(&[Postrouting, Input]))
+            }
+            Target::Dnat(_) | Target::Dnat6(_) | Target::Redirect(_) => {
                 (Some(Table::Nat), HookSet::of(&[Prerouting, Output]))
             }
             Target::Dscp(_) | Target::Ttl(_) | Target::Tos(_) => {
@@ -785,8 +1044,8 @@ impl Target {
             Target::Reject(_) => "REJECT",
             Target::Log(_) => "LOG",
             Target::Masquerade(_) => "MASQUERADE",
-            Target::Snat(_) => "SNAT",
-            Target::Dnat(_) => "DNAT",
+            Target::Snat(_) | Target::Snat6(_) => "SNAT",
+            Target::Dnat(_) | Target::Dnat6(_) => "DNAT",
             Target::Redirect(_) => "REDIRECT",
             Target::Dscp(_) => "DSCP",
             Target::Notrack => "NOTRACK",
@@ -796,6 +1055,15 @@ impl Target {
             Target::Tos(_) => "TOS",
             Target::Connmark(_) => "CONNMARK",
             Target::Tcpmss(_) => "TCPMSS",
+        }
+    }
+
+    /// The name `-j` gives this target in a rule set of `family` (an IPv6
+    /// rule set's TTL target is `HL`).
+    pub fn name_in(&self, family: Family) -> &str {
+        match (self, family) {
+            (Target::Ttl(_), Family::Ipv6) => "HL",
+            _ => self.name(),
         }
     }
 
@@ -817,12 +1085,18 @@ pub enum TargetPlacement {
     Hooks(HookSet),
 }
 
-/// One rule: the generic IPv4 matches, the match extensions in order, and the
-/// target.
+/// One rule: the generic matches, the match extensions in order, and the
+/// target. A rule of an IPv4 rule set has its addresses in `src`/`dst`, one
+/// of an IPv6 rule set in `src6`/`dst6` (the parser never mixes them). In an
+/// IPv6 rule set, `protocol` is the upper-layer protocol after the
+/// extension headers (`ipv6_find_hdr`), [`Match::Icmp`] is `-m icmp6`,
+/// [`Match::Ttl`] is `-m hl`, [`Target::Ttl`] is `-j HL`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Rule {
     pub src: Option<Inv<Ipv4Net>>,
     pub dst: Option<Inv<Ipv4Net>>,
+    pub src6: Option<Inv<Ipv6Net>>,
+    pub dst6: Option<Inv<Ipv6Net>>,
     pub in_iface: Option<Inv<IfaceMatch>>,
     pub out_iface: Option<Inv<IfaceMatch>>,
     /// IP protocol number; `None` is `-p all`.
@@ -837,6 +1111,8 @@ impl Rule {
         Rule {
             src: None,
             dst: None,
+            src6: None,
+            dst6: None,
             in_iface: None,
             out_iface: None,
             protocol: None,

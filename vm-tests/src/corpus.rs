@@ -1503,6 +1503,374 @@ pub fn generated() -> Vec<(String, String)> {
         .collect()
 }
 
+/// IPv6 address forms, as ip6tables takes them.
+const ADDRESSES6: &[&str] = &[
+    "2001:db8::1",
+    "2001:DB8:0:0::/64",
+    "2001:db8:10::/48",
+    "fd00::/8",
+    "fe80::1/10",
+    "::1/128",
+    "2001:db8::/ffff:ffff::",
+    "2001:db8:1:2::/ffff:0:ffff::",
+    "::ffff:10.0.0.1",
+    "2001:db8::a:b:c:d/100",
+    "fd12:3456:789a:1::/64",
+];
+
+/// ICMPv6 types: names, numbers and type/code.
+const ICMP6_TYPES: &[&str] = &[
+    "echo-request",
+    "echo-reply",
+    "ping",
+    "destination-unreachable",
+    "no-route",
+    "port-unreachable",
+    "packet-too-big",
+    "time-exceeded",
+    "parameter-problem",
+    "unknown-option",
+    "neighbour-solicitation",
+    "neighbor-advertisement",
+    "router-advertisement",
+    "redirect",
+    "128",
+    "1/3",
+    "3/1",
+    "255",
+];
+
+const REJECT_WITH6: &[&str] = &[
+    "icmp6-no-route",
+    "no-route",
+    "icmp6-adm-prohibited",
+    "adm-prohibited",
+    "icmp6-addr-unreachable",
+    "addr-unreach",
+    "icmp6-port-unreachable",
+    "port-unreach",
+    "icmp6-policy-fail",
+    "icmp6-reject-route",
+];
+
+const IPV6_HEADERS: &[&str] = &[
+    "hop",
+    "hop-by-hop",
+    "dst",
+    "ipv6-opts",
+    "route",
+    "ipv6-route",
+    "frag",
+    "ipv6-frag",
+    "auth",
+    "ah",
+    "esp",
+    "none",
+    "ipv6-nonxt",
+    "prot",
+    "protocol",
+];
+
+fn addr6(rng: &mut Rng) -> String {
+    (rng.pick(ADDRESSES6)).to_owned()
+}
+
+/// ip6tables' `-s`/`-d`/`-i`/`-o` options, each present with probability
+/// `percent` (lists without `!`).
+fn generic6(rng: &mut Rng, ctx: &Ctx, percent: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    let lists = rng.chance(10);
+    for opt in ["-s", "-d"] {
+        if rng.chance(percent) {
+            out.push(if lists {
+                let list: Vec<String> = (0..2).map(|_| addr6(rng)).collect();
+                format!("{opt} {}", list.join(","))
+            } else {
+                format!("{}{opt} {}", rng.neg(30), addr6(rng))
+            });
+        }
+    }
+    if ctx.in_ok() && rng.chance(percent) {
+        out.push(format!("{}-i {}", rng.neg(30), rng.pick(INTERFACES)));
+    }
+    if ctx.out_ok() && rng.chance(percent) {
+        out.push(format!("{}-o {}", rng.neg(30), rng.pick(INTERFACES)));
+    }
+    out
+}
+
+fn u32_range6(rng: &mut Rng) -> String {
+    match rng.below(4) {
+        0 => format!("{}", rng.below(100)),
+        1 => format!("{}:{}", rng.below(100), 100 + rng.below(1000)),
+        2 => format!("{}:", rng.below(100)),
+        _ => format!(":{}", rng.below(100)),
+    }
+}
+
+/// One of the IPv6-only matches (ipv6header, frag, hl, rt) or an
+/// IPv6 iprange.
+fn ipv6_match(rng: &mut Rng) -> String {
+    match rng.below(5) {
+        0 => {
+            let n = 1 + rng.below(3);
+            let hs: Vec<&str> = (0..n).map(|_| rng.pick(IPV6_HEADERS)).collect();
+            let soft = if rng.chance(40) { " --soft" } else { "" };
+            format!(
+                "-m ipv6header {}--header {}{soft}",
+                rng.neg(30),
+                hs.join(",")
+            )
+        }
+        1 => {
+            let mut out = "-m frag".to_owned();
+            if rng.chance(60) {
+                out.push_str(&format!(" {}--fragid {}", rng.neg(30), u32_range6(rng)));
+            }
+            if rng.chance(30) {
+                out.push_str(&format!(" {}--fraglen {}", rng.neg(30), 8 * rng.below(4)));
+            }
+            for f in ["--fragres", "--fragfirst"] {
+                if rng.chance(30) {
+                    out.push_str(&format!(" {f}"));
+                }
+            }
+            match rng.below(3) {
+                0 => out.push_str(" --fragmore"),
+                1 => out.push_str(" --fraglast"),
+                _ => {}
+            }
+            out
+        }
+        2 => match rng.below(3) {
+            0 => format!("-m hl {}--hl-eq {}", rng.neg(40), rng.below(256)),
+            1 => format!("-m hl --hl-lt {}", rng.below(256)),
+            _ => format!("-m hl --hl-gt {}", rng.below(256)),
+        },
+        3 => {
+            let mut out = "-m rt".to_owned();
+            if rng.chance(70) {
+                out.push_str(&format!(
+                    " {}--rt-type {}",
+                    rng.neg(30),
+                    rng.pick(&[0, 2, 4])
+                ));
+            }
+            if rng.chance(50) {
+                out.push_str(&format!(
+                    " {}--rt-segsleft {}",
+                    rng.neg(30),
+                    u32_range6(rng)
+                ));
+            }
+            if rng.chance(40) {
+                out.push_str(&format!(
+                    " {}--rt-len {}",
+                    rng.neg(30),
+                    8 * (1 + rng.below(5))
+                ));
+            }
+            out
+        }
+        _ => {
+            let mut out = "-m iprange".to_owned();
+            if rng.chance(60) {
+                out.push_str(&format!(
+                    " {}--src-range 2001:db8::{:x}-2001:db8::{:x}",
+                    rng.neg(30),
+                    1 + rng.below(10),
+                    0x20 + rng.below(200)
+                ));
+            } else {
+                out.push_str(&format!(
+                    " {}--dst-range fd00::{}:0-fd00::{}:ffff",
+                    rng.neg(30),
+                    rng.below(5),
+                    5 + rng.below(5)
+                ));
+            }
+            out
+        }
+    }
+}
+
+/// A protocol part with its options, as an ip6tables rule has it.
+fn proto6(rng: &mut Rng) -> (Proto, Vec<String>) {
+    let mut parts = Vec::new();
+    let proto = match rng.below(6) {
+        0 => {
+            parts.push(format!("-p {}", rng.pick(&["tcp", "6"])));
+            if rng.chance(60) {
+                parts.push(format!("{}--dport {}", rng.neg(25), port(rng)));
+            }
+            if rng.chance(30) {
+                parts.push(format!("{}--sport {}", rng.neg(25), port(rng)));
+            }
+            if rng.chance(25) {
+                parts.push(format!("{}--syn", rng.neg(40)));
+            }
+            Proto::Tcp
+        }
+        1 => {
+            parts.push(format!("-p {}", rng.pick(&["udp", "17"])));
+            if rng.chance(60) {
+                parts.push(format!("{}--dport {}", rng.neg(25), port(rng)));
+            }
+            Proto::Udp
+        }
+        2 => {
+            parts.push(format!("-p {}", rng.pick(&["ipv6-icmp", "icmpv6", "58"])));
+            if rng.chance(70) {
+                let m = if rng.chance(30) { "-m icmp6 " } else { "" };
+                parts.push(format!(
+                    "{m}{}--icmpv6-type {}",
+                    rng.neg(25),
+                    rng.pick(ICMP6_TYPES)
+                ));
+            }
+            Proto::Other
+        }
+        3 => {
+            parts.push(format!(
+                "{}-p {}",
+                rng.neg(20),
+                rng.pick(&["esp", "ah", "gre", "47", "sctp", "icmp", "ipv6"])
+            ));
+            Proto::Other
+        }
+        _ => Proto::Other,
+    };
+    (proto, parts)
+}
+
+/// Protocol-independent matches of an ip6tables rule.
+fn other6(rng: &mut Rng, proto: Proto) -> Vec<String> {
+    let mut out = Vec::new();
+    let n = rng.below(3);
+    for _ in 0..n {
+        out.push(match rng.below(10) {
+            0 => format!(
+                "-m conntrack {}--ctstate {}",
+                rng.neg(25),
+                ct_states(rng, CT_STATES)
+            ),
+            1 => format!(
+                "-m state {}--state {}",
+                rng.neg(25),
+                ct_states(rng, &CT_STATES[..5])
+            ),
+            2 => format!("-m comment --comment {}", rng.pick(COMMENTS)),
+            3 => format!(
+                "-m dscp {}--dscp-class {}",
+                rng.neg(25),
+                rng.pick(DSCP_CLASSES)
+            ),
+            4 => format!("-m mark {}--mark {}", rng.neg(25), mark_value(rng)),
+            5 => limit(rng),
+            6 => format!(
+                "-m length {}--length {}:{}",
+                rng.neg(25),
+                rng.below(100),
+                100 + rng.below(1400)
+            ),
+            7 => format!("-m connmark {}--mark {}", rng.neg(25), mark_value(rng)),
+            8 if matches!(proto, Proto::Tcp | Proto::Udp) => {
+                format!("-m multiport {}--dports {}", rng.neg(25), port_list(rng))
+            }
+            _ => ipv6_match(rng),
+        });
+    }
+    out
+}
+
+/// A target for an ip6tables rule at `ctx`.
+fn target6(rng: &mut Rng, ctx: &Ctx, proto: Proto) -> Option<String> {
+    let l4 = matches!(proto, Proto::Tcp | Proto::Udp);
+    Some(match (ctx.table, rng.below(8)) {
+        ("filter", 0) if ctx.only_from(&["INPUT", "FORWARD", "OUTPUT"]) => {
+            if matches!(proto, Proto::Tcp) && rng.chance(30) {
+                "-j REJECT --reject-with tcp-reset".to_owned()
+            } else if rng.chance(20) {
+                "-j REJECT".to_owned()
+            } else {
+                format!("-j REJECT --reject-with {}", rng.pick(REJECT_WITH6))
+            }
+        }
+        (_, 1) => log_target(rng),
+        (_, 2) => mark_target(rng),
+        (_, 3) => connmark_target(rng),
+        ("mangle", 4) => match rng.below(4) {
+            0 => format!("-j HL --hl-set {}", rng.below(256)),
+            1 => format!("-j HL --hl-inc {}", 1 + rng.below(10)),
+            2 => format!("-j HL --hl-dec {}", 1 + rng.below(10)),
+            _ => dscp_target(rng),
+        },
+        ("raw", 4) => rng.pick(&["-j NOTRACK", "-j CT --notrack"]).to_owned(),
+        ("nat", 4 | 5) if ctx.only_from(&["POSTROUTING"]) => match rng.below(3) {
+            0 if l4 => "-j MASQUERADE --to-ports 1024-2047 --random".to_owned(),
+            0 | 1 => "-j MASQUERADE".to_owned(),
+            _ if l4 => format!(
+                "-j SNAT --to-source [2001:db8::{:x}-2001:db8::{:x}]:{}-{}",
+                1 + rng.below(5),
+                10 + rng.below(5),
+                1024 + rng.below(100),
+                2000 + rng.below(100)
+            ),
+            _ => format!("-j SNAT --to-source 2001:db8::{:x}", 1 + rng.below(50)),
+        },
+        ("nat", 4 | 5) if ctx.only_from(&["PREROUTING", "OUTPUT"]) => match rng.below(4) {
+            0 if l4 => "-j REDIRECT --to-ports 8080".to_owned(),
+            1 if l4 => format!(
+                "-j DNAT --to-destination [fd00::{:x}]:8080",
+                1 + rng.below(50)
+            ),
+            2 if l4 => "-j DNAT --to-destination [fd00::5-fd00::9]:100-200".to_owned(),
+            3 => "-j DNAT --to-destination [fd00::7]".to_owned(),
+            _ => "-j DNAT --to-destination fd00::5-fd00::9".to_owned(),
+        },
+        ("nat", _) => rng.pick(&["-j ACCEPT", "-j RETURN"]).to_owned(),
+        _ => rng.pick(&["-j ACCEPT", "-j DROP", "-j RETURN"]).to_owned(),
+    })
+}
+
+fn random_rule6(rng: &mut Rng, ctx: &Ctx) -> String {
+    let mut parts = generic6(rng, ctx, 40);
+    let (proto, p) = proto6(rng);
+    parts.extend(p);
+    parts.extend(other6(rng, proto));
+    let mut parts = dedup_modules(parts);
+    if let Some(t) = target6(rng, ctx, proto) {
+        parts.push(t);
+    }
+    rule_line(rng, ctx.chain, &parts)
+}
+
+/// An ip6tables-restore file of every table, `per_chain` random rules in
+/// each built-in chain.
+fn ipv6_file(rng: &mut Rng, per_chain: usize) -> String {
+    let mut out = String::new();
+    for table in ["filter", "nat", "mangle", "raw"] {
+        let mut rules = Vec::new();
+        for chain in builtins(table) {
+            let ctx = Ctx::builtin(table, chain);
+            for _ in 0..per_chain {
+                rules.push(random_rule6(rng, &ctx));
+            }
+        }
+        out.push_str(&block(rng, table, None, &[], &rules));
+    }
+    out
+}
+
+/// The IPv6 corpus: ip6tables-restore files (`generated` for ip6tables),
+/// each loadable with Linux's `ip6tables-restore`.
+pub fn generated6() -> Vec<(String, String)> {
+    let mut rng = Rng::new(0x0006_0006_1b7a_b1e5);
+    (1..=6)
+        .map(|i| (format!("gen6-{i}"), ipv6_file(&mut rng, 2 + i)))
+        .collect()
+}
+
 /// The number of `-A` rules in an iptables-restore file.
 pub fn rule_count(text: &str) -> usize {
     text.lines()

@@ -461,6 +461,14 @@ fn match_text(out: &mut String, m: &Match, proto: &str, numeric: bool) {
                 l.burst
             );
         }
+        // The IPv6 matches: listed in their save form.
+        Match::IpRange6(_) | Match::Ipv6Header(_) | Match::Frag(_) | Match::Rt(_) => {
+            let _ = write!(out, " {}", m.name());
+            out.push_str(&crate::save::match_spec_text(
+                m,
+                xdpgw_dataplane::rule::Family::Ipv6,
+            ));
+        }
         Match::IpRange(r) => {
             for (what, range) in [("source", r.src), ("destination", r.dst)] {
                 if let Some(range) = range {
@@ -622,6 +630,9 @@ fn target_text(out: &mut String, t: &Target, numeric: bool) {
             }
         }
         Target::Snat(r) | Target::Dnat(r) => nat_range(out, r),
+        Target::Snat6(r) | Target::Dnat6(r) => {
+            let _ = write!(out, " to:{}", crate::save::nat_range6_text(r));
+        }
         Target::Dscp(d) => {
             let _ = write!(out, " DSCP set 0x{d:02x}");
         }

@@ -10,7 +10,7 @@ pub mod value;
 use std::collections::HashMap;
 
 use xdpgw_dataplane::rule::{
-    Chain, Counters, HookSet, Policy, RuleSet, Table, TableRules, TargetPlacement,
+    Chain, Counters, Family, HookSet, Policy, RuleSet, Table, TableRules, TargetPlacement,
 };
 
 use xdpgw_dataplane::ipset::SetTable;
@@ -18,7 +18,7 @@ use xdpgw_dataplane::ipset::SetTable;
 use crate::error::{RuleError, RuleErrorKind, RuleErrors};
 use ipset::{parse_set_command, SetCommand, SetLine};
 use lex::Token;
-use rule::{check_chain_name, parse_rule, ParsedRule, SUPPORTED_TARGETS};
+use rule::{check_chain_name, parse_rule_in, ParsedRule, SUPPORTED_TARGETS};
 
 /// The two forms operators bring rules in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,11 +49,16 @@ fn is_ipset_word(w: &str) -> bool {
 }
 
 fn is_iptables_word(w: &str) -> bool {
-    let base = w.rsplit('/').next().unwrap_or(w);
-    matches!(
-        base,
-        "iptables" | "iptables-nft" | "iptables-legacy" | "ip6tables"
-    )
+    iptables_family(w).is_some()
+}
+
+/// The family of an `iptables`/`ip6tables` command word.
+fn iptables_family(w: &str) -> Option<Family> {
+    match w.rsplit('/').next().unwrap_or(w) {
+        "iptables" | "iptables-nft" | "iptables-legacy" => Some(Family::Ipv4),
+        "ip6tables" | "ip6tables-nft" | "ip6tables-legacy" => Some(Family::Ipv6),
+        _ => None,
+    }
 }
 
 /// A rule file as loaded: its rule set, and the tables it names.
@@ -73,6 +78,11 @@ pub struct RuleFile {
     /// sets before its rules are installed (checked against the sets the
     /// file was loaded with).
     pub set_lines: Vec<SetLine>,
+    /// The IPv6 rule set: an ip6tables-save file's (loaded with
+    /// [`Family::Ipv6`]), or a script's `ip6tables` lines.
+    pub set6: RuleSet,
+    /// The IPv6 tables the file names, as `tables` for IPv4.
+    pub tables6: Vec<Table>,
 }
 
 /// Where a table stands in a rule set: the order in which iptables-save
@@ -110,12 +120,44 @@ pub fn load_str_with_sets(text: &str, sets: &SetTable) -> Result<RuleFile, RuleE
     load(text, false, sets)
 }
 
+/// Parses an ip6tables rule file's text (an ip6tables-save file, or a
+/// script whose `ip6tables` lines make the IPv6 rule set): the IPv6 rule
+/// set is [`RuleFile::set6`].
+pub fn load_file_text6(text: &str) -> Result<RuleFile, RuleErrors> {
+    load_family(text, true, &SetTable::default(), Family::Ipv6)
+}
+
+/// [`load_str`] for IPv6: the IPv6 rule set of the text.
+pub fn load_str6(text: &str) -> Result<RuleSet, RuleErrors> {
+    load_family(text, false, &SetTable::default(), Family::Ipv6).map(|f| f.set6)
+}
+
+/// [`load_file_text_with_sets`] for a file of `family`'s restore form
+/// (a script's lines say their family themselves).
+pub fn load_file_text_family(
+    text: &str,
+    sets: &SetTable,
+    family: Family,
+) -> Result<RuleFile, RuleErrors> {
+    load_family(text, true, sets, family)
+}
+
 fn load(text: &str, whole_file: bool, sets: &SetTable) -> Result<RuleFile, RuleErrors> {
+    load_family(text, whole_file, sets, Family::Ipv4)
+}
+
+fn load_family(
+    text: &str,
+    whole_file: bool,
+    sets: &SetTable,
+    family: Family,
+) -> Result<RuleFile, RuleErrors> {
     let mut st = State {
         whole_file,
         sets: sets.clone(),
         ..State::default()
     };
+    st.switch_to(family);
     if whole_file {
         st.errors.extend(ending_errors(text));
     }
@@ -126,16 +168,26 @@ fn load(text: &str, whole_file: bool, sets: &SetTable) -> Result<RuleFile, RuleE
             st.script(text)
         }
     }
+    st.switch_to(Family::Ipv6);
+    st.validate();
+    st.switch_to(Family::Ipv4);
     st.validate();
     if st.errors.is_empty() {
-        let mut tables = std::mem::take(&mut st.named);
-        tables.sort_by_key(|&t| save_rank(t));
-        tables.dedup();
+        let named = |mut tables: Vec<Table>| {
+            tables.sort_by_key(|&t| save_rank(t));
+            tables.dedup();
+            tables
+        };
+        let tables = named(std::mem::take(&mut st.named));
+        let tables6 = named(std::mem::take(&mut st.other.named));
         let set_lines = std::mem::take(&mut st.set_lines);
+        let set6 = into_ruleset(std::mem::take(&mut st.other.tables));
         Ok(RuleFile {
-            set: st.into_ruleset(),
+            set: into_ruleset(std::mem::take(&mut st.tables)),
             tables,
             set_lines,
+            set6,
+            tables6,
         })
     } else {
         st.errors.sort_by_key(|e| (e.line, e.column));
@@ -238,8 +290,19 @@ enum Command {
     Zero(Option<String>),
 }
 
+/// The tables of the family not being read.
+#[derive(Default)]
+struct Other {
+    tables: Vec<TableState>,
+    named: Vec<Table>,
+}
+
 #[derive(Default)]
 struct State {
+    /// The family of the tables being read (`tables`, `named`); the other
+    /// family's wait in `other`.
+    family: Family,
+    other: Other,
     tables: Vec<TableState>,
     errors: Vec<RuleError>,
     /// Reading a script: each command is checked as its own commit.
@@ -273,6 +336,15 @@ fn syntax(pos: (u32, u32), msg: impl Into<String>) -> RuleError {
 }
 
 impl State {
+    /// Makes `family`'s tables the ones commands apply to.
+    fn switch_to(&mut self, family: Family) {
+        if self.family != family {
+            std::mem::swap(&mut self.tables, &mut self.other.tables);
+            std::mem::swap(&mut self.named, &mut self.other.named);
+            self.family = family;
+        }
+    }
+
     fn table_mut(&mut self, table: Table) -> &mut TableState {
         let i = match self.tables.iter().position(|t| t.table == table) {
             Some(i) => i,
@@ -513,16 +585,17 @@ impl State {
             }
             return;
         }
-        if !is_iptables_word(&first.text) || first.text.ends_with("ip6tables") {
+        let Some(family) = iptables_family(&first.text) else {
             self.errors.push(syntax(
                 at(first),
                 format!(
-                    "expected an 'iptables ...' or 'ipset ...' command line, found '{}' (IPv4 iptables commands only)",
+                    "expected an 'iptables ...', 'ip6tables ...' or 'ipset ...' command line, found '{}'",
                     first.text
                 ),
             ));
             return;
-        }
+        };
+        self.switch_to(family);
         let mut table = Table::Filter;
         let mut rest: Vec<Token> = Vec::new();
         let mut i = 1;
@@ -677,7 +750,7 @@ impl State {
         spec: &[Token],
         counters: Option<Counters>,
     ) -> Result<ParsedRule, RuleError> {
-        let mut p = parse_rule(spec, cmd_at, table, chain)?;
+        let mut p = parse_rule_in(self.family, spec, cmd_at, table, chain)?;
         // xt_set's checkentry: the set must exist when the rule is loaded.
         if let Some((name, pos)) = p
             .set_names
@@ -995,12 +1068,14 @@ impl State {
             self.errors.extend(validate_table(ts));
         }
     }
+}
 
-    fn into_ruleset(mut self) -> RuleSet {
-        self.tables.sort_by_key(|t| save_rank(t.table));
+/// The tables read, as a rule set.
+fn into_ruleset(mut tables: Vec<TableState>) -> RuleSet {
+    tables.sort_by_key(|t| save_rank(t.table));
+    {
         RuleSet {
-            tables: self
-                .tables
+            tables: tables
                 .into_iter()
                 .map(|ts| {
                     let mut chains: Vec<Chain> = ts
@@ -1261,6 +1336,54 @@ fn parse_command(toks: &[Token]) -> Result<CommandLine<'_>, RuleError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_script_sends_each_command_to_its_family() {
+        let text = "iptables -A FORWARD -s 10.0.0.0/8 -j DROP\n\
+                    ip6tables -A FORWARD -s fd00::/8 -j DROP\n\
+                    /usr/sbin/ip6tables -t nat -A POSTROUTING -o wan0 -j MASQUERADE\n\
+                    iptables -t mangle -A FORWARD -j DSCP --set-dscp 1\n";
+        let f = load_file_text(text).expect("loads");
+        assert_eq!(f.tables, [Table::Mangle, Table::Filter]);
+        assert_eq!(f.tables6, [Table::Filter, Table::Nat]);
+        let fwd4 = f.set.table(Table::Filter).and_then(|t| t.chain("FORWARD"));
+        let fwd6 = f.set6.table(Table::Filter).and_then(|t| t.chain("FORWARD"));
+        assert!(fwd4.is_some_and(|c| c.rules.len() == 1 && c.rules[0].src.is_some()));
+        assert!(fwd6.is_some_and(|c| c.rules.len() == 1 && c.rules[0].src6.is_some()));
+        assert!(f.set.table(Table::Nat).is_none());
+    }
+
+    #[test]
+    fn ipv6_errors_name_their_place() {
+        let cases = [
+            ("ip6tables -A INPUT -s 10.0.0.1 -j DROP\n", "1:23: "),
+            ("iptables -A INPUT -s 2001:db8::1 -j DROP\n", "1:22: "),
+            (
+                "ip6tables -A INPUT -p icmp --icmp-type 8 -j DROP\n",
+                "1:28: ",
+            ),
+            (
+                "ip6tables -A INPUT -j REJECT --reject-with icmp-host-unreachable\n",
+                "1:44: ",
+            ),
+            ("ip6tables -A INPUT -f -j DROP\n", "1:20: "),
+            (
+                "ip6tables -A INPUT -m set --match-set x src -j DROP\n",
+                "1:23: ",
+            ),
+            ("ip6tables -A INPUT -4 -j DROP\n", "1:20: "),
+        ];
+        for (text, at) in cases {
+            let e = load_file_text(text).expect_err(text).in_file("f");
+            assert!(e.to_string().starts_with(&format!("f:{at}")), "{text}: {e}");
+        }
+        // The same refusals in an ip6tables-save file.
+        let e =
+            load_file_text6("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m ttl --ttl-eq 1\nCOMMIT\n")
+                .expect_err("no ttl in ip6tables")
+                .in_file("f");
+        assert!(e.to_string().starts_with("f:3:13: "), "{e}");
+    }
 
     const NAT: &str = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
                        :POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o wan0 -j MASQUERADE\nCOMMIT\n";

@@ -9,6 +9,9 @@ use xdpgw_dataplane::rule::{
     RejectWith, Rule, Table, Target, TcpFlags, TcpMatch, TcpmssOp, TosBits, TtlMatch, TtlSet,
 };
 use xdpgw_dataplane::rule::{CounterOp, DimFlags, SetMatch};
+use xdpgw_dataplane::rule::{
+    Family, FragMatch, IpRange as IpRangeOf, Ipv6HeaderMatch, Ipv6Net, RtMatch, U32Range,
+};
 
 use super::lex::Token;
 use super::value;
@@ -35,6 +38,49 @@ pub const SUPPORTED_MATCHES: [&str; 17] = [
     "set",
 ];
 
+/// What ip6tables rules may use (`-m set` is IPv4-only in xdpgw).
+pub const SUPPORTED_MATCHES6: [&str; 19] = [
+    "tcp",
+    "udp",
+    "icmp6",
+    "multiport",
+    "conntrack",
+    "state",
+    "comment",
+    "dscp",
+    "mark",
+    "limit",
+    "iprange",
+    "length",
+    "hl",
+    "tos",
+    "connmark",
+    "addrtype",
+    "ipv6header",
+    "frag",
+    "rt",
+];
+
+pub const SUPPORTED_TARGETS6: [&str; 17] = [
+    "ACCEPT",
+    "DROP",
+    "RETURN",
+    "REJECT",
+    "LOG",
+    "MASQUERADE",
+    "SNAT",
+    "DNAT",
+    "REDIRECT",
+    "DSCP",
+    "NOTRACK",
+    "CT",
+    "MARK",
+    "HL",
+    "TOS",
+    "CONNMARK",
+    "TCPMSS",
+];
+
 pub const SUPPORTED_TARGETS: [&str; 17] = [
     "ACCEPT",
     "DROP",
@@ -58,6 +104,7 @@ pub const SUPPORTED_TARGETS: [&str; 17] = [
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ICMPV6: u8 = 58;
 
 /// A parsed rule and where its parts stand, for the checks that need the
 /// whole rule set (jumps, loops, where targets may stand).
@@ -81,33 +128,45 @@ pub struct ParsedRule {
 pub struct AddrLists {
     pub src: Vec<Option<Inv<Ipv4Net>>>,
     pub dst: Vec<Option<Inv<Ipv4Net>>>,
+    /// The same, for an ip6tables rule.
+    pub src6: Vec<Option<Inv<Ipv6Net>>>,
+    pub dst6: Vec<Option<Inv<Ipv6Net>>>,
 }
 
 impl ParsedRule {
     /// How many rules this one stands for: one per source and destination
     /// pair of its address lists.
     pub fn count(&self) -> usize {
-        self.lists.src.len().max(1) * self.lists.dst.len().max(1)
+        let l = &self.lists;
+        l.src.len().max(l.src6.len()).max(1) * l.dst.len().max(l.dst6.len()).max(1)
     }
 
     /// The rules this one stands for, in iptables' order: for each source,
     /// each destination.
     pub fn expand(self) -> Vec<ParsedRule> {
-        let one = |a: &Vec<Option<Inv<Ipv4Net>>>, b: Option<Inv<Ipv4Net>>| {
+        fn one<T: Clone>(a: &[T], b: T) -> Vec<T> {
             if a.is_empty() {
                 vec![b]
             } else {
-                a.clone()
+                a.to_vec()
             }
-        };
+        }
         let srcs = one(&self.lists.src, self.rule.src);
         let dsts = one(&self.lists.dst, self.rule.dst);
-        let mut out = Vec::with_capacity(srcs.len() * dsts.len());
-        for s in &srcs {
-            for d in &dsts {
+        let srcs6 = one(&self.lists.src6, self.rule.src6);
+        let dsts6 = one(&self.lists.dst6, self.rule.dst6);
+        // One family's lists are empty: its part of the product is one.
+        let pairs: Vec<(usize, usize)> = (0..srcs.len().max(srcs6.len()))
+            .flat_map(|i| (0..dsts.len().max(dsts6.len())).map(move |j| (i, j)))
+            .collect();
+        let mut out = Vec::with_capacity(pairs.len());
+        for (i, j) in pairs {
+            {
                 let mut r = self.rule.clone();
-                r.src = *s;
-                r.dst = *d;
+                r.src = srcs.get(i).copied().unwrap_or(self.rule.src);
+                r.dst = dsts.get(j).copied().unwrap_or(self.rule.dst);
+                r.src6 = srcs6.get(i).copied().unwrap_or(self.rule.src6);
+                r.dst6 = dsts6.get(j).copied().unwrap_or(self.rule.dst6);
                 out.push(ParsedRule {
                     rule: r,
                     table: self.table,
@@ -136,6 +195,7 @@ struct LoadedTarget {
 }
 
 struct Parser<'a> {
+    family: Family,
     toks: &'a [Token],
     pos: usize,
     chain: &'a str,
@@ -179,7 +239,19 @@ pub fn parse_rule(
     table: Table,
     chain: &str,
 ) -> Result<ParsedRule, RuleError> {
+    parse_rule_in(Family::Ipv4, toks, start, table, chain)
+}
+
+/// [`parse_rule`] for a rule of `family`: an ip6tables rule for IPv6.
+pub fn parse_rule_in(
+    family: Family,
+    toks: &[Token],
+    start: (u32, u32),
+    table: Table,
+    chain: &str,
+) -> Result<ParsedRule, RuleError> {
     let mut p = Parser {
+        family,
         toks,
         pos: 0,
         chain,
@@ -278,6 +350,9 @@ impl<'a> Parser<'a> {
                 let (bit, name) = if is_src { (1, "-s") } else { (2, "-d") };
                 self.generic_once(t, bit, name)?;
                 let v = self.value(t)?;
+                if self.family == Family::Ipv6 {
+                    return self.address6(v, is_src, name, inv);
+                }
                 let as_rule = |net: Ipv4Net, inv| (net.prefix_len() != Some(0)).then_some(Inv::new(net, inv));
                 if v.text.contains(',') {
                     if inv {
@@ -409,6 +484,15 @@ impl<'a> Parser<'a> {
                     .parse()
                     .map_err(|_| bad(b, "-c", "a byte count".into()))?;
             }
+            "-f" | "--fragment" if self.family == Family::Ipv6 => {
+                return Err(err(
+                    t,
+                    RuleErrorKind::Semantic(
+                        "-f is not supported in IPv6, use -m frag instead (ip6tables refuses it)"
+                            .into(),
+                    ),
+                ))
+            }
             "-f" | "--fragment" => {
                 return Err(err(
                     t,
@@ -429,11 +513,24 @@ impl<'a> Parser<'a> {
                     ),
                 ))
             }
-            "-4" | "--ipv4" => {}
+            "-4" | "--ipv4" if self.family == Family::Ipv4 => {}
+            "-6" | "--ipv6" if self.family == Family::Ipv6 => {}
+            "-4" | "--ipv4" => {
+                return Err(err(
+                    t,
+                    RuleErrorKind::Semantic(
+                        "-4 in an ip6tables rule: write IPv4 rules as iptables lines".into(),
+                    ),
+                ))
+            }
             "-6" | "--ipv6" => {
                 return Err(err(
                     t,
-                    RuleErrorKind::Semantic("IPv6 rules are not supported yet".into()),
+                    RuleErrorKind::Semantic(
+                        "-6 in an iptables rule: write IPv6 rules as ip6tables lines or in an \
+                         ip6tables-save file (rules6)"
+                            .into(),
+                    ),
                 ))
             }
             _ => self.extension_option(t, inv)?,
@@ -441,8 +538,110 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
+    /// `-s`/`-d` of an ip6tables rule: one network, or a list (one rule
+    /// per address, as for IPv4).
+    fn address6(
+        &mut self,
+        v: &Token,
+        is_src: bool,
+        name: &str,
+        inv: bool,
+    ) -> Result<(), RuleError> {
+        let as_rule =
+            |net: Ipv6Net, inv| (net.prefix_len() != Some(0)).then_some(Inv::new(net, inv));
+        if v.text.contains(',') {
+            if inv {
+                return Err(bad(
+                    v,
+                    name,
+                    "one address or network after '!' (ip6tables does not allow '!' with a list)"
+                        .into(),
+                ));
+            }
+            let list = v
+                .text
+                .split(',')
+                .map(|a| {
+                    if a.is_empty() {
+                        return Err(bad(
+                            v,
+                            name,
+                            "addresses or networks separated by single commas, without an empty one"
+                                .into(),
+                        ));
+                    }
+                    value::ipv6_net(a)
+                        .map(|n| as_rule(n, false))
+                        .map_err(|e| bad(v, name, e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if is_src {
+                self.lists.src6 = list;
+            } else {
+                self.lists.dst6 = list;
+            }
+            self.list_at.get_or_insert((v.line, v.col));
+        } else {
+            let net = value::ipv6_net(&v.text).map_err(|e| bad(v, name, e))?;
+            if inv && net.prefix_len() == Some(0) {
+                return Err(bad(
+                    v,
+                    name,
+                    "a network other than ::/0 after '!' (it would never match)".into(),
+                ));
+            }
+            if is_src {
+                self.rule.src6 = as_rule(net, inv);
+            } else {
+                self.rule.dst6 = as_rule(net, inv);
+            }
+        }
+        Ok(())
+    }
+
     fn load_match(&mut self, v: &Token) -> Result<(), RuleError> {
+        let v6 = self.family == Family::Ipv6;
         let m = match v.text.as_str() {
+            "icmp6" if v6 => Match::Icmp(Inv::plain(IcmpType::Any)),
+            "hl" if v6 => Match::Ttl(TtlMatch::Eq(0)),
+            "iprange" if v6 => Match::IpRange6(IpRangeOf::default()),
+            "ipv6header" if v6 => Match::Ipv6Header(Ipv6HeaderMatch {
+                headers: 0,
+                invert: false,
+                soft: false,
+            }),
+            "frag" if v6 => Match::Frag(FragMatch {
+                ids: U32Range::ALL,
+                len: None,
+                res: false,
+                first: false,
+                more: false,
+                last: false,
+            }),
+            "rt" if v6 => Match::Rt(RtMatch {
+                rt_type: None,
+                segsleft: U32Range::ALL,
+                len: None,
+            }),
+            "set" if v6 => {
+                return Err(err(
+                    v,
+                    RuleErrorKind::Semantic(
+                        "-m set in an ip6tables rule: xdpgw's ipset sets hold IPv4 addresses \
+                         only (family inet)"
+                            .into(),
+                    ),
+                ))
+            }
+            "icmp" | "ttl" if v6 => {
+                return Err(err(
+                    v,
+                    RuleErrorKind::UnknownMatch {
+                        name: v.text.clone(),
+                        supported: &SUPPORTED_MATCHES6,
+                    },
+                ))
+            }
             "tcp" => Match::Tcp(TcpMatch::default()),
             "udp" => Match::Udp(PortMatch::default()),
             "icmp" => Match::Icmp(Inv::plain(IcmpType::Any)),
@@ -488,7 +687,11 @@ impl<'a> Parser<'a> {
                     v,
                     RuleErrorKind::UnknownMatch {
                         name: v.text.clone(),
-                        supported: &SUPPORTED_MATCHES,
+                        supported: if v6 {
+                            &SUPPORTED_MATCHES6
+                        } else {
+                            &SUPPORTED_MATCHES
+                        },
                     },
                 ))
             }
@@ -504,10 +707,30 @@ impl<'a> Parser<'a> {
     fn load_target(&mut self, opt: &Token, v: &Token, goto: bool) -> Result<(), RuleError> {
         let at = (v.line, v.col);
         let name = v.text.clone();
+        let v6 = self.family == Family::Ipv6;
         let t = if goto {
             Target::Goto(name.clone())
         } else {
             match name.as_str() {
+                "REJECT" if v6 => Target::Reject(RejectWith::Icmp6PortUnreachable),
+                "SNAT" if v6 => Target::Snat6(NatRange {
+                    addrs: None,
+                    ports: None,
+                }),
+                "DNAT" if v6 => Target::Dnat6(NatRange {
+                    addrs: None,
+                    ports: None,
+                }),
+                "HL" if v6 => Target::Ttl(TtlSet::Set(0)),
+                "TTL" if v6 => {
+                    return Err(err(
+                        v,
+                        RuleErrorKind::UnsupportedTarget {
+                            name: name.clone(),
+                            supported: &SUPPORTED_TARGETS6,
+                        },
+                    ))
+                }
                 "ACCEPT" => Target::Accept,
                 "DROP" => Target::Drop,
                 "RETURN" => Target::Return,
@@ -581,10 +804,14 @@ impl<'a> Parser<'a> {
         if self.target.is_some() && self.target_option(t, inv)? {
             return Ok(());
         }
+        let icmp = match self.family {
+            Family::Ipv4 => IPPROTO_ICMP,
+            Family::Ipv6 => IPPROTO_ICMPV6,
+        };
         let implicit = match self.rule.protocol.map(|p| p.value) {
             Some(IPPROTO_TCP) => Some(Match::Tcp(TcpMatch::default())),
             Some(IPPROTO_UDP) => Some(Match::Udp(PortMatch::default())),
-            Some(IPPROTO_ICMP) => Some(Match::Icmp(Inv::plain(IcmpType::Any))),
+            Some(p) if p == icmp => Some(Match::Icmp(Inv::plain(IcmpType::Any))),
             _ => None,
         };
         if let Some(m) = implicit {
@@ -601,11 +828,20 @@ impl<'a> Parser<'a> {
                 self.matches.pop();
             }
         }
+        let hint = match (self.family, t.text.as_str()) {
+            (Family::Ipv6, "--icmp-type") => {
+                "; ip6tables has no ICMP match: -p ipv6-icmp --icmpv6-type TYPE".to_string()
+            }
+            (Family::Ipv6, o) if o.starts_with("--ttl-") => {
+                "; ip6tables has no TTL: -m hl --hl-eq/--hl-lt/--hl-gt".to_string()
+            }
+            _ => option_hint(&t.text),
+        };
         Err(err(
             t,
             RuleErrorKind::UnknownOption {
                 option: t.text.clone(),
-                hint: option_hint(&t.text),
+                hint,
             },
         ))
     }
@@ -630,8 +866,43 @@ impl<'a> Parser<'a> {
             Some(IPPROTO_UDP) => "udp",
             _ => "tcp",
         };
+        let v6 = self.family == Family::Ipv6;
         // Which option of which match, and the bit that marks it seen.
         let bit = match (&self.matches[i].m, opt) {
+            (Match::Icmp(_), "--icmp-type") if v6 => return Ok(false),
+            (Match::Icmp(_), "--icmpv6-type") if v6 => 1,
+            (Match::Ttl(_), "--ttl-eq" | "--ttl-lt" | "--ttl-gt") if v6 => return Ok(false),
+            (Match::Ttl(_), "--hl-eq" | "--hl-lt" | "--hl-gt") if v6 => 1,
+            (Match::IpRange6(_), "--src-range") => 1,
+            (Match::IpRange6(_), "--dst-range") => 2,
+            (Match::Ipv6Header(_), "--header") => 1,
+            (Match::Ipv6Header(_), "--soft") => 2,
+            (Match::Frag(_), "--fragid") => 1,
+            (Match::Frag(_), "--fraglen") => 2,
+            (Match::Frag(_), "--fragres") => 4,
+            (Match::Frag(_), "--fragfirst") => 8,
+            (Match::Frag(_), "--fragmore") => 16,
+            (Match::Frag(_), "--fraglast") => 32,
+            (Match::Rt(_), "--rt-type") => 1,
+            (Match::Rt(_), "--rt-segsleft") => 2,
+            (Match::Rt(_), "--rt-len") => 4,
+            (
+                Match::Conntrack(_),
+                "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst",
+            ) if v6 => {
+                return Err(err(
+                    t,
+                    RuleErrorKind::Semantic(format!(
+                        "{opt} is not supported yet in ip6tables rules"
+                    )),
+                ))
+            }
+            (Match::Rt(_), "--rt-0-res" | "--rt-0-addrs" | "--rt-0-not-strict") => {
+                return Err(err(
+                    t,
+                    RuleErrorKind::Semantic(format!("{opt} is not supported yet")),
+                ))
+            }
             (Match::Tcp(_) | Match::Udp(_), "--sport" | "--source-port") => 1,
             (Match::Tcp(_) | Match::Udp(_), "--dport" | "--destination-port") => 2,
             (Match::Tcp(_), "--tcp-flags" | "--syn") => 4,
@@ -723,7 +994,12 @@ impl<'a> Parser<'a> {
             Match::Udp(ports) => set_ports(ports, bit, "udp", take()?, opt, inv)?,
             Match::Icmp(m) => {
                 let v = take()?;
-                *m = Inv::new(value::icmp_type(&v.text).map_err(|e| bad(v, opt, e))?, inv);
+                let ty = if v6 {
+                    value::icmp6_type(&v.text)
+                } else {
+                    value::icmp_type(&v.text)
+                };
+                *m = Inv::new(ty.map_err(|e| bad(v, opt, e))?, inv);
             }
             Match::Multiport(m) => {
                 let v = take()?;
@@ -901,17 +1177,95 @@ impl<'a> Parser<'a> {
                 *l = Inv::new(LenRange { lo, hi }, inv);
             }
             Match::Ttl(m) => {
-                if opt != "--ttl-eq" {
+                let kind = &opt[opt.len() - 2..];
+                if kind != "eq" {
                     no_inv(inv)?;
                 }
                 let v = take()?;
                 let n = value::ttl(&v.text, 0).map_err(|e| bad(v, opt, e))?;
-                *m = match opt {
-                    "--ttl-eq" if inv => TtlMatch::Ne(n),
-                    "--ttl-eq" => TtlMatch::Eq(n),
-                    "--ttl-lt" => TtlMatch::Lt(n),
+                *m = match kind {
+                    "eq" if inv => TtlMatch::Ne(n),
+                    "eq" => TtlMatch::Eq(n),
+                    "lt" => TtlMatch::Lt(n),
                     _ => TtlMatch::Gt(n),
                 };
+            }
+            Match::IpRange6(r) => {
+                let v = take()?;
+                let range = Inv::new(
+                    value::addr_range6(&v.text, true).map_err(|e| bad(v, opt, e))?,
+                    inv,
+                );
+                if bit == 1 {
+                    r.src = Some(range);
+                } else {
+                    r.dst = Some(range);
+                }
+            }
+            Match::Ipv6Header(h) => {
+                if bit == 2 {
+                    no_inv(inv)?;
+                    h.soft = true;
+                } else {
+                    let v = take()?;
+                    h.headers = ipv6_headers(&v.text).map_err(|e| bad(v, opt, e))?;
+                    h.invert = inv;
+                }
+            }
+            Match::Frag(f) => match bit {
+                1 => {
+                    let v = take()?;
+                    let (lo, hi) = u32_range(&v.text).map_err(|e| bad(v, opt, e))?;
+                    f.ids = U32Range {
+                        lo,
+                        hi,
+                        invert: inv,
+                    };
+                }
+                2 => {
+                    let v = take()?;
+                    let n = v
+                        .text
+                        .parse::<u32>()
+                        .map_err(|_| bad(v, opt, "a length 0-4294967295".into()))?;
+                    f.len = Some(Inv::new(n, inv));
+                }
+                _ => {
+                    no_inv(inv)?;
+                    match bit {
+                        4 => f.res = true,
+                        8 => f.first = true,
+                        16 => f.more = true,
+                        _ => f.last = true,
+                    }
+                }
+            },
+            Match::Rt(r) => {
+                let v = take()?;
+                match bit {
+                    1 => {
+                        let n = v
+                            .text
+                            .parse::<u8>()
+                            .map_err(|_| bad(v, opt, "a routing header type 0-255".into()))?;
+                        r.rt_type = Some(Inv::new(n, inv));
+                    }
+                    2 => {
+                        let (lo, hi) = u32_range(&v.text).map_err(|e| bad(v, opt, e))?;
+                        r.segsleft = U32Range {
+                            lo,
+                            hi,
+                            invert: inv,
+                        };
+                    }
+                    _ => {
+                        let n = v
+                            .text
+                            .parse::<u32>()
+                            .map_err(|_| bad(v, opt, "a length in bytes".into()))?;
+                        r.len = Some(Inv::new(n, inv));
+                    }
+                }
             }
             Match::Tos(m) => {
                 let v = take()?;
@@ -979,7 +1333,24 @@ impl<'a> Parser<'a> {
         let Some(lt) = self.target.as_mut() else {
             return Ok(false);
         };
+        let v6 = self.family == Family::Ipv6;
         let bit = match (&lt.t, opt) {
+            (Target::Ttl(_), "--ttl-set" | "--ttl-inc" | "--ttl-dec") if v6 => return Ok(false),
+            (Target::Ttl(_), "--hl-set" | "--hl-inc" | "--hl-dec") if v6 => 1,
+            (Target::Snat6(_), "--to-source") => 1,
+            (Target::Dnat6(_), "--to-destination") => 1,
+            (
+                Target::Snat6(_) | Target::Dnat6(_),
+                "--random" | "--random-fully" | "--persistent",
+            ) => {
+                return Err(err(
+                    t,
+                    RuleErrorKind::Semantic(format!(
+                        "{opt} of -j {} is not supported yet",
+                        lt.name
+                    )),
+                ))
+            }
             (Target::Reject(_), "--reject-with") => 1,
             (Target::Log(_), "--log-prefix") => 1,
             (Target::Log(_), "--log-level") => 2,
@@ -1074,17 +1445,19 @@ impl<'a> Parser<'a> {
         };
         match &mut lt.t {
             Target::Reject(w) => {
-                *w = RejectWith::NAMES
+                let names = RejectWith::names(self.family);
+                *w = names
                     .iter()
                     .find(|(_, n, a)| *n == text || *a == text)
                     .map(|(k, _, _)| *k)
                     .ok_or_else(|| {
                         bad_v(format!(
                             "one of {}",
-                            RejectWith::NAMES.map(|n| n.1).join(", ")
+                            names.iter().map(|n| n.1).collect::<Vec<_>>().join(", ")
                         ))
                     })?;
             }
+            Target::Snat6(r) | Target::Dnat6(r) => *r = value::nat_range6(text).map_err(bad_v)?,
             Target::Log(l) if bit == 1 => {
                 if text.len() > Log::MAX_PREFIX {
                     return Err(bad_v("a prefix of at most 29 characters".into()));
@@ -1123,9 +1496,9 @@ impl<'a> Parser<'a> {
                 };
             }
             Target::Ttl(t) => {
-                *t = match opt {
-                    "--ttl-set" => TtlSet::Set(value::ttl(text, 0).map_err(bad_v)?),
-                    "--ttl-inc" => TtlSet::Inc(value::ttl(text, 1).map_err(bad_v)?),
+                *t = match &opt[opt.len() - 3..] {
+                    "set" => TtlSet::Set(value::ttl(text, 0).map_err(bad_v)?),
+                    "inc" => TtlSet::Inc(value::ttl(text, 1).map_err(bad_v)?),
                     _ => TtlSet::Dec(value::ttl(text, 1).map_err(bad_v)?),
                 };
             }
@@ -1208,7 +1581,12 @@ impl<'a> Parser<'a> {
     fn finish(mut self, table: Table) -> Result<ParsedRule, RuleError> {
         if let Some(at) = self.list_at {
             let inverted = |a: Option<Inv<Ipv4Net>>| a.is_some_and(|a| a.invert);
-            if inverted(self.rule.src) || inverted(self.rule.dst) {
+            let inverted6 = |a: Option<Inv<Ipv6Net>>| a.is_some_and(|a| a.invert);
+            if inverted(self.rule.src)
+                || inverted(self.rule.dst)
+                || inverted6(self.rule.src6)
+                || inverted6(self.rule.dst6)
+            {
                 return Err(semantic(
                     at,
                     "'!' is not allowed with lists of source or destination addresses",
@@ -1216,6 +1594,7 @@ impl<'a> Parser<'a> {
             }
         }
         merge_port_matches(&mut self.matches);
+        let v6 = self.family == Family::Ipv6;
         let proto = self.rule.protocol;
         let is_proto = |p: u8| proto.is_some_and(|x| x.value == p && !x.invert);
         let mut rule = self.rule;
@@ -1228,7 +1607,22 @@ impl<'a> Parser<'a> {
                 Match::Udp(_) if !is_proto(IPPROTO_UDP) => {
                     return Err(semantic(l.at, "the udp match requires '-p udp'"))
                 }
-                Match::Icmp(_) if !is_proto(IPPROTO_ICMP) => {
+                Match::Icmp(_) if v6 && !is_proto(IPPROTO_ICMPV6) => {
+                    return Err(semantic(
+                        l.at,
+                        "the icmp6 match requires '-p ipv6-icmp' (the kernel refuses it \
+                         otherwise)",
+                    ))
+                }
+                Match::Icmp(_) if v6 && l.seen == 0 => return Err(needs("--icmpv6-type")),
+                Match::Ttl(_) if v6 && l.seen == 0 => {
+                    return Err(needs("--hl-eq, --hl-lt or --hl-gt"))
+                }
+                Match::Ipv6Header(_) if l.seen & 1 == 0 => return Err(needs("--header")),
+                Match::IpRange6(_) if l.seen == 0 => {
+                    return Err(needs("--src-range or --dst-range"))
+                }
+                Match::Icmp(_) if !v6 && !is_proto(IPPROTO_ICMP) => {
                     return Err(semantic(l.at, "the icmp match requires '-p icmp'"))
                 }
                 Match::Icmp(_) if l.seen == 0 => return Err(needs("--icmp-type")),
@@ -1308,8 +1702,18 @@ impl<'a> Parser<'a> {
                     Target::Snat(r) | Target::Dnat(r) if r.ports.is_some() && !l4 => {
                         return Err(ports_need_proto())
                     }
-                    Target::Snat(_) if lt.seen == 0 => return Err(need("--to-source")),
-                    Target::Dnat(_) if lt.seen == 0 => return Err(need("--to-destination")),
+                    Target::Snat6(r) | Target::Dnat6(r) if r.ports.is_some() && !l4 => {
+                        return Err(ports_need_proto())
+                    }
+                    Target::Snat(_) | Target::Snat6(_) if lt.seen == 0 => {
+                        return Err(need("--to-source"))
+                    }
+                    Target::Dnat(_) | Target::Dnat6(_) if lt.seen == 0 => {
+                        return Err(need("--to-destination"))
+                    }
+                    Target::Ttl(_) if v6 && lt.seen == 0 => {
+                        return Err(need("--hl-set, --hl-inc or --hl-dec"))
+                    }
                     Target::Dscp(_) if lt.seen == 0 => {
                         return Err(need("--set-dscp or --set-dscp-class"))
                     }
@@ -1380,6 +1784,56 @@ impl<'a> Parser<'a> {
             lists: self.lists,
             set_names: self.set_names,
         })
+    }
+}
+
+/// `--header`'s list: names (short, long, or protocol numbers) separated by
+/// commas (`parse_header` of libip6t_ipv6header).
+fn ipv6_headers(s: &str) -> Result<u8, String> {
+    let mut mask = 0;
+    for name in s.split(',') {
+        let bit = match name.to_ascii_lowercase().as_str() {
+            "hop" | "hop-by-hop" | "0" => Ipv6HeaderMatch::HOPOPTS,
+            "dst" | "ipv6-opts" | "60" => Ipv6HeaderMatch::DSTOPTS,
+            "route" | "ipv6-route" | "43" => Ipv6HeaderMatch::ROUTING,
+            "frag" | "ipv6-frag" | "44" => Ipv6HeaderMatch::FRAGMENT,
+            "auth" | "ah" | "51" => Ipv6HeaderMatch::AH,
+            "esp" | "50" => Ipv6HeaderMatch::ESP,
+            "none" | "ipv6-nonxt" | "59" => Ipv6HeaderMatch::NONE,
+            "prot" | "protocol" | "255" => Ipv6HeaderMatch::PROTO,
+            _ => {
+                return Err(format!(
+                    "headers separated by commas: hop, dst, route, frag, auth, esp, none, prot \
+                     (or {}), not '{name}'",
+                    Ipv6HeaderMatch::NAMES.map(|n| n.0).join(", ")
+                ))
+            }
+        };
+        mask |= bit;
+    }
+    Ok(mask)
+}
+
+/// `n`, `lo:hi`, `lo:` or `:hi` of 32-bit values (`--fragid`,
+/// `--rt-segsleft`); `lo` may exceed `hi` (it then matches nothing).
+fn u32_range(s: &str) -> Result<(u32, u32), String> {
+    let bad = || "a number or a range lo:hi of numbers 0-4294967295".to_string();
+    let num = |t: &str, dflt: u32| {
+        if t.is_empty() {
+            Ok(dflt)
+        } else {
+            t.parse::<u32>().map_err(|_| bad())
+        }
+    };
+    match s.split_once(':') {
+        None => {
+            let n = num(s, 0)?;
+            if s.is_empty() {
+                return Err(bad());
+            }
+            Ok((n, n))
+        }
+        Some((a, b)) => Ok((num(a, 0)?, num(b, u32::MAX)?)),
     }
 }
 

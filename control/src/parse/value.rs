@@ -1,10 +1,10 @@
 //! Parsers for option values. Each returns what it expected on failure; the
 //! caller turns that into a located error.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use xdpgw_dataplane::rule::{
-    tcp_flag, AddrRange, CtStates, IcmpType, Ipv4Net, Limit, NatRange, PortRange,
+    tcp_flag, AddrRange, CtStates, IcmpType, Ipv4Net, Ipv6Net, Limit, NatRange, PortRange,
 };
 
 use crate::netdb;
@@ -54,6 +54,101 @@ pub fn ipv4_net(s: &str) -> Result<Ipv4Net, Expected> {
             .and_then(|p| Ipv4Net::with_prefix(addr, p))
             .ok_or_else(|| format!("a prefix length 0-32 or a dotted mask, not '{m}'")),
     }
+}
+
+/// An IPv6 address as `inet_pton` takes it (no brackets, no host names).
+pub fn ipv6(s: &str) -> Result<Ipv6Addr, Expected> {
+    s.parse::<Ipv6Addr>().map_err(|_| {
+        if ipv4(s).is_ok() {
+            format!(
+                "an IPv6 address: '{s}' is an IPv4 address, which ip6tables refuses (IPv4 \
+                 rules go in iptables lines or the `rules` file)"
+            )
+        } else if s
+            .chars()
+            .any(|c| c.is_ascii_alphabetic() && !c.is_ascii_hexdigit())
+        {
+            format!("an IPv6 address (host names are not resolved: write '{s}' as an address)")
+        } else {
+            "an IPv6 address like 2001:db8::1".to_string()
+        }
+    })
+}
+
+/// `address`, `address/prefix` or `address/mask` (a mask written as an
+/// IPv6 address), as `xtables_ip6parse_any` takes them.
+pub fn ipv6_net(s: &str) -> Result<Ipv6Net, Expected> {
+    if s.contains(',') {
+        return Err("one address or network".into());
+    }
+    let (addr, mask) = match s.split_once('/') {
+        None => (s, None),
+        Some((a, m)) => (a, Some(m)),
+    };
+    let addr = ipv6(addr)?;
+    match mask {
+        None => Ipv6Net::with_prefix(addr, 128).ok_or_else(|| "a prefix".into()),
+        Some(m) if m.contains(':') => Ok(Ipv6Net::new(addr, ipv6(m)?)),
+        Some(m) => m
+            .parse::<u8>()
+            .ok()
+            .and_then(|p| Ipv6Net::with_prefix(addr, p))
+            .ok_or_else(|| format!("a prefix length 0-128 or an IPv6 mask, not '{m}'")),
+    }
+}
+
+/// An IPv6 address range `a-b` (or one address); `allow_reversed` as for
+/// [`addr_range`].
+pub fn addr_range6(s: &str, allow_reversed: bool) -> Result<AddrRange<Ipv6Addr>, Expected> {
+    let (lo, hi) = s.split_once('-').unwrap_or((s, s));
+    let r = AddrRange {
+        lo: ipv6(lo)?,
+        hi: ipv6(hi)?,
+    };
+    if r.lo > r.hi && !allow_reversed {
+        return Err("a range lo-hi with lo <= hi".into());
+    }
+    Ok(r)
+}
+
+/// ip6tables' `--to-source` / `--to-destination`: `a[-b]`, or with ports
+/// `[a[-b]]:p[-q]` (the brackets keep the address's colons apart from the
+/// port's, `parse_to` of libxt_NAT).
+pub fn nat_range6(s: &str) -> Result<NatRange<Ipv6Addr>, Expected> {
+    let expected = || {
+        "an address range and/or a port range, like 2001:db8::1-2001:db8::9 or \
+         [2001:db8::1]:1024-2047"
+            .to_string()
+    };
+    let (addrs, ports) = match s.strip_prefix('[') {
+        Some(rest) => {
+            let (a, after) = rest.split_once(']').ok_or_else(expected)?;
+            let ports = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':').ok_or_else(expected)?),
+            };
+            (a, ports)
+        }
+        None if s.starts_with(':') && !s.starts_with("::") => ("", Some(&s[1..])),
+        None => (s, None),
+    };
+    let addrs = if addrs.is_empty() {
+        None
+    } else {
+        Some(addr_range6(addrs, false)?)
+    };
+    let ports = match ports {
+        Some(p) if p.contains(':') => {
+            return Err(
+                "a port range lo-hi (ip6tables: 'Invalid port:port syntax - use dash')".into(),
+            )
+        }
+        p => p.map(nat_ports).transpose()?,
+    };
+    if addrs.is_none() && ports.is_none() {
+        return Err(expected());
+    }
+    Ok(NatRange { addrs, ports })
 }
 
 /// A port number or a service name of `proto` ("tcp" or "udp").
@@ -226,10 +321,53 @@ pub const ICMP_TYPES: [(&str, u8, u8, u8); 40] = [
     ("address-mask-reply", 18, 0, 0xff),
 ];
 
+/// ICMPv6 type names as ip6tables knows them (`libip6t_icmp6`): (name,
+/// type, code range).
+pub const ICMP6_TYPES: [(&str, u8, u8, u8); 28] = [
+    ("destination-unreachable", 1, 0, 0xff),
+    ("no-route", 1, 0, 0),
+    ("communication-prohibited", 1, 1, 1),
+    ("beyond-scope", 1, 2, 2),
+    ("address-unreachable", 1, 3, 3),
+    ("port-unreachable", 1, 4, 4),
+    ("failed-policy", 1, 5, 5),
+    ("reject-route", 1, 6, 6),
+    ("packet-too-big", 2, 0, 0xff),
+    ("time-exceeded", 3, 0, 0xff),
+    ("ttl-exceeded", 3, 0, 0xff),
+    ("ttl-zero-during-transit", 3, 0, 0),
+    ("ttl-zero-during-reassembly", 3, 1, 1),
+    ("parameter-problem", 4, 0, 0xff),
+    ("bad-header", 4, 0, 0),
+    ("unknown-header-type", 4, 1, 1),
+    ("unknown-option", 4, 2, 2),
+    ("echo-request", 128, 0, 0xff),
+    ("ping", 128, 0, 0xff),
+    ("echo-reply", 129, 0, 0xff),
+    ("pong", 129, 0, 0xff),
+    ("router-solicitation", 133, 0, 0xff),
+    ("router-advertisement", 134, 0, 0xff),
+    ("neighbour-solicitation", 135, 0, 0xff),
+    ("neighbor-solicitation", 135, 0, 0xff),
+    ("neighbour-advertisement", 136, 0, 0xff),
+    ("neighbor-advertisement", 136, 0, 0xff),
+    ("redirect", 137, 0, 0xff),
+];
+
+/// `--icmpv6-type`: a name (or an unambiguous start of one), `type` or
+/// `type/code`.
+pub fn icmp6_type(s: &str) -> Result<IcmpType, Expected> {
+    icmp_type_of(s, &ICMP6_TYPES, "ICMPv6")
+}
+
 /// `--icmp-type`: a name (or an unambiguous start of one), `type` or `type/code`.
 pub fn icmp_type(s: &str) -> Result<IcmpType, Expected> {
+    icmp_type_of(s, &ICMP_TYPES, "ICMP")
+}
+
+fn icmp_type_of(s: &str, names: &[(&str, u8, u8, u8)], what: &str) -> Result<IcmpType, Expected> {
     let from = |ty: u8, lo: u8, hi: u8| {
-        if ty == 0xff {
+        if ty == 0xff && what == "ICMP" {
             IcmpType::Any
         } else {
             IcmpType::Type {
@@ -253,21 +391,21 @@ pub fn icmp_type(s: &str) -> Result<IcmpType, Expected> {
             Some(c) => from(ty, c, c),
         });
     }
-    if let Some((_, t, lo, hi)) = ICMP_TYPES.iter().find(|e| e.0.eq_ignore_ascii_case(s)) {
+    if let Some((_, t, lo, hi)) = names.iter().find(|e| e.0.eq_ignore_ascii_case(s)) {
         return Ok(from(*t, *lo, *hi));
     }
-    let starts: Vec<_> = ICMP_TYPES
+    let starts: Vec<_> = names
         .iter()
         .filter(|e| e.0.len() >= s.len() && e.0[..s.len()].eq_ignore_ascii_case(s))
         .collect();
     match starts.as_slice() {
         [(_, t, lo, hi)] => Ok(from(*t, *lo, *hi)),
         [] => Err(format!(
-            "an ICMP type number or name ({})",
-            ICMP_TYPES.map(|e| e.0).join(", ")
+            "an {what} type number or name ({})",
+            names.iter().map(|e| e.0).collect::<Vec<_>>().join(", ")
         )),
         many => Err(format!(
-            "an unambiguous ICMP type name ('{s}' could be {})",
+            "an unambiguous {what} type name ('{s}' could be {})",
             many.iter().map(|e| e.0).collect::<Vec<_>>().join(" or ")
         )),
     }
