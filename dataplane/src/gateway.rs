@@ -3,7 +3,7 @@
 //! made of ([`GatewayConfig`]).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -100,6 +100,19 @@ struct LiveIface {
     prefix: AtomicU8,
     /// `UP` and `CARRIER` bits.
     flags: AtomicU8,
+    /// New connections refused here: no free NAT port (source NAT out of
+    /// this interface, destination NAT into it), and the connection table
+    /// full (arriving here). Relaxed counters, touched on failures only.
+    nat_no_free_port: AtomicU64,
+    ct_table_full: AtomicU64,
+}
+
+/// Per-interface counts of refused new connections
+/// ([`Gateway::nat_failures`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatFailures {
+    pub nat_no_free_port: u64,
+    pub ct_table_full: u64,
 }
 
 const UP: u8 = 1;
@@ -219,6 +232,8 @@ impl Gateway {
                 addr: AtomicU32::new(u32::from(f.addr)),
                 prefix: AtomicU8::new(f.prefix),
                 flags: AtomicU8::new(UP | CARRIER),
+                nat_no_free_port: AtomicU64::new(0),
+                ct_table_full: AtomicU64::new(0),
             })
             .collect();
         Ok(Gateway {
@@ -321,6 +336,34 @@ impl Gateway {
         let f = self.live.get(usize::from(iface))?;
         let a = self.addr(iface)?;
         Some((a, f.prefix.load(Ordering::Relaxed)))
+    }
+
+    /// Counts a new connection refused for want of a NAT port on `iface`
+    /// (the interface whose address ran out: source NAT's outgoing one,
+    /// destination NAT's incoming one).
+    pub fn count_nat_no_free_port(&self, iface: u8) {
+        if let Some(l) = self.live.get(usize::from(iface)) {
+            l.nat_no_free_port.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a new connection that arrived on `iface` refused because the
+    /// connection table is full.
+    pub fn count_ct_table_full(&self, iface: u8) {
+        if let Some(l) = self.live.get(usize::from(iface)) {
+            l.ct_table_full.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The refused new connections of interface `iface` so far.
+    pub fn nat_failures(&self, iface: u8) -> NatFailures {
+        self.live
+            .get(usize::from(iface))
+            .map(|l| NatFailures {
+                nat_no_free_port: l.nat_no_free_port.load(Ordering::Relaxed),
+                ct_table_full: l.ct_table_full.load(Ordering::Relaxed),
+            })
+            .unwrap_or_default()
     }
 
     /// Whether interface `iface` is up and has carrier.

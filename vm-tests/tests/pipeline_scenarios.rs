@@ -1223,6 +1223,10 @@ fn port_exhaustion_counts_every_failure() {
         lab.worker.stats().drop_count(DropReason::NatNoFreePort),
         failed
     );
+    // Counted for the interface whose address ran out (wan0), not lan0.
+    let gw = lab.worker.gateway();
+    assert_eq!(gw.nat_failures(1).nat_no_free_port, failed);
+    assert_eq!(gw.nat_failures(0), Default::default());
     let ct = &lab.worker.gateway().conntrack;
     assert_eq!(ct.len(), 64);
     // One connection goes away; past the memory of the failed search, the

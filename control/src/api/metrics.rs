@@ -87,6 +87,27 @@ pub fn render(c: &Control) -> String {
         }
     }
 
+    o.head(
+        "interface_refused_connections_total",
+        "counter",
+        "New connections refused on a gateway interface: no free NAT port (source NAT out \
+         of it, destination NAT into it) or the connection table full (arriving on it).",
+    );
+    for (i, n) in c.names.iter().enumerate() {
+        let f = c.gw.nat_failures(i as u8);
+        let refused = "interface_refused_connections_total";
+        o.val(
+            refused,
+            &[("interface", n), ("reason", "nat_no_free_port")],
+            f.nat_no_free_port,
+        );
+        o.val(
+            refused,
+            &[("interface", n), ("reason", "ct_table_full")],
+            f.ct_table_full,
+        );
+    }
+
     // Workers.
     let workers: Vec<String> = (0..c.workers.len()).map(|w| w.to_string()).collect();
     let stats: Vec<WorkerStats> = c.workers.iter().map(|p| p.stats.load()).collect();

@@ -14,6 +14,9 @@
 //! worker W drop REASON N        per DropReason (non-zero ones)
 //! iface NAME rx|tx N            summed over its queues
 //! iface NAME drop REASON N      ring losses: kernel_rx_dropped, rx_ring_full, tx_ring_full, tx_invalid
+//! refused NAME nat_no_free_port|ct_table_full N   new connections refused on a gateway
+//!                               interface: no NAT port (source NAT out of it, destination
+//!                               NAT into it), the connection table full (arriving on it)
 //! icmp ratelimit_global|ratelimit_host N   ICMP errors not sent (Linux's IcmpOutRateLimit*)
 //! conntrack entries|max|insert N the table's entries and maximum, connections inserted
 //! ```
@@ -91,6 +94,14 @@ pub fn sample_lines(c: &Control) -> Vec<String> {
         for d in &QueueCounters::LOSSES {
             out.push(format!("iface {name} drop {} {}", d.label, (d.get)(&sum)));
         }
+    }
+    for (i, name) in c.names.iter().enumerate() {
+        let f = c.gw.nat_failures(i as u8);
+        out.push(format!(
+            "refused {name} nat_no_free_port {}",
+            f.nat_no_free_port
+        ));
+        out.push(format!("refused {name} ct_table_full {}", f.ct_table_full));
     }
     let (global, host) = c.gw.icmp_limit.refused();
     out.push(format!("icmp ratelimit_global {global}"));
@@ -191,6 +202,24 @@ pub fn render(before: &Sample, now: &Sample) -> String {
                     out,
                     "  dropped {}: {} ({}/s)",
                     d.label,
+                    now.get(&k),
+                    rate(&k)
+                );
+            }
+        }
+    }
+    let mut refused = now.ids("refused");
+    refused.sort();
+    for i in &refused {
+        for (k, label) in [
+            ("nat_no_free_port", "no NAT port"),
+            ("ct_table_full", "connection table full"),
+        ] {
+            let k = format!("refused {i} {k}");
+            if now.get(&k) > 0 {
+                let _ = writeln!(
+                    out,
+                    "interface {i}: new connections refused, {label}: {} ({}/s)",
                     now.get(&k),
                     rate(&k)
                 );

@@ -620,7 +620,17 @@ impl Hooks {
                 random_fully: false,
             },
         };
-        nat::bind(&self.gw.conntrack, pending, &b, &mut self.ports, now)
+        let bound = nat::bind(&self.gw.conntrack, pending, &b, &mut self.ports, now);
+        if bound == Err(DropReason::NatNoFreePort) {
+            let iface = match b.manip {
+                Manip::Src => out_iface,
+                Manip::Dst => in_iface,
+            };
+            if let Some(i) = iface {
+                self.gw.count_nat_no_free_port(i);
+            }
+        }
+        bound
     }
 
     /// nat at a hook: for a new connection, the rules decide (once); for
@@ -706,7 +716,12 @@ impl Hooks {
                 .confirm_counted(cx.now, pending, &mut cx.stats.ct)
             {
                 Ok(_) => {}
-                Err(ConfirmError::TableFull) => return Err(DropReason::CtTableFull),
+                Err(ConfirmError::TableFull) => {
+                    if let Some(i) = p.view.in_iface.or(p.view.out_iface) {
+                        self.gw.count_ct_table_full(i);
+                    }
+                    return Err(DropReason::CtTableFull);
+                }
                 Err(_) => return Err(DropReason::CtInsertFailed),
             }
         }
