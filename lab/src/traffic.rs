@@ -22,7 +22,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -81,6 +81,8 @@ fn word(e: &io::Error) -> &'static str {
         ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {
             "reset"
         }
+        // EACCES: an ICMPv6 "administratively prohibited" (icmpv6_err_convert).
+        ErrorKind::PermissionDenied => "prohibited",
         _ => "error",
     }
 }
@@ -105,7 +107,7 @@ pub fn serve_tcp(listener: TcpListener, stop: &AtomicBool, out: &dyn Fn(String))
         match conn {
             Ok(stream) => {
                 match stream.peer_addr() {
-                    Ok(peer) => out(format!("peer={peer}")),
+                    Ok(peer) => out(format!("peer={}", canonical(peer))),
                     Err(e) => out(format!("peer=unknown ({e})")),
                 }
                 let spawned =
@@ -398,7 +400,7 @@ pub fn udp_echo(sock: &UdpSocket, stop: &AtomicBool, out: &dyn Fn(String)) -> io
         let Some((n, peer)) = recv_datagram(sock, &mut buf)? else {
             continue;
         };
-        out(format!("peer={peer}"));
+        out(format!("peer={}", canonical(peer)));
         // A lost echo is the client's timeout to report.
         let _ = sock.send_to(&buf[..n], peer);
     }
@@ -408,7 +410,7 @@ pub fn udp_echo(sock: &UdpSocket, stop: &AtomicBool, out: &dyn Fn(String)) -> io
 /// `udp-req`: sends a datagram every second until its echo comes back.
 pub fn udp_req(addr: SocketAddr, timeout: Duration) -> (bool, String) {
     let attempt = || -> io::Result<(bool, String)> {
-        let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        let sock = UdpSocket::bind((any_of(addr), 0))?;
         sock.connect(addr)?;
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -445,6 +447,21 @@ pub fn udp_req(addr: SocketAddr, timeout: Duration) -> (bool, String) {
     attempt().unwrap_or_else(|e| (false, describe(&e)))
 }
 
+/// The unspecified address of `addr`'s family: where a client socket for
+/// `addr` binds.
+fn any_of(addr: SocketAddr) -> IpAddr {
+    match addr {
+        SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    }
+}
+
+/// `peer` as a server reports it: an IPv4 client of a socket bound to
+/// `::` as the IPv4 address it is, not `[::ffff:a.b.c.d]`.
+pub fn canonical(peer: SocketAddr) -> SocketAddr {
+    SocketAddr::new(peer.ip().to_canonical(), peer.port())
+}
+
 /// Whether `stop` is set.
 fn stopped(stop: &AtomicBool) -> bool {
     // Relaxed: the flag carries no data; a late observation only delays the
@@ -463,9 +480,10 @@ pub fn serve_echo(listener: TcpListener, out: Arc<dyn Fn(String) + Send + Sync>)
                     std::thread::Builder::new()
                         .stack_size(THREAD_STACK)
                         .spawn(move || {
-                            let peer = stream
-                                .peer_addr()
-                                .map_or_else(|e| format!("unknown({e})"), |a| a.to_string());
+                            let peer = stream.peer_addr().map_or_else(
+                                |e| format!("unknown({e})"),
+                                |a| canonical(a).to_string(),
+                            );
                             let (bytes, result) = echo_connection(stream);
                             out(format!("closed peer={peer} bytes={bytes} result={result}"));
                         });
@@ -715,7 +733,7 @@ pub fn udp_send(
     out: &dyn Fn(String),
 ) -> bool {
     let run = || -> io::Result<(u64, u64, u64)> {
-        let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        let sock = UdpSocket::bind((any_of(addr), 0))?;
         sock.connect(addr)?;
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -887,6 +905,7 @@ pub fn udp_count(sock: &UdpSocket, stop: &AtomicBool, out: &dyn Fn(String)) -> i
         let Some((n, peer)) = recv_datagram(sock, &mut buf)? else {
             continue;
         };
+        let peer = canonical(peer);
         let d = &buf[..n];
         if n < SEQ_HEADER {
             malformed += 1;
