@@ -30,9 +30,9 @@
 mod ipv6;
 
 pub use ipv6::{
-    parse_router_adverts, xdpgw_ipv6_config, xdpgw_ipv6_support, ClientAddressing, Ipv6Spec, Ipv6Unsupported,
-    RouterAdvert, RouterAdvertSeen, Slaac, UdpProbe6, CLIENT2_6, CLIENT6, FAR6, GATEWAY_LAN6, GATEWAY_WAN6,
-    LAN6, LAN6_PREFIX_LEN, SERVER6, WAN6,
+    parse_router_adverts, xdpgw_ipv6_config, xdpgw_ipv6_support, ClientAddressing, Ipv6Spec,
+    Ipv6Unsupported, RouterAdvert, RouterAdvertSeen, Slaac, UdpProbe6, CLIENT2_6, CLIENT6, FAR6,
+    GATEWAY_LAN6, GATEWAY_WAN6, LAN6, LAN6_PREFIX_LEN, SERVER6, WAN6,
 };
 
 use std::collections::BTreeMap;

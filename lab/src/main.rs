@@ -526,7 +526,9 @@ mod tests {
             .expect("parses");
         assert_eq!(
             a.addr().expect("an address"),
-            "[2001:db8:113::254]:80".parse::<SocketAddr>().expect("addr")
+            "[2001:db8:113::254]:80"
+                .parse::<SocketAddr>()
+                .expect("addr")
         );
         assert_eq!(a.bind, "::".parse::<IpAddr>().expect("ip"));
         let a = ToolArgs::parse(&strings(&["[fd00:10::2]", "8080"])).expect("parses");

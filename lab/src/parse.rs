@@ -144,7 +144,10 @@ pub fn parse_tcpdump6_verbose(lines: &[String]) -> Vec<CapturedPacket6> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Probe6 {
     /// An answer from `from`, `bytes` long.
-    Reply { from: Ipv6Addr, bytes: usize },
+    Reply {
+        from: Ipv6Addr,
+        bytes: usize,
+    },
     /// An ICMPv6 error from `from`: type, code and the kernel's `ee_info`
     /// (the MTU of a packet too big).
     Icmp6 {
@@ -154,7 +157,10 @@ pub enum Probe6 {
         info: u32,
     },
     /// Refused by the sender's own stack.
-    Local { errno: i32, info: u32 },
+    Local {
+        errno: i32,
+        info: u32,
+    },
     Timeout,
 }
 

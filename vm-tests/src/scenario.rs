@@ -76,9 +76,7 @@ pub fn on_both_backends6<O: Debug + PartialEq>(
     if !require_root_with(test, &all) {
         return;
     }
-    let lab = |backend| {
-        dual_stack_lab(backend, v6).unwrap_or_else(|e| panic!("{test}: {e}"))
-    };
+    let lab = |backend| dual_stack_lab(backend, v6).unwrap_or_else(|e| panic!("{test}: {e}"));
     let linux = run_on(lab(Backend::Linux), &scenario);
     eprintln!("{test}: Linux observed {linux:?}");
     expect(&linux);

@@ -124,7 +124,14 @@ fn ipv6_forwarded_and_filtered_by_a_stateful_forward() {
             let tcp = tool(
                 lab,
                 lab.client(),
-                &["tcp-get", &ip6(SERVER6), "8080", "1000000", "--timeout", OK_WAIT],
+                &[
+                    "tcp-get",
+                    &ip6(SERVER6),
+                    "8080",
+                    "1000000",
+                    "--timeout",
+                    OK_WAIT,
+                ],
             );
             let udp = tool(
                 lab,
@@ -203,7 +210,14 @@ fn ipv6_nat66_masquerade_from_the_ula_prefix() {
             let tcp = tool(
                 lab,
                 lab.client(),
-                &["tcp-get", &ip6(SERVER6), "8080", "100000", "--timeout", OK_WAIT],
+                &[
+                    "tcp-get",
+                    &ip6(SERVER6),
+                    "8080",
+                    "100000",
+                    "--timeout",
+                    OK_WAIT,
+                ],
             );
             let udp = tool(
                 lab,
@@ -268,7 +282,8 @@ struct DnatObs {
 
 #[test]
 fn ipv6_dnat_port_forward() {
-    let dnat = "-A PREROUTING -i wan0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination [fd00:10::2]:80";
+    let dnat =
+        "-A PREROUTING -i wan0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination [fd00:10::2]:80";
     let accept = "-A FORWARD -d fd00:10::2/128 -i wan0 -o lan0 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT -j ACCEPT";
     on_both_backends6(
         "ipv6_dnat_port_forward",
@@ -279,12 +294,25 @@ fn ipv6_dnat_port_forward() {
             let forwarded = tool(
                 lab,
                 lab.server(),
-                &["tcp-get", &ip6(GATEWAY_WAN6), "8080", "100000", "--timeout", OK_WAIT],
+                &[
+                    "tcp-get",
+                    &ip6(GATEWAY_WAN6),
+                    "8080",
+                    "100000",
+                    "--timeout",
+                    OK_WAIT,
+                ],
             );
             let not_forwarded = tool(
                 lab,
                 lab.server(),
-                &["tcp-connect", &ip6(GATEWAY_WAN6), "8081", "--timeout", DROP_WAIT],
+                &[
+                    "tcp-connect",
+                    &ip6(GATEWAY_WAN6),
+                    "8081",
+                    "--timeout",
+                    DROP_WAIT,
+                ],
             );
             DnatObs {
                 forwarded: outcome(&forwarded),
@@ -328,7 +356,14 @@ fn ipv6_redirect_to_a_local_listener() {
             let result = tool(
                 lab,
                 lab.client(),
-                &["tcp-get", &ip6(SERVER6), "80", "50000", "--timeout", OK_WAIT],
+                &[
+                    "tcp-get",
+                    &ip6(SERVER6),
+                    "80",
+                    "50000",
+                    "--timeout",
+                    OK_WAIT,
+                ],
             );
             let entries = entries6(lab, "tcp", 80);
             assert_eq!(entries.len(), 1, "{entries:?}");
@@ -518,7 +553,14 @@ fn ipv6_packet_too_big_and_a_download_by_path_mtu_discovery() {
             let download = tool(
                 lab,
                 lab.client2(),
-                &["tcp-get", &ip6(SERVER6), "8080", "2000000", "--timeout", OK_WAIT],
+                &[
+                    "tcp-get",
+                    &ip6(SERVER6),
+                    "8080",
+                    "2000000",
+                    "--timeout",
+                    OK_WAIT,
+                ],
             );
             drop(server);
             PmtuObs {
@@ -587,7 +629,11 @@ fn ipv6_dscp_set_in_the_traffic_class() {
             // DSCP EF (46) in the upper six bits; the ECN bits kept.
             assert_eq!(
                 o,
-                &[(Some(7777), 0xb8, 63), (Some(7777), 0xb9, 63), (Some(7778), 0x20, 63)]
+                &[
+                    (Some(7777), 0xb8, 63),
+                    (Some(7777), 0xb9, 63),
+                    (Some(7778), 0x20, 63)
+                ]
             );
         },
     );
@@ -724,7 +770,14 @@ fn ipv6_slaac_from_the_gateways_router_advertisements() {
             let reaches_server = tool(
                 lab,
                 lab.client(),
-                &["tcp-get", &ip6(SERVER6), "8080", "100000", "--timeout", OK_WAIT],
+                &[
+                    "tcp-get",
+                    &ip6(SERVER6),
+                    "8080",
+                    "100000",
+                    "--timeout",
+                    OK_WAIT,
+                ],
             );
             SlaacObs {
                 eui64: slaac.address == eui64(lab.client(), HOST_IF, LAN6),

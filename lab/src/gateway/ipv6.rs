@@ -488,7 +488,15 @@ impl Lab {
             HOST_IF,
             "nodad",
         ]);
-        server.exec_ok(&["ip", "-6", "addr", "add", &format!("{FAR6}/128"), "dev", "lo"]);
+        server.exec_ok(&[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            &format!("{FAR6}/128"),
+            "dev",
+            "lo",
+        ]);
         server.exec_ok(&[
             "ip",
             "-6",
@@ -547,9 +555,10 @@ impl Lab {
         let monitor = (side.client == ClientAddressing::Slaac)
             .then(|| self.client.spawn(&["ip", "-6", "monitor", "address"]));
         let (conf, pid) = (conf.display().to_string(), pid.display().to_string());
-        side.radvd = Some(self.gateway.spawn(&[
-            "radvd", "-n", "-C", &conf, "-p", &pid, "-m", "stderr",
-        ]));
+        side.radvd = Some(
+            self.gateway
+                .spawn(&["radvd", "-n", "-C", &conf, "-p", &pid, "-m", "stderr"]),
+        );
         if let Some(mut m) = monitor {
             m.wait_line("an autoconfigured address", SLAAC_TIMEOUT, |l| {
                 l.contains(" scope global ") && l.contains("dynamic")
@@ -561,7 +570,9 @@ impl Lab {
     /// (panics if it has none), default route and IPv6 MTU.
     pub fn slaac(&self) -> Slaac {
         let c = &self.client;
-        let addrs = c.exec_ok(&["ip", "-6", "-o", "addr", "show", "dev", HOST_IF, "scope", "global"]);
+        let addrs = c.exec_ok(&[
+            "ip", "-6", "-o", "addr", "show", "dev", HOST_IF, "scope", "global",
+        ]);
         let line = addrs
             .lines()
             .find(|l| l.contains("dynamic"))
@@ -603,7 +614,9 @@ impl Lab {
 
     /// The link-local address of `iface` in `ns`.
     pub fn link_local(&self, ns: &Netns, iface: &str) -> Ipv6Addr {
-        let out = ns.exec_ok(&["ip", "-6", "-o", "addr", "show", "dev", iface, "scope", "link"]);
+        let out = ns.exec_ok(&[
+            "ip", "-6", "-o", "addr", "show", "dev", iface, "scope", "link",
+        ]);
         out.lines()
             .find_map(inet6)
             .map(|(a, _)| a)
