@@ -1610,6 +1610,63 @@ mod tests {
     }
 
     #[test]
+    fn tools_work_over_ipv6_and_report_ipv4_peers_of_a_dual_stack_socket_as_ipv4() {
+        let what = "tools_work_over_ipv6_and_report_ipv4_peers_of_a_dual_stack_socket_as_ipv4";
+        if !crate::require_root(what, &["ip"]) {
+            return;
+        }
+        let ns = Netns::new("traffic6");
+        ns.sysctl("net.ipv6.conf.all.disable_ipv6", "0");
+        ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
+        let lines = ns.run_in(|| {
+            let listener = TcpListener::bind((Ipv6Addr::UNSPECIFIED, 0)).expect("bind [::]");
+            let port = listener.local_addr().expect("addr").port();
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                let tx = Mutex::new(tx);
+                serve_tcp(listener, &AtomicBool::new(false), &|l| {
+                    let _ = tx.lock().expect("lock").send(l);
+                });
+            });
+            let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, port));
+            let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            let got6 = tcp_get(v6, 1000, Duration::from_secs(10));
+            let got4 = tcp_get(v4, 1000, Duration::from_secs(10));
+            let sock = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0)).expect("bind udp [::]");
+            let udp = SocketAddr::from((Ipv6Addr::LOCALHOST, sock.local_addr().expect("a").port()));
+            let (utx, urx) = mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = udp_echo(&sock, &AtomicBool::new(false), &|l| {
+                    let _ = utx.send(l);
+                });
+            });
+            let req = udp_req(udp, Duration::from_secs(10));
+            let peers: Vec<String> = (0..2)
+                .filter_map(|_| rx.recv_timeout(Duration::from_secs(10)).ok())
+                .collect();
+            let upeer = urx
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_default();
+            (got6, got4, req, peers, upeer)
+        });
+        let (got6, got4, req, peers, upeer) = lines;
+        assert!(
+            got6.0 && got6.1.starts_with("ok bytes=1000 local=[::1]:"),
+            "{got6:?}"
+        );
+        assert!(
+            got4.0 && got4.1.starts_with("ok bytes=1000 local=127.0.0.1:"),
+            "{got4:?}"
+        );
+        assert!(req.0 && req.1.starts_with("ok local=[::1]:"), "{req:?}");
+        assert_eq!(peers.len(), 2, "{peers:?}");
+        assert!(peers[0].starts_with("peer=[::1]:"), "{peers:?}");
+        // Not [::ffff:127.0.0.1]:
+        assert!(peers[1].starts_with("peer=127.0.0.1:"), "{peers:?}");
+        assert!(upeer.starts_with("peer=[::1]:"), "{upeer}");
+    }
+
+    #[test]
     fn a_panic_in_the_namespace_thread_reaches_the_caller() {
         let Some(ns) = netns("a_panic_in_the_namespace_thread_reaches_the_caller") else {
             return;

@@ -18,8 +18,11 @@ use xdpgw_vm_tests::lab::{
     conntrack_entry, Ipv6Spec, Lab, Netns, Ping, Probe6, RouterAdvert, RouterAdvertSeen, Slaac,
     UdpProbe6, CLIENT2_6, CLIENT6, FAR6, GATEWAY_LAN6, GATEWAY_WAN6, HOST_IF, LAN6, SERVER6,
 };
-use xdpgw_vm_tests::restore_text;
+use xdpgw_vm_tests::lab::{Backend, SERVER};
 use xdpgw_vm_tests::scenario::*;
+use xdpgw_vm_tests::{
+    dual_stack_lab, require_root_with, restore_text, LAB6_PROGRAMS, LAB_PROGRAMS,
+};
 
 /// The stateful FORWARD of these scenarios: replies and related errors
 /// back, the LAN out, `extra` rules, and nothing else (a DROP rule rather
@@ -71,6 +74,33 @@ fn entries6(lab: &Lab, proto: &str, dport: u16) -> Vec<String> {
         .collect()
 }
 
+/// The gateway's IPv6 entries of `protos`, normalised
+/// ([`conntrack_entry`], which also drops ICMPv6's `id=`) with ephemeral
+/// ports (32768 and up, Linux's range) as `*`, sorted.
+fn listing(lab: &Lab, protos: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = lab
+        .conntrack_list6()
+        .iter()
+        .map(|l| conntrack_entry(l))
+        .filter(|e| protos.iter().any(|p| e.starts_with(&format!("{p} "))))
+        .map(|e| {
+            e.split_whitespace()
+                .map(|w| match w.split_once('=') {
+                    Some((k @ ("sport" | "dport"), v))
+                        if v.parse::<u16>().is_ok_and(|p| p >= 32768) =>
+                    {
+                        format!("{k}=*")
+                    }
+                    _ => w.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// The counters of `rules` in `counters` (0 for a rule not listed).
 fn counts(counters: &BTreeMap<String, u64>, rules: &[&str]) -> Vec<(String, u64)> {
     rules
@@ -94,6 +124,49 @@ fn tool(lab: &Lab, ns: &Netns, args: &[&str]) -> String {
 }
 
 // ---------------------------------------------------------------------------
+
+#[test]
+fn dual_stack_lab_is_wired_as_documented() {
+    let mut programs = LAB6_PROGRAMS.to_vec();
+    programs.extend(LAB_PROGRAMS);
+    if !require_root_with("dual_stack_lab_is_wired_as_documented", &programs) {
+        return;
+    }
+    let v6 = spec(&[("filter", &forward6(""))]);
+    let unsupported = dual_stack_lab(Backend::Xdpgw, &v6).expect_err("xdpgw has no IPv6 yet");
+    assert_eq!(unsupported.backend, Backend::Xdpgw);
+    let lab = dual_stack_lab(Backend::Linux, &v6).expect("a Linux dual-stack lab");
+    assert!(lab.is_dual_stack());
+    let global = |ns: &Netns, dev: &str| -> Vec<String> {
+        ns.exec_ok(&[
+            "ip", "-6", "-o", "addr", "show", "dev", dev, "scope", "global",
+        ])
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3).map(str::to_owned))
+        .collect()
+    };
+    assert_eq!(global(lab.client(), HOST_IF), ["fd00:10::2/64"]);
+    assert_eq!(global(lab.client2(), HOST_IF), ["fd00:10::3/64"]);
+    assert_eq!(global(lab.gateway(), "lan0"), ["fd00:10::1/64"]);
+    assert_eq!(global(lab.gateway(), "wan0"), ["2001:db8:113::1/64"]);
+    assert_eq!(global(lab.server(), HOST_IF), ["2001:db8:113::254/64"]);
+    assert_eq!(global(lab.server(), "lo"), ["2001:db8:100::20/128"]);
+    // Usable at once: nothing waits for duplicate address detection.
+    for ns in [lab.client(), lab.client2(), lab.gateway(), lab.server()] {
+        let tentative = ns.exec_ok(&["ip", "-6", "addr", "show", "tentative"]);
+        assert!(tentative.trim().is_empty(), "{}: {tentative}", ns.name());
+    }
+    let forwarding = lab
+        .gateway()
+        .exec_ok(&["sysctl", "-n", "net.ipv6.conf.all.forwarding"]);
+    assert_eq!(forwarding.trim(), "1");
+    // Both families forward side by side.
+    assert_eq!(
+        lab.ping(lab.client(), SERVER, 1, &[]).replies,
+        [(SERVER, 63)]
+    );
+    assert_eq!(lab.ping6(lab.client2(), FAR6, 1, &[]).replies, [(FAR6, 63)]);
+}
 
 #[derive(Debug, PartialEq)]
 struct ForwardObs {
@@ -195,6 +268,8 @@ struct Nat66Obs {
     ping: Ping<Ipv6Addr>,
     /// The TCP entry's reply tuple (src, dst): to the gateway's WAN address.
     reply: (String, String),
+    /// The UDP and ICMPv6 entries, normalised.
+    listing: Vec<String>,
     masqueraded: Vec<(String, u64)>,
 }
 
@@ -247,6 +322,7 @@ fn ipv6_nat66_masquerade_from_the_ula_prefix() {
                 echo_from,
                 ping,
                 reply: reply_tuple(&entries[0]),
+                listing: listing(lab, &["udp", "icmpv6"]),
                 masqueraded: counts(
                     &lab.packet_counters6(Some("nat")),
                     &[&format!("nat {MASQUERADE6}")],
@@ -262,6 +338,27 @@ fn ipv6_nat66_masquerade_from_the_ula_prefix() {
             assert_eq!(o.echo_from, GATEWAY_WAN6, "{o:?}");
             assert_eq!(o.ping.replies, [(SERVER6, 63); 2], "{o:?}");
             assert_eq!(o.reply, (ip6(SERVER6), ip6(GATEWAY_WAN6)), "{o:?}");
+            let (c, s, g) = (ip6(CLIENT6), ip6(SERVER6), ip6(GATEWAY_WAN6));
+            assert_eq!(
+                o.listing,
+                [
+                    format!(
+                        "icmpv6 58 src={c} dst={s} type=128 code=0 src={s} dst={g} type=129 \
+                         code=0 mark=0"
+                    ),
+                    format!(
+                        "udp 17 src={c} dst={s} sport=* dport=7777 src={s} dst={g} sport=7777 \
+                         dport=* mark=0"
+                    ),
+                    // The port unreachable that answered it is RELATED: the
+                    // entry stays unreplied.
+                    format!(
+                        "udp 17 src={c} dst={s} sport=* dport=7778 [UNREPLIED] src={s} dst={g} \
+                         sport=7778 dport=* mark=0"
+                    ),
+                ],
+                "{o:?}"
+            );
             // One per connection: TCP, the two UDP flows, the echo id.
             assert_eq!(o.masqueraded[0].1, 4, "{o:?}");
         },
