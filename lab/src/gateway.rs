@@ -23,6 +23,10 @@
 //! gateway's ends get exactly the names `lan0` and `wan0` that the
 //! configuration and the rules use.
 //!
+//! A dual-stack lab ([`Lab::dual_stack_lab`]) has IPv6 beside this plan
+//! (fd00:10::/64 on the LAN, 2001:db8:113::/64 on the WAN, router
+//! advertisements from radvd): see the `ipv6` module.
+//!
 //! The lab reads no configuration file itself: a [`GatewaySpec`] says what
 //! the configuration holds (the control crate makes one from a
 //! configuration file, `xdpgw_control::demo::lab_gateway`).
@@ -653,7 +657,9 @@ impl Lab {
     }
 
     /// The gateway's connection table as `conntrack -L` prints it (Linux:
-    /// `conntrack -L`; xdpgw: `xdpgw conntrack -L`, the same format).
+    /// `conntrack -L`; xdpgw: `xdpgw conntrack -L`, the same format). In a
+    /// dual-stack lab that is both families (conntrack-tools 1.4.7 lists
+    /// IPv6 entries without `-f`); [`Lab::conntrack_list6`] has IPv6's.
     pub fn conntrack_list(&self) -> Vec<String> {
         let out = match self.backend {
             Backend::Linux => self.gateway.exec(&["conntrack", "-L"]),

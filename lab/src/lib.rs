@@ -1,6 +1,7 @@
 //! The namespace lab of xdpgw: network namespaces (an RAII guard, [`Netns`]),
 //! veth pairs, processes run inside them ([`Process`]), the gateway lab of
-//! two clients, the gateway and a server ([`Lab`]), the traffic tools that
+//! two clients, the gateway and a server ([`Lab`], IPv4 or dual-stack:
+//! [`Lab::dual_stack_lab`]), the traffic tools that
 //! run in it ([`traffic`]) and parsers for what `ping` and `tcpdump` print
 //! ([`parse`]). Everything is removed on drop, also while unwinding from a
 //! panic.

@@ -12,7 +12,7 @@
 //! usage error exits 2.
 //!
 //! ```text
-//! tcp-serve PORT                        listening port=P, then peer=IP:PORT per accepted
+//! tcp-serve PORT [--bind ADDR]          listening port=P, then peer=IP:PORT per accepted
 //!                                       connection; serves one request `SEND N\n` with N
 //!                                       pattern bytes (`SEND N PACE R\n`: R bytes a
 //!                                       second), then closes; runs until killed
@@ -29,7 +29,7 @@
 //! tcp-many HOST PORT COUNT [--timeout S] [--bytes N]
 //!                                       COUNT connections open at once, then each does a
 //!                                       SEND N exchange: ok=K failed=F [errors=WORD:N,...]
-//! udp-echo PORT                         listening port=P, then peer=IP:PORT per datagram,
+//! udp-echo PORT [--bind ADDR]           listening port=P, then peer=IP:PORT per datagram,
 //!                                       each echoed back; runs until killed
 //! udp-req HOST PORT [--timeout S]       sends a datagram (again every second) until its
 //!                                       echo comes back: ok local=IP:PORT | timeout | refused
@@ -50,7 +50,7 @@
 //! or SIGINT (or after `--duration S`), finish cleanly and report:
 //!
 //! ```text
-//! tcp-echo PORT                         listening port=P; echoes every connection's bytes,
+//! tcp-echo PORT [--bind ADDR]           listening port=P; echoes every connection's bytes,
 //!                                       checking they are the pattern from offset 0; when
 //!                                       the client closes: closed peer=IP:PORT bytes=N
 //!                                       result=ok|mismatch|reset|timeout|error
@@ -71,7 +71,7 @@
 //!                                       `sending local=IP:PORT session=ID rate=PPS`; when
 //!                                       stopped, an end marker (five times, 20 ms apart)
 //!                                       and `sent packets=N session=ID errors=E`.
-//! udp-count PORT                        listening port=P; counts numbered datagrams per
+//! udp-count PORT [--bind ADDR]          listening port=P; counts numbered datagrams per
 //!                                       sender: `receiving session=ID peer=IP:PORT` at a
 //!                                       sender's first datagram, `done session=ID
 //!                                       peer=IP:PORT expected=N received=R lost=L

@@ -298,7 +298,7 @@ pub(super) struct Ipv6Side {
     radvd: Option<Process>,
     client: ClientAddressing,
     /// radvd's configuration and pid file.
-    _workdir: WorkDir,
+    workdir: WorkDir,
 }
 
 /// `ADDR/LEN` of an `ip -o addr` line's `inet6 ADDR/LEN` words.
@@ -509,7 +509,7 @@ impl Lab {
         self.ipv6 = Some(Ipv6Side {
             radvd: None,
             client: v6.client,
-            _workdir: WorkDir::new("ipv6"),
+            workdir: WorkDir::new("ipv6"),
         });
     }
 
@@ -546,10 +546,10 @@ impl Lab {
             return;
         };
         let side = self.ipv6.as_mut().expect("wire6 ran");
-        let conf = side._workdir.path().join("radvd.conf");
+        let conf = side.workdir.path().join("radvd.conf");
         std::fs::write(&conf, ra.radvd_conf("lan0"))
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", conf.display()));
-        let pid = side._workdir.path().join("radvd.pid");
+        let pid = side.workdir.path().join("radvd.pid");
         // Subscribed before radvd starts; a first advertisement it misses
         // is repeated within 4 s, and every one refreshes the address.
         let monitor = (side.client == ClientAddressing::Slaac)
