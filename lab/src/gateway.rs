@@ -254,7 +254,7 @@ impl Lab {
                     lab.start_linux6(v6);
                 }
             }
-            Backend::Xdpgw => lab.start_xdpgw(spec, &cfg.run_args),
+            Backend::Xdpgw => lab.start_xdpgw(spec, &cfg.run_args, v6),
         }
         lab
     }
@@ -405,10 +405,14 @@ impl Lab {
         )
     }
 
-    fn start_xdpgw(&mut self, spec: &GatewaySpec, run_args: &[String]) {
+    fn start_xdpgw(&mut self, spec: &GatewaySpec, run_args: &[String], v6: Option<&Ipv6Spec>) {
         let workdir = WorkDir::new("lab");
         let path = workdir.path().join("gateway.toml");
-        std::fs::write(&path, run_config_text(spec, workdir.path()))
+        let mut text = run_config_text(spec, workdir.path());
+        if let Some(v6) = v6 {
+            text = self.xdpgw_config6(&text, v6, workdir.path());
+        }
+        std::fs::write(&path, text)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
         self.config = path.clone();
         self.workdir = Some(workdir);

@@ -214,19 +214,26 @@ impl fmt::Display for Ipv6Unsupported {
     }
 }
 
-/// Whether `xdpgw run` can be the gateway of a dual-stack lab.
+/// Whether `xdpgw run` can be the gateway of a dual-stack lab with `v6`.
 ///
 /// TODO(issue 16, the xdpgw backend of the IPv6 lab): return Ok once xdpgw
-/// forwards IPv6 and its configuration takes IPv6 addresses. Then
-/// [`Lab::dual_stack_lab`] builds the lab with Backend::Xdpgw as it does
-/// for Backend::Linux, except that the gateway's part is xdpgw's:
-/// [`xdpgw_ipv6_config`] writes the IPv6 addresses, the default route and
-/// the `rules6` file into the lab's copy of the configuration (adjust it to
-/// the configuration's final names), the router advertisement of
-/// [`Ipv6Spec::router_advert`] goes into the configuration instead of
-/// radvd, and lan0/wan0 keep no kernel IPv6 (`disable_ipv6=1` on them, so
-/// that only xdpgw answers neighbour solicitations).
-pub fn xdpgw_ipv6_support() -> Result<(), Ipv6Unsupported> {
+/// forwards IPv6 and its configuration takes IPv6 addresses. The lab is
+/// ready for it: with Backend::Xdpgw, [`Lab::dual_stack_lab`] wires the
+/// hosts as for Linux, turns the kernel's IPv6 off on lan0 and wan0 (only
+/// xdpgw answers neighbour solicitations), and writes the rules to
+/// `gateway.rules6` and the plan into the lab's copy of the configuration
+/// with [`xdpgw_ipv6_config`] (adjust that to the configuration's final
+/// names). Router advertisements need one more step: put
+/// [`Ipv6Spec::router_advert`] into the configuration there (radvd is the
+/// Linux gateway's) and drop the refusal below.
+pub fn xdpgw_ipv6_support(v6: &Ipv6Spec) -> Result<(), Ipv6Unsupported> {
+    if v6.router_advert.is_some() {
+        return Err(Ipv6Unsupported {
+            backend: Backend::Xdpgw,
+            reason: "the lab does not write router advertisements into xdpgw's configuration \
+                     yet (xdpgw_lab::xdpgw_ipv6_support)",
+        });
+    }
     Err(Ipv6Unsupported {
         backend: Backend::Xdpgw,
         reason: "xdpgw drops IPv6 frames and its configuration's `address` takes one IPv4 \
@@ -422,7 +429,7 @@ impl Lab {
     /// before anything is built.
     pub fn dual_stack_lab(cfg: &LabConfig, v6: &Ipv6Spec) -> Result<Lab, Ipv6Unsupported> {
         if cfg.backend == Backend::Xdpgw {
-            xdpgw_ipv6_support()?;
+            xdpgw_ipv6_support(v6)?;
         }
         Ok(Lab::build(cfg, Some(v6)))
     }
@@ -511,6 +518,24 @@ impl Lab {
             client: v6.client,
             workdir: WorkDir::new("ipv6"),
         });
+    }
+
+    /// The lab's copy of xdpgw's configuration `text` with the IPv6 plan
+    /// and `v6`'s rules (written to `dir`/gateway.rules6); lan0 and wan0
+    /// without kernel IPv6, so that xdpgw alone answers for its addresses.
+    pub(super) fn xdpgw_config6(&self, text: &str, v6: &Ipv6Spec, dir: &Path) -> String {
+        for dev in ["lan0", "wan0"] {
+            self.gateway
+                .sysctl(&format!("net.ipv6.conf.{dev}.disable_ipv6"), "1");
+        }
+        let rules6 = dir.join("gateway.rules6");
+        std::fs::write(&rules6, &v6.rules6)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", rules6.display()));
+        let mut table: toml::Table = text
+            .parse()
+            .unwrap_or_else(|e| panic!("the lab's configuration: {e}"));
+        xdpgw_ipv6_config(&mut table, &rules6);
+        toml::to_string(&table).expect("a TOML table serializes")
     }
 
     /// The Linux gateway's IPv6: addresses, forwarding, default route via
@@ -764,7 +789,7 @@ mod tests {
         assert!(text.contains("to = \"::/0\""), "{text}");
         assert!(text.contains("via = \"2001:db8:113::254\""), "{text}");
         assert!(text.contains("rules6 = \"/x/gateway.rules6\""), "{text}");
-        assert!(xdpgw_ipv6_support().is_err());
+        assert!(xdpgw_ipv6_support(&Ipv6Spec::new("")).is_err());
     }
 
     #[test]
