@@ -919,3 +919,47 @@ fn ipv6_slaac_from_the_gateways_router_advertisements() {
         },
     );
 }
+
+#[derive(Debug, PartialEq)]
+struct NatPmtuObs {
+    download: String,
+    /// The server's learned path MTU to the gateway's WAN address: the
+    /// packet too big quoted the packet as the server sent it (NAT66
+    /// translated the quoted header back).
+    server_route: String,
+}
+
+#[test]
+fn ipv6_download_through_nat66_completes_by_path_mtu_discovery() {
+    on_both_backends6(
+        "ipv6_download_through_nat66_completes_by_path_mtu_discovery",
+        &[],
+        &spec(&[("nat", MASQUERADE6), ("filter", &forward6(""))]),
+        |lab| {
+            let server = lab.serve(lab.server(), &["tcp-serve", "8080", "--bind", "::"]);
+            lab.gateway()
+                .exec_ok(&["ip", "link", "set", "lan0", "mtu", "1280"]);
+            let download = tool(
+                lab,
+                lab.client(),
+                &[
+                    "tcp-get",
+                    &ip6(SERVER6),
+                    "8080",
+                    "2000000",
+                    "--timeout",
+                    OK_WAIT,
+                ],
+            );
+            drop(server);
+            NatPmtuObs {
+                download: outcome(&download),
+                server_route: path_mtu6(lab.server(), GATEWAY_WAN6),
+            }
+        },
+        |o| {
+            assert_eq!(o.download, "ok bytes=2000000", "{o:?}");
+            assert_eq!(o.server_route, "mtu 1280", "{o:?}");
+        },
+    );
+}
