@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what xdpgw's tests and demo need on a fresh Debian machine:
-# iptables (Linux as the oracle), iproute2 (namespaces, veth), conntrack,
+# iptables (Linux as the oracle; ip6tables too), radvd (the router
+# advertisements of the IPv6 lab's Linux gateway), iproute2 (namespaces, veth), conntrack,
 # tcpdump, ethtool, iputils-ping (the end-to-end lab's ping), procps (kill
 # and sysctl, which the lab runs; a minimal Debian has neither), netbase
 # (/etc/protocols and /etc/services, which iptables and xdpgw read for
@@ -12,7 +13,7 @@ set -euo pipefail
 
 need=()
 # type -P finds programs only: `kill` is also a shell builtin, and the lab runs the program.
-for pair in iptables-restore:iptables ip:iproute2 conntrack:conntrack tcpdump:tcpdump ethtool:ethtool ping:iputils-ping python3:python3 kill:procps sysctl:procps; do
+for pair in iptables-restore:iptables ip6tables-restore:iptables radvd:radvd ip:iproute2 conntrack:conntrack tcpdump:tcpdump ethtool:ethtool ping:iputils-ping python3:python3 kill:procps sysctl:procps; do
     cmd=${pair%%:*}
     pkg=${pair#*:}
     PATH="$PATH:/usr/sbin:/sbin" type -P "$cmd" >/dev/null 2>&1 || [[ " ${need[*]} " == *" $pkg "* ]] || need+=("$pkg")

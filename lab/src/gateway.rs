@@ -23,9 +23,21 @@
 //! gateway's ends get exactly the names `lan0` and `wan0` that the
 //! configuration and the rules use.
 //!
+//! A dual-stack lab ([`Lab::dual_stack_lab`]) has IPv6 beside this plan
+//! (fd00:10::/64 on the LAN, 2001:db8:113::/64 on the WAN, router
+//! advertisements from radvd): see the `ipv6` module.
+//!
 //! The lab reads no configuration file itself: a [`GatewaySpec`] says what
 //! the configuration holds (the control crate makes one from a
 //! configuration file, `xdpgw_control::demo::lab_gateway`).
+
+mod ipv6;
+
+pub use ipv6::{
+    parse_router_adverts, xdpgw_ipv6_config, xdpgw_ipv6_support, ClientAddressing, Ipv6Spec,
+    Ipv6Unsupported, RouterAdvert, RouterAdvertSeen, Slaac, UdpProbe6, CLIENT2_6, CLIENT6, FAR6,
+    GATEWAY_LAN6, GATEWAY_WAN6, LAN6, LAN6_PREFIX_LEN, SERVER6, WAN6,
+};
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -154,12 +166,24 @@ pub struct Lab {
     workdir: Option<WorkDir>,
     /// The configuration the gateway runs (Backend::Xdpgw: the lab's copy).
     config: PathBuf,
+    /// The IPv6 side of a dual-stack lab ([`Lab::dual_stack_lab`]): its
+    /// router advertisement daemon and files.
+    ipv6: Option<ipv6::Ipv6Side>,
     // The namespaces come last: fields drop in order, processes first.
     client: Netns,
     client2: Netns,
     lan: Netns,
     gateway: Netns,
     server: Netns,
+}
+
+/// A host namespace of the lab: IPv4 only ([`host_netns`]), or dual-stack
+/// ([`ipv6::dual_stack_netns`]) for a lab with `v6`.
+fn host(v6: Option<&Ipv6Spec>, tag: &str) -> Netns {
+    match v6 {
+        Some(_) => ipv6::dual_stack_netns(tag),
+        None => host_netns(tag),
+    }
 }
 
 /// Checks that `spec` is a configuration the lab's hosts are addressed for.
@@ -187,6 +211,12 @@ impl Lab {
     /// removing whatever it had built) if any step fails or the gateway
     /// does not get ready within [`READY_TIMEOUT`].
     pub fn gateway_lab(cfg: &LabConfig) -> Lab {
+        Lab::build(cfg, None)
+    }
+
+    /// Builds the gateway lab, dual-stack when `v6` is given (the caller,
+    /// [`Lab::dual_stack_lab`], has checked that the backend supports it).
+    fn build(cfg: &LabConfig, v6: Option<&Ipv6Spec>) -> Lab {
         let spec = &cfg.gateway;
         check_spec_fits(spec);
         let xdpgw = std::fs::canonicalize(&cfg.xdpgw)
@@ -203,19 +233,28 @@ impl Lab {
             run_args: cfg.run_args.clone(),
             workdir: None,
             config: spec.config.clone(),
-            client: host_netns("client"),
-            client2: host_netns("client2"),
+            ipv6: None,
+            client: host(v6, "client"),
+            client2: host(v6, "client2"),
             lan: host_netns("lan"),
-            gateway: host_netns("gw"),
-            server: host_netns("server"),
+            gateway: host(v6, "gw"),
+            server: host(v6, "server"),
         };
         lab.wire(cfg.queues, spec.interfaces.iter().any(|i| i.name == "wan1"));
         if let Some(mtu) = cfg.mtu {
             lab.set_mtu(mtu);
         }
+        if let Some(v6) = v6 {
+            lab.wire6(v6);
+        }
         match cfg.backend {
-            Backend::Linux => lab.start_linux(spec),
-            Backend::Xdpgw => lab.start_xdpgw(spec, &cfg.run_args),
+            Backend::Linux => {
+                lab.start_linux(spec);
+                if let Some(v6) = v6 {
+                    lab.start_linux6(v6);
+                }
+            }
+            Backend::Xdpgw => lab.start_xdpgw(spec, &cfg.run_args, v6),
         }
         lab
     }
@@ -366,10 +405,14 @@ impl Lab {
         )
     }
 
-    fn start_xdpgw(&mut self, spec: &GatewaySpec, run_args: &[String]) {
+    fn start_xdpgw(&mut self, spec: &GatewaySpec, run_args: &[String], v6: Option<&Ipv6Spec>) {
         let workdir = WorkDir::new("lab");
         let path = workdir.path().join("gateway.toml");
-        std::fs::write(&path, run_config_text(spec, workdir.path()))
+        let mut text = run_config_text(spec, workdir.path());
+        if let Some(v6) = v6 {
+            text = self.xdpgw_config6(&text, v6, workdir.path());
+        }
+        std::fs::write(&path, text)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
         self.config = path.clone();
         self.workdir = Some(workdir);
@@ -499,13 +542,26 @@ impl Lab {
     /// Runs `ping -n -c COUNT -i 0.2 -W 2 [extra...] DST` in `ns` (bounded
     /// by `-w`) and parses what it printed.
     pub fn ping(&self, ns: &Netns, dst: Ipv4Addr, count: u32, extra: &[&str]) -> Ping {
+        self.ping_family(ns, "-4", &dst.to_string(), count, extra)
+    }
+
+    /// [`Lab::ping`] of `family` (`-4` or `-6`) to `dst`.
+    fn ping_family<A: std::str::FromStr>(
+        &self,
+        ns: &Netns,
+        family: &str,
+        dst: &str,
+        count: u32,
+        extra: &[&str],
+    ) -> Ping<A> {
         let count_arg = count.to_string();
         let deadline = (count + 5).to_string();
-        let dst = dst.to_string();
-        let mut args = vec!["ping", "-n", "-c", &count_arg, "-i", "0.2", "-W", "2"];
+        let mut args = vec![
+            "ping", family, "-n", "-c", &count_arg, "-i", "0.2", "-W", "2",
+        ];
         args.extend_from_slice(&["-w", &deadline]);
         args.extend_from_slice(extra);
-        args.push(&dst);
+        args.push(dst);
         let done = ns.run(&args, Duration::from_secs(u64::from(count) + 30));
         let ping = parse_ping(&done.stdout);
         if ping.transmitted == 0 {
@@ -565,15 +621,23 @@ impl Lab {
         if let Some(t) = table {
             args.extend(["-t", t]);
         }
+        self.saved_rules("iptables-save", &args)
+    }
+
+    /// What `linux_save` (Backend::Linux) or `xdpgw save` (Backend::Xdpgw)
+    /// prints with `args` (`-6` is xdpgw's only), without `#` lines; chain
+    /// counters `[0:0]` unless `-c` is among `args`.
+    fn saved_rules(&self, linux_save: &str, args: &[&str]) -> String {
+        let counters = args.contains(&"-c");
         let out = match self.backend {
             Backend::Linux => {
-                let mut linux = vec!["iptables-save"];
-                linux.extend(&args);
+                let mut linux = vec![linux_save];
+                linux.extend(args.iter().filter(|a| **a != "-6"));
                 self.gateway.exec(&linux)
             }
             Backend::Xdpgw => std::process::Command::new(&self.xdpgw)
                 .arg("save")
-                .args(&args)
+                .args(args)
                 .arg("--config")
                 .arg(&self.config)
                 .output()
@@ -597,7 +661,9 @@ impl Lab {
     }
 
     /// The gateway's connection table as `conntrack -L` prints it (Linux:
-    /// `conntrack -L`; xdpgw: `xdpgw conntrack -L`, the same format).
+    /// `conntrack -L`; xdpgw: `xdpgw conntrack -L`, the same format). In a
+    /// dual-stack lab that is both families (conntrack-tools 1.4.7 lists
+    /// IPv6 entries without `-f`); [`Lab::conntrack_list6`] has IPv6's.
     pub fn conntrack_list(&self) -> Vec<String> {
         let out = match self.backend {
             Backend::Linux => self.gateway.exec(&["conntrack", "-L"]),

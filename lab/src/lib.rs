@@ -1,6 +1,7 @@
 //! The namespace lab of xdpgw: network namespaces (an RAII guard, [`Netns`]),
 //! veth pairs, processes run inside them ([`Process`]), the gateway lab of
-//! two clients, the gateway and a server ([`Lab`]), the traffic tools that
+//! two clients, the gateway and a server ([`Lab`], IPv4 or dual-stack:
+//! [`Lab::dual_stack_lab`]), the traffic tools that
 //! run in it ([`traffic`]) and parsers for what `ping` and `tcpdump` print
 //! ([`parse`]). Everything is removed on drop, also while unwinding from a
 //! panic.
@@ -45,12 +46,18 @@ pub mod workspace;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 pub use gateway::{
-    Backend, GatewaySpec, Interface, Lab, LabConfig, Restart, CLIENT, CLIENT2, FAR, GATEWAY_LAN,
-    GATEWAY_WAN, GATEWAY_WAN1, HOST_IF, HOST_IF2, LISTEN_TIMEOUT, READY_TIMEOUT, SERVER,
-    SERVER_WAN1, STOP_TIMEOUT,
+    parse_router_adverts, xdpgw_ipv6_config, xdpgw_ipv6_support, Backend, ClientAddressing,
+    GatewaySpec, Interface, Ipv6Spec, Ipv6Unsupported, Lab, LabConfig, Restart, RouterAdvert,
+    RouterAdvertSeen, Slaac, UdpProbe6, CLIENT, CLIENT2, CLIENT2_6, CLIENT6, FAR, FAR6,
+    GATEWAY_LAN, GATEWAY_LAN6, GATEWAY_WAN, GATEWAY_WAN1, GATEWAY_WAN6, HOST_IF, HOST_IF2, LAN6,
+    LAN6_PREFIX_LEN, LISTEN_TIMEOUT, READY_TIMEOUT, SERVER, SERVER6, SERVER_WAN1, STOP_TIMEOUT,
+    WAN6,
 };
 pub use netns::{host_netns, remove_stale_namespaces, veth, veth_with_queues, Netns};
-pub use parse::{packet_counters, parse_ping, parse_tcpdump_verbose, CapturedPacket, Ping};
+pub use parse::{
+    conntrack_entry, packet_counters, parse_ping, parse_tcpdump6_verbose, parse_tcpdump_verbose,
+    CapturedPacket, CapturedPacket6, Ping, Probe6,
+};
 pub use precondition::{effective_uid, find_program, missing, require_root, skip_notice};
 pub use process::{check_interrupt, interrupt_on, interrupted, Finished, Interrupted, Process};
 pub use workdir::WorkDir;

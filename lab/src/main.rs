@@ -12,7 +12,7 @@
 //! usage error exits 2.
 //!
 //! ```text
-//! tcp-serve PORT                        listening port=P, then peer=IP:PORT per accepted
+//! tcp-serve PORT [--bind ADDR]          listening port=P, then peer=IP:PORT per accepted
 //!                                       connection; serves one request `SEND N\n` with N
 //!                                       pattern bytes (`SEND N PACE R\n`: R bytes a
 //!                                       second), then closes; runs until killed
@@ -29,7 +29,7 @@
 //! tcp-many HOST PORT COUNT [--timeout S] [--bytes N]
 //!                                       COUNT connections open at once, then each does a
 //!                                       SEND N exchange: ok=K failed=F [errors=WORD:N,...]
-//! udp-echo PORT                         listening port=P, then peer=IP:PORT per datagram,
+//! udp-echo PORT [--bind ADDR]           listening port=P, then peer=IP:PORT per datagram,
 //!                                       each echoed back; runs until killed
 //! udp-req HOST PORT [--timeout S]       sends a datagram (again every second) until its
 //!                                       echo comes back: ok local=IP:PORT | timeout | refused
@@ -38,12 +38,19 @@
 //! `--timeout` is in seconds (default 10): the connect timeout, and the
 //! longest wait for any one read.
 //!
+//! HOST is an IPv4 or IPv6 address (`2001:db8:113::254`, brackets
+//! allowed) or a name (its IPv4 address). The servers (`tcp-serve`,
+//! `udp-echo`, `tcp-echo`, `udp-count`) listen on `0.0.0.0`, or on the
+//! address of `--bind ADDR` (`--bind ::`: IPv6, and IPv4 too); a peer is
+//! printed as `IP:PORT` or `[IPV6]:PORT`, an IPv4 peer of an IPv6 socket as
+//! the IPv4 address it is.
+//!
 //! Long-running traffic, for tests that change the gateway while it
 //! forwards (`vm-tests/tests/reload_under_load.rs`). These stop on SIGTERM
 //! or SIGINT (or after `--duration S`), finish cleanly and report:
 //!
 //! ```text
-//! tcp-echo PORT                         listening port=P; echoes every connection's bytes,
+//! tcp-echo PORT [--bind ADDR]           listening port=P; echoes every connection's bytes,
 //!                                       checking they are the pattern from offset 0; when
 //!                                       the client closes: closed peer=IP:PORT bytes=N
 //!                                       result=ok|mismatch|reset|timeout|error
@@ -64,7 +71,7 @@
 //!                                       `sending local=IP:PORT session=ID rate=PPS`; when
 //!                                       stopped, an end marker (five times, 20 ms apart)
 //!                                       and `sent packets=N session=ID errors=E`.
-//! udp-count PORT                        listening port=P; counts numbered datagrams per
+//! udp-count PORT [--bind ADDR]          listening port=P; counts numbered datagrams per
 //!                                       sender: `receiving session=ID peer=IP:PORT` at a
 //!                                       sender's first datagram, `done session=ID
 //!                                       peer=IP:PORT expected=N received=R lost=L
@@ -94,7 +101,7 @@
 #![forbid(unsafe_code)]
 
 use std::io::{self, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -107,17 +114,17 @@ use xdpgw_lab::traffic::{
 use xdpgw_lab::vlan_bridge::{EndpointSpec, VlanBridge};
 
 const USAGE: &str = "\
-usage: xdpgw-lab tcp-serve PORT
+usage: xdpgw-lab tcp-serve PORT [--bind ADDR]
        xdpgw-lab tcp-get HOST PORT N [--timeout S]
        xdpgw-lab tcp-download HOST PORT N [--pace BYTES_PER_SEC] [--timeout S]
        xdpgw-lab tcp-connect HOST PORT [--timeout S]
        xdpgw-lab tcp-many HOST PORT COUNT [--timeout S] [--bytes N]
-       xdpgw-lab udp-echo PORT
+       xdpgw-lab udp-echo PORT [--bind ADDR]
        xdpgw-lab udp-req HOST PORT [--timeout S]
-       xdpgw-lab tcp-echo PORT
+       xdpgw-lab tcp-echo PORT [--bind ADDR]
        xdpgw-lab tcp-stream HOST PORT COUNT [--bytes N] [--interval S] [--duration S] [--timeout S]
        xdpgw-lab udp-send HOST PORT [--rate PPS] [--bytes N] [--duration S]
-       xdpgw-lab udp-count PORT
+       xdpgw-lab udp-count PORT [--bind ADDR]
        xdpgw-lab vlan-bridge TRUNK [--tap VID=NAME]... [--access VID=IF]...";
 
 /// Runs `xdpgw-lab ARGS...`.
@@ -146,7 +153,7 @@ fn dispatch(args: &[String]) -> Result<bool, String> {
         "tcp-serve" => {
             a.positional(1, "PORT")?;
             let port = a.port(0)?;
-            let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
+            let listener = TcpListener::bind((a.bind, port))
                 .map_err(|e| format!("cannot listen on TCP port {port}: {e}"))?;
             let port = listener.local_addr().map_err(|e| e.to_string())?.port();
             say(&format!("listening port={port}"));
@@ -187,7 +194,7 @@ fn dispatch(args: &[String]) -> Result<bool, String> {
         "udp-echo" => {
             a.positional(1, "PORT")?;
             let port = a.port(0)?;
-            let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))
+            let sock = UdpSocket::bind((a.bind, port))
                 .map_err(|e| format!("cannot bind UDP port {port}: {e}"))?;
             let port = sock.local_addr().map_err(|e| e.to_string())?.port();
             say(&format!("listening port={port}"));
@@ -203,7 +210,7 @@ fn dispatch(args: &[String]) -> Result<bool, String> {
         "tcp-echo" => {
             a.positional(1, "PORT")?;
             let port = a.port(0)?;
-            let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
+            let listener = TcpListener::bind((a.bind, port))
                 .map_err(|e| format!("cannot listen on TCP port {port}: {e}"))?;
             let port = listener.local_addr().map_err(|e| e.to_string())?.port();
             say(&format!("listening port={port}"));
@@ -242,7 +249,7 @@ fn dispatch(args: &[String]) -> Result<bool, String> {
         "udp-count" => {
             a.positional(1, "PORT")?;
             let port = a.port(0)?;
-            let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))
+            let sock = UdpSocket::bind((a.bind, port))
                 .map_err(|e| format!("cannot bind UDP port {port}: {e}"))?;
             let port = sock.local_addr().map_err(|e| e.to_string())?.port();
             let stop = stop_on_signal(None)?;
@@ -267,6 +274,8 @@ struct ToolArgs {
     rate: Option<u32>,
     /// Bytes a second (`tcp-download`).
     pace: Option<u64>,
+    /// Where a server listens (`--bind`, default 0.0.0.0).
+    bind: IpAddr,
 }
 
 /// `--timeout 2.5` and the like: positive seconds, less than a day.
@@ -289,6 +298,7 @@ impl ToolArgs {
             duration: None,
             rate: None,
             pace: None,
+            bind: Ipv4Addr::UNSPECIFIED.into(),
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -317,6 +327,12 @@ impl ToolArgs {
                             .filter(|r| *r > 0)
                             .ok_or_else(|| format!("bad --pace '{v}': bytes a second"))?,
                     );
+                }
+                "--bind" => {
+                    let v = it.next().ok_or("--bind needs an address")?;
+                    a.bind = v
+                        .parse()
+                        .map_err(|_| format!("bad --bind '{v}': an IPv4 or IPv6 address"))?;
                 }
                 "--bytes" => {
                     let v = it.next().ok_or("--bytes needs a value")?;
@@ -354,9 +370,14 @@ impl ToolArgs {
         v.parse().map_err(|_| format!("bad {name} '{v}'"))
     }
 
-    /// HOST PORT, the first two positionals.
+    /// HOST PORT, the first two positionals: an address (IPv6 with or
+    /// without brackets), or a name's IPv4 address.
     fn addr(&self) -> Result<SocketAddr, String> {
         let (host, port) = (&self.positional[0], self.port(1)?);
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = literal.parse::<IpAddr>() {
+            return Ok(SocketAddr::new(ip, port));
+        }
         (host.as_str(), port)
             .to_socket_addrs()
             .map_err(|e| format!("bad host '{host}': {e}"))?
@@ -500,6 +521,21 @@ mod tests {
             "0"
         ]))
         .is_err());
+        assert!(dispatch(&strings(&["tcp-serve", "0", "--bind", "nowhere"])).is_err());
+        let a = ToolArgs::parse(&strings(&["2001:db8:113::254", "80", "--bind", "::"]))
+            .expect("parses");
+        assert_eq!(
+            a.addr().expect("an address"),
+            "[2001:db8:113::254]:80"
+                .parse::<SocketAddr>()
+                .expect("addr")
+        );
+        assert_eq!(a.bind, "::".parse::<IpAddr>().expect("ip"));
+        let a = ToolArgs::parse(&strings(&["[fd00:10::2]", "8080"])).expect("parses");
+        assert_eq!(
+            a.addr().expect("an address"),
+            "[fd00:10::2]:8080".parse::<SocketAddr>().expect("addr")
+        );
         let a = ToolArgs::parse(&strings(&["h", "--timeout", "2.5", "p", "--bytes", "7"]))
             .expect("parses");
         assert_eq!(a.positional, ["h", "p"]);

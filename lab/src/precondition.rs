@@ -50,10 +50,10 @@ pub fn missing(programs: &[&str]) -> Vec<String> {
 fn missing_program(program: &str) -> String {
     let package = match program {
         "ip" => "iproute2",
-        "iptables-restore" | "iptables-save" => "iptables",
+        "iptables-restore" | "iptables-save" | "ip6tables-restore" | "ip6tables-save" => "iptables",
         "ping" => "iputils-ping",
         "kill" | "sysctl" => "procps",
-        "conntrack" | "tcpdump" | "ethtool" | "python3" => program,
+        "conntrack" | "tcpdump" | "ethtool" | "python3" | "radvd" => program,
         _ => return format!("the `{program}` program"),
     };
     format!("the `{program}` program (Debian package {package})")
@@ -120,6 +120,14 @@ mod tests {
         assert_eq!(
             missing_program("tcpdump"),
             "the `tcpdump` program (Debian package tcpdump)"
+        );
+        assert_eq!(
+            missing_program("radvd"),
+            "the `radvd` program (Debian package radvd)"
+        );
+        assert_eq!(
+            missing_program("ip6tables-restore"),
+            "the `ip6tables-restore` program (Debian package iptables)"
         );
     }
 }

@@ -18,7 +18,7 @@ use std::path::Path;
 /// benches), re-exported for the tests.
 pub use xdpgw_lab::{self as lab, find_program, skip_notice, Netns};
 pub use xdpgw_lab::{tools_binary, workspace_dir, xdpgw_binary};
-use xdpgw_lab::{Backend, Lab, LabConfig};
+use xdpgw_lab::{Backend, Ipv6Spec, Ipv6Unsupported, Lab, LabConfig};
 
 /// The programs every namespace test needs: Linux, the oracle, is set up
 /// with them.
@@ -72,7 +72,25 @@ pub fn gateway_lab(backend: Backend) -> Lab {
     })
 }
 
-/// An iptables-restore file of `tables`: for each, `*TABLE`, its built-in
+/// The programs an IPv6 lab test runs besides [`LAB_PROGRAMS`]: Linux's
+/// IPv6 rules and the probe of `Lab::udp_probe6` (radvd only where a test
+/// advertises routes).
+pub const LAB6_PROGRAMS: &[&str] = &["ip6tables-restore", "ip6tables-save", "python3"];
+
+/// The dual-stack gateway lab of conf/gateway.toml (IPv4 as
+/// [`gateway_lab`], IPv6 as `v6` says; see `Lab::dual_stack_lab`) with
+/// `backend` forwarding; Err when the backend cannot do IPv6 yet.
+pub fn dual_stack_lab(backend: Backend, v6: &Ipv6Spec) -> Result<Lab, Ipv6Unsupported> {
+    Lab::dual_stack_lab(
+        &LabConfig {
+            run_args: vec!["--report-on-exit".to_owned()],
+            ..lab_config(backend, &workspace_dir().join("conf/gateway.toml"))
+        },
+        v6,
+    )
+}
+
+/// An iptables-restore (or ip6tables-restore) file of `tables`: for each, `*TABLE`, its built-in
 /// chains with policy ACCEPT, the rule lines given, `COMMIT`.
 pub fn restore_text(tables: &[(&str, &str)]) -> String {
     let mut out = String::new();
