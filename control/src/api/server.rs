@@ -354,14 +354,25 @@ impl Control {
         let t0 = Instant::now();
         // The configuration's conntrack knobs, checked before anything
         // changes.
-        let conntrack = match &self.config_file {
-            Some(path) => Some(
-                crate::config::Config::load(path)
-                    .map_err(ReloadError::Config)?
-                    .conntrack_config(),
-            ),
+        let config = match &self.config_file {
+            Some(path) => Some(crate::config::Config::load(path).map_err(ReloadError::Config)?),
             None => None,
         };
+        let conntrack = config.as_ref().map(|c| c.conntrack_config());
+        // The configuration's IPv6 rules (`rules6`) are checked as the IPv4
+        // ones: a reload with an error in them is refused. They are not
+        // installed (the dataplane does not forward IPv6 yet).
+        if let Some(r6) = config.as_ref().and_then(|c| c.rules6.as_ref()) {
+            crate::load_rule_file_family(
+                r6,
+                &Default::default(),
+                xdpgw_dataplane::rule::Family::Ipv6,
+            )
+            .map_err(|errors| ReloadError::Rules {
+                errors,
+                file: r6.clone(),
+            })?;
+        }
         let file = file.unwrap_or(&self.rules_file).to_path_buf();
         // The sets are kept, as Linux keeps ipsets across iptables-restore;
         // a script's `ipset` lines change them as running it again would.
