@@ -105,6 +105,7 @@ fn control(rules_file: PathBuf) -> Control {
         events: Default::default(),
         config_file: None,
         conntrack: Mutex::new(ConntrackConfig::default()),
+        rules6: Mutex::default(),
     }
 }
 
@@ -932,4 +933,14 @@ fn a_reload_checks_the_ipv6_rules_of_the_configuration() {
     .expect("rules6");
     ctl.reload(None, xdpgw_control::api::reload::Scope::FileTables)
         .expect("valid IPv6 rules");
+    // `save -6` prints them, as ip6tables-save would.
+    let r = ctl.handle(&Request::new("save").flag("ipv6", true));
+    assert!(r.ok, "{}", r.message);
+    assert!(
+        r.body
+            .iter()
+            .any(|l| l == "-A INPUT -s 2001:db8::1/128 -j DROP"),
+        "{:?}",
+        r.body
+    );
 }
