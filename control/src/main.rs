@@ -460,24 +460,15 @@ fn main() -> ExitCode {
         },
         Command::Save {
             file: None,
-            ipv6: true,
-            ..
-        } => {
-            eprintln!(
-                "xdpgw save -6 without FILE: the running gateway's IPv6 rules cannot be shown \
-                 yet; give the rule file (xdpgw save -6 FILE)"
-            );
-            ExitCode::FAILURE
-        }
-        Command::Save {
-            file: None,
             counters,
             table,
             gateway,
+            ipv6,
             ..
         } => gateway.call(
             &Request::new("save")
                 .flag("counters", counters)
+                .flag("ipv6", ipv6)
                 .opt("table", table),
         ),
         Command::Reload {

@@ -77,14 +77,22 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
         .map_err(|(file, errors)| RunError::Rules { errors, file })?;
     // The IPv6 rules (`rules6`) are checked as the IPv4 ones are, and
     // refused the same way; the dataplane does not forward IPv6 yet, so
-    // they are not installed.
-    if let Some(r6) = &cfg.rules6 {
-        crate::load_rule_file_family(r6, &Default::default(), xdpgw_dataplane::rule::Family::Ipv6)
+    // they are not installed (`save -6` shows them).
+    let rules6 = match &cfg.rules6 {
+        Some(r6) => {
+            crate::load_rule_file_family(
+                r6,
+                &Default::default(),
+                xdpgw_dataplane::rule::Family::Ipv6,
+            )
             .map_err(|errors| RunError::Rules {
                 errors,
                 file: r6.clone(),
-            })?;
-    }
+            })?
+            .set6
+        }
+        None => Default::default(),
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
@@ -330,6 +338,7 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
         config_file: Some(path.to_path_buf()),
         conntrack: std::sync::Mutex::new(conntrack),
         nat_log: Default::default(),
+        rules6: std::sync::Mutex::new(rules6),
     };
     // The ports are open: now the control socket (removed when dropped).
     let socket = ControlSocket::bind(&cfg.control_socket)?;

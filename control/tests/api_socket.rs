@@ -110,6 +110,7 @@ fn control(rules_file: PathBuf) -> Control {
         config_file: None,
         conntrack: Mutex::new(ConntrackConfig::default()),
         nat_log: Default::default(),
+        rules6: Mutex::default(),
     }
 }
 
@@ -896,6 +897,54 @@ fn ipset_commands_change_the_running_sets_and_a_reload_keeps_them() {
     let r = ctl.handle(&ipset_req("list bl"));
     assert!(
         r.body.contains(&"References: 1".to_string()),
+        "{:?}",
+        r.body
+    );
+}
+
+/// A reload checks the configuration's `rules6` as it checks `rules`: an
+/// error in it refuses the reload at its `file:line:column`, and the running
+/// rules stay.
+#[test]
+fn a_reload_checks_the_ipv6_rules_of_the_configuration() {
+    let (dir, mut ctl) = control_in("reload6");
+    let rules6 = dir.path().join("gw.rules6");
+    let config = dir.path().join("gw.toml");
+    std::fs::write(
+        &config,
+        "rules = \"gw.rules\"\nrules6 = \"gw.rules6\"\n\n[[interface]]\nname = \"lan0\"\naddress = \"192.168.10.1/24\"\n",
+    )
+    .expect("config");
+    ctl.config_file = Some(config);
+    std::fs::write(
+        &rules6,
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 10.0.0.1 -j DROP\nCOMMIT\n",
+    )
+    .expect("rules6");
+    let before = ctl.state.lock().expect("state").clone();
+    let e = ctl
+        .reload(None, xdpgw_control::api::reload::Scope::FileTables)
+        .expect_err("an IPv4 address in the IPv6 rules");
+    let lines = e.lines();
+    assert!(
+        lines[0].starts_with(&format!("{}:3:13: ", rules6.display())),
+        "{lines:?}"
+    );
+    assert_eq!(*ctl.state.lock().expect("state"), before);
+    std::fs::write(
+        &rules6,
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 2001:db8::1 -j DROP\nCOMMIT\n",
+    )
+    .expect("rules6");
+    ctl.reload(None, xdpgw_control::api::reload::Scope::FileTables)
+        .expect("valid IPv6 rules");
+    // `save -6` prints them, as ip6tables-save would.
+    let r = ctl.handle(&Request::new("save").flag("ipv6", true));
+    assert!(r.ok, "{}", r.message);
+    assert!(
+        r.body
+            .iter()
+            .any(|l| l == "-A INPUT -s 2001:db8::1/128 -j DROP"),
         "{:?}",
         r.body
     );

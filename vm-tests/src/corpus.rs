@@ -1777,6 +1777,12 @@ fn other6(rng: &mut Rng, proto: Proto) -> Vec<String> {
             8 if matches!(proto, Proto::Tcp | Proto::Udp) => {
                 format!("-m multiport {}--dports {}", rng.neg(25), port_list(rng))
             }
+            8 => format!("-m tos {}--tos {}", rng.neg(25), rng.pick(TOS_NAMES)),
+            9 if rng.chance(30) => format!(
+                "-m addrtype {}--dst-type {}",
+                rng.neg(25),
+                rng.pick(&["LOCAL", "UNICAST", "MULTICAST", "LOCAL,ANYCAST"])
+            ),
             _ => ipv6_match(rng),
         });
     }
@@ -1799,12 +1805,24 @@ fn target6(rng: &mut Rng, ctx: &Ctx, proto: Proto) -> Option<String> {
         (_, 1) => log_target(rng),
         (_, 2) => mark_target(rng),
         (_, 3) => connmark_target(rng),
-        ("mangle", 4) => match rng.below(4) {
+        ("mangle", 4) => match rng.below(6) {
             0 => format!("-j HL --hl-set {}", rng.below(256)),
             1 => format!("-j HL --hl-inc {}", 1 + rng.below(10)),
             2 => format!("-j HL --hl-dec {}", 1 + rng.below(10)),
+            3 => format!(
+                "-j TOS --set-tos 0x{:02x}/0x{:02x}",
+                rng.below(256),
+                rng.below(256)
+            ),
+            4 if matches!(proto, Proto::Tcp) => {
+                format!("-j TCPMSS --set-mss {}", 500 + rng.below(1000))
+            }
             _ => dscp_target(rng),
         },
+        ("filter", 5) if ctx.table == "filter" && rng.chance(50) => {
+            format!("-j {}", rng.pick(&["J6", "K6"]))
+        }
+        ("filter", 6) if rng.chance(40) => format!("-g {}", rng.pick(&["J6", "K6"])),
         ("raw", 4) => rng.pick(&["-j NOTRACK", "-j CT --notrack"]).to_owned(),
         ("nat", 4 | 5) if ctx.only_from(&["POSTROUTING"]) => match rng.below(3) {
             0 if l4 => "-j MASQUERADE --to-ports 1024-2047 --random".to_owned(),
@@ -1857,7 +1875,24 @@ fn ipv6_file(rng: &mut Rng, per_chain: usize) -> String {
                 rules.push(random_rule6(rng, &ctx));
             }
         }
-        out.push_str(&block(rng, table, None, &[], &rules));
+        let users: &[&str] = if table == "filter" {
+            // User chains reached from every filter hook (no jumps out of
+            // them, so no loops).
+            let ctx = Ctx::user("filter", "J6", &["INPUT", "FORWARD", "OUTPUT"]);
+            for chain in ["J6", "K6"] {
+                for _ in 0..per_chain {
+                    let mut r = random_rule6(rng, &Ctx { chain, ..ctx });
+                    if r.contains(" -j J6") || r.contains(" -j K6") || r.contains(" -g ") {
+                        r = rule_line(rng, chain, &["-j RETURN".to_owned()]);
+                    }
+                    rules.push(r);
+                }
+            }
+            &["J6", "K6"]
+        } else {
+            &[]
+        };
+        out.push_str(&block(rng, table, None, users, &rules));
     }
     out
 }

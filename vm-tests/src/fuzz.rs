@@ -146,6 +146,26 @@ pub mod rules {
                 }
             }
         }
+        // The same text as an ip6tables rule file (an ip6tables-save file,
+        // or the `ip6tables` lines of a script).
+        match xdpgw_control::load_rules6_str(FILE, &text) {
+            Ok(set) => {
+                let family = xdpgw_dataplane::rule::Family::Ipv6;
+                let printed = save::render_family(&set, family, true);
+                match xdpgw_control::load_rules6_str("printed", &printed) {
+                    Ok(back) => assert_eq!(back, set, "{printed}"),
+                    Err(e) => panic!("printed IPv6 form does not parse: {e}\n{printed}"),
+                }
+            }
+            Err(errors) => {
+                assert!(!errors.is_empty(), "refused without an error");
+                for e in errors.iter() {
+                    if let Err(why) = check_place(&text, e) {
+                        panic!("{e}: {why}\n{text:?}");
+                    }
+                }
+            }
+        }
     }
 
     /// Whether an error's place is in `text` (lines as `str::lines`

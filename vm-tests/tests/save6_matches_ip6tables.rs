@@ -69,6 +69,44 @@ fn xdpgw_save6_equals_ip6tables_save() {
     let mut cases = conf_rules6();
     assert!(!cases.is_empty(), "conf/ has no .rules6 example");
     cases.extend(corpus::generated6());
+    let all_text: String = cases.iter().map(|(_, t)| t.as_str()).collect();
+    let missing: Vec<&str> = [
+        "-j J6",
+        "-g ",
+        "-m ipv6header",
+        "--soft",
+        "-m frag",
+        "--fraglast",
+        "-m rt",
+        "--rt-segsleft",
+        "-m hl",
+        "-j HL",
+        "-j TOS",
+        "-j TCPMSS",
+        "--icmpv6-type",
+        "-m tos",
+        "-m addrtype",
+        "-m iprange",
+        "-m multiport",
+        "-j DNAT",
+        "-j SNAT",
+        "-j MASQUERADE",
+        "-j REDIRECT",
+        "--reject-with",
+        "tcp-reset",
+        "-j NOTRACK",
+        "-j CT",
+        "-j CONNMARK",
+        "-j MARK",
+        "-j LOG",
+        "-j DSCP",
+        "! -s",
+        ",",
+    ]
+    .into_iter()
+    .filter(|f| !all_text.contains(f))
+    .collect();
+    assert!(missing.is_empty(), "the IPv6 corpus lacks {missing:?}");
     let mut all = Vec::new();
     let mut rules = 0;
     for (name, text) in &cases {

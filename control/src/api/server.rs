@@ -198,6 +198,10 @@ pub struct Control {
     pub conntrack: Mutex<ConntrackConfig>,
     /// The NAT event log's counters (`nat_log`).
     pub nat_log: crate::nat_log::NatLogCounters,
+    /// The IPv6 rule set (the configuration's `rules6`, checked at start
+    /// and at each reload): what `save -6` prints. The dataplane does not
+    /// forward IPv6 yet: it is not installed.
+    pub rules6: Mutex<RuleSet>,
 }
 
 /// Why a reload was refused (the running rules stay in force).
@@ -356,11 +360,26 @@ impl Control {
         let t0 = Instant::now();
         // The configuration's conntrack knobs, checked before anything
         // changes.
-        let conntrack = match &self.config_file {
-            Some(path) => Some(
-                crate::config::Config::load(path)
-                    .map_err(ReloadError::Config)?
-                    .conntrack_config(),
+        let config = match &self.config_file {
+            Some(path) => Some(crate::config::Config::load(path).map_err(ReloadError::Config)?),
+            None => None,
+        };
+        let conntrack = config.as_ref().map(|c| c.conntrack_config());
+        // The configuration's IPv6 rules (`rules6`) are checked as the IPv4
+        // ones: a reload with an error in them is refused. They are not
+        // installed (the dataplane does not forward IPv6 yet).
+        let rules6 = match config.as_ref().and_then(|c| c.rules6.as_ref()) {
+            Some(r6) => Some(
+                crate::load_rule_file_family(
+                    r6,
+                    &Default::default(),
+                    xdpgw_dataplane::rule::Family::Ipv6,
+                )
+                .map_err(|errors| ReloadError::Rules {
+                    errors,
+                    file: r6.clone(),
+                })?
+                .set6,
             ),
             None => None,
         };
@@ -449,6 +468,9 @@ impl Control {
         let rules = rules_in(&merged.replaced);
         let kept_rules = rules_in(&merged.kept);
         *current = set;
+        if let Some(set6) = rules6 {
+            *self.rules6.lock().unwrap_or_else(|e| e.into_inner()) = set6;
+        }
         let (changes, resize_pending) = match conntrack {
             Some(new) => {
                 let mut in_force = self.conntrack.lock().unwrap_or_else(|e| e.into_inner());
@@ -522,6 +544,26 @@ impl Control {
                 }
             },
             "list" => self.list(req),
+            "save" if req.is_set("ipv6") => {
+                // Not installed, so not counted: the counters the file has.
+                let set = self
+                    .rules6
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                let mut out = String::new();
+                for t in &set.tables {
+                    if req.get("table").is_none_or(|n| n == t.table.name()) {
+                        crate::save::render_table_in(
+                            &mut out,
+                            t,
+                            req.is_set("counters"),
+                            xdpgw_dataplane::rule::Family::Ipv6,
+                        );
+                    }
+                }
+                Response::ok(out.lines().map(str::to_string).collect())
+            }
             "save" => {
                 let set = if req.is_set("counters") {
                     self.with_counters()

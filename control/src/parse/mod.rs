@@ -531,9 +531,30 @@ impl State {
             _ => (None, toks),
         };
         match parse_command(toks) {
+            // iptables-restore skips a rule marked for the other family
+            // (`-6` in an iptables-restore file, `-4` in an
+            // ip6tables-restore one: `do_parse`'s `p->restore` case).
+            Ok((_, _, spec)) if self.other_family_rule(spec) => {}
             Ok((cmd, cmd_at, spec)) => self.apply(table, cmd, cmd_at, spec, counters),
             Err(e) => self.errors.push(e),
         }
+    }
+
+    /// Whether a rule's options mark it for the other family (`-6` or
+    /// `-4`, not as the value of an option before it).
+    fn other_family_rule(&self, spec: &[Token]) -> bool {
+        let other: [&str; 2] = match self.family {
+            Family::Ipv4 => ["-6", "--ipv6"],
+            Family::Ipv6 => ["-4", "--ipv4"],
+        };
+        spec.iter().enumerate().any(|(i, t)| {
+            other.contains(&t.text.as_str())
+                && (i == 0
+                    || !matches!(
+                        spec[i - 1].text.as_str(),
+                        "--comment" | "--log-prefix" | "--match-set"
+                    ))
+        })
     }
 
     fn script(&mut self, text: &str) {
@@ -1351,6 +1372,21 @@ mod tests {
         assert!(fwd4.is_some_and(|c| c.rules.len() == 1 && c.rules[0].src.is_some()));
         assert!(fwd6.is_some_and(|c| c.rules.len() == 1 && c.rules[0].src6.is_some()));
         assert!(f.set.table(Table::Nat).is_none());
+    }
+
+    #[test]
+    fn a_restore_file_skips_the_other_familys_rules() {
+        let text = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -6 -j DROP\n\
+                    -A INPUT -m comment --comment -6 -j ACCEPT\nCOMMIT\n";
+        let set = load_str(text).expect("loads");
+        let input = set.table(Table::Filter).and_then(|t| t.chain("INPUT"));
+        assert_eq!(input.map(|c| c.rules.len()), Some(1));
+        let text6 = text.replace("-6", "-4");
+        let set6 = load_str6(&text6).expect("loads");
+        let input = set6.table(Table::Filter).and_then(|t| t.chain("INPUT"));
+        assert_eq!(input.map(|c| c.rules.len()), Some(1));
+        // In a script, it is an error (the command fails).
+        assert!(load_str("iptables -A INPUT -6 -j DROP\n").is_err());
     }
 
     #[test]
