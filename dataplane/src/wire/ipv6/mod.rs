@@ -12,7 +12,7 @@
 //!   does, once. Its [`Ipv6Info`] has what ip6tables and conntrack read:
 //!   the upper-layer protocol and its offset ([`Ipv6Info::proto`],
 //!   [`Ipv6Info::l4`]), the transport header ([`L4v6`], with the TCP
-//!   fields of [`TcpInfo`](super::TcpInfo) as for IPv4), the extension
+//!   fields of [`TcpInfo`] as for IPv4), the extension
 //!   headers seen ([`ExtHeaders`]: the `-m ipv6header` mask, the fragment
 //!   header for `-m frag` and reassembly, the routing header for `-m rt`,
 //!   the router alert), and for an ICMPv6 error the quoted datagram
@@ -57,7 +57,7 @@ mod rewrite;
 pub(crate) mod fixture;
 
 pub use build::{build_icmpv6_error, build_tcp_rst6, Icmpv6Error, ICMPV6_ERROR_MAX_LEN};
-pub use parse::{hop_by_hop_problem, parse_ipv6, OptionProblem};
+pub use parse::{hop_by_hop_problem, parse_ipv6, OptionProblem, MAX_EXT_HEADERS};
 pub use rewrite::{
     dec_hop_limit, echo_reply_in_place, set_dscp, set_dst, set_hop_limit, set_inner_dst,
     set_inner_src, set_src, set_tclass,
