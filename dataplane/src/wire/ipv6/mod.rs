@@ -41,6 +41,14 @@
 //! - **Addresses.** [`ndp::link_local_eui64`] (the `fe80::` address Linux
 //!   derives from a MAC), [`ndp::solicited_node`], [`ndp::multicast_mac`].
 //!
+//! Tested against Linux: the builders byte for byte against frames Linux
+//! and radvd sent (`fixture`); in `vm-tests/tests/ipv6_wire_linux.rs`, a
+//! Linux host autoconfigures from our router advertisement and takes our
+//! neighbour advertisements, echo replies, resets and ICMPv6 errors, and a
+//! Linux router forwards exactly the malformed frames [`parse_ipv6`] takes
+//! (but for the documented exceptions) and answers with our parameter
+//! problems.
+//!
 //! Fragments: [`parse_ipv6`] reports them ([`Ipv6Info::fragment`],
 //! [`ExtHeaders::frag`]) and parses the transport header of a first
 //! fragment; reassembly (Linux's `nf_defrag_ipv6`) is the caller's, as for
