@@ -17,9 +17,14 @@
 //!   header for `-m frag` and reassembly, the routing header for `-m rt`,
 //!   the router alert), and for an ICMPv6 error the quoted datagram
 //!   ([`Inner6Info`]), which conntrack looks up as RELATED and NAT66
-//!   rewrites. When it fails with `Ipv6BadOption`, [`hop_by_hop_problem`]
-//!   tells whether Linux would answer with a parameter problem and where it
-//!   points.
+//!   rewrites. When it fails with `Ipv6BadOption` or `Ipv6Jumbogram`,
+//!   [`hop_by_hop_problem`] tells whether Linux would answer with a
+//!   parameter problem, where it points, and gives the parse to build it
+//!   from. Frames Linux forwards without looking that we refuse on
+//!   purpose: a hop-by-hop header that is not first, an extension header
+//!   past the payload, more than [`MAX_EXT_HEADERS`], jumbograms.
+//!   ICMPv6 types 133-137 ([`Icmpv6Info::is_ndp`]) go to
+//!   [`ndp::parse_ndp`] when they are for the gateway.
 //! - **Checksums.** [`checksum::transport_ok6`](super::checksum::transport_ok6)
 //!   verifies TCP/UDP/ICMPv6 over the pseudo-header (conntrack's
 //!   `nf_ip6_checksum`; a UDP checksum of 0 is wrong on IPv6);
@@ -30,7 +35,8 @@
 //!   too), [`set_inner_src`]/[`set_inner_dst`] (the datagram quoted by an
 //!   ICMPv6 error, and the error's own checksum), [`dec_hop_limit`],
 //!   [`set_hop_limit`], [`set_tclass`]/[`set_dscp`], [`echo_reply_in_place`].
-//!   IPv6 has no header checksum: the TTL/DSCP rewrites touch no checksum.
+//!   IPv6 has no header checksum: the hop limit and traffic class
+//!   rewrites touch no checksum.
 //! - **Answer** with the builders, which write whole Ethernet frames into a
 //!   caller's buffer and return their length (`None`: too small a buffer,
 //!   or Linux would not answer): [`build_icmpv6_error`] (what `icmp6_send`
