@@ -63,24 +63,23 @@ while True:
             s.send(bytes.fromhex(line.decode()))
 "#;
 
-/// The router's side: the responder process, its frames as they come.
-struct Router {
+/// A packet socket on an interface of a namespace (the [`RESPONDER`]
+/// process): the frames it receives as they come, and frames to send.
+struct PacketSocket {
     child: Child,
     stdin: ChildStdin,
     frames: Receiver<Vec<u8>>,
-    ll: Ipv6Addr,
-    host_mac: [u8; 6],
 }
 
-impl Drop for Router {
+impl Drop for PacketSocket {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-impl Router {
-    fn start(ns: &Netns, iface: &str, host_mac: [u8; 6]) -> Router {
+impl PacketSocket {
+    fn start(ns: &Netns, iface: &str) -> PacketSocket {
         let mut child = Command::new("ip")
             .args(["netns", "exec", ns.name(), "python3", "-u", "-c", RESPONDER])
             .arg(iface)
@@ -110,18 +109,42 @@ impl Router {
             .recv_timeout(WAIT)
             .expect("the packet socket is ready");
         assert!(ready.is_empty());
-        Router {
+        PacketSocket {
             child,
             stdin,
             frames,
-            ll: link_local_eui64(GW_MAC),
-            host_mac,
         }
     }
 
     fn send(&mut self, frame: &[u8]) {
         let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
         writeln!(self.stdin, "{hex}").expect("write to the packet socket");
+    }
+
+    /// The next frame received within `wait`.
+    fn recv(&self, wait: Duration) -> Option<Vec<u8>> {
+        self.frames.recv_timeout(wait).ok()
+    }
+}
+
+/// The router's side: a packet socket, our addresses, the host's MAC.
+struct Router {
+    sock: PacketSocket,
+    ll: Ipv6Addr,
+    host_mac: [u8; 6],
+}
+
+impl Router {
+    fn start(ns: &Netns, iface: &str, host_mac: [u8; 6]) -> Router {
+        Router {
+            sock: PacketSocket::start(ns, iface),
+            ll: link_local_eui64(GW_MAC),
+            host_mac,
+        }
+    }
+
+    fn send(&mut self, frame: &[u8]) {
+        self.sock.send(frame);
     }
 
     /// Serves frames until `done()` holds (checked between frames, at
@@ -137,7 +160,7 @@ impl Router {
         let deadline = Instant::now() + WAIT;
         while !done() {
             assert!(Instant::now() < deadline, "timed out: {what}");
-            let Ok(frame) = self.frames.recv_timeout(Duration::from_millis(100)) else {
+            let Some(frame) = self.sock.recv(Duration::from_millis(100)) else {
                 continue;
             };
             let Ok(info) = parse_ipv6(&frame) else {
@@ -416,4 +439,262 @@ fn linux_takes_our_ipv6_frames() {
         || first_line(&mut big).is_some(),
     );
     assert_eq!(first_line(&mut big).as_deref(), Some("mtu 1280"));
+}
+
+const A_ADDR: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xa, 0, 0, 0, 0, 2);
+const R_ADDR: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xa, 0, 0, 0, 0, 1);
+const B_ADDR: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 2);
+
+/// An Ethernet/IPv6 frame from A to B through R: extension headers `ext`
+/// after next header `nh`, then UDP from port 40000 + `tag` to 9 with the
+/// payload `t` and `tag` (so the last byte names the case).
+fn case(macs: ([u8; 6], [u8; 6]), src: Ipv6Addr, nh: u8, ext: &[u8], tag: u8) -> Vec<u8> {
+    let mut udp = vec![0u8; 8];
+    udp[0..2].copy_from_slice(&(40000 + u16::from(tag)).to_be_bytes());
+    udp[2..4].copy_from_slice(&9u16.to_be_bytes());
+    udp[4..6].copy_from_slice(&10u16.to_be_bytes());
+    udp.extend_from_slice(&[b't', tag]);
+    let c = xdpgw_dataplane::wire::checksum::l4_v6(src, B_ADDR, 17, &udp);
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    let mut f = Vec::new();
+    f.extend_from_slice(&macs.0);
+    f.extend_from_slice(&macs.1);
+    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    f.extend_from_slice(&((ext.len() + udp.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[nh, 64]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&B_ADDR.octets());
+    f.extend_from_slice(ext);
+    f.extend_from_slice(&udp);
+    f
+}
+
+/// Malformed and unusual IPv6 frames through a Linux router: it forwards
+/// exactly those `parse_ipv6` takes, but for the cases where we refuse on
+/// purpose what Linux forwards without looking (RFC 8200's hop-by-hop
+/// placement, a header past the payload, more than 16 headers); where
+/// Linux answers with a parameter problem, `hop_by_hop_problem` and
+/// `build_icmpv6_error` make the same error, byte for byte but for the
+/// flow label.
+#[test]
+fn linux_forwards_what_parse_ipv6_takes() {
+    if !xdpgw_vm_tests::require_root_with("ipv6_wire_linux", &["python3", "sysctl"]) {
+        return;
+    }
+    let a = Netns::new("v6a");
+    let r = Netns::new("v6r");
+    let b = Netns::new("v6b");
+    for ns in [&a, &r, &b] {
+        ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"]);
+        ns.exec_ok(&["sysctl", "-qw", "net.ipv6.icmp.ratelimit=0"]);
+    }
+    r.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+    veth(&a, "a0", &r, "r0");
+    veth(&r, "r1", &b, "b0");
+    a.exec_ok(&["ip", "addr", "add", "2001:db8:a::2/64", "dev", "a0"]);
+    r.exec_ok(&["ip", "addr", "add", "2001:db8:a::1/64", "dev", "r0"]);
+    r.exec_ok(&["ip", "addr", "add", "2001:db8:b::1/64", "dev", "r1"]);
+    b.exec_ok(&["ip", "addr", "add", "2001:db8:b::2/64", "dev", "b0"]);
+    let (a_mac, r0_mac, b_mac) = (mac_of(&a, "a0"), mac_of(&r, "r0"), mac_of(&b, "b0"));
+    let neigh = |addr: &str, mac: [u8; 6], dev: &str| {
+        let mac: Vec<String> = mac.iter().map(|m| format!("{m:02x}")).collect();
+        r.exec_ok(&[
+            "ip",
+            "-6",
+            "neigh",
+            "replace",
+            addr,
+            "lladdr",
+            &mac.join(":"),
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ]);
+    };
+    neigh("2001:db8:a::2", a_mac, "r0");
+    neigh("2001:db8:b::2", b_mac, "r1");
+    let mut from_a = PacketSocket::start(&a, "a0");
+    let at_b = PacketSocket::start(&b, "b0");
+    let macs = (r0_mac, a_mac);
+
+    let hbh = |opts: &[u8], tag| {
+        case(
+            macs,
+            A_ADDR,
+            0,
+            &[&[17, (opts.len() as u8 + 2) / 8 - 1], opts].concat(),
+            tag,
+        )
+    };
+    let mut cases: Vec<(u8, &str, Vec<u8>)> = vec![
+        (1, "plain UDP", case(macs, A_ADDR, 17, &[], 1)),
+        (
+            3,
+            "loopback source",
+            case(macs, Ipv6Addr::LOCALHOST, 17, &[], 3),
+        ),
+        (
+            4,
+            "multicast source",
+            case(macs, ndp::ALL_NODES, 17, &[], 4),
+        ),
+        (7, "PadN not zero", hbh(&[1, 4, 0, 0, 1, 0], 7)),
+        (8, "padding over 7 bytes", hbh(&[0; 14], 8)),
+        (9, "unknown option, skip", hbh(&[0x1e, 4, 0, 0, 0, 0], 9)),
+        (
+            10,
+            "unknown option, discard",
+            hbh(&[0x5e, 4, 0, 0, 0, 0], 10),
+        ),
+        (
+            11,
+            "unknown option, discard and answer",
+            hbh(&[0x9e, 4, 0, 0, 0, 0], 11),
+        ),
+        (
+            12,
+            "unknown option, answer unless multicast",
+            hbh(&[0xde, 4, 0, 0, 0, 0], 12),
+        ),
+        (13, "router alert", hbh(&[5, 2, 0, 0, 1, 0], 13)),
+        (14, "router alert of length 3", hbh(&[5, 3, 0, 0, 0, 0], 14)),
+        (
+            15,
+            "nine options",
+            hbh(&[[0x1e, 0].repeat(9), vec![1, 2, 0, 0]].concat(), 15),
+        ),
+        (16, "CALIPSO", hbh(&[7, 4, 0, 0, 0, 0], 16)),
+        (17, "IOAM, aligned", hbh(&[1, 0, 0x31, 2, 0, 0], 17)),
+        (18, "IOAM, not aligned", hbh(&[0x31, 2, 0, 0, 1, 0], 18)),
+        (19, "jumbo payload option", hbh(&[0xc2, 4, 0, 1, 0, 0], 19)),
+        (
+            20,
+            "hop-by-hop after destination options",
+            case(
+                macs,
+                A_ADDR,
+                60,
+                &[0, 0, 1, 4, 0, 0, 0, 0, 17, 0, 1, 4, 0, 0, 0, 0],
+                20,
+            ),
+        ),
+        (
+            21,
+            "destination options, unknown discard option",
+            case(macs, A_ADDR, 60, &[17, 0, 0x5e, 4, 0, 0, 0, 0], 21),
+        ),
+        (
+            22,
+            "routing header type 0",
+            case(
+                macs,
+                A_ADDR,
+                43,
+                &[
+                    17, 2, 0, 1, 0, 0, 0, 0, 0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9,
+                ],
+                22,
+            ),
+        ),
+        (
+            23,
+            "routing header past the payload",
+            case(macs, A_ADDR, 43, &[17, 3, 0, 0, 0, 0, 0, 0], 23),
+        ),
+        (
+            24,
+            "17 destination options headers",
+            case(
+                macs,
+                A_ADDR,
+                60,
+                &[
+                    [60, 0, 1, 4, 0, 0, 0, 0].repeat(16),
+                    vec![17, 0, 1, 4, 0, 0, 0, 0],
+                ]
+                .concat(),
+                24,
+            ),
+        ),
+        (
+            25,
+            "non-first fragment",
+            case(macs, A_ADDR, 44, &[17, 0, 0, 8, 0, 0, 0, 1], 25),
+        ),
+        (26, "no next header", case(macs, A_ADDR, 59, &[], 26)),
+    ];
+    let mut bad_version = case(macs, A_ADDR, 17, &[], 2);
+    bad_version[14] = 0x40;
+    cases.push((2, "version 4", bad_version));
+    let mut long = case(macs, A_ADDR, 17, &[], 5);
+    long[19] += 8;
+    cases.push((5, "payload length past the frame", long));
+    let mut padded = case(macs, A_ADDR, 17, &[], 6);
+    padded[19] -= 1; // the tag becomes padding: B sees 't' last
+    padded.extend_from_slice(&[6; 8]);
+    cases.push((6, "Ethernet padding", padded));
+    // Where we refuse on purpose what Linux forwards.
+    let divergent = [20, 23, 24];
+
+    for (_, _, f) in &cases {
+        from_a.send(f);
+    }
+    from_a.send(&case(macs, A_ADDR, 17, &[], 99));
+    let mut forwarded = Vec::new();
+    while !forwarded.contains(&99) {
+        let f = at_b.recv(WAIT).expect("the last frame through Linux");
+        let Some(&last) = f.last() else { continue };
+        if f.get(12..14) == Some(&[0x86, 0xdd]) && f.get(22..38) != Some(&B_ADDR.octets()) {
+            forwarded.push(if last == b't' { 6 } else { last });
+        }
+    }
+    let mut errors = Vec::new();
+    while let Some(f) = from_a.recv(Duration::from_millis(300)) {
+        if let Ok(info) = parse_ipv6(&f) {
+            if let L4v6::Icmp(i) = info.l4info {
+                if i.ty == 4 {
+                    errors.push(f);
+                }
+            }
+        }
+    }
+    for (tag, what, f) in &cases {
+        let linux = forwarded.contains(tag);
+        let ours = parse_ipv6(f);
+        if divergent.contains(tag) {
+            assert!(linux && ours.is_err(), "{what}: Linux {linux}, we {ours:?}");
+        } else {
+            assert_eq!(
+                linux,
+                ours.is_ok(),
+                "{what}: Linux forwards: {linux}, we: {ours:?}"
+            );
+        }
+        // Linux's parameter problem, if any, is ours.
+        let theirs = errors
+            .iter()
+            .find(|e| e.len() > 70 && e.last() == Some(tag));
+        let mine = ndp_free_problem(f, (a_mac, r0_mac));
+        match (theirs, mine) {
+            (None, None) => {}
+            (Some(t), Some(mut m)) => {
+                m[15..18].copy_from_slice(&t[15..18]);
+                assert_eq!(&m, t, "{what}");
+            }
+            (t, m) => panic!("{what}: Linux's error {t:02x?}, ours {m:02x?}"),
+        }
+    }
+}
+
+/// The parameter problem we would answer `f` with (from R), addressed as
+/// Linux addresses its own.
+fn ndp_free_problem(f: &[u8], macs: ([u8; 6], [u8; 6])) -> Option<Vec<u8>> {
+    let (p, info) = xdpgw_dataplane::wire::ipv6::hop_by_hop_problem(f)?;
+    let mut out = [0u8; 1600];
+    let err = Icmpv6Error::parameter_problem(p.code, p.pointer);
+    let n = build_icmpv6_error(&mut out, f, &info, err, R_ADDR)?;
+    let mut e = out[..n].to_vec();
+    set_macs(&mut e, macs.0, macs.1);
+    Some(e)
 }

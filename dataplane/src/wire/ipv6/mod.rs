@@ -12,14 +12,19 @@
 //!   does, once. Its [`Ipv6Info`] has what ip6tables and conntrack read:
 //!   the upper-layer protocol and its offset ([`Ipv6Info::proto`],
 //!   [`Ipv6Info::l4`]), the transport header ([`L4v6`], with the TCP
-//!   fields of [`TcpInfo`](super::TcpInfo) as for IPv4), the extension
+//!   fields of [`TcpInfo`] as for IPv4), the extension
 //!   headers seen ([`ExtHeaders`]: the `-m ipv6header` mask, the fragment
 //!   header for `-m frag` and reassembly, the routing header for `-m rt`,
 //!   the router alert), and for an ICMPv6 error the quoted datagram
 //!   ([`Inner6Info`]), which conntrack looks up as RELATED and NAT66
-//!   rewrites. When it fails with `Ipv6BadOption`, [`hop_by_hop_problem`]
-//!   tells whether Linux would answer with a parameter problem and where it
-//!   points.
+//!   rewrites. When it fails with `Ipv6BadOption` or `Ipv6Jumbogram`,
+//!   [`hop_by_hop_problem`] tells whether Linux would answer with a
+//!   parameter problem, where it points, and gives the parse to build it
+//!   from. Frames Linux forwards without looking that we refuse on
+//!   purpose: a hop-by-hop header that is not first, an extension header
+//!   past the payload, more than [`MAX_EXT_HEADERS`], jumbograms.
+//!   ICMPv6 types 133-137 ([`Icmpv6Info::is_ndp`]) go to
+//!   [`ndp::parse_ndp`] when they are for the gateway.
 //! - **Checksums.** [`checksum::transport_ok6`](super::checksum::transport_ok6)
 //!   verifies TCP/UDP/ICMPv6 over the pseudo-header (conntrack's
 //!   `nf_ip6_checksum`; a UDP checksum of 0 is wrong on IPv6);
@@ -30,7 +35,8 @@
 //!   too), [`set_inner_src`]/[`set_inner_dst`] (the datagram quoted by an
 //!   ICMPv6 error, and the error's own checksum), [`dec_hop_limit`],
 //!   [`set_hop_limit`], [`set_tclass`]/[`set_dscp`], [`echo_reply_in_place`].
-//!   IPv6 has no header checksum: the TTL/DSCP rewrites touch no checksum.
+//!   IPv6 has no header checksum: the hop limit and traffic class
+//!   rewrites touch no checksum.
 //! - **Answer** with the builders, which write whole Ethernet frames into a
 //!   caller's buffer and return their length (`None`: too small a buffer,
 //!   or Linux would not answer): [`build_icmpv6_error`] (what `icmp6_send`
@@ -40,6 +46,14 @@
 //!   [`ndp::parse_ndp`] for what arrives (`ndisc_rcv`'s validation).
 //! - **Addresses.** [`ndp::link_local_eui64`] (the `fe80::` address Linux
 //!   derives from a MAC), [`ndp::solicited_node`], [`ndp::multicast_mac`].
+//!
+//! Tested against Linux: the builders byte for byte against frames Linux
+//! and radvd sent (`fixture`); in `vm-tests/tests/ipv6_wire_linux.rs`, a
+//! Linux host autoconfigures from our router advertisement and takes our
+//! neighbour advertisements, echo replies, resets and ICMPv6 errors, and a
+//! Linux router forwards exactly the malformed frames [`parse_ipv6`] takes
+//! (but for the documented exceptions) and answers with our parameter
+//! problems.
 //!
 //! Fragments: [`parse_ipv6`] reports them ([`Ipv6Info::fragment`],
 //! [`ExtHeaders::frag`]) and parses the transport header of a first
@@ -57,7 +71,7 @@ mod rewrite;
 pub(crate) mod fixture;
 
 pub use build::{build_icmpv6_error, build_tcp_rst6, Icmpv6Error, ICMPV6_ERROR_MAX_LEN};
-pub use parse::{hop_by_hop_problem, parse_ipv6, OptionProblem};
+pub use parse::{hop_by_hop_problem, parse_ipv6, OptionProblem, MAX_EXT_HEADERS};
 pub use rewrite::{
     dec_hop_limit, echo_reply_in_place, set_dscp, set_dst, set_hop_limit, set_inner_dst,
     set_inner_src, set_src, set_tclass,

@@ -383,11 +383,11 @@ pub fn parse_ndp<'a>(frame: &'a [u8], info: &Ipv6Info) -> Result<Ndp<'a>, DropRe
         }
         NDISC_NEIGHBOUR_SOLICITATION => {
             let target = target()?;
-            let opts = options(field::icmpv6::ND_OPTIONS)?;
             let dad = info.src.is_unspecified();
             if target.is_multicast() || (dad && !is_solicited_node(info.dst)) {
                 return Err(malformed);
             }
+            let opts = options(field::icmpv6::ND_OPTIONS)?;
             let source_mac = opts.mac(OPT_SOURCE_LL_ADDR).ok_or(bad_lladdr)?;
             if dad && source_mac.is_some() {
                 return Err(malformed);
@@ -404,12 +404,12 @@ pub fn parse_ndp<'a>(frame: &'a [u8], info: &Ipv6Info) -> Result<Ndp<'a>, DropRe
         }
         NDISC_NEIGHBOUR_ADVERTISEMENT => {
             let target = target()?;
-            let opts = options(field::icmpv6::ND_OPTIONS)?;
             let flags = read8(msg, field::icmpv6::REST).ok_or(malformed)?;
             let solicited = flags & 0x40 != 0;
             if target.is_multicast() || (info.dst.is_multicast() && solicited) {
                 return Err(malformed);
             }
+            let opts = options(field::icmpv6::ND_OPTIONS)?;
             Ok(Ndp::NeighbourAdvert(NeighbourAdvert {
                 target,
                 router: flags & 0x80 != 0,

@@ -315,8 +315,8 @@ fn is_ext_header(nh: u8) -> bool {
 /// padding; a router alert is 2 bytes long (`ipv6_hop_ra`); a jumbo
 /// payload option is refused (`ipv6_hop_jumbo`'s checks give the pointer
 /// of Linux's answer); CALIPSO is refused (no DOI is configured, so
-/// `calipso_validate` fails); IOAM is ignored (off by default,
-/// `ioam6_enabled`); an unknown option is skipped or discards the datagram
+/// `calipso_validate` fails); IOAM must be 4n-aligned and is then ignored
+/// (off by default, `ioam6_enabled`); an unknown option is skipped or discards the datagram
 /// by the top two bits of its type (`ip6_tlvopt_unknown`). Returns the
 /// router alert's value, if any.
 fn hop_options(
@@ -383,6 +383,8 @@ fn hop_options(
                     return Err((jumbo, None));
                 }
                 TLV_CALIPSO => return Err(bad),
+                // ipv6_hop_ioam: 4n-aligned, then ignored (IOAM is off).
+                TLV_IOAM if (off + i) & 3 != 0 => return Err(bad),
                 TLV_IOAM => {}
                 _ => match ty >> 6 {
                     0 => {}
@@ -948,7 +950,8 @@ mod tests {
         );
         // CALIPSO is refused; IOAM ignored; at most 8 options.
         assert_eq!(ok(&[7, 4, 0, 0, 0, 0]), Err(Ipv6BadOption));
-        assert_eq!(ok(&[0x31, 4, 0, 0, 0, 0]), Ok(None));
+        assert_eq!(ok(&[0x31, 4, 0, 0, 0, 0]), Err(Ipv6BadOption));
+        assert_eq!(ok(&[1, 0, 0x31, 2, 0, 0]), Ok(None));
         let nine = [0x1e, 0].repeat(9);
         let mut opts = nine.clone();
         opts.extend_from_slice(&[1, 2, 0, 0]);

@@ -58,7 +58,8 @@ struct Plan {
 
 impl Plan {
     /// `quoted_len` bounds the bytes of a quoted transport header that may
-    /// be touched; `is_query` says an ICMPv6 header has an echo id.
+    /// be touched. An ICMPv6 header has an id to change only if it is an
+    /// echo (its type read from the frame).
     fn new(frame: &[u8], proto: u8, l4: usize, end: End, quoted_len: usize) -> Option<Plan> {
         let (port_off, csum_off, udp) = match proto {
             NEXTHDR_TCP => (Some(end.port_off()), field::tcp::CHECKSUM, false),
