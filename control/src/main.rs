@@ -5,9 +5,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use xdpgw_control::api::{self, Request};
 use xdpgw_control::{demo, doctor, run, save};
+
+mod generate;
 
 /// xdpgw: a userspace IPv4 router/NAT gateway over AF_XDP that runs
 /// iptables rule sets (raw, mangle, nat, filter).
@@ -15,7 +17,7 @@ use xdpgw_control::{demo, doctor, run, save};
 /// Rule files are iptables-save output (`iptables-save > gateway.rules`) or
 /// scripts of `iptables ...` command lines, one per line.
 #[derive(Parser)]
-#[command(name = "xdpgw", version)]
+#[command(name = "xdpgw", version = xdpgw_control::VERSION)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -298,6 +300,16 @@ enum Command {
         #[arg(long, value_enum, default_value = "auto")]
         zero_copy: doctor::ZeroCopyArg,
     },
+    /// Write the man pages (xdpgw(8), xdpgw-SUBCOMMAND(8)) and the bash,
+    /// zsh and fish completions, all made from this command line's own
+    /// definitions, under DIR: DIR/man8/, DIR/completions/. The package
+    /// build runs it; hidden from help.
+    #[command(hide = true)]
+    Generate {
+        /// Where to write them (created if missing).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 /// How a command finds the running gateway.
@@ -414,6 +426,18 @@ impl GatewayArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Generate { dir } => match generate::write_all(Cli::command(), &dir) {
+            Ok(files) => {
+                for f in files {
+                    println!("{}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("xdpgw generate: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Check { files, ipsets } => check(&files, ipsets.as_deref()),
         Command::Run {
             config,

@@ -105,6 +105,7 @@ fn control(rules_file: PathBuf) -> Control {
         events: Default::default(),
         config_file: None,
         conntrack: Mutex::new(ConntrackConfig::default()),
+        reloads: Default::default(),
     }
 }
 

@@ -50,6 +50,7 @@ fn control() -> Control {
         events: Default::default(),
         config_file: None,
         conntrack: Mutex::new(ConntrackConfig::default()),
+        reloads: Default::default(),
     }
 }
 
