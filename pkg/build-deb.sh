@@ -3,7 +3,8 @@
 #   cargo build --release -p xdpgw-control --bin xdpgw
 #   pkg/build-deb.sh                  # -> target/debian/xdpgw_VERSION_ARCH.deb
 # Options: --binary PATH (default target/release/xdpgw), --out DIR (default
-# target/debian), --fast (gzip -1 instead of xz: for tests). The binary is
+# target/debian), --version V (default: the workspace's version), --fast
+# (gzip -1 instead of xz: for tests). The binary is
 # packaged stripped. Needs dpkg-deb, dpkg-shlibdeps (Debian's dpkg-dev) and
 # strip (binutils).
 #
@@ -24,17 +25,19 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 binary=$root/target/release/xdpgw
 out=$root/target/debian
 compress=(-Zxz -z6)
+version=
 while [ $# -gt 0 ]; do
     case $1 in
         --binary) binary=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
         --fast) compress=(-Zgzip -z1); shift ;;
-        *) echo "build-deb: unknown argument $1 (--binary PATH, --out DIR, --fast)" >&2; exit 2 ;;
+        --version) version=$2; shift 2 ;;
+        *) echo "build-deb: unknown argument $1 (--binary PATH, --out DIR, --version V, --fast)" >&2; exit 2 ;;
     esac
 done
 [ -x "$binary" ] || { echo "build-deb: $binary: no such binary; build it first (cargo build --release -p xdpgw-control --bin xdpgw) or pass --binary" >&2; exit 1; }
 
-version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$root/Cargo.toml" | head -1)
+[ -n "$version" ] || version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$root/Cargo.toml" | head -1)
 arch=$(dpkg --print-architecture)
 stage=$(mktemp -d "${TMPDIR:-/tmp}/xdpgw-deb.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
