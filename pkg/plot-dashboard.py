@@ -85,6 +85,7 @@ def main():
         "set grid",
         "set key top left font ',8' maxrows 6",
         "set xlabel 'seconds'",
+        f"set xrange [{-minutes * 60:.0f}:0]",
         "set format y '%g'",
     ]
     for name, unit, lines in series_panels:
