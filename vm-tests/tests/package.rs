@@ -16,9 +16,12 @@
 //! - `systemctl reload xdpgw`: reloaded (status text, metrics, journal);
 //! - an upgrade (the same package, a later version): the postinst restarts
 //!   the running service, which saves and restores its connections;
-//! - `systemctl stop xdpgw`, `apt-get purge xdpgw`: no XDP program on the
-//!   interfaces, no host path device, and nothing of the package left in
-//!   the container's file system (the overlay's upper layer).
+//! - `systemctl stop xdpgw`, `apt-get remove` (of a running service; the
+//!   conffiles stay) and an install again (the unit is not left masked),
+//!   `apt-get purge` (of a running service): each time no XDP program on
+//!   the interfaces and no host path device; after the purge nothing of the
+//!   package left in the container's file system (the overlay's upper
+//!   layer).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -416,14 +419,39 @@ fn package_installs_runs_reloads_upgrades_and_purges_under_systemd() {
         c.journal()
     );
 
-    // Stop and purge.
+    // Stop: nothing of it stays on the interfaces.
+    let gone = |when: &str| {
+        for ifname in ["lan0", "wan0"] {
+            assert_eq!(
+                t.xdp_programs(ifname),
+                Vec::<String>::new(),
+                "{ifname} {when}"
+            );
+        }
+        assert_eq!(links(&t), ["lo", "lan0", "wan0"], "{when}");
+    };
     c.ok(&["systemctl", "stop", "xdpgw"]);
     assert_eq!(c.unit("ActiveState"), "inactive");
-    for ifname in ["lan0", "wan0"] {
-        assert_eq!(t.xdp_programs(ifname), Vec::<String>::new(), "{ifname}");
-    }
-    assert_eq!(links(&t), ["lo", "lan0", "wan0"]);
+    gone("after systemctl stop");
+
+    // Remove (not purge) while it runs: the prerm stops it, the conffiles
+    // stay; installed again, it starts (the unit the postrm masked is
+    // unmasked).
+    c.ok(&["systemctl", "start", "xdpgw"]);
+    c.ok(&["apt-get", "remove", "-y", "xdpgw"]);
+    gone("after apt-get remove");
+    assert!(c.root().join("etc/xdpgw/gateway.toml").exists());
+    c.ok(&[
+        "sh",
+        "-c",
+        &format!("cd /root && apt-get install -y --no-install-recommends {deb2_name}"),
+    ]);
+    c.ok(&["systemctl", "start", "xdpgw"]);
+    assert_eq!(c.unit("ActiveState"), "active");
+
+    // Purge while it runs.
     c.ok(&["apt-get", "purge", "-y", "xdpgw"]);
+    gone("after apt-get purge");
     assert!(!c
         .run(&["dpkg-query", "-W", "-f=${Status}", "xdpgw"])
         .stdout
