@@ -47,10 +47,15 @@ def quote(s):
 def main():
     base, dash_file, out = sys.argv[1:4]
     minutes = float(sys.argv[4]) if len(sys.argv) > 4 else 1.0
-    dash = json.load(open(dash_file))
+    with open(dash_file) as f:
+        dash = json.load(f)
+    with tempfile.TemporaryDirectory(prefix="xdpgw-plot.") as work:
+        plot(base, dash, out, minutes, work)
+
+
+def plot(base, dash, out, minutes, work):
     end = time.time()
     start = end - minutes * 60
-    work = tempfile.mkdtemp(prefix="xdpgw-plot.")
     panels = sorted(dash["panels"], key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"]))
     title = dash["title"]
     series_panels = []
