@@ -6,19 +6,24 @@
 # and sysctl, which the lab runs; a minimal Debian has neither), netbase
 # (/etc/protocols and /etc/services, which iptables and xdpgw read for
 # protocol and service names), gcc and libc6-dev (cargo links through the
-# system's C compiler, `cc`, which rustup does not install), and the rustfmt
-# and clippy components. Then it checks that Rust 1.85 or later is on PATH.
+# system's C compiler, `cc`, which rustup does not install), the package
+# test's tools (dpkg-dev's dpkg-shlibdeps, binutils' strip, man-db, and
+# systemd, which it boots in a container), prometheus (Debian's, which the
+# dashboard test runs against the lab), and the rustfmt and clippy
+# components. Then it checks that Rust 1.85 or later is on PATH.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
 need=()
 # type -P finds programs only: `kill` is also a shell builtin, and the lab runs the program.
-for pair in iptables-restore:iptables ip6tables-restore:iptables radvd:radvd ip:iproute2 conntrack:conntrack tcpdump:tcpdump ethtool:ethtool ping:iputils-ping python3:python3 kill:procps sysctl:procps; do
+for pair in iptables-restore:iptables ip6tables-restore:iptables radvd:radvd ip:iproute2 conntrack:conntrack tcpdump:tcpdump ethtool:ethtool ping:iputils-ping python3:python3 kill:procps sysctl:procps \
+    dpkg-shlibdeps:dpkg-dev strip:binutils man:man-db nsenter:util-linux setpriv:util-linux prometheus:prometheus; do
     cmd=${pair%%:*}
     pkg=${pair#*:}
     PATH="$PATH:/usr/sbin:/sbin" type -P "$cmd" >/dev/null 2>&1 || [[ " ${need[*]} " == *" $pkg "* ]] || need+=("$pkg")
 done
 [ -f /etc/protocols ] && [ -f /etc/services ] || need+=(netbase)
+[ -x /lib/systemd/systemd ] || need+=(systemd)
 # Without a C compiler that links, every build stops at "linker `cc` not found".
 echo 'int main(void) { return 0; }' | cc -x c -o /dev/null - >/dev/null 2>&1 || need+=(gcc libc6-dev)
 

@@ -21,6 +21,14 @@ pub mod trace;
 
 use std::path::{Path, PathBuf};
 
+/// The source revision this binary was built from: 12 hex digits of the
+/// commit, or `unknown` (`control/build.rs` says where it comes from).
+pub const REVISION: &str = env!("XDPGW_REVISION");
+
+/// What `xdpgw --version` prints after the name: the version and the
+/// revision, e.g. `0.1.0 (60d39a2ff517)`.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("XDPGW_REVISION"), ")");
+
 pub use error::{RuleError, RuleErrorKind, RuleErrors};
 pub use parse::RuleFile;
 use xdpgw_dataplane::ipset::SetTable;

@@ -5,10 +5,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use xdpgw_control::api::{self, Request};
 use xdpgw_control::{demo, doctor, run, save};
 use xdpgw_dataplane::rule::Family;
+
+mod generate;
 
 /// xdpgw: a userspace IPv4 router/NAT gateway over AF_XDP that runs
 /// iptables rule sets (raw, mangle, nat, filter).
@@ -16,7 +18,7 @@ use xdpgw_dataplane::rule::Family;
 /// Rule files are iptables-save output (`iptables-save > gateway.rules`) or
 /// scripts of `iptables ...` command lines, one per line.
 #[derive(Parser)]
-#[command(name = "xdpgw", version)]
+#[command(name = "xdpgw", version = xdpgw_control::VERSION)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -307,6 +309,16 @@ enum Command {
         #[arg(long, value_enum, default_value = "auto")]
         zero_copy: doctor::ZeroCopyArg,
     },
+    /// Write the man pages (xdpgw(8), xdpgw-SUBCOMMAND(8)) and the bash,
+    /// zsh and fish completions, all made from this command line's own
+    /// definitions, under DIR: DIR/man8/, DIR/completions/. The package
+    /// build runs it; hidden from help.
+    #[command(hide = true)]
+    Generate {
+        /// Where to write them (created if missing).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 /// How a command finds the running gateway.
@@ -423,6 +435,18 @@ impl GatewayArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Generate { dir } => match generate::write_all(Cli::command(), &dir) {
+            Ok(files) => {
+                for f in files {
+                    println!("{}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("xdpgw generate: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Check {
             files,
             ipsets,

@@ -339,6 +339,7 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
         conntrack: std::sync::Mutex::new(conntrack),
         nat_log: Default::default(),
         rules6: std::sync::Mutex::new(rules6),
+        reloads: Default::default(),
     };
     // The ports are open: now the control socket (removed when dropped).
     let socket = ControlSocket::bind(&cfg.control_socket)?;
@@ -406,23 +407,34 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
         while !stop.load(Ordering::Relaxed) {
             if reload.swap(false, Ordering::Relaxed) {
                 control.nat_log.reopen.store(true, Ordering::Relaxed);
-                match control.reload(None, crate::api::reload::Scope::FileTables) {
-                    Ok(r) => service::log(
-                        if r.everywhere {
-                            level::INFO
-                        } else {
-                            level::WARNING
-                        },
-                        &format!("xdpgw: {}", r.summary()),
-                    ),
-                    Err(e) => service::log(
-                        level::ERR,
-                        &format!(
-                            "{}\nxdpgw: reload failed; the running rules stay in force",
-                            e.lines().join("\n")
-                        ),
-                    ),
-                }
+                // systemd shows the unit `reloading` until READY=1
+                // (sd_notify(3)); a refused reload is ready too, with the
+                // old rules.
+                let _ = service::notify("RELOADING=1");
+                let status = match control.reload(None, crate::api::reload::Scope::FileTables) {
+                    Ok(r) => {
+                        service::log(
+                            if r.everywhere {
+                                level::INFO
+                            } else {
+                                level::WARNING
+                            },
+                            &format!("xdpgw: {}", r.summary()),
+                        );
+                        "reloaded"
+                    }
+                    Err(e) => {
+                        service::log(
+                            level::ERR,
+                            &format!(
+                                "{}\nxdpgw: reload failed; the running rules stay in force",
+                                e.lines().join("\n")
+                            ),
+                        );
+                        "reload failed; the running rules stay in force"
+                    }
+                };
+                let _ = service::notify(&format!("READY=1\nSTATUS={status}"));
             }
             if let Some(w) = &mut link_watch {
                 w.poll(&gw);

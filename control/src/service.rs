@@ -11,7 +11,9 @@
 //!   unchanged.
 //! - **Notification**: with `$NOTIFY_SOCKET` set (a path, or `@name` for
 //!   an abstract socket), one datagram `READY=1` when every interface
-//!   forwards and `STOPPING=1` when stopping; no libsystemd.
+//!   forwards, `RELOADING=1` when a SIGHUP reload starts and `READY=1`
+//!   again when it is done (or refused), `STOPPING=1` when stopping; no
+//!   libsystemd.
 
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;

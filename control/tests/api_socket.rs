@@ -111,6 +111,7 @@ fn control(rules_file: PathBuf) -> Control {
         conntrack: Mutex::new(ConntrackConfig::default()),
         nat_log: Default::default(),
         rules6: Mutex::default(),
+        reloads: Default::default(),
     }
 }
 

@@ -52,6 +52,7 @@ fn control() -> Control {
         conntrack: Mutex::new(ConntrackConfig::default()),
         nat_log: Default::default(),
         rules6: Mutex::default(),
+        reloads: Default::default(),
     }
 }
 

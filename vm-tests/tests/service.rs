@@ -171,6 +171,10 @@ fn runs_as_the_unit_runs_it() {
     gw.wait_stderr_line("reload message", TIMEOUT, |l| {
         l.starts_with("<6>xdpgw: reloaded ")
     });
+    // ... saying so to the service manager (systemd shows `reloading`
+    // until the second READY=1).
+    assert_eq!(recv(&sock, &gw), "RELOADING=1");
+    assert_eq!(recv(&sock, &gw), "READY=1\nSTATUS=reloaded");
 
     gw.signal("TERM");
     assert_eq!(recv(&sock, &gw), "STOPPING=1");

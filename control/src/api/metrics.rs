@@ -54,6 +54,9 @@ impl Out {
 /// The exposition text.
 pub fn render(c: &Control) -> String {
     let mut o = Out(String::with_capacity(16 * 1024));
+    build_info(&mut o);
+    reloads(&mut o, c);
+    nat_ports(&mut o, c);
 
     // Interfaces: summed over their queues.
     let ifaces: Vec<QueueCounters> = (0..c.ports.len())
@@ -254,6 +257,90 @@ pub fn render(c: &Control) -> String {
     o.0
 }
 
+/// `xdpgw_build_info{version,revision} 1`: which build runs (the
+/// Prometheus convention for a build's identity, e.g. Prometheus' own
+/// `prometheus_build_info`).
+fn build_info(o: &mut Out) {
+    o.head(
+        "build_info",
+        "gauge",
+        "The running build: version and source revision (always 1).",
+    );
+    o.val(
+        "build_info",
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("revision", crate::REVISION),
+        ],
+        1,
+    );
+}
+
+/// `xdpgw_reloads_total{result}`: rule reloads (SIGHUP, `xdpgw reload`)
+/// that succeeded and that were refused.
+fn reloads(o: &mut Out, c: &Control) {
+    o.head(
+        "reloads_total",
+        "counter",
+        "Rule reloads (SIGHUP, xdpgw reload), by result: success, or failure (the running rules stayed).",
+    );
+    // Relaxed: statistics.
+    let ok = c.reloads.succeeded.load(Ordering::Relaxed);
+    let failed = c.reloads.failed.load(Ordering::Relaxed);
+    o.val("reloads_total", &[("result", "success")], ok);
+    o.val("reloads_total", &[("result", "failure")], failed);
+}
+
+/// Most (protocol, address) series of `xdpgw_nat_ports_in_use`; the
+/// addresses past it are summed under `address="other"`.
+const NAT_SERIES: usize = 64;
+
+/// `xdpgw_nat_ports_in_use{protocol,address}`: the connections whose
+/// source is translated (SNAT, MASQUERADE), by protocol and translated
+/// address. Each holds one port (ICMP: query id) of that address towards
+/// its destination, so the series is the address's port use (at most 64512
+/// ports per destination for TCP and UDP above 1023). Counted by walking
+/// the table a chunk at a time, as `conntrack -L` does.
+fn nat_ports(o: &mut Out, c: &Control) {
+    use std::collections::BTreeMap;
+    use xdpgw_dataplane::conntrack::{status, WalkCursor};
+    let ct = &c.gw.conntrack;
+    let mut cursor = WalkCursor::default();
+    let mut chunk = Vec::with_capacity(256);
+    let mut used: BTreeMap<(u8, String), u64> = BTreeMap::new();
+    while ct.walk(&mut cursor, 256, &mut chunk) {
+        for (_, s) in chunk.drain(..) {
+            if s.status & status::SRC_NAT == 0 {
+                continue;
+            }
+            // The reply goes to the translated source.
+            let mut key = (s.reply.proto, s.reply.dst.to_string());
+            if used.len() >= NAT_SERIES && !used.contains_key(&key) {
+                key.1 = "other".to_owned();
+            }
+            *used.entry(key).or_default() += 1;
+        }
+    }
+    o.head(
+        "nat_ports_in_use",
+        "gauge",
+        "Source-NAT connections by protocol and translated address: the ports (ICMP: ids) of the address in use.",
+    );
+    for ((proto, addr), n) in &used {
+        let proto = match *proto {
+            1 => "icmp".to_owned(),
+            6 => "tcp".to_owned(),
+            17 => "udp".to_owned(),
+            p => p.to_string(),
+        };
+        o.val(
+            "nat_ports_in_use",
+            &[("protocol", &proto), ("address", addr)],
+            *n,
+        );
+    }
+}
+
 /// `metrics_listen` could not be bound.
 #[derive(Debug, thiserror::Error)]
 #[error("metrics_listen {addr}: {source}")]
@@ -353,6 +440,22 @@ fn answer(control: &Control, conn: TcpStream) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_info_names_version_and_revision() {
+        let mut o = Out(String::new());
+        build_info(&mut o);
+        let line = o.0.lines().last().unwrap_or_default().to_owned();
+        assert_eq!(
+            line,
+            format!(
+                "xdpgw_build_info{{version=\"{}\",revision=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION"),
+                crate::REVISION
+            )
+        );
+        assert!(crate::VERSION.contains(crate::REVISION));
+    }
 
     #[test]
     fn label_values_are_escaped() {

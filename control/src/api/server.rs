@@ -202,6 +202,15 @@ pub struct Control {
     /// and at each reload): what `save -6` prints. The dataplane does not
     /// forward IPv6 yet: it is not installed.
     pub rules6: Mutex<RuleSet>,
+    /// Reloads done and refused (the `xdpgw_reloads_total` metric).
+    pub reloads: ReloadCounts,
+}
+
+/// How many reloads (SIGHUP, `xdpgw reload`) succeeded and failed.
+#[derive(Debug, Default)]
+pub struct ReloadCounts {
+    pub succeeded: std::sync::atomic::AtomicU64,
+    pub failed: std::sync::atomic::AtomicU64,
 }
 
 /// Why a reload was refused (the running rules stay in force).
@@ -355,8 +364,20 @@ impl Control {
     /// result; installs it, waits until every worker runs it (at most a
     /// second) and carries over the counters of unchanged rules, and so of
     /// every kept table ([`super::reload`]). On any error the running set
-    /// stays in force; the error lines name `file:line:column`.
+    /// stays in force; the error lines name `file:line:column`. Counted
+    /// in [`Control::reloads`].
     pub fn reload(&self, file: Option<&Path>, scope: Scope) -> Result<Reloaded, ReloadError> {
+        let result = self.try_reload(file, scope);
+        let count = match result {
+            Ok(_) => &self.reloads.succeeded,
+            Err(_) => &self.reloads.failed,
+        };
+        // Relaxed: a statistic, read on its own by the metrics.
+        count.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    fn try_reload(&self, file: Option<&Path>, scope: Scope) -> Result<Reloaded, ReloadError> {
         let t0 = Instant::now();
         // The configuration's conntrack knobs, checked before anything
         // changes.
