@@ -215,6 +215,63 @@ fn err(t: &Token, kind: RuleErrorKind) -> RuleError {
     RuleError::at(t.line, t.col, kind)
 }
 
+/// What `-s`/`-d` gave: one network (`None` for the whole address space,
+/// which matches everything and is not kept) or a list of them, one rule
+/// each as iptables expands it.
+enum AddrArg<N> {
+    One(Option<Inv<N>>),
+    List(Vec<Option<Inv<N>>>),
+}
+
+/// `-s`/`-d`'s value `v` (`name`) for `command` (iptables or ip6tables),
+/// whose whole address space is `any`: `parse` reads one network,
+/// `is_any` tells the whole space.
+fn address_arg<N: Copy>(
+    v: &Token,
+    name: &str,
+    inv: bool,
+    command: &str,
+    any: &str,
+    parse: impl Fn(&str) -> Result<N, value::Expected>,
+    is_any: impl Fn(&N) -> bool,
+) -> Result<AddrArg<N>, RuleError> {
+    let as_rule = |net: N, inv| (!is_any(&net)).then_some(Inv::new(net, inv));
+    if !v.text.contains(',') {
+        let net = parse(&v.text).map_err(|e| bad(v, name, e))?;
+        if inv && is_any(&net) {
+            return Err(bad(
+                v,
+                name,
+                format!("a network other than {any} after '!' (it would never match)"),
+            ));
+        }
+        return Ok(AddrArg::One(as_rule(net, inv)));
+    }
+    if inv {
+        return Err(bad(
+            v,
+            name,
+            format!("one address or network after '!' ({command} does not allow '!' with a list)"),
+        ));
+    }
+    v.text
+        .split(',')
+        .map(|a| {
+            if a.is_empty() {
+                return Err(bad(
+                    v,
+                    name,
+                    "addresses or networks separated by single commas, without an empty one".into(),
+                ));
+            }
+            parse(a)
+                .map(|n| as_rule(n, false))
+                .map_err(|e| bad(v, name, e))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(AddrArg::List)
+}
+
 fn bad(t: &Token, option: &str, expected: String) -> RuleError {
     err(
         t,
@@ -353,48 +410,24 @@ impl<'a> Parser<'a> {
                 if self.family == Family::Ipv6 {
                     return self.address6(v, is_src, name, inv);
                 }
-                let as_rule = |net: Ipv4Net, inv| (net.prefix_len() != Some(0)).then_some(Inv::new(net, inv));
-                if v.text.contains(',') {
-                    if inv {
-                        return Err(bad(
-                            v,
-                            name,
-                            "one address or network after '!' (iptables does not allow '!' with a list)"
-                                .into(),
-                        ));
+                match address_arg(v, name, inv, "iptables", "0.0.0.0/0", value::ipv4_net, |n| {
+                    n.prefix_len() == Some(0)
+                })? {
+                    AddrArg::List(list) => {
+                        if is_src {
+                            self.lists.src = list;
+                        } else {
+                            self.lists.dst = list;
+                        }
+                        self.list_at.get_or_insert((v.line, v.col));
                     }
-                    let list = v
-                        .text
-                        .split(',')
-                        .map(|a| {
-                            if a.is_empty() {
-                                return Err(bad(v, name, "addresses or networks separated by single commas, without an empty one".into()));
-                            }
-                            value::ipv4_net(a).map(|n| as_rule(n, false)).map_err(|e| bad(v, name, e))
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
-                    let slot = if is_src {
-                        &mut self.lists.src
-                    } else {
-                        &mut self.lists.dst
-                    };
-                    *slot = list;
-                    self.list_at.get_or_insert((v.line, v.col));
-                } else {
-                    let net = value::ipv4_net(&v.text).map_err(|e| bad(v, name, e))?;
-                    if inv && net.prefix_len() == Some(0) {
-                        return Err(bad(
-                            v,
-                            name,
-                            "a network other than 0.0.0.0/0 after '!' (it would never match)".into(),
-                        ));
+                    AddrArg::One(net) => {
+                        if is_src {
+                            self.rule.src = net;
+                        } else {
+                            self.rule.dst = net;
+                        }
                     }
-                    let slot = if is_src {
-                        &mut self.rule.src
-                    } else {
-                        &mut self.rule.dst
-                    };
-                    *slot = as_rule(net, inv);
                 }
             }
             "-p" | "--protocol" => {
@@ -547,53 +580,23 @@ impl<'a> Parser<'a> {
         name: &str,
         inv: bool,
     ) -> Result<(), RuleError> {
-        let as_rule =
-            |net: Ipv6Net, inv| (net.prefix_len() != Some(0)).then_some(Inv::new(net, inv));
-        if v.text.contains(',') {
-            if inv {
-                return Err(bad(
-                    v,
-                    name,
-                    "one address or network after '!' (ip6tables does not allow '!' with a list)"
-                        .into(),
-                ));
+        match address_arg(v, name, inv, "ip6tables", "::/0", value::ipv6_net, |n| {
+            n.prefix_len() == Some(0)
+        })? {
+            AddrArg::List(list) => {
+                if is_src {
+                    self.lists.src6 = list;
+                } else {
+                    self.lists.dst6 = list;
+                }
+                self.list_at.get_or_insert((v.line, v.col));
             }
-            let list = v
-                .text
-                .split(',')
-                .map(|a| {
-                    if a.is_empty() {
-                        return Err(bad(
-                            v,
-                            name,
-                            "addresses or networks separated by single commas, without an empty one"
-                                .into(),
-                        ));
-                    }
-                    value::ipv6_net(a)
-                        .map(|n| as_rule(n, false))
-                        .map_err(|e| bad(v, name, e))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            if is_src {
-                self.lists.src6 = list;
-            } else {
-                self.lists.dst6 = list;
-            }
-            self.list_at.get_or_insert((v.line, v.col));
-        } else {
-            let net = value::ipv6_net(&v.text).map_err(|e| bad(v, name, e))?;
-            if inv && net.prefix_len() == Some(0) {
-                return Err(bad(
-                    v,
-                    name,
-                    "a network other than ::/0 after '!' (it would never match)".into(),
-                ));
-            }
-            if is_src {
-                self.rule.src6 = as_rule(net, inv);
-            } else {
-                self.rule.dst6 = as_rule(net, inv);
+            AddrArg::One(net) => {
+                if is_src {
+                    self.rule.src6 = net;
+                } else {
+                    self.rule.dst6 = net;
+                }
             }
         }
         Ok(())

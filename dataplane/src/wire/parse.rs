@@ -232,26 +232,26 @@ pub fn ipv4_options(header: &[u8]) -> Result<bool, u8> {
     Ok(srr)
 }
 
+/// The ports of the UDP header at the start of `data`, whose 8 bytes must
+/// be there (`L4Truncated`). Not smoltcp's `UdpPacket::new_checked`: it
+/// requires the whole datagram the UDP length field claims, which a first
+/// fragment does not have.
+pub(crate) fn udp_ports(data: &[u8]) -> Result<(u16, u16), DropReason> {
+    match (
+        read16(data, field::udp::SPORT),
+        read16(data, field::udp::DPORT),
+    ) {
+        (Some(sport), Some(dport)) if data.len() >= field::udp::LEN => Ok((sport, dport)),
+        _ => Err(DropReason::L4Truncated),
+    }
+}
+
 /// The transport header at the start of `data` (the datagram's payload),
 /// which sits at offset `l4` of the frame.
 fn parse_l4(proto: u8, data: &[u8], l4: usize) -> Result<L4, DropReason> {
     match proto {
         IPPROTO_TCP => parse_tcp(data).map(L4::Tcp),
-        IPPROTO_UDP => {
-            // Not smoltcp's UdpPacket::new_checked: it requires the whole
-            // datagram the UDP length field claims, which a first fragment
-            // does not have.
-            let (Some(sport), Some(dport)) = (
-                read16(data, field::udp::SPORT),
-                read16(data, field::udp::DPORT),
-            ) else {
-                return Err(DropReason::L4Truncated);
-            };
-            if data.len() < field::udp::LEN {
-                return Err(DropReason::L4Truncated);
-            }
-            Ok(L4::Udp { sport, dport })
-        }
+        IPPROTO_UDP => udp_ports(data).map(|(sport, dport)| L4::Udp { sport, dport }),
         IPPROTO_ICMP => parse_icmp(data, l4).map(L4::Icmp),
         _ => Ok(L4::Other),
     }

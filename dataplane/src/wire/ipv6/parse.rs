@@ -405,16 +405,7 @@ fn parse_l4(proto: u8, data: &[u8], l4: usize) -> Result<L4v6, DropReason> {
     match proto {
         NEXTHDR_TCP => parse_tcp(data).map(L4v6::Tcp),
         NEXTHDR_UDP => {
-            let (Some(sport), Some(dport)) = (
-                read16(data, field::udp::SPORT),
-                read16(data, field::udp::DPORT),
-            ) else {
-                return Err(DropReason::L4Truncated);
-            };
-            if data.len() < field::udp::LEN {
-                return Err(DropReason::L4Truncated);
-            }
-            Ok(L4v6::Udp { sport, dport })
+            crate::wire::parse::udp_ports(data).map(|(sport, dport)| L4v6::Udp { sport, dport })
         }
         NEXTHDR_ICMPV6 => parse_icmpv6(data, l4).map(L4v6::Icmp),
         _ => Ok(L4v6::Other),
