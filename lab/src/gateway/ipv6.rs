@@ -231,13 +231,13 @@ pub fn xdpgw_ipv6_support(v6: &Ipv6Spec) -> Result<(), Ipv6Unsupported> {
         return Err(Ipv6Unsupported {
             backend: Backend::Xdpgw,
             reason: "the lab does not write router advertisements into xdpgw's configuration \
-                     yet (xdpgw_lab::xdpgw_ipv6_support)",
+                     (`[interface.ra]`) yet (xdpgw_lab::xdpgw_ipv6_support)",
         });
     }
     Err(Ipv6Unsupported {
         backend: Backend::Xdpgw,
-        reason: "xdpgw drops IPv6 frames and its configuration's `address` takes one IPv4 \
-                 CIDR (xdpgw_lab::xdpgw_ipv6_support)",
+        reason: "xdpgw's dataplane does not forward IPv6 yet: it drops IPv6 frames \
+                 (xdpgw_lab::xdpgw_ipv6_support)",
     })
 }
 
