@@ -223,6 +223,23 @@ enum AddrArg<N> {
     List(Vec<Option<Inv<N>>>),
 }
 
+impl<N> AddrArg<N> {
+    /// Into the rule's `one` or the list to expand `list`; whether it was
+    /// a list.
+    fn put(self, list: &mut Vec<Option<Inv<N>>>, one: &mut Option<Inv<N>>) -> bool {
+        match self {
+            AddrArg::One(net) => {
+                *one = net;
+                false
+            }
+            AddrArg::List(l) => {
+                *list = l;
+                true
+            }
+        }
+    }
+}
+
 /// `-s`/`-d`'s value `v` (`name`) for `command` (iptables or ip6tables),
 /// whose whole address space is `any`: `parse` reads one network,
 /// `is_any` tells the whole space.
@@ -407,27 +424,28 @@ impl<'a> Parser<'a> {
                 let (bit, name) = if is_src { (1, "-s") } else { (2, "-d") };
                 self.generic_once(t, bit, name)?;
                 let v = self.value(t)?;
-                if self.family == Family::Ipv6 {
-                    return self.address6(v, is_src, name, inv);
-                }
-                match address_arg(v, name, inv, "iptables", "0.0.0.0/0", value::ipv4_net, |n| {
-                    n.prefix_len() == Some(0)
-                })? {
-                    AddrArg::List(list) => {
-                        if is_src {
-                            self.lists.src = list;
-                        } else {
-                            self.lists.dst = list;
-                        }
-                        self.list_at.get_or_insert((v.line, v.col));
+                let listed = if self.family == Family::Ipv6 {
+                    let arg = address_arg(v, name, inv, "ip6tables", "::/0", value::ipv6_net, |n| {
+                        n.prefix_len() == Some(0)
+                    })?;
+                    if is_src {
+                        arg.put(&mut self.lists.src6, &mut self.rule.src6)
+                    } else {
+                        arg.put(&mut self.lists.dst6, &mut self.rule.dst6)
                     }
-                    AddrArg::One(net) => {
-                        if is_src {
-                            self.rule.src = net;
-                        } else {
-                            self.rule.dst = net;
-                        }
+                } else {
+                    let arg =
+                        address_arg(v, name, inv, "iptables", "0.0.0.0/0", value::ipv4_net, |n| {
+                            n.prefix_len() == Some(0)
+                        })?;
+                    if is_src {
+                        arg.put(&mut self.lists.src, &mut self.rule.src)
+                    } else {
+                        arg.put(&mut self.lists.dst, &mut self.rule.dst)
                     }
+                };
+                if listed {
+                    self.list_at.get_or_insert((v.line, v.col));
                 }
             }
             "-p" | "--protocol" => {
@@ -567,37 +585,6 @@ impl<'a> Parser<'a> {
                 ))
             }
             _ => self.extension_option(t, inv)?,
-        }
-        Ok(())
-    }
-
-    /// `-s`/`-d` of an ip6tables rule: one network, or a list (one rule
-    /// per address, as for IPv4).
-    fn address6(
-        &mut self,
-        v: &Token,
-        is_src: bool,
-        name: &str,
-        inv: bool,
-    ) -> Result<(), RuleError> {
-        match address_arg(v, name, inv, "ip6tables", "::/0", value::ipv6_net, |n| {
-            n.prefix_len() == Some(0)
-        })? {
-            AddrArg::List(list) => {
-                if is_src {
-                    self.lists.src6 = list;
-                } else {
-                    self.lists.dst6 = list;
-                }
-                self.list_at.get_or_insert((v.line, v.col));
-            }
-            AddrArg::One(net) => {
-                if is_src {
-                    self.rule.src6 = net;
-                } else {
-                    self.rule.dst6 = net;
-                }
-            }
         }
         Ok(())
     }
