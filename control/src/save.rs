@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use xdpgw_dataplane::rule::RecentCmd;
 use xdpgw_dataplane::rule::{
     tcp_flag, AddrRange, Chain, ConnmarkOp, IcmpType, Inv, Ipv4Net, Match, MultiportDir, NatRange,
     PortRange, Rule, RuleSet, TableRules, Target, TtlMatch, TtlSet,
@@ -493,6 +494,32 @@ fn match_spec(out: &mut String, m: &Match, family: Family) {
             } else {
                 write!(out, " --mark 0x{:x}/0x{:x}", m.value.value, m.value.mask)
             };
+        }
+        Match::Recent(r) => {
+            // libxt_recent's recent_save: the command (after '!'), then
+            // --seconds, --reap, --hitcount, --rttl, the name, the mask
+            // and the side, always.
+            inv(out, r.invert);
+            out.push_str(match r.cmd {
+                RecentCmd::Set => " --set",
+                RecentCmd::Rcheck => " --rcheck",
+                RecentCmd::Update => " --update",
+                RecentCmd::Remove => " --remove",
+            });
+            if r.seconds != 0 {
+                let _ = write!(out, " --seconds {}", r.seconds);
+            }
+            if r.reap {
+                out.push_str(" --reap");
+            }
+            if r.hitcount != 0 {
+                let _ = write!(out, " --hitcount {}", r.hitcount);
+            }
+            if r.rttl {
+                out.push_str(" --rttl");
+            }
+            let side = if r.rdest { "--rdest" } else { "--rsource" };
+            let _ = write!(out, " --name {} --mask {} {side}", r.name, r.mask);
         }
         Match::Set(m) => {
             // libxt_set's set_save_v4: the name and flags, then the options

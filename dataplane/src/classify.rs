@@ -10,11 +10,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::ipset::{LookupOpts, SetPacket, SetTable};
+use crate::recent::{RecentTable, RecentTables};
 use crate::rule::{
     AddrRange, AddrtypeLimit, AddrtypeMatch, ConnmarkOp, CounterLayout, CtMatch, CtStates, Family,
     FragMatch, Hook, IcmpType, IfaceMatch, Inv, Ipv6HeaderMatch, Limit, Log, Match, MultiportDir,
-    NatRange, Policy, PortNat, PortRange, RejectWith, RtMatch, Rule, RuleSet, Table, Target,
-    TcpmssOp, TosBits, TtlMatch, TtlSet,
+    NatRange, Policy, PortNat, PortRange, RecentMatch, RejectWith, RtMatch, Rule, RuleSet, Table,
+    Target, TcpmssOp, TosBits, TtlMatch, TtlSet,
 };
 
 /// An address family as the classifier sees it: the width of its
@@ -327,6 +328,21 @@ impl<A: Copy + Ord> RangeTest<A> {
     }
 }
 
+/// A compiled `-m recent` match: its table and what it does there.
+#[derive(Clone, Debug)]
+pub struct RecentTest {
+    pub table: Arc<RecentTable>,
+    pub m: RecentMatch,
+}
+
+impl PartialEq for RecentTest {
+    fn eq(&self, o: &RecentTest) -> bool {
+        Arc::ptr_eq(&self.table, &o.table) && self.m == o.m
+    }
+}
+
+impl Eq for RecentTest {}
+
 /// A compiled match extension.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CMatch<F: AddrFamily = V4> {
@@ -403,6 +419,8 @@ pub enum CMatch<F: AddrFamily = V4> {
         opts: LookupOpts,
         invert: bool,
     },
+    /// `-m recent` over its table (the gateway's, shared by name).
+    Recent(RecentTest),
     /// `-m ipv6header` (IPv6).
     Ipv6Header(Ipv6HeaderMatch),
     /// `-m frag` (IPv6): never matches a packet without a fragment header.
@@ -733,11 +751,13 @@ fn compile_match<F: AddrFamily>(
     m: &Match,
     limits: &mut u32,
     sets: &SetTable,
+    recent: &RecentTables,
 ) -> Result<Option<CMatch<F>>, CompileError> {
     // Sets hold IPv4 addresses; conntrack's tuples are read as IPv4.
     if F::FAMILY == Family::Ipv6 {
         match m {
             Match::Set(_) => return Err(CompileError::WrongFamily("-m set")),
+            Match::Recent(_) => return Err(CompileError::WrongFamily("-m recent")),
             Match::Conntrack(c) if c.addrs.iter().any(Option::is_some) => {
                 return Err(CompileError::WrongFamily("-m conntrack address"))
             }
@@ -840,6 +860,10 @@ fn compile_match<F: AddrFamily>(
             invert: m.invert,
         },
         Match::Addrtype(a) => CMatch::Addrtype(*a),
+        Match::Recent(r) => CMatch::Recent(RecentTest {
+            table: recent.table(&r.name, r.hitcount),
+            m: r.clone(),
+        }),
         Match::Set(m) => CMatch::Set {
             slot: sets
                 .slot(&m.name)
@@ -870,12 +894,23 @@ pub fn compile_with_sets(
     ifaces: &[&str],
     sets: &SetTable,
 ) -> Result<CompiledRuleSet, CompileError> {
-    compile_family(set, ifaces, sets)
+    compile_family(set, ifaces, sets, &RecentTables::default())
+}
+
+/// [`compile_with_sets`] taking its `-m recent` tables from `recent` (a
+/// gateway's: the tables outlive a reload that still names them).
+pub fn compile_for_gateway(
+    set: &RuleSet,
+    ifaces: &[&str],
+    sets: &SetTable,
+    recent: &RecentTables,
+) -> Result<CompiledRuleSet, CompileError> {
+    compile_family(set, ifaces, sets, recent)
 }
 
 /// Compiles an IPv6 (ip6tables) rule set.
 pub fn compile6(set: &RuleSet, ifaces: &[&str]) -> Result<CompiledRuleSet<V6>, CompileError> {
-    compile_family(set, ifaces, &SetTable::default())
+    compile_family(set, ifaces, &SetTable::default(), &RecentTables::default())
 }
 
 /// Compiles a rule set of family `F`: the addresses of `F` in its rules
@@ -884,6 +919,7 @@ pub fn compile_family<F: AddrFamily>(
     set: &RuleSet,
     ifaces: &[&str],
     sets: &SetTable,
+    recent: &RecentTables,
 ) -> Result<CompiledRuleSet<F>, CompileError> {
     if ifaces.len() > MAX_IFACES {
         return Err(CompileError::TooManyInterfaces(ifaces.len()));
@@ -917,7 +953,7 @@ pub fn compile_family<F: AddrFamily>(
             for (ri, r) in c.rules.iter().enumerate() {
                 let mut matches = Vec::with_capacity(r.matches.len() + 1);
                 for m in &r.matches {
-                    if let Some(cm) = compile_match(m, &mut limits, sets)? {
+                    if let Some(cm) = compile_match(m, &mut limits, sets, recent)? {
                         matches.push(cm);
                     }
                     if let Match::Tcp(tm) = m {
@@ -983,6 +1019,7 @@ pub fn compile_family<F: AddrFamily>(
                             | CMatch::Tos { .. }
                             | CMatch::Connmark { .. }
                             | CMatch::Set { .. }
+                            | CMatch::Recent(_)
                             | CMatch::Conntrack(_)
                             | CMatch::Ipv6Header(_)
                             | CMatch::Frag(_)
@@ -1390,6 +1427,16 @@ impl<F: AddrFamily> CMatch<F> {
             }
             CMatch::Set { slot, opts, invert } => match F::set_packet(p) {
                 Some(sp) => cx.sets.matches(*slot, &sp, opts, now) != *invert,
+                None => false,
+            },
+            CMatch::Recent(r) => match F::set_packet(p) {
+                Some(sp) => {
+                    let addr = if r.m.rdest { sp.dst } else { sp.src };
+                    // xt_recent reads the TTL as before forwarding.
+                    let forwarded = p.in_iface.is_some() && p.out_iface.is_some();
+                    let ttl = p.ttl.saturating_add(u8::from(forwarded));
+                    r.table.check(&r.m, Ipv4Addr::from(addr), ttl, now)
+                }
                 None => false,
             },
             CMatch::Ipv6Header(h) => F::ip6_fields(&p.extra).is_some_and(|x| h.matches(x.headers)),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::classify::{compile_with_sets, CompileError, CompiledRuleSet, MAX_IFACES};
+use crate::classify::{compile_for_gateway, CompileError, CompiledRuleSet, MAX_IFACES};
 use crate::conntrack::{Conntrack, ConntrackConfig};
 use crate::frag::{FragConfig, Reassembly};
 use crate::icmp_limit::{IcmpLimitConfig, IcmpLimiter};
@@ -16,6 +16,7 @@ use crate::ipset::{SetTable, SharedSets};
 use crate::link::{Link, LinkError, Links};
 use crate::neigh::{Mac, Neighbours};
 use crate::ra::RaConfig;
+use crate::recent::RecentTables;
 use crate::route::{RouteError, RoutePolicy, RouteTable, StaticRoute};
 use crate::rule::{Ipv4Net, RuleSet};
 use crate::trace::Tracer;
@@ -188,6 +189,8 @@ pub struct Gateway {
     /// The IP sets (`-m set`), changed at run time without a reload;
     /// workers load the current table at each batch.
     pub sets: SharedSets,
+    /// `-m recent`'s tables, by name (held by the rule sets that name them).
+    pub recent: RecentTables,
 }
 
 impl Gateway {
@@ -223,7 +226,9 @@ impl Gateway {
         let links: Vec<Link> = cfg.ifaces.iter().map(|f| f.link).collect();
         let links = Links::new(&links).map_err(GatewayError::Link)?;
         let names: Vec<&str> = cfg.ifaces.iter().map(|f| f.name.as_str()).collect();
-        let compiled = compile_with_sets(rules, &names, &sets).map_err(GatewayError::Compile)?;
+        let recent = RecentTables::default();
+        let compiled =
+            compile_for_gateway(rules, &names, &sets, &recent).map_err(GatewayError::Compile)?;
         let live = cfg
             .ifaces
             .iter()
@@ -251,6 +256,7 @@ impl Gateway {
             live,
             link_epoch: AtomicU32::new(0),
             sets: SharedSets::new(sets),
+            recent,
         })
     }
 
@@ -266,7 +272,7 @@ impl Gateway {
     /// it (the control plane prepares counters before [`Gateway::install_compiled`]).
     pub fn compile(&self, rules: &RuleSet) -> Result<CompiledRuleSet, CompileError> {
         let names: Vec<&str> = self.ifaces.iter().map(|f| f.name.as_str()).collect();
-        compile_with_sets(rules, &names, &self.sets.now())
+        compile_for_gateway(rules, &names, &self.sets.now(), &self.recent)
     }
 
     /// Whether the installed rules name set `slot` (a set in use cannot

@@ -32,6 +32,7 @@ pub mod neigh;
 pub mod pipeline;
 pub mod port;
 pub mod ra;
+pub mod recent;
 pub mod route;
 pub mod rule;
 pub mod stats;

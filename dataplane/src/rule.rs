@@ -614,6 +614,8 @@ pub enum Match {
     Addrtype(AddrtypeMatch),
     /// `-m set --match-set NAME FLAGS ...` (xt_set revision 4).
     Set(SetMatch),
+    /// `-m recent`: a named table of recently seen addresses.
+    Recent(RecentMatch),
     /// `-m iprange` of an IPv6 rule set.
     IpRange6(IpRange<Ipv6Addr>),
     Ipv6Header(Ipv6HeaderMatch),
@@ -664,6 +666,46 @@ pub enum AddrtypeLimit {
     None,
     In,
     Out,
+}
+
+/// What a `-m recent` rule does with its table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RecentCmd {
+    /// `--set`: adds the address (or a timestamp to it); always matches.
+    Set,
+    /// `--rcheck`: whether the address is in the table.
+    Rcheck,
+    /// `--update`: `--rcheck`, and a timestamp added when it matches.
+    Update,
+    /// `--remove`: takes the address out; matches if it was in.
+    Remove,
+}
+
+/// `-m recent [!] --set|--rcheck|--update|--remove [--seconds N] [--reap]
+/// [--hitcount N] [--rttl] --name NAME --mask M --rsource|--rdest`
+/// (xt_recent: tables of `ip_list_tot` = 100 addresses, shared by every
+/// rule that names them, kept across reloads while a rule names them).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RecentMatch {
+    pub name: String,
+    pub cmd: RecentCmd,
+    /// 0: any age.
+    pub seconds: u32,
+    pub reap: bool,
+    /// 0: any count.
+    pub hitcount: u32,
+    pub rttl: bool,
+    /// `--rdest`: the destination address (else the source, `--rsource`).
+    pub rdest: bool,
+    pub mask: Ipv4Addr,
+    pub invert: bool,
+}
+
+impl RecentMatch {
+    /// The table name when none is given.
+    pub const DEFAULT_NAME: &'static str = "DEFAULT";
+    /// The most timestamps a check may count (`XT_RECENT_MAX_NSTAMPS - 1`).
+    pub const MAX_HITCOUNT: u32 = 65535;
 }
 
 /// `-m set [!] --match-set NAME src|dst[,...]` and its options.
@@ -776,6 +818,7 @@ impl Match {
             Match::Connmark(_) => "connmark",
             Match::Addrtype(_) => "addrtype",
             Match::Set(_) => "set",
+            Match::Recent(_) => "recent",
             Match::IpRange6(_) => "iprange",
             Match::Ipv6Header(_) => "ipv6header",
             Match::Frag(_) => "frag",

@@ -393,7 +393,8 @@ const TOS_NAMES: &[&str] = &[
 ];
 
 fn other_match(rng: &mut Rng) -> String {
-    match rng.below(12) {
+    match rng.below(13) {
+        12 => recent(rng),
         9 | 10 => header_match(rng),
         11 => format!("-m connmark {}--mark {}", rng.neg(30), mark_value(rng)),
         0 | 1 => format!(
@@ -422,6 +423,47 @@ fn other_match(rng: &mut Rng) -> String {
         6 => limit(rng),
         _ => iprange(rng),
     }
+}
+
+/// `-m recent`: each command with the options it takes, names, masks and
+/// sides, '!' on the command.
+fn recent(rng: &mut Rng) -> String {
+    let mut m = format!("-m recent {}", rng.neg(20));
+    let check = rng.chance(60);
+    if check {
+        m.push_str(rng.pick(&["--rcheck", "--update"]));
+        let seconds = rng.chance(70);
+        if seconds {
+            m.push_str(&format!(" --seconds {}", 1 + rng.below(3600)));
+            if rng.chance(40) {
+                m.push_str(" --reap");
+            }
+        }
+        if rng.chance(50) {
+            m.push_str(&format!(" --hitcount {}", 1 + rng.below(20)));
+        }
+        if rng.chance(25) {
+            m.push_str(" --rttl");
+        }
+    } else {
+        m.push_str(rng.pick(&["--set", "--remove"]));
+    }
+    if rng.chance(70) {
+        m.push_str(&format!(
+            " --name {}",
+            rng.pick(&["SSH", "DEFAULT", "scan_list", "x1"])
+        ));
+    }
+    if rng.chance(20) {
+        m.push_str(&format!(
+            " --mask {}",
+            rng.pick(&["255.255.255.0", "255.255.0.0", "0.0.0.0"])
+        ));
+    }
+    if rng.chance(40) {
+        m.push_str(rng.pick(&[" --rsource", " --rdest"]));
+    }
+    m
 }
 
 /// The protocol a rule is known to match, which decides what else it may use.
@@ -2031,6 +2073,10 @@ mod tests {
             "-j TCPMSS --clamp-mss-to-pmtu",
             "-j TCPMSS --set-mss ",
             "-m addrtype ! --src-type",
+            "-m recent ! --",
+            "--reap",
+            "--rttl",
+            "--rdest",
             "--limit-iface-in",
             "--limit-iface-out",
         ];

@@ -377,3 +377,68 @@ fn conntrack_tuples_as_linux() {
         },
     );
 }
+
+// ---------------------------------------------------------------------------
+// -m recent: the usual guard against repeated new connections.
+
+fn recent_rules() -> String {
+    restore_text(&[
+        MASQUERADE_WAN0,
+        (
+            "filter",
+            "-A FORWARD -p tcp --dport 8080 -m conntrack --ctstate NEW -m recent --set --name GUARD
+             -A FORWARD -p tcp --dport 8080 -m conntrack --ctstate NEW -m recent --update --seconds 60 --hitcount 3 --name GUARD -j REJECT --reject-with tcp-reset
+             -A FORWARD -p tcp --dport 8080 -m recent --rcheck --name OTHER --rdest -j DROP",
+        ),
+    ])
+}
+
+#[derive(Debug, PartialEq)]
+struct RecentObs {
+    /// Five new connections in a row from the client.
+    attempts: Vec<String>,
+    counters: BTreeMap<String, u64>,
+}
+
+fn recent_guard(lab: &mut Lab) -> RecentObs {
+    let _server = lab.serve(lab.server(), &["tcp-serve", "8080"]);
+    let attempts = (0..5)
+        .map(|_| {
+            outcome(&lab.tool_result(
+                lab.client(),
+                &["tcp-connect", &ip(SERVER), "8080", "--timeout", OK_WAIT],
+                TOOL_LIMIT,
+            ))
+        })
+        .collect();
+    RecentObs {
+        attempts,
+        counters: lab
+            .packet_counters(Some("filter"))
+            .into_iter()
+            .filter(|(rule, _)| rule.starts_with("filter -A"))
+            .collect(),
+    }
+}
+
+#[test]
+fn recent_guard_as_linux() {
+    let dir = WorkDir::new("ext-recent");
+    let path = dir.path().to_owned();
+    on_both_backends_in(
+        "recent_guard_as_linux",
+        |backend| lab_with(&path, backend, Some(&recent_rules()), ""),
+        recent_guard,
+        |o| {
+            // LINUX-REFERENCE: with --set before --update --hitcount N, the
+            // current packet counts: the 3rd new connection is caught, and
+            // every caught one keeps the source caught.
+            assert_eq!(
+                o.attempts,
+                ["connected", "connected", "refused", "refused", "refused"],
+                "{o:?}"
+            );
+            assert!(o.counters.values().any(|&n| n == 5), "{o:?}");
+        },
+    );
+}

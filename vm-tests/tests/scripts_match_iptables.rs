@@ -497,6 +497,47 @@ impl Rejected {
 
 const REJECTED: &[Rejected] = &[
     Rejected {
+        name: "recent_without_a_command",
+        marked: "iptables -A INPUT -m recent --set --name SSH
+>iptables -A INPUT -m recent --name SSH -j DROP
+",
+    },
+    Rejected {
+        name: "recent_set_with_rttl",
+        marked: ">iptables -A INPUT -m recent --set --rttl
+",
+    },
+    Rejected {
+        name: "recent_reap_without_seconds",
+        marked: ">iptables -A INPUT -m recent --update --reap -j DROP
+",
+    },
+    Rejected {
+        name: "recent_remove_with_hitcount",
+        marked: ">iptables -A INPUT -m recent --remove --hitcount 3
+",
+    },
+    Rejected {
+        name: "recent_hitcount_above_65535",
+        marked: ">iptables -A INPUT -m recent --update --hitcount 65536 -j DROP
+",
+    },
+    Rejected {
+        name: "recent_seconds_0",
+        marked: ">iptables -A INPUT -m recent --rcheck --seconds 0 -j DROP
+",
+    },
+    Rejected {
+        name: "recent_name_with_slash",
+        marked: ">iptables -A INPUT -m recent --set --name a/b
+",
+    },
+    Rejected {
+        name: "recent_set_and_update",
+        marked: ">iptables -A INPUT -m recent --set --update
+",
+    },
+    Rejected {
         name: "conntrack_without_options",
         marked: "iptables -A FORWARD -m conntrack --ctdir REPLY
 >iptables -A FORWARD -m conntrack -j DROP

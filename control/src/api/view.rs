@@ -10,6 +10,7 @@
 
 use std::fmt::Write;
 
+use xdpgw_dataplane::rule::RecentCmd;
 use xdpgw_dataplane::rule::{
     tcp_flag, Chain, ConnmarkOp, IcmpType, Inv, Ipv4Net, Match, MultiportDir, NatRange, PortRange,
     Rule, TableRules, Target, TosBits, TtlMatch, TtlSet,
@@ -512,6 +513,34 @@ fn match_text(out: &mut String, m: &Match, proto: &str, numeric: bool) {
                     let _ = write!(out, "0x{:02x}/0x{:02x}", t.value.value, t.value.mask);
                 }
             }
+        }
+        Match::Recent(r) => {
+            // libxt_recent's recent_print.
+            let _ = write!(
+                out,
+                " {}recent: {}",
+                if r.invert { "! " } else { "" },
+                match r.cmd {
+                    RecentCmd::Set => "SET",
+                    RecentCmd::Rcheck => "CHECK",
+                    RecentCmd::Update => "UPDATE",
+                    RecentCmd::Remove => "REMOVE",
+                }
+            );
+            if r.seconds != 0 {
+                let _ = write!(out, " seconds: {}", r.seconds);
+            }
+            if r.reap {
+                out.push_str(" reap");
+            }
+            if r.hitcount != 0 {
+                let _ = write!(out, " hit_count: {}", r.hitcount);
+            }
+            if r.rttl {
+                out.push_str(" TTL-Match");
+            }
+            let side = if r.rdest { "dest" } else { "source" };
+            let _ = write!(out, " name: {} side: {side} mask: {}", r.name, r.mask);
         }
         Match::Set(m) => {
             // libxt_set's set_printv4_match.

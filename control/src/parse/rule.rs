@@ -8,7 +8,7 @@ use xdpgw_dataplane::rule::{
     Log, MarkMatch, Match, Multiport, MultiportDir, NatRange, PortMatch, PortNat, PortRange,
     RejectWith, Rule, Table, Target, TcpFlags, TcpMatch, TcpmssOp, TosBits, TtlMatch, TtlSet,
 };
-use xdpgw_dataplane::rule::{CounterOp, DimFlags, SetMatch};
+use xdpgw_dataplane::rule::{CounterOp, DimFlags, RecentCmd, RecentMatch, SetMatch};
 use xdpgw_dataplane::rule::{
     Family, FragMatch, IpRange as IpRangeOf, Ipv6HeaderMatch, Ipv6Net, RtMatch, U32Range,
 };
@@ -18,7 +18,7 @@ use super::value;
 use crate::error::{RuleError, RuleErrorKind};
 use crate::netdb;
 
-pub const SUPPORTED_MATCHES: [&str; 17] = [
+pub const SUPPORTED_MATCHES: [&str; 18] = [
     "tcp",
     "udp",
     "icmp",
@@ -36,6 +36,7 @@ pub const SUPPORTED_MATCHES: [&str; 17] = [
     "connmark",
     "addrtype",
     "set",
+    "recent",
 ];
 
 /// What ip6tables rules may use (`-m set` is IPv4-only in xdpgw).
@@ -662,6 +663,17 @@ impl<'a> Parser<'a> {
                 dst: None,
                 limit: AddrtypeLimit::None,
             }),
+            "recent" if !v6 => Match::Recent(RecentMatch {
+                name: RecentMatch::DEFAULT_NAME.into(),
+                cmd: RecentCmd::Set,
+                seconds: 0,
+                reap: false,
+                hitcount: 0,
+                rttl: false,
+                rdest: false,
+                mask: std::net::Ipv4Addr::BROADCAST,
+                invert: false,
+            }),
             "set" => Match::Set(SetMatch {
                 name: String::new(),
                 flags: DimFlags { src: 0, dim: 0 },
@@ -917,6 +929,14 @@ impl<'a> Parser<'a> {
             (Match::Addrtype(_), "--dst-type") => 2,
             (Match::Addrtype(_), "--limit-iface-in") => 4,
             (Match::Addrtype(_), "--limit-iface-out") => 8,
+            (Match::Recent(_), "--set" | "--rcheck" | "--update" | "--remove") => 1,
+            (Match::Recent(_), "--seconds") => 2,
+            (Match::Recent(_), "--reap") => 4,
+            (Match::Recent(_), "--hitcount") => 8,
+            (Match::Recent(_), "--rttl") => 16,
+            (Match::Recent(_), "--name") => 32,
+            (Match::Recent(_), "--rsource" | "--rdest") => 64,
+            (Match::Recent(_), "--mask") => 128,
             (Match::Set(_), "--match-set" | "--set") => 1,
             (Match::Set(_), "--return-nomatch") => 2,
             (Match::Set(_), "--update-counters") => 4,
@@ -1261,6 +1281,59 @@ impl<'a> Parser<'a> {
                 let v = take()?;
                 let (value, mask) = value::tos(&v.text).map_err(|e| bad(v, opt, e))?;
                 *m = Inv::new(TosBits { value, mask }, inv);
+            }
+            Match::Recent(r) => {
+                if bit != 1 {
+                    no_inv(inv)?;
+                }
+                match bit {
+                    1 => {
+                        r.cmd = match opt {
+                            "--set" => RecentCmd::Set,
+                            "--rcheck" => RecentCmd::Rcheck,
+                            "--update" => RecentCmd::Update,
+                            _ => RecentCmd::Remove,
+                        };
+                        r.invert = inv;
+                    }
+                    2 | 8 => {
+                        let v = take()?;
+                        let (hi, what) = if bit == 2 {
+                            (u32::MAX, "seconds, 1-4294967295")
+                        } else {
+                            (RecentMatch::MAX_HITCOUNT, "a count, 1-65535")
+                        };
+                        let n = v
+                            .text
+                            .parse::<u32>()
+                            .ok()
+                            .filter(|n| (1..=hi).contains(n))
+                            .ok_or_else(|| bad(v, opt, what.into()))?;
+                        if bit == 2 {
+                            r.seconds = n;
+                        } else {
+                            r.hitcount = n;
+                        }
+                    }
+                    4 => r.reap = true,
+                    16 => r.rttl = true,
+                    32 => {
+                        let v = take()?;
+                        if v.text.is_empty() || v.text.len() > 199 || v.text.contains('/') {
+                            return Err(bad(
+                                v,
+                                opt,
+                                "a table name of 1-199 characters, no '/'".into(),
+                            ));
+                        }
+                        r.name = v.text.clone();
+                    }
+                    64 => r.rdest = opt == "--rdest",
+                    _ => {
+                        let v = take()?;
+                        r.mask = value::ipv4(&v.text).map_err(|e| bad(v, opt, e))?;
+                    }
+                }
             }
             Match::Set(m) => match bit {
                 1 => {
@@ -1660,6 +1733,24 @@ impl<'a> Parser<'a> {
                         l.at,
                         "--limit-iface-out is not valid in PREROUTING or INPUT",
                     ))
+                }
+                Match::Recent(_) if l.seen & 1 == 0 => {
+                    return Err(semantic(
+                        l.at,
+                        "-m recent needs one of --set, --rcheck, --update or --remove",
+                    ))
+                }
+                Match::Recent(r)
+                    if matches!(r.cmd, RecentCmd::Set | RecentCmd::Remove)
+                        && (r.seconds != 0 || r.hitcount != 0 || r.rttl || r.reap) =>
+                {
+                    return Err(semantic(
+                        l.at,
+                        "--seconds, --hitcount, --rttl and --reap go with --rcheck or --update",
+                    ))
+                }
+                Match::Recent(r) if r.reap && r.seconds == 0 => {
+                    return Err(semantic(l.at, "-m recent --reap needs --seconds"))
                 }
                 Match::Set(_) if l.seen & 1 == 0 => {
                     return Err(semantic(
