@@ -419,8 +419,9 @@ pub enum CMatch<F: AddrFamily = V4> {
         opts: LookupOpts,
         invert: bool,
     },
-    /// `-m recent` over its table (the gateway's, shared by name).
-    Recent(RecentTest),
+    /// `-m recent` over its table (the gateway's, shared by name); boxed:
+    /// the other matches are smaller.
+    Recent(Box<RecentTest>),
     /// `-m ipv6header` (IPv6).
     Ipv6Header(Ipv6HeaderMatch),
     /// `-m frag` (IPv6): never matches a packet without a fragment header.
@@ -860,10 +861,10 @@ fn compile_match<F: AddrFamily>(
             invert: m.invert,
         },
         Match::Addrtype(a) => CMatch::Addrtype(*a),
-        Match::Recent(r) => CMatch::Recent(RecentTest {
+        Match::Recent(r) => CMatch::Recent(Box::new(RecentTest {
             table: recent.table(&r.name, r.hitcount),
             m: r.clone(),
-        }),
+        })),
         Match::Set(m) => CMatch::Set {
             slot: sets
                 .slot(&m.name)
