@@ -26,15 +26,16 @@ fn ttl_tos_rules() -> String {
     ])
 }
 
-/// The mangle table's rule counters. Not the chains' policy counters:
+/// Table `table`'s rule counters. Not the chains' policy counters:
 /// PREROUTING's also counts what the lab's hosts send on their own
 /// whenever it comes (IGMP reports to 224.0.0.22, which Linux and xdpgw
 /// both count there and do not route); the rules name their protocol for
 /// the same reason.
-fn rule_counters(lab: &Lab) -> BTreeMap<String, u64> {
-    lab.packet_counters(Some("mangle"))
+fn rule_counters(lab: &Lab, table: &str) -> BTreeMap<String, u64> {
+    let prefix = format!("{table} -A");
+    lab.packet_counters(Some(table))
         .into_iter()
-        .filter(|(rule, _)| rule.starts_with("mangle -A"))
+        .filter(|(rule, _)| rule.starts_with(&prefix))
         .collect()
 }
 
@@ -58,7 +59,7 @@ fn ttl_tos(lab: &mut Lab) -> TtlTosObs {
     }
     TtlTosObs {
         seen,
-        counters: rule_counters(lab),
+        counters: rule_counters(lab, "mangle"),
     }
 }
 
@@ -119,7 +120,7 @@ fn connmark(lab: &mut Lab) -> ConnmarkObs {
         &["udp-req", &ip(SERVER), "7778", "--timeout", DROP_WAIT],
         TOOL_LIMIT,
     );
-    let counters = rule_counters(lab);
+    let counters = rule_counters(lab, "mangle");
     let table = lab.conntrack_list();
     let marked = table.iter().any(|l| {
         l.contains(&format!("src={CLIENT} dst={SERVER}"))
@@ -206,7 +207,7 @@ fn tcpmss(lab: &mut Lab) -> MssObs {
         connect,
         syn_mss: mss_of(&captured(syn).remove(0).summary),
         synack_mss: mss_of(&captured(synack).remove(0).summary),
-        counters: rule_counters(lab),
+        counters: rule_counters(lab, "mangle"),
     }
 }
 
@@ -258,11 +259,7 @@ fn addrtype(lab: &mut Lab) -> AddrtypeObs {
         .collect();
     AddrtypeObs {
         received,
-        counters: lab
-            .packet_counters(Some("filter"))
-            .into_iter()
-            .filter(|(rule, _)| rule.starts_with("filter -A"))
-            .collect(),
+        counters: rule_counters(lab, "filter"),
     }
 }
 
@@ -356,13 +353,7 @@ fn conntrack_tuples_as_linux() {
         |backend| lab_with(&path, backend, Some(&ct_tuple_rules()), ""),
         |lab| {
             let received = lab.ping(lab.client(), SERVER, 3, &[]).received;
-            (
-                received,
-                lab.packet_counters(Some("filter"))
-                    .into_iter()
-                    .filter(|(rule, _)| rule.starts_with("filter -A"))
-                    .collect::<BTreeMap<_, _>>(),
-            )
+            (received, rule_counters(lab, "filter"))
         },
         |(received, counters)| {
             assert_eq!(*received, 3);
@@ -413,11 +404,7 @@ fn recent_guard(lab: &mut Lab) -> RecentObs {
         .collect();
     RecentObs {
         attempts,
-        counters: lab
-            .packet_counters(Some("filter"))
-            .into_iter()
-            .filter(|(rule, _)| rule.starts_with("filter -A"))
-            .collect(),
+        counters: rule_counters(lab, "filter"),
     }
 }
 
