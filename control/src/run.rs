@@ -75,9 +75,7 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
     }
     let (sets, rules) = crate::load_sets_and_rules(cfg.ipsets.as_deref(), &cfg.rules)
         .map_err(|(file, errors)| RunError::Rules { errors, file })?;
-    // The IPv6 rules (`rules6`) are checked as the IPv4 ones are, and
-    // refused the same way; the dataplane does not forward IPv6 yet, so
-    // they are not installed (`save -6` shows them).
+    // The IPv6 rules (`rules6`), refused as the IPv4 ones are.
     let rules6 = match &cfg.rules6 {
         Some(r6) => {
             crate::load_rule_file_family(
@@ -222,6 +220,8 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
         conntrack.clone(),
     );
     let gw = Arc::new(Gateway::with_sets(gw_cfg, sets, &rules)?);
+    gw.install6(&rules6)
+        .map_err(|e| RunError::Gateway(xdpgw_dataplane::gateway::GatewayError::Compile(e)))?;
     let mut link_watch = monitor.map(|m| {
         let links = cfg.links();
         let ports = (0..group.len())
@@ -270,6 +270,7 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
                 addr: i.addr,
                 prefix: i.prefix,
                 mtu: group.mtu(usize::from(l.port)).unwrap_or(1500),
+                addr6: i.addr6.clone(),
             })
             .collect();
         let routes: Vec<HostRoute> = cfg

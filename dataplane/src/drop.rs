@@ -50,6 +50,10 @@ reasons! {
     NdiscBadCode => "ndisc_bad_code",
     NdiscBadOptions => "ndisc_bad_options",
     NdiscMalformed => "ndisc_malformed",
+    // No interface has an IPv6 address: IPv6 is off.
+    Ipv6Off => "ipv6_off",
+    // An IPv6 fragment (reassembly for IPv6 is not there yet).
+    Ipv6Fragment => "ipv6_fragment",
     // Reassembly (`frag`): fragments dropped, each counted.
     FragMemFull => "frag_mem_full",
     FragTableFull => "frag_table_full",

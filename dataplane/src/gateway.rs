@@ -8,14 +8,16 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::classify::{compile_for_gateway, CompileError, CompiledRuleSet, MAX_IFACES};
+use crate::classify::{
+    compile_family, compile_for_gateway, CompileError, CompiledRuleSet, MAX_IFACES, V6,
+};
 use crate::conntrack::{Conntrack, ConntrackConfig};
 use crate::frag::{FragConfig, Reassembly};
 use crate::icmp_limit::{IcmpLimitConfig, IcmpLimiter};
 use crate::ipset::{SetTable, SharedSets};
 use crate::link::{Link, LinkError, Links};
 use crate::neigh::{Mac, Neighbours};
-use crate::ra::RaConfig;
+use crate::ra::{RaConfig, RaSchedule};
 use crate::recent::RecentTables;
 use crate::route::{RouteError, RoutePolicy, RouteTable, StaticRoute};
 use crate::rule::{Ipv4Net, RuleSet};
@@ -170,8 +172,14 @@ pub struct Gateway {
     /// static.
     pub routes6: RouteTable<Ipv6Addr>,
     rules: ArcSwap<CompiledRuleSet>,
+    /// The IPv6 rule set (`rules6`), swapped as `rules` is.
+    rules6: ArcSwap<CompiledRuleSet<V6>>,
     pub conntrack: Conntrack,
+    /// The IPv6 connections, when IPv6 is on (an interface has an IPv6
+    /// address): one maximum with `conntrack`.
+    pub conntrack6: Option<Conntrack<Ipv6Addr>>,
     pub neigh: Neighbours,
+    pub neigh6: Neighbours<Ipv6Addr>,
     /// The ICMP error rate limits all workers share.
     pub icmp_limit: IcmpLimiter,
     /// The IPv4 reassembly queues all workers share.
@@ -191,6 +199,10 @@ pub struct Gateway {
     pub sets: SharedSets,
     /// `-m recent`'s tables, by name (held by the rule sets that name them).
     pub recent: RecentTables,
+    /// When each interface's next router advertisement is due (those with
+    /// `[interface.ra]`); taken by whichever worker's housekeeping finds
+    /// one due, never on the packet path.
+    ra: Box<[std::sync::Mutex<RaSchedule>]>,
 }
 
 impl Gateway {
@@ -229,6 +241,9 @@ impl Gateway {
         let recent = RecentTables::default();
         let compiled =
             compile_for_gateway(rules, &names, &sets, &recent).map_err(GatewayError::Compile)?;
+        // No IPv6 rules until `install6`: every hook accepts.
+        let compiled6 = compile_family(&RuleSet::default(), &names, &sets, &recent)
+            .map_err(GatewayError::Compile)?;
         let live = cfg
             .ifaces
             .iter()
@@ -241,14 +256,24 @@ impl Gateway {
                 ct_table_full: AtomicU64::new(0),
             })
             .collect();
+        let ipv6 = cfg.ifaces.iter().any(|f| !f.addr6.is_empty());
+        let ra = cfg
+            .ifaces
+            .iter()
+            .map(|_| std::sync::Mutex::new(RaSchedule::new(0)))
+            .collect();
+        let conntrack = Conntrack::new(cfg.conntrack);
         Ok(Gateway {
             ifaces: cfg.ifaces,
             links,
             routes,
             routes6,
             rules: ArcSwap::from_pointee(compiled),
-            conntrack: Conntrack::new(cfg.conntrack),
+            rules6: ArcSwap::from_pointee(compiled6),
+            conntrack6: ipv6.then(|| Conntrack::new6(&conntrack)),
+            conntrack,
             neigh: Neighbours::default(),
+            neigh6: Neighbours::default(),
             icmp_limit: IcmpLimiter::new(cfg.icmp),
             frags: Reassembly::new(cfg.frag),
             worker_seq: AtomicUsize::new(0),
@@ -257,6 +282,7 @@ impl Gateway {
             link_epoch: AtomicU32::new(0),
             sets: SharedSets::new(sets),
             recent,
+            ra,
         })
     }
 
@@ -296,6 +322,106 @@ impl Gateway {
     #[inline]
     pub(crate) fn rules_now(&self) -> arc_swap::Guard<Arc<CompiledRuleSet>> {
         self.rules.load()
+    }
+
+    /// Compiles and installs a new IPv6 rule set (`rules6`), as
+    /// [`Gateway::install`] does the IPv4 one.
+    pub fn install6(&self, rules: &RuleSet) -> Result<(), CompileError> {
+        let compiled = self.compile6(rules)?;
+        self.install_compiled6(Arc::new(compiled));
+        Ok(())
+    }
+
+    /// Compiles an IPv6 rule set for this gateway's interfaces.
+    pub fn compile6(&self, rules: &RuleSet) -> Result<CompiledRuleSet<V6>, CompileError> {
+        let names: Vec<&str> = self.ifaces.iter().map(|f| f.name.as_str()).collect();
+        compile_family(rules, &names, &self.sets.now(), &self.recent)
+    }
+
+    /// Installs a compiled IPv6 rule set; returns the one it replaced.
+    pub fn install_compiled6(&self, rules: Arc<CompiledRuleSet<V6>>) -> Arc<CompiledRuleSet<V6>> {
+        self.rules6.swap(rules)
+    }
+
+    pub fn rules6(&self) -> Arc<CompiledRuleSet<V6>> {
+        self.rules6.load_full()
+    }
+
+    #[inline]
+    pub(crate) fn rules6_now(&self) -> arc_swap::Guard<Arc<CompiledRuleSet<V6>>> {
+        self.rules6.load()
+    }
+
+    /// Whether `addr` is one of interface `iface`'s IPv6 addresses (its
+    /// link-local one included).
+    #[inline]
+    pub fn is_local6_on(&self, iface: u8, addr: Ipv6Addr) -> bool {
+        self.ifaces
+            .get(usize::from(iface))
+            .is_some_and(|f| f.link_local == addr || f.addr6.iter().any(|&(a, _)| a == addr))
+    }
+
+    /// The interface holding the global IPv6 address `addr`, if it is one
+    /// of the gateway's (link-local addresses are an interface's own: see
+    /// [`Gateway::is_local6_on`]).
+    #[inline]
+    pub fn local6(&self, addr: Ipv6Addr) -> Option<u8> {
+        self.ifaces
+            .iter()
+            .position(|f| f.addr6.iter().any(|&(a, _)| a == addr))
+            .map(|i| i as u8)
+    }
+
+    /// The source address the gateway sends from on `iface` towards `dst`
+    /// (`ipv6_dev_get_saddr`, simplified): the link-local address for a
+    /// link-local or multicast link-scope destination, else the interface's
+    /// global address on `dst`'s prefix, else its first global one, else
+    /// its link-local one.
+    pub fn source6(&self, iface: u8, dst: Ipv6Addr) -> Option<Ipv6Addr> {
+        let f = self.ifaces.get(usize::from(iface))?;
+        let link_scope =
+            dst.is_unicast_link_local() || (dst.is_multicast() && dst.segments()[0] & 0x000f <= 2);
+        if link_scope {
+            return Some(f.link_local);
+        }
+        let on_prefix = f.addr6.iter().find(|&&(a, p)| {
+            let mask = u128::MAX.checked_shl(128 - u32::from(p)).unwrap_or(0);
+            u128::from(a) & mask == u128::from(dst) & mask
+        });
+        Some(
+            on_prefix
+                .or(f.addr6.first())
+                .map_or(f.link_local, |&(a, _)| a),
+        )
+    }
+
+    /// Whether interface `iface`'s router advertisement is due at `now`;
+    /// if so it counts as sent (the caller sends it) and the next one is
+    /// drawn with `rand`. False while another worker holds the schedule.
+    pub fn router_advert_due(&self, iface: u8, now: u64, cfg: &RaConfig, rand: u32) -> bool {
+        let Some(Ok(mut s)) = self.ra.get(usize::from(iface)).map(|m| m.try_lock()) else {
+            return false;
+        };
+        if !s.due(now) {
+            return false;
+        }
+        s.sent(now, cfg, rand);
+        true
+    }
+
+    /// A router solicitation arrived on `iface` at `now`: its next
+    /// advertisement moves earlier (RFC 4861 6.2.6).
+    pub fn router_solicited(&self, iface: u8, now: u64, rand: u32) {
+        let has_ra = self
+            .ifaces
+            .get(usize::from(iface))
+            .is_some_and(|f| f.ra.is_some());
+        if let (true, Some(Ok(mut s))) = (
+            has_ra,
+            self.ra.get(usize::from(iface)).map(|m| m.try_lock()),
+        ) {
+            s.solicited(now, rand);
+        }
     }
 
     /// The name of interface `iface`.

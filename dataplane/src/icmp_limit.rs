@@ -129,6 +129,31 @@ impl IcmpLimiter {
         Ok(())
     }
 
+    /// [`IcmpLimiter::allow`] for an ICMPv6 message (`icmpv6_xrlim_allow`):
+    /// errors are limited (the default `icmp/ratemask` 0-1,3-127) but
+    /// packet too big, which path MTU discovery needs; the global bucket is
+    /// shared with IPv4, as `icmp_global_allow` is; the destination's bucket
+    /// is keyed by a fold of its address.
+    pub fn allow6(&self, now: u64, ty: u8, dst: std::net::Ipv6Addr) -> Result<(), Limited> {
+        const PKT_TOOBIG: u8 = 2;
+        if ty >= 128 || ty == PKT_TOOBIG {
+            return Ok(());
+        }
+        let now_ms = (now / NS_PER_MS) as u32;
+        if !self.global_allow(now_ms) {
+            self.limited_global.fetch_add(1, Ordering::Relaxed);
+            return Err(Limited::Global);
+        }
+        let a = u128::from(dst);
+        let folded = (a ^ (a >> 32) ^ (a >> 64) ^ (a >> 96)) as u32;
+        if !self.peer_allow(now_ms, Ipv4Addr::from(folded)) {
+            self.limited_host.fetch_add(1, Ordering::Relaxed);
+            return Err(Limited::Host);
+        }
+        self.global_consume();
+        Ok(())
+    }
+
     /// Messages refused by the global bucket and by a destination's.
     pub fn refused(&self) -> (u64, u64) {
         (

@@ -8,12 +8,13 @@
 //! direction `dir` is translated to look like the inverse of the other
 //! direction's tuple.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::conntrack::{status, Conntrack, Pending};
 use crate::drop::DropReason;
 use crate::flow::{mix, Addr, Dir, Tuple, IPPROTO_TCP, IPPROTO_UDP};
 use crate::rule::{AddrRange, PortRange};
+use crate::wire::ipv6::{Ipv6Info, L4v6};
 use crate::wire::{self, Ipv4Info, L4};
 
 /// Which end of a packet a hook translates: PREROUTING and OUTPUT change
@@ -37,17 +38,17 @@ fn needed_bit(manip: Manip, dir: Dir) -> u16 {
 /// confirm) and the direction the packet goes in. The same for every packet
 /// of the connection in that direction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConnNat {
-    pub orig: Tuple,
-    pub reply: Tuple,
+pub struct ConnNat<A: Addr = Ipv4Addr> {
+    pub orig: Tuple<A>,
+    pub reply: Tuple<A>,
     pub status: u16,
     pub dir: Dir,
 }
 
-impl ConnNat {
+impl<A: Addr> ConnNat<A> {
     /// The same connection as a packet going the other way sees it (an
     /// answer the gateway generates: nf_ct_attach's reply direction).
-    pub fn reversed(self) -> ConnNat {
+    pub fn reversed(self) -> ConnNat<A> {
         ConnNat {
             dir: self.dir.flip(),
             ..self
@@ -56,7 +57,7 @@ impl ConnNat {
 
     /// The tuple whose inverse the packet is translated to, if the
     /// connection's NAT calls for `manip` in its direction.
-    fn other_tuple(&self, manip: Manip) -> Option<&Tuple> {
+    fn other_tuple(&self, manip: Manip) -> Option<&Tuple<A>> {
         if self.status & needed_bit(manip, self.dir) == 0 {
             return None;
         }
@@ -68,14 +69,16 @@ impl ConnNat {
 
     /// The address and port [`ConnNat::translate`] writes for `manip` into
     /// a TCP/UDP packet, if the connection's NAT changes that end.
-    pub fn target(&self, manip: Manip) -> Option<(Ipv4Addr, u16)> {
+    pub fn target(&self, manip: Manip) -> Option<(A, u16)> {
         let t = self.other_tuple(manip)?.invert();
         Some(match manip {
             Manip::Src => (t.src, t.sport),
             Manip::Dst => (t.dst, t.dport),
         })
     }
+}
 
+impl ConnNat<Ipv4Addr> {
     /// Translates the packet (in `frame`, parsed as `info`, which follows)
     /// for a hook doing `manip`. Returns whether it changed the packet.
     pub fn translate(&self, frame: &mut [u8], info: &mut Ipv4Info, manip: Manip) -> bool {
@@ -135,6 +138,80 @@ impl ConnNat {
             }
         }
         true
+    }
+}
+
+impl ConnNat<Ipv6Addr> {
+    /// [`ConnNat::translate`] for an IPv6 packet (NAT66, as
+    /// `nf_nat_ipv6_manip_pkt`).
+    pub fn translate(&self, frame: &mut [u8], info: &mut Ipv6Info, manip: Manip) -> bool {
+        let Some((addr, port)) = self.target(manip) else {
+            return false;
+        };
+        match manip {
+            Manip::Src => wire::ipv6::set_src(frame, info, addr, port),
+            Manip::Dst => wire::ipv6::set_dst(frame, info, addr, port),
+        }
+        update_info6(info, manip, addr, port);
+        true
+    }
+
+    /// [`ConnNat::translate_related`] for an ICMPv6 error
+    /// (`nf_nat_icmpv6_reply_translation`).
+    pub fn translate_related(&self, frame: &mut [u8], info: &mut Ipv6Info, manip: Manip) -> bool {
+        let Some(other) = self.other_tuple(manip).copied() else {
+            return false;
+        };
+        match manip {
+            Manip::Src => wire::ipv6::set_inner_dst(frame, info, other.dst, other.dport),
+            Manip::Dst => wire::ipv6::set_inner_src(frame, info, other.src, other.sport),
+        }
+        let target = other.invert();
+        match manip {
+            Manip::Src => {
+                wire::ipv6::set_src(frame, info, target.src, 0);
+                info.src = target.src;
+            }
+            Manip::Dst => {
+                wire::ipv6::set_dst(frame, info, target.dst, 0);
+                info.dst = target.dst;
+            }
+        }
+        if let L4v6::Icmp(i) = &mut info.l4info {
+            if let Some(inner) = &mut i.inner {
+                match manip {
+                    Manip::Src => {
+                        inner.dst = other.dst;
+                        inner.dport = other.dport;
+                    }
+                    Manip::Dst => {
+                        inner.src = other.src;
+                        inner.sport = other.sport;
+                    }
+                }
+            }
+        }
+        true
+    }
+}
+
+/// [`update_info`] for IPv6.
+fn update_info6(info: &mut Ipv6Info, manip: Manip, addr: Ipv6Addr, port: u16) {
+    match manip {
+        Manip::Src => info.src = addr,
+        Manip::Dst => info.dst = addr,
+    }
+    match &mut info.l4info {
+        L4v6::Tcp(t) => match manip {
+            Manip::Src => t.sport = port,
+            Manip::Dst => t.dport = port,
+        },
+        L4v6::Udp { sport, dport } => match manip {
+            Manip::Src => *sport = port,
+            Manip::Dst => *dport = port,
+        },
+        L4v6::Icmp(i) if i.is_query => i.id = port,
+        _ => {}
     }
 }
 
@@ -248,6 +325,11 @@ pub const EXHAUSTED_TRIES: u32 = 8;
 const EXHAUSTED_SLOTS: usize = 256;
 
 impl PortSearch {
+    /// Its random numbers (for other random choices of the worker).
+    pub fn rng(&mut self) -> &mut Rng {
+        &mut self.rng
+    }
+
     pub fn new(seed: u64) -> PortSearch {
         PortSearch {
             rng: Rng::new(seed),

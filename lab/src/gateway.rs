@@ -418,7 +418,17 @@ impl Lab {
         self.workdir = Some(workdir);
         self.run_args = run_args.to_vec();
         let xdpgw = self.xdpgw.clone();
+        // A SLAAC client has its address from xdpgw's advertisements when
+        // the lab is returned, as from radvd's.
+        let slaac =
+            v6.is_some_and(|v6| v6.router_advert.is_some() && v6.client == ClientAddressing::Slaac);
+        let monitor = slaac.then(|| self.client.spawn(&["ip", "-6", "monitor", "address"]));
         self.spawn_gateway(&xdpgw);
+        if let Some(mut m) = monitor {
+            m.wait_line("an autoconfigured address", ipv6::SLAAC_TIMEOUT, |l| {
+                l.contains(" scope global ") && l.contains("dynamic")
+            });
+        }
     }
 
     /// Starts `binary run --config` (the lab's copy) with the lab's run

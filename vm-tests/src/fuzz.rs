@@ -8,7 +8,7 @@
 
 /// The packet pipeline: any frame on any interface.
 pub mod pipeline {
-    use std::net::Ipv4Addr;
+    use std::net::{Ipv4Addr, Ipv6Addr};
     use std::sync::{Arc, OnceLock};
 
     use xdpgw_dataplane::conntrack::ConntrackConfig;
@@ -17,6 +17,7 @@ pub mod pipeline {
     use xdpgw_dataplane::log::LogEntry;
     use xdpgw_dataplane::pipeline::FRAME_SIZE;
     use xdpgw_dataplane::port::{MemHost, MemQueue};
+    use xdpgw_dataplane::route::{Prefix, StaticRoute};
     use xdpgw_dataplane::rule::{Ipv4Net, Log};
     use xdpgw_dataplane::worker::{Driver, Worker};
 
@@ -28,9 +29,14 @@ pub mod pipeline {
     pub const CLIENT: (Ipv4Addr, [u8; 6]) = (Ipv4Addr::new(192, 168, 10, 2), [2, 0, 0, 0, 10, 2]);
     pub const UPSTREAM: (Ipv4Addr, [u8; 6]) =
         (Ipv4Addr::new(203, 0, 113, 254), [2, 0, 0, 0, 11, 254]);
+    /// The same neighbours' IPv6 addresses (the lab's plan).
+    pub const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0, 0, 0, 0, 0, 2);
+    pub const UPSTREAM6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x113, 0, 0, 0, 0, 0x254);
 
     /// A new gateway as the fuzz target runs it: conf/gateway.rules on
-    /// lan0 (192.168.10.1/24) and wan0 (203.0.113.1/24), a default route
+    /// lan0 (192.168.10.1/24, fd00:10::1/64) and wan0 (203.0.113.1/24,
+    /// 2001:db8:113::1/64) with conf/gateway.rules6 for IPv6, a default route
+    /// via 2001:db8:113::254 for IPv6, a default route
     /// via 203.0.113.254, a 4,096-entry conntrack table, the client and
     /// the upstream router already resolved. The seed corpus
     /// (`fuzz/seeds/pipeline/`, `vm-tests/tests/fuzz_seeds.rs`) is made of
@@ -41,6 +47,11 @@ pub mod pipeline {
             include_str!("../../conf/gateway.rules"),
         )
         .unwrap_or_else(|e| panic!("{e}"));
+        let rules6 = xdpgw_control::load_rules6_str(
+            "gateway.rules6",
+            include_str!("../../conf/gateway.rules6"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let iface = |port: u8, name: &str, mac: [u8; 6], addr: Ipv4Addr| IfaceConfig {
             name: name.into(),
             mac,
@@ -48,7 +59,12 @@ pub mod pipeline {
             prefix: 24,
             mtu: 1500,
             link: Link::port(port),
-            addr6: Vec::new(),
+            addr6: vec![(
+                Ipv6Addr::from(
+                    u128::from(if port == 0 { CLIENT6 } else { UPSTREAM6 }) >> 64 << 64 | 1,
+                ),
+                64,
+            )],
             link_local: link_local_eui64(mac),
             ra: None,
         };
@@ -61,7 +77,11 @@ pub mod pipeline {
                 Ipv4Net::with_prefix(Ipv4Addr::UNSPECIFIED, 0).expect("0.0.0.0/0"),
                 UPSTREAM.0,
             )],
-            routes6: Vec::new(),
+            routes6: vec![StaticRoute {
+                to: Prefix::new(Ipv6Addr::UNSPECIFIED, 0).expect("::/0"),
+                via: UPSTREAM6,
+                dev: None,
+            }],
             policy: Default::default(),
             conntrack: ConntrackConfig {
                 max_entries: 4096,
@@ -74,6 +94,9 @@ pub mod pipeline {
         let gw = Arc::new(Gateway::new(cfg, &rules).unwrap_or_else(|e| panic!("{e}")));
         gw.neigh.learn(0, CLIENT.0, CLIENT.1);
         gw.neigh.learn(1, UPSTREAM.0, UPSTREAM.1);
+        gw.install6(&rules6).unwrap_or_else(|e| panic!("{e}"));
+        gw.neigh6.learn(0, CLIENT6, CLIENT.1);
+        gw.neigh6.learn(1, UPSTREAM6, UPSTREAM.1);
         gw
     }
 

@@ -532,6 +532,33 @@ proptest! {
 
 }
 
+proptest! {
+    #![proptest_config(config())]
+
+    /// The pipeline on mutated IPv6 frames (the wire6 seeds) through the
+    /// dual-stack gateway: nothing panics, every frame is accounted for.
+    #[test]
+    fn pipeline_on_mutated_ipv6_frames(
+        seed in any::<Index>(),
+        iface in 0u8..3,
+        mutations in prop::collection::vec(byte_mutation(), 0..6),
+        fix in any::<bool>(),
+    ) {
+        let seeds = seeds("wire6");
+        let mut d = seeds[seed.index(seeds.len())].clone();
+        for m in &mutations {
+            apply_bytes(&mut d, m, &seeds);
+        }
+        if fix {
+            fix_checksums6(&mut d);
+        }
+        let gw = fuzz::pipeline::gateway();
+        let mut input = vec![iface];
+        input.extend_from_slice(&d);
+        fuzz::pipeline::run(&gw, &input);
+    }
+}
+
 /// Every wire6 seed, unchanged, parses, or is refused for an option Linux
 /// answers with a parameter problem (so the mutations start from frames
 /// that reach every layer), and passes the body.

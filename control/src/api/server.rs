@@ -9,17 +9,19 @@
 //! [`Control::state`].
 
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use xdpgw_dataplane::conntrack::{
-    proc_line, ConntrackConfig, CtCounters, InvalidReason, Snapshot, TcpState, WalkCursor,
+    proc_line, Conntrack, ConntrackConfig, CtCounters, InvalidReason, Snapshot, TcpState,
+    WalkCursor,
 };
 use xdpgw_dataplane::counter::{CounterDef, CounterSet, Published};
 use xdpgw_dataplane::drop::DropReason;
+use xdpgw_dataplane::flow::Addr;
 use xdpgw_dataplane::gateway::Gateway;
 use xdpgw_dataplane::port::QueueStats;
 use xdpgw_dataplane::rule::{CounterLayout, CounterSlot, RuleSet, Table};
@@ -387,8 +389,7 @@ impl Control {
         };
         let conntrack = config.as_ref().map(|c| c.conntrack_config());
         // The configuration's IPv6 rules (`rules6`) are checked as the IPv4
-        // ones: a reload with an error in them is refused. They are not
-        // installed (the dataplane does not forward IPv6 yet).
+        // ones: a reload with an error in them is refused.
         let rules6 = match config.as_ref().and_then(|c| c.rules6.as_ref()) {
             Some(r6) => Some(
                 crate::load_rule_file_family(
@@ -402,6 +403,18 @@ impl Control {
                 })?
                 .set6,
             ),
+            None => None,
+        };
+        let compiled6 = match &rules6 {
+            Some(set6) => Some(self.gw.compile6(set6).map_err(|source| {
+                ReloadError::Compile {
+                    file: config
+                        .as_ref()
+                        .and_then(|c| c.rules6.clone())
+                        .unwrap_or_default(),
+                    source,
+                }
+            })?),
             None => None,
         };
         let file = file.unwrap_or(&self.rules_file).to_path_buf();
@@ -460,6 +473,9 @@ impl Control {
         let carried = super::reload::carried(&current, &set);
         let new = Arc::new(compiled);
         let old = self.gw.install_compiled(Arc::clone(&new));
+        if let Some(c6) = compiled6 {
+            self.gw.install_compiled6(Arc::new(c6));
+        }
         let installed = t0.elapsed();
         // Workers drop their reference at their next batch (an idle one
         // wakes within 10 ms). After that nobody counts in `old` any more.
@@ -498,6 +514,9 @@ impl Control {
                 let (changes, resized) = crate::config::conntrack_changes(&in_force, &new);
                 if !changes.is_empty() {
                     self.gw.conntrack.set_policy(&new);
+                    if let Some(ct6) = &self.gw.conntrack6 {
+                        ct6.set_policy(&new);
+                    }
                 }
                 // The sizes stay as the table was made.
                 *in_force = ConntrackConfig {
@@ -566,12 +585,12 @@ impl Control {
             },
             "list" => self.list(req),
             "save" if req.is_set("ipv6") => {
-                // Not installed, so not counted: the counters the file has.
-                let set = self
-                    .rules6
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
+                let set = self.rules6.lock().unwrap_or_else(|e| e.into_inner());
+                let set = if req.is_set("counters") {
+                    set.with_counters(&self.gw.rules6().live.totals())
+                } else {
+                    set.clone()
+                };
                 let mut out = String::new();
                 for t in &set.tables {
                     if req.get("table").is_none_or(|n| n == t.table.name()) {
@@ -749,28 +768,23 @@ impl Control {
             Err(e) => return Response::err(e.to_string(), vec![]).write_to(w),
         };
         let now = (self.now)();
-        let ct = &self.gw.conntrack;
-        let mut cursor = WalkCursor::default();
-        let mut chunk = Vec::with_capacity(WALK_SLOTS);
+        let (ct, ct6) = (&self.gw.conntrack, self.gw.conntrack6.as_ref());
+        let f4 = |s: &Snapshot| filter.matches(s);
+        let f6 = |s: &Snapshot<Ipv6Addr>| filter.matches6(s);
         match req.command.as_str() {
             "ct-count" => {
-                let mut n = 0;
-                if filter.is_empty() {
-                    n = ct.len();
+                let n = if filter.is_empty() {
+                    ct.len() + ct6.map_or(0, |c| c.len())
                 } else {
-                    while ct.walk(&mut cursor, WALK_SLOTS, &mut chunk) {
-                        n += chunk
-                            .drain(..)
-                            .filter(|(_, s)| s.listed_at(now) && filter.matches(s))
-                            .count();
-                    }
-                }
+                    ct_count(ct, now, f4) + ct6.map_or(0, |c| ct_count(c, now, f6))
+                };
                 Response::ok(vec![n.to_string()]).write_to(w)
             }
             "ct-flush" => {
-                let mut n = 0usize;
-                while ct.walk(&mut cursor, WALK_SLOTS, &mut chunk) {
-                    n += chunk.drain(..).filter(|(e, _)| ct.remove(*e)).count();
+                let none = || None::<(&mut OkStream<Vec<u8>>, u64)>;
+                let mut n = ct_remove(ct, |_| true, none())?;
+                if let Some(c) = ct6 {
+                    n += ct_remove(c, |_| true, none())?;
                 }
                 Response::ok(vec![format!(
                     "connection tracking table has been emptied ({n} entries deleted)"
@@ -779,28 +793,18 @@ impl Control {
             }
             "ct-delete" => {
                 let mut out = OkStream::new(w);
-                let mut n = 0usize;
-                while ct.walk(&mut cursor, WALK_SLOTS, &mut chunk) {
-                    for (e, s) in chunk.drain(..) {
-                        if filter.matches(&s) && ct.remove(e) {
-                            n += 1;
-                            out.line(&proc_line(&s, now));
-                        }
-                    }
-                    out.send()?;
+                let mut n = ct_remove(ct, f4, Some((&mut out, now)))?;
+                if let Some(c) = ct6 {
+                    n += ct_remove(c, f6, Some((&mut out, now)))?;
                 }
                 out.line(&format!("xdpgw: {n} flow entries have been deleted."));
                 out.end()
             }
             _ => {
                 let mut out = OkStream::new(w);
-                while ct.walk(&mut cursor, WALK_SLOTS, &mut chunk) {
-                    for (_, s) in chunk.drain(..) {
-                        if s.listed_at(now) && filter.matches(&s) {
-                            out.line(&proc_line(&s, now));
-                        }
-                    }
-                    out.send()?;
+                ct_list(ct, now, f4, &mut out)?;
+                if let Some(c) = ct6 {
+                    ct_list(c, now, f6, &mut out)?;
                 }
                 out.end()
             }
@@ -873,6 +877,64 @@ fn tcp_state_names() -> String {
 }
 
 /// TCP state.
+/// The entries of `ct` listed at `now` that `keep` keeps.
+fn ct_count<A: Addr>(ct: &Conntrack<A>, now: u64, keep: impl Fn(&Snapshot<A>) -> bool) -> usize {
+    let (mut cursor, mut chunk) = (WalkCursor::default(), Vec::with_capacity(WALK_SLOTS));
+    let mut n = 0;
+    while ct.walk(&mut cursor, WALK_SLOTS, &mut chunk) {
+        n += chunk
+            .drain(..)
+            .filter(|(_, s)| s.listed_at(now) && keep(s))
+            .count();
+    }
+    n
+}
+
+/// Lists the entries of `ct` listed at `now` that `keep` keeps, a chunk
+/// at a time.
+fn ct_list<A: Addr, W: Write>(
+    ct: &Conntrack<A>,
+    now: u64,
+    keep: impl Fn(&Snapshot<A>) -> bool,
+    out: &mut OkStream<W>,
+) -> std::io::Result<()> {
+    let (mut cursor, mut chunk) = (WalkCursor::default(), Vec::with_capacity(WALK_SLOTS));
+    while ct.walk(&mut cursor, WALK_SLOTS, &mut chunk) {
+        for (_, s) in chunk.drain(..) {
+            if s.listed_at(now) && keep(&s) {
+                out.line(&proc_line(&s, now));
+            }
+        }
+        out.send()?;
+    }
+    Ok(())
+}
+
+/// Removes the entries of `ct` that `keep` picks; with `out`, lists each
+/// removed one there. How many went.
+fn ct_remove<A: Addr, W: Write>(
+    ct: &Conntrack<A>,
+    pick: impl Fn(&Snapshot<A>) -> bool,
+    mut out: Option<(&mut OkStream<W>, u64)>,
+) -> std::io::Result<usize> {
+    let (mut cursor, mut chunk) = (WalkCursor::default(), Vec::with_capacity(WALK_SLOTS));
+    let mut n = 0;
+    while ct.walk(&mut cursor, WALK_SLOTS, &mut chunk) {
+        for (e, s) in chunk.drain(..) {
+            if pick(&s) && ct.remove(e) {
+                n += 1;
+                if let Some((o, now)) = &mut out {
+                    o.line(&proc_line(&s, *now));
+                }
+            }
+        }
+        if let Some((o, _)) = &mut out {
+            o.send()?;
+        }
+    }
+    Ok(n)
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct CtFilter {
     proto: Option<u8>,
@@ -920,6 +982,15 @@ impl CtFilter {
 
     fn is_empty(&self) -> bool {
         self.proto.is_none() && self.src.is_none() && self.dst.is_none() && self.state.is_none()
+    }
+
+    /// An IPv6 entry: the address filters are IPv4 addresses, so an
+    /// entry matches only a filter without them.
+    pub(crate) fn matches6(&self, s: &Snapshot<Ipv6Addr>) -> bool {
+        self.src.is_none()
+            && self.dst.is_none()
+            && self.proto.is_none_or(|p| p == s.orig.proto)
+            && self.state.is_none_or(|t| t == s.tcp_state)
     }
 
     pub(crate) fn matches(&self, s: &Snapshot) -> bool {

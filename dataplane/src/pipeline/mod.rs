@@ -27,6 +27,7 @@ mod hook;
 mod observe;
 mod packet;
 mod reassemble;
+mod v6;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -135,6 +136,8 @@ pub(crate) struct Hooks {
     /// Reassembly: the datagram the pipeline runs when a fragment
     /// completed one.
     defrag: Defrag,
+    /// The IPv6 rule set, neighbours and held packets.
+    v6: v6::State6,
 }
 
 impl Hooks {
@@ -153,6 +156,7 @@ impl Hooks {
             scratch: vec![0u8; FRAME_SIZE].into_boxed_slice(),
             logs: LogRing::new(256),
             defrag: Defrag::new(&gw.frags),
+            v6: v6::State6::new(&gw, index),
             neigh: gw.neigh.snapshot(),
             gw,
         }
@@ -173,6 +177,9 @@ impl Hooks {
             self.rules = Arc::clone(&current);
             self.eval = EvalState::for_worker(&self.rules, self.index);
             self.eval.sets = self.gw.sets.snapshot();
+            changed = true;
+        }
+        if self.v6.refresh(&self.gw, self.index) {
             changed = true;
         }
         // A change of the sets does not start a new fast-path epoch: a
@@ -218,7 +225,10 @@ impl Hooks {
         let Some(iface) = self.gw.ifaces.get(usize::from(in_iface)) else {
             return cx.drop(DropReason::NotForUs);
         };
-        let (et, frame) = if et == wire::ETHERTYPE_ARP || et == wire::ETHERTYPE_IPV4 {
+        let (et, frame) = if et == wire::ETHERTYPE_ARP
+            || et == wire::ETHERTYPE_IPV4
+            || et == wire::ETHERTYPE_IPV6
+        {
             (et, frame)
         } else {
             match without_priority_tag(et, frame) {
@@ -229,7 +239,7 @@ impl Hooks {
         if et == wire::ETHERTYPE_ARP {
             return self.arp(cx, in_iface, frame);
         }
-        if et != wire::ETHERTYPE_IPV4 {
+        if et != wire::ETHERTYPE_IPV4 && et != wire::ETHERTYPE_IPV6 {
             return cx.drop(DropReason::NotIpv4);
         }
         // Frames to another host's MAC are not ours (Linux: PACKET_OTHERHOST,
@@ -237,6 +247,9 @@ impl Hooks {
         // go through PREROUTING but are never forwarded (`forward`).
         if !is_group(frame) && frame[..6] != iface.mac {
             return cx.drop(DropReason::NotForUs);
+        }
+        if et == wire::ETHERTYPE_IPV6 {
+            return self.receive6(cx, in_iface, frame);
         }
         let info = match wire::parse_ipv4(frame) {
             Ok(i) if !i.fragment => i,
@@ -310,6 +323,17 @@ impl Hooks {
             return cx.drop(DropReason::EthTruncated);
         };
         frame[..12].fill(0);
+        if frame.get(ETH_HLEN).is_some_and(|v| v >> 4 == 6) {
+            frame[12..ETH_HLEN].copy_from_slice(&wire::ETHERTYPE_IPV6.to_be_bytes());
+            if self.gw.conntrack6.is_none() {
+                return cx.drop(DropReason::Ipv6Off);
+            }
+            let a = self.output6(cx, frame, None, None);
+            if let Action::Forward { .. } = a {
+                cx.stats.forwarded += 1;
+            }
+            return a;
+        }
         frame[12..ETH_HLEN].copy_from_slice(&wire::ETHERTYPE_IPV4.to_be_bytes());
         if reassemble::is_fragment(frame) {
             let a = self.reassemble_from_host(cx, frame);
@@ -329,6 +353,10 @@ impl Hooks {
     /// are dropped (counted in `stats`), and next hops still unresolved are
     /// asked again.
     pub(crate) fn release_held(&mut self, now: u64, stats: &mut WorkerStats, emit: &mut impl Emit) {
+        self.release_held6(now, stats, emit);
+        if self.gw.conntrack6.is_some() {
+            self.router_adverts(now, stats, emit);
+        }
         if self.hold.is_empty() {
             return;
         }

@@ -7,7 +7,9 @@ use crate::classify::PacketView;
 use crate::conntrack::{
     status, CtState, EntryRef, IcmpMeta, InvalidReason, PacketMeta, Pending, TcpSeg,
 };
-use crate::flow::{Dir, Tuple};
+use std::net::Ipv4Addr;
+
+use crate::flow::{Addr, Dir, Tuple};
 use crate::nat::ConnNat;
 use crate::rule::CtStates;
 use crate::wire::{self, Ipv4Info, L4};
@@ -50,24 +52,24 @@ impl Pkt {
 
 /// The connection a packet belongs to, as the pipeline carries it.
 #[derive(Clone, Copy, Debug)]
-pub(super) enum Conn {
+pub(super) enum Conn<A: Addr = Ipv4Addr> {
     Untracked,
     Invalid,
     Existing {
         /// Its tuples and NAT as this packet's direction sees them.
-        nat: ConnNat,
+        nat: ConnNat<A>,
         /// An ICMP error about the connection (RELATED).
         related: bool,
         /// The entry, when conntrack found it (not for answers we build).
         entry: Option<EntryRef>,
     },
-    New(Pending),
+    New(Pending<A>),
 }
 
-impl Conn {
+impl<A: Addr> Conn<A> {
     /// The connection's NAT as the packet sees it, if it is tracked.
     #[inline]
-    pub fn nat(&self) -> Option<ConnNat> {
+    pub fn nat(&self) -> Option<ConnNat<A>> {
         match self {
             Conn::Existing { nat, .. } => Some(*nat),
             Conn::New(p) => Some(ConnNat {
@@ -107,8 +109,8 @@ impl Conn {
 /// answers. Linux's `nf_conntrack_attach` makes every such answer RELATED
 /// (an ICMP error and REJECT's TCP reset alike).
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Attached {
-    pub nat: ConnNat,
+pub(super) struct Attached<A: Addr = Ipv4Addr> {
+    pub nat: ConnNat<A>,
     /// An ICMP error: translated as one, the packet it quotes too.
     pub icmp_error: bool,
     /// The answered packet's connection is new and its source NAT not

@@ -36,6 +36,9 @@ pub struct HostDeviceConfig {
     pub prefix: u8,
     /// The device's MTU (the interface's).
     pub mtu: u16,
+    /// The interface's IPv6 addresses and prefix lengths (none: IPv6 off
+    /// on the device).
+    pub addr6: Vec<(std::net::Ipv6Addr, u8)>,
 }
 
 /// A static route the host gets through the host path (only routes whose
@@ -99,12 +102,25 @@ impl HostPath {
                 })?;
                 q.fds.push(fd);
             }
-            // No IPv6 on the host side: no router solicitations or MLD
-            // reports for xdpgw to drop. Missing without IPv6 in the kernel.
-            let _ = std::fs::write(
-                format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", d.name),
-                "1",
-            );
+            // IPv6 on the host side only with IPv6 addresses, and then
+            // without duplicate address detection (xdpgw answers for the
+            // interface's addresses), router solicitations or RAs taken.
+            // Missing without IPv6 in the kernel.
+            let conf = |key: &str, value: &str| {
+                let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/{key}", d.name), value);
+            };
+            if d.addr6.is_empty() {
+                conf("disable_ipv6", "1");
+            } else {
+                for (key, value) in [
+                    ("accept_dad", "0"),
+                    ("accept_ra", "0"),
+                    ("router_solicitations", "0"),
+                    ("disable_ipv6", "0"),
+                ] {
+                    conf(key, value);
+                }
+            }
             let mask = prefix_mask(d.prefix);
             let s = sock.as_raw_fd();
             set_int(s, &d.name, libc::SIOCSIFMTU, i32::from(d.mtu))
@@ -114,6 +130,14 @@ impl HostPath {
             set_addr(s, &d.name, libc::SIOCSIFNETMASK, mask)
                 .map_err(|e| err(&d.name, "SIOCSIFNETMASK", e))?;
             set_up(s, &d.name).map_err(|e| err(&d.name, "SIOCSIFFLAGS", e))?;
+            if !d.addr6.is_empty() {
+                let sock6 = inet6_socket().map_err(|e| err(&d.name, "socket(AF_INET6)", e))?;
+                let index = if_index(s, &d.name).map_err(|e| err(&d.name, "SIOCGIFINDEX", e))?;
+                for &(a, p) in &d.addr6 {
+                    add_addr6(sock6.as_raw_fd(), index, a, p)
+                        .map_err(|e| err(&d.name, "SIOCSIFADDR (IPv6)", e))?;
+                }
+            }
         }
         let mut skipped_routes = Vec::new();
         for r in routes {
@@ -237,6 +261,56 @@ pub(super) fn inet_socket() -> Result<OwnedFd, i32> {
     }
     // SAFETY: a descriptor socket(2) just returned; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn inet6_socket() -> Result<OwnedFd, i32> {
+    // SAFETY: socket(2) with constant arguments.
+    let fd = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(last_errno());
+    }
+    // SAFETY: a descriptor socket(2) just returned; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The interface index of `name` (SIOCGIFINDEX).
+fn if_index(sock: RawFd, name: &str) -> Result<i32, i32> {
+    let mut ifr = Ifreq::new(name);
+    ifreq_ioctl(sock, libc::SIOCGIFINDEX, &mut ifr)?;
+    Ok(i32::from_ne_bytes([
+        ifr.data[0],
+        ifr.data[1],
+        ifr.data[2],
+        ifr.data[3],
+    ]))
+}
+
+/// `struct in6_ifreq` (<linux/ipv6.h>).
+#[repr(C)]
+struct In6Ifreq {
+    addr: [u8; 16],
+    prefixlen: u32,
+    ifindex: i32,
+}
+
+/// Adds IPv6 address `a/prefix` to interface `index` (SIOCSIFADDR on an
+/// AF_INET6 socket, as `ip -6 addr add` did before netlink).
+fn add_addr6(sock6: RawFd, index: i32, a: std::net::Ipv6Addr, prefix: u8) -> Result<(), i32> {
+    let mut req = In6Ifreq {
+        addr: a.octets(),
+        prefixlen: u32::from(prefix),
+        ifindex: index,
+    };
+    // SAFETY: SIOCSIFADDR on an AF_INET6 socket reads a `struct
+    // in6_ifreq`, which `In6Ifreq` lays out (16 + 4 + 4 bytes); `req` is
+    // live and exclusively borrowed for the call.
+    let r = unsafe { libc::ioctl(sock6, libc::SIOCSIFADDR, &mut req as *mut In6Ifreq) };
+    if r < 0 {
+        let e = last_errno();
+        // Already there (a restart before the device went away).
+        return if e == libc::EEXIST { Ok(()) } else { Err(e) };
+    }
+    Ok(())
 }
 
 /// ioctl(2) with an ifreq.

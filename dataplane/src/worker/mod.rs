@@ -142,6 +142,9 @@ impl Worker {
         if slots >= GC_STEP || since >= GC_SWEEP / 100 {
             self.gc_at = now;
             self.gw.conntrack.gc_share(now, slots.max(1));
+            if let Some(ct6) = &self.gw.conntrack6 {
+                ct6.gc_share(now, ct6.sweep_slots(since).max(1));
+            }
         }
     }
 

@@ -24,7 +24,7 @@
 //!
 //! Backend::Linux: forwarding on (`net.ipv6.conf.all.forwarding=1`), the
 //! rules loaded with `ip6tables-restore`, router advertisements from the
-//! real `radvd`. Backend::Xdpgw: not yet ([`xdpgw_ipv6_support`]).
+//! real `radvd`; Backend::Xdpgw runs xdpgw with the same plan in its configuration.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -59,7 +59,7 @@ pub const FAR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0x20)
 
 /// How long a SLAAC client may take to autoconfigure: radvd sends its
 /// first advertisement as it starts and then one every 3 to 4 seconds.
-const SLAAC_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const SLAAC_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The udp_probe6 tool ([`Lab::udp_probe6`]).
 const UDP_PROBE6: &str = include_str!("udp_probe6.py");
@@ -145,6 +145,40 @@ impl RouterAdvert {
     }
 
     /// The radvd configuration that advertises this on `iface`.
+    /// The same advertisement as xdpgw's `[interface.ra]` table.
+    pub fn xdpgw_table(&self) -> toml::Table {
+        let int = |v: u32| toml::Value::Integer(i64::from(v));
+        let mut t = toml::Table::new();
+        t.insert("min_interval".into(), int(3));
+        t.insert("max_interval".into(), int(4));
+        t.insert(
+            "router_lifetime".into(),
+            int(u32::from(self.router_lifetime)),
+        );
+        t.insert(
+            "prefixes".into(),
+            toml::Value::Array(vec![toml::Value::String(format!(
+                "{}/{}",
+                self.prefix, self.prefix_len
+            ))]),
+        );
+        t.insert("valid_lifetime".into(), int(self.valid_lifetime));
+        t.insert("preferred_lifetime".into(), int(self.preferred_lifetime));
+        if let Some(mtu) = self.mtu {
+            t.insert("mtu".into(), int(mtu));
+        }
+        if !self.rdnss.is_empty() {
+            let servers = self
+                .rdnss
+                .iter()
+                .map(|a| toml::Value::String(a.to_string()))
+                .collect();
+            t.insert("rdnss".into(), toml::Value::Array(servers));
+            t.insert("rdnss_lifetime".into(), int(self.rdnss_lifetime));
+        }
+        t
+    }
+
     pub fn radvd_conf(&self, iface: &str) -> String {
         let mut c = format!(
             "interface {iface} {{\n    AdvSendAdvert on;\n    MinRtrAdvInterval 3;\n    \
@@ -214,45 +248,24 @@ impl fmt::Display for Ipv6Unsupported {
     }
 }
 
-/// Whether `xdpgw run` can be the gateway of a dual-stack lab with `v6`.
-///
-/// TODO(issue 16, the xdpgw backend of the IPv6 lab): return Ok once xdpgw
-/// forwards IPv6 and its configuration takes IPv6 addresses. The lab is
-/// ready for it: with Backend::Xdpgw, [`Lab::dual_stack_lab`] wires the
-/// hosts as for Linux, turns the kernel's IPv6 off on lan0 and wan0 (only
-/// xdpgw answers neighbour solicitations), and writes the rules to
-/// `gateway.rules6` and the plan into the lab's copy of the configuration
-/// with [`xdpgw_ipv6_config`] (adjust that to the configuration's final
-/// names). Router advertisements need one more step: put
-/// [`Ipv6Spec::router_advert`] into the configuration there (radvd is the
-/// Linux gateway's) and drop the refusal below.
-pub fn xdpgw_ipv6_support(v6: &Ipv6Spec) -> Result<(), Ipv6Unsupported> {
-    if v6.router_advert.is_some() {
-        return Err(Ipv6Unsupported {
-            backend: Backend::Xdpgw,
-            reason: "the lab does not write router advertisements into xdpgw's configuration \
-                     (`[interface.ra]`) yet (xdpgw_lab::xdpgw_ipv6_support)",
-        });
-    }
-    Err(Ipv6Unsupported {
-        backend: Backend::Xdpgw,
-        reason: "xdpgw's dataplane does not forward IPv6 yet: it drops IPv6 frames \
-                 (xdpgw_lab::xdpgw_ipv6_support)",
-    })
+/// Whether `xdpgw run` can be the gateway of a dual-stack lab with `v6`:
+/// it can (the one switch the IPv6 scenarios' xdpgw halves go through).
+pub fn xdpgw_ipv6_support(_v6: &Ipv6Spec) -> Result<(), Ipv6Unsupported> {
+    Ok(())
 }
 
 /// The hook that gives `xdpgw run` the lab's IPv6 side: adds to the
 /// configuration `table` each interface's IPv6 address (`address` becomes
 /// a list, as issue 16 proposes: `["192.168.10.1/24", "fd00:10::1/64"]`),
 /// a default route `::/0` via [`SERVER6`], and `rules6` naming `rules6`, an
-/// ip6tables-save file. Not used until [`xdpgw_ipv6_support`] says xdpgw
-/// takes it.
-pub fn xdpgw_ipv6_config(table: &mut toml::Table, rules6: &Path) {
+/// ip6tables-save file, and on lan0 the router advertisements `ra` asks
+/// for (`[interface.ra]`, with radvd's intervals of [`RouterAdvert::radvd_conf`]).
+pub fn xdpgw_ipv6_config(table: &mut toml::Table, rules6: &Path, ra: Option<&RouterAdvert>) {
     let plan = [("lan0", GATEWAY_LAN6), ("wan0", GATEWAY_WAN6)];
     if let Some(toml::Value::Array(interfaces)) = table.get_mut("interface") {
         for iface in interfaces.iter_mut().filter_map(toml::Value::as_table_mut) {
             let name = iface.get("name").and_then(toml::Value::as_str);
-            let Some((_, addr)) = plan.iter().find(|(n, _)| Some(*n) == name) else {
+            let Some((plan_name, addr)) = plan.iter().find(|(n, _)| Some(*n) == name) else {
                 continue;
             };
             let v6 = toml::Value::String(format!("{addr}/{LAN6_PREFIX_LEN}"));
@@ -265,6 +278,9 @@ pub fn xdpgw_ipv6_config(table: &mut toml::Table, rules6: &Path) {
                 None => vec![v6],
             };
             iface.insert("address".into(), toml::Value::Array(list));
+            if let (Some(ra), "lan0") = (ra, *plan_name) {
+                iface.insert("ra".into(), toml::Value::Table(ra.xdpgw_table()));
+            }
         }
     }
     let mut route = toml::Table::new();
@@ -534,7 +550,7 @@ impl Lab {
         let mut table: toml::Table = text
             .parse()
             .unwrap_or_else(|e| panic!("the lab's configuration: {e}"));
-        xdpgw_ipv6_config(&mut table, &rules6);
+        xdpgw_ipv6_config(&mut table, &rules6, v6.router_advert.as_ref());
         toml::to_string(&table).expect("a TOML table serializes")
     }
 
@@ -637,15 +653,28 @@ impl Lab {
         }
     }
 
-    /// The link-local address of `iface` in `ns`.
+    /// The link-local address of `iface` in `ns`: the kernel's, or, for
+    /// an interface xdpgw runs (the kernel's IPv6 off on it), the one xdpgw
+    /// derives from its MAC as Linux does (EUI-64).
     pub fn link_local(&self, ns: &Netns, iface: &str) -> Ipv6Addr {
         let out = ns.exec_ok(&[
             "ip", "-6", "-o", "addr", "show", "dev", iface, "scope", "link",
         ]);
-        out.lines()
-            .find_map(inet6)
-            .map(|(a, _)| a)
-            .unwrap_or_else(|| panic!("{iface} has no link-local address:\n{out}"))
+        if let Some((a, _)) = out.lines().find_map(inet6) {
+            return a;
+        }
+        let mac = ns.exec_ok(&["cat", &format!("/sys/class/net/{iface}/address")]);
+        let octets: Vec<u8> = mac
+            .trim()
+            .split(':')
+            .filter_map(|h| u8::from_str_radix(h, 16).ok())
+            .collect();
+        match <[u8; 6]>::try_from(octets) {
+            Ok(m) if self.backend == Backend::Xdpgw => {
+                xdpgw_dataplane::wire::ipv6::ndp::link_local_eui64(m)
+            }
+            _ => panic!("{iface} has no link-local address:\n{out}"),
+        }
     }
 
     /// The next `count` router advertisements on the first client's
@@ -703,7 +732,7 @@ impl Lab {
     /// The gateway's IPv6 connections, one per line as `conntrack -L -f
     /// ipv6` prints them (xdpgw: the IPv6 lines of `xdpgw conntrack -L`).
     pub fn conntrack_list6(&self) -> Vec<String> {
-        let lines = match self.backend {
+        let lines: Vec<String> = match self.backend {
             Backend::Linux => {
                 let out = self.gateway.exec(&["conntrack", "-L", "-f", "ipv6"]);
                 assert!(
@@ -716,7 +745,28 @@ impl Lab {
                     .map(str::to_owned)
                     .collect()
             }
-            Backend::Xdpgw => self.conntrack_list(),
+            // /proc's form as conntrack-tools prints it: "ipv6     10 tcp
+            // 6 ..." -> "tcp      6 ...", addresses compressed (`%pI6`
+            // -> inet_ntop), no `zone=0`.
+            Backend::Xdpgw => self
+                .conntrack_list()
+                .iter()
+                .filter_map(|l| l.strip_prefix("ipv6"))
+                .filter_map(|l| l.trim_start().split_once(' ').map(|(_, e)| e.trim_start()))
+                .map(|e| {
+                    e.split(' ')
+                        .filter(|w| *w != "zone=0")
+                        .map(|w| match w.split_once('=') {
+                            Some((k @ ("src" | "dst"), a)) => match a.parse::<Ipv6Addr>() {
+                                Ok(a) => format!("{k}={a}"),
+                                Err(_) => w.to_owned(),
+                            },
+                            _ => w.to_owned(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect(),
         };
         lines
             .into_iter()
@@ -776,7 +826,7 @@ mod tests {
                                   \"203.0.113.254\"\n"
             .parse()
             .expect("toml");
-        xdpgw_ipv6_config(&mut t, Path::new("/x/gateway.rules6"));
+        xdpgw_ipv6_config(&mut t, Path::new("/x/gateway.rules6"), None);
         let text = toml::to_string(&t).expect("serializes");
         assert!(
             text.contains("address = [\"192.168.10.1/24\", \"fd00:10::1/64\"]"),
@@ -789,7 +839,7 @@ mod tests {
         assert!(text.contains("to = \"::/0\""), "{text}");
         assert!(text.contains("via = \"2001:db8:113::254\""), "{text}");
         assert!(text.contains("rules6 = \"/x/gateway.rules6\""), "{text}");
-        assert!(xdpgw_ipv6_support(&Ipv6Spec::new("")).is_err());
+        assert!(xdpgw_ipv6_support(&Ipv6Spec::new("")).is_ok());
     }
 
     #[test]
