@@ -14,7 +14,7 @@
 //! - fragmented datagrams: 3-fragment UDP datagrams of one flow through
 //!   MASQUERADE (reassembled, tracked, NATed, fragmented again).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,7 @@ use xdpgw_dataplane::flow::Tuple;
 use xdpgw_dataplane::gateway::Gateway;
 use xdpgw_dataplane::link::Links;
 use xdpgw_dataplane::pipeline::NoEmit;
+use xdpgw_dataplane::route::{Prefix, StaticRoute};
 use xdpgw_dataplane::worker::{Batch, Worker};
 use xdpgw_vm_tests::conf_gateway_config;
 use xdpgw_vm_tests::frames::{checksum, fragments, FrameSpec, L4Spec, Mac};
@@ -813,8 +814,160 @@ fn set_match(c: &mut Criterion) {
     g.finish();
 }
 
+/// The IPv6 plan of the lab: the client and server, the gateway's wan0.
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0, 0, 0, 0, 0, 2);
+const SERVER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x113, 0, 0, 0, 0, 9);
+const GW_WAN6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x113, 0, 0, 0, 0, 1);
+
+/// A dual-stack worker: conf/gateway.toml's interfaces with fd00:10::1/64
+/// and 2001:db8:113::1/64, a default route via 2001:db8:113::254,
+/// conf/gateway.rules and conf/gateway.rules6, the neighbours resolved.
+fn worker6(max_entries: usize) -> Worker {
+    let set = load_rules_str("bench.rules", &gateway_rules()).unwrap_or_else(|e| panic!("{e}"));
+    let rules6 = xdpgw_control::load_rules6_str(
+        "gateway.rules6",
+        include_str!("../../conf/gateway.rules6"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut cfg = conf_gateway_config(
+        [LAN_MAC, WAN_MAC],
+        ConntrackConfig {
+            max_entries,
+            ..ConntrackConfig::default()
+        },
+    );
+    let v6 = |a: [u16; 3]| (Ipv6Addr::new(a[0], a[1], a[2], 0, 0, 0, 0, 1), 64);
+    cfg.ifaces[0].addr6 = vec![v6([0xfd00, 0x10, 0])];
+    cfg.ifaces[1].addr6 = vec![v6([0x2001, 0xdb8, 0x113])];
+    let up = Ipv6Addr::new(0x2001, 0xdb8, 0x113, 0, 0, 0, 0, 0x254);
+    cfg.routes6 = vec![StaticRoute {
+        to: Prefix::new(Ipv6Addr::UNSPECIFIED, 0).expect("::/0"),
+        via: up,
+        dev: None,
+    }];
+    let gw = Arc::new(Gateway::new(cfg, &set).unwrap_or_else(|e| panic!("{e}")));
+    gw.install6(&rules6).unwrap_or_else(|e| panic!("{e}"));
+    gw.neigh6.learn(0, CLIENT6, CLIENT_MAC);
+    gw.neigh6.learn(1, SERVER6, SERVER_MAC);
+    gw.neigh6.learn(1, up, SERVER_MAC);
+    Worker::new(gw, 1)
+}
+
+/// An IPv6 UDP frame with 18 bytes of payload (80 bytes on the wire).
+fn udp6(src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16, from_lan: bool) -> Vec<u8> {
+    let (dst_mac, src_mac) = if from_lan {
+        (LAN_MAC, CLIENT_MAC)
+    } else {
+        (WAN_MAC, SERVER_MAC)
+    };
+    let mut udp = Vec::with_capacity(26);
+    udp.extend_from_slice(&sport.to_be_bytes());
+    udp.extend_from_slice(&dport.to_be_bytes());
+    udp.extend_from_slice(&26u16.to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(&[0xab; 18]);
+    let c = xdpgw_dataplane::wire::checksum::l4_v6(src, dst, 17, &udp);
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    let mut f = Vec::with_capacity(14 + 40 + 26);
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    f.extend_from_slice(&26u16.to_be_bytes());
+    f.extend_from_slice(&[17, 64]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(&udp);
+    f
+}
+
+/// An IPv6 frame of at most 128 bytes, forwarded as [`Template::forward`]
+/// does.
+fn forward6(b: &mut Batch<NoEmit>, now: u64, frame: &[u8], buf: &mut [u8]) -> (u8, usize) {
+    buf[..frame.len()].copy_from_slice(frame);
+    match b.process(now, 0, buf, frame.len()) {
+        Action::Forward { iface, len } => (iface, len),
+        a => panic!("not forwarded: {a:?}"),
+    }
+}
+
+/// The established-flow and new-connection rows for IPv6 (NAT66
+/// MASQUERADE from the ULA prefix, conf/gateway.rules6).
+fn ipv6(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let mut w = worker6(65536);
+    let out = udp6(CLIENT6, 40000, SERVER6, 5001, true);
+    let back = udp6(SERVER6, 5001, GW_WAN6, 40000, false);
+    let mut bufs = vec![vec![0u8; 2048]; BATCH];
+    {
+        let mut b = w.batch(NoEmit);
+        assert!(matches!(
+            run(&mut b, 1, 0, &out, &mut bufs[0]),
+            Action::Forward { iface: 1, .. }
+        ));
+        assert!(matches!(
+            run(&mut b, 2, 1, &back, &mut bufs[0]),
+            Action::Forward { iface: 0, .. }
+        ));
+    }
+    let mut now = 10;
+    g.bench_function("forward_established_masquerade_ipv6_batch64", |b| {
+        b.iter(|| {
+            let mut batch = w.batch(NoEmit);
+            for buf in bufs.iter_mut() {
+                now += 100;
+                std::hint::black_box(forward6(&mut batch, now, &out, buf));
+            }
+        })
+    });
+    assert_eq!(w.stats().dropped(), 0, "{:?}", w.stats());
+
+    const ROUND: u32 = 400_000;
+    let frame = |k: u32| {
+        let client = Ipv6Addr::from(u128::from(CLIENT6) + u128::from(k % 250));
+        // Off-link servers (by the default route), as the IPv4 row's.
+        let far = Ipv6Addr::new(0x2001, 0xdb8, 0x200, 0, 0, 0, 0, 0);
+        let server = Ipv6Addr::from(u128::from(far) + u128::from(k % 65_536));
+        udp6(client, 1024 + ((k / 250) % 60_000) as u16, server, 5001, true)
+    };
+    let mut w = worker6(1 << 20);
+    let mut n: u32 = 0;
+    let expire_all = |w: &mut Worker, now: &mut u64| {
+        *now += 3_600 * 1_000_000_000;
+        if let Some(ct) = &w.gateway().conntrack6 {
+            ct.gc(*now, usize::MAX);
+            assert_eq!(ct.len(), 0);
+        }
+    };
+    g.bench_function("new_connections_ipv6_batch64", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                if n + BATCH as u32 > ROUND {
+                    expire_all(&mut w, &mut now);
+                    n = 0;
+                }
+                let frames: Vec<Vec<u8>> = (0..BATCH as u32).map(|i| frame(n + i)).collect();
+                n += BATCH as u32;
+                let start = Instant::now();
+                let mut b = w.batch(NoEmit);
+                for (f, buf) in frames.iter().zip(bufs.iter_mut()) {
+                    now += 100;
+                    std::hint::black_box(run(&mut b, now, 0, f, buf));
+                }
+                drop(b);
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    assert_eq!(w.stats().dropped(), 0, "{:?}", w.stats());
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    ipv6,
     set_match,
     established_flow,
     established_flow_links,

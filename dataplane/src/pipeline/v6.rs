@@ -7,8 +7,7 @@
 //! The same hooks as IPv4's (`hook`), over the IPv6 parse, rule set,
 //! connection table and neighbour table. Not yet for IPv6: the fast path
 //! (every packet takes the hooks), reassembly (fragments are dropped,
-//! counted), packet traces, LOG entries (LOG rules count but log nothing),
-//! TCPMSS.
+//! counted), packet traces, LOG entries (LOG rules count but log nothing).
 
 use std::net::Ipv6Addr;
 use std::sync::Arc;
@@ -394,9 +393,37 @@ impl Hooks {
         Ok(())
     }
 
-    /// Writes what DSCP/TOS and HL targets changed into the packet.
-    fn apply_edits6(&self, frame: &mut [u8], p: &mut Pkt6) {
+    /// TCPMSS for IPv6: the smallest `--set-mss`, and with
+    /// `--clamp-mss-to-pmtu` the smaller MTU of the routes out and back
+    /// less 60.
+    fn apply_mss6(&self, frame: &mut [u8], p: &mut Pkt6) {
+        let mut mss = p.view.mss_set.unwrap_or(u16::MAX);
+        if p.view.mss_clamp {
+            let back = self
+                .gw
+                .routes6
+                .lookup(p.info.src)
+                .map(|h| self.gw.mtu(h.iface));
+            let out = p.view.out_iface.map(|i| self.gw.mtu(i));
+            if let Some(mtu) = out.into_iter().chain(back).min() {
+                mss = mss.min(mtu.saturating_sub(60));
+            }
+        }
         (p.view.mss_set, p.view.mss_clamp) = (None, false);
+        if wire::clamp_mss6(frame, &p.info, mss) == wire::MssEdit::Inserted {
+            p.info.payload_len += 4;
+            p.view.len += 4;
+            if let L4v6::Tcp(t) = &mut p.info.l4info {
+                t.header_len += 4;
+            }
+        }
+    }
+
+    /// Writes what DSCP/TOS, HL and TCPMSS targets changed into the packet.
+    fn apply_edits6(&self, frame: &mut [u8], p: &mut Pkt6) {
+        if p.view.mss_set.is_some() || p.view.mss_clamp {
+            self.apply_mss6(frame, p);
+        }
         if p.view.tos != p.info.tclass {
             w6::set_tclass(frame, &p.info, p.view.tos);
             p.info.tclass = p.view.tos;

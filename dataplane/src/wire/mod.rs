@@ -47,7 +47,7 @@ pub use rewrite::{
     dec_ttl, echo_reply_in_place, set_dscp, set_dst, set_inner_dst, set_inner_src, set_macs,
     set_src, set_tos, set_ttl,
 };
-pub use tcpmss::{clamp_mss, MssEdit};
+pub use tcpmss::{clamp_mss, clamp_mss6, MssEdit};
 
 /// Length of an Ethernet II header.
 pub const ETH_HDR: usize = 14;
