@@ -202,9 +202,15 @@ impl Hooks {
         self.index
     }
 
-    /// The LOG entries, and the rule set they refer to.
-    pub(crate) fn logs(&mut self) -> (&mut LogRing, &CompiledRuleSet) {
-        (&mut self.logs, &self.rules)
+    /// The LOG entries, and the rule sets (IPv4, IPv6) they refer to.
+    pub(crate) fn logs(
+        &mut self,
+    ) -> (
+        &mut LogRing,
+        &CompiledRuleSet,
+        &CompiledRuleSet<crate::classify::V6>,
+    ) {
+        (&mut self.logs, &self.rules, self.v6.rules())
     }
 
     /// Runs one frame that arrived on `in_iface` through the pipeline: the

@@ -7,7 +7,7 @@
 //! The same hooks as IPv4's (`hook`), over the IPv6 parse, rule set,
 //! connection table and neighbour table. Not yet for IPv6: the fast path
 //! (every packet takes the hooks), reassembly (fragments are dropped,
-//! counted), packet traces, LOG entries (LOG rules count but log nothing).
+//! counted), packet traces.
 
 use std::net::Ipv6Addr;
 use std::sync::Arc;
@@ -56,6 +56,11 @@ impl State6 {
             neigh: gw.neigh6.snapshot(),
             hold: HoldQueue::new(128, FRAME_SIZE),
         }
+    }
+
+    /// The IPv6 rule set as of the worker's batch.
+    pub(super) fn rules(&self) -> &CompiledRuleSet<V6> {
+        &self.rules
     }
 
     /// Picks up a new rule set and neighbour table; whether either changed.
@@ -607,7 +612,7 @@ impl Hooks {
             return cx.drop(DropReason::NoRoute);
         };
         p.view.out_iface = Some(hop.iface);
-        let r = match self.run6(cx, Table::Filter, Hook::Output, &mut p) {
+        let r = match self.run6(cx, Table::Filter, Hook::Output, &mut p, frame) {
             Verdict::Accept | Verdict::Nat(_) => Ok(()),
             Verdict::Drop | Verdict::Reject(_) => Err(DropReason::FilterDrop),
             Verdict::PolicyDrop => Err(DropReason::PolicyDrop),
@@ -792,12 +797,18 @@ impl Hooks {
         table: Table,
         hook: Hook,
         p: &mut Pkt6,
+        frame: &[u8],
     ) -> Verdict<Ipv6Addr> {
         self.v6.eval.nlogs = 0;
         let v = self
             .v6
             .rules
             .eval(table, hook, &mut p.view, &mut self.v6.eval, cx.now);
+        for i in 0..self.v6.eval.nlogs {
+            let (log, view) = (self.v6.eval.logs[i], &p.view);
+            self.logs
+                .push_family(log, view.in_iface, view.out_iface, frame, true);
+        }
         if p.view.ctmark_changed {
             p.view.ctmark_changed = false;
             match &mut p.conn {
@@ -816,12 +827,12 @@ impl Hooks {
     fn accept_or_drop6<E: Emit, O: Observer>(
         &mut self,
         cx: &mut Cx<'_, E, O>,
-        _frame: &[u8],
+        frame: &[u8],
         p: &mut Pkt6,
         table: Table,
         hook: Hook,
     ) -> Result<(), DropReason> {
-        match self.run6(cx, table, hook, p) {
+        match self.run6(cx, table, hook, p, frame) {
             Verdict::Drop | Verdict::Reject(_) => Err(DropReason::FilterDrop),
             Verdict::PolicyDrop => Err(DropReason::PolicyDrop),
             Verdict::Accept | Verdict::Nat(_) => Ok(()),
@@ -836,7 +847,7 @@ impl Hooks {
         p: &mut Pkt6,
         hook: Hook,
     ) -> Result<(), DropReason> {
-        match self.run6(cx, Table::Filter, hook, p) {
+        match self.run6(cx, Table::Filter, hook, p, frame) {
             Verdict::Accept | Verdict::Nat(_) => Ok(()),
             Verdict::Drop => Err(DropReason::FilterDrop),
             Verdict::PolicyDrop => Err(DropReason::PolicyDrop),
@@ -914,7 +925,7 @@ impl Hooks {
         manip: Manip,
     ) -> Result<(), DropReason> {
         if let Conn::New(_) = p.conn {
-            match self.run6(cx, Table::Nat, hook, p) {
+            match self.run6(cx, Table::Nat, hook, p, frame) {
                 Verdict::Nat(a) => {
                     self.bind6(cx.now, p, a)?;
                     p.view.ct_bits = p.conn.ct_bits(p.ct_state);
@@ -924,7 +935,7 @@ impl Hooks {
                 Verdict::Accept => {}
             }
         } else if manip == Manip::Src && p.src_nat_undecided {
-            match self.run6(cx, Table::Nat, hook, p) {
+            match self.run6(cx, Table::Nat, hook, p, frame) {
                 Verdict::Drop | Verdict::Reject(_) => return Err(DropReason::FilterDrop),
                 Verdict::PolicyDrop => return Err(DropReason::PolicyDrop),
                 Verdict::Accept | Verdict::Nat(_) => {}

@@ -158,9 +158,10 @@ impl Worker {
     /// Hands the LOG entries of the batches so far to `sink`, in order
     /// (off the packet path: the sink may format and write).
     pub fn drain_logs(&mut self, sink: &mut impl LogSink) {
-        let (ring, rules) = self.hooks.logs();
+        let (ring, rules, rules6) = self.hooks.logs();
         while let Some(e) = ring.pop() {
-            sink.log(rules.logs.get(e.log as usize), &e);
+            let logs = if e.ipv6 { &rules6.logs } else { &rules.logs };
+            sink.log(logs.get(e.log as usize), &e);
         }
     }
 
