@@ -16,9 +16,9 @@ use crate::ipset::{SetTable, SharedSets};
 use crate::link::{Link, LinkError, Links};
 use crate::neigh::{Mac, Neighbours};
 use crate::ra::RaConfig;
-use crate::recent::RecentTables;
 use crate::route::{RouteError, RoutePolicy, RouteTable, StaticRoute};
 use crate::rule::{Ipv4Net, RuleSet};
+use crate::stateful::MatchTables;
 use crate::trace::Tracer;
 
 /// One interface the gateway owns, as it starts. Its address and MTU may
@@ -170,7 +170,8 @@ pub struct Gateway {
     /// static.
     pub routes6: RouteTable<Ipv6Addr>,
     rules: ArcSwap<CompiledRuleSet>,
-    pub conntrack: Conntrack,
+    /// Shared with `-m connlimit`'s tables, which look connections up.
+    pub conntrack: Arc<Conntrack>,
     pub neigh: Neighbours,
     /// The ICMP error rate limits all workers share.
     pub icmp_limit: IcmpLimiter,
@@ -189,8 +190,10 @@ pub struct Gateway {
     /// The IP sets (`-m set`), changed at run time without a reload;
     /// workers load the current table at each batch.
     pub sets: SharedSets,
-    /// `-m recent`'s tables, by name (held by the rule sets that name them).
-    pub recent: RecentTables,
+    /// The stateful matches' tables: `-m recent`'s and `-m hashlimit`'s by
+    /// name (held by the rule sets that name them), and the connection
+    /// table `-m connlimit` counts in.
+    pub match_tables: MatchTables,
 }
 
 impl Gateway {
@@ -226,9 +229,10 @@ impl Gateway {
         let links: Vec<Link> = cfg.ifaces.iter().map(|f| f.link).collect();
         let links = Links::new(&links).map_err(GatewayError::Link)?;
         let names: Vec<&str> = cfg.ifaces.iter().map(|f| f.name.as_str()).collect();
-        let recent = RecentTables::default();
-        let compiled =
-            compile_for_gateway(rules, &names, &sets, &recent).map_err(GatewayError::Compile)?;
+        let conntrack = Arc::new(Conntrack::new(cfg.conntrack));
+        let match_tables = MatchTables::new(Arc::clone(&conntrack));
+        let compiled = compile_for_gateway(rules, &names, &sets, &match_tables)
+            .map_err(GatewayError::Compile)?;
         let live = cfg
             .ifaces
             .iter()
@@ -247,7 +251,7 @@ impl Gateway {
             routes,
             routes6,
             rules: ArcSwap::from_pointee(compiled),
-            conntrack: Conntrack::new(cfg.conntrack),
+            conntrack,
             neigh: Neighbours::default(),
             icmp_limit: IcmpLimiter::new(cfg.icmp),
             frags: Reassembly::new(cfg.frag),
@@ -256,7 +260,7 @@ impl Gateway {
             live,
             link_epoch: AtomicU32::new(0),
             sets: SharedSets::new(sets),
-            recent,
+            match_tables,
         })
     }
 
@@ -272,7 +276,7 @@ impl Gateway {
     /// it (the control plane prepares counters before [`Gateway::install_compiled`]).
     pub fn compile(&self, rules: &RuleSet) -> Result<CompiledRuleSet, CompileError> {
         let names: Vec<&str> = self.ifaces.iter().map(|f| f.name.as_str()).collect();
-        compile_for_gateway(rules, &names, &self.sets.now(), &self.recent)
+        compile_for_gateway(rules, &names, &self.sets.now(), &self.match_tables)
     }
 
     /// Whether the installed rules name set `slot` (a set in use cannot

@@ -387,6 +387,10 @@ fn match_text(out: &mut String, m: &Match, proto: &str, numeric: bool) {
                 bang(out, st.invert);
                 let _ = write!(out, " ctstatus {}", crate::save::ct_status(st.value));
             }
+            if let Some(e) = m.expires {
+                bang(out, e.invert);
+                let _ = write!(out, " ctexpire {}", crate::save::ct_expire(e.value));
+            }
             if let Some(reply) = m.dir_reply {
                 out.push_str(if reply {
                     " ctdir REPLY"
@@ -513,6 +517,28 @@ fn match_text(out: &mut String, m: &Match, proto: &str, numeric: bool) {
                     let _ = write!(out, "0x{:02x}/0x{:02x}", t.value.value, t.value.mask);
                 }
             }
+        }
+        Match::Connlimit(c) => {
+            // libxt_connlimit's connlimit_print4.
+            let _ = write!(
+                out,
+                " #conn {}/{} {} {}",
+                if c.daddr { "dst" } else { "src" },
+                c.mask,
+                if c.upto { "<=" } else { ">" },
+                c.limit
+            );
+        }
+        Match::Hashlimit(h) => {
+            // libxt_hashlimit's hashlimit_mt_print (revision 3).
+            let (rate, quantum) = h.rate();
+            let _ = write!(
+                out,
+                " limit: {} {rate} burst {}",
+                if h.above { "above" } else { "up to" },
+                h.burst
+            );
+            crate::save::hashlimit_rest(out, h, quantum, "", false);
         }
         Match::Recent(r) => {
             // libxt_recent's recent_print.
