@@ -817,16 +817,25 @@ impl<'a> Parser<'a> {
     }
 
     /// An option that belongs to a match or the target: the most recently
-    /// loaded match that knows it, else the target, else the match of the
-    /// rule's protocol, loaded implicitly as iptables does.
+    /// loaded extension that knows it (iptables puts a new extension's
+    /// options before the others', so `-m recent ... -j CONNMARK --mask M`
+    /// is CONNMARK's), else the match of the rule's protocol, loaded
+    /// implicitly as iptables does.
     fn extension_option(&mut self, t: &'a Token, inv: bool) -> Result<(), RuleError> {
+        let target_at = self.target.as_ref().map(|lt| lt.at);
+        let after_target = |at: (u32, u32)| target_at.is_none_or(|ta| at > ta);
         for i in (0..self.matches.len()).rev() {
-            if self.match_option(i, t, inv)? {
+            if after_target(self.matches[i].at) && self.match_option(i, t, inv)? {
                 return Ok(());
             }
         }
         if self.target.is_some() && self.target_option(t, inv)? {
             return Ok(());
+        }
+        for i in (0..self.matches.len()).rev() {
+            if !after_target(self.matches[i].at) && self.match_option(i, t, inv)? {
+                return Ok(());
+            }
         }
         let icmp = match self.family {
             Family::Ipv4 => IPPROTO_ICMP,
