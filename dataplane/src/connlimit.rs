@@ -4,8 +4,10 @@
 //! and a packet's count is the number of those still open. A tuple is
 //! dropped when conntrack no longer has its connection, or has it closed
 //! (TCP TIME_WAIT or CLOSE, `already_closed`); a tuple conntrack does not
-//! know yet is kept for two jiffies (the connection may be about to be
-//! confirmed, `find_or_evict`): so a refused attempt stops counting.
+//! know is dropped when the worker that added it looks again, or two
+//! jiffies after it was added (before, another worker's connection may be
+//! about to be confirmed, `find_or_evict`): so a refused attempt stops
+//! counting.
 //!
 //! Memory is bounded: a table holds at most as many tuples as the
 //! connection table has entries (plus slack per shard), reserved when the
@@ -37,6 +39,22 @@ struct Conn {
     key: u32,
     tuple: Tuple,
     added: Nanos,
+    /// The thread (worker) that added it: Linux's `conn->cpu`.
+    thread: u32,
+}
+
+/// A number for the calling thread, as Linux's `raw_smp_processor_id` for
+/// `find_or_evict`: a worker handles one packet at a time, so a tuple it
+/// added that conntrack does not know is one it refused, not one about to
+/// be confirmed.
+fn thread_tag() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // Relaxed: only uniqueness matters.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    thread_local! {
+        static TAG: u32 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    TAG.with(|t| *t)
 }
 
 /// One rule's counts.
@@ -88,6 +106,7 @@ impl ConnlimitTable {
         let mut count = 0u32;
         let mut collected = 0u32;
         let mut present = false;
+        let me = thread_tag();
         s.walk(b, |c| {
             if c.key != key {
                 return (true, true);
@@ -101,7 +120,7 @@ impl ConnlimitTable {
                 None => None,
             };
             match open {
-                None if now.saturating_sub(c.added) >= UNCONFIRMED_GRACE => {
+                None if c.thread == me || now.saturating_sub(c.added) >= UNCONFIRMED_GRACE => {
                     collected += 1;
                     (false, true)
                 }
@@ -136,6 +155,7 @@ impl ConnlimitTable {
             key,
             tuple: *tuple,
             added: now,
+            thread: me,
         };
         s.push(b, conn).ok()?;
         Some(count + 1)
@@ -213,6 +233,12 @@ mod tests {
         assert_eq!(t.len(), 4);
         // Another key is its own.
         assert_eq!(t.count(Ipv4Addr::new(10, 0, 0, 1), &tuple(1), 0), Some(1));
+        // Another worker's unconfirmed connection counts for two jiffies.
+        std::thread::scope(|sc| {
+            sc.spawn(|| assert_eq!(t.count(key, &tuple(2000), 700 * MS), Some(4)));
+        });
+        assert_eq!(t.count(key, &tuple(2001), 701 * MS), Some(5));
+        assert_eq!(t.count(key, &tuple(2002), 720 * MS), Some(4));
     }
 
     #[test]
@@ -232,11 +258,13 @@ mod tests {
 
     #[test]
     fn memory_is_bounded() {
-        let t = ConnlimitTable::new(0, None);
+        let ct = Arc::new(Conntrack::new(ConntrackConfig::default()));
+        let t = ConnlimitTable::new(0, Some(Arc::clone(&ct)));
         let key = Ipv4Addr::new(1, 1, 1, 1);
         let mut last = None;
-        for sport in 0..2000u16 {
+        for sport in 0..300u16 {
             last = t.count(key, &tuple(sport), 0);
+            open(&ct, tuple(sport), 0);
         }
         // All in one shard: 256 tuples, then "full".
         assert_eq!(last, None);
