@@ -16,7 +16,7 @@
 //! (one `nf_conncount_data` per rule), a table is the rule's own and starts
 //! empty when the rules are loaded.
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -89,9 +89,7 @@ impl ConnlimitTable {
     }
 
     fn hash(&self, key: u32) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        h.finish()
+        self.hasher.hash_one(key)
     }
 
     /// `nf_conncount_count`: adds `tuple` (the packet's connection) under

@@ -18,7 +18,7 @@
 //! as Linux's `hinfo->lock`.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use crate::bucket_slab::BucketSlab;
@@ -166,9 +166,7 @@ impl HashlimitTable {
     /// new group when the table is full is not (Linux drops the packet).
     pub fn within(&self, key: GroupKey, now: Nanos) -> bool {
         let j = now / NS_PER_JIFFY;
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        let h = h.finish();
+        let h = self.hasher.hash_one(key);
         let mut g = self.inner.lock();
         let t = &mut *g;
         let start = *t.gc_start.get_or_insert(j);
