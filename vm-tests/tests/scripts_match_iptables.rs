@@ -30,6 +30,8 @@ iptables -A INPUT -m connlimit --connlimit-upto 5 --connlimit-mask 24 --connlimi
 iptables -A INPUT -m connlimit ! --connlimit-upto 5
 iptables -A INPUT -m connlimit ! --connlimit-above 5 --connlimit-saddr --connlimit-mask 32
 iptables -A INPUT -m connlimit --connlimit-above 0 --connlimit-mask 0
+iptables -A INPUT -m connlimit --connlimit-above 5 --connlimit-mask 129
+iptables -A INPUT -m connlimit --connlimit-above 5 --connlimit-mask 255.255.255.0 --connlimit-daddr
 iptables -A INPUT -m hashlimit --hashlimit-upto 10/sec --hashlimit-name foo
 iptables -A INPUT -m hashlimit --hashlimit-above 10/min --hashlimit-burst 3 --hashlimit-mode srcip,dstport --hashlimit-name bar --hashlimit-srcmask 24
 iptables -A INPUT -m hashlimit --hashlimit-upto 1/hour --hashlimit-name b2 --hashlimit-htable-size 100 --hashlimit-htable-max 200 --hashlimit-htable-expire 5000 --hashlimit-htable-gcinterval 700 --hashlimit-mode dstip --hashlimit-dstmask 16

@@ -1352,12 +1352,13 @@ impl<'a> Parser<'a> {
                     }
                     2 => {
                         let v = take()?;
-                        c.mask = v
-                            .text
-                            .parse::<u8>()
-                            .ok()
-                            .filter(|n| *n <= 32)
-                            .ok_or_else(|| bad(v, opt, "a prefix length, 0-32".into()))?;
+                        c.mask = value::connlimit_mask(&v.text).ok_or_else(|| {
+                            bad(
+                                v,
+                                opt,
+                                "a prefix length (0-32) or a contiguous netmask".into(),
+                            )
+                        })?;
                     }
                     _ => c.daddr = opt == "--connlimit-daddr",
                 }

@@ -688,6 +688,16 @@ pub fn hashlimit_burst(s: &str) -> Option<u64> {
     Some(v * factor).filter(|v| *v <= 1_000_000)
 }
 
+/// `--connlimit-mask`: a prefix length (iptables takes any number and
+/// keeps a mask of all ones beyond 32) or a contiguous dotted netmask.
+pub fn connlimit_mask(s: &str) -> Option<u8> {
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse::<u32>().ok().map(|n| n.min(32) as u8);
+    }
+    let m = u32::from(s.parse::<Ipv4Addr>().ok()?);
+    (m.leading_ones() + m.trailing_zeros() == 32).then(|| m.leading_ones() as u8)
+}
+
 /// `N`, `N:`, `:M` or `N:M` of unsigned 32-bit numbers (`--ctexpire`), the
 /// missing ends 0 and 4294967295.
 pub fn u32_range(s: &str) -> Option<(u32, u32)> {
@@ -823,6 +833,12 @@ mod tests {
         assert_eq!(u32_range(":5"), Some((0, 5)));
         assert_eq!(u32_range("20:10"), Some((20, 10)));
         assert_eq!(u32_range(":"), None);
+        assert_eq!(connlimit_mask("24"), Some(24));
+        assert_eq!(connlimit_mask("129"), Some(32));
+        assert_eq!(connlimit_mask("255.255.255.0"), Some(24));
+        assert_eq!(connlimit_mask("0.0.0.0"), Some(0));
+        assert_eq!(connlimit_mask("255.0.255.0"), None);
+        assert_eq!(connlimit_mask("-1"), None);
         assert_eq!(u32_range("4294967296"), None);
     }
 }
