@@ -260,6 +260,10 @@ fn ct_match(out: &mut String, m: &xdpgw_dataplane::rule::CtMatch) {
         inv(out, st.invert);
         let _ = write!(out, " --ctstatus {}", ct_status(st.value));
     }
+    if let Some(e) = m.expires {
+        inv(out, e.invert);
+        let _ = write!(out, " --ctexpire {}", ct_expire(e.value));
+    }
     if let Some(reply) = m.dir_reply {
         out.push_str(if reply {
             " --ctdir REPLY"
@@ -283,6 +287,52 @@ pub(crate) fn ct_ports(r: PortRange) -> String {
         r.lo.to_string()
     } else {
         format!("{}:{}", r.lo, r.hi)
+    }
+}
+
+/// `--ctexpire`'s range: `N` when both ends are equal.
+pub(crate) fn ct_expire((lo, hi): (u32, u32)) -> String {
+    if lo == hi {
+        lo.to_string()
+    } else {
+        format!("{lo}:{hi}")
+    }
+}
+
+/// `-m hashlimit`'s options after the rate and burst, as libxt_hashlimit's
+/// `hashlimit_mt_save` (`pre` "--hashlimit-") and `hashlimit_mt_print`
+/// (`pre` "") write them; `quantum` is the rate's unit in milliseconds.
+pub(crate) fn hashlimit_rest(
+    out: &mut String,
+    h: &xdpgw_dataplane::rule::HashlimitMatch,
+    quantum: u64,
+    pre: &str,
+    save: bool,
+) {
+    if h.mode != 0 {
+        let sep = if save { ',' } else { '-' };
+        let _ = write!(out, " {pre}mode {}", h.mode_text(sep));
+    }
+    if save {
+        let _ = write!(out, " {pre}name {}", h.name);
+    }
+    if h.size != 0 {
+        let _ = write!(out, " {pre}htable-size {}", h.size);
+    }
+    if h.max != 0 {
+        let _ = write!(out, " {pre}htable-max {}", h.max);
+    }
+    if h.gc_interval != xdpgw_dataplane::rule::HashlimitMatch::DEFAULT_GC_INTERVAL {
+        let _ = write!(out, " {pre}htable-gcinterval {}", h.gc_interval);
+    }
+    if u64::from(h.expire) != quantum {
+        let _ = write!(out, " {pre}htable-expire {}", h.expire);
+    }
+    if h.srcmask != 32 {
+        let _ = write!(out, " {pre}srcmask {}", h.srcmask);
+    }
+    if h.dstmask != 32 {
+        let _ = write!(out, " {pre}dstmask {}", h.dstmask);
     }
 }
 
@@ -494,6 +544,28 @@ fn match_spec(out: &mut String, m: &Match, family: Family) {
             } else {
                 write!(out, " --mark 0x{:x}/0x{:x}", m.value.value, m.value.mask)
             };
+        }
+        Match::Connlimit(c) => {
+            // libxt_connlimit's connlimit_save4.
+            let _ = write!(
+                out,
+                " --connlimit-{} {} --connlimit-mask {} --connlimit-{}",
+                if c.upto { "upto" } else { "above" },
+                c.limit,
+                c.mask,
+                if c.daddr { "daddr" } else { "saddr" }
+            );
+        }
+        Match::Hashlimit(h) => {
+            // libxt_hashlimit's hashlimit_mt_save (revision 3).
+            let (rate, quantum) = h.rate();
+            let _ = write!(
+                out,
+                " --hashlimit-{} {rate} --hashlimit-burst {}",
+                if h.above { "above" } else { "upto" },
+                h.burst
+            );
+            hashlimit_rest(out, h, quantum, "--hashlimit-", true);
         }
         Match::Recent(r) => {
             // libxt_recent's recent_save: the command (after '!'), then

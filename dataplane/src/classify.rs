@@ -9,14 +9,17 @@ use std::ops::BitAnd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::connlimit::ConnlimitTable;
+use crate::hashlimit::HashlimitTable;
 use crate::ipset::{LookupOpts, SetPacket, SetTable};
-use crate::recent::{RecentTable, RecentTables};
+use crate::recent::RecentTable;
 use crate::rule::{
-    AddrRange, AddrtypeLimit, AddrtypeMatch, ConnmarkOp, CounterLayout, CtMatch, CtStates, Family,
-    FragMatch, Hook, IcmpType, IfaceMatch, Inv, Ipv6HeaderMatch, Limit, Log, Match, MultiportDir,
-    NatRange, Policy, PortNat, PortRange, RecentMatch, RejectWith, RtMatch, Rule, RuleSet, Table,
-    Target, TcpmssOp, TosBits, TtlMatch, TtlSet,
+    AddrRange, AddrtypeLimit, AddrtypeMatch, ConnlimitMatch, ConnmarkOp, CounterLayout, CtMatch,
+    CtStates, Family, FragMatch, Hook, IcmpType, IfaceMatch, Inv, Ipv6HeaderMatch, Limit, Log,
+    Match, MultiportDir, NatRange, Policy, PortNat, PortRange, RecentMatch, RejectWith, RtMatch,
+    Rule, RuleSet, Table, Target, TcpmssOp, TosBits, TtlMatch, TtlSet,
 };
+use crate::stateful::MatchTables;
 
 /// An address family as the classifier sees it: the width of its
 /// addresses and the packet fields only it has. The evaluator is generic
@@ -343,6 +346,37 @@ impl PartialEq for RecentTest {
 
 impl Eq for RecentTest {}
 
+/// A compiled `-m connlimit` match: the rule's own counts.
+#[derive(Clone, Debug)]
+pub struct ConnlimitTest {
+    pub table: Arc<ConnlimitTable>,
+    pub m: ConnlimitMatch,
+}
+
+impl PartialEq for ConnlimitTest {
+    fn eq(&self, o: &ConnlimitTest) -> bool {
+        Arc::ptr_eq(&self.table, &o.table) && self.m == o.m
+    }
+}
+
+impl Eq for ConnlimitTest {}
+
+/// A compiled `-m hashlimit` match: its table (shared by name) and whether
+/// it matches above the rate.
+#[derive(Clone, Debug)]
+pub struct HashlimitTest {
+    pub table: Arc<HashlimitTable>,
+    pub above: bool,
+}
+
+impl PartialEq for HashlimitTest {
+    fn eq(&self, o: &HashlimitTest) -> bool {
+        Arc::ptr_eq(&self.table, &o.table) && self.above == o.above
+    }
+}
+
+impl Eq for HashlimitTest {}
+
 /// A compiled match extension.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CMatch<F: AddrFamily = V4> {
@@ -422,6 +456,10 @@ pub enum CMatch<F: AddrFamily = V4> {
     /// `-m recent` over its table (the gateway's, shared by name); boxed:
     /// the other matches are smaller.
     Recent(Box<RecentTest>),
+    /// `-m connlimit` over the rule's counts.
+    Connlimit(Box<ConnlimitTest>),
+    /// `-m hashlimit` over its table (the gateway's, shared by name).
+    Hashlimit(Box<HashlimitTest>),
     /// `-m ipv6header` (IPv6).
     Ipv6Header(Ipv6HeaderMatch),
     /// `-m frag` (IPv6): never matches a packet without a fragment header.
@@ -527,6 +565,8 @@ pub struct CompiledRuleSet<F: AddrFamily = V4> {
     /// A rule uses `-m conntrack` beyond the state: the pipeline fills
     /// [`PacketView::ct`].
     pub uses_ct_tuple: bool,
+    /// A rule uses `--ctexpire`: the pipeline fills [`CtView::expires`].
+    pub uses_ct_expire: bool,
 }
 
 /// One `-m limit` token bucket, in nanoseconds of credit (the kernel's
@@ -752,13 +792,15 @@ fn compile_match<F: AddrFamily>(
     m: &Match,
     limits: &mut u32,
     sets: &SetTable,
-    recent: &RecentTables,
+    state: &MatchTables,
 ) -> Result<Option<CMatch<F>>, CompileError> {
     // Sets hold IPv4 addresses; conntrack's tuples are read as IPv4.
     if F::FAMILY == Family::Ipv6 {
         match m {
             Match::Set(_) => return Err(CompileError::WrongFamily("-m set")),
             Match::Recent(_) => return Err(CompileError::WrongFamily("-m recent")),
+            Match::Connlimit(_) => return Err(CompileError::WrongFamily("-m connlimit")),
+            Match::Hashlimit(_) => return Err(CompileError::WrongFamily("-m hashlimit")),
             Match::Conntrack(c) if c.addrs.iter().any(Option::is_some) => {
                 return Err(CompileError::WrongFamily("-m conntrack address"))
             }
@@ -862,8 +904,16 @@ fn compile_match<F: AddrFamily>(
         },
         Match::Addrtype(a) => CMatch::Addrtype(*a),
         Match::Recent(r) => CMatch::Recent(Box::new(RecentTest {
-            table: recent.table(&r.name, r.hitcount),
+            table: state.recent.table(&r.name, r.hitcount),
             m: r.clone(),
+        })),
+        Match::Connlimit(c) => CMatch::Connlimit(Box::new(ConnlimitTest {
+            table: Arc::new(state.connlimit_table()),
+            m: *c,
+        })),
+        Match::Hashlimit(h) => CMatch::Hashlimit(Box::new(HashlimitTest {
+            table: state.hashlimit.table(h),
+            above: h.above,
         })),
         Match::Set(m) => CMatch::Set {
             slot: sets
@@ -895,23 +945,24 @@ pub fn compile_with_sets(
     ifaces: &[&str],
     sets: &SetTable,
 ) -> Result<CompiledRuleSet, CompileError> {
-    compile_family(set, ifaces, sets, &RecentTables::default())
+    compile_family(set, ifaces, sets, &MatchTables::default())
 }
 
-/// [`compile_with_sets`] taking its `-m recent` tables from `recent` (a
-/// gateway's: the tables outlive a reload that still names them).
+/// [`compile_with_sets`] taking the stateful matches' tables from `state`
+/// (a gateway's: named tables outlive a reload that still names them, and
+/// `-m connlimit` counts in its connection table).
 pub fn compile_for_gateway(
     set: &RuleSet,
     ifaces: &[&str],
     sets: &SetTable,
-    recent: &RecentTables,
+    state: &MatchTables,
 ) -> Result<CompiledRuleSet, CompileError> {
-    compile_family(set, ifaces, sets, recent)
+    compile_family(set, ifaces, sets, state)
 }
 
 /// Compiles an IPv6 (ip6tables) rule set.
 pub fn compile6(set: &RuleSet, ifaces: &[&str]) -> Result<CompiledRuleSet<V6>, CompileError> {
-    compile_family(set, ifaces, &SetTable::default(), &RecentTables::default())
+    compile_family(set, ifaces, &SetTable::default(), &MatchTables::default())
 }
 
 /// Compiles a rule set of family `F`: the addresses of `F` in its rules
@@ -920,7 +971,7 @@ pub fn compile_family<F: AddrFamily>(
     set: &RuleSet,
     ifaces: &[&str],
     sets: &SetTable,
-    recent: &RecentTables,
+    state: &MatchTables,
 ) -> Result<CompiledRuleSet<F>, CompileError> {
     if ifaces.len() > MAX_IFACES {
         return Err(CompileError::TooManyInterfaces(ifaces.len()));
@@ -954,7 +1005,7 @@ pub fn compile_family<F: AddrFamily>(
             for (ri, r) in c.rules.iter().enumerate() {
                 let mut matches = Vec::with_capacity(r.matches.len() + 1);
                 for m in &r.matches {
-                    if let Some(cm) = compile_match(m, &mut limits, sets, recent)? {
+                    if let Some(cm) = compile_match(m, &mut limits, sets, state)? {
                         matches.push(cm);
                     }
                     if let Match::Tcp(tm) = m {
@@ -1021,6 +1072,8 @@ pub fn compile_family<F: AddrFamily>(
                             | CMatch::Connmark { .. }
                             | CMatch::Set { .. }
                             | CMatch::Recent(_)
+                            | CMatch::Connlimit(_)
+                            | CMatch::Hashlimit(_)
                             | CMatch::Conntrack(_)
                             | CMatch::Ipv6Header(_)
                             | CMatch::Frag(_)
@@ -1073,9 +1126,21 @@ pub fn compile_family<F: AddrFamily>(
         uses_ct_tuple: set.tables.iter().any(|t| {
             t.chains.iter().any(|c| {
                 c.rules.iter().any(|r| {
+                    r.matches.iter().any(|m| match m {
+                        Match::Conntrack(c) => c.state_only().is_none(),
+                        // connlimit counts the connection's tuple.
+                        Match::Connlimit(_) => true,
+                        _ => false,
+                    })
+                })
+            })
+        }),
+        uses_ct_expire: set.tables.iter().any(|t| {
+            t.chains.iter().any(|c| {
+                c.rules.iter().any(|r| {
                     r.matches
                         .iter()
-                        .any(|m| matches!(m, Match::Conntrack(c) if c.state_only().is_none()))
+                        .any(|m| matches!(m, Match::Conntrack(c) if c.expires.is_some()))
                 })
             })
         }),
@@ -1205,6 +1270,10 @@ pub struct CtView {
     /// Linux's `IPS_*` bits: EXPECTED 1, SEEN_REPLY 2, ASSURED 4, CONFIRMED 8.
     pub status: u16,
     pub reply_dir: bool,
+    /// Seconds until the entry expires (`nf_ct_expires / HZ`); filled only
+    /// for rule sets with `--ctexpire`. 0 for a connection not yet
+    /// confirmed (the kernel's relative timeout minus the clock).
+    pub expires: u32,
 }
 
 impl<F: AddrFamily> PacketView<F> {
@@ -1258,6 +1327,12 @@ fn ct_matches<F: AddrFamily>(m: &CtMatch, p: &PacketView<F>) -> bool {
         .is_some_and(|st| (st.value & ct.status != 0) == st.invert)
     {
         return false;
+    }
+    if let Some(e) = m.expires {
+        let (lo, hi) = e.value;
+        if (lo <= ct.expires && ct.expires <= hi) == e.invert {
+            return false;
+        }
     }
     true
 }
@@ -1437,6 +1512,48 @@ impl<F: AddrFamily> CMatch<F> {
                     let forwarded = p.in_iface.is_some() && p.out_iface.is_some();
                     let ttl = p.ttl.saturating_add(u8::from(forwarded));
                     r.table.check(&r.m, Ipv4Addr::from(addr), ttl, now)
+                }
+                None => false,
+            },
+            CMatch::Connlimit(c) => match F::set_packet(p) {
+                Some(sp) => {
+                    // connlimit_mt: the key from the packet's header, the
+                    // tuple of its connection (or of the packet, untracked).
+                    let addr = if c.m.daddr { sp.dst } else { sp.src };
+                    let mask = u32::MAX.checked_shl(32 - u32::from(c.m.mask)).unwrap_or(0);
+                    let tuple = match p.ct.filter(|_| p.has_conn()) {
+                        Some(ct) => {
+                            let (s, d, sp, dp) = ct.tuples[0];
+                            crate::flow::Tuple {
+                                src: Ipv4Addr::from(s),
+                                dst: Ipv4Addr::from(d),
+                                sport: sp,
+                                dport: dp,
+                                proto: ct.proto,
+                            }
+                        }
+                        None => crate::flow::Tuple {
+                            src: Ipv4Addr::from(sp.src),
+                            dst: Ipv4Addr::from(sp.dst),
+                            sport: if sp.has_ports { sp.sport } else { 0 },
+                            dport: if sp.has_ports { sp.dport } else { 0 },
+                            proto: sp.proto,
+                        },
+                    };
+                    match c.table.count(Ipv4Addr::from(addr & mask), &tuple, now) {
+                        Some(n) => (n > c.m.limit) != c.m.upto,
+                        // A full table: Linux drops the packet (hotdrop);
+                        // "above" rules, which refuse, match.
+                        None => !c.m.upto,
+                    }
+                }
+                None => false,
+            },
+            CMatch::Hashlimit(h) => match F::set_packet(p) {
+                Some(sp) => {
+                    let ports = sp.has_ports.then_some((sp.sport, sp.dport));
+                    let key = h.table.key(sp.src, sp.dst, ports);
+                    h.table.within(key, now) != h.above
                 }
                 None => false,
             },

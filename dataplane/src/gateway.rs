@@ -18,9 +18,9 @@ use crate::ipset::{SetTable, SharedSets};
 use crate::link::{Link, LinkError, Links};
 use crate::neigh::{Mac, Neighbours};
 use crate::ra::{RaConfig, RaSchedule};
-use crate::recent::RecentTables;
 use crate::route::{RouteError, RoutePolicy, RouteTable, StaticRoute};
 use crate::rule::{Ipv4Net, RuleSet};
+use crate::stateful::MatchTables;
 use crate::trace::Tracer;
 
 /// One interface the gateway owns, as it starts. Its address and MTU may
@@ -174,7 +174,8 @@ pub struct Gateway {
     rules: ArcSwap<CompiledRuleSet>,
     /// The IPv6 rule set (`rules6`), swapped as `rules` is.
     rules6: ArcSwap<CompiledRuleSet<V6>>,
-    pub conntrack: Conntrack,
+    /// Shared with `-m connlimit`'s tables, which look connections up.
+    pub conntrack: Arc<Conntrack>,
     /// The IPv6 connections, when IPv6 is on (an interface has an IPv6
     /// address): one maximum with `conntrack`.
     pub conntrack6: Option<Conntrack<Ipv6Addr>>,
@@ -197,8 +198,10 @@ pub struct Gateway {
     /// The IP sets (`-m set`), changed at run time without a reload;
     /// workers load the current table at each batch.
     pub sets: SharedSets,
-    /// `-m recent`'s tables, by name (held by the rule sets that name them).
-    pub recent: RecentTables,
+    /// The stateful matches' tables: `-m recent`'s and `-m hashlimit`'s by
+    /// name (held by the rule sets that name them), and the connection
+    /// table `-m connlimit` counts in.
+    pub match_tables: MatchTables,
     /// When each interface's next router advertisement is due (those with
     /// `[interface.ra]`); taken by whichever worker's housekeeping finds
     /// one due, never on the packet path.
@@ -238,11 +241,12 @@ impl Gateway {
         let links: Vec<Link> = cfg.ifaces.iter().map(|f| f.link).collect();
         let links = Links::new(&links).map_err(GatewayError::Link)?;
         let names: Vec<&str> = cfg.ifaces.iter().map(|f| f.name.as_str()).collect();
-        let recent = RecentTables::default();
-        let compiled =
-            compile_for_gateway(rules, &names, &sets, &recent).map_err(GatewayError::Compile)?;
+        let conntrack = Arc::new(Conntrack::new(cfg.conntrack));
+        let match_tables = MatchTables::new(Arc::clone(&conntrack));
+        let compiled = compile_for_gateway(rules, &names, &sets, &match_tables)
+            .map_err(GatewayError::Compile)?;
         // No IPv6 rules until `install6`: every hook accepts.
-        let compiled6 = compile_family(&RuleSet::default(), &names, &sets, &recent)
+        let compiled6 = compile_family(&RuleSet::default(), &names, &sets, &match_tables)
             .map_err(GatewayError::Compile)?;
         let live = cfg
             .ifaces
@@ -262,7 +266,6 @@ impl Gateway {
             .iter()
             .map(|_| std::sync::Mutex::new(RaSchedule::new(0)))
             .collect();
-        let conntrack = Conntrack::new(cfg.conntrack);
         Ok(Gateway {
             ifaces: cfg.ifaces,
             links,
@@ -281,7 +284,7 @@ impl Gateway {
             live,
             link_epoch: AtomicU32::new(0),
             sets: SharedSets::new(sets),
-            recent,
+            match_tables,
             ra,
         })
     }
@@ -298,7 +301,7 @@ impl Gateway {
     /// it (the control plane prepares counters before [`Gateway::install_compiled`]).
     pub fn compile(&self, rules: &RuleSet) -> Result<CompiledRuleSet, CompileError> {
         let names: Vec<&str> = self.ifaces.iter().map(|f| f.name.as_str()).collect();
-        compile_for_gateway(rules, &names, &self.sets.now(), &self.recent)
+        compile_for_gateway(rules, &names, &self.sets.now(), &self.match_tables)
     }
 
     /// Whether the installed rules name set `slot` (a set in use cannot
@@ -335,7 +338,7 @@ impl Gateway {
     /// Compiles an IPv6 rule set for this gateway's interfaces.
     pub fn compile6(&self, rules: &RuleSet) -> Result<CompiledRuleSet<V6>, CompileError> {
         let names: Vec<&str> = self.ifaces.iter().map(|f| f.name.as_str()).collect();
-        compile_family(rules, &names, &self.sets.now(), &self.recent)
+        compile_family(rules, &names, &self.sets.now(), &self.match_tables)
     }
 
     /// Installs a compiled IPv6 rule set; returns the one it replaced.

@@ -14,7 +14,9 @@
 #![deny(unsafe_code)]
 
 pub mod action;
+pub(crate) mod bucket_slab;
 pub mod classify;
+pub mod connlimit;
 pub mod conntrack;
 pub mod counter;
 pub mod drop;
@@ -22,6 +24,7 @@ mod fastpath;
 pub mod flow;
 pub mod frag;
 pub mod gateway;
+pub mod hashlimit;
 pub mod hint;
 pub mod icmp_limit;
 pub mod ipset;
@@ -35,6 +38,7 @@ pub mod ra;
 pub mod recent;
 pub mod route;
 pub mod rule;
+pub mod stateful;
 pub mod stats;
 pub mod trace;
 pub mod wire;

@@ -423,6 +423,8 @@ pub struct CtMatch {
     pub status: Option<Inv<u16>>,
     /// `--ctdir REPLY` (true) or `ORIGINAL` (false).
     pub dir_reply: Option<bool>,
+    /// `--ctexpire min[:max]`: the entry's remaining timeout in seconds.
+    pub expires: Option<Inv<(u32, u32)>>,
 }
 
 impl CtMatch {
@@ -616,6 +618,10 @@ pub enum Match {
     Set(SetMatch),
     /// `-m recent`: a named table of recently seen addresses.
     Recent(RecentMatch),
+    /// `-m connlimit`: connections per source (or destination) group.
+    Connlimit(ConnlimitMatch),
+    /// `-m hashlimit`: token buckets per address/port group, in a named table.
+    Hashlimit(HashlimitMatch),
     /// `-m iprange` of an IPv6 rule set.
     IpRange6(IpRange<Ipv6Addr>),
     Ipv6Header(Ipv6HeaderMatch),
@@ -706,6 +712,99 @@ impl RecentMatch {
     pub const DEFAULT_NAME: &'static str = "DEFAULT";
     /// The most timestamps a check may count (`XT_RECENT_MAX_NSTAMPS - 1`).
     pub const MAX_HITCOUNT: u32 = 65535;
+}
+
+/// `-m connlimit --connlimit-upto|--connlimit-above N --connlimit-mask L
+/// --connlimit-saddr|--connlimit-daddr` (xt_connlimit revision 1): whether
+/// more than `limit` connections share the packet's masked address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnlimitMatch {
+    pub limit: u32,
+    /// The prefix length grouping addresses (32: each address its own).
+    pub mask: u8,
+    /// `--connlimit-daddr`: group by destination (else by source).
+    pub daddr: bool,
+    /// `--connlimit-upto` (and `! --connlimit-above`): matches when the
+    /// count is at most `limit`; else when it is above.
+    pub upto: bool,
+}
+
+/// `-m hashlimit` (xt_hashlimit revision 3, packet rates): a token bucket
+/// per group of packets (the `mode` fields, addresses masked), in a table
+/// shared by every rule naming it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HashlimitMatch {
+    pub name: String,
+    /// The period in 1/1,000,000 s per packet (`XT_HASHLIMIT_SCALE_v2`).
+    pub avg: u64,
+    pub burst: u64,
+    /// [`HashlimitMatch::SRCIP`] ... bits.
+    pub mode: u8,
+    pub srcmask: u8,
+    pub dstmask: u8,
+    /// `--hashlimit-above` (and `! --hashlimit-upto`).
+    pub above: bool,
+    /// 0: the kernel's choice.
+    pub size: u32,
+    /// 0: the kernel's choice (8 x size).
+    pub max: u32,
+    /// Milliseconds.
+    pub gc_interval: u32,
+    /// Milliseconds an idle group is kept.
+    pub expire: u32,
+}
+
+impl HashlimitMatch {
+    pub const DSTIP: u8 = 1;
+    pub const DSTPORT: u8 = 2;
+    pub const SRCIP: u8 = 4;
+    pub const SRCPORT: u8 = 8;
+    /// `XT_HASHLIMIT_SCALE_v2`.
+    pub const SCALE: u64 = 1_000_000;
+    pub const DEFAULT_BURST: u64 = 5;
+    pub const MAX_BURST: u64 = 1_000_000;
+    pub const DEFAULT_GC_INTERVAL: u32 = 1000;
+    /// `HASHLIMIT_MAX_SIZE`: the most buckets and entries of a table.
+    pub const MAX_SIZE: u32 = 1 << 20;
+    /// The rate units iptables prints, longest period first.
+    pub const RATES: [(&'static str, u64); 4] = [
+        ("day", Self::SCALE * 86_400),
+        ("hour", Self::SCALE * 3600),
+        ("min", Self::SCALE * 60),
+        ("sec", Self::SCALE),
+    ];
+
+    /// libxt_hashlimit's `print_rate`: the rate as iptables prints it
+    /// (`N/unit`), and the unit in milliseconds (the default expiry).
+    pub fn rate(&self) -> (String, u64) {
+        let period = self.avg.max(1);
+        let mut i = 1;
+        while i < Self::RATES.len() {
+            let m = Self::RATES[i].1;
+            if period > m || m / period < m % period {
+                break;
+            }
+            i += 1;
+        }
+        let (name, m) = Self::RATES[i - 1];
+        (format!("{}/{name}", m / period), m / Self::SCALE * 1000)
+    }
+
+    /// The mode fields as iptables prints them, joined by `sep`.
+    pub fn mode_text(&self, sep: char) -> String {
+        let mut v = Vec::new();
+        for (bit, name) in [
+            (Self::SRCIP, "srcip"),
+            (Self::SRCPORT, "srcport"),
+            (Self::DSTIP, "dstip"),
+            (Self::DSTPORT, "dstport"),
+        ] {
+            if self.mode & bit != 0 {
+                v.push(name);
+            }
+        }
+        v.join(&sep.to_string())
+    }
 }
 
 /// `-m set [!] --match-set NAME src|dst[,...]` and its options.
@@ -819,6 +918,8 @@ impl Match {
             Match::Addrtype(_) => "addrtype",
             Match::Set(_) => "set",
             Match::Recent(_) => "recent",
+            Match::Connlimit(_) => "connlimit",
+            Match::Hashlimit(_) => "hashlimit",
             Match::IpRange6(_) => "iprange",
             Match::Ipv6Header(_) => "ipv6header",
             Match::Frag(_) => "frag",

@@ -393,8 +393,20 @@ const TOS_NAMES: &[&str] = &[
 ];
 
 fn other_match(rng: &mut Rng) -> String {
-    match rng.below(13) {
+    match rng.below(16) {
         12 => recent(rng),
+        13 => connlimit(rng),
+        14 => hashlimit(rng),
+        15 => {
+            let lo = rng.pick(&[0u32, 5, 30, 120, 431999]);
+            let range = match rng.below(4) {
+                0 => lo.to_string(),
+                1 => format!("{lo}:{}", lo + rng.pick(&[0u32, 1, 60, 4000])),
+                2 => format!("{lo}:"),
+                _ => format!(":{lo}"),
+            };
+            format!("-m conntrack {}--ctexpire {range}", rng.neg(25))
+        }
         9 | 10 => header_match(rng),
         11 => format!("-m connmark {}--mark {}", rng.neg(30), mark_value(rng)),
         0 | 1 => format!(
@@ -423,6 +435,87 @@ fn other_match(rng: &mut Rng) -> String {
         6 => limit(rng),
         _ => iprange(rng),
     }
+}
+
+/// `-m connlimit`: either limit (each inverted), masks, either side.
+fn connlimit(rng: &mut Rng) -> String {
+    let mut m = format!(
+        "-m connlimit {}{} {}",
+        rng.neg(20),
+        rng.pick(&["--connlimit-upto", "--connlimit-above"]),
+        rng.pick(&[0u32, 1, 3, 100, 4294967295])
+    );
+    if rng.chance(40) {
+        m.push_str(&format!(
+            " --connlimit-mask {}",
+            rng.pick(&[0u8, 8, 24, 32])
+        ));
+    }
+    if rng.chance(40) {
+        m.push_str(rng.pick(&[" --connlimit-saddr", " --connlimit-daddr"]));
+    }
+    m
+}
+
+/// `-m hashlimit`: rates in every unit (and spellings iptables rounds),
+/// bursts, modes, masks and table sizes.
+fn hashlimit(rng: &mut Rng) -> String {
+    let rate = rng.pick(&[
+        "1/sec",
+        "10/s",
+        "3000/second",
+        "7",
+        "30/m",
+        "60/minute",
+        "1/hour",
+        "100/h",
+        "25/day",
+        "1000000/sec",
+        "3/MIN",
+    ]);
+    let mut m = format!(
+        "-m hashlimit {}{} {rate}",
+        rng.neg(20),
+        rng.pick(&["--hashlimit-upto", "--hashlimit-above"])
+    );
+    if rng.chance(50) {
+        m.push_str(&format!(
+            " --hashlimit-burst {}",
+            rng.pick(&["1", "3", "5", "20", "1000000", "2k"])
+        ));
+    }
+    if rng.chance(60) {
+        m.push_str(&format!(
+            " --hashlimit-mode {}",
+            rng.pick(&[
+                "srcip",
+                "dstip",
+                "srcip,dstport",
+                "dstport,srcip,srcport",
+                "srcport|dstip"
+            ])
+        ));
+    }
+    m.push_str(&format!(
+        " --hashlimit-name {}",
+        rng.pick(&["ssh", "web_in", "h1", "per-source"])
+    ));
+    for (opt, values) in [
+        ("--hashlimit-srcmask", &["0", "16", "24", "32"][..]),
+        ("--hashlimit-dstmask", &["8", "24", "32"][..]),
+        ("--hashlimit-htable-size", &["16", "1024", "8192"][..]),
+        ("--hashlimit-htable-max", &["100", "65536", "2000000"][..]),
+        (
+            "--hashlimit-htable-gcinterval",
+            &["1000", "500", "10000"][..],
+        ),
+        ("--hashlimit-htable-expire", &["1000", "60000", "3"][..]),
+    ] {
+        if rng.chance(20) {
+            m.push_str(&format!(" {opt} {}", rng.pick(values)));
+        }
+    }
+    m
 }
 
 /// `-m recent`: each command with the options it takes, names, masks and
@@ -2074,6 +2167,14 @@ mod tests {
             "-j TCPMSS --set-mss ",
             "-m addrtype ! --src-type",
             "-m recent ! --",
+            "-m connlimit ! --connlimit-upto",
+            "--connlimit-daddr",
+            "--connlimit-mask 8",
+            "-m hashlimit ! --hashlimit-",
+            "--hashlimit-mode srcip,dstport",
+            "--hashlimit-htable-expire",
+            "--hashlimit-srcmask",
+            "! --ctexpire",
             "--reap",
             "--rttl",
             "--rdest",

@@ -23,6 +23,34 @@ struct Script {
 /// semantics. Each leaves at least one table behind in Linux.
 const ACCEPTED: &[Script] = &[
     Script {
+        name: "connlimit_hashlimit_ctexpire",
+        text: r#"
+iptables -A INPUT -p tcp --syn -m connlimit --connlimit-above 100 -j REJECT
+iptables -A INPUT -m connlimit --connlimit-upto 5 --connlimit-mask 24 --connlimit-daddr
+iptables -A INPUT -m connlimit ! --connlimit-upto 5
+iptables -A INPUT -m connlimit ! --connlimit-above 5 --connlimit-saddr --connlimit-mask 32
+iptables -A INPUT -m connlimit --connlimit-above 0 --connlimit-mask 0
+iptables -A INPUT -m connlimit --connlimit-above 5 --connlimit-mask 129
+iptables -A INPUT -m connlimit --connlimit-above 5 --connlimit-mask 255.255.255.0 --connlimit-daddr
+iptables -A INPUT -m hashlimit --hashlimit-upto 10/sec --hashlimit-name foo
+iptables -A INPUT -m hashlimit --hashlimit-above 10/min --hashlimit-burst 3 --hashlimit-mode srcip,dstport --hashlimit-name bar --hashlimit-srcmask 24
+iptables -A INPUT -m hashlimit --hashlimit-upto 1/hour --hashlimit-name b2 --hashlimit-htable-size 100 --hashlimit-htable-max 200 --hashlimit-htable-expire 5000 --hashlimit-htable-gcinterval 700 --hashlimit-mode dstip --hashlimit-dstmask 16
+iptables -A INPUT -m hashlimit --hashlimit-upto 3/s --hashlimit-name b6 --hashlimit-mode srcip,srcport,dstip,dstport
+iptables -A INPUT -m hashlimit --hashlimit-upto 3000/s --hashlimit-name b7
+iptables -A INPUT -m hashlimit --hashlimit-upto 1000/s --hashlimit-name b8
+iptables -A INPUT -m hashlimit --hashlimit-upto 30/m --hashlimit-name b9
+iptables -A INPUT -m hashlimit --hashlimit-upto 3/h --hashlimit-name b10
+iptables -A INPUT -m hashlimit --hashlimit-upto 5 --hashlimit-name b11
+iptables -A INPUT -m hashlimit --hashlimit-upto 60/min --hashlimit-name b13 --hashlimit-burst 2k
+iptables -A INPUT -m hashlimit ! --hashlimit-above 5x/se --hashlimit-name b14 --hashlimit-htable-max 2000000
+iptables -A INPUT -m conntrack --ctexpire 10:20
+iptables -A INPUT -m conntrack ! --ctexpire 10
+iptables -A INPUT -m conntrack --ctstate NEW --ctexpire 5:5 --ctstatus ASSURED --ctdir REPLY
+iptables -A INPUT -m conntrack --ctexpire 5:
+iptables -A INPUT -m conntrack --ctexpire :5
+"#,
+    },
+    Script {
         name: "ipset_blocklist",
         text: r#"
 ipset create blocklist hash:net
@@ -496,6 +524,120 @@ impl Rejected {
 }
 
 const REJECTED: &[Rejected] = &[
+    Rejected {
+        name: "connlimit_without_a_limit",
+        marked: ">iptables -A INPUT -m connlimit --connlimit-mask 24
+",
+    },
+    Rejected {
+        name: "connlimit_upto_and_above",
+        marked: ">iptables -A INPUT -m connlimit --connlimit-above 5 --connlimit-upto 6
+",
+    },
+    Rejected {
+        name: "connlimit_mask_inverted",
+        marked: ">iptables -A INPUT -m connlimit --connlimit-above 5 ! --connlimit-mask 24
+",
+    },
+    Rejected {
+        name: "connlimit_saddr_and_daddr",
+        marked: ">iptables -A INPUT -m connlimit --connlimit-above 5 --connlimit-saddr --connlimit-daddr
+",
+    },
+    Rejected {
+        name: "connlimit_limit_out_of_range",
+        marked: "iptables -A INPUT -m connlimit --connlimit-above 4294967295
+>iptables -A INPUT -m connlimit --connlimit-above 4294967296
+",
+    },
+    Rejected {
+        name: "hashlimit_without_a_name",
+        marked: ">iptables -A INPUT -m hashlimit --hashlimit-upto 5/sec
+",
+    },
+    Rejected {
+        name: "hashlimit_without_a_rate",
+        marked: ">iptables -A INPUT -m hashlimit --hashlimit-name x
+",
+    },
+    Rejected {
+        name: "hashlimit_upto_and_above",
+        marked: ">iptables -A INPUT -m hashlimit --hashlimit-upto 5/sec --hashlimit-above 5/sec --hashlimit-name x
+",
+    },
+    Rejected {
+        name: "hashlimit_unknown_unit",
+        marked: ">iptables -A INPUT -m hashlimit --hashlimit-upto 5/fortnight --hashlimit-name x
+",
+    },
+    Rejected {
+        name: "hashlimit_zero_rate",
+        marked: ">iptables -A INPUT -m hashlimit --hashlimit-upto 0/sec --hashlimit-name x
+",
+    },
+    Rejected {
+        name: "hashlimit_rate_too_fast",
+        marked: "iptables -A INPUT -m hashlimit --hashlimit-upto 1000000/sec --hashlimit-name x
+>iptables -A INPUT -m hashlimit --hashlimit-upto 2000000/sec --hashlimit-name y
+",
+    },
+    Rejected {
+        name: "hashlimit_burst_0",
+        marked: ">iptables -A INPUT -m hashlimit --hashlimit-upto 5/sec --hashlimit-name x --hashlimit-burst 0
+",
+    },
+    Rejected {
+        name: "hashlimit_burst_above_1000000",
+        marked: ">iptables -A INPUT -m hashlimit --hashlimit-upto 5/sec --hashlimit-name x --hashlimit-burst 1000001
+",
+    },
+    Rejected {
+        name: "hashlimit_unknown_mode",
+        marked: ">iptables -A INPUT -m hashlimit --hashlimit-upto 5/sec --hashlimit-name x --hashlimit-mode srcip,foo
+",
+    },
+    Rejected {
+        name: "hashlimit_srcmask_33",
+        marked: ">iptables -A INPUT -m hashlimit --hashlimit-upto 5/sec --hashlimit-name x --hashlimit-srcmask 33
+",
+    },
+    Rejected {
+        name: "hashlimit_expire_0",
+        marked: ">iptables -A INPUT -m hashlimit --hashlimit-upto 5/sec --hashlimit-name x --hashlimit-htable-expire 0
+",
+    },
+    Rejected {
+        name: "hashlimit_gcinterval_0",
+        marked: ">iptables -A INPUT -m hashlimit --hashlimit-upto 5/sec --hashlimit-name x --hashlimit-htable-gcinterval 0
+",
+    },
+    Rejected {
+        name: "hashlimit_name_with_slash",
+        marked: ">iptables -A INPUT -m hashlimit --hashlimit-upto 5/sec --hashlimit-name a/b
+",
+    },
+    Rejected {
+        name: "hashlimit_credits_overflow",
+        marked: "iptables -A INPUT -m hashlimit --hashlimit-upto 1/day --hashlimit-burst 3 --hashlimit-name x
+>iptables -A INPUT -m hashlimit --hashlimit-upto 1/day --hashlimit-burst 2 --hashlimit-name y
+",
+    },
+    Rejected {
+        name: "hashlimit_inverted_name",
+        marked: ">iptables -A INPUT -m hashlimit --hashlimit-upto 5/sec ! --hashlimit-name x
+",
+    },
+    Rejected {
+        name: "ctexpire_not_a_number",
+        marked: ">iptables -A INPUT -m conntrack --ctexpire abc
+",
+    },
+    Rejected {
+        name: "ctexpire_out_of_range",
+        marked: "iptables -A INPUT -m conntrack --ctexpire 4294967295
+>iptables -A INPUT -m conntrack --ctexpire 4294967296
+",
+    },
     Rejected {
         name: "recent_without_a_command",
         marked: "iptables -A INPUT -m recent --set --name SSH

@@ -387,6 +387,10 @@ fn match_text(out: &mut String, m: &Match, proto: &str, numeric: bool) {
                 bang(out, st.invert);
                 let _ = write!(out, " ctstatus {}", crate::save::ct_status(st.value));
             }
+            if let Some(e) = m.expires {
+                bang(out, e.invert);
+                let _ = write!(out, " ctexpire {}", crate::save::ct_expire(e.value));
+            }
             if let Some(reply) = m.dir_reply {
                 out.push_str(if reply {
                     " ctdir REPLY"
@@ -513,6 +517,28 @@ fn match_text(out: &mut String, m: &Match, proto: &str, numeric: bool) {
                     let _ = write!(out, "0x{:02x}/0x{:02x}", t.value.value, t.value.mask);
                 }
             }
+        }
+        Match::Connlimit(c) => {
+            // libxt_connlimit's connlimit_print4.
+            let _ = write!(
+                out,
+                " #conn {}/{} {} {}",
+                if c.daddr { "dst" } else { "src" },
+                c.mask,
+                if c.upto { "<=" } else { ">" },
+                c.limit
+            );
+        }
+        Match::Hashlimit(h) => {
+            // libxt_hashlimit's hashlimit_mt_print (revision 3).
+            let (rate, quantum) = h.rate();
+            let _ = write!(
+                out,
+                " limit: {} {rate} burst {}",
+                if h.above { "above" } else { "up to" },
+                h.burst
+            );
+            crate::save::hashlimit_rest(out, h, quantum, "", false);
         }
         Match::Recent(r) => {
             // libxt_recent's recent_print.
@@ -926,6 +952,71 @@ TOS        all  --  anywhere             anywhere             TOS set 0x11/0x3f
 
     /// `iptables -t mangle -L PREROUTING -n` and `iptables -L FORWARD -n`
     /// (iptables 1.8.9, Linux 6.18) of CONNMARK, connmark and MARK forms.
+    /// `iptables -L INPUT -n` (iptables 1.8.9, Linux 6.18) of connlimit,
+    /// hashlimit and --ctexpire matches.
+    #[test]
+    fn connlimit_hashlimit_ctexpire_list_as_iptables() {
+        let text = "*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m connlimit --connlimit-above 100 --connlimit-mask 32 --connlimit-saddr -j REJECT --reject-with icmp-port-unreachable
+-A INPUT -m connlimit --connlimit-upto 5 --connlimit-mask 24 --connlimit-daddr
+-A INPUT -m connlimit --connlimit-above 5 --connlimit-mask 32 --connlimit-saddr
+-A INPUT -m connlimit --connlimit-upto 5 --connlimit-mask 32 --connlimit-saddr
+-A INPUT -m connlimit --connlimit-above 0 --connlimit-mask 0 --connlimit-saddr
+-A INPUT -m hashlimit --hashlimit-upto 10/sec --hashlimit-burst 5 --hashlimit-name foo
+-A INPUT -m hashlimit --hashlimit-above 10/min --hashlimit-burst 3 --hashlimit-mode srcip,dstport --hashlimit-name bar --hashlimit-srcmask 24
+-A INPUT -m hashlimit --hashlimit-upto 1/hour --hashlimit-burst 5 --hashlimit-mode dstip --hashlimit-name b2 --hashlimit-htable-size 100 --hashlimit-htable-max 200 --hashlimit-htable-gcinterval 700 --hashlimit-htable-expire 5000 --hashlimit-dstmask 16
+-A INPUT -m hashlimit --hashlimit-upto 3/sec --hashlimit-burst 5 --hashlimit-mode srcip,srcport,dstip,dstport --hashlimit-name b6
+-A INPUT -m hashlimit --hashlimit-upto 3003/sec --hashlimit-burst 5 --hashlimit-name b7
+-A INPUT -m hashlimit --hashlimit-upto 1000/sec --hashlimit-burst 5 --hashlimit-name b8
+-A INPUT -m hashlimit --hashlimit-upto 30/min --hashlimit-burst 5 --hashlimit-name b9
+-A INPUT -m hashlimit --hashlimit-upto 3/hour --hashlimit-burst 5 --hashlimit-name b10
+-A INPUT -m hashlimit --hashlimit-upto 5/sec --hashlimit-burst 5 --hashlimit-name b11
+-A INPUT -m hashlimit --hashlimit-upto 1/sec --hashlimit-burst 2048 --hashlimit-name b13 --hashlimit-htable-expire 60000
+-A INPUT -m hashlimit --hashlimit-upto 5/sec --hashlimit-burst 5 --hashlimit-name b14 --hashlimit-htable-max 1048576
+-A INPUT -m conntrack --ctexpire 10:20
+-A INPUT -m conntrack ! --ctexpire 10
+-A INPUT -m conntrack --ctstate NEW --ctstatus ASSURED --ctexpire 5 --ctdir REPLY
+-A INPUT -m conntrack --ctexpire 5:4294967295
+-A INPUT -m conntrack --ctexpire 0:5
+COMMIT
+";
+        let set = crate::parse::load_str(text).expect("rules");
+        let numeric = ListFormat {
+            numeric: true,
+            ..ListFormat::default()
+        };
+        let got = list(filter(&set), Some("INPUT"), numeric).expect("list");
+        let want = "\
+Chain INPUT (policy ACCEPT)
+target     prot opt source               destination         
+REJECT     6    --  0.0.0.0/0            0.0.0.0/0            tcp flags:0x17/0x02 #conn src/32 > 100 reject-with icmp-port-unreachable
+           0    --  0.0.0.0/0            0.0.0.0/0            #conn dst/24 <= 5
+           0    --  0.0.0.0/0            0.0.0.0/0            #conn src/32 > 5
+           0    --  0.0.0.0/0            0.0.0.0/0            #conn src/32 <= 5
+           0    --  0.0.0.0/0            0.0.0.0/0            #conn src/0 > 0
+           0    --  0.0.0.0/0            0.0.0.0/0            limit: up to 10/sec burst 5
+           0    --  0.0.0.0/0            0.0.0.0/0            limit: above 10/min burst 3 mode srcip-dstport srcmask 24
+           0    --  0.0.0.0/0            0.0.0.0/0            limit: up to 1/hour burst 5 mode dstip htable-size 100 htable-max 200 htable-gcinterval 700 htable-expire 5000 dstmask 16
+           0    --  0.0.0.0/0            0.0.0.0/0            limit: up to 3/sec burst 5 mode srcip-srcport-dstip-dstport
+           0    --  0.0.0.0/0            0.0.0.0/0            limit: up to 3003/sec burst 5
+           0    --  0.0.0.0/0            0.0.0.0/0            limit: up to 1000/sec burst 5
+           0    --  0.0.0.0/0            0.0.0.0/0            limit: up to 30/min burst 5
+           0    --  0.0.0.0/0            0.0.0.0/0            limit: up to 3/hour burst 5
+           0    --  0.0.0.0/0            0.0.0.0/0            limit: up to 5/sec burst 5
+           0    --  0.0.0.0/0            0.0.0.0/0            limit: up to 1/sec burst 2048 htable-expire 60000
+           0    --  0.0.0.0/0            0.0.0.0/0            limit: up to 5/sec burst 5 htable-max 1048576
+           0    --  0.0.0.0/0            0.0.0.0/0            ctexpire 10:20
+           0    --  0.0.0.0/0            0.0.0.0/0            ! ctexpire 10
+           0    --  0.0.0.0/0            0.0.0.0/0            ctstate NEW ctstatus ASSURED ctexpire 5 ctdir REPLY
+           0    --  0.0.0.0/0            0.0.0.0/0            ctexpire 5:4294967295
+           0    --  0.0.0.0/0            0.0.0.0/0            ctexpire 0:5
+";
+        assert_eq!(got, want);
+    }
+
     #[test]
     fn connmark_lists_as_iptables() {
         let text = "*mangle

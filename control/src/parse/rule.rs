@@ -3,6 +3,7 @@
 //! inverts, options belonging to the matches and target loaded before them).
 
 use xdpgw_dataplane::rule::{AddrType, AddrtypeLimit, AddrtypeMatch};
+use xdpgw_dataplane::rule::{ConnlimitMatch, HashlimitMatch};
 use xdpgw_dataplane::rule::{
     ConnmarkOp, CtMatch, CtStates, IcmpType, IfaceMatch, Inv, IpRange, Ipv4Net, LenRange, Limit,
     Log, MarkMatch, Match, Multiport, MultiportDir, NatRange, PortMatch, PortNat, PortRange,
@@ -18,7 +19,7 @@ use super::value;
 use crate::error::{RuleError, RuleErrorKind};
 use crate::netdb;
 
-pub const SUPPORTED_MATCHES: [&str; 18] = [
+pub const SUPPORTED_MATCHES: [&str; 20] = [
     "tcp",
     "udp",
     "icmp",
@@ -37,6 +38,8 @@ pub const SUPPORTED_MATCHES: [&str; 18] = [
     "addrtype",
     "set",
     "recent",
+    "connlimit",
+    "hashlimit",
 ];
 
 /// What ip6tables rules may use (`-m set` is IPv4-only in xdpgw).
@@ -674,6 +677,25 @@ impl<'a> Parser<'a> {
                 mask: std::net::Ipv4Addr::BROADCAST,
                 invert: false,
             }),
+            "connlimit" if !v6 => Match::Connlimit(ConnlimitMatch {
+                limit: 0,
+                mask: 32,
+                daddr: false,
+                upto: false,
+            }),
+            "hashlimit" if !v6 => Match::Hashlimit(HashlimitMatch {
+                name: String::new(),
+                avg: 0,
+                burst: HashlimitMatch::DEFAULT_BURST,
+                mode: 0,
+                srcmask: 32,
+                dstmask: 32,
+                above: false,
+                size: 0,
+                max: 0,
+                gc_interval: HashlimitMatch::DEFAULT_GC_INTERVAL,
+                expire: 0,
+            }),
             "set" => Match::Set(SetMatch {
                 name: String::new(),
                 flags: DimFlags { src: 0, dim: 0 },
@@ -795,16 +817,25 @@ impl<'a> Parser<'a> {
     }
 
     /// An option that belongs to a match or the target: the most recently
-    /// loaded match that knows it, else the target, else the match of the
-    /// rule's protocol, loaded implicitly as iptables does.
+    /// loaded extension that knows it (iptables puts a new extension's
+    /// options before the others', so `-m recent ... -j CONNMARK --mask M`
+    /// is CONNMARK's), else the match of the rule's protocol, loaded
+    /// implicitly as iptables does.
     fn extension_option(&mut self, t: &'a Token, inv: bool) -> Result<(), RuleError> {
+        let target_at = self.target.as_ref().map(|lt| lt.at);
+        let after_target = |at: (u32, u32)| target_at.is_none_or(|ta| at > ta);
         for i in (0..self.matches.len()).rev() {
-            if self.match_option(i, t, inv)? {
+            if after_target(self.matches[i].at) && self.match_option(i, t, inv)? {
                 return Ok(());
             }
         }
         if self.target.is_some() && self.target_option(t, inv)? {
             return Ok(());
+        }
+        for i in (0..self.matches.len()).rev() {
+            if !after_target(self.matches[i].at) && self.match_option(i, t, inv)? {
+                return Ok(());
+            }
         }
         let icmp = match self.family {
             Family::Ipv4 => IPPROTO_ICMP,
@@ -954,7 +985,22 @@ impl<'a> Parser<'a> {
             (Match::Conntrack(_), "--ctrepldstport") => 512,
             (Match::Conntrack(_), "--ctstatus") => 1024,
             (Match::Conntrack(_), "--ctdir") => 2048,
-            (Match::Conntrack(_), "--ctexpire") | (Match::Tcp(_), "--tcp-option") => {
+            (Match::Conntrack(_), "--ctexpire") => 4096,
+            (Match::Connlimit(_), "--connlimit-upto" | "--connlimit-above") => 1,
+            (Match::Connlimit(_), "--connlimit-mask") => 2,
+            (Match::Connlimit(_), "--connlimit-saddr" | "--connlimit-daddr") => 4,
+            (Match::Hashlimit(_), "--hashlimit-upto" | "--hashlimit-above" | "--hashlimit") => 1,
+            (Match::Hashlimit(_), "--hashlimit-burst") => 2,
+            (Match::Hashlimit(_), "--hashlimit-mode") => 4,
+            (Match::Hashlimit(_), "--hashlimit-name") => 8,
+            (Match::Hashlimit(_), "--hashlimit-srcmask") => 16,
+            (Match::Hashlimit(_), "--hashlimit-dstmask") => 32,
+            (Match::Hashlimit(_), "--hashlimit-htable-size") => 64,
+            (Match::Hashlimit(_), "--hashlimit-htable-max") => 128,
+            (Match::Hashlimit(_), "--hashlimit-htable-gcinterval") => 256,
+            (Match::Hashlimit(_), "--hashlimit-htable-expire") => 512,
+            (Match::Hashlimit(_), "--hashlimit-rate-match" | "--hashlimit-rate-interval")
+            | (Match::Tcp(_), "--tcp-option") => {
                 return Err(err(
                     t,
                     RuleErrorKind::Semantic(format!("{opt} is not supported yet")),
@@ -963,6 +1009,8 @@ impl<'a> Parser<'a> {
             _ => return Ok(false),
         };
         let l = &mut self.matches[i];
+        // The options seen before this one.
+        let seen = l.seen;
         Self::once(l, t, bit)?;
         let no_inv = |inv: bool| Self::no_invert(t, inv);
         // Values are taken from the token stream after the option.
@@ -1032,6 +1080,12 @@ impl<'a> Parser<'a> {
                 let v = take()?;
                 let at = |opts: &[&str]| opts.iter().position(|o| *o == opt).unwrap_or(0);
                 match bit {
+                    4096 => {
+                        let r = value::u32_range(&v.text).ok_or_else(|| {
+                            bad(v, opt, "seconds, or a range min:max, 0-4294967295".into())
+                        })?;
+                        m.expires = Some(Inv::new(r, inv));
+                    }
                     1 => {
                         m.state = Some(Inv::new(
                             value::ct_states(&v.text, 0x7f).map_err(|e| bad(v, opt, e))?,
@@ -1281,6 +1335,128 @@ impl<'a> Parser<'a> {
                 let v = take()?;
                 let (value, mask) = value::tos(&v.text).map_err(|e| bad(v, opt, e))?;
                 *m = Inv::new(TosBits { value, mask }, inv);
+            }
+            Match::Connlimit(c) => {
+                if bit != 1 {
+                    no_inv(inv)?;
+                }
+                match bit {
+                    1 => {
+                        let v = take()?;
+                        c.limit = v
+                            .text
+                            .parse::<u32>()
+                            .map_err(|_| bad(v, opt, "a count, 0-4294967295".into()))?;
+                        // `! --connlimit-above` is `--connlimit-upto`.
+                        c.upto = (opt == "--connlimit-upto") != inv;
+                    }
+                    2 => {
+                        let v = take()?;
+                        c.mask = value::connlimit_mask(&v.text).ok_or_else(|| {
+                            bad(
+                                v,
+                                opt,
+                                "a prefix length (0-32) or a contiguous netmask".into(),
+                            )
+                        })?;
+                    }
+                    _ => c.daddr = opt == "--connlimit-daddr",
+                }
+            }
+            Match::Hashlimit(h) => {
+                if bit != 1 {
+                    no_inv(inv)?;
+                }
+                let v = take()?;
+                let u32_of = |what: &str| {
+                    v.text
+                        .parse::<u32>()
+                        .map_err(|_| bad(v, opt, format!("{what}, 0-4294967295")))
+                };
+                match bit {
+                    1 => {
+                        let (avg, unit_ms) =
+                            value::hashlimit_rate(&v.text).map_err(|e| bad(v, opt, e))?;
+                        h.avg = avg;
+                        // libxt_hashlimit's default expiry: the rate's unit.
+                        if seen & 512 == 0 {
+                            h.expire = unit_ms;
+                        }
+                        h.above = (opt == "--hashlimit-above") != inv;
+                    }
+                    2 => {
+                        h.burst = value::hashlimit_burst(&v.text)
+                            .ok_or_else(|| bad(v, opt, "a burst, 1-1000000".into()))?;
+                    }
+                    4 => {
+                        let mut mode = 0;
+                        for name in v.text.split([',', '|']).filter(|n| !n.is_empty()) {
+                            mode |= match name {
+                                "srcip" => HashlimitMatch::SRCIP,
+                                "srcport" => HashlimitMatch::SRCPORT,
+                                "dstip" => HashlimitMatch::DSTIP,
+                                "dstport" => HashlimitMatch::DSTPORT,
+                                _ => {
+                                    return Err(bad(
+                                        v,
+                                        opt,
+                                        "srcip, srcport, dstip, dstport separated by commas".into(),
+                                    ))
+                                }
+                            };
+                        }
+                        if mode == 0 {
+                            return Err(bad(
+                                v,
+                                opt,
+                                "srcip, srcport, dstip, dstport separated by commas".into(),
+                            ));
+                        }
+                        h.mode = mode;
+                    }
+                    8 => {
+                        // xt_check_proc_name.
+                        let n = &v.text;
+                        if n.is_empty() || n.len() > 254 || n.contains('/') || n == "." || n == ".."
+                        {
+                            return Err(bad(
+                                v,
+                                opt,
+                                "a table name of 1-254 characters, no '/'".into(),
+                            ));
+                        }
+                        h.name = n.clone();
+                    }
+                    16 | 32 => {
+                        let len = v
+                            .text
+                            .parse::<u8>()
+                            .ok()
+                            .filter(|n| *n <= 32)
+                            .ok_or_else(|| bad(v, opt, "a prefix length, 0-32".into()))?;
+                        if bit == 16 {
+                            h.srcmask = len;
+                        } else {
+                            h.dstmask = len;
+                        }
+                    }
+                    // The kernel truncates sizes to HASHLIMIT_MAX_SIZE.
+                    64 => h.size = u32_of("a bucket count")?.min(HashlimitMatch::MAX_SIZE),
+                    128 => h.max = u32_of("an entry count")?.min(HashlimitMatch::MAX_SIZE),
+                    256 | 512 => {
+                        let ms = u32_of("milliseconds")?;
+                        if ms == 0 {
+                            // The kernel refuses it (EINVAL).
+                            return Err(bad(v, opt, "milliseconds, 1-4294967295".into()));
+                        }
+                        if bit == 256 {
+                            h.gc_interval = ms;
+                        } else {
+                            h.expire = ms;
+                        }
+                    }
+                    _ => {}
+                }
             }
             Match::Recent(r) => {
                 if bit != 1 {
@@ -1751,6 +1927,29 @@ impl<'a> Parser<'a> {
                 }
                 Match::Recent(r) if r.reap && r.seconds == 0 => {
                     return Err(semantic(l.at, "-m recent --reap needs --seconds"))
+                }
+                Match::Connlimit(_) if l.seen & 1 == 0 => {
+                    return Err(semantic(
+                        l.at,
+                        "-m connlimit needs --connlimit-above or --connlimit-upto",
+                    ))
+                }
+                Match::Hashlimit(_) if l.seen & 8 == 0 => {
+                    return Err(semantic(l.at, "-m hashlimit needs --hashlimit-name"))
+                }
+                Match::Hashlimit(_) if l.seen & 1 == 0 => {
+                    return Err(semantic(
+                        l.at,
+                        "-m hashlimit needs --hashlimit-upto or --hashlimit-above",
+                    ))
+                }
+                Match::Hashlimit(h) if xdpgw_dataplane::hashlimit::overflows(h.avg, h.burst) => {
+                    // hashlimit_mt_check_common: ERANGE.
+                    return Err(semantic(
+                        l.at,
+                        "-m hashlimit: the rate times the burst overflows the kernel's \
+                         credits; try a faster rate or another burst",
+                    ));
                 }
                 Match::Set(_) if l.seen & 1 == 0 => {
                     return Err(semantic(

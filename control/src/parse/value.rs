@@ -637,6 +637,84 @@ pub fn log_level(s: &str) -> Result<u8, Expected> {
         })
 }
 
+/// libxt_hashlimit's `parse_rate`: `N[/second|/minute|/hour|/day]` (any
+/// start of the unit, any case; the number is read as `atoll` reads it) as
+/// the period in 1/1,000,000 s, and the unit in milliseconds (the default
+/// `--hashlimit-htable-expire`). Byte rates (`N[kb|mb]/s`) are refused.
+pub fn hashlimit_rate(s: &str) -> Result<(u64, u32), Expected> {
+    let bad = || "a rate N/sec, N/min, N/hour or N/day".to_string();
+    if s.find("b/s").is_some_and(|at| at > 0) {
+        return Err(
+            "a packet rate N/sec, N/min, N/hour or N/day (byte rates are not \
+                    supported yet)"
+                .into(),
+        );
+    }
+    let mult: u64 = match s.split_once('/') {
+        None => 1,
+        Some((_, unit)) => match unit.to_ascii_lowercase() {
+            u if u.is_empty() => return Err(bad()),
+            u if "second".starts_with(&u) => 1,
+            u if "minute".starts_with(&u) => 60,
+            u if "hour".starts_with(&u) => 3600,
+            u if "day".starts_with(&u) => 86400,
+            _ => return Err(bad()),
+        },
+    };
+    let digits = s.len() - s.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let r: u64 = s[..digits]
+        .parse()
+        .ok()
+        .filter(|r| *r > 0)
+        .ok_or_else(bad)?;
+    let avg = 1_000_000 * mult / r;
+    if avg == 0 {
+        return Err("a rate of at most 1000000/sec".into());
+    }
+    Ok((avg, (mult * 1000) as u32))
+}
+
+/// libxt_hashlimit's `parse_burst` for packet rates: `N` (1-1000000), or
+/// `Nk`/`Nm` times 1024/1048576 (still at most 1000000).
+pub fn hashlimit_burst(s: &str) -> Option<u64> {
+    let digits = s.len() - s.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let v: u64 = s[..digits].parse().ok().filter(|v| *v >= 1)?;
+    let factor = match s[digits..].chars().next() {
+        None => 1,
+        Some('k') => 1024,
+        Some('m') => 1024 * 1024,
+        Some(_) => 1,
+    };
+    Some(v * factor).filter(|v| *v <= 1_000_000)
+}
+
+/// `--connlimit-mask`: a prefix length (iptables takes any number and
+/// keeps a mask of all ones beyond 32) or a contiguous dotted netmask.
+pub fn connlimit_mask(s: &str) -> Option<u8> {
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse::<u32>().ok().map(|n| n.min(32) as u8);
+    }
+    let m = u32::from(s.parse::<Ipv4Addr>().ok()?);
+    (m.leading_ones() + m.trailing_zeros() == 32).then(|| m.leading_ones() as u8)
+}
+
+/// `N`, `N:`, `:M` or `N:M` of unsigned 32-bit numbers (`--ctexpire`), the
+/// missing ends 0 and 4294967295.
+pub fn u32_range(s: &str) -> Option<(u32, u32)> {
+    let num = |t: &str, dflt: u32| {
+        if t.is_empty() {
+            Some(dflt)
+        } else {
+            t.parse::<u32>().ok()
+        }
+    };
+    match s.split_once(':') {
+        None => s.parse::<u32>().ok().map(|n| (n, n)),
+        Some((a, b)) if !(a.is_empty() && b.is_empty()) => Some((num(a, 0)?, num(b, u32::MAX)?)),
+        Some(_) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -731,5 +809,36 @@ mod tests {
         assert!(log_level("8").is_err());
         assert_eq!(tcp_flags("ALL"), Ok(0x3f));
         assert!(tcp_flags("SYN,ECE").is_err());
+    }
+
+    #[test]
+    fn hashlimit_values_as_libxt_hashlimit_reads_them() {
+        assert_eq!(hashlimit_rate("10/sec"), Ok((100_000, 1000)));
+        assert_eq!(hashlimit_rate("3/MIN"), Ok((20_000_000, 60_000)));
+        assert_eq!(hashlimit_rate("5x/se"), Ok((200_000, 1000)));
+        assert_eq!(hashlimit_rate("7"), Ok((142_857, 1000)));
+        assert_eq!(hashlimit_rate("1/d"), Ok((86_400_000_000, 86_400_000)));
+        assert!(hashlimit_rate("0/sec").is_err());
+        assert!(hashlimit_rate("5/").is_err());
+        assert!(hashlimit_rate("5/fortnight").is_err());
+        assert!(hashlimit_rate("2000000/sec").is_err());
+        assert!(hashlimit_rate("100kb/s").is_err());
+        assert_eq!(hashlimit_burst("5"), Some(5));
+        assert_eq!(hashlimit_burst("2k"), Some(2048));
+        assert_eq!(hashlimit_burst("1000001"), None);
+        assert_eq!(hashlimit_burst("1m"), None);
+        assert_eq!(hashlimit_burst("0"), None);
+        assert_eq!(u32_range("5"), Some((5, 5)));
+        assert_eq!(u32_range("5:"), Some((5, u32::MAX)));
+        assert_eq!(u32_range(":5"), Some((0, 5)));
+        assert_eq!(u32_range("20:10"), Some((20, 10)));
+        assert_eq!(u32_range(":"), None);
+        assert_eq!(connlimit_mask("24"), Some(24));
+        assert_eq!(connlimit_mask("129"), Some(32));
+        assert_eq!(connlimit_mask("255.255.255.0"), Some(24));
+        assert_eq!(connlimit_mask("0.0.0.0"), Some(0));
+        assert_eq!(connlimit_mask("255.0.255.0"), None);
+        assert_eq!(connlimit_mask("-1"), None);
+        assert_eq!(u32_range("4294967296"), None);
     }
 }

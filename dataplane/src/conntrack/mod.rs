@@ -1939,6 +1939,19 @@ impl<A: Addr> Conntrack<A> {
         self.removals.load(Ordering::Relaxed)
     }
 
+    /// A copy of the live entry `t` is a tuple of, if it has not expired
+    /// at `now` (`nf_conntrack_find_get`, which skips expired entries).
+    pub fn lookup(&self, t: &Tuple<A>, now: Nanos) -> Option<Snapshot<A>> {
+        let hash = self.hash(t);
+        self.with_entry(
+            hash,
+            t,
+            |g, _, key| (snapshot_of(&g.slab[key.slot as usize]), None),
+            |_| {},
+        )
+        .filter(|s| s.expires > now)
+    }
+
     /// A copy of a live entry.
     pub fn get(&self, e: EntryRef) -> Option<Snapshot<A>> {
         let g = self.lock(e.shard as usize);

@@ -433,7 +433,18 @@ impl Hooks {
                 tuples: [tuple(n.orig), tuple(n.reply)],
                 status: n.status,
                 reply_dir: n.dir == crate::flow::Dir::Reply,
+                expires: 0,
             });
+            if self.rules.uses_ct_expire {
+                if let (Some(v), Conn::Existing { entry: Some(e), .. }) = (&mut p.view.ct, &p.conn)
+                {
+                    // `nf_ct_expires(ct) / HZ`.
+                    v.expires = self.gw.conntrack.get(*e).map_or(0, |s| {
+                        u32::try_from(s.expires.saturating_sub(cx.now) / 1_000_000_000)
+                            .unwrap_or(u32::MAX)
+                    });
+                }
+            }
         }
         let v = cx.obs.eval(
             &self.rules,
