@@ -52,8 +52,6 @@ reasons! {
     NdiscMalformed => "ndisc_malformed",
     // No interface has an IPv6 address: IPv6 is off.
     Ipv6Off => "ipv6_off",
-    // An IPv6 fragment (reassembly for IPv6 is not there yet).
-    Ipv6Fragment => "ipv6_fragment",
     // Reassembly (`frag`): fragments dropped, each counted.
     FragMemFull => "frag_mem_full",
     FragTableFull => "frag_table_full",

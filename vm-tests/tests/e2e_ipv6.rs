@@ -963,3 +963,56 @@ fn ipv6_download_through_nat66_completes_by_path_mtu_discovery() {
         },
     );
 }
+
+#[derive(Debug, PartialEq)]
+struct FragmentsObs {
+    /// 3,000-byte pings (fragmented by the client's stack, replies by the
+    /// server's): through NAT66 to the server, and to the gateway.
+    through: Ping<Ipv6Addr>,
+    to_gateway: Ping<Ipv6Addr>,
+    /// Echo requests the server saw, as fragments on its link.
+    server_fragments: usize,
+    /// The ICMPv6 entries of the pings, normalised.
+    listing: Vec<String>,
+}
+
+#[test]
+fn ipv6_fragments_reassembled_tracked_natted_and_sent_on() {
+    let filter = format!(
+        "{}-A INPUT -p ipv6-icmp -j ACCEPT\n",
+        forward6("-A FORWARD -p ipv6-icmp --icmpv6-type echo-request -j ACCEPT")
+    );
+    on_both_backends6(
+        "ipv6_fragments_reassembled_tracked_natted_and_sent_on",
+        &[],
+        &spec(&[("filter", &filter), ("nat", MASQUERADE6)]),
+        |lab| {
+            // Fragments of echo requests (next header 44, then ICMPv6).
+            let capture = lab.capture(lab.server(), HOST_IF, 6, "ip6[6] == 44");
+            let through = lab.ping6(lab.client(), SERVER6, 2, &["-s", "3000"]);
+            let server_fragments = capture
+                .wait(PROBE_WAIT)
+                .stdout
+                .iter()
+                .filter(|l| l.contains("frag ("))
+                .count();
+            let to_gateway = lab.ping6(lab.client(), GATEWAY_LAN6, 2, &["-s", "3000"]);
+            FragmentsObs {
+                through,
+                to_gateway,
+                server_fragments,
+                listing: listing(lab, &["icmpv6"]),
+            }
+        },
+        |o| {
+            assert_eq!(o.through.received, 2, "{o:?}");
+            assert_eq!(o.through.replies, [(SERVER6, 63); 2], "{o:?}");
+            assert_eq!(o.to_gateway.received, 2, "{o:?}");
+            // 3,048 bytes of ICMPv6 in 1,500-byte packets: 3 fragments each,
+            // requests and replies.
+            assert_eq!(o.server_fragments, 6, "{o:?}");
+            // The pings through and to the gateway.
+            assert_eq!(o.listing.len(), 2, "{o:?}");
+        },
+    );
+}

@@ -22,8 +22,10 @@
 pub mod out;
 pub mod table;
 
-pub use out::{fragment, Piece};
-pub use table::{FragKey, Fragment, Insert, Reassembly, FRAG_TRUESIZE, QUEUE_SIZE, SHARDS};
+pub use out::{fragment, fragment6, Piece};
+pub use table::{
+    FragKey, Fragment, Insert, Reassembly, FRAG_TRUESIZE, MAX_HDR, QUEUE_SIZE, SHARDS,
+};
 
 use crate::pipeline::ETH_HLEN;
 

@@ -107,6 +107,77 @@ pub fn fragment(
     Some(n)
 }
 
+/// Cuts the IPv6 datagram in `frame` (an Ethernet header, then `total`
+/// bytes of datagram whose unfragmentable part, the IPv6 header and the
+/// extension headers that stay in front, is `hlen` bytes long; the byte at
+/// `nh_at` in it is the next header the fragment header goes after) into
+/// fragments of at most `mtu` bytes, as `ip6_fragment` does: the received
+/// geometry (`pieces`) when each fits, else cut to the smaller of `mtu`
+/// and `max_size` (the largest fragment received; 0: none). Each fragment
+/// carries a fragment header with identification `id`; built in `out`,
+/// handed to `send`. Returns how many, or None when the MTU leaves no room
+/// for 8 bytes of data (nothing sent).
+#[allow(clippy::too_many_arguments)]
+pub fn fragment6(
+    frame: &[u8],
+    hlen: usize,
+    nh_at: usize,
+    total: usize,
+    pieces: &[Piece],
+    max_size: u16,
+    mtu: u16,
+    id: u32,
+    out: &mut [u8; FRAME_SIZE],
+    mut send: impl FnMut(&[u8]),
+) -> Option<usize> {
+    const NEXTHDR_FRAGMENT: u8 = 44;
+    const FRAG_HDR: usize = 8;
+    let mtu = usize::from(mtu).min(FRAME_SIZE - ETH_HLEN);
+    let ip = frame.get(ETH_HLEN..ETH_HLEN + total)?;
+    let header = ip.get(..hlen)?;
+    let next = *header.get(nh_at)?;
+    let data = &ip[hlen..];
+    let head = hlen + FRAG_HDR;
+    let geometry = !pieces.is_empty()
+        && pieces.iter().all(|p| head + usize::from(p.len) <= mtu)
+        && pieces.iter().map(|p| usize::from(p.len)).sum::<usize>() == data.len();
+    let mut emit = |offset: usize, len: usize, last: bool| {
+        out[..ETH_HLEN].copy_from_slice(&frame[..ETH_HLEN]);
+        let o = &mut out[ETH_HLEN..];
+        o[..hlen].copy_from_slice(header);
+        o[nh_at] = NEXTHDR_FRAGMENT;
+        o[4..6].copy_from_slice(&((head + len - 40) as u16).to_be_bytes());
+        let off = (offset as u16 & !7) | u16::from(!last);
+        o[hlen..hlen + 4].copy_from_slice(&[next, 0, (off >> 8) as u8, off as u8]);
+        o[hlen + 4..head].copy_from_slice(&id.to_be_bytes());
+        o[head..head + len].copy_from_slice(&data[offset..offset + len]);
+        send(&out[..ETH_HLEN + head + len]);
+    };
+    if geometry {
+        for (i, p) in pieces.iter().enumerate() {
+            emit(p.offset as usize, usize::from(p.len), i + 1 == pieces.len());
+        }
+        return Some(pieces.len());
+    }
+    let mtu = if max_size > 0 {
+        mtu.min(usize::from(max_size))
+    } else {
+        mtu
+    };
+    let space = mtu.checked_sub(head)? & !7;
+    if space < 8 {
+        return None;
+    }
+    let (mut offset, mut n) = (0, 0);
+    while offset < data.len() {
+        let len = space.min(data.len() - offset);
+        emit(offset, len, offset + len == data.len());
+        offset += len;
+        n += 1;
+    }
+    Some(n)
+}
+
 /// `ip_options_fragment`: options without the copy flag become NOPs.
 fn options_fragment(opts: &mut [u8]) {
     const END: u8 = 0;

@@ -23,7 +23,6 @@
 //! or fragment refused for memory).
 
 use std::hash::{BuildHasher, Hash};
-use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hashbrown::{DefaultHashBuilder, HashMap};
@@ -58,13 +57,28 @@ const IP_DF: u16 = 0x4000;
 const IP_OFFSET: u16 = 0x1fff;
 
 /// What identifies a datagram's fragments (Linux's `frag_v4_compare_key`
-/// without the defrag user and VRF: one of each here).
+/// and `frag_v6_compare_key` without the defrag user and VRF: one of each
+/// here). IPv4 addresses take the first 4 bytes; IPv6 has no protocol in
+/// its key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FragKey {
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
-    pub id: u16,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub id: u32,
     pub proto: u8,
+    pub ipv6: bool,
+}
+
+/// The longest header kept for a datagram: an IPv4 header with options,
+/// or an IPv6 header with the extension headers before its fragment
+/// header.
+pub const MAX_HDR: usize = 128;
+
+/// An IPv4 address as a key's 16 bytes.
+fn key4(a: [u8; 4]) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..4].copy_from_slice(&a);
+    k
 }
 
 /// A received fragment, read off its IPv4 packet.
@@ -94,20 +108,76 @@ impl<'a> Fragment<'a> {
         let header = ip.get(..ihl)?;
         let data = ip.get(ihl..total)?;
         let frag = u16::from_be_bytes([header[6], header[7]]);
-        let addr =
-            |at: usize| Ipv4Addr::new(header[at], header[at + 1], header[at + 2], header[at + 3]);
+        let addr = |at: usize| key4([header[at], header[at + 1], header[at + 2], header[at + 3]]);
         Some(Fragment {
             key: FragKey {
                 src: addr(12),
                 dst: addr(16),
-                id: u16::from_be_bytes([header[4], header[5]]),
+                id: u32::from(u16::from_be_bytes([header[4], header[5]])),
                 proto: header[9],
+                ipv6: false,
             },
             header,
             offset: u32::from(frag & IP_OFFSET) * 8,
             more: frag & IP_MF != 0,
             df: frag & IP_DF != 0,
             tos: header[1],
+            data,
+        })
+    }
+}
+
+impl<'a> Fragment<'a> {
+    /// Reads the fragment of the IPv6 frame `frame` (`info` its parse,
+    /// which found a fragment header): its unfragmentable part (the IPv6
+    /// header and the extension headers before the fragment header) is
+    /// copied to `hdr`, with the next header that named the fragment header
+    /// naming what it carries, as the reassembled datagram has it
+    /// (`ip6_frag_reasm`). None if it does not hold together: no fragment
+    /// header, a part longer than [`MAX_HDR`], a fragment that is not the
+    /// last with a length not a multiple of 8 (RFC 8200 4.5).
+    pub fn parse6(
+        frame: &'a [u8],
+        info: &crate::wire::ipv6::Ipv6Info,
+        hdr: &'a mut [u8; MAX_HDR],
+    ) -> Option<Fragment<'a>> {
+        let fh = info.ext.frag?;
+        let unfrag = frame.get(info.l3..fh.at)?;
+        let end = info.l3 + 40 + usize::from(info.payload_len);
+        let data = frame.get(fh.at + 8..end)?;
+        if unfrag.len() > MAX_HDR || (fh.more && data.len() % 8 != 0) {
+            return None;
+        }
+        // The next-header byte that names the fragment header: the IPv6
+        // header's, or that of the extension header right before it.
+        let e = &info.ext;
+        let before = [e.hop_by_hop, e.dest_opts, e.routing.map(|r| r.at)]
+            .into_iter()
+            .flatten()
+            .filter(|&at| at < fh.at)
+            .max();
+        let nh_at = before.map_or(6, |at| at - info.l3);
+        let hdr = &mut hdr[..unfrag.len()];
+        hdr.copy_from_slice(unfrag);
+        *hdr.get_mut(nh_at)? = fh.next_header;
+        let mut src = [0u8; 16];
+        src.copy_from_slice(hdr.get(8..24)?);
+        let mut dst = [0u8; 16];
+        dst.copy_from_slice(hdr.get(24..40)?);
+        let word = u32::from_be_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
+        Some(Fragment {
+            key: FragKey {
+                src,
+                dst,
+                id: fh.id,
+                proto: 0,
+                ipv6: true,
+            },
+            header: hdr,
+            offset: u32::from(fh.offset) * 8,
+            more: fh.more,
+            df: false,
+            tos: (word >> 20) as u8,
             data,
         })
     }
@@ -165,7 +235,7 @@ struct Queue {
     ecn: u8,
     /// The first fragment's header.
     hlen: u8,
-    hdr: [u8; 60],
+    hdr: [u8; MAX_HDR],
 }
 
 impl Queue {
@@ -185,7 +255,7 @@ impl Queue {
             max_df_size: 0,
             ecn: 0,
             hlen: 0,
-            hdr: [0; 60],
+            hdr: [0; MAX_HDR],
         }
     }
 }
@@ -244,10 +314,11 @@ impl ShardInner {
             run_end: 0,
         };
         let key = FragKey {
-            src: Ipv4Addr::UNSPECIFIED,
-            dst: Ipv4Addr::UNSPECIFIED,
+            src: [0; 16],
+            dst: [0; 16],
             id: 0,
             proto: 0,
+            ipv6: false,
         };
         ShardInner {
             // Room for twice the queues there can be: a table at most half
@@ -405,7 +476,7 @@ impl Reassembly {
             // `inet_frag_find`: no queue while memory is over the limit.
             return fail(stats, DropReason::FragMemFull, 1);
         }
-        if f.data.len() > SLOT || f.header.len() > 60 {
+        if f.data.len() > SLOT || f.header.len() > MAX_HDR {
             return fail(stats, DropReason::FragMalformed, 1);
         }
         let mut g = self.shards[self.shard_of(&f.key)].lock();
@@ -575,6 +646,14 @@ impl Reassembly {
         }
         let hdr = &mut out[..hlen];
         hdr.copy_from_slice(&q.hdr[..hlen]);
+        if q.key.ipv6 {
+            // `ip6_frag_reasm`: the payload length; the ECN in the traffic
+            // class (bits 4-5 of the second byte).
+            let plen = (len - 40) as u16;
+            hdr[4..6].copy_from_slice(&plen.to_be_bytes());
+            hdr[1] |= ecn << 4;
+            return Ok(Self::copy_data(g, q, out, pieces, len));
+        }
         hdr[2..4].copy_from_slice(&(len as u16).to_be_bytes());
         hdr[1] |= ecn;
         // DF only if the largest fragment had it (so that the datagram is
@@ -587,6 +666,19 @@ impl Reassembly {
         hdr[6..8].copy_from_slice(&frag_off.to_be_bytes());
         let sum = checksum::ipv4_header(hdr);
         hdr[10..12].copy_from_slice(&sum.to_be_bytes());
+        Ok(Self::copy_data(g, q, out, pieces, len))
+    }
+
+    /// The fragments' data after the datagram's header in `out`, their
+    /// geometry into `pieces`.
+    fn copy_data(
+        g: &ShardInner,
+        q: &Queue,
+        out: &mut [u8],
+        pieces: &mut Vec<Piece>,
+        len: usize,
+    ) -> Insert {
+        let hlen = usize::from(q.hlen);
         pieces.clear();
         let mut f = q.head;
         while f != NONE {
@@ -602,10 +694,10 @@ impl Reassembly {
             }
             f = fr.next;
         }
-        Ok(Insert::Complete {
+        Insert::Complete {
             len,
             max_size: q.max_size.max(q.max_df_size),
-        })
+        }
     }
 
     /// Gives up the queues whose time is up (`ip_expire`), in the shards

@@ -334,8 +334,8 @@ impl Hooks {
             if self.gw.conntrack6.is_none() {
                 return cx.drop(DropReason::Ipv6Off);
             }
-            let a = self.output6(cx, frame, None, None);
-            if let Action::Forward { .. } = a {
+            let a = self.output6_from_host(cx, frame);
+            if let Action::Forward { .. } | Action::Emitted { .. } = a {
                 cx.stats.forwarded += 1;
             }
             return a;

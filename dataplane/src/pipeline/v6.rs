@@ -6,8 +6,7 @@
 //!
 //! The same hooks as IPv4's (`hook`), over the IPv6 parse, rule set,
 //! connection table and neighbour table. Not yet for IPv6: the fast path
-//! (every packet takes the hooks), reassembly (fragments are dropped,
-//! counted), packet traces.
+//! (every packet takes the hooks), packet traces.
 
 use std::net::Ipv6Addr;
 use std::sync::Arc;
@@ -18,6 +17,7 @@ use crate::classify::{RtFields, Verdict, V6};
 use crate::conntrack::{ConfirmError, CtState, IcmpMeta, InvalidReason, PacketMeta, TcpSeg, Track};
 use crate::drop::DropReason;
 use crate::flow::{mix, Tuple, IPPROTO_TCP};
+use crate::frag;
 use crate::nat::{self, Binding, ConnNat, Manip};
 use crate::neigh::{HoldQueue, NeighMap};
 use crate::rule::{AddrRange, Hook, RejectWith, Table};
@@ -209,6 +209,30 @@ fn meta_of(info: &Ipv6Info) -> PacketMeta<Ipv6Addr> {
     }
 }
 
+/// The unfragmentable part of an IPv6 datagram (RFC 8200 4.5: the IPv6
+/// header, hop-by-hop options, and a routing header with the destination
+/// options before it), as `ip6_find_1stfragopt` finds it: its length, and
+/// the offset in it of the next-header byte a fragment header goes after.
+fn unfragmentable(frame: &[u8], info: &Ipv6Info) -> (usize, usize) {
+    let e = &info.ext;
+    let dest_before_routing = e.dest_opts.filter(|&d| e.routing.is_some_and(|r| d < r.at));
+    let mut parts = [e.hop_by_hop, dest_before_routing, e.routing.map(|r| r.at)];
+    parts.sort_unstable();
+    let (mut end, mut nh_at) = (IPV6_HDR, 6);
+    for at in parts.into_iter().flatten() {
+        let rel = at - info.l3;
+        if rel != end {
+            break;
+        }
+        let Some(&len) = frame.get(at + 1) else {
+            break;
+        };
+        nh_at = rel;
+        end = rel + (usize::from(len) + 1) * 8;
+    }
+    (end, nh_at)
+}
+
 /// Why conntrack's error handlers judge the packet INVALID, if they do: a
 /// bad UDP length (`udp_error`), then with `verify` (arriving packets) a
 /// TCP, UDP or ICMPv6 checksum that does not verify (the pseudo-header
@@ -253,17 +277,209 @@ impl Hooks {
             Ok(i) => i,
             Err(r) => return cx.drop(r),
         };
-        if info.fragment {
-            return cx.drop(DropReason::Ipv6Fragment);
-        }
-        let a = self.prerouting6(cx, in_iface, frame, info);
+        let a = if info.fragment {
+            self.reassemble6(cx, in_iface, frame, &info)
+        } else {
+            self.prerouting6(cx, in_iface, frame, info)
+        };
         match a {
             Action::Forward { .. } | Action::Emitted { .. } => cx.stats.forwarded += 1,
-            Action::Host { .. } => cx.stats.host += 1,
+            Action::Host { .. } | Action::HostReassembled { .. } => cx.stats.host += 1,
             Action::Consumed => cx.stats.consumed += 1,
-            Action::HostReassembled { .. } | Action::Drop(_) => {}
+            Action::Drop(_) => {}
         }
         a
+    }
+
+    /// An IPv6 fragment: to the reassembly table before anything else
+    /// sees it (`nf_defrag_ipv6`, ahead of raw PREROUTING); the datagram it
+    /// completes, in the worker's reassembly buffer, takes the hooks as one
+    /// packet. Out of line: whole packets' path stays as it was.
+    #[cold]
+    #[inline(never)]
+    fn reassemble6<E: Emit, O: Observer>(
+        &mut self,
+        cx: &mut Cx<'_, E, O>,
+        in_iface: u8,
+        frame: &[u8],
+        info: &Ipv6Info,
+    ) -> Action {
+        let mut hdr = [0u8; frag::MAX_HDR];
+        let Some(f) = frag::Fragment::parse6(frame, info, &mut hdr) else {
+            return cx.drop(DropReason::FragMalformed);
+        };
+        let mut buf = std::mem::take(&mut self.defrag.buf);
+        let r = self.gw.frags.insert(
+            cx.now,
+            &f,
+            &mut buf[ETH_HLEN..],
+            &mut self.defrag.pieces,
+            cx.stats,
+        );
+        let a = match r {
+            frag::Insert::Queued => Action::Consumed,
+            frag::Insert::Dropped(reason) => Action::Drop(reason),
+            frag::Insert::Complete { len, max_size } => {
+                buf[..ETH_HLEN].copy_from_slice(&frame[..ETH_HLEN]);
+                // Linux's `frag_max_size`: the largest fragment, its
+                // fragment header included.
+                self.defrag.max_size = max_size.saturating_add(8);
+                self.run_reassembled6(cx, in_iface, &mut buf[..ETH_HLEN + len])
+            }
+        };
+        self.defrag.buf = buf;
+        a
+    }
+
+    /// An IPv6 packet the gateway host sent (its Ethernet header written):
+    /// OUTPUT sees whole datagrams, so the host's fragments are reassembled
+    /// first and leave in fragments again.
+    pub(super) fn output6_from_host<E: Emit, O: Observer>(
+        &mut self,
+        cx: &mut Cx<'_, E, O>,
+        frame: &mut [u8],
+    ) -> Action {
+        let info = match w6::parse_ipv6(frame) {
+            Ok(i) => i,
+            Err(r) => return cx.drop(r),
+        };
+        if !info.fragment {
+            return self.output6(cx, frame, None, None);
+        }
+        let mut hdr = [0u8; frag::MAX_HDR];
+        let Some(f) = frag::Fragment::parse6(frame, &info, &mut hdr) else {
+            return cx.drop(DropReason::FragMalformed);
+        };
+        let mut buf = std::mem::take(&mut self.defrag.buf);
+        let r = self.gw.frags.insert(
+            cx.now,
+            &f,
+            &mut buf[ETH_HLEN..],
+            &mut self.defrag.pieces,
+            cx.stats,
+        );
+        let a = match r {
+            frag::Insert::Queued => Action::Consumed,
+            frag::Insert::Dropped(reason) => Action::Drop(reason),
+            frag::Insert::Complete { len, max_size } => {
+                buf[..ETH_HLEN].copy_from_slice(&frame[..ETH_HLEN]);
+                self.defrag.max_size = max_size.saturating_add(8);
+                (self.defrag.active, self.defrag.from_host) = (true, true);
+                let dgram = &mut buf[..ETH_HLEN + len];
+                let a = self.output6(cx, dgram, None, None);
+                (self.defrag.active, self.defrag.from_host) = (false, false);
+                match a {
+                    // Whole after all: it is in the reassembly buffer.
+                    Action::Forward { iface, len } => match dgram.get(..len) {
+                        Some(f) if len <= FRAME_SIZE => {
+                            cx.emit.emit(iface, f);
+                            Action::Emitted { iface, frames: 1 }
+                        }
+                        _ => cx.drop(DropReason::FragNeeded),
+                    },
+                    a => a,
+                }
+            }
+        };
+        self.defrag.buf = buf;
+        a
+    }
+
+    /// A reassembled IPv6 datagram (Ethernet header, then the datagram)
+    /// through PREROUTING and on.
+    fn run_reassembled6<E: Emit, O: Observer>(
+        &mut self,
+        cx: &mut Cx<'_, E, O>,
+        in_iface: u8,
+        dgram: &mut [u8],
+    ) -> Action {
+        let info = match w6::parse_ipv6(dgram) {
+            Ok(i) if !i.fragment => i,
+            Ok(_) => return cx.drop(DropReason::FragMalformed),
+            Err(r) => return cx.drop(r),
+        };
+        self.defrag.active = true;
+        let a = self.prerouting6(cx, in_iface, dgram, info);
+        self.defrag.active = false;
+        match a {
+            // An answer built in place (an echo reply) that fits a frame.
+            Action::Forward { iface, len } => match dgram.get(..len) {
+                Some(f) if len <= FRAME_SIZE => {
+                    cx.emit.emit(iface, f);
+                    Action::Emitted { iface, frames: 1 }
+                }
+                _ => cx.drop(DropReason::FragNeeded),
+            },
+            Action::Host { iface, len } => Action::HostReassembled { iface, len },
+            a => a,
+        }
+    }
+
+    /// Sends the (reassembled) datagram in `frame` out of `iface` towards
+    /// `hop` in fragments (`ip6_fragment`): in the fragments it arrived in
+    /// when each fits the MTU, else cut to the smaller of the MTU and its
+    /// largest fragment; each goes to the emit sink, or is held while
+    /// neighbour discovery resolves `hop`.
+    #[cold]
+    #[inline(never)]
+    fn transmit_fragments6<E: Emit, O: Observer>(
+        &mut self,
+        cx: &mut Cx<'_, E, O>,
+        frame: &mut [u8],
+        p: &Pkt6,
+        iface: u8,
+        hop: Ipv6Addr,
+        mtu: usize,
+    ) -> Action {
+        let Some(our_mac) = self.gw.ifaces.get(usize::from(iface)).map(|f| f.mac) else {
+            return cx.drop(DropReason::NoRoute);
+        };
+        let known = if hop.is_multicast() {
+            Some(ndp::multicast_mac(hop))
+        } else {
+            let cached = self.v6.neigh.get(&(iface, hop)).copied();
+            cached.or_else(|| self.gw.neigh6.get(iface, hop))
+        };
+        if let Some(mac) = known {
+            wire::set_macs(frame, mac, our_mac);
+        }
+        let (hlen, nh_at) = unfragmentable(frame, &p.info);
+        let id = self.ports.rng().next_u32();
+        let mut out = [0u8; FRAME_SIZE];
+        let (hold, emit, now) = (&mut self.v6.hold, &mut *cx.emit, cx.now);
+        let (mut first_held, mut lost) = (false, 0u64);
+        let n = frag::fragment6(
+            frame,
+            hlen,
+            nh_at,
+            p.len(),
+            &self.defrag.pieces,
+            self.defrag.max_size,
+            u16::try_from(mtu).unwrap_or(u16::MAX),
+            id,
+            &mut out,
+            |f| match known {
+                Some(_) => emit.emit(iface, f),
+                None => match hold.hold(now, iface, hop, f) {
+                    Ok(first) => first_held |= first,
+                    Err(_) => lost += 1,
+                },
+            },
+        );
+        let Some(n) = n else {
+            cx.stats.frag_fails += 1;
+            return cx.drop(DropReason::FragNeeded);
+        };
+        cx.stats.frag_oks += 1;
+        cx.stats.frag_creates += n as u64;
+        cx.stats.drops[DropReason::NeighQueueFull as usize] += lost;
+        if known.is_none() && first_held {
+            self.neighbour_solicit(cx.stats, &mut *cx.emit, iface, hop);
+        }
+        Action::Emitted {
+            iface,
+            frames: n as u32,
+        }
     }
 
     /// PREROUTING, then routing: INPUT or FORWARD.
@@ -363,8 +579,15 @@ impl Hooks {
             return cx.drop(DropReason::MartianSource);
         }
         let mtu = usize::from(self.gw.mtu(hop.iface)).max(IPV6_MIN_MTU);
-        // Routers never fragment IPv6 (`ip6_pkt_too_big`).
-        if p.len() > mtu {
+        // Routers never fragment IPv6 (`ip6_pkt_too_big`); a reassembled
+        // datagram is too big when its largest fragment was.
+        let reassembled = self.defrag.active;
+        let size = if reassembled {
+            usize::from(self.defrag.max_size)
+        } else {
+            p.len()
+        };
+        if size > mtu {
             self.icmp6_error(cx, frame, p, Icmpv6Error::packet_too_big(mtu as u32));
             cx.stats.frag_fails += 1;
             return cx.drop(DropReason::FragNeeded);
@@ -380,6 +603,9 @@ impl Hooks {
             .and_then(|()| self.postrouting6(cx, frame, p));
         if let Err(reason) = r {
             return cx.drop(reason);
+        }
+        if reassembled {
+            return self.transmit_fragments6(cx, frame, p, hop.iface, hop.addr, mtu);
         }
         self.transmit6(cx, frame, p, hop.iface, hop.addr)
     }
@@ -623,8 +849,21 @@ impl Hooks {
         }
         let mtu = usize::from(self.gw.mtu(hop.iface)).max(IPV6_MIN_MTU);
         if p.len() > mtu {
-            // The host's packets are sized by its path MTU; this one was
-            // not (no fragmentation here yet).
+            // An answer to a reassembled datagram (a large ping's reply)
+            // leaves in fragments, as the sender's stack sends one.
+            if self.defrag.active && self.defrag.from_host {
+                // The host's own fragments, reassembled for OUTPUT, leave
+                // in their geometry.
+                return self.transmit_fragments6(cx, frame, &p, hop.iface, hop.addr, mtu);
+            }
+            if self.defrag.active {
+                let pieces = std::mem::take(&mut self.defrag.pieces);
+                let max_size = std::mem::replace(&mut self.defrag.max_size, 0);
+                let a = self.transmit_fragments6(cx, frame, &p, hop.iface, hop.addr, mtu);
+                self.defrag.pieces = pieces;
+                self.defrag.max_size = max_size;
+                return a;
+            }
             cx.stats.frag_fails += 1;
             return cx.drop(DropReason::FragNeeded);
         }
