@@ -434,12 +434,14 @@ fn conntrack_events_stream_over_the_socket() {
 fn metrics_over_the_socket_are_prometheus_text() {
     let (_dir, ctl) = control_in("metrics");
     let text = xdpgw_control::api::metrics::render(&ctl);
-    assert!(text.contains("# TYPE xdpgw_conntrack_entries gauge\nxdpgw_conntrack_entries 0\n"));
+    assert!(text.contains(
+        "# TYPE xdpgw_conntrack_entries gauge\nxdpgw_conntrack_entries{family=\"ipv4\"} 0\n"
+    ));
     assert!(text
-        .contains("xdpgw_rule_packets_total{table=\"filter\",chain=\"FORWARD\",rule=\"2\"} 0\n"));
-    assert!(
-        text.contains("xdpgw_chain_policy_packets_total{table=\"filter\",chain=\"FORWARD\"} 0\n")
-    );
+        .contains("xdpgw_rule_packets_total{family=\"ipv4\",table=\"filter\",chain=\"FORWARD\",rule=\"2\"} 0\n"));
+    assert!(text.contains(
+        "xdpgw_chain_policy_packets_total{family=\"ipv4\",table=\"filter\",chain=\"FORWARD\"} 0\n"
+    ));
     // Every sample's metric is declared first.
     let mut declared = Vec::new();
     for l in text.lines() {

@@ -576,7 +576,9 @@ fn operator_views_events_stats_and_metrics() {
     assert!(get("xdpgw_conntrack_invalid_total{worker=\"0\",reason=\"tcp_bad_flags\"}") >= 1.0);
     assert_eq!(get("xdpgw_conntrack_max_entries"), 65536.0, "{body}");
     assert_eq!(get("xdpgw_conntrack_buckets"), 131072.0, "{body}");
-    let rule = get("xdpgw_rule_packets_total{table=\"filter\",chain=\"FORWARD\",rule=\"1\"}");
+    let rule = get(
+        "xdpgw_rule_packets_total{family=\"ipv4\",table=\"filter\",chain=\"FORWARD\",rule=\"1\"}",
+    );
     assert!(rule >= 1.0, "{body}");
     // The same text through the socket.
     let over_socket = ok(socket, &["metrics"]);

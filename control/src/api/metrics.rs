@@ -161,9 +161,15 @@ pub fn render(c: &Control) -> String {
     o.head(
         "conntrack_entries",
         "gauge",
-        "Entries in the connection tracking table.",
+        "Entries in the connection tracking table, by address family (one maximum for both).",
     );
-    o.val("conntrack_entries", &[], ct.len() as u64);
+    o.val("conntrack_entries", &[("family", "ipv4")], ct.len() as u64);
+    let ct6 = c.gw.conntrack6.as_ref();
+    o.val(
+        "conntrack_entries",
+        &[("family", "ipv6")],
+        ct6.map_or(0, |t| t.len()) as u64,
+    );
     o.head(
         "conntrack_max_entries",
         "gauge",
@@ -198,7 +204,12 @@ pub fn render(c: &Control) -> String {
             );
         }
     }
-    let st = ct.stats();
+    let mut st = ct.stats();
+    if let Some(t) = ct6 {
+        let s6 = t.stats();
+        st.expired += s6.expired;
+        st.deleted += s6.deleted;
+    }
     o.head(
         "conntrack_expired_total",
         "counter",
@@ -231,24 +242,29 @@ pub fn render(c: &Control) -> String {
         "counter",
         "Packets that met the built-in chain's policy.",
     );
-    for t in &set.tables {
-        for ch in &t.chains {
-            for (k, r) in ch.rules.iter().enumerate() {
-                let n = (k + 1).to_string();
-                let l = [
-                    ("table", t.table.name()),
-                    ("chain", ch.name.as_str()),
-                    ("rule", n.as_str()),
-                ];
-                o.val("rule_packets_total", &l, r.counters.packets);
-                bytes.val("rule_bytes_total", &l, r.counters.bytes);
-            }
-            if ch.hook.is_some() {
-                pol.val(
-                    "chain_policy_packets_total",
-                    &[("table", t.table.name()), ("chain", ch.name.as_str())],
-                    ch.counters.packets,
-                );
+    let set6 = c.with_counters6();
+    for (family, set) in [("ipv4", &set), ("ipv6", &set6)] {
+        for t in &set.tables {
+            for ch in &t.chains {
+                for (k, r) in ch.rules.iter().enumerate() {
+                    let n = (k + 1).to_string();
+                    let l = [
+                        ("family", family),
+                        ("table", t.table.name()),
+                        ("chain", ch.name.as_str()),
+                        ("rule", n.as_str()),
+                    ];
+                    o.val("rule_packets_total", &l, r.counters.packets);
+                    bytes.val("rule_bytes_total", &l, r.counters.bytes);
+                }
+                if ch.hook.is_some() {
+                    let l = [
+                        ("family", family),
+                        ("table", t.table.name()),
+                        ("chain", ch.name.as_str()),
+                    ];
+                    pol.val("chain_policy_packets_total", &l, ch.counters.packets);
+                }
             }
         }
     }

@@ -544,6 +544,12 @@ impl Control {
         })
     }
 
+    /// The running IPv6 rule set with its live counters.
+    pub fn with_counters6(&self) -> RuleSet {
+        let set = self.rules6.lock().unwrap_or_else(|e| e.into_inner());
+        set.with_counters(&self.gw.rules6().live.totals())
+    }
+
     /// The running rule set with its live counters.
     pub fn with_counters(&self) -> RuleSet {
         let set = self.lock();
@@ -585,11 +591,13 @@ impl Control {
             },
             "list" => self.list(req),
             "save" if req.is_set("ipv6") => {
-                let set = self.rules6.lock().unwrap_or_else(|e| e.into_inner());
                 let set = if req.is_set("counters") {
-                    set.with_counters(&self.gw.rules6().live.totals())
+                    self.with_counters6()
                 } else {
-                    set.clone()
+                    self.rules6
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone()
                 };
                 let mut out = String::new();
                 for t in &set.tables {
