@@ -9,7 +9,7 @@
 //! [`Control::state`].
 
 use std::io::Write;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -946,14 +946,14 @@ fn ct_remove<A: Addr, W: Write>(
 #[derive(Debug, Default)]
 pub(crate) struct CtFilter {
     proto: Option<u8>,
-    src: Option<Ipv4Addr>,
-    dst: Option<Ipv4Addr>,
+    src: Option<IpAddr>,
+    dst: Option<IpAddr>,
     state: Option<TcpState>,
 }
 
 impl CtFilter {
     pub(crate) fn from_request(req: &Request) -> Result<CtFilter, CtFilterError> {
-        let addr = |k: &str| -> Result<Option<Ipv4Addr>, CtFilterError> {
+        let addr = |k: &str| -> Result<Option<IpAddr>, CtFilterError> {
             req.get(k)
                 .map(|v| {
                     v.parse().map_err(|_| CtFilterError::Address {
@@ -992,12 +992,11 @@ impl CtFilter {
         self.proto.is_none() && self.src.is_none() && self.dst.is_none() && self.state.is_none()
     }
 
-    /// An IPv6 entry: the address filters are IPv4 addresses, so an
-    /// entry matches only a filter without them.
+    /// An IPv6 entry: an address filter of the other family matches none.
     pub(crate) fn matches6(&self, s: &Snapshot<Ipv6Addr>) -> bool {
-        self.src.is_none()
-            && self.dst.is_none()
-            && self.proto.is_none_or(|p| p == s.orig.proto)
+        self.proto.is_none_or(|p| p == s.orig.proto)
+            && self.src.is_none_or(|a| a == s.orig.src)
+            && self.dst.is_none_or(|a| a == s.orig.dst)
             && self.state.is_none_or(|t| t == s.tcp_state)
     }
 
@@ -1060,5 +1059,49 @@ mod tests {
         s.drops[DropReason::PolicyDrop as usize] = 2;
         p.publish(&s);
         assert_eq!(p.stats.load(), s);
+    }
+
+    #[test]
+    fn conntrack_filters_take_either_family() {
+        use xdpgw_dataplane::flow::Tuple;
+        let snap = |src: Ipv6Addr, proto: u8| Snapshot {
+            orig: Tuple {
+                src,
+                dst: Ipv6Addr::LOCALHOST,
+                sport: 1,
+                dport: 2,
+                proto,
+            },
+            reply: Tuple {
+                src: Ipv6Addr::LOCALHOST,
+                dst: src,
+                sport: 2,
+                dport: 1,
+                proto,
+            },
+            status: 0,
+            tcp_state: TcpState::None,
+            mark: 0,
+            expires: 1,
+            packets: [0; 2],
+            bytes: [0; 2],
+            icmp_type: 0,
+            icmp_code: 0,
+        };
+        let client: Ipv6Addr = "fd00:10::2".parse().expect("v6");
+        let filter = |k: &str, v: &str| {
+            CtFilter::from_request(
+                &Request::new("ct-list")
+                    .opt("src", Some(v))
+                    .opt("proto", (k == "udp").then_some("udp")),
+            )
+            .expect("filter")
+        };
+        assert!(filter("", "fd00:10::2").matches6(&snap(client, 17)));
+        assert!(filter("udp", "fd00:10::2").matches6(&snap(client, 17)));
+        assert!(!filter("udp", "fd00:10::2").matches6(&snap(client, 6)));
+        assert!(!filter("", "fd00:10::3").matches6(&snap(client, 17)));
+        // An IPv4 address matches no IPv6 entry.
+        assert!(!filter("", "192.168.10.2").matches6(&snap(client, 17)));
     }
 }
