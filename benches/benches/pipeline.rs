@@ -824,11 +824,9 @@ const GW_WAN6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x113, 0, 0, 0, 0, 1);
 /// conf/gateway.rules and conf/gateway.rules6, the neighbours resolved.
 fn worker6(max_entries: usize) -> Worker {
     let set = load_rules_str("bench.rules", &gateway_rules()).unwrap_or_else(|e| panic!("{e}"));
-    let rules6 = xdpgw_control::load_rules6_str(
-        "gateway.rules6",
-        include_str!("../../conf/gateway.rules6"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let rules6 =
+        xdpgw_control::load_rules6_str("gateway.rules6", include_str!("../../conf/gateway.rules6"))
+            .unwrap_or_else(|e| panic!("{e}"));
     let mut cfg = conf_gateway_config(
         [LAN_MAC, WAN_MAC],
         ConntrackConfig {
@@ -928,7 +926,13 @@ fn ipv6(c: &mut Criterion) {
         // Off-link servers (by the default route), as the IPv4 row's.
         let far = Ipv6Addr::new(0x2001, 0xdb8, 0x200, 0, 0, 0, 0, 0);
         let server = Ipv6Addr::from(u128::from(far) + u128::from(k % 65_536));
-        udp6(client, 1024 + ((k / 250) % 60_000) as u16, server, 5001, true)
+        udp6(
+            client,
+            1024 + ((k / 250) % 60_000) as u16,
+            server,
+            5001,
+            true,
+        )
     };
     let mut w = worker6(1 << 20);
     let mut n: u32 = 0;

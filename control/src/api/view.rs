@@ -1,8 +1,11 @@
 //! `xdpgw list`: a table's chains in the layout of `iptables -L` (iptables
 //! 1.8.9, nf_tables), with the options `-v`, `-n`, `-x` and
-//! `--line-numbers`. The columns and the match and target texts are those
-//! of iptables' `print_header`, `print_rule_details` and the extensions'
-//! `print` functions (checked against `iptables -L` for conf/gateway.rules).
+//! `--line-numbers`; `xdpgw list -6` as `ip6tables -L`. The columns and the
+//! match and target texts are those of iptables' `print_header`,
+//! `print_rule_details`, `print_ipv6_addresses` and the extensions' `print`
+//! functions (checked against `iptables -L` for conf/gateway.rules, and
+//! against `ip6tables -L` for conf/*.rules6 and the generated IPv6 corpus by
+//! vm-tests/tests/list6_matches_ip6tables.rs).
 //!
 //! One difference: without `-n`, iptables resolves addresses to host names
 //! through DNS; xdpgw prints them as numbers (it does show `anywhere`, `any`,
@@ -16,9 +19,11 @@ use xdpgw_dataplane::rule::{
     Rule, TableRules, Target, TosBits, TtlMatch, TtlSet,
 };
 use xdpgw_dataplane::rule::{AddrtypeLimit, TcpmssOp};
+use xdpgw_dataplane::rule::{Family, FragMatch, Ipv6HeaderMatch, Ipv6Net, RtMatch, U32Range};
 
 use crate::netdb;
-use crate::parse::value::{limit_rate_text, ICMP_TYPES};
+use crate::parse::value::{limit_rate_text, ICMP6_TYPES, ICMP_TYPES};
+use crate::save::ntop6;
 
 /// The options of `xdpgw list`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -39,6 +44,16 @@ pub struct NoSuchChain {
 
 /// A table (or one chain of it, `chain`), as `iptables -L` prints it.
 pub fn list(t: &TableRules, chain: Option<&str>, f: ListFormat) -> Result<String, NoSuchChain> {
+    list_in(t, chain, f, Family::Ipv4)
+}
+
+/// [`list`] of a table of `family`: as `ip6tables -L` prints it for IPv6.
+pub fn list_in(
+    t: &TableRules,
+    chain: Option<&str>,
+    f: ListFormat,
+    family: Family,
+) -> Result<String, NoSuchChain> {
     let mut out = String::new();
     let mut first = true;
     for c in &t.chains {
@@ -51,7 +66,7 @@ pub fn list(t: &TableRules, chain: Option<&str>, f: ListFormat) -> Result<String
         first = false;
         header(&mut out, t, c, f);
         for (i, r) in c.rules.iter().enumerate() {
-            rule_line(&mut out, i + 1, r, f);
+            rule_line(&mut out, i + 1, r, f, family);
         }
     }
     if first {
@@ -149,11 +164,11 @@ fn header(out: &mut String, t: &TableRules, c: &Chain, f: ListFormat) {
     let _ = writeln!(out, " {:<19} ", "destination");
 }
 
-fn target_name(t: &Target) -> &str {
+fn target_name(t: &Target, family: Family) -> &str {
     match t {
         // iptables -L shows NOTRACK as the CT target it became.
         Target::Notrack | Target::CtNotrack => "CT",
-        t => t.name(),
+        t => t.name_in(family),
     }
 }
 
@@ -177,6 +192,28 @@ fn addr(out: &mut String, n: Option<Inv<Ipv4Net>>, numeric: bool) {
     let _ = write!(out, "{text:<19} ");
 }
 
+/// `print_ipv6_addresses`: `anywhere` (without `-n`) for the address `::`
+/// whatever its mask, no `/128`, a mask that is no prefix written out.
+fn addr6(out: &mut String, n: Option<Inv<Ipv6Net>>, numeric: bool) {
+    let (text, invert) = match n {
+        None if !numeric => ("anywhere".to_string(), false),
+        None => ("::/0".to_string(), false),
+        Some(n) if n.value.addr().is_unspecified() && !numeric => {
+            ("anywhere".to_string(), n.invert)
+        }
+        Some(n) => {
+            let mask = match n.value.prefix_len() {
+                Some(128) => String::new(),
+                Some(p) => format!("/{p}"),
+                None => format!("/{}", ntop6(n.value.mask())),
+            };
+            (format!("{}{mask}", ntop6(n.value.addr())), n.invert)
+        }
+    };
+    out.push(if invert { '!' } else { ' ' });
+    let _ = write!(out, "{text:<19} ");
+}
+
 fn iface(i: &Option<Inv<xdpgw_dataplane::rule::IfaceMatch>>, numeric: bool) -> String {
     match i {
         Some(i) => format!("{}{}", if i.invert { "!" } else { "" }, i.value.name),
@@ -185,7 +222,7 @@ fn iface(i: &Option<Inv<xdpgw_dataplane::rule::IfaceMatch>>, numeric: bool) -> S
     }
 }
 
-fn rule_line(out: &mut String, n: usize, r: &Rule, f: ListFormat) {
+fn rule_line(out: &mut String, n: usize, r: &Rule, f: ListFormat, family: Family) {
     if f.line_numbers {
         let _ = write!(out, "{n:<4} ");
     }
@@ -193,13 +230,14 @@ fn rule_line(out: &mut String, n: usize, r: &Rule, f: ListFormat) {
         num(out, r.counters.packets, f.exact, false);
         num(out, r.counters.bytes, f.exact, false);
     }
-    let _ = write!(out, "{:<9} ", target_name(&r.target));
+    let _ = write!(out, "{:<9} ", target_name(&r.target, family));
     let (proto, pinv) = r.protocol.map_or((0, false), |p| (p.value, p.invert));
     out.push(if pinv { '!' } else { ' ' });
+    // print_rule_details: "%-4s " (a longer name pushes the columns on).
     if f.numeric {
-        let _ = write!(out, "{proto:<5}");
+        let _ = write!(out, "{proto:<4} ");
     } else {
-        let _ = write!(out, "{:<5}", netdb::protocol_name(proto));
+        let _ = write!(out, "{:<4} ", netdb::protocol_name(proto));
     }
     out.push_str("-- ");
     if f.verbose {
@@ -210,17 +248,29 @@ fn rule_line(out: &mut String, n: usize, r: &Rule, f: ListFormat) {
             iface(&r.out_iface, f.numeric)
         );
     }
-    addr(out, r.src, f.numeric);
-    addr(out, r.dst, f.numeric);
+    match family {
+        Family::Ipv4 => {
+            addr(out, r.src, f.numeric);
+            addr(out, r.dst, f.numeric);
+        }
+        Family::Ipv6 => {
+            addr6(out, r.src6, f.numeric);
+            addr6(out, r.dst6, f.numeric);
+        }
+    }
+    // print_firewall: `[goto] ` before the matches.
+    if matches!(r.target, Target::Goto(_)) {
+        out.push_str("[goto] ");
+    }
     let proto_name = match proto {
         6 => "tcp",
         17 => "udp",
         _ => "",
     };
     for m in &r.matches {
-        match_text(out, m, proto_name, f.numeric);
+        match_text(out, m, proto_name, f.numeric, family);
     }
-    target_text(out, &r.target, f.numeric);
+    target_text(out, &r.target, f.numeric, family);
     out.push('\n');
 }
 
@@ -282,7 +332,121 @@ fn states(out: &mut String, s: xdpgw_dataplane::rule::CtStates) {
     }
 }
 
-fn match_text(out: &mut String, m: &Match, proto: &str, numeric: bool) {
+/// An ICMP or ICMPv6 type: its name in `names` unless numeric, else `type
+/// T` with its codes.
+fn icmp_text(out: &mut String, i: Inv<IcmpType>, names: &[(&str, u8, u8, u8)], numeric: bool) {
+    let (ty, lo, hi) = match i.value {
+        IcmpType::Any => (0xff, 0, 0xff),
+        IcmpType::Type {
+            ty,
+            code_lo,
+            code_hi,
+        } => (ty, code_lo, code_hi),
+    };
+    if !numeric {
+        if let Some((name, ..)) = names
+            .iter()
+            .find(|(_, t, l, h)| (*t, *l, *h) == (ty, lo, hi))
+        {
+            let _ = write!(out, " {}{name}", if i.invert { "!" } else { "" });
+            return;
+        }
+    }
+    if i.invert {
+        out.push_str(" !");
+    }
+    // iptables prints no space here ("icmptype 8", "ipv6-icmptype 135").
+    let _ = write!(out, "type {ty}");
+    if lo == hi {
+        let _ = write!(out, " code {lo}");
+    } else if lo != 0 || hi != 0xff {
+        let _ = write!(out, " codes {lo}-{hi}");
+    }
+}
+
+/// libip6t_ipv6header's `print_header`: the headers' names, highest bit
+/// first, or their bits under `-n`.
+fn ipv6header_text(out: &mut String, h: &Ipv6HeaderMatch, numeric: bool) {
+    out.push_str(" ipv6header");
+    if h.headers != 0 || h.invert {
+        let _ = write!(out, " flags:{}", if h.invert { "!" } else { "" });
+        if numeric {
+            let _ = write!(out, "0x{:02X}", h.headers);
+        } else if h.headers == 0 {
+            out.push_str("NONE");
+        } else {
+            let names: Vec<&str> = Ipv6HeaderMatch::NAMES
+                .iter()
+                .filter(|(_, b)| h.headers & b != 0)
+                .map(|(n, _)| *n)
+                .collect();
+            out.push_str(&names.join(","));
+        }
+    }
+    if h.soft {
+        out.push_str(" soft");
+    }
+}
+
+/// libip6t_frag's `print_ids` and libip6t_rt's `print_nums`: nothing for
+/// the whole range, else `NAME:n` or `NAMEs:lo:hi`.
+fn u32_range_text(out: &mut String, name: &str, r: U32Range) {
+    if r.lo == 0 && r.hi == u32::MAX && !r.invert {
+        return;
+    }
+    let inv = if r.invert { "!" } else { "" };
+    let _ = if r.lo == r.hi {
+        write!(out, "{name}:{inv}{}", r.lo)
+    } else {
+        write!(out, "{name}s:{inv}{}:{}", r.lo, r.hi)
+    };
+}
+
+/// libip6t_frag's `frag_print`.
+fn frag_text(out: &mut String, f: &FragMatch) {
+    out.push_str(" frag ");
+    u32_range_text(out, "id", f.ids);
+    if let Some(l) = f.len {
+        let _ = write!(
+            out,
+            " length:{}{}",
+            if l.invert { "!" } else { "" },
+            l.value
+        );
+    }
+    for (on, what) in [
+        (f.res, " reserved"),
+        (f.first, " first"),
+        (f.more, " more"),
+        (f.last, " last"),
+    ] {
+        if on {
+            out.push_str(what);
+        }
+    }
+}
+
+/// libip6t_rt's `rt_print`.
+fn rt_text(out: &mut String, r: &RtMatch) {
+    out.push_str(" rt");
+    if let Some(t) = r.rt_type {
+        let _ = write!(out, " type:{}{}", if t.invert { "!" } else { "" }, t.value);
+    }
+    if r.segsleft != U32Range::ALL {
+        out.push(' ');
+        u32_range_text(out, "segsleft", r.segsleft);
+    }
+    if let Some(l) = r.len {
+        let _ = write!(
+            out,
+            " length:{}{}",
+            if l.invert { "!" } else { "" },
+            l.value
+        );
+    }
+}
+
+fn match_text(out: &mut String, m: &Match, proto: &str, numeric: bool, family: Family) {
     match m {
         Match::Tcp(t) => {
             out.push_str(" tcp");
@@ -304,36 +468,17 @@ fn match_text(out: &mut String, m: &Match, proto: &str, numeric: bool) {
             ports(out, "spt", u.sport, "udp", numeric);
             ports(out, "dpt", u.dport, "udp", numeric);
         }
-        Match::Icmp(i) => {
-            out.push_str(" icmp");
-            let (ty, lo, hi) = match i.value {
-                IcmpType::Any => (0xff, 0, 0xff),
-                IcmpType::Type {
-                    ty,
-                    code_lo,
-                    code_hi,
-                } => (ty, code_lo, code_hi),
-            };
-            if !numeric {
-                if let Some((name, ..)) = ICMP_TYPES
-                    .iter()
-                    .find(|(_, t, l, h)| (*t, *l, *h) == (ty, lo, hi))
-                {
-                    let _ = write!(out, " {}{name}", if i.invert { "!" } else { "" });
-                    return;
-                }
+        // libxt_icmp's print_icmptype, libip6t_icmp6's print_icmpv6type.
+        Match::Icmp(i) => match family {
+            Family::Ipv4 => {
+                out.push_str(" icmp");
+                icmp_text(out, *i, &ICMP_TYPES, numeric);
             }
-            if i.invert {
-                out.push_str(" !");
+            Family::Ipv6 => {
+                out.push_str(" ipv6-icmp");
+                icmp_text(out, *i, &ICMP6_TYPES, numeric);
             }
-            // iptables prints no space here ("icmptype 8").
-            let _ = write!(out, "type {ty}");
-            if lo == hi {
-                let _ = write!(out, " code {lo}");
-            } else if lo != 0 || hi != 0xff {
-                let _ = write!(out, " codes {lo}-{hi}");
-            }
-        }
+        },
         Match::Multiport(mp) => {
             out.push_str(" multiport ");
             out.push_str(match mp.dir {
@@ -462,13 +607,20 @@ fn match_text(out: &mut String, m: &Match, proto: &str, numeric: bool) {
                 l.burst
             );
         }
-        // The IPv6 matches: listed in their save form.
-        Match::IpRange6(_) | Match::Ipv6Header(_) | Match::Frag(_) | Match::Rt(_) => {
-            let _ = write!(out, " {}", m.name());
-            out.push_str(&crate::save::match_spec_text(
-                m,
-                xdpgw_dataplane::rule::Family::Ipv6,
-            ));
+        Match::Ipv6Header(h) => ipv6header_text(out, h, numeric),
+        Match::Frag(f) => frag_text(out, f),
+        Match::Rt(r) => rt_text(out, r),
+        // libxt_iprange's iprange_mt6_print.
+        Match::IpRange6(r) => {
+            for (what, range) in [("source", r.src), ("destination", r.dst)] {
+                if let Some(range) = range {
+                    let _ = write!(out, " {what} IP range");
+                    if range.invert {
+                        out.push_str(" !");
+                    }
+                    let _ = write!(out, " {}-{}", ntop6(range.value.lo), ntop6(range.value.hi));
+                }
+            }
         }
         Match::IpRange(r) => {
             for (what, range) in [("source", r.src), ("destination", r.dst)] {
@@ -488,6 +640,15 @@ fn match_text(out: &mut String, m: &Match, proto: &str, numeric: bool) {
                 write!(out, " length {inv}{lo}")
             } else {
                 write!(out, " length {inv}{lo}:{hi}")
+            };
+        }
+        // libip6t_hl's hl_print.
+        Match::Ttl(t) if family == Family::Ipv6 => {
+            let _ = match *t {
+                TtlMatch::Eq(v) => write!(out, " HL match HL == {v}"),
+                TtlMatch::Ne(v) => write!(out, " HL match HL != {v}"),
+                TtlMatch::Lt(v) => write!(out, " HL match HL < {v}"),
+                TtlMatch::Gt(v) => write!(out, " HL match HL > {v}"),
             };
         }
         Match::Ttl(t) => {
@@ -606,8 +767,11 @@ fn tos_name(t: TosBits, numeric: bool) -> Option<&'static str> {
     NAMES.iter().find(|n| n.1 == t.value).map(|n| n.0)
 }
 
+/// The level names `iptables -L` prints for LOG (iptables 1.8.9 nf_tables:
+/// `err` and `warn`, as nft names them, where libxt_LOG's table says
+/// `error` and `warning`).
 const LOG_LEVELS: [&str; 8] = [
-    "emerg", "alert", "crit", "error", "warning", "notice", "info", "debug",
+    "emerg", "alert", "crit", "err", "warn", "notice", "info", "debug",
 ];
 
 fn nat_range(out: &mut String, r: &NatRange) {
@@ -615,9 +779,16 @@ fn nat_range(out: &mut String, r: &NatRange) {
     crate::save::nat_range_text(out, r);
 }
 
-fn target_text(out: &mut String, t: &Target, numeric: bool) {
+fn target_text(out: &mut String, t: &Target, numeric: bool, family: Family) {
     match t {
-        Target::Goto(_) => out.push_str(" [goto]"),
+        // libip6t_HL's HL_print.
+        Target::Ttl(t) if family == Family::Ipv6 => {
+            let _ = match *t {
+                TtlSet::Set(v) => write!(out, " HL set to {v}"),
+                TtlSet::Inc(v) => write!(out, " HL increment by {v}"),
+                TtlSet::Dec(v) => write!(out, " HL decrement by {v}"),
+            };
+        }
         Target::Reject(w) => {
             let _ = write!(out, " reject-with {}", w.name());
         }
@@ -730,7 +901,12 @@ fn target_text(out: &mut String, t: &Target, numeric: bool) {
                 write!(out, " TOS set 0x{v:02x}/0x{m:02x}")
             };
         }
-        Target::None | Target::Accept | Target::Drop | Target::Return | Target::Jump(_) => {}
+        Target::None
+        | Target::Accept
+        | Target::Drop
+        | Target::Return
+        | Target::Jump(_)
+        | Target::Goto(_) => {}
     }
 }
 

@@ -298,8 +298,10 @@ mod tests {
     /// An Ethernet + IPv6 + TCP SYN frame with `options`, in a 2048-byte
     /// buffer; returns it and its length.
     fn syn6(options: &[u8]) -> (Vec<u8>, usize) {
-        let (src, dst): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
-            ("fd00:10::2".parse().expect("v6"), "2001:db8::9".parse().expect("v6"));
+        let (src, dst): (std::net::Ipv6Addr, std::net::Ipv6Addr) = (
+            "fd00:10::2".parse().expect("v6"),
+            "2001:db8::9".parse().expect("v6"),
+        );
         let hlen = 20 + options.len();
         let mut f = vec![0u8; 14];
         f[12..14].copy_from_slice(&[0x86, 0xdd]);
@@ -344,7 +346,10 @@ mod tests {
         assert_eq!(read6(&f), (Some(1340), 28, true));
         let (mut f, len) = syn6(&[1, 3, 3, 7]);
         let info = crate::wire::ipv6::parse_ipv6(&f).expect("parses");
-        assert_eq!(clamp_mss6(&mut f[..len + 4], &info, 1400), MssEdit::Inserted);
+        assert_eq!(
+            clamp_mss6(&mut f[..len + 4], &info, 1400),
+            MssEdit::Inserted
+        );
         assert_eq!(read6(&f), (Some(1220), 28, true));
     }
 }
