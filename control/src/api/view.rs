@@ -960,6 +960,86 @@ ACCEPT     icmp --  anywhere             anywhere             icmp echo-request 
 LOG_DROP   all  --  anywhere             anywhere            
 ";
 
+    /// After 2,000 pings of 1,000 bytes over the loopback of a namespace,
+    /// what `ip6tables-save -c`, `ip6tables -L -v -n` and `ip6tables -L -v
+    /// -x -n --line-numbers` printed (iptables 1.8.9, nf_tables, Linux
+    /// 6.18): counted rules and policies, abbreviated and exact.
+    const COUNTED6_SAVE: &str = "\
+*filter
+:INPUT ACCEPT [4000:4192000]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [4000:4192000]
+[2000:2096000] -A INPUT -i lo -p ipv6-icmp -m icmp6 --icmpv6-type 128 -m hl --hl-eq 64
+[0:0] -A INPUT -s ::1/128 -p udp -m udp --dport 9 -j DROP
+[0:0] -A FORWARD -s fd00:10::/64 -j REJECT --reject-with icmp6-adm-prohibited
+COMMIT
+";
+    const COUNTED6_VN: &str = "\
+Chain INPUT (policy ACCEPT 4000 packets, 4192K bytes)
+ pkts bytes target     prot opt in     out     source               destination         
+ 2000 2096K            58   --  lo     *       ::/0                 ::/0                 ipv6-icmptype 128 HL match HL == 64
+    0     0 DROP       17   --  *      *       ::1                  ::/0                 udp dpt:9
+
+Chain FORWARD (policy DROP 0 packets, 0 bytes)
+ pkts bytes target     prot opt in     out     source               destination         
+    0     0 REJECT     0    --  *      *       fd00:10::/64         ::/0                 reject-with icmp6-adm-prohibited
+
+Chain OUTPUT (policy ACCEPT 4000 packets, 4192K bytes)
+ pkts bytes target     prot opt in     out     source               destination         
+";
+    const COUNTED6_VXN_LINES: &str = "\
+Chain INPUT (policy ACCEPT 4000 packets, 4192000 bytes)
+num      pkts      bytes target     prot opt in     out     source               destination         
+1        2000  2096000            58   --  lo     *       ::/0                 ::/0                 ipv6-icmptype 128 HL match HL == 64
+2           0        0 DROP       17   --  *      *       ::1                  ::/0                 udp dpt:9
+
+Chain FORWARD (policy DROP 0 packets, 0 bytes)
+num      pkts      bytes target     prot opt in     out     source               destination         
+1           0        0 REJECT     0    --  *      *       fd00:10::/64         ::/0                 reject-with icmp6-adm-prohibited
+
+Chain OUTPUT (policy ACCEPT 4000 packets, 4192000 bytes)
+num      pkts      bytes target     prot opt in     out     source               destination         
+";
+
+    /// What `ip6tables -L -n -v` printed after `ip6tables-restore
+    /// conf/gateway.rules6` (iptables 1.8.9, nf_tables, Linux 6.18),
+    /// filter table.
+    const GATEWAY6_FILTER_NV: &str = "\
+Chain INPUT (policy DROP 0 packets, 0 bytes)
+ pkts bytes target     prot opt in     out     source               destination         
+    0     0 ACCEPT     0    --  *      *       ::/0                 ::/0                 ctstate RELATED,ESTABLISHED
+    0     0 DROP       0    --  *      *       ::/0                 ::/0                 ctstate INVALID
+    0     0 ACCEPT     0    --  lo     *       ::/0                 ::/0                
+    0     0 ACCEPT     58   --  *      *       ::/0                 ::/0                 ipv6-icmptype 135 HL match HL == 255
+    0     0 ACCEPT     58   --  *      *       ::/0                 ::/0                 ipv6-icmptype 136 HL match HL == 255
+    0     0 ACCEPT     58   --  *      *       ::/0                 ::/0                 ipv6-icmptype 133 HL match HL == 255
+    0     0 ACCEPT     58   --  *      *       ::/0                 ::/0                 ipv6-icmptype 128 limit: avg 10/sec burst 5
+    0     0 ACCEPT     58   --  *      *       ::/0                 ::/0                 ipv6-icmptype 2
+    0     0 ACCEPT     6    --  lan0   *       ::/0                 ::/0                 tcp dpt:22
+    0     0 ACCEPT     17   --  lan0   *       ::/0                 ::/0                 udp dpt:53
+    0     0 DROP       0    --  *      *       ::/0                 ::/0                 ipv6header flags:0x20 soft rt type:0
+    0     0 LOG_DROP   0    --  *      *       ::/0                 ::/0                
+
+Chain FORWARD (policy DROP 0 packets, 0 bytes)
+ pkts bytes target     prot opt in     out     source               destination         
+    0     0 ACCEPT     0    --  *      *       ::/0                 ::/0                 ctstate RELATED,ESTABLISHED
+    0     0 ACCEPT     58   --  *      *       ::/0                 ::/0                 ipv6-icmptype 2
+    0     0 ACCEPT     58   --  *      *       ::/0                 ::/0                 ipv6-icmptype 128
+    0     0 ACCEPT     0    --  lan0   wan0    fd00:10::/64         ::/0                
+    0     0 ACCEPT     0    --  lan0   wan0    2001:db8:10::/64     ::/0                
+    0     0 ACCEPT     6    --  wan0   *       ::/0                 fd00:10::80          tcp dpt:80 ctstate DNAT
+    0     0 REJECT     6    --  wan0   *       ::/0                 ::/0                 reject-with tcp-reset
+    0     0 REJECT     0    --  *      *       ::/0                 ::/0                 reject-with icmp6-adm-prohibited
+
+Chain OUTPUT (policy ACCEPT 0 packets, 0 bytes)
+ pkts bytes target     prot opt in     out     source               destination         
+
+Chain LOG_DROP (1 references)
+ pkts bytes target     prot opt in     out     source               destination         
+    0     0 LOG        0    --  *      *       ::/0                 ::/0                 limit: avg 5/min burst 5 LOG flags 0 level 4 prefix \"drop6: \"
+    0     0 DROP       0    --  *      *       ::/0                 ::/0                
+";
+
     fn gateway() -> xdpgw_dataplane::rule::RuleSet {
         let text = include_str!("../../../conf/gateway.rules");
         crate::parse::load_str(text).expect("gateway.rules")
@@ -1162,6 +1242,100 @@ MARK       0    --  0.0.0.0/0            0.0.0.0/0            MARK and 0x0
 "
             ),
             "{got}"
+        );
+    }
+
+    /// `iptables -L INPUT -n` (iptables 1.8.9, nf_tables, Linux 6.18): a
+    /// protocol name longer than the column, `[goto]` before the matches,
+    /// LOG levels 3 and 4 (`err`, `warn` without `-n`).
+    #[test]
+    fn goto_long_protocols_and_log_levels_list_as_iptables() {
+        let text = "*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:X - [0:0]
+-A INPUT -p udplite -j LOG --log-level 3
+-A INPUT -p tcp --dport 22 -g X
+-A INPUT -p 200 -j LOG --log-level 4
+-A INPUT ! -p sctp -g X
+COMMIT
+";
+        let set = crate::parse::load_str(text).expect("rules");
+        let numeric = ListFormat {
+            numeric: true,
+            ..ListFormat::default()
+        };
+        let want = "\
+Chain INPUT (policy ACCEPT)
+target     prot opt source               destination         
+LOG        136  --  0.0.0.0/0            0.0.0.0/0            LOG flags 0 level 3
+X          6    --  0.0.0.0/0            0.0.0.0/0           [goto]  tcp dpt:22
+LOG        200  --  0.0.0.0/0            0.0.0.0/0            LOG flags 0 level 4
+X         !132  --  0.0.0.0/0            0.0.0.0/0           [goto] 
+";
+        assert_eq!(
+            list(filter(&set), Some("INPUT"), numeric).expect("list"),
+            want
+        );
+        let got = list(filter(&set), Some("INPUT"), ListFormat::default()).expect("list");
+        let lines: Vec<&str> = got.lines().collect();
+        assert_eq!(
+            lines[2],
+            "LOG        udplite --  anywhere             anywhere             LOG level err"
+        );
+        assert_eq!(
+            lines[4],
+            "LOG        200  --  anywhere             anywhere             LOG level warn"
+        );
+        assert_eq!(
+            lines[5],
+            "X         !sctp --  anywhere             anywhere            [goto] "
+        );
+    }
+
+    fn table6(set: &xdpgw_dataplane::rule::RuleSet, t: Table) -> &TableRules {
+        set.tables.iter().find(|x| x.table == t).expect("table")
+    }
+
+    #[test]
+    fn ipv6_gateway_lists_as_ip6tables() {
+        let text = include_str!("../../../conf/gateway.rules6");
+        let set = crate::parse::load_str6(text).expect("gateway.rules6");
+        let f = ListFormat {
+            verbose: true,
+            numeric: true,
+            ..ListFormat::default()
+        };
+        let got = list_in(table6(&set, Table::Filter), None, f, Family::Ipv6).expect("list");
+        assert_eq!(got, GATEWAY6_FILTER_NV);
+    }
+
+    #[test]
+    fn ipv6_counters_list_as_ip6tables() {
+        let set = crate::parse::load_str6(COUNTED6_SAVE).expect("the saved rules");
+        let filter = table6(&set, Table::Filter);
+        let f = ListFormat {
+            verbose: true,
+            numeric: true,
+            ..ListFormat::default()
+        };
+        assert_eq!(
+            list_in(filter, None, f, Family::Ipv6).expect("list"),
+            COUNTED6_VN
+        );
+        let f = ListFormat {
+            exact: true,
+            line_numbers: true,
+            ..f
+        };
+        assert_eq!(
+            list_in(filter, None, f, Family::Ipv6).expect("list"),
+            COUNTED6_VXN_LINES
+        );
+        assert_eq!(
+            list_in(filter, Some("NOPE"), f, Family::Ipv6).map_err(|e| e.to_string()),
+            Err("chain 'NOPE' does not exist in table filter".into())
         );
     }
 
