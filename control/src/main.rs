@@ -93,7 +93,8 @@ enum Command {
         gateway: GatewayArgs,
     },
     /// List the running gateway's rules in the layout of `iptables -L`, with
-    /// live counters under -v.
+    /// live counters under -v (with -6, its IPv6 rules as `ip6tables -L`
+    /// lists them).
     List {
         /// The table (default: filter).
         #[arg(
@@ -115,6 +116,10 @@ enum Command {
         /// Number the rules.
         #[arg(long = "line-numbers")]
         line_numbers: bool,
+        /// The IPv6 rules (the configuration's `rules6`), in the layout of
+        /// `ip6tables -L`.
+        #[arg(short = '6', long = "ipv6")]
+        ipv6: bool,
         /// Only this chain.
         #[arg(value_name = "CHAIN")]
         chain: Option<String>,
@@ -514,6 +519,7 @@ fn main() -> ExitCode {
             numeric,
             exact,
             line_numbers,
+            ipv6,
             chain,
             gateway,
         } => gateway.call(
@@ -523,6 +529,7 @@ fn main() -> ExitCode {
                 .flag("numeric", numeric)
                 .flag("exact", exact)
                 .flag("line_numbers", line_numbers)
+                .flag("ipv6", ipv6)
                 .opt("chain", chain),
         ),
         Command::Zero {

@@ -357,13 +357,6 @@ fn addr_range(out: &mut String, opt: &str, r: Option<Inv<AddrRange>>) {
     }
 }
 
-/// A match's options as the save form writes them (with a leading space).
-pub(crate) fn match_spec_text(m: &Match, family: Family) -> String {
-    let mut out = String::new();
-    match_spec(&mut out, m, family);
-    out
-}
-
 /// An ip6tables NAT range as the save form writes it.
 pub(crate) fn nat_range6_text(r: &NatRange<Ipv6Addr>) -> String {
     let mut out = String::new();

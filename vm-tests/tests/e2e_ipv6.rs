@@ -101,6 +101,12 @@ fn listing(lab: &Lab, protos: &[&str]) -> Vec<String> {
     out
 }
 
+/// The last `n` lines of `text`.
+fn last_lines(text: &str, n: usize) -> Vec<String> {
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
 /// The counters of `rules` in `counters` (0 for a rule not listed).
 fn counts(counters: &BTreeMap<String, u64>, rules: &[&str]) -> Vec<(String, u64)> {
     rules
@@ -186,6 +192,9 @@ struct ForwardObs {
     /// The FORWARD rules' packet counters: the LAN's new flows and what
     /// the last rule dropped.
     counters: Vec<(String, u64)>,
+    /// Those two rules as `ip6tables -L -v -x -n FORWARD` lists them
+    /// (`xdpgw list -6 ...` through the control socket), with counters.
+    listed: Vec<String>,
 }
 
 #[test]
@@ -233,6 +242,7 @@ fn ipv6_forwarded_and_filtered_by_a_stateful_forward() {
                     entries6(lab, "udp", 7777).len(),
                 ),
                 counters: counts(&lab.packet_counters6(Some("filter")), &[NEW_OUT, DROP_REST]),
+                listed: last_lines(&lab.list6(&["FORWARD", "-v", "-x", "-n"]), 2),
             }
         },
         |o| {
@@ -253,6 +263,13 @@ fn ipv6_forwarded_and_filtered_by_a_stateful_forward() {
                 [(NEW_OUT.to_owned(), 4), (DROP_REST.to_owned(), 1)],
                 "{o:?}"
             );
+            let packets: Vec<&str> = o
+                .listed
+                .iter()
+                .map(|l| l.split_whitespace().next().unwrap_or(""))
+                .collect();
+            assert_eq!(packets, ["4", "1"], "{o:?}");
+            assert!(o.listed[0].contains(" lan0   wan0 "), "{o:?}");
         },
     );
 }

@@ -24,12 +24,12 @@ use xdpgw_dataplane::drop::DropReason;
 use xdpgw_dataplane::flow::Addr;
 use xdpgw_dataplane::gateway::Gateway;
 use xdpgw_dataplane::port::QueueStats;
-use xdpgw_dataplane::rule::{CounterLayout, CounterSlot, RuleSet, Table};
+use xdpgw_dataplane::rule::{CounterLayout, CounterSlot, Family, RuleSet, Table};
 use xdpgw_dataplane::stats::WorkerStats;
 
 use super::reload::Scope;
 pub use super::socket::{ControlSocket, SocketLimits};
-use super::view::{list, ListFormat};
+use super::view::{list_in, ListFormat};
 use super::{OkStream, Request, Response};
 
 /// Conntrack slots a listing or deletion looks at per chunk: one shard
@@ -544,16 +544,18 @@ impl Control {
         })
     }
 
-    /// The running IPv6 rule set with its live counters.
-    pub fn with_counters6(&self) -> RuleSet {
-        let set = self.rules6.lock().unwrap_or_else(|e| e.into_inner());
-        set.with_counters(&self.gw.rules6().live.totals())
-    }
-
     /// The running rule set with its live counters.
     pub fn with_counters(&self) -> RuleSet {
         let set = self.lock();
         let totals = self.gw.rules().live.totals();
+        set.with_counters(&totals)
+    }
+
+    /// The IPv6 rule set (`rules6`) with the live counters of the rules6
+    /// the workers run.
+    pub fn with_counters6(&self) -> RuleSet {
+        let set = self.rules6.lock().unwrap_or_else(|e| e.into_inner());
+        let totals = self.gw.rules6().live.totals();
         set.with_counters(&totals)
     }
 
@@ -664,7 +666,12 @@ impl Control {
             Ok(t) => t,
             Err(r) => return r,
         };
-        let set = self.with_counters();
+        // `list -6`: the IPv6 rules, as `ip6tables -L` lists them.
+        let (set, family) = if req.is_set("ipv6") {
+            (self.with_counters6(), Family::Ipv6)
+        } else {
+            (self.with_counters(), Family::Ipv4)
+        };
         let f = ListFormat {
             verbose: req.is_set("verbose"),
             numeric: req.is_set("numeric"),
@@ -672,9 +679,16 @@ impl Control {
             line_numbers: req.is_set("line_numbers"),
         };
         let Some(t) = set.tables.iter().find(|t| t.table == table) else {
-            return Response::err(format!("table '{}' is not loaded", table.name()), vec![]);
+            let what = match family {
+                Family::Ipv4 => "",
+                Family::Ipv6 => "IPv6 ",
+            };
+            return Response::err(
+                format!("{what}table '{}' is not loaded", table.name()),
+                vec![],
+            );
         };
-        match list(t, req.get("chain"), f) {
+        match list_in(t, req.get("chain"), f, family) {
             Ok(text) => Response::ok(text.lines().map(str::to_string).collect()),
             Err(e) => Response::err(e.to_string(), vec![]),
         }

@@ -1,8 +1,11 @@
 //! `xdpgw list`: a table's chains in the layout of `iptables -L` (iptables
 //! 1.8.9, nf_tables), with the options `-v`, `-n`, `-x` and
-//! `--line-numbers`. The columns and the match and target texts are those
-//! of iptables' `print_header`, `print_rule_details` and the extensions'
-//! `print` functions (checked against `iptables -L` for conf/gateway.rules).
+//! `--line-numbers`; `xdpgw list -6` as `ip6tables -L`. The columns and the
+//! match and target texts are those of iptables' `print_header`,
+//! `print_rule_details`, `print_ipv6_addresses` and the extensions' `print`
+//! functions (checked against `iptables -L` for conf/gateway.rules, and
+//! against `ip6tables -L` for conf/*.rules6 and the generated IPv6 corpus by
+//! vm-tests/tests/list6_matches_ip6tables.rs).
 //!
 //! One difference: without `-n`, iptables resolves addresses to host names
 //! through DNS; xdpgw prints them as numbers (it does show `anywhere`, `any`,
@@ -16,9 +19,11 @@ use xdpgw_dataplane::rule::{
     Rule, TableRules, Target, TosBits, TtlMatch, TtlSet,
 };
 use xdpgw_dataplane::rule::{AddrtypeLimit, TcpmssOp};
+use xdpgw_dataplane::rule::{Family, FragMatch, Ipv6HeaderMatch, Ipv6Net, RtMatch, U32Range};
 
 use crate::netdb;
-use crate::parse::value::{limit_rate_text, ICMP_TYPES};
+use crate::parse::value::{limit_rate_text, ICMP6_TYPES, ICMP_TYPES};
+use crate::save::ntop6;
 
 /// The options of `xdpgw list`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -39,6 +44,16 @@ pub struct NoSuchChain {
 
 /// A table (or one chain of it, `chain`), as `iptables -L` prints it.
 pub fn list(t: &TableRules, chain: Option<&str>, f: ListFormat) -> Result<String, NoSuchChain> {
+    list_in(t, chain, f, Family::Ipv4)
+}
+
+/// [`list`] of a table of `family`: as `ip6tables -L` prints it for IPv6.
+pub fn list_in(
+    t: &TableRules,
+    chain: Option<&str>,
+    f: ListFormat,
+    family: Family,
+) -> Result<String, NoSuchChain> {
     let mut out = String::new();
     let mut first = true;
     for c in &t.chains {
@@ -51,7 +66,7 @@ pub fn list(t: &TableRules, chain: Option<&str>, f: ListFormat) -> Result<String
         first = false;
         header(&mut out, t, c, f);
         for (i, r) in c.rules.iter().enumerate() {
-            rule_line(&mut out, i + 1, r, f);
+            rule_line(&mut out, i + 1, r, f, family);
         }
     }
     if first {
@@ -149,11 +164,11 @@ fn header(out: &mut String, t: &TableRules, c: &Chain, f: ListFormat) {
     let _ = writeln!(out, " {:<19} ", "destination");
 }
 
-fn target_name(t: &Target) -> &str {
+fn target_name(t: &Target, family: Family) -> &str {
     match t {
         // iptables -L shows NOTRACK as the CT target it became.
         Target::Notrack | Target::CtNotrack => "CT",
-        t => t.name(),
+        t => t.name_in(family),
     }
 }
 
@@ -177,6 +192,28 @@ fn addr(out: &mut String, n: Option<Inv<Ipv4Net>>, numeric: bool) {
     let _ = write!(out, "{text:<19} ");
 }
 
+/// `print_ipv6_addresses`: `anywhere` (without `-n`) for the address `::`
+/// whatever its mask, no `/128`, a mask that is no prefix written out.
+fn addr6(out: &mut String, n: Option<Inv<Ipv6Net>>, numeric: bool) {
+    let (text, invert) = match n {
+        None if !numeric => ("anywhere".to_string(), false),
+        None => ("::/0".to_string(), false),
+        Some(n) if n.value.addr().is_unspecified() && !numeric => {
+            ("anywhere".to_string(), n.invert)
+        }
+        Some(n) => {
+            let mask = match n.value.prefix_len() {
+                Some(128) => String::new(),
+                Some(p) => format!("/{p}"),
+                None => format!("/{}", ntop6(n.value.mask())),
+            };
+            (format!("{}{mask}", ntop6(n.value.addr())), n.invert)
+        }
+    };
+    out.push(if invert { '!' } else { ' ' });
+    let _ = write!(out, "{text:<19} ");
+}
+
 fn iface(i: &Option<Inv<xdpgw_dataplane::rule::IfaceMatch>>, numeric: bool) -> String {
     match i {
         Some(i) => format!("{}{}", if i.invert { "!" } else { "" }, i.value.name),
@@ -185,7 +222,7 @@ fn iface(i: &Option<Inv<xdpgw_dataplane::rule::IfaceMatch>>, numeric: bool) -> S
     }
 }
 
-fn rule_line(out: &mut String, n: usize, r: &Rule, f: ListFormat) {
+fn rule_line(out: &mut String, n: usize, r: &Rule, f: ListFormat, family: Family) {
     if f.line_numbers {
         let _ = write!(out, "{n:<4} ");
     }
@@ -193,13 +230,14 @@ fn rule_line(out: &mut String, n: usize, r: &Rule, f: ListFormat) {
         num(out, r.counters.packets, f.exact, false);
         num(out, r.counters.bytes, f.exact, false);
     }
-    let _ = write!(out, "{:<9} ", target_name(&r.target));
+    let _ = write!(out, "{:<9} ", target_name(&r.target, family));
     let (proto, pinv) = r.protocol.map_or((0, false), |p| (p.value, p.invert));
     out.push(if pinv { '!' } else { ' ' });
+    // print_rule_details: "%-4s " (a longer name pushes the columns on).
     if f.numeric {
-        let _ = write!(out, "{proto:<5}");
+        let _ = write!(out, "{proto:<4} ");
     } else {
-        let _ = write!(out, "{:<5}", netdb::protocol_name(proto));
+        let _ = write!(out, "{:<4} ", netdb::protocol_name(proto));
     }
     out.push_str("-- ");
     if f.verbose {
@@ -210,17 +248,29 @@ fn rule_line(out: &mut String, n: usize, r: &Rule, f: ListFormat) {
             iface(&r.out_iface, f.numeric)
         );
     }
-    addr(out, r.src, f.numeric);
-    addr(out, r.dst, f.numeric);
+    match family {
+        Family::Ipv4 => {
+            addr(out, r.src, f.numeric);
+            addr(out, r.dst, f.numeric);
+        }
+        Family::Ipv6 => {
+            addr6(out, r.src6, f.numeric);
+            addr6(out, r.dst6, f.numeric);
+        }
+    }
+    // print_firewall: `[goto] ` before the matches.
+    if matches!(r.target, Target::Goto(_)) {
+        out.push_str("[goto] ");
+    }
     let proto_name = match proto {
         6 => "tcp",
         17 => "udp",
         _ => "",
     };
     for m in &r.matches {
-        match_text(out, m, proto_name, f.numeric);
+        match_text(out, m, proto_name, f.numeric, family);
     }
-    target_text(out, &r.target, f.numeric);
+    target_text(out, &r.target, f.numeric, family);
     out.push('\n');
 }
 
@@ -282,7 +332,121 @@ fn states(out: &mut String, s: xdpgw_dataplane::rule::CtStates) {
     }
 }
 
-fn match_text(out: &mut String, m: &Match, proto: &str, numeric: bool) {
+/// An ICMP or ICMPv6 type: its name in `names` unless numeric, else `type
+/// T` with its codes.
+fn icmp_text(out: &mut String, i: Inv<IcmpType>, names: &[(&str, u8, u8, u8)], numeric: bool) {
+    let (ty, lo, hi) = match i.value {
+        IcmpType::Any => (0xff, 0, 0xff),
+        IcmpType::Type {
+            ty,
+            code_lo,
+            code_hi,
+        } => (ty, code_lo, code_hi),
+    };
+    if !numeric {
+        if let Some((name, ..)) = names
+            .iter()
+            .find(|(_, t, l, h)| (*t, *l, *h) == (ty, lo, hi))
+        {
+            let _ = write!(out, " {}{name}", if i.invert { "!" } else { "" });
+            return;
+        }
+    }
+    if i.invert {
+        out.push_str(" !");
+    }
+    // iptables prints no space here ("icmptype 8", "ipv6-icmptype 135").
+    let _ = write!(out, "type {ty}");
+    if lo == hi {
+        let _ = write!(out, " code {lo}");
+    } else if lo != 0 || hi != 0xff {
+        let _ = write!(out, " codes {lo}-{hi}");
+    }
+}
+
+/// libip6t_ipv6header's `print_header`: the headers' names, highest bit
+/// first, or their bits under `-n`.
+fn ipv6header_text(out: &mut String, h: &Ipv6HeaderMatch, numeric: bool) {
+    out.push_str(" ipv6header");
+    if h.headers != 0 || h.invert {
+        let _ = write!(out, " flags:{}", if h.invert { "!" } else { "" });
+        if numeric {
+            let _ = write!(out, "0x{:02X}", h.headers);
+        } else if h.headers == 0 {
+            out.push_str("NONE");
+        } else {
+            let names: Vec<&str> = Ipv6HeaderMatch::NAMES
+                .iter()
+                .filter(|(_, b)| h.headers & b != 0)
+                .map(|(n, _)| *n)
+                .collect();
+            out.push_str(&names.join(","));
+        }
+    }
+    if h.soft {
+        out.push_str(" soft");
+    }
+}
+
+/// libip6t_frag's `print_ids` and libip6t_rt's `print_nums`: nothing for
+/// the whole range, else `NAME:n` or `NAMEs:lo:hi`.
+fn u32_range_text(out: &mut String, name: &str, r: U32Range) {
+    if r.lo == 0 && r.hi == u32::MAX && !r.invert {
+        return;
+    }
+    let inv = if r.invert { "!" } else { "" };
+    let _ = if r.lo == r.hi {
+        write!(out, "{name}:{inv}{}", r.lo)
+    } else {
+        write!(out, "{name}s:{inv}{}:{}", r.lo, r.hi)
+    };
+}
+
+/// libip6t_frag's `frag_print`.
+fn frag_text(out: &mut String, f: &FragMatch) {
+    out.push_str(" frag ");
+    u32_range_text(out, "id", f.ids);
+    if let Some(l) = f.len {
+        let _ = write!(
+            out,
+            " length:{}{}",
+            if l.invert { "!" } else { "" },
+            l.value
+        );
+    }
+    for (on, what) in [
+        (f.res, " reserved"),
+        (f.first, " first"),
+        (f.more, " more"),
+        (f.last, " last"),
+    ] {
+        if on {
+            out.push_str(what);
+        }
+    }
+}
+
+/// libip6t_rt's `rt_print`.
+fn rt_text(out: &mut String, r: &RtMatch) {
+    out.push_str(" rt");
+    if let Some(t) = r.rt_type {
+        let _ = write!(out, " type:{}{}", if t.invert { "!" } else { "" }, t.value);
+    }
+    if r.segsleft != U32Range::ALL {
+        out.push(' ');
+        u32_range_text(out, "segsleft", r.segsleft);
+    }
+    if let Some(l) = r.len {
+        let _ = write!(
+            out,
+            " length:{}{}",
+            if l.invert { "!" } else { "" },
+            l.value
+        );
+    }
+}
+
+fn match_text(out: &mut String, m: &Match, proto: &str, numeric: bool, family: Family) {
     match m {
         Match::Tcp(t) => {
             out.push_str(" tcp");
@@ -304,36 +468,17 @@ fn match_text(out: &mut String, m: &Match, proto: &str, numeric: bool) {
             ports(out, "spt", u.sport, "udp", numeric);
             ports(out, "dpt", u.dport, "udp", numeric);
         }
-        Match::Icmp(i) => {
-            out.push_str(" icmp");
-            let (ty, lo, hi) = match i.value {
-                IcmpType::Any => (0xff, 0, 0xff),
-                IcmpType::Type {
-                    ty,
-                    code_lo,
-                    code_hi,
-                } => (ty, code_lo, code_hi),
-            };
-            if !numeric {
-                if let Some((name, ..)) = ICMP_TYPES
-                    .iter()
-                    .find(|(_, t, l, h)| (*t, *l, *h) == (ty, lo, hi))
-                {
-                    let _ = write!(out, " {}{name}", if i.invert { "!" } else { "" });
-                    return;
-                }
+        // libxt_icmp's print_icmptype, libip6t_icmp6's print_icmpv6type.
+        Match::Icmp(i) => match family {
+            Family::Ipv4 => {
+                out.push_str(" icmp");
+                icmp_text(out, *i, &ICMP_TYPES, numeric);
             }
-            if i.invert {
-                out.push_str(" !");
+            Family::Ipv6 => {
+                out.push_str(" ipv6-icmp");
+                icmp_text(out, *i, &ICMP6_TYPES, numeric);
             }
-            // iptables prints no space here ("icmptype 8").
-            let _ = write!(out, "type {ty}");
-            if lo == hi {
-                let _ = write!(out, " code {lo}");
-            } else if lo != 0 || hi != 0xff {
-                let _ = write!(out, " codes {lo}-{hi}");
-            }
-        }
+        },
         Match::Multiport(mp) => {
             out.push_str(" multiport ");
             out.push_str(match mp.dir {
@@ -466,13 +611,20 @@ fn match_text(out: &mut String, m: &Match, proto: &str, numeric: bool) {
                 l.burst
             );
         }
-        // The IPv6 matches: listed in their save form.
-        Match::IpRange6(_) | Match::Ipv6Header(_) | Match::Frag(_) | Match::Rt(_) => {
-            let _ = write!(out, " {}", m.name());
-            out.push_str(&crate::save::match_spec_text(
-                m,
-                xdpgw_dataplane::rule::Family::Ipv6,
-            ));
+        Match::Ipv6Header(h) => ipv6header_text(out, h, numeric),
+        Match::Frag(f) => frag_text(out, f),
+        Match::Rt(r) => rt_text(out, r),
+        // libxt_iprange's iprange_mt6_print.
+        Match::IpRange6(r) => {
+            for (what, range) in [("source", r.src), ("destination", r.dst)] {
+                if let Some(range) = range {
+                    let _ = write!(out, " {what} IP range");
+                    if range.invert {
+                        out.push_str(" !");
+                    }
+                    let _ = write!(out, " {}-{}", ntop6(range.value.lo), ntop6(range.value.hi));
+                }
+            }
         }
         Match::IpRange(r) => {
             for (what, range) in [("source", r.src), ("destination", r.dst)] {
@@ -492,6 +644,15 @@ fn match_text(out: &mut String, m: &Match, proto: &str, numeric: bool) {
                 write!(out, " length {inv}{lo}")
             } else {
                 write!(out, " length {inv}{lo}:{hi}")
+            };
+        }
+        // libip6t_hl's hl_print.
+        Match::Ttl(t) if family == Family::Ipv6 => {
+            let _ = match *t {
+                TtlMatch::Eq(v) => write!(out, " HL match HL == {v}"),
+                TtlMatch::Ne(v) => write!(out, " HL match HL != {v}"),
+                TtlMatch::Lt(v) => write!(out, " HL match HL < {v}"),
+                TtlMatch::Gt(v) => write!(out, " HL match HL > {v}"),
             };
         }
         Match::Ttl(t) => {
@@ -632,8 +793,11 @@ fn tos_name(t: TosBits, numeric: bool) -> Option<&'static str> {
     NAMES.iter().find(|n| n.1 == t.value).map(|n| n.0)
 }
 
+/// The level names `iptables -L` prints for LOG (iptables 1.8.9 nf_tables:
+/// `err` and `warn`, as nft names them, where libxt_LOG's table says
+/// `error` and `warning`).
 const LOG_LEVELS: [&str; 8] = [
-    "emerg", "alert", "crit", "error", "warning", "notice", "info", "debug",
+    "emerg", "alert", "crit", "err", "warn", "notice", "info", "debug",
 ];
 
 fn nat_range(out: &mut String, r: &NatRange) {
@@ -641,9 +805,16 @@ fn nat_range(out: &mut String, r: &NatRange) {
     crate::save::nat_range_text(out, r);
 }
 
-fn target_text(out: &mut String, t: &Target, numeric: bool) {
+fn target_text(out: &mut String, t: &Target, numeric: bool, family: Family) {
     match t {
-        Target::Goto(_) => out.push_str(" [goto]"),
+        // libip6t_HL's HL_print.
+        Target::Ttl(t) if family == Family::Ipv6 => {
+            let _ = match *t {
+                TtlSet::Set(v) => write!(out, " HL set to {v}"),
+                TtlSet::Inc(v) => write!(out, " HL increment by {v}"),
+                TtlSet::Dec(v) => write!(out, " HL decrement by {v}"),
+            };
+        }
         Target::Reject(w) => {
             let _ = write!(out, " reject-with {}", w.name());
         }
@@ -756,7 +927,12 @@ fn target_text(out: &mut String, t: &Target, numeric: bool) {
                 write!(out, " TOS set 0x{v:02x}/0x{m:02x}")
             };
         }
-        Target::None | Target::Accept | Target::Drop | Target::Return | Target::Jump(_) => {}
+        Target::None
+        | Target::Accept
+        | Target::Drop
+        | Target::Return
+        | Target::Jump(_)
+        | Target::Goto(_) => {}
     }
 }
 
@@ -808,6 +984,86 @@ ACCEPT     tcp  --  anywhere             anywhere             multiport dports s
 ACCEPT     udp  --  anywhere             anywhere             udp dpt:domain
 ACCEPT     icmp --  anywhere             anywhere             icmp echo-request limit: avg 10/sec burst 5
 LOG_DROP   all  --  anywhere             anywhere            
+";
+
+    /// After 2,000 pings of 1,000 bytes over the loopback of a namespace,
+    /// what `ip6tables-save -c`, `ip6tables -L -v -n` and `ip6tables -L -v
+    /// -x -n --line-numbers` printed (iptables 1.8.9, nf_tables, Linux
+    /// 6.18): counted rules and policies, abbreviated and exact.
+    const COUNTED6_SAVE: &str = "\
+*filter
+:INPUT ACCEPT [4000:4192000]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [4000:4192000]
+[2000:2096000] -A INPUT -i lo -p ipv6-icmp -m icmp6 --icmpv6-type 128 -m hl --hl-eq 64
+[0:0] -A INPUT -s ::1/128 -p udp -m udp --dport 9 -j DROP
+[0:0] -A FORWARD -s fd00:10::/64 -j REJECT --reject-with icmp6-adm-prohibited
+COMMIT
+";
+    const COUNTED6_VN: &str = "\
+Chain INPUT (policy ACCEPT 4000 packets, 4192K bytes)
+ pkts bytes target     prot opt in     out     source               destination         
+ 2000 2096K            58   --  lo     *       ::/0                 ::/0                 ipv6-icmptype 128 HL match HL == 64
+    0     0 DROP       17   --  *      *       ::1                  ::/0                 udp dpt:9
+
+Chain FORWARD (policy DROP 0 packets, 0 bytes)
+ pkts bytes target     prot opt in     out     source               destination         
+    0     0 REJECT     0    --  *      *       fd00:10::/64         ::/0                 reject-with icmp6-adm-prohibited
+
+Chain OUTPUT (policy ACCEPT 4000 packets, 4192K bytes)
+ pkts bytes target     prot opt in     out     source               destination         
+";
+    const COUNTED6_VXN_LINES: &str = "\
+Chain INPUT (policy ACCEPT 4000 packets, 4192000 bytes)
+num      pkts      bytes target     prot opt in     out     source               destination         
+1        2000  2096000            58   --  lo     *       ::/0                 ::/0                 ipv6-icmptype 128 HL match HL == 64
+2           0        0 DROP       17   --  *      *       ::1                  ::/0                 udp dpt:9
+
+Chain FORWARD (policy DROP 0 packets, 0 bytes)
+num      pkts      bytes target     prot opt in     out     source               destination         
+1           0        0 REJECT     0    --  *      *       fd00:10::/64         ::/0                 reject-with icmp6-adm-prohibited
+
+Chain OUTPUT (policy ACCEPT 4000 packets, 4192000 bytes)
+num      pkts      bytes target     prot opt in     out     source               destination         
+";
+
+    /// What `ip6tables -L -n -v` printed after `ip6tables-restore
+    /// conf/gateway.rules6` (iptables 1.8.9, nf_tables, Linux 6.18),
+    /// filter table.
+    const GATEWAY6_FILTER_NV: &str = "\
+Chain INPUT (policy DROP 0 packets, 0 bytes)
+ pkts bytes target     prot opt in     out     source               destination         
+    0     0 ACCEPT     0    --  *      *       ::/0                 ::/0                 ctstate RELATED,ESTABLISHED
+    0     0 DROP       0    --  *      *       ::/0                 ::/0                 ctstate INVALID
+    0     0 ACCEPT     0    --  lo     *       ::/0                 ::/0                
+    0     0 ACCEPT     58   --  *      *       ::/0                 ::/0                 ipv6-icmptype 135 HL match HL == 255
+    0     0 ACCEPT     58   --  *      *       ::/0                 ::/0                 ipv6-icmptype 136 HL match HL == 255
+    0     0 ACCEPT     58   --  *      *       ::/0                 ::/0                 ipv6-icmptype 133 HL match HL == 255
+    0     0 ACCEPT     58   --  *      *       ::/0                 ::/0                 ipv6-icmptype 128 limit: avg 10/sec burst 5
+    0     0 ACCEPT     58   --  *      *       ::/0                 ::/0                 ipv6-icmptype 2
+    0     0 ACCEPT     6    --  lan0   *       ::/0                 ::/0                 tcp dpt:22
+    0     0 ACCEPT     17   --  lan0   *       ::/0                 ::/0                 udp dpt:53
+    0     0 DROP       0    --  *      *       ::/0                 ::/0                 ipv6header flags:0x20 soft rt type:0
+    0     0 LOG_DROP   0    --  *      *       ::/0                 ::/0                
+
+Chain FORWARD (policy DROP 0 packets, 0 bytes)
+ pkts bytes target     prot opt in     out     source               destination         
+    0     0 ACCEPT     0    --  *      *       ::/0                 ::/0                 ctstate RELATED,ESTABLISHED
+    0     0 ACCEPT     58   --  *      *       ::/0                 ::/0                 ipv6-icmptype 2
+    0     0 ACCEPT     58   --  *      *       ::/0                 ::/0                 ipv6-icmptype 128
+    0     0 ACCEPT     0    --  lan0   wan0    fd00:10::/64         ::/0                
+    0     0 ACCEPT     0    --  lan0   wan0    2001:db8:10::/64     ::/0                
+    0     0 ACCEPT     6    --  wan0   *       ::/0                 fd00:10::80          tcp dpt:80 ctstate DNAT
+    0     0 REJECT     6    --  wan0   *       ::/0                 ::/0                 reject-with tcp-reset
+    0     0 REJECT     0    --  *      *       ::/0                 ::/0                 reject-with icmp6-adm-prohibited
+
+Chain OUTPUT (policy ACCEPT 0 packets, 0 bytes)
+ pkts bytes target     prot opt in     out     source               destination         
+
+Chain LOG_DROP (1 references)
+ pkts bytes target     prot opt in     out     source               destination         
+    0     0 LOG        0    --  *      *       ::/0                 ::/0                 limit: avg 5/min burst 5 LOG flags 0 level 4 prefix \"drop6: \"
+    0     0 DROP       0    --  *      *       ::/0                 ::/0                
 ";
 
     fn gateway() -> xdpgw_dataplane::rule::RuleSet {
@@ -1077,6 +1333,100 @@ MARK       0    --  0.0.0.0/0            0.0.0.0/0            MARK and 0x0
 "
             ),
             "{got}"
+        );
+    }
+
+    /// `iptables -L INPUT -n` (iptables 1.8.9, nf_tables, Linux 6.18): a
+    /// protocol name longer than the column, `[goto]` before the matches,
+    /// LOG levels 3 and 4 (`err`, `warn` without `-n`).
+    #[test]
+    fn goto_long_protocols_and_log_levels_list_as_iptables() {
+        let text = "*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:X - [0:0]
+-A INPUT -p udplite -j LOG --log-level 3
+-A INPUT -p tcp --dport 22 -g X
+-A INPUT -p 200 -j LOG --log-level 4
+-A INPUT ! -p sctp -g X
+COMMIT
+";
+        let set = crate::parse::load_str(text).expect("rules");
+        let numeric = ListFormat {
+            numeric: true,
+            ..ListFormat::default()
+        };
+        let want = "\
+Chain INPUT (policy ACCEPT)
+target     prot opt source               destination         
+LOG        136  --  0.0.0.0/0            0.0.0.0/0            LOG flags 0 level 3
+X          6    --  0.0.0.0/0            0.0.0.0/0           [goto]  tcp dpt:22
+LOG        200  --  0.0.0.0/0            0.0.0.0/0            LOG flags 0 level 4
+X         !132  --  0.0.0.0/0            0.0.0.0/0           [goto] 
+";
+        assert_eq!(
+            list(filter(&set), Some("INPUT"), numeric).expect("list"),
+            want
+        );
+        let got = list(filter(&set), Some("INPUT"), ListFormat::default()).expect("list");
+        let lines: Vec<&str> = got.lines().collect();
+        assert_eq!(
+            lines[2],
+            "LOG        udplite --  anywhere             anywhere             LOG level err"
+        );
+        assert_eq!(
+            lines[4],
+            "LOG        200  --  anywhere             anywhere             LOG level warn"
+        );
+        assert_eq!(
+            lines[5],
+            "X         !sctp --  anywhere             anywhere            [goto] "
+        );
+    }
+
+    fn table6(set: &xdpgw_dataplane::rule::RuleSet, t: Table) -> &TableRules {
+        set.tables.iter().find(|x| x.table == t).expect("table")
+    }
+
+    #[test]
+    fn ipv6_gateway_lists_as_ip6tables() {
+        let text = include_str!("../../../conf/gateway.rules6");
+        let set = crate::parse::load_str6(text).expect("gateway.rules6");
+        let f = ListFormat {
+            verbose: true,
+            numeric: true,
+            ..ListFormat::default()
+        };
+        let got = list_in(table6(&set, Table::Filter), None, f, Family::Ipv6).expect("list");
+        assert_eq!(got, GATEWAY6_FILTER_NV);
+    }
+
+    #[test]
+    fn ipv6_counters_list_as_ip6tables() {
+        let set = crate::parse::load_str6(COUNTED6_SAVE).expect("the saved rules");
+        let filter = table6(&set, Table::Filter);
+        let f = ListFormat {
+            verbose: true,
+            numeric: true,
+            ..ListFormat::default()
+        };
+        assert_eq!(
+            list_in(filter, None, f, Family::Ipv6).expect("list"),
+            COUNTED6_VN
+        );
+        let f = ListFormat {
+            exact: true,
+            line_numbers: true,
+            ..f
+        };
+        assert_eq!(
+            list_in(filter, None, f, Family::Ipv6).expect("list"),
+            COUNTED6_VXN_LINES
+        );
+        assert_eq!(
+            list_in(filter, Some("NOPE"), f, Family::Ipv6).map_err(|e| e.to_string()),
+            Err("chain 'NOPE' does not exist in table filter".into())
         );
     }
 

@@ -723,6 +723,33 @@ impl Lab {
         self.saved_rules("ip6tables-save", &args)
     }
 
+    /// The IPv6 rules in force as `ip6tables -L ARGS` lists them (xdpgw:
+    /// `xdpgw list -6 ARGS` through the control socket).
+    pub fn list6(&self, args: &[&str]) -> String {
+        let out = match self.backend {
+            Backend::Linux => {
+                let mut linux = vec!["ip6tables", "-L"];
+                linux.extend(args);
+                self.gateway.exec(&linux)
+            }
+            Backend::Xdpgw => std::process::Command::new(&self.xdpgw)
+                .args(["list", "-6"])
+                .args(args)
+                .arg("--config")
+                .arg(&self.config)
+                .output()
+                .unwrap_or_else(|e| panic!("run {}: {e}", self.xdpgw.display())),
+        };
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        assert!(
+            out.status.success(),
+            "list -6 {args:?}: {}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
     /// Packet counters of the IPv6 rules in force (`ip6tables-save -c`),
     /// as [`Lab::packet_counters`] reads IPv4's.
     pub fn packet_counters6(&self, table: Option<&str>) -> BTreeMap<String, u64> {
