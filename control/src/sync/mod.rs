@@ -1,0 +1,4 @@
+//! Conntrack state sync, wire-compatible with conntrackd (conntrack-tools
+//! 1.4.x): see [`wire`].
+
+pub mod wire;
