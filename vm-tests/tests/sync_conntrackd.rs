@@ -35,20 +35,44 @@ const LINUX_SYNC: &str = "10.77.0.1";
 const XDPGW_SYNC: &str = "10.77.0.2";
 const WAIT: Duration = Duration::from_secs(20);
 
-/// conntrackd's configuration: `mode` over UDP on sync0, its lock file and
-/// control socket in `dir`, the sync link's own traffic ignored.
-fn conntrackd_conf(dir: &Path, mode: &str) -> std::path::PathBuf {
+/// How the pair talks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Channel {
+    Udp,
+    Multicast,
+}
+
+const GROUP: &str = "225.0.0.50";
+
+/// A conntrackd.conf: `mode` over `channel` on sync0 from `local` to
+/// `peer`, the lock file and control socket in `dir`, the sync link's own
+/// traffic ignored.
+fn conntrackd_conf(
+    dir: &Path,
+    name: &str,
+    mode: &str,
+    channel: Channel,
+    (local, peer): (&str, &str),
+) -> std::path::PathBuf {
     let d = dir.display();
+    let chan = match channel {
+        Channel::Udp => format!(
+            "\tUDP {{\n\t\tIPv4_address {local}\n\t\tIPv4_Destination_Address {peer}\n\t\t\
+             Port 3780\n\t\tInterface sync0\n\t\tChecksum on\n\t}}\n"
+        ),
+        Channel::Multicast => format!(
+            "\tMulticast {{\n\t\tIPv4_address {GROUP}\n\t\tGroup 3780\n\t\t\
+             IPv4_interface {local}\n\t\tInterface sync0\n\t\tChecksum on\n\t}}\n"
+        ),
+    };
     let text = format!(
-        "Sync {{\n\tMode {mode} {{\n\t}}\n\tUDP {{\n\t\tIPv4_address {LINUX_SYNC}\n\t\t\
-         IPv4_Destination_Address {XDPGW_SYNC}\n\t\tPort 3780\n\t\tInterface sync0\n\t\t\
-         Checksum on\n\t}}\n}}\nGeneral {{\n\tHashSize 1024\n\tHashLimit 8192\n\t\
-         LogFile {d}/conntrackd.log\n\tSyslog off\n\tLockFile {d}/conntrackd.lock\n\t\
-         UNIX {{\n\t\tPath {d}/conntrackd.ctl\n\t}}\n\tFilter From Userspace {{\n\t\t\
+        "Sync {{\n\tMode {mode} {{\n\t}}\n{chan}}}\nGeneral {{\n\tHashSize 1024\n\t\
+         HashLimit 8192\n\tLogFile {d}/{name}.log\n\tSyslog off\n\tLockFile {d}/{name}.lock\n\t\
+         UNIX {{\n\t\tPath {d}/{name}.ctl\n\t}}\n\tFilter From Userspace {{\n\t\t\
          Address Ignore {{\n\t\t\tIPv4_address 127.0.0.1\n\t\t\tIPv4_address 10.77.0.0/24\n\t\t\
          }}\n\t}}\n}}\n"
     );
-    let path = dir.join("conntrackd.conf");
+    let path = dir.join(format!("{name}.conf"));
     std::fs::write(&path, text).expect("write conntrackd.conf");
     path
 }
@@ -147,8 +171,10 @@ fn traffic(lab: &Lab, tcp_port: u16, udp_port: u16) -> (u16, u16, Vec<Process>) 
     (sport, udp_sport, vec![stream, echo, uecho])
 }
 
-fn sync_both_ways(mode: &str) {
-    let test = format!("sync_conntrackd_{mode}");
+/// The scenario of the module's documentation. xdpgw reads its side from
+/// `[sync]`, or (`xdpgw_conf`) from a conntrackd.conf of its own.
+fn sync_both_ways(mode: &str, channel: Channel, xdpgw_conf: bool) {
+    let test = format!("sync_conntrackd_{mode}_{channel:?}");
     if !require_root_with(&test, &["conntrackd", "conntrack", "iptables-restore"]) {
         return;
     }
@@ -157,11 +183,20 @@ fn sync_both_ways(mode: &str) {
     std::fs::create_dir_all(&ldir).expect("mkdir");
     std::fs::create_dir_all(&xdir).expect("mkdir");
     let rules = restore_text(RULES);
-    let sync = format!(
-        "[sync]\nmode = \"{}\"\ninterface = \"sync0\"\naddress = \"{XDPGW_SYNC}\"\n\
-         peer = \"{LINUX_SYNC}\"\nport = 3780\n",
-        mode.to_lowercase()
-    );
+    let sync = if xdpgw_conf {
+        let own = conntrackd_conf(&xdir, "xdpgw-side", mode, channel, (XDPGW_SYNC, LINUX_SYNC));
+        format!("[sync]\nconntrackd_conf = \"{}\"\n", own.display())
+    } else {
+        let to = match channel {
+            Channel::Udp => format!("peer = \"{LINUX_SYNC}\""),
+            Channel::Multicast => format!("multicast_group = \"{GROUP}\""),
+        };
+        format!(
+            "[sync]\nmode = \"{}\"\ninterface = \"sync0\"\naddress = \"{XDPGW_SYNC}\"\n{to}\n\
+             port = 3780\n",
+            mode.to_lowercase()
+        )
+    };
     let linux = lab_with(&ldir, Backend::Linux, Some(&rules), "");
     let mut x = lab_with(&xdir, Backend::Xdpgw, Some(&rules), &sync);
     veth(linux.gateway(), "sync0", x.gateway(), "sync0");
@@ -173,7 +208,7 @@ fn sync_both_ways(mode: &str) {
     x.wait_gateway_stderr("the sync's `open` line", WAIT, |l| {
         l.contains("sync: sync0 10.77.0.2:3780 open")
     });
-    let conf = conntrackd_conf(&ldir, mode);
+    let conf = conntrackd_conf(&ldir, "conntrackd", mode, channel, (LINUX_SYNC, XDPGW_SYNC));
     let ctd_conf = conf.display().to_string();
     let mut ctd = linux
         .gateway()
@@ -272,10 +307,16 @@ fn sync_both_ways(mode: &str) {
 
 #[test]
 fn sync_with_conntrackd_ftfw() {
-    sync_both_ways("FTFW");
+    sync_both_ways("FTFW", Channel::Udp, false);
+}
+
+/// xdpgw's side from a conntrackd.conf ([sync] conntrackd_conf).
+#[test]
+fn sync_with_conntrackd_notrack_from_its_conf() {
+    sync_both_ways("NOTRACK", Channel::Udp, true);
 }
 
 #[test]
-fn sync_with_conntrackd_notrack() {
-    sync_both_ways("NOTRACK");
+fn sync_with_conntrackd_ftfw_multicast() {
+    sync_both_ways("FTFW", Channel::Multicast, false);
 }
