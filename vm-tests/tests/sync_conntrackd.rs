@@ -291,6 +291,13 @@ fn sync_both_ways(mode: &str, channel: Channel, xdpgw_conf: bool) {
     wait_for("the resync's answer", &["dport=8400 "], || {
         xdpgw(&x, &["sync", "dump-external"])
     });
+    let metrics = xdpgw(&x, &["metrics"]);
+    let received = metrics
+        .iter()
+        .find_map(|l| l.strip_prefix("xdpgw_sync_messages_total{direction=\"received\"} "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .expect("the sync's metrics");
+    assert!(received > 0, "{metrics:?}");
     let stats = xdpgw(&x, &["sync", "stats"]).join("\n");
     eprintln!("{stats}");
     assert!(stats.contains("malformed 0 "), "{stats}");

@@ -37,7 +37,7 @@ use std::io::ErrorKind;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use xdpgw_dataplane::conntrack::{proc_line, CtEvent, EventKind, Restored, Snapshot};
 use xdpgw_dataplane::flow::Tuple;
@@ -51,7 +51,7 @@ use wire::CtKind;
 /// How long the thread waits for the peer's datagrams before it looks at
 /// the events again.
 pub const POLL: Duration = Duration::from_millis(20);
-/// Datagrams read in one poll at most (then the events get their turn).
+/// Datagrams read in one poll at most.
 const RECV_BURST: usize = 256;
 
 /// What the control socket asks of the sync thread.
@@ -103,6 +103,11 @@ impl SyncShared {
 
     pub fn counters(&self) -> SyncCounters {
         *lock(&self.counters)
+    }
+
+    /// The counters and the external cache's size.
+    pub fn snapshot(&self) -> (SyncCounters, usize) {
+        (self.counters(), lock(&self.external).len())
     }
 }
 
@@ -245,7 +250,13 @@ pub fn serve(
     let mut received = Vec::new();
     let mut failing = false;
     while !stop.load(Ordering::Relaxed) {
+        // Datagrams for at most a poll (then the events get their turn).
+        let until = Instant::now() + POLL;
         for _ in 0..RECV_BURST {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || socks.rx.set_read_timeout(Some(left)).is_err() {
+                break;
+            }
             match socks.rx.recv_from(&mut buf) {
                 Ok((n, SocketAddr::V4(from))) if *from.ip() != cfg.address => {
                     session.receive(&buf[..n], &mut received)
