@@ -205,8 +205,10 @@ enum Command {
         #[command(flatten)]
         gateway: GatewayArgs,
     },
-    /// Conntrack state sync with the peer gateway (`[sync]`), as
-    /// conntrackd's options do it, for a keepalived notify script:
+    /// Conntrack state sync with the peer gateway (`[sync]`): commit, flush,
+    /// resync, bulk, stats, dump-external.
+    ///
+    /// As conntrackd's options do it, for a keepalived notify script:
     /// `commit` (conntrackd -c) puts the entries the peer sent in the live
     /// table with their NAT; `flush` (-f) empties that external cache;
     /// `resync` (-n) asks the peer for its whole table; `bulk` (-B) sends
