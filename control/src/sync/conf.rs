@@ -525,6 +525,76 @@ General {
         assert_eq!(c.port, 3781);
     }
 
+    fn toml_sync(text: &str) -> Result<SyncConfig, String> {
+        let raw: RawSync = toml::from_str(text).map_err(|e| e.to_string())?;
+        raw.check(Path::new("/etc/xdpgw"), &|span, message| {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            ConfigError {
+                file: "g.toml".into(),
+                line,
+                column: 1,
+                message,
+            }
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_sync_table() {
+        let c = toml_sync(
+            "mode = \"ftfw\"\ninterface = \"sync0\"\naddress = \"10.77.0.2\"\n\
+             peer = \"10.77.0.1\"\nwindow = 50\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            (c.mode, c.port, c.window, c.resend_queue, c.cache_max),
+            (Mode::Ftfw, 3780, 50, 131_072, 131_072)
+        );
+        assert_eq!(
+            c.transport,
+            Transport::Udp {
+                peer: Ipv4Addr::new(10, 77, 0, 1)
+            }
+        );
+        let m = toml_sync(
+            "mode = \"NOTRACK\"\ninterface = \"s\"\naddress = \"10.0.0.1\"\n\
+             multicast_group = \"225.0.0.50\"\nport = 3781\n",
+        )
+        .expect("multicast");
+        assert_eq!(m.mode, Mode::Notrack);
+        for (text, want) in [
+            (
+                "mode = \"alarm\"\ninterface = \"s\"\naddress = \"10.0.0.1\"\npeer = \"10.0.0.2\"",
+                "g.toml:1:1: bad sync mode 'alarm': ftfw or notrack",
+            ),
+            (
+                "mode = \"ftfw\"\ninterface = \"s\"\naddress = \"10.0.0.1\"\n\
+                 multicast_group = \"10.0.0.2\"",
+                "g.toml:4:1: multicast_group 10.0.0.2 is not a multicast address",
+            ),
+            (
+                "mode = \"ftfw\"\ninterface = \"s\"\naddress = \"10.0.0.1\"",
+                "g.toml:1:1: [sync] needs peer (UDP) or multicast_group",
+            ),
+            (
+                "conntrackd_conf = \"c.conf\"\nmode = \"ftfw\"",
+                "g.toml:2:1: [sync] takes either conntrackd_conf or its own settings, not both",
+            ),
+            (
+                "mode = \"ftfw\"\ninterface = \"s\"\naddress = \"10.0.0.1\"\npeer = \"10.0.0.2\"\n\
+                 port = 0",
+                "g.toml:5:1: sync port 0 is out of range: 1 to 65535",
+            ),
+        ] {
+            assert_eq!(toml_sync(text).expect_err(text), want);
+        }
+        let missing = toml_sync("conntrackd_conf = \"/nonexistent/c.conf\"").expect_err("missing");
+        assert!(
+            missing.starts_with("g.toml:1:1: cannot read conntrackd_conf /nonexistent/c.conf"),
+            "{missing}"
+        );
+    }
+
     #[test]
     fn conntrackd_conf_errors_say_where() {
         let e = parse_conntrackd_conf(
