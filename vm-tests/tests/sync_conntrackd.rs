@@ -17,8 +17,8 @@
 //! (`conntrackd -e`), and after `conntrackd -c` in the kernel's table
 //! (`conntrack -L`) with the reply tuples xdpgw's table has.
 //!
-//! Then `xdpgw sync resync` (conntrackd -n's request) makes conntrackd send
-//! its whole table again.
+//! Then each asks the other for its whole table (`conntrackd -n`, `xdpgw
+//! sync resync`) and gets it; garbage on xdpgw's sync port is counted.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -283,6 +283,18 @@ fn sync_both_ways(mode: &str, channel: Channel, xdpgw_conf: bool) {
     assert_eq!(reply_tuple(&udp_k), reply_tuple(&udp_x), "{udp_k}\n{udp_x}");
     assert!(reply_tuple(&tcp_k).contains("dst=203.0.113.1 "), "{tcp_k}");
 
+    // conntrackd asks xdpgw for its table (`conntrackd -n`): xdpgw answers
+    // with the whole table (its bulk counter), which conntrackd takes.
+    conntrackd(linux.gateway(), &conf, &["-n"]);
+    wait_for("xdpgw's answer to a resync", &["bulks 1 "], || {
+        xdpgw(&x, &["sync", "stats"])
+    });
+    wait_for(
+        "the answer in conntrackd's cache",
+        &[&format!("sport={tcp_sport} dport=8500 ")],
+        || conntrackd(linux.gateway(), &conf, &["-e"]),
+    );
+
     // A resync request: conntrackd answers with its table (the TCP entry
     // of (a) again).
     xdpgw(&x, &["sync", "flush"]);
@@ -301,6 +313,21 @@ fn sync_both_ways(mode: &str, channel: Channel, xdpgw_conf: bool) {
     let stats = xdpgw(&x, &["sync", "stats"]).join("\n");
     eprintln!("{stats}");
     assert!(stats.contains("malformed 0 "), "{stats}");
+    // Garbage on the sync port (a message of another protocol version) is
+    // counted, and changes nothing.
+    let to = match channel {
+        Channel::Udp => XDPGW_SYNC,
+        Channel::Multicast => GROUP,
+    };
+    let garbage = format!(
+        "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+         s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton('{LINUX_SYNC}')); \
+         s.sendto(b'\\x2a\\x00\\x00\\x08' + b'\\xff' * 4, ('{to}', 3780))"
+    );
+    linux.gateway().exec_ok(&["python3", "-c", &garbage]);
+    wait_for("the garbage counted", &["malformed 1 "], || {
+        xdpgw(&x, &["sync", "stats"])
+    });
     if mode == "FTFW" {
         // conntrackd acknowledges what xdpgw sent (at its next keep-alive).
         wait_for(
