@@ -273,6 +273,9 @@ fn sync_both_ways(mode: &str, channel: Channel, xdpgw_conf: bool) {
         &[&format!("sport={udp_sport} dport=8501 ")],
         || conntrackd(linux.gateway(), &conf, &["-e"]),
     );
+    // What xdpgw committed from conntrackd in (a) is not sent back.
+    let ext = conntrackd(linux.gateway(), &conf, &["-e"]);
+    assert!(!ext.iter().any(|l| l.contains("dport=8400 ")), "{ext:#?}");
     conntrackd(linux.gateway(), &conf, &["-c"]);
     let kernel = linux.conntrack_list();
     let tcp_k = find(&kernel, &format!("sport={tcp_sport} dport=8500 "));

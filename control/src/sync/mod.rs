@@ -292,7 +292,12 @@ pub fn serve(
                 Ask::Bulk => bulk = true,
             }
         }
-        let (events, lost) = control.events.poll(ct, id, now);
+        let (mut events, lost) = control.events.poll(ct, id, now);
+        // Entries the control plane put in (a commit of what the peer sent,
+        // a restore) are not sent back, as conntrackd does not send the
+        // kernel's events for its own commits; deletions from userspace
+        // (`conntrack -D`) are sent.
+        events.retain(|e| !(e.userspace() && e.kind != EventKind::Destroy));
         let changes = coalesce(&events);
         for (kind, s) in &changes {
             session.send_ct(*kind, &entry::from_snapshot(s, now));

@@ -197,7 +197,8 @@ impl Conntrack {
     /// than the table's maximum: ASSURED entries go first, so that a
     /// smaller table keeps the connections Linux would least like to drop
     /// (`early_drop` spares them). An entry one of whose tuples is taken is
-    /// left out. Counted as inserts in [`Conntrack::stats`]; no events.
+    /// left out. Counted as inserts in [`Conntrack::stats`]; their NEW
+    /// events (when someone listens) come from userspace (`at: None`).
     pub fn restore(&self, now: Nanos, entries: &[SavedEntry], elapsed: Nanos) -> Restored {
         let mut r = Restored::default();
         let assured = |e: &&SavedEntry| e.conn.status & status::ASSURED != 0;
@@ -227,7 +228,7 @@ impl Conntrack {
                 continue;
             }
             let oh = self.hash(&p.orig);
-            match self.insert_reserved(now, &p, (oh, self.shard_of(oh)), &mut counted) {
+            match self.insert_reserved(now, &p, (oh, self.shard_of(oh)), &mut counted, None) {
                 Ok(_) => r.restored += 1,
                 Err(ConfirmError::Clash) => r.clashed += 1,
                 Err(ConfirmError::TableFull) => r.no_room += 1,

@@ -2321,8 +2321,24 @@ fn committed_sync_entries_carry_their_nat_and_take_traffic() {
     let mut p2 = p;
     p2.reply = reply;
     confirm(&c, now, &p2);
+    c.events_subscribe();
     let r = c.commit(now, &[e, u]);
     assert_eq!((r.restored, r.replaced, r.clashed), (2, 1, 0), "{r:?}");
+    // The replaced entry's DESTROY and the committed entries' NEW, all
+    // from userspace (what the sync does not send back to the peer).
+    let mut ev = Vec::new();
+    assert_eq!(c.events_drain(&mut ev), 0);
+    let mut kinds: Vec<(EventKind, bool)> = ev.iter().map(|e| (e.kind, e.userspace())).collect();
+    kinds.sort_by_key(|k| k.0 != EventKind::Destroy);
+    assert_eq!(
+        kinds,
+        vec![
+            (EventKind::Destroy, true),
+            (EventKind::New, true),
+            (EventKind::New, true)
+        ]
+    );
+    c.events_unsubscribe();
     let l = c.listing(now);
     assert_eq!(l.len(), 2);
     let tcp = l.iter().find(|s| s.orig == orig).expect("listed");
