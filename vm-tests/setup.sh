@@ -2,6 +2,7 @@
 # Installs what xdpgw's tests and demo need on a fresh Debian machine:
 # iptables (Linux as the oracle; ip6tables too), radvd (the router
 # advertisements of the IPv6 lab's Linux gateway), iproute2 (namespaces, veth), conntrack,
+# conntrackd and keepalived (the HA labs: state sync against the real daemon, VRRP),
 # tcpdump, ethtool, iputils-ping (the end-to-end lab's ping), procps (kill
 # and sysctl, which the lab runs; a minimal Debian has neither), netbase
 # (/etc/protocols and /etc/services, which iptables and xdpgw read for
@@ -16,7 +17,7 @@ set -euo pipefail
 
 need=()
 # type -P finds programs only: `kill` is also a shell builtin, and the lab runs the program.
-for pair in iptables-restore:iptables ip6tables-restore:iptables radvd:radvd ip:iproute2 conntrack:conntrack tcpdump:tcpdump ethtool:ethtool ping:iputils-ping python3:python3 kill:procps sysctl:procps \
+for pair in iptables-restore:iptables ip6tables-restore:iptables radvd:radvd ip:iproute2 conntrack:conntrack conntrackd:conntrackd keepalived:keepalived tcpdump:tcpdump ethtool:ethtool ping:iputils-ping python3:python3 kill:procps sysctl:procps \
     dpkg-shlibdeps:dpkg-dev strip:binutils man:man-db nsenter:util-linux setpriv:util-linux prometheus:prometheus; do
     cmd=${pair%%:*}
     pkg=${pair#*:}

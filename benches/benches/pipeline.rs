@@ -1,7 +1,9 @@
 //! Packet-path speed on in-memory batches of 64 frames, one core:
 //! - an established UDP flow through the conf/gateway.rules pipeline
 //!   (conntrack hit, MASQUERADE rewrite, FORWARD accept);
-//! - new connections (conntrack insert + NAT port allocation);
+//! - new connections (conntrack insert + NAT port allocation), and the same
+//!   with conntrack events recorded (the state sync listening), and the
+//!   sync thread's encoding of them;
 //! - the established flow with 10, 1,000 and 10,000 filter rules before the
 //!   accepting rule;
 //! - conntrack lookups from 2 threads on 1 million entries;
@@ -294,6 +296,14 @@ fn established_flows(c: &mut Criterion) {
 }
 
 fn new_connections(c: &mut Criterion) {
+    new_connections_with(c, "new_connections_batch64", false);
+    // As with the state sync (or the NAT log, or `conntrack -E`) running:
+    // the workers record each event; the listener drains them (outside
+    // the timing, on another core in a running gateway).
+    new_connections_with(c, "new_connections_events_recorded_batch64", true);
+}
+
+fn new_connections_with(c: &mut Criterion, name: &str, events: bool) {
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(BATCH as u64));
     let rules = gateway_rules();
@@ -324,7 +334,9 @@ fn new_connections(c: &mut Criterion) {
     // Built on first use (so that other benchmarks' profiles do not see it),
     // with the table's memory touched once.
     let mut state: Option<Worker> = None;
-    g.bench_function("new_connections_batch64", |b| {
+    let mut drained = Vec::with_capacity(4096);
+    let mut lost = 0u64;
+    g.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let w = state.get_or_insert_with(|| {
                 let mut w = worker(&rules, 1 << 20);
@@ -336,6 +348,9 @@ fn new_connections(c: &mut Criterion) {
                 }
                 drop(b);
                 expire_all(&mut w, &mut now);
+                if events {
+                    w.gateway().conntrack.events_subscribe();
+                }
                 w
             });
             let mut total = Duration::ZERO;
@@ -359,12 +374,78 @@ fn new_connections(c: &mut Criterion) {
                 }
                 drop(b);
                 total += start.elapsed();
+                if events {
+                    lost += w.gateway().conntrack.events_drain(&mut drained);
+                    drained.clear();
+                }
             }
             total
         })
     });
     if let Some(w) = &state {
         assert_eq!(w.stats().dropped(), 0, "{:?}", w.stats());
+    }
+    assert_eq!(lost, 0, "events lost");
+    g.finish();
+}
+
+/// The state sync's work for a batch of 64 new NATed connections (on its
+/// own thread in a running gateway): coalescing the events, encoding the
+/// entries as conntrackd's messages and packing them into datagrams.
+fn sync_encode(c: &mut Criterion) {
+    use xdpgw_control::sync::session::{Mode, Session, SessionConfig};
+    use xdpgw_control::sync::{coalesce, entry};
+    use xdpgw_dataplane::conntrack::{status, CtEvent, EventKind, Snapshot, TcpState};
+    let mut g = c.benchmark_group("sync");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let events: Vec<CtEvent> = (0..BATCH as u16)
+        .map(|k| {
+            let orig = Tuple {
+                src: Ipv4Addr::new(192, 168, 10, 2),
+                dst: SERVER,
+                sport: 20_000 + k,
+                dport: 443,
+                proto: 6,
+            };
+            let mut reply = orig.invert();
+            reply.dst = GW_WAN;
+            reply.dport = 61_000 + k;
+            CtEvent {
+                kind: EventKind::New,
+                at: Some(1),
+                protoinfo: true,
+                snap: Snapshot {
+                    orig,
+                    reply,
+                    status: status::CONFIRMED | status::SRC_NAT,
+                    tcp_state: TcpState::SynSent,
+                    mark: 0,
+                    expires: 120_000_000_000,
+                    packets: [1, 0],
+                    bytes: [60, 0],
+                    icmp_type: 0,
+                    icmp_code: 0,
+                },
+            }
+        })
+        .collect();
+    for (name, mode) in [
+        ("encode_64_new_ftfw", Mode::Ftfw),
+        ("encode_64_new_notrack", Mode::Notrack),
+    ] {
+        let mut cfg = SessionConfig::new(mode, 1500);
+        // Acknowledged at once in a real pair; here the queue is emptied
+        // by its bound.
+        cfg.resend_queue = 4096;
+        let mut s = Session::new(cfg, 1, 0);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                for (kind, snap) in coalesce(&events) {
+                    s.send_ct(kind, &entry::from_snapshot(&snap, 0));
+                }
+                std::hint::black_box(s.flush(0))
+            })
+        });
     }
     g.finish();
 }
@@ -977,6 +1058,7 @@ criterion_group!(
     established_flow_links,
     established_flows,
     new_connections,
+    sync_encode,
     conntrack_two_threads,
     nat_exhausted,
     conntrack_save_restore,

@@ -1,6 +1,7 @@
 //! Shared inputs for the criterion benchmarks in `benches/`.
 
 pub mod conntrack_scale;
+pub mod scale_out;
 
 use std::fmt::Write;
 

@@ -41,6 +41,11 @@
 //! [fragments]                        # optional: Linux's net.ipv4.ipfrag_* sysctls
 //! high_thresh = 4194304              # bytes of fragments queued before every new one is dropped
 //! time = 30                          # seconds an incomplete datagram's fragments are kept
+//! [sync]                             # optional: conntrack state sync with a peer, as conntrackd
+//! mode = "ftfw"                      # (see `sync::conf`; or conntrackd_conf = "PATH")
+//! interface = "sync0"
+//! address = "10.77.0.1"
+//! peer = "10.77.0.2"
 //! ```
 //!
 //! An `[[interface]]` may name its host path device with `host_device`
@@ -98,6 +103,7 @@ struct RawConfig {
     conntrack: RawConntrack,
     #[serde(default)]
     fragments: RawFragments,
+    sync: Option<crate::sync::conf::RawSync>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -426,6 +432,8 @@ pub struct Config {
     pub conntrack: ConntrackFileConfig,
     /// IPv4 reassembly (`[fragments]`; Linux's defaults).
     pub fragments: FragConfig,
+    /// Conntrack state sync with a peer (`[sync]`), if any.
+    pub sync: Option<crate::sync::conf::SyncConfig>,
 }
 
 /// A configuration error at `file:line:column` (line 0: about the whole
@@ -854,6 +862,10 @@ impl Config {
             }
             Some(f) => Some(base.join(f.get_ref())),
         };
+        let sync = match &raw.sync {
+            None => None,
+            Some(r) => Some(r.check(base, &at)?),
+        };
         let rules6 = match &raw.rules6 {
             None => None,
             Some(f) if f.get_ref().is_empty() || f.get_ref().ends_with('/') => {
@@ -865,6 +877,7 @@ impl Config {
             Some(f) => Some(base.join(f.get_ref())),
         };
         Ok(Config {
+            sync,
             path: path.to_path_buf(),
             ipsets,
             rules6,

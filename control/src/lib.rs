@@ -17,6 +17,7 @@ pub mod run;
 pub mod save;
 pub mod service;
 pub mod state_file;
+pub mod sync;
 pub mod trace;
 
 use std::path::{Path, PathBuf};

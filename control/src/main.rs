@@ -210,6 +210,21 @@ enum Command {
         #[command(flatten)]
         gateway: GatewayArgs,
     },
+    /// Conntrack state sync with the peer gateway (`[sync]`): commit, flush,
+    /// resync, bulk, stats, dump-external.
+    ///
+    /// As conntrackd's options do it, for a keepalived notify script:
+    /// `commit` (conntrackd -c) puts the entries the peer sent in the live
+    /// table with their NAT; `flush` (-f) empties that external cache;
+    /// `resync` (-n) asks the peer for its whole table; `bulk` (-B) sends
+    /// this gateway's; `stats` (-s); `dump-external` (-e) lists the
+    /// external cache in the /proc/net/nf_conntrack format.
+    Sync {
+        #[arg(value_parser = ["commit", "flush", "resync", "bulk", "stats", "dump-external"])]
+        action: String,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
     /// Follow the next packets matching MATCH through the running gateway:
     /// each table, chain and rule they pass (rules as iptables-save prints
     /// them), their conntrack state and why (e.g. INVALID and the reason),
@@ -563,6 +578,13 @@ fn main() -> ExitCode {
                 .opt("dst", dst)
                 .opt("state", state),
         ),
+        Command::Sync { action, gateway } => {
+            let command = match action.as_str() {
+                "dump-external" => "sync-external".to_string(),
+                a => format!("sync-{a}"),
+            };
+            gateway.call(&Request::new(&command))
+        }
         Command::Trace {
             count,
             gateway,

@@ -341,6 +341,10 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
         nat_log: Default::default(),
         rules6: std::sync::Mutex::new(rules6),
         reloads: Default::default(),
+        sync: cfg
+            .sync
+            .clone()
+            .map(|c| Arc::new(crate::sync::SyncShared::new(c))),
     };
     // The ports are open: now the control socket (removed when dropped).
     let socket = ControlSocket::bind(&cfg.control_socket)?;
@@ -368,6 +372,23 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
                 })
             }))
         });
+        let sync = match control.sync.as_deref() {
+            Some(shared) => match crate::sync::subscribe(&control) {
+                None => {
+                    service::log(level::ERR, "xdpgw: sync: no event listener free");
+                    None
+                }
+                Some(id) => {
+                    let (control, stop) = (&control, &stop);
+                    Some(s.spawn(move |_| {
+                        crate::sync::serve(control, shared, id, stop, &|m| {
+                            service::log(level::WARNING, &format!("xdpgw: {m}"))
+                        })
+                    }))
+                }
+            },
+            None => None,
+        };
         for ((w, queues), host) in assignments.into_iter().enumerate().zip(host_queues) {
             let gw = Arc::clone(&gw);
             let stop = Arc::clone(&stop);
@@ -451,6 +472,9 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
             let _ = h.join();
         }
         if let Some(h) = nat_log {
+            let _ = h.join();
+        }
+        if let Some(h) = sync {
             let _ = h.join();
         }
         handles

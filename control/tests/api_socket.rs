@@ -110,6 +110,7 @@ fn control(rules_file: PathBuf) -> Control {
         config_file: None,
         conntrack: Mutex::new(ConntrackConfig::default()),
         nat_log: Default::default(),
+        sync: None,
         rules6: Mutex::default(),
         reloads: Default::default(),
     }

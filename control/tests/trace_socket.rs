@@ -51,6 +51,7 @@ fn control() -> Control {
         config_file: None,
         conntrack: Mutex::new(ConntrackConfig::default()),
         nat_log: Default::default(),
+        sync: None,
         rules6: Mutex::default(),
         reloads: Default::default(),
     }

@@ -316,3 +316,40 @@ pub mod wire6 {
         }
     }
 }
+
+/// Datagrams of conntrackd's sync protocol (`fuzz/fuzz_targets/sync_wire.rs`).
+pub mod sync_wire {
+    use xdpgw_control::sync::session::{Mode, Received, Session, SessionConfig};
+    use xdpgw_control::sync::wire::{build_ct, messages, parse_ct, Body, HDR_LEN};
+
+    /// Reads `data` as a datagram: the messages lie within it, a parsed
+    /// entry built again parses to itself; both kinds of session take it
+    /// without panicking, and what they answer parses.
+    pub fn run(data: &[u8]) {
+        let mut total = 0usize;
+        for m in messages(data).flatten() {
+            total += usize::from(m.hdr.len);
+            if let Body::Ct(kind, attrs) = m.body {
+                if let Ok(ct) = parse_ct(attrs) {
+                    let mut out = Vec::new();
+                    build_ct(&mut out, kind, 0, m.hdr.seq, &ct);
+                    assert_eq!(parse_ct(&out[HDR_LEN..]), Ok(ct), "built again");
+                }
+            }
+        }
+        assert!(total <= data.len(), "messages beyond the datagram");
+        for mode in [Mode::Ftfw, Mode::Notrack] {
+            let mut s = Session::new(SessionConfig::new(mode, 1500), 1, 0);
+            let mut got: Vec<Received> = Vec::new();
+            s.receive(data, &mut got);
+            s.receive(data, &mut got);
+            s.tick(5_000_000_000);
+            for d in s.flush(5_000_000_000) {
+                assert!(
+                    messages(&d).all(|m| m.is_ok()),
+                    "an answer that does not parse"
+                );
+            }
+        }
+    }
+}

@@ -1,5 +1,5 @@
 //! The fuzz targets on stable Rust, in `cargo test`: the bodies of
-//! `fuzz/fuzz_targets/pipeline.rs`, `parse_rules.rs` and `wire6.rs`
+//! `fuzz/fuzz_targets/pipeline.rs`, `parse_rules.rs`, `wire6.rs` and `sync_wire.rs`
 //! (`xdpgw_vm_tests::fuzz`) run on inputs made by mutating their seed
 //! corpora (`fuzz/seeds/`): byte flips and interesting values, cuts,
 //! insertions and removals, splices of two seeds, and mutations that know
@@ -556,6 +556,31 @@ proptest! {
         let mut input = vec![iface];
         input.extend_from_slice(&d);
         fuzz::pipeline::run(&gw, &input);
+    }
+
+    /// The sync_wire target's body on mutated seeds (and splices of two:
+    /// datagrams of several messages).
+    #[test]
+    fn sync_wire_on_mutated_seeds(
+        seed in any::<Index>(),
+        mutations in prop::collection::vec(byte_mutation(), 0..6),
+    ) {
+        let seeds = seeds("sync_wire");
+        let mut d = seeds[seed.index(seeds.len())].clone();
+        for m in &mutations {
+            apply_bytes(&mut d, m, &seeds);
+        }
+        fuzz::sync_wire::run(&d);
+    }
+}
+
+/// Every sync_wire seed, unchanged, is read whole without an error.
+#[test]
+fn sync_wire_seeds_parse() {
+    use xdpgw_control::sync::wire::messages;
+    for d in seeds("sync_wire") {
+        assert!(messages(&d).all(|m| m.is_ok()), "{d:02x?}");
+        fuzz::sync_wire::run(&d);
     }
 }
 

@@ -156,6 +156,52 @@ pub fn render(c: &Control) -> String {
     o.val("nat_log_events_total", &[("result", "written")], written);
     o.val("nat_log_events_total", &[("result", "lost")], lost);
 
+    if let Some(sync) = c.sync.as_deref() {
+        let (k, ext) = sync.snapshot();
+        let s = k.session;
+        o.head(
+            "sync_messages_total",
+            "counter",
+            "State sync messages sent to and received from the peer (conntrackd's protocol).",
+        );
+        o.val(
+            "sync_messages_total",
+            &[("direction", "sent")],
+            s.messages_sent,
+        );
+        o.val(
+            "sync_messages_total",
+            &[("direction", "received")],
+            s.messages_received,
+        );
+        o.head(
+            "sync_errors_total",
+            "counter",
+            "State sync trouble: messages refused (malformed), lost on the way from the peer \
+             (sequence gaps), datagrams not sent, events lost before the sync took them.",
+        );
+        o.val("sync_errors_total", &[("kind", "malformed")], s.malformed);
+        o.val("sync_errors_total", &[("kind", "lost")], s.lost);
+        o.val("sync_errors_total", &[("kind", "send")], k.send_errors);
+        o.val(
+            "sync_errors_total",
+            &[("kind", "events_lost")],
+            k.events_lost,
+        );
+        o.head(
+            "sync_external_entries",
+            "gauge",
+            "Entries received from the peer, not committed (the external cache).",
+        );
+        o.val("sync_external_entries", &[], ext as u64);
+        o.head(
+            "sync_unacknowledged",
+            "gauge",
+            "FTFW: messages sent that the peer has not acknowledged yet.",
+        );
+        o.val("sync_unacknowledged", &[], k.unacknowledged as u64);
+    }
+
     // Conntrack.
     let ct = &c.gw.conntrack;
     o.head(

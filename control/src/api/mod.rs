@@ -55,7 +55,9 @@
 //! counter, [`stats`]); `metrics` (Prometheus text, [`metrics`]);
 //! `ct-list`, `ct-delete` (with `[proto=P] [src=A] [dst=A] [state=S]`),
 //! `ct-flush`, `ct-count`, `ct-stats` (one `conntrack -S` line per worker);
-//! `ct-events [proto=P] [src=A] [dst=A] [state=S]` (streaming, below). A server that
+//! `ct-events [proto=P] [src=A] [dst=A] [state=S]` (streaming, below);
+//! `sync-commit`, `sync-flush`, `sync-resync`, `sync-bulk`, `sync-stats`,
+//! `sync-external` (the state sync, [`crate::sync`]). A server that
 //! does not know a command answers `ERR unknown command`; a request of
 //! another protocol version gets `ERR unsupported protocol version` and the
 //! connection is closed. Versions change only by adding commands and keys;

@@ -206,6 +206,8 @@ pub struct Control {
     pub rules6: Mutex<RuleSet>,
     /// Reloads done and refused (the `xdpgw_reloads_total` metric).
     pub reloads: ReloadCounts,
+    /// Conntrack state sync (`[sync]`), if configured.
+    pub sync: Option<Arc<crate::sync::SyncShared>>,
 }
 
 /// How many reloads (SIGHUP, `xdpgw reload`) succeeded and failed.
@@ -647,6 +649,10 @@ impl Control {
                     .unwrap_or_else(|e| Response::err(e.to_string(), vec![]))
             }
             "ct-stats" => Response::ok(self.ct_stats()),
+            c if c.starts_with("sync-") => match crate::sync::command(self, c) {
+                Ok(body) => Response::ok(body),
+                Err(e) => Response::err(e, vec![]),
+            },
             other => Response::err(format!("unknown command '{other}'"), vec![]),
         }
     }

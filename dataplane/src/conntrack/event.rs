@@ -63,8 +63,9 @@ impl EventKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CtEvent<A: Addr = Ipv4Addr> {
     pub kind: EventKind,
-    /// The `now` of the packet or timer that caused it; `None` for a
-    /// deletion from the control plane (`conntrack -D/-F`).
+    /// The `now` of the packet or timer that caused it; `None` for a change
+    /// the control plane made: a deletion (`conntrack -D/-F`), an entry put
+    /// in by a restore or a sync commit.
     pub at: Option<Nanos>,
     /// The TCP state is part of the event (Linux: `IPCT_PROTOINFO`).
     pub protoinfo: bool,
@@ -72,7 +73,7 @@ pub struct CtEvent<A: Addr = Ipv4Addr> {
 }
 
 impl<A: Addr> CtEvent<A> {
-    /// Whether the event was caused by a deletion from userspace.
+    /// Whether the event was caused by the control plane (userspace).
     pub fn userspace(&self) -> bool {
         self.at.is_none()
     }

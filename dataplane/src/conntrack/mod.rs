@@ -1590,7 +1590,7 @@ impl<A: Addr> Conntrack<A> {
             counted.drop += 1;
             return Err(ConfirmError::TableFull);
         }
-        self.insert_reserved(now, p, (oh, os), counted)
+        self.insert_reserved(now, p, (oh, os), counted, Some(now))
     }
 
     /// Takes a place in the table (`count`) unless it is full.
@@ -1604,13 +1604,17 @@ impl<A: Addr> Conntrack<A> {
     }
 
     /// Inserts `p` (its original tuple's hash and shard: `oh`, `os`) into a
-    /// place taken in `count` beforehand, which a failure gives back.
+    /// place taken in `count` beforehand, which a failure gives back. `at`
+    /// is its NEW event's time: `None` for an entry the control plane puts
+    /// in (a restore, a sync commit), as Linux marks the events a netlink
+    /// request caused.
     fn insert_reserved(
         &self,
         now: Nanos,
         p: &Pending<A>,
         (oh, os): (u64, usize),
         counted: &mut CtCounters,
+        at: Option<Nanos>,
     ) -> Result<EntryRef, ConfirmError> {
         let rh = self.hash(&p.reply);
         let rs = self.shard_of(rh);
@@ -1619,7 +1623,7 @@ impl<A: Addr> Conntrack<A> {
         // stale (generations only grow), so the next attempt removes it.
         let mut stale: [Option<Key>; 2] = [None; 2];
         for _ in 0..4 {
-            match self.try_insert(now, p, (oh, os), (rh, rs), &stale) {
+            match self.try_insert(now, p, (oh, os), (rh, rs), &stale, at) {
                 Ok(e) => {
                     counted.insert += 1;
                     return Ok(e);
@@ -1663,6 +1667,7 @@ impl<A: Addr> Conntrack<A> {
         (oh, os): (u64, usize),
         (rh, rs): (u64, usize),
         stale: &[Option<Key>; 2],
+        at: Option<Nanos>,
     ) -> Result<EntryRef, Refused> {
         let (mut go, mut gr) = if os == rs {
             (self.lock(os), None)
@@ -1721,7 +1726,7 @@ impl<A: Addr> Conntrack<A> {
         };
         self.note_next_slot(&go);
         if go.events.is_some() {
-            record(&mut go, EventKind::New, slot, Some(now), true);
+            record(&mut go, EventKind::New, slot, at, true);
         }
         let home = os as u32;
         let okey = Key {

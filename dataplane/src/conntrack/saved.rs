@@ -93,6 +93,57 @@ impl SavedEntry {
     }
 }
 
+impl SavedEntry {
+    /// An entry learnt from a peer gateway (conntrackd's state sync), as
+    /// `conntrackd -c` commits one (`nl_create_conntrack`): both tuples (the
+    /// reply one says the NAT), its status (CONFIRMED added; bits xdpgw
+    /// does not keep dropped), mark, time left, TCP state without window
+    /// history (both sides liberal), ICMP query type and code. Counters
+    /// start at zero. Refused: a TCP state Linux does not have.
+    pub fn synced(
+        orig: Tuple,
+        reply: Tuple,
+        status: u16,
+        mark: u32,
+        remaining: Nanos,
+        tcp_state: u8,
+        icmp: (u8, u8),
+    ) -> Result<SavedEntry, &'static str> {
+        let (proto, tcp) = match orig.proto {
+            IPPROTO_TCP => {
+                let state = TcpState::ALL
+                    .get(usize::from(tcp_state))
+                    .copied()
+                    .filter(|s| *s != TcpState::None)
+                    .ok_or("bad TCP state")?;
+                (Proto::Tcp(state), Some(TcpCt::synced(state)))
+            }
+            IPPROTO_UDP => (Proto::Udp { stream_ts: 0 }, None),
+            IPPROTO_ICMP => (
+                Proto::Icmp {
+                    ty: icmp.0,
+                    code: icmp.1,
+                },
+                None,
+            ),
+            _ => (Proto::Generic, None),
+        };
+        Ok(SavedEntry {
+            orig,
+            reply,
+            conn: Conn {
+                status: (status & KNOWN_STATUS) | status::CONFIRMED,
+                mark,
+                timeout: remaining,
+                packets: [0; 2],
+                bytes: [0; 2],
+                proto,
+            },
+            tcp,
+        })
+    }
+}
+
 /// What [`Conntrack::restore`] did with the entries it was given.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Restored {
@@ -104,6 +155,8 @@ pub struct Restored {
     pub clashed: usize,
     /// The table was full: left out (unassured entries first).
     pub no_room: usize,
+    /// [`Conntrack::commit`]: entries in the way, deleted first.
+    pub replaced: usize,
 }
 
 impl Conntrack {
@@ -144,7 +197,8 @@ impl Conntrack {
     /// than the table's maximum: ASSURED entries go first, so that a
     /// smaller table keeps the connections Linux would least like to drop
     /// (`early_drop` spares them). An entry one of whose tuples is taken is
-    /// left out. Counted as inserts in [`Conntrack::stats`]; no events.
+    /// left out. Counted as inserts in [`Conntrack::stats`]; their NEW
+    /// events (when someone listens) come from userspace (`at: None`).
     pub fn restore(&self, now: Nanos, entries: &[SavedEntry], elapsed: Nanos) -> Restored {
         let mut r = Restored::default();
         let assured = |e: &&SavedEntry| e.conn.status & status::ASSURED != 0;
@@ -174,12 +228,31 @@ impl Conntrack {
                 continue;
             }
             let oh = self.hash(&p.orig);
-            match self.insert_reserved(now, &p, (oh, self.shard_of(oh)), &mut counted) {
+            match self.insert_reserved(now, &p, (oh, self.shard_of(oh)), &mut counted, None) {
                 Ok(_) => r.restored += 1,
                 Err(ConfirmError::Clash) => r.clashed += 1,
                 Err(ConfirmError::TableFull) => r.no_room += 1,
             }
         }
+        r
+    }
+}
+
+impl Conntrack {
+    /// Puts entries learnt from a peer in the table (`conntrackd -c`): as
+    /// [`Conntrack::restore`] with no time elapsed, except that an entry
+    /// whose tuple is taken replaces the entries in its way, as conntrackd
+    /// deletes and creates again an entry the kernel says exists
+    /// (`cache_ct_commit_step`, `EEXIST`); those deletions are events
+    /// (DESTROY, from userspace). Their reply tuples hold the NAT
+    /// ports they use, so that NAT allocation (`tuple_in_use`) leaves them
+    /// to them and replies find them.
+    pub fn commit(&self, now: Nanos, entries: &[SavedEntry]) -> Restored {
+        let taken: std::collections::HashSet<Tuple> =
+            entries.iter().flat_map(|e| [e.orig, e.reply]).collect();
+        let replaced = self.remove_if(|s| taken.contains(&s.orig) || taken.contains(&s.reply));
+        let mut r = self.restore(now, entries, 0);
+        r.replaced = replaced.len();
         r
     }
 }

@@ -131,6 +131,26 @@ impl TcpCt {
         }
     }
 
+    /// The TCP part of an entry learnt from a peer gateway (state sync): its
+    /// state and no window history, both sides liberal, as conntrackd
+    /// commits an entry (`nl_create_conntrack`: `IP_CT_TCP_FLAG_SACK_PERM |
+    /// IP_CT_TCP_FLAG_BE_LIBERAL`, `td_maxwin` 0 so that the first segment
+    /// of each side sets its window, as for a picked-up connection).
+    pub(super) fn synced(state: TcpState) -> TcpCt {
+        let mut ct = TcpCt::zeroed();
+        ct.state = state;
+        // (conntrackd's "workaround": TIME_WAIT and later also close-init.)
+        let close = if state as u8 >= TcpState::TimeWait as u8 {
+            F_CLOSE_INIT
+        } else {
+            0
+        };
+        ct.seen[0].flags = F_SACK_PERM | F_BE_LIBERAL | close;
+        ct.seen[1].flags = F_SACK_PERM | F_BE_LIBERAL | close;
+        ct.last_index = NONE_SET;
+        ct
+    }
+
     /// Can gc evict this entry early under pressure (`tcp_can_early_drop`)?
     pub(super) fn can_early_drop(&self) -> bool {
         is_closing(self.state)

@@ -2287,3 +2287,75 @@ mod v6 {
         assert_eq!(c.max_entries(), 64);
     }
 }
+
+/// An entry learnt from a peer (state sync) and committed: listed with its
+/// NAT, its NAT port held, and the next segments of both directions
+/// (mid-stream, any window: both sides liberal) are ESTABLISHED.
+#[test]
+fn committed_sync_entries_carry_their_nat_and_take_traffic() {
+    let c = ct(1024, 4);
+    let now = 100 * SEC;
+    let orig = tuple(
+        [192, 168, 10, 2],
+        40000,
+        [203, 0, 113, 254],
+        80,
+        IPPROTO_TCP,
+    );
+    let reply = tuple([203, 0, 113, 254], 80, [203, 0, 113, 1], 61005, IPPROTO_TCP);
+    let st = status::SEEN_REPLY | status::ASSURED | status::SRC_NAT;
+    let e = SavedEntry::synced(orig, reply, st | 0x180, 0, 300 * SEC, 3, (0, 0)).expect("tcp");
+    let udp_o = tuple([192, 168, 10, 2], 5000, [203, 0, 113, 254], 53, IPPROTO_UDP);
+    let udp_r = tuple([203, 0, 113, 254], 53, [203, 0, 113, 1], 61002, IPPROTO_UDP);
+    let u = SavedEntry::synced(udp_o, udp_r, status::SRC_NAT, 0, 30 * SEC, 0, (0, 0)).expect("udp");
+    assert!(SavedEntry::synced(orig, reply, st, 0, SEC, 10, (0, 0)).is_err());
+    // An entry in the way (the reply tuple of another connection).
+    let other = tuple(
+        [192, 168, 10, 3],
+        40001,
+        [203, 0, 113, 254],
+        80,
+        IPPROTO_TCP,
+    );
+    let p = pending(c.track(now, &tcp_pkt(other, seg(SYN, 1, 0, 1000, 0))));
+    let mut p2 = p;
+    p2.reply = reply;
+    confirm(&c, now, &p2);
+    c.events_subscribe();
+    let r = c.commit(now, &[e, u]);
+    assert_eq!((r.restored, r.replaced, r.clashed), (2, 1, 0), "{r:?}");
+    // The replaced entry's DESTROY and the committed entries' NEW, all
+    // from userspace (what the sync does not send back to the peer).
+    let mut ev = Vec::new();
+    assert_eq!(c.events_drain(&mut ev), 0);
+    let mut kinds: Vec<(EventKind, bool)> = ev.iter().map(|e| (e.kind, e.userspace())).collect();
+    kinds.sort_by_key(|k| k.0 != EventKind::Destroy);
+    assert_eq!(
+        kinds,
+        vec![
+            (EventKind::Destroy, true),
+            (EventKind::New, true),
+            (EventKind::New, true)
+        ]
+    );
+    c.events_unsubscribe();
+    let l = c.listing(now);
+    assert_eq!(l.len(), 2);
+    let tcp = l.iter().find(|s| s.orig == orig).expect("listed");
+    assert_eq!(tcp.reply, reply);
+    assert_eq!(tcp.status, st | status::CONFIRMED);
+    assert_eq!(tcp.tcp_state, TcpState::Established);
+    assert_eq!(tcp.expires, now + 300 * SEC);
+    assert!(c.tuple_in_use(&reply));
+    assert!(c.tuple_in_use(&udp_r));
+    // Mid-stream segments both ways, with sequence numbers never seen.
+    let t = now + SEC;
+    let (_, dir, state, _) =
+        existing(c.track(t, &tcp_pkt(reply, seg(ACK | PSH, 77_000, 5_000, 500, 100))));
+    assert_eq!((dir, state), (Dir::Reply, CtState::Established));
+    let (_, dir, state, _) = existing(c.track(t, &tcp_pkt(orig, seg(ACK, 5_000, 77_100, 500, 0))));
+    assert_eq!((dir, state), (Dir::Original, CtState::Established));
+    let (_, dir, state, _) = existing(c.track(t, &udp_pkt(udp_r)));
+    assert_eq!((dir, state), (Dir::Reply, CtState::Established));
+    c.check_invariants();
+}

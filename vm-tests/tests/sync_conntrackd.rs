@@ -1,0 +1,359 @@
+//! Conntrack state sync between xdpgw and the real conntrackd (Debian's
+//! conntrack-tools 1.4.7), both ways, over a dedicated link:
+//!
+//! ```text
+//!  Linux gateway lab (kernel NAT + conntrackd)   xdpgw gateway lab (xdpgw run, [sync])
+//!    gateway ns: sync0 10.77.0.1/24  ──────────────  gateway ns: sync0 10.77.0.2/24
+//! ```
+//!
+//! Both gateways masquerade to 203.0.113.1 with ports 61000-61099 (so that
+//! the NAT changes ports, not only the address).
+//!
+//! (a) A TCP stream and a UDP exchange through the Linux gateway: they
+//! appear in xdpgw's external cache (`xdpgw sync dump-external`) with the
+//! reply tuples Linux's table has, and after `xdpgw sync commit` in `xdpgw
+//! conntrack -L`, NAT included.
+//! (b) The same through xdpgw: they appear in conntrackd's external cache
+//! (`conntrackd -e`), and after `conntrackd -c` in the kernel's table
+//! (`conntrack -L`) with the reply tuples xdpgw's table has.
+//!
+//! Then each asks the other for its whole table (`conntrackd -n`, `xdpgw
+//! sync resync`) and gets it; garbage on xdpgw's sync port is counted.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use xdpgw_vm_tests::lab::{veth, Backend, Lab, Netns, Process, WorkDir, SERVER};
+use xdpgw_vm_tests::{lab_with, require_root_with, restore_text, xdpgw_binary};
+
+const RULES: &[(&str, &str)] = &[(
+    "nat",
+    "-A POSTROUTING -o wan0 -p tcp -j MASQUERADE --to-ports 61000-61099\n\
+     -A POSTROUTING -o wan0 -p udp -j MASQUERADE --to-ports 61000-61099",
+)];
+const LINUX_SYNC: &str = "10.77.0.1";
+const XDPGW_SYNC: &str = "10.77.0.2";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// How the pair talks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Channel {
+    Udp,
+    Multicast,
+}
+
+const GROUP: &str = "225.0.0.50";
+
+/// A conntrackd.conf: `mode` over `channel` on sync0 from `local` to
+/// `peer`, the lock file and control socket in `dir`, the sync link's own
+/// traffic ignored.
+fn conntrackd_conf(
+    dir: &Path,
+    name: &str,
+    mode: &str,
+    channel: Channel,
+    (local, peer): (&str, &str),
+) -> std::path::PathBuf {
+    let d = dir.display();
+    let chan = match channel {
+        Channel::Udp => format!(
+            "\tUDP {{\n\t\tIPv4_address {local}\n\t\tIPv4_Destination_Address {peer}\n\t\t\
+             Port 3780\n\t\tInterface sync0\n\t\tChecksum on\n\t}}\n"
+        ),
+        Channel::Multicast => format!(
+            "\tMulticast {{\n\t\tIPv4_address {GROUP}\n\t\tGroup 3780\n\t\t\
+             IPv4_interface {local}\n\t\tInterface sync0\n\t\tChecksum on\n\t}}\n"
+        ),
+    };
+    let text = format!(
+        "Sync {{\n\tMode {mode} {{\n\t}}\n{chan}}}\nGeneral {{\n\tHashSize 1024\n\t\
+         HashLimit 8192\n\tLogFile {d}/{name}.log\n\tSyslog off\n\tLockFile {d}/{name}.lock\n\t\
+         UNIX {{\n\t\tPath {d}/{name}.ctl\n\t}}\n\tFilter From Userspace {{\n\t\t\
+         Address Ignore {{\n\t\t\tIPv4_address 127.0.0.1\n\t\t\tIPv4_address 10.77.0.0/24\n\t\t\
+         }}\n\t}}\n}}\n"
+    );
+    let path = dir.join(format!("{name}.conf"));
+    std::fs::write(&path, text).expect("write conntrackd.conf");
+    path
+}
+
+/// `xdpgw ARGS --config CONFIG`: its stdout lines (it must succeed).
+fn xdpgw(lab: &Lab, args: &[&str]) -> Vec<String> {
+    let out = std::process::Command::new(xdpgw_binary())
+        .args(args)
+        .arg("--config")
+        .arg(lab.config_path())
+        .output()
+        .expect("run xdpgw");
+    assert!(
+        out.status.success(),
+        "xdpgw {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `conntrackd -C CONF ARGS` in `ns`: its stdout lines.
+fn conntrackd(ns: &Netns, conf: &Path, args: &[&str]) -> Vec<String> {
+    let conf = conf.display().to_string();
+    let mut all = vec!["conntrackd", "-C", conf.as_str()];
+    all.extend_from_slice(args);
+    ns.exec_ok(&all).lines().map(str::to_owned).collect()
+}
+
+/// Polls `list` until some line has every one of `needles`; that line.
+fn wait_for(what: &str, needles: &[&str], list: impl Fn() -> Vec<String>) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let lines = list();
+        if let Some(l) = lines.iter().find(|l| needles.iter().all(|n| l.contains(n))) {
+            return l.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: no line with {needles:?} in {lines:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The reply tuple of a listing line: the second `src=... dport=...`.
+fn reply_tuple(line: &str) -> String {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let starts: Vec<usize> = words
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| w.starts_with("src="))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(starts.len() >= 2, "no reply tuple in {line}");
+    words[starts[1]..starts[1] + 4].join(" ")
+}
+
+/// A TCP stream that stays open and a UDP exchange from the client through
+/// `lab`: the client's ports (TCP, UDP) and the processes to keep.
+fn traffic(lab: &Lab, tcp_port: u16, udp_port: u16) -> (u16, u16, Vec<Process>) {
+    let tp = tcp_port.to_string();
+    let up = udp_port.to_string();
+    let echo = lab.serve(lab.server(), &["tcp-echo", &tp]);
+    let uecho = lab.serve(lab.server(), &["udp-echo", &up]);
+    let mut stream = lab.tool(
+        lab.client(),
+        &[
+            "tcp-stream",
+            &SERVER.to_string(),
+            &tp,
+            "1",
+            "--interval",
+            "0.2",
+        ],
+    );
+    stream.wait_line("`streaming` line", WAIT, |l| l.starts_with("streaming"));
+    let udp = lab.tool_result(lab.client(), &["udp-req", &SERVER.to_string(), &up], WAIT);
+    assert!(udp.starts_with("ok local="), "{udp}");
+    let udp_sport: u16 = udp
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim().parse().ok())
+        .expect("udp-req's local port");
+    // The TCP client's port, from the gateway's table.
+    let tcp_line = wait_for("the TCP entry", &[&format!("dport={tcp_port} ")], || {
+        lab.conntrack_list()
+    });
+    let sport = tcp_line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("sport="))
+        .and_then(|p| p.parse().ok())
+        .expect("a source port");
+    (sport, udp_sport, vec![stream, echo, uecho])
+}
+
+/// The scenario of the module's documentation. xdpgw reads its side from
+/// `[sync]`, or (`xdpgw_conf`) from a conntrackd.conf of its own.
+fn sync_both_ways(mode: &str, channel: Channel, xdpgw_conf: bool) {
+    let test = format!("sync_conntrackd_{mode}_{channel:?}");
+    if !require_root_with(&test, &["conntrackd", "conntrack", "iptables-restore"]) {
+        return;
+    }
+    let dir = WorkDir::new(&format!("sync-{}", mode.to_lowercase()));
+    let (ldir, xdir) = (dir.path().join("linux"), dir.path().join("xdpgw"));
+    std::fs::create_dir_all(&ldir).expect("mkdir");
+    std::fs::create_dir_all(&xdir).expect("mkdir");
+    let rules = restore_text(RULES);
+    let sync = if xdpgw_conf {
+        let own = conntrackd_conf(&xdir, "xdpgw-side", mode, channel, (XDPGW_SYNC, LINUX_SYNC));
+        format!("[sync]\nconntrackd_conf = \"{}\"\n", own.display())
+    } else {
+        let to = match channel {
+            Channel::Udp => format!("peer = \"{LINUX_SYNC}\""),
+            Channel::Multicast => format!("multicast_group = \"{GROUP}\""),
+        };
+        format!(
+            "[sync]\nmode = \"{}\"\ninterface = \"sync0\"\naddress = \"{XDPGW_SYNC}\"\n{to}\n\
+             port = 3780\n",
+            mode.to_lowercase()
+        )
+    };
+    let linux = lab_with(&ldir, Backend::Linux, Some(&rules), "");
+    let mut x = lab_with(&xdir, Backend::Xdpgw, Some(&rules), &sync);
+    veth(linux.gateway(), "sync0", x.gateway(), "sync0");
+    for (ns, addr) in [(linux.gateway(), LINUX_SYNC), (x.gateway(), XDPGW_SYNC)] {
+        ns.exec_ok(&["ip", "addr", "add", &format!("{addr}/24"), "dev", "sync0"]);
+        ns.exec_ok(&["ip", "link", "set", "sync0", "up"]);
+    }
+    // xdpgw opens its sync socket once the address is there.
+    x.wait_gateway_stderr("the sync's `open` line", WAIT, |l| {
+        l.contains("sync: sync0 10.77.0.2:3780 open")
+    });
+    let conf = conntrackd_conf(&ldir, "conntrackd", mode, channel, (LINUX_SYNC, XDPGW_SYNC));
+    let ctd_conf = conf.display().to_string();
+    let mut ctd = linux
+        .gateway()
+        .spawn(&["conntrackd", "-C", ctd_conf.as_str()]);
+    ctd.wait_line("conntrackd's start", WAIT, |l| {
+        l.contains("initialization completed")
+    });
+
+    // (a) Through Linux: into xdpgw's external cache, then its table.
+    let (tcp_sport, udp_sport, _keep) = traffic(&linux, 8400, 8401);
+    let kernel = linux.conntrack_list();
+    let find = |lines: &[String], needle: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(needle))
+            .cloned()
+            .unwrap_or_else(|| panic!("no '{needle}' in {lines:#?}"))
+    };
+    let tcp_k = find(&kernel, &format!("sport={tcp_sport} dport=8400 "));
+    let udp_k = find(&kernel, &format!("sport={udp_sport} dport=8401 "));
+    assert!(
+        reply_tuple(&tcp_k).starts_with("src=203.0.113.254 dst=203.0.113.1 sport=8400 dport=610"),
+        "{tcp_k}"
+    );
+    let tcp_x = wait_for(
+        "xdpgw's external cache",
+        &[&format!("sport={tcp_sport} dport=8400 "), "ESTABLISHED"],
+        || xdpgw(&x, &["sync", "dump-external"]),
+    );
+    let udp_x = wait_for(
+        "xdpgw's external cache",
+        &[&format!("sport={udp_sport} dport=8401 ")],
+        || xdpgw(&x, &["sync", "dump-external"]),
+    );
+    assert_eq!(reply_tuple(&tcp_x), reply_tuple(&tcp_k), "{tcp_x}\n{tcp_k}");
+    assert_eq!(reply_tuple(&udp_x), reply_tuple(&udp_k), "{udp_x}\n{udp_k}");
+    let committed = xdpgw(&x, &["sync", "commit"]);
+    assert!(committed[0].starts_with("committed "), "{committed:?}");
+    let table = x.conntrack_list();
+    let tcp_t = find(&table, &format!("sport={tcp_sport} dport=8400 "));
+    let udp_t = find(&table, &format!("sport={udp_sport} dport=8401 "));
+    eprintln!("(a) Linux:    {tcp_k}\n    {udp_k}\n(a) external: {tcp_x}\n    {udp_x}\n(a) xdpgw:    {tcp_t}\n    {udp_t}");
+    assert!(
+        tcp_t.contains("ESTABLISHED") && tcp_t.contains("[ASSURED]"),
+        "{tcp_t}"
+    );
+    assert_eq!(reply_tuple(&tcp_t), reply_tuple(&tcp_k), "{tcp_t}\n{tcp_k}");
+    assert_eq!(reply_tuple(&udp_t), reply_tuple(&udp_k), "{udp_t}\n{udp_k}");
+
+    // (b) Through xdpgw: into conntrackd's external cache, then the kernel's.
+    let (tcp_sport, udp_sport, _keep2) = traffic(&x, 8500, 8501);
+    let table = x.conntrack_list();
+    let tcp_x = find(&table, &format!("sport={tcp_sport} dport=8500 "));
+    let udp_x = find(&table, &format!("sport={udp_sport} dport=8501 "));
+    wait_for(
+        "conntrackd's external cache",
+        &[&format!("sport={tcp_sport} dport=8500 "), "ESTABLISHED"],
+        || conntrackd(linux.gateway(), &conf, &["-e"]),
+    );
+    wait_for(
+        "conntrackd's external cache",
+        &[&format!("sport={udp_sport} dport=8501 ")],
+        || conntrackd(linux.gateway(), &conf, &["-e"]),
+    );
+    // What xdpgw committed from conntrackd in (a) is not sent back.
+    let ext = conntrackd(linux.gateway(), &conf, &["-e"]);
+    assert!(!ext.iter().any(|l| l.contains("dport=8400 ")), "{ext:#?}");
+    conntrackd(linux.gateway(), &conf, &["-c"]);
+    let kernel = linux.conntrack_list();
+    let tcp_k = find(&kernel, &format!("sport={tcp_sport} dport=8500 "));
+    let udp_k = find(&kernel, &format!("sport={udp_sport} dport=8501 "));
+    eprintln!("(b) xdpgw:    {tcp_x}\n    {udp_x}\n(b) Linux:    {tcp_k}\n    {udp_k}");
+    assert!(tcp_k.contains("ESTABLISHED"), "{tcp_k}");
+    assert_eq!(reply_tuple(&tcp_k), reply_tuple(&tcp_x), "{tcp_k}\n{tcp_x}");
+    assert_eq!(reply_tuple(&udp_k), reply_tuple(&udp_x), "{udp_k}\n{udp_x}");
+    assert!(reply_tuple(&tcp_k).contains("dst=203.0.113.1 "), "{tcp_k}");
+
+    // conntrackd asks xdpgw for its table (`conntrackd -n`): xdpgw answers
+    // with the whole table (its bulk counter), which conntrackd takes.
+    conntrackd(linux.gateway(), &conf, &["-n"]);
+    wait_for("xdpgw's answer to a resync", &["bulks 1 "], || {
+        xdpgw(&x, &["sync", "stats"])
+    });
+    wait_for(
+        "the answer in conntrackd's cache",
+        &[&format!("sport={tcp_sport} dport=8500 ")],
+        || conntrackd(linux.gateway(), &conf, &["-e"]),
+    );
+
+    // A resync request: conntrackd answers with its table (the TCP entry
+    // of (a) again).
+    xdpgw(&x, &["sync", "flush"]);
+    assert!(xdpgw(&x, &["sync", "dump-external"]).is_empty());
+    xdpgw(&x, &["sync", "resync"]);
+    wait_for("the resync's answer", &["dport=8400 "], || {
+        xdpgw(&x, &["sync", "dump-external"])
+    });
+    let metrics = xdpgw(&x, &["metrics"]);
+    let received = metrics
+        .iter()
+        .find_map(|l| l.strip_prefix("xdpgw_sync_messages_total{direction=\"received\"} "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .expect("the sync's metrics");
+    assert!(received > 0, "{metrics:?}");
+    let stats = xdpgw(&x, &["sync", "stats"]).join("\n");
+    eprintln!("{stats}");
+    assert!(stats.contains("malformed 0 "), "{stats}");
+    // Garbage on the sync port (a message of another protocol version) is
+    // counted, and changes nothing.
+    let to = match channel {
+        Channel::Udp => XDPGW_SYNC,
+        Channel::Multicast => GROUP,
+    };
+    let garbage = format!(
+        "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+         s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton('{LINUX_SYNC}')); \
+         s.sendto(b'\\x2a\\x00\\x00\\x08' + b'\\xff' * 4, ('{to}', 3780))"
+    );
+    linux.gateway().exec_ok(&["python3", "-c", &garbage]);
+    wait_for("the garbage counted", &["malformed 1 "], || {
+        xdpgw(&x, &["sync", "stats"])
+    });
+    if mode == "FTFW" {
+        // conntrackd acknowledges what xdpgw sent (at its next keep-alive).
+        wait_for(
+            "conntrackd's acknowledgements",
+            &["unacknowledged 0 "],
+            || xdpgw(&x, &["sync", "stats"]),
+        );
+    }
+    drop(ctd);
+}
+
+#[test]
+fn sync_with_conntrackd_ftfw() {
+    sync_both_ways("FTFW", Channel::Udp, false);
+}
+
+/// xdpgw's side from a conntrackd.conf ([sync] conntrackd_conf).
+#[test]
+fn sync_with_conntrackd_notrack_from_its_conf() {
+    sync_both_ways("NOTRACK", Channel::Udp, true);
+}
+
+#[test]
+fn sync_with_conntrackd_ftfw_multicast() {
+    sync_both_ways("FTFW", Channel::Multicast, false);
+}
