@@ -209,6 +209,22 @@ fn meta_of(info: &Ipv6Info) -> PacketMeta<Ipv6Addr> {
     }
 }
 
+/// A datagram in the reassembly buffer `dgram` that `a` forwards whole (an
+/// answer built in place, a datagram that fits after all) goes out through
+/// the emit sink from there; other actions stand.
+fn emitted_whole<E: Emit, O: Observer>(cx: &mut Cx<'_, E, O>, dgram: &[u8], a: Action) -> Action {
+    match a {
+        Action::Forward { iface, len } => match dgram.get(..len) {
+            Some(f) if len <= FRAME_SIZE => {
+                cx.emit.emit(iface, f);
+                Action::Emitted { iface, frames: 1 }
+            }
+            _ => cx.drop(DropReason::FragNeeded),
+        },
+        a => a,
+    }
+}
+
 /// The unfragmentable part of an IPv6 datagram (RFC 8200 4.5: the IPv6
 /// header, hop-by-hop options, and a routing header with the destination
 /// options before it), as `ip6_find_1stfragopt` finds it: its length, and
@@ -304,6 +320,22 @@ impl Hooks {
         frame: &[u8],
         info: &Ipv6Info,
     ) -> Action {
+        self.collect6(cx, frame, info, |h, cx, dgram| {
+            h.run_reassembled6(cx, in_iface, dgram)
+        })
+    }
+
+    /// Queues `frame`'s fragment (`info` its parse); when it completes its
+    /// datagram, runs `then` on the datagram (the fragment's Ethernet
+    /// header, then the reassembled datagram, in the worker's reassembly
+    /// buffer), Linux's `frag_max_size` noted.
+    fn collect6<E: Emit, O: Observer>(
+        &mut self,
+        cx: &mut Cx<'_, E, O>,
+        frame: &[u8],
+        info: &Ipv6Info,
+        then: impl FnOnce(&mut Self, &mut Cx<'_, E, O>, &mut [u8]) -> Action,
+    ) -> Action {
         let mut hdr = [0u8; frag::MAX_HDR];
         let Some(f) = frag::Fragment::parse6(frame, info, &mut hdr) else {
             return cx.drop(DropReason::FragMalformed);
@@ -321,10 +353,9 @@ impl Hooks {
             frag::Insert::Dropped(reason) => Action::Drop(reason),
             frag::Insert::Complete { len, max_size } => {
                 buf[..ETH_HLEN].copy_from_slice(&frame[..ETH_HLEN]);
-                // Linux's `frag_max_size`: the largest fragment, its
-                // fragment header included.
+                // The largest fragment, its fragment header included.
                 self.defrag.max_size = max_size.saturating_add(8);
-                self.run_reassembled6(cx, in_iface, &mut buf[..ETH_HLEN + len])
+                then(self, cx, &mut buf[..ETH_HLEN + len])
             }
         };
         self.defrag.buf = buf;
@@ -346,43 +377,12 @@ impl Hooks {
         if !info.fragment {
             return self.output6(cx, frame, None, None);
         }
-        let mut hdr = [0u8; frag::MAX_HDR];
-        let Some(f) = frag::Fragment::parse6(frame, &info, &mut hdr) else {
-            return cx.drop(DropReason::FragMalformed);
-        };
-        let mut buf = std::mem::take(&mut self.defrag.buf);
-        let r = self.gw.frags.insert(
-            cx.now,
-            &f,
-            &mut buf[ETH_HLEN..],
-            &mut self.defrag.pieces,
-            cx.stats,
-        );
-        let a = match r {
-            frag::Insert::Queued => Action::Consumed,
-            frag::Insert::Dropped(reason) => Action::Drop(reason),
-            frag::Insert::Complete { len, max_size } => {
-                buf[..ETH_HLEN].copy_from_slice(&frame[..ETH_HLEN]);
-                self.defrag.max_size = max_size.saturating_add(8);
-                (self.defrag.active, self.defrag.from_host) = (true, true);
-                let dgram = &mut buf[..ETH_HLEN + len];
-                let a = self.output6(cx, dgram, None, None);
-                (self.defrag.active, self.defrag.from_host) = (false, false);
-                match a {
-                    // Whole after all: it is in the reassembly buffer.
-                    Action::Forward { iface, len } => match dgram.get(..len) {
-                        Some(f) if len <= FRAME_SIZE => {
-                            cx.emit.emit(iface, f);
-                            Action::Emitted { iface, frames: 1 }
-                        }
-                        _ => cx.drop(DropReason::FragNeeded),
-                    },
-                    a => a,
-                }
-            }
-        };
-        self.defrag.buf = buf;
-        a
+        self.collect6(cx, frame, &info, |h, cx, dgram| {
+            (h.defrag.active, h.defrag.from_host) = (true, true);
+            let a = h.output6(cx, dgram, None, None);
+            (h.defrag.active, h.defrag.from_host) = (false, false);
+            emitted_whole(cx, dgram, a)
+        })
     }
 
     /// A reassembled IPv6 datagram (Ethernet header, then the datagram)
@@ -402,16 +402,8 @@ impl Hooks {
         let a = self.prerouting6(cx, in_iface, dgram, info);
         self.defrag.active = false;
         match a {
-            // An answer built in place (an echo reply) that fits a frame.
-            Action::Forward { iface, len } => match dgram.get(..len) {
-                Some(f) if len <= FRAME_SIZE => {
-                    cx.emit.emit(iface, f);
-                    Action::Emitted { iface, frames: 1 }
-                }
-                _ => cx.drop(DropReason::FragNeeded),
-            },
             Action::Host { iface, len } => Action::HostReassembled { iface, len },
-            a => a,
+            a => emitted_whole(cx, dgram, a),
         }
     }
 
