@@ -179,7 +179,9 @@ impl Hooks {
             self.eval.sets = self.gw.sets.snapshot();
             changed = true;
         }
-        if self.v6.refresh(&self.gw, self.index) {
+        // IPv6's snapshots only where IPv6 is on: two atomic loads fewer
+        // per batch for an IPv4-only gateway.
+        if self.gw.conntrack6.is_some() && self.v6.refresh(&self.gw, self.index) {
             changed = true;
         }
         // A change of the sets does not start a new fast-path epoch: a
