@@ -3,7 +3,9 @@
 //!   (conntrack hit, MASQUERADE rewrite, FORWARD accept);
 //! - new connections (conntrack insert + NAT port allocation);
 //! - the established flow with 10, 1,000 and 10,000 filter rules before the
-//!   accepting rule;
+//!   accepting rule (and 100,000 through the full traversal);
+//! - new connections with 10 to 100,000 filter rules before the accepting
+//!   rule;
 //! - conntrack lookups from 2 threads on 1 million entries;
 //! - new connections refused for want of a NAT port (one server endpoint
 //!   whose 64,512 MASQUERADE ports are all taken);
@@ -48,19 +50,7 @@ fn gateway_rules() -> String {
 
 /// conf/gateway.rules with `n` non-matching filter rules at the top of FORWARD.
 fn rules_with_prefix(n: usize) -> String {
-    let mut extra = String::new();
-    for i in 0..n {
-        extra.push_str(&format!(
-            "-A FORWARD -s 10.{}.{}.{}/32 -p udp -m udp --dport 9 -j DROP\n",
-            (i >> 16) & 0xff,
-            (i >> 8) & 0xff,
-            i & 0xff
-        ));
-    }
-    let base = gateway_rules();
-    // Insert right after the filter table's chain declarations.
-    let at = base.find(":LOG_DROP - [0:0]\n").expect("filter chains") + ":LOG_DROP - [0:0]\n".len();
-    format!("{}{}{}", &base[..at], extra, &base[at..])
+    xdpgw_benches::rules_with_prefix(&gateway_rules(), n)
 }
 
 fn worker(rules: &str, max_entries: usize) -> Worker {
@@ -222,7 +212,7 @@ fn established_flow(c: &mut Criterion) {
         b.iter(|| forward_batches(&mut w, &frame, &mut bufs, &mut now))
     });
     assert_eq!(w.stats().fast_path, 0);
-    for n in [10usize, 1_000, 10_000] {
+    for n in RULE_COUNTS {
         let (mut w, frame) = established(&rules_with_prefix(n));
         let mut now = 10;
         w.set_fast_path(false);
@@ -295,10 +285,40 @@ fn established_flows(c: &mut Criterion) {
 fn new_connections(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(BATCH as u64));
-    let rules = gateway_rules();
+    new_connection_rows(
+        &mut g,
+        BenchmarkId::from_parameter("new_connections_batch64"),
+        &gateway_rules(),
+        400_000,
+    );
+    // New connections with `n` filter rules before the accepting one (the
+    // rules every new connection's first packet is classified against).
+    for n in RULE_COUNTS {
+        new_connection_rows(
+            &mut g,
+            BenchmarkId::new("new_connections_rules_before_accept", n),
+            &rules_with_prefix(n),
+            100_000,
+        );
+    }
+    g.finish();
+}
+
+/// The rule counts of the `*_rules_before_accept` rows.
+const RULE_COUNTS: [usize; 4] = [10, 1_000, 10_000, 100_000];
+
+/// New connections through `rules`, in batches, the table emptied by
+/// expiry every `round` connections.
+fn new_connection_rows(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    id: BenchmarkId,
+    rules: &str,
+    round: u32,
+) {
     // Steady state, as on a running gateway: a table whose memory has been
     // touched, emptied by expiry between rounds (outside the timing).
-    const ROUND: u32 = 400_000;
+    let rules = rules.to_string();
+    let round_len = round;
     let frame = |k: u32| {
         // Distinct clients, ports and servers (a NAT port space is per server
         // endpoint: one server would run out of ports at 64k).
@@ -323,12 +343,12 @@ fn new_connections(c: &mut Criterion) {
     // Built on first use (so that other benchmarks' profiles do not see it),
     // with the table's memory touched once.
     let mut state: Option<Worker> = None;
-    g.bench_function("new_connections_batch64", |b| {
+    g.bench_function(id, |b| {
         b.iter_custom(|iters| {
             let w = state.get_or_insert_with(|| {
                 let mut w = worker(&rules, 1 << 20);
                 let mut b = w.batch(NoEmit);
-                for k in 0..ROUND {
+                for k in 0..round_len {
                     now += 100;
                     let f = frame(k);
                     std::hint::black_box(run(&mut b, now, 0, &f, &mut bufs[0]));
@@ -339,7 +359,7 @@ fn new_connections(c: &mut Criterion) {
             });
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                if n + BATCH as u32 > ROUND {
+                if n + BATCH as u32 > round_len {
                     expire_all(w, &mut now);
                     n = 0;
                 }
@@ -365,7 +385,6 @@ fn new_connections(c: &mut Criterion) {
     if let Some(w) = &state {
         assert_eq!(w.stats().dropped(), 0, "{:?}", w.stats());
     }
-    g.finish();
 }
 
 fn conntrack_two_threads(c: &mut Criterion) {

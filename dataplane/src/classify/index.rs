@@ -31,16 +31,19 @@ use super::{AddrFamily, AddrMatch, CMatch, CRule, IfaceTest, PacketView, PortTes
 use crate::rule::CtStates;
 
 /// Chains with fewer rules are walked linearly: below this, looking the
-/// packet up in the index costs more than the rules it would skip
-/// (`cargo bench -p xdpgw-benches --bench classify`: a 32-rule chain costs
-/// about what one index lookup does).
-pub const INDEX_MIN_RULES: usize = 32;
+/// packet up in the index costs more than the rules it skips (measured,
+/// `cargo bench -p xdpgw-benches --bench classify -- short_`: blocklist
+/// chains of 8 rules cost 21 ns linearly and 31 ns indexed, of 16 rules 43
+/// and 27 ns, of 32 rules 49 and 45 ns, of 64 rules 136 and 72 ns).
+pub const INDEX_MIN_RULES: usize = 16;
 
 /// The most list entries one field may have per rule of its chain (plus a
-/// constant): nested address ranges multiply the entries; a field beyond
-/// this is not indexed (the others still are).
-const ENTRIES_PER_RULE: usize = 32;
-const ENTRIES_CONST: usize = 1 << 16;
+/// constant): a range that holds many others (a /8 over many /32s) is in
+/// the lists of all their segments. Beyond this, the rules whose ranges
+/// cover the most segments are taken as not testing the field (`wild`)
+/// until the rest fit.
+const ENTRIES_PER_RULE: usize = 16;
+const ENTRIES_CONST: usize = 1 << 12;
 
 /// A lookup whose candidates are this few is taken without trying the
 /// chain's other fields.
@@ -97,20 +100,41 @@ impl<K: IndexKey> Field<K> {
     /// The field of `n` rules whose accepted keys are `ranges` (inclusive,
     /// a rule's ranges disjoint) and which accept every key if they have
     /// none (`wild`); `None` if it would be too large or selects nothing.
-    fn build(n: usize, mut ranges: Vec<(K, K, u32)>, wild: Vec<u32>) -> Option<Field<K>> {
+    fn build(n: usize, mut ranges: Vec<(K, K, u32)>, mut wild: Vec<u32>) -> Option<Field<K>> {
+        let budget = n.saturating_mul(ENTRIES_PER_RULE) + ENTRIES_CONST;
+        let mut bounds = Self::bounds(&ranges);
+        // The entries each rule's ranges make (one per segment they cover);
+        // the widest rules go to `wild` while there are too many.
+        let seg = |b: &[K], k: K| b.partition_point(|s| *s <= k);
+        let mut cover = vec![0usize; n];
+        for &(lo, hi, r) in &ranges {
+            if let Some(c) = cover.get_mut(r as usize) {
+                *c += seg(&bounds, hi) - seg(&bounds, lo) + 1;
+            }
+        }
+        let mut total: usize = cover.iter().sum();
+        if total > budget {
+            let mut widest: Vec<u32> = (0..n as u32).filter(|r| cover[*r as usize] > 0).collect();
+            widest.sort_unstable_by_key(|r| std::cmp::Reverse(cover[*r as usize]));
+            let mut moved = vec![false; n];
+            for r in widest {
+                if total <= budget {
+                    break;
+                }
+                total -= cover[r as usize];
+                moved[r as usize] = true;
+                wild.push(r);
+            }
+            ranges.retain(|x| !moved[x.2 as usize]);
+            wild.sort_unstable();
+            bounds = Self::bounds(&ranges);
+        }
         if ranges.is_empty() {
             return None;
         }
-        let budget = n.saturating_mul(ENTRIES_PER_RULE) + ENTRIES_CONST;
         ranges.sort_unstable_by_key(|r| r.0);
         let mut ends: Vec<(K, u32)> = ranges.iter().map(|r| (r.1, r.2)).collect();
         ends.sort_unstable();
-        let mut bounds: Vec<K> = Vec::with_capacity(ranges.len() * 2 + 1);
-        bounds.push(K::MIN);
-        bounds.extend(ranges.iter().map(|r| r.0));
-        bounds.extend(ranges.iter().filter_map(|r| r.1.succ()));
-        bounds.sort_unstable();
-        bounds.dedup();
         let (mut starts, mut spans, mut rules) = (Vec::new(), Vec::new(), Vec::new());
         let mut active = BTreeSet::new();
         let (mut a, mut e) = (0, 0);
@@ -132,9 +156,6 @@ impl<K: IndexKey> Field<K> {
             if !changed {
                 continue;
             }
-            if rules.len() + active.len() > budget {
-                return None;
-            }
             starts.push(b);
             spans.push((rules.len() as u32, active.len() as u32));
             rules.extend(active.iter().copied());
@@ -151,6 +172,18 @@ impl<K: IndexKey> Field<K> {
             wild: wild.into_boxed_slice(),
             worst,
         })
+    }
+
+    /// Where segments start: `MIN`, every range's start, and the key after
+    /// every range's end.
+    fn bounds(ranges: &[(K, K, u32)]) -> Vec<K> {
+        let mut bounds: Vec<K> = Vec::with_capacity(ranges.len() * 2 + 1);
+        bounds.push(K::MIN);
+        bounds.extend(ranges.iter().map(|r| r.0));
+        bounds.extend(ranges.iter().filter_map(|r| r.1.succ()));
+        bounds.sort_unstable();
+        bounds.dedup();
+        bounds
     }
 
     #[inline]
@@ -546,6 +579,37 @@ mod tests {
         assert_eq!(spec(u32::MAX), Vec::<u32>::new());
         assert_eq!(f.get(5).wild, &[2]);
         assert_eq!(f.worst, 3);
+    }
+
+    #[test]
+    fn the_widest_ranges_go_wild_when_the_lists_would_be_too_long() {
+        // 10,000 /32s under one /8 (rule 0): the /8 would be in 20,001
+        // segments' lists; more than the budget of 16 per rule allows with
+        // many such /8s.
+        let n = 10_000u32;
+        let mut ranges: Vec<(u32, u32, u32)> =
+            (0..20).map(|r| (0x0a00_0000, 0x0aff_ffff, r)).collect();
+        ranges.extend((20..n).map(|r| (0x0a00_0000 + r * 2, 0x0a00_0000 + r * 2, r)));
+        let f = Field::<u32>::build(n as usize, ranges, Vec::new()).expect("field");
+        // Some of the /8s went wild (the first ones: all are as wide), not
+        // a /32; every /8 is still a candidate inside it.
+        assert!(
+            !f.wild.is_empty() && f.wild.iter().all(|r| *r < 20),
+            "{:?}",
+            f.wild
+        );
+        assert!(f.rules.len() <= n as usize * ENTRIES_PER_RULE + ENTRIES_CONST);
+        for k in [0x0a00_0000 + 40, 0x0a00_0000 + 41, 0x0aff_ffff] {
+            let l = f.get(k);
+            let mut all: Vec<u32> = l.wild.iter().chain(l.spec).copied().collect();
+            all.sort_unstable();
+            let mut want: Vec<u32> = (0..20).collect();
+            if k == 0x0a00_0000 + 40 {
+                want.push(20);
+            }
+            assert_eq!(all, want, "key {k:#x}");
+        }
+        assert!(f.get(0x0b00_0000).spec.is_empty());
     }
 
     #[test]
