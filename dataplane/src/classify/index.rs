@@ -45,6 +45,9 @@ pub const INDEX_MIN_RULES: usize = 16;
 const ENTRIES_PER_RULE: usize = 16;
 const ENTRIES_CONST: usize = 1 << 12;
 
+/// Segments per block of [`Field::top`].
+const STRIDE: usize = 16;
+
 /// A lookup whose candidates are this few is taken without trying the
 /// chain's other fields.
 const FEW: usize = 8;
@@ -86,6 +89,11 @@ index_key!(u128);
 struct Field<K> {
     /// The first key of each segment, ascending; the first is `K::MIN`.
     starts: Box<[K]>,
+    /// Every [`STRIDE`]th of `starts`: a lookup searches these (a few
+    /// cache lines, which stay cached), then one block of `starts`,
+    /// rather than all of `starts` (a cache miss at every step once it
+    /// outgrows the caches).
+    top: Box<[K]>,
     /// Each segment's rules: `(offset, len)` in `rules`.
     spans: Box<[(u32, u32)]>,
     rules: Box<[u32]>,
@@ -94,6 +102,9 @@ struct Field<K> {
     wild: Box<[u32]>,
     /// The most candidates a value of the field can have.
     worst: usize,
+    /// The fewest: a packet whose candidates are no more in another field
+    /// needs no lookup in this one.
+    least: usize,
 }
 
 impl<K: IndexKey> Field<K> {
@@ -138,7 +149,7 @@ impl<K: IndexKey> Field<K> {
         let (mut starts, mut spans, mut rules) = (Vec::new(), Vec::new(), Vec::new());
         let mut active = BTreeSet::new();
         let (mut a, mut e) = (0, 0);
-        let mut worst = 0;
+        let (mut worst, mut least) = (0, usize::MAX);
         for &b in &bounds {
             let mut changed = starts.is_empty();
             // Ranges ended before `b` leave, then those begun by `b` come in
@@ -160,17 +171,20 @@ impl<K: IndexKey> Field<K> {
             spans.push((rules.len() as u32, active.len() as u32));
             rules.extend(active.iter().copied());
             worst = worst.max(active.len());
+            least = least.min(active.len());
         }
-        let worst = worst + wild.len();
+        let (worst, least) = (worst + wild.len(), least + wild.len());
         if worst >= n {
             return None;
         }
         Some(Field {
+            top: starts.iter().step_by(STRIDE).copied().collect(),
             starts: starts.into_boxed_slice(),
             spans: spans.into_boxed_slice(),
             rules: rules.into_boxed_slice(),
             wild: wild.into_boxed_slice(),
             worst,
+            least,
         })
     }
 
@@ -188,8 +202,14 @@ impl<K: IndexKey> Field<K> {
 
     #[inline]
     fn get(&self, k: K) -> Lists<'_> {
-        // starts[0] is MIN: the segment is the last start <= k.
-        let i = self.starts.partition_point(|s| *s <= k).saturating_sub(1);
+        // starts[0] is MIN: the segment is the last start <= k, in the
+        // block of the last top <= k.
+        let lo = self.top.partition_point(|s| *s <= k).saturating_sub(1) * STRIDE;
+        let block = self
+            .starts
+            .get(lo..(lo + STRIDE).min(self.starts.len()))
+            .unwrap_or(&[]);
+        let i = lo + block.partition_point(|s| *s <= k).saturating_sub(1);
         let (off, len) = self.spans.get(i).copied().unwrap_or((0, 0));
         Lists {
             wild: &self.wild,
@@ -201,7 +221,7 @@ impl<K: IndexKey> Field<K> {
     }
 
     fn bytes(&self) -> usize {
-        self.starts.len() * K::BYTES
+        (self.starts.len() + self.top.len()) * K::BYTES
             + self.spans.len() * 8
             + (self.rules.len() + self.wild.len()) * 4
     }
@@ -472,7 +492,11 @@ impl<F: AddrFamily> ChainIndex<F> {
     #[inline]
     fn lookup(&self, p: &PacketView<F>) -> Option<Lists<'_>> {
         let mut best: Option<Lists<'_>> = None;
+        let needless = |best: &Option<Lists<'_>>, f: usize| best.is_some_and(|b| b.len() <= f);
         for (src, f) in self.addrs.iter() {
+            if needless(&best, f.least) {
+                continue;
+            }
             let l = f.get(if *src { p.src } else { p.dst });
             if l.len() <= FEW {
                 return Some(l);
@@ -482,6 +506,9 @@ impl<F: AddrFamily> ChainIndex<F> {
             }
         }
         for (s, f) in self.small.iter() {
+            if needless(&best, f.least) {
+                continue;
+            }
             let Some(k) = s.key(p) else { continue };
             let l = f.get(k);
             if l.len() <= FEW {
@@ -610,6 +637,23 @@ mod tests {
             assert_eq!(all, want, "key {k:#x}");
         }
         assert!(f.get(0x0b00_0000).spec.is_empty());
+    }
+
+    #[test]
+    fn lookups_across_blocks() {
+        // 100 rules at keys 3i (rule i): 200 segments, 13 blocks.
+        let f = Field::<u32>::build(200, (0..100).map(|i| (3 * i, 3 * i, i)).collect(), vec![])
+            .expect("field");
+        assert!(f.top.len() > 10);
+        for k in 0..400u32 {
+            let want: Vec<u32> = if k % 3 == 0 && k < 300 {
+                vec![k / 3]
+            } else {
+                vec![]
+            };
+            assert_eq!(f.get(k).spec.to_vec(), want, "key {k}");
+        }
+        assert_eq!(f.get(u32::MAX).spec, &[] as &[u32]);
     }
 
     #[test]
