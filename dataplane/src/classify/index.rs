@@ -1,7 +1,10 @@
 //! A chain's rules indexed by the header fields they test, so that a
 //! packet's walk through a long chain visits only the rules that can match
-//! it (bpf-iptables' Linear Bit Vector Search, Miano et al. 2019, with the
-//! bit vectors kept as sorted lists of rule numbers).
+//! it. After bpf-iptables' Linear Bit Vector Search (Miano et al., CCR
+//! 2019), with each field's bit vectors kept as sorted lists of rule
+//! numbers, and, instead of ANDing the fields' vectors, the walk taking
+//! the shortest field's list and leaving the other tests to the rules
+//! themselves (a lookup per field and no vector as long as the chain).
 //!
 //! For each indexed field (source and destination address, protocol,
 //! input and output interface, source and destination port, conntrack
