@@ -36,8 +36,8 @@ use crate::rule::CtStates;
 /// Chains with fewer rules are walked linearly: below this, looking the
 /// packet up in the index costs more than the rules it skips (measured,
 /// `cargo bench -p xdpgw-benches --bench classify -- short_`: blocklist
-/// chains of 8 rules cost 21 ns linearly and 31 ns indexed, of 16 rules 43
-/// and 27 ns, of 32 rules 49 and 45 ns, of 64 rules 136 and 72 ns).
+/// chains of 8 rules cost 31 ns linearly and 36 ns indexed, of 16 rules 37
+/// and 35 ns, of 32 rules 75 and 38 ns, of 64 rules 88 and 30 ns).
 pub const INDEX_MIN_RULES: usize = 16;
 
 /// The most list entries one field may have per rule of its chain (plus a
