@@ -71,7 +71,10 @@
 //! `PACKET_RATE_FLOWS` (default `1,1024`), `PACKET_RATE_ROUNDS` (default 1:
 //! how many times the whole sequence of rows runs, interleaved; the ratios
 //! take each path's best row), `PACKET_RATE_SINK_NAPI_CPU` (threaded NAPI
-//! for the sink's veth, pinned there), `XDPGW_BIN`, `XDPGW_LAB_BIN`.
+//! for the sink's veth, pinned there), `PACKET_RATE_RULES` (that many
+//! filter rules matching none of the traffic before FORWARD's own, in
+//! both gateways; with `PACKET_RATE_UNREPLIED=1` every packet is
+//! classified against them), `XDPGW_BIN`, `XDPGW_LAB_BIN`.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -221,10 +224,7 @@ impl Lab {
         ip(gw, &["addr", "add", "203.0.113.1/24", "dev", "wan0"]);
         ip(gw, &["route", "add", "default", "via", "203.0.113.254"]);
         gw.sysctl("net.ipv4.ip_forward", "1");
-        let rules = workspace_dir().join("conf/gateway.rules");
-        let text =
-            std::fs::read_to_string(&rules).unwrap_or_else(|e| panic!("{}: {e}", rules.display()));
-        gw.exec_stdin_ok(&["iptables-restore"], &text);
+        gw.exec_stdin_ok(&["iptables-restore"], &rules_text());
         if let Some(cpu) = rps_cpu {
             let mask = format!("{:x}", 1u64 << cpu);
             gw.exec_ok(&[
@@ -1018,6 +1018,8 @@ fn measure(
             let config = if gw == Gateway::XdpgwHost {
                 lab.add_mgmt();
                 host_load_config(workdir.path())
+            } else if extra_rules() > 0 {
+                rules_config(workdir.path())
             } else {
                 workspace_dir().join("conf/gateway.toml")
             };
@@ -1084,13 +1086,43 @@ fn measure(
     }
 }
 
+/// `PACKET_RATE_RULES`: how many non-matching filter rules both gateways
+/// get at the top of FORWARD (0 unless set).
+fn extra_rules() -> usize {
+    env_number("PACKET_RATE_RULES").unwrap_or(0) as usize
+}
+
+/// conf/gateway.rules, with [`extra_rules`] rules that match none of the
+/// traffic before FORWARD's own (`xdpgw_benches::rules_with_prefix`).
+fn rules_text() -> String {
+    let rules = workspace_dir().join("conf/gateway.rules");
+    let text =
+        std::fs::read_to_string(&rules).unwrap_or_else(|e| panic!("{}: {e}", rules.display()));
+    match extra_rules() {
+        0 => text,
+        n => xdpgw_benches::rules_with_prefix(&text, n),
+    }
+}
+
+/// conf/gateway.toml with [`rules_text`] as its rules, written to `dir`;
+/// the configuration's path.
+fn rules_config(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    std::fs::write(dir.join("gateway.rules"), rules_text()).expect("write rules");
+    let toml = std::fs::read_to_string(workspace_dir().join("conf/gateway.toml"))
+        .expect("conf/gateway.toml")
+        .replace("control_socket = \"/run/xdpgw.sock\"", "");
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, toml).expect("write config");
+    path
+}
+
 /// conf/gateway.toml and conf/gateway.rules with a third interface, mgmt0
 /// (192.0.2.1/24), whose hosts may reach the gateway's TCP 443; written to
 /// `dir`; the configuration's path.
 fn host_load_config(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    let rules = std::fs::read_to_string(workspace_dir().join("conf/gateway.rules"))
-        .expect("conf/gateway.rules");
+    let rules = rules_text();
     let anchor = "-A INPUT -m conntrack --ctstate INVALID -j DROP\n";
     assert!(rules.contains(anchor), "conf/gateway.rules changed");
     let rules = rules.replace(

@@ -5,7 +5,9 @@
 //!   with conntrack events recorded (the state sync listening), and the
 //!   sync thread's encoding of them;
 //! - the established flow with 10, 1,000 and 10,000 filter rules before the
-//!   accepting rule;
+//!   accepting rule (and 100,000 through the full traversal);
+//! - new connections with 10 to 100,000 filter rules before the accepting
+//!   rule;
 //! - conntrack lookups from 2 threads on 1 million entries;
 //! - new connections refused for want of a NAT port (one server endpoint
 //!   whose 64,512 MASQUERADE ports are all taken);
@@ -51,19 +53,7 @@ fn gateway_rules() -> String {
 
 /// conf/gateway.rules with `n` non-matching filter rules at the top of FORWARD.
 fn rules_with_prefix(n: usize) -> String {
-    let mut extra = String::new();
-    for i in 0..n {
-        extra.push_str(&format!(
-            "-A FORWARD -s 10.{}.{}.{}/32 -p udp -m udp --dport 9 -j DROP\n",
-            (i >> 16) & 0xff,
-            (i >> 8) & 0xff,
-            i & 0xff
-        ));
-    }
-    let base = gateway_rules();
-    // Insert right after the filter table's chain declarations.
-    let at = base.find(":LOG_DROP - [0:0]\n").expect("filter chains") + ":LOG_DROP - [0:0]\n".len();
-    format!("{}{}{}", &base[..at], extra, &base[at..])
+    xdpgw_benches::rules_with_prefix(&gateway_rules(), n)
 }
 
 fn worker(rules: &str, max_entries: usize) -> Worker {
@@ -225,7 +215,7 @@ fn established_flow(c: &mut Criterion) {
         b.iter(|| forward_batches(&mut w, &frame, &mut bufs, &mut now))
     });
     assert_eq!(w.stats().fast_path, 0);
-    for n in [10usize, 1_000, 10_000] {
+    for n in RULE_COUNTS {
         let (mut w, frame) = established(&rules_with_prefix(n));
         let mut now = 10;
         w.set_fast_path(false);
@@ -296,20 +286,56 @@ fn established_flows(c: &mut Criterion) {
 }
 
 fn new_connections(c: &mut Criterion) {
-    new_connections_with(c, "new_connections_batch64", false);
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    new_connection_rows(
+        &mut g,
+        BenchmarkId::from_parameter("new_connections_batch64"),
+        &gateway_rules(),
+        400_000,
+        false,
+    );
     // As with the state sync (or the NAT log, or `conntrack -E`) running:
     // the workers record each event; the listener drains them (outside
     // the timing, on another core in a running gateway).
-    new_connections_with(c, "new_connections_events_recorded_batch64", true);
+    new_connection_rows(
+        &mut g,
+        BenchmarkId::from_parameter("new_connections_events_recorded_batch64"),
+        &gateway_rules(),
+        400_000,
+        true,
+    );
+    // New connections with `n` filter rules before the accepting one (the
+    // rules every new connection's first packet is classified against).
+    for n in RULE_COUNTS {
+        new_connection_rows(
+            &mut g,
+            BenchmarkId::new("new_connections_rules_before_accept", n),
+            &rules_with_prefix(n),
+            100_000,
+            false,
+        );
+    }
+    g.finish();
 }
 
-fn new_connections_with(c: &mut Criterion, name: &str, events: bool) {
-    let mut g = c.benchmark_group("pipeline");
-    g.throughput(Throughput::Elements(BATCH as u64));
-    let rules = gateway_rules();
+/// The rule counts of the `*_rules_before_accept` rows.
+const RULE_COUNTS: [usize; 4] = [10, 1_000, 10_000, 100_000];
+
+/// New connections through `rules`, in batches, the table emptied by
+/// expiry every `round` connections; with `events`, conntrack's events
+/// recorded and drained as a listener does.
+fn new_connection_rows(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    id: BenchmarkId,
+    rules: &str,
+    round: u32,
+    events: bool,
+) {
     // Steady state, as on a running gateway: a table whose memory has been
     // touched, emptied by expiry between rounds (outside the timing).
-    const ROUND: u32 = 400_000;
+    let rules = rules.to_string();
+    let round_len = round;
     let frame = |k: u32| {
         // Distinct clients, ports and servers (a NAT port space is per server
         // endpoint: one server would run out of ports at 64k).
@@ -336,12 +362,12 @@ fn new_connections_with(c: &mut Criterion, name: &str, events: bool) {
     let mut state: Option<Worker> = None;
     let mut drained = Vec::with_capacity(4096);
     let mut lost = 0u64;
-    g.bench_function(name, |b| {
+    g.bench_function(id, |b| {
         b.iter_custom(|iters| {
             let w = state.get_or_insert_with(|| {
                 let mut w = worker(&rules, 1 << 20);
                 let mut b = w.batch(NoEmit);
-                for k in 0..ROUND {
+                for k in 0..round_len {
                     now += 100;
                     let f = frame(k);
                     std::hint::black_box(run(&mut b, now, 0, &f, &mut bufs[0]));
@@ -355,7 +381,7 @@ fn new_connections_with(c: &mut Criterion, name: &str, events: bool) {
             });
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                if n + BATCH as u32 > ROUND {
+                if n + BATCH as u32 > round_len {
                     expire_all(w, &mut now);
                     n = 0;
                 }
@@ -386,7 +412,6 @@ fn new_connections_with(c: &mut Criterion, name: &str, events: bool) {
         assert_eq!(w.stats().dropped(), 0, "{:?}", w.stats());
     }
     assert_eq!(lost, 0, "events lost");
-    g.finish();
 }
 
 /// The state sync's work for a batch of 64 new NATed connections (on its

@@ -2,6 +2,7 @@
 
 pub mod conntrack_scale;
 pub mod scale_out;
+pub mod shapes;
 
 use std::fmt::Write;
 
@@ -34,4 +35,24 @@ pub fn big_rule_file(n: usize) -> String {
     s.push_str("COMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n");
     s.push_str("-A POSTROUTING -o wan0 -s 10.0.0.0/8 -j MASQUERADE\nCOMMIT\n");
     s
+}
+
+/// `base` (an iptables-save file with a filter table holding the
+/// `LOG_DROP` chain, as conf/gateway.rules) with `n` non-matching filter
+/// rules at the top of FORWARD: `-s 10.x.y.z/32 -p udp --dport 9 -j DROP`.
+pub fn rules_with_prefix(base: &str, n: usize) -> String {
+    let mut extra = String::with_capacity(n * 56);
+    for i in 0..n {
+        let _ = writeln!(
+            extra,
+            "-A FORWARD -s 10.{}.{}.{}/32 -p udp -m udp --dport 9 -j DROP",
+            (i >> 16) & 0xff,
+            (i >> 8) & 0xff,
+            i & 0xff
+        );
+    }
+    // Right after the filter table's chain declarations.
+    let decl = ":LOG_DROP - [0:0]\n";
+    let at = base.find(decl).expect("filter chains") + decl.len();
+    format!("{}{}{}", &base[..at], extra, &base[at..])
 }

@@ -9,6 +9,10 @@ use std::ops::BitAnd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+mod index;
+
+pub use index::{ChainIndex, IndexKey, INDEX_MIN_RULES};
+
 use crate::connlimit::ConnlimitTable;
 use crate::hashlimit::HashlimitTable;
 use crate::ipset::{LookupOpts, SetPacket, SetTable};
@@ -38,6 +42,7 @@ pub trait AddrFamily:
         + Eq
         + Ord
         + BitAnd<Output = Self::Addr>
+        + IndexKey
         + Send
         + Sync;
     /// An address as NAT targets carry it.
@@ -524,6 +529,19 @@ pub struct CChain<F: AddrFamily = V4> {
     pub rules: Box<[CRule<F>]>,
     /// Counter slot of the policy (built-in chains).
     pub counter: u32,
+    /// The rules indexed by the header fields they test (chains of at
+    /// least [`INDEX_MIN_RULES`] rules): the walk visits only the rules
+    /// that can match.
+    pub index: Option<Box<ChainIndex<F>>>,
+}
+
+impl<F: AddrFamily> CChain<F> {
+    fn indexed(rules: &[CRule<F>], min_rules: usize) -> Option<Box<ChainIndex<F>>> {
+        if rules.len() < min_rules.max(1) {
+            return None;
+        }
+        ChainIndex::build(rules).map(Box::new)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1106,6 +1124,7 @@ pub fn compile_family<F: AddrFamily>(
             chains.push(CChain {
                 name: c.name.clone(),
                 policy: c.policy,
+                index: CChain::indexed(&rules, INDEX_MIN_RULES),
                 rules: rules.into_boxed_slice(),
                 counter: layout.chain(ti, ci).unwrap_or(u32::MAX),
             });
@@ -1200,6 +1219,28 @@ impl<F: AddrFamily> CompiledRuleSet<F> {
             .flat_map(|r| r.matches.iter())
             .filter(|m| matches!(m, CMatch::Set { slot: s, .. } if *s == slot))
             .count()
+    }
+
+    /// Indexes the chains of at least `min_rules` rules, and walks the
+    /// others rule by rule (`usize::MAX`: none indexed, every walk is the
+    /// linear one). Compiling indexes at [`INDEX_MIN_RULES`].
+    pub fn set_index_min_rules(&mut self, min_rules: usize) {
+        for t in self.tables.iter_mut().flatten() {
+            for c in t.chains.iter_mut() {
+                c.index = CChain::indexed(&c.rules, min_rules);
+            }
+        }
+    }
+
+    /// The memory the chains' indexes take, in bytes.
+    pub fn index_bytes(&self) -> usize {
+        self.tables
+            .iter()
+            .flatten()
+            .flat_map(|t| t.chains.iter())
+            .filter_map(|c| c.index.as_ref())
+            .map(|i| i.bytes())
+            .sum()
     }
 
     /// The index of an interface name, if the rule set was compiled for it.
@@ -1609,7 +1650,41 @@ impl<F: AddrFamily> CompiledRuleSet<F> {
     /// [`CompiledRuleSet::eval`], telling `obs` every rule that matched, every
     /// user chain left at its end and the policy that decided (packet
     /// tracing). With `()` it is `eval`: the calls compile to nothing.
+    ///
+    /// Chains with an index ([`CChain::index`]) visit only the rules the
+    /// index leaves as candidates; what the walk does is the linear walk's
+    /// ([`CompiledRuleSet::eval_linear_observed`], its reference): the same
+    /// rules matched in the same order, the same counters, the same side
+    /// effects. `obs` is told only the candidates as considered.
     pub fn eval_observed<O: EvalObserver<F>>(
+        &self,
+        table: Table,
+        hook: Hook,
+        p: &mut PacketView<F>,
+        st: &mut EvalState,
+        now: u64,
+        obs: &mut O,
+    ) -> Verdict<F::Ip> {
+        self.walk::<O, true>(table, hook, p, st, now, obs)
+    }
+
+    /// The linear walk: every rule of every chain visited, in order, as
+    /// iptables does (`ipt_do_table`). The reference the indexed walk is
+    /// tested against.
+    pub fn eval_linear_observed<O: EvalObserver<F>>(
+        &self,
+        table: Table,
+        hook: Hook,
+        p: &mut PacketView<F>,
+        st: &mut EvalState,
+        now: u64,
+        obs: &mut O,
+    ) -> Verdict<F::Ip> {
+        self.walk::<O, false>(table, hook, p, st, now, obs)
+    }
+
+    #[inline(always)]
+    fn walk<O: EvalObserver<F>, const INDEXED: bool>(
         &self,
         table: Table,
         hook: Hook,
@@ -1631,8 +1706,21 @@ impl<F: AddrFamily> CompiledRuleSet<F> {
         st.stack.clear();
         let mut chain = base;
         let mut idx = 0usize;
+        // The candidates of the chain being walked, looked up when the walk
+        // enters it (or comes back to it).
+        let mut enter = INDEXED;
+        let mut cursor = None;
         loop {
             let c = &t.chains[usize::from(chain)];
+            if INDEXED {
+                if enter {
+                    enter = false;
+                    cursor = c.index.as_ref().and_then(|ix| ix.cursor(p, idx));
+                }
+                if let Some(cu) = &mut cursor {
+                    idx = cu.next_from(idx).unwrap_or(usize::MAX);
+                }
+            }
             let Some(rule) = c.rules.get(idx) else {
                 // End of chain: back to the caller, or the built-in's policy.
                 if c.policy.is_none() {
@@ -1642,6 +1730,7 @@ impl<F: AddrFamily> CompiledRuleSet<F> {
                     Some((ch, i)) if c.policy.is_none() => {
                         chain = ch;
                         idx = i as usize;
+                        enter = INDEXED;
                         continue;
                     }
                     _ => return self.policy(t, base, p, st, obs),
@@ -1668,6 +1757,7 @@ impl<F: AddrFamily> CompiledRuleSet<F> {
                     Some((ch, i)) => {
                         chain = ch;
                         idx = i as usize;
+                        enter = INDEXED;
                     }
                     None => return self.policy(t, base, p, st, obs),
                 },
@@ -1680,10 +1770,12 @@ impl<F: AddrFamily> CompiledRuleSet<F> {
                     st.stack.push((chain, idx as u32));
                     chain = *to;
                     idx = 0;
+                    enter = INDEXED;
                 }
                 CTarget::Goto(to) => {
                     chain = *to;
                     idx = 0;
+                    enter = INDEXED;
                 }
                 CTarget::Log(i) => {
                     if st.nlogs < EvalState::MAX_LOGS {
