@@ -1033,3 +1033,38 @@ fn ipv6_fragments_reassembled_tracked_natted_and_sent_on() {
         },
     );
 }
+
+#[derive(Debug, PartialEq)]
+struct NdOutputObs {
+    /// Pings to the gateway while its neighbour advertisements are dropped
+    /// in filter OUTPUT.
+    ping: Ping<Ipv6Addr>,
+    /// The OUTPUT rule counted some.
+    dropped_some: bool,
+}
+
+#[test]
+fn ipv6_neighbour_advertisements_take_filter_output() {
+    const DROP_NA: &str = "-A OUTPUT -p ipv6-icmp -m icmp6 --icmpv6-type 136 -j DROP";
+    on_both_backends6(
+        "ipv6_neighbour_advertisements_take_filter_output",
+        &[],
+        &spec(&[("filter", &format!("{}{DROP_NA}\n", forward6("")))]),
+        |lab| {
+            let ping = lab.ping6(lab.client(), GATEWAY_LAN6, 2, &[]);
+            let counters = lab.packet_counters6(Some("filter"));
+            NdOutputObs {
+                ping,
+                dropped_some: counters
+                    .get(&format!("filter {DROP_NA}"))
+                    .is_some_and(|&n| n > 0),
+            }
+        },
+        |o| {
+            // ndisc_send_skb takes OUTPUT: the client never learns the
+            // gateway's MAC.
+            assert_eq!(o.ping.received, 0, "{o:?}");
+            assert!(o.dropped_some, "{o:?}");
+        },
+    );
+}

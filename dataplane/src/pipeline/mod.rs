@@ -360,10 +360,18 @@ impl Hooks {
     /// Held packets whose next hop resolved go out to `emit`, stale ones
     /// are dropped (counted in `stats`), and next hops still unresolved are
     /// asked again.
-    pub(crate) fn release_held(&mut self, now: u64, stats: &mut WorkerStats, emit: &mut impl Emit) {
-        self.release_held6(now, stats, emit);
+    pub(crate) fn release_held(
+        &mut self,
+        now: u64,
+        stats: &mut WorkerStats,
+        fast: &mut FastPath,
+        emit: &mut impl Emit,
+    ) {
         if self.gw.conntrack6.is_some() {
-            self.router_adverts(now, stats, emit);
+            // IPv6's neighbour discovery and advertisements take OUTPUT.
+            let mut cx = Cx::new(now, &mut *emit, &mut *stats, fast);
+            self.release_held6(&mut cx);
+            self.router_adverts(&mut cx);
         }
         if self.hold.is_empty() {
             return;

@@ -21,7 +21,6 @@ use crate::frag;
 use crate::nat::{self, Binding, ConnNat, Manip};
 use crate::neigh::{HoldQueue, NeighMap};
 use crate::rule::{AddrRange, Hook, RejectWith, Table};
-use crate::stats::WorkerStats;
 use crate::wire::ipv6::ndp::{self, Ndp, NdpAddrs, NeighbourAdvert, NeighbourSolicit};
 use crate::wire::ipv6::{self as w6, Icmpv6Error, Ipv6Info, L4v6, IPV6_HDR, IPV6_MIN_MTU};
 use crate::wire::{self, checksum};
@@ -466,7 +465,7 @@ impl Hooks {
         cx.stats.frag_creates += n as u64;
         cx.stats.drops[DropReason::NeighQueueFull as usize] += lost;
         if known.is_none() && first_held {
-            self.neighbour_solicit(cx.stats, &mut *cx.emit, iface, hop);
+            self.neighbour_solicit(cx, iface, hop);
         }
         Action::Emitted {
             iface,
@@ -758,8 +757,7 @@ impl Hooks {
                     target_mac: (dad || multicast).then_some(our_mac),
                 };
                 if let Some(n) = ndp::build_na(&mut self.scratch, &addrs, &na) {
-                    cx.emit.emit(in_iface, &self.scratch[..n]);
-                    cx.stats.emitted += 1;
+                    self.send_ndp(cx, in_iface, n);
                 }
             }
             Ndp::NeighbourAdvert(na) => {
@@ -890,7 +888,7 @@ impl Hooks {
             None => match self.v6.hold.hold(cx.now, iface, hop, &frame[..len]) {
                 Ok(first) => {
                     if first {
-                        self.neighbour_solicit(cx.stats, &mut *cx.emit, iface, hop);
+                        self.neighbour_solicit(cx, iface, hop);
                     }
                     Action::Consumed
                 }
@@ -901,10 +899,9 @@ impl Hooks {
 
     /// Asks for `target`'s MAC on `iface` (`ndisc_send_ns` to its
     /// solicited-node group).
-    fn neighbour_solicit(
+    fn neighbour_solicit<E: Emit, O: Observer>(
         &mut self,
-        stats: &mut WorkerStats,
-        emit: &mut impl Emit,
+        cx: &mut Cx<'_, E, O>,
         iface: u8,
         target: Ipv6Addr,
     ) {
@@ -921,22 +918,34 @@ impl Hooks {
             nonce: None,
         };
         if let Some(n) = ndp::build_ns(&mut self.scratch, mac, src, &ns, None) {
-            emit.emit(iface, &self.scratch[..n]);
-            stats.emitted += 1;
+            self.send_ndp(cx, iface, n);
         }
+    }
+
+    /// Sends the neighbour discovery message built in the scratch buffer
+    /// (`len` bytes) out of `iface`, through OUTPUT and POSTROUTING as
+    /// `ndisc_send_skb` does (untracked: conntrack leaves ND alone). Sends
+    /// nothing while a generated packet holds the scratch buffer.
+    fn send_ndp<E: Emit, O: Observer>(&mut self, cx: &mut Cx<'_, E, O>, iface: u8, len: usize) {
+        let mut buf = std::mem::take(&mut self.scratch);
+        if let Some(frame) = buf.get_mut(..len) {
+            if let Action::Forward { iface, len } = self.output6(cx, frame, None, Some(iface)) {
+                if let Some(f) = frame.get(..len) {
+                    cx.emit.emit(iface, f);
+                    cx.stats.emitted += 1;
+                }
+            }
+        }
+        self.scratch = buf;
     }
 
     /// Held IPv6 packets whose next hop resolved go out, stale ones are
     /// dropped, unresolved next hops are asked again.
-    pub(super) fn release_held6(
-        &mut self,
-        now: u64,
-        stats: &mut WorkerStats,
-        emit: &mut impl Emit,
-    ) {
+    pub(super) fn release_held6<E: Emit, O: Observer>(&mut self, cx: &mut Cx<'_, E, O>) {
         if self.v6.hold.is_empty() {
             return;
         }
+        let (now, emit) = (cx.now, &mut *cx.emit);
         let gw = Arc::clone(&self.gw);
         let mut asks = [(0u8, Ipv6Addr::UNSPECIFIED); 4];
         let mut nasks = 0;
@@ -959,22 +968,17 @@ impl Hooks {
                 }
             },
         );
-        stats.emitted += sent;
-        stats.drops[DropReason::NeighUnresolved as usize] += dropped;
+        cx.stats.emitted += sent;
+        cx.stats.drops[DropReason::NeighUnresolved as usize] += dropped;
         for &(iface, hop) in &asks[..nasks] {
-            self.neighbour_solicit(stats, emit, iface, hop);
+            self.neighbour_solicit(cx, iface, hop);
         }
     }
 
     /// Router advertisements that are due go out to all nodes of their
     /// interfaces (any worker may send one; the schedule is shared).
-    pub(super) fn router_adverts(
-        &mut self,
-        now: u64,
-        stats: &mut WorkerStats,
-        emit: &mut impl Emit,
-    ) {
-        let gw = Arc::clone(&self.gw);
+    pub(super) fn router_adverts<E: Emit, O: Observer>(&mut self, cx: &mut Cx<'_, E, O>) {
+        let (gw, now) = (Arc::clone(&self.gw), cx.now);
         for (i, f) in gw.ifaces.iter().enumerate() {
             let Some(cfg) = &f.ra else {
                 continue;
@@ -1015,8 +1019,7 @@ impl Hooks {
                 dst: ndp::ALL_NODES,
             };
             if let Some(n) = ndp::build_ra(&mut self.scratch, &addrs, &ra) {
-                emit.emit(i as u8, &self.scratch[..n]);
-                stats.emitted += 1;
+                self.send_ndp(cx, i as u8, n);
             }
         }
     }
@@ -1368,7 +1371,7 @@ impl Hooks {
                     if let Ok(info) = w6::parse_ipv6(frame) {
                         if let Some(hop) = self.gw.routes6.lookup(info.dst) {
                             self.scratch = buf;
-                            self.neighbour_solicit(cx.stats, &mut *cx.emit, hop.iface, hop.addr);
+                            self.neighbour_solicit(cx, hop.iface, hop.addr);
                             return;
                         }
                     }

@@ -132,7 +132,8 @@ impl Worker {
     /// expiry runs.
     pub fn housekeeping(&mut self, now: u64, emit: &mut impl Emit) {
         self.fast.end_old_round(now, &self.gw.conntrack);
-        self.hooks.release_held(now, &mut self.stats, emit);
+        self.hooks
+            .release_held(now, &mut self.stats, &mut self.fast, emit);
         self.gw.frags.expire(now, &mut self.stats);
         // Expiry at the pace `Conntrack::sweep_slots` sets (the table once
         // a second, large ones more slowly), in steps of at least `GC_STEP`
