@@ -92,6 +92,22 @@ pub struct TcpSeg {
     pub sack_perm: bool,
 }
 
+impl From<&crate::wire::TcpInfo> for TcpSeg {
+    /// What conntrack reads of a parsed TCP header (either family's).
+    #[inline]
+    fn from(t: &crate::wire::TcpInfo) -> TcpSeg {
+        TcpSeg {
+            flags: t.flags,
+            seq: t.seq,
+            ack: t.ack,
+            window: t.window,
+            payload_len: t.payload_len as u32,
+            wscale: t.wscale,
+            sack_perm: t.sack_perm,
+        }
+    }
+}
+
 /// The ICMP header fields conntrack reads.
 #[derive(Clone, Copy, Debug)]
 pub struct IcmpMeta<A: Addr = Ipv4Addr> {

@@ -198,20 +198,7 @@ pub(super) fn l4_error(frame: &[u8], info: &Ipv4Info, verify: bool) -> Option<In
 #[inline]
 pub(super) fn meta_of(info: &Ipv4Info) -> PacketMeta {
     let (sport, dport, tcp, icmp) = match info.l4info {
-        L4::Tcp(t) => (
-            t.sport,
-            t.dport,
-            Some(TcpSeg {
-                flags: t.flags,
-                seq: t.seq,
-                ack: t.ack,
-                window: t.window,
-                payload_len: t.payload_len as u32,
-                wscale: t.wscale,
-                sack_perm: t.sack_perm,
-            }),
-            None,
-        ),
+        L4::Tcp(t) => (t.sport, t.dport, Some(TcpSeg::from(&t)), None),
         L4::Udp { sport, dport } => (sport, dport, None, None),
         L4::Icmp(i) => {
             let id = if i.is_query { i.id } else { 0 };

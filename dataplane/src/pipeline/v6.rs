@@ -159,20 +159,7 @@ fn refresh_view(v: &mut PacketView<V6>, info: &Ipv6Info) {
 /// What conntrack needs of an IPv6 packet.
 fn meta_of(info: &Ipv6Info) -> PacketMeta<Ipv6Addr> {
     let (sport, dport, tcp, icmp) = match info.l4info {
-        L4v6::Tcp(t) => (
-            t.sport,
-            t.dport,
-            Some(TcpSeg {
-                flags: t.flags,
-                seq: t.seq,
-                ack: t.ack,
-                window: t.window,
-                payload_len: t.payload_len as u32,
-                wscale: t.wscale,
-                sack_perm: t.sack_perm,
-            }),
-            None,
-        ),
+        L4v6::Tcp(t) => (t.sport, t.dport, Some(TcpSeg::from(&t)), None),
         L4v6::Udp { sport, dport } => (sport, dport, None, None),
         L4v6::Icmp(i) => {
             let id = if i.is_query { i.id } else { 0 };
