@@ -661,7 +661,14 @@ fn leftover_is_replaced(how: Leftover, mode: XdpAttach) {
             .unwrap_or_else(|e| panic!("open over a leftover ({how:?}): {e}"));
         let during = attached_programs(&ma).expect("query");
         drop(port);
-        let after = attached_programs(&ma).expect("query");
+        // A BPF link is released by a work item after its last descriptor
+        // closes (`bpf_link_put`): wait for it, as `xdp_gone` does.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut after = attached_programs(&ma).expect("query");
+        while after != (0, 0) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            after = attached_programs(&ma).expect("query");
+        }
         (left, during, after)
     });
     assert_ne!(during.0, left, "native slot still runs the leftover");
