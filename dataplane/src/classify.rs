@@ -30,6 +30,9 @@ use crate::stateful::MatchTables;
 /// over it and monomorphised, so the IPv4 evaluator compares `u32`s and
 /// carries no IPv6 field (its `Extra` is `()`): its code is what it was
 /// before IPv6 existed.
+/// The SYN bit of the TCP flags (`--tcp-flags`, `--syn`).
+const TCP_FLAG_SYN: u8 = 0x02;
+
 pub trait AddrFamily:
     Copy + Clone + Debug + Default + PartialEq + Eq + Send + Sync + 'static
 {
@@ -1069,35 +1072,55 @@ pub fn compile_family<F: AddrFamily>(
                 // (flags, TOS, TTL, length, ICMP type), the connection's
                 // mark (another packet may change it), sets (they change at
                 // run time), limits, LOG, and TTL/TOS/CONNMARK/TCPMSS edits
-                // (a cached flow only rewrites the DSCP).
-                let volatile = matches!(
-                    target,
-                    CTarget::Log(_)
-                        | CTarget::Ttl(_)
-                        | CTarget::Tos(_)
-                        | CTarget::Connmark(_)
-                        | CTarget::Tcpmss(_)
-                ) || matches.iter().any(|m| {
+                // (a cached flow only rewrites the DSCP). Except a rule
+                // only SYNs match (`--syn`, the MSS clamp's `--tcp-flags
+                // SYN,RST SYN`): the fast path takes no SYN, so for every
+                // packet it takes such a rule fails, as it failed for the
+                // packet whose traversal was cached — unless a match with
+                // a side effect (a limit, `recent`, a count) runs too.
+                let syn_only = matches.iter().any(|m| {
+                    matches!(m, CMatch::TcpFlags { mask, comp, invert: false }
+                        if mask & comp & TCP_FLAG_SYN != 0)
+                });
+                let side_effect = matches.iter().any(|m| {
                     matches!(
                         m,
-                        CMatch::TcpFlags { .. }
-                            | CMatch::Dscp { .. }
-                            | CMatch::Icmp { .. }
-                            | CMatch::Limit { .. }
-                            | CMatch::Length { .. }
-                            | CMatch::Ttl(_)
-                            | CMatch::Tos { .. }
-                            | CMatch::Connmark { .. }
-                            | CMatch::Set { .. }
+                        CMatch::Limit { .. }
                             | CMatch::Recent(_)
                             | CMatch::Connlimit(_)
                             | CMatch::Hashlimit(_)
-                            | CMatch::Conntrack(_)
-                            | CMatch::Ipv6Header(_)
-                            | CMatch::Frag(_)
-                            | CMatch::Rt(_)
                     )
                 });
+                let never_fast = syn_only && !side_effect;
+                let volatile = !never_fast
+                    && (matches!(
+                        target,
+                        CTarget::Log(_)
+                            | CTarget::Ttl(_)
+                            | CTarget::Tos(_)
+                            | CTarget::Connmark(_)
+                            | CTarget::Tcpmss(_)
+                    ) || matches.iter().any(|m| {
+                        matches!(
+                            m,
+                            CMatch::TcpFlags { .. }
+                                | CMatch::Dscp { .. }
+                                | CMatch::Icmp { .. }
+                                | CMatch::Limit { .. }
+                                | CMatch::Length { .. }
+                                | CMatch::Ttl(_)
+                                | CMatch::Tos { .. }
+                                | CMatch::Connmark { .. }
+                                | CMatch::Set { .. }
+                                | CMatch::Recent(_)
+                                | CMatch::Connlimit(_)
+                                | CMatch::Hashlimit(_)
+                                | CMatch::Conntrack(_)
+                                | CMatch::Ipv6Header(_)
+                                | CMatch::Frag(_)
+                                | CMatch::Rt(_)
+                        )
+                    }));
                 rules.push(CRule {
                     volatile,
                     src: F::addr_match(r, true),

@@ -1,17 +1,19 @@
 //! The established-flow fast path against the full traversal it replaces:
 //! random conversations (TCP and UDP flows through conf/gateway.rules'
 //! MASQUERADE, both directions, in random batches, with perturbed packets
-//! among them) go through two gateways, one with the fast path and one
-//! without. Every packet must get the same action and leave with the same
-//! bytes, the gateways must generate the same frames, and at the end the
-//! rule counters and the conntrack tables must be equal.
+//! among them; the same conversations in IPv6 through conf/gateway.rules6'
+//! NAT66, whose TCPMSS clamp the fast path must see past) go through two
+//! gateways, one with the fast path and one without. Every packet must get
+//! the same action and leave with the same bytes, the gateways must
+//! generate the same frames, and at the end the rule counters and the
+//! conntrack tables must be equal.
 //!
 //! Also: the three readers of a frame's headers (`wire::fast::peek` for the
 //! fast path, `wire::parse_ipv4` for the full path, `conntrack::frame_tuple`
 //! for prefetching) agree on what they all read, for random frames.
 
 use std::cell::RefCell;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::rc::Rc;
 
 use proptest::prelude::*;
@@ -40,15 +42,70 @@ impl Emit for Sink {
     }
 }
 
-fn gateway(fast_path: bool) -> Worker {
-    let gw = memlab::gateway(&memlab::conf_rules());
-    // Both hosts already known: no ARP in the conversation.
-    gw.neigh.learn(LAN, CLIENT, CLIENT_MAC);
-    gw.neigh
-        .learn(WAN, Ipv4Addr::new(203, 0, 113, 254), UPSTREAM_MAC);
+fn gateway(fast_path: bool, ipv6: bool) -> Worker {
+    let gw = if ipv6 {
+        // Dual-stack, conf/gateway.rules6, the client and the upstream
+        // router resolved (neither ARP nor NDP in the conversation).
+        xdpgw_vm_tests::fuzz::pipeline::gateway()
+    } else {
+        let gw = memlab::gateway(&memlab::conf_rules());
+        // Both hosts already known: no ARP in the conversation.
+        gw.neigh.learn(LAN, CLIENT, CLIENT_MAC);
+        gw.neigh
+            .learn(WAN, Ipv4Addr::new(203, 0, 113, 254), UPSTREAM_MAC);
+        gw
+    };
     let mut w = Worker::new(gw, 7);
     w.set_fast_path(fast_path);
     w
+}
+
+/// The IPv6 plan of the conversation: the client on lan0's ULA prefix, the
+/// far server beyond the upstream router, wan0's address (NAT66's).
+fn to_ipv6(a: Ipv4Addr) -> Ipv6Addr {
+    if a == CLIENT {
+        Ipv6Addr::new(0xfd00, 0x10, 0, 0, 0, 0, 0, 2)
+    } else if a == GW_WAN {
+        Ipv6Addr::new(0x2001, 0xdb8, 0x113, 0, 0, 0, 0, 1)
+    } else {
+        Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0x20)
+    }
+}
+
+/// The IPv4 frame `f` (no options) as the same packet in IPv6: addresses
+/// by [`to_ipv6`], TOS as the traffic class, TTL as the hop limit, the
+/// transport header and payload kept with the checksum computed for IPv6
+/// (and left as wrong as it was).
+fn ipv6_frame(f: &[u8]) -> Vec<u8> {
+    let ip = |at: usize| Ipv4Addr::new(f[at], f[at + 1], f[at + 2], f[at + 3]);
+    let (src4, dst4, proto, tos, ttl) = (ip(26), ip(30), f[23], f[15], f[22]);
+    let total = usize::from(u16::from_be_bytes([f[16], f[17]]));
+    let mut seg = f[34..14 + total].to_vec();
+    let at = if proto == 6 { 16 } else { 6 };
+    let bad = wire::checksum::l4(src4, dst4, proto, &{
+        let mut s = seg.clone();
+        s[at..at + 2].fill(0);
+        s
+    }) != u16::from_be_bytes([seg[at], seg[at + 1]]);
+    let (src, dst) = (to_ipv6(src4), to_ipv6(dst4));
+    seg[at..at + 2].fill(0);
+    let mut c = wire::checksum::l4_v6(src, dst, proto, &seg);
+    if proto == 17 && c == 0 {
+        c = 0xffff;
+    }
+    if bad {
+        c ^= 0x5a;
+    }
+    seg[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    let mut out = f[..12].to_vec();
+    out.extend_from_slice(&[0x86, 0xdd]);
+    out.extend_from_slice(&(0x6000_0000u32 | u32::from(tos) << 20).to_be_bytes());
+    out.extend_from_slice(&(seg.len() as u16).to_be_bytes());
+    out.extend_from_slice(&[proto, ttl]);
+    out.extend_from_slice(&src.octets());
+    out.extend_from_slice(&dst.octets());
+    out.extend_from_slice(&seg);
+    out
 }
 
 /// What one packet did: its action, its bytes as they left (forwarded),
@@ -64,11 +121,13 @@ struct Outcome {
 #[derive(Debug, PartialEq)]
 struct End {
     counters: Vec<(u64, u64)>,
+    counters6: Vec<(u64, u64)>,
     table: Vec<Snapshot>,
+    table6: Vec<Snapshot<Ipv6Addr>>,
 }
 
-fn run(fast_path: bool, batches: &[Vec<(u8, Vec<u8>)>]) -> (Vec<Outcome>, End) {
-    let mut w = gateway(fast_path);
+fn run(fast_path: bool, ipv6: bool, batches: &[Vec<(u8, Vec<u8>)>]) -> (Vec<Outcome>, End) {
+    let mut w = gateway(fast_path, ipv6);
     let mut sink = Sink::default();
     let mut now = 1_000_000_000u64;
     let mut outcomes = Vec::new();
@@ -97,9 +156,26 @@ fn run(fast_path: bool, batches: &[Vec<(u8, Vec<u8>)>]) -> (Vec<Outcome>, End) {
     let counters = (0..rules.live.totals().len() as u32)
         .map(|slot| st.counter(slot))
         .collect();
+    let (rules6, st6) = w.rules6();
+    let counters6 = (0..rules6.live.totals().len() as u32)
+        .map(|slot| st6.counter(slot))
+        .collect();
     let mut table = w.gateway().conntrack.snapshot();
     table.sort_by_key(|s| (s.orig.proto, s.orig.sport, s.orig.dport));
-    (outcomes, End { counters, table })
+    let mut table6 = w
+        .gateway()
+        .conntrack6
+        .as_ref()
+        .map(|ct| ct.snapshot())
+        .unwrap_or_default();
+    table6.sort_by_key(|s| (s.orig.proto, s.orig.sport, s.orig.dport));
+    let end = End {
+        counters,
+        counters6,
+        table,
+        table6,
+    };
+    (outcomes, end)
 }
 
 /// A step of a conversation: which flow, what it sends, and what goes
@@ -196,6 +272,17 @@ fn spec(from_server: bool, l4: L4Spec, tos: u8, ttl: u8) -> FrameSpec {
         df: true,
         l4,
     }
+}
+
+/// [`frames`], in IPv6 or not.
+fn frames_of(steps: &[Step], ipv6: bool) -> Vec<(u8, Vec<u8>)> {
+    let mut out = frames(steps);
+    if ipv6 {
+        for (_, f) in &mut out {
+            *f = ipv6_frame(f);
+        }
+    }
+    out
 }
 
 /// Turns steps into frames, following each flow's script (MASQUERADE keeps
@@ -308,9 +395,9 @@ fn batched(frames: Vec<(u8, Vec<u8>)>, sizes: &[usize]) -> Vec<Vec<(u8, Vec<u8>)
     out
 }
 
-fn agree(batches: &[Vec<(u8, Vec<u8>)>]) -> Result<(), TestCaseError> {
-    let (fast, fast_end) = run(true, batches);
-    let (full, full_end) = run(false, batches);
+fn agree(batches: &[Vec<(u8, Vec<u8>)>], ipv6: bool) -> Result<(), TestCaseError> {
+    let (fast, fast_end) = run(true, ipv6, batches);
+    let (full, full_end) = run(false, ipv6, batches);
     let frames: Vec<&(u8, Vec<u8>)> = batches.iter().flatten().collect();
     for (i, (a, b)) in fast.iter().zip(&full).enumerate() {
         prop_assert_eq!(
@@ -329,8 +416,7 @@ fn agree(batches: &[Vec<(u8, Vec<u8>)>]) -> Result<(), TestCaseError> {
 /// A fixed conversation: each flow's handshake, data both ways with the
 /// fast path taking the established packets, a TOS change, a TTL-1 packet,
 /// a bad checksum, the FINs.
-#[test]
-fn a_conversation_is_the_same_with_and_without_the_fast_path() {
+fn a_conversation(ipv6: bool) {
     let tcp = |from_server: bool, len: u8, bad: Bad| Step::Tcp {
         flow: 0,
         from_server,
@@ -357,13 +443,13 @@ fn a_conversation_is_the_same_with_and_without_the_fast_path() {
         tcp(true, 115, Bad::None),
         tcp(false, 0, Bad::None),
     ]);
-    let all = frames(&steps);
+    let all = frames_of(&steps, ipv6);
     let n = all.len();
-    agree(&batched(all, &[64])).unwrap_or_else(|e| panic!("{e}"));
+    agree(&batched(all, &[64]), ipv6).unwrap_or_else(|e| panic!("{e}"));
     // The fast path really took part: it must have forwarded most of them.
-    let mut w = gateway(true);
+    let mut w = gateway(true, ipv6);
     let mut b = w.batch(Sink::default());
-    for (k, (iface, f)) in frames(&steps).into_iter().enumerate() {
+    for (k, (iface, f)) in frames_of(&steps, ipv6).into_iter().enumerate() {
         let mut buf = f.clone();
         buf.resize(2048, 0);
         b.process(1_000_000_000 + k as u64 * 1000, iface, &mut buf, f.len());
@@ -376,6 +462,16 @@ fn a_conversation_is_the_same_with_and_without_the_fast_path() {
     );
 }
 
+#[test]
+fn a_conversation_is_the_same_with_and_without_the_fast_path() {
+    a_conversation(false);
+}
+
+#[test]
+fn an_ipv6_conversation_is_the_same_with_and_without_the_fast_path() {
+    a_conversation(true);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -383,19 +479,23 @@ proptest! {
     fn random_conversations_are_the_same_with_and_without_the_fast_path(
         steps in proptest::collection::vec(step(), 1..160),
         sizes in proptest::collection::vec(1usize..12, 1..8),
+        ipv6 in any::<bool>(),
     ) {
-        agree(&batched(frames(&steps), &sizes))?;
+        agree(&batched(frames_of(&steps, ipv6), &sizes), ipv6)?;
     }
 
     /// Where the fast path's peek takes a frame, the full parse reads the
-    /// same tuple, length and TTL, and the prefetch reader the same tuple.
+    /// same tuple, length and TTL, and the prefetch reader the same tuple;
+    /// for IPv6 frames, `peek6` and `parse_ipv6` the same (a frame `peek6`
+    /// takes is whole, TCP or UDP).
     #[test]
     fn the_header_readers_agree(
         steps in proptest::collection::vec(step(), 1..8),
         flips in proptest::collection::vec((0usize..80, any::<u8>()), 0..4),
         cut in 0usize..100,
+        ipv6 in any::<bool>(),
     ) {
-        for (_, mut f) in frames(&steps) {
+        for (_, mut f) in frames_of(&steps, ipv6) {
             for (at, x) in &flips {
                 if let Some(b) = f.get_mut(*at) {
                     *b ^= x;
@@ -405,6 +505,27 @@ proptest! {
                 f.truncate(f.len().saturating_sub(cut));
             }
             let mac: [u8; 6] = f[..6].try_into().unwrap_or_default();
+            if ipv6 {
+                let Some(p) = wire::fast::peek6(&f, &mac) else { continue };
+                let info = wire::ipv6::parse_ipv6(&f);
+                prop_assert!(info.is_ok(), "peek6 took a frame parse refuses: {:?}", info);
+                let Ok(info) = info else { continue };
+                prop_assert!(!info.fragment);
+                let (sport, dport) = match info.l4info {
+                    wire::ipv6::L4v6::Tcp(t) => (t.sport, t.dport),
+                    wire::ipv6::L4v6::Udp { sport, dport } => (sport, dport),
+                    other => return Err(TestCaseError::fail(format!("peek6 took {other:?}"))),
+                };
+                prop_assert_eq!(
+                    (p.tuple.src, p.tuple.dst, p.tuple.sport, p.tuple.dport, p.tuple.proto),
+                    (info.src, info.dst, sport, dport, info.proto)
+                );
+                prop_assert_eq!(
+                    (p.total_len, p.ttl),
+                    (info.payload_len + 40, info.hop_limit)
+                );
+                continue;
+            }
             let Some(p) = wire::fast::peek(&f, &mac) else { continue };
             let info = wire::parse_ipv4(&f);
             prop_assert!(info.is_ok(), "peek took a frame parse refuses: {:?}", info);

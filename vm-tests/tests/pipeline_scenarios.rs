@@ -1490,6 +1490,41 @@ fn fast_path_applies_cached_dscp() {
     );
 }
 
+/// The usual MSS clamp in mangle FORWARD matches only SYNs, which the fast
+/// path never takes: the connection's other packets are still cached. The
+/// same rule with a limit (which must see every packet it is evaluated
+/// for) keeps the flow off the fast path.
+#[test]
+fn an_mss_clamp_keeps_no_flow_off_the_fast_path() {
+    let conf = std::fs::read_to_string(workspace_dir().join("conf/gateway.rules"))
+        .expect("conf/gateway.rules");
+    let dscp = "-A FORWARD -p tcp --sport 443 -j DSCP --set-dscp 46\n";
+    assert!(conf.contains(dscp));
+    for (clamp, cached) in [
+        ("-p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu", true),
+        ("-p tcp --syn -j TCPMSS --set-mss 1200", true),
+        ("-p tcp --tcp-flags SYN,RST SYN -m limit --limit 1/sec -j TCPMSS --set-mss 1200", false),
+        ("-i lan0 -p tcp --tcp-flags SYN,RST SYN -m conntrack --ctstate NEW -j TCPMSS --set-mss 1200", true),
+    ] {
+        let text = conf.replace(dscp, &format!("{dscp}-A FORWARD {clamp}\n"));
+        let mut lab = Lab::with_rules(&text);
+        let (c0, s0) = (10u32, 900u32);
+        syn_and_syn_ack(&mut lab, 42080, 80, c0, s0);
+        lab.send(LAN, from_client(42080, 80, c0 + 1, s0 + 1, TCP_ACK, &[]))
+            .seen();
+        for k in 0..3u32 {
+            let data = from_server(42080, 80, s0 + 1 + 10 * k, c0 + 1, TCP_ACK, &[7; 10]);
+            lab.send(WAN, data).seen();
+        }
+        assert_eq!(
+            lab.worker.stats().fast_path > 0,
+            cached,
+            "{clamp}: {} packets on the fast path",
+            lab.worker.stats().fast_path
+        );
+    }
+}
+
 #[test]
 fn a_reload_ends_cached_decisions() {
     let mut lab = Lab::new();

@@ -4,8 +4,11 @@
 //! most [`CREDIT_ROUND`] after its first credit, when the list fills up,
 //! when an entry was deleted, or when the worker goes idle.
 
+use std::marker::PhantomData;
+use std::net::Ipv4Addr;
+
 use crate::conntrack::{Conntrack, EntryRef};
-use crate::flow::Dir;
+use crate::flow::{Addr, Dir};
 
 use super::cache::Cached;
 
@@ -32,8 +35,8 @@ pub(crate) struct Credit {
     last: u64,
 }
 
-/// A worker's credit round.
-pub(crate) struct Credits {
+/// A worker's credit round for one family's table.
+pub(crate) struct Credits<A: Addr = Ipv4Addr> {
     list: Vec<Credit>,
     /// Numbers rounds (0: never).
     pub(crate) round: u32,
@@ -41,22 +44,25 @@ pub(crate) struct Credits {
     since: u64,
     /// Conntrack's deletion count when the round began.
     removals_seen: u64,
+    family: PhantomData<A>,
 }
 
-impl Credits {
-    pub(crate) fn new(ct: &Conntrack) -> Credits {
+impl<A: Addr> Credits<A> {
+    /// A round of a table whose deletion count is `removals`.
+    pub(crate) fn new(removals: u64) -> Credits<A> {
         Credits {
             list: Vec::with_capacity(CREDITS),
             round: 1,
             since: 0,
-            removals_seen: ct.removals(),
+            removals_seen: removals,
+            family: PhantomData,
         }
     }
 
     /// At a batch's beginning: the round ends if an entry was deleted since
     /// it began, or if it is three quarters full.
     #[inline]
-    pub(crate) fn begin_batch(&mut self, ct: &Conntrack) {
+    pub(crate) fn begin_batch(&mut self, ct: &Conntrack<A>) {
         let removals = ct.removals();
         if removals != self.removals_seen || self.list.len() >= CREDITS / 4 * 3 {
             self.removals_seen = removals;
@@ -65,7 +71,7 @@ impl Credits {
     }
 
     /// Between batches: the round ends if it is [`CREDIT_ROUND`] old.
-    pub(crate) fn end_if_old(&mut self, now: u64, ct: &Conntrack) {
+    pub(crate) fn end_if_old(&mut self, now: u64, ct: &Conntrack<A>) {
         if !self.list.is_empty() && now.saturating_sub(self.since) >= CREDIT_ROUND {
             self.flush(ct);
         }
@@ -73,7 +79,7 @@ impl Credits {
 
     /// Ends the round: gives conntrack the packets credited since it began.
     /// The next packet of each flow is tracked against its entry again.
-    pub(crate) fn flush(&mut self, ct: &Conntrack) {
+    pub(crate) fn flush(&mut self, ct: &Conntrack<A>) {
         self.round = self.round.wrapping_add(1).max(1);
         for c in self.list.drain(..) {
             if c.packets > 0 {
@@ -93,7 +99,7 @@ impl Credits {
     /// round, and noting when the round's first credit was made); false if
     /// the round has no room for another credit.
     #[inline]
-    pub(crate) fn add(&mut self, c: &mut Cached, now: u64, len: u16) -> bool {
+    pub(crate) fn add(&mut self, c: &mut Cached<A>, now: u64, len: u16) -> bool {
         if c.credit_idx == NO_CREDIT {
             if self.list.len() >= CREDITS {
                 return false;

@@ -31,6 +31,8 @@ pub(crate) mod cache;
 pub(crate) mod credit;
 pub(crate) mod record;
 
+use std::net::Ipv6Addr;
+
 use crate::action::Action;
 use crate::classify::EvalState;
 use crate::conntrack::{status, Conntrack, CtCounters, EntryTrack, PacketMeta, TcpSeg};
@@ -38,8 +40,9 @@ use crate::flow::Tuple;
 use crate::gateway::Gateway;
 use crate::hint::prefetch::prefetch_line;
 use crate::wire;
+use crate::wire::fast::{FastTcp, Peek};
 
-use cache::{Cached, FlowCache, Place};
+use cache::{Cached, FastAddr, FlowCache, Place};
 use credit::{Credit, Credits, NO_CREDIT};
 use record::Recording;
 
@@ -48,45 +51,60 @@ pub use credit::CREDIT_ROUND;
 /// Entries of each worker's established-flow cache (two per bucket).
 const FLOW_CACHE_ENTRIES: usize = 8192;
 
-/// A worker's fast path: the cache, the recording of the packet the full
-/// path is running for it, and the credit round.
+/// A worker's fast path: the caches (one per family), the recording of the
+/// packet the full path is running for it, and the credit rounds.
 pub(crate) struct FastPath {
     cache: FlowCache,
+    cache6: FlowCache<Ipv6Addr>,
     /// Off, every packet takes the full traversal.
     pub(crate) on: bool,
     pub(crate) rec: Recording,
     credits: Credits,
+    credits6: Credits<Ipv6Addr>,
 }
 
 impl FastPath {
-    pub(crate) fn new(ct: &Conntrack) -> FastPath {
+    pub(crate) fn new(gw: &Gateway) -> FastPath {
+        let removals6 = gw.conntrack6.as_ref().map_or(0, |ct| ct.removals());
         FastPath {
             cache: FlowCache::new(FLOW_CACHE_ENTRIES),
+            cache6: FlowCache::new(FLOW_CACHE_ENTRIES),
             on: true,
             rec: Recording::new(),
-            credits: Credits::new(ct),
+            credits: Credits::new(gw.conntrack.removals()),
+            credits6: Credits::new(removals6),
         }
     }
 
     /// Ends every cached decision (the rule set or the neighbours changed).
     pub(crate) fn new_epoch(&mut self) {
         self.cache.new_epoch();
+        self.cache6.new_epoch();
     }
 
     /// At a batch's beginning: a credit round that must end ends.
     #[inline]
-    pub(crate) fn begin_batch(&mut self, ct: &Conntrack) {
-        self.credits.begin_batch(ct);
+    pub(crate) fn begin_batch(&mut self, gw: &Gateway) {
+        self.credits.begin_batch(&gw.conntrack);
+        if let Some(ct6) = &gw.conntrack6 {
+            self.credits6.begin_batch(ct6);
+        }
     }
 
     /// Between batches: a credit round older than [`CREDIT_ROUND`] ends.
-    pub(crate) fn end_old_round(&mut self, now: u64, ct: &Conntrack) {
-        self.credits.end_if_old(now, ct);
+    pub(crate) fn end_old_round(&mut self, now: u64, gw: &Gateway) {
+        self.credits.end_if_old(now, &gw.conntrack);
+        if let Some(ct6) = &gw.conntrack6 {
+            self.credits6.end_if_old(now, ct6);
+        }
     }
 
-    /// Ends the credit round (the worker goes idle or stops).
-    pub(crate) fn end_round(&mut self, ct: &Conntrack) {
-        self.credits.flush(ct);
+    /// Ends the credit rounds (the worker goes idle or stops).
+    pub(crate) fn end_round(&mut self, gw: &Gateway) {
+        self.credits.flush(&gw.conntrack);
+        if let Some(ct6) = &gw.conntrack6 {
+            self.credits6.flush(ct6);
+        }
     }
 
     /// Where `t` arriving on `in_iface` is cached, if it is, having started
@@ -112,71 +130,45 @@ impl FastPath {
     /// The fast path for a frame that arrived on `in_iface`: a TCP or UDP
     /// packet of a flow whose traversal is cached, conntrack still
     /// ESTABLISHED as then, goes out with the cached decision, its
-    /// counters (`eval`'s, conntrack's `ct`) bumped as the traversal bumped
-    /// them. It reads the frame with [`wire::fast::peek`] rather than a full
+    /// counters (`eval`'s, or `eval6`'s for IPv6; conntrack's `ct`) bumped
+    /// as the traversal bumped them. It reads the frame with
+    /// [`wire::fast::peek`] ([`wire::fast::peek6`]) rather than a full
     /// parse. None: take the full path (recording it for the cache when the
     /// frame is one the fast path takes: such a frame always reaches the
     /// end of the full path); if conntrack already ran here, its result is
     /// handed over in the recording's `pre_track`.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn forward(
         &mut self,
         gw: &Gateway,
         eval: &EvalState,
+        eval6: &EvalState,
         ct: &mut CtCounters,
         now: u64,
         in_iface: u8,
         frame: &mut [u8],
     ) -> Option<Action> {
         let iface = gw.ifaces.get(usize::from(in_iface))?;
-        let pk = wire::fast::peek(frame, &iface.mac)?;
-        self.rec.start(in_iface, pk.tuple);
-        let c = self.cache.get_mut(in_iface, &pk.tuple)?;
-        self.rec.hit = true;
-        if pk.ttl <= 1 || pk.total_len > c.mtu || !wire::fast::l4_checksum_ok(frame, &pk) {
-            return None;
-        }
-        // A UDP stream conntrack found steady earlier in this credit round:
-        // its tracking is a count and a timeout (`Conntrack::credit`), given
-        // to conntrack when the round ends. Anything else is tracked now.
-        let credited =
-            c.credit_round == self.credits.round && self.credits.add(c, now, pk.total_len);
-        if !credited {
-            let meta = PacketMeta {
-                tuple: pk.tuple,
-                len: pk.total_len,
-                tcp: pk.tcp.map(|t| TcpSeg {
-                    flags: t.flags,
-                    seq: t.seq,
-                    ack: t.ack,
-                    window: t.window,
-                    payload_len: t.payload_len,
-                    wscale: None,
-                    sack_perm: false,
-                }),
-                icmp: None,
+        if frame.get(wire::ETH_HDR - 2..wire::ETH_HDR) == Some(&[0x86, 0xdd]) {
+            let ct6 = gw.conntrack6.as_ref()?;
+            let pk = wire::fast::peek6(frame, &iface.mac)?;
+            let cx = Take {
+                cache: &mut self.cache6,
+                credits: &mut self.credits6,
+                rec: &mut self.rec,
+                table: ct6,
             };
-            match gw.conntrack.track_entry(now, &meta, c.entry, c.dir) {
-                EntryTrack::Hit { status } => {
-                    let steady = status::ASSURED | status::SEEN_REPLY;
-                    if pk.tcp.is_none() && status & steady == steady {
-                        // Its next packets in this round get a credit.
-                        c.credit_round = self.credits.round;
-                        c.credit_idx = NO_CREDIT;
-                    }
-                }
-                EntryTrack::Other(track) => {
-                    ct.count_track(&track, meta.tuple.proto);
-                    self.rec.pre_track = Some(track);
-                    return None;
-                }
-                EntryTrack::Miss => return None,
-            }
+            return cx.forward(eval6, ct, now, in_iface, frame, pk);
         }
-        ct.found += 1;
-        self.rec.on = false;
-        self.rec.key = None;
-        Some(forward_cached(c, eval, frame, &pk))
+        let pk = wire::fast::peek(frame, &iface.mac)?;
+        let cx = Take {
+            cache: &mut self.cache,
+            credits: &mut self.credits,
+            rec: &mut self.rec,
+            table: &gw.conntrack,
+        };
+        cx.forward(eval, ct, now, in_iface, frame, pk)
     }
 
     /// After a full traversal: caches what it decided if it may be reused,
@@ -188,29 +180,133 @@ impl FastPath {
         }
         self.rec.on = false;
         self.rec.pre_track = None;
+        self.rec.pre_track6 = None;
+        let (hit, cacheable) = (self.rec.hit, self.rec.cacheable());
         let pending = self.rec.pending.take();
         if let Some((in_iface, key)) = self.rec.key.take() {
-            match pending {
-                Some(c) if self.rec.cacheable() => self.cache.insert(in_iface, &key, c),
-                // A cached decision that no longer holds.
-                _ if self.rec.hit => self.cache.remove(in_iface, &key),
-                _ => {}
-            }
+            settle(&mut self.cache, in_iface, &key, pending, hit, cacheable);
+        }
+        let pending = self.rec.pending6.take();
+        if let Some((in_iface, key)) = self.rec.key6.take() {
+            settle(&mut self.cache6, in_iface, &key, pending, hit, cacheable);
         }
     }
 }
 
-/// The fast path's decision for a packet of a cached flow, once conntrack
-/// agreed: the cached rewrite, counters and next hop.
+/// One family's part of the fast path, for one packet: its cache, credit
+/// round and conntrack table, and the worker's recording.
+struct Take<'a, A: FastAddr> {
+    cache: &'a mut FlowCache<A>,
+    credits: &'a mut Credits<A>,
+    rec: &'a mut Recording,
+    table: &'a Conntrack<A>,
+}
+
+impl<A: FastAddr> Take<'_, A> {
+    /// [`FastPath::forward`] for the peeked frame `pk`.
+    #[inline(always)]
+    fn forward(
+        self,
+        eval: &EvalState,
+        ct: &mut CtCounters,
+        now: u64,
+        in_iface: u8,
+        frame: &mut [u8],
+        pk: Peek<A>,
+    ) -> Option<Action> {
+        A::start(self.rec, in_iface, pk.tuple);
+        let c = self.cache.get_mut(in_iface, &pk.tuple)?;
+        self.rec.hit = true;
+        // `ip_forward`'s and `ip6_forward`'s checks: the full path answers.
+        if pk.ttl <= 1 || pk.total_len > c.mtu || !A::l4_checksum_ok(frame, &pk) {
+            return None;
+        }
+        // A UDP stream conntrack found steady earlier in this credit round:
+        // its tracking is a count and a timeout (`Conntrack::credit`), given
+        // to conntrack when the round ends. Anything else is tracked now.
+        let credited =
+            c.credit_round == self.credits.round && self.credits.add(c, now, pk.total_len);
+        if !credited {
+            let meta = PacketMeta {
+                tuple: pk.tuple,
+                len: pk.total_len,
+                tcp: pk.tcp.map(segment),
+                icmp: None,
+            };
+            match self.table.track_entry(now, &meta, c.entry, c.dir) {
+                EntryTrack::Hit { status } => {
+                    let steady = status::ASSURED | status::SEEN_REPLY;
+                    if pk.tcp.is_none() && status & steady == steady {
+                        // Its next packets in this round get a credit.
+                        c.credit_round = self.credits.round;
+                        c.credit_idx = NO_CREDIT;
+                    }
+                }
+                EntryTrack::Other(track) => {
+                    ct.count_track(&track, meta.tuple.proto);
+                    A::hand_over(self.rec, track);
+                    return None;
+                }
+                EntryTrack::Miss => return None,
+            }
+        }
+        ct.found += 1;
+        A::taken(self.rec);
+        Some(forward_cached(c, eval, frame, pk.total_len, pk.tuple.proto))
+    }
+}
+
+/// Caches the entry a full traversal made for `key`, if it may be reused;
+/// forgets a cached one (`hit`) that no longer holds.
+#[inline]
+fn settle<A: FastAddr>(
+    cache: &mut FlowCache<A>,
+    in_iface: u8,
+    key: &Tuple<A>,
+    pending: Option<Cached<A>>,
+    hit: bool,
+    cacheable: bool,
+) {
+    match pending {
+        Some(c) if cacheable => cache.insert(in_iface, key, c),
+        _ if hit => cache.remove(in_iface, key),
+        _ => {}
+    }
+}
+
+/// What conntrack reads of a peeked TCP segment (no options: they matter
+/// on SYNs only, which the fast path does not take).
 #[inline(always)]
-fn forward_cached(c: &Cached, eval: &EvalState, frame: &mut [u8], pk: &wire::fast::Peek) -> Action {
-    c.edit.apply(frame, pk.tuple.proto);
+fn segment(t: FastTcp) -> TcpSeg {
+    TcpSeg {
+        flags: t.flags,
+        seq: t.seq,
+        ack: t.ack,
+        window: t.window,
+        payload_len: t.payload_len,
+        wscale: None,
+        sack_perm: false,
+    }
+}
+
+/// The fast path's decision for a packet of a cached flow (`len` bytes from
+/// its IP header on), once conntrack agreed: the cached rewrite, counters
+/// and next hop.
+#[inline(always)]
+fn forward_cached<A: FastAddr>(
+    c: &Cached<A>,
+    eval: &EvalState,
+    frame: &mut [u8],
+    len: u16,
+    proto: u8,
+) -> Action {
+    A::apply(&c.edit, frame, proto);
     for &slot in &c.counters[..usize::from(c.ncounters)] {
-        eval.bump(slot, pk.total_len);
+        eval.bump(slot, len);
     }
     wire::set_macs(frame, c.dst_mac, c.src_mac);
     Action::Forward {
         iface: c.out_iface,
-        len: (wire::ETH_HDR + usize::from(pk.total_len)).min(frame.len()),
+        len: (wire::ETH_HDR + usize::from(len)).min(frame.len()),
     }
 }

@@ -3,7 +3,9 @@
 //! whether a volatile rule was evaluated, and the entry the traversal ends
 //! with ([`Recording::note`], made where FORWARD sends the packet out).
 
-use crate::classify::{CRule, EvalObserver};
+use std::net::Ipv6Addr;
+
+use crate::classify::{AddrFamily, CRule, EvalObserver};
 use crate::conntrack::Track;
 use crate::flow::Tuple;
 
@@ -26,16 +28,20 @@ pub(crate) struct Recording {
     volatile: bool,
     slots: [u32; MAX_RECORDED],
     nslots: usize,
-    /// The packet: its input interface and tuple as it arrived.
+    /// The packet: its input interface and tuple as it arrived (an IPv4
+    /// packet's, or an IPv6 one's in `key6`).
     pub(crate) key: Option<(u8, Tuple)>,
+    pub(crate) key6: Option<(u8, Tuple<Ipv6Addr>)>,
     /// Whether the cache had an entry for it (which no longer holds, if
     /// the traversal does not make a new one).
     pub(crate) hit: bool,
     /// The entry the traversal produced.
     pub(crate) pending: Option<Cached>,
+    pub(crate) pending6: Option<Cached<Ipv6Addr>>,
     /// What conntrack said when the fast path tracked the packet and then
     /// handed it to the full path (which must not track it again).
     pub(crate) pre_track: Option<Track>,
+    pub(crate) pre_track6: Option<Track<Ipv6Addr>>,
 }
 
 impl Recording {
@@ -46,9 +52,12 @@ impl Recording {
             slots: [0; MAX_RECORDED],
             nslots: 0,
             key: None,
+            key6: None,
             hit: false,
             pending: None,
+            pending6: None,
             pre_track: None,
+            pre_track6: None,
         }
     }
 
@@ -59,6 +68,16 @@ impl Recording {
         self.volatile = false;
         self.nslots = 0;
         self.key = Some((in_iface, tuple));
+        self.hit = false;
+    }
+
+    /// [`Recording::start`] for an IPv6 packet.
+    #[inline(always)]
+    pub(crate) fn start6(&mut self, in_iface: u8, tuple: Tuple<Ipv6Addr>) {
+        self.on = true;
+        self.volatile = false;
+        self.nslots = 0;
+        self.key6 = Some((in_iface, tuple));
         self.hit = false;
     }
 
@@ -76,11 +95,16 @@ impl Recording {
     pub(crate) fn note(&mut self, c: Cached) {
         self.pending = Some(c);
     }
+
+    /// The entry the traversal made for an IPv6 packet.
+    pub(crate) fn note6(&mut self, c: Cached<Ipv6Addr>) {
+        self.pending6 = Some(c);
+    }
 }
 
-impl EvalObserver for Recording {
+impl<F: AddrFamily> EvalObserver<F> for Recording {
     #[inline(always)]
-    fn considered(&mut self, rule: &CRule) {
+    fn considered(&mut self, rule: &CRule<F>) {
         self.volatile |= rule.volatile;
     }
 

@@ -200,6 +200,12 @@ impl Hooks {
         (&self.rules, &self.eval)
     }
 
+    /// The IPv6 rule set as of the current batch, and the worker's
+    /// counters in it.
+    pub(crate) fn rules6(&self) -> (&CompiledRuleSet<crate::classify::V6>, &EvalState) {
+        (self.v6.rules(), self.v6.eval())
+    }
+
     pub(crate) fn index(&self) -> usize {
         self.index
     }
@@ -257,7 +263,9 @@ impl Hooks {
             return cx.drop(DropReason::NotForUs);
         }
         if et == wire::ETHERTYPE_IPV6 {
-            return self.receive6(cx, in_iface, frame);
+            let a = self.receive6(cx, in_iface, frame);
+            cx.fast.end_recording();
+            return a;
         }
         let info = match wire::parse_ipv4(frame) {
             Ok(i) if !i.fragment => i,

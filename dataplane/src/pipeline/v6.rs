@@ -16,11 +16,13 @@ use crate::classify::{CompiledRuleSet, EvalState, FragFields, Ip6Fields, NatActi
 use crate::classify::{RtFields, Verdict, V6};
 use crate::conntrack::{ConfirmError, CtState, IcmpMeta, InvalidReason, PacketMeta, TcpSeg, Track};
 use crate::drop::DropReason;
+use crate::fastpath::cache::{Cached, FlowCache};
 use crate::flow::{mix, Tuple, IPPROTO_TCP};
 use crate::frag;
 use crate::nat::{self, Binding, ConnNat, Manip};
 use crate::neigh::{HoldQueue, NeighMap};
 use crate::rule::{AddrRange, Hook, RejectWith, Table};
+use crate::wire::fast::FlowEdit;
 use crate::wire::ipv6::ndp::{self, Ndp, NdpAddrs, NeighbourAdvert, NeighbourSolicit};
 use crate::wire::ipv6::{self as w6, Icmpv6Error, Ipv6Info, L4v6, IPV6_HDR, IPV6_MIN_MTU};
 use crate::wire::{self, checksum};
@@ -60,6 +62,11 @@ impl State6 {
     /// The IPv6 rule set as of the worker's batch.
     pub(super) fn rules(&self) -> &CompiledRuleSet<V6> {
         &self.rules
+    }
+
+    /// The worker's counters in it.
+    pub(super) fn eval(&self) -> &EvalState {
+        &self.eval
     }
 
     /// Picks up a new rule set and neighbour table; whether either changed.
@@ -585,7 +592,66 @@ impl Hooks {
         if reassembled {
             return self.transmit_fragments6(cx, frame, p, hop.iface, hop.addr, mtu);
         }
-        self.transmit6(cx, frame, p, hop.iface, hop.addr)
+        let a = self.transmit6(cx, frame, p, hop.iface, hop.addr);
+        if cx.fast.rec.on {
+            if let Action::Forward { .. } = a {
+                self.note_flow6(cx, p, hop.iface, hop.addr, mtu);
+            }
+        }
+        a
+    }
+
+    /// Notes what the full path decided for a forwarded IPv6 packet, for
+    /// the fast path, if it may be reused (see [`crate::fastpath`]): an
+    /// ESTABLISHED, not RELATED, connection to a next hop the worker's
+    /// neighbour snapshot knew.
+    fn note_flow6<E: Emit, O: Observer>(
+        &self,
+        cx: &mut Cx<'_, E, O>,
+        p: &Pkt6,
+        out: u8,
+        hop: Ipv6Addr,
+        mtu: usize,
+    ) {
+        let rec = &mut cx.fast.rec;
+        let Conn::Existing {
+            nat,
+            related: false,
+            entry: Some(entry),
+        } = p.conn
+        else {
+            return;
+        };
+        if rec.key6.is_none() || p.ct_state != CtState::Established {
+            return;
+        }
+        let (Some(&dst_mac), Some(src_mac)) = (
+            self.v6.neigh.get(&(out, hop)),
+            self.gw.ifaces.get(usize::from(out)).map(|f| f.mac),
+        ) else {
+            return;
+        };
+        let slots = rec.slots();
+        let mut counters = [0; FlowCache::MAX_COUNTERS];
+        counters[..slots.len()].copy_from_slice(slots);
+        let ncounters = slots.len() as u8;
+        rec.note6(Cached {
+            entry,
+            dir: nat.dir,
+            edit: FlowEdit {
+                dst: nat.target(Manip::Dst),
+                src: nat.target(Manip::Src),
+                dscp: p.view.tos_changed.then_some(p.view.tos >> 2),
+            },
+            out_iface: out,
+            mtu: u16::try_from(mtu).unwrap_or(u16::MAX),
+            dst_mac,
+            src_mac,
+            counters,
+            ncounters,
+            credit_round: 0,
+            credit_idx: 0,
+        });
     }
 
     /// POSTROUTING: mangle and nat, conntrack confirm, the edits of rules.
@@ -1021,10 +1087,13 @@ impl Hooks {
         frame: &[u8],
     ) -> Verdict<Ipv6Addr> {
         self.v6.eval.nlogs = 0;
-        let v = self
-            .v6
-            .rules
-            .eval(table, hook, &mut p.view, &mut self.v6.eval, cx.now);
+        let (rules, st) = (&self.v6.rules, &mut self.v6.eval);
+        let v = if cx.fast.rec.on {
+            // A packet the fast path may cache: its rules recorded.
+            rules.eval_observed(table, hook, &mut p.view, st, cx.now, &mut cx.fast.rec)
+        } else {
+            rules.eval(table, hook, &mut p.view, st, cx.now)
+        };
         for i in 0..self.v6.eval.nlogs {
             let (log, view) = (self.v6.eval.logs[i], &p.view);
             self.logs
@@ -1098,11 +1167,17 @@ impl Hooks {
             }
         };
         let meta = meta_of(&p.info);
-        let track = match l4_error(frame, &p.info, verify) {
-            Some(reason) => ct.protocol_error(&meta.tuple, reason),
-            None => ct.track(cx.now, &meta),
+        let track = if let Some(t) = cx.fast.rec.pre_track6.take() {
+            // The fast path tracked (and counted) it already.
+            t
+        } else {
+            let t = match l4_error(frame, &p.info, verify) {
+                Some(reason) => ct.protocol_error(&meta.tuple, reason),
+                None => ct.track(cx.now, &meta),
+            };
+            cx.stats.ct.count_track(&t, meta.tuple.proto);
+            t
         };
-        cx.stats.ct.count_track(&track, meta.tuple.proto);
         let (conn, state, mark) = match track {
             Track::Existing {
                 entry,

@@ -71,7 +71,7 @@ impl Worker {
         let index = gw.next_worker_index();
         Worker {
             hooks: Hooks::new(Arc::clone(&gw), index, seed),
-            fast: FastPath::new(&gw.conntrack),
+            fast: FastPath::new(&gw),
             prefetch: PrefetchQueue::new(),
             trace: WorkerTrace::new(),
             stats: WorkerStats::default(),
@@ -103,6 +103,11 @@ impl Worker {
         self.hooks.rules()
     }
 
+    /// [`Worker::rules`] for IPv6.
+    pub fn rules6(&self) -> (&CompiledRuleSet<crate::classify::V6>, &EvalState) {
+        self.hooks.rules6()
+    }
+
     /// The worker's counters.
     pub fn stats(&self) -> &WorkerStats {
         &self.stats
@@ -116,7 +121,7 @@ impl Worker {
     /// the guard is dropped.
     #[inline]
     pub fn batch<E: Emit>(&mut self, emit: E) -> Batch<'_, E> {
-        self.fast.begin_batch(&self.gw.conntrack);
+        self.fast.begin_batch(&self.gw);
         let links = self.gw.link_epoch();
         if self.hooks.refresh() | (links != self.link_epoch) {
             self.link_epoch = links;
@@ -131,7 +136,7 @@ impl Worker {
     /// to `emit`, stale ones are dropped, and a bounded slice of conntrack
     /// expiry runs.
     pub fn housekeeping(&mut self, now: u64, emit: &mut impl Emit) {
-        self.fast.end_old_round(now, &self.gw.conntrack);
+        self.fast.end_old_round(now, &self.gw);
         self.hooks
             .release_held(now, &mut self.stats, &mut self.fast, emit);
         self.gw.frags.expire(now, &mut self.stats);
@@ -153,7 +158,7 @@ impl Worker {
     /// every packet the fast path credited (the table is exact whenever
     /// traffic pauses). Also before the worker stops.
     pub fn idle(&mut self) {
-        self.fast.end_round(&self.gw.conntrack);
+        self.fast.end_round(&self.gw);
     }
 
     /// Hands the LOG entries of the batches so far to `sink`, in order
@@ -183,11 +188,16 @@ impl Worker {
             return self.count_drop(DropReason::EthTruncated);
         };
         if self.fast.on && !self.trace.active() {
-            let eval = self.hooks.rules().1;
-            if let Some(a) =
-                self.fast
-                    .forward(&self.gw, eval, &mut self.stats.ct, now, in_iface, frame)
-            {
+            let (eval, eval6) = (self.hooks.rules().1, self.hooks.rules6().1);
+            if let Some(a) = self.fast.forward(
+                &self.gw,
+                eval,
+                eval6,
+                &mut self.stats.ct,
+                now,
+                in_iface,
+                frame,
+            ) {
                 self.stats.forwarded += 1;
                 self.stats.fast_path += 1;
                 return a;
