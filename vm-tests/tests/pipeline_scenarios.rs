@@ -1962,12 +1962,15 @@ fn vrrp_arriving_goes_to_the_host_through_input() {
         )
     };
     let mut lab = Lab::with_rules(VRRP_RULES);
-    // Without a host path there is nobody to give it to.
+    // Until the host joined the group on xg-lan0 (as keepalived does on
+    // its interface) it is nobody's.
     assert_eq!(
         lab.send(LAN, advert()).action,
         Action::Drop(DropReason::MulticastDst)
     );
-    lab.worker.gateway().set_host_path(true);
+    let gw = lab.worker.gateway();
+    assert!(gw.set_host_groups(&[(LAN, Ipv4Addr::new(224, 0, 0, 1)), (LAN, VRRP_GROUP)]));
+    assert!(!gw.set_host_groups(&[(LAN, Ipv4Addr::new(224, 0, 0, 1)), (LAN, VRRP_GROUP)]));
     let out = lab.send(LAN, advert());
     assert!(
         matches!(out.action, Action::Host { iface: LAN, .. }),
@@ -1979,7 +1982,11 @@ fn vrrp_arriving_goes_to_the_host_through_input() {
         1,
         "through INPUT"
     );
-    // INPUT decides: from wan0 the policy drops it.
+    // Joined on wan0 too: INPUT decides, and from wan0 its policy drops
+    // it.
+    lab.worker
+        .gateway()
+        .set_host_groups(&[(LAN, VRRP_GROUP), (WAN, VRRP_GROUP)]);
     let mut from_wan = advert();
     from_wan[6..12].copy_from_slice(&SERVER_MAC);
     assert_eq!(
