@@ -19,6 +19,13 @@ use crate::flow::Addr;
 pub type Mac = [u8; 6];
 pub const BROADCAST: Mac = [0xff; 6];
 
+/// The MAC of IPv4 multicast group `group` (RFC 1112 6.4, `ip_eth_mc_map`):
+/// 01:00:5e and the group's low 23 bits.
+pub fn ipv4_multicast_mac(group: std::net::Ipv4Addr) -> Mac {
+    let o = group.octets();
+    [0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]]
+}
+
 /// A neighbour table: (interface, address) -> MAC.
 pub type NeighMap<A = Ipv4Addr> = HashMap<(u8, A), Mac>;
 
@@ -190,6 +197,20 @@ impl<A: Addr> HoldQueue<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multicast_macs() {
+        use std::net::Ipv4Addr;
+        // VRRP's group, and one whose 24th bit is not mapped (RFC 1112 6.4).
+        assert_eq!(
+            ipv4_multicast_mac(Ipv4Addr::new(224, 0, 0, 18)),
+            [0x01, 0x00, 0x5e, 0x00, 0x00, 0x12]
+        );
+        assert_eq!(
+            ipv4_multicast_mac(Ipv4Addr::new(239, 129, 2, 3)),
+            [0x01, 0x00, 0x5e, 0x01, 0x02, 0x03]
+        );
+    }
 
     #[test]
     fn learn_get_and_hold_until_resolved() {
