@@ -342,7 +342,7 @@ mod tests {
         }
     }
 
-    fn entry(key: Tuple) -> Cached {
+    fn entry<A: FastAddr>(key: Tuple<A>) -> Cached<A> {
         Cached {
             entry: EntryRef::new(0, 1, 0),
             dir: Dir::Original,
@@ -444,27 +444,10 @@ mod tests {
             dport: 443,
             proto: 6,
         };
-        let entry6 = |t: Tuple<Ipv6Addr>| Cached {
-            entry: EntryRef::new(0, 1, 0),
-            dir: Dir::Original,
-            edit: FlowEdit {
-                dst: None,
-                src: Some((t.src, t.sport)),
-                dscp: None,
-            },
-            out_iface: 1,
-            mtu: 1500,
-            dst_mac: [0; 6],
-            src_mac: [0; 6],
-            counters: [0; FlowCache::MAX_COUNTERS],
-            ncounters: 0,
-            credit_round: 0,
-            credit_idx: 0,
-        };
         let mut c = FlowCache::<Ipv6Addr>::new(8192);
         let (a, b) = (key6(2, 1000), key6(3, 1000));
-        c.insert(0, &a, entry6(a));
-        assert_eq!(c.get(0, &a), Some(&entry6(a)));
+        c.insert(0, &a, entry(a));
+        assert_eq!(c.get(0, &a), Some(&entry(a)));
         assert!(c.get(0, &b).is_none(), "another host, same port");
         assert!(c.get(1, &a).is_none(), "another input interface");
         c.new_epoch();

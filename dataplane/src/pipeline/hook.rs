@@ -9,10 +9,8 @@ use crate::action::Action;
 use crate::classify::{NatAction, Verdict};
 use crate::conntrack::{ConfirmError, CtState, Track};
 use crate::drop::DropReason;
-use crate::fastpath::cache::{Cached, FlowCache};
 use crate::nat::{self, Binding, Manip};
 use crate::rule::{AddrRange, Hook, Table};
-use crate::wire::fast::FlowEdit;
 use crate::wire::{self, IcmpError, Ipv4Info, L4};
 
 use super::observe::Observer;
@@ -188,44 +186,14 @@ impl Hooks {
         if rec.key.is_none() {
             return;
         }
-        let Conn::Existing {
-            nat,
-            related: false,
-            entry: Some(entry),
-        } = p.conn
-        else {
-            return;
+        let dscp = p.view.tos_changed.then_some(p.view.tos >> 2);
+        let macs = || {
+            let dst = self.neigh.get(&(out, hop))?;
+            Some((*dst, self.gw.ifaces.get(usize::from(out))?.mac))
         };
-        if p.ct_state != CtState::Established {
-            return;
+        if let Some(c) = p.conn.cached(p.ct_state, rec, dscp, out, mtu, macs) {
+            rec.note(c);
         }
-        let (Some(&dst_mac), Some(src_mac)) = (
-            self.neigh.get(&(out, hop)),
-            self.gw.ifaces.get(usize::from(out)).map(|f| f.mac),
-        ) else {
-            return;
-        };
-        let slots = rec.slots();
-        let mut counters = [0; FlowCache::MAX_COUNTERS];
-        counters[..slots.len()].copy_from_slice(slots);
-        let ncounters = slots.len() as u8;
-        rec.note(Cached {
-            entry,
-            dir: nat.dir,
-            edit: FlowEdit {
-                dst: nat.target(Manip::Dst),
-                src: nat.target(Manip::Src),
-                dscp: p.view.tos_changed.then_some(p.view.tos >> 2),
-            },
-            out_iface: out,
-            mtu,
-            dst_mac,
-            src_mac,
-            counters,
-            ncounters,
-            credit_round: 0,
-            credit_idx: 0,
-        });
     }
 
     /// POSTROUTING: mangle and nat POSTROUTING, conntrack confirm, the DSCP

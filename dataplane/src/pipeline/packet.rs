@@ -9,9 +9,12 @@ use crate::conntrack::{
 };
 use std::net::Ipv4Addr;
 
+use crate::fastpath::cache::{Cached, FlowCache};
+use crate::fastpath::record::Recording;
 use crate::flow::{Addr, Dir, Tuple};
-use crate::nat::ConnNat;
+use crate::nat::{ConnNat, Manip};
 use crate::rule::CtStates;
+use crate::wire::fast::FlowEdit;
 use crate::wire::{self, Ipv4Info, L4};
 
 /// An IPv4 header without options.
@@ -67,6 +70,55 @@ pub(super) enum Conn<A: Addr = Ipv4Addr> {
 }
 
 impl<A: Addr> Conn<A> {
+    /// What the traversal recorded in `rec` decided for a packet of this
+    /// connection (in state `state`) that it forwarded out of `out`, as a
+    /// fast-path entry, if the entry may be reused (see
+    /// [`crate::fastpath`]): an ESTABLISHED, not RELATED, connection, to a
+    /// next hop whose MAC `macs` (next hop's, ours) knew. `dscp`: what a
+    /// rule set.
+    pub(super) fn cached(
+        &self,
+        state: CtState,
+        rec: &Recording,
+        dscp: Option<u8>,
+        out: u8,
+        mtu: u16,
+        macs: impl FnOnce() -> Option<([u8; 6], [u8; 6])>,
+    ) -> Option<Cached<A>> {
+        let Conn::Existing {
+            nat,
+            related: false,
+            entry: Some(entry),
+        } = self
+        else {
+            return None;
+        };
+        if state != CtState::Established {
+            return None;
+        }
+        let (dst_mac, src_mac) = macs()?;
+        let slots = rec.slots();
+        let mut counters = [0; FlowCache::MAX_COUNTERS];
+        counters[..slots.len()].copy_from_slice(slots);
+        Some(Cached {
+            entry: *entry,
+            dir: nat.dir,
+            edit: FlowEdit {
+                dst: nat.target(Manip::Dst),
+                src: nat.target(Manip::Src),
+                dscp,
+            },
+            out_iface: out,
+            mtu,
+            dst_mac,
+            src_mac,
+            counters,
+            ncounters: slots.len() as u8,
+            credit_round: 0,
+            credit_idx: 0,
+        })
+    }
+
     /// The connection's NAT as the packet sees it, if it is tracked.
     #[inline]
     pub fn nat(&self) -> Option<ConnNat<A>> {

@@ -16,13 +16,11 @@ use crate::classify::{CompiledRuleSet, EvalState, FragFields, Ip6Fields, NatActi
 use crate::classify::{RtFields, Verdict, V6};
 use crate::conntrack::{ConfirmError, CtState, IcmpMeta, InvalidReason, PacketMeta, TcpSeg, Track};
 use crate::drop::DropReason;
-use crate::fastpath::cache::{Cached, FlowCache};
 use crate::flow::{mix, Tuple, IPPROTO_TCP};
 use crate::frag;
 use crate::nat::{self, Binding, ConnNat, Manip};
 use crate::neigh::{HoldQueue, NeighMap};
 use crate::rule::{AddrRange, Hook, RejectWith, Table};
-use crate::wire::fast::FlowEdit;
 use crate::wire::ipv6::ndp::{self, Ndp, NdpAddrs, NeighbourAdvert, NeighbourSolicit};
 use crate::wire::ipv6::{self as w6, Icmpv6Error, Ipv6Info, L4v6, IPV6_HDR, IPV6_MIN_MTU};
 use crate::wire::{self, checksum};
@@ -614,44 +612,18 @@ impl Hooks {
         mtu: usize,
     ) {
         let rec = &mut cx.fast.rec;
-        let Conn::Existing {
-            nat,
-            related: false,
-            entry: Some(entry),
-        } = p.conn
-        else {
-            return;
-        };
-        if rec.key6.is_none() || p.ct_state != CtState::Established {
+        if rec.key6.is_none() {
             return;
         }
-        let (Some(&dst_mac), Some(src_mac)) = (
-            self.v6.neigh.get(&(out, hop)),
-            self.gw.ifaces.get(usize::from(out)).map(|f| f.mac),
-        ) else {
-            return;
+        let dscp = p.view.tos_changed.then_some(p.view.tos >> 2);
+        let mtu = u16::try_from(mtu).unwrap_or(u16::MAX);
+        let macs = || {
+            let dst = self.v6.neigh.get(&(out, hop))?;
+            Some((*dst, self.gw.ifaces.get(usize::from(out))?.mac))
         };
-        let slots = rec.slots();
-        let mut counters = [0; FlowCache::MAX_COUNTERS];
-        counters[..slots.len()].copy_from_slice(slots);
-        let ncounters = slots.len() as u8;
-        rec.note6(Cached {
-            entry,
-            dir: nat.dir,
-            edit: FlowEdit {
-                dst: nat.target(Manip::Dst),
-                src: nat.target(Manip::Src),
-                dscp: p.view.tos_changed.then_some(p.view.tos >> 2),
-            },
-            out_iface: out,
-            mtu: u16::try_from(mtu).unwrap_or(u16::MAX),
-            dst_mac,
-            src_mac,
-            counters,
-            ncounters,
-            credit_round: 0,
-            credit_idx: 0,
-        });
+        if let Some(c) = p.conn.cached(p.ct_state, rec, dscp, out, mtu, macs) {
+            rec.note6(c);
+        }
     }
 
     /// POSTROUTING: mangle and nat, conntrack confirm, the edits of rules.
