@@ -10,7 +10,8 @@
 //!
 //! Also: the three readers of a frame's headers (`wire::fast::peek` for the
 //! fast path, `wire::parse_ipv4` for the full path, `conntrack::frame_tuple`
-//! for prefetching) agree on what they all read, for random frames.
+//! for prefetching; IPv6's `peek6`, `parse_ipv6`, `frame_tuple6`) agree on
+//! what they all read, for random frames.
 
 use std::cell::RefCell;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -18,7 +19,7 @@ use std::rc::Rc;
 
 use proptest::prelude::*;
 use xdpgw_dataplane::action::Action;
-use xdpgw_dataplane::conntrack::{frame_tuple, Snapshot};
+use xdpgw_dataplane::conntrack::{frame_tuple, frame_tuple6, Snapshot};
 use xdpgw_dataplane::pipeline::Emit;
 use xdpgw_dataplane::wire::{self, L4};
 use xdpgw_dataplane::worker::Worker;
@@ -524,6 +525,7 @@ proptest! {
                     (p.total_len, p.ttl),
                     (info.payload_len + 40, info.hop_limit)
                 );
+                prop_assert_eq!(frame_tuple6(&f), Some(p.tuple));
                 continue;
             }
             let Some(p) = wire::fast::peek(&f, &mac) else { continue };

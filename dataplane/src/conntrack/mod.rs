@@ -43,7 +43,7 @@ pub use config::{
     nf_conntrack_max_for_memory, ConntrackConfig, MemInfo, TableLayout, Timeouts, MAX_ENTRIES,
 };
 pub use event::{event_line, CtEvent, EventKind};
-pub use peek::frame_tuple;
+pub use peek::{frame_tuple, frame_tuple6};
 pub use proc::proc_line;
 pub use reason::InvalidReason;
 pub use saved::{

@@ -3,12 +3,41 @@
 //! frames are parsed. A wrong answer (a corrupt or fragmented packet) only
 //! loads a useless line.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::flow::{Tuple, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+use crate::flow::{Tuple, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 
 const ETH_HLEN: usize = 14;
 const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
+const ETHERTYPE_IPV6: [u8; 2] = [0x86, 0xdd];
+
+/// [`frame_tuple`] for an IPv6 packet whose next header is TCP, UDP or an
+/// ICMPv6 echo (the id in both ports); `None` for anything else (extension
+/// headers among it: their packets are looked up as usual, unprefetched).
+pub fn frame_tuple6(frame: &[u8]) -> Option<Tuple<Ipv6Addr>> {
+    if frame.get(12..ETH_HLEN)? != ETHERTYPE_IPV6 {
+        return None;
+    }
+    let ip: &[u8; 40] = frame.get(ETH_HLEN..)?.first_chunk()?;
+    let l4: &[u8; 8] = frame.get(ETH_HLEN + 40..)?.first_chunk()?;
+    let word = |i: usize| u16::from_be_bytes([l4[i], l4[i + 1]]);
+    let (sport, dport) = match ip[6] {
+        IPPROTO_TCP | IPPROTO_UDP => (word(0), word(2)),
+        IPPROTO_ICMPV6 if matches!(l4[0], 128 | 129) => (word(4), word(4)),
+        _ => return None,
+    };
+    let addr = |at: usize| -> Option<Ipv6Addr> {
+        let b: [u8; 16] = ip.get(at..at + 16)?.try_into().ok()?;
+        Some(Ipv6Addr::from(b))
+    };
+    Some(Tuple {
+        src: addr(8)?,
+        dst: addr(24)?,
+        sport,
+        dport,
+        proto: ip[6],
+    })
+}
 
 /// The original-direction tuple conntrack would look an Ethernet frame's
 /// IPv4 packet up by (for ICMP queries the id in both ports, 0 for

@@ -114,6 +114,13 @@ impl FastPath {
         self.cache.probe(in_iface, t)
     }
 
+    /// Whether IPv6's `t` arriving on `in_iface` is cached, having started
+    /// loading its entry if it is.
+    #[inline]
+    pub(crate) fn probe6(&self, in_iface: u8, t: &Tuple<Ipv6Addr>) -> bool {
+        self.cache6.probe(in_iface, t).is_some()
+    }
+
     /// A cached flow's packet reads its conntrack entry, unless the flow is
     /// credited in this round: then its credit. Starts loading that.
     #[inline]

@@ -75,7 +75,7 @@ impl PrefetchQueue {
     #[inline]
     pub(crate) fn add(&mut self, fast: &FastPath, gw: &Gateway, in_iface: u8, frame: &[u8]) {
         let Some(t) = crate::conntrack::frame_tuple(frame) else {
-            return;
+            return prefetch6(fast, gw, in_iface, frame);
         };
         if fast.on {
             if let Some(p) = fast.probe(in_iface, &t) {
@@ -120,6 +120,27 @@ impl PrefetchQueue {
             }
         }
         self.queued = self.fresh_next < self.nfresh;
+    }
+}
+
+/// The pass for an IPv6 frame, at once: a cached flow's decision (its
+/// conntrack entry is loaded by its own `process`), or a new connection's
+/// lookups ([`prefetch_new_conn`]'s, in the IPv6 table). Out of line:
+/// IPv4's pass stays as it was.
+#[inline(never)]
+fn prefetch6(fast: &FastPath, gw: &Gateway, in_iface: u8, frame: &[u8]) {
+    let (Some(ct), Some(t)) = (&gw.conntrack6, crate::conntrack::frame_tuple6(frame)) else {
+        return;
+    };
+    if fast.on && fast.probe6(in_iface, &t) {
+        return;
+    }
+    ct.prefetch_new(ct.hash(&t));
+    let r = t.invert();
+    ct.prefetch(ct.hash(&r));
+    let out = gw.routes6.lookup(t.dst);
+    if let Some(addr) = out.and_then(|h| gw.source6(h.iface, t.dst)) {
+        ct.prefetch(ct.hash(&Tuple { dst: addr, ..r }));
     }
 }
 
