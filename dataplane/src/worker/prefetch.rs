@@ -9,7 +9,7 @@
 //! entries. Any other frame may open a connection: it is queued too, and
 //! its lookups start loading a few frames before its own `process`.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::fastpath::cache::Place;
 use crate::fastpath::FastPath;
@@ -29,6 +29,13 @@ const NO_TUPLE: Tuple = Tuple {
     dport: 0,
     proto: 0,
 };
+const NO_TUPLE6: Tuple<Ipv6Addr> = Tuple {
+    src: Ipv6Addr::UNSPECIFIED,
+    dst: Ipv6Addr::UNSPECIFIED,
+    sport: 0,
+    dport: 0,
+    proto: 0,
+};
 
 /// A batch's prefetch queues: the cached flows the pass saw, and the other
 /// frames' tuples with the next one whose lookups are still to be started.
@@ -38,8 +45,13 @@ pub(crate) struct PrefetchQueue {
     fresh: [Tuple; PEEKED],
     nfresh: usize,
     fresh_next: usize,
-    /// `npeeked > 0 || fresh_next < nfresh`, kept as one flag: the test
-    /// every `process` makes, a fast-path packet's included.
+    /// IPv6's other frames, paced alike.
+    fresh6: [Tuple<Ipv6Addr>; PEEKED],
+    nfresh6: usize,
+    fresh6_next: usize,
+    /// `npeeked > 0 || fresh_next < nfresh || fresh6_next < nfresh6`,
+    /// kept as one flag: the test every `process` makes, a fast-path
+    /// packet's included.
     queued: bool,
 }
 
@@ -51,6 +63,9 @@ impl PrefetchQueue {
             fresh: [NO_TUPLE; PEEKED],
             nfresh: 0,
             fresh_next: 0,
+            fresh6: [NO_TUPLE6; PEEKED],
+            nfresh6: 0,
+            fresh6_next: 0,
             queued: false,
         }
     }
@@ -61,6 +76,8 @@ impl PrefetchQueue {
         self.npeeked = 0;
         self.nfresh = 0;
         self.fresh_next = 0;
+        self.nfresh6 = 0;
+        self.fresh6_next = 0;
         self.queued = false;
     }
 
@@ -75,7 +92,7 @@ impl PrefetchQueue {
     #[inline]
     pub(crate) fn add(&mut self, fast: &FastPath, gw: &Gateway, in_iface: u8, frame: &[u8]) {
         let Some(t) = crate::conntrack::frame_tuple(frame) else {
-            return prefetch6(fast, gw, in_iface, frame);
+            return self.add6(fast, gw, in_iface, frame);
         };
         if fast.on {
             if let Some(p) = fast.probe(in_iface, &t) {
@@ -112,30 +129,59 @@ impl PrefetchQueue {
         for i in 0..std::mem::take(&mut self.npeeked) {
             fast.prefetch(self.peeked[i], &gw.conntrack);
         }
-        let ahead = if self.fresh_next == 0 { FRESH_AHEAD } else { 1 };
-        for _ in 0..ahead {
-            if let Some(t) = self.fresh[..self.nfresh].get(self.fresh_next) {
-                prefetch_new_conn(gw, t);
-                self.fresh_next += 1;
-            }
+        pace(&self.fresh[..self.nfresh], &mut self.fresh_next, |t| {
+            prefetch_new_conn(gw, t)
+        });
+        if self.nfresh6 > 0 {
+            pace(&self.fresh6[..self.nfresh6], &mut self.fresh6_next, |t| {
+                prefetch_new_conn6(gw, t)
+            });
         }
-        self.queued = self.fresh_next < self.nfresh;
+        self.queued = self.fresh_next < self.nfresh || self.fresh6_next < self.nfresh6;
+    }
+
+    /// [`PrefetchQueue::add`] for an IPv6 frame: a cached flow's decision
+    /// starts loading at once (its conntrack entry is loaded by its own
+    /// `process`); another frame is queued. Out of line: IPv4's pass stays
+    /// as it was.
+    #[inline(never)]
+    fn add6(&mut self, fast: &FastPath, gw: &Gateway, in_iface: u8, frame: &[u8]) {
+        let Some(t) = crate::conntrack::frame_tuple6(frame) else {
+            return;
+        };
+        if gw.conntrack6.is_none() || (fast.on && fast.probe6(in_iface, &t)) {
+            return;
+        }
+        if let Some(q) = self.fresh6.get_mut(self.nfresh6) {
+            *q = t;
+            self.nfresh6 += 1;
+            self.queued = true;
+        } else {
+            prefetch_new_conn6(gw, &t);
+        }
     }
 }
 
-/// The pass for an IPv6 frame, at once: a cached flow's decision (its
-/// conntrack entry is loaded by its own `process`), or a new connection's
-/// lookups ([`prefetch_new_conn`]'s, in the IPv6 table). Out of line:
-/// IPv4's pass stays as it was.
-#[inline(never)]
-fn prefetch6(fast: &FastPath, gw: &Gateway, in_iface: u8, frame: &[u8]) {
-    let (Some(ct), Some(t)) = (&gw.conntrack6, crate::conntrack::frame_tuple6(frame)) else {
+/// Starts the lookups of the queue's next frames: [`FRESH_AHEAD`] of them
+/// at its first call in a batch, one at each call after that.
+#[inline(always)]
+fn pace<T>(queue: &[T], next: &mut usize, start: impl Fn(&T)) {
+    let ahead = if *next == 0 { FRESH_AHEAD } else { 1 };
+    for _ in 0..ahead {
+        if let Some(t) = queue.get(*next) {
+            start(t);
+            *next += 1;
+        }
+    }
+}
+
+/// [`prefetch_new_conn`] in the IPv6 table (MASQUERADE's address being
+/// the one `ipv6_dev_get_saddr` picks for the destination).
+fn prefetch_new_conn6(gw: &Gateway, t: &Tuple<Ipv6Addr>) {
+    let Some(ct) = &gw.conntrack6 else {
         return;
     };
-    if fast.on && fast.probe6(in_iface, &t) {
-        return;
-    }
-    ct.prefetch_new(ct.hash(&t));
+    ct.prefetch_new(ct.hash(t));
     let r = t.invert();
     ct.prefetch(ct.hash(&r));
     let out = gw.routes6.lookup(t.dst);
