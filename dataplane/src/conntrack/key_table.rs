@@ -180,6 +180,19 @@ impl Lines {
     pub fn line(&self, hash: u64) -> usize {
         self.base + home_of(hash, self.n) * self.size
     }
+
+    /// Starts loading `hash`'s home bucket: one line (IPv4's buckets are
+    /// one line), or the three of an IPv6 bucket (three 44-byte keys).
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        let at = self.line(hash);
+        crate::hint::prefetch::prefetch_line(at);
+        let mut off = 64;
+        while off < self.size {
+            crate::hint::prefetch::prefetch_line(at + off);
+            off += 64;
+        }
+    }
 }
 
 /// The home bucket of a hash among `n`: its low 32 bits scaled to `n`

@@ -1025,7 +1025,7 @@ impl<A: Addr> Conntrack<A> {
     /// processing them, so that their cache misses overlap.
     #[inline]
     pub fn prefetch(&self, hash: u64) {
-        prefetch_line(self.hints[self.shard_of(hash)].key_lines.line(hash));
+        self.hints[self.shard_of(hash)].key_lines.prefetch(hash);
     }
 
     /// [`Conntrack::prefetch`] for a packet that may open a connection:
@@ -1033,7 +1033,7 @@ impl<A: Addr> Conntrack<A> {
     #[inline]
     pub fn prefetch_new(&self, hash: u64) {
         let h = &self.hints[self.shard_of(hash)];
-        prefetch_line(h.key_lines.line(hash));
+        h.key_lines.prefetch(hash);
         // Relaxed: see `next_slot`.
         let at = h.next_slot.load(Ordering::Relaxed);
         if at != 0 {
