@@ -701,7 +701,7 @@ fn trace(count: u32, mut gateway: GatewayArgs, mut words: Vec<String>) -> ExitCo
     }
     // The same syntax and errors as the gateway will apply: checked here
     // first, without a round trip.
-    if let Err(e) = xdpgw_control::trace::parse_match(&words) {
+    if let Err(e) = xdpgw_control::trace::parse_match_families(&words) {
         eprintln!("xdpgw: trace MATCH {e}");
         return ExitCode::FAILURE;
     }
@@ -757,6 +757,27 @@ fn explain(config: Option<PathBuf>, rules: Option<PathBuf>, mut words: Vec<Strin
             .map(|s| xdpgw_control::explain::PrepState::parse(&s))
             .transpose()?;
         let cfg = xdpgw_control::config::Config::load(&config)?;
+        if xdpgw_control::explain::packet_family(&words) == Family::Ipv6 {
+            // An IPv6 packet meets the IPv6 rules: `rules6`, or --rules
+            // read as an ip6tables file.
+            let (sets, set) = xdpgw_control::load_sets_and_rules(cfg.ipsets.as_deref(), &cfg.rules)
+                .map_err(|(file, e)| anyhow::anyhow!("{e}\n{}: nothing loaded", file.display()))?;
+            let set6 = match rules.or_else(|| cfg.rules6.clone()) {
+                Some(f) => {
+                    xdpgw_control::load_rule_file_family(&f, &Default::default(), Family::Ipv6)
+                        .map_err(|e| anyhow::anyhow!("{e}\n{}: nothing loaded", f.display()))?
+                        .set6
+                }
+                None => Default::default(),
+            };
+            return Ok(xdpgw_control::explain::explain6(
+                &cfg,
+                sets,
+                (set, set6),
+                &words,
+                state,
+            )?);
+        }
         let file = rules.unwrap_or_else(|| cfg.rules.clone());
         let (sets, set) = xdpgw_control::load_sets_and_rules(cfg.ipsets.as_deref(), &file)
             .map_err(|(file, e)| {

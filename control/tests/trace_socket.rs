@@ -62,8 +62,8 @@ fn syn(w: &mut Worker, dport: u16) -> Action {
     let p = PacketSpec {
         in_iface: 0,
         tuple: Tuple {
-            src: CLIENT,
-            dst: SERVER,
+            src: CLIENT.into(),
+            dst: SERVER.into(),
             sport: 40000 + dport,
             dport,
             proto: IPPROTO_TCP,

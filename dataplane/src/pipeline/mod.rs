@@ -257,7 +257,7 @@ impl Hooks {
             return cx.drop(DropReason::NotForUs);
         }
         if et == wire::ETHERTYPE_IPV6 {
-            return self.receive6(cx, in_iface, frame);
+            return self.receive6(cx, trace, in_iface, frame);
         }
         let info = match wire::parse_ipv4(frame) {
             Ok(i) if !i.fragment => i,
