@@ -1118,4 +1118,63 @@ via = "2001:db8:113::254"
         let e = parse_match_families(&w("-6 -s 192.168.10.2")).expect_err("IPv4 in -6");
         assert_eq!(e.argument, 3, "{e}");
     }
+
+    /// The dual-stack gateway with conf/gateway.rules6 installed.
+    fn dual_stack_gateway() -> OfflineGateway {
+        let cfg =
+            Config::parse(&conf_dir().join("dual.toml"), DUAL_STACK).expect("the config parses");
+        let rules = crate::load_rules(&cfg.rules).expect("conf/gateway.rules loads");
+        let r6 = cfg.rules6.clone().expect("rules6");
+        let rules6 = crate::load_rule_file_family(&r6, &Default::default(), Family::Ipv6)
+            .expect("conf/gateway.rules6 loads")
+            .set6;
+        let mut gw = OfflineGateway::new(&cfg, rules).expect("gateway");
+        gw.install6(rules6).expect("rules6 install");
+        gw
+    }
+
+    #[test]
+    fn an_ipv6_packet_waiting_for_neighbour_discovery_says_so() {
+        let mut gw = dual_stack_gateway();
+        let client: Ipv6Addr = "fd00:10::2".parse().expect("addr");
+        gw.know(client);
+        let spec = PacketSpec {
+            in_iface: 0,
+            tuple: Tuple {
+                src: client.into(),
+                dst: "2001:db8:20::254".parse::<Ipv6Addr>().expect("addr").into(),
+                sport: 40000,
+                dport: 80,
+                proto: IPPROTO_TCP,
+            },
+            tcp_flags: SYN,
+            seq: 1000,
+            ack: 0,
+            icmp: (0, 0),
+            tos: 0,
+        };
+        let (a, _, t) = gw.trace(&spec).expect("traced");
+        assert_eq!(a, Action::Consumed);
+        assert!(t.events().contains(&TraceEvent::Held {
+            iface: 1,
+            hop: "2001:db8:113::254"
+                .parse::<Ipv6Addr>()
+                .expect("addr")
+                .into()
+        }));
+        let text = format_packet(1, &t, &gw.names);
+        assert_eq!(
+            text[text.len() - 8..],
+            [
+                "  neighbour: 2001:db8:113::254 on wan0 not resolved yet: held while neighbour discovery asks for it",
+                "  the gateway sends: icmpv6 2001:db8:113::1 > ff02::1:ff00:254 neighbour-solicitation",
+                "    raw OUTPUT: policy ACCEPT",
+                "    mangle OUTPUT: policy ACCEPT",
+                "    filter OUTPUT: policy ACCEPT",
+                "    mangle POSTROUTING: policy ACCEPT",
+                "    solicitation sent out wan0",
+                "  verdict: held for neighbour discovery; sent out wan0 once its next hop answers (dropped as neigh_unresolved if it does not)",
+            ]
+        );
+    }
 }

@@ -471,6 +471,9 @@ pub fn format_packet(n: usize, t: &PacketTrace, names: &TraceNames) -> Vec<Strin
     let mut last_drop: Option<String> = None;
     let mut consumed_nat = vec![false; events.len()];
     let mut generated_open = false;
+    // The generated packet is a neighbour solicitation (IPv6's ARP
+    // request): sent, not an answer.
+    let mut solicitation = false;
     let mut held = None;
     for (i, e) in events.iter().enumerate() {
         match *e {
@@ -548,8 +551,12 @@ pub fn format_packet(n: usize, t: &PacketTrace, names: &TraceNames) -> Vec<Strin
                 icmp,
             } => {
                 flags = tcp_flags;
+                solicitation = tuple.src.is_ipv6()
+                    && tuple.proto == IPPROTO_ICMPV6
+                    && icmp.is_some_and(|(ty, _)| ty == 135);
+                let what = if solicitation { "sends" } else { "answers" };
                 out.push(format!(
-                    "{indent}the gateway answers: {}",
+                    "{indent}the gateway {what}: {}",
                     describe(&tuple, tcp_flags, icmp)
                 ));
                 indent = "    ";
@@ -564,7 +571,12 @@ pub fn format_packet(n: usize, t: &PacketTrace, names: &TraceNames) -> Vec<Strin
                 ));
             }
             TraceEvent::GeneratedEnd { action } => {
-                out.push(format!("{indent}answer {}", action_text(action, names, v6)));
+                let what = if solicitation {
+                    "solicitation"
+                } else {
+                    "answer"
+                };
+                out.push(format!("{indent}{what} {}", action_text(action, names, v6)));
                 indent = "  ";
                 flags = t.tcp_flags;
                 generated_open = false;
