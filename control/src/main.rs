@@ -234,8 +234,11 @@ enum Command {
     /// MATCH is iptables match syntax, e.g. `-p tcp -s 192.168.10.2 --dport
     /// 80` or `-i lan0 -o wan0 -m conntrack --ctstate INVALID` (checked on
     /// the packet as it arrived, with its conntrack state and output
-    /// interface); none: every packet. --count, --config and --socket may
-    /// stand anywhere.
+    /// interface); none: every packet. With -6 or an IPv6 address it is an
+    /// ip6tables match for IPv6 packets (`-p ipv6-icmp --icmpv6-type
+    /// echo-request`), with -4 or an IPv4 address an iptables match for
+    /// IPv4 ones; a match that reads as both traces both families.
+    /// --count, --config and --socket may stand anywhere.
     Trace {
         /// Packets to trace, then stop (1-10000).
         #[arg(long, value_name = "N", default_value_t = xdpgw_control::trace::DEFAULT_COUNT)]
@@ -262,8 +265,11 @@ enum Command {
     /// echo-request), [-m dscp --dscp N]. --state ESTABLISHED or INVALID
     /// first opens the connection through the same gateway (the first
     /// packet, its answer and for TCP the handshake's ACK) and says so;
-    /// NEW (the default) starts from an empty conntrack table. --config,
-    /// --rules and --state may stand anywhere.
+    /// NEW (the default) starts from an empty conntrack table. With IPv6
+    /// addresses (or -6) the packet is an IPv6 one, described in ip6tables
+    /// syntax (-p ipv6-icmp [--icmpv6-type TYPE]) and run against the
+    /// configuration's rules6 (or --rules, read as an ip6tables file).
+    /// --config, --rules and --state may stand anywhere.
     Explain {
         /// The appliance configuration (TOML): interfaces, addresses,
         /// routes, and the rules unless --rules is given.
@@ -701,7 +707,7 @@ fn trace(count: u32, mut gateway: GatewayArgs, mut words: Vec<String>) -> ExitCo
     }
     // The same syntax and errors as the gateway will apply: checked here
     // first, without a round trip.
-    if let Err(e) = xdpgw_control::trace::parse_match(&words) {
+    if let Err(e) = xdpgw_control::trace::parse_match_families(&words) {
         eprintln!("xdpgw: trace MATCH {e}");
         return ExitCode::FAILURE;
     }
@@ -757,6 +763,27 @@ fn explain(config: Option<PathBuf>, rules: Option<PathBuf>, mut words: Vec<Strin
             .map(|s| xdpgw_control::explain::PrepState::parse(&s))
             .transpose()?;
         let cfg = xdpgw_control::config::Config::load(&config)?;
+        if xdpgw_control::explain::packet_family(&words) == Family::Ipv6 {
+            // An IPv6 packet meets the IPv6 rules: `rules6`, or --rules
+            // read as an ip6tables file.
+            let (sets, set) = xdpgw_control::load_sets_and_rules(cfg.ipsets.as_deref(), &cfg.rules)
+                .map_err(|(file, e)| anyhow::anyhow!("{e}\n{}: nothing loaded", file.display()))?;
+            let set6 = match rules.or_else(|| cfg.rules6.clone()) {
+                Some(f) => {
+                    xdpgw_control::load_rule_file_family(&f, &Default::default(), Family::Ipv6)
+                        .map_err(|e| anyhow::anyhow!("{e}\n{}: nothing loaded", f.display()))?
+                        .set6
+                }
+                None => Default::default(),
+            };
+            return Ok(xdpgw_control::explain::explain6(
+                &cfg,
+                sets,
+                (set, set6),
+                &words,
+                state,
+            )?);
+        }
         let file = rules.unwrap_or_else(|| cfg.rules.clone());
         let (sets, set) = xdpgw_control::load_sets_and_rules(cfg.ipsets.as_deref(), &file)
             .map_err(|(file, e)| {

@@ -6,7 +6,11 @@
 //! `conntrack -E` shows it). Operators keep such logs to answer the legal
 //! requests that name an outside address, port and time.
 //!
-//! It is one more listener of the conntrack event rings ([`EventHub`]):
+//! Both families' NATed connections are logged, IPv6 ones (NAT66) in the
+//! same form with IPv6 addresses, in the order they happened.
+//!
+//! It is one more listener of the conntrack event rings ([`EventHub`]),
+//! of both connection tables:
 //! the workers record events under the shard locks they hold anyway, this
 //! thread drains and formats them every [`POLL`]. Events lost when a ring
 //! or this listener's queue is full (a storm of new connections faster than
@@ -24,6 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use xdpgw_dataplane::conntrack::{event_line, status, CtEvent, EventKind};
+use xdpgw_dataplane::flow::Addr;
 
 use crate::api::server::Control;
 
@@ -43,7 +48,7 @@ pub struct NatLogCounters {
 
 /// Whether an event belongs in the log: a NATed connection created or
 /// deleted.
-pub fn logged(e: &CtEvent) -> bool {
+pub fn logged<A: Addr>(e: &CtEvent<A>) -> bool {
     e.snap.status & (status::SRC_NAT | status::DST_NAT) != 0
         && matches!(e.kind, EventKind::New | EventKind::Destroy)
 }
@@ -51,7 +56,7 @@ pub fn logged(e: &CtEvent) -> bool {
 /// The log line of an event (without newline): `wall` is the wall-clock
 /// time (ns since the epoch) at `now` on the workers' clock; an event is
 /// stamped with the wall-clock time it happened.
-pub fn line(e: &CtEvent, now: u64, wall: u64) -> String {
+pub fn line<A: Addr>(e: &CtEvent<A>, now: u64, wall: u64) -> String {
     let at = wall.saturating_sub(now.saturating_sub(e.at.unwrap_or(now)));
     format!(
         "[{}.{:06}]\t{}",
@@ -69,19 +74,68 @@ fn open(path: &Path) -> std::io::Result<BufWriter<File>> {
         .map(BufWriter::new)
 }
 
-/// Starts listening to the conntrack events (before the gateway says it
-/// is ready, so that no connection escapes the log): the listener's id
-/// for [`serve`]. `None` if there are too many listeners already.
-pub fn subscribe(control: &Control) -> Option<u64> {
-    control.events.subscribe(&control.gw.conntrack)
+/// The log's listener ids: of the IPv4 table's events, and of the IPv6
+/// table's where the gateway has one.
+#[derive(Clone, Copy, Debug)]
+pub struct Listening {
+    v4: u64,
+    v6: Option<u64>,
+}
+
+/// Starts listening to the conntrack events of both families (before the
+/// gateway says it is ready, so that no connection escapes the log): the
+/// listener's ids for [`serve`]. `None` if there are too many listeners
+/// already.
+pub fn subscribe(control: &Control) -> Option<Listening> {
+    let v4 = control.events.subscribe(&control.gw.conntrack)?;
+    let v6 = match &control.gw.conntrack6 {
+        Some(ct6) => match control.events6.subscribe(ct6) {
+            Some(id) => Some(id),
+            None => {
+                control.events.unsubscribe(&control.gw.conntrack, v4);
+                return None;
+            }
+        },
+        None => None,
+    };
+    Some(Listening { v4, v6 })
+}
+
+/// The lines of the logged events of both families since the last poll,
+/// in the order they happened, and how many events were lost.
+fn poll(control: &Control, ids: Listening, now: u64, wall: u64) -> (Vec<String>, u64) {
+    let (events, mut lost) = control.events.poll(&control.gw.conntrack, ids.v4, now);
+    let mut lines: Vec<(u64, String)> = events
+        .iter()
+        .filter(|e| logged(e))
+        .map(|e| (e.at.unwrap_or(now), line(e, now, wall)))
+        .collect();
+    if let (Some(id), Some(ct6)) = (ids.v6, &control.gw.conntrack6) {
+        let (events6, lost6) = control.events6.poll(ct6, id, now);
+        lost += lost6;
+        lines.extend(
+            events6
+                .iter()
+                .filter(|e| logged(e))
+                .map(|e| (e.at.unwrap_or(now), line(e, now, wall))),
+        );
+        // Each family's in order: merged by time (stable).
+        lines.sort_by_key(|(at, _)| *at);
+    }
+    (lines.into_iter().map(|(_, l)| l).collect(), lost)
 }
 
 /// Writes the log to `path` until `stop` is set, for the listener `id`
 /// ([`subscribe`]). Runs on its own thread. A file that cannot be opened
 /// or written is reported (`report`) once per failure spell and tried
 /// again at the next poll; the events meanwhile are counted as lost.
-pub fn serve(control: &Control, id: u64, path: &Path, stop: &AtomicBool, report: &dyn Fn(String)) {
-    let ct = &control.gw.conntrack;
+pub fn serve(
+    control: &Control,
+    ids: Listening,
+    path: &Path,
+    stop: &AtomicBool,
+    report: &dyn Fn(String),
+) {
     let counters = &control.nat_log;
     let mut file: Option<BufWriter<File>> = None;
     let mut failing = false;
@@ -91,7 +145,7 @@ pub fn serve(control: &Control, id: u64, path: &Path, stop: &AtomicBool, report:
         std::thread::sleep(POLL);
         let now = (control.now)();
         let wall = crate::state_file::wall_now();
-        let (events, lost) = control.events.poll(ct, id, now);
+        let (logged, lost) = poll(control, ids, now, wall);
         if counters.reopen.swap(false, Ordering::Relaxed) {
             file = None;
         }
@@ -109,7 +163,6 @@ pub fn serve(control: &Control, id: u64, path: &Path, stop: &AtomicBool, report:
                 }
             }
         }
-        let logged: Vec<&CtEvent> = events.iter().filter(|e| logged(e)).collect();
         // Lost events may or may not have been NATed ones: count them all.
         pending_lost += lost;
         let Some(f) = file.as_mut() else {
@@ -127,8 +180,8 @@ pub fn serve(control: &Control, id: u64, path: &Path, stop: &AtomicBool, report:
                 wall / 1_000_000_000
             ));
         }
-        for e in &logged {
-            out.push_str(&line(e, now, wall));
+        for l in &logged {
+            out.push_str(l);
             out.push('\n');
         }
         if out.is_empty() {
@@ -152,7 +205,10 @@ pub fn serve(control: &Control, id: u64, path: &Path, stop: &AtomicBool, report:
             }
         }
     }
-    control.events.unsubscribe(ct, id);
+    control.events.unsubscribe(&control.gw.conntrack, ids.v4);
+    if let (Some(id), Some(ct6)) = (ids.v6, &control.gw.conntrack6) {
+        control.events6.unsubscribe(ct6, id);
+    }
 }
 
 #[cfg(test)]
@@ -212,6 +268,55 @@ mod tests {
             l,
             "[1796297326.250000]\t    [NEW] udp      17 30 src=192.168.10.2 dst=203.0.113.254 \
              sport=40000 dport=53 [UNREPLIED] src=203.0.113.254 dst=203.0.113.1 sport=53 \
+             dport=40000"
+        );
+    }
+
+    #[test]
+    fn nat66_lines_have_the_addresses_as_conntrack_tools_writes_them() {
+        let v6 = |s: &str| s.parse::<std::net::Ipv6Addr>().expect("an address");
+        let e4 = event(
+            EventKind::New,
+            status::CONFIRMED | status::SRC_NAT,
+            750_000_000,
+        );
+        let t = |t: Tuple| Tuple {
+            src: v6(if t.src == Ipv4Addr::new(192, 168, 10, 2) {
+                "fd00:10::2"
+            } else {
+                "2001:db8:113::254"
+            }),
+            dst: v6(if t.dst == Ipv4Addr::new(203, 0, 113, 1) {
+                "::203.0.113.1"
+            } else {
+                "2001:db8:113::254"
+            }),
+            sport: t.sport,
+            dport: t.dport,
+            proto: t.proto,
+        };
+        let e = CtEvent {
+            kind: e4.kind,
+            at: e4.at,
+            protoinfo: e4.protoinfo,
+            snap: Snapshot {
+                orig: t(e4.snap.orig),
+                reply: t(e4.snap.reply),
+                status: e4.snap.status,
+                tcp_state: e4.snap.tcp_state,
+                mark: 0,
+                expires: e4.snap.expires,
+                packets: e4.snap.packets,
+                bytes: e4.snap.bytes,
+                icmp_type: 0,
+                icmp_code: 0,
+            },
+        };
+        assert!(logged(&e));
+        assert_eq!(
+            line(&e, 1_000_000_000, 1_796_297_326_500_000_000),
+            "[1796297326.250000]\t    [NEW] udp      17 30 src=fd00:10::2 dst=2001:db8:113::254 \
+             sport=40000 dport=53 [UNREPLIED] src=2001:db8:113::254 dst=::203.0.113.1 sport=53 \
              dport=40000"
         );
     }

@@ -352,6 +352,7 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
         ports: port_names.clone(),
         now: gw_now,
         events: Default::default(),
+        events6: Default::default(),
         config_file: Some(path.to_path_buf()),
         conntrack: std::sync::Mutex::new(conntrack),
         nat_log: Default::default(),

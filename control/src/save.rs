@@ -244,10 +244,10 @@ fn ct_match(out: &mut String, m: &xdpgw_dataplane::rule::CtMatch) {
         inv(out, p.invert);
         let _ = write!(out, " --ctproto {}", p.value);
     }
-    for (opt, a) in CtMatch::ADDR_OPTS.iter().zip(m.addrs) {
-        if let Some(a) = a {
-            inv(out, a.invert);
-            let _ = write!(out, " {opt} {}", ct_addr(a.value));
+    for (i, opt) in CtMatch::ADDR_OPTS.iter().enumerate() {
+        if let Some((invert, a)) = ct_addr_at(m, i) {
+            inv(out, invert);
+            let _ = write!(out, " {opt} {a}");
         }
     }
     for (opt, r) in CtMatch::PORT_OPTS.iter().zip(m.ports) {
@@ -270,6 +270,29 @@ fn ct_match(out: &mut String, m: &xdpgw_dataplane::rule::CtMatch) {
         } else {
             " --ctdir ORIGINAL"
         });
+    }
+}
+
+/// `-m conntrack`'s address option `i` (of [`CtMatch::ADDR_OPTS`]), of
+/// whichever family the rule is: whether it is inverted, and its text.
+///
+/// [`CtMatch::ADDR_OPTS`]: xdpgw_dataplane::rule::CtMatch::ADDR_OPTS
+pub(crate) fn ct_addr_at(m: &xdpgw_dataplane::rule::CtMatch, i: usize) -> Option<(bool, String)> {
+    if let Some(a) = m.addrs.get(i).copied().flatten() {
+        return Some((a.invert, ct_addr(a.value)));
+    }
+    let a = m.addrs6.get(i).copied().flatten()?;
+    Some((a.invert, ct_addr6(a.value)))
+}
+
+/// An IPv6 address of `-m conntrack` as ip6tables-save prints it
+/// (`conntrack_dump_addr`): the address for a host, else `/prefix`, or
+/// `/mask` for a mask that is not a prefix.
+pub(crate) fn ct_addr6(n: Ipv6Net) -> String {
+    match n.prefix_len() {
+        Some(128) => ntop6(n.addr()),
+        Some(p) => format!("{}/{p}", ntop6(n.addr())),
+        None => format!("{}/{}", ntop6(n.addr()), ntop6(n.mask())),
     }
 }
 

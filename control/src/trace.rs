@@ -1,21 +1,22 @@
 //! `xdpgw trace` and `xdpgw explain`: the packet match they take (iptables
-//! match syntax, read by the rule parser) and the text of a packet's trace
-//! (each table, chain and rule it passed, with the rules as iptables-save
-//! prints them, its conntrack state and why, the NAT applied, the verdict).
+//! match syntax, or ip6tables' for IPv6 packets, read by the rule parser)
+//! and the text of a packet's trace (each table, chain and rule it passed,
+//! with the rules as iptables-save or ip6tables-save prints them, its
+//! conntrack state and why, the NAT applied, the verdict).
 
 use std::fmt::Write;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use xdpgw_dataplane::action::Action;
 use xdpgw_dataplane::conntrack::{CtState, InvalidReason, TcpState};
 use xdpgw_dataplane::drop::DropReason;
-use xdpgw_dataplane::flow::{Tuple, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
-use xdpgw_dataplane::rule::{Hook, Rule, RuleSet, Table, Target};
+use xdpgw_dataplane::flow::{Tuple, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
+use xdpgw_dataplane::rule::{Family, Hook, Rule, RuleSet, Table, Target};
 use xdpgw_dataplane::trace::{PacketTrace, TraceEvent};
 
 use crate::error::{RuleError, RuleErrorKind};
 use crate::parse::lex::{split_long_options, Token};
-use crate::parse::rule::parse_rule;
+use crate::parse::rule::parse_rule_in;
 
 /// The default number of packets `xdpgw trace` follows.
 pub const DEFAULT_COUNT: u32 = 10;
@@ -48,6 +49,11 @@ fn match_error(e: RuleError) -> MatchError {
 /// the same errors as in rule files, placed at the word's position. `words`
 /// pairs each word with its position. A target (`-j`, `-g`) is refused.
 pub fn parse_match_at(words: &[(u32, String)]) -> Result<Rule, MatchError> {
+    parse_match_in(Family::Ipv4, words)
+}
+
+/// [`parse_match_at`] as a rule of `family` (ip6tables syntax for IPv6).
+pub fn parse_match_in(family: Family, words: &[(u32, String)]) -> Result<Rule, MatchError> {
     let mut toks = Vec::with_capacity(words.len());
     for (pos, w) in words {
         let split = split_long_options(vec![Token {
@@ -58,7 +64,8 @@ pub fn parse_match_at(words: &[(u32, String)]) -> Result<Rule, MatchError> {
         toks.extend(split.into_iter().map(|t| Token { col: *pos, ..t }));
     }
     let start = (1, words.first().map_or(1, |w| w.0));
-    let parsed = parse_rule(&toks, start, Table::Filter, "FORWARD").map_err(match_error)?;
+    let parsed =
+        parse_rule_in(family, &toks, start, Table::Filter, "FORWARD").map_err(match_error)?;
     if parsed.rule.target != Target::None {
         return Err(MatchError {
             argument: parsed.target_at.1,
@@ -73,12 +80,78 @@ pub fn parse_match_at(words: &[(u32, String)]) -> Result<Rule, MatchError> {
 
 /// [`parse_match_at`] with the words at positions 1, 2, ...
 pub fn parse_match(words: &[String]) -> Result<Rule, MatchError> {
-    let at: Vec<(u32, String)> = words
+    parse_match_at(&positioned(words))
+}
+
+fn positioned(words: &[String]) -> Vec<(u32, String)> {
+    words
         .iter()
         .enumerate()
         .map(|(i, w)| (i as u32 + 1, w.clone()))
-        .collect();
-    parse_match_at(&at)
+        .collect()
+}
+
+/// A packet match for each family it applies to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FamilyMatch {
+    /// The match as an iptables rule: IPv4 packets.
+    pub v4: Option<Rule>,
+    /// The match as an ip6tables rule: IPv6 packets.
+    pub v6: Option<Rule>,
+}
+
+/// Whether `w` is an IPv6 address or network (`2001:db8::1`, `fe80::/10`).
+fn ipv6_word(w: &str) -> bool {
+    let w = w.trim_start_matches('!');
+    let addr = w.split_once('/').map_or(w, |(a, _)| a);
+    w.contains(':') && addr.parse::<std::net::Ipv6Addr>().is_ok()
+}
+
+/// The family `words` ask for: `-6`/`--ipv6` (or an IPv6 address among
+/// them) IPv6, `-4`/`--ipv4` IPv4, else none in particular.
+pub fn family_of(words: &[(u32, String)]) -> Option<Family> {
+    if words.iter().any(|(_, w)| w == "-6" || w == "--ipv6") {
+        return Some(Family::Ipv6);
+    }
+    if words.iter().any(|(_, w)| w == "-4" || w == "--ipv4") {
+        return Some(Family::Ipv4);
+    }
+    words
+        .iter()
+        .any(|(_, w)| ipv6_word(w))
+        .then_some(Family::Ipv6)
+}
+
+/// Reads a trace's match words for both families: with `-6` (or an IPv6
+/// address) as an ip6tables match only, with `-4` as an iptables match
+/// only; otherwise as each family's match where it reads as one (`-p tcp
+/// --dport 80` traces IPv4 and IPv6 packets, `-s 192.168.10.2` IPv4 ones,
+/// `-p ipv6-icmp --icmpv6-type echo-request` IPv6 ones). The error is the
+/// IPv4 reading's when neither reads.
+pub fn parse_match_families(words: &[String]) -> Result<FamilyMatch, MatchError> {
+    let at = positioned(words);
+    match family_of(&at) {
+        Some(Family::Ipv6) => Ok(FamilyMatch {
+            v4: None,
+            v6: Some(parse_match_in(Family::Ipv6, &at)?),
+        }),
+        Some(Family::Ipv4) => Ok(FamilyMatch {
+            v4: Some(parse_match_in(Family::Ipv4, &at)?),
+            v6: None,
+        }),
+        None => {
+            let v4 = parse_match_in(Family::Ipv4, &at);
+            let v6 = parse_match_in(Family::Ipv6, &at).ok();
+            match (v4, v6) {
+                (Err(_), Some(v6)) => Ok(FamilyMatch {
+                    v4: None,
+                    v6: Some(v6),
+                }),
+                (Err(e), None) => Err(e),
+                (Ok(v4), v6) => Ok(FamilyMatch { v4: Some(v4), v6 }),
+            }
+        }
+    }
 }
 
 /// What a trace's text names: interfaces by index, and the rule set the
@@ -90,6 +163,10 @@ pub struct TraceNames {
     /// `rules`: a record from another set (a reload in between) gets rule
     /// numbers without their text.
     pub rules_id: usize,
+    /// The IPv6 rule set (`rules6`), for IPv6 packets' records.
+    pub rules6: RuleSet,
+    /// The `rules_id` of the compiled IPv6 set made from `rules6`.
+    pub rules6_id: usize,
 }
 
 impl TraceNames {
@@ -100,10 +177,16 @@ impl TraceNames {
             .unwrap_or_else(|| format!("interface {i}"))
     }
 
-    fn chain_name(&self, current: bool, table: Table, hook: Hook, chain: u16) -> String {
+    fn chain_name(
+        &self,
+        (current, v6): (bool, bool),
+        table: Table,
+        hook: Hook,
+        chain: u16,
+    ) -> String {
         if current {
             if let Some(c) = self
-                .rules
+                .set(v6)
                 .table(table)
                 .and_then(|t| t.chains.get(usize::from(chain)))
             {
@@ -117,24 +200,45 @@ impl TraceNames {
         }
     }
 
-    fn rule(&self, current: bool, table: Table, chain: u16, rule: u32) -> Option<(String, &Rule)> {
+    fn rule(
+        &self,
+        (current, v6): (bool, bool),
+        table: Table,
+        chain: u16,
+        rule: u32,
+    ) -> Option<(String, &Rule)> {
         if !current {
             return None;
         }
         let c = self
-            .rules
+            .set(v6)
             .table(table)
             .and_then(|t| t.chains.get(usize::from(chain)))?;
         let r = c.rules.get(rule as usize)?;
         let mut text = String::new();
-        crate::save::render_rule(&mut text, c, r, false);
+        let family = if v6 { Family::Ipv6 } else { Family::Ipv4 };
+        crate::save::render_rule_in(&mut text, c, r, false, family);
         Some((text, r))
+    }
+
+    /// The rule set of the family (`v6`: IPv6's).
+    fn set(&self, v6: bool) -> &RuleSet {
+        if v6 {
+            &self.rules6
+        } else {
+            &self.rules
+        }
     }
 }
 
-/// The name of an ICMP type/code, as iptables names it.
-fn icmp_name(ty: u8, code: u8) -> Option<&'static str> {
-    let t = &crate::parse::value::ICMP_TYPES;
+/// The name of an ICMP type/code, as iptables names it (`v6`: an ICMPv6
+/// type, as ip6tables names it).
+fn icmp_name(ty: u8, code: u8, v6: bool) -> Option<&'static str> {
+    let t: &[(&str, u8, u8, u8)] = if v6 {
+        &crate::parse::value::ICMP6_TYPES
+    } else {
+        &crate::parse::value::ICMP_TYPES
+    };
     t.iter()
         .find(|e| e.1 == ty && e.2 == code && e.3 == code)
         .or_else(|| t.iter().find(|e| e.1 == ty && e.2 == 0 && e.3 == 0xff))
@@ -165,20 +269,26 @@ pub fn tcp_flags(flags: u8) -> String {
     }
 }
 
-fn endpoint(a: Ipv4Addr, port: u16, proto: u8) -> String {
-    if proto == IPPROTO_TCP || proto == IPPROTO_UDP {
-        format!("{a}:{port}")
-    } else {
-        a.to_string()
+/// `192.168.10.2:40000`, `[2001:db8::2]:40000` (as ip6tables writes an
+/// IPv6 address with a port), or the address alone for a protocol without
+/// ports.
+pub fn endpoint(a: IpAddr, port: u16, proto: u8) -> String {
+    match (a, proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
+        (IpAddr::V4(a), true) => format!("{a}:{port}"),
+        (IpAddr::V6(a), true) => format!("[{a}]:{port}"),
+        (a, false) => a.to_string(),
     }
 }
 
-/// `tcp 192.168.10.2:40000 > 203.0.113.254:80 [SYN]`.
-fn describe(t: &Tuple, tcp: u8, icmp: Option<(u8, u8)>) -> String {
+/// `tcp 192.168.10.2:40000 > 203.0.113.254:80 [SYN]`, `icmpv6
+/// 2001:db8:10::2 > 2001:db8:20::254 echo-request id 1`.
+fn describe(t: &Tuple<IpAddr>, tcp: u8, icmp: Option<(u8, u8)>) -> String {
+    let v6 = t.src.is_ipv6();
     let proto = match t.proto {
         IPPROTO_TCP => "tcp".to_string(),
         IPPROTO_UDP => "udp".to_string(),
-        IPPROTO_ICMP => "icmp".to_string(),
+        IPPROTO_ICMP if !v6 => "icmp".to_string(),
+        IPPROTO_ICMPV6 if v6 => "icmpv6".to_string(),
         p => crate::netdb::protocol_name(p),
     };
     let mut s = format!(
@@ -190,7 +300,7 @@ fn describe(t: &Tuple, tcp: u8, icmp: Option<(u8, u8)>) -> String {
         let _ = write!(s, " [{}]", tcp_flags(tcp));
     }
     if let Some((ty, code)) = icmp {
-        match icmp_name(ty, code) {
+        match icmp_name(ty, code, v6) {
             Some(n) => {
                 let _ = write!(s, " {n}");
             }
@@ -198,7 +308,12 @@ fn describe(t: &Tuple, tcp: u8, icmp: Option<(u8, u8)>) -> String {
                 let _ = write!(s, " type {ty} code {code}");
             }
         }
-        if matches!(ty, 0 | 8 | 13 | 14 | 15 | 16 | 17 | 18) {
+        let query = if v6 {
+            matches!(ty, 128 | 129)
+        } else {
+            matches!(ty, 0 | 8 | 13 | 14 | 15 | 16 | 17 | 18)
+        };
+        if query {
             let _ = write!(s, " id {}", t.sport);
         }
     }
@@ -227,12 +342,17 @@ fn target_text(r: &Rule) -> String {
 fn is_nat_target(r: &Rule) -> bool {
     matches!(
         r.target,
-        Target::Masquerade(_) | Target::Snat(_) | Target::Dnat(_) | Target::Redirect(_)
+        Target::Masquerade(_)
+            | Target::Snat(_)
+            | Target::Dnat(_)
+            | Target::Snat6(_)
+            | Target::Dnat6(_)
+            | Target::Redirect(_)
     )
 }
 
 /// `192.168.10.2:40000 -> 203.0.113.1:40000`: the endpoint NAT changed.
-fn nat_change(before: &Tuple, after: &Tuple) -> String {
+fn nat_change(before: &Tuple<IpAddr>, after: &Tuple<IpAddr>) -> String {
     let p = before.proto;
     let mut parts = Vec::new();
     if (before.src, before.sport) != (after.src, after.sport) {
@@ -300,7 +420,7 @@ fn ct_text(
     }
 }
 
-fn action_text(a: Action, names: &TraceNames) -> String {
+fn action_text(a: Action, names: &TraceNames, v6: bool) -> String {
     match a {
         Action::Forward { iface, .. } => format!("sent out {}", names.iface(iface)),
         Action::Host { .. } | Action::HostReassembled { .. } => {
@@ -310,13 +430,31 @@ fn action_text(a: Action, names: &TraceNames) -> String {
             format!("sent out {} in {frames} fragments", names.iface(iface))
         }
         Action::Drop(r) => format!("dropped ({})", r.name()),
-        Action::Consumed => "held until the next hop's address resolves (ARP)".into(),
+        Action::Consumed => format!(
+            "held until the next hop's address resolves ({})",
+            resolver(v6)
+        ),
+    }
+}
+
+/// What resolves next hops' addresses in the family.
+fn resolver(v6: bool) -> &'static str {
+    if v6 {
+        "neighbour discovery"
+    } else {
+        "ARP"
     }
 }
 
 /// The text of one traced packet: a header line and one line per step.
 pub fn format_packet(n: usize, t: &PacketTrace, names: &TraceNames) -> Vec<String> {
-    let current = t.rules == names.rules_id;
+    let v6 = t.tuple.src.is_ipv6();
+    let current = if v6 {
+        t.rules == names.rules6_id
+    } else {
+        t.rules == names.rules_id
+    };
+    let set = (current, v6);
     let mut out = vec![format!(
         "packet {n}: {} {}",
         names.iface(t.in_iface),
@@ -333,6 +471,9 @@ pub fn format_packet(n: usize, t: &PacketTrace, names: &TraceNames) -> Vec<Strin
     let mut last_drop: Option<String> = None;
     let mut consumed_nat = vec![false; events.len()];
     let mut generated_open = false;
+    // The generated packet is a neighbour solicitation (IPv6's ARP
+    // request): sent, not an answer.
+    let mut solicitation = false;
     let mut held = None;
     for (i, e) in events.iter().enumerate() {
         match *e {
@@ -342,9 +483,9 @@ pub fn format_packet(n: usize, t: &PacketTrace, names: &TraceNames) -> Vec<Strin
                 chain,
                 rule,
             } => {
-                let cname = names.chain_name(current, table, hook, chain);
+                let cname = names.chain_name(set, table, hook, chain);
                 let mut line = format!("{indent}{} {cname} rule {}", table.name(), rule + 1);
-                if let Some((text, r)) = names.rule(current, table, chain, rule) {
+                if let Some((text, r)) = names.rule(set, table, chain, rule) {
                     let _ = write!(line, " ({text}): {}", target_text(r));
                     if is_nat_target(r) {
                         // The translation this rule decided, applied at this hook.
@@ -363,7 +504,7 @@ pub fn format_packet(n: usize, t: &PacketTrace, names: &TraceNames) -> Vec<Strin
                 out.push(line);
             }
             TraceEvent::ChainEnd { table, hook, chain } => {
-                let cname = names.chain_name(current, table, hook, chain);
+                let cname = names.chain_name(set, table, hook, chain);
                 out.push(format!(
                     "{indent}{} {cname}: end of chain, back to the calling chain",
                     table.name()
@@ -375,7 +516,7 @@ pub fn format_packet(n: usize, t: &PacketTrace, names: &TraceNames) -> Vec<Strin
                 chain,
                 drop,
             } => {
-                let cname = names.chain_name(current, table, hook, chain);
+                let cname = names.chain_name(set, table, hook, chain);
                 let p = if drop { "DROP" } else { "ACCEPT" };
                 out.push(format!("{indent}{} {cname}: policy {p}", table.name()));
                 if drop {
@@ -410,8 +551,12 @@ pub fn format_packet(n: usize, t: &PacketTrace, names: &TraceNames) -> Vec<Strin
                 icmp,
             } => {
                 flags = tcp_flags;
+                solicitation = tuple.src.is_ipv6()
+                    && tuple.proto == IPPROTO_ICMPV6
+                    && icmp.is_some_and(|(ty, _)| ty == 135);
+                let what = if solicitation { "sends" } else { "answers" };
                 out.push(format!(
-                    "{indent}the gateway answers: {}",
+                    "{indent}the gateway {what}: {}",
                     describe(&tuple, tcp_flags, icmp)
                 ));
                 indent = "    ";
@@ -420,12 +565,18 @@ pub fn format_packet(n: usize, t: &PacketTrace, names: &TraceNames) -> Vec<Strin
             TraceEvent::Held { iface, hop } => {
                 held = Some((iface, hop));
                 out.push(format!(
-                    "{indent}neighbour: {hop} on {} not resolved yet: held while ARP asks for it",
-                    names.iface(iface)
+                    "{indent}neighbour: {hop} on {} not resolved yet: held while {} asks for it",
+                    names.iface(iface),
+                    resolver(v6)
                 ));
             }
             TraceEvent::GeneratedEnd { action } => {
-                out.push(format!("{indent}answer {}", action_text(action, names)));
+                let what = if solicitation {
+                    "solicitation"
+                } else {
+                    "answer"
+                };
+                out.push(format!("{indent}{what} {}", action_text(action, names, v6)));
                 indent = "  ";
                 flags = t.tcp_flags;
                 generated_open = false;
@@ -450,12 +601,13 @@ pub fn format_packet(n: usize, t: &PacketTrace, names: &TraceNames) -> Vec<Strin
         },
         Action::Consumed => match held {
             Some((iface, _)) => format!(
-                "held for ARP; sent out {} once its next hop answers (dropped as neigh_unresolved if it does not)",
+                "held for {}; sent out {} once its next hop answers (dropped as neigh_unresolved if it does not)",
+                resolver(v6),
                 names.iface(iface)
             ),
-            None => action_text(Action::Consumed, names),
+            None => action_text(Action::Consumed, names, v6),
         },
-        a => action_text(a, names),
+        a => action_text(a, names, v6),
     };
     out.push(format!("  verdict: {verdict}"));
     out
@@ -466,6 +618,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::explain::{OfflineGateway, PacketSpec};
+    use std::net::Ipv4Addr;
     use std::path::PathBuf;
     use xdpgw_dataplane::trace::TraceFilter;
 
@@ -506,8 +659,8 @@ mod tests {
         PacketSpec {
             in_iface,
             tuple: Tuple {
-                src,
-                dst,
+                src: src.into(),
+                dst: dst.into(),
                 sport,
                 dport,
                 proto: IPPROTO_TCP,
@@ -722,7 +875,7 @@ mod tests {
         assert_eq!(a, Action::Consumed);
         assert!(t.events().contains(&TraceEvent::Held {
             iface: WAN,
-            hop: unknown
+            hop: unknown.into()
         }));
         let text = format_packet(1, &t, &gw.names);
         assert_eq!(

@@ -107,6 +107,7 @@ fn control(rules_file: PathBuf) -> Control {
         ports: vec!["lan0".into(), "wan0".into()],
         now: || 0,
         events: Default::default(),
+        events6: Default::default(),
         config_file: None,
         conntrack: Mutex::new(ConntrackConfig::default()),
         nat_log: Default::default(),

@@ -316,3 +316,76 @@ fn trace_checks_its_match_before_calling_the_gateway() {
     );
     assert_eq!(err, "xdpgw: bad value '0' for --count: 1-10000\n");
 }
+
+/// conf/gateway.toml made dual-stack (conf/gateway.rules6's addressing).
+fn dual_stack_config() -> TempFile {
+    let conf = workspace().join("conf");
+    TempFile::new(
+        "dual.toml",
+        &format!(
+            "rules = \"{}\"\nrules6 = \"{}\"\n\n\
+             [[interface]]\nname = \"lan0\"\naddress = [\"192.168.10.1/24\", \"fd00:10::1/64\"]\n\n\
+             [[interface]]\nname = \"wan0\"\naddress = [\"203.0.113.1/24\", \"2001:db8:113::1/64\"]\n\n\
+             [[route]]\nto = \"0.0.0.0/0\"\nvia = \"203.0.113.254\"\n\n\
+             [[route]]\nto = \"::/0\"\nvia = \"2001:db8:113::254\"\n",
+            conf.join("gateway.rules").display(),
+            conf.join("gateway.rules6").display()
+        ),
+    )
+}
+
+#[test]
+fn an_ipv6_packet_meets_rules6() {
+    let cfg = dual_stack_config();
+    let args = [
+        "explain",
+        "--config",
+        cfg.path(),
+        "-6",
+        "-i",
+        "lan0",
+        "-p",
+        "ipv6-icmp",
+        "-s",
+        "fd00:10::2",
+        "-d",
+        "2001:db8:20::254",
+    ];
+    assert_eq!(
+        run(&args, true),
+        "\
+packet 1: lan0 icmpv6 fd00:10::2 > 2001:db8:20::254 echo-request id 1
+  raw PREROUTING: policy ACCEPT
+  conntrack: NEW
+  mangle PREROUTING: policy ACCEPT
+  nat PREROUTING: policy ACCEPT
+  mangle FORWARD: policy ACCEPT
+  filter FORWARD rule 3 (-A FORWARD -p ipv6-icmp -m icmp6 --icmpv6-type 128 -j ACCEPT): ACCEPT
+  mangle POSTROUTING: policy ACCEPT
+  nat POSTROUTING rule 1 (-A POSTROUTING -s fd00:10::/64 -o wan0 -j MASQUERADE): MASQUERADE source fd00:10::2 -> 2001:db8:113::1
+  verdict: forwarded out wan0
+"
+    );
+    // --rules names an ip6tables file for an IPv6 packet.
+    let rules6 = TempFile::new(
+        "policy.rules6",
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n",
+    );
+    let mut with_rules = args.to_vec();
+    with_rules.extend(["--rules", rules6.path()]);
+    assert_eq!(
+        run(&with_rules, true),
+        "\
+packet 1: lan0 icmpv6 fd00:10::2 > 2001:db8:20::254 echo-request id 1
+  conntrack: NEW
+  filter FORWARD: policy DROP
+  verdict: dropped (policy_drop in filter FORWARD)
+"
+    );
+    // A gateway without IPv6 addresses drops IPv6: said so.
+    let err = explain(
+        "-i lan0 -p tcp -s fd00:10::2 -d 2001:db8:20::254 --dport 80",
+        false,
+    );
+    assert!(err.contains("no interface an IPv6 address"), "{err}");
+}

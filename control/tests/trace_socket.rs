@@ -48,6 +48,7 @@ fn control() -> Control {
         ports: vec!["lan0".into(), "wan0".into()],
         now: || 0,
         events: Default::default(),
+        events6: Default::default(),
         config_file: None,
         conntrack: Mutex::new(ConntrackConfig::default()),
         nat_log: Default::default(),
@@ -62,8 +63,8 @@ fn syn(w: &mut Worker, dport: u16) -> Action {
     let p = PacketSpec {
         in_iface: 0,
         tuple: Tuple {
-            src: CLIENT,
-            dst: SERVER,
+            src: CLIENT.into(),
+            dst: SERVER.into(),
             sport: 40000 + dport,
             dport,
             proto: IPPROTO_TCP,

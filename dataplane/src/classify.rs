@@ -63,6 +63,11 @@ pub trait AddrFamily:
     fn ip6_fields(e: &Self::Extra) -> Option<&Ip6Fields>;
     /// What `-m set` looks up (sets hold IPv4 addresses only).
     fn set_packet(p: &PacketView<Self>) -> Option<SetPacket>;
+    /// `-m conntrack`'s address test `i` (`--ctorigsrc`, `--ctorigdst`,
+    /// `--ctreplsrc`, `--ctrepldst`), if the match has it.
+    fn ct_addr(m: &CtMatch, i: usize) -> Option<AddrMatch<Self::Addr>>;
+    /// An IPv4 address as such (`None` for IPv6).
+    fn as_v4(a: Self::Addr) -> Option<Ipv4Addr>;
 }
 
 /// IPv4: iptables' rule sets.
@@ -103,6 +108,17 @@ impl AddrFamily for V4 {
         None
     }
     #[inline]
+    fn as_v4(a: u32) -> Option<Ipv4Addr> {
+        Some(Ipv4Addr::from(a))
+    }
+    fn ct_addr(m: &CtMatch, i: usize) -> Option<AddrMatch<u32>> {
+        m.addrs.get(i).copied().flatten().map(|a| AddrMatch {
+            net: u32::from(a.value.addr()),
+            mask: u32::from(a.value.mask()),
+            invert: a.invert,
+        })
+    }
+    #[inline]
     fn set_packet(p: &PacketView<V4>) -> Option<SetPacket> {
         Some(SetPacket {
             src: p.src,
@@ -136,6 +152,16 @@ impl AddrFamily for V6 {
     }
     fn ip4(_: Ipv4Addr) -> Option<Ipv6Addr> {
         None
+    }
+    fn as_v4(_: u128) -> Option<Ipv4Addr> {
+        None
+    }
+    fn ct_addr(m: &CtMatch, i: usize) -> Option<AddrMatch<u128>> {
+        m.addrs6.get(i).copied().flatten().map(|a| AddrMatch {
+            net: u128::from(a.value.addr()),
+            mask: u128::from(a.value.mask()),
+            invert: a.invert,
+        })
     }
     fn ip6(ip: Ipv6Addr) -> Option<Ipv6Addr> {
         Some(ip)
@@ -1307,7 +1333,7 @@ pub struct PacketView<F: AddrFamily = V4> {
     /// The packet's connection as `-m conntrack` sees it: the original and
     /// reply tuples, status and direction; filled only for rule sets that
     /// look at more than the state.
-    pub ct: Option<CtView>,
+    pub ct: Option<CtView<F::Addr>>,
     /// The route types (`AddrType`) of the source and destination: as any
     /// interface sees them, as the input and as the output interface does
     /// (`[src, dst, src_in, dst_in, src_out, dst_out]`); filled only for
@@ -1324,13 +1350,13 @@ pub struct PacketView<F: AddrFamily = V4> {
 
 /// A connection as `-m conntrack` reads it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CtView {
+pub struct CtView<A = u32> {
     pub proto: u8,
     /// Original, then reply: (source, destination, source port,
     /// destination port); ports 0 for protocols without them, ICMP's id as
     /// the original source and reply destination "port" (Linux's
     /// `src.u.all`).
-    pub tuples: [(u32, u32, u16, u16); 2],
+    pub tuples: [(A, A, u16, u16); 2],
     /// Linux's `IPS_*` bits: EXPECTED 1, SEEN_REPLY 2, ASSURED 4, CONFIRMED 8.
     pub status: u16,
     pub reply_dir: bool,
@@ -1369,11 +1395,11 @@ fn ct_matches<F: AddrFamily>(m: &CtMatch, p: &PacketView<F>) -> bool {
     {
         return false;
     }
-    for (i, a) in m.addrs.iter().enumerate() {
-        if let Some(a) = a {
+    for i in 0..4 {
+        if let Some(a) = F::ct_addr(m, i) {
             let (src, dst, _, _) = ct.tuples[i / 2];
             let addr = if i % 2 == 0 { src } else { dst };
-            if a.value.contains(std::net::Ipv4Addr::from(addr)) == a.invert {
+            if !a.matches(addr) {
                 return false;
             }
         }
@@ -1585,17 +1611,18 @@ impl<F: AddrFamily> CMatch<F> {
                     // tuple of its connection (or of the packet, untracked).
                     let addr = if c.m.daddr { sp.dst } else { sp.src };
                     let mask = u32::MAX.checked_shl(32 - u32::from(c.m.mask)).unwrap_or(0);
-                    let tuple = match p.ct.filter(|_| p.has_conn()) {
-                        Some(ct) => {
-                            let (s, d, sp, dp) = ct.tuples[0];
-                            crate::flow::Tuple {
-                                src: Ipv4Addr::from(s),
-                                dst: Ipv4Addr::from(d),
-                                sport: sp,
-                                dport: dp,
-                                proto: ct.proto,
-                            }
-                        }
+                    let ct_v4 = p.ct.filter(|_| p.has_conn()).and_then(|ct| {
+                        let (s, d, sp, dp) = ct.tuples[0];
+                        Some((ct.proto, F::as_v4(s)?, F::as_v4(d)?, sp, dp))
+                    });
+                    let tuple = match ct_v4 {
+                        Some((proto, s, d, sp, dp)) => crate::flow::Tuple {
+                            src: s,
+                            dst: d,
+                            sport: sp,
+                            dport: dp,
+                            proto,
+                        },
                         None => crate::flow::Tuple {
                             src: Ipv4Addr::from(sp.src),
                             dst: Ipv4Addr::from(sp.dst),

@@ -48,6 +48,9 @@ pub trait Addr: Copy + Eq + Ord + Hash + Debug + Display + Send + Sync + 'static
     /// Appends the address as `/proc/net/nf_conntrack` prints it (`%pI4`;
     /// `%pI6`: eight groups of four hex digits, nothing compressed).
     fn push_proc(self, out: &mut String);
+    /// Appends the address as conntrack-tools prints it (`inet_ntop`: IPv6
+    /// compressed).
+    fn push_ntop(self, out: &mut String);
 }
 
 impl Addr for Ipv4Addr {
@@ -101,6 +104,9 @@ impl Addr for Ipv4Addr {
     fn push_proc(self, out: &mut String) {
         use std::fmt::Write;
         let _ = write!(out, "{self}");
+    }
+    fn push_ntop(self, out: &mut String) {
+        self.push_proc(out);
     }
 }
 
@@ -161,6 +167,18 @@ impl Addr for Ipv6Addr {
             let sep = if i == 0 { "" } else { ":" };
             let _ = write!(out, "{sep}{g:04x}");
         }
+    }
+    fn push_ntop(self, out: &mut String) {
+        use std::fmt::Write;
+        // glibc's `inet_ntop6`: Rust's form, but for an IPv4-compatible
+        // address (six zero groups, then not zero), written `::a.b.c.d`.
+        let g = self.segments();
+        let _ = if g[..6] == [0; 6] && g[6] != 0 {
+            let o = self.octets();
+            write!(out, "::{}.{}.{}.{}", o[12], o[13], o[14], o[15])
+        } else {
+            write!(out, "{self}")
+        };
     }
 }
 

@@ -416,6 +416,8 @@ pub struct CtMatch {
     pub proto: Option<Inv<u8>>,
     /// `--ctorigsrc`, `--ctorigdst`, `--ctreplsrc`, `--ctrepldst`.
     pub addrs: [Option<Inv<Ipv4Net>>; 4],
+    /// The same of an ip6tables rule (IPv6 networks).
+    pub addrs6: [Option<Inv<Ipv6Net>>; 4],
     /// `--ctorigsrcport`, `--ctorigdstport`, `--ctreplsrcport`,
     /// `--ctrepldstport`.
     pub ports: [Option<Inv<PortRange>>; 4],

@@ -11,7 +11,13 @@
 //! (with the packet's conntrack state and output interface known), and copies
 //! the record into a bounded channel preallocated when the session starts.
 //! The control plane formats records off the packet path.
+//!
+//! Both families are traced: a record's addresses are [`IpAddr`]s (the
+//! family of its packet), and a filter holds a compiled rule for each
+//! family it applies to (an IPv4 rule, an IPv6 rule, or both when the match
+//! names no address of either).
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
@@ -22,13 +28,14 @@ use crate::ipset::SetTable;
 
 use crate::action::Action;
 use crate::classify::{
-    compile, CMatch, CRule, CompileError, CompiledRuleSet, EvalObserver, MatchCx, PacketView,
-    Verdict,
+    compile_family, AddrFamily, CMatch, CRule, CompileError, CompiledRuleSet, EvalObserver,
+    MatchCx, PacketView, Verdict, V4, V6,
 };
 use crate::conntrack::{CtState, InvalidReason, TcpState, Track};
-use crate::flow::Tuple;
+use crate::flow::{Addr, Tuple};
 use crate::flow::{Dir, IPPROTO_TCP};
 use crate::rule::{Hook, Rule, RuleSet, Table, TableRules, Target};
+use crate::stateful::MatchTables;
 
 /// Steps one packet record holds; a packet with more is marked truncated.
 pub const MAX_EVENTS: usize = 48;
@@ -76,20 +83,21 @@ pub enum TraceEvent {
     /// by the connection's translation).
     Nat {
         hook: Hook,
-        before: Tuple,
-        after: Tuple,
+        before: Tuple<IpAddr>,
+        after: Tuple<IpAddr>,
     },
     /// The gateway generated a packet in answer (TCP reset, ICMP error,
     /// echo reply): the events up to [`TraceEvent::GeneratedEnd`] are its
     /// way through OUTPUT and POSTROUTING.
     Generated {
-        tuple: Tuple,
+        tuple: Tuple<IpAddr>,
         tcp_flags: u8,
         icmp: Option<(u8, u8)>,
     },
     /// The packet waits for the next hop `hop` on `iface` to answer ARP
-    /// (it is sent when it does, dropped if it does not).
-    Held { iface: u8, hop: std::net::Ipv4Addr },
+    /// (IPv6: neighbour discovery); it is sent when it does, dropped if it
+    /// does not.
+    Held { iface: u8, hop: IpAddr },
     /// What became of the generated packet.
     GeneratedEnd { action: Action },
 }
@@ -100,8 +108,8 @@ pub struct PacketTrace {
     /// The worker that handled it.
     pub worker: u32,
     pub in_iface: u8,
-    /// The packet as it arrived.
-    pub tuple: Tuple,
+    /// The packet as it arrived (its addresses say its family).
+    pub tuple: Tuple<IpAddr>,
     pub tcp_flags: u8,
     /// ICMP type and code.
     pub icmp: Option<(u8, u8)>,
@@ -130,8 +138,8 @@ impl PacketTrace {
             chain: 0,
         };
         let t = Tuple {
-            src: std::net::Ipv4Addr::UNSPECIFIED,
-            dst: std::net::Ipv4Addr::UNSPECIFIED,
+            src: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            dst: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             sport: 0,
             dport: 0,
             proto: 0,
@@ -176,7 +184,13 @@ impl PacketTrace {
     }
 
     /// Starts a record for a packet that arrived on `in_iface`.
-    pub(crate) fn begin(&mut self, worker: u32, rules: usize, view: &PacketView, tuple: Tuple) {
+    pub(crate) fn begin<F: AddrFamily>(
+        &mut self,
+        worker: u32,
+        rules: usize,
+        view: &PacketView<F>,
+        tuple: Tuple<IpAddr>,
+    ) {
         self.worker = worker;
         self.in_iface = view.in_iface.unwrap_or(0);
         self.tuple = tuple;
@@ -199,7 +213,7 @@ impl PacketTrace {
     /// Notes the arriving packet's conntrack bits and output interface (not
     /// those of packets generated in answer).
     #[inline]
-    pub(crate) fn observe(&mut self, view: &PacketView) {
+    pub(crate) fn observe<F: AddrFamily>(&mut self, view: &PacketView<F>) {
         if !self.in_generated {
             self.ct_bits = view.ct_bits;
             if view.out_iface.is_some() {
@@ -209,7 +223,7 @@ impl PacketTrace {
     }
 
     /// Conntrack's judgement of the packet (`proto`: its IP protocol).
-    pub(crate) fn conntrack(&mut self, track: &Track, proto: u8) {
+    pub(crate) fn conntrack<A: Addr>(&mut self, track: &Track<A>, proto: u8) {
         let tcp = |t: TcpState| (proto == IPPROTO_TCP).then_some(t);
         let e = match *track {
             Track::Existing {
@@ -246,7 +260,12 @@ impl PacketTrace {
         });
     }
 
-    pub(crate) fn generated(&mut self, tuple: Tuple, tcp_flags: u8, icmp: Option<(u8, u8)>) {
+    pub(crate) fn generated(
+        &mut self,
+        tuple: Tuple<IpAddr>,
+        tcp_flags: u8,
+        icmp: Option<(u8, u8)>,
+    ) {
         self.push(TraceEvent::Generated {
             tuple,
             tcp_flags,
@@ -262,7 +281,7 @@ impl PacketTrace {
 
     /// The view the filter's whole rule is checked against: the packet as
     /// it arrived, with its conntrack state and output interface.
-    fn final_view(&self, arrival: &PacketView) -> PacketView {
+    fn final_view<F: AddrFamily>(&self, arrival: &PacketView<F>) -> PacketView<F> {
         PacketView {
             ct_bits: self.ct_bits,
             out_iface: self.out_iface,
@@ -278,7 +297,7 @@ pub(crate) struct Recorder<'a> {
     pub hook: Hook,
 }
 
-impl EvalObserver for Recorder<'_> {
+impl<F: AddrFamily> EvalObserver<F> for Recorder<'_> {
     fn rule(&mut self, chain: u16, rule: usize) {
         self.rec.push(TraceEvent::Rule {
             table: self.table,
@@ -294,7 +313,7 @@ impl EvalObserver for Recorder<'_> {
             chain,
         });
     }
-    fn policy(&mut self, chain: u16, verdict: Verdict) {
+    fn policy(&mut self, chain: u16, verdict: Verdict<F::Ip>) {
         self.rec.push(TraceEvent::Policy {
             table: self.table,
             hook: self.hook,
@@ -304,26 +323,46 @@ impl EvalObserver for Recorder<'_> {
     }
 }
 
-/// The identity of a compiled rule set, as a [`PacketTrace`] records it.
-pub fn rules_id(rules: &Arc<CompiledRuleSet>) -> usize {
+/// The identity of a compiled rule set (of either family), as a
+/// [`PacketTrace`] records it.
+pub fn rules_id<F: AddrFamily>(rules: &Arc<CompiledRuleSet<F>>) -> usize {
     Arc::as_ptr(rules) as usize
 }
 
-/// Which packets a session traces: one rule's matches (its target is
-/// ignored), compiled for the gateway's interfaces.
-#[derive(Debug)]
-pub struct TraceFilter {
-    /// Compiled as the only rule of filter FORWARD (where both `-i` and `-o`
-    /// may stand).
-    set: CompiledRuleSet,
-    /// The same rule without the matches that need conntrack state, the
-    /// output interface or a token bucket: checked when a packet arrives.
-    pre: CRule,
+/// A tuple with its addresses as [`IpAddr`]s (how a record keeps them).
+#[inline]
+pub fn ip_tuple<A: Into<IpAddr>>(t: Tuple<A>) -> Tuple<IpAddr> {
+    Tuple {
+        src: t.src.into(),
+        dst: t.dst.into(),
+        sport: t.sport,
+        dport: t.dport,
+        proto: t.proto,
+    }
 }
 
-impl TraceFilter {
-    /// Compiles `rule`'s matches for the interfaces `ifaces`.
-    pub fn new(rule: &Rule, ifaces: &[&str]) -> Result<TraceFilter, CompileError> {
+/// Which packets a session traces: one rule's matches (its target is
+/// ignored) for each family it applies to, compiled for the gateway's
+/// interfaces.
+#[derive(Debug)]
+pub struct TraceFilter {
+    v4: Option<FamilyFilter<V4>>,
+    v6: Option<FamilyFilter<V6>>,
+}
+
+/// A trace filter's rule for one family.
+#[derive(Debug)]
+pub struct FamilyFilter<F: AddrFamily> {
+    /// Compiled as the only rule of filter FORWARD (where both `-i` and `-o`
+    /// may stand).
+    set: CompiledRuleSet<F>,
+    /// The same rule without the matches that need conntrack state, the
+    /// output interface or a token bucket: checked when a packet arrives.
+    pre: CRule<F>,
+}
+
+impl<F: AddrFamily> FamilyFilter<F> {
+    fn new(rule: &Rule, ifaces: &[&str]) -> Result<FamilyFilter<F>, CompileError> {
         let mut table = TableRules::empty(Table::Filter);
         let mut r = rule.clone();
         r.target = Target::Accept;
@@ -334,11 +373,13 @@ impl TraceFilter {
         {
             c.rules.push(r);
         }
-        let set = compile(
+        let set = compile_family::<F>(
             &RuleSet {
                 tables: vec![table],
             },
             ifaces,
+            &SetTable::default(),
+            &MatchTables::default(),
         )?;
         let full = set
             .table(Table::Filter)
@@ -360,13 +401,11 @@ impl TraceFilter {
             .filter(|m| !matches!(m, CMatch::CtState { .. } | CMatch::Limit { .. }))
             .cloned()
             .collect();
-        Ok(TraceFilter { set, pre })
+        Ok(FamilyFilter { set, pre })
     }
 
-    /// Whether a packet as it arrived may match (no conntrack state or
-    /// output interface known yet).
     #[inline]
-    pub fn may_match(&self, arrival: &PacketView, now: u64) -> bool {
+    fn may_match(&self, arrival: &PacketView<F>, now: u64) -> bool {
         self.pre.matches(
             arrival,
             &MatchCx {
@@ -377,9 +416,7 @@ impl TraceFilter {
         )
     }
 
-    /// Whether the packet matches, with its conntrack state and output
-    /// interface.
-    pub fn matches(&self, view: &PacketView, now: u64) -> bool {
+    fn matches(&self, view: &PacketView<F>, now: u64) -> bool {
         self.set
             .table(Table::Filter)
             .and_then(|t| t.hook_chain(Hook::Forward))
@@ -394,6 +431,75 @@ impl TraceFilter {
                     now,
                 )
             })
+    }
+}
+
+/// What a trace filter checks a packet of family `F` against.
+pub trait TracedFamily: AddrFamily {
+    #[doc(hidden)]
+    fn filter(f: &TraceFilter) -> Option<&FamilyFilter<Self>>;
+}
+
+impl TracedFamily for V4 {
+    fn filter(f: &TraceFilter) -> Option<&FamilyFilter<V4>> {
+        f.v4.as_ref()
+    }
+}
+
+impl TracedFamily for V6 {
+    fn filter(f: &TraceFilter) -> Option<&FamilyFilter<V6>> {
+        f.v6.as_ref()
+    }
+}
+
+impl TraceFilter {
+    /// An IPv4 filter: `rule`'s matches (an iptables rule) for the
+    /// interfaces `ifaces`.
+    pub fn new(rule: &Rule, ifaces: &[&str]) -> Result<TraceFilter, CompileError> {
+        TraceFilter::families(Some(rule), None, ifaces)
+    }
+
+    /// An IPv6 filter: `rule` is an ip6tables rule.
+    pub fn new6(rule: &Rule, ifaces: &[&str]) -> Result<TraceFilter, CompileError> {
+        TraceFilter::families(None, Some(rule), ifaces)
+    }
+
+    /// A filter for IPv4 packets by `v4` (an iptables rule) and IPv6
+    /// packets by `v6` (an ip6tables rule); a family without a rule is not
+    /// traced.
+    pub fn families(
+        v4: Option<&Rule>,
+        v6: Option<&Rule>,
+        ifaces: &[&str],
+    ) -> Result<TraceFilter, CompileError> {
+        Ok(TraceFilter {
+            v4: v4.map(|r| FamilyFilter::new(r, ifaces)).transpose()?,
+            v6: v6.map(|r| FamilyFilter::new(r, ifaces)).transpose()?,
+        })
+    }
+
+    /// Every packet of both families.
+    pub fn every_packet() -> Result<TraceFilter, CompileError> {
+        let any = Rule::new(Target::None);
+        TraceFilter::families(Some(&any), Some(&any), &[])
+    }
+
+    /// Whether IPv4 (IPv6) packets are traced.
+    pub fn traces(&self) -> (bool, bool) {
+        (self.v4.is_some(), self.v6.is_some())
+    }
+
+    /// Whether a packet as it arrived may match (no conntrack state or
+    /// output interface known yet).
+    #[inline]
+    pub fn may_match<F: TracedFamily>(&self, arrival: &PacketView<F>, now: u64) -> bool {
+        F::filter(self).is_some_and(|f| f.may_match(arrival, now))
+    }
+
+    /// Whether the packet matches, with its conntrack state and output
+    /// interface.
+    pub fn matches<F: TracedFamily>(&self, view: &PacketView<F>, now: u64) -> bool {
+        F::filter(self).is_some_and(|f| f.matches(view, now))
     }
 }
 
@@ -430,7 +536,12 @@ impl TraceSession {
 
     /// Hands a finished record over if the packet matches the whole filter
     /// and the count allows: copied into the channel's preallocated slot.
-    pub(crate) fn finish(&self, record: &PacketTrace, arrival: &PacketView, now: u64) {
+    pub(crate) fn finish<F: TracedFamily>(
+        &self,
+        record: &PacketTrace,
+        arrival: &PacketView<F>,
+        now: u64,
+    ) {
         if !self.filter.matches(&record.final_view(arrival), now) || !self.take() {
             return;
         }
@@ -443,12 +554,16 @@ impl TraceSession {
 
 /// A worker's side of tracing: the session as of its last batch (None: no
 /// trace runs), the tracer version it was loaded at, and the record of the
-/// packet being traced with its view as it arrived. Allocated once.
+/// packet being traced with its view as it arrived (of its family).
+/// Allocated once.
 pub(crate) struct WorkerTrace {
     session: Option<Arc<TraceSession>>,
     version: u64,
     record: Box<PacketTrace>,
     arrival: PacketView,
+    arrival6: PacketView<V6>,
+    /// The packet being traced is an IPv6 one.
+    is6: bool,
 }
 
 impl WorkerTrace {
@@ -458,6 +573,8 @@ impl WorkerTrace {
             version: 0,
             record: PacketTrace::boxed(),
             arrival: PacketView::default(),
+            arrival6: PacketView::default(),
+            is6: false,
         }
     }
 
@@ -493,8 +610,29 @@ impl WorkerTrace {
         if !s.filter.may_match(view, now) {
             return None;
         }
-        self.record.begin(worker, rules, view, tuple);
+        self.record.begin(worker, rules, view, ip_tuple(tuple));
         self.arrival = *view;
+        self.is6 = false;
+        Some(&mut self.record)
+    }
+
+    /// [`WorkerTrace::begin`] for an IPv6 packet.
+    #[cold]
+    pub(crate) fn begin6(
+        &mut self,
+        worker: u32,
+        rules: usize,
+        view: &PacketView<V6>,
+        tuple: Tuple<std::net::Ipv6Addr>,
+        now: u64,
+    ) -> Option<&mut PacketTrace> {
+        let s = self.session.as_ref()?;
+        if !s.filter.may_match(view, now) {
+            return None;
+        }
+        self.record.begin(worker, rules, view, ip_tuple(tuple));
+        self.arrival6 = *view;
+        self.is6 = true;
         Some(&mut self.record)
     }
 
@@ -504,7 +642,11 @@ impl WorkerTrace {
     pub(crate) fn end(&mut self, now: u64, action: Action) {
         self.record.action = action;
         if let Some(s) = &self.session {
-            s.finish(&self.record, &self.arrival, now);
+            if self.is6 {
+                s.finish(&self.record, &self.arrival6, now);
+            } else {
+                s.finish(&self.record, &self.arrival, now);
+            }
         }
     }
 }
@@ -644,6 +786,48 @@ mod tests {
     }
 
     #[test]
+    fn a_filter_applies_to_the_families_it_was_made_for() {
+        let mut r = dport_80();
+        r.out_iface = None;
+        let v4 = TraceFilter::new(&r, &["lan0", "wan0"]).expect("compiles");
+        let v6 = TraceFilter::new6(&r, &["lan0", "wan0"]).expect("compiles");
+        let both = TraceFilter::families(Some(&r), Some(&r), &["lan0", "wan0"]).expect("compiles");
+        let p6 = PacketView::<V6> {
+            proto: 6,
+            in_iface: Some(0),
+            has_ports: true,
+            sport: 40000,
+            dport: 80,
+            ..PacketView::default()
+        };
+        assert_eq!(v4.traces(), (true, false));
+        assert!(v4.may_match(&view(80, None), 0) && !v4.may_match(&p6, 0));
+        assert!(!v6.may_match(&view(80, None), 0) && v6.may_match(&p6, 0));
+        assert!(both.may_match(&view(80, None), 0) && both.matches(&p6, 0));
+        assert!(!both.matches(&PacketView::<V6> { dport: 81, ..p6 }, 0));
+        // An IPv6 source address: its prefix is what an IPv6 packet meets.
+        let mut s6 = r.clone();
+        s6.src6 = Some(Inv::plain(
+            crate::rule::Ipv6Net::with_prefix("2001:db8:10::".parse().expect("addr"), 64)
+                .expect("net"),
+        ));
+        let f = TraceFilter::new6(&s6, &[]).expect("compiles");
+        let inside = u128::from(
+            "2001:db8:10::2"
+                .parse::<std::net::Ipv6Addr>()
+                .expect("addr"),
+        );
+        assert!(f.may_match(&PacketView::<V6> { src: inside, ..p6 }, 0));
+        assert!(!f.may_match(
+            &PacketView::<V6> {
+                src: inside ^ (1 << 80),
+                ..p6
+            },
+            0
+        ));
+    }
+
+    #[test]
     fn one_session_at_a_time_with_a_bounded_count() {
         let t = Tracer::default();
         let f = || TraceFilter::new(&Rule::new(Target::None), &[]).expect("compiles");
@@ -659,7 +843,7 @@ mod tests {
         // Records count down; the third is not taken.
         let rec = PacketTrace::empty();
         for _ in 0..3 {
-            s.finish(&rec, &PacketView::default(), 0);
+            s.finish(&rec, &PacketView::<V4>::default(), 0);
         }
         assert_eq!(rx.try_iter().count(), 2);
         assert_eq!((s.remaining(), s.lost()), (0, 0));

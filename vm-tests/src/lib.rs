@@ -127,6 +127,30 @@ pub const MASQUERADE_WAN0: (&str, &str) = ("nat", "-A POSTROUTING -o wan0 -j MAS
 /// same rules; what `extra` sets the caller gives Linux itself (its
 /// sysctls).
 pub fn lab_with(dir: &Path, backend: Backend, rules: Option<&str>, extra: &str) -> Lab {
+    Lab::gateway_lab(&lab_config(backend, &config_with(dir, rules, extra)))
+}
+
+/// [`dual_stack_lab`] of `v6` whose configuration (written in `dir`, as
+/// [`lab_with`] writes it) has the `extra` lines, e.g. `nat_log`.
+pub fn dual_stack_lab_with(
+    dir: &Path,
+    backend: Backend,
+    v6: &Ipv6Spec,
+    extra: &str,
+) -> Result<Lab, Ipv6Unsupported> {
+    Lab::dual_stack_lab(
+        &LabConfig {
+            run_args: vec!["--report-on-exit".to_owned()],
+            ..lab_config(backend, &config_with(dir, None, extra))
+        },
+        v6,
+    )
+}
+
+/// conf/gateway.toml with `extra` lines (top-level keys before its
+/// tables, tables after), and `rules` (default: conf/gateway.rules), both
+/// written in `dir`: the configuration's path.
+fn config_with(dir: &Path, rules: Option<&str>, extra: &str) -> std::path::PathBuf {
     let base = std::fs::read_to_string(workspace_dir().join("conf/gateway.toml"))
         .expect("conf/gateway.toml");
     assert!(
@@ -156,7 +180,7 @@ pub fn lab_with(dir: &Path, backend: Backend, rules: Option<&str>, extra: &str) 
     std::fs::write(dir.join("gateway.rules"), rules).expect("write the rules");
     let config = dir.join("gateway.toml");
     std::fs::write(&config, conf).expect("write the configuration");
-    Lab::gateway_lab(&lab_config(backend, &config))
+    config
 }
 
 /// The dataplane gateway of conf/gateway.toml (lan0 192.168.10.1/24, wan0

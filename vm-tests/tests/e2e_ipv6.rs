@@ -1080,3 +1080,55 @@ fn ipv6_neighbour_advertisements_take_filter_output() {
         },
     );
 }
+
+/// `-m conntrack` beyond the state on IPv6 connections: the original and
+/// reply addresses and ports, the protocol, the direction, the status and
+/// `--ctexpire`, counted by rules without a target before the stateful
+/// FORWARD.
+const CT_TUPLE6: &[&str] = &[
+    "-A FORWARD -p ipv6-icmp -m conntrack --ctorigsrc fd00:10::/64 --ctdir ORIGINAL",
+    "-A FORWARD -p ipv6-icmp -m conntrack --ctorigsrc fd00:10::/64 --ctdir REPLY",
+    "-A FORWARD -p ipv6-icmp -m conntrack --ctproto 58 --ctrepldst 2001:db8:113::1",
+    "-A FORWARD -p ipv6-icmp -m conntrack ! --ctreplsrc 2001:db8:113::/64",
+    "-A FORWARD -p ipv6-icmp -m conntrack --ctstate NEW --ctorigdst 2001:db8:113::254",
+    "-A FORWARD -p ipv6-icmp -m conntrack --ctstatus SEEN_REPLY",
+    "-A FORWARD -p ipv6-icmp -m conntrack --ctexpire 1:30",
+    "-A FORWARD -p udp -m conntrack --ctorigdstport 7777 --ctreplsrcport 7777",
+    "-A FORWARD -p udp -m conntrack ! --ctorigsrcport 7777",
+];
+
+#[test]
+fn ipv6_conntrack_tuples_status_and_expiry_as_linux() {
+    let rules = format!("{}\n{}", CT_TUPLE6.join("\n"), forward6(""));
+    on_both_backends6(
+        "ipv6_conntrack_tuples_status_and_expiry_as_linux",
+        &[],
+        &spec(&[("nat", MASQUERADE6), ("filter", &rules)]),
+        |lab| {
+            let _udp_server = lab.serve(lab.server(), &["udp-echo", "7777", "--bind", "::"]);
+            let ping = lab.ping6(lab.client(), SERVER6, 2, &[]);
+            let udp = tool(
+                lab,
+                lab.client(),
+                &["udp-req", &ip6(SERVER6), "7777", "--timeout", OK_WAIT],
+            );
+            let texts: Vec<String> = CT_TUPLE6.iter().map(|r| format!("filter {r}")).collect();
+            let names: Vec<&str> = texts.iter().map(String::as_str).collect();
+            (
+                ping.replies.len(),
+                outcome(&udp),
+                counts(&lab.packet_counters6(Some("filter")), &names),
+            )
+        },
+        |(replies, udp, counters)| {
+            assert_eq!((*replies, udp.as_str()), (2, "ok"));
+            let c: Vec<u64> = counters.iter().map(|(_, n)| *n).collect();
+            // Two echo requests and their replies, one UDP request and its
+            // reply. MASQUERADE decides in POSTROUTING: the first request's
+            // reply tuple is not translated yet in FORWARD, nor has its
+            // entry seen a reply or been confirmed (its timeout is not
+            // running: --ctexpire 0).
+            assert_eq!(c, [2, 2, 3, 0, 1, 3, 3, 2, 2], "{counters:?}");
+        },
+    );
+}

@@ -94,6 +94,7 @@ COMMIT
 -A INPUT -p esp
 -A INPUT -p ah
 -A INPUT -m conntrack --ctstate NEW,UNTRACKED -m limit --limit 3/hour --limit-burst 2
+-A INPUT -m conntrack --ctorigsrc fd00:10::/64 ! --ctreplsrc 2001:db8::1 --ctrepldst ::/0
 -A INPUT -m addrtype --dst-type LOCAL --limit-iface-in
 -A INPUT -m comment --comment "a \"quoted\" comment"
 -A INPUT -m mark ! --mark 0x1/0xf -m connmark --mark 2

@@ -159,6 +159,8 @@ ip6tables -A LOGDROP -j DROP
 ip6tables -A INPUT -m frag --fragmore -j LOGDROP
 ip6tables -D FORWARD -p ipv6-icmp --icmpv6-type echo-request -j ACCEPT
 ip6tables -I FORWARD 1 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+ip6tables -A FORWARD -m conntrack --ctorigsrc fd00:10::/64 ! --ctorigdst 2001:db8:0:0::0/32 --ctrepldst 2001:db8::1/128
+ip6tables -A FORWARD -m conntrack --ctreplsrc 2001:db8::/ffff:ffff:: --ctorigsrcport 1024:2048 --ctexpire 10:20
 ";
     let ns = Netns::new("mix6");
     let path = format!(

@@ -21,12 +21,14 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::Ipv4Addr;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use xdpgw_dataplane::conntrack::{event_line, Conntrack, CtEvent};
+use xdpgw_dataplane::flow::Addr;
 
 use super::server::{Control, CtFilter};
 use super::{Request, Response, VERSION};
@@ -40,33 +42,44 @@ const LISTENER_QUEUE: usize = 65536;
 /// slow to read (until the control socket's write timeout).
 pub const MAX_LISTENERS: usize = 16;
 
-/// The listeners of conntrack events and their queues.
-#[derive(Default)]
-pub struct EventHub {
-    inner: Mutex<HubInner>,
+/// The listeners of one family's conntrack events (IPv4 unless said
+/// otherwise) and their queues.
+pub struct EventHub<A: Addr = Ipv4Addr> {
+    inner: Mutex<HubInner<A>>,
 }
 
-#[derive(Default)]
-struct HubInner {
+impl<A: Addr> Default for EventHub<A> {
+    fn default() -> Self {
+        EventHub {
+            inner: Mutex::new(HubInner {
+                next_id: 0,
+                listeners: Vec::new(),
+                scratch: Vec::new(),
+            }),
+        }
+    }
+}
+
+struct HubInner<A: Addr> {
     next_id: u64,
-    listeners: Vec<Listener>,
-    scratch: Vec<CtEvent>,
+    listeners: Vec<Listener<A>>,
+    scratch: Vec<CtEvent<A>>,
 }
 
-struct Listener {
+struct Listener<A: Addr> {
     id: u64,
-    queue: VecDeque<CtEvent>,
+    queue: VecDeque<CtEvent<A>>,
     lost: u64,
 }
 
-impl EventHub {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HubInner> {
+impl<A: Addr> EventHub<A> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HubInner<A>> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Adds a listener; the table records events from now on. `None` if
     /// there are [`MAX_LISTENERS`] already.
-    pub fn subscribe(&self, ct: &Conntrack) -> Option<u64> {
+    pub fn subscribe(&self, ct: &Conntrack<A>) -> Option<u64> {
         let mut h = self.lock();
         if h.listeners.len() >= MAX_LISTENERS {
             return None;
@@ -82,7 +95,7 @@ impl EventHub {
         Some(id)
     }
 
-    pub fn unsubscribe(&self, ct: &Conntrack, id: u64) {
+    pub fn unsubscribe(&self, ct: &Conntrack<A>, id: u64) {
         let mut h = self.lock();
         h.listeners.retain(|l| l.id != id);
         ct.events_unsubscribe();
@@ -92,7 +105,7 @@ impl EventHub {
     /// listener `id`'s events, in the order they happened, and how many it
     /// lost since the last call. `now`: the workers' clock, placing
     /// deletions from the control plane (which carry no time).
-    pub fn poll(&self, ct: &Conntrack, id: u64, now: u64) -> (Vec<CtEvent>, u64) {
+    pub fn poll(&self, ct: &Conntrack<A>, id: u64, now: u64) -> (Vec<CtEvent<A>>, u64) {
         let mut h = self.lock();
         let h = &mut *h;
         h.scratch.clear();

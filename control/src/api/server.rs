@@ -193,6 +193,8 @@ pub struct Control {
     pub now: fn() -> u64,
     /// Listeners of `conntrack -E`.
     pub events: super::events::EventHub,
+    /// Listeners of the IPv6 connection table's events (the NAT log).
+    pub events6: super::events::EventHub<std::net::Ipv6Addr>,
     /// The configuration file, if any: a reload also applies its
     /// `[conntrack]` timeouts and `tcp_*` knobs (the sizes take a restart).
     pub config_file: Option<PathBuf>,

@@ -17,7 +17,7 @@ use xdpgw_dataplane::trace::{rules_id, TraceFilter, TraceSession};
 
 use super::server::Control;
 use super::{Request, Response, VERSION};
-use crate::trace::{format_packet, parse_match, TraceNames, DEFAULT_COUNT};
+use crate::trace::{format_packet, parse_match_families, TraceNames, DEFAULT_COUNT};
 
 /// The match words of a `trace` request, in order.
 pub fn words(req: &Request) -> Vec<String> {
@@ -58,7 +58,7 @@ type Installation = (
     std::sync::mpsc::Receiver<xdpgw_dataplane::trace::PacketTrace>,
     TraceNames,
     u32,
-    String,
+    (&'static str, String),
 );
 
 /// Why a trace was not started.
@@ -84,8 +84,10 @@ fn install(control: &Control, req: &Request) -> Result<Installation, TraceReques
             .parse::<u32>()
             .map_err(|_| TraceRequestError::BadCount(c.to_string()))?,
     };
-    let rule = parse_match(&words).map_err(TraceRequestError::Match)?;
-    for i in [&rule.in_iface, &rule.out_iface].into_iter().flatten() {
+    let m = parse_match_families(&words).map_err(TraceRequestError::Match)?;
+    let rule = m.v4.as_ref().or(m.v6.as_ref());
+    let ifs = rule.map(|r| [&r.in_iface, &r.out_iface]);
+    for i in ifs.into_iter().flatten().flatten() {
         if !i.value.is_wildcard() && !control.names.contains(&i.value.name) {
             return Err(TraceRequestError::NoSuchInterface {
                 name: i.value.name.clone(),
@@ -94,12 +96,16 @@ fn install(control: &Control, req: &Request) -> Result<Installation, TraceReques
         }
     }
     let ifaces: Vec<&str> = control.names.iter().map(String::as_str).collect();
-    let filter = TraceFilter::new(&rule, &ifaces)?;
+    let filter = TraceFilter::families(m.v4.as_ref(), m.v6.as_ref(), &ifaces)?;
     // The rule set the workers run, and the one it was compiled from, taken
     // together: a reload installs under the same lock.
     let (rules, id) = {
         let st = control.state.lock().unwrap_or_else(|e| e.into_inner());
         (st.clone(), rules_id(&control.gw.rules()))
+    };
+    let (rules6, id6) = {
+        let st = control.rules6.lock().unwrap_or_else(|e| e.into_inner());
+        (st.clone(), rules_id(&control.gw.rules6()))
     };
     let (session, rx) = control.gw.tracer.start(filter, count)?;
     let installed = Installed {
@@ -110,13 +116,20 @@ fn install(control: &Control, req: &Request) -> Result<Installation, TraceReques
         ifaces: control.names.clone(),
         rules,
         rules_id: id,
+        rules6,
+        rules6_id: id6,
+    };
+    let family = match (m.v4.is_some(), m.v6.is_some()) {
+        (true, false) => " IPv4",
+        (false, true) => " IPv6",
+        _ => "",
     };
     let shown = if words.is_empty() {
         "any packet".to_string()
     } else {
         format!("'{}'", words.join(" "))
     };
-    Ok((installed, rx, names, count, shown))
+    Ok((installed, rx, names, count, (family, shown)))
 }
 
 /// Whether the client closed the connection (or sent anything: a request
@@ -150,7 +163,7 @@ fn stream(
     rx: std::sync::mpsc::Receiver<xdpgw_dataplane::trace::PacketTrace>,
     names: &TraceNames,
     count: u32,
-    shown: &str,
+    (family, shown): &(&'static str, String),
     mut conn: &UnixStream,
     stop: &AtomicBool,
 ) -> std::io::Result<()> {
@@ -159,7 +172,7 @@ fn stream(
     send_line(
         conn,
         &format!(
-            "tracing the next {count} packet{} matching {shown} (arriving on {}); the trace ends when the client closes the connection",
+            "tracing the next {count}{family} packet{} matching {shown} (arriving on {}); the trace ends when the client closes the connection",
             if count == 1 { "" } else { "s" },
             names.ifaces.join(", ")
         ),

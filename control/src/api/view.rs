@@ -516,10 +516,19 @@ fn match_text(out: &mut String, m: &Match, proto: &str, numeric: bool, family: F
                 bang(out, p.invert);
                 let _ = write!(out, " ctproto {}", p.value);
             }
-            for (opt, a) in CtMatch::ADDR_OPTS.iter().zip(m.addrs) {
-                if let Some(a) = a {
-                    bang(out, a.invert);
-                    let _ = write!(out, " {} {}", &opt[2..], crate::save::ct_addr(a.value));
+            for (i, opt) in CtMatch::ADDR_OPTS.iter().enumerate() {
+                if let Some((invert, a)) = crate::save::ct_addr_at(m, i) {
+                    bang(out, invert);
+                    // `conntrack_dump_addr`: an all-zero address is
+                    // "anywhere" unless numeric, whatever its mask.
+                    let any = m.addrs[i].is_some_and(|a| a.value.addr().is_unspecified())
+                        || m.addrs6[i].is_some_and(|a| a.value.addr().is_unspecified());
+                    let a = if any && !numeric {
+                        "anywhere".into()
+                    } else {
+                        a
+                    };
+                    let _ = write!(out, " {} {a}", &opt[2..]);
                 }
             }
             for (opt, r) in CtMatch::PORT_OPTS.iter().zip(m.ports) {

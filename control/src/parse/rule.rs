@@ -919,17 +919,6 @@ impl<'a> Parser<'a> {
             (Match::Rt(_), "--rt-type") => 1,
             (Match::Rt(_), "--rt-segsleft") => 2,
             (Match::Rt(_), "--rt-len") => 4,
-            (
-                Match::Conntrack(_),
-                "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst",
-            ) if v6 => {
-                return Err(err(
-                    t,
-                    RuleErrorKind::Semantic(format!(
-                        "{opt} is not supported yet in ip6tables rules"
-                    )),
-                ))
-            }
             (Match::Rt(_), "--rt-0-res" | "--rt-0-addrs" | "--rt-0-not-strict") => {
                 return Err(err(
                     t,
@@ -1101,6 +1090,10 @@ impl<'a> Parser<'a> {
                             )
                         })?;
                         m.proto = Some(Inv::new(p, inv));
+                    }
+                    4..=32 if self.family == Family::Ipv6 => {
+                        let net = value::ipv6_net(&v.text).map_err(|e| bad(v, opt, e))?;
+                        m.addrs6[at(&CtMatch::ADDR_OPTS)] = Some(Inv::new(net, inv));
                     }
                     4..=32 => {
                         let net = value::ipv4_net(&v.text).map_err(|e| bad(v, opt, e))?;

@@ -34,7 +34,7 @@
 use std::collections::VecDeque;
 use std::fmt::Write;
 
-use super::proc::{l4_name, push_tuples};
+use super::proc::{l4_name, push_tuples, AddrForm};
 use super::{Nanos, Snapshot, NANOS_PER_SEC};
 use std::net::Ipv4Addr;
 
@@ -132,7 +132,8 @@ pub fn event_line<A: Addr>(e: &CtEvent<A>, now: Nanos, deleter: (u32, &str)) -> 
     if proto == IPPROTO_TCP && (e.protoinfo || e.kind != EventKind::Update) {
         let _ = write!(out, "{} ", s.tcp_state.name());
     }
-    push_tuples(&mut out, s);
+    // conntrack-tools writes addresses with `inet_ntop` (IPv6 compressed).
+    push_tuples(&mut out, s, AddrForm::Ntop);
     if s.mark != 0 {
         let _ = write!(out, "mark={} ", s.mark);
     }

@@ -36,11 +36,31 @@ pub(super) fn l4_name(proto: u8) -> &'static str {
     }
 }
 
-pub(super) fn push_tuple<A: Addr>(out: &mut String, t: &Tuple<A>, icmp_type: u8, icmp_code: u8) {
+/// How addresses are written: as `/proc/net/nf_conntrack` writes them, or
+/// as conntrack-tools does (`conntrack -E`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum AddrForm {
+    Proc,
+    Ntop,
+}
+
+fn push_addr<A: Addr>(out: &mut String, a: A, form: AddrForm) {
+    match form {
+        AddrForm::Proc => a.push_proc(out),
+        AddrForm::Ntop => a.push_ntop(out),
+    }
+}
+
+pub(super) fn push_tuple<A: Addr>(
+    out: &mut String,
+    t: &Tuple<A>,
+    (icmp_type, icmp_code): (u8, u8),
+    form: AddrForm,
+) {
     out.push_str("src=");
-    t.src.push_proc(out);
+    push_addr(out, t.src, form);
     out.push_str(" dst=");
-    t.dst.push_proc(out);
+    push_addr(out, t.dst, form);
     out.push(' ');
     match t.proto {
         IPPROTO_TCP | IPPROTO_UDP | 33 | 132 | 136 => {
@@ -58,12 +78,13 @@ pub(super) fn push_tuple<A: Addr>(out: &mut String, t: &Tuple<A>, icmp_type: u8,
 /// table and by the reader printing it.
 /// Both directions as conntrack-tools prints them: the original tuple,
 /// `[UNREPLIED]` until a reply, the reply tuple, `[ASSURED]`.
-pub(super) fn push_tuples<A: Addr>(out: &mut String, s: &Snapshot<A>) {
-    push_tuple(out, &s.orig, s.icmp_type, s.icmp_code);
+pub(super) fn push_tuples<A: Addr>(out: &mut String, s: &Snapshot<A>, form: AddrForm) {
+    push_tuple(out, &s.orig, (s.icmp_type, s.icmp_code), form);
     if s.status & status::SEEN_REPLY == 0 {
         out.push_str("[UNREPLIED] ");
     }
-    push_tuple(out, &s.reply, A::icmp_reply_type(s.icmp_type), s.icmp_code);
+    let reply_icmp = (A::icmp_reply_type(s.icmp_type), s.icmp_code);
+    push_tuple(out, &s.reply, reply_icmp, form);
     if s.status & status::ASSURED != 0 {
         out.push_str("[ASSURED] ");
     }
@@ -84,7 +105,7 @@ pub fn proc_line<A: Addr>(s: &Snapshot<A>, now: Nanos) -> String {
     if proto == IPPROTO_TCP {
         let _ = write!(out, "{} ", s.tcp_state.name());
     }
-    push_tuples(&mut out, s);
+    push_tuples(&mut out, s, AddrForm::Proc);
     let _ = write!(out, "mark={} zone=0 use=2", s.mark);
     out
 }

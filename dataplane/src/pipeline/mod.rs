@@ -278,7 +278,7 @@ impl Hooks {
             return cx.drop(DropReason::NotForUs);
         }
         if et == wire::ETHERTYPE_IPV6 {
-            let a = self.receive6(cx, in_iface, frame);
+            let a = self.receive6(cx, trace, in_iface, frame);
             cx.fast.end_recording();
             return a;
         }

@@ -3,15 +3,16 @@
 //! [`PacketTrace`], every other one with [`Untraced`], whose calls compile
 //! to nothing (so the untraced hooks test no flag either).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use crate::action::Action;
-use crate::classify::{CompiledRuleSet, EvalState, PacketView, Verdict};
+use crate::classify::{CompiledRuleSet, EvalState, PacketView, Verdict, V6};
 use crate::conntrack::Track;
 use crate::fastpath::record::Recording;
-use crate::flow::Tuple;
+use crate::flow::{Addr, Tuple};
 use crate::rule::{Hook, Table};
-use crate::trace::{PacketTrace, Recorder, TraceEvent};
+use crate::trace::{ip_tuple, PacketTrace, Recorder, TraceEvent};
+use crate::wire::ipv6::{Ipv6Info, L4v6};
 use crate::wire::{Ipv4Info, L4};
 
 use super::packet::meta_of;
@@ -33,20 +34,35 @@ pub(crate) trait Observer {
         rec: &mut Recording,
     ) -> Verdict;
 
+    /// [`Observer::eval`] of the IPv6 rule set.
+    fn eval6(
+        &mut self,
+        rules: &CompiledRuleSet<V6>,
+        at: (Table, Hook),
+        view: &mut PacketView<V6>,
+        st: &mut EvalState,
+        now: u64,
+        rec: &mut Recording,
+    ) -> Verdict<Ipv6Addr>;
+
     /// Conntrack's judgement of the packet (`proto`: its IP protocol).
-    fn conntrack(&mut self, track: &Track, proto: u8);
+    fn conntrack<A: Addr>(&mut self, track: &Track<A>, proto: u8);
 
     /// The packet is not tracked (NOTRACK).
     fn untracked(&mut self);
 
     /// NAT at `hook` changed the packet's tuple from `before` to `after`.
-    fn nat(&mut self, hook: Hook, before: Tuple, after: Tuple);
+    fn nat<A: Addr + Into<IpAddr>>(&mut self, hook: Hook, before: Tuple<A>, after: Tuple<A>);
 
-    /// The packet waits for `hop` on `iface` to answer ARP.
-    fn held(&mut self, iface: u8, hop: Ipv4Addr);
+    /// The packet waits for `hop` on `iface` to answer ARP (IPv6:
+    /// neighbour discovery).
+    fn held<A: Addr + Into<IpAddr>>(&mut self, iface: u8, hop: A);
 
     /// The gateway generates a packet in answer (`info`); its steps follow.
     fn generated(&mut self, info: &Ipv4Info);
+
+    /// [`Observer::generated`] for an IPv6 packet.
+    fn generated6(&mut self, info: &Ipv6Info);
 
     /// What became of the generated packet.
     fn generated_end(&mut self, action: Action);
@@ -76,15 +92,35 @@ impl Observer for Untraced {
     }
 
     #[inline(always)]
-    fn conntrack(&mut self, _: &Track, _: u8) {}
+    fn eval6(
+        &mut self,
+        rules: &CompiledRuleSet<V6>,
+        (table, hook): (Table, Hook),
+        view: &mut PacketView<V6>,
+        st: &mut EvalState,
+        now: u64,
+        rec: &mut Recording,
+    ) -> Verdict<Ipv6Addr> {
+        if rec.on {
+            // A packet the fast path may cache: its rules recorded.
+            rules.eval_observed(table, hook, view, st, now, rec)
+        } else {
+            rules.eval(table, hook, view, st, now)
+        }
+    }
+
+    #[inline(always)]
+    fn conntrack<A: Addr>(&mut self, _: &Track<A>, _: u8) {}
     #[inline(always)]
     fn untracked(&mut self) {}
     #[inline(always)]
-    fn nat(&mut self, _: Hook, _: Tuple, _: Tuple) {}
+    fn nat<A: Addr + Into<IpAddr>>(&mut self, _: Hook, _: Tuple<A>, _: Tuple<A>) {}
     #[inline(always)]
-    fn held(&mut self, _: u8, _: Ipv4Addr) {}
+    fn held<A: Addr + Into<IpAddr>>(&mut self, _: u8, _: A) {}
     #[inline(always)]
     fn generated(&mut self, _: &Ipv4Info) {}
+    #[inline(always)]
+    fn generated6(&mut self, _: &Ipv6Info) {}
     #[inline(always)]
     fn generated_end(&mut self, _: Action) {}
 }
@@ -113,7 +149,26 @@ impl Observer for &mut PacketTrace {
         v
     }
 
-    fn conntrack(&mut self, track: &Track, proto: u8) {
+    fn eval6(
+        &mut self,
+        rules: &CompiledRuleSet<V6>,
+        (table, hook): (Table, Hook),
+        view: &mut PacketView<V6>,
+        st: &mut EvalState,
+        now: u64,
+        _: &mut Recording,
+    ) -> Verdict<Ipv6Addr> {
+        let mut rec = Recorder {
+            rec: self,
+            table,
+            hook,
+        };
+        let v = rules.eval_observed(table, hook, view, st, now, &mut rec);
+        self.observe(view);
+        v
+    }
+
+    fn conntrack<A: Addr>(&mut self, track: &Track<A>, proto: u8) {
         PacketTrace::conntrack(self, track, proto);
     }
 
@@ -121,18 +176,21 @@ impl Observer for &mut PacketTrace {
         PacketTrace::untracked(self);
     }
 
-    fn nat(&mut self, hook: Hook, before: Tuple, after: Tuple) {
+    fn nat<A: Addr + Into<IpAddr>>(&mut self, hook: Hook, before: Tuple<A>, after: Tuple<A>) {
         if before != after {
             self.push(TraceEvent::Nat {
                 hook,
-                before,
-                after,
+                before: ip_tuple(before),
+                after: ip_tuple(after),
             });
         }
     }
 
-    fn held(&mut self, iface: u8, hop: Ipv4Addr) {
-        self.push(TraceEvent::Held { iface, hop });
+    fn held<A: Addr + Into<IpAddr>>(&mut self, iface: u8, hop: A) {
+        self.push(TraceEvent::Held {
+            iface,
+            hop: hop.into(),
+        });
     }
 
     fn generated(&mut self, info: &Ipv4Info) {
@@ -141,7 +199,27 @@ impl Observer for &mut PacketTrace {
             L4::Icmp(i) => (0, Some((i.ty, i.code))),
             _ => (0, None),
         };
-        PacketTrace::generated(self, meta_of(info).tuple, flags, icmp);
+        PacketTrace::generated(self, ip_tuple(meta_of(info).tuple), flags, icmp);
+    }
+
+    fn generated6(&mut self, info: &Ipv6Info) {
+        let (flags, icmp, ports) = match info.l4info {
+            L4v6::Tcp(t) => (t.flags, None, (t.sport, t.dport)),
+            L4v6::Udp { sport, dport } => (0, None, (sport, dport)),
+            L4v6::Icmp(i) => {
+                let id = if i.is_query { i.id } else { 0 };
+                (0, Some((i.ty, i.code)), (id, id))
+            }
+            L4v6::Other => (0, None, (0, 0)),
+        };
+        let tuple = Tuple {
+            src: IpAddr::V6(info.src),
+            dst: IpAddr::V6(info.dst),
+            sport: ports.0,
+            dport: ports.1,
+            proto: info.proto,
+        };
+        PacketTrace::generated(self, tuple, flags, icmp);
     }
 
     fn generated_end(&mut self, action: Action) {

@@ -5,8 +5,9 @@
 //! next hops, router advertisements) and the ICMPv6 errors a router sends.
 //!
 //! The same hooks as IPv4's (`hook`), over the IPv6 parse, rule set,
-//! connection table and neighbour table. Not yet for IPv6: the fast path
-//! (every packet takes the hooks), packet traces.
+//! connection table and neighbour table, telling a packet trace the same
+//! steps (`observe`). Not yet for IPv6: the fast path (every packet takes
+//! the hooks).
 
 use std::net::Ipv6Addr;
 use std::sync::Arc;
@@ -21,11 +22,12 @@ use crate::frag;
 use crate::nat::{self, Binding, ConnNat, Manip};
 use crate::neigh::{HoldQueue, NeighMap};
 use crate::rule::{AddrRange, Hook, RejectWith, Table};
+use crate::trace::{rules_id, WorkerTrace};
 use crate::wire::ipv6::ndp::{self, Ndp, NdpAddrs, NeighbourAdvert, NeighbourSolicit};
 use crate::wire::ipv6::{self as w6, Icmpv6Error, Ipv6Info, L4v6, IPV6_HDR, IPV6_MIN_MTU};
 use crate::wire::{self, checksum};
 
-use super::observe::Observer;
+use super::observe::{Observer, Untraced};
 use super::packet::{is_group, Attached, Conn};
 use super::{Cx, Emit, Hooks, ETH_HLEN, FRAME_SIZE};
 
@@ -271,9 +273,10 @@ fn l4_error(frame: &[u8], info: &Ipv6Info, verify: bool) -> Option<InvalidReason
 impl Hooks {
     /// An IPv6 frame that arrived on `in_iface` for us (our MAC or a
     /// group address): `ipv6_rcv`, then the hooks.
-    pub(super) fn receive6<E: Emit, O: Observer>(
+    pub(super) fn receive6<E: Emit>(
         &mut self,
-        cx: &mut Cx<'_, E, O>,
+        cx: &mut Cx<'_, E, Untraced>,
+        trace: &mut WorkerTrace,
         in_iface: u8,
         frame: &mut [u8],
     ) -> Action {
@@ -285,7 +288,9 @@ impl Hooks {
             Err(r) => return cx.drop(r),
         };
         let a = if info.fragment {
-            self.reassemble6(cx, in_iface, frame, &info)
+            self.reassemble6(cx, trace, in_iface, frame, &info)
+        } else if trace.active() {
+            self.prerouting6_traced(cx, trace, in_iface, frame, info)
         } else {
             self.prerouting6(cx, in_iface, frame, info)
         };
@@ -304,16 +309,47 @@ impl Hooks {
     /// packet. Out of line: whole packets' path stays as it was.
     #[cold]
     #[inline(never)]
-    fn reassemble6<E: Emit, O: Observer>(
+    fn reassemble6<E: Emit>(
         &mut self,
-        cx: &mut Cx<'_, E, O>,
+        cx: &mut Cx<'_, E, Untraced>,
+        trace: &mut WorkerTrace,
         in_iface: u8,
         frame: &[u8],
         info: &Ipv6Info,
     ) -> Action {
         self.collect6(cx, frame, info, |h, cx, dgram| {
-            h.run_reassembled6(cx, in_iface, dgram)
+            h.run_reassembled6(cx, trace, in_iface, dgram)
         })
+    }
+
+    /// [`Hooks::prerouting6`] for a packet that may match the running
+    /// trace's filter: recorded in the trace.
+    #[cold]
+    #[inline(never)]
+    fn prerouting6_traced<E: Emit>(
+        &mut self,
+        cx: &mut Cx<'_, E, Untraced>,
+        trace: &mut WorkerTrace,
+        in_iface: u8,
+        frame: &mut [u8],
+        info: Ipv6Info,
+    ) -> Action {
+        let view = Pkt6::new(info, Some(in_iface), None).view;
+        let (worker, rules) = (self.index as u32, rules_id(&self.v6.rules));
+        let tuple = meta_of(&info).tuple;
+        let Some(record) = trace.begin6(worker, rules, &view, tuple, cx.now) else {
+            return self.prerouting6(cx, in_iface, frame, info);
+        };
+        let mut traced = Cx {
+            now: cx.now,
+            emit: &mut *cx.emit,
+            stats: &mut *cx.stats,
+            fast: &mut *cx.fast,
+            obs: record,
+        };
+        let a = self.prerouting6(&mut traced, in_iface, frame, info);
+        trace.end(cx.now, a);
+        a
     }
 
     /// Queues `frame`'s fragment (`info` its parse); when it completes its
@@ -378,9 +414,10 @@ impl Hooks {
 
     /// A reassembled IPv6 datagram (Ethernet header, then the datagram)
     /// through PREROUTING and on.
-    fn run_reassembled6<E: Emit, O: Observer>(
+    fn run_reassembled6<E: Emit>(
         &mut self,
-        cx: &mut Cx<'_, E, O>,
+        cx: &mut Cx<'_, E, Untraced>,
+        trace: &mut WorkerTrace,
         in_iface: u8,
         dgram: &mut [u8],
     ) -> Action {
@@ -390,7 +427,11 @@ impl Hooks {
             Err(r) => return cx.drop(r),
         };
         self.defrag.active = true;
-        let a = self.prerouting6(cx, in_iface, dgram, info);
+        let a = if trace.active() {
+            self.prerouting6_traced(cx, trace, in_iface, dgram, info)
+        } else {
+            self.prerouting6(cx, in_iface, dgram, info)
+        };
         self.defrag.active = false;
         match a {
             Action::Host { iface, len } => Action::HostReassembled { iface, len },
@@ -456,6 +497,9 @@ impl Hooks {
         cx.stats.frag_oks += 1;
         cx.stats.frag_creates += n as u64;
         cx.stats.drops[DropReason::NeighQueueFull as usize] += lost;
+        if known.is_none() {
+            cx.obs.held(iface, hop);
+        }
         if known.is_none() && first_held {
             self.neighbour_solicit(cx, iface, hop);
         }
@@ -816,6 +860,7 @@ impl Hooks {
             Ok(i) => i,
             Err(r) => return cx.drop(r),
         };
+        cx.obs.generated6(&info);
         let route = |gw: &crate::gateway::Gateway, dst: Ipv6Addr| match via {
             Some(iface) if dst.is_unicast_link_local() || dst.is_multicast() => {
                 Some(crate::route::NextHop { iface, addr: dst })
@@ -912,6 +957,7 @@ impl Hooks {
             }
             None => match self.v6.hold.hold(cx.now, iface, hop, &frame[..len]) {
                 Ok(first) => {
+                    cx.obs.held(iface, hop);
                     if first {
                         self.neighbour_solicit(cx, iface, hop);
                     }
@@ -954,7 +1000,9 @@ impl Hooks {
     fn send_ndp<E: Emit, O: Observer>(&mut self, cx: &mut Cx<'_, E, O>, iface: u8, len: usize) {
         let mut buf = std::mem::take(&mut self.scratch);
         if let Some(frame) = buf.get_mut(..len) {
-            if let Action::Forward { iface, len } = self.output6(cx, frame, None, Some(iface)) {
+            let action = self.output6(cx, frame, None, Some(iface));
+            cx.obs.generated_end(action);
+            if let Action::Forward { iface, len } = action {
                 if let Some(f) = frame.get(..len) {
                     cx.emit.emit(iface, f);
                     cx.stats.emitted += 1;
@@ -1059,13 +1107,17 @@ impl Hooks {
         frame: &[u8],
     ) -> Verdict<Ipv6Addr> {
         self.v6.eval.nlogs = 0;
-        let (rules, st) = (&self.v6.rules, &mut self.v6.eval);
-        let v = if cx.fast.rec.on {
-            // A packet the fast path may cache: its rules recorded.
-            rules.eval_observed(table, hook, &mut p.view, st, cx.now, &mut cx.fast.rec)
-        } else {
-            rules.eval(table, hook, &mut p.view, st, cx.now)
-        };
+        if self.v6.rules.uses_ct_tuple {
+            self.fill_ct_view6(cx.now, p);
+        }
+        let v = cx.obs.eval6(
+            &self.v6.rules,
+            (table, hook),
+            &mut p.view,
+            &mut self.v6.eval,
+            cx.now,
+            &mut cx.fast.rec,
+        );
         for i in 0..self.v6.eval.nlogs {
             let (log, view) = (self.v6.eval.logs[i], &p.view);
             self.logs
@@ -1084,6 +1136,30 @@ impl Hooks {
             }
         }
         v
+    }
+
+    /// What `-m conntrack` beyond the state reads of the packet's
+    /// connection (as [`Hooks::run`] fills it for IPv4).
+    #[cold]
+    fn fill_ct_view6(&self, now: u64, p: &mut Pkt6) {
+        let tuple = |t: Tuple<Ipv6Addr>| (u128::from(t.src), u128::from(t.dst), t.sport, t.dport);
+        p.view.ct = p.conn.nat().map(|n| crate::classify::CtView {
+            proto: n.orig.proto,
+            tuples: [tuple(n.orig), tuple(n.reply)],
+            status: n.status,
+            reply_dir: n.dir == crate::flow::Dir::Reply,
+            expires: 0,
+        });
+        if self.v6.rules.uses_ct_expire {
+            if let (Some(v), Conn::Existing { entry: Some(e), .. }, Some(ct)) =
+                (&mut p.view.ct, &p.conn, &self.gw.conntrack6)
+            {
+                // `nf_ct_expires(ct) / HZ`.
+                v.expires = ct.get(*e).map_or(0, |s| {
+                    u32::try_from(s.expires.saturating_sub(now) / 1_000_000_000).unwrap_or(u32::MAX)
+                });
+            }
+        }
     }
 
     fn accept_or_drop6<E: Emit, O: Observer>(
@@ -1132,6 +1208,9 @@ impl Hooks {
         let ct = match &self.gw.conntrack6 {
             Some(ct) if !p.view.notrack && !ndp => ct,
             _ => {
+                if p.view.notrack {
+                    cx.obs.untracked();
+                }
                 p.conn = Conn::Untracked;
                 p.ct_state = CtState::Untracked;
                 p.view.ct_bits = p.conn.ct_bits(p.ct_state);
@@ -1150,6 +1229,7 @@ impl Hooks {
             cx.stats.ct.count_track(&t, meta.tuple.proto);
             t
         };
+        cx.obs.conntrack(&track, meta.tuple.proto);
         let (conn, state, mark) = match track {
             Track::Existing {
                 entry,
@@ -1210,6 +1290,11 @@ impl Hooks {
             }
         }
         if let Some(nat) = p.conn.nat() {
+            let before = if O::ON {
+                Some(meta_of(&p.info).tuple)
+            } else {
+                None
+            };
             let changed = if p.conn.related() {
                 nat.translate_related(frame, &mut p.info, manip)
             } else {
@@ -1217,6 +1302,9 @@ impl Hooks {
             };
             if changed {
                 refresh_view(&mut p.view, &p.info);
+            }
+            if let Some(before) = before {
+                cx.obs.nat(hook, before, meta_of(&p.info).tuple);
             }
         }
         Ok(())
@@ -1392,7 +1480,9 @@ impl Hooks {
     ) {
         let mut buf = std::mem::take(&mut self.scratch);
         if let Some(frame) = buf.get_mut(..len) {
-            match self.output6(cx, frame, attached, via) {
+            let action = self.output6(cx, frame, attached, via);
+            cx.obs.generated_end(action);
+            match action {
                 Action::Forward { iface, len } => {
                     if let Some(f) = frame.get(..len) {
                         cx.emit.emit(iface, f);
