@@ -59,7 +59,9 @@
 //!                                       (default 1024) every S seconds (default 0.02) and
 //!                                       reading their echo back, checking every byte.
 //!                                       Prints `streaming connections=K failed=F` once
-//!                                       every connection made its first exchange; when
+//!                                       every connection made its first exchange, `stall
+//!                                       conn=I ms=T echoed=N at_ms=EPOCH_MS` for every
+//!                                       exchange slower than 200 ms (when it completes); when
 //!                                       stopped, each half-closes, waits for the server's
 //!                                       close, and prints `conn I local=IP:PORT sent=N
 //!                                       echoed=N result=ok|reset|timeout|mismatch|...`,
@@ -77,7 +79,9 @@
 //!                                       peer=IP:PORT expected=N received=R lost=L
 //!                                       duplicates=D reordered=O malformed=M` at its end
 //!                                       marker, and `final ...` (the same fields) for every
-//!                                       sender when stopped.
+//!                                       sender when stopped; `gap session=ID after=N next=M
+//!                                       missing=K ms=T at_ms=EPOCH_MS` when a sender's
+//!                                       datagrams resume after more than 100 ms.
 //! ```
 //!
 //! VLAN sub-interfaces in user space (`xdpgw_lab::vlan_bridge`), for a

@@ -555,15 +555,15 @@ struct StreamResult {
 /// the readiness line, one line per connection and a summary; true if
 /// every connection ended `ok`.
 pub fn tcp_stream(spec: &StreamSpec, stop: &AtomicBool, out: &dyn Fn(String)) -> bool {
-    let (tx, rx) = mpsc::channel::<bool>();
+    let (tx, rx) = mpsc::channel::<StreamEvent>();
     let mut spawn_errors = 0usize;
     let results: Vec<StreamResult> = std::thread::scope(|sc| {
         let mut handles = Vec::with_capacity(spec.count);
-        for _ in 0..spec.count {
+        for i in 0..spec.count {
             let tx = tx.clone();
             let spawned = std::thread::Builder::new()
                 .stack_size(THREAD_STACK)
-                .spawn_scoped(sc, move || stream_connection(spec, stop, &tx));
+                .spawn_scoped(sc, move || stream_connection(i, spec, stop, &tx));
             match spawned {
                 Ok(h) => handles.push(h),
                 Err(e) => {
@@ -574,14 +574,22 @@ pub fn tcp_stream(spec: &StreamSpec, stop: &AtomicBool, out: &dyn Fn(String)) ->
         }
         drop(tx);
         let (mut streaming, mut failed) = (0usize, spawn_errors);
-        for _ in 0..handles.len() {
-            match rx.recv() {
-                Ok(true) => streaming += 1,
-                Ok(false) => failed += 1,
-                Err(_) => break,
+        let mut announced = handles.is_empty();
+        if announced {
+            out(format!("streaming connections=0 failed={failed}"));
+        }
+        // Until every connection's thread has ended (and dropped its sender).
+        while let Ok(event) = rx.recv() {
+            match event {
+                StreamEvent::Ready(true) => streaming += 1,
+                StreamEvent::Ready(false) => failed += 1,
+                StreamEvent::Stall(line) => out(line),
+            }
+            if !announced && streaming + failed == spec.count {
+                announced = true;
+                out(format!("streaming connections={streaming} failed={failed}"));
             }
         }
-        out(format!("streaming connections={streaming} failed={failed}"));
         handles
             .into_iter()
             .map(|h| {
@@ -612,15 +620,41 @@ pub fn tcp_stream(spec: &StreamSpec, stop: &AtomicBool, out: &dyn Fn(String)) ->
     failed == 0
 }
 
-/// One `tcp-stream` connection: connects, then writes a chunk and reads its
-/// echo back (checking every byte) every `spec.interval` until `stop`; then
-/// half-closes and waits for the server to close. Reports on `ready` once:
-/// true after the first exchange, false if it never got that far.
+/// What a `tcp-stream` connection tells the thread that prints.
+#[derive(Debug)]
+enum StreamEvent {
+    /// Once: true after the first exchange, false if it never got that far.
+    Ready(bool),
+    /// A `stall ...` line: an exchange took longer than [`STALL_REPORT`].
+    Stall(String),
+}
+
+/// An exchange of `tcp-stream` (a write and its echo) that takes longer
+/// than this is reported as a `stall` line when it completes.
+pub const STALL_REPORT: Duration = Duration::from_millis(200);
+
+/// Milliseconds since the Unix epoch: a time stamp that other processes of
+/// the machine can compare with theirs.
+pub fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// One `tcp-stream` connection (number `index`): connects, then writes a
+/// chunk and reads its echo back (checking every byte) every
+/// `spec.interval` until `stop`; then half-closes and waits for the server
+/// to close. Sends [`StreamEvent::Ready`] once, and a
+/// [`StreamEvent::Stall`] for every exchange slower than [`STALL_REPORT`].
 fn stream_connection(
+    index: usize,
     spec: &StreamSpec,
     stop: &AtomicBool,
-    ready: &mpsc::Sender<bool>,
+    events: &mpsc::Sender<StreamEvent>,
 ) -> StreamResult {
+    let ready = |ok: bool| {
+        let _ = events.send(StreamEvent::Ready(ok));
+    };
     let mut r = StreamResult {
         local: "-".into(),
         sent: 0,
@@ -630,7 +664,7 @@ fn stream_connection(
     let mut s = match TcpStream::connect_timeout(&spec.addr, spec.timeout) {
         Ok(s) => s,
         Err(e) => {
-            let _ = ready.send(false);
+            ready(false);
             r.outcome = describe(&e);
             return r;
         }
@@ -647,6 +681,7 @@ fn stream_connection(
         let mut want = vec![0u8; spec.chunk];
         let mut next = Instant::now();
         loop {
+            let began = Instant::now();
             fill_pattern(r.sent, &mut wbuf);
             s.write_all(&wbuf).map_err(io)?;
             r.sent += wbuf.len() as u64;
@@ -665,9 +700,18 @@ fn stream_connection(
                 }
                 r.echoed += k as u64;
             }
+            let took = began.elapsed();
+            if took > STALL_REPORT {
+                let _ = events.send(StreamEvent::Stall(format!(
+                    "stall conn={index} ms={:.1} echoed={} at_ms={}",
+                    took.as_secs_f64() * 1000.0,
+                    r.echoed,
+                    epoch_ms()
+                )));
+            }
             if !announced {
                 announced = true;
-                let _ = ready.send(true);
+                ready(true);
             }
             if stopped(stop) {
                 break;
@@ -699,7 +743,7 @@ fn stream_connection(
     };
     let outcome = run();
     if !announced {
-        let _ = ready.send(false);
+        ready(false);
     }
     r.outcome = match outcome {
         Ok(()) => "ok".into(),
@@ -819,6 +863,8 @@ struct Session {
     highest: Option<u64>,
     /// The count the end marker announced.
     expected: Option<u64>,
+    /// When the last datagram came, and its number.
+    last: Option<(Instant, u64)>,
 }
 
 impl Session {
@@ -833,7 +879,26 @@ impl Session {
             moved: 0,
             highest: None,
             expected: None,
+            last: None,
         }
+    }
+
+    /// Notes datagram `seq` arriving `now`; a `gap ...` line if the last
+    /// one came more than [`GAP_REPORT`] before.
+    fn gap(&mut self, id: u64, seq: u64, now: Instant) -> Option<String> {
+        let line = self.last.and_then(|(at, prev)| {
+            let silent = now.duration_since(at);
+            (silent > GAP_REPORT).then(|| {
+                format!(
+                    "gap session={id} after={prev} next={seq} missing={} ms={:.1} at_ms={}",
+                    seq.saturating_sub(prev).saturating_sub(1),
+                    silent.as_secs_f64() * 1000.0,
+                    epoch_ms()
+                )
+            })
+        });
+        self.last = Some((now, seq));
+        line
     }
 
     fn record(&mut self, seq: u64, peer: SocketAddr) {
@@ -897,7 +962,13 @@ impl Session {
     }
 }
 
-/// `udp-count`: counts numbered datagrams per sender until `stop`.
+/// A silence of a sender longer than this is reported as a `gap` line
+/// when its next datagram comes.
+pub const GAP_REPORT: Duration = Duration::from_millis(100);
+
+/// `udp-count`: counts numbered datagrams per sender until `stop`; a `gap`
+/// line whenever a sender's datagrams resume after more than
+/// [`GAP_REPORT`].
 pub fn udp_count(sock: &UdpSocket, stop: &AtomicBool, out: &dyn Fn(String)) -> io::Result<()> {
     sock.set_read_timeout(Some(STOP_POLL))?;
     let mut sessions: BTreeMap<u64, Session> = BTreeMap::new();
@@ -926,6 +997,9 @@ pub fn udp_count(sock: &UdpSocket, stop: &AtomicBool, out: &dyn Fn(String)) -> i
         });
         if is_seq {
             s.record(value, peer);
+            if let Some(line) = s.gap(id, value, Instant::now()) {
+                out(line);
+            }
         } else if s.expected.is_none() {
             s.expected = Some(value);
             out(s.line("done", id, malformed));
