@@ -12,7 +12,9 @@
 //! Each test prints its figures (`figures: ...`): the time from the
 //! failure to node b's notify script (`takeover`), to the first datagram
 //! through node b (`first_datagram`), the datagrams lost, and the TCP
-//! stream's longest stall. No assertion is on a time.
+//! stream's longest stall. A TCP download and a UDP exchange started right
+//! after the failure must succeed (once node b took over); their times are
+//! printed too. No assertion is on a time.
 //!
 //! The reference is a Linux pair (kernel forwarding, iptables MASQUERADE,
 //! conntrackd): its master's machine dies (keepalived stopped and killed,
@@ -27,6 +29,9 @@ use xdpgw_vm_tests::{require_root_with, tools_binary, xdpgw_binary};
 const WAIT: Duration = Duration::from_secs(30);
 const TCP_PORT: &str = "9000";
 const UDP_PORT: &str = "9001";
+/// The servers of the connections opened during the failover.
+const GAP_TCP_PORT: &str = "9002";
+const GAP_UDP_PORT: &str = "9003";
 
 /// How node a fails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +57,22 @@ struct Figures {
     stall: Option<f64>,
     /// Bytes the stream sent and got back, checked.
     bytes: u64,
+    /// How long a TCP download and a UDP exchange started right after the
+    /// failure took to succeed, ms.
+    new_tcp: u64,
+    new_udp: u64,
+}
+
+/// Starts the traffic tool client `args` in the client's namespace and
+/// waits for its result line on a thread of its own; the join handle
+/// gives the line and how long it took.
+fn timed(pair: &Pair, args: &[&str]) -> std::thread::JoinHandle<(String, Duration)> {
+    let began = std::time::Instant::now();
+    let mut p = pair.tool(pair.client(), args);
+    std::thread::spawn(move || {
+        let line = p.wait_line("a result", WAIT, |_| true);
+        (line, began.elapsed())
+    })
 }
 
 /// The value of `key=` in a tool's line.
@@ -121,6 +142,10 @@ fn failover(label: &str, nodes: [NodeKind; 2], failure: Failure, advert_int: f64
     let server = SERVER.to_string();
     let mut echo = pair.serve(pair.server(), &["tcp-echo", TCP_PORT]);
     let mut count = pair.serve(pair.server(), &["udp-count", UDP_PORT]);
+    let _gap_servers = [
+        pair.serve(pair.server(), &["tcp-serve", GAP_TCP_PORT]),
+        pair.serve(pair.server(), &["udp-echo", GAP_UDP_PORT]),
+    ];
     let mut stream = pair.tool(
         pair.client(),
         &[
@@ -175,6 +200,22 @@ fn failover(label: &str, nodes: [NodeKind; 2], failure: Failure, advert_int: f64
         Failure::PowerOff => pair.power_off(0),
         Failure::StopKeepalived => pair.stop_keepalived(0),
     };
+    // Connections opened during the failover.
+    let new_tcp = timed(
+        &pair,
+        &[
+            "tcp-get",
+            &server,
+            GAP_TCP_PORT,
+            "100000",
+            "--timeout",
+            "25",
+        ],
+    );
+    let new_udp = timed(
+        &pair,
+        &["udp-req", &server, GAP_UDP_PORT, "--timeout", "25"],
+    );
     pair.wait_master(1, WAIT);
     let takeover = pair
         .node(1)
@@ -270,6 +311,13 @@ fn failover(label: &str, nodes: [NodeKind; 2], failure: Failure, advert_int: f64
     );
     assert_eq!(number::<u64>(&done, "duplicates"), 0, "{done}");
 
+    // The connections opened during the failover succeed once node b
+    // took over.
+    let (tcp_line, new_tcp) = new_tcp.join().expect("the TCP download's waiter");
+    assert!(tcp_line.starts_with("ok bytes=100000 "), "{tcp_line}");
+    let (udp_line, new_udp) = new_udp.join().expect("the UDP exchange's waiter");
+    assert!(udp_line.starts_with("ok "), "{udp_line}");
+
     let f = Figures {
         takeover,
         first_datagram,
@@ -277,6 +325,8 @@ fn failover(label: &str, nodes: [NodeKind; 2], failure: Failure, advert_int: f64
         lost,
         stall,
         bytes,
+        new_tcp: new_tcp.as_millis() as u64,
+        new_udp: new_udp.as_millis() as u64,
     };
     report(label, advert_int, &f);
 }
@@ -295,12 +345,14 @@ fn report(label: &str, advert_int: f64, f: &Figures) {
         std::io::stderr(),
         "figures: {label} (advert_int {advert_int}): takeover {} ms, first datagram {first}, \
          UDP lost {} of {} ({:.2} s at 500/s), TCP longest stall {stall}, {} bytes checked, \
-         no reset",
+         no reset; opened during the failover: TCP after {} ms, UDP after {} ms",
         f.takeover,
         f.lost,
         f.sent,
         f.lost as f64 / 500.0,
-        f.bytes
+        f.bytes,
+        f.new_tcp,
+        f.new_udp
     );
 }
 
@@ -323,3 +375,4 @@ fn linux_pair_master_keepalived_stopped() {
         1.0,
     );
 }
+
