@@ -16,7 +16,7 @@
 //! keepalived (Debian's, one per node, in the foreground with its own pid
 //! files: `keepalived -n -l -P -f ...`) runs one VRRP instance on the LAN
 //! (virtual router 51, priorities 150 for node a and 100 for node b,
-//! preempting) with two virtual addresses: [`LAN_VIP`] (the client's
+//! preempting; node a configured `state MASTER`) with two virtual addresses: [`LAN_VIP`] (the client's
 //! default gateway) and [`WAN_VIP`]. A Linux node's instance runs on lan0
 //! with the addresses on lan0 and wan0; an xdpgw node's on its host path
 //! devices `xg-lan0` and `xg-wan0`, whose addresses become gateway
@@ -433,13 +433,15 @@ impl Pair {
         let conf = format!(
             "global_defs {{\n\trouter_id ha-{i}\n\tscript_user root\n{version}\
              \tvrrp_garp_master_delay 1\n}}\n\
-             vrrp_instance gw {{\n\tstate BACKUP\n\tinterface {lan}\n\t\
+             vrrp_instance gw {{\n\tstate {}\n\tinterface {lan}\n\t\
              virtual_router_id {VRID}\n\tpriority {}\n\tadvert_int {}\n\t\
              virtual_ipaddress {{\n\t\t{LAN_VIP}/24 dev {lan}\n\t\t{WAN_VIP}/24 dev {wan}\n\t}}\n\t\
              notify_master \"{d}/notify.sh master\"\n\t\
              notify_backup \"{d}/notify.sh backup\"\n\t\
              notify_fault \"{d}/notify.sh fault\"\n}}\n",
-            PRIORITY[i], self.advert_int
+            if i == 0 { "MASTER" } else { "BACKUP" },
+            PRIORITY[i],
+            self.advert_int
         );
         let path = node.dir.join("keepalived.conf");
         write(&path, &conf);

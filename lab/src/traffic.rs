@@ -539,6 +539,9 @@ pub struct StreamSpec {
     pub interval: Duration,
     /// Connect timeout and the longest wait for any one read or write.
     pub timeout: Duration,
+    /// How often each connection reports its progress (`progress` lines);
+    /// None: never.
+    pub progress: Option<Duration>,
 }
 
 /// How one `tcp-stream` connection ended.
@@ -583,7 +586,7 @@ pub fn tcp_stream(spec: &StreamSpec, stop: &AtomicBool, out: &dyn Fn(String)) ->
             match event {
                 StreamEvent::Ready(true) => streaming += 1,
                 StreamEvent::Ready(false) => failed += 1,
-                StreamEvent::Stall(line) => out(line),
+                StreamEvent::Line(line) => out(line),
             }
             if !announced && streaming + failed == spec.count {
                 announced = true;
@@ -625,8 +628,8 @@ pub fn tcp_stream(spec: &StreamSpec, stop: &AtomicBool, out: &dyn Fn(String)) ->
 enum StreamEvent {
     /// Once: true after the first exchange, false if it never got that far.
     Ready(bool),
-    /// A `stall ...` line: an exchange took longer than [`STALL_REPORT`].
-    Stall(String),
+    /// A `stall ...` or `progress ...` line.
+    Line(String),
 }
 
 /// An exchange of `tcp-stream` (a write and its echo) that takes longer
@@ -644,8 +647,9 @@ pub fn epoch_ms() -> u64 {
 /// One `tcp-stream` connection (number `index`): connects, then writes a
 /// chunk and reads its echo back (checking every byte) every
 /// `spec.interval` until `stop`; then half-closes and waits for the server
-/// to close. Sends [`StreamEvent::Ready`] once, and a
-/// [`StreamEvent::Stall`] for every exchange slower than [`STALL_REPORT`].
+/// to close. Sends [`StreamEvent::Ready`] once, a `stall` line for every
+/// exchange slower than [`STALL_REPORT`] and a `progress` line every
+/// `spec.progress`.
 fn stream_connection(
     index: usize,
     spec: &StreamSpec,
@@ -680,6 +684,7 @@ fn stream_connection(
         let mut rbuf = vec![0u8; spec.chunk];
         let mut want = vec![0u8; spec.chunk];
         let mut next = Instant::now();
+        let mut reported = next;
         loop {
             let began = Instant::now();
             fill_pattern(r.sent, &mut wbuf);
@@ -702,9 +707,17 @@ fn stream_connection(
             }
             let took = began.elapsed();
             if took > STALL_REPORT {
-                let _ = events.send(StreamEvent::Stall(format!(
+                let _ = events.send(StreamEvent::Line(format!(
                     "stall conn={index} ms={:.1} echoed={} at_ms={}",
                     took.as_secs_f64() * 1000.0,
+                    r.echoed,
+                    epoch_ms()
+                )));
+            }
+            if spec.progress.is_some_and(|p| reported.elapsed() >= p) {
+                reported = Instant::now();
+                let _ = events.send(StreamEvent::Line(format!(
+                    "progress conn={index} echoed={} at_ms={}",
                     r.echoed,
                     epoch_ms()
                 )));
@@ -1408,6 +1421,7 @@ mod tests {
             chunk: 1000,
             interval: Duration::from_millis(2),
             timeout: Duration::from_secs(10),
+            progress: None,
         };
         let (h, lines) = stream_in_thread(spec, Arc::clone(&stop));
         let first = lines.recv_timeout(Duration::from_secs(10)).expect("ready");
@@ -1453,6 +1467,7 @@ mod tests {
             chunk: 10,
             interval: Duration::from_millis(10),
             timeout: Duration::from_secs(5),
+            progress: None,
         };
         let (h, lines) = stream_in_thread(spec, stop);
         assert!(!h.join().expect("join"));
@@ -1487,6 +1502,7 @@ mod tests {
             chunk: 500,
             interval: Duration::from_millis(1),
             timeout: Duration::from_secs(10),
+            progress: None,
         };
         let (h, lines) = stream_in_thread(spec, Arc::new(AtomicBool::new(false)));
         assert!(!h.join().expect("join"));

@@ -4,7 +4,8 @@
 //! client to the server run through the master, node a; then node a fails
 //! and node b takes over:
 //!
-//! - the TCP stream goes on without a reset and without a lost byte,
+//! - the TCP stream goes on without a reset and without a lost byte (half
+//!   a second of it through node a, then through node b),
 //! - the UDP stream loses only the datagrams of the failover window (no
 //!   datagram is lost outside a silence, and datagrams flow again),
 //! - node b's table lists the connection with its NAT (to the WAN VIP).
@@ -32,6 +33,8 @@ const UDP_PORT: &str = "9001";
 /// The servers of the connections opened during the failover.
 const GAP_TCP_PORT: &str = "9002";
 const GAP_UDP_PORT: &str = "9003";
+/// Half a second of the TCP stream (4096 bytes every 10 ms).
+const STREAMED: u64 = 200_000;
 
 /// How node a fails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,6 +162,8 @@ fn failover(label: &str, nodes: [NodeKind; 2], failure: Failure, advert_int: f64
             "0.01",
             "--timeout",
             "30",
+            "--progress",
+            "0.25",
         ],
     );
     stream.wait_line("`streaming` line", WAIT, |l| {
@@ -175,6 +180,11 @@ fn failover(label: &str, nodes: [NodeKind; 2], failure: Failure, advert_int: f64
         .unwrap_or_default()
         .to_owned();
     count.wait_line("`receiving` line", WAIT, |l| l.starts_with("receiving"));
+
+    // Half a second of the stream through node a.
+    stream.wait_line("the stream's progress", WAIT, |l| {
+        l.starts_with("progress ") && number::<u64>(l, "echoed") >= STREAMED
+    });
 
     // Both connections are in node a's table, and node b has them from the
     // sync.
@@ -237,11 +247,20 @@ fn failover(label: &str, nodes: [NodeKind; 2], failure: Failure, advert_int: f64
     }
     // The TCP stream goes on through node b (its stall after the failure
     // is over: the first exchange that completed after it).
-    if failure != Failure::StopKeepalived {
-        stream.wait_line("TCP through node b", WAIT, |l| {
+    let resumed = if failure == Failure::StopKeepalived {
+        0
+    } else {
+        let stall = stream.wait_line("TCP through node b", WAIT, |l| {
             l.starts_with("stall ") && number::<u64>(l, "at_ms") > failed
         });
-    }
+        number::<u64>(&stall, "echoed")
+    };
+    // Half a second of the stream through node b.
+    stream.wait_line("the stream's progress through node b", WAIT, |l| {
+        l.starts_with("progress ")
+            && number::<u64>(l, "at_ms") > failed
+            && number::<u64>(l, "echoed") >= resumed + STREAMED
+    });
 
     // Node b's table has both connections, with their NAT to the WAN VIP.
     let table = pair.node(1).conntrack_list(&xdpgw);
