@@ -22,12 +22,14 @@
 //! devices `xg-lan0` and `xg-wan0`, whose addresses become gateway
 //! addresses.
 //!
-//! Both nodes MASQUERADE out of wan0. The nodes' own WAN addresses are in
-//! 198.18.0.0/24, another subnet than the server's, so that the WAN VIP is
-//! the only address of the master in the server's subnet: Linux's
-//! MASQUERADE takes the address `inet_select_addr` chooses for the next
-//! hop, the one whose subnet holds it, which is the VIP (and the backup,
-//! without it, has no route to the server at all).
+//! Both nodes give the client's traffic the WAN VIP ([`Nat`]): either they
+//! MASQUERADE out of wan0 with their own WAN addresses in 198.18.0.0/24,
+//! another subnet than the server's, so that the WAN VIP is the only
+//! address of the master in the server's subnet (Linux's MASQUERADE takes
+//! the address `inet_select_addr` chooses for the next hop, the one whose
+//! subnet holds it, which is the VIP; the backup, without it, has no route
+//! to the server at all); or they SNAT to the VIP with their own WAN
+//! addresses 203.0.113.2 and .3 in the server's subnet.
 //!
 //! The state sync runs over the dedicated link sync0, FTFW over UDP port
 //! 3780: conntrackd on a Linux node (in the foreground, its lock file and
@@ -70,8 +72,13 @@ pub const NODE_LAN: [Ipv4Addr; 2] = [
     Ipv4Addr::new(192, 168, 10, 11),
     Ipv4Addr::new(192, 168, 10, 12),
 ];
-/// The nodes' own WAN addresses, in another subnet than the server's.
+/// The nodes' own WAN addresses with [`Nat::Masquerade`], in another
+/// subnet than the server's.
 pub const NODE_WAN: [Ipv4Addr; 2] = [Ipv4Addr::new(198, 18, 0, 11), Ipv4Addr::new(198, 18, 0, 12)];
+/// The nodes' own WAN addresses with [`Nat::SnatToVip`], in the server's
+/// subnet.
+pub const NODE_WAN_SNAT: [Ipv4Addr; 2] =
+    [Ipv4Addr::new(203, 0, 113, 2), Ipv4Addr::new(203, 0, 113, 3)];
 /// The nodes' addresses on the sync link.
 pub const NODE_SYNC: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 77, 0, 1), Ipv4Addr::new(10, 77, 0, 2)];
 /// The VRRP priorities: node a is the master while it lives.
@@ -97,6 +104,41 @@ pub enum NodeKind {
     Xdpgw,
 }
 
+/// How the nodes give the client's traffic the WAN VIP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nat {
+    /// `-j MASQUERADE`, the nodes' own WAN addresses ([`NODE_WAN`]) in
+    /// another subnet than the server's: the VIP is the master's only
+    /// address in the server's subnet, which MASQUERADE (`inet_select_addr`
+    /// towards the next hop) takes.
+    Masquerade,
+    /// `-j SNAT --to-source` the WAN VIP, the nodes' own WAN addresses
+    /// ([`NODE_WAN_SNAT`]) in the server's subnet.
+    SnatToVip,
+}
+
+impl Nat {
+    /// Node `i`'s own WAN address.
+    pub fn node_wan(self, i: usize) -> Ipv4Addr {
+        match self {
+            Nat::Masquerade => NODE_WAN[i],
+            Nat::SnatToVip => NODE_WAN_SNAT[i],
+        }
+    }
+
+    /// The nodes' rules (iptables-restore input; xdpgw loads the same).
+    pub fn rules(self) -> String {
+        let target = match self {
+            Nat::Masquerade => "MASQUERADE".to_owned(),
+            Nat::SnatToVip => format!("SNAT --to-source {WAN_VIP}"),
+        };
+        format!(
+            "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             :POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o wan0 -j {target}\nCOMMIT\n"
+        )
+    }
+}
+
 /// How to build a [`Pair`].
 #[derive(Clone, Debug)]
 pub struct PairConfig {
@@ -105,6 +147,8 @@ pub struct PairConfig {
     /// keepalived's `advert_int`, in seconds (below 1: VRRP version 3,
     /// centiseconds).
     pub advert_int: f64,
+    /// The NAT to the WAN VIP.
+    pub nat: Nat,
     /// The xdpgw binary (for xdpgw nodes and their notify script).
     pub xdpgw: PathBuf,
     /// The `xdpgw-lab` binary: the traffic tools ([`Pair::tool`]).
@@ -255,6 +299,7 @@ pub struct Pair {
     xdpgw: PathBuf,
     tools: PathBuf,
     advert_int: f64,
+    nat: Nat,
     /// Holds the nodes' directories; removed last.
     _workdir: WorkDir,
 }
@@ -289,6 +334,7 @@ impl Pair {
             xdpgw: cfg.xdpgw.clone(),
             tools: cfg.tools.clone(),
             advert_int: cfg.advert_int,
+            nat: cfg.nat,
             _workdir: workdir,
         };
         pair.wire();
@@ -360,16 +406,17 @@ impl Pair {
     /// Starts node `i`'s gateway and sync.
     fn start_node(&mut self, i: usize) {
         let peer = NODE_SYNC[1 - i];
+        let (wan, rules) = (self.nat.node_wan(i), self.nat.rules());
         let node = &mut self.nodes[i];
         let d = node.dir.display().to_string();
         let notify = match node.kind {
             NodeKind::Linux => {
                 let ns = &node.ns;
-                for (dev, addr) in [("lan0", NODE_LAN[i]), ("wan0", NODE_WAN[i])] {
+                for (dev, addr) in [("lan0", NODE_LAN[i]), ("wan0", wan)] {
                     ns.exec_ok(&["ip", "addr", "add", &format!("{addr}/24"), "dev", dev]);
                 }
                 ns.sysctl("net.ipv4.ip_forward", "1");
-                ns.exec_stdin_ok(&["iptables-restore"], LINUX_RULES);
+                ns.exec_stdin_ok(&["iptables-restore"], &rules);
                 let conf = node.dir.join("conntrackd.conf");
                 write(&conf, &conntrackd_conf(&node.dir, NODE_SYNC[i], peer));
                 let mut ctd = ns.spawn(&["conntrackd", "-C", &conf.display().to_string()]);
@@ -384,8 +431,8 @@ impl Pair {
                 )
             }
             NodeKind::Xdpgw => {
-                write(&node.dir.join("gateway.rules"), XDPGW_RULES);
-                write(&node.config, &xdpgw_conf(&node.dir, i, peer));
+                write(&node.dir.join("gateway.rules"), &rules);
+                write(&node.config, &xdpgw_conf(&node.dir, i, wan, peer));
                 let config = node.config.display().to_string();
                 let xdpgw = self.xdpgw.display().to_string();
                 let mut gw = node.ns.spawn(&[&xdpgw, "run", "--config", &config]);
@@ -619,14 +666,6 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
 }
 
-/// A Linux node's rules.
-const LINUX_RULES: &str = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n\
-    :OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
-    -A POSTROUTING -o wan0 -j MASQUERADE\nCOMMIT\n";
-
-/// An xdpgw node's rules: the same.
-const XDPGW_RULES: &str = LINUX_RULES;
-
 /// conntrackd.conf of a Linux node: FTFW over UDP on sync0 from `local` to
 /// `peer`; its lock file, control socket and log in `dir`; TCP, UDP and
 /// ICMP entries only (not VRRP's), the sync link's own traffic ignored.
@@ -644,9 +683,9 @@ fn conntrackd_conf(dir: &Path, local: Ipv4Addr, peer: Ipv4Addr) -> String {
 }
 
 /// `xdpgw run`'s configuration of node `i`: its own addresses on lan0 and
-/// wan0 (the VIPs come from keepalived), the rules beside it, its control
+/// wan0 (`wan`; the VIPs come from keepalived), the rules beside it, its control
 /// socket in its directory, `[sync]` to `peer`.
-fn xdpgw_conf(dir: &Path, i: usize, peer: Ipv4Addr) -> String {
+fn xdpgw_conf(dir: &Path, i: usize, wan: Ipv4Addr, peer: Ipv4Addr) -> String {
     let d = dir.display();
     format!(
         "rules = \"{d}/gateway.rules\"\ncontrol_socket = \"{d}/xdpgw.sock\"\n\n\
@@ -654,6 +693,6 @@ fn xdpgw_conf(dir: &Path, i: usize, peer: Ipv4Addr) -> String {
          [[interface]]\nname = \"wan0\"\naddress = \"{}/24\"\n\n\
          [sync]\nmode = \"ftfw\"\ninterface = \"sync0\"\naddress = \"{}\"\npeer = \"{peer}\"\n\
          port = {SYNC_PORT}\n",
-        NODE_LAN[i], NODE_WAN[i], NODE_SYNC[i]
+        NODE_LAN[i], wan, NODE_SYNC[i]
     )
 }

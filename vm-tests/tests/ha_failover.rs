@@ -23,7 +23,9 @@
 
 use std::time::Duration;
 
-use xdpgw_vm_tests::lab::ha_pair::{NodeKind, Pair, PairConfig, CLIENT, LAN_VIP, SERVER, WAN_VIP};
+use xdpgw_vm_tests::lab::ha_pair::{
+    Nat, NodeKind, Pair, PairConfig, CLIENT, LAN_VIP, SERVER, WAN_VIP,
+};
 use xdpgw_vm_tests::{require_root_with, tools_binary, xdpgw_binary};
 
 /// The longest wait for any one step (a takeover takes 3-4 s).
@@ -126,9 +128,27 @@ fn wait_neighbour(ns: &xdpgw_vm_tests::Netns, ip: &str, lladdr: &str) {
     });
 }
 
-/// The scenario of the module's documentation; `label` names it in the
-/// figures.
-fn failover(label: &str, nodes: [NodeKind; 2], failure: Failure, advert_int: f64) {
+/// A failover to run.
+#[derive(Clone, Copy, Debug)]
+struct Scenario {
+    /// Names it in the figures.
+    label: &'static str,
+    nodes: [NodeKind; 2],
+    failure: Failure,
+    /// keepalived's advertisement interval, s.
+    advert_int: f64,
+    nat: Nat,
+}
+
+/// The scenario of the module's documentation.
+fn failover(sc: Scenario) {
+    let Scenario {
+        label,
+        nodes,
+        failure,
+        advert_int,
+        nat,
+    } = sc;
     if !require_root_with(
         label,
         &["keepalived", "conntrackd", "conntrack", "ethtool", "date"],
@@ -139,6 +159,7 @@ fn failover(label: &str, nodes: [NodeKind; 2], failure: Failure, advert_int: f64
     let mut pair = Pair::new(&PairConfig {
         nodes,
         advert_int,
+        nat,
         xdpgw: xdpgw.clone(),
         tools: tools_binary(),
     });
@@ -347,11 +368,11 @@ fn failover(label: &str, nodes: [NodeKind; 2], failure: Failure, advert_int: f64
         new_tcp: new_tcp.as_millis() as u64,
         new_udp: new_udp.as_millis() as u64,
     };
-    report(label, advert_int, &f);
+    report(&sc, &f);
 }
 
 /// Prints the figures where `cargo test` shows them (stderr, uncaptured).
-fn report(label: &str, advert_int: f64, f: &Figures) {
+fn report(sc: &Scenario, f: &Figures) {
     use std::io::Write as _;
     let first = f.first_datagram.map_or_else(
         || "- (no silence over 100 ms)".to_owned(),
@@ -362,9 +383,12 @@ fn report(label: &str, advert_int: f64, f: &Figures) {
         .map_or_else(|| "<200 ms".to_owned(), |s| format!("{s:.0} ms"));
     let _ = writeln!(
         std::io::stderr(),
-        "figures: {label} (advert_int {advert_int}): takeover {} ms, first datagram {first}, \
+        "figures: {} (advert_int {}, {:?}): takeover {} ms, first datagram {first}, \
          UDP lost {} of {} ({:.2} s at 500/s), TCP longest stall {stall}, {} bytes checked, \
          no reset; opened during the failover: TCP after {} ms, UDP after {} ms",
+        sc.label,
+        sc.advert_int,
+        sc.nat,
         f.takeover,
         f.lost,
         f.sent,
@@ -377,21 +401,23 @@ fn report(label: &str, advert_int: f64, f: &Figures) {
 
 #[test]
 fn linux_pair_master_powered_off() {
-    failover(
-        "linux_pair_master_powered_off",
-        [NodeKind::Linux, NodeKind::Linux],
-        Failure::PowerOff,
-        1.0,
-    );
+    failover(Scenario {
+        label: "linux_pair_master_powered_off",
+        nodes: [NodeKind::Linux, NodeKind::Linux],
+        failure: Failure::PowerOff,
+        advert_int: 1.0,
+        nat: Nat::Masquerade,
+    });
 }
 
 #[test]
 fn linux_pair_master_keepalived_stopped() {
-    failover(
-        "linux_pair_master_keepalived_stopped",
-        [NodeKind::Linux, NodeKind::Linux],
-        Failure::StopKeepalived,
-        1.0,
-    );
+    failover(Scenario {
+        label: "linux_pair_master_keepalived_stopped",
+        nodes: [NodeKind::Linux, NodeKind::Linux],
+        failure: Failure::StopKeepalived,
+        advert_int: 1.0,
+        nat: Nat::Masquerade,
+    });
 }
 
