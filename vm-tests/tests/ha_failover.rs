@@ -44,6 +44,8 @@ enum Failure {
     /// Its machine dies: keepalived, the sync daemon and the gateway killed,
     /// its links down.
     PowerOff,
+    /// `xdpgw run` is killed (SIGKILL); keepalived keeps running there.
+    KillXdpgw,
     /// keepalived is stopped (SIGTERM); the gateway keeps running.
     StopKeepalived,
 }
@@ -229,6 +231,7 @@ fn failover(sc: Scenario) {
     let (lan_mac, wan_mac) = (mac(&pair, 1, "lan0"), mac(&pair, 1, "wan0"));
     let failed = match failure {
         Failure::PowerOff => pair.power_off(0),
+        Failure::KillXdpgw => pair.kill_xdpgw(0),
         Failure::StopKeepalived => pair.stop_keepalived(0),
     };
     // Connections opened during the failover.
@@ -421,3 +424,63 @@ fn linux_pair_master_keepalived_stopped() {
     });
 }
 
+#[test]
+fn xdpgw_pair_master_xdpgw_killed() {
+    failover(Scenario {
+        label: "xdpgw_pair_master_xdpgw_killed",
+        nodes: [NodeKind::Xdpgw, NodeKind::Xdpgw],
+        failure: Failure::KillXdpgw,
+        advert_int: 1.0,
+        nat: Nat::Masquerade,
+    });
+}
+
+#[test]
+fn xdpgw_pair_master_keepalived_stopped() {
+    failover(Scenario {
+        label: "xdpgw_pair_master_keepalived_stopped",
+        nodes: [NodeKind::Xdpgw, NodeKind::Xdpgw],
+        failure: Failure::StopKeepalived,
+        advert_int: 1.0,
+        nat: Nat::Masquerade,
+    });
+}
+
+/// The same with keepalived advertising every 0.3 s (VRRP version 3): the
+/// master is declared down after about 1 s.
+#[test]
+fn xdpgw_pair_master_xdpgw_killed_fast_adverts() {
+    failover(Scenario {
+        label: "xdpgw_pair_master_xdpgw_killed_fast_adverts",
+        nodes: [NodeKind::Xdpgw, NodeKind::Xdpgw],
+        failure: Failure::KillXdpgw,
+        advert_int: 0.3,
+        nat: Nat::Masquerade,
+    });
+}
+
+/// A mixed pair: a Linux master (kernel and conntrackd) fails over to an
+/// xdpgw backup, which takes the connections from conntrackd's sync.
+#[test]
+fn mixed_pair_linux_master_powered_off() {
+    failover(Scenario {
+        label: "mixed_pair_linux_master_powered_off",
+        nodes: [NodeKind::Linux, NodeKind::Xdpgw],
+        failure: Failure::PowerOff,
+        advert_int: 1.0,
+        nat: Nat::Masquerade,
+    });
+}
+
+/// The roles reversed: an xdpgw master fails over to a Linux backup, which
+/// commits xdpgw's sync into the kernel's table (`conntrackd -c`).
+#[test]
+fn mixed_pair_xdpgw_master_xdpgw_killed() {
+    failover(Scenario {
+        label: "mixed_pair_xdpgw_master_xdpgw_killed",
+        nodes: [NodeKind::Xdpgw, NodeKind::Linux],
+        failure: Failure::KillXdpgw,
+        advert_int: 1.0,
+        nat: Nat::Masquerade,
+    });
+}
