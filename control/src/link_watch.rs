@@ -1,7 +1,9 @@
 //! Link changes while `xdpgw run` runs: the kernel's link and IPv4 address
 //! announcements ([`LinkMonitor`]) for the interfaces the gateway drives,
 //! applied to the gateway ([`Gateway::link_changed`]: MTU, address, up and
-//! carrier) and logged, one line per change.
+//! carrier) and logged, one line per change; and the addresses the host
+//! gives the host path devices (`ip addr add ... dev xg-wan0`, keepalived's
+//! virtual addresses), which become addresses of their interfaces.
 
 use xdpgw_dataplane::gateway::{Gateway, LinkApplied, LinkChange};
 use xdpgw_dataplane::port::{LinkEvent, LinkMonitor};
@@ -19,10 +21,18 @@ pub struct WatchedPort {
     pub ifaces: Vec<(u8, bool)>,
 }
 
+/// A host path device (TUN) and the gateway interface it belongs to.
+pub struct WatchedHostDevice {
+    pub ifindex: u32,
+    pub name: String,
+    pub iface: u8,
+}
+
 /// The gateway's ports as the kernel numbers them, and the monitor.
 pub struct LinkWatch {
     monitor: LinkMonitor,
     ifaces: Vec<WatchedPort>,
+    hosts: Vec<WatchedHostDevice>,
     /// The largest MTU the dataplane's frames hold.
     cap: u16,
     events: Vec<LinkEvent>,
@@ -35,9 +45,18 @@ impl LinkWatch {
         LinkWatch {
             monitor,
             ifaces,
+            hosts: Vec::new(),
             cap,
             events: Vec::new(),
         }
+    }
+
+    /// Also follows the addresses of the host path devices `hosts`, from
+    /// now on: what their creation announced (the configured address, set
+    /// in steps by SIOCSIFADDR and SIOCSIFNETMASK) is passed over.
+    pub fn watch_host_devices(&mut self, gw: &Gateway, hosts: Vec<WatchedHostDevice>) {
+        self.poll(gw);
+        self.hosts = hosts;
     }
 
     /// Applies what changed since the last call (never blocks). On a
@@ -69,6 +88,32 @@ impl LinkWatch {
             | LinkEvent::Addr { ifindex, .. } => ifindex,
             LinkEvent::Lost => return,
         };
+        if let Some(h) = self.hosts.iter().find(|h| h.ifindex == ifindex) {
+            if let LinkEvent::Addr {
+                added,
+                addr,
+                prefix,
+                secondary,
+                ..
+            } = e
+            {
+                let change = if added {
+                    LinkChange::HostAddrAdded {
+                        addr,
+                        prefix,
+                        secondary,
+                    }
+                } else {
+                    LinkChange::HostAddrRemoved { addr, prefix }
+                };
+                let done = gw.link_changed(h.iface, change);
+                let shown = gw.iface_name(h.iface).unwrap_or(&h.name);
+                for (lvl, line) in describe_host(shown, &h.name, &done) {
+                    service::log(lvl, &line);
+                }
+            }
+            return;
+        }
         let Some(port) = self.ifaces.iter().find(|p| p.ifindex == ifindex) else {
             return;
         };
@@ -170,6 +215,35 @@ fn describe(name: &str, done: &LinkApplied) -> Vec<(u8, String)> {
     out
 }
 
+/// The log lines for a host path device's address change on `name`
+/// (device `dev`).
+fn describe_host(name: &str, dev: &str, done: &LinkApplied) -> Vec<(u8, String)> {
+    let mut out = Vec::new();
+    if let Some((a, p)) = done.host_added {
+        out.push((
+            level::INFO,
+            format!("xdpgw: {name}: address {a}/{p} added (on {dev}); announced by gratuitous ARP"),
+        ));
+    }
+    if let Some((a, p)) = done.host_removed {
+        out.push((
+            level::INFO,
+            format!("xdpgw: {name}: address {a}/{p} removed (from {dev})"),
+        ));
+    }
+    if let Some((a, p)) = done.host_refused {
+        out.push((
+            level::WARNING,
+            format!(
+                "xdpgw: {name}: address {a}/{p} on {dev} ignored: an interface holds at most {} \
+                 addresses besides its own",
+                xdpgw_dataplane::host_addr::MAX_HOST_ADDRS
+            ),
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
@@ -184,6 +258,7 @@ mod tests {
             state: Some((true, false)),
             addr: Some((Some((Ipv4Addr::new(203, 0, 113, 1), 24)), None)),
             flushed: 3,
+            ..LinkApplied::default()
         };
         let lines: Vec<String> = describe("wan0", &done).into_iter().map(|l| l.1).collect();
         assert_eq!(
@@ -206,5 +281,23 @@ mod tests {
              1774 (was 1500)"
         );
         assert!(describe("lan0", &LinkApplied::default()).is_empty());
+        let host = LinkApplied {
+            host_added: Some((Ipv4Addr::new(203, 0, 113, 10), 24)),
+            host_refused: Some((Ipv4Addr::new(203, 0, 113, 99), 32)),
+            ..LinkApplied::default()
+        };
+        let lines: Vec<String> = describe_host("wan0", "xg-wan0", &host)
+            .into_iter()
+            .map(|l| l.1)
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "xdpgw: wan0: address 203.0.113.10/24 added (on xg-wan0); announced by gratuitous \
+                 ARP",
+                "xdpgw: wan0: address 203.0.113.99/32 on xg-wan0 ignored: an interface holds at \
+                 most 16 addresses besides its own",
+            ]
+        );
     }
 }

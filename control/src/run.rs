@@ -27,7 +27,7 @@ use xdpgw_dataplane::worker::{Driver, Worker};
 
 use crate::api::server::{Control, ControlSocket, WorkerPublished};
 use crate::config::{Config, XdpModeConfig, ZeroCopyConfig};
-use crate::link_watch::{LinkWatch, WatchedPort};
+use crate::link_watch::{LinkWatch, WatchedHostDevice, WatchedPort};
 use crate::service::{self, level};
 use crate::state_file;
 
@@ -285,6 +285,23 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
             })
             .collect();
         let (path, queues) = HostPath::create(&devices, &routes, workers)?;
+        gw.set_host_path(true);
+        if let Some(w) = &mut link_watch {
+            // The addresses the host gives the devices (keepalived's).
+            w.watch_host_devices(
+                &gw,
+                path.ifindices()
+                    .iter()
+                    .zip(path.names())
+                    .enumerate()
+                    .map(|(i, (&ifindex, name))| WatchedHostDevice {
+                        ifindex,
+                        name: name.clone(),
+                        iface: i as u8,
+                    })
+                    .collect(),
+            );
+        }
         for (r, why) in &path.skipped_routes {
             eprintln!(
                 "xdpgw: host path: route {}/{} via {} not added to the host: {why}",

@@ -3,7 +3,9 @@
 //! made of ([`GatewayConfig`]).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -13,6 +15,7 @@ use crate::classify::{
 };
 use crate::conntrack::{Conntrack, ConntrackConfig};
 use crate::frag::{FragConfig, Reassembly};
+use crate::host_addr::{Added, GarpSchedule, HostAddr, HostAddrs};
 use crate::icmp_limit::{IcmpLimitConfig, IcmpLimiter};
 use crate::ipset::{SetTable, SharedSets};
 use crate::link::{Link, LinkError, Links};
@@ -64,6 +67,16 @@ pub enum LinkChange {
     AddrAdded { addr: Ipv4Addr, prefix: u8 },
     /// An IPv4 address was removed from the interface.
     AddrRemoved { addr: Ipv4Addr, prefix: u8 },
+    /// The host added an IPv4 address to the interface's host path device
+    /// (or changed its flags: a secondary promoted to primary).
+    HostAddrAdded {
+        addr: Ipv4Addr,
+        prefix: u8,
+        secondary: bool,
+    },
+    /// The host removed an IPv4 address from the interface's host path
+    /// device.
+    HostAddrRemoved { addr: Ipv4Addr, prefix: u8 },
 }
 
 /// An interface address and its prefix length.
@@ -83,6 +96,13 @@ pub struct LinkApplied {
     /// MASQUERADE connections forgotten (their address went away, or the
     /// interface went down).
     pub flushed: usize,
+    /// A host path device's address that became the interface's (and is
+    /// announced by gratuitous ARP), or stopped being it.
+    pub host_added: Option<IfaceAddr>,
+    pub host_removed: Option<IfaceAddr>,
+    /// A host path device's address refused: the interface holds
+    /// [`crate::host_addr::MAX_HOST_ADDRS`] already.
+    pub host_refused: Option<IfaceAddr>,
 }
 
 impl LinkApplied {
@@ -103,6 +123,10 @@ struct LiveIface {
     prefix: AtomicU8,
     /// `UP` and `CARRIER` bits.
     flags: AtomicU8,
+    /// Whether `addr` came from the host path device (the interface had
+    /// none when the host added it there), so that its removal there
+    /// removes it.
+    addr_from_host: AtomicBool,
     /// New connections refused here: no free NAT port (source NAT out of
     /// this interface, destination NAT into it), and the connection table
     /// full (arriving here). Relaxed counters, touched on failures only.
@@ -206,6 +230,19 @@ pub struct Gateway {
     /// `[interface.ra]`); taken by whichever worker's housekeeping finds
     /// one due, never on the packet path.
     ra: Box<[std::sync::Mutex<RaSchedule>]>,
+    /// Whether the host has a path (TUN devices): link-local multicast
+    /// (VRRP, OSPF hellos) is delivered to it.
+    host_path: AtomicBool,
+    /// The addresses the host gave the host path devices besides each
+    /// interface's own (keepalived's virtual addresses): replaced whole by
+    /// the control plane, then `link_epoch` moves; workers take the current
+    /// set when it moved.
+    host_addrs: ArcSwap<HostAddrs>,
+    /// Gratuitous ARPs due for new host addresses; `garp_pending` (Relaxed:
+    /// a hint read at each housekeeping, the lock decides) says whether any
+    /// are, so that idle housekeeping takes no lock.
+    garp: std::sync::Mutex<GarpSchedule>,
+    garp_pending: AtomicUsize,
 }
 
 impl Gateway {
@@ -256,6 +293,7 @@ impl Gateway {
                 addr: AtomicU32::new(u32::from(f.addr)),
                 prefix: AtomicU8::new(f.prefix),
                 flags: AtomicU8::new(UP | CARRIER),
+                addr_from_host: AtomicBool::new(false),
                 nat_no_free_port: AtomicU64::new(0),
                 ct_table_full: AtomicU64::new(0),
             })
@@ -286,6 +324,10 @@ impl Gateway {
             sets: SharedSets::new(sets),
             match_tables,
             ra,
+            host_path: AtomicBool::new(false),
+            host_addrs: ArcSwap::from_pointee(HostAddrs::default()),
+            garp: std::sync::Mutex::new(GarpSchedule::default()),
+            garp_pending: AtomicUsize::new(0),
         })
     }
 
@@ -432,9 +474,10 @@ impl Gateway {
         self.ifaces.get(usize::from(iface)).map(|f| f.name.as_str())
     }
 
-    /// The interface holding `addr`, if it is one of the gateway's.
+    /// The interface holding `addr` as its own address (not counting the
+    /// host path devices' addresses: see [`Gateway::local_iface`]).
     #[inline]
-    pub fn local_iface(&self, addr: Ipv4Addr) -> Option<u8> {
+    pub fn own_iface(&self, addr: Ipv4Addr) -> Option<u8> {
         let a = u32::from(addr);
         if a == 0 {
             return None;
@@ -443,6 +486,91 @@ impl Gateway {
             .iter()
             .position(|f| f.addr.load(Ordering::Relaxed) == a)
             .map(|i| i as u8)
+    }
+
+    /// The interface holding `addr`, if it is one of the gateway's (its own
+    /// address, or one the host gave its host path device).
+    #[inline]
+    pub fn local_iface(&self, addr: Ipv4Addr) -> Option<u8> {
+        self.own_iface(addr)
+            .or_else(|| self.host_addrs.load().iface_of(addr))
+    }
+
+    /// Whether the host has a path (TUN devices) through the gateway.
+    #[inline]
+    pub fn host_path(&self) -> bool {
+        self.host_path.load(Ordering::Relaxed)
+    }
+
+    /// Says whether the host has a path (the control plane, once the
+    /// devices exist).
+    pub fn set_host_path(&self, on: bool) {
+        self.host_path.store(on, Ordering::Relaxed);
+    }
+
+    /// The host path devices' addresses now (one atomic load; a worker
+    /// keeps the set of its batch instead).
+    pub fn host_addrs(&self) -> Arc<HostAddrs> {
+        self.host_addrs.load_full()
+    }
+
+    /// Whether interface `iface` holds `addr` (its own, or a host path
+    /// device's address): what ARP is answered for.
+    pub fn holds(&self, iface: u8, addr: Ipv4Addr) -> bool {
+        self.addr(iface) == Some(addr) || self.host_addrs.load().holds(iface, addr)
+    }
+
+    /// The source address for a packet out of `iface` to next hop `hop`, as
+    /// Linux's `inet_select_addr` picks it (MASQUERADE): the first primary
+    /// address of the interface whose subnet holds `hop`, else its first
+    /// primary address. The interface's own address comes first; the host
+    /// path device's secondary addresses are never chosen.
+    pub fn select_src(&self, iface: u8, hop: impl FnOnce() -> Ipv4Addr) -> Option<Ipv4Addr> {
+        let own = self.addr_prefix(iface);
+        let host = self.host_addrs.load();
+        let mut primaries = host.on(iface).filter(|h| !h.secondary).peekable();
+        if primaries.peek().is_none() {
+            return own.map(|(a, _)| a);
+        }
+        let hop = hop();
+        let own = own.map(|(addr, prefix)| HostAddr {
+            iface,
+            addr,
+            prefix,
+            secondary: false,
+        });
+        let mut first = None;
+        for h in own.iter().chain(primaries) {
+            if h.covers(hop) {
+                return Some(h.addr);
+            }
+            first = first.or(Some(h.addr));
+        }
+        first
+    }
+
+    /// Takes the gratuitous ARPs due at `now` into `out` (as many as fit);
+    /// how many. Never waits: nothing while another worker holds the
+    /// schedule.
+    pub fn garps_due(&self, now: u64, out: &mut [(u8, Ipv4Addr)]) -> usize {
+        if self.garp_pending.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        let Ok(mut s) = self.garp.try_lock() else {
+            return 0;
+        };
+        let n = s.take_due(now, out);
+        self.garp_pending.store(s.len(), Ordering::Relaxed);
+        n
+    }
+
+    fn garp_schedule(&self, f: impl FnOnce(&mut GarpSchedule)) {
+        let mut s = match self.garp.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        f(&mut s);
+        self.garp_pending.store(s.len(), Ordering::Relaxed);
     }
 
     /// The MTU of interface `iface` now (1500 for an interface the gateway
@@ -454,7 +582,9 @@ impl Gateway {
             .map_or(1500, |f| f.mtu.load(Ordering::Relaxed))
     }
 
-    /// The address of interface `iface` now, if it has one.
+    /// The address of interface `iface` now, if it has one: its own, or
+    /// without one the first its host path device holds (the first of
+    /// `ifa_list`, what REDIRECT and ICMP errors take).
     #[inline]
     pub fn addr(&self, iface: u8) -> Option<Ipv4Addr> {
         let a = self
@@ -462,15 +592,18 @@ impl Gateway {
             .get(usize::from(iface))?
             .addr
             .load(Ordering::Relaxed);
-        (a != 0).then(|| Ipv4Addr::from(a))
+        if a != 0 {
+            return Some(Ipv4Addr::from(a));
+        }
+        self.host_addrs.load().on(iface).next().map(|h| h.addr)
     }
 
     /// The address of interface `iface` and its prefix length, if it has
     /// one.
     pub fn addr_prefix(&self, iface: u8) -> Option<IfaceAddr> {
         let f = self.live.get(usize::from(iface))?;
-        let a = self.addr(iface)?;
-        Some((a, f.prefix.load(Ordering::Relaxed)))
+        let a = f.addr.load(Ordering::Relaxed);
+        (a != 0).then(|| (Ipv4Addr::from(a), f.prefix.load(Ordering::Relaxed)))
     }
 
     /// Counts a new connection refused for want of a NAT port on `iface`
@@ -564,6 +697,7 @@ impl Gateway {
             LinkChange::AddrAdded { addr, prefix } => {
                 let old = self.addr_prefix(iface);
                 if old != Some((addr, prefix)) {
+                    f.addr_from_host.store(false, Ordering::Relaxed);
                     f.prefix.store(prefix, Ordering::Relaxed);
                     f.addr.store(u32::from(addr), Ordering::Relaxed);
                     done.addr = Some((old, Some((addr, prefix))));
@@ -577,6 +711,28 @@ impl Gateway {
                     done.flushed = self.forget_masquerade(addr);
                 }
             }
+            LinkChange::HostAddrAdded {
+                addr,
+                prefix,
+                secondary,
+            } => self.host_addr_added(iface, f, addr, prefix, secondary, &mut done),
+            LinkChange::HostAddrRemoved { addr, prefix } => {
+                let own = self.addr_prefix(iface);
+                if own == Some((addr, prefix)) {
+                    // The interface's own address left its device: it goes
+                    // only if it came from there; the configured (or the
+                    // port's) address stays the interface's.
+                    if f.addr_from_host.swap(false, Ordering::Relaxed) {
+                        f.addr.store(0, Ordering::Relaxed);
+                        done.host_removed = Some((addr, prefix));
+                        self.garp_schedule(|s| s.remove(iface, addr));
+                    }
+                } else if let Some(set) = self.host_addrs.load().without(iface, addr, prefix) {
+                    self.host_addrs.store(Arc::new(set));
+                    done.host_removed = Some((addr, prefix));
+                    self.garp_schedule(|s| s.remove(iface, addr));
+                }
+            }
         }
         if !done.is_empty() {
             // Release: the values above are visible to a worker that sees
@@ -584,6 +740,58 @@ impl Gateway {
             self.link_epoch.fetch_add(1, Ordering::Release);
         }
         done
+    }
+
+    /// An address the host added to interface `iface`'s host path device:
+    /// it becomes one of the interface's (the interface's own when it had
+    /// none), announced by gratuitous ARP. Connections translated to a host
+    /// address are kept when it leaves (the pair's state sync carries them
+    /// to the new master): Linux forgets MASQUERADE's (`masq_inet_event`)
+    /// and keeps SNAT's, which xdpgw cannot tell apart.
+    fn host_addr_added(
+        &self,
+        iface: u8,
+        f: &LiveIface,
+        addr: Ipv4Addr,
+        prefix: u8,
+        secondary: bool,
+        done: &mut LinkApplied,
+    ) {
+        let own = self.addr_prefix(iface);
+        if own == Some((addr, prefix)) {
+            // The configured address xdpgw gave the device, or its own again.
+            return;
+        }
+        if own.is_none() && self.local_iface(addr).is_none() {
+            f.prefix.store(prefix, Ordering::Relaxed);
+            f.addr.store(u32::from(addr), Ordering::Relaxed);
+            f.addr_from_host.store(true, Ordering::Relaxed);
+        } else {
+            let h = HostAddr {
+                iface,
+                addr,
+                prefix,
+                secondary,
+            };
+            let (set, added) = self.host_addrs.load().with_added(h);
+            match added {
+                Added::Full => {
+                    done.host_refused = Some((addr, prefix));
+                    return;
+                }
+                Added::Unchanged => return,
+                Added::Updated => {
+                    // Only its flag changed (a secondary promoted): the
+                    // epoch moves, nothing is logged or announced.
+                    self.host_addrs.store(Arc::new(set));
+                    self.link_epoch.fetch_add(1, Ordering::Release);
+                    return;
+                }
+                Added::New => self.host_addrs.store(Arc::new(set)),
+            }
+        }
+        done.host_added = Some((addr, prefix));
+        self.garp_schedule(|s| s.add(iface, addr));
     }
 
     /// Forgets the source-NATed connections whose replies come back to
@@ -649,6 +857,16 @@ impl Gateway {
             };
             if on_dev {
                 return t;
+            }
+        }
+        let host = self.host_addrs.load();
+        for h in host.all() {
+            let on_dev = dev.is_none_or(|d| d == h.iface);
+            if h.addr == addr && on_dev {
+                return AddrType::LOCAL;
+            }
+            if host.is_broadcast(addr, Some(h.iface)) && on_dev {
+                return AddrType::BROADCAST;
             }
         }
         AddrType::UNICAST

@@ -2,7 +2,8 @@
 //! (`rule`, `classify`), wire views and rewrites (`wire`), flow keys
 //! (`flow`), IPv4 reassembly and fragmentation (`frag`), connection tracking (`conntrack`), NAT (`nat`), ICMP error
 //! rate limits (`icmp_limit`), interfaces on ports and VLANs (`link`), routes and neighbours (`route`, `neigh`),
-//! what the workers share (`gateway`), the netfilter pipeline
+//! what the workers share (`gateway`), the host path devices' addresses
+//! (`host_addr`), the netfilter pipeline
 //! (`pipeline`) and what it decides for a frame (`action`), the
 //! established-flow fast path (`fastpath`), the workers that drive both in
 //! batches over port queues (`worker`) and their counters (`stats`, defined
@@ -26,6 +27,7 @@ pub mod frag;
 pub mod gateway;
 pub mod hashlimit;
 pub mod hint;
+pub mod host_addr;
 pub mod icmp_limit;
 pub mod ipset;
 pub mod link;

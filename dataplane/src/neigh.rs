@@ -19,6 +19,13 @@ use crate::flow::Addr;
 pub type Mac = [u8; 6];
 pub const BROADCAST: Mac = [0xff; 6];
 
+/// The MAC of IPv4 multicast group `group` (RFC 1112 6.4, `ip_eth_mc_map`):
+/// 01:00:5e and the group's low 23 bits.
+pub fn ipv4_multicast_mac(group: std::net::Ipv4Addr) -> Mac {
+    let o = group.octets();
+    [0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]]
+}
+
 /// A neighbour table: (interface, address) -> MAC.
 pub type NeighMap<A = Ipv4Addr> = HashMap<(u8, A), Mac>;
 

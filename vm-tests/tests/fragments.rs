@@ -437,7 +437,7 @@ fn fragments_the_gateway_host_sends_take_output_as_one_datagram() {
         actions.push(
             lab.worker
                 .batch(&mut lab.sink)
-                .from_host(lab.now, &mut buf, len),
+                .from_host(lab.now, 1, &mut buf, len),
         );
     }
     assert_eq!(&actions[..2], &[Action::Consumed; 2]);

@@ -140,6 +140,11 @@ impl Lab {
     /// A packet the gateway host sends (an IPv4 packet after the 14 bytes
     /// of `frame`, whose Ethernet header is ignored).
     fn host_sends(&mut self, frame: &[u8]) -> Out {
+        self.host_sends_on(LAN, frame)
+    }
+
+    /// [`Lab::host_sends`] through interface `dev`'s host path device.
+    fn host_sends_on(&mut self, dev: u8, frame: &[u8]) -> Out {
         self.now += 1_000_000;
         let len = frame.len() - 14;
         let mut buf = frame.to_vec();
@@ -147,7 +152,7 @@ impl Lab {
         let action = self
             .worker
             .batch(&mut self.sink)
-            .from_host(self.now, &mut buf, len);
+            .from_host(self.now, dev, &mut buf, len);
         if let Action::Forward { len, .. } = action {
             buf.truncate(len);
         }

@@ -38,10 +38,12 @@ impl Hooks {
         if !is_group(frame) && frame.get(..6) != Some(&iface.mac[..]) {
             return cx.drop(DropReason::NotForUs);
         }
-        let Some(our_addr) = self.gw.addr(in_iface) else {
-            return cx.drop(DropReason::NotForUs);
-        };
-        if arp.target_ip != our_addr {
+        // For the interface's own address, or one its host path device
+        // holds (keepalived's virtual addresses).
+        let our_addr = arp.target_ip;
+        let ours = self.gw.addr_prefix(in_iface).map(|(a, _)| a) == Some(our_addr)
+            || self.host_addrs.holds(in_iface, our_addr);
+        if !ours || our_addr == Ipv4Addr::UNSPECIFIED {
             return cx.drop(DropReason::NotForUs);
         }
         if arp.sender_ip != Ipv4Addr::UNSPECIFIED {
@@ -89,6 +91,35 @@ impl Hooks {
         if let Some(n) = wire::build_arp(&mut self.scratch, 1, mac, addr, BROADCAST, [0; 6], hop) {
             emit.emit(iface, &self.scratch[..n]);
             stats.emitted += 1;
+        }
+    }
+
+    /// Gratuitous ARPs for the host path devices' new addresses, as
+    /// keepalived sends them for a new master (`send_gratuitous_arp_immediate`:
+    /// a broadcast ARP request from and for the address, target MAC
+    /// ff:ff:ff:ff:ff:ff), a burst of [`crate::host_addr::GARP_REPEAT`] per
+    /// address when due. keepalived cannot send them itself: a TUN device
+    /// has no link layer.
+    pub(super) fn gratuitous_arps(
+        &mut self,
+        now: u64,
+        stats: &mut WorkerStats,
+        emit: &mut impl Emit,
+    ) {
+        let mut due = [(0u8, Ipv4Addr::UNSPECIFIED); 4];
+        let n = self.gw.garps_due(now, &mut due);
+        for &(iface, addr) in &due[..n] {
+            let Some(mac) = self.gw.ifaces.get(usize::from(iface)).map(|f| f.mac) else {
+                continue;
+            };
+            if let Some(len) =
+                wire::build_arp(&mut self.scratch, 1, mac, addr, BROADCAST, BROADCAST, addr)
+            {
+                for _ in 0..crate::host_addr::GARP_REPEAT {
+                    emit.emit(iface, &self.scratch[..len]);
+                    stats.emitted += 1;
+                }
+            }
         }
     }
 

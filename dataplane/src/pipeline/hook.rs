@@ -16,7 +16,10 @@ use crate::wire::fast::FlowEdit;
 use crate::wire::{self, IcmpError, Ipv4Info, L4};
 
 use super::observe::Observer;
-use super::packet::{is_group, l4_error, meta_of, refresh_view, Attached, Conn, Pkt, IPV4_MIN_HDR};
+use super::packet::{
+    is_group, is_link_local_multicast, l4_error, meta_of, refresh_view, Attached, Conn, Pkt,
+    IPV4_MIN_HDR,
+};
 use super::{Cx, Emit, Hooks, ETH_HLEN};
 
 impl Hooks {
@@ -28,7 +31,7 @@ impl Hooks {
         frame: &mut [u8],
         info: Ipv4Info,
     ) -> Action {
-        if self.gw.local_iface(info.src).is_some()
+        if self.local_iface(info.src).is_some()
             || info.src.is_multicast()
             || info.src.is_loopback()
             || info.src == Ipv4Addr::BROADCAST
@@ -50,8 +53,20 @@ impl Hooks {
         // its options (`ip_rcv_options`).
         let dst = p.info.dst;
         if dst.is_multicast() {
-            // No multicast routing: `ip_route_input_rcu` refuses groups the
-            // gateway has not joined, and it joins none.
+            // Link-local groups (224.0.0.0/24: VRRP, OSPF, IGMP) go to the
+            // host, whose kernel keeps those it joined (`ip_check_mc_rcu`);
+            // they are never forwarded. No multicast routing: other groups
+            // are refused, as `ip_route_input_rcu` refuses groups not
+            // joined without `mc_forwarding`.
+            if is_link_local_multicast(dst) && self.gw.host_path() {
+                if p.info.ihl > IPV4_MIN_HDR {
+                    // IGMP's Router Alert.
+                    if let Err(r) = self.options(cx, frame, &p, in_iface) {
+                        return cx.drop(r);
+                    }
+                }
+                return self.input(cx, frame, &mut p);
+            }
             return cx.drop(DropReason::MulticastDst);
         }
         if dst.octets()[0] == 0 {
@@ -62,7 +77,10 @@ impl Hooks {
                 return cx.drop(r);
             }
         }
-        if self.gw.local_iface(dst).is_some() || self.gw.is_broadcast(dst) {
+        if self.local_iface(dst).is_some()
+            || self.gw.is_broadcast(dst)
+            || (!self.host_addrs.is_empty() && self.host_addrs.is_broadcast(dst, None))
+        {
             return self.input(cx, frame, &mut p);
         }
         self.forward(cx, in_iface, frame, &mut p)
@@ -282,8 +300,7 @@ impl Hooks {
         };
         let len = usize::from(p.info.total_len) + p.info.l3;
         let len = len.min(frame.len());
-        let known = self.neigh.get(&(iface, hop)).copied();
-        match known.or_else(|| self.gw.neigh.get(iface, hop)) {
+        match self.link_dst(iface, hop) {
             Some(mac) => {
                 wire::set_macs(frame, mac, our_mac);
                 Action::Forward { iface, len }
@@ -320,7 +337,7 @@ impl Hooks {
         }
         // The gateway answers ping to its own addresses itself.
         if let L4::Icmp(i) = p.info.l4info {
-            if i.ty == 8 && i.code == 0 && self.gw.local_iface(p.info.dst).is_some() {
+            if i.ty == 8 && i.code == 0 && self.local_iface(p.info.dst).is_some() {
                 let our = p.info.dst;
                 wire::echo_reply_in_place(frame, &p.info, our);
                 return self.output(cx, frame, None);
@@ -344,12 +361,26 @@ impl Hooks {
         frame: &mut [u8],
         attached: Option<Attached>,
     ) -> Action {
+        self.output_via(cx, frame, attached, None)
+    }
+
+    /// [`Hooks::output`] for a packet the host wrote into interface
+    /// `dev`'s host path device, if `dev`: the host's kernel chose that
+    /// interface, which a multicast packet (VRRP, IGMP) leaves by, with
+    /// no routing lookup (`IP_MULTICAST_IF`, keepalived's bound socket).
+    pub(super) fn output_via<E: Emit, O: Observer>(
+        &mut self,
+        cx: &mut Cx<'_, E, O>,
+        frame: &mut [u8],
+        attached: Option<Attached>,
+        dev: Option<u8>,
+    ) -> Action {
         let info = match wire::parse_ipv4(frame) {
             Ok(i) => i,
             Err(r) => return cx.drop(r),
         };
         cx.obs.generated(&info);
-        let Some(hop) = self.gw.routes.lookup(info.dst) else {
+        let Some(hop) = self.route_local(info.dst, info.src, 0, dev) else {
             return cx.drop(DropReason::NoRoute);
         };
         let mut p = Pkt::new(info, None, Some(hop.iface));
@@ -378,11 +409,7 @@ impl Hooks {
             return cx.drop(reason);
         }
         // DNAT (or a mark) in OUTPUT re-routes (`ip_route_me_harder`).
-        let Some(hop) = self
-            .gw
-            .routes
-            .lookup_from(p.info.dst, p.info.src, p.view.mark)
-        else {
+        let Some(hop) = self.route_local(p.info.dst, p.info.src, p.view.mark, dev) else {
             return cx.drop(DropReason::NoRoute);
         };
         p.view.out_iface = Some(hop.iface);
@@ -410,6 +437,53 @@ impl Hooks {
             return self.transmit_fragments(cx, frame, &p, hop.iface, hop.addr, mtu, geometry);
         }
         self.transmit(cx, frame, &p, hop.iface, hop.addr)
+    }
+
+    /// Where a packet the gateway or its host sends goes: a multicast one
+    /// out of the host path device's interface `dev` it was written to
+    /// (to the group itself, whose MAC is mapped, never resolved), anything
+    /// else by the routes (from `mark` on: policy routing).
+    #[inline]
+    fn route_local(
+        &self,
+        dst: Ipv4Addr,
+        src: Ipv4Addr,
+        mark: u32,
+        dev: Option<u8>,
+    ) -> Option<crate::route::NextHop> {
+        if dst.is_multicast() {
+            return dev.map(|iface| crate::route::NextHop { iface, addr: dst });
+        }
+        if mark == 0 {
+            self.gw.routes.lookup(dst)
+        } else {
+            self.gw.routes.lookup_from(dst, src, mark)
+        }
+    }
+
+    /// The MAC a frame to next hop `hop` on `iface` goes to, if known: a
+    /// multicast group's (RFC 1112 6.4, `ip_eth_mc_map`), else the
+    /// neighbour's as of this batch or as just learnt.
+    #[inline]
+    pub(super) fn link_dst(&self, iface: u8, hop: Ipv4Addr) -> Option<crate::neigh::Mac> {
+        if hop.is_multicast() {
+            return Some(crate::neigh::ipv4_multicast_mac(hop));
+        }
+        let known = self.neigh.get(&(iface, hop)).copied();
+        known.or_else(|| self.gw.neigh.get(iface, hop))
+    }
+
+    /// The interface holding `addr`: its own address, or one its host path
+    /// device holds (the set of this batch).
+    #[inline]
+    pub(super) fn local_iface(&self, addr: Ipv4Addr) -> Option<u8> {
+        self.gw.own_iface(addr).or_else(|| {
+            if self.host_addrs.is_empty() {
+                None
+            } else {
+                self.host_addrs.iface_of(addr)
+            }
+        })
     }
 
     /// Evaluates a table at a hook, recording LOG hits.
@@ -599,15 +673,31 @@ impl Hooks {
         in_iface: Option<u8>,
         out_iface: Option<u8>,
     ) -> Result<(), DropReason> {
+        if !matches!(p.conn, Conn::New(_)) {
+            return Ok(());
+        }
+        let iface_addr = |i: Option<u8>| i.and_then(|i| self.gw.addr(i));
+        let single = |a: Ipv4Addr| AddrRange { lo: a, hi: a };
+        // MASQUERADE: `inet_select_addr` towards the next hop
+        // (`nf_nat_masquerade_ipv4`), which only an interface with host
+        // addresses needs to look up.
+        let (dst, src, mark) = (p.info.dst, p.info.src, p.view.mark);
+        let masq_src = |out: u8| {
+            self.gw.select_src(out, || {
+                self.gw
+                    .routes
+                    .lookup_from(dst, src, mark)
+                    .filter(|h| h.iface == out)
+                    .map_or(dst, |h| h.addr)
+            })
+        };
         let Conn::New(pending) = &mut p.conn else {
             return Ok(());
         };
-        let iface_addr = |i: Option<u8>| i.and_then(|i| self.gw.addr(i));
-        let single = |a: Ipv4Addr| AddrRange { lo: a, hi: a };
         let b = match action {
             NatAction::Masquerade(n) => Binding {
                 manip: Manip::Src,
-                addrs: single(iface_addr(out_iface).ok_or(DropReason::NoRoute)?),
+                addrs: single(out_iface.and_then(masq_src).ok_or(DropReason::NoRoute)?),
                 ports: n.ports,
                 random_fully: n.random_fully,
             },

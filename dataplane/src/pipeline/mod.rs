@@ -38,6 +38,7 @@ use crate::drop::DropReason;
 use crate::fastpath::FastPath;
 use crate::frag::Defrag;
 use crate::gateway::Gateway;
+use crate::host_addr::HostAddrs;
 use crate::log::LogRing;
 use crate::nat::PortSearch;
 use crate::neigh::{HoldQueue, NeighMap};
@@ -138,6 +139,10 @@ pub(crate) struct Hooks {
     defrag: Defrag,
     /// The IPv6 rule set, neighbours and held packets.
     v6: v6::State6,
+    /// The host path devices' addresses as of the gateway's link epoch
+    /// `addrs_epoch` (taken again when the epoch moves).
+    host_addrs: Arc<HostAddrs>,
+    addrs_epoch: u32,
 }
 
 impl Hooks {
@@ -158,6 +163,8 @@ impl Hooks {
             defrag: Defrag::new(&gw.frags),
             v6: v6::State6::new(&gw, index),
             neigh: gw.neigh.snapshot(),
+            addrs_epoch: gw.link_epoch(),
+            host_addrs: gw.host_addrs(),
             gw,
         }
     }
@@ -170,6 +177,14 @@ impl Hooks {
         let neigh = self.gw.neigh.snapshot();
         if !Arc::ptr_eq(&neigh, &self.neigh) {
             self.neigh = neigh;
+            changed = true;
+        }
+        let epoch = self.gw.link_epoch();
+        if epoch != self.addrs_epoch {
+            // Acquire (in `link_epoch`): the set stored before the epoch
+            // moved is the one loaded here, or a newer one.
+            self.host_addrs = self.gw.host_addrs();
+            self.addrs_epoch = epoch;
             changed = true;
         }
         let current = self.gw.rules_now();
@@ -323,6 +338,7 @@ impl Hooks {
     pub(crate) fn output_from_host<E: Emit>(
         &mut self,
         cx: &mut Cx<'_, E, Untraced>,
+        dev: u8,
         buf: &mut [u8],
         len: usize,
     ) -> Action {
@@ -350,7 +366,7 @@ impl Hooks {
             }
             return a;
         }
-        let a = self.output(cx, frame, None);
+        let a = self.output_via(cx, frame, None, Some(dev));
         if let Action::Forward { .. } = a {
             cx.stats.forwarded += 1;
         }
@@ -367,6 +383,7 @@ impl Hooks {
         fast: &mut FastPath,
         emit: &mut impl Emit,
     ) {
+        self.gratuitous_arps(now, stats, emit);
         if self.gw.conntrack6.is_some() {
             // IPv6's neighbour discovery and advertisements take OUTPUT.
             let mut cx = Cx::new(now, &mut *emit, &mut *stats, fast);

@@ -167,6 +167,13 @@ pub(super) fn is_group(frame: &[u8]) -> bool {
     frame.first().is_some_and(|b| b & 1 != 0)
 }
 
+/// Whether `a` is a link-local multicast group (224.0.0.0/24,
+/// `ipv4_is_local_multicast`): never routed, TTL 1 or VRRP's 255.
+#[inline]
+pub(super) fn is_link_local_multicast(a: Ipv4Addr) -> bool {
+    u32::from(a) & 0xffff_ff00 == 0xe000_0000
+}
+
 /// Why Linux's protocol error handlers would judge the packet INVALID, if
 /// they would: a UDP length field below 8 or beyond the datagram
 /// (`udp_error`, on every hook), then, with `verify` (arriving packets,

@@ -204,8 +204,7 @@ impl Hooks {
         let Some(our_mac) = self.gw.ifaces.get(usize::from(iface)).map(|f| f.mac) else {
             return cx.drop(DropReason::NoRoute);
         };
-        let known = self.neigh.get(&(iface, hop)).copied();
-        let known = known.or_else(|| self.gw.neigh.get(iface, hop));
+        let known = self.link_dst(iface, hop);
         if let Some(mac) = known {
             wire::set_macs(frame, mac, our_mac);
         }

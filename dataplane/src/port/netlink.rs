@@ -25,6 +25,8 @@ const RTMGRP_IPV4_IFADDR: u32 = 0x10;
 const IFADDRMSG_LEN: usize = 8;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
+/// `ifa_flags`: a secondary address.
+const IFA_F_SECONDARY: u8 = 0x01;
 const IFF_UP: u32 = 0x1;
 const IFF_LOWER_UP: u32 = 0x1_0000;
 const NLM_F_REQUEST: u16 = 0x1;
@@ -333,6 +335,9 @@ pub enum LinkEvent {
         added: bool,
         addr: std::net::Ipv4Addr,
         prefix: u8,
+        /// IFA_F_SECONDARY: another address of the interface has its
+        /// subnet and prefix.
+        secondary: bool,
     },
     /// The socket's buffer overflowed (ENOBUFS): events were lost; read
     /// the links again ([`LinkMonitor::link`]).
@@ -418,6 +423,7 @@ fn parse_events(b: &[u8], out: &mut Vec<LinkEvent>) {
                     continue;
                 }
                 let prefix = body.get(1).copied().unwrap_or(0);
+                let secondary = body.get(2).is_some_and(|f| f & IFA_F_SECONDARY != 0);
                 let ifindex = u32_at(body, 4).unwrap_or(0);
                 // IFA_LOCAL is the address itself; IFA_ADDRESS is the
                 // peer's on point-to-point links, else the same.
@@ -438,6 +444,7 @@ fn parse_events(b: &[u8], out: &mut Vec<LinkEvent>) {
                         added: kind == RTM_NEWADDR,
                         addr,
                         prefix,
+                        secondary,
                     });
                 }
             }
@@ -517,7 +524,7 @@ mod tests {
         link[4..8].copy_from_slice(&7u32.to_ne_bytes());
         link[8..12].copy_from_slice(&(IFF_UP | 0x40).to_ne_bytes());
         push(IFLA_MTU, &1280u32.to_ne_bytes(), &mut link);
-        let mut addr = vec![libc::AF_INET as u8, 24, 0, 0];
+        let mut addr = vec![libc::AF_INET as u8, 24, IFA_F_SECONDARY, 0];
         addr.extend_from_slice(&7u32.to_ne_bytes());
         push(IFA_ADDRESS, &[203, 0, 113, 9], &mut addr);
         push(IFA_LOCAL, &[203, 0, 113, 9], &mut addr);
@@ -542,7 +549,8 @@ mod tests {
                     ifindex: 7,
                     added: false,
                     addr: std::net::Ipv4Addr::new(203, 0, 113, 9),
-                    prefix: 24
+                    prefix: 24,
+                    secondary: true,
                 }
             ]
         );

@@ -54,6 +54,8 @@ pub struct HostRoute {
 #[derive(Debug)]
 pub struct HostPath {
     names: Vec<String>,
+    /// The devices' interface indices, by interface index (0: unknown).
+    ifindices: Vec<u32>,
     /// Routes that could not be added (e.g. the host has its own default
     /// route already): `(route, why)`.
     pub skipped_routes: Vec<(HostRoute, String)>,
@@ -80,6 +82,7 @@ impl HostPath {
         let mut per_worker: Vec<HostQueue> =
             (0..queues).map(|_| HostQueue { fds: Vec::new() }).collect();
         let sock = inet_socket().map_err(|errno| err("", "socket(AF_INET)", errno))?;
+        let mut ifindices = Vec::with_capacity(devices.len());
         for d in devices {
             if d.name.is_empty() || d.name.len() >= libc::IFNAMSIZ || d.name.contains('\0') {
                 return Err(PortError::InvalidConfig {
@@ -130,6 +133,7 @@ impl HostPath {
             set_addr(s, &d.name, libc::SIOCSIFNETMASK, mask)
                 .map_err(|e| err(&d.name, "SIOCSIFNETMASK", e))?;
             set_up(s, &d.name).map_err(|e| err(&d.name, "SIOCSIFFLAGS", e))?;
+            ifindices.push(if_index(s, &d.name).map_or(0, |i| u32::try_from(i).unwrap_or(0)));
             if !d.addr6.is_empty() {
                 let sock6 = inet6_socket().map_err(|e| err(&d.name, "socket(AF_INET6)", e))?;
                 let index = if_index(s, &d.name).map_err(|e| err(&d.name, "SIOCGIFINDEX", e))?;
@@ -157,6 +161,7 @@ impl HostPath {
         Ok((
             HostPath {
                 names,
+                ifindices,
                 skipped_routes,
             },
             per_worker,
@@ -166,6 +171,12 @@ impl HostPath {
     /// The devices' names, by interface index.
     pub fn names(&self) -> &[String] {
         &self.names
+    }
+
+    /// The devices' kernel interface indices, by interface index (0 where
+    /// it could not be read).
+    pub fn ifindices(&self) -> &[u32] {
+        &self.ifindices
     }
 }
 

@@ -317,7 +317,8 @@ fn from_host<E: Emit>(
                 break;
             };
             n += 1;
-            if let Action::Forward { iface, len } = batch.from_host(now, buf, len) {
+            let dev = u8::try_from(dev).unwrap_or(u8::MAX);
+            if let Action::Forward { iface, len } = batch.from_host(now, dev, buf, len) {
                 if let Some((port, len)) = links.egress(iface, buf, len) {
                     if let Some(frame) = buf.get(..len) {
                         q.tx_copy(port, frame);

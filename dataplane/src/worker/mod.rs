@@ -245,10 +245,12 @@ impl<E: Emit> Batch<'_, E> {
     /// packet is in `buf[ETH_HLEN..ETH_HLEN + len]`; the Ethernet header in
     /// front of it is written here. It takes OUTPUT and POSTROUTING like
     /// everything the gateway originates.
-    pub fn from_host(&mut self, now: u64, buf: &mut [u8], len: usize) -> Action {
+    /// `dev` is the interface whose host path device it was read from: a
+    /// multicast packet (VRRP, IGMP) leaves through that interface.
+    pub fn from_host(&mut self, now: u64, dev: u8, buf: &mut [u8], len: usize) -> Action {
         let w = &mut *self.w;
         let mut cx = Cx::new(now, &mut self.emit, &mut w.stats, &mut w.fast);
-        w.hooks.output_from_host(&mut cx, buf, len)
+        w.hooks.output_from_host(&mut cx, dev, buf, len)
     }
 
     /// The worker's reassembly buffer: after an
