@@ -409,7 +409,7 @@ fn linux_pair_master_powered_off() {
         nodes: [NodeKind::Linux, NodeKind::Linux],
         failure: Failure::PowerOff,
         advert_int: 1.0,
-        nat: Nat::Masquerade,
+        nat: Nat::SnatToVip,
     });
 }
 
@@ -419,6 +419,19 @@ fn linux_pair_master_keepalived_stopped() {
         label: "linux_pair_master_keepalived_stopped",
         nodes: [NodeKind::Linux, NodeKind::Linux],
         failure: Failure::StopKeepalived,
+        advert_int: 1.0,
+        nat: Nat::SnatToVip,
+    });
+}
+
+/// The same with MASQUERADE: the nodes' own WAN addresses in another
+/// subnet than the VIP's, which MASQUERADE then takes.
+#[test]
+fn linux_pair_masquerade_master_powered_off() {
+    failover(Scenario {
+        label: "linux_pair_masquerade_master_powered_off",
+        nodes: [NodeKind::Linux, NodeKind::Linux],
+        failure: Failure::PowerOff,
         advert_int: 1.0,
         nat: Nat::Masquerade,
     });
@@ -431,7 +444,7 @@ fn xdpgw_pair_master_xdpgw_killed() {
         nodes: [NodeKind::Xdpgw, NodeKind::Xdpgw],
         failure: Failure::KillXdpgw,
         advert_int: 1.0,
-        nat: Nat::Masquerade,
+        nat: Nat::SnatToVip,
     });
 }
 
@@ -442,7 +455,7 @@ fn xdpgw_pair_master_keepalived_stopped() {
         nodes: [NodeKind::Xdpgw, NodeKind::Xdpgw],
         failure: Failure::StopKeepalived,
         advert_int: 1.0,
-        nat: Nat::Masquerade,
+        nat: Nat::SnatToVip,
     });
 }
 
@@ -455,7 +468,7 @@ fn xdpgw_pair_master_xdpgw_killed_fast_adverts() {
         nodes: [NodeKind::Xdpgw, NodeKind::Xdpgw],
         failure: Failure::KillXdpgw,
         advert_int: 0.3,
-        nat: Nat::Masquerade,
+        nat: Nat::SnatToVip,
     });
 }
 
@@ -468,7 +481,7 @@ fn mixed_pair_linux_master_powered_off() {
         nodes: [NodeKind::Linux, NodeKind::Xdpgw],
         failure: Failure::PowerOff,
         advert_int: 1.0,
-        nat: Nat::Masquerade,
+        nat: Nat::SnatToVip,
     });
 }
 
@@ -481,6 +494,6 @@ fn mixed_pair_xdpgw_master_xdpgw_killed() {
         nodes: [NodeKind::Xdpgw, NodeKind::Linux],
         failure: Failure::KillXdpgw,
         advert_int: 1.0,
-        nat: Nat::Masquerade,
+        nat: Nat::SnatToVip,
     });
 }
