@@ -308,8 +308,16 @@ fn failover(sc: Scenario) {
         .cloned()
         .collect();
     stream.signal("TERM");
-    let finished = stream.wait(WAIT);
+    // The server's side first: a connection it saw reset leaves the
+    // client waiting for its echo.
     let closed = echo.wait_line("`closed` line", WAIT, |l| l.starts_with("closed "));
+    assert_eq!(
+        field(&closed, "result"),
+        "ok",
+        "{closed}\n{}",
+        stream.report()
+    );
+    let finished = stream.wait(WAIT);
     drop((echo, count));
 
     // TCP: no reset, every byte back, the server saw them all in order.
@@ -327,7 +335,6 @@ fn failover(sc: Scenario) {
     let bytes: u64 = number(conn, "sent");
     assert_eq!(number::<u64>(conn, "echoed"), bytes, "{conn}");
     assert_eq!(field(summary, "ok"), "1", "{summary}");
-    assert_eq!(field(&closed, "result"), "ok", "{closed}");
     assert_eq!(number::<u64>(&closed, "bytes"), bytes, "{closed}");
     let first_datagram = gaps
         .iter()
@@ -432,6 +439,19 @@ fn linux_pair_masquerade_master_powered_off() {
         label: "linux_pair_masquerade_master_powered_off",
         nodes: [NodeKind::Linux, NodeKind::Linux],
         failure: Failure::PowerOff,
+        advert_int: 1.0,
+        nat: Nat::Masquerade,
+    });
+}
+
+/// With MASQUERADE a Linux master drops the connections it masqueraded
+/// to the VIP when keepalived removes it (`masq_inet_event`).
+#[test]
+fn linux_pair_masquerade_master_keepalived_stopped() {
+    failover(Scenario {
+        label: "linux_pair_masquerade_master_keepalived_stopped",
+        nodes: [NodeKind::Linux, NodeKind::Linux],
+        failure: Failure::StopKeepalived,
         advert_int: 1.0,
         nat: Nat::Masquerade,
     });
