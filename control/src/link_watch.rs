@@ -3,7 +3,10 @@
 //! applied to the gateway ([`Gateway::link_changed`]: MTU, address, up and
 //! carrier) and logged, one line per change; and the addresses the host
 //! gives the host path devices (`ip addr add ... dev xg-wan0`, keepalived's
-//! virtual addresses), which become addresses of their interfaces.
+//! virtual addresses), which become addresses of their interfaces, and the
+//! link-local multicast groups the host joins on them (`/proc/net/igmp`,
+//! read at each poll: no netlink group announces them), which arriving
+//! packets to such a group are delivered for.
 
 use xdpgw_dataplane::gateway::{Gateway, LinkApplied, LinkChange};
 use xdpgw_dataplane::port::{LinkEvent, LinkMonitor};
@@ -62,6 +65,16 @@ impl LinkWatch {
     /// Applies what changed since the last call (never blocks). On a
     /// monitor overflow every link is read again.
     pub fn poll(&mut self, gw: &Gateway) {
+        if !self.hosts.is_empty() {
+            // Missing only without IPv4 multicast in the kernel: no groups.
+            let text = std::fs::read_to_string("/proc/net/igmp").unwrap_or_default();
+            let devices: Vec<(&str, u8)> = self
+                .hosts
+                .iter()
+                .map(|h| (h.name.as_str(), h.iface))
+                .collect();
+            gw.set_host_groups(&link_local_groups(&text, &devices));
+        }
         self.events.clear();
         self.monitor.poll(&mut self.events);
         if self.events.contains(&LinkEvent::Lost) {
@@ -215,6 +228,34 @@ fn describe(name: &str, done: &LinkApplied) -> Vec<(u8, String)> {
     out
 }
 
+/// The link-local groups (224.0.0.0/24) `/proc/net/igmp` (`text`) lists on
+/// the `devices` (name, interface), as `(interface, group)`. The file gives
+/// each device's line (`Idx Device : Count Querier`), then one line per
+/// group whose first field is the group as the kernel's `%08X` of its
+/// network-order word (native byte order: 010000E0 is 224.0.0.1 here).
+fn link_local_groups(text: &str, devices: &[(&str, u8)]) -> Vec<(u8, std::net::Ipv4Addr)> {
+    let mut out = Vec::new();
+    let mut on = None;
+    for line in text.lines().skip(1) {
+        if !line.starts_with(char::is_whitespace) {
+            let name = line.split_whitespace().nth(1).unwrap_or("");
+            on = devices.iter().find(|(d, _)| *d == name).map(|&(_, i)| i);
+            continue;
+        }
+        let (Some(iface), Some(word)) = (on, line.split_whitespace().next()) else {
+            continue;
+        };
+        let Ok(word) = u32::from_str_radix(word, 16) else {
+            continue;
+        };
+        let group = std::net::Ipv4Addr::from(word.to_ne_bytes());
+        if group.octets()[..3] == [224, 0, 0] {
+            out.push((iface, group));
+        }
+    }
+    out
+}
+
 /// The log lines for a host path device's address change on `name`
 /// (device `dev`).
 fn describe_host(name: &str, dev: &str, done: &LinkApplied) -> Vec<(u8, String)> {
@@ -249,6 +290,33 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
+
+    #[test]
+    fn reads_the_joined_groups() {
+        let word = |g: [u8; 4]| format!("{:08X}", u32::from_ne_bytes(g));
+        let text = format!(
+            "Idx\tDevice    : Count Querier\tGroup    Users Timer\tReporter\n\
+             1\tlo        :     1      V3\n\t\t\t\t{}     1 0:00000000\t\t0\n\
+             4\txg-lan0   :     3      V3\n\t\t\t\t{}     1 0:00000000\t\t0\n\
+             \t\t\t\t{}     1 0:00000000\t\t0\n\t\t\t\t{}     1 0:00000000\t\t0\n\
+             5\txg-wan0   :     1      V3\n\t\t\t\t{}     1 0:00000000\t\t0\n",
+            word([224, 0, 0, 1]),
+            word([224, 0, 0, 18]),
+            word([239, 1, 2, 3]),
+            word([224, 0, 0, 1]),
+            word([224, 0, 0, 1]),
+        );
+        let groups = link_local_groups(&text, &[("xg-lan0", 0), ("xg-wan0", 1)]);
+        assert_eq!(
+            groups,
+            [
+                (0, Ipv4Addr::new(224, 0, 0, 18)),
+                (0, Ipv4Addr::new(224, 0, 0, 1)),
+                (1, Ipv4Addr::new(224, 0, 0, 1)),
+            ]
+        );
+        assert!(link_local_groups("garbage\n\tzz\n", &[("xg-lan0", 0)]).is_empty());
+    }
 
     #[test]
     fn describes_each_change() {

@@ -285,7 +285,6 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
             })
             .collect();
         let (path, queues) = HostPath::create(&devices, &routes, workers)?;
-        gw.set_host_path(true);
         if let Some(w) = &mut link_watch {
             // The addresses the host gives the devices (keepalived's).
             w.watch_host_devices(

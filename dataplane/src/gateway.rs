@@ -230,9 +230,10 @@ pub struct Gateway {
     /// `[interface.ra]`); taken by whichever worker's housekeeping finds
     /// one due, never on the packet path.
     ra: Box<[std::sync::Mutex<RaSchedule>]>,
-    /// Whether the host has a path (TUN devices): link-local multicast
-    /// (VRRP, OSPF hellos) is delivered to it.
-    host_path: AtomicBool,
+    /// The link-local multicast groups the host joined on each interface's
+    /// host path device (`(interface, group)`, from `/proc/net/igmp`): what
+    /// arrives for them (VRRP, OSPF hellos) is delivered to it.
+    host_groups: ArcSwap<Box<[(u8, Ipv4Addr)]>>,
     /// The addresses the host gave the host path devices besides each
     /// interface's own (keepalived's virtual addresses): replaced whole by
     /// the control plane, then `link_epoch` moves; workers take the current
@@ -324,7 +325,7 @@ impl Gateway {
             sets: SharedSets::new(sets),
             match_tables,
             ra,
-            host_path: AtomicBool::new(false),
+            host_groups: ArcSwap::from_pointee(Box::default()),
             host_addrs: ArcSwap::from_pointee(HostAddrs::default()),
             garp: std::sync::Mutex::new(GarpSchedule::default()),
             garp_pending: AtomicUsize::new(0),
@@ -496,16 +497,24 @@ impl Gateway {
             .or_else(|| self.host_addrs.load().iface_of(addr))
     }
 
-    /// Whether the host has a path (TUN devices) through the gateway.
+    /// Whether the host joined multicast group `group` on interface
+    /// `iface`'s host path device (`ip_check_mc_rcu`).
     #[inline]
-    pub fn host_path(&self) -> bool {
-        self.host_path.load(Ordering::Relaxed)
+    pub fn host_joined(&self, iface: u8, group: Ipv4Addr) -> bool {
+        self.host_groups
+            .load()
+            .iter()
+            .any(|&(i, g)| i == iface && g == group)
     }
 
-    /// Says whether the host has a path (the control plane, once the
-    /// devices exist).
-    pub fn set_host_path(&self, on: bool) {
-        self.host_path.store(on, Ordering::Relaxed);
+    /// The groups the host joined on the host path devices now, as
+    /// `(interface, group)`; returns whether they changed.
+    pub fn set_host_groups(&self, groups: &[(u8, Ipv4Addr)]) -> bool {
+        if self.host_groups.load()[..] == *groups {
+            return false;
+        }
+        self.host_groups.store(std::sync::Arc::new(groups.into()));
+        true
     }
 
     /// The host path devices' addresses now (one atomic load; a worker

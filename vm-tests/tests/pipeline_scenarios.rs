@@ -1837,3 +1837,284 @@ fn a_blocklist_set_drops_and_changes_live() {
     ipset(&lab, "swap blocklist empty").expect("swap");
     lab.send(LAN, udp_to(FAR, 42002)).seen();
 }
+
+// ---------------------------------------------------------------------------
+// VRRP and virtual addresses through the host path (keepalived on the host)
+
+/// INPUT takes VRRP from lan0 and ping; MASQUERADE out of wan0.
+const VRRP_RULES: &str = "\
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A POSTROUTING -o wan0 -j MASQUERADE
+COMMIT
+*filter
+:INPUT DROP [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -i lan0 -p 112 -j ACCEPT
+-A INPUT -p icmp -j ACCEPT
+COMMIT
+";
+
+/// An IPv4 packet of protocol `proto` from `src` to `dst` with TTL `ttl`,
+/// header options `options` and payload `payload`, behind an Ethernet
+/// header (MACs `dst_mac`, `src_mac`).
+fn ip_frame(
+    (dst_mac, src_mac): (Mac, Mac),
+    (src, dst): (Ipv4Addr, Ipv4Addr),
+    proto: u8,
+    ttl: u8,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    let ihl = 20 + options.len();
+    let total = (ihl + payload.len()) as u16;
+    let mut ip = vec![0x40 | (ihl / 4) as u8, 0xc0];
+    ip.extend_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&[0, 1, 0, 0, ttl, proto, 0, 0]);
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    ip.extend_from_slice(options);
+    let mut sum = 0u32;
+    for w in ip.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let mut f = dst_mac.to_vec();
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// keepalived's VRRPv2 advertisement for router 51, priority 100, of
+/// 192.168.10.254 (the bytes after the IPv4 header it wrote into xg-lan0).
+const VRRP_ADVERT: [u8; 20] = [
+    0x21, 0x33, 0x64, 0x01, 0x00, 0x01, 0xaf, 0x23, 0xc0, 0xa8, 0x0a, 0xfe, 0, 0, 0, 0, 0, 0, 0, 0,
+];
+const VRRP_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+const VRRP_MAC: Mac = [0x01, 0x00, 0x5e, 0x00, 0x00, 0x12];
+
+#[test]
+fn vrrp_from_the_host_leaves_by_its_device_with_the_group_mac() {
+    let mut lab = Lab::with_rules(VRRP_RULES);
+    lab.emitted();
+    for dev in [LAN, WAN] {
+        let src = if dev == LAN { GW_LAN } else { GW_WAN };
+        let advert = ip_frame(
+            ([0; 6], [0; 6]),
+            (src, VRRP_GROUP),
+            112,
+            255,
+            &[],
+            &VRRP_ADVERT,
+        );
+        let out = lab.host_sends_on(dev, &advert);
+        assert_eq!(
+            out.iface(),
+            dev,
+            "out of the device's interface, not routed"
+        );
+        let seen = out.seen();
+        let mac = if dev == LAN { LAN_MAC } else { WAN_MAC };
+        assert_eq!((seen.dst_mac, seen.src_mac), (VRRP_MAC, mac));
+        assert_eq!((seen.ttl, seen.proto, seen.dst), (255, 112, VRRP_GROUP));
+        assert_eq!(
+            &out.frame[34..54],
+            &VRRP_ADVERT,
+            "the advertisement as sent"
+        );
+    }
+    // The IGMPv3 report of its group join (TTL 1, Router Alert) goes the
+    // same way, to 224.0.0.22's MAC.
+    let report = [0x22, 0, 0xf9, 0xeb, 0, 0, 0, 1, 4, 0, 0, 0, 224, 0, 0, 18];
+    let igmp = ip_frame(
+        ([0; 6], [0; 6]),
+        (GW_LAN, Ipv4Addr::new(224, 0, 0, 22)),
+        2,
+        1,
+        &[0x94, 0x04, 0, 0],
+        &report,
+    );
+    let out = lab.host_sends_on(LAN, &igmp);
+    assert_eq!(out.iface(), LAN);
+    assert_eq!(out.seen().dst_mac, [0x01, 0x00, 0x5e, 0, 0, 0x16]);
+    assert!(lab.emitted().is_empty(), "nothing resolved by ARP");
+}
+
+#[test]
+fn vrrp_arriving_goes_to_the_host_through_input() {
+    let advert = || {
+        ip_frame(
+            (VRRP_MAC, CLIENT2_MAC),
+            (CLIENT2, VRRP_GROUP),
+            112,
+            255,
+            &[],
+            &VRRP_ADVERT,
+        )
+    };
+    let mut lab = Lab::with_rules(VRRP_RULES);
+    // Until the host joined the group on xg-lan0 (as keepalived does on
+    // its interface) it is nobody's.
+    assert_eq!(
+        lab.send(LAN, advert()).action,
+        Action::Drop(DropReason::MulticastDst)
+    );
+    let gw = lab.worker.gateway();
+    assert!(gw.set_host_groups(&[(LAN, Ipv4Addr::new(224, 0, 0, 1)), (LAN, VRRP_GROUP)]));
+    assert!(!gw.set_host_groups(&[(LAN, Ipv4Addr::new(224, 0, 0, 1)), (LAN, VRRP_GROUP)]));
+    let out = lab.send(LAN, advert());
+    assert!(
+        matches!(out.action, Action::Host { iface: LAN, .. }),
+        "{:?}",
+        out.action
+    );
+    assert_eq!(
+        lab.counter(Table::Filter, Hook::Input, 0),
+        1,
+        "through INPUT"
+    );
+    // Joined on wan0 too: INPUT decides, and from wan0 its policy drops
+    // it.
+    lab.worker
+        .gateway()
+        .set_host_groups(&[(LAN, VRRP_GROUP), (WAN, VRRP_GROUP)]);
+    let mut from_wan = advert();
+    from_wan[6..12].copy_from_slice(&SERVER_MAC);
+    assert_eq!(
+        lab.send(WAN, from_wan).action,
+        Action::Drop(DropReason::PolicyDrop)
+    );
+    // Other groups are still not routed.
+    let other = ip_frame(
+        ([0x01, 0x00, 0x5e, 0x01, 0x02, 0x03], CLIENT2_MAC),
+        (CLIENT2, Ipv4Addr::new(239, 1, 2, 3)),
+        112,
+        255,
+        &[],
+        &VRRP_ADVERT,
+    );
+    assert_eq!(
+        lab.send(LAN, other).action,
+        Action::Drop(DropReason::MulticastDst)
+    );
+}
+
+#[test]
+fn host_device_addresses_are_the_gateways() {
+    use xdpgw_dataplane::gateway::LinkChange;
+    let vip = Ipv4Addr::new(203, 0, 113, 10);
+    let mut lab = Lab::with_rules(VRRP_RULES);
+    lab.emitted();
+    let gw = std::sync::Arc::clone(lab.worker.gateway());
+    // keepalived adds its virtual address to xg-wan0: a secondary of
+    // 203.0.113.1/24.
+    let done = gw.link_changed(
+        WAN,
+        LinkChange::HostAddrAdded {
+            addr: vip,
+            prefix: 24,
+            secondary: true,
+        },
+    );
+    assert_eq!(done.host_added, Some((vip, 24)));
+    // ARP and ping answered for it, from it.
+    lab.arp_hello(WAN, SERVER_MAC, SERVER, vip);
+    let ping = FrameSpec {
+        dst_mac: WAN_MAC,
+        src_mac: SERVER_MAC,
+        src: SERVER,
+        dst: vip,
+        ttl: 64,
+        tos: 0,
+        id: 7,
+        df: false,
+        l4: L4Spec::Icmp {
+            ty: 8,
+            code: 0,
+            rest: [0, 1, 0, 1],
+            payload: vec![9; 8],
+        },
+    }
+    .build();
+    let out = lab.send(WAN, ping);
+    let seen = out.seen();
+    assert_eq!(
+        (seen.src, seen.dst, seen.sport),
+        (vip, SERVER, 0),
+        "echo reply"
+    );
+    // Announced: a burst of gratuitous ARPs (request, from and for it,
+    // target MAC broadcast) out of wan0 at the next housekeeping.
+    lab.worker.housekeeping(lab.now, &mut lab.sink);
+    let garps = lab.emitted();
+    assert_eq!(garps.len(), xdpgw_dataplane::host_addr::GARP_REPEAT);
+    for (iface, f) in &garps {
+        assert_eq!(*iface, WAN);
+        assert_eq!(&f[..12], &[[0xff; 6], WAN_MAC].concat()[..]);
+        assert_eq!(&f[20..22], &[0, 1], "a request");
+        assert_eq!(&f[22..28], &WAN_MAC);
+        assert_eq!(&f[28..32], &vip.octets());
+        assert_eq!(&f[32..38], &[0xff; 6]);
+        assert_eq!(&f[38..42], &vip.octets());
+    }
+    // The second burst comes 5 s later, as keepalived's
+    // vrrp_garp_master_delay.
+    lab.worker.housekeeping(lab.now + SEC, &mut lab.sink);
+    assert!(lab.emitted().is_empty());
+    lab.worker
+        .housekeeping(lab.now + 5 * SEC + 1, &mut lab.sink);
+    assert_eq!(lab.emitted().len(), xdpgw_dataplane::host_addr::GARP_REPEAT);
+    // MASQUERADE picks as `inet_select_addr`: never a secondary, so the
+    // interface's own address; a primary one in the next hop's subnet first.
+    let out = lab.send(LAN, from_client(43000, 80, 1, 0, TCP_SYN, &[]));
+    assert_eq!(out.seen().src, GW_WAN);
+    let other = Ipv4Addr::new(198, 18, 0, 1);
+    gw.link_changed(
+        WAN,
+        LinkChange::HostAddrAdded {
+            addr: other,
+            prefix: 24,
+            secondary: false,
+        },
+    );
+    assert_eq!(gw.select_src(WAN, || UPSTREAM), Some(GW_WAN));
+    assert_eq!(
+        gw.select_src(WAN, || Ipv4Addr::new(198, 18, 0, 254)),
+        Some(other)
+    );
+    assert_eq!(
+        gw.select_src(WAN, || FAR),
+        Some(GW_WAN),
+        "the first primary"
+    );
+    // Removed (keepalived became backup): no more ARP answers for it.
+    let done = gw.link_changed(
+        WAN,
+        LinkChange::HostAddrRemoved {
+            addr: vip,
+            prefix: 24,
+        },
+    );
+    assert_eq!(done.host_removed, Some((vip, 24)));
+    let out = lab.send(WAN, arp_request(1, SERVER_MAC, SERVER, vip));
+    assert_eq!(out.action, Action::Drop(DropReason::NotForUs));
+    // The configured address xdpgw gave the device is not a second one.
+    let done = gw.link_changed(
+        WAN,
+        LinkChange::HostAddrAdded {
+            addr: GW_WAN,
+            prefix: 24,
+            secondary: false,
+        },
+    );
+    assert!(done.is_empty());
+}

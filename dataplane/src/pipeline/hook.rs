@@ -53,12 +53,12 @@ impl Hooks {
         // its options (`ip_rcv_options`).
         let dst = p.info.dst;
         if dst.is_multicast() {
-            // Link-local groups (224.0.0.0/24: VRRP, OSPF, IGMP) go to the
-            // host, whose kernel keeps those it joined (`ip_check_mc_rcu`);
-            // they are never forwarded. No multicast routing: other groups
-            // are refused, as `ip_route_input_rcu` refuses groups not
-            // joined without `mc_forwarding`.
-            if is_link_local_multicast(dst) && self.gw.host_path() {
+            // Link-local groups (224.0.0.0/24: VRRP, OSPF) the host joined
+            // on the interface's device go to it (`ip_check_mc_rcu`); they
+            // are never forwarded. No multicast routing: other groups are
+            // refused, as `ip_route_input_rcu` refuses groups not joined
+            // without `mc_forwarding`.
+            if is_link_local_multicast(dst) && self.gw.host_joined(in_iface, dst) {
                 if p.info.ihl > IPV4_MIN_HDR {
                     // IGMP's Router Alert.
                     if let Err(r) = self.options(cx, frame, &p, in_iface) {
