@@ -251,6 +251,10 @@ fn failover(sc: Scenario) {
         &["udp-req", &server, GAP_UDP_PORT, "--timeout", "25"],
     );
     pair.wait_master(1, WAIT);
+    if failure == Failure::KillXdpgw {
+        // Its host path devices went with it: keepalived there is in FAULT.
+        pair.wait_state(0, "fault", WAIT);
+    }
     let takeover = pair
         .node(1)
         .transitions()
