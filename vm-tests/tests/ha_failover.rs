@@ -15,11 +15,24 @@
 //! through node b (`first_datagram`), the datagrams lost, and the TCP
 //! stream's longest stall. A TCP download and a UDP exchange started right
 //! after the failure must succeed (once node b took over); their times are
-//! printed too. No assertion is on a time.
+//! printed too. No assertion is on a time. The README's table
+//! ("Failover: a pair on keepalived") has these figures side by side.
 //!
-//! The reference is a Linux pair (kernel forwarding, iptables MASQUERADE,
-//! conntrackd): its master's machine dies (keepalived stopped and killed,
-//! conntrackd killed, links down).
+//! The pairs: Linux (kernel forwarding, iptables, conntrackd; the
+//! reference), xdpgw (`xdpgw run` with `[sync]`, keepalived on its host
+//! path devices), and mixed both ways (conntrackd and xdpgw's sync
+//! interoperating). The failures: the master's machine dies (keepalived
+//! stopped and killed, the sync daemon and the gateway killed, links down);
+//! its `xdpgw run` is killed (SIGKILL; its keepalived, left without its
+//! devices, goes to FAULT); its keepalived is stopped (a graceful
+//! handover). The nodes SNAT to the WAN VIP, with their own WAN addresses
+//! in the server's subnet; a Linux pair also MASQUERADEs, with its own WAN
+//! addresses in another subnet (an xdpgw node has no route to the server
+//! then: it adds none for a VIP's subnet).
+//!
+//! About a minute for the file: each failover waits for keepalived's
+//! master-down interval (3-4 s with `advert_int 1`), each lab for its
+//! first master as long.
 
 use std::time::Duration;
 
