@@ -126,7 +126,15 @@ impl Nat {
         }
     }
 
-    /// The nodes' rules (iptables-restore input; xdpgw loads the same).
+    /// The nodes' rules (iptables-restore input; xdpgw loads the same):
+    /// the NAT, and INPUT dropping TCP segments to the node that belong to
+    /// no connection it knows (INVALID, or NEW without SYN). A new master
+    /// gets a connection's segments as soon as its gratuitous ARP went out,
+    /// maybe before its notify script committed the connection from the
+    /// sync; without these rules the node's own stack answers them with a
+    /// reset (the VIP is its address), which kills the connection; with
+    /// them the segment is dropped and its retransmission finds the
+    /// committed entry.
     pub fn rules(self) -> String {
         let target = match self {
             Nat::Masquerade => "MASQUERADE".to_owned(),
@@ -134,7 +142,10 @@ impl Nat {
         };
         format!(
             "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
-             :POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o wan0 -j {target}\nCOMMIT\n"
+             :POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o wan0 -j {target}\nCOMMIT\n\
+             *filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             -A INPUT -m conntrack --ctstate INVALID -j DROP\n\
+             -A INPUT -p tcp ! --syn -m conntrack --ctstate NEW -j DROP\nCOMMIT\n"
         )
     }
 }

@@ -371,9 +371,11 @@ fn failover(sc: Scenario) {
     let sent: u64 = number(&sent_line, "packets");
     assert_eq!(number::<u64>(&done, "expected"), sent, "{done}");
     let lost: u64 = number(&done, "lost");
+    // (Datagrams of a silence may still come, late: queued while the
+    // client resolved the LAN VIP again.)
     let in_gaps: u64 = gaps.iter().map(|g| number::<u64>(g, "missing")).sum();
-    assert_eq!(
-        lost, in_gaps,
+    assert!(
+        lost <= in_gaps,
         "datagrams lost outside a silence: {done}\n{gaps:#?}"
     );
     assert_eq!(number::<u64>(&done, "duplicates"), 0, "{done}");
