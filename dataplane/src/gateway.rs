@@ -523,12 +523,6 @@ impl Gateway {
         self.host_addrs.load_full()
     }
 
-    /// Whether interface `iface` holds `addr` (its own, or a host path
-    /// device's address): what ARP is answered for.
-    pub fn holds(&self, iface: u8, addr: Ipv4Addr) -> bool {
-        self.addr(iface) == Some(addr) || self.host_addrs.load().holds(iface, addr)
-    }
-
     /// The source address for a packet out of `iface` to next hop `hop`, as
     /// Linux's `inet_select_addr` picks it (MASQUERADE): the first primary
     /// address of the interface whose subnet holds `hop`, else its first
@@ -672,6 +666,10 @@ impl Gateway {
     /// - Down (IFF_UP cleared): its MASQUERADE connections are forgotten
     ///   (`masq_device_event` on NETDEV_DOWN). Carrier loss alone changes
     ///   nothing but the log, as in Linux.
+    /// - Host address added or removed (on the interface's host path
+    ///   device): one of the interface's addresses besides its own, at most
+    ///   [`crate::host_addr::MAX_HOST_ADDRS`], announced by gratuitous ARP
+    ///   (see `host_addr_added`).
     pub fn link_changed(&self, iface: u8, change: LinkChange) -> LinkApplied {
         let mut done = LinkApplied::default();
         let Some(f) = self.live.get(usize::from(iface)) else {

@@ -199,6 +199,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn multicast_macs() {
+        use std::net::Ipv4Addr;
+        // VRRP's group, and one whose 24th bit is not mapped (RFC 1112 6.4).
+        assert_eq!(
+            ipv4_multicast_mac(Ipv4Addr::new(224, 0, 0, 18)),
+            [0x01, 0x00, 0x5e, 0x00, 0x00, 0x12]
+        );
+        assert_eq!(
+            ipv4_multicast_mac(Ipv4Addr::new(239, 129, 2, 3)),
+            [0x01, 0x00, 0x5e, 0x01, 0x02, 0x03]
+        );
+    }
+
+    #[test]
     fn learn_get_and_hold_until_resolved() {
         let n = Neighbours::default();
         let hop = Ipv4Addr::new(203, 0, 113, 254);
