@@ -20,6 +20,9 @@
 //!   tool, not part of the product.
 //! - The AF_XDP port tests of the dataplane use the namespace guard, veth
 //!   pairs and [`require_root`].
+//! - The failover tests (`vm-tests/tests/ha_failover.rs`) build the
+//!   two-node lab of [`ha_pair`]: a gateway pair on keepalived with
+//!   conntrack state sync, Linux or xdpgw nodes.
 //! - The VLAN tests run [`vlan_bridge`] (`xdpgw-lab vlan-bridge`): VLAN
 //!   sub-interfaces in user space, on a kernel without 802.1Q support.
 //!
@@ -34,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 pub mod gateway;
+pub mod ha_pair;
 pub mod netns;
 pub mod parse;
 pub mod precondition;

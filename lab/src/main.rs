@@ -54,12 +54,16 @@
 //!                                       checking they are the pattern from offset 0; when
 //!                                       the client closes: closed peer=IP:PORT bytes=N
 //!                                       result=ok|mismatch|reset|timeout|error
-//! tcp-stream HOST PORT COUNT [--bytes N] [--interval S] [--duration S] [--timeout S]
+//! tcp-stream HOST PORT COUNT [--bytes N] [--interval S] [--duration S] [--timeout S] [--progress S]
 //!                                       COUNT connections, each writing N pattern bytes
 //!                                       (default 1024) every S seconds (default 0.02) and
 //!                                       reading their echo back, checking every byte.
 //!                                       Prints `streaming connections=K failed=F` once
-//!                                       every connection made its first exchange; when
+//!                                       every connection made its first exchange, `stall
+//!                                       conn=I ms=T echoed=N at_ms=EPOCH_MS` for every
+//!                                       exchange slower than 200 ms (when it completes),
+//!                                       with --progress `progress conn=I echoed=N
+//!                                       at_ms=EPOCH_MS` every S seconds; when
 //!                                       stopped, each half-closes, waits for the server's
 //!                                       close, and prints `conn I local=IP:PORT sent=N
 //!                                       echoed=N result=ok|reset|timeout|mismatch|...`,
@@ -77,7 +81,9 @@
 //!                                       peer=IP:PORT expected=N received=R lost=L
 //!                                       duplicates=D reordered=O malformed=M` at its end
 //!                                       marker, and `final ...` (the same fields) for every
-//!                                       sender when stopped.
+//!                                       sender when stopped; `gap session=ID after=N next=M
+//!                                       missing=K ms=T at_ms=EPOCH_MS` when a sender's
+//!                                       datagrams resume after more than 100 ms.
 //! ```
 //!
 //! VLAN sub-interfaces in user space (`xdpgw_lab::vlan_bridge`), for a
@@ -122,7 +128,7 @@ usage: xdpgw-lab tcp-serve PORT [--bind ADDR]
        xdpgw-lab udp-echo PORT [--bind ADDR]
        xdpgw-lab udp-req HOST PORT [--timeout S]
        xdpgw-lab tcp-echo PORT [--bind ADDR]
-       xdpgw-lab tcp-stream HOST PORT COUNT [--bytes N] [--interval S] [--duration S] [--timeout S]
+       xdpgw-lab tcp-stream HOST PORT COUNT [--bytes N] [--interval S] [--duration S] [--timeout S] [--progress S]
        xdpgw-lab udp-send HOST PORT [--rate PPS] [--bytes N] [--duration S]
        xdpgw-lab udp-count PORT [--bind ADDR]
        xdpgw-lab vlan-bridge TRUNK [--tap VID=NAME]... [--access VID=IF]...";
@@ -232,6 +238,7 @@ fn dispatch(args: &[String]) -> Result<bool, String> {
                 chunk,
                 interval: a.interval,
                 timeout: a.timeout,
+                progress: a.progress,
             };
             Ok(tcp_stream(&spec, &stop, &|line| say(&line)))
         }
@@ -274,6 +281,8 @@ struct ToolArgs {
     rate: Option<u32>,
     /// Bytes a second (`tcp-download`).
     pace: Option<u64>,
+    /// How often `tcp-stream` reports progress.
+    progress: Option<Duration>,
     /// Where a server listens (`--bind`, default 0.0.0.0).
     bind: IpAddr,
 }
@@ -298,6 +307,7 @@ impl ToolArgs {
             duration: None,
             rate: None,
             pace: None,
+            progress: None,
             bind: Ipv4Addr::UNSPECIFIED.into(),
         };
         let mut it = args.iter();
@@ -305,6 +315,7 @@ impl ToolArgs {
             match arg.as_str() {
                 "--timeout" => a.timeout = seconds("--timeout", it.next())?,
                 "--interval" => a.interval = seconds("--interval", it.next())?,
+                "--progress" => a.progress = Some(seconds("--progress", it.next())?),
                 "--duration" => a.duration = Some(seconds("--duration", it.next())?),
                 "--rate" => {
                     let v = it

@@ -53,7 +53,9 @@ fn missing_program(program: &str) -> String {
         "iptables-restore" | "iptables-save" | "ip6tables-restore" | "ip6tables-save" => "iptables",
         "ping" => "iputils-ping",
         "kill" | "sysctl" => "procps",
-        "conntrack" | "tcpdump" | "ethtool" | "python3" | "radvd" => program,
+        "conntrack" | "conntrackd" | "keepalived" | "tcpdump" | "ethtool" | "python3" | "radvd" => {
+            program
+        }
         _ => return format!("the `{program}` program"),
     };
     format!("the `{program}` program (Debian package {package})")

@@ -539,6 +539,9 @@ pub struct StreamSpec {
     pub interval: Duration,
     /// Connect timeout and the longest wait for any one read or write.
     pub timeout: Duration,
+    /// How often each connection reports its progress (`progress` lines);
+    /// None: never.
+    pub progress: Option<Duration>,
 }
 
 /// How one `tcp-stream` connection ended.
@@ -555,15 +558,15 @@ struct StreamResult {
 /// the readiness line, one line per connection and a summary; true if
 /// every connection ended `ok`.
 pub fn tcp_stream(spec: &StreamSpec, stop: &AtomicBool, out: &dyn Fn(String)) -> bool {
-    let (tx, rx) = mpsc::channel::<bool>();
+    let (tx, rx) = mpsc::channel::<StreamEvent>();
     let mut spawn_errors = 0usize;
     let results: Vec<StreamResult> = std::thread::scope(|sc| {
         let mut handles = Vec::with_capacity(spec.count);
-        for _ in 0..spec.count {
+        for i in 0..spec.count {
             let tx = tx.clone();
             let spawned = std::thread::Builder::new()
                 .stack_size(THREAD_STACK)
-                .spawn_scoped(sc, move || stream_connection(spec, stop, &tx));
+                .spawn_scoped(sc, move || stream_connection(i, spec, stop, &tx));
             match spawned {
                 Ok(h) => handles.push(h),
                 Err(e) => {
@@ -574,14 +577,22 @@ pub fn tcp_stream(spec: &StreamSpec, stop: &AtomicBool, out: &dyn Fn(String)) ->
         }
         drop(tx);
         let (mut streaming, mut failed) = (0usize, spawn_errors);
-        for _ in 0..handles.len() {
-            match rx.recv() {
-                Ok(true) => streaming += 1,
-                Ok(false) => failed += 1,
-                Err(_) => break,
+        let mut announced = handles.is_empty();
+        if announced {
+            out(format!("streaming connections=0 failed={failed}"));
+        }
+        // Until every connection's thread has ended (and dropped its sender).
+        while let Ok(event) = rx.recv() {
+            match event {
+                StreamEvent::Ready(true) => streaming += 1,
+                StreamEvent::Ready(false) => failed += 1,
+                StreamEvent::Line(line) => out(line),
+            }
+            if !announced && streaming + failed == spec.count {
+                announced = true;
+                out(format!("streaming connections={streaming} failed={failed}"));
             }
         }
-        out(format!("streaming connections={streaming} failed={failed}"));
         handles
             .into_iter()
             .map(|h| {
@@ -612,15 +623,42 @@ pub fn tcp_stream(spec: &StreamSpec, stop: &AtomicBool, out: &dyn Fn(String)) ->
     failed == 0
 }
 
-/// One `tcp-stream` connection: connects, then writes a chunk and reads its
-/// echo back (checking every byte) every `spec.interval` until `stop`; then
-/// half-closes and waits for the server to close. Reports on `ready` once:
-/// true after the first exchange, false if it never got that far.
+/// What a `tcp-stream` connection tells the thread that prints.
+#[derive(Debug)]
+enum StreamEvent {
+    /// Once: true after the first exchange, false if it never got that far.
+    Ready(bool),
+    /// A `stall ...` or `progress ...` line.
+    Line(String),
+}
+
+/// An exchange of `tcp-stream` (a write and its echo) that takes longer
+/// than this is reported as a `stall` line when it completes.
+pub const STALL_REPORT: Duration = Duration::from_millis(200);
+
+/// Milliseconds since the Unix epoch: a time stamp that other processes of
+/// the machine can compare with theirs.
+pub fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// One `tcp-stream` connection (number `index`): connects, then writes a
+/// chunk and reads its echo back (checking every byte) every
+/// `spec.interval` until `stop`; then half-closes and waits for the server
+/// to close. Sends [`StreamEvent::Ready`] once, a `stall` line for every
+/// exchange slower than [`STALL_REPORT`] and a `progress` line every
+/// `spec.progress`.
 fn stream_connection(
+    index: usize,
     spec: &StreamSpec,
     stop: &AtomicBool,
-    ready: &mpsc::Sender<bool>,
+    events: &mpsc::Sender<StreamEvent>,
 ) -> StreamResult {
+    let ready = |ok: bool| {
+        let _ = events.send(StreamEvent::Ready(ok));
+    };
     let mut r = StreamResult {
         local: "-".into(),
         sent: 0,
@@ -630,7 +668,7 @@ fn stream_connection(
     let mut s = match TcpStream::connect_timeout(&spec.addr, spec.timeout) {
         Ok(s) => s,
         Err(e) => {
-            let _ = ready.send(false);
+            ready(false);
             r.outcome = describe(&e);
             return r;
         }
@@ -646,7 +684,9 @@ fn stream_connection(
         let mut rbuf = vec![0u8; spec.chunk];
         let mut want = vec![0u8; spec.chunk];
         let mut next = Instant::now();
+        let mut reported = next;
         loop {
+            let began = Instant::now();
             fill_pattern(r.sent, &mut wbuf);
             s.write_all(&wbuf).map_err(io)?;
             r.sent += wbuf.len() as u64;
@@ -665,9 +705,26 @@ fn stream_connection(
                 }
                 r.echoed += k as u64;
             }
+            let took = began.elapsed();
+            if took > STALL_REPORT {
+                let _ = events.send(StreamEvent::Line(format!(
+                    "stall conn={index} ms={:.1} echoed={} at_ms={}",
+                    took.as_secs_f64() * 1000.0,
+                    r.echoed,
+                    epoch_ms()
+                )));
+            }
+            if spec.progress.is_some_and(|p| reported.elapsed() >= p) {
+                reported = Instant::now();
+                let _ = events.send(StreamEvent::Line(format!(
+                    "progress conn={index} echoed={} at_ms={}",
+                    r.echoed,
+                    epoch_ms()
+                )));
+            }
             if !announced {
                 announced = true;
-                let _ = ready.send(true);
+                ready(true);
             }
             if stopped(stop) {
                 break;
@@ -699,7 +756,7 @@ fn stream_connection(
     };
     let outcome = run();
     if !announced {
-        let _ = ready.send(false);
+        ready(false);
     }
     r.outcome = match outcome {
         Ok(()) => "ok".into(),
@@ -819,6 +876,8 @@ struct Session {
     highest: Option<u64>,
     /// The count the end marker announced.
     expected: Option<u64>,
+    /// When the last datagram came, and its number.
+    last: Option<(Instant, u64)>,
 }
 
 impl Session {
@@ -833,7 +892,26 @@ impl Session {
             moved: 0,
             highest: None,
             expected: None,
+            last: None,
         }
+    }
+
+    /// Notes datagram `seq` arriving `now`; a `gap ...` line if the last
+    /// one came more than [`GAP_REPORT`] before.
+    fn gap(&mut self, id: u64, seq: u64, now: Instant) -> Option<String> {
+        let line = self.last.and_then(|(at, prev)| {
+            let silent = now.duration_since(at);
+            (silent > GAP_REPORT).then(|| {
+                format!(
+                    "gap session={id} after={prev} next={seq} missing={} ms={:.1} at_ms={}",
+                    seq.saturating_sub(prev).saturating_sub(1),
+                    silent.as_secs_f64() * 1000.0,
+                    epoch_ms()
+                )
+            })
+        });
+        self.last = Some((now, seq));
+        line
     }
 
     fn record(&mut self, seq: u64, peer: SocketAddr) {
@@ -897,7 +975,13 @@ impl Session {
     }
 }
 
-/// `udp-count`: counts numbered datagrams per sender until `stop`.
+/// A silence of a sender longer than this is reported as a `gap` line
+/// when its next datagram comes.
+pub const GAP_REPORT: Duration = Duration::from_millis(100);
+
+/// `udp-count`: counts numbered datagrams per sender until `stop`; a `gap`
+/// line whenever a sender's datagrams resume after more than
+/// [`GAP_REPORT`].
 pub fn udp_count(sock: &UdpSocket, stop: &AtomicBool, out: &dyn Fn(String)) -> io::Result<()> {
     sock.set_read_timeout(Some(STOP_POLL))?;
     let mut sessions: BTreeMap<u64, Session> = BTreeMap::new();
@@ -926,6 +1010,9 @@ pub fn udp_count(sock: &UdpSocket, stop: &AtomicBool, out: &dyn Fn(String)) -> i
         });
         if is_seq {
             s.record(value, peer);
+            if let Some(line) = s.gap(id, value, Instant::now()) {
+                out(line);
+            }
         } else if s.expected.is_none() {
             s.expected = Some(value);
             out(s.line("done", id, malformed));
@@ -1334,6 +1421,7 @@ mod tests {
             chunk: 1000,
             interval: Duration::from_millis(2),
             timeout: Duration::from_secs(10),
+            progress: None,
         };
         let (h, lines) = stream_in_thread(spec, Arc::clone(&stop));
         let first = lines.recv_timeout(Duration::from_secs(10)).expect("ready");
@@ -1379,6 +1467,7 @@ mod tests {
             chunk: 10,
             interval: Duration::from_millis(10),
             timeout: Duration::from_secs(5),
+            progress: None,
         };
         let (h, lines) = stream_in_thread(spec, stop);
         assert!(!h.join().expect("join"));
@@ -1413,6 +1502,7 @@ mod tests {
             chunk: 500,
             interval: Duration::from_millis(1),
             timeout: Duration::from_secs(10),
+            progress: None,
         };
         let (h, lines) = stream_in_thread(spec, Arc::new(AtomicBool::new(false)));
         assert!(!h.join().expect("join"));
