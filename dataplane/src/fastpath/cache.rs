@@ -25,14 +25,14 @@ pub(crate) trait FastAddr: Addr {
     const EMPTY: Self::KeyWords;
     /// The tuple's addresses in the leading words, the last word 0.
     fn addr_words(t: &Tuple<Self>) -> Self::KeyWords;
+    /// [`Key::hash`] of a key's words.
+    fn key_hash(w: &Self::KeyWords) -> u64;
     /// Makes a cached flow's rewrite on a frame the family's peek took.
     fn apply(edit: &FlowEdit<Self>, frame: &mut [u8], proto: u8);
     /// Whether the transport checksum of a peeked frame verifies.
     fn l4_checksum_ok(frame: &[u8], p: &Peek<Self>) -> bool;
     /// Starts recording the packet `t` that arrived on `in_iface`.
     fn start(rec: &mut Recording, in_iface: u8, t: Tuple<Self>);
-    /// The fast path took the packet: nothing to record.
-    fn taken(rec: &mut Recording);
     /// Hands what conntrack said of the packet to the full path.
     fn hand_over(rec: &mut Recording, t: Track<Self>);
 }
@@ -40,6 +40,10 @@ pub(crate) trait FastAddr: Addr {
 impl FastAddr for Ipv4Addr {
     type KeyWords = [u64; 2];
     const EMPTY: [u64; 2] = [0; 2];
+    #[inline(always)]
+    fn key_hash(w: &[u64; 2]) -> u64 {
+        (w[0].wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (w[1] >> 8)).wrapping_mul(0xbf58_476d_1ce4_e5b9)
+    }
     #[inline(always)]
     fn addr_words(t: &Tuple) -> [u64; 2] {
         [
@@ -60,11 +64,6 @@ impl FastAddr for Ipv4Addr {
         rec.start(in_iface, t);
     }
     #[inline(always)]
-    fn taken(rec: &mut Recording) {
-        rec.on = false;
-        rec.key = None;
-    }
-    #[inline(always)]
     fn hand_over(rec: &mut Recording, t: Track) {
         rec.pre_track = Some(t);
     }
@@ -73,6 +72,12 @@ impl FastAddr for Ipv4Addr {
 impl FastAddr for Ipv6Addr {
     type KeyWords = [u64; 5];
     const EMPTY: [u64; 5] = [0; 5];
+    #[inline(always)]
+    fn key_hash(w: &[u64; 5]) -> u64 {
+        let k = 0x9e37_79b9_7f4a_7c15u64;
+        let acc = (((w[0].wrapping_mul(k) ^ w[1]).wrapping_mul(k) ^ w[2]).wrapping_mul(k)) ^ w[3];
+        (acc.wrapping_mul(k) ^ (w[4] >> 8)).wrapping_mul(0xbf58_476d_1ce4_e5b9)
+    }
     #[inline(always)]
     fn addr_words(t: &Tuple<Ipv6Addr>) -> [u64; 5] {
         let (s, d) = (t.src.to_bits(), t.dst.to_bits());
@@ -89,11 +94,6 @@ impl FastAddr for Ipv6Addr {
     #[inline(always)]
     fn start(rec: &mut Recording, in_iface: u8, t: Tuple<Ipv6Addr>) {
         rec.start6(in_iface, t);
-    }
-    #[inline(always)]
-    fn taken(rec: &mut Recording) {
-        rec.on = false;
-        rec.key6 = None;
     }
     #[inline(always)]
     fn hand_over(rec: &mut Recording, t: Track<Ipv6Addr>) {
@@ -190,16 +190,9 @@ impl<A: FastAddr> Key<A> {
     /// flows over a per-worker cache, where a collision only sends a flow
     /// down the full path; cheaper than [`Tuple::hash64`]). The product's
     /// top bits depend on every bit of its input.
-    #[inline]
+    #[inline(always)]
     fn hash(&self) -> u64 {
-        let w = self.0.as_ref();
-        let n = w.len().saturating_sub(1);
-        let mut acc = w.first().copied().unwrap_or(0);
-        for &x in w.get(1..n).unwrap_or_default() {
-            acc = acc.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ x;
-        }
-        (acc.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (self.last() >> 8))
-            .wrapping_mul(0xbf58_476d_1ce4_e5b9)
+        A::key_hash(&self.0)
     }
 }
 

@@ -157,23 +157,38 @@ impl FastPath {
         frame: &mut [u8],
     ) -> Option<Action> {
         let iface = gw.ifaces.get(usize::from(in_iface))?;
-        if frame.get(wire::ETH_HDR - 2..wire::ETH_HDR) == Some(&[0x86, 0xdd]) {
-            let ct6 = gw.conntrack6.as_ref()?;
-            let pk = wire::fast::peek6(frame, &iface.mac)?;
-            let cx = Take {
-                cache: &mut self.cache6,
-                credits: &mut self.credits6,
-                rec: &mut self.rec,
-                table: ct6,
-            };
-            return cx.forward(eval6, ct, now, in_iface, frame, pk);
-        }
-        let pk = wire::fast::peek(frame, &iface.mac)?;
+        let Some(pk) = wire::fast::peek(frame, &iface.mac) else {
+            return self.forward6(gw, eval6, ct, now, in_iface, frame);
+        };
         let cx = Take {
             cache: &mut self.cache,
             credits: &mut self.credits,
             rec: &mut self.rec,
             table: &gw.conntrack,
+        };
+        cx.forward(eval, ct, now, in_iface, frame, pk)
+    }
+
+    /// [`FastPath::forward`] for a frame IPv4's peek did not take: an IPv6
+    /// one, if it is. Out of line: IPv4's path stays as it was.
+    #[inline(never)]
+    fn forward6(
+        &mut self,
+        gw: &Gateway,
+        eval: &EvalState,
+        ct: &mut CtCounters,
+        now: u64,
+        in_iface: u8,
+        frame: &mut [u8],
+    ) -> Option<Action> {
+        let ct6 = gw.conntrack6.as_ref()?;
+        let iface = gw.ifaces.get(usize::from(in_iface))?;
+        let pk = wire::fast::peek6(frame, &iface.mac)?;
+        let cx = Take {
+            cache: &mut self.cache6,
+            credits: &mut self.credits6,
+            rec: &mut self.rec,
+            table: ct6,
         };
         cx.forward(eval, ct, now, in_iface, frame, pk)
     }
@@ -190,12 +205,26 @@ impl FastPath {
         self.rec.pre_track6 = None;
         let (hit, cacheable) = (self.rec.hit, self.rec.cacheable());
         let pending = self.rec.pending.take();
-        if let Some((in_iface, key)) = self.rec.key.take() {
-            settle(&mut self.cache, in_iface, &key, pending, hit, cacheable);
+        if let Some(k) = self.rec.key.take() {
+            settle(
+                &mut self.cache,
+                k.in_iface,
+                &k.tuple,
+                pending,
+                hit,
+                cacheable,
+            );
         }
         let pending = self.rec.pending6.take();
-        if let Some((in_iface, key)) = self.rec.key6.take() {
-            settle(&mut self.cache6, in_iface, &key, pending, hit, cacheable);
+        if let Some(k) = self.rec.key6.take() {
+            settle(
+                &mut self.cache6,
+                k.in_iface,
+                &k.tuple,
+                pending,
+                hit,
+                cacheable,
+            );
         }
     }
 }
@@ -221,12 +250,20 @@ impl<A: FastAddr> Take<'_, A> {
         frame: &mut [u8],
         pk: Peek<A>,
     ) -> Option<Action> {
-        A::start(self.rec, in_iface, pk.tuple);
-        let c = self.cache.get_mut(in_iface, &pk.tuple)?;
-        self.rec.hit = true;
+        // The packet is recorded for the full path only when the fast path
+        // leaves it there (`miss`): a hit copies no tuple.
+        let rec = self.rec;
+        let miss = |rec: &mut Recording, hit: bool| {
+            A::start(rec, in_iface, pk.tuple);
+            rec.hit = hit;
+            None
+        };
+        let Some(c) = self.cache.get_mut(in_iface, &pk.tuple) else {
+            return miss(rec, false);
+        };
         // `ip_forward`'s and `ip6_forward`'s checks: the full path answers.
         if pk.ttl <= 1 || pk.total_len > c.mtu || !A::l4_checksum_ok(frame, &pk) {
-            return None;
+            return miss(rec, true);
         }
         // A UDP stream conntrack found steady earlier in this credit round:
         // its tracking is a count and a timeout (`Conntrack::credit`), given
@@ -251,14 +288,16 @@ impl<A: FastAddr> Take<'_, A> {
                 }
                 EntryTrack::Other(track) => {
                     ct.count_track(&track, meta.tuple.proto);
-                    A::hand_over(self.rec, track);
-                    return None;
+                    A::hand_over(rec, track);
+                    return miss(rec, true);
                 }
-                EntryTrack::Miss => return None,
+                EntryTrack::Miss => return miss(rec, true),
             }
         }
         ct.found += 1;
-        A::taken(self.rec);
+        // A packet before this one may have left a recording unfinished
+        // (dropped before the hooks): none runs now.
+        rec.on = false;
         Some(forward_cached(c, eval, frame, pk.total_len, pk.tuple.proto))
     }
 }

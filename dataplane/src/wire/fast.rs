@@ -76,7 +76,36 @@ pub fn peek(frame: &[u8], mac: &[u8; 6]) -> Option<Peek> {
     let total_len = u16::from_be_bytes([ip[2], ip[3]]);
     let seg = frame.get(L4..L3 + usize::from(total_len))?;
     let proto = ip[9];
-    let tcp = transport(proto, seg)?;
+    let tcp = match proto {
+        // A UDP length conntrack refuses (`udp_error`) is the full path's.
+        IPPROTO_UDP => {
+            let udp_len = usize::from(u16::from_be_bytes([
+                h[L4 + field::udp::LENGTH],
+                h[L4 + field::udp::LENGTH + 1],
+            ]));
+            if udp_len < field::udp::LEN || udp_len > seg.len() {
+                return None;
+            }
+            None
+        }
+        IPPROTO_TCP => {
+            let t: &[u8; field::tcp::MIN_LEN] = seg.first_chunk()?;
+            let header_len = usize::from(t[field::tcp::DATA_OFF] >> 4) * 4;
+            let flags = t[field::tcp::FLAGS];
+            if header_len < field::tcp::MIN_LEN || header_len > seg.len() || flags & TCP_SYN != 0 {
+                return None;
+            }
+            let word = |at: usize| u32::from_be_bytes([t[at], t[at + 1], t[at + 2], t[at + 3]]);
+            Some(FastTcp {
+                flags,
+                seq: word(field::tcp::SEQ),
+                ack: word(field::tcp::ACK),
+                window: u16::from_be_bytes([t[field::tcp::WINDOW], t[field::tcp::WINDOW + 1]]),
+                payload_len: (seg.len() - header_len) as u32,
+            })
+        }
+        _ => return None,
+    };
     let l4 = &h[L4..];
     Some(Peek {
         tuple: Tuple {
