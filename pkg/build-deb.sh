@@ -11,7 +11,8 @@
 # What it holds:
 #   /usr/bin/xdpgw
 #   /lib/systemd/system/xdpgw.service        conf/xdpgw.service, for /usr/bin
-#   /etc/xdpgw/gateway.toml, gateway.rules   conffiles (pkg/etc, conf/)
+#   /etc/xdpgw/gateway.toml, gateway.rules, gateway.rules6
+#                                            conffiles (pkg/etc, conf/)
 #   /usr/share/man/man8/xdpgw*.8.gz          from the CLI (`xdpgw generate`)
 #   bash, zsh and fish completions           from the CLI (`xdpgw generate`)
 #   /usr/share/xdpgw/grafana-dashboard.json  conf/grafana-dashboard.json
@@ -49,6 +50,7 @@ sed 's|/usr/local/bin/xdpgw|/usr/bin/xdpgw|g' "$root/conf/xdpgw.service" > "$sta
 install -D -m 644 "$stage/xdpgw.service" "$tree/lib/systemd/system/xdpgw.service"
 install -D -m 644 "$root/pkg/etc/gateway.toml" "$tree/etc/xdpgw/gateway.toml"
 install -D -m 644 "$root/conf/gateway.rules" "$tree/etc/xdpgw/gateway.rules"
+install -D -m 644 "$root/conf/gateway.rules6" "$tree/etc/xdpgw/gateway.rules6"
 
 # Man pages and completions, from the binary's own CLI definitions.
 "$tree/usr/bin/xdpgw" generate "$stage/gen" >/dev/null
@@ -64,7 +66,7 @@ install -D -m 644 "$root/conf/grafana-dashboard.json" "$tree/usr/share/xdpgw/gra
 doc=$tree/usr/share/doc/xdpgw
 install -D -m 644 "$root/README.md" "$doc/README.md"
 gzip -9n "$doc/README.md"
-for f in gateway.toml gateway.rules xdpgw.service; do
+for f in gateway.toml gateway.rules gateway.rules6 xdpgw.service; do
     install -D -m 644 "$root/conf/$f" "$doc/examples/$f"
 done
 install -D -m 644 "$root/conf/grafana-dashboard.json" "$doc/examples/grafana-dashboard.json"
@@ -90,7 +92,7 @@ mkdir -p "$tree/DEBIAN"
 for s in postinst prerm postrm; do
     install -m 755 "$root/pkg/debian/$s" "$tree/DEBIAN/$s"
 done
-printf '/etc/xdpgw/gateway.toml\n/etc/xdpgw/gateway.rules\n' > "$tree/DEBIAN/conffiles"
+printf '/etc/xdpgw/gateway.toml\n/etc/xdpgw/gateway.rules\n/etc/xdpgw/gateway.rules6\n' > "$tree/DEBIAN/conffiles"
 size=$(du -sk --exclude=DEBIAN "$tree" | cut -f1)
 cat > "$tree/DEBIAN/control" <<CONTROL
 Package: xdpgw

@@ -74,10 +74,26 @@
 //! for the sink's veth, pinned there), `PACKET_RATE_RULES` (that many
 //! filter rules matching none of the traffic before FORWARD's own, in
 //! both gateways; with `PACKET_RATE_UNREPLIED=1` every packet is
-//! classified against them), `XDPGW_BIN`, `XDPGW_LAB_BIN`.
+//! classified against them), `PACKET_RATE_FAMILY` (`ipv4`, `ipv6` or
+//! `ipv4,ipv6`, interleaved within each round; default `ipv4`: see IPv6
+//! below), `XDPGW_BIN`, `XDPGW_LAB_BIN`.
+//!
+//! **IPv6** (`PACKET_RATE_FAMILY=ipv6`): the same rows with 62-byte
+//! Ethernet/IPv6/UDP frames (66 on the wire; no payload: the smallest
+//! there is) from fd00:10::2 to 2001:db8:113::254 port 9, the lab crate's
+//! dual-stack plan (lan0 fd00:10::1/64, wan0 2001:db8:113::1/64). The
+//! sink answers neighbour solicitations for its address (an
+//! advertisement with its MAC, as `ndisc_send_na` does); the end hosts'
+//! kernels have IPv6 off. xdpgw: conf/gateway.toml as for IPv4 (it is
+//! dual-stack: those addresses, `::/0` via the sink, `rules6` =
+//! conf/gateway.rules6: NAT66 MASQUERADE of fd00:10::/64, stateful
+//! FORWARD). Linux: the same addresses
+//! (`nodad`), `net.ipv6.conf.all.forwarding=1`, the default route and
+//! `ip6tables-restore < conf/gateway.rules6` (and the IPv4 rules, as
+//! xdpgw has them too).
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,12 +107,17 @@ use xdpgw_dataplane::port::{
 };
 use xdpgw_lab::{
     host_netns, remove_stale_namespaces, tools_binary, veth, workspace_dir, xdpgw_binary, Netns,
-    Process, WorkDir, LISTEN_TIMEOUT, STOP_TIMEOUT,
+    Process, WorkDir, CLIENT6, GATEWAY_LAN6, GATEWAY_WAN6, LAN6_PREFIX_LEN, LISTEN_TIMEOUT,
+    SERVER6, STOP_TIMEOUT,
 };
 use xdpgw_vm_tests::frames::{FrameSpec, L4Spec};
 
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 10, 2);
 const SINK_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 254);
+/// The IPv6 plan is the lab crate's dual-stack one: the client is
+/// [`CLIENT6`] (fd00:10::2), the gateway [`GATEWAY_LAN6`] and
+/// [`GATEWAY_WAN6`], the sink [`SERVER6`] (2001:db8:113::254).
+const SINK_IP6: Ipv6Addr = SERVER6;
 const UDP_DPORT: u16 = 9;
 /// Frames the generator queues per `flush`.
 const GEN_BATCH: usize = 64;
@@ -110,8 +131,12 @@ const GATEWAY_CPU: usize = 1;
 // ---------------------------------------------------------------------------
 
 /// What is missing to run, if anything.
-fn missing() -> Option<String> {
-    let mut missing = xdpgw_lab::missing(&["ip", "ethtool", "iptables-restore"]);
+fn missing(families: &[Family]) -> Option<String> {
+    let mut tools = vec!["ip", "ethtool", "iptables-restore"];
+    if families.contains(&Family::V6) {
+        tools.push("ip6tables-restore");
+    }
+    let mut missing = xdpgw_lab::missing(&tools);
     if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
         missing.push("2 CPUs (generator and sink on one, the gateway on the other)".into());
     }
@@ -148,6 +173,8 @@ struct Lab {
     server: Netns,
     /// The management host of [`Lab::add_mgmt`].
     mgmt: Option<Netns>,
+    /// The generator's traffic.
+    family: Family,
 }
 
 /// `ip ARGS...` in `ns`; its output.
@@ -161,13 +188,27 @@ impl Lab {
     const CLIENT_IF: &'static str = "cl0";
     const SERVER_IF: &'static str = "sv0";
 
-    fn new() -> Lab {
+    fn new(family: Family) -> Lab {
         let lab = Lab {
             client: host_netns("pr-client"),
             gw: host_netns("pr-gw"),
             server: host_netns("pr-server"),
             mgmt: None,
+            family,
         };
+        if family == Family::V6 {
+            // IPv6 in the gateway's kernel (xdpgw's host path, Linux's
+            // forwarding), with duplicate address detection off for the
+            // interfaces made from now on: addresses usable at once. The
+            // end hosts' kernels stay without IPv6 (no solicitations or
+            // reports from them); the sink answers neighbour solicitations.
+            for key in ["all", "default"] {
+                lab.gw
+                    .sysctl(&format!("net.ipv6.conf.{key}.disable_ipv6"), "0");
+                lab.gw
+                    .sysctl(&format!("net.ipv6.conf.{key}.accept_dad"), "0");
+            }
+        }
         // Created inside the namespaces: no name is ever used in the root one.
         veth(&lab.gw, "lan0", &lab.client, Self::CLIENT_IF);
         veth(&lab.gw, "wan0", &lab.server, Self::SERVER_IF);
@@ -224,7 +265,26 @@ impl Lab {
         ip(gw, &["addr", "add", "203.0.113.1/24", "dev", "wan0"]);
         ip(gw, &["route", "add", "default", "via", "203.0.113.254"]);
         gw.sysctl("net.ipv4.ip_forward", "1");
-        gw.exec_stdin_ok(&["iptables-restore"], &rules_text());
+        gw.exec_stdin_ok(&["iptables-restore"], &rules_text(Family::V4));
+        if self.family == Family::V6 {
+            for (addr, dev) in [(GATEWAY_LAN6, "lan0"), (GATEWAY_WAN6, "wan0")] {
+                let addr = format!("{addr}/{LAN6_PREFIX_LEN}");
+                ip(gw, &["-6", "addr", "add", &addr, "dev", dev, "nodad"]);
+            }
+            ip(
+                gw,
+                &[
+                    "-6",
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &SINK_IP6.to_string(),
+                ],
+            );
+            gw.sysctl("net.ipv6.conf.all.forwarding", "1");
+            gw.exec_stdin_ok(&["ip6tables-restore"], &rules_text(Family::V6));
+        }
         if let Some(cpu) = rps_cpu {
             let mask = format!("{:x}", 1u64 << cpu);
             gw.exec_ok(&[
@@ -308,8 +368,14 @@ fn pin(cpu: usize) {
 // Frames
 // ---------------------------------------------------------------------------
 
-/// The generator's frames: one per flow, 60 bytes (64 with the FCS).
-fn udp_frames(flows: usize, dst_mac: [u8; 6], src_mac: [u8; 6]) -> Vec<Vec<u8>> {
+/// The generator's frames: one per flow, 60 bytes (64 with the FCS) for
+/// IPv4, [`UDP6_FRAME_LEN`] for IPv6.
+fn udp_frames(family: Family, flows: usize, dst_mac: [u8; 6], src_mac: [u8; 6]) -> Vec<Vec<u8>> {
+    if family == Family::V6 {
+        return (0..flows)
+            .map(|i| udp6_frame(dst_mac, src_mac, 1024 + i as u16))
+            .collect();
+    }
     (0..flows)
         .map(|i| {
             let f = FrameSpec {
@@ -336,18 +402,124 @@ fn udp_frames(flows: usize, dst_mac: [u8; 6], src_mac: [u8; 6]) -> Vec<Vec<u8>> 
 
 const ETH_IPV4: [u8; 2] = [0x08, 0x00];
 const ETH_ARP: [u8; 2] = [0x08, 0x06];
+const ETH_IPV6: [u8; 2] = [0x86, 0xdd];
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ICMPV6: u8 = 58;
+const ND_NEIGHBOR_SOLICIT: u8 = 135;
+const ND_NEIGHBOR_ADVERT: u8 = 136;
+/// Ethernet, IPv6 and UDP headers, no payload: the smallest IPv6 UDP
+/// frame (66 bytes on the wire with the FCS).
+const UDP6_FRAME_LEN: usize = 14 + 40 + 8;
+/// A neighbour advertisement with the target link-layer address option.
+const NA_FRAME_LEN: usize = 14 + 40 + 24 + 8;
+
+/// The internet checksum of an upper-layer packet `l4` over IPv6 (RFC
+/// 8200 8.1: the pseudo-header of source, destination, length and next
+/// header).
+fn checksum6(src: &[u8], dst: &[u8], next: u8, l4: &[u8]) -> u16 {
+    let len = (l4.len() as u32).to_be_bytes();
+    let mut sum = 0u32;
+    for part in [src, dst, &len[..], &[0, 0, 0, next][..], l4] {
+        for pair in part.chunks(2) {
+            sum += u32::from(u16::from_be_bytes([
+                pair[0],
+                pair.get(1).copied().unwrap_or(0),
+            ]));
+        }
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An Ethernet/IPv6/UDP frame from [`CLIENT6`] port `sport` to the sink's
+/// port 9, with no payload ([`UDP6_FRAME_LEN`] bytes).
+fn udp6_frame(dst_mac: [u8; 6], src_mac: [u8; 6], sport: u16) -> Vec<u8> {
+    let mut f = Vec::with_capacity(UDP6_FRAME_LEN);
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&ETH_IPV6);
+    // Version 6, no traffic class or flow label; payload length, next
+    // header, hop limit.
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&8u16.to_be_bytes());
+    f.extend_from_slice(&[IPPROTO_UDP, 64]);
+    f.extend_from_slice(&CLIENT6.octets());
+    f.extend_from_slice(&SINK_IP6.octets());
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&UDP_DPORT.to_be_bytes());
+    f.extend_from_slice(&8u16.to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    let sum = match checksum6(&f[22..38], &f[38..54], IPPROTO_UDP, &f[54..]) {
+        0 => 0xffff,
+        s => s,
+    };
+    f[60..62].copy_from_slice(&sum.to_be_bytes());
+    assert_eq!(f.len(), UDP6_FRAME_LEN);
+    f
+}
+
+/// Turns the neighbour solicitation in `frame` (for `ip`) into the sink's
+/// advertisement, in place: solicited and override, with the target
+/// link-layer address `mac` (what `ndisc_send_na` answers); to the
+/// all-nodes address if the solicitation came from the unspecified
+/// address (duplicate address detection). Returns its length, or `None`
+/// when the frame's buffer cannot hold it.
+fn neighbour_advert(frame: &mut [u8], mac: [u8; 6], ip: Ipv6Addr) -> Option<usize> {
+    if frame.len() < NA_FRAME_LEN {
+        return None;
+    }
+    let mut dst_mac = [0u8; 6];
+    dst_mac.copy_from_slice(&frame[6..12]);
+    let mut dst_ip = [0u8; 16];
+    dst_ip.copy_from_slice(&frame[22..38]);
+    let solicited = dst_ip != [0; 16];
+    if !solicited {
+        dst_mac = [0x33, 0x33, 0, 0, 0, 1];
+        dst_ip = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1).octets();
+    }
+    let mut na = [0u8; NA_FRAME_LEN];
+    na[0..6].copy_from_slice(&dst_mac);
+    na[6..12].copy_from_slice(&mac);
+    na[12..14].copy_from_slice(&ETH_IPV6);
+    na[14] = 0x60;
+    na[18..20].copy_from_slice(&((NA_FRAME_LEN - 54) as u16).to_be_bytes());
+    na[20] = IPPROTO_ICMPV6;
+    na[21] = 255;
+    na[22..38].copy_from_slice(&ip.octets());
+    na[38..54].copy_from_slice(&dst_ip);
+    na[54] = ND_NEIGHBOR_ADVERT;
+    // Flags: solicited (0x40) when answering a unicast address, override
+    // (0x20).
+    na[58] = if solicited { 0x60 } else { 0x20 };
+    na[62..78].copy_from_slice(&ip.octets());
+    // Option 2 (target link-layer address), 1 unit of 8 bytes.
+    na[78] = 2;
+    na[79] = 1;
+    na[80..86].copy_from_slice(&mac);
+    let sum = checksum6(&na[22..38], &na[38..54], IPPROTO_ICMPV6, &na[54..]);
+    na[56..58].copy_from_slice(&sum.to_be_bytes());
+    frame[..NA_FRAME_LEN].copy_from_slice(&na);
+    Some(NA_FRAME_LEN)
+}
 
 /// What the sink does with a frame: counts UDP to port 9, turns an ARP
-/// request for its address into the reply (in place).
+/// request or a neighbour solicitation for its address into the reply
+/// (in place).
 enum SinkFrame {
     /// UDP to port 9, with its source port (the flow, after the gateway's
     /// NAT).
     Udp(u16),
-    ArpReply(usize),
+    /// An ARP reply or a neighbour advertisement of this length.
+    NeighbourReply(usize),
     Other,
 }
 
 fn sink_frame(frame: &mut [u8], len: usize, mac: [u8; 6], ip: Ipv4Addr) -> SinkFrame {
+    if len >= 14 && frame[12..14] == ETH_IPV6 {
+        return sink_frame6(frame, len, mac, SINK_IP6);
+    }
     if len >= 42 && frame[12..14] == ETH_IPV4 && frame[23] == 17 {
         let ihl = usize::from(frame[14] & 0x0f) * 4;
         let dport = 14 + ihl + 2;
@@ -370,25 +542,53 @@ fn sink_frame(frame: &mut [u8], len: usize, mac: [u8; 6], ip: Ipv4Addr) -> SinkF
         frame[22..28].copy_from_slice(&mac);
         frame[28..32].copy_from_slice(&ip.octets());
         frame[32..42].copy_from_slice(&asker);
-        return SinkFrame::ArpReply(42);
+        return SinkFrame::NeighbourReply(42);
     }
     SinkFrame::Other
 }
 
-/// Turns a received Ethernet/IPv4/UDP frame into its reply, in place:
-/// MACs, addresses and ports swapped. Both checksums are sums over the
-/// swapped fields, so they stay valid.
+/// [`sink_frame`] for IPv6 frames (no extension headers: none are sent).
+fn sink_frame6(frame: &mut [u8], len: usize, mac: [u8; 6], ip: Ipv6Addr) -> SinkFrame {
+    if len >= UDP6_FRAME_LEN && frame[20] == IPPROTO_UDP {
+        if frame[56..58] == UDP_DPORT.to_be_bytes() {
+            return SinkFrame::Udp(u16::from_be_bytes([frame[54], frame[55]]));
+        }
+        return SinkFrame::Other;
+    }
+    if len >= 78
+        && frame[20] == IPPROTO_ICMPV6
+        && frame[21] == 255
+        && frame[54] == ND_NEIGHBOR_SOLICIT
+        && frame[62..78] == ip.octets()
+    {
+        if let Some(n) = neighbour_advert(frame, mac, ip) {
+            return SinkFrame::NeighbourReply(n);
+        }
+    }
+    SinkFrame::Other
+}
+
+/// Turns a received Ethernet/IPv4/UDP or Ethernet/IPv6/UDP frame into its
+/// reply, in place: MACs, addresses and ports swapped. The checksums are
+/// sums over the swapped fields, so they stay valid.
 fn swap_for_reply(frame: &mut [u8]) {
-    let ihl = usize::from(frame[14] & 0x0f) * 4;
     let mut mac = [0u8; 6];
     mac.copy_from_slice(&frame[0..6]);
     frame.copy_within(6..12, 0);
     frame[6..12].copy_from_slice(&mac);
-    let mut ip = [0u8; 4];
-    ip.copy_from_slice(&frame[26..30]);
-    frame.copy_within(30..34, 26);
-    frame[30..34].copy_from_slice(&ip);
-    let l4 = 14 + ihl;
+    let l4 = if frame[12..14] == ETH_IPV6 {
+        let mut ip = [0u8; 16];
+        ip.copy_from_slice(&frame[22..38]);
+        frame.copy_within(38..54, 22);
+        frame[38..54].copy_from_slice(&ip);
+        54
+    } else {
+        let mut ip = [0u8; 4];
+        ip.copy_from_slice(&frame[26..30]);
+        frame.copy_within(30..34, 26);
+        frame[30..34].copy_from_slice(&ip);
+        14 + usize::from(frame[14] & 0x0f) * 4
+    };
     let mut port = [0u8; 2];
     port.copy_from_slice(&frame[l4..l4 + 2]);
     frame.copy_within(l4 + 2..l4 + 4, l4);
@@ -413,7 +613,7 @@ struct TrafficReport {
     foreign: f64,
     /// Processes other programs started during the window.
     forks: u64,
-    arp_replies: u64,
+    neighbour_replies: u64,
     other: u64,
     gen: QueueStats,
     sink: QueueStats,
@@ -439,7 +639,7 @@ fn traffic(
     let lan_mac = lab.mac(&lab.gw, "lan0");
     let client_mac = lab.mac(&lab.client, Lab::CLIENT_IF);
     let sink_mac = lab.mac(&lab.server, Lab::SERVER_IF);
-    let frames = udp_frames(flows, lan_mac, client_mac);
+    let frames = udp_frames(lab.family, flows, lan_mac, client_mac);
     let (client, server) = (lab.client.path(), lab.server.path());
     let server_ns = lab.server.name().to_owned();
     let mut ours = ours.to_vec();
@@ -460,7 +660,7 @@ fn traffic(
             threaded_napi(&server_ns, Lab::SERVER_IF, cpu);
         }
         pin(TRAFFIC_CPU);
-        let (mut received, mut arp_replies, mut other) = (0u64, 0u64, 0u64);
+        let (mut received, mut neighbour_replies, mut other) = (0u64, 0u64, 0u64);
         let mut next = 0;
         let start = Instant::now();
         // (when, generator completions, sink frames) at each second.
@@ -499,8 +699,8 @@ fn traffic(
                                 return RxVerdict::Tx(len);
                             }
                         }
-                        SinkFrame::ArpReply(len) => {
-                            arp_replies += 1;
+                        SinkFrame::NeighbourReply(len) => {
+                            neighbour_replies += 1;
                             return RxVerdict::Tx(len);
                         }
                         SinkFrame::Other => other += 1,
@@ -547,7 +747,7 @@ fn traffic(
             cpu_busy: busy_percent(&cpu0, &cpu1),
             foreign: foreign_percent(&foreign0, &foreign1, secs),
             forks: forks1.saturating_sub(forks0),
-            arp_replies,
+            neighbour_replies,
             other,
             gen: gen.stats(),
             sink: sink.stats(),
@@ -976,8 +1176,33 @@ impl Gateway {
     }
 }
 
+/// The IP version of the generator's traffic (`PACKET_RATE_FAMILY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "ipv4",
+            Family::V6 => "ipv6",
+        }
+    }
+
+    /// The rule file of conf/ this family's traffic meets.
+    fn rules_file(self) -> &'static str {
+        match self {
+            Family::V4 => "gateway.rules",
+            Family::V6 => "gateway.rules6",
+        }
+    }
+}
+
 struct Row {
     gw: Gateway,
+    family: Family,
     flows: usize,
     t: TrafficReport,
     /// Whether the machine was quiet before the run.
@@ -1004,22 +1229,23 @@ fn veth_drops(ns: &str, dev: &str) -> String {
 
 fn measure(
     gw: Gateway,
+    family: Family,
     flows: usize,
     window: Duration,
     napi: NapiPlacement,
     bins: Option<&Binaries>,
 ) -> Row {
     let quiet = wait_until_quiet();
-    let mut lab = Lab::new();
+    let mut lab = Lab::new(family);
     let (t, note) = match gw {
         Gateway::Xdpgw | Gateway::XdpgwHost => {
             let bins = bins.expect("the xdpgw and xdpgw-lab binaries");
             let workdir = WorkDir::new("packet-rate-conf");
             let config = if gw == Gateway::XdpgwHost {
                 lab.add_mgmt();
-                host_load_config(workdir.path())
+                write_config(workdir.path(), true)
             } else if extra_rules() > 0 {
-                rules_config(workdir.path())
+                write_config(workdir.path(), false)
             } else {
                 workspace_dir().join("conf/gateway.toml")
             };
@@ -1079,6 +1305,7 @@ fn measure(
     };
     Row {
         gw,
+        family,
         flows,
         t,
         quiet,
@@ -1092,48 +1319,50 @@ fn extra_rules() -> usize {
     env_number("PACKET_RATE_RULES").unwrap_or(0) as usize
 }
 
-/// conf/gateway.rules, with [`extra_rules`] rules that match none of the
-/// traffic before FORWARD's own (`xdpgw_benches::rules_with_prefix`).
-fn rules_text() -> String {
-    let rules = workspace_dir().join("conf/gateway.rules");
+/// conf/gateway.rules (conf/gateway.rules6 for IPv6), with
+/// [`extra_rules`] rules that match none of the traffic before FORWARD's
+/// own (`xdpgw_benches::rules_with_prefix`, `rules6_with_prefix`).
+fn rules_text(family: Family) -> String {
+    let rules = workspace_dir().join("conf").join(family.rules_file());
     let text =
         std::fs::read_to_string(&rules).unwrap_or_else(|e| panic!("{}: {e}", rules.display()));
-    match extra_rules() {
-        0 => text,
-        n => xdpgw_benches::rules_with_prefix(&text, n),
+    match (extra_rules(), family) {
+        (0, _) => text,
+        (n, Family::V4) => xdpgw_benches::rules_with_prefix(&text, n),
+        (n, Family::V6) => xdpgw_benches::rules6_with_prefix(&text, n),
     }
 }
 
-/// conf/gateway.toml with [`rules_text`] as its rules, written to `dir`;
-/// the configuration's path.
-fn rules_config(dir: &Path) -> PathBuf {
+/// conf/gateway.toml (dual-stack: the lab's IPv6 addresses on lan0 and
+/// wan0, `::/0` via the sink) with [`rules_text`] as its rules (both
+/// families'), written to `dir`; the configuration's path. With `host_load`,
+/// a third interface, mgmt0 (192.0.2.1/24), whose hosts may reach the
+/// gateway's TCP 443 ([`HostLoad`]).
+fn write_config(dir: &Path, host_load: bool) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    std::fs::write(dir.join("gateway.rules"), rules_text()).expect("write rules");
+    let mut rules = rules_text(Family::V4);
+    if host_load {
+        let anchor = "-A INPUT -m conntrack --ctstate INVALID -j DROP\n";
+        assert!(rules.contains(anchor), "conf/gateway.rules changed");
+        rules = rules.replace(
+            anchor,
+            &format!("{anchor}-A INPUT -i mgmt0 -p tcp --dport 443 -j ACCEPT\n"),
+        );
+    }
+    std::fs::write(dir.join("gateway.rules"), rules).expect("write rules");
+    std::fs::write(dir.join("gateway.rules6"), rules_text(Family::V6)).expect("write rules6");
     let toml = std::fs::read_to_string(workspace_dir().join("conf/gateway.toml"))
         .expect("conf/gateway.toml")
         .replace("control_socket = \"/run/xdpgw.sock\"", "");
-    let path = dir.join("gateway.toml");
-    std::fs::write(&path, toml).expect("write config");
-    path
-}
-
-/// conf/gateway.toml and conf/gateway.rules with a third interface, mgmt0
-/// (192.0.2.1/24), whose hosts may reach the gateway's TCP 443; written to
-/// `dir`; the configuration's path.
-fn host_load_config(dir: &Path) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    let rules = rules_text();
-    let anchor = "-A INPUT -m conntrack --ctstate INVALID -j DROP\n";
-    assert!(rules.contains(anchor), "conf/gateway.rules changed");
-    let rules = rules.replace(
-        anchor,
-        &format!("{anchor}-A INPUT -i mgmt0 -p tcp --dport 443 -j ACCEPT\n"),
+    assert!(
+        toml.contains("rules6 = \"gateway.rules6\"") && toml.contains(&GATEWAY_WAN6.to_string()),
+        "conf/gateway.toml is no longer dual-stack"
     );
-    std::fs::write(dir.join("gateway.rules"), rules).expect("write rules");
-    let toml = std::fs::read_to_string(workspace_dir().join("conf/gateway.toml"))
-        .expect("conf/gateway.toml")
-        .replace("control_socket = \"/run/xdpgw.sock\"", "")
-        + "\n[[interface]]\nname = \"mgmt0\"\naddress = \"192.0.2.1/24\"\n";
+    let toml = if host_load {
+        toml + "\n[[interface]]\nname = \"mgmt0\"\naddress = \"192.0.2.1/24\"\n"
+    } else {
+        toml
+    };
     let path = dir.join("gateway.toml");
     std::fs::write(&path, toml).expect("write config");
     path
@@ -1219,8 +1448,9 @@ fn env_list(name: &str) -> Option<Vec<String>> {
 fn print_table(rows: &[Row], window: Duration, napi: NapiPlacement) {
     println!();
     println!(
-        "packet_rate: 60-byte UDP frames (64 on the wire), client -> gateway -> sink; \
-         {} s warm-up, {} s window",
+        "packet_rate: UDP frames of 60 bytes for IPv4 (64 on the wire), {UDP6_FRAME_LEN} \
+         for IPv6 ({} on the wire), client -> gateway -> sink; {} s warm-up, {} s window",
+        UDP6_FRAME_LEN + 4,
         WARMUP.as_secs(),
         window.as_secs()
     );
@@ -1235,6 +1465,7 @@ fn print_table(rows: &[Row], window: Duration, napi: NapiPlacement) {
     println!();
     let header = [
         "flows",
+        "IP",
         "path",
         "gateway placement",
         "sent",
@@ -1247,12 +1478,12 @@ fn print_table(rows: &[Row], window: Duration, napi: NapiPlacement) {
         "steal",
     ];
     let units = [
-        "", "", "", "Mpps", "Mpps", "Mpps", "%", "%", "%", "%CPU", "%",
+        "", "", "", "", "Mpps", "Mpps", "Mpps", "%", "%", "%", "%CPU", "%",
     ];
     for h in [header, units] {
         println!(
-            "{:>5}  {:<30}  {:<34}  {:>5}  {:>5}  {:>15}  {:>4}  {:>4}  {:>4}  {:>5}  {:>5}",
-            h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10]
+            "{:>5}  {:<4}  {:<31}  {:<34}  {:>5}  {:>5}  {:>15}  {:>4}  {:>4}  {:>4}  {:>5}  {:>5}",
+            h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11]
         );
     }
     for r in rows {
@@ -1267,9 +1498,16 @@ fn print_table(rows: &[Row], window: Duration, napi: NapiPlacement) {
         let steal =
             r.t.cpu_busy.iter().map(|c| c.1).sum::<f64>() / r.t.cpu_busy.len().max(1) as f64;
         println!(
-            "{:>5}  {:<30}  {:<34}  {:>5.3}  {:>5.3}  {:>15}  {:>4.0}  {:>4.0}  {:>4.0}  {:>5.0}  {:>5}  {:>5.1}{}",
+            "{:>5}  {:<4}  {:<31}  {:<34}  {:>5.3}  {:>5.3}  {:>15}  {:>4.0}  {:>4.0}  {:>4.0}  {:>5.0}  {:>5}  {:>5.1}{}",
             r.flows,
-            r.gw.label(),
+            match r.family {
+                Family::V4 => "v4",
+                Family::V6 => "v6",
+            },
+            match r.family {
+                Family::V4 => r.gw.label().to_owned(),
+                Family::V6 => r.gw.label().replace("gateway.rules", "gateway.rules6"),
+            },
             r.gw.placement(),
             r.t.sent_pps / 1e6,
             r.t.received_pps / 1e6,
@@ -1289,18 +1527,20 @@ fn print_table(rows: &[Row], window: Duration, napi: NapiPlacement) {
     }
     println!();
     // Each path at its best placement / design.
-    let best = |family: &[Gateway], flows: usize| {
-        rows.iter()
-            .filter(|r| family.contains(&r.gw) && r.flows == flows)
-            .max_by(|a, b| a.t.received_pps.total_cmp(&b.t.received_pps))
-    };
-    let mut flows: Vec<usize> = rows.iter().map(|r| r.flows).collect();
-    flows.sort_unstable();
-    flows.dedup();
-    for f in flows {
+    let mut runs: Vec<(Family, usize)> = rows.iter().map(|r| (r.family, r.flows)).collect();
+    runs.dedup();
+    runs.sort_by_key(|&(family, flows)| (family.name(), flows));
+    runs.dedup();
+    for (ip, f) in runs {
+        let best = |paths: &[Gateway], flows: usize| {
+            rows.iter()
+                .filter(|r| paths.contains(&r.gw) && r.flows == flows && r.family == ip)
+                .max_by(|a, b| a.t.received_pps.total_cmp(&b.t.received_pps))
+        };
+        let f_ip = format!("{f:>5} flow(s), {}", ip.name());
         if let (Some(x), Some(h)) = (best(&[Gateway::Xdpgw], f), best(&[Gateway::XdpgwHost], f)) {
             println!(
-                "{f:>5} flow(s): xdpgw forwarding with a host-path transfer running: {:.2}x of \
+                "{f_ip}: xdpgw forwarding with a host-path transfer running: {:.2}x of \
                  without",
                 h.t.received_pps / x.t.received_pps
             );
@@ -1326,7 +1566,7 @@ fn print_table(rows: &[Row], window: Duration, napi: NapiPlacement) {
                 if q >= 0.9 { "met" } else { "NOT met" }
             ));
         }
-        println!("{f:>5} flow(s): {}", parts.join("; "));
+        println!("{f_ip}: {}", parts.join("; "));
     }
     println!(
         "(each ratio: the best row of each path in this run, over its placements / designs and \
@@ -1342,11 +1582,12 @@ fn print_table(rows: &[Row], window: Duration, napi: NapiPlacement) {
     println!("notes:");
     for r in rows {
         println!(
-            "{:>5} {:<10}  sink: {} ARP replies, {} other frames, rx ring full {}, fill ring \
-             empty {}; generator tx_full {}{}{}",
+            "{:>5} {} {:<10}  sink: {} ARP/NA replies, {} other frames, rx ring full {}, fill \
+             ring empty {}; generator tx_full {}{}{}",
             r.flows,
+            r.family.name(),
             r.gw.name(),
-            r.t.arp_replies,
+            r.t.neighbour_replies,
             r.t.other,
             r.t.sink.rx_ring_full,
             r.t.sink.rx_fill_ring_empty_descs,
@@ -1370,7 +1611,14 @@ fn main() {
         );
         return;
     }
-    if let Some(what) = missing() {
+    let families: Vec<Family> = match env_list("PACKET_RATE_FAMILY") {
+        Some(names) => [Family::V4, Family::V6]
+            .into_iter()
+            .filter(|f| names.iter().any(|n| n == f.name()))
+            .collect(),
+        None => vec![Family::V4],
+    };
+    if let Some(what) = missing(&families) {
         println!("skipping: packet_rate needs {what}");
         return;
     }
@@ -1403,12 +1651,15 @@ fn main() {
     let mut rows = Vec::new();
     for round in 1..=rounds {
         for &flows in &flow_counts {
-            for &gw in &gateways {
-                eprintln!(
-                    "packet_rate: {} with {flows} flow(s), round {round}/{rounds}",
-                    gw.name()
-                );
-                rows.push(measure(gw, flows, window, napi, bins.as_ref()));
+            for &family in &families {
+                for &gw in &gateways {
+                    eprintln!(
+                        "packet_rate: {} {} with {flows} flow(s), round {round}/{rounds}",
+                        gw.name(),
+                        family.name()
+                    );
+                    rows.push(measure(gw, family, flows, window, napi, bins.as_ref()));
+                }
             }
         }
     }

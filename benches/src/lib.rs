@@ -56,3 +56,21 @@ pub fn rules_with_prefix(base: &str, n: usize) -> String {
     let at = base.find(decl).expect("filter chains") + decl.len();
     format!("{}{}{}", &base[..at], extra, &base[at..])
 }
+
+/// [`rules_with_prefix`] for an ip6tables-save file (conf/gateway.rules6):
+/// `n` rules `-s fd99::x:y/128 -p udp --dport 9 -j DROP` at the top of
+/// FORWARD, matching none of the benches' traffic.
+pub fn rules6_with_prefix(base: &str, n: usize) -> String {
+    let mut extra = String::with_capacity(n * 60);
+    for i in 0..n {
+        let _ = writeln!(
+            extra,
+            "-A FORWARD -s fd99::{:x}:{:x}/128 -p udp -m udp --dport 9 -j DROP",
+            (i >> 16) & 0xffff,
+            i & 0xffff
+        );
+    }
+    let decl = ":LOG_DROP - [0:0]\n";
+    let at = base.find(decl).expect("filter chains") + decl.len();
+    format!("{}{}{}", &base[..at], extra, &base[at..])
+}

@@ -40,6 +40,7 @@
 //! tcp_loose = true                   # tcp_* knob, by the sysctl's name without the prefix
 //! [fragments]                        # optional: Linux's net.ipv4.ipfrag_* sysctls
 //! high_thresh = 4194304              # bytes of fragments queued before every new one is dropped
+//! high_thresh6 = 4194304             # the same for IPv6 fragments, counted apart (ip6frag_high_thresh)
 //! time = 30                          # seconds an incomplete datagram's fragments are kept
 //! [sync]                             # optional: conntrack state sync with a peer, as conntrackd
 //! mode = "ftfw"                      # (see `sync::conf`; or conntrackd_conf = "PATH")
@@ -297,11 +298,13 @@ const TIMEOUT_KEYS: [TimeoutKey; 14] = [
 /// HZ=1000, in seconds.
 const MAX_TIMEOUT_SECS: i64 = i32::MAX as i64 / 1000;
 
-/// `[fragments]`: Linux's `net.ipv4.ipfrag_high_thresh` and `ipfrag_time`.
+/// `[fragments]`: Linux's `net.ipv4.ipfrag_high_thresh`, `ipfrag_time` and
+/// `net.ipv6.ip6frag_high_thresh`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFragments {
     high_thresh: Option<Spanned<i64>>,
+    high_thresh6: Option<Spanned<i64>>,
     time: Option<Spanned<i64>>,
 }
 
@@ -1021,30 +1024,31 @@ pub fn conntrack_changes(old: &ConntrackConfig, new: &ConntrackConfig) -> (Vec<S
     (out, resized)
 }
 
-/// Checks `[fragments]`: `high_thresh` from 0 (every fragment dropped) to
-/// [`FragConfig::MAX_HIGH_THRESH`] bytes, `time` from 1 to 3,600 seconds.
+/// Checks `[fragments]`: `high_thresh` and `high_thresh6` from 0 (every
+/// fragment of that family dropped) to [`FragConfig::MAX_HIGH_THRESH`]
+/// bytes, `time` from 1 to 3,600 seconds.
 fn check_fragments(
     raw: &RawFragments,
     at: &impl Fn(std::ops::Range<usize>, String) -> ConfigError,
 ) -> Result<FragConfig, ConfigError> {
     let d = FragConfig::default();
-    let high_thresh = match &raw.high_thresh {
-        None => d.high_thresh,
+    let thresh = |key: &str, raw: &Option<Spanned<i64>>, default: usize| match raw {
+        None => Ok(default),
         Some(h) => match usize::try_from(*h.get_ref()) {
-            Ok(v) if v <= FragConfig::MAX_HIGH_THRESH => v,
-            _ => {
-                return Err(at(
-                    h.span(),
-                    format!(
-                        "fragments high_thresh {} is out of range: 0 to {} bytes (the \
-                         reassembly memory is allocated at start)",
-                        h.get_ref(),
-                        FragConfig::MAX_HIGH_THRESH
-                    ),
-                ))
-            }
+            Ok(v) if v <= FragConfig::MAX_HIGH_THRESH => Ok(v),
+            _ => Err(at(
+                h.span(),
+                format!(
+                    "fragments {key} {} is out of range: 0 to {} bytes (the reassembly \
+                     memory is allocated at start)",
+                    h.get_ref(),
+                    FragConfig::MAX_HIGH_THRESH
+                ),
+            )),
         },
     };
+    let high_thresh = thresh("high_thresh", &raw.high_thresh, d.high_thresh)?;
+    let high_thresh6 = thresh("high_thresh6", &raw.high_thresh6, d.high_thresh6)?;
     let time = match &raw.time {
         None => d.time,
         Some(t) => match u64::try_from(*t.get_ref()) {
@@ -1060,7 +1064,11 @@ fn check_fragments(
             }
         },
     };
-    Ok(FragConfig { high_thresh, time })
+    Ok(FragConfig {
+        high_thresh,
+        high_thresh6,
+        time,
+    })
 }
 
 /// Checks `[conntrack]`: `max` from 1 to `MAX_ENTRIES`, `buckets` from
@@ -1932,6 +1940,7 @@ dev = "wan0"
         let c = Config::parse(Path::new("g.toml"), EXAMPLE).expect("config");
         assert_eq!(c.fragments, FragConfig::default());
         assert_eq!(c.fragments.high_thresh, 4 * 1024 * 1024);
+        assert_eq!(c.fragments.high_thresh6, 4 * 1024 * 1024);
         assert_eq!(c.fragments.time, 30_000_000_000);
         let text = format!("{EXAMPLE}\n[fragments]\nhigh_thresh = 262144\ntime = 2\n");
         let c = Config::parse(Path::new("g.toml"), &text).expect("config");
@@ -1939,8 +1948,16 @@ dev = "wan0"
             c.fragments,
             FragConfig {
                 high_thresh: 262_144,
+                high_thresh6: 4 * 1024 * 1024,
                 time: 2_000_000_000
             }
+        );
+        // IPv6's limit set on its own, IPv4's left at its default.
+        let text = format!("{EXAMPLE}\n[fragments]\nhigh_thresh6 = 1048576\n");
+        let c = Config::parse(Path::new("g.toml"), &text).expect("config");
+        assert_eq!(
+            (c.fragments.high_thresh, c.fragments.high_thresh6),
+            (4 * 1024 * 1024, 1024 * 1024)
         );
         assert_eq!(
             c.gateway_config(|_| ([0; 6], 1500), ConntrackConfig::default())
@@ -1955,6 +1972,10 @@ dev = "wan0"
             (
                 "high_thresh = -1\n",
                 "g.toml:23:15: fragments high_thresh -1 is out of range",
+            ),
+            (
+                "high_thresh6 = 268435457\n",
+                "g.toml:23:16: fragments high_thresh6 268435457 is out of range",
             ),
             (
                 "low_thresh = 1\n",

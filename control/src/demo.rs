@@ -2,7 +2,10 @@
 //! ([`xdpgw_lab::Lab`]), real traffic through it, and a short report: what
 //! got through and what was refused or dropped, the address the server saw,
 //! the DSCP the client received, the gateway's conntrack table and rule
-//! counters.
+//! counters. A configuration with `rules6` (conf/gateway.toml has
+//! conf/gateway.rules6) gets a dual-stack lab ([`Lab::dual_stack_lab`]: the
+//! lab crate's IPv6 plan beside the IPv4 one) and IPv6 traffic through it
+//! too, reported the same way.
 //!
 //! The traffic runs in this process: its servers and clients are the lab's
 //! traffic functions ([`xdpgw_lab::traffic`]) on threads that open their
@@ -25,13 +28,15 @@ use std::time::Duration;
 
 use xdpgw_lab::traffic::{self, Server};
 use xdpgw_lab::{
-    self as lab, check_interrupt, Backend, GatewaySpec, Interface, Lab, LabConfig, CLIENT,
-    GATEWAY_LAN, GATEWAY_WAN, HOST_IF, SERVER,
+    self as lab, check_interrupt, Backend, GatewaySpec, Interface, Ipv6Spec, Lab, LabConfig,
+    CLIENT, CLIENT6, GATEWAY_LAN, GATEWAY_LAN6, GATEWAY_WAN, GATEWAY_WAN6, HOST_IF, SERVER,
+    SERVER6,
 };
 
 use crate::config::Config;
 use crate::error::{RuleError, RuleErrorKind, RuleErrors};
 use crate::parse::{detect_format, Format};
+use xdpgw_dataplane::rule::Family;
 
 /// Which gateway the demo runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -81,9 +86,9 @@ pub fn main(config: Option<&Path>, backend: DemoBackend) -> ExitCode {
             }
         }
     };
-    let gateway = match Config::load(&config) {
-        Ok(c) => match lab_gateway(&c) {
-            Ok(spec) => spec,
+    let (gateway, rules6) = match Config::load(&config) {
+        Ok(c) => match lab_gateway(&c).and_then(|spec| Ok((spec, lab_rules6(&c)?))) {
+            Ok(both) => both,
             Err(e) => {
                 eprintln!("xdpgw demo: {e}");
                 return ExitCode::FAILURE;
@@ -136,7 +141,8 @@ pub fn main(config: Option<&Path>, backend: DemoBackend) -> ExitCode {
         queues: 1,
         mtu: None,
     };
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| demo(&cfg)));
+    let v6 = rules6.map(Ipv6Spec::new);
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| demo(&cfg, v6.as_ref())));
     std::panic::set_hook(hook);
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -182,6 +188,7 @@ pub fn lab_gateway(config: &Config) -> Result<GatewaySpec, RuleErrors> {
     Ok(GatewaySpec {
         config: config.path.clone(),
         rules: config.rules.clone(),
+        rules6: config.rules6.clone(),
         restore,
         interfaces: config
             .interfaces
@@ -197,17 +204,40 @@ pub fn lab_gateway(config: &Config) -> Result<GatewaySpec, RuleErrors> {
     })
 }
 
+/// The IPv6 rules of `config` (`rules6`) as `ip6tables-restore` input, for
+/// the dual-stack lab: an ip6tables-save file as it is, a script in
+/// xdpgw's canonical save form; `None` without `rules6`. Errors: the file
+/// cannot be read or does not load.
+pub fn lab_rules6(config: &Config) -> Result<Option<String>, RuleErrors> {
+    let Some(path) = &config.rules6 else {
+        return Ok(None);
+    };
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        RuleErrors(vec![RuleError::at(0, 0, RuleErrorKind::Io(e.to_string()))]).in_file(&name)
+    })?;
+    let set6 = crate::load_rule_file_family(path, &Default::default(), Family::Ipv6)?.set6;
+    Ok(Some(match detect_format(&text) {
+        Format::Restore => text,
+        Format::Script => crate::save::render_family(&set6, Family::Ipv6, false),
+    }))
+}
+
 /// The configuration `xdpgw demo` runs when none is named: the
 /// repository's, when run from its top directory.
 pub const DEFAULT_CONFIG: &str = "conf/gateway.toml";
 
 /// Writes the example configuration and rules the binary carries (the
-/// repository's `conf/gateway.toml` and `conf/gateway.rules`) into `dir`;
-/// returns the configuration's path.
+/// repository's `conf/gateway.toml`, `conf/gateway.rules` and
+/// `conf/gateway.rules6`) into `dir`; returns the configuration's path.
 fn write_builtin_example(dir: &Path) -> std::io::Result<PathBuf> {
     std::fs::write(
         dir.join("gateway.rules"),
         include_str!("../../conf/gateway.rules"),
+    )?;
+    std::fs::write(
+        dir.join("gateway.rules6"),
+        include_str!("../../conf/gateway.rules6"),
     )?;
     let path = dir.join("gateway.toml");
     std::fs::write(&path, include_str!("../../conf/gateway.toml"))?;
@@ -219,7 +249,13 @@ fn write_builtin_example(dir: &Path) -> std::io::Result<PathBuf> {
 fn missing(backend: Backend) -> Vec<String> {
     let mut programs = vec!["ip", "ethtool", "tcpdump", "ping", "kill", "sysctl"];
     if backend == Backend::Linux {
-        programs.extend(["iptables-restore", "iptables-save", "conntrack"]);
+        programs.extend([
+            "iptables-restore",
+            "iptables-save",
+            "ip6tables-restore",
+            "ip6tables-save",
+            "conntrack",
+        ]);
     }
     lab::missing(&programs)
 }
@@ -237,9 +273,9 @@ fn print_row(row: &Row) {
     println!("  {:<44} {}{mark}", row.what, row.result);
 }
 
-/// Builds the lab, drives the traffic, prints the report; true when every
-/// result is the expected one.
-fn demo(cfg: &LabConfig) -> bool {
+/// Builds the lab (dual-stack with `v6`), drives the traffic, prints the
+/// report; true when every result is the expected one.
+fn demo(cfg: &LabConfig, v6: Option<&Ipv6Spec>) -> bool {
     println!(
         "xdpgw demo: gateway {} with {}",
         match cfg.backend {
@@ -252,7 +288,16 @@ fn demo(cfg: &LabConfig) -> bool {
         "lab: client {CLIENT} (and client2) -- lan0 {GATEWAY_LAN} [gateway] wan0 {GATEWAY_WAN} \
          -- server {SERVER}"
     );
-    let mut lab = Lab::gateway_lab(cfg);
+    if v6.is_some() {
+        println!(
+            "lab IPv6: client {CLIENT6} -- lan0 {GATEWAY_LAN6} [gateway] wan0 {GATEWAY_WAN6} \
+             -- server {SERVER6}"
+        );
+    }
+    let mut lab = match v6 {
+        Some(v6) => Lab::dual_stack_lab(cfg, v6).unwrap_or_else(|e| panic!("{e}")),
+        None => Lab::gateway_lab(cfg),
+    };
     match lab.backend() {
         Backend::Xdpgw => println!(
             "gateway ready: xdpgw run --config {}",
@@ -270,8 +315,15 @@ fn demo(cfg: &LabConfig) -> bool {
         inbound_dropped,
         https_dscp,
     ];
+    let steps6: [fn(&Lab) -> Row; 4] = [
+        ping6_through,
+        tcp6_transfer,
+        udp6_exchange,
+        inbound6_refused,
+    ];
+    let steps6: &[fn(&Lab) -> Row] = if lab.is_dual_stack() { &steps6 } else { &[] };
     let mut all_expected = true;
-    for step in steps {
+    for step in steps.iter().chain(steps6) {
         check_interrupt();
         let row = step(&lab);
         print_row(&row);
@@ -428,6 +480,91 @@ fn https_dscp(lab: &Lab) -> Row {
     }
 }
 
+fn ping6_through(lab: &Lab) -> Row {
+    let p = lab.ping6(lab.client(), SERVER6, 3, &[]);
+    let hops = p.replies.first().map_or(0, |r| r.1);
+    Row {
+        what: "ping client -> 2001:db8:113::254 (IPv6)",
+        result: if p.received > 0 {
+            format!(
+                "got through: {}/{} replies, hop limit {hops}",
+                p.received, p.transmitted
+            )
+        } else {
+            format!("dropped: 0/{} replies", p.transmitted)
+        },
+        expected: p.received == p.transmitted && hops == 63,
+    }
+}
+
+/// `[::]`: a lab server's socket for IPv6 (and IPv4).
+fn any6() -> std::net::IpAddr {
+    std::net::Ipv6Addr::UNSPECIFIED.into()
+}
+
+/// Whether a server's `peer=` is the gateway's WAN address (NAT66
+/// MASQUERADE of the ULA prefix).
+fn is_wan6(peer: &str) -> bool {
+    peer.starts_with(&format!("[{GATEWAY_WAN6}]:"))
+}
+
+fn tcp6_transfer(lab: &Lab) -> Row {
+    let mut server = Server::tcp_on(lab.server(), any6(), 8080);
+    let (ok, got) = lab.client().run_in(|| {
+        traffic::tcp_get(
+            SocketAddr::from((SERVER6, 8080)),
+            TRANSFER_BYTES,
+            Duration::from_secs(20),
+        )
+    });
+    let peer = peer_seen(&mut server).unwrap_or_else(|| "nothing".into());
+    Row {
+        what: "TCP client -> [server]:8080, 10 MiB (IPv6)",
+        result: if ok {
+            format!("got through: {TRANSFER_BYTES} bytes verified; server saw {peer}")
+        } else {
+            format!("failed: {got}")
+        },
+        expected: ok && is_wan6(&peer),
+    }
+}
+
+fn udp6_exchange(lab: &Lab) -> Row {
+    let mut server = Server::udp_echo_on(lab.server(), any6(), 7777);
+    let (ok, got) = lab
+        .client()
+        .run_in(|| traffic::udp_req(SocketAddr::from((SERVER6, 7777)), Duration::from_secs(10)));
+    let peer = peer_seen(&mut server).unwrap_or_else(|| "nothing".into());
+    Row {
+        what: "UDP client -> [server]:7777 (IPv6)",
+        result: if ok {
+            format!("got through: echo received; server saw {peer}")
+        } else {
+            format!("dropped: {got}")
+        },
+        expected: ok && is_wan6(&peer),
+    }
+}
+
+fn inbound6_refused(lab: &Lab) -> Row {
+    let client = Server::tcp_on(lab.client(), any6(), 8080);
+    let (_, got) = lab
+        .server()
+        .run_in(|| traffic::tcp_connect(SocketAddr::from((CLIENT6, 8080)), Duration::from_secs(3)));
+    let peers = peers_of(client);
+    let result = match got.as_str() {
+        "refused" => {
+            "refused: connection reset by the gateway (rules6 REJECT tcp-reset)".to_owned()
+        }
+        other => format!("{other}; client saw {peers:?}"),
+    };
+    Row {
+        what: "TCP server -> [client]:8080 (IPv6, inbound)",
+        result,
+        expected: got == "refused" && peers.is_empty(),
+    }
+}
+
 /// The gateway's conntrack table and rule counters: Linux's own tools for
 /// the Linux backend; for xdpgw, the report it prints on stderr when it
 /// stops (`xdpgw run --report-on-exit`).
@@ -442,6 +579,17 @@ fn gateway_views(lab: &mut Lab) {
             }
             println!("rule counters (iptables-save -c in the gateway, rules that matched):");
             print_counters(gw.exec_ok(&["iptables-save", "-c"]).lines());
+            if lab.is_dual_stack() {
+                let conntrack = gw.exec(&["conntrack", "-L", "-f", "ipv6"]);
+                println!("IPv6 conntrack table (conntrack -L -f ipv6 in the gateway):");
+                for l in String::from_utf8_lossy(&conntrack.stdout).lines() {
+                    println!("  {l}");
+                }
+                println!(
+                    "IPv6 rule counters (ip6tables-save -c in the gateway, rules that matched):"
+                );
+                print_counters(gw.exec_ok(&["ip6tables-save", "-c"]).lines());
+            }
         }
         Backend::Xdpgw => {
             let report = lab.stop_gateway().map(|d| d.stderr).unwrap_or_default();
@@ -472,10 +620,14 @@ fn print_xdpgw_report(report: &[String]) {
         .filter(|l| l.starts_with("# worker") || l.starts_with("#   "))
         .collect();
     let conntrack: Vec<&String> = report.iter().filter(|l| l.starts_with("ipv4 ")).collect();
+    let conntrack6: Vec<&String> = report.iter().filter(|l| l.starts_with("ipv6 ")).collect();
     let logged: Vec<&String> = report.iter().filter(|l| l.contains(" IN=")).collect();
     let counters_at = report
         .iter()
         .position(|l| l.starts_with("# rules with counters"));
+    let counters6_at = report
+        .iter()
+        .position(|l| l.starts_with("# rules6 with counters"));
     if workers.is_empty() {
         println!("drop reasons: not available yet");
     } else {
@@ -492,12 +644,23 @@ fn print_xdpgw_report(report: &[String]) {
     } else {
         println!("conntrack table: not available yet");
     }
+    if report.iter().any(|l| l.starts_with("# conntrack6")) {
+        println!("IPv6 conntrack table (xdpgw, when it stopped):");
+        for l in conntrack6 {
+            println!("  {l}");
+        }
+    }
     match counters_at {
         Some(at) => {
             println!("rule counters (xdpgw, rules that matched):");
-            print_counters(report[at + 1..].iter().map(String::as_str));
+            let end = counters6_at.filter(|&e| e > at).unwrap_or(report.len());
+            print_counters(report[at + 1..end].iter().map(String::as_str));
         }
         None => println!("rule counters: not available yet"),
+    }
+    if let Some(at) = counters6_at {
+        println!("IPv6 rule counters (xdpgw, rules6 that matched):");
+        print_counters(report[at + 1..].iter().map(String::as_str));
     }
     if !logged.is_empty() {
         println!("logged by -j LOG (xdpgw):");
@@ -539,6 +702,13 @@ mod tests {
         std::fs::write(&path, &text).expect("write");
         let copy = Config::load(&path).expect("the copy loads");
         assert!(copy.rules.is_absolute(), "{text}");
+        // conf/gateway.toml names its IPv6 rules too: absolute in the copy.
+        let rules6 = copy.rules6.as_ref().expect("rules6 in the copy");
+        assert!(
+            rules6.is_absolute() && rules6.ends_with("gateway.rules6"),
+            "{text}"
+        );
+        assert_eq!(copy.routes6, config.routes6);
         assert_eq!(copy.control_socket, dir.path().join("xdpgw.sock"));
         assert_eq!(copy.interfaces, config.interfaces);
         assert_eq!(copy.routes, config.routes);
@@ -566,5 +736,28 @@ mod tests {
         config.rules = dir.path().join("missing.rules");
         let e = lab_gateway(&config).expect_err("no such file").to_string();
         assert!(e.contains("missing.rules"), "{e}");
+    }
+
+    #[test]
+    fn linux_gets_the_rules6_as_ip6tables_restore_input() {
+        let mut config = conf_gateway();
+        let rules6 = config.rules6.clone().expect("conf/gateway.toml has rules6");
+        let file = std::fs::read_to_string(&rules6).expect("read the rules6");
+        assert_eq!(lab_rules6(&config).expect("they load"), Some(file));
+
+        let dir = lab::WorkDir::new("labscript6");
+        let script = dir.path().join("r6.sh");
+        std::fs::write(&script, "ip6tables -P FORWARD DROP\n").expect("write");
+        config.rules6 = Some(script);
+        let restore = lab_rules6(&config)
+            .expect("the script loads")
+            .expect("some");
+        assert!(restore.contains(":FORWARD DROP"), "{restore}");
+
+        config.rules6 = Some(dir.path().join("missing.rules6"));
+        let e = lab_rules6(&config).expect_err("no such file").to_string();
+        assert!(e.contains("missing.rules6"), "{e}");
+        config.rules6 = None;
+        assert_eq!(lab_rules6(&config).expect("none"), None);
     }
 }

@@ -19,8 +19,8 @@ use xdpgw_dataplane::gateway::Gateway;
 use xdpgw_dataplane::log::{LogEntry, LogSink};
 use xdpgw_dataplane::port::{
     frame_size_for, interface_mtu, mtu_limit, GroupQueue, HostDeviceConfig, HostPath, HostQueue,
-    HostRoute, LinkMonitor, PortConfig, PortGroup, XdpMode, ZeroCopy, FRAME_SIZES, MAX_FRAME_SIZE,
-    MAX_MTU,
+    HostRoute, HostRoute6, LinkMonitor, PortConfig, PortGroup, XdpMode, ZeroCopy, FRAME_SIZES,
+    MAX_FRAME_SIZE, MAX_MTU,
 };
 use xdpgw_dataplane::rule::Log;
 use xdpgw_dataplane::worker::{Driver, Worker};
@@ -284,7 +284,19 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
                 })
             })
             .collect();
-        let (path, queues) = HostPath::create(&devices, &routes, workers)?;
+        // IPv6 static routes of the main table (`[[route]]` with IPv6
+        // addresses), on the device of their next hop's interface.
+        let routes6: Vec<HostRoute6> = cfg
+            .routes6
+            .iter()
+            .map(|r| HostRoute6 {
+                to: r.to.addr,
+                prefix: r.to.len,
+                via: r.via,
+                dev: r.dev.map(usize::from),
+            })
+            .collect();
+        let (path, queues) = HostPath::create(&devices, &routes, &routes6, workers)?;
         if let Some(w) = &mut link_watch {
             // The addresses the host gives the devices (keepalived's).
             w.watch_host_devices(
@@ -302,6 +314,12 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
             );
         }
         for (r, why) in &path.skipped_routes {
+            eprintln!(
+                "xdpgw: host path: route {}/{} via {} not added to the host: {why}",
+                r.to, r.prefix, r.via
+            );
+        }
+        for (r, why) in &path.skipped_routes6 {
             eprintln!(
                 "xdpgw: host path: route {}/{} via {} not added to the host: {why}",
                 r.to, r.prefix, r.via
@@ -532,7 +550,11 @@ fn run(path: &Path, report: bool) -> Result<(), RunError> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        eprint!("{}", exit_report(&gw, &rules, &names, &reports));
+        let rules6 = cfg.rules6.is_some().then(|| control.with_counters6());
+        eprint!(
+            "{}",
+            exit_report(&gw, &rules, rules6.as_ref(), &names, &reports)
+        );
     }
     service::log(level::INFO, "xdpgw: stopped");
     Ok(())
@@ -577,11 +599,14 @@ struct WorkerReport {
 }
 
 /// The summary `--report-on-exit` prints: per-worker counters and drop
-/// reasons, the conntrack table as /proc/net/nf_conntrack shows it, and the
-/// rules with their counters in `iptables-save -c` form.
+/// reasons, the conntrack tables as /proc/net/nf_conntrack shows them
+/// (IPv4's, then IPv6's), and the rules with their counters in
+/// `iptables-save -c` form (then `rules6`'s, given with their counters, in
+/// `ip6tables-save -c` form).
 fn exit_report(
     gw: &Gateway,
     rules: &xdpgw_dataplane::rule::RuleSet,
+    rules6: Option<&xdpgw_dataplane::rule::RuleSet>,
     _names: &[String],
     reports: &[WorkerReport],
 ) -> String {
@@ -627,10 +652,24 @@ fn exit_report(
     for e in &ct.listing(now_ns) {
         let _ = writeln!(out, "{}", xdpgw_dataplane::conntrack::proc_line(e, now_ns));
     }
+    if let Some(ct6) = &gw.conntrack6 {
+        let _ = writeln!(out, "# conntrack6: {} entries", ct6.len());
+        for e in &ct6.listing(now_ns) {
+            let _ = writeln!(out, "{}", xdpgw_dataplane::conntrack::proc_line(e, now_ns));
+        }
+    }
     // Rule counters, summed over the workers (live: `classify::RuleCounters`).
     let sums = current.live.totals();
     let _ = writeln!(out, "# rules with counters [packets:bytes]");
     out.push_str(&crate::save::render_with(&rules.with_counters(&sums), true));
+    if let Some(set6) = rules6 {
+        let _ = writeln!(out, "# rules6 with counters [packets:bytes]");
+        out.push_str(&crate::save::render_family(
+            set6,
+            xdpgw_dataplane::rule::Family::Ipv6,
+            true,
+        ));
+    }
     out
 }
 

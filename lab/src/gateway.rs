@@ -103,6 +103,8 @@ pub struct GatewaySpec {
     pub config: PathBuf,
     /// The rules file it names, resolved.
     pub rules: PathBuf,
+    /// The IPv6 rules file it names (`rules6`), resolved, if any.
+    pub rules6: Option<PathBuf>,
     /// The rules as `iptables-restore` input (Backend::Linux loads them).
     pub restore: String,
     /// The interfaces with their addresses (Backend::Linux gives them to
@@ -745,7 +747,7 @@ pub struct Restart {
     pub start: Duration,
 }
 
-/// The lab's copy of the configuration: the rules file by absolute path and
+/// The lab's copy of the configuration: the rules files by absolute path and
 /// a control socket inside the lab's work directory `workdir`, so that labs
 /// running in parallel do not share one.
 pub fn run_config_text(spec: &GatewaySpec, workdir: &Path) -> String {
@@ -760,6 +762,14 @@ pub fn run_config_text(spec: &GatewaySpec, workdir: &Path) -> String {
         "rules".into(),
         toml::Value::String(rules.display().to_string()),
     );
+    if let Some(rules6) = &spec.rules6 {
+        let rules6 = std::fs::canonicalize(rules6)
+            .unwrap_or_else(|e| panic!("the rules6 file {}: {e}", rules6.display()));
+        table.insert(
+            "rules6".into(),
+            toml::Value::String(rules6.display().to_string()),
+        );
+    }
     if let Some(sets) = &spec.ipsets {
         let sets = std::fs::canonicalize(sets)
             .unwrap_or_else(|e| panic!("the ipsets file {}: {e}", sets.display()));

@@ -1048,8 +1048,13 @@ impl Server {
     /// A [`serve_tcp`] server on `port` of `ns` (0: any free port, see
     /// [`Server::port`]): `peer=IP:PORT` for each connection.
     pub fn tcp(ns: &Netns, port: u16) -> Server {
+        Server::tcp_on(ns, Ipv4Addr::UNSPECIFIED.into(), port)
+    }
+
+    /// [`Server::tcp`] bound to `addr` (`::` takes IPv6 and IPv4).
+    pub fn tcp_on(ns: &Netns, addr: IpAddr, port: u16) -> Server {
         let listener = ns
-            .run_in(move || TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)))
+            .run_in(move || TcpListener::bind((addr, port)))
             .unwrap_or_else(|e| panic!("cannot listen on TCP port {port} in {}: {e}", ns.name()));
         let local = listener.local_addr().map_or(port, |a| a.port());
         let handle = listener
@@ -1067,8 +1072,13 @@ impl Server {
     /// A [`udp_echo`] server on `port` of `ns`: `peer=IP:PORT` for each
     /// datagram, echoed.
     pub fn udp_echo(ns: &Netns, port: u16) -> Server {
+        Server::udp_echo_on(ns, Ipv4Addr::UNSPECIFIED.into(), port)
+    }
+
+    /// [`Server::udp_echo`] bound to `addr`.
+    pub fn udp_echo_on(ns: &Netns, addr: IpAddr, port: u16) -> Server {
         let sock = ns
-            .run_in(move || UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)))
+            .run_in(move || UdpSocket::bind((addr, port)))
             .unwrap_or_else(|e| panic!("cannot bind UDP port {port} in {}: {e}", ns.name()));
         let local = sock.local_addr().map_or(port, |a| a.port());
         Server::start(

@@ -119,6 +119,16 @@ pub fn restore_text(tables: &[(&str, &str)]) -> String {
 /// share.
 pub const MASQUERADE_WAN0: (&str, &str) = ("nat", "-A POSTROUTING -o wan0 -j MASQUERADE");
 
+/// Copies conf/gateway.rules6 into `dir`: what a copy of conf/gateway.toml
+/// written there names (`rules6 = "gateway.rules6"`, relative to it).
+pub fn copy_rules6(dir: &Path) {
+    std::fs::copy(
+        workspace_dir().join("conf/gateway.rules6"),
+        dir.join("gateway.rules6"),
+    )
+    .expect("copy conf/gateway.rules6");
+}
+
 /// The gateway lab of conf/gateway.toml with its files written to `dir`
 /// first: the rules `rules` (conf/gateway.rules when None) and the
 /// configuration with `extra` TOML added: its lines before its first
@@ -157,6 +167,7 @@ fn config_with(dir: &Path, rules: Option<&str>, extra: &str) -> std::path::PathB
         base.contains("rules = \"gateway.rules\""),
         "conf/gateway.toml no longer names its rules file 'gateway.rules'"
     );
+    copy_rules6(dir);
     let split = extra
         .lines()
         .position(|l| l.trim_start().starts_with('['))

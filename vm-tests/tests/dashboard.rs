@@ -158,6 +158,7 @@ fn every_dashboard_query_returns_series_from_prometheus() {
     assert!(conf.contains("metrics_listen"), "conf/gateway.toml changed");
     let config = dir.path().join("gateway.toml");
     std::fs::write(&config, conf).expect("write gateway.toml");
+    xdpgw_vm_tests::copy_rules6(dir.path());
     let mut lab = Lab::gateway_lab(&lab_config(Backend::Xdpgw, &config));
 
     // Prometheus in the gateway's namespace, scraping every second.

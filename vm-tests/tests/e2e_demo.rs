@@ -63,6 +63,15 @@ fn demo_through_linux_reports_and_cleans_up() {
             "dport=8080 src=203.0.113.254 dst=203.0.113.1 sport=8080",
             "rule counters",
             "-j MASQUERADE",
+            // The IPv6 half of the dual-stack lab (conf/gateway.rules6).
+            "got through: 3/3 replies, hop limit 63",
+            "got through: 10485760 bytes verified; server saw [2001:db8:113::1]:",
+            "got through: echo received; server saw [2001:db8:113::1]:",
+            "refused: connection reset by the gateway (rules6 REJECT tcp-reset)",
+            "IPv6 conntrack table (conntrack -L -f ipv6 in the gateway):",
+            "dport=8080 src=2001:db8:113::254 dst=2001:db8:113::1 sport=8080",
+            "IPv6 rule counters",
+            "-s fd00:10::/64 -o wan0 -j MASQUERADE",
         ],
     );
     assert!(
@@ -115,6 +124,17 @@ fn demo_through_xdpgw_runs_and_cleans_up() {
         !done.stdout.iter().any(|l| l.contains("UNEXPECTED")),
         "{}",
         done.report()
+    );
+    // The built-in example is dual-stack too: its IPv6 traffic and
+    // xdpgw's IPv6 conntrack table and rule counters.
+    assert_reports(
+        &done,
+        &[
+            "got through: 10485760 bytes verified; server saw [2001:db8:113::1]:",
+            "IPv6 conntrack table (xdpgw, when it stopped):",
+            "IPv6 rule counters (xdpgw, rules6 that matched):",
+            "-s fd00:10::/64 -o wan0 -j MASQUERADE",
+        ],
     );
     assert_eq!(namespaces_of(pid), Vec::<String>::new());
 }

@@ -36,6 +36,7 @@ fn variant_config(dir: &Path) -> PathBuf {
         .expect("conf/gateway.toml");
     let path = dir.join("gateway.toml");
     std::fs::write(&path, format!("{toml}\n[fragments]\ntime = 2\n")).expect("write config");
+    xdpgw_vm_tests::copy_rules6(dir);
     path
 }
 

@@ -806,6 +806,7 @@ fn blocklist_config(dir: &std::path::Path) -> std::path::PathBuf {
         );
     let path = dir.join("gateway.toml");
     std::fs::write(&path, toml).expect("toml");
+    xdpgw_vm_tests::copy_rules6(dir);
     path
 }
 

@@ -4,14 +4,15 @@
 //! carrying that interface's address; the observations must be equal.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use xdpgw_vm_tests::lab::{
-    Backend, Lab, LabConfig, WorkDir, CLIENT, GATEWAY_LAN, GATEWAY_WAN, HOST_IF, SERVER,
+    Backend, Ipv6Spec, Lab, LabConfig, WorkDir, CLIENT, FAR6, GATEWAY_LAN, GATEWAY_WAN,
+    GATEWAY_WAN6, HOST_IF, SERVER,
 };
 use xdpgw_vm_tests::scenario::*;
-use xdpgw_vm_tests::{lab_config, workspace_dir};
+use xdpgw_vm_tests::{lab_config, restore_text, workspace_dir};
 
 /// conf/gateway.rules plus a REDIRECT with `--to-ports 2525` for TCP 25 to
 /// a forwarded address, 198.51.100.25, and INPUT accepting 2525 from lan0.
@@ -34,6 +35,7 @@ fn variant_config(dir: &Path) -> std::path::PathBuf {
         .expect("conf/gateway.toml");
     let path = dir.join("gateway.toml");
     std::fs::write(&path, toml).expect("write config");
+    xdpgw_vm_tests::copy_rules6(dir);
     path
 }
 
@@ -221,6 +223,74 @@ fn connections_the_gateway_opens_work_and_are_tracked() {
         |o| {
             assert_eq!(o.fetch, "ok bytes=1000000");
             assert_eq!(o.server_saw, BTreeSet::from([GATEWAY_WAN]));
+            assert_eq!(o.ping_received, 2);
+            assert_eq!(o.tracked, 1, "the gateway's own connection is tracked");
+        },
+    );
+}
+
+#[derive(Debug, PartialEq)]
+struct Outbound6Obs {
+    /// The gateway itself fetches from the far host over IPv6.
+    fetch: String,
+    server_saw: BTreeSet<Ipv6Addr>,
+    /// The gateway pings the far host.
+    ping_received: u32,
+    /// Conntrack entries of the gateway's own IPv6 connections to the
+    /// far host.
+    tracked: usize,
+}
+
+/// The gateway's IPv6 static route `::/0 via 2001:db8:113::254`
+/// (conf/gateway.toml) reaches the host as its route through wan0's host
+/// path device, as the IPv4 ones do: the gateway's own IPv6 connections to
+/// a host beyond the server (the far host, 2001:db8:100::20: no connected
+/// route reaches it) go out, and their replies come back through INPUT's
+/// conntrack rule.
+#[test]
+fn connections_the_gateway_opens_over_ipv6_take_its_default_route() {
+    let rules6 = restore_text(&[(
+        "filter",
+        "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n\
+         -A INPUT -p ipv6-icmp --icmpv6-type neighbour-solicitation -j ACCEPT\n\
+         -A INPUT -p ipv6-icmp --icmpv6-type neighbour-advertisement -j ACCEPT\n\
+         -A INPUT -j DROP\n\
+         -A FORWARD -j DROP\n",
+    )]);
+    on_both_backends6(
+        "connections_the_gateway_opens_over_ipv6_take_its_default_route",
+        &[],
+        &Ipv6Spec::new(rules6),
+        |lab| {
+            let server = lab.serve(lab.server(), &["tcp-serve", "8080", "--bind", "::"]);
+            let fetch = lab.tool_result(
+                lab.gateway(),
+                &[
+                    "tcp-get",
+                    &ip6(FAR6),
+                    "8080",
+                    "1000000",
+                    "--timeout",
+                    OK_WAIT,
+                ],
+                TOOL_LIMIT,
+            );
+            let ping = lab.ping6(lab.gateway(), FAR6, 2, &[]);
+            let tracked = lab
+                .conntrack_list6()
+                .iter()
+                .filter(|l| l.starts_with("tcp") && l.contains(" dport=8080 "))
+                .count();
+            Outbound6Obs {
+                fetch: outcome(&fetch),
+                server_saw: ips6(&peers6_after(server, 1)),
+                ping_received: ping.received,
+                tracked,
+            }
+        },
+        |o| {
+            assert_eq!(o.fetch, "ok bytes=1000000");
+            assert_eq!(o.server_saw, BTreeSet::from([GATEWAY_WAN6]));
             assert_eq!(o.ping_received, 2);
             assert_eq!(o.tracked, 1, "the gateway's own connection is tracked");
         },

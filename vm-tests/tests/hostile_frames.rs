@@ -433,6 +433,7 @@ fn port_exhaustion_counts_every_failure_as_linux() {
     std::fs::write(dir.path().join("gateway.rules"), rules).expect("write rules");
     let config = dir.path().join("gateway.toml");
     std::fs::copy(workspace_dir().join("conf/gateway.toml"), &config).expect("copy config");
+    xdpgw_vm_tests::copy_rules6(dir.path());
     on_both_backends_in(
         "port_exhaustion_counts_every_failure_as_linux",
         |backend| {

@@ -289,6 +289,7 @@ fn package_installs_runs_reloads_upgrades_and_purges_under_systemd() {
         "/lib/systemd/system/xdpgw.service",
         "/etc/xdpgw/gateway.toml",
         "/etc/xdpgw/gateway.rules",
+        "/etc/xdpgw/gateway.rules6",
         "/usr/share/man/man8/xdpgw.8.gz",
         "/usr/share/man/man8/xdpgw-run.8.gz",
         "/usr/share/bash-completion/completions/xdpgw",
@@ -296,6 +297,7 @@ fn package_installs_runs_reloads_upgrades_and_purges_under_systemd() {
         "/usr/share/fish/vendor_completions.d/xdpgw.fish",
         "/usr/share/doc/xdpgw/examples/gateway.toml",
         "/usr/share/doc/xdpgw/examples/gateway.rules",
+        "/usr/share/doc/xdpgw/examples/gateway.rules6",
         "/usr/share/xdpgw/grafana-dashboard.json",
     ] {
         assert!(
@@ -308,10 +310,9 @@ fn package_installs_runs_reloads_upgrades_and_purges_under_systemd() {
         conffiles.contains("/etc/xdpgw/gateway.toml "),
         "{conffiles}"
     );
-    assert!(
-        conffiles.contains("/etc/xdpgw/gateway.rules "),
-        "{conffiles}"
-    );
+    for f in ["/etc/xdpgw/gateway.rules ", "/etc/xdpgw/gateway.rules6 "] {
+        assert!(conffiles.contains(f), "{conffiles}");
+    }
     let v = c.ok(&["xdpgw", "--version"]);
     assert_eq!(v.trim(), format!("xdpgw {}", xdpgw_control::VERSION));
 

@@ -92,6 +92,7 @@ fn lab_in(dir: &Path, backend: Backend) -> Lab {
     let config = dir.join("gateway.toml");
     std::fs::write(&config, conf).expect("write the configuration");
     std::fs::write(dir.join("gateway.rules"), full_rules()).expect("write the rules");
+    xdpgw_vm_tests::copy_rules6(dir);
     Lab::gateway_lab(&lab_config(backend, &config))
 }
 

@@ -164,6 +164,7 @@ fn a_restart_onto_a_new_binary_keeps_a_download_through_masquerade() {
     assert!(conf.contains("state_file"), "conf/gateway.toml changed");
     let config = work.path().join("gateway.toml");
     std::fs::write(&config, conf).expect("write the configuration");
+    xdpgw_vm_tests::copy_rules6(work.path());
     // The "new version": another file with the same build in it.
     let upgraded = work.path().join("xdpgw-upgraded");
     std::fs::copy(xdpgw_binary(), &upgraded).expect("copy the binary");

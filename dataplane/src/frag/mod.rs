@@ -10,8 +10,11 @@
 //!   protocol, id) with one lock per shard, as the conntrack table is (no
 //!   global lock); each shard's storage is allocated up front. Memory is
 //!   accounted as Linux's `frag_mem_limit` is, in one counter for the
-//!   whole table: when it is above `high_thresh`, every fragment is
-//!   dropped until queues expire (`inet_frag_find`; nothing is evicted).
+//!   whole table per family (IPv4's and IPv6's, as Linux's `ipv4.fqdir`
+//!   and `ipv6.fqdir`): when IPv4's is above `high_thresh`, every IPv4
+//!   fragment is dropped until queues expire (`inet_frag_find`; nothing
+//!   is evicted), and IPv6's against `high_thresh6` likewise, so that
+//!   fragments of one family cannot starve the other's reassembly.
 //! - [`out`]: a datagram cut into fragments, keeping the geometry it
 //!   arrived in when each fragment fits the egress MTU (`ip_do_fragment`'s
 //!   fast path) or cut to the MTU (its slow path).
@@ -32,26 +35,33 @@ use crate::pipeline::ETH_HLEN;
 /// The largest IPv4 datagram.
 pub const MAX_DATAGRAM: usize = 65_535;
 
-/// Reassembly settings, as Linux's `net.ipv4.ipfrag_*` sysctls.
+/// Reassembly settings, as Linux's `net.ipv4.ipfrag_*` and
+/// `net.ipv6.ip6frag_high_thresh` sysctls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FragConfig {
-    /// `ipfrag_high_thresh`: above this many bytes of queued fragments
-    /// (each charged [`FRAG_TRUESIZE`], each queue [`QUEUE_SIZE`]), every
-    /// new fragment is dropped. 0 drops every fragment.
+    /// `ipfrag_high_thresh`: above this many bytes of queued IPv4
+    /// fragments (each charged [`FRAG_TRUESIZE`], each queue
+    /// [`QUEUE_SIZE`]), every new IPv4 fragment is dropped. 0 drops every
+    /// IPv4 fragment.
     pub high_thresh: usize,
+    /// `ip6frag_high_thresh`: the same for IPv6 fragments, counted apart.
+    pub high_thresh6: usize,
     /// `ipfrag_time`: a queue not complete this long after its first
     /// fragment arrived is dropped (ns).
     pub time: u64,
 }
 
 impl FragConfig {
-    /// Linux's defaults: 4 MiB, 30 s.
+    /// Linux's defaults: 4 MiB for each family (`IPV4_FRAG_HIGH_THRESH`
+    /// is not a constant in Linux, but 4 MiB is its value;
+    /// `IPV6_FRAG_HIGH_THRESH`), 30 s.
     pub const DEFAULT: FragConfig = FragConfig {
         high_thresh: 4 * 1024 * 1024,
+        high_thresh6: 4 * 1024 * 1024,
         time: 30_000_000_000,
     };
-    /// The largest `high_thresh` accepted (the table's storage is allocated
-    /// up front, about twice this).
+    /// The largest `high_thresh` (and `high_thresh6`) accepted (the
+    /// table's storage is allocated up front, about twice their sum).
     pub const MAX_HIGH_THRESH: usize = 256 * 1024 * 1024;
 }
 

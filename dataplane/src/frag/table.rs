@@ -335,9 +335,11 @@ impl ShardInner {
         }
     }
 
-    /// Frees queue `qi` and its fragments; how many fragments it held.
-    fn kill(&mut self, qi: u32, mem: &AtomicUsize) -> u64 {
+    /// Frees queue `qi` and its fragments (uncharged from its family's
+    /// counter in `mems`); how many fragments it held.
+    fn kill(&mut self, qi: u32, mems: &[AtomicUsize; 2]) -> u64 {
         let q = &self.queues[qi as usize];
+        let mem = &mems[usize::from(q.key.ipv6)];
         let (n, mut f) = (q.nfrags, q.head);
         self.index.remove(&q.key);
         while f != NONE {
@@ -399,15 +401,18 @@ pub struct Reassembly {
     cfg: FragConfig,
     shards: Box<[SpinMutex<ShardInner>]>,
     hasher: DefaultHashBuilder,
-    /// Bytes charged for queues and fragments (Linux's `frag_mem_limit`).
-    /// Relaxed everywhere: see `ShardInner::kill`.
-    mem: AtomicUsize,
+    /// Bytes charged for queues and fragments (Linux's `frag_mem_limit`),
+    /// IPv4's then IPv6's (indexed by `FragKey::ipv6`). Relaxed
+    /// everywhere: see `ShardInner::kill`.
+    mem: [AtomicUsize; 2],
     slots: usize,
 }
 
 impl Reassembly {
     pub fn new(cfg: FragConfig) -> Reassembly {
-        let share = cfg.high_thresh.min(FragConfig::MAX_HIGH_THRESH) / SHARDS;
+        let limit = cfg.high_thresh.min(FragConfig::MAX_HIGH_THRESH)
+            + cfg.high_thresh6.min(FragConfig::MAX_HIGH_THRESH);
+        let share = limit / SHARDS;
         let slots = (2 * share.div_ceil(FRAG_TRUESIZE)).max(MIN_SLOTS);
         Reassembly {
             cfg,
@@ -415,7 +420,7 @@ impl Reassembly {
                 .map(|_| SpinMutex::new(ShardInner::new(slots)))
                 .collect(),
             hasher: DefaultHashBuilder::default(),
-            mem: AtomicUsize::new(0),
+            mem: [AtomicUsize::new(0), AtomicUsize::new(0)],
             slots,
         }
     }
@@ -424,9 +429,16 @@ impl Reassembly {
         self.cfg
     }
 
-    /// Bytes charged now for queued fragments and their queues.
+    /// Bytes charged now for queued fragments and their queues, both
+    /// families.
     pub fn mem(&self) -> usize {
-        self.mem.load(Ordering::Relaxed)
+        self.mem_of(false) + self.mem_of(true)
+    }
+
+    /// Bytes charged now for one family's fragments and queues (IPv6's if
+    /// `ipv6`).
+    pub fn mem_of(&self, ipv6: bool) -> usize {
+        self.mem[usize::from(ipv6)].load(Ordering::Relaxed)
     }
 
     /// The most fragments one datagram can be reassembled from (a shard's
@@ -471,8 +483,15 @@ impl Reassembly {
         stats: &mut WorkerStats,
     ) -> Insert {
         stats.reasm_reqds += 1;
-        let thresh = self.cfg.high_thresh;
-        if thresh == 0 || self.mem() > thresh {
+        // Each family against its own limit (Linux: `ipv4.fqdir` with
+        // `ipfrag_high_thresh`, `ipv6.fqdir` with `ip6frag_high_thresh`).
+        let ipv6 = f.key.ipv6;
+        let thresh = if ipv6 {
+            self.cfg.high_thresh6
+        } else {
+            self.cfg.high_thresh
+        };
+        if thresh == 0 || self.mem_of(ipv6) > thresh {
             // `inet_frag_find`: no queue while memory is over the limit.
             return fail(stats, DropReason::FragMemFull, 1);
         }
@@ -498,7 +517,7 @@ impl Reassembly {
                 g.live[qi as usize] = true;
                 g.index.insert(f.key, qi);
                 g.next_expiry = g.next_expiry.min(expires);
-                self.mem.fetch_add(QUEUE_SIZE, Ordering::Relaxed);
+                self.mem[usize::from(ipv6)].fetch_add(QUEUE_SIZE, Ordering::Relaxed);
                 qi
             }
         };
@@ -610,7 +629,7 @@ impl Reassembly {
         q.nfrags += 1;
         q.meat += u32::from(len);
         q.ecn |= 1 << (f.tos & 3);
-        self.mem.fetch_add(FRAG_TRUESIZE, Ordering::Relaxed);
+        self.mem[usize::from(q.key.ipv6)].fetch_add(FRAG_TRUESIZE, Ordering::Relaxed);
         if offset == 0 {
             q.first_in = true;
             q.hlen = f.header.len() as u8;

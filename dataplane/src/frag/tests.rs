@@ -57,6 +57,15 @@ impl Lab {
             .insert(now, &f, &mut self.out, &mut self.pieces, &mut self.stats)
     }
 
+    /// [`Lab::send`] of an Ethernet/IPv6 frame with a fragment header.
+    fn send6(&mut self, now: u64, frame: &[u8]) -> Insert {
+        let info = crate::wire::ipv6::parse_ipv6(frame).expect("an IPv6 frame");
+        let mut hdr = [0u8; MAX_HDR];
+        let f = Fragment::parse6(frame, &info, &mut hdr).expect("fragment");
+        self.table
+            .insert(now, &f, &mut self.out, &mut self.pieces, &mut self.stats)
+    }
+
     fn drops(&self, r: DropReason) -> u64 {
         self.stats.drop_count(r)
     }
@@ -296,6 +305,7 @@ fn the_tables_storage_never_grows() {
     let mut lab = Lab::new(FragConfig {
         high_thresh: 64 * 1024,
         time: S,
+        ..FragConfig::DEFAULT
     });
     let before = lab.table.index_capacity();
     let d = data(1480, 1);
@@ -311,6 +321,82 @@ fn the_tables_storage_never_grows() {
     }
     assert_eq!(lab.table.index_capacity(), before);
     assert!(lab.stats.reasm_oks > 0 && lab.drops(DropReason::FragMemFull) > 0);
+}
+
+/// The Ethernet frame of an IPv6 fragment of datagram `id` (UDP,
+/// fd00::1 -> fd00::2): its data `data` at `offset`.
+fn packet6(id: u32, offset: usize, more: bool, data: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; 14];
+    f[12..14].copy_from_slice(&[0x86, 0xdd]);
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+    // Next header: fragment (44); hop limit.
+    f.extend_from_slice(&[44, 64]);
+    let mut src = [0u8; 16];
+    src[0] = 0xfd;
+    let mut dst = src;
+    src[15] = 1;
+    dst[15] = 2;
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    let frag = (offset as u16) | u16::from(more);
+    f.extend_from_slice(&[17, 0]);
+    f.extend_from_slice(&frag.to_be_bytes());
+    f.extend_from_slice(&id.to_be_bytes());
+    f.extend_from_slice(data);
+    f
+}
+
+/// IPv4 and IPv6 fragments are charged to counters of their own, each
+/// against its limit, as Linux's `ipfrag_high_thresh` and
+/// `ip6frag_high_thresh` (one `fqdir` per family): IPv4 fragments filling
+/// their memory do not stop IPv6 reassembly, nor the other way round.
+#[test]
+fn each_family_has_its_own_memory_limit() {
+    let cfg = FragConfig {
+        high_thresh: 64 * 1024,
+        high_thresh6: 128 * 1024,
+        ..FragConfig::DEFAULT
+    };
+    let mut lab = Lab::new(cfg);
+    let d = data(1480, 5);
+    let mut v4 = 0;
+    for id in 0..400u16 {
+        match lab.send(0, &packet(id, 0, true, &d, 0)) {
+            Insert::Queued => v4 += 1,
+            Insert::Dropped(DropReason::FragMemFull) => {}
+            other => panic!("{id}: {other:?}"),
+        }
+    }
+    assert!(lab.drops(DropReason::FragMemFull) > 0, "IPv4 is full");
+    let mem4 = lab.table.mem_of(false);
+    assert!(mem4 <= cfg.high_thresh + QUEUE_SIZE + FRAG_TRUESIZE);
+    assert_eq!(lab.table.mem_of(true), 0);
+    // IPv6 still reassembles.
+    assert_eq!(lab.send6(0, &packet6(7, 0, true, &d)), Insert::Queued);
+    assert!(matches!(
+        lab.send6(0, &packet6(7, 1480, false, &d[..8])),
+        Insert::Complete { .. }
+    ));
+    assert_eq!(lab.table.mem_of(true), 0);
+    // Up to its own limit, twice IPv4's here.
+    let mut v6 = 0;
+    for id in 0..800u32 {
+        match lab.send6(0, &packet6(id, 0, true, &d)) {
+            Insert::Queued => v6 += 1,
+            Insert::Dropped(DropReason::FragMemFull) => {}
+            other => panic!("{id}: {other:?}"),
+        }
+    }
+    assert!(lab.table.mem_of(true) <= cfg.high_thresh6 + QUEUE_SIZE + FRAG_TRUESIZE);
+    assert!(
+        (2 * v4 - 2..=2 * v4 + 2).contains(&v6),
+        "{v4} IPv4 queues, {v6} IPv6"
+    );
+    // None of it charged to IPv4.
+    assert_eq!(lab.table.mem_of(false), mem4);
+    lab.table.expire(30 * S, &mut lab.stats);
+    assert_eq!((lab.table.mem_of(false), lab.table.mem_of(true)), (0, 0));
 }
 
 #[test]
@@ -420,7 +506,11 @@ proptest! {
         ops in proptest::collection::vec((0u16..64, 0usize..8, any::<bool>(), 0u64..4), 1..400),
         thresh in 20_000usize..200_000,
     ) {
-        let mut lab = Lab::new(FragConfig { high_thresh: thresh, time: 2 * S });
+        let mut lab = Lab::new(FragConfig {
+            high_thresh: thresh,
+            time: 2 * S,
+            ..FragConfig::DEFAULT
+        });
         let d = data(1480, 3);
         let mut now = 0;
         for (id, slot, more, dt) in ops {

@@ -107,7 +107,7 @@ pub use mem::{MemHost, MemQueue};
 pub use netlink::{LinkEvent, LinkMonitor};
 pub use probe::{probe, Probe};
 pub use queue::{wait_any, wait_readable, FrameAccounting, Queue, QueueStats, RxVerdict};
-pub use tun::{HostDeviceConfig, HostPath, HostQueue, HostRoute};
+pub use tun::{HostDeviceConfig, HostPath, HostQueue, HostRoute, HostRoute6};
 
 /// What the worker driver ([`crate::worker::Driver`]) needs of a queue it
 /// owns: queue index `q` of every interface ([`GroupQueue`] on real

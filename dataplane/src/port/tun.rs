@@ -17,11 +17,12 @@
 //! closes, which is when xdpgw stops, however it stops.
 //!
 //! Devices are configured with the classic `ioctl`s (`SIOCSIFADDR`,
-//! `SIOCSIFNETMASK`, `SIOCSIFMTU`, `SIOCSIFFLAGS`, `SIOCADDRT`), which is all
+//! `SIOCSIFNETMASK`, `SIOCSIFMTU`, `SIOCSIFFLAGS`, `SIOCADDRT`; on an
+//! `AF_INET6` socket `SIOCSIFADDR` and `SIOCADDRT` with IPv6's structs), which is all
 //! a point-to-point device needs; checksums are complete in both directions
 //! (no `TUNSETOFFLOAD`, no virtio-net header).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::PortError;
@@ -50,6 +51,19 @@ pub struct HostRoute {
     pub via: Ipv4Addr,
 }
 
+/// An IPv6 static route the host gets through the host path: on the
+/// device of interface `dev` when the configuration names it (a
+/// link-local next hop), else on the device with an IPv6 network holding
+/// `via`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostRoute6 {
+    pub to: Ipv6Addr,
+    pub prefix: u8,
+    pub via: Ipv6Addr,
+    /// The interface (index into the devices), if named.
+    pub dev: Option<usize>,
+}
+
 /// The devices; dropping this (and every [`HostQueue`]) removes them.
 #[derive(Debug)]
 pub struct HostPath {
@@ -59,6 +73,8 @@ pub struct HostPath {
     /// Routes that could not be added (e.g. the host has its own default
     /// route already): `(route, why)`.
     pub skipped_routes: Vec<(HostRoute, String)>,
+    /// IPv6 routes that could not be added: `(route, why)`.
+    pub skipped_routes6: Vec<(HostRoute6, String)>,
 }
 
 /// One worker's queue of every device, by interface index.
@@ -76,6 +92,7 @@ impl HostPath {
     pub fn create(
         devices: &[HostDeviceConfig],
         routes: &[HostRoute],
+        routes6: &[HostRoute6],
         queues: usize,
     ) -> Result<(HostPath, Vec<HostQueue>), PortError> {
         let queues = queues.max(1);
@@ -157,12 +174,30 @@ impl HostPath {
                 skipped_routes.push((*r, std::io::Error::from_raw_os_error(errno).to_string()));
             }
         }
+        let mut skipped_routes6 = Vec::new();
+        if !routes6.is_empty() {
+            let sock6 = inet6_socket().map_err(|e| err("host path", "socket(AF_INET6)", e))?;
+            for r in routes6 {
+                match route6_device(devices, r) {
+                    Err(why) => skipped_routes6.push((*r, why.into())),
+                    Ok(dev) => {
+                        let added = if_index(sock.as_raw_fd(), &dev.name)
+                            .and_then(|index| add_route6(sock6.as_raw_fd(), index, r));
+                        if let Err(errno) = added {
+                            skipped_routes6
+                                .push((*r, std::io::Error::from_raw_os_error(errno).to_string()));
+                        }
+                    }
+                }
+            }
+        }
         let names = devices.iter().map(|d| d.name.clone()).collect();
         Ok((
             HostPath {
                 names,
                 ifindices,
                 skipped_routes,
+                skipped_routes6,
             },
             per_worker,
         ))
@@ -223,6 +258,33 @@ fn err(name: &str, op: &'static str, errno: i32) -> PortError {
         op,
         errno,
     }
+}
+
+/// The device an IPv6 route goes on: the one named, else the one with an
+/// IPv6 network holding the next hop; `Err(why)` when there is none or it
+/// has no IPv6 address (IPv6 is off on a device without one).
+fn route6_device<'a>(
+    devices: &'a [HostDeviceConfig],
+    r: &HostRoute6,
+) -> Result<&'a HostDeviceConfig, &'static str> {
+    let dev = match r.dev {
+        Some(i) => devices.get(i).ok_or("its interface has no host device")?,
+        None => devices
+            .iter()
+            .find(|d| d.addr6.iter().any(|&(a, p)| same_net6(a, r.via, p)))
+            .ok_or("its next hop is on no interface's IPv6 network")?,
+    };
+    if dev.addr6.is_empty() {
+        return Err("its interface has no IPv6 address");
+    }
+    Ok(dev)
+}
+
+/// Whether `a` and `b` share their first `prefix` bits.
+fn same_net6(a: Ipv6Addr, b: Ipv6Addr, prefix: u8) -> bool {
+    let p = u32::from(prefix.min(128));
+    let mask = if p == 0 { 0 } else { u128::MAX << (128 - p) };
+    u128::from(a) & mask == u128::from(b) & mask
 }
 
 fn prefix_mask(prefix: u8) -> Ipv4Addr {
@@ -397,6 +459,53 @@ struct RtEntry {
     irtt: libc::c_ushort,
 }
 
+/// `struct in6_rtmsg` (<linux/ipv6_route.h>), 80 bytes on 64-bit.
+#[repr(C)]
+struct In6Rtmsg {
+    dst: [u8; 16],
+    src: [u8; 16],
+    gateway: [u8; 16],
+    rtmsg_type: u32,
+    dst_len: u16,
+    src_len: u16,
+    metric: u32,
+    info: libc::c_ulong,
+    flags: u32,
+    ifindex: i32,
+}
+
+/// Adds IPv6 route `r` via interface `index` (SIOCADDRT on an AF_INET6
+/// socket, as `route -A inet6 add` does: `ipv6_route_ioctl`).
+fn add_route6(sock6: RawFd, index: i32, r: &HostRoute6) -> Result<(), i32> {
+    let p = u32::from(r.prefix.min(128));
+    let mask = if p == 0 { 0 } else { u128::MAX << (128 - p) };
+    let mut rt = In6Rtmsg {
+        dst: (u128::from(r.to) & mask).to_be_bytes(),
+        src: [0; 16],
+        gateway: r.via.octets(),
+        rtmsg_type: 0,
+        dst_len: p as u16,
+        src_len: 0,
+        // Ahead of the host's own routes through the interfaces AF_XDP
+        // took (`ip -6 route add` gives 1024): their replies would never
+        // reach the kernel. A route exactly like one the host has is
+        // refused (EEXIST) and skipped.
+        metric: 1,
+        info: 0,
+        flags: u32::from(RTF_UP | RTF_GATEWAY),
+        ifindex: index,
+    };
+    // SAFETY: SIOCADDRT on an AF_INET6 socket reads a `struct in6_rtmsg`,
+    // which `In6Rtmsg` lays out; `rt` is live and exclusively borrowed for
+    // the call.
+    let ret = unsafe { libc::ioctl(sock6, SIOCADDRT, &mut rt as *mut In6Rtmsg) };
+    if ret < 0 {
+        Err(last_errno())
+    } else {
+        Ok(())
+    }
+}
+
 const RTF_UP: libc::c_ushort = 0x0001;
 const RTF_GATEWAY: libc::c_ushort = 0x0002;
 const SIOCADDRT: libc::Ioctl = 0x890B;
@@ -444,6 +553,54 @@ mod tests {
         assert_eq!(std::mem::size_of::<RtEntry>(), 120);
         assert_eq!(std::mem::offset_of!(RtEntry, flags), 56);
         assert_eq!(std::mem::offset_of!(RtEntry, dev), 88);
+        assert_eq!(std::mem::size_of::<In6Rtmsg>(), 80);
+        assert_eq!(std::mem::offset_of!(In6Rtmsg, metric), 56);
+        assert_eq!(std::mem::offset_of!(In6Rtmsg, flags), 72);
+        assert_eq!(std::mem::size_of::<In6Ifreq>(), 24);
+    }
+
+    fn device(name: &str, addr6: &[(&str, u8)]) -> HostDeviceConfig {
+        HostDeviceConfig {
+            name: name.into(),
+            addr: Ipv4Addr::new(192, 0, 2, 1),
+            prefix: 24,
+            mtu: 1500,
+            addr6: addr6
+                .iter()
+                .map(|&(a, p)| (a.parse().expect("an address"), p))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn an_ipv6_route_goes_on_its_next_hops_device() {
+        let devices = [
+            device("xg-lan0", &[("fd00:10::1", 64)]),
+            device("xg-wan0", &[("2001:db8:113::1", 64)]),
+            device("xg-mgmt0", &[]),
+        ];
+        let route = |via: &str, dev: Option<usize>| HostRoute6 {
+            to: Ipv6Addr::UNSPECIFIED,
+            prefix: 0,
+            via: via.parse().expect("an address"),
+            dev,
+        };
+        let on = |r: HostRoute6| route6_device(&devices, &r).map(|d| d.name.as_str());
+        assert_eq!(on(route("2001:db8:113::254", None)), Ok("xg-wan0"));
+        assert_eq!(on(route("fd00:10::fe", None)), Ok("xg-lan0"));
+        assert_eq!(on(route("fe80::1", Some(1))), Ok("xg-wan0"));
+        assert_eq!(
+            on(route("2001:db8:114::1", None)),
+            Err("its next hop is on no interface's IPv6 network")
+        );
+        assert_eq!(
+            on(route("fe80::1", Some(2))),
+            Err("its interface has no IPv6 address")
+        );
+        assert_eq!(
+            on(route("fe80::1", Some(3))),
+            Err("its interface has no host device")
+        );
     }
 
     #[test]

@@ -260,6 +260,8 @@ pub fn xdpgw_ipv6_support(_v6: &Ipv6Spec) -> Result<(), Ipv6Unsupported> {
 /// a default route `::/0` via [`SERVER6`], and `rules6` naming `rules6`, an
 /// ip6tables-save file, and on lan0 the router advertisements `ra` asks
 /// for (`[interface.ra]`, with radvd's intervals of [`RouterAdvert::radvd_conf`]).
+/// An address or a `::/0` route the configuration has already (a
+/// dual-stack one, as conf/gateway.toml) is not added twice.
 pub fn xdpgw_ipv6_config(table: &mut toml::Table, rules6: &Path, ra: Option<&RouterAdvert>) {
     let plan = [("lan0", GATEWAY_LAN6), ("wan0", GATEWAY_WAN6)];
     if let Some(toml::Value::Array(interfaces)) = table.get_mut("interface") {
@@ -271,7 +273,9 @@ pub fn xdpgw_ipv6_config(table: &mut toml::Table, rules6: &Path, ra: Option<&Rou
             let v6 = toml::Value::String(format!("{addr}/{LAN6_PREFIX_LEN}"));
             let list = match iface.remove("address") {
                 Some(toml::Value::Array(mut list)) => {
-                    list.push(v6);
+                    if !list.contains(&v6) {
+                        list.push(v6);
+                    }
                     list
                 }
                 Some(v4) => vec![v4, v6],
@@ -287,7 +291,13 @@ pub fn xdpgw_ipv6_config(table: &mut toml::Table, rules6: &Path, ra: Option<&Rou
     route.insert("to".into(), toml::Value::String("::/0".into()));
     route.insert("via".into(), toml::Value::String(SERVER6.to_string()));
     match table.get_mut("route") {
-        Some(toml::Value::Array(routes)) => routes.push(toml::Value::Table(route)),
+        Some(toml::Value::Array(routes)) => {
+            let default6 =
+                |r: &toml::Value| r.get("to").and_then(toml::Value::as_str) == Some("::/0");
+            if !routes.iter().any(default6) {
+                routes.push(toml::Value::Table(route));
+            }
+        }
         _ => {
             table.insert(
                 "route".into(),
