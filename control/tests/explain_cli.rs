@@ -383,9 +383,18 @@ packet 1: lan0 icmpv6 fd00:10::2 > 2001:db8:20::254 echo-request id 1
 "
     );
     // A gateway without IPv6 addresses drops IPv6: said so.
-    let err = explain(
-        "-i lan0 -p tcp -s fd00:10::2 -d 2001:db8:20::254 --dport 80",
-        false,
+    let v4_only = TempFile::new(
+        "v4.toml",
+        &format!(
+            "rules = \"{}\"\n\n\
+             [[interface]]\nname = \"lan0\"\naddress = \"192.168.10.1/24\"\n\n\
+             [[interface]]\nname = \"wan0\"\naddress = \"203.0.113.1/24\"\n\n\
+             [[route]]\nto = \"0.0.0.0/0\"\nvia = \"203.0.113.254\"\n",
+            workspace().join("conf/gateway.rules").display()
+        ),
     );
+    let mut v4_args = vec!["explain", "--config", v4_only.path()];
+    v4_args.extend("-i lan0 -p tcp -s fd00:10::2 -d 2001:db8:20::254 --dport 80".split(' '));
+    let err = run(&v4_args, false);
     assert!(err.contains("no interface an IPv6 address"), "{err}");
 }
