@@ -185,13 +185,7 @@ impl Lines {
     /// one line), or the three of an IPv6 bucket (three 44-byte keys).
     #[inline]
     pub fn prefetch(&self, hash: u64) {
-        let at = self.line(hash);
-        crate::hint::prefetch::prefetch_line(at);
-        let mut off = 64;
-        while off < self.size {
-            crate::hint::prefetch::prefetch_line(at + off);
-            off += 64;
-        }
+        crate::hint::prefetch::prefetch_span(self.line(hash), self.size);
     }
 }
 

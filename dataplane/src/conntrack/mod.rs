@@ -54,7 +54,7 @@ pub use saved::{
 use crate::counter::CounterDef;
 
 use crate::flow::{Addr, Dir, Tuple, IPPROTO_TCP, IPPROTO_UDP};
-use crate::hint::prefetch::prefetch_line;
+use crate::hint::prefetch::{prefetch_line, prefetch_span};
 use key_table::{Key, Lines};
 use table::{ShardInner, ShardStats, Slot, TcpLine, Unlink};
 use tcp::TcpCt;
@@ -1037,8 +1037,7 @@ impl<A: Addr> Conntrack<A> {
         // Relaxed: see `next_slot`.
         let at = h.next_slot.load(Ordering::Relaxed);
         if at != 0 {
-            prefetch_line(at);
-            prefetch_line(at + 64);
+            prefetch_span(at, std::mem::size_of::<Slot<A>>());
         }
     }
 
@@ -1056,9 +1055,8 @@ impl<A: Addr> Conntrack<A> {
         prefetch_line(sh as *const Shard<A> as usize);
         let slot = e.slot as usize;
         if slot < h.slab_cap {
-            let at = h.slab_base + slot * std::mem::size_of::<Slot<A>>();
-            prefetch_line(at);
-            prefetch_line(at + 64);
+            let size = std::mem::size_of::<Slot<A>>();
+            prefetch_span(h.slab_base + slot * size, size);
         }
     }
 

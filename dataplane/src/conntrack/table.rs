@@ -24,11 +24,11 @@ use super::Conn;
 use std::net::Ipv4Addr;
 
 use crate::flow::{Addr, Dir, Tuple};
-use crate::hint::prefetch::prefetch_line;
+use crate::hint::prefetch::{prefetch_line, prefetch_span};
 
 /// A slab slot. `gen` changes each time the slot is freed, so that stale
 /// `EntryRef`s and keys can be told apart from the slot's next occupant.
-/// Two cache lines; a TCP entry's window tracking is in a third
+/// Two cache lines (three for IPv6's tuples); a TCP entry's window tracking is in a third
 /// ([`TcpLine`], at the same index in `ShardInner::tcp`), which other
 /// protocols never touch.
 #[derive(Clone, Copy, Debug)]
@@ -171,8 +171,7 @@ impl<A: Addr> ShardInner<A> {
     pub fn prefetch_alloc(&self, tcp: bool) {
         let at = self.next_slot_addr();
         if at != 0 {
-            prefetch_line(at);
-            prefetch_line(at + 64);
+            prefetch_span(at, std::mem::size_of::<Slot<A>>());
         }
         let i = self.next_slot();
         if tcp && i < self.tcp.capacity() {

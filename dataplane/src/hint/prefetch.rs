@@ -18,3 +18,14 @@ pub fn prefetch_line(addr: usize) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = addr;
 }
+
+/// [`prefetch_line`] for every line of the `bytes` bytes at `addr` (which
+/// starts a line): an IPv6 entry's slot or key bucket is three.
+#[inline(always)]
+pub fn prefetch_span(addr: usize, bytes: usize) {
+    let mut off = 0;
+    while off < bytes {
+        prefetch_line(addr + off);
+        off += 64;
+    }
+}
