@@ -893,7 +893,7 @@ pub fn ct_stats_line(worker: usize, c: &CtCounters) -> String {
 /// A conntrack filter that does not parse.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CtFilterError {
-    #[error("bad address '{value}' for {key}: an IPv4 address")]
+    #[error("bad address '{value}' for {key}: an IPv4 or IPv6 address")]
     Address { key: String, value: String },
     #[error("unknown protocol '{0}'")]
     Protocol(String),
