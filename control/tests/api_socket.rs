@@ -1045,8 +1045,17 @@ fn two_xdpgw_nodes_sync_ipv6_and_ipv4_connections() {
         dport: 53,
         proto: IPPROTO_UDP,
     };
+    /// Stops the sync threads however the scope ends (a failed assertion
+    /// too, which would otherwise wait for them forever).
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
         for (ctl, shared) in [(&a, &a_sync), (&b, &b_sync)] {
             let id = sync::subscribe(ctl).expect("a listener");
             let stop = &stop;
@@ -1145,6 +1154,18 @@ fn two_xdpgw_nodes_sync_ipv6_and_ipv4_connections() {
             (u.reply.dst, u.reply.dport),
             (Ipv4Addr::new(203, 0, 113, 1), 61002)
         );
+        // `conntrack -C/-L -f FAMILY`: one family's table.
+        let with = |cmd: &str, f: &str| b.handle(&Request::new(cmd).arg("family", f));
+        assert_eq!(b.handle(&Request::new("ct-count")).body, ["3"]);
+        assert_eq!(with("ct-count", "ipv6").body, ["2"]);
+        assert_eq!(with("ct-count", "ipv4").body, ["1"]);
+        let l = with("ct-list", "ipv6").body;
+        assert!(
+            l.len() == 2 && l.iter().all(|l| l.starts_with("ipv6 ")),
+            "{l:?}"
+        );
+        let r = with("ct-list", "ipx");
+        assert!(!r.ok && r.message.contains("unknown family 'ipx'"), "{r:?}");
 
         // b's whole table back to a (what a new master sends its backup).
         sync::command(&b, "sync-bulk").expect("bulk");
@@ -1157,6 +1178,5 @@ fn two_xdpgw_nodes_sync_ipv6_and_ipv4_connections() {
             assert!(Instant::now() < deadline, "a's external cache: {ext:#?}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        stop.store(true, Ordering::Relaxed);
     });
 }

@@ -4,10 +4,13 @@
 //! listens (`Conntrack::events_subscribe`). Listeners are connections of the
 //! control socket (at most [`MAX_LISTENERS`]), each served by its own thread; whichever of them polls
 //! drains the rings for all of them ([`EventHub`]), so two listeners see the
-//! same events. Formatting happens here, in the listener's thread.
+//! same events. Formatting happens here, in the listener's thread. A
+//! listener listens to both families' tables ([`Listening`]): IPv6 events
+//! are shown as conntrack-tools shows them (`conntrack -E -f ipv6`), merged
+//! with IPv4's in the order they happened.
 //!
 //! Wire form (see the protocol in [`super`]): the request `XDPGW/1
-//! ct-events [proto=P] [src=A] [dst=A] [state=S]` is answered `XDPGW/1 STREAM`, then
+//! ct-events [proto=P] [src=A] [dst=A] [state=S] [family=F]` is answered `XDPGW/1 STREAM`, then
 //! records, one line each, until the client closes the connection or the
 //! gateway stops:
 //!
