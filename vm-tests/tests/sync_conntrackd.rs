@@ -33,11 +33,18 @@ use xdpgw_vm_tests::{
     dual_stack_lab_with_rules, require_root_with, restore_text, xdpgw_binary, LAB6_PROGRAMS,
 };
 
-/// IPv4's rules, and IPv6's (NAT66) the same.
+/// IPv4's rules.
 const RULES: &[(&str, &str)] = &[(
     "nat",
     "-A POSTROUTING -o wan0 -p tcp -j MASQUERADE --to-ports 61000-61099\n\
      -A POSTROUTING -o wan0 -p udp -j MASQUERADE --to-ports 61000-61099",
+)];
+/// IPv6's: the same NAT66, and the pings masqueraded too.
+const RULES6: &[(&str, &str)] = &[(
+    "nat",
+    "-A POSTROUTING -o wan0 -p tcp -j MASQUERADE --to-ports 61000-61099\n\
+     -A POSTROUTING -o wan0 -p udp -j MASQUERADE --to-ports 61000-61099\n\
+     -A POSTROUTING -o wan0 -p ipv6-icmp -j MASQUERADE",
 )];
 const LINUX_SYNC: &str = "10.77.0.1";
 const XDPGW_SYNC: &str = "10.77.0.2";
@@ -264,7 +271,7 @@ fn sync_both_ways(mode: &str, channel: Channel, xdpgw_conf: bool) {
             mode.to_lowercase()
         )
     };
-    let v6 = Ipv6Spec::new(restore_text(RULES));
+    let v6 = Ipv6Spec::new(restore_text(RULES6));
     let lab = |dir: &Path, backend, extra: &str| {
         dual_stack_lab_with_rules(dir, backend, Some(&rules), &v6, extra)
             .unwrap_or_else(|e| panic!("{test}: {e}"))
@@ -302,6 +309,19 @@ fn sync_both_ways(mode: &str, channel: Channel, xdpgw_conf: bool) {
         Family::V6 => "src={s} dst=2001:db8:113::1 sport={p} dport=610",
     };
     let families = [(Family::V4, 0), (Family::V6, 10)];
+    // A ping6 from the client through `lab`: its entry in the gateway's
+    // IPv6 table and its `id=`.
+    let echo6 = |lab: &Lab| {
+        let ping = lab.ping6(lab.client(), SERVER6, 1, &[]);
+        assert_eq!(ping.replies.len(), 1, "{ping:?}");
+        let line = find(&Family::V6.list(lab), "type=128 ");
+        let id = line
+            .split_whitespace()
+            .find(|w| w.starts_with("id="))
+            .expect("an id")
+            .to_owned();
+        (line, id)
+    };
 
     // (a) Through Linux: into xdpgw's external cache, then its tables.
     let mut keep = Vec::new();
@@ -332,8 +352,22 @@ fn sync_both_ways(mode: &str, channel: Channel, xdpgw_conf: bool) {
         eprintln!("(a) {f:?} Linux:    {tcp_k}\n    {udp_k}\n(a) external: {tcp_x}\n    {udp_x}");
         flows.push((f, tp, up, tcp_sport, udp_sport, tcp_k, udp_k));
     }
+    let (echo_k, echo_id) = echo6(&linux);
+    wait_for(
+        "xdpgw's external cache",
+        &["icmpv6", "type=128 ", &echo_id],
+        || xdpgw(&x, &["sync", "dump-external"]),
+    );
     let committed = xdpgw(&x, &["sync", "commit"]);
     assert!(committed[0].starts_with("committed "), "{committed:?}");
+    let echo_t = wait_for("the committed echo", &["type=128 ", &echo_id], || {
+        Family::V6.list(&x)
+    });
+    assert_eq!(
+        normalised(&echo_t),
+        normalised(&echo_k),
+        "{echo_t}\n{echo_k}"
+    );
     for (f, tp, up, tcp_sport, udp_sport, tcp_k, udp_k) in &flows {
         let table = f.list(&x);
         let tcp_t = find(&table, &format!("sport={tcp_sport} dport={tp} "));
@@ -368,6 +402,12 @@ fn sync_both_ways(mode: &str, channel: Channel, xdpgw_conf: bool) {
         );
         flows.push((f, tp, up, tcp_sport, udp_sport, tcp_x, udp_x));
     }
+    let (echo_x, echo_id) = echo6(&x);
+    wait_for(
+        "conntrackd's external cache",
+        &["type=128 ", &echo_id],
+        || conntrackd(linux.gateway(), &conf, &["-e"]),
+    );
     // What xdpgw committed from conntrackd in (a) is not sent back.
     let ext = conntrackd(linux.gateway(), &conf, &["-e"]);
     assert!(
@@ -389,6 +429,16 @@ fn sync_both_ways(mode: &str, channel: Channel, xdpgw_conf: bool) {
             .replace("{p}", &tp.to_string());
         assert!(reply_tuple(&tcp_k).starts_with(&want), "{tcp_k}");
     }
+    let echo_k = find(
+        &Family::V6.list(&linux),
+        &format!("type=128 code=0 {echo_id} "),
+    );
+    eprintln!("(b) ICMPv6 xdpgw: {echo_x}\n(b) Linux:    {echo_k}");
+    assert_eq!(
+        normalised(&echo_k),
+        normalised(&echo_x),
+        "{echo_k}\n{echo_x}"
+    );
     let (tcp_sport, tcp_sport6) = (flows[0].3, flows[1].3);
 
     // conntrackd asks xdpgw for its table (`conntrackd -n`): xdpgw answers
