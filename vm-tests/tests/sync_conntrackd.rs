@@ -310,11 +310,17 @@ fn sync_both_ways(mode: &str, channel: Channel, xdpgw_conf: bool) {
     };
     let families = [(Family::V4, 0), (Family::V6, 10)];
     // A ping6 from the client through `lab`: its entry in the gateway's
-    // IPv6 table and its `id=`.
-    let echo6 = |lab: &Lab| {
+    // IPv6 table (not the echo with id `other`, which a commit put there)
+    // and its `id=`.
+    let echo6 = |lab: &Lab, other: &str| {
         let ping = lab.ping6(lab.client(), SERVER6, 1, &[]);
         assert_eq!(ping.replies.len(), 1, "{ping:?}");
-        let line = find(&Family::V6.list(lab), "type=128 ");
+        let table = Family::V6.list(lab);
+        let line = table
+            .iter()
+            .find(|l| l.contains("type=128 ") && !l.contains(&format!("{other} ")))
+            .cloned()
+            .unwrap_or_else(|| panic!("no echo in {table:#?}"));
         let id = line
             .split_whitespace()
             .find(|w| w.starts_with("id="))
@@ -352,17 +358,19 @@ fn sync_both_ways(mode: &str, channel: Channel, xdpgw_conf: bool) {
         eprintln!("(a) {f:?} Linux:    {tcp_k}\n    {udp_k}\n(a) external: {tcp_x}\n    {udp_x}");
         flows.push((f, tp, up, tcp_sport, udp_sport, tcp_k, udp_k));
     }
-    let (echo_k, echo_id) = echo6(&linux);
+    let (echo_k, echo_id) = echo6(&linux, "-");
     wait_for(
         "xdpgw's external cache",
-        &["icmpv6", "type=128 ", &echo_id],
+        &["icmpv6", "type=128 ", &format!("{echo_id} ")],
         || xdpgw(&x, &["sync", "dump-external"]),
     );
     let committed = xdpgw(&x, &["sync", "commit"]);
     assert!(committed[0].starts_with("committed "), "{committed:?}");
-    let echo_t = wait_for("the committed echo", &["type=128 ", &echo_id], || {
-        Family::V6.list(&x)
-    });
+    let echo_t = wait_for(
+        "the committed echo",
+        &["type=128 ", &format!("{echo_id} ")],
+        || Family::V6.list(&x),
+    );
     assert_eq!(
         normalised(&echo_t),
         normalised(&echo_k),
@@ -402,10 +410,10 @@ fn sync_both_ways(mode: &str, channel: Channel, xdpgw_conf: bool) {
         );
         flows.push((f, tp, up, tcp_sport, udp_sport, tcp_x, udp_x));
     }
-    let (echo_x, echo_id) = echo6(&x);
+    let (echo_x, echo_id) = echo6(&x, &echo_id);
     wait_for(
         "conntrackd's external cache",
-        &["type=128 ", &echo_id],
+        &["type=128 ", &format!("{echo_id} ")],
         || conntrackd(linux.gateway(), &conf, &["-e"]),
     );
     // What xdpgw committed from conntrackd in (a) is not sent back.
