@@ -7,7 +7,9 @@
 //!   conntrackd carries them; [`cache`]: the external cache;
 //!   [`conf`]: `[sync]` or a conntrackd.conf's `Sync` section.
 //! - The sync thread ([`serve`]) is one more listener of the conntrack
-//!   event rings, as the NAT log is (the workers record events under the
+//!   event rings of both tables, IPv4's and IPv6's, as the NAT log is
+//!   (IPv6 entries go as conntrackd sends them: `NTA_IPV6`,
+//!   `NTA_SNAT_IPV6`, `NTA_DNAT_IPV6`; the workers record events under the
 //!   shard locks they hold anyway and never wait for this thread; a full
 //!   ring drops events and counts them). Every [`POLL`] it takes the
 //!   events, keeps the last state of each connection (a NEW and its
@@ -18,7 +20,8 @@
 //!   the whole table, and keeps the session alive.
 //! - The control socket's `sync-*` commands (`xdpgw sync ...`, what a
 //!   keepalived notify script calls, as it calls `conntrackd -c/-f/-n/-B`):
-//!   `commit` puts the external cache in the live table with its NAT
+//!   `commit` puts the external cache in the live tables (each entry in
+//!   its family's) with its NAT
 //!   ([`xdpgw_dataplane::conntrack::Conntrack::commit`]), `flush` empties
 //!   the external cache, `resync` asks the peer for its table, `bulk` sends
 //!   this node's, `stats`, `dump-external`.
