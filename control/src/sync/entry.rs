@@ -292,6 +292,60 @@ mod tests {
         assert!(tuples_v6(&ping).is_none());
     }
 
+    /// An xdpgw NAT66 entry goes as conntrackd sent the same connection
+    /// NATed by Linux (`wire`'s tests' capture: status 0x19e, SNAT_IPV6,
+    /// SPAT).
+    #[test]
+    fn an_xdpgw_nat66_entry_is_sent_as_conntrackd_sends_linuxs() {
+        let a = |t: &str| t.parse::<Ipv6Addr>().expect("address");
+        let (c, srv, wan) = (
+            a("fd00:10::2"),
+            a("2001:db8:113::254"),
+            a("2001:db8:113::1"),
+        );
+        let s4 = snap();
+        let s = Snapshot {
+            orig: Tuple {
+                src: c,
+                dst: srv,
+                sport: 56084,
+                dport: 8080,
+                proto: IPPROTO_TCP,
+            },
+            reply: Tuple {
+                src: srv,
+                dst: wan,
+                sport: 8080,
+                dport: 61009,
+                proto: IPPROTO_TCP,
+            },
+            status: status::SEEN_REPLY | status::ASSURED | status::CONFIRMED | status::SRC_NAT,
+            tcp_state: TcpState::Established,
+            mark: 0,
+            expires: s4.expires,
+            packets: s4.packets,
+            bytes: s4.bytes,
+            icmp_type: 0,
+            icmp_code: 0,
+        };
+        let mut ours = Vec::new();
+        super::super::wire::build_ct(
+            &mut ours,
+            super::super::wire::CtKind::Update,
+            0,
+            0x6b11_c4d6,
+            &from_snapshot(&s, 10 * NANOS_PER_SEC),
+        );
+        let theirs = "11000070 6b11c4d6 00240001 fd000010 00000000 00000000 00000002 \
+             20010db8 01130000 00000000 00000254 00080005 0000019e 00050002 06000000 00080003 \
+             db141f90 00050004 03000000 00080006 00069780 0014001d 20010db8 01130000 00000000 \
+             00000001 0006000e 51ee0000"
+            .split_whitespace()
+            .collect::<String>();
+        let hex: String = ours.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, theirs);
+    }
+
     /// A NAT66 TCP entry and an ICMPv6 echo: sent with conntrackd's IPv6
     /// attributes (`NTA_IPV6`, `NTA_SNAT_IPV6`, no IPv4 ones), read back
     /// into the same tuples, committed to the IPv6 table's form.
