@@ -254,10 +254,9 @@ pub fn entries_to(table: &[String], proto: &str, dport: u16) -> usize {
         .count()
 }
 
-/// `conntrack -E -s SRC` (IPv6 sources with `-f ipv6`, as conntrack-tools
-/// shows IPv4 events otherwise): conntrack-tools in the gateway's
-/// namespace, or `xdpgw conntrack -E` through the control socket (both
-/// families). It listens once an event of the ping `ping` sends has shown.
+/// `conntrack -E -s SRC` (`-f ipv6` too for an IPv6 source): conntrack-tools
+/// in the gateway's namespace, or `xdpgw conntrack -E` through the control
+/// socket. It listens once an event of the ping `ping` sends has shown.
 pub fn conntrack_event_listener(lab: &Lab, src: &str, ping: impl Fn()) -> Process {
     let v6 = src.contains(':');
     let mut p = match lab.backend() {
