@@ -42,6 +42,7 @@
 //! high_thresh = 4194304              # bytes of fragments queued before every new one is dropped
 //! high_thresh6 = 4194304             # the same for IPv6 fragments, counted apart (ip6frag_high_thresh)
 //! time = 30                          # seconds an incomplete datagram's fragments are kept
+//! time6 = 60                         # the same for IPv6 datagrams (ip6frag_time)
 //! [sync]                             # optional: conntrack state sync with a peer, as conntrackd
 //! mode = "ftfw"                      # (see `sync::conf`; or conntrackd_conf = "PATH")
 //! interface = "sync0"
@@ -298,14 +299,15 @@ const TIMEOUT_KEYS: [TimeoutKey; 14] = [
 /// HZ=1000, in seconds.
 const MAX_TIMEOUT_SECS: i64 = i32::MAX as i64 / 1000;
 
-/// `[fragments]`: Linux's `net.ipv4.ipfrag_high_thresh`, `ipfrag_time` and
-/// `net.ipv6.ip6frag_high_thresh`.
+/// `[fragments]`: Linux's `net.ipv4.ipfrag_high_thresh`, `ipfrag_time`,
+/// `net.ipv6.ip6frag_high_thresh` and `ip6frag_time`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFragments {
     high_thresh: Option<Spanned<i64>>,
     high_thresh6: Option<Spanned<i64>>,
     time: Option<Spanned<i64>>,
+    time6: Option<Spanned<i64>>,
 }
 
 /// XDP attach mode.
@@ -1026,7 +1028,7 @@ pub fn conntrack_changes(old: &ConntrackConfig, new: &ConntrackConfig) -> (Vec<S
 
 /// Checks `[fragments]`: `high_thresh` and `high_thresh6` from 0 (every
 /// fragment of that family dropped) to [`FragConfig::MAX_HIGH_THRESH`]
-/// bytes, `time` from 1 to 3,600 seconds.
+/// bytes, `time` and `time6` from 1 to 3,600 seconds.
 fn check_fragments(
     raw: &RawFragments,
     at: &impl Fn(std::ops::Range<usize>, String) -> ConfigError,
@@ -1049,25 +1051,24 @@ fn check_fragments(
     };
     let high_thresh = thresh("high_thresh", &raw.high_thresh, d.high_thresh)?;
     let high_thresh6 = thresh("high_thresh6", &raw.high_thresh6, d.high_thresh6)?;
-    let time = match &raw.time {
-        None => d.time,
+    let secs = |key: &str, raw: &Option<Spanned<i64>>, default: u64| match raw {
+        None => Ok(default),
         Some(t) => match u64::try_from(*t.get_ref()) {
-            Ok(v) if (1..=3600).contains(&v) => v * 1_000_000_000,
-            _ => {
-                return Err(at(
-                    t.span(),
-                    format!(
-                        "fragments time {} is out of range: 1 to 3600 seconds",
-                        t.get_ref()
-                    ),
-                ))
-            }
+            Ok(v) if (1..=3600).contains(&v) => Ok(v * 1_000_000_000),
+            _ => Err(at(
+                t.span(),
+                format!(
+                    "fragments {key} {} is out of range: 1 to 3600 seconds",
+                    t.get_ref()
+                ),
+            )),
         },
     };
     Ok(FragConfig {
         high_thresh,
         high_thresh6,
-        time,
+        time: secs("time", &raw.time, d.time)?,
+        time6: secs("time6", &raw.time6, d.time6)?,
     })
 }
 
@@ -1942,6 +1943,8 @@ dev = "wan0"
         assert_eq!(c.fragments.high_thresh, 4 * 1024 * 1024);
         assert_eq!(c.fragments.high_thresh6, 4 * 1024 * 1024);
         assert_eq!(c.fragments.time, 30_000_000_000);
+        // IPv6's own time, Linux's ip6frag_time: 60 s.
+        assert_eq!(c.fragments.time6, 60_000_000_000);
         let text = format!("{EXAMPLE}\n[fragments]\nhigh_thresh = 262144\ntime = 2\n");
         let c = Config::parse(Path::new("g.toml"), &text).expect("config");
         assert_eq!(
@@ -1949,8 +1952,16 @@ dev = "wan0"
             FragConfig {
                 high_thresh: 262_144,
                 high_thresh6: 4 * 1024 * 1024,
-                time: 2_000_000_000
+                time: 2_000_000_000,
+                time6: 60_000_000_000,
             }
+        );
+        // Each family's time set on its own.
+        let text = format!("{EXAMPLE}\n[fragments]\ntime6 = 5\n");
+        let c = Config::parse(Path::new("g.toml"), &text).expect("config");
+        assert_eq!(
+            (c.fragments.time, c.fragments.time6),
+            (30_000_000_000, 5_000_000_000)
         );
         // IPv6's limit set on its own, IPv4's left at its default.
         let text = format!("{EXAMPLE}\n[fragments]\nhigh_thresh6 = 1048576\n");
@@ -1968,6 +1979,10 @@ dev = "wan0"
             (
                 "time = 0\n",
                 "g.toml:23:8: fragments time 0 is out of range: 1 to 3600 seconds",
+            ),
+            (
+                "time6 = 3601\n",
+                "g.toml:23:9: fragments time6 3601 is out of range: 1 to 3600 seconds",
             ),
             (
                 "high_thresh = -1\n",

@@ -207,6 +207,9 @@ enum Command {
         /// TCP state (e.g. ESTABLISHED, TIME_WAIT).
         #[arg(long = "state", value_name = "STATE")]
         state: Option<String>,
+        /// Only this family's connections (ipv4, ipv6); both by default.
+        #[arg(short = 'f', long = "family", value_name = "FAMILY")]
+        family: Option<String>,
         #[command(flatten)]
         gateway: GatewayArgs,
     },
@@ -575,6 +578,7 @@ fn main() -> ExitCode {
             src,
             dst,
             state,
+            family,
             gateway,
             ..
         } => gateway.events(
@@ -582,7 +586,8 @@ fn main() -> ExitCode {
                 .opt("proto", proto)
                 .opt("src", src)
                 .opt("dst", dst)
-                .opt("state", state),
+                .opt("state", state)
+                .opt("family", family),
         ),
         Command::Sync { action, gateway } => {
             let command = match action.as_str() {
@@ -612,6 +617,7 @@ fn main() -> ExitCode {
             src,
             dst,
             state,
+            family,
             gateway,
         } => {
             let command = if delete {
@@ -630,7 +636,8 @@ fn main() -> ExitCode {
                     .opt("proto", proto)
                     .opt("src", src)
                     .opt("dst", dst)
-                    .opt("state", state),
+                    .opt("state", state)
+                    .opt("family", family),
             )
         }
     }

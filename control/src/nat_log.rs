@@ -30,6 +30,7 @@ use std::time::Duration;
 use xdpgw_dataplane::conntrack::{event_line, status, CtEvent, EventKind};
 use xdpgw_dataplane::flow::Addr;
 
+use crate::api::events::Listening;
 use crate::api::server::Control;
 
 /// How often the rings are drained.
@@ -74,55 +75,26 @@ fn open(path: &Path) -> std::io::Result<BufWriter<File>> {
         .map(BufWriter::new)
 }
 
-/// The log's listener ids: of the IPv4 table's events, and of the IPv6
-/// table's where the gateway has one.
-#[derive(Clone, Copy, Debug)]
-pub struct Listening {
-    v4: u64,
-    v6: Option<u64>,
-}
-
 /// Starts listening to the conntrack events of both families (before the
 /// gateway says it is ready, so that no connection escapes the log): the
 /// listener's ids for [`serve`]. `None` if there are too many listeners
 /// already.
 pub fn subscribe(control: &Control) -> Option<Listening> {
-    let v4 = control.events.subscribe(&control.gw.conntrack)?;
-    let v6 = match &control.gw.conntrack6 {
-        Some(ct6) => match control.events6.subscribe(ct6) {
-            Some(id) => Some(id),
-            None => {
-                control.events.unsubscribe(&control.gw.conntrack, v4);
-                return None;
-            }
-        },
-        None => None,
-    };
-    Some(Listening { v4, v6 })
+    Listening::subscribe(control)
 }
 
 /// The lines of the logged events of both families since the last poll,
 /// in the order they happened, and how many events were lost.
 fn poll(control: &Control, ids: Listening, now: u64, wall: u64) -> (Vec<String>, u64) {
-    let (events, mut lost) = control.events.poll(&control.gw.conntrack, ids.v4, now);
-    let mut lines: Vec<(u64, String)> = events
-        .iter()
-        .filter(|e| logged(e))
-        .map(|e| (e.at.unwrap_or(now), line(e, now, wall)))
-        .collect();
-    if let (Some(id), Some(ct6)) = (ids.v6, &control.gw.conntrack6) {
-        let (events6, lost6) = control.events6.poll(ct6, id, now);
-        lost += lost6;
-        lines.extend(
-            events6
-                .iter()
-                .filter(|e| logged(e))
-                .map(|e| (e.at.unwrap_or(now), line(e, now, wall))),
-        );
-        // Each family's in order: merged by time (stable).
-        lines.sort_by_key(|(at, _)| *at);
-    }
-    (lines.into_iter().map(|(_, l)| l).collect(), lost)
+    let polled = ids.poll(control, now);
+    let lines = polled.lines(
+        now,
+        logged,
+        logged,
+        |e| line(e, now, wall),
+        |e| line(e, now, wall),
+    );
+    (lines, polled.lost)
 }
 
 /// Writes the log to `path` until `stop` is set, for the listener `id`
@@ -205,10 +177,7 @@ pub fn serve(
             }
         }
     }
-    control.events.unsubscribe(&control.gw.conntrack, ids.v4);
-    if let (Some(id), Some(ct6)) = (ids.v6, &control.gw.conntrack6) {
-        control.events6.unsubscribe(ct6, id);
-    }
+    ids.unsubscribe(control);
 }
 
 #[cfg(test)]

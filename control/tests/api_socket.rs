@@ -70,6 +70,12 @@ fn control_in(tag: &str) -> (TempDir, Control) {
 }
 
 fn control(rules_file: PathBuf) -> Control {
+    control_of(rules_file, &[])
+}
+
+/// [`control`] with IPv6 addresses (`addr6[k]` for interface k; none: an
+/// IPv4-only gateway, without an IPv6 table).
+fn control_of(rules_file: PathBuf, addr6: &[&str]) -> Control {
     let set = xdpgw_control::load_rules(&rules_file).expect("rules");
     let iface = |name: &str, addr: [u8; 4], mac: u8| IfaceConfig {
         name: name.into(),
@@ -78,7 +84,10 @@ fn control(rules_file: PathBuf) -> Control {
         prefix: 24,
         mtu: 1500,
         link: xdpgw_dataplane::link::Link::port(mac - 1),
-        addr6: Vec::new(),
+        addr6: addr6
+            .get(usize::from(mac - 1))
+            .map(|a| vec![(a.parse().expect("an IPv6 address"), 64)])
+            .unwrap_or_default(),
         link_local: xdpgw_dataplane::gateway::link_local_eui64([2, 0, 0, 0, 0, mac]),
         ra: None,
     };
@@ -953,4 +962,221 @@ fn a_reload_checks_the_ipv6_rules_of_the_configuration() {
         "{:?}",
         r.body
     );
+}
+
+/// A node of [`two_xdpgw_nodes_sync_ipv6_and_ipv4_connections`]: a
+/// dual-stack gateway (so it has an IPv6 table) with `[sync]` FTFW over
+/// loopback from `address` to `peer`.
+fn sync_node(
+    address: Ipv4Addr,
+    peer: Ipv4Addr,
+    port: u16,
+) -> (TempDir, Control, Arc<xdpgw_control::sync::SyncShared>) {
+    use xdpgw_control::sync::conf::{SyncConfig, Transport};
+    use xdpgw_control::sync::session::Mode;
+    let dir = TempDir::new("sync-node");
+    let rules = dir.path().join("gw.rules");
+    std::fs::write(&rules, RULES).expect("rules");
+    let mut ctl = control_of(rules, &["fd00:10::1", "2001:db8:113::1"]);
+    assert!(ctl.gw.conntrack6.is_some());
+    let shared = Arc::new(xdpgw_control::sync::SyncShared::new(SyncConfig {
+        mode: Mode::Ftfw,
+        interface: "lo".into(),
+        address,
+        transport: Transport::Udp { peer },
+        port,
+        window: 300,
+        resend_queue: 1024,
+        cache_max: 1024,
+        from_file: None,
+    }));
+    ctl.sync = Some(Arc::clone(&shared));
+    (dir, ctl, shared)
+}
+
+/// Two xdpgw nodes' state sync (FTFW, real UDP sockets on loopback): a
+/// NAT66 TCP connection, an ICMPv6 echo and a NATed IPv4 UDP flow
+/// confirmed on node a reach node b's external cache (`sync-external`),
+/// and `sync-commit` puts them in b's tables with their NAT; then b's
+/// `sync-bulk` sends its whole table, both families, back to a.
+#[test]
+fn two_xdpgw_nodes_sync_ipv6_and_ipv4_connections() {
+    use std::net::Ipv6Addr;
+    use xdpgw_control::sync;
+    use xdpgw_dataplane::conntrack::{status, IcmpMeta, PacketMeta, TcpSeg, Track};
+    use xdpgw_dataplane::flow::{Tuple, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
+
+    // A port of this test's own (both nodes bind it, on their addresses).
+    let port = 20_000 + (std::process::id() % 20_000) as u16;
+    let (a_ip, b_ip) = (Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2));
+    let (_da, a, a_sync) = sync_node(a_ip, b_ip, port);
+    let (_db, b, b_sync) = sync_node(b_ip, a_ip, port);
+    let v6 = |s: &str| s.parse::<Ipv6Addr>().expect("address");
+    let (c6, s6, w6) = (
+        v6("fd00:10::2"),
+        v6("2001:db8:113::254"),
+        v6("2001:db8:113::1"),
+    );
+    let tcp6 = Tuple {
+        src: c6,
+        dst: s6,
+        sport: 40000,
+        dport: 443,
+        proto: IPPROTO_TCP,
+    };
+    let tcp6_reply = Tuple {
+        src: s6,
+        dst: w6,
+        sport: 443,
+        dport: 61005,
+        proto: IPPROTO_TCP,
+    };
+    let echo6 = Tuple {
+        src: c6,
+        dst: s6,
+        sport: 7,
+        dport: 7,
+        proto: IPPROTO_ICMPV6,
+    };
+    let udp4 = Tuple {
+        src: Ipv4Addr::new(192, 168, 10, 2),
+        dst: Ipv4Addr::new(203, 0, 113, 254),
+        sport: 5000,
+        dport: 53,
+        proto: IPPROTO_UDP,
+    };
+    /// Stops the sync threads however the scope ends (a failed assertion
+    /// too, which would otherwise wait for them forever).
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
+        for (ctl, shared) in [(&a, &a_sync), (&b, &b_sync)] {
+            let id = sync::subscribe(ctl).expect("a listener");
+            let stop = &stop;
+            s.spawn(move || sync::serve(ctl, shared, id, stop, &|m| eprintln!("{m}")));
+        }
+        // Node a's connections, NATed as its POSTROUTING would.
+        let ct6 = a.gw.conntrack6.as_ref().expect("IPv6 table");
+        let syn = TcpSeg {
+            flags: 2,
+            seq: 1000,
+            ack: 0,
+            window: 64240,
+            payload_len: 0,
+            wscale: None,
+            sack_perm: false,
+        };
+        let meta = |tuple, tcp, icmp| PacketMeta {
+            tuple,
+            len: 60,
+            tcp,
+            icmp,
+        };
+        let Track::New(mut p) = ct6.track(0, &meta(tcp6, Some(syn), None)) else {
+            panic!("a new TCP connection")
+        };
+        p.reply = tcp6_reply;
+        p.status |= status::SRC_NAT;
+        ct6.confirm(0, &p).expect("confirm");
+        let echo = IcmpMeta {
+            ty: 128,
+            code: 0,
+            is_query: true,
+            is_error: false,
+            inner: None,
+        };
+        let Track::New(mut p) = ct6.track(0, &meta(echo6, None, Some(echo))) else {
+            panic!("a new echo")
+        };
+        p.reply.dst = w6;
+        p.status |= status::SRC_NAT;
+        ct6.confirm(0, &p).expect("confirm");
+        let Track::New(mut p) = a.gw.conntrack.track(
+            0,
+            &PacketMeta {
+                tuple: udp4,
+                len: 60,
+                tcp: None,
+                icmp: None,
+            },
+        ) else {
+            panic!("a new UDP flow")
+        };
+        p.reply.dst = Ipv4Addr::new(203, 0, 113, 1);
+        p.reply.dport = 61002;
+        p.status |= status::SRC_NAT;
+        a.gw.conntrack.confirm(0, &p).expect("confirm");
+
+        // Node b's external cache gets all three, in the /proc form.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let external = loop {
+            let ext = sync::command(&b, "sync-external").expect("sync-external");
+            if ext.len() == 3 {
+                break ext;
+            }
+            assert!(Instant::now() < deadline, "b's external cache: {ext:#?}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(
+            external
+                .iter()
+                .any(|l| l.starts_with("ipv6     10 tcp      6 ")
+                    && l.contains(" SYN_SENT ")
+                    && l.contains(
+                        "src=2001:0db8:0113:0000:0000:0000:0000:0254 \
+                     dst=2001:0db8:0113:0000:0000:0000:0000:0001 sport=443 dport=61005 "
+                    )),
+            "{external:#?}"
+        );
+        let committed = sync::command(&b, "sync-commit").expect("commit");
+        assert_eq!(committed, ["committed 3 entries"]);
+        let b6 = b.gw.conntrack6.as_ref().expect("IPv6 table").listing(0);
+        let t = b6.iter().find(|e| e.orig == tcp6).expect("the TCP entry");
+        assert_eq!(t.reply, tcp6_reply);
+        assert_eq!(t.status & status::SRC_NAT, status::SRC_NAT);
+        let e = b6.iter().find(|e| e.orig == echo6).expect("the echo");
+        assert_eq!((e.reply.dst, e.icmp_type), (w6, 128));
+        assert!(b
+            .gw
+            .conntrack6
+            .as_ref()
+            .expect("v6")
+            .tuple_in_use(&tcp6_reply));
+        let b4 = b.gw.conntrack.listing(0);
+        let u = b4.iter().find(|e| e.orig == udp4).expect("the UDP flow");
+        assert_eq!(
+            (u.reply.dst, u.reply.dport),
+            (Ipv4Addr::new(203, 0, 113, 1), 61002)
+        );
+        // `conntrack -C/-L -f FAMILY`: one family's table.
+        let with = |cmd: &str, f: &str| b.handle(&Request::new(cmd).arg("family", f));
+        assert_eq!(b.handle(&Request::new("ct-count")).body, ["3"]);
+        assert_eq!(with("ct-count", "ipv6").body, ["2"]);
+        assert_eq!(with("ct-count", "ipv4").body, ["1"]);
+        let l = with("ct-list", "ipv6").body;
+        assert!(
+            l.len() == 2 && l.iter().all(|l| l.starts_with("ipv6 ")),
+            "{l:?}"
+        );
+        let r = with("ct-list", "ipx");
+        assert!(!r.ok && r.message.contains("unknown family 'ipx'"), "{r:?}");
+
+        // b's whole table back to a (what a new master sends its backup).
+        sync::command(&b, "sync-bulk").expect("bulk");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ext = sync::command(&a, "sync-external").expect("sync-external");
+            if ext.len() == 3 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "a's external cache: {ext:#?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
 }

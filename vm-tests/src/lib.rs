@@ -148,10 +148,22 @@ pub fn dual_stack_lab_with(
     v6: &Ipv6Spec,
     extra: &str,
 ) -> Result<Lab, Ipv6Unsupported> {
+    dual_stack_lab_with_rules(dir, backend, None, v6, extra)
+}
+
+/// [`dual_stack_lab_with`] with the IPv4 rules `rules` (default:
+/// conf/gateway.rules), as [`lab_with`] takes them.
+pub fn dual_stack_lab_with_rules(
+    dir: &Path,
+    backend: Backend,
+    rules: Option<&str>,
+    v6: &Ipv6Spec,
+    extra: &str,
+) -> Result<Lab, Ipv6Unsupported> {
     Lab::dual_stack_lab(
         &LabConfig {
             run_args: vec!["--report-on-exit".to_owned()],
-            ..lab_config(backend, &config_with(dir, None, extra))
+            ..lab_config(backend, &config_with(dir, rules, extra))
         },
         v6,
     )

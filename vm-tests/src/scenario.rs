@@ -253,3 +253,77 @@ pub fn entries_to(table: &[String], proto: &str, dport: u16) -> usize {
         })
         .count()
 }
+
+/// `conntrack -E -s SRC` (`-f ipv6` too for an IPv6 source): conntrack-tools
+/// in the gateway's namespace, or `xdpgw conntrack -E` through the control
+/// socket. It listens once an event of the ping `ping` sends has shown.
+pub fn conntrack_event_listener(lab: &Lab, src: &str, ping: impl Fn()) -> Process {
+    let v6 = src.contains(':');
+    let mut p = match lab.backend() {
+        Backend::Linux => {
+            let mut args = vec!["conntrack", "-E", "-s", src];
+            if v6 {
+                args.extend(["-f", "ipv6"]);
+            }
+            lab.gateway().spawn(&args)
+        }
+        Backend::Xdpgw => {
+            let mut cmd = std::process::Command::new(crate::xdpgw_binary());
+            cmd.args(["conntrack", "-E", "-s", src, "--config"])
+                .arg(lab.config_path());
+            Process::start(cmd)
+        }
+    };
+    let first = if v6 {
+        format!("    [NEW] icmpv6   58 30 src={src} ")
+    } else {
+        format!("    [NEW] icmp     1 30 src={src} ")
+    };
+    for _ in 0..10 {
+        ping();
+        if p.try_wait_line(Duration::from_secs(2), |l| l.starts_with(&first))
+            .is_some()
+        {
+            return p;
+        }
+    }
+    panic!("no event for a ping:\n{}", p.report());
+}
+
+/// `line` with its ephemeral ports and portid masked, and its seconds
+/// left: checked to be `secs` or one less (the kernel reads its clock a
+/// jiffy after setting the timeout now and then) and shown as `secs`; for
+/// None (a deletion some time after the last packet), shown as SECS.
+pub fn mask_event(line: &str, secs: Option<u64>) -> String {
+    let mut words: Vec<String> = line.split(' ').map(str::to_owned).collect();
+    let mut after_proto = false;
+    for w in words.iter_mut() {
+        if after_proto && !w.is_empty() {
+            if let Ok(n) = w.parse::<u64>() {
+                *w = match secs {
+                    Some(s) => {
+                        assert!(n == s || n + 1 == s, "{s} seconds expected: {line}");
+                        s.to_string()
+                    }
+                    None => "SECS".into(),
+                };
+            }
+            after_proto = false;
+        }
+        if w == "6" {
+            after_proto = true;
+        }
+        for key in ["sport=", "dport="] {
+            if w.starts_with(key) && w != &format!("{key}8080") {
+                *w = format!("{key}EPHEMERAL");
+            }
+        }
+        if w.starts_with("portid=") {
+            *w = "portid=N".into();
+        }
+    }
+    // conntrack-tools names the deleting process only while it still runs
+    // (`conntrack -D` may have exited by then); xdpgw always does.
+    words.retain(|w| !w.starts_with("progname="));
+    words.join(" ")
+}

@@ -632,65 +632,9 @@ struct EventObs {
 /// `xdpgw conntrack -E` through the control socket; it listens once an
 /// event of a ping has shown.
 fn event_listener(lab: &Lab) -> Process {
-    let client = ip(CLIENT);
-    let mut p = match lab.backend() {
-        Backend::Linux => lab.gateway().spawn(&["conntrack", "-E", "-s", &client]),
-        Backend::Xdpgw => {
-            let mut cmd = std::process::Command::new(xdpgw_vm_tests::xdpgw_binary());
-            cmd.args(["conntrack", "-E", "-s", &client, "--config"])
-                .arg(lab.config_path());
-            Process::start(cmd)
-        }
-    };
-    for _ in 0..10 {
+    conntrack_event_listener(lab, &ip(CLIENT), || {
         lab.ping(lab.client(), SERVER, 1, &[]);
-        if p.try_wait_line(Duration::from_secs(2), |l| {
-            l.starts_with("    [NEW] icmp     1 30 src=192.168.10.2 ")
-        })
-        .is_some()
-        {
-            return p;
-        }
-    }
-    panic!("no event for a ping:\n{}", p.report());
-}
-
-/// `line` with its ephemeral ports and portid masked, and its seconds
-/// left: checked to be `secs` or one less (the kernel reads its clock a
-/// jiffy after setting the timeout now and then) and shown as `secs`; for
-/// None (a deletion some time after the last packet), shown as SECS.
-fn mask_event(line: &str, secs: Option<u64>) -> String {
-    let mut words: Vec<String> = line.split(' ').map(str::to_owned).collect();
-    let mut after_proto = false;
-    for w in words.iter_mut() {
-        if after_proto && !w.is_empty() {
-            if let Ok(n) = w.parse::<u64>() {
-                *w = match secs {
-                    Some(s) => {
-                        assert!(n == s || n + 1 == s, "{s} seconds expected: {line}");
-                        s.to_string()
-                    }
-                    None => "SECS".into(),
-                };
-            }
-            after_proto = false;
-        }
-        if w == "6" {
-            after_proto = true;
-        }
-        for key in ["sport=", "dport="] {
-            if w.starts_with(key) && w != &format!("{key}8080") {
-                *w = format!("{key}EPHEMERAL");
-            }
-        }
-        if w.starts_with("portid=") {
-            *w = "portid=N".into();
-        }
-    }
-    // conntrack-tools names the deleting process only while it still runs
-    // (`conntrack -D` may have exited by then); xdpgw always does.
-    words.retain(|w| !w.starts_with("progname="));
-    words.join(" ")
+    })
 }
 
 #[test]

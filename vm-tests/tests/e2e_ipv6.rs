@@ -397,6 +397,102 @@ fn ipv6_nat66_masquerade_from_the_ula_prefix() {
     );
 }
 
+/// A NAT66 TCP connection's events (`conntrack -E -f ipv6`), masked as
+/// `e2e_gateway`'s IPv4 ones are.
+#[derive(Debug, PartialEq)]
+struct Events6Obs {
+    new: String,
+    syn_recv: String,
+    established: String,
+    time_wait: String,
+    destroy: String,
+}
+
+/// `xdpgw conntrack -E` shows IPv6 events as `conntrack -E -f ipv6` does:
+/// a masqueraded TCP connection from its NEW to its DESTROY (`conntrack
+/// -D`), the NAT66 reply tuple included.
+#[test]
+fn conntrack_events6_like_conntrack_tools() {
+    on_both_backends6(
+        "conntrack_events6_like_conntrack_tools",
+        &[],
+        &spec(&[("nat", MASQUERADE6), ("filter", &forward6(""))]),
+        |lab| {
+            let mut events = conntrack_event_listener(lab, &ip6(CLIENT6), || {
+                lab.ping6(lab.client(), SERVER6, 1, &[]);
+            });
+            let _server = lab.serve(lab.server(), &["tcp-serve", "8080", "--bind", "::"]);
+            let got = tool(
+                lab,
+                lab.client(),
+                &[
+                    "tcp-get",
+                    &ip6(SERVER6),
+                    "8080",
+                    "1000",
+                    "--timeout",
+                    OK_WAIT,
+                ],
+            );
+            assert!(got.starts_with("ok "), "{got}");
+            let wait = Duration::from_secs(10);
+            let mut next = |what: &str, tag: &'static str, state: &'static str, secs: u64| {
+                let line = events.wait_line(what, wait, |l| {
+                    l.starts_with(tag) && l.contains(" tcp ") && l.contains(state)
+                });
+                mask_event(&line, Some(secs))
+            };
+            let new = next("NEW", "    [NEW]", " SYN_SENT ", 120);
+            let syn_recv = next("SYN_RECV", " [UPDATE]", " SYN_RECV ", 60);
+            let established = next("ESTABLISHED", " [UPDATE]", " ESTABLISHED ", 432000);
+            let time_wait = next("TIME_WAIT", " [UPDATE]", " TIME_WAIT ", 120);
+            match lab.backend() {
+                Backend::Linux => {
+                    lab.gateway()
+                        .exec_ok(&["conntrack", "-D", "-f", "ipv6", "-p", "tcp"]);
+                }
+                Backend::Xdpgw => {
+                    let out = std::process::Command::new(xdpgw_vm_tests::xdpgw_binary())
+                        .args(["conntrack", "-D", "-p", "tcp", "--config"])
+                        .arg(lab.config_path())
+                        .output()
+                        .expect("xdpgw conntrack -D");
+                    assert!(out.status.success(), "{out:?}");
+                }
+            }
+            let destroy = mask_event(
+                &events.wait_line("DESTROY", wait, |l| l.starts_with("[DESTROY] tcp ")),
+                None,
+            );
+            drop(events);
+            Events6Obs {
+                new,
+                syn_recv,
+                established,
+                time_wait,
+                destroy,
+            }
+        },
+        |o| {
+            let (c, s, g) = (ip6(CLIENT6), ip6(SERVER6), ip6(GATEWAY_WAN6));
+            assert_eq!(
+                o.new,
+                format!(
+                    "    [NEW] tcp      6 120 SYN_SENT src={c} dst={s} sport=EPHEMERAL \
+                     dport=8080 [UNREPLIED] src={s} dst={g} sport=8080 dport=EPHEMERAL"
+                )
+            );
+            assert!(o.established.ends_with(" [ASSURED]"), "{o:?}");
+            assert!(
+                o.destroy
+                    .starts_with("[DESTROY] tcp      6 SECS TIME_WAIT ")
+                    && o.destroy.ends_with("[ASSURED] [USERSPACE] portid=N"),
+                "{o:?}"
+            );
+        },
+    );
+}
+
 #[derive(Debug, PartialEq)]
 struct DnatObs {
     forwarded: String,

@@ -4,10 +4,13 @@
 //! listens (`Conntrack::events_subscribe`). Listeners are connections of the
 //! control socket (at most [`MAX_LISTENERS`]), each served by its own thread; whichever of them polls
 //! drains the rings for all of them ([`EventHub`]), so two listeners see the
-//! same events. Formatting happens here, in the listener's thread.
+//! same events. Formatting happens here, in the listener's thread. A
+//! listener listens to both families' tables ([`Listening`]): IPv6 events
+//! are shown as conntrack-tools shows them (`conntrack -E -f ipv6`), merged
+//! with IPv4's in the order they happened.
 //!
 //! Wire form (see the protocol in [`super`]): the request `XDPGW/1
-//! ct-events [proto=P] [src=A] [dst=A] [state=S]` is answered `XDPGW/1 STREAM`, then
+//! ct-events [proto=P] [src=A] [dst=A] [state=S] [family=F]` is answered `XDPGW/1 STREAM`, then
 //! records, one line each, until the client closes the connection or the
 //! gateway stops:
 //!
@@ -21,7 +24,7 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -129,6 +132,96 @@ impl<A: Addr> EventHub<A> {
     }
 }
 
+/// A listener of both families' connection tables: its id with the IPv4
+/// table's hub ([`Control::events`]) and, where the gateway has an IPv6
+/// table, with the IPv6 table's ([`Control::events6`]). What `conntrack
+/// -E`, the NAT log and the state sync listen with.
+#[derive(Clone, Copy, Debug)]
+pub struct Listening {
+    v4: u64,
+    v6: Option<u64>,
+}
+
+/// Both families' events of one poll.
+#[derive(Debug, Default)]
+pub struct Polled {
+    pub v4: Vec<CtEvent>,
+    pub v6: Vec<CtEvent<Ipv6Addr>>,
+    /// Events lost since the last poll, both families.
+    pub lost: u64,
+}
+
+impl Listening {
+    /// Starts listening to both tables: `None` if either hub has
+    /// [`MAX_LISTENERS`] already (then neither listens).
+    pub fn subscribe(control: &Control) -> Option<Listening> {
+        let v4 = control.events.subscribe(&control.gw.conntrack)?;
+        let v6 = match &control.gw.conntrack6 {
+            Some(ct6) => match control.events6.subscribe(ct6) {
+                Some(id) => Some(id),
+                None => {
+                    control.events.unsubscribe(&control.gw.conntrack, v4);
+                    return None;
+                }
+            },
+            None => None,
+        };
+        Some(Listening { v4, v6 })
+    }
+
+    pub fn unsubscribe(self, control: &Control) {
+        control.events.unsubscribe(&control.gw.conntrack, self.v4);
+        if let (Some(id), Some(ct6)) = (self.v6, &control.gw.conntrack6) {
+            control.events6.unsubscribe(ct6, id);
+        }
+    }
+
+    /// Both tables' events since the last poll, each family's in the
+    /// order they happened ([`EventHub::poll`]).
+    pub fn poll(self, control: &Control, now: u64) -> Polled {
+        let (v4, mut lost) = control.events.poll(&control.gw.conntrack, self.v4, now);
+        let mut v6 = Vec::new();
+        if let (Some(id), Some(ct6)) = (self.v6, &control.gw.conntrack6) {
+            let (e, l) = control.events6.poll(ct6, id, now);
+            v6 = e;
+            lost += l;
+        }
+        Polled { v4, v6, lost }
+    }
+}
+
+impl Polled {
+    /// The events `keep` keeps, both families merged in the order they
+    /// happened (each family's order kept; `now` places userspace ones),
+    /// each as `line` makes it.
+    pub fn lines(
+        &self,
+        now: u64,
+        keep4: impl Fn(&CtEvent) -> bool,
+        keep6: impl Fn(&CtEvent<Ipv6Addr>) -> bool,
+        mut line4: impl FnMut(&CtEvent) -> String,
+        mut line6: impl FnMut(&CtEvent<Ipv6Addr>) -> String,
+    ) -> Vec<String> {
+        let mut lines: Vec<(u64, String)> = self
+            .v4
+            .iter()
+            .filter(|e| keep4(e))
+            .map(|e| (e.at.unwrap_or(now), line4(e)))
+            .collect();
+        if !self.v6.is_empty() {
+            lines.extend(
+                self.v6
+                    .iter()
+                    .filter(|e| keep6(e))
+                    .map(|e| (e.at.unwrap_or(now), line6(e))),
+            );
+            // Stable: each family's order stays.
+            lines.sort_by_key(|(at, _)| *at);
+        }
+        lines.into_iter().map(|(_, l)| l).collect()
+    }
+}
+
 /// Serves a `ct-events` request on its connection until the client leaves,
 /// stops reading (the connection's write timeout) or `stop` is set. Runs
 /// in the connection's thread.
@@ -147,9 +240,9 @@ pub fn stream(
         }
     };
     // Subscribed before the status line: whatever happens after the client
-    // read it is shown.
-    let ct = &control.gw.conntrack;
-    let Some(id) = control.events.subscribe(ct) else {
+    // read it is shown. Both families' tables, as `conntrack -E` shows
+    // IPv4 and IPv6 events (`-f` unset).
+    let Some(id) = Listening::subscribe(control) else {
         let _ = Response::err(
             format!("too many conntrack event listeners ({MAX_LISTENERS}); try again later"),
             vec![],
@@ -161,7 +254,7 @@ pub fn stream(
         .and_then(|()| writer.flush())
         .is_err()
     {
-        control.events.unsubscribe(ct, id);
+        id.unsubscribe(control);
         return;
     }
     let _ = reader.get_ref().set_read_timeout(Some(POLL));
@@ -192,23 +285,31 @@ pub fn stream(
             break;
         }
         let now = (control.now)();
-        let (events, lost) = control.events.poll(ct, id, now);
+        let polled = id.poll(control, now);
         out.clear();
-        if lost > 0 {
+        if polled.lost > 0 {
             out.push_str(&format!(
-                "W WARNING: {lost} events lost (the gateway's event buffers were full)\n"
+                "W WARNING: {} events lost (the gateway's event buffers were full)\n",
+                polled.lost
             ));
         }
-        for e in events.iter().filter(|e| filter.matches(&e.snap)) {
+        let deleter = (portid, progname.as_str());
+        for l in polled.lines(
+            now,
+            |e| filter.matches(&e.snap),
+            |e| filter.matches6(&e.snap),
+            |e| event_line(e, now, deleter),
+            |e| event_line(e, now, deleter),
+        ) {
             out.push_str("E ");
-            out.push_str(&event_line(e, now, (portid, &progname)));
+            out.push_str(&l);
             out.push('\n');
         }
         if !out.is_empty() && writer.write_all(out.as_bytes()).is_err() {
             break;
         }
     }
-    control.events.unsubscribe(ct, id);
+    id.unsubscribe(control);
 }
 
 /// The client side: sends `req`, prints events on stdout and warnings on

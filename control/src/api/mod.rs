@@ -53,9 +53,11 @@
 //! [line_numbers=1]`; `save [counters=1] [table=T]`; `zero [table=T]
 //! [chain=C]`; `stats`; `stats-sample` (one `name value` line per
 //! counter, [`stats`]); `metrics` (Prometheus text, [`metrics`]);
-//! `ct-list`, `ct-delete` (with `[proto=P] [src=A] [dst=A] [state=S]`),
-//! `ct-flush`, `ct-count`, `ct-stats` (one `conntrack -S` line per worker);
-//! `ct-events [proto=P] [src=A] [dst=A] [state=S]` (streaming, below);
+//! `ct-list`, `ct-delete`, `ct-count` (with `[proto=P] [src=A] [dst=A]
+//! [state=S] [family=ipv4|ipv6]`), `ct-flush` (`[family=F]`), `ct-stats`
+//! (one `conntrack -S` line per worker); `ct-events [proto=P] [src=A]
+//! [dst=A] [state=S] [family=F]` (streaming, below: both families' events
+//! unless `family` says one);
 //! `sync-commit`, `sync-flush`, `sync-resync`, `sync-bulk`, `sync-stats`,
 //! `sync-external` (the state sync, [`crate::sync`]). A server that
 //! does not know a command answers `ERR unknown command`; a request of

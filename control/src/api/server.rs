@@ -804,7 +804,9 @@ impl Control {
         match req.command.as_str() {
             "ct-count" => {
                 let n = if filter.is_empty() {
-                    ct.len() + ct6.map_or(0, |c| c.len())
+                    // Both families: the tables share one count (as
+                    // `nf_conntrack_count` counts both).
+                    ct.len()
                 } else {
                     ct_count(ct, now, f4) + ct6.map_or(0, |c| ct_count(c, now, f6))
                 };
@@ -812,8 +814,11 @@ impl Control {
             }
             "ct-flush" => {
                 let none = || None::<(&mut OkStream<Vec<u8>>, u64)>;
-                let mut n = ct_remove(ct, |_| true, none())?;
-                if let Some(c) = ct6 {
+                let mut n = 0;
+                if !filter.skips(false) {
+                    n += ct_remove(ct, |_| true, none())?;
+                }
+                if let Some(c) = ct6.filter(|_| !filter.skips(true)) {
                     n += ct_remove(c, |_| true, none())?;
                 }
                 Response::ok(vec![format!(
@@ -893,12 +898,14 @@ pub fn ct_stats_line(worker: usize, c: &CtCounters) -> String {
 /// A conntrack filter that does not parse.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CtFilterError {
-    #[error("bad address '{value}' for {key}: an IPv4 address")]
+    #[error("bad address '{value}' for {key}: an IPv4 or IPv6 address")]
     Address { key: String, value: String },
     #[error("unknown protocol '{0}'")]
     Protocol(String),
     #[error("unknown state '{0}'; TCP states: {names}", names = tcp_state_names())]
     State(String),
+    #[error("unknown family '{0}': ipv4 or ipv6")]
+    Family(String),
 }
 
 fn tcp_state_names() -> String {
@@ -971,6 +978,8 @@ pub(crate) struct CtFilter {
     src: Option<IpAddr>,
     dst: Option<IpAddr>,
     state: Option<TcpState>,
+    /// `-f`: IPv6 (true) or IPv4 (false) only.
+    ipv6: Option<bool>,
 }
 
 impl CtFilter {
@@ -1002,28 +1011,49 @@ impl CtFilter {
                     .ok_or_else(|| CtFilterError::State(s.to_string()))
             })
             .transpose()?;
+        // conntrack-tools' `-f` names (`ipv4`, `ipv6`).
+        let ipv6 = req
+            .get("family")
+            .map(|f| match f.to_ascii_lowercase().as_str() {
+                "ipv4" | "inet" => Ok(false),
+                "ipv6" | "inet6" => Ok(true),
+                _ => Err(CtFilterError::Family(f.to_string())),
+            })
+            .transpose()?;
         Ok(CtFilter {
             proto,
             src: addr("src")?,
             dst: addr("dst")?,
             state,
+            ipv6,
         })
     }
 
     fn is_empty(&self) -> bool {
-        self.proto.is_none() && self.src.is_none() && self.dst.is_none() && self.state.is_none()
+        self.proto.is_none()
+            && self.src.is_none()
+            && self.dst.is_none()
+            && self.state.is_none()
+            && self.ipv6.is_none()
+    }
+
+    /// Whether the filter leaves the family's table out whole (`-f`).
+    fn skips(&self, ipv6: bool) -> bool {
+        self.ipv6.is_some_and(|f| f != ipv6)
     }
 
     /// An IPv6 entry: an address filter of the other family matches none.
     pub(crate) fn matches6(&self, s: &Snapshot<Ipv6Addr>) -> bool {
-        self.proto.is_none_or(|p| p == s.orig.proto)
+        !self.skips(true)
+            && self.proto.is_none_or(|p| p == s.orig.proto)
             && self.src.is_none_or(|a| a == s.orig.src)
             && self.dst.is_none_or(|a| a == s.orig.dst)
             && self.state.is_none_or(|t| t == s.tcp_state)
     }
 
     pub(crate) fn matches(&self, s: &Snapshot) -> bool {
-        self.proto.is_none_or(|p| p == s.orig.proto)
+        !self.skips(false)
+            && self.proto.is_none_or(|p| p == s.orig.proto)
             && self.src.is_none_or(|a| a == s.orig.src)
             && self.dst.is_none_or(|a| a == s.orig.dst)
             && self.state.is_none_or(|t| t == s.tcp_state)

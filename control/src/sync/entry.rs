@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use std::net::{IpAddr, Ipv6Addr};
 
 use xdpgw_dataplane::conntrack::{status, Nanos, SavedEntry, Snapshot, TcpState, NANOS_PER_SEC};
-use xdpgw_dataplane::flow::{Addr, Tuple, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+use xdpgw_dataplane::flow::{Addr, Tuple, IPPROTO_TCP, IPPROTO_UDP};
 
 use super::wire::{ips, SyncedCt};
 
@@ -134,12 +134,16 @@ fn status_of<A: Addr>(ct: &SyncedCt, orig: &Tuple<A>, reply: &Tuple<A>) -> u16 {
     s | status::CONFIRMED
 }
 
-/// A received IPv4 entry, `age` after it arrived, as the table takes it
-/// (`conntrackd -c`: the time left is the received timeout less the time
-/// since, at least 60 s if that ran out, as `cache_ct_commit_step`).
-/// `Err`: why it cannot be committed.
-pub fn to_saved(ct: &SyncedCt, age: Nanos) -> Result<SavedEntry, &'static str> {
-    let (orig, reply) = tuples_v4(ct).ok_or("not IPv4")?;
+/// A received entry with its tuples ([`tuples_v4`], [`tuples_v6`]), `age`
+/// after it arrived, as the table of its family takes it (`conntrackd
+/// -c`: the time left is the received timeout less the time since, at
+/// least 60 s if that ran out, as `cache_ct_commit_step`). `Err`: why it
+/// cannot be committed.
+pub fn to_saved<A: Addr>(
+    ct: &SyncedCt,
+    (orig, reply): (Tuple<A>, Tuple<A>),
+    age: Nanos,
+) -> Result<SavedEntry<A>, &'static str> {
     let st = status_of(ct, &orig, &reply);
     let timeout = u64::from(ct.timeout.unwrap_or(0)) * NANOS_PER_SEC;
     let left = match timeout.checked_sub(age) {
@@ -150,7 +154,7 @@ pub fn to_saved(ct: &SyncedCt, age: Nanos) -> Result<SavedEntry, &'static str> {
     if orig.proto == IPPROTO_TCP && ct.tcp_state.is_none() {
         return Err("TCP entry without its state");
     }
-    if orig.proto == IPPROTO_ICMP && ct.icmp.is_none() {
+    if orig.proto == A::ICMP && ct.icmp.is_none() {
         return Err("ICMP entry without its type");
     }
     SavedEntry::synced(
@@ -193,6 +197,8 @@ pub fn snapshot<A: Addr>(
 
 #[cfg(test)]
 mod tests {
+    use xdpgw_dataplane::flow::IPPROTO_ICMP;
+
     use super::*;
 
     fn snap() -> Snapshot {
@@ -256,14 +262,15 @@ mod tests {
         let s = snap();
         let ct = from_snapshot(&s, 10 * NANOS_PER_SEC);
         assert_eq!(tuples_v4(&ct), Some((s.orig, s.reply)));
-        let e = to_saved(&ct, 2 * NANOS_PER_SEC).expect("commits");
+        let t = tuples_v4(&ct).expect("v4");
+        let e = to_saved(&ct, t, 2 * NANOS_PER_SEC).expect("commits");
         assert_eq!(e.orig(), s.orig);
         assert_eq!(e.reply(), s.reply);
         assert_eq!(e.status(), s.status);
         assert_eq!(e.remaining(), 431_998 * NANOS_PER_SEC);
         assert_eq!(e.tcp_state(), TcpState::Established);
         // Its time ran out meanwhile: a minute, as conntrackd gives it.
-        let e = to_saved(&ct, 500_000 * NANOS_PER_SEC).expect("commits");
+        let e = to_saved(&ct, t, 500_000 * NANOS_PER_SEC).expect("commits");
         assert_eq!(e.remaining(), 60 * NANOS_PER_SEC);
         // A NATed ping: the id on both sides, no port NAT.
         let mut ping = SyncedCt::new(
@@ -281,7 +288,151 @@ mod tests {
             (23153, 23153, 23153, 23153)
         );
         assert_eq!(r.dst, Ipv4Addr::new(203, 0, 113, 1));
-        assert!(to_saved(&ping, 0).is_ok());
+        assert!(to_saved(&ping, (o, r), 0).is_ok());
         assert!(tuples_v6(&ping).is_none());
+    }
+
+    /// An xdpgw NAT66 entry goes as conntrackd sent the same connection
+    /// NATed by Linux (`wire`'s tests' capture: status 0x19e, SNAT_IPV6,
+    /// SPAT).
+    #[test]
+    fn an_xdpgw_nat66_entry_is_sent_as_conntrackd_sends_linuxs() {
+        let a = |t: &str| t.parse::<Ipv6Addr>().expect("address");
+        let (c, srv, wan) = (
+            a("fd00:10::2"),
+            a("2001:db8:113::254"),
+            a("2001:db8:113::1"),
+        );
+        let s4 = snap();
+        let s = Snapshot {
+            orig: Tuple {
+                src: c,
+                dst: srv,
+                sport: 56084,
+                dport: 8080,
+                proto: IPPROTO_TCP,
+            },
+            reply: Tuple {
+                src: srv,
+                dst: wan,
+                sport: 8080,
+                dport: 61009,
+                proto: IPPROTO_TCP,
+            },
+            status: status::SEEN_REPLY | status::ASSURED | status::CONFIRMED | status::SRC_NAT,
+            tcp_state: TcpState::Established,
+            mark: 0,
+            expires: s4.expires,
+            packets: s4.packets,
+            bytes: s4.bytes,
+            icmp_type: 0,
+            icmp_code: 0,
+        };
+        let mut ours = Vec::new();
+        super::super::wire::build_ct(
+            &mut ours,
+            super::super::wire::CtKind::Update,
+            0,
+            0x6b11_c4d6,
+            &from_snapshot(&s, 10 * NANOS_PER_SEC),
+        );
+        let theirs = "11000070 6b11c4d6 00240001 fd000010 00000000 00000000 00000002 \
+             20010db8 01130000 00000000 00000254 00080005 0000019e 00050002 06000000 00080003 \
+             db141f90 00050004 03000000 00080006 00069780 0014001d 20010db8 01130000 00000000 \
+             00000001 0006000e 51ee0000"
+            .split_whitespace()
+            .collect::<String>();
+        let hex: String = ours.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, theirs);
+    }
+
+    /// A NAT66 TCP entry and an ICMPv6 echo: sent with conntrackd's IPv6
+    /// attributes (`NTA_IPV6`, `NTA_SNAT_IPV6`, no IPv4 ones), read back
+    /// into the same tuples, committed to the IPv6 table's form.
+    #[test]
+    fn ipv6_entries_go_and_come_back_with_their_nat66() {
+        use super::super::wire::{build_ct, messages, nta, parse_ct, Body, CtKind};
+        use xdpgw_dataplane::flow::IPPROTO_ICMPV6;
+        let a = |t: &str| t.parse::<Ipv6Addr>().expect("address");
+        let (c, srv, wan) = (
+            a("fd00:10::2"),
+            a("2001:db8:113::254"),
+            a("2001:db8:113::1"),
+        );
+        let s4 = snap();
+        let tcp = Snapshot {
+            orig: Tuple {
+                src: c,
+                dst: srv,
+                sport: 40000,
+                dport: 8080,
+                proto: IPPROTO_TCP,
+            },
+            reply: Tuple {
+                src: srv,
+                dst: wan,
+                sport: 8080,
+                dport: 61005,
+                proto: IPPROTO_TCP,
+            },
+            status: status::SEEN_REPLY | status::ASSURED | status::CONFIRMED | status::SRC_NAT,
+            tcp_state: s4.tcp_state,
+            mark: 0,
+            expires: s4.expires,
+            packets: s4.packets,
+            bytes: s4.bytes,
+            icmp_type: 0,
+            icmp_code: 0,
+        };
+        let echo_o = Tuple {
+            src: c,
+            dst: srv,
+            sport: 77,
+            dport: 77,
+            proto: IPPROTO_ICMPV6,
+        };
+        let echo = Snapshot {
+            orig: echo_o,
+            reply: Tuple {
+                src: srv,
+                dst: wan,
+                ..echo_o
+            },
+            status: status::CONFIRMED | status::SRC_NAT,
+            tcp_state: TcpState::None,
+            icmp_type: 128,
+            ..tcp
+        };
+        let now = 10 * NANOS_PER_SEC;
+        let mut out = Vec::new();
+        for (i, s) in [tcp, echo].iter().enumerate() {
+            build_ct(&mut out, CtKind::New, 0, i as u32, &from_snapshot(s, now));
+        }
+        for (m, s) in messages(&out).zip([tcp, echo]) {
+            let Ok(m) = m else { panic!("{m:?}") };
+            let Body::Ct(CtKind::New, attrs) = m.body else {
+                panic!("{m:?}")
+            };
+            // Attribute types present: IPv6 ones, never IPv4's.
+            let mut types = Vec::new();
+            let mut rest = attrs;
+            while rest.len() >= 4 {
+                let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+                types.push(u16::from_be_bytes([rest[2], rest[3]]));
+                rest = &rest[((len + 3) & !3).min(rest.len())..];
+            }
+            assert!(types.contains(&nta::IPV6) && types.contains(&nta::SNAT_IPV6));
+            assert!(!types.contains(&nta::IPV4) && !types.contains(&nta::SNAT_IPV4));
+            let ct = parse_ct(attrs).expect("parses");
+            assert!(tuples_v4(&ct).is_none());
+            let t = tuples_v6(&ct).expect("IPv6");
+            assert_eq!(t, (s.orig, s.reply));
+            let e = to_saved(&ct, t, NANOS_PER_SEC).expect("commits");
+            assert_eq!(
+                (e.orig(), e.reply(), e.status()),
+                (s.orig, s.reply, s.status)
+            );
+            assert_eq!(e.tcp_state(), s.tcp_state);
+        }
     }
 }

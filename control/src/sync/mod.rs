@@ -7,7 +7,9 @@
 //!   conntrackd carries them; [`cache`]: the external cache;
 //!   [`conf`]: `[sync]` or a conntrackd.conf's `Sync` section.
 //! - The sync thread ([`serve`]) is one more listener of the conntrack
-//!   event rings, as the NAT log is (the workers record events under the
+//!   event rings of both tables, IPv4's and IPv6's, as the NAT log is
+//!   (IPv6 entries go as conntrackd sends them: `NTA_IPV6`,
+//!   `NTA_SNAT_IPV6`, `NTA_DNAT_IPV6`; the workers record events under the
 //!   shard locks they hold anyway and never wait for this thread; a full
 //!   ring drops events and counts them). Every [`POLL`] it takes the
 //!   events, keeps the last state of each connection (a NEW and its
@@ -18,7 +20,8 @@
 //!   the whole table, and keeps the session alive.
 //! - The control socket's `sync-*` commands (`xdpgw sync ...`, what a
 //!   keepalived notify script calls, as it calls `conntrackd -c/-f/-n/-B`):
-//!   `commit` puts the external cache in the live table with its NAT
+//!   `commit` puts the external cache in the live tables (each entry in
+//!   its family's) with its NAT
 //!   ([`xdpgw_dataplane::conntrack::Conntrack::commit`]), `flush` empties
 //!   the external cache, `resync` asks the peer for its table, `bulk` sends
 //!   this node's, `stats`, `dump-external`.
@@ -39,9 +42,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use xdpgw_dataplane::conntrack::{proc_line, CtEvent, EventKind, Restored, Snapshot, WalkCursor};
-use xdpgw_dataplane::flow::Tuple;
+use xdpgw_dataplane::conntrack::{
+    proc_line, Conntrack, CtEvent, EntryRef, EventKind, Nanos, Restored, Snapshot, WalkCursor,
+};
+use xdpgw_dataplane::flow::{Addr, Tuple};
 
+use crate::api::events::Listening;
 use crate::api::server::Control;
 use cache::ExternalCache;
 use conf::{SyncConfig, Transport};
@@ -156,9 +162,9 @@ pub fn open(cfg: &SyncConfig) -> std::io::Result<SyncSockets> {
 /// The last state of each connection among `events`, in order: a NEW
 /// followed by UPDATEs is one NEW with the last state, UPDATEs one UPDATE,
 /// a NEW and its DESTROY nothing.
-pub fn coalesce(events: &[CtEvent]) -> Vec<(CtKind, Snapshot)> {
-    let mut out: Vec<Option<(CtKind, Snapshot)>> = Vec::with_capacity(events.len());
-    let mut at: HashMap<Tuple, usize> = HashMap::with_capacity(events.len());
+pub fn coalesce<A: Addr>(events: &[CtEvent<A>]) -> Vec<(CtKind, Snapshot<A>)> {
+    let mut out: Vec<Option<(CtKind, Snapshot<A>)>> = Vec::with_capacity(events.len());
+    let mut at: HashMap<Tuple<A>, usize> = HashMap::with_capacity(events.len());
     for e in events {
         let kind = match e.kind {
             EventKind::New => CtKind::New,
@@ -187,11 +193,65 @@ pub fn coalesce(events: &[CtEvent]) -> Vec<(CtKind, Snapshot)> {
     out.into_iter().flatten().collect()
 }
 
-/// Starts listening to the conntrack events (before the gateway says it is
-/// ready, so that no connection escapes the sync): the listener's id for
-/// [`serve`]. `None` if there are too many listeners already.
-pub fn subscribe(control: &Control) -> Option<u64> {
-    control.events.subscribe(&control.gw.conntrack)
+/// Starts listening to the conntrack events of both families (before the
+/// gateway says it is ready, so that no connection escapes the sync): the
+/// listener's ids for [`serve`]. `None` if there are too many listeners
+/// already.
+pub fn subscribe(control: &Control) -> Option<Listening> {
+    Listening::subscribe(control)
+}
+
+/// The changes of one family's events to send: the last state of each
+/// connection, less what the control plane put in (a commit of what the
+/// peer sent, a restore), as conntrackd does not send the kernel's events
+/// for its own commits; deletions from userspace (`conntrack -D`) are
+/// sent. How many went.
+fn send_events<A: Addr + Into<std::net::IpAddr>>(
+    session: &mut Session,
+    mut events: Vec<CtEvent<A>>,
+    now: Nanos,
+) -> u64 {
+    events.retain(|e| !(e.userspace() && e.kind != EventKind::Destroy));
+    let changes = coalesce(&events);
+    for (kind, s) in &changes {
+        session.send_ct(*kind, &entry::from_snapshot(s, now));
+    }
+    changes.len() as u64
+}
+
+/// A whole-table send under way (RESYNC answered, `bulk`): the IPv4
+/// table, then the IPv6 table.
+#[derive(Debug, Default)]
+struct Bulk {
+    cursor: WalkCursor,
+    v6: bool,
+}
+
+/// Sends the next entries of `ct` (at most [`BULK_PER_POLL`], a short hold
+/// of each shard lock, as `conntrack -L`'s walk) from `cursor`: how many
+/// went, and whether the table has more.
+fn send_table_slice<A: Addr + Into<std::net::IpAddr>>(
+    session: &mut Session,
+    ct: &Conntrack<A>,
+    cursor: &mut WalkCursor,
+    chunk: &mut Vec<(EntryRef, Snapshot<A>)>,
+    now: Nanos,
+) -> (u64, bool) {
+    let mut more = false;
+    while chunk.len() < BULK_PER_POLL {
+        more = ct.walk(cursor, 512, chunk);
+        if !more {
+            break;
+        }
+    }
+    let mut sent = 0;
+    for (_, s) in chunk.drain(..) {
+        if s.listed_at(now) {
+            session.send_ct(CtKind::Update, &entry::from_snapshot(&s, now));
+            sent += 1;
+        }
+    }
+    (sent, more)
 }
 
 /// The wall-clock time in seconds: where conntrackd starts its sequence
@@ -205,7 +265,7 @@ fn first_seq() -> u32 {
 pub fn serve(
     control: &Control,
     shared: &SyncShared,
-    id: u64,
+    id: Listening,
     stop: &AtomicBool,
     report: &dyn Fn(String),
 ) {
@@ -214,7 +274,7 @@ pub fn serve(
     let mut reported = false;
     let socks = loop {
         if stop.load(Ordering::Relaxed) {
-            control.events.unsubscribe(ct, id);
+            id.unsubscribe(control);
             return;
         }
         match open(cfg) {
@@ -228,8 +288,8 @@ pub fn serve(
                     reported = true;
                 }
                 // Events meanwhile are dropped (counted as lost).
-                let (events, lost) = control.events.poll(ct, id, (control.now)());
-                lock(&shared.counters).events_lost += lost + events.len() as u64;
+                let p = id.poll(control, (control.now)());
+                lock(&shared.counters).events_lost += p.lost + (p.v4.len() + p.v6.len()) as u64;
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
@@ -252,8 +312,9 @@ pub fn serve(
     let mut buf = vec![0u8; 65536];
     let mut received = Vec::new();
     let mut failing = false;
-    let mut walk: Option<WalkCursor> = None;
+    let mut walk: Option<Bulk> = None;
     let mut chunk = Vec::with_capacity(BULK_PER_POLL);
+    let mut chunk6 = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         // Datagrams for at most a poll (then the events get their turn).
         let until = Instant::now() + POLL;
@@ -292,40 +353,31 @@ pub fn serve(
                 Ask::Bulk => bulk = true,
             }
         }
-        let (mut events, lost) = control.events.poll(ct, id, now);
-        // Entries the control plane put in (a commit of what the peer sent,
-        // a restore) are not sent back, as conntrackd does not send the
-        // kernel's events for its own commits; deletions from userspace
-        // (`conntrack -D`) are sent.
-        events.retain(|e| !(e.userspace() && e.kind != EventKind::Destroy));
-        let changes = coalesce(&events);
-        for (kind, s) in &changes {
-            session.send_ct(*kind, &entry::from_snapshot(s, now));
-        }
-        let mut sent = changes.len() as u64;
+        let polled = id.poll(control, now);
+        let lost = polled.lost;
+        let mut sent = send_events(&mut session, polled.v4, now);
+        sent += send_events(&mut session, polled.v6, now);
         if bulk {
             // From the start again (a bulk under way starts over).
-            walk = Some(WalkCursor::default());
+            walk = Some(Bulk::default());
             lock(&shared.counters).bulks_sent += 1;
         }
         // The whole table goes a slice a poll, so that neither a large
         // table nor the datagrams it makes are held at once.
-        if let Some(cursor) = walk.as_mut() {
-            let mut more = false;
-            while chunk.len() < BULK_PER_POLL {
-                // A short hold of each shard lock, as `conntrack -L`'s walk.
-                more = ct.walk(cursor, 512, &mut chunk);
-                if !more {
-                    break;
+        if let Some(b) = walk.as_mut() {
+            let (n, more) = match (&control.gw.conntrack6, b.v6) {
+                (Some(ct6), true) => {
+                    send_table_slice(&mut session, ct6, &mut b.cursor, &mut chunk6, now)
                 }
-            }
-            for (_, s) in chunk.drain(..) {
-                if s.listed_at(now) {
-                    session.send_ct(CtKind::Update, &entry::from_snapshot(&s, now));
-                    sent += 1;
-                }
-            }
-            if !more {
+                _ => send_table_slice(&mut session, ct, &mut b.cursor, &mut chunk, now),
+            };
+            sent += n;
+            if !more && !b.v6 && control.gw.conntrack6.is_some() {
+                *b = Bulk {
+                    cursor: WalkCursor::default(),
+                    v6: true,
+                };
+            } else if !more {
                 walk = None;
             }
         }
@@ -347,34 +399,67 @@ pub fn serve(
         c.entries_sent += sent;
         c.send_errors += errors;
     }
-    control.events.unsubscribe(ct, id);
+    id.unsubscribe(control);
 }
 
 /// What `commit` did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Committed {
+    /// The IPv4 table's.
     pub table: Restored,
-    /// Entries of the external cache the table cannot take (IPv6 before
-    /// xdpgw forwards it; a TCP entry without its state).
+    /// The IPv6 table's.
+    pub table6: Restored,
+    /// Entries of the external cache no table can take: incomplete (a TCP
+    /// entry without its state), or IPv6 where the gateway has no IPv6
+    /// (no `rules6`).
     pub left_out: usize,
 }
 
-/// Puts the external cache in the live table (`conntrackd -c`): each entry
+impl Committed {
+    /// Both tables' counts.
+    pub fn total(&self) -> Restored {
+        let (a, b) = (self.table, self.table6);
+        Restored {
+            restored: a.restored + b.restored,
+            expired: a.expired + b.expired,
+            clashed: a.clashed + b.clashed,
+            no_room: a.no_room + b.no_room,
+            replaced: a.replaced + b.replaced,
+        }
+    }
+}
+
+/// Puts the external cache in the live tables (`conntrackd -c`), IPv4
+/// entries in the IPv4 table, IPv6 ones in the IPv6 table: each entry
 /// with its NAT and the time it had left less the time since it arrived.
 /// The cache keeps its entries (`flush` empties it, as `conntrackd -f`).
 pub fn commit(control: &Control, shared: &SyncShared) -> Committed {
     let now = (control.now)();
     let cached = lock(&shared.external).entries();
     let mut entries = Vec::with_capacity(cached.len());
+    let mut entries6 = Vec::new();
     let mut left_out = 0;
+    let v6 = control.gw.conntrack6.is_some();
     for c in &cached {
-        match entry::to_saved(&c.ct, now.saturating_sub(c.at)) {
-            Ok(e) => entries.push(e),
-            Err(_) => left_out += 1,
+        let age = now.saturating_sub(c.at);
+        let ok = if let Some(t) = entry::tuples_v4(&c.ct) {
+            entry::to_saved(&c.ct, t, age).map(|e| entries.push(e))
+        } else if let Some(t) = entry::tuples_v6(&c.ct).filter(|_| v6) {
+            entry::to_saved(&c.ct, t, age).map(|e| entries6.push(e))
+        } else {
+            Err("no table of its family")
+        };
+        if ok.is_err() {
+            left_out += 1;
         }
     }
+    let table6 = match &control.gw.conntrack6 {
+        Some(ct6) if !entries6.is_empty() => ct6.commit(now, &entries6),
+        _ => Restored::default(),
+    };
     Committed {
         table: control.gw.conntrack.commit(now, &entries),
+        table6,
         left_out,
     }
 }
@@ -388,14 +473,14 @@ pub fn command(control: &Control, what: &str) -> Result<Vec<String>, String> {
     match what {
         "sync-commit" => {
             let c = commit(control, shared);
-            let t = c.table;
+            let t = c.total();
             let mut line = format!("committed {} entries", t.restored);
             if t.replaced > 0 {
                 line.push_str(&format!(", {} in their way replaced", t.replaced));
             }
             if t.no_room + t.clashed + c.left_out > 0 {
                 line.push_str(&format!(
-                    "; left out: {} (table full), {} (clash), {} (not IPv4 or incomplete)",
+                    "; left out: {} (table full), {} (clash), {} (incomplete, or IPv6 without rules6)",
                     t.no_room, t.clashed, c.left_out
                 ));
             }

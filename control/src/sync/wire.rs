@@ -29,7 +29,7 @@
 //! ```
 //!
 //! Facts checked against the daemon (Debian's conntrackd 1.4.7 on x86-64,
-//! the captures in this module's tests):
+//! the captures in this module's tests, IPv4 and IPv6):
 //!
 //! - Addresses (`NTA_IPV4`, `NTA_SNAT_IPV4`, ...) and the original ports
 //!   (`NTA_PORT`) are in network order; status, timeout and mark are u32
@@ -46,6 +46,10 @@
 //!   `NFCT_GOPT_IS_SNAT`): a sender must set them.
 //! - An ICMP entry carries `NTA_SPAT_PORT` and `NTA_DPAT_PORT` of 0 when
 //!   it is NATed (the reply tuple's "ports" differ from the original's).
+//! - An IPv6 entry carries `NTA_IPV6` (source then destination, 32 bytes)
+//!   instead of `NTA_IPV4`, its NAT66 as `NTA_SNAT_IPV6`/`NTA_DNAT_IPV6`
+//!   (16 bytes, under the same status bits), its ports and NAT ports as
+//!   IPv4's; an ICMPv6 entry (protocol 58) the ICMP attributes of IPv4's.
 //! - Entries the kernel made with `conntrack -I` carry `NTA_SYNPROXY`
 //!   (type 31, 12 zero bytes); a receiver skips attributes it does not use.
 //! - The receiver refuses a message whose attribute is shorter than 4

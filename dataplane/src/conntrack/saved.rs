@@ -43,7 +43,7 @@ use std::net::Ipv4Addr;
 
 use super::tcp::{self, TcpCt};
 use super::{status, ConfirmError, Conn, Conntrack, CtCounters, Nanos, Pending, Proto, TcpState};
-use crate::flow::{Tuple, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+use crate::flow::{Addr, Tuple, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 
 /// The first bytes of a saved table.
 pub const MAGIC: [u8; 8] = *b"xdpgw-ct";
@@ -57,11 +57,12 @@ const KNOWN_STATUS: u16 =
     status::SEEN_REPLY | status::ASSURED | status::CONFIRMED | status::SRC_NAT | status::DST_NAT;
 
 /// One entry with its whole state, its times relative to the moment it was
-/// saved.
+/// saved: IPv4 by default (a state file holds IPv4 entries), IPv6 for the
+/// entries a peer's state sync sends ([`SavedEntry::synced`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SavedEntry {
-    orig: Tuple,
-    reply: Tuple,
+pub struct SavedEntry<A: Addr = Ipv4Addr> {
+    orig: Tuple<A>,
+    reply: Tuple<A>,
     /// `timeout` is the time left; a UDP entry's `stream_ts` the time left
     /// until a reply makes it a stream (0: already).
     conn: Conn,
@@ -69,12 +70,12 @@ pub struct SavedEntry {
     tcp: Option<TcpCt>,
 }
 
-impl SavedEntry {
-    pub fn orig(&self) -> Tuple {
+impl<A: Addr> SavedEntry<A> {
+    pub fn orig(&self) -> Tuple<A> {
         self.orig
     }
 
-    pub fn reply(&self) -> Tuple {
+    pub fn reply(&self) -> Tuple<A> {
         self.reply
     }
 
@@ -93,22 +94,22 @@ impl SavedEntry {
     }
 }
 
-impl SavedEntry {
+impl<A: Addr> SavedEntry<A> {
     /// An entry learnt from a peer gateway (conntrackd's state sync), as
     /// `conntrackd -c` commits one (`nl_create_conntrack`): both tuples (the
     /// reply one says the NAT), its status (CONFIRMED added; bits xdpgw
     /// does not keep dropped), mark, time left, TCP state without window
-    /// history (both sides liberal), ICMP query type and code. Counters
-    /// start at zero. Refused: a TCP state Linux does not have.
+    /// history (both sides liberal), ICMP (ICMPv6) query type and code.
+    /// Counters start at zero. Refused: a TCP state Linux does not have.
     pub fn synced(
-        orig: Tuple,
-        reply: Tuple,
+        orig: Tuple<A>,
+        reply: Tuple<A>,
         status: u16,
         mark: u32,
         remaining: Nanos,
         tcp_state: u8,
         icmp: (u8, u8),
-    ) -> Result<SavedEntry, &'static str> {
+    ) -> Result<SavedEntry<A>, &'static str> {
         let (proto, tcp) = match orig.proto {
             IPPROTO_TCP => {
                 let state = TcpState::ALL
@@ -119,7 +120,7 @@ impl SavedEntry {
                 (Proto::Tcp(state), Some(TcpCt::synced(state)))
             }
             IPPROTO_UDP => (Proto::Udp { stream_ts: 0 }, None),
-            IPPROTO_ICMP => (
+            p if p == A::ICMP => (
                 Proto::Icmp {
                     ty: icmp.0,
                     code: icmp.1,
@@ -190,7 +191,9 @@ impl Conntrack {
         }
         out
     }
+}
 
+impl<A: Addr> Conntrack<A> {
     /// Puts saved entries in the table at `now`, each with the time it had
     /// left less `elapsed` (the time between saving and now; an entry whose
     /// time ran out is left out, as gc would have removed it). Never more
@@ -199,9 +202,9 @@ impl Conntrack {
     /// (`early_drop` spares them). An entry one of whose tuples is taken is
     /// left out. Counted as inserts in [`Conntrack::stats`]; their NEW
     /// events (when someone listens) come from userspace (`at: None`).
-    pub fn restore(&self, now: Nanos, entries: &[SavedEntry], elapsed: Nanos) -> Restored {
+    pub fn restore(&self, now: Nanos, entries: &[SavedEntry<A>], elapsed: Nanos) -> Restored {
         let mut r = Restored::default();
-        let assured = |e: &&SavedEntry| e.conn.status & status::ASSURED != 0;
+        let assured = |e: &&SavedEntry<A>| e.conn.status & status::ASSURED != 0;
         let first = entries.iter().filter(assured);
         let then = entries.iter().filter(|e| !assured(e));
         let mut counted = CtCounters::default();
@@ -238,7 +241,7 @@ impl Conntrack {
     }
 }
 
-impl Conntrack {
+impl<A: Addr> Conntrack<A> {
     /// Puts entries learnt from a peer in the table (`conntrackd -c`): as
     /// [`Conntrack::restore`] with no time elapsed, except that an entry
     /// whose tuple is taken replaces the entries in its way, as conntrackd
@@ -247,8 +250,8 @@ impl Conntrack {
     /// (DESTROY, from userspace). Their reply tuples hold the NAT
     /// ports they use, so that NAT allocation (`tuple_in_use`) leaves them
     /// to them and replies find them.
-    pub fn commit(&self, now: Nanos, entries: &[SavedEntry]) -> Restored {
-        let taken: std::collections::HashSet<Tuple> =
+    pub fn commit(&self, now: Nanos, entries: &[SavedEntry<A>]) -> Restored {
+        let taken: std::collections::HashSet<Tuple<A>> =
             entries.iter().flat_map(|e| [e.orig, e.reply]).collect();
         let replaced = self.remove_if(|s| taken.contains(&s.orig) || taken.contains(&s.reply));
         let mut r = self.restore(now, entries, 0);

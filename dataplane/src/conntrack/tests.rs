@@ -2286,6 +2286,56 @@ mod v6 {
         assert_eq!(c.confirm(now, &p), Err(ConfirmError::TableFull));
         assert_eq!(c.max_entries(), 64);
     }
+    /// A NAT66 entry and an ICMPv6 query learnt from a peer (state sync),
+    /// committed into the IPv6 table: listed with their NAT, the NAT port
+    /// held, mid-stream segments of both directions ESTABLISHED, an entry
+    /// in the way replaced.
+    #[test]
+    fn committed_sync_entries6_carry_their_nat66() {
+        let c4 = ct(1024, 4);
+        let c = Conntrack::new6(&c4);
+        let now = 100 * SEC;
+        let wan = Ipv6Addr::new(0x2001, 0xdb8, 0x20, 0, 0, 0, 0, 1);
+        let orig = t6(C6, 40000, S6, 80, IPPROTO_TCP);
+        let reply = t6(S6, 80, wan, 61005, IPPROTO_TCP);
+        let st = status::SEEN_REPLY | status::ASSURED | status::SRC_NAT;
+        let e = SavedEntry::synced(orig, reply, st, 0, 300 * SEC, 3, (0, 0)).expect("tcp");
+        let ping_o = t6(C6, 7, S6, 7, IPPROTO_ICMPV6);
+        let ping_r = t6(S6, 7, wan, 7, IPPROTO_ICMPV6);
+        let ping = SavedEntry::synced(ping_o, ping_r, status::SRC_NAT, 0, 30 * SEC, 0, (128, 0))
+            .expect("icmpv6");
+        // An entry in the way: another connection holding the reply tuple.
+        let other = t6(
+            Ipv6Addr::new(0xfd00, 0x10, 0, 0, 0, 0, 0, 3),
+            40001,
+            S6,
+            80,
+            IPPROTO_TCP,
+        );
+        let mut p = pending6(c.track(now, &pkt6(other, Some(seg(SYN, 1, 0, 1000, 0)))));
+        p.reply = reply;
+        c.confirm(now, &p).expect("confirm");
+        let r = c.commit(now, &[e, ping]);
+        assert_eq!((r.restored, r.replaced, r.clashed), (2, 1, 0), "{r:?}");
+        let l = c.listing(now);
+        assert_eq!(l.len(), 2);
+        let tcp = l.iter().find(|s| s.orig == orig).expect("listed");
+        assert_eq!(tcp.reply, reply);
+        assert_eq!(tcp.status, st | status::CONFIRMED);
+        assert_eq!(tcp.tcp_state, TcpState::Established);
+        let echo = l.iter().find(|s| s.orig == ping_o).expect("listed");
+        assert_eq!((echo.reply, echo.icmp_type), (ping_r, 128));
+        assert!(c.tuple_in_use(&reply));
+        let t = now + SEC;
+        let (_, dir, state, _) = existing6(c.track(
+            t,
+            &pkt6(reply, Some(seg(ACK | PSH, 77_000, 5_000, 500, 100))),
+        ));
+        assert_eq!((dir, state), (Dir::Reply, CtState::Established));
+        let (_, dir, state, _) =
+            existing6(c.track(t, &pkt6(orig, Some(seg(ACK, 5_000, 77_100, 500, 0)))));
+        assert_eq!((dir, state), (Dir::Original, CtState::Established));
+    }
 }
 
 /// An entry learnt from a peer (state sync) and committed: listed with its

@@ -36,7 +36,7 @@ use crate::pipeline::ETH_HLEN;
 pub const MAX_DATAGRAM: usize = 65_535;
 
 /// Reassembly settings, as Linux's `net.ipv4.ipfrag_*` and
-/// `net.ipv6.ip6frag_high_thresh` sysctls.
+/// `net.ipv6.ip6frag_*` sysctls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FragConfig {
     /// `ipfrag_high_thresh`: above this many bytes of queued IPv4
@@ -46,20 +46,33 @@ pub struct FragConfig {
     pub high_thresh: usize,
     /// `ip6frag_high_thresh`: the same for IPv6 fragments, counted apart.
     pub high_thresh6: usize,
-    /// `ipfrag_time`: a queue not complete this long after its first
-    /// fragment arrived is dropped (ns).
+    /// `ipfrag_time`: an IPv4 queue not complete this long after its
+    /// first fragment arrived is dropped (ns).
     pub time: u64,
+    /// `ip6frag_time`: the same for IPv6 queues (ns).
+    pub time6: u64,
 }
 
 impl FragConfig {
     /// Linux's defaults: 4 MiB for each family (`IPV4_FRAG_HIGH_THRESH`
     /// is not a constant in Linux, but 4 MiB is its value;
-    /// `IPV6_FRAG_HIGH_THRESH`), 30 s.
+    /// `IPV6_FRAG_HIGH_THRESH`), 30 s for IPv4 (`IP_FRAG_TIME`) and 60 s
+    /// for IPv6 (`IPV6_FRAG_TIMEOUT`).
     pub const DEFAULT: FragConfig = FragConfig {
         high_thresh: 4 * 1024 * 1024,
         high_thresh6: 4 * 1024 * 1024,
         time: 30_000_000_000,
+        time6: 60_000_000_000,
     };
+
+    /// How long a queue of the family (IPv6 if `ipv6`) is kept (ns).
+    pub fn time_of(&self, ipv6: bool) -> u64 {
+        if ipv6 {
+            self.time6
+        } else {
+            self.time
+        }
+    }
     /// The largest `high_thresh` (and `high_thresh6`) accepted (the
     /// table's storage is allocated up front, about twice their sum).
     pub const MAX_HIGH_THRESH: usize = 256 * 1024 * 1024;

@@ -512,7 +512,9 @@ impl Reassembly {
                 let Some(qi) = g.free_queues.pop() else {
                     return fail(stats, DropReason::FragTableFull, 1);
                 };
-                let expires = now.saturating_add(self.cfg.time);
+                // `ipfrag_time` or `ip6frag_time` (`ip_frag_queue`'s
+                // and `ip6_frag_queue`'s fqdir timeout).
+                let expires = now.saturating_add(self.cfg.time_of(ipv6));
                 g.queues[qi as usize] = Queue::new(f.key, expires);
                 g.live[qi as usize] = true;
                 g.index.insert(f.key, qi);

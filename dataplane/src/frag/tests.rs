@@ -269,6 +269,33 @@ fn queues_expire_after_ipfrag_time_from_their_first_fragment() {
     assert_eq!(lab.stats.reasm_fails, 4);
 }
 
+/// IPv6 queues live `time6` (Linux's `ip6frag_time`), IPv4's `time`
+/// (`ipfrag_time`): each family's own.
+#[test]
+fn ipv6_queues_expire_after_ip6frag_time() {
+    let mut lab = Lab::new(FragConfig {
+        time: 2 * S,
+        time6: 5 * S,
+        ..FragConfig::default()
+    });
+    let d = data(32, 7);
+    lab.send(0, &packet(10, 0, true, &d[..16], 0));
+    lab.send6(0, &packet6(10, 0, true, &d[..16]));
+    lab.table.expire(2 * S, &mut lab.stats);
+    // IPv4's queue is gone, IPv6's kept.
+    assert_eq!(lab.table.queues(), 1);
+    assert_eq!(lab.table.mem_of(false), 0);
+    assert!(lab.table.mem_of(true) > 0);
+    lab.table.expire(5 * S - 1, &mut lab.stats);
+    assert_eq!(lab.table.queues(), 1);
+    lab.table.expire(5 * S, &mut lab.stats);
+    assert_eq!(lab.table.queues(), 0);
+    assert_eq!(lab.drops(DropReason::FragTimeout), 2);
+    // Linux's defaults: 30 s and 60 s.
+    let d = FragConfig::default();
+    assert_eq!((d.time_of(false), d.time_of(true)), (30 * S, 60 * S));
+}
+
 #[test]
 fn memory_full_refuses_every_fragment_until_queues_expire() {
     // Linux's default: about 1,670 queues of one 1,480-byte fragment.
@@ -395,7 +422,10 @@ fn each_family_has_its_own_memory_limit() {
     );
     // None of it charged to IPv4.
     assert_eq!(lab.table.mem_of(false), mem4);
+    // IPv4's queues expire after `time`, IPv6's after `time6`.
     lab.table.expire(30 * S, &mut lab.stats);
+    assert_eq!(lab.table.mem_of(false), 0);
+    lab.table.expire(60 * S, &mut lab.stats);
     assert_eq!((lab.table.mem_of(false), lab.table.mem_of(true)), (0, 0));
 }
 

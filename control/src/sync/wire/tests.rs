@@ -1,4 +1,4 @@
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
 
@@ -48,6 +48,111 @@ const ACK: &str = "1a080010 6b116d5b 6b116d5b 6b116d5d";
 const TCP_INSERTED: &str = "10200054 6b116d21 000c0000 c0a80a02 cb0071fe 00080005 0000000e \
      00050002 06000000 00080003 9c400050 00050004 03000000 00080006 00000078 00080007 00000007 \
      0010001f 00000000 00000000 00000000";
+
+// Captured on the sync link of a conntrackd 1.4.7 (Debian, x86-64) in
+// NOTRACK mode, while a host behind the sender (fd00:10::2) made
+// connections to 2001:db8:113::254 through ip6tables' NAT66 `-o wan0 -j
+// MASQUERADE --to-ports 61000-61010` (TCP, UDP; ICMPv6 without
+// `--to-ports`) to 2001:db8:113::1.
+
+/// An established TCP connection over NAT66 (UPDATE): `NTA_IPV6` (both
+/// addresses, 32 bytes), `NTA_SNAT_IPV6` (type 29, 16 bytes), the NAT
+/// port little-endian as IPv4's.
+const TCP6_NAT66: &str = "11000070 6b11c4d6 00240001 fd000010 00000000 00000000 00000002 \
+     20010db8 01130000 00000000 00000254 00080005 0000019e 00050002 06000000 00080003 db141f90 \
+     00050004 03000000 00080006 00069780 0014001d 20010db8 01130000 00000000 00000001 0006000e \
+     51ee0000";
+/// A masqueraded UDP flow's NEW.
+const UDP6_NEW: &str = "10000068 6b11c4da 00240001 fd000010 00000000 00000000 00000002 \
+     20010db8 01130000 00000000 00000254 00080005 00000198 00050002 11000000 00080003 d8c41e61 \
+     00080006 0000001e 0014001d 20010db8 01130000 00000000 00000001 0006000e 4eee0000";
+/// A masqueraded ping6 (UPDATE): ICMPv6 (58) with the ICMP attributes, and
+/// port NAT attributes of 0 as IPv4's ICMP.
+const ICMP6_UPD: &str = "11000080 6b11c4dc 00240001 fd000010 00000000 00000000 00000002 \
+     20010db8 01130000 00000000 00000254 00080005 0000019a 00050002 3a000000 00050016 80000000 \
+     00050017 00000000 00060018 cf5a0000 00080006 0000001e 0014001d 20010db8 01130000 00000000 \
+     00000001 0006000e 00000000 0006000f 00000000";
+
+fn ip6(s: &str) -> IpAddr {
+    IpAddr::V6(s.parse::<Ipv6Addr>().expect("an IPv6 address"))
+}
+
+/// conntrackd's IPv6 entries: read into the same values as IPv4's, and
+/// (TCP, UDP) built back byte for byte; the ping6 back to what parses the
+/// same (xdpgw sends no port NAT attributes for ICMP, as for IPv4).
+#[test]
+fn ipv6_entries_of_the_daemon_parse_and_build_byte_for_byte() {
+    let (c, s, w) = (
+        ip6("fd00:10::2"),
+        ip6("2001:db8:113::254"),
+        ip6("2001:db8:113::1"),
+    );
+    let tcp = SyncedCt {
+        ports: Some((56084, 8080)),
+        status: Some(0x19e),
+        tcp_state: Some(3),
+        timeout: Some(432000),
+        snat: Some(w),
+        spat: Some(61009),
+        ..SyncedCt::new(c, s, 6)
+    };
+    let udp = SyncedCt {
+        ports: Some((55492, 7777)),
+        status: Some(0x198),
+        timeout: Some(30),
+        snat: Some(w),
+        spat: Some(61006),
+        ..SyncedCt::new(c, s, 17)
+    };
+    for (fixture, kind, ct) in [
+        (TCP6_NAT66, CtKind::Update, tcp),
+        (UDP6_NEW, CtKind::New, udp),
+    ] {
+        let b = hex(fixture);
+        let m = one(&b);
+        let Body::Ct(k, attrs) = m.body else {
+            panic!("{m:?}")
+        };
+        assert_eq!(k, kind);
+        assert_eq!(parse_ct(attrs), Ok(ct));
+        let mut out = Vec::new();
+        build_ct(&mut out, kind, 0, m.hdr.seq, &ct);
+        assert_eq!(out, b, "{fixture}");
+    }
+    let b = hex(ICMP6_UPD);
+    let Body::Ct(CtKind::Update, attrs) = one(&b).body else {
+        panic!()
+    };
+    let ping = parse_ct(attrs).expect("icmpv6");
+    assert_eq!((ping.src, ping.dst, ping.proto), (c, s, 58));
+    assert_eq!(ping.icmp, Some((128, 0, 23247)));
+    assert_eq!(
+        (ping.snat, ping.spat, ping.dpat),
+        (Some(w), Some(0), Some(0))
+    );
+    let mut out = Vec::new();
+    build_ct(&mut out, CtKind::Update, 0, 1, &ping);
+    let Body::Ct(_, again) = one(&out).body else {
+        panic!()
+    };
+    assert_eq!(parse_ct(again), Ok(ping));
+    // An IPv6 entry with an IPv4 NAT address is refused.
+    let mut mixed = Vec::new();
+    build_ct(
+        &mut mixed,
+        CtKind::New,
+        0,
+        1,
+        &SyncedCt {
+            snat: Some(ip([203, 0, 113, 1])),
+            ..tcp
+        },
+    );
+    let Body::Ct(_, attrs) = one(&mixed).body else {
+        panic!()
+    };
+    assert!(matches!(parse_ct(attrs), Err(WireError::Missing(_))));
+}
 
 fn one(bytes: &[u8]) -> Message<'_> {
     let mut it = messages(bytes);
