@@ -1159,6 +1159,14 @@ fn two_xdpgw_nodes_sync_ipv6_and_ipv4_connections() {
         assert_eq!(b.handle(&Request::new("ct-count")).body, ["3"]);
         assert_eq!(with("ct-count", "ipv6").body, ["2"]);
         assert_eq!(with("ct-count", "ipv4").body, ["1"]);
+        // The metric counts each family's own entries (the tables share
+        // the one count `ct-count` gives).
+        let text = xdpgw_control::api::metrics::render(&b);
+        assert!(
+            text.contains("xdpgw_conntrack_entries{family=\"ipv4\"} 1\n")
+                && text.contains("xdpgw_conntrack_entries{family=\"ipv6\"} 2\n"),
+            "{text}"
+        );
         let l = with("ct-list", "ipv6").body;
         assert!(
             l.len() == 2 && l.iter().all(|l| l.starts_with("ipv6 ")),

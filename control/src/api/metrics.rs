@@ -209,12 +209,16 @@ pub fn render(c: &Control) -> String {
         "gauge",
         "Entries in the connection tracking table, by address family (one maximum for both).",
     );
-    o.val("conntrack_entries", &[("family", "ipv4")], ct.len() as u64);
+    o.val(
+        "conntrack_entries",
+        &[("family", "ipv4")],
+        ct.family_len() as u64,
+    );
     let ct6 = c.gw.conntrack6.as_ref();
     o.val(
         "conntrack_entries",
         &[("family", "ipv6")],
-        ct6.map_or(0, |t| t.len()) as u64,
+        ct6.map_or(0, |t| t.family_len()) as u64,
     );
     o.head(
         "conntrack_max_entries",

@@ -1951,6 +1951,12 @@ impl<A: Addr> Conntrack<A> {
         self.len() == 0
     }
 
+    /// Entries in this table alone (each shard's lock taken in turn: for
+    /// the control plane, not the packet path).
+    pub fn family_len(&self) -> usize {
+        (0..self.shards.len()).map(|i| self.lock(i).live).sum()
+    }
+
     /// How many entries the control plane has deleted so far (changes
     /// whenever [`Conntrack::remove`] deletes one).
     #[inline]
