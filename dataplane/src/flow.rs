@@ -17,7 +17,7 @@ pub const IPPROTO_ICMPV6: u8 = 58;
 /// 16-byte addresses for both; we keep the IPv4 key at 20 bytes).
 pub trait Addr: Copy + Eq + Ord + Hash + Debug + Display + Send + Sync + 'static {
     /// The address as the key table stores it.
-    type Words: Copy + Eq + Default + Debug + Send + Sync + 'static;
+    type Words: TableWords;
     /// The family's ICMP protocol number (1 or 58).
     const ICMP: u8;
     /// `/proc/net/nf_conntrack`'s layer-3 name and number (`ipv4 2`,
@@ -51,6 +51,29 @@ pub trait Addr: Copy + Eq + Ord + Hash + Debug + Display + Send + Sync + 'static
     /// Appends the address as conntrack-tools prints it (`inet_ntop`: IPv6
     /// compressed).
     fn push_ntop(self, out: &mut String);
+}
+
+/// An address as conntrack's key table stores it, and how many keys of
+/// such addresses a bucket holds: as many as its cache lines take (three
+/// IPv4 keys in one line; two IPv6 keys in two, where three would take
+/// three lines).
+pub trait TableWords: Copy + Eq + Default + Debug + Send + Sync + 'static {
+    /// A bucket's keys.
+    type Recs<R: Copy + Default + Debug + Send + Sync + 'static>: Copy
+        + Default
+        + Debug
+        + Send
+        + Sync
+        + AsRef<[R]>
+        + AsMut<[R]>;
+}
+
+impl TableWords for u32 {
+    type Recs<R: Copy + Default + Debug + Send + Sync + 'static> = [R; 3];
+}
+
+impl TableWords for [u32; 4] {
+    type Recs<R: Copy + Default + Debug + Send + Sync + 'static> = [R; 2];
 }
 
 impl Addr for Ipv4Addr {

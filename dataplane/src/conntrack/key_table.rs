@@ -1,8 +1,9 @@
 //! One shard's keys: tuple -> where its entry lives, in a table allocated
 //! once at a fixed size and never reallocated.
 //!
-//! A hash's home bucket is one 64-byte line holding three keys (the whole
-//! tuple and the entry's place), at an address computable from the hash
+//! A hash's home bucket is one 64-byte line holding three IPv4 keys (the
+//! whole tuple and the entry's place), or two lines holding two IPv6 keys
+//! ([`TableWords`]), at an address computable from the hash
 //! alone ([`KeyTable::line`]), so that the line can be prefetched before
 //! the shard's lock is taken, and a lookup, and the insert that follows a
 //! miss, usually touch that one line and nothing else.
@@ -15,7 +16,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::flow::{Addr, Dir, Tuple};
+use crate::flow::{Addr, Dir, TableWords, Tuple};
 
 /// Bits of a slot index in a key: a shard holds fewer entries than this.
 pub(super) const SLOT_BITS: u32 = 23;
@@ -133,17 +134,18 @@ impl<W: Copy + Eq> Rec<W> {
     }
 }
 
-const PER_BUCKET: usize = 3;
-/// Keys a bucket holds.
-pub(super) const KEYS_PER_BUCKET: usize = PER_BUCKET;
-/// A bucket's size: one cache line.
+/// Keys an IPv4 bucket holds: the unit of [`TableLayout`]'s bucket counts
+/// (`nf_conntrack_buckets`).
+///
+/// [`TableLayout`]: super::config::TableLayout
+pub(super) const KEYS_PER_BUCKET: usize = 3;
+/// An IPv4 bucket's size: one cache line.
 pub(super) const BUCKET_BYTES: usize = std::mem::size_of::<Bucket<u32>>();
-const ALL_USED: u8 = (1 << PER_BUCKET) - 1;
 
 #[derive(Clone, Copy, Debug, Default)]
 #[repr(C, align(64))]
-struct Bucket<W> {
-    recs: [Rec<W>; PER_BUCKET],
+struct Bucket<W: TableWords> {
+    recs: W::Recs<Rec<W>>,
     /// Bit k: `recs[k]` holds a key.
     used: u8,
     _pad: u8,
@@ -151,7 +153,15 @@ struct Bucket<W> {
     overflow: u16,
 }
 
-const _: () = assert!(std::mem::size_of::<Bucket<u32>>() == 64);
+impl<W: TableWords> Bucket<W> {
+    /// Keys a bucket holds.
+    const KEYS: usize = std::mem::size_of::<W::Recs<Rec<W>>>() / std::mem::size_of::<Rec<W>>();
+    /// `used` with every key taken.
+    const ALL_USED: u8 = (1 << Self::KEYS) - 1;
+}
+
+const _: () = assert!(std::mem::size_of::<Bucket<u32>>() == 64 && Bucket::<u32>::KEYS == 3);
+const _: () = assert!(std::mem::size_of::<Bucket<[u32; 4]>>() == 128);
 
 /// The key table of one shard.
 pub(super) struct KeyTable<A: Addr = Ipv4Addr> {
@@ -181,8 +191,8 @@ impl Lines {
         self.base + home_of(hash, self.n) * self.size
     }
 
-    /// Starts loading `hash`'s home bucket: one line (IPv4's buckets are
-    /// one line), or the three of an IPv6 bucket (three 44-byte keys).
+    /// Starts loading `hash`'s home bucket: one line, or the two of an
+    /// IPv6 bucket.
     #[inline]
     pub fn prefetch(&self, hash: u64) {
         crate::hint::prefetch::prefetch_span(self.line(hash), self.size);
@@ -202,17 +212,18 @@ impl<A: Addr> KeyTable<A> {
     #[cfg(test)]
     pub fn with_capacity(keys: usize) -> KeyTable<A> {
         let keys = keys.max(1);
-        KeyTable::new(keys.div_ceil(2), keys)
+        KeyTable::new(keys.div_ceil(2) * KEYS_PER_BUCKET, keys)
     }
 
-    /// A table of `buckets` buckets that takes up to `limit` keys (at
-    /// most as many as fit).
-    pub fn new(buckets: usize, limit: usize) -> KeyTable<A> {
-        let n = buckets.max(1);
+    /// A table with room for `room` keys (in buckets of this family's
+    /// size) that takes up to `limit` keys (at most as many as fit).
+    pub fn new(room: usize, limit: usize) -> KeyTable<A> {
+        let per = Bucket::<A::Words>::KEYS;
+        let n = room.div_ceil(per).max(1);
         KeyTable {
             buckets: vec![Bucket::default(); n].into_boxed_slice(),
             len: 0,
-            limit: limit.clamp(1, n * PER_BUCKET),
+            limit: limit.clamp(1, n * per),
         }
     }
 
@@ -251,7 +262,7 @@ impl<A: Addr> KeyTable<A> {
         let mut i = home_of(hash, self.buckets.len());
         for _ in 0..self.buckets.len() {
             let b = &self.buckets[i];
-            for (k, r) in b.recs.iter().enumerate() {
+            for (k, r) in b.recs.as_ref().iter().enumerate() {
                 if b.used & (1 << k) != 0 && r.matches(&p) {
                     return Some(r.key());
                 }
@@ -275,9 +286,9 @@ impl<A: Addr> KeyTable<A> {
         // Below the limit some bucket has room: the loop ends there.
         for _ in 0..self.buckets.len() {
             let b = &mut self.buckets[i];
-            if b.used != ALL_USED {
+            if b.used != Bucket::<A::Words>::ALL_USED {
                 let k = (!b.used).trailing_zeros() as usize;
-                b.recs[k] = rec;
+                b.recs.as_mut()[k] = rec;
                 b.used |= 1 << k;
                 self.len += 1;
                 return true;
@@ -296,12 +307,12 @@ impl<A: Addr> KeyTable<A> {
         let mut i = home;
         for passed in 0..self.buckets.len() {
             let b = &mut self.buckets[i];
-            let hit = (0..PER_BUCKET).find(|&k| {
-                b.used & (1 << k) != 0 && b.recs[k].matches(&p) && b.recs[k].is_key(&key)
+            let hit = b.recs.as_ref().iter().enumerate().find(|&(k, r)| {
+                b.used & (1 << k) != 0 && r.matches(&p) && r.is_key(&key)
             });
-            if let Some(k) = hit {
+            if let Some((k, _)) = hit {
                 b.used &= !(1 << k);
-                b.recs[k] = Rec::default();
+                b.recs.as_mut()[k] = Rec::default();
                 self.len -= 1;
                 let mut j = home;
                 for _ in 0..passed {
@@ -326,6 +337,7 @@ impl<A: Addr> KeyTable<A> {
     pub fn iter(&self) -> impl Iterator<Item = (Tuple<A>, Key)> + '_ {
         self.buckets.iter().flat_map(|b| {
             b.recs
+                .as_ref()
                 .iter()
                 .enumerate()
                 .filter(move |(k, _)| b.used & (1 << k) != 0)
@@ -519,6 +531,100 @@ mod tests {
             let want = &m.buckets[home_of(h, m.buckets.len())] as *const Bucket<u32> as usize;
             assert_eq!(l.line(h), want);
             assert_eq!(l.line(h) % 64, 0);
+        }
+    }
+
+    fn tuple6(i: u32) -> Tuple<std::net::Ipv6Addr> {
+        let t = tuple(i);
+        Tuple {
+            src: t.src.to_ipv6_mapped(),
+            dst: std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 9),
+            sport: t.sport,
+            dport: t.dport,
+            proto: t.proto,
+        }
+    }
+
+    #[test]
+    fn an_ipv6_bucket_is_two_lines_of_two_keys() {
+        let mut m: KeyTable<std::net::Ipv6Addr> = KeyTable::with_capacity(40);
+        let l = m.lines();
+        assert_eq!((l.size, l.line(SAME) % 64), (128, 0));
+        // As much room as IPv4's buckets of three for the same layout.
+        assert_eq!(m.buckets.len(), 30);
+        for i in 0..7 {
+            assert!(m.insert(SAME, &tuple6(i), key(i)));
+        }
+        // Seven keys with one home: four buckets, the first three full.
+        let h = home_of(SAME, m.buckets.len());
+        assert_eq!(m.buckets[h].overflow, 5);
+        for i in 0..7 {
+            assert_eq!(m.find(SAME, &tuple6(i)).map(|k| k.slot), Some(i));
+        }
+        for i in 0..7 {
+            assert!(m.remove(SAME, &tuple6(i), key(i)));
+        }
+        assert!(m.buckets.iter().all(|b| b.overflow == 0 && b.used == 0));
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert(u32),
+        Remove(u32),
+    }
+
+    /// The table against a plain map, for a family: `hash` folds tuples
+    /// onto few homes so that probing, wrapping and overflow counts work.
+    fn against_a_map<A: Addr>(ops: &[Op], tuple: impl Fn(u32) -> Tuple<A>, homes: u64) {
+        let mut m: KeyTable<A> = KeyTable::with_capacity(24);
+        let mut plain = std::collections::HashMap::new();
+        let hash = |i: u32| (u64::from(i) % homes) * (u64::from(u32::MAX) / homes);
+        for op in ops {
+            match *op {
+                Op::Insert(i) => {
+                    if plain.contains_key(&i) {
+                        continue;
+                    }
+                    let fits = m.has_room(1);
+                    assert_eq!(m.insert(hash(i), &tuple(i), key(i)), fits);
+                    if fits {
+                        plain.insert(i, key(i));
+                    }
+                }
+                Op::Remove(i) => {
+                    assert_eq!(
+                        m.remove(hash(i), &tuple(i), key(i)),
+                        plain.remove(&i).is_some()
+                    );
+                }
+            }
+            assert_eq!(m.len(), plain.len());
+            for i in 0..40 {
+                let want = plain.get(&i).map(|k| Key {
+                    gen: k.gen & 0xffff,
+                    ..*k
+                });
+                assert_eq!(m.find(hash(i), &tuple(i)), want, "key {i}");
+            }
+        }
+    }
+
+    use proptest::prelude::*;
+
+    proptest::proptest! {
+        #[test]
+        fn both_families_tables_agree_with_a_map(
+            ops in proptest::collection::vec(
+                proptest::prop_oneof![
+                    (0..40u32).prop_map(Op::Insert),
+                    (0..40u32).prop_map(Op::Remove),
+                ],
+                1..150,
+            ),
+            homes in 1..6u64,
+        ) {
+            against_a_map(&ops, tuple, homes);
+            against_a_map(&ops, tuple6, homes);
         }
     }
 }

@@ -18,7 +18,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::config::TableLayout;
-use super::key_table::{same_gen, Key, KeyTable, Lines, MAX_SLOTS};
+use super::key_table::{same_gen, Key, KeyTable, Lines, KEYS_PER_BUCKET, MAX_SLOTS};
 use super::tcp::TcpCt;
 use super::Conn;
 use std::net::Ipv4Addr;
@@ -85,7 +85,10 @@ impl<A: Addr> ShardInner<A> {
         let slots = layout.slots_per_shard;
         ShardInner {
             idx: u32::try_from(idx).unwrap_or(u32::MAX),
-            keys: KeyTable::new(layout.buckets_per_shard, layout.keys_per_shard),
+            keys: KeyTable::new(
+                layout.buckets_per_shard * KEYS_PER_BUCKET,
+                layout.keys_per_shard,
+            ),
             slab: Vec::with_capacity(slots),
             tcp: Vec::with_capacity(slots),
             free: NO_SLOT,
