@@ -290,6 +290,63 @@ pub fn conntrack_event_listener(lab: &Lab, src: &str, ping: impl Fn()) -> Proces
     panic!("no event for a ping:\n{}", p.report());
 }
 
+/// A TCP connection's events (`conntrack -E`) with the ephemeral port,
+/// the deleter's portid and the seconds left at deletion masked.
+#[derive(Debug, PartialEq)]
+pub struct TcpEvents {
+    pub new: String,
+    pub syn_recv: String,
+    pub established: String,
+    pub time_wait: String,
+    pub destroy: String,
+}
+
+/// The events `events` (a [`conntrack_event_listener`]) shows for a TCP
+/// connection that has just run to its end: NEW, SYN_RECV, ESTABLISHED
+/// and TIME_WAIT with Linux's default timeouts, then DESTROY after
+/// `conntrack -D -p tcp` (`-f ipv6` with `v6`) or its xdpgw equivalent.
+pub fn tcp_connection_events(lab: &Lab, events: &mut Process, v6: bool) -> TcpEvents {
+    let wait = Duration::from_secs(10);
+    let mut next = |what: &str, tag: &'static str, state: &'static str, secs: u64| {
+        let line = events.wait_line(what, wait, |l| {
+            l.starts_with(tag) && l.contains(" tcp ") && l.contains(state)
+        });
+        mask_event(&line, Some(secs))
+    };
+    let new = next("NEW", "    [NEW]", " SYN_SENT ", 120);
+    let syn_recv = next("SYN_RECV", " [UPDATE]", " SYN_RECV ", 60);
+    let established = next("ESTABLISHED", " [UPDATE]", " ESTABLISHED ", 432000);
+    let time_wait = next("TIME_WAIT", " [UPDATE]", " TIME_WAIT ", 120);
+    match lab.backend() {
+        Backend::Linux => {
+            let family: &[&str] = if v6 { &["-f", "ipv6"] } else { &[] };
+            let mut args = vec!["conntrack", "-D"];
+            args.extend(family);
+            args.extend(["-p", "tcp"]);
+            lab.gateway().exec_ok(&args);
+        }
+        Backend::Xdpgw => {
+            let out = std::process::Command::new(crate::xdpgw_binary())
+                .args(["conntrack", "-D", "-p", "tcp", "--config"])
+                .arg(lab.config_path())
+                .output()
+                .expect("xdpgw conntrack -D");
+            assert!(out.status.success(), "{out:?}");
+        }
+    }
+    let destroy = mask_event(
+        &events.wait_line("DESTROY", wait, |l| l.starts_with("[DESTROY] tcp ")),
+        None,
+    );
+    TcpEvents {
+        new,
+        syn_recv,
+        established,
+        time_wait,
+        destroy,
+    }
+}
+
 /// `line` with its ephemeral ports and portid masked, and its seconds
 /// left: checked to be `secs` or one less (the kernel reads its clock a
 /// jiffy after setting the timeout now and then) and shown as `secs`; for

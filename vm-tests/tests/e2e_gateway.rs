@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use xdpgw_vm_tests::lab::{
-    Backend, Lab, Ping, Process, CLIENT, CLIENT2, FAR, GATEWAY_LAN, GATEWAY_WAN, HOST_IF, SERVER,
+    Lab, Ping, Process, CLIENT, CLIENT2, FAR, GATEWAY_LAN, GATEWAY_WAN, HOST_IF, SERVER,
 };
 use xdpgw_vm_tests::scenario::*;
 
@@ -617,17 +617,6 @@ fn port_collision_two_clients_same_source_port() {
 
 // ---------------------------------------------------------------------------
 
-/// A TCP connection's events (`conntrack -E`) with the ephemeral port,
-/// the deleter's portid and the seconds left at deletion masked.
-#[derive(Debug, PartialEq)]
-struct EventObs {
-    new: String,
-    syn_recv: String,
-    established: String,
-    time_wait: String,
-    destroy: String,
-}
-
 /// `conntrack -E -s CLIENT`: conntrack-tools in the gateway's namespace, or
 /// `xdpgw conntrack -E` through the control socket; it listens once an
 /// event of a ping has shown.
@@ -650,43 +639,9 @@ fn conntrack_events_like_conntrack_tools() {
                 TOOL_LIMIT,
             );
             assert!(line.starts_with("ok "), "{line}");
-            let wait = Duration::from_secs(10);
-            let mut next = |what: &str, tag: &'static str, state: &'static str, secs: u64| {
-                let line = events.wait_line(what, wait, |l| {
-                    l.starts_with(tag) && l.contains(" tcp ") && l.contains(state)
-                });
-                mask_event(&line, Some(secs))
-            };
-            // Linux's default TCP timeouts of those states.
-            let new = next("NEW", "    [NEW]", " SYN_SENT ", 120);
-            let syn_recv = next("SYN_RECV", " [UPDATE]", " SYN_RECV ", 60);
-            let established = next("ESTABLISHED", " [UPDATE]", " ESTABLISHED ", 432000);
-            let time_wait = next("TIME_WAIT", " [UPDATE]", " TIME_WAIT ", 120);
-            match lab.backend() {
-                Backend::Linux => {
-                    lab.gateway().exec_ok(&["conntrack", "-D", "-p", "tcp"]);
-                }
-                Backend::Xdpgw => {
-                    let out = std::process::Command::new(xdpgw_vm_tests::xdpgw_binary())
-                        .args(["conntrack", "-D", "-p", "tcp", "--config"])
-                        .arg(lab.config_path())
-                        .output()
-                        .expect("xdpgw conntrack -D");
-                    assert!(out.status.success(), "{out:?}");
-                }
-            }
-            let destroy = mask_event(
-                &events.wait_line("DESTROY", wait, |l| l.starts_with("[DESTROY] tcp ")),
-                None,
-            );
+            let o = tcp_connection_events(lab, &mut events, false);
             drop(events);
-            EventObs {
-                new,
-                syn_recv,
-                established,
-                time_wait,
-                destroy,
-            }
+            o
         },
         |o| {
             assert_eq!(

@@ -397,17 +397,6 @@ fn ipv6_nat66_masquerade_from_the_ula_prefix() {
     );
 }
 
-/// A NAT66 TCP connection's events (`conntrack -E -f ipv6`), masked as
-/// `e2e_gateway`'s IPv4 ones are.
-#[derive(Debug, PartialEq)]
-struct Events6Obs {
-    new: String,
-    syn_recv: String,
-    established: String,
-    time_wait: String,
-    destroy: String,
-}
-
 /// `xdpgw conntrack -E` shows IPv6 events as `conntrack -E -f ipv6` does:
 /// a masqueraded TCP connection from its NEW to its DESTROY (`conntrack
 /// -D`), the NAT66 reply tuple included.
@@ -435,43 +424,9 @@ fn conntrack_events6_like_conntrack_tools() {
                 ],
             );
             assert!(got.starts_with("ok "), "{got}");
-            let wait = Duration::from_secs(10);
-            let mut next = |what: &str, tag: &'static str, state: &'static str, secs: u64| {
-                let line = events.wait_line(what, wait, |l| {
-                    l.starts_with(tag) && l.contains(" tcp ") && l.contains(state)
-                });
-                mask_event(&line, Some(secs))
-            };
-            let new = next("NEW", "    [NEW]", " SYN_SENT ", 120);
-            let syn_recv = next("SYN_RECV", " [UPDATE]", " SYN_RECV ", 60);
-            let established = next("ESTABLISHED", " [UPDATE]", " ESTABLISHED ", 432000);
-            let time_wait = next("TIME_WAIT", " [UPDATE]", " TIME_WAIT ", 120);
-            match lab.backend() {
-                Backend::Linux => {
-                    lab.gateway()
-                        .exec_ok(&["conntrack", "-D", "-f", "ipv6", "-p", "tcp"]);
-                }
-                Backend::Xdpgw => {
-                    let out = std::process::Command::new(xdpgw_vm_tests::xdpgw_binary())
-                        .args(["conntrack", "-D", "-p", "tcp", "--config"])
-                        .arg(lab.config_path())
-                        .output()
-                        .expect("xdpgw conntrack -D");
-                    assert!(out.status.success(), "{out:?}");
-                }
-            }
-            let destroy = mask_event(
-                &events.wait_line("DESTROY", wait, |l| l.starts_with("[DESTROY] tcp ")),
-                None,
-            );
+            let o = tcp_connection_events(lab, &mut events, true);
             drop(events);
-            Events6Obs {
-                new,
-                syn_recv,
-                established,
-                time_wait,
-                destroy,
-            }
+            o
         },
         |o| {
             let (c, s, g) = (ip6(CLIENT6), ip6(SERVER6), ip6(GATEWAY_WAN6));

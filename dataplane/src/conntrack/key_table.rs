@@ -307,9 +307,12 @@ impl<A: Addr> KeyTable<A> {
         let mut i = home;
         for passed in 0..self.buckets.len() {
             let b = &mut self.buckets[i];
-            let hit = b.recs.as_ref().iter().enumerate().find(|&(k, r)| {
-                b.used & (1 << k) != 0 && r.matches(&p) && r.is_key(&key)
-            });
+            let hit = b
+                .recs
+                .as_ref()
+                .iter()
+                .enumerate()
+                .find(|&(k, r)| b.used & (1 << k) != 0 && r.matches(&p) && r.is_key(&key));
             if let Some((k, _)) = hit {
                 b.used &= !(1 << k);
                 b.recs.as_mut()[k] = Rec::default();
