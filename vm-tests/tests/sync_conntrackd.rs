@@ -149,15 +149,22 @@ fn reply_tuple(line: &str) -> String {
     assert!(starts.len() >= 2, "no reply tuple in {line}");
     words[starts[1]..starts[1] + 4]
         .iter()
-        .map(|w| match w.split_once('=') {
-            Some((k @ ("src" | "dst"), a)) => match a.parse::<std::net::IpAddr>() {
-                Ok(a) => format!("{k}={a}"),
-                Err(_) => (*w).to_owned(),
-            },
-            _ => (*w).to_owned(),
-        })
+        .map(|w| ntop_word(w))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A listing's `src=`/`dst=` word with its address as `inet_ntop` writes
+/// it (the kernel's /proc form writes IPv6 addresses in full); others as
+/// they are.
+fn ntop_word(w: &str) -> String {
+    match w.split_once('=') {
+        Some((k @ ("src" | "dst"), a)) => match a.parse::<std::net::IpAddr>() {
+            Ok(a) => format!("{k}={a}"),
+            Err(_) => w.to_owned(),
+        },
+        _ => w.to_owned(),
+    }
 }
 
 /// A listing line without what two tables of the same connections differ
@@ -175,13 +182,7 @@ fn normalised(line: &str) -> String {
     words
         .iter()
         .filter(|w| !w.starts_with("use=") && !w.starts_with("zone="))
-        .map(|w| match w.split_once('=') {
-            Some((k @ ("src" | "dst"), a)) => match a.parse::<std::net::IpAddr>() {
-                Ok(a) => format!("{k}={a}"),
-                Err(_) => (*w).to_owned(),
-            },
-            _ => (*w).to_owned(),
-        })
+        .map(|w| ntop_word(w))
         .collect::<Vec<_>>()
         .join(" ")
 }
