@@ -201,6 +201,44 @@ mod tests {
 
     use super::*;
 
+    /// An ESTABLISHED NAT66 TCP entry from fd00:10::2 port `sport` to
+    /// [2001:db8:113::254]:8080, masqueraded to 2001:db8:113::1 port
+    /// `nat_port`; with those three addresses.
+    fn nat66_tcp(sport: u16, nat_port: u16) -> (Snapshot<Ipv6Addr>, [Ipv6Addr; 3]) {
+        let a = |t: &str| t.parse::<Ipv6Addr>().expect("address");
+        let (c, srv, wan) = (
+            a("fd00:10::2"),
+            a("2001:db8:113::254"),
+            a("2001:db8:113::1"),
+        );
+        let s4 = snap();
+        let s = Snapshot {
+            orig: Tuple {
+                src: c,
+                dst: srv,
+                sport,
+                dport: 8080,
+                proto: IPPROTO_TCP,
+            },
+            reply: Tuple {
+                src: srv,
+                dst: wan,
+                sport: 8080,
+                dport: nat_port,
+                proto: IPPROTO_TCP,
+            },
+            status: status::SEEN_REPLY | status::ASSURED | status::CONFIRMED | status::SRC_NAT,
+            tcp_state: TcpState::Established,
+            mark: 0,
+            expires: s4.expires,
+            packets: s4.packets,
+            bytes: s4.bytes,
+            icmp_type: 0,
+            icmp_code: 0,
+        };
+        (s, [c, srv, wan])
+    }
+
     fn snap() -> Snapshot {
         let orig = Tuple {
             src: Ipv4Addr::new(192, 168, 10, 2),
@@ -297,37 +335,7 @@ mod tests {
     /// SPAT).
     #[test]
     fn an_xdpgw_nat66_entry_is_sent_as_conntrackd_sends_linuxs() {
-        let a = |t: &str| t.parse::<Ipv6Addr>().expect("address");
-        let (c, srv, wan) = (
-            a("fd00:10::2"),
-            a("2001:db8:113::254"),
-            a("2001:db8:113::1"),
-        );
-        let s4 = snap();
-        let s = Snapshot {
-            orig: Tuple {
-                src: c,
-                dst: srv,
-                sport: 56084,
-                dport: 8080,
-                proto: IPPROTO_TCP,
-            },
-            reply: Tuple {
-                src: srv,
-                dst: wan,
-                sport: 8080,
-                dport: 61009,
-                proto: IPPROTO_TCP,
-            },
-            status: status::SEEN_REPLY | status::ASSURED | status::CONFIRMED | status::SRC_NAT,
-            tcp_state: TcpState::Established,
-            mark: 0,
-            expires: s4.expires,
-            packets: s4.packets,
-            bytes: s4.bytes,
-            icmp_type: 0,
-            icmp_code: 0,
-        };
+        let (s, _) = nat66_tcp(56084, 61009);
         let mut ours = Vec::new();
         super::super::wire::build_ct(
             &mut ours,
@@ -353,37 +361,7 @@ mod tests {
     fn ipv6_entries_go_and_come_back_with_their_nat66() {
         use super::super::wire::{build_ct, messages, nta, parse_ct, Body, CtKind};
         use xdpgw_dataplane::flow::IPPROTO_ICMPV6;
-        let a = |t: &str| t.parse::<Ipv6Addr>().expect("address");
-        let (c, srv, wan) = (
-            a("fd00:10::2"),
-            a("2001:db8:113::254"),
-            a("2001:db8:113::1"),
-        );
-        let s4 = snap();
-        let tcp = Snapshot {
-            orig: Tuple {
-                src: c,
-                dst: srv,
-                sport: 40000,
-                dport: 8080,
-                proto: IPPROTO_TCP,
-            },
-            reply: Tuple {
-                src: srv,
-                dst: wan,
-                sport: 8080,
-                dport: 61005,
-                proto: IPPROTO_TCP,
-            },
-            status: status::SEEN_REPLY | status::ASSURED | status::CONFIRMED | status::SRC_NAT,
-            tcp_state: s4.tcp_state,
-            mark: 0,
-            expires: s4.expires,
-            packets: s4.packets,
-            bytes: s4.bytes,
-            icmp_type: 0,
-            icmp_code: 0,
-        };
+        let (tcp, [c, srv, wan]) = nat66_tcp(40000, 61005);
         let echo_o = Tuple {
             src: c,
             dst: srv,
