@@ -107,6 +107,22 @@ impl<'a, E: Emit> Cx<'a, E, Untraced> {
             obs: Untraced,
         }
     }
+
+    /// Runs `f` with this context recording into `obs` (a traced packet).
+    #[cold]
+    pub(crate) fn observed<O: Observer>(
+        &mut self,
+        obs: O,
+        f: impl FnOnce(&mut Cx<'_, E, O>) -> Action,
+    ) -> Action {
+        f(&mut Cx {
+            now: self.now,
+            emit: &mut *self.emit,
+            stats: &mut *self.stats,
+            fast: &mut *self.fast,
+            obs,
+        })
+    }
 }
 
 impl<E: Emit, O: Observer> Cx<'_, E, O> {
@@ -327,14 +343,7 @@ impl Hooks {
         let Some(record) = trace.begin(worker, rules, &view, meta_of(&info).tuple, cx.now) else {
             return self.prerouting(cx, in_iface, frame, info);
         };
-        let mut traced = Cx {
-            now: cx.now,
-            emit: &mut *cx.emit,
-            stats: &mut *cx.stats,
-            fast: &mut *cx.fast,
-            obs: record,
-        };
-        let a = self.prerouting(&mut traced, in_iface, frame, info);
+        let a = cx.observed(record, |c| self.prerouting(c, in_iface, frame, info));
         trace.end(cx.now, a);
         a
     }

@@ -340,14 +340,7 @@ impl Hooks {
         let Some(record) = trace.begin6(worker, rules, &view, tuple, cx.now) else {
             return self.prerouting6(cx, in_iface, frame, info);
         };
-        let mut traced = Cx {
-            now: cx.now,
-            emit: &mut *cx.emit,
-            stats: &mut *cx.stats,
-            fast: &mut *cx.fast,
-            obs: record,
-        };
-        let a = self.prerouting6(&mut traced, in_iface, frame, info);
+        let a = cx.observed(record, |c| self.prerouting6(c, in_iface, frame, info));
         trace.end(cx.now, a);
         a
     }
